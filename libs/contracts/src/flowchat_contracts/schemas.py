@@ -1,0 +1,50 @@
+"""JSON Schema export of the contracts, for publishers written in other languages.
+
+``python -m flowchat_contracts.schemas`` rewrites ``libs/contracts/schemas/``; a test
+fails when the checked-in files differ from the models.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from flowchat_contracts.models import InboundMessage, OutboundCommand, SendResult, StatusUpdate
+
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "inbound_message": InboundMessage,
+    "status_update": StatusUpdate,
+    "outbound_command": OutboundCommand,
+    "send_result": SendResult,
+}
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def render_schemas() -> dict[str, str]:
+    """File name → JSON text of every contract's schema (as a validator reads input)."""
+    out: dict[str, str] = {}
+    for kind, model in SCHEMA_MODELS.items():
+        schema = model.model_json_schema(mode="validation")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"https://flowchat.dev/schemas/{kind}.v1.json"
+        out[f"{kind}.v1.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def export_schemas(directory: Path = DEFAULT_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_schemas().items():
+        path = directory / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in export_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR):
+        print(p)

@@ -1,0 +1,1 @@
+"""FlowChat's shared service infrastructure (imported, never run)."""

@@ -1,0 +1,417 @@
+"""RabbitMQ helpers: connect with backoff, declare the topology, publish with
+confirms and a deadline, consume with manual acks and message fates.
+
+Rules (DESIGN.md): persistent messages, publisher confirms with ``mandatory`` (an
+unroutable message raises), separate publish and consume connections, strong
+references to channels, every publish bounded by a timeout, acks only after the
+handler's effect is durable, undecodable messages parked in ``flowchat.poison``
+with the reason and the consumer carrying on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import aio_pika
+import orjson
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from flowchat_contracts import topology
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from flowchat_platform import metrics
+from flowchat_platform.errors import DeadLetter, Discard, PublishError, RetryLater
+from flowchat_platform.logs import bind_correlation, get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+#: Header names FlowChat sets on messages it moves between queues.
+HEADER_REASON = "x-flowchat-reason"
+HEADER_ORIGIN_QUEUE = "x-flowchat-origin-queue"
+HEADER_ATTEMPT = "x-flowchat-attempt"
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_none=True).encode()
+
+
+class Amqp:
+    """One service's broker client: a publish connection and a consume connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        service: str,
+        publish_timeout_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        declare: bool = True,
+    ) -> None:
+        self.url = url
+        self.service = service
+        self.publish_timeout_s = publish_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.declare = declare
+        self._pub_conn: AbstractRobustConnection | None = None
+        self._sub_conn: AbstractRobustConnection | None = None
+        self._pub_channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._consumers: list[_Consumer[Any]] = []
+        self._connected = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> None:
+        """Connect (retrying with backoff until it works) and declare the topology."""
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential_jitter(initial=0.5, max=10),
+            retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError, TimeoutError)),
+            before_sleep=lambda rs: log.warning(
+                "broker unavailable, retrying",
+                attempt=rs.attempt_number,
+                error=repr(rs.outcome.exception()) if rs.outcome else None,
+            ),
+        ):
+            with attempt:
+                await self._connect_once()
+        self._connected.set()
+        metrics.AMQP_CONNECTED.labels(self.service).set(1)
+        log.info("broker connected")
+
+    async def _connect_once(self) -> None:
+        await self._close_connections()
+        props: dict[str, Any] = {"connection_name": f"{self.service}-publish"}
+        self._pub_conn = await aio_pika.connect_robust(
+            self.url, timeout=self.connect_timeout_s, client_properties=props
+        )
+        self._sub_conn = await aio_pika.connect_robust(
+            self.url,
+            timeout=self.connect_timeout_s,
+            client_properties={"connection_name": f"{self.service}-consume"},
+        )
+        self._pub_channel = await self._pub_conn.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        if self.declare:
+            await declare_topology(self._pub_channel)
+        self._exchanges = {"": self._pub_channel.default_exchange}
+        for spec in topology.ALL_EXCHANGES:
+            self._exchanges[spec.name] = await self._pub_channel.get_exchange(
+                spec.name, ensure=False
+            )
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self._connected.is_set()
+            and self._pub_conn is not None
+            and not self._pub_conn.is_closed
+            and self._sub_conn is not None
+            and not self._sub_conn.is_closed
+            and self._pub_channel is not None
+            and not self._pub_channel.is_closed
+        )
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    async def stop_consuming(self, grace_s: float) -> None:
+        """Cancel every consumer, then wait (up to ``grace_s``) for in-flight handlers."""
+        for consumer in self._consumers:
+            await consumer.cancel()
+        deadline = time.monotonic() + grace_s
+        for consumer in self._consumers:
+            await consumer.drain(max(0.0, deadline - time.monotonic()))
+
+    async def close(self, grace_s: float = 10.0) -> None:
+        await self.stop_consuming(grace_s)
+        await self._close_connections()
+        metrics.AMQP_CONNECTED.labels(self.service).set(0)
+
+    async def _close_connections(self) -> None:
+        for conn in (self._sub_conn, self._pub_conn):
+            if conn is not None and not conn.is_closed:
+                try:
+                    await asyncio.wait_for(conn.close(), timeout=5)
+                except Exception as exc:  # noqa: BLE001 - closing is best effort
+                    log.warning("broker close failed", error=repr(exc))
+        self._sub_conn = self._pub_conn = None
+        self._pub_channel = None
+
+    # ------------------------------------------------------------ publish
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes | BaseModel,
+        *,
+        message_id: str | None = None,
+        correlation_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+        message_type: str | None = None,
+    ) -> None:
+        """Publish one persistent message and wait for the broker's confirm.
+
+        Raises :class:`PublishError` when the broker is unreachable, nacks, returns the
+        message as unroutable, or does not confirm within the deadline.
+        """
+        data = encode(body) if isinstance(body, BaseModel) else body
+        if message_type is None and isinstance(body, BaseModel):
+            message_type = getattr(body, "kind", None)
+        message = aio_pika.Message(
+            data,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            correlation_id=correlation_id,
+            headers=headers or {},
+            type=message_type,
+            app_id=self.service,
+        )
+        timeout = self.publish_timeout_s if timeout_s is None else timeout_s
+        label = exchange or "(default)"
+        started = time.perf_counter()
+        try:
+            ex = self._exchanges.get(exchange) if self.ready else None
+            if ex is None:
+                raise PublishError(
+                    "broker not connected", exchange=exchange, routing_key=routing_key
+                )
+            await asyncio.wait_for(
+                ex.publish(message, routing_key, mandatory=True), timeout=timeout
+            )
+        except PublishError:
+            metrics.AMQP_PUBLISHED.labels(self.service, label, "failed").inc()
+            raise
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            metrics.AMQP_PUBLISHED.labels(self.service, label, "timeout").inc()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise PublishError(
+                f"publish not confirmed within {timeout}s",
+                exchange=exchange,
+                routing_key=routing_key,
+            ) from exc
+        except Exception as exc:
+            metrics.AMQP_PUBLISHED.labels(self.service, label, "failed").inc()
+            raise PublishError(
+                f"publish failed: {exc!r}", exchange=exchange, routing_key=routing_key
+            ) from exc
+        metrics.AMQP_PUBLISHED.labels(self.service, label, "confirmed").inc()
+        metrics.AMQP_PUBLISH_SECONDS.labels(self.service, label).observe(
+            time.perf_counter() - started
+        )
+
+    async def publish_many(
+        self, items: Iterable[tuple[str, str, BaseModel]], *, timeout_s: float | None = None
+    ) -> None:
+        """Publish several messages concurrently; return once all are confirmed."""
+        tasks = [
+            self.publish(
+                ex,
+                key,
+                model,
+                message_id=getattr(model, "event_id", None),
+                correlation_id=getattr(model, "correlation_id", None),
+                timeout_s=timeout_s,
+            )
+            for ex, key, model in items
+        ]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    # ------------------------------------------------------------ consume
+
+    async def consume(
+        self,
+        queue: str,
+        handler: Callable[[T, AbstractIncomingMessage], Awaitable[None]],
+        *,
+        decoder: TypeAdapter[T],
+        prefetch: int = 32,
+        on_retry: Callable[[RetryLater, AbstractIncomingMessage], Awaitable[None]] | None = None,
+        dead_letter_queue: str = topology.QUEUE_POISON,
+    ) -> None:
+        """Start consuming ``queue``; each message is decoded, handled, then acked.
+
+        Fates: success → ack; :class:`Discard` → ack; :class:`DeadLetter` or an
+        undecodable body → copied to ``dead_letter_queue`` with the reason, then ack;
+        :class:`RetryLater` → ``on_retry`` (which must publish the retry) then ack, or
+        requeue when there is no ``on_retry``; any other exception → rejected back to
+        the queue (its delivery limit parks a message that always fails).
+        """
+        if self._sub_conn is None:
+            raise RuntimeError("connect() first")
+        consumer: _Consumer[T] = _Consumer(
+            self, queue, handler, decoder, prefetch, on_retry, dead_letter_queue
+        )
+        await consumer.start(self._sub_conn)
+        self._consumers.append(consumer)
+
+    async def park(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
+        """Copy a message to a parking queue with the reason, keeping body and ids."""
+        headers = dict(message.headers or {})
+        headers[HEADER_REASON] = reason[:1000]
+        headers[HEADER_ORIGIN_QUEUE] = message.routing_key or ""
+        await self.publish(
+            "",
+            queue,
+            message.body,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            headers=headers,
+            message_type=message.type,
+        )
+
+
+class _Consumer(Generic[T]):
+    def __init__(
+        self,
+        amqp: Amqp,
+        queue: str,
+        handler: Callable[[T, AbstractIncomingMessage], Awaitable[None]],
+        decoder: TypeAdapter[T],
+        prefetch: int,
+        on_retry: Callable[[RetryLater, AbstractIncomingMessage], Awaitable[None]] | None,
+        dead_letter_queue: str,
+    ) -> None:
+        self.amqp = amqp
+        self.queue_name = queue
+        self.handler = handler
+        self.decoder = decoder
+        self.prefetch = prefetch
+        self.on_retry = on_retry
+        self.dead_letter_queue = dead_letter_queue
+        self._channel: AbstractChannel | None = None
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self, conn: AbstractRobustConnection) -> None:
+        self._channel = await conn.channel()
+        await self._channel.set_qos(prefetch_count=self.prefetch)
+        spec = next((q for q in topology.ALL_QUEUES if q.name == self.queue_name), None)
+        if spec is not None:
+            self._queue = await self._channel.declare_queue(
+                spec.name, durable=True, arguments=spec.arguments
+            )
+        else:
+            self._queue = await self._channel.declare_queue(self.queue_name, passive=True)
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        log.info("consuming", queue=self.queue_name, prefetch=self.prefetch)
+
+    async def cancel(self) -> None:
+        if self._queue is not None and self._tag is not None:
+            try:
+                await asyncio.wait_for(self._queue.cancel(self._tag), timeout=5)
+            except Exception as exc:  # noqa: BLE001 - the connection may be gone already
+                log.warning("consumer cancel failed", queue=self.queue_name, error=repr(exc))
+            self._tag = None
+
+    async def drain(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except TimeoutError:
+            log.warning(
+                "in-flight messages left at shutdown", queue=self.queue_name, count=self._inflight
+            )
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._inflight += 1
+        self._idle.clear()
+        started = time.perf_counter()
+        fate = "ack"
+        try:
+            with bind_correlation(message.correlation_id, queue=self.queue_name):
+                fate = await self._handle(message)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+            metrics.AMQP_CONSUMED.labels(self.amqp.service, self.queue_name, fate).inc()
+            metrics.AMQP_HANDLE_SECONDS.labels(self.amqp.service, self.queue_name).observe(
+                time.perf_counter() - started
+            )
+
+    async def _handle(self, message: AbstractIncomingMessage) -> str:
+        try:
+            try:
+                item = self.decoder.validate_json(message.body)
+            except ValidationError as exc:
+                reason = _validation_reason(exc)
+                log.warning("undecodable message parked", reason=reason)
+                await self.amqp.park(message, topology.QUEUE_POISON, f"invalid: {reason}")
+                await message.ack()
+                return "poison"
+            try:
+                await self.handler(item, message)
+            except Discard as exc:
+                log.info("message discarded", reason=exc.reason)
+                await message.ack()
+                return "discard"
+            except DeadLetter as exc:
+                log.warning("message dead-lettered", reason=exc.reason)
+                await self.amqp.park(message, self.dead_letter_queue, exc.reason)
+                await message.ack()
+                return "dead_letter"
+            except RetryLater as exc:
+                if self.on_retry is None:
+                    await message.nack(requeue=True)
+                    return "requeue"
+                await self.on_retry(exc, message)
+                await message.ack()
+                return "retry"
+            await message.ack()
+            return "ack"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("handler failed; message rejected for redelivery", error=repr(exc))
+            try:
+                await message.reject(requeue=True)
+            except Exception as reject_exc:  # noqa: BLE001 - channel gone: broker redelivers
+                log.warning("reject failed", error=repr(reject_exc))
+            return "requeue"
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(body)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def declare_topology(channel: AbstractChannel) -> None:
+    """Declare every exchange, queue and binding of :mod:`flowchat_contracts.topology`."""
+    exchanges: dict[str, AbstractExchange] = {}
+    for ex in topology.ALL_EXCHANGES:
+        exchanges[ex.name] = await channel.declare_exchange(
+            ex.name, aio_pika.ExchangeType(ex.type), durable=True
+        )
+    queues: dict[str, AbstractQueue] = {}
+    for q in topology.ALL_QUEUES:
+        queues[q.name] = await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
+    for b in topology.ALL_BINDINGS:
+        await queues[b.queue].bind(exchanges[b.exchange], b.routing_key)
+
+
+def loads(body: bytes) -> Any:
+    return orjson.loads(body)

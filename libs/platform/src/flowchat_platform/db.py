@@ -1,0 +1,106 @@
+"""PostgreSQL: asyncpg pools with retry, and Alembic migrations per service schema.
+
+Each service owns one schema (``tenant``, ``state_manager``, ``conversation``);
+its pool's ``search_path`` points there and its migrations create tables there,
+with Alembic's version table in the same schema. Migrations take an advisory
+lock, so replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from flowchat_platform.logs import get_logger
+
+log = get_logger(__name__)
+
+
+async def create_pool(
+    dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10
+) -> asyncpg.Pool:
+    """Open a pool (retrying with backoff while the database is down)."""
+    async for attempt in AsyncRetrying(
+        wait=wait_exponential_jitter(initial=0.5, max=10),
+        retry=retry_if_exception_type((OSError, asyncpg.PostgresError, TimeoutError)),
+        before_sleep=lambda rs: log.warning(
+            "database unavailable, retrying",
+            attempt=rs.attempt_number,
+            error=repr(rs.outcome.exception()) if rs.outcome else None,
+        ),
+    ):
+        with attempt:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=5,
+                command_timeout=30,
+                server_settings={"search_path": schema, "application_name": f"flowchat-{schema}"},
+            )
+    assert pool is not None
+    return pool
+
+
+def _sqlalchemy_url(dsn: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if dsn.startswith(prefix):
+            return "postgresql+asyncpg://" + dsn[len(prefix) :]
+    return dsn
+
+
+def _upgrade(dsn: str, migrations: Path, schema: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations))
+    cfg.attributes["dsn"] = dsn
+    cfg.attributes["schema"] = schema
+    command.upgrade(cfg, revision)
+
+
+async def migrate(dsn: str, migrations: Path, schema: str, revision: str = "head") -> None:
+    """Apply a service's Alembic migrations (in a thread: Alembic's API is synchronous)."""
+    await asyncio.to_thread(_upgrade, dsn, migrations, schema, revision)
+    log.info("migrations applied", schema=schema, revision=revision)
+
+
+def run_alembic_env() -> None:
+    """The body of every service's ``migrations/env.py``."""
+    from alembic import context
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    cfg = context.config
+    dsn: str = cfg.attributes["dsn"]
+    schema: str = cfg.attributes["schema"]
+
+    def do_run(connection: Any) -> None:
+        context.configure(
+            connection=connection, version_table_schema=schema, transactional_ddl=True
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(_sqlalchemy_url(dsn), poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_lock(hashtext(:s))"), {"s": schema})
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                await conn.execute(text(f'SET search_path TO "{schema}"'))
+                await conn.commit()
+                await conn.run_sync(do_run)
+                await conn.commit()
+                await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:s))"), {"s": schema})
+                await conn.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

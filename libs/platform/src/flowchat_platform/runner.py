@@ -1,0 +1,73 @@
+"""Run a service: settings → logging → app → uvicorn, with graceful SIGTERM.
+
+uvicorn turns SIGTERM into a graceful stop: it stops accepting connections, lets
+open requests finish, then runs the app's lifespan shutdown, where services stop
+consuming and drain in-flight messages (:meth:`Amqp.close`) before closing pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from flowchat_platform.logs import configure_logging, get_logger
+from flowchat_platform.settings import ServiceSettings, load_settings
+
+S = TypeVar("S", bound=ServiceSettings)
+log = get_logger(__name__)
+
+
+def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
+    settings = load_settings(settings_cls)
+    configure_logging(service, settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        server_header=False,
+    )
+    log.info(
+        "starting",
+        host=settings.http_host,
+        port=settings.http_port,
+        environment=settings.environment,
+    )
+    uvicorn.Server(config).run()
+
+
+class Background:
+    """Tasks started by a lifespan (connect with retry, then consume) and cancelled at stop.
+
+    The HTTP server answers ``/healthz`` at once while these run, and ``/readyz``
+    reports not-ready until the resources they open are up.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, name: str, coro: Awaitable[None]) -> None:
+        async def runner() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task failed", task=name)
+
+        task = asyncio.create_task(runner(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

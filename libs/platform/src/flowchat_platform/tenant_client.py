@@ -1,0 +1,172 @@
+"""Client of the tenant service's internal API, with a TTL cache.
+
+The gateway and the sender call this on every message, so lookups are served from
+memory for ``ttl_s`` (the tenant service's ``Cache-Control: max-age``), misses for
+the same key share one request, and "not found" is cached briefly too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict
+
+from flowchat_platform.errors import UpstreamError
+
+INTERNAL_PREFIX = "/internal/v1"
+
+
+class AccountCredentials(BaseModel):
+    """A business account with its decrypted secrets, as the internal API returns it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    account_id: str
+    tenant_id: str
+    tenant_status: Literal["active", "suspended"] = "active"
+    status: Literal["active", "disabled"] = "active"
+    provider: Literal["meta", "twilio"]
+    phone_number_id: str | None = None
+    waba_id: str | None = None
+    display_phone_number: str | None = None
+    tier: str = "standard"
+    throughput_mps: int = 80
+    app_secret: str | None = None
+    access_token: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_number: str | None = None
+    version: int = 1
+
+
+class ApiKeyInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    key_id: str
+    tenant_id: str
+    scopes: list[str]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class TenantClient:
+    def __init__(
+        self,
+        base_url: str,
+        service_token: str,
+        *,
+        session: aiohttp.ClientSession,
+        ttl_s: float = 60.0,
+        negative_ttl_s: float = 5.0,
+        timeout_s: float = 3.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {service_token}"}
+        self._session = session
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    async def account_by_phone_number(self, phone_number_id: str) -> AccountCredentials | None:
+        return await self._cached_get(
+            f"/accounts/by-phone-number/{phone_number_id}", AccountCredentials
+        )
+
+    async def account_by_twilio_number(self, number: str) -> AccountCredentials | None:
+        return await self._cached_get(f"/accounts/by-twilio-number/{number}", AccountCredentials)
+
+    async def account(self, account_id: str) -> AccountCredentials | None:
+        return await self._cached_get(f"/accounts/{account_id}", AccountCredentials)
+
+    async def verify_token_known(self, token: str) -> bool:
+        """True when some account's webhook verify token is ``token``."""
+        result = await self._post("/verify-tokens/check", {"token": token})
+        return bool(result and result.get("valid"))
+
+    async def api_key(self, key: str) -> ApiKeyInfo | None:
+        """The tenant and scopes of an API key, or None when unknown or revoked."""
+        cache_key = "apikey:" + key
+        hit = self._cache.get(cache_key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[no-any-return]
+        result = await self._post("/api-keys/verify", {"key": key})
+        info = ApiKeyInfo.model_validate(result) if result else None
+        ttl = min(self.ttl_s, 30.0) if info else self.negative_ttl_s
+        self._cache[cache_key] = (time.monotonic() + ttl, info)
+        return info
+
+    def invalidate(self, account: AccountCredentials | None = None) -> None:
+        """Forget cached accounts (all, or one) so the next lookup fetches fresh secrets."""
+        if account is None:
+            self._cache.clear()
+            return
+        for key, (_, value) in list(self._cache.items()):
+            if isinstance(value, AccountCredentials) and value.account_id == account.account_id:
+                del self._cache[key]
+
+    async def _cached_get(self, path: str, model: type[M]) -> M | None:
+        hit = self._cache.get(path)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[no-any-return]
+        pending = self._inflight.get(path)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[path] = future
+        try:
+            value, ttl = await self._fetch(path, model)
+            self._cache[path] = (time.monotonic() + ttl, value)
+            future.set_result(value)
+            return value
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[path]
+
+    async def _fetch(self, path: str, model: type[M]) -> tuple[M | None, float]:
+        url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
+        try:
+            async with self._session.get(url, headers=self._headers, timeout=self._timeout) as r:
+                if r.status == 404:
+                    return None, self.negative_ttl_s
+                if r.status != 200:
+                    raise UpstreamError(
+                        f"tenant service answered {r.status}", service="tenant", status=r.status
+                    )
+                body = await r.read()
+                return model.model_validate_json(body), _max_age(r.headers, self.ttl_s)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
+        try:
+            async with self._session.post(
+                url, json=payload, headers=self._headers, timeout=self._timeout
+            ) as r:
+                if r.status == 404:
+                    return None
+                if r.status != 200:
+                    raise UpstreamError(
+                        f"tenant service answered {r.status}", service="tenant", status=r.status
+                    )
+                data: dict[str, Any] = await r.json()
+                return data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
+
+
+def _max_age(headers: Any, default: float) -> float:
+    for part in str(headers.get("Cache-Control", "")).split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "max-age" and value.isdigit():
+            return float(value)
+    return default

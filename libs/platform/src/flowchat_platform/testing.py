@@ -1,0 +1,149 @@
+"""Pytest fixtures for FlowChat's integration tests: real servers, isolated per test.
+
+- ``amqp_url``: a fresh RabbitMQ vhost per test (created with ``rabbitmqctl``, deleted after).
+- ``database_url``: a fresh PostgreSQL database per test (dropped after).
+- ``redis_url``: a Redis database index of its own, flushed before the test.
+- :func:`serve`: run an ASGI app under uvicorn on a free local port (lifespan included),
+  so services can call each other over real HTTP.
+
+Registered for every test by the root ``conftest.py``. Server addresses come from
+``AMQP_URL`` / ``DATABASE_URL`` / ``REDIS_URL`` when set (``.run/stack.env``),
+else the standard local ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import uvicorn
+
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+TEST_REDIS_DB = 13
+
+
+def _rabbitmqctl(*args: str) -> None:
+    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    subprocess.run([exe, "-q", *args], check=True, capture_output=True, timeout=60)  # noqa: S603
+
+
+def _with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+@contextlib.contextmanager
+def temporary_vhost(base_url: str | None = None) -> Iterator[str]:
+    base = base_url or os.environ.get("AMQP_URL", DEFAULT_AMQP)
+    user = urlsplit(base).username or "guest"
+    vhost = f"flowchat-test-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield _with_path(base, "/" + quote(vhost, safe=""))
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def amqp_url() -> Iterator[str]:
+    with temporary_vhost() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def temporary_database(base_dsn: str | None = None) -> AsyncIterator[str]:
+    base = base_dsn or os.environ.get("DATABASE_URL", DEFAULT_PG)
+    name = f"flowchat_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_with_path(base, "/postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _with_path(base, "/" + name)
+    finally:
+        admin = await asyncpg.connect(_with_path(base, "/postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    async with temporary_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    import redis.asyncio as aioredis
+
+    base = os.environ.get("REDIS_URL", DEFAULT_REDIS)
+    url = _with_path(base, f"/{TEST_REDIS_DB}")
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return url
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (lifespan included) and yield its base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during start-up")
+            await asyncio.sleep(0.01)
+        else:
+            raise TimeoutError("server did not start in 5 s")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def eventually(predicate: Any, *, timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
+    """Await ``predicate()`` (sync or async) until truthy; return its value or fail."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(interval_s)
