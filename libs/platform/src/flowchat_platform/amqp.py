@@ -75,7 +75,7 @@ class Amqp:
     async def connect(self) -> None:
         """Connect (retrying with backoff until it works) and declare the topology."""
         async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.5, max=10),
+            wait=wait_exponential_jitter(multiplier=0.5, max=10),
             retry=retry_if_exception_type((OSError, aio_pika.exceptions.AMQPError, TimeoutError)),
             before_sleep=lambda rs: log.warning(
                 "broker unavailable, retrying",

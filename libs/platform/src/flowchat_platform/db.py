@@ -25,7 +25,7 @@ async def create_pool(
 ) -> asyncpg.Pool:
     """Open a pool (retrying with backoff while the database is down)."""
     async for attempt in AsyncRetrying(
-        wait=wait_exponential_jitter(initial=0.5, max=10),
+        wait=wait_exponential_jitter(multiplier=0.5, max=10),
         retry=retry_if_exception_type((OSError, asyncpg.PostgresError, TimeoutError)),
         before_sleep=lambda rs: log.warning(
             "database unavailable, retrying",

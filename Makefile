@@ -1,0 +1,53 @@
+# FlowChat — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# uv from PATH, else the one `make setup` installs with pip (run as a module).
+UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+PY := .venv/bin/python
+STACK := $(PY) scripts/stack.py
+
+.PHONY: help setup up down status logs demo test test-unit lint format schemas migrate clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Install uv (if missing) and every dependency from uv.lock into .venv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+up: setup ## Start RabbitMQ, Redis, PostgreSQL (installing them if needed), the services and the sandbox
+	@$(STACK) up
+
+down: ## Stop the services (and any server `make up` started itself)
+	@[ -x $(PY) ] && $(STACK) down || true
+
+status: ## Show what runs and what answers
+	@$(STACK) status
+
+logs: ## Tail every service's log (.run/logs/)
+	@$(STACK) logs
+
+demo: up ## Set everything up, seed a demo tenant and catalog, play a customer conversation, print it
+	@$(PY) scripts/demo.py
+
+test: setup ## Unit and integration tests against the real servers (started if not running)
+	@$(STACK) servers
+	@$(UV) run --frozen pytest -q
+
+test-unit: setup ## Only the tests that need no server
+	@$(UV) run --frozen pytest -q -m "not integration and not e2e"
+
+lint: setup ## ruff (lint + format check) and mypy --strict
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy libs/*/src services/*/src tools/*/src
+
+format: setup ## Apply ruff's formatting and safe fixes
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+schemas: setup ## Re-export the contracts' JSON Schemas (libs/contracts/schemas)
+	@$(UV) run --frozen python -m flowchat_contracts.schemas
+
+clean: down ## Stop everything and delete .run/ (logs, local server data, generated secrets)
+	@rm -rf .run

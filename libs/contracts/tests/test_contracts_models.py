@@ -1,0 +1,148 @@
+import json
+
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
+import flowchat_contracts
+from flowchat_contracts import (
+    InboundMessage,
+    OutboundCommand,
+    SendResult,
+    StatusEvent,
+    StatusUpdate,
+    render_schemas,
+    topology,
+)
+from flowchat_contracts.schemas import DEFAULT_DIR
+
+BASE = {"tenant_id": "tnt_1", "account_id": "acc_1", "idempotency_key": "k1", "to": "15551234567"}
+
+
+def command(content: dict) -> OutboundCommand:
+    return OutboundCommand.model_validate({**BASE, "content": content})
+
+
+def test_exported_members_are_exactly_all():
+    public = {n for n in dir(flowchat_contracts) if not n.startswith("_")}
+    modules = {"models", "schemas", "topology"}
+    assert public - modules == set(flowchat_contracts.__all__) - {"topology"}
+    for name in flowchat_contracts.__all__:
+        assert hasattr(flowchat_contracts, name)
+
+
+def test_checked_in_json_schemas_are_current():
+    rendered = render_schemas()
+    on_disk = {p.name: p.read_text() for p in DEFAULT_DIR.glob("*.json")}
+    assert on_disk == rendered, "run `make schemas` and commit libs/contracts/schemas"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"type": "text", "body": "hello"},
+        {"type": "image", "link": "https://example.com/a.jpg", "caption": "a"},
+        {"type": "document", "media_id": "123", "filename": "invoice.pdf"},
+        {"type": "template", "name": "order_update", "language": "en_US",
+         "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]},
+        {"type": "interactive_buttons", "body": "Confirm?",
+         "buttons": [{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}]},
+        {"type": "interactive_list", "body": "Pick", "button": "Catalog",
+         "sections": [{"title": "Cement", "rows": [{"id": "c1", "title": "Cement 50kg"}]}]},
+        {"type": "reaction", "message_id": "wamid.X", "emoji": "👍"},
+        {"type": "location", "latitude": 6.5, "longitude": 3.4, "name": "Shop"},
+        {"type": "contacts", "contacts": [{"name": {"formatted_name": "Ann"}}]},
+    ],
+)
+def test_every_content_type_round_trips(content):
+    cmd = command(content)
+    again = OutboundCommand.model_validate_json(cmd.model_dump_json())
+    assert again == cmd
+    assert again.content.type == content["type"]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ({"type": "text", "body": "x" * 4097}, "4096"),
+        ({"type": "text", "body": ""}, "at least 1"),
+        ({"type": "image", "media_id": "1", "link": "https://e.com/a.jpg"}, "exactly one"),
+        ({"type": "image"}, "exactly one"),
+        ({"type": "image", "link": "https://e.com/a.jpg", "caption": "c" * 1025}, "1024"),
+        ({"type": "audio", "media_id": "1", "caption": "no"}, "no caption"),
+        ({"type": "interactive_buttons", "body": "b",
+          "buttons": [{"id": str(i), "title": "t"} for i in range(4)]}, "at most 3"),
+        ({"type": "interactive_buttons", "body": "b",
+          "buttons": [{"id": "1", "title": "x" * 21}]}, "20"),
+        ({"type": "interactive_list", "body": "b", "button": "B",
+          "sections": [{"title": f"s{s}", "rows": [{"id": f"{s}-{r}", "title": "t"}
+                                                  for r in range(6)]} for s in range(2)]},
+         "10 rows"),
+        ({"type": "carrier_pigeon", "body": "x"}, "does not match any of the expected tags"),
+    ],
+)
+def test_limits_refuse_bad_content(content, fragment):
+    with pytest.raises(ValidationError) as info:
+        command(content)
+    assert fragment in str(info.value)
+
+
+def test_recipient_must_be_a_phone_number():
+    with pytest.raises(ValidationError):
+        OutboundCommand.model_validate({**BASE, "to": "not-a-number",
+                                        "content": {"type": "text", "body": "x"}})
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    cmd = OutboundCommand.model_validate(
+        {**BASE, "future_field": 1, "content": {"type": "text", "body": "x", "extra": True}}
+    )
+    assert cmd.schema_version == 1
+    assert "future_field" not in cmd.model_dump()
+
+
+def test_status_events_are_told_apart_by_kind():
+    adapter: TypeAdapter = TypeAdapter(StatusEvent)
+    result = SendResult(tenant_id="t", account_id="a", message_id="m", idempotency_key="k",
+                        to="15551234567", message_type="text", status="accepted",
+                        provider="meta", provider_message_id="wamid.1")
+    update = StatusUpdate(tenant_id="t", account_id="a", provider="meta",
+                          provider_message_id="wamid.1", status="read",
+                          timestamp="2026-01-01T00:00:00Z")
+    assert isinstance(adapter.validate_json(result.model_dump_json()), SendResult)
+    assert isinstance(adapter.validate_json(update.model_dump_json()), StatusUpdate)
+
+
+def test_send_result_consistency():
+    with pytest.raises(ValidationError, match="provider's message id"):
+        SendResult(tenant_id="t", account_id="a", message_id="m", idempotency_key="k",
+                   to="15551234567", message_type="text", status="accepted", provider="meta")
+    with pytest.raises(ValidationError, match="carries the error"):
+        SendResult(tenant_id="t", account_id="a", message_id="m", idempotency_key="k",
+                   to="15551234567", message_type="text", status="failed", provider="meta")
+
+
+def test_inbound_message_accepts_unsupported_type():
+    msg = InboundMessage(tenant_id="t", account_id="a", provider="meta",
+                         provider_message_id="wamid.9", phone_number_id="1",
+                         customer_wa_id="15551234567", type="unsupported",
+                         timestamp="2026-01-01T00:00:00Z",
+                         errors=[{"code": 131051, "title": "Unsupported message type"}])
+    assert json.loads(msg.model_dump_json())["errors"][0]["code"] == 131051
+
+
+def test_retry_tiers_use_queue_ttl_and_dead_letter_back():
+    assert [t.label for t in topology.RETRY_TIERS] == ["5s", "30s", "2m", "10m", "1h"]
+    for tier in topology.RETRY_TIERS:
+        args = tier.spec().arguments
+        assert args["x-message-ttl"] == tier.delay_s * 1000
+        assert args["x-dead-letter-routing-key"] == topology.QUEUE_OUTBOUND
+    assert topology.retry_tier_for(1).delay_s == 5
+    assert topology.retry_tier_for(31).delay_s == 120
+    assert topology.retry_tier_for(99999).delay_s == 3600
+
+
+def test_routing_keys_cannot_be_smuggled_extra_words():
+    assert topology.inbound_routing_key("t.1", "a", "text") == "t_1.a.text"
+    names = [q.name for q in topology.ALL_QUEUES]
+    assert len(names) == len(set(names))
+    assert {b.queue for b in topology.ALL_BINDINGS} <= set(names)

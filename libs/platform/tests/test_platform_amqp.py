@@ -1,0 +1,126 @@
+import asyncio
+
+import aio_pika
+import pytest
+from pydantic import TypeAdapter
+
+from flowchat_contracts import InboundMessage, topology
+from flowchat_platform.amqp import HEADER_REASON, Amqp
+from flowchat_platform.errors import DeadLetter, Discard, PublishError
+from flowchat_platform.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+
+def inbound(n: int = 1) -> InboundMessage:
+    return InboundMessage(tenant_id="t1", account_id="a1", provider="meta",
+                          provider_message_id=f"wamid.{n}", phone_number_id="100",
+                          customer_wa_id="15551234567", type="text", text=f"hi {n}",
+                          timestamp="2026-01-01T00:00:00Z")
+
+
+async def get_all(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    conn = await aio_pika.connect(url)
+    try:
+        ch = await conn.channel()
+        q = await ch.declare_queue(queue, passive=True)
+        out = []
+        while (msg := await q.get(no_ack=True, fail=False)) is not None:
+            out.append(msg)
+        return out
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def amqp(amqp_url):
+    client = Amqp(amqp_url, service="test", publish_timeout_s=5)
+    await client.connect()
+    yield client
+    await client.close(grace_s=2)
+
+
+async def test_publish_is_confirmed_and_routed_by_topology(amqp, amqp_url):
+    msg = inbound()
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", msg, message_id=msg.event_id)
+    got = await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    assert [InboundMessage.model_validate_json(m.body) for m in got] == [msg]
+    assert got[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+async def test_unroutable_publish_raises(amqp):
+    with pytest.raises(PublishError):
+        await amqp.publish(topology.EXCHANGE_EVENTS, "nobody.listens", b"{}")
+
+
+async def test_publish_without_a_broker_fails_fast():
+    client = Amqp("amqp://guest:guest@127.0.0.1:1/", service="test")
+    with pytest.raises(PublishError, match="not connected"):
+        await client.publish(topology.EXCHANGE_INBOUND, "x", b"{}")
+
+
+async def test_consume_fates_and_poison(amqp, amqp_url):
+    handled: list[str] = []
+
+    async def handler(item: InboundMessage, _message) -> None:
+        if item.text == "hi 2":
+            raise Discard("duplicate")
+        if item.text == "hi 3":
+            raise DeadLetter("cannot handle this")
+        handled.append(item.provider_message_id)
+
+    await amqp.consume(topology.QUEUE_CONVERSATION_INBOUND, handler,
+                       decoder=TypeAdapter(InboundMessage), prefetch=4)
+    for n in (1, 2, 3):
+        await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(n))
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", b"{not json")
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(4))
+    await eventually(lambda: handled == ["wamid.1", "wamid.4"])
+
+    async def poisoned():
+        return await get_all(amqp_url, topology.QUEUE_POISON)
+
+    parked = await eventually(poisoned)
+    parked += await get_all(amqp_url, topology.QUEUE_POISON)
+    reasons = sorted(m.headers[HEADER_REASON] for m in parked)
+    assert len(reasons) == 2
+    assert reasons[0] == "cannot handle this"
+    assert reasons[1].startswith("invalid:")
+    assert not await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+
+
+async def test_handler_bug_requeues_until_the_delivery_limit_parks_it(amqp, amqp_url):
+    calls = 0
+
+    async def handler(_item, _message) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("bug")
+
+    await amqp.consume(topology.QUEUE_CONVERSATION_INBOUND, handler,
+                       decoder=TypeAdapter(InboundMessage), prefetch=1)
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
+
+    async def parked():
+        return await get_all(amqp_url, topology.QUEUE_POISON)
+
+    got = await eventually(parked, timeout_s=20)
+    assert len(got) == 1
+    assert calls == topology.WORK_DELIVERY_LIMIT + 1
+
+
+async def test_shutdown_drains_in_flight_messages(amqp):
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(item: InboundMessage, _message) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+        finished.append(item.provider_message_id)
+
+    await amqp.consume(topology.QUEUE_CONVERSATION_INBOUND, slow,
+                       decoder=TypeAdapter(InboundMessage), prefetch=1)
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
+    await asyncio.wait_for(started.wait(), 5)
+    await amqp.stop_consuming(grace_s=5)
+    assert finished == ["wamid.1"]

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""FlowChat's local stack: servers (RabbitMQ, Redis, PostgreSQL), services, sandbox.
+
+    python scripts/stack.py servers   # make sure the three servers answer (start/install them)
+    python scripts/stack.py up        # servers + every service as a process, wait until ready
+    python scripts/stack.py down      # stop the services (and servers this script started)
+    python scripts/stack.py status    # what runs, what answers
+    python scripts/stack.py logs      # tail the logs
+
+Servers already answering on their standard local ports are used as they are.
+Otherwise they are started as local processes with their data under ``.run/``,
+after installing the Debian packages when missing. Everything this script writes
+lives in ``.run/``: ``stack.env`` (URLs and secrets to ``source``), ``logs/``, ``pids/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = Path(os.environ.get("FLOWCHAT_RUN_DIR", ROOT / ".run"))
+LOGS, PIDS = RUN / "logs", RUN / "pids"
+PY = sys.executable
+
+# name, module, port, env prefix
+SERVICES = [
+    ("sandbox", "flowchat_sandbox", 8705, "FLOWCHAT_SANDBOX_"),
+    ("tenant", "flowchat_tenant", 8701, "FLOWCHAT_TENANT_"),
+    ("state-manager", "flowchat_state_manager", 8704, "FLOWCHAT_STATE_MANAGER_"),
+    ("sender", "flowchat_sender", 8703, "FLOWCHAT_SENDER_"),
+    ("conversation", "flowchat_conversation", 8702, "FLOWCHAT_CONVERSATION_"),
+    ("gateway", "flowchat_gateway", 8700, "FLOWCHAT_GATEWAY_"),
+]
+DB_NAME = "flowchat"
+
+
+def say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+def answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout):
+        return True
+    return False
+
+
+def wait_port(port: int, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answers(port):
+            return
+        time.sleep(0.3)
+    raise SystemExit(f"[stack] {what} did not answer on port {port} within {timeout:.0f}s")
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]  # noqa: S603
+
+
+def apt_install(*packages: str) -> None:
+    if shutil.which("apt-get") is None:
+        raise SystemExit(
+            f"[stack] missing {' '.join(packages)} and there is no apt-get here: install "
+            f"RabbitMQ, Redis and PostgreSQL with your package manager (or run them on "
+            f"their standard ports) and try again"
+        )
+    say(f"installing Debian packages: {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    run([*sudo, "apt-get", "update", "-q"], env=env)
+    run([*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env)
+
+
+def ensure_rabbitmq() -> None:
+    if answers(5672):
+        say("RabbitMQ answers on 5672")
+        return
+    if shutil.which("rabbitmq-server") is None and not Path("/usr/sbin/rabbitmq-server").exists():
+        apt_install("rabbitmq-server")
+    data = RUN / "rabbitmq"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RABBITMQ_MNESIA_BASE": str(data / "mnesia"),
+           "RABBITMQ_LOG_BASE": str(LOGS), "RABBITMQ_PID_FILE": str(PIDS / "rabbitmq.pid")}
+    say("starting RabbitMQ (data in .run/rabbitmq)")
+    run(["rabbitmq-server", "-detached"], env=env)
+    (RUN / "started-rabbitmq").touch()
+    wait_port(5672, "RabbitMQ", timeout=90)
+
+
+def ensure_redis() -> None:
+    if answers(6379):
+        say("Redis answers on 6379")
+        return
+    if shutil.which("redis-server") is None:
+        apt_install("redis-server")
+    data = RUN / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    say("starting Redis (data in .run/redis)")
+    run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
+         "--save", "", "--appendonly", "no", "--dir", str(data),
+         "--pidfile", str(PIDS / "redis.pid"), "--logfile", str(LOGS / "redis.log")])
+    (RUN / "started-redis").touch()
+    wait_port(6379, "Redis")
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+def ensure_postgres() -> None:
+    if answers(5432):
+        say("PostgreSQL answers on 5432")
+        return
+    if _pg_bin() is None:
+        apt_install("postgresql")
+    bindir = _pg_bin()
+    assert bindir is not None
+    data = RUN / "postgres"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if as_user:
+            shutil.chown(data, "postgres")
+            os.chmod(RUN, 0o755)
+        say("initialising PostgreSQL in .run/postgres (trust auth on 127.0.0.1)")
+        run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+             "--auth=trust", "-E", "UTF8"])
+    say("starting PostgreSQL (data in .run/postgres)")
+    logfile = data / "server.log"
+    run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-o",
+         f"-p 5432 -c listen_addresses=127.0.0.1 -k {data}", "start"])
+    (RUN / "started-postgres").touch()
+    wait_port(5432, "PostgreSQL")
+
+
+def ensure_database(dsn_base: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(dsn_base + "postgres")
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", DB_NAME)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+                say(f"created database {DB_NAME}")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+def servers() -> None:
+    for d in (RUN, LOGS, PIDS):
+        d.mkdir(parents=True, exist_ok=True)
+    ensure_rabbitmq()
+    ensure_redis()
+    ensure_postgres()
+
+
+def _secrets() -> dict[str, str]:
+    """Generated once per checkout and kept: the database holds data encrypted with them."""
+    path = RUN / "secrets.env"
+    if not path.exists():
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        path.write_text(
+            f"FLOWCHAT_SERVICE_TOKEN={secrets.token_urlsafe(32)}\n"
+            f"FLOWCHAT_OPERATOR_KEY={secrets.token_urlsafe(32)}\n"
+            f"FLOWCHAT_TENANT_ENCRYPTION_KEYS={key}\n"
+        )
+        path.chmod(0o600)
+    return dict(line.split("=", 1) for line in path.read_text().split())
+
+
+def stack_env() -> dict[str, str]:
+    ports = {name: port for name, _, port, _ in SERVICES}
+    env = {
+        "FLOWCHAT_ENV": "development",
+        "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}",
+        "FLOWCHAT_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
+        "FLOWCHAT_SANDBOX_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        "FLOWCHAT_TENANT_URL": f"http://127.0.0.1:{ports['tenant']}",
+        "FLOWCHAT_STATE_URL": f"http://127.0.0.1:{ports['state-manager']}",
+        "FLOWCHAT_CONVERSATION_URL": f"http://127.0.0.1:{ports['conversation']}",
+        "FLOWCHAT_SENDER_URL": f"http://127.0.0.1:{ports['sender']}",
+        "FLOWCHAT_SENDER_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        "FLOWCHAT_SENDER_TWILIO_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        "FLOWCHAT_TENANT_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        **_secrets(),
+    }
+    for name, _, port, prefix in SERVICES:
+        env[f"{prefix}HTTP_PORT"] = str(port)
+    return env
+
+
+def write_env(env: dict[str, str]) -> Path:
+    path = RUN / "stack.env"
+    path.write_text("".join(f"export {k}={v}\n" for k, v in sorted(env.items())))
+    path.chmod(0o600)
+    return path
+
+
+def pid_of(name: str) -> int | None:
+    path = PIDS / f"{name}.pid"
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:  # noqa: S310
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def up() -> None:
+    servers()
+    env = stack_env()
+    ensure_database("postgresql://postgres@127.0.0.1:5432/")
+    path = write_env(env)
+    for name, module, port, _ in SERVICES:
+        if pid_of(name):
+            say(f"{name} already running (pid {pid_of(name)})")
+            continue
+        if answers(port):
+            raise SystemExit(f"[stack] port {port} for {name} is taken by another process")
+        log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(  # noqa: S603
+            [PY, "-m", module], cwd=ROOT, env={**os.environ, **env}, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        (PIDS / f"{name}.pid").write_text(str(proc.pid))
+        say(f"started {name} (pid {proc.pid}, port {port}, log .run/logs/{name}.log)")
+    deadline = time.monotonic() + 90
+    pending = {name: port for name, _, port, _ in SERVICES}
+    while pending and time.monotonic() < deadline:
+        for name, port in list(pending.items()):
+            if ready(port):
+                del pending[name]
+            elif pid_of(name) is None:
+                tail = (LOGS / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"[stack] {name} exited during start-up:\n{tail}")
+        time.sleep(0.3)
+    if pending:
+        raise SystemExit(f"[stack] not ready after 90 s: {', '.join(pending)} (see .run/logs)")
+    say(f"all services ready; environment in {path.relative_to(ROOT)}")
+
+
+def down() -> None:
+    for name, *_ in reversed(SERVICES):
+        pid = pid_of(name)
+        if pid:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(100):
+                if pid_of(name) is None:
+                    break
+                time.sleep(0.2)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+            say(f"stopped {name}")
+        (PIDS / f"{name}.pid").unlink(missing_ok=True)
+    if (RUN / "started-redis").exists():
+        with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
+            run(["redis-cli", "-p", "6379", "shutdown", "nosave"])
+        (RUN / "started-redis").unlink()
+        say("stopped Redis")
+    if (RUN / "started-rabbitmq").exists():
+        with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
+            run(["rabbitmqctl", "stop"])
+        (RUN / "started-rabbitmq").unlink()
+        say("stopped RabbitMQ")
+    if (RUN / "started-postgres").exists():
+        bindir = _pg_bin()
+        as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if bindir:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                run([*as_user, str(bindir / "pg_ctl"), "-D", str(RUN / "postgres"), "-m", "fast",
+                     "stop"])
+        (RUN / "started-postgres").unlink()
+        say("stopped PostgreSQL")
+
+
+def status() -> None:
+    for what, port in (("RabbitMQ", 5672), ("Redis", 6379), ("PostgreSQL", 5432)):
+        print(f"{what:14} port {port:5}  {'up' if answers(port) else 'DOWN'}")
+    for name, _, port, _ in SERVICES:
+        pid = pid_of(name)
+        state = "ready" if ready(port) else ("starting/not ready" if pid else "stopped")
+        print(f"{name:14} port {port:5}  pid {pid or '-':>7}  {state}")
+
+
+def logs() -> None:
+    files = [str(LOGS / f"{name}.log") for name, *_ in SERVICES if (LOGS / f"{name}.log").exists()]
+    if not files:
+        say("no logs yet: run make up")
+        return
+    follow = [] if os.environ.get("CI") else ["-f"]
+    os.execvp("tail", ["tail", "-n", "50", *follow, *files])  # noqa: S606
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=["servers", "up", "down", "status", "logs", "env"])
+    args = parser.parse_args()
+    if args.command == "env":
+        RUN.mkdir(parents=True, exist_ok=True)
+        print(write_env(stack_env()))
+        return
+    {"servers": servers, "up": up, "down": down, "status": status, "logs": logs}[args.command]()
+
+
+if __name__ == "__main__":
+    main()

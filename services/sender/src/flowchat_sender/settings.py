@@ -1,0 +1,65 @@
+"""Settings of the sender (env prefix ``FLOWCHAT_SENDER_``).
+
+Unprefixed stack variables: ``AMQP_URL``, ``REDIS_URL``, ``FLOWCHAT_TENANT_URL``,
+``FLOWCHAT_GATEWAY_URL`` (Twilio status callbacks point at it) and
+``FLOWCHAT_SERVICE_TOKEN`` (bearer of the tenant service's internal API).
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWCHAT_SENDER_", extra="ignore", frozen=True)
+
+    http_port: int = 8703
+    redis_url: str = infra("REDIS_URL", "redis://127.0.0.1:6379/0")
+    tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
+    gateway_url: str = infra("FLOWCHAT_GATEWAY_URL", "http://127.0.0.1:8700")
+    service_token: SecretStr | None = infra("FLOWCHAT_SERVICE_TOKEN", None)
+
+    graph_url: str = "https://graph.facebook.com"
+    graph_version: str = "v23.0"
+    twilio_url: str = "https://api.twilio.com"
+
+    #: Unacknowledged ``whatsapp.outbound`` messages this process holds at once.
+    prefetch: int = 64
+    #: Upper bound of one provider call (connect + answer).
+    http_timeout_s: float = 10.0
+    #: Provider calls (first send + retries) before a message goes to the DLQ.
+    max_attempts: int = 5
+    #: How long an idempotency key remembers its send (and blocks a second one).
+    idempotency_ttl_s: int = 7 * 24 * 3600
+    #: A claim younger than this may still be in flight on another replica.
+    claim_grace_s: float = 30.0
+    #: How long credentials stay cached (the tenant service's max-age wins when sent).
+    credentials_ttl_s: float = 60.0
+
+    #: Per-number rate when the account does not say (Meta's standard tier).
+    default_throughput_mps: int = 80
+    #: Per-number burst, in messages (GCRA tolerance); small keeps the rate smooth.
+    number_burst: int = 1
+    #: Pair rate: one message per ``pair_interval_s`` to a recipient, bursts up to ``pair_burst``.
+    pair_interval_s: float = 6.0
+    pair_burst: int = 45
+    #: Limiter waits up to this long sleep in-process; longer ones go to a retry tier.
+    max_inline_wait_s: float = 1.0
+    #: In-process limiter sleepers per account; past it messages wait in a retry tier,
+    #: so one busy account cannot hold every prefetch slot.
+    max_waiting_per_account: int = 16
+    #: After 130429, the number's rate is multiplied by this for ``throttle_s``.
+    throttle_factor: float = 0.5
+    throttle_s: float = 60.0
+
+    #: Circuit breaker per account.
+    breaker_window_s: float = 60.0
+    breaker_min_volume: int = 10
+    breaker_failure_ratio: float = 0.5
+    breaker_open_s: float = 30.0
+
+    def check_secrets(self) -> None:
+        check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

@@ -1,0 +1,56 @@
+"""Settings of the tenant service (env prefix ``FLOWCHAT_TENANT_``).
+
+Unprefixed stack variables: ``DATABASE_URL``, ``FLOWCHAT_SERVICE_TOKEN`` (bearer of
+the internal API), ``FLOWCHAT_OPERATOR_KEY`` (bearer that manages every tenant).
+``FLOWCHAT_TENANT_ENCRYPTION_KEYS`` holds comma-separated Fernet keys: the first
+encrypts, all of them decrypt (so a rotation can run while old rows remain).
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.errors import ConfigurationError
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
+from flowchat_tenant.crypto import SecretBox
+
+ENCRYPTION_KEYS_VAR = "FLOWCHAT_TENANT_ENCRYPTION_KEYS"
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWCHAT_TENANT_", extra="ignore", frozen=True)
+
+    http_port: int = 8701
+    database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
+    service_token: SecretStr | None = infra("FLOWCHAT_SERVICE_TOKEN", None)
+    operator_key: SecretStr | None = infra("FLOWCHAT_OPERATOR_KEY", None)
+    encryption_keys: SecretStr | None = None
+    #: Graph API used to validate numbers and read their health (the sandbox locally).
+    graph_url: str = "https://graph.facebook.com"
+    graph_version: str = "v23.0"
+    graph_timeout_s: float = 10.0
+    #: Registering a Meta number reads it from the provider with its token first.
+    validate_numbers: bool = True
+    #: How often every Meta number's quality rating, throughput and limit are re-read.
+    health_refresh_interval_s: float = 3600.0
+    #: ``Cache-Control: max-age`` of the internal API's account answers.
+    internal_cache_max_age_s: int = 60
+    #: Rows per transaction when ``rotate-keys`` re-encrypts secrets.
+    rotation_batch_size: int = 200
+    db_pool_max_size: int = 10
+
+    def check_secrets(self) -> None:
+        check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
+        check_secret(self.operator_key, "FLOWCHAT_OPERATOR_KEY")
+        self.secret_box()
+
+    def secret_box(self) -> SecretBox:
+        """The keyring built from ``FLOWCHAT_TENANT_ENCRYPTION_KEYS`` (raises if invalid)."""
+        raw = self.encryption_keys.get_secret_value() if self.encryption_keys else ""
+        try:
+            return SecretBox.from_keys(raw)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"{ENCRYPTION_KEYS_VAR} is invalid: {exc}", variable=ENCRYPTION_KEYS_VAR
+            ) from None
