@@ -91,8 +91,12 @@ def ensure_rabbitmq() -> None:
         apt_install("rabbitmq-server")
     data = RUN / "rabbitmq"
     data.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "RABBITMQ_MNESIA_BASE": str(data / "mnesia"),
-           "RABBITMQ_LOG_BASE": str(LOGS), "RABBITMQ_PID_FILE": str(PIDS / "rabbitmq.pid")}
+    env = {
+        **os.environ,
+        "RABBITMQ_MNESIA_BASE": str(data / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(LOGS),
+        "RABBITMQ_PID_FILE": str(PIDS / "rabbitmq.pid"),
+    }
     say("starting RabbitMQ (data in .run/rabbitmq)")
     run(["rabbitmq-server", "-detached"], env=env)
     (RUN / "started-rabbitmq").touch()
@@ -108,9 +112,27 @@ def ensure_redis() -> None:
     data = RUN / "redis"
     data.mkdir(parents=True, exist_ok=True)
     say("starting Redis (data in .run/redis)")
-    run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-         "--save", "", "--appendonly", "no", "--dir", str(data),
-         "--pidfile", str(PIDS / "redis.pid"), "--logfile", str(LOGS / "redis.log")])
+    run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+            "--pidfile",
+            str(PIDS / "redis.pid"),
+            "--logfile",
+            str(LOGS / "redis.log"),
+        ]
+    )
     (RUN / "started-redis").touch()
     wait_port(6379, "Redis")
 
@@ -136,14 +158,37 @@ def ensure_postgres() -> None:
         data.mkdir(parents=True, exist_ok=True)
         if as_user:
             shutil.chown(data, "postgres")
-            os.chmod(RUN, 0o755)
+            os.chmod(RUN, 0o755)  # noqa: S103 - the postgres user must reach its data dir
         say("initialising PostgreSQL in .run/postgres (trust auth on 127.0.0.1)")
-        run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-             "--auth=trust", "-E", "UTF8"])
+        run(
+            [
+                *as_user,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ]
+        )
     say("starting PostgreSQL (data in .run/postgres)")
     logfile = data / "server.log"
-    run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "-o",
-         f"-p 5432 -c listen_addresses=127.0.0.1 -k {data}", "start"])
+    run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(logfile),
+            "-w",
+            "-o",
+            f"-p 5432 -c listen_addresses=127.0.0.1 -k {data}",
+            "start",
+        ]
+    )
     (RUN / "started-postgres").touch()
     wait_port(5432, "PostgreSQL")
 
@@ -206,7 +251,7 @@ def stack_env() -> dict[str, str]:
         "FLOWCHAT_TENANT_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
         **_secrets(),
     }
-    for name, _, port, prefix in SERVICES:
+    for _, _, port, prefix in SERVICES:
         env[f"{prefix}HTTP_PORT"] = str(port)
     return env
 
@@ -232,7 +277,7 @@ def pid_of(name: str) -> int | None:
 
 def ready(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
             return bool(r.status == 200)
     except OSError:
         return False
@@ -251,8 +296,12 @@ def up() -> None:
             raise SystemExit(f"[stack] port {port} for {name} is taken by another process")
         log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(  # noqa: S603
-            [PY, "-m", module], cwd=ROOT, env={**os.environ, **env}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [PY, "-m", module],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         (PIDS / f"{name}.pid").write_text(str(proc.pid))
         say(f"started {name} (pid {proc.pid}, port {port}, log .run/logs/{name}.log)")
@@ -299,8 +348,17 @@ def down() -> None:
         as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if bindir:
             with contextlib.suppress(subprocess.CalledProcessError):
-                run([*as_user, str(bindir / "pg_ctl"), "-D", str(RUN / "postgres"), "-m", "fast",
-                     "stop"])
+                run(
+                    [
+                        *as_user,
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(RUN / "postgres"),
+                        "-m",
+                        "fast",
+                        "stop",
+                    ]
+                )
         (RUN / "started-postgres").unlink()
         say("stopped PostgreSQL")
 
@@ -320,11 +378,13 @@ def logs() -> None:
         say("no logs yet: run make up")
         return
     follow = [] if os.environ.get("CI") else ["-f"]
-    os.execvp("tail", ["tail", "-n", "50", *follow, *files])  # noqa: S606
+    os.execvp("tail", ["tail", "-n", "50", *follow, *files])  # noqa: S606, S607
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("command", choices=["servers", "up", "down", "status", "logs", "env"])
     args = parser.parse_args()
     if args.command == "env":

@@ -1,9 +1,7 @@
 import json
 
-import pytest
-from pydantic import TypeAdapter, ValidationError
-
 import flowchat_contracts
+import pytest
 from flowchat_contracts import (
     InboundMessage,
     OutboundCommand,
@@ -14,6 +12,7 @@ from flowchat_contracts import (
     topology,
 )
 from flowchat_contracts.schemas import DEFAULT_DIR
+from pydantic import TypeAdapter, ValidationError
 
 BASE = {"tenant_id": "tnt_1", "account_id": "acc_1", "idempotency_key": "k1", "to": "15551234567"}
 
@@ -42,12 +41,23 @@ def test_checked_in_json_schemas_are_current():
         {"type": "text", "body": "hello"},
         {"type": "image", "link": "https://example.com/a.jpg", "caption": "a"},
         {"type": "document", "media_id": "123", "filename": "invoice.pdf"},
-        {"type": "template", "name": "order_update", "language": "en_US",
-         "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]},
-        {"type": "interactive_buttons", "body": "Confirm?",
-         "buttons": [{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}]},
-        {"type": "interactive_list", "body": "Pick", "button": "Catalog",
-         "sections": [{"title": "Cement", "rows": [{"id": "c1", "title": "Cement 50kg"}]}]},
+        {
+            "type": "template",
+            "name": "order_update",
+            "language": "en_US",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}],
+        },
+        {
+            "type": "interactive_buttons",
+            "body": "Confirm?",
+            "buttons": [{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}],
+        },
+        {
+            "type": "interactive_list",
+            "body": "Pick",
+            "button": "Catalog",
+            "sections": [{"title": "Cement", "rows": [{"id": "c1", "title": "Cement 50kg"}]}],
+        },
         {"type": "reaction", "message_id": "wamid.X", "emoji": "👍"},
         {"type": "location", "latitude": 6.5, "longitude": 3.4, "name": "Shop"},
         {"type": "contacts", "contacts": [{"name": {"formatted_name": "Ann"}}]},
@@ -69,14 +79,34 @@ def test_every_content_type_round_trips(content):
         ({"type": "image"}, "exactly one"),
         ({"type": "image", "link": "https://e.com/a.jpg", "caption": "c" * 1025}, "1024"),
         ({"type": "audio", "media_id": "1", "caption": "no"}, "no caption"),
-        ({"type": "interactive_buttons", "body": "b",
-          "buttons": [{"id": str(i), "title": "t"} for i in range(4)]}, "at most 3"),
-        ({"type": "interactive_buttons", "body": "b",
-          "buttons": [{"id": "1", "title": "x" * 21}]}, "20"),
-        ({"type": "interactive_list", "body": "b", "button": "B",
-          "sections": [{"title": f"s{s}", "rows": [{"id": f"{s}-{r}", "title": "t"}
-                                                  for r in range(6)]} for s in range(2)]},
-         "10 rows"),
+        (
+            {
+                "type": "interactive_buttons",
+                "body": "b",
+                "buttons": [{"id": str(i), "title": "t"} for i in range(4)],
+            },
+            "at most 3",
+        ),
+        (
+            {
+                "type": "interactive_buttons",
+                "body": "b",
+                "buttons": [{"id": "1", "title": "x" * 21}],
+            },
+            "20",
+        ),
+        (
+            {
+                "type": "interactive_list",
+                "body": "b",
+                "button": "B",
+                "sections": [
+                    {"title": f"s{s}", "rows": [{"id": f"{s}-{r}", "title": "t"} for r in range(6)]}
+                    for s in range(2)
+                ],
+            },
+            "10 rows",
+        ),
         ({"type": "carrier_pigeon", "body": "x"}, "does not match any of the expected tags"),
     ],
 )
@@ -88,8 +118,9 @@ def test_limits_refuse_bad_content(content, fragment):
 
 def test_recipient_must_be_a_phone_number():
     with pytest.raises(ValidationError):
-        OutboundCommand.model_validate({**BASE, "to": "not-a-number",
-                                        "content": {"type": "text", "body": "x"}})
+        OutboundCommand.model_validate(
+            {**BASE, "to": "not-a-number", "content": {"type": "text", "body": "x"}}
+        )
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility():
@@ -102,31 +133,66 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
 
 def test_status_events_are_told_apart_by_kind():
     adapter: TypeAdapter = TypeAdapter(StatusEvent)
-    result = SendResult(tenant_id="t", account_id="a", message_id="m", idempotency_key="k",
-                        to="15551234567", message_type="text", status="accepted",
-                        provider="meta", provider_message_id="wamid.1")
-    update = StatusUpdate(tenant_id="t", account_id="a", provider="meta",
-                          provider_message_id="wamid.1", status="read",
-                          timestamp="2026-01-01T00:00:00Z")
+    result = SendResult(
+        tenant_id="t",
+        account_id="a",
+        message_id="m",
+        idempotency_key="k",
+        to="15551234567",
+        message_type="text",
+        status="accepted",
+        provider="meta",
+        provider_message_id="wamid.1",
+    )
+    update = StatusUpdate(
+        tenant_id="t",
+        account_id="a",
+        provider="meta",
+        provider_message_id="wamid.1",
+        status="read",
+        timestamp="2026-01-01T00:00:00Z",
+    )
     assert isinstance(adapter.validate_json(result.model_dump_json()), SendResult)
     assert isinstance(adapter.validate_json(update.model_dump_json()), StatusUpdate)
 
 
 def test_send_result_consistency():
     with pytest.raises(ValidationError, match="provider's message id"):
-        SendResult(tenant_id="t", account_id="a", message_id="m", idempotency_key="k",
-                   to="15551234567", message_type="text", status="accepted", provider="meta")
+        SendResult(
+            tenant_id="t",
+            account_id="a",
+            message_id="m",
+            idempotency_key="k",
+            to="15551234567",
+            message_type="text",
+            status="accepted",
+            provider="meta",
+        )
     with pytest.raises(ValidationError, match="carries the error"):
-        SendResult(tenant_id="t", account_id="a", message_id="m", idempotency_key="k",
-                   to="15551234567", message_type="text", status="failed", provider="meta")
+        SendResult(
+            tenant_id="t",
+            account_id="a",
+            message_id="m",
+            idempotency_key="k",
+            to="15551234567",
+            message_type="text",
+            status="failed",
+            provider="meta",
+        )
 
 
 def test_inbound_message_accepts_unsupported_type():
-    msg = InboundMessage(tenant_id="t", account_id="a", provider="meta",
-                         provider_message_id="wamid.9", phone_number_id="1",
-                         customer_wa_id="15551234567", type="unsupported",
-                         timestamp="2026-01-01T00:00:00Z",
-                         errors=[{"code": 131051, "title": "Unsupported message type"}])
+    msg = InboundMessage(
+        tenant_id="t",
+        account_id="a",
+        provider="meta",
+        provider_message_id="wamid.9",
+        phone_number_id="1",
+        customer_wa_id="15551234567",
+        type="unsupported",
+        timestamp="2026-01-01T00:00:00Z",
+        errors=[{"code": 131051, "title": "Unsupported message type"}],
+    )
     assert json.loads(msg.model_dump_json())["errors"][0]["code"] == 131051
 
 
@@ -146,3 +212,21 @@ def test_routing_keys_cannot_be_smuggled_extra_words():
     names = [q.name for q in topology.ALL_QUEUES]
     assert len(names) == len(set(names))
     assert {b.queue for b in topology.ALL_BINDINGS} <= set(names)
+
+
+def test_exported_schema_accepts_what_a_non_python_publisher_sends():
+    import jsonschema
+
+    schema = json.loads((DEFAULT_DIR / "outbound_command.v1.json").read_text())
+    valid = {**BASE, "content": {"type": "text", "body": "hello from Go"}}
+    jsonschema.validate(valid, schema)
+    too_many = {
+        **BASE,
+        "content": {
+            "type": "interactive_buttons",
+            "body": "b",
+            "buttons": [{"id": str(i), "title": "t"} for i in range(4)],
+        },
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(too_many, schema)

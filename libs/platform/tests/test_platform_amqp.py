@@ -2,21 +2,27 @@ import asyncio
 
 import aio_pika
 import pytest
-from pydantic import TypeAdapter
-
 from flowchat_contracts import InboundMessage, topology
 from flowchat_platform.amqp import HEADER_REASON, Amqp
 from flowchat_platform.errors import DeadLetter, Discard, PublishError
 from flowchat_platform.testing import eventually
+from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.integration
 
 
 def inbound(n: int = 1) -> InboundMessage:
-    return InboundMessage(tenant_id="t1", account_id="a1", provider="meta",
-                          provider_message_id=f"wamid.{n}", phone_number_id="100",
-                          customer_wa_id="15551234567", type="text", text=f"hi {n}",
-                          timestamp="2026-01-01T00:00:00Z")
+    return InboundMessage(
+        tenant_id="t1",
+        account_id="a1",
+        provider="meta",
+        provider_message_id=f"wamid.{n}",
+        phone_number_id="100",
+        customer_wa_id="15551234567",
+        type="text",
+        text=f"hi {n}",
+        timestamp="2026-01-01T00:00:00Z",
+    )
 
 
 async def get_all(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
@@ -69,8 +75,12 @@ async def test_consume_fates_and_poison(amqp, amqp_url):
             raise DeadLetter("cannot handle this")
         handled.append(item.provider_message_id)
 
-    await amqp.consume(topology.QUEUE_CONVERSATION_INBOUND, handler,
-                       decoder=TypeAdapter(InboundMessage), prefetch=4)
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=4,
+    )
     for n in (1, 2, 3):
         await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(n))
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", b"{not json")
@@ -97,8 +107,12 @@ async def test_handler_bug_requeues_until_the_delivery_limit_parks_it(amqp, amqp
         calls += 1
         raise RuntimeError("bug")
 
-    await amqp.consume(topology.QUEUE_CONVERSATION_INBOUND, handler,
-                       decoder=TypeAdapter(InboundMessage), prefetch=1)
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=1,
+    )
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
 
     async def parked():
@@ -118,8 +132,9 @@ async def test_shutdown_drains_in_flight_messages(amqp):
         await asyncio.sleep(0.3)
         finished.append(item.provider_message_id)
 
-    await amqp.consume(topology.QUEUE_CONVERSATION_INBOUND, slow,
-                       decoder=TypeAdapter(InboundMessage), prefetch=1)
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND, slow, decoder=TypeAdapter(InboundMessage), prefetch=1
+    )
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
     await asyncio.wait_for(started.wait(), 5)
     await amqp.stop_consuming(grace_s=5)

@@ -3,11 +3,10 @@ import sys
 
 import httpx
 import pytest
-from pydantic import SecretStr
-
 from flowchat_platform.errors import ConfigurationError
 from flowchat_platform.http import ApiError, Readiness, build_app
 from flowchat_platform.settings import check_secret
+from pydantic import SecretStr
 
 
 @pytest.mark.parametrize("value", ["", "changeme", "secret", "<your token>", "short"])
@@ -30,8 +29,14 @@ def test_settings_failure_exits_naming_the_variable():
         "    token: SecretStr\n"
         "load_settings(S)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env={"PATH": "/usr/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin"},
+    )
     assert proc.returncode == 2
     assert "FLOWCHAT_DEMO_TOKEN" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -51,8 +56,9 @@ async def test_health_readiness_metrics_and_error_shape():
     async def item(n: int) -> dict[str, int]:
         return {"n": n}
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://t") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
         assert (await client.get("/healthz")).status_code == 200
         not_ready = await client.get("/readyz")
         assert not_ready.status_code == 503
@@ -61,8 +67,9 @@ async def test_health_readiness_metrics_and_error_shape():
         assert (await client.get("/readyz")).status_code == 200
         conflict = await client.get("/boom", headers={"X-Correlation-ID": "c-1"})
         assert conflict.status_code == 409
-        assert conflict.json() == {"error": {"code": "conflict", "message": "already there",
-                                             "details": [{"id": "1"}]}}
+        assert conflict.json() == {
+            "error": {"code": "conflict", "message": "already there", "details": [{"id": "1"}]}
+        }
         assert conflict.headers["X-Correlation-ID"] == "c-1"
         invalid = await client.get("/items/abc")
         assert invalid.status_code == 422
@@ -70,4 +77,7 @@ async def test_health_readiness_metrics_and_error_shape():
         missing = await client.get("/nope")
         assert missing.json()["error"]["code"] == "not_found"
         text = (await client.get("/metrics")).text
-        assert 'flowchat_http_requests_total{method="GET",route="/boom",service="demo",status="409"}' in text
+        assert (
+            'flowchat_http_requests_total{method="GET",route="/boom",service="demo",status="409"}'
+            in text
+        )

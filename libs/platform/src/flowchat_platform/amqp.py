@@ -162,11 +162,14 @@ class Amqp:
         headers: dict[str, Any] | None = None,
         timeout_s: float | None = None,
         message_type: str | None = None,
+        mandatory: bool = True,
     ) -> None:
         """Publish one persistent message and wait for the broker's confirm.
 
         Raises :class:`PublishError` when the broker is unreachable, nacks, returns the
-        message as unroutable, or does not confirm within the deadline.
+        message as unroutable, or does not confirm within the deadline. ``mandatory=False``
+        is for fan-out events that may have no subscriber yet (``flowchat.events``): an
+        unroutable message is then confirmed and dropped by the broker instead of raising.
         """
         data = encode(body) if isinstance(body, BaseModel) else body
         if message_type is None and isinstance(body, BaseModel):
@@ -191,7 +194,7 @@ class Amqp:
                     "broker not connected", exchange=exchange, routing_key=routing_key
                 )
             await asyncio.wait_for(
-                ex.publish(message, routing_key, mandatory=True), timeout=timeout
+                ex.publish(message, routing_key, mandatory=mandatory), timeout=timeout
             )
         except PublishError:
             metrics.AMQP_PUBLISHED.labels(self.service, label, "failed").inc()

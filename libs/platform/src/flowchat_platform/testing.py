@@ -64,8 +64,8 @@ def amqp_url() -> Iterator[str]:
         yield url
 
 
-@contextlib.asynccontextmanager
-async def temporary_database(base_dsn: str | None = None) -> AsyncIterator[str]:
+async def create_database(base_dsn: str | None = None) -> str:
+    """Create an empty database with a unique name; return its DSN."""
     base = base_dsn or os.environ.get("DATABASE_URL", DEFAULT_PG)
     name = f"flowchat_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(_with_path(base, "/postgres"))
@@ -73,14 +73,25 @@ async def temporary_database(base_dsn: str | None = None) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
+    return _with_path(base, "/" + name)
+
+
+async def drop_database(dsn: str) -> None:
+    name = urlsplit(dsn).path.lstrip("/")
+    admin = await asyncpg.connect(_with_path(dsn, "/postgres"))
     try:
-        yield _with_path(base, "/" + name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
-        admin = await asyncpg.connect(_with_path(base, "/postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def temporary_database(base_dsn: str | None = None) -> AsyncIterator[str]:
+    dsn = await create_database(base_dsn)
+    try:
+        yield dsn
+    finally:
+        await drop_database(dsn)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 from flowchat_platform.runner import run_service
+
 from flowchat_sender import SERVICE
 from flowchat_sender.app import create_app
 from flowchat_sender.settings import Settings

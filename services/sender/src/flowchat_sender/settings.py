@@ -7,10 +7,9 @@ Unprefixed stack variables: ``AMQP_URL``, ``REDIS_URL``, ``FLOWCHAT_TENANT_URL``
 
 from __future__ import annotations
 
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
-
-from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
 class Settings(ServiceSettings):
@@ -50,7 +49,7 @@ class Settings(ServiceSettings):
     max_inline_wait_s: float = 1.0
     #: In-process limiter sleepers per account; past it messages wait in a retry tier,
     #: so one busy account cannot hold every prefetch slot.
-    max_waiting_per_account: int = 16
+    max_waiting_per_account: int = 32
     #: After 130429, the number's rate is multiplied by this for ``throttle_s``.
     throttle_factor: float = 0.5
     throttle_s: float = 60.0

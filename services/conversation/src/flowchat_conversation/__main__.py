@@ -1,0 +1,13 @@
+from flowchat_platform.runner import run_service
+
+from flowchat_conversation import SERVICE
+from flowchat_conversation.app import create_app
+from flowchat_conversation.settings import Settings
+
+
+def main() -> None:
+    run_service(SERVICE, Settings, create_app)
+
+
+if __name__ == "__main__":
+    main()

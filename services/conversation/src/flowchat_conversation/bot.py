@@ -1,0 +1,711 @@
+"""The commerce bot as a pure state machine: ``(session, message, context) → decision``.
+
+No I/O here. The service loads the session and the catalog, calls :func:`handle`,
+carries out the decision's actions (orders, opt-outs, hand-off) in its transaction,
+feeds action results back through :func:`after_order`, and publishes the replies.
+
+::
+
+    GREETING ──any message──▶ BROWSING_PRODUCTS ──category──▶ ADDING_TO_CART
+        (welcome + categories)      │   ▲                        │ product
+                                    │   └──────── edit ───────┐  ▼
+                 free text order ───┤                 COLLECTING_QUANTITY
+                 (ambiguous) ──▶ CONFIRMING_ITEMS      number │
+                                    └──────────────▶ REVIEWING_ORDER ◀─┘
+                                                   confirm │   cancel → BROWSING_PRODUCTS
+                                                           ▼
+                              AWAITING_PAYMENT ──payment ref──▶ PAYMENT_CONFIRMATION
+                                                        (tenant marks paid) ──▶ ORDER_COMPLETE
+
+Words that work in every state (the whole message, any case): ``menu``, ``cart``,
+``cancel``, ``help``, ``agent`` (hand-off: the bot stays quiet until released),
+``STOP`` / ``START`` (marketing opt-out / opt-in). Input that does not fit the state
+(a sticker, a voice note, a word where a number is expected) gets a hint and leaves
+the state as it was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from flowchat_contracts import (
+    ButtonsContent,
+    InboundMessage,
+    ListContent,
+    ListRow,
+    ListSection,
+    OutboundContent,
+    ReplyButton,
+    TextContent,
+)
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowchat_conversation.domain import (
+    BotSettings,
+    Product,
+    Totals,
+    compute_totals,
+    format_money,
+)
+from flowchat_conversation.parser import ParsedLine, parse_order_text
+
+MAX_QUANTITY = 10_000
+LIST_ROWS = 10
+PAGE_ROWS = LIST_ROWS - 1  # one row is kept for "More…"
+
+
+class State(StrEnum):
+    GREETING = "GREETING"
+    BROWSING_PRODUCTS = "BROWSING_PRODUCTS"
+    ADDING_TO_CART = "ADDING_TO_CART"
+    COLLECTING_QUANTITY = "COLLECTING_QUANTITY"
+    CONFIRMING_ITEMS = "CONFIRMING_ITEMS"
+    REVIEWING_ORDER = "REVIEWING_ORDER"
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    PAYMENT_CONFIRMATION = "PAYMENT_CONFIRMATION"
+    ORDER_COMPLETE = "ORDER_COMPLETE"
+
+
+class CartLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    name: str
+    unit_price: Decimal
+    quantity: int
+
+
+class PendingItem(BaseModel):
+    """A typed line whose product is ambiguous, waiting for the customer to pick."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    quantity: int | None
+    candidates: list[tuple[str, str]]  # (sku, name)
+
+
+class Session(BaseModel):
+    """One conversation's state, kept in Redis (versioned by the store)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: State = State.GREETING
+    cart: list[CartLine] = Field(default_factory=list)
+    category: str | None = None
+    pending_sku: str | None = None
+    pending: list[PendingItem] = Field(default_factory=list)
+    order_id: str | None = None
+    payment_reference: str | None = None
+    handoff: bool = False
+    last_message_id: str | None = None
+    last_inbound_at: datetime | None = None
+
+
+# --------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class OptOut:
+    pass
+
+
+@dataclass(frozen=True)
+class OptIn:
+    pass
+
+
+@dataclass(frozen=True)
+class Handoff:
+    pass
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    lines: tuple[CartLine, ...]
+
+
+@dataclass(frozen=True)
+class ClaimPayment:
+    order_id: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class CancelOrder:
+    order_id: str
+    reason: str
+
+
+Action = OptOut | OptIn | Handoff | PlaceOrder | ClaimPayment | CancelOrder
+
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    order_id: str
+    payment_reference: str
+    totals: Totals
+
+
+@dataclass(frozen=True)
+class OrderRejected:
+    #: (sku, name, units still available) of every line that could not be reserved.
+    shortages: tuple[tuple[str, str, int], ...]
+
+
+OrderResult = OrderPlaced | OrderRejected
+
+
+@dataclass(frozen=True)
+class BotContext:
+    settings: BotSettings
+    catalog: Sequence[Product]
+    customer_name: str | None = None
+    returning: bool = False
+
+    def product(self, sku: str) -> Product | None:
+        return next((p for p in self.catalog if p.sku == sku and p.available), None)
+
+    def categories(self) -> list[str]:
+        return sorted({p.category for p in self.catalog if p.available}, key=str.casefold)
+
+    def in_category(self, category: str) -> list[Product]:
+        return sorted(
+            (p for p in self.catalog if p.available and p.category == category),
+            key=lambda p: p.name.casefold(),
+        )
+
+
+@dataclass
+class Decision:
+    session: Session
+    replies: list[OutboundContent] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------- entry points
+
+_KEYWORDS = {"menu", "cart", "cancel", "help", "agent", "stop", "start"}
+_NUMBER = re.compile(r"^\s*(-?\d+)\s*$")
+_PAYMENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_/#.]{3,63}$")
+
+
+def keyword(message: InboundMessage) -> str | None:
+    if message.type != "text" or not message.text:
+        return None
+    word = message.text.strip().strip("!.?").casefold()
+    return word if word in _KEYWORDS else None
+
+
+def handle(session: Session | None, message: InboundMessage, ctx: BotContext) -> Decision:
+    """Decide the replies and actions for one inbound message."""
+    previous = session or Session()
+    current = previous.model_copy(
+        update={
+            "last_message_id": message.provider_message_id,
+            "last_inbound_at": max_dt(previous.last_inbound_at, message.timestamp),
+        }
+    )
+    word = keyword(message)
+    if word in ("stop", "start"):
+        return _opt(current, word)
+    if current.handoff:
+        return Decision(current)  # an operator has the conversation: stay quiet
+    if message.type == "reaction":
+        return Decision(current)
+    if word is not None:
+        return _keyword(current, word, ctx)
+    if current.state is State.GREETING:
+        return _greeting(current, ctx)
+    reply_id = _reply_id(message)
+    if reply_id is not None:
+        return _on_reply(current, reply_id, ctx)
+    if message.type == "text" and message.text and message.text.strip():
+        return _on_text(current, message.text.strip(), ctx)
+    return _hint(current, ctx, prefix=_unsupported(message))
+
+
+def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decision:
+    """The replies once the service tried to place the order the bot asked for."""
+    if isinstance(result, OrderRejected):
+        cart = list(session.cart)
+        notes = []
+        for sku, name, left in result.shortages:
+            cart = [
+                line.model_copy(update={"quantity": min(line.quantity, left)})
+                if line.sku == sku
+                else line
+                for line in cart
+            ]
+            cart = [line for line in cart if line.quantity > 0]
+            notes.append(f"• {name}: only {left} left" if left > 0 else f"• {name}: out of stock")
+        updated = session.model_copy(update={"cart": cart})
+        text = "Sorry, some items just ran out:\n" + "\n".join(notes)
+        if not cart:
+            updated = updated.model_copy(update={"state": State.BROWSING_PRODUCTS})
+            return Decision(updated, [_text(text + "\nYour cart is now empty."), _categories(ctx)])
+        updated = updated.model_copy(update={"state": State.REVIEWING_ORDER})
+        return Decision(updated, [_text(text + "\nI updated your cart."), *_review(updated, ctx)])
+    totals = result.totals
+    lines = "\n".join(
+        f"• {line.quantity} x {line.name}: "
+        f"{format_money(line.unit_price * line.quantity, totals.currency)}"
+        for line in session.cart
+    )
+    body = (
+        f"✅ Order {result.order_id} confirmed.\n{lines}\n"
+        f"Subtotal: {format_money(totals.subtotal, totals.currency)}\n"
+        f"Tax: {format_money(totals.tax, totals.currency)}\n"
+        f"Total: {format_money(totals.total, totals.currency)}\n\n"
+        f"Payment reference: {result.payment_reference}\n"
+        + (f"{ctx.settings.payment_instructions}\n" if ctx.settings.payment_instructions else "")
+        + "When you have paid, send us your payment confirmation number here."
+    )
+    updated = session.model_copy(
+        update={
+            "state": State.AWAITING_PAYMENT,
+            "cart": [],
+            "order_id": result.order_id,
+            "payment_reference": result.payment_reference,
+        }
+    )
+    return Decision(updated, [_text(body)])
+
+
+def max_dt(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+# --------------------------------------------------------------------- steps
+
+
+def _opt(session: Session, word: str) -> Decision:
+    if word == "stop":
+        text = (
+            "You will no longer receive marketing messages from us. Reply START to subscribe again."
+        )
+        return Decision(session, [_text(text)], [OptOut()])
+    return Decision(session, [_text("You are subscribed to our updates again. 🎉")], [OptIn()])
+
+
+def _keyword(session: Session, word: str, ctx: BotContext) -> Decision:
+    if word == "help":
+        return Decision(session, [_text(_help_text(session, ctx))])
+    if word == "agent":
+        updated = session.model_copy(update={"handoff": True})
+        text = "I'm connecting you with a person from our team. They will reply here shortly."
+        return Decision(updated, [_text(text)], [Handoff()])
+    if word == "menu":
+        updated = session.model_copy(
+            update={"state": State.BROWSING_PRODUCTS, "pending": [], "pending_sku": None}
+        )
+        return Decision(updated, [_categories(ctx)])
+    if word == "cart":
+        if not session.cart:
+            updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+            return Decision(updated, [_text("Your cart is empty."), _categories(ctx)])
+        updated = session.model_copy(
+            update={"state": State.REVIEWING_ORDER, "pending": [], "pending_sku": None}
+        )
+        return Decision(updated, _review(updated, ctx))
+    # cancel
+    return _cancel(session, ctx)
+
+
+def _cancel(session: Session, ctx: BotContext) -> Decision:
+    actions: list[Action] = []
+    text = "Your cart is cleared."
+    if session.state is State.AWAITING_PAYMENT and session.order_id:
+        actions.append(CancelOrder(session.order_id, "cancelled by the customer"))
+        text = f"Order {session.order_id} is cancelled."
+    updated = Session(
+        state=State.BROWSING_PRODUCTS,
+        last_message_id=session.last_message_id,
+        last_inbound_at=session.last_inbound_at,
+    )
+    return Decision(updated, [_text(text + " Anything else?"), _categories(ctx)], actions)
+
+
+def _greeting(session: Session, ctx: BotContext) -> Decision:
+    name = ctx.customer_name
+    hello = (
+        f"Welcome back, {name}!"
+        if ctx.returning and name
+        else (f"Hello {name}!" if name else "Hello!")
+    )
+    welcome = ctx.settings.welcome_text or f"Welcome to {ctx.settings.business_name}."
+    updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+    if not ctx.categories():
+        text = (
+            f"{hello} {welcome} Our catalog is being updated right now; "
+            "please check back soon, or type 'agent' to talk to a person."
+        )
+        return Decision(updated, [_text(text)])
+    return Decision(updated, [_text(f"{hello} {welcome}"), _categories(ctx)])
+
+
+def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
+    kind, _, arg = reply_id.partition(":")
+    if kind == "cats" and arg.isdigit():
+        return Decision(
+            session.model_copy(update={"state": State.BROWSING_PRODUCTS}),
+            [_categories(ctx, page=int(arg))],
+        )
+    if kind == "cat":
+        page_s, _, category = arg.partition(":")
+        products = ctx.in_category(category)
+        if not page_s.isdigit() or not products:
+            return _hint(session, ctx, prefix="That category is no longer available.")
+        updated = session.model_copy(update={"state": State.ADDING_TO_CART, "category": category})
+        return Decision(updated, [_products(ctx, category, int(page_s))])
+    if kind == "prod":
+        product = ctx.product(arg)
+        if product is None:
+            return _hint(session, ctx, prefix="Sorry, that product is no longer available.")
+        if product.stock <= 0:
+            return _hint(session, ctx, prefix=f"Sorry, {product.name} is out of stock.")
+        updated = session.model_copy(
+            update={"state": State.COLLECTING_QUANTITY, "pending_sku": product.sku}
+        )
+        return Decision(updated, [_text(_ask_quantity(product, ctx))])
+    if kind == "pick" and session.state is State.CONFIRMING_ITEMS and session.pending:
+        return _on_pick(session, arg, ctx)
+    if kind == "review" and session.state is State.REVIEWING_ORDER:
+        if arg == "confirm":
+            if not session.cart:
+                return _keyword(session, "cart", ctx)
+            return Decision(session, [], [PlaceOrder(tuple(session.cart))])
+        if arg == "edit":
+            updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+            text = (
+                "Your cart is kept. Pick more products, type a new quantity like "
+                "'Cement x 5' to change one, or 'remove cement' to drop it. Type 'cart' "
+                "to review again."
+            )
+            return Decision(updated, [_text(text), _categories(ctx)])
+        if arg == "cancel":
+            return _cancel(session, ctx)
+    return _hint(session, ctx, prefix="That option has expired.")
+
+
+def _on_pick(session: Session, sku: str, ctx: BotContext) -> Decision:
+    item, rest = session.pending[0], session.pending[1:]
+    updated = session.model_copy(update={"pending": rest})
+    notes: list[str] = []
+    if sku != "-":
+        product = ctx.product(sku)
+        if product is None:
+            notes.append("Sorry, that product is no longer available.")
+        elif item.quantity is None:
+            updated = updated.model_copy(
+                update={"state": State.COLLECTING_QUANTITY, "pending_sku": product.sku}
+            )
+            return Decision(updated, [_text(_ask_quantity(product, ctx))])
+        else:
+            updated, note = _add(updated, product, item.quantity)
+            notes.append(note)
+    else:
+        notes.append(f"OK, I skipped “{item.text}”.")
+    return _continue(updated, ctx, notes)
+
+
+def _on_text(session: Session, text: str, ctx: BotContext) -> Decision:
+    state = session.state
+    if state is State.COLLECTING_QUANTITY and session.pending_sku:
+        product = ctx.product(session.pending_sku)
+        m = _NUMBER.match(text)
+        if product is None:
+            updated = session.model_copy(
+                update={"state": State.BROWSING_PRODUCTS, "pending_sku": None}
+            )
+            return _hint(updated, ctx, prefix="Sorry, that product is no longer available.")
+        if m is None:
+            return _hint(session, ctx, prefix="I need a number.")
+        quantity = int(m.group(1))
+        problem = _quantity_problem(product, quantity, session)
+        if problem:
+            return Decision(session, [_text(problem)])
+        updated, note = _add(session.model_copy(update={"pending_sku": None}), product, quantity)
+        return _continue(updated, ctx, [note])
+    if state is State.AWAITING_PAYMENT and session.order_id:
+        if _PAYMENT_REF.match(text) and any(c.isdigit() for c in text):
+            updated = session.model_copy(update={"state": State.PAYMENT_CONFIRMATION})
+            reply = (
+                f"Thank you! We received your payment confirmation {text} for order "
+                f"{session.order_id}. We'll let you know as soon as it is verified."
+            )
+            return Decision(updated, [_text(reply)], [ClaimPayment(session.order_id, text)])
+        return _hint(session, ctx)
+    if state in (State.PAYMENT_CONFIRMATION, State.ORDER_COMPLETE):
+        return _hint(session, ctx)
+    removal = re.match(r"^\s*remove\s+(.+)$", text, re.IGNORECASE)
+    if removal and session.cart:
+        return _remove(session, removal.group(1), ctx)
+    lines = parse_order_text(text, [(p.sku, p.name) for p in ctx.catalog if p.available])
+    if not lines or all(line.status == "unknown" for line in lines):
+        return _hint(session, ctx, prefix="Sorry, I didn't find that in our catalog.")
+    return _apply_lines(session, lines, ctx)
+
+
+def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> Decision:
+    notes: list[str] = []
+    pending: list[PendingItem] = []
+    updated = session
+    for line in lines:
+        if line.status == "unknown":
+            notes.append(f"• I couldn't find “{line.query}” in our catalog.")
+            continue
+        if line.status == "ambiguous":
+            pending.append(
+                PendingItem(
+                    text=line.text,
+                    quantity=line.quantity,
+                    candidates=[(c.sku, c.name) for c in line.candidates][:PAGE_ROWS],
+                )
+            )
+            continue
+        best = line.best
+        product = ctx.product(best.sku) if best else None
+        if product is None:
+            continue
+        quantity = line.quantity if line.quantity is not None else 1
+        problem = _quantity_problem(product, quantity, updated)
+        if problem:
+            notes.append("• " + problem)
+            continue
+        updated, note = _add(updated, product, quantity)
+        notes.append("• " + note)
+    updated = updated.model_copy(update={"pending": [*pending, *updated.pending]})
+    return _continue(updated, ctx, notes)
+
+
+def _continue(session: Session, ctx: BotContext, notes: list[str]) -> Decision:
+    """After items were added or skipped: ask about the next ambiguous one, or review."""
+    replies: list[OutboundContent] = []
+    if notes:
+        replies.append(_text("\n".join(notes)))
+    if session.pending:
+        item = session.pending[0]
+        rows = [ListRow(id=f"pick:{sku}", title=_cut(name, 24)) for sku, name in item.candidates]
+        rows.append(ListRow(id="pick:-", title="None of these"))
+        qty = f"{item.quantity} x " if item.quantity else ""
+        replies.append(
+            ListContent(
+                body=f"Which product did you mean by “{qty}{_cut(item.text, 200)}”?",
+                button="Choose product",
+                sections=[ListSection(rows=rows)],
+            )
+        )
+        return Decision(
+            session.model_copy(update={"state": State.CONFIRMING_ITEMS, "pending_sku": None}),
+            replies,
+        )
+    if not session.cart:
+        updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+        return Decision(updated, [*replies, _categories(ctx)])
+    updated = session.model_copy(update={"state": State.REVIEWING_ORDER})
+    return Decision(updated, [*replies, *_review(updated, ctx)])
+
+
+def _remove(session: Session, query: str, ctx: BotContext) -> Decision:
+    names = [(line.sku, line.name) for line in session.cart]
+    lines = parse_order_text(query, names)
+    target = lines[0].best.sku if lines and lines[0].status == "matched" and lines[0].best else None
+    if target is None:
+        return Decision(session, [_text(f"I couldn't find “{query}” in your cart.")])
+    removed = next(line for line in session.cart if line.sku == target)
+    cart = [line for line in session.cart if line.sku != target]
+    updated = session.model_copy(update={"cart": cart})
+    return _continue(updated, ctx, [f"Removed {removed.name} from your cart."])
+
+
+def _add(session: Session, product: Product, quantity: int) -> tuple[Session, str]:
+    """Set the cart quantity of ``product`` (typing a product again replaces its quantity)."""
+    cart = [line for line in session.cart if line.sku != product.sku]
+    cart.append(
+        CartLine(sku=product.sku, name=product.name, unit_price=product.price, quantity=quantity)
+    )
+    note = f"Added {quantity} x {product.name} to your cart."
+    return session.model_copy(update={"cart": cart}), note
+
+
+def _quantity_problem(product: Product, quantity: int, session: Session) -> str | None:
+    if quantity < 1:
+        return "The quantity must be at least 1."
+    if quantity > MAX_QUANTITY:
+        return f"That's more than we can take in one order (at most {MAX_QUANTITY:,})."
+    if product.stock <= 0:
+        return f"Sorry, {product.name} is out of stock."
+    if quantity > product.stock:
+        return f"We only have {product.stock} of {product.name} left. Type a smaller quantity."
+    return None
+
+
+# --------------------------------------------------------------------- replies
+
+
+def _text(body: str) -> TextContent:
+    return TextContent(body=_cut(body, 4096))
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _categories(ctx: BotContext, page: int = 0) -> OutboundContent:
+    categories = ctx.categories()
+    if not categories:
+        return _text("Our catalog is empty right now. Type 'agent' to talk to a person.")
+    rows = _paged(
+        [ListRow(id=f"cat:0:{c}"[:200], title=_cut(c, 24)) for c in categories],
+        page,
+        more_id=f"cats:{page + 1}",
+    )
+    return ListContent(
+        body="Browse our catalog by category, or type what you need (e.g. “Cement x 10”).",
+        button="View categories",
+        sections=[ListSection(title="Categories", rows=rows)],
+    )
+
+
+def _products(ctx: BotContext, category: str, page: int) -> ListContent:
+    products = ctx.in_category(category)
+    rows = _paged(
+        [
+            ListRow(
+                id=f"prod:{p.sku}",
+                title=_cut(p.name, 24),
+                description=_cut(
+                    f"{format_money(p.price, p.currency)}"
+                    + ("" if p.stock > 0 else " · out of stock")
+                    + (f" · {p.description}" if p.description else ""),
+                    72,
+                ),
+            )
+            for p in products
+        ],
+        page,
+        more_id=f"cat:{page + 1}:{category}"[:200],
+    )
+    return ListContent(
+        body=f"{_cut(category, 100)}: choose a product.",
+        button="View products",
+        sections=[ListSection(title=_cut(category, 24), rows=rows)],
+    )
+
+
+def _paged(rows: list[ListRow], page: int, *, more_id: str) -> list[ListRow]:
+    if len(rows) <= LIST_ROWS and page == 0:
+        return rows
+    chunk = rows[page * PAGE_ROWS : (page + 1) * PAGE_ROWS] or rows[:PAGE_ROWS]
+    if (page + 1) * PAGE_ROWS < len(rows):
+        chunk.append(ListRow(id=more_id, title="More…"))
+    return chunk
+
+
+def _ask_quantity(product: Product, ctx: BotContext) -> str:
+    return (
+        f"{product.name}: {format_money(product.price, product.currency)} each, "
+        f"{product.stock} in stock. How many would you like? Type a number, like 3."
+    )
+
+
+def cart_totals(session: Session, ctx: BotContext) -> Totals:
+    return compute_totals(
+        [(line.unit_price, line.quantity) for line in session.cart],
+        tax_rate=ctx.settings.tax_rate,
+        currency=ctx.settings.currency,
+    )
+
+
+def _review(session: Session, ctx: BotContext) -> list[OutboundContent]:
+    totals = cart_totals(session, ctx)
+    cur = totals.currency
+    lines = "\n".join(
+        f"• {line.quantity} x {line.name}: {format_money(line.unit_price * line.quantity, cur)}"
+        for line in session.cart
+    )
+    rate = (ctx.settings.tax_rate * 100).normalize()
+    summary = (
+        f"Your order:\n{lines}\n"
+        f"Subtotal: {format_money(totals.subtotal, cur)}\n"
+        + (f"Tax ({rate:f}%): {format_money(totals.tax, cur)}\n" if totals.tax else "")
+        + f"Total: {format_money(totals.total, cur)}"
+    )
+    buttons = [
+        ReplyButton(id="review:confirm", title="Confirm"),
+        ReplyButton(id="review:edit", title="Edit"),
+        ReplyButton(id="review:cancel", title="Cancel"),
+    ]
+    if len(summary) <= 1024:
+        return [ButtonsContent(body=summary, buttons=buttons)]
+    return [_text(summary), ButtonsContent(body="Confirm this order?", buttons=buttons)]
+
+
+def _reply_id(message: InboundMessage) -> str | None:
+    if message.type in ("interactive", "button") and message.reply is not None:
+        return message.reply.id
+    return None
+
+
+def _unsupported(message: InboundMessage) -> str:
+    kinds: dict[str, str] = {
+        "sticker": "stickers",
+        "audio": "voice notes",
+        "image": "pictures",
+        "video": "videos",
+        "document": "documents",
+        "location": "locations",
+        "contacts": "contact cards",
+    }
+    what = kinds.get(message.type, "this kind of message")
+    return f"Sorry, I can't read {what}."
+
+
+def _hint_text(session: Session, ctx: BotContext) -> str:
+    state = session.state
+    if state is State.COLLECTING_QUANTITY and session.pending_sku:
+        product = ctx.product(session.pending_sku)
+        name = product.name if product else "that product"
+        return f"How many {name} would you like? Type a number, like 3."
+    if state is State.CONFIRMING_ITEMS:
+        return "Please choose the product you meant from the list."
+    if state is State.REVIEWING_ORDER:
+        return "Tap Confirm, Edit or Cancel below your order."
+    if state is State.AWAITING_PAYMENT:
+        return (
+            f"Order {session.order_id} is waiting for payment (reference "
+            f"{session.payment_reference}). Send your payment confirmation number once paid, "
+            "or type cancel."
+        )
+    if state is State.PAYMENT_CONFIRMATION:
+        return (
+            f"We're verifying your payment for order {session.order_id}. "
+            "Type menu to keep shopping."
+        )
+    if state is State.ORDER_COMPLETE:
+        return "Your order is complete. Type menu to shop again."
+    return "Pick a category from the list, or type what you need, like “Cement x 10”."
+
+
+def _hint(session: Session, ctx: BotContext, *, prefix: str | None = None) -> Decision:
+    body = f"{prefix} {_hint_text(session, ctx)}" if prefix else _hint_text(session, ctx)
+    body += " Type help for options."
+    return Decision(session, [_text(body)])
+
+
+def _help_text(session: Session, ctx: BotContext) -> str:
+    return (
+        f"{ctx.settings.business_name} — how this chat works:\n"
+        "• menu: browse the catalog\n"
+        "• type an order like “Cement x 10, sand 2 bags”\n"
+        "• cart: review your order\n"
+        "• cancel: clear your cart\n"
+        "• agent: talk to a person\n"
+        "• STOP / START: marketing messages off / on\n\n" + _hint_text(session, ctx)
+    )

@@ -1,0 +1,58 @@
+"""AMQP edge: ``conversation.inbound`` → :class:`ConversationService`; replies → outbound."""
+
+from __future__ import annotations
+
+from aio_pika.abc import AbstractIncomingMessage
+from flowchat_contracts import InboundMessage, OutboundCommand, topology
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.errors import Discard
+from flowchat_platform.logs import get_logger
+from pydantic import TypeAdapter
+
+from flowchat_conversation.service import ConversationService
+
+log = get_logger(__name__)
+
+INBOUND_DECODER: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
+
+
+class AmqpOutbox:
+    """Publishes replies to ``flowchat.outbound`` and waits for the broker's confirm."""
+
+    def __init__(self, amqp: Amqp) -> None:
+        self._amqp = amqp
+
+    async def send(self, command: OutboundCommand) -> None:
+        await self._amqp.publish(
+            topology.EXCHANGE_OUTBOUND,
+            topology.outbound_routing_key(command.tenant_id, command.account_id),
+            command,
+            message_id=command.message_id,
+            correlation_id=command.correlation_id,
+        )
+
+
+class InboundConsumer:
+    def __init__(self, service: ConversationService) -> None:
+        self._service = service
+
+    async def handle(self, message: InboundMessage, _raw: AbstractIncomingMessage) -> None:
+        outcome = await self._service.handle_inbound(message)
+        log.info(
+            "inbound handled",
+            outcome=outcome,
+            tenant_id=message.tenant_id,
+            account_id=message.account_id,
+            provider_message_id=message.provider_message_id,
+            type=message.type,
+        )
+        if outcome == "duplicate":
+            raise Discard(f"message {message.provider_message_id} was handled before")
+
+    async def start(self, amqp: Amqp, *, prefetch: int) -> None:
+        await amqp.consume(
+            topology.QUEUE_CONVERSATION_INBOUND,
+            self.handle,
+            decoder=INBOUND_DECODER,
+            prefetch=prefetch,
+        )

@@ -1,0 +1,139 @@
+"""Domain types shared by the bot, the service and the repository (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+DEFAULT_BUSINESS_NAME = "our shop"
+#: ISO 4217 minor units that differ from 2 (the rest use cents).
+_MINOR_UNITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
+
+
+def minor_units(currency: str) -> int:
+    return _MINOR_UNITS.get(currency.upper(), 2)
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Round half-up to the currency's minor unit (JPY 0, USD 2, KWD 3 decimals)."""
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    return f"{round_money(amount, currency):,} {currency.upper()}"
+
+
+@dataclass(frozen=True)
+class ConversationKey:
+    """One conversation: a customer talking to one business number of one tenant."""
+
+    tenant_id: str
+    account_id: str
+    customer_wa_id: str
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.account_id}:{self.customer_wa_id}"
+
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
+
+
+class BotSettings(BaseModel):
+    """A tenant's bot settings, set through ``PUT /v1/tenants/{id}/settings``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    business_name: Annotated[str, StringConstraints(min_length=1, max_length=200)] = (
+        DEFAULT_BUSINESS_NAME
+    )
+    currency: Currency = "USD"
+    tax_rate: Annotated[Decimal, Field(ge=0, lt=1, max_digits=7, decimal_places=6)] = Decimal(0)
+    locale: Annotated[str, StringConstraints(min_length=2, max_length=15)] = "en"
+    welcome_text: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    payment_instructions: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+
+
+class ProductIn(BaseModel):
+    """A product as a tenant submits it (JSON or one CSV row)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    sku: Sku
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: Annotated[str, StringConstraints(max_length=1000)] = ""
+    price: Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), allow_inf_nan=False)]
+    currency: Currency | None = None
+    category: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "General"
+    stock: Annotated[int, Field(ge=0, le=2_000_000_000)] = 0
+    available: bool = True
+
+    @field_validator("currency")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else None
+
+
+class Product(BaseModel):
+    """A catalog product as stored (currency resolved)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sku: str
+    name: str
+    description: str = ""
+    price: Decimal
+    currency: str
+    category: str
+    stock: int
+    available: bool = True
+
+
+def resolve_product(item: ProductIn, default_currency: str) -> Product:
+    """The stored form of ``item``; raises ValueError when the price has too many decimals."""
+    currency = item.currency or default_currency
+    if round_money(item.price, currency) != item.price:
+        raise ValueError(
+            f"price {item.price} has more decimals than {currency} allows ({minor_units(currency)})"
+        )
+    return Product(
+        sku=item.sku,
+        name=item.name,
+        description=item.description,
+        price=item.price,
+        currency=currency,
+        category=item.category,
+        stock=item.stock,
+        available=item.available,
+    )
+
+
+@dataclass(frozen=True)
+class Totals:
+    subtotal: Decimal
+    tax: Decimal
+    total: Decimal
+    currency: str
+
+
+def compute_totals(lines: list[tuple[Decimal, int]], *, tax_rate: Decimal, currency: str) -> Totals:
+    """Subtotal of ``(unit_price, quantity)`` lines, tax at ``tax_rate``, each rounded
+    half-up to the currency's minor unit (line totals first, then tax on the subtotal)."""
+    subtotal = sum((round_money(price * qty, currency) for price, qty in lines), Decimal(0))
+    subtotal = round_money(subtotal, currency)
+    tax = round_money(subtotal * tax_rate, currency)
+    return Totals(subtotal=subtotal, tax=tax, total=subtotal + tax, currency=currency)

@@ -1,0 +1,122 @@
+"""Free-text orders ("Cement x 100, sand 2 bags") parsed into order lines (no I/O).
+
+Each comma / semicolon / newline / "and"-separated chunk becomes one line: its
+quantity is an explicit ``x 100`` / ``100x`` or else the first standalone number
+(numbers glued to units such as ``50kg`` belong to the product name), the rest is
+matched against the catalog's product names with rapidfuzz. A match is *confident*
+when it scores high and clearly beats the runner-up; *ambiguous* when it scores
+fairly but a second product is close or the score is middling (the bot asks the
+customer to confirm); *unknown* otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from rapidfuzz import fuzz, process, utils
+
+CONFIDENT_SCORE = 86.0
+AMBIGUOUS_SCORE = 60.0
+#: A confident best match must beat the runner-up by this much.
+CLEAR_MARGIN = 8.0
+
+_SPLIT = re.compile(r"[,;\n]+|\s+and\s+|\s*&\s*", re.IGNORECASE)
+_X_QTY = (
+    re.compile(r"(?<![\w\-])x\s*(\d+)\b", re.IGNORECASE),
+    re.compile(r"(?<![\w\-.])(\d+)\s*x\b", re.IGNORECASE),
+    re.compile(r"\*\s*(\d+)\b"),
+)
+_BARE_QTY = re.compile(r"(?<![\w.\-])(\d+)(?![\w.])")
+_FILLER = re.compile(
+    r"\b(?:bags?|pcs|pieces?|units?|items?|packs?|boxes|box|of|please|pls|i|want|need|"
+    r"would|like|to|order|buy|get|me|some|a|an|the)\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sku: str
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ParsedLine:
+    text: str
+    query: str
+    quantity: int | None
+    status: Literal["matched", "ambiguous", "unknown"]
+    candidates: tuple[Candidate, ...] = field(default=())
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.candidates[0] if self.candidates else None
+
+
+def split_quantity(chunk: str) -> tuple[str, int | None]:
+    """``"Cement x 100"`` → ``("Cement", 100)``; no number → quantity None."""
+    for pattern in (*_X_QTY, _BARE_QTY):
+        m = pattern.search(chunk)
+        if m is not None:
+            rest = (chunk[: m.start()] + " " + chunk[m.end() :]).strip()
+            return rest, int(m.group(1))
+    return chunk.strip(), None
+
+
+def _clean(query: str) -> str:
+    return re.sub(r"\s+", " ", _FILLER.sub(" ", query)).strip(" -:.*")
+
+
+def match_product(query: str, products: Sequence[tuple[str, str]]) -> list[Candidate]:
+    """Best matches of ``query`` among ``(sku, name)`` pairs, best first."""
+    if not query or not products:
+        return []
+    names = dict(products)
+    exact_sku = {sku.upper(): sku for sku, _ in products}.get(query.upper())
+    if exact_sku is not None:
+        return [Candidate(sku=exact_sku, name=names[exact_sku], score=100.0)]
+    hits = process.extract(
+        query, names, scorer=fuzz.WRatio, processor=utils.default_process, limit=3
+    )
+    return [Candidate(sku=key, name=name, score=float(score)) for name, score, key in hits]
+
+
+def classify(candidates: Sequence[Candidate]) -> Literal["matched", "ambiguous", "unknown"]:
+    if not candidates or candidates[0].score < AMBIGUOUS_SCORE:
+        return "unknown"
+    best = candidates[0].score
+    runner_up = candidates[1].score if len(candidates) > 1 else 0.0
+    if best >= CONFIDENT_SCORE and best - runner_up >= CLEAR_MARGIN:
+        return "matched"
+    return "ambiguous"
+
+
+def parse_order_text(text: str, products: Sequence[tuple[str, str]]) -> list[ParsedLine]:
+    """Every line the customer typed, matched against ``products`` (``(sku, name)``)."""
+    lines: list[ParsedLine] = []
+    for raw in _SPLIT.split(text):
+        chunk = raw.strip()
+        if not chunk:
+            continue
+        rest, quantity = split_quantity(chunk)
+        query = _clean(rest)
+        if not query:
+            continue
+        candidates = match_product(query, products)
+        status = classify(candidates)
+        if status == "matched":
+            candidates = candidates[:1]
+        lines.append(
+            ParsedLine(
+                text=chunk,
+                query=query,
+                quantity=quantity,
+                status=status,
+                candidates=tuple(c for c in candidates if c.score >= AMBIGUOUS_SCORE),
+            )
+        )
+    return lines

@@ -1,0 +1,87 @@
+"""Conversation sessions in Redis: versioned, expiring, written with check-and-set.
+
+Key ``conversation:session:<tenant>:<account>:<customer>`` is a hash ``{v, s}``:
+``v`` the version (absent key = version 0), ``s`` the session JSON. A save names the
+version it read; the Lua script writes only if that is still the stored version, bumps
+it and resets the TTL, so two writers can never silently overwrite each other. The
+cart is also written to ``conversation:cart:<...>`` with a longer TTL: when the session
+expires the customer starts again at GREETING with the cart kept (abandoned carts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from pydantic import TypeAdapter
+
+from flowchat_conversation.bot import CartLine, Session
+from flowchat_conversation.domain import ConversationKey
+
+_CAS = """
+local current = redis.call('HGET', KEYS[1], 'v') or '0'
+if current ~= ARGV[1] then
+  return -1
+end
+local next_version = tonumber(current) + 1
+redis.call('HSET', KEYS[1], 'v', next_version, 's', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] == '' then
+  redis.call('DEL', KEYS[2])
+else
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+end
+return next_version
+"""
+
+_CART = TypeAdapter(list[CartLine])
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    session: Session | None
+    version: int
+
+
+def _keys(key: ConversationKey) -> tuple[str, str]:
+    suffix = f"{key.tenant_id}:{key.account_id}:{key.customer_wa_id}"
+    return f"conversation:session:{suffix}", f"conversation:cart:{suffix}"
+
+
+class RedisSessionStore:
+    def __init__(self, client: aioredis.Redis, *, ttl_s: int, cart_ttl_s: int) -> None:
+        self._redis = client
+        self.ttl_s = ttl_s
+        self.cart_ttl_s = cart_ttl_s
+        self._cas = client.register_script(_CAS)
+
+    async def load(self, key: ConversationKey) -> StoredSession:
+        session_key, cart_key = _keys(key)
+        raw = await self._redis.hmget(session_key, ["v", "s"])
+        version, body = raw[0], raw[1]
+        if version is not None and body is not None:
+            return StoredSession(Session.model_validate_json(body), int(version))
+        cart = await self._redis.get(cart_key)
+        if cart:
+            # The session expired: start again at GREETING, the cart kept.
+            return StoredSession(Session(cart=_CART.validate_json(cart)), 0)
+        return StoredSession(None, 0)
+
+    async def save(self, key: ConversationKey, session: Session, *, expected_version: int) -> bool:
+        """Write ``session`` if the stored version is still ``expected_version``."""
+        session_key, cart_key = _keys(key)
+        cart = _CART.dump_json(session.cart).decode() if session.cart else ""
+        result = await self._cas(
+            keys=[session_key, cart_key],
+            args=[
+                str(expected_version),
+                session.model_dump_json(),
+                str(self.ttl_s * 1000),
+                cart,
+                str(self.cart_ttl_s * 1000),
+            ],
+        )
+        return int(result) > 0
+
+    async def ping(self) -> bool:
+        return bool(await self._redis.ping())

@@ -1,0 +1,332 @@
+"""The conversation service against real RabbitMQ, Redis and PostgreSQL."""
+
+import asyncio
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from flowchat_contracts import InboundMessage, OutboundCommand, Reply, topology
+from flowchat_conversation.app import create_app
+from flowchat_conversation.settings import Settings
+from flowchat_platform.amqp import HEADER_REASON
+from flowchat_platform.testing import eventually, serve
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "service-token-0123456789abcdef"
+KEYS = {
+    "fc_admin_t1": {"key_id": "k1", "tenant_id": "t1", "scopes": ["admin", "send"]},
+    "fc_send_t1": {"key_id": "k2", "tenant_id": "t1", "scopes": ["send"]},
+    "fc_admin_t2": {"key_id": "k3", "tenant_id": "t2", "scopes": ["admin"]},
+}
+
+
+def tenant_stub() -> FastAPI:
+    """The tenant service's internal API as docs/interfaces.md describes it."""
+    app = FastAPI()
+
+    @app.post("/internal/v1/api-keys/verify")
+    async def verify(body: dict[str, Any], authorization: str = Header("")) -> JSONResponse:
+        if authorization != f"Bearer {TOKEN}":
+            return JSONResponse(
+                {"error": {"code": "unauthorized", "message": "", "details": []}}, 401
+            )
+        info = KEYS.get(body.get("key", ""))
+        if info is None:
+            return JSONResponse({"error": {"code": "not_found", "message": "", "details": []}}, 404)
+        return JSONResponse(info)
+
+    return app
+
+
+@pytest.fixture
+async def stack(amqp_url, redis_url, database_url):
+    async with serve(tenant_stub()) as tenant_url:
+        settings = Settings(
+            AMQP_URL=amqp_url,
+            REDIS_URL=redis_url,
+            DATABASE_URL=database_url,
+            FLOWCHAT_TENANT_URL=tenant_url,
+            FLOWCHAT_SERVICE_TOKEN=TOKEN,
+        )
+        async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
+
+            async def ready():
+                return (await http.get("/readyz")).status_code == 200
+
+            await eventually(ready, timeout_s=20)
+            conn = await aio_pika.connect(amqp_url)
+            try:
+                channel = await conn.channel(publisher_confirms=True)
+                yield Stack(http, channel, database_url)
+            finally:
+                await conn.close()
+
+
+class Stack:
+    def __init__(self, http: httpx.AsyncClient, channel: Any, dsn: str) -> None:
+        self.http = http
+        self.channel = channel
+        self.dsn = dsn
+        self.seen: list[OutboundCommand] = []
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    async def publish(self, message: InboundMessage | bytes) -> None:
+        body = message if isinstance(message, bytes) else message.model_dump_json().encode()
+        exchange = await self.channel.get_exchange(topology.EXCHANGE_INBOUND)
+        await exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=topology.inbound_routing_key("t1", "a1", "text"),
+        )
+
+    async def replies(self, count: int, *, timeout_s: float = 10) -> list[OutboundCommand]:
+        queue = await self.channel.get_queue(topology.QUEUE_OUTBOUND)
+
+        async def enough():
+            while (m := await queue.get(no_ack=True, fail=False)) is not None:
+                self.seen.append(OutboundCommand.model_validate_json(m.body))
+            return len(self.seen) >= count
+
+        await eventually(enough, timeout_s=timeout_s)
+        out, self.seen = self.seen[:count], self.seen[count:]
+        return out
+
+
+_ids = itertools.count(1)
+
+
+def inbound(text=None, *, reply=None, customer="15550001111", message_id=None, tenant="t1"):
+    return InboundMessage(
+        tenant_id=tenant,
+        account_id="a1",
+        provider="meta",
+        provider_message_id=message_id or f"wamid.test{next(_ids)}",
+        phone_number_id="pn1",
+        customer_wa_id=customer,
+        customer_name="Ada",
+        type="interactive" if reply else "text",
+        timestamp=datetime.now(UTC),
+        text=text,
+        reply=Reply(id=reply, title="x") if reply else None,
+    )
+
+
+async def seed(stack: Stack) -> None:
+    r = await stack.http.put(
+        "/v1/tenants/t1/settings",
+        json={"business_name": "Acme Supplies", "currency": "USD", "tax_rate": "0.10"},
+        headers=stack.admin,
+    )
+    assert r.status_code == 200, r.text
+    r = await stack.http.post(
+        "/v1/tenants/t1/products",
+        json=[
+            {
+                "sku": "CEM",
+                "name": "Portland Cement",
+                "price": "12.50",
+                "category": "Building",
+                "stock": 10,
+            },
+            {
+                "sku": "NAIL",
+                "name": "Steel Nails",
+                "price": "0.10",
+                "category": "Hardware",
+                "stock": 1,
+            },
+        ],
+        headers=stack.admin,
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_inbound_text_gets_a_greeting_then_the_catalog(stack):
+    await seed(stack)
+    message = inbound("hello")
+    await stack.publish(message)
+    text, menu = await stack.replies(2)
+    assert text.content.type == "text"
+    assert "Acme Supplies" in text.content.body
+    assert menu.content.type == "interactive_list"
+    assert [r.title for r in menu.content.sections[0].rows] == ["Building", "Hardware"]
+    for n, command in enumerate((text, menu)):
+        assert command.idempotency_key == f"reply:{message.provider_message_id}:{n}"
+        assert command.correlation_id == message.correlation_id
+        assert (command.tenant_id, command.account_id, command.to) == ("t1", "a1", "15550001111")
+
+
+async def test_default_business_name_without_settings(stack):
+    await stack.publish(inbound("hi"))
+    (text,) = await stack.replies(1)
+    assert "our shop" in text.content.body  # no catalog: one text reply
+
+
+async def test_redelivered_message_is_answered_once(stack):
+    await seed(stack)
+    first = inbound("hello")
+    await stack.publish(first)
+    await stack.publish(first)  # the gateway published it twice
+    await stack.publish(inbound("help"))  # same conversation: handled after both copies
+    replies = await stack.replies(3)
+    keys = [r.idempotency_key for r in replies]
+    assert keys[:2] == [
+        f"reply:{first.provider_message_id}:0",
+        f"reply:{first.provider_message_id}:1",
+    ]
+    assert "how this chat works" in replies[2].content.body
+    await asyncio.sleep(0.3)
+    assert await stack.replies(0) == []
+    assert stack.seen == []
+
+
+async def test_malformed_message_is_parked_and_consumer_goes_on(stack):
+    await stack.publish(b'{"kind": "inbound_message", "tenant_id": "t1"}')
+    poison = await stack.channel.get_queue(topology.QUEUE_POISON)
+
+    async def parked():
+        return await poison.get(no_ack=True, fail=False)
+
+    got = await eventually(parked)
+    assert "invalid" in got.headers[HEADER_REASON]
+    await stack.publish(inbound("hi"))
+    assert len(await stack.replies(1)) == 1
+
+
+async def test_a_whole_order_through_the_queue(stack):
+    await seed(stack)
+    customer = "15550002222"
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound("Cement x 3", customer=customer))
+    _notes, review = await stack.replies(2)
+    assert review.content.type == "interactive_buttons"
+    assert "Total: 41.25 USD" in review.content.body
+    await stack.publish(inbound(reply="review:confirm", customer=customer))
+    (invoice,) = await stack.replies(1)
+    assert "ORD-" in invoice.content.body
+    assert "41.25 USD" in invoice.content.body
+    conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "conversation"})
+    try:
+        stock = await conn.fetchval("SELECT stock FROM products WHERE tenant_id='t1' AND sku='CEM'")
+        order = await conn.fetchrow(
+            "SELECT status, total FROM orders WHERE customer_wa_id = $1", customer
+        )
+    finally:
+        await conn.close()
+    assert stock == 7
+    assert order is not None
+    assert order["status"] == "confirmed"
+    assert str(order["total"]) == "41.2500"
+
+
+async def test_catalog_api_and_csv_import_report(stack):
+    h = stack.admin
+    r = await stack.http.post(
+        "/v1/tenants/t1/products",
+        json={"sku": "A1", "name": "Cement", "price": "10.5", "category": "Build", "stock": 3},
+        headers=h,
+    )
+    assert r.status_code == 200
+    assert r.json()["created"] == 1
+    assert r.json()["products"][0]["price"] == "10.5"
+    bad = await stack.http.post(
+        "/v1/tenants/t1/products", json={"sku": "bad sku!", "name": "", "price": "-1"}, headers=h
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "invalid_request"
+    csv_body = (
+        "sku,name,price,category,stock\n"
+        "A1,Cement 2,11,Build,4\n"
+        "B1,Sand,3.25,Build,9\n"
+        "B2,,1,Build,1\n"
+        "B3,Nails,abc,Hardware,1\n"
+    )
+    r = await stack.http.post(
+        "/v1/tenants/t1/products/import",
+        content=csv_body,
+        headers={**h, "Content-Type": "text/csv"},
+    )
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["received"], report["created"], report["updated"]) == (4, 1, 1)
+    assert [(x["line"], x["sku"]) for x in report["rejected"]] == [(4, "B2"), (5, "B3")]
+    assert all(x["errors"] for x in report["rejected"])
+    listed = (await stack.http.get("/v1/tenants/t1/products", headers=h)).json()["products"]
+    assert {(p["sku"], p["name"], p["price"]) for p in listed} == {
+        ("A1", "Cement 2", "11.0000"),
+        ("B1", "Sand", "3.2500"),
+    }
+    header = await stack.http.post(
+        "/v1/tenants/t1/products/import", content="foo,bar\n1,2\n", headers=h
+    )
+    assert header.status_code == 422
+    assert header.json()["error"]["code"] == "invalid_csv"
+
+
+async def test_tenant_isolation_on_the_api(stack):
+    def key(k):
+        return {"Authorization": f"Bearer {k}"}
+
+    product = {"sku": "X1", "name": "Thing", "price": "1", "category": "C"}
+    ok = await stack.http.post("/v1/tenants/t1/products", json=product, headers=key("fc_admin_t1"))
+    assert ok.status_code == 200
+    other = await stack.http.get("/v1/tenants/t2/products", headers=key("fc_admin_t1"))
+    assert other.status_code == 403
+    assert other.json()["error"]["code"] == "forbidden"
+    scope = await stack.http.post(
+        "/v1/tenants/t1/products", json=product, headers=key("fc_send_t1")
+    )
+    assert scope.status_code == 403
+    unknown = await stack.http.get("/v1/tenants/t1/products", headers=key("fc_nope"))
+    assert unknown.status_code == 401
+    assert (await stack.http.get("/v1/tenants/t1/products")).status_code == 401
+    t2 = await stack.http.get("/v1/tenants/t2/products", headers=key("fc_admin_t2"))
+    assert t2.status_code == 200
+    assert t2.json()["products"] == []
+
+
+async def test_fast_messages_of_one_customer_are_handled_in_order(stack):
+    await seed(stack)
+    texts = ["hi", "Cement x 1", "Cement x 2", "Cement x 3", "cart"]
+    for text in texts:
+        await stack.publish(inbound(text))
+    replies = await stack.replies(2 + 2 * 3 + 1)
+    reviews = [r.content.body for r in replies if r.content.type == "interactive_buttons"]
+    assert [b.splitlines()[1].split(":")[0] for b in reviews] == [
+        "• 1 x Portland Cement",
+        "• 2 x Portland Cement",
+        "• 3 x Portland Cement",
+        "• 3 x Portland Cement",
+    ]
+
+
+async def test_two_customers_race_for_the_last_unit(stack):
+    await seed(stack)  # NAIL has stock 1
+    customers = ["15550003333", "15550004444"]
+    for c in customers:
+        await stack.publish(inbound("hi", customer=c))
+        await stack.publish(inbound("nails x 1", customer=c))
+    await stack.replies(8)
+    for c in customers:
+        await stack.publish(inbound(reply="review:confirm", customer=c))
+    outcomes = sorted(r.content.body.split()[0] for r in await stack.replies(3))
+    # one invoice; the other customer hears it ran out (+ the categories list again)
+    bodies = " ".join(outcomes)
+    assert outcomes.count("✅") == 1
+    assert "Sorry," in bodies
+    conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "conversation"})
+    try:
+        assert await conn.fetchval("SELECT stock FROM products WHERE sku='NAIL'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 1
+    finally:
+        await conn.close()

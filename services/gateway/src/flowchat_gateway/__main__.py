@@ -1,0 +1,13 @@
+from flowchat_platform.runner import run_service
+
+from flowchat_gateway import SERVICE
+from flowchat_gateway.app import create_app
+from flowchat_gateway.settings import Settings
+
+
+def main() -> None:
+    run_service(SERVICE, Settings, create_app)
+
+
+if __name__ == "__main__":
+    main()

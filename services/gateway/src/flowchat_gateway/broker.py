@@ -1,0 +1,41 @@
+"""The :class:`~flowchat_gateway.service.Publisher` over RabbitMQ (confirmed publishes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
+
+from flowchat_gateway.service import Outgoing
+
+
+class AmqpPublisher:
+    def __init__(self, amqp: Amqp) -> None:
+        self.amqp = amqp
+
+    async def publish_all(self, items: Sequence[Outgoing]) -> list[BaseException | None]:
+        results = await asyncio.gather(*(self._one(item) for item in items), return_exceptions=True)
+        errors: list[BaseException | None] = []
+        for result in results:
+            if isinstance(result, asyncio.CancelledError):
+                raise result
+            errors.append(result if isinstance(result, BaseException) else None)
+        return errors
+
+    async def _one(self, item: Outgoing) -> None:
+        headers: dict[str, Any] = {}
+        if item.park_reason is not None:
+            headers[HEADER_REASON] = item.park_reason[:1000]
+            headers[HEADER_ORIGIN_QUEUE] = "gateway"
+        await self.amqp.publish(
+            item.exchange,
+            item.routing_key,
+            item.body,
+            message_id=item.message_id,
+            correlation_id=item.correlation_id,
+            headers=headers,
+            message_type=item.message_type,
+            mandatory=item.mandatory,
+        )

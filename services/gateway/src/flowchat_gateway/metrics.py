@@ -1,0 +1,55 @@
+"""The gateway's Prometheus metrics. Every label comes from a fixed, small set."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+#: provider: meta | twilio; kind: verification | webhook;
+#: outcome: accepted | duplicate | parked | invalid_signature | unavailable | too_large |
+#: unsupported_media_type | not_found | forbidden.
+WEBHOOKS = Counter(
+    "flowchat_gateway_webhooks_total",
+    "Webhook requests answered, by provider, kind and outcome",
+    ["provider", "kind", "outcome"],
+)
+SIGNATURE_FAILURES = Counter(
+    "flowchat_gateway_signature_failures_total",
+    "Webhooks refused because their signature matched no known secret",
+    ["provider"],
+)
+#: kind: inbound_message | status_update | business_event;
+#: type: the inbound type, the status, or the business field (all enumerated);
+#: outcome: published | duplicate.
+EVENTS = Counter(
+    "flowchat_gateway_events_total",
+    "Normalized webhook events, by outcome",
+    ["provider", "kind", "type", "outcome"],
+)
+PARKED = Counter(
+    "flowchat_gateway_parked_total",
+    "Webhook parts parked on the poison queue for inspection, by reason",
+    ["provider", "reason"],
+)
+IGNORED = Counter(
+    "flowchat_gateway_ignored_total",
+    "Webhook changes ignored (fields FlowChat does not handle)",
+    ["provider", "reason"],
+)
+DEDUPE_UNAVAILABLE = Counter(
+    "flowchat_gateway_dedupe_unavailable_total",
+    "Webhook requests published without a dedupe check because Redis failed",
+    ["provider", "step"],
+)
+PUBLISH_SECONDS = Histogram(
+    "flowchat_gateway_publish_duration_seconds",
+    "Time to publish and confirm every event of one request",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+#: outcome: accepted | replayed | unauthorized | forbidden | invalid | not_found |
+#: conflict | rate_limited | unavailable.
+SEND_REQUESTS = Counter(
+    "flowchat_gateway_send_requests_total",
+    "Send API requests, by outcome",
+    ["outcome"],
+)

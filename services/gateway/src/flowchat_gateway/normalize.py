@@ -1,0 +1,584 @@
+"""Provider webhooks → FlowChat events. Pure code: no I/O, no clock, no randomness.
+
+Meta (``X-Hub-Signature-256`` verified elsewhere)::
+
+    {"object": "whatsapp_business_account",
+     "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": {...}}, ...]}, ...]}
+
+:func:`split_changes` cuts a payload into :class:`Change` s (each names its phone
+number id, so the caller can find the account and its app secret);
+:func:`normalize_change` turns one change of a known account into events:
+
+- ``messages`` → one :class:`InboundMessage` per ``value.messages[]`` (every type;
+  an unknown type becomes ``unsupported``, never an error) and one
+  :class:`StatusUpdate` per ``value.statuses[]``;
+- the account-level fields of :data:`BUSINESS_FIELDS` → one :class:`BusinessEvent`;
+- anything else is ignored.
+
+Unknown fields are ignored everywhere. A piece that cannot be normalized (no id,
+bad timestamp, a number that is not a WhatsApp id) is returned as :class:`Parked`
+with the reason, never raised: the caller parks it for inspection and answers 200.
+
+Event ids are derived from the provider's ids (:func:`event_id_for`), so a message
+Meta delivers twice carries the same ``event_id`` both times and consumers can
+drop the repeat even when the gateway's own dedupe could not run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+import orjson
+from flowchat_contracts import (
+    InboundMessage,
+    InboundType,
+    Location,
+    Media,
+    Pricing,
+    ProviderError,
+    ProviderStatus,
+    Reply,
+    StatusUpdate,
+)
+from pydantic import ValidationError
+
+from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
+
+Event = InboundMessage | StatusUpdate | BusinessEvent
+
+INBOUND_TYPES: frozenset[str] = frozenset(get_args(InboundType))
+PROVIDER_STATUSES: frozenset[str] = frozenset(get_args(ProviderStatus))
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+_EVENT_NAMESPACE = uuid.UUID("6f1d2f0e-3f4c-4e7a-9a51-0c8f5d3b2a10")
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The FlowChat account a change belongs to."""
+
+    tenant_id: str
+    account_id: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``entry[i].changes[j]`` of a Meta webhook."""
+
+    waba_id: str | None
+    field: str
+    value: dict[str, Any]
+    entry_time: int | None = None
+
+    @property
+    def phone_number_id(self) -> str | None:
+        return _text(_obj(self.value.get("metadata")).get("phone_number_id"))
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A piece of a webhook that could not be normalized, kept for inspection."""
+
+    reason: str
+    detail: str
+    data: Any
+
+
+@dataclass
+class Normalized:
+    events: list[Event] = field(default_factory=list)
+    parked: list[Parked] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def extend(self, other: Normalized) -> None:
+        self.events.extend(other.events)
+        self.parked.extend(other.parked)
+        self.ignored.extend(other.ignored)
+
+
+class MalformedPayload(ValueError):
+    """The body is not a webhook envelope at all (no ``entry`` list)."""
+
+
+# --------------------------------------------------------------------- identity
+
+
+def event_identity(event: Event) -> str:
+    """What makes an event the same event when the provider sends it again."""
+    if isinstance(event, InboundMessage):
+        return f"{event.provider}:message:{event.provider_message_id}"
+    if isinstance(event, StatusUpdate):
+        return f"{event.provider}:status:{event.provider_message_id}:{event.status}"
+    digest = hashlib.sha256(orjson.dumps(event.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{event.provider}:event:{event.field}:{digest}"
+
+
+def event_id_for(account_id: str, identity: str) -> str:
+    return uuid.uuid5(_EVENT_NAMESPACE, f"{account_id}|{identity}").hex
+
+
+def with_stable_id(event: Event) -> Event:
+    return event.model_copy(
+        update={"event_id": event_id_for(event.account_id, event_identity(event))}
+    )
+
+
+def metric_type(event: Event) -> str:
+    """A bounded label naming the event's type."""
+    if isinstance(event, InboundMessage):
+        return event.type
+    if isinstance(event, StatusUpdate):
+        return event.status
+    return event.field
+
+
+# --------------------------------------------------------------------- small parsers
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Meta's timestamps are Unix seconds, as a string or a number."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp is not a number")
+    seconds = int(value) if isinstance(value, int | str) else None
+    if seconds is None or seconds < 0:
+        raise ValueError(f"bad timestamp {value!r}")
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _errors(value: Any) -> list[ProviderError]:
+    out = []
+    for item in _list(value):
+        err = _obj(item)
+        code = err.get("code")
+        if isinstance(code, bool) or not isinstance(code, int | str):
+            continue
+        try:
+            code_int = int(code)
+        except ValueError:
+            continue
+        out.append(
+            ProviderError(
+                code=code_int,
+                title=_text(err.get("title")) or "",
+                message=_text(err.get("message")) or "",
+                details=_text(_obj(err.get("error_data")).get("details")) or "",
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------- Meta: envelope
+
+
+def split_changes(payload: Any) -> tuple[list[Change], list[Parked]]:
+    """Every change of every entry; malformed entries or changes come back parked."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+        raise MalformedPayload("not a webhook envelope: no entry list")
+    changes: list[Change] = []
+    parked: list[Parked] = []
+    for entry in payload["entry"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
+            parked.append(Parked("malformed_entry", "entry without a changes list", entry))
+            continue
+        waba_id = _text(entry.get("id"))
+        time = entry.get("time")
+        entry_time = time if isinstance(time, int) and not isinstance(time, bool) else None
+        for change in entry["changes"]:
+            change_field = _obj(change).get("field")
+            value = _obj(change).get("value")
+            if not isinstance(change_field, str) or not isinstance(value, dict):
+                parked.append(Parked("malformed_change", "change without field or value", change))
+                continue
+            changes.append(Change(waba_id, change_field, value, entry_time))
+    return changes, parked
+
+
+def normalize_change(
+    change: Change, account: AccountRef, *, received_at: datetime, correlation_id: str
+) -> Normalized:
+    """The events of one change of a known, verified account."""
+    out = Normalized()
+    if change.field == "messages":
+        value = change.value
+        contacts = _list(value.get("contacts"))
+        for message in _list(value.get("messages")):
+            _append(
+                out,
+                lambda m=message: inbound_from_meta(
+                    _obj(m), contacts, change, account, correlation_id=correlation_id
+                ),
+                "malformed_message",
+                message,
+            )
+        for status in _list(value.get("statuses")):
+            if _obj(status).get("status") not in PROVIDER_STATUSES:
+                out.parked.append(
+                    Parked("unknown_status", f"status {_obj(status).get('status')!r}", status)
+                )
+                continue
+            _append(
+                out,
+                lambda s=status: status_from_meta(_obj(s), account, correlation_id=correlation_id),
+                "malformed_status",
+                status,
+            )
+        if value.get("errors"):
+            out.parked.append(
+                Parked("meta_errors", "webhook-level errors from Meta", value.get("errors"))
+            )
+        return out
+    if change.field in BUSINESS_FIELDS:
+        _append(
+            out,
+            lambda: business_event_from_meta(
+                change, account, received_at=received_at, correlation_id=correlation_id
+            ),
+            "malformed_change",
+            change.value,
+        )
+        return out
+    out.ignored.append(change.field)
+    return out
+
+
+def _append(out: Normalized, build: Any, reason: str, data: Any) -> None:
+    try:
+        out.events.append(with_stable_id(build()))
+    except (ValidationError, ValueError, TypeError) as exc:
+        out.parked.append(Parked(reason, _describe(exc), data))
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(value)'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+    return str(exc)[:500]
+
+
+# --------------------------------------------------------------------- Meta: messages
+
+
+def inbound_from_meta(
+    message: dict[str, Any],
+    contacts: list[Any],
+    change: Change,
+    account: AccountRef,
+    *,
+    correlation_id: str,
+) -> InboundMessage:
+    """One ``value.messages[]`` item as an :class:`InboundMessage`."""
+    wamid = _text(message.get("id"))
+    sender = _text(message.get("from"))
+    if not wamid or not sender:
+        raise ValueError("message without id or from")
+    raw_type = _text(message.get("type")) or "unsupported"
+    fields: dict[str, Any] = {
+        "tenant_id": account.tenant_id,
+        "account_id": account.account_id,
+        "correlation_id": correlation_id,
+        "provider": "meta",
+        "provider_message_id": wamid,
+        "phone_number_id": change.phone_number_id or "",
+        "customer_wa_id": sender,
+        "customer_name": _customer_name(contacts, sender),
+        "timestamp": parse_timestamp(message.get("timestamp")),
+        "context_message_id": _text(_obj(message.get("context")).get("id")),
+        "errors": _errors(message.get("errors")),
+    }
+    if isinstance(message.get("referral"), dict):
+        fields["referral"] = message["referral"]
+    fields.update(_content(raw_type, message))
+    return InboundMessage(**fields)
+
+
+def _customer_name(contacts: list[Any], wa_id: str) -> str | None:
+    fallback = None
+    for contact in contacts:
+        name = _text(_obj(_obj(contact).get("profile")).get("name"))
+        if _text(_obj(contact).get("wa_id")) == wa_id:
+            return name
+        fallback = fallback or name
+    return fallback
+
+
+def _content(raw_type: str, message: dict[str, Any]) -> dict[str, Any]:
+    """The type-specific fields; anything unknown becomes ``unsupported``."""
+    body = _obj(message.get(raw_type))
+    if raw_type == "text":
+        return {"type": "text", "text": _text(body.get("body")) or ""}
+    if raw_type in MEDIA_TYPES:
+        media = Media(
+            id=_text(body.get("id")),
+            link=_text(body.get("url")) or _text(body.get("link")),
+            mime_type=_text(body.get("mime_type")),
+            sha256=_text(body.get("sha256")),
+            caption=_text(body.get("caption")),
+            filename=_text(body.get("filename")),
+        )
+        return {"type": raw_type, "media": media, "text": media.caption}
+    if raw_type == "location":
+        return {
+            "type": "location",
+            "location": Location(
+                latitude=body.get("latitude"),
+                longitude=body.get("longitude"),
+                name=_text(body.get("name")),
+                address=_text(body.get("address")),
+            ),
+        }
+    if raw_type == "contacts":
+        cards = [c for c in _list(message.get("contacts")) if isinstance(c, dict)]
+        return {"type": "contacts", "contacts": cards}
+    if raw_type == "reaction":
+        return {
+            "type": "reaction",
+            "reaction_message_id": _text(body.get("message_id")),
+            # An absent emoji means the customer removed the reaction.
+            "reaction_emoji": _text(body.get("emoji")) or "",
+        }
+    if raw_type == "button":
+        payload = _text(body.get("payload")) or _text(body.get("text")) or ""
+        text = _text(body.get("text")) or ""
+        return {"type": "button", "text": text, "reply": Reply(id=payload, title=text)}
+    if raw_type == "interactive":
+        kind = _text(body.get("type"))
+        reply = _obj(body.get(kind)) if kind in ("button_reply", "list_reply") else None
+        if reply is None or _text(reply.get("id")) is None:
+            return {"type": "unsupported"}
+        return {
+            "type": "interactive",
+            "text": _text(reply.get("title")),
+            "reply": Reply(
+                id=_text(reply.get("id")) or "",
+                title=_text(reply.get("title")) or "",
+                description=_text(reply.get("description")),
+            ),
+        }
+    if raw_type == "order":
+        return {"type": "order", "order": body, "text": _text(body.get("text")) or None}
+    if raw_type == "system":
+        return {"type": "system", "system": body, "text": _text(body.get("body"))}
+    if raw_type == "referral":
+        referral = _obj(message.get("referral")) or body
+        return {"type": "referral", "referral": referral}
+    return {"type": "unsupported"}
+
+
+# --------------------------------------------------------------------- Meta: statuses
+
+
+def status_from_meta(
+    status: dict[str, Any], account: AccountRef, *, correlation_id: str
+) -> StatusUpdate:
+    """One ``value.statuses[]`` item as a :class:`StatusUpdate`."""
+    wamid = _text(status.get("id"))
+    if not wamid:
+        raise ValueError("status without id")
+    pricing = _obj(status.get("pricing"))
+    return StatusUpdate(
+        tenant_id=account.tenant_id,
+        account_id=account.account_id,
+        correlation_id=correlation_id,
+        provider="meta",
+        provider_message_id=wamid,
+        status=status.get("status"),  # checked by the caller
+        timestamp=parse_timestamp(status.get("timestamp")),
+        recipient_id=_text(status.get("recipient_id")),
+        message_id=_text(status.get("biz_opaque_callback_data")),
+        errors=_errors(status.get("errors")),
+        pricing=Pricing(
+            billable=pricing.get("billable") if isinstance(pricing.get("billable"), bool) else None,
+            category=_text(pricing.get("category")),
+            pricing_model=_text(pricing.get("pricing_model")),
+        )
+        if pricing
+        else None,
+        conversation_id=_text(_obj(status.get("conversation")).get("id")),
+    )
+
+
+# --------------------------------------------------------------------- Meta: business fields
+
+
+def business_event_from_meta(
+    change: Change, account: AccountRef, *, received_at: datetime, correlation_id: str
+) -> BusinessEvent:
+    value = change.value
+    occurred_at = received_at
+    for candidate in (value.get("timestamp"), change.entry_time):
+        if candidate is not None:
+            try:
+                occurred_at = parse_timestamp(candidate)
+                break
+            except ValueError:
+                continue
+    return BusinessEvent(
+        tenant_id=account.tenant_id,
+        account_id=account.account_id,
+        correlation_id=correlation_id,
+        field=change.field,  # checked by the caller
+        event=_text(value.get("event")),
+        waba_id=change.waba_id,
+        phone_number_id=change.phone_number_id,
+        occurred_at=occurred_at,
+        data=value,
+    )
+
+
+# --------------------------------------------------------------------- Twilio
+
+
+TWILIO_STATUSES: Mapping[str, ProviderStatus | None] = {
+    "queued": None,
+    "accepted": None,
+    "scheduled": None,
+    "sending": None,
+    "canceled": None,
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "failed": "failed",
+    "undelivered": "failed",
+}
+
+
+def strip_whatsapp(address: str | None) -> str:
+    """``whatsapp:+14155550100`` → ``+14155550100``."""
+    value = (address or "").strip()
+    return value.removeprefix("whatsapp:")
+
+
+def is_twilio_status_callback(form: Mapping[str, str]) -> bool:
+    status = form.get("MessageStatus")
+    return bool(status) and status != "received"
+
+
+def status_from_twilio(
+    form: Mapping[str, str],
+    account: AccountRef,
+    *,
+    received_at: datetime,
+    correlation_id: str,
+) -> StatusUpdate | None:
+    """A Twilio status callback; ``None`` for the states FlowChat does not track (queued…)."""
+    raw = (form.get("MessageStatus") or "").lower()
+    if raw not in TWILIO_STATUSES:
+        raise ValueError(f"unknown Twilio status {raw!r}")
+    status = TWILIO_STATUSES[raw]
+    if status is None:
+        return None
+    sid = form.get("MessageSid") or form.get("SmsSid")
+    if not sid:
+        raise ValueError("status callback without MessageSid")
+    errors: list[ProviderError] = []
+    code = form.get("ErrorCode")
+    if status == "failed" and code and code.isdigit():
+        errors.append(
+            ProviderError(code=int(code), title=raw, message=form.get("ErrorMessage") or "")
+        )
+    update = StatusUpdate(
+        tenant_id=account.tenant_id,
+        account_id=account.account_id,
+        correlation_id=correlation_id,
+        provider="twilio",
+        provider_message_id=sid,
+        status=status,
+        timestamp=received_at,
+        recipient_id=strip_whatsapp(form.get("To")) or None,
+        errors=errors,
+    )
+    event = with_stable_id(update)
+    assert isinstance(event, StatusUpdate)
+    return event
+
+
+def inbound_from_twilio(
+    form: Mapping[str, str],
+    account: AccountRef,
+    *,
+    received_at: datetime,
+    correlation_id: str,
+) -> InboundMessage:
+    """A Twilio inbound WhatsApp message (form fields of the incoming webhook)."""
+    sid = form.get("MessageSid") or form.get("SmsMessageSid")
+    if not sid:
+        raise ValueError("inbound message without MessageSid")
+    fields: dict[str, Any] = {
+        "tenant_id": account.tenant_id,
+        "account_id": account.account_id,
+        "correlation_id": correlation_id,
+        "provider": "twilio",
+        "provider_message_id": sid,
+        "phone_number_id": strip_whatsapp(form.get("To")),
+        "customer_wa_id": strip_whatsapp(form.get("From")),
+        "customer_name": form.get("ProfileName") or None,
+        "timestamp": received_at,
+        "context_message_id": form.get("OriginalRepliedMessageSid") or None,
+    }
+    fields.update(_twilio_content(form))
+    event = with_stable_id(InboundMessage(**fields))
+    assert isinstance(event, InboundMessage)
+    return event
+
+
+def _twilio_content(form: Mapping[str, str]) -> dict[str, Any]:
+    message_type = (form.get("MessageType") or "").lower()
+    body = form.get("Body") or ""
+    if form.get("Latitude") and form.get("Longitude"):
+        return {
+            "type": "location",
+            "location": Location(
+                latitude=float(form["Latitude"]),
+                longitude=float(form["Longitude"]),
+                name=form.get("Label") or None,
+                address=form.get("Address") or None,
+            ),
+        }
+    if form.get("ButtonPayload") or message_type in ("button", "interactive"):
+        payload = form.get("ButtonPayload") or form.get("ListId") or body
+        title = form.get("ButtonText") or form.get("ListTitle") or body
+        kind = "button" if message_type != "interactive" else "interactive"
+        return {"type": kind, "text": title, "reply": Reply(id=payload, title=title)}
+    num_media = int(form.get("NumMedia") or "0") if (form.get("NumMedia") or "0").isdigit() else 0
+    if num_media > 0:
+        mime = form.get("MediaContentType0") or ""
+        media_type = message_type if message_type in MEDIA_TYPES else _media_type(mime)
+        return {
+            "type": media_type,
+            "text": body or None,
+            "media": Media(
+                link=form.get("MediaUrl0"), mime_type=mime or None, caption=body or None
+            ),
+        }
+    if message_type and message_type != "text" and message_type in INBOUND_TYPES:
+        return {"type": message_type, "text": body or None}
+    if message_type and message_type != "text":
+        return {"type": "unsupported", "text": body or None}
+    return {"type": "text", "text": body}
+
+
+def _media_type(mime: str) -> str:
+    major = mime.split("/", 1)[0]
+    return major if major in ("image", "video", "audio") else "document"

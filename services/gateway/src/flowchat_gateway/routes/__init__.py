@@ -1,0 +1,1 @@
+"""HTTP edges of the gateway: provider webhooks and the tenants' send API."""

@@ -1,0 +1,169 @@
+"""The tenants' send API: ``POST /v1/messages``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header
+from fastapi.responses import JSONResponse
+from flowchat_platform.http import ApiError
+
+from flowchat_gateway import metrics
+from flowchat_gateway.deps import CallerDep, CorrelationDep, SenderDep
+from flowchat_gateway.errors import RateLimited, SendRejected, Unavailable
+from flowchat_gateway.schemas import ErrorBody, SendMessageAccepted, SendMessageRequest
+
+router = APIRouter(tags=["messages"])
+
+_ACCOUNT = "acc_3f9a1c"
+_TO = "+4915112345678"
+
+
+def _example(summary: str, content: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "value": {"account_id": _ACCOUNT, "to": _TO, **extra, "content": content},
+    }
+
+
+EXAMPLES: dict[str, Any] = {
+    "text": _example("Text", {"type": "text", "body": "Your order has shipped!"}),
+    "image": _example(
+        "Image by link",
+        {"type": "image", "link": "https://example.com/p/123.jpg", "caption": "Blue, size M"},
+    ),
+    "document": _example(
+        "Document by media id",
+        {"type": "document", "media_id": "1003383421387256", "filename": "invoice-1042.pdf"},
+    ),
+    "audio": _example("Audio", {"type": "audio", "media_id": "1003383421387257"}),
+    "video": _example("Video", {"type": "video", "link": "https://example.com/demo.mp4"}),
+    "sticker": _example("Sticker", {"type": "sticker", "media_id": "1003383421387258"}),
+    "template": _example(
+        "Template (marketing)",
+        {
+            "type": "template",
+            "name": "order_update",
+            "language": "en_US",
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "#1042"}]},
+            ],
+        },
+        category="marketing",
+    ),
+    "buttons": _example(
+        "Reply buttons",
+        {
+            "type": "interactive_buttons",
+            "body": "Confirm your order?",
+            "buttons": [{"id": "yes", "title": "Yes"}, {"id": "no", "title": "No"}],
+        },
+    ),
+    "list": _example(
+        "List",
+        {
+            "type": "interactive_list",
+            "body": "Choose a delivery option",
+            "button": "Options",
+            "sections": [
+                {
+                    "title": "Shipping",
+                    "rows": [
+                        {"id": "std", "title": "Standard", "description": "3-5 days"},
+                        {"id": "exp", "title": "Express", "description": "Next day"},
+                    ],
+                }
+            ],
+        },
+    ),
+    "reaction": _example(
+        "Reaction",
+        {"type": "reaction", "message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRB", "emoji": "👍"},
+    ),
+    "location": _example(
+        "Location",
+        {"type": "location", "latitude": 52.52, "longitude": 13.405, "name": "Shop"},
+    ),
+    "contacts": _example(
+        "Contacts",
+        {
+            "type": "contacts",
+            "contacts": [
+                {"name": {"formatted_name": "Support"}, "phones": [{"phone": "+4930123"}]}
+            ],
+        },
+    ),
+    "reply": _example(
+        "Text quoting a customer message",
+        {"type": "text", "body": "Yes, it comes in red too."},
+        reply_to="wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTA2NTUw",
+    ),
+}
+
+
+@router.post(
+    "/v1/messages",
+    status_code=202,
+    summary="Send a message",
+    response_model=SendMessageAccepted,
+    responses={
+        401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"},
+        403: {"model": ErrorBody, "description": "The key lacks the 'send' scope"},
+        404: {"model": ErrorBody, "description": "No such account for this tenant"},
+        409: {"model": ErrorBody, "description": "Idempotency-Key reused with another body"},
+        422: {"model": ErrorBody, "description": "Invalid body or phone number"},
+        429: {"model": ErrorBody, "description": "Rate limited (see Retry-After)"},
+        503: {"model": ErrorBody, "description": "Not queued; retry with the same key"},
+    },
+)
+async def send_message(
+    caller: CallerDep,
+    sender: SenderDep,
+    correlation_id: CorrelationDep,
+    request: Annotated[SendMessageRequest, Body(openapi_examples=EXAMPLES)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Required. The same key with the same body within 24 h returns the "
+            "same message id; with another body, 409.",
+        ),
+    ] = None,
+) -> JSONResponse:
+    """Queue one message for sending; answers 202 once the command is durably queued."""
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 128:
+        metrics.SEND_REQUESTS.labels("invalid").inc()
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "an Idempotency-Key header of 1 to 128 characters is required",
+            details=[{"field": "Idempotency-Key"}],
+        )
+    try:
+        await sender.check_rate(caller)
+        accepted = await sender.send(
+            caller, request, idempotency_key=key, correlation_id=correlation_id
+        )
+    except RateLimited as exc:
+        metrics.SEND_REQUESTS.labels("rate_limited").inc()
+        raise ApiError(
+            429, exc.code, exc.message, headers={"Retry-After": str(int(exc.retry_after_s + 0.999))}
+        ) from exc
+    except SendRejected as exc:
+        outcome = {404: "not_found", 409: "conflict", 422: "invalid"}.get(exc.status, "invalid")
+        metrics.SEND_REQUESTS.labels(outcome).inc()
+        details = [{"field": exc.field}] if exc.field else []
+        raise ApiError(exc.status, exc.code, exc.message, details=details) from exc
+    except Unavailable as exc:
+        metrics.SEND_REQUESTS.labels("unavailable").inc()
+        raise ApiError(
+            503,
+            "unavailable",
+            f"{exc.dependency} unavailable; the message was not queued, retry with the same key",
+            headers={"Retry-After": "2"},
+        ) from exc
+    metrics.SEND_REQUESTS.labels("replayed" if accepted.replayed else "accepted").inc()
+    body = SendMessageAccepted(message_id=accepted.message_id)
+    headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
+    return JSONResponse(body.model_dump(), status_code=202, headers=headers)

@@ -1,0 +1,186 @@
+"""Provider webhooks: translate HTTP into :class:`WebhookService` calls and back.
+
+Status codes Meta and Twilio see: 200 once every event is confirmed by the broker
+(or was a duplicate, or was parked for inspection); 401 bad or missing signature;
+413 body over the limit; 415 wrong content type; 503 when the broker or the tenant
+service cannot confirm (the provider retries). Never 200 for an unconfirmed publish.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from flowchat_platform.http import ApiError
+from flowchat_platform.logs import get_logger
+
+from flowchat_gateway import metrics
+from flowchat_gateway.deps import CorrelationDep, SettingsDep, WebhooksDep
+from flowchat_gateway.errors import InvalidSignature, Unavailable, UnknownAccount
+from flowchat_gateway.schemas import ErrorBody
+from flowchat_gateway.service import WebhookResult
+
+log = get_logger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or invalid signature; nothing published"},
+    413: {"model": ErrorBody, "description": "Body larger than the limit (3 MB)"},
+    415: {"model": ErrorBody, "description": "Wrong content type"},
+    503: {"model": ErrorBody, "description": "Not confirmed by the broker; retry"},
+}
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _read_body(request: Request, limit: int, provider: str) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        metrics.WEBHOOKS.labels(provider, "webhook", "too_large").inc()
+        raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            metrics.WEBHOOKS.labels(provider, "webhook", "too_large").inc()
+            raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def _require_media_type(request: Request, expected: str, provider: str) -> None:
+    if _media_type(request) != expected:
+        metrics.WEBHOOKS.labels(provider, "webhook", "unsupported_media_type").inc()
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be {expected}")
+
+
+def _refused(provider: str, exc: Exception) -> ApiError:
+    if isinstance(exc, InvalidSignature):
+        metrics.WEBHOOKS.labels(provider, "webhook", "invalid_signature").inc()
+        metrics.SIGNATURE_FAILURES.labels(provider).inc()
+        log.warning("webhook refused: invalid signature", provider=provider, reason=str(exc))
+        return ApiError(401, "invalid_signature", str(exc))
+    if isinstance(exc, UnknownAccount):
+        metrics.WEBHOOKS.labels(provider, "webhook", "not_found").inc()
+        return ApiError(404, "not_found", str(exc))
+    assert isinstance(exc, Unavailable)
+    metrics.WEBHOOKS.labels(provider, "webhook", "unavailable").inc()
+    log.warning("webhook not accepted: dependency unavailable", dependency=exc.dependency)
+    return ApiError(
+        503,
+        "unavailable",
+        f"{exc.dependency} unavailable; nothing was accepted, retry",
+        details=[{"dependency": exc.dependency}],
+        headers={"Retry-After": "5"},
+    )
+
+
+def _accepted(provider: str, result: WebhookResult) -> None:
+    metrics.WEBHOOKS.labels(provider, "webhook", result.outcome).inc()
+
+
+@router.get(
+    "/webhooks/meta",
+    summary="Meta webhook verification",
+    response_class=PlainTextResponse,
+    responses={403: {"model": ErrorBody, "description": "Unknown verify token"}},
+)
+async def verify_meta(
+    service: WebhooksDep,
+    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+    challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+) -> Response:
+    """Echo ``hub.challenge`` when ``hub.verify_token`` is some account's verify token."""
+    try:
+        echoed = await service.verify_subscription(mode, token, challenge)
+    except Unavailable as exc:
+        raise _refused("meta", exc) from exc
+    if echoed is None:
+        metrics.WEBHOOKS.labels("meta", "verification", "forbidden").inc()
+        raise ApiError(403, "forbidden", "verification refused")
+    metrics.WEBHOOKS.labels("meta", "verification", "accepted").inc()
+    return PlainTextResponse(echoed)
+
+
+@router.post(
+    "/webhooks/meta",
+    summary="Meta (WhatsApp Cloud API) webhook",
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "parameters": [
+            {
+                "name": "X-Hub-Signature-256",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "example": "sha256=<hex>"},
+            }
+        ],
+    },
+)
+async def meta_webhook(
+    request: Request,
+    service: WebhooksDep,
+    settings: SettingsDep,
+    correlation_id: CorrelationDep,
+) -> JSONResponse:
+    """Verify, normalize, deduplicate and publish (with confirms) every event of the batch."""
+    _require_media_type(request, "application/json", "meta")
+    raw = await _read_body(request, settings.max_body_bytes, "meta")
+    try:
+        result = await service.handle_meta(
+            raw, request.headers.get("x-hub-signature-256"), correlation_id=correlation_id
+        )
+    except (InvalidSignature, Unavailable) as exc:
+        raise _refused("meta", exc) from exc
+    _accepted("meta", result)
+    return JSONResponse(result.as_dict())
+
+
+@router.post(
+    "/webhooks/twilio/{account_id}",
+    summary="Twilio WhatsApp webhook (inbound messages and status callbacks)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {"example": EMPTY_TWIML}}},
+        404: {"model": ErrorBody, "description": "No Twilio account with this id"},
+        **_ERRORS,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def twilio_webhook(
+    account_id: str,
+    request: Request,
+    service: WebhooksDep,
+    settings: SettingsDep,
+    correlation_id: CorrelationDep,
+    x_twilio_signature: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Verify ``X-Twilio-Signature`` with the account's auth token, then publish."""
+    _require_media_type(request, "application/x-www-form-urlencoded", "twilio")
+    raw = await _read_body(request, settings.max_body_bytes, "twilio")
+    params = parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+    url = settings.public_url.rstrip("/") + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    try:
+        result = await service.handle_twilio(
+            account_id, url, params, x_twilio_signature, correlation_id=correlation_id
+        )
+    except (InvalidSignature, Unavailable, UnknownAccount) as exc:
+        raise _refused("twilio", exc) from exc
+    _accepted("twilio", result)
+    return Response(EMPTY_TWIML, media_type="application/xml")

@@ -1,0 +1,43 @@
+"""The send API's request and response bodies (pydantic; no framework imports)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from flowchat_contracts import MessageCategory, OutboundContent
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+
+class SendMessageRequest(BaseModel):
+    """One message to one customer, from one of the caller's WhatsApp numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="The FlowChat account (WhatsApp number) to send from; must be the caller's."
+    )
+    to: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
+        description="The customer's number in international format (E.164; '+' optional)."
+    )
+    content: OutboundContent = Field(description="The message, by type.")
+    category: MessageCategory = "service"
+    reply_to: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        default=None, description="A provider message id to quote in the reply."
+    )
+
+
+class SendMessageAccepted(BaseModel):
+    message_id: str = Field(description="FlowChat's id of the message; statuses refer to it.")
+    status: Literal["queued"] = "queued"
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[object] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail

@@ -1,0 +1,657 @@
+"""The gateway's logic: verified webhooks in, deduplicated and durably published;
+tenants' send requests validated and published as :class:`OutboundCommand` s.
+
+Nothing here knows HTTP or AMQP: the routes hand in bytes and headers, the broker
+hides behind :class:`Publisher`, Redis behind :class:`GatewayStore`.
+
+A webhook is answered 200 only after every event it carries is confirmed by the
+broker (:meth:`WebhookService._deliver`). Dedupe marks are written only after that
+confirm, so a request that failed half-way is retried by Meta and nothing is lost;
+when Redis is down the events are published anyway (consumers are idempotent by
+``event_id``, which :mod:`flowchat_gateway.normalize` derives from the provider's ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+import phonenumbers
+from flowchat_contracts import InboundMessage, OutboundCommand, StatusUpdate, new_id, topology
+from flowchat_contracts import utcnow as _utcnow
+from flowchat_platform.errors import UpstreamError
+from flowchat_platform.logs import get_logger
+from flowchat_platform.tenant_client import AccountCredentials, ApiKeyInfo, TenantClient
+from pydantic import BaseModel, ValidationError
+
+from flowchat_gateway import metrics
+from flowchat_gateway.errors import (
+    AccountNotFound,
+    AccountUnusable,
+    IdempotencyConflict,
+    InvalidPhoneNumber,
+    InvalidSignature,
+    RateLimited,
+    RequestInProgress,
+    StoreUnavailable,
+    Unavailable,
+    UnknownAccount,
+)
+from flowchat_gateway.events import BusinessEvent
+from flowchat_gateway.normalize import (
+    AccountRef,
+    Change,
+    Event,
+    MalformedPayload,
+    Normalized,
+    Parked,
+    inbound_from_twilio,
+    is_twilio_status_callback,
+    metric_type,
+    normalize_change,
+    split_changes,
+    status_from_twilio,
+)
+from flowchat_gateway.schemas import SendMessageRequest
+from flowchat_gateway.signatures import meta_signature_valid, twilio_signature_valid
+from flowchat_gateway.store import GatewayStore, IdempotencyRecord
+
+log = get_logger(__name__)
+
+#: A pending idempotency claim lives this long; a crash mid-publish frees the key after it.
+PENDING_CLAIM_TTL_S = 60
+#: How many app secrets of recently seen accounts are kept to authenticate bodies
+#: that name no known account (unparseable, or only unknown phone numbers).
+KNOWN_SECRETS_MAX = 64
+
+
+# --------------------------------------------------------------------- publishing port
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish with a confirm."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str | None = None
+    correlation_id: str | None = None
+    message_type: str | None = None
+    #: Set for parked pieces: the reason, carried in the message headers.
+    park_reason: str | None = None
+    #: False for fan-out events that may have no subscriber yet.
+    mandatory: bool = True
+
+
+class Publisher(Protocol):
+    async def publish_all(self, items: Sequence[Outgoing]) -> list[BaseException | None]:
+        """Publish concurrently; per item ``None`` once confirmed, else the error."""
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_none=True).encode()
+
+
+def route_event(event: Event) -> Outgoing:
+    """Where each kind of event goes (exchange, routing key)."""
+    if isinstance(event, InboundMessage):
+        exchange = topology.EXCHANGE_INBOUND
+        key = topology.inbound_routing_key(event.tenant_id, event.account_id, event.type)
+    elif isinstance(event, StatusUpdate):
+        exchange = topology.EXCHANGE_STATUS
+        key = topology.status_routing_key(event.tenant_id, event.account_id, event.kind)
+    else:
+        return Outgoing(
+            topology.EXCHANGE_EVENTS,
+            topology.events_routing_key(event.tenant_id, event.account_id, event.field),
+            encode(event),
+            event.event_id,
+            event.correlation_id,
+            event.kind,
+            mandatory=False,
+        )
+    return Outgoing(exchange, key, encode(event), event.event_id, event.correlation_id, event.kind)
+
+
+def route_parked(provider: str, piece: Parked, correlation_id: str) -> Outgoing:
+    data = piece.data if isinstance(piece.data, bytes) else orjson.dumps(piece.data)
+    return Outgoing(
+        "",
+        topology.QUEUE_POISON,
+        data,
+        correlation_id=correlation_id,
+        message_type=f"{provider}_webhook_part",
+        park_reason=f"gateway {provider} webhook: {piece.reason}: {piece.detail}",
+    )
+
+
+# --------------------------------------------------------------------- webhooks
+
+
+@dataclass
+class WebhookResult:
+    outcome: str
+    published: int = 0
+    duplicates: int = 0
+    parked: int = 0
+    ignored: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.outcome,
+            "published": self.published,
+            "duplicates": self.duplicates,
+            "parked": self.parked,
+            "ignored": self.ignored,
+        }
+
+
+@dataclass
+class _Resolved:
+    by_phone: dict[str, AccountCredentials | None] = field(default_factory=dict)
+    by_waba: dict[str, AccountCredentials] = field(default_factory=dict)
+
+    def for_change(self, change: Change) -> AccountCredentials | None:
+        if change.phone_number_id:
+            return self.by_phone.get(change.phone_number_id)
+        if change.waba_id:
+            return self.by_waba.get(change.waba_id)
+        return None
+
+    def accounts(self) -> list[AccountCredentials]:
+        seen: dict[str, AccountCredentials] = {}
+        for acc in [*self.by_phone.values(), *self.by_waba.values()]:
+            if acc is not None:
+                seen[acc.account_id] = acc
+        return list(seen.values())
+
+
+class WebhookService:
+    def __init__(
+        self,
+        *,
+        tenants: TenantClient,
+        publisher: Publisher,
+        store: GatewayStore,
+        dedupe_window_s: int,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.tenants = tenants
+        self.publisher = publisher
+        self.store = store
+        self.dedupe_window_s = dedupe_window_s
+        self.clock = clock
+        self._known_secrets: OrderedDict[str, None] = OrderedDict()
+        self._wabas_remembered: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------ Meta: verification
+
+    async def verify_subscription(
+        self, mode: str | None, token: str | None, challenge: str | None
+    ) -> str | None:
+        """The challenge to echo when Meta's verification request is genuine, else None."""
+        if mode != "subscribe" or not token or challenge is None:
+            return None
+        try:
+            known = await self.tenants.verify_token_known(token)
+        except UpstreamError as exc:
+            raise Unavailable(str(exc), dependency="tenant") from exc
+        return challenge if known else None
+
+    # ------------------------------------------------------------ Meta: delivery
+
+    async def handle_meta(
+        self, raw: bytes, signature: str | None, *, correlation_id: str
+    ) -> WebhookResult:
+        if not signature:
+            raise InvalidSignature("X-Hub-Signature-256 is missing", provider="meta")
+        try:
+            changes, parked = split_changes(orjson.loads(raw))
+        except (orjson.JSONDecodeError, MalformedPayload) as exc:
+            if not self._signed_by_known_secret(raw, signature):
+                raise InvalidSignature(
+                    "the body names no account and matches no known app secret", provider="meta"
+                ) from exc
+            piece = Parked("unparseable", str(exc)[:200], raw)
+            return await self._deliver("meta", [], [piece], [], correlation_id=correlation_id)
+
+        resolved = await self._resolve_meta_accounts(changes)
+        verdicts: dict[str, bool] = {}
+        checked: dict[str, bool] = {}
+        for known in resolved.accounts():
+            secret = known.app_secret or ""
+            if secret and secret not in checked:
+                checked[secret] = meta_signature_valid(secret, raw, signature)
+                self._remember_secret(secret)
+            verdicts[known.account_id] = bool(secret) and checked[secret]
+        # A body naming known accounts must be signed by one of them. Only a body naming
+        # none (unknown phone numbers) may be authenticated by any app secret seen lately.
+        if not any(verdicts.values()) and (
+            verdicts or not self._signed_by_known_secret(raw, signature)
+        ):
+            raise InvalidSignature(
+                "the signature matches no referenced account's app secret", provider="meta"
+            )
+
+        normalized = Normalized(parked=list(parked))
+        now = self.clock()
+        for change in changes:
+            acc = resolved.for_change(change)
+            if acc is None or acc.provider != "meta":
+                log.warning(
+                    "webhook for an unknown account parked",
+                    phone_number_id=change.phone_number_id,
+                    waba_id=change.waba_id,
+                    field=change.field,
+                )
+                normalized.parked.append(
+                    Parked(
+                        "unknown_account",
+                        f"phone_number_id={change.phone_number_id} waba_id={change.waba_id}",
+                        {"waba_id": change.waba_id, "field": change.field, "value": change.value},
+                    )
+                )
+                continue
+            if not verdicts.get(acc.account_id):
+                log.warning(
+                    "webhook change not signed by its account's app secret",
+                    account_id=acc.account_id,
+                )
+                normalized.parked.append(
+                    Parked(
+                        "signature_mismatch",
+                        f"account {acc.account_id}",
+                        {"waba_id": change.waba_id, "field": change.field, "value": change.value},
+                    )
+                )
+                continue
+            normalized.extend(
+                normalize_change(
+                    change,
+                    AccountRef(acc.tenant_id, acc.account_id),
+                    received_at=now,
+                    correlation_id=correlation_id,
+                )
+            )
+        for ignored_field in normalized.ignored:
+            metrics.IGNORED.labels("meta", "unhandled_field").inc()
+            log.info("webhook field ignored", field=ignored_field)
+        result = await self._deliver(
+            "meta",
+            normalized.events,
+            normalized.parked,
+            normalized.ignored,
+            correlation_id=correlation_id,
+        )
+        await self._remember_wabas(
+            [acc for acc in resolved.accounts() if verdicts.get(acc.account_id)]
+        )
+        return result
+
+    async def _resolve_meta_accounts(self, changes: list[Change]) -> _Resolved:
+        resolved = _Resolved()
+        phone_ids = sorted({c.phone_number_id for c in changes if c.phone_number_id})
+        try:
+            found = await asyncio.gather(
+                *(self.tenants.account_by_phone_number(pid) for pid in phone_ids)
+            )
+        except UpstreamError as exc:
+            raise Unavailable(str(exc), dependency="tenant") from exc
+        resolved.by_phone = dict(zip(phone_ids, found, strict=True))
+        for acc in found:
+            if acc is not None and acc.waba_id:
+                resolved.by_waba.setdefault(acc.waba_id, acc)
+        # Account-level fields (template status, quality) name only the WABA.
+        missing = sorted(
+            {
+                c.waba_id
+                for c in changes
+                if not c.phone_number_id and c.waba_id and c.waba_id not in resolved.by_waba
+            }
+        )
+        if missing:
+            try:
+                hints = await self.store.waba_accounts(missing)
+            except StoreUnavailable as exc:
+                log.warning("waba lookup skipped: redis unavailable", error=str(exc))
+                hints = {}
+            for waba_id, account_id in hints.items():
+                try:
+                    hinted = await self.tenants.account(account_id)
+                except UpstreamError as exc:
+                    raise Unavailable(str(exc), dependency="tenant") from exc
+                if hinted is not None and hinted.waba_id == waba_id:
+                    resolved.by_waba[waba_id] = hinted
+        return resolved
+
+    async def _remember_wabas(self, accounts: Iterable[AccountCredentials]) -> None:
+        new = {
+            acc.waba_id: acc.account_id
+            for acc in accounts
+            if acc.waba_id and (acc.waba_id, acc.account_id) not in self._wabas_remembered
+        }
+        if not new:
+            return
+        try:
+            await self.store.remember_wabas(new)
+        except StoreUnavailable as exc:
+            log.warning("waba hint not stored: redis unavailable", error=str(exc))
+            return
+        self._wabas_remembered.update(new.items())
+
+    def _remember_secret(self, secret: str) -> None:
+        self._known_secrets[secret] = None
+        self._known_secrets.move_to_end(secret)
+        while len(self._known_secrets) > KNOWN_SECRETS_MAX:
+            self._known_secrets.popitem(last=False)
+
+    def _signed_by_known_secret(self, raw: bytes, signature: str) -> bool:
+        ok = False
+        for secret in list(self._known_secrets):
+            ok = meta_signature_valid(secret, raw, signature) or ok
+        return ok
+
+    # ------------------------------------------------------------ Twilio
+
+    async def handle_twilio(
+        self,
+        account_id: str,
+        url: str,
+        params: list[tuple[str, str]],
+        signature: str | None,
+        *,
+        correlation_id: str,
+    ) -> WebhookResult:
+        try:
+            acc = await self.tenants.account(account_id)
+        except UpstreamError as exc:
+            raise Unavailable(str(exc), dependency="tenant") from exc
+        if acc is None or acc.provider != "twilio" or not acc.twilio_auth_token:
+            raise UnknownAccount("no Twilio account with this id", account_id=account_id)
+        if not signature:
+            raise InvalidSignature("X-Twilio-Signature is missing", provider="twilio")
+        if not twilio_signature_valid(acc.twilio_auth_token, url, params, signature):
+            raise InvalidSignature("X-Twilio-Signature does not match", provider="twilio")
+        form = dict(params)
+        ref = AccountRef(acc.tenant_id, acc.account_id)
+        now = self.clock()
+        events: list[Event] = []
+        parked: list[Parked] = []
+        ignored: list[str] = []
+        try:
+            if is_twilio_status_callback(form):
+                update = status_from_twilio(
+                    form, ref, received_at=now, correlation_id=correlation_id
+                )
+                if update is None:
+                    ignored.append(f"status {form.get('MessageStatus')}")
+                    metrics.IGNORED.labels("twilio", "untracked_status").inc()
+                else:
+                    events.append(update)
+            else:
+                events.append(
+                    inbound_from_twilio(form, ref, received_at=now, correlation_id=correlation_id)
+                )
+        except (ValidationError, ValueError) as exc:
+            parked.append(Parked("malformed_message", str(exc)[:500], form))
+        return await self._deliver("twilio", events, parked, ignored, correlation_id=correlation_id)
+
+    # ------------------------------------------------------------ dedupe + publish
+
+    async def _deliver(
+        self,
+        provider: str,
+        events: list[Event],
+        parked: list[Parked],
+        ignored: list[str],
+        *,
+        correlation_id: str,
+    ) -> WebhookResult:
+        unique: dict[str, Event] = {}
+        for event in events:
+            unique.setdefault(self.store.dedupe_key(event.account_id, event.event_id), event)
+        try:
+            seen = await self.store.seen(list(unique))
+        except StoreUnavailable as exc:
+            metrics.DEDUPE_UNAVAILABLE.labels(provider, "check").inc()
+            log.warning("dedupe check skipped: redis unavailable; publishing", error=str(exc))
+            seen = set()
+        fresh = [(key, event) for key, event in unique.items() if key not in seen]
+        duplicates = len(events) - len(fresh)
+        outgoing = [route_event(event) for _, event in fresh]
+        outgoing += [route_parked(provider, piece, correlation_id) for piece in parked]
+
+        started = time.perf_counter()
+        results = await self.publisher.publish_all(outgoing) if outgoing else []
+        metrics.PUBLISH_SECONDS.labels(provider).observe(time.perf_counter() - started)
+
+        confirmed = [
+            (key, event)
+            for (key, event), error in zip(fresh, results[: len(fresh)], strict=True)
+            if error is None
+        ]
+        # Mark what the broker confirmed, even when another event failed: Meta retries
+        # the whole request and those must not be published twice.
+        try:
+            await self.store.mark([key for key, _ in confirmed], self.dedupe_window_s)
+        except StoreUnavailable as exc:
+            metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
+            log.warning("dedupe marks not written: redis unavailable", error=str(exc))
+        for _, event in confirmed:
+            metrics.EVENTS.labels(provider, event.kind, metric_type(event), "published").inc()
+        for key, event in unique.items():
+            if key in seen:
+                metrics.EVENTS.labels(provider, event.kind, metric_type(event), "duplicate").inc()
+
+        failures = [error for error in results if error is not None]
+        if failures:
+            log.warning(
+                "webhook events not confirmed by the broker",
+                failed=len(failures),
+                total=len(outgoing),
+                error=repr(failures[0]),
+            )
+            raise Unavailable(
+                f"{len(failures)} of {len(outgoing)} events not confirmed by the broker",
+                dependency="broker",
+            )
+        for piece in parked:
+            metrics.PARKED.labels(provider, piece.reason).inc()
+        await self._touch_customer_windows(
+            [event for _, event in confirmed if isinstance(event, InboundMessage)]
+        )
+        if fresh or not (duplicates or parked):
+            outcome = "accepted"
+        elif duplicates:
+            outcome = "duplicate"
+        else:
+            outcome = "parked"
+        return WebhookResult(outcome, len(fresh), duplicates, len(parked), len(ignored))
+
+    async def _touch_customer_windows(self, messages: list[InboundMessage]) -> None:
+        items = [
+            (m.account_id, m.customer_wa_id, int(m.timestamp.timestamp()))
+            for m in messages
+            if m.type not in ("system", "unsupported")
+        ]
+        try:
+            await self.store.touch_customer_windows(items)
+        except StoreUnavailable as exc:
+            metrics.DEDUPE_UNAVAILABLE.labels("any", "customer_window").inc()
+            log.warning("customer-service window not recorded: redis unavailable", error=str(exc))
+
+
+# --------------------------------------------------------------------- send API
+
+
+_NON_DIGITS = re.compile(r"[^0-9+]")
+
+
+def normalize_phone(raw: str) -> str:
+    """A customer number in E.164 (``+4915112345678``), or :class:`InvalidPhoneNumber`."""
+    value = raw.strip().removeprefix("whatsapp:")
+    value = _NON_DIGITS.sub("", value)
+    if value.startswith("00"):
+        value = "+" + value[2:]
+    if not value.startswith("+"):
+        value = "+" + value  # WhatsApp ids are international numbers without the '+'
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneNumber(f"not a phone number: {exc}", field="to") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber("not a valid phone number", field="to")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True)
+class SendAccepted:
+    message_id: str
+    replayed: bool
+
+
+class SendService:
+    def __init__(
+        self,
+        *,
+        tenants: TenantClient,
+        publisher: Publisher,
+        store: GatewayStore,
+        idempotency_window_s: int,
+        rate_per_minute: int = 0,
+    ) -> None:
+        self.tenants = tenants
+        self.publisher = publisher
+        self.store = store
+        self.idempotency_window_s = idempotency_window_s
+        self.rate_per_minute = rate_per_minute
+
+    async def authenticate(self, key: str) -> ApiKeyInfo | None:
+        try:
+            return await self.tenants.api_key(key)
+        except UpstreamError as exc:
+            raise Unavailable(str(exc), dependency="tenant") from exc
+
+    async def check_rate(self, caller: ApiKeyInfo) -> None:
+        if self.rate_per_minute <= 0:
+            return
+        try:
+            wait = await self.store.rate_limit(caller.key_id, self.rate_per_minute)
+        except StoreUnavailable as exc:
+            log.warning("rate limit skipped: redis unavailable", error=str(exc))
+            return
+        if wait is not None:
+            raise RateLimited(
+                f"more than {self.rate_per_minute} requests a minute", retry_after_s=wait
+            )
+
+    async def send(
+        self,
+        caller: ApiKeyInfo,
+        request: SendMessageRequest,
+        *,
+        idempotency_key: str,
+        correlation_id: str,
+    ) -> SendAccepted:
+        try:
+            acc = await self.tenants.account(request.account_id)
+        except UpstreamError as exc:
+            raise Unavailable(str(exc), dependency="tenant") from exc
+        if acc is None or acc.tenant_id != caller.tenant_id:
+            raise AccountNotFound("no such account", field="account_id")
+        if acc.status != "active" or acc.tenant_status != "active":
+            raise AccountUnusable("the account or its tenant is not active", field="account_id")
+        to = normalize_phone(request.to)
+        canonical = request.model_copy(update={"to": to}).model_dump(mode="json")
+        body_hash = hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        tenant_id = caller.tenant_id
+        try:
+            claim = IdempotencyRecord(body_hash, new_id(), "pending")
+            for _ in range(2):
+                existing = await self.store.idempotency_get(tenant_id, idempotency_key)
+                if existing is not None:
+                    return _replay(existing, body_hash)
+                if await self.store.idempotency_claim(
+                    tenant_id, idempotency_key, claim, PENDING_CLAIM_TTL_S
+                ):
+                    break
+            else:
+                raise RequestInProgress("a request with this key is being processed")
+        except StoreUnavailable as exc:
+            raise Unavailable(str(exc), dependency="redis") from exc
+
+        command = OutboundCommand(
+            tenant_id=tenant_id,
+            account_id=acc.account_id,
+            correlation_id=correlation_id,
+            message_id=claim.message_id,
+            idempotency_key=idempotency_key,
+            to=to,
+            category=request.category,
+            reply_to=request.reply_to,
+            content=request.content,
+        )
+        outgoing = Outgoing(
+            topology.EXCHANGE_OUTBOUND,
+            topology.outbound_routing_key(tenant_id, acc.account_id),
+            encode(command),
+            command.message_id,
+            correlation_id,
+            command.kind,
+        )
+        started = time.perf_counter()
+        (error,) = await self.publisher.publish_all([outgoing])
+        metrics.PUBLISH_SECONDS.labels("send").observe(time.perf_counter() - started)
+        done = IdempotencyRecord(body_hash, claim.message_id, "done")
+        if error is not None:
+            try:
+                await self.store.idempotency_release(tenant_id, idempotency_key)
+            except StoreUnavailable:
+                log.warning("idempotency claim not released; it expires by itself")
+            raise Unavailable(f"outbound command not confirmed: {error}", dependency="broker")
+        try:
+            await self.store.idempotency_complete(
+                tenant_id, idempotency_key, done, self.idempotency_window_s
+            )
+        except StoreUnavailable as exc:
+            # Published: the sender dedupes by idempotency key if the client retries.
+            log.warning("idempotency record not completed", error=str(exc))
+        log.info(
+            "outbound command queued",
+            message_id=command.message_id,
+            account_id=acc.account_id,
+            message_type=command.content.type,
+        )
+        return SendAccepted(command.message_id, replayed=False)
+
+
+def _replay(existing: IdempotencyRecord, body_hash: str) -> SendAccepted:
+    if existing.body_hash != body_hash:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used with a different body", field="Idempotency-Key"
+        )
+    if existing.state != "done":
+        raise RequestInProgress("a request with this key is being processed")
+    return SendAccepted(existing.message_id, replayed=True)
+
+
+__all__ = [
+    "BusinessEvent",
+    "Outgoing",
+    "Publisher",
+    "SendAccepted",
+    "SendService",
+    "WebhookResult",
+    "WebhookService",
+    "normalize_phone",
+    "route_event",
+]

@@ -1,0 +1,36 @@
+"""Gateway settings: ``FLOWCHAT_GATEWAY_*`` plus the shared stack variables."""
+
+from __future__ import annotations
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+#: Meta retries an unanswered webhook for up to 7 days: dedupe at least that long.
+SEVEN_DAYS_S = 7 * 24 * 3600
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWCHAT_GATEWAY_", extra="ignore", frozen=True)
+
+    http_port: int = 8700
+    redis_url: str = infra("REDIS_URL", "redis://127.0.0.1:6379/0")
+    tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
+    service_token: SecretStr | None = infra("FLOWCHAT_SERVICE_TOKEN", None)
+    #: The URL Twilio is configured to call (its signature covers the full URL).
+    public_url: str = "http://127.0.0.1:8700"
+    #: How long a provider message id (or wamid + status) is remembered.
+    dedupe_window_s: int = Field(default=SEVEN_DAYS_S, ge=SEVEN_DAYS_S)
+    #: How long an ``Idempotency-Key`` of the send API is remembered.
+    idempotency_window_s: int = Field(default=24 * 3600, ge=60)
+    #: Meta's payloads are up to 3 MB.
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, ge=1024)
+    #: How long account lookups are cached when the tenant service sends no max-age.
+    tenant_cache_ttl_s: float = Field(default=60.0, gt=0)
+    #: Bound of every Redis call; past it the gateway degrades (webhooks) or answers 503.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    #: Send API requests per API key per minute (0 disables the limit).
+    send_rate_per_minute: int = Field(default=600, ge=0)
+
+    def check_secrets(self) -> None:
+        check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

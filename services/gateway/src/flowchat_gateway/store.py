@@ -1,0 +1,216 @@
+"""The gateway's Redis state: webhook dedupe marks, WABA → account hints, the
+customer-service window, send API idempotency records and rate-limit counters.
+
+Every call is bounded (the client's socket timeouts plus ``timeout_s``) and any
+Redis failure surfaces as :class:`StoreUnavailable`; the caller decides whether
+that degrades (webhooks publish anyway) or refuses (send API → 503).
+
+Keys::
+
+    flowchat:gateway:dedupe:<account_id>:<event_id>      "1", TTL dedupe window (≥ 7 days)
+    flowchat:gateway:waba:<waba_id>                      account id, TTL 30 days
+    flowchat:gateway:idem:<tenant_id>:<sha256(key)>      JSON record, TTL 24 h
+    flowchat:gateway:rate:<key_id>:<minute>              request count, TTL 2 min
+    flowchat:csw:<account_id>:<customer_wa_id>           Unix seconds of the customer's
+                                                         last inbound message (never moves
+                                                         back), TTL 72 h; read by conversation
+                                                         and sender for the 24 h window
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from flowchat_gateway.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+PREFIX = "flowchat:gateway:"
+CUSTOMER_WINDOW_PREFIX = "flowchat:csw:"
+CUSTOMER_WINDOW_TTL_S = 72 * 3600
+WABA_TTL_S = 30 * 24 * 3600
+
+# Set the customer's last-inbound time unless a later one is already recorded.
+_TOUCH_WINDOW = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
+
+
+def customer_window_key(account_id: str, customer_wa_id: str) -> str:
+    return f"{CUSTOMER_WINDOW_PREFIX}{account_id}:{customer_wa_id}"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    body_hash: str
+    message_id: str
+    state: Literal["pending", "done"]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"body_hash": self.body_hash, "message_id": self.message_id, "state": self.state}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> IdempotencyRecord:
+        data = orjson.loads(raw)
+        return cls(str(data["body_hash"]), str(data["message_id"]), data["state"])
+
+
+class GatewayStore:
+    def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 0.5) -> None:
+        self._redis = redis
+        self.timeout_s = timeout_s
+        self._touch = redis.register_script(_TOUCH_WINDOW)
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await op()
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"redis: {exc!r}") from exc
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._redis.ping))
+
+    # ------------------------------------------------------------ webhook dedupe
+
+    @staticmethod
+    def dedupe_key(account_id: str, event_id: str) -> str:
+        return f"{PREFIX}dedupe:{account_id}:{event_id}"
+
+    async def seen(self, keys: list[str]) -> set[str]:
+        """The subset of ``keys`` already marked."""
+        if not keys:
+            return set()
+        values = await self._call(lambda: self._redis.mget(keys))
+        return {key for key, value in zip(keys, values, strict=True) if value is not None}
+
+    async def mark(self, keys: Iterable[str], ttl_s: int) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+
+        async def op() -> Any:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(key, b"1", ex=ttl_s)
+                return await pipe.execute()
+
+        await self._call(op)
+
+    # ------------------------------------------------------------ WABA → account hints
+
+    async def waba_accounts(self, waba_ids: list[str]) -> dict[str, str]:
+        if not waba_ids:
+            return {}
+        values = await self._call(lambda: self._redis.mget([f"{PREFIX}waba:{w}" for w in waba_ids]))
+        return {
+            w: v.decode() if isinstance(v, bytes) else str(v)
+            for w, v in zip(waba_ids, values, strict=True)
+            if v is not None
+        }
+
+    async def remember_wabas(self, mapping: dict[str, str]) -> None:
+        if not mapping:
+            return
+
+        async def op() -> Any:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for waba_id, account_id in mapping.items():
+                    pipe.set(f"{PREFIX}waba:{waba_id}", account_id.encode(), ex=WABA_TTL_S)
+                return await pipe.execute()
+
+        await self._call(op)
+
+    # ------------------------------------------------------------ customer-service window
+
+    async def touch_customer_windows(self, items: Iterable[tuple[str, str, int]]) -> None:
+        """Record ``(account_id, customer_wa_id, unix_seconds)`` of inbound messages."""
+        latest: dict[str, int] = {}
+        for account_id, wa_id, ts in items:
+            key = customer_window_key(account_id, wa_id)
+            latest[key] = max(ts, latest.get(key, 0))
+        if not latest:
+            return
+
+        async def op() -> Any:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, ts in latest.items():
+                    await self._touch(keys=[key], args=[ts, CUSTOMER_WINDOW_TTL_S], client=pipe)
+                return await pipe.execute()
+
+        await self._call(op)
+
+    async def customer_window(self, account_id: str, customer_wa_id: str) -> int | None:
+        raw = await self._call(
+            lambda: self._redis.get(customer_window_key(account_id, customer_wa_id))
+        )
+        return int(raw) if raw is not None else None
+
+    # ------------------------------------------------------------ send API idempotency
+
+    @staticmethod
+    def _idem_key(tenant_id: str, key: str) -> str:
+        return f"{PREFIX}idem:{tenant_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    async def idempotency_get(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        raw = await self._call(lambda: self._redis.get(self._idem_key(tenant_id, key)))
+        if raw is None:
+            return None
+        return IdempotencyRecord.decode(raw if isinstance(raw, bytes) else raw.encode())
+
+    async def idempotency_claim(
+        self, tenant_id: str, key: str, record: IdempotencyRecord, ttl_s: int
+    ) -> bool:
+        """Store ``record`` unless the key is taken; True when this call took it."""
+        done = await self._call(
+            lambda: self._redis.set(
+                self._idem_key(tenant_id, key), record.encode(), ex=ttl_s, nx=True
+            )
+        )
+        return bool(done)
+
+    async def idempotency_complete(
+        self, tenant_id: str, key: str, record: IdempotencyRecord, ttl_s: int
+    ) -> None:
+        await self._call(
+            lambda: self._redis.set(self._idem_key(tenant_id, key), record.encode(), ex=ttl_s)
+        )
+
+    async def idempotency_release(self, tenant_id: str, key: str) -> None:
+        await self._call(lambda: self._redis.delete(self._idem_key(tenant_id, key)))
+
+    # ------------------------------------------------------------ send API rate limit
+
+    async def rate_limit(self, key_id: str, per_minute: int) -> float | None:
+        """Count one request; seconds to wait when over ``per_minute``, else None."""
+        now = time.time()
+        minute = int(now // 60)
+        key = f"{PREFIX}rate:{key_id}:{minute}"
+
+        async def op() -> Any:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, 120)
+                return await pipe.execute()
+
+        count, _ = await self._call(op)
+        if int(count) > per_minute:
+            return max(1.0, (minute + 1) * 60 - now)
+        return None

@@ -1,0 +1,196 @@
+"""Twilio webhooks end to end, signed by the ``twilio`` package's RequestValidator."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from flowchat_contracts import InboundMessage, StatusUpdate, topology
+from gateway_testkit import TWILIO_TOKEN, Gateway
+from twilio.request_validator import RequestValidator
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT_ID = "acc-tw-1"
+PATH = f"/webhooks/twilio/{ACCOUNT_ID}"
+
+
+@pytest.fixture
+def twilio_gateway(gateway: Gateway) -> Gateway:
+    gateway.tenant.add(
+        account_id=ACCOUNT_ID,
+        tenant_id="tenant-t",
+        provider="twilio",
+        phone_number_id=None,
+        waba_id=None,
+        app_secret=None,
+        access_token=None,
+        twilio_account_sid="AC0123456789abcdef0123456789abcdef",
+        twilio_auth_token=TWILIO_TOKEN,
+        twilio_number="+14155550100",
+    )
+    return gateway
+
+
+def inbound_form(sid: str = "SM00000000000000000000000000000001", **extra: str) -> dict[str, str]:
+    return {
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ProfileName": "Ann",
+        "MessageType": "text",
+        "SmsSid": sid,
+        "WaId": "14155552671",
+        "SmsStatus": "received",
+        "Body": "Hi, is the blue one in stock?",
+        "To": "whatsapp:+14155550100",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": "AC0123456789abcdef0123456789abcdef",
+        "From": "whatsapp:+14155552671",
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
+async def post_twilio(
+    gw: Gateway,
+    form: dict[str, str],
+    *,
+    path: str = PATH,
+    query: str = "",
+    tamper: bool = False,
+    token: str = TWILIO_TOKEN,
+):
+    url = gw.settings.public_url.rstrip("/") + path + (f"?{query}" if query else "")
+    signature = RequestValidator(token).compute_signature(url, form)
+    sent = dict(form)
+    if tamper:
+        sent["Body"] = sent.get("Body", "") + "!"
+    return await gw.http.post(
+        path + (f"?{query}" if query else ""),
+        content=urlencode(sent).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+
+
+async def test_signed_inbound_message_is_published_and_answered_with_empty_twiml(
+    twilio_gateway: Gateway,
+) -> None:
+    gw = twilio_gateway
+    assert gw.broker is not None
+    r = await post_twilio(gw, inbound_form())
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/xml")
+    assert "<Response/>" in r.text
+    ((message, data),) = await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)
+    event = InboundMessage.model_validate(data)
+    assert (event.provider, event.provider_message_id) == (
+        "twilio",
+        "SM00000000000000000000000000000001",
+    )
+    assert event.customer_wa_id == "+14155552671"
+    assert (event.type, event.text, event.customer_name) == (
+        "text",
+        "Hi, is the blue one in stock?",
+        "Ann",
+    )
+    assert (event.tenant_id, event.account_id) == ("tenant-t", ACCOUNT_ID)
+    assert message.routing_key == topology.inbound_routing_key("tenant-t", ACCOUNT_ID, "text")
+
+
+async def test_query_string_is_part_of_the_signed_url(twilio_gateway: Gateway) -> None:
+    r = await post_twilio(twilio_gateway, inbound_form(), query="source=wa&x=1")
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("case", ["one_byte", "other_token", "missing"])
+async def test_invalid_signature_is_401_and_nothing_published(
+    twilio_gateway: Gateway, case: str
+) -> None:
+    gw = twilio_gateway
+    assert gw.broker is not None
+    if case == "missing":
+        r = await gw.http.post(
+            PATH,
+            content=urlencode(inbound_form()).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+    elif case == "one_byte":
+        r = await post_twilio(gw, inbound_form(), tamper=True)
+    else:
+        r = await post_twilio(gw, inbound_form(), token="another-auth-token-000000")
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "invalid_signature"
+    assert await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND) == []
+
+
+async def test_duplicate_inbound_is_published_once(twilio_gateway: Gateway) -> None:
+    gw = twilio_gateway
+    assert gw.broker is not None
+    for _ in range(3):
+        assert (await post_twilio(gw, inbound_form())).status_code == 200
+    assert len(await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)) == 1
+
+
+def status_form(state: str, **extra: str) -> dict[str, str]:
+    return {
+        "MessageSid": "SM00000000000000000000000000000099",
+        "SmsSid": "SM00000000000000000000000000000099",
+        "MessageStatus": state,
+        "SmsStatus": state,
+        "AccountSid": "AC0123456789abcdef0123456789abcdef",
+        "From": "whatsapp:+14155550100",
+        "To": "whatsapp:+14155552671",
+        "ApiVersion": "2010-04-01",
+        **extra,
+    }
+
+
+async def test_status_callbacks(twilio_gateway: Gateway) -> None:
+    gw = twilio_gateway
+    assert gw.broker is not None
+    for form in (
+        status_form("queued"),
+        status_form("sent"),
+        status_form("delivered"),
+        status_form("delivered"),  # a repeat
+        status_form("read"),
+    ):
+        r = await post_twilio(gw, form)
+        assert r.status_code == 200, r.text
+        assert "<Response/>" in r.text
+    statuses = await gw.broker.drain(topology.QUEUE_STATE_STATUS)
+    events = [StatusUpdate.model_validate(d) for _, d in statuses]
+    assert [e.status for e in events] == ["sent", "delivered", "read"]
+    assert {e.provider for e in events} == {"twilio"}
+    assert events[0].recipient_id == "+14155552671"
+    assert {m.routing_key for m, _ in statuses} == {
+        topology.status_routing_key("tenant-t", ACCOUNT_ID, "status_update")
+    }
+
+
+async def test_undelivered_is_failed_with_the_error_code(twilio_gateway: Gateway) -> None:
+    gw = twilio_gateway
+    assert gw.broker is not None
+    r = await post_twilio(gw, status_form("undelivered", ErrorCode="63016"))
+    assert r.status_code == 200
+    ((_, data),) = await gw.broker.drain(topology.QUEUE_STATE_STATUS)
+    event = StatusUpdate.model_validate(data)
+    assert event.status == "failed"
+    assert [e.code for e in event.errors] == [63016]
+
+
+async def test_unknown_or_non_twilio_account_is_404(twilio_gateway: Gateway) -> None:
+    gw = twilio_gateway
+    r = await post_twilio(gw, inbound_form(), path="/webhooks/twilio/no-such-account")
+    assert r.status_code == 404
+    r = await post_twilio(gw, inbound_form(), path="/webhooks/twilio/acc-meta-1")
+    assert r.status_code == 404
+
+
+async def test_wrong_content_type_is_415(twilio_gateway: Gateway) -> None:
+    r = await twilio_gateway.http.post(PATH, json=inbound_form())
+    assert r.status_code == 415

@@ -1,0 +1,116 @@
+"""The sender's process: one aiohttp session, Redis, the broker, and the outbound consumer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from fastapi import FastAPI
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.logs import get_logger
+from flowchat_platform.redis import create_redis
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
+
+from flowchat_sender import SERVICE, metrics
+from flowchat_sender.breaker import CircuitBreaker, State
+from flowchat_sender.cloud_api import CloudApiAdapter
+from flowchat_sender.consumer import OutboundConsumer, result_publisher
+from flowchat_sender.idempotency import IdempotencyStore
+from flowchat_sender.providers import ProviderAdapter
+from flowchat_sender.ratelimit import RateLimiter
+from flowchat_sender.service import Sender, SenderConfig
+from flowchat_sender.settings import Settings
+from flowchat_sender.twilio import TwilioAdapter
+
+log = get_logger(__name__)
+
+
+def _breaker_state(account: str, state: State) -> None:
+    metrics.BREAKER_STATE.labels(account).set(int(state))
+    log.warning("circuit breaker state changed", account_id=account, state=state.name.lower())
+
+
+def create_app(settings: Settings) -> FastAPI:
+    readiness = Readiness()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=max(100, settings.prefetch * 2), ttl_dns_cache=300)
+        session = aiohttp.ClientSession(connector=connector)
+        redis = create_redis(settings.redis_url)
+        amqp = Amqp(
+            settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s
+        )
+        token = settings.service_token.get_secret_value() if settings.service_token else ""
+        tenants = TenantClient(
+            settings.tenant_url, token, session=session, ttl_s=settings.credentials_ttl_s
+        )
+        providers: dict[str, ProviderAdapter] = {
+            "meta": CloudApiAdapter(
+                session,
+                graph_url=settings.graph_url,
+                version=settings.graph_version,
+                timeout_s=settings.http_timeout_s,
+            ),
+            "twilio": TwilioAdapter(
+                session,
+                twilio_url=settings.twilio_url,
+                gateway_url=settings.gateway_url,
+                timeout_s=settings.http_timeout_s,
+            ),
+        }
+        sender = Sender(
+            accounts=tenants,
+            providers=providers,
+            idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+            limiter=RateLimiter(
+                redis,
+                number_burst=settings.number_burst,
+                pair_interval_s=settings.pair_interval_s,
+                pair_burst=settings.pair_burst,
+            ),
+            breaker=CircuitBreaker(
+                window_s=settings.breaker_window_s,
+                min_volume=settings.breaker_min_volume,
+                failure_ratio=settings.breaker_failure_ratio,
+                open_s=settings.breaker_open_s,
+                on_state=_breaker_state,
+            ),
+            publish=result_publisher(amqp),
+            config=SenderConfig(
+                max_attempts=settings.max_attempts,
+                claim_grace_s=settings.claim_grace_s,
+                default_throughput_mps=settings.default_throughput_mps,
+                max_inline_wait_s=settings.max_inline_wait_s,
+                max_waiting_per_account=settings.max_waiting_per_account,
+                throttle_factor=settings.throttle_factor,
+                throttle_s=settings.throttle_s,
+            ),
+        )
+        consumer = OutboundConsumer(amqp, sender, prefetch=settings.prefetch)
+
+        async def redis_ok() -> bool:
+            return bool(await redis.ping())
+
+        readiness.add("broker", lambda: amqp.ready)
+        readiness.add("redis", redis_ok)
+
+        async def start() -> None:
+            await amqp.connect()
+            await consumer.start()
+
+        background = Background()
+        background.start("amqp", start())
+        app.state.sender = sender
+        try:
+            yield
+        finally:
+            await amqp.close(settings.shutdown_grace_s)
+            await background.stop()
+            await session.close()
+            await redis.aclose()
+
+    return build_app(SERVICE, lifespan=lifespan, readiness=readiness)

@@ -1,0 +1,271 @@
+"""Meta's Cloud API: build ``POST /{version}/{phone_number_id}/messages`` bodies and send them.
+
+Bodies follow the spec's ``sendMessage`` request schema (the shared reference); a
+unit test validates every content type against it. ``biz_opaque_callback_data``
+carries FlowChat's message id, so status webhooks name the message even when the
+send result was lost.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from flowchat_contracts import (
+    ButtonsContent,
+    ContactsContent,
+    ListContent,
+    LocationContent,
+    MediaContent,
+    OutboundCommand,
+    ProviderError,
+    ReactionContent,
+    TemplateComponent,
+    TemplateContent,
+    TemplateParameter,
+    TextContent,
+)
+from flowchat_platform.tenant_client import AccountCredentials
+
+from flowchat_sender import fates
+from flowchat_sender.providers import ProviderReply
+
+JSON = dict[str, Any]
+
+
+def build_message(command: OutboundCommand) -> JSON:
+    """The Cloud API request body of ``command``."""
+    body: JSON = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": command.to.lstrip("+"),
+        "biz_opaque_callback_data": command.message_id,
+    }
+    if command.reply_to:
+        body["context"] = {"message_id": command.reply_to}
+    content = command.content
+    if isinstance(content, TextContent):
+        body["type"] = "text"
+        body["text"] = {"body": content.body, "preview_url": content.preview_url}
+    elif isinstance(content, MediaContent):
+        body["type"] = content.type
+        body[content.type] = _media(content)
+    elif isinstance(content, TemplateContent):
+        body["type"] = "template"
+        body["template"] = _template(content)
+    elif isinstance(content, ButtonsContent):
+        body["type"] = "interactive"
+        body["interactive"] = _buttons(content)
+    elif isinstance(content, ListContent):
+        body["type"] = "interactive"
+        body["interactive"] = _list(content)
+    elif isinstance(content, ReactionContent):
+        body["type"] = "reaction"
+        body["reaction"] = {"message_id": content.message_id, "emoji": content.emoji}
+    elif isinstance(content, LocationContent):
+        body["type"] = "location"
+        body["location"] = _without_none(
+            {
+                "latitude": content.latitude,
+                "longitude": content.longitude,
+                "name": content.name,
+                "address": content.address,
+            }
+        )
+    elif isinstance(content, ContactsContent):
+        body["type"] = "contacts"
+        body["contacts"] = [dict(c) for c in content.contacts]
+    else:  # pragma: no cover - the contract's union is closed
+        raise TypeError(f"unknown content {type(content).__name__}")
+    return body
+
+
+def _without_none(d: JSON) -> JSON:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _media(content: MediaContent) -> JSON:
+    ref: JSON = {"id": content.media_id} if content.media_id else {"link": content.link}
+    if content.caption is not None:
+        ref["caption"] = content.caption
+    if content.filename is not None:
+        ref["filename"] = content.filename
+    return ref
+
+
+def _template(content: TemplateContent) -> JSON:
+    out: JSON = {
+        "name": content.name,
+        "language": {"code": content.language, "policy": "deterministic"},
+    }
+    if content.components:
+        out["components"] = [_component(c) for c in content.components]
+    return out
+
+
+def _component(component: TemplateComponent) -> JSON:
+    out: JSON = {"type": component.type}
+    if component.type == "button":
+        out["sub_type"] = component.sub_type or "quick_reply"
+        out["index"] = str(component.index or 0)
+    out["parameters"] = [_parameter(p) for p in component.parameters]
+    return out
+
+
+def _amount_1000(amount: Decimal | None) -> int:
+    return int((amount or Decimal(0)) * 1000)
+
+
+def _parameter(p: TemplateParameter) -> JSON:
+    out: JSON = {"type": p.type}
+    if p.type == "text":
+        out["text"] = p.text or ""
+    elif p.type == "currency":
+        out["currency"] = {
+            "fallback_value": p.fallback_value or f"{p.amount} {p.currency_code}",
+            "code": p.currency_code or "",
+            "amount_1000": _amount_1000(p.amount),
+        }
+    elif p.type == "date_time":
+        out["date_time"] = {"fallback_value": p.fallback_value or p.text or ""}
+    elif p.type == "payload":
+        out["payload"] = p.payload or ""
+    else:  # image, video, document
+        out[p.type] = {"id": p.media_id} if p.media_id else {"link": p.link or ""}
+    if p.parameter_name:
+        out["parameter_name"] = p.parameter_name
+    return out
+
+
+def _header_footer(out: JSON, header: str | None, footer: str | None) -> None:
+    if header:
+        out["header"] = {"type": "text", "text": header}
+    if footer:
+        out["footer"] = {"text": footer}
+
+
+def _buttons(content: ButtonsContent) -> JSON:
+    out: JSON = {"type": "button", "body": {"text": content.body}}
+    _header_footer(out, content.header, content.footer)
+    out["action"] = {
+        "buttons": [
+            {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons
+        ]
+    }
+    return out
+
+
+def _list(content: ListContent) -> JSON:
+    out: JSON = {"type": "list", "body": {"text": content.body}}
+    _header_footer(out, content.header, content.footer)
+    out["action"] = {
+        "button": content.button,
+        "sections": [
+            _without_none(
+                {
+                    "title": s.title,
+                    "rows": [
+                        _without_none({"id": r.id, "title": r.title, "description": r.description})
+                        for r in s.rows
+                    ],
+                }
+            )
+            for s in content.sections
+        ],
+    }
+    return out
+
+
+def parse_error(status: int, raw: bytes) -> ProviderError:
+    """Meta's error JSON (``error.code``, ``message``, ``error_data.details``), parsed."""
+    try:
+        data = orjson.loads(raw)
+        err = data["error"]
+        code = int(err["code"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return ProviderError(
+            code=fates.HTTP_ERROR,
+            title=f"HTTP {status}",
+            message=raw[:300].decode("utf-8", "replace"),
+        )
+    details = err.get("error_data") or {}
+    return ProviderError(
+        code=code,
+        title=str(err.get("error_user_title") or err.get("title") or err.get("type") or ""),
+        message=str(err.get("error_user_msg") or err.get("message") or ""),
+        details=str(details.get("details", "")) if isinstance(details, dict) else str(details),
+    )
+
+
+class CloudApiAdapter:
+    """Sends through the Graph API with the account's bearer token (one shared session)."""
+
+    name: Literal["meta"] = "meta"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        graph_url: str,
+        version: str,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._base = f"{graph_url.rstrip('/')}/{version}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
+
+    def supports(self, command: OutboundCommand) -> bool:
+        return True
+
+    async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
+        url = f"{self._base}/{account.phone_number_id}/messages"
+        headers = {
+            "Authorization": f"Bearer {account.access_token}",
+            "Content-Type": "application/json",
+        }
+        data = orjson.dumps(build_message(command))
+        try:
+            async with self._session.post(
+                url, data=data, headers=headers, timeout=self._timeout
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return network_failure("meta", exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return unknown_outcome("meta", exc)
+        if status == 200:
+            try:
+                wamid = str(orjson.loads(raw)["messages"][0]["id"])
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+                return ProviderReply(
+                    "meta",
+                    status,
+                    error=ProviderError(code=fates.HTTP_ERROR, title="unreadable success answer"),
+                    outcome_unknown=True,
+                )
+            return ProviderReply("meta", status, provider_message_id=wamid)
+        return ProviderReply("meta", status, error=parse_error(status, raw))
+
+
+def network_failure(provider: Literal["meta", "twilio"], exc: BaseException) -> ProviderReply:
+    return ProviderReply(
+        provider,
+        None,
+        error=ProviderError(code=fates.NETWORK_ERROR, title="network error", message=repr(exc)),
+    )
+
+
+def unknown_outcome(provider: Literal["meta", "twilio"], exc: BaseException) -> ProviderReply:
+    return ProviderReply(
+        provider,
+        None,
+        error=ProviderError(
+            code=fates.NETWORK_ERROR,
+            title="no answer after the request was sent",
+            message=repr(exc) or type(exc).__name__,
+        ),
+        outcome_unknown=True,
+    )

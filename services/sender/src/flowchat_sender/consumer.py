@@ -1,0 +1,145 @@
+"""The AMQP edge: ``whatsapp.outbound`` in; send results, retries and parked commands out.
+
+::
+
+    (whatsapp.outbound) ──▶ Sender.send ──▶ [flowchat.status] <tenant>.<account>.send_result
+          ▲      │ SendRetry ──▶ (whatsapp.outbound.retry.<tier>) ── TTL ──┘ (back)
+          │      │ Park      ──▶ (whatsapp.outbound.dlq)  reason, code, attempts, times
+          │      └ undecodable ──▶ (flowchat.poison)  (the platform consumer)
+          └── ack only after the result (or the retry / parked copy) is confirmed
+
+Headers carried across retries: ``x-flowchat-attempt`` (provider attempts used so
+far; limiter and breaker waits do not count), first and last failure times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from flowchat_contracts import OutboundCommand, SendResult, topology
+from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
+from flowchat_platform.errors import RetryLater
+from flowchat_platform.logs import get_logger
+from pydantic import TypeAdapter
+
+from flowchat_sender import metrics
+from flowchat_sender.errors import Park, SendRetry
+from flowchat_sender.service import Sender
+
+log = get_logger(__name__)
+
+HEADER_ERROR_CODE = "x-flowchat-error-code"
+HEADER_ERROR_MESSAGE = "x-flowchat-error-message"
+HEADER_ATTEMPTS = "x-flowchat-attempts"
+HEADER_FIRST_FAILURE = "x-flowchat-first-failure"
+HEADER_LAST_FAILURE = "x-flowchat-last-failure"
+
+DECODER: TypeAdapter[OutboundCommand] = TypeAdapter(OutboundCommand)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+_BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")
+
+
+def carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
+    """The message's own headers, without the broker's dead-letter bookkeeping."""
+    return {k: v for k, v in (message.headers or {}).items() if not k.startswith(_BROKER_HEADERS)}
+
+
+def attempts_of(message: AbstractIncomingMessage) -> int:
+    try:
+        return max(0, int(str((message.headers or {}).get(HEADER_ATTEMPT, 0))))
+    except ValueError:
+        return 0
+
+
+def result_publisher(amqp: Amqp) -> Callable[[SendResult], Awaitable[None]]:
+    """Publish a ``SendResult`` to ``flowchat.status`` and wait for the broker's confirm."""
+
+    async def publish(result: SendResult) -> None:
+        await amqp.publish(
+            topology.EXCHANGE_STATUS,
+            topology.status_routing_key(result.tenant_id, result.account_id, "send_result"),
+            result,
+            message_id=f"{result.message_id}:{result.status}:{result.attempts}",
+            correlation_id=result.correlation_id,
+        )
+
+    return publish
+
+
+class OutboundConsumer:
+    def __init__(self, amqp: Amqp, sender: Sender, *, prefetch: int) -> None:
+        self.amqp = amqp
+        self.sender = sender
+        self.prefetch = prefetch
+
+    async def start(self) -> None:
+        await self.amqp.consume(
+            topology.QUEUE_OUTBOUND,
+            self.handle,
+            decoder=DECODER,
+            prefetch=self.prefetch,
+            on_retry=self.on_retry,
+            dead_letter_queue=topology.QUEUE_OUTBOUND_DLQ,
+        )
+
+    async def handle(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
+        try:
+            await self.sender.send(command, attempts_made=attempts_of(message))
+        except Park as park:
+            await self.park(message, park)
+
+    async def park(self, message: AbstractIncomingMessage, park: Park) -> None:
+        """Copy the command to the DLQ with why, the last error and the attempt count."""
+        headers = carried_headers(message)
+        headers[HEADER_REASON] = park.reason[:1000]
+        headers[HEADER_ORIGIN_QUEUE] = topology.QUEUE_OUTBOUND
+        headers[HEADER_ATTEMPTS] = (
+            park.attempts if park.attempts is not None else attempts_of(message)
+        )
+        headers.setdefault(HEADER_FIRST_FAILURE, _now())
+        headers[HEADER_LAST_FAILURE] = _now()
+        if park.error is not None:
+            headers[HEADER_ERROR_CODE] = park.error.code
+            headers[HEADER_ERROR_MESSAGE] = (park.error.message or park.error.title)[:1000]
+        log.warning("command parked in the DLQ", reason=park.reason)
+        await self.amqp.publish(
+            "",
+            topology.QUEUE_OUTBOUND_DLQ,
+            message.body,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            headers=headers,
+            message_type=message.type,
+        )
+
+    async def on_retry(self, exc: RetryLater, message: AbstractIncomingMessage) -> None:
+        """Publish the command to the retry tier that waits ``exc.delay_s`` (then ack)."""
+        tier = topology.retry_tier_for(exc.delay_s)
+        headers = carried_headers(message)
+        headers[HEADER_REASON] = exc.reason[:1000]
+        if exc.counts_as_attempt:
+            headers[HEADER_ATTEMPT] = attempts_of(message) + 1
+            headers.setdefault(HEADER_FIRST_FAILURE, _now())
+            headers[HEADER_LAST_FAILURE] = _now()
+            error = exc.error if isinstance(exc, SendRetry) else None
+            if error is not None:
+                headers[HEADER_ERROR_CODE] = error.code
+                headers[HEADER_ERROR_MESSAGE] = (error.message or error.title)[:1000]
+        metrics.RETRIES.labels(tier.label, str(exc.counts_as_attempt).lower()).inc()
+        await self.amqp.publish(
+            "",
+            tier.queue,
+            message.body,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            headers=headers,
+            message_type=message.type,
+        )

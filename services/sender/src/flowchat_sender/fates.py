@@ -1,0 +1,171 @@
+"""What every provider error means for the message: the one table (reference §2, §8).
+
+Meta's codes come from ``error.code`` of the Graph API's answer; Meta gives no
+HTTP status per code, so the code decides, and the HTTP status only matters when
+there is no error JSON at all (a proxy's 502, say). Twilio's come from its JSON
+error's ``code``.
+
+Fates:
+
+- ``RETRY``: try again with exponential backoff (a retry tier), up to the attempt limit.
+- ``RETRY_RECIPIENT``: the (business, customer) pair is over Meta's pair rate; hold
+  that recipient only, 4^X seconds, then retry.
+- ``REFRESH_CREDENTIALS``: the token was refused; fetch fresh credentials once and
+  retry; refused again → fail.
+- ``FAIL``: permanent; a failed ``SendResult`` at once, with the reason.
+
+FlowChat's own failures (no provider involved) use negative codes, listed below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+
+class Fate(StrEnum):
+    RETRY = "retry"
+    RETRY_RECIPIENT = "retry_recipient"
+    REFRESH_CREDENTIALS = "refresh_credentials"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Rule:
+    fate: Fate
+    #: Why, in words an operator acts on (shown in failed results and DLQ headers).
+    hint: str
+
+
+# FlowChat's own codes (never sent by a provider).
+NETWORK_ERROR = -1
+HTTP_ERROR = -2
+UNKNOWN_ACCOUNT = -10
+TENANT_SUSPENDED = -11
+ACCOUNT_DISABLED = -12
+ACCOUNT_MISMATCH = -13
+UNSUPPORTED_CONTENT = -14
+MISSING_CREDENTIALS = -15
+
+#: Meta throughput reached: the number's own rate is lowered for a while.
+META_THROUGHPUT = 130429
+#: Meta pair rate: hold that recipient.
+META_PAIR_RATE = 131056
+
+_R = Fate.RETRY
+_F = Fate.FAIL
+
+META: dict[int, Rule] = {
+    # retry with backoff
+    1: Rule(_R, "API unknown error; check the platform status, then retry"),
+    2: Rule(_R, "API service temporarily down"),
+    4: Rule(_R, "app call rate limit reached"),
+    80007: Rule(_R, "WhatsApp Business Account rate limit reached"),
+    130429: Rule(_R, "number throughput reached; the number's rate is lowered for a while"),
+    131000: Rule(_R, "unknown error at Meta"),
+    131016: Rule(_R, "service unavailable"),
+    131057: Rule(_R, "account in maintenance (throughput upgrade)"),
+    133004: Rule(_R, "server temporarily unavailable"),
+    # that recipient only, later
+    131056: Rule(Fate.RETRY_RECIPIENT, "pair rate limit for this recipient; held 4^X s"),
+    # the credential
+    0: Rule(Fate.REFRESH_CREDENTIALS, "access token refused (AuthException)"),
+    190: Rule(Fate.REFRESH_CREDENTIALS, "access token invalid or expired"),
+    # permanent
+    3: Rule(_F, "the app lacks the capability for this call"),
+    10: Rule(_F, "permission denied"),
+    100: Rule(_F, "invalid parameter"),
+    368: Rule(_F, "temporarily blocked for policy violations"),
+    130403: Rule(_F, "the business blocked this user"),
+    130472: Rule(_F, "the user's number is part of an experiment"),
+    130497: Rule(_F, "messaging to this country is restricted"),
+    131005: Rule(_F, "access denied"),
+    131008: Rule(_F, "a required parameter is missing"),
+    131009: Rule(_F, "a parameter value is invalid"),
+    131021: Rule(_F, "sender and recipient are the same number"),
+    131026: Rule(_F, "message undeliverable to this user"),
+    131030: Rule(_F, "recipient not in the allowed list (test number)"),
+    131031: Rule(_F, "business account locked"),
+    131037: Rule(_F, "the number needs an approved display name"),
+    131042: Rule(_F, "business payment issue (billing)"),
+    131045: Rule(_F, "the number is not registered (certificate)"),
+    131047: Rule(
+        _F, "more than 24 hours since the customer last wrote: send an approved template instead"
+    ),
+    131048: Rule(_F, "spam rate limit hit: pause and check the number's quality"),
+    131049: Rule(_F, "not delivered to keep the ecosystem healthy; wait at least 24 h"),
+    131050: Rule(_F, "the user stopped marketing messages (record the opt-out)"),
+    131051: Rule(_F, "unsupported message type"),
+    131052: Rule(_F, "media download error"),
+    131053: Rule(_F, "media upload failed"),
+    131063: Rule(_F, "template not sendable by this account"),
+    131064: Rule(_F, "recipient identifier not supported"),
+    132000: Rule(_F, "template parameter count does not match the template"),
+    132001: Rule(_F, "template missing or not approved in that language"),
+    132005: Rule(_F, "translated template text too long"),
+    132007: Rule(_F, "template content violates the format policy"),
+    132012: Rule(_F, "template parameter format does not match the template"),
+    132015: Rule(_F, "template paused for low quality"),
+    132016: Rule(_F, "template disabled for low quality"),
+    133010: Rule(_F, "the phone number is not registered on the Cloud API"),
+    135000: Rule(_F, "generic user error"),
+}
+for _code in range(200, 300):  # permissions
+    META.setdefault(_code, Rule(_F, "the app lacks a permission for this number"))
+
+TWILIO: dict[int, Rule] = {
+    20003: Rule(Fate.REFRESH_CREDENTIALS, "Twilio authentication failed"),
+    20429: Rule(_R, "Twilio API rate limit"),
+    30001: Rule(_R, "Twilio queue overflow"),
+    63018: Rule(_R, "WhatsApp rate limit for this sender"),
+    63016: Rule(_F, "outside the 24-hour window: send an approved template (ContentSid) instead"),
+    63024: Rule(_F, "invalid message recipient"),
+    63032: Rule(_F, "the user's number is part of an experiment"),
+    21211: Rule(_F, "invalid 'To' number"),
+    21408: Rule(_F, "permission to send to this region is not enabled"),
+    21610: Rule(_F, "the recipient unsubscribed"),
+    63007: Rule(_F, "no WhatsApp sender found for 'From'"),
+    63013: Rule(_F, "policy violation"),
+}
+
+OWN: dict[int, Rule] = {
+    NETWORK_ERROR: Rule(_R, "network error before the request reached the provider"),
+    UNKNOWN_ACCOUNT: Rule(_F, "unknown business account"),
+    TENANT_SUSPENDED: Rule(_F, "the tenant is suspended"),
+    ACCOUNT_DISABLED: Rule(_F, "the business account is disabled"),
+    ACCOUNT_MISMATCH: Rule(_F, "the account belongs to another tenant"),
+    UNSUPPORTED_CONTENT: Rule(_F, "this provider cannot send this content type"),
+    MISSING_CREDENTIALS: Rule(_F, "the account has no credentials for its provider"),
+}
+
+_UNKNOWN_CODE = Rule(_F, "unclassified provider error")
+_SERVER_ERROR = Rule(_R, "provider server error")
+
+
+def rule_for(
+    provider: Literal["meta", "twilio", "flowchat"], code: int, *, http_status: int | None = None
+) -> Rule:
+    """The fate of ``code`` from ``provider``.
+
+    ``HTTP_ERROR`` (an answer without an error body) is decided by the HTTP status.
+    An unlisted code is permanent (retrying an unknown refusal risks the number's
+    quality for nothing) unless the provider answered with HTTP 5xx or 429.
+    """
+    table = META if provider == "meta" else TWILIO if provider == "twilio" else OWN
+    rule = table.get(code)
+    if rule is not None:
+        return rule
+    if http_status is not None and (http_status >= 500 or http_status == 429):
+        return _SERVER_ERROR
+    return _UNKNOWN_CODE
+
+
+def pair_hold_s(attempt: int) -> float:
+    """Meta's advice for 131056: wait 4^X seconds, X = 0, 1, 2, … (capped at ~17 min)."""
+    return 4.0 ** max(0, min(attempt, 5))
+
+
+def backoff_s(attempt: int) -> float:
+    """Delay before retry number ``attempt`` (1-based): 5 s, 20 s, 80 s, 320 s, …"""
+    return 5.0 * 4.0 ** max(0, attempt - 1)

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the sender. Labels are bounded: account ids, codes, fixed words."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SENDS = Counter(
+    "flowchat_sender_sends_total",
+    "Commands finished, by outcome (accepted, failed, duplicate, parked) and error code",
+    ["provider", "account", "type", "outcome", "code"],
+)
+SEND_SECONDS = Histogram(
+    "flowchat_sender_send_duration_seconds",
+    "Provider call latency",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LIMITER_WAITS = Counter(
+    "flowchat_sender_limiter_waits_total",
+    "Limiter decisions that made a message wait: inline sleep or a retry tier",
+    ["limit", "where"],
+)
+LIMITER_WAIT_SECONDS = Histogram(
+    "flowchat_sender_limiter_wait_seconds",
+    "Seconds slept in-process for a rate-limit slot",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+BREAKER_STATE = Gauge(
+    "flowchat_sender_breaker_state",
+    "Circuit breaker state per account: 0 closed, 1 half-open, 2 open",
+    ["account"],
+)
+RETRIES = Counter(
+    "flowchat_sender_retries_total",
+    "Commands sent to a retry tier, by tier and whether it used up an attempt",
+    ["tier", "counted"],
+)
+DLQ = Counter("flowchat_sender_dlq_total", "Commands parked in the DLQ, by reason", ["reason"])

@@ -1,0 +1,432 @@
+"""The sender's business logic: one ``OutboundCommand`` → at most one provider message.
+
+For each command, in this order:
+
+1. claim its idempotency key (a duplicate re-publishes the stored result, a
+   conflicting payload or an unknown outcome is parked, never sent);
+2. credentials from the tenant service (cached); guards: unknown account, other
+   tenant's account, suspended tenant, disabled account, content the provider
+   cannot carry → a failed result at once;
+3. the account's circuit breaker, then the shared rate limits (short waits sleep
+   here, long ones go to a retry tier without using an attempt);
+4. the provider call; its error code's fate (:mod:`flowchat_sender.fates`) decides:
+   accepted/failed result, retry tier, recipient hold, or one credential refresh;
+5. the result is stored under the key, then published with a confirm; only then
+   does the caller acknowledge the command.
+
+Knows nothing of aio-pika or FastAPI: results leave through ``publish``, fates
+through the exceptions of :mod:`flowchat_sender.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from flowchat_contracts import OutboundCommand, ProviderError, SendResult
+from flowchat_platform.errors import UpstreamError
+from flowchat_platform.logs import get_logger
+from flowchat_platform.tenant_client import AccountCredentials
+
+from flowchat_sender import fates, metrics
+from flowchat_sender.breaker import CircuitBreaker, Ticket
+from flowchat_sender.errors import Park, SendRetry, StoreUnavailable
+from flowchat_sender.fates import Fate
+from flowchat_sender.idempotency import IdempotencyStore, Record, fingerprint
+from flowchat_sender.providers import ProviderAdapter, ProviderReply
+from flowchat_sender.ratelimit import RateLimiter
+
+log = get_logger(__name__)
+
+OUTCOME_UNKNOWN = "outcome unknown; not resent"
+
+
+class AccountSource(Protocol):
+    async def account(self, account_id: str) -> AccountCredentials | None: ...
+
+    def invalidate(self, account: AccountCredentials | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class SenderConfig:
+    max_attempts: int = 5
+    claim_grace_s: float = 30.0
+    default_throughput_mps: int = 80
+    max_inline_wait_s: float = 1.0
+    max_waiting_per_account: int = 32
+    throttle_factor: float = 0.5
+    throttle_s: float = 60.0
+    #: Delay when Redis or the tenant service is unreachable (not an attempt).
+    infra_retry_s: float = 30.0
+    #: Delay when another delivery of the same key is still in flight.
+    in_flight_retry_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class _Ready:
+    account: AccountCredentials
+    adapter: ProviderAdapter
+    ticket: Ticket
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        accounts: AccountSource,
+        providers: dict[str, ProviderAdapter],
+        idempotency: IdempotencyStore,
+        limiter: RateLimiter,
+        breaker: CircuitBreaker,
+        publish: Callable[[SendResult], Awaitable[None]],
+        config: SenderConfig | None = None,
+    ) -> None:
+        self._accounts = accounts
+        self._providers = providers
+        self._idem = idempotency
+        self._limiter = limiter
+        self._breaker = breaker
+        self._publish = publish
+        self.config = config or SenderConfig()
+        self._waiting: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ entry
+
+    async def send(self, command: OutboundCommand, *, attempts_made: int = 0) -> SendResult:
+        """Send ``command`` (``attempts_made`` provider attempts already failed).
+
+        Returns the published result; raises :class:`SendRetry` or :class:`Park`.
+        """
+        attempt = attempts_made + 1
+        owner = uuid.uuid4().hex
+        try:
+            record = await self._idem.claim(command, owner)
+        except StoreUnavailable as exc:
+            raise SendRetry(
+                f"{exc}; not sending without the idempotency check",
+                delay_s=self.config.infra_retry_s,
+                counts_as_attempt=False,
+            ) from exc
+        if record is not None:
+            return await self._duplicate(command, record)
+
+        try:
+            ready = await self._prepare(command, attempt)
+        except BaseException:
+            await self._release(command, owner)
+            raise
+        if isinstance(ready, SendResult):
+            await self._finish(command, owner, ready)
+            return ready
+        return await self._deliver(command, owner, attempt, ready)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _duplicate(self, command: OutboundCommand, record: Record) -> SendResult:
+        if record.fingerprint != fingerprint(command):
+            metrics.DLQ.labels("conflict").inc()
+            raise Park("idempotency conflict: this key was already used for a different message")
+        if record.result is not None:
+            log.info("duplicate command; stored result re-published", message_id=command.message_id)
+            self._count(command, record.result.provider, "duplicate", None)
+            await self._publish(record.result)
+            return record.result
+        if time.time() - record.claimed_at < self.config.claim_grace_s:
+            raise SendRetry(
+                "another delivery of this key is in flight",
+                delay_s=self.config.in_flight_retry_s,
+                counts_as_attempt=False,
+            )
+        metrics.DLQ.labels("outcome_unknown").inc()
+        raise Park(
+            f"{OUTCOME_UNKNOWN}: a previous delivery claimed this key and recorded no outcome "
+            "(it may have been sent; late statuses name it by biz_opaque_callback_data)"
+        )
+
+    async def _prepare(self, command: OutboundCommand, attempt: int) -> _Ready | SendResult:
+        try:
+            account = await self._accounts.account(command.account_id)
+        except UpstreamError as exc:
+            raise SendRetry(
+                f"credentials unavailable: {exc}",
+                delay_s=self.config.infra_retry_s,
+                counts_as_attempt=False,
+            ) from exc
+        refusal = self._guard(command, account)
+        if refusal is not None:
+            provider = account.provider if account else "meta"
+            return self._failed(command, provider, refusal, attempt)
+        assert account is not None
+        adapter = self._providers[account.provider]
+
+        ticket = self._breaker.acquire(account.account_id)
+        if ticket is None:
+            raise SendRetry(
+                "circuit open for this account",
+                delay_s=self._breaker.retry_in(account.account_id),
+                counts_as_attempt=False,
+            )
+        try:
+            await self._admit(command, account)
+        except BaseException:
+            ticket.cancel()
+            raise
+        return _Ready(account, adapter, ticket)
+
+    def _guard(
+        self, command: OutboundCommand, account: AccountCredentials | None
+    ) -> ProviderError | None:
+        if account is None:
+            return _own(fates.UNKNOWN_ACCOUNT, f"account {command.account_id} not found")
+        if account.tenant_id != command.tenant_id:
+            return _own(fates.ACCOUNT_MISMATCH, "the account does not belong to this tenant")
+        if account.tenant_status != "active":
+            return _own(fates.TENANT_SUSPENDED, "the tenant is suspended; nothing is sent")
+        if account.status != "active":
+            return _own(fates.ACCOUNT_DISABLED, "the business account is disabled")
+        adapter = self._providers.get(account.provider)
+        if adapter is None or not adapter.supports(command):
+            return _own(
+                fates.UNSUPPORTED_CONTENT,
+                f"{account.provider} cannot send {command.content.type} messages",
+            )
+        if account.provider == "meta" and not (account.phone_number_id and account.access_token):
+            return _own(fates.MISSING_CREDENTIALS, "no phone number id or access token")
+        if account.provider == "twilio" and not (
+            account.twilio_account_sid and account.twilio_auth_token and account.twilio_number
+        ):
+            return _own(fates.MISSING_CREDENTIALS, "no Twilio SID, token or number")
+        return None
+
+    async def _admit(self, command: OutboundCommand, account: AccountCredentials) -> None:
+        key = account.account_id
+        crowded = self._waiting[key] >= self.config.max_waiting_per_account
+        max_wait = 0.0 if crowded else self.config.max_inline_wait_s
+        rate = account.throughput_mps or self.config.default_throughput_mps
+        try:
+            admission = await self._limiter.acquire(
+                _number(account), command.to, rate_mps=rate, max_wait_s=max_wait
+            )
+        except StoreUnavailable as exc:
+            raise SendRetry(
+                f"{exc}; not sending above the limit",
+                delay_s=self.config.infra_retry_s,
+                counts_as_attempt=False,
+            ) from exc
+        if not admission.admitted:
+            metrics.LIMITER_WAITS.labels(admission.limit, "retry_tier").inc()
+            raise SendRetry(
+                f"rate limit ({admission.limit}): next slot in {admission.wait_s:.1f}s",
+                delay_s=admission.wait_s,
+                counts_as_attempt=False,
+            )
+        if admission.wait_s > 0:
+            metrics.LIMITER_WAITS.labels(admission.limit, "inline").inc()
+            metrics.LIMITER_WAIT_SECONDS.observe(admission.wait_s)
+            self._waiting[key] += 1
+            try:
+                await asyncio.sleep(admission.wait_s)
+            finally:
+                self._waiting[key] -= 1
+                if self._waiting[key] <= 0:
+                    del self._waiting[key]
+
+    async def _call(
+        self, adapter: ProviderAdapter, account: AccountCredentials, command: OutboundCommand
+    ) -> ProviderReply:
+        started = time.perf_counter()
+        try:
+            return await adapter.send(account, command)
+        finally:
+            metrics.SEND_SECONDS.labels(adapter.name).observe(time.perf_counter() - started)
+
+    async def _deliver(
+        self, command: OutboundCommand, owner: str, attempt: int, ready: _Ready
+    ) -> SendResult:
+        account, adapter, ticket = ready.account, ready.adapter, ready.ticket
+        reply = await self._call(adapter, account, command)
+        rule = _rule(reply)
+        if rule is not None and rule.fate is Fate.REFRESH_CREDENTIALS:
+            reply, account = await self._refresh_and_resend(command, account, adapter, reply)
+            rule = _rule(reply)
+            if rule is not None and rule.fate is Fate.REFRESH_CREDENTIALS:
+                rule = fates.Rule(Fate.FAIL, f"{rule.hint}; still refused with fresh credentials")
+
+        if reply.ok:
+            ticket.success()
+            result = self._result(command, reply.provider, attempt, wamid=reply.provider_message_id)
+            await self._finish(command, owner, result)
+            return result
+        error = reply.error or _own(fates.HTTP_ERROR, "no answer")
+        assert rule is not None
+        if reply.outcome_unknown:
+            ticket.failure()
+            self._count(command, reply.provider, "parked", error.code)
+            metrics.DLQ.labels("outcome_unknown").inc()
+            raise Park(f"{OUTCOME_UNKNOWN}: {error.title}", error=error, attempts=attempt)
+        if rule.fate is Fate.FAIL:
+            ticket.success()  # the provider is healthy: it refused this one message
+            result = self._failed(command, reply.provider, _with_hint(error, rule.hint), attempt)
+            await self._finish(command, owner, result)
+            return result
+
+        # A retryable refusal: the provider did not take the message.
+        await self._release(command, owner)
+        number = _number(account)
+        if rule.fate is Fate.RETRY_RECIPIENT:
+            ticket.success()
+            delay = fates.pair_hold_s(attempt - 1)
+            await self._quietly(self._limiter.hold(number, command.to, duration_s=delay))
+        else:
+            ticket.failure()
+            delay = fates.backoff_s(attempt)
+            if error.code == fates.META_THROUGHPUT and reply.provider == "meta":
+                await self._quietly(
+                    self._limiter.throttle(
+                        number,
+                        factor=self.config.throttle_factor,
+                        duration_s=self.config.throttle_s,
+                    )
+                )
+        if attempt >= self.config.max_attempts:
+            error = _with_hint(error, f"{rule.hint}; gave up after {attempt} attempts")
+            result = self._failed(command, reply.provider, error, attempt)
+            # Not stored: a replay from the DLQ may send it, nothing was sent yet.
+            await self._publish(result)
+            metrics.DLQ.labels("attempts_exhausted").inc()
+            raise Park(
+                f"retries exhausted after {attempt} attempts: {error.message or rule.hint}",
+                error=error,
+                attempts=attempt,
+            )
+        self._count(command, reply.provider, "retry", error.code)
+        raise SendRetry(
+            f"{rule.hint} (code {error.code})",
+            delay_s=delay,
+            counts_as_attempt=True,
+            error=error,
+        )
+
+    async def _refresh_and_resend(
+        self,
+        command: OutboundCommand,
+        account: AccountCredentials,
+        adapter: ProviderAdapter,
+        reply: ProviderReply,
+    ) -> tuple[ProviderReply, AccountCredentials]:
+        """0/190 (or Twilio 20003): drop the cached credentials, fetch them once, retry once."""
+        self._accounts.invalidate(account)
+        try:
+            fresh = await self._accounts.account(command.account_id)
+        except UpstreamError:
+            return reply, account
+        if fresh is None or self._guard(command, fresh) is not None:
+            return reply, account
+        log.info("credentials refreshed after a refusal", account_id=account.account_id)
+        return await self._call(adapter, fresh, command), fresh
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _finish(self, command: OutboundCommand, owner: str, result: SendResult) -> None:
+        """Store the outcome under the key, then publish it (confirmed)."""
+        for delay in (0.0, 0.05, 0.2):
+            await asyncio.sleep(delay)
+            try:
+                await self._idem.complete(command, owner, result)
+                break
+            except StoreUnavailable as exc:
+                log.warning("idempotency result not stored", error=str(exc))
+        else:
+            log.error(
+                "send outcome not stored; a duplicate will be parked, not resent",
+                message_id=command.message_id,
+            )
+        self._count(
+            command, result.provider, result.status, result.error.code if result.error else None
+        )
+        await self._publish(result)
+
+    async def _release(self, command: OutboundCommand, owner: str) -> None:
+        await self._quietly(self._idem.release(command, owner))
+
+    @staticmethod
+    async def _quietly(op: Awaitable[None]) -> None:
+        try:
+            await op
+        except StoreUnavailable as exc:
+            log.warning("redis update skipped", error=str(exc))
+
+    def _result(
+        self,
+        command: OutboundCommand,
+        provider: Literal["meta", "twilio"],
+        attempt: int,
+        *,
+        wamid: str | None = None,
+        error: ProviderError | None = None,
+    ) -> SendResult:
+        return SendResult(
+            tenant_id=command.tenant_id,
+            account_id=command.account_id,
+            correlation_id=command.correlation_id,
+            message_id=command.message_id,
+            idempotency_key=command.idempotency_key,
+            to=command.to,
+            message_type=command.content.type,
+            category=command.category,
+            campaign_id=command.campaign_id,
+            status="accepted" if wamid else "failed",
+            provider=provider,
+            provider_message_id=wamid,
+            error=error,
+            attempts=attempt,
+        )
+
+    def _failed(
+        self,
+        command: OutboundCommand,
+        provider: Literal["meta", "twilio"],
+        error: ProviderError,
+        attempt: int,
+    ) -> SendResult:
+        return self._result(command, provider, attempt, error=error)
+
+    @staticmethod
+    def _count(command: OutboundCommand, provider: str, outcome: str, code: int | None) -> None:
+        metrics.SENDS.labels(
+            provider,
+            command.account_id,
+            command.content.type,
+            outcome,
+            "" if code is None else str(code),
+        ).inc()
+
+
+def _number(account: AccountCredentials) -> str:
+    return account.phone_number_id or account.twilio_number or account.account_id
+
+
+def _own(code: int, message: str) -> ProviderError:
+    rule = fates.rule_for("flowchat", code)
+    return ProviderError(code=code, title=rule.hint, message=message)
+
+
+def _rule(reply: ProviderReply) -> fates.Rule | None:
+    if reply.ok or reply.error is None:
+        return None
+    provider: Literal["meta", "twilio", "flowchat"] = reply.provider
+    if reply.error.code < 0:
+        provider = "flowchat"
+    return fates.rule_for(provider, reply.error.code, http_status=reply.http_status)
+
+
+def _with_hint(error: ProviderError, hint: str) -> ProviderError:
+    if error.title == hint:
+        return error
+    title = f"{error.title}: {hint}" if error.title else hint
+    return error.model_copy(update={"title": title[:500]})

@@ -1,0 +1,149 @@
+"""Twilio's WhatsApp API: form-encoded ``Messages.json`` with Basic auth (SID:token).
+
+Text → ``Body``; media by link → ``MediaUrl`` (+ ``Body`` for the caption);
+templates → ``ContentSid`` (the template name is the Content SID, ``HX…``) with
+``ContentVariables`` (positional ``{"1": …}`` or by ``parameter_name``). Twilio has no
+equivalent here for media ids, reactions, interactive, location or contact messages;
+those fail with a clear reason instead of being sent half-right.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import aiohttp
+import orjson
+from flowchat_contracts import (
+    MediaContent,
+    OutboundCommand,
+    ProviderError,
+    TemplateContent,
+    TextContent,
+)
+from flowchat_platform.tenant_client import AccountCredentials
+
+from flowchat_sender import fates
+from flowchat_sender.cloud_api import network_failure, unknown_outcome
+from flowchat_sender.providers import ProviderReply
+
+
+def _whatsapp(number: str) -> str:
+    number = number.strip()
+    if number.startswith("whatsapp:"):
+        return number
+    return "whatsapp:" + (number if number.startswith("+") else "+" + number)
+
+
+def template_variables(content: TemplateContent) -> dict[str, str]:
+    """Every text-like parameter of the template, keyed by name or by position (1-based)."""
+    out: dict[str, str] = {}
+    position = 0
+    for component in content.components:
+        for p in component.parameters:
+            position += 1
+            value = p.text or p.payload or p.fallback_value or p.link or ""
+            out[p.parameter_name or str(position)] = value
+    return out
+
+
+def build_form(
+    command: OutboundCommand, account: AccountCredentials, status_callback: str | None
+) -> list[tuple[str, str]]:
+    """The form fields of the Twilio request (raises ``ValueError`` when unsupported)."""
+    if not account.twilio_number:
+        raise ValueError("the account has no Twilio number")
+    form: list[tuple[str, str]] = [
+        ("To", _whatsapp(command.to)),
+        ("From", _whatsapp(account.twilio_number)),
+    ]
+    content = command.content
+    if isinstance(content, TextContent):
+        form.append(("Body", content.body))
+    elif isinstance(content, MediaContent):
+        if not content.link:
+            raise ValueError("Twilio sends media by URL only; this command has a media id")
+        form.append(("MediaUrl", content.link))
+        if content.caption:
+            form.append(("Body", content.caption))
+    elif isinstance(content, TemplateContent):
+        form.append(("ContentSid", content.name))
+        variables = template_variables(content)
+        if variables:
+            form.append(("ContentVariables", orjson.dumps(variables).decode()))
+    else:
+        raise ValueError(f"Twilio cannot send {content.type} messages")
+    if status_callback:
+        form.append(("StatusCallback", status_callback))
+    return form
+
+
+def parse_error(status: int, raw: bytes) -> ProviderError:
+    try:
+        data = orjson.loads(raw)
+        code = int(data["code"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return ProviderError(
+            code=20003 if status == 401 else fates.HTTP_ERROR,
+            title=f"HTTP {status}",
+            message=raw[:300].decode("utf-8", "replace"),
+        )
+    return ProviderError(
+        code=code,
+        title=f"HTTP {status}",
+        message=str(data.get("message", "")),
+        details=str(data.get("more_info", "")),
+    )
+
+
+class TwilioAdapter:
+    name: Literal["twilio"] = "twilio"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        twilio_url: str,
+        gateway_url: str | None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._base = twilio_url.rstrip("/")
+        self._gateway = gateway_url.rstrip("/") if gateway_url else None
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
+
+    def supports(self, command: OutboundCommand) -> bool:
+        content = command.content
+        if isinstance(content, MediaContent):
+            return content.link is not None
+        return isinstance(content, TextContent | TemplateContent)
+
+    def status_callback(self, account_id: str) -> str | None:
+        return f"{self._gateway}/webhooks/twilio/{account_id}" if self._gateway else None
+
+    async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
+        sid = account.twilio_account_sid or ""
+        form = build_form(command, account, self.status_callback(account.account_id))
+        url = f"{self._base}/2010-04-01/Accounts/{sid}/Messages.json"
+        headers = {"Authorization": aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")}
+        try:
+            async with self._session.post(
+                url, data=form, headers=headers, timeout=self._timeout
+            ) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            return network_failure("twilio", exc)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return unknown_outcome("twilio", exc)
+        if status in (200, 201):
+            try:
+                message_sid = str(orjson.loads(raw)["sid"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                return ProviderReply(
+                    "twilio",
+                    status,
+                    error=ProviderError(code=fates.HTTP_ERROR, title="unreadable success answer"),
+                    outcome_unknown=True,
+                )
+            return ProviderReply("twilio", status, provider_message_id=message_sid)
+        return ProviderReply("twilio", status, error=parse_error(status, raw))

@@ -1,0 +1,178 @@
+"""The state-manager's app: one lifespan wiring the database, the broker, the
+consumer, the outbox relay, retention and the query API.
+
+Start-up happens in a background task (migrations, pool, broker, consumer) so
+``/healthz`` answers at once and ``/readyz`` is 503 until everything is connected.
+Shutdown: stop consuming and drain in-flight messages, stop the background loops,
+close the broker, then the pool and the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from fastapi import FastAPI
+from flowchat_contracts import StatusEvent, topology
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.db import create_pool, migrate
+from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.logs import get_logger
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
+from pydantic import TypeAdapter
+
+from flowchat_state_manager import SCHEMA, SERVICE
+from flowchat_state_manager.batching import Batcher
+from flowchat_state_manager.consumer import StatusConsumer
+from flowchat_state_manager.deps import Runtime
+from flowchat_state_manager.relay import OutboxRelay, Publish
+from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.routes import router
+from flowchat_state_manager.service import QueryService, StateService
+from flowchat_state_manager.settings import Settings
+
+log = get_logger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+EVENT_TYPE = "message_status_changed"
+
+
+async def migrate_with_retry(dsn: str, *, max_delay_s: float = 10.0) -> None:
+    """Apply the migrations, waiting (with backoff) while the database is unreachable."""
+    delay = 0.5
+    while True:
+        try:
+            await migrate(dsn, MIGRATIONS, schema=SCHEMA)
+            return
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("migrations failed; retrying", error=repr(exc), delay_s=delay)
+        except Exception as exc:
+            # SQLAlchemy wraps connection errors; anything that is not one is a bug.
+            if "connect" not in repr(exc).lower():
+                raise
+            log.warning("database unavailable; retrying", error=repr(exc), delay_s=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
+
+
+def event_publisher(amqp: Amqp) -> Publish:
+    """Publish one status-change event with a broker confirm.
+
+    ``mandatory=False``: ``flowchat.events`` is a broadcast that may have no subscriber
+    bound for a key; such an event is confirmed and dropped by the broker instead of
+    blocking the outbox forever. Nacks, timeouts and lost connections still raise.
+    """
+
+    async def publish(routing_key: str, body: bytes, event_id: str) -> None:
+        await amqp.publish(
+            topology.EXCHANGE_EVENTS,
+            routing_key,
+            body,
+            message_id=event_id,
+            message_type=EVENT_TYPE,
+            mandatory=False,
+        )
+
+    return publish
+
+
+def create_app(settings: Settings) -> FastAPI:
+    readiness = Readiness()
+    runtime = Runtime(service_token=settings.service_token.get_secret_value())
+    amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
+    state: dict[str, object] = {}
+    pools: list[asyncpg.Pool] = []
+
+    async def start(bg: Background) -> None:
+        await migrate_with_retry(settings.database_url)
+        pool = await create_pool(
+            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
+        )
+        pools.append(pool)
+        repository = Repository(pool)
+        relay = OutboxRelay(
+            repository,
+            event_publisher(amqp),
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+        )
+        service = StateService(repository, on_events=relay.wake)
+        runtime.query = QueryService(repository)
+        state["service"] = service
+        batcher = Batcher(service, workers=settings.batch_workers, max_batch=settings.max_batch)
+        await amqp.connect()
+        bg.start("batcher", batcher.run())
+        bg.start("outbox-relay", relay.run())
+        bg.start("retention", retention_loop(service, settings))
+        bg.start("gauges", gauge_loop(service, settings))
+        await amqp.consume(
+            topology.QUEUE_STATE_STATUS,
+            StatusConsumer(batcher).handle,
+            decoder=TypeAdapter(StatusEvent),
+            prefetch=settings.prefetch,
+        )
+        state["consuming"] = True
+        log.info("state-manager started")
+
+    readiness.add("database", lambda: bool(pools) and not pools[0].is_closing())
+    readiness.add("broker", lambda: amqp.ready and bool(state.get("consuming")))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession()
+        runtime.tenants = TenantClient(settings.tenant_url, runtime.service_token, session=session)
+        bg = Background()
+        bg.start("startup", start(bg))
+        try:
+            yield
+        finally:
+            await amqp.stop_consuming(settings.shutdown_grace_s)
+            await bg.stop()
+            await amqp.close(grace_s=settings.shutdown_grace_s)  # consumers already drained
+            runtime.query = None
+            for pool in pools:
+                await pool.close()
+            await session.close()
+
+    app = build_app(
+        SERVICE,
+        lifespan=lifespan,
+        readiness=readiness,
+        title="FlowChat state-manager",
+    )
+    app.state.runtime = runtime
+    app.include_router(router)
+    return app
+
+
+async def retention_loop(service: StateService, settings: Settings) -> None:
+    while True:
+        try:
+            result = await service.purge(
+                retention_days=settings.retention_days,
+                batch_size=settings.purge_batch_size,
+                now=datetime.now(UTC),
+            )
+            log.info("retention purge", messages=result.messages, pending=result.pending)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - try again next round
+            log.warning("retention purge failed", error=repr(exc))
+        await asyncio.sleep(settings.purge_interval_s)
+
+
+async def gauge_loop(service: StateService, settings: Settings) -> None:
+    while True:
+        try:
+            await service.refresh_gauges()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a gauge is best effort
+            log.warning("gauge refresh failed", error=repr(exc))
+        await asyncio.sleep(settings.gauge_interval_s)

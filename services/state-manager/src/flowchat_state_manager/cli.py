@@ -1,0 +1,70 @@
+"""``python -m flowchat_state_manager purge``: one retention purge, then exit.
+
+Uses the service's settings (``DATABASE_URL``, ``FLOWCHAT_STATE_MANAGER_RETENTION_DAYS``,
+``FLOWCHAT_STATE_MANAGER_PURGE_BATCH_SIZE``); flags override them. Prints the counts
+as one JSON line. Needs no service token (it serves nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+
+from flowchat_platform.db import create_pool
+from flowchat_platform.logs import configure_logging
+from pydantic import ValidationError
+
+from flowchat_state_manager import SCHEMA, SERVICE
+from flowchat_state_manager.app import migrate_with_retry
+from flowchat_state_manager.models import PurgeResult
+from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.service import StateService
+from flowchat_state_manager.settings import Settings
+
+
+async def purge(database_url: str, *, retention_days: int, batch_size: int) -> PurgeResult:
+    await migrate_with_retry(database_url)
+    pool = await create_pool(database_url, schema=SCHEMA, max_size=2)
+    try:
+        service = StateService(Repository(pool))
+        return await service.purge(
+            retention_days=retention_days, batch_size=batch_size, now=datetime.now(UTC)
+        )
+    finally:
+        await pool.close()
+
+
+def purge_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flowchat_state_manager purge",
+        description="Delete message records older than the retention, in short batches.",
+    )
+    parser.add_argument("--retention-days", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        return 2
+    configure_logging(SERVICE, settings.log_level)
+    retention = args.retention_days or settings.retention_days
+    batch = args.batch_size or settings.purge_batch_size
+    if retention < 1 or batch < 1:
+        sys.stderr.write("retention days and batch size must be positive\n")
+        return 2
+    result = asyncio.run(purge(settings.database_url, retention_days=retention, batch_size=batch))
+    sys.stdout.write(
+        json.dumps(
+            {
+                "purged_messages": result.messages,
+                "purged_pending": result.pending,
+                "retention_days": retention,
+            }
+        )
+        + "\n"
+    )
+    return 0

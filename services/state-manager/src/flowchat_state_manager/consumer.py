@@ -1,0 +1,48 @@
+"""The AMQP edge: ``state-manager.status`` messages → :class:`StateService`.
+
+The platform's consumer decodes each body as a ``StatusEvent`` (undecodable →
+``flowchat.poison`` with the reason), calls :meth:`StatusConsumer.handle`, and acks
+when it returns, which is after the transaction holding the event committed
+(:mod:`flowchat_state_manager.batching` groups concurrent deliveries into one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aio_pika.abc import AbstractIncomingMessage
+from flowchat_contracts import SendResult, StatusUpdate
+from flowchat_platform.errors import DeadLetter, RetryLater
+from flowchat_platform.logs import get_logger
+
+from flowchat_state_manager import metrics
+from flowchat_state_manager.batching import Batcher
+from flowchat_state_manager.errors import RejectedEvent, StoreUnavailable
+from flowchat_state_manager.service import REJECTED
+
+log = get_logger(__name__)
+
+
+class StatusConsumer:
+    def __init__(self, batcher: Batcher, *, unavailable_pause_s: float = 1.0) -> None:
+        self._batcher = batcher
+        self._pause = unavailable_pause_s
+
+    async def handle(
+        self, event: SendResult | StatusUpdate, message: AbstractIncomingMessage
+    ) -> None:
+        try:
+            await self._batcher.submit(event)
+        except RejectedEvent as exc:
+            metrics.STATUSES.labels(event.status, REJECTED).inc()
+            log.warning(
+                "status event rejected",
+                reason=exc.reason,
+                message_id=exc.message_id,
+                tenant_id=event.tenant_id,
+            )
+            raise DeadLetter(f"rejected: {exc.reason}") from exc
+        except StoreUnavailable as exc:
+            log.warning("database unavailable; message requeued", error=str(exc))
+            await asyncio.sleep(self._pause)  # do not spin on redeliveries while it is down
+            raise RetryLater("database unavailable", delay_s=self._pause) from exc

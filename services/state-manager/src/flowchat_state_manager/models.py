@@ -1,0 +1,120 @@
+"""The state-manager's records, as plain data (no I/O, no framework)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flowchat_state_manager.state import Status
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingStatus:
+    """One status for one message, normalized from a SendResult or a StatusUpdate."""
+
+    status: Status
+    provider_timestamp: datetime
+    #: Raw event id; unique in the history (redeliveries of one event are duplicates).
+    event_id: str
+    error_code: int | None = None
+    error_title: str | None = None
+    error_details: str | None = None
+    pricing_category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    id: str
+    tenant_id: str
+    account_id: str
+    idempotency_key: str
+    recipient: str
+    message_type: str
+    category: str
+    campaign_id: str | None
+    correlation_id: str
+    provider: str
+    provider_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    tenant_id: str
+    account_id: str
+    idempotency_key: str | None
+    recipient: str | None
+    message_type: str | None
+    category: str | None
+    campaign_id: str | None
+    correlation_id: str | None
+    provider: str
+    provider_message_id: str | None
+    status: Status
+    error_code: int | None
+    error_title: str | None
+    error_details: str | None
+    pricing_category: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStatus:
+    """A status held until its provider message id is mapped to a FlowChat message."""
+
+    provider: str
+    provider_message_id: str
+    tenant_id: str
+    account_id: str
+    message_id: str | None
+    correlation_id: str | None
+    incoming: IncomingStatus
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    status: Status
+    provider_timestamp: datetime
+    received_at: datetime
+    error_code: int | None
+    error_title: str | None
+    error_details: str | None
+    pricing_category: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    recipient: str | None = None
+    status: Status | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    campaign_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """Keyset position: the last item of a page (newest first: created_at, then id)."""
+
+    created_at: datetime
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[MessageRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    event_id: str
+    routing_key: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    messages: int
+    pending: int

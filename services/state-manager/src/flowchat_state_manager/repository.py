@@ -1,0 +1,467 @@
+"""PostgreSQL access of the state-manager (asyncpg; schema ``state_manager``).
+
+Status handling runs in :meth:`Repository.transaction`: one transaction per queue
+message, the message row locked with ``SELECT … FOR UPDATE`` so concurrent events
+for one message serialize. When a provider message id is not mapped yet, a
+transaction-scoped advisory lock on it (and on the FlowChat message id) closes the
+race between a send result mapping it and a status being held for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from flowchat_state_manager.errors import RejectedEvent, StoreUnavailable
+from flowchat_state_manager.models import (
+    HistoryEntry,
+    IncomingStatus,
+    MessageFilter,
+    MessageRecord,
+    NewMessage,
+    OutboxItem,
+    PageKey,
+    PendingStatus,
+)
+from flowchat_state_manager.state import RANK, Status
+
+_COLUMNS = (
+    "id, tenant_id, account_id, idempotency_key, recipient, message_type, category, "
+    "campaign_id, correlation_id, provider, provider_message_id, status, error_code, "
+    "error_title, error_details, pricing_category, created_at, updated_at"
+)
+
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+    # Transient conflicts between concurrent transactions: worth a retry, not a bug.
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+def _record(row: asyncpg.Record) -> MessageRecord:
+    return MessageRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        account_id=row["account_id"],
+        idempotency_key=row["idempotency_key"],
+        recipient=row["recipient"],
+        message_type=row["message_type"],
+        category=row["category"],
+        campaign_id=row["campaign_id"],
+        correlation_id=row["correlation_id"],
+        provider=row["provider"],
+        provider_message_id=row["provider_message_id"],
+        status=Status(row["status"]),
+        error_code=row["error_code"],
+        error_title=row["error_title"],
+        error_details=row["error_details"],
+        pricing_category=row["pricing_category"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _incoming(row: asyncpg.Record) -> IncomingStatus:
+    return IncomingStatus(
+        status=Status(row["status"]),
+        provider_timestamp=row["provider_timestamp"],
+        event_id=row["event_id"],
+        error_code=row["error_code"],
+        error_title=row["error_title"],
+        error_details=row["error_details"],
+        pricing_category=row["pricing_category"],
+    )
+
+
+class Tx:
+    """The operations of one status transaction (one connection, one transaction)."""
+
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._conn = conn
+
+    async def lock_keys(self, keys: Sequence[str]) -> None:
+        """Transaction-scoped advisory locks, always taken in sorted order (no deadlock)."""
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k",
+            sorted(set(keys)),
+        )
+
+    async def lock_by_provider_id(
+        self, provider: str, provider_message_id: str
+    ) -> MessageRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM messages WHERE provider = $1 AND provider_message_id = $2 "  # noqa: S608
+            "FOR UPDATE",
+            provider,
+            provider_message_id,
+        )
+        return _record(row) if row else None
+
+    async def lock_many_by_provider_ids(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], MessageRecord]:
+        """Lock every known message of a batch in one query (in id order: no deadlock)."""
+        rows = await self._conn.fetch(
+            f"SELECT {_COLUMNS} FROM messages WHERE provider_message_id = ANY($1::text[]) "  # noqa: S608
+            "ORDER BY id FOR UPDATE",
+            sorted({k[1] for k in keys}),
+        )
+        wanted = set(keys)
+        found = {}
+        for row in rows:
+            record = _record(row)
+            key = (record.provider, record.provider_message_id or "")
+            if key in wanted:
+                found[key] = record
+        return found
+
+    async def lock_by_id(self, message_id: str) -> MessageRecord | None:
+        row = await self._conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = $1 FOR UPDATE",  # noqa: S608
+            message_id,
+        )
+        return _record(row) if row else None
+
+    async def upsert_message(self, m: NewMessage) -> MessageRecord:
+        """Create the record (status ``queued``) unless it exists; return it, row-locked."""
+        try:
+            row = await self._conn.fetchrow(
+                f"""
+                INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
+                    message_type, category, campaign_id, correlation_id, provider,
+                    provider_message_id, status, status_rank)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                ON CONFLICT (id) DO UPDATE SET updated_at = messages.updated_at
+                RETURNING {_COLUMNS}
+                """,  # noqa: S608
+                m.id,
+                m.tenant_id,
+                m.account_id,
+                m.idempotency_key,
+                m.recipient,
+                m.message_type,
+                m.category,
+                m.campaign_id,
+                m.correlation_id,
+                m.provider,
+                m.provider_message_id,
+                Status.QUEUED.value,
+                RANK[Status.QUEUED],
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise RejectedEvent(
+                f"provider message id {m.provider_message_id} belongs to another message",
+                message_id=m.id,
+            ) from exc
+        assert row is not None
+        return _record(row)
+
+    async def set_provider_message_id(
+        self, message_id: str, provider: str, provider_message_id: str
+    ) -> None:
+        try:
+            await self._conn.execute(
+                "UPDATE messages SET provider = $2, provider_message_id = $3, updated_at = now() "
+                "WHERE id = $1",
+                message_id,
+                provider,
+                provider_message_id,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise RejectedEvent(
+                f"provider message id {provider_message_id} belongs to another message",
+                message_id=message_id,
+            ) from exc
+
+    async def record(
+        self,
+        message_id: str,
+        tenant_id: str,
+        s: IncomingStatus,
+        *,
+        new_status: Status | None,
+        outbox: OutboxItem | None,
+    ) -> bool:
+        """In one statement: append ``s`` to the history and, only when it was not there
+        yet, move the message to ``new_status`` (None: keep it; fill a missing pricing
+        category) and queue the outbox event. False when ``s`` is a duplicate."""
+        changed = new_status is not None
+        value = await self._conn.fetchval(
+            """
+            WITH e AS (
+                INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
+                    error_code, error_title, error_details, pricing_category, event_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT DO NOTHING
+                RETURNING 1
+            ), u AS (
+                UPDATE messages SET
+                    status = CASE WHEN $10 THEN $11::text ELSE status END,
+                    status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
+                    error_code = CASE WHEN $10 AND $11::text = 'failed'
+                                      THEN $5 ELSE error_code END,
+                    error_title = CASE WHEN $10 AND $11::text = 'failed'
+                                       THEN $6 ELSE error_title END,
+                    error_details = CASE WHEN $10 AND $11::text = 'failed'
+                                         THEN $7 ELSE error_details END,
+                    pricing_category = COALESCE($8, pricing_category),
+                    updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
+                WHERE id = $1 AND EXISTS (SELECT 1 FROM e)
+                  AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL))
+                RETURNING 1
+            ), o AS (
+                INSERT INTO outbox (event_id, routing_key, body)
+                SELECT $13::text, $14::text, $15::bytea
+                WHERE $10 AND EXISTS (SELECT 1 FROM e)
+                RETURNING 1
+            )
+            SELECT count(*) FROM e  -- u and o run to completion regardless (PostgreSQL docs)
+            """,
+            message_id,
+            tenant_id,
+            s.status.value,
+            s.provider_timestamp,
+            s.error_code,
+            s.error_title,
+            s.error_details,
+            s.pricing_category,
+            s.event_id,
+            changed,
+            new_status.value if new_status is not None else None,
+            RANK[new_status] if new_status is not None else None,
+            outbox.event_id if outbox else None,
+            outbox.routing_key if outbox else None,
+            outbox.body if outbox else None,
+        )
+        return bool(value)
+
+    async def hold(self, p: PendingStatus) -> bool:
+        """Keep a status for an unmapped provider id; False when already held."""
+        s = p.incoming
+        result = await self._conn.execute(
+            """
+            INSERT INTO pending_statuses (provider, provider_message_id, tenant_id, account_id,
+                message_id, correlation_id, status, provider_timestamp, error_code, error_title,
+                error_details, pricing_category, event_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            ON CONFLICT DO NOTHING
+            """,
+            p.provider,
+            p.provider_message_id,
+            p.tenant_id,
+            p.account_id,
+            p.message_id,
+            p.correlation_id,
+            s.status.value,
+            s.provider_timestamp,
+            s.error_code,
+            s.error_title,
+            s.error_details,
+            s.pricing_category,
+            s.event_id,
+        )
+        return result.endswith(" 1")
+
+    async def take_pending(self, provider: str, provider_message_id: str) -> list[PendingStatus]:
+        rows = await self._conn.fetch(
+            "DELETE FROM pending_statuses WHERE provider = $1 AND provider_message_id = $2 "
+            "RETURNING *",
+            provider,
+            provider_message_id,
+        )
+        return [
+            PendingStatus(
+                provider=r["provider"],
+                provider_message_id=r["provider_message_id"],
+                tenant_id=r["tenant_id"],
+                account_id=r["account_id"],
+                message_id=r["message_id"],
+                correlation_id=r["correlation_id"],
+                incoming=_incoming(r),
+            )
+            for r in rows
+        ]
+
+
+class Repository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield Tx(conn)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(repr(exc)) from exc
+
+    async def ping(self) -> bool:
+        async with self._pool.acquire() as conn:
+            return bool(await conn.fetchval("SELECT true"))
+
+    # ------------------------------------------------------------ queries (tenant-scoped)
+
+    async def get(self, tenant_id: str, message_id: str) -> MessageRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2",  # noqa: S608
+            tenant_id,
+            message_id,
+        )
+        return _record(row) if row else None
+
+    async def by_provider_id(
+        self, tenant_id: str, provider_message_id: str
+    ) -> MessageRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM messages WHERE provider_message_id = $2 AND tenant_id = $1 "  # noqa: S608
+            "ORDER BY created_at DESC LIMIT 1",
+            tenant_id,
+            provider_message_id,
+        )
+        return _record(row) if row else None
+
+    async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM messages WHERE tenant_id = $1 AND idempotency_key = $2 "  # noqa: S608
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            tenant_id,
+            key,
+        )
+        return _record(row) if row else None
+
+    async def list_messages(
+        self, tenant_id: str, f: MessageFilter, after: PageKey | None, limit: int
+    ) -> list[MessageRecord]:
+        where = ["tenant_id = $1"]
+        args: list[Any] = [tenant_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if f.recipient is not None:
+            where.append(f"recipient = {arg(f.recipient)}")
+        if f.status is not None:
+            where.append(f"status = {arg(f.status.value)}")
+        if f.campaign_id is not None:
+            where.append(f"campaign_id = {arg(f.campaign_id)}")
+        if f.since is not None:
+            where.append(f"created_at >= {arg(f.since)}")
+        if f.until is not None:
+            where.append(f"created_at < {arg(f.until)}")
+        if after is not None:
+            where.append(f"(created_at, id) < ({arg(after.created_at)}, {arg(after.id)})")
+        sql = (
+            f"SELECT {_COLUMNS} FROM messages WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit)}"
+        )
+        return [_record(r) for r in await self._pool.fetch(sql, *args)]
+
+    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry]:
+        rows = await self._pool.fetch(
+            """
+            SELECT status, provider_timestamp, received_at, error_code, error_title,
+                   error_details, pricing_category
+            FROM message_events WHERE tenant_id = $1 AND message_id = $2
+            ORDER BY provider_timestamp, id
+            """,
+            tenant_id,
+            message_id,
+        )
+        return [
+            HistoryEntry(
+                status=Status(r["status"]),
+                provider_timestamp=r["provider_timestamp"],
+                received_at=r["received_at"],
+                error_code=r["error_code"],
+                error_title=r["error_title"],
+                error_details=r["error_details"],
+                pricing_category=r["pricing_category"],
+            )
+            for r in rows
+        ]
+
+    async def count_by_status(
+        self,
+        tenant_id: str,
+        *,
+        campaign_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> dict[Status, int]:
+        rows = await self._pool.fetch(
+            """
+            SELECT status, count(*) AS n FROM messages
+            WHERE tenant_id = $1
+              AND ($2::text IS NULL OR campaign_id = $2)
+              AND ($3::timestamptz IS NULL OR created_at >= $3)
+              AND ($4::timestamptz IS NULL OR created_at < $4)
+            GROUP BY status
+            """,
+            tenant_id,
+            campaign_id,
+            since,
+            until,
+        )
+        return {Status(r["status"]): int(r["n"]) for r in rows}
+
+    # ------------------------------------------------------------ outbox
+
+    @asynccontextmanager
+    async def outbox_batch(self, limit: int) -> AsyncIterator[list[OutboxItem]]:
+        """Lock up to ``limit`` unsent events; they are deleted when the block succeeds."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, event_id, routing_key, body FROM outbox ORDER BY id LIMIT $1 "
+                "FOR UPDATE SKIP LOCKED",
+                limit,
+            )
+            items = [OutboxItem(r["id"], r["event_id"], r["routing_key"], r["body"]) for r in rows]
+            yield items
+            if items:
+                await conn.execute(
+                    "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [i.id for i in items]
+                )
+
+    # ------------------------------------------------------------ retention and gauges
+
+    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
+        """Delete one batch of messages created before ``cutoff`` (history cascades)."""
+        result = await self._pool.execute(
+            """
+            DELETE FROM messages WHERE id IN (
+                SELECT id FROM messages WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+        return int(result.split()[-1])
+
+    async def purge_pending(self, cutoff: datetime, batch: int) -> int:
+        result = await self._pool.execute(
+            """
+            DELETE FROM pending_statuses WHERE id IN (
+                SELECT id FROM pending_statuses WHERE received_at < $1 LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+        return int(result.split()[-1])
+
+    async def pending_count(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM pending_statuses"))
+
+    async def outbox_count(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM outbox"))

@@ -1,0 +1,144 @@
+"""The query API: tenant-scoped reads of message records, histories and counts.
+
+Every route resolves the caller's tenant first (:data:`TenantId`); a message of
+another tenant answers 404 exactly like a message that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from flowchat_platform.http import ApiError
+
+from flowchat_state_manager.deps import QueryDep, TenantId
+from flowchat_state_manager.errors import InvalidCursor
+from flowchat_state_manager.models import MessageFilter, MessageRecord
+from flowchat_state_manager.routes.schemas import (
+    EventOut,
+    HistoryOut,
+    MessageOut,
+    MessagePage,
+    StatsOut,
+)
+from flowchat_state_manager.state import Status
+
+router = APIRouter(prefix="/v1", tags=["messages"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, unknown or revoked API key"},
+    403: {"description": "The API key lacks the read scope"},
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: {"description": "No such message for this tenant"},
+}
+
+
+def _utc(ts: datetime | None) -> datetime | None:
+    if ts is None or ts.tzinfo is not None:
+        return ts
+    return ts.replace(tzinfo=UTC)
+
+
+def _found(message: MessageRecord | None) -> MessageOut:
+    if message is None:
+        raise ApiError(404, "not_found", "no such message")
+    return MessageOut.of(message)
+
+
+@router.get(
+    "/messages/by-wamid/{wamid:path}",
+    response_model=MessageOut,
+    responses=_NOT_FOUND,
+    summary="A message by its provider message id (WAMID or Twilio SID)",
+)
+async def message_by_wamid(wamid: str, tenant: TenantId, query: QueryDep) -> MessageOut:
+    return _found(await query.by_provider_id(tenant, wamid))
+
+
+@router.get(
+    "/messages/by-idempotency-key/{key}",
+    response_model=MessageOut,
+    responses=_NOT_FOUND,
+    summary="A message by the idempotency key it was sent with",
+)
+async def message_by_idempotency_key(key: str, tenant: TenantId, query: QueryDep) -> MessageOut:
+    return _found(await query.by_idempotency_key(tenant, key))
+
+
+@router.get(
+    "/messages",
+    response_model=MessagePage,
+    responses={**_ERRORS, 400: {"description": "Invalid cursor"}},
+    summary="The tenant's messages, newest first, with cursor pagination",
+)
+async def list_messages(
+    tenant: TenantId,
+    query: QueryDep,
+    recipient: Annotated[str | None, Query(description="The recipient's WhatsApp id")] = None,
+    status: Annotated[Status | None, Query(description="Current status")] = None,
+    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Created before (ISO 8601)")] = None,
+    campaign_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+) -> MessagePage:
+    f = MessageFilter(
+        recipient=recipient,
+        status=status,
+        since=_utc(since),
+        until=_utc(until),
+        campaign_id=campaign_id,
+    )
+    try:
+        page = await query.list_messages(tenant, f, cursor=cursor, limit=limit)
+    except InvalidCursor as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    return MessagePage(items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/messages/{message_id}",
+    response_model=MessageOut,
+    responses=_NOT_FOUND,
+    summary="A message by FlowChat's message id",
+)
+async def get_message(
+    message_id: Annotated[str, Path(max_length=128)], tenant: TenantId, query: QueryDep
+) -> MessageOut:
+    return _found(await query.get(tenant, message_id))
+
+
+@router.get(
+    "/messages/{message_id}/events",
+    response_model=HistoryOut,
+    responses=_NOT_FOUND,
+    summary="A message's status history",
+)
+async def message_events(
+    message_id: Annotated[str, Path(max_length=128)], tenant: TenantId, query: QueryDep
+) -> HistoryOut:
+    history = await query.history(tenant, message_id)
+    if history is None:
+        raise ApiError(404, "not_found", "no such message")
+    return HistoryOut(message_id=message_id, events=[EventOut.of(e) for e in history])
+
+
+@router.get(
+    "/stats",
+    response_model=StatsOut,
+    responses=_ERRORS,
+    summary="Counts of messages by status, for a campaign and/or a time range",
+)
+async def stats(
+    tenant: TenantId,
+    query: QueryDep,
+    campaign_id: str | None = None,
+    since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Created before (ISO 8601)")] = None,
+) -> StatsOut:
+    since, until = _utc(since), _utc(until)
+    s = await query.stats(tenant, campaign_id=campaign_id, since=since, until=until)
+    return StatsOut.of(tenant, campaign_id, since, until, s)

@@ -1,0 +1,416 @@
+"""Business logic of the state-manager: apply statuses, answer queries, purge.
+
+Knows nothing of aio-pika, FastAPI or asyncpg: the consumer and the routes call in,
+the repository (passed in) does the SQL.
+
+Publishing uses a transactional outbox: a status change writes its
+:class:`MessageStatusChanged` to the ``outbox`` table in the same transaction as the
+change itself, so a change is never committed without its event nor published
+without its change. After the commit, ``on_events`` wakes the relay
+(:mod:`flowchat_state_manager.relay`), which publishes with confirms and then
+deletes the rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from flowchat_contracts import SendResult, StatusUpdate, topology
+
+from flowchat_state_manager import metrics
+from flowchat_state_manager.errors import InvalidCursor, RejectedEvent
+from flowchat_state_manager.events import MessageStatusChanged
+from flowchat_state_manager.models import (
+    HistoryEntry,
+    IncomingStatus,
+    MessageFilter,
+    MessageRecord,
+    NewMessage,
+    OutboxItem,
+    Page,
+    PageKey,
+    PendingStatus,
+    PurgeResult,
+)
+from flowchat_state_manager.state import FORWARD, RANK, Outcome, Status, reached, transition
+
+if TYPE_CHECKING:
+    from flowchat_state_manager.repository import Repository, Tx
+
+PENDING = "pending"
+
+#: Messages locked by the current transaction, by (provider, provider message id).
+_Rows = dict[tuple[str, str], MessageRecord]
+REJECTED = "rejected"
+
+
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def _wamid_key(provider: str, provider_message_id: str) -> str:
+    return f"pmid:{provider}:{provider_message_id}"
+
+
+def _message_key(message_id: str) -> str:
+    return f"msg:{message_id}"
+
+
+@dataclass
+class Handled:
+    """What one queue message did: (status, outcome) pairs and whether events were written."""
+
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
+    events: int = 0
+
+    def add(self, status: Status, outcome: str) -> None:
+        self.outcomes.append((status.value, outcome))
+
+
+class StateService:
+    """Applies send results and provider statuses to message records.
+
+    :meth:`apply` handles one event in one transaction; :meth:`apply_batch` handles
+    several in one transaction (batched writes), the caller acking them all after it.
+    """
+
+    def __init__(self, repository: Repository, *, on_events: Callable[[], None] | None = None):
+        self._repo = repository
+        self._on_events = on_events or (lambda: None)
+
+    async def apply(self, event: SendResult | StatusUpdate) -> Handled:
+        return (await self.apply_batch([event]))[0]
+
+    async def apply_batch(self, events: Sequence[SendResult | StatusUpdate]) -> list[Handled]:
+        """Apply ``events`` in order in ONE transaction: all commit, or none (an error —
+        a :class:`RejectedEvent` among them — rolls every one back)."""
+        results = [Handled() for _ in events]
+        async with self._repo.transaction() as tx:
+            # Rows locked by this transaction, as they are now (every change below updates
+            # this map too): a batch locks its known messages in one query.
+            rows: _Rows = {}
+            keys = [
+                (e.provider, e.provider_message_id) for e in events if e.kind == "status_update"
+            ]
+            if len(events) > 1 and keys:
+                rows.update(await tx.lock_many_by_provider_ids(keys))
+            for event, handled in zip(events, results, strict=True):
+                if isinstance(event, SendResult):
+                    await self._send_result(tx, rows, event, handled)
+                else:
+                    await self._status(tx, rows, event, handled)
+        metrics.BATCH_SIZE.observe(len(events))
+        for handled in results:
+            self._done(handled)
+        return results
+
+    async def record_send_result(self, r: SendResult) -> Handled:
+        return await self.apply(r)
+
+    async def record_status(self, u: StatusUpdate) -> Handled:
+        return await self.apply(u)
+
+    # ------------------------------------------------------------ send results
+
+    async def _send_result(self, tx: Tx, rows: _Rows, r: SendResult, handled: Handled) -> None:
+        incoming = IncomingStatus(
+            status=Status(r.status),
+            provider_timestamp=_aware(r.occurred_at),
+            event_id=f"send_result:{r.message_id}:{r.status}",
+            error_code=r.error.code if r.error else None,
+            error_title=(r.error.title or r.error.message or None) if r.error else None,
+            error_details=(r.error.details or None) if r.error else None,
+        )
+        new = NewMessage(
+            id=r.message_id,
+            tenant_id=r.tenant_id,
+            account_id=r.account_id,
+            idempotency_key=r.idempotency_key,
+            recipient=r.to,
+            message_type=r.message_type,
+            category=r.category,
+            campaign_id=r.campaign_id,
+            correlation_id=r.correlation_id,
+            provider=r.provider,
+            provider_message_id=r.provider_message_id,
+        )
+        keys = [_message_key(r.message_id)]
+        if r.provider_message_id:
+            keys.append(_wamid_key(r.provider, r.provider_message_id))
+        # Serialize with statuses being held for this WAMID right now (see record_status).
+        await tx.lock_keys(keys)
+        row = await tx.upsert_message(new)
+        if row.tenant_id != r.tenant_id:
+            raise RejectedEvent("message id belongs to another tenant", message_id=row.id)
+        if r.provider_message_id and row.provider_message_id != r.provider_message_id:
+            if row.provider_message_id is not None:
+                raise RejectedEvent(
+                    "message already mapped to another provider message id", message_id=row.id
+                )
+            await tx.set_provider_message_id(row.id, r.provider, r.provider_message_id)
+            row = replace(row, provider=r.provider, provider_message_id=r.provider_message_id)
+        row = await self._apply(tx, row, incoming, handled)
+        if r.provider_message_id and row.provider_message_id == r.provider_message_id:
+            rows[(r.provider, r.provider_message_id)] = await self._drain(tx, row, handled)
+
+    # ------------------------------------------------------------ provider statuses
+
+    async def _status(self, tx: Tx, rows: _Rows, u: StatusUpdate, handled: Handled) -> None:
+        first = u.errors[0] if u.errors else None
+        incoming = IncomingStatus(
+            status=Status(u.status),
+            provider_timestamp=_aware(u.timestamp),
+            event_id=u.event_id,
+            error_code=first.code if first else None,
+            error_title=(first.title or first.message or None) if first else None,
+            error_details=(first.details or None) if first else None,
+            pricing_category=u.pricing.category if u.pricing else None,
+        )
+        key = (u.provider, u.provider_message_id)
+        row = rows.get(key) or await tx.lock_by_provider_id(*key)
+        mapped_now = False
+        if row is None:
+            # Slow path: a send result may be mapping this WAMID right now; its advisory
+            # lock makes us wait for its commit, so we see the row or it sees our hold.
+            keys = [_wamid_key(u.provider, u.provider_message_id)]
+            if u.message_id:
+                keys.append(_message_key(u.message_id))
+            await tx.lock_keys(keys)
+            row = await tx.lock_by_provider_id(u.provider, u.provider_message_id)
+        if row is None and u.message_id:
+            # biz_opaque_callback_data echoed FlowChat's id: map the WAMID now.
+            candidate = await tx.lock_by_id(u.message_id)
+            if candidate is not None:
+                self._check_owner(candidate, u)
+                if candidate.provider_message_id is not None:
+                    raise RejectedEvent(
+                        "message already mapped to another provider message id",
+                        message_id=candidate.id,
+                    )
+                await tx.set_provider_message_id(candidate.id, u.provider, u.provider_message_id)
+                row = replace(
+                    candidate, provider=u.provider, provider_message_id=u.provider_message_id
+                )
+                mapped_now = True
+        if row is None:
+            held = await tx.hold(
+                PendingStatus(
+                    provider=u.provider,
+                    provider_message_id=u.provider_message_id,
+                    tenant_id=u.tenant_id,
+                    account_id=u.account_id,
+                    message_id=u.message_id,
+                    correlation_id=u.correlation_id,
+                    incoming=incoming,
+                )
+            )
+            handled.add(incoming.status, PENDING if held else Outcome.DUPLICATE.value)
+            return
+        self._check_owner(row, u)
+        row = await self._apply(tx, row, incoming, handled)
+        if mapped_now:
+            row = await self._drain(tx, row, handled)
+        rows[key] = row
+
+    @staticmethod
+    def _check_owner(row: MessageRecord, u: StatusUpdate) -> None:
+        if row.tenant_id != u.tenant_id:
+            raise RejectedEvent("status for another tenant's message", message_id=row.id)
+
+    # ------------------------------------------------------------ shared steps
+
+    async def _apply(
+        self, tx: Tx, row: MessageRecord, s: IncomingStatus, handled: Handled
+    ) -> MessageRecord:
+        """Record ``s`` for the (locked) message ``row``; return the row as it is now."""
+        t = transition(row.status, s.status, seen_before=False)
+        if not t.recorded:
+            handled.add(s.status, t.outcome.value)
+            return row
+        updated = row
+        outbox = None
+        if t.changed:
+            failed = t.status is Status.FAILED
+            updated = replace(
+                row,
+                status=t.status,
+                error_code=s.error_code if failed else row.error_code,
+                error_title=s.error_title if failed else row.error_title,
+                error_details=s.error_details if failed else row.error_details,
+                pricing_category=s.pricing_category or row.pricing_category,
+            )
+            event = MessageStatusChanged(
+                message_id=updated.id,
+                tenant_id=updated.tenant_id,
+                account_id=updated.account_id,
+                status=updated.status.value,
+                previous_status=row.status.value,
+                provider=updated.provider,
+                provider_message_id=updated.provider_message_id,
+                recipient=updated.recipient,
+                category=updated.category,
+                campaign_id=updated.campaign_id,
+                correlation_id=updated.correlation_id,
+                error_code=updated.error_code if failed else None,
+                error_title=updated.error_title if failed else None,
+                timestamp=s.provider_timestamp,
+            )
+            outbox = OutboxItem(
+                id=0,
+                event_id=event.event_id,
+                routing_key=topology.events_routing_key(
+                    updated.tenant_id, updated.account_id, event.status
+                ),
+                body=event.model_dump_json(exclude_none=True).encode(),
+            )
+        elif s.pricing_category and row.pricing_category is None:
+            updated = replace(row, pricing_category=s.pricing_category)
+        inserted = await tx.record(
+            row.id,
+            row.tenant_id,
+            s,
+            new_status=t.status if t.changed else None,
+            outbox=outbox,
+        )
+        if not inserted:  # this status (or this very event) is in the history already
+            handled.add(s.status, Outcome.DUPLICATE.value)
+            return row
+        handled.add(s.status, t.outcome.value)
+        if outbox is not None:
+            handled.events += 1
+        return updated
+
+    async def _drain(self, tx: Tx, row: MessageRecord, handled: Handled) -> MessageRecord:
+        """Apply the statuses held for this message's provider id, oldest first."""
+        assert row.provider_message_id is not None
+        held = await tx.take_pending(row.provider, row.provider_message_id)
+        held.sort(key=lambda p: (p.incoming.provider_timestamp, RANK[p.incoming.status]))
+        for p in held:
+            if p.tenant_id != row.tenant_id:
+                handled.add(p.incoming.status, REJECTED)
+                continue
+            row = await self._apply(tx, row, p.incoming, handled)
+        return row
+
+    def _done(self, handled: Handled) -> None:
+        for status, outcome in handled.outcomes:
+            metrics.STATUSES.labels(status, outcome).inc()
+        if handled.events:
+            self._on_events()
+
+    # ------------------------------------------------------------ retention
+
+    async def purge(self, *, retention_days: int, batch_size: int, now: datetime) -> PurgeResult:
+        """Delete messages and held statuses older than the retention, one short batch
+        (one short transaction) at a time."""
+        cutoff = now - timedelta(days=retention_days)
+        messages = pending = 0
+        while True:
+            n = await self._repo.purge_messages(cutoff, batch_size)
+            messages += n
+            metrics.PURGED.labels("messages").inc(n)
+            if n < batch_size:
+                break
+        while True:
+            n = await self._repo.purge_pending(cutoff, batch_size)
+            pending += n
+            metrics.PURGED.labels("pending_statuses").inc(n)
+            if n < batch_size:
+                break
+        return PurgeResult(messages=messages, pending=pending)
+
+    async def refresh_gauges(self) -> None:
+        metrics.PENDING.set(await self._repo.pending_count())
+        metrics.OUTBOX_BACKLOG.set(await self._repo.outbox_count())
+
+
+# ---------------------------------------------------------------- queries
+
+
+def encode_cursor(key: PageKey) -> str:
+    raw = json.dumps([key.created_at.isoformat(), key.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> PageKey:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, message_id = json.loads(raw)
+        ts = datetime.fromisoformat(created_at)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise InvalidCursor("the cursor is not one this API issued") from exc
+    if not isinstance(message_id, str) or ts.tzinfo is None:
+        raise InvalidCursor("the cursor is not one this API issued")
+    return PageKey(created_at=ts, id=message_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    total: int
+    counts: dict[str, int]
+    #: Messages that got at least this far (read implies delivered; failed excluded).
+    reached: dict[str, int]
+
+
+def summarize(counts: dict[Status, int]) -> Stats:
+    all_counts = {s.value: counts.get(s, 0) for s in Status}
+    funnel = {
+        target.value: sum(n for status, n in counts.items() if reached(status, target))
+        for target in FORWARD
+        if target is not Status.QUEUED
+    }
+    return Stats(total=sum(counts.values()), counts=all_counts, reached=funnel)
+
+
+class QueryService:
+    """Tenant-scoped reads: every method takes the caller's tenant first."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._repo = repository
+
+    async def get(self, tenant_id: str, message_id: str) -> MessageRecord | None:
+        return await self._repo.get(tenant_id, message_id)
+
+    async def by_provider_id(
+        self, tenant_id: str, provider_message_id: str
+    ) -> MessageRecord | None:
+        return await self._repo.by_provider_id(tenant_id, provider_message_id)
+
+    async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord | None:
+        return await self._repo.by_idempotency_key(tenant_id, key)
+
+    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry] | None:
+        if await self._repo.get(tenant_id, message_id) is None:
+            return None
+        return await self._repo.history(tenant_id, message_id)
+
+    async def list_messages(
+        self, tenant_id: str, f: MessageFilter, *, cursor: str | None, limit: int
+    ) -> Page:
+        after = decode_cursor(cursor) if cursor else None
+        rows = await self._repo.list_messages(tenant_id, f, after, limit + 1)
+        items = rows[:limit]
+        more = len(rows) > limit
+        next_cursor = (
+            encode_cursor(PageKey(items[-1].created_at, items[-1].id)) if more and items else None
+        )
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def stats(
+        self,
+        tenant_id: str,
+        *,
+        campaign_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> Stats:
+        counts = await self._repo.count_by_status(
+            tenant_id, campaign_id=campaign_id, since=since, until=until
+        )
+        return summarize(counts)

@@ -1,0 +1,37 @@
+"""Settings of the state-manager (prefix ``FLOWCHAT_STATE_MANAGER_``)."""
+
+from __future__ import annotations
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FLOWCHAT_STATE_MANAGER_", extra="ignore", frozen=True
+    )
+
+    http_port: int = 8704
+    database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
+    tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
+    service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
+
+    #: Messages (with their history) older than this are purged.
+    retention_days: int = Field(default=90, ge=1)
+    purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    #: Unacked status messages in flight at once (each one is one DB transaction).
+    prefetch: int = Field(default=256, ge=1, le=10_000)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    #: Writers applying status batches in parallel (each one transaction at a time).
+    batch_workers: int = Field(default=4, ge=1, le=64)
+    #: Most events one write transaction takes.
+    max_batch: int = Field(default=100, ge=1, le=10_000)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: Fallback poll of the outbox; commits that write events wake the relay at once.
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    gauge_interval_s: float = Field(default=15.0, gt=0)
+
+    def check_secrets(self) -> None:
+        check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

@@ -1,0 +1,173 @@
+"""The state-manager end to end on real RabbitMQ and PostgreSQL: statuses in on
+flowchat.status, records in the database, changes out on flowchat.events."""
+
+import asyncio
+
+import pytest
+from flowchat_contracts import ProviderError, topology
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+async def test_normal_flow_accepted_sent_delivered_read(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    await harness.publish(harness.send_result(mid, wamid, campaign_id="cmp_1"))
+    for status in ("sent", "delivered", "read"):
+        await harness.publish(harness.status_update(wamid, status))
+
+    message = await harness.message(mid)
+    assert message["status"] == "read"
+    assert message["provider_message_id"] == wamid
+    assert message["campaign_id"] == "cmp_1"
+    assert message["recipient"] == "15551230001"
+    assert message["error"] is None
+    assert await harness.history(mid) == ["accepted", "sent", "delivered", "read"]
+
+    events = await harness.events_for(mid, 4)
+    assert [(e["previous_status"], e["status"]) for e in events] == [
+        ("queued", "accepted"),
+        ("accepted", "sent"),
+        ("sent", "delivered"),
+        ("delivered", "read"),
+    ]
+    assert events[-1]["_routing_key"] == topology.events_routing_key("tnt_a", "acc_1", "read")
+    assert {e["campaign_id"] for e in events} == {"cmp_1"}
+    assert events[1]["provider_message_id"] == wamid
+
+
+async def test_read_before_delivered_stays_read_and_keeps_history(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    await harness.publish(harness.send_result(mid, wamid))
+    await harness.publish(harness.status_update(wamid, "sent"))
+    await harness.publish(harness.status_update(wamid, "read"))
+    await harness.publish(harness.status_update(wamid, "delivered"))
+
+    assert (await harness.message(mid))["status"] == "read"
+    # history is ordered by the provider's timestamps, and keeps the late delivered
+    assert await harness.history(mid) == ["accepted", "sent", "delivered", "read"]
+    events = await harness.events_for(mid, 3)
+    await asyncio.sleep(0.5)
+    events = [e for e in await harness.take_events() if e["message_id"] == mid]
+    assert [e["status"] for e in events] == ["accepted", "sent", "read"]
+
+
+async def test_duplicates_are_ignored_and_published_once(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    result = harness.send_result(mid, wamid)
+    delivered = harness.status_update(wamid, "delivered")
+    await harness.publish(result, result)
+    await harness.publish(harness.status_update(wamid, "sent"))
+    # the same event redelivered, and the same status from a second webhook delivery
+    await harness.publish(delivered, delivered, harness.status_update(wamid, "delivered"))
+    await harness.publish(harness.status_update(wamid, "sent"))
+
+    assert (await harness.message(mid))["status"] == "delivered"
+    assert await harness.history(mid) == ["accepted", "sent", "delivered"]
+    await harness.events_for(mid, 3)
+    await asyncio.sleep(0.5)
+    events = [e for e in await harness.take_events() if e["message_id"] == mid]
+    assert [e["status"] for e in events] == ["accepted", "sent", "delivered"]
+    assert len({e["event_id"] for e in events}) == 3
+
+
+async def test_status_before_send_result_is_held_then_applied(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    await harness.publish(
+        harness.status_update(wamid, "sent"), harness.status_update(wamid, "delivered")
+    )
+    held = await harness.db.fetch(
+        "SELECT status FROM pending_statuses WHERE provider_message_id = $1 ORDER BY status",
+        wamid,
+    )
+    assert [r["status"] for r in held] == ["delivered", "sent"]
+    r = await harness.http.get(f"/v1/messages/{mid}", headers=harness.auth())
+    assert r.status_code == 404
+
+    await harness.publish(harness.send_result(mid, wamid))
+
+    assert (await harness.message(mid))["status"] == "delivered"
+    assert await harness.history(mid) == ["accepted", "sent", "delivered"]
+    assert (
+        await harness.db.fetchval(
+            "SELECT count(*) FROM pending_statuses WHERE provider_message_id = $1", wamid
+        )
+        == 0
+    )
+    events = await harness.events_for(mid, 3)
+    assert [e["status"] for e in events] == ["accepted", "sent", "delivered"]
+
+
+async def test_status_carrying_the_message_id_maps_the_wamid(shared_harness):
+    """biz_opaque_callback_data echoes FlowChat's id: a status can map an unmapped message."""
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    error = ProviderError(code=131000, title="Something went wrong")
+    await harness.publish(harness.send_result(mid, None, status="failed", error=error))
+    assert (await harness.message(mid))["status"] == "failed"
+
+    await harness.publish(harness.status_update(wamid, "sent", message_id=mid))
+
+    message = await harness.message(mid)
+    assert message["provider_message_id"] == wamid
+    assert message["status"] == "failed"  # terminal
+    assert message["error"]["code"] == 131000
+    assert await harness.history(mid) == ["failed", "sent"]
+    events = await harness.events_for(mid, 1)
+    assert [e["status"] for e in events] == ["failed"]
+
+
+async def test_failed_after_sent_is_recorded_as_failed(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    await harness.publish(harness.send_result(mid, wamid))
+    await harness.publish(harness.status_update(wamid, "sent"))
+    error = ProviderError(
+        code=131026, title="Message undeliverable", details="Receiver is incapable"
+    )
+    await harness.publish(harness.status_update(wamid, "failed", errors=[error]))
+    await harness.publish(harness.status_update(wamid, "delivered"))  # late: history only
+
+    message = await harness.message(mid)
+    assert message["status"] == "failed"
+    assert message["error"] == {
+        "code": 131026,
+        "title": "Message undeliverable",
+        "details": "Receiver is incapable",
+    }
+    assert await harness.history(mid) == ["accepted", "sent", "delivered", "failed"]
+    events = await harness.events_for(mid, 3)
+    assert [e["status"] for e in events] == ["accepted", "sent", "failed"]
+    assert events[-1]["error_code"] == 131026
+    assert events[-1]["_routing_key"] == "tnt_a.acc_1.failed"
+
+
+async def test_malformed_message_is_poisoned_and_the_consumer_goes_on(shared_harness):
+    harness = shared_harness
+    await harness.poison()  # start from an empty poison queue
+    await harness.publish(b'{"kind": "status_update", "tenant_id": "t"}')
+    await harness.publish(b"not json at all")
+    mid, wamid = harness.new_ids()
+    await harness.publish(harness.send_result(mid, wamid))
+    assert (await harness.message(mid))["status"] == "accepted"
+
+    parked = await harness.poison()
+    assert len(parked) == 2
+    reasons = [m.headers["x-flowchat-reason"] for m in parked]
+    assert all(r.startswith("invalid:") for r in reasons)
+    assert parked[1].body == b"not json at all"
+
+
+async def test_status_for_another_tenants_message_is_parked(shared_harness):
+    harness = shared_harness
+    await harness.poison()  # start from an empty poison queue
+    mid, wamid = harness.new_ids()
+    await harness.publish(harness.send_result(mid, wamid, tenant="tnt_a"))
+    await harness.publish(harness.status_update(wamid, "read", tenant="tnt_b"))
+    assert (await harness.message(mid))["status"] == "accepted"
+    parked = await harness.poison()
+    assert len(parked) == 1
+    assert "another tenant" in parked[0].headers["x-flowchat-reason"]

@@ -1,0 +1,132 @@
+"""Retention (batched purge, Background-free and the CLI) and the outbox relay's
+never-lose guarantee, on real PostgreSQL."""
+
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from flowchat_state_manager.relay import OutboxRelay
+from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.service import StateService
+
+pytestmark = pytest.mark.integration
+
+
+async def seed(service, build, count, *, pending=0):
+    ids = []
+    for _ in range(count):
+        mid, wamid = build.new_ids()
+        await service.record_send_result(build.send_result(mid, wamid))
+        await service.record_status(build.status_update(wamid, "sent"))
+        ids.append(mid)
+    for _ in range(pending):
+        _, wamid = build.new_ids()
+        await service.record_status(build.status_update(wamid, "delivered"))
+    return ids
+
+
+async def age(pool, ids, days):
+    await pool.execute(
+        "UPDATE messages SET created_at = now() - make_interval(days => $2) WHERE id = ANY($1)",
+        ids,
+        days,
+    )
+
+
+async def test_purge_removes_old_records_in_batches(state_pool, build):
+    service = StateService(Repository(state_pool))
+    old = await seed(service, build, 5, pending=3)
+    fresh = await seed(service, build, 2)
+    await age(state_pool, old, 91)
+    await state_pool.execute(
+        "UPDATE pending_statuses SET received_at = now() - interval '100 days' "
+        "WHERE id IN (SELECT id FROM pending_statuses LIMIT 2)"
+    )
+
+    result = await service.purge(retention_days=90, batch_size=2, now=datetime.now(UTC))
+
+    assert (result.messages, result.pending) == (5, 2)
+    left = await state_pool.fetch("SELECT id FROM messages")
+    assert {r["id"] for r in left} == set(fresh)
+    # the history goes with its message
+    assert (
+        await state_pool.fetchval(
+            "SELECT count(*) FROM message_events WHERE message_id = ANY($1)", old
+        )
+        == 0
+    )
+    assert await state_pool.fetchval("SELECT count(*) FROM message_events") == 4
+    assert await state_pool.fetchval("SELECT count(*) FROM pending_statuses") == 1
+    again = await service.purge(retention_days=90, batch_size=2, now=datetime.now(UTC))
+    assert (again.messages, again.pending) == (0, 0)
+
+
+async def test_purge_command(state_pool, build, database_url):
+    service = StateService(Repository(state_pool))
+    old = await seed(service, build, 3)
+    keep = await seed(service, build, 1)
+    await age(state_pool, old, 40)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWCHAT_STATE_MANAGER_")}
+    env.update(DATABASE_URL=database_url, LOG_LEVEL="WARNING")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flowchat_state_manager",
+        "purge",
+        "--retention-days",
+        "30",
+        "--batch-size",
+        "2",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    report = orjson.loads(out.strip().splitlines()[-1])
+    assert report["purged_messages"] == 3
+    assert report["retention_days"] == 30
+    assert {r["id"] for r in await state_pool.fetch("SELECT id FROM messages")} == set(keep)
+
+
+async def test_outbox_keeps_events_until_the_broker_confirms(state_pool, build):
+    published: list[tuple[str, dict]] = []
+    broker_up = False
+
+    async def publish(routing_key, body, event_id):
+        if not broker_up:
+            raise ConnectionError("broker down")
+        published.append((routing_key, orjson.loads(body)))
+
+    repo = Repository(state_pool)
+    relay = OutboxRelay(repo, publish, batch_size=2, poll_interval_s=0.05, max_backoff_s=0.05)
+    service = StateService(repo, on_events=relay.wake)
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid))
+    await service.record_status(build.status_update(wamid, "sent"))
+    await service.record_status(build.status_update(wamid, "read"))
+
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    assert await state_pool.fetchval("SELECT count(*) FROM outbox") == 3  # nothing lost
+
+    broker_up = True
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(200):
+            if await state_pool.fetchval("SELECT count(*) FROM outbox") == 0:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert [e["status"] for _, e in published] == ["accepted", "sent", "read"]
+    assert [k for k, _ in published] == [
+        "tnt_a.acc_1.accepted",
+        "tnt_a.acc_1.sent",
+        "tnt_a.acc_1.read",
+    ]
+    assert await state_pool.fetchval("SELECT count(*) FROM outbox") == 0

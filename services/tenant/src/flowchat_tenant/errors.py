@@ -1,0 +1,88 @@
+"""Exceptions of the tenant service (the edges map them to HTTP answers).
+
+::
+
+    TenantError
+    ├── NotFound(resource, id)           unknown, or belongs to another tenant (same answer)
+    ├── Conflict(field)                  unique value already registered (phone number id, …)
+    ├── InvalidInput(field, code)        a value the schema accepts but the domain refuses
+    │   └── InvalidCredentials(field)    the provider refused the token (Graph 190 / HTTP 401)
+    ├── Forbidden(reason)                authenticated, but not allowed to do this
+    ├── ProviderError(status)            the provider answered badly or not at all (→ 502)
+    └── SecretUnavailable(account)       a stored secret does not decrypt with any key (→ 500)
+
+Messages never carry secret values: only field names and identifiers.
+"""
+
+from __future__ import annotations
+
+
+class TenantError(Exception):
+    """Base of the tenant service's domain errors."""
+
+    code = "tenant_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(TenantError):
+    code = "not_found"
+
+    def __init__(self, resource: str, identifier: str) -> None:
+        super().__init__(f"{resource} {identifier!r} not found")
+        self.resource = resource
+        self.identifier = identifier
+
+
+class Conflict(TenantError):
+    code = "conflict"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidInput(TenantError):
+    code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class InvalidCredentials(InvalidInput):
+    code = "invalid_credentials"
+
+    def __init__(self, message: str, *, field: str = "access_token") -> None:
+        super().__init__(message, field=field, code="invalid_credentials")
+
+
+class Forbidden(TenantError):
+    code = "forbidden"
+
+
+class ProviderError(TenantError):
+    code = "provider_unavailable"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, provider_code: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.provider_code = provider_code
+
+
+class SecretUnavailable(TenantError):
+    """A ciphertext no configured key opens: ``FLOWCHAT_TENANT_ENCRYPTION_KEYS`` lost a key."""
+
+    code = "secret_unavailable"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            f"a secret of account {account_id!r} does not decrypt with the configured keys"
+        )
+        self.account_id = account_id

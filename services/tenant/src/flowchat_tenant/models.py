@@ -1,0 +1,227 @@
+"""Request and response bodies of the public API (pydantic; no secrets in any response).
+
+Internal answers use :class:`flowchat_platform.tenant_client.AccountCredentials`
+and :class:`~flowchat_platform.tenant_client.ApiKeyInfo`, the shapes the clients parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from flowchat_tenant import validation
+
+TenantStatus = Literal["active", "suspended"]
+AccountStatus = Literal["active", "disabled"]
+Scope = Literal["send", "read", "admin"]
+SECRET_FIELDS = ("app_secret", "access_token", "verify_token", "twilio_auth_token")
+
+
+def _checked(code: str, check: Callable[[str], str]) -> AfterValidator:
+    def run(value: str) -> str:
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise PydanticCustomError(code, str(exc)) from None
+
+    return AfterValidator(run)
+
+
+Timezone = Annotated[str, Field(max_length=64), _checked("invalid_timezone", validation.timezone)]
+Currency = Annotated[str, Field(max_length=8), _checked("invalid_currency", validation.currency)]
+Locale = Annotated[str, Field(max_length=16), _checked("invalid_locale", validation.locale)]
+PhoneNumber = Annotated[
+    str, Field(max_length=32), _checked("invalid_phone_number", validation.e164)
+]
+TwilioSid = Annotated[str, _checked("invalid_account_sid", validation.twilio_account_sid)]
+GraphId = Annotated[str, Field(pattern=r"^[0-9]{1,32}$", examples=["106540352242922"])]
+TaxRate = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=5)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Tier = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")]
+AppSecret = Annotated[str, Field(min_length=8, max_length=512)]
+AccessToken = Annotated[str, Field(min_length=8, max_length=4096)]
+VerifyToken = Annotated[str, Field(min_length=8, max_length=256)]
+AuthToken = Annotated[str, Field(min_length=16, max_length=256)]
+Throughput = Annotated[int, Field(ge=1, le=10_000)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- tenants -----------------------------------------------------------------
+
+
+class TenantCreate(_In):
+    name: Name
+    business_name: Name | None = None
+    timezone: Timezone = "UTC"
+    locale: Locale = "en"
+    currency: Currency = "USD"
+    tax_rate: TaxRate = Decimal(0)
+
+
+class TenantUpdate(_In):
+    name: Name | None = None
+    business_name: Name | None = None
+    timezone: Timezone | None = None
+    locale: Locale | None = None
+    currency: Currency | None = None
+    tax_rate: TaxRate | None = None
+    #: Operator only: a suspended tenant's sends are refused, its webhooks still kept.
+    status: TenantStatus | None = None
+
+
+class Tenant(BaseModel):
+    tenant_id: str
+    name: str
+    business_name: str
+    status: TenantStatus
+    timezone: str
+    locale: str
+    currency: str
+    tax_rate: Decimal
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- accounts ----------------------------------------------------------------
+
+
+class MetaAccountCreate(_In):
+    provider: Literal["meta"]
+    phone_number_id: GraphId
+    waba_id: GraphId
+    display_phone_number: PhoneNumber
+    app_id: GraphId | None = None
+    app_secret: AppSecret
+    verify_token: VerifyToken
+    access_token: AccessToken
+    tier: Tier = "standard"
+    #: Pins the send rate; otherwise it follows the provider's throughput level.
+    throughput_mps: Throughput | None = None
+
+
+class TwilioAccountCreate(_In):
+    provider: Literal["twilio"]
+    twilio_account_sid: TwilioSid
+    twilio_auth_token: AuthToken
+    twilio_number: PhoneNumber
+    tier: Tier = "standard"
+    throughput_mps: Throughput | None = None
+
+
+AccountCreate = Annotated[MetaAccountCreate | TwilioAccountCreate, Field(discriminator="provider")]
+
+
+class AccountUpdate(_In):
+    """Every field optional; secrets are replaced, never read back."""
+
+    waba_id: GraphId | None = None
+    display_phone_number: PhoneNumber | None = None
+    app_id: GraphId | None = None
+    app_secret: AppSecret | None = None
+    verify_token: VerifyToken | None = None
+    access_token: AccessToken | None = None
+    twilio_account_sid: TwilioSid | None = None
+    twilio_auth_token: AuthToken | None = None
+    twilio_number: PhoneNumber | None = None
+    tier: Tier | None = None
+    throughput_mps: Throughput | None = None
+    status: AccountStatus | None = None
+
+
+class NumberHealth(BaseModel):
+    verified_name: str | None = None
+    quality_rating: str | None = None
+    throughput_level: str | None = None
+    messaging_limit_tier: str | None = None
+    checked_at: datetime | None = None
+    error: str | None = None
+
+
+class Account(BaseModel):
+    """A business account as the public API shows it: never a secret, only which are set."""
+
+    account_id: str
+    tenant_id: str
+    provider: Literal["meta", "twilio"]
+    status: AccountStatus
+    phone_number_id: str | None
+    waba_id: str | None
+    display_phone_number: str | None
+    app_id: str | None
+    twilio_account_sid: str | None
+    twilio_number: str | None
+    tier: str
+    throughput_mps: int
+    version: int
+    secrets_set: list[str]
+    health: NumberHealth
+    created_at: datetime
+    updated_at: datetime
+
+
+class BusinessProfileUpdate(_In):
+    about: str | None = Field(default=None, max_length=139)
+    address: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=512)
+    email: str | None = Field(default=None, max_length=128)
+    vertical: str | None = Field(default=None, max_length=64)
+    websites: list[Annotated[str, Field(max_length=256)]] | None = Field(default=None, max_length=2)
+    profile_picture_handle: str | None = None
+
+
+# --- API keys ----------------------------------------------------------------
+
+
+class ApiKeyCreate(_In):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    scopes: Annotated[list[Scope], Field(min_length=1)]
+
+    @field_validator("scopes")
+    @classmethod
+    def _dedupe(cls, value: list[Scope]) -> list[Scope]:
+        return sorted(set(value))
+
+
+class ApiKey(BaseModel):
+    key_id: str
+    tenant_id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKey):
+    #: ``fc_<key_id>_<secret>``: shown once, stored only as a SHA-256 digest.
+    key: str
+
+
+# --- internal ----------------------------------------------------------------
+
+
+class VerifyTokenCheck(BaseModel):
+    token: Annotated[str, Field(max_length=1024)]
+
+
+class VerifyTokenResult(BaseModel):
+    valid: bool
+
+
+class ApiKeyVerify(BaseModel):
+    key: Annotated[str, Field(max_length=256)]
+
+
+class ApiKeyVerified(BaseModel):
+    key_id: str
+    tenant_id: str
+    scopes: list[str]
+    tenant_status: TenantStatus

@@ -1,0 +1,1 @@
+"""HTTP edges: the public API (operator and tenant admin keys) and the internal API."""

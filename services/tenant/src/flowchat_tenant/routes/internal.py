@@ -1,0 +1,112 @@
+"""Internal API for the other services (``Authorization: Bearer $FLOWCHAT_SERVICE_TOKEN``).
+
+The only place decrypted secrets leave the service. Account answers are meant to
+be cached: ``Cache-Control: private, max-age=60`` and ``ETag: "<account id>-<version>"``
+(the version moves on every change, including the tenant's suspension), and a
+matching ``If-None-Match`` gets ``304``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from fastapi import APIRouter, Depends, Request, Response
+from flowchat_platform.http import ApiError
+from flowchat_platform.tenant_client import AccountCredentials
+
+from flowchat_tenant import metrics
+from flowchat_tenant.deps import Service, require_service_token
+from flowchat_tenant.errors import NotFound
+from flowchat_tenant.models import (
+    ApiKeyVerified,
+    ApiKeyVerify,
+    Tenant,
+    VerifyTokenCheck,
+    VerifyTokenResult,
+)
+
+router = APIRouter(
+    prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_service_token)]
+)
+
+
+def etag_of(account: AccountCredentials) -> str:
+    return f'"{account.account_id}-{account.version}"'
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
+    return etag in candidates
+
+
+async def _answer(
+    request: Request, response: Response, kind: str, lookup: Awaitable[AccountCredentials]
+) -> AccountCredentials | Response:
+    try:
+        account = await lookup
+    except NotFound:
+        metrics.INTERNAL_LOOKUPS.labels(kind, "not_found").inc()
+        raise
+    headers = {
+        "Cache-Control": f"private, max-age={request.app.state.cache_max_age_s}",
+        "ETag": etag_of(account),
+    }
+    if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
+        metrics.INTERNAL_LOOKUPS.labels(kind, "not_modified").inc()
+        return Response(status_code=304, headers=headers)
+    metrics.INTERNAL_LOOKUPS.labels(kind, "found").inc()
+    response.headers.update(headers)
+    return account
+
+
+@router.get("/accounts/{account_id}", response_model=AccountCredentials)
+async def account_by_id(
+    request: Request, response: Response, service: Service, account_id: str
+) -> AccountCredentials | Response:
+    return await _answer(request, response, "id", service.credentials_by_id(account_id))
+
+
+@router.get("/accounts/by-phone-number/{phone_number_id}", response_model=AccountCredentials)
+async def account_by_phone_number(
+    request: Request, response: Response, service: Service, phone_number_id: str
+) -> AccountCredentials | Response:
+    return await _answer(
+        request,
+        response,
+        "phone_number",
+        service.credentials_by_phone_number_id(phone_number_id),
+    )
+
+
+@router.get("/accounts/by-twilio-number/{number}", response_model=AccountCredentials)
+async def account_by_twilio_number(
+    request: Request, response: Response, service: Service, number: str
+) -> AccountCredentials | Response:
+    return await _answer(
+        request, response, "twilio_number", service.credentials_by_twilio_number(number)
+    )
+
+
+@router.post("/verify-tokens/check")
+async def check_verify_token(service: Service, body: VerifyTokenCheck) -> VerifyTokenResult:
+    """Is ``token`` the webhook verify token of some registered account?"""
+    return VerifyTokenResult(valid=await service.verify_token_known(body.token))
+
+
+@router.post("/api-keys/verify")
+async def verify_api_key(service: Service, body: ApiKeyVerify) -> ApiKeyVerified:
+    """The tenant and scopes of a live key; 404 when unknown or revoked."""
+    info = await service.verify_api_key(body.key)
+    if info is None:
+        raise ApiError(404, "unknown_api_key", "unknown or revoked API key")
+    return info
+
+
+@router.get("/tenants/{tenant_id}")
+async def tenant(service: Service, tenant_id: str) -> Tenant:
+    """A tenant's settings (time zone, locale, currency, tax rate, status)."""
+    return await service.tenant_internal(tenant_id)

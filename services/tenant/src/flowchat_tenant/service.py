@@ -1,0 +1,670 @@
+"""The tenant service's business logic: tenants, accounts, secrets, API keys, health.
+
+Knows nothing of HTTP or SQL drivers: the routes call it with a :class:`Principal`
+and validated models; it talks to a :class:`~flowchat_tenant.repository.Repository`,
+a :class:`~flowchat_tenant.crypto.SecretBox` and a
+:class:`~flowchat_tenant.provider.NumberProvider`, all passed in.
+
+Authorization: the operator may do everything; a tenant API key with the ``admin``
+scope may manage its own tenant only. Another tenant's resources answer exactly
+as unknown ones do (404), so a key cannot even learn that they exist.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flowchat_platform.logs import get_logger
+from flowchat_platform.tenant_client import AccountCredentials
+
+from flowchat_tenant import metrics, validation
+from flowchat_tenant.crypto import InvalidToken, SecretBox, digest, digests_equal
+from flowchat_tenant.errors import (
+    Forbidden,
+    InvalidCredentials,
+    InvalidInput,
+    NotFound,
+    ProviderError,
+    SecretUnavailable,
+)
+from flowchat_tenant.models import (
+    Account,
+    AccountUpdate,
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyVerified,
+    BusinessProfileUpdate,
+    MetaAccountCreate,
+    NumberHealth,
+    Tenant,
+    TenantCreate,
+    TenantUpdate,
+    TwilioAccountCreate,
+)
+from flowchat_tenant.provider import NumberProvider, PhoneNumberInfo
+
+if TYPE_CHECKING:
+    from flowchat_tenant.repository import Repository, Row
+
+log = get_logger(__name__)
+
+DEFAULT_THROUGHPUT_MPS = 80
+API_KEY_PREFIX = "fc_"
+#: ``last_used_at`` is written at most this often per key.
+KEY_TOUCH_INTERVAL_S = 60.0
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def parse_api_key(key: str) -> str | None:
+    """The key id inside ``fc_<key_id>_<secret>``, or None when the shape is wrong."""
+    if not key.startswith(API_KEY_PREFIX):
+        return None
+    key_id, sep, secret = key[len(API_KEY_PREFIX) :].rpartition("_")
+    if not sep or not key_id.startswith("key_") or len(secret) < 32:
+        return None
+    return key_id
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who calls the public API: the operator, or one tenant's API key."""
+
+    operator: bool
+    tenant_id: str | None = None
+    key_id: str | None = None
+    scopes: tuple[str, ...] = ()
+
+    @classmethod
+    def the_operator(cls) -> Principal:
+        return cls(operator=True)
+
+
+def tenant_view(row: Row) -> Tenant:
+    return Tenant(
+        tenant_id=row["id"],
+        name=row["name"],
+        business_name=row["business_name"],
+        status=row["status"],
+        timezone=row["timezone"],
+        locale=row["locale"],
+        currency=row["currency"].strip(),
+        tax_rate=row["tax_rate"].normalize(),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def account_view(row: Row) -> Account:
+    """The public face of an account: which secrets are set, never their values."""
+    secrets_set = [
+        name
+        for name, column in (
+            ("app_secret", "app_secret_enc"),
+            ("access_token", "access_token_enc"),
+            ("verify_token", "verify_token_enc"),
+            ("twilio_auth_token", "twilio_auth_token_enc"),
+        )
+        if row.get(column) is not None
+    ]
+    return Account(
+        account_id=row["id"],
+        tenant_id=row["tenant_id"],
+        provider=row["provider"],
+        status=row["status"],
+        phone_number_id=row["phone_number_id"],
+        waba_id=row["waba_id"],
+        display_phone_number=row["display_phone_number"],
+        app_id=row["app_id"],
+        twilio_account_sid=row["twilio_account_sid"],
+        twilio_number=row["twilio_number"],
+        tier=row["tier"],
+        throughput_mps=row["throughput_mps"],
+        version=row["version"],
+        secrets_set=secrets_set,
+        health=NumberHealth(
+            verified_name=row["verified_name"],
+            quality_rating=row["quality_rating"],
+            throughput_level=row["throughput_level"],
+            messaging_limit_tier=row["messaging_limit_tier"],
+            checked_at=row["health_checked_at"],
+            error=row["health_error"],
+        ),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def api_key_view(row: Row) -> ApiKey:
+    return ApiKey(
+        key_id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        scopes=list(row["scopes"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def health_columns(info: PhoneNumberInfo | None, error: str | None) -> dict[str, Any]:
+    return {
+        "verified_name": info.verified_name if info else None,
+        "quality_rating": info.quality_rating if info else None,
+        "throughput_level": info.throughput_level if info else None,
+        "messaging_limit_tier": info.messaging_limit_tier if info else None,
+        "health_error": error,
+    }
+
+
+def check_display_number(claimed: str, info: PhoneNumberInfo) -> None:
+    """The number the provider reports must be the one the caller registers."""
+    if not info.display_phone_number:
+        return
+    try:
+        reported = validation.e164(info.display_phone_number)
+    except ValueError:
+        return
+    if reported != claimed:
+        raise InvalidInput(
+            f"the provider reports {reported} for this phone number id, not {claimed}",
+            field="display_phone_number",
+            code="phone_number_mismatch",
+        )
+
+
+class TenantService:
+    def __init__(
+        self,
+        repository: Repository,
+        box: SecretBox,
+        provider: NumberProvider,
+        *,
+        validate_numbers: bool = True,
+    ) -> None:
+        self._repo = repository
+        self._box = box
+        self._provider = provider
+        self._validate_numbers = validate_numbers
+
+    def _open(self, row: Row, column: str) -> str | None:
+        """Decrypt one secret column of an account row."""
+        try:
+            return self._box.decrypt(row[column])
+        except InvalidToken:
+            log.error("secret does not decrypt", account_id=row["id"], column=column)
+            raise SecretUnavailable(row["id"]) from None
+
+    def _token(self, row: Row) -> str:
+        token = self._open(row, "access_token_enc")
+        if token is None:
+            raise SecretUnavailable(row["id"])
+        return token
+
+    # --- authorization ---------------------------------------------------------
+
+    async def authenticate_key(self, key: str) -> Principal | None:
+        """The principal of a tenant API key used on the public API (None if unknown)."""
+        info = await self.verify_api_key(key)
+        if info is None:
+            return None
+        return Principal(
+            operator=False,
+            tenant_id=info.tenant_id,
+            key_id=info.key_id,
+            scopes=tuple(info.scopes),
+        )
+
+    @staticmethod
+    def authorize(principal: Principal, tenant_id: str) -> None:
+        """Operator: any tenant. Admin key: its own tenant, else "not found" (never a hint)."""
+        if principal.operator:
+            return
+        if principal.tenant_id != tenant_id:
+            raise NotFound("tenant", tenant_id)
+        if "admin" not in principal.scopes:
+            raise Forbidden("this API key lacks the 'admin' scope")
+
+    @staticmethod
+    def require_operator(principal: Principal) -> None:
+        if not principal.operator:
+            raise Forbidden("only the operator key may do this")
+
+    # --- tenants -----------------------------------------------------------------
+
+    async def create_tenant(self, principal: Principal, body: TenantCreate) -> Tenant:
+        self.require_operator(principal)
+        row = await self._repo.insert_tenant(
+            {
+                "id": new_id("tnt"),
+                "name": body.name,
+                "business_name": body.business_name or body.name,
+                "timezone": body.timezone,
+                "locale": body.locale,
+                "currency": body.currency,
+                "tax_rate": body.tax_rate,
+            }
+        )
+        log.info("tenant created", tenant_id=row["id"])
+        return tenant_view(row)
+
+    async def list_tenants(
+        self, principal: Principal, *, limit: int = 100, after: str | None = None
+    ) -> list[Tenant]:
+        if not principal.operator:
+            assert principal.tenant_id is not None
+            return [await self.get_tenant(principal, principal.tenant_id)]
+        return [tenant_view(r) for r in await self._repo.tenants(limit=limit, after=after)]
+
+    async def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
+        self.authorize(principal, tenant_id)
+        return tenant_view(await self._tenant_row(tenant_id))
+
+    async def update_tenant(
+        self, principal: Principal, tenant_id: str, body: TenantUpdate
+    ) -> Tenant:
+        self.authorize(principal, tenant_id)
+        changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        if "status" in changes:
+            self.require_operator(principal)
+        if not changes:
+            return tenant_view(await self._tenant_row(tenant_id))
+        row = await self._repo.update_tenant(tenant_id, changes)
+        if row is None:
+            raise NotFound("tenant", tenant_id)
+        log.info("tenant updated", tenant_id=tenant_id, fields=sorted(changes))
+        return tenant_view(row)
+
+    async def _tenant_row(self, tenant_id: str) -> Row:
+        row = await self._repo.tenant(tenant_id)
+        if row is None:
+            raise NotFound("tenant", tenant_id)
+        return row
+
+    # --- accounts ------------------------------------------------------------------
+
+    async def create_account(
+        self,
+        principal: Principal,
+        tenant_id: str,
+        body: MetaAccountCreate | TwilioAccountCreate,
+    ) -> Account:
+        self.authorize(principal, tenant_id)
+        await self._tenant_row(tenant_id)
+        values: dict[str, Any] = {
+            "id": new_id("acc"),
+            "tenant_id": tenant_id,
+            "provider": body.provider,
+            "tier": body.tier,
+            "throughput_mps": body.throughput_mps or DEFAULT_THROUGHPUT_MPS,
+            "throughput_pinned": body.throughput_mps is not None,
+        }
+        if isinstance(body, MetaAccountCreate):
+            info = await self._validated_number(
+                body.phone_number_id, body.access_token, body.display_phone_number
+            )
+            if info is not None:
+                values.update(health_columns(info, None), health_checked_at=datetime.now(UTC))
+                if body.throughput_mps is None and info.throughput_mps:
+                    values["throughput_mps"] = info.throughput_mps
+            values.update(
+                phone_number_id=body.phone_number_id,
+                waba_id=body.waba_id,
+                display_phone_number=body.display_phone_number,
+                app_id=body.app_id,
+                app_secret_enc=self._box.encrypt(body.app_secret),
+                access_token_enc=self._box.encrypt(body.access_token),
+                verify_token_enc=self._box.encrypt(body.verify_token),
+                verify_token_hash=digest(body.verify_token),
+            )
+        else:
+            values.update(
+                twilio_account_sid=body.twilio_account_sid,
+                twilio_auth_token_enc=self._box.encrypt(body.twilio_auth_token),
+                twilio_number=body.twilio_number,
+                display_phone_number=body.twilio_number,
+            )
+        row = await self._repo.insert_account(values)
+        log.info(
+            "account registered", tenant_id=tenant_id, account_id=row["id"], provider=body.provider
+        )
+        return account_view(row)
+
+    async def _validated_number(
+        self, phone_number_id: str, access_token: str, display_phone_number: str | None
+    ) -> PhoneNumberInfo | None:
+        """Read the number from the provider with the token (proves both are right)."""
+        if not self._validate_numbers:
+            return None
+        try:
+            info = await self._provider.phone_number(phone_number_id, access_token)
+        except InvalidCredentials:
+            metrics.PROVIDER_CALLS.labels("phone_number", "invalid_credentials").inc()
+            raise
+        except (InvalidInput, ProviderError):
+            metrics.PROVIDER_CALLS.labels("phone_number", "error").inc()
+            raise
+        metrics.PROVIDER_CALLS.labels("phone_number", "ok").inc()
+        if display_phone_number is not None:
+            check_display_number(display_phone_number, info)
+        return info
+
+    async def list_accounts(self, principal: Principal, tenant_id: str) -> list[Account]:
+        self.authorize(principal, tenant_id)
+        await self._tenant_row(tenant_id)
+        return [account_view(r) for r in await self._repo.accounts(tenant_id)]
+
+    async def get_account(self, principal: Principal, tenant_id: str, account_id: str) -> Account:
+        self.authorize(principal, tenant_id)
+        return account_view(await self._account_row(tenant_id, account_id))
+
+    async def _account_row(self, tenant_id: str, account_id: str) -> Row:
+        row = await self._repo.account(tenant_id, account_id)
+        if row is None:
+            raise NotFound("account", account_id)
+        return row
+
+    async def update_account(
+        self, principal: Principal, tenant_id: str, account_id: str, body: AccountUpdate
+    ) -> Account:
+        self.authorize(principal, tenant_id)
+        current = await self._account_row(tenant_id, account_id)
+        fields = body.model_dump(exclude_unset=True, exclude_none=True)
+        self._check_applicable(current["provider"], fields)
+        if not fields:
+            return account_view(current)
+        changes = self._plain_changes(fields)
+        if current["provider"] == "meta" and (
+            "access_token" in fields or "display_phone_number" in fields
+        ):
+            token = fields.get("access_token") or self._token(current)
+            info = await self._validated_number(
+                current["phone_number_id"],
+                token,
+                fields.get("display_phone_number", current["display_phone_number"]),
+            )
+            if info is not None:
+                changes.update(health_columns(info, None), health_checked_at=datetime.now(UTC))
+                if (
+                    info.throughput_mps
+                    and not current["throughput_pinned"]
+                    and ("throughput_mps" not in fields)
+                ):
+                    changes["throughput_mps"] = info.throughput_mps
+        row = await self._repo.update_account(tenant_id, account_id, changes)
+        if row is None:
+            raise NotFound("account", account_id)
+        log.info(
+            "account updated",
+            tenant_id=tenant_id,
+            account_id=account_id,
+            fields=sorted(fields),
+            version=row["version"],
+        )
+        return account_view(row)
+
+    @staticmethod
+    def _check_applicable(provider: str, fields: dict[str, Any]) -> None:
+        meta_only = {"waba_id", "app_id", "app_secret", "verify_token", "access_token"}
+        twilio_only = {"twilio_account_sid", "twilio_auth_token", "twilio_number"}
+        if provider == "twilio":
+            meta_only.add("display_phone_number")  # a Twilio account's number is twilio_number
+        wrong = (twilio_only if provider == "meta" else meta_only) & set(fields)
+        if wrong:
+            name = sorted(wrong)[0]
+            raise InvalidInput(
+                f"{name} does not apply to a {provider} account", field=name, code="not_applicable"
+            )
+
+    def _plain_changes(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Column changes for the given fields, secrets encrypted (no provider call)."""
+        changes: dict[str, Any] = {
+            name: fields[name]
+            for name in ("status", "waba_id", "display_phone_number", "app_id", "tier")
+            if name in fields
+        }
+        if "twilio_account_sid" in fields:
+            changes["twilio_account_sid"] = fields["twilio_account_sid"]
+        if "twilio_number" in fields:
+            changes["twilio_number"] = fields["twilio_number"]
+            changes["display_phone_number"] = fields["twilio_number"]
+        if "throughput_mps" in fields:
+            changes["throughput_mps"] = fields["throughput_mps"]
+            changes["throughput_pinned"] = True
+        for secret in ("app_secret", "access_token", "verify_token", "twilio_auth_token"):
+            if secret in fields:
+                changes[f"{secret}_enc"] = self._box.encrypt(fields[secret])
+        if "verify_token" in fields:
+            changes["verify_token_hash"] = digest(fields["verify_token"])
+        return changes
+
+    async def delete_account(self, principal: Principal, tenant_id: str, account_id: str) -> None:
+        self.authorize(principal, tenant_id)
+        if not await self._repo.delete_account(tenant_id, account_id):
+            raise NotFound("account", account_id)
+        log.info("account deleted", tenant_id=tenant_id, account_id=account_id)
+
+    # --- number health and business profile --------------------------------------
+
+    async def refresh_account_health(
+        self, principal: Principal, tenant_id: str, account_id: str
+    ) -> Account:
+        self.authorize(principal, tenant_id)
+        row = await self._meta_account(tenant_id, account_id)
+        return account_view(await self._refresh(row))
+
+    async def refresh_all_health(self, *, batch: int = 100) -> int:
+        """Re-read every active Meta number's health; returns how many were read."""
+        after: str | None = None
+        count = 0
+        while True:
+            rows = await self._repo.meta_accounts_for_health(after=after, limit=batch)
+            if not rows:
+                return count
+            for row in rows:
+                try:
+                    await self._refresh(row)
+                except (NotFound, SecretUnavailable) as exc:  # deleted meanwhile, or lost key
+                    log.warning("number health skipped", account_id=row["id"], error=exc.message)
+                    continue
+                count += 1
+            after = rows[-1]["id"]
+
+    async def _refresh(self, row: Row) -> Row:
+        token = self._token(row)
+        info: PhoneNumberInfo | None = None
+        error: str | None = None
+        try:
+            info = await self._provider.phone_number(row["phone_number_id"], token)
+            outcome = "ok"
+        except InvalidCredentials as exc:
+            error, outcome = f"invalid_credentials: {exc.message}", "invalid_credentials"
+        except (InvalidInput, ProviderError) as exc:
+            error, outcome = f"{exc.code}: {exc.message}", "error"
+        metrics.HEALTH_CHECKS.labels(outcome).inc()
+        if info is None:
+            # Keep the last good reading; only record the error.
+            updated = await self._repo.record_health_error(row["id"], error or "unknown")
+        else:
+            updated = await self._repo.record_health(
+                row["id"], health_columns(info, None), throughput_mps=info.throughput_mps
+            )
+        if error:
+            log.warning(
+                "number health check failed",
+                tenant_id=row["tenant_id"],
+                account_id=row["id"],
+                error=error,
+            )
+        if updated is None:
+            raise NotFound("account", row["id"])
+        return updated
+
+    async def business_profile(
+        self, principal: Principal, tenant_id: str, account_id: str
+    ) -> dict[str, Any]:
+        self.authorize(principal, tenant_id)
+        row = await self._meta_account(tenant_id, account_id)
+        token = self._token(row)
+        return await self._provider.business_profile(row["phone_number_id"], token)
+
+    async def update_business_profile(
+        self, principal: Principal, tenant_id: str, account_id: str, body: BusinessProfileUpdate
+    ) -> dict[str, Any]:
+        self.authorize(principal, tenant_id)
+        row = await self._meta_account(tenant_id, account_id)
+        token = self._token(row)
+        profile = body.model_dump(exclude_none=True)
+        result = await self._provider.update_business_profile(
+            row["phone_number_id"], token, profile
+        )
+        log.info(
+            "business profile updated",
+            tenant_id=tenant_id,
+            account_id=account_id,
+            fields=sorted(profile),
+        )
+        return result
+
+    async def _meta_account(self, tenant_id: str, account_id: str) -> Row:
+        row = await self._account_row(tenant_id, account_id)
+        if row["provider"] != "meta":
+            raise InvalidInput(
+                "only Meta Cloud API numbers have a health reading and a business profile",
+                field="provider",
+                code="not_applicable",
+            )
+        return row
+
+    # --- API keys --------------------------------------------------------------------
+
+    async def create_api_key(
+        self, principal: Principal, tenant_id: str, body: ApiKeyCreate
+    ) -> ApiKeyCreated:
+        self.authorize(principal, tenant_id)
+        await self._tenant_row(tenant_id)
+        key_id = new_id("key")
+        key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_hex(32)}"
+        row = await self._repo.insert_api_key(
+            {
+                "id": key_id,
+                "tenant_id": tenant_id,
+                "name": body.name,
+                "scopes": list(body.scopes),
+                "key_hash": digest(key),
+            }
+        )
+        log.info("api key created", tenant_id=tenant_id, key_id=key_id, scopes=body.scopes)
+        return ApiKeyCreated(**api_key_view(row).model_dump(), key=key)
+
+    async def list_api_keys(self, principal: Principal, tenant_id: str) -> list[ApiKey]:
+        self.authorize(principal, tenant_id)
+        await self._tenant_row(tenant_id)
+        return [api_key_view(r) for r in await self._repo.api_keys(tenant_id)]
+
+    async def get_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
+        self.authorize(principal, tenant_id)
+        row = await self._repo.api_key(tenant_id, key_id)
+        if row is None:
+            raise NotFound("api key", key_id)
+        return api_key_view(row)
+
+    async def revoke_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
+        self.authorize(principal, tenant_id)
+        row = await self._repo.revoke_api_key(tenant_id, key_id)
+        if row is None:
+            raise NotFound("api key", key_id)
+        log.info("api key revoked", tenant_id=tenant_id, key_id=key_id)
+        return api_key_view(row)
+
+    async def verify_api_key(self, key: str) -> ApiKeyVerified | None:
+        """The tenant and scopes of a live key (recording its use), else None."""
+        key_id = parse_api_key(key)
+        row = await self._repo.api_key_for_verify(key_id) if key_id else None
+        if row is None or not digests_equal(row["key_hash"], digest(key)):
+            metrics.API_KEY_CHECKS.labels("unknown").inc()
+            return None
+        if row["revoked_at"] is not None:
+            metrics.API_KEY_CHECKS.labels("revoked").inc()
+            return None
+        await self._repo.touch_api_key(row["id"], min_interval_s=KEY_TOUCH_INTERVAL_S)
+        metrics.API_KEY_CHECKS.labels("valid").inc()
+        return ApiKeyVerified(
+            key_id=row["id"],
+            tenant_id=row["tenant_id"],
+            scopes=list(row["scopes"]),
+            tenant_status=row["tenant_status"],
+        )
+
+    # --- internal lookups ------------------------------------------------------------
+
+    async def credentials_by_id(self, account_id: str) -> AccountCredentials:
+        return self._credentials(await self._repo.account_by_id(account_id), account_id)
+
+    async def credentials_by_phone_number_id(self, phone_number_id: str) -> AccountCredentials:
+        row = await self._repo.account_by_phone_number_id(phone_number_id)
+        return self._credentials(row, phone_number_id)
+
+    async def credentials_by_twilio_number(self, number: str) -> AccountCredentials:
+        try:
+            normalized = validation.e164(number)
+        except ValueError:
+            raise NotFound("account", number) from None
+        return self._credentials(await self._repo.account_by_twilio_number(normalized), number)
+
+    def _credentials(self, row: Row | None, identifier: str) -> AccountCredentials:
+        if row is None:
+            raise NotFound("account", identifier)
+        return AccountCredentials(
+            account_id=row["id"],
+            tenant_id=row["tenant_id"],
+            tenant_status=row["tenant_status"],
+            status=row["status"],
+            provider=row["provider"],
+            phone_number_id=row["phone_number_id"],
+            waba_id=row["waba_id"],
+            display_phone_number=row["display_phone_number"],
+            tier=row["tier"],
+            throughput_mps=row["throughput_mps"],
+            app_secret=self._open(row, "app_secret_enc"),
+            access_token=self._open(row, "access_token_enc"),
+            twilio_account_sid=row["twilio_account_sid"],
+            twilio_auth_token=self._open(row, "twilio_auth_token_enc"),
+            twilio_number=row["twilio_number"],
+            version=row["version"],
+        )
+
+    async def verify_token_known(self, token: str) -> bool:
+        return await self._repo.verify_token_known(digest(token))
+
+    async def tenant_internal(self, tenant_id: str) -> Tenant:
+        return tenant_view(await self._tenant_row(tenant_id))
+
+    # --- key rotation ------------------------------------------------------------------
+
+    async def rotate_keys(self, *, batch_size: int = 200) -> tuple[int, int]:
+        """Re-encrypt every secret under the newest key, one transaction per batch.
+
+        Safe to interrupt and re-run: rows not yet rotated still decrypt with an
+        older key. Returns (accounts, secrets) re-encrypted.
+        """
+        after: str | None = None
+        accounts = secrets_done = 0
+        while True:
+            last, rows, done = await self._repo.rotate_batch(
+                after=after, limit=batch_size, rotate=self._box.rotate
+            )
+            if last is None:
+                break
+            accounts += rows
+            secrets_done += done
+            after = last
+        metrics.SECRETS_ROTATED.inc(secrets_done)
+        log.info("secrets re-encrypted", accounts=accounts, rotated=secrets_done)
+        return accounts, secrets_done

@@ -1,0 +1,64 @@
+"""The sandbox's FastAPI app: one aiohttp session for every webhook it posts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from functools import lru_cache
+
+import aiohttp
+from fastapi import FastAPI
+from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.logs import get_logger
+
+from flowchat_sandbox.routes import control, graph, twilio
+from flowchat_sandbox.service import Sandbox
+from flowchat_sandbox.settings import SERVICE, Settings
+from flowchat_sandbox.spec import SendValidator, load_spec
+
+log = get_logger(__name__)
+
+
+@lru_cache(maxsize=1)
+def send_validator() -> SendValidator:
+    """Meta's spec, loaded and resolved once per process."""
+    return SendValidator(load_spec())
+
+
+class AiohttpTransport:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> int:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with self._session.post(url, data=body, headers=dict(headers), timeout=timeout) as r:
+            await r.read()
+            return r.status
+
+
+def create_app(settings: Settings) -> FastAPI:
+    readiness = Readiness()
+    validator = send_validator()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connector = aiohttp.TCPConnector(limit=200)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            sandbox = Sandbox(settings, validator, AiohttpTransport(session))
+            app.state.sandbox = sandbox
+            log.info("sandbox ready", spec_types=sorted(validator.types))
+            try:
+                yield
+            finally:
+                await sandbox.close()
+
+    readiness.add("spec", lambda: bool(validator.types))
+    app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat sandbox")
+    # Order matters: the control and Twilio routes before the Graph catch-alls.
+    app.include_router(control.router)
+    app.include_router(twilio.router)
+    app.include_router(graph.router)
+    control.install_error_handlers(app)
+    return app

@@ -1,0 +1,191 @@
+"""The sandbox's in-memory world: business numbers, Twilio accounts, customers, the
+ledger of sends, inbound messages, and per-number faults. It stands in for Meta and
+Twilio, so in-memory state is the point; ``DELETE /sandbox/state`` clears it."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Provider = Literal["meta", "twilio"]
+
+
+def new_wamid(wa_id: str) -> str:
+    """A WhatsApp-looking message id: ``wamid.`` + base64 of the recipient and a unique id."""
+    raw = b"\x15\x02\x00\x11\x18\x12" + wa_id.encode() + uuid.uuid4().hex.upper().encode()
+    return "wamid." + base64.b64encode(raw).decode()
+
+
+def new_twilio_sid(prefix: str = "SM") -> str:
+    return prefix + secrets.token_hex(16)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@dataclass
+class Number:
+    phone_number_id: str
+    waba_id: str
+    display_phone_number: str
+    access_token: str
+    app_secret: str
+    webhook_url: str
+    throughput_mps: int = 80
+    verified_name: str = "FlowChat Sandbox"
+    quality_rating: str = "GREEN"
+    messaging_limit_tier: str = "TIER_1K"
+    profile: dict[str, Any] = field(
+        default_factory=lambda: {
+            "about": "",
+            "address": "",
+            "description": "",
+            "email": "",
+            "profile_picture_url": "",
+            "websites": [],
+            "vertical": "OTHER",
+            "messaging_product": "whatsapp",
+        }
+    )
+
+    def public(self) -> dict[str, Any]:
+        """What the control API shows: never the token or the app secret."""
+        out = asdict(self)
+        del out["access_token"], out["app_secret"], out["profile"]
+        return out
+
+
+@dataclass
+class TwilioAccount:
+    account_sid: str
+    auth_token: str
+    number: str
+    webhook_url: str
+    throughput_mps: int = 80
+
+    def public(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["auth_token"]
+        return out
+
+
+@dataclass
+class Customer:
+    wa_id: str
+    name: str = "Sandbox Customer"
+    #: Not a WhatsApp user: sends are accepted, then fail (131026 / Twilio 63024).
+    undeliverable: bool = False
+    #: Stopped marketing messages: marketing templates fail with 131050.
+    opted_out_marketing: bool = False
+    #: The phone is on: messages reach ``delivered``.
+    delivers: bool = True
+    #: The customer opens messages: ``read`` follows ``delivered``.
+    reads: bool = True
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Faults:
+    """Per number (phone_number_id or Twilio account SID) injected failures."""
+
+    #: Added to every send request.
+    latency_ms: int = 0
+    #: Probability of answering with HTTP ``error_status`` (a transient Meta error, code 2).
+    error_rate: float = 0.0
+    error_status: int = 500
+    #: Probability of holding the request ``fault_timeout_s`` and then answering 504.
+    timeout_rate: float = 0.0
+    #: The next ``error_count`` sends fail with Meta code ``error_code`` (-1: all of them).
+    error_code: int | None = None
+    error_count: int = 0
+    #: The next ``drop_webhooks`` webhooks are not sent (-1: all of them).
+    drop_webhooks: int = 0
+    #: Each webhook is posted twice (Meta delivers at least once).
+    duplicate_webhooks: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sent:
+    """One accepted send: the ledger's row, and the business side of a transcript."""
+
+    id: str
+    provider: Provider
+    channel: str
+    to: str
+    wa_id: str
+    type: str
+    body: Any
+    category: str
+    at: float
+    biz_opaque_callback_data: str | None = None
+    #: Set when the message will fail after acceptance: (code, title, details).
+    fate: tuple[int, str, str] | None = None
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.statuses[-1]["status"] if self.statuses else "accepted"
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "wamid" if self.provider == "meta" else "sid": self.id,
+            "provider": self.provider,
+            "phone_number_id" if self.provider == "meta" else "from": self.channel,
+            "to": self.to,
+            "wa_id": self.wa_id,
+            "type": self.type,
+            "category": self.category,
+            "body": self.body,
+            "biz_opaque_callback_data": self.biz_opaque_callback_data,
+            "time": iso(self.at),
+            "timestamp": self.at,
+            "status": self.status,
+            "statuses": self.statuses,
+            "errors": self.errors,
+        }
+
+
+@dataclass
+class Inbound:
+    """One message a customer wrote."""
+
+    id: str
+    provider: Provider
+    channel: str
+    wa_id: str
+    type: str
+    message: dict[str, Any]
+    at: float
+    read: bool = False
+    delivery_id: int | None = None
+
+
+def summary(kind: str, content: dict[str, Any]) -> str:
+    """A one-line human reading of a message, for transcripts."""
+    part = content.get(kind)
+    if kind == "text" and isinstance(part, dict):
+        return str(part.get("body", ""))
+    if kind == "interactive" and isinstance(part, dict):
+        for reply in ("button_reply", "list_reply"):
+            if reply in part:
+                return str(part[reply].get("title", ""))
+        return str((part.get("body") or {}).get("text", ""))
+    if kind == "template" and isinstance(part, dict):
+        return f"[template {part.get('name')}]"
+    if kind == "button" and isinstance(part, dict):
+        return str(part.get("text", ""))
+    if isinstance(part, dict):
+        return str(part.get("caption") or part.get("body") or f"[{kind}]")
+    return f"[{kind}]"

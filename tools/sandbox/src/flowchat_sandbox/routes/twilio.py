@@ -1,0 +1,37 @@
+"""Twilio's Messages API: ``https://api.twilio.com/2010-04-01/Accounts/{sid}/Messages.json``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+
+from flowchat_sandbox.deps import SandboxDep
+
+router = APIRouter(prefix="/2010-04-01/Accounts/{account_sid}", tags=["twilio"])
+Authorization = Annotated[str | None, Header()]
+
+
+@router.post("/Messages.json", status_code=201)
+async def create_message(
+    account_sid: str,
+    request: Request,
+    sandbox: SandboxDep,
+    authorization: Authorization = None,
+) -> JSONResponse:
+    raw = (await request.body()).decode("utf-8", errors="replace")
+    form = parse_qs(raw, keep_blank_values=True)
+    resource = await sandbox.twilio_send(account_sid, authorization, form)
+    return JSONResponse(resource, status_code=201)
+
+
+@router.get("/Messages/{message_sid}.json")
+async def fetch_message(
+    account_sid: str,
+    message_sid: str,
+    sandbox: SandboxDep,
+    authorization: Authorization = None,
+) -> dict[str, Any]:
+    return sandbox.twilio_message(account_sid, authorization, message_sid)

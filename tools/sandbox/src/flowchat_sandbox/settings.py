@@ -1,0 +1,30 @@
+"""The sandbox's settings (``FLOWCHAT_SANDBOX_…``). It holds no secrets of its own."""
+
+from __future__ import annotations
+
+from flowchat_platform.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+SERVICE = "sandbox"
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWCHAT_SANDBOX_", extra="ignore", frozen=True)
+
+    http_port: int = 8705
+    #: Delay before ``sent``, then between ``sent`` → ``delivered`` → ``read``.
+    status_delay_s: float = 0.05
+    #: Meta's defaults, overridable per number at registration.
+    default_throughput_mps: int = 80
+    pair_rate_period_s: float = 6.0
+    pair_rate_burst: int = 45
+    #: The customer-service window.
+    window_s: float = 24 * 3600
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 5
+    webhook_retry_base_s: float = 0.5
+    webhook_retry_max_s: float = 30.0
+    #: How long an injected ``timeout`` fault holds a request before answering 504.
+    fault_timeout_s: float = 30.0
+    #: Ledger entries kept (oldest dropped first).
+    ledger_size: int = 200_000
