@@ -23,9 +23,10 @@ from flowchat_gateway.normalize import (
     split_changes,
     status_from_twilio,
 )
+from flowchat_sandbox.spec import SPEC_PATH
 
 DATA = Path(__file__).parent / "data" / "meta_webhook_examples.json"
-SPEC = Path("/work/shared/reference/meta-business-messaging-openapi-v23.0.yaml")
+SPEC = SPEC_PATH  # the copy vendored with the sandbox
 EXAMPLES: dict[str, Any] = json.loads(DATA.read_text())
 ACCOUNT = AccountRef("tenant-a", "acc-1")
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +23,11 @@ from flowchat_contracts import (
     TemplateParameter,
     TextContent,
 )
+from flowchat_sandbox.spec import SPEC_PATH
 from flowchat_sender import fates
 from flowchat_sender.cloud_api import build_message, parse_error
 
-SPEC = Path("/work/shared/reference/meta-business-messaging-openapi-v23.0.yaml")
+SPEC = SPEC_PATH  # the copy vendored with the sandbox
 
 
 def command(content: Any, **kw: Any) -> OutboundCommand:
