@@ -64,7 +64,7 @@ def _upgrade(dsn: str, migrations: Path, schema: str, revision: str) -> None:
     command.upgrade(cfg, revision)
 
 
-async def migrate(dsn: str, migrations: Path, schema: str, revision: str = "head") -> None:
+async def migrate(dsn: str, migrations: Path, schema: str, revision: str = "heads") -> None:
     """Apply a service's Alembic migrations (in a thread: Alembic's API is synchronous)."""
     await asyncio.to_thread(_upgrade, dsn, migrations, schema, revision)
     log.info("migrations applied", schema=schema, revision=revision)
