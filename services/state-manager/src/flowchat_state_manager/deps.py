@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from flowchat_platform.errors import UpstreamError
+from flowchat_platform.auth import authenticate, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 
@@ -54,36 +53,16 @@ async def _tenant(
         ),
     ] = None,
 ) -> str:
-    if credentials is None or not credentials.credentials:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "a bearer API key is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    token = credentials.credentials
-    if hmac.compare_digest(token.encode(), runtime.service_token.encode()):
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    caller = await authenticate(
+        header, service_token=runtime.service_token, tenants=runtime.tenants
+    )
+    if caller.tenant_id is None:
         if not x_tenant_id:
             raise ApiError(400, "tenant_required", "the X-Tenant-ID header is required")
         return x_tenant_id
-    if runtime.tenants is None:
-        raise ApiError(503, "not_ready", "the service is starting")
-    try:
-        info = await runtime.tenants.api_key(token)
-    except UpstreamError as exc:
-        raise ApiError(503, "tenant_unavailable", "API keys cannot be verified now") from exc
-    if info is None:
-        raise ApiError(
-            401,
-            "unauthorized",
-            "unknown or revoked API key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if READ_SCOPE not in info.scopes:
-        raise ApiError(403, "forbidden", "the API key lacks the read scope")
-    if x_tenant_id is not None and x_tenant_id != info.tenant_id:
-        raise ApiError(403, "forbidden", "the API key belongs to another tenant")
-    return info.tenant_id
+    require_scope(caller, READ_SCOPE, x_tenant_id)
+    return caller.tenant_id
 
 
 QueryDep = Annotated[QueryService, Depends(_query)]

@@ -1,0 +1,65 @@
+"""Who is calling: FlowChat itself (the service token) or a tenant's API key.
+
+Every service's HTTP API accepts the same two kinds of bearer token; this module
+decides which one a request carries, once, so the services' dependencies only add
+their own rule (which scope, which tenant).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from flowchat_platform.errors import UpstreamError
+from flowchat_platform.http import ApiError
+from flowchat_platform.tenant_client import TenantClient
+
+__all__ = ["Caller", "authenticate", "require_scope"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """``tenant_id`` is None for FlowChat's own services (the service token)."""
+
+    tenant_id: str | None
+    scopes: frozenset[str]
+    key_id: str | None = None
+
+    @property
+    def is_service(self) -> bool:
+        return self.tenant_id is None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(
+    authorization: str | None, *, service_token: str | None, tenants: TenantClient | None
+) -> Caller:
+    """The caller behind an ``Authorization: Bearer …`` header, or a 401/503 ApiError."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("a Bearer token is required")
+    if service_token and hmac.compare_digest(token.encode(), service_token.encode()):
+        return Caller(tenant_id=None, scopes=frozenset({"*"}))
+    if tenants is None:
+        raise ApiError(503, "not_ready", "API keys cannot be verified yet")
+    try:
+        info = await tenants.api_key(token)
+    except UpstreamError as exc:
+        raise ApiError(503, "tenant_unavailable", "API keys cannot be verified now") from exc
+    if info is None:
+        raise _unauthorized("unknown or revoked API key")
+    return Caller(tenant_id=info.tenant_id, scopes=frozenset(info.scopes), key_id=info.key_id)
+
+
+def require_scope(caller: Caller, scope: str, tenant_id: str | None = None) -> None:
+    """Refuse (403) a key without ``scope``, or one of another tenant than ``tenant_id``."""
+    if caller.is_service:
+        return
+    if scope not in caller.scopes:
+        raise ApiError(403, "forbidden", f"the API key lacks the {scope} scope")
+    if tenant_id is not None and caller.tenant_id != tenant_id:
+        raise ApiError(403, "forbidden", "the API key belongs to another tenant")

@@ -1,0 +1,61 @@
+import pytest
+from flowchat_platform.auth import Caller, authenticate, require_scope
+from flowchat_platform.errors import UpstreamError
+from flowchat_platform.http import ApiError
+from flowchat_platform.tenant_client import ApiKeyInfo
+
+SERVICE_TOKEN = "s" * 24
+
+
+class Keys:
+    """A TenantClient stand-in: only the one method authenticate() calls."""
+
+    def __init__(self, known=None, fail=False):
+        self.known = known or {}
+        self.fail = fail
+
+    async def api_key(self, key):
+        if self.fail:
+            raise UpstreamError("down", service="tenant")
+        return self.known.get(key)
+
+
+KEY = ApiKeyInfo(key_id="key_1", tenant_id="tnt_a", scopes=["read"])
+
+
+@pytest.mark.parametrize("header", [None, "", "Basic abc", "Bearer ", "bearer"])
+async def test_missing_or_malformed_bearer_is_401(header):
+    with pytest.raises(ApiError) as info:
+        await authenticate(header, service_token=SERVICE_TOKEN, tenants=Keys())
+    assert info.value.status == 401
+
+
+async def test_service_token_is_flowchat_itself():
+    caller = await authenticate(
+        f"Bearer {SERVICE_TOKEN}", service_token=SERVICE_TOKEN, tenants=None
+    )
+    assert caller.is_service
+    require_scope(caller, "admin", "tnt_any")
+
+
+async def test_api_key_resolves_to_its_tenant_and_scopes():
+    caller = await authenticate(
+        "Bearer fc_k", service_token=SERVICE_TOKEN, tenants=Keys({"fc_k": KEY})
+    )
+    assert caller == Caller("tnt_a", frozenset({"read"}), "key_1")
+    require_scope(caller, "read", "tnt_a")
+    with pytest.raises(ApiError) as other_tenant:
+        require_scope(caller, "read", "tnt_b")
+    assert other_tenant.value.status == 403
+    with pytest.raises(ApiError) as no_scope:
+        require_scope(caller, "send")
+    assert no_scope.value.status == 403
+
+
+async def test_unknown_key_is_401_and_tenant_service_down_is_503():
+    with pytest.raises(ApiError) as unknown:
+        await authenticate("Bearer nope", service_token=SERVICE_TOKEN, tenants=Keys())
+    assert unknown.value.status == 401
+    with pytest.raises(ApiError) as down:
+        await authenticate("Bearer x", service_token=SERVICE_TOKEN, tenants=Keys(fail=True))
+    assert down.value.status == 503
