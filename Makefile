@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help setup up down status logs demo test test-unit lint format schemas migrate clean
+.PHONY: help setup up down status logs demo test test-unit test-ops test-faults lint format schemas migrate clean bench bench-quick
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -34,8 +34,20 @@ test: setup ## Unit and integration tests against the real servers (started if n
 	@$(STACK) servers
 	@$(UV) run --frozen pytest -q
 
+test-faults: setup ## Fault, load and bad-input suite: breaks its own broker/Redis on purpose (~5 min)
+	@$(STACK) servers
+	@$(UV) run --frozen pytest -q tests/faults
+
 test-unit: setup ## Only the tests that need no server
 	@$(UV) run --frozen pytest -q -m "not integration and not e2e"
+
+test-ops: setup ## Ops checks (~1 min): promtool on metrics/rules, dashboards on a real Prometheus, k8s, compose
+	@$(STACK) servers
+	@command -v promtool >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null; }
+	@$(UV) run --frozen --group ops pytest -q tests/ops
 
 lint: setup ## ruff (lint + format check) and mypy --strict
 	@$(UV) run --frozen ruff check .
@@ -48,6 +60,14 @@ format: setup ## Apply ruff's formatting and safe fixes
 
 schemas: setup ## Re-export the contracts' JSON Schemas (libs/contracts/schemas)
 	@$(UV) run --frozen python -m flowchat_contracts.schemas
+
+bench: setup ## Every performance target beside its baseline → bench/results/*.json, PNGs, README table (~12 min)
+	@$(STACK) servers
+	@$(UV) run --frozen --group bench python -m bench $(ARGS)
+
+bench-quick: setup ## The benchmarks at small sizes, one round (CI smoke, < 2 min) → bench/results/quick/
+	@$(STACK) servers
+	@$(UV) run --frozen --group bench python -m bench --quick $(ARGS)
 
 clean: down ## Stop everything and delete .run/ (logs, local server data, generated secrets)
 	@rm -rf .run

@@ -44,6 +44,12 @@ SERVICES = [
     ("gateway", "flowchat_gateway", 8700, "FLOWCHAT_GATEWAY_"),
 ]
 DB_NAME = "flowchat"
+# The standard ports; overridable so the start-from-nothing path can be exercised
+# beside servers that already run (tests/test_e2e_stack_servers.py does).
+AMQP_PORT = int(os.environ.get("FLOWCHAT_AMQP_PORT", "5672"))
+REDIS_PORT = int(os.environ.get("FLOWCHAT_REDIS_PORT", "6379"))
+PG_PORT = int(os.environ.get("FLOWCHAT_PG_PORT", "5432"))
+RABBIT_NODE = "rabbit" if AMQP_PORT == 5672 else f"flowchat{AMQP_PORT}"
 
 
 def say(msg: str) -> None:
@@ -84,28 +90,52 @@ def apt_install(*packages: str) -> None:
 
 
 def ensure_rabbitmq() -> None:
-    if answers(5672):
-        say("RabbitMQ answers on 5672")
+    if answers(AMQP_PORT):
+        say(f"RabbitMQ answers on {AMQP_PORT}")
         return
     if shutil.which("rabbitmq-server") is None and not Path("/usr/sbin/rabbitmq-server").exists():
         apt_install("rabbitmq-server")
     data = RUN / "rabbitmq"
-    data.mkdir(parents=True, exist_ok=True)
+    (data / "log").mkdir(parents=True, exist_ok=True)
+    # Our own config files: the system's may pin the listener or the node name.
+    (data / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{AMQP_PORT}\n")
+    (data / "rabbitmq-env.conf").write_text("")
+    (data / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
+    home = Path("/var/lib/rabbitmq")  # the Erlang cookie rabbitmqctl uses too
     env = {
         **os.environ,
         "RABBITMQ_MNESIA_BASE": str(data / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(LOGS),
+        "RABBITMQ_LOG_BASE": str(data / "log"),
+        "RABBITMQ_CONFIG_FILE": str(data / "rabbitmq.conf"),
+        "RABBITMQ_CONF_ENV_FILE": str(data / "rabbitmq-env.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(data / "enabled_plugins"),
         "RABBITMQ_PID_FILE": str(PIDS / "rabbitmq.pid"),
+        "RABBITMQ_NODENAME": f"{RABBIT_NODE}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(AMQP_PORT),
+        # RabbitMQ's own rule (AMQP port + 20000), kept inside the port range
+        "RABBITMQ_DIST_PORT": str(AMQP_PORT + 20000 if AMQP_PORT < 45536 else AMQP_PORT - 20000),
+        **({"HOME": str(home)} if home.is_dir() else {}),
     }
+    # The server script itself, not Debian's wrapper (which switches user and ignores
+    # where we want the data): it runs in the background as this user.
+    direct = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
     say("starting RabbitMQ (data in .run/rabbitmq)")
-    run(["rabbitmq-server", "-detached"], env=env)
+    with open(data / "log" / "server.out", "ab") as out:
+        subprocess.Popen(  # noqa: S603
+            [str(direct) if direct.exists() else "rabbitmq-server"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     (RUN / "started-rabbitmq").touch()
-    wait_port(5672, "RabbitMQ", timeout=90)
+    wait_port(AMQP_PORT, "RabbitMQ", timeout=90)
 
 
 def ensure_redis() -> None:
-    if answers(6379):
-        say("Redis answers on 6379")
+    if answers(REDIS_PORT):
+        say(f"Redis answers on {REDIS_PORT}")
         return
     if shutil.which("redis-server") is None:
         apt_install("redis-server")
@@ -120,7 +150,7 @@ def ensure_redis() -> None:
             "--bind",
             "127.0.0.1",
             "--port",
-            "6379",
+            str(REDIS_PORT),
             "--save",
             "",
             "--appendonly",
@@ -134,7 +164,7 @@ def ensure_redis() -> None:
         ]
     )
     (RUN / "started-redis").touch()
-    wait_port(6379, "Redis")
+    wait_port(REDIS_PORT, "Redis")
 
 
 def _pg_bin() -> Path | None:
@@ -143,8 +173,8 @@ def _pg_bin() -> Path | None:
 
 
 def ensure_postgres() -> None:
-    if answers(5432):
-        say("PostgreSQL answers on 5432")
+    if answers(PG_PORT):
+        say(f"PostgreSQL answers on {PG_PORT}")
         return
     if _pg_bin() is None:
         apt_install("postgresql")
@@ -185,12 +215,12 @@ def ensure_postgres() -> None:
             str(logfile),
             "-w",
             "-o",
-            f"-p 5432 -c listen_addresses=127.0.0.1 -k {data}",
+            f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {data}",
             "start",
         ]
     )
     (RUN / "started-postgres").touch()
-    wait_port(5432, "PostgreSQL")
+    wait_port(PG_PORT, "PostgreSQL")
 
 
 def ensure_database(dsn_base: str) -> None:
@@ -237,9 +267,9 @@ def stack_env() -> dict[str, str]:
     ports = {name: port for name, _, port, _ in SERVICES}
     env = {
         "FLOWCHAT_ENV": "development",
-        "AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        "REDIS_URL": "redis://127.0.0.1:6379/0",
-        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}",
+        "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/",
+        "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}",
         "FLOWCHAT_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
         "FLOWCHAT_SANDBOX_URL": f"http://127.0.0.1:{ports['sandbox']}",
         "FLOWCHAT_TENANT_URL": f"http://127.0.0.1:{ports['tenant']}",
@@ -249,6 +279,7 @@ def stack_env() -> dict[str, str]:
         "FLOWCHAT_SENDER_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
         "FLOWCHAT_SENDER_TWILIO_URL": f"http://127.0.0.1:{ports['sandbox']}",
         "FLOWCHAT_TENANT_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        "FLOWCHAT_CONVERSATION_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
         **_secrets(),
     }
     for _, _, port, prefix in SERVICES:
@@ -286,7 +317,7 @@ def ready(port: int) -> bool:
 def up() -> None:
     servers()
     env = stack_env()
-    ensure_database("postgresql://postgres@127.0.0.1:5432/")
+    ensure_database(f"postgresql://postgres@127.0.0.1:{PG_PORT}/")
     path = write_env(env)
     for name, module, port, _ in SERVICES:
         if pid_of(name):
@@ -335,12 +366,12 @@ def down() -> None:
         (PIDS / f"{name}.pid").unlink(missing_ok=True)
     if (RUN / "started-redis").exists():
         with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
-            run(["redis-cli", "-p", "6379", "shutdown", "nosave"])
+            run(["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"])
         (RUN / "started-redis").unlink()
         say("stopped Redis")
     if (RUN / "started-rabbitmq").exists():
         with contextlib.suppress(subprocess.CalledProcessError, FileNotFoundError):
-            run(["rabbitmqctl", "stop"])
+            run(["rabbitmqctl", "-n", f"{RABBIT_NODE}@localhost", "stop"])
         (RUN / "started-rabbitmq").unlink()
         say("stopped RabbitMQ")
     if (RUN / "started-postgres").exists():
@@ -364,7 +395,7 @@ def down() -> None:
 
 
 def status() -> None:
-    for what, port in (("RabbitMQ", 5672), ("Redis", 6379), ("PostgreSQL", 5432)):
+    for what, port in (("RabbitMQ", AMQP_PORT), ("Redis", REDIS_PORT), ("PostgreSQL", PG_PORT)):
         print(f"{what:14} port {port:5}  {'up' if answers(port) else 'DOWN'}")
     for name, _, port, _ in SERVICES:
         pid = pid_of(name)

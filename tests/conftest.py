@@ -97,6 +97,7 @@ def start_stack(tmp: Path, amqp_url: str, database_url: str, redis_url: str) -> 
         "FLOWCHAT_SENDER_GRAPH_URL": urls["sandbox"],
         "FLOWCHAT_SENDER_TWILIO_URL": urls["sandbox"],
         "FLOWCHAT_TENANT_GRAPH_URL": urls["sandbox"],
+        "FLOWCHAT_CONVERSATION_GRAPH_URL": urls["sandbox"],
     }
     for name, _, _, prefix in stack_script.SERVICES:
         env[f"{prefix}HTTP_PORT"] = str(ports[name])

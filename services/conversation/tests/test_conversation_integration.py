@@ -9,6 +9,7 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from flowchat_contracts import InboundMessage, OutboundCommand, Reply, topology
@@ -55,7 +56,8 @@ async def stack(amqp_url, redis_url, database_url):
             FLOWCHAT_TENANT_URL=tenant_url,
             FLOWCHAT_SERVICE_TOKEN=TOKEN,
         )
-        async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
+        app = create_app(settings)
+        async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
 
             async def ready():
                 return (await http.get("/readyz")).status_code == 200
@@ -64,16 +66,20 @@ async def stack(amqp_url, redis_url, database_url):
             conn = await aio_pika.connect(amqp_url)
             try:
                 channel = await conn.channel(publisher_confirms=True)
-                yield Stack(http, channel, database_url)
+                yield Stack(http, channel, database_url, app=app, redis_url=redis_url)
             finally:
                 await conn.close()
 
 
 class Stack:
-    def __init__(self, http: httpx.AsyncClient, channel: Any, dsn: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, channel: Any, dsn: str, *, app: Any, redis_url: str
+    ) -> None:
         self.http = http
         self.channel = channel
         self.dsn = dsn
+        self.app = app
+        self.redis_url = redis_url
         self.seen: list[OutboundCommand] = []
 
     @property
@@ -212,9 +218,18 @@ async def test_a_whole_order_through_the_queue(stack):
     assert review.content.type == "interactive_buttons"
     assert "Total: 41.25 USD" in review.content.body
     await stack.publish(inbound(reply="review:confirm", customer=customer))
-    (invoice,) = await stack.replies(1)
+    invoice, document = await stack.replies(2)
     assert "ORD-" in invoice.content.body
     assert "41.25 USD" in invoice.content.body
+    assert document.content.type == "document"
+    assert document.content.filename.startswith("INV-")
+    link = httpx.URL(document.content.link)  # the public URL; fetch it from this server
+    pdf = await stack.http.get(link.raw_path.decode())
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-")
+    forged = await stack.http.get(link.path + "?token=forged")
+    assert forged.status_code == 404
     conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "conversation"})
     try:
         stock = await conn.fetchval("SELECT stock FROM products WHERE tenant_id='t1' AND sku='CEM'")
@@ -319,8 +334,10 @@ async def test_two_customers_race_for_the_last_unit(stack):
     await stack.replies(8)
     for c in customers:
         await stack.publish(inbound(reply="review:confirm", customer=c))
-    outcomes = sorted(r.content.body.split()[0] for r in await stack.replies(3))
-    # one invoice; the other customer hears it ran out (+ the categories list again)
+    outcomes = sorted(
+        r.content.body.split()[0] for r in await stack.replies(4) if r.content.type != "document"
+    )
+    # one invoice (+ its PDF); the other customer hears it ran out (+ the categories again)
     bodies = " ".join(outcomes)
     assert outcomes.count("✅") == 1
     assert "Sorry," in bodies
@@ -330,3 +347,209 @@ async def test_two_customers_race_for_the_last_unit(stack):
         assert await conn.fetchval("SELECT count(*) FROM orders") == 1
     finally:
         await conn.close()
+
+
+# --------------------------------------------------------------------- orders API
+
+
+async def sql(stack: Stack, query: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "conversation"})
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def place(stack: Stack, customer: str, text: str = "Cement x 2") -> str:
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound(text, customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound(reply="review:confirm", customer=customer))
+    invoice, _document = await stack.replies(2)
+    return next(w for w in invoice.content.body.split() if w.startswith("ORD-")).rstrip(".")
+
+
+async def nothing_sent(stack: Stack) -> None:
+    await asyncio.sleep(0.3)
+    assert await stack.replies(0) == []
+    assert stack.seen == []
+
+
+async def test_order_statuses_notify_inside_the_window_only(stack):
+    await seed(stack)
+    order_id = await place(stack, "15550005555")
+    url = f"/v1/tenants/t1/orders/{order_id}/status"
+    r = await stack.http.post(url, json={"status": "processing"}, headers=stack.admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "processing"
+    (note,) = await stack.replies(1)
+    assert "being prepared" in note.content.body
+    assert note.idempotency_key == f"order:{order_id}:processing:0"
+    again = await stack.http.post(url, json={"status": "processing"}, headers=stack.admin)
+    assert again.status_code == 200  # a retried request changes and sends nothing
+    await nothing_sent(stack)
+    # the customer's last message is older than 24 h: no free-form message
+    await sql(
+        stack,
+        "UPDATE contacts SET last_seen_at = now() - interval '25 hours' "
+        "WHERE customer_wa_id = '15550005555'",
+    )
+    r = await stack.http.post(url, json={"status": "shipped"}, headers=stack.admin)
+    assert r.status_code == 200, r.text
+    await nothing_sent(stack)
+    events = await sql(
+        stack,
+        "SELECT to_status, notification FROM order_events WHERE order_id = $1 ORDER BY event_id",
+        order_id,
+    )
+    assert [(e["to_status"], e["notification"]) for e in events] == [
+        ("confirmed", "none"),
+        ("processing", "sent"),
+        ("shipped", "needs_template"),
+    ]
+    late = await stack.http.post(
+        url, json={"status": "cancelled", "reason": "too late"}, headers=stack.admin
+    )
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "invalid_transition"
+    bad = await stack.http.post(url, json={"status": "lost"}, headers=stack.admin)
+    assert bad.status_code == 422
+    missing = await stack.http.get("/v1/tenants/t1/orders/ORD-NOPE", headers=stack.admin)
+    assert missing.status_code == 404
+    other = await stack.http.get(f"/v1/tenants/t2/orders/{order_id}", headers=stack.admin)
+    assert other.status_code == 404  # another tenant's order does not exist for t2
+    second = await place(stack, "15550006666")
+    reasonless = await stack.http.post(
+        f"/v1/tenants/t1/orders/{second}/status", json={"status": "cancelled"}, headers=stack.admin
+    )
+    assert reasonless.status_code == 422
+    assert reasonless.json()["error"]["code"] == "reason_required"
+    r = await stack.http.post(
+        f"/v1/tenants/t1/orders/{second}/status",
+        json={"status": "cancelled", "reason": "customer called"},
+        headers=stack.admin,
+    )
+    assert r.status_code == 200
+    assert r.json()["invoice"]["status"] == "void"
+    (cancelled,) = await stack.replies(1)
+    assert "customer called" in cancelled.content.body
+    (stock,) = await sql(stack, "SELECT stock FROM products WHERE sku = 'CEM'")
+    assert stock["stock"] == 8  # 10 - 2 shipped; the cancelled 2 came back
+
+
+async def test_payments_overdue_and_cancel_unpaid(stack):
+    await seed(stack)
+    paid_id = await place(stack, "15550007777")
+    late_id = await place(stack, "15550008888")
+    pay = f"/v1/tenants/t1/orders/{paid_id}/payments"
+    odd = await stack.http.post(
+        pay, json={"reference": "B1", "amount": "1.001"}, headers=stack.admin
+    )
+    assert odd.status_code == 422
+    assert odd.json()["error"]["code"] == "invalid_amount"
+    part = await stack.http.post(pay, json={"reference": "B1", "amount": "10"}, headers=stack.admin)
+    assert part.status_code == 200, part.text
+    assert part.json()["order"]["invoice"]["balance"] == "17.5000"
+    (note,) = await stack.replies(1)
+    assert "Still to pay: 17.50 USD" in note.content.body
+    full = await stack.http.post(
+        pay, json={"reference": "B2", "amount": "17.5"}, headers=stack.admin
+    )
+    assert full.status_code == 200
+    body = full.json()
+    assert (body["result"], body["notification"]) == ("added", "sent")
+    assert body["order"]["payment_status"] == "paid"
+    assert body["order"]["invoice"]["status"] == "paid"
+    (thanks,) = await stack.replies(1)
+    assert "We received your payment of 27.50 USD" in thanks.content.body
+    dup = await stack.http.post(
+        pay, json={"reference": "B2", "amount": "17.5"}, headers=stack.admin
+    )
+    assert dup.json()["result"] == "duplicate"
+    reused = await stack.http.post(
+        f"/v1/tenants/t1/orders/{late_id}/payments",
+        json={"reference": "B2", "amount": "1"},
+        headers=stack.admin,
+    )
+    assert reused.status_code == 409
+    assert reused.json()["error"]["code"] == "reference_used"
+    await nothing_sent(stack)
+    # the paid customer's conversation is complete
+    await stack.publish(inbound("what now?", customer="15550007777"))
+    (hint,) = await stack.replies(1)
+    assert "complete" in hint.content.body
+
+    orders = stack.app.state.api.orders
+    assert await orders.cancel_unpaid("t1", late_id) is False  # not due yet
+    listed = await stack.http.get("/v1/tenants/t1/orders?overdue=true", headers=stack.admin)
+    assert listed.json()["orders"] == []
+    await sql(
+        stack,
+        "UPDATE invoices SET due_at = now() - interval '1 hour' WHERE order_id = ANY($1)",
+        [paid_id, late_id],
+    )
+    listed = await stack.http.get("/v1/tenants/t1/orders?overdue=true", headers=stack.admin)
+    assert [o["order_id"] for o in listed.json()["orders"]] == [late_id]
+    assert listed.json()["orders"][0]["invoice"]["overdue"] is True
+    assert [o.order_id for o in await orders.overdue(None)] == [late_id]
+    assert await orders.cancel_unpaid("t1", paid_id) is False
+    assert await orders.cancel_unpaid("t1", late_id) is True
+    assert await orders.cancel_unpaid("t1", late_id) is False
+    (gone,) = await stack.replies(1)
+    assert "not paid in time" in gone.content.body
+    assert gone.to == "15550008888"
+    (stock,) = await sql(stack, "SELECT stock FROM products WHERE sku = 'CEM'")
+    assert stock["stock"] == 8
+    after = await stack.http.post(
+        f"/v1/tenants/t1/orders/{late_id}/payments",
+        json={"reference": "B9", "amount": "27.5"},
+        headers=stack.admin,
+    )
+    assert after.status_code == 409
+    assert after.json()["error"]["code"] == "order_cancelled"
+
+
+async def test_handoff_survives_session_expiry_until_released_and_purge(stack):
+    await seed(stack)
+    customer = "15550009999"
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound("agent", customer=customer))
+    (agent,) = await stack.replies(1)
+    assert "connecting you" in agent.content.body
+    await stack.publish(inbound("hello?", customer=customer))
+    await nothing_sent(stack)
+    async with aioredis.from_url(stack.redis_url) as redis:
+        await redis.delete(f"conversation:session:t1:a1:{customer}")  # the session expired
+    await stack.publish(inbound("anyone?", customer=customer))
+    await nothing_sent(stack)
+    release = f"/v1/tenants/t1/conversations/{customer}/release"
+    r = await stack.http.post(release, headers=stack.admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"released": ["a1"]}
+    (back,) = await stack.replies(1)
+    assert "assistant again" in back.content.body
+    assert (await stack.http.post(release, headers=stack.admin)).status_code == 404
+    await stack.publish(inbound("menu", customer=customer))
+    (menu,) = await stack.replies(1)
+    assert menu.content.type == "interactive_list"
+
+    # (same stack, to save a start) old dedupe rows are purged in bounded batches
+    await sql(
+        stack,
+        "INSERT INTO handled_messages (tenant_id, provider_message_id, conversation, handled_at) "
+        "SELECT 't1', 'old' || n, 'c', now() - interval '5 days' FROM generate_series(1, 5) n",
+    )
+    await sql(
+        stack,
+        "INSERT INTO handled_messages (tenant_id, provider_message_id, conversation) "
+        "VALUES ('t1', 'new', 'c')",
+    )
+    orders = stack.app.state.api.orders
+    assert await orders.purge_handled(older_than_s=3600, batch=2) == 5
+    rows = await sql(stack, "SELECT provider_message_id FROM handled_messages")
+    ids = {r["provider_message_id"] for r in rows}
+    assert "new" in ids  # recent rows (this conversation's too) are kept
+    assert len(ids) == 6
+    assert not [i for i in ids if i.startswith("old")]

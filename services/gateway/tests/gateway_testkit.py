@@ -118,6 +118,18 @@ class TenantStub:
                 )
             )
 
+        @app.get("/internal/v1/accounts/by-waba/{waba_id}")
+        async def by_waba(waba_id: str, request: Request) -> JSONResponse:
+            if (refused := check(request)) is not None:
+                return refused
+            accounts = [a for a in self.accounts.values() if a["waba_id"] == waba_id]
+            if not accounts:
+                return JSONResponse({"error": {"code": "not_found"}}, status_code=404)
+            return JSONResponse(
+                {"accounts": accounts},
+                headers={"Cache-Control": "private, max-age=60", "ETag": f'"waba-{waba_id}"'},
+            )
+
         @app.get("/internal/v1/accounts/by-twilio-number/{number}")
         async def by_twilio(number: str, request: Request) -> JSONResponse:
             if (refused := check(request)) is not None:

@@ -264,8 +264,7 @@ async def test_batch_of_entries_and_changes_is_all_published(gateway: Gateway) -
 
 async def test_account_level_update_alone_is_attributed_by_waba(gateway: Gateway) -> None:
     assert gateway.broker is not None
-    # A first messages webhook teaches the gateway which account the WABA belongs to.
-    await gateway.post_meta(meta_body(messages_change(text_message())))
+    # No earlier webhook: the WABA is resolved by the tenant service's by-waba lookup.
     body = meta_body(
         {
             "field": "phone_number_quality_update",

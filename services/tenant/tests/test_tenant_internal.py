@@ -25,6 +25,7 @@ async def test_every_internal_route_requires_the_service_token(api, registered):
     routes = [
         ("GET", f"/internal/v1/accounts/{m['account_id']}", None),
         ("GET", f"/internal/v1/accounts/by-phone-number/{m['phone_number_id']}", None),
+        ("GET", f"/internal/v1/accounts/by-waba/{m['waba_id']}", None),
         ("GET", f"/internal/v1/accounts/by-twilio-number/{registered['t']['twilio_number']}", None),
         ("POST", "/internal/v1/verify-tokens/check", {"token": registered["meta"]["verify_token"]}),
         ("POST", "/internal/v1/api-keys/verify", {"key": registered["key"]["key"]}),

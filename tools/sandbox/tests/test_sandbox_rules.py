@@ -107,6 +107,7 @@ async def test_throughput_over_the_number_rate_is_130429(sandbox, clock):
     for i in range(80):
         wa = f"23480100{i:05d}"
         await customer_writes(sandbox, wa)
+    clock.now += 1  # the customers' 80 messages used the quota; a second restores it
     for i in range(80):
         await sandbox.send_message(PNID, TOKEN, text(f"23480100{i:05d}"))
     assert await code_of(sandbox, text("2348010000000")) == 130429
@@ -119,6 +120,9 @@ async def test_throughput_is_configurable_per_number(sandbox, clock):
     sandbox.register_number({**number.__dict__, "profile": None, "throughput_mps": 2})
     await customer_writes(sandbox)
     await customer_writes(sandbox, "2348010000009")
+    # the two inbound messages took this second's quota: a send must wait
+    assert await code_of(sandbox, text()) == 130429
+    clock.now += 1
     await sandbox.send_message(PNID, TOKEN, text())
     await sandbox.send_message(PNID, TOKEN, text("2348010000009"))
     assert await code_of(sandbox, text()) == 130429

@@ -14,6 +14,9 @@ Names live here and nowhere else; services import these constants.
     gateway, sender ─▶ [flowchat.status] topic, key <tenant>.<account>.<kind>
                     └─ "#" ─▶ (state-manager.status)            quorum
     state-manager ─▶ [flowchat.events] topic, key <tenant>.<account>.<status>
+    gateway ───────▶ [flowchat.events] topic, key <tenant>.<account>.<field> (business events)
+                    └─ "#" ─▶ (conversation.events)             quorum (campaign metrics,
+                                                                opt-outs, template pauses)
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
 
 Retry tiers use a queue-level TTL (``x-message-ttl``), never a per-message TTL:
@@ -34,6 +37,7 @@ __all__ = [
     "EXCHANGE_INBOUND",
     "EXCHANGE_OUTBOUND",
     "EXCHANGE_STATUS",
+    "QUEUE_CONVERSATION_EVENTS",
     "QUEUE_CONVERSATION_INBOUND",
     "QUEUE_OUTBOUND",
     "QUEUE_OUTBOUND_DLQ",
@@ -58,6 +62,7 @@ EXCHANGE_STATUS = "flowchat.status"
 EXCHANGE_EVENTS = "flowchat.events"
 
 QUEUE_CONVERSATION_INBOUND = "conversation.inbound"
+QUEUE_CONVERSATION_EVENTS = "conversation.events"
 QUEUE_OUTBOUND = "whatsapp.outbound"
 QUEUE_OUTBOUND_DLQ = "whatsapp.outbound.dlq"
 QUEUE_STATE_STATUS = "state-manager.status"
@@ -158,6 +163,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_OUTBOUND_DLQ, dict(_QUORUM)),
     QueueSpec(QUEUE_STATE_STATUS, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     QueueSpec(QUEUE_POISON, dict(_QUORUM)),
+    QueueSpec(QUEUE_CONVERSATION_EVENTS, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     *(tier.spec() for tier in RETRY_TIERS),
 )
 
@@ -165,6 +171,7 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_INBOUND),
     BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND),
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
+    BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
 )
 
 

@@ -11,6 +11,7 @@ with the reason and the consumer carrying on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -57,6 +58,7 @@ class Amqp:
         publish_timeout_s: float = 5.0,
         connect_timeout_s: float = 5.0,
         declare: bool = True,
+        queue_stats_interval_s: float = 15.0,
     ) -> None:
         self.url = url
         self.service = service
@@ -69,6 +71,11 @@ class Amqp:
         self._exchanges: dict[str, AbstractExchange] = {}
         self._consumers: list[_Consumer[Any]] = []
         self._connected = asyncio.Event()
+        #: Queues whose depth is exported (consumed queues and where they park), in order.
+        self._watched: dict[str, None] = {}
+        self.queue_stats_interval_s = queue_stats_interval_s
+        self._stats_task: asyncio.Task[None] | None = None
+        self._stats_stop = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -128,6 +135,7 @@ class Amqp:
 
     async def stop_consuming(self, grace_s: float) -> None:
         """Cancel every consumer, then wait (up to ``grace_s``) for in-flight handlers."""
+        await self._stop_queue_stats()
         for consumer in self._consumers:
             await consumer.cancel()
         deadline = time.monotonic() + grace_s
@@ -249,8 +257,14 @@ class Amqp:
         prefetch: int = 32,
         on_retry: Callable[[RetryLater, AbstractIncomingMessage], Awaitable[None]] | None = None,
         dead_letter_queue: str = topology.QUEUE_POISON,
+        ack_linger_s: float = 0.0,
     ) -> None:
         """Start consuming ``queue``; each message is decoded, handled, then acked.
+
+        ``ack_linger_s`` > 0 batches acknowledgements: finished deliveries are acked
+        within that many seconds, runs of them with one ``basic.ack(multiple=True)``
+        (a high-rate consumer then writes one frame for many messages). Never earlier
+        than without it; pending acks are flushed when consuming stops.
 
         Fates: success → ack; :class:`Discard` → ack; :class:`DeadLetter` or an
         undecodable body → copied to ``dead_letter_queue`` with the reason, then ack;
@@ -261,10 +275,63 @@ class Amqp:
         if self._sub_conn is None:
             raise RuntimeError("connect() first")
         consumer: _Consumer[T] = _Consumer(
-            self, queue, handler, decoder, prefetch, on_retry, dead_letter_queue
+            self, queue, handler, decoder, prefetch, on_retry, dead_letter_queue, ack_linger_s
         )
         await consumer.start(self._sub_conn)
         self._consumers.append(consumer)
+        self._watched.update({queue: None, dead_letter_queue: None})
+        if self._stats_task is None:
+            self._stats_stop.clear()
+            self._stats_task = asyncio.create_task(self._watch_queues())
+
+    # ------------------------------------------------------------ queue depth
+
+    async def _watch_queues(self) -> None:
+        """Export depth and consumers of the watched queues every interval (passive declare)."""
+        # Stopped by an event, never cancelled mid-call (see _stop_queue_stats).
+        while not self._stats_stop.is_set():
+            await self.sample_queues()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stats_stop.wait(), self.queue_stats_interval_s)
+
+    async def sample_queues(self) -> None:
+        """One reading of every watched queue; a queue that cannot be read is skipped."""
+        for name in list(self._watched):
+            conn = self._sub_conn
+            if conn is None or conn.is_closed or self._stats_stop.is_set():
+                return
+            try:
+                channel = await conn.channel()
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                    result = queue.declaration_result
+                    metrics.AMQP_QUEUE_MESSAGES.labels(self.service, name).set(
+                        result.message_count or 0
+                    )
+                    metrics.AMQP_QUEUE_CONSUMERS.labels(self.service, name).set(
+                        result.consumer_count or 0
+                    )
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a missing queue or a broker blip
+                log.debug("queue depth unavailable", queue=name, error=repr(exc))
+
+    async def _stop_queue_stats(self) -> None:
+        task, self._stats_task = self._stats_task, None
+        self._stats_stop.set()
+        if task is None:
+            return
+        # Let the current reading finish: cancelling a channel mid-open breaks the
+        # connection the consumers share (the broker answers CHANNEL_ERROR).
+        await asyncio.wait({task}, timeout=10)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        elif not task.cancelled() and task.exception() is not None:
+            log.warning("queue depth task failed", error=repr(task.exception()))
 
     async def park(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
         """Copy a message to a parking queue with the reason, keeping body and ids."""
@@ -292,8 +359,10 @@ class _Consumer(Generic[T]):
         prefetch: int,
         on_retry: Callable[[RetryLater, AbstractIncomingMessage], Awaitable[None]] | None,
         dead_letter_queue: str,
+        ack_linger_s: float = 0.0,
     ) -> None:
         self.amqp = amqp
+        self._acks = _AckBatcher(ack_linger_s) if ack_linger_s > 0 else None
         self.queue_name = queue
         self.handler = handler
         self.decoder = decoder
@@ -335,8 +404,22 @@ class _Consumer(Generic[T]):
             log.warning(
                 "in-flight messages left at shutdown", queue=self.queue_name, count=self._inflight
             )
+        if self._acks is not None:
+            await self._acks.flush(final=True)
+
+    async def _ack(self, message: AbstractIncomingMessage) -> None:
+        if self._acks is None:
+            await message.ack()
+        else:
+            self._acks.finished(message)
+
+    async def _settle(self, message: AbstractIncomingMessage) -> None:
+        if self._acks is not None:
+            self._acks.settled(message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        if self._acks is not None:
+            self._acks.delivered(message)
         self._inflight += 1
         self._idle.clear()
         started = time.perf_counter()
@@ -361,37 +444,136 @@ class _Consumer(Generic[T]):
                 reason = _validation_reason(exc)
                 log.warning("undecodable message parked", reason=reason)
                 await self.amqp.park(message, topology.QUEUE_POISON, f"invalid: {reason}")
-                await message.ack()
+                await self._ack(message)
                 return "poison"
             try:
                 await self.handler(item, message)
             except Discard as exc:
                 log.info("message discarded", reason=exc.reason)
-                await message.ack()
+                await self._ack(message)
                 return "discard"
             except DeadLetter as exc:
                 log.warning("message dead-lettered", reason=exc.reason)
                 await self.amqp.park(message, self.dead_letter_queue, exc.reason)
-                await message.ack()
+                await self._ack(message)
                 return "dead_letter"
             except RetryLater as exc:
                 if self.on_retry is None:
+                    await self._settle(message)
                     await message.nack(requeue=True)
                     return "requeue"
                 await self.on_retry(exc, message)
-                await message.ack()
+                await self._ack(message)
                 return "retry"
-            await message.ack()
+            await self._ack(message)
             return "ack"
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("handler failed; message rejected for redelivery", error=repr(exc))
             try:
+                await self._settle(message)
                 await message.reject(requeue=True)
             except Exception as reject_exc:  # noqa: BLE001 - channel gone: broker redelivers
                 log.warning("reject failed", error=repr(reject_exc))
             return "requeue"
+
+
+class _AckBatcher:
+    """Acknowledgements of one consumer's channel, as few ``basic.ack`` frames as possible.
+
+    Delivery tags on a channel are consecutive from 1, in delivery order. Every
+    ``linger_s`` the contiguous run of settled tags from the lowest unacknowledged one
+    is closed with one ``basic.ack(multiple=True)`` naming its last *finished* tag, so
+    the frame covers only deliveries this consumer has finished (or settled itself:
+    rejected, nacked, acked alone). It stops at the first tag still in progress or
+    not yet seen. Finished deliveries behind one in progress are acked one by one
+    after a full linger, so a slow message never holds its neighbours' credit long.
+    After a reconnect (a new channel) the old channel's tags are dropped: the broker
+    redelivers those messages anyway.
+    """
+
+    _OPEN, _DONE, _SETTLED = 0, 1, 2
+
+    def __init__(self, linger_s: float) -> None:
+        self.linger_s = linger_s
+        self._channel: Any = None
+        self._next = 1
+        #: tag → (state, round it finished in, message)
+        self._tags: dict[int, tuple[int, int, AbstractIncomingMessage]] = {}
+        self._round = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    def delivered(self, message: AbstractIncomingMessage) -> None:
+        if message.delivery_tag is None:
+            return
+        if message.channel is not self._channel:
+            self._channel = message.channel
+            self._next = 1
+            self._tags.clear()
+        self._tags[message.delivery_tag] = (self._OPEN, 0, message)
+
+    def settled(self, message: AbstractIncomingMessage) -> None:
+        """``message`` is being rejected or nacked on its own."""
+        tag = message.delivery_tag
+        if message.channel is self._channel and tag in self._tags:
+            self._tags[tag] = (self._SETTLED, 0, message)
+
+    def finished(self, message: AbstractIncomingMessage) -> None:
+        tag = message.delivery_tag
+        entry = self._tags.get(tag) if tag is not None else None
+        if entry is None or message.channel is not self._channel or entry[0] != self._OPEN:
+            self._spawn(self._ack(message))  # not tracked (an old channel's): on its own
+            return
+        assert tag is not None
+        self._tags[tag] = (self._DONE, self._round, message)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._spawn(self.flush())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _ack(message: AbstractIncomingMessage, *, multiple: bool = False) -> None:
+        tag = message.delivery_tag
+        if tag is None:
+            return
+        try:
+            await message.channel.basic_ack(delivery_tag=tag, multiple=multiple)
+        except Exception as exc:  # noqa: BLE001 - channel gone: the broker redelivers
+            log.warning("ack failed", error=repr(exc))
+
+    async def flush(self, *, final: bool = False) -> None:
+        async with self._lock:
+            self._round += 1
+            last: AbstractIncomingMessage | None = None
+            tag = self._next
+            while (entry := self._tags.get(tag)) is not None and entry[0] != self._OPEN:
+                if entry[0] == self._DONE:
+                    last = entry[2]
+                del self._tags[tag]
+                tag += 1
+            self._next = tag
+            if last is not None:
+                await self._ack(last, multiple=True)
+            for tag, (state, done_in, message) in list(self._tags.items()):
+                if state == self._DONE and (final or done_in < self._round - 1):
+                    self._tags[tag] = (self._SETTLED, 0, message)
+                    await self._ack(message)
+            waiting = any(state == self._DONE for state, _, _ in self._tags.values())
+            if waiting and self._timer is None and not final:
+                self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._tick)
+        if final:
+            current = asyncio.current_task()
+            await asyncio.gather(*(t for t in list(self._tasks) if t is not current))
 
 
 def _validation_reason(exc: ValidationError) -> str:

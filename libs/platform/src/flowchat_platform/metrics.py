@@ -30,6 +30,16 @@ AMQP_HANDLE_SECONDS = Histogram(
     ["service", "queue"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+AMQP_QUEUE_MESSAGES = Gauge(
+    "flowchat_amqp_queue_messages",
+    "Messages ready in a queue this service consumes or parks into (passive declare)",
+    ["service", "queue"],
+)
+AMQP_QUEUE_CONSUMERS = Gauge(
+    "flowchat_amqp_queue_consumers",
+    "Consumers attached to a queue this service consumes or parks into (passive declare)",
+    ["service", "queue"],
+)
 AMQP_CONNECTED = Gauge(
     "flowchat_amqp_connected", "1 while the broker connections are open", ["service"]
 )

@@ -42,6 +42,14 @@ class AccountCredentials(BaseModel):
     version: int = 1
 
 
+class WabaAccounts(BaseModel):
+    """Every account of one WABA (``GET /internal/v1/accounts/by-waba/{waba_id}``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    accounts: list[AccountCredentials]
+
+
 class ApiKeyInfo(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -84,6 +92,15 @@ class TenantClient:
     async def account(self, account_id: str) -> AccountCredentials | None:
         return await self._cached_get(f"/accounts/{account_id}", AccountCredentials)
 
+    async def accounts_by_waba(self, waba_id: str) -> list[AccountCredentials]:
+        """Every account of a WABA, oldest first (empty when the WABA is unknown).
+
+        For Meta's account-level webhooks (template status, quality, account updates),
+        which name only the WABA.
+        """
+        found = await self._cached_get(f"/accounts/by-waba/{waba_id}", WabaAccounts)
+        return list(found.accounts) if found is not None else []
+
     async def verify_token_known(self, token: str) -> bool:
         """True when some account's webhook verify token is ``token``."""
         result = await self._post("/verify-tokens/check", {"token": token})
@@ -107,7 +124,11 @@ class TenantClient:
             self._cache.clear()
             return
         for key, (_, value) in list(self._cache.items()):
-            if isinstance(value, AccountCredentials) and value.account_id == account.account_id:
+            held = value.accounts if isinstance(value, WabaAccounts) else [value]
+            if any(
+                isinstance(a, AccountCredentials) and a.account_id == account.account_id
+                for a in held
+            ):
                 del self._cache[key]
 
     async def _cached_get(self, path: str, model: type[M]) -> M | None:

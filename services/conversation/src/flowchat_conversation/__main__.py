@@ -1,11 +1,17 @@
-from flowchat_platform.runner import run_service
-
-from flowchat_conversation import SERVICE
-from flowchat_conversation.app import create_app
-from flowchat_conversation.settings import Settings
+import sys
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "campaign":  # the CLI (cli.py), not the service
+        from flowchat_conversation.cli import main as cli
+
+        raise SystemExit(cli(sys.argv[1:]))
+    from flowchat_platform.runner import run_service
+
+    from flowchat_conversation import SERVICE
+    from flowchat_conversation.app import create_app
+    from flowchat_conversation.settings import Settings
+
     run_service(SERVICE, Settings, create_app)
 
 

@@ -17,6 +17,11 @@ feeds action results back through :func:`after_order`, and publishes the replies
                               AWAITING_PAYMENT ──payment ref──▶ PAYMENT_CONFIRMATION
                                                         (tenant marks paid) ──▶ ORDER_COMPLETE
 
+A returning customer (a new or expired session) is greeted by name and offered their
+last order again (button ``reorder`` → the cart refilled, capped to stock → review).
+Events from the tenant side come in through :func:`payment_confirmed`,
+:func:`order_cancelled`, :func:`notice` and :func:`released` (hand-off over).
+
 Words that work in every state (the whole message, any case): ``menu``, ``cart``,
 ``cancel``, ``help``, ``agent`` (hand-off: the bot stays quiet until released),
 ``STOP`` / ``START`` (marketing opt-out / opt-in). Input that does not fit the state
@@ -29,7 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -39,6 +44,7 @@ from flowchat_contracts import (
     ListContent,
     ListRow,
     ListSection,
+    MediaContent,
     OutboundContent,
     ReplyButton,
     TextContent,
@@ -49,9 +55,10 @@ from flowchat_conversation.domain import (
     BotSettings,
     Product,
     Totals,
-    compute_totals,
     format_money,
+    totals_for,
 )
+from flowchat_conversation.orders import invoice_id_for, invoice_text
 from flowchat_conversation.parser import ParsedLine, parse_order_text
 
 MAX_QUANTITY = 10_000
@@ -150,6 +157,12 @@ class OrderPlaced:
     order_id: str
     payment_reference: str
     totals: Totals
+    #: ``(name, quantity, unit price)`` as priced from the catalog when placed.
+    lines: tuple[tuple[str, int, Decimal], ...] = ()
+    invoice_id: str | None = None
+    due_at: datetime | None = None
+    #: Where the customer downloads the invoice PDF (set by the service).
+    invoice_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,8 @@ class BotContext:
     catalog: Sequence[Product]
     customer_name: str | None = None
     returning: bool = False
+    #: ``(sku, quantity)`` of the customer's last order (offered again on greeting).
+    last_order: tuple[tuple[str, int], ...] = ()
 
     def product(self, sku: str) -> Product | None:
         return next((p for p in self.catalog if p.sku == sku and p.available), None)
@@ -191,7 +206,8 @@ class Decision:
 # --------------------------------------------------------------------- entry points
 
 _KEYWORDS = {"menu", "cart", "cancel", "help", "agent", "stop", "start"}
-_NUMBER = re.compile(r"^\s*(-?\d+)\s*$")
+_NUMBER = re.compile(r"^\s*(-?\d{1,12})\s*$")
+_BIG_NUMBER = re.compile(r"^\s*-?\d{13,}\s*$")
 _PAYMENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_/#.]{3,63}$")
 
 
@@ -252,19 +268,27 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
         updated = updated.model_copy(update={"state": State.REVIEWING_ORDER})
         return Decision(updated, [_text(text + "\nI updated your cart."), *_review(updated, ctx)])
     totals = result.totals
-    lines = "\n".join(
-        f"• {line.quantity} x {line.name}: "
-        f"{format_money(line.unit_price * line.quantity, totals.currency)}"
-        for line in session.cart
+    priced = list(result.lines) or [
+        (line.name, line.quantity, line.unit_price) for line in session.cart
+    ]
+    due_at = result.due_at or datetime.now(UTC) + timedelta(
+        hours=ctx.settings.payment_timeout_hours
     )
-    body = (
-        f"✅ Order {result.order_id} confirmed.\n{lines}\n"
-        f"Subtotal: {format_money(totals.subtotal, totals.currency)}\n"
-        f"Tax: {format_money(totals.tax, totals.currency)}\n"
-        f"Total: {format_money(totals.total, totals.currency)}\n\n"
-        f"Payment reference: {result.payment_reference}\n"
-        + (f"{ctx.settings.payment_instructions}\n" if ctx.settings.payment_instructions else "")
-        + "When you have paid, send us your payment confirmation number here."
+    invoice_number = result.invoice_id or invoice_id_for(result.order_id)
+    body = invoice_text(
+        business_name=ctx.settings.business_name,
+        order_id=result.order_id,
+        invoice_number=invoice_number,
+        lines=priced,
+        subtotal=totals.subtotal,
+        discount=totals.discount,
+        tax_rate=totals.tax_rate,
+        tax=totals.tax,
+        total=totals.total,
+        currency=totals.currency,
+        payment_reference=result.payment_reference,
+        due_at=due_at,
+        payment_instructions=ctx.settings.payment_instructions,
     )
     updated = session.model_copy(
         update={
@@ -274,7 +298,57 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
             "payment_reference": result.payment_reference,
         }
     )
-    return Decision(updated, [_text(body)])
+    replies: list[OutboundContent] = [_text(body)]
+    if result.invoice_url:
+        replies.append(
+            MediaContent(
+                type="document",
+                link=result.invoice_url,
+                filename=f"{invoice_number}.pdf",
+                caption=f"Invoice {invoice_number} for order {result.order_id}",
+            )
+        )
+    return Decision(updated, replies)
+
+
+def payment_confirmed(session: Session | None, order_id: str, text: str) -> Decision:
+    """The tenant marked ``order_id`` paid: complete the conversation if it is about it."""
+    current = session or Session()
+    if current.order_id == order_id and current.state in (
+        State.AWAITING_PAYMENT,
+        State.PAYMENT_CONFIRMATION,
+    ):
+        current = current.model_copy(update={"state": State.ORDER_COMPLETE})
+    return Decision(current, [_text(text)])
+
+
+def order_cancelled(session: Session | None, order_id: str, text: str) -> Decision:
+    """The order was cancelled (by the tenant or for non-payment)."""
+    current = session or Session()
+    if current.order_id == order_id and current.state in (
+        State.AWAITING_PAYMENT,
+        State.PAYMENT_CONFIRMATION,
+        State.ORDER_COMPLETE,
+    ):
+        current = current.model_copy(
+            update={"state": State.BROWSING_PRODUCTS, "order_id": None, "payment_reference": None}
+        )
+    return Decision(current, [_text(text)])
+
+
+def notice(session: Session | None, text: str) -> Decision:
+    """A message about the customer's order that leaves the conversation where it is."""
+    return Decision(session or Session(), [_text(text)])
+
+
+def released(session: Session | None, business_name: str) -> Decision:
+    """An operator ended the hand-off: the bot speaks again."""
+    current = (session or Session()).model_copy(update={"handoff": False})
+    text = (
+        f"You're chatting with the {business_name} assistant again. "
+        "Type menu to browse, cart to see your cart, or agent to reach a person."
+    )
+    return Decision(current, [_text(text)])
 
 
 def max_dt(a: datetime | None, b: datetime) -> datetime:
@@ -340,6 +414,17 @@ def _greeting(session: Session, ctx: BotContext) -> Decision:
     )
     welcome = ctx.settings.welcome_text or f"Welcome to {ctx.settings.business_name}."
     updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+    again = _last_order_lines(ctx)
+    if ctx.returning and again:
+        summary = "\n".join(f"• {qty} x {product.name}" for product, qty in again)
+        offer = ButtonsContent(
+            body=_cut(f"Last time you ordered:\n{summary}\nWould you like the same again?", 1024),
+            buttons=[
+                ReplyButton(id="reorder", title="Order again"),
+                ReplyButton(id="menu", title="Browse catalog"),
+            ],
+        )
+        return Decision(updated, [_text(f"{hello} {welcome}"), offer])
     if not ctx.categories():
         text = (
             f"{hello} {welcome} Our catalog is being updated right now; "
@@ -349,8 +434,46 @@ def _greeting(session: Session, ctx: BotContext) -> Decision:
     return Decision(updated, [_text(f"{hello} {welcome}"), _categories(ctx)])
 
 
+def _last_order_lines(ctx: BotContext) -> list[tuple[Product, int]]:
+    """The last order's products still on sale, with their quantities."""
+    out = []
+    for sku, qty in ctx.last_order:
+        product = ctx.product(sku)
+        if product is not None and qty > 0:
+            out.append((product, qty))
+    return out
+
+
+def _reorder(session: Session, ctx: BotContext) -> Decision:
+    if session.state in (State.AWAITING_PAYMENT, State.PAYMENT_CONFIRMATION):
+        return _hint(session, ctx, prefix="Let's finish your current order first.")
+    again = _last_order_lines(ctx)
+    if not again:
+        return _hint(
+            session.model_copy(update={"state": State.BROWSING_PRODUCTS}),
+            ctx,
+            prefix="Sorry, the products of your last order are no longer available.",
+        )
+    notes: list[str] = []
+    updated = session.model_copy(update={"pending": [], "pending_sku": None})
+    for product, wanted in again:
+        if product.stock <= 0:
+            notes.append(f"• Sorry, {product.name} is out of stock.")
+            continue
+        qty = min(wanted, product.stock)
+        if qty < wanted:
+            notes.append(f"• Only {product.stock} of {product.name} left; I added those.")
+        updated, note = _add(updated, product, qty)
+        notes.append("• " + note)
+    return _continue(updated, ctx, notes)
+
+
 def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
     kind, _, arg = reply_id.partition(":")
+    if kind == "reorder":
+        return _reorder(session, ctx)
+    if kind == "menu":
+        return _keyword(session, "menu", ctx)
     if kind == "cats" and arg.isdigit():
         return Decision(
             session.model_copy(update={"state": State.BROWSING_PRODUCTS}),
@@ -376,20 +499,25 @@ def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
     if kind == "pick" and session.state is State.CONFIRMING_ITEMS and session.pending:
         return _on_pick(session, arg, ctx)
     if kind == "review" and session.state is State.REVIEWING_ORDER:
-        if arg == "confirm":
-            if not session.cart:
-                return _keyword(session, "cart", ctx)
-            return Decision(session, [], [PlaceOrder(tuple(session.cart))])
-        if arg == "edit":
-            updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
-            text = (
-                "Your cart is kept. Pick more products, type a new quantity like "
-                "'Cement x 5' to change one, or 'remove cement' to drop it. Type 'cart' "
-                "to review again."
-            )
-            return Decision(updated, [_text(text), _categories(ctx)])
-        if arg == "cancel":
-            return _cancel(session, ctx)
+        return _on_review(session, arg, ctx)
+    return _hint(session, ctx, prefix="That option has expired.")
+
+
+def _on_review(session: Session, arg: str, ctx: BotContext) -> Decision:
+    if arg == "confirm":
+        if not session.cart:
+            return _keyword(session, "cart", ctx)
+        return Decision(session, [], [PlaceOrder(tuple(session.cart))])
+    if arg == "edit":
+        updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+        text = (
+            "Your cart is kept. Pick more products, type a new quantity like "
+            "'Cement x 5' to change one, or 'remove cement' to drop it. Type 'cart' "
+            "to review again."
+        )
+        return Decision(updated, [_text(text), _categories(ctx)])
+    if arg == "cancel":
+        return _cancel(session, ctx)
     return _hint(session, ctx, prefix="That option has expired.")
 
 
@@ -424,6 +552,10 @@ def _on_text(session: Session, text: str, ctx: BotContext) -> Decision:
                 update={"state": State.BROWSING_PRODUCTS, "pending_sku": None}
             )
             return _hint(updated, ctx, prefix="Sorry, that product is no longer available.")
+        if m is None and _BIG_NUMBER.match(text):
+            return Decision(
+                session, [_text(_quantity_problem(product, MAX_QUANTITY + 1, session) or "")]
+            )
         if m is None:
             return _hint(session, ctx, prefix="I need a number.")
         quantity = int(m.group(1))
@@ -463,7 +595,7 @@ def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> 
         if line.status == "ambiguous":
             pending.append(
                 PendingItem(
-                    text=line.text,
+                    text=line.query,
                     quantity=line.quantity,
                     candidates=[(c.sku, c.name) for c in line.candidates][:PAGE_ROWS],
                 )
@@ -616,11 +748,7 @@ def _ask_quantity(product: Product, ctx: BotContext) -> str:
 
 
 def cart_totals(session: Session, ctx: BotContext) -> Totals:
-    return compute_totals(
-        [(line.unit_price, line.quantity) for line in session.cart],
-        tax_rate=ctx.settings.tax_rate,
-        currency=ctx.settings.currency,
-    )
+    return totals_for([(line.unit_price, line.quantity) for line in session.cart], ctx.settings)
 
 
 def _review(session: Session, ctx: BotContext) -> list[OutboundContent]:
@@ -634,6 +762,7 @@ def _review(session: Session, ctx: BotContext) -> list[OutboundContent]:
     summary = (
         f"Your order:\n{lines}\n"
         f"Subtotal: {format_money(totals.subtotal, cur)}\n"
+        + (f"Discount: -{format_money(totals.discount, cur)}\n" if totals.discount else "")
         + (f"Tax ({rate:f}%): {format_money(totals.tax, cur)}\n" if totals.tax else "")
         + f"Total: {format_money(totals.total, cur)}"
     )

@@ -11,7 +11,7 @@ from flowchat_platform.errors import UpstreamError
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 
-from flowchat_conversation.service import CatalogService
+from flowchat_conversation.service import CatalogService, OrderService
 
 
 @dataclass
@@ -21,6 +21,7 @@ class ApiContext:
     service_token: str | None
     tenants: TenantClient | None = None
     catalog: CatalogService | None = None
+    orders: OrderService | None = None
 
 
 def api_context(request: Request) -> ApiContext:
@@ -38,6 +39,15 @@ def catalog_service(ctx: Context) -> CatalogService:
 
 
 Catalog = Annotated[CatalogService, Depends(catalog_service)]
+
+
+def order_service(ctx: Context) -> OrderService:
+    if ctx.orders is None:
+        raise ApiError(503, "not_ready", "the database is not connected yet")
+    return ctx.orders
+
+
+Orders = Annotated[OrderService, Depends(order_service)]
 
 
 def _unauthorized(message: str) -> ApiError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated
 
@@ -58,6 +59,17 @@ class BotSettings(BaseModel):
     locale: Annotated[str, StringConstraints(min_length=2, max_length=15)] = "en"
     welcome_text: Annotated[str, StringConstraints(max_length=1000)] | None = None
     payment_instructions: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    #: An unpaid invoice is overdue this long after the order was confirmed (the
+    #: reminder scheduler then reminds, and finally cancels the order).
+    payment_timeout_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 48
+    #: Discount on the subtotal (0.05 = 5 %) when it reaches ``discount_min_subtotal``
+    #: (no minimum when unset); 0 = no discount.
+    discount_rate: Annotated[Decimal, Field(ge=0, lt=1, max_digits=7, decimal_places=6)] = Decimal(
+        0
+    )
+    discount_min_subtotal: (
+        Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), allow_inf_nan=False)] | None
+    ) = None
 
     @field_validator("currency")
     @classmethod
@@ -128,12 +140,57 @@ class Totals:
     tax: Decimal
     total: Decimal
     currency: str
+    discount: Decimal = Decimal(0)
+    tax_rate: Decimal = Decimal(0)
 
 
-def compute_totals(lines: list[tuple[Decimal, int]], *, tax_rate: Decimal, currency: str) -> Totals:
-    """Subtotal of ``(unit_price, quantity)`` lines, tax at ``tax_rate``, each rounded
-    half-up to the currency's minor unit (line totals first, then tax on the subtotal)."""
+def compute_totals(
+    lines: list[tuple[Decimal, int]],
+    *,
+    tax_rate: Decimal,
+    currency: str,
+    discount_rate: Decimal = Decimal(0),
+    discount_min_subtotal: Decimal | None = None,
+) -> Totals:
+    """Subtotal of ``(unit_price, quantity)`` lines, less the discount, plus tax at
+    ``tax_rate`` on what is left; each amount rounded half-up to the currency's minor
+    unit (line totals first, then the discount, then the tax)."""
     subtotal = sum((round_money(price * qty, currency) for price, qty in lines), Decimal(0))
     subtotal = round_money(subtotal, currency)
-    tax = round_money(subtotal * tax_rate, currency)
-    return Totals(subtotal=subtotal, tax=tax, total=subtotal + tax, currency=currency)
+    discount = Decimal(0)
+    if discount_rate > 0 and (discount_min_subtotal is None or subtotal >= discount_min_subtotal):
+        discount = round_money(subtotal * discount_rate, currency)
+    taxable = subtotal - discount
+    tax = round_money(taxable * tax_rate, currency)
+    return Totals(
+        subtotal=subtotal,
+        tax=tax,
+        total=taxable + tax,
+        currency=currency,
+        discount=discount,
+        tax_rate=tax_rate,
+    )
+
+
+def totals_for(lines: list[tuple[Decimal, int]], settings: BotSettings) -> Totals:
+    """:func:`compute_totals` with a tenant's currency, tax rate and discount."""
+    return compute_totals(
+        lines,
+        tax_rate=settings.tax_rate,
+        currency=settings.currency,
+        discount_rate=settings.discount_rate,
+        discount_min_subtotal=settings.discount_min_subtotal,
+    )
+
+
+#: WhatsApp's customer service window: free-form messages only this long after the
+#: customer's last message; later, only templates.
+SERVICE_WINDOW = timedelta(hours=24)
+
+
+def within_window(last_inbound: datetime | None, now: datetime) -> bool:
+    """May a free-form (session) message go to a customer who last wrote at
+    ``last_inbound``? A small margin keeps clear of the edge."""
+    if last_inbound is None:
+        return False
+    return now - last_inbound < SERVICE_WINDOW - timedelta(minutes=1)

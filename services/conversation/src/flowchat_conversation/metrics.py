@@ -28,3 +28,39 @@ HANDLE_SECONDS = Histogram(
 IMPORT_ROWS = Counter(
     "flowchat_conversation_import_rows_total", "Catalog CSV rows, by outcome", ["outcome"]
 )
+ORDER_STATUS = Counter(
+    "flowchat_conversation_order_status_total",
+    "Order status changes through the tenant API, by new status and notification fate",
+    ["status", "notification"],
+)
+PAYMENTS = Counter(
+    "flowchat_conversation_payments_total",
+    "Payments recorded, by effect (paid, partial)",
+    ["effect"],
+)
+HANDOFFS = Counter(
+    "flowchat_conversation_handoffs_total",
+    "Operator hand-offs, by event (started, released)",
+    ["event"],
+)
+HANDLED_PURGED = Counter(
+    "flowchat_conversation_handled_purged_total", "Dedupe rows of old inbound messages deleted"
+)
+CAMPAIGN_MESSAGES = Counter(
+    "flowchat_conversation_campaign_messages_total",
+    "Campaign recipients handled by the runner, by outcome (queued, excluded)",
+    ["outcome"],
+)
+CAMPAIGN_EVENTS = Counter(
+    "flowchat_conversation_campaign_events_total",
+    "Events consumed from flowchat.events, by kind and outcome",
+    ["kind", "outcome"],
+)
+REMINDERS = Counter(
+    "flowchat_conversation_reminders_total",
+    "Reminders fired or skipped, by kind and outcome (session, template, skipped)",
+    ["kind", "outcome"],
+)
+CONTACT_ROWS = Counter(
+    "flowchat_conversation_contact_rows_total", "Contact CSV rows, by outcome", ["outcome"]
+)

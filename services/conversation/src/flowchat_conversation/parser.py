@@ -22,6 +22,8 @@ CONFIDENT_SCORE = 86.0
 AMBIGUOUS_SCORE = 60.0
 #: A confident best match must beat the runner-up by this much.
 CLEAR_MARGIN = 8.0
+#: Longer quantities are read as 10**MAX_DIGITS (absurd, refused by the bot).
+MAX_DIGITS = 12
 
 _SPLIT = re.compile(r"[,;\n]+|\s+and\s+|\s*&\s*", re.IGNORECASE)
 _X_QTY = (
@@ -63,7 +65,9 @@ def split_quantity(chunk: str) -> tuple[str, int | None]:
         m = pattern.search(chunk)
         if m is not None:
             rest = (chunk[: m.start()] + " " + chunk[m.end() :]).strip()
-            return rest, int(m.group(1))
+            digits = m.group(1).lstrip("0") or "0"
+            # an absurdly long number stays absurd without int() parsing it all
+            return rest, (int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS)
     return chunk.strip(), None
 
 
@@ -95,6 +99,23 @@ def classify(candidates: Sequence[Candidate]) -> Literal["matched", "ambiguous",
     return "ambiguous"
 
 
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.casefold()))
+
+
+def _by_whole_words(
+    query: str, candidates: list[Candidate], status: Literal["matched", "ambiguous", "unknown"]
+) -> tuple[list[Candidate], Literal["matched", "ambiguous", "unknown"]]:
+    """A close call is settled when exactly one candidate's name contains every word
+    the customer typed ("sharp sand" → "Sharp sand 25kg", not "River sand 25kg")."""
+    words = _words(query)
+    covering = [c for c in candidates if words <= _words(c.name)]
+    if len(covering) == 1 and len(candidates) > 1:
+        best = covering[0]
+        return [best, *(c for c in candidates if c is not best)], "matched"
+    return candidates, status
+
+
 def parse_order_text(text: str, products: Sequence[tuple[str, str]]) -> list[ParsedLine]:
     """Every line the customer typed, matched against ``products`` (``(sku, name)``)."""
     lines: list[ParsedLine] = []
@@ -108,6 +129,8 @@ def parse_order_text(text: str, products: Sequence[tuple[str, str]]) -> list[Par
             continue
         candidates = match_product(query, products)
         status = classify(candidates)
+        if status == "ambiguous":
+            candidates, status = _by_whole_words(query, candidates, status)
         if status == "matched":
             candidates = candidates[:1]
         lines.append(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -15,8 +16,16 @@ from flowchat_conversation.domain import (
     BotSettings,
     ConversationKey,
     Product,
-    compute_totals,
     round_money,
+    totals_for,
+)
+from flowchat_conversation.orders import (
+    Invoice,
+    InvoiceStatus,
+    Order,
+    OrderLine,
+    OrderStatus,
+    invoice_id_for,
 )
 
 _PRODUCT_COLUMNS = "sku, name, description, price, currency, category, stock, available"
@@ -36,6 +45,7 @@ def _product(row: Any) -> Product:
 
 
 def _settings(row: Any) -> BotSettings:
+    minimum = row["discount_min_subtotal"]
     return BotSettings(
         business_name=row["business_name"],
         currency=row["currency"],
@@ -43,7 +53,82 @@ def _settings(row: Any) -> BotSettings:
         locale=row["locale"],
         welcome_text=row["welcome_text"],
         payment_instructions=row["payment_instructions"],
+        payment_timeout_hours=row["payment_timeout_hours"],
+        discount_rate=row["discount_rate"].normalize(),
+        discount_min_subtotal=minimum.normalize() if minimum is not None else None,
     )
+
+
+def _invoice(row: Any) -> Invoice:
+    return Invoice(
+        invoice_id=row["invoice_id"],
+        number=row["number"],
+        status=InvoiceStatus(row["status"]),
+        currency=row["currency"],
+        subtotal=row["subtotal"],
+        discount=row["discount"],
+        tax_rate=row["tax_rate"].normalize(),
+        tax=row["tax"],
+        total=row["total"],
+        amount_paid=row["amount_paid"],
+        issued_at=row["issued_at"],
+        due_at=row["due_at"],
+        paid_at=row["paid_at"],
+    )
+
+
+async def _orders(
+    conn: Any, where: str, args: Sequence[Any], *, suffix: str = "", lock: bool = False
+) -> list[Order]:
+    """Orders matching ``where`` with their lines and invoices (3 queries)."""
+    rows = await conn.fetch(
+        f"SELECT * FROM orders o WHERE {where} {suffix}{' FOR UPDATE' if lock else ''}",  # noqa: S608
+        *args,
+    )
+    if not rows:
+        return []
+    ids = [r["order_id"] for r in rows]
+    lines: dict[str, list[OrderLine]] = {i: [] for i in ids}
+    for r in await conn.fetch(
+        "SELECT * FROM order_lines WHERE order_id = ANY($1::text[]) ORDER BY order_id, line_no",
+        ids,
+    ):
+        lines[r["order_id"]].append(
+            OrderLine(
+                sku=r["sku"],
+                name=r["name"],
+                unit_price=r["unit_price"],
+                quantity=r["quantity"],
+                line_total=r["line_total"],
+            )
+        )
+    invoices = {
+        r["order_id"]: _invoice(r)
+        for r in await conn.fetch("SELECT * FROM invoices WHERE order_id = ANY($1::text[])", ids)
+    }
+    return [
+        Order(
+            order_id=r["order_id"],
+            tenant_id=r["tenant_id"],
+            account_id=r["account_id"],
+            customer_wa_id=r["customer_wa_id"],
+            status=OrderStatus(r["status"]),
+            currency=r["currency"],
+            subtotal=r["subtotal"],
+            discount=r["discount"],
+            tax=r["tax"],
+            total=r["total"],
+            payment_reference=r["payment_reference"],
+            payment_status=r["payment_status"],
+            customer_payment_ref=r["customer_payment_ref"],
+            cancel_reason=r["cancel_reason"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            lines=lines[r["order_id"]],
+            invoice=invoices.get(r["order_id"]),
+        )
+        for r in rows
+    ]
 
 
 async def _get_settings(conn: Any, tenant_id: str) -> BotSettings | None:
@@ -142,6 +227,7 @@ class PgConversationTx:
         shortages: list[tuple[str, str, int]] = []
         priced: list[tuple[bot.CartLine, Decimal]] = []
         currency = settings.currency
+        invoice_id = invoice_id_for(order_id)
         async with self._conn.transaction():  # a savepoint inside the message's transaction
             for line in sorted(lines, key=lambda item: item.sku):  # fixed lock order
                 row = await self._conn.fetchrow(
@@ -167,16 +253,13 @@ class PgConversationTx:
             if shortages:
                 # Undo the reservations made so far (leave the savepoint by raising).
                 raise _Rollback(tuple(shortages))
-            totals = compute_totals(
-                [(price, line.quantity) for line, price in priced],
-                tax_rate=settings.tax_rate,
-                currency=currency,
-            )
+            totals = totals_for([(price, line.quantity) for line, price in priced], settings)
             await self._conn.execute(
                 """
                 INSERT INTO orders (order_id, tenant_id, account_id, customer_wa_id, status,
-                    currency, subtotal, tax, total, payment_reference, source_message_id)
-                VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8, $9, $10)
+                    currency, subtotal, tax, total, payment_reference, source_message_id,
+                    discount)
+                VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8, $9, $10, $11)
                 """,
                 order_id,
                 key.tenant_id,
@@ -188,6 +271,7 @@ class PgConversationTx:
                 totals.total,
                 payment_reference,
                 source_message_id,
+                totals.discount,
             )
             await self._conn.executemany(
                 """
@@ -207,8 +291,33 @@ class PgConversationTx:
                     for n, (line, price) in enumerate(priced, start=1)
                 ],
             )
+            due_at = await self._conn.fetchval(
+                """
+                INSERT INTO invoices (invoice_id, tenant_id, order_id, number, currency,
+                    subtotal, discount, tax_rate, tax, total, due_at)
+                VALUES ($1, $2, $3, $1, $4, $5, $6, $7, $8, $9,
+                        now() + make_interval(hours => $10))
+                RETURNING due_at
+                """,
+                invoice_id,
+                key.tenant_id,
+                order_id,
+                currency,
+                totals.subtotal,
+                totals.discount,
+                settings.tax_rate,
+                totals.tax,
+                totals.total,
+                settings.payment_timeout_hours,
+            )
+            await self._event(key.tenant_id, order_id, None, "confirmed", None, "none")
         return bot.OrderPlaced(
-            order_id=order_id, payment_reference=payment_reference, totals=totals
+            order_id=order_id,
+            payment_reference=payment_reference,
+            totals=totals,
+            lines=tuple((line.name, line.quantity, price) for line, price in priced),
+            invoice_id=invoice_id,
+            due_at=due_at,
         )
 
     async def claim_payment(self, tenant_id: str, order_id: str, reference: str) -> None:
@@ -224,28 +333,196 @@ class PgConversationTx:
         )
 
     async def cancel_order(self, tenant_id: str, order_id: str, reason: str) -> None:
-        """Cancel a confirmed, unshipped order and put its stock back."""
-        status = await self._conn.fetchval(
-            """
-            UPDATE orders SET status = 'cancelled', cancel_reason = $3, updated_at = now()
-            WHERE tenant_id = $1 AND order_id = $2 AND status IN ('draft', 'confirmed')
-            RETURNING status
-            """,
-            tenant_id,
-            order_id,
-            reason,
-        )
-        if status is None:
+        """The customer cancels an order still waiting for payment (confirmed, unpaid)."""
+        order = await self.lock_order(tenant_id, order_id)
+        if order is None or order.status is not OrderStatus.CONFIRMED:
             return
+        if order.payment_status == "paid":
+            return
+        await self.set_order_status(
+            tenant_id, order_id, OrderStatus.CANCELLED, reason=reason, restock=True
+        )
+        await self._event(tenant_id, order_id, order.status, "cancelled", reason, "none")
+
+    async def start_handoff(self, key: ConversationKey) -> None:
         await self._conn.execute(
             """
-            UPDATE products p SET stock = p.stock + l.quantity, updated_at = now()
-            FROM order_lines l
-            WHERE l.order_id = $2 AND p.tenant_id = $1 AND p.sku = l.sku
+            INSERT INTO handoffs (tenant_id, account_id, customer_wa_id) VALUES ($1, $2, $3)
+            ON CONFLICT (tenant_id, account_id, customer_wa_id)
+            DO UPDATE SET started_at = now(), released_at = NULL
+            """,
+            key.tenant_id,
+            key.account_id,
+            key.customer_wa_id,
+        )
+
+    async def handoff_open(self, key: ConversationKey) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                "SELECT 1 FROM handoffs WHERE tenant_id = $1 AND account_id = $2 "
+                "AND customer_wa_id = $3 AND released_at IS NULL",
+                key.tenant_id,
+                key.account_id,
+                key.customer_wa_id,
+            )
+        )
+
+    async def release_handoff(self, key: ConversationKey) -> bool:
+        done = await self._conn.fetchval(
+            "UPDATE handoffs SET released_at = now() WHERE tenant_id = $1 AND account_id = $2 "
+            "AND customer_wa_id = $3 AND released_at IS NULL RETURNING 1",
+            key.tenant_id,
+            key.account_id,
+            key.customer_wa_id,
+        )
+        return done is not None
+
+    async def last_order(self, key: ConversationKey) -> tuple[tuple[str, int], ...]:
+        rows = await self._conn.fetch(
+            """
+            SELECT l.sku, l.quantity FROM order_lines l
+            WHERE l.order_id = (
+                SELECT order_id FROM orders
+                WHERE tenant_id = $1 AND customer_wa_id = $2 AND status <> 'cancelled'
+                ORDER BY created_at DESC LIMIT 1)
+            ORDER BY l.line_no
+            """,
+            key.tenant_id,
+            key.customer_wa_id,
+        )
+        return tuple((r["sku"], r["quantity"]) for r in rows)
+
+    async def lock_order(self, tenant_id: str, order_id: str) -> Order | None:
+        found = await _orders(
+            self._conn, "tenant_id = $1 AND order_id = $2", (tenant_id, order_id), lock=True
+        )
+        return found[0] if found else None
+
+    async def set_order_status(
+        self,
+        tenant_id: str,
+        order_id: str,
+        status: OrderStatus,
+        *,
+        reason: str | None,
+        restock: bool,
+    ) -> None:
+        await self._conn.execute(
+            """
+            UPDATE orders SET status = $3, updated_at = now(),
+                cancel_reason = CASE WHEN $3 = 'cancelled' THEN $4 ELSE cancel_reason END
+            WHERE tenant_id = $1 AND order_id = $2
             """,
             tenant_id,
             order_id,
+            status.value,
+            reason,
         )
+        if status is OrderStatus.CANCELLED:
+            await self._conn.execute(
+                "UPDATE invoices SET status = 'void' WHERE order_id = $1 AND status = 'unpaid'",
+                order_id,
+            )
+        if restock:
+            await self._conn.execute(
+                """
+                UPDATE products p SET stock = p.stock + l.quantity, updated_at = now()
+                FROM order_lines l
+                WHERE l.order_id = $2 AND p.tenant_id = $1 AND p.sku = l.sku
+                """,
+                tenant_id,
+                order_id,
+            )
+
+    async def record_event(
+        self,
+        tenant_id: str,
+        order_id: str,
+        *,
+        from_status: str | None,
+        to_status: str,
+        reason: str | None,
+        notification: str,
+    ) -> None:
+        await self._event(tenant_id, order_id, from_status, to_status, reason, notification)
+
+    async def _event(
+        self,
+        tenant_id: str,
+        order_id: str,
+        from_status: str | None,
+        to_status: str,
+        reason: str | None,
+        notification: str,
+    ) -> None:
+        await self._conn.execute(
+            """
+            INSERT INTO order_events (tenant_id, order_id, from_status, to_status, reason,
+                notification) VALUES ($1, $2, $3, $4, $5, $6)
+            """,
+            tenant_id,
+            order_id,
+            from_status,
+            to_status,
+            reason,
+            notification,
+        )
+
+    async def add_payment(
+        self, tenant_id: str, order_id: str, reference: str, amount: Decimal, currency: str
+    ) -> Literal["added", "duplicate", "conflict"]:
+        inserted = await self._conn.fetchval(
+            """
+            INSERT INTO payments (tenant_id, reference, order_id, amount, currency)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (tenant_id, reference) DO NOTHING RETURNING 1
+            """,
+            tenant_id,
+            reference,
+            order_id,
+            amount,
+            currency,
+        )
+        if inserted is not None:
+            return "added"
+        row = await self._conn.fetchrow(
+            "SELECT order_id, amount FROM payments WHERE tenant_id = $1 AND reference = $2",
+            tenant_id,
+            reference,
+        )
+        same = row is not None and row["order_id"] == order_id and row["amount"] == amount
+        return "duplicate" if same else "conflict"
+
+    async def set_amount_paid(
+        self, tenant_id: str, order_id: str, amount_paid: Decimal, *, paid: bool
+    ) -> None:
+        await self._conn.execute(
+            """
+            UPDATE invoices SET amount_paid = $3,
+                status = CASE WHEN $4 THEN 'paid' ELSE status END,
+                paid_at = CASE WHEN $4 THEN now() ELSE paid_at END
+            WHERE tenant_id = $1 AND order_id = $2
+            """,
+            tenant_id,
+            order_id,
+            amount_paid,
+            paid,
+        )
+        if paid:
+            await self._conn.execute(
+                "UPDATE orders SET payment_status = 'paid', paid_at = now(), updated_at = now() "
+                "WHERE tenant_id = $1 AND order_id = $2",
+                tenant_id,
+                order_id,
+            )
+
+    async def last_inbound(self, key: ConversationKey) -> datetime | None:
+        value: datetime | None = await self._conn.fetchval(
+            "SELECT last_seen_at FROM contacts WHERE tenant_id = $1 AND customer_wa_id = $2",
+            key.tenant_id,
+            key.customer_wa_id,
+        )
+        return value
 
 
 class _Rollback(Exception):
@@ -259,6 +536,79 @@ class Repository:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    # ---------------------------------------------------------------- orders
+
+    async def get_order(self, tenant_id: str, order_id: str) -> Order | None:
+        async with self._pool.acquire() as conn:
+            found = await _orders(conn, "tenant_id = $1 AND order_id = $2", (tenant_id, order_id))
+        return found[0] if found else None
+
+    async def list_orders(
+        self,
+        tenant_id: str,
+        *,
+        status: OrderStatus | None,
+        customer_wa_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[Order]:
+        async with self._pool.acquire() as conn:
+            return await _orders(
+                conn,
+                "tenant_id = $1 AND ($2::text IS NULL OR status = $2) "
+                "AND ($3::text IS NULL OR customer_wa_id = $3)",
+                (tenant_id, status.value if status else None, customer_wa_id, limit, offset),
+                suffix="ORDER BY created_at DESC, order_id LIMIT $4 OFFSET $5",
+            )
+
+    async def overdue_orders(
+        self, tenant_id: str | None, *, now: datetime, limit: int
+    ) -> list[Order]:
+        async with self._pool.acquire() as conn:
+            return await _orders(
+                conn,
+                "($1::text IS NULL OR o.tenant_id = $1) AND o.status IN ('confirmed', "
+                "'processing') AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
+                "o.order_id AND i.status = 'unpaid' AND i.due_at <= $2)",
+                (tenant_id, now, limit),
+                suffix="ORDER BY created_at LIMIT $3",
+            )
+
+    async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None:
+        async with self._pool.acquire() as conn:
+            found = await _orders(
+                conn,
+                "order_id = (SELECT order_id FROM invoices WHERE invoice_id = $1)",
+                (invoice_id,),
+            )
+            if not found:
+                return None
+            settings = await _get_settings(conn, found[0].tenant_id) or BotSettings()
+        return found[0], settings
+
+    async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT account_id FROM handoffs WHERE tenant_id = $1 AND customer_wa_id = $2 "
+            "AND released_at IS NULL ORDER BY account_id",
+            tenant_id,
+            customer_wa_id,
+        )
+        return [r["account_id"] for r in rows]
+
+    async def purge_handled(self, *, older_than_s: int, batch: int) -> int:
+        """Delete up to ``batch`` dedupe rows older than ``older_than_s`` seconds."""
+        status = await self._pool.execute(
+            """
+            DELETE FROM handled_messages WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM handled_messages
+                WHERE handled_at < now() - make_interval(secs => $1)
+                LIMIT $2))
+            """,
+            float(older_than_s),
+            batch,
+        )
+        return int(status.split()[-1])
 
     @asynccontextmanager
     async def conversation(self, key: ConversationKey) -> AsyncIterator[PgConversationTx]:
@@ -281,12 +631,16 @@ class Repository:
         await self._pool.execute(
             """
             INSERT INTO bot_settings (tenant_id, business_name, currency, tax_rate, locale,
-                welcome_text, payment_instructions)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+                welcome_text, payment_instructions, payment_timeout_hours, discount_rate,
+                discount_min_subtotal)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
             ON CONFLICT (tenant_id) DO UPDATE SET business_name = EXCLUDED.business_name,
                 currency = EXCLUDED.currency, tax_rate = EXCLUDED.tax_rate,
                 locale = EXCLUDED.locale, welcome_text = EXCLUDED.welcome_text,
-                payment_instructions = EXCLUDED.payment_instructions, updated_at = now()
+                payment_instructions = EXCLUDED.payment_instructions,
+                payment_timeout_hours = EXCLUDED.payment_timeout_hours,
+                discount_rate = EXCLUDED.discount_rate,
+                discount_min_subtotal = EXCLUDED.discount_min_subtotal, updated_at = now()
             """,
             tenant_id,
             settings.business_name,
@@ -295,6 +649,9 @@ class Repository:
             settings.locale,
             settings.welcome_text,
             settings.payment_instructions,
+            settings.payment_timeout_hours,
+            settings.discount_rate,
+            settings.discount_min_subtotal,
         )
 
     async def upsert_products(self, tenant_id: str, products: Sequence[Product]) -> tuple[int, int]:

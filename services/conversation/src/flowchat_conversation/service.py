@@ -37,19 +37,51 @@ import asyncio
 import base64
 import hashlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from dataclasses import replace as _replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
 from typing import Literal, Protocol
 
-from flowchat_contracts import InboundMessage, OutboundCommand
+from flowchat_contracts import InboundMessage, OutboundCommand, OutboundContent
 
 from flowchat_conversation import bot, metrics
 from flowchat_conversation.catalog import ParsedCsv, RejectedRow, parse_csv
-from flowchat_conversation.domain import BotSettings, ConversationKey, Product, ProductIn
+from flowchat_conversation.domain import (
+    BotSettings,
+    ConversationKey,
+    Product,
+    ProductIn,
+    format_money,
+    round_money,
+    within_window,
+)
 from flowchat_conversation.domain import resolve_product as _resolve
-from flowchat_conversation.errors import CatalogError, SessionConflict
+from flowchat_conversation.errors import (
+    CatalogError,
+    InvalidTransition,
+    NoHandoff,
+    OrderNotFound,
+    PaymentRejected,
+    SessionConflict,
+)
+from flowchat_conversation.invoice_pdf import render_invoice_pdf
+from flowchat_conversation.orders import (
+    RESERVED,
+    InvoiceLinks,
+    InvoiceStatus,
+    Order,
+    OrderStatus,
+    can_move,
+    paid_text,
+    status_text,
+)
 from flowchat_conversation.sessions import StoredSession
+
+Notification = Literal["sent", "needs_template", "none"]
 
 Outcome = Literal["handled", "duplicate", "replayed"]
 
@@ -100,10 +132,83 @@ class ConversationTx(Protocol):
 
     async def cancel_order(self, tenant_id: str, order_id: str, reason: str) -> None: ...
 
+    async def start_handoff(self, key: ConversationKey) -> None: ...
+
+    async def handoff_open(self, key: ConversationKey) -> bool: ...
+
+    async def last_order(self, key: ConversationKey) -> tuple[tuple[str, int], ...]:
+        """``(sku, quantity)`` of the customer's newest order that was not cancelled."""
+
+    # -- used by the order API (same locked transaction) --
+
+    async def lock_order(self, tenant_id: str, order_id: str) -> Order | None:
+        """The order with its invoice, row-locked until the transaction ends."""
+
+    async def set_order_status(
+        self,
+        tenant_id: str,
+        order_id: str,
+        status: OrderStatus,
+        *,
+        reason: str | None,
+        restock: bool,
+    ) -> None: ...
+
+    async def record_event(
+        self,
+        tenant_id: str,
+        order_id: str,
+        *,
+        from_status: str | None,
+        to_status: str,
+        reason: str | None,
+        notification: Notification,
+    ) -> None: ...
+
+    async def add_payment(
+        self, tenant_id: str, order_id: str, reference: str, amount: Decimal, currency: str
+    ) -> Literal["added", "duplicate", "conflict"]:
+        """Record a payment; the same reference again for the same order and amount is
+        a duplicate, for anything else a conflict."""
+
+    async def set_amount_paid(
+        self, tenant_id: str, order_id: str, amount_paid: Decimal, *, paid: bool
+    ) -> None: ...
+
+    async def last_inbound(self, key: ConversationKey) -> datetime | None:
+        """When the customer last wrote (the start of the 24 h service window)."""
+
+    async def release_handoff(self, key: ConversationKey) -> bool: ...
+
 
 class ConversationStore(Protocol):
     def conversation(self, key: ConversationKey) -> AbstractAsyncContextManager[ConversationTx]:
         """A transaction holding the conversation's advisory lock."""
+
+
+class OrderStore(ConversationStore, Protocol):
+    async def get_order(self, tenant_id: str, order_id: str) -> Order | None: ...
+
+    async def list_orders(
+        self,
+        tenant_id: str,
+        *,
+        status: OrderStatus | None,
+        customer_wa_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[Order]: ...
+
+    async def overdue_orders(
+        self, tenant_id: str | None, *, now: datetime, limit: int
+    ) -> list[Order]: ...
+
+    async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
+
+    async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
+        """The accounts whose conversation with the customer is with an operator."""
+
+    async def purge_handled(self, *, older_than_s: int, batch: int) -> int: ...
 
 
 class CatalogStore(Protocol):
@@ -169,6 +274,7 @@ class ConversationService:
     store: ConversationStore
     sessions: SessionStore
     outbox: Outbox
+    links: InvoiceLinks | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -182,6 +288,66 @@ class ConversationService:
         metrics.HANDLE_SECONDS.observe(time.perf_counter() - started)
         return outcome
 
+    async def _context(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage,
+        previous: bot.Session | None,
+    ) -> tuple[bot.Session | None, bot.BotContext]:
+        settings = await tx.bot_settings(message.tenant_id)
+        catalog = await tx.catalog(message.tenant_id)
+        returning = await tx.touch_contact(key, message.customer_name)
+        fresh = previous is None or previous.state is bot.State.GREETING
+        # A new or expired session: an operator may still have the conversation.
+        if fresh and await tx.handoff_open(key):
+            previous = (previous or bot.Session()).model_copy(update={"handoff": True})
+        reorder = message.reply is not None and message.reply.id == "reorder"
+        ctx = bot.BotContext(
+            settings=settings,
+            catalog=catalog,
+            customer_name=message.customer_name,
+            returning=returning,
+            last_order=await tx.last_order(key) if returning and (fresh or reorder) else (),
+        )
+        return previous, ctx
+
+    async def _act(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage,
+        action: bot.Action,
+        session: bot.Session,
+        ctx: bot.BotContext,
+    ) -> bot.Decision | None:
+        """Carry out one of the bot's actions; a decision when it has more to say."""
+        if isinstance(action, bot.PlaceOrder):
+            order_id, reference = order_ids(message.tenant_id, message.provider_message_id)
+            result = await tx.place_order(
+                key=key,
+                order_id=order_id,
+                payment_reference=reference,
+                lines=action.lines,
+                settings=ctx.settings,
+                source_message_id=message.provider_message_id,
+            )
+            placed = isinstance(result, bot.OrderPlaced)
+            metrics.ORDERS.labels("placed" if placed else "rejected").inc()
+            if isinstance(result, bot.OrderPlaced) and result.invoice_id and self.links:
+                result = _replace(result, invoice_url=self.links.url(result.invoice_id))
+            return bot.after_order(session, result, ctx)
+        if isinstance(action, bot.OptOut | bot.OptIn):
+            await tx.set_marketing_opt_in(key, isinstance(action, bot.OptIn))
+        elif isinstance(action, bot.ClaimPayment):
+            await tx.claim_payment(message.tenant_id, action.order_id, action.reference)
+        elif isinstance(action, bot.CancelOrder):
+            await tx.cancel_order(message.tenant_id, action.order_id, action.reason)
+        elif isinstance(action, bot.Handoff):
+            await tx.start_handoff(key)
+            metrics.HANDOFFS.labels("started").inc()
+        return None
+
     async def _handle_locked(
         self, tx: ConversationTx, key: ConversationKey, message: InboundMessage
     ) -> Outcome:
@@ -191,41 +357,15 @@ class ConversationService:
         if stored.session and stored.session.last_message_id == message.provider_message_id:
             # Replies were confirmed and the session saved, only the commit was lost.
             return "replayed"
-        settings = await tx.bot_settings(message.tenant_id)
-        catalog = await tx.catalog(message.tenant_id)
-        returning = await tx.touch_contact(key, message.customer_name)
-        ctx = bot.BotContext(
-            settings=settings,
-            catalog=catalog,
-            customer_name=message.customer_name,
-            returning=returning,
-        )
-        decision = bot.handle(stored.session, message, ctx)
+        previous, ctx = await self._context(tx, key, message, stored.session)
+        decision = bot.handle(previous, message, ctx)
         replies = list(decision.replies)
         session = decision.session
         for action in decision.actions:
-            if isinstance(action, bot.PlaceOrder):
-                order_id, reference = order_ids(message.tenant_id, message.provider_message_id)
-                result = await tx.place_order(
-                    key=key,
-                    order_id=order_id,
-                    payment_reference=reference,
-                    lines=action.lines,
-                    settings=settings,
-                    source_message_id=message.provider_message_id,
-                )
-                metrics.ORDERS.labels(
-                    "placed" if isinstance(result, bot.OrderPlaced) else "rejected"
-                ).inc()
-                follow = bot.after_order(session, result, ctx)
+            follow = await self._act(tx, key, message, action, session, ctx)
+            if follow is not None:
                 session = follow.session
                 replies.extend(follow.replies)
-            elif isinstance(action, bot.OptOut | bot.OptIn):
-                await tx.set_marketing_opt_in(key, isinstance(action, bot.OptIn))
-            elif isinstance(action, bot.ClaimPayment):
-                await tx.claim_payment(message.tenant_id, action.order_id, action.reference)
-            elif isinstance(action, bot.CancelOrder):
-                await tx.cancel_order(message.tenant_id, action.order_id, action.reason)
         before = stored.session.state if stored.session else bot.State.GREETING
         if before is not session.state:
             metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
@@ -248,6 +388,297 @@ class ConversationService:
         if not await self.sessions.save(key, session, expected_version=stored.version):
             raise SessionConflict(str(key), expected_version=stored.version)
         return "handled"
+
+
+# --------------------------------------------------------------------- orders
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    order: Order
+    #: "added" (a new payment), "duplicate" (this reference was recorded before).
+    result: Literal["added", "duplicate"]
+    notification: Notification
+
+
+@dataclass
+class OrderService:
+    """The tenant side of orders: statuses, payments, invoices, hand-off release.
+
+    Every change to a conversation's order runs in the conversation's locked
+    transaction (the advisory lock the inbound handler takes), so it is ordered with
+    the customer's own messages, and updates the bot session with a version check.
+    Customer notifications are session messages and go out only inside the 24 h
+    service window (from the contact's last inbound message); outside it nothing
+    free-form is sent and the event records ``needs_template``.
+    """
+
+    store: OrderStore
+    sessions: SessionStore
+    outbox: Outbox
+    links: InvoiceLinks | None = None
+
+    async def get(self, tenant_id: str, order_id: str) -> Order:
+        order = await self.store.get_order(tenant_id, order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    async def list_orders(
+        self,
+        tenant_id: str,
+        *,
+        status: OrderStatus | None = None,
+        customer_wa_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Order]:
+        return await self.store.list_orders(
+            tenant_id, status=status, customer_wa_id=customer_wa_id, limit=limit, offset=offset
+        )
+
+    async def overdue(
+        self, tenant_id: str | None, *, now: datetime | None = None, limit: int = 100
+    ) -> list[Order]:
+        """Confirmed or processing orders whose invoice is unpaid past its due time
+        (``tenant_id=None``: every tenant's, for the reminder scheduler)."""
+        return await self.store.overdue_orders(tenant_id, now=now or datetime.now(UTC), limit=limit)
+
+    async def change_status(
+        self, tenant_id: str, order_id: str, target: OrderStatus, *, reason: str | None = None
+    ) -> Order:
+        """Move an order along its lifecycle and tell the customer.
+
+        Raises :class:`OrderNotFound`, :class:`InvalidTransition`. Setting the status
+        it already has is a no-op (a retried request).
+        """
+        order = await self.get(tenant_id, order_id)
+        key = ConversationKey(tenant_id, order.account_id, order.customer_wa_id)
+        async with self.store.conversation(key) as tx:
+            current = await tx.lock_order(tenant_id, order_id)
+            if current is None:
+                raise OrderNotFound(order_id)
+            if current.status is target:
+                return current
+            if not can_move(current.status, target):
+                raise InvalidTransition(order_id, current=current.status, target=target)
+            await tx.set_order_status(
+                tenant_id,
+                order_id,
+                target,
+                reason=reason,
+                restock=target is OrderStatus.CANCELLED and current.status in RESERVED,
+            )
+            settings = await tx.bot_settings(tenant_id)
+            text = status_text(target, order_id, settings.business_name, reason)
+            if target is OrderStatus.CANCELLED:
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:{target}",
+                    lambda s: bot.order_cancelled(s, order_id, text),
+                )
+            else:
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:{target}",
+                    partial(bot.notice, text=text),
+                )
+            await tx.record_event(
+                tenant_id,
+                order_id,
+                from_status=current.status.value,
+                to_status=target.value,
+                reason=reason,
+                notification=fate,
+            )
+            metrics.ORDER_STATUS.labels(target.value, fate).inc()
+        return await self.get(tenant_id, order_id)
+
+    async def cancel_unpaid(
+        self,
+        tenant_id: str,
+        order_id: str,
+        *,
+        reason: str = "not paid in time",
+        now: datetime | None = None,
+    ) -> bool:
+        """Cancel an order whose invoice is still unpaid past its due time; puts the
+        stock back and tells the customer (inside the window). For the reminder
+        scheduler: True when it cancelled, False when the order is paid, not yet due,
+        already moved on or unknown (safe to call again)."""
+        order = await self.store.get_order(tenant_id, order_id)
+        if order is None or order.invoice is None:
+            return False
+        if order.status is not OrderStatus.CONFIRMED or order.payment_status == "paid":
+            return False
+        if not order.invoice.overdue(now or datetime.now(UTC)):
+            return False
+        try:
+            done = await self.change_status(
+                tenant_id, order_id, OrderStatus.CANCELLED, reason=reason
+            )
+        except InvalidTransition:
+            return False
+        return done.status is OrderStatus.CANCELLED and done.payment_status != "paid"
+
+    async def record_payment(
+        self, tenant_id: str, order_id: str, *, reference: str, amount: Decimal
+    ) -> PaymentOutcome:
+        """A payment the tenant received for an order. When payments cover the invoice,
+        the order is paid and the customer's conversation moves to ORDER_COMPLETE."""
+        order = await self.get(tenant_id, order_id)
+        key = ConversationKey(tenant_id, order.account_id, order.customer_wa_id)
+        async with self.store.conversation(key) as tx:
+            current = await tx.lock_order(tenant_id, order_id)
+            if current is None:
+                raise OrderNotFound(order_id)
+            invoice = current.invoice
+            if invoice is None:
+                raise PaymentRejected("no_invoice", f"order {order_id} has no invoice")
+            if round_money(amount, invoice.currency) != amount or amount <= 0:
+                raise PaymentRejected(
+                    "invalid_amount",
+                    f"amount must be positive with at most the decimals of {invoice.currency}",
+                    status=422,
+                )
+            added = await tx.add_payment(tenant_id, order_id, reference, amount, invoice.currency)
+            if added == "conflict":
+                raise PaymentRejected(
+                    "reference_used", f"payment reference {reference} was used for another payment"
+                )
+            if added == "duplicate":
+                return PaymentOutcome(current, "duplicate", "none")
+            if current.status is OrderStatus.CANCELLED or invoice.status is InvoiceStatus.VOID:
+                raise PaymentRejected("order_cancelled", f"order {order_id} is cancelled")
+            if invoice.status is InvoiceStatus.PAID:
+                raise PaymentRejected("already_paid", f"order {order_id} is paid already")
+            paid_total = invoice.amount_paid + amount
+            paid = paid_total >= invoice.total
+            await tx.set_amount_paid(tenant_id, order_id, paid_total, paid=paid)
+            if paid:
+                text = paid_text(order_id, paid_total, invoice.currency)
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:paid",
+                    lambda s: bot.payment_confirmed(s, order_id, text),
+                )
+            else:
+                balance = invoice.total - paid_total
+                text = (
+                    f"💰 We received {format_money(amount, invoice.currency)} for order "
+                    f"{order_id}. Still to pay: {format_money(balance, invoice.currency)}."
+                )
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"payment:{order_id}:{reference}",
+                    partial(bot.notice, text=text),
+                )
+            await tx.record_event(
+                tenant_id,
+                order_id,
+                from_status=current.status.value,
+                to_status="paid" if paid else "part_paid",
+                reason=f"payment {reference}",
+                notification=fate,
+            )
+            metrics.PAYMENTS.labels("paid" if paid else "partial").inc()
+        return PaymentOutcome(await self.get(tenant_id, order_id), "added", fate)
+
+    async def release(
+        self, tenant_id: str, customer_wa_id: str, *, account_id: str | None = None
+    ) -> list[str]:
+        """End the operator hand-off of the customer's conversation(s); the bot speaks
+        again. Returns the accounts released; raises :class:`NoHandoff` when none was open."""
+        accounts = await self.store.open_handoffs(tenant_id, customer_wa_id)
+        if account_id is not None:
+            accounts = [a for a in accounts if a == account_id]
+        if not accounts:
+            raise NoHandoff(customer_wa_id)
+        released: list[str] = []
+        for account in accounts:
+            key = ConversationKey(tenant_id, account, customer_wa_id)
+            async with self.store.conversation(key) as tx:
+                if not await tx.release_handoff(key):
+                    continue  # released concurrently
+                settings = await tx.bot_settings(tenant_id)
+                await self._notify(
+                    tx,
+                    key,
+                    _short_id("release:", str(key), datetime.now(UTC).isoformat()),
+                    partial(bot.released, business_name=settings.business_name),
+                    save_new=True,
+                )
+                released.append(account)
+                metrics.HANDOFFS.labels("released").inc()
+        return released
+
+    async def invoice_pdf(self, invoice_id: str, token: str) -> tuple[str, bytes] | None:
+        """``(filename, PDF bytes)`` when ``token`` is the invoice's link token."""
+        if self.links is None or not self.links.verify(invoice_id, token):
+            return None
+        found = await self.store.invoice_document(invoice_id)
+        if found is None or found[0].invoice is None:
+            return None
+        order, settings = found
+        assert order.invoice is not None
+        pdf = render_invoice_pdf(order, order.invoice, business_name=settings.business_name)
+        return f"{order.invoice.number}.pdf", pdf
+
+    async def purge_handled(self, *, older_than_s: int, batch: int) -> int:
+        """Delete dedupe rows older than ``older_than_s``, ``batch`` rows per statement,
+        until none is left; returns how many went."""
+        total = 0
+        while True:
+            n = await self.store.purge_handled(older_than_s=older_than_s, batch=batch)
+            total += n
+            if n < batch:
+                return total
+
+    async def _notify(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        event_key: str,
+        decide: Callable[[bot.Session | None], bot.Decision],
+        *,
+        save_new: bool = False,
+    ) -> Notification:
+        stored = await self.sessions.load(key)
+        decision = decide(stored.session)
+        fate: Notification = "none"
+        if decision.replies:
+            if within_window(await tx.last_inbound(key), datetime.now(UTC)):
+                await self._send(key, event_key, decision.replies)
+                fate = "sent"
+            else:
+                fate = "needs_template"
+        keep = stored.session is not None or save_new
+        if keep and not await self.sessions.save(
+            key, decision.session, expected_version=stored.version
+        ):
+            raise SessionConflict(str(key), expected_version=stored.version)
+        return fate
+
+    async def _send(
+        self, key: ConversationKey, event_key: str, replies: Sequence[OutboundContent]
+    ) -> None:
+        for n, content in enumerate(replies):
+            await self.outbox.send(
+                OutboundCommand(
+                    tenant_id=key.tenant_id,
+                    account_id=key.account_id,
+                    idempotency_key=f"{event_key}:{n}",
+                    message_id=_short_id("msg-", key.tenant_id, event_key, str(n)),
+                    to=key.customer_wa_id,
+                    category="service",
+                    content=content,
+                )
+            )
+            metrics.REPLIES.labels(content.type).inc()
 
 
 # --------------------------------------------------------------------- catalog

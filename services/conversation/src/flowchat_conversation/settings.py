@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 
@@ -24,6 +24,33 @@ class Settings(ServiceSettings):
     #: Inbound messages handled concurrently (different conversations) per process.
     prefetch: int = Field(default=32, ge=1, le=1000)
     db_pool_size: int = Field(default=10, ge=2)
+    # ---- commerce (orders, invoices) ----
+    #: This service as the customers' phones reach it (invoice PDF links).
+    public_url: str = Field(
+        default="http://127.0.0.1:8702",
+        validation_alias=AliasChoices(
+            "FLOWCHAT_CONVERSATION_PUBLIC_URL", "FLOWCHAT_CONVERSATION_URL"
+        ),
+    )
+    #: Signs invoice links (defaults to the service token; rotating it breaks old links).
+    link_secret: SecretStr | None = None
+    #: Dedupe rows of handled inbound messages are kept this long, then purged in batches.
+    handled_retention_h: int = Field(default=72, ge=1)
+    handled_purge_interval_s: float = Field(default=600, gt=0)
+    handled_purge_batch: int = Field(default=5000, ge=1, le=100_000)
+    # ---- outreach (contacts, campaigns, reminders) ----
+    #: Meta's Graph API (template lookups); the sandbox locally.
+    graph_url: str = "https://graph.facebook.com"
+    graph_version: str = "v23.0"
+    #: How often the campaign runner and the reminder scheduler look for work.
+    campaign_tick_s: float = Field(default=0.2, gt=0, le=10)
+    reminder_tick_s: float = Field(default=1.0, gt=0, le=60)
+    #: Campaign messages queued but not yet sent/failed before a campaign waits (0 = off).
+    campaign_max_inflight: int = Field(default=5000, ge=0)
+    #: Reminders fired per scheduler transaction.
+    reminder_batch: int = Field(default=100, ge=1, le=1000)
+    #: Run the outreach workers (runner, scheduler, events consumer) in this process.
+    outreach_workers: bool = True
 
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

@@ -24,8 +24,9 @@ from flowchat_platform.tenant_client import TenantClient
 from flowchat_gateway import SERVICE
 from flowchat_gateway.broker import AmqpPublisher
 from flowchat_gateway.routes import messages, webhooks
-from flowchat_gateway.service import SendService, WebhookService
+from flowchat_gateway.service import QueryService, SendService, WebhookService
 from flowchat_gateway.settings import Settings
+from flowchat_gateway.state_client import StateClient
 from flowchat_gateway.store import GatewayStore
 
 log = get_logger(__name__)
@@ -61,6 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
             store=store,
             idempotency_window_s=settings.idempotency_window_s,
             rate_per_minute=settings.send_rate_per_minute,
+        )
+        app.state.query = QueryService(
+            states=StateClient(
+                settings.state_url, token, session=session, timeout_s=settings.state_timeout_s
+            )
         )
         background.start("amqp-connect", amqp.connect())
         try:

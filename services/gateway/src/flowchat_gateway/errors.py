@@ -5,11 +5,14 @@
     GatewayError
     ├── InvalidSignature         401 invalid_signature: nothing is published
     ├── UnknownAccount           404 not_found: a Twilio webhook for an account FlowChat lacks
-    ├── Unavailable              503 unavailable: broker, tenant service or Redis (send API)
-    │                            cannot confirm; the caller retries (Meta does, for 7 days)
+    ├── Unavailable              503 unavailable: broker, tenant service, state-manager or
+    │                            Redis (send API) cannot answer; the caller retries (Meta
+    │                            does, for 7 days)
     ├── StoreUnavailable         Redis failed or timed out (webhooks degrade, send API → 503)
     └── SendRejected             the send API refuses the request (4xx)
         ├── AccountNotFound      404 account_not_found (unknown or another tenant's)
+        ├── MessageNotFound      404 message_not_found (unknown, another tenant's, not yet
+        │                        recorded)
         ├── AccountUnusable      409 account_disabled
         ├── InvalidPhoneNumber   422 invalid_phone_number
         ├── IdempotencyConflict  409 idempotency_conflict (same key, different body)
@@ -63,6 +66,11 @@ class SendRejected(GatewayError):
 class AccountNotFound(SendRejected):
     status = 404
     code = "account_not_found"
+
+
+class MessageNotFound(SendRejected):
+    status = 404
+    code = "message_not_found"
 
 
 class AccountUnusable(SendRejected):

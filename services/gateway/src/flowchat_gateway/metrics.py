@@ -53,3 +53,9 @@ SEND_REQUESTS = Counter(
     "Send API requests, by outcome",
     ["outcome"],
 )
+#: outcome: found | not_found | unauthorized | forbidden | rate_limited | unavailable.
+QUERY_REQUESTS = Counter(
+    "flowchat_gateway_query_requests_total",
+    "Message query API requests (GET /v1/messages/{id}), by outcome",
+    ["outcome"],
+)

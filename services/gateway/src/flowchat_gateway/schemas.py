@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from flowchat_contracts import MessageCategory, OutboundContent
@@ -29,6 +30,35 @@ class SendMessageRequest(BaseModel):
 class SendMessageAccepted(BaseModel):
     message_id: str = Field(description="FlowChat's id of the message; statuses refer to it.")
     status: Literal["queued"] = "queued"
+
+
+class MessageError(BaseModel):
+    code: int | None = None
+    title: str | None = None
+    details: str | None = None
+
+
+class MessageState(BaseModel):
+    """A message as the state-manager records it (more fields may appear)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="FlowChat's message id")
+    tenant_id: str
+    account_id: str
+    idempotency_key: str | None = None
+    recipient: str | None = None
+    message_type: str | None = None
+    category: str | None = None
+    campaign_id: str | None = None
+    correlation_id: str | None = None
+    provider: str = Field(description="meta or twilio")
+    provider_message_id: str | None = Field(default=None, description="The WAMID or Twilio SID")
+    status: str = Field(description="queued, sending, sent, delivered, read, failed, …")
+    error: MessageError | None = None
+    pricing_category: str | None = None
+    created_at: datetime
+    updated_at: datetime
 
 
 class ErrorDetail(BaseModel):

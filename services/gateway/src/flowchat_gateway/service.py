@@ -18,7 +18,7 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from flowchat_gateway.errors import (
     IdempotencyConflict,
     InvalidPhoneNumber,
     InvalidSignature,
+    MessageNotFound,
     RateLimited,
     RequestInProgress,
     StoreUnavailable,
@@ -158,21 +159,38 @@ class WebhookResult:
 @dataclass
 class _Resolved:
     by_phone: dict[str, AccountCredentials | None] = field(default_factory=dict)
-    by_waba: dict[str, AccountCredentials] = field(default_factory=dict)
+    by_waba: dict[str, list[AccountCredentials]] = field(default_factory=dict)
 
-    def for_change(self, change: Change) -> AccountCredentials | None:
+    def for_change(self, change: Change) -> list[AccountCredentials]:
+        """The accounts a change belongs to: its phone number's, or its WABA's.
+
+        Account-level fields name only the WABA. A quality or name update names the
+        number too (``display_phone_number``): it goes to that number's account;
+        anything else (template status, account update) to every number of the WABA.
+        """
         if change.phone_number_id:
-            return self.by_phone.get(change.phone_number_id)
-        if change.waba_id:
-            return self.by_waba.get(change.waba_id)
-        return None
+            acc = self.by_phone.get(change.phone_number_id)
+            return [acc] if acc is not None else []
+        if not change.waba_id:
+            return []
+        accounts = self.by_waba.get(change.waba_id, [])
+        display = _digits(change.value.get("display_phone_number"))
+        if display:
+            named = [a for a in accounts if _digits(a.display_phone_number) == display]
+            if named:
+                return named
+        return accounts
 
     def accounts(self) -> list[AccountCredentials]:
         seen: dict[str, AccountCredentials] = {}
-        for acc in [*self.by_phone.values(), *self.by_waba.values()]:
+        for acc in [*self.by_phone.values(), *(a for w in self.by_waba.values() for a in w)]:
             if acc is not None:
                 seen[acc.account_id] = acc
         return list(seen.values())
+
+
+def _digits(value: object) -> str:
+    return re.sub(r"\D", "", value) if isinstance(value, str) else ""
 
 
 class WebhookService:
@@ -191,7 +209,6 @@ class WebhookService:
         self.dedupe_window_s = dedupe_window_s
         self.clock = clock
         self._known_secrets: OrderedDict[str, None] = OrderedDict()
-        self._wabas_remembered: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------ Meta: verification
 
@@ -245,8 +262,8 @@ class WebhookService:
         normalized = Normalized(parked=list(parked))
         now = self.clock()
         for change in changes:
-            acc = resolved.for_change(change)
-            if acc is None or acc.provider != "meta":
+            accounts = [a for a in resolved.for_change(change) if a.provider == "meta"]
+            if not accounts:
                 log.warning(
                     "webhook for an unknown account parked",
                     phone_number_id=change.phone_number_id,
@@ -261,92 +278,56 @@ class WebhookService:
                     )
                 )
                 continue
-            if not verdicts.get(acc.account_id):
+            signed = [a for a in accounts if verdicts.get(a.account_id)]
+            if not signed:
                 log.warning(
                     "webhook change not signed by its account's app secret",
-                    account_id=acc.account_id,
+                    account_ids=[a.account_id for a in accounts],
                 )
                 normalized.parked.append(
                     Parked(
                         "signature_mismatch",
-                        f"account {acc.account_id}",
+                        "account " + ",".join(a.account_id for a in accounts),
                         {"waba_id": change.waba_id, "field": change.field, "value": change.value},
                     )
                 )
                 continue
-            normalized.extend(
-                normalize_change(
-                    change,
-                    AccountRef(acc.tenant_id, acc.account_id),
-                    received_at=now,
-                    correlation_id=correlation_id,
+            for acc in signed:
+                normalized.extend(
+                    normalize_change(
+                        change,
+                        AccountRef(acc.tenant_id, acc.account_id),
+                        received_at=now,
+                        correlation_id=correlation_id,
+                    )
                 )
-            )
         for ignored_field in normalized.ignored:
             metrics.IGNORED.labels("meta", "unhandled_field").inc()
             log.info("webhook field ignored", field=ignored_field)
-        result = await self._deliver(
+        return await self._deliver(
             "meta",
             normalized.events,
             normalized.parked,
             normalized.ignored,
             correlation_id=correlation_id,
         )
-        await self._remember_wabas(
-            [acc for acc in resolved.accounts() if verdicts.get(acc.account_id)]
-        )
-        return result
 
     async def _resolve_meta_accounts(self, changes: list[Change]) -> _Resolved:
+        """Accounts by phone number id, and by WABA for the changes naming only a WABA
+        (from the tenant service's by-WABA lookup, cached by the tenant client)."""
         resolved = _Resolved()
         phone_ids = sorted({c.phone_number_id for c in changes if c.phone_number_id})
+        waba_ids = sorted({c.waba_id for c in changes if not c.phone_number_id and c.waba_id})
         try:
-            found = await asyncio.gather(
-                *(self.tenants.account_by_phone_number(pid) for pid in phone_ids)
+            found, by_waba = await asyncio.gather(
+                asyncio.gather(*(self.tenants.account_by_phone_number(p) for p in phone_ids)),
+                asyncio.gather(*(self.tenants.accounts_by_waba(w) for w in waba_ids)),
             )
         except UpstreamError as exc:
             raise Unavailable(str(exc), dependency="tenant") from exc
         resolved.by_phone = dict(zip(phone_ids, found, strict=True))
-        for acc in found:
-            if acc is not None and acc.waba_id:
-                resolved.by_waba.setdefault(acc.waba_id, acc)
-        # Account-level fields (template status, quality) name only the WABA.
-        missing = sorted(
-            {
-                c.waba_id
-                for c in changes
-                if not c.phone_number_id and c.waba_id and c.waba_id not in resolved.by_waba
-            }
-        )
-        if missing:
-            try:
-                hints = await self.store.waba_accounts(missing)
-            except StoreUnavailable as exc:
-                log.warning("waba lookup skipped: redis unavailable", error=str(exc))
-                hints = {}
-            for waba_id, account_id in hints.items():
-                try:
-                    hinted = await self.tenants.account(account_id)
-                except UpstreamError as exc:
-                    raise Unavailable(str(exc), dependency="tenant") from exc
-                if hinted is not None and hinted.waba_id == waba_id:
-                    resolved.by_waba[waba_id] = hinted
+        resolved.by_waba = dict(zip(waba_ids, by_waba, strict=True))
         return resolved
-
-    async def _remember_wabas(self, accounts: Iterable[AccountCredentials]) -> None:
-        new = {
-            acc.waba_id: acc.account_id
-            for acc in accounts
-            if acc.waba_id and (acc.waba_id, acc.account_id) not in self._wabas_remembered
-        }
-        if not new:
-            return
-        try:
-            await self.store.remember_wabas(new)
-        except StoreUnavailable as exc:
-            log.warning("waba hint not stored: redis unavailable", error=str(exc))
-            return
-        self._wabas_remembered.update(new.items())
 
     def _remember_secret(self, secret: str) -> None:
         self._known_secrets[secret] = None
@@ -634,6 +615,33 @@ class SendService:
         return SendAccepted(command.message_id, replayed=False)
 
 
+# --------------------------------------------------------------------- query API
+
+
+class MessageLookup(Protocol):
+    async def message(self, tenant_id: str, message_id: str) -> dict[str, Any] | None:
+        """The tenant's message record, or None; raises ``UpstreamError`` when unreachable."""
+
+
+class QueryService:
+    """``GET /v1/messages/{id}``: the state-manager's record, read for the caller's tenant."""
+
+    def __init__(self, *, states: MessageLookup) -> None:
+        self.states = states
+
+    async def message(self, caller: ApiKeyInfo, message_id: str) -> dict[str, Any]:
+        try:
+            found = await self.states.message(caller.tenant_id, message_id)
+        except UpstreamError as exc:
+            raise Unavailable(str(exc), dependency="state-manager") from exc
+        if found is None or found.get("tenant_id") not in (None, caller.tenant_id):
+            raise MessageNotFound(
+                "no such message for this tenant (or not recorded yet: retry shortly)",
+                field="message_id",
+            )
+        return found
+
+
 def _replay(existing: IdempotencyRecord, body_hash: str) -> SendAccepted:
     if existing.body_hash != body_hash:
         raise IdempotencyConflict(
@@ -646,8 +654,10 @@ def _replay(existing: IdempotencyRecord, body_hash: str) -> SendAccepted:
 
 __all__ = [
     "BusinessEvent",
+    "MessageLookup",
     "Outgoing",
     "Publisher",
+    "QueryService",
     "SendAccepted",
     "SendService",
     "WebhookResult",

@@ -17,6 +17,10 @@ class Settings(ServiceSettings):
     redis_url: str = infra("REDIS_URL", "redis://127.0.0.1:6379/0")
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr | None = infra("FLOWCHAT_SERVICE_TOKEN", None)
+    #: The state-manager's query API, behind ``GET /v1/messages/{id}``.
+    state_url: str = infra("FLOWCHAT_STATE_URL", "http://127.0.0.1:8704")
+    #: Bound of one state-manager read.
+    state_timeout_s: float = Field(default=3.0, gt=0)
     #: The URL Twilio is configured to call (its signature covers the full URL).
     public_url: str = "http://127.0.0.1:8700"
     #: How long a provider message id (or wamid + status) is remembered.

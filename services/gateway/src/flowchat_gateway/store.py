@@ -1,5 +1,5 @@
-"""The gateway's Redis state: webhook dedupe marks, WABA → account hints, the
-customer-service window, send API idempotency records and rate-limit counters.
+"""The gateway's Redis state: webhook dedupe marks, the customer-service window,
+send API idempotency records and rate-limit counters.
 
 Every call is bounded (the client's socket timeouts plus ``timeout_s``) and any
 Redis failure surfaces as :class:`StoreUnavailable`; the caller decides whether
@@ -8,7 +8,6 @@ that degrades (webhooks publish anyway) or refuses (send API → 503).
 Keys::
 
     flowchat:gateway:dedupe:<account_id>:<event_id>      "1", TTL dedupe window (≥ 7 days)
-    flowchat:gateway:waba:<waba_id>                      account id, TTL 30 days
     flowchat:gateway:idem:<tenant_id>:<sha256(key)>      JSON record, TTL 24 h
     flowchat:gateway:rate:<key_id>:<minute>              request count, TTL 2 min
     flowchat:csw:<account_id>:<customer_wa_id>           Unix seconds of the customer's
@@ -37,7 +36,6 @@ T = TypeVar("T")
 PREFIX = "flowchat:gateway:"
 CUSTOMER_WINDOW_PREFIX = "flowchat:csw:"
 CUSTOMER_WINDOW_TTL_S = 72 * 3600
-WABA_TTL_S = 30 * 24 * 3600
 
 # Set the customer's last-inbound time unless a later one is already recorded.
 _TOUCH_WINDOW = """
@@ -110,30 +108,6 @@ class GatewayStore:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.set(key, b"1", ex=ttl_s)
-                return await pipe.execute()
-
-        await self._call(op)
-
-    # ------------------------------------------------------------ WABA → account hints
-
-    async def waba_accounts(self, waba_ids: list[str]) -> dict[str, str]:
-        if not waba_ids:
-            return {}
-        values = await self._call(lambda: self._redis.mget([f"{PREFIX}waba:{w}" for w in waba_ids]))
-        return {
-            w: v.decode() if isinstance(v, bytes) else str(v)
-            for w, v in zip(waba_ids, values, strict=True)
-            if v is not None
-        }
-
-    async def remember_wabas(self, mapping: dict[str, str]) -> None:
-        if not mapping:
-            return
-
-        async def op() -> Any:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for waba_id, account_id in mapping.items():
-                    pipe.set(f"{PREFIX}waba:{waba_id}", account_id.encode(), ex=WABA_TTL_S)
                 return await pipe.execute()
 
         await self._call(op)

@@ -10,17 +10,19 @@ from fastapi import FastAPI
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
-from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 
-from flowchat_sender import SERVICE, metrics
+from flowchat_sender import SERVICE, metrics, routes
+from flowchat_sender.batching import RedisBatcher
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.cloud_api import CloudApiAdapter
 from flowchat_sender.consumer import OutboundConsumer, result_publisher
+from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.providers import ProviderAdapter
 from flowchat_sender.ratelimit import RateLimiter
+from flowchat_sender.redis import create_redis
 from flowchat_sender.service import Sender, SenderConfig
 from flowchat_sender.settings import Settings
 from flowchat_sender.twilio import TwilioAdapter
@@ -38,9 +40,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        connector = aiohttp.TCPConnector(limit=max(100, settings.prefetch * 2), ttl_dns_cache=300)
+        # One connection per in-flight send at most (per host too: Graph is one host).
+        connector = aiohttp.TCPConnector(
+            limit=settings.prefetch + 16, limit_per_host=0, ttl_dns_cache=300
+        )
         session = aiohttp.ClientSession(connector=connector)
-        redis = create_redis(settings.redis_url)
+        redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
+        batcher = RedisBatcher(redis)
+        idempotency = IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s, batcher=batcher)
         amqp = Amqp(
             settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s
         )
@@ -65,9 +72,10 @@ def create_app(settings: Settings) -> FastAPI:
         sender = Sender(
             accounts=tenants,
             providers=providers,
-            idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s),
+            idempotency=IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s, batcher=batcher),
             limiter=RateLimiter(
                 redis,
+                batcher=batcher,
                 number_burst=settings.number_burst,
                 pair_interval_s=settings.pair_interval_s,
                 pair_burst=settings.pair_burst,
@@ -88,9 +96,12 @@ def create_app(settings: Settings) -> FastAPI:
                 max_waiting_per_account=settings.max_waiting_per_account,
                 throttle_factor=settings.throttle_factor,
                 throttle_s=settings.throttle_s,
+                window_guard=settings.window_guard,
             ),
         )
-        consumer = OutboundConsumer(amqp, sender, prefetch=settings.prefetch)
+        consumer = OutboundConsumer(
+            amqp, sender, prefetch=settings.prefetch, ack_linger_s=settings.ack_linger_s
+        )
 
         async def redis_ok() -> bool:
             return bool(await redis.ping())
@@ -105,12 +116,23 @@ def create_app(settings: Settings) -> FastAPI:
         background = Background()
         background.start("amqp", start())
         app.state.sender = sender
+        app.state.parking_lot = ParkingLot(settings.amqp_url, idempotency)
         try:
             yield
         finally:
             await amqp.close(settings.shutdown_grace_s)
+            log.info(
+                "redis batching",
+                commands=batcher.commands,
+                pipelines=batcher.batches,
+            )
             await background.stop()
             await session.close()
             await redis.aclose()
 
-    return build_app(SERVICE, lifespan=lifespan, readiness=readiness)
+    app = build_app(SERVICE, lifespan=lifespan, readiness=readiness)
+    app.state.service_token = (
+        settings.service_token.get_secret_value() if settings.service_token else None
+    )
+    app.include_router(routes.router)
+    return app

@@ -75,10 +75,13 @@ def result_publisher(amqp: Amqp) -> Callable[[SendResult], Awaitable[None]]:
 
 
 class OutboundConsumer:
-    def __init__(self, amqp: Amqp, sender: Sender, *, prefetch: int) -> None:
+    def __init__(
+        self, amqp: Amqp, sender: Sender, *, prefetch: int, ack_linger_s: float = 0.0
+    ) -> None:
         self.amqp = amqp
         self.sender = sender
         self.prefetch = prefetch
+        self.ack_linger_s = ack_linger_s
 
     async def start(self) -> None:
         await self.amqp.consume(
@@ -88,6 +91,7 @@ class OutboundConsumer:
             prefetch=self.prefetch,
             on_retry=self.on_retry,
             dead_letter_queue=topology.QUEUE_OUTBOUND_DLQ,
+            ack_linger_s=self.ack_linger_s,
         )
 
     async def handle(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:

@@ -52,6 +52,9 @@ MISSING_CREDENTIALS = -15
 META_THROUGHPUT = 130429
 #: Meta pair rate: hold that recipient.
 META_PAIR_RATE = 131056
+#: Outside the 24 h customer-service window (Meta, Twilio).
+META_WINDOW = 131047
+TWILIO_WINDOW = 63016
 
 _R = Fate.RETRY
 _F = Fate.FAIL

@@ -2,8 +2,11 @@
 
 One key per (tenant, idempotency key) holds JSON ``{fp, owner, at, result}``:
 
-1. ``claim`` — ``SET NX GET``: either this delivery now owns the key, or the
+1. ``claim`` — one Lua call: either this delivery now owns the key, or the
    existing record comes back (a stored result, or another delivery's claim).
+   ``claim_and_admit`` also reserves the rate-limit slot in the same call, and
+   claims nothing when the limiter says "later" (one round trip per send, batched
+   with the other messages' by :class:`~flowchat_sender.batching.RedisBatcher`).
 2. after the provider answered, ``complete`` stores the ``SendResult``; a duplicate
    re-publishes it without sending.
 3. ``release`` — only when the provider certainly did not take the message (a
@@ -18,18 +21,21 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from flowchat_contracts import OutboundCommand, SendResult
 from redis.exceptions import RedisError
 
+from flowchat_sender.batching import LuaScript, RedisBatcher
 from flowchat_sender.errors import StoreUnavailable
+from flowchat_sender.ratelimit import ADMIT_LUA, Admission, LimitRequest, admission_of
 
 PREFIX = "flowchat:sender:idem:"
 
 # Delete the key only while it is still this owner's claim without a result.
-_RELEASE = """
+_RELEASE = LuaScript("""
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local ok, rec = pcall(cjson.decode, v)
@@ -37,7 +43,55 @@ if ok and rec['owner'] == ARGV[1] and (rec['result'] == nil or rec['result'] == 
   return redis.call('DEL', KEYS[1])
 end
 return 0
+""")
+
+# KEYS: idem key, window key (or the idem key again), 4 limiter keys (optional).
+# ARGV: record, ttl, admit 0|1, window mode 0 off|1 known|2 strict, window s,
+#       5 limiter args (optional).
+# Replies: {'dup', record} | {'closed', last inbound s} (claimed: the failure is stored)
+#          | {'wait', wait_ms, limit} (nothing claimed) | {'ok', wait_ms, limit}.
+_CLAIM = LuaScript(
+    ADMIT_LUA
+    + """
+local old = redis.call('GET', KEYS[1])
+if old then return {'dup', old} end
+local mode = ARGV[4]
+if mode ~= '0' then
+  local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
+  local now = tonumber(redis.call('TIME')[1])
+  if (last >= 0 and now - last > tonumber(ARGV[5])) or (last < 0 and mode == '2') then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return {'closed', tostring(last)}
+  end
+end
+local wait, limit = '0', 'none'
+if ARGV[3] == '1' then
+  local r = admit(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+  if r[1] == 0 then return {'wait', r[2], r[3]} end
+  wait, limit = r[2], r[3]
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return {'ok', wait, limit}
 """
+)
+
+#: The gateway's record of a customer's last inbound message (unix seconds, TTL 72 h).
+WINDOW_PREFIX = "flowchat:csw:"
+
+
+@dataclass(frozen=True)
+class WindowCheck:
+    """Check the 24 h customer-service window in the claim: ``strict`` also refuses
+    when no inbound message is recorded; ``known`` only when the record is too old."""
+
+    account_id: str
+    customer_wa_id: str
+    strict: bool = False
+    window_s: int = 24 * 3600
+
+    @property
+    def key(self) -> str:
+        return f"{WINDOW_PREFIX}{self.account_id}:{self.customer_wa_id.lstrip('+')}"
 
 
 def fingerprint(command: OutboundCommand) -> str:
@@ -70,34 +124,86 @@ class Record:
         )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """``record``: someone else's record (nothing claimed). Else the key is ours when
+    ``admission`` is None or admitted; a refused admission claimed nothing.
+    ``window_closed``: claimed, but the customer-service window is closed (the last
+    inbound time, -1 when none is recorded): the caller stores a failure."""
+
+    record: Record | None
+    admission: Admission | None = None
+    window_closed: float | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.record is None and (self.admission is None or self.admission.admitted)
+
+
 class IdempotencyStore:
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: int) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, ttl_s: int, batcher: RedisBatcher | None = None
+    ) -> None:
         self._redis = redis
         self.ttl_s = ttl_s
-        self._release = redis.register_script(_RELEASE)
+        self._batch = batcher or RedisBatcher(redis)
 
     @staticmethod
     def key(tenant_id: str, idempotency_key: str) -> str:
         return f"{PREFIX}{tenant_id}:{idempotency_key}"
 
-    async def claim(self, command: OutboundCommand, owner: str) -> Record | None:
+    async def claim(
+        self, command: OutboundCommand, owner: str, *, fp: str | None = None
+    ) -> Record | None:
         """Claim the command's key for ``owner``; the existing record when someone holds it."""
+        return (await self.claim_and_admit(command, owner, fp=fp)).record
+
+    async def claim_and_admit(
+        self,
+        command: OutboundCommand,
+        owner: str,
+        *,
+        fp: str | None = None,
+        limit: LimitRequest | None = None,
+        window: WindowCheck | None = None,
+    ) -> Claim:
+        """Claim the key, check the customer-service window (``window``) and reserve the
+        rate-limit slot (``limit``): one Redis call."""
         value = orjson.dumps(
-            {"fp": fingerprint(command), "owner": owner, "at": time.time(), "result": None}
+            {"fp": fp or fingerprint(command), "owner": owner, "at": time.time(), "result": None}
         )
         key = self.key(command.tenant_id, command.idempotency_key)
+        keys = [key, window.key if window else key]
+        args: list[Any] = [
+            value,
+            self.ttl_s,
+            "1" if limit else "0",
+            "0" if window is None else "2" if window.strict else "1",
+            window.window_s if window else 0,
+        ]
+        if limit is not None:
+            keys += limit.keys
+            args += limit.args
         try:
-            old = await self._redis.set(key, value, nx=True, ex=self.ttl_s, get=True)
+            reply = await self._batch.script(_CLAIM, keys, args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc
-        if old is None:
-            return None
-        return Record.decode(old if isinstance(old, bytes) else str(old).encode())
+        verdict = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if verdict == "dup":
+            old = reply[1]
+            return Claim(Record.decode(old if isinstance(old, bytes) else str(old).encode()))
+        if verdict == "closed":
+            return Claim(None, window_closed=float(reply[1]))
+        if limit is None:
+            return Claim(None)
+        return Claim(None, admission_of([1 if verdict == "ok" else 0, reply[1], reply[2]]))
 
-    async def complete(self, command: OutboundCommand, owner: str, result: SendResult) -> None:
+    async def complete(
+        self, command: OutboundCommand, owner: str, result: SendResult, *, fp: str | None = None
+    ) -> None:
         value = orjson.dumps(
             {
-                "fp": fingerprint(command),
+                "fp": fp or fingerprint(command),
                 "owner": owner,
                 "at": time.time(),
                 "result": result.model_dump(mode="json", exclude_none=True),
@@ -105,13 +211,28 @@ class IdempotencyStore:
         )
         key = self.key(command.tenant_id, command.idempotency_key)
         try:
-            await self._redis.set(key, value, ex=self.ttl_s)
+            await self._batch.execute("SET", key, value, "EX", self.ttl_s)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc
 
     async def release(self, command: OutboundCommand, owner: str) -> None:
         key = self.key(command.tenant_id, command.idempotency_key)
         try:
-            await self._release(keys=[key], args=[owner])
+            await self._batch.script(_RELEASE, [key], [owner])
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc
+
+    async def raw(self, tenant_id: str, idempotency_key: str) -> bytes | None:
+        """The stored record of a key, as stored (None: no record)."""
+        try:
+            value = await self._redis.get(self.key(tenant_id, idempotency_key))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc
+        return value if value is None or isinstance(value, bytes) else str(value).encode()
+
+    async def forget(self, tenant_id: str, idempotency_key: str) -> bool:
+        """Delete a key's record (DLQ replay with ``--force``); True when there was one."""
+        try:
+            return bool(await self._redis.delete(self.key(tenant_id, idempotency_key)))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc

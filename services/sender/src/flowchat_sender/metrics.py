@@ -1,4 +1,5 @@
-"""Prometheus metrics of the sender. Labels are bounded: account ids, codes, fixed words."""
+"""Prometheus metrics of the sender. Labels are bounded: tenant and account ids, codes, fixed
+words."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ from prometheus_client import Counter, Gauge, Histogram
 SENDS = Counter(
     "flowchat_sender_sends_total",
     "Commands finished, by outcome (accepted, failed, duplicate, parked) and error code",
-    ["provider", "account", "type", "outcome", "code"],
+    ["provider", "tenant", "account", "type", "outcome", "code"],
+)
+CAMPAIGN_SENDS = Counter(
+    "flowchat_sender_campaign_sends_total",
+    "Commands of a campaign finished, by tenant, category and outcome (no campaign id: "
+    "per-campaign figures come from the state-manager's /v1/stats)",
+    ["tenant", "category", "outcome"],
 )
 SEND_SECONDS = Histogram(
     "flowchat_sender_send_duration_seconds",

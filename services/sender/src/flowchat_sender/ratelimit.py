@@ -18,40 +18,62 @@ The pure :func:`gcra` is the same arithmetic, for unit tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from flowchat_sender.batching import LuaScript, RedisBatcher
 from flowchat_sender.errors import StoreUnavailable
 
 PREFIX = "flowchat:sender:rl:"
 
-_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local n_T = tonumber(ARGV[1])
-local n_tau = tonumber(ARGV[2])
-local p_T = tonumber(ARGV[3])
-local p_tau = tonumber(ARGV[4])
-local max_wait = tonumber(ARGV[5])
-local factor = tonumber(redis.call('GET', KEYS[3]) or '1')
-if factor and factor > 0 and factor < 1 then n_T = n_T / factor end
-local hold = redis.call('PTTL', KEYS[4])
-if hold > 0 then return {0, tostring(hold), 'hold'} end
-local p_tat = math.max(tonumber(redis.call('GET', KEYS[2]) or '0'), now)
-local p_wait = p_tat - now - p_tau
-if p_wait > 0 then return {0, tostring(p_wait), 'pair'} end
-local n_tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local n_wait = n_tat - now - n_tau
-if n_wait < 0 then n_wait = 0 end
-if n_wait > max_wait then return {0, tostring(n_wait), 'number'} end
-local new_n = n_tat + n_T
-local n_ttl = math.ceil(new_n - now + n_tau) + 1000
-redis.call('SET', KEYS[1], string.format('%.3f', new_n), 'PX', n_ttl)
-local new_p = p_tat + p_T
-redis.call('SET', KEYS[2], string.format('%.3f', new_p), 'PX', math.ceil(new_p - now) + 1000)
-return {1, tostring(n_wait), 'ok'}
+#: ``admit(n_key, p_key, throttle_key, hold_key, n_T, n_tau, p_T, p_tau, max_wait)`` →
+#: ``{admitted 0|1, wait_ms, limit}``; times in ms on Redis' clock. Shared with the
+#: idempotency claim script, which reserves the slot in the same call.
+ADMIT_LUA = """
+local function admit(kn, kp, kthrottle, khold, n_T, n_tau, p_T, p_tau, max_wait)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  n_T = tonumber(n_T)
+  n_tau = tonumber(n_tau)
+  p_T = tonumber(p_T)
+  p_tau = tonumber(p_tau)
+  max_wait = tonumber(max_wait)
+  local factor = tonumber(redis.call('GET', kthrottle) or '1')
+  if factor and factor > 0 and factor < 1 then n_T = n_T / factor end
+  local hold = redis.call('PTTL', khold)
+  if hold > 0 then return {0, tostring(hold), 'hold'} end
+  local p_tat = math.max(tonumber(redis.call('GET', kp) or '0'), now)
+  local p_wait = p_tat - now - p_tau
+  if p_wait > 0 then return {0, tostring(p_wait), 'pair'} end
+  local n_tat = math.max(tonumber(redis.call('GET', kn) or '0'), now)
+  local n_wait = n_tat - now - n_tau
+  if n_wait < 0 then n_wait = 0 end
+  if n_wait > max_wait then return {0, tostring(n_wait), 'number'} end
+  local new_n = n_tat + n_T
+  local n_ttl = math.ceil(new_n - now + n_tau) + 1000
+  redis.call('SET', kn, string.format('%.3f', new_n), 'PX', n_ttl)
+  local new_p = p_tat + p_T
+  redis.call('SET', kp, string.format('%.3f', new_p), 'PX', math.ceil(new_p - now) + 1000)
+  return {1, tostring(n_wait), 'ok'}
+end
 """
+
+_SCRIPT = LuaScript(
+    ADMIT_LUA
+    + """
+return admit(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"""
+)
+
+
+@dataclass(frozen=True)
+class LimitRequest:
+    """One admission to check: the four keys and five arguments of ``admit``."""
+
+    keys: list[str]
+    args: list[float]
 
 
 @dataclass(frozen=True)
@@ -85,9 +107,10 @@ class RateLimiter:
         number_burst: int = 1,
         pair_interval_s: float = 6.0,
         pair_burst: int = 45,
+        batcher: RedisBatcher | None = None,
     ) -> None:
         self._redis = redis
-        self._script = redis.register_script(_SCRIPT)
+        self._batch = batcher or RedisBatcher(redis)
         self.number_burst = max(1, number_burst)
         self.pair_interval_s = pair_interval_s
         self.pair_burst = max(1, pair_burst)
@@ -101,25 +124,31 @@ class RateLimiter:
             f"{PREFIX}hold:{number}:{recipient}",
         ]
 
+    def request(
+        self, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
+    ) -> LimitRequest:
+        n_interval = 1000.0 / max(rate_mps, 0.001)
+        p_interval = self.pair_interval_s * 1000.0
+        return LimitRequest(
+            self._keys(number, recipient.lstrip("+")),
+            [
+                n_interval,
+                n_interval * (self.number_burst - 1),
+                p_interval,
+                p_interval * (self.pair_burst - 1),
+                max_wait_s * 1000.0,
+            ],
+        )
+
     async def acquire(
         self, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
     ) -> Admission:
-        n_interval = 1000.0 / max(rate_mps, 0.001)
-        p_interval = self.pair_interval_s * 1000.0
-        args = [
-            n_interval,
-            n_interval * (self.number_burst - 1),
-            p_interval,
-            p_interval * (self.pair_burst - 1),
-            max_wait_s * 1000.0,
-        ]
+        req = self.request(number, recipient, rate_mps=rate_mps, max_wait_s=max_wait_s)
         try:
-            admitted, wait_ms, limit = await self._script(
-                keys=self._keys(number, recipient.lstrip("+")), args=args
-            )
+            reply = await self._batch.script(_SCRIPT, req.keys, list(req.args))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"rate limiter: {exc!r}", store="ratelimit") from exc
-        return Admission(bool(int(admitted)), float(wait_ms) / 1000.0, _text(limit))
+        return admission_of(reply)
 
     async def throttle(self, number: str, *, factor: float, duration_s: float) -> None:
         """After 130429: run ``number`` at ``factor`` times its rate for ``duration_s``."""
@@ -137,6 +166,12 @@ class RateLimiter:
             await self._redis.set(key, "1", px=max(1, int(duration_s * 1000)))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"rate limiter: {exc!r}", store="ratelimit") from exc
+
+
+def admission_of(reply: list[Any]) -> Admission:
+    """``admit``'s ``{admitted, wait_ms, limit}`` reply as an :class:`Admission`."""
+    admitted, wait_ms, limit = reply
+    return Admission(bool(int(admitted)), float(wait_ms) / 1000.0, _text(limit))
 
 
 def _text(value: bytes | str) -> str:

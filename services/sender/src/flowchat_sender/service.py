@@ -2,13 +2,14 @@
 
 For each command, in this order:
 
-1. claim its idempotency key (a duplicate re-publishes the stored result, a
-   conflicting payload or an unknown outcome is parked, never sent);
-2. credentials from the tenant service (cached); guards: unknown account, other
+1. credentials from the tenant service (cached); guards: unknown account, other
    tenant's account, suspended tenant, disabled account, content the provider
-   cannot carry → a failed result at once;
-3. the account's circuit breaker, then the shared rate limits (short waits sleep
-   here, long ones go to a retry tier without using an attempt);
+   cannot carry → a failed result at once (claimed and stored like a send);
+2. the account's circuit breaker (open: a retry tier, no attempt used);
+3. one Redis call claims the idempotency key *and* reserves the shared rate-limit
+   slot (a duplicate re-publishes the stored result, a conflicting payload or an
+   unknown outcome is parked, never sent; short limiter waits sleep here, long ones
+   go to a retry tier without claiming or using an attempt);
 4. the provider call; its error code's fate (:mod:`flowchat_sender.fates`) decides:
    accepted/failed result, retry tier, recipient hold, or one credential refresh;
 5. the result is stored under the key, then published with a confirm; only then
@@ -37,9 +38,15 @@ from flowchat_sender import fates, metrics
 from flowchat_sender.breaker import CircuitBreaker, Ticket
 from flowchat_sender.errors import Park, SendRetry, StoreUnavailable
 from flowchat_sender.fates import Fate
-from flowchat_sender.idempotency import IdempotencyStore, Record, fingerprint
+from flowchat_sender.idempotency import (
+    Claim,
+    IdempotencyStore,
+    Record,
+    WindowCheck,
+    fingerprint,
+)
 from flowchat_sender.providers import ProviderAdapter, ProviderReply
-from flowchat_sender.ratelimit import RateLimiter
+from flowchat_sender.ratelimit import Admission, LimitRequest, RateLimiter
 
 log = get_logger(__name__)
 
@@ -65,6 +72,11 @@ class SenderConfig:
     infra_retry_s: float = 30.0
     #: Delay when another delivery of the same key is still in flight.
     in_flight_retry_s: float = 5.0
+    #: Free-form messages outside the customer's 24 h window (the gateway's record in
+    #: Redis): ``known`` fails them when the record says closed, ``strict`` also when
+    #: there is no record, ``off`` leaves it to the provider.
+    window_guard: Literal["off", "known", "strict"] = "known"
+    window_s: int = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -104,28 +116,109 @@ class Sender:
         """
         attempt = attempts_made + 1
         owner = uuid.uuid4().hex
+        fp = fingerprint(command)
         try:
-            record = await self._idem.claim(command, owner)
-        except StoreUnavailable as exc:
+            account = await self._accounts.account(command.account_id)
+        except UpstreamError as exc:
             raise SendRetry(
-                f"{exc}; not sending without the idempotency check",
+                f"credentials unavailable: {exc}",
                 delay_s=self.config.infra_retry_s,
                 counts_as_attempt=False,
             ) from exc
-        if record is not None:
-            return await self._duplicate(command, record)
+        refusal = self._guard(command, account)
+        if refusal is not None:
+            # Claimed like any send: a redelivery re-publishes this outcome.
+            claim = await self._claim(command, owner, fp, None)
+            if claim.record is not None:
+                return await self._duplicate(command, claim.record)
+            provider = account.provider if account else "meta"
+            result = self._failed(command, provider, refusal, attempt)
+            await self._finish(command, owner, result, fp)
+            return result
+        assert account is not None
+        adapter = self._providers[account.provider]
 
+        ticket = self._breaker.acquire(account.account_id)
+        if ticket is None:
+            raise SendRetry(
+                "circuit open for this account",
+                delay_s=self._breaker.retry_in(account.account_id),
+                counts_as_attempt=False,
+            )
+        key = account.account_id
+        crowded = self._waiting[key] >= self.config.max_waiting_per_account
+        limit = self._limiter.request(
+            _number(account),
+            command.to,
+            rate_mps=account.throughput_mps or self.config.default_throughput_mps,
+            max_wait_s=0.0 if crowded else self.config.max_inline_wait_s,
+        )
         try:
-            ready = await self._prepare(command, attempt)
+            claim = await self._claim(command, owner, fp, limit, self._window(command, account))
         except BaseException:
-            await self._release(command, owner)
+            ticket.cancel()
             raise
-        if isinstance(ready, SendResult):
-            await self._finish(command, owner, ready)
-            return ready
-        return await self._deliver(command, owner, attempt, ready)
+        if claim.record is not None:
+            ticket.cancel()
+            return await self._duplicate(command, claim.record)
+        if claim.window_closed is not None:
+            ticket.cancel()
+            result = self._failed(
+                command, account.provider, _window_closed(account, claim.window_closed), attempt
+            )
+            await self._finish(command, owner, result, fp)
+            return result
+        admission = claim.admission
+        assert admission is not None
+        if not admission.admitted:
+            ticket.cancel()
+            metrics.LIMITER_WAITS.labels(admission.limit, "retry_tier").inc()
+            raise SendRetry(
+                f"rate limit ({admission.limit}): next slot in {admission.wait_s:.1f}s",
+                delay_s=admission.wait_s,
+                counts_as_attempt=False,
+            )
+        if admission.wait_s > 0:
+            try:
+                await self._wait(key, admission)
+            except BaseException:
+                ticket.cancel()
+                await self._release(command, owner)
+                raise
+        return await self._deliver(command, owner, attempt, _Ready(account, adapter, ticket), fp)
 
     # ------------------------------------------------------------------ steps
+
+    def _window(self, command: OutboundCommand, account: AccountCredentials) -> WindowCheck | None:
+        """Free-form messages need the customer's 24 h window; templates do not."""
+        mode = self.config.window_guard
+        if mode == "off" or command.content.type == "template":
+            return None
+        return WindowCheck(
+            account.account_id,
+            command.to,
+            strict=mode == "strict",
+            window_s=self.config.window_s,
+        )
+
+    async def _claim(
+        self,
+        command: OutboundCommand,
+        owner: str,
+        fp: str,
+        limit: LimitRequest | None,
+        window: WindowCheck | None = None,
+    ) -> Claim:
+        try:
+            return await self._idem.claim_and_admit(
+                command, owner, fp=fp, limit=limit, window=window
+            )
+        except StoreUnavailable as exc:
+            raise SendRetry(
+                f"{exc}; not sending without the idempotency check and the rate limit",
+                delay_s=self.config.infra_retry_s,
+                counts_as_attempt=False,
+            ) from exc
 
     async def _duplicate(self, command: OutboundCommand, record: Record) -> SendResult:
         if record.fingerprint != fingerprint(command):
@@ -147,36 +240,6 @@ class Sender:
             f"{OUTCOME_UNKNOWN}: a previous delivery claimed this key and recorded no outcome "
             "(it may have been sent; late statuses name it by biz_opaque_callback_data)"
         )
-
-    async def _prepare(self, command: OutboundCommand, attempt: int) -> _Ready | SendResult:
-        try:
-            account = await self._accounts.account(command.account_id)
-        except UpstreamError as exc:
-            raise SendRetry(
-                f"credentials unavailable: {exc}",
-                delay_s=self.config.infra_retry_s,
-                counts_as_attempt=False,
-            ) from exc
-        refusal = self._guard(command, account)
-        if refusal is not None:
-            provider = account.provider if account else "meta"
-            return self._failed(command, provider, refusal, attempt)
-        assert account is not None
-        adapter = self._providers[account.provider]
-
-        ticket = self._breaker.acquire(account.account_id)
-        if ticket is None:
-            raise SendRetry(
-                "circuit open for this account",
-                delay_s=self._breaker.retry_in(account.account_id),
-                counts_as_attempt=False,
-            )
-        try:
-            await self._admit(command, account)
-        except BaseException:
-            ticket.cancel()
-            raise
-        return _Ready(account, adapter, ticket)
 
     def _guard(
         self, command: OutboundCommand, account: AccountCredentials | None
@@ -203,38 +266,17 @@ class Sender:
             return _own(fates.MISSING_CREDENTIALS, "no Twilio SID, token or number")
         return None
 
-    async def _admit(self, command: OutboundCommand, account: AccountCredentials) -> None:
-        key = account.account_id
-        crowded = self._waiting[key] >= self.config.max_waiting_per_account
-        max_wait = 0.0 if crowded else self.config.max_inline_wait_s
-        rate = account.throughput_mps or self.config.default_throughput_mps
+    async def _wait(self, key: str, admission: Admission) -> None:
+        """Sleep until the reserved slot (short waits only; long ones went to a retry tier)."""
+        metrics.LIMITER_WAITS.labels(admission.limit, "inline").inc()
+        metrics.LIMITER_WAIT_SECONDS.observe(admission.wait_s)
+        self._waiting[key] += 1
         try:
-            admission = await self._limiter.acquire(
-                _number(account), command.to, rate_mps=rate, max_wait_s=max_wait
-            )
-        except StoreUnavailable as exc:
-            raise SendRetry(
-                f"{exc}; not sending above the limit",
-                delay_s=self.config.infra_retry_s,
-                counts_as_attempt=False,
-            ) from exc
-        if not admission.admitted:
-            metrics.LIMITER_WAITS.labels(admission.limit, "retry_tier").inc()
-            raise SendRetry(
-                f"rate limit ({admission.limit}): next slot in {admission.wait_s:.1f}s",
-                delay_s=admission.wait_s,
-                counts_as_attempt=False,
-            )
-        if admission.wait_s > 0:
-            metrics.LIMITER_WAITS.labels(admission.limit, "inline").inc()
-            metrics.LIMITER_WAIT_SECONDS.observe(admission.wait_s)
-            self._waiting[key] += 1
-            try:
-                await asyncio.sleep(admission.wait_s)
-            finally:
-                self._waiting[key] -= 1
-                if self._waiting[key] <= 0:
-                    del self._waiting[key]
+            await asyncio.sleep(admission.wait_s)
+        finally:
+            self._waiting[key] -= 1
+            if self._waiting[key] <= 0:
+                del self._waiting[key]
 
     async def _call(
         self, adapter: ProviderAdapter, account: AccountCredentials, command: OutboundCommand
@@ -246,7 +288,7 @@ class Sender:
             metrics.SEND_SECONDS.labels(adapter.name).observe(time.perf_counter() - started)
 
     async def _deliver(
-        self, command: OutboundCommand, owner: str, attempt: int, ready: _Ready
+        self, command: OutboundCommand, owner: str, attempt: int, ready: _Ready, fp: str
     ) -> SendResult:
         account, adapter, ticket = ready.account, ready.adapter, ready.ticket
         reply = await self._call(adapter, account, command)
@@ -260,7 +302,7 @@ class Sender:
         if reply.ok:
             ticket.success()
             result = self._result(command, reply.provider, attempt, wamid=reply.provider_message_id)
-            await self._finish(command, owner, result)
+            await self._finish(command, owner, result, fp)
             return result
         error = reply.error or _own(fates.HTTP_ERROR, "no answer")
         assert rule is not None
@@ -272,7 +314,7 @@ class Sender:
         if rule.fate is Fate.FAIL:
             ticket.success()  # the provider is healthy: it refused this one message
             result = self._failed(command, reply.provider, _with_hint(error, rule.hint), attempt)
-            await self._finish(command, owner, result)
+            await self._finish(command, owner, result, fp)
             return result
 
         # A retryable refusal: the provider did not take the message.
@@ -332,12 +374,15 @@ class Sender:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _finish(self, command: OutboundCommand, owner: str, result: SendResult) -> None:
+    async def _finish(
+        self, command: OutboundCommand, owner: str, result: SendResult, fp: str
+    ) -> None:
         """Store the outcome under the key, then publish it (confirmed)."""
         for delay in (0.0, 0.05, 0.2):
-            await asyncio.sleep(delay)
+            if delay:
+                await asyncio.sleep(delay)
             try:
-                await self._idem.complete(command, owner, result)
+                await self._idem.complete(command, owner, result, fp=fp)
                 break
             except StoreUnavailable as exc:
                 log.warning("idempotency result not stored", error=str(exc))
@@ -400,15 +445,34 @@ class Sender:
     def _count(command: OutboundCommand, provider: str, outcome: str, code: int | None) -> None:
         metrics.SENDS.labels(
             provider,
+            command.tenant_id,
             command.account_id,
             command.content.type,
             outcome,
             "" if code is None else str(code),
         ).inc()
+        if command.campaign_id:
+            metrics.CAMPAIGN_SENDS.labels(command.tenant_id, command.category, outcome).inc()
 
 
 def _number(account: AccountCredentials) -> str:
     return account.phone_number_id or account.twilio_number or account.account_id
+
+
+def _window_closed(account: AccountCredentials, last_inbound: float) -> ProviderError:
+    """The provider's own "outside the 24 h window" error, raised by FlowChat first."""
+    code = fates.META_WINDOW if account.provider == "meta" else fates.TWILIO_WINDOW
+    rule = fates.rule_for(account.provider, code)
+    when = (
+        "never wrote (no inbound message recorded)"
+        if last_inbound < 0
+        else f"last wrote {(time.time() - last_inbound) / 3600:.0f} h ago"
+    )
+    return ProviderError(
+        code=code,
+        title=rule.hint,
+        message=f"not sent by FlowChat: the customer {when}; send an approved template",
+    )
 
 
 def _own(code: int, message: str) -> ProviderError:

@@ -7,6 +7,8 @@ Unprefixed stack variables: ``AMQP_URL``, ``REDIS_URL``, ``FLOWCHAT_TENANT_URL``
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
@@ -25,8 +27,14 @@ class Settings(ServiceSettings):
     graph_version: str = "v23.0"
     twilio_url: str = "https://api.twilio.com"
 
-    #: Unacknowledged ``whatsapp.outbound`` messages this process holds at once.
-    prefetch: int = 64
+    #: Unacknowledged ``whatsapp.outbound`` messages this process holds at once
+    #: (1,000 msg/s at ~100 ms per send under load needs ~100 in flight; headroom).
+    prefetch: int = 256
+    #: Acks of finished messages are batched for this long (``basic.ack(multiple)``):
+    #: one frame for many at high rate. 0 acks each message on its own.
+    ack_linger_s: float = 0.005
+    #: Redis connections of this process; callers wait for a free one (never fail fast).
+    redis_max_connections: int = 64
     #: Upper bound of one provider call (connect + answer).
     http_timeout_s: float = 10.0
     #: Provider calls (first send + retries) before a message goes to the DLQ.
@@ -48,11 +56,19 @@ class Settings(ServiceSettings):
     #: Limiter waits up to this long sleep in-process; longer ones go to a retry tier.
     max_inline_wait_s: float = 1.0
     #: In-process limiter sleepers per account; past it messages wait in a retry tier,
-    #: so one busy account cannot hold every prefetch slot.
-    max_waiting_per_account: int = 32
+    #: so one busy account cannot hold every prefetch slot (half of the default
+    #: prefetch: at 1,000 mps a number always has a few ms of slots reserved ahead,
+    #: and a smaller cap churned those messages through the 5 s tier).
+    max_waiting_per_account: int = 128
     #: After 130429, the number's rate is multiplied by this for ``throttle_s``.
     throttle_factor: float = 0.5
     throttle_s: float = 60.0
+
+    #: The 24 h customer-service window, checked before the provider call from the
+    #: gateway's ``flowchat:csw:<account>:<wa_id>`` record: ``known`` fails a free-form
+    #: message when the record shows the window closed, ``strict`` also when there is
+    #: no record (only where the gateway shares this Redis), ``off`` leaves it to Meta.
+    window_guard: Literal["off", "known", "strict"] = "known"
 
     #: Circuit breaker per account.
     breaker_window_s: float = 60.0

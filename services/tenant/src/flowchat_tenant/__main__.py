@@ -1,9 +1,10 @@
-"""``python -m flowchat_tenant`` runs the service; sub-commands manage the keyring.
+"""``python -m flowchat_tenant`` runs the service; sub-commands are the operator's CLI.
 
-- ``python -m flowchat_tenant`` — serve the HTTP API (port 8701).
-- ``python -m flowchat_tenant rotate-keys`` — re-encrypt every secret under the first key
-  of ``FLOWCHAT_TENANT_ENCRYPTION_KEYS`` (older keys keep decrypting meanwhile).
-- ``python -m flowchat_tenant generate-key`` — print a new Fernet key.
+- ``python -m flowchat_tenant`` (or ``serve``) — serve the HTTP API (port 8701).
+- ``python -m flowchat_tenant tenant create|list|suspend|activate``,
+  ``number add|list``, ``apikey create|list|revoke``, ``keys rotate|generate`` — see
+  :mod:`flowchat_tenant.cli` (``--help`` on any of them).
+- ``rotate-keys`` and ``generate-key`` — the same as ``keys rotate`` / ``keys generate``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flowchat_tenant import SERVICE
 from flowchat_tenant.app import create_app
 from flowchat_tenant.settings import Settings
 
-USAGE = "usage: python -m flowchat_tenant [serve | rotate-keys | generate-key]\n"
+ALIASES = {"rotate-keys": ["keys", "rotate"], "generate-key": ["keys", "generate"]}
 
 
 def main(argv: list[str]) -> int:
@@ -24,17 +25,9 @@ def main(argv: list[str]) -> int:
     if command == "serve":
         run_service(SERVICE, Settings, create_app)
         return 0
-    if command == "rotate-keys":
-        from flowchat_tenant.cli import rotate_keys_command
+    from flowchat_tenant.cli import main as cli
 
-        return rotate_keys_command()
-    if command == "generate-key":
-        from flowchat_tenant.crypto import SecretBox
-
-        sys.stdout.write(SecretBox.generate_key() + "\n")
-        return 0
-    sys.stderr.write(USAGE)
-    return 2
+    return cli(ALIASES[command] + argv[1:] if command in ALIASES else argv)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """PostgreSQL access (asyncpg), schema ``tenant``. Rows come back as plain dicts.
 
 Every query reached from the public API is scoped by ``tenant_id``; only the
-internal lookups (by account id, phone number id, Twilio number, verify-token
-digest, API key id) search across tenants, because that is their job.
+internal lookups (by account id, phone number id, WABA id, Twilio number,
+verify-token digest, API key id) search across tenants, because that is their job.
 """
 
 from __future__ import annotations
@@ -253,6 +253,13 @@ class Repository:
                 _ACCOUNT_WITH_TENANT + " WHERE a.phone_number_id = $1", phone_number_id
             )
         )
+
+    async def accounts_by_waba(self, waba_id: str) -> list[Row]:
+        """Every account of a WABA (Meta's account-level webhooks name only the WABA)."""
+        records = await self._pool.fetch(
+            _ACCOUNT_WITH_TENANT + " WHERE a.waba_id = $1 ORDER BY a.created_at, a.id", waba_id
+        )
+        return [dict(r) for r in records]
 
     async def account_by_twilio_number(self, number: str) -> Row | None:
         return _row(

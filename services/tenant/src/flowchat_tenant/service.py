@@ -488,6 +488,11 @@ class TenantService:
         except (InvalidInput, ProviderError) as exc:
             error, outcome = f"{exc.code}: {exc.message}", "error"
         metrics.HEALTH_CHECKS.labels(outcome).inc()
+        labels = (row["tenant_id"], row["id"])
+        metrics.NUMBER_TOKEN_VALID.labels(*labels).set(outcome != "invalid_credentials")
+        if info is not None:
+            score = metrics.QUALITY_SCORE.get(info.quality_rating or "", 0)
+            metrics.NUMBER_QUALITY.labels(*labels).set(score)
         if info is None:
             # Keep the last good reading; only record the error.
             updated = await self._repo.record_health_error(row["id"], error or "unknown")
@@ -610,6 +615,13 @@ class TenantService:
     async def credentials_by_phone_number_id(self, phone_number_id: str) -> AccountCredentials:
         row = await self._repo.account_by_phone_number_id(phone_number_id)
         return self._credentials(row, phone_number_id)
+
+    async def credentials_by_waba(self, waba_id: str) -> list[AccountCredentials]:
+        """Every account of a WABA, oldest first; :class:`NotFound` when there is none."""
+        rows = await self._repo.accounts_by_waba(waba_id)
+        if not rows:
+            raise NotFound("waba", waba_id)
+        return [self._credentials(row, waba_id) for row in rows]
 
     async def credentials_by_twilio_number(self, number: str) -> AccountCredentials:
         try:

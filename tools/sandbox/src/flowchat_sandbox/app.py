@@ -56,9 +56,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     readiness.add("spec", lambda: bool(validator.types))
     app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat sandbox")
-    # Order matters: the control and Twilio routes before the Graph catch-alls.
+    # Order matters: the hot send route first (nothing else has its shape), then the
+    # control and Twilio routes before the Graph catch-alls.
+    app.include_router(graph.send_router)
     app.include_router(control.router)
     app.include_router(twilio.router)
     app.include_router(graph.router)
     control.install_error_handlers(app)
+    # The hot path as a plain Starlette route at the very front: no dependency solving,
+    # no FastAPI request wrapping (the APIRoute above stays for the OpenAPI docs).
+    app.router.routes.insert(
+        0,
+        graph.HotRoute(
+            graph.SEND_PATH, graph.send_message, methods=["POST"], include_in_schema=False
+        ),
+    )
     return app

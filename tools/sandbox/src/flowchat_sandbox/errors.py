@@ -49,6 +49,11 @@ META_ERRORS: dict[int, tuple[str, str, int]] = {
         400,
     ),
     131051: ("Unsupported message type", "Message type is not currently supported.", 400),
+    131053: (
+        "Media upload error",
+        "Unable to upload the media used in the message.",
+        400,
+    ),
     131056: (
         "(Business Account, Consumer Account) pair rate limit hit",
         "Too many messages sent from the sender phone number to the same recipient phone "

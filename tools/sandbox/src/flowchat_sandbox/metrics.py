@@ -19,3 +19,8 @@ INBOUND = Counter(
     "Messages written by simulated customers, by provider",
     ["provider"],
 )
+MEDIA = Counter(
+    "flowchat_sandbox_media_total",
+    "Media API calls, by operation (upload, retrieve, delete, download) and outcome",
+    ["operation", "outcome"],
+)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Provider = Literal["meta", "twilio"]
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
 
 def new_wamid(wa_id: str) -> str:
@@ -86,6 +87,10 @@ class Customer:
     delivers: bool = True
     #: The customer opens messages: ``read`` follows ``delivered``.
     reads: bool = True
+    #: Status webhooks arrive out of order: ``read`` is posted before ``delivered``.
+    out_of_order_statuses: bool = False
+    #: Every status of a message comes in one webhook (``statuses`` with several items).
+    batch_statuses: bool = False
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,6 +114,10 @@ class Faults:
     drop_webhooks: int = 0
     #: Each webhook is posted twice (Meta delivers at least once).
     duplicate_webhooks: bool = False
+    #: Every status webhook of this number: ``read`` before ``delivered``.
+    out_of_order_statuses: bool = False
+    #: Every status webhook of this number: all of a message's statuses in one POST.
+    batch_statuses: bool = False
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,7 +144,10 @@ class Sent:
 
     @property
     def status(self) -> str:
-        return self.statuses[-1]["status"] if self.statuses else "accepted"
+        """The furthest status reached (webhooks may have told it out of order)."""
+        if not self.statuses:
+            return "accepted"
+        return str(max(self.statuses, key=lambda s: STATUS_RANK.get(s["status"], 0))["status"])
 
     def public(self) -> dict[str, Any]:
         return {

@@ -25,6 +25,12 @@ class Gcra:
         self._tat[key] = tat + period_s
         return True
 
+    def consume(self, key: Hashable, *, period_s: float) -> None:
+        """Take one cell even when over the limit (traffic that cannot be refused, such
+        as a customer's inbound message, still uses up the number's quota)."""
+        now = self._clock()
+        self._tat[key] = max(self._tat.get(key, now), now) + period_s
+
     def prune(self) -> None:
         """Forget keys whose quota is fully restored (they behave as new)."""
         now = self._clock()

@@ -7,9 +7,11 @@ dicts or :mod:`flowchat_sandbox.errors` exceptions. Webhooks go out through the
 A Cloud API send is checked in Meta's order: faults (latency, 5xx, timeouts) →
 token (190) → injected error code → schema and limits (100/131008/131009) →
 throughput (130429) → template (132001/132000/132012/132015/132016) or the 24 h
-window (131047) → pair rate (131056). Accepted sends go to the ledger, and
-``sent`` → ``delivered`` → ``read`` (or ``failed`` with 131026/131050) status
-webhooks follow, ``status_delay_s`` apart.
+window (131047) → media ids (100: unknown, expired or another WABA's) → pair rate
+(131056). A customer's inbound message uses up the number's throughput too.
+Accepted sends go to the ledger, and ``sent`` → ``delivered`` → ``read`` (or
+``failed`` with 131026/131050) status webhooks follow, ``status_delay_s`` apart
+(out of order or batched when the customer or the number is set up so).
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ from typing import Any
 
 from flowchat_sandbox import metrics
 from flowchat_sandbox.errors import META_ERRORS, ControlError, GraphError, TwilioError
+from flowchat_sandbox.media import (
+    API_MEDIA_TTL_S,
+    DOWNLOAD_PATH,
+    INBOUND_MEDIA_TTL_S,
+    PLACEHOLDER_JPEG,
+    Media,
+    MediaRefused,
+    UrlSigner,
+    check_upload,
+)
 from flowchat_sandbox.models import (
     Customer,
     Faults,
@@ -44,7 +56,7 @@ from flowchat_sandbox.models import (
 )
 from flowchat_sandbox.ratelimit import Gcra
 from flowchat_sandbox.settings import Settings
-from flowchat_sandbox.spec import SendValidator, validate_read
+from flowchat_sandbox.spec import MEDIA_TYPES, SendValidator, validate_read
 from flowchat_sandbox.templates import CATEGORIES, STATUSES, Template, check_send
 from flowchat_sandbox.webhooks import (
     Delivery,
@@ -104,7 +116,10 @@ class Sandbox:
     ) -> None:
         self.settings = settings
         self.validator = validator
-        self.clock = clock
+        self._wall = clock
+        #: Added to the wall clock (``POST /sandbox/clock``): windows and media expire.
+        self.time_offset_s = 0.0
+        self.clock: Callable[[], float] = self._now
         self.rng = rng or random.Random()  # noqa: S311 - fault injection, not security
         self._tasks: set[asyncio.Task[None]] = set()
         self.webhooks = WebhookDispatcher(
@@ -115,7 +130,7 @@ class Sandbox:
             retry_base_s=settings.webhook_retry_base_s,
             retry_max_s=settings.webhook_retry_max_s,
         )
-        self.limits = Gcra(clock)
+        self.limits = Gcra(self._now)
         self.numbers: dict[str, Number] = {}
         self.tokens: dict[str, set[str]] = {}
         self.twilio_accounts: dict[str, TwilioAccount] = {}
@@ -128,6 +143,18 @@ class Sandbox:
         self.transcripts: dict[str, list[Sent | Inbound]] = {}
         self.faults: dict[str, Faults] = {}
         self.conversations: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self.media: dict[str, Media] = {}
+        self.urls = UrlSigner()
+
+    def _now(self) -> float:
+        return self._wall() + self.time_offset_s
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the sandbox's time forward (never back); returns the new offset."""
+        if seconds < 0:
+            raise ControlError(422, "invalid_request", "the clock only moves forward")
+        self.time_offset_s += seconds
+        return self.time_offset_s
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -157,8 +184,10 @@ class Sandbox:
             "transcripts",
             "faults",
             "conversations",
+            "media",
         ):
             getattr(self, name).clear()
+        self.time_offset_s = 0.0
         self.limits.clear()
         self.webhooks.clear()
 
@@ -360,6 +389,7 @@ class Sandbox:
             last = self.windows.get((phone_number_id, wa_id))
             if last is None or now - last > self.settings.window_s:
                 raise GraphError(131047)
+        self._check_media_ids(number, body)
         if customer.undeliverable:
             fate = self._fate(131026)
         pair = ("pair", phone_number_id, wa_id)
@@ -426,20 +456,46 @@ class Sandbox:
     # ------------------------------------------------------------------ Cloud API: statuses
 
     async def _play_meta_statuses(self, number: Number, entry: Sent, customer: Customer) -> None:
+        """``sent`` → ``delivered`` → ``read`` (or ``failed``), ``status_delay_s`` apart.
+
+        Realism knobs, per customer or per number (faults): ``out_of_order_statuses``
+        posts ``read`` before ``delivered``; ``batch_statuses`` posts every status of
+        the message in one webhook (its ``statuses`` list has several items).
+        """
         delay = self.settings.status_delay_s
-        await asyncio.sleep(delay)
         if entry.fate is not None:
-            await self._meta_status(number, entry, "failed")
+            plan = ["failed"]
+        else:
+            plan = ["sent"]
+            if customer.delivers:
+                plan.append("delivered")
+                if customer.reads:
+                    plan.append("read")
+        faults = self.faults.get(number.phone_number_id)
+        batch = customer.batch_statuses or bool(faults and faults.batch_statuses)
+        swap = customer.out_of_order_statuses or bool(faults and faults.out_of_order_statuses)
+        if batch:
+            items = []
+            for status in plan:
+                await asyncio.sleep(delay)
+                items.append(self._status_item(entry, status))
+            if swap:
+                items.reverse()
+            await self._post_statuses(number, entry, items)
             return
-        await self._meta_status(number, entry, "sent")
-        if not customer.delivers:
+        if swap and plan[-2:] == ["delivered", "read"]:
+            # Both happen (the phone got it, the customer opened it), the webhooks cross.
+            await asyncio.sleep(delay)
+            await self._post_statuses(number, entry, [self._status_item(entry, "sent")])
+            await asyncio.sleep(delay)
+            delivered = self._status_item(entry, "delivered")
+            await asyncio.sleep(delay)
+            await self._post_statuses(number, entry, [self._status_item(entry, "read")])
+            await self._post_statuses(number, entry, [delivered])
             return
-        await asyncio.sleep(delay)
-        await self._meta_status(number, entry, "delivered")
-        if not customer.reads:
-            return
-        await asyncio.sleep(delay)
-        await self._meta_status(number, entry, "read")
+        for status in plan:
+            await asyncio.sleep(delay)
+            await self._post_statuses(number, entry, [self._status_item(entry, status)])
 
     def _conversation(self, entry: Sent, now: float) -> dict[str, Any]:
         key = (entry.channel, entry.wa_id, entry.category)
@@ -453,7 +509,8 @@ class Sandbox:
             "origin": {"type": entry.category},
         }
 
-    async def _meta_status(self, number: Number, entry: Sent, status: str) -> None:
+    def _status_item(self, entry: Sent, status: str) -> tuple[dict[str, Any], float]:
+        """One ``statuses[]`` item as of now (Meta stamps the event, not the POST)."""
         now = self.clock()
         item: dict[str, Any] = {
             "id": entry.id,
@@ -474,18 +531,32 @@ class Sandbox:
                 "pricing_model": "PMP",
                 "category": entry.category,
             }
+        return item, now
+
+    async def _post_statuses(
+        self, number: Number, entry: Sent, items: list[tuple[dict[str, Any], float]]
+    ) -> None:
+        """One webhook carrying ``items``; each is recorded in the ledger as it is posted."""
         value = messages_value(
             display_phone_number=number.display_phone_number,
             phone_number_id=number.phone_number_id,
-            statuses=[item],
+            statuses=[item for item, _ in items],
         )
         payload = meta_envelope(number.waba_id, "messages", value)
-        record = {"status": status, "timestamp": item["timestamp"], "time": iso(now)}
-        if "errors" in item:
-            record["errors"] = item["errors"]
-        entry.statuses.append(record)
+        records = []
+        for item, at in items:
+            record: dict[str, Any] = {
+                "status": item["status"],
+                "timestamp": item["timestamp"],
+                "time": iso(at),
+            }
+            if "errors" in item:
+                record["errors"] = item["errors"]
+            entry.statuses.append(record)
+            records.append(record)
         delivery = await self._deliver_meta(number, "status", payload)
-        record["delivery_id"] = delivery.id
+        for record in records:
+            record["delivery_id"] = delivery.id
 
     async def _deliver_meta(self, number: Number, kind: str, payload: Any) -> Delivery:
         delivery = self.webhooks.meta(
@@ -571,6 +642,134 @@ class Sandbox:
         number.profile.update(changes)
         return {"success": True}
 
+    # ------------------------------------------------------------------ Cloud API: media
+
+    def upload_media(
+        self,
+        phone_number_id: str,
+        token: str | None,
+        *,
+        messaging_product: str | None,
+        mime_type: str | None,
+        data: bytes | None,
+        filename: str | None = None,
+    ) -> dict[str, Any]:
+        number = self._number(phone_number_id, token, "post")
+        if messaging_product is None:
+            raise GraphError(131008, "The parameter messaging_product is required.")
+        if messaging_product != "whatsapp":
+            raise GraphError(100, "Param messaging_product must be 'whatsapp'.")
+        if data is None:
+            raise GraphError(131008, "The parameter file is required.")
+        if not mime_type:
+            raise GraphError(131008, "The parameter type is required.")
+        try:
+            check_upload(mime_type, len(data))
+        except MediaRefused as exc:
+            metrics.MEDIA.labels("upload", f"refused_{exc.reason}").inc()
+            raise GraphError(131053 if exc.reason == "size" else 100, str(exc)) from None
+        media = self._store_media(number, mime_type, data, "api", filename)
+        metrics.MEDIA.labels("upload", "ok").inc()
+        return {"id": media.id}
+
+    def _store_media(
+        self,
+        number: Number,
+        mime_type: str,
+        data: bytes,
+        source: str,
+        filename: str | None = None,
+        media_id: str | None = None,
+    ) -> Media:
+        now = self.clock()
+        ttl = API_MEDIA_TTL_S if source == "api" else INBOUND_MEDIA_TTL_S
+        media = Media(
+            id=media_id or str(self._numeric_id()),
+            phone_number_id=number.phone_number_id,
+            waba_id=number.waba_id,
+            mime_type=mime_type,
+            data=data,
+            created_at=now,
+            expires_at=now + ttl,
+            source="api" if source == "api" else "inbound",
+            filename=filename,
+        )
+        self._prune_media(now)
+        self.media[media.id] = media
+        return media
+
+    def _prune_media(self, now: float) -> None:
+        if len(self.media) > 10_000:
+            for media_id in [k for k, m in self.media.items() if m.expired(now)]:
+                del self.media[media_id]
+
+    def _live_media(self, media_id: str, token: str | None, verb: str) -> Media:
+        """A media object the token may use: same WABA as one of the token's numbers."""
+        media = self.media.get(media_id)
+        if media is None or media.expired(self.clock()):
+            self._authorize_token(token)
+            raise _object_missing(media_id, verb)
+        self._authorize(media_id, token, waba_id=media.waba_id, verb=verb)
+        return media
+
+    def _authorize_token(self, token: str | None) -> None:
+        if not token or not self.tokens.get(token):
+            raise GraphError(190, "Malformed access token or the token has expired.")
+
+    def media_url(
+        self, media_id: str, token: str | None, base_url: str, phone_number_id: str | None
+    ) -> dict[str, Any]:
+        media = self._live_media(media_id, token, "get")
+        if phone_number_id is not None and phone_number_id != media.phone_number_id:
+            raise _object_missing(media_id)
+        metrics.MEDIA.labels("retrieve", "ok").inc()
+        query = self.urls.query(media.id, self.clock())
+        return {
+            "messaging_product": "whatsapp",
+            "url": f"{base_url.rstrip('/')}{DOWNLOAD_PATH}?{query}",
+            "mime_type": media.mime_type,
+            "sha256": media.sha256,
+            "file_size": str(media.file_size),
+            "id": media.id,
+        }
+
+    def delete_media(
+        self, media_id: str, token: str | None, phone_number_id: str | None
+    ) -> dict[str, Any]:
+        media = self._live_media(media_id, token, "delete")
+        if phone_number_id is not None and phone_number_id != media.phone_number_id:
+            raise _object_missing(media_id, "delete")
+        del self.media[media.id]
+        metrics.MEDIA.labels("delete", "ok").inc()
+        return {"success": True}
+
+    def download_media(
+        self, token: str | None, media_id: str, expires: str, mac: str
+    ) -> tuple[bytes, str]:
+        """The bytes behind a URL from :meth:`media_url` (bearer token required, 5 min)."""
+        self._authorize_token(token)
+        now = self.clock()
+        if not self.urls.valid(media_id, expires, mac, now):
+            metrics.MEDIA.labels("download", "expired_url").inc()
+            raise ControlError(404, "not_found", "this media URL is invalid or expired")
+        media = self.media.get(media_id)
+        if media is None or media.expired(now):
+            metrics.MEDIA.labels("download", "gone").inc()
+            raise ControlError(404, "not_found", "this media was deleted or has expired")
+        self._authorize(media_id, token, waba_id=media.waba_id)
+        metrics.MEDIA.labels("download", "ok").inc()
+        return media.data, media.mime_type
+
+    def _check_media_ids(self, number: Number, body: dict[str, Any]) -> None:
+        """Every media ``id`` a message uses must be a live upload of the number's WABA."""
+        for path, media_id in _media_ids(body):
+            media = self.media.get(media_id)
+            if media is None or media.expired(self.clock()) or media.waba_id != number.waba_id:
+                raise GraphError(
+                    100,
+                    f"Param {path} is not a valid whatsapp business account media attachment ID.",
+                )
+
     # ------------------------------------------------------------------ Cloud API: templates
 
     def list_templates(
@@ -654,11 +853,18 @@ class Sandbox:
         if request.get("name"):
             customer.name = str(request["name"])
         kind, content = _inbound_content(request)
+        data_base64 = content[kind].pop("data_base64", None) if kind == "image" else None
         if request.get("twilio_number"):
             return await self._twilio_inbound(customer, request, kind, content)
         number = self.numbers.get(str(request.get("phone_number_id")))
         if number is None:
             raise ControlError(404, "not_found", "unknown phone_number_id")
+        if kind == "image" and not content["image"].get("link"):
+            content["image"] = self._inbound_image(number, content["image"], data_base64)
+        # A customer's message is never refused, but it uses up the number's throughput.
+        self.limits.consume(
+            ("mps", number.phone_number_id), period_s=1 / max(1, number.throughput_mps)
+        )
         now = self.clock()
         message: dict[str, Any] = {
             "from": wa_id,
@@ -688,6 +894,26 @@ class Sandbox:
         delivery = await self._deliver_meta(number, "message", payload)
         inbound.delivery_id = delivery.id
         return {"id": inbound.id}
+
+    def _inbound_image(
+        self, number: Number, image: dict[str, Any], data_base64: str | None
+    ) -> dict[str, Any]:
+        """Store what the customer sent as media (7 days) and describe it as Meta does."""
+        try:
+            data = base64.b64decode(data_base64, validate=True) if data_base64 else None
+        except (ValueError, binascii.Error):
+            raise ControlError(422, "invalid_request", "image.data_base64 is not base64") from None
+        mime_type = str(image.get("mime_type") or "image/jpeg")
+        data = data if data is not None else PLACEHOLDER_JPEG
+        try:
+            check_upload(mime_type, len(data))
+        except MediaRefused as exc:
+            raise ControlError(422, "invalid_request", f"image: {exc}") from None
+        given = image.get("id")
+        media_id = str(given) if given and str(given) not in self.media else None
+        media = self._store_media(number, mime_type, data, "inbound", media_id=media_id)
+        out = {k: v for k, v in image.items() if k not in ("id", "sha256", "link")}
+        return {**out, "mime_type": mime_type, "sha256": media.sha256, "id": media.id}
 
     # ------------------------------------------------------------------ queries
 
@@ -953,6 +1179,9 @@ class Sandbox:
         }
         params.update(_twilio_fields(kind, content))
         now = self.clock()
+        self.limits.consume(
+            ("mps", account.account_sid), period_s=1 / max(1, account.throughput_mps)
+        )
         self.windows[(account.number, customer.wa_id)] = now
         inbound = Inbound(sid, "twilio", account.number, customer.wa_id, kind, content, now)
         self.inbound[sid] = inbound
@@ -1001,6 +1230,36 @@ def _check_twilio_form(form: dict[str, list[str]], account: TwilioAccount) -> No
             parsed = None
         if not isinstance(parsed, dict):
             raise TwilioError(21656, "The ContentVariables Parameter is invalid.")
+
+
+def _media_ids(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(parameter path, media id)`` of every media a send refers to by id: the media
+    message itself, an interactive header, template header parameters."""
+    found: list[tuple[str, str]] = []
+    kind = body.get("type")
+
+    def take(path: str, node: Any) -> None:
+        if isinstance(node, dict) and isinstance(node.get("id"), str):
+            found.append((path, node["id"]))
+
+    if kind in MEDIA_TYPES:
+        take(f"{kind}['id']", body.get(kind))
+    elif kind == "interactive":
+        header = (body.get("interactive") or {}).get("header") or {}
+        if isinstance(header, dict) and header.get("type") in MEDIA_TYPES:
+            take(f"interactive['header']['{header['type']}']['id']", header.get(header["type"]))
+    elif kind == "template":
+        components = (body.get("template") or {}).get("components") or []
+        for c, component in enumerate(components if isinstance(components, list) else []):
+            parameters = component.get("parameters") if isinstance(component, dict) else None
+            for p, parameter in enumerate(parameters if isinstance(parameters, list) else []):
+                ptype = parameter.get("type") if isinstance(parameter, dict) else None
+                if ptype in MEDIA_TYPES:
+                    take(
+                        f"template['components'][{c}]['parameters'][{p}]['{ptype}']['id']",
+                        parameter.get(ptype),
+                    )
+    return found
 
 
 def _encode(index: int) -> str:

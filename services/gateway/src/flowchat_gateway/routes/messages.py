@@ -1,17 +1,23 @@
-"""The tenants' send API: ``POST /v1/messages``."""
+"""The tenants' message API: ``POST /v1/messages`` (send) and ``GET /v1/messages/{id}``
+(its state, read from the state-manager for the caller's tenant)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import JSONResponse
 from flowchat_platform.http import ApiError
 
 from flowchat_gateway import metrics
-from flowchat_gateway.deps import CallerDep, CorrelationDep, SenderDep
+from flowchat_gateway.deps import CallerDep, CorrelationDep, QueryDep, ReaderDep, SenderDep
 from flowchat_gateway.errors import RateLimited, SendRejected, Unavailable
-from flowchat_gateway.schemas import ErrorBody, SendMessageAccepted, SendMessageRequest
+from flowchat_gateway.schemas import (
+    ErrorBody,
+    MessageState,
+    SendMessageAccepted,
+    SendMessageRequest,
+)
 
 router = APIRouter(tags=["messages"])
 
@@ -167,3 +173,53 @@ async def send_message(
     body = SendMessageAccepted(message_id=accepted.message_id)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
     return JSONResponse(body.model_dump(), status_code=202, headers=headers)
+
+
+@router.get(
+    "/v1/messages/{message_id}",
+    summary="A message's state",
+    response_model=MessageState,
+    responses={
+        401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key"},
+        403: {"model": ErrorBody, "description": "The key has neither 'read' nor 'send' scope"},
+        404: {"model": ErrorBody, "description": "No such message for this tenant (yet)"},
+        429: {"model": ErrorBody, "description": "Rate limited (see Retry-After)"},
+        503: {"model": ErrorBody, "description": "The state-manager cannot answer; retry"},
+    },
+)
+async def get_message(
+    caller: ReaderDep,
+    sender: SenderDep,
+    query: QueryDep,
+    message_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=128,
+            description="The `message_id` that `POST /v1/messages` answered.",
+        ),
+    ],
+) -> JSONResponse:
+    """The message's current state (queued, sent, delivered, read, failed…) and its
+    provider id, as the state-manager records it; only the caller's tenant's messages."""
+    try:
+        await sender.check_rate(caller)
+        record = await query.message(caller, message_id)
+    except RateLimited as exc:
+        metrics.QUERY_REQUESTS.labels("rate_limited").inc()
+        raise ApiError(
+            429, exc.code, exc.message, headers={"Retry-After": str(int(exc.retry_after_s + 0.999))}
+        ) from exc
+    except SendRejected as exc:
+        metrics.QUERY_REQUESTS.labels("not_found").inc()
+        raise ApiError(exc.status, exc.code, exc.message, details=[{"field": exc.field}]) from exc
+    except Unavailable as exc:
+        metrics.QUERY_REQUESTS.labels("unavailable").inc()
+        raise ApiError(
+            503,
+            "unavailable",
+            f"{exc.dependency} unavailable; retry",
+            headers={"Retry-After": "2"},
+        ) from exc
+    metrics.QUERY_REQUESTS.labels("found").inc()
+    return JSONResponse(record)

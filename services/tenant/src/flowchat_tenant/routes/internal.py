@@ -3,16 +3,20 @@
 The only place decrypted secrets leave the service. Account answers are meant to
 be cached: ``Cache-Control: private, max-age=60`` and ``ETag: "<account id>-<version>"``
 (the version moves on every change, including the tenant's suspension), and a
-matching ``If-None-Match`` gets ``304``.
+matching ``If-None-Match`` gets ``304``. The by-WABA list's ETag is
+``"waba-<digest of every (account id, version)>"``, so it moves when any of its
+accounts changes, is added or removed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from flowchat_platform.http import ApiError
-from flowchat_platform.tenant_client import AccountCredentials
+from flowchat_platform.tenant_client import AccountCredentials, WabaAccounts
 
 from flowchat_tenant import metrics
 from flowchat_tenant.deps import Service, require_service_token
@@ -43,24 +47,33 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return etag in candidates
 
 
+def etag_of_list(accounts: list[AccountCredentials]) -> str:
+    state = "|".join(f"{a.account_id}-{a.version}" for a in accounts)
+    return f'"waba-{hashlib.sha256(state.encode()).hexdigest()[:32]}"'
+
+
+Found = TypeVar("Found", AccountCredentials, WabaAccounts)
+
+
 async def _answer(
-    request: Request, response: Response, kind: str, lookup: Awaitable[AccountCredentials]
-) -> AccountCredentials | Response:
+    request: Request, response: Response, kind: str, lookup: Awaitable[Found]
+) -> Found | Response:
     try:
-        account = await lookup
+        found = await lookup
     except NotFound:
         metrics.INTERNAL_LOOKUPS.labels(kind, "not_found").inc()
         raise
+    etag = etag_of_list(found.accounts) if isinstance(found, WabaAccounts) else etag_of(found)
     headers = {
         "Cache-Control": f"private, max-age={request.app.state.cache_max_age_s}",
-        "ETag": etag_of(account),
+        "ETag": etag,
     }
     if etag_matches(request.headers.get("If-None-Match"), headers["ETag"]):
         metrics.INTERNAL_LOOKUPS.labels(kind, "not_modified").inc()
         return Response(status_code=304, headers=headers)
     metrics.INTERNAL_LOOKUPS.labels(kind, "found").inc()
     response.headers.update(headers)
-    return account
+    return found
 
 
 @router.get("/accounts/{account_id}", response_model=AccountCredentials)
@@ -80,6 +93,22 @@ async def account_by_phone_number(
         "phone_number",
         service.credentials_by_phone_number_id(phone_number_id),
     )
+
+
+async def _waba_accounts(service: Service, waba_id: str) -> WabaAccounts:
+    return WabaAccounts(accounts=await service.credentials_by_waba(waba_id))
+
+
+@router.get("/accounts/by-waba/{waba_id}", response_model=WabaAccounts)
+async def accounts_by_waba(
+    request: Request, response: Response, service: Service, waba_id: str
+) -> WabaAccounts | Response:
+    """Every account (number) of a WABA, oldest first: ``{"accounts": [...]}``; 404 if none.
+
+    For Meta's account-level webhooks (template status, quality, account updates),
+    which name only the WABA.
+    """
+    return await _answer(request, response, "waba", _waba_accounts(service, waba_id))
 
 
 @router.get("/accounts/by-twilio-number/{number}", response_model=AccountCredentials)

@@ -46,6 +46,8 @@ class CustomerIn(Strict):
     opted_out_marketing: bool | None = None
     delivers: bool | None = None
     reads: bool | None = None
+    out_of_order_statuses: bool | None = None
+    batch_statuses: bool | None = None
 
 
 class Reply(Strict):
@@ -65,6 +67,8 @@ class Image(Strict):
     mime_type: str = "image/jpeg"
     sha256: str | None = None
     caption: str | None = None
+    #: The picture itself (else a tiny JPEG); stored as media the business can fetch.
+    data_base64: str | None = Field(default=None, max_length=8 * 1024 * 1024)
 
 
 class Location(Strict):
@@ -129,6 +133,25 @@ class FaultsIn(Strict):
     error_count: int = Field(default=0, ge=-1)
     drop_webhooks: int = Field(default=0, ge=-1)
     duplicate_webhooks: bool = False
+    out_of_order_statuses: bool = False
+    batch_statuses: bool = False
+
+
+class ClockIn(Strict):
+    advance_s: float = Field(ge=0, le=10 * 365 * 24 * 3600)
+
+
+@router.post("/clock")
+async def advance_clock(body: ClockIn, sandbox: SandboxDep) -> dict[str, Any]:
+    """Move the sandbox's time forward: windows close, media ids and URLs expire."""
+    offset = sandbox.advance_clock(body.advance_s)
+    return {"offset_s": offset, "now": sandbox.clock()}
+
+
+@router.get("/media")
+async def list_media(sandbox: SandboxDep) -> list[dict[str, Any]]:
+    """Every stored media object (uploads and what customers sent), without bytes."""
+    return [m.public() for m in sandbox.media.values()]
 
 
 @router.post("/numbers", status_code=201)

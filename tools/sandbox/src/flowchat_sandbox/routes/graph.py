@@ -10,13 +10,21 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from flowchat_sandbox.deps import SandboxDep
 from flowchat_sandbox.errors import GraphError
+from flowchat_sandbox.media import DOWNLOAD_PATH, MAX_UPLOAD_BYTES, normalize_mime
 from flowchat_sandbox.service import Sandbox, bearer
 
 router = APIRouter(tags=["graph"])
+#: The send route alone, included before every other router: it is the hot path, and
+#: routes are matched in order (no other route has the shape ``/{a}/{b}/messages``).
+send_router = APIRouter(tags=["graph"])
 VERSION = re.compile(r"^v\d{1,2}\.\d$")
 Authorization = Annotated[str | None, Header()]
 
@@ -40,7 +48,35 @@ def _token(request: Request, authorization: str | None) -> str | None:
     return bearer(authorization, request.query_params.get("access_token"))
 
 
-@router.post("/{version}/{phone_number_id}/messages")
+@router.get(DOWNLOAD_PATH, include_in_schema=True, summary="Download media (URL from GET /{id})")
+async def download_media(
+    request: Request,
+    sandbox: SandboxDep,
+    authorization: Authorization = None,
+    mid: str = "",
+    ext: str = "",
+    mac: Annotated[str, Query(alias="hash")] = "",
+) -> Response:
+    """The bytes of a media URL: valid 5 minutes, and only with the bearer token."""
+    data, mime_type = sandbox.download_media(_token(request, authorization), mid, ext, mac)
+    return Response(data, media_type=mime_type)
+
+
+SEND_PATH = "/{version}/{phone_number_id}/messages"
+
+
+class HotRoute(Route):
+    """A plain Starlette route (no dependency solving) that still names itself in the
+    scope, so request metrics label it by its path like every FastAPI route."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+@send_router.post(SEND_PATH)
 async def send_message(request: Request) -> Response:
     """The hot path: no FastAPI parameter solving, the answer serialized by orjson."""
     params = request.path_params
@@ -50,6 +86,42 @@ async def send_message(request: Request) -> Response:
     raw = await _json(request)
     out = await sandbox.send_message(params["phone_number_id"], token, raw)
     return Response(orjson.dumps(out), media_type="application/json")
+
+
+@router.post("/{version}/{phone_number_id}/media")
+async def upload_media(
+    version: str,
+    phone_number_id: str,
+    request: Request,
+    sandbox: SandboxDep,
+    authorization: Authorization = None,
+) -> dict[str, Any]:
+    """Multipart ``file`` + ``type`` + ``messaging_product=whatsapp`` → ``{"id"}``."""
+    _version(version)
+    token = _token(request, authorization)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + 64 * 1024:
+        raise GraphError(131053, f"The upload is larger than {MAX_UPLOAD_BYTES} bytes.")
+    try:
+        async with request.form(max_files=1, max_fields=10) as form:
+            upload = form.get("file")
+            data = await upload.read() if isinstance(upload, UploadFile) else None
+            declared_type = form.get("type")
+            mime = declared_type if isinstance(declared_type, str) else None
+            if mime is None and isinstance(upload, UploadFile):
+                mime = upload.content_type
+            filename = upload.filename if isinstance(upload, UploadFile) else None
+            product = form.get("messaging_product")
+    except MultiPartException as exc:
+        raise GraphError(100, f"The multipart body is malformed: {exc.message}") from None
+    return sandbox.upload_media(
+        phone_number_id,
+        token,
+        messaging_product=product if isinstance(product, str) else None,
+        mime_type=normalize_mime(mime) if mime else None,
+        data=data,
+        filename=filename,
+    )
 
 
 @router.get("/{version}/{phone_number_id}/whatsapp_business_profile")
@@ -117,4 +189,23 @@ async def get_object(
     token = _token(request, authorization)
     if object_id in sandbox.templates:
         return sandbox.get_template(object_id, token)
+    if object_id in sandbox.media:
+        base = str(request.base_url)
+        return sandbox.media_url(
+            object_id, token, base, request.query_params.get("phone_number_id")
+        )
     return sandbox.get_number(object_id, token, fields)
+
+
+@router.delete("/{version}/{object_id}")
+async def delete_object(
+    version: str,
+    object_id: str,
+    request: Request,
+    sandbox: SandboxDep,
+    authorization: Authorization = None,
+) -> dict[str, Any]:
+    """``DELETE /{media_id}`` (the only deletable object here)."""
+    _version(version)
+    token = _token(request, authorization)
+    return sandbox.delete_media(object_id, token, request.query_params.get("phone_number_id"))

@@ -1,0 +1,204 @@
+"""The campaign runner: sends running campaigns' pending recipients, paced and checkpointed.
+
+Every ``tick_s`` each replica:
+
+1. starts the scheduled campaigns whose time has come (one conditional ``UPDATE``);
+2. for each running campaign, opens a transaction and locks the campaign row with
+   ``FOR UPDATE SKIP LOCKED`` (a campaign is driven by one replica at a time; the
+   others skip it), then, unless it is quiet hours or too many of its messages are
+   still in flight (``max_inflight``: the sender's limits push back here), takes the
+   next ``n`` pending recipients, where ``n`` follows the campaign's rate with the
+   pacing clock ``paced_until`` kept *in the row* (so two replicas together still
+   send at the rate, and a pause takes effect within one small batch);
+3. re-checks each one (blocked, inactive, opted out, frequency cap: things may have
+   changed since the campaign was created) and marks the others ``excluded``;
+4. publishes the commands with publisher confirms, then marks them ``queued`` and
+   commits.
+
+A crash between 4's publish and its commit leaves the rows ``pending``: they are
+published again after the restart with the *same* message id and idempotency key
+``campaign:<campaign>:<contact>``, which the sender drops as a duplicate, so no
+contact is messaged twice. When no pending row is left the campaign is ``completed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from flowchat_contracts import OutboundCommand
+from flowchat_platform.logs import get_logger
+
+from flowchat_conversation import metrics
+from flowchat_conversation.campaigns import (
+    Candidate,
+    FrequencyCap,
+    QuietHours,
+    exclusion,
+    idempotency_key,
+    in_quiet_hours,
+)
+from flowchat_conversation.templates import Template, content
+
+log = get_logger(__name__)
+
+#: The pacing clock never lags more than this: an idle campaign does not burst.
+MAX_BURST_S = 1.0
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class RunningCampaign:
+    campaign_id: str
+    tenant_id: str
+    account_id: str
+    category: str
+    template: dict[str, Any]
+    timezone: str
+    quiet_hours: QuietHours | None
+    rate_mps: int
+    frequency_cap: FrequencyCap
+    paced_until: datetime | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class PendingRecipient:
+    candidate: Candidate
+    message_id: str
+    components: list[dict[str, Any]]
+
+
+class Outbox(Protocol):
+    async def send(self, command: OutboundCommand) -> None:
+        """Publish one command and return once the broker confirmed it."""
+
+
+class CampaignBatch(Protocol):
+    """One transaction on one campaign, holding its row lock."""
+
+    async def lock(self) -> RunningCampaign | None:
+        """The campaign if it is running and no other replica holds it; else None."""
+
+    async def inflight(self) -> int: ...
+
+    async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]: ...
+
+    async def mark_queued(self, contact_ids: list[int]) -> None: ...
+
+    async def mark_excluded(self, rows: list[tuple[int, str]]) -> None: ...
+
+    async def set_paced_until(self, at: datetime) -> None: ...
+
+    async def complete_if_done(self) -> bool: ...
+
+
+class RunnerStore(Protocol):
+    async def activate_due(self) -> list[str]:
+        """Scheduled campaigns whose time has come → running; their ids."""
+
+    async def running_campaigns(self) -> list[str]: ...
+
+    def campaign_batch(self, campaign_id: str) -> AbstractAsyncContextManager[CampaignBatch]: ...
+
+
+def pace(
+    paced_until: datetime | None, now: datetime, rate_mps: int, *, max_batch: int = MAX_BATCH
+) -> tuple[int, datetime]:
+    """How many messages may go now, and the pacing clock after sending them (GCRA-like:
+    the clock advances by 1/rate per message and never lags ``now`` by more than a burst)."""
+    floor = now - timedelta(seconds=MAX_BURST_S)
+    start = max(paced_until or floor, floor)
+    n = min(max_batch, math.floor((now - start).total_seconds() * rate_mps))
+    n = max(n, 0)
+    return n, start + timedelta(seconds=n / rate_mps)
+
+
+@dataclass
+class CampaignRunner:
+    store: RunnerStore
+    outbox: Outbox
+    tick_s: float = 0.2
+    max_inflight: int = 5000
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("campaign runner tick failed")
+                await asyncio.sleep(min(5.0, self.tick_s * 10))
+            await asyncio.sleep(self.tick_s)
+
+    async def tick(self) -> int:
+        """One pass over every running campaign; the number of messages queued."""
+        for campaign_id in await self.store.activate_due():
+            log.info("campaign started on schedule", campaign_id=campaign_id)
+        sent = 0
+        for campaign_id in await self.store.running_campaigns():
+            sent += await self.step(campaign_id)
+        return sent
+
+    async def step(self, campaign_id: str) -> int:
+        async with self.store.campaign_batch(campaign_id) as tx:
+            campaign = await tx.lock()
+            if campaign is None:
+                return 0
+            if in_quiet_hours(campaign.quiet_hours, campaign.timezone, campaign.now):
+                return 0
+            n, paced_until = pace(campaign.paced_until, campaign.now, campaign.rate_mps)
+            if n == 0:
+                return 0
+            if self.max_inflight and await tx.inflight() >= self.max_inflight:
+                return 0
+            batch = await tx.pending(n, cap_window_s=campaign.frequency_cap.window_hours * 3600)
+            if not batch:
+                if await tx.complete_if_done():
+                    log.info("campaign completed", campaign_id=campaign_id)
+                return 0
+            template = Template.from_graph(campaign.template)
+            commands: list[OutboundCommand] = []
+            queued: list[int] = []
+            excluded: list[tuple[int, str]] = []
+            for row in batch:
+                reason = exclusion(row.candidate, campaign.frequency_cap)
+                if reason is not None:
+                    excluded.append((row.candidate.contact_id, reason))
+                    continue
+                queued.append(row.candidate.contact_id)
+                commands.append(
+                    OutboundCommand(
+                        tenant_id=campaign.tenant_id,
+                        account_id=campaign.account_id,
+                        correlation_id=row.message_id,
+                        message_id=row.message_id,
+                        idempotency_key=idempotency_key(
+                            campaign.campaign_id, row.candidate.contact_id
+                        ),
+                        to=row.candidate.wa_id,
+                        category=_category(campaign.category),
+                        campaign_id=campaign.campaign_id,
+                        content=content(template, row.components),
+                    )
+                )
+            # Every publish confirmed before the checkpoint; any failure rolls back the
+            # whole batch, which is published again (same keys) on the next tick.
+            await asyncio.gather(*(self.outbox.send(c) for c in commands))
+            await tx.mark_queued(queued)
+            await tx.mark_excluded(excluded)
+            await tx.set_paced_until(paced_until)
+            metrics.CAMPAIGN_MESSAGES.labels("queued").inc(len(queued))
+            metrics.CAMPAIGN_MESSAGES.labels("excluded").inc(len(excluded))
+            if len(batch) < n and await tx.complete_if_done():
+                log.info("campaign completed", campaign_id=campaign_id)
+            return len(queued)
+
+
+def _category(value: str) -> Any:
+    return value if value in ("marketing", "utility", "authentication") else "marketing"

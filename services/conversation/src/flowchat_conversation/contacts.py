@@ -1,0 +1,342 @@
+"""Contacts of a tenant: who may be messaged first, and segments of them.
+
+No I/O here: :class:`ContactsService` works through the :class:`ContactStore` port.
+
+- **Phone numbers** are stored as WhatsApp ids (E.164 digits, no ``+``: the bot's
+  ``customer_wa_id``) and shown as E.164 (``+2348012345678``); input is parsed with
+  ``phonenumbers`` (a number without ``+`` needs a default region).
+- **Marketing opt-in** records its source and time: ``keyword`` (STOP/START to the
+  bot), ``webhook`` (Meta's ``user_marketing_preferences``), ``error_131050`` (Meta
+  refused a marketing message because the user stopped them), ``api``, ``import``.
+  An import never opts back in a customer who opted out themselves.
+- **Segments** select by status, tags (all / any), groups (any), attribute equality,
+  opt-in and free text (name or phone).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal, Protocol
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from flowchat_conversation.errors import OutreachError
+
+ContactStatus = Literal["active", "inactive", "blocked"]
+OptInSource = Literal["default", "keyword", "webhook", "error_131050", "api", "import"]
+#: Opt-outs the customer made themselves: an import or a default never overrides them.
+CUSTOMER_SOURCES = frozenset({"keyword", "webhook", "error_131050"})
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+MAX_CSV_ROWS = 100_000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def normalize_phone(raw: str, default_region: str | None = None) -> str:
+    """The WhatsApp id (E.164 digits without ``+``) of a phone number, or ValueError."""
+    text = (raw or "").strip()
+    if not text:
+        raise ValueError("phone is required")
+    if not text.startswith("+") and default_region is None:
+        if text.startswith("0"):
+            raise ValueError(f"a national number needs the country code: {raw!r}")
+        text = "+" + text
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {raw!r}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"not a valid phone number: {raw!r}")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+
+
+class Contact(BaseModel):
+    """A contact as the API shows it."""
+
+    contact_id: int
+    phone: str
+    wa_id: str
+    name: str | None
+    status: ContactStatus
+    tags: list[str]
+    groups: list[str]
+    attributes: dict[str, Any]
+    marketing_opt_in: bool
+    opt_in_source: str
+    opt_in_changed_at: datetime | None
+    last_inbound_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactIn(_Model):
+    """A contact to create or update (matched by phone)."""
+
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=32)]
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    status: ContactStatus | None = None
+    tags: list[Label] | None = Field(default=None, max_length=100)
+    groups: list[Label] | None = Field(default=None, max_length=100)
+    attributes: dict[AttrKey, str | int | float | bool | None] | None = None
+    marketing_opt_in: bool | None = None
+
+
+class ContactPatch(_Model):
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    status: ContactStatus | None = None
+    tags: list[Label] | None = Field(default=None, max_length=100)
+    groups: list[Label] | None = Field(default=None, max_length=100)
+    attributes: dict[AttrKey, str | int | float | bool | None] | None = None
+
+
+class MarketingPreference(_Model):
+    opt_in: bool
+
+
+class Segment(_Model):
+    """Who a campaign (or a search) is for; every given condition must hold."""
+
+    statuses: list[ContactStatus] | None = None
+    tags_all: list[Label] = Field(default_factory=list, max_length=50)
+    tags_any: list[Label] = Field(default_factory=list, max_length=50)
+    groups_any: list[Label] = Field(default_factory=list, max_length=50)
+    attributes: dict[AttrKey, str | int | float | bool] = Field(default_factory=dict)
+    marketing_opt_in: bool | None = None
+    #: Free text: a part of the name or of the phone number.
+    q: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
+@dataclass(frozen=True)
+class NewContact:
+    """A validated :class:`ContactIn`: phone normalized."""
+
+    wa_id: str
+    name: str | None = None
+    status: ContactStatus | None = None
+    tags: list[str] | None = None
+    groups: list[str] | None = None
+    attributes: dict[str, Any] | None = None
+    marketing_opt_in: bool | None = None
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    created: int = 0
+    updated: int = 0
+    #: Rows that asked to opt in a customer who had opted out themselves (kept out).
+    opt_out_kept: int = 0
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    phone: str
+    errors: list[str]
+
+
+@dataclass(frozen=True)
+class ContactImport:
+    received: int
+    created: int
+    updated: int
+    opt_out_kept: int
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+
+class ContactStore(Protocol):
+    async def upsert_contacts(
+        self, tenant_id: str, contacts: list[NewContact], *, source: OptInSource
+    ) -> UpsertCounts: ...
+
+    async def get_contact(self, tenant_id: str, contact_id: int) -> Contact | None: ...
+
+    async def search_contacts(
+        self, tenant_id: str, segment: Segment, *, limit: int, after_id: int
+    ) -> list[Contact]: ...
+
+    async def count_contacts(self, tenant_id: str, segment: Segment) -> int: ...
+
+    async def patch_contact(
+        self, tenant_id: str, contact_id: int, patch: ContactPatch
+    ) -> Contact | None: ...
+
+    async def set_marketing_opt_in(
+        self, tenant_id: str, wa_id: str, opt_in: bool, *, source: OptInSource, at: datetime
+    ) -> bool:
+        """Record the preference; False when the tenant has no such contact."""
+
+
+def to_new_contact(item: ContactIn, default_region: str | None = None) -> NewContact:
+    return NewContact(
+        wa_id=normalize_phone(item.phone, default_region),
+        name=item.name.strip() or None if item.name is not None else None,
+        status=item.status,
+        tags=_unique(item.tags),
+        groups=_unique(item.groups),
+        attributes=dict(item.attributes) if item.attributes is not None else None,
+        marketing_opt_in=item.marketing_opt_in,
+    )
+
+
+def _unique(items: list[str] | None) -> list[str] | None:
+    return list(dict.fromkeys(items)) if items is not None else None
+
+
+_TRUE = frozenset({"1", "true", "yes", "y", "on", "opted_in", "opt_in"})
+_FALSE = frozenset({"0", "false", "no", "n", "off", "opted_out", "opt_out"})
+_KNOWN = frozenset({"phone", "name", "status", "tags", "groups", "marketing_opt_in", "opt_in"})
+
+
+def _split(value: str) -> list[str]:
+    parts = [p.strip() for chunk in value.split("|") for p in chunk.split(";")]
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+class CsvFormatError(OutreachError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="invalid_csv")
+
+
+def parse_contacts_csv(  # noqa: PLR0912 - one flat check per column
+    text: str, default_region: str | None = None
+) -> tuple[list[tuple[int, NewContact]], list[RejectedRow]]:
+    """Rows → contacts and a report of every rejected row (nothing dropped silently).
+
+    Columns: ``phone`` (required), ``name``, ``status``, ``tags`` and ``groups``
+    (separated by ``;`` or ``|``), ``marketing_opt_in`` (yes/no); any other column is
+    a custom attribute (``attributes.city`` or just ``city``). A phone repeated in the
+    file rejects the later row.
+    """
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    headers = [h.strip().lower() for h in reader.fieldnames or []]
+    if "phone" not in headers:
+        raise CsvFormatError("the CSV file needs a header row with a 'phone' column")
+    reader.fieldnames = headers
+    good: list[tuple[int, NewContact]] = []
+    rejected: list[RejectedRow] = []
+    seen: dict[str, int] = {}
+    for n, row in enumerate(reader):
+        line = reader.line_num
+        if n >= MAX_CSV_ROWS:
+            raise CsvFormatError(f"at most {MAX_CSV_ROWS} rows per file")
+        raw_phone = (row.get("phone") or "").strip()
+        errors: list[str] = []
+        if None in row:
+            errors.append("more fields than headers")
+        wa_id = ""
+        try:
+            wa_id = normalize_phone(raw_phone, default_region)
+        except ValueError as exc:
+            errors.append(str(exc))
+        status = (row.get("status") or "").strip().lower() or None
+        if status is not None and status not in ("active", "inactive", "blocked"):
+            errors.append(f"status must be active, inactive or blocked, not {status!r}")
+        opt_raw = (row.get("marketing_opt_in") or row.get("opt_in") or "").strip().lower()
+        opt_in: bool | None = None
+        if opt_raw in _TRUE:
+            opt_in = True
+        elif opt_raw in _FALSE:
+            opt_in = False
+        elif opt_raw:
+            errors.append(f"marketing_opt_in must be yes or no, not {opt_raw!r}")
+        attributes: dict[str, Any] = {}
+        for key, value in row.items():
+            if key is None or key in _KNOWN:
+                continue
+            name = key.removeprefix("attributes.").removeprefix("attr.")
+            if value is not None and value.strip():
+                attributes[name] = value.strip()
+        if wa_id and wa_id in seen:
+            errors.append(f"duplicate of line {seen[wa_id]}")
+        if errors:
+            rejected.append(RejectedRow(line=line, phone=raw_phone, errors=errors))
+            continue
+        seen[wa_id] = line
+        name = (row.get("name") or "").strip() or None
+        good.append(
+            (
+                line,
+                NewContact(
+                    wa_id=wa_id,
+                    name=name,
+                    status=status,  # type: ignore[arg-type]
+                    tags=_split(row["tags"]) if row.get("tags") else None,
+                    groups=_split(row["groups"]) if row.get("groups") else None,
+                    attributes=attributes or None,
+                    marketing_opt_in=opt_in,
+                ),
+            )
+        )
+    return good, rejected
+
+
+@dataclass
+class ContactsService:
+    store: ContactStore
+    #: The region of numbers written without ``+`` (None: they must be international).
+    default_region: str | None = None
+
+    async def upsert(self, tenant_id: str, items: list[ContactIn]) -> UpsertCounts:
+        contacts: list[NewContact] = []
+        for n, item in enumerate(items):
+            try:
+                contacts.append(to_new_contact(item, self.default_region))
+            except ValueError as exc:
+                raise OutreachError(f"item {n}: {exc}", code="invalid_phone") from exc
+        if len({c.wa_id for c in contacts}) != len(contacts):
+            raise OutreachError("the same phone number appears twice", code="duplicate_phone")
+        return await self.store.upsert_contacts(tenant_id, contacts, source="api")
+
+    async def import_csv(self, tenant_id: str, text: str) -> ContactImport:
+        good, rejected = parse_contacts_csv(text, self.default_region)
+        counts = UpsertCounts()
+        if good:
+            counts = await self.store.upsert_contacts(
+                tenant_id, [c for _, c in good], source="import"
+            )
+        return ContactImport(
+            received=len(good) + len(rejected),
+            created=counts.created,
+            updated=counts.updated,
+            opt_out_kept=counts.opt_out_kept,
+            rejected=rejected,
+        )
+
+    async def get(self, tenant_id: str, contact_id: int) -> Contact:
+        contact = await self.store.get_contact(tenant_id, contact_id)
+        if contact is None:
+            raise OutreachError(f"no contact {contact_id}", code="not_found", status=404)
+        return contact
+
+    async def search(
+        self, tenant_id: str, segment: Segment, *, limit: int = 100, after_id: int = 0
+    ) -> list[Contact]:
+        return await self.store.search_contacts(tenant_id, segment, limit=limit, after_id=after_id)
+
+    async def count(self, tenant_id: str, segment: Segment) -> int:
+        return await self.store.count_contacts(tenant_id, segment)
+
+    async def patch(self, tenant_id: str, contact_id: int, patch: ContactPatch) -> Contact:
+        contact = await self.store.patch_contact(tenant_id, contact_id, patch)
+        if contact is None:
+            raise OutreachError(f"no contact {contact_id}", code="not_found", status=404)
+        return contact
+
+    async def set_preference(
+        self,
+        tenant_id: str,
+        wa_id: str,
+        opt_in: bool,
+        *,
+        source: OptInSource,
+        at: datetime,
+    ) -> bool:
+        return await self.store.set_marketing_opt_in(tenant_id, wa_id, opt_in, source=source, at=at)

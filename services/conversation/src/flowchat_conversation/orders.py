@@ -1,0 +1,216 @@
+"""Orders, invoices and payments as plain values and rules (no I/O).
+
+Order lifecycle (tenant API ``POST /v1/tenants/{t}/orders/{id}/status``)::
+
+    draft ──▶ confirmed ──▶ processing ──▶ shipped ──▶ delivered
+      │           │             │
+      └───────────┴─────────────┴──▶ cancelled (with a reason; stock goes back)
+
+The bot creates orders directly as *confirmed* (stock reserved, invoice issued in the
+same transaction). Payment is tracked apart from the status: an invoice is *unpaid*
+until payments add up to its total (*paid*), *void* once its order is cancelled, and
+*overdue* while unpaid past its due time (``payment_timeout_hours`` after issue).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from flowchat_conversation.domain import format_money, round_money
+
+
+class OrderStatus(StrEnum):
+    DRAFT = "draft"
+    CONFIRMED = "confirmed"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.DRAFT: frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED}),
+    OrderStatus.CONFIRMED: frozenset({OrderStatus.PROCESSING, OrderStatus.CANCELLED}),
+    OrderStatus.PROCESSING: frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED}),
+    OrderStatus.SHIPPED: frozenset({OrderStatus.DELIVERED}),
+    OrderStatus.DELIVERED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
+#: Statuses whose stock is reserved (a cancellation from them puts it back).
+RESERVED = frozenset({OrderStatus.CONFIRMED, OrderStatus.PROCESSING})
+
+
+def can_move(current: OrderStatus, target: OrderStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+class InvoiceStatus(StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"
+    VOID = "void"
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    name: str
+    unit_price: Decimal
+    quantity: int
+    line_total: Decimal
+
+
+@dataclass(frozen=True)
+class Invoice:
+    invoice_id: str
+    number: str
+    status: InvoiceStatus
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    tax_rate: Decimal
+    tax: Decimal
+    total: Decimal
+    amount_paid: Decimal
+    issued_at: datetime
+    due_at: datetime
+    paid_at: datetime | None = None
+
+    @property
+    def balance(self) -> Decimal:
+        return max(self.total - self.amount_paid, Decimal(0))
+
+    def overdue(self, now: datetime) -> bool:
+        return self.status is InvoiceStatus.UNPAID and now >= self.due_at
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    tenant_id: str
+    account_id: str
+    customer_wa_id: str
+    status: OrderStatus
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    tax: Decimal
+    total: Decimal
+    payment_reference: str
+    payment_status: str
+    customer_payment_ref: str | None
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    lines: list[OrderLine] = field(default_factory=list)
+    invoice: Invoice | None = None
+
+
+def invoice_id_for(order_id: str) -> str:
+    """An order's invoice id (one invoice per order), also its printed number."""
+    return "INV-" + order_id.removeprefix("ORD-")
+
+
+# --------------------------------------------------------------------- links
+
+
+class InvoiceLinks:
+    """Unguessable invoice PDF URLs: ``<base>/v1/invoices/<id>.pdf?token=<hmac>``.
+
+    The token is an HMAC of the invoice id under the service's link secret, so it is
+    the same on every replica and for a re-run of the same message (nothing to store);
+    rotating the secret invalidates the links already sent.
+    """
+
+    def __init__(self, base_url: str, secret: bytes) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+
+    def token(self, invoice_id: str) -> str:
+        mac = hmac.new(self._secret, f"invoice:{invoice_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:24]).decode().rstrip("=")
+
+    def url(self, invoice_id: str) -> str:
+        return f"{self.base_url}/v1/invoices/{invoice_id}.pdf?token={self.token(invoice_id)}"
+
+    def verify(self, invoice_id: str, token: str) -> bool:
+        return hmac.compare_digest(self.token(invoice_id).encode(), token.encode())
+
+
+# --------------------------------------------------------------------- customer texts
+
+
+def invoice_text(
+    *,
+    business_name: str,
+    order_id: str,
+    invoice_number: str,
+    lines: list[tuple[str, int, Decimal]],
+    subtotal: Decimal,
+    discount: Decimal,
+    tax_rate: Decimal,
+    tax: Decimal,
+    total: Decimal,
+    currency: str,
+    payment_reference: str,
+    due_at: datetime,
+    payment_instructions: str | None,
+) -> str:
+    """The invoice as a WhatsApp text (``lines`` are ``(name, quantity, unit price)``)."""
+    body = "\n".join(
+        f"• {qty} x {name} @ {format_money(price, currency)} = "
+        f"{format_money(round_money(price * qty, currency), currency)}"
+        for name, qty, price in lines
+    )
+    rate = (tax_rate * 100).normalize()
+    parts = [
+        f"✅ Order {order_id} confirmed.",
+        f"🧾 *Invoice {invoice_number}* — {business_name}",
+        body,
+        f"Subtotal: {format_money(subtotal, currency)}",
+    ]
+    if discount:
+        parts.append(f"Discount: -{format_money(discount, currency)}")
+    if tax:
+        parts.append(f"Tax ({rate:f}%): {format_money(tax, currency)}")
+    parts += [
+        f"*Total: {format_money(total, currency)}*",
+        "",
+        f"Payment reference: {payment_reference}",
+        f"Please pay by {due_at:%Y-%m-%d %H:%M} UTC.",
+    ]
+    if payment_instructions:
+        parts.append(payment_instructions)
+    parts.append("When you have paid, send us your payment confirmation number here.")
+    return "\n".join(parts)
+
+
+def status_text(
+    status: OrderStatus, order_id: str, business_name: str, reason: str | None = None
+) -> str:
+    if status is OrderStatus.PROCESSING:
+        return f"📦 Your order {order_id} is being prepared."
+    if status is OrderStatus.SHIPPED:
+        return f"🚚 Your order {order_id} is on its way."
+    if status is OrderStatus.DELIVERED:
+        return (
+            f"✅ Your order {order_id} was delivered. "
+            f"Thank you for shopping with {business_name}! Type menu to order again."
+        )
+    if status is OrderStatus.CANCELLED:
+        why = f" Reason: {reason}." if reason else ""
+        return f"❌ Your order {order_id} was cancelled.{why} Type menu to shop again."
+    return f"Your order {order_id} is now {status.value}."
+
+
+def paid_text(order_id: str, amount: Decimal, currency: str) -> str:
+    return (
+        f"💰 We received your payment of {format_money(amount, currency)} for order "
+        f"{order_id}. Thank you! We'll let you know when it ships."
+    )

@@ -1,0 +1,868 @@
+"""PostgreSQL access (asyncpg) for contacts, campaigns and reminders (schema ``conversation``).
+
+Implements the ports of :mod:`~flowchat_conversation.contacts`,
+:mod:`~flowchat_conversation.campaigns`, :mod:`~flowchat_conversation.campaign_runner`,
+:mod:`~flowchat_conversation.reminders` and :mod:`~flowchat_conversation.scheduler`.
+JSON columns travel as text (no codec on the pool).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from flowchat_conversation.campaign_runner import PendingRecipient, RunningCampaign
+from flowchat_conversation.campaigns import (
+    Campaign,
+    CampaignMetrics,
+    CampaignStatus,
+    Candidate,
+    FrequencyCap,
+    NewCampaign,
+    NewRecipient,
+    QuietHours,
+    StatusChange,
+)
+from flowchat_conversation.contacts import (
+    CUSTOMER_SOURCES,
+    Contact,
+    ContactPatch,
+    NewContact,
+    OptInSource,
+    Segment,
+    UpsertCounts,
+)
+from flowchat_conversation.reminders import DueReminder, NewReminder, Reminder
+
+_CONTACT_COLUMNS = (
+    "contact_id, customer_wa_id, name, status, tags, groups, attributes, marketing_opt_in, "
+    "opt_in_source, opt_in_changed_at, last_inbound_at, first_seen_at, updated_at"
+)
+#: Forward-only recipient states (``failed`` is terminal).
+_RANK_SQL = (
+    "CASE {col} WHEN 'pending' THEN 0 WHEN 'queued' THEN 1 WHEN 'sent' THEN 2 "
+    "WHEN 'delivered' THEN 3 WHEN 'read' THEN 4 WHEN 'failed' THEN 100 ELSE -1 END"
+)
+_STATUS_MAP = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "read"}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(
+        contact_id=row["contact_id"],
+        phone="+" + row["customer_wa_id"],
+        wa_id=row["customer_wa_id"],
+        name=row["name"],
+        status=row["status"],
+        tags=list(row["tags"]),
+        groups=list(row["groups"]),
+        attributes=_loads(row["attributes"]),
+        marketing_opt_in=row["marketing_opt_in"],
+        opt_in_source=row["opt_in_source"],
+        opt_in_changed_at=row["opt_in_changed_at"],
+        last_inbound_at=row["last_inbound_at"],
+        created_at=row["first_seen_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def segment_where(tenant_id: str, segment: Segment, *, alias: str = "") -> tuple[str, list[Any]]:
+    """A WHERE clause (and its arguments, ``$1`` = tenant) selecting the segment."""
+    p = f"{alias}." if alias else ""
+    args: list[Any] = [tenant_id]
+    conds = [f"{p}tenant_id = $1"]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    if segment.statuses:
+        conds.append(f"{p}status = ANY({arg(list(segment.statuses))}::text[])")
+    if segment.tags_all:
+        conds.append(f"{p}tags @> {arg(list(segment.tags_all))}::text[]")
+    if segment.tags_any:
+        conds.append(f"{p}tags && {arg(list(segment.tags_any))}::text[]")
+    if segment.groups_any:
+        conds.append(f"{p}groups && {arg(list(segment.groups_any))}::text[]")
+    for key, value in segment.attributes.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        conds.append(f"{p}attributes ->> {arg(key)} = {arg(text)}")
+    if segment.marketing_opt_in is not None:
+        conds.append(f"{p}marketing_opt_in = {arg(segment.marketing_opt_in)}")
+    if segment.q:
+        escaped = segment.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = arg(f"%{escaped}%")
+        digits = "".join(ch for ch in segment.q if ch.isdigit())
+        phone = arg(f"%{digits}%" if digits else "\x00")
+        conds.append(f"({p}name ILIKE {like} OR {p}customer_wa_id LIKE {phone})")
+    return " AND ".join(conds), args
+
+
+def _campaign(row: Any) -> Campaign:
+    quiet = (
+        QuietHours(start=row["quiet_start"], end=row["quiet_end"])
+        if row["quiet_start"] is not None and row["quiet_end"] is not None
+        else None
+    )
+    return Campaign(
+        campaign_id=row["campaign_id"],
+        tenant_id=row["tenant_id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        status=row["status"],
+        category=row["category"],
+        template=_loads(row["template"]),
+        parameters=_loads(row["parameters"]),
+        segment=_loads(row["segment"]),
+        timezone=row["timezone"],
+        scheduled_at=row["scheduled_at"],
+        quiet_hours=quiet,
+        rate_mps=row["rate_mps"],
+        frequency_cap=FrequencyCap(
+            max_messages=row["cap_messages"], window_hours=row["cap_window_s"] // 3600
+        ),
+        pause_reason=row["pause_reason"],
+        targeted=row["targeted"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+def _reminder(row: Any) -> Reminder:
+    return Reminder(
+        reminder_id=row["reminder_id"],
+        tenant_id=row["tenant_id"],
+        account_id=row["account_id"],
+        phone="+" + row["wa_id"],
+        kind=row["kind"],
+        due_at=row["due_at"],
+        state=row["state"],
+        category=row["category"],
+        text=row["text"],
+        template=_loads(row["template"]) if row["template"] is not None else None,
+        reference=row["reference"],
+        dedupe_key=row["dedupe_key"],
+        outcome=row["outcome"],
+        message_id=row["message_id"],
+        fired_at=row["fired_at"],
+        created_at=row["created_at"],
+    )
+
+
+class OutreachRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # ================================================================ contacts
+
+    async def upsert_contacts(
+        self, tenant_id: str, contacts: list[NewContact], *, source: OptInSource
+    ) -> UpsertCounts:
+        """Create new contacts and update existing ones (given fields only), atomically.
+
+        Insert-or-skip first, then update the rest: a contact the bot creates at the
+        same moment is then updated, never lost. Opting in never overrides an opt-out
+        the customer made themselves (``opt_out_kept``)."""
+        rows = _json(
+            [
+                {
+                    "wa_id": c.wa_id,
+                    "name": c.name,
+                    "status": c.status,
+                    "tags": c.tags,
+                    "groups": c.groups,
+                    "attributes": c.attributes,
+                    "opt_in": c.marketing_opt_in,
+                }
+                for c in contacts
+            ]
+        )
+        recordset = (
+            "jsonb_to_recordset($2::jsonb) AS x(wa_id text, name text, status text, "
+            "tags text[], groups text[], attributes jsonb, opt_in boolean)"
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            created = await conn.fetch(
+                f"""
+                INSERT INTO contacts (tenant_id, customer_wa_id, name, status, tags, groups,
+                    attributes, marketing_opt_in, opt_in_source, opt_in_changed_at,
+                    opted_out_at, origin)
+                SELECT $1, x.wa_id, x.name, COALESCE(x.status, 'active'),
+                    COALESCE(x.tags, '{{}}'), COALESCE(x.groups, '{{}}'),
+                    jsonb_strip_nulls(COALESCE(x.attributes, '{{}}')),
+                    COALESCE(x.opt_in, true),
+                    CASE WHEN x.opt_in IS NULL THEN 'default' ELSE $3 END,
+                    CASE WHEN x.opt_in IS NULL THEN NULL ELSE now() END,
+                    CASE WHEN x.opt_in = false THEN now() END,
+                    $3
+                FROM {recordset}
+                ON CONFLICT (tenant_id, customer_wa_id) DO NOTHING
+                RETURNING customer_wa_id
+                """,  # noqa: S608
+                tenant_id,
+                rows,
+                source,
+            )
+            done = [r["customer_wa_id"] for r in created]
+            changed = (
+                "(x.opt_in IS NOT NULL AND x.opt_in IS DISTINCT FROM c.marketing_opt_in "
+                "AND NOT (x.opt_in AND c.opt_in_source = ANY($5::text[])))"
+            )
+            updated = await conn.fetch(
+                f"""
+                UPDATE contacts c SET
+                    name = COALESCE(x.name, c.name),
+                    status = COALESCE(x.status, c.status),
+                    tags = COALESCE(x.tags, c.tags),
+                    groups = COALESCE(x.groups, c.groups),
+                    attributes = CASE WHEN x.attributes IS NULL THEN c.attributes
+                        ELSE jsonb_strip_nulls(c.attributes || x.attributes) END,
+                    marketing_opt_in = CASE WHEN {changed} THEN x.opt_in
+                        ELSE c.marketing_opt_in END,
+                    opt_in_source = CASE WHEN {changed} THEN $3 ELSE c.opt_in_source END,
+                    opt_in_changed_at = CASE WHEN {changed} THEN now()
+                        ELSE c.opt_in_changed_at END,
+                    opted_out_at = CASE WHEN {changed}
+                        THEN (CASE WHEN x.opt_in THEN NULL ELSE now() END)
+                        ELSE c.opted_out_at END,
+                    updated_at = now()
+                FROM {recordset}
+                WHERE c.tenant_id = $1 AND c.customer_wa_id = x.wa_id
+                  AND NOT (x.wa_id = ANY($4::text[]))
+                RETURNING (x.opt_in IS TRUE AND NOT c.marketing_opt_in) AS kept
+                """,  # noqa: S608
+                tenant_id,
+                rows,
+                source,
+                done,
+                sorted(CUSTOMER_SOURCES),
+            )
+        return UpsertCounts(
+            created=len(done),
+            updated=len(updated),
+            opt_out_kept=sum(1 for r in updated if r["kept"]),
+        )
+
+    async def get_contact(self, tenant_id: str, contact_id: int) -> Contact | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE tenant_id = $1 AND contact_id = $2",  # noqa: S608
+            tenant_id,
+            contact_id,
+        )
+        return _contact(row) if row else None
+
+    async def search_contacts(
+        self, tenant_id: str, segment: Segment, *, limit: int, after_id: int
+    ) -> list[Contact]:
+        where, args = segment_where(tenant_id, segment)
+        args += [after_id, limit]
+        rows = await self._pool.fetch(
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE {where} "  # noqa: S608
+            f"AND contact_id > ${len(args) - 1} ORDER BY contact_id LIMIT ${len(args)}",
+            *args,
+        )
+        return [_contact(r) for r in rows]
+
+    async def count_contacts(self, tenant_id: str, segment: Segment) -> int:
+        where, args = segment_where(tenant_id, segment)
+        count = await self._pool.fetchval(f"SELECT count(*) FROM contacts WHERE {where}", *args)  # noqa: S608
+        return int(count)
+
+    async def patch_contact(
+        self, tenant_id: str, contact_id: int, patch: ContactPatch
+    ) -> Contact | None:
+        row = await self._pool.fetchrow(
+            f"""
+            UPDATE contacts SET
+                name = COALESCE($3, name),
+                status = COALESCE($4, status),
+                tags = COALESCE($5::text[], tags),
+                groups = COALESCE($6::text[], groups),
+                attributes = CASE WHEN $7::jsonb IS NULL THEN attributes
+                    ELSE jsonb_strip_nulls(attributes || $7::jsonb) END,
+                updated_at = now()
+            WHERE tenant_id = $1 AND contact_id = $2
+            RETURNING {_CONTACT_COLUMNS}
+            """,  # noqa: S608
+            tenant_id,
+            contact_id,
+            patch.name,
+            patch.status,
+            list(dict.fromkeys(patch.tags)) if patch.tags is not None else None,
+            list(dict.fromkeys(patch.groups)) if patch.groups is not None else None,
+            _json(patch.attributes) if patch.attributes is not None else None,
+        )
+        return _contact(row) if row else None
+
+    async def set_marketing_opt_in(
+        self, tenant_id: str, wa_id: str, opt_in: bool, *, source: str, at: datetime
+    ) -> bool:
+        """Record a preference; a webhook or error for an unknown number creates the
+        contact (an opt-out must be remembered before the first campaign)."""
+        row = await self._pool.fetchval(
+            """
+            INSERT INTO contacts AS c (tenant_id, customer_wa_id, marketing_opt_in,
+                opt_in_source, opt_in_changed_at, opted_out_at, origin)
+            VALUES ($1, $2, $3::boolean, $4::text, $5::timestamptz,
+                CASE WHEN $3::boolean THEN NULL ELSE $5::timestamptz END, $4::text)
+            ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE SET
+                marketing_opt_in = EXCLUDED.marketing_opt_in,
+                opt_in_source = EXCLUDED.opt_in_source,
+                opt_in_changed_at = EXCLUDED.opt_in_changed_at,
+                opted_out_at = EXCLUDED.opted_out_at,
+                updated_at = now()
+            WHERE c.opt_in_changed_at IS NULL OR c.opt_in_changed_at <= EXCLUDED.opt_in_changed_at
+            RETURNING (xmax = 0)
+            """,
+            tenant_id,
+            wa_id,
+            opt_in,
+            source,
+            at,
+        )
+        return row is not None
+
+    # ================================================================ campaigns
+
+    async def candidates(
+        self, tenant_id: str, segment: Segment, *, cap_window_s: int
+    ) -> list[Candidate]:
+        where, args = segment_where(tenant_id, segment, alias="c")
+        args.append(cap_window_s)
+        rows = await self._pool.fetch(
+            f"""
+            SELECT c.contact_id, c.customer_wa_id, c.name, c.status, c.attributes,
+                c.marketing_opt_in,
+                (SELECT count(*) FROM campaign_recipients r
+                 WHERE r.tenant_id = c.tenant_id AND r.wa_id = c.customer_wa_id
+                   AND r.queued_at >= now() - make_interval(secs => ${len(args)})) AS recent
+            FROM contacts c WHERE {where} ORDER BY c.contact_id
+            """,  # noqa: S608
+            *args,
+        )
+        return [
+            Candidate(
+                contact_id=r["contact_id"],
+                wa_id=r["customer_wa_id"],
+                name=r["name"],
+                status=r["status"],
+                attributes=_loads(r["attributes"]),
+                marketing_opt_in=r["marketing_opt_in"],
+                recent_sends=r["recent"],
+            )
+            for r in rows
+        ]
+
+    async def insert_campaign(
+        self, campaign: NewCampaign, recipients: list[NewRecipient]
+    ) -> Campaign:
+        quiet = campaign.quiet_hours
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                INSERT INTO campaigns (campaign_id, tenant_id, account_id, name, status,
+                    category, template, parameters, segment, timezone, scheduled_at,
+                    quiet_start, quiet_end, rate_mps, cap_messages, cap_window_s, targeted)
+                VALUES ($1, $2, $3, $4, 'draft', $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10,
+                    $11, $12, $13, $14, $15, $16)
+                RETURNING *
+                """,
+                campaign.campaign_id,
+                campaign.tenant_id,
+                campaign.account_id,
+                campaign.name,
+                campaign.category,
+                _json(campaign.template),
+                _json(campaign.parameters),
+                _json(campaign.segment),
+                campaign.timezone,
+                campaign.scheduled_at,
+                quiet.start if quiet else None,
+                quiet.end if quiet else None,
+                campaign.rate_mps,
+                campaign.frequency_cap.max_messages,
+                campaign.frequency_cap.window_hours * 3600,
+                campaign.targeted,
+            )
+            await conn.copy_records_to_table(
+                "campaign_recipients",
+                columns=[
+                    "campaign_id",
+                    "contact_id",
+                    "tenant_id",
+                    "wa_id",
+                    "state",
+                    "reason",
+                    "message_id",
+                    "components",
+                ],
+                records=[
+                    (
+                        campaign.campaign_id,
+                        r.contact_id,
+                        campaign.tenant_id,
+                        r.wa_id,
+                        r.state,
+                        r.reason,
+                        r.message_id,
+                        _json(r.components) if r.components is not None else None,
+                    )
+                    for r in recipients
+                ],
+            )
+        return _campaign(row)
+
+    async def get_campaign(self, tenant_id: str, campaign_id: str) -> Campaign | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM campaigns WHERE tenant_id = $1 AND campaign_id = $2",
+            tenant_id,
+            campaign_id,
+        )
+        return _campaign(row) if row else None
+
+    async def list_campaigns(self, tenant_id: str, *, limit: int) -> list[Campaign]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM campaigns WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2",
+            tenant_id,
+            limit,
+        )
+        return [_campaign(r) for r in rows]
+
+    async def transition(
+        self,
+        tenant_id: str,
+        campaign_id: str,
+        *,
+        from_states: tuple[CampaignStatus, ...],
+        to_state: CampaignStatus,
+        reason: str | None = None,
+    ) -> Campaign | None:
+        row = await self._pool.fetchrow(
+            """
+            UPDATE campaigns SET status = $4,
+                pause_reason = CASE WHEN $4 = 'paused' THEN $5 ELSE NULL END,
+                started_at = CASE WHEN $4 = 'running' THEN COALESCE(started_at, now())
+                    ELSE started_at END,
+                completed_at = CASE WHEN $4 IN ('completed', 'cancelled') THEN now()
+                    ELSE completed_at END,
+                updated_at = now()
+            WHERE tenant_id = $1 AND campaign_id = $2 AND status = ANY($3::text[])
+            RETURNING *
+            """,
+            tenant_id,
+            campaign_id,
+            list(from_states),
+            to_state,
+            reason,
+        )
+        return _campaign(row) if row else None
+
+    async def metrics(self, tenant_id: str, campaign_id: str) -> CampaignMetrics | None:
+        campaign = await self._pool.fetchrow(
+            "SELECT status, pause_reason, targeted FROM campaigns "
+            "WHERE tenant_id = $1 AND campaign_id = $2",
+            tenant_id,
+            campaign_id,
+        )
+        if campaign is None:
+            return None
+        row = await self._pool.fetchrow(
+            """
+            SELECT
+                count(*) FILTER (WHERE r.state = 'pending') AS pending,
+                count(r.queued_at) AS queued,
+                count(r.sent_at) AS sent,
+                count(r.delivered_at) AS delivered,
+                count(r.read_at) AS read,
+                count(*) FILTER (WHERE r.state = 'failed') AS failed,
+                count(*) FILTER (WHERE r.queued_at IS NOT NULL
+                    AND c.last_inbound_at > r.queued_at) AS replied
+            FROM campaign_recipients r
+            LEFT JOIN contacts c ON c.tenant_id = r.tenant_id AND c.customer_wa_id = r.wa_id
+            WHERE r.campaign_id = $1
+            """,
+            campaign_id,
+        )
+        excluded = await self._pool.fetch(
+            "SELECT reason, count(*) AS n FROM campaign_recipients "
+            "WHERE campaign_id = $1 AND state = 'excluded' GROUP BY reason",
+            campaign_id,
+        )
+        failed = await self._pool.fetch(
+            "SELECT coalesce(error_code::text, 'unknown') AS code, count(*) AS n "
+            "FROM campaign_recipients WHERE campaign_id = $1 AND state = 'failed' GROUP BY 1",
+            campaign_id,
+        )
+        assert row is not None
+        return CampaignMetrics(
+            campaign_id=campaign_id,
+            status=campaign["status"],
+            pause_reason=campaign["pause_reason"],
+            targeted=campaign["targeted"],
+            excluded={r["reason"]: r["n"] for r in excluded},
+            pending=row["pending"],
+            queued=row["queued"],
+            sent=row["sent"],
+            delivered=row["delivered"],
+            read=row["read"],
+            failed=row["failed"],
+            failed_by_code={r["code"]: r["n"] for r in failed},
+            replied=row["replied"],
+        )
+
+    async def record_status(self, change: StatusChange) -> bool:
+        target = "failed" if change.status == "failed" else _STATUS_MAP.get(change.status)
+        if target is None:
+            return False  # queued / accepted: nothing new for the campaign
+        rank_new = _RANK_SQL.format(col="$3::text")
+        rank_old = _RANK_SQL.format(col="state")
+        row = await self._pool.fetchval(
+            f"""
+            UPDATE campaign_recipients SET
+                state = CASE WHEN {rank_old} >= 0 AND {rank_new} > {rank_old} AND state <> 'failed'
+                    THEN $3 ELSE state END,
+                error_code = CASE WHEN $3 = 'failed' AND state <> 'failed' THEN $4
+                    ELSE error_code END,
+                queued_at = COALESCE(queued_at, $5),
+                sent_at = CASE WHEN $3 IN ('sent', 'delivered', 'read')
+                    THEN COALESCE(sent_at, $5) ELSE sent_at END,
+                delivered_at = CASE WHEN $3 IN ('delivered', 'read')
+                    THEN COALESCE(delivered_at, $5) ELSE delivered_at END,
+                read_at = CASE WHEN $3 = 'read' THEN COALESCE(read_at, $5) ELSE read_at END,
+                failed_at = CASE WHEN $3 = 'failed' THEN COALESCE(failed_at, $5)
+                    ELSE failed_at END
+            WHERE message_id = $1 AND tenant_id = $2 AND state <> 'excluded'
+            RETURNING 1
+            """,  # noqa: S608
+            change.message_id,
+            change.tenant_id,
+            target,
+            change.error_code,
+            change.at,
+        )
+        return row is not None
+
+    async def pause_by_template(
+        self, tenant_id: str, name: str, language: str | None, reason: str
+    ) -> list[str]:
+        rows = await self._pool.fetch(
+            """
+            UPDATE campaigns SET status = 'paused', pause_reason = $4, updated_at = now()
+            WHERE tenant_id = $1 AND template ->> 'name' = $2
+              AND ($3::text IS NULL OR template ->> 'language' = $3)
+              AND status IN ('scheduled', 'running')
+            RETURNING campaign_id
+            """,
+            tenant_id,
+            name,
+            language,
+            reason,
+        )
+        return [r["campaign_id"] for r in rows]
+
+    # ---------------------------------------------------------------- runner
+
+    async def activate_due(self) -> list[str]:
+        rows = await self._pool.fetch(
+            """
+            UPDATE campaigns SET status = 'running', started_at = COALESCE(started_at, now()),
+                updated_at = now()
+            WHERE status = 'scheduled' AND scheduled_at <= now()
+            RETURNING campaign_id
+            """
+        )
+        return [r["campaign_id"] for r in rows]
+
+    async def running_campaigns(self) -> list[str]:
+        rows = await self._pool.fetch(
+            "SELECT campaign_id FROM campaigns WHERE status = 'running' ORDER BY created_at"
+        )
+        return [r["campaign_id"] for r in rows]
+
+    @asynccontextmanager
+    async def campaign_batch(self, campaign_id: str) -> AsyncIterator[PgCampaignBatch]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PgCampaignBatch(conn, campaign_id)
+
+    # ================================================================ reminders
+
+    async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
+        row = await self._pool.fetchrow(
+            """
+            INSERT INTO reminders (reminder_id, tenant_id, account_id, wa_id, kind, due_at,
+                category, text, template, reference, dedupe_key, message_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+            ON CONFLICT ON CONSTRAINT reminders_dedupe DO NOTHING
+            RETURNING *
+            """,
+            reminder.reminder_id,
+            reminder.tenant_id,
+            reminder.account_id,
+            reminder.wa_id,
+            reminder.kind,
+            reminder.due_at,
+            reminder.category,
+            reminder.text,
+            _json(reminder.template) if reminder.template is not None else None,
+            reminder.reference,
+            reminder.dedupe_key,
+            reminder.message_id,
+        )
+        if row is not None:
+            return _reminder(row), True
+        existing = await self._pool.fetchrow(
+            "SELECT * FROM reminders WHERE tenant_id = $1 AND dedupe_key = $2",
+            reminder.tenant_id,
+            reminder.dedupe_key,
+        )
+        assert existing is not None
+        return _reminder(existing), False
+
+    async def get_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM reminders WHERE tenant_id = $1 AND reminder_id = $2",
+            tenant_id,
+            reminder_id,
+        )
+        return _reminder(row) if row else None
+
+    async def list_reminders(
+        self, tenant_id: str, *, state: str | None, limit: int
+    ) -> list[Reminder]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM reminders WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) "
+            "ORDER BY due_at LIMIT $3",
+            tenant_id,
+            state,
+            limit,
+        )
+        return [_reminder(r) for r in rows]
+
+    async def cancel_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None:
+        row = await self._pool.fetchrow(
+            "UPDATE reminders SET state = 'cancelled', updated_at = now() "
+            "WHERE tenant_id = $1 AND reminder_id = $2 AND state = 'pending' RETURNING *",
+            tenant_id,
+            reminder_id,
+        )
+        return _reminder(row) if row else None
+
+    async def cancel_reference(self, tenant_id: str, kind: str, reference: str) -> int:
+        result = await self._pool.execute(
+            "UPDATE reminders SET state = 'cancelled', outcome = 'resolved', updated_at = now() "
+            "WHERE tenant_id = $1 AND kind = $2 AND reference = $3 AND state = 'pending'",
+            tenant_id,
+            kind,
+            reference,
+        )
+        return int(result.split()[-1])
+
+    @asynccontextmanager
+    async def due_batch(self) -> AsyncIterator[PgDueBatch]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield PgDueBatch(conn)
+
+
+class PgCampaignBatch:
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], campaign_id: str) -> None:
+        self._conn = conn
+        self._id = campaign_id
+
+    async def lock(self) -> RunningCampaign | None:
+        row = await self._conn.fetchrow(
+            "SELECT *, clock_timestamp() AS now FROM campaigns "
+            "WHERE campaign_id = $1 AND status = 'running' FOR UPDATE SKIP LOCKED",
+            self._id,
+        )
+        if row is None:
+            return None
+        campaign = _campaign(row)
+        return RunningCampaign(
+            campaign_id=campaign.campaign_id,
+            tenant_id=campaign.tenant_id,
+            account_id=campaign.account_id,
+            category=campaign.category,
+            template=campaign.template,
+            timezone=campaign.timezone,
+            quiet_hours=campaign.quiet_hours,
+            rate_mps=campaign.rate_mps,
+            frequency_cap=campaign.frequency_cap,
+            paced_until=row["paced_until"],
+            now=row["now"],
+        )
+
+    async def inflight(self) -> int:
+        count = await self._conn.fetchval(
+            "SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1 AND state = 'queued'",
+            self._id,
+        )
+        return int(count)
+
+    async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]:
+        rows = await self._conn.fetch(
+            """
+            SELECT r.contact_id, r.wa_id, r.message_id, r.components, c.name,
+                COALESCE(c.status, 'inactive') AS status,
+                COALESCE(c.attributes, '{}') AS attributes,
+                COALESCE(c.marketing_opt_in, false) AS marketing_opt_in,
+                (SELECT count(*) FROM campaign_recipients o
+                 WHERE o.tenant_id = r.tenant_id AND o.wa_id = r.wa_id
+                   AND o.campaign_id <> r.campaign_id
+                   AND o.queued_at >= now() - make_interval(secs => $3)) AS recent
+            FROM campaign_recipients r
+            LEFT JOIN contacts c ON c.tenant_id = r.tenant_id AND c.customer_wa_id = r.wa_id
+            WHERE r.campaign_id = $1 AND r.state = 'pending'
+            ORDER BY r.contact_id LIMIT $2
+            """,
+            self._id,
+            limit,
+            cap_window_s,
+        )
+        return [
+            PendingRecipient(
+                candidate=Candidate(
+                    contact_id=r["contact_id"],
+                    wa_id=r["wa_id"],
+                    name=r["name"],
+                    status=r["status"],
+                    attributes=_loads(r["attributes"]),
+                    marketing_opt_in=r["marketing_opt_in"],
+                    recent_sends=r["recent"],
+                ),
+                message_id=r["message_id"],
+                components=_loads(r["components"]) or [],
+            )
+            for r in rows
+        ]
+
+    async def mark_queued(self, contact_ids: list[int]) -> None:
+        if not contact_ids:
+            return
+        # Status events may have moved a row on already: only 'pending' becomes 'queued'.
+        await self._conn.execute(
+            """
+            UPDATE campaign_recipients SET queued_at = COALESCE(queued_at, clock_timestamp()),
+                state = CASE WHEN state = 'pending' THEN 'queued' ELSE state END
+            WHERE campaign_id = $1 AND contact_id = ANY($2::bigint[])
+            """,
+            self._id,
+            contact_ids,
+        )
+
+    async def mark_excluded(self, rows: list[tuple[int, str]]) -> None:
+        if not rows:
+            return
+        await self._conn.execute(
+            """
+            UPDATE campaign_recipients r SET state = 'excluded', reason = x.reason
+            FROM unnest($2::bigint[], $3::text[]) AS x(contact_id, reason)
+            WHERE r.campaign_id = $1 AND r.contact_id = x.contact_id AND r.state = 'pending'
+            """,
+            self._id,
+            [c for c, _ in rows],
+            [reason for _, reason in rows],
+        )
+
+    async def set_paced_until(self, at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE campaigns SET paced_until = $2 WHERE campaign_id = $1", self._id, at
+        )
+
+    async def complete_if_done(self) -> bool:
+        row = await self._conn.fetchval(
+            """
+            UPDATE campaigns SET status = 'completed', completed_at = now(), updated_at = now()
+            WHERE campaign_id = $1 AND status = 'running' AND NOT EXISTS (
+                SELECT 1 FROM campaign_recipients WHERE campaign_id = $1 AND state = 'pending')
+            RETURNING 1
+            """,
+            self._id,
+        )
+        return row is not None
+
+
+class PgDueBatch:
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+        self._conn = conn
+
+    async def claim(self, limit: int) -> tuple[datetime, list[DueReminder]]:
+        now: datetime = await self._conn.fetchval("SELECT clock_timestamp()")
+        rows = await self._conn.fetch(
+            """
+            SELECT r.*, c.status AS contact_status, c.marketing_opt_in, c.last_inbound_at,
+                c.name AS contact_name, c.attributes,
+                (r.kind = 'payment_due' AND EXISTS (
+                    SELECT 1 FROM orders o WHERE o.tenant_id = r.tenant_id
+                      AND o.order_id = r.reference
+                      AND (o.payment_status = 'paid' OR o.status = 'cancelled'))) AS resolved,
+                (r.kind = 'restock' AND EXISTS (
+                    SELECT 1 FROM products p WHERE p.tenant_id = r.tenant_id
+                      AND p.sku = r.reference AND NOT (p.available AND p.stock > 0))) AS waiting
+            FROM reminders r
+            LEFT JOIN contacts c ON c.tenant_id = r.tenant_id AND c.customer_wa_id = r.wa_id
+            WHERE r.state = 'pending' AND r.due_at <= $2
+            ORDER BY r.due_at
+            LIMIT $1
+            FOR UPDATE OF r SKIP LOCKED
+            """,
+            limit,
+            now,
+        )
+        return now, [
+            DueReminder(
+                reminder_id=r["reminder_id"],
+                tenant_id=r["tenant_id"],
+                account_id=r["account_id"],
+                wa_id=r["wa_id"],
+                kind=r["kind"],
+                category=r["category"],
+                text=r["text"],
+                template=_loads(r["template"]) if r["template"] is not None else None,
+                message_id=r["message_id"],
+                contact_status=r["contact_status"],
+                marketing_opt_in=r["marketing_opt_in"] is not False,
+                last_inbound_at=r["last_inbound_at"],
+                name=r["contact_name"],
+                attributes=_loads(r["attributes"]) if r["attributes"] is not None else {},
+                resolved=r["resolved"],
+                waiting=r["waiting"],
+            )
+            for r in rows
+        ]
+
+    async def fired(self, reminder_id: str, outcome: str) -> None:
+        await self._conn.execute(
+            "UPDATE reminders SET state = 'fired', outcome = $2, fired_at = clock_timestamp(), "
+            "updated_at = now() WHERE reminder_id = $1",
+            reminder_id,
+            outcome,
+        )
+
+    async def skipped(self, reminder_id: str, reason: str) -> None:
+        await self._conn.execute(
+            "UPDATE reminders SET state = 'skipped', outcome = $2, updated_at = now() "
+            "WHERE reminder_id = $1",
+            reminder_id,
+            reason,
+        )
+
+    async def postpone(self, reminder_id: str, until: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE reminders SET due_at = $2, updated_at = now() WHERE reminder_id = $1",
+            reminder_id,
+            until,
+        )

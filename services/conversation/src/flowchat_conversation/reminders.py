@@ -1,0 +1,316 @@
+"""Reminders: one message to one customer at a set time, within WhatsApp's rules.
+
+No I/O here. Kinds: ``payment_due`` (before an order's due date; skipped once the order
+is paid or cancelled), ``abandoned_cart`` (after inactivity), ``order_follow_up``,
+``restock`` (a customer asked for an out-of-stock product: waits while the product is
+still out of stock), ``custom``.
+
+When a reminder fires (:func:`decide`):
+
+- blocked contact → skipped; a ``marketing`` reminder to an opted-out contact → skipped;
+- inside the 24 h customer-service window (the contact wrote less than 24 h ago) and a
+  ``text`` given → a **session** text message;
+- otherwise, with a ``template`` given → the **template**;
+- otherwise → skipped (``outside_window``): a free-form message would fail with 131047.
+
+``{{name}}``-style fields (see :mod:`flowchat_conversation.templates`) work in the text
+and in template parameter values. The scheduler (:mod:`flowchat_conversation.scheduler`)
+fires each reminder once, across replicas and restarts; its command's idempotency key
+is ``reminder:<id>``.
+
+Hooks for the commerce bot: :meth:`ReminderService.schedule` with a ``dedupe_key``
+(scheduling the same key again is a no-op), :meth:`ReminderService.cancel_reference`
+when the reason is gone (cart ordered, order paid).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol
+
+from flowchat_contracts import OutboundContent, TextContent
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from flowchat_conversation.contacts import normalize_phone
+from flowchat_conversation.errors import OutreachError
+from flowchat_conversation.templates import (
+    ParameterMap,
+    Template,
+    contact_fields,
+    content,
+    render_value,
+)
+
+ReminderKind = Literal["payment_due", "abandoned_cart", "order_follow_up", "restock", "custom"]
+ReminderState = Literal["pending", "fired", "skipped", "cancelled"]
+ReminderCategory = Literal["utility", "marketing"]
+WINDOW = timedelta(hours=24)
+#: A restock reminder whose product is still out of stock looks again this much later.
+RESTOCK_RECHECK = timedelta(hours=1)
+DEFAULT_CATEGORY: dict[str, ReminderCategory] = {
+    "payment_due": "utility",
+    "order_follow_up": "utility",
+    "abandoned_cart": "marketing",
+    "restock": "marketing",
+    "custom": "utility",
+}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReminderTemplate(_In):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    language: Annotated[str, StringConstraints(min_length=2, max_length=15)]
+    #: Value specs (``{{name}}`` fields allowed), positional list or named mapping.
+    parameters: ParameterMap = ParameterMap()
+
+
+class ReminderIn(_In):
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=32)]
+    kind: ReminderKind = "custom"
+    #: When to fire (with an offset); or ``delay_s`` from now.
+    due_at: datetime | None = None
+    delay_s: int | None = Field(default=None, ge=0, le=90 * 86400)
+    #: The session message (inside the 24 h window).
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    #: The template (outside the window).
+    template: ReminderTemplate | None = None
+    category: ReminderCategory | None = None
+    #: What it is about: an order id (payment_due), a sku (restock), …
+    reference: Annotated[str, StringConstraints(max_length=128)] | None = None
+    #: Scheduling the same key twice keeps the first reminder.
+    dedupe_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ReminderIn:
+        if (self.due_at is None) == (self.delay_s is None):
+            raise ValueError("give exactly one of due_at and delay_s")
+        if self.due_at is not None and self.due_at.tzinfo is None:
+            raise ValueError("due_at needs a UTC offset")
+        if self.text is None and self.template is None:
+            raise ValueError("give a text (session message), a template, or both")
+        if self.kind in ("payment_due", "restock") and not self.reference:
+            raise ValueError(f"a {self.kind} reminder needs a reference (order id or sku)")
+        return self
+
+
+class Reminder(BaseModel):
+    reminder_id: str
+    tenant_id: str
+    account_id: str
+    phone: str
+    kind: ReminderKind
+    due_at: datetime
+    state: ReminderState
+    category: ReminderCategory
+    text: str | None
+    template: dict[str, Any] | None
+    reference: str | None
+    dedupe_key: str | None
+    outcome: str | None
+    message_id: str
+    fired_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewReminder:
+    reminder_id: str
+    tenant_id: str
+    account_id: str
+    wa_id: str
+    kind: ReminderKind
+    due_at: datetime
+    category: ReminderCategory
+    text: str | None
+    template: dict[str, Any] | None
+    reference: str | None
+    dedupe_key: str | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class DueReminder:
+    """A reminder claimed by the scheduler, with the facts the decision needs."""
+
+    reminder_id: str
+    tenant_id: str
+    account_id: str
+    wa_id: str
+    kind: str
+    category: str
+    text: str | None
+    template: dict[str, Any] | None
+    message_id: str
+    #: None when the tenant has no contact with that number yet.
+    contact_status: str | None = None
+    marketing_opt_in: bool = True
+    last_inbound_at: datetime | None = None
+    name: str | None = None
+    attributes: dict[str, Any] | None = None
+    #: The reason is gone (order paid or cancelled).
+    resolved: bool = False
+    #: Not yet (restock: the product is still out of stock).
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class Send:
+    content: OutboundContent
+    category: Literal["marketing", "utility", "service"]
+    outcome: Literal["session", "template"]
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: datetime
+
+
+Decision = Send | Skip | Wait
+
+
+def in_window(last_inbound_at: datetime | None, now: datetime) -> bool:
+    return last_inbound_at is not None and now - last_inbound_at < WINDOW
+
+
+def decide(reminder: DueReminder, now: datetime) -> Decision:
+    """What firing ``reminder`` now does: send a session message or a template, wait, skip."""
+    if reminder.contact_status == "blocked":
+        return Skip("blocked")
+    if reminder.category == "marketing" and not reminder.marketing_opt_in:
+        return Skip("opted_out")
+    if reminder.resolved:
+        return Skip("resolved")
+    if reminder.waiting:
+        return Wait(now + RESTOCK_RECHECK)
+    fields = contact_fields(
+        name=reminder.name, wa_id=reminder.wa_id, attributes=reminder.attributes or {}
+    )
+    if reminder.text and in_window(reminder.last_inbound_at, now):
+        text, _ = render_value(reminder.text, fields)
+        if text:
+            return Send(TextContent(body=text), "service", "session")
+    if reminder.template:
+        template = Template(
+            name=reminder.template["name"],
+            language=reminder.template["language"],
+            status="APPROVED",
+            category=reminder.category.upper(),
+            parameter_format="NAMED"
+            if isinstance((reminder.template.get("parameters") or {}).get("body"), dict)
+            else "POSITIONAL",
+            components=(),
+        )
+        rendered = _render_template(reminder.template, fields)
+        return Send(
+            content(template, rendered),
+            "marketing" if reminder.category == "marketing" else "utility",
+            "template",
+        )
+    return Skip("outside_window")
+
+
+def _render_template(spec: dict[str, Any], fields: dict[str, str]) -> list[dict[str, Any]]:
+    """Components for a reminder template: its value specs filled, without the template's
+    text (the provider checks the count; reminders do not look templates up)."""
+    params = ParameterMap.model_validate(spec.get("parameters") or {})
+    out: list[dict[str, Any]] = []
+    for kind, given in (("header", params.header), ("body", params.body)):
+        if not given:
+            continue
+        items = given.items() if isinstance(given, dict) else ((None, v) for v in given)
+        out.append(
+            {
+                "type": kind,
+                "parameters": [
+                    {"type": "text", "text": render_value(v, fields)[0] or "-", "parameter_name": k}
+                    for k, v in items
+                ],
+            }
+        )
+    return out
+
+
+class ReminderStore(Protocol):
+    async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
+        """Insert; with a dedupe key already used, the existing reminder and False."""
+
+    async def get_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None: ...
+
+    async def list_reminders(
+        self, tenant_id: str, *, state: str | None, limit: int
+    ) -> list[Reminder]: ...
+
+    async def cancel_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None: ...
+
+    async def cancel_reference(self, tenant_id: str, kind: str, reference: str) -> int: ...
+
+
+@dataclass
+class ReminderService:
+    store: ReminderStore
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def schedule(self, tenant_id: str, body: ReminderIn) -> tuple[Reminder, bool]:
+        try:
+            wa_id = normalize_phone(body.phone)
+        except ValueError as exc:
+            raise OutreachError(str(exc), code="invalid_phone") from exc
+        now = self.clock()
+        due = body.due_at if body.due_at is not None else now + timedelta(seconds=body.delay_s or 0)
+        if due < now - timedelta(minutes=1):
+            raise OutreachError("due_at is in the past", code="schedule_in_past")
+        if body.template is not None:
+            ParameterMap.model_validate(body.template.parameters.model_dump())
+        reminder_id = "rem_" + uuid.uuid4().hex[:20]
+        return await self.store.insert_reminder(
+            NewReminder(
+                reminder_id=reminder_id,
+                tenant_id=tenant_id,
+                account_id=body.account_id,
+                wa_id=wa_id,
+                kind=body.kind,
+                due_at=due.astimezone(UTC),
+                category=body.category or DEFAULT_CATEGORY[body.kind],
+                text=body.text,
+                template=body.template.model_dump(exclude_none=True) if body.template else None,
+                reference=body.reference,
+                dedupe_key=body.dedupe_key,
+                message_id=reminder_id,
+            )
+        )
+
+    async def get(self, tenant_id: str, reminder_id: str) -> Reminder:
+        reminder = await self.store.get_reminder(tenant_id, reminder_id)
+        if reminder is None:
+            raise OutreachError(f"no reminder {reminder_id}", code="not_found", status=404)
+        return reminder
+
+    async def list_reminders(
+        self, tenant_id: str, *, state: str | None = None, limit: int = 100
+    ) -> list[Reminder]:
+        return await self.store.list_reminders(tenant_id, state=state, limit=limit)
+
+    async def cancel(self, tenant_id: str, reminder_id: str) -> Reminder:
+        reminder = await self.store.cancel_reminder(tenant_id, reminder_id)
+        if reminder is None:
+            current = await self.get(tenant_id, reminder_id)
+            raise OutreachError(
+                f"reminder {reminder_id} is {current.state}", code="invalid_state", status=409
+            )
+        return reminder
+
+    async def cancel_reference(self, tenant_id: str, kind: ReminderKind, reference: str) -> int:
+        """Cancel the pending reminders of ``kind`` about ``reference`` (e.g. an order paid)."""
+        return await self.store.cancel_reference(tenant_id, kind, reference)

@@ -1,0 +1,258 @@
+"""HTTP edge: orders, invoices, payments and hand-off release (tenant API), and the
+invoice PDF download the customers' phones fetch (token in the URL, no auth header).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from flowchat_platform.http import ApiError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from flowchat_conversation.deps import Orders, TenantAdmin
+from flowchat_conversation.errors import OrderError
+from flowchat_conversation.orders import Invoice, Order, OrderStatus
+
+router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+public = APIRouter()
+
+OrderId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class LineOut(BaseModel):
+    sku: str
+    name: str
+    unit_price: Decimal
+    quantity: int
+    line_total: Decimal
+
+
+class InvoiceOut(BaseModel):
+    invoice_id: str
+    number: str
+    status: str
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    tax_rate: Decimal
+    tax: Decimal
+    total: Decimal
+    amount_paid: Decimal
+    balance: Decimal
+    issued_at: datetime
+    due_at: datetime
+    paid_at: datetime | None
+    overdue: bool
+    pdf_url: str | None = None
+
+
+class OrderOut(BaseModel):
+    order_id: str
+    account_id: str
+    customer_wa_id: str
+    status: str
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    tax: Decimal
+    total: Decimal
+    payment_reference: str
+    payment_status: str
+    customer_payment_ref: str | None
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    lines: list[LineOut]
+    invoice: InvoiceOut | None
+
+
+class OrdersOut(BaseModel):
+    orders: list[OrderOut]
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: OrderStatus
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)
+    ]
+    amount: Annotated[Decimal, Field(gt=0, le=Decimal("1e12"), allow_inf_nan=False)]
+
+
+class PaymentOut(BaseModel):
+    result: Literal["added", "duplicate"]
+    notification: str
+    order: OrderOut
+
+
+class ReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class ReleaseOut(BaseModel):
+    released: list[str]
+
+
+def _invoice_out(invoice: Invoice, orders: Orders) -> InvoiceOut:
+    return InvoiceOut(
+        invoice_id=invoice.invoice_id,
+        number=invoice.number,
+        status=invoice.status.value,
+        currency=invoice.currency,
+        subtotal=invoice.subtotal,
+        discount=invoice.discount,
+        tax_rate=invoice.tax_rate,
+        tax=invoice.tax,
+        total=invoice.total,
+        amount_paid=invoice.amount_paid,
+        balance=invoice.balance,
+        issued_at=invoice.issued_at,
+        due_at=invoice.due_at,
+        paid_at=invoice.paid_at,
+        overdue=invoice.overdue(datetime.now(UTC)),
+        pdf_url=orders.links.url(invoice.invoice_id) if orders.links else None,
+    )
+
+
+def _order_out(order: Order, orders: Orders) -> OrderOut:
+    return OrderOut(
+        order_id=order.order_id,
+        account_id=order.account_id,
+        customer_wa_id=order.customer_wa_id,
+        status=order.status.value,
+        currency=order.currency,
+        subtotal=order.subtotal,
+        discount=order.discount,
+        tax=order.tax,
+        total=order.total,
+        payment_reference=order.payment_reference,
+        payment_status=order.payment_status,
+        customer_payment_ref=order.customer_payment_ref,
+        cancel_reason=order.cancel_reason,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        lines=[
+            LineOut(
+                sku=line.sku,
+                name=line.name,
+                unit_price=line.unit_price,
+                quantity=line.quantity,
+                line_total=line.line_total,
+            )
+            for line in order.lines
+        ],
+        invoice=_invoice_out(order.invoice, orders) if order.invoice else None,
+    )
+
+
+def _api_error(exc: OrderError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+@router.get("/orders")
+async def list_orders(
+    tenant_id: TenantAdmin,
+    orders: Orders,
+    status: OrderStatus | None = None,
+    customer: Annotated[str | None, Query(max_length=32)] = None,
+    overdue: bool = False,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> OrdersOut:
+    """Newest first; ``overdue=true``: unpaid invoices past their due time (oldest first)."""
+    if overdue:
+        found = await orders.overdue(tenant_id, limit=limit)
+    else:
+        found = await orders.list_orders(
+            tenant_id, status=status, customer_wa_id=customer, limit=limit, offset=offset
+        )
+    return OrdersOut(orders=[_order_out(o, orders) for o in found])
+
+
+@router.get("/orders/{order_id}")
+async def get_order(tenant_id: TenantAdmin, orders: Orders, order_id: OrderId) -> OrderOut:
+    try:
+        return _order_out(await orders.get(tenant_id, order_id), orders)
+    except OrderError as exc:
+        raise _api_error(exc) from exc
+
+
+@router.post("/orders/{order_id}/status")
+async def change_status(
+    tenant_id: TenantAdmin, orders: Orders, order_id: OrderId, body: StatusIn
+) -> OrderOut:
+    if body.status is OrderStatus.CANCELLED and not body.reason:
+        raise ApiError(422, "reason_required", "a cancellation needs a reason")
+    try:
+        order = await orders.change_status(tenant_id, order_id, body.status, reason=body.reason)
+    except OrderError as exc:
+        raise _api_error(exc) from exc
+    return _order_out(order, orders)
+
+
+@router.post("/orders/{order_id}/payments")
+async def record_payment(
+    tenant_id: TenantAdmin, orders: Orders, order_id: OrderId, body: PaymentIn
+) -> PaymentOut:
+    try:
+        outcome = await orders.record_payment(
+            tenant_id, order_id, reference=body.reference, amount=body.amount
+        )
+    except OrderError as exc:
+        raise _api_error(exc) from exc
+    return PaymentOut(
+        result=outcome.result,
+        notification=outcome.notification,
+        order=_order_out(outcome.order, orders),
+    )
+
+
+@router.post("/conversations/{wa_id}/release")
+async def release_conversation(
+    tenant_id: TenantAdmin,
+    orders: Orders,
+    wa_id: Annotated[str, Path(pattern=r"^\+?[1-9][0-9]{6,14}$")],
+    body: ReleaseIn | None = None,
+) -> ReleaseOut:
+    """End the operator hand-off with a customer: the bot speaks again."""
+    try:
+        released = await orders.release(
+            tenant_id, wa_id.lstrip("+"), account_id=body.account_id if body else None
+        )
+    except OrderError as exc:
+        raise _api_error(exc) from exc
+    return ReleaseOut(released=released)
+
+
+@public.get("/v1/invoices/{invoice_id}.pdf")
+async def invoice_pdf(
+    orders: Orders,
+    invoice_id: Annotated[str, Path(min_length=1, max_length=64)],
+    token: Annotated[str, Query(min_length=1, max_length=128)],
+) -> Response:
+    """The invoice PDF; the token (from the link sent to the customer) is the only key."""
+    found = await orders.invoice_pdf(invoice_id, token)
+    if found is None:
+        raise ApiError(404, "not_found", "no such invoice")
+    filename, pdf = found
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="{filename}"',
+            "Cache-Control": "private, max-age=300",
+        },
+    )

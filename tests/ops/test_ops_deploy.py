@@ -1,0 +1,290 @@
+"""deploy/k8s renders (kubectl kustomize) and validates against the Kubernetes schemas
+(kubernetes-validate, offline) with FlowChat's hardening rules; docker-compose.yml
+resolves (docker compose config) and the Dockerfile passes hadolint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from flowchat_contracts import topology
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+KUBERNETES_VERSION = "1.30.0"
+SERVICES = {"gateway": 8700, "tenant": 8701, "conversation": 8702, "sender": 8703}
+SERVICES["state-manager"] = 8704
+
+#: Custom resources have no schema in kubernetes-validate; these hold the fields
+#: FlowChat relies on (from the KEDA and RabbitMQ cluster operator CRDs).
+CRD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "keda.sh/v1alpha1/ScaledObject": {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["scaleTargetRef", "triggers"],
+                "properties": {
+                    "scaleTargetRef": {"type": "object", "required": ["name"]},
+                    "minReplicaCount": {"type": "integer", "minimum": 0},
+                    "maxReplicaCount": {"type": "integer", "minimum": 1},
+                    "triggers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "metadata"],
+                            "properties": {
+                                "metadata": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "string"},
+                                }
+                            },
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "keda.sh/v1alpha1/TriggerAuthentication": {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["parameter", "name", "key"]},
+                    }
+                },
+            }
+        },
+    },
+    "rabbitmq.com/v1beta1/RabbitmqCluster": {
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "required": ["replicas"],
+                "properties": {
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "image": {"type": "string"},
+                    "rabbitmq": {
+                        "type": "object",
+                        "properties": {
+                            "additionalPlugins": {"type": "array", "items": {"type": "string"}},
+                            "additionalConfig": {"type": "string"},
+                        },
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+def render(overlay: str, kubectl: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered(kubectl) -> dict[str, list[dict[str, Any]]]:
+    return {overlay: render(overlay, kubectl) for overlay in OVERLAYS}
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def test_there_are_dev_and_prod_overlays():
+    assert {"dev", "prod"} <= set(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_manifest_validates_against_the_kubernetes_schemas(overlay, rendered):
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="the ops dependency group (uv run --group ops)"
+    )
+    for doc in rendered[overlay]:
+        what = f"{doc['kind']}/{doc['metadata']['name']}"
+        key = f"{doc['apiVersion']}/{doc['kind']}"
+        if key in CRD_SCHEMAS:
+            jsonschema.validate(doc, CRD_SCHEMAS[key])
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{overlay}: {what}: {exc.message} at {list(exc.path)}")
+
+
+def containers(doc: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    pod = doc["spec"]["template"]["spec"]
+    return pod, pod["containers"] + pod.get("initContainers", [])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workloads_are_hardened(overlay, rendered):
+    for doc in rendered[overlay]:
+        if doc["kind"] not in ("Deployment", "Job", "StatefulSet"):
+            continue
+        pod, ctrs = containers(doc)
+        name = doc["metadata"]["name"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod.get("automountServiceAccountToken") is False, name
+        for c in ctrs:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, (name, c["name"])
+            assert sc["allowPrivilegeEscalation"] is False, (name, c["name"])
+            assert sc["capabilities"]["drop"] == ["ALL"], (name, c["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["requests"]), (name, c["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), (name, c["name"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_probes_a_service_a_pdb_and_scrape_annotations(overlay, rendered):
+    docs = rendered[overlay]
+    deployments = by_kind(docs, "Deployment")
+    services = by_kind(docs, "Service")
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    for name, port in SERVICES.items():
+        _, (c, *_) = containers(deployments[name])
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert c["ports"][0]["containerPort"] == port
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        prefix = "FLOWCHAT_" + name.upper().replace("-", "_")
+        assert env[f"{prefix}_HTTP_PORT"] == str(port)
+        assert env[f"{prefix}_HTTP_HOST"] == "0.0.0.0"
+        annotations = deployments[name]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port)
+        assert services[name]["spec"]["ports"][0]["port"] == port
+        assert pdbs[name]["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+        secrets = {e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e}
+        assert "flowchat-secrets" in secrets
+        assert ("flowchat-tenant-secrets" in secrets) == (name == "tenant")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_queue_workers_scale_on_their_queue_and_the_broker_is_a_cluster(overlay, rendered):
+    docs = rendered[overlay]
+    scaled = by_kind(docs, "ScaledObject")
+    queues = {
+        "sender": topology.QUEUE_OUTBOUND,
+        "conversation": topology.QUEUE_CONVERSATION_INBOUND,
+    }
+    for name, queue in queues.items():
+        assert scaled[name]["spec"]["scaleTargetRef"]["name"] == name
+        assert scaled[name]["spec"]["triggers"][0]["metadata"]["queueName"] == queue
+    (broker,) = by_kind(docs, "RabbitmqCluster").values()
+    assert broker["spec"]["replicas"] == (1 if overlay == "dev" else 3)
+    assert "default_queue_type = quorum" in broker["spec"]["rabbitmq"]["additionalConfig"]
+    job = by_kind(docs, "Job")["flowchat-migrate"]
+    migrated = {c["name"] for c in job["spec"]["template"]["spec"]["containers"]}
+    assert migrated == {"tenant", "conversation", "state-manager"}
+    policies = by_kind(docs, "NetworkPolicy")
+    assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
+
+
+def test_dev_overlay_generates_every_secret_it_refers_to(rendered):
+    docs = rendered["dev"]
+    secrets = set(by_kind(docs, "Secret"))
+    auth = by_kind(docs, "TriggerAuthentication")["flowchat-rabbitmq"]
+    assert {ref["name"] for ref in auth["spec"]["secretTargetRef"]} <= secrets
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            for c in containers(doc)[1]:
+                for source in c.get("envFrom", []):
+                    if "secretRef" in source:
+                        assert source["secretRef"]["name"] in secrets
+
+
+def test_dev_overlay_ships_the_sandbox_and_prod_does_not(rendered):
+    assert "sandbox" in by_kind(rendered["dev"], "Deployment")
+    assert "sandbox" not in by_kind(rendered["prod"], "Deployment")
+    prod_images = {
+        c["image"]
+        for d in by_kind(rendered["prod"], "Deployment").values()
+        for c in d["spec"]["template"]["spec"]["containers"]
+    }
+    assert all(":" in image and not image.endswith(":dev") for image in prod_images)
+
+
+def test_the_migration_script_names_real_modules():
+    script = (K8S / "base" / "migrate.py").read_text()
+    compile(script, "migrate.py", "exec")
+    for service in ("tenant", "conversation", "state_manager"):
+        module = __import__(f"flowchat_{service}.app", fromlist=["MIGRATIONS"])
+        assert Path(module.MIGRATIONS).is_dir()
+
+
+# ------------------------------------------------------------------ Docker
+
+
+def test_docker_compose_config_resolves_the_whole_system(docker_compose):
+    compose = docker_compose
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "FLOWCHAT_SERVICE_TOKEN": "t" * 24,
+        "FLOWCHAT_OPERATOR_KEY": "o" * 24,
+        "FLOWCHAT_TENANT_ENCRYPTION_KEYS": "k" * 44,
+    }
+    result = subprocess.run(
+        [compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    expected = {"rabbitmq", "redis", "postgres", "prometheus", "grafana", "sandbox", *SERVICES}
+    assert set(services) == expected
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {
+        t for job in scrape["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    for name, port in {**SERVICES, "sandbox": 8705}.items():
+        svc = services[name]
+        assert svc["build"]["args"] == {"SERVICE": name}
+        assert svc["build"]["dockerfile"] == "deploy/docker/Dockerfile"
+        assert svc["read_only"] is True
+        assert svc["cap_drop"] == ["ALL"]
+        prefix = "FLOWCHAT_" + name.upper().replace("-", "_")
+        assert svc["environment"][f"{prefix}_HTTP_PORT"] == str(port)
+        assert svc["environment"]["SERVICE_PORT"] == str(port)
+        assert f"{name}:{port}" in targets
+    assert "rabbitmq:15692" in targets
+
+
+def test_dockerfile_passes_hadolint_and_runs_as_non_root(hadolint):
+    dockerfile = ROOT / "deploy" / "docker" / "Dockerfile"
+    result = subprocess.run(
+        [hadolint, str(dockerfile)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = dockerfile.read_text()
+    final = text[text.rindex("\nFROM ") :]
+    assert "USER 10001" in final
+    assert "--no-editable" in text
+    assert "--no-dev" in text
+    assert "COPY --from=build" in final
