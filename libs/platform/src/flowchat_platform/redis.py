@@ -10,9 +10,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 
-def create_redis(
-    url: str, *, timeout_s: float = 1.0, max_connections: int = 64
-) -> aioredis.Redis:
+def create_redis(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
