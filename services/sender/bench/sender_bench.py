@@ -394,6 +394,9 @@ async def main(args: argparse.Namespace) -> None:
             )
             print(f" ratio: sender / bare (median of rounds) = {ratio:.2f}")
     finally:
+        redis = aioredis.Redis.from_url(redis_url)
+        await redis.flushdb()  # the bench's own database: no week-long idempotency keys left
+        await redis.aclose()
         await runner.cleanup()
         sandbox_proc.terminate()
         sandbox_proc.wait(30)

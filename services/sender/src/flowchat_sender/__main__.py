@@ -23,9 +23,10 @@ from flowchat_sender.settings import Settings
 
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from flowchat_platform.redis import create_redis
+
     from flowchat_sender.dlq import ParkingLot
     from flowchat_sender.idempotency import IdempotencyStore
-    from flowchat_sender.redis import create_redis
 
     redis = create_redis(settings.redis_url)
     try:

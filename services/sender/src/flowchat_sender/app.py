@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
+from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 
@@ -22,7 +23,6 @@ from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.providers import ProviderAdapter
 from flowchat_sender.ratelimit import RateLimiter
-from flowchat_sender.redis import create_redis
 from flowchat_sender.service import Sender, SenderConfig
 from flowchat_sender.settings import Settings
 from flowchat_sender.twilio import TwilioAdapter

@@ -64,8 +64,8 @@ class SenderConfig:
     max_attempts: int = 5
     claim_grace_s: float = 30.0
     default_throughput_mps: int = 80
-    max_inline_wait_s: float = 1.0
-    max_waiting_per_account: int = 32
+    max_inline_wait_s: float = 5.0
+    max_waiting_per_account: int = 512
     throttle_factor: float = 0.5
     throttle_s: float = 60.0
     #: Delay when Redis or the tenant service is unreachable (not an attempt).

@@ -27,9 +27,11 @@ class Settings(ServiceSettings):
     graph_version: str = "v23.0"
     twilio_url: str = "https://api.twilio.com"
 
-    #: Unacknowledged ``whatsapp.outbound`` messages this process holds at once
-    #: (1,000 msg/s at ~100 ms per send under load needs ~100 in flight; headroom).
-    prefetch: int = 256
+    #: Unacknowledged ``whatsapp.outbound`` messages this process holds at once. Most
+    #: of them may be sleeping for their rate-limit slot: a slow number's backlog
+    #: must cover the shortest retry tier (5 s at 80 mps = 400 slots across replicas)
+    #: or the number idles between tier returns (see ``max_waiting_per_account``).
+    prefetch: int = 1024
     #: Acks of finished messages are batched for this long (``basic.ack(multiple)``):
     #: one frame for many at high rate. 0 acks each message on its own.
     ack_linger_s: float = 0.005
@@ -53,13 +55,13 @@ class Settings(ServiceSettings):
     #: Pair rate: one message per ``pair_interval_s`` to a recipient, bursts up to ``pair_burst``.
     pair_interval_s: float = 6.0
     pair_burst: int = 45
-    #: Limiter waits up to this long sleep in-process; longer ones go to a retry tier.
-    max_inline_wait_s: float = 1.0
+    #: Limiter waits up to this long sleep in-process (with the slot reserved); longer
+    #: ones go to a retry tier. As long as the shortest tier (5 s): a deferred message
+    #: then never comes back later than a sleeping one would have been sent.
+    max_inline_wait_s: float = 5.0
     #: In-process limiter sleepers per account; past it messages wait in a retry tier,
-    #: so one busy account cannot hold every prefetch slot (half of the default
-    #: prefetch: at 1,000 mps a number always has a few ms of slots reserved ahead,
-    #: and a smaller cap churned those messages through the 5 s tier).
-    max_waiting_per_account: int = 128
+    #: so one busy account cannot hold every prefetch slot (other accounts keep half).
+    max_waiting_per_account: int = 512
     #: After 130429, the number's rate is multiplied by this for ``throttle_s``.
     throttle_factor: float = 0.5
     throttle_s: float = 60.0
