@@ -249,42 +249,57 @@ def servers() -> None:
     ensure_postgres()
 
 
+def new_secrets() -> dict[str, str]:
+    """Fresh service token, operator key and encryption key (a Fernet key)."""
+    return {
+        "FLOWCHAT_SERVICE_TOKEN": secrets.token_urlsafe(32),
+        "FLOWCHAT_OPERATOR_KEY": secrets.token_urlsafe(32),
+        "FLOWCHAT_TENANT_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
+            secrets.token_bytes(32)
+        ).decode(),
+    }
+
+
 def _secrets() -> dict[str, str]:
     """Generated once per checkout and kept: the database holds data encrypted with them."""
     path = RUN / "secrets.env"
     if not path.exists():
-        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-        path.write_text(
-            f"FLOWCHAT_SERVICE_TOKEN={secrets.token_urlsafe(32)}\n"
-            f"FLOWCHAT_OPERATOR_KEY={secrets.token_urlsafe(32)}\n"
-            f"FLOWCHAT_TENANT_ENCRYPTION_KEYS={key}\n"
-        )
+        path.write_text("".join(f"{k}={v}\n" for k, v in new_secrets().items()))
         path.chmod(0o600)
     return dict(line.split("=", 1) for line in path.read_text().split())
 
 
-def stack_env() -> dict[str, str]:
-    ports = {name: port for name, _, port, _ in SERVICES}
+def wiring_env(ports: dict[str, int]) -> dict[str, str]:
+    """How the processes find each other: every service URL, the provider URLs pointed at
+    the sandbox, and each service's HTTP port. Shared by ``make up`` and the test stacks."""
+    url = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     env = {
+        "FLOWCHAT_GATEWAY_URL": url["gateway"],
+        "FLOWCHAT_GATEWAY_PUBLIC_URL": url["gateway"],
+        "FLOWCHAT_SANDBOX_URL": url["sandbox"],
+        "FLOWCHAT_TENANT_URL": url["tenant"],
+        "FLOWCHAT_STATE_URL": url["state-manager"],
+        "FLOWCHAT_CONVERSATION_URL": url["conversation"],
+        "FLOWCHAT_SENDER_URL": url["sender"],
+        "FLOWCHAT_SENDER_GRAPH_URL": url["sandbox"],
+        "FLOWCHAT_SENDER_TWILIO_URL": url["sandbox"],
+        "FLOWCHAT_TENANT_GRAPH_URL": url["sandbox"],
+        "FLOWCHAT_CONVERSATION_GRAPH_URL": url["sandbox"],
+    }
+    for name, _, _, prefix in SERVICES:
+        env[f"{prefix}HTTP_PORT"] = str(ports[name])
+    return env
+
+
+def stack_env() -> dict[str, str]:
+    return {
         "FLOWCHAT_ENV": "development",
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/",
         "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}",
-        "FLOWCHAT_GATEWAY_URL": f"http://127.0.0.1:{ports['gateway']}",
-        "FLOWCHAT_SANDBOX_URL": f"http://127.0.0.1:{ports['sandbox']}",
-        "FLOWCHAT_TENANT_URL": f"http://127.0.0.1:{ports['tenant']}",
-        "FLOWCHAT_STATE_URL": f"http://127.0.0.1:{ports['state-manager']}",
-        "FLOWCHAT_CONVERSATION_URL": f"http://127.0.0.1:{ports['conversation']}",
-        "FLOWCHAT_SENDER_URL": f"http://127.0.0.1:{ports['sender']}",
-        "FLOWCHAT_SENDER_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
-        "FLOWCHAT_SENDER_TWILIO_URL": f"http://127.0.0.1:{ports['sandbox']}",
-        "FLOWCHAT_TENANT_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
-        "FLOWCHAT_CONVERSATION_GRAPH_URL": f"http://127.0.0.1:{ports['sandbox']}",
+        **wiring_env({name: port for name, _, port, _ in SERVICES}),
         **_secrets(),
     }
-    for _, _, port, prefix in SERVICES:
-        env[f"{prefix}HTTP_PORT"] = str(port)
-    return env
 
 
 def write_env(env: dict[str, str]) -> Path:

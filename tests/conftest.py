@@ -9,10 +9,8 @@ must exit cleanly).
 from __future__ import annotations
 
 import asyncio
-import base64
 import importlib.util
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -83,24 +81,9 @@ def start_stack(tmp: Path, amqp_url: str, database_url: str, redis_url: str) -> 
         "AMQP_URL": amqp_url,
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
-        "FLOWCHAT_SERVICE_TOKEN": secrets.token_urlsafe(24),
-        "FLOWCHAT_OPERATOR_KEY": secrets.token_urlsafe(24),
-        "FLOWCHAT_TENANT_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
-            secrets.token_bytes(32)
-        ).decode(),
-        "FLOWCHAT_GATEWAY_URL": urls["gateway"],
-        "FLOWCHAT_GATEWAY_PUBLIC_URL": urls["gateway"],
-        "FLOWCHAT_SANDBOX_URL": urls["sandbox"],
-        "FLOWCHAT_TENANT_URL": urls["tenant"],
-        "FLOWCHAT_STATE_URL": urls["state-manager"],
-        "FLOWCHAT_CONVERSATION_URL": urls["conversation"],
-        "FLOWCHAT_SENDER_GRAPH_URL": urls["sandbox"],
-        "FLOWCHAT_SENDER_TWILIO_URL": urls["sandbox"],
-        "FLOWCHAT_TENANT_GRAPH_URL": urls["sandbox"],
-        "FLOWCHAT_CONVERSATION_GRAPH_URL": urls["sandbox"],
+        **stack_script.new_secrets(),
+        **stack_script.wiring_env(ports),
     }
-    for name, _, _, prefix in stack_script.SERVICES:
-        env[f"{prefix}HTTP_PORT"] = str(ports[name])
     stack = Stack(env=env, urls=urls)
     for name, module, _, _ in stack_script.SERVICES:
         path = tmp / f"{name}.log"

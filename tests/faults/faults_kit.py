@@ -441,24 +441,10 @@ class FaultStack:
             "AMQP_URL": amqp_url,
             "REDIS_URL": redis_url,
             "DATABASE_URL": database_url,
-            "FLOWCHAT_SERVICE_TOKEN": secrets.token_urlsafe(24),
-            "FLOWCHAT_OPERATOR_KEY": secrets.token_urlsafe(24),
-            "FLOWCHAT_TENANT_ENCRYPTION_KEYS": __import__("base64")
-            .urlsafe_b64encode(secrets.token_bytes(32))
-            .decode(),
-            "FLOWCHAT_GATEWAY_URL": urls["gateway"],
-            "FLOWCHAT_GATEWAY_PUBLIC_URL": urls["gateway"],
-            "FLOWCHAT_SANDBOX_URL": urls["sandbox"],
-            "FLOWCHAT_TENANT_URL": urls["tenant"],
-            "FLOWCHAT_STATE_URL": urls["state-manager"],
-            "FLOWCHAT_CONVERSATION_URL": urls["conversation"],
-            "FLOWCHAT_SENDER_GRAPH_URL": urls["sandbox"],
-            "FLOWCHAT_SENDER_TWILIO_URL": urls["sandbox"],
-            "FLOWCHAT_TENANT_GRAPH_URL": urls["sandbox"],
+            **stack_script.new_secrets(),
+            **stack_script.wiring_env(ports),
             **(extra_env or {}),
         }
-        for name, _, _, prefix in stack_script.SERVICES:
-            env[f"{prefix}HTTP_PORT"] = str(ports[name])
         return cls(tmp=tmp, env=env, urls=urls, service_env=service_env or {})
 
     @property
