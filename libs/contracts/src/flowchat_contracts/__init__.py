@@ -35,6 +35,7 @@ from flowchat_contracts.models import (
     utcnow,
 )
 from flowchat_contracts.schemas import SCHEMA_MODELS, export_schemas, render_schemas
+from flowchat_contracts.shared_state import optout_key
 
 __all__ = [
     "SCHEMA_MODELS",
@@ -69,6 +70,7 @@ __all__ = [
     "TextContent",
     "export_schemas",
     "new_id",
+    "optout_key",
     "render_schemas",
     "topology",
     "utcnow",
