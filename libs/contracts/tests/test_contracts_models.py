@@ -1,7 +1,9 @@
 import json
 
-import flowchat_contracts
 import pytest
+from pydantic import TypeAdapter, ValidationError
+
+import flowchat_contracts
 from flowchat_contracts import (
     InboundMessage,
     OutboundCommand,
@@ -12,7 +14,6 @@ from flowchat_contracts import (
     topology,
 )
 from flowchat_contracts.schemas import DEFAULT_DIR
-from pydantic import TypeAdapter, ValidationError
 
 BASE = {"tenant_id": "tnt_1", "account_id": "acc_1", "idempotency_key": "k1", "to": "15551234567"}
 
@@ -23,7 +24,7 @@ def command(content: dict) -> OutboundCommand:
 
 def test_exported_members_are_exactly_all():
     public = {n for n in dir(flowchat_contracts) if not n.startswith("_")}
-    modules = {"models", "schemas", "topology"}
+    modules = {"models", "schemas", "shared_state", "topology"}
     assert public - modules == set(flowchat_contracts.__all__) - {"topology"}
     for name in flowchat_contracts.__all__:
         assert hasattr(flowchat_contracts, name)

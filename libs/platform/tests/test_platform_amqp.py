@@ -2,11 +2,12 @@ import asyncio
 
 import aio_pika
 import pytest
+from pydantic import TypeAdapter
+
 from flowchat_contracts import InboundMessage, topology
 from flowchat_platform.amqp import HEADER_REASON, Amqp
 from flowchat_platform.errors import DeadLetter, Discard, PublishError
 from flowchat_platform.testing import eventually
-from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +140,54 @@ async def test_shutdown_drains_in_flight_messages(amqp):
     await asyncio.wait_for(started.wait(), 5)
     await amqp.stop_consuming(grace_s=5)
     assert finished == ["wamid.1"]
+
+
+async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):
+    """A Redis outage longer than the delivery limit's worth of redeliveries: the
+    message is held and handled again until the dependency answers, never parked."""
+    import redis.exceptions
+
+    calls = 0
+
+    async def handler(_item, _message) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= topology.WORK_DELIVERY_LIMIT + 3:
+            raise redis.exceptions.ConnectionError("Connection refused")
+
+    amqp.transient_retry_max_s = 0.05
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=1,
+    )
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
+    await eventually(lambda: calls == topology.WORK_DELIVERY_LIMIT + 4, timeout_s=20)
+    await amqp.stop_consuming(grace_s=5)
+    assert not await get_all(amqp_url, topology.QUEUE_POISON)
+    assert not await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+
+
+async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp_url):
+    failing = asyncio.Event()
+
+    async def handler(_item, _message) -> None:
+        failing.set()
+        raise ConnectionRefusedError("redis down")
+
+    amqp.transient_retry_max_s = 30
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=1,
+    )
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
+    await asyncio.wait_for(failing.wait(), 5)
+    await asyncio.sleep(0.5)  # backing off by now
+    started = asyncio.get_running_loop().time()
+    await amqp.stop_consuming(grace_s=10)
+    assert asyncio.get_running_loop().time() - started < 5
+    got = await eventually(lambda: get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
+    assert len(got) == 1  # back in its queue, not lost and not parked

@@ -5,10 +5,11 @@ import random
 
 import aio_pika
 import pytest
+from pydantic import TypeAdapter
+
 from flowchat_contracts import InboundMessage, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.testing import eventually
-from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
 import pytest
+
 from flowchat_platform.auth import Caller, authenticate, require_scope
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.http import ApiError

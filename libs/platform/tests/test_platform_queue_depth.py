@@ -1,12 +1,13 @@
 """Queue depth and consumer gauges, read with a passive declare by every consumer."""
 
 import pytest
+from prometheus_client import REGISTRY
+from pydantic import TypeAdapter
+
 from flowchat_contracts import InboundMessage, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.errors import DeadLetter
 from flowchat_platform.testing import eventually
-from prometheus_client import REGISTRY
-from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.integration
 

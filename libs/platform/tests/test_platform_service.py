@@ -3,10 +3,11 @@ import sys
 
 import httpx
 import pytest
+from pydantic import SecretStr
+
 from flowchat_platform.errors import ConfigurationError
 from flowchat_platform.http import ApiError, Readiness, build_app
 from flowchat_platform.settings import check_secret
-from pydantic import SecretStr
 
 
 @pytest.mark.parametrize("value", ["", "changeme", "secret", "<your token>", "short"])
@@ -81,3 +82,34 @@ async def test_health_readiness_metrics_and_error_shape():
             'flowchat_http_requests_total{method="GET",route="/boom",service="demo",status="409"}'
             in text
         )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "asyncpg.exceptions.AdminShutdownError",
+        "asyncpg.exceptions.ConnectionDoesNotExistError",
+        "asyncpg.InternalClientError",
+        "redis.exceptions.ConnectionError",
+        "redis.exceptions.TimeoutError",
+    ],
+)
+async def test_a_dependency_down_answers_503_not_500(error):
+    """PostgreSQL terminated the pool's connection, Redis did not answer: 503, retryable."""
+    import importlib
+
+    module, name = error.rsplit(".", 1)
+    exc_type = getattr(importlib.import_module(module), name)
+    app = build_app("demo")
+
+    @app.get("/down")
+    async def down() -> None:
+        raise exc_type("terminating connection due to administrator command")
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        r = await client.get("/down")
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "1"
+    assert r.json()["error"]["code"] == "dependency_unavailable"

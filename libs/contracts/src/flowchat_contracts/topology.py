@@ -6,18 +6,30 @@ Names live here and nowhere else; services import these constants.
 
     gateway ──▶ [flowchat.inbound]  topic, key <tenant>.<account>.<type>
                     └─ "#" ─▶ (conversation.inbound)            quorum
-    anyone  ──▶ [flowchat.outbound] topic, key <tenant>.<account>
-                    └─ "#" ─▶ (whatsapp.outbound)               quorum, delivery limit
-                                 ├─ sender: retry ─▶ (whatsapp.outbound.retry.<tier>)
-                                 │      queue TTL, dead-letters back ─▶ (whatsapp.outbound)
+    anyone  ──▶ [flowchat.outbound] topic, key <tenant>.<account>[.bulk]
+                    ├─ "*.*" ──────▶ (whatsapp.outbound)        quorum, delivery limit
+                    │                transactional: utility, authentication, service
+                    └─ "*.*.bulk" ─▶ (whatsapp.outbound.bulk)   quorum, delivery limit
+                                     marketing; the sender holds it back while
+                                     transactional work is waiting
+                                 ├─ sender: retry ─▶ (<lane queue>.retry.<tier>)
+                                 │      queue TTL, dead-letters back ─▶ (<lane queue>)
                                  └─ exhausted / rejected ─▶ (whatsapp.outbound.dlq)  parking lot
     gateway, sender ─▶ [flowchat.status] topic, key <tenant>.<account>.<kind>
                     └─ "#" ─▶ (state-manager.status)            quorum
     state-manager ─▶ [flowchat.events] topic, key <tenant>.<account>.<status>
     gateway ───────▶ [flowchat.events] topic, key <tenant>.<account>.<field> (business events)
-                    └─ "#" ─▶ (conversation.events)             quorum (campaign metrics,
-                                                                opt-outs, template pauses)
+                    ├─ "#" ─▶ (conversation.events)             quorum (campaign metrics,
+                    │                                           opt-outs, template pauses)
+                    └─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
+                                                                catalog refresh)
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
+
+Priority: RabbitMQ quorum queues have no message priorities, so marketing traffic
+(``category == "marketing"``, campaigns) has a queue of its own and a campaign of any
+size never sits in front of an order confirmation. :func:`outbound_routing_key`
+picks the lane from the category; a publisher that leaves the category out gets the
+transactional lane.
 
 Retry tiers use a queue-level TTL (``x-message-ttl``), never a per-message TTL:
 RabbitMQ only expires messages at the head of a queue, so a per-message TTL would
@@ -33,17 +45,23 @@ __all__ = [
     "ALL_BINDINGS",
     "ALL_EXCHANGES",
     "ALL_QUEUES",
+    "BULK_RETRY_TIERS",
     "EXCHANGE_EVENTS",
     "EXCHANGE_INBOUND",
     "EXCHANGE_OUTBOUND",
     "EXCHANGE_STATUS",
+    "OUTBOUND_BULK_WORD",
     "QUEUE_CONVERSATION_EVENTS",
     "QUEUE_CONVERSATION_INBOUND",
     "QUEUE_OUTBOUND",
+    "QUEUE_OUTBOUND_BULK",
     "QUEUE_OUTBOUND_DLQ",
     "QUEUE_POISON",
+    "QUEUE_SENDER_EVENTS",
     "QUEUE_STATE_STATUS",
+    "RETIRED_BINDINGS",
     "RETRY_TIERS",
+    "SENDER_EVENT_FIELDS",
     "WORK_DELIVERY_LIMIT",
     "BindingSpec",
     "ExchangeSpec",
@@ -51,6 +69,7 @@ __all__ = [
     "RetryTier",
     "events_routing_key",
     "inbound_routing_key",
+    "outbound_queue",
     "outbound_routing_key",
     "retry_tier_for",
     "status_routing_key",
@@ -64,9 +83,21 @@ EXCHANGE_EVENTS = "flowchat.events"
 QUEUE_CONVERSATION_INBOUND = "conversation.inbound"
 QUEUE_CONVERSATION_EVENTS = "conversation.events"
 QUEUE_OUTBOUND = "whatsapp.outbound"
+QUEUE_OUTBOUND_BULK = "whatsapp.outbound.bulk"
 QUEUE_OUTBOUND_DLQ = "whatsapp.outbound.dlq"
 QUEUE_STATE_STATUS = "state-manager.status"
 QUEUE_POISON = "flowchat.poison"
+QUEUE_SENDER_EVENTS = "sender.events"
+
+#: Business events (the routing key's last word) the sender's template catalog follows.
+SENDER_EVENT_FIELDS: tuple[str, ...] = (
+    "message_template_status_update",
+    "message_template_quality_update",
+    "template_category_update",
+)
+
+#: The routing key's third word that sends a command to the bulk (marketing) lane.
+OUTBOUND_BULK_WORD = "bulk"
 
 #: Redeliveries of one message (crashes, rejects) before RabbitMQ parks it.
 WORK_DELIVERY_LIMIT = 10
@@ -93,13 +124,15 @@ class BindingSpec:
 
 @dataclass(frozen=True)
 class RetryTier:
-    """A delay queue: messages wait ``delay_s`` then dead-letter back to the outbound queue."""
+    """A delay queue: messages wait ``delay_s`` then dead-letter back to ``target`` (the
+    outbound queue of their lane)."""
 
     delay_s: int
+    target: str = QUEUE_OUTBOUND
 
     @property
     def queue(self) -> str:
-        return f"{QUEUE_OUTBOUND}.retry.{self.label}"
+        return f"{self.target}.retry.{self.label}"
 
     @property
     def label(self) -> str:
@@ -116,23 +149,31 @@ class RetryTier:
                 "x-queue-type": "quorum",
                 "x-message-ttl": self.delay_s * 1000,
                 "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": QUEUE_OUTBOUND,
+                "x-dead-letter-routing-key": self.target,
                 "x-dead-letter-strategy": "at-least-once",
                 "x-overflow": "reject-publish",
             },
         )
 
 
+_RETRY_DELAYS = (5, 30, 120, 600, 3600)
 #: Retry delays of the sender, shortest first. Attempt n waits in tier n-1.
-RETRY_TIERS: tuple[RetryTier, ...] = tuple(RetryTier(s) for s in (5, 30, 120, 600, 3600))
+RETRY_TIERS: tuple[RetryTier, ...] = tuple(RetryTier(s) for s in _RETRY_DELAYS)
+#: The same tiers for the bulk lane: a retried marketing command comes back behind the
+#: campaign, never into the transactional queue.
+BULK_RETRY_TIERS: tuple[RetryTier, ...] = tuple(
+    RetryTier(s, QUEUE_OUTBOUND_BULK) for s in _RETRY_DELAYS
+)
 
 
-def retry_tier_for(delay_s: float) -> RetryTier:
-    """The shortest tier that waits at least ``delay_s`` (the longest tier past the end)."""
-    for tier in RETRY_TIERS:
+def retry_tier_for(delay_s: float, *, queue: str = QUEUE_OUTBOUND) -> RetryTier:
+    """The shortest tier of ``queue``'s lane that waits at least ``delay_s`` (the
+    longest tier past the end)."""
+    tiers = BULK_RETRY_TIERS if queue == QUEUE_OUTBOUND_BULK else RETRY_TIERS
+    for tier in tiers:
         if tier.delay_s >= delay_s:
             return tier
-    return RETRY_TIERS[-1]
+    return tiers[-1]
 
 
 _QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -160,19 +201,33 @@ def _work_queue(delivery_limit: int, dead_letter_queue: str) -> dict[str, Any]:
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_CONVERSATION_INBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     QueueSpec(QUEUE_OUTBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
+    QueueSpec(QUEUE_OUTBOUND_BULK, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
     QueueSpec(QUEUE_OUTBOUND_DLQ, dict(_QUORUM)),
     QueueSpec(QUEUE_STATE_STATUS, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     QueueSpec(QUEUE_POISON, dict(_QUORUM)),
     QueueSpec(QUEUE_CONVERSATION_EVENTS, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
+    # A template event older than a day is moot: the sender's catalogs expire after 24 h.
+    QueueSpec(
+        QUEUE_SENDER_EVENTS,
+        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
+    ),
     *(tier.spec() for tier in RETRY_TIERS),
+    *(tier.spec() for tier in BULK_RETRY_TIERS),
 )
 
 ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_INBOUND),
-    BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND),
+    BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "*.*"),
+    BindingSpec(QUEUE_OUTBOUND_BULK, EXCHANGE_OUTBOUND, f"*.*.{OUTBOUND_BULK_WORD}"),
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
+    *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
 )
+
+#: Bindings of earlier versions, removed when the topology is declared (unbinding one
+#: that is not there is a no-op): ``whatsapp.outbound`` once took every key (``#``),
+#: which would now copy bulk commands into the transactional queue.
+RETIRED_BINDINGS: tuple[BindingSpec, ...] = (BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "#"),)
 
 
 def _key(*parts: str) -> str:
@@ -184,8 +239,17 @@ def inbound_routing_key(tenant_id: str, account_id: str, message_type: str) -> s
     return _key(tenant_id, account_id, message_type)
 
 
-def outbound_routing_key(tenant_id: str, account_id: str) -> str:
+def outbound_routing_key(tenant_id: str, account_id: str, category: str | None = None) -> str:
+    """``<tenant>.<account>`` (transactional lane) or ``<tenant>.<account>.bulk`` for
+    ``category == "marketing"``: pass the command's category."""
+    if category == "marketing":
+        return _key(tenant_id, account_id, OUTBOUND_BULK_WORD)
     return _key(tenant_id, account_id)
+
+
+def outbound_queue(category: str | None) -> str:
+    """The queue a command of ``category`` lands in (what :func:`outbound_routing_key` picks)."""
+    return QUEUE_OUTBOUND_BULK if category == "marketing" else QUEUE_OUTBOUND
 
 
 def status_routing_key(tenant_id: str, account_id: str, kind: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, TypeVar
@@ -25,13 +26,14 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from flowchat_contracts import topology
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from flowchat_contracts import topology
 from flowchat_platform import metrics
-from flowchat_platform.errors import DeadLetter, Discard, PublishError, RetryLater
+from flowchat_platform.errors import DeadLetter, Discard, MessageFate, PublishError, RetryLater
 from flowchat_platform.logs import bind_correlation, get_logger
+from flowchat_platform.transient import is_transient
 
 log = get_logger(__name__)
 
@@ -59,8 +61,15 @@ class Amqp:
         connect_timeout_s: float = 5.0,
         declare: bool = True,
         queue_stats_interval_s: float = 15.0,
+        transient_retry_max_s: float = 5.0,
+        transient_retry_for_s: float = 600.0,
     ) -> None:
         self.url = url
+        #: A handler failing because a dependency is unavailable runs again in place,
+        #: backing off up to ``transient_retry_max_s``, for up to ``transient_retry_for_s``
+        #: (then the message goes back to its queue, one delivery spent).
+        self.transient_retry_max_s = transient_retry_max_s
+        self.transient_retry_for_s = transient_retry_for_s
         self.service = service
         self.publish_timeout_s = publish_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -201,9 +210,8 @@ class Amqp:
                 raise PublishError(
                     "broker not connected", exchange=exchange, routing_key=routing_key
                 )
-            await asyncio.wait_for(
-                ex.publish(message, routing_key, mandatory=mandatory), timeout=timeout
-            )
+            async with asyncio.timeout(timeout):  # no task per publish (wait_for makes one)
+                await ex.publish(message, routing_key, mandatory=mandatory)
         except PublishError:
             metrics.AMQP_PUBLISHED.labels(self.service, label, "failed").inc()
             raise
@@ -221,10 +229,8 @@ class Amqp:
             raise PublishError(
                 f"publish failed: {exc!r}", exchange=exchange, routing_key=routing_key
             ) from exc
-        metrics.AMQP_PUBLISHED.labels(self.service, label, "confirmed").inc()
-        metrics.AMQP_PUBLISH_SECONDS.labels(self.service, label).observe(
-            time.perf_counter() - started
-        )
+        _published(self.service, label, "confirmed").inc()
+        _publish_seconds(self.service, label).observe(time.perf_counter() - started)
 
     async def publish_many(
         self, items: Iterable[tuple[str, str, BaseModel]], *, timeout_s: float | None = None
@@ -269,8 +275,11 @@ class Amqp:
         Fates: success → ack; :class:`Discard` → ack; :class:`DeadLetter` or an
         undecodable body → copied to ``dead_letter_queue`` with the reason, then ack;
         :class:`RetryLater` → ``on_retry`` (which must publish the retry) then ack, or
-        requeue when there is no ``on_retry``; any other exception → rejected back to
-        the queue (its delivery limit parks a message that always fails).
+        requeue when there is no ``on_retry``; a dependency unavailable
+        (:func:`~flowchat_platform.transient.is_transient`: Redis, PostgreSQL, another
+        service down) → handled again in place with backoff, keeping the message's
+        place and delivery count; any other exception → rejected back to the queue
+        (its delivery limit parks a message that always fails).
         """
         if self._sub_conn is None:
             raise RuntimeError("connect() first")
@@ -375,6 +384,7 @@ class _Consumer(Generic[T]):
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._stopping = asyncio.Event()
 
     async def start(self, conn: AbstractRobustConnection) -> None:
         self._channel = await conn.channel()
@@ -390,6 +400,7 @@ class _Consumer(Generic[T]):
         log.info("consuming", queue=self.queue_name, prefetch=self.prefetch)
 
     async def cancel(self) -> None:
+        self._stopping.set()
         if self._queue is not None and self._tag is not None:
             try:
                 await asyncio.wait_for(self._queue.cancel(self._tag), timeout=5)
@@ -431,8 +442,8 @@ class _Consumer(Generic[T]):
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
-            metrics.AMQP_CONSUMED.labels(self.amqp.service, self.queue_name, fate).inc()
-            metrics.AMQP_HANDLE_SECONDS.labels(self.amqp.service, self.queue_name).observe(
+            _consumed(self.amqp.service, self.queue_name, fate).inc()
+            _handle_seconds(self.amqp.service, self.queue_name).observe(
                 time.perf_counter() - started
             )
 
@@ -447,7 +458,7 @@ class _Consumer(Generic[T]):
                 await self._ack(message)
                 return "poison"
             try:
-                await self.handler(item, message)
+                await self._run_handler(item, message)
             except Discard as exc:
                 log.info("message discarded", reason=exc.reason)
                 await self._ack(message)
@@ -478,6 +489,52 @@ class _Consumer(Generic[T]):
                 log.warning("reject failed", error=repr(reject_exc))
             return "requeue"
 
+    async def _run_handler(self, item: T, message: AbstractIncomingMessage) -> None:
+        """The handler; while it fails because a dependency is unavailable, again in place.
+
+        Rejecting at once would redeliver at once: a Redis restart of a few seconds
+        would spend the queue's delivery limit in a hot loop and park a good message
+        in the poison queue. Held here, the message keeps its place (per-conversation
+        order) and its delivery count. It goes back to the queue only when consuming
+        stops, its channel is gone, or ``transient_retry_for_s`` has passed.
+        """
+        delay = 0.1
+        deadline = time.monotonic() + self.amqp.transient_retry_for_s
+        while True:
+            try:
+                await self.handler(item, message)
+                return
+            except MessageFate:
+                raise
+            except Exception as exc:
+                if (
+                    not is_transient(exc)
+                    or self._stopping.is_set()
+                    or time.monotonic() + delay > deadline
+                    or _channel_closed(message)
+                ):
+                    raise
+                metrics.AMQP_HANDLER_RETRIES.labels(self.amqp.service, self.queue_name).inc()
+                log.warning(
+                    "dependency unavailable; handling the message again in place",
+                    error=repr(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                error = exc
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                raise error
+            delay = min(delay * 2, self.amqp.transient_retry_max_s)
+
+
+def _channel_closed(message: AbstractIncomingMessage) -> bool:
+    """The delivery's channel is gone: the broker redelivers it, nobody can ack it here."""
+    try:
+        return bool(message.channel.is_closed)
+    except Exception:  # noqa: BLE001 - no channel to ask: treat as gone
+        return True
+
 
 class _AckBatcher:
     """Acknowledgements of one consumer's channel, as few ``basic.ack`` frames as possible.
@@ -501,6 +558,9 @@ class _AckBatcher:
         self._next = 1
         #: tag → (state, round it finished in, message)
         self._tags: dict[int, tuple[int, int, AbstractIncomingMessage]] = {}
+        #: Finished tags not yet acknowledged, in the order (and so the round) they
+        #: finished: a flush looks at these, never at every delivery in flight.
+        self._done: dict[int, None] = {}
         self._round = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -513,6 +573,7 @@ class _AckBatcher:
             self._channel = message.channel
             self._next = 1
             self._tags.clear()
+            self._done.clear()
         self._tags[message.delivery_tag] = (self._OPEN, 0, message)
 
     def settled(self, message: AbstractIncomingMessage) -> None:
@@ -529,6 +590,7 @@ class _AckBatcher:
             return
         assert tag is not None
         self._tags[tag] = (self._DONE, self._round, message)
+        self._done[tag] = None
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._tick)
 
@@ -559,21 +621,35 @@ class _AckBatcher:
             while (entry := self._tags.get(tag)) is not None and entry[0] != self._OPEN:
                 if entry[0] == self._DONE:
                     last = entry[2]
+                    self._done.pop(tag, None)
                 del self._tags[tag]
                 tag += 1
             self._next = tag
             if last is not None:
                 await self._ack(last, multiple=True)
-            for tag, (state, done_in, message) in list(self._tags.items()):
-                if state == self._DONE and (final or done_in < self._round - 1):
-                    self._tags[tag] = (self._SETTLED, 0, message)
-                    await self._ack(message)
-            waiting = any(state == self._DONE for state, _, _ in self._tags.values())
+            for tag in list(self._done):
+                entry = self._tags.get(tag)
+                if entry is None or entry[0] != self._DONE:
+                    self._done.pop(tag, None)
+                    continue
+                if not final and entry[1] >= self._round - 1:
+                    break  # the rest finished later still
+                self._tags[tag] = (self._SETTLED, 0, entry[2])
+                self._done.pop(tag, None)
+                await self._ack(entry[2])
+            waiting = bool(self._done)
             if waiting and self._timer is None and not final:
                 self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._tick)
         if final:
             current = asyncio.current_task()
             await asyncio.gather(*(t for t in list(self._tasks) if t is not current))
+
+
+# Metric children of the per-message paths, looked up once per label set.
+_published = functools.lru_cache(maxsize=256)(metrics.AMQP_PUBLISHED.labels)
+_publish_seconds = functools.lru_cache(maxsize=256)(metrics.AMQP_PUBLISH_SECONDS.labels)
+_consumed = functools.lru_cache(maxsize=256)(metrics.AMQP_CONSUMED.labels)
+_handle_seconds = functools.lru_cache(maxsize=256)(metrics.AMQP_HANDLE_SECONDS.labels)
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -585,7 +661,8 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 async def declare_topology(channel: AbstractChannel) -> None:
-    """Declare every exchange, queue and binding of :mod:`flowchat_contracts.topology`."""
+    """Declare every exchange, queue and binding of :mod:`flowchat_contracts.topology`
+    (and remove its retired bindings)."""
     exchanges: dict[str, AbstractExchange] = {}
     for ex in topology.ALL_EXCHANGES:
         exchanges[ex.name] = await channel.declare_exchange(
@@ -596,6 +673,8 @@ async def declare_topology(channel: AbstractChannel) -> None:
         queues[q.name] = await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
     for b in topology.ALL_BINDINGS:
         await queues[b.queue].bind(exchanges[b.exchange], b.routing_key)
+    for b in topology.RETIRED_BINDINGS:
+        await queues[b.queue].unbind(exchanges[b.exchange], b.routing_key)
 
 
 def loads(body: bytes) -> Any:

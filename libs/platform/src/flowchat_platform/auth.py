@@ -45,6 +45,8 @@ async def authenticate(
     if service_token and hmac.compare_digest(token.encode(), service_token.encode()):
         return Caller(tenant_id=None, scopes=frozenset({"*"}))
     if tenants is None:
+        if service_token:  # an API of FlowChat's own services: no API key opens it
+            raise _unauthorized("FlowChat's service token is required")
         raise ApiError(503, "not_ready", "API keys cannot be verified yet")
     try:
         info = await tenants.api_key(token)

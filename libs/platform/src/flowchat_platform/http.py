@@ -1,11 +1,20 @@
 """The HTTP face every service shares: ``/healthz``, ``/readyz``, ``/metrics``,
 correlation ids, request metrics, and machine-readable errors.
 
-Errors always look like ``{"error": {"code": "...", "message": "...", "details": [...]}}``.
+Errors always look like ``{"error": {"code": "...", "message": "...", "details": [...]}}``,
+and the OpenAPI document says so: every operation lists the error answers the shared
+layer can give (400 unreadable body, 401/403/503 where a bearer token is checked, 404
+where the path names something, 413 over the JSON body limit, 422 invalid input), each
+with that shape (:func:`document_errors`).
+
+JSON bodies are bounded (``max_json_bytes``, 1 MiB unless a service says otherwise):
+larger ones are answered 413 before any of it is parsed, and a NUL character anywhere in
+a request 422 (:class:`GuardJsonBody`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowchat_platform import metrics
+from flowchat_platform.transient import DEPENDENCY_DOWN
 
 CORRELATION_HEADER = "X-Correlation-ID"
 _CORRELATION_HEADER_RAW = CORRELATION_HEADER.lower().encode()
@@ -120,6 +130,178 @@ class ObserveRequests:
             )
 
 
+DEFAULT_MAX_JSON_BYTES = 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+#: An escaped NUL in JSON text (``\u0000`` after an even run of backslashes), or a
+#: percent-encoded one in a URL: PostgreSQL can store neither, so no API takes them.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_URL_NUL = re.compile(rb"%00")
+
+
+class GuardJsonBody:
+    """Bad input refused before any of it is parsed, with FlowChat's error shape.
+
+    - 413 for a JSON request body over ``limit`` bytes (a declared ``Content-Length``
+      at once, a chunked body once it has grown past the limit);
+    - 422 ``nul_character`` for a NUL character in a JSON body, the path or the query
+      string (PostgreSQL text cannot hold it; without this it is a database error),
+      except under ``nul_allowed`` path prefixes (provider webhooks, which are not
+      refused: their receivers deal with the text).
+
+    Other content types (CSV imports, media uploads, provider forms) keep the limits of
+    the routes that read them.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, nul_allowed: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.limit = limit
+        self.nul_allowed = nul_allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        check_nul = not str(scope.get("path", "")).startswith(self.nul_allowed)
+        raw_path = scope.get("raw_path") or b""
+        if check_nul and (
+            _URL_NUL.search(scope.get("query_string", b"")) or _URL_NUL.search(raw_path)
+        ):
+            await self._refuse(send, 422, "nul_character", "NUL characters are not allowed")
+            return
+        if not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._too_large(send)
+            return
+        try:
+            messages = await self._read(receive)
+        except _TooLarge:
+            await self._too_large(send)
+            return
+        if check_nul and any(_JSON_NUL.search(m.get("body", b"")) for m in messages):
+            await self._refuse(send, 422, "nul_character", "NUL characters are not allowed")
+            return
+        pending = iter(messages)
+
+        async def replay() -> Message:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> list[Message]:
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                raise _TooLarge
+            if not message.get("more_body", False):
+                if len(messages) > 1:  # one body, so a NUL escape is never split
+                    body = b"".join(m.get("body", b"") for m in messages)
+                    return [{"type": "http.request", "body": body, "more_body": False}]
+                return messages
+
+    async def _too_large(self, send: Send) -> None:
+        message = f"the JSON body exceeds {self.limit} bytes"
+        await self._refuse(send, 413, "payload_too_large", message)
+
+    async def _refuse(self, send: Send, status: int, code: str, message: str) -> None:
+        response = JSONResponse(error_body(code, message), status_code=status)
+        await response({"type": "http"}, _empty_receive, send)
+
+
+async def _empty_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    media = (_header(scope, b"content-type") or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {}},
+            },
+        }
+    },
+}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the shared layer's error answers to every operation of an OpenAPI document,
+    with FlowChat's error shape (also for 422, which FastAPI documents with its own)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Error", ERROR_SCHEMA)
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            for code, description in _shared_errors(path, operation).items():
+                responses.setdefault(code, {"description": description})
+            for code, response in responses.items():
+                if code.startswith(("4", "5")):
+                    _as_json_error(response)
+    return schema
+
+
+def _shared_errors(path: str, operation: dict[str, Any]) -> dict[str, str]:
+    params = operation.get("parameters", [])
+    names = {str(p.get("name", "")).lower() for p in params}
+    codes = {"400": "Unreadable request (a body that is not valid JSON)"}
+    if operation.get("security") or "authorization" in names:
+        codes["401"] = "Missing, unknown or revoked bearer token"
+        codes["403"] = "The token may not do this (scope or tenant)"
+        codes["503"] = "A dependency (the tenant service, the database) is down"
+    if "{" in path:
+        codes["404"] = "Nothing of that id (for this tenant)"
+    if "requestBody" in operation:
+        codes["413"] = "Body over the size limit"
+    if params or "requestBody" in operation:
+        codes["422"] = "Invalid input"
+    return codes
+
+
+def _as_json_error(response: dict[str, Any]) -> None:
+    content = response.setdefault("content", {})
+    body = content.get("application/json", {}).get("schema")
+    if body is None or body.get("$ref", "").endswith("/HTTPValidationError"):
+        content["application/json"] = {"schema": _ERROR_REF}
+    for media in [m for m in content if m != "application/json"]:
+        if content[media].get("schema", {}).get("$ref") == _ERROR_REF["$ref"]:
+            del content[media]  # errors are JSON whatever the route's own media type
+
+
 def build_app(
     service: str,
     *,
@@ -127,8 +309,18 @@ def build_app(
     readiness: Readiness | None = None,
     title: str | None = None,
     version: str = "1.0.0",
+    max_json_bytes: int = DEFAULT_MAX_JSON_BYTES,
+    nul_allowed: tuple[str, ...] = (),
 ) -> FastAPI:
     app = FastAPI(title=title or f"FlowChat {service}", version=version, lifespan=lifespan)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     checks = readiness or Readiness()
     app.state.readiness = checks
 
@@ -150,6 +342,7 @@ def build_app(
     async def prometheus_metrics() -> Response:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(GuardJsonBody, limit=max_json_bytes, nul_allowed=nul_allowed)
     app.add_middleware(ObserveRequests, service=service)
 
     @app.exception_handler(ApiError)
@@ -187,5 +380,20 @@ def build_app(
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    async def dependency_down(_: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL terminated the connection, Redis did not answer: the pool gets a
+        # new connection for the next request, so the caller may simply retry.
+        structlog.get_logger(__name__).warning(
+            "request failed: a dependency is unavailable", error=repr(exc)
+        )
+        return JSONResponse(
+            error_body("dependency_unavailable", "a dependency did not answer; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    for exc_type in DEPENDENCY_DOWN:
+        app.add_exception_handler(exc_type, dependency_down)
 
     return app

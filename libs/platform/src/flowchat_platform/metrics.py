@@ -24,6 +24,11 @@ AMQP_CONSUMED = Counter(
     "Messages consumed, by fate (ack, retry, dead_letter, discard, poison, requeue)",
     ["service", "queue", "fate"],
 )
+AMQP_HANDLER_RETRIES = Counter(
+    "flowchat_amqp_handler_retries_total",
+    "Handler runs that failed because a dependency was unavailable and run again in place",
+    ["service", "queue"],
+)
 AMQP_HANDLE_SECONDS = Histogram(
     "flowchat_amqp_handle_duration_seconds",
     "Time to handle one consumed message",

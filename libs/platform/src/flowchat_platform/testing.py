@@ -2,7 +2,8 @@
 
 - ``amqp_url``: a fresh RabbitMQ vhost per test (created with ``rabbitmqctl``, deleted after).
 - ``database_url``: a fresh PostgreSQL database per test (dropped after).
-- ``redis_url``: a Redis database index of its own, flushed before the test.
+- ``redis_url``: a Redis database index leased for the test alone (:func:`temporary_redis_db`):
+  empty at the start, emptied at the end, never shared with a concurrent run.
 - :func:`serve`: run an ASGI app under uvicorn on a free local port (lifespan included),
   so services can call each other over real HTTP.
 
@@ -19,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -31,7 +33,33 @@ import uvicorn
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-TEST_REDIS_DB = 13
+#: The Redis databases tests lease, one per running test. Services address Redis by URL
+#: and write fixed key names, so a test gets a database of its own, not a key prefix.
+#: Not 0 (the dev stack), 9 (the sender's done-when tests), 11 (the benchmarks), 13 (the
+#: one database every test shared before, which older checkouts still flush) or 14 (the
+#: ops tests).
+REDIS_TEST_DBS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15)
+#: Held inside a leased database; it expires if a run dies without releasing it.
+REDIS_LEASE_KEY = "flowchat:test:lease"
+REDIS_LEASE_TTL_S = 900
+
+# Take a free database (no live lease): empty it of a dead run's keys, keep the lease.
+_LEASE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('FLUSHDB')
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 1
+end
+return 0
+"""
+# Empty the database (lease included) only while the lease is still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('FLUSHDB')
+  return 1
+end
+return 0
+"""
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -100,18 +128,41 @@ async def database_url() -> AsyncIterator[str]:
         yield dsn
 
 
-@pytest.fixture
-async def redis_url() -> str:
-    import redis.asyncio as aioredis
+@contextlib.contextmanager
+def temporary_redis_db(base_url: str | None = None, *, wait_s: float = 120.0) -> Iterator[str]:
+    """The URL of a Redis database leased for the caller alone: empty when yielded,
+    emptied on the way out. Concurrent test runs on one machine lease different ones
+    (:data:`REDIS_TEST_DBS`), waiting up to ``wait_s`` when all are taken."""
+    import redis
 
-    base = os.environ.get("REDIS_URL", DEFAULT_REDIS)
-    url = _with_path(base, f"/{TEST_REDIS_DB}")
-    client = aioredis.Redis.from_url(url)
+    base = base_url or os.environ.get("REDIS_URL", DEFAULT_REDIS)
+    token = uuid.uuid4().hex
+    start = os.getpid() % len(REDIS_TEST_DBS)  # concurrent runs begin at different dbs
+    order = REDIS_TEST_DBS[start:] + REDIS_TEST_DBS[:start]
+    deadline = time.monotonic() + wait_s
+    url = ""
+    while not url:
+        for db in order:
+            candidate = _with_path(base, f"/{db}")
+            with redis.Redis.from_url(candidate) as client:
+                if client.eval(_LEASE, 1, REDIS_LEASE_KEY, token, REDIS_LEASE_TTL_S):
+                    url = candidate
+                    break
+        else:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"every Redis test database {REDIS_TEST_DBS} stayed leased")
+            time.sleep(0.2)
     try:
-        await client.flushdb()
+        yield url
     finally:
-        await client.aclose()
-    return url
+        with redis.Redis.from_url(url) as client:
+            client.eval(_RELEASE, 1, REDIS_LEASE_KEY, token)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with temporary_redis_db() as url:
+        yield url
 
 
 def free_port() -> int:
