@@ -1,7 +1,7 @@
 """``python -m bench [--quick] [--only a,b]``: run the benchmarks, write
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
-Scenarios, in order: throughput, rate_limit, gateway, roundtrip, state_manager,
+Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
 growth; ``memory`` is gathered from the peaks the others sampled. ``--quick`` runs
 small sizes and one round each (a CI smoke) into ``bench/results/quick/``.
 """
@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flowchat_platform.logs import configure_logging
-
 from bench import gateway, report, roundtrip, sender, state
 from bench.common import RESULTS, ROOT, load, machine, say
+from flowchat_platform.logs import configure_logging
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "throughput": sender.throughput,
     "rate_limit": sender.rate_accuracy,
+    "priority": sender.priority,
     "gateway": gateway.ingest,
     "roundtrip": roundtrip.roundtrip,
     "state_manager": state.ingest,

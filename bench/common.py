@@ -33,6 +33,7 @@ import aio_pika
 import aiohttp
 import psutil
 import redis.asyncio as aioredis
+
 from flowchat_platform.testing import free_port, temporary_database, temporary_vhost
 
 ROOT = Path(__file__).resolve().parents[1]

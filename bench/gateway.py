@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flowchat_platform.testing import free_port
 
 from bench import stats
 from bench.common import (
@@ -33,12 +32,14 @@ from bench.common import (
     Proc,
     RssSampler,
     Stack,
+    cpu_seconds,
     isolated,
     load,
     say,
     seed_accounts,
     wait_ready,
 )
+from flowchat_platform.testing import free_port
 
 LUA = ROOT / "bench" / "wrk_post.lua"
 THREADS, CONNECTIONS = 2, 32
@@ -208,15 +209,22 @@ async def ingest(quick: bool) -> dict[str, Any]:
                 tag = f"{r}{kind[0]}{secrets.token_hex(3)}"
                 bodies = stack.tmp / f"bodies-{tag}.txt"
                 write_bodies(bodies, account, count[batched], batched=batched, tag=tag)
+                cpu_before = cpu_seconds(gateway)
                 with RssSampler([gateway]) as rss:
                     g = await asyncio.to_thread(run_wrk, wrk, gateway.url, bodies, seconds)
+                # CPU per request: what the gateway itself costs, steadier than its rate
+                # on a shared machine, where the broker's confirms set the pace.
+                g["cpu_ms_per_req"] = round(
+                    1000 * (cpu_seconds(gateway) - cpu_before) / max(1, g["requests"]), 3
+                )
                 peak_rss = max(peak_rss, rss.peak["gateway"])
                 b = await asyncio.to_thread(run_wrk, wrk, bare.url, bodies, seconds)
                 results[f"gateway_{kind}"].append(g)
                 results[f"bare_{kind}"].append(b)
                 say(
                     f"gateway ingest round {r + 1}/{rounds} {kind}: gateway "
-                    f"{g['req_per_s']:,.0f} req/s (non-2xx {g['non2xx']}), bare "
+                    f"{g['req_per_s']:,.0f} req/s, {g['cpu_ms_per_req']} CPU ms/req "
+                    f"(non-2xx {g['non2xx']}), bare "
                     f"{b['req_per_s']:,.0f} req/s"
                 )
                 bodies.unlink()
@@ -230,6 +238,9 @@ async def ingest(quick: bool) -> dict[str, Any]:
             "gateway_events_per_s": round(gw * per),
             "bare_req_per_s": round(bare_rate),
             "ratio": stats.ratio(gw, bare_rate),
+            "gateway_cpu_ms_per_req": stats.median(
+                [x["cpu_ms_per_req"] for x in results[f"gateway_{kind}"]]
+            ),
             "gateway_non2xx": sum(x["non2xx"] for x in results[f"gateway_{kind}"]),
             "gateway_latency_ms": results[f"gateway_{kind}"][-1]["latency_ms"],
             "runs": {

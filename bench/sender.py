@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
 import aio_pika
 import aiohttp
 import orjson
-from flowchat_contracts import OutboundCommand, SendResult, TemplateContent, topology
-from flowchat_platform.amqp import Amqp
 
 from bench import stats
 from bench.common import (
@@ -38,6 +37,8 @@ from bench.common import (
     seed_accounts,
 )
 from bench.stats import metric_sum
+from flowchat_contracts import OutboundCommand, SendResult, TemplateContent, topology
+from flowchat_platform.amqp import Amqp
 
 #: Status webhooks would triple the sandbox's work and go nowhere here: an hour's
 #: delay keeps them pending until the sandbox stops.
@@ -75,7 +76,7 @@ async def fill(amqp_url: str, items: Sequence[OutboundCommand], chunk: int = 500
             await pub.publish_many(
                 (
                     topology.EXCHANGE_OUTBOUND,
-                    topology.outbound_routing_key(c.tenant_id, c.account_id),
+                    topology.outbound_routing_key(c.tenant_id, c.account_id, c.category),
                     c,
                 )
                 for c in items[i : i + chunk]
@@ -316,6 +317,108 @@ async def rate_accuracy(quick: bool) -> dict[str, Any]:
         "targets": {"error_pct": 3, "sandbox_130429": 0},
         "pass": all(c["pass"] for c in cases.values()),
     }
+
+
+# --------------------------------------------------------------------- priority
+
+
+async def _sandbox_ledger(
+    http: aiohttp.ClientSession, sandbox: str, pnid: str, message_id: str | None = None
+) -> list[dict[str, Any]]:
+    params = {"phone_number_id": pnid}
+    if message_id is not None:
+        params["biz_opaque_callback_data"] = message_id
+    async with http.get(f"{sandbox}/sandbox/messages", params=params) as r:
+        items: list[dict[str, Any]] = await r.json()
+    return items
+
+
+async def _probe(
+    http: aiohttp.ClientSession, sandbox: str, pub: Amqp, c: OutboundCommand, pnid: str
+) -> tuple[float, int] | None:
+    """Publish ``c``; (ms from publish to the sandbox's ledger, messages that went first)."""
+    before = len(await _sandbox_ledger(http, sandbox, pnid))
+    sent_at = time.time()
+    await pub.publish(
+        topology.EXCHANGE_OUTBOUND,
+        topology.outbound_routing_key(c.tenant_id, c.account_id, c.category),
+        c,
+    )
+    deadline = time.perf_counter() + 30
+    while time.perf_counter() < deadline:
+        # polled by id: the whole ledger is tens of thousands of entries
+        found = await _sandbox_ledger(http, sandbox, pnid, c.message_id)
+        if found:
+            at = datetime.fromisoformat(found[0]["time"]).timestamp()
+            ids = [
+                e["biz_opaque_callback_data"] for e in await _sandbox_ledger(http, sandbox, pnid)
+            ]
+            return max(0.0, at - sent_at) * 1000, ids.index(c.message_id) - before
+        await asyncio.sleep(0.01)
+    return None
+
+
+async def priority(quick: bool) -> dict[str, Any]:
+    """Transactional commands published while a marketing backlog drains: how long each
+    waits (publish → the sandbox's ledger) and how many marketing messages reach the
+    provider first. FIFO in one queue would put each behind the whole backlog."""
+    n_bulk = 2000 if quick else 20_000
+    probes = 10 if quick else 40
+    out: dict[str, Any] = {"marketing_backlog": n_bulk, "transactional_probes": probes}
+    waits: list[float] = []
+    ahead: list[int] = []
+    queued: list[int] = []
+    async with isolated("priority") as stack:
+        await stack.start("sandbox", env=QUIET_SANDBOX)
+        await stack.start("tenant")
+        (account,) = await seed_accounts(stack, 1, throughput_mps=1000)
+        amqp_url, sandbox, pnid = (
+            stack.env["AMQP_URL"],
+            stack.url("sandbox"),
+            account.phone_number_id,
+        )
+        campaign = [
+            c.model_copy(update={"category": "marketing", "campaign_id": "bench-sale"})
+            for c in commands([account], n_bulk, "pm")
+        ]
+        await fill(amqp_url, campaign)
+        proc = await stack.start("sender")
+        pub = Amqp(amqp_url, service="bench")
+        await pub.connect()
+        try:
+            async with aiohttp.ClientSession() as http, Depth(amqp_url) as depth:
+
+                async def going() -> int:
+                    return len(await _sandbox_ledger(http, sandbox, pnid))
+
+                await watch(going, n_bulk // 10, timeout_s=120, interval_s=0.05)
+                for c in commands([account], probes, "pu"):
+                    queued.append(await depth(topology.QUEUE_OUTBOUND_BULK))
+                    got = await _probe(http, sandbox, pub, c, pnid)
+                    if got is not None:
+                        waits.append(got[0])
+                        ahead.append(got[1])
+                    await asyncio.sleep(0.1)
+        finally:
+            await pub.close(grace_s=0)
+            await stack.stop(proc)
+    out.update(
+        wait_ms=stats.summary(waits) if waits else {},
+        marketing_ahead_max=max(ahead) if ahead else None,
+        marketing_ahead_median=stats.median([float(a) for a in ahead]) if ahead else None,
+        marketing_queued_at_publish_min=min(queued) if queued else None,
+        answered=len(waits),
+        targets={"max_wait_ms": 1000},
+        load_avg=load(),
+    )
+    out["pass"] = bool(len(waits) == probes and max(waits) <= 1000)
+    say(
+        f"priority: {probes} transactional behind a {n_bulk:,} marketing backlog "
+        f"(≥ {out['marketing_queued_at_publish_min']:,} still queued): wait p50 "
+        f"{out['wait_ms'].get('p50')} ms, max {out['wait_ms'].get('max')} ms; at most "
+        f"{out['marketing_ahead_max']} marketing messages went first"
+    )
+    return out
 
 
 # --------------------------------------------------------------------- 7. growth

@@ -18,15 +18,15 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from flowchat_contracts import SendResult, StatusEvent, StatusUpdate, topology
-from flowchat_platform.amqp import Amqp
-from flowchat_state_manager import SCHEMA
 from pydantic import TypeAdapter
 
 from bench import stats
 from bench.common import RssSampler, Stack, isolated, load, say, scrape
 from bench.sender import curve_rate, watch
 from bench.stats import metric_sum
+from flowchat_contracts import SendResult, StatusEvent, StatusUpdate, topology
+from flowchat_platform.amqp import Amqp
+from flowchat_state_manager import SCHEMA
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
 

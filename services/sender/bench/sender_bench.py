@@ -38,6 +38,7 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+
 from flowchat_contracts import OutboundCommand, TextContent, topology
 from flowchat_platform.amqp import declare_topology
 from flowchat_platform.testing import free_port, temporary_vhost

@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
 from flowchat_contracts import (
     OutboundCommand,
     SendResult,

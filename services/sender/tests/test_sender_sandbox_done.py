@@ -29,6 +29,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+
 from flowchat_contracts import OutboundCommand, SendResult, TemplateContent, TextContent, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.testing import eventually, free_port, serve
@@ -220,7 +221,11 @@ async def own_redis_url(redis_url: str) -> AsyncIterator[str]:
     yield url
     client = aioredis.Redis.from_url(url)
     try:
-        for pattern in ("flowchat:sender:idem:t-s:*", f"flowchat:sender:rl:*{PNID}*"):
+        for pattern in (
+            "flowchat:sender:idem:t-s:*",
+            f"flowchat:sender:rl:*{PNID}*",
+            "flowchat:sender:templates:t-s:*",
+        ):
             async for key in client.scan_iter(match=pattern, count=1000):
                 await client.delete(key)
         async for key in client.scan_iter(match="flowchat:csw:acc-s:*"):

@@ -15,8 +15,8 @@ import asyncio
 import sys
 
 import orjson
-from flowchat_platform.runner import run_service
 
+from flowchat_platform.runner import run_service
 from flowchat_sender import SERVICE
 from flowchat_sender.app import create_app
 from flowchat_sender.settings import Settings
@@ -24,7 +24,6 @@ from flowchat_sender.settings import Settings
 
 async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from flowchat_platform.redis import create_redis
-
     from flowchat_sender.dlq import ParkingLot
     from flowchat_sender.idempotency import IdempotencyStore
 

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
+from pydantic import TypeAdapter
+
+from flowchat_contracts import topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
-
-from flowchat_sender import SERVICE, metrics, routes
+from flowchat_sender import SERVICE, media_api, metrics, routes
 from flowchat_sender.batching import RedisBatcher
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.cloud_api import CloudApiAdapter
 from flowchat_sender.consumer import OutboundConsumer, result_publisher
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
+from flowchat_sender.media import GraphMedia, MediaStore
 from flowchat_sender.providers import ProviderAdapter
 from flowchat_sender.ratelimit import RateLimiter
 from flowchat_sender.service import Sender, SenderConfig
 from flowchat_sender.settings import Settings
+from flowchat_sender.templates import GraphTemplates, TemplateCatalog, TemplateEvents, TemplateGuard
 from flowchat_sender.twilio import TwilioAdapter
 
 log = get_logger(__name__)
+
+EVENT_DECODER: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 
 def _breaker_state(account: str, state: State) -> None:
@@ -69,6 +77,34 @@ def create_app(settings: Settings) -> FastAPI:
                 timeout_s=settings.http_timeout_s,
             ),
         }
+        # --- templates and media (flowchat_sender.templates, flowchat_sender.media)
+        templates = TemplateCatalog(
+            redis,
+            GraphTemplates(
+                session,
+                graph_url=settings.graph_url,
+                version=settings.graph_version,
+                timeout_s=settings.http_timeout_s,
+                page_size=settings.template_page_size,
+            ),
+            ttl_s=settings.template_ttl_s,
+            local_ttl_s=settings.template_local_ttl_s,
+            recheck_s=settings.template_recheck_s,
+            retry_s=settings.template_retry_s,
+        )
+        template_events = TemplateEvents(templates, tenants, clock=time.time)
+        app.state.media = MediaStore(
+            redis,
+            GraphMedia(
+                session,
+                graph_url=settings.graph_url,
+                version=settings.graph_version,
+                timeout_s=settings.media_timeout_s,
+            ),
+            tenants,
+            ttl_s=settings.media_cache_ttl_s,
+        )
+        # ---
         sender = Sender(
             accounts=tenants,
             providers=providers,
@@ -97,10 +133,19 @@ def create_app(settings: Settings) -> FastAPI:
                 throttle_factor=settings.throttle_factor,
                 throttle_s=settings.throttle_s,
                 window_guard=settings.window_guard,
+                bulk_max_wait_s=settings.bulk_max_wait_s,
+                bulk_waiting_per_number=settings.bulk_waiting_per_number,
+                priority_hold_at=settings.priority_hold_at,
+                optout_guard=settings.optout_guard,
             ),
+            prechecks=[TemplateGuard(templates)] if settings.template_guard else [],
         )
         consumer = OutboundConsumer(
-            amqp, sender, prefetch=settings.prefetch, ack_linger_s=settings.ack_linger_s
+            amqp,
+            sender,
+            prefetch=settings.prefetch,
+            ack_linger_s=settings.ack_linger_s,
+            bulk_prefetch=settings.bulk_prefetch,
         )
 
         async def redis_ok() -> bool:
@@ -112,6 +157,12 @@ def create_app(settings: Settings) -> FastAPI:
         async def start() -> None:
             await amqp.connect()
             await consumer.start()
+            await amqp.consume(
+                topology.QUEUE_SENDER_EVENTS,
+                template_events.handle,
+                decoder=EVENT_DECODER,
+                prefetch=8,
+            )
 
         background = Background()
         background.start("amqp", start())
@@ -127,6 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
                 pipelines=batcher.batches,
             )
             await background.stop()
+            await templates.close()
             await session.close()
             await redis.aclose()
 
@@ -135,4 +187,5 @@ def create_app(settings: Settings) -> FastAPI:
         settings.service_token.get_secret_value() if settings.service_token else None
     )
     app.include_router(routes.router)
+    app.include_router(media_api.router)
     return app

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import aiohttp
 import orjson
+
 from flowchat_contracts import (
     ButtonsContent,
     ContactsContent,
@@ -28,7 +29,6 @@ from flowchat_contracts import (
     TextContent,
 )
 from flowchat_platform.tenant_client import AccountCredentials
-
 from flowchat_sender import fates
 from flowchat_sender.providers import ProviderReply
 

@@ -1,9 +1,11 @@
-"""The AMQP edge: ``whatsapp.outbound`` in; send results, retries and parked commands out.
+"""The AMQP edge: the two outbound lanes in; send results, retries and parked commands out.
 
 ::
 
-    (whatsapp.outbound) ──▶ Sender.send ──▶ [flowchat.status] <tenant>.<account>.send_result
-          ▲      │ SendRetry ──▶ (whatsapp.outbound.retry.<tier>) ── TTL ──┘ (back)
+    (whatsapp.outbound)      ──▶ Sender.send ──▶ [flowchat.status] <t>.<a>.send_result
+    (whatsapp.outbound.bulk) ──▶ Sender.send(bulk) ─┘   (marketing: own small prefetch,
+          ▲      │                                       held back by transactional work)
+          │      │ SendRetry ──▶ (<lane queue>.retry.<tier>) ── TTL ──┘ (back to its lane)
           │      │ Park      ──▶ (whatsapp.outbound.dlq)  reason, code, attempts, times
           │      └ undecodable ──▶ (flowchat.poison)  (the platform consumer)
           └── ack only after the result (or the retry / parked copy) is confirmed
@@ -19,12 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import TypeAdapter
+
 from flowchat_contracts import OutboundCommand, SendResult, topology
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
 from flowchat_platform.errors import RetryLater
 from flowchat_platform.logs import get_logger
-from pydantic import TypeAdapter
-
 from flowchat_sender import metrics
 from flowchat_sender.errors import Park, SendRetry
 from flowchat_sender.service import Sender
@@ -75,12 +77,22 @@ def result_publisher(amqp: Amqp) -> Callable[[SendResult], Awaitable[None]]:
 
 
 class OutboundConsumer:
+    """One consumer per lane on the same connection: ``whatsapp.outbound`` with
+    ``prefetch``, ``whatsapp.outbound.bulk`` with ``bulk_prefetch`` (0: not consumed)."""
+
     def __init__(
-        self, amqp: Amqp, sender: Sender, *, prefetch: int, ack_linger_s: float = 0.0
+        self,
+        amqp: Amqp,
+        sender: Sender,
+        *,
+        prefetch: int,
+        ack_linger_s: float = 0.0,
+        bulk_prefetch: int = 0,
     ) -> None:
         self.amqp = amqp
         self.sender = sender
         self.prefetch = prefetch
+        self.bulk_prefetch = bulk_prefetch
         self.ack_linger_s = ack_linger_s
 
     async def start(self) -> None:
@@ -93,18 +105,37 @@ class OutboundConsumer:
             dead_letter_queue=topology.QUEUE_OUTBOUND_DLQ,
             ack_linger_s=self.ack_linger_s,
         )
+        if self.bulk_prefetch > 0:
+            await self.amqp.consume(
+                topology.QUEUE_OUTBOUND_BULK,
+                self.handle_bulk,
+                decoder=DECODER,
+                prefetch=self.bulk_prefetch,
+                on_retry=self.on_retry_bulk,
+                dead_letter_queue=topology.QUEUE_OUTBOUND_DLQ,
+                ack_linger_s=self.ack_linger_s,
+            )
 
     async def handle(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
+        # No await before send(): it takes the recipient's turn in delivery order.
         try:
             await self.sender.send(command, attempts_made=attempts_of(message))
         except Park as park:
             await self.park(message, park)
 
-    async def park(self, message: AbstractIncomingMessage, park: Park) -> None:
+    async def handle_bulk(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
+        try:
+            await self.sender.send(command, attempts_made=attempts_of(message), bulk=True)
+        except Park as park:
+            await self.park(message, park, queue=topology.QUEUE_OUTBOUND_BULK)
+
+    async def park(
+        self, message: AbstractIncomingMessage, park: Park, queue: str = topology.QUEUE_OUTBOUND
+    ) -> None:
         """Copy the command to the DLQ with why, the last error and the attempt count."""
         headers = carried_headers(message)
         headers[HEADER_REASON] = park.reason[:1000]
-        headers[HEADER_ORIGIN_QUEUE] = topology.QUEUE_OUTBOUND
+        headers[HEADER_ORIGIN_QUEUE] = queue
         headers[HEADER_ATTEMPTS] = (
             park.attempts if park.attempts is not None else attempts_of(message)
         )
@@ -124,9 +155,18 @@ class OutboundConsumer:
             message_type=message.type,
         )
 
-    async def on_retry(self, exc: RetryLater, message: AbstractIncomingMessage) -> None:
-        """Publish the command to the retry tier that waits ``exc.delay_s`` (then ack)."""
-        tier = topology.retry_tier_for(exc.delay_s)
+    async def on_retry_bulk(self, exc: RetryLater, message: AbstractIncomingMessage) -> None:
+        await self.on_retry(exc, message, queue=topology.QUEUE_OUTBOUND_BULK)
+
+    async def on_retry(
+        self,
+        exc: RetryLater,
+        message: AbstractIncomingMessage,
+        queue: str = topology.QUEUE_OUTBOUND,
+    ) -> None:
+        """Publish the command to the retry tier of its lane that waits ``exc.delay_s``
+        (then ack)."""
+        tier = topology.retry_tier_for(exc.delay_s, queue=queue)
         headers = carried_headers(message)
         headers[HEADER_REASON] = exc.reason[:1000]
         if exc.counts_as_attempt:
@@ -137,7 +177,10 @@ class OutboundConsumer:
             if error is not None:
                 headers[HEADER_ERROR_CODE] = error.code
                 headers[HEADER_ERROR_MESSAGE] = (error.message or error.title)[:1000]
-        metrics.RETRIES.labels(tier.label, str(exc.counts_as_attempt).lower()).inc()
+        metrics.RETRIES.labels(
+            tier.label if queue == topology.QUEUE_OUTBOUND else f"bulk_{tier.label}",
+            str(exc.counts_as_attempt).lower(),
+        ).inc()
         await self.amqp.publish(
             "",
             tier.queue,

@@ -4,7 +4,8 @@
 
     (whatsapp.outbound.dlq) ──list──▶ read, then returned to the queue untouched
           │
-          └──replay──▶ [flowchat.outbound] <tenant>.<account>   (fresh attempt count)
+          └──replay──▶ [flowchat.outbound] <tenant>.<account>[.bulk]   (fresh attempt count,
+                       back to the command's lane: marketing to the bulk queue)
                        then the parked copy is acked (after the publish is confirmed)
 
 Replay publishes the original body with the origin's headers minus the sender's
@@ -29,9 +30,9 @@ from typing import Any, Literal
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
+
 from flowchat_contracts import topology
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON
-
 from flowchat_sender.consumer import (
     HEADER_ATTEMPTS,
     HEADER_ERROR_CODE,
@@ -59,6 +60,7 @@ class Parked:
     account_id: str | None
     idempotency_key: str | None
     to: str | None
+    category: str | None
     reason: str
     error_code: int | None
     error_message: str | None
@@ -124,6 +126,7 @@ def describe(message: AbstractIncomingMessage) -> Parked:
         account_id=_text(body.get("account_id")),
         idempotency_key=_text(body.get("idempotency_key")),
         to=_text(body.get("to")),
+        category=_text(body.get("category")),
         reason=_text(headers.get(HEADER_REASON)) or "",
         error_code=_int(headers.get(HEADER_ERROR_CODE)),
         error_message=_text(headers.get(HEADER_ERROR_MESSAGE)),
@@ -263,7 +266,7 @@ class ParkingLot:
                 type=message.type,
                 headers=headers,
             ),
-            topology.outbound_routing_key(parked.tenant_id, parked.account_id),
+            topology.outbound_routing_key(parked.tenant_id, parked.account_id, parked.category),
             mandatory=True,
             timeout=10,
         )

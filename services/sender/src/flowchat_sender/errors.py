@@ -9,7 +9,10 @@
     │   └── DeadLetter(reason)
     │       └── Park                   to whatsapp.outbound.dlq with code, attempts and times
     └── SenderError
-        └── StoreUnavailable           Redis did not answer in time: never send on a guess
+        ├── StoreUnavailable           Redis did not answer in time: never send on a guess
+        └── MediaError                 POST /internal/v1/media (flowchat_sender.media)
+            ├── MediaRefused           not uploadable: unknown account, provider, type, size
+            └── MediaUploadFailed      the provider or the link refused or did not answer
 
 Meta's and Twilio's error codes are not exceptions: adapters return them in a
 :class:`~flowchat_sender.providers.ProviderReply` and :mod:`flowchat_sender.fates`
@@ -17,6 +20,8 @@ decides what they mean.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from flowchat_contracts import ProviderError
 from flowchat_platform.errors import DeadLetter, FlowchatError, RetryLater
@@ -58,3 +63,31 @@ class StoreUnavailable(SenderError):
     def __init__(self, message: str, *, store: str) -> None:
         super().__init__(message)
         self.store = store
+
+
+class MediaError(SenderError):
+    """Base of media upload failures."""
+
+
+class MediaRefused(MediaError):
+    """The upload is not acceptable: ``reason`` says why (the caller's to fix)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Literal["account", "provider", "type", "size", "kind", "empty"],
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class MediaUploadFailed(MediaError):
+    """The provider refused the upload (``error``) or the link or provider did not answer."""
+
+    def __init__(
+        self, message: str, *, error: ProviderError | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.retryable = retryable

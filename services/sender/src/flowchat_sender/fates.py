@@ -47,6 +47,14 @@ ACCOUNT_DISABLED = -12
 ACCOUNT_MISMATCH = -13
 UNSUPPORTED_CONTENT = -14
 MISSING_CREDENTIALS = -15
+#: Guards of :mod:`flowchat_sender.templates`, :mod:`flowchat_sender.media` and the
+#: opt-out set (refused before any provider call).
+OPTED_OUT = -16
+TEMPLATE_UNKNOWN = -20
+TEMPLATE_NOT_APPROVED = -21
+TEMPLATE_PARAMETER_COUNT = -22
+TEMPLATE_PARAMETER_FORMAT = -23
+MEDIA_REFUSED = -24
 
 #: Meta throughput reached: the number's own rate is lowered for a while.
 META_THROUGHPUT = 130429
@@ -140,6 +148,14 @@ OWN: dict[int, Rule] = {
     ACCOUNT_MISMATCH: Rule(_F, "the account belongs to another tenant"),
     UNSUPPORTED_CONTENT: Rule(_F, "this provider cannot send this content type"),
     MISSING_CREDENTIALS: Rule(_F, "the account has no credentials for its provider"),
+    OPTED_OUT: Rule(_F, "the customer opted out of marketing messages; not sent"),
+    TEMPLATE_UNKNOWN: Rule(_F, "template not in the account's catalog in that language"),
+    TEMPLATE_NOT_APPROVED: Rule(_F, "template not APPROVED: only approved templates are sent"),
+    TEMPLATE_PARAMETER_COUNT: Rule(_F, "template parameter count does not match the template"),
+    TEMPLATE_PARAMETER_FORMAT: Rule(
+        _F, "template parameter format does not match the template (named, positional, type)"
+    ),
+    MEDIA_REFUSED: Rule(_F, "media type or size not accepted by WhatsApp"),
 }
 
 _UNKNOWN_CODE = Rule(_F, "unclassified provider error")

@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from flowchat_contracts import OutboundCommand, SendResult
 from redis.exceptions import RedisError
 
+from flowchat_contracts import OutboundCommand, SendResult, optout_key
 from flowchat_sender.batching import LuaScript, RedisBatcher
 from flowchat_sender.errors import StoreUnavailable
 from flowchat_sender.ratelimit import ADMIT_LUA, Admission, LimitRequest, admission_of
@@ -45,16 +45,22 @@ end
 return 0
 """)
 
-# KEYS: idem key, window key (or the idem key again), 4 limiter keys (optional).
+# KEYS: idem key, window key (or the idem key again), opt-out set (or the idem key),
+#       4 limiter keys (optional).
 # ARGV: record, ttl, admit 0|1, window mode 0 off|1 known|2 strict, window s,
-#       5 limiter args (optional).
-# Replies: {'dup', record} | {'closed', last inbound s} (claimed: the failure is stored)
-#          | {'wait', wait_ms, limit} (nothing claimed) | {'ok', wait_ms, limit}.
+#       opt-out member ('' when not checked), 5 limiter args (optional).
+# Replies: {'dup', record} | {'optout'} | {'closed', last inbound s} (both claimed: the
+#          failure is stored) | {'wait', wait_ms, limit} (nothing claimed)
+#          | {'ok', wait_ms, limit}.
 _CLAIM = LuaScript(
     ADMIT_LUA
     + """
 local old = redis.call('GET', KEYS[1])
 if old then return {'dup', old} end
+if ARGV[6] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[6]) == 1 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return {'optout'}
+end
 local mode = ARGV[4]
 if mode ~= '0' then
   local last = tonumber(redis.call('GET', KEYS[2]) or '-1')
@@ -66,7 +72,7 @@ if mode ~= '0' then
 end
 local wait, limit = '0', 'none'
 if ARGV[3] == '1' then
-  local r = admit(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+  local r = admit(KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11])
   if r[1] == 0 then return {'wait', r[2], r[3]} end
   wait, limit = r[2], r[3]
 end
@@ -92,6 +98,22 @@ class WindowCheck:
     @property
     def key(self) -> str:
         return f"{WINDOW_PREFIX}{self.account_id}:{self.customer_wa_id.lstrip('+')}"
+
+
+@dataclass(frozen=True)
+class OptOutCheck:
+    """Refuse in the claim when ``wa_id`` is in the tenant's opt-out set (marketing only)."""
+
+    tenant_id: str
+    wa_id: str
+
+    @property
+    def key(self) -> str:
+        return optout_key(self.tenant_id)
+
+    @property
+    def member(self) -> str:
+        return self.wa_id.lstrip("+")
 
 
 def fingerprint(command: OutboundCommand) -> str:
@@ -129,11 +151,13 @@ class Claim:
     """``record``: someone else's record (nothing claimed). Else the key is ours when
     ``admission`` is None or admitted; a refused admission claimed nothing.
     ``window_closed``: claimed, but the customer-service window is closed (the last
-    inbound time, -1 when none is recorded): the caller stores a failure."""
+    inbound time, -1 when none is recorded): the caller stores a failure.
+    ``opted_out``: claimed, but the customer opted out of marketing: likewise."""
 
     record: Record | None
     admission: Admission | None = None
     window_closed: float | None = None
+    opted_out: bool = False
 
     @property
     def claimed(self) -> bool:
@@ -166,20 +190,22 @@ class IdempotencyStore:
         fp: str | None = None,
         limit: LimitRequest | None = None,
         window: WindowCheck | None = None,
+        optout: OptOutCheck | None = None,
     ) -> Claim:
-        """Claim the key, check the customer-service window (``window``) and reserve the
-        rate-limit slot (``limit``): one Redis call."""
+        """Claim the key, check the opt-out set (``optout``) and the customer-service
+        window (``window``) and reserve the rate-limit slot (``limit``): one Redis call."""
         value = orjson.dumps(
             {"fp": fp or fingerprint(command), "owner": owner, "at": time.time(), "result": None}
         )
         key = self.key(command.tenant_id, command.idempotency_key)
-        keys = [key, window.key if window else key]
+        keys = [key, window.key if window else key, optout.key if optout else key]
         args: list[Any] = [
             value,
             self.ttl_s,
             "1" if limit else "0",
             "0" if window is None else "2" if window.strict else "1",
             window.window_s if window else 0,
+            optout.member if optout else "",
         ]
         if limit is not None:
             keys += limit.keys
@@ -192,6 +218,8 @@ class IdempotencyStore:
         if verdict == "dup":
             old = reply[1]
             return Claim(Record.decode(old if isinstance(old, bytes) else str(old).encode()))
+        if verdict == "optout":
+            return Claim(None, opted_out=True)
         if verdict == "closed":
             return Claim(None, window_closed=float(reply[1]))
         if limit is None:

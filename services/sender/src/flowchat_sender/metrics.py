@@ -43,3 +43,25 @@ RETRIES = Counter(
     ["tier", "counted"],
 )
 DLQ = Counter("flowchat_sender_dlq_total", "Commands parked in the DLQ, by reason", ["reason"])
+TEMPLATE_CATALOG = Counter(
+    "flowchat_sender_template_catalog_loads_total",
+    "Template catalog loads by source: redis, graph (a sync of every page), graph_error, "
+    "redis_error (the check is skipped then)",
+    ["source"],
+)
+TEMPLATE_REFUSALS = Counter(
+    "flowchat_sender_template_refusals_total",
+    "Template commands refused before the provider call, by FlowChat's own code",
+    ["code"],
+)
+TEMPLATE_EVENTS = Counter(
+    "flowchat_sender_template_events_total",
+    "Template webhooks handled: synced (catalog refreshed), no_account, ignored",
+    ["outcome"],
+)
+MEDIA_UPLOADS = Counter(
+    "flowchat_sender_media_uploads_total",
+    "Media upload requests by kind and outcome: uploaded, cached (id reused), refused "
+    "(type or size), failed (provider or link)",
+    ["kind", "outcome"],
+)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from flowchat_platform.auth import authenticate
-from flowchat_platform.http import ApiError
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowchat_platform.auth import authenticate
+from flowchat_platform.http import ApiError
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.errors import StoreUnavailable
 

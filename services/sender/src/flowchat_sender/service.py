@@ -4,12 +4,16 @@ For each command, in this order:
 
 1. credentials from the tenant service (cached); guards: unknown account, other
    tenant's account, suspended tenant, disabled account, content the provider
-   cannot carry → a failed result at once (claimed and stored like a send);
+   cannot carry, then the prechecks (:mod:`flowchat_sender.templates`: only
+   APPROVED templates, parameters that match) → a failed result at once (claimed
+   and stored like a send);
 2. the account's circuit breaker (open: a retry tier, no attempt used);
-3. one Redis call claims the idempotency key *and* reserves the shared rate-limit
-   slot (a duplicate re-publishes the stored result, a conflicting payload or an
-   unknown outcome is parked, never sent; short limiter waits sleep here, long ones
-   go to a retry tier without claiming or using an attempt);
+3. one Redis call claims the idempotency key, refuses marketing to an opted-out
+   customer (``optout_key``) and free-form messages outside the 24 h window, *and*
+   reserves the shared rate-limit slot (a duplicate re-publishes the stored result,
+   a conflicting payload or an unknown outcome is parked, never sent; short limiter
+   waits sleep here, long ones go to a retry tier without claiming or using an
+   attempt);
 4. the provider call; its error code's fate (:mod:`flowchat_sender.fates`) decides:
    accepted/failed result, retry tier, recipient hold, or one credential refresh;
 5. the result is stored under the key, then published with a confirm; only then
@@ -22,10 +26,12 @@ through the exceptions of :mod:`flowchat_sender.errors`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
+import os
 import time
-import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -33,7 +39,6 @@ from flowchat_contracts import OutboundCommand, ProviderError, SendResult
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_platform.tenant_client import AccountCredentials
-
 from flowchat_sender import fates, metrics
 from flowchat_sender.breaker import CircuitBreaker, Ticket
 from flowchat_sender.errors import Park, SendRetry, StoreUnavailable
@@ -41,10 +46,12 @@ from flowchat_sender.fates import Fate
 from flowchat_sender.idempotency import (
     Claim,
     IdempotencyStore,
+    OptOutCheck,
     Record,
     WindowCheck,
     fingerprint,
 )
+from flowchat_sender.lanes import PriorityGate, RecipientOrder
 from flowchat_sender.providers import ProviderAdapter, ProviderReply
 from flowchat_sender.ratelimit import Admission, LimitRequest, RateLimiter
 
@@ -57,6 +64,14 @@ class AccountSource(Protocol):
     async def account(self, account_id: str) -> AccountCredentials | None: ...
 
     def invalidate(self, account: AccountCredentials | None = None) -> None: ...
+
+
+class Precheck(Protocol):
+    """A check of the command's content before any Redis or provider call (templates)."""
+
+    async def check(
+        self, command: OutboundCommand, account: AccountCredentials
+    ) -> ProviderError | None: ...
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,19 @@ class SenderConfig:
     #: there is no record, ``off`` leaves it to the provider.
     window_guard: Literal["off", "known", "strict"] = "known"
     window_s: int = 24 * 3600
+    #: Bulk (marketing) lane: reserve no rate-limit slot further ahead than this, so a
+    #: transactional command on the same number waits at most this long behind a
+    #: campaign; a bulk command whose slot is further off waits in-process (one per
+    #: number polls the limiter, the others queue behind it).
+    bulk_max_wait_s: float = 0.25
+    #: Bulk commands waiting in-process for one number; past it they go to a bulk retry
+    #: tier (no attempt used), so one slow number never holds the whole bulk prefetch.
+    bulk_waiting_per_number: int = 16
+    #: The bulk lane starts a command only while fewer transactional commands than this
+    #: are being worked on (limiter sleepers excluded).
+    priority_hold_at: int = 1
+    #: Marketing to a customer in the tenant's opt-out set (``optout_key``) fails.
+    optout_guard: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,7 @@ class Sender:
         breaker: CircuitBreaker,
         publish: Callable[[SendResult], Awaitable[None]],
         config: SenderConfig | None = None,
+        prechecks: Sequence[Precheck] = (),
     ) -> None:
         self._accounts = accounts
         self._providers = providers
@@ -106,16 +135,48 @@ class Sender:
         self._publish = publish
         self.config = config or SenderConfig()
         self._waiting: Counter[str] = Counter()
+        self._order = RecipientOrder()
+        self.priority = PriorityGate(self.config.priority_hold_at)
+        #: Bulk pacing per number: the lock one poller holds, and how many want it.
+        self._pacers: dict[str, tuple[asyncio.Lock, int]] = {}
+        # Claim owners: unique per process and delivery without a uuid per message.
+        self._owner_prefix = os.urandom(6).hex()
+        self._owner_seq = itertools.count()
+        self._prechecks = tuple(prechecks)
 
     # ------------------------------------------------------------------ entry
 
-    async def send(self, command: OutboundCommand, *, attempts_made: int = 0) -> SendResult:
+    async def send(
+        self, command: OutboundCommand, *, attempts_made: int = 0, bulk: bool = False
+    ) -> SendResult:
         """Send ``command`` (``attempts_made`` provider attempts already failed).
+
+        Commands to one (account, recipient) reach the provider in the order of the
+        calls (call without awaiting anything first: a consumer calls it as the message
+        arrives); ``bulk`` commands (the marketing lane) wait while transactional ones
+        are being worked on (:mod:`flowchat_sender.lanes`).
 
         Returns the published result; raises :class:`SendRetry` or :class:`Park`.
         """
+        if bulk:
+            await self.priority.turn()
+        else:
+            self.priority.enter()
+        key = (command.account_id, command.to.lstrip("+"))
+        previous, mine = self._order.take(key)
+        try:
+            await self._order.wait(previous)
+            return await self._send(command, attempts_made, bulk=bulk)
+        finally:
+            self._order.done(key, mine)
+            if not bulk:
+                self.priority.leave()
+
+    async def _send(
+        self, command: OutboundCommand, attempts_made: int, *, bulk: bool
+    ) -> SendResult:
         attempt = attempts_made + 1
-        owner = uuid.uuid4().hex
+        owner = f"{self._owner_prefix}-{next(self._owner_seq)}"
         fp = fingerprint(command)
         try:
             account = await self._accounts.account(command.account_id)
@@ -125,7 +186,8 @@ class Sender:
                 delay_s=self.config.infra_retry_s,
                 counts_as_attempt=False,
             ) from exc
-        refusal = self._guard(command, account)
+        # hook: the prechecks (templates) run after the account's own guards
+        refusal = self._guard(command, account) or await self._precheck(command, account)
         if refusal is not None:
             # Claimed like any send: a redelivery re-publishes this outcome.
             claim = await self._claim(command, owner, fp, None)
@@ -146,33 +208,25 @@ class Sender:
                 counts_as_attempt=False,
             )
         key = account.account_id
-        crowded = self._waiting[key] >= self.config.max_waiting_per_account
-        limit = self._limiter.request(
-            _number(account),
-            command.to,
-            rate_mps=account.throughput_mps or self.config.default_throughput_mps,
-            max_wait_s=0.0 if crowded else self.config.max_inline_wait_s,
-        )
         try:
-            claim = await self._claim(command, owner, fp, limit, self._window(command, account))
+            claim = await self._claim_with_slot(command, owner, fp, account, bulk=bulk)
         except BaseException:
             ticket.cancel()
             raise
         if claim.record is not None:
             ticket.cancel()
             return await self._duplicate(command, claim.record)
-        if claim.window_closed is not None:
+        refusal = _claim_refusal(account, claim)  # opt-out set, 24 h window
+        if refusal is not None:
             ticket.cancel()
-            result = self._failed(
-                command, account.provider, _window_closed(account, claim.window_closed), attempt
-            )
+            result = self._failed(command, account.provider, refusal, attempt)
             await self._finish(command, owner, result, fp)
             return result
         admission = claim.admission
         assert admission is not None
         if not admission.admitted:
             ticket.cancel()
-            metrics.LIMITER_WAITS.labels(admission.limit, "retry_tier").inc()
+            _limiter_waits(admission.limit, "retry_tier").inc()
             raise SendRetry(
                 f"rate limit ({admission.limit}): next slot in {admission.wait_s:.1f}s",
                 delay_s=admission.wait_s,
@@ -180,7 +234,7 @@ class Sender:
             )
         if admission.wait_s > 0:
             try:
-                await self._wait(key, admission)
+                await self._wait(key, admission, bulk=bulk)
             except BaseException:
                 ticket.cancel()
                 await self._release(command, owner)
@@ -201,6 +255,23 @@ class Sender:
             window_s=self.config.window_s,
         )
 
+    def _optout(self, command: OutboundCommand) -> OptOutCheck | None:
+        """Marketing only: the tenant's opt-out set, checked inside the claim."""
+        if not self.config.optout_guard or command.category != "marketing":
+            return None
+        return OptOutCheck(command.tenant_id, command.to)
+
+    async def _precheck(
+        self, command: OutboundCommand, account: AccountCredentials | None
+    ) -> ProviderError | None:
+        if account is None:
+            return None
+        for check in self._prechecks:
+            refusal = await check.check(command, account)
+            if refusal is not None:
+                return refusal
+        return None
+
     async def _claim(
         self,
         command: OutboundCommand,
@@ -208,10 +279,11 @@ class Sender:
         fp: str,
         limit: LimitRequest | None,
         window: WindowCheck | None = None,
+        optout: OptOutCheck | None = None,
     ) -> Claim:
         try:
             return await self._idem.claim_and_admit(
-                command, owner, fp=fp, limit=limit, window=window
+                command, owner, fp=fp, limit=limit, window=window, optout=optout
             )
         except StoreUnavailable as exc:
             raise SendRetry(
@@ -266,17 +338,87 @@ class Sender:
             return _own(fates.MISSING_CREDENTIALS, "no Twilio SID, token or number")
         return None
 
-    async def _wait(self, key: str, admission: Admission) -> None:
-        """Sleep until the reserved slot (short waits only; long ones went to a retry tier)."""
-        metrics.LIMITER_WAITS.labels(admission.limit, "inline").inc()
+    async def _wait(self, key: str, admission: Admission, *, bulk: bool = False) -> None:
+        """Sleep until the reserved slot (short waits only; long ones went to a retry tier).
+
+        A sleeping transactional command does not hold the bulk lane back."""
+        _limiter_waits(admission.limit, "inline").inc()
         metrics.LIMITER_WAIT_SECONDS.observe(admission.wait_s)
         self._waiting[key] += 1
+        if not bulk:
+            self.priority.leave()
         try:
             await asyncio.sleep(admission.wait_s)
         finally:
+            if not bulk:
+                self.priority.enter()
             self._waiting[key] -= 1
             if self._waiting[key] <= 0:
                 del self._waiting[key]
+
+    async def _claim_with_slot(
+        self,
+        command: OutboundCommand,
+        owner: str,
+        fp: str,
+        account: AccountCredentials,
+        *,
+        bulk: bool,
+    ) -> Claim:
+        """The claim with the guards and the rate-limit slot (step 3 of the module doc)."""
+        number = _number(account)
+        if bulk:
+            max_wait = self.config.bulk_max_wait_s
+        elif self._waiting[account.account_id] >= self.config.max_waiting_per_account:
+            max_wait = 0.0  # crowded: later ones wait in a retry tier
+        else:
+            max_wait = self.config.max_inline_wait_s
+        limit = self._limiter.request(
+            number,
+            command.to,
+            rate_mps=account.throughput_mps or self.config.default_throughput_mps,
+            max_wait_s=max_wait,
+        )
+        window, optout = self._window(command, account), self._optout(command)
+        if bulk:
+            return await self._paced_claim(number, command, owner, fp, limit, window, optout)
+        return await self._claim(command, owner, fp, limit, window, optout)
+
+    async def _paced_claim(
+        self,
+        number: str,
+        command: OutboundCommand,
+        owner: str,
+        fp: str,
+        limit: LimitRequest,
+        window: WindowCheck | None,
+        optout: OptOutCheck | None,
+    ) -> Claim:
+        """The bulk lane's claim: when the number's next slot is further off than
+        ``bulk_max_wait_s``, wait in-process (reserving nothing, using no attempt) and
+        claim again; one command per number polls, the others queue behind it."""
+        claim = await self._claim(command, owner, fp, limit, window, optout)
+        if not _paced(claim):
+            return claim
+        lock, wanting = self._pacers.get(number) or (asyncio.Lock(), 0)
+        if wanting >= self.config.bulk_waiting_per_number:
+            return claim  # refused: to a bulk retry tier, no attempt used
+        self._pacers[number] = (lock, wanting + 1)
+        try:
+            async with lock:
+                while _paced(claim):
+                    assert claim.admission is not None
+                    _limiter_waits("number", "bulk_pacing").inc()
+                    ahead = claim.admission.wait_s - self.config.bulk_max_wait_s
+                    await asyncio.sleep(max(0.001, ahead))
+                    claim = await self._claim(command, owner, fp, limit, window, optout)
+                return claim
+        finally:
+            lock, wanting = self._pacers[number]
+            if wanting <= 1:
+                del self._pacers[number]
+            else:
+                self._pacers[number] = (lock, wanting - 1)
 
     async def _call(
         self, adapter: ProviderAdapter, account: AccountCredentials, command: OutboundCommand
@@ -285,7 +427,7 @@ class Sender:
         try:
             return await adapter.send(account, command)
         finally:
-            metrics.SEND_SECONDS.labels(adapter.name).observe(time.perf_counter() - started)
+            _send_seconds(adapter.name).observe(time.perf_counter() - started)
 
     async def _deliver(
         self, command: OutboundCommand, owner: str, attempt: int, ready: _Ready, fp: str
@@ -443,7 +585,7 @@ class Sender:
 
     @staticmethod
     def _count(command: OutboundCommand, provider: str, outcome: str, code: int | None) -> None:
-        metrics.SENDS.labels(
+        _sends(
             provider,
             command.tenant_id,
             command.account_id,
@@ -452,11 +594,39 @@ class Sender:
             "" if code is None else str(code),
         ).inc()
         if command.campaign_id:
-            metrics.CAMPAIGN_SENDS.labels(command.tenant_id, command.category, outcome).inc()
+            _campaign_sends(command.tenant_id, command.category, outcome).inc()
+
+
+# Metric children, looked up once per label set (``.labels()`` takes a lock and builds
+# a tuple on every call; these run several times per message).
+_sends = functools.lru_cache(maxsize=4096)(metrics.SENDS.labels)
+_campaign_sends = functools.lru_cache(maxsize=1024)(metrics.CAMPAIGN_SENDS.labels)
+_send_seconds = functools.lru_cache(maxsize=8)(metrics.SEND_SECONDS.labels)
+_limiter_waits = functools.lru_cache(maxsize=64)(metrics.LIMITER_WAITS.labels)
+
+
+def _paced(claim: Claim) -> bool:
+    """Refused only because the number's next slot is too far ahead for the bulk lane."""
+    admission = claim.admission
+    return (
+        claim.record is None
+        and admission is not None
+        and not admission.admitted
+        and admission.limit == "number"
+    )
 
 
 def _number(account: AccountCredentials) -> str:
     return account.phone_number_id or account.twilio_number or account.account_id
+
+
+def _claim_refusal(account: AccountCredentials, claim: Claim) -> ProviderError | None:
+    """The failure a claim stored instead of admitting the send (None: go on)."""
+    if claim.opted_out:
+        return _own(fates.OPTED_OUT, "the customer opted out of marketing messages")
+    if claim.window_closed is not None:
+        return _window_closed(account, claim.window_closed)
+    return None
 
 
 def _window_closed(account: AccountCredentials, last_inbound: float) -> ProviderError:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
 class Settings(ServiceSettings):
@@ -32,6 +33,16 @@ class Settings(ServiceSettings):
     #: must cover the shortest retry tier (5 s at 80 mps = 400 slots across replicas)
     #: or the number idles between tier returns (see ``max_waiting_per_account``).
     prefetch: int = 1024
+    #: Unacknowledged ``whatsapp.outbound.bulk`` (marketing) messages this process holds:
+    #: small, so a campaign never crowds out transactional work (0: bulk not consumed).
+    bulk_prefetch: int = 64
+    #: Bulk commands reserve rate-limit slots at most this far ahead (a transactional
+    #: command on the same number waits no longer behind a campaign).
+    bulk_max_wait_s: float = 0.25
+    #: Bulk commands waiting in-process for one number before the rest are deferred.
+    bulk_waiting_per_number: int = 16
+    #: The bulk lane pauses while this many transactional commands are being worked on.
+    priority_hold_at: int = 1
     #: Acks of finished messages are batched for this long (``basic.ack(multiple)``):
     #: one frame for many at high rate. 0 acks each message on its own.
     ack_linger_s: float = 0.005
@@ -71,6 +82,27 @@ class Settings(ServiceSettings):
     #: message when the record shows the window closed, ``strict`` also when there is
     #: no record (only where the gateway shares this Redis), ``off`` leaves it to Meta.
     window_guard: Literal["off", "known", "strict"] = "known"
+
+    #: Marketing commands to a customer in the tenant's opt-out set (``optout_key``,
+    #: kept by the conversation service) fail before any provider call.
+    optout_guard: bool = True
+
+    #: Template commands are checked against the WABA's catalog (synced from the Graph
+    #: API into Redis for ``template_ttl_s``; kept in memory ``template_local_ttl_s``).
+    template_guard: bool = True
+    template_ttl_s: int = 24 * 3600
+    template_local_ttl_s: float = 30.0
+    #: A template missing from a catalog older than this triggers one re-sync.
+    template_recheck_s: float = 300.0
+    #: After a failed sync, templates go unchecked (Meta decides) this long before the next try.
+    template_retry_s: float = 60.0
+    #: Templates per page of ``GET /{waba_id}/message_templates`` (every page is read).
+    template_page_size: int = 100
+
+    #: Uploaded media ids are reused this long (Meta keeps them 30 days).
+    media_cache_ttl_s: int = 29 * 24 * 3600
+    #: Upper bound of one media upload or link download.
+    media_timeout_s: float = 60.0
 
     #: Circuit breaker per account.
     breaker_window_s: float = 60.0

@@ -13,6 +13,7 @@ from typing import Literal
 
 import aiohttp
 import orjson
+
 from flowchat_contracts import (
     MediaContent,
     OutboundCommand,
@@ -21,7 +22,6 @@ from flowchat_contracts import (
     TextContent,
 )
 from flowchat_platform.tenant_client import AccountCredentials
-
 from flowchat_sender import fates
 from flowchat_sender.cloud_api import network_failure, unknown_outcome
 from flowchat_sender.providers import ProviderReply

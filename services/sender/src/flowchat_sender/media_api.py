@@ -1,0 +1,122 @@
+"""The sender's internal media API (service token only; :mod:`flowchat_sender.media`).
+
+- ``POST /internal/v1/media?tenant_id=&account_id=[&filename=&kind=]`` — the file's
+  bytes as the body, its MIME type as ``Content-Type`` → ``{media_id, sha256,
+  mime_type, kind, file_size, cached, uploaded_at, expires_at}``.
+- ``POST /internal/v1/media/link`` ``{tenant_id, account_id, link, mime_type?,
+  filename?, kind?}`` — the sender downloads the link once and uploads it.
+
+Send the answer's ``media_id`` in ``MediaContent`` (or a template's media parameter).
+Errors: 400 an empty body, 404 unknown account, 409 a Twilio account (send the link), 413 too large,
+415 a type WhatsApp does not take (or not of ``kind``), 422 refused by the provider,
+502 the provider or the link did not answer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowchat_platform.http import ApiError
+from flowchat_sender.errors import MediaRefused, MediaUploadFailed
+from flowchat_sender.media import MAX_BYTES, MediaStore, max_bytes
+from flowchat_sender.routes import require_service
+
+router = APIRouter(prefix="/internal/v1", tags=["internal"])
+#: What the media routes answer besides the shared errors (documented in the OpenAPI).
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown account"},
+    409: {"description": "The account's provider takes no uploads"},
+    413: {"description": "File over the type's size limit"},
+    415: {"description": "Media type or kind the provider does not take"},
+    502: {"description": "The provider could not be reached; retry"},
+}
+
+_STATUS = {"account": 404, "provider": 409, "size": 413, "type": 415, "kind": 415, "empty": 400}
+_CODES = {
+    "account": "not_found",
+    "provider": "provider_unsupported",
+    "size": "too_large",
+    "type": "unsupported_media_type",
+    "kind": "unsupported_media_type",
+    "empty": "invalid_request",
+}
+
+
+def media_store(request: Request) -> MediaStore:
+    store: MediaStore | None = getattr(request.app.state, "media", None)
+    if store is None:
+        raise ApiError(503, "not_ready", "the sender is starting")
+    return store
+
+
+Store = Annotated[MediaStore, Depends(media_store)]
+Kind = Annotated[str | None, Query(pattern="^(image|video|audio|document|sticker)$")]
+
+
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str = Field(min_length=1, max_length=128)
+    account_id: str = Field(min_length=1, max_length=128)
+    link: str = Field(pattern=r"^https?://", max_length=2048)
+    mime_type: str | None = Field(default=None, max_length=200)
+    filename: str | None = Field(default=None, max_length=240)
+    kind: str | None = Field(default=None, pattern="^(image|video|audio|document|sticker)$")
+
+
+def _api_error(exc: MediaRefused | MediaUploadFailed) -> ApiError:
+    if isinstance(exc, MediaRefused):
+        return ApiError(_STATUS[exc.reason], _CODES[exc.reason], str(exc))
+    details = [exc.error.model_dump()] if exc.error is not None else None
+    if exc.retryable:
+        return ApiError(502, "upstream_unavailable", str(exc), details=details)
+    return ApiError(422, "provider_refused", str(exc), details=details)
+
+
+@router.post("/media", dependencies=[Depends(require_service)], responses=_RESPONSES)
+async def upload(
+    request: Request,
+    store: Store,
+    tenant_id: Annotated[str, Query(min_length=1, max_length=128)],
+    account_id: Annotated[str, Query(min_length=1, max_length=128)],
+    filename: Annotated[str | None, Query(max_length=240)] = None,
+    kind: Kind = None,
+) -> dict[str, Any]:
+    mime = request.headers.get("content-type", "")
+    limit = max_bytes(mime) if mime else MAX_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")
+        chunks.append(chunk)
+    try:
+        stored = await store.put(
+            tenant_id, account_id, b"".join(chunks), mime, filename=filename, kind=kind
+        )
+    except (MediaRefused, MediaUploadFailed) as exc:
+        raise _api_error(exc) from exc
+    return stored.public()
+
+
+@router.post("/media/link", dependencies=[Depends(require_service)], responses=_RESPONSES)
+async def upload_link(body: LinkIn, store: Store) -> dict[str, Any]:
+    try:
+        stored = await store.put_link(
+            body.tenant_id,
+            body.account_id,
+            body.link,
+            mime_type=body.mime_type,
+            filename=body.filename,
+            kind=body.kind,
+        )
+    except (MediaRefused, MediaUploadFailed) as exc:
+        raise _api_error(exc) from exc
+    return stored.public()
