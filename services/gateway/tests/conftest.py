@@ -3,8 +3,8 @@
 Creating a RabbitMQ vhost costs about a second (``rabbitmqctl``), so the tests of one
 module share one vhost of their own and one stub tenant service (served from a
 thread); each test runs a fresh gateway (lifespan included) against them, resets the
-stub, and begins with every queue purged (:meth:`Broker.open`); Redis is flushed per
-test (``redis_url``).
+stub, and begins with every queue purged (:meth:`Broker.open`) and a Redis database of
+its own (``redis_url``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from flowchat_platform.testing import temporary_vhost
 
 sys.path.insert(0, str(Path(__file__).parent))

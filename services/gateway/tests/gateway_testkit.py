@@ -25,6 +25,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from flowchat_contracts import topology
 from flowchat_gateway.app import create_app
 from flowchat_gateway.settings import Settings

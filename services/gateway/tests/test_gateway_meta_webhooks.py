@@ -7,12 +7,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
-from flowchat_contracts import InboundMessage, StatusUpdate, topology
-from flowchat_gateway.events import BusinessEvent
-from flowchat_gateway.metrics import DEDUPE_UNAVAILABLE
-from flowchat_gateway.store import customer_window_key
-from flowchat_platform.amqp import HEADER_REASON
-from flowchat_platform.testing import eventually
 from gateway_testkit import (
     OTHER_APP_SECRET,
     PHONE_NUMBER_ID,
@@ -29,6 +23,13 @@ from gateway_testkit import (
     text_message,
     with_port,
 )
+
+from flowchat_contracts import InboundMessage, StatusUpdate, topology
+from flowchat_gateway.events import BusinessEvent
+from flowchat_gateway.metrics import DEDUPE_UNAVAILABLE
+from flowchat_gateway.store import customer_window_key
+from flowchat_platform.amqp import HEADER_REASON
+from flowchat_platform.testing import eventually
 
 pytestmark = pytest.mark.integration
 

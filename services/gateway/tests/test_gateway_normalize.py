@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from flowchat_contracts import InboundMessage, StatusUpdate
 from flowchat_gateway.events import BusinessEvent
 from flowchat_gateway.normalize import (

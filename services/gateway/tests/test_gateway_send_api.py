@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
+
 from flowchat_contracts import OutboundCommand, topology
-from gateway_testkit import Gateway, TenantStub, closed_port_url, running_gateway
+from flowchat_gateway.store import GatewayStore
+from flowchat_platform.redis import create_redis
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +108,8 @@ async def test_send_other_types(api: Gateway, content: dict) -> None:
         (None, 401, "unauthorized"),
         ("fc_unknown_key_000000000000", 401, "unauthorized"),
         (KEY_A_READ, 403, "forbidden"),
+        # The tenants' edge takes tenant keys only: FlowChat's own token is no key here.
+        (SERVICE_TOKEN, 401, "unauthorized"),
     ],
 )
 async def test_auth_and_scope(api: Gateway, key: str | None, status: int, code: str) -> None:
@@ -112,6 +117,15 @@ async def test_auth_and_scope(api: Gateway, key: str | None, status: int, code: 
     r = await send(api, text_request(), key=key)
     assert r.status_code == status
     assert r.json()["error"]["code"] == code
+    assert await api.broker.drain(topology.QUEUE_OUTBOUND) == []
+
+
+async def test_keys_that_cannot_be_checked_are_503(api: Gateway) -> None:
+    assert api.broker is not None
+    api.tenant.down = True
+    r = await send(api, text_request())
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "tenant_unavailable"
     assert await api.broker.drain(topology.QUEUE_OUTBOUND) == []
 
 
@@ -193,7 +207,9 @@ async def test_rate_limit_per_key(
         assert (await send(gw, text_request(account_id="acc-b-1"), key=KEY_B)).status_code == 202
 
 
-async def test_broker_down_is_503(redis_url: str, tenant_stub: TenantStub) -> None:
+async def test_broker_down_is_503(
+    module_amqp_url: str, redis_url: str, tenant_stub: TenantStub
+) -> None:
     async with running_gateway(
         closed_port_url("amqp"), redis_url, tenant_stub, wait_ready=False
     ) as gw:
@@ -201,9 +217,29 @@ async def test_broker_down_is_503(redis_url: str, tenant_stub: TenantStub) -> No
         r = await send(gw, text_request(), idem="k-down")
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "unavailable"
-        # The claim was released: a retry with the same key is not "in progress".
+        # The claim is kept as unconfirmed: a retry with the same key is not "in progress".
         again = await send(gw, text_request(), idem="k-down")
         assert again.status_code == 503
+        assert (await send(gw, text_request(to="+4915199999999"), idem="k-down")).status_code == 409
+    # An unconfirmed publish may still land (a blocked broker delivers it later): the
+    # retry publishes the same message id, so the sender sends one message under it.
+    redis = create_redis(redis_url)
+    try:
+        record = await GatewayStore(redis).idempotency_get("tenant-a", "k-down")
+    finally:
+        await redis.aclose()
+    assert record is not None
+    assert record.state == "unconfirmed"
+    async with running_gateway(module_amqp_url, redis_url, tenant_stub) as gw:
+        add_keys(gw)
+        assert gw.broker is not None
+        ok = await send(gw, text_request(), idem="k-down")
+        assert ok.status_code == 202
+        assert ok.json()["message_id"] == record.message_id
+        ((_, data),) = await gw.broker.drain(topology.QUEUE_OUTBOUND)
+        assert OutboundCommand.model_validate(data).message_id == record.message_id
+        replay = await send(gw, text_request(), idem="k-down")
+        assert replay.json()["message_id"] == record.message_id
 
 
 async def test_redis_down_is_503(module_amqp_url: str, tenant_stub: TenantStub) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
+
 from flowchat_gateway.settings import SEVEN_DAYS_S, Settings
 from flowchat_platform.errors import ConfigurationError
-from pydantic import ValidationError
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:

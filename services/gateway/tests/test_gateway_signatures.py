@@ -6,7 +6,9 @@ import hashlib
 import hmac
 
 import pytest
-from flowchat_gateway.errors import InvalidPhoneNumber
+from twilio.request_validator import RequestValidator
+
+from flowchat_gateway.errors import SendRejected
 from flowchat_gateway.service import normalize_phone
 from flowchat_gateway.signatures import (
     meta_signature,
@@ -14,7 +16,6 @@ from flowchat_gateway.signatures import (
     twilio_signature,
     twilio_signature_valid,
 )
-from twilio.request_validator import RequestValidator
 
 SECRET = "meta-app-secret-0123456789"
 BODY = b'{"object":"whatsapp_business_account","entry":[]}'
@@ -120,6 +121,8 @@ def test_phone_numbers_are_normalized_to_e164(raw: str, e164: str) -> None:
 
 @pytest.mark.parametrize("raw", ["12", "+999123456789", "hello", "+1 650 555", "+49 1"])
 def test_invalid_phone_numbers_are_refused(raw: str) -> None:
-    with pytest.raises(InvalidPhoneNumber) as info:
+    with pytest.raises(SendRejected) as info:
         normalize_phone(raw)
+    assert info.value.code == "invalid_phone_number"
+    assert info.value.status == 422
     assert info.value.field == "to"

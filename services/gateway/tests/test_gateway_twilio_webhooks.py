@@ -5,9 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from flowchat_contracts import InboundMessage, StatusUpdate, topology
 from gateway_testkit import TWILIO_TOKEN, Gateway
 from twilio.request_validator import RequestValidator
+
+from flowchat_contracts import InboundMessage, StatusUpdate, topology
 
 pytestmark = pytest.mark.integration
 

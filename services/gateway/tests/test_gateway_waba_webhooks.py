@@ -5,10 +5,11 @@ to the number they name, an unknown WABA parked, the tenant service down → 503
 from __future__ import annotations
 
 import pytest
+from gateway_testkit import OTHER_APP_SECRET, WABA_ID, Gateway, meta_body, sign
+
 from flowchat_contracts import topology
 from flowchat_gateway.events import BusinessEvent
 from flowchat_platform.amqp import HEADER_REASON
-from gateway_testkit import OTHER_APP_SECRET, WABA_ID, Gateway, meta_body, sign
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,7 @@
-from flowchat_platform.runner import run_service
-
 from flowchat_gateway import SERVICE
 from flowchat_gateway.app import create_app
 from flowchat_gateway.settings import Settings
+from flowchat_platform.runner import run_service
 
 
 def main() -> None:

@@ -14,12 +14,6 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from fastapi import FastAPI
-from flowchat_platform.amqp import Amqp
-from flowchat_platform.http import Readiness, build_app
-from flowchat_platform.logs import get_logger
-from flowchat_platform.redis import create_redis
-from flowchat_platform.runner import Background
-from flowchat_platform.tenant_client import TenantClient
 
 from flowchat_gateway import SERVICE
 from flowchat_gateway.broker import AmqpPublisher
@@ -28,6 +22,12 @@ from flowchat_gateway.service import QueryService, SendService, WebhookService
 from flowchat_gateway.settings import Settings
 from flowchat_gateway.state_client import StateClient
 from flowchat_gateway.store import GatewayStore
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.logs import get_logger
+from flowchat_platform.redis import create_redis
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
 
 log = get_logger(__name__)
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
         publisher = AmqpPublisher(amqp)
         app.state.amqp = amqp
         app.state.store = store
+        app.state.tenants = tenants
         app.state.webhooks = WebhookService(
             tenants=tenants,
             publisher=publisher,
@@ -83,6 +84,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
         title="FlowChat gateway",
+        max_json_bytes=settings.max_body_bytes,
+        nul_allowed=("/webhooks/",),  # never refuse a provider's webhook for its text
     )
     app.state.settings = settings
     app.include_router(webhooks.router)

@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
-
 from flowchat_gateway.service import Outgoing
+from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
 
 
 class AmqpPublisher:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from flowchat_platform.http import ApiError
-from flowchat_platform.tenant_client import ApiKeyInfo
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter
 
 from flowchat_gateway import metrics
-from flowchat_gateway.errors import Unavailable
-from flowchat_gateway.service import QueryService, SendService, WebhookService
+from flowchat_gateway.service import ApiKey, QueryService, SendService, WebhookService
 from flowchat_gateway.settings import Settings
+from flowchat_platform.auth import Caller, authenticate, require_scope
+from flowchat_platform.http import ApiError
+from flowchat_platform.tenant_client import TenantClient
 
 
 # Dependencies are ``async def``: FastAPI runs a plain ``def`` in its threadpool on every
@@ -41,64 +43,58 @@ async def correlation_id(request: Request) -> str:
     return value[:128]
 
 
-SEND_SCOPES = frozenset({"send"})
-#: Reading a message's state: keys that may read, and keys that sent it.
-READ_SCOPES = frozenset({"read", "send"})
+SEND_SCOPE = "send"
+READ_SCOPE = "read"
 
-_AUTHORIZATION = Header(description="`Bearer <tenant API key>`", include_in_schema=True)
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A tenant API key (`fc_…`): scope `send` to send; `read` or `send` to read.",
+)
+_AUTH_OUTCOMES = {401: "unauthorized", 403: "forbidden"}
 
 
-async def _authenticate(
-    sender: SendService, authorization: str | None, outcomes: Any, scopes: frozenset[str]
-) -> ApiKeyInfo:
-    """The caller's key info; 401 without a live key, 403 without one of ``scopes``."""
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        outcomes.labels("unauthorized").inc()
-        raise ApiError(
-            401,
-            "unauthorized",
-            "an API key is required: Authorization: Bearer <key>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def _api_key(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    outcomes: Counter,
+    scopes: tuple[str, ...],
+) -> ApiKey:
+    """The tenant API key behind the request (:mod:`flowchat_platform.auth`): 401 without
+    a live key, 403 without one of ``scopes``, 503 when the tenant service cannot tell.
+    The gateway is the tenants' edge: FlowChat's service token is no key here."""
+    tenants: TenantClient = request.app.state.tenants
+    header = f"Bearer {credentials.credentials}" if credentials else None
     try:
-        info = await sender.authenticate(key.strip())
-    except Unavailable as exc:
-        outcomes.labels("unavailable").inc()
-        raise ApiError(503, "unavailable", "cannot check the API key now; retry") from exc
-    if info is None:
-        outcomes.labels("unauthorized").inc()
-        raise ApiError(
-            401,
-            "unauthorized",
-            "unknown or revoked API key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not scopes & set(info.scopes):
-        outcomes.labels("forbidden").inc()
-        wanted = " or ".join(f"'{s}'" for s in sorted(scopes))
-        raise ApiError(403, "forbidden", f"this API key lacks the {wanted} scope")
-    return info
+        caller: Caller = await authenticate(header, service_token=None, tenants=tenants)
+        require_scope(caller, next((s for s in scopes if s in caller.scopes), scopes[0]))
+    except ApiError as exc:
+        outcomes.labels(_AUTH_OUTCOMES.get(exc.status, "unavailable")).inc()
+        raise
+    assert caller.tenant_id is not None  # no service token: always a tenant's key
+    assert caller.key_id is not None
+    return ApiKey(tenant_id=caller.tenant_id, key_id=caller.key_id)
 
 
 async def _caller(
-    sender: Annotated[SendService, Depends(_sender)],
-    authorization: Annotated[str | None, _AUTHORIZATION] = None,
-) -> ApiKeyInfo:
-    return await _authenticate(sender, authorization, metrics.SEND_REQUESTS, SEND_SCOPES)
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    return await _api_key(request, credentials, metrics.SEND_REQUESTS, (SEND_SCOPE,))
 
 
 async def _reader(
-    sender: Annotated[SendService, Depends(_sender)],
-    authorization: Annotated[str | None, _AUTHORIZATION] = None,
-) -> ApiKeyInfo:
-    return await _authenticate(sender, authorization, metrics.QUERY_REQUESTS, READ_SCOPES)
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    # A key that may send may read the state of what it sent.
+    scopes = (READ_SCOPE, SEND_SCOPE)
+    return await _api_key(request, credentials, metrics.QUERY_REQUESTS, scopes)
 
 
 WebhooksDep = Annotated[WebhookService, Depends(_webhooks)]
 SenderDep = Annotated[SendService, Depends(_sender)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CorrelationDep = Annotated[str, Depends(correlation_id)]
-CallerDep = Annotated[ApiKeyInfo, Depends(_caller)]
-ReaderDep = Annotated[ApiKeyInfo, Depends(_reader)]
+CallerDep = Annotated[ApiKey, Depends(_caller)]
+ReaderDep = Annotated[ApiKey, Depends(_reader)]
 QueryDep = Annotated[QueryService, Depends(_query)]

@@ -9,14 +9,8 @@
     │                            Redis (send API) cannot answer; the caller retries (Meta
     │                            does, for 7 days)
     ├── StoreUnavailable         Redis failed or timed out (webhooks degrade, send API → 503)
-    └── SendRejected             the send API refuses the request (4xx)
-        ├── AccountNotFound      404 account_not_found (unknown or another tenant's)
-        ├── MessageNotFound      404 message_not_found (unknown, another tenant's, not yet
-        │                        recorded)
-        ├── AccountUnusable      409 account_disabled
-        ├── InvalidPhoneNumber   422 invalid_phone_number
-        ├── IdempotencyConflict  409 idempotency_conflict (same key, different body)
-        ├── RequestInProgress    409 request_in_progress (same key, first still publishing)
+    └── SendRejected             the send or query API refuses the request (4xx): its
+        │                        ``code``, one of :data:`REJECTIONS`, says why
         └── RateLimited          429 rate_limited (with Retry-After)
 
 Malformed pieces of a correctly signed webhook are not errors: they are parked on
@@ -25,6 +19,29 @@ the same bytes for a week).
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+Rejection = Literal[
+    "account_not_found",
+    "message_not_found",
+    "account_disabled",
+    "invalid_phone_number",
+    "idempotency_conflict",
+    "request_in_progress",
+    "rate_limited",
+]
+
+#: Why a send or query request is refused → the HTTP status it is answered with.
+REJECTIONS: dict[Rejection, int] = {
+    "account_not_found": 404,  # unknown, or another tenant's
+    "message_not_found": 404,  # unknown, another tenant's, or not recorded yet
+    "account_disabled": 409,  # the account or its tenant is not active
+    "invalid_phone_number": 422,
+    "idempotency_conflict": 409,  # same Idempotency-Key, different body
+    "request_in_progress": 409,  # same key, the first request still publishing
+    "rate_limited": 429,
+}
 
 
 class GatewayError(Exception):
@@ -54,49 +71,20 @@ class StoreUnavailable(GatewayError):
 
 
 class SendRejected(GatewayError):
-    status = 400
-    code = "invalid_request"
+    """A request refused for ``code``; ``field`` names the part of it at fault."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, code: Rejection, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
+        self.code = code
         self.message = message
         self.field = field
 
-
-class AccountNotFound(SendRejected):
-    status = 404
-    code = "account_not_found"
-
-
-class MessageNotFound(SendRejected):
-    status = 404
-    code = "message_not_found"
-
-
-class AccountUnusable(SendRejected):
-    status = 409
-    code = "account_disabled"
-
-
-class InvalidPhoneNumber(SendRejected):
-    status = 422
-    code = "invalid_phone_number"
-
-
-class IdempotencyConflict(SendRejected):
-    status = 409
-    code = "idempotency_conflict"
-
-
-class RequestInProgress(SendRejected):
-    status = 409
-    code = "request_in_progress"
+    @property
+    def status(self) -> int:
+        return REJECTIONS[self.code]
 
 
 class RateLimited(SendRejected):
-    status = 429
-    code = "rate_limited"
-
     def __init__(self, message: str, *, retry_after_s: float) -> None:
-        super().__init__(message)
+        super().__init__("rate_limited", message)
         self.retry_after_s = retry_after_s

@@ -13,8 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from flowchat_contracts import SCHEMA_VERSION, Provider, new_id
 from pydantic import BaseModel, ConfigDict, Field
+
+from flowchat_contracts import SCHEMA_VERSION, Provider, new_id
 
 #: Meta webhook fields published as business events (anything else is ignored).
 BusinessField = Literal[

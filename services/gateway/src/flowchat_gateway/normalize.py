@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import orjson
+from pydantic import ValidationError
+
 from flowchat_contracts import (
     InboundMessage,
     InboundType,
@@ -45,8 +47,6 @@ from flowchat_contracts import (
     Reply,
     StatusUpdate,
 )
-from pydantic import ValidationError
-
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 
 Event = InboundMessage | StatusUpdate | BusinessEvent
@@ -153,6 +153,22 @@ def _text(value: Any) -> str | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` with every NUL character removed from its strings (keys too).
+
+    PostgreSQL text and JSONB cannot hold NUL: a customer's message carrying one would
+    fail every attempt downstream. A provider's webhook cannot be refused for its text,
+    so the edge drops the character and the rest arrives as sent.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 def parse_timestamp(value: Any) -> datetime:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from flowchat_contracts import MessageCategory, OutboundContent
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from flowchat_contracts import MessageCategory, OutboundContent
 
 
 class SendMessageRequest(BaseModel):

@@ -18,30 +18,22 @@ import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
 import phonenumbers
-from flowchat_contracts import InboundMessage, OutboundCommand, StatusUpdate, new_id, topology
-from flowchat_contracts import utcnow as _utcnow
-from flowchat_platform.errors import UpstreamError
-from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import AccountCredentials, ApiKeyInfo, TenantClient
 from pydantic import BaseModel, ValidationError
 
+from flowchat_contracts import InboundMessage, OutboundCommand, StatusUpdate, new_id, topology
+from flowchat_contracts import utcnow as _utcnow
 from flowchat_gateway import metrics
 from flowchat_gateway.errors import (
-    AccountNotFound,
-    AccountUnusable,
-    IdempotencyConflict,
-    InvalidPhoneNumber,
     InvalidSignature,
-    MessageNotFound,
     RateLimited,
-    RequestInProgress,
+    SendRejected,
     StoreUnavailable,
     Unavailable,
     UnknownAccount,
@@ -60,10 +52,14 @@ from flowchat_gateway.normalize import (
     normalize_change,
     split_changes,
     status_from_twilio,
+    without_nul,
 )
 from flowchat_gateway.schemas import SendMessageRequest
 from flowchat_gateway.signatures import meta_signature_valid, twilio_signature_valid
 from flowchat_gateway.store import GatewayStore, IdempotencyRecord
+from flowchat_platform.errors import UpstreamError
+from flowchat_platform.logs import get_logger
+from flowchat_platform.tenant_client import AccountCredentials, TenantClient
 
 log = get_logger(__name__)
 
@@ -232,7 +228,10 @@ class WebhookService:
         if not signature:
             raise InvalidSignature("X-Hub-Signature-256 is missing", provider="meta")
         try:
-            changes, parked = split_changes(orjson.loads(raw))
+            payload = orjson.loads(raw)
+            if b"\\u0000" in raw:  # the only way a NUL is written in JSON text
+                payload = without_nul(payload)
+            changes, parked = split_changes(payload)
         except (orjson.JSONDecodeError, MalformedPayload) as exc:
             if not self._signed_by_known_secret(raw, signature):
                 raise InvalidSignature(
@@ -362,7 +361,7 @@ class WebhookService:
             raise InvalidSignature("X-Twilio-Signature is missing", provider="twilio")
         if not twilio_signature_valid(acc.twilio_auth_token, url, params, signature):
             raise InvalidSignature("X-Twilio-Signature does not match", provider="twilio")
-        form = dict(params)
+        form: dict[str, str] = without_nul(dict(params))
         ref = AccountRef(acc.tenant_id, acc.account_id)
         now = self.clock()
         events: list[Event] = []
@@ -420,20 +419,27 @@ class WebhookService:
             for (key, event), error in zip(fresh, results[: len(fresh)], strict=True)
             if error is None
         ]
+        failures = [error for error in results if error is not None]
         # Mark what the broker confirmed, even when another event failed: Meta retries
-        # the whole request and those must not be published twice.
+        # the whole request and those must not be published twice. The customers'
+        # windows open only with a fully confirmed request (one Redis round trip for both).
+        windows = [] if failures else _customer_windows(event for _, event in confirmed)
         try:
-            await self.store.mark([key for key, _ in confirmed], self.dedupe_window_s)
+            await self.store.record([key for key, _ in confirmed], self.dedupe_window_s, windows)
         except StoreUnavailable as exc:
             metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
-            log.warning("dedupe marks not written: redis unavailable", error=str(exc))
+            if windows:
+                metrics.DEDUPE_UNAVAILABLE.labels("any", "customer_window").inc()
+            log.warning(
+                "dedupe marks and customer windows not written: redis unavailable",
+                error=str(exc),
+            )
         for _, event in confirmed:
             metrics.EVENTS.labels(provider, event.kind, metric_type(event), "published").inc()
         for key, event in unique.items():
             if key in seen:
                 metrics.EVENTS.labels(provider, event.kind, metric_type(event), "duplicate").inc()
 
-        failures = [error for error in results if error is not None]
         if failures:
             log.warning(
                 "webhook events not confirmed by the broker",
@@ -447,9 +453,6 @@ class WebhookService:
             )
         for piece in parked:
             metrics.PARKED.labels(provider, piece.reason).inc()
-        await self._touch_customer_windows(
-            [event for _, event in confirmed if isinstance(event, InboundMessage)]
-        )
         if fresh or not (duplicates or parked):
             outcome = "accepted"
         elif duplicates:
@@ -458,17 +461,15 @@ class WebhookService:
             outcome = "parked"
         return WebhookResult(outcome, len(fresh), duplicates, len(parked), len(ignored))
 
-    async def _touch_customer_windows(self, messages: list[InboundMessage]) -> None:
-        items = [
-            (m.account_id, m.customer_wa_id, int(m.timestamp.timestamp()))
-            for m in messages
-            if m.type not in ("system", "unsupported")
-        ]
-        try:
-            await self.store.touch_customer_windows(items)
-        except StoreUnavailable as exc:
-            metrics.DEDUPE_UNAVAILABLE.labels("any", "customer_window").inc()
-            log.warning("customer-service window not recorded: redis unavailable", error=str(exc))
+
+def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
+    """``(account_id, customer_wa_id, unix_seconds)`` of the inbound messages that open or
+    extend the 24 h customer-service window."""
+    return [
+        (e.account_id, e.customer_wa_id, int(e.timestamp.timestamp()))
+        for e in events
+        if isinstance(e, InboundMessage) and e.type not in ("system", "unsupported")
+    ]
 
 
 # --------------------------------------------------------------------- send API
@@ -478,7 +479,8 @@ _NON_DIGITS = re.compile(r"[^0-9+]")
 
 
 def normalize_phone(raw: str) -> str:
-    """A customer number in E.164 (``+4915112345678``), or :class:`InvalidPhoneNumber`."""
+    """A customer number in E.164 (``+4915112345678``); else :class:`SendRejected`
+    ``invalid_phone_number``."""
     value = raw.strip().removeprefix("whatsapp:")
     value = _NON_DIGITS.sub("", value)
     if value.startswith("00"):
@@ -488,10 +490,20 @@ def normalize_phone(raw: str) -> str:
     try:
         number = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneNumber(f"not a phone number: {exc}", field="to") from exc
+        raise SendRejected(
+            "invalid_phone_number", f"not a phone number: {exc}", field="to"
+        ) from exc
     if not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneNumber("not a valid phone number", field="to")
+        raise SendRejected("invalid_phone_number", "not a valid phone number", field="to")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """The tenant API key a send or query request came with (authenticated at the edge)."""
+
+    tenant_id: str
+    key_id: str
 
 
 @dataclass(frozen=True)
@@ -516,13 +528,7 @@ class SendService:
         self.idempotency_window_s = idempotency_window_s
         self.rate_per_minute = rate_per_minute
 
-    async def authenticate(self, key: str) -> ApiKeyInfo | None:
-        try:
-            return await self.tenants.api_key(key)
-        except UpstreamError as exc:
-            raise Unavailable(str(exc), dependency="tenant") from exc
-
-    async def check_rate(self, caller: ApiKeyInfo) -> None:
+    async def check_rate(self, caller: ApiKey) -> None:
         if self.rate_per_minute <= 0:
             return
         try:
@@ -537,7 +543,7 @@ class SendService:
 
     async def send(
         self,
-        caller: ApiKeyInfo,
+        caller: ApiKey,
         request: SendMessageRequest,
         *,
         idempotency_key: str,
@@ -548,9 +554,13 @@ class SendService:
         except UpstreamError as exc:
             raise Unavailable(str(exc), dependency="tenant") from exc
         if acc is None or acc.tenant_id != caller.tenant_id:
-            raise AccountNotFound("no such account", field="account_id")
+            raise SendRejected("account_not_found", "no such account", field="account_id")
         if acc.status != "active" or acc.tenant_status != "active":
-            raise AccountUnusable("the account or its tenant is not active", field="account_id")
+            raise SendRejected(
+                "account_disabled",
+                "the account or its tenant is not active",
+                field="account_id",
+            )
         to = normalize_phone(request.to)
         canonical = request.model_copy(update={"to": to}).model_dump(mode="json")
         body_hash = hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -559,6 +569,15 @@ class SendService:
             claim = IdempotencyRecord(body_hash, new_id(), "pending")
             for _ in range(2):
                 existing = await self.store.idempotency_get(tenant_id, idempotency_key)
+                if existing is not None and _unconfirmed_same(existing, body_hash):
+                    # An earlier publish of this key was not confirmed, yet it may still
+                    # reach the queue (a blocked or slow broker): publish the same message
+                    # id again, so the sender sends it once under the id the client gets.
+                    claim = IdempotencyRecord(body_hash, existing.message_id, "pending")
+                    await self.store.idempotency_complete(
+                        tenant_id, idempotency_key, claim, PENDING_CLAIM_TTL_S
+                    )
+                    break
                 if existing is not None:
                     return _replay(existing, body_hash)
                 if await self.store.idempotency_claim(
@@ -566,7 +585,7 @@ class SendService:
                 ):
                     break
             else:
-                raise RequestInProgress("a request with this key is being processed")
+                raise _in_progress()
         except StoreUnavailable as exc:
             raise Unavailable(str(exc), dependency="redis") from exc
 
@@ -583,7 +602,7 @@ class SendService:
         )
         outgoing = Outgoing(
             topology.EXCHANGE_OUTBOUND,
-            topology.outbound_routing_key(tenant_id, acc.account_id),
+            topology.outbound_routing_key(tenant_id, acc.account_id, command.category),
             encode(command),
             command.message_id,
             correlation_id,
@@ -594,10 +613,14 @@ class SendService:
         metrics.PUBLISH_SECONDS.labels("send").observe(time.perf_counter() - started)
         done = IdempotencyRecord(body_hash, claim.message_id, "done")
         if error is not None:
+            # Kept, not released: the unconfirmed publish may still land (see above).
+            unconfirmed = IdempotencyRecord(body_hash, claim.message_id, "unconfirmed")
             try:
-                await self.store.idempotency_release(tenant_id, idempotency_key)
+                await self.store.idempotency_complete(
+                    tenant_id, idempotency_key, unconfirmed, self.idempotency_window_s
+                )
             except StoreUnavailable:
-                log.warning("idempotency claim not released; it expires by itself")
+                log.warning("idempotency claim not updated; it expires by itself")
             raise Unavailable(f"outbound command not confirmed: {error}", dependency="broker")
         try:
             await self.store.idempotency_complete(
@@ -629,30 +652,42 @@ class QueryService:
     def __init__(self, *, states: MessageLookup) -> None:
         self.states = states
 
-    async def message(self, caller: ApiKeyInfo, message_id: str) -> dict[str, Any]:
+    async def message(self, caller: ApiKey, message_id: str) -> dict[str, Any]:
         try:
             found = await self.states.message(caller.tenant_id, message_id)
         except UpstreamError as exc:
             raise Unavailable(str(exc), dependency="state-manager") from exc
         if found is None or found.get("tenant_id") not in (None, caller.tenant_id):
-            raise MessageNotFound(
+            raise SendRejected(
+                "message_not_found",
                 "no such message for this tenant (or not recorded yet: retry shortly)",
                 field="message_id",
             )
         return found
 
 
+def _in_progress() -> SendRejected:
+    return SendRejected("request_in_progress", "a request with this key is being processed")
+
+
+def _unconfirmed_same(existing: IdempotencyRecord, body_hash: str) -> bool:
+    return existing.state == "unconfirmed" and existing.body_hash == body_hash
+
+
 def _replay(existing: IdempotencyRecord, body_hash: str) -> SendAccepted:
     if existing.body_hash != body_hash:
-        raise IdempotencyConflict(
-            "this Idempotency-Key was used with a different body", field="Idempotency-Key"
+        raise SendRejected(
+            "idempotency_conflict",
+            "this Idempotency-Key was used with a different body",
+            field="Idempotency-Key",
         )
     if existing.state != "done":
-        raise RequestInProgress("a request with this key is being processed")
+        raise _in_progress()
     return SendAccepted(existing.message_id, replayed=True)
 
 
 __all__ = [
+    "ApiKey",
     "BusinessEvent",
     "MessageLookup",
     "Outgoing",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 #: Meta retries an unanswered webhook for up to 7 days: dedupe at least that long.
 SEVEN_DAYS_S = 7 * 24 * 3600

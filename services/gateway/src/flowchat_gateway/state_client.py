@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+
 from flowchat_platform.errors import UpstreamError
 
 

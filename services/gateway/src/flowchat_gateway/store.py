@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from flowchat_gateway.errors import StoreUnavailable
 
@@ -57,7 +57,8 @@ def customer_window_key(account_id: str, customer_wa_id: str) -> str:
 class IdempotencyRecord:
     body_hash: str
     message_id: str
-    state: Literal["pending", "done"]
+    #: ``unconfirmed``: the publish timed out or failed; a retry reuses ``message_id``.
+    state: Literal["pending", "done", "unconfirmed"]
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -99,37 +100,44 @@ class GatewayStore:
         values = await self._call(lambda: self._redis.mget(keys))
         return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
-    async def mark(self, keys: Iterable[str], ttl_s: int) -> None:
-        keys = list(keys)
-        if not keys:
+    async def record(
+        self,
+        marks: Iterable[str],
+        ttl_s: int,
+        windows: Iterable[tuple[str, str, int]] = (),
+    ) -> None:
+        """What a webhook leaves once the broker confirmed it, in one round trip: dedupe
+        ``marks`` (for ``ttl_s``) and the customers' last inbound times
+        (``(account_id, customer_wa_id, unix_seconds)``)."""
+        keys = list(marks)
+        latest: dict[str, int] = {}
+        for account_id, wa_id, ts in windows:
+            key = customer_window_key(account_id, wa_id)
+            latest[key] = max(ts, latest.get(key, 0))
+        if not keys and not latest:
             return
 
         async def op() -> Any:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.set(key, b"1", ex=ttl_s)
+                # EVALSHA, not the Script object: a pipeline with registered scripts asks
+                # SCRIPT EXISTS first, one more round trip on every webhook.
+                for key, ts in latest.items():
+                    pipe.evalsha(self._touch.sha, 1, key, ts, CUSTOMER_WINDOW_TTL_S)
                 return await pipe.execute()
 
-        await self._call(op)
+        try:
+            await self._call(op)
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, NoScriptError):
+                raise
+            # Redis restarted or its scripts were flushed: load it again, once. The marks
+            # are rewritten with the same value, the windows never move back.
+            await self._call(lambda: self._redis.script_load(_TOUCH_WINDOW))
+            await self._call(op)
 
     # ------------------------------------------------------------ customer-service window
-
-    async def touch_customer_windows(self, items: Iterable[tuple[str, str, int]]) -> None:
-        """Record ``(account_id, customer_wa_id, unix_seconds)`` of inbound messages."""
-        latest: dict[str, int] = {}
-        for account_id, wa_id, ts in items:
-            key = customer_window_key(account_id, wa_id)
-            latest[key] = max(ts, latest.get(key, 0))
-        if not latest:
-            return
-
-        async def op() -> Any:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, ts in latest.items():
-                    await self._touch(keys=[key], args=[ts, CUSTOMER_WINDOW_TTL_S], client=pipe)
-                return await pipe.execute()
-
-        await self._call(op)
 
     async def customer_window(self, account_id: str, customer_wa_id: str) -> int | None:
         raw = await self._call(

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Path
 from fastapi.responses import JSONResponse
-from flowchat_platform.http import ApiError
 
 from flowchat_gateway import metrics
 from flowchat_gateway.deps import CallerDep, CorrelationDep, QueryDep, ReaderDep, SenderDep
@@ -18,6 +17,7 @@ from flowchat_gateway.schemas import (
     SendMessageAccepted,
     SendMessageRequest,
 )
+from flowchat_platform.http import ApiError
 
 router = APIRouter(tags=["messages"])
 

@@ -13,14 +13,14 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from flowchat_platform.http import ApiError
-from flowchat_platform.logs import get_logger
 
 from flowchat_gateway import metrics
 from flowchat_gateway.deps import CorrelationDep, SettingsDep, WebhooksDep
 from flowchat_gateway.errors import InvalidSignature, Unavailable, UnknownAccount
 from flowchat_gateway.schemas import ErrorBody
 from flowchat_gateway.service import WebhookResult
+from flowchat_platform.http import ApiError
+from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])

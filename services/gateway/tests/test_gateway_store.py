@@ -1,0 +1,69 @@
+"""The gateway's Redis store against a private ``redis-server``: a fresh server has no
+scripts loaded, like one that restarted under a running gateway."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowchat_gateway.store import CUSTOMER_WINDOW_TTL_S, GatewayStore, customer_window_key
+from flowchat_platform.redis import create_redis
+from flowchat_platform.testing import free_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fresh_redis_url(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_record_marks_and_windows_in_one_go_even_without_loaded_scripts(
+    fresh_redis_url: str,
+) -> None:
+    redis = create_redis(fresh_redis_url)
+    store = GatewayStore(redis)
+    try:
+        assert await redis.script_exists(store._touch.sha) == [False]
+        dedupe = store.dedupe_key("acc-1", "evt-1")
+        window = customer_window_key("acc-1", "15550001111")
+        await store.record(
+            [dedupe], 7 * 24 * 3600, [("acc-1", "15550001111", 200), ("acc-1", "15550001111", 100)]
+        )
+        assert await store.seen([dedupe, store.dedupe_key("acc-1", "evt-2")]) == {dedupe}
+        assert await redis.get(window) == b"200"
+        assert 0 < await redis.ttl(window) <= CUSTOMER_WINDOW_TTL_S
+        await store.record([], 60, [("acc-1", "15550001111", 150)])  # older: kept at 200
+        assert await redis.get(window) == b"200"
+        await store.record([], 60, [("acc-1", "15550001111", 300)])
+        assert await redis.get(window) == b"300"
+    finally:
+        await redis.aclose()
