@@ -16,13 +16,14 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from flowchat_platform.testing import eventually, serve
-from flowchat_sandbox.app import create_app
-from flowchat_sandbox.settings import Settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from flowchat_platform.testing import eventually, serve
+from flowchat_sandbox.app import create_app
+from flowchat_sandbox.settings import Settings
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flowchat_platform.testing import eventually
 from flowchat_sandbox.spec import load_spec
 

@@ -170,3 +170,22 @@ async def test_control_template_status_change(client, number, h):
     assert r.json()["error"]["code"] == 132016
     r = await client.patch("/sandbox/templates/unknown", json={"status": "APPROVED"})
     assert r.status_code == 404
+
+
+async def test_every_graph_route_refuses_an_unknown_version(client, number):
+    pnid, waba = number.phone_number_id, number.waba_id
+    calls = [
+        ("GET", f"/latest/{pnid}"),
+        ("DELETE", f"/latest/{pnid}"),
+        ("GET", f"/latest/{pnid}/whatsapp_business_profile"),
+        ("POST", f"/latest/{pnid}/whatsapp_business_profile"),
+        ("GET", f"/latest/{waba}/message_templates"),
+        ("POST", f"/latest/{waba}/message_templates"),
+        ("POST", f"/latest/{pnid}/media"),
+        ("POST", f"/latest/{pnid}/messages"),
+    ]
+    for method, path in calls:
+        r = await client.request(method, path, headers=number.auth, json={})
+        assert r.status_code == 400, (method, path)
+        assert r.json()["error"]["code"] == 100, (method, path)
+        assert r.json()["error"]["error_subcode"] == 2500, (method, path)

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+
 from flowchat_platform.testing import eventually
 from flowchat_sandbox.app import send_validator
 from flowchat_sandbox.errors import GraphError

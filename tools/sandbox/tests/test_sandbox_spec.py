@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+
 from flowchat_sandbox.errors import GraphError
 from flowchat_sandbox.spec import SendValidator, find_operation, load_spec, validate_read
 
@@ -55,6 +56,12 @@ def test_all_50_spec_examples_are_accepted(validator):
             # the example leaves an enum value as a placeholder; any real value passes
             assert body["interactive"]["header"]["type"] == "<HEADER_TYPE>"
             body["interactive"]["header"]["type"] = "text"
+        if name == "Send Sample Issue Resolution Template":
+            # Meta's converter turned the quick replies "Yes" and "No" into YAML booleans
+            buttons = body["template"]["components"][1:]
+            assert [b["parameters"][0]["text"] for b in buttons] == [True, False]
+            for button, text in zip(buttons, ("Yes", "No"), strict=True):
+                button["parameters"][0]["text"] = text
         validator.validate(body)
 
 
@@ -111,6 +118,27 @@ def test_placeholder_enum_value_is_rejected(validator):
         ("Send Location Message", lambda b: b["location"].update(latitude=[1]), 100),
         ("Send Message Template Text", lambda b: b["template"].pop("language"), 131008),
         ("Send Message Template Text", lambda b: b["template"]["language"].update(code=5), 100),
+        # template components and parameters are checked against their concrete schema
+        (
+            "Send Sample Shipping Confirmation Template",
+            lambda b: b["template"]["components"][0]["parameters"][1].pop("currency"),
+            131008,
+        ),
+        (
+            "Send Sample Shipping Confirmation Template",
+            lambda b: b["template"]["components"][0]["parameters"][0].update(text=5),
+            100,
+        ),
+        (
+            "Send Flow Template Message",
+            lambda b: b["template"]["components"][0]["parameters"][0].pop("action"),
+            131008,
+        ),
+        (
+            "Send Message Template Media",
+            lambda b: b["template"]["components"][0]["parameters"][0].update(type="sticker"),
+            100,
+        ),
         ("Send Reply with Reaction Message", lambda b: b["reaction"].update(emoji=7), 100),
         ("Send Text Message", lambda b: b.update(type="fax"), 131051),
     ],

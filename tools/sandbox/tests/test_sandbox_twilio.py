@@ -7,8 +7,9 @@ import json
 import secrets
 
 import pytest
-from flowchat_platform.testing import eventually
 from twilio.request_validator import RequestValidator
+
+from flowchat_platform.testing import eventually
 
 WA = "2348010000005"
 

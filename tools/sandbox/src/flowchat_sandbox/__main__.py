@@ -1,5 +1,4 @@
 from flowchat_platform.runner import run_service
-
 from flowchat_sandbox.app import create_app
 from flowchat_sandbox.settings import SERVICE, Settings
 

@@ -8,9 +8,9 @@ from functools import lru_cache
 
 import aiohttp
 from fastapi import FastAPI
+
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
-
 from flowchat_sandbox.routes import control, graph, twilio
 from flowchat_sandbox.service import Sandbox
 from flowchat_sandbox.settings import SERVICE, Settings
@@ -55,7 +55,15 @@ def create_app(settings: Settings) -> FastAPI:
                 await sandbox.close()
 
     readiness.add("spec", lambda: bool(validator.types))
-    app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat sandbox")
+    # A customer's image comes as base64 in JSON (up to 8 MiB of it): room for that.
+    app = build_app(
+        SERVICE,
+        lifespan=lifespan,
+        readiness=readiness,
+        title="FlowChat sandbox",
+        max_json_bytes=9 * 1024 * 1024,
+        nul_allowed=("/",),  # an emulator of Meta and Twilio, with no database of text
+    )
     # Order matters: the hot send route first (nothing else has its shape), then the
     # control and Twilio routes before the Graph catch-alls.
     app.include_router(graph.send_router)

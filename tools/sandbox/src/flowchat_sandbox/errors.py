@@ -135,6 +135,49 @@ class GraphError(SandboxError):
         }
 
 
+#: Meta's error body, for the OpenAPI of the Graph routes.
+GRAPH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "code": {"type": "integer"},
+                "error_subcode": {"type": "integer"},
+                "error_data": {"type": "object"},
+                "fbtrace_id": {"type": "string"},
+            },
+        }
+    },
+}
+#: Twilio's error body, for the OpenAPI of the Twilio routes.
+TWILIO_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message", "status"],
+    "properties": {
+        "code": {"type": "integer"},
+        "message": {"type": "string"},
+        "more_info": {"type": "string"},
+        "status": {"type": "integer"},
+    },
+}
+
+
+def error_responses(schema: dict[str, Any], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a router whose errors have a provider's shape."""
+    return {
+        status: {
+            "description": "An error in the provider's own shape",
+            "content": {"application/json": {"schema": schema}},
+        }
+        for status in statuses
+    }
+
+
 class TwilioError(SandboxError):
     """A Twilio REST error: ``{"code", "message", "more_info", "status"}``."""
 

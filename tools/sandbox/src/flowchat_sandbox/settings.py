@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flowchat_platform.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.settings import ServiceSettings
 
 SERVICE = "sandbox"
 

@@ -80,6 +80,14 @@ def apply_errata(spec: dict[str, Any]) -> dict[str, Any]:
        are missing from ``InteractiveObject.type`` and ``ActionObject``.
     6. ``biz_opaque_callback_data`` (a string up to 512 characters, echoed in status
        webhooks) is documented for every message type but missing from the schema.
+    7. Template components and parameters name their concrete schema only through a
+       ``discriminator`` without ``oneOf`` (``TemplateComponent``, ``ParameterObject``,
+       ``ButtonParameterObject``), which JSON Schema ignores: a ``currency`` parameter
+       without its ``currency`` object would pass. Where such a base is referenced
+       (outside its own mapped schemas, which extend it), the reference becomes an
+       ``if type == … then $ref <mapped schema>`` dispatch. Button parameters of type
+       ``action`` (flow and catalog buttons, in Meta's own examples) are missing from
+       ``ButtonParameterObject``; they are added, with an ``action`` object.
     """
     schemas = spec["components"]["schemas"]
     # (6) first: (1) copies BaseMessageProperties' property names
@@ -130,7 +138,65 @@ def apply_errata(spec: dict[str, Any]) -> dict[str, Any]:
             },
         }
     )
+    button_parameter = schemas["ButtonParameterObject"]
+    button_parameter["properties"]["type"]["enum"].append("action")
+    button_parameter["discriminator"]["mapping"]["action"] = (
+        "#/components/schemas/ButtonActionParameter"
+    )
+    schemas["ButtonActionParameter"] = {
+        "allOf": [
+            {"$ref": "#/components/schemas/ButtonParameterObject"},
+            {
+                "type": "object",
+                "required": ["action"],
+                "properties": {"type": {"enum": ["action"]}, "action": {"type": "object"}},
+            },
+        ]
+    }
+    _dispatch_discriminators(schemas)
     return spec
+
+
+def _dispatch_discriminators(schemas: dict[str, Any]) -> None:
+    """Erratum 7: a reference to a ``discriminator``-only base checks the mapped schema."""
+    prefix = "#/components/schemas/"
+    dispatch: dict[str, dict[str, Any]] = {}
+    extends: dict[str, set[str]] = {}  # base ref → the schemas mapped from it
+    for name, schema in schemas.items():
+        disc = schema.get("discriminator") if isinstance(schema, dict) else None
+        if not disc or "mapping" not in disc or "oneOf" in schema:
+            continue
+        prop, mapping = disc["propertyName"], disc["mapping"]
+        dispatch[prefix + name] = {
+            "allOf": [
+                {"$ref": prefix + name},
+                *(
+                    {
+                        "if": {"properties": {prop: {"const": value}}, "required": [prop]},
+                        "then": {"$ref": target},
+                    }
+                    for value, target in mapping.items()
+                ),
+            ]
+        }
+        extends[prefix + name] = set(mapping.values())
+    for name in list(schemas):
+        own = prefix + name
+        for node in list(_walk(schemas[name])):  # listed first: the dispatches hold refs
+            for key, value in list(node.items()):
+                if isinstance(value, dict):
+                    node[key] = _redirect(value, own, dispatch, extends)
+                elif isinstance(value, list):
+                    node[key] = [_redirect(v, own, dispatch, extends) for v in value]
+
+
+def _redirect(
+    node: Any, own: str, dispatch: dict[str, dict[str, Any]], extends: dict[str, set[str]]
+) -> Any:
+    ref = node.get("$ref") if isinstance(node, dict) and len(node) == 1 else None
+    if ref in dispatch and own not in extends[ref]:
+        return copy.deepcopy(dispatch[ref])
+    return node
 
 
 def _path(error: ValidationError) -> str:

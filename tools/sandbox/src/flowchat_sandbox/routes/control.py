@@ -6,9 +6,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from flowchat_platform.http import error_body
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
+from flowchat_platform.http import error_body
 from flowchat_sandbox.deps import SandboxDep
 from flowchat_sandbox.errors import ControlError, GraphError, TwilioError
 

@@ -9,8 +9,13 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from flowchat_sandbox.deps import SandboxDep
+from flowchat_sandbox.errors import TWILIO_ERROR_SCHEMA, error_responses
 
-router = APIRouter(prefix="/2010-04-01/Accounts/{account_sid}", tags=["twilio"])
+router = APIRouter(
+    prefix="/2010-04-01/Accounts/{account_sid}",
+    tags=["twilio"],
+    responses=error_responses(TWILIO_ERROR_SCHEMA, 400, 401, 404, 429, 500, 504),
+)
 Authorization = Annotated[str | None, Header()]
 
 
