@@ -2,12 +2,17 @@
 paused, the conversation service restarted, resumed, completed; the sandbox's ledger shows
 each contact messaged exactly once, and the live metrics follow the statuses back.
 
-300 contacts by default; ``FLOWCHAT_OUTREACH_CONTACTS=10000`` for the full-size run.
+300 contacts by default; ``FLOWCHAT_OUTREACH_CONTACTS=10000`` for the full-size run, at
+``FLOWCHAT_OUTREACH_RATE`` messages a second (N/10, between 30 and 50 by default: each
+message brings three status webhooks back, and at 100/s and more on one 2-core machine
+the sandbox gave up on a quarter of them after five 5 s timeouts against the gateway;
+the ledger was exact at every rate). The time limit follows N and the rate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -15,17 +20,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from flowchat_platform.testing import eventually
 
-pytestmark = pytest.mark.e2e
+from flowchat_platform.testing import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("FLOWCHAT_OUTREACH_CONTACTS", "300"))
+RATE = int(os.environ.get("FLOWCHAT_OUTREACH_RATE", min(50, max(30, N // 10))))
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120 + 6 * N // RATE)]
 
 
 async def seed(stack: Any, http: httpx.AsyncClient) -> dict[str, str]:
@@ -164,7 +172,7 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
         )
         assert r.status_code == 200
 
-        rate = int(os.environ.get("FLOWCHAT_OUTREACH_RATE", max(30, N // 10)))  # ~10 s by default
+        rate = RATE
         spec = tmp_path / "campaign.json"
         spec.write_text(
             json.dumps(
@@ -208,10 +216,18 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
 
         # the sandbox's ledger: each contact messaged exactly once
         async def ledger() -> list[dict[str, Any]]:
-            r = await http.get(
-                f"{stack.urls['sandbox']}/sandbox/messages",
-                params={"phone_number_id": seeded["phone_number_id"]},
-            )
+            for attempt in range(3):  # a busy sandbox (webhook retries) may drop the read
+                try:
+                    r = await http.get(  # the whole ledger: N entries, so not too often
+                        f"{stack.urls['sandbox']}/sandbox/messages",
+                        params={"phone_number_id": seeded["phone_number_id"]},
+                        timeout=180,
+                    )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+                    await asyncio.sleep(2)
             data = r.json()
             return list(data.get("messages", data) if isinstance(data, dict) else data)
 
@@ -219,12 +235,18 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
             entries = await ledger()
             return entries if len(entries) >= N else None
 
-        entries = await eventually(all_sent, timeout_s=120, interval_s=0.5)
+        with contextlib.suppress(AssertionError):  # the counts below say what is missing
+            await eventually(all_sent, timeout_s=120, interval_s=2 + N / 2000)
         await asyncio.sleep(1.0)  # a duplicate would arrive late: give it the chance
         entries = await ledger()
         recipients = [e.get("to") or e.get("wa_id") for e in entries]
-        assert len(recipients) == N
-        assert len(set(recipients)) == N
+        duplicates = len(recipients) - len(set(recipients))
+        print(
+            f"\ne2e campaign ledger: {len(recipients)} messages to {len(set(recipients))} "
+            f"contacts of {N}, {duplicates} duplicates, {elapsed:.1f} s to complete"
+        )
+        assert duplicates == 0, f"{duplicates} contacts messaged more than once"
+        assert len(set(recipients)) == N, f"{N - len(set(recipients))} contacts not messaged"
         assert "2347012345678" not in {str(r).lstrip("+") for r in recipients}
         assert entries[0]["body"]["template"]["name"] == "new_year_sale"
 
@@ -233,7 +255,14 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
             m = await metrics()
             return m["sent"] == N and m["delivered"] == N
 
-        await eventually(delivered, timeout_s=180, interval_s=0.5)
+        try:
+            await eventually(delivered, timeout_s=180, interval_s=0.5)
+        except AssertionError as exc:
+            hooks = (await http.get(f"{stack.urls['sandbox']}/sandbox/webhooks")).json()
+            fates = Counter(h["state"] for h in hooks)  # statuses the sandbox gave up on?
+            raise AssertionError(
+                f"not all delivered: {await metrics()}; sandbox webhooks: {dict(fates)}"
+            ) from exc
         m = await metrics()
         assert m["failed"] == 0
         assert m["excluded"] == {"opted_out": 1}

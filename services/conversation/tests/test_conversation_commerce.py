@@ -5,6 +5,7 @@ from decimal import Decimal
 from itertools import count
 
 import pytest
+
 from flowchat_contracts import ButtonsContent, InboundMessage, Media, MediaContent, TextContent
 from flowchat_conversation import bot
 from flowchat_conversation.bot import State
@@ -424,3 +425,51 @@ def test_stickers_and_voice_notes_in_every_state_never_raise():
 def test_parser_reads_absurd_quantities_without_parsing_them_whole():
     (line,) = parse_order_text("cement x " + "7" * 10_000, [("CEM", "Portland Cement")])
     assert line.quantity == 10**12
+
+
+# --------------------------------------------------------------------- blocked, restock
+
+
+def test_a_blocked_contact_gets_no_answer_and_stop_start_still_count():
+    blocked = bot.BotContext(settings=SETTINGS, catalog=CATALOG, blocked=True)
+    for words in ("hi", "menu", "Cement x 2", "agent"):
+        d = bot.handle(bot.Session(state=State.BROWSING_PRODUCTS), msg(words), blocked)
+        assert (d.replies, d.actions) == ([], [])
+        assert d.session.state is State.BROWSING_PRODUCTS
+    d = bot.handle(None, msg("STOP"), blocked)
+    assert (d.replies, d.actions) == ([], [bot.OptOut()])
+    d = bot.handle(None, msg("start"), blocked)
+    assert (d.replies, d.actions) == ([], [bot.OptIn()])
+
+
+@pytest.mark.parametrize(
+    ("session", "message"),
+    [
+        (bot.Session(state=State.BROWSING_PRODUCTS), msg("Steel nails x 3")),
+        (bot.Session(state=State.ADDING_TO_CART), msg(reply="prod:NAIL")),
+        (bot.Session(state=State.COLLECTING_QUANTITY, pending_sku="NAIL"), msg("3")),
+    ],
+)
+def test_asking_for_a_product_out_of_stock_offers_a_message_when_it_is_back(session, message):
+    alerts = bot.BotContext(settings=SETTINGS, catalog=CATALOG, restock_alerts=True)
+    d = bot.handle(session, message, alerts)
+    assert d.actions == [bot.WatchRestock("NAIL", "Steel Nails")]
+    assert "Steel Nails is out of stock. I'll message you when it's back." in body(d.replies[0])
+    # without restock alerts: the same answer, no promise
+    d = bot.handle(session, message, CTX)
+    assert d.actions == []
+    assert "out of stock" in body(d.replies[0])
+    assert "message you" not in body(d.replies[0])
+
+
+def test_an_order_that_lost_its_last_unit_offers_the_restock_message():
+    alerts = bot.BotContext(settings=SETTINGS, catalog=CATALOG, restock_alerts=True)
+    session = bot.Session(
+        state=State.REVIEWING_ORDER,
+        cart=[bot.CartLine(sku="SND-R", name="River Sand", unit_price=Decimal(3), quantity=2)],
+    )
+    d = bot.after_order(session, bot.OrderRejected(shortages=(("SND-R", "River Sand", 0),)), alerts)
+    assert d.actions == [bot.WatchRestock("SND-R", "River Sand")]
+    assert "I'll message you when they are back." in body(d.replies[0])
+    d = bot.after_order(session, bot.OrderRejected(shortages=(("SND-R", "River Sand", 1),)), alerts)
+    assert d.actions == []

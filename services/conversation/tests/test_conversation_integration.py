@@ -2,7 +2,7 @@
 
 import asyncio
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
-from flowchat_contracts import InboundMessage, OutboundCommand, Reply, topology
+
+from flowchat_contracts import InboundMessage, OutboundCommand, Reply, optout_key, topology
 from flowchat_conversation.app import create_app
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import HEADER_REASON
@@ -553,3 +554,206 @@ async def test_handoff_survives_session_expiry_until_released_and_purge(stack):
     assert "new" in ids  # recent rows (this conversation's too) are kept
     assert len(ids) == 6
     assert not [i for i in ids if i.startswith("old")]
+
+
+async def reminders_of(stack: Stack, customer: str) -> list[tuple[str, str, str | None]]:
+    rows = await sql(
+        stack,
+        "SELECT kind, state, outcome FROM reminders WHERE wa_id = $1 ORDER BY created_at",
+        customer,
+    )
+    return [(r["kind"], r["state"], r["outcome"]) for r in rows]
+
+
+async def test_the_bot_schedules_and_cancels_its_reminders(stack):
+    await seed(stack)
+    customer = "15550003333"
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound("Cement x 2", customer=customer))
+    await stack.replies(2)
+    # a cart left as it is: reminded after a while; each new message moves the reminder
+    assert await reminders_of(stack, customer) == [("abandoned_cart", "pending", None)]
+    await stack.publish(inbound("Cement x 3", customer=customer))
+    await stack.replies(2)
+    assert await reminders_of(stack, customer) == [
+        ("abandoned_cart", "cancelled", "replaced"),
+        ("abandoned_cart", "pending", None),
+    ]
+    (due,) = await sql(
+        stack, "SELECT due_at - now() AS left FROM reminders WHERE state = 'pending'"
+    )
+    assert timedelta(minutes=50) < due["left"] <= timedelta(hours=1)
+    # ordered: no abandoned cart; the payment is due, reminded before the invoice is due
+    await stack.publish(inbound(reply="review:confirm", customer=customer))
+    invoice, _ = await stack.replies(2)
+    order_id = next(w for w in invoice.content.body.split() if w.startswith("ORD-")).rstrip(".")
+    assert await reminders_of(stack, customer) == [
+        ("abandoned_cart", "cancelled", "replaced"),
+        ("abandoned_cart", "cancelled", "resolved"),
+        ("payment_due", "pending", None),
+    ]
+    (row,) = await sql(
+        stack,
+        "SELECT r.dedupe_key, r.reference, i.due_at - r.due_at AS before FROM reminders r "
+        "JOIN invoices i ON i.order_id = r.reference WHERE r.kind = 'payment_due'",
+    )
+    assert (row["dedupe_key"], row["reference"]) == (f"payment_due:{order_id}", order_id)
+    assert row["before"] == timedelta(hours=12)
+    # paid: the payment reminder is cancelled
+    r = await stack.http.post(
+        f"/v1/tenants/t1/orders/{order_id}/payments",
+        json={"reference": "BANK-1", "amount": "41.25"},
+        headers=stack.admin,
+    )
+    assert r.json()["order"]["payment_status"] == "paid", r.text
+    await stack.replies(1)
+    assert (await reminders_of(stack, customer))[-1] == ("payment_due", "cancelled", "resolved")
+    # delivered: a follow-up later
+    for status in ("processing", "shipped", "delivered"):
+        r = await stack.http.post(
+            f"/v1/tenants/t1/orders/{order_id}/status", json={"status": status}, headers=stack.admin
+        )
+        assert r.status_code == 200, r.text
+        await stack.replies(1)
+    assert (await reminders_of(stack, customer))[-1] == ("order_follow_up", "pending", None)
+
+    # an order left unpaid past its due time is cancelled (with its reminder)
+    late = "15550004444"
+    late_id = await place(stack, late)
+    await sql(
+        stack,
+        "UPDATE invoices SET due_at = now() - interval '1 minute' WHERE order_id = $1",
+        late_id,
+    )
+    assert await stack.app.state.api.orders.cancel_overdue() == 1
+    (gone,) = await stack.replies(1)
+    assert "not paid in time" in gone.content.body
+    assert ("payment_due", "cancelled", "resolved") in await reminders_of(stack, late)
+    assert await stack.app.state.api.orders.cancel_overdue() == 0
+
+
+async def test_asking_for_a_product_out_of_stock_reminds_when_it_is_back(stack):
+    await seed(stack)
+    await sql(stack, "UPDATE products SET stock = 0 WHERE sku = 'NAIL'")
+    customer = "15550006666"
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    for _ in range(2):  # asked twice: one reminder
+        await stack.publish(inbound("Steel nails x 5", customer=customer))
+        note, _menu = await stack.replies(2)
+        assert "Steel Nails is out of stock. I'll message you when it's back." in note.content.body
+    rows = await sql(stack, "SELECT kind, reference, state FROM reminders WHERE kind = 'restock'")
+    assert [tuple(r) for r in rows] == [("restock", "NAIL", "pending")]
+    # still out of stock when due: it waits; back in stock: it fires, once
+    await sql(stack, "UPDATE reminders SET due_at = now() WHERE kind = 'restock'")
+
+    async def postponed() -> bool:
+        (r,) = await sql(
+            stack, "SELECT due_at > now() + interval '50 minutes' AS later FROM reminders"
+        )
+        return bool(r["later"])
+
+    await eventually(postponed, timeout_s=10)
+    await nothing_sent(stack)
+    await sql(stack, "UPDATE products SET stock = 50 WHERE sku = 'NAIL'")
+    await sql(stack, "UPDATE reminders SET due_at = now() WHERE kind = 'restock'")
+    (back,) = await stack.replies(1, timeout_s=15)
+    assert back.to == customer
+    assert back.content.type == "text"  # inside the 24 h window: a session message
+    assert back.content.body == "Good news, Ada: Steel Nails is back in stock. Type menu to order."
+    (r,) = await sql(stack, "SELECT state, outcome FROM reminders WHERE kind = 'restock'")
+    assert (r["state"], r["outcome"]) == ("fired", "session")
+
+
+async def test_stop_start_keep_the_optout_set_and_a_blocked_contact_gets_no_answer(stack):
+    await seed(stack)
+    client = aioredis.from_url(stack.redis_url)
+    key = optout_key("t1")
+    try:
+        customer = "15550009999"
+        await stack.publish(inbound("STOP", customer=customer))
+        (stopped,) = await stack.replies(1)
+        assert "no longer receive marketing" in stopped.content.body
+        assert await client.smembers(key) == {customer.encode()}
+        await stack.publish(inbound("START", customer=customer))
+        await stack.replies(1)  # (the opt-in leaves the set once committed, after the reply)
+
+        async def opted_in() -> bool:
+            return await client.smembers(key) == set()
+
+        await eventually(opted_in, timeout_s=10)
+        # the tenant blocks the contact: no answers; STOP still counts, silently
+        page = await stack.http.get(
+            "/v1/tenants/t1/contacts", params={"q": customer}, headers=stack.admin
+        )
+        contact_id = page.json()["items"][0]["contact_id"]
+        r = await stack.http.patch(
+            f"/v1/tenants/t1/contacts/{contact_id}", json={"status": "blocked"}, headers=stack.admin
+        )
+        assert r.json()["status"] == "blocked"
+        await stack.publish(inbound("hi", customer=customer))
+        await stack.publish(inbound("Cement x 2", customer=customer))
+        await stack.publish(inbound("STOP", customer=customer))
+
+        async def opted_out() -> bool:
+            return await client.smembers(key) == {customer.encode()}
+
+        await eventually(opted_out, timeout_s=10)
+        await nothing_sent(stack)
+        contact = (
+            await stack.http.get(f"/v1/tenants/t1/contacts/{contact_id}", headers=stack.admin)
+        ).json()
+        assert (contact["marketing_opt_in"], contact["opt_in_source"]) == (False, "keyword")
+        assert await reminders_of(stack, customer) == []  # no abandoned cart for them
+    finally:
+        await client.aclose()
+
+
+async def test_an_order_whose_commit_was_lost_is_written_on_redelivery(stack):
+    """The replies went out and the session was saved, then the commit failed: the
+    redelivery must still write the order (not only the dedupe row)."""
+    await seed(stack)
+    customer = "15550003333"
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound("Cement x 3", customer=customer))
+    await stack.replies(2)
+    conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "conversation"})
+    try:
+        # the first commit of the "Confirm" message fails (a deferred trigger at COMMIT)
+        await conn.execute(
+            """
+            CREATE SEQUENCE lost_commit_seq;
+            CREATE FUNCTION lose_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.provider_message_id = 'wamid.lost-commit'
+                 AND nextval('conversation.lost_commit_seq') = 1 THEN
+                RAISE EXCEPTION 'commit lost (test)';
+              END IF;
+              RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER lose_commit AFTER INSERT ON handled_messages
+              DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lose_commit();
+            """
+        )
+        confirm = inbound(reply="review:confirm", customer=customer, message_id="wamid.lost-commit")
+        await stack.publish(confirm)
+        first = await stack.replies(2)
+        again = await stack.replies(2)  # the redelivery answers with the same commands
+        await asyncio.sleep(0.3)
+        order = await conn.fetchrow("SELECT status FROM orders WHERE customer_wa_id = $1", customer)
+        stock = await conn.fetchval("SELECT stock FROM products WHERE tenant_id='t1' AND sku='CEM'")
+        handled = await conn.fetchval(
+            "SELECT count(*) FROM handled_messages WHERE provider_message_id = $1",
+            confirm.provider_message_id,
+        )
+    finally:
+        await conn.close()
+    assert "ORD-" in first[0].content.body
+    assert [c.message_id for c in again] == [c.message_id for c in first]
+    assert [c.idempotency_key for c in again] == [c.idempotency_key for c in first]
+    assert order is not None, "the customer was told the order is confirmed; it is not stored"
+    assert order["status"] == "confirmed"
+    assert stock == 7
+    assert handled == 1

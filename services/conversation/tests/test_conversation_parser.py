@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+
 from flowchat_conversation.catalog import CsvFormatError, parse_csv
 from flowchat_conversation.domain import compute_totals, format_money, round_money
 from flowchat_conversation.parser import parse_order_text, split_quantity

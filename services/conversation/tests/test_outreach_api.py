@@ -16,6 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
+
 from flowchat_contracts import OutboundCommand, topology
 from flowchat_conversation.app import create_app
 from flowchat_conversation.settings import Settings
@@ -122,13 +123,14 @@ class Outreach:
         return await self.http.request(method, f"/v1/tenants/t1{path}", **kw)
 
     async def drain(self) -> list[OutboundCommand]:
-        """Every command published to whatsapp.outbound so far (kept in self.commands)."""
+        """Every command published to both outbound lanes so far (kept in self.commands)."""
         conn = await aio_pika.connect(self.amqp_url)
         try:
             channel = await conn.channel()
-            queue = await channel.get_queue(topology.QUEUE_OUTBOUND)
-            while (m := await queue.get(no_ack=True, fail=False)) is not None:
-                self.commands.append(OutboundCommand.model_validate_json(m.body))
+            for name in (topology.QUEUE_OUTBOUND, topology.QUEUE_OUTBOUND_BULK):
+                queue = await channel.get_queue(name)
+                while (m := await queue.get(no_ack=True, fail=False)) is not None:
+                    self.commands.append(OutboundCommand.model_validate_json(m.body))
         finally:
             await conn.close()
         return self.commands
@@ -526,7 +528,12 @@ async def test_status_events_feed_metrics_opt_outs_and_automatic_pauses(outreach
     await eventually(stopped, timeout_s=10)
 
 
-async def test_spam_signal_pauses_the_campaign(outreach):
+@pytest.mark.parametrize(
+    ("error_code", "reason"),
+    [(131048, "spam_rate_limit"), (-21, "template_not_approved")],
+    ids=["meta_spam_signal", "sender_template_refusal"],
+)
+async def test_failure_signal_pauses_the_campaign(outreach, error_code, reason):
     await outreach.api("POST", "/contacts/import", content=csv_rows(4).encode())
     created = await outreach.api("POST", "/campaigns", json={**CAMPAIGN, "rate_mps": 1})
     campaign_id = created.json()["campaign_id"]
@@ -546,14 +553,14 @@ async def test_spam_signal_pauses_the_campaign(outreach):
             "account_id": "a1",
             "status": "failed",
             "campaign_id": campaign_id,
-            "error_code": 131048,
+            "error_code": error_code,
             "timestamp": datetime.now(UTC).isoformat(),
         },
         "t1.a1.failed",
     )
     await eventually(lambda: _status(outreach, campaign_id, "paused"), timeout_s=10)
     got = (await outreach.api("GET", f"/campaigns/{campaign_id}")).json()
-    assert got["pause_reason"] == "spam_rate_limit"
+    assert got["pause_reason"] == reason
     # cancel is final
     assert (await outreach.api("POST", f"/campaigns/{campaign_id}/cancel")).json()["status"] == (
         "cancelled"

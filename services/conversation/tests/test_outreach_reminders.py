@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation.outreach_repository import OutreachRepository
 from flowchat_conversation.reminders import ReminderIn, ReminderService, ReminderTemplate

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+
 from flowchat_conversation.campaign_runner import pace
 from flowchat_conversation.campaigns import (
     Candidate,
@@ -16,7 +17,7 @@ from flowchat_conversation.campaigns import (
 )
 from flowchat_conversation.contacts import normalize_phone, parse_contacts_csv
 from flowchat_conversation.errors import OutreachError
-from flowchat_conversation.reminders import DueReminder, Send, Skip, Wait, decide
+from flowchat_conversation.reminders import BotReminders, DueReminder, Send, Skip, Wait, decide
 from flowchat_conversation.templates import (
     ParameterMap,
     Template,
@@ -179,3 +180,64 @@ def test_the_window_chooses_session_message_or_template() -> None:
     assert decide(due(category="marketing", marketing_opt_in=False), NOW) == Skip("opted_out")
     assert decide(due(resolved=True), NOW) == Skip("resolved")
     assert isinstance(decide(due(waiting=True), NOW), Wait)
+
+
+def test_the_bots_reminders_follow_the_settings() -> None:
+    now = datetime(2025, 6, 1, 12, tzinfo=UTC)
+    hooks = BotReminders(templates={"payment_due": {"name": "pay_now", "language": "en"}})
+    due = now + timedelta(hours=48)
+    r = hooks.payment_due(
+        tenant_id="t1",
+        account_id="a1",
+        wa_id="2348012345678",
+        order_id="ORD-1",
+        payment_reference="PAY-1",
+        due_at=due,
+        now=now,
+    )
+    assert r is not None
+    assert (r.kind, r.due_at, r.reference, r.dedupe_key) == (
+        "payment_due",
+        due - timedelta(hours=12),
+        "ORD-1",
+        "payment_due:ORD-1",
+    )
+    assert r.category == "utility"
+    assert r.template == {"name": "pay_now", "language": "en"}
+    assert r.text is not None
+    assert "PAY-1" in r.text
+    # due sooner than the reminder's lead time: no reminder
+    assert (
+        hooks.payment_due(
+            tenant_id="t1",
+            account_id="a1",
+            wa_id="2348012345678",
+            order_id="ORD-2",
+            payment_reference="PAY-2",
+            due_at=now + timedelta(hours=6),
+            now=now,
+        )
+        is None
+    )
+    cart = hooks.abandoned_cart(tenant_id="t1", account_id="a1", wa_id="1", items=2, now=now)
+    assert cart is not None
+    assert (cart.due_at, cart.category, cart.template) == (
+        now + timedelta(hours=1),
+        "marketing",
+        None,
+    )
+    assert (
+        hooks.abandoned_cart(tenant_id="t1", account_id="a1", wa_id="1", items=0, now=now) is None
+    )
+    off = BotReminders(abandoned_cart_after=None, order_follow_up_after=None, restock=False)
+    assert off.abandoned_cart(tenant_id="t1", account_id="a1", wa_id="1", items=2, now=now) is None
+    assert (
+        off.order_follow_up(tenant_id="t1", account_id="a1", wa_id="1", order_id="O", now=now)
+        is None
+    )
+    assert (
+        off.restock_alert(
+            tenant_id="t1", account_id="a1", wa_id="1", sku="S", product_name="Sand", now=now
+        )
+        is None
+    )

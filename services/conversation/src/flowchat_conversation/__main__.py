@@ -6,11 +6,10 @@ def main() -> None:
         from flowchat_conversation.cli import main as cli
 
         raise SystemExit(cli(sys.argv[1:]))
-    from flowchat_platform.runner import run_service
-
     from flowchat_conversation import SERVICE
     from flowchat_conversation.app import create_app
     from flowchat_conversation.settings import Settings
+    from flowchat_platform.runner import run_service
 
     run_service(SERVICE, Settings, create_app)
 

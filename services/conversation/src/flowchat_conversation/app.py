@@ -6,25 +6,22 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 from fastapi import FastAPI
-from flowchat_platform.amqp import Amqp
-from flowchat_platform.db import create_pool, migrate
-from flowchat_platform.http import Readiness, build_app
-from flowchat_platform.logs import get_logger
-from flowchat_platform.redis import create_redis
-from flowchat_platform.runner import Background
-from flowchat_platform.tenant_client import TenantClient
+from redis.exceptions import RedisError
 
 from flowchat_conversation import SERVICE, metrics
 from flowchat_conversation.consumer import AmqpOutbox, InboundConsumer
 from flowchat_conversation.deps import ApiContext
+from flowchat_conversation.optouts import RedisOptOuts
 from flowchat_conversation.orders import InvoiceLinks
 from flowchat_conversation.outreach import AmqpOutreachOutbox, Outreach
 from flowchat_conversation.outreach_repository import OutreachRepository
+from flowchat_conversation.reminders import BotReminders
 from flowchat_conversation.repository import Repository
 from flowchat_conversation.routes import router
 from flowchat_conversation.routes_orders import public as invoices_router
@@ -34,6 +31,13 @@ from flowchat_conversation.routes_outreach import router as outreach_router
 from flowchat_conversation.service import CatalogService, ConversationService, OrderService
 from flowchat_conversation.sessions import RedisSessionStore
 from flowchat_conversation.settings import Settings
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.db import create_pool, migrate
+from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.logs import get_logger
+from flowchat_platform.redis import create_redis
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "conversation"
@@ -68,6 +72,76 @@ async def purge_handled(orders: OrderService, settings: Settings) -> None:
         await asyncio.sleep(settings.handled_purge_interval_s)
 
 
+async def cancel_overdue(orders: OrderService, settings: Settings) -> None:
+    """Cancel confirmed orders unpaid past their due time now and then (any replica may)."""
+    while True:
+        try:
+            n = await orders.cancel_overdue()
+            if n:
+                log.info("unpaid orders past their due time cancelled", orders=n)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("cancelling overdue orders failed", error=repr(exc))
+        await asyncio.sleep(settings.overdue_check_interval_s)
+
+
+async def rebuild_optouts(optouts: RedisOptOuts, source: OutreachRepository) -> None:
+    """Repair the Redis opt-out sets from PostgreSQL (retried until it works)."""
+    delay = 0.5
+    while True:
+        try:
+            report = await optouts.rebuild(source)
+            log.info(
+                "opt-out sets rebuilt",
+                tenants=report.tenants,
+                added=report.added,
+                removed=report.removed,
+            )
+            return
+        except (OSError, asyncpg.PostgresError, RedisError, TimeoutError) as exc:
+            log.warning("opt-out sets not rebuilt yet, retrying", error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def start_outreach(
+    settings: Settings,
+    repository: OutreachRepository,
+    optouts: RedisOptOuts,
+    amqp: Amqp,
+    tenants: TenantClient | None,
+    http: aiohttp.ClientSession,
+    background: Background,
+) -> Outreach:
+    """The opt-out sets repaired, then contacts, campaigns and reminders (and their workers)."""
+    await rebuild_optouts(optouts, repository)
+    outreach = Outreach.build(
+        settings, repository, AmqpOutreachOutbox(amqp), tenants, http, optouts=optouts
+    )
+    if settings.outreach_workers:
+        await outreach.start(amqp, background, prefetch=settings.prefetch)
+    return outreach
+
+
+def bot_reminders(settings: Settings) -> BotReminders:
+    def after(seconds: int) -> timedelta | None:
+        return timedelta(seconds=seconds) if seconds > 0 else None
+
+    return BotReminders(
+        payment_due_before=after(settings.payment_due_reminder_before_s),
+        abandoned_cart_after=after(settings.abandoned_cart_after_s),
+        order_follow_up_after=after(settings.order_follow_up_after_s),
+        restock=settings.restock_alerts,
+        templates={
+            kind: t.model_dump(exclude_none=True) for kind, t in settings.reminder_templates.items()
+        },
+    )
+
+
+def order_jobs(background: Background, orders: OrderService, settings: Settings) -> None:
+    background.start("purge-handled", purge_handled(orders, settings))
+    background.start("cancel-overdue", cancel_overdue(orders, settings))
+
+
 def invoice_links(settings: Settings) -> InvoiceLinks:
     secret = settings.link_secret or settings.service_token
     if secret is None:
@@ -89,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
         http = aiohttp.ClientSession()
         api.tenants = TenantClient(settings.tenant_url, token or "", session=http)
         redis = create_redis(settings.redis_url)
+        optouts = RedisOptOuts(redis)
         sessions = RedisSessionStore(
             redis, ttl_s=settings.session_ttl_s, cart_ttl_s=settings.cart_ttl_s
         )
@@ -108,18 +183,20 @@ def create_app(settings: Settings) -> FastAPI:
             )
             pools.append(pool)
             repository = Repository(pool)
+            outreach_repository = OutreachRepository(pool)
             api.catalog = CatalogService(repository)
             outbox = AmqpOutbox(amqp)
-            api.orders = OrderService(repository, sessions, outbox, links)
-            service = ConversationService(repository, sessions, outbox, links)
+            reminders = bot_reminders(settings)
+            api.orders = OrderService(repository, sessions, outbox, links, reminders=reminders)
+            service = ConversationService(
+                repository, sessions, outbox, links, optouts=optouts, reminders=reminders
+            )
             await amqp.connect()
             await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)
-            background.start("purge-handled", purge_handled(api.orders, settings))
-            outreach.value = Outreach.build(
-                settings, OutreachRepository(pool), AmqpOutreachOutbox(amqp), api.tenants, http
+            order_jobs(background, api.orders, settings)
+            outreach.value = await start_outreach(
+                settings, outreach_repository, optouts, amqp, api.tenants, http, background
             )
-            if settings.outreach_workers:
-                await outreach.value.start(amqp, background, prefetch=settings.prefetch)
 
         background.start("start", start())
         try:

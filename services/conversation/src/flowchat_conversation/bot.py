@@ -27,6 +27,12 @@ Words that work in every state (the whole message, any case): ``menu``, ``cart``
 ``STOP`` / ``START`` (marketing opt-out / opt-in). Input that does not fit the state
 (a sticker, a voice note, a word where a number is expected) gets a hint and leaves
 the state as it was.
+
+A **blocked** contact (the tenant set the contact's status to ``blocked``) gets no
+answer at all; only ``STOP`` / ``START`` still take effect (an opt-out is always
+honoured), silently. Asking for a product that is out of stock emits
+:class:`WatchRestock` when the tenant's restock alerts are on (the service schedules a
+``restock`` reminder) and says so.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from flowchat_contracts import (
     ButtonsContent,
@@ -49,8 +57,6 @@ from flowchat_contracts import (
     ReplyButton,
     TextContent,
 )
-from pydantic import BaseModel, ConfigDict, Field
-
 from flowchat_conversation.domain import (
     BotSettings,
     Product,
@@ -149,7 +155,15 @@ class CancelOrder:
     reason: str
 
 
-Action = OptOut | OptIn | Handoff | PlaceOrder | ClaimPayment | CancelOrder
+@dataclass(frozen=True)
+class WatchRestock:
+    """The customer asked for a product that is out of stock: tell them when it is back."""
+
+    sku: str
+    name: str
+
+
+Action = OptOut | OptIn | Handoff | PlaceOrder | ClaimPayment | CancelOrder | WatchRestock
 
 
 @dataclass(frozen=True)
@@ -182,6 +196,10 @@ class BotContext:
     returning: bool = False
     #: ``(sku, quantity)`` of the customer's last order (offered again on greeting).
     last_order: tuple[tuple[str, int], ...] = ()
+    #: The tenant blocked this contact: no answers (STOP / START still count).
+    blocked: bool = False
+    #: Offer a message when an out-of-stock product is back (a ``restock`` reminder).
+    restock_alerts: bool = False
 
     def product(self, sku: str) -> Product | None:
         return next((p for p in self.catalog if p.sku == sku and p.available), None)
@@ -228,6 +246,13 @@ def handle(session: Session | None, message: InboundMessage, ctx: BotContext) ->
         }
     )
     word = keyword(message)
+    if ctx.blocked:
+        silent: list[Action] = []
+        if word == "stop":
+            silent.append(OptOut())
+        elif word == "start":
+            silent.append(OptIn())
+        return Decision(current, [], silent)
     if word in ("stop", "start"):
         return _opt(current, word)
     if current.handoff:
@@ -251,6 +276,7 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
     if isinstance(result, OrderRejected):
         cart = list(session.cart)
         notes = []
+        watch: list[Action] = []
         for sku, name, left in result.shortages:
             cart = [
                 line.model_copy(update={"quantity": min(line.quantity, left)})
@@ -259,14 +285,25 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
                 for line in cart
             ]
             cart = [line for line in cart if line.quantity > 0]
-            notes.append(f"• {name}: only {left} left" if left > 0 else f"• {name}: out of stock")
+            if left > 0:
+                notes.append(f"• {name}: only {left} left")
+            else:
+                notes.append(f"• {name}: out of stock")
+                if ctx.restock_alerts:
+                    watch.append(WatchRestock(sku, name))
         updated = session.model_copy(update={"cart": cart})
         text = "Sorry, some items just ran out:\n" + "\n".join(notes)
+        if watch:
+            text += "\nI'll message you when they are back."
         if not cart:
             updated = updated.model_copy(update={"state": State.BROWSING_PRODUCTS})
-            return Decision(updated, [_text(text + "\nYour cart is now empty."), _categories(ctx)])
+            return Decision(
+                updated, [_text(text + "\nYour cart is now empty."), _categories(ctx)], watch
+            )
         updated = updated.model_copy(update={"state": State.REVIEWING_ORDER})
-        return Decision(updated, [_text(text + "\nI updated your cart."), *_review(updated, ctx)])
+        return Decision(
+            updated, [_text(text + "\nI updated your cart."), *_review(updated, ctx)], watch
+        )
     totals = result.totals
     priced = list(result.lines) or [
         (line.name, line.quantity, line.unit_price) for line in session.cart
@@ -455,17 +492,20 @@ def _reorder(session: Session, ctx: BotContext) -> Decision:
             prefix="Sorry, the products of your last order are no longer available.",
         )
     notes: list[str] = []
+    watch: list[Action] = []
     updated = session.model_copy(update={"pending": [], "pending_sku": None})
     for product, wanted in again:
         if product.stock <= 0:
-            notes.append(f"• Sorry, {product.name} is out of stock.")
+            note, actions = _out_of_stock(product, ctx)
+            notes.append("• " + note)
+            watch.extend(actions)
             continue
         qty = min(wanted, product.stock)
         if qty < wanted:
             notes.append(f"• Only {product.stock} of {product.name} left; I added those.")
         updated, note = _add(updated, product, qty)
         notes.append("• " + note)
-    return _continue(updated, ctx, notes)
+    return _continue(updated, ctx, notes, watch)
 
 
 def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
@@ -491,7 +531,10 @@ def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
         if product is None:
             return _hint(session, ctx, prefix="Sorry, that product is no longer available.")
         if product.stock <= 0:
-            return _hint(session, ctx, prefix=f"Sorry, {product.name} is out of stock.")
+            note, watch = _out_of_stock(product, ctx)
+            decision = _hint(session, ctx, prefix=note)
+            decision.actions.extend(watch)
+            return decision
         updated = session.model_copy(
             update={"state": State.COLLECTING_QUANTITY, "pending_sku": product.sku}
         )
@@ -559,6 +602,9 @@ def _on_text(session: Session, text: str, ctx: BotContext) -> Decision:
         if m is None:
             return _hint(session, ctx, prefix="I need a number.")
         quantity = int(m.group(1))
+        if product.stock <= 0:
+            note, watch = _out_of_stock(product, ctx)
+            return Decision(session, [_text(note)], watch)
         problem = _quantity_problem(product, quantity, session)
         if problem:
             return Decision(session, [_text(problem)])
@@ -586,6 +632,7 @@ def _on_text(session: Session, text: str, ctx: BotContext) -> Decision:
 
 def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> Decision:
     notes: list[str] = []
+    watch: list[Action] = []
     pending: list[PendingItem] = []
     updated = session
     for line in lines:
@@ -606,6 +653,11 @@ def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> 
         if product is None:
             continue
         quantity = line.quantity if line.quantity is not None else 1
+        if product.stock <= 0 and quantity >= 1:
+            note, actions = _out_of_stock(product, ctx)
+            notes.append("• " + note)
+            watch.extend(actions)
+            continue
         problem = _quantity_problem(product, quantity, updated)
         if problem:
             notes.append("• " + problem)
@@ -613,11 +665,27 @@ def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> 
         updated, note = _add(updated, product, quantity)
         notes.append("• " + note)
     updated = updated.model_copy(update={"pending": [*pending, *updated.pending]})
-    return _continue(updated, ctx, notes)
+    return _continue(updated, ctx, notes, watch)
 
 
-def _continue(session: Session, ctx: BotContext, notes: list[str]) -> Decision:
+def _out_of_stock(product: Product, ctx: BotContext) -> tuple[str, list[Action]]:
+    """The note for a product that is out of stock, and the restock watch when offered."""
+    text = f"Sorry, {product.name} is out of stock."
+    if not ctx.restock_alerts:
+        return text, []
+    return text + " I'll message you when it's back.", [WatchRestock(product.sku, product.name)]
+
+
+def _continue(
+    session: Session, ctx: BotContext, notes: list[str], actions: Sequence[Action] = ()
+) -> Decision:
     """After items were added or skipped: ask about the next ambiguous one, or review."""
+    decision = _next_step(session, ctx, notes)
+    decision.actions.extend(actions)
+    return decision
+
+
+def _next_step(session: Session, ctx: BotContext, notes: list[str]) -> Decision:
     replies: list[OutboundContent] = []
     if notes:
         replies.append(_text("\n".join(notes)))

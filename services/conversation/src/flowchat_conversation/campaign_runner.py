@@ -6,10 +6,13 @@ Every ``tick_s`` each replica:
 2. for each running campaign, opens a transaction and locks the campaign row with
    ``FOR UPDATE SKIP LOCKED`` (a campaign is driven by one replica at a time; the
    others skip it), then, unless it is quiet hours or too many of its messages are
-   still in flight (``max_inflight``: the sender's limits push back here), takes the
-   next ``n`` pending recipients, where ``n`` follows the campaign's rate with the
-   pacing clock ``paced_until`` kept *in the row* (so two replicas together still
-   send at the rate, and a pause takes effect within one small batch);
+   still in flight (``max_inflight`` queued in the last ``inflight_window_s`` with no
+   status yet: the sender's limits push back here; a message whose status never comes,
+   parked by the sender with its outcome unknown, stops counting after the window
+   instead of holding the campaign forever), takes the next ``n`` pending recipients,
+   where ``n`` follows the campaign's rate with the pacing clock ``paced_until`` kept
+   *in the row* (so two replicas together still send at the rate, and a pause takes
+   effect within one small batch);
 3. re-checks each one (blocked, inactive, opted out, frequency cap: things may have
    changed since the campaign was created) and marks the others ``excluded``;
 4. publishes the commands with publisher confirms, then marks them ``queued`` and
@@ -31,8 +34,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flowchat_contracts import OutboundCommand
-from flowchat_platform.logs import get_logger
-
 from flowchat_conversation import metrics
 from flowchat_conversation.campaigns import (
     Candidate,
@@ -43,6 +44,7 @@ from flowchat_conversation.campaigns import (
     in_quiet_hours,
 )
 from flowchat_conversation.templates import Template, content
+from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 
@@ -84,7 +86,8 @@ class CampaignBatch(Protocol):
     async def lock(self) -> RunningCampaign | None:
         """The campaign if it is running and no other replica holds it; else None."""
 
-    async def inflight(self) -> int: ...
+    async def inflight(self, window_s: float) -> int:
+        """Recipients queued less than ``window_s`` ago still waiting for a status."""
 
     async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]: ...
 
@@ -124,6 +127,7 @@ class CampaignRunner:
     outbox: Outbox
     tick_s: float = 0.2
     max_inflight: int = 5000
+    inflight_window_s: float = 120.0
 
     async def run(self) -> None:
         while True:
@@ -155,7 +159,7 @@ class CampaignRunner:
             n, paced_until = pace(campaign.paced_until, campaign.now, campaign.rate_mps)
             if n == 0:
                 return 0
-            if self.max_inflight and await tx.inflight() >= self.max_inflight:
+            if self.max_inflight and await tx.inflight(self.inflight_window_s) >= self.max_inflight:
                 return 0
             batch = await tx.pending(n, cap_window_s=campaign.frequency_cap.window_hours * 3600)
             if not batch:

@@ -36,7 +36,6 @@ from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flowchat_platform.tenant_client import AccountCredentials
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flowchat_conversation.contacts import Segment
@@ -49,6 +48,7 @@ from flowchat_conversation.templates import (
     preview,
     render,
 )
+from flowchat_platform.tenant_client import AccountCredentials
 
 CampaignStatus = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]
 ExclusionReason = Literal["blocked", "inactive", "opted_out", "frequency_cap"]
@@ -58,6 +58,9 @@ PAUSING_ERRORS: dict[int, str] = {
     131048: "spam_rate_limit",
     132015: "template_paused",
     132016: "template_disabled",
+    # The sender's own refusals (flowchat_sender.fates) before any provider call.
+    -20: "template_unknown",
+    -21: "template_not_approved",
 }
 OPT_OUT_ERROR = 131050
 MAX_PREVIEWS = 50
@@ -263,10 +266,6 @@ class CampaignStore(Protocol):
     async def pause_by_template(
         self, tenant_id: str, name: str, language: str | None, reason: str
     ) -> list[str]: ...
-
-    async def set_marketing_opt_in(
-        self, tenant_id: str, wa_id: str, opt_in: bool, *, source: str, at: datetime
-    ) -> bool: ...
 
 
 class Accounts(Protocol):
@@ -559,15 +558,8 @@ class CampaignService:
     # ------------------------------------------------------------ events
 
     async def on_status(self, change: StatusChange) -> None:
-        """A status change from the state-manager: campaign metrics, opt-outs, auto-pause."""
-        if change.status == "failed" and change.error_code == OPT_OUT_ERROR and change.recipient:
-            await self.store.set_marketing_opt_in(
-                change.tenant_id,
-                change.recipient.lstrip("+"),
-                False,
-                source="error_131050",
-                at=change.at,
-            )
+        """A status change from the state-manager: campaign metrics and automatic pauses
+        (the opt-out a 131050 means is recorded by the contacts service)."""
         if change.campaign_id is None:
             return
         await self.store.record_status(change)

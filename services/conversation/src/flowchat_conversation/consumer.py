@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import TypeAdapter
+
 from flowchat_contracts import InboundMessage, OutboundCommand, topology
+from flowchat_conversation.service import ConversationService
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.errors import Discard
 from flowchat_platform.logs import get_logger
-from pydantic import TypeAdapter
-
-from flowchat_conversation.service import ConversationService
 
 log = get_logger(__name__)
 
@@ -25,7 +25,7 @@ class AmqpOutbox:
     async def send(self, command: OutboundCommand) -> None:
         await self._amqp.publish(
             topology.EXCHANGE_OUTBOUND,
-            topology.outbound_routing_key(command.tenant_id, command.account_id),
+            topology.outbound_routing_key(command.tenant_id, command.account_id, command.category),
             command,
             message_id=command.message_id,
             correlation_id=command.correlation_id,

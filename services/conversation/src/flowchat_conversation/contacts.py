@@ -8,7 +8,9 @@ No I/O here: :class:`ContactsService` works through the :class:`ContactStore` po
 - **Marketing opt-in** records its source and time: ``keyword`` (STOP/START to the
   bot), ``webhook`` (Meta's ``user_marketing_preferences``), ``error_131050`` (Meta
   refused a marketing message because the user stopped them), ``api``, ``import``.
-  An import never opts back in a customer who opted out themselves.
+  An import never opts back in a customer who opted out themselves. Every change is
+  mirrored to the Redis opt-out set the sender's guard reads
+  (:mod:`~flowchat_conversation.optouts`), with the state PostgreSQL ended up holding.
 - **Segments** select by status, tags (all / any), groups (any), attribute equality,
   opt-in and free text (name or phone).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
@@ -34,6 +37,8 @@ CUSTOMER_SOURCES = frozenset({"keyword", "webhook", "error_131050"})
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 MAX_CSV_ROWS = 100_000
+#: Contacts whose state is read back and mirrored per round trip.
+MIRROR_CHUNK = 5000
 
 
 class _Model(BaseModel):
@@ -171,7 +176,18 @@ class ContactStore(Protocol):
     async def set_marketing_opt_in(
         self, tenant_id: str, wa_id: str, opt_in: bool, *, source: OptInSource, at: datetime
     ) -> bool:
-        """Record the preference; False when the tenant has no such contact."""
+        """Record the preference (creating the contact if needed); False when a newer
+        preference was recorded already (this one is stale and changes nothing)."""
+
+    async def marketing_states(self, tenant_id: str, wa_ids: Sequence[str]) -> dict[str, bool]:
+        """``wa_id → marketing_opt_in`` of the tenant's contacts among ``wa_ids``."""
+
+
+class OptOutMirror(Protocol):
+    """The copy of opt-outs the sender checks (``flowchat_contracts.optout_key``)."""
+
+    async def mirror(self, tenant_id: str, states: Mapping[str, bool]) -> None:
+        """``wa_id → marketing_opt_in``: False joins the tenant's opt-out set, True leaves it."""
 
 
 def to_new_contact(item: ContactIn, default_region: str | None = None) -> NewContact:
@@ -283,6 +299,16 @@ class ContactsService:
     store: ContactStore
     #: The region of numbers written without ``+`` (None: they must be international).
     default_region: str | None = None
+    optouts: OptOutMirror | None = None
+
+    async def _mirror(self, tenant_id: str, wa_ids: Sequence[str]) -> None:
+        """Copy the marketing state PostgreSQL now holds for ``wa_ids`` to the opt-out set."""
+        if self.optouts is None or not wa_ids:
+            return
+        for i in range(0, len(wa_ids), MIRROR_CHUNK):
+            chunk = wa_ids[i : i + MIRROR_CHUNK]
+            states = await self.store.marketing_states(tenant_id, chunk)
+            await self.optouts.mirror(tenant_id, states)
 
     async def upsert(self, tenant_id: str, items: list[ContactIn]) -> UpsertCounts:
         contacts: list[NewContact] = []
@@ -293,7 +319,9 @@ class ContactsService:
                 raise OutreachError(f"item {n}: {exc}", code="invalid_phone") from exc
         if len({c.wa_id for c in contacts}) != len(contacts):
             raise OutreachError("the same phone number appears twice", code="duplicate_phone")
-        return await self.store.upsert_contacts(tenant_id, contacts, source="api")
+        counts = await self.store.upsert_contacts(tenant_id, contacts, source="api")
+        await self._mirror(tenant_id, [c.wa_id for c in contacts])
+        return counts
 
     async def import_csv(self, tenant_id: str, text: str) -> ContactImport:
         good, rejected = parse_contacts_csv(text, self.default_region)
@@ -302,6 +330,7 @@ class ContactsService:
             counts = await self.store.upsert_contacts(
                 tenant_id, [c for _, c in good], source="import"
             )
+            await self._mirror(tenant_id, [c.wa_id for _, c in good])
         return ContactImport(
             received=len(good) + len(rejected),
             created=counts.created,
@@ -339,4 +368,10 @@ class ContactsService:
         source: OptInSource,
         at: datetime,
     ) -> bool:
-        return await self.store.set_marketing_opt_in(tenant_id, wa_id, opt_in, source=source, at=at)
+        """Record a preference; False when a newer one was recorded already. The opt-out
+        set follows what PostgreSQL holds afterwards (a redelivered event mirrors again)."""
+        applied = await self.store.set_marketing_opt_in(
+            tenant_id, wa_id, opt_in, source=source, at=at
+        )
+        await self._mirror(tenant_id, [wa_id])
+        return applied

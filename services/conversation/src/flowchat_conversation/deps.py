@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
-from flowchat_platform.errors import UpstreamError
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from flowchat_conversation.service import CatalogService, OrderService
+from flowchat_platform.auth import authenticate, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 
-from flowchat_conversation.service import CatalogService, OrderService
+ADMIN_SCOPE = "admin"
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A tenant API key with the `admin` scope (its own tenant only), or the "
+    "internal service token.",
+)
 
 
 @dataclass
@@ -50,33 +58,16 @@ def order_service(ctx: Context) -> OrderService:
 Orders = Annotated[OrderService, Depends(order_service)]
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
-
-
 async def tenant_admin(
     ctx: Context,
     tenant_id: Annotated[str, Path(min_length=1, max_length=128)],
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """The path's tenant, when the caller is FlowChat itself (service token) or holds an
     API key of that tenant with the ``admin`` scope."""
-    scheme, _, token = (authorization or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise _unauthorized("a Bearer token is required")
-    if ctx.service_token and hmac.compare_digest(token.encode(), ctx.service_token.encode()):
-        return tenant_id
-    if ctx.tenants is None:
-        raise ApiError(503, "not_ready", "the tenant service client is not ready")
-    try:
-        info = await ctx.tenants.api_key(token)
-    except UpstreamError as exc:
-        raise ApiError(503, "tenant_unavailable", "cannot verify the API key now") from exc
-    if info is None:
-        raise _unauthorized("unknown or revoked API key")
-    if info.tenant_id != tenant_id or "admin" not in info.scopes:
-        raise ApiError(403, "forbidden", "this key may not administer this tenant")
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    caller = await authenticate(header, service_token=ctx.service_token, tenants=ctx.tenants)
+    require_scope(caller, ADMIN_SCOPE, tenant_id)
     return tenant_id
 
 

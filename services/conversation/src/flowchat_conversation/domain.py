@@ -43,6 +43,16 @@ class ConversationKey:
         return f"{self.tenant_id}:{self.account_id}:{self.customer_wa_id}"
 
 
+@dataclass(frozen=True)
+class ContactSeen:
+    """What recording an inbound message learned about the contact."""
+
+    #: The customer had written before.
+    returning: bool
+    #: The tenant blocked the contact (the bot does not answer).
+    blocked: bool = False
+
+
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 
 

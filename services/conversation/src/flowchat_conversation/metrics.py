@@ -58,7 +58,8 @@ CAMPAIGN_EVENTS = Counter(
 )
 REMINDERS = Counter(
     "flowchat_conversation_reminders_total",
-    "Reminders fired or skipped, by kind and outcome (session, template, skipped)",
+    "Reminders scheduled by the bot, fired or skipped, by kind and outcome "
+    "(scheduled, session, template, skipped)",
     ["kind", "outcome"],
 )
 CONTACT_ROWS = Counter(

@@ -22,23 +22,23 @@ from typing import Any
 
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
-from flowchat_contracts import topology
-from flowchat_platform.amqp import Amqp
-from flowchat_platform.errors import DeadLetter
-from flowchat_platform.logs import get_logger
-from flowchat_platform.runner import Background
-from flowchat_platform.tenant_client import TenantClient
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from flowchat_contracts import topology
 from flowchat_conversation import metrics
 from flowchat_conversation.campaign_runner import CampaignRunner, Outbox
-from flowchat_conversation.campaigns import CampaignService, StatusChange
-from flowchat_conversation.contacts import ContactsService
+from flowchat_conversation.campaigns import OPT_OUT_ERROR, CampaignService, StatusChange
+from flowchat_conversation.contacts import ContactsService, OptOutMirror
 from flowchat_conversation.outreach_repository import OutreachRepository
 from flowchat_conversation.reminders import ReminderService
 from flowchat_conversation.scheduler import ReminderScheduler
 from flowchat_conversation.settings import Settings
 from flowchat_conversation.templates import GraphTemplates
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.errors import DeadLetter
+from flowchat_platform.logs import get_logger
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
 
 log = get_logger(__name__)
 
@@ -129,6 +129,15 @@ class OutreachEvents:
             raise DeadLetter(f"invalid {kind} event: {exc.errors()[:3]}") from exc
 
     async def _status(self, event: StatusChangedEvent) -> None:
+        if event.status == "failed" and event.error_code == OPT_OUT_ERROR and event.recipient:
+            # Meta refused a marketing message: the customer stopped them.
+            await self._contacts.set_preference(
+                event.tenant_id,
+                event.recipient.lstrip("+"),
+                False,
+                source="error_131050",
+                at=event.timestamp,
+            )
         await self._campaigns.on_status(
             StatusChange(
                 tenant_id=event.tenant_id,
@@ -191,7 +200,7 @@ class AmqpOutreachOutbox:
     async def send(self, command: Any) -> None:
         await self._amqp.publish(
             topology.EXCHANGE_OUTBOUND,
-            topology.outbound_routing_key(command.tenant_id, command.account_id),
+            topology.outbound_routing_key(command.tenant_id, command.account_id, command.category),
             command,
             message_id=command.message_id,
             correlation_id=command.correlation_id,
@@ -215,11 +224,13 @@ class Outreach:
         outbox: Outbox,
         tenants: TenantClient | None,
         http: aiohttp.ClientSession,
+        *,
+        optouts: OptOutMirror | None = None,
     ) -> Outreach:
         if tenants is None:
             raise RuntimeError("the tenant client is created before outreach")
         token = settings.service_token.get_secret_value() if settings.service_token else ""
-        contacts = ContactsService(repository)
+        contacts = ContactsService(repository, optouts=optouts)
         campaigns = CampaignService(
             store=repository,
             accounts=tenants,
@@ -235,6 +246,7 @@ class Outreach:
                 outbox,
                 tick_s=settings.campaign_tick_s,
                 max_inflight=settings.campaign_max_inflight,
+                inflight_window_s=settings.campaign_inflight_window_s,
             ),
             scheduler=ReminderScheduler(
                 repository, outbox, tick_s=settings.reminder_tick_s, batch=settings.reminder_batch

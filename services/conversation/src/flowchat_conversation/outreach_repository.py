@@ -9,7 +9,7 @@ JSON columns travel as text (no codec on the pool).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -106,8 +106,11 @@ def segment_where(tenant_id: str, segment: Segment, *, alias: str = "") -> tuple
         escaped = segment.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = arg(f"%{escaped}%")
         digits = "".join(ch for ch in segment.q if ch.isdigit())
-        phone = arg(f"%{digits}%" if digits else "\x00")
-        conds.append(f"({p}name ILIKE {like} OR {p}customer_wa_id LIKE {phone})")
+        if digits:
+            phone = arg(f"%{digits}%")
+            conds.append(f"({p}name ILIKE {like} OR {p}customer_wa_id LIKE {phone})")
+        else:  # PostgreSQL refuses NUL: no never-matching "\x00" pattern
+            conds.append(f"{p}name ILIKE {like}")
     return " AND ".join(conds), args
 
 
@@ -161,6 +164,60 @@ def _reminder(row: Any) -> Reminder:
         fired_at=row["fired_at"],
         created_at=row["created_at"],
     )
+
+
+async def insert_reminder(
+    conn: Any, reminder: NewReminder, *, unless_pending: bool = False
+) -> Any | None:
+    """Insert a reminder (the pool or a connection in a transaction); None when its dedupe
+    key was used before or, with ``unless_pending``, when the same kind, reference and
+    customer already have a pending one."""
+    pending = (
+        "AND NOT EXISTS (SELECT 1 FROM reminders WHERE tenant_id = $2 AND kind = $5 "
+        "AND reference IS NOT DISTINCT FROM $10 AND wa_id = $4 AND state = 'pending')"
+        if unless_pending
+        else ""
+    )
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO reminders (reminder_id, tenant_id, account_id, wa_id, kind, due_at,
+            category, text, template, reference, dedupe_key, message_id)
+        SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::timestamptz, $7::text,
+            $8::text, $9::jsonb, $10::text, $11::text, $12::text
+        WHERE true {pending}
+        ON CONFLICT ON CONSTRAINT reminders_dedupe DO NOTHING
+        RETURNING *
+        """,
+        reminder.reminder_id,
+        reminder.tenant_id,
+        reminder.account_id,
+        reminder.wa_id,
+        reminder.kind,
+        reminder.due_at,
+        reminder.category,
+        reminder.text,
+        _json(reminder.template) if reminder.template is not None else None,
+        reminder.reference,
+        reminder.dedupe_key,
+        reminder.message_id,
+    )
+
+
+async def cancel_reminders(
+    conn: Any, tenant_id: str, kind: str, reference: str, *, wa_id: str | None, outcome: str
+) -> int:
+    """Cancel the pending reminders of ``kind`` about ``reference`` (of one customer)."""
+    result = await conn.execute(
+        "UPDATE reminders SET state = 'cancelled', outcome = $5, updated_at = now() "
+        "WHERE tenant_id = $1 AND kind = $2 AND reference = $3 "
+        "AND ($4::text IS NULL OR wa_id = $4) AND state = 'pending'",
+        tenant_id,
+        kind,
+        reference,
+        wa_id,
+        outcome,
+    )
+    return int(result.split()[-1])
 
 
 class OutreachRepository:
@@ -335,6 +392,30 @@ class OutreachRepository:
             at,
         )
         return row is not None
+
+    async def marketing_states(self, tenant_id: str, wa_ids: Sequence[str]) -> dict[str, bool]:
+        rows = await self._pool.fetch(
+            "SELECT customer_wa_id, marketing_opt_in FROM contacts "
+            "WHERE tenant_id = $1 AND customer_wa_id = ANY($2::text[])",
+            tenant_id,
+            list(wa_ids),
+        )
+        return {r["customer_wa_id"]: r["marketing_opt_in"] for r in rows}
+
+    async def opted_out_page(
+        self, after: tuple[str, int], limit: int
+    ) -> list[tuple[str, int, str]]:
+        rows = await self._pool.fetch(
+            """
+            SELECT tenant_id, contact_id, customer_wa_id FROM contacts
+            WHERE NOT marketing_opt_in AND (tenant_id, contact_id) > ($1, $2)
+            ORDER BY tenant_id, contact_id LIMIT $3
+            """,
+            after[0],
+            after[1],
+            limit,
+        )
+        return [(r["tenant_id"], r["contact_id"], r["customer_wa_id"]) for r in rows]
 
     # ================================================================ campaigns
 
@@ -601,27 +682,7 @@ class OutreachRepository:
     # ================================================================ reminders
 
     async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
-        row = await self._pool.fetchrow(
-            """
-            INSERT INTO reminders (reminder_id, tenant_id, account_id, wa_id, kind, due_at,
-                category, text, template, reference, dedupe_key, message_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
-            ON CONFLICT ON CONSTRAINT reminders_dedupe DO NOTHING
-            RETURNING *
-            """,
-            reminder.reminder_id,
-            reminder.tenant_id,
-            reminder.account_id,
-            reminder.wa_id,
-            reminder.kind,
-            reminder.due_at,
-            reminder.category,
-            reminder.text,
-            _json(reminder.template) if reminder.template is not None else None,
-            reminder.reference,
-            reminder.dedupe_key,
-            reminder.message_id,
-        )
+        row = await insert_reminder(self._pool, reminder)
         if row is not None:
             return _reminder(row), True
         existing = await self._pool.fetchrow(
@@ -662,14 +723,9 @@ class OutreachRepository:
         return _reminder(row) if row else None
 
     async def cancel_reference(self, tenant_id: str, kind: str, reference: str) -> int:
-        result = await self._pool.execute(
-            "UPDATE reminders SET state = 'cancelled', outcome = 'resolved', updated_at = now() "
-            "WHERE tenant_id = $1 AND kind = $2 AND reference = $3 AND state = 'pending'",
-            tenant_id,
-            kind,
-            reference,
+        return await cancel_reminders(
+            self._pool, tenant_id, kind, reference, wa_id=None, outcome="resolved"
         )
-        return int(result.split()[-1])
 
     @asynccontextmanager
     async def due_batch(self) -> AsyncIterator[PgDueBatch]:
@@ -705,10 +761,12 @@ class PgCampaignBatch:
             now=row["now"],
         )
 
-    async def inflight(self) -> int:
+    async def inflight(self, window_s: float) -> int:
         count = await self._conn.fetchval(
-            "SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1 AND state = 'queued'",
+            "SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1 AND state = 'queued' "
+            "AND queued_at > clock_timestamp() - make_interval(secs => $2)",
             self._id,
+            float(window_s),
         )
         return int(count)
 

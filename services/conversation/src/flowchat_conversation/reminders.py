@@ -18,22 +18,38 @@ and in template parameter values. The scheduler (:mod:`flowchat_conversation.sch
 fires each reminder once, across replicas and restarts; its command's idempotency key
 is ``reminder:<id>``.
 
-Hooks for the commerce bot: :meth:`ReminderService.schedule` with a ``dedupe_key``
-(scheduling the same key again is a no-op), :meth:`ReminderService.cancel_reference`
-when the reason is gone (cart ordered, order paid).
+Hooks for the commerce bot (:class:`BotReminders` builds them; the conversation service
+writes them in the conversation's own transaction, so a reminder exists exactly when
+the order or cart that caused it was committed):
+
+- ``payment_due``: when an order is placed, ``payment_due_before`` before its invoice
+  is due (dedupe key ``payment_due:<order>``); cancelled when the order is paid or
+  cancelled (and skipped at firing time if that happened some other way). Past the due
+  time the service cancels the unpaid order (``OrderService.cancel_overdue``).
+- ``abandoned_cart``: ``abandoned_cart_after`` after the customer's last message while
+  the cart is not empty; every new message moves it (the pending one is replaced), an
+  order or an emptied cart cancels it.
+- ``restock``: the customer asked for a product that is out of stock; one pending per
+  customer and product, it fires at the first check after the product is back.
+- ``order_follow_up``: ``order_follow_up_after`` after the order is delivered.
+
+Each has a session text (inside the 24 h window) and, when the operator configured one
+for that kind (``FLOWCHAT_CONVERSATION_REMINDER_TEMPLATES``), a template for outside it;
+without a template a reminder outside the window is skipped (``outside_window``).
+The API (:meth:`ReminderService.schedule`) schedules custom reminders the same way.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 
-from flowchat_contracts import OutboundContent, TextContent
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from flowchat_contracts import OutboundContent, TextContent
 from flowchat_conversation.contacts import normalize_phone
 from flowchat_conversation.errors import OutreachError
 from flowchat_conversation.templates import (
@@ -273,10 +289,10 @@ class ReminderService:
             raise OutreachError("due_at is in the past", code="schedule_in_past")
         if body.template is not None:
             ParameterMap.model_validate(body.template.parameters.model_dump())
-        reminder_id = "rem_" + uuid.uuid4().hex[:20]
+        rid = reminder_id()
         return await self.store.insert_reminder(
             NewReminder(
-                reminder_id=reminder_id,
+                reminder_id=rid,
                 tenant_id=tenant_id,
                 account_id=body.account_id,
                 wa_id=wa_id,
@@ -287,7 +303,7 @@ class ReminderService:
                 template=body.template.model_dump(exclude_none=True) if body.template else None,
                 reference=body.reference,
                 dedupe_key=body.dedupe_key,
-                message_id=reminder_id,
+                message_id=rid,
             )
         )
 
@@ -314,3 +330,150 @@ class ReminderService:
     async def cancel_reference(self, tenant_id: str, kind: ReminderKind, reference: str) -> int:
         """Cancel the pending reminders of ``kind`` about ``reference`` (e.g. an order paid)."""
         return await self.store.cancel_reference(tenant_id, kind, reference)
+
+
+def reminder_id() -> str:
+    return "rem_" + uuid.uuid4().hex[:20]
+
+
+@dataclass(frozen=True)
+class BotReminders:
+    """Which reminders the commerce bot schedules, when, and with what (from settings)."""
+
+    payment_due_before: timedelta | None = timedelta(hours=12)
+    abandoned_cart_after: timedelta | None = timedelta(hours=1)
+    order_follow_up_after: timedelta | None = timedelta(days=3)
+    restock: bool = True
+    #: Kind → template spec (``ReminderTemplate`` as JSON) for outside the window.
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _new(
+        self,
+        kind: ReminderKind,
+        *,
+        tenant_id: str,
+        account_id: str,
+        wa_id: str,
+        due_at: datetime,
+        text: str,
+        reference: str,
+        dedupe_key: str | None = None,
+    ) -> NewReminder:
+        rid = reminder_id()
+        return NewReminder(
+            reminder_id=rid,
+            tenant_id=tenant_id,
+            account_id=account_id,
+            wa_id=wa_id,
+            kind=kind,
+            due_at=due_at.astimezone(UTC),
+            category=DEFAULT_CATEGORY[kind],
+            text=text,
+            template=self.templates.get(kind),
+            reference=reference,
+            dedupe_key=dedupe_key,
+            message_id=rid,
+        )
+
+    def payment_due(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        wa_id: str,
+        order_id: str,
+        payment_reference: str,
+        due_at: datetime,
+        now: datetime,
+    ) -> NewReminder | None:
+        """Before the invoice is due; None when off or when that moment has passed."""
+        if self.payment_due_before is None:
+            return None
+        at = due_at - self.payment_due_before
+        if at <= now:
+            return None
+        text = (
+            f"Hi {{{{name|there}}}}, a reminder: order {order_id} is waiting for payment "
+            f"(reference {payment_reference}). Please pay before "
+            f"{due_at.astimezone(UTC):%d %b %Y %H:%M} UTC, or type cancel to cancel it."
+        )
+        return self._new(
+            "payment_due",
+            tenant_id=tenant_id,
+            account_id=account_id,
+            wa_id=wa_id,
+            due_at=at,
+            text=text,
+            reference=order_id,
+            dedupe_key=f"payment_due:{order_id}",
+        )
+
+    def abandoned_cart(
+        self, *, tenant_id: str, account_id: str, wa_id: str, items: int, now: datetime
+    ) -> NewReminder | None:
+        if self.abandoned_cart_after is None or items <= 0:
+            return None
+        things = "an item" if items == 1 else f"{items} items"
+        text = (
+            f"Hi {{{{name|there}}}}, you left {things} in your cart. "
+            "Type cart to review and confirm your order."
+        )
+        return self._new(
+            "abandoned_cart",
+            tenant_id=tenant_id,
+            account_id=account_id,
+            wa_id=wa_id,
+            due_at=now + self.abandoned_cart_after,
+            text=text,
+            reference=cart_reference(account_id, wa_id),
+        )
+
+    def restock_alert(
+        self,
+        *,
+        tenant_id: str,
+        account_id: str,
+        wa_id: str,
+        sku: str,
+        product_name: str,
+        now: datetime,
+    ) -> NewReminder | None:
+        if not self.restock:
+            return None
+        text = (
+            f"Good news, {{{{name|there}}}}: {product_name} is back in stock. Type menu to order."
+        )
+        return self._new(
+            "restock",
+            tenant_id=tenant_id,
+            account_id=account_id,
+            wa_id=wa_id,
+            due_at=now + RESTOCK_RECHECK,
+            text=text,
+            reference=sku,
+        )
+
+    def order_follow_up(
+        self, *, tenant_id: str, account_id: str, wa_id: str, order_id: str, now: datetime
+    ) -> NewReminder | None:
+        if self.order_follow_up_after is None:
+            return None
+        text = (
+            f"Hi {{{{name|there}}}}, how was your order {order_id}? Reply to tell us, "
+            "or type menu to order again."
+        )
+        return self._new(
+            "order_follow_up",
+            tenant_id=tenant_id,
+            account_id=account_id,
+            wa_id=wa_id,
+            due_at=now + self.order_follow_up_after,
+            text=text,
+            reference=order_id,
+            dedupe_key=f"order_follow_up:{order_id}",
+        )
+
+
+def cart_reference(account_id: str, wa_id: str) -> str:
+    """The reference of a customer's abandoned-cart reminder (one cart per conversation)."""
+    return f"cart:{account_id}:{wa_id}"[:128]

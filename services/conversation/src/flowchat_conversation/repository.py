@@ -14,6 +14,7 @@ from asyncpg.pool import PoolConnectionProxy
 from flowchat_conversation import bot
 from flowchat_conversation.domain import (
     BotSettings,
+    ContactSeen,
     ConversationKey,
     Product,
     round_money,
@@ -27,6 +28,8 @@ from flowchat_conversation.orders import (
     OrderStatus,
     invoice_id_for,
 )
+from flowchat_conversation.outreach_repository import cancel_reminders, insert_reminder
+from flowchat_conversation.reminders import NewReminder
 
 _PRODUCT_COLUMNS = "sku, name, description, price, currency, category, stock, available"
 
@@ -165,19 +168,40 @@ class PgConversationTx:
         )
         return [_product(r) for r in rows]
 
-    async def touch_contact(self, key: ConversationKey, name: str | None) -> bool:
-        inserted = await self._conn.fetchval(
+    async def touch_contact(self, key: ConversationKey, name: str | None) -> ContactSeen:
+        row = await self._conn.fetchrow(
             """
             INSERT INTO contacts (tenant_id, customer_wa_id, name) VALUES ($1, $2, $3)
             ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE
               SET name = COALESCE(EXCLUDED.name, contacts.name), last_seen_at = now()
-            RETURNING (xmax = 0)
+            RETURNING (xmax = 0) AS inserted, status
             """,
             key.tenant_id,
             key.customer_wa_id,
             name,
         )
-        return not inserted
+        assert row is not None
+        return ContactSeen(returning=not row["inserted"], blocked=row["status"] == "blocked")
+
+    async def schedule_reminder(self, reminder: NewReminder, *, replace: bool = False) -> bool:
+        if replace and reminder.reference is not None:
+            await cancel_reminders(
+                self._conn,
+                reminder.tenant_id,
+                reminder.kind,
+                reminder.reference,
+                wa_id=reminder.wa_id,
+                outcome="replaced",
+            )
+        row = await insert_reminder(self._conn, reminder, unless_pending=not replace)
+        return row is not None
+
+    async def cancel_reminders(
+        self, tenant_id: str, kind: str, reference: str, *, wa_id: str | None = None
+    ) -> int:
+        return await cancel_reminders(
+            self._conn, tenant_id, kind, reference, wa_id=wa_id, outcome="resolved"
+        )
 
     async def set_marketing_opt_in(self, key: ConversationKey, opt_in: bool) -> None:
         await self._conn.execute(
@@ -563,15 +587,16 @@ class Repository:
             )
 
     async def overdue_orders(
-        self, tenant_id: str | None, *, now: datetime, limit: int
+        self, tenant_id: str | None, *, now: datetime, limit: int, confirmed_only: bool = False
     ) -> list[Order]:
+        statuses = ["confirmed"] if confirmed_only else ["confirmed", "processing"]
         async with self._pool.acquire() as conn:
             return await _orders(
                 conn,
-                "($1::text IS NULL OR o.tenant_id = $1) AND o.status IN ('confirmed', "
-                "'processing') AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
+                "($1::text IS NULL OR o.tenant_id = $1) AND o.status = ANY($4::text[]) "
+                "AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
                 "o.order_id AND i.status = 'unpaid' AND i.due_at <= $2)",
-                (tenant_id, now, limit),
+                (tenant_id, now, limit, statuses),
                 suffix="ORDER BY created_at LIMIT $3",
             )
 

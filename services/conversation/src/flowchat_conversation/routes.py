@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from flowchat_platform.http import ApiError
 from pydantic import BaseModel
 
 from flowchat_conversation.catalog import CsvFormatError
 from flowchat_conversation.deps import Catalog, TenantAdmin
 from flowchat_conversation.domain import BotSettings, Product, ProductIn
 from flowchat_conversation.errors import CatalogError
+from flowchat_platform.http import ApiError
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 
@@ -59,7 +59,7 @@ async def list_products(
     catalog: Catalog,
     category: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> ProductsOut:
     products = await catalog.list_products(tenant_id, category=category, limit=limit, offset=offset)
     return ProductsOut(products=products)

@@ -10,12 +10,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from flowchat_platform.http import ApiError
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flowchat_conversation.deps import Orders, TenantAdmin
 from flowchat_conversation.errors import OrderError
 from flowchat_conversation.orders import Invoice, Order, OrderStatus
+from flowchat_platform.http import ApiError
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 public = APIRouter()
@@ -170,7 +170,7 @@ async def list_orders(
     customer: Annotated[str | None, Query(max_length=32)] = None,
     overdue: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
 ) -> OrdersOut:
     """Newest first; ``overdue=true``: unpaid invoices past their due time (oldest first)."""
     if overdue:

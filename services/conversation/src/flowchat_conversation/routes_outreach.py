@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from flowchat_platform.http import ApiError
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from flowchat_conversation import metrics
 from flowchat_conversation.campaigns import Campaign, CampaignIn, CampaignMetrics, DryRun, DryRunIn
@@ -31,6 +30,11 @@ from flowchat_conversation.deps import TenantAdmin
 from flowchat_conversation.errors import OutreachError
 from flowchat_conversation.outreach import Outreach
 from flowchat_conversation.reminders import Reminder, ReminderIn
+from flowchat_platform.http import ApiError
+
+#: PostgreSQL's bigint: larger ids and cursors are a 422, not a database error.
+BIGINT_MAX = 2**63 - 1
+ContactId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 MAX_CSV_BYTES = 20 * 1024 * 1024
@@ -77,8 +81,8 @@ class ContactPage(BaseModel):
 
 
 class SearchIn(Segment):
-    limit: int = 100
-    after: int = 0
+    limit: int = Field(default=100, ge=1, le=1000)
+    after: int = Field(default=0, ge=0, le=BIGINT_MAX)
 
 
 class Count(BaseModel):
@@ -135,7 +139,7 @@ async def list_contacts(
     attr: Annotated[list[str] | None, Query(description="key=value, every one")] = None,
     marketing_opt_in: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> ContactPage:
     """Search contacts (keyset pagination by ``contact_id``)."""
     attributes: dict[str, str] = {}
@@ -210,14 +214,16 @@ async def import_contacts(
 
 
 @router.get("/contacts/{contact_id}", tags=["contacts"])
-async def get_contact(tenant_id: TenantAdmin, outreach: OutreachDep, contact_id: int) -> Contact:
+async def get_contact(
+    tenant_id: TenantAdmin, outreach: OutreachDep, contact_id: ContactId
+) -> Contact:
     with refusals():
         return await outreach.contacts.get(tenant_id, contact_id)
 
 
 @router.patch("/contacts/{contact_id}", tags=["contacts"])
 async def patch_contact(
-    tenant_id: TenantAdmin, outreach: OutreachDep, contact_id: int, body: ContactPatch
+    tenant_id: TenantAdmin, outreach: OutreachDep, contact_id: ContactId, body: ContactPatch
 ) -> Contact:
     with refusals():
         return await outreach.contacts.patch(tenant_id, contact_id, body)
@@ -225,7 +231,7 @@ async def patch_contact(
 
 @router.put("/contacts/{contact_id}/marketing", tags=["contacts"])
 async def set_marketing(
-    tenant_id: TenantAdmin, outreach: OutreachDep, contact_id: int, body: MarketingPreference
+    tenant_id: TenantAdmin, outreach: OutreachDep, contact_id: ContactId, body: MarketingPreference
 ) -> Contact:
     """Record a marketing opt-in or opt-out given through the tenant (source ``api``)."""
     with refusals():

@@ -22,11 +22,10 @@ from datetime import datetime
 from typing import Protocol
 
 from flowchat_contracts import OutboundCommand
-from flowchat_platform.logs import get_logger
-
 from flowchat_conversation import metrics
 from flowchat_conversation.campaign_runner import Outbox
 from flowchat_conversation.reminders import DueReminder, Send, Skip, Wait, decide
+from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -39,7 +39,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -47,11 +47,12 @@ from functools import partial
 from typing import Literal, Protocol
 
 from flowchat_contracts import InboundMessage, OutboundCommand, OutboundContent
-
 from flowchat_conversation import bot, metrics
 from flowchat_conversation.catalog import ParsedCsv, RejectedRow, parse_csv
+from flowchat_conversation.contacts import OptOutMirror
 from flowchat_conversation.domain import (
     BotSettings,
+    ContactSeen,
     ConversationKey,
     Product,
     ProductIn,
@@ -79,9 +80,24 @@ from flowchat_conversation.orders import (
     paid_text,
     status_text,
 )
+from flowchat_conversation.reminders import BotReminders, NewReminder, cart_reference
 from flowchat_conversation.sessions import StoredSession
+from flowchat_platform.logs import get_logger
+
+log = get_logger(__name__)
 
 Notification = Literal["sent", "needs_template", "none"]
+#: States in which a non-empty cart is still being filled (an abandoned cart if left).
+CART_STATES = frozenset(
+    {
+        bot.State.BROWSING_PRODUCTS,
+        bot.State.ADDING_TO_CART,
+        bot.State.COLLECTING_QUANTITY,
+        bot.State.CONFIRMING_ITEMS,
+        bot.State.REVIEWING_ORDER,
+        bot.State.GREETING,
+    }
+)
 
 Outcome = Literal["handled", "duplicate", "replayed"]
 
@@ -98,7 +114,13 @@ class SessionStore(Protocol):
     async def load(self, key: ConversationKey) -> StoredSession: ...
 
     async def save(
-        self, key: ConversationKey, session: bot.Session, *, expected_version: int
+        self,
+        key: ConversationKey,
+        session: bot.Session,
+        *,
+        expected_version: int,
+        message_id: str | None = None,
+        previous: bot.Session | None = None,
     ) -> bool: ...
 
 
@@ -112,8 +134,8 @@ class ConversationTx(Protocol):
 
     async def catalog(self, tenant_id: str) -> list[Product]: ...
 
-    async def touch_contact(self, key: ConversationKey, name: str | None) -> bool:
-        """Upsert the contact; True when the customer had written before."""
+    async def touch_contact(self, key: ConversationKey, name: str | None) -> ContactSeen:
+        """Upsert the contact: had the customer written before, is the contact blocked."""
 
     async def set_marketing_opt_in(self, key: ConversationKey, opt_in: bool) -> None: ...
 
@@ -178,6 +200,16 @@ class ConversationTx(Protocol):
     async def last_inbound(self, key: ConversationKey) -> datetime | None:
         """When the customer last wrote (the start of the 24 h service window)."""
 
+    async def schedule_reminder(self, reminder: NewReminder, *, replace: bool = False) -> bool:
+        """Schedule in this transaction. ``replace``: cancel the customer's pending one of
+        the same kind and reference first; otherwise none is added while one is pending
+        (or when its dedupe key was used). True when added."""
+
+    async def cancel_reminders(
+        self, tenant_id: str, kind: str, reference: str, *, wa_id: str | None = None
+    ) -> int:
+        """Cancel the pending reminders of ``kind`` about ``reference`` (the reason is gone)."""
+
     async def release_handoff(self, key: ConversationKey) -> bool: ...
 
 
@@ -200,7 +232,7 @@ class OrderStore(ConversationStore, Protocol):
     ) -> list[Order]: ...
 
     async def overdue_orders(
-        self, tenant_id: str | None, *, now: datetime, limit: int
+        self, tenant_id: str | None, *, now: datetime, limit: int, confirmed_only: bool = False
     ) -> list[Order]: ...
 
     async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
@@ -275,6 +307,11 @@ class ConversationService:
     sessions: SessionStore
     outbox: Outbox
     links: InvoiceLinks | None = None
+    #: The Redis opt-out set the sender reads (STOP / START keep it in step).
+    optouts: OptOutMirror | None = None
+    #: The reminders the bot schedules (None: none).
+    reminders: BotReminders | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -282,8 +319,16 @@ class ConversationService:
     async def handle_inbound(self, message: InboundMessage) -> Outcome:
         key = ConversationKey(message.tenant_id, message.account_id, message.customer_wa_id)
         started = time.perf_counter()
+        opted_in: dict[str, bool] = {}
         async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
-            outcome = await self._handle_locked(tx, key, message)
+            outcome = await self._handle_locked(tx, key, message, opted_in)
+        if opted_in and self.optouts is not None:
+            # An opt-in leaves the opt-out set only once it is committed (an opt-out
+            # joined it before the commit): a crash in between keeps the customer out.
+            try:
+                await self.optouts.mirror(key.tenant_id, opted_in)
+            except Exception:  # the message is handled; the next rebuild repairs the set
+                log.exception("opt-in not mirrored to the opt-out set", conversation=str(key))
         metrics.INBOUND.labels(outcome).inc()
         metrics.HANDLE_SECONDS.observe(time.perf_counter() - started)
         return outcome
@@ -297,7 +342,8 @@ class ConversationService:
     ) -> tuple[bot.Session | None, bot.BotContext]:
         settings = await tx.bot_settings(message.tenant_id)
         catalog = await tx.catalog(message.tenant_id)
-        returning = await tx.touch_contact(key, message.customer_name)
+        seen = await tx.touch_contact(key, message.customer_name)
+        returning = seen.returning
         fresh = previous is None or previous.state is bot.State.GREETING
         # A new or expired session: an operator may still have the conversation.
         if fresh and await tx.handoff_open(key):
@@ -309,6 +355,8 @@ class ConversationService:
             customer_name=message.customer_name,
             returning=returning,
             last_order=await tx.last_order(key) if returning and (fresh or reorder) else (),
+            blocked=seen.blocked,
+            restock_alerts=self.reminders is not None and self.reminders.restock,
         )
         return previous, ctx
 
@@ -320,6 +368,7 @@ class ConversationService:
         action: bot.Action,
         session: bot.Session,
         ctx: bot.BotContext,
+        opted_in: dict[str, bool],
     ) -> bot.Decision | None:
         """Carry out one of the bot's actions; a decision when it has more to say."""
         if isinstance(action, bot.PlaceOrder):
@@ -334,38 +383,126 @@ class ConversationService:
             )
             placed = isinstance(result, bot.OrderPlaced)
             metrics.ORDERS.labels("placed" if placed else "rejected").inc()
-            if isinstance(result, bot.OrderPlaced) and result.invoice_id and self.links:
-                result = _replace(result, invoice_url=self.links.url(result.invoice_id))
+            if isinstance(result, bot.OrderPlaced):
+                await self._payment_due(tx, key, result)
+                if result.invoice_id and self.links:
+                    result = _replace(result, invoice_url=self.links.url(result.invoice_id))
             return bot.after_order(session, result, ctx)
-        if isinstance(action, bot.OptOut | bot.OptIn):
-            await tx.set_marketing_opt_in(key, isinstance(action, bot.OptIn))
+        if isinstance(action, bot.OptOut):
+            await tx.set_marketing_opt_in(key, False)
+            if self.optouts is not None:  # before the commit: never a window without it
+                await self.optouts.mirror(key.tenant_id, {key.customer_wa_id: False})
+        elif isinstance(action, bot.OptIn):
+            await tx.set_marketing_opt_in(key, True)
+            opted_in[key.customer_wa_id] = True
         elif isinstance(action, bot.ClaimPayment):
             await tx.claim_payment(message.tenant_id, action.order_id, action.reference)
         elif isinstance(action, bot.CancelOrder):
             await tx.cancel_order(message.tenant_id, action.order_id, action.reason)
+            await tx.cancel_reminders(message.tenant_id, "payment_due", action.order_id)
+        elif isinstance(action, bot.WatchRestock):
+            await self._restock(tx, key, action)
         elif isinstance(action, bot.Handoff):
             await tx.start_handoff(key)
             metrics.HANDOFFS.labels("started").inc()
         return None
 
+    # ---- reminders the bot schedules (in the conversation's transaction)
+
+    async def _payment_due(
+        self, tx: ConversationTx, key: ConversationKey, placed: bot.OrderPlaced
+    ) -> None:
+        if self.reminders is None or placed.due_at is None:
+            return
+        reminder = self.reminders.payment_due(
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            wa_id=key.customer_wa_id,
+            order_id=placed.order_id,
+            payment_reference=placed.payment_reference,
+            due_at=placed.due_at,
+            now=self.clock(),
+        )
+        if reminder is not None and await tx.schedule_reminder(reminder):
+            metrics.REMINDERS.labels("payment_due", "scheduled").inc()
+
+    async def _restock(
+        self, tx: ConversationTx, key: ConversationKey, watch: bot.WatchRestock
+    ) -> None:
+        if self.reminders is None:
+            return
+        reminder = self.reminders.restock_alert(
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            wa_id=key.customer_wa_id,
+            sku=watch.sku,
+            product_name=watch.name,
+            now=self.clock(),
+        )
+        if reminder is not None and await tx.schedule_reminder(reminder):
+            metrics.REMINDERS.labels("restock", "scheduled").inc()
+
+    async def _abandoned_cart(
+        self, tx: ConversationTx, key: ConversationKey, session: bot.Session, *, had_cart: bool
+    ) -> None:
+        """A cart left as it is after this message: remind after a while of inactivity
+        (each message moves the reminder); no cart any more (ordered, emptied): cancel."""
+        if self.reminders is None or self.reminders.abandoned_cart_after is None:
+            return
+        items = len(session.cart) if session.state in CART_STATES else 0
+        if items:
+            reminder = self.reminders.abandoned_cart(
+                tenant_id=key.tenant_id,
+                account_id=key.account_id,
+                wa_id=key.customer_wa_id,
+                items=items,
+                now=self.clock(),
+            )
+            if reminder is not None:
+                await tx.schedule_reminder(reminder, replace=True)
+        elif had_cart:
+            await tx.cancel_reminders(
+                key.tenant_id,
+                "abandoned_cart",
+                cart_reference(key.account_id, key.customer_wa_id),
+                wa_id=key.customer_wa_id,
+            )
+
     async def _handle_locked(
-        self, tx: ConversationTx, key: ConversationKey, message: InboundMessage
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage,
+        opted_in: dict[str, bool],
     ) -> Outcome:
         if not await tx.mark_handled(message.tenant_id, message.provider_message_id, str(key)):
             return "duplicate"
         stored = await self.sessions.load(key)
         if stored.session and stored.session.last_message_id == message.provider_message_id:
-            # Replies were confirmed and the session saved, only the commit was lost.
-            return "replayed"
+            if stored.message_id != message.provider_message_id:
+                # Replies confirmed and the session saved, only the commit was lost, and
+                # nothing kept to run it again from.
+                return "replayed"
+            # The commit was lost after the replies and the session: handle the message
+            # again from the session before it, so its effects (an order, a contact) are
+            # written this time. The replies keep their idempotency keys: the sender
+            # drops them as duplicates.
+            stored = StoredSession(stored.previous, stored.version)
         previous, ctx = await self._context(tx, key, message, stored.session)
         decision = bot.handle(previous, message, ctx)
         replies = list(decision.replies)
         session = decision.session
         for action in decision.actions:
-            follow = await self._act(tx, key, message, action, session, ctx)
+            follow = await self._act(tx, key, message, action, session, ctx, opted_in)
             if follow is not None:
                 session = follow.session
                 replies.extend(follow.replies)
+                for watch in follow.actions:
+                    if isinstance(watch, bot.WatchRestock):
+                        await self._restock(tx, key, watch)
+        if not ctx.blocked:
+            had_cart = bool(stored.session and stored.session.cart)
+            await self._abandoned_cart(tx, key, session, had_cart=had_cart)
         before = stored.session.state if stored.session else bot.State.GREETING
         if before is not session.state:
             metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
@@ -385,7 +522,14 @@ class ConversationService:
             )
             await self.outbox.send(command)
             metrics.REPLIES.labels(content.type).inc()
-        if not await self.sessions.save(key, session, expected_version=stored.version):
+        saved = await self.sessions.save(
+            key,
+            session,
+            expected_version=stored.version,
+            message_id=message.provider_message_id,
+            previous=stored.session,
+        )
+        if not saved:
             raise SessionConflict(str(key), expected_version=stored.version)
         return "handled"
 
@@ -417,12 +561,27 @@ class OrderService:
     sessions: SessionStore
     outbox: Outbox
     links: InvoiceLinks | None = None
+    #: The reminders orders schedule and cancel (None: none).
+    reminders: BotReminders | None = None
 
     async def get(self, tenant_id: str, order_id: str) -> Order:
         order = await self.store.get_order(tenant_id, order_id)
         if order is None:
             raise OrderNotFound(order_id)
         return order
+
+    @asynccontextmanager
+    async def _locked_order(
+        self, tenant_id: str, order_id: str
+    ) -> AsyncIterator[tuple[ConversationTx, ConversationKey, Order]]:
+        """The order's conversation transaction (advisory lock) with the order row locked."""
+        order = await self.get(tenant_id, order_id)
+        key = ConversationKey(tenant_id, order.account_id, order.customer_wa_id)
+        async with self.store.conversation(key) as tx:
+            current = await tx.lock_order(tenant_id, order_id)
+            if current is None:
+                raise OrderNotFound(order_id)
+            yield tx, key, current
 
     async def list_orders(
         self,
@@ -452,12 +611,7 @@ class OrderService:
         Raises :class:`OrderNotFound`, :class:`InvalidTransition`. Setting the status
         it already has is a no-op (a retried request).
         """
-        order = await self.get(tenant_id, order_id)
-        key = ConversationKey(tenant_id, order.account_id, order.customer_wa_id)
-        async with self.store.conversation(key) as tx:
-            current = await tx.lock_order(tenant_id, order_id)
-            if current is None:
-                raise OrderNotFound(order_id)
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
             if current.status is target:
                 return current
             if not can_move(current.status, target):
@@ -469,6 +623,7 @@ class OrderService:
                 reason=reason,
                 restock=target is OrderStatus.CANCELLED and current.status in RESERVED,
             )
+            await self._reminders_on_status(tx, key, order_id, target)
             settings = await tx.bot_settings(tenant_id)
             text = status_text(target, order_id, settings.business_name, reason)
             if target is OrderStatus.CANCELLED:
@@ -523,17 +678,42 @@ class OrderService:
             return False
         return done.status is OrderStatus.CANCELLED and done.payment_status != "paid"
 
+    async def cancel_overdue(self, *, limit: int = 100, now: datetime | None = None) -> int:
+        """Cancel every tenant's confirmed orders still unpaid past their due time (the end
+        of the ``payment_due`` reminder's story); safe on any number of replicas (each
+        cancellation runs in the conversation's locked transaction and re-checks). The
+        number cancelled."""
+        at = now or datetime.now(UTC)
+        cancelled = 0
+        for order in await self.store.overdue_orders(
+            None, now=at, limit=limit, confirmed_only=True
+        ):
+            if await self.cancel_unpaid(order.tenant_id, order.order_id, now=at):
+                cancelled += 1
+        return cancelled
+
+    async def _reminders_on_status(
+        self, tx: ConversationTx, key: ConversationKey, order_id: str, target: OrderStatus
+    ) -> None:
+        if target is OrderStatus.CANCELLED:
+            await tx.cancel_reminders(key.tenant_id, "payment_due", order_id)
+        elif target is OrderStatus.DELIVERED and self.reminders is not None:
+            reminder = self.reminders.order_follow_up(
+                tenant_id=key.tenant_id,
+                account_id=key.account_id,
+                wa_id=key.customer_wa_id,
+                order_id=order_id,
+                now=datetime.now(UTC),
+            )
+            if reminder is not None and await tx.schedule_reminder(reminder):
+                metrics.REMINDERS.labels("order_follow_up", "scheduled").inc()
+
     async def record_payment(
         self, tenant_id: str, order_id: str, *, reference: str, amount: Decimal
     ) -> PaymentOutcome:
         """A payment the tenant received for an order. When payments cover the invoice,
         the order is paid and the customer's conversation moves to ORDER_COMPLETE."""
-        order = await self.get(tenant_id, order_id)
-        key = ConversationKey(tenant_id, order.account_id, order.customer_wa_id)
-        async with self.store.conversation(key) as tx:
-            current = await tx.lock_order(tenant_id, order_id)
-            if current is None:
-                raise OrderNotFound(order_id)
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
             invoice = current.invoice
             if invoice is None:
                 raise PaymentRejected("no_invoice", f"order {order_id} has no invoice")
@@ -558,6 +738,7 @@ class OrderService:
             paid = paid_total >= invoice.total
             await tx.set_amount_paid(tenant_id, order_id, paid_total, paid=paid)
             if paid:
+                await tx.cancel_reminders(tenant_id, "payment_due", order_id)
                 text = paid_text(order_id, paid_total, invoice.currency)
                 fate = await self._notify(
                     tx,

@@ -6,6 +6,11 @@ version it read; the Lua script writes only if that is still the stored version,
 it and resets the TTL, so two writers can never silently overwrite each other. The
 cart is also written to ``conversation:cart:<...>`` with a longer TTL: when the session
 expires the customer starts again at GREETING with the cart kept (abandoned carts).
+
+A save for an inbound message also keeps ``m`` (that message's id) and ``p`` (the
+session before it, ``""`` for none): the session is saved before the transaction
+commits, and when that commit is lost the redelivery handles the message again from
+``p``, so its effects (an order, a contact) are written after all.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ if current ~= ARGV[1] then
 end
 local next_version = tonumber(current) + 1
 redis.call('HSET', KEYS[1], 'v', next_version, 's', ARGV[2])
+if ARGV[6] == '' then
+  redis.call('HDEL', KEYS[1], 'm', 'p')
+else
+  redis.call('HSET', KEYS[1], 'm', ARGV[6], 'p', ARGV[7])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if ARGV[4] == '' then
   redis.call('DEL', KEYS[2])
@@ -41,6 +51,10 @@ _CART = TypeAdapter(list[CartLine])
 class StoredSession:
     session: Session | None
     version: int
+    #: The inbound message whose handling saved ``session`` (None: not known).
+    message_id: str | None = None
+    #: The session before that message.
+    previous: Session | None = None
 
 
 def _keys(key: ConversationKey) -> tuple[str, str]:
@@ -57,18 +71,32 @@ class RedisSessionStore:
 
     async def load(self, key: ConversationKey) -> StoredSession:
         session_key, cart_key = _keys(key)
-        raw = await self._redis.hmget(session_key, ["v", "s"])
-        version, body = raw[0], raw[1]
+        raw = await self._redis.hmget(session_key, ["v", "s", "m", "p"])
+        version, body, message_id, previous = raw
         if version is not None and body is not None:
-            return StoredSession(Session.model_validate_json(body), int(version))
+            return StoredSession(
+                Session.model_validate_json(body),
+                int(version),
+                message_id.decode() if isinstance(message_id, bytes) else message_id,
+                Session.model_validate_json(previous) if previous else None,
+            )
         cart = await self._redis.get(cart_key)
         if cart:
             # The session expired: start again at GREETING, the cart kept.
             return StoredSession(Session(cart=_CART.validate_json(cart)), 0)
         return StoredSession(None, 0)
 
-    async def save(self, key: ConversationKey, session: Session, *, expected_version: int) -> bool:
-        """Write ``session`` if the stored version is still ``expected_version``."""
+    async def save(
+        self,
+        key: ConversationKey,
+        session: Session,
+        *,
+        expected_version: int,
+        message_id: str | None = None,
+        previous: Session | None = None,
+    ) -> bool:
+        """Write ``session`` if the stored version is still ``expected_version``; with
+        ``message_id``, the inbound message it answers and the session before it."""
         session_key, cart_key = _keys(key)
         cart = _CART.dump_json(session.cart).decode() if session.cart else ""
         result = await self._cas(
@@ -79,6 +107,8 @@ class RedisSessionStore:
                 str(self.ttl_s * 1000),
                 cart,
                 str(self.cart_ttl_s * 1000),
+                message_id or "",
+                previous.model_dump_json() if previous is not None else "",
             ],
         )
         return int(result) > 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
+from flowchat_conversation.reminders import ReminderKind, ReminderTemplate
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
 class Settings(ServiceSettings):
@@ -47,10 +49,27 @@ class Settings(ServiceSettings):
     reminder_tick_s: float = Field(default=1.0, gt=0, le=60)
     #: Campaign messages queued but not yet sent/failed before a campaign waits (0 = off).
     campaign_max_inflight: int = Field(default=5000, ge=0)
+    #: A queued message counts as in flight this long at most (its status may never come).
+    campaign_inflight_window_s: float = Field(default=120, gt=0)
     #: Reminders fired per scheduler transaction.
     reminder_batch: int = Field(default=100, ge=1, le=1000)
     #: Run the outreach workers (runner, scheduler, events consumer) in this process.
     outreach_workers: bool = True
+    # ---- reminders the commerce bot schedules (a delay of 0 turns one off) ----
+    #: ``payment_due``: this long before an order's invoice is due.
+    payment_due_reminder_before_s: int = Field(default=12 * 3600, ge=0)
+    #: ``abandoned_cart``: this long after the customer's last message, cart not empty.
+    abandoned_cart_after_s: int = Field(default=3600, ge=0)
+    #: ``order_follow_up``: this long after the order is delivered.
+    order_follow_up_after_s: int = Field(default=3 * 86400, ge=0)
+    #: ``restock``: offer a message when a product the customer asked for is back.
+    restock_alerts: bool = True
+    #: Templates for reminders outside the 24 h window, by kind (JSON), e.g.
+    #: ``{"payment_due": {"name": "payment_reminder", "language": "en",
+    #: "parameters": {"body": ["{{name|there}}"]}}}``; without one such a reminder is skipped.
+    reminder_templates: dict[ReminderKind, ReminderTemplate] = Field(default_factory=dict)
+    #: How often confirmed orders unpaid past their due time are cancelled (stock back).
+    overdue_check_interval_s: float = Field(default=60, gt=0)
 
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
-from flowchat_contracts import TemplateComponent, TemplateContent, TemplateParameter
 from pydantic import BaseModel, ConfigDict
 
+from flowchat_contracts import TemplateComponent, TemplateContent, TemplateParameter
 from flowchat_conversation.errors import OutreachError
 
 SLOT = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")

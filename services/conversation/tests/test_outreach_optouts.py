@@ -1,0 +1,159 @@
+"""The opt-out set the sender's guard reads (``optout_key``), against real Redis and
+PostgreSQL: every opt-out / opt-in path keeps it in step with the contacts table, and a
+rebuild at start repairs it (idempotent, paged). STOP / START to the bot are in
+test_conversation_integration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from flowchat_contracts import optout_key
+from flowchat_conversation.campaigns import CampaignService
+from flowchat_conversation.contacts import ContactIn, ContactsService
+from flowchat_conversation.optouts import RedisOptOuts
+from flowchat_conversation.outreach import OutreachEvents
+from flowchat_conversation.outreach_repository import OutreachRepository
+from flowchat_platform.db import create_pool, migrate
+
+pytestmark = pytest.mark.integration
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "flowchat_conversation" / "migrations"
+A, B, C, D, E, F = (f"23480{n:08d}" for n in range(1, 7))
+
+
+@pytest.fixture
+async def pool(database_url):
+    await migrate(database_url, MIGRATIONS, schema="conversation")
+    p = await create_pool(database_url, schema="conversation", max_size=4)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+@pytest.fixture
+async def redis(redis_url):
+    client = aioredis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def members(redis: aioredis.Redis, tenant_id: str) -> set[str]:
+    return {m.decode() for m in await redis.smembers(optout_key(tenant_id))}
+
+
+def contact(wa_id: str, **kw: Any) -> ContactIn:
+    return ContactIn(phone="+" + wa_id, **kw)
+
+
+def events(contacts: ContactsService, repo: OutreachRepository) -> OutreachEvents:
+    # campaigns: only on_status runs here, for messages of no campaign (no lookups)
+    campaigns = CampaignService(repo, accounts=None, templates=None, zones=None)  # type: ignore[arg-type]
+    return OutreachEvents(campaigns, contacts)
+
+
+async def test_every_opt_out_and_opt_in_path_keeps_the_set_in_step(pool, redis):
+    repo = OutreachRepository(pool)
+    contacts = ContactsService(repo, optouts=RedisOptOuts(redis))
+    # API upsert: a contact created opted out joins the set
+    await contacts.upsert("t1", [contact(A), contact(B), contact(C, marketing_opt_in=False)])
+    assert await members(redis, "t1") == {C}
+    # API preference: out, then back in
+    now = datetime.now(UTC)
+    await contacts.set_preference("t1", A, False, source="api", at=now)
+    assert await members(redis, "t1") == {A, C}
+    await contacts.set_preference("t1", A, True, source="api", at=now + timedelta(seconds=1))
+    assert await members(redis, "t1") == {C}
+    # the customer's own opt-out (webhook) is kept through an import that says "yes";
+    # an import's own "no" opts out, its "yes" opts back in a contact the tenant opted out
+    handler = events(contacts, repo)
+    await handler.handle(
+        {
+            "kind": "business_event",
+            "event_id": "ev1",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "field": "user_marketing_preferences",
+            "occurred_at": now.isoformat(),
+            "data": {"user_preferences": [{"wa_id": B, "value": "stop"}]},
+        },
+        None,
+    )
+    assert await members(redis, "t1") == {B, C}
+    report = await contacts.import_csv(
+        "t1",
+        f"phone,marketing_opt_in\n+{B},yes\n+{C},yes\n+{D},no\n",
+    )
+    assert (report.created, report.updated, report.opt_out_kept) == (1, 2, 1)
+    assert await members(redis, "t1") == {B, D}
+    # an older webhook does not override a newer preference, in PostgreSQL or in Redis
+    applied = await contacts.set_preference(
+        "t1", D, True, source="webhook", at=now - timedelta(days=1)
+    )
+    assert applied is False
+    assert await members(redis, "t1") == {B, D}
+    # error 131050 on a send: the customer stopped marketing (a contact is created)
+    await handler.handle(
+        {
+            "kind": "message_status_changed",
+            "event_id": "ev2",
+            "message_id": "m1",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "status": "failed",
+            "recipient": "+" + E,
+            "error_code": 131050,
+            "timestamp": now.isoformat(),
+        },
+        None,
+    )
+    # a redelivered event writes the same state again
+    for _ in range(2):
+        await handler.handle(
+            {
+                "kind": "business_event",
+                "event_id": "ev3",
+                "tenant_id": "t1",
+                "account_id": "a1",
+                "field": "user_marketing_preferences",
+                "occurred_at": (now + timedelta(seconds=2)).isoformat(),
+                "data": {"user_preferences": [{"wa_id": B, "value": "resume"}]},
+            },
+            None,
+        )
+    assert await members(redis, "t1") == {D, E}
+    states = await repo.marketing_states("t1", [A, B, C, D, E])
+    assert {wa for wa, opt_in in states.items() if not opt_in} == {D, E}
+    assert await members(redis, "t2") == set()  # per tenant
+
+
+async def test_rebuild_repairs_the_sets_from_postgresql_paged_and_idempotent(pool, redis):
+    repo = OutreachRepository(pool)
+    contacts = ContactsService(repo)  # no mirror: the sets drift, as after a lost write
+    await contacts.upsert(
+        "t1",
+        [contact(A), contact(B, marketing_opt_in=False), contact(C, marketing_opt_in=False)],
+    )
+    await contacts.upsert(
+        "t2", [contact(A, marketing_opt_in=False), contact(D), contact(E, marketing_opt_in=False)]
+    )
+    await contacts.upsert("t3", [contact(F)])
+    await redis.sadd(optout_key("t1"), A, C, "15550000000")  # A opted in; no such contact
+    await redis.sadd(optout_key("t3"), F)  # F may receive marketing
+    mirror = RedisOptOuts(redis)
+    report = await mirror.rebuild(repo, page=2)
+    assert await members(redis, "t1") == {B, C}
+    assert await members(redis, "t2") == {A, E}
+    assert await members(redis, "t3") == set()
+    assert (report.tenants, report.added, report.removed) == (3, 3, 3)
+    again = await mirror.rebuild(repo, page=2)
+    assert (again.added, again.removed) == (0, 0)
+    assert await members(redis, "t1") == {B, C}
+    assert await members(redis, "t2") == {A, E}
