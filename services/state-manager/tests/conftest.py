@@ -17,6 +17,9 @@ import orjson
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Header, Response
+from prometheus_client import REGISTRY
+from pydantic import BaseModel
+
 from flowchat_contracts import ProviderError, SendResult, StatusUpdate, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate
@@ -29,8 +32,6 @@ from flowchat_platform.testing import (
 from flowchat_state_manager import SCHEMA
 from flowchat_state_manager.app import MIGRATIONS, create_app
 from flowchat_state_manager.settings import Settings
-from prometheus_client import REGISTRY
-from pydantic import BaseModel
 
 SERVICE_TOKEN = "svc-token-0123456789abcdef"
 T0 = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)

@@ -4,6 +4,7 @@ flowchat.status, records in the database, changes out on flowchat.events."""
 import asyncio
 
 import pytest
+
 from flowchat_contracts import ProviderError, topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]

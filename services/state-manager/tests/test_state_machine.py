@@ -3,6 +3,9 @@
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from flowchat_state_manager.errors import InvalidCursor
 from flowchat_state_manager.models import PageKey
 from flowchat_state_manager.service import decode_cursor, encode_cursor, summarize
@@ -16,8 +19,6 @@ from flowchat_state_manager.state import (
     reached,
     transition,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 S = Status
 FORWARD = [S.QUEUED, S.ACCEPTED, S.SENT, S.DELIVERED, S.READ, S.PLAYED]

@@ -8,13 +8,14 @@ import itertools
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService
 from flowchat_state_manager.state import Status, final_status
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+
 from flowchat_state_manager.relay import OutboxRelay
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService

@@ -17,6 +17,7 @@ import pytest
 from cryptography.fernet import Fernet
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from flowchat_platform.testing import serve
 from flowchat_tenant.app import create_app
 from flowchat_tenant.settings import Settings

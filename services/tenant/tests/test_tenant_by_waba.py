@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+
 from flowchat_platform.tenant_client import TenantClient, WabaAccounts
 from flowchat_platform.testing import serve
 from flowchat_tenant.app import create_app

@@ -10,6 +10,7 @@ import os
 import sys
 
 import asyncpg
+
 from flowchat_tenant.cli import run
 from flowchat_tenant.settings import Settings
 

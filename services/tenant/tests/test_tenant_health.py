@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from flowchat_platform.testing import eventually
 from flowchat_tenant.app import create_app
 from flowchat_tenant.service import Principal

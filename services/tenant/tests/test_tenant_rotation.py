@@ -9,6 +9,7 @@ import sys
 import asyncpg
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
+
 from flowchat_tenant.app import create_app
 from flowchat_tenant.cli import rotate_keys
 from flowchat_tenant.settings import Settings

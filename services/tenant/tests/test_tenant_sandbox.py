@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+
 from flowchat_platform.testing import eventually, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings

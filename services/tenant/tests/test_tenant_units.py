@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
+from pydantic import ValidationError
+
 from flowchat_platform.settings import load_settings
 from flowchat_tenant import validation
 from flowchat_tenant.crypto import SecretBox, digest
@@ -13,7 +15,6 @@ from flowchat_tenant.provider import PhoneNumberInfo, raise_for_graph_error
 from flowchat_tenant.routes.internal import etag_matches
 from flowchat_tenant.service import Principal, TenantService, check_display_number, parse_api_key
 from flowchat_tenant.settings import Settings
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(

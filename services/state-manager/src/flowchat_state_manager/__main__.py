@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 
 from flowchat_platform.runner import run_service
-
 from flowchat_state_manager import SERVICE
 from flowchat_state_manager.app import create_app
 from flowchat_state_manager.settings import Settings

@@ -18,6 +18,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 from fastapi import FastAPI
+from pydantic import TypeAdapter
+
 from flowchat_contracts import StatusEvent, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate
@@ -25,8 +27,6 @@ from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
-from pydantic import TypeAdapter
-
 from flowchat_state_manager import SCHEMA, SERVICE
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import StatusConsumer

@@ -18,7 +18,6 @@ import zlib
 
 from flowchat_contracts import SendResult, StatusUpdate
 from flowchat_platform.logs import get_logger
-
 from flowchat_state_manager.service import Handled, StateService
 
 log = get_logger(__name__)

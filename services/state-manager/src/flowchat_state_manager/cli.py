@@ -13,10 +13,10 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from flowchat_platform.db import create_pool
-from flowchat_platform.logs import configure_logging
 from pydantic import ValidationError
 
+from flowchat_platform.db import create_pool
+from flowchat_platform.logs import configure_logging
 from flowchat_state_manager import SCHEMA, SERVICE
 from flowchat_state_manager.app import migrate_with_retry
 from flowchat_state_manager.models import PurgeResult

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 
 from aio_pika.abc import AbstractIncomingMessage
+
 from flowchat_contracts import SendResult, StatusUpdate
 from flowchat_platform.errors import DeadLetter, RetryLater
 from flowchat_platform.logs import get_logger
-
 from flowchat_state_manager import metrics
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.errors import RejectedEvent, StoreUnavailable

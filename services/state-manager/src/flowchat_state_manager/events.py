@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from flowchat_contracts.models import new_id, utcnow
 from pydantic import BaseModel, ConfigDict, Field
+
+from flowchat_contracts.models import new_id, utcnow
 
 
 class MessageStatusChanged(BaseModel):

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from flowchat_platform.logs import get_logger
-
 from flowchat_state_manager import metrics
 
 if TYPE_CHECKING:

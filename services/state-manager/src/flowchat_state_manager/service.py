@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from flowchat_contracts import SendResult, StatusUpdate, topology
-
 from flowchat_state_manager import metrics
 from flowchat_state_manager.errors import InvalidCursor, RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged

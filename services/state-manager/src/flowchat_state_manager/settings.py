@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
 class Settings(ServiceSettings):

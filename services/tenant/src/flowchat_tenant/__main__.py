@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 
 from flowchat_platform.runner import run_service
-
 from flowchat_tenant import SERVICE
 from flowchat_tenant.app import create_app
 from flowchat_tenant.settings import Settings

@@ -18,11 +18,11 @@ import aiohttp
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
 from flowchat_platform.db import create_pool, migrate
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.runner import Background
-
 from flowchat_tenant import SERVICE
 from flowchat_tenant.errors import (
     Conflict,

@@ -39,10 +39,10 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 import aiohttp
-from flowchat_platform.errors import ConfigurationError
-from flowchat_platform.logs import configure_logging
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from flowchat_platform.errors import ConfigurationError
+from flowchat_platform.logs import configure_logging
 from flowchat_tenant import SERVICE
 from flowchat_tenant.app import open_database
 from flowchat_tenant.errors import TenantError

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from flowchat_platform.http import ApiError
 
+from flowchat_platform.http import ApiError
 from flowchat_tenant.service import Principal, TenantService
 
 _bearer = HTTPBearer(auto_error=False, description="operator key or a tenant admin API key")

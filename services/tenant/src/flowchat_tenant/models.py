@@ -44,9 +44,11 @@ TaxRate = Annotated[Decimal, Field(ge=0, le=1, max_digits=6, decimal_places=5)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Tier = Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")]
 AppSecret = Annotated[str, Field(min_length=8, max_length=512)]
-AccessToken = Annotated[str, Field(min_length=8, max_length=4096)]
+#: Tokens travel in HTTP headers (Graph bearer, Twilio basic auth): printable ASCII only.
+_HEADER_SAFE = r"^[!-~]+$"
+AccessToken = Annotated[str, Field(min_length=8, max_length=4096, pattern=_HEADER_SAFE)]
 VerifyToken = Annotated[str, Field(min_length=8, max_length=256)]
-AuthToken = Annotated[str, Field(min_length=16, max_length=256)]
+AuthToken = Annotated[str, Field(min_length=16, max_length=256, pattern=_HEADER_SAFE)]
 Throughput = Annotated[int, Field(ge=1, le=10_000)]
 
 

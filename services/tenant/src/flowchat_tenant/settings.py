@@ -8,11 +8,11 @@ encrypts, all of them decrypt (so a rotation can run while old rows remain).
 
 from __future__ import annotations
 
-from flowchat_platform.errors import ConfigurationError
-from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from flowchat_platform.errors import ConfigurationError
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
 from flowchat_tenant.crypto import SecretBox
 
 ENCRYPTION_KEYS_VAR = "FLOWCHAT_TENANT_ENCRYPTION_KEYS"

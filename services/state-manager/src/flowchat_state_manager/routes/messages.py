@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from flowchat_platform.http import ApiError
 
+from flowchat_platform.http import ApiError
 from flowchat_state_manager.deps import QueryDep, TenantId
 from flowchat_state_manager.errors import InvalidCursor
 from flowchat_state_manager.models import MessageFilter, MessageRecord

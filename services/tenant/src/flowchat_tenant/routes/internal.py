@@ -15,9 +15,9 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
+
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import AccountCredentials, WabaAccounts
-
 from flowchat_tenant import metrics
 from flowchat_tenant.deps import Service, require_service_token
 from flowchat_tenant.errors import NotFound
@@ -126,7 +126,7 @@ async def check_verify_token(service: Service, body: VerifyTokenCheck) -> Verify
     return VerifyTokenResult(valid=await service.verify_token_known(body.token))
 
 
-@router.post("/api-keys/verify")
+@router.post("/api-keys/verify", responses={404: {"description": "Unknown or revoked key"}})
 async def verify_api_key(service: Service, body: ApiKeyVerify) -> ApiKeyVerified:
     """The tenant and scopes of a live key; 404 when unknown or revoked."""
     info = await service.verify_api_key(body.key)
