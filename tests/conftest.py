@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from flowchat_platform.testing import create_database, drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

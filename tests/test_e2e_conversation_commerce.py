@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from flowchat_platform.testing import free_port
+
+from flowchat_platform.testing import free_port, temporary_redis_db
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +42,12 @@ RANK = {"text": 0, "interactive": 1, "document": 2}
 
 @pytest.fixture
 def redis_url(tmp_path: Any) -> Any:
-    """A private Redis for this stack when ``redis-server`` is installed: the shared
-    ``redis_url`` fixture flushes one test database that every test run on the machine
-    uses, so a concurrent run would wipe these conversations' sessions mid-test."""
+    """A private Redis for this stack when ``redis-server`` is installed, else a leased
+    database of the shared one (``temporary_redis_db``)."""
     binary = shutil.which("redis-server")
-    if binary is None:  # fall back to the shared test database
-        yield from _shared_redis()
+    if binary is None:
+        with temporary_redis_db() as url:
+            yield url
         return
     port = free_port()
     proc = subprocess.Popen(
@@ -68,23 +69,6 @@ def redis_url(tmp_path: Any) -> Any:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def _shared_redis() -> Any:
-    from flowchat_platform import testing
-
-    base = os.environ.get("REDIS_URL", testing.DEFAULT_REDIS)
-    url = testing._with_path(base, f"/{testing.TEST_REDIS_DB}")
-
-    async def flush() -> None:
-        client = aioredis.Redis.from_url(url)
-        try:
-            await client.flushdb()
-        finally:
-            await client.aclose()
-
-    asyncio.run(flush())
-    yield url
 
 
 class Shop:

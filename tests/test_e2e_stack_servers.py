@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from flowchat_platform.testing import free_port
 
 pytestmark = pytest.mark.e2e

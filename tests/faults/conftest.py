@@ -28,6 +28,7 @@ from faults_kit import (  # noqa: E402
     RabbitNode,
     RedisNode,
 )
+
 from flowchat_platform.testing import create_database, drop_database  # noqa: E402
 
 _COLLECTOR = Collector()

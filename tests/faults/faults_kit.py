@@ -800,6 +800,136 @@ async def wait_for(
         await asyncio.sleep(interval_s)
 
 
+# --------------------------------------------------------------------------- clients
+
+
+@dataclass
+class Attempt:
+    """One webhook POST of a scenario: who, when, and the gateway's answer (0: no answer)."""
+
+    wa_id: str
+    started: float
+    ended: float
+    status: int
+
+
+async def post_webhook(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, body: bytes
+) -> int:
+    """POST a signed Meta webhook to the gateway; its status code (0 when it did not answer)."""
+    try:
+        r = await client.post(
+            f"{stack.urls['gateway']}/webhooks/meta",
+            content=body,
+            headers=sign(tenant.app_secret, body),
+        )
+    except httpx.TransportError:
+        return 0
+    return r.status_code
+
+
+async def deliver_until_accepted(
+    client: httpx.AsyncClient,
+    stack: FaultStack,
+    tenant: Tenant,
+    body: bytes,
+    wa_id: str,
+    attempts: list[Attempt],
+    *,
+    deadline_s: float = 90,
+) -> bool:
+    """Post one webhook like Meta does: the same body again and again until a 200."""
+    stop = time.monotonic() + deadline_s
+    while time.monotonic() < stop:
+        started = time.monotonic()
+        status = await post_webhook(client, stack, tenant, body)
+        attempts.append(Attempt(wa_id, started, time.monotonic(), status))
+        if status == 200:
+            return True
+        await asyncio.sleep(0.3)
+    return False
+
+
+async def sends_per_recipient(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant
+) -> dict[str, int]:
+    """Ledger rows of the tenant's number, by recipient."""
+    counts: dict[str, int] = {}
+    for entry in await ledger(client, stack, phone_number_id=tenant.phone_number_id):
+        counts[entry["to"]] = counts.get(entry["to"], 0) + 1
+    return counts
+
+
+async def baseline_replies(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, wa_id: str = "15550000001"
+) -> int:
+    """How many messages the bot sends to a new customer's "Hi" (nothing broken)."""
+    await open_windows(client, stack, tenant, [wa_id])
+    body = inbound_webhook(tenant, wa_id, "Hi")
+    assert await deliver_until_accepted(client, stack, tenant, body, wa_id, [], deadline_s=20)
+
+    async def replied() -> int:
+        return (await sends_per_recipient(client, stack, tenant)).get(wa_id, 0)
+
+    await wait_for(replied, timeout_s=30, what="baseline reply")
+    await asyncio.sleep(1.5)  # a reply may come in several messages
+    return await replied()
+
+
+async def api_send(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, to: str, text: str
+) -> str:
+    """A text through the gateway's send API (202); the message id."""
+    r = await client.post(
+        f"{stack.urls['gateway']}/v1/messages",
+        headers={"Authorization": f"Bearer {tenant.api_key}", "Idempotency-Key": uuid.uuid4().hex},
+        json={"account_id": tenant.account_id, "to": to, "content": {"type": "text", "body": text}},
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["message_id"])
+
+
+async def message_state(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, message_id: str, what: str = ""
+) -> Any:
+    """The state-manager's record of a message (``what="/events"``: its history); None if
+    it has none."""
+    r = await client.get(
+        f"{stack.urls['state-manager']}/v1/messages/{message_id}{what}",
+        headers={
+            "Authorization": f"Bearer {stack.env['FLOWCHAT_SERVICE_TOKEN']}",
+            "X-Tenant-ID": tenant.tenant_id,
+        },
+    )
+    return r.json() if r.status_code == 200 else None
+
+
+async def set_faults(
+    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, **faults: Any
+) -> None:
+    """The sandbox's faults for the tenant's number (none given: cleared)."""
+    url = f"{stack.urls['sandbox']}/sandbox/numbers/{tenant.phone_number_id}/faults"
+    r = await (client.put(url, json=faults) if faults else client.delete(url))
+    assert r.status_code in (200, 204), r.text
+
+
+async def scrape(client: httpx.AsyncClient, stack: FaultStack, service: str) -> str:
+    r = await client.get(f"{stack.urls[service]}/metrics")
+    r.raise_for_status()
+    return r.text
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus sample family's values whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 # --------------------------------------------------------------------------- figures
 
 

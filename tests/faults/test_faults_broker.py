@@ -30,6 +30,7 @@ from faults_kit import (
     sign,
     wait_for,
 )
+
 from flowchat_contracts import topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

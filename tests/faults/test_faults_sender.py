@@ -32,6 +32,7 @@ from faults_kit import (
     seed_tenant,
     wait_for,
 )
+
 from flowchat_contracts import topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

@@ -29,6 +29,7 @@ import aio_pika
 import aiohttp
 import jsonschema
 import pytest
+
 from flowchat_contracts import topology
 from flowchat_platform.testing import create_database, drop_database, temporary_vhost
 

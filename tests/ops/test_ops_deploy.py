@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+
 from flowchat_contracts import topology
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from flowchat_contracts import OutboundCommand
 
 ROOT = Path(__file__).resolve().parents[2]

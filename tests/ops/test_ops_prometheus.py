@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from flowchat_platform.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
