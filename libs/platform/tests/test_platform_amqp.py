@@ -142,6 +142,38 @@ async def test_shutdown_drains_in_flight_messages(amqp):
     assert finished == ["wamid.1"]
 
 
+async def test_a_closing_channel_does_not_cut_a_handler_off_midway(amqp, amqp_url):
+    """aiormq cancels a channel's consumer tasks when the channel closes (broker killed,
+    connection cut). A handler half-way through (e.g. a provider called, its outcome not
+    yet stored) must run to its end; the broker then redelivers the unacked message."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+    runs: list[str] = []
+
+    async def handler(item: InboundMessage, _message) -> None:
+        runs.append("started")
+        started.set()
+        await release.wait()
+        runs.append("finished")
+
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=1,
+    )
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
+    await asyncio.wait_for(started.wait(), 5)
+    channel = amqp._consumers[0]._channel
+    assert channel is not None
+    await channel.close()  # what a broker restart does to the channel
+    release.set()
+    await eventually(lambda: runs == ["started", "finished"], timeout_s=10)
+    # unacked on the closed channel: back in its queue for the next consumer
+    got = await eventually(lambda: get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
+    assert len(got) == 1
+
+
 async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):
     """A Redis outage longer than the delivery limit's worth of redeliveries: the
     message is held and handled again until the dependency answers, never parked."""

@@ -385,6 +385,7 @@ class _Consumer(Generic[T]):
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, conn: AbstractRobustConnection) -> None:
         self._channel = await conn.channel()
@@ -420,6 +421,9 @@ class _Consumer(Generic[T]):
 
     async def _ack(self, message: AbstractIncomingMessage) -> None:
         if self._acks is None:
+            if _channel_closed(message):  # handled, but the broker will redeliver it
+                log.info("handled after its channel closed; redelivery expected")
+                return
             await message.ack()
         else:
             self._acks.finished(message)
@@ -429,10 +433,21 @@ class _Consumer(Generic[T]):
             self._acks.settled(message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        """aiormq runs this as a task of the channel and cancels it when the channel
+        closes (broker restart, cut connection). The handling must not stop half-way
+        (a provider called with no outcome recorded, a transaction cut): it runs on in
+        a task of its own; its ack then fails and the broker redelivers, which every
+        handler dedupes. Tasks start in delivery order (nothing is awaited before)."""
         if self._acks is not None:
             self._acks.delivered(message)
         self._inflight += 1
         self._idle.clear()
+        task = asyncio.get_running_loop().create_task(self._process(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         fate = "ack"
         try:
