@@ -19,13 +19,13 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from flowchat_contracts import MediaContent, OutboundCommand, SendResult, topology
+from flowchat_contracts.whatsapp import MB
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.media import PLACEHOLDER_JPEG
 from flowchat_sandbox.settings import Settings as SandboxSettings
 from flowchat_sender.app import create_app
-from flowchat_sender.media import MB
 from flowchat_sender.settings import Settings
 
 pytestmark = pytest.mark.integration

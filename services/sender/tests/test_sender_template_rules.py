@@ -8,16 +8,10 @@ from typing import Any
 import pytest
 
 from flowchat_contracts import TemplateComponent, TemplateContent, TemplateParameter
+from flowchat_contracts.whatsapp import KB, MB, STICKER_ANIMATED_MAX, STICKER_STATIC_MAX
 from flowchat_sender import fates
 from flowchat_sender.errors import MediaRefused
-from flowchat_sender.media import (
-    KB,
-    MB,
-    STICKER_ANIMATED_MAX,
-    STICKER_STATIC_MAX,
-    check_media,
-    is_animated_webp,
-)
+from flowchat_sender.media import check_media, is_animated_webp
 from flowchat_sender.templates import Refusal, Template, check_template, check_twilio
 
 ORDER = Template.from_graph(

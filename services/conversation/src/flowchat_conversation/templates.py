@@ -22,9 +22,9 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 from flowchat_contracts import TemplateComponent, TemplateContent, TemplateParameter
+from flowchat_contracts.whatsapp import PLACEHOLDER, TemplateDefinition, placeholders
 from flowchat_conversation.errors import OutreachError
 
-SLOT = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 FIELD = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:\|([^}]*))?\}\}")
 #: Meta refuses parameters with new lines, tabs or more than 4 consecutive spaces.
 _SPACES = re.compile(r"\s{2,}")
@@ -33,62 +33,23 @@ MAX_PARAMETER_LENGTH = 1024
 ComponentKind = Literal["header", "body"]
 
 
-@dataclass(frozen=True)
-class Template:
-    name: str
-    language: str
-    status: str
-    category: str
-    parameter_format: str
-    components: tuple[dict[str, Any], ...]
+class Template(TemplateDefinition):
+    """A template as a campaign uses it (category ``UTILITY`` when Meta gives none)."""
 
-    @classmethod
-    def from_graph(cls, data: Mapping[str, Any]) -> Template:
-        return cls(
-            name=str(data.get("name", "")),
-            language=str(data.get("language", "")),
-            status=str(data.get("status", "")).upper(),
-            category=str(data.get("category", "UTILITY")).upper(),
-            parameter_format=str(data.get("parameter_format") or "POSITIONAL").upper(),
-            components=tuple(c for c in data.get("components") or [] if isinstance(c, dict)),
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "language": self.language,
-            "status": self.status,
-            "category": self.category,
-            "parameter_format": self.parameter_format,
-            "components": list(self.components),
-        }
-
-    def _component(self, kind: ComponentKind) -> dict[str, Any] | None:
-        for component in self.components:
-            if str(component.get("type", "")).lower() == kind:
-                return component
-        return None
+    DEFAULT_CATEGORY = "UTILITY"
 
     def text(self, kind: ComponentKind) -> str:
-        component = self._component(kind)
+        component = self.component(kind)
         if component is None or str(component.get("format", "TEXT")).upper() != "TEXT":
             return ""
         return str(component.get("text") or "")
 
     def slots(self, kind: ComponentKind) -> list[str]:
-        seen: list[str] = []
-        for name in SLOT.findall(self.text(kind)):
-            if name not in seen:
-                seen.append(name)
-        return seen
-
-    @property
-    def named(self) -> bool:
-        return self.parameter_format == "NAMED"
+        return placeholders(self.text(kind))
 
     @property
     def media_header(self) -> str | None:
-        component = self._component("header")
+        component = self.component("header")
         fmt = str((component or {}).get("format", "TEXT")).upper()
         return fmt.lower() if component is not None and fmt != "TEXT" else None
 
@@ -237,7 +198,7 @@ def preview(template: Template, components: list[dict[str, Any]]) -> str:
             (p.get("parameter_name") or str(n)): p["text"] for n, p in enumerate(given, start=1)
         }
         if text:
-            out.append(SLOT.sub(_filler(by_slot), text))
+            out.append(PLACEHOLDER.sub(_filler(by_slot), text))
     return "\n".join(out)
 
 

@@ -23,13 +23,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from flowchat_contracts.whatsapp import (
+    KB,
+    MAX_MEDIA_BYTES,
+    MEDIA_TYPES,
+    STICKER_STATIC_MAX,
+    MediaKind,
+    normalize_mime,
+)
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_platform.tenant_client import AccountCredentials
@@ -40,45 +48,9 @@ from flowchat_sender.service import AccountSource
 
 log = get_logger(__name__)
 
-MediaKind = Literal["image", "video", "audio", "document", "sticker"]
-
-KB = 1024
-MB = 1024 * KB
 PREFIX = "flowchat:sender:media:"
 #: Media ids from the API live 30 days; the cache forgets them a day earlier.
 CACHE_TTL_S = 29 * 24 * 3600
-STICKER_STATIC_MAX = 100 * KB
-STICKER_ANIMATED_MAX = 500 * KB
-
-#: MIME type → (kind, largest file in bytes) — reference §5.
-MIME_TYPES: dict[str, tuple[MediaKind, int]] = {
-    "audio/aac": ("audio", 16 * MB),
-    "audio/amr": ("audio", 16 * MB),
-    "audio/mpeg": ("audio", 16 * MB),
-    "audio/mp4": ("audio", 16 * MB),
-    "audio/ogg": ("audio", 16 * MB),
-    "text/plain": ("document", 100 * MB),
-    "application/pdf": ("document", 100 * MB),
-    "application/msword": ("document", 100 * MB),
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (
-        "document",
-        100 * MB,
-    ),
-    "application/vnd.ms-excel": ("document", 100 * MB),
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ("document", 100 * MB),
-    "application/vnd.ms-powerpoint": ("document", 100 * MB),
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (
-        "document",
-        100 * MB,
-    ),
-    "image/jpeg": ("image", 5 * MB),
-    "image/png": ("image", 5 * MB),
-    "image/webp": ("sticker", STICKER_ANIMATED_MAX),
-    "video/mp4": ("video", 16 * MB),
-    "video/3gpp": ("video", 16 * MB),
-}
-#: The largest upload of any kind.
-MAX_BYTES = max(limit for _, limit in MIME_TYPES.values())
 
 
 def _label(kind: str | None) -> str:
@@ -86,15 +58,10 @@ def _label(kind: str | None) -> str:
     return kind if kind in ("image", "video", "audio", "document", "sticker") else "unknown"
 
 
-def normalize_mime(value: str | None) -> str:
-    """``image/jpeg; charset=x`` → ``image/jpeg``."""
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
 def max_bytes(mime_type: str) -> int:
     """The largest file of that MIME type (unknown types: the largest of any)."""
-    known = MIME_TYPES.get(normalize_mime(mime_type))
-    return known[1] if known else MAX_BYTES
+    known = MEDIA_TYPES.get(normalize_mime(mime_type))
+    return known[1] if known else MAX_MEDIA_BYTES
 
 
 def is_animated_webp(data: bytes) -> bool:
@@ -111,11 +78,11 @@ def is_animated_webp(data: bytes) -> bool:
 def check_media(mime_type: str, data: bytes, *, kind: str | None = None) -> MediaKind:
     """The kind of an acceptable upload, else :class:`MediaRefused`."""
     mime = normalize_mime(mime_type)
-    known = MIME_TYPES.get(mime)
+    known = MEDIA_TYPES.get(mime)
     if known is None:
         raise MediaRefused(
             f"WhatsApp does not take {mime or 'untyped'} media; types: "
-            + ", ".join(sorted(MIME_TYPES)),
+            + ", ".join(sorted(MEDIA_TYPES)),
             reason="type",
         )
     media_kind, limit = known
@@ -314,7 +281,7 @@ class MediaStore:
     ) -> StoredMedia:
         """Download ``link`` once (bounded by the kind's limit), then :meth:`put` it."""
         await self.account(tenant_id, account_id)
-        limit = max_bytes(mime_type) if mime_type else MAX_BYTES
+        limit = max_bytes(mime_type) if mime_type else MAX_MEDIA_BYTES
         try:
             data, served = await self.graph.download(link, limit=limit)
         except MediaRefused:

@@ -19,9 +19,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowchat_contracts.whatsapp import MAX_MEDIA_BYTES
 from flowchat_platform.http import ApiError
 from flowchat_sender.errors import MediaRefused, MediaUploadFailed
-from flowchat_sender.media import MAX_BYTES, MediaStore, max_bytes
+from flowchat_sender.media import MediaStore, max_bytes
 from flowchat_sender.routes import require_service
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -86,7 +87,7 @@ async def upload(
     kind: Kind = None,
 ) -> dict[str, Any]:
     mime = request.headers.get("content-type", "")
-    limit = max_bytes(mime) if mime else MAX_BYTES
+    limit = max_bytes(mime) if mime else MAX_MEDIA_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")

@@ -49,6 +49,12 @@ from flowchat_contracts import (
     TemplateContent,
     TemplateParameter,
 )
+from flowchat_contracts.whatsapp import (
+    TEMPLATE_STATUSES,
+    TemplateDefinition,
+    parameter_mismatch,
+    placeholders,
+)
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_platform.tenant_client import AccountCredentials
@@ -59,7 +65,6 @@ log = get_logger(__name__)
 
 PREFIX = "flowchat:sender:templates:"
 _SYNCED_AT = "@synced_at"
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 #: Meta refuses text parameters with new lines, tabs or more than 4 consecutive spaces.
 _BAD_TEXT = re.compile(r"[\n\t]| {5,}")
 _MEDIA_FORMATS = ("IMAGE", "VIDEO", "DOCUMENT")
@@ -71,23 +76,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 #: ``message_template_status_update`` events → the template's status.
-_STATUS_EVENTS = {
-    **{
-        s: s
-        for s in (
-            "APPROVED",
-            "PENDING",
-            "REJECTED",
-            "PAUSED",
-            "DISABLED",
-            "IN_APPEAL",
-            "PENDING_DELETION",
-            "DELETED",
-            "LIMIT_EXCEEDED",
-        )
-    },
-    "REINSTATED": "APPROVED",
-}
+_STATUS_EVENTS = {**{s: s for s in TEMPLATE_STATUSES}, "REINSTATED": "APPROVED"}
 #: Template events that change what a send may use.
 TEMPLATE_FIELDS = frozenset(
     {
@@ -98,54 +87,8 @@ TEMPLATE_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Template:
-    name: str
-    language: str
-    status: str
-    category: str
-    parameter_format: str
-    components: tuple[Mapping[str, Any], ...]
-
-    @classmethod
-    def from_graph(cls, data: Mapping[str, Any]) -> Template:
-        components = data.get("components") or []
-        return cls(
-            name=str(data.get("name", "")),
-            language=str(data.get("language", "")),
-            status=str(data.get("status", "")).upper(),
-            category=str(data.get("category", "")).upper(),
-            parameter_format=str(data.get("parameter_format") or "POSITIONAL").upper(),
-            components=tuple(c for c in components if isinstance(c, dict)),
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "language": self.language,
-            "status": self.status,
-            "category": self.category,
-            "parameter_format": self.parameter_format,
-            "components": list(self.components),
-        }
-
-    @property
-    def named(self) -> bool:
-        return self.parameter_format == "NAMED"
-
-    def component(self, kind: str) -> Mapping[str, Any] | None:
-        for c in self.components:
-            if str(c.get("type", "")).upper() == kind:
-                return c
-        return None
-
-
-def placeholders(text: str) -> list[str]:
-    seen: list[str] = []
-    for name in PLACEHOLDER.findall(text or ""):
-        if name not in seen:
-            seen.append(name)
-    return seen
+class Template(TemplateDefinition):
+    """A template of the catalog (category ``""`` when Meta gives none)."""
 
 
 @dataclass(frozen=True)
@@ -235,21 +178,21 @@ def _check_header(template: Template, params: list[TemplateParameter]) -> None:
 
 def _check_text(kind: str, template: Template, text: str, params: list[TemplateParameter]) -> None:
     slots = placeholders(text)
-    if len(params) != len(slots):
+    names = [p.parameter_name for p in params]
+    mismatch = parameter_mismatch(slots, names, named=template.named)
+    if mismatch == "count":
         shown = ", ".join("{{" + s + "}}" for s in slots) or "none"
         raise _count(
             f"{kind}: the template has {len(slots)} parameter(s) ({shown}), {len(params)} given"
         )
-    names = [p.parameter_name for p in params]
-    if template.named:
-        if any(n is None for n in names):
-            raise _format(f"{kind}: the template has named parameters; give each a parameter_name")
-        if sorted(str(n) for n in names) != sorted(slots):
-            raise _format(
-                f"{kind}: expected parameters named {', '.join(slots)}; got "
-                f"{', '.join(str(n) for n in names)}"
-            )
-    elif any(n is not None for n in names):
+    if mismatch == "unnamed":
+        raise _format(f"{kind}: the template has named parameters; give each a parameter_name")
+    if mismatch == "names":
+        raise _format(
+            f"{kind}: expected parameters named {', '.join(slots)}; got "
+            f"{', '.join(str(n) for n in names)}"
+        )
+    if mismatch == "named_positional":
         raise _format(
             f"{kind}: the template has positional parameters ({{{{1}}}}, …); give no parameter_name"
         )

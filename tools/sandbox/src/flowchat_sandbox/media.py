@@ -5,7 +5,8 @@
   30 days; media a customer sends (an inbound image) gets an id that lives 7 days.
 - ``GET /{media_id}`` answers ``{messaging_product, url, mime_type, sha256,
   file_size, id}``; the URL is valid for 5 minutes and needs the bearer token too.
-- MIME types and size limits per kind are Meta's (…/business-phone-numbers/media).
+- MIME types and size limits per kind are Meta's (…/business-phone-numbers/media),
+  kept once in :mod:`flowchat_contracts.whatsapp`.
 
 The URL carries an HMAC of the media id and its expiry under a per-process key, so
 a URL cannot be forged or extended.
@@ -19,41 +20,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-MB = 1024 * 1024
+from flowchat_contracts.whatsapp import MAX_MEDIA_BYTES, MEDIA_TYPES
+from flowchat_contracts.whatsapp import normalize_mime as mime_essence
+
 API_MEDIA_TTL_S = 30 * 24 * 3600
 INBOUND_MEDIA_TTL_S = 7 * 24 * 3600
 URL_TTL_S = 5 * 60
 DOWNLOAD_PATH = "/whatsapp_business/attachments/"
 
-#: MIME type → (kind, largest file in bytes).
-MIME_TYPES: dict[str, tuple[str, int]] = {
-    "audio/aac": ("audio", 16 * MB),
-    "audio/amr": ("audio", 16 * MB),
-    "audio/mpeg": ("audio", 16 * MB),
-    "audio/mp4": ("audio", 16 * MB),
-    "audio/ogg": ("audio", 16 * MB),
-    "text/plain": ("document", 100 * MB),
-    "application/pdf": ("document", 100 * MB),
-    "application/msword": ("document", 100 * MB),
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (
-        "document",
-        100 * MB,
-    ),
-    "application/vnd.ms-excel": ("document", 100 * MB),
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ("document", 100 * MB),
-    "application/vnd.ms-powerpoint": ("document", 100 * MB),
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (
-        "document",
-        100 * MB,
-    ),
-    "image/jpeg": ("image", 5 * MB),
-    "image/png": ("image", 5 * MB),
-    "image/webp": ("sticker", 500 * 1024),
-    "video/mp4": ("video", 16 * MB),
-    "video/3gpp": ("video", 16 * MB),
-}
 #: The largest upload of any kind (the route refuses bigger bodies before parsing).
-MAX_UPLOAD_BYTES = max(limit for _, limit in MIME_TYPES.values())
+MAX_UPLOAD_BYTES = MAX_MEDIA_BYTES
 
 #: What a customer's phone "sends" when a test gives no bytes: a 1x1 JPEG.
 PLACEHOLDER_JPEG = bytes.fromhex(
@@ -79,18 +55,18 @@ class MediaRefused(ValueError):
 
 def normalize_mime(value: str) -> str:
     """``image/jpeg; charset=x`` → ``image/jpeg``; ``ogg`` → ``audio/ogg`` (as curl sends)."""
-    mime = value.split(";", 1)[0].strip().lower()
+    mime = mime_essence(value)
     short = {"ogg": "audio/ogg", "jpeg": "image/jpeg", "jpg": "image/jpeg", "png": "image/png"}
     return short.get(mime, mime)
 
 
 def check_upload(mime_type: str, size: int) -> str:
     """The kind of an acceptable upload, else :class:`MediaRefused`."""
-    known = MIME_TYPES.get(mime_type)
+    known = MEDIA_TYPES.get(mime_type)
     if known is None:
         raise MediaRefused(
             f"Param file must be a file with one of the following types: "
-            f"{', '.join(sorted(MIME_TYPES))}. Received file of type '{mime_type}'.",
+            f"{', '.join(sorted(MEDIA_TYPES))}. Received file of type '{mime_type}'.",
             reason="type",
         )
     kind, limit = known

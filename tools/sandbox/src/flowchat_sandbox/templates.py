@@ -10,27 +10,19 @@ missing in that language → 132001.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowchat_contracts.whatsapp import (
+    TEMPLATE_CATEGORIES,
+    TEMPLATE_STATUSES,
+    parameter_mismatch,
+    placeholders,
+)
 from flowchat_sandbox.errors import GraphError
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-STATUSES = frozenset(
-    {
-        "APPROVED",
-        "PENDING",
-        "REJECTED",
-        "PAUSED",
-        "DISABLED",
-        "IN_APPEAL",
-        "PENDING_DELETION",
-        "DELETED",
-        "LIMIT_EXCEEDED",
-    }
-)
-CATEGORIES = frozenset({"MARKETING", "UTILITY", "AUTHENTICATION"})
+STATUSES = TEMPLATE_STATUSES
+CATEGORIES = TEMPLATE_CATEGORIES
 MEDIA_FORMATS = frozenset({"IMAGE", "VIDEO", "DOCUMENT", "LOCATION"})
 
 
@@ -55,14 +47,6 @@ class Template:
             "category": self.category,
             "id": self.id,
         }
-
-
-def placeholders(text: str) -> list[str]:
-    seen: list[str] = []
-    for name in PLACEHOLDER.findall(text or ""):
-        if name not in seen:
-            seen.append(name)
-    return seen
 
 
 def _given(send: dict[str, Any], kind: str) -> list[dict[str, Any]]:
@@ -99,16 +83,18 @@ def check_send(template: Template | None, send: dict[str, Any]) -> None:
                 raise GraphError(132012, f"header: expected a {fmt.lower()} parameter.")
             continue
         expected = placeholders(str(component.get("text", "")))
-        if len(given) != len(expected):
+        mismatch = parameter_mismatch(
+            expected, [p.get("parameter_name") for p in given], named=named
+        )
+        if mismatch == "count":
             raise GraphError(
                 132000,
                 f"{kind.lower()}: number of localizable_params ({len(given)}) does not match "
                 f"the expected number of params ({len(expected)})",
             )
-        names = [p.get("parameter_name") for p in given]
-        if named and sorted(str(n) for n in names) != sorted(expected):
+        if mismatch in ("unnamed", "names"):
             raise GraphError(
                 132012, f"{kind.lower()}: expected named parameters {', '.join(expected)}."
             )
-        if not named and any(n is not None for n in names):
+        if mismatch == "named_positional":
             raise GraphError(132012, f"{kind.lower()}: template expects positional parameters.")
