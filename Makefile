@@ -34,7 +34,7 @@ test: setup ## Unit and integration tests against the real servers (started if n
 	@$(STACK) servers
 	@$(UV) run --frozen pytest -q
 
-test-faults: setup ## Fault, load and bad-input suite: breaks its own broker/Redis on purpose (~5 min)
+test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL on purpose (~7 min)
 	@$(STACK) servers
 	@$(UV) run --frozen pytest -q tests/faults
 

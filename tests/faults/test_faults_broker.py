@@ -4,7 +4,7 @@
    webhook answered 200 is processed, consumers back within 30 s, no second send.
 2. ``close_all_connections``: every service reconnects, consumers restored.
 3. A stalled link (TCP proxy): the gateway answers 503 within its publish deadline.
-4. Memory alarm (``vm_memory_high_watermark 0``): publishers blocked → 503; recovery.
+(4, the memory alarm, is in ``test_faults_alarm.py``.)
 """
 
 from __future__ import annotations
@@ -12,22 +12,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from faults_kit import (
+    Attempt,
     FaultStack,
     Figures,
     RabbitNode,
     TcpProxy,
     Tenant,
+    baseline_replies,
+    deliver_until_accepted,
     duplicates,
     inbound_webhook,
     ledger,
     open_windows,
+    post_webhook,
     seed_tenant,
-    sign,
+    sends_per_recipient,
     wait_for,
 )
 
@@ -42,29 +45,7 @@ CONSUMED = (
 )
 
 
-@dataclass
-class Attempt:
-    wa_id: str
-    started: float
-    ended: float
-    status: int
-
-
-async def post_webhook(
-    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, body: bytes
-) -> int:
-    try:
-        r = await client.post(
-            f"{stack.urls['gateway']}/webhooks/meta",
-            content=body,
-            headers=sign(tenant.app_secret, body),
-        )
-    except httpx.TransportError:
-        return 0
-    return r.status_code
-
-
-async def deliver_until_accepted(
+async def say_hi_until_accepted(
     client: httpx.AsyncClient,
     stack: FaultStack,
     tenant: Tenant,
@@ -73,42 +54,11 @@ async def deliver_until_accepted(
     *,
     deadline_s: float = 90,
 ) -> bool:
-    """Post one customer's "Hi" like Meta does: again and again until a 200."""
-    body = inbound_webhook(tenant, wa_id, "Hi")  # same wamid on every retry
-    stop = time.monotonic() + deadline_s
-    while time.monotonic() < stop:
-        started = time.monotonic()
-        status = await post_webhook(client, stack, tenant, body)
-        attempts.append(Attempt(wa_id, started, time.monotonic(), status))
-        if status == 200:
-            return True
-        await asyncio.sleep(0.3)
-    return False
-
-
-async def replies_per_customer(
-    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant
-) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for entry in await ledger(client, stack, phone_number_id=tenant.phone_number_id):
-        counts[entry["to"]] = counts.get(entry["to"], 0) + 1
-    return counts
-
-
-async def baseline_replies(client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant) -> int:
-    """How many messages the bot sends to a new customer's "Hi" (nothing broken)."""
-    wa_id = "15550000001"
-    await open_windows(client, stack, tenant, [wa_id])
-    assert await deliver_until_accepted(client, stack, tenant, wa_id, [], deadline_s=10)
-    await wait_for(
-        lambda: _count(client, stack, tenant, wa_id), timeout_s=20, what="baseline reply"
+    """One customer's "Hi", posted like Meta does (same wamid) until a 200."""
+    body = inbound_webhook(tenant, wa_id, "Hi")
+    return await deliver_until_accepted(
+        client, stack, tenant, body, wa_id, attempts, deadline_s=deadline_s
     )
-    await asyncio.sleep(1.5)  # a reply may come in several messages
-    return (await replies_per_customer(client, stack, tenant))[wa_id]
-
-
-async def _count(client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, wa_id: str) -> int:
-    return (await replies_per_customer(client, stack, tenant)).get(wa_id, 0)
 
 
 def consumers_back(node: RabbitNode, vhost: str) -> bool:
@@ -131,13 +81,13 @@ async def settle_and_count(
     """Wait until every customer got its replies; fill processed, lost, duplicated."""
 
     async def all_answered() -> bool:
-        counts = await replies_per_customer(client, stack, tenant)
+        counts = await sends_per_recipient(client, stack, tenant)
         return all(counts.get(c, 0) >= per_customer for c in customers)
 
     with contextlib.suppress(AssertionError):
         await wait_for(all_answered, timeout_s=timeout_s, interval_s=0.5, what="replies")
     await asyncio.sleep(2)  # late duplicates would show up now
-    counts = await replies_per_customer(client, stack, tenant)
+    counts = await sends_per_recipient(client, stack, tenant)
     entries = await ledger(client, stack, phone_number_id=tenant.phone_number_id)
     fig.processed = sum(1 for c in customers if counts.get(c, 0) >= per_customer)
     fig.lost = len(customers) - fig.processed
@@ -162,7 +112,7 @@ async def test_broker_sigkill_under_load(make_stack, rabbit_node, vhost, figures
         async def worker() -> None:
             while not queue.empty():
                 wa_id = queue.get_nowait()
-                await deliver_until_accepted(client, stack, tenant, wa_id, attempts)
+                await say_hi_until_accepted(client, stack, tenant, wa_id, attempts)
                 await asyncio.sleep(0.02)
 
         workers = [asyncio.create_task(worker()) for _ in range(8)]
@@ -225,7 +175,7 @@ async def test_close_all_connections_reconnects_and_restores_consumers(
         figures.recover_s = time.monotonic() - closed
         attempts: list[Attempt] = []
         for c in customers:
-            assert await deliver_until_accepted(client, stack, tenant, c, attempts, deadline_s=30)
+            assert await say_hi_until_accepted(client, stack, tenant, c, attempts, deadline_s=30)
         figures.sent = len(customers)
         await settle_and_count(client, stack, tenant, customers, per_customer, figures)
         figures.notes = f"attempts={len(attempts)}"
@@ -266,7 +216,7 @@ async def test_stalled_broker_link_gives_503_within_the_deadline(
             healed = time.monotonic()
             attempts: list[Attempt] = []
             for c in customers:
-                assert await deliver_until_accepted(
+                assert await say_hi_until_accepted(
                     client, stack, tenant, c, attempts, deadline_s=40
                 )
             figures.recover_s = time.monotonic() - healed

@@ -16,8 +16,6 @@ import contextlib
 import json
 import re
 import time
-import uuid
-from typing import Any
 
 import aio_pika
 import httpx
@@ -26,8 +24,11 @@ from faults_kit import (
     FaultStack,
     TcpProxy,
     Tenant,
+    api_send,
     duplicates,
     ledger,
+    message_state,
+    metric_value,
     open_windows,
     seed_tenant,
     wait_for,
@@ -40,31 +41,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 FINAL_OK = {"accepted", "sent", "delivered", "read"}
 
 
-async def api_send(
-    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, to: str, text: str
-) -> str:
-    r = await client.post(
-        f"{stack.urls['gateway']}/v1/messages",
-        headers={"Authorization": f"Bearer {tenant.api_key}", "Idempotency-Key": uuid.uuid4().hex},
-        json={"account_id": tenant.account_id, "to": to, "content": {"type": "text", "body": text}},
-    )
-    assert r.status_code == 202, r.text
-    return str(r.json()["message_id"])
-
-
-async def state_of(
-    client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant, message_id: str
-) -> dict[str, Any] | None:
-    r = await client.get(
-        f"{stack.urls['state-manager']}/v1/messages/{message_id}",
-        headers={
-            "Authorization": f"Bearer {stack.env['FLOWCHAT_SERVICE_TOKEN']}",
-            "X-Tenant-ID": tenant.tenant_id,
-        },
-    )
-    return r.json() if r.status_code == 200 else None
-
-
 async def drop_status_webhooks(
     client: httpx.AsyncClient, stack: FaultStack, tenant: Tenant
 ) -> None:
@@ -74,16 +50,6 @@ async def drop_status_webhooks(
         json={"drop_webhooks": -1},
     )
     assert r.status_code in (200, 204), r.text
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 # ----------------------------------------------------------------------------- 5
@@ -116,14 +82,14 @@ async def test_sender_killed_between_provider_call_and_ack(make_stack, rabbit_no
             await asyncio.to_thread(stack.restart, "sender")
 
             async def all_recorded() -> bool:
-                states = [await state_of(client, stack, tenant, i) for i in ids]
+                states = [await message_state(client, stack, tenant, i) for i in ids]
                 return all(s is not None and s["status"] in FINAL_OK for s in states)
 
             with contextlib.suppress(AssertionError):
                 await wait_for(all_recorded, timeout_s=30, interval_s=0.5, what="results")
             figures.recover_s = time.monotonic() - killed
             entries = await ledger(client, stack)
-            states = [await state_of(client, stack, tenant, i) for i in ids]
+            states = [await message_state(client, stack, tenant, i) for i in ids]
     wamids = {e["biz_opaque_callback_data"]: e["wamid"] for e in entries}
     recorded = [
         s
@@ -221,12 +187,12 @@ async def test_poison_retry_tiers_then_dlq_and_malformed_json_parked(
 
         await wait_for(fine_sent, timeout_s=20, what="next message after the poison")
         sender_metrics = (await client.get(f"{stack.urls['sender']}/metrics")).text
-        doomed_state = await state_of(client, stack, tenant, doomed)
+        doomed_state = await message_state(client, stack, tenant, doomed)
         entries = await ledger(client, stack)
     parked = await drain_queue(url, topology.QUEUE_OUTBOUND_DLQ)
     poison = await drain_queue(url, topology.QUEUE_POISON)
     headers = parked[0].headers if parked else {}
-    retries = metric(sender_metrics, "flowchat_sender_sends_total", outcome="retry")
+    retries = metric_value(sender_metrics, "flowchat_sender_sends_total", outcome="retry")
     first = str(headers.get("x-flowchat-first-failure", ""))
     last = str(headers.get("x-flowchat-last-failure", ""))
     figures.sent = 2
@@ -292,14 +258,14 @@ async def test_sigterm_under_load_drains_and_loses_nothing(make_stack, figures):
             await asyncio.to_thread(stack.restart, name)
 
         async def all_recorded() -> bool:
-            states = [await state_of(client, stack, tenant, i) for i in ids]
+            states = [await message_state(client, stack, tenant, i) for i in ids]
             return all(s is not None and s["status"] in FINAL_OK for s in states)
 
         with contextlib.suppress(AssertionError):
             await wait_for(all_recorded, timeout_s=60, interval_s=1, what="all recorded")
         figures.recover_s = time.monotonic() - restarted
         entries = await ledger(client, stack)
-        states = [await state_of(client, stack, tenant, i) for i in ids]
+        states = [await message_state(client, stack, tenant, i) for i in ids]
     sent_ids = {e.get("biz_opaque_callback_data") for e in entries}
     figures.sent = len(ids)
     figures.processed = sum(
