@@ -14,6 +14,7 @@ dashboards and alerts use have samples.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -31,13 +32,18 @@ import jsonschema
 import pytest
 
 from flowchat_contracts import topology
-from flowchat_platform.testing import create_database, drop_database, temporary_vhost
+from flowchat_platform.testing import (
+    create_database,
+    drop_database,
+    temporary_redis_db,
+    temporary_vhost,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 DEPLOY = ROOT / "deploy"
-#: Not the tests' db 13 (flushed by every redis_url fixture): keys here are per random tenant.
-OPS_REDIS_URL = os.environ.get("FLOWCHAT_OPS_REDIS_URL", "redis://127.0.0.1:6379/14")
+#: A Redis database of the ops stack's own: this override, else one leased for the session.
+OPS_REDIS_URL = os.environ.get("FLOWCHAT_OPS_REDIS_URL")
 SERVICES = ("gateway", "tenant", "conversation", "sender", "state-manager", "sandbox")
 
 
@@ -191,12 +197,17 @@ def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
     cross = load_cross_conftest()
     database_url = asyncio.run(create_database())
     try:
-        with temporary_vhost() as amqp_url:
+        with (
+            temporary_vhost() as amqp_url,
+            contextlib.nullcontext(OPS_REDIS_URL)
+            if OPS_REDIS_URL
+            else temporary_redis_db() as redis_url,
+        ):
             stack = cross.start_stack(
                 tmp_path_factory.mktemp("stack"),
                 amqp_url,
                 database_url,
-                OPS_REDIS_URL,
+                redis_url,
             )
             try:
                 seeded = asyncio.run(play_traffic(stack, cross.load_script("demo")))
