@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from flowchat_platform.testing import free_port, temporary_redis_db
+from flowchat_platform.testing import free_port, private_redis_server, temporary_redis_db
 
 pytestmark = pytest.mark.e2e
 
@@ -44,31 +43,12 @@ RANK = {"text": 0, "interactive": 1, "document": 2}
 def redis_url(tmp_path: Any) -> Any:
     """A private Redis for this stack when ``redis-server`` is installed, else a leased
     database of the shared one (``temporary_redis_db``)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         with temporary_redis_db() as url:
             yield url
         return
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with private_redis_server(tmp_path) as url:
+        yield url
 
 
 class Shop:

@@ -617,21 +617,6 @@ async def seed_tenant(
             **({"throughput_mps": throughput_mps} if throughput_mps else {}),
         },
     )
-    if r.status_code == 422 and throughput_mps:  # the account API may not take a rate
-        r = await client.post(
-            f"{stack.urls['tenant']}/v1/tenants/{tenant_id}/accounts",
-            headers=operator,
-            json={
-                "provider": "meta",
-                "phone_number_id": phone_number_id,
-                "waba_id": waba_id,
-                "display_phone_number": display,
-                "app_id": f"3099{suffix}",
-                "app_secret": app_secret,
-                "verify_token": verify_token,
-                "access_token": access_token,
-            },
-        )
     assert r.status_code in (200, 201), r.text
     account_id = r.json()["account_id"]
     r = await client.post(

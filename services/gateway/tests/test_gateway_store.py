@@ -3,10 +3,6 @@ scripts loaded, like one that restarted under a running gateway."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,36 +10,15 @@ import pytest
 
 from flowchat_gateway.store import CUSTOMER_WINDOW_TTL_S, GatewayStore, customer_window_key
 from flowchat_platform.redis import create_redis
-from flowchat_platform.testing import free_port
+from flowchat_platform.testing import private_redis_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def fresh_redis_url(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with private_redis_server(tmp_path) as url:
+        yield url
 
 
 async def test_record_marks_and_windows_in_one_go_even_without_loaded_scripts(

@@ -165,6 +165,36 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
+@contextlib.contextmanager
+def private_redis_server(directory: str | os.PathLike[str]) -> Iterator[str]:
+    """A ``redis-server`` of the caller's own on a free port (no persistence, data in
+    ``directory``), stopped on the way out; its URL (db 0). Skips the test when
+    ``redis-server`` is not installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(  # noqa: S603 - our own redis-server, fixed arguments
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

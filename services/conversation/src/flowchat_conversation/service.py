@@ -423,8 +423,7 @@ class ConversationService:
             due_at=placed.due_at,
             now=self.clock(),
         )
-        if reminder is not None and await tx.schedule_reminder(reminder):
-            metrics.REMINDERS.labels("payment_due", "scheduled").inc()
+        await _schedule(tx, reminder)
 
     async def _restock(
         self, tx: ConversationTx, key: ConversationKey, watch: bot.WatchRestock
@@ -439,8 +438,7 @@ class ConversationService:
             product_name=watch.name,
             now=self.clock(),
         )
-        if reminder is not None and await tx.schedule_reminder(reminder):
-            metrics.REMINDERS.labels("restock", "scheduled").inc()
+        await _schedule(tx, reminder)
 
     async def _abandoned_cart(
         self, tx: ConversationTx, key: ConversationKey, session: bot.Session, *, had_cart: bool
@@ -705,8 +703,7 @@ class OrderService:
                 order_id=order_id,
                 now=datetime.now(UTC),
             )
-            if reminder is not None and await tx.schedule_reminder(reminder):
-                metrics.REMINDERS.labels("order_follow_up", "scheduled").inc()
+            await _schedule(tx, reminder)
 
     async def record_payment(
         self, tenant_id: str, order_id: str, *, reference: str, amount: Decimal
@@ -925,3 +922,10 @@ class CatalogService:
             updated=updated,
             rejected=parsed.rejected,
         )
+
+
+async def _schedule(tx: ConversationTx, reminder: NewReminder | None) -> None:
+    """Schedule a reminder the bot asked for in the conversation's transaction (none
+    when the kind is switched off), counting what was added."""
+    if reminder is not None and await tx.schedule_reminder(reminder):
+        metrics.REMINDERS.labels(reminder.kind, "scheduled").inc()
