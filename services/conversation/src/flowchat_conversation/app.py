@@ -19,7 +19,7 @@ from flowchat_conversation.consumer import AmqpOutbox, InboundConsumer
 from flowchat_conversation.deps import ApiContext
 from flowchat_conversation.optouts import RedisOptOuts
 from flowchat_conversation.orders import InvoiceLinks
-from flowchat_conversation.outreach import AmqpOutreachOutbox, Outreach
+from flowchat_conversation.outreach import Outreach
 from flowchat_conversation.outreach_repository import OutreachRepository
 from flowchat_conversation.reminders import BotReminders
 from flowchat_conversation.repository import Repository
@@ -115,7 +115,7 @@ async def start_outreach(
     """The opt-out sets repaired, then contacts, campaigns and reminders (and their workers)."""
     await rebuild_optouts(optouts, repository)
     outreach = Outreach.build(
-        settings, repository, AmqpOutreachOutbox(amqp), tenants, http, optouts=optouts
+        settings, repository, AmqpOutbox(amqp), tenants, http, optouts=optouts
     )
     if settings.outreach_workers:
         await outreach.start(amqp, background, prefetch=settings.prefetch)

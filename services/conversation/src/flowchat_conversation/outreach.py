@@ -191,22 +191,6 @@ class OutreachEvents:
             metrics.CAMPAIGN_EVENTS.labels("business", "ignored").inc()
 
 
-class AmqpOutreachOutbox:
-    """Publishes campaign and reminder commands to ``flowchat.outbound`` with a confirm."""
-
-    def __init__(self, amqp: Amqp) -> None:
-        self._amqp = amqp
-
-    async def send(self, command: Any) -> None:
-        await self._amqp.publish(
-            topology.EXCHANGE_OUTBOUND,
-            topology.outbound_routing_key(command.tenant_id, command.account_id, command.category),
-            command,
-            message_id=command.message_id,
-            correlation_id=command.correlation_id,
-        )
-
-
 @dataclass
 class Outreach:
     contacts: ContactsService
