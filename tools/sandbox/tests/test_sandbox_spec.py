@@ -178,3 +178,18 @@ def test_cached_verdicts_match_fresh_ones(spec):
     # a different body is judged afresh, not by the cached verdict of another
     assert code_of(validator, {**good, "text": {"body": "y", "extra": 1}}) == 100
     assert code_of(validator, {**good, "to": 7}) == 100
+
+
+def test_cached_verdicts_ignore_callback_data_values_but_not_their_limit(spec):
+    validator = SendValidator(spec)
+    good = {"messaging_product": "whatsapp", "to": "1", "type": "text", "text": {"body": "x"}}
+    for data in ("m-1", "m-2", "x" * 512):
+        assert validator.validate({**good, "biz_opaque_callback_data": data})
+    # one verdict serves every callback value of this shape
+    assert len(validator._verdicts) == 1
+    assert code_of(validator, {**good, "biz_opaque_callback_data": "x" * 513}) == 131009
+    assert code_of(validator, {**good, "biz_opaque_callback_data": 7}) == 100
+    # a body without callback data is not the same shape as one with it
+    assert code_of(validator, {**good, "text": {"body": "x" * 4097}}) == 131009
+    with_data = {**good, "text": {"body": "x" * 4097}, "biz_opaque_callback_data": "m"}
+    assert code_of(validator, with_data) == 131009
