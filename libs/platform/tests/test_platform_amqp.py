@@ -53,6 +53,34 @@ async def test_publish_is_confirmed_and_routed_by_topology(amqp, amqp_url):
     got = await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
     assert [InboundMessage.model_validate_json(m.body) for m in got] == [msg]
     assert got[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert (got[0].message_id, got[0].content_type, got[0].app_id) == (
+        msg.event_id,
+        "application/json",
+        "test",
+    )
+    assert got[0].type == msg.kind
+
+
+async def test_publish_carries_headers_and_correlation(amqp, amqp_url):
+    msg = inbound()
+    await amqp.publish(
+        topology.EXCHANGE_INBOUND,
+        "t1.a1.text",
+        msg,
+        correlation_id="corr-1",
+        headers={"x-flowchat-attempt": 3, "x-flowchat-reason": "why"},
+        message_type="custom",
+    )
+    (got,) = await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    assert got.correlation_id == "corr-1"
+    own = {k: v for k, v in got.headers.items() if k != "x-delivery-count"}  # the broker's
+    assert own == {"x-flowchat-attempt": 3, "x-flowchat-reason": "why"}
+    assert got.type == "custom"
+
+
+async def test_publish_to_an_unknown_exchange_raises(amqp):
+    with pytest.raises(PublishError):
+        await amqp.publish("no-such-exchange", "x", b"{}")
 
 
 async def test_unroutable_publish_raises(amqp):

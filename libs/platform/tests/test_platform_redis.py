@@ -1,0 +1,45 @@
+"""The Redis factory against a real server: commands packed in C mean the same thing."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import DataError
+
+from flowchat_platform.redis import CPackingConnection, create_redis
+
+
+@pytest.fixture
+async def client(redis_url: str):
+    r = create_redis(redis_url)
+    yield r
+    await r.aclose()
+
+
+async def test_commands_and_pipelines_round_trip(client: aioredis.Redis) -> None:
+    assert isinstance(client.connection_pool.connection_class, type)
+    assert issubclass(client.connection_pool.connection_class, CPackingConnection)
+    await client.set("k", "é\x00b", ex=60)
+    assert await client.get("k") == "é\x00b".encode()
+    await client.zadd("z", {"a": 1.5, "b": 1e20})
+    assert await client.zrange("z", 0, -1, withscores=True) == [(b"a", 1.5), (b"b", 1e20)]
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.incrby("n", 5).eval("return ARGV[1] .. ARGV[2]", 0, 0.25, -3)
+        assert await pipe.execute() == [5, b"0.25-3"]
+    # redis-py's multi-word command names (sent as one token to the packer)
+    await client.client_setname("flowchat-test")
+    assert await client.client_getname() == "flowchat-test"
+
+
+async def test_values_redis_cannot_take_still_raise_redis_pys_error(client) -> None:
+    with pytest.raises(DataError):
+        await client.set("k", None)  # type: ignore[arg-type]
+    with pytest.raises(DataError):
+        await client.set("k", True)  # type: ignore[arg-type]
+
+
+def test_the_url_scheme_picks_the_c_packing_twin() -> None:
+    tls = create_redis("rediss://127.0.0.1:6380/0")
+    unix = create_redis("unix:///tmp/redis.sock")
+    assert tls.connection_pool.connection_class.__name__ == "CPackingSSLConnection"
+    assert unix.connection_pool.connection_class.__name__ == "CPackingUnixConnection"
