@@ -94,12 +94,26 @@ class Graph:
     fail_token: dict[str, int] = field(default_factory=dict)
     fail_code: int | None = None
     status: int = 400
+    #: each Cloud API request is answered this late; the most answered at once is kept
+    delay_s: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def app(self) -> FastAPI:
         app = FastAPI()
 
         @app.post("/{version}/{phone_number_id}/messages")
         async def send(version: str, phone_number_id: str, request: Request) -> Response:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                return await answer(version, phone_number_id, request)
+            finally:
+                self.in_flight -= 1
+
+        async def answer(version: str, phone_number_id: str, request: Request) -> Response:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             body = await request.json()
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
             self.requests.append(
@@ -458,6 +472,48 @@ async def parts(redis_url: str) -> AsyncIterator[Parts]:
             yield Parts(sender, graph, tenant, results, redis, limiter, breaker)
         finally:
             await redis.aclose()
+
+
+def _sibling(parts: Parts, **config: Any) -> Sender:
+    """Another sender over the same parts, with its own configuration."""
+    return Sender(
+        accounts=parts.sender._accounts,
+        providers=parts.sender._providers,
+        idempotency=parts.sender._idem,
+        limiter=parts.limiter,
+        breaker=parts.breaker,
+        publish=parts.sender._publish,
+        config=SenderConfig(**config),
+    )
+
+
+async def test_at_most_max_active_commands_are_worked_on_at_once(parts: Parts) -> None:
+    parts.graph.delay_s = 0.1
+    sender = _sibling(parts, max_active=3)
+    results = await asyncio.gather(*(sender.send(command()) for _ in range(12)))
+    assert [r.status for r in results] == ["accepted"] * 12
+    assert len(parts.graph.requests) == 12
+    assert parts.graph.max_in_flight == 3
+
+
+async def test_a_command_asleep_for_its_rate_slot_gives_its_place_up(parts: Parts) -> None:
+    # one place; acc-slow's second command sleeps ~1 s for its slot meanwhile acc-2 sends
+    parts.tenant.accounts["acc-slow"] = meta_account("acc-slow", throughput_mps=1)
+    parts.tenant.accounts["acc-2"] = meta_account("acc-2", phone_number_id=f"{PNID}2")
+    sender = _sibling(parts, max_active=1)
+    finished: list[str] = []
+
+    async def send(cmd: OutboundCommand) -> None:
+        await sender.send(cmd)
+        finished.append(cmd.account_id)
+
+    first = asyncio.create_task(send(command(account_id="acc-slow")))
+    asleep = asyncio.create_task(send(command(account_id="acc-slow")))
+    await eventually(lambda: len(parts.graph.requests) == 1)
+    await asyncio.sleep(0.2)  # the second acc-slow command is asleep by now
+    await send(command(account_id="acc-2"))
+    await asyncio.gather(first, asleep)
+    assert finished == ["acc-slow", "acc-2", "acc-slow"]
 
 
 async def test_redis_unreachable_means_no_send(parts: Parts) -> None:

@@ -48,11 +48,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One connection per in-flight send at most (per host too: Graph is one host).
+        # One connection per active send at most (per host too: Graph is one host).
         connector = aiohttp.TCPConnector(
-            limit=settings.prefetch + 16, limit_per_host=0, ttl_dns_cache=300
+            limit=settings.max_active + 16, limit_per_host=0, ttl_dns_cache=300
         )
-        session = aiohttp.ClientSession(connector=connector)
+        # No cookie jar: one session serves every tenant, and a cookie one account's
+        # answer set must never ride along on another account's request.
+        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
         redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
         batcher = RedisBatcher(redis)
         idempotency = IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s, batcher=batcher)
@@ -137,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
                 bulk_waiting_per_number=settings.bulk_waiting_per_number,
                 priority_hold_at=settings.priority_hold_at,
                 optout_guard=settings.optout_guard,
+                max_active=settings.max_active,
             ),
             prechecks=[TemplateGuard(templates)] if settings.template_guard else [],
         )

@@ -105,6 +105,8 @@ class SenderConfig:
     priority_hold_at: int = 1
     #: Marketing to a customer in the tenant's opt-out set (``optout_key``) fails.
     optout_guard: bool = True
+    #: Commands worked on at once; limiter sleepers give their place up while asleep.
+    max_active: int = 256
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,7 @@ class Sender:
         self._owner_prefix = os.urandom(6).hex()
         self._owner_seq = itertools.count()
         self._prechecks = tuple(prechecks)
+        self._active = asyncio.Semaphore(self.config.max_active)
 
     # ------------------------------------------------------------------ entry
 
@@ -166,7 +169,8 @@ class Sender:
         previous, mine = self._order.take(key)
         try:
             await self._order.wait(previous)
-            return await self._send(command, attempts_made, bulk=bulk)
+            async with self._active:
+                return await self._send(command, attempts_made, bulk=bulk)
         finally:
             self._order.done(key, mine)
             if not bulk:
@@ -348,7 +352,7 @@ class Sender:
         if not bulk:
             self.priority.leave()
         try:
-            await asyncio.sleep(admission.wait_s)
+            await self._asleep(admission.wait_s)
         finally:
             if not bulk:
                 self.priority.enter()
@@ -410,7 +414,7 @@ class Sender:
                     assert claim.admission is not None
                     _limiter_waits("number", "bulk_pacing").inc()
                     ahead = claim.admission.wait_s - self.config.bulk_max_wait_s
-                    await asyncio.sleep(max(0.001, ahead))
+                    await self._asleep(max(0.001, ahead))
                     claim = await self._claim(command, owner, fp, limit, window, optout)
                 return claim
         finally:
@@ -419,6 +423,16 @@ class Sender:
                 del self._pacers[number]
             else:
                 self._pacers[number] = (lock, wanting - 1)
+
+    async def _asleep(self, seconds: float) -> None:
+        """Sleep without holding a place among the active commands (taken back after)."""
+        self._active.release()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            # shielded: a cancelled wait still takes its place back, which the caller's
+            # ``async with`` then gives up, so the count stays right
+            await asyncio.shield(self._active.acquire())
 
     async def _call(
         self, adapter: ProviderAdapter, account: AccountCredentials, command: OutboundCommand

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
@@ -33,6 +33,11 @@ class Settings(ServiceSettings):
     #: must cover the shortest retry tier (5 s at 80 mps = 400 slots across replicas)
     #: or the number idles between tier returns (see ``max_waiting_per_account``).
     prefetch: int = 1024
+    #: Commands worked on at once (credentials, claim, provider call, result); the rest
+    #: of the prefetch waits its turn, and limiter sleepers hold no place. Unbounded
+    #: (the whole prefetch at once) a slow machine fell into timeouts: confirms past
+    #: their deadline, provider calls with no answer parked as "outcome unknown".
+    max_active: int = Field(default=256, ge=1)
     #: Unacknowledged ``whatsapp.outbound.bulk`` (marketing) messages this process holds:
     #: small, so a campaign never crowds out transactional work (0: bulk not consumed).
     bulk_prefetch: int = 64
