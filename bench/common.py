@@ -172,14 +172,28 @@ def _with_db(url: str, index: int) -> str:
 
 @contextlib.asynccontextmanager
 async def isolated(name: str, *, log_level: str = "INFO") -> AsyncIterator[Stack]:
-    """A vhost, a database and the bench Redis index (flushed), and a :class:`Stack`
-    whose processes are all stopped on the way out."""
+    """A vhost, a database and the bench Redis index (flushed before and after), and a
+    :class:`Stack` whose processes are all stopped on the way out."""
     redis_url = _with_db(os.environ.get("REDIS_URL", DEFAULT_REDIS), REDIS_DB)
+    await _flush(redis_url)
+    try:
+        async with _stack(name, redis_url, log_level) as stack:
+            yield stack
+    finally:
+        # idempotency records live a week: never leave a run's keys in a shared Redis
+        await _flush(redis_url)
+
+
+async def _flush(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
         await client.flushdb()
     finally:
         await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _stack(name: str, redis_url: str, log_level: str) -> AsyncIterator[Stack]:
     tmp = Path(tempfile.mkdtemp(prefix=f"flowchat-bench-{name}-"))
     with temporary_vhost() as amqp_url:
         async with temporary_database() as database_url:
