@@ -136,47 +136,74 @@ async def play_traffic(stack: Any, demo_module: Any) -> dict[str, str]:
             },
         ) as r:
             assert r.status in (401, 403), await r.text()
+    # three customers write in (their 24 h windows open at the sandbox), then one reply to
+    # each is published in one go: one number at 80 mps, so the second and third wait
+    # for their rate-limit slots however fast or slow the machine is (the limiter panels)
+    burst = [f"{seeded.customer[:-1]}{i}" for i in (7, 8, 9)]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        for customer in burst:
+            async with session.post(
+                f"{stack.urls['sandbox']}/sandbox/customers/{customer}/messages",
+                json={"phone_number_id": seeded.phone_number_id, "name": "Bo", "text": "hi"},
+            ) as r:
+                assert r.status < 300, await r.text()
+    schema = json.loads((ROOT / "libs/contracts/schemas/outbound_command.v1.json").read_text())
     # a campaign message published straight to the exchange, as a publisher in another
     # language would: plain JSON following libs/contracts/schemas/outbound_command.v1.json
-    command = {
-        "schema_version": 1,
-        "kind": "outbound_command",
-        "tenant_id": seeded.tenant_id,
-        "account_id": seeded.account_id,
-        "idempotency_key": f"ops-campaign-{secrets.token_hex(6)}",
-        "to": seeded.customer,
-        "category": "marketing",
-        "campaign_id": "cmp_ops_check",
-        "content": {"type": "text", "body": "Spring sale: 10% off cement"},
-    }
-    schema = json.loads((ROOT / "libs/contracts/schemas/outbound_command.v1.json").read_text())
-    jsonschema.validate(command, schema)
+    commands = [
+        _command(seeded, seeded.customer, "marketing", "Spring sale: 10% off cement"),
+        *(_command(seeded, c, "utility", "Your order is on its way") for c in burst),
+    ]
     conn = await aio_pika.connect(env["AMQP_URL"])
     try:
         channel = await conn.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(topology.EXCHANGE_OUTBOUND)
-        await exchange.publish(
-            aio_pika.Message(
-                json.dumps(command).encode(),
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=topology.outbound_routing_key(seeded.tenant_id, seeded.account_id),
-            mandatory=True,
+        for command in commands:
+            jsonschema.validate(command, schema)
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        json.dumps(command).encode(),
+                        content_type="application/json",
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    ),
+                    routing_key=topology.outbound_routing_key(seeded.tenant_id, seeded.account_id),
+                    mandatory=True,
+                )
+                for command in commands
+            )
         )
     finally:
         await conn.close()
+    wanted = ("flowchat_sender_campaign_sends_total{", "flowchat_sender_limiter_waits_total{")
     for _ in range(100):
-        if "flowchat_sender_campaign_sends_total{" in scrape(stack.urls["sender"]):
+        if all(name in scrape(stack.urls["sender"]) for name in wanted):
             break
         await asyncio.sleep(0.1)
     else:
-        raise AssertionError("the sender never finished the campaign command")
+        raise AssertionError(f"the sender never counted {wanted}")
     return {
         "tenant_id": seeded.tenant_id,
         "account_id": seeded.account_id,
         "customer": seeded.customer,
     }
+
+
+def _command(seeded: Any, to: str, category: str, text: str) -> dict[str, Any]:
+    command: dict[str, Any] = {
+        "schema_version": 1,
+        "kind": "outbound_command",
+        "tenant_id": seeded.tenant_id,
+        "account_id": seeded.account_id,
+        "idempotency_key": f"ops-{category}-{secrets.token_hex(6)}",
+        "to": to,
+        "category": category,
+        "content": {"type": "text", "body": text},
+    }
+    if category == "marketing":
+        command["campaign_id"] = "cmp_ops_check"
+    return command
 
 
 def load_cross_conftest() -> Any:
