@@ -41,6 +41,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from flowchat_platform import testing
+
 ROOT = Path(__file__).resolve().parents[2]
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 #: Ports the RabbitMQ CLI tools take for their own distribution (25672 + 10000 ...).
@@ -61,10 +63,9 @@ stack_script = _load("flowchat_faults_stack_script", ROOT / "scripts" / "stack.p
 
 
 def free_port() -> int:
+    """The platform's (never the same port twice), outside the CLI tools' ports."""
     while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
+        port = testing.free_port()
         if port not in _CLI_DIST_PORTS and port + 1 not in _CLI_DIST_PORTS:
             return port
 

@@ -1,4 +1,5 @@
-"""``temporary_redis_db`` / ``redis_url``: a Redis database per test, against real Redis."""
+"""Test helpers (flowchat_platform.testing): a Redis database per test against real Redis
+(``temporary_redis_db`` / ``redis_url``), and ports handed out once."""
 
 from __future__ import annotations
 
@@ -59,3 +60,28 @@ def test_a_lease_taken_over_is_not_emptied_by_its_former_holder() -> None:
         finally:
             if client.get(REDIS_LEASE_KEY) == other.encode():
                 client.delete("theirs", REDIS_LEASE_KEY)
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bind(0) may give the same port again right after it was closed: here it always does
+    offered = iter([50001, 50001, 50001, 50002])
+
+    class Socket:
+        def __init__(self, *args: object) -> None:
+            self.port = 0
+
+        def __enter__(self) -> Socket:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(offered)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(testing, "_HANDED_OUT", set())
+    monkeypatch.setattr(testing.socket, "socket", Socket)
+    assert [testing.free_port(), testing.free_port()] == [50001, 50002]

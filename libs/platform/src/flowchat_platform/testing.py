@@ -195,11 +195,21 @@ def private_redis_server(directory: str | os.PathLike[str]) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+#: Ports :func:`free_port` has handed out in this process.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port free now and never handed out before by this process: ``bind(0)`` can give
+    the same port twice in a row, and two services of one test stack once got the same
+    one (the second failed to bind; its URL answered with the first's health checks)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @contextlib.asynccontextmanager
