@@ -40,6 +40,7 @@ from bench.common import (
 from bench.stats import metric_sum
 from flowchat_contracts import OutboundCommand, SendResult, TemplateContent, topology
 from flowchat_platform.amqp import Amqp
+from flowchat_sender.cloud_api import build_message
 
 #: Status webhooks would triple the sandbox's work and go nowhere here: an hour's
 #: delay keeps them pending until the sandbox stops.
@@ -166,6 +167,8 @@ async def bare_loop(
 ) -> dict[str, Any]:
     """The baseline: consume ``whatsapp.outbound`` → POST the same template → ack."""
     by_id = {a.account_id: a for a in accounts}
+    # the sender's own body builder, once: only the recipient and callback data vary
+    shape = build_message(commands(accounts, 1, "shape")[0])
     done = asyncio.Event()
     times: list[float] = []
     conn = await aio_pika.connect_robust(amqp_url)
@@ -179,19 +182,9 @@ async def bare_loop(
         async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             cmd = orjson.loads(message.body)
             a = by_id[cmd["account_id"]]
-            # The very request the sender makes for this command (cloud_api.build_message),
-            # so both pay the provider (the sandbox) the same.
-            body = {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": cmd["to"],
-                "biz_opaque_callback_data": cmd["message_id"],
-                "type": "template",
-                "template": {
-                    "name": TEMPLATE,
-                    "language": {"code": "en_US", "policy": "deterministic"},
-                },
-            }
+            # The very request the sender makes for this command, so both pay the
+            # provider (the sandbox) the same.
+            body = {**shape, "to": cmd["to"], "biz_opaque_callback_data": cmd["message_id"]}
             async with http.post(
                 f"{sandbox_url}/v23.0/{a.phone_number_id}/messages",
                 data=orjson.dumps(body),

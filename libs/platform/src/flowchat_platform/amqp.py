@@ -46,6 +46,8 @@ HEADER_ORIGIN_QUEUE = "x-flowchat-origin-queue"
 HEADER_ATTEMPT = "x-flowchat-attempt"
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+#: Exchanges a client publishes to: the topology's and the default one.
+EXCHANGES = frozenset({"", *(spec.name for spec in topology.ALL_EXCHANGES)})
 
 
 def encode(model: BaseModel) -> bytes:
@@ -80,8 +82,6 @@ class Amqp:
         self._pub_conn: AbstractRobustConnection | None = None
         self._sub_conn: AbstractRobustConnection | None = None
         self._pub_channel: AbstractChannel | None = None
-        #: Exchanges this client publishes to (the topology's and the default one).
-        self._exchanges: frozenset[str] = frozenset()
         self._consumers: list[_Consumer[Any]] = []
         self._connected = asyncio.Event()
         #: Queues whose depth is exported (consumed queues and where they park), in order.
@@ -125,7 +125,6 @@ class Amqp:
         )
         if self.declare:
             await declare_topology(self._pub_channel)
-        self._exchanges = frozenset({"", *(spec.name for spec in topology.ALL_EXCHANGES)})
 
     @property
     def ready(self) -> bool:
@@ -206,7 +205,7 @@ class Amqp:
         label = exchange or "(default)"
         started = time.perf_counter()
         try:
-            channel = self._pub_channel if self.ready and exchange in self._exchanges else None
+            channel = self._pub_channel if self.ready and exchange in EXCHANGES else None
             if channel is None:
                 raise PublishError(
                     "broker not connected", exchange=exchange, routing_key=routing_key
