@@ -31,9 +31,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiohttp
+import orjson
 import psutil
 import redis.asyncio as aioredis
 
+from flowchat_contracts import topology
 from flowchat_platform.testing import free_port, temporary_database, temporary_vhost
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +179,7 @@ async def isolated(name: str, *, log_level: str = "INFO") -> AsyncIterator[Stack
     redis_url = _with_db(os.environ.get("REDIS_URL", DEFAULT_REDIS), REDIS_DB)
     await _flush(redis_url)
     try:
-        async with _stack(name, redis_url, log_level) as stack:
+        async with _running(name, redis_url, log_level) as stack:
             yield stack
     finally:
         # idempotency records live a week: never leave a run's keys in a shared Redis
@@ -193,7 +195,7 @@ async def _flush(redis_url: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _stack(name: str, redis_url: str, log_level: str) -> AsyncIterator[Stack]:
+async def _running(name: str, redis_url: str, log_level: str) -> AsyncIterator[Stack]:
     tmp = Path(tempfile.mkdtemp(prefix=f"flowchat-bench-{name}-"))
     with temporary_vhost() as amqp_url:
         async with temporary_database() as database_url:
@@ -372,6 +374,34 @@ class Depth:
         assert self.channel is not None
         q = await self.channel.declare_queue(queue, passive=True)
         return int(q.declaration_result.message_count or 0)
+
+
+class ResultCount:
+    """Send results landing in ``state-manager.status``, consumed and counted as they
+    come (a ``send_result_batch`` counts each result it holds)."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.url = amqp_url
+        self.conn: aio_pika.abc.AbstractConnection | None = None
+        self.count = 0
+
+    async def __aenter__(self) -> ResultCount:
+        self.conn = await aio_pika.connect(self.url)
+        channel = await self.conn.channel()
+        queue = await channel.declare_queue(topology.QUEUE_STATE_STATUS, passive=True)
+        await queue.consume(self._on_result, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    async def _on_result(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        body = orjson.loads(message.body)
+        self.count += len(body["results"]) if body.get("kind") == "send_result_batch" else 1
+
+    async def __call__(self) -> int:
+        return self.count
 
 
 class RssSampler:

@@ -1,10 +1,10 @@
 """Sender benchmarks: throughput per process, rate-limit accuracy across replicas, and
 growth with accounts and with queue depth. The sandbox is the provider.
 
-Throughput is measured where it lands: every command the sender finishes publishes a
-``SendResult`` to ``flowchat.status``, and with no state-manager running those pile up
-in ``state-manager.status``; its depth over time is the sender's progress, read
-without touching the sender. The baseline in the same run is the bare loop the
+Throughput is measured where it lands: every command the sender finishes publishes its
+``SendResult`` (alone or in a ``send_result_batch``) to ``flowchat.status``; with no
+state-manager running, the bench consumes ``state-manager.status`` and counts the
+results over time, without touching the sender. The baseline in the same run is the bare loop the
 design names: aio-pika consume → aiohttp POST of the very request body the sender
 sends (same sandbox, so the provider's work is the same in both) → ack, nothing else.
 """
@@ -28,6 +28,7 @@ from bench.common import (
     Account,
     Depth,
     Proc,
+    ResultCount,
     RssSampler,
     Stack,
     cpu_seconds,
@@ -38,7 +39,7 @@ from bench.common import (
     seed_accounts,
 )
 from bench.stats import metric_sum
-from flowchat_contracts import OutboundCommand, SendResult, TemplateContent, topology
+from flowchat_contracts import OutboundCommand, TemplateContent, send_results_in, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_sender.cloud_api import build_message
 
@@ -124,17 +125,12 @@ async def run_sender(
 ) -> dict[str, Any]:
     """Start ``replicas`` senders on a pre-filled queue, wait for ``target`` results."""
     amqp_url = stack.env["AMQP_URL"]
-    async with Depth(amqp_url) as depth:
-        before = await depth(topology.QUEUE_STATE_STATUS)
+    async with ResultCount(amqp_url) as done:
         procs: list[Proc] = []
         for r in range(replicas):
             procs.append(await stack.start("sender", replica=r, env=env))
         cpu0 = [cpu_seconds(p) for p in procs]
         with RssSampler(procs) as rss:
-
-            async def done() -> int:
-                return await depth(topology.QUEUE_STATE_STATUS) - before
-
             curve = await watch(done, target, timeout_s=timeout_s)
         cpu = sum(cpu_seconds(p) - c for p, c in zip(procs, cpu0, strict=True))
     async with aiohttp.ClientSession() as http:
@@ -452,12 +448,12 @@ async def _latency_at_rate(
         await queue.purge()
 
         async def on_result(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            result = SendResult.model_validate_json(message.body)
-            created = wanted.get(result.message_id)
-            if created is not None:
-                latencies.append((result.occurred_at - created).total_seconds() * 1000)
-                if len(latencies) >= n:
-                    got.set()
+            for result in send_results_in(message.body):
+                created = wanted.get(result.message_id)
+                if created is not None:
+                    latencies.append((result.occurred_at - created).total_seconds() * 1000)
+            if len(latencies) >= n:
+                got.set()
             await message.ack()
 
         consumer = await queue.consume(on_result)

@@ -8,9 +8,11 @@ from flowchat_contracts import (
     InboundMessage,
     OutboundCommand,
     SendResult,
+    SendResultBatch,
     StatusEvent,
     StatusUpdate,
     render_schemas,
+    send_results_in,
     topology,
 )
 from flowchat_contracts.schemas import DEFAULT_DIR
@@ -180,6 +182,40 @@ def test_send_result_consistency():
             status="failed",
             provider="meta",
         )
+
+
+def _accepted(message_id: str, account_id: str = "a") -> SendResult:
+    return SendResult(
+        tenant_id="t",
+        account_id=account_id,
+        message_id=message_id,
+        idempotency_key=f"k-{message_id}",
+        to="15551234567",
+        message_type="text",
+        status="accepted",
+        provider="meta",
+        provider_message_id=f"wamid.{message_id}",
+    )
+
+
+def test_a_batch_of_send_results_is_a_status_event_and_reads_as_its_results():
+    batch = SendResultBatch(
+        tenant_id="t", account_id="a", results=[_accepted("m1"), _accepted("m2")]
+    )
+    event = TypeAdapter(StatusEvent).validate_json(batch.model_dump_json())
+    assert isinstance(event, SendResultBatch)
+    assert [r.message_id for r in send_results_in(batch.model_dump_json())] == ["m1", "m2"]
+    lone = _accepted("m3")
+    assert send_results_in(lone.model_dump_json().encode()) == [lone]
+
+
+def test_a_batch_holds_one_account_and_at_least_one_result():
+    with pytest.raises(ValidationError, match="batch's tenant and account"):
+        SendResultBatch(tenant_id="t", account_id="a", results=[_accepted("m1", "other")])
+    with pytest.raises(ValidationError, match="at least 1"):
+        SendResultBatch(tenant_id="t", account_id="a", results=[])
+    with pytest.raises(ValidationError):
+        send_results_in(b'{"kind": "status_update"}')
 
 
 def test_inbound_message_accepts_unsupported_type():

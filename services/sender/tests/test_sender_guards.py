@@ -32,6 +32,7 @@ from flowchat_contracts import (
     TemplateContent,
     TemplateParameter,
     optout_key,
+    send_results_in,
     topology,
 )
 from flowchat_platform.amqp import Amqp
@@ -154,8 +155,8 @@ class World:
 
             async def enough() -> bool:
                 while (msg := await q.get(no_ack=True, fail=False)) is not None:
-                    result = SendResult.model_validate_json(msg.body)
-                    got[result.message_id] = result
+                    for result in send_results_in(msg.body):
+                        got[result.message_id] = result
                 return len(got) >= expected
 
             await eventually(enough, timeout_s=20, interval_s=0.1)

@@ -25,6 +25,7 @@ from flowchat_contracts import (
     OutboundCommand,
     SendResult,
     TextContent,
+    send_results_in,
     topology,
 )
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
@@ -216,10 +217,8 @@ class Stack:
         got: list[SendResult] = []
 
         async def enough() -> bool:
-            got.extend(
-                SendResult.model_validate_json(m.body)
-                for m in await self.take(topology.QUEUE_STATE_STATUS)
-            )
+            for m in await self.take(topology.QUEUE_STATE_STATUS):
+                got.extend(send_results_in(m.body))
             return len(got) >= expected
 
         await eventually(enough, timeout_s=timeout_s)

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from flowchat_contracts import MediaContent, OutboundCommand, SendResult, topology
+from flowchat_contracts import MediaContent, OutboundCommand, SendResult, send_results_in, topology
 from flowchat_contracts.whatsapp import MB
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.testing import eventually, free_port, serve
@@ -203,7 +203,7 @@ async def test_upload_once_reuse_the_id_and_send_by_id(w: World) -> None:
 
         async def answered() -> bool:
             while (m := await q.get(no_ack=True, fail=False)) is not None:
-                got.append(SendResult.model_validate_json(m.body))
+                got.extend(send_results_in(m.body))
             return bool(got)
 
         await eventually(answered, timeout_s=15)

@@ -30,7 +30,14 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from flowchat_contracts import OutboundCommand, SendResult, TemplateContent, TextContent, topology
+from flowchat_contracts import (
+    OutboundCommand,
+    SendResult,
+    TemplateContent,
+    TextContent,
+    send_results_in,
+    topology,
+)
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
@@ -247,7 +254,7 @@ async def standard_world(amqp_url: str, own_redis_url: str) -> AsyncIterator[Wor
 
 
 def results_of(messages: list[aio_pika.abc.AbstractIncomingMessage]) -> list[SendResult]:
-    return [SendResult.model_validate_json(m.body) for m in messages]
+    return [r for m in messages for r in send_results_in(m.body)]
 
 
 # --------------------------------------------------------------------- SIGKILL

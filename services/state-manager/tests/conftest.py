@@ -20,7 +20,7 @@ from fastapi import FastAPI, Header, Response
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
-from flowchat_contracts import ProviderError, SendResult, StatusUpdate, topology
+from flowchat_contracts import ProviderError, SendResult, SendResultBatch, StatusUpdate, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate
 from flowchat_platform.testing import (
@@ -170,7 +170,9 @@ class Harness:
     status_update = staticmethod(status_update)
     new_ids = staticmethod(new_ids)
 
-    async def publish(self, *items: SendResult | StatusUpdate | bytes, wait: bool = True) -> None:
+    async def publish(
+        self, *items: SendResult | SendResultBatch | StatusUpdate | bytes, wait: bool = True
+    ) -> None:
         """Publish to flowchat.status; with ``wait``, return once the service handled them."""
         before = consumed()
         for item in items:

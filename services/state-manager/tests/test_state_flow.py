@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from flowchat_contracts import ProviderError, topology
+from flowchat_contracts import ProviderError, SendResultBatch, send_results_in, topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -172,3 +172,40 @@ async def test_status_for_another_tenants_message_is_parked(shared_harness):
     parked = await harness.poison()
     assert len(parked) == 1
     assert "another tenant" in parked[0].headers["x-flowchat-reason"]
+
+
+async def test_a_batch_of_send_results_records_each_one(shared_harness):
+    harness = shared_harness
+    ids = [harness.new_ids() for _ in range(3)]
+    batch = SendResultBatch(
+        tenant_id="tnt_a",
+        account_id="acc_1",
+        results=[harness.send_result(mid, wamid) for mid, wamid in ids],
+    )
+    await harness.publish(batch)
+    for mid, wamid in ids:
+        message = await harness.message(mid)
+        assert (message["status"], message["provider_message_id"]) == ("accepted", wamid)
+        events = await harness.events_for(mid, 1)
+        assert [(e["previous_status"], e["status"]) for e in events] == [("queued", "accepted")]
+
+
+async def test_a_batch_with_a_rejected_result_is_parked_whole_and_the_rest_recorded(
+    shared_harness,
+):
+    harness = shared_harness
+    await harness.poison()  # start from an empty poison queue
+    (mine, wamid), (theirs, their_wamid) = harness.new_ids(), harness.new_ids()
+    await harness.publish(harness.send_result(theirs, their_wamid, tenant="tnt_b"))
+    batch = SendResultBatch(
+        tenant_id="tnt_a",
+        account_id="acc_1",
+        results=[harness.send_result(mine, wamid), harness.send_result(theirs, their_wamid)],
+    )
+    await harness.publish(batch)
+    assert (await harness.message(mine))["status"] == "accepted"
+    parked = await harness.poison()
+    assert len(parked) == 1
+    assert parked[0].headers["x-flowchat-reason"].startswith("1 of 2 results rejected:")
+    assert "another tenant" in parked[0].headers["x-flowchat-reason"]
+    assert send_results_in(parked[0].body) == batch.results

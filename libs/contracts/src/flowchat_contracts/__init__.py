@@ -3,6 +3,7 @@
 from flowchat_contracts import topology
 from flowchat_contracts.models import (
     SCHEMA_VERSION,
+    SEND_RESULT_BATCH_MAX,
     ButtonsContent,
     ContactsContent,
     InboundMessage,
@@ -25,6 +26,7 @@ from flowchat_contracts.models import (
     Reply,
     ReplyButton,
     SendResult,
+    SendResultBatch,
     StatusEvent,
     StatusUpdate,
     TemplateComponent,
@@ -32,6 +34,7 @@ from flowchat_contracts.models import (
     TemplateParameter,
     TextContent,
     new_id,
+    send_results_in,
     utcnow,
 )
 from flowchat_contracts.schemas import SCHEMA_MODELS, export_schemas, render_schemas
@@ -40,6 +43,7 @@ from flowchat_contracts.shared_state import optout_key
 __all__ = [
     "SCHEMA_MODELS",
     "SCHEMA_VERSION",
+    "SEND_RESULT_BATCH_MAX",
     "ButtonsContent",
     "ContactsContent",
     "InboundMessage",
@@ -62,6 +66,7 @@ __all__ = [
     "Reply",
     "ReplyButton",
     "SendResult",
+    "SendResultBatch",
     "StatusEvent",
     "StatusUpdate",
     "TemplateComponent",
@@ -72,6 +77,7 @@ __all__ = [
     "new_id",
     "optout_key",
     "render_schemas",
+    "send_results_in",
     "topology",
     "utcnow",
 ]

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -343,5 +343,38 @@ class SendResult(_Envelope):
         return self
 
 
+#: At most this many results in one :class:`SendResultBatch`.
+SEND_RESULT_BATCH_MAX = 1000
+
+
+class SendResultBatch(_Envelope):
+    """Several ``SendResult`` of one account in one message: a busy sender's form (one
+    broker write and one confirm for many outcomes; a lone result goes as a plain
+    ``SendResult``). Consumers of ``flowchat.status`` take both:
+    :func:`send_results_in` reads either body."""
+
+    kind: Literal["send_result_batch"] = "send_result_batch"
+    results: list[SendResult] = Field(min_length=1, max_length=SEND_RESULT_BATCH_MAX)
+
+    @model_validator(mode="after")
+    def _one_account(self) -> SendResultBatch:
+        for r in self.results:
+            if r.tenant_id != self.tenant_id or r.account_id != self.account_id:
+                raise ValueError(
+                    "every result of a batch belongs to the batch's tenant and account"
+                )
+        return self
+
+
 #: Everything on ``flowchat.status``, told apart by ``kind``.
-StatusEvent = Annotated[SendResult | StatusUpdate, Field(discriminator="kind")]
+StatusEvent = Annotated[SendResult | SendResultBatch | StatusUpdate, Field(discriminator="kind")]
+
+_SEND_RESULTS: TypeAdapter[SendResult | SendResultBatch] = TypeAdapter(
+    Annotated[SendResult | SendResultBatch, Field(discriminator="kind")]
+)
+
+
+def send_results_in(body: bytes | str) -> list[SendResult]:
+    """The send results a ``flowchat.status`` body carries: one ``SendResult`` or a batch."""
+    event = _SEND_RESULTS.validate_json(body)
+    return event.results if isinstance(event, SendResultBatch) else [event]

@@ -12,13 +12,20 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from flowchat_contracts.models import InboundMessage, OutboundCommand, SendResult, StatusUpdate
+from flowchat_contracts.models import (
+    InboundMessage,
+    OutboundCommand,
+    SendResult,
+    SendResultBatch,
+    StatusUpdate,
+)
 
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "inbound_message": InboundMessage,
     "status_update": StatusUpdate,
     "outbound_command": OutboundCommand,
     "send_result": SendResult,
+    "send_result_batch": SendResultBatch,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"

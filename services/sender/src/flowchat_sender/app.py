@@ -22,7 +22,7 @@ from flowchat_sender import SERVICE, media_api, metrics, routes
 from flowchat_sender.batching import RedisBatcher
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.cloud_api import CloudApiAdapter
-from flowchat_sender.consumer import OutboundConsumer, result_publisher
+from flowchat_sender.consumer import OutboundConsumer, ResultBatcher
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.media import GraphMedia, MediaStore
@@ -43,18 +43,28 @@ def _breaker_state(account: str, state: State) -> None:
     log.warning("circuit breaker state changed", account_id=account, state=state.name.lower())
 
 
+def provider_session(limit: int, *, keepalive_s: float) -> aiohttp.ClientSession:
+    """The one HTTP session of every provider call: at most ``limit`` connections (per
+    host too: Graph is one host), idle ones dropped after ``keepalive_s``.
+
+    The keep-alive stays below the server's own idle timeout (uvicorn's 5 s for the
+    sandbox; aiohttp's default is 15 s): a connection the server closes just as it is
+    reused fails the request with no answer, and the send is parked as "outcome
+    unknown" though nothing was sent. No cookie jar: one session serves every tenant,
+    and a cookie one account's answer set must never ride along on another's request.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=limit, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=keepalive_s
+    )
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # One connection per active send at most (per host too: Graph is one host).
-        connector = aiohttp.TCPConnector(
-            limit=settings.max_active + 16, limit_per_host=0, ttl_dns_cache=300
-        )
-        # No cookie jar: one session serves every tenant, and a cookie one account's
-        # answer set must never ride along on another account's request.
-        session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        session = provider_session(settings.max_active + 16, keepalive_s=settings.http_keepalive_s)
         redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
         batcher = RedisBatcher(redis)
         idempotency = IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s, batcher=batcher)
@@ -125,7 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
                 open_s=settings.breaker_open_s,
                 on_state=_breaker_state,
             ),
-            publish=result_publisher(amqp),
+            publish=ResultBatcher(amqp, max_batch=settings.result_batch_max).publish,
             config=SenderConfig(
                 max_attempts=settings.max_attempts,
                 claim_grace_s=settings.claim_grace_s,
@@ -177,7 +187,7 @@ def create_app(settings: Settings) -> FastAPI:
             await amqp.close(settings.shutdown_grace_s)
             log.info(
                 "redis batching",
-                commands=batcher.commands,
+                commands=batcher.items,
                 pipelines=batcher.batches,
             )
             await background.stop()

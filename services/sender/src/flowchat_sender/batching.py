@@ -1,13 +1,14 @@
-"""Redis commands of concurrent messages, sent together as one pipeline.
+"""Work of concurrent messages, sent together: Redis commands as one pipeline
+(:class:`RedisBatcher`), send results as one broker message per account
+(:class:`flowchat_sender.consumer.ResultBatcher`).
 
 With hundreds of messages in flight, one round trip (and one ``send`` syscall) per
-command per message was the sender's largest cost. :class:`RedisBatcher` queues the
-commands and writes them as one non-transactional pipeline, Nagle-style: while
-``max_in_flight`` pipelines are out, new commands wait for one to come back (or
-for ``max_batch`` of them to queue up), so the batch size follows the load — a
-lone command goes at once, a busy sender sends tens per write. Each caller still
-gets its own reply or its own error
-(``raise_on_error=False``), so one failing command never fails its neighbours.
+command per message was the sender's largest cost. A :class:`Batcher` queues the
+items and sends them together, Nagle-style: while ``max_in_flight`` batches are out,
+new items wait for one to come back (or for ``max_batch`` of them to queue up), so the
+batch size follows the load — a lone item goes at once, a busy sender sends tens per
+write. Each caller still gets its own reply or its own error, so one failing item
+never fails its neighbours.
 
 Scripts run by ``EVALSHA`` (loaded on the first ``NOSCRIPT``), never through
 redis-py's pipeline script registry, which would add a ``SCRIPT EXISTS`` round trip
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,26 +38,26 @@ class LuaScript:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324
 
 
-class RedisBatcher:
-    def __init__(
-        self, redis: aioredis.Redis, *, max_batch: int = 256, max_in_flight: int = 2
-    ) -> None:
-        self._redis = redis
+class Batcher(ABC, Generic[T]):
+    """Items of concurrent callers in batches; :meth:`_run` sends one and settles its
+    futures (a reply or an error each)."""
+
+    def __init__(self, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self._in_flight = 0
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[T, asyncio.Future[Any]]] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
-        #: Pipelines sent so far (batches), for tests and the benchmark.
+        #: Batches sent so far and the items in them, for tests and the benchmark.
         self.batches = 0
-        self.commands = 0
+        self.items = 0
 
-    async def execute(self, *args: Any) -> Any:
-        """Run one command in the next pipeline; its parsed reply (or its error, raised)."""
+    async def submit(self, item: T) -> Any:
+        """Send ``item`` in the next batch; its reply (or its error, raised)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((args, future))
+        self._pending.append((item, future))
         if len(self._pending) >= self.max_batch:
             self._start(self._take())
         elif not self._scheduled and self._in_flight < self.max_in_flight:
@@ -61,14 +65,11 @@ class RedisBatcher:
             loop.call_soon(self._flush)
         return await future
 
-    async def script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self._redis.script_load(script.source)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+    @abstractmethod
+    async def _run(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
+        """Send ``batch``; settle every future not done yet, even when cancelled."""
 
-    def _take(self) -> list[tuple[tuple[Any, ...], asyncio.Future[Any]]]:
+    def _take(self) -> list[tuple[T, asyncio.Future[Any]]]:
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
         return batch
@@ -78,8 +79,10 @@ class RedisBatcher:
         if self._pending and self._in_flight < self.max_in_flight:
             self._start(self._take())
 
-    def _start(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    def _start(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
         self._in_flight += 1
+        self.batches += 1
+        self.items += len(batch)
         task = asyncio.create_task(self._run(batch))
         self._tasks.add(task)
         task.add_done_callback(self._done)
@@ -91,9 +94,38 @@ class RedisBatcher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+
+def settle(future: asyncio.Future[Any], reply: Any) -> None:
+    """Give a caller its reply, or its error when ``reply`` is one (skip the cancelled)."""
+    if future.done():
+        return
+    if isinstance(reply, BaseException):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)
+
+
+class RedisBatcher(Batcher[tuple[Any, ...]]):
+    """Redis commands in one non-transactional pipeline per batch."""
+
+    def __init__(
+        self, redis: aioredis.Redis, *, max_batch: int = 256, max_in_flight: int = 2
+    ) -> None:
+        super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
+        self._redis = redis
+
+    async def execute(self, *args: Any) -> Any:
+        """Run one command in the next pipeline; its parsed reply (or its error, raised)."""
+        return await self.submit(args)
+
+    async def script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._redis.script_load(script.source)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
     async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        self.batches += 1
-        self.commands += len(batch)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for args, _ in batch:
@@ -101,18 +133,11 @@ class RedisBatcher:
                 replies = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, TimeoutError) as exc:
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                settle(future, exc)
             return
         except BaseException as exc:  # cancelled (shutdown) or a bug: never strand a caller
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(RedisError(f"pipeline aborted: {exc!r}"))
+                settle(future, RedisError(f"pipeline aborted: {exc!r}"))
             raise
         for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if isinstance(reply, BaseException):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
+            settle(future, reply)

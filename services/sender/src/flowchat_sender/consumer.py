@@ -16,18 +16,24 @@ far; limiter and breaker waits do not count), first and last failure times.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
-from flowchat_contracts import OutboundCommand, SendResult, topology
-from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
-from flowchat_platform.errors import RetryLater
+from flowchat_contracts import OutboundCommand, SendResult, SendResultBatch, topology
+from flowchat_platform.amqp import (
+    HEADER_ATTEMPT,
+    HEADER_ORIGIN_QUEUE,
+    HEADER_REASON,
+    Amqp,
+)
+from flowchat_platform.errors import PublishError, RetryLater
 from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics
+from flowchat_sender.batching import Batcher, settle
 from flowchat_sender.errors import Park, SendRetry
 from flowchat_sender.service import Sender
 
@@ -61,19 +67,71 @@ def attempts_of(message: AbstractIncomingMessage) -> int:
         return 0
 
 
-def result_publisher(amqp: Amqp) -> Callable[[SendResult], Awaitable[None]]:
-    """Publish a ``SendResult`` to ``flowchat.status`` and wait for the broker's confirm."""
+class ResultBatcher(Batcher[SendResult]):
+    """Send results to ``flowchat.status``, each caller back once the broker confirmed
+    the message holding its result (so its command is acked only then).
 
-    async def publish(result: SendResult) -> None:
-        await amqp.publish(
+    Results that queue while a publish is out go together (:mod:`flowchat_sender.batching`):
+    one message per account, a ``SendResultBatch``, or a plain ``SendResult`` when it is
+    alone. One confirmed broker write per result cost as much as the provider call
+    itself (benchmarks, #6). ``max_batch=1`` publishes every result on its own.
+    """
+
+    def __init__(self, amqp: Amqp, *, max_batch: int = 256, max_in_flight: int = 1) -> None:
+        super().__init__(max_batch=max(1, max_batch), max_in_flight=max_in_flight)
+        self._amqp = amqp
+
+    async def publish(self, result: SendResult) -> None:
+        if self.max_batch == 1:
+            await self._publish(result)
+        else:
+            await self.submit(result)
+
+    async def _run(self, batch: list[tuple[SendResult, asyncio.Future[Any]]]) -> None:
+        groups: dict[tuple[str, str], list[tuple[SendResult, asyncio.Future[Any]]]] = {}
+        for item in batch:
+            groups.setdefault((item[0].tenant_id, item[0].account_id), []).append(item)
+        await asyncio.gather(*(self._run_group(group) for group in groups.values()))
+
+    async def _run_group(self, group: list[tuple[SendResult, asyncio.Future[Any]]]) -> None:
+        results = [r for r, _ in group]
+        try:
+            if len(results) == 1:
+                await self._publish(results[0])
+            else:
+                first = results[0]
+                await self._amqp.publish(
+                    topology.EXCHANGE_STATUS,
+                    topology.status_routing_key(
+                        first.tenant_id, first.account_id, "send_result_batch"
+                    ),
+                    SendResultBatch(
+                        tenant_id=first.tenant_id, account_id=first.account_id, results=results
+                    ),
+                    message_id=f"{first.message_id}:batch:{len(results)}",
+                )
+        except Exception as exc:  # noqa: BLE001 - each caller gets it
+            for _, future in group:
+                settle(future, exc)
+            return
+        except BaseException as exc:  # cancelled (shutdown): never strand a caller
+            aborted = PublishError(
+                f"publish aborted: {exc!r}", exchange=topology.EXCHANGE_STATUS, routing_key=""
+            )
+            for _, future in group:
+                settle(future, aborted)
+            raise
+        for _, future in group:
+            settle(future, None)
+
+    async def _publish(self, result: SendResult) -> None:
+        await self._amqp.publish(
             topology.EXCHANGE_STATUS,
             topology.status_routing_key(result.tenant_id, result.account_id, "send_result"),
             result,
             message_id=f"{result.message_id}:{result.status}:{result.attempts}",
             correlation_id=result.correlation_id,
         )
-
-    return publish
 
 
 class OutboundConsumer:

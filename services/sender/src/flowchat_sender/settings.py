@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from flowchat_contracts import SEND_RESULT_BATCH_MAX
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
@@ -51,10 +52,16 @@ class Settings(ServiceSettings):
     #: Acks of finished messages are batched for this long (``basic.ack(multiple)``):
     #: one frame for many at high rate. 0 acks each message on its own.
     ack_linger_s: float = 0.005
+    #: Send results in one ``flowchat.status`` message at most (a ``send_result_batch``
+    #: per account, formed only while a publish is out; 1: every result on its own).
+    result_batch_max: int = Field(default=256, ge=1, le=SEND_RESULT_BATCH_MAX)
     #: Redis connections of this process; callers wait for a free one (never fail fast).
     redis_max_connections: int = 64
     #: Upper bound of one provider call (connect + answer).
     http_timeout_s: float = 10.0
+    #: Idle provider connections are dropped after this, below the server's own idle
+    #: timeout (a connection closed by the server as it is reused loses the answer).
+    http_keepalive_s: float = Field(default=3.0, gt=0)
     #: Provider calls (first send + retries) before a message goes to the DLQ.
     max_attempts: int = 5
     #: How long an idempotency key remembers its send (and blocks a second one).

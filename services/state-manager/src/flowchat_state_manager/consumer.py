@@ -4,6 +4,11 @@ The platform's consumer decodes each body as a ``StatusEvent`` (undecodable →
 ``flowchat.poison`` with the reason), calls :meth:`StatusConsumer.handle`, and acks
 when it returns, which is after the transaction holding the event committed
 (:mod:`flowchat_state_manager.batching` groups concurrent deliveries into one).
+
+A ``send_result_batch`` (a busy sender's results of one account) is applied result by
+result; when some are rejected the whole message is parked with their reasons (the
+others are recorded already, and a replay of the parked copy repeats them harmlessly:
+every result is applied once by its event id).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from flowchat_contracts import SendResult, StatusUpdate
+from flowchat_contracts import SendResult, SendResultBatch, StatusUpdate
 from flowchat_platform.errors import DeadLetter, RetryLater
 from flowchat_platform.logs import get_logger
 from flowchat_state_manager import metrics
@@ -29,8 +34,25 @@ class StatusConsumer:
         self._pause = unavailable_pause_s
 
     async def handle(
-        self, event: SendResult | StatusUpdate, message: AbstractIncomingMessage
+        self, event: SendResult | SendResultBatch | StatusUpdate, message: AbstractIncomingMessage
     ) -> None:
+        if not isinstance(event, SendResultBatch):
+            await self._apply(event)
+            return
+        outcomes = await asyncio.gather(
+            *(self._apply(r) for r in event.results), return_exceptions=True
+        )
+        rejected: list[DeadLetter] = []
+        for outcome in outcomes:
+            if isinstance(outcome, DeadLetter):
+                rejected.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome  # the database: the whole message again (applied ones skip)
+        if rejected:
+            reasons = "; ".join(sorted({r.reason for r in rejected}))
+            raise DeadLetter(f"{len(rejected)} of {len(event.results)} results {reasons}")
+
+    async def _apply(self, event: SendResult | StatusUpdate) -> None:
         try:
             await self._batcher.submit(event)
         except RejectedEvent as exc:
