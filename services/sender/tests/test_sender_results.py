@@ -1,0 +1,97 @@
+"""Send results leave in batches under load, each once, each caller back after its confirm
+(real RabbitMQ, a vhost of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import orjson
+import pytest
+
+from flowchat_contracts import SendResult, send_results_in, topology
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.errors import PublishError
+from flowchat_sender.consumer import ResultBatcher
+
+pytestmark = pytest.mark.integration
+
+
+def result(i: int, account: str) -> SendResult:
+    return SendResult(
+        tenant_id="tnt-1",
+        account_id=account,
+        message_id=f"m-{account}-{i}",
+        idempotency_key=f"k-{account}-{i}",
+        to=f"1555000{i:04d}",
+        message_type="text",
+        status="accepted",
+        provider="meta",
+        provider_message_id=f"wamid.{account}.{i}",
+    )
+
+
+@pytest.fixture
+async def amqp(amqp_url: str) -> AsyncIterator[Amqp]:
+    client = Amqp(amqp_url, service="sender-test")
+    await client.connect()
+    try:
+        yield client
+    finally:
+        await client.close(grace_s=0)
+
+
+async def landed(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        q = await (await conn.channel()).declare_queue(topology.QUEUE_STATE_STATUS, passive=True)
+        out = []
+        while (m := await q.get(no_ack=True, fail=False)) is not None:
+            out.append(m)
+        return out
+    finally:
+        await conn.close()
+
+
+async def test_results_finishing_together_go_in_one_message_per_account(
+    amqp: Amqp, amqp_url: str
+) -> None:
+    batcher = ResultBatcher(amqp)
+    sent = [result(i, account) for i in range(40) for account in ("acc-a", "acc-b")]
+    await asyncio.gather(*(batcher.publish(r) for r in sent))
+
+    messages = await landed(amqp_url)
+    assert len(messages) < len(sent) / 4  # batched, not one message per result
+    got: list[SendResult] = []
+    for m in messages:
+        body = orjson.loads(m.body)
+        accounts = {r.account_id for r in send_results_in(m.body)}
+        assert accounts == {body["account_id"]}  # one account per message
+        assert m.routing_key == topology.status_routing_key(
+            "tnt-1", body["account_id"], body["kind"]
+        )
+        got.extend(send_results_in(m.body))
+    assert sorted(r.message_id for r in got) == sorted(r.message_id for r in sent)
+    assert any(orjson.loads(m.body)["kind"] == "send_result_batch" for m in messages)
+
+
+async def test_a_lone_result_or_batching_off_publishes_plain_send_results(
+    amqp: Amqp, amqp_url: str
+) -> None:
+    await ResultBatcher(amqp).publish(result(0, "acc-a"))
+    single = ResultBatcher(amqp, max_batch=1)
+    await asyncio.gather(*(single.publish(result(i, "acc-a")) for i in range(1, 6)))
+
+    messages = await landed(amqp_url)
+    assert [orjson.loads(m.body)["kind"] for m in messages] == ["send_result"] * 6
+    assert messages[0].message_id == "m-acc-a-0:accepted:1"
+
+
+async def test_every_caller_of_a_failed_publish_gets_the_error(amqp: Amqp) -> None:
+    batcher = ResultBatcher(amqp)
+    await amqp.close(grace_s=0)
+    outcomes = await asyncio.gather(
+        *(batcher.publish(result(i, "acc-a")) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(o, PublishError) for o in outcomes), outcomes
