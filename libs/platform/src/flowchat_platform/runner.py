@@ -8,6 +8,7 @@ consuming and drain in-flight messages (:meth:`Amqp.close`) before closing pools
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -21,11 +22,19 @@ from flowchat_platform.settings import ServiceSettings, load_settings
 S = TypeVar("S", bound=ServiceSettings)
 log = get_logger(__name__)
 
+#: Collector thresholds of a running service (CPython's are 700, 10, 10). With hundreds
+#: of messages in flight, a young collection every 700 allocations walked their live
+#: objects again and again; start-up objects (modules, the app) are frozen out of every
+#: later collection. Measured on the sender (#6, 8,000 messages a run, four runs each):
+#: 0.47 → 0.41 ms CPU per message.
+GC_THRESHOLDS = (20_000, 50, 100)
+
 
 def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
     settings = load_settings(settings_cls)
     configure_logging(service, settings.log_level)
     app = create_app(settings)
+    tune_gc()
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -47,6 +56,13 @@ def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], F
     signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.Server(config).run()
     log.info("stopped")
+
+
+def tune_gc() -> None:
+    """Freeze what start-up built and collect less often (:data:`GC_THRESHOLDS`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _exit_cleanly(signum: int, _frame: object) -> None:
