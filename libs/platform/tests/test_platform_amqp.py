@@ -2,6 +2,7 @@ import asyncio
 
 import aio_pika
 import pytest
+import structlog
 from pydantic import TypeAdapter
 
 from flowchat_contracts import InboundMessage, topology
@@ -251,3 +252,27 @@ async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp
     assert asyncio.get_running_loop().time() - started < 5
     got = await eventually(lambda: get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
     assert len(got) == 1  # back in its queue, not lost and not parked
+
+
+async def test_a_handlers_log_lines_carry_its_messages_correlation_id(amqp):
+    seen: list[dict] = []
+
+    async def handler(_item: InboundMessage, _message) -> None:
+        seen.append(structlog.contextvars.get_contextvars())
+        await asyncio.sleep(0.05)  # both handlings overlap: each keeps its own binding
+        seen.append(structlog.contextvars.get_contextvars())
+
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=4,
+    )
+    for n in (1, 2):
+        await amqp.publish(
+            topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(n), correlation_id=f"corr-{n}"
+        )
+    await eventually(lambda: len(seen) == 4)
+    assert sorted(s["correlation_id"] for s in seen) == ["corr-1", "corr-1", "corr-2", "corr-2"]
+    assert {s["queue"] for s in seen} == {topology.QUEUE_CONVERSATION_INBOUND}
+    assert "correlation_id" not in structlog.contextvars.get_contextvars()  # nothing leaked

@@ -33,7 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from flowchat_contracts import topology
 from flowchat_platform import metrics
 from flowchat_platform.errors import DeadLetter, Discard, MessageFate, PublishError, RetryLater
-from flowchat_platform.logs import bind_correlation, get_logger
+from flowchat_platform.logs import bind_in_task, get_logger
 from flowchat_platform.transient import is_transient
 
 log = get_logger(__name__)
@@ -457,9 +457,10 @@ class _Consumer(Generic[T]):
     async def _process(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         fate = "ack"
+        # the task's own context (a copy): bound for its log lines, gone with it
+        bind_in_task(message.correlation_id, queue=self.queue_name)
         try:
-            with bind_correlation(message.correlation_id, queue=self.queue_name):
-                fate = await self._handle(message)
+            fate = await self._handle(message)
         finally:
             self._inflight -= 1
             if self._inflight == 0:

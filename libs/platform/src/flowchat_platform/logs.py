@@ -73,3 +73,9 @@ def bind_correlation(correlation_id: str | None, **extra: Any) -> Iterator[None]
     """Bind a correlation id (and more) to every log line inside the block."""
     with structlog.contextvars.bound_contextvars(correlation_id=correlation_id, **extra):
         yield
+
+
+def bind_in_task(correlation_id: str | None, **extra: Any) -> None:
+    """Bind a correlation id (and more) for the rest of the current task. Only in a
+    task of its own: its context is a copy that dies with it, so nothing is reset."""
+    structlog.contextvars.bind_contextvars(correlation_id=correlation_id, **extra)

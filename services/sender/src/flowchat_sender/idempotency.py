@@ -234,7 +234,7 @@ class IdempotencyStore:
                 "fp": fp or fingerprint(command),
                 "owner": owner,
                 "at": time.time(),
-                "result": result.model_dump(mode="json", exclude_none=True),
+                "result": orjson.Fragment(result.model_dump_json(exclude_none=True)),
             }
         )
         key = self.key(command.tenant_id, command.idempotency_key)

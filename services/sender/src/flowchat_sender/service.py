@@ -430,9 +430,13 @@ class Sender:
         try:
             await asyncio.sleep(seconds)
         finally:
-            # shielded: a cancelled wait still takes its place back, which the caller's
-            # ``async with`` then gives up, so the count stays right
-            await asyncio.shield(self._active.acquire())
+            # a cancelled wait still takes its place back, which the caller's ``async
+            # with`` then gives up, so the count stays right: a free place is taken
+            # without suspending (nothing to cancel), a contended one shielded
+            if self._active.locked():
+                await asyncio.shield(self._active.acquire())
+            else:
+                await self._active.acquire()
 
     async def _call(
         self, adapter: ProviderAdapter, account: AccountCredentials, command: OutboundCommand
