@@ -397,6 +397,8 @@ class ResultCount:
             await self.conn.close()
 
     async def _on_result(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        # counted, not validated (``send_results_in`` would be): this process shares the
+        # machine with the sender it measures
         body = orjson.loads(message.body)
         self.count += len(body["results"]) if body.get("kind") == "send_result_batch" else 1
 

@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 from flowchat_contracts import InboundMessage, topology
 from flowchat_platform.amqp import HEADER_REASON, Amqp
 from flowchat_platform.errors import DeadLetter, Discard, PublishError
-from flowchat_platform.testing import eventually
+from flowchat_platform.testing import drain_queue, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +27,6 @@ def inbound(n: int = 1) -> InboundMessage:
     )
 
 
-async def get_all(url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    conn = await aio_pika.connect(url)
-    try:
-        ch = await conn.channel()
-        q = await ch.declare_queue(queue, passive=True)
-        out = []
-        while (msg := await q.get(no_ack=True, fail=False)) is not None:
-            out.append(msg)
-        return out
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
 async def amqp(amqp_url):
     client = Amqp(amqp_url, service="test", publish_timeout_s=5)
@@ -51,7 +38,7 @@ async def amqp(amqp_url):
 async def test_publish_is_confirmed_and_routed_by_topology(amqp, amqp_url):
     msg = inbound()
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", msg, message_id=msg.event_id)
-    got = await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    got = await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
     assert [InboundMessage.model_validate_json(m.body) for m in got] == [msg]
     assert got[0].delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert (got[0].message_id, got[0].content_type, got[0].app_id) == (
@@ -72,7 +59,7 @@ async def test_publish_carries_headers_and_correlation(amqp, amqp_url):
         headers={"x-flowchat-attempt": 3, "x-flowchat-reason": "why"},
         message_type="custom",
     )
-    (got,) = await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    (got,) = await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
     assert got.correlation_id == "corr-1"
     own = {k: v for k, v in got.headers.items() if k != "x-delivery-count"}  # the broker's
     assert own == {"x-flowchat-attempt": 3, "x-flowchat-reason": "why"}
@@ -118,15 +105,15 @@ async def test_consume_fates_and_poison(amqp, amqp_url):
     await eventually(lambda: handled == ["wamid.1", "wamid.4"])
 
     async def poisoned():
-        return await get_all(amqp_url, topology.QUEUE_POISON)
+        return await drain_queue(amqp_url, topology.QUEUE_POISON)
 
     parked = await eventually(poisoned)
-    parked += await get_all(amqp_url, topology.QUEUE_POISON)
+    parked += await drain_queue(amqp_url, topology.QUEUE_POISON)
     reasons = sorted(m.headers[HEADER_REASON] for m in parked)
     assert len(reasons) == 2
     assert reasons[0] == "cannot handle this"
     assert reasons[1].startswith("invalid:")
-    assert not await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
 
 
 async def test_handler_bug_requeues_until_the_delivery_limit_parks_it(amqp, amqp_url):
@@ -146,7 +133,7 @@ async def test_handler_bug_requeues_until_the_delivery_limit_parks_it(amqp, amqp
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
 
     async def parked():
-        return await get_all(amqp_url, topology.QUEUE_POISON)
+        return await drain_queue(amqp_url, topology.QUEUE_POISON)
 
     got = await eventually(parked, timeout_s=20)
     assert len(got) == 1
@@ -199,7 +186,7 @@ async def test_a_closing_channel_does_not_cut_a_handler_off_midway(amqp, amqp_ur
     release.set()
     await eventually(lambda: runs == ["started", "finished"], timeout_s=10)
     # unacked on the closed channel: back in its queue for the next consumer
-    got = await eventually(lambda: get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
+    got = await eventually(lambda: drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
     assert len(got) == 1
 
 
@@ -226,8 +213,8 @@ async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
     await eventually(lambda: calls == topology.WORK_DELIVERY_LIMIT + 4, timeout_s=20)
     await amqp.stop_consuming(grace_s=5)
-    assert not await get_all(amqp_url, topology.QUEUE_POISON)
-    assert not await get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    assert not await drain_queue(amqp_url, topology.QUEUE_POISON)
+    assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
 
 
 async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp_url):
@@ -250,7 +237,7 @@ async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp
     started = asyncio.get_running_loop().time()
     await amqp.stop_consuming(grace_s=10)
     assert asyncio.get_running_loop().time() - started < 5
-    got = await eventually(lambda: get_all(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
+    got = await eventually(lambda: drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
     assert len(got) == 1  # back in its queue, not lost and not parked
 
 

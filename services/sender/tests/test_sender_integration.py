@@ -31,7 +31,7 @@ from flowchat_contracts import (
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
 from flowchat_platform.redis import create_redis
 from flowchat_platform.tenant_client import TenantClient
-from flowchat_platform.testing import eventually, serve
+from flowchat_platform.testing import drain_queue, eventually, serve
 from flowchat_sender.app import create_app
 from flowchat_sender.breaker import CircuitBreaker
 from flowchat_sender.cloud_api import CloudApiAdapter
@@ -202,16 +202,7 @@ class Stack:
         )
 
     async def take(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        conn = await aio_pika.connect(self.amqp_url)
-        try:
-            ch = await conn.channel()
-            q = await ch.declare_queue(queue, passive=True)
-            out = []
-            while (msg := await q.get(no_ack=True, fail=False)) is not None:
-                out.append(msg)
-            return out
-        finally:
-            await conn.close()
+        return await drain_queue(self.amqp_url, queue)
 
     async def results(self, expected: int, timeout_s: float = 10) -> list[SendResult]:
         got: list[SendResult] = []

@@ -13,6 +13,7 @@ import pytest
 from flowchat_contracts import SendResult, send_results_in, topology
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.errors import PublishError
+from flowchat_platform.testing import drain_queue
 from flowchat_sender.consumer import ResultBatcher
 
 pytestmark = pytest.mark.integration
@@ -43,15 +44,7 @@ async def amqp(amqp_url: str) -> AsyncIterator[Amqp]:
 
 
 async def landed(amqp_url: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    conn = await aio_pika.connect(amqp_url)
-    try:
-        q = await (await conn.channel()).declare_queue(topology.QUEUE_STATE_STATUS, passive=True)
-        out = []
-        while (m := await q.get(no_ack=True, fail=False)) is not None:
-            out.append(m)
-        return out
-    finally:
-        await conn.close()
+    return await drain_queue(amqp_url, topology.QUEUE_STATE_STATUS)
 
 
 async def test_results_finishing_together_go_in_one_message_per_account(

@@ -39,7 +39,7 @@ from flowchat_contracts import (
     topology,
 )
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.testing import eventually, free_port, serve
+from flowchat_platform.testing import drain_queue, eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
 from flowchat_sender.app import create_app
@@ -158,15 +158,7 @@ class World:
             await client.close(grace_s=1)
 
     async def drain(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        conn = await aio_pika.connect(self.amqp_url)
-        try:
-            q = await (await conn.channel()).declare_queue(queue, passive=True)
-            out = []
-            while (msg := await q.get(no_ack=True, fail=False)) is not None:
-                out.append(msg)
-            return out
-        finally:
-            await conn.close()
+        return await drain_queue(self.amqp_url, queue)
 
     async def depth(self, queue: str) -> int:
         conn = await aio_pika.connect(self.amqp_url)

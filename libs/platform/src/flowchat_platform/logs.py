@@ -1,16 +1,14 @@
 """structlog JSON logging with correlation ids.
 
 Every line is one JSON object with ``service``, ``level``, ``event``, ``timestamp``
-and whatever is bound in the context (``correlation_id``, ``tenant_id``, …). Bind
-with :func:`bind_correlation` at the start of a request or message.
+and whatever is bound in the context (``correlation_id``, ``tenant_id``, …). The
+platform's consumer binds each message's with :func:`bind_in_task`.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -66,13 +64,6 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 def get_logger(name: str | None = None) -> Any:
     return structlog.get_logger(name)
-
-
-@contextmanager
-def bind_correlation(correlation_id: str | None, **extra: Any) -> Iterator[None]:
-    """Bind a correlation id (and more) to every log line inside the block."""
-    with structlog.contextvars.bound_contextvars(correlation_id=correlation_id, **extra):
-        yield
 
 
 def bind_in_task(correlation_id: str | None, **extra: Any) -> None:

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import aio_pika
 import asyncpg
 import pytest
 import uvicorn
@@ -249,3 +250,16 @@ async def eventually(predicate: Any, *, timeout_s: float = 10.0, interval_s: flo
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(interval_s)
+
+
+async def drain_queue(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Every message ready in ``queue`` now, taken off it (no ack needed)."""
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        q = await (await conn.channel()).declare_queue(queue, passive=True)
+        out = []
+        while (msg := await q.get(no_ack=True, fail=False)) is not None:
+            out.append(msg)
+        return out
+    finally:
+        await conn.close()

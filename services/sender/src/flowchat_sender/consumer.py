@@ -24,12 +24,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
 from flowchat_contracts import OutboundCommand, SendResult, SendResultBatch, topology
-from flowchat_platform.amqp import (
-    HEADER_ATTEMPT,
-    HEADER_ORIGIN_QUEUE,
-    HEADER_REASON,
-    Amqp,
-)
+from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
 from flowchat_platform.errors import PublishError, RetryLater
 from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics
