@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -378,12 +379,15 @@ class Depth:
 
 class ResultCount:
     """Send results landing in ``state-manager.status``, consumed and counted as they
-    come (a ``send_result_batch`` counts each result it holds)."""
+    come (a ``send_result_batch`` counts each result it holds), with each result's
+    ``occurred_at`` (the sender's clock, when it had the provider's answer) in
+    :attr:`times`."""
 
     def __init__(self, amqp_url: str) -> None:
         self.url = amqp_url
         self.conn: aio_pika.abc.AbstractConnection | None = None
         self.count = 0
+        self.times: list[float] = []
 
     async def __aenter__(self) -> ResultCount:
         self.conn = await aio_pika.connect(self.url)
@@ -397,10 +401,11 @@ class ResultCount:
             await self.conn.close()
 
     async def _on_result(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        # counted, not validated (``send_results_in`` would be): this process shares the
-        # machine with the sender it measures
+        # read, not validated (``send_results_in`` would be): a benchmark's counter
         body = orjson.loads(message.body)
-        self.count += len(body["results"]) if body.get("kind") == "send_result_batch" else 1
+        results = body["results"] if body.get("kind") == "send_result_batch" else [body]
+        self.count += len(results)
+        self.times += [datetime.fromisoformat(r["occurred_at"]).timestamp() for r in results]
 
     async def __call__(self) -> int:
         return self.count

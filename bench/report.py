@@ -296,7 +296,7 @@ def _plot_throughput(t: dict[str, Any]) -> Any:
         ys = [p[1] for p in run["sender"]["curve"]]
         b.plot(xs, ys, label=f"round {i + 1}")
     b.set_xlabel("seconds since the sender started")
-    b.set_ylabel("send results published")
+    b.set_ylabel("send results (by occurred_at)")
     b.set_title("Sender progress (pre-filled queue)")
     b.legend()
     return fig
