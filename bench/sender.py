@@ -4,9 +4,10 @@ growth with accounts and with queue depth. The sandbox is the provider.
 Throughput is measured where it lands: every command the sender finishes publishes its
 ``SendResult`` (alone or in a ``send_result_batch``) to ``flowchat.status``; with no
 state-manager running, the results wait in ``state-manager.status`` until the bench
-reads them after the run, and the rate comes from their ``occurred_at``. The baseline in the same run is the bare loop the
-design names: aio-pika consume → aiohttp POST of the very request body the sender
-sends (same sandbox, so the provider's work is the same in both) → ack, nothing else.
+reads them after the run, and the rate comes from their ``occurred_at``. The baseline in
+the same run is the bare loop the design names: aio-pika consume → aiohttp POST of the
+very request body the sender sends (same sandbox, so the provider's work is the same in
+both) → ack, nothing else.
 """
 
 from __future__ import annotations
