@@ -187,8 +187,8 @@ def create_app(settings: Settings) -> FastAPI:
             await amqp.close(settings.shutdown_grace_s)
             log.info(
                 "redis batching",
-                commands=batcher.items,
-                pipelines=batcher.batches,
+                scripts=batcher.items,
+                calls=batcher.batches,
             )
             await background.stop()
             await templates.close()

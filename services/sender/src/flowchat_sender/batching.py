@@ -1,4 +1,4 @@
-"""Work of concurrent messages, sent together: Redis commands as one pipeline
+"""Work of concurrent messages, sent together: Redis scripts as one call
 (:class:`RedisBatcher`), send results as one broker message per account
 (:class:`flowchat_sender.consumer.ResultBatcher`).
 
@@ -10,9 +10,12 @@ batch size follows the load — a lone item goes at once, a busy sender sends te
 write. Each caller still gets its own reply or its own error, so one failing item
 never fails its neighbours.
 
-Scripts run by ``EVALSHA`` (loaded on the first ``NOSCRIPT``), never through
-redis-py's pipeline script registry, which would add a ``SCRIPT EXISTS`` round trip
-to every batch.
+A batch of Redis work is one ``EVALSHA`` of a bundle script that runs each item's
+script in turn (:class:`RedisBatcher`), not a pipeline of one command per item:
+redis-py spends Python on packing, reading and dispatching every command. Claim and
+store of a message took 165 → 130 µs of the sender's CPU (4,000 at a time); in the
+benchmark the sender's CPU per message fell 5 % (median of five interleaved runs, #6)
+while Redis' rose 0.02 ms.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LuaScript:
+    """A script body over ``KEYS`` and ``ARGV`` that returns a reply (never nil)."""
+
     source: str
     sha: str = field(init=False)
 
@@ -105,39 +110,87 @@ def settle(future: asyncio.Future[Any], reply: Any) -> None:
         future.set_result(reply)
 
 
-class RedisBatcher(Batcher[tuple[Any, ...]]):
-    """Redis commands in one non-transactional pipeline per batch."""
+#: Runs the items of one batch. ARGV: item count, then per item its script's id, key
+#: count, argument count and arguments; KEYS: every item's keys in turn. A failing item
+#: (``redis.call`` raised, or a Lua error) becomes an error reply in its place only;
+#: what it wrote before failing stays, as with a script of its own.
+_BUNDLE_RUN = """
+local out, k, a = {}, 0, 2
+for i = 1, tonumber(ARGV[1]) do
+  local f, nk, na = F[ARGV[a]], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local ok, r = pcall(f, {unpack(KEYS, k + 1, k + nk)}, {unpack(ARGV, a, a + na - 1)})
+  if not ok then
+    r = redis.error_reply(type(r) == 'table' and r.err or tostring(r))
+  elseif r == nil then
+    r = false
+  end
+  out[i] = r
+  k, a = k + nk, a + na
+end
+return out
+"""
+
+
+class ScriptBundle:
+    """The scripts seen so far as one Lua source: each a function of ``(KEYS, ARGV)``
+    under a short id, and :data:`_BUNDLE_RUN` to run a batch of them."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+        self._functions: list[str] = []
+        self.source = ""
+        self.sha = ""
+
+    def id_of(self, script: LuaScript) -> str:
+        known = self._ids.get(script.sha)
+        if known is None:
+            known = self._ids[script.sha] = str(len(self._ids) + 1)
+            self._functions.append(f"F['{known}'] = function(KEYS, ARGV)\n{script.source}\nend\n")
+            self.source = "local F = {}\n" + "".join(self._functions) + _BUNDLE_RUN
+            self.sha = LuaScript(self.source).sha
+        return known
+
+
+class RedisBatcher(Batcher[tuple[str, list[str], list[Any]]]):
+    """Scripts of concurrent callers run by one ``EVALSHA`` per batch (the bundle is
+    loaded on the first ``NOSCRIPT``, and again after a new script joins it)."""
 
     def __init__(
         self, redis: aioredis.Redis, *, max_batch: int = 256, max_in_flight: int = 2
     ) -> None:
         super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
         self._redis = redis
-
-    async def execute(self, *args: Any) -> Any:
-        """Run one command in the next pipeline; its parsed reply (or its error, raised)."""
-        return await self.submit(args)
+        self._bundle = ScriptBundle()
 
     async def script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self._redis.script_load(script.source)
-            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        """Run ``script`` in the next batch; its reply (or its error, raised)."""
+        return await self.submit((self._bundle.id_of(script), keys, args))
 
-    async def _run(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _run(
+        self, batch: list[tuple[tuple[str, list[str], list[Any]], asyncio.Future[Any]]]
+    ) -> None:
+        keys: list[str] = []
+        args: list[Any] = [len(batch)]
+        for (fid, k, a), _ in batch:
+            keys += k
+            args += (fid, len(k), len(a))
+            args += a
+        # every item's script is in the bundle as it is now (later ones only add to it)
+        sha, source = self._bundle.sha, self._bundle.source
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for args, _ in batch:
-                    pipe.execute_command(*args)
-                replies = await pipe.execute(raise_on_error=False)
+            try:
+                replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                await self._redis.script_load(source)
+                replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
         except (RedisError, OSError, TimeoutError) as exc:
             for _, future in batch:
                 settle(future, exc)
             return
         except BaseException as exc:  # cancelled (shutdown) or a bug: never strand a caller
             for _, future in batch:
-                settle(future, RedisError(f"pipeline aborted: {exc!r}"))
+                settle(future, RedisError(f"batch aborted: {exc!r}"))
             raise
         for (_, future), reply in zip(batch, replies, strict=True):
             settle(future, reply)

@@ -45,6 +45,8 @@ end
 return 0
 """)
 
+_STORE = LuaScript("return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])")
+
 # KEYS: idem key, window key (or the idem key again), opt-out set (or the idem key),
 #       4 limiter keys (optional).
 # ARGV: record, ttl, admit 0|1, window mode 0 off|1 known|2 strict, window s,
@@ -239,7 +241,7 @@ class IdempotencyStore:
         )
         key = self.key(command.tenant_id, command.idempotency_key)
         try:
-            await self._batch.execute("SET", key, value, "EX", self.ttl_s)
+            await self._batch.script(_STORE, [key], [value, self.ttl_s])
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc
 
