@@ -306,6 +306,27 @@ async def test_retryable_error_goes_to_a_retry_tier_with_the_attempt(stack: Stac
     assert await stack.take(topology.QUEUE_STATE_STATUS) == []  # not failed yet
 
 
+async def test_a_rate_limit_wait_past_the_inline_limit_comes_back_before_its_slot(
+    stack: Stack,
+) -> None:
+    # one slot a second: the first six sleep in-process (waits up to 5 s), the seventh's
+    # slot is 6 s away: it waits in the 5 s tier (claimed again when back), not the 30 s
+    # one, which left the number idle for 24 s
+    stack.tenant.accounts["acc-1"] = meta_account(throughput_mps=1)
+    for i in range(7):
+        await stack.publish(command(to=f"+1650666{i:04d}"))
+    deferred: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def in_5s_tier() -> bool:
+        deferred.extend(await stack.take(topology.retry_tier_for(5).queue))
+        return len(deferred) == 1
+
+    await eventually(in_5s_tier)
+    assert "rate limit (number)" in deferred[0].headers[HEADER_REASON]
+    assert HEADER_ATTEMPT not in deferred[0].headers  # waiting uses no attempt
+    assert await stack.take(topology.retry_tier_for(30).queue) == []
+
+
 async def test_last_attempt_goes_to_the_dlq_with_a_failed_result(stack: Stack) -> None:
     stack.graph.fail_code = 133004
     cmd = command()

@@ -115,3 +115,10 @@ def test_marketing_has_its_own_lane_and_retry_tiers() -> None:
     assert bulk_tier.queue == "whatsapp.outbound.bulk.retry.30s"
     assert bulk_tier.spec().arguments["x-dead-letter-routing-key"] == topology.QUEUE_OUTBOUND_BULK
     assert topology.retry_tier_for(6).queue == "whatsapp.outbound.retry.30s"
+
+
+def test_a_wait_that_may_end_early_takes_the_longest_tier_within_it() -> None:
+    at_most = [topology.retry_tier_for(s, at_most=True).delay_s for s in (0.5, 6, 100, 9999)]
+    assert at_most == [5, 5, 30, 3600]
+    bulk = topology.retry_tier_for(6, queue=topology.QUEUE_OUTBOUND_BULK, at_most=True)
+    assert bulk.queue == "whatsapp.outbound.bulk.retry.5s"

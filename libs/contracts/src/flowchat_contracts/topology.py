@@ -166,10 +166,16 @@ BULK_RETRY_TIERS: tuple[RetryTier, ...] = tuple(
 )
 
 
-def retry_tier_for(delay_s: float, *, queue: str = QUEUE_OUTBOUND) -> RetryTier:
+def retry_tier_for(
+    delay_s: float, *, queue: str = QUEUE_OUTBOUND, at_most: bool = False
+) -> RetryTier:
     """The shortest tier of ``queue``'s lane that waits at least ``delay_s`` (the
-    longest tier past the end)."""
+    longest tier past the end). ``at_most``: the longest tier that waits no longer than
+    ``delay_s`` (the shortest when even it waits longer), for a message that may come
+    back early but not late."""
     tiers = BULK_RETRY_TIERS if queue == QUEUE_OUTBOUND_BULK else RETRY_TIERS
+    if at_most:
+        return next((t for t in reversed(tiers) if t.delay_s <= delay_s), tiers[0])
     for tier in tiers:
         if tier.delay_s >= delay_s:
             return tier

@@ -219,7 +219,8 @@ class OutboundConsumer:
     ) -> None:
         """Publish the command to the retry tier of its lane that waits ``exc.delay_s``
         (then ack)."""
-        tier = topology.retry_tier_for(exc.delay_s, queue=queue)
+        early = isinstance(exc, SendRetry) and exc.early
+        tier = topology.retry_tier_for(exc.delay_s, queue=queue, at_most=early)
         headers = carried_headers(message)
         headers[HEADER_REASON] = exc.reason[:1000]
         if exc.counts_as_attempt:

@@ -28,7 +28,11 @@ from flowchat_platform.errors import DeadLetter, FlowchatError, RetryLater
 
 
 class SendRetry(RetryLater):
-    """Try the command again after ``delay_s`` (``counts_as_attempt`` False for waits)."""
+    """Try the command again after ``delay_s`` (``counts_as_attempt`` False for waits).
+
+    ``early``: coming back before ``delay_s`` is harmless (a rate-limit wait: the claim
+    is simply tried again), so the command waits in the longest tier no longer than
+    ``delay_s``; otherwise in the shortest tier at least as long."""
 
     def __init__(
         self,
@@ -37,9 +41,11 @@ class SendRetry(RetryLater):
         delay_s: float,
         counts_as_attempt: bool,
         error: ProviderError | None = None,
+        early: bool = False,
     ) -> None:
         super().__init__(reason, delay_s=delay_s, counts_as_attempt=counts_as_attempt)
         self.error = error
+        self.early = early
 
 
 class Park(DeadLetter):

@@ -231,10 +231,12 @@ class Sender:
         if not admission.admitted:
             ticket.cancel()
             _limiter_waits(admission.limit, "retry_tier").inc()
+            # back no later than its slot (a later tier left the number idle meanwhile)
             raise SendRetry(
                 f"rate limit ({admission.limit}): next slot in {admission.wait_s:.1f}s",
                 delay_s=admission.wait_s,
                 counts_as_attempt=False,
+                early=True,
             )
         if admission.wait_s > 0:
             try:
