@@ -34,7 +34,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LuaScript:
-    """A script body over ``KEYS`` and ``ARGV`` that returns a reply (never nil)."""
+    """A script body over ``KEYS`` and ``ARGV`` and its reply (nil comes back as None)."""
 
     source: str
     sha: str = field(init=False)
