@@ -44,8 +44,10 @@ class LuaScript:
 
 
 class Batcher(ABC, Generic[T]):
-    """Items of concurrent callers in batches; :meth:`_run` sends one and settles its
-    futures (a reply or an error each)."""
+    """Items of concurrent callers in batches; :meth:`_run` sends one and returns a reply
+    per item, and each caller gets its own (raised when it is an error). When ``_run``
+    raises, every caller of the batch gets that error; when it is cancelled (shutdown),
+    :meth:`_aborted`'s, so no caller is ever stranded."""
 
     def __init__(self, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
         self.max_batch = max_batch
@@ -71,8 +73,24 @@ class Batcher(ABC, Generic[T]):
         return await future
 
     @abstractmethod
-    async def _run(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
-        """Send ``batch``; settle every future not done yet, even when cancelled."""
+    async def _run(self, items: list[T]) -> list[Any]:
+        """Send ``items``; a reply (or an exception) per item, in their order."""
+
+    @abstractmethod
+    def _aborted(self, cause: BaseException) -> Exception:
+        """The error of every caller of a batch whose sending was cancelled."""
+
+    async def _send(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self._run([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - each caller gets it
+            replies = [exc] * len(batch)
+        except BaseException as exc:
+            for _, future in batch:
+                settle(future, self._aborted(exc))
+            raise
+        for (_, future), reply in zip(batch, replies, strict=True):
+            settle(future, reply)
 
     def _take(self) -> list[tuple[T, asyncio.Future[Any]]]:
         batch = self._pending[: self.max_batch]
@@ -88,7 +106,7 @@ class Batcher(ABC, Generic[T]):
         self._in_flight += 1
         self.batches += 1
         self.items += len(batch)
-        task = asyncio.create_task(self._run(batch))
+        task = asyncio.create_task(self._send(batch))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -167,30 +185,21 @@ class RedisBatcher(Batcher[tuple[str, list[str], list[Any]]]):
         """Run ``script`` in the next batch; its reply (or its error, raised)."""
         return await self.submit((self._bundle.id_of(script), keys, args))
 
-    async def _run(
-        self, batch: list[tuple[tuple[str, list[str], list[Any]], asyncio.Future[Any]]]
-    ) -> None:
+    async def _run(self, items: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
         keys: list[str] = []
-        args: list[Any] = [len(batch)]
-        for (fid, k, a), _ in batch:
+        args: list[Any] = [len(items)]
+        for fid, k, a in items:
             keys += k
             args += (fid, len(k), len(a))
             args += a
         # every item's script is in the bundle as it is now (later ones only add to it)
         sha, source = self._bundle.sha, self._bundle.source
         try:
-            try:
-                replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
-            except NoScriptError:
-                await self._redis.script_load(source)
-                replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
-        except (RedisError, OSError, TimeoutError) as exc:
-            for _, future in batch:
-                settle(future, exc)
-            return
-        except BaseException as exc:  # cancelled (shutdown) or a bug: never strand a caller
-            for _, future in batch:
-                settle(future, RedisError(f"batch aborted: {exc!r}"))
-            raise
-        for (_, future), reply in zip(batch, replies, strict=True):
-            settle(future, reply)
+            replies: list[Any] = await self._redis.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._redis.script_load(source)
+            replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
+        return replies
+
+    def _aborted(self, cause: BaseException) -> Exception:
+        return RedisError(f"batch aborted: {cause!r}")

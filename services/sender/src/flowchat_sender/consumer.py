@@ -28,7 +28,7 @@ from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_ORIGIN_QUEUE, HEADER_R
 from flowchat_platform.errors import PublishError, RetryLater
 from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics
-from flowchat_sender.batching import Batcher, settle
+from flowchat_sender.batching import Batcher
 from flowchat_sender.errors import Park, SendRetry
 from flowchat_sender.service import Sender
 
@@ -82,42 +82,39 @@ class ResultBatcher(Batcher[SendResult]):
         else:
             await self.submit(result)
 
-    async def _run(self, batch: list[tuple[SendResult, asyncio.Future[Any]]]) -> None:
-        groups: dict[tuple[str, str], list[tuple[SendResult, asyncio.Future[Any]]]] = {}
-        for item in batch:
-            groups.setdefault((item[0].tenant_id, item[0].account_id), []).append(item)
-        await asyncio.gather(*(self._run_group(group) for group in groups.values()))
+    async def _run(self, items: list[SendResult]) -> list[Any]:
+        groups: dict[tuple[str, str], list[SendResult]] = {}
+        for result in items:
+            groups.setdefault((result.tenant_id, result.account_id), []).append(result)
+        # one account's failed publish fails only its own callers
+        outcomes = await asyncio.gather(
+            *(self._publish_group(g) for g in groups.values()), return_exceptions=True
+        )
+        failed = {
+            key: outcome if isinstance(outcome, Exception) else self._aborted(outcome)
+            for key, outcome in zip(groups, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        }
+        return [failed.get((r.tenant_id, r.account_id)) for r in items]
 
-    async def _run_group(self, group: list[tuple[SendResult, asyncio.Future[Any]]]) -> None:
-        results = [r for r, _ in group]
-        try:
-            if len(results) == 1:
-                await self._publish(results[0])
-            else:
-                first = results[0]
-                await self._amqp.publish(
-                    topology.EXCHANGE_STATUS,
-                    topology.status_routing_key(
-                        first.tenant_id, first.account_id, "send_result_batch"
-                    ),
-                    SendResultBatch(
-                        tenant_id=first.tenant_id, account_id=first.account_id, results=results
-                    ),
-                    message_id=f"{first.message_id}:batch:{len(results)}",
-                )
-        except Exception as exc:  # noqa: BLE001 - each caller gets it
-            for _, future in group:
-                settle(future, exc)
+    def _aborted(self, cause: BaseException) -> Exception:
+        return PublishError(
+            f"publish aborted: {cause!r}", exchange=topology.EXCHANGE_STATUS, routing_key=""
+        )
+
+    async def _publish_group(self, results: list[SendResult]) -> None:
+        if len(results) == 1:
+            await self._publish(results[0])
             return
-        except BaseException as exc:  # cancelled (shutdown): never strand a caller
-            aborted = PublishError(
-                f"publish aborted: {exc!r}", exchange=topology.EXCHANGE_STATUS, routing_key=""
-            )
-            for _, future in group:
-                settle(future, aborted)
-            raise
-        for _, future in group:
-            settle(future, None)
+        first = results[0]
+        await self._amqp.publish(
+            topology.EXCHANGE_STATUS,
+            topology.status_routing_key(first.tenant_id, first.account_id, "send_result_batch"),
+            SendResultBatch(
+                tenant_id=first.tenant_id, account_id=first.account_id, results=results
+            ),
+            message_id=f"{first.message_id}:batch:{len(results)}",
+        )
 
     async def _publish(self, result: SendResult) -> None:
         await self._amqp.publish(
