@@ -623,7 +623,9 @@ async def test_open_breaker_defers_without_using_attempts(parts: Parts) -> None:
 async def test_limiter_never_exceeds_the_rate_across_replicas(redis_url: str) -> None:
     rate = 40
     replicas = [create_redis(redis_url) for _ in range(2)]
-    limiters = [RateLimiter(r, pair_burst=1000) for r in replicas]
+    # with the service's own burst tolerance (10 ms: less than one 25 ms slot here)
+    burst_s = Settings().number_burst_s
+    limiters = [RateLimiter(r, pair_burst=1000, number_burst_s=burst_s) for r in replicas]
     admitted: list[float] = []
 
     async def one(i: int) -> None:
@@ -644,6 +646,31 @@ async def test_limiter_never_exceeds_the_rate_across_replicas(redis_url: str) ->
         assert in_window <= rate + 1
     span = admitted[-1] - admitted[0]
     assert span == pytest.approx(99 / rate, rel=0.03)
+
+
+async def test_a_number_sends_a_burst_at_once_then_keeps_its_rate(redis_url: str) -> None:
+    # 100 mps with 100 ms of tolerance (10 ms at 1,000 mps in the service: the same
+    # 11 slots): 11 commands arriving together go at once, not each asleep for a slot of
+    # its own; the 12th waits for its slot, and the schedule holds after that
+    redis = create_redis(redis_url)
+    try:
+        limiter = RateLimiter(redis, pair_burst=1000, number_burst_s=0.1)
+        waits = [
+            (await limiter.acquire("fast", f"r{i}", rate_mps=100, max_wait_s=1)).wait_s
+            for i in range(40)
+        ]
+        assert waits[:11] == [0.0] * 11
+        assert 0 < waits[11] <= 0.01
+        # each later one a slot (10 ms) further on, less the time the calls took
+        assert waits[-1] == pytest.approx(waits[11] + 0.28, abs=0.03)
+
+        even = RateLimiter(redis, pair_burst=1000)  # no tolerance: every slot 10 ms apart
+        first = await even.acquire("even", "a", rate_mps=100, max_wait_s=1)
+        second = await even.acquire("even", "b", rate_mps=100, max_wait_s=1)
+        assert first.wait_s == 0
+        assert 0 < second.wait_s <= 0.01
+    finally:
+        await redis.aclose()
 
 
 async def test_limiter_pair_rate_hold_and_throttle(redis_url: str) -> None:

@@ -124,7 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
             limiter=RateLimiter(
                 redis,
                 batcher=batcher,
-                number_burst=settings.number_burst,
+                number_burst_s=settings.number_burst_s,
                 pair_interval_s=settings.pair_interval_s,
                 pair_burst=settings.pair_burst,
             ),

@@ -2,8 +2,9 @@
 
 Two limits per send, checked atomically:
 
-- per number: ``rate`` messages/s (the account's throughput, 80 by default), with a
-  small burst; while a 130429 throttle is set the rate is multiplied by its factor;
+- per number: ``rate`` messages/s (the account's throughput, 80 by default), each
+  send at most ``number_burst_s`` ahead of the number's even schedule; while a 130429
+  throttle is set the rate is multiplied by its factor;
 - per (number, recipient) pair: one message every 6 s with a burst of 45 (Meta's
   pair rate); a 131056 hold blocks that recipient alone for 4^X s.
 
@@ -104,14 +105,17 @@ class RateLimiter:
         self,
         redis: aioredis.Redis,
         *,
-        number_burst: int = 1,
+        number_burst_s: float = 0.0,
         pair_interval_s: float = 6.0,
         pair_burst: int = 45,
         batcher: RedisBatcher | None = None,
     ) -> None:
         self._redis = redis
         self._batch = batcher or RedisBatcher(redis)
-        self.number_burst = max(1, number_burst)
+        #: GCRA tolerance of a number, in time not messages: commands that arrive
+        #: together at a fast number go together instead of each sleeping for a slot
+        #: a millisecond off; over any second it sends at most rate * (1 + this).
+        self.number_burst_ms = max(0.0, number_burst_s) * 1000.0
         self.pair_interval_s = pair_interval_s
         self.pair_burst = max(1, pair_burst)
 
@@ -133,7 +137,7 @@ class RateLimiter:
             self._keys(number, recipient.lstrip("+")),
             [
                 n_interval,
-                n_interval * (self.number_burst - 1),
+                self.number_burst_ms,
                 p_interval,
                 p_interval * (self.pair_burst - 1),
                 max_wait_s * 1000.0,
