@@ -234,12 +234,13 @@ def test_inbound_message_accepts_unsupported_type():
 
 
 def test_retry_tiers_use_queue_ttl_and_dead_letter_back():
-    assert [t.label for t in topology.RETRY_TIERS] == ["5s", "30s", "2m", "10m", "1h"]
+    assert [t.label for t in topology.RETRY_TIERS] == ["1s", "5s", "30s", "2m", "10m", "1h"]
     for tier in topology.RETRY_TIERS:
         args = tier.spec().arguments
         assert args["x-message-ttl"] == tier.delay_s * 1000
         assert args["x-dead-letter-routing-key"] == topology.QUEUE_OUTBOUND
-    assert topology.retry_tier_for(1).delay_s == 5
+    assert topology.retry_tier_for(1).delay_s == 1
+    assert topology.retry_tier_for(2).delay_s == 5
     assert topology.retry_tier_for(31).delay_s == 120
     assert topology.retry_tier_for(99999).delay_s == 3600
 

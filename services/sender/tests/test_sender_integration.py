@@ -32,6 +32,7 @@ from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
 from flowchat_platform.redis import create_redis
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_platform.testing import drain_queue, eventually, serve
+from flowchat_sender import fates
 from flowchat_sender.app import create_app
 from flowchat_sender.breaker import CircuitBreaker
 from flowchat_sender.cloud_api import CloudApiAdapter
@@ -293,7 +294,8 @@ async def test_duplicate_command_is_not_sent_twice(stack: Stack) -> None:
 async def test_retryable_error_goes_to_a_retry_tier_with_the_attempt(stack: Stack) -> None:
     stack.graph.fail_code = 131000
     await stack.publish(command())
-    tier = topology.RETRY_TIERS[0].queue
+    tier = topology.retry_tier_for(fates.backoff_s(1)).queue  # 5 s
+    assert tier == "whatsapp.outbound.retry.5s"
 
     async def retried() -> list[Any]:
         return await stack.take(tier)
@@ -357,7 +359,8 @@ async def test_permanent_error_fails_at_once(stack: Stack) -> None:
     assert result.error.code == 131047
     assert "template" in result.error.title
     assert len(stack.graph.requests) == 1
-    assert await stack.take(topology.RETRY_TIERS[0].queue) == []
+    for tier in topology.RETRY_TIERS:
+        assert await stack.take(tier.queue) == []
 
 
 async def test_expired_token_refreshes_credentials_once(stack: Stack) -> None:
@@ -525,6 +528,31 @@ async def test_a_command_asleep_for_its_rate_slot_gives_its_place_up(parts: Part
     await send(command(account_id="acc-2"))
     await asyncio.gather(first, asleep)
     assert finished == ["acc-slow", "acc-2", "acc-slow"]
+
+
+async def test_a_crowded_fast_number_defers_to_the_tier_that_brings_it_back_first(
+    parts: Parts,
+) -> None:
+    # 2 mps and one sleeper per account at most: the first command sends, the second
+    # sleeps for its slot 0.5 s away, the third finds the account crowded: deferred with
+    # no slot reserved, no attempt used, to the 1 s tier (the 5 s one idled the number)
+    parts.tenant.accounts["acc-fast"] = meta_account("acc-fast", throughput_mps=2)
+    sender = _sibling(parts, max_waiting_per_account=1)
+    first = asyncio.create_task(sender.send(command(account_id="acc-fast")))
+    second = asyncio.create_task(sender.send(command(account_id="acc-fast")))
+    await eventually(lambda: sender._waiting["acc-fast"] == 1)
+    third = command(account_id="acc-fast")
+    with pytest.raises(SendRetry) as info:
+        await sender.send(third)
+    assert info.value.early
+    assert info.value.counts_as_attempt is False
+    assert 0.5 < info.value.delay_s <= 1.0
+    assert topology.retry_tier_for(info.value.delay_s, at_most=True).queue == (
+        "whatsapp.outbound.retry.1s"
+    )
+    assert await parts.redis.get(IdempotencyStore.key("t1", third.idempotency_key)) is None
+    await asyncio.gather(first, second)
+    assert len(parts.graph.requests) == 2
 
 
 async def test_redis_unreachable_means_no_send(parts: Parts) -> None:

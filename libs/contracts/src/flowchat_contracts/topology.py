@@ -156,8 +156,13 @@ class RetryTier:
         )
 
 
-_RETRY_DELAYS = (5, 30, 120, 600, 3600)
-#: Retry delays of the sender, shortest first. Attempt n waits in tier n-1.
+_RETRY_DELAYS = (1, 5, 30, 120, 600, 3600)
+#: Retry delays of the sender, shortest first. A retry waits in the shortest tier at
+#: least as long as its delay (attempt n: 5 s, 20 s → 30 s, …); a rate-limit deferral in
+#: the longest tier no longer than its wait. The 1 s tier is for those: a fast number's
+#: commands deferred because it already has its share of sleepers (a 1,000 mps number
+#: fills it in half a second) come back within a second, not five, so the number does
+#: not idle when its backlog ends (bench: 667 → 1,000 mps sustained at 1,000 mps).
 RETRY_TIERS: tuple[RetryTier, ...] = tuple(RetryTier(s) for s in _RETRY_DELAYS)
 #: The same tiers for the bulk lane: a retried marketing command comes back behind the
 #: campaign, never into the transactional queue.
