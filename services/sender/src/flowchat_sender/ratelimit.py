@@ -91,7 +91,8 @@ def gcra(
 ) -> tuple[bool, float, float]:
     """One GCRA step with reservation: ``(admitted, wait, new_tat)`` (all in seconds).
 
-    ``interval`` is 1/rate, ``tolerance`` = interval * (burst - 1).
+    ``interval`` is 1/rate; ``tolerance`` how far ahead of its even schedule a send may
+    go (a burst of ``1 + tolerance // interval``; the number's is ``number_burst_s``).
     """
     tat = max(tat, now)
     wait = max(0.0, tat - now - tolerance)
