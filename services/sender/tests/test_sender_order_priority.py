@@ -30,6 +30,7 @@ from flowchat_platform.amqp import Amqp
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
+from flowchat_sender import fates
 from flowchat_sender.app import create_app
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
@@ -302,7 +303,8 @@ async def test_marketing_retries_and_replays_stay_in_the_bulk_lane(world: World)
     await world.sandbox.put(
         f"/sandbox/numbers/{PNID}/faults", json={"error_code": 131000, "error_count": -1}
     )
-    bulk_tier = topology.retry_tier_for(1, queue=topology.QUEUE_OUTBOUND_BULK)
+    # a failed attempt waits its backoff (5 s) in the bulk lane's own tier
+    bulk_tier = topology.retry_tier_for(fates.backoff_s(1), queue=topology.QUEUE_OUTBOUND_BULK)
     async with serve(create_app(world.settings())):
         await world.publish([retried])
 
@@ -310,7 +312,8 @@ async def test_marketing_retries_and_replays_stay_in_the_bulk_lane(world: World)
             return await world.depth(bulk_tier.queue) == 1
 
         await eventually(in_bulk_tier, timeout_s=15)
-    assert await world.depth(topology.retry_tier_for(1).queue) == 0
+    for tier in topology.RETRY_TIERS:  # none of the transactional lane's
+        assert await world.depth(tier.queue) == 0
     assert await world.ledger() == []
 
     client = Amqp(world.amqp_url, service="test", declare=False)
