@@ -165,11 +165,11 @@ async def run_sender(
         say(f"sender re-published {outcomes['duplicate']:.0f} stored results (duplicates)")
     times = sorted(done.times)[:target]
     # results so far every 0.1 s from the senders' start, for the plot
-    tenths = [int((t - started) * 10) for t in times]
+    per_tenth = Counter(int((t - started) * 10) for t in times)
     curve = [
         (round(i / 10, 1), n)
         for i, n in enumerate(
-            accumulate(Counter(tenths)[i] for i in range(max(tenths, default=0) + 1))
+            accumulate(per_tenth[i] for i in range(max(per_tenth, default=0) + 1))
         )
     ]
     return {

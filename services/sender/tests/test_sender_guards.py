@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import aiohttp
 import httpx
 import orjson
@@ -37,7 +36,7 @@ from flowchat_contracts import (
 )
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.tenant_client import AccountCredentials
-from flowchat_platform.testing import eventually, free_port, serve
+from flowchat_platform.testing import drain_queue, eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
 from flowchat_sender import fates
@@ -147,21 +146,14 @@ class World:
 
     async def results(self, expected: int) -> dict[str, SendResult]:
         got: dict[str, SendResult] = {}
-        conn = await aio_pika.connect(self.amqp_url)
-        try:
-            q = await (await conn.channel()).declare_queue(
-                topology.QUEUE_STATE_STATUS, passive=True
-            )
 
-            async def enough() -> bool:
-                while (msg := await q.get(no_ack=True, fail=False)) is not None:
-                    for result in send_results_in(msg.body):
-                        got[result.message_id] = result
-                return len(got) >= expected
+        async def enough() -> bool:
+            for msg in await drain_queue(self.amqp_url, topology.QUEUE_STATE_STATUS):
+                for result in send_results_in(msg.body):
+                    got[result.message_id] = result
+            return len(got) >= expected
 
-            await eventually(enough, timeout_s=20, interval_s=0.1)
-        finally:
-            await conn.close()
+        await eventually(enough, timeout_s=20, interval_s=0.1)
         return got
 
     async def ledger(self) -> set[str]:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -21,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from flowchat_contracts import MediaContent, OutboundCommand, SendResult, send_results_in, topology
 from flowchat_contracts.whatsapp import MB
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.testing import eventually, free_port, serve
+from flowchat_platform.testing import drain_queue, eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.media import PLACEHOLDER_JPEG
 from flowchat_sandbox.settings import Settings as SandboxSettings
@@ -196,19 +195,14 @@ async def test_upload_once_reuse_the_id_and_send_by_id(w: World) -> None:
         topology.EXCHANGE_OUTBOUND, topology.outbound_routing_key(w.tenant, "acc-m"), cmd
     )
     await client.close(grace_s=1)
-    conn = await aio_pika.connect(w.amqp_url)
-    try:
-        q = await (await conn.channel()).declare_queue(topology.QUEUE_STATE_STATUS, passive=True)
-        got: list[SendResult] = []
+    got: list[SendResult] = []
 
-        async def answered() -> bool:
-            while (m := await q.get(no_ack=True, fail=False)) is not None:
-                got.extend(send_results_in(m.body))
-            return bool(got)
+    async def answered() -> bool:
+        for m in await drain_queue(w.amqp_url, topology.QUEUE_STATE_STATUS):
+            got.extend(send_results_in(m.body))
+        return bool(got)
 
-        await eventually(answered, timeout_s=15)
-    finally:
-        await conn.close()
+    await eventually(answered, timeout_s=15)
     ledger = (await w.sandbox.get("/sandbox/messages", params={"phone_number_id": w.pnid})).json()
     assert [e["biz_opaque_callback_data"] for e in ledger] == [cmd.message_id]
     assert got[0].message_id == cmd.message_id

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 
 from flowchat_contracts import OutboundCommand, TextContent, topology
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.testing import eventually, free_port, serve
+from flowchat_platform.testing import drain_queue, eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
 from flowchat_sender import fates
@@ -332,15 +332,9 @@ async def test_marketing_retries_and_replays_stay_in_the_bulk_lane(world: World)
     finally:
         await redis.aclose()
     assert report.replayed == [parked.message_id]
-    conn = await aio_pika.connect(world.amqp_url)
-    try:
-        queue = await (await conn.channel()).declare_queue(
-            topology.QUEUE_OUTBOUND_BULK, passive=True
-        )
-        ids = []
-        while (m := await queue.get(no_ack=True, fail=False)) is not None:
-            ids.append(OutboundCommand.model_validate_json(m.body).message_id)
-    finally:
-        await conn.close()
+    ids = [
+        OutboundCommand.model_validate_json(m.body).message_id
+        for m in await drain_queue(world.amqp_url, topology.QUEUE_OUTBOUND_BULK)
+    ]
     assert parked.message_id in ids
     assert await world.depth(topology.QUEUE_OUTBOUND) == 0
