@@ -70,6 +70,34 @@ async def migrate(dsn: str, migrations: Path, schema: str, revision: str = "head
     log.info("migrations applied", schema=schema, revision=revision)
 
 
+async def migrate_with_retry(
+    dsn: str,
+    migrations: Path,
+    schema: str,
+    *,
+    revision: str = "heads",
+    max_delay_s: float = 10.0,
+) -> None:
+    """Apply the migrations, waiting (with backoff) while the database is unreachable.
+
+    Connection failures come as asyncpg/OS errors, or wrapped by SQLAlchemy (whose
+    exception names the connection); anything else is a bug in a migration and raises.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await migrate(dsn, migrations, schema=schema, revision=revision)
+            return
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("migrations failed; retrying", error=repr(exc), delay_s=delay)
+        except Exception as exc:
+            if "connect" not in repr(exc).lower():
+                raise
+            log.warning("database unavailable; retrying", error=repr(exc), delay_s=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
+
+
 def run_alembic_env() -> None:
     """The body of every service's ``migrations/env.py``."""
     from alembic import context

@@ -9,6 +9,7 @@
     │   ├── DeadLetter(reason)      park in the DLQ with the reason, ack the original
     │   └── Discard(reason)         already handled (duplicate, stale): ack and drop
     ├── PublishError                the broker did not confirm a publish in time
+    ├── StoreUnavailable(store)     Redis or PostgreSQL did not answer (in time)
     └── UpstreamError               another FlowChat service answered badly or not at all
 
 Anything else raised while handling a queue message is a bug: the message is
@@ -57,6 +58,18 @@ class PublishError(FlowchatError):
         super().__init__(message)
         self.exchange = exchange
         self.routing_key = routing_key
+
+
+class StoreUnavailable(FlowchatError):
+    """A data store (Redis, PostgreSQL) failed or did not answer in time.
+
+    ``store`` names which one (``"redis"``, ``"idempotency"``, ``"database"``, …) for
+    logs and metrics; the caller decides whether to degrade, retry or refuse.
+    """
+
+    def __init__(self, message: str, *, store: str | None = None) -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class UpstreamError(FlowchatError):

@@ -263,3 +263,16 @@ async def drain_queue(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIn
         return out
     finally:
         await conn.close()
+
+
+#: Fixtures that reach a real server: a test that uses any of them, directly or
+#: through another fixture, is an ``integration`` test whatever its own marks say.
+SERVER_FIXTURES = frozenset({"amqp_url", "database_url", "redis_url"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses a server fixture ``integration``, so ``make test-unit``
+    (``-m "not integration and not e2e"``) never needs RabbitMQ, Redis or PostgreSQL."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
