@@ -1,9 +1,9 @@
 import pytest
 
+from flowchat_platform.accounts import ApiKeyInfo
 from flowchat_platform.auth import Caller, authenticate, require_scope
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.http import ApiError
-from flowchat_platform.tenant_client import ApiKeyInfo
 
 SERVICE_TOKEN = "s" * 24
 

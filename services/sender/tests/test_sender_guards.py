@@ -34,8 +34,8 @@ from flowchat_contracts import (
     send_results_in,
     topology,
 )
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.tenant_client import AccountCredentials
 from flowchat_platform.testing import drain_queue, eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings

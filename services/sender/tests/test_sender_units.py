@@ -13,7 +13,7 @@ from flowchat_contracts import (
     TemplateParameter,
     TextContent,
 )
-from flowchat_platform.tenant_client import AccountCredentials
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.fates import Fate, rule_for

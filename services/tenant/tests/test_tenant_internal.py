@@ -5,7 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from flowchat_platform.tenant_client import AccountCredentials, TenantClient
+from flowchat_platform.accounts import AccountCredentials
+from flowchat_platform.tenant_client import TenantClient
 from flowchat_platform.testing import serve
 from flowchat_tenant.app import create_app
 

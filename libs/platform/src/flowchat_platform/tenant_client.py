@@ -9,53 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from flowchat_platform.accounts import AccountCredentials, ApiKeyInfo, WabaAccounts
 from flowchat_platform.errors import UpstreamError
 
 INTERNAL_PREFIX = "/internal/v1"
 
-
-class AccountCredentials(BaseModel):
-    """A business account with its decrypted secrets, as the internal API returns it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    account_id: str
-    tenant_id: str
-    tenant_status: Literal["active", "suspended"] = "active"
-    status: Literal["active", "disabled"] = "active"
-    provider: Literal["meta", "twilio"]
-    phone_number_id: str | None = None
-    waba_id: str | None = None
-    display_phone_number: str | None = None
-    tier: str = "standard"
-    throughput_mps: int = 80
-    app_secret: str | None = None
-    access_token: str | None = None
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = None
-    twilio_number: str | None = None
-    version: int = 1
-
-
-class WabaAccounts(BaseModel):
-    """Every account of one WABA (``GET /internal/v1/accounts/by-waba/{waba_id}``)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    accounts: list[AccountCredentials]
-
-
-class ApiKeyInfo(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    key_id: str
-    tenant_id: str
-    scopes: list[str]
+__all__ = ["INTERNAL_PREFIX", "AccountCredentials", "ApiKeyInfo", "TenantClient", "WabaAccounts"]
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -48,7 +48,7 @@ from flowchat_conversation.templates import (
     preview,
     render,
 )
-from flowchat_platform.tenant_client import AccountCredentials
+from flowchat_platform.accounts import AccountCredentials
 
 CampaignStatus = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]
 ExclusionReason = Literal["blocked", "inactive", "opted_out", "frequency_cap"]

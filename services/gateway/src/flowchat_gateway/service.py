@@ -57,9 +57,10 @@ from flowchat_gateway.normalize import (
 from flowchat_gateway.schemas import SendMessageRequest
 from flowchat_gateway.signatures import meta_signature_valid, twilio_signature_valid
 from flowchat_gateway.store import GatewayStore, IdempotencyRecord
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import AccountCredentials, TenantClient
+from flowchat_platform.tenant_client import TenantClient
 
 log = get_logger(__name__)
 

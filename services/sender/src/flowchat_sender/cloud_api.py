@@ -28,7 +28,7 @@ from flowchat_contracts import (
     TemplateParameter,
     TextContent,
 )
-from flowchat_platform.tenant_client import AccountCredentials
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates
 from flowchat_sender.providers import ProviderReply
 

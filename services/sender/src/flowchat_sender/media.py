@@ -38,9 +38,9 @@ from flowchat_contracts.whatsapp import (
     MediaKind,
     normalize_mime,
 )
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import AccountCredentials
 from flowchat_sender import metrics
 from flowchat_sender.cloud_api import parse_error
 from flowchat_sender.errors import MediaRefused, MediaUploadFailed

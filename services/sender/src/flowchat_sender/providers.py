@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from flowchat_contracts import OutboundCommand, ProviderError
-from flowchat_platform.tenant_client import AccountCredentials
+from flowchat_platform.accounts import AccountCredentials
 
 
 @dataclass(frozen=True)

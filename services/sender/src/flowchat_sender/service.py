@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from flowchat_contracts import OutboundCommand, ProviderError, SendResult
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import AccountCredentials
 from flowchat_sender import fates, metrics
 from flowchat_sender.breaker import CircuitBreaker, Ticket
 from flowchat_sender.errors import Park, SendRetry, StoreUnavailable

@@ -55,9 +55,9 @@ from flowchat_contracts.whatsapp import (
     parameter_mismatch,
     placeholders,
 )
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import AccountCredentials
 from flowchat_sender import fates, metrics
 from flowchat_sender.cloud_api import parse_error
 

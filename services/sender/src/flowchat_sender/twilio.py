@@ -21,7 +21,7 @@ from flowchat_contracts import (
     TemplateContent,
     TextContent,
 )
-from flowchat_platform.tenant_client import AccountCredentials
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates
 from flowchat_sender.cloud_api import network_failure, unknown_outcome
 from flowchat_sender.providers import ProviderReply

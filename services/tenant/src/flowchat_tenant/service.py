@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import AccountCredentials
 from flowchat_tenant import metrics, validation
 from flowchat_tenant.crypto import InvalidToken, SecretBox, digest, digests_equal
 from flowchat_tenant.errors import (

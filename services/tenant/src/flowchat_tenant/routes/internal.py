@@ -16,8 +16,8 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from flowchat_platform.accounts import AccountCredentials, WabaAccounts
 from flowchat_platform.http import ApiError
-from flowchat_platform.tenant_client import AccountCredentials, WabaAccounts
 from flowchat_tenant import metrics
 from flowchat_tenant.deps import Service, require_service_token
 from flowchat_tenant.errors import NotFound

@@ -1,0 +1,50 @@
+"""What the tenant service's internal API answers: plain values, no I/O.
+
+Business logic (every ``service.py``) imports these from here, never from
+:mod:`flowchat_platform.tenant_client`, which loads aiohttp.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AccountCredentials(BaseModel):
+    """A business account with its decrypted secrets, as the internal API returns it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    account_id: str
+    tenant_id: str
+    tenant_status: Literal["active", "suspended"] = "active"
+    status: Literal["active", "disabled"] = "active"
+    provider: Literal["meta", "twilio"]
+    phone_number_id: str | None = None
+    waba_id: str | None = None
+    display_phone_number: str | None = None
+    tier: str = "standard"
+    throughput_mps: int = 80
+    app_secret: str | None = None
+    access_token: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_number: str | None = None
+    version: int = 1
+
+
+class WabaAccounts(BaseModel):
+    """Every account of one WABA (``GET /internal/v1/accounts/by-waba/{waba_id}``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    accounts: list[AccountCredentials]
+
+
+class ApiKeyInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    key_id: str
+    tenant_id: str
+    scopes: list[str]
