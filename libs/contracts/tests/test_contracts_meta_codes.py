@@ -79,7 +79,7 @@ def test_transient_is_meta_side_trouble_and_rates_but_never_the_pair_rate():
 
 
 def test_codes_compare_and_hash_as_plain_integers():
-    assert MetaCode.MARKETING_OPT_OUT == 131050
+    assert {MetaCode.MARKETING_OPT_OUT} == {131050}
     assert 131050 in meta_codes.OPT_OUT
     assert str(MetaCode.MARKETING_OPT_OUT) == "131050"
     assert f"{MetaCode.THROUGHPUT_REACHED}" == "130429"
