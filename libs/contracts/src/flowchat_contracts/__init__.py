@@ -1,6 +1,6 @@
-"""FlowChat contracts: queue message models (v1) and the RabbitMQ topology."""
+"""FlowChat contracts: queue message models (v1), the RabbitMQ topology and Meta's error codes."""
 
-from flowchat_contracts import topology
+from flowchat_contracts import meta_codes, topology
 from flowchat_contracts.models import (
     SCHEMA_VERSION,
     SEND_RESULT_BATCH_MAX,
@@ -74,6 +74,7 @@ __all__ = [
     "TemplateParameter",
     "TextContent",
     "export_schemas",
+    "meta_codes",
     "new_id",
     "optout_key",
     "render_schemas",

@@ -10,9 +10,15 @@ Fates:
 - ``RETRY``: try again with exponential backoff (a retry tier), up to the attempt limit.
 - ``RETRY_RECIPIENT``: the (business, customer) pair is over Meta's pair rate; hold
   that recipient only, 4^X seconds, then retry.
-- ``REFRESH_CREDENTIALS``: the token was refused; fetch fresh credentials once and
-  retry; refused again → fail.
+- ``REFRESH_CREDENTIALS``: the token was refused (every code of
+  :data:`flowchat_contracts.meta_codes.TOKEN`: 0, 102, 190, 463, 467); fetch fresh
+  credentials once and retry; refused again → fail.
 - ``FAIL``: permanent; a failed ``SendResult`` at once, with the reason.
+
+Meta's codes are named once, in :mod:`flowchat_contracts.meta_codes` (its categories
+say what kind of refusal each is); this module only decides their fates.
+:func:`classified` says whether a code has a fate of its own (a test checks that
+every code the sandbox can answer does).
 
 FlowChat's own failures (no provider involved) use negative codes, listed below.
 """
@@ -22,6 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
+
+from flowchat_contracts import meta_codes
+from flowchat_contracts.meta_codes import MetaCode
 
 
 class Fate(StrEnum):
@@ -57,72 +66,87 @@ TEMPLATE_PARAMETER_FORMAT = -23
 MEDIA_REFUSED = -24
 
 #: Meta throughput reached: the number's own rate is lowered for a while.
-META_THROUGHPUT = 130429
+META_THROUGHPUT = int(MetaCode.THROUGHPUT_REACHED)
 #: Meta pair rate: hold that recipient.
-META_PAIR_RATE = 131056
+META_PAIR_RATE = int(MetaCode.PAIR_RATE_LIMIT)
 #: Outside the 24 h customer-service window (Meta, Twilio).
-META_WINDOW = 131047
+META_WINDOW = int(MetaCode.RE_ENGAGEMENT)
 TWILIO_WINDOW = 63016
 
 _R = Fate.RETRY
 _F = Fate.FAIL
+_C = MetaCode
 
+#: Meta's codes (named in :mod:`flowchat_contracts.meta_codes`) and their fates.
 META: dict[int, Rule] = {
-    # retry with backoff
-    1: Rule(_R, "API unknown error; check the platform status, then retry"),
-    2: Rule(_R, "API service temporarily down"),
-    4: Rule(_R, "app call rate limit reached"),
-    80007: Rule(_R, "WhatsApp Business Account rate limit reached"),
-    130429: Rule(_R, "number throughput reached; the number's rate is lowered for a while"),
-    131000: Rule(_R, "unknown error at Meta"),
-    131016: Rule(_R, "service unavailable"),
-    131057: Rule(_R, "account in maintenance (throughput upgrade)"),
-    133004: Rule(_R, "server temporarily unavailable"),
-    # that recipient only, later
-    131056: Rule(Fate.RETRY_RECIPIENT, "pair rate limit for this recipient; held 4^X s"),
-    # the credential
-    0: Rule(Fate.REFRESH_CREDENTIALS, "access token refused (AuthException)"),
-    190: Rule(Fate.REFRESH_CREDENTIALS, "access token invalid or expired"),
+    # retry with backoff (meta_codes.TRANSIENT)
+    _C.API_UNKNOWN: Rule(_R, "API unknown error; check the platform status, then retry"),
+    _C.API_SERVICE: Rule(_R, "API service temporarily down"),
+    _C.API_TOO_MANY_CALLS: Rule(_R, "app call rate limit reached"),
+    _C.WABA_RATE_LIMIT: Rule(_R, "WhatsApp Business Account rate limit reached"),
+    _C.THROUGHPUT_REACHED: Rule(
+        _R, "number throughput reached; the number's rate is lowered for a while"
+    ),
+    _C.SOMETHING_WENT_WRONG: Rule(_R, "unknown error at Meta"),
+    _C.SERVICE_UNAVAILABLE: Rule(_R, "service unavailable"),
+    _C.ACCOUNT_IN_MAINTENANCE: Rule(_R, "account in maintenance (throughput upgrade)"),
+    _C.SERVER_TEMPORARILY_UNAVAILABLE: Rule(_R, "server temporarily unavailable"),
+    # that recipient only, later (meta_codes.PAIR_RATE)
+    _C.PAIR_RATE_LIMIT: Rule(
+        Fate.RETRY_RECIPIENT, "pair rate limit for this recipient; held 4^X s"
+    ),
+    # the credential (meta_codes.TOKEN)
+    _C.AUTH_EXCEPTION: Rule(Fate.REFRESH_CREDENTIALS, "access token refused (AuthException)"),
+    _C.API_SESSION: Rule(Fate.REFRESH_CREDENTIALS, "API session invalid or expired"),
+    _C.ACCESS_TOKEN_EXPIRED: Rule(Fate.REFRESH_CREDENTIALS, "access token invalid or expired"),
+    _C.SESSION_EXPIRED: Rule(Fate.REFRESH_CREDENTIALS, "access token session expired"),
+    _C.INVALID_ACCESS_TOKEN: Rule(Fate.REFRESH_CREDENTIALS, "invalid access token"),
     # permanent
-    3: Rule(_F, "the app lacks the capability for this call"),
-    10: Rule(_F, "permission denied"),
-    100: Rule(_F, "invalid parameter"),
-    368: Rule(_F, "temporarily blocked for policy violations"),
-    130403: Rule(_F, "the business blocked this user"),
-    130472: Rule(_F, "the user's number is part of an experiment"),
-    130497: Rule(_F, "messaging to this country is restricted"),
-    131005: Rule(_F, "access denied"),
-    131008: Rule(_F, "a required parameter is missing"),
-    131009: Rule(_F, "a parameter value is invalid"),
-    131021: Rule(_F, "sender and recipient are the same number"),
-    131026: Rule(_F, "message undeliverable to this user"),
-    131030: Rule(_F, "recipient not in the allowed list (test number)"),
-    131031: Rule(_F, "business account locked"),
-    131037: Rule(_F, "the number needs an approved display name"),
-    131042: Rule(_F, "business payment issue (billing)"),
-    131045: Rule(_F, "the number is not registered (certificate)"),
-    131047: Rule(
+    _C.API_METHOD: Rule(_F, "the app lacks the capability for this call"),
+    _C.PERMISSION_DENIED: Rule(_F, "permission denied"),
+    _C.INVALID_PARAMETER: Rule(_F, "invalid parameter"),
+    _C.POLICY_BLOCK: Rule(_F, "temporarily blocked for policy violations"),
+    _C.BUSINESS_BLOCKED_USER: Rule(_F, "the business blocked this user"),
+    _C.USER_IN_EXPERIMENT: Rule(_F, "the user's number is part of an experiment"),
+    _C.COUNTRY_RESTRICTED: Rule(_F, "messaging to this country is restricted"),
+    _C.ACCESS_DENIED: Rule(_F, "access denied"),
+    _C.REQUIRED_PARAMETER_MISSING: Rule(_F, "a required parameter is missing"),
+    _C.PARAMETER_VALUE_INVALID: Rule(_F, "a parameter value is invalid"),
+    _C.RECIPIENT_IS_SENDER: Rule(_F, "sender and recipient are the same number"),
+    _C.MESSAGE_UNDELIVERABLE: Rule(_F, "message undeliverable to this user"),
+    _C.RECIPIENT_NOT_ALLOWED: Rule(_F, "recipient not in the allowed list (test number)"),
+    _C.ACCOUNT_LOCKED: Rule(_F, "business account locked"),
+    _C.DISPLAY_NAME_NOT_APPROVED: Rule(_F, "the number needs an approved display name"),
+    _C.PAYMENT_ISSUE: Rule(_F, "business payment issue (billing)"),
+    _C.INCORRECT_CERTIFICATE: Rule(_F, "the number is not registered (certificate)"),
+    _C.RE_ENGAGEMENT: Rule(
         _F, "more than 24 hours since the customer last wrote: send an approved template instead"
     ),
-    131048: Rule(_F, "spam rate limit hit: pause and check the number's quality"),
-    131049: Rule(_F, "not delivered to keep the ecosystem healthy; wait at least 24 h"),
-    131050: Rule(_F, "the user stopped marketing messages (record the opt-out)"),
-    131051: Rule(_F, "unsupported message type"),
-    131052: Rule(_F, "media download error"),
-    131053: Rule(_F, "media upload failed"),
-    131063: Rule(_F, "template not sendable by this account"),
-    131064: Rule(_F, "recipient identifier not supported"),
-    132000: Rule(_F, "template parameter count does not match the template"),
-    132001: Rule(_F, "template missing or not approved in that language"),
-    132005: Rule(_F, "translated template text too long"),
-    132007: Rule(_F, "template content violates the format policy"),
-    132012: Rule(_F, "template parameter format does not match the template"),
-    132015: Rule(_F, "template paused for low quality"),
-    132016: Rule(_F, "template disabled for low quality"),
-    133010: Rule(_F, "the phone number is not registered on the Cloud API"),
-    135000: Rule(_F, "generic user error"),
+    _C.SPAM_RATE_LIMIT: Rule(_F, "spam rate limit hit: pause and check the number's quality"),
+    _C.ECOSYSTEM_ENGAGEMENT: Rule(
+        _F, "not delivered to keep the ecosystem healthy; wait at least 24 h"
+    ),
+    _C.MARKETING_OPT_OUT: Rule(_F, "the user stopped marketing messages (record the opt-out)"),
+    _C.UNSUPPORTED_MESSAGE_TYPE: Rule(_F, "unsupported message type"),
+    _C.MEDIA_DOWNLOAD_ERROR: Rule(_F, "media download error"),
+    _C.MEDIA_UPLOAD_ERROR: Rule(_F, "media upload failed"),
+    _C.TEMPLATE_NOT_SENDABLE: Rule(_F, "template not sendable by this account"),
+    _C.RECIPIENT_ID_UNSUPPORTED: Rule(_F, "recipient identifier not supported"),
+    _C.TEMPLATE_PARAM_COUNT_MISMATCH: Rule(
+        _F, "template parameter count does not match the template"
+    ),
+    _C.TEMPLATE_DOES_NOT_EXIST: Rule(_F, "template missing or not approved in that language"),
+    _C.TEMPLATE_TEXT_TOO_LONG: Rule(_F, "translated template text too long"),
+    _C.TEMPLATE_FORMAT_POLICY_VIOLATED: Rule(_F, "template content violates the format policy"),
+    _C.TEMPLATE_PARAM_FORMAT_MISMATCH: Rule(
+        _F, "template parameter format does not match the template"
+    ),
+    _C.TEMPLATE_PAUSED: Rule(_F, "template paused for low quality"),
+    _C.TEMPLATE_DISABLED: Rule(_F, "template disabled for low quality"),
+    _C.NUMBER_NOT_REGISTERED: Rule(_F, "the phone number is not registered on the Cloud API"),
+    _C.GENERIC_USER_ERROR: Rule(_F, "generic user error"),
 }
-for _code in range(200, 300):  # permissions
+for _code in meta_codes.API_PERMISSIONS:  # permissions
     META.setdefault(_code, Rule(_F, "the app lacks a permission for this number"))
 
 TWILIO: dict[int, Rule] = {
@@ -178,6 +202,12 @@ def rule_for(
     if http_status is not None and (http_status >= 500 or http_status == 429):
         return _SERVER_ERROR
     return _UNKNOWN_CODE
+
+
+def classified(provider: Literal["meta", "twilio", "flowchat"], code: int) -> bool:
+    """Whether ``code`` from ``provider`` has a fate of its own (not "unclassified")."""
+    table = META if provider == "meta" else TWILIO if provider == "twilio" else OWN
+    return code in table
 
 
 def pair_hold_s(attempt: int) -> float:

@@ -12,13 +12,14 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from flowchat_contracts import meta_codes
 from flowchat_tenant.errors import InvalidCredentials, InvalidInput, ProviderError
 
 PHONE_FIELDS = "display_phone_number,verified_name,quality_rating,throughput,messaging_limit_tier"
 #: Meta's throughput levels and the send rate they allow (…/cloud-api/overview/throughput).
 THROUGHPUT_MPS = {"STANDARD": 80, "HIGH": 1000}
 #: Graph error codes meaning the access token is invalid, expired or lacks permission.
-TOKEN_ERROR_CODES = frozenset({0, 102, 190, 463, 467})
+TOKEN_ERROR_CODES = meta_codes.TOKEN
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@
     ├── TwilioError(code, message, status)   a Twilio REST error; rendered in Twilio's JSON
     └── ControlError(status, message)        a bad call to the sandbox's own control API
 
-:data:`META_ERRORS` is the one table of Meta codes the sandbox emits, with Meta's
-titles (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
+:data:`META_ERRORS` is the one table of Meta codes the sandbox emits; the codes and
+Meta's titles come from FlowChat's vocabulary, :mod:`flowchat_contracts.meta_codes`
+(a test checks that the sender has a fate for every one of them).
 """
 
 from __future__ import annotations
@@ -17,67 +18,59 @@ import base64
 import secrets
 from typing import Any
 
-#: code → (title, default details, HTTP status)
-META_ERRORS: dict[int, tuple[str, str, int]] = {
-    2: ("Service temporarily unavailable", "Temporary due to downtime or overload.", 503),
-    10: ("Application does not have permission for this action", "Permission denied.", 403),
-    100: ("Invalid parameter", "Invalid parameter.", 400),
-    190: (
-        "Invalid OAuth access token - Cannot parse access token",
-        "The access token could not be decrypted or has expired.",
-        401,
-    ),
-    130429: ("Rate limit hit", "Cloud API message throughput has been reached.", 400),
-    131000: ("Something went wrong", "Message failed to send due to an unknown error.", 500),
-    131008: ("Required parameter is missing", "A required parameter is missing.", 400),
-    131009: ("Parameter value is not valid", "One or more parameter values are invalid.", 400),
-    131026: (
-        "Message undeliverable",
+from flowchat_contracts.meta_codes import TITLES, MetaCode
+
+_C = MetaCode
+
+#: What the sandbox answers for each code it emits: (code, default details, HTTP status).
+_ANSWERS: tuple[tuple[MetaCode, str, int], ...] = (
+    (_C.API_SERVICE, "Temporary due to downtime or overload.", 503),
+    (_C.PERMISSION_DENIED, "Permission denied.", 403),
+    (_C.INVALID_PARAMETER, "Invalid parameter.", 400),
+    (_C.ACCESS_TOKEN_EXPIRED, "The access token could not be decrypted or has expired.", 401),
+    (_C.THROUGHPUT_REACHED, "Cloud API message throughput has been reached.", 400),
+    (_C.SOMETHING_WENT_WRONG, "Message failed to send due to an unknown error.", 500),
+    (_C.REQUIRED_PARAMETER_MISSING, "A required parameter is missing.", 400),
+    (_C.PARAMETER_VALUE_INVALID, "One or more parameter values are invalid.", 400),
+    (
+        _C.MESSAGE_UNDELIVERABLE,
         "Unable to deliver message. The recipient may not be a WhatsApp user.",
         400,
     ),
-    131047: (
-        "Re-engagement message",
+    (
+        _C.RE_ENGAGEMENT,
         "Message failed to send because more than 24 hours have passed since the customer "
         "last replied to this number.",
         400,
     ),
-    131050: (
-        "Unable to deliver the message. This recipient has chosen to stop receiving "
-        "marketing messages on WhatsApp from your business",
-        "The recipient has opted out of marketing messages.",
-        400,
-    ),
-    131051: ("Unsupported message type", "Message type is not currently supported.", 400),
-    131053: (
-        "Media upload error",
-        "Unable to upload the media used in the message.",
-        400,
-    ),
-    131056: (
-        "(Business Account, Consumer Account) pair rate limit hit",
+    (_C.MARKETING_OPT_OUT, "The recipient has opted out of marketing messages.", 400),
+    (_C.UNSUPPORTED_MESSAGE_TYPE, "Message type is not currently supported.", 400),
+    (_C.MEDIA_UPLOAD_ERROR, "Unable to upload the media used in the message.", 400),
+    (
+        _C.PAIR_RATE_LIMIT,
         "Too many messages sent from the sender phone number to the same recipient phone "
         "number in a short period of time.",
         400,
     ),
-    132000: (
-        "Number of parameters does not match the expected number of params",
+    (
+        _C.TEMPLATE_PARAM_COUNT_MISMATCH,
         "The number of variable parameter values does not match the number of variable "
         "parameters defined for the template.",
         400,
     ),
-    132001: (
-        "Template name does not exist in the translation",
+    (
+        _C.TEMPLATE_DOES_NOT_EXIST,
         "The template does not exist in the specified language or it has not been approved.",
         400,
     ),
-    132012: (
-        "Parameter format does not match format in the created template",
-        "Variable parameter values formatted incorrectly.",
-        400,
-    ),
-    132015: ("Template is Paused", "The template is paused due to low quality.", 400),
-    132016: ("Template is Disabled", "The template has been paused too many times.", 400),
+    (_C.TEMPLATE_PARAM_FORMAT_MISMATCH, "Variable parameter values formatted incorrectly.", 400),
+    (_C.TEMPLATE_PAUSED, "The template is paused due to low quality.", 400),
+    (_C.TEMPLATE_DISABLED, "The template has been paused too many times.", 400),
+)
+
+#: code → (title, default details, HTTP status): codes and titles from the vocabulary.
+META_ERRORS: dict[int, tuple[str, str, int]] = {
+    int(code): (TITLES[code], details, status) for code, details, status in _ANSWERS
 }
 
 
