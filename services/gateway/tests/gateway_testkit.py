@@ -234,7 +234,7 @@ class Broker:
             else await self.channel.get_queue(queue, ensure=False)
         )
         assert q is not None
-        out = []
+        out: list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]] = []
         while True:
             message = await q.get(no_ack=True, fail=False, timeout=5)
             if message is None:
@@ -255,7 +255,9 @@ class Gateway:
     broker: Broker | None
     settings: Settings
 
-    async def post_meta(self, body: bytes, signature: str | None = "auto", **headers: str):
+    async def post_meta(
+        self, body: bytes, signature: str | None = "auto", **headers: str
+    ) -> httpx.Response:
         sent = {"Content-Type": "application/json", **headers}
         if signature == "auto":
             signature = sign(body)

@@ -374,7 +374,8 @@ def test_batch_of_entries_and_changes_is_fully_normalized() -> None:
 
 
 def test_envelope_without_entries_is_malformed() -> None:
-    for payload in ([], {"object": "x"}, {"entry": "nope"}, "text"):
+    payloads: list[object] = [[], {"object": "x"}, {"entry": "nope"}, "text"]
+    for payload in payloads:
         with pytest.raises(MalformedPayload):
             split_changes(payload)
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
-from gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
 
 from flowchat_contracts import OutboundCommand, topology
 from flowchat_gateway.store import GatewayStore
 from flowchat_platform.redis import create_redis
+
+from .gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +37,7 @@ def api(gateway: Gateway) -> Gateway:
     return gateway
 
 
-def text_request(**overrides) -> dict:
+def text_request(**overrides) -> dict[str, Any]:
     return {
         "account_id": "acc-meta-1",
         "to": "+49 151 12345678",
@@ -45,7 +47,12 @@ def text_request(**overrides) -> dict:
 
 
 async def send(
-    gw: Gateway, body: dict, *, key: str | None = KEY_A, idem: str | None = "auto", **headers
+    gw: Gateway,
+    body: dict[str, Any],
+    *,
+    key: str | None = KEY_A,
+    idem: str | None = "auto",
+    **headers,
 ):
     sent = dict(headers)
     if key is not None:
@@ -93,7 +100,7 @@ async def test_send_queues_an_outbound_command(api: Gateway) -> None:
         {"type": "location", "latitude": 52.5, "longitude": 13.4},
     ],
 )
-async def test_send_other_types(api: Gateway, content: dict) -> None:
+async def test_send_other_types(api: Gateway, content: dict[str, Any]) -> None:
     assert api.broker is not None
     r = await send(api, text_request(content=content, category="utility"))
     assert r.status_code == 202, r.text
@@ -187,7 +194,7 @@ async def test_invalid_phone_number_is_422(api: Gateway, to: str) -> None:
         {"type": "fax", "body": "x"},
     ],
 )
-async def test_invalid_content_is_422(api: Gateway, content: dict) -> None:
+async def test_invalid_content_is_422(api: Gateway, content: dict[str, Any]) -> None:
     r = await send(api, text_request(content=content))
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid_request"

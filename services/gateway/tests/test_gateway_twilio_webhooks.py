@@ -5,10 +5,11 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from gateway_testkit import TWILIO_TOKEN, Gateway
 from twilio.request_validator import RequestValidator
 
 from flowchat_contracts import InboundMessage, StatusUpdate, topology
+
+from .gateway_testkit import TWILIO_TOKEN, Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""The gateway's tests (a package, so its test kit is imported as ``.gateway_testkit``)."""
