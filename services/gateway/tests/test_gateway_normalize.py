@@ -557,9 +557,9 @@ def twilio_inbound(**fields: str) -> InboundMessage:
     event = inbound_from_twilio(form, ACCOUNT, received_at=NOW, correlation_id="c")
     assert event.provider == "twilio"
     assert event.provider_message_id == "SM0123456789abcdef0123456789abcdef"
-    assert event.customer_wa_id == "+14155552671"
+    assert event.customer_wa_id == "14155552671"
     assert event.customer_name == "Ann"
-    assert event.phone_number_id == "+14155550100"
+    assert event.phone_number_id == "14155550100"
     assert event.timestamp == NOW
     return event
 
@@ -614,7 +614,7 @@ def test_twilio_status(raw: str, expected: str) -> None:
     assert (event.status, event.provider, event.recipient_id) == (
         expected,
         "twilio",
-        "+14155552671",
+        "14155552671",
     )
 
 

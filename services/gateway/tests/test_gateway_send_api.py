@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 
 from flowchat_contracts import OutboundCommand, topology
+from flowchat_gateway.ports import IdempotencyRecord
+from flowchat_gateway.schemas import SendMessageRequest
 from flowchat_gateway.store import GatewayStore
 from flowchat_platform.redis import create_redis
 
@@ -79,7 +83,7 @@ async def test_send_queues_an_outbound_command(api: Gateway) -> None:
     command = OutboundCommand.model_validate(data)
     assert command.message_id == body["message_id"]
     assert (command.tenant_id, command.account_id) == ("tenant-a", "acc-meta-1")
-    assert command.to == "+4915112345678"
+    assert command.to == "4915112345678"  # the WhatsApp id, FlowChat's one form
     assert command.idempotency_key == "order-1042-shipped"
     assert command.correlation_id == "corr-send-1"
     assert command.reply_to == "wamid.Q1"
@@ -165,6 +169,37 @@ async def test_idempotency_replay_and_conflict(api: Gateway) -> None:
     assert other.status_code == 202
     assert other.json()["message_id"] != first.json()["message_id"]
     assert len(await api.broker.drain(topology.QUEUE_OUTBOUND)) == 2
+
+
+async def test_records_written_with_the_old_phone_form_still_replay(api: Gateway) -> None:
+    """Before the WhatsApp id was FlowChat's form, the gateway hashed ``to`` as ``+E164``:
+    a client retrying across the upgrade gets its message id back, not a 409."""
+    assert api.broker is not None
+    old_body = SendMessageRequest.model_validate(text_request(to="+4915112345678"))
+    old_hash = hashlib.sha256(
+        orjson.dumps(old_body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    redis = create_redis(api.settings.redis_url)
+    try:
+        store = GatewayStore(redis)
+        done = IdempotencyRecord(old_hash, "msg-old-done", "done")
+        unconfirmed = IdempotencyRecord(old_hash, "msg-old-unconfirmed", "unconfirmed")
+        await store.idempotency_complete("tenant-a", "old-done", done, 600)
+        await store.idempotency_complete("tenant-a", "old-unconfirmed", unconfirmed, 600)
+    finally:
+        await redis.aclose()
+    replay = await send(api, text_request(), idem="old-done")
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["message_id"] == "msg-old-done"
+    assert replay.headers.get("idempotent-replayed") == "true"
+    retried = await send(api, text_request(), idem="old-unconfirmed")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["message_id"] == "msg-old-unconfirmed"
+    ((_, data),) = await api.broker.drain(topology.QUEUE_OUTBOUND)
+    command = OutboundCommand.model_validate(data)
+    assert (command.message_id, command.to) == ("msg-old-unconfirmed", "4915112345678")
+    other = text_request(content={"type": "text", "body": "something else"})
+    assert (await send(api, other, idem="old-done")).status_code == 409
 
 
 async def test_idempotency_key_is_required(api: Gateway) -> None:

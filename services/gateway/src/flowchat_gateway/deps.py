@@ -9,7 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
 
 from flowchat_gateway import metrics
-from flowchat_gateway.service import ApiKey, QueryService, SendService, WebhookService
+from flowchat_gateway.ports import ApiKey
+from flowchat_gateway.query_service import QueryService
+from flowchat_gateway.send_service import SendService
+from flowchat_gateway.service import WebhookService
 from flowchat_gateway.settings import Settings
 from flowchat_platform.auth import Caller, authenticate, require_scope
 from flowchat_platform.http import ApiError
