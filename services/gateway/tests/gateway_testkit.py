@@ -178,16 +178,48 @@ def meta_body(*changes: dict[str, Any], waba_id: str = WABA_ID) -> bytes:
     ).encode()
 
 
+def _messages_field(phone_number_id: str, **value: Any) -> dict[str, Any]:
+    metadata = {"display_phone_number": "15550783881", "phone_number_id": phone_number_id}
+    return {
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": metadata, **value},
+    }
+
+
 def messages_change(
     *messages: dict[str, Any], phone_number_id: str = PHONE_NUMBER_ID
 ) -> dict[str, Any]:
+    contacts = [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}]
+    return _messages_field(phone_number_id, contacts=contacts, messages=list(messages))
+
+
+def status_change(
+    *statuses: dict[str, Any], phone_number_id: str = PHONE_NUMBER_ID
+) -> dict[str, Any]:
+    return _messages_field(phone_number_id, statuses=list(statuses))
+
+
+#: A ``message_template_status_update``: names only the WABA.
+TEMPLATE_APPROVED: dict[str, Any] = {
+    "field": "message_template_status_update",
+    "value": {
+        "event": "APPROVED",
+        "message_template_id": 1234,
+        "message_template_name": "order_update",
+        "message_template_language": "en_US",
+        "reason": "NONE",
+    },
+}
+
+
+def quality_update(display_phone_number: str, event: str = "FLAGGED") -> dict[str, Any]:
+    """A ``phone_number_quality_update``: it names only the WABA and the number."""
     return {
-        "field": "messages",
+        "field": "phone_number_quality_update",
         "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
-            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-            "messages": list(messages),
+            "display_phone_number": display_phone_number,
+            "event": event,
+            "current_limit": "TIER_1K",
         },
     }
 

@@ -18,7 +18,7 @@ from flowchat_platform.testing import eventually
 
 from .gateway_testkit import (
     OTHER_APP_SECRET,
-    PHONE_NUMBER_ID,
+    TEMPLATE_APPROVED,
     VERIFY_TOKEN,
     WABA_ID,
     Gateway,
@@ -27,26 +27,15 @@ from .gateway_testkit import (
     closed_port_url,
     messages_change,
     meta_body,
+    quality_update,
     running_gateway,
     sign,
+    status_change,
     text_message,
     with_port,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def status_change(
-    *statuses: dict[str, Any], phone_number_id: str = PHONE_NUMBER_ID
-) -> dict[str, Any]:
-    return {
-        "field": "messages",
-        "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
-            "statuses": list(statuses),
-        },
-    }
 
 
 def status(wamid: str, state: str, **extra) -> dict[str, Any]:
@@ -213,16 +202,7 @@ async def test_batch_of_entries_and_changes_is_all_published(gateway: Gateway) -
             {
                 "id": WABA_ID,
                 "changes": [
-                    {
-                        "field": "message_template_status_update",
-                        "value": {
-                            "event": "APPROVED",
-                            "message_template_id": 1234,
-                            "message_template_name": "order_update",
-                            "message_template_language": "en_US",
-                            "reason": "NONE",
-                        },
-                    },
+                    TEMPLATE_APPROVED,
                     messages_change(
                         {
                             "from": "16505551234",
@@ -270,16 +250,7 @@ async def test_batch_of_entries_and_changes_is_all_published(gateway: Gateway) -
 async def test_account_level_update_alone_is_attributed_by_waba(gateway: Gateway) -> None:
     assert gateway.broker is not None
     # No earlier webhook: the WABA is resolved by the tenant service's by-waba lookup.
-    body = meta_body(
-        {
-            "field": "phone_number_quality_update",
-            "value": {
-                "display_phone_number": "15550783881",
-                "event": "FLAGGED",
-                "current_limit": "TIER_1K",
-            },
-        }
-    )
+    body = meta_body(quality_update("15550783881"))
     r = await gateway.post_meta(body)
     assert r.status_code == 200, r.text
     events = await gateway.broker.drain(topology.EXCHANGE_EVENTS)

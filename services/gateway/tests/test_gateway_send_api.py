@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from flowchat_contracts import OutboundCommand, topology
 from flowchat_gateway.ports import IdempotencyRecord
@@ -314,3 +315,35 @@ async def test_openapi_documents_the_public_routes(api: Gateway) -> None:
         "contacts",
     }
     assert {"202", "401", "403", "404", "409", "422", "429", "503"} <= set(send_op["responses"])
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_refusals_are_counted_by_the_route_that_answered(api: Gateway) -> None:
+    """The one error handler counts each refusal in its route's metric, by outcome."""
+    sends = "flowchat_gateway_send_requests_total"
+    before = {o: _count(sends, outcome=o) for o in ("invalid", "not_found", "conflict")}
+    unknown_before = _count(
+        "flowchat_gateway_webhooks_total", provider="twilio", kind="webhook", outcome="not_found"
+    )
+    assert (await send(api, text_request(), idem=None)).status_code == 400
+    assert (await send(api, text_request(to="12"))).status_code == 422
+    assert (await send(api, text_request(account_id="nope"))).status_code == 404
+    await send(api, text_request(), idem="k-twice")
+    assert (await send(api, text_request(to="4915199999999"), idem="k-twice")).status_code == 409
+    r = await api.http.post(
+        "/webhooks/twilio/nope",
+        content=b"Body=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    assert _count(sends, outcome="invalid") - before["invalid"] == 2
+    assert _count(sends, outcome="not_found") - before["not_found"] == 1
+    assert _count(sends, outcome="conflict") - before["conflict"] == 1
+    unknown = _count(
+        "flowchat_gateway_webhooks_total", provider="twilio", kind="webhook", outcome="not_found"
+    )
+    assert unknown - unknown_before == 1

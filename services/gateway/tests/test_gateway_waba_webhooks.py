@@ -10,20 +10,17 @@ from flowchat_contracts import topology
 from flowchat_gateway.events import BusinessEvent
 from flowchat_platform.amqp import HEADER_REASON
 
-from .gateway_testkit import OTHER_APP_SECRET, WABA_ID, Gateway, meta_body, sign
+from .gateway_testkit import (
+    OTHER_APP_SECRET,
+    TEMPLATE_APPROVED,
+    WABA_ID,
+    Gateway,
+    meta_body,
+    quality_update,
+    sign,
+)
 
 pytestmark = pytest.mark.integration
-
-TEMPLATE_APPROVED = {
-    "field": "message_template_status_update",
-    "value": {
-        "event": "APPROVED",
-        "message_template_id": 1234,
-        "message_template_name": "order_update",
-        "message_template_language": "en_US",
-        "reason": "NONE",
-    },
-}
 
 
 def second_number(gw: Gateway, **overrides: object) -> None:
@@ -66,16 +63,7 @@ async def test_template_status_goes_to_every_number_of_the_waba(gateway: Gateway
 
 async def test_quality_update_goes_to_the_number_it_names(gateway: Gateway) -> None:
     second_number(gateway)
-    body = meta_body(
-        {
-            "field": "phone_number_quality_update",
-            "value": {
-                "display_phone_number": "15550783999",
-                "event": "FLAGGED",
-                "current_limit": "TIER_1K",
-            },
-        }
-    )
+    body = meta_body(quality_update("15550783999"))
     r = await gateway.post_meta(body)
     assert r.status_code == 200, r.text
     assert [(k, e.event) for k, e in await events(gateway)] == [
