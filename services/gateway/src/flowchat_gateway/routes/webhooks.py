@@ -20,9 +20,7 @@ from flowchat_gateway.deps import CorrelationDep, SettingsDep, WebhooksDep
 from flowchat_gateway.schemas import ErrorBody
 from flowchat_gateway.service import WebhookResult
 from flowchat_platform.http import ApiError
-from flowchat_platform.logs import get_logger
 
-log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
