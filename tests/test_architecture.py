@@ -1,7 +1,8 @@
 """Rules of the layout, checked on the source tree (no server needed).
 
 - Business logic is pure: importing any service's ``service.py`` (conversation has
-  one per package) loads no I/O library; adapters live in their own modules.
+  one per package) or ``<name>_service.py`` (one service class per module, e.g. the
+  gateway's ``send_service.py``) loads no I/O library; adapters live in their own modules.
 - Conversation's ``outreach`` package never imports ``commerce``.
 """
 
@@ -25,7 +26,7 @@ def _module_name(path: Path) -> str:
 
 
 SERVICE_MODULES = sorted(
-    _module_name(p) for p in ROOT.glob("services/*/src/flowchat_*/**/service.py")
+    _module_name(p) for p in ROOT.glob("services/*/src/flowchat_*/**/*service.py")
 )
 
 

@@ -9,17 +9,13 @@ its own (``redis_url``).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from flowchat_platform.testing import temporary_vhost
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from gateway_testkit import Gateway, TenantStub, running_gateway, threaded_server
+from .gateway_testkit import Gateway, TenantStub, running_gateway, threaded_server
 
 
 @pytest.fixture(scope="module")

@@ -178,16 +178,48 @@ def meta_body(*changes: dict[str, Any], waba_id: str = WABA_ID) -> bytes:
     ).encode()
 
 
+def _messages_field(phone_number_id: str, **value: Any) -> dict[str, Any]:
+    metadata = {"display_phone_number": "15550783881", "phone_number_id": phone_number_id}
+    return {
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp", "metadata": metadata, **value},
+    }
+
+
 def messages_change(
     *messages: dict[str, Any], phone_number_id: str = PHONE_NUMBER_ID
 ) -> dict[str, Any]:
+    contacts = [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}]
+    return _messages_field(phone_number_id, contacts=contacts, messages=list(messages))
+
+
+def status_change(
+    *statuses: dict[str, Any], phone_number_id: str = PHONE_NUMBER_ID
+) -> dict[str, Any]:
+    return _messages_field(phone_number_id, statuses=list(statuses))
+
+
+#: A ``message_template_status_update``: names only the WABA.
+TEMPLATE_APPROVED: dict[str, Any] = {
+    "field": "message_template_status_update",
+    "value": {
+        "event": "APPROVED",
+        "message_template_id": 1234,
+        "message_template_name": "order_update",
+        "message_template_language": "en_US",
+        "reason": "NONE",
+    },
+}
+
+
+def quality_update(display_phone_number: str, event: str = "FLAGGED") -> dict[str, Any]:
+    """A ``phone_number_quality_update``: it names only the WABA and the number."""
     return {
-        "field": "messages",
+        "field": "phone_number_quality_update",
         "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
-            "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
-            "messages": list(messages),
+            "display_phone_number": display_phone_number,
+            "event": event,
+            "current_limit": "TIER_1K",
         },
     }
 
@@ -234,7 +266,7 @@ class Broker:
             else await self.channel.get_queue(queue, ensure=False)
         )
         assert q is not None
-        out = []
+        out: list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]] = []
         while True:
             message = await q.get(no_ack=True, fail=False, timeout=5)
             if message is None:
@@ -255,7 +287,9 @@ class Gateway:
     broker: Broker | None
     settings: Settings
 
-    async def post_meta(self, body: bytes, signature: str | None = "auto", **headers: str):
+    async def post_meta(
+        self, body: bytes, signature: str | None = "auto", **headers: str
+    ) -> httpx.Response:
         sent = {"Content-Type": "application/json", **headers}
         if signature == "auto":
             signature = sign(body)

@@ -374,7 +374,8 @@ def test_batch_of_entries_and_changes_is_fully_normalized() -> None:
 
 
 def test_envelope_without_entries_is_malformed() -> None:
-    for payload in ([], {"object": "x"}, {"entry": "nope"}, "text"):
+    payloads: list[object] = [[], {"object": "x"}, {"entry": "nope"}, "text"]
+    for payload in payloads:
         with pytest.raises(MalformedPayload):
             split_changes(payload)
 
@@ -556,9 +557,9 @@ def twilio_inbound(**fields: str) -> InboundMessage:
     event = inbound_from_twilio(form, ACCOUNT, received_at=NOW, correlation_id="c")
     assert event.provider == "twilio"
     assert event.provider_message_id == "SM0123456789abcdef0123456789abcdef"
-    assert event.customer_wa_id == "+14155552671"
+    assert event.customer_wa_id == "14155552671"
     assert event.customer_name == "Ann"
-    assert event.phone_number_id == "+14155550100"
+    assert event.phone_number_id == "14155550100"
     assert event.timestamp == NOW
     return event
 
@@ -613,7 +614,7 @@ def test_twilio_status(raw: str, expected: str) -> None:
     assert (event.status, event.provider, event.recipient_id) == (
         expected,
         "twilio",
-        "+14155552671",
+        "14155552671",
     )
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from typing import Any
 
+import orjson
 import pytest
-from gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
+from prometheus_client import REGISTRY
 
 from flowchat_contracts import OutboundCommand, topology
+from flowchat_gateway.ports import IdempotencyRecord
+from flowchat_gateway.schemas import SendMessageRequest
 from flowchat_gateway.store import GatewayStore
 from flowchat_platform.redis import create_redis
+
+from .gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +42,7 @@ def api(gateway: Gateway) -> Gateway:
     return gateway
 
 
-def text_request(**overrides) -> dict:
+def text_request(**overrides) -> dict[str, Any]:
     return {
         "account_id": "acc-meta-1",
         "to": "+49 151 12345678",
@@ -45,7 +52,12 @@ def text_request(**overrides) -> dict:
 
 
 async def send(
-    gw: Gateway, body: dict, *, key: str | None = KEY_A, idem: str | None = "auto", **headers
+    gw: Gateway,
+    body: dict[str, Any],
+    *,
+    key: str | None = KEY_A,
+    idem: str | None = "auto",
+    **headers,
 ):
     sent = dict(headers)
     if key is not None:
@@ -72,7 +84,7 @@ async def test_send_queues_an_outbound_command(api: Gateway) -> None:
     command = OutboundCommand.model_validate(data)
     assert command.message_id == body["message_id"]
     assert (command.tenant_id, command.account_id) == ("tenant-a", "acc-meta-1")
-    assert command.to == "+4915112345678"
+    assert command.to == "4915112345678"  # the WhatsApp id, FlowChat's one form
     assert command.idempotency_key == "order-1042-shipped"
     assert command.correlation_id == "corr-send-1"
     assert command.reply_to == "wamid.Q1"
@@ -93,7 +105,7 @@ async def test_send_queues_an_outbound_command(api: Gateway) -> None:
         {"type": "location", "latitude": 52.5, "longitude": 13.4},
     ],
 )
-async def test_send_other_types(api: Gateway, content: dict) -> None:
+async def test_send_other_types(api: Gateway, content: dict[str, Any]) -> None:
     assert api.broker is not None
     r = await send(api, text_request(content=content, category="utility"))
     assert r.status_code == 202, r.text
@@ -160,6 +172,37 @@ async def test_idempotency_replay_and_conflict(api: Gateway) -> None:
     assert len(await api.broker.drain(topology.QUEUE_OUTBOUND)) == 2
 
 
+async def test_records_written_with_the_old_phone_form_still_replay(api: Gateway) -> None:
+    """Before the WhatsApp id was FlowChat's form, the gateway hashed ``to`` as ``+E164``:
+    a client retrying across the upgrade gets its message id back, not a 409."""
+    assert api.broker is not None
+    old_body = SendMessageRequest.model_validate(text_request(to="+4915112345678"))
+    old_hash = hashlib.sha256(
+        orjson.dumps(old_body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    redis = create_redis(api.settings.redis_url)
+    try:
+        store = GatewayStore(redis)
+        done = IdempotencyRecord(old_hash, "msg-old-done", "done")
+        unconfirmed = IdempotencyRecord(old_hash, "msg-old-unconfirmed", "unconfirmed")
+        await store.idempotency_complete("tenant-a", "old-done", done, 600)
+        await store.idempotency_complete("tenant-a", "old-unconfirmed", unconfirmed, 600)
+    finally:
+        await redis.aclose()
+    replay = await send(api, text_request(), idem="old-done")
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["message_id"] == "msg-old-done"
+    assert replay.headers.get("idempotent-replayed") == "true"
+    retried = await send(api, text_request(), idem="old-unconfirmed")
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["message_id"] == "msg-old-unconfirmed"
+    ((_, data),) = await api.broker.drain(topology.QUEUE_OUTBOUND)
+    command = OutboundCommand.model_validate(data)
+    assert (command.message_id, command.to) == ("msg-old-unconfirmed", "4915112345678")
+    other = text_request(content={"type": "text", "body": "something else"})
+    assert (await send(api, other, idem="old-done")).status_code == 409
+
+
 async def test_idempotency_key_is_required(api: Gateway) -> None:
     r = await send(api, text_request(), idem=None)
     assert r.status_code == 400
@@ -187,7 +230,7 @@ async def test_invalid_phone_number_is_422(api: Gateway, to: str) -> None:
         {"type": "fax", "body": "x"},
     ],
 )
-async def test_invalid_content_is_422(api: Gateway, content: dict) -> None:
+async def test_invalid_content_is_422(api: Gateway, content: dict[str, Any]) -> None:
     r = await send(api, text_request(content=content))
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid_request"
@@ -272,3 +315,35 @@ async def test_openapi_documents_the_public_routes(api: Gateway) -> None:
         "contacts",
     }
     assert {"202", "401", "403", "404", "409", "422", "429", "503"} <= set(send_op["responses"])
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_refusals_are_counted_by_the_route_that_answered(api: Gateway) -> None:
+    """The one error handler counts each refusal in its route's metric, by outcome."""
+    sends = "flowchat_gateway_send_requests_total"
+    before = {o: _count(sends, outcome=o) for o in ("invalid", "not_found", "conflict")}
+    unknown_before = _count(
+        "flowchat_gateway_webhooks_total", provider="twilio", kind="webhook", outcome="not_found"
+    )
+    assert (await send(api, text_request(), idem=None)).status_code == 400
+    assert (await send(api, text_request(to="12"))).status_code == 422
+    assert (await send(api, text_request(account_id="nope"))).status_code == 404
+    await send(api, text_request(), idem="k-twice")
+    assert (await send(api, text_request(to="4915199999999"), idem="k-twice")).status_code == 409
+    r = await api.http.post(
+        "/webhooks/twilio/nope",
+        content=b"Body=x",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
+    assert _count(sends, outcome="invalid") - before["invalid"] == 2
+    assert _count(sends, outcome="not_found") - before["not_found"] == 1
+    assert _count(sends, outcome="conflict") - before["conflict"] == 1
+    unknown = _count(
+        "flowchat_gateway_webhooks_total", provider="twilio", kind="webhook", outcome="not_found"
+    )
+    assert unknown - unknown_before == 1

@@ -1,4 +1,4 @@
-"""Webhook signatures (Meta HMAC-SHA256, Twilio HMAC-SHA1) and phone normalization."""
+"""Webhook signatures (Meta HMAC-SHA256, Twilio HMAC-SHA1)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import hmac
 import pytest
 from twilio.request_validator import RequestValidator
 
-from flowchat_gateway.errors import SendRejected
-from flowchat_gateway.service import normalize_phone
 from flowchat_gateway.signatures import (
     meta_signature,
     meta_signature_valid,
@@ -102,27 +100,3 @@ def test_twilio_repeated_parameters_are_sorted_by_value() -> None:
 
     expected = base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest())
     assert twilio_signature(TOKEN, URL, pairs) == expected.decode()
-
-
-@pytest.mark.parametrize(
-    ("raw", "e164"),
-    [
-        ("+4915112345678", "+4915112345678"),
-        ("4915112345678", "+4915112345678"),
-        ("004915112345678", "+4915112345678"),
-        ("+1 (650) 555-1234", "+16505551234"),
-        ("whatsapp:+14155552671", "+14155552671"),
-        ("447911123456", "+447911123456"),
-    ],
-)
-def test_phone_numbers_are_normalized_to_e164(raw: str, e164: str) -> None:
-    assert normalize_phone(raw) == e164
-
-
-@pytest.mark.parametrize("raw", ["12", "+999123456789", "hello", "+1 650 555", "+49 1"])
-def test_invalid_phone_numbers_are_refused(raw: str) -> None:
-    with pytest.raises(SendRejected) as info:
-        normalize_phone(raw)
-    assert info.value.code == "invalid_phone_number"
-    assert info.value.status == 422
-    assert info.value.field == "to"

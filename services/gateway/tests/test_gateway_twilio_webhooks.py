@@ -5,10 +5,13 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import pytest
-from gateway_testkit import TWILIO_TOKEN, Gateway
+import redis.asyncio as aioredis
 from twilio.request_validator import RequestValidator
 
 from flowchat_contracts import InboundMessage, StatusUpdate, topology
+from flowchat_gateway.store import customer_window_key
+
+from .gateway_testkit import TWILIO_TOKEN, Gateway
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +95,7 @@ async def test_signed_inbound_message_is_published_and_answered_with_empty_twiml
         "twilio",
         "SM00000000000000000000000000000001",
     )
-    assert event.customer_wa_id == "+14155552671"
+    assert event.customer_wa_id == "14155552671"
     assert (event.type, event.text, event.customer_name) == (
         "text",
         "Hi, is the blue one in stock?",
@@ -100,6 +103,13 @@ async def test_signed_inbound_message_is_published_and_answered_with_empty_twiml
     )
     assert (event.tenant_id, event.account_id) == ("tenant-t", ACCOUNT_ID)
     assert message.routing_key == topology.inbound_routing_key("tenant-t", ACCOUNT_ID, "text")
+    # The customer's window is keyed by the WhatsApp id, the form the sender reads.
+    client = aioredis.Redis.from_url(gw.settings.redis_url)
+    try:
+        assert await client.exists(customer_window_key(ACCOUNT_ID, "14155552671")) == 1
+        assert await client.exists(customer_window_key(ACCOUNT_ID, "+14155552671")) == 0
+    finally:
+        await client.aclose()
 
 
 async def test_query_string_is_part_of_the_signed_url(twilio_gateway: Gateway) -> None:
@@ -167,7 +177,7 @@ async def test_status_callbacks(twilio_gateway: Gateway) -> None:
     events = [StatusUpdate.model_validate(d) for _, d in statuses]
     assert [e.status for e in events] == ["sent", "delivered", "read"]
     assert {e.provider for e in events} == {"twilio"}
-    assert events[0].recipient_id == "+14155552671"
+    assert events[0].recipient_id == "14155552671"
     assert {m.routing_key for m, _ in statuses} == {
         topology.status_routing_key("tenant-t", ACCOUNT_ID, "status_update")
     }

@@ -7,6 +7,10 @@ layer can give (400 unreadable body, 401/403/503 where a bearer token is checked
 where the path names something, 413 over the JSON body limit, 422 invalid input), each
 with that shape (:func:`document_errors`).
 
+A service's own exceptions become such answers in one place: one handler per app
+(:func:`handle_errors`) maps each to its status, code and details; routes raise
+:class:`ApiError` only for what is HTTP's own (a missing header, a wrong media type).
+
 JSON bodies are bounded (``max_json_bytes``, 1 MiB unless a service says otherwise):
 larger ones are answered 413 before any of it is parsed, and a NUL character anywhere in
 a request 422 (:class:`GuardJsonBody`).
@@ -19,7 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 from fastapi import FastAPI, Request
@@ -59,6 +63,35 @@ class ApiError(Exception):
 
 def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    """The answer to an :class:`ApiError`: its status and headers, the one error body."""
+    return JSONResponse(
+        error_body(error.code, error.message, error.details),
+        status_code=error.status,
+        headers=error.headers,
+    )
+
+
+E = TypeVar("E", bound=Exception)
+
+
+def handle_errors(
+    app: FastAPI, error: type[E], to_api_error: Callable[[Request, E], ApiError]
+) -> None:
+    """Install an app's one handler of its domain errors (``error`` and its subclasses).
+
+    The services raise their own exceptions, which know nothing of HTTP; ``to_api_error``
+    says, in one place, which status, code, message, details and headers each becomes
+    (and may count it), and the answer has the one error body, as if the route had
+    raised that :class:`ApiError`.
+    """
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return error_response(to_api_error(request, cast(E, exc)))
+
+    app.add_exception_handler(error, handler)
 
 
 class Readiness:
@@ -347,11 +380,7 @@ def build_app(
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details),
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,7 @@
-"""The gateway's FastAPI app: one lifespan opens the broker, Redis and the tenant client.
+"""The gateway's FastAPI app: one lifespan opens the broker, Redis and the tenant client
+and wires them, as the adapters of :mod:`flowchat_gateway.ports`, into the three services
+(webhooks, send, query); one handler answers every :class:`GatewayError`
+(:func:`refusal`).
 
 The broker connects in the background (with retry), so ``/healthz`` answers at once
 and ``/readyz`` says 503 until the broker is up. Webhooks that arrive before that
@@ -9,27 +12,117 @@ only the send API answers 503.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import aiohttp
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from prometheus_client import Counter
 
-from flowchat_gateway import SERVICE
+from flowchat_gateway import SERVICE, metrics
 from flowchat_gateway.broker import AmqpPublisher
+from flowchat_gateway.errors import (
+    GatewayError,
+    InvalidSignature,
+    RateLimited,
+    SendRejected,
+    Unavailable,
+    UnknownAccount,
+)
+from flowchat_gateway.query_service import QueryService
 from flowchat_gateway.routes import messages, webhooks
-from flowchat_gateway.service import QueryService, SendService, WebhookService
+from flowchat_gateway.send_service import SendService
+from flowchat_gateway.service import WebhookService
 from flowchat_gateway.settings import Settings
 from flowchat_gateway.state_client import StateClient
 from flowchat_gateway.store import GatewayStore
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 
 log = get_logger(__name__)
+
+
+# --------------------------------------------------------------------- errors → HTTP
+
+
+@dataclass(frozen=True)
+class Surface:
+    """How the refusals of one route are counted and worded."""
+
+    #: Counts one refusal by its outcome (``invalid_signature``, ``unavailable``, …).
+    count: Callable[[str], None]
+    #: What a 503 adds after "<dependency> unavailable; ".
+    unavailable: str
+    retry_after: str
+    #: Webhooks: the provider, also named in the 503's details.
+    provider: str | None = None
+
+
+def _webhooks(provider: str) -> Surface:
+    def count(outcome: str) -> None:
+        metrics.WEBHOOKS.labels(provider, "webhook", outcome).inc()
+
+    return Surface(count, "nothing was accepted, retry", "5", provider)
+
+
+def _counter(counter: Counter) -> Callable[[str], None]:
+    return lambda outcome: counter.labels(outcome).inc()
+
+
+#: Route path → its surface. A route not named here counts nothing.
+SURFACES: dict[str, Surface] = {
+    "/webhooks/meta": _webhooks("meta"),
+    "/webhooks/twilio/{account_id}": _webhooks("twilio"),
+    "/v1/messages": Surface(
+        _counter(metrics.SEND_REQUESTS),
+        "the message was not queued, retry with the same key",
+        "2",
+    ),
+    "/v1/messages/{message_id}": Surface(_counter(metrics.QUERY_REQUESTS), "retry", "2"),
+}
+_OTHER = Surface(lambda _: None, "retry", "2")
+#: A send or query refusal's status → its outcome label.
+_REJECTED = {404: "not_found", 409: "conflict", 429: "rate_limited"}
+
+
+def refusal(request: Request, exc: GatewayError) -> ApiError:
+    """The one translation of the gateway's errors into HTTP answers (and their count)."""
+    route = getattr(request.scope.get("route"), "path", "")
+    surface = SURFACES.get(route, _OTHER)
+    if isinstance(exc, InvalidSignature):
+        surface.count("invalid_signature")
+        metrics.SIGNATURE_FAILURES.labels(exc.provider).inc()
+        log.warning("webhook refused: invalid signature", provider=exc.provider, reason=str(exc))
+        return ApiError(401, "invalid_signature", str(exc))
+    if isinstance(exc, UnknownAccount):
+        surface.count("not_found")
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, Unavailable):
+        surface.count("unavailable")
+        if surface.provider is not None:
+            log.warning("webhook not accepted: dependency unavailable", dependency=exc.dependency)
+        return ApiError(
+            503,
+            "unavailable",
+            f"{exc.dependency} unavailable; {surface.unavailable}",
+            details=[{"dependency": exc.dependency}] if surface.provider is not None else [],
+            headers={"Retry-After": surface.retry_after},
+        )
+    if isinstance(exc, RateLimited):
+        surface.count("rate_limited")
+        retry_after = str(int(exc.retry_after_s + 0.999))
+        return ApiError(429, exc.code, exc.message, headers={"Retry-After": retry_after})
+    if isinstance(exc, SendRejected):
+        surface.count(_REJECTED.get(exc.status, "invalid"))
+        details = [{"field": exc.field}] if exc.field else []
+        return ApiError(exc.status, exc.code, exc.message, details=details)
+    log.error("a gateway error without an answer", error=repr(exc))
+    return ApiError(500, "internal_error", "the gateway failed; retry later")
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -88,6 +181,7 @@ def create_app(settings: Settings) -> FastAPI:
         nul_allowed=("/webhooks/",),  # never refuse a provider's webhook for its text
     )
     app.state.settings = settings
+    handle_errors(app, GatewayError, refusal)
     app.include_router(webhooks.router)
     app.include_router(messages.router)
     return app

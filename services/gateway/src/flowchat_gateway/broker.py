@@ -1,4 +1,4 @@
-"""The :class:`~flowchat_gateway.service.Publisher` over RabbitMQ (confirmed publishes)."""
+"""The :class:`~flowchat_gateway.ports.Publisher` over RabbitMQ (confirmed publishes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from flowchat_gateway.service import Outgoing
+from flowchat_gateway.ports import Outgoing
 from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
 
 

@@ -1,28 +1,40 @@
-"""The gateway's own exceptions; the HTTP edge maps each to one status and code.
+"""The gateway's own exceptions; ``app.py``'s one handler answers each with one status
+and FlowChat's error body (``{"error": {"code", "message", "details"}}``).
 
 ::
 
-    GatewayError
-    ├── InvalidSignature         401 invalid_signature: nothing is published
-    ├── UnknownAccount           404 not_found: a Twilio webhook for an account FlowChat lacks
-    ├── Unavailable              503 unavailable: broker, tenant service, state-manager or
-    │                            Redis (send API) cannot answer; the caller retries (Meta
-    │                            does, for 7 days)
-    ├── StoreUnavailable         Redis failed or timed out (webhooks degrade, send API → 503)
-    └── SendRejected             the send or query API refuses the request (4xx): its
-        │                        ``code``, one of :data:`REJECTIONS`, says why
-        └── RateLimited          429 rate_limited (with Retry-After)
+    FlowchatError                    (flowchat_platform.errors)
+    ├── GatewayError                 base of the gateway's own
+    │   ├── InvalidSignature         401 invalid_signature: nothing is published
+    │   ├── UnknownAccount           404 not_found: a Twilio webhook for an account FlowChat lacks
+    │   ├── Unavailable              503 unavailable: broker, tenant service, state-manager or
+    │   │                            Redis (send API) cannot answer; the caller retries (Meta
+    │   │                            does, for 7 days)
+    │   └── SendRejected             the send or query API refuses the request (4xx): its
+    │       │                        ``code``, one of :data:`REJECTIONS`, says why
+    │       └── RateLimited          429 rate_limited (with Retry-After)
+    ├── StoreUnavailable             Redis failed or timed out (raised by ``store.py``):
+    │                                webhooks degrade (publish without dedupe), the send
+    │                                API turns it into Unavailable (503)
+    ├── UpstreamError                the tenant service or the state-manager did not answer:
+    │                                the services turn it into Unavailable (503)
+    └── InvalidPhoneNumber           (flowchat_platform.phones) the send API's ``to``: the
+                                     send service turns it into SendRejected
+                                     ``invalid_phone_number`` (422, field ``to``)
 
-Malformed pieces of a correctly signed webhook are not errors: they are parked on
-``flowchat.poison`` and the webhook is answered 200 (a 4xx would make Meta retry
-the same bytes for a week).
+Only :class:`GatewayError` s reach the HTTP edge. Malformed pieces of a correctly signed
+webhook are not errors: they are parked on ``flowchat.poison`` and the webhook is
+answered 200 (a 4xx would make Meta retry the same bytes for a week).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+from flowchat_platform.errors import FlowchatError
+
 Rejection = Literal[
+    "invalid_idempotency_key",
     "account_not_found",
     "message_not_found",
     "account_disabled",
@@ -34,6 +46,7 @@ Rejection = Literal[
 
 #: Why a send or query request is refused → the HTTP status it is answered with.
 REJECTIONS: dict[Rejection, int] = {
+    "invalid_idempotency_key": 400,  # missing, blank or longer than 128 characters
     "account_not_found": 404,  # unknown, or another tenant's
     "message_not_found": 404,  # unknown, another tenant's, or not recorded yet
     "account_disabled": 409,  # the account or its tenant is not active
@@ -44,7 +57,7 @@ REJECTIONS: dict[Rejection, int] = {
 }
 
 
-class GatewayError(Exception):
+class GatewayError(FlowchatError):
     """Base of the gateway's exceptions."""
 
 
@@ -64,10 +77,6 @@ class Unavailable(GatewayError):
     def __init__(self, message: str, *, dependency: str) -> None:
         super().__init__(message)
         self.dependency = dependency
-
-
-class StoreUnavailable(GatewayError):
-    """Redis did not answer (in time)."""
 
 
 class SendRejected(GatewayError):

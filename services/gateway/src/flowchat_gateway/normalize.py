@@ -480,10 +480,12 @@ TWILIO_STATUSES: Mapping[str, ProviderStatus | None] = {
 }
 
 
-def strip_whatsapp(address: str | None) -> str:
-    """``whatsapp:+14155550100`` → ``+14155550100``."""
+def twilio_wa_id(address: str | None) -> str:
+    """``whatsapp:+14155550100`` → ``14155550100``: a Twilio address as a WhatsApp id,
+    FlowChat's one form of a phone number (E.164 digits without ``+``, as Meta sends them).
+    Not validated here: the event's model checks the form, a bad one is parked."""
     value = (address or "").strip()
-    return value.removeprefix("whatsapp:")
+    return value.removeprefix("whatsapp:").strip().removeprefix("+")
 
 
 def is_twilio_status_callback(form: Mapping[str, str]) -> bool:
@@ -522,7 +524,7 @@ def status_from_twilio(
         provider_message_id=sid,
         status=status,
         timestamp=received_at,
-        recipient_id=strip_whatsapp(form.get("To")) or None,
+        recipient_id=twilio_wa_id(form.get("To")) or None,
         errors=errors,
     )
     event = with_stable_id(update)
@@ -547,8 +549,8 @@ def inbound_from_twilio(
         "correlation_id": correlation_id,
         "provider": "twilio",
         "provider_message_id": sid,
-        "phone_number_id": strip_whatsapp(form.get("To")),
-        "customer_wa_id": strip_whatsapp(form.get("From")),
+        "phone_number_id": twilio_wa_id(form.get("To")),
+        "customer_wa_id": twilio_wa_id(form.get("From")),
         "customer_name": form.get("ProfileName") or None,
         "timestamp": received_at,
         "context_message_id": form.get("OriginalRepliedMessageSid") or None,

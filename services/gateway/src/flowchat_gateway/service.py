@@ -1,8 +1,9 @@
-"""The gateway's logic: verified webhooks in, deduplicated and durably published;
-tenants' send requests validated and published as :class:`OutboundCommand` s.
+"""Webhooks in: verified, normalized, deduplicated and durably published.
 
-Nothing here knows HTTP or AMQP: the routes hand in bytes and headers, the broker
-hides behind :class:`Publisher`, Redis behind :class:`GatewayStore`.
+Nothing here knows HTTP or AMQP: the routes hand in bytes and headers; the broker
+hides behind :class:`~flowchat_gateway.ports.Publisher`, Redis behind
+:class:`~flowchat_gateway.ports.DedupeStore`, the tenant service behind
+:class:`~flowchat_gateway.ports.Accounts` (see :mod:`flowchat_gateway.ports`).
 
 A webhook is answered 200 only after every event it carries is confirmed by the
 broker (:meth:`WebhookService._deliver`). Dedupe marks are written only after that
@@ -14,31 +15,21 @@ when Redis is down the events are published anyway (consumers are idempotent by
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
-import phonenumbers
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from flowchat_contracts import InboundMessage, OutboundCommand, StatusUpdate, new_id, topology
+from flowchat_contracts import InboundMessage, StatusUpdate, topology
 from flowchat_contracts import utcnow as _utcnow
 from flowchat_gateway import metrics
-from flowchat_gateway.errors import (
-    InvalidSignature,
-    RateLimited,
-    SendRejected,
-    StoreUnavailable,
-    Unavailable,
-    UnknownAccount,
-)
-from flowchat_gateway.events import BusinessEvent
+from flowchat_gateway.errors import InvalidSignature, Unavailable, UnknownAccount
 from flowchat_gateway.normalize import (
     AccountRef,
     Change,
@@ -54,49 +45,20 @@ from flowchat_gateway.normalize import (
     status_from_twilio,
     without_nul,
 )
-from flowchat_gateway.schemas import SendMessageRequest
+from flowchat_gateway.ports import Accounts, DedupeStore, Outgoing, Publisher, encode
 from flowchat_gateway.signatures import meta_signature_valid, twilio_signature_valid
-from flowchat_gateway.store import GatewayStore, IdempotencyRecord
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_platform.errors import UpstreamError
+from flowchat_platform.errors import StoreUnavailable, UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_platform.tenant_client import TenantClient
 
 log = get_logger(__name__)
 
-#: A pending idempotency claim lives this long; a crash mid-publish frees the key after it.
-PENDING_CLAIM_TTL_S = 60
 #: How many app secrets of recently seen accounts are kept to authenticate bodies
 #: that name no known account (unparseable, or only unknown phone numbers).
 KNOWN_SECRETS_MAX = 64
 
 
-# --------------------------------------------------------------------- publishing port
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """One message to publish with a confirm."""
-
-    exchange: str
-    routing_key: str
-    body: bytes
-    message_id: str | None = None
-    correlation_id: str | None = None
-    message_type: str | None = None
-    #: Set for parked pieces: the reason, carried in the message headers.
-    park_reason: str | None = None
-    #: False for fan-out events that may have no subscriber yet.
-    mandatory: bool = True
-
-
-class Publisher(Protocol):
-    async def publish_all(self, items: Sequence[Outgoing]) -> list[BaseException | None]:
-        """Publish concurrently; per item ``None`` once confirmed, else the error."""
-
-
-def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_none=True).encode()
+# --------------------------------------------------------------------- routing
 
 
 def route_event(event: Event) -> Outgoing:
@@ -194,9 +156,9 @@ class WebhookService:
     def __init__(
         self,
         *,
-        tenants: TenantClient,
+        tenants: Accounts,
         publisher: Publisher,
-        store: GatewayStore,
+        store: DedupeStore,
         dedupe_window_s: int,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -473,231 +435,4 @@ def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
     ]
 
 
-# --------------------------------------------------------------------- send API
-
-
-_NON_DIGITS = re.compile(r"[^0-9+]")
-
-
-def normalize_phone(raw: str) -> str:
-    """A customer number in E.164 (``+4915112345678``); else :class:`SendRejected`
-    ``invalid_phone_number``."""
-    value = raw.strip().removeprefix("whatsapp:")
-    value = _NON_DIGITS.sub("", value)
-    if value.startswith("00"):
-        value = "+" + value[2:]
-    if not value.startswith("+"):
-        value = "+" + value  # WhatsApp ids are international numbers without the '+'
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException as exc:
-        raise SendRejected(
-            "invalid_phone_number", f"not a phone number: {exc}", field="to"
-        ) from exc
-    if not phonenumbers.is_valid_number(number):
-        raise SendRejected("invalid_phone_number", "not a valid phone number", field="to")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """The tenant API key a send or query request came with (authenticated at the edge)."""
-
-    tenant_id: str
-    key_id: str
-
-
-@dataclass(frozen=True)
-class SendAccepted:
-    message_id: str
-    replayed: bool
-
-
-class SendService:
-    def __init__(
-        self,
-        *,
-        tenants: TenantClient,
-        publisher: Publisher,
-        store: GatewayStore,
-        idempotency_window_s: int,
-        rate_per_minute: int = 0,
-    ) -> None:
-        self.tenants = tenants
-        self.publisher = publisher
-        self.store = store
-        self.idempotency_window_s = idempotency_window_s
-        self.rate_per_minute = rate_per_minute
-
-    async def check_rate(self, caller: ApiKey) -> None:
-        if self.rate_per_minute <= 0:
-            return
-        try:
-            wait = await self.store.rate_limit(caller.key_id, self.rate_per_minute)
-        except StoreUnavailable as exc:
-            log.warning("rate limit skipped: redis unavailable", error=str(exc))
-            return
-        if wait is not None:
-            raise RateLimited(
-                f"more than {self.rate_per_minute} requests a minute", retry_after_s=wait
-            )
-
-    async def send(
-        self,
-        caller: ApiKey,
-        request: SendMessageRequest,
-        *,
-        idempotency_key: str,
-        correlation_id: str,
-    ) -> SendAccepted:
-        try:
-            acc = await self.tenants.account(request.account_id)
-        except UpstreamError as exc:
-            raise Unavailable(str(exc), dependency="tenant") from exc
-        if acc is None or acc.tenant_id != caller.tenant_id:
-            raise SendRejected("account_not_found", "no such account", field="account_id")
-        if acc.status != "active" or acc.tenant_status != "active":
-            raise SendRejected(
-                "account_disabled",
-                "the account or its tenant is not active",
-                field="account_id",
-            )
-        to = normalize_phone(request.to)
-        canonical = request.model_copy(update={"to": to}).model_dump(mode="json")
-        body_hash = hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        tenant_id = caller.tenant_id
-        try:
-            claim = IdempotencyRecord(body_hash, new_id(), "pending")
-            for _ in range(2):
-                existing = await self.store.idempotency_get(tenant_id, idempotency_key)
-                if existing is not None and _unconfirmed_same(existing, body_hash):
-                    # An earlier publish of this key was not confirmed, yet it may still
-                    # reach the queue (a blocked or slow broker): publish the same message
-                    # id again, so the sender sends it once under the id the client gets.
-                    claim = IdempotencyRecord(body_hash, existing.message_id, "pending")
-                    await self.store.idempotency_complete(
-                        tenant_id, idempotency_key, claim, PENDING_CLAIM_TTL_S
-                    )
-                    break
-                if existing is not None:
-                    return _replay(existing, body_hash)
-                if await self.store.idempotency_claim(
-                    tenant_id, idempotency_key, claim, PENDING_CLAIM_TTL_S
-                ):
-                    break
-            else:
-                raise _in_progress()
-        except StoreUnavailable as exc:
-            raise Unavailable(str(exc), dependency="redis") from exc
-
-        command = OutboundCommand(
-            tenant_id=tenant_id,
-            account_id=acc.account_id,
-            correlation_id=correlation_id,
-            message_id=claim.message_id,
-            idempotency_key=idempotency_key,
-            to=to,
-            category=request.category,
-            reply_to=request.reply_to,
-            content=request.content,
-        )
-        outgoing = Outgoing(
-            topology.EXCHANGE_OUTBOUND,
-            topology.outbound_routing_key(tenant_id, acc.account_id, command.category),
-            encode(command),
-            command.message_id,
-            correlation_id,
-            command.kind,
-        )
-        started = time.perf_counter()
-        (error,) = await self.publisher.publish_all([outgoing])
-        metrics.PUBLISH_SECONDS.labels("send").observe(time.perf_counter() - started)
-        done = IdempotencyRecord(body_hash, claim.message_id, "done")
-        if error is not None:
-            # Kept, not released: the unconfirmed publish may still land (see above).
-            unconfirmed = IdempotencyRecord(body_hash, claim.message_id, "unconfirmed")
-            try:
-                await self.store.idempotency_complete(
-                    tenant_id, idempotency_key, unconfirmed, self.idempotency_window_s
-                )
-            except StoreUnavailable:
-                log.warning("idempotency claim not updated; it expires by itself")
-            raise Unavailable(f"outbound command not confirmed: {error}", dependency="broker")
-        try:
-            await self.store.idempotency_complete(
-                tenant_id, idempotency_key, done, self.idempotency_window_s
-            )
-        except StoreUnavailable as exc:
-            # Published: the sender dedupes by idempotency key if the client retries.
-            log.warning("idempotency record not completed", error=str(exc))
-        log.info(
-            "outbound command queued",
-            message_id=command.message_id,
-            account_id=acc.account_id,
-            message_type=command.content.type,
-        )
-        return SendAccepted(command.message_id, replayed=False)
-
-
-# --------------------------------------------------------------------- query API
-
-
-class MessageLookup(Protocol):
-    async def message(self, tenant_id: str, message_id: str) -> dict[str, Any] | None:
-        """The tenant's message record, or None; raises ``UpstreamError`` when unreachable."""
-
-
-class QueryService:
-    """``GET /v1/messages/{id}``: the state-manager's record, read for the caller's tenant."""
-
-    def __init__(self, *, states: MessageLookup) -> None:
-        self.states = states
-
-    async def message(self, caller: ApiKey, message_id: str) -> dict[str, Any]:
-        try:
-            found = await self.states.message(caller.tenant_id, message_id)
-        except UpstreamError as exc:
-            raise Unavailable(str(exc), dependency="state-manager") from exc
-        if found is None or found.get("tenant_id") not in (None, caller.tenant_id):
-            raise SendRejected(
-                "message_not_found",
-                "no such message for this tenant (or not recorded yet: retry shortly)",
-                field="message_id",
-            )
-        return found
-
-
-def _in_progress() -> SendRejected:
-    return SendRejected("request_in_progress", "a request with this key is being processed")
-
-
-def _unconfirmed_same(existing: IdempotencyRecord, body_hash: str) -> bool:
-    return existing.state == "unconfirmed" and existing.body_hash == body_hash
-
-
-def _replay(existing: IdempotencyRecord, body_hash: str) -> SendAccepted:
-    if existing.body_hash != body_hash:
-        raise SendRejected(
-            "idempotency_conflict",
-            "this Idempotency-Key was used with a different body",
-            field="Idempotency-Key",
-        )
-    if existing.state != "done":
-        raise _in_progress()
-    return SendAccepted(existing.message_id, replayed=True)
-
-
-__all__ = [
-    "ApiKey",
-    "BusinessEvent",
-    "MessageLookup",
-    "Outgoing",
-    "Publisher",
-    "QueryService",
-    "SendAccepted",
-    "SendService",
-    "WebhookResult",
-    "WebhookService",
-    "normalize_phone",
-    "route_event",
-]
+__all__ = ["WebhookResult", "WebhookService", "route_event", "route_parked"]

@@ -13,7 +13,8 @@ Keys::
     flowchat:csw:<account_id>:<customer_wa_id>           Unix seconds of the customer's
                                                          last inbound message (never moves
                                                          back), TTL 72 h; read by conversation
-                                                         and sender for the 24 h window
+                                                         and sender for the 24 h window;
+                                                         ``customer_wa_id`` in digits, no '+'
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from flowchat_gateway.errors import StoreUnavailable
+from flowchat_gateway.ports import IdempotencyRecord
+from flowchat_platform.errors import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -53,25 +53,10 @@ def customer_window_key(account_id: str, customer_wa_id: str) -> str:
     return f"{CUSTOMER_WINDOW_PREFIX}{account_id}:{customer_wa_id}"
 
 
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    body_hash: str
-    message_id: str
-    #: ``unconfirmed``: the publish timed out or failed; a retry reuses ``message_id``.
-    state: Literal["pending", "done", "unconfirmed"]
-
-    def encode(self) -> bytes:
-        return orjson.dumps(
-            {"body_hash": self.body_hash, "message_id": self.message_id, "state": self.state}
-        )
-
-    @classmethod
-    def decode(cls, raw: bytes) -> IdempotencyRecord:
-        data = orjson.loads(raw)
-        return cls(str(data["body_hash"]), str(data["message_id"]), data["state"])
-
-
 class GatewayStore:
+    """Redis behind :class:`~flowchat_gateway.ports.DedupeStore` and
+    :class:`~flowchat_gateway.ports.SendStore`."""
+
     def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 0.5) -> None:
         self._redis = redis
         self.timeout_s = timeout_s
@@ -82,7 +67,7 @@ class GatewayStore:
             async with asyncio.timeout(self.timeout_s):
                 return await op()
         except (RedisError, OSError, TimeoutError) as exc:
-            raise StoreUnavailable(f"redis: {exc!r}") from exc
+            raise StoreUnavailable(f"redis: {exc!r}", store="redis") from exc
 
     async def ping(self) -> bool:
         return bool(await self._call(self._redis.ping))
@@ -137,14 +122,6 @@ class GatewayStore:
             await self._call(lambda: self._redis.script_load(_TOUCH_WINDOW))
             await self._call(op)
 
-    # ------------------------------------------------------------ customer-service window
-
-    async def customer_window(self, account_id: str, customer_wa_id: str) -> int | None:
-        raw = await self._call(
-            lambda: self._redis.get(customer_window_key(account_id, customer_wa_id))
-        )
-        return int(raw) if raw is not None else None
-
     # ------------------------------------------------------------ send API idempotency
 
     @staticmethod
@@ -174,9 +151,6 @@ class GatewayStore:
         await self._call(
             lambda: self._redis.set(self._idem_key(tenant_id, key), record.encode(), ex=ttl_s)
         )
-
-    async def idempotency_release(self, tenant_id: str, key: str) -> None:
-        await self._call(lambda: self._redis.delete(self._idem_key(tenant_id, key)))
 
     # ------------------------------------------------------------ send API rate limit
 

@@ -1,5 +1,7 @@
 """The tenants' message API: ``POST /v1/messages`` (send) and ``GET /v1/messages/{id}``
-(its state, read from the state-manager for the caller's tenant)."""
+(its state, read from the state-manager for the caller's tenant).
+
+Refusals are the services' exceptions, answered by ``app.py``'s one handler."""
 
 from __future__ import annotations
 
@@ -10,14 +12,13 @@ from fastapi.responses import JSONResponse
 
 from flowchat_gateway import metrics
 from flowchat_gateway.deps import CallerDep, CorrelationDep, QueryDep, ReaderDep, SenderDep
-from flowchat_gateway.errors import RateLimited, SendRejected, Unavailable
 from flowchat_gateway.schemas import (
     ErrorBody,
     MessageState,
     SendMessageAccepted,
     SendMessageRequest,
 )
-from flowchat_platform.http import ApiError
+from flowchat_gateway.send_service import idempotency_key as idempotency_key_of
 
 router = APIRouter(tags=["messages"])
 
@@ -137,38 +138,11 @@ async def send_message(
     ] = None,
 ) -> JSONResponse:
     """Queue one message for sending; answers 202 once the command is durably queued."""
-    key = (idempotency_key or "").strip()
-    if not key or len(key) > 128:
-        metrics.SEND_REQUESTS.labels("invalid").inc()
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            "an Idempotency-Key header of 1 to 128 characters is required",
-            details=[{"field": "Idempotency-Key"}],
-        )
-    try:
-        await sender.check_rate(caller)
-        accepted = await sender.send(
-            caller, request, idempotency_key=key, correlation_id=correlation_id
-        )
-    except RateLimited as exc:
-        metrics.SEND_REQUESTS.labels("rate_limited").inc()
-        raise ApiError(
-            429, exc.code, exc.message, headers={"Retry-After": str(int(exc.retry_after_s + 0.999))}
-        ) from exc
-    except SendRejected as exc:
-        outcome = {404: "not_found", 409: "conflict", 422: "invalid"}.get(exc.status, "invalid")
-        metrics.SEND_REQUESTS.labels(outcome).inc()
-        details = [{"field": exc.field}] if exc.field else []
-        raise ApiError(exc.status, exc.code, exc.message, details=details) from exc
-    except Unavailable as exc:
-        metrics.SEND_REQUESTS.labels("unavailable").inc()
-        raise ApiError(
-            503,
-            "unavailable",
-            f"{exc.dependency} unavailable; the message was not queued, retry with the same key",
-            headers={"Retry-After": "2"},
-        ) from exc
+    key = idempotency_key_of(idempotency_key)
+    await sender.check_rate(caller)
+    accepted = await sender.send(
+        caller, request, idempotency_key=key, correlation_id=correlation_id
+    )
     metrics.SEND_REQUESTS.labels("replayed" if accepted.replayed else "accepted").inc()
     body = SendMessageAccepted(message_id=accepted.message_id)
     headers = {"Idempotent-Replayed": "true"} if accepted.replayed else None
@@ -202,24 +176,7 @@ async def get_message(
 ) -> JSONResponse:
     """The message's current state (queued, sent, delivered, read, failed…) and its
     provider id, as the state-manager records it; only the caller's tenant's messages."""
-    try:
-        await sender.check_rate(caller)
-        record = await query.message(caller, message_id)
-    except RateLimited as exc:
-        metrics.QUERY_REQUESTS.labels("rate_limited").inc()
-        raise ApiError(
-            429, exc.code, exc.message, headers={"Retry-After": str(int(exc.retry_after_s + 0.999))}
-        ) from exc
-    except SendRejected as exc:
-        metrics.QUERY_REQUESTS.labels("not_found").inc()
-        raise ApiError(exc.status, exc.code, exc.message, details=[{"field": exc.field}]) from exc
-    except Unavailable as exc:
-        metrics.QUERY_REQUESTS.labels("unavailable").inc()
-        raise ApiError(
-            503,
-            "unavailable",
-            f"{exc.dependency} unavailable; retry",
-            headers={"Retry-After": "2"},
-        ) from exc
+    await sender.check_rate(caller)
+    record = await query.message(caller, message_id)
     metrics.QUERY_REQUESTS.labels("found").inc()
     return JSONResponse(record)

@@ -4,6 +4,7 @@ Status codes Meta and Twilio see: 200 once every event is confirmed by the broke
 (or was a duplicate, or was parked for inspection); 401 bad or missing signature;
 413 body over the limit; 415 wrong content type; 503 when the broker or the tenant
 service cannot confirm (the provider retries). Never 200 for an unconfirmed publish.
+The services' refusals (401, 404, 503) are answered by ``app.py``'s one handler.
 """
 
 from __future__ import annotations
@@ -16,13 +17,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from flowchat_gateway import metrics
 from flowchat_gateway.deps import CorrelationDep, SettingsDep, WebhooksDep
-from flowchat_gateway.errors import InvalidSignature, Unavailable, UnknownAccount
 from flowchat_gateway.schemas import ErrorBody
 from flowchat_gateway.service import WebhookResult
 from flowchat_platform.http import ApiError
-from flowchat_platform.logs import get_logger
 
-log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -58,27 +56,6 @@ def _require_media_type(request: Request, expected: str, provider: str) -> None:
         raise ApiError(415, "unsupported_media_type", f"Content-Type must be {expected}")
 
 
-def _refused(provider: str, exc: Exception) -> ApiError:
-    if isinstance(exc, InvalidSignature):
-        metrics.WEBHOOKS.labels(provider, "webhook", "invalid_signature").inc()
-        metrics.SIGNATURE_FAILURES.labels(provider).inc()
-        log.warning("webhook refused: invalid signature", provider=provider, reason=str(exc))
-        return ApiError(401, "invalid_signature", str(exc))
-    if isinstance(exc, UnknownAccount):
-        metrics.WEBHOOKS.labels(provider, "webhook", "not_found").inc()
-        return ApiError(404, "not_found", str(exc))
-    assert isinstance(exc, Unavailable)
-    metrics.WEBHOOKS.labels(provider, "webhook", "unavailable").inc()
-    log.warning("webhook not accepted: dependency unavailable", dependency=exc.dependency)
-    return ApiError(
-        503,
-        "unavailable",
-        f"{exc.dependency} unavailable; nothing was accepted, retry",
-        details=[{"dependency": exc.dependency}],
-        headers={"Retry-After": "5"},
-    )
-
-
 def _accepted(provider: str, result: WebhookResult) -> None:
     metrics.WEBHOOKS.labels(provider, "webhook", result.outcome).inc()
 
@@ -96,10 +73,7 @@ async def verify_meta(
     challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
 ) -> Response:
     """Echo ``hub.challenge`` when ``hub.verify_token`` is some account's verify token."""
-    try:
-        echoed = await service.verify_subscription(mode, token, challenge)
-    except Unavailable as exc:
-        raise _refused("meta", exc) from exc
+    echoed = await service.verify_subscription(mode, token, challenge)
     if echoed is None:
         metrics.WEBHOOKS.labels("meta", "verification", "forbidden").inc()
         raise ApiError(403, "forbidden", "verification refused")
@@ -135,12 +109,9 @@ async def meta_webhook(
     """Verify, normalize, deduplicate and publish (with confirms) every event of the batch."""
     _require_media_type(request, "application/json", "meta")
     raw = await _read_body(request, settings.max_body_bytes, "meta")
-    try:
-        result = await service.handle_meta(
-            raw, request.headers.get("x-hub-signature-256"), correlation_id=correlation_id
-        )
-    except (InvalidSignature, Unavailable) as exc:
-        raise _refused("meta", exc) from exc
+    result = await service.handle_meta(
+        raw, request.headers.get("x-hub-signature-256"), correlation_id=correlation_id
+    )
     _accepted("meta", result)
     return JSONResponse(result.as_dict())
 
@@ -176,11 +147,8 @@ async def twilio_webhook(
     url = settings.public_url.rstrip("/") + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    try:
-        result = await service.handle_twilio(
-            account_id, url, params, x_twilio_signature, correlation_id=correlation_id
-        )
-    except (InvalidSignature, Unavailable, UnknownAccount) as exc:
-        raise _refused("twilio", exc) from exc
+    result = await service.handle_twilio(
+        account_id, url, params, x_twilio_signature, correlation_id=correlation_id
+    )
     _accepted("twilio", result)
     return Response(EMPTY_TWIML, media_type="application/xml")
