@@ -33,7 +33,8 @@ from flowchat_tenant.errors import (
     SecretUnavailable,
     TenantError,
 )
-from flowchat_tenant.provider import GraphProvider, NumberProvider
+from flowchat_tenant.ports import NumberProvider
+from flowchat_tenant.provider import GraphProvider
 from flowchat_tenant.repository import Repository
 from flowchat_tenant.routes import internal, public
 from flowchat_tenant.service import TenantService
