@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from flowchat_state_manager.errors import InvalidCursor
 from flowchat_state_manager.models import PageKey
-from flowchat_state_manager.service import decode_cursor, encode_cursor, summarize
+from flowchat_state_manager.query_service import decode_cursor, encode_cursor, summarize
 from flowchat_state_manager.state import (
     RANK,
     MessageState,

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from flowchat_platform.db import create_pool
+from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.logs import configure_logging
 from flowchat_state_manager import SCHEMA, SERVICE
-from flowchat_state_manager.app import migrate_with_retry
+from flowchat_state_manager.app import MIGRATIONS
 from flowchat_state_manager.models import PurgeResult
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService
@@ -26,7 +26,7 @@ from flowchat_state_manager.settings import Settings
 
 
 async def purge(database_url: str, *, retention_days: int, batch_size: int) -> PurgeResult:
-    await migrate_with_retry(database_url)
+    await migrate_with_retry(database_url, MIGRATIONS, SCHEMA)
     pool = await create_pool(database_url, schema=SCHEMA, max_size=2)
     try:
         service = StateService(Repository(pool))

@@ -1,4 +1,5 @@
-"""PostgreSQL access of the state-manager (asyncpg; schema ``state_manager``).
+"""PostgreSQL access of the state-manager (asyncpg; schema ``state_manager``): the
+stores of :mod:`flowchat_state_manager.ports`, rows mapped to :mod:`.models` values here.
 
 Status handling runs in :meth:`Repository.transaction`: one transaction per queue
 message, the message row locked with ``SELECT … FOR UPDATE`` so concurrent events
@@ -17,7 +18,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flowchat_state_manager.errors import RejectedEvent, StoreUnavailable
+from flowchat_platform.errors import StoreUnavailable
+from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
     HistoryEntry,
     IncomingStatus,
@@ -304,7 +306,7 @@ class Repository:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield Tx(conn)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(repr(exc)) from exc
+            raise StoreUnavailable(repr(exc), store="database") from exc
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:
