@@ -276,6 +276,18 @@ async def harness(amqp_url: str, database_url: str, tenant_url: str) -> AsyncIte
         yield h
 
 
+#: Fixtures that open servers themselves (not through the platform's server fixtures).
+OWN_SERVER_FIXTURES = frozenset({"shared_harness"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test on the module-wide harness reaches RabbitMQ and PostgreSQL too: mark it
+    ``integration`` like the platform marks the users of ``amqp_url``/``database_url``."""
+    for item in items:
+        if OWN_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared_harness() -> AsyncIterator[Harness]:
     """One service for a whole module, on a vhost and database of the module's own
