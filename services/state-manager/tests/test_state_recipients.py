@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import pytest
 
@@ -71,7 +73,7 @@ async def test_migration_0002_strips_the_plus_of_stored_recipients(database_url:
 
 
 async def test_a_plus_form_send_result_is_stored_and_found_as_digits(
-    state_pool: asyncpg.Pool, build: type
+    state_pool: asyncpg.Pool, build: Any
 ) -> None:
     service = StateService(Repository(state_pool))
     mid, wamid = build.new_ids()
