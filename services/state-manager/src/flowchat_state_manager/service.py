@@ -14,7 +14,7 @@ deletes the rows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -307,19 +307,18 @@ class StateService:
         """Delete messages and held statuses older than the retention, one short batch
         (one short transaction) at a time."""
         cutoff = now - timedelta(days=retention_days)
-        messages = pending = 0
-        while True:
-            n = await self._repo.purge_messages(cutoff, batch_size)
-            messages += n
-            metrics.PURGED.labels("messages").inc(n)
-            if n < batch_size:
-                break
-        while True:
-            n = await self._repo.purge_pending(cutoff, batch_size)
-            pending += n
-            metrics.PURGED.labels("pending_statuses").inc(n)
-            if n < batch_size:
-                break
+
+        async def purge_all(purge: Callable[[datetime, int], Awaitable[int]], what: str) -> int:
+            total = 0
+            while True:
+                n = await purge(cutoff, batch_size)
+                total += n
+                metrics.PURGED.labels(what).inc(n)
+                if n < batch_size:
+                    return total
+
+        messages = await purge_all(self._repo.purge_messages, "messages")
+        pending = await purge_all(self._repo.purge_pending, "pending_statuses")
         return PurgeResult(messages=messages, pending=pending)
 
     async def refresh_gauges(self) -> None:
