@@ -32,7 +32,7 @@ from flowchat_state_manager import SCHEMA, SERVICE
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import StatusConsumer
 from flowchat_state_manager.deps import Runtime
-from flowchat_state_manager.errors import InvalidCursor, MessageNotFound, StateManagerError
+from flowchat_state_manager.errors import InvalidCursor, MessageNotFound, QueryError
 from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.relay import OutboxRelay, Publish
 from flowchat_state_manager.repository import Repository
@@ -46,17 +46,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_TYPE = "message_status_changed"
 
 
-def error_response(exc: StateManagerError) -> JSONResponse:
-    """The one error body for the query API's domain errors."""
-    if isinstance(exc, MessageNotFound):
-        return JSONResponse(error_body("not_found", str(exc)), status_code=404)
-    if isinstance(exc, InvalidCursor):
-        return JSONResponse(error_body("invalid_cursor", str(exc)), status_code=400)
-    # A status-side error reaching HTTP is a bug: answer as the platform does for one.
-    log.error("unexpected state-manager error in a request", error=repr(exc))
-    return JSONResponse(
-        error_body("internal_error", "the request failed unexpectedly"), status_code=500
-    )
+#: Each refused query's HTTP status and error code (one table, one handler).
+QUERY_ERRORS: dict[type[QueryError], tuple[int, str]] = {
+    MessageNotFound: (404, "not_found"),
+    InvalidCursor: (400, "invalid_cursor"),
+}
+
+
+def error_response(exc: QueryError) -> JSONResponse:
+    """The one error body for a refused query."""
+    status, code = QUERY_ERRORS[type(exc)]
+    return JSONResponse(error_body(code, str(exc)), status_code=status)
 
 
 def event_publisher(amqp: Amqp) -> Publish:
@@ -146,8 +146,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.runtime = runtime
 
-    @app.exception_handler(StateManagerError)
-    async def state_manager_error(_: Request, exc: StateManagerError) -> JSONResponse:
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
         return error_response(exc)
 
     app.include_router(router)

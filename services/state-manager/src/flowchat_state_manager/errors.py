@@ -8,12 +8,13 @@
     └── StateManagerError              base of the state-manager's own errors
         ├── RejectedEvent(reason)      a status event that can never apply (tenant mismatch,
         │                              a WAMID claimed by another message): parked with the reason
-        ├── InvalidCursor              a query's pagination cursor is not one we issued (→ 400)
-        └── MessageNotFound            no such message for this tenant (→ 404; another
+        └── QueryError                 a query the API refuses (app.py maps each to HTTP)
+            ├── InvalidCursor          the pagination cursor is not one we issued (→ 400)
+            └── MessageNotFound        no such message for this tenant (→ 404; another
                                        tenant's message answers the same)
 
 The consumer turns :class:`RejectedEvent` into ``DeadLetter`` and ``StoreUnavailable``
-into ``RetryLater``; the app's one handler turns the query errors into the error body.
+into ``RetryLater``; the app's one handler turns a :class:`QueryError` into the error body.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ class RejectedEvent(StateManagerError):
         self.message_id = message_id
 
 
-class InvalidCursor(StateManagerError):
+class QueryError(StateManagerError):
+    """A query the API refuses; the message is the answer's."""
+
+
+class InvalidCursor(QueryError):
     pass
 
 
-class MessageNotFound(StateManagerError):
+class MessageNotFound(QueryError):
     pass
