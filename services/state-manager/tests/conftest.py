@@ -95,7 +95,7 @@ def send_result(
         message_type="text",
         category="utility",
         campaign_id=campaign_id,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         provider="meta",
         provider_message_id=wamid,
         error=error,
@@ -121,7 +121,7 @@ def status_update(
         account_id=account,
         provider="meta",
         provider_message_id=wamid,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         timestamp=T0 + timedelta(seconds=_OFFSET[status]),
         recipient_id="15551230001",
         message_id=message_id,
@@ -223,7 +223,7 @@ class Harness:
 
 
 def settings_for(amqp_url: str, database_url: str, tenant_url: str) -> Settings:
-    return Settings(  # type: ignore[call-arg]
+    return Settings(
         AMQP_URL=amqp_url,
         DATABASE_URL=database_url,
         FLOWCHAT_TENANT_URL=tenant_url,
@@ -274,6 +274,18 @@ async def harness(amqp_url: str, database_url: str, tenant_url: str) -> AsyncIte
     """The service on this test's own vhost and database."""
     async with running(settings_for(amqp_url, database_url, tenant_url)) as h:
         yield h
+
+
+#: Fixtures that open servers themselves (not through the platform's server fixtures).
+OWN_SERVER_FIXTURES = frozenset({"shared_harness"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test on the module-wide harness reaches RabbitMQ and PostgreSQL too: mark it
+    ``integration`` like the platform marks the users of ``amqp_url``/``database_url``."""
+    for item in items:
+        if OWN_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -1,3 +1,6 @@
+# mypy: disallow-untyped-defs=False, disallow-incomplete-defs=False, disallow-untyped-calls=False
+# (the pyproject relaxes "*.tests.*" for tests; "state-manager" is no package name, so
+# mypy names these modules bare and the override misses them: the same settings here)
 """The query API over real HTTP: tenant scoping, auth, lookups, pagination, stats."""
 
 import pytest
@@ -10,7 +13,8 @@ KEY_B = {"Authorization": "Bearer fc_key_tenant_b_read"}
 
 async def seed(harness):
     """Tenant A: 5 messages (3 in campaign cmp_1); tenant B: 2. Returns ids by tenant."""
-    a, b = [], []
+    a: list[tuple[str, str]] = []
+    b: list[tuple[str, str]] = []
     plan = [
         ("tnt_a", "cmp_1", "15550000001", ["sent", "delivered", "read"]),
         ("tnt_a", "cmp_1", "15550000002", ["sent", "delivered"]),

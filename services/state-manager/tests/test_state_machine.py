@@ -1,3 +1,6 @@
+# mypy: disallow-untyped-defs=False, disallow-incomplete-defs=False, disallow-untyped-calls=False
+# (the pyproject relaxes "*.tests.*" for tests; "state-manager" is no package name, so
+# mypy names these modules bare and the override misses them: the same settings here)
 """The forward-only state machine, pure: every transition, and order-independence."""
 
 from datetime import UTC, datetime
@@ -8,7 +11,7 @@ from hypothesis import strategies as st
 
 from flowchat_state_manager.errors import InvalidCursor
 from flowchat_state_manager.models import PageKey
-from flowchat_state_manager.service import decode_cursor, encode_cursor, summarize
+from flowchat_state_manager.query_service import decode_cursor, encode_cursor, summarize
 from flowchat_state_manager.state import (
     RANK,
     MessageState,
@@ -143,6 +146,7 @@ def test_status_never_moves_backwards(seq):
         before = state.status
         state, t = state.apply(incoming)
         if before is not None:
+            assert state.status is not None
             assert RANK[state.status] >= RANK[before]
             if before is S.FAILED:
                 assert state.status is S.FAILED

@@ -1,3 +1,6 @@
+# mypy: disallow-untyped-defs=False, disallow-incomplete-defs=False, disallow-untyped-calls=False
+# (the pyproject relaxes "*.tests.*" for tests; "state-manager" is no package name, so
+# mypy names these modules bare and the override misses them: the same settings here)
 """Property-based tests of the whole status path on real PostgreSQL: any order, any
 duplication and any interleaving of one message's events (send result included, so
 statuses are sometimes held before the mapping exists) end in the same final
@@ -14,7 +17,7 @@ from hypothesis import strategies as st
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.repository import Repository
-from flowchat_state_manager.service import StateService
+from flowchat_state_manager.service import Handled, StateService
 from flowchat_state_manager.state import Status, final_status
 
 pytestmark = pytest.mark.integration
@@ -60,6 +63,7 @@ async def check(pool, mid, wamid, expected):
         )
         bodies = await conn.fetch("SELECT body FROM outbox ORDER BY id")
     final = final_status(Status(s) for s in expected)
+    assert final is not None
     assert status == final.value
     # history in provider-timestamp order: the events' timestamps follow the happy path
     assert [r["status"] for r in history] == expected
@@ -144,7 +148,7 @@ async def test_a_rejected_event_fails_alone_in_its_batch(state_pool, build):
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
     assert isinstance(results[1], RejectedEvent)
-    assert [r.outcomes for i, r in enumerate(results) if i != 1] == [
+    assert [r.outcomes for i, r in enumerate(results) if i != 1 and isinstance(r, Handled)] == [
         [("sent", "applied")],
         [("accepted", "applied")],
         [("read", "applied")],

@@ -1,3 +1,6 @@
+# mypy: disallow-untyped-defs=False, disallow-incomplete-defs=False, disallow-untyped-calls=False
+# (the pyproject relaxes "*.tests.*" for tests; "state-manager" is no package name, so
+# mypy names these modules bare and the override misses them: the same settings here)
 """Retention (batched purge, Background-free and the CLI) and the outbox relay's
 never-lose guarantee, on real PostgreSQL."""
 
@@ -5,6 +8,7 @@ import asyncio
 import os
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -94,7 +98,7 @@ async def test_purge_command(state_pool, build, database_url):
 
 
 async def test_outbox_keeps_events_until_the_broker_confirms(state_pool, build):
-    published: list[tuple[str, dict]] = []
+    published: list[tuple[str, dict[str, Any]]] = []
     broker_up = False
 
     async def publish(routing_key, body, event_id):

@@ -9,7 +9,9 @@ aiohttp client talks to it over HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -18,7 +20,7 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from flowchat_platform.testing import serve
+from flowchat_platform.testing import eventually, serve
 from flowchat_tenant.app import create_app
 from flowchat_tenant.settings import Settings
 
@@ -164,6 +166,29 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         else:
             raise TimeoutError("the tenant service did not become ready")
         yield c
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A tenant service (lifespan running) and a client to it, once its database is ready."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://tenant"
+        ) as client,
+    ):
+        await eventually(lambda: app.state.resources.service is not None)
+        yield client
+
+
+@pytest.fixture
+def another_service(
+    tenant_env: None,
+) -> Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """Start one more tenant service on the environment as it is then (a test changes it
+    first: another Graph URL, another keyring) and its client."""
+    return lambda: running(Settings())
 
 
 class Api:

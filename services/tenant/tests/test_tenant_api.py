@@ -29,7 +29,8 @@ async def test_create_and_read_tenant(api):
 
 
 async def test_public_api_requires_a_known_key(api):
-    for headers in ({}, api.bearer("fc_key_0000_" + "0" * 64), api.bearer("nonsense")):
+    no_key: dict[str, str] = {}
+    for headers in (no_key, api.bearer("fc_key_0000_" + "0" * 64), api.bearer("nonsense")):
         r = await api.client.get("/v1/tenants", headers=headers)
         assert r.status_code == 401
         assert r.json()["error"]["code"] == "unauthorized"
@@ -285,7 +286,7 @@ async def test_tenant_a_cannot_touch_tenant_b_anywhere(api):
         ("DELETE", f"/v1/tenants/{tb}/api-keys/{b_key['key_id']}", None),
     ]
     # Every public route is in the list.
-    paths = api.client._transport.app.openapi()["paths"]  # type: ignore[attr-defined]
+    paths = api.client._transport.app.openapi()["paths"]
     public = {
         (method.upper(), path)
         for path, ops in paths.items()

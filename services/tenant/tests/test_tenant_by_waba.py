@@ -80,7 +80,8 @@ async def test_by_waba_needs_the_service_token(api):
     tid = (await api.tenant())["tenant_id"]
     await api.account(tid, api.meta_body(waba_id=WABA))
     admin = api.bearer((await api.key(tid, ["admin"]))["key"])
-    for headers in ({}, api.operator, admin):
+    no_token: dict[str, str] = {}
+    for headers in (no_token, api.operator, admin):
         r = await api.client.get(f"/internal/v1/accounts/by-waba/{WABA}", headers=headers)
         assert r.status_code == 401
         assert "secret" not in r.text

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from flowchat_platform.testing import eventually
 from flowchat_tenant.app import create_app
 from flowchat_tenant.service import Principal
@@ -122,16 +120,9 @@ async def test_business_profile_passthrough(api):
     assert r.json()["error"]["code"] == "not_applicable"
 
 
-async def test_provider_down_is_a_502_and_registers_nothing(api, monkeypatch):
+async def test_provider_down_is_a_502_and_registers_nothing(api, monkeypatch, another_service):
     monkeypatch.setenv("FLOWCHAT_TENANT_GRAPH_URL", "http://127.0.0.1:9")
-    app = create_app(Settings())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://tenant"
-        ) as client,
-    ):
-        await eventually(lambda: app.state.resources.service is not None)
+    async with another_service() as client:
         tenant = (await client.post("/v1/tenants", json={"name": "X"}, headers=api.operator)).json()
         r = await client.post(
             f"/v1/tenants/{tenant['tenant_id']}/accounts",

@@ -33,7 +33,7 @@ async def test_every_internal_route_requires_the_service_token(api, registered):
         ("POST", "/internal/v1/api-keys/verify", {"key": registered["key"]["key"]}),
         ("GET", f"/internal/v1/tenants/{registered['tenant']['tenant_id']}", None),
     ]
-    paths = api.client._transport.app.openapi()["paths"]  # type: ignore[attr-defined]
+    paths = api.client._transport.app.openapi()["paths"]
     internal = {
         (method.upper(), path)
         for path, ops in paths.items()
@@ -43,7 +43,8 @@ async def test_every_internal_route_requires_the_service_token(api, registered):
     assert len(internal) == len(routes)
     admin = api.bearer((await api.key(registered["tenant"]["tenant_id"], ["admin"]))["key"])
     for method, url, body in routes:
-        for headers in ({}, api.bearer("x" * 40), api.operator, admin):
+        no_token: dict[str, str] = {}
+        for headers in (no_token, api.bearer("x" * 40), api.operator, admin):
             r = await api.client.request(method, url, json=body, headers=headers)
             assert r.status_code == 401, (method, url, headers)
             assert "secret" not in r.text

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
-from flowchat_tenant.app import create_app
 from flowchat_tenant.cli import rotate_keys
 from flowchat_tenant.settings import Settings
 
@@ -34,7 +33,9 @@ async def _registered(api, count: int):
     return list(zip(accounts, bodies, strict=True))
 
 
-async def test_rotate_keys_command_re_encrypts_everything(api, settings, keys, monkeypatch):
+async def test_rotate_keys_command_re_encrypts_everything(
+    api, settings, keys, monkeypatch, another_service
+):
     old, new = keys
     registered = await _registered(api, 3)
     before = await _ciphertexts(settings.database_url)
@@ -76,19 +77,7 @@ async def test_rotate_keys_command_re_encrypts_everything(api, settings, keys, m
 
     # A service that knows only the new key serves every secret.
     monkeypatch.setenv("FLOWCHAT_TENANT_ENCRYPTION_KEYS", new)
-    app = create_app(Settings())
-    import httpx
-
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://tenant"
-        ) as client,
-    ):
-        for _ in range(500):
-            if app.state.resources.service is not None:
-                break
-            await asyncio.sleep(0.01)
+    async with another_service() as client:
         for account, body in registered:
             r = await client.get(
                 f"/internal/v1/accounts/{account['account_id']}", headers=api.service

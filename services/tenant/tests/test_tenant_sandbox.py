@@ -7,11 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from flowchat_platform.testing import eventually, serve
+from flowchat_platform.testing import serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
-from flowchat_tenant.app import create_app
-from flowchat_tenant.settings import Settings
 
 
 @pytest.fixture
@@ -22,17 +20,10 @@ async def sandbox_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def tenant_on_sandbox(
-    tenant_env, monkeypatch, sandbox_url
+    another_service, monkeypatch, sandbox_url
 ) -> AsyncIterator[httpx.AsyncClient]:
     monkeypatch.setenv("FLOWCHAT_TENANT_GRAPH_URL", sandbox_url)
-    app = create_app(Settings())
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://tenant"
-        ) as client,
-    ):
-        await eventually(lambda: app.state.resources.service is not None)
+    async with another_service() as client:
         yield client
 
 

@@ -1,5 +1,5 @@
-"""``python -m flowchat_state_manager`` runs the service;
-``python -m flowchat_state_manager purge`` runs one retention purge and exits."""
+"""``python -m flowchat_state_manager`` (or ``serve``) runs the service; any other
+command (``purge``, ``--help``) is the CLI's (:mod:`flowchat_state_manager.cli`)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from flowchat_state_manager.settings import Settings
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "purge":
-        from flowchat_state_manager.cli import purge_main
+    if not args or args[0] == "serve":
+        run_service(SERVICE, Settings, create_app)
+        return
+    from flowchat_state_manager.cli import main as cli
 
-        raise SystemExit(purge_main(args[1:]))
-    run_service(SERVICE, Settings, create_app)
+    raise SystemExit(cli(args))
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from flowchat_contracts import StatusEvent, topology
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.db import create_pool, migrate
-from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
@@ -31,10 +32,12 @@ from flowchat_state_manager import SCHEMA, SERVICE
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import StatusConsumer
 from flowchat_state_manager.deps import Runtime
+from flowchat_state_manager.errors import InvalidCursor, MessageNotFound, QueryError
+from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.relay import OutboxRelay, Publish
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.routes import router
-from flowchat_state_manager.service import QueryService, StateService
+from flowchat_state_manager.service import StateService
 from flowchat_state_manager.settings import Settings
 
 log = get_logger(__name__)
@@ -43,22 +46,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 EVENT_TYPE = "message_status_changed"
 
 
-async def migrate_with_retry(dsn: str, *, max_delay_s: float = 10.0) -> None:
-    """Apply the migrations, waiting (with backoff) while the database is unreachable."""
-    delay = 0.5
-    while True:
-        try:
-            await migrate(dsn, MIGRATIONS, schema=SCHEMA)
-            return
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.warning("migrations failed; retrying", error=repr(exc), delay_s=delay)
-        except Exception as exc:
-            # SQLAlchemy wraps connection errors; anything that is not one is a bug.
-            if "connect" not in repr(exc).lower():
-                raise
-            log.warning("database unavailable; retrying", error=repr(exc), delay_s=delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
+#: Each refused query's HTTP status and error code (one table, one handler).
+QUERY_ERRORS: dict[type[QueryError], tuple[int, str]] = {
+    MessageNotFound: (404, "not_found"),
+    InvalidCursor: (400, "invalid_cursor"),
+}
+
+
+def error_response(exc: QueryError) -> JSONResponse:
+    """The one error body for a refused query."""
+    status, code = QUERY_ERRORS[type(exc)]
+    return JSONResponse(error_body(code, str(exc)), status_code=status)
 
 
 def event_publisher(amqp: Amqp) -> Publish:
@@ -90,7 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     pools: list[asyncpg.Pool] = []
 
     async def start(bg: Background) -> None:
-        await migrate_with_retry(settings.database_url)
+        await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
         pool = await create_pool(
             settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
         )
@@ -147,6 +145,11 @@ def create_app(settings: Settings) -> FastAPI:
         title="FlowChat state-manager",
     )
     app.state.runtime = runtime
+
+    @app.exception_handler(QueryError)
+    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
+        return error_response(exc)
+
     app.include_router(router)
     return app
 

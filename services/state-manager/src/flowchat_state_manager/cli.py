@@ -1,6 +1,10 @@
-"""``python -m flowchat_state_manager purge``: one retention purge, then exit.
+"""The state-manager's command line (``python -m flowchat_state_manager <command>``).
 
-Uses the service's settings (``DATABASE_URL``, ``FLOWCHAT_STATE_MANAGER_RETENTION_DAYS``,
+- ``serve`` (or no command) — run the service (:mod:`flowchat_state_manager.__main__`);
+- ``purge [--retention-days N] [--batch-size N]`` — one retention purge, then exit;
+- ``--help`` — this usage (it never starts the service).
+
+``purge`` uses the service's settings (``DATABASE_URL``, ``FLOWCHAT_STATE_MANAGER_RETENTION_DAYS``,
 ``FLOWCHAT_STATE_MANAGER_PURGE_BATCH_SIZE``); flags override them. Prints the counts
 as one JSON line. Needs no service token (it serves nothing).
 """
@@ -15,10 +19,10 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from flowchat_platform.db import create_pool
+from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.logs import configure_logging
 from flowchat_state_manager import SCHEMA, SERVICE
-from flowchat_state_manager.app import migrate_with_retry
+from flowchat_state_manager.app import MIGRATIONS
 from flowchat_state_manager.models import PurgeResult
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService
@@ -26,7 +30,7 @@ from flowchat_state_manager.settings import Settings
 
 
 async def purge(database_url: str, *, retention_days: int, batch_size: int) -> PurgeResult:
-    await migrate_with_retry(database_url)
+    await migrate_with_retry(database_url, MIGRATIONS, SCHEMA)
     pool = await create_pool(database_url, schema=SCHEMA, max_size=2)
     try:
         service = StateService(Repository(pool))
@@ -35,6 +39,26 @@ async def purge(database_url: str, *, retention_days: int, batch_size: int) -> P
         )
     finally:
         await pool.close()
+
+
+USAGE = """\
+usage: python -m flowchat_state_manager [serve | purge [--retention-days N] [--batch-size N]]
+
+  serve   run the state-manager (the default)
+  purge   delete message records older than the retention, in short batches, then exit
+"""
+
+
+def main(argv: list[str]) -> int:
+    """Run a command other than ``serve``; returns the exit status."""
+    command = argv[0] if argv else "--help"
+    if command == "purge":
+        return purge_main(argv[1:])
+    if command in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    sys.stderr.write(f"unknown command {command!r}\n{USAGE}")
+    return 2
 
 
 def purge_main(argv: list[str]) -> int:

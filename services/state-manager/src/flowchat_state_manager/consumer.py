@@ -18,11 +18,11 @@ import asyncio
 from aio_pika.abc import AbstractIncomingMessage
 
 from flowchat_contracts import SendResult, SendResultBatch, StatusUpdate
-from flowchat_platform.errors import DeadLetter, RetryLater
+from flowchat_platform.errors import DeadLetter, RetryLater, StoreUnavailable
 from flowchat_platform.logs import get_logger
 from flowchat_state_manager import metrics
 from flowchat_state_manager.batching import Batcher
-from flowchat_state_manager.errors import RejectedEvent, StoreUnavailable
+from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.service import REJECTED
 
 log = get_logger(__name__)

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from flowchat_platform.auth import authenticate, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
-from flowchat_state_manager.service import QueryService
+from flowchat_state_manager.query_service import QueryService
 
 READ_SCOPE = "read"
 

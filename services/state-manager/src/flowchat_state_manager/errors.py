@@ -2,17 +2,27 @@
 
 ::
 
-    StateManagerError
-    ├── RejectedEvent(reason)     a status event that can never apply (tenant mismatch,
-    │                             a WAMID claimed by another message): parked with the reason
-    ├── StoreUnavailable          the database is unreachable: the event is retried later
-    └── InvalidCursor             a query's pagination cursor is not one we issued
+    FlowchatError                      (flowchat_platform.errors)
+    ├── StoreUnavailable(store)        the platform's: the database is unreachable during a
+    │                                  status transaction, so the event is retried later
+    └── StateManagerError              base of the state-manager's own errors
+        ├── RejectedEvent(reason)      a status event that can never apply (tenant mismatch,
+        │                              a WAMID claimed by another message): parked with the reason
+        └── QueryError                 a query the API refuses (app.py maps each to HTTP)
+            ├── InvalidCursor          the pagination cursor is not one we issued (→ 400)
+            └── MessageNotFound        no such message for this tenant (→ 404; another
+                                       tenant's message answers the same)
+
+The consumer turns :class:`RejectedEvent` into ``DeadLetter`` and ``StoreUnavailable``
+into ``RetryLater``; the app's one handler turns a :class:`QueryError` into the error body.
 """
 
 from __future__ import annotations
 
+from flowchat_platform.errors import FlowchatError
 
-class StateManagerError(Exception):
+
+class StateManagerError(FlowchatError):
     """Base of the state-manager's own errors."""
 
 
@@ -23,9 +33,13 @@ class RejectedEvent(StateManagerError):
         self.message_id = message_id
 
 
-class StoreUnavailable(StateManagerError):
+class QueryError(StateManagerError):
+    """A query the API refuses; the message is the answer's."""
+
+
+class InvalidCursor(QueryError):
     pass
 
 
-class InvalidCursor(StateManagerError):
+class MessageNotFound(QueryError):
     pass

@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from flowchat_platform.logs import get_logger
 from flowchat_state_manager import metrics
-
-if TYPE_CHECKING:
-    from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.ports import OutboxStore
 
 log = get_logger(__name__)
 
@@ -31,7 +28,7 @@ Publish = Callable[[str, bytes, str], Awaitable[None]]
 class OutboxRelay:
     def __init__(
         self,
-        repository: Repository,
+        repository: OutboxStore,
         publish: Publish,
         *,
         batch_size: int = 500,

@@ -1,4 +1,5 @@
-"""PostgreSQL access of the state-manager (asyncpg; schema ``state_manager``).
+"""PostgreSQL access of the state-manager (asyncpg; schema ``state_manager``): the
+stores of :mod:`flowchat_state_manager.ports`, rows mapped to :mod:`.models` values here.
 
 Status handling runs in :meth:`Repository.transaction`: one transaction per queue
 message, the message row locked with ``SELECT … FOR UPDATE`` so concurrent events
@@ -17,7 +18,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flowchat_state_manager.errors import RejectedEvent, StoreUnavailable
+from flowchat_platform.errors import StoreUnavailable
+from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
     HistoryEntry,
     IncomingStatus,
@@ -72,6 +74,14 @@ def _record(row: asyncpg.Record) -> MessageRecord:
     )
 
 
+async def _message(
+    db: asyncpg.Pool | PoolConnectionProxy[asyncpg.Record], where: str, *args: Any
+) -> MessageRecord | None:
+    """The one message ``where`` (with its ORDER BY / FOR UPDATE) selects, if any."""
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM messages WHERE {where}", *args)  # noqa: S608
+    return _record(row) if row else None
+
+
 def _incoming(row: asyncpg.Record) -> IncomingStatus:
     return IncomingStatus(
         status=Status(row["status"]),
@@ -100,13 +110,12 @@ class Tx:
     async def lock_by_provider_id(
         self, provider: str, provider_message_id: str
     ) -> MessageRecord | None:
-        row = await self._conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM messages WHERE provider = $1 AND provider_message_id = $2 "  # noqa: S608
-            "FOR UPDATE",
+        return await _message(
+            self._conn,
+            "provider = $1 AND provider_message_id = $2 FOR UPDATE",
             provider,
             provider_message_id,
         )
-        return _record(row) if row else None
 
     async def lock_many_by_provider_ids(
         self, keys: Sequence[tuple[str, str]]
@@ -127,11 +136,7 @@ class Tx:
         return found
 
     async def lock_by_id(self, message_id: str) -> MessageRecord | None:
-        row = await self._conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM messages WHERE id = $1 FOR UPDATE",  # noqa: S608
-            message_id,
-        )
-        return _record(row) if row else None
+        return await _message(self._conn, "id = $1 FOR UPDATE", message_id)
 
     async def upsert_message(self, m: NewMessage) -> MessageRecord:
         """Create the record (status ``queued``) unless it exists; return it, row-locked."""
@@ -304,7 +309,7 @@ class Repository:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield Tx(conn)
         except _UNAVAILABLE as exc:
-            raise StoreUnavailable(repr(exc)) from exc
+            raise StoreUnavailable(repr(exc), store="database") from exc
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:
@@ -313,32 +318,25 @@ class Repository:
     # ------------------------------------------------------------ queries (tenant-scoped)
 
     async def get(self, tenant_id: str, message_id: str) -> MessageRecord | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2",  # noqa: S608
-            tenant_id,
-            message_id,
-        )
-        return _record(row) if row else None
+        return await _message(self._pool, "tenant_id = $1 AND id = $2", tenant_id, message_id)
 
     async def by_provider_id(
         self, tenant_id: str, provider_message_id: str
     ) -> MessageRecord | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM messages WHERE provider_message_id = $2 AND tenant_id = $1 "  # noqa: S608
-            "ORDER BY created_at DESC LIMIT 1",
+        return await _message(
+            self._pool,
+            "provider_message_id = $2 AND tenant_id = $1 ORDER BY created_at DESC LIMIT 1",
             tenant_id,
             provider_message_id,
         )
-        return _record(row) if row else None
 
     async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord | None:
-        row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM messages WHERE tenant_id = $1 AND idempotency_key = $2 "  # noqa: S608
-            "ORDER BY created_at DESC, id DESC LIMIT 1",
+        return await _message(
+            self._pool,
+            "tenant_id = $1 AND idempotency_key = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
             tenant_id,
             key,
         )
-        return _record(row) if row else None
 
     async def list_messages(
         self, tenant_id: str, f: MessageFilter, after: PageKey | None, limit: int

@@ -1,7 +1,8 @@
-"""Business logic of the state-manager: apply statuses, answer queries, purge.
+"""Business logic of the state-manager's write side: apply statuses, purge.
 
-Knows nothing of aio-pika, FastAPI or asyncpg: the consumer and the routes call in,
-the repository (passed in) does the SQL.
+Knows nothing of aio-pika, FastAPI or asyncpg: the consumer (through the batcher) and
+the retention loop call in; a :class:`~flowchat_state_manager.ports.StateStore`
+(passed in) does the SQL. The query side is :mod:`flowchat_state_manager.query_service`.
 
 Publishing uses a transactional outbox: a status change writes its
 :class:`MessageStatusChanged` to the ``outbox`` table in the same transaction as the
@@ -13,34 +14,25 @@ deletes the rows.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from flowchat_contracts import SendResult, StatusUpdate, topology
 from flowchat_state_manager import metrics
-from flowchat_state_manager.errors import InvalidCursor, RejectedEvent
+from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.models import (
-    HistoryEntry,
     IncomingStatus,
-    MessageFilter,
     MessageRecord,
     NewMessage,
     OutboxItem,
-    Page,
-    PageKey,
     PendingStatus,
     PurgeResult,
 )
-from flowchat_state_manager.state import FORWARD, RANK, Outcome, Status, reached, transition
-
-if TYPE_CHECKING:
-    from flowchat_state_manager.repository import Repository, Tx
+from flowchat_state_manager.ports import StateStore, StatusTransaction
+from flowchat_state_manager.recipients import stored_recipient
+from flowchat_state_manager.state import RANK, Outcome, Status, transition
 
 PENDING = "pending"
 
@@ -79,7 +71,7 @@ class StateService:
     several in one transaction (batched writes), the caller acking them all after it.
     """
 
-    def __init__(self, repository: Repository, *, on_events: Callable[[], None] | None = None):
+    def __init__(self, repository: StateStore, *, on_events: Callable[[], None] | None = None):
         self._repo = repository
         self._on_events = on_events or (lambda: None)
 
@@ -117,7 +109,9 @@ class StateService:
 
     # ------------------------------------------------------------ send results
 
-    async def _send_result(self, tx: Tx, rows: _Rows, r: SendResult, handled: Handled) -> None:
+    async def _send_result(
+        self, tx: StatusTransaction, rows: _Rows, r: SendResult, handled: Handled
+    ) -> None:
         incoming = IncomingStatus(
             status=Status(r.status),
             provider_timestamp=_aware(r.occurred_at),
@@ -131,7 +125,7 @@ class StateService:
             tenant_id=r.tenant_id,
             account_id=r.account_id,
             idempotency_key=r.idempotency_key,
-            recipient=r.to,
+            recipient=stored_recipient(r.to),
             message_type=r.message_type,
             category=r.category,
             campaign_id=r.campaign_id,
@@ -160,7 +154,9 @@ class StateService:
 
     # ------------------------------------------------------------ provider statuses
 
-    async def _status(self, tx: Tx, rows: _Rows, u: StatusUpdate, handled: Handled) -> None:
+    async def _status(
+        self, tx: StatusTransaction, rows: _Rows, u: StatusUpdate, handled: Handled
+    ) -> None:
         first = u.errors[0] if u.errors else None
         incoming = IncomingStatus(
             status=Status(u.status),
@@ -225,7 +221,7 @@ class StateService:
     # ------------------------------------------------------------ shared steps
 
     async def _apply(
-        self, tx: Tx, row: MessageRecord, s: IncomingStatus, handled: Handled
+        self, tx: StatusTransaction, row: MessageRecord, s: IncomingStatus, handled: Handled
     ) -> MessageRecord:
         """Record ``s`` for the (locked) message ``row``; return the row as it is now."""
         t = transition(row.status, s.status, seen_before=False)
@@ -285,7 +281,9 @@ class StateService:
             handled.events += 1
         return updated
 
-    async def _drain(self, tx: Tx, row: MessageRecord, handled: Handled) -> MessageRecord:
+    async def _drain(
+        self, tx: StatusTransaction, row: MessageRecord, handled: Handled
+    ) -> MessageRecord:
         """Apply the statuses held for this message's provider id, oldest first."""
         assert row.provider_message_id is not None
         held = await tx.take_pending(row.provider, row.provider_message_id)
@@ -309,107 +307,20 @@ class StateService:
         """Delete messages and held statuses older than the retention, one short batch
         (one short transaction) at a time."""
         cutoff = now - timedelta(days=retention_days)
-        messages = pending = 0
-        while True:
-            n = await self._repo.purge_messages(cutoff, batch_size)
-            messages += n
-            metrics.PURGED.labels("messages").inc(n)
-            if n < batch_size:
-                break
-        while True:
-            n = await self._repo.purge_pending(cutoff, batch_size)
-            pending += n
-            metrics.PURGED.labels("pending_statuses").inc(n)
-            if n < batch_size:
-                break
+
+        async def purge_all(purge: Callable[[datetime, int], Awaitable[int]], what: str) -> int:
+            total = 0
+            while True:
+                n = await purge(cutoff, batch_size)
+                total += n
+                metrics.PURGED.labels(what).inc(n)
+                if n < batch_size:
+                    return total
+
+        messages = await purge_all(self._repo.purge_messages, "messages")
+        pending = await purge_all(self._repo.purge_pending, "pending_statuses")
         return PurgeResult(messages=messages, pending=pending)
 
     async def refresh_gauges(self) -> None:
         metrics.PENDING.set(await self._repo.pending_count())
         metrics.OUTBOX_BACKLOG.set(await self._repo.outbox_count())
-
-
-# ---------------------------------------------------------------- queries
-
-
-def encode_cursor(key: PageKey) -> str:
-    raw = json.dumps([key.created_at.isoformat(), key.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> PageKey:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, message_id = json.loads(raw)
-        ts = datetime.fromisoformat(created_at)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidCursor("the cursor is not one this API issued") from exc
-    if not isinstance(message_id, str) or ts.tzinfo is None:
-        raise InvalidCursor("the cursor is not one this API issued")
-    return PageKey(created_at=ts, id=message_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    total: int
-    counts: dict[str, int]
-    #: Messages that got at least this far (read implies delivered; failed excluded).
-    reached: dict[str, int]
-
-
-def summarize(counts: dict[Status, int]) -> Stats:
-    all_counts = {s.value: counts.get(s, 0) for s in Status}
-    funnel = {
-        target.value: sum(n for status, n in counts.items() if reached(status, target))
-        for target in FORWARD
-        if target is not Status.QUEUED
-    }
-    return Stats(total=sum(counts.values()), counts=all_counts, reached=funnel)
-
-
-class QueryService:
-    """Tenant-scoped reads: every method takes the caller's tenant first."""
-
-    def __init__(self, repository: Repository) -> None:
-        self._repo = repository
-
-    async def get(self, tenant_id: str, message_id: str) -> MessageRecord | None:
-        return await self._repo.get(tenant_id, message_id)
-
-    async def by_provider_id(
-        self, tenant_id: str, provider_message_id: str
-    ) -> MessageRecord | None:
-        return await self._repo.by_provider_id(tenant_id, provider_message_id)
-
-    async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord | None:
-        return await self._repo.by_idempotency_key(tenant_id, key)
-
-    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry] | None:
-        if await self._repo.get(tenant_id, message_id) is None:
-            return None
-        return await self._repo.history(tenant_id, message_id)
-
-    async def list_messages(
-        self, tenant_id: str, f: MessageFilter, *, cursor: str | None, limit: int
-    ) -> Page:
-        after = decode_cursor(cursor) if cursor else None
-        rows = await self._repo.list_messages(tenant_id, f, after, limit + 1)
-        items = rows[:limit]
-        more = len(rows) > limit
-        next_cursor = (
-            encode_cursor(PageKey(items[-1].created_at, items[-1].id)) if more and items else None
-        )
-        return Page(items=items, next_cursor=next_cursor)
-
-    async def stats(
-        self,
-        tenant_id: str,
-        *,
-        campaign_id: str | None,
-        since: datetime | None,
-        until: datetime | None,
-    ) -> Stats:
-        counts = await self._repo.count_by_status(
-            tenant_id, campaign_id=campaign_id, since=since, until=until
-        )
-        return summarize(counts)

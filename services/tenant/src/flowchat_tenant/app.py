@@ -19,7 +19,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from flowchat_platform.db import create_pool, migrate
+from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.runner import Background
@@ -33,7 +33,8 @@ from flowchat_tenant.errors import (
     SecretUnavailable,
     TenantError,
 )
-from flowchat_tenant.provider import GraphProvider, NumberProvider
+from flowchat_tenant.ports import NumberProvider
+from flowchat_tenant.provider import GraphProvider
 from flowchat_tenant.repository import Repository
 from flowchat_tenant.routes import internal, public
 from flowchat_tenant.service import TenantService
@@ -55,12 +56,12 @@ class Resources:
 
 
 async def open_database(settings: Settings) -> asyncpg.Pool:
-    """Pool first (it retries until PostgreSQL answers), then the migrations."""
+    """Pool first, then the migrations: both wait (with backoff) while PostgreSQL is down."""
     pool = await create_pool(
         settings.database_url, schema=SCHEMA, max_size=settings.db_pool_max_size
     )
     try:
-        await migrate(settings.database_url, MIGRATIONS, schema=SCHEMA)
+        await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
     except BaseException:
         await pool.close()
         raise

@@ -55,7 +55,8 @@ from flowchat_tenant.models import (
     TenantCreate,
     TenantUpdate,
 )
-from flowchat_tenant.provider import GraphProvider, NoProvider, NumberProvider
+from flowchat_tenant.ports import NoProvider, NumberProvider
+from flowchat_tenant.provider import GraphProvider
 from flowchat_tenant.repository import Repository
 from flowchat_tenant.service import Principal, TenantService
 from flowchat_tenant.settings import Settings

@@ -1,23 +1,28 @@
-"""Exceptions of the tenant service (the edges map them to HTTP answers).
+"""Exceptions of the tenant service (one handler in ``app.py`` maps them to HTTP answers).
 
 ::
 
-    TenantError
-    ├── NotFound(resource, id)           unknown, or belongs to another tenant (same answer)
-    ├── Conflict(field)                  unique value already registered (phone number id, …)
-    ├── InvalidInput(field, code)        a value the schema accepts but the domain refuses
-    │   └── InvalidCredentials(field)    the provider refused the token (Graph 190 / HTTP 401)
-    ├── Forbidden(reason)                authenticated, but not allowed to do this
-    ├── ProviderError(status)            the provider answered badly or not at all (→ 502)
-    └── SecretUnavailable(account)       a stored secret does not decrypt with any key (→ 500)
+    FlowchatError                            (flowchat_platform.errors)
+    └── TenantError(message)                 base of the service's domain errors: code, message
+        ├── NotFound(resource, id)           unknown, or another tenant's (→ 404, same answer)
+        ├── Conflict(field)                  a unique value already registered (→ 409)
+        ├── InvalidInput(field, code)        the schema accepts it, the domain does not (→ 422)
+        │   └── InvalidCredentials(field)    the provider refused the token (Graph 190 / HTTP 401)
+        ├── Forbidden(reason)                authenticated, but not allowed to do this (→ 403)
+        ├── ProviderError(status)            the provider answered badly or not at all (→ 502)
+        └── SecretUnavailable(account)       a stored secret does not decrypt with any key (→ 500)
+
+The CLI answers every :class:`TenantError` with exit status 1 (``refused: code: message``).
 
 Messages never carry secret values: only field names and identifiers.
 """
 
 from __future__ import annotations
 
+from flowchat_platform.errors import FlowchatError
 
-class TenantError(Exception):
+
+class TenantError(FlowchatError):
     """Base of the tenant service's domain errors."""
 
     code = "tenant_error"

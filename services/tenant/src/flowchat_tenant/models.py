@@ -1,7 +1,7 @@
 """Request and response bodies of the public API (pydantic; no secrets in any response).
 
-Internal answers use :class:`flowchat_platform.tenant_client.AccountCredentials`
-and :class:`~flowchat_platform.tenant_client.ApiKeyInfo`, the shapes the clients parse.
+Internal answers use :class:`flowchat_platform.accounts.AccountCredentials`
+and :class:`~flowchat_platform.accounts.ApiKeyInfo`, the shapes the clients parse.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from flowchat_tenant import validation
 
 TenantStatus = Literal["active", "suspended"]
 AccountStatus = Literal["active", "disabled"]
+Provider = Literal["meta", "twilio"]
 Scope = Literal["send", "read", "admin"]
 SECRET_FIELDS = ("app_secret", "access_token", "verify_token", "twilio_auth_token")
 
@@ -152,7 +153,7 @@ class Account(BaseModel):
 
     account_id: str
     tenant_id: str
-    provider: Literal["meta", "twilio"]
+    provider: Provider
     status: AccountStatus
     phone_number_id: str | None
     waba_id: str | None

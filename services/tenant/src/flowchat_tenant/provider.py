@@ -1,67 +1,23 @@
-"""The WhatsApp Cloud API seen from the tenant service: read a number, its business profile.
+"""The WhatsApp Cloud API adapter of the tenant service (aiohttp): read a number, its profile.
 
-:class:`NumberProvider` is the seam: the service receives an object with these
-methods (``GraphProvider`` over aiohttp in production, pointing at the sandbox
-locally; any object with the same methods in unit tests).
+:class:`GraphProvider` implements :class:`~flowchat_tenant.ports.NumberProvider` over
+one shared aiohttp session (Meta's Graph API, or the sandbox locally), and
+:func:`raise_for_graph_error` maps Graph's error answers to the service's errors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
 from flowchat_contracts import meta_codes
 from flowchat_tenant.errors import InvalidCredentials, InvalidInput, ProviderError
+from flowchat_tenant.ports import PhoneNumberInfo
 
 PHONE_FIELDS = "display_phone_number,verified_name,quality_rating,throughput,messaging_limit_tier"
-#: Meta's throughput levels and the send rate they allow (…/cloud-api/overview/throughput).
-THROUGHPUT_MPS = {"STANDARD": 80, "HIGH": 1000}
 #: Graph error codes meaning the access token is invalid, expired or lacks permission.
 TOKEN_ERROR_CODES = meta_codes.TOKEN
-
-
-@dataclass(frozen=True)
-class PhoneNumberInfo:
-    phone_number_id: str
-    display_phone_number: str | None
-    verified_name: str | None
-    quality_rating: str | None
-    throughput_level: str | None
-    messaging_limit_tier: str | None
-
-    @property
-    def throughput_mps(self) -> int | None:
-        return THROUGHPUT_MPS.get(self.throughput_level or "")
-
-    @classmethod
-    def from_graph(cls, phone_number_id: str, body: dict[str, Any]) -> PhoneNumberInfo:
-        throughput = body.get("throughput")
-        level = throughput.get("level") if isinstance(throughput, dict) else None
-
-        def text(name: str) -> str | None:
-            value = body.get(name)
-            return str(value) if value is not None else None
-
-        return cls(
-            phone_number_id=str(body.get("id") or phone_number_id),
-            display_phone_number=text("display_phone_number"),
-            verified_name=text("verified_name"),
-            quality_rating=text("quality_rating"),
-            throughput_level=str(level) if level is not None else None,
-            messaging_limit_tier=text("messaging_limit_tier"),
-        )
-
-
-class NumberProvider(Protocol):
-    async def phone_number(self, phone_number_id: str, access_token: str) -> PhoneNumberInfo: ...
-
-    async def business_profile(self, phone_number_id: str, access_token: str) -> dict[str, Any]: ...
-
-    async def update_business_profile(
-        self, phone_number_id: str, access_token: str, profile: dict[str, Any]
-    ) -> dict[str, Any]: ...
 
 
 def raise_for_graph_error(status: int, body: Any) -> None:
@@ -149,18 +105,3 @@ class GraphProvider:
                 return body
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError(f"the provider is unreachable: {type(exc).__name__}") from exc
-
-
-class NoProvider:
-    """For commands that never reach the provider (``rotate-keys``): every call fails."""
-
-    async def phone_number(self, phone_number_id: str, access_token: str) -> PhoneNumberInfo:
-        raise ProviderError("no provider in this process")
-
-    async def business_profile(self, phone_number_id: str, access_token: str) -> dict[str, Any]:
-        raise ProviderError("no provider in this process")
-
-    async def update_business_profile(
-        self, phone_number_id: str, access_token: str, profile: dict[str, Any]
-    ) -> dict[str, Any]:
-        raise ProviderError("no provider in this process")

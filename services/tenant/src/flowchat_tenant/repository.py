@@ -1,4 +1,8 @@
-"""PostgreSQL access (asyncpg), schema ``tenant``. Rows come back as plain dicts.
+"""PostgreSQL access (asyncpg), schema ``tenant``: the :class:`~flowchat_tenant.ports.TenantStore`.
+
+Rows are mapped here and only here: tenants come back as
+:class:`~flowchat_tenant.models.Tenant`, accounts and API keys as
+:class:`~flowchat_tenant.records.StoredAccount` / :class:`~flowchat_tenant.records.StoredApiKey`.
 
 Every query reached from the public API is scoped by ``tenant_id``; only the
 internal lookups (by account id, phone number id, WABA id, Twilio number,
@@ -8,64 +12,105 @@ verify-token digest, API key id) search across tenants, because that is their jo
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from flowchat_tenant.errors import Conflict
+from flowchat_tenant.models import Tenant
+from flowchat_tenant.records import (
+    ACCOUNT_FIELDS,
+    SECRET_FIELDS,
+    TENANT_FIELDS,
+    Fields,
+    NumberRef,
+    StoredAccount,
+    StoredApiKey,
+)
 
-Row = dict[str, Any]
-
-TENANT_COLUMNS = frozenset(
-    {"name", "business_name", "status", "timezone", "locale", "currency", "tax_rate"}
-)
-ACCOUNT_COLUMNS = frozenset(
-    {
-        "status",
-        "waba_id",
-        "display_phone_number",
-        "app_id",
-        "app_secret_enc",
-        "access_token_enc",
-        "verify_token_enc",
-        "verify_token_hash",
-        "twilio_account_sid",
-        "twilio_auth_token_enc",
-        "twilio_number",
-        "tier",
-        "throughput_mps",
-        "throughput_pinned",
-        "verified_name",
-        "quality_rating",
-        "throughput_level",
-        "messaging_limit_tier",
-        "health_checked_at",
-        "health_error",
-    }
-)
-ENCRYPTED_COLUMNS = (
-    "app_secret_enc",
-    "access_token_enc",
-    "verify_token_enc",
-    "twilio_auth_token_enc",
-)
+ENCRYPTED_COLUMNS = tuple(SECRET_FIELDS.values())
 _UNIQUE_FIELDS = {
     "accounts_phone_number_id_key": "phone_number_id",
     "accounts_twilio_number_key": "twilio_number",
 }
+Mapped = TypeVar("Mapped")
 _ACCOUNT_WITH_TENANT = """
     SELECT a.*, t.status AS tenant_status
     FROM accounts a JOIN tenants t ON t.id = a.tenant_id
 """
 
 
-def _row(record: asyncpg.Record | None) -> Row | None:
-    return dict(record) if record is not None else None
+def _tenant(record: asyncpg.Record) -> Tenant:
+    return Tenant(
+        tenant_id=record["id"],
+        name=record["name"],
+        business_name=record["business_name"],
+        status=record["status"],
+        timezone=record["timezone"],
+        locale=record["locale"],
+        currency=record["currency"].strip(),
+        tax_rate=record["tax_rate"].normalize(),
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+    )
 
 
-def _set_clause(
-    changes: dict[str, Any], allowed: frozenset[str], first: int
-) -> tuple[str, list[Any]]:
+def _account(record: asyncpg.Record) -> StoredAccount:
+    """An account row (``a.*``, with ``tenant_status`` when the query joined it)."""
+    return StoredAccount(
+        id=record["id"],
+        tenant_id=record["tenant_id"],
+        provider=record["provider"],
+        status=record["status"],
+        phone_number_id=record["phone_number_id"],
+        waba_id=record["waba_id"],
+        display_phone_number=record["display_phone_number"],
+        app_id=record["app_id"],
+        app_secret_enc=record["app_secret_enc"],
+        access_token_enc=record["access_token_enc"],
+        verify_token_enc=record["verify_token_enc"],
+        verify_token_hash=record["verify_token_hash"],
+        twilio_account_sid=record["twilio_account_sid"],
+        twilio_auth_token_enc=record["twilio_auth_token_enc"],
+        twilio_number=record["twilio_number"],
+        tier=record["tier"],
+        throughput_mps=record["throughput_mps"],
+        throughput_pinned=record["throughput_pinned"],
+        verified_name=record["verified_name"],
+        quality_rating=record["quality_rating"],
+        throughput_level=record["throughput_level"],
+        messaging_limit_tier=record["messaging_limit_tier"],
+        health_checked_at=record["health_checked_at"],
+        health_error=record["health_error"],
+        version=record["version"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        tenant_status=record.get("tenant_status"),
+    )
+
+
+def _api_key(record: asyncpg.Record) -> StoredApiKey:
+    """An API key row (``k.*``, with ``tenant_status`` when the query joined it)."""
+    return StoredApiKey(
+        id=record["id"],
+        tenant_id=record["tenant_id"],
+        name=record["name"],
+        scopes=tuple(record["scopes"]),
+        key_hash=record["key_hash"],
+        created_at=record["created_at"],
+        last_used_at=record["last_used_at"],
+        revoked_at=record["revoked_at"],
+        tenant_status=record.get("tenant_status"),
+    )
+
+
+def _maybe(
+    mapper: Callable[[asyncpg.Record], Mapped], record: asyncpg.Record | None
+) -> Mapped | None:
+    return mapper(record) if record is not None else None
+
+
+def _set_clause(changes: Fields, allowed: frozenset[str], first: int) -> tuple[str, list[Any]]:
     unknown = set(changes) - allowed
     if unknown:
         raise ValueError(f"not updatable: {sorted(unknown)}")
@@ -88,38 +133,41 @@ class Repository:
 
     # --- tenants -------------------------------------------------------------
 
-    async def insert_tenant(self, values: Row) -> Row:
+    async def insert_tenant(self, values: Fields) -> Tenant:
         names = sorted(values)
         sql = (
             f"INSERT INTO tenants ({', '.join(names)}) "  # noqa: S608 - names from the code
             f"VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))}) RETURNING *"
         )
-        row = _row(await self._pool.fetchrow(sql, *(values[n] for n in names)))
-        assert row is not None
-        return row
+        record = await self._pool.fetchrow(sql, *(values[n] for n in names))
+        assert record is not None
+        return _tenant(record)
 
-    async def tenant(self, tenant_id: str) -> Row | None:
-        return _row(await self._pool.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id))
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        return _maybe(
+            _tenant, await self._pool.fetchrow("SELECT * FROM tenants WHERE id = $1", tenant_id)
+        )
 
-    async def tenants(self, *, limit: int, after: str | None) -> list[Row]:
+    async def tenants(self, *, limit: int, after: str | None) -> list[Tenant]:
         records = await self._pool.fetch(
             "SELECT * FROM tenants WHERE $1::text IS NULL OR id > $1 ORDER BY id LIMIT $2",
             after,
             limit,
         )
-        return [dict(r) for r in records]
+        return [_tenant(r) for r in records]
 
-    async def update_tenant(self, tenant_id: str, changes: Row) -> Row | None:
+    async def update_tenant(self, tenant_id: str, changes: Fields) -> Tenant | None:
         """Update a tenant; a status change bumps its accounts' versions (their answers change)."""
-        clause, args = _set_clause(changes, TENANT_COLUMNS, 2)
+        clause, args = _set_clause(changes, TENANT_FIELDS, 2)
         async with self._pool.acquire() as conn, conn.transaction():
-            row = _row(
+            row = _maybe(
+                _tenant,
                 await conn.fetchrow(
                     f"UPDATE tenants SET {clause}, updated_at = now() "  # noqa: S608
                     "WHERE id = $1 RETURNING *",
                     tenant_id,
                     *args,
-                )
+                ),
             )
             if row is not None and "status" in changes:
                 await conn.execute(
@@ -131,44 +179,48 @@ class Repository:
 
     # --- accounts ------------------------------------------------------------
 
-    async def insert_account(self, values: Row) -> Row:
+    async def insert_account(self, values: Fields) -> StoredAccount:
         names = sorted(values)
         sql = (
             f"INSERT INTO accounts ({', '.join(names)}) "  # noqa: S608 - names from the code
             f"VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))}) RETURNING *"
         )
         try:
-            row = _row(await self._pool.fetchrow(sql, *(values[n] for n in names)))
+            record = await self._pool.fetchrow(sql, *(values[n] for n in names))
         except asyncpg.UniqueViolationError as exc:
             raise _conflict(exc) from None
-        assert row is not None
-        return row
+        assert record is not None
+        return _account(record)
 
-    async def account(self, tenant_id: str, account_id: str) -> Row | None:
-        return _row(
+    async def account(self, tenant_id: str, account_id: str) -> StoredAccount | None:
+        return _maybe(
+            _account,
             await self._pool.fetchrow(
                 "SELECT * FROM accounts WHERE tenant_id = $1 AND id = $2", tenant_id, account_id
-            )
+            ),
         )
 
-    async def accounts(self, tenant_id: str) -> list[Row]:
+    async def accounts(self, tenant_id: str) -> list[StoredAccount]:
         records = await self._pool.fetch(
             "SELECT * FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id
         )
-        return [dict(r) for r in records]
+        return [_account(r) for r in records]
 
-    async def update_account(self, tenant_id: str, account_id: str, changes: Row) -> Row | None:
+    async def update_account(
+        self, tenant_id: str, account_id: str, changes: Fields
+    ) -> StoredAccount | None:
         """Apply ``changes`` and bump the version (every change invalidates caches)."""
-        clause, args = _set_clause(changes, ACCOUNT_COLUMNS, 3)
+        clause, args = _set_clause(changes, ACCOUNT_FIELDS, 3)
         try:
-            return _row(
+            return _maybe(
+                _account,
                 await self._pool.fetchrow(
                     f"UPDATE accounts SET {clause}, version = version + 1, "  # noqa: S608
                     "updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING *",
                     tenant_id,
                     account_id,
                     *args,
-                )
+                ),
             )
         except asyncpg.UniqueViolationError as exc:
             raise _conflict(exc) from None
@@ -180,10 +232,11 @@ class Repository:
         return status.endswith(" 1")
 
     async def record_health(
-        self, account_id: str, health: Row, *, throughput_mps: int | None
-    ) -> Row | None:
+        self, account_id: str, health: Fields, *, throughput_mps: int | None
+    ) -> StoredAccount | None:
         """Store a health reading; the version moves only when what clients see changes."""
-        return _row(
+        return _maybe(
+            _account,
             await self._pool.fetchrow(
                 """
                 UPDATE accounts SET
@@ -215,22 +268,23 @@ class Repository:
                 health.get("messaging_limit_tier"),
                 health.get("health_error"),
                 throughput_mps,
-            )
+            ),
         )
 
-    async def record_health_error(self, account_id: str, error: str) -> Row | None:
+    async def record_health_error(self, account_id: str, error: str) -> StoredAccount | None:
         """A failed health reading: keep the last good values, note the error."""
-        return _row(
+        return _maybe(
+            _account,
             await self._pool.fetchrow(
                 "UPDATE accounts SET health_checked_at = now(), health_error = $2, "
                 "version = version + CASE WHEN health_error IS DISTINCT FROM $2 THEN 1 ELSE 0 END "
                 "WHERE id = $1 RETURNING *",
                 account_id,
                 error,
-            )
+            ),
         )
 
-    async def meta_accounts_for_health(self, *, after: str | None, limit: int) -> list[Row]:
+    async def meta_accounts_for_health(self, *, after: str | None, limit: int) -> list[NumberRef]:
         records = await self._pool.fetch(
             "SELECT id, tenant_id, phone_number_id, access_token_enc FROM accounts "
             "WHERE provider = 'meta' AND status = 'active' AND ($1::text IS NULL OR id > $1) "
@@ -238,32 +292,38 @@ class Repository:
             after,
             limit,
         )
-        return [dict(r) for r in records]
+        return [
+            NumberRef(r["id"], r["tenant_id"], r["phone_number_id"], r["access_token_enc"])
+            for r in records
+        ]
 
     # --- internal lookups (across tenants) -----------------------------------
 
-    async def account_by_id(self, account_id: str) -> Row | None:
-        return _row(
-            await self._pool.fetchrow(_ACCOUNT_WITH_TENANT + " WHERE a.id = $1", account_id)
+    async def account_by_id(self, account_id: str) -> StoredAccount | None:
+        return _maybe(
+            _account,
+            await self._pool.fetchrow(_ACCOUNT_WITH_TENANT + " WHERE a.id = $1", account_id),
         )
 
-    async def account_by_phone_number_id(self, phone_number_id: str) -> Row | None:
-        return _row(
+    async def account_by_phone_number_id(self, phone_number_id: str) -> StoredAccount | None:
+        return _maybe(
+            _account,
             await self._pool.fetchrow(
                 _ACCOUNT_WITH_TENANT + " WHERE a.phone_number_id = $1", phone_number_id
-            )
+            ),
         )
 
-    async def accounts_by_waba(self, waba_id: str) -> list[Row]:
+    async def accounts_by_waba(self, waba_id: str) -> list[StoredAccount]:
         """Every account of a WABA (Meta's account-level webhooks name only the WABA)."""
         records = await self._pool.fetch(
             _ACCOUNT_WITH_TENANT + " WHERE a.waba_id = $1 ORDER BY a.created_at, a.id", waba_id
         )
-        return [dict(r) for r in records]
+        return [_account(r) for r in records]
 
-    async def account_by_twilio_number(self, number: str) -> Row | None:
-        return _row(
-            await self._pool.fetchrow(_ACCOUNT_WITH_TENANT + " WHERE a.twilio_number = $1", number)
+    async def account_by_twilio_number(self, number: str) -> StoredAccount | None:
+        return _maybe(
+            _account,
+            await self._pool.fetchrow(_ACCOUNT_WITH_TENANT + " WHERE a.twilio_number = $1", number),
         )
 
     async def verify_token_known(self, token_hash: str) -> bool:
@@ -275,51 +335,52 @@ class Repository:
 
     # --- API keys ------------------------------------------------------------
 
-    async def insert_api_key(self, values: Row) -> Row:
-        row = _row(
-            await self._pool.fetchrow(
-                "INSERT INTO api_keys (id, tenant_id, name, scopes, key_hash) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING *",
-                values["id"],
-                values["tenant_id"],
-                values["name"],
-                values["scopes"],
-                values["key_hash"],
-            )
+    async def insert_api_key(self, values: Fields) -> StoredApiKey:
+        record = await self._pool.fetchrow(
+            "INSERT INTO api_keys (id, tenant_id, name, scopes, key_hash) "
+            "VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            values["id"],
+            values["tenant_id"],
+            values["name"],
+            values["scopes"],
+            values["key_hash"],
         )
-        assert row is not None
-        return row
+        assert record is not None
+        return _api_key(record)
 
-    async def api_keys(self, tenant_id: str) -> list[Row]:
+    async def api_keys(self, tenant_id: str) -> list[StoredApiKey]:
         records = await self._pool.fetch(
             "SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id
         )
-        return [dict(r) for r in records]
+        return [_api_key(r) for r in records]
 
-    async def api_key(self, tenant_id: str, key_id: str) -> Row | None:
-        return _row(
+    async def api_key(self, tenant_id: str, key_id: str) -> StoredApiKey | None:
+        return _maybe(
+            _api_key,
             await self._pool.fetchrow(
                 "SELECT * FROM api_keys WHERE tenant_id = $1 AND id = $2", tenant_id, key_id
-            )
+            ),
         )
 
-    async def revoke_api_key(self, tenant_id: str, key_id: str) -> Row | None:
-        return _row(
+    async def revoke_api_key(self, tenant_id: str, key_id: str) -> StoredApiKey | None:
+        return _maybe(
+            _api_key,
             await self._pool.fetchrow(
                 "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) "
                 "WHERE tenant_id = $1 AND id = $2 RETURNING *",
                 tenant_id,
                 key_id,
-            )
+            ),
         )
 
-    async def api_key_for_verify(self, key_id: str) -> Row | None:
-        return _row(
+    async def api_key_for_verify(self, key_id: str) -> StoredApiKey | None:
+        return _maybe(
+            _api_key,
             await self._pool.fetchrow(
                 "SELECT k.*, t.status AS tenant_status FROM api_keys k "
                 "JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
                 key_id,
-            )
+            ),
         )
 
     async def touch_api_key(self, key_id: str, *, min_interval_s: float) -> None:

@@ -1,9 +1,10 @@
 """The tenant service's business logic: tenants, accounts, secrets, API keys, health.
 
-Knows nothing of HTTP or SQL drivers: the routes call it with a :class:`Principal`
-and validated models; it talks to a :class:`~flowchat_tenant.repository.Repository`,
-a :class:`~flowchat_tenant.crypto.SecretBox` and a
-:class:`~flowchat_tenant.provider.NumberProvider`, all passed in.
+Knows nothing of HTTP, SQL or the Graph API's transport: the routes and the CLI
+call it with a :class:`Principal` and validated models; it talks to a
+:class:`~flowchat_tenant.ports.TenantStore`, a :class:`~flowchat_tenant.crypto.SecretBox`
+and a :class:`~flowchat_tenant.ports.NumberProvider`, all passed in, and works on
+plain values (:mod:`flowchat_tenant.records`), never on database rows.
 
 Authorization: the operator may do everything; a tenant API key with the ``admin``
 scope may manage its own tenant only. Another tenant's resources answer exactly
@@ -15,7 +16,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.logs import get_logger
@@ -38,16 +39,13 @@ from flowchat_tenant.models import (
     ApiKeyVerified,
     BusinessProfileUpdate,
     MetaAccountCreate,
-    NumberHealth,
     Tenant,
     TenantCreate,
     TenantUpdate,
     TwilioAccountCreate,
 )
-from flowchat_tenant.provider import NumberProvider, PhoneNumberInfo
-
-if TYPE_CHECKING:
-    from flowchat_tenant.repository import Repository, Row
+from flowchat_tenant.ports import NumberProvider, PhoneNumberInfo, TenantStore
+from flowchat_tenant.records import Fields, NumberRef, StoredAccount
 
 log = get_logger(__name__)
 
@@ -85,74 +83,7 @@ class Principal:
         return cls(operator=True)
 
 
-def tenant_view(row: Row) -> Tenant:
-    return Tenant(
-        tenant_id=row["id"],
-        name=row["name"],
-        business_name=row["business_name"],
-        status=row["status"],
-        timezone=row["timezone"],
-        locale=row["locale"],
-        currency=row["currency"].strip(),
-        tax_rate=row["tax_rate"].normalize(),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def account_view(row: Row) -> Account:
-    """The public face of an account: which secrets are set, never their values."""
-    secrets_set = [
-        name
-        for name, column in (
-            ("app_secret", "app_secret_enc"),
-            ("access_token", "access_token_enc"),
-            ("verify_token", "verify_token_enc"),
-            ("twilio_auth_token", "twilio_auth_token_enc"),
-        )
-        if row.get(column) is not None
-    ]
-    return Account(
-        account_id=row["id"],
-        tenant_id=row["tenant_id"],
-        provider=row["provider"],
-        status=row["status"],
-        phone_number_id=row["phone_number_id"],
-        waba_id=row["waba_id"],
-        display_phone_number=row["display_phone_number"],
-        app_id=row["app_id"],
-        twilio_account_sid=row["twilio_account_sid"],
-        twilio_number=row["twilio_number"],
-        tier=row["tier"],
-        throughput_mps=row["throughput_mps"],
-        version=row["version"],
-        secrets_set=secrets_set,
-        health=NumberHealth(
-            verified_name=row["verified_name"],
-            quality_rating=row["quality_rating"],
-            throughput_level=row["throughput_level"],
-            messaging_limit_tier=row["messaging_limit_tier"],
-            checked_at=row["health_checked_at"],
-            error=row["health_error"],
-        ),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def api_key_view(row: Row) -> ApiKey:
-    return ApiKey(
-        key_id=row["id"],
-        tenant_id=row["tenant_id"],
-        name=row["name"],
-        scopes=list(row["scopes"]),
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
-        revoked_at=row["revoked_at"],
-    )
-
-
-def health_columns(info: PhoneNumberInfo | None, error: str | None) -> dict[str, Any]:
+def health_columns(info: PhoneNumberInfo | None, error: str | None) -> Fields:
     return {
         "verified_name": info.verified_name if info else None,
         "quality_rating": info.quality_rating if info else None,
@@ -181,7 +112,7 @@ def check_display_number(claimed: str, info: PhoneNumberInfo) -> None:
 class TenantService:
     def __init__(
         self,
-        repository: Repository,
+        repository: TenantStore,
         box: SecretBox,
         provider: NumberProvider,
         *,
@@ -192,18 +123,18 @@ class TenantService:
         self._provider = provider
         self._validate_numbers = validate_numbers
 
-    def _open(self, row: Row, column: str) -> str | None:
-        """Decrypt one secret column of an account row."""
+    def _open(self, account_id: str, secret: str, ciphertext: bytes | None) -> str | None:
+        """Decrypt one secret of an account (``secret`` names it in the log)."""
         try:
-            return self._box.decrypt(row[column])
+            return self._box.decrypt(ciphertext)
         except InvalidToken:
-            log.error("secret does not decrypt", account_id=row["id"], column=column)
-            raise SecretUnavailable(row["id"]) from None
+            log.error("secret does not decrypt", account_id=account_id, column=f"{secret}_enc")
+            raise SecretUnavailable(account_id) from None
 
-    def _token(self, row: Row) -> str:
-        token = self._open(row, "access_token_enc")
+    def _token(self, number: NumberRef) -> str:
+        token = self._open(number.account_id, "access_token", number.access_token_enc)
         if token is None:
-            raise SecretUnavailable(row["id"])
+            raise SecretUnavailable(number.account_id)
         return token
 
     # --- authorization ---------------------------------------------------------
@@ -239,7 +170,7 @@ class TenantService:
 
     async def create_tenant(self, principal: Principal, body: TenantCreate) -> Tenant:
         self.require_operator(principal)
-        row = await self._repo.insert_tenant(
+        tenant = await self._repo.insert_tenant(
             {
                 "id": new_id("tnt"),
                 "name": body.name,
@@ -250,8 +181,8 @@ class TenantService:
                 "tax_rate": body.tax_rate,
             }
         )
-        log.info("tenant created", tenant_id=row["id"])
-        return tenant_view(row)
+        log.info("tenant created", tenant_id=tenant.tenant_id)
+        return tenant
 
     async def list_tenants(
         self, principal: Principal, *, limit: int = 100, after: str | None = None
@@ -259,11 +190,11 @@ class TenantService:
         if not principal.operator:
             assert principal.tenant_id is not None
             return [await self.get_tenant(principal, principal.tenant_id)]
-        return [tenant_view(r) for r in await self._repo.tenants(limit=limit, after=after)]
+        return await self._repo.tenants(limit=limit, after=after)
 
     async def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
         self.authorize(principal, tenant_id)
-        return tenant_view(await self._tenant_row(tenant_id))
+        return await self._tenant(tenant_id)
 
     async def update_tenant(
         self, principal: Principal, tenant_id: str, body: TenantUpdate
@@ -273,18 +204,18 @@ class TenantService:
         if "status" in changes:
             self.require_operator(principal)
         if not changes:
-            return tenant_view(await self._tenant_row(tenant_id))
-        row = await self._repo.update_tenant(tenant_id, changes)
-        if row is None:
+            return await self._tenant(tenant_id)
+        tenant = await self._repo.update_tenant(tenant_id, changes)
+        if tenant is None:
             raise NotFound("tenant", tenant_id)
         log.info("tenant updated", tenant_id=tenant_id, fields=sorted(changes))
-        return tenant_view(row)
+        return tenant
 
-    async def _tenant_row(self, tenant_id: str) -> Row:
-        row = await self._repo.tenant(tenant_id)
-        if row is None:
+    async def _tenant(self, tenant_id: str) -> Tenant:
+        tenant = await self._repo.tenant(tenant_id)
+        if tenant is None:
             raise NotFound("tenant", tenant_id)
-        return row
+        return tenant
 
     # --- accounts ------------------------------------------------------------------
 
@@ -295,8 +226,8 @@ class TenantService:
         body: MetaAccountCreate | TwilioAccountCreate,
     ) -> Account:
         self.authorize(principal, tenant_id)
-        await self._tenant_row(tenant_id)
-        values: dict[str, Any] = {
+        await self._tenant(tenant_id)
+        values: Fields = {
             "id": new_id("acc"),
             "tenant_id": tenant_id,
             "provider": body.provider,
@@ -329,11 +260,11 @@ class TenantService:
                 twilio_number=body.twilio_number,
                 display_phone_number=body.twilio_number,
             )
-        row = await self._repo.insert_account(values)
+        account = await self._repo.insert_account(values)
         log.info(
-            "account registered", tenant_id=tenant_id, account_id=row["id"], provider=body.provider
+            "account registered", tenant_id=tenant_id, account_id=account.id, provider=body.provider
         )
-        return account_view(row)
+        return account.public()
 
     async def _validated_number(
         self, phone_number_id: str, access_token: str, display_phone_number: str | None
@@ -356,57 +287,58 @@ class TenantService:
 
     async def list_accounts(self, principal: Principal, tenant_id: str) -> list[Account]:
         self.authorize(principal, tenant_id)
-        await self._tenant_row(tenant_id)
-        return [account_view(r) for r in await self._repo.accounts(tenant_id)]
+        await self._tenant(tenant_id)
+        return [a.public() for a in await self._repo.accounts(tenant_id)]
 
     async def get_account(self, principal: Principal, tenant_id: str, account_id: str) -> Account:
         self.authorize(principal, tenant_id)
-        return account_view(await self._account_row(tenant_id, account_id))
+        return (await self._account(tenant_id, account_id)).public()
 
-    async def _account_row(self, tenant_id: str, account_id: str) -> Row:
-        row = await self._repo.account(tenant_id, account_id)
-        if row is None:
+    async def _account(self, tenant_id: str, account_id: str) -> StoredAccount:
+        account = await self._repo.account(tenant_id, account_id)
+        if account is None:
             raise NotFound("account", account_id)
-        return row
+        return account
 
     async def update_account(
         self, principal: Principal, tenant_id: str, account_id: str, body: AccountUpdate
     ) -> Account:
         self.authorize(principal, tenant_id)
-        current = await self._account_row(tenant_id, account_id)
+        current = await self._account(tenant_id, account_id)
         fields = body.model_dump(exclude_unset=True, exclude_none=True)
-        self._check_applicable(current["provider"], fields)
+        self._check_applicable(current.provider, fields)
         if not fields:
-            return account_view(current)
+            return current.public()
         changes = self._plain_changes(fields)
-        if current["provider"] == "meta" and (
+        if current.provider == "meta" and (
             "access_token" in fields or "display_phone_number" in fields
         ):
-            token = fields.get("access_token") or self._token(current)
+            assert current.phone_number_id is not None  # a Meta account always has one
+            token = fields.get("access_token") or self._token(current.ref)
             info = await self._validated_number(
-                current["phone_number_id"],
+                current.phone_number_id,
                 token,
-                fields.get("display_phone_number", current["display_phone_number"]),
+                fields.get("display_phone_number", current.display_phone_number),
             )
             if info is not None:
                 changes.update(health_columns(info, None), health_checked_at=datetime.now(UTC))
                 if (
                     info.throughput_mps
-                    and not current["throughput_pinned"]
+                    and not current.throughput_pinned
                     and ("throughput_mps" not in fields)
                 ):
                     changes["throughput_mps"] = info.throughput_mps
-        row = await self._repo.update_account(tenant_id, account_id, changes)
-        if row is None:
+        account = await self._repo.update_account(tenant_id, account_id, changes)
+        if account is None:
             raise NotFound("account", account_id)
         log.info(
             "account updated",
             tenant_id=tenant_id,
             account_id=account_id,
             fields=sorted(fields),
-            version=row["version"],
+            version=account.version,
         )
-        return account_view(row)
+        return account.public()
 
     @staticmethod
     def _check_applicable(provider: str, fields: dict[str, Any]) -> None:
@@ -421,9 +353,9 @@ class TenantService:
                 f"{name} does not apply to a {provider} account", field=name, code="not_applicable"
             )
 
-    def _plain_changes(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Column changes for the given fields, secrets encrypted (no provider call)."""
-        changes: dict[str, Any] = {
+    def _plain_changes(self, fields: dict[str, Any]) -> Fields:
+        """Stored-field changes for the given fields, secrets encrypted (no provider call)."""
+        changes: Fields = {
             name: fields[name]
             for name in ("status", "waba_id", "display_phone_number", "app_id", "tier")
             if name in fields
@@ -455,78 +387,83 @@ class TenantService:
         self, principal: Principal, tenant_id: str, account_id: str
     ) -> Account:
         self.authorize(principal, tenant_id)
-        row = await self._meta_account(tenant_id, account_id)
-        return account_view(await self._refresh(row))
+        account = await self._meta_account(tenant_id, account_id)
+        return (await self._refresh(account.ref)).public()
 
     async def refresh_all_health(self, *, batch: int = 100) -> int:
         """Re-read every active Meta number's health; returns how many were read."""
         after: str | None = None
         count = 0
         while True:
-            rows = await self._repo.meta_accounts_for_health(after=after, limit=batch)
-            if not rows:
+            numbers = await self._repo.meta_accounts_for_health(after=after, limit=batch)
+            if not numbers:
                 return count
-            for row in rows:
+            for number in numbers:
                 try:
-                    await self._refresh(row)
+                    await self._refresh(number)
                 except (NotFound, SecretUnavailable) as exc:  # deleted meanwhile, or lost key
-                    log.warning("number health skipped", account_id=row["id"], error=exc.message)
+                    log.warning(
+                        "number health skipped", account_id=number.account_id, error=exc.message
+                    )
                     continue
                 count += 1
-            after = rows[-1]["id"]
+            after = numbers[-1].account_id
 
-    async def _refresh(self, row: Row) -> Row:
-        token = self._token(row)
+    async def _refresh(self, number: NumberRef) -> StoredAccount:
+        token = self._token(number)
+        assert number.phone_number_id is not None  # a Meta account always has one
         info: PhoneNumberInfo | None = None
         error: str | None = None
         try:
-            info = await self._provider.phone_number(row["phone_number_id"], token)
+            info = await self._provider.phone_number(number.phone_number_id, token)
             outcome = "ok"
         except InvalidCredentials as exc:
             error, outcome = f"invalid_credentials: {exc.message}", "invalid_credentials"
         except (InvalidInput, ProviderError) as exc:
             error, outcome = f"{exc.code}: {exc.message}", "error"
         metrics.HEALTH_CHECKS.labels(outcome).inc()
-        labels = (row["tenant_id"], row["id"])
+        labels = (number.tenant_id, number.account_id)
         metrics.NUMBER_TOKEN_VALID.labels(*labels).set(outcome != "invalid_credentials")
         if info is not None:
             score = metrics.QUALITY_SCORE.get(info.quality_rating or "", 0)
             metrics.NUMBER_QUALITY.labels(*labels).set(score)
         if info is None:
             # Keep the last good reading; only record the error.
-            updated = await self._repo.record_health_error(row["id"], error or "unknown")
+            updated = await self._repo.record_health_error(number.account_id, error or "unknown")
         else:
             updated = await self._repo.record_health(
-                row["id"], health_columns(info, None), throughput_mps=info.throughput_mps
+                number.account_id, health_columns(info, None), throughput_mps=info.throughput_mps
             )
         if error:
             log.warning(
                 "number health check failed",
-                tenant_id=row["tenant_id"],
-                account_id=row["id"],
+                tenant_id=number.tenant_id,
+                account_id=number.account_id,
                 error=error,
             )
         if updated is None:
-            raise NotFound("account", row["id"])
+            raise NotFound("account", number.account_id)
         return updated
 
     async def business_profile(
         self, principal: Principal, tenant_id: str, account_id: str
     ) -> dict[str, Any]:
         self.authorize(principal, tenant_id)
-        row = await self._meta_account(tenant_id, account_id)
-        token = self._token(row)
-        return await self._provider.business_profile(row["phone_number_id"], token)
+        number = (await self._meta_account(tenant_id, account_id)).ref
+        token = self._token(number)
+        assert number.phone_number_id is not None
+        return await self._provider.business_profile(number.phone_number_id, token)
 
     async def update_business_profile(
         self, principal: Principal, tenant_id: str, account_id: str, body: BusinessProfileUpdate
     ) -> dict[str, Any]:
         self.authorize(principal, tenant_id)
-        row = await self._meta_account(tenant_id, account_id)
-        token = self._token(row)
+        number = (await self._meta_account(tenant_id, account_id)).ref
+        token = self._token(number)
+        assert number.phone_number_id is not None
         profile = body.model_dump(exclude_none=True)
         result = await self._provider.update_business_profile(
-            row["phone_number_id"], token, profile
+            number.phone_number_id, token, profile
         )
         log.info(
             "business profile updated",
@@ -536,15 +473,15 @@ class TenantService:
         )
         return result
 
-    async def _meta_account(self, tenant_id: str, account_id: str) -> Row:
-        row = await self._account_row(tenant_id, account_id)
-        if row["provider"] != "meta":
+    async def _meta_account(self, tenant_id: str, account_id: str) -> StoredAccount:
+        account = await self._account(tenant_id, account_id)
+        if account.provider != "meta":
             raise InvalidInput(
                 "only Meta Cloud API numbers have a health reading and a business profile",
                 field="provider",
                 code="not_applicable",
             )
-        return row
+        return account
 
     # --- API keys --------------------------------------------------------------------
 
@@ -552,10 +489,10 @@ class TenantService:
         self, principal: Principal, tenant_id: str, body: ApiKeyCreate
     ) -> ApiKeyCreated:
         self.authorize(principal, tenant_id)
-        await self._tenant_row(tenant_id)
+        await self._tenant(tenant_id)
         key_id = new_id("key")
         key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_hex(32)}"
-        row = await self._repo.insert_api_key(
+        stored = await self._repo.insert_api_key(
             {
                 "id": key_id,
                 "tenant_id": tenant_id,
@@ -565,45 +502,46 @@ class TenantService:
             }
         )
         log.info("api key created", tenant_id=tenant_id, key_id=key_id, scopes=body.scopes)
-        return ApiKeyCreated(**api_key_view(row).model_dump(), key=key)
+        return ApiKeyCreated(**stored.public().model_dump(), key=key)
 
     async def list_api_keys(self, principal: Principal, tenant_id: str) -> list[ApiKey]:
         self.authorize(principal, tenant_id)
-        await self._tenant_row(tenant_id)
-        return [api_key_view(r) for r in await self._repo.api_keys(tenant_id)]
+        await self._tenant(tenant_id)
+        return [k.public() for k in await self._repo.api_keys(tenant_id)]
 
     async def get_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
         self.authorize(principal, tenant_id)
-        row = await self._repo.api_key(tenant_id, key_id)
-        if row is None:
+        stored = await self._repo.api_key(tenant_id, key_id)
+        if stored is None:
             raise NotFound("api key", key_id)
-        return api_key_view(row)
+        return stored.public()
 
     async def revoke_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
         self.authorize(principal, tenant_id)
-        row = await self._repo.revoke_api_key(tenant_id, key_id)
-        if row is None:
+        stored = await self._repo.revoke_api_key(tenant_id, key_id)
+        if stored is None:
             raise NotFound("api key", key_id)
         log.info("api key revoked", tenant_id=tenant_id, key_id=key_id)
-        return api_key_view(row)
+        return stored.public()
 
     async def verify_api_key(self, key: str) -> ApiKeyVerified | None:
         """The tenant and scopes of a live key (recording its use), else None."""
         key_id = parse_api_key(key)
-        row = await self._repo.api_key_for_verify(key_id) if key_id else None
-        if row is None or not digests_equal(row["key_hash"], digest(key)):
+        stored = await self._repo.api_key_for_verify(key_id) if key_id else None
+        if stored is None or not digests_equal(stored.key_hash, digest(key)):
             metrics.API_KEY_CHECKS.labels("unknown").inc()
             return None
-        if row["revoked_at"] is not None:
+        if stored.revoked_at is not None:
             metrics.API_KEY_CHECKS.labels("revoked").inc()
             return None
-        await self._repo.touch_api_key(row["id"], min_interval_s=KEY_TOUCH_INTERVAL_S)
+        await self._repo.touch_api_key(stored.id, min_interval_s=KEY_TOUCH_INTERVAL_S)
         metrics.API_KEY_CHECKS.labels("valid").inc()
+        assert stored.tenant_status is not None  # the key check joins the tenant
         return ApiKeyVerified(
-            key_id=row["id"],
-            tenant_id=row["tenant_id"],
-            scopes=list(row["scopes"]),
-            tenant_status=row["tenant_status"],
+            key_id=stored.id,
+            tenant_id=stored.tenant_id,
+            scopes=list(stored.scopes),
+            tenant_status=stored.tenant_status,
         )
 
     # --- internal lookups ------------------------------------------------------------
@@ -612,15 +550,15 @@ class TenantService:
         return self._credentials(await self._repo.account_by_id(account_id), account_id)
 
     async def credentials_by_phone_number_id(self, phone_number_id: str) -> AccountCredentials:
-        row = await self._repo.account_by_phone_number_id(phone_number_id)
-        return self._credentials(row, phone_number_id)
+        account = await self._repo.account_by_phone_number_id(phone_number_id)
+        return self._credentials(account, phone_number_id)
 
     async def credentials_by_waba(self, waba_id: str) -> list[AccountCredentials]:
         """Every account of a WABA, oldest first; :class:`NotFound` when there is none."""
-        rows = await self._repo.accounts_by_waba(waba_id)
-        if not rows:
+        accounts = await self._repo.accounts_by_waba(waba_id)
+        if not accounts:
             raise NotFound("waba", waba_id)
-        return [self._credentials(row, waba_id) for row in rows]
+        return [self._credentials(account, waba_id) for account in accounts]
 
     async def credentials_by_twilio_number(self, number: str) -> AccountCredentials:
         try:
@@ -629,33 +567,38 @@ class TenantService:
             raise NotFound("account", number) from None
         return self._credentials(await self._repo.account_by_twilio_number(normalized), number)
 
-    def _credentials(self, row: Row | None, identifier: str) -> AccountCredentials:
-        if row is None:
+    def _credentials(self, account: StoredAccount | None, identifier: str) -> AccountCredentials:
+        if account is None:
             raise NotFound("account", identifier)
+        assert account.tenant_status is not None  # the internal lookups join the tenant
+
+        def secret(name: str) -> str | None:
+            return self._open(account.id, name, account.secret(name))
+
         return AccountCredentials(
-            account_id=row["id"],
-            tenant_id=row["tenant_id"],
-            tenant_status=row["tenant_status"],
-            status=row["status"],
-            provider=row["provider"],
-            phone_number_id=row["phone_number_id"],
-            waba_id=row["waba_id"],
-            display_phone_number=row["display_phone_number"],
-            tier=row["tier"],
-            throughput_mps=row["throughput_mps"],
-            app_secret=self._open(row, "app_secret_enc"),
-            access_token=self._open(row, "access_token_enc"),
-            twilio_account_sid=row["twilio_account_sid"],
-            twilio_auth_token=self._open(row, "twilio_auth_token_enc"),
-            twilio_number=row["twilio_number"],
-            version=row["version"],
+            account_id=account.id,
+            tenant_id=account.tenant_id,
+            tenant_status=account.tenant_status,
+            status=account.status,
+            provider=account.provider,
+            phone_number_id=account.phone_number_id,
+            waba_id=account.waba_id,
+            display_phone_number=account.display_phone_number,
+            tier=account.tier,
+            throughput_mps=account.throughput_mps,
+            app_secret=secret("app_secret"),
+            access_token=secret("access_token"),
+            twilio_account_sid=account.twilio_account_sid,
+            twilio_auth_token=secret("twilio_auth_token"),
+            twilio_number=account.twilio_number,
+            version=account.version,
         )
 
     async def verify_token_known(self, token: str) -> bool:
         return await self._repo.verify_token_known(digest(token))
 
     async def tenant_internal(self, tenant_id: str) -> Tenant:
-        return tenant_view(await self._tenant_row(tenant_id))
+        return await self._tenant(tenant_id)
 
     # --- key rotation ------------------------------------------------------------------
 

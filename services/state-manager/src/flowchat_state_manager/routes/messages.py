@@ -1,7 +1,8 @@
 """The query API: tenant-scoped reads of message records, histories and counts.
 
 Every route resolves the caller's tenant first (:data:`TenantId`); a message of
-another tenant answers 404 exactly like a message that does not exist.
+another tenant answers 404 exactly like a message that does not exist. Errors are
+raised by the query service and answered by the app's one handler (``app.py``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from flowchat_platform.http import ApiError
 from flowchat_state_manager.deps import QueryDep, TenantId
-from flowchat_state_manager.errors import InvalidCursor
-from flowchat_state_manager.models import MessageFilter, MessageRecord
+from flowchat_state_manager.models import MessageFilter
 from flowchat_state_manager.routes.schemas import (
     EventOut,
     HistoryOut,
@@ -42,12 +41,6 @@ def _utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC)
 
 
-def _found(message: MessageRecord | None) -> MessageOut:
-    if message is None:
-        raise ApiError(404, "not_found", "no such message")
-    return MessageOut.of(message)
-
-
 @router.get(
     "/messages/by-wamid/{wamid:path}",
     response_model=MessageOut,
@@ -55,7 +48,7 @@ def _found(message: MessageRecord | None) -> MessageOut:
     summary="A message by its provider message id (WAMID or Twilio SID)",
 )
 async def message_by_wamid(wamid: str, tenant: TenantId, query: QueryDep) -> MessageOut:
-    return _found(await query.by_provider_id(tenant, wamid))
+    return MessageOut.of(await query.by_provider_id(tenant, wamid))
 
 
 @router.get(
@@ -65,7 +58,7 @@ async def message_by_wamid(wamid: str, tenant: TenantId, query: QueryDep) -> Mes
     summary="A message by the idempotency key it was sent with",
 )
 async def message_by_idempotency_key(key: str, tenant: TenantId, query: QueryDep) -> MessageOut:
-    return _found(await query.by_idempotency_key(tenant, key))
+    return MessageOut.of(await query.by_idempotency_key(tenant, key))
 
 
 @router.get(
@@ -92,10 +85,7 @@ async def list_messages(
         until=_utc(until),
         campaign_id=campaign_id,
     )
-    try:
-        page = await query.list_messages(tenant, f, cursor=cursor, limit=limit)
-    except InvalidCursor as exc:
-        raise ApiError(400, "invalid_cursor", str(exc)) from exc
+    page = await query.list_messages(tenant, f, cursor=cursor, limit=limit)
     return MessagePage(items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor)
 
 
@@ -108,7 +98,7 @@ async def list_messages(
 async def get_message(
     message_id: Annotated[str, Path(max_length=128)], tenant: TenantId, query: QueryDep
 ) -> MessageOut:
-    return _found(await query.get(tenant, message_id))
+    return MessageOut.of(await query.get(tenant, message_id))
 
 
 @router.get(
@@ -121,8 +111,6 @@ async def message_events(
     message_id: Annotated[str, Path(max_length=128)], tenant: TenantId, query: QueryDep
 ) -> HistoryOut:
     history = await query.history(tenant, message_id)
-    if history is None:
-        raise ApiError(404, "not_found", "no such message")
     return HistoryOut(message_id=message_id, events=[EventOut.of(e) for e in history])
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from flowchat_state_manager.models import HistoryEntry, MessageRecord
-from flowchat_state_manager.service import Stats
+from flowchat_state_manager.query_service import Stats
 from flowchat_state_manager.state import Status
 
 

@@ -1,0 +1,106 @@
+"""The seams of the state-manager's core (pure Protocols; :mod:`.repository` implements them).
+
+- :class:`StatusTransaction` — the operations of one status transaction (rows locked);
+- :class:`StateStore` — opens those transactions, purges, counts (the write side);
+- :class:`QueryStore` — tenant-scoped reads (the query API);
+- :class:`OutboxStore` — the transactional outbox the relay drains.
+
+A store that cannot reach the database raises
+:class:`flowchat_platform.errors.StoreUnavailable` from :meth:`StateStore.transaction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from flowchat_state_manager.models import (
+    HistoryEntry,
+    IncomingStatus,
+    MessageFilter,
+    MessageRecord,
+    NewMessage,
+    OutboxItem,
+    PageKey,
+    PendingStatus,
+)
+from flowchat_state_manager.state import Status
+
+
+class StatusTransaction(Protocol):
+    async def lock_keys(self, keys: Sequence[str]) -> None: ...
+
+    async def lock_by_provider_id(
+        self, provider: str, provider_message_id: str
+    ) -> MessageRecord | None: ...
+
+    async def lock_many_by_provider_ids(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], MessageRecord]: ...
+
+    async def lock_by_id(self, message_id: str) -> MessageRecord | None: ...
+
+    async def upsert_message(self, m: NewMessage) -> MessageRecord: ...
+
+    async def set_provider_message_id(
+        self, message_id: str, provider: str, provider_message_id: str
+    ) -> None: ...
+
+    async def record(
+        self,
+        message_id: str,
+        tenant_id: str,
+        s: IncomingStatus,
+        *,
+        new_status: Status | None,
+        outbox: OutboxItem | None,
+    ) -> bool: ...
+
+    async def hold(self, p: PendingStatus) -> bool: ...
+
+    async def take_pending(
+        self, provider: str, provider_message_id: str
+    ) -> list[PendingStatus]: ...
+
+
+class StateStore(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[StatusTransaction]: ...
+
+    async def purge_messages(self, cutoff: datetime, batch: int) -> int: ...
+
+    async def purge_pending(self, cutoff: datetime, batch: int) -> int: ...
+
+    async def pending_count(self) -> int: ...
+
+    async def outbox_count(self) -> int: ...
+
+
+class QueryStore(Protocol):
+    async def get(self, tenant_id: str, message_id: str) -> MessageRecord | None: ...
+
+    async def by_provider_id(
+        self, tenant_id: str, provider_message_id: str
+    ) -> MessageRecord | None: ...
+
+    async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord | None: ...
+
+    async def list_messages(
+        self, tenant_id: str, f: MessageFilter, after: PageKey | None, limit: int
+    ) -> list[MessageRecord]: ...
+
+    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry]: ...
+
+    async def count_by_status(
+        self,
+        tenant_id: str,
+        *,
+        campaign_id: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> dict[Status, int]: ...
+
+
+class OutboxStore(Protocol):
+    def outbox_batch(self, limit: int) -> AbstractAsyncContextManager[list[OutboxItem]]: ...

@@ -1,0 +1,27 @@
+"""Recipients in FlowChat's one phone form: the WhatsApp id (E.164 digits, no ``+``).
+
+The gateway's send API used to pass ``+E164`` through to the sender, so records
+written before it changed (migration ``0002``) and commands still queued then carry
+a ``+``. A stored recipient is the command's ``to`` without a leading ``+``; a lookup
+by recipient accepts any form a person types (``+1 415-555-0100``,
+``whatsapp:+14155550100``, digits) and searches for its WhatsApp id. A recipient that
+is not a phone number (a business-scoped user id) is kept as given.
+"""
+
+from __future__ import annotations
+
+from flowchat_platform.phones import InvalidPhoneNumber, to_wa_id
+
+
+def stored_recipient(to: str) -> str:
+    """The form a recipient is stored in (cheap: the sender's ``to`` is a WhatsApp id,
+    or an older command's ``+E164``)."""
+    return to.removeprefix("+")
+
+
+def recipient_for_lookup(raw: str) -> str:
+    """What to search the stored recipients for, from a recipient in any form."""
+    try:
+        return to_wa_id(raw)
+    except InvalidPhoneNumber:
+        return stored_recipient(raw.strip())
