@@ -1,4 +1,5 @@
 import asyncio
+from typing import Any
 
 import aio_pika
 import pytest
@@ -242,7 +243,7 @@ async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp
 
 
 async def test_a_handlers_log_lines_carry_its_messages_correlation_id(amqp):
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
     async def handler(_item: InboundMessage, _message) -> None:
         seen.append(structlog.contextvars.get_contextvars())

@@ -11,11 +11,11 @@ SERVICE_TOKEN = "s" * 24
 class Keys:
     """A TenantClient stand-in: only the one method authenticate() calls."""
 
-    def __init__(self, known=None, fail=False):
+    def __init__(self, known: dict[str, ApiKeyInfo] | None = None, fail: bool = False) -> None:
         self.known = known or {}
         self.fail = fail
 
-    async def api_key(self, key):
+    async def api_key(self, key: str) -> ApiKeyInfo | None:
         if self.fail:
             raise UpstreamError("down", service="tenant")
         return self.known.get(key)

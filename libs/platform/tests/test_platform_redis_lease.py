@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from urllib.parse import urlsplit
 
@@ -83,5 +84,5 @@ def test_free_port_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch)
             return ("127.0.0.1", self.port)
 
     monkeypatch.setattr(testing, "_HANDED_OUT", set())
-    monkeypatch.setattr(testing.socket, "socket", Socket)
+    monkeypatch.setattr(socket, "socket", Socket)
     assert [testing.free_port(), testing.free_port()] == [50001, 50002]

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Protocol
 
+from flowchat_platform.accounts import ApiKeyInfo
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.http import ApiError
-from flowchat_platform.tenant_client import TenantClient
 
-__all__ = ["Caller", "authenticate", "require_scope"]
+__all__ = ["ApiKeys", "Caller", "authenticate", "require_scope"]
+
+
+class ApiKeys(Protocol):
+    """What authenticate() needs of the tenant service (``TenantClient`` is one)."""
+
+    async def api_key(self, key: str) -> ApiKeyInfo | None: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ def _unauthorized(message: str) -> ApiError:
 
 
 async def authenticate(
-    authorization: str | None, *, service_token: str | None, tenants: TenantClient | None
+    authorization: str | None, *, service_token: str | None, tenants: ApiKeys | None
 ) -> Caller:
     """The caller behind an ``Authorization: Bearer …`` header, or a 401/503 ApiError."""
     scheme, _, token = (authorization or "").partition(" ")
