@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from flowchat_contracts import optout_key
-from flowchat_conversation.campaigns import CampaignService
-from flowchat_conversation.contacts import ContactIn, ContactsService
-from flowchat_conversation.optouts import RedisOptOuts
-from flowchat_conversation.outreach import OutreachEvents
-from flowchat_conversation.outreach_repository import OutreachRepository
+from flowchat_conversation.outreach.campaigns import CampaignService
+from flowchat_conversation.outreach.contacts import ContactIn, ContactsService
+from flowchat_conversation.outreach.events import OutreachEvents
+from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
+from flowchat_conversation.outreach.repository import OutreachRepository
 from flowchat_platform.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration

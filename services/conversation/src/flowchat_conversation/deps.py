@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from flowchat_conversation.service import CatalogService, OrderService
+from flowchat_conversation.commerce.catalog_service import CatalogService
+from flowchat_conversation.commerce.order_service import OrderService
+from flowchat_conversation.errors import NotReady
+from flowchat_conversation.outreach.service import Outreach
 from flowchat_platform.auth import authenticate, require_scope
-from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 
 ADMIN_SCOPE = "admin"
@@ -24,12 +26,14 @@ _bearer = HTTPBearer(
 
 @dataclass
 class ApiContext:
-    """What the routes need, filled in by the lifespan once the database is up."""
+    """What the routes need, filled in by the lifespan once the database (and, for
+    outreach, the broker) is up; until then the routes answer 503 ``not_ready``."""
 
     service_token: str | None
     tenants: TenantClient | None = None
     catalog: CatalogService | None = None
     orders: OrderService | None = None
+    outreach: Outreach | None = None
 
 
 def api_context(request: Request) -> ApiContext:
@@ -42,7 +46,7 @@ Context = Annotated[ApiContext, Depends(api_context)]
 
 def catalog_service(ctx: Context) -> CatalogService:
     if ctx.catalog is None:
-        raise ApiError(503, "not_ready", "the database is not connected yet")
+        raise NotReady("the database")
     return ctx.catalog
 
 
@@ -51,11 +55,20 @@ Catalog = Annotated[CatalogService, Depends(catalog_service)]
 
 def order_service(ctx: Context) -> OrderService:
     if ctx.orders is None:
-        raise ApiError(503, "not_ready", "the database is not connected yet")
+        raise NotReady("the database")
     return ctx.orders
 
 
 Orders = Annotated[OrderService, Depends(order_service)]
+
+
+def outreach_service(ctx: Context) -> Outreach:
+    if ctx.outreach is None:
+        raise NotReady("the database")
+    return ctx.outreach
+
+
+OutreachDep = Annotated[Outreach, Depends(outreach_service)]
 
 
 async def tenant_admin(
