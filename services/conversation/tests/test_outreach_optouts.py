@@ -46,7 +46,10 @@ async def redis(redis_url):
 
 
 async def members(redis: aioredis.Redis, tenant_id: str) -> set[str]:
-    return {m.decode() for m in await redis.smembers(optout_key(tenant_id))}
+    return {
+        m.decode() if isinstance(m, bytes) else m
+        for m in await redis.smembers(optout_key(tenant_id))
+    }
 
 
 def contact(wa_id: str, **kw: Any) -> ContactIn:

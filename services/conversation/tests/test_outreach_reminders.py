@@ -52,7 +52,7 @@ def reminder(phone: str, **kw) -> ReminderIn:
         "template": ReminderTemplate(
             name="payment_reminder",
             language="en",
-            parameters={"body": ["{{name|there}}"]},  # type: ignore[arg-type]
+            parameters={"body": ["{{name|there}}"]},
         ),
         **kw,
     }

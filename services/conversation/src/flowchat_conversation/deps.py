@@ -13,6 +13,7 @@ from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.errors import NotReady
 from flowchat_conversation.outreach.service import Outreach
 from flowchat_platform.auth import authenticate, require_scope
+from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 
 ADMIN_SCOPE = "admin"
@@ -85,3 +86,15 @@ async def tenant_admin(
 
 
 TenantAdmin = Annotated[str, Depends(tenant_admin)]
+
+
+async def csv_text(request: Request, *, max_bytes: int) -> str:
+    """The raw request body of a CSV import as text: 413 ``too_large`` over
+    ``max_bytes``, 422 ``invalid_csv`` unless it is UTF-8."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise ApiError(413, "too_large", f"the CSV file is larger than {max_bytes} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "invalid_csv", "the CSV file must be UTF-8") from exc

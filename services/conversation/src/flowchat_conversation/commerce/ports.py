@@ -1,5 +1,12 @@
-"""The ports the commerce services work through (implemented by the repository, the
-Redis session store and the AMQP outbox), and the values that cross them."""
+"""The ports the commerce services work through, and the values that cross them.
+
+Implemented by the adapters the app wires in: :class:`ConversationStore`,
+:class:`OrderStore` and :class:`CatalogStore` by
+:class:`~flowchat_conversation.commerce.repository.Repository` (asyncpg),
+:class:`SessionStore` by
+:class:`~flowchat_conversation.commerce.redis_sessions.RedisSessionStore`; the outbox
+is :class:`~flowchat_conversation.outbox.Outbox`, shared with outreach.
+"""
 
 from __future__ import annotations
 

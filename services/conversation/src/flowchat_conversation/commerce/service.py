@@ -1,4 +1,6 @@
-"""The conversation service's business logic (no aio-pika, FastAPI or asyncpg here).
+"""The commerce bot's conversations: :class:`ConversationService` handles each inbound
+message (no I/O here: the stores, the sessions and the outbox are ports,
+:mod:`~flowchat_conversation.commerce.ports`).
 
 Handling one inbound message
 ----------------------------

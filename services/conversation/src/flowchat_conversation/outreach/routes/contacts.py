@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from flowchat_conversation import metrics
-from flowchat_conversation.deps import OutreachDep, TenantAdmin
+from flowchat_conversation.deps import OutreachDep, TenantAdmin, csv_text
 from flowchat_conversation.outreach.contacts import (
     Contact,
     ContactIn,
@@ -147,13 +147,7 @@ async def import_contacts(
     """Import a CSV file (the raw body): ``phone`` required, ``name``, ``status``, ``tags``,
     ``groups``, ``marketing_opt_in``, other columns become attributes. Answers a report
     listing every rejected row with its line number and reasons."""
-    body = await request.body()
-    if len(body) > MAX_CSV_BYTES:
-        raise ApiError(413, "too_large", f"the CSV file is larger than {MAX_CSV_BYTES} bytes")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(422, "invalid_csv", "the CSV file must be UTF-8") from exc
+    text = await csv_text(request, max_bytes=MAX_CSV_BYTES)
     report = await outreach.contacts.import_csv(tenant_id, text)
     metrics.CONTACT_ROWS.labels("accepted").inc(report.created + report.updated)
     metrics.CONTACT_ROWS.labels("rejected").inc(len(report.rejected))
