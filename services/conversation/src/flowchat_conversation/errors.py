@@ -2,26 +2,27 @@
 
 ::
 
-    FlowchatError                        (flowchat_platform.errors)
-    └── ConversationError(message, *, code, details)
-        ├── NotReady(what)               database / broker not connected yet          503
-        ├── SessionConflict(key)         the session changed under us despite the lock
-        │                                (an inbound message is retried)              500
-        ├── CatalogError                 a product request the catalog refuses        422
-        │   └── CatalogCsvError          the catalog CSV file cannot be read           422
-        ├── OrderError                   an order request refused
-        │   ├── OrderNotFound            no such order (of that tenant)                404
-        │   ├── InvalidTransition        the order cannot go to that status            409
-        │   ├── PaymentRejected          the payment does not fit the order            409
-        │   │   └── InvalidAmount        not positive, or more decimals than the currency 422
-        │   └── NoHandoff                no open hand-off with that customer           404
-        └── OutreachError                a contacts / campaigns / reminders request refused 422
-            ├── ContactCsvError          the contacts CSV file cannot be read          422
-            ├── OutreachNotFound         no such contact, campaign or reminder         404
-            ├── InvalidState             the campaign / reminder is in another state   409
-            └── ProviderError            the template lookup at the provider failed
-                ├── ProviderUnavailable  the provider did not answer                   503
-                └── ProviderRefused      the provider answered with an error           502
+    FlowchatError                       (flowchat_platform.errors)             HTTP
+    └── ConversationError(message, *, code, details)                           500
+        ├── NotReady(what)              database / broker not connected yet    503
+        ├── SessionConflict(key)        the session changed despite the lock   500
+        │                               (an inbound message is retried)
+        ├── CatalogError                a product request refused              422
+        │   └── CatalogCsvError         the catalog CSV cannot be read         422
+        ├── OrderError                  an order request refused               422
+        │   ├── OrderNotFound           no such order of that tenant           404
+        │   ├── InvalidTransition       the order cannot go to that status     409
+        │   ├── PaymentRejected         the payment does not fit the order     409
+        │   │   └── InvalidAmount       not positive, or too many decimals     422
+        │   └── NoHandoff               no open hand-off with that customer    404
+        └── OutreachError               a contacts / campaign / reminder       422
+            │                           request refused
+            ├── ContactCsvError         the contacts CSV cannot be read        422
+            ├── OutreachNotFound        no such contact, campaign, reminder    404
+            ├── InvalidState            campaign / reminder in another state   409
+            └── ProviderError           the template lookup failed             422
+                ├── ProviderUnavailable the provider did not answer            503
+                └── ProviderRefused     the provider answered an error         502
 
 Every one carries ``code`` (machine-readable), ``message`` and ``details``; the HTTP
 status on the right is chosen in one place, the app's exception handler
