@@ -10,9 +10,9 @@ from flowchat_contracts import (
     Reply,
     TextContent,
 )
-from flowchat_conversation import bot
-from flowchat_conversation.bot import State
-from flowchat_conversation.domain import BotSettings, Product, Totals
+from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce.bot import State
+from flowchat_conversation.commerce.domain import BotSettings, Product, Totals
 
 _ids = count()
 

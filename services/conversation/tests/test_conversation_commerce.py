@@ -7,11 +7,17 @@ from itertools import count
 import pytest
 
 from flowchat_contracts import ButtonsContent, InboundMessage, Media, MediaContent, TextContent
-from flowchat_conversation import bot
-from flowchat_conversation.bot import State
-from flowchat_conversation.domain import BotSettings, Product, Totals, compute_totals, within_window
-from flowchat_conversation.invoice_pdf import render_invoice_pdf
-from flowchat_conversation.orders import (
+from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce.bot import State
+from flowchat_conversation.commerce.domain import (
+    BotSettings,
+    Product,
+    Totals,
+    compute_totals,
+    within_window,
+)
+from flowchat_conversation.commerce.invoice_pdf import render_invoice_pdf
+from flowchat_conversation.commerce.orders import (
     TRANSITIONS,
     Invoice,
     InvoiceLinks,
@@ -23,7 +29,7 @@ from flowchat_conversation.orders import (
     invoice_id_for,
     invoice_text,
 )
-from flowchat_conversation.parser import parse_order_text
+from flowchat_conversation.commerce.parser import parse_order_text
 
 _ids = count()
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

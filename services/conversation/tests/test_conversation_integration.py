@@ -13,7 +13,14 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 
-from flowchat_contracts import InboundMessage, OutboundCommand, Reply, optout_key, topology
+from flowchat_contracts import (
+    InboundMessage,
+    OutboundCommand,
+    Reply,
+    TextContent,
+    optout_key,
+    topology,
+)
 from flowchat_conversation.app import create_app
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import HEADER_REASON
@@ -368,6 +375,7 @@ async def place(stack: Stack, customer: str, text: str = "Cement x 2") -> str:
     await stack.replies(2)
     await stack.publish(inbound(reply="review:confirm", customer=customer))
     invoice, _document = await stack.replies(2)
+    assert isinstance(invoice.content, TextContent)
     return next(w for w in invoice.content.body.split() if w.startswith("ORD-")).rstrip(".")
 
 

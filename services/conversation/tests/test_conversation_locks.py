@@ -1,6 +1,7 @@
 import asyncio
 
-from flowchat_conversation.service import KeyedLocks, order_ids
+from flowchat_conversation.commerce.orders import order_ids
+from flowchat_conversation.commerce.service import KeyedLocks
 
 
 async def test_keyed_locks_are_fifo_per_key_and_forgotten():

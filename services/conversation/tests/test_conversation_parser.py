@@ -2,9 +2,10 @@ from decimal import Decimal
 
 import pytest
 
-from flowchat_conversation.catalog import CsvFormatError, parse_csv
-from flowchat_conversation.domain import compute_totals, format_money, round_money
-from flowchat_conversation.parser import parse_order_text, split_quantity
+from flowchat_conversation.commerce.catalog import parse_csv
+from flowchat_conversation.commerce.domain import compute_totals, format_money, round_money
+from flowchat_conversation.commerce.parser import parse_order_text, split_quantity
+from flowchat_conversation.errors import CatalogCsvError
 
 PRODUCTS = [
     ("CEM-1", "Portland Cement 50kg"),
@@ -106,8 +107,8 @@ def test_csv_report_lists_every_rejected_row():
 
 
 def test_csv_header_problems_refuse_the_file():
-    with pytest.raises(CsvFormatError) as info:
+    with pytest.raises(CatalogCsvError) as info:
         parse_csv("sku,title,price\nA,B,1\n", default_currency="USD")
     assert info.value.details == [{"missing_columns": ["name"], "unknown_columns": ["title"]}]
-    with pytest.raises(CsvFormatError):
+    with pytest.raises(CatalogCsvError):
         parse_csv("", default_currency="USD")

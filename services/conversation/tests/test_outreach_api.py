@@ -383,7 +383,7 @@ async def test_campaign_excludes_with_reasons_pauses_resumes_after_restart_exact
     )
 
     async def some_queued() -> bool:
-        return (await _metrics(outreach, campaign_id))["queued"] >= N // 5
+        return bool((await _metrics(outreach, campaign_id))["queued"] >= N // 5)
 
     await eventually(some_queued, timeout_s=20)
     paused = await outreach.api("POST", f"/campaigns/{campaign_id}/pause")
@@ -433,7 +433,7 @@ async def test_status_events_feed_metrics_opt_outs_and_automatic_pauses(outreach
     await outreach.api("POST", f"/campaigns/{campaign_id}/start")
 
     async def queued(n: int) -> bool:
-        return (await _metrics(outreach, campaign_id))["queued"] >= n
+        return bool((await _metrics(outreach, campaign_id))["queued"] >= n)
 
     await eventually(lambda: queued(3), timeout_s=10)
     commands = [c for c in await outreach.drain() if c.campaign_id == campaign_id]
@@ -467,7 +467,7 @@ async def test_status_events_feed_metrics_opt_outs_and_automatic_pauses(outreach
 
     async def counted() -> bool:
         m = await _metrics(outreach, campaign_id)
-        return m["read"] == 1 and m["failed"] == 1 and m["sent"] == 2
+        return bool(m["read"] == 1 and m["failed"] == 1 and m["sent"] == 2)
 
     await eventually(counted, timeout_s=10)
     m = await _metrics(outreach, campaign_id)

@@ -13,11 +13,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from flowchat_contracts import optout_key
-from flowchat_conversation.campaigns import CampaignService
-from flowchat_conversation.contacts import ContactIn, ContactsService
-from flowchat_conversation.optouts import RedisOptOuts
-from flowchat_conversation.outreach import OutreachEvents
-from flowchat_conversation.outreach_repository import OutreachRepository
+from flowchat_conversation.outreach.campaigns import CampaignService
+from flowchat_conversation.outreach.contacts import ContactIn, ContactsService
+from flowchat_conversation.outreach.events import OutreachEvents
+from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
+from flowchat_conversation.outreach.repository import OutreachRepository
 from flowchat_platform.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,10 @@ async def redis(redis_url):
 
 
 async def members(redis: aioredis.Redis, tenant_id: str) -> set[str]:
-    return {m.decode() for m in await redis.smembers(optout_key(tenant_id))}
+    return {
+        m.decode() if isinstance(m, bytes) else m
+        for m in await redis.smembers(optout_key(tenant_id))
+    }
 
 
 def contact(wa_id: str, **kw: Any) -> ContactIn:

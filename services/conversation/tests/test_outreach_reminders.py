@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from flowchat_contracts import OutboundCommand
-from flowchat_conversation.outreach_repository import OutreachRepository
-from flowchat_conversation.reminders import ReminderIn, ReminderService, ReminderTemplate
-from flowchat_conversation.scheduler import ReminderScheduler
+from flowchat_conversation.outreach.reminder_kinds import ReminderTemplate
+from flowchat_conversation.outreach.reminders import ReminderIn, ReminderService
+from flowchat_conversation.outreach.repository import OutreachRepository
+from flowchat_conversation.outreach.scheduler import ReminderScheduler
 from flowchat_platform.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,7 @@ def reminder(phone: str, **kw) -> ReminderIn:
         "template": ReminderTemplate(
             name="payment_reminder",
             language="en",
-            parameters={"body": ["{{name|there}}"]},  # type: ignore[arg-type]
+            parameters={"body": ["{{name|there}}"]},
         ),
         **kw,
     }

@@ -7,18 +7,25 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from flowchat_conversation.campaign_runner import pace
-from flowchat_conversation.campaigns import (
+from flowchat_conversation.errors import OutreachError
+from flowchat_conversation.outreach.campaign_runner import pace
+from flowchat_conversation.outreach.campaigns import (
     Candidate,
     FrequencyCap,
     QuietHours,
     exclusion,
     in_quiet_hours,
 )
-from flowchat_conversation.contacts import normalize_phone, parse_contacts_csv
-from flowchat_conversation.errors import OutreachError
-from flowchat_conversation.reminders import BotReminders, DueReminder, Send, Skip, Wait, decide
-from flowchat_conversation.templates import (
+from flowchat_conversation.outreach.contacts import parse_contacts_csv
+from flowchat_conversation.outreach.reminders import (
+    BotReminders,
+    DueReminder,
+    Send,
+    Skip,
+    Wait,
+    decide,
+)
+from flowchat_conversation.outreach.template_catalog import (
     ParameterMap,
     Template,
     check_parameters,
@@ -28,17 +35,18 @@ from flowchat_conversation.templates import (
     render,
     render_value,
 )
+from flowchat_platform.phones import to_wa_id
 
 NOW = datetime(2025, 12, 31, 12, 0, tzinfo=UTC)
 
 
 def test_phones_become_whatsapp_ids() -> None:
-    assert normalize_phone("+234 801 234 5678") == "2348012345678"
-    assert normalize_phone("2348012345678") == "2348012345678"
-    assert normalize_phone("0801 234 5678", "NG") == "2348012345678"
+    assert to_wa_id("+234 801 234 5678") == "2348012345678"
+    assert to_wa_id("2348012345678") == "2348012345678"
+    assert to_wa_id("0801 234 5678", "NG") == "2348012345678"
     for bad in ("", "12", "+999123", "0801 234 5678", "hello"):
         with pytest.raises(ValueError, match=r"phone|number|country"):
-            normalize_phone(bad)
+            to_wa_id(bad)
 
 
 def test_csv_rows_parse_with_attributes_and_reasons() -> None:
@@ -57,7 +65,7 @@ def test_csv_rows_parse_with_attributes_and_reasons() -> None:
     assert contact.attributes == {"city": "Lagos", "tier": "gold"}
     assert [(r.line, r.errors[0]) for r in rejected] == [
         (3, "duplicate of line 2"),
-        (4, "phone is required"),
+        (4, "phone number is required"),
         (5, "more fields than headers"),
     ]
 

@@ -1,8 +1,11 @@
+"""``python -m flowchat_conversation`` runs the service; with arguments, the CLI
+(:mod:`flowchat_conversation.cli`: ``campaign …``, ``--help``)."""
+
 import sys
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "campaign":  # the CLI (cli.py), not the service
+    if len(sys.argv) > 1:  # the CLI (cli.py), never the service: --help only helps
         from flowchat_conversation.cli import main as cli
 
         raise SystemExit(cli(sys.argv[1:]))

@@ -11,29 +11,49 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from flowchat_conversation import SERVICE, metrics
-from flowchat_conversation.consumer import AmqpOutbox, InboundConsumer
+from flowchat_conversation.amqp_outbox import AmqpOutbox
+from flowchat_conversation.commerce.catalog_service import CatalogService
+from flowchat_conversation.commerce.consumer import InboundConsumer
+from flowchat_conversation.commerce.order_service import OrderService
+from flowchat_conversation.commerce.orders import InvoiceLinks
+from flowchat_conversation.commerce.redis_sessions import RedisSessionStore
+from flowchat_conversation.commerce.repository import Repository
+from flowchat_conversation.commerce.routes import ROUTERS as COMMERCE_ROUTERS
+from flowchat_conversation.commerce.service import ConversationService
 from flowchat_conversation.deps import ApiContext
-from flowchat_conversation.optouts import RedisOptOuts
-from flowchat_conversation.orders import InvoiceLinks
-from flowchat_conversation.outreach import Outreach
-from flowchat_conversation.outreach_repository import OutreachRepository
-from flowchat_conversation.reminders import BotReminders
-from flowchat_conversation.repository import Repository
-from flowchat_conversation.routes import router
-from flowchat_conversation.routes_orders import public as invoices_router
-from flowchat_conversation.routes_orders import router as orders_router
-from flowchat_conversation.routes_outreach import OutreachSlot
-from flowchat_conversation.routes_outreach import router as outreach_router
-from flowchat_conversation.service import CatalogService, ConversationService, OrderService
-from flowchat_conversation.sessions import RedisSessionStore
+from flowchat_conversation.errors import (
+    CatalogError,
+    ConversationError,
+    InvalidAmount,
+    InvalidState,
+    InvalidTransition,
+    NoHandoff,
+    NotReady,
+    OrderError,
+    OrderNotFound,
+    OutreachError,
+    OutreachNotFound,
+    PaymentRejected,
+    ProviderRefused,
+    ProviderUnavailable,
+)
+from flowchat_conversation.outreach.consumer import EventsConsumer
+from flowchat_conversation.outreach.graph_templates import GraphTemplates
+from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
+from flowchat_conversation.outreach.reminders import BotReminders
+from flowchat_conversation.outreach.repository import OutreachRepository
+from flowchat_conversation.outreach.routes import ROUTERS as OUTREACH_ROUTERS
+from flowchat_conversation.outreach.service import Outreach, Pacing
+from flowchat_conversation.outreach.tenant_zones import TenantServiceZones
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.db import create_pool, migrate
-from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
@@ -43,17 +63,38 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "conversation"
 log = get_logger(__name__)
 
+#: The HTTP status of each refusal (the most specific class listed wins); anything
+#: else of the service's own is a 500 with the same error body.
+HTTP_STATUS: dict[type[ConversationError], int] = {
+    NotReady: 503,
+    CatalogError: 422,
+    OrderError: 422,
+    OrderNotFound: 404,
+    InvalidTransition: 409,
+    PaymentRejected: 409,
+    InvalidAmount: 422,
+    NoHandoff: 404,
+    OutreachError: 422,
+    OutreachNotFound: 404,
+    InvalidState: 409,
+    ProviderUnavailable: 503,
+    ProviderRefused: 502,
+}
 
-async def migrate_with_retry(dsn: str) -> None:
-    delay = 0.5
-    while True:
-        try:
-            await migrate(dsn, MIGRATIONS, schema=SCHEMA)
-            return
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.warning("database unavailable for migrations, retrying", error=repr(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+
+def http_status(exc: ConversationError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+async def refused(_: Request, exc: Exception) -> JSONResponse:
+    """The one handler: a domain error → FlowChat's error body with its HTTP status."""
+    assert isinstance(exc, ConversationError)
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details), status_code=http_status(exc)
+    )
 
 
 async def purge_handled(orders: OrderService, settings: Settings) -> None:
@@ -114,11 +155,28 @@ async def start_outreach(
 ) -> Outreach:
     """The opt-out sets repaired, then contacts, campaigns and reminders (and their workers)."""
     await rebuild_optouts(optouts, repository)
+    if tenants is None:
+        raise RuntimeError("the tenant client is created before outreach")
+    token = settings.service_token.get_secret_value() if settings.service_token else ""
     outreach = Outreach.build(
-        settings, repository, AmqpOutbox(amqp), tenants, http, optouts=optouts
+        repository,
+        AmqpOutbox(amqp),
+        accounts=tenants,
+        templates=GraphTemplates(http, settings.graph_url, settings.graph_version),
+        zones=TenantServiceZones(http, settings.tenant_url, token),
+        optouts=optouts,
+        pacing=Pacing(
+            campaign_tick_s=settings.campaign_tick_s,
+            campaign_max_inflight=settings.campaign_max_inflight,
+            campaign_inflight_window_s=settings.campaign_inflight_window_s,
+            reminder_tick_s=settings.reminder_tick_s,
+            reminder_batch=settings.reminder_batch,
+        ),
     )
     if settings.outreach_workers:
-        await outreach.start(amqp, background, prefetch=settings.prefetch)
+        await EventsConsumer(outreach.events).start(amqp, prefetch=settings.prefetch)
+        background.start("campaign-runner", outreach.runner.run())
+        background.start("reminder-scheduler", outreach.scheduler.run())
     return outreach
 
 
@@ -156,7 +214,6 @@ def create_app(settings: Settings) -> FastAPI:
     links = invoice_links(settings)
     api = ApiContext(service_token=token)
     pools: list[asyncpg.Pool] = []
-    outreach = OutreachSlot()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -173,11 +230,11 @@ def create_app(settings: Settings) -> FastAPI:
         readiness.add("broker", lambda: amqp.ready)
         readiness.add("database", lambda: bool(pools))
         readiness.add("redis", sessions.ping)
-        readiness.add("outreach", lambda: outreach.value is not None)
+        readiness.add("outreach", lambda: api.outreach is not None)
         background = Background()
 
         async def start() -> None:
-            await migrate_with_retry(settings.database_url)
+            await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
             pool = await create_pool(
                 settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
             )
@@ -194,7 +251,7 @@ def create_app(settings: Settings) -> FastAPI:
             await amqp.connect()
             await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)
             order_jobs(background, api.orders, settings)
-            outreach.value = await start_outreach(
+            api.outreach = await start_outreach(
                 settings, outreach_repository, optouts, amqp, api.tenants, http, background
             )
 
@@ -211,9 +268,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = build_app(SERVICE, lifespan=lifespan, readiness=readiness)
     app.state.api = api
-    app.state.outreach = outreach
-    app.include_router(router)
-    app.include_router(orders_router)
-    app.include_router(invoices_router)
-    app.include_router(outreach_router)
+    app.add_exception_handler(ConversationError, refused)
+    for router in (*COMMERCE_ROUTERS, *OUTREACH_ROUTERS):
+        app.include_router(router)
     return app

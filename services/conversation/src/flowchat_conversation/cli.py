@@ -53,7 +53,10 @@ class Client:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m flowchat_conversation")
+    p = argparse.ArgumentParser(
+        prog="python -m flowchat_conversation",
+        description="Without arguments: run the conversation service. With them: the CLI.",
+    )
     p.add_argument(
         "--url", default=os.environ.get("FLOWCHAT_CONVERSATION_URL", "http://127.0.0.1:8702")
     )

@@ -8,7 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from flowchat_conversation.service import CatalogService, OrderService
+from flowchat_conversation.commerce.catalog_service import CatalogService
+from flowchat_conversation.commerce.order_service import OrderService
+from flowchat_conversation.errors import NotReady
+from flowchat_conversation.outreach.service import Outreach
 from flowchat_platform.auth import authenticate, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
@@ -24,12 +27,14 @@ _bearer = HTTPBearer(
 
 @dataclass
 class ApiContext:
-    """What the routes need, filled in by the lifespan once the database is up."""
+    """What the routes need, filled in by the lifespan once the database (and, for
+    outreach, the broker) is up; until then the routes answer 503 ``not_ready``."""
 
     service_token: str | None
     tenants: TenantClient | None = None
     catalog: CatalogService | None = None
     orders: OrderService | None = None
+    outreach: Outreach | None = None
 
 
 def api_context(request: Request) -> ApiContext:
@@ -42,7 +47,7 @@ Context = Annotated[ApiContext, Depends(api_context)]
 
 def catalog_service(ctx: Context) -> CatalogService:
     if ctx.catalog is None:
-        raise ApiError(503, "not_ready", "the database is not connected yet")
+        raise NotReady("the database")
     return ctx.catalog
 
 
@@ -51,11 +56,20 @@ Catalog = Annotated[CatalogService, Depends(catalog_service)]
 
 def order_service(ctx: Context) -> OrderService:
     if ctx.orders is None:
-        raise ApiError(503, "not_ready", "the database is not connected yet")
+        raise NotReady("the database")
     return ctx.orders
 
 
 Orders = Annotated[OrderService, Depends(order_service)]
+
+
+def outreach_service(ctx: Context) -> Outreach:
+    if ctx.outreach is None:
+        raise NotReady("the database")
+    return ctx.outreach
+
+
+OutreachDep = Annotated[Outreach, Depends(outreach_service)]
 
 
 async def tenant_admin(
@@ -72,3 +86,15 @@ async def tenant_admin(
 
 
 TenantAdmin = Annotated[str, Depends(tenant_admin)]
+
+
+async def csv_text(request: Request, *, max_bytes: int) -> str:
+    """The raw request body of a CSV import as text: 413 ``too_large`` over
+    ``max_bytes``, 422 ``invalid_csv`` unless it is UTF-8."""
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise ApiError(413, "too_large", f"the CSV file is larger than {max_bytes} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "invalid_csv", "the CSV file must be UTF-8") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from flowchat_conversation.reminders import ReminderKind, ReminderTemplate
+from flowchat_conversation.outreach.reminder_kinds import ReminderKind, ReminderTemplate
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 

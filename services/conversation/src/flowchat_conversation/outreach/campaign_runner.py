@@ -35,7 +35,8 @@ from typing import Any, Protocol
 
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation import metrics
-from flowchat_conversation.campaigns import (
+from flowchat_conversation.outbox import Outbox
+from flowchat_conversation.outreach.campaigns import (
     Candidate,
     FrequencyCap,
     QuietHours,
@@ -43,7 +44,7 @@ from flowchat_conversation.campaigns import (
     idempotency_key,
     in_quiet_hours,
 )
-from flowchat_conversation.templates import Template, content
+from flowchat_conversation.outreach.template_catalog import Template, content
 from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
@@ -73,11 +74,6 @@ class PendingRecipient:
     candidate: Candidate
     message_id: str
     components: list[dict[str, Any]]
-
-
-class Outbox(Protocol):
-    async def send(self, command: OutboundCommand) -> None:
-        """Publish one command and return once the broker confirmed it."""
 
 
 class CampaignBatch(Protocol):

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from fpdf import FPDF
 
-from flowchat_conversation.domain import format_money, round_money
-from flowchat_conversation.orders import Invoice, Order
+from flowchat_conversation.commerce.domain import format_money, round_money
+from flowchat_conversation.commerce.orders import Invoice, Order
 
 
 def _latin1(text: str) -> str:

@@ -15,13 +15,12 @@ commits, and when that commit is lost the redelivery handles the message again f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 
-from flowchat_conversation.bot import CartLine, Session
-from flowchat_conversation.domain import ConversationKey
+from flowchat_conversation.commerce.bot import CartLine, Session
+from flowchat_conversation.commerce.domain import ConversationKey
+from flowchat_conversation.commerce.ports import StoredSession
 
 _CAS = """
 local current = redis.call('HGET', KEYS[1], 'v') or '0'
@@ -45,16 +44,6 @@ return next_version
 """
 
 _CART = TypeAdapter(list[CartLine])
-
-
-@dataclass(frozen=True)
-class StoredSession:
-    session: Session | None
-    version: int
-    #: The inbound message whose handling saved ``session`` (None: not known).
-    message_id: str | None = None
-    #: The session before that message.
-    previous: Session | None = None
 
 
 def _keys(key: ConversationKey) -> tuple[str, str]:

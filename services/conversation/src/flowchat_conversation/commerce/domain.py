@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -204,3 +206,9 @@ def within_window(last_inbound: datetime | None, now: datetime) -> bool:
     if last_inbound is None:
         return False
     return now - last_inbound < SERVICE_WINDOW - timedelta(minutes=1)
+
+
+def short_id(prefix: str, *parts: str) -> str:
+    """A short deterministic id: ``prefix`` and 10 base32 characters of a SHA-256 of ``parts``."""
+    digest = hashlib.sha256(":".join(parts).encode()).digest()
+    return prefix + base64.b32encode(digest).decode()[:10]

@@ -1,8 +1,10 @@
 """PostgreSQL access (asyncpg) for contacts, campaigns and reminders (schema ``conversation``).
 
-Implements the ports of :mod:`~flowchat_conversation.contacts`,
-:mod:`~flowchat_conversation.campaigns`, :mod:`~flowchat_conversation.campaign_runner`,
-:mod:`~flowchat_conversation.reminders` and :mod:`~flowchat_conversation.scheduler`.
+Implements the ports of :mod:`~flowchat_conversation.outreach.contacts`,
+:mod:`~flowchat_conversation.outreach.campaigns`,
+:mod:`~flowchat_conversation.outreach.campaign_runner`,
+:mod:`~flowchat_conversation.outreach.reminders` and
+:mod:`~flowchat_conversation.outreach.scheduler` (together: ``OutreachStore``).
 JSON columns travel as text (no codec on the pool).
 """
 
@@ -17,8 +19,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flowchat_conversation.campaign_runner import PendingRecipient, RunningCampaign
-from flowchat_conversation.campaigns import (
+from flowchat_conversation.outreach.campaign_runner import PendingRecipient, RunningCampaign
+from flowchat_conversation.outreach.campaigns import (
     Campaign,
     CampaignMetrics,
     CampaignStatus,
@@ -29,7 +31,7 @@ from flowchat_conversation.campaigns import (
     QuietHours,
     StatusChange,
 )
-from flowchat_conversation.contacts import (
+from flowchat_conversation.outreach.contacts import (
     CUSTOMER_SOURCES,
     Contact,
     ContactPatch,
@@ -38,7 +40,7 @@ from flowchat_conversation.contacts import (
     Segment,
     UpsertCounts,
 )
-from flowchat_conversation.reminders import DueReminder, NewReminder, Reminder
+from flowchat_conversation.outreach.reminders import DueReminder, NewReminder, Reminder
 
 _CONTACT_COLUMNS = (
     "contact_id, customer_wa_id, name, status, tags, groups, attributes, marketing_opt_in, "

@@ -21,13 +21,14 @@ with its rendered parameters, or ``excluded`` with the reason (blocked, inactive
 opted_out, frequency_cap). A **dry run** is the same plan, not written, with N
 rendered previews.
 
-The runner (:mod:`flowchat_conversation.campaign_runner`) sends the pending rows;
+The runner (:mod:`flowchat_conversation.outreach.campaign_runner`) sends the pending rows;
 status events update them (:meth:`CampaignService.on_status`), and the metrics are
 aggregates of those rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -38,9 +39,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from flowchat_conversation.contacts import Segment
-from flowchat_conversation.errors import OutreachError
-from flowchat_conversation.templates import (
+from flowchat_conversation.errors import (
+    InvalidState,
+    OutreachError,
+    OutreachNotFound,
+    ProviderError,
+)
+from flowchat_conversation.outreach.contacts import Segment
+from flowchat_conversation.outreach.template_catalog import (
     ParameterMap,
     Template,
     check_parameters,
@@ -488,7 +494,7 @@ class CampaignService:
     async def get(self, tenant_id: str, campaign_id: str) -> Campaign:
         campaign = await self.store.get_campaign(tenant_id, campaign_id)
         if campaign is None:
-            raise OutreachError(f"no campaign {campaign_id}", code="not_found", status=404)
+            raise OutreachNotFound("campaign", campaign_id)
         return campaign
 
     async def list_campaigns(self, tenant_id: str, *, limit: int = 100) -> list[Campaign]:
@@ -507,10 +513,8 @@ class CampaignService:
         )
         if moved is None:
             current = await self.get(tenant_id, campaign_id)
-            raise OutreachError(
+            raise InvalidState(
                 f"campaign {campaign_id} is {current.status}; cannot go to {to_state}",
-                code="invalid_state",
-                status=409,
                 details=[{"status": current.status}],
             )
         return moved
@@ -537,11 +541,8 @@ class CampaignService:
             ref = TemplateRef(
                 name=campaign.template["name"], language=campaign.template["language"]
             )
-            try:
+            with contextlib.suppress(ProviderError):
                 await self._template(account, ref)
-            except OutreachError as exc:
-                if exc.status < 500:
-                    raise
         return await self._move(tenant_id, campaign_id, ("paused",), self._run_state(campaign))
 
     async def cancel(self, tenant_id: str, campaign_id: str) -> Campaign:
@@ -552,7 +553,7 @@ class CampaignService:
     async def metrics(self, tenant_id: str, campaign_id: str) -> CampaignMetrics:
         metrics = await self.store.metrics(tenant_id, campaign_id)
         if metrics is None:
-            raise OutreachError(f"no campaign {campaign_id}", code="not_found", status=404)
+            raise OutreachNotFound("campaign", campaign_id)
         return metrics
 
     # ------------------------------------------------------------ events

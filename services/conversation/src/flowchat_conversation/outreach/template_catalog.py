@@ -7,8 +7,8 @@ stands for a contact field: ``name``, ``first_name``, ``phone``, ``wa_id``, or a
 custom attribute (``{{city}}`` or ``{{attributes.city}}``). A value that renders empty
 is *missing* for that contact; campaigns refuse to start with missing values.
 
-:class:`GraphTemplates` looks templates up with ``GET /{version}/{waba_id}/
-message_templates?name=`` (the Cloud API; the sandbox locally).
+Looking templates up at the provider is an adapter's work
+(:class:`~flowchat_conversation.outreach.graph_templates.GraphTemplates`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
 from pydantic import BaseModel, ConfigDict
 
 from flowchat_contracts import TemplateComponent, TemplateContent, TemplateParameter
@@ -204,63 +203,3 @@ def preview(template: Template, components: list[dict[str, Any]]) -> str:
 
 def _filler(values: dict[str, str]) -> Callable[[re.Match[str]], str]:
     return lambda m: values.get(m.group(1), m.group(0))
-
-
-class GraphTemplates:
-    """Template lookups on the Cloud API (``FLOWCHAT_CONVERSATION_GRAPH_URL``)."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        version: str,
-        *,
-        timeout_s: float = 10.0,
-        max_pages: int = 10,
-    ) -> None:
-        self._session = session
-        self._base = base_url.rstrip("/")
-        self._version = version
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_pages = max_pages
-
-    async def find(
-        self, waba_id: str, access_token: str, name: str, language: str
-    ) -> Template | None:
-        """The template ``name`` in ``language`` (any status), or None when there is none."""
-        url = f"{self._base}/{self._version}/{waba_id}/message_templates"
-        params: dict[str, str] = {"name": name, "limit": "100"}
-        headers = {"Authorization": f"Bearer {access_token}"}
-        for _ in range(self._max_pages):
-            try:
-                async with self._session.get(
-                    url, params=params, headers=headers, timeout=self._timeout
-                ) as r:
-                    body: Any = await r.json(content_type=None)
-                    status = r.status
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                raise OutreachError(
-                    "cannot reach the provider to check the template",
-                    code="provider_unavailable",
-                    status=503,
-                ) from exc
-            if status != 200 or not isinstance(body, dict):
-                error = body.get("error", {}) if isinstance(body, dict) else {}
-                raise OutreachError(
-                    f"the provider refused the template lookup ({status})",
-                    code="provider_error",
-                    status=502,
-                    details=[{"code": error.get("code"), "message": error.get("message")}],
-                )
-            for item in body.get("data") or []:
-                if (
-                    isinstance(item, dict)
-                    and item.get("name") == name
-                    and item.get("language") == language
-                ):
-                    return Template.from_graph(item)
-            after = ((body.get("paging") or {}).get("cursors") or {}).get("after")
-            if not (body.get("paging") or {}).get("next") or not after:
-                return None
-            params["after"] = str(after)
-        return None

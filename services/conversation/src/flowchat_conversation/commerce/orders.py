@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from flowchat_conversation.domain import format_money, round_money
+from flowchat_conversation.commerce.domain import format_money, round_money, short_id
 
 
 class OrderStatus(StrEnum):
@@ -213,4 +213,13 @@ def paid_text(order_id: str, amount: Decimal, currency: str) -> str:
     return (
         f"💰 We received your payment of {format_money(amount, currency)} for order "
         f"{order_id}. Thank you! We'll let you know when it ships."
+    )
+
+
+def order_ids(tenant_id: str, provider_message_id: str) -> tuple[str, str]:
+    """Deterministic order id and payment reference for the message that confirmed an order
+    (a re-run after a failed commit produces the same ones, so the same reply text)."""
+    return (
+        short_id("ORD-", tenant_id, provider_message_id),
+        short_id("PAY-", "payment", tenant_id, provider_message_id),
     )

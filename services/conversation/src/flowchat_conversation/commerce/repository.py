@@ -11,8 +11,8 @@ from typing import Any, Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flowchat_conversation import bot
-from flowchat_conversation.domain import (
+from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce.domain import (
     BotSettings,
     ContactSeen,
     ConversationKey,
@@ -20,7 +20,7 @@ from flowchat_conversation.domain import (
     round_money,
     totals_for,
 )
-from flowchat_conversation.orders import (
+from flowchat_conversation.commerce.orders import (
     Invoice,
     InvoiceStatus,
     Order,
@@ -28,8 +28,8 @@ from flowchat_conversation.orders import (
     OrderStatus,
     invoice_id_for,
 )
-from flowchat_conversation.outreach_repository import cancel_reminders, insert_reminder
-from flowchat_conversation.reminders import NewReminder
+from flowchat_conversation.outreach.reminders import NewReminder
+from flowchat_conversation.outreach.repository import cancel_reminders, insert_reminder
 
 _PRODUCT_COLUMNS = "sku, name, description, price, currency, category, stock, available"
 

@@ -57,15 +57,15 @@ from flowchat_contracts import (
     ReplyButton,
     TextContent,
 )
-from flowchat_conversation.domain import (
+from flowchat_conversation.commerce.domain import (
     BotSettings,
     Product,
     Totals,
     format_money,
     totals_for,
 )
-from flowchat_conversation.orders import invoice_id_for, invoice_text
-from flowchat_conversation.parser import ParsedLine, parse_order_text
+from flowchat_conversation.commerce.orders import invoice_id_for, invoice_text
+from flowchat_conversation.commerce.parser import ParsedLine, parse_order_text
 
 MAX_QUANTITY = 10_000
 LIST_ROWS = 10

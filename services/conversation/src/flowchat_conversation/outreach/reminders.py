@@ -13,10 +13,10 @@ When a reminder fires (:func:`decide`):
 - otherwise, with a ``template`` given → the **template**;
 - otherwise → skipped (``outside_window``): a free-form message would fail with 131047.
 
-``{{name}}``-style fields (see :mod:`flowchat_conversation.templates`) work in the text
-and in template parameter values. The scheduler (:mod:`flowchat_conversation.scheduler`)
-fires each reminder once, across replicas and restarts; its command's idempotency key
-is ``reminder:<id>``.
+``{{name}}``-style fields (see :mod:`flowchat_conversation.outreach.template_catalog`)
+work in the text and in template parameter values. The scheduler
+(:mod:`flowchat_conversation.outreach.scheduler`) fires each reminder once, across
+replicas and restarts; its command's idempotency key is ``reminder:<id>``.
 
 Hooks for the commerce bot (:class:`BotReminders` builds them; the conversation service
 writes them in the conversation's own transaction, so a reminder exists exactly when
@@ -50,40 +50,30 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from flowchat_contracts import OutboundContent, TextContent
-from flowchat_conversation.contacts import normalize_phone
-from flowchat_conversation.errors import OutreachError
-from flowchat_conversation.templates import (
+from flowchat_conversation.errors import InvalidState, OutreachError, OutreachNotFound
+from flowchat_conversation.outreach.reminder_kinds import (
+    DEFAULT_CATEGORY,
+    ReminderCategory,
+    ReminderKind,
+    ReminderState,
+    ReminderTemplate,
+)
+from flowchat_conversation.outreach.template_catalog import (
     ParameterMap,
     Template,
     contact_fields,
     content,
     render_value,
 )
+from flowchat_platform.phones import to_wa_id
 
-ReminderKind = Literal["payment_due", "abandoned_cart", "order_follow_up", "restock", "custom"]
-ReminderState = Literal["pending", "fired", "skipped", "cancelled"]
-ReminderCategory = Literal["utility", "marketing"]
 WINDOW = timedelta(hours=24)
 #: A restock reminder whose product is still out of stock looks again this much later.
 RESTOCK_RECHECK = timedelta(hours=1)
-DEFAULT_CATEGORY: dict[str, ReminderCategory] = {
-    "payment_due": "utility",
-    "order_follow_up": "utility",
-    "abandoned_cart": "marketing",
-    "restock": "marketing",
-    "custom": "utility",
-}
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ReminderTemplate(_In):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
-    language: Annotated[str, StringConstraints(min_length=2, max_length=15)]
-    #: Value specs (``{{name}}`` fields allowed), positional list or named mapping.
-    parameters: ParameterMap = ParameterMap()
 
 
 class ReminderIn(_In):
@@ -280,7 +270,7 @@ class ReminderService:
 
     async def schedule(self, tenant_id: str, body: ReminderIn) -> tuple[Reminder, bool]:
         try:
-            wa_id = normalize_phone(body.phone)
+            wa_id = to_wa_id(body.phone)
         except ValueError as exc:
             raise OutreachError(str(exc), code="invalid_phone") from exc
         now = self.clock()
@@ -310,7 +300,7 @@ class ReminderService:
     async def get(self, tenant_id: str, reminder_id: str) -> Reminder:
         reminder = await self.store.get_reminder(tenant_id, reminder_id)
         if reminder is None:
-            raise OutreachError(f"no reminder {reminder_id}", code="not_found", status=404)
+            raise OutreachNotFound("reminder", reminder_id)
         return reminder
 
     async def list_reminders(
@@ -322,9 +312,7 @@ class ReminderService:
         reminder = await self.store.cancel_reminder(tenant_id, reminder_id)
         if reminder is None:
             current = await self.get(tenant_id, reminder_id)
-            raise OutreachError(
-                f"reminder {reminder_id} is {current.state}", code="invalid_state", status=409
-            )
+            raise InvalidState(f"reminder {reminder_id} is {current.state}")
         return reminder
 
     async def cancel_reference(self, tenant_id: str, kind: ReminderKind, reference: str) -> int:

@@ -8,11 +8,11 @@ Every path that changes a contact's marketing state mirrors the *resulting* stat
 (not the request: an import never opts back in a customer who stopped, an older
 webhook never overrides a newer one):
 
-- STOP / START to the bot (:class:`~flowchat_conversation.service.ConversationService`):
+- STOP / START to the bot (:class:`~flowchat_conversation.commerce.service.ConversationService`):
   an opt-out joins the set *before* the transaction commits, an opt-in leaves it
   *after*, so a crash between the two leaves the customer protected, never exposed;
 - the ``user_marketing_preferences`` webhook, error 131050, the API, the contacts API
-  and CSV import (:class:`~flowchat_conversation.contacts.ContactsService`): after the
+  and CSV import (:class:`~flowchat_conversation.outreach.contacts.ContactsService`): after the
   write; a redelivered event or a retried request writes the same state again.
 
 :meth:`RedisOptOuts.rebuild` repairs the set from PostgreSQL at service start (any
@@ -62,7 +62,8 @@ class RebuildReport:
 
 
 class RedisOptOuts:
-    """Writes the opt-out sets (the :class:`~flowchat_conversation.contacts.OptOutMirror`)."""
+    """Writes the opt-out sets (the
+    :class:`~flowchat_conversation.outreach.contacts.OptOutMirror`)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client

@@ -3,7 +3,7 @@
 Every ``tick_s`` each replica opens a transaction and claims up to ``batch`` due
 reminders with ``SELECT … FOR UPDATE SKIP LOCKED``: rows another replica holds are
 skipped, never waited for, so replicas share the work and never take the same one.
-For each it decides (:func:`flowchat_conversation.reminders.decide`), publishes the
+For each it decides (:func:`flowchat_conversation.outreach.reminders.decide`), publishes the
 command with a confirm, and records the outcome in the same transaction; the commit
 releases the rows as ``fired`` / ``skipped`` (or ``pending`` with a later ``due_at``).
 
@@ -23,8 +23,8 @@ from typing import Protocol
 
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation import metrics
-from flowchat_conversation.campaign_runner import Outbox
-from flowchat_conversation.reminders import DueReminder, Send, Skip, Wait, decide
+from flowchat_conversation.outbox import Outbox
+from flowchat_conversation.outreach.reminders import DueReminder, Send, Skip, Wait, decide
 from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)

@@ -12,9 +12,8 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from flowchat_conversation.commerce.orders import Invoice, Order, OrderStatus
 from flowchat_conversation.deps import Orders, TenantAdmin
-from flowchat_conversation.errors import OrderError
-from flowchat_conversation.orders import Invoice, Order, OrderStatus
 from flowchat_platform.http import ApiError
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
@@ -158,10 +157,6 @@ def _order_out(order: Order, orders: Orders) -> OrderOut:
     )
 
 
-def _api_error(exc: OrderError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message)
-
-
 @router.get("/orders")
 async def list_orders(
     tenant_id: TenantAdmin,
@@ -184,10 +179,7 @@ async def list_orders(
 
 @router.get("/orders/{order_id}")
 async def get_order(tenant_id: TenantAdmin, orders: Orders, order_id: OrderId) -> OrderOut:
-    try:
-        return _order_out(await orders.get(tenant_id, order_id), orders)
-    except OrderError as exc:
-        raise _api_error(exc) from exc
+    return _order_out(await orders.get(tenant_id, order_id), orders)
 
 
 @router.post("/orders/{order_id}/status")
@@ -196,10 +188,7 @@ async def change_status(
 ) -> OrderOut:
     if body.status is OrderStatus.CANCELLED and not body.reason:
         raise ApiError(422, "reason_required", "a cancellation needs a reason")
-    try:
-        order = await orders.change_status(tenant_id, order_id, body.status, reason=body.reason)
-    except OrderError as exc:
-        raise _api_error(exc) from exc
+    order = await orders.change_status(tenant_id, order_id, body.status, reason=body.reason)
     return _order_out(order, orders)
 
 
@@ -207,12 +196,9 @@ async def change_status(
 async def record_payment(
     tenant_id: TenantAdmin, orders: Orders, order_id: OrderId, body: PaymentIn
 ) -> PaymentOut:
-    try:
-        outcome = await orders.record_payment(
-            tenant_id, order_id, reference=body.reference, amount=body.amount
-        )
-    except OrderError as exc:
-        raise _api_error(exc) from exc
+    outcome = await orders.record_payment(
+        tenant_id, order_id, reference=body.reference, amount=body.amount
+    )
     return PaymentOut(
         result=outcome.result,
         notification=outcome.notification,
@@ -228,12 +214,9 @@ async def release_conversation(
     body: ReleaseIn | None = None,
 ) -> ReleaseOut:
     """End the operator hand-off with a customer: the bot speaks again."""
-    try:
-        released = await orders.release(
-            tenant_id, wa_id.lstrip("+"), account_id=body.account_id if body else None
-        )
-    except OrderError as exc:
-        raise _api_error(exc) from exc
+    released = await orders.release(
+        tenant_id, wa_id.lstrip("+"), account_id=body.account_id if body else None
+    )
     return ReleaseOut(released=released)
 
 

@@ -10,7 +10,8 @@ No I/O here: :class:`ContactsService` works through the :class:`ContactStore` po
   refused a marketing message because the user stopped them), ``api``, ``import``.
   An import never opts back in a customer who opted out themselves. Every change is
   mirrored to the Redis opt-out set the sender's guard reads
-  (:mod:`~flowchat_conversation.optouts`), with the state PostgreSQL ended up holding.
+  (:mod:`~flowchat_conversation.outreach.redis_optouts`), with the state PostgreSQL
+  ended up holding.
 - **Segments** select by status, tags (all / any), groups (any), attribute equality,
   opt-in and free text (name or phone).
 """
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal, Protocol
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from flowchat_conversation.errors import OutreachError
+from flowchat_conversation.errors import ContactCsvError, OutreachError, OutreachNotFound
+from flowchat_platform.phones import to_wa_id
 
 ContactStatus = Literal["active", "inactive", "blocked"]
 OptInSource = Literal["default", "keyword", "webhook", "error_131050", "api", "import"]
@@ -43,24 +44,6 @@ MIRROR_CHUNK = 5000
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def normalize_phone(raw: str, default_region: str | None = None) -> str:
-    """The WhatsApp id (E.164 digits without ``+``) of a phone number, or ValueError."""
-    text = (raw or "").strip()
-    if not text:
-        raise ValueError("phone is required")
-    if not text.startswith("+") and default_region is None:
-        if text.startswith("0"):
-            raise ValueError(f"a national number needs the country code: {raw!r}")
-        text = "+" + text
-    try:
-        number = phonenumbers.parse(text, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not a phone number: {raw!r}") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"not a valid phone number: {raw!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
 class Contact(BaseModel):
@@ -192,7 +175,7 @@ class OptOutMirror(Protocol):
 
 def to_new_contact(item: ContactIn, default_region: str | None = None) -> NewContact:
     return NewContact(
-        wa_id=normalize_phone(item.phone, default_region),
+        wa_id=to_wa_id(item.phone, default_region),
         name=item.name.strip() or None if item.name is not None else None,
         status=item.status,
         tags=_unique(item.tags),
@@ -216,11 +199,6 @@ def _split(value: str) -> list[str]:
     return list(dict.fromkeys(p for p in parts if p))
 
 
-class CsvFormatError(OutreachError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="invalid_csv")
-
-
 def parse_contacts_csv(  # noqa: PLR0912 - one flat check per column
     text: str, default_region: str | None = None
 ) -> tuple[list[tuple[int, NewContact]], list[RejectedRow]]:
@@ -234,7 +212,7 @@ def parse_contacts_csv(  # noqa: PLR0912 - one flat check per column
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     headers = [h.strip().lower() for h in reader.fieldnames or []]
     if "phone" not in headers:
-        raise CsvFormatError("the CSV file needs a header row with a 'phone' column")
+        raise ContactCsvError("the CSV file needs a header row with a 'phone' column")
     reader.fieldnames = headers
     good: list[tuple[int, NewContact]] = []
     rejected: list[RejectedRow] = []
@@ -242,14 +220,14 @@ def parse_contacts_csv(  # noqa: PLR0912 - one flat check per column
     for n, row in enumerate(reader):
         line = reader.line_num
         if n >= MAX_CSV_ROWS:
-            raise CsvFormatError(f"at most {MAX_CSV_ROWS} rows per file")
+            raise ContactCsvError(f"at most {MAX_CSV_ROWS} rows per file")
         raw_phone = (row.get("phone") or "").strip()
         errors: list[str] = []
         if None in row:
             errors.append("more fields than headers")
         wa_id = ""
         try:
-            wa_id = normalize_phone(raw_phone, default_region)
+            wa_id = to_wa_id(raw_phone, default_region)
         except ValueError as exc:
             errors.append(str(exc))
         status = (row.get("status") or "").strip().lower() or None
@@ -342,7 +320,7 @@ class ContactsService:
     async def get(self, tenant_id: str, contact_id: int) -> Contact:
         contact = await self.store.get_contact(tenant_id, contact_id)
         if contact is None:
-            raise OutreachError(f"no contact {contact_id}", code="not_found", status=404)
+            raise OutreachNotFound("contact", contact_id)
         return contact
 
     async def search(
@@ -356,7 +334,7 @@ class ContactsService:
     async def patch(self, tenant_id: str, contact_id: int, patch: ContactPatch) -> Contact:
         contact = await self.store.patch_contact(tenant_id, contact_id, patch)
         if contact is None:
-            raise OutreachError(f"no contact {contact_id}", code="not_found", status=404)
+            raise OutreachNotFound("contact", contact_id)
         return contact
 
     async def set_preference(

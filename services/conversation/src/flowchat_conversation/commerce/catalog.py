@@ -15,21 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from flowchat_conversation.domain import Product, ProductIn, resolve_product
+from flowchat_conversation.commerce.domain import Product, ProductIn, resolve_product
+from flowchat_conversation.errors import CatalogCsvError
 
 REQUIRED_COLUMNS = ("sku", "name", "price")
 OPTIONAL_COLUMNS = ("description", "currency", "category", "stock", "available")
 MAX_ROWS = 10_000
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
-
-
-class CsvFormatError(ValueError):
-    """The file as a whole cannot be read (no header, missing or unknown columns)."""
-
-    def __init__(self, message: str, *, details: list[Any] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or []
 
 
 @dataclass(frozen=True)
@@ -74,11 +67,11 @@ def parse_csv(text: str, *, default_currency: str) -> ParsedCsv:
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")), skipinitialspace=True)
     header = [h.strip().lower() for h in (reader.fieldnames or []) if h is not None]
     if not header:
-        raise CsvFormatError("the CSV file has no header row")
+        raise CatalogCsvError("the CSV file has no header row")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown:
-        raise CsvFormatError(
+        raise CatalogCsvError(
             "the CSV header is not usable",
             details=[{"missing_columns": missing, "unknown_columns": unknown}],
         )
@@ -88,7 +81,7 @@ def parse_csv(text: str, *, default_currency: str) -> ParsedCsv:
     for row in reader:
         line = reader.line_num
         if len(out.products) + len(out.rejected) >= MAX_ROWS:
-            raise CsvFormatError(f"the CSV file has more than {MAX_ROWS} rows")
+            raise CatalogCsvError(f"the CSV file has more than {MAX_ROWS} rows")
         if None in row:
             out.rejected.append(RejectedRow(line, row.get("sku"), ["too many fields in the row"]))
             continue

@@ -7,10 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from flowchat_conversation.catalog import CsvFormatError
-from flowchat_conversation.deps import Catalog, TenantAdmin
-from flowchat_conversation.domain import BotSettings, Product, ProductIn
-from flowchat_conversation.errors import CatalogError
+from flowchat_conversation.commerce.domain import BotSettings, Product, ProductIn
+from flowchat_conversation.deps import Catalog, TenantAdmin, csv_text
 from flowchat_platform.http import ApiError
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
@@ -46,10 +44,7 @@ async def add_products(
         raise ApiError(422, "invalid_request", "no products given")
     if len(items) > 1000:
         raise ApiError(413, "too_many_products", "at most 1000 products per request")
-    try:
-        products, created, updated = await catalog.add_products(tenant_id, items)
-    except CatalogError as exc:
-        raise ApiError(422, exc.code, exc.message) from exc
+    products, created, updated = await catalog.add_products(tenant_id, items)
     return ProductsWritten(products=products, created=created, updated=updated)
 
 
@@ -68,17 +63,8 @@ async def list_products(
 @router.post("/products/import")
 async def import_products(tenant_id: TenantAdmin, catalog: Catalog, request: Request) -> Any:
     """Import a CSV file (the raw request body); answers a report of rejected rows."""
-    body = await request.body()
-    if len(body) > MAX_CSV_BYTES:
-        raise ApiError(413, "too_large", f"the CSV file is larger than {MAX_CSV_BYTES} bytes")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(422, "invalid_csv", "the CSV file must be UTF-8") from exc
-    try:
-        report = await catalog.import_csv(tenant_id, text)
-    except CsvFormatError as exc:
-        raise ApiError(422, "invalid_csv", str(exc), details=exc.details) from exc
+    text = await csv_text(request, max_bytes=MAX_CSV_BYTES)
+    report = await catalog.import_csv(tenant_id, text)
     return {
         "received": report.received,
         "imported": report.created + report.updated,

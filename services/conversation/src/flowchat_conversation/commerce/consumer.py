@@ -1,12 +1,13 @@
-"""AMQP edge: ``conversation.inbound`` → :class:`ConversationService`; replies → outbound."""
+"""AMQP edge: ``conversation.inbound`` → :class:`ConversationService` (its replies go out
+through :class:`~flowchat_conversation.amqp_outbox.AmqpOutbox`)."""
 
 from __future__ import annotations
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
-from flowchat_contracts import InboundMessage, OutboundCommand, topology
-from flowchat_conversation.service import ConversationService
+from flowchat_contracts import InboundMessage, topology
+from flowchat_conversation.commerce.service import ConversationService
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.errors import Discard
 from flowchat_platform.logs import get_logger
@@ -14,22 +15,6 @@ from flowchat_platform.logs import get_logger
 log = get_logger(__name__)
 
 INBOUND_DECODER: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
-
-
-class AmqpOutbox:
-    """Publishes replies to ``flowchat.outbound`` and waits for the broker's confirm."""
-
-    def __init__(self, amqp: Amqp) -> None:
-        self._amqp = amqp
-
-    async def send(self, command: OutboundCommand) -> None:
-        await self._amqp.publish(
-            topology.EXCHANGE_OUTBOUND,
-            topology.outbound_routing_key(command.tenant_id, command.account_id, command.category),
-            command,
-            message_id=command.message_id,
-            correlation_id=command.correlation_id,
-        )
 
 
 class InboundConsumer:

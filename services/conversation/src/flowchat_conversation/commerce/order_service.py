@@ -1,0 +1,372 @@
+"""The tenant side of orders: statuses, payments, invoices, hand-off release (no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Literal
+
+from flowchat_contracts import OutboundCommand, OutboundContent
+from flowchat_conversation import metrics
+from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce.domain import (
+    ConversationKey,
+    format_money,
+    round_money,
+    short_id,
+    within_window,
+)
+from flowchat_conversation.commerce.invoice_pdf import render_invoice_pdf
+from flowchat_conversation.commerce.orders import (
+    RESERVED,
+    InvoiceLinks,
+    InvoiceStatus,
+    Order,
+    OrderStatus,
+    can_move,
+    paid_text,
+    status_text,
+)
+from flowchat_conversation.commerce.ports import (
+    ConversationTx,
+    Notification,
+    OrderStore,
+    SessionStore,
+    schedule_reminder,
+)
+from flowchat_conversation.errors import (
+    InvalidAmount,
+    InvalidTransition,
+    NoHandoff,
+    OrderNotFound,
+    PaymentRejected,
+    SessionConflict,
+)
+from flowchat_conversation.outbox import Outbox
+from flowchat_conversation.outreach.reminders import BotReminders
+
+
+@dataclass(frozen=True)
+class PaymentOutcome:
+    order: Order
+    #: "added" (a new payment), "duplicate" (this reference was recorded before).
+    result: Literal["added", "duplicate"]
+    notification: Notification
+
+
+@dataclass
+class OrderService:
+    """The tenant side of orders: statuses, payments, invoices, hand-off release.
+
+    Every change to a conversation's order runs in the conversation's locked
+    transaction (the advisory lock the inbound handler takes), so it is ordered with
+    the customer's own messages, and updates the bot session with a version check.
+    Customer notifications are session messages and go out only inside the 24 h
+    service window (from the contact's last inbound message); outside it nothing
+    free-form is sent and the event records ``needs_template``.
+    """
+
+    store: OrderStore
+    sessions: SessionStore
+    outbox: Outbox
+    links: InvoiceLinks | None = None
+    #: The reminders orders schedule and cancel (None: none).
+    reminders: BotReminders | None = None
+
+    async def get(self, tenant_id: str, order_id: str) -> Order:
+        order = await self.store.get_order(tenant_id, order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    @asynccontextmanager
+    async def _locked_order(
+        self, tenant_id: str, order_id: str
+    ) -> AsyncIterator[tuple[ConversationTx, ConversationKey, Order]]:
+        """The order's conversation transaction (advisory lock) with the order row locked."""
+        order = await self.get(tenant_id, order_id)
+        key = ConversationKey(tenant_id, order.account_id, order.customer_wa_id)
+        async with self.store.conversation(key) as tx:
+            current = await tx.lock_order(tenant_id, order_id)
+            if current is None:
+                raise OrderNotFound(order_id)
+            yield tx, key, current
+
+    async def list_orders(
+        self,
+        tenant_id: str,
+        *,
+        status: OrderStatus | None = None,
+        customer_wa_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Order]:
+        return await self.store.list_orders(
+            tenant_id, status=status, customer_wa_id=customer_wa_id, limit=limit, offset=offset
+        )
+
+    async def overdue(
+        self, tenant_id: str | None, *, now: datetime | None = None, limit: int = 100
+    ) -> list[Order]:
+        """Confirmed or processing orders whose invoice is unpaid past its due time
+        (``tenant_id=None``: every tenant's, for the reminder scheduler)."""
+        return await self.store.overdue_orders(tenant_id, now=now or datetime.now(UTC), limit=limit)
+
+    async def change_status(
+        self, tenant_id: str, order_id: str, target: OrderStatus, *, reason: str | None = None
+    ) -> Order:
+        """Move an order along its lifecycle and tell the customer.
+
+        Raises :class:`OrderNotFound`, :class:`InvalidTransition`. Setting the status
+        it already has is a no-op (a retried request).
+        """
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
+            if current.status is target:
+                return current
+            if not can_move(current.status, target):
+                raise InvalidTransition(order_id, current=current.status, target=target)
+            await tx.set_order_status(
+                tenant_id,
+                order_id,
+                target,
+                reason=reason,
+                restock=target is OrderStatus.CANCELLED and current.status in RESERVED,
+            )
+            await self._reminders_on_status(tx, key, order_id, target)
+            settings = await tx.bot_settings(tenant_id)
+            text = status_text(target, order_id, settings.business_name, reason)
+            if target is OrderStatus.CANCELLED:
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:{target}",
+                    lambda s: bot.order_cancelled(s, order_id, text),
+                )
+            else:
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:{target}",
+                    partial(bot.notice, text=text),
+                )
+            await tx.record_event(
+                tenant_id,
+                order_id,
+                from_status=current.status.value,
+                to_status=target.value,
+                reason=reason,
+                notification=fate,
+            )
+            metrics.ORDER_STATUS.labels(target.value, fate).inc()
+        return await self.get(tenant_id, order_id)
+
+    async def cancel_unpaid(
+        self,
+        tenant_id: str,
+        order_id: str,
+        *,
+        reason: str = "not paid in time",
+        now: datetime | None = None,
+    ) -> bool:
+        """Cancel an order whose invoice is still unpaid past its due time; puts the
+        stock back and tells the customer (inside the window). For the reminder
+        scheduler: True when it cancelled, False when the order is paid, not yet due,
+        already moved on or unknown (safe to call again)."""
+        order = await self.store.get_order(tenant_id, order_id)
+        if order is None or order.invoice is None:
+            return False
+        if order.status is not OrderStatus.CONFIRMED or order.payment_status == "paid":
+            return False
+        if not order.invoice.overdue(now or datetime.now(UTC)):
+            return False
+        try:
+            done = await self.change_status(
+                tenant_id, order_id, OrderStatus.CANCELLED, reason=reason
+            )
+        except InvalidTransition:
+            return False
+        return done.status is OrderStatus.CANCELLED and done.payment_status != "paid"
+
+    async def cancel_overdue(self, *, limit: int = 100, now: datetime | None = None) -> int:
+        """Cancel every tenant's confirmed orders still unpaid past their due time (the end
+        of the ``payment_due`` reminder's story); safe on any number of replicas (each
+        cancellation runs in the conversation's locked transaction and re-checks). The
+        number cancelled."""
+        at = now or datetime.now(UTC)
+        cancelled = 0
+        for order in await self.store.overdue_orders(
+            None, now=at, limit=limit, confirmed_only=True
+        ):
+            if await self.cancel_unpaid(order.tenant_id, order.order_id, now=at):
+                cancelled += 1
+        return cancelled
+
+    async def _reminders_on_status(
+        self, tx: ConversationTx, key: ConversationKey, order_id: str, target: OrderStatus
+    ) -> None:
+        if target is OrderStatus.CANCELLED:
+            await tx.cancel_reminders(key.tenant_id, "payment_due", order_id)
+        elif target is OrderStatus.DELIVERED and self.reminders is not None:
+            reminder = self.reminders.order_follow_up(
+                tenant_id=key.tenant_id,
+                account_id=key.account_id,
+                wa_id=key.customer_wa_id,
+                order_id=order_id,
+                now=datetime.now(UTC),
+            )
+            await schedule_reminder(tx, reminder)
+
+    async def record_payment(
+        self, tenant_id: str, order_id: str, *, reference: str, amount: Decimal
+    ) -> PaymentOutcome:
+        """A payment the tenant received for an order. When payments cover the invoice,
+        the order is paid and the customer's conversation moves to ORDER_COMPLETE."""
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
+            invoice = current.invoice
+            if invoice is None:
+                raise PaymentRejected("no_invoice", f"order {order_id} has no invoice")
+            if round_money(amount, invoice.currency) != amount or amount <= 0:
+                raise InvalidAmount(
+                    f"amount must be positive with at most the decimals of {invoice.currency}"
+                )
+            added = await tx.add_payment(tenant_id, order_id, reference, amount, invoice.currency)
+            if added == "conflict":
+                raise PaymentRejected(
+                    "reference_used", f"payment reference {reference} was used for another payment"
+                )
+            if added == "duplicate":
+                return PaymentOutcome(current, "duplicate", "none")
+            if current.status is OrderStatus.CANCELLED or invoice.status is InvoiceStatus.VOID:
+                raise PaymentRejected("order_cancelled", f"order {order_id} is cancelled")
+            if invoice.status is InvoiceStatus.PAID:
+                raise PaymentRejected("already_paid", f"order {order_id} is paid already")
+            paid_total = invoice.amount_paid + amount
+            paid = paid_total >= invoice.total
+            await tx.set_amount_paid(tenant_id, order_id, paid_total, paid=paid)
+            if paid:
+                await tx.cancel_reminders(tenant_id, "payment_due", order_id)
+                text = paid_text(order_id, paid_total, invoice.currency)
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:paid",
+                    lambda s: bot.payment_confirmed(s, order_id, text),
+                )
+            else:
+                balance = invoice.total - paid_total
+                text = (
+                    f"💰 We received {format_money(amount, invoice.currency)} for order "
+                    f"{order_id}. Still to pay: {format_money(balance, invoice.currency)}."
+                )
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"payment:{order_id}:{reference}",
+                    partial(bot.notice, text=text),
+                )
+            await tx.record_event(
+                tenant_id,
+                order_id,
+                from_status=current.status.value,
+                to_status="paid" if paid else "part_paid",
+                reason=f"payment {reference}",
+                notification=fate,
+            )
+            metrics.PAYMENTS.labels("paid" if paid else "partial").inc()
+        return PaymentOutcome(await self.get(tenant_id, order_id), "added", fate)
+
+    async def release(
+        self, tenant_id: str, customer_wa_id: str, *, account_id: str | None = None
+    ) -> list[str]:
+        """End the operator hand-off of the customer's conversation(s); the bot speaks
+        again. Returns the accounts released; raises :class:`NoHandoff` when none was open."""
+        accounts = await self.store.open_handoffs(tenant_id, customer_wa_id)
+        if account_id is not None:
+            accounts = [a for a in accounts if a == account_id]
+        if not accounts:
+            raise NoHandoff(customer_wa_id)
+        released: list[str] = []
+        for account in accounts:
+            key = ConversationKey(tenant_id, account, customer_wa_id)
+            async with self.store.conversation(key) as tx:
+                if not await tx.release_handoff(key):
+                    continue  # released concurrently
+                settings = await tx.bot_settings(tenant_id)
+                await self._notify(
+                    tx,
+                    key,
+                    short_id("release:", str(key), datetime.now(UTC).isoformat()),
+                    partial(bot.released, business_name=settings.business_name),
+                    save_new=True,
+                )
+                released.append(account)
+                metrics.HANDOFFS.labels("released").inc()
+        return released
+
+    async def invoice_pdf(self, invoice_id: str, token: str) -> tuple[str, bytes] | None:
+        """``(filename, PDF bytes)`` when ``token`` is the invoice's link token."""
+        if self.links is None or not self.links.verify(invoice_id, token):
+            return None
+        found = await self.store.invoice_document(invoice_id)
+        if found is None or found[0].invoice is None:
+            return None
+        order, settings = found
+        assert order.invoice is not None
+        pdf = render_invoice_pdf(order, order.invoice, business_name=settings.business_name)
+        return f"{order.invoice.number}.pdf", pdf
+
+    async def purge_handled(self, *, older_than_s: int, batch: int) -> int:
+        """Delete dedupe rows older than ``older_than_s``, ``batch`` rows per statement,
+        until none is left; returns how many went."""
+        total = 0
+        while True:
+            n = await self.store.purge_handled(older_than_s=older_than_s, batch=batch)
+            total += n
+            if n < batch:
+                return total
+
+    async def _notify(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        event_key: str,
+        decide: Callable[[bot.Session | None], bot.Decision],
+        *,
+        save_new: bool = False,
+    ) -> Notification:
+        stored = await self.sessions.load(key)
+        decision = decide(stored.session)
+        fate: Notification = "none"
+        if decision.replies:
+            if within_window(await tx.last_inbound(key), datetime.now(UTC)):
+                await self._send(key, event_key, decision.replies)
+                fate = "sent"
+            else:
+                fate = "needs_template"
+        keep = stored.session is not None or save_new
+        if keep and not await self.sessions.save(
+            key, decision.session, expected_version=stored.version
+        ):
+            raise SessionConflict(str(key), expected_version=stored.version)
+        return fate
+
+    async def _send(
+        self, key: ConversationKey, event_key: str, replies: Sequence[OutboundContent]
+    ) -> None:
+        for n, content in enumerate(replies):
+            await self.outbox.send(
+                OutboundCommand(
+                    tenant_id=key.tenant_id,
+                    account_id=key.account_id,
+                    idempotency_key=f"{event_key}:{n}",
+                    message_id=short_id("msg-", key.tenant_id, event_key, str(n)),
+                    to=key.customer_wa_id,
+                    category="service",
+                    content=content,
+                )
+            )
+            metrics.REPLIES.labels(content.type).inc()

@@ -1,0 +1,190 @@
+"""The ports the commerce services work through, and the values that cross them.
+
+Implemented by the adapters the app wires in: :class:`ConversationStore`,
+:class:`OrderStore` and :class:`CatalogStore` by
+:class:`~flowchat_conversation.commerce.repository.Repository` (asyncpg),
+:class:`SessionStore` by
+:class:`~flowchat_conversation.commerce.redis_sessions.RedisSessionStore`; the outbox
+is :class:`~flowchat_conversation.outbox.Outbox`, shared with outreach.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from flowchat_conversation import metrics
+from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce.domain import BotSettings, ContactSeen, ConversationKey, Product
+from flowchat_conversation.commerce.orders import Order, OrderStatus
+from flowchat_conversation.outreach.reminders import NewReminder
+
+Notification = Literal["sent", "needs_template", "none"]
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    session: bot.Session | None
+    version: int
+    #: The inbound message whose handling saved ``session`` (None: not known).
+    message_id: str | None = None
+    #: The session before that message.
+    previous: bot.Session | None = None
+
+
+class SessionStore(Protocol):
+    async def load(self, key: ConversationKey) -> StoredSession: ...
+
+    async def save(
+        self,
+        key: ConversationKey,
+        session: bot.Session,
+        *,
+        expected_version: int,
+        message_id: str | None = None,
+        previous: bot.Session | None = None,
+    ) -> bool: ...
+
+
+class ConversationTx(Protocol):
+    """The database side of one message, inside one transaction holding the lock."""
+
+    async def mark_handled(self, tenant_id: str, provider_message_id: str, key: str) -> bool:
+        """Record the message; False when it was handled before."""
+
+    async def bot_settings(self, tenant_id: str) -> BotSettings: ...
+
+    async def catalog(self, tenant_id: str) -> list[Product]: ...
+
+    async def touch_contact(self, key: ConversationKey, name: str | None) -> ContactSeen:
+        """Upsert the contact: had the customer written before, is the contact blocked."""
+
+    async def set_marketing_opt_in(self, key: ConversationKey, opt_in: bool) -> None: ...
+
+    async def place_order(
+        self,
+        *,
+        key: ConversationKey,
+        order_id: str,
+        payment_reference: str,
+        lines: Sequence[bot.CartLine],
+        settings: BotSettings,
+        source_message_id: str,
+    ) -> bot.OrderResult: ...
+
+    async def claim_payment(self, tenant_id: str, order_id: str, reference: str) -> None: ...
+
+    async def cancel_order(self, tenant_id: str, order_id: str, reason: str) -> None: ...
+
+    async def start_handoff(self, key: ConversationKey) -> None: ...
+
+    async def handoff_open(self, key: ConversationKey) -> bool: ...
+
+    async def last_order(self, key: ConversationKey) -> tuple[tuple[str, int], ...]:
+        """``(sku, quantity)`` of the customer's newest order that was not cancelled."""
+
+    # -- used by the order API (same locked transaction) --
+
+    async def lock_order(self, tenant_id: str, order_id: str) -> Order | None:
+        """The order with its invoice, row-locked until the transaction ends."""
+
+    async def set_order_status(
+        self,
+        tenant_id: str,
+        order_id: str,
+        status: OrderStatus,
+        *,
+        reason: str | None,
+        restock: bool,
+    ) -> None: ...
+
+    async def record_event(
+        self,
+        tenant_id: str,
+        order_id: str,
+        *,
+        from_status: str | None,
+        to_status: str,
+        reason: str | None,
+        notification: Notification,
+    ) -> None: ...
+
+    async def add_payment(
+        self, tenant_id: str, order_id: str, reference: str, amount: Decimal, currency: str
+    ) -> Literal["added", "duplicate", "conflict"]:
+        """Record a payment; the same reference again for the same order and amount is
+        a duplicate, for anything else a conflict."""
+
+    async def set_amount_paid(
+        self, tenant_id: str, order_id: str, amount_paid: Decimal, *, paid: bool
+    ) -> None: ...
+
+    async def last_inbound(self, key: ConversationKey) -> datetime | None:
+        """When the customer last wrote (the start of the 24 h service window)."""
+
+    async def schedule_reminder(self, reminder: NewReminder, *, replace: bool = False) -> bool:
+        """Schedule in this transaction. ``replace``: cancel the customer's pending one of
+        the same kind and reference first; otherwise none is added while one is pending
+        (or when its dedupe key was used). True when added."""
+
+    async def cancel_reminders(
+        self, tenant_id: str, kind: str, reference: str, *, wa_id: str | None = None
+    ) -> int:
+        """Cancel the pending reminders of ``kind`` about ``reference`` (the reason is gone)."""
+
+    async def release_handoff(self, key: ConversationKey) -> bool: ...
+
+
+class ConversationStore(Protocol):
+    def conversation(self, key: ConversationKey) -> AbstractAsyncContextManager[ConversationTx]:
+        """A transaction holding the conversation's advisory lock."""
+
+
+class OrderStore(ConversationStore, Protocol):
+    async def get_order(self, tenant_id: str, order_id: str) -> Order | None: ...
+
+    async def list_orders(
+        self,
+        tenant_id: str,
+        *,
+        status: OrderStatus | None,
+        customer_wa_id: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[Order]: ...
+
+    async def overdue_orders(
+        self, tenant_id: str | None, *, now: datetime, limit: int, confirmed_only: bool = False
+    ) -> list[Order]: ...
+
+    async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
+
+    async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
+        """The accounts whose conversation with the customer is with an operator."""
+
+    async def purge_handled(self, *, older_than_s: int, batch: int) -> int: ...
+
+
+class CatalogStore(Protocol):
+    async def get_settings(self, tenant_id: str) -> BotSettings | None: ...
+
+    async def put_settings(self, tenant_id: str, settings: BotSettings) -> None: ...
+
+    async def upsert_products(
+        self, tenant_id: str, products: Sequence[Product]
+    ) -> tuple[int, int]: ...
+
+    async def list_products(
+        self, tenant_id: str, *, category: str | None, limit: int, offset: int
+    ) -> list[Product]: ...
+
+
+async def schedule_reminder(tx: ConversationTx, reminder: NewReminder | None) -> None:
+    """Schedule a reminder the bot asked for in the conversation's transaction (none
+    when the kind is switched off), counting what was added."""
+    if reminder is not None and await tx.schedule_reminder(reminder):
+        metrics.REMINDERS.labels(reminder.kind, "scheduled").inc()

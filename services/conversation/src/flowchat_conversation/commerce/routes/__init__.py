@@ -1,0 +1,10 @@
+"""The commerce HTTP API: bot settings and the catalog (:mod:`.catalog`), orders,
+payments, hand-off release and the invoice PDF download (:mod:`.orders`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from flowchat_conversation.commerce.routes import catalog, orders
+
+ROUTERS: tuple[APIRouter, ...] = (catalog.router, orders.router, orders.public)

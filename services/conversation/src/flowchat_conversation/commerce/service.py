@@ -1,0 +1,332 @@
+"""The commerce bot's conversations: :class:`ConversationService` handles each inbound
+message (no I/O here: the stores, the sessions and the outbox are ports,
+:mod:`~flowchat_conversation.commerce.ports`).
+
+Handling one inbound message
+----------------------------
+1. **In-process order**: a per-conversation FIFO lock (:class:`KeyedLocks`), taken
+   before the first ``await``; RabbitMQ delivers a queue's messages to a consumer in
+   order and each delivery's task starts in that order, so one replica handles one
+   conversation's messages one at a time and in arrival order.
+2. **Across replicas**: the transaction takes a PostgreSQL advisory transaction lock
+   on the conversation (``pg_advisory_xact_lock``). Chosen over a Redis ``SET NX``
+   lock because it cannot expire while the holder is still working (no fencing
+   needed) and it is released by the server the moment a killed replica's connection
+   drops. Within the lock the session is read and written with a version check
+   (Redis check-and-set), so a write based on a stale read is refused, never lost.
+   The session remembers the newest inbound timestamp and message id; a message
+   older than the last one handled (two replicas racing) is still answered, against
+   the current state, which the state machine validates (an outdated button gets
+   "that option has expired"). Strict cross-replica arrival order would need a
+   consistent-hash exchange with single-active-consumer queues in the topology.
+3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
+   (unique constraint) in the same transaction as the effects (orders, contacts); a
+   redelivery finds the row and is dropped.
+4. **Replies** are published with publisher confirms *before* the session is saved
+   and the transaction commits; each has the deterministic idempotency key
+   ``reply:<provider_message_id>:<n>``. If the commit fails after the publish, the
+   redelivery runs again: when the saved session already records this message it
+   only commits the dedupe row; otherwise it recomputes the same replies with the same
+   keys, which the sender drops as duplicates.
+
+All replies answer a customer message that just arrived, so they are session
+messages inside WhatsApp's 24 h window; the bot never starts a conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from dataclasses import replace as _replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from flowchat_contracts import InboundMessage, OutboundCommand
+from flowchat_conversation import metrics
+from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce.domain import ConversationKey, short_id
+from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
+from flowchat_conversation.commerce.ports import (
+    ConversationStore,
+    ConversationTx,
+    SessionStore,
+    StoredSession,
+    schedule_reminder,
+)
+from flowchat_conversation.errors import SessionConflict
+from flowchat_conversation.outbox import Outbox
+from flowchat_conversation.outreach.contacts import OptOutMirror
+from flowchat_conversation.outreach.reminders import BotReminders, cart_reference
+from flowchat_platform.logs import get_logger
+
+log = get_logger(__name__)
+
+#: States in which a non-empty cart is still being filled (an abandoned cart if left).
+CART_STATES = frozenset(
+    {
+        bot.State.BROWSING_PRODUCTS,
+        bot.State.ADDING_TO_CART,
+        bot.State.COLLECTING_QUANTITY,
+        bot.State.CONFIRMING_ITEMS,
+        bot.State.REVIEWING_ORDER,
+        bot.State.GREETING,
+    }
+)
+
+Outcome = Literal["handled", "duplicate", "replayed"]
+
+
+class KeyedLocks:
+    """FIFO asyncio locks per key, forgotten when nobody holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+@dataclass
+class ConversationService:
+    store: ConversationStore
+    sessions: SessionStore
+    outbox: Outbox
+    links: InvoiceLinks | None = None
+    #: The Redis opt-out set the sender reads (STOP / START keep it in step).
+    optouts: OptOutMirror | None = None
+    #: The reminders the bot schedules (None: none).
+    reminders: BotReminders | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        self._locks = KeyedLocks()
+
+    async def handle_inbound(self, message: InboundMessage) -> Outcome:
+        key = ConversationKey(message.tenant_id, message.account_id, message.customer_wa_id)
+        started = time.perf_counter()
+        opted_in: dict[str, bool] = {}
+        async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
+            outcome = await self._handle_locked(tx, key, message, opted_in)
+        if opted_in and self.optouts is not None:
+            # An opt-in leaves the opt-out set only once it is committed (an opt-out
+            # joined it before the commit): a crash in between keeps the customer out.
+            try:
+                await self.optouts.mirror(key.tenant_id, opted_in)
+            except Exception:  # the message is handled; the next rebuild repairs the set
+                log.exception("opt-in not mirrored to the opt-out set", conversation=str(key))
+        metrics.INBOUND.labels(outcome).inc()
+        metrics.HANDLE_SECONDS.observe(time.perf_counter() - started)
+        return outcome
+
+    async def _context(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage,
+        previous: bot.Session | None,
+    ) -> tuple[bot.Session | None, bot.BotContext]:
+        settings = await tx.bot_settings(message.tenant_id)
+        catalog = await tx.catalog(message.tenant_id)
+        seen = await tx.touch_contact(key, message.customer_name)
+        returning = seen.returning
+        fresh = previous is None or previous.state is bot.State.GREETING
+        # A new or expired session: an operator may still have the conversation.
+        if fresh and await tx.handoff_open(key):
+            previous = (previous or bot.Session()).model_copy(update={"handoff": True})
+        reorder = message.reply is not None and message.reply.id == "reorder"
+        ctx = bot.BotContext(
+            settings=settings,
+            catalog=catalog,
+            customer_name=message.customer_name,
+            returning=returning,
+            last_order=await tx.last_order(key) if returning and (fresh or reorder) else (),
+            blocked=seen.blocked,
+            restock_alerts=self.reminders is not None and self.reminders.restock,
+        )
+        return previous, ctx
+
+    async def _act(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage,
+        action: bot.Action,
+        session: bot.Session,
+        ctx: bot.BotContext,
+        opted_in: dict[str, bool],
+    ) -> bot.Decision | None:
+        """Carry out one of the bot's actions; a decision when it has more to say."""
+        if isinstance(action, bot.PlaceOrder):
+            order_id, reference = order_ids(message.tenant_id, message.provider_message_id)
+            result = await tx.place_order(
+                key=key,
+                order_id=order_id,
+                payment_reference=reference,
+                lines=action.lines,
+                settings=ctx.settings,
+                source_message_id=message.provider_message_id,
+            )
+            placed = isinstance(result, bot.OrderPlaced)
+            metrics.ORDERS.labels("placed" if placed else "rejected").inc()
+            if isinstance(result, bot.OrderPlaced):
+                await self._payment_due(tx, key, result)
+                if result.invoice_id and self.links:
+                    result = _replace(result, invoice_url=self.links.url(result.invoice_id))
+            return bot.after_order(session, result, ctx)
+        if isinstance(action, bot.OptOut):
+            await tx.set_marketing_opt_in(key, False)
+            if self.optouts is not None:  # before the commit: never a window without it
+                await self.optouts.mirror(key.tenant_id, {key.customer_wa_id: False})
+        elif isinstance(action, bot.OptIn):
+            await tx.set_marketing_opt_in(key, True)
+            opted_in[key.customer_wa_id] = True
+        elif isinstance(action, bot.ClaimPayment):
+            await tx.claim_payment(message.tenant_id, action.order_id, action.reference)
+        elif isinstance(action, bot.CancelOrder):
+            await tx.cancel_order(message.tenant_id, action.order_id, action.reason)
+            await tx.cancel_reminders(message.tenant_id, "payment_due", action.order_id)
+        elif isinstance(action, bot.WatchRestock):
+            await self._restock(tx, key, action)
+        elif isinstance(action, bot.Handoff):
+            await tx.start_handoff(key)
+            metrics.HANDOFFS.labels("started").inc()
+        return None
+
+    # ---- reminders the bot schedules (in the conversation's transaction)
+
+    async def _payment_due(
+        self, tx: ConversationTx, key: ConversationKey, placed: bot.OrderPlaced
+    ) -> None:
+        if self.reminders is None or placed.due_at is None:
+            return
+        reminder = self.reminders.payment_due(
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            wa_id=key.customer_wa_id,
+            order_id=placed.order_id,
+            payment_reference=placed.payment_reference,
+            due_at=placed.due_at,
+            now=self.clock(),
+        )
+        await schedule_reminder(tx, reminder)
+
+    async def _restock(
+        self, tx: ConversationTx, key: ConversationKey, watch: bot.WatchRestock
+    ) -> None:
+        if self.reminders is None:
+            return
+        reminder = self.reminders.restock_alert(
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            wa_id=key.customer_wa_id,
+            sku=watch.sku,
+            product_name=watch.name,
+            now=self.clock(),
+        )
+        await schedule_reminder(tx, reminder)
+
+    async def _abandoned_cart(
+        self, tx: ConversationTx, key: ConversationKey, session: bot.Session, *, had_cart: bool
+    ) -> None:
+        """A cart left as it is after this message: remind after a while of inactivity
+        (each message moves the reminder); no cart any more (ordered, emptied): cancel."""
+        if self.reminders is None or self.reminders.abandoned_cart_after is None:
+            return
+        items = len(session.cart) if session.state in CART_STATES else 0
+        if items:
+            reminder = self.reminders.abandoned_cart(
+                tenant_id=key.tenant_id,
+                account_id=key.account_id,
+                wa_id=key.customer_wa_id,
+                items=items,
+                now=self.clock(),
+            )
+            if reminder is not None:
+                await tx.schedule_reminder(reminder, replace=True)
+        elif had_cart:
+            await tx.cancel_reminders(
+                key.tenant_id,
+                "abandoned_cart",
+                cart_reference(key.account_id, key.customer_wa_id),
+                wa_id=key.customer_wa_id,
+            )
+
+    async def _handle_locked(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage,
+        opted_in: dict[str, bool],
+    ) -> Outcome:
+        if not await tx.mark_handled(message.tenant_id, message.provider_message_id, str(key)):
+            return "duplicate"
+        stored = await self.sessions.load(key)
+        if stored.session and stored.session.last_message_id == message.provider_message_id:
+            if stored.message_id != message.provider_message_id:
+                # Replies confirmed and the session saved, only the commit was lost, and
+                # nothing kept to run it again from.
+                return "replayed"
+            # The commit was lost after the replies and the session: handle the message
+            # again from the session before it, so its effects (an order, a contact) are
+            # written this time. The replies keep their idempotency keys: the sender
+            # drops them as duplicates.
+            stored = StoredSession(stored.previous, stored.version)
+        previous, ctx = await self._context(tx, key, message, stored.session)
+        decision = bot.handle(previous, message, ctx)
+        replies = list(decision.replies)
+        session = decision.session
+        for action in decision.actions:
+            follow = await self._act(tx, key, message, action, session, ctx, opted_in)
+            if follow is not None:
+                session = follow.session
+                replies.extend(follow.replies)
+                for watch in follow.actions:
+                    if isinstance(watch, bot.WatchRestock):
+                        await self._restock(tx, key, watch)
+        if not ctx.blocked:
+            had_cart = bool(stored.session and stored.session.cart)
+            await self._abandoned_cart(tx, key, session, had_cart=had_cart)
+        before = stored.session.state if stored.session else bot.State.GREETING
+        if before is not session.state:
+            metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
+        for n, content in enumerate(replies):
+            command = OutboundCommand(
+                tenant_id=message.tenant_id,
+                account_id=message.account_id,
+                correlation_id=message.correlation_id,
+                idempotency_key=f"reply:{message.provider_message_id}:{n}",
+                message_id=short_id("msg-", message.tenant_id, message.provider_message_id, str(n)),
+                to=message.customer_wa_id,
+                category="service",
+                reply_to=message.provider_message_id,
+                content=content,
+            )
+            await self.outbox.send(command)
+            metrics.REPLIES.labels(content.type).inc()
+        saved = await self.sessions.save(
+            key,
+            session,
+            expected_version=stored.version,
+            message_id=message.provider_message_id,
+            previous=stored.session,
+        )
+        if not saved:
+            raise SessionConflict(str(key), expected_version=stored.version)
+        return "handled"

@@ -1,0 +1,139 @@
+"""Events from ``flowchat.events`` that outreach acts on (no I/O here; the consumer
+in :mod:`~flowchat_conversation.outreach.consumer` delivers them):
+
+- the state-manager's ``message_status_changed``: campaign metrics, 131050 opt-outs,
+  131048 / template errors pause a campaign;
+- the gateway's business events: ``message_template_status_update`` pauses campaigns
+  on that template, ``user_marketing_preferences`` records opt-outs and opt-ins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from flowchat_conversation import metrics
+from flowchat_conversation.outreach.campaigns import OPT_OUT_ERROR, CampaignService, StatusChange
+from flowchat_conversation.outreach.contacts import ContactsService
+from flowchat_platform.errors import DeadLetter
+from flowchat_platform.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class StatusChangedEvent(_Event):
+    """The state-manager's ``message_status_changed`` (the fields used here)."""
+
+    kind: str
+    event_id: str
+    message_id: str
+    tenant_id: str
+    account_id: str
+    status: str
+    recipient: str | None = None
+    campaign_id: str | None = None
+    error_code: int | None = None
+    timestamp: datetime
+
+
+class BusinessEventIn(_Event):
+    """The gateway's ``business_event`` (Meta's account-level webhook fields)."""
+
+    kind: str
+    event_id: str
+    tenant_id: str
+    account_id: str
+    field: str
+    event: str | None = None
+    occurred_at: datetime
+    data: dict[str, Any] = {}
+
+
+class OutreachEvents:
+    """``conversation.events`` → campaign metrics, opt-outs and automatic pauses."""
+
+    def __init__(self, campaigns: CampaignService, contacts: ContactsService) -> None:
+        self._campaigns = campaigns
+        self._contacts = contacts
+
+    async def handle(self, body: dict[str, Any], _raw: object = None) -> None:
+        kind = body.get("kind")
+        try:
+            if kind == "message_status_changed":
+                await self._status(StatusChangedEvent.model_validate(body))
+            elif kind == "business_event":
+                await self._business(BusinessEventIn.model_validate(body))
+            else:
+                metrics.CAMPAIGN_EVENTS.labels("other", "ignored").inc()
+        except ValidationError as exc:
+            metrics.CAMPAIGN_EVENTS.labels(str(kind)[:40], "invalid").inc()
+            raise DeadLetter(f"invalid {kind} event: {exc.errors()[:3]}") from exc
+
+    async def _status(self, event: StatusChangedEvent) -> None:
+        if event.status == "failed" and event.error_code == OPT_OUT_ERROR and event.recipient:
+            # Meta refused a marketing message: the customer stopped them.
+            await self._contacts.set_preference(
+                event.tenant_id,
+                event.recipient.lstrip("+"),
+                False,
+                source="error_131050",
+                at=event.timestamp,
+            )
+        await self._campaigns.on_status(
+            StatusChange(
+                tenant_id=event.tenant_id,
+                message_id=event.message_id,
+                status=event.status,
+                at=event.timestamp,
+                campaign_id=event.campaign_id,
+                recipient=event.recipient,
+                error_code=event.error_code,
+            )
+        )
+        metrics.CAMPAIGN_EVENTS.labels("status", "campaign" if event.campaign_id else "other").inc()
+
+    async def _business(self, event: BusinessEventIn) -> None:
+        if event.field == "message_template_status_update":
+            name = event.data.get("message_template_name")
+            status = event.event or event.data.get("event")
+            if isinstance(name, str) and isinstance(status, str):
+                language = event.data.get("message_template_language")
+                paused = await self._campaigns.on_template_status(
+                    event.tenant_id, name, language if isinstance(language, str) else None, status
+                )
+                if paused:
+                    log.warning(
+                        "campaigns paused: template status changed",
+                        template=name,
+                        status=status,
+                        campaigns=paused,
+                    )
+            metrics.CAMPAIGN_EVENTS.labels("template_status", "handled").inc()
+        elif event.field == "user_marketing_preferences":
+            for pref in event.data.get("user_preferences") or []:
+                if not isinstance(pref, dict) or not pref.get("wa_id"):
+                    continue
+                value = str(pref.get("value", "")).lower()
+                if value not in ("stop", "resume"):
+                    continue
+                at = event.occurred_at
+                if isinstance(pref.get("timestamp"), int | float | str):
+                    with contextlib.suppress(ValueError, OverflowError, OSError):
+                        at = datetime.fromtimestamp(int(pref["timestamp"]), UTC)
+                await self._contacts.set_preference(
+                    event.tenant_id,
+                    str(pref["wa_id"]).lstrip("+"),
+                    value == "resume",
+                    source="webhook",
+                    at=at,
+                )
+            metrics.CAMPAIGN_EVENTS.labels("marketing_preferences", "handled").inc()
+        else:
+            metrics.CAMPAIGN_EVENTS.labels("business", "ignored").inc()

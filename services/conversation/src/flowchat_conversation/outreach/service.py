@@ -1,0 +1,92 @@
+"""Outreach as one object: contacts, campaigns and reminders, their workers and the
+events they follow (no I/O here: every store and provider comes in through a port).
+
+:class:`Outreach` is built by the app's lifespan once the database and the broker are
+up, with the adapters (the outreach repository, the Redis opt-out mirror, the Graph
+template lookups, the tenant service); the app then starts, in every replica, the
+campaign runner (:mod:`~flowchat_conversation.outreach.campaign_runner`), the reminder
+scheduler (:mod:`~flowchat_conversation.outreach.scheduler`) and the events consumer
+(:mod:`~flowchat_conversation.outreach.consumer` →
+:class:`~flowchat_conversation.outreach.events.OutreachEvents`). They coordinate
+through PostgreSQL row locks, so any number of replicas is safe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from flowchat_conversation.outbox import Outbox
+from flowchat_conversation.outreach.campaign_runner import CampaignRunner, RunnerStore
+from flowchat_conversation.outreach.campaigns import (
+    Accounts,
+    CampaignService,
+    CampaignStore,
+    TemplateLookup,
+    TenantZones,
+)
+from flowchat_conversation.outreach.contacts import ContactsService, ContactStore, OptOutMirror
+from flowchat_conversation.outreach.events import OutreachEvents
+from flowchat_conversation.outreach.reminders import ReminderService, ReminderStore
+from flowchat_conversation.outreach.scheduler import ReminderScheduler, SchedulerStore
+
+
+class OutreachStore(
+    ContactStore, CampaignStore, ReminderStore, RunnerStore, SchedulerStore, Protocol
+):
+    """Every table outreach uses (the outreach repository implements it)."""
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How often and how much the workers do (from the settings)."""
+
+    campaign_tick_s: float = 0.2
+    campaign_max_inflight: int = 5000
+    campaign_inflight_window_s: float = 120
+    reminder_tick_s: float = 1.0
+    reminder_batch: int = 100
+
+
+@dataclass
+class Outreach:
+    contacts: ContactsService
+    campaigns: CampaignService
+    reminders: ReminderService
+    runner: CampaignRunner
+    scheduler: ReminderScheduler
+    events: OutreachEvents
+
+    @classmethod
+    def build(
+        cls,
+        store: OutreachStore,
+        outbox: Outbox,
+        *,
+        accounts: Accounts,
+        templates: TemplateLookup,
+        zones: TenantZones,
+        optouts: OptOutMirror | None = None,
+        pacing: Pacing | None = None,
+    ) -> Outreach:
+        pacing = pacing or Pacing()
+        contacts = ContactsService(store, optouts=optouts)
+        campaigns = CampaignService(
+            store=store, accounts=accounts, templates=templates, zones=zones
+        )
+        return cls(
+            contacts=contacts,
+            campaigns=campaigns,
+            reminders=ReminderService(store),
+            runner=CampaignRunner(
+                store,
+                outbox,
+                tick_s=pacing.campaign_tick_s,
+                max_inflight=pacing.campaign_max_inflight,
+                inflight_window_s=pacing.campaign_inflight_window_s,
+            ),
+            scheduler=ReminderScheduler(
+                store, outbox, tick_s=pacing.reminder_tick_s, batch=pacing.reminder_batch
+            ),
+            events=OutreachEvents(campaigns, contacts),
+        )
