@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from flowchat_contracts.meta_codes import MetaCode
 from flowchat_conversation.errors import (
     InvalidState,
     OutreachError,
@@ -61,14 +62,13 @@ ExclusionReason = Literal["blocked", "inactive", "opted_out", "frequency_cap"]
 ACTIVE: tuple[CampaignStatus, ...] = ("scheduled", "running")
 #: Errors in a campaign message's ``failed`` status that pause the whole campaign.
 PAUSING_ERRORS: dict[int, str] = {
-    131048: "spam_rate_limit",
-    132015: "template_paused",
-    132016: "template_disabled",
+    MetaCode.SPAM_RATE_LIMIT: "spam_rate_limit",
+    MetaCode.TEMPLATE_PAUSED: "template_paused",
+    MetaCode.TEMPLATE_DISABLED: "template_disabled",
     # The sender's own refusals (flowchat_sender.fates) before any provider call.
     -20: "template_unknown",
     -21: "template_not_approved",
 }
-OPT_OUT_ERROR = 131050
 MAX_PREVIEWS = 50
 
 

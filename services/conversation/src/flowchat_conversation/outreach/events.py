@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from flowchat_contracts import meta_codes
 from flowchat_conversation import metrics
-from flowchat_conversation.outreach.campaigns import OPT_OUT_ERROR, CampaignService, StatusChange
+from flowchat_conversation.outreach.campaigns import CampaignService, StatusChange
 from flowchat_conversation.outreach.contacts import ContactsService
 from flowchat_platform.errors import DeadLetter
 from flowchat_platform.logs import get_logger
@@ -77,7 +78,7 @@ class OutreachEvents:
             raise DeadLetter(f"invalid {kind} event: {exc.errors()[:3]}") from exc
 
     async def _status(self, event: StatusChangedEvent) -> None:
-        if event.status == "failed" and event.error_code == OPT_OUT_ERROR and event.recipient:
+        if event.status == "failed" and event.error_code in meta_codes.OPT_OUT and event.recipient:
             # Meta refused a marketing message: the customer stopped them.
             await self._contacts.set_preference(
                 event.tenant_id,
