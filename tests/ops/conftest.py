@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ import aio_pika
 import aiohttp
 import jsonschema
 import pytest
+from stackkit import ProcessStack, load_script
 
 from flowchat_contracts import topology
 from flowchat_platform.testing import (
@@ -206,22 +206,8 @@ def _command(seeded: Any, to: str, category: str, text: str) -> dict[str, Any]:
     return command
 
 
-def load_cross_conftest() -> Any:
-    """tests/conftest.py (start_stack, stop_stack, load_script) under a name of its own."""
-    spec = importlib.util.spec_from_file_location(
-        "flowchat_ops_cross", ROOT / "tests" / "conftest.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
-    cross = load_cross_conftest()
     database_url = asyncio.run(create_database())
     try:
         with (
@@ -230,17 +216,18 @@ def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
             if OPS_REDIS_URL
             else temporary_redis_db() as redis_url,
         ):
-            stack = cross.start_stack(
+            stack = ProcessStack.create(
                 tmp_path_factory.mktemp("stack"),
-                amqp_url,
-                database_url,
-                redis_url,
+                amqp_url=amqp_url,
+                database_url=database_url,
+                redis_url=redis_url,
             )
+            stack.start()
             try:
-                seeded = asyncio.run(play_traffic(stack, cross.load_script("demo")))
+                seeded = asyncio.run(play_traffic(stack, load_script("demo")))
                 yield OpsStack(stack, seeded)
             finally:
-                codes = cross.stop_stack(stack)
+                codes = stack.stop()
                 assert all(c == 0 for c in codes.values()), codes
     finally:
         asyncio.run(drop_database(database_url))
