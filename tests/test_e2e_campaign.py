@@ -199,7 +199,7 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
             return dict(r.json())
 
         async def a_fifth_queued() -> bool:
-            return (await metrics())["queued"] >= N // 5
+            return bool((await metrics())["queued"] >= N // 5)
 
         await eventually(a_fifth_queued, timeout_s=60, interval_s=0.1)
         r = await http.post(f"{base}/campaigns/{campaign_id}/pause", headers=admin)
@@ -253,7 +253,7 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
         # statuses travel back: sandbox → gateway → state-manager → conversation
         async def delivered() -> bool:
             m = await metrics()
-            return m["sent"] == N and m["delivered"] == N
+            return bool(m["sent"] == N and m["delivered"] == N)
 
         try:
             await eventually(delivered, timeout_s=180, interval_s=0.5)

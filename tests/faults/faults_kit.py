@@ -152,16 +152,14 @@ class RabbitNode:
 
     def consumers(self, vhost: str) -> dict[str, int]:
         """Queue name → consumer count."""
-        out = self.ctl("list_queues", "-p", vhost, "name", "consumers", "--no-table-headers")
-        counts: dict[str, int] = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-        return counts
+        return self._per_queue(vhost, "consumers")
 
     def messages(self, vhost: str) -> dict[str, int]:
-        out = self.ctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
+        """Queue name → messages in it."""
+        return self._per_queue(vhost, "messages")
+
+    def _per_queue(self, vhost: str, column: str) -> dict[str, int]:
+        out = self.ctl("list_queues", "-p", vhost, "name", column, "--no-table-headers")
         counts: dict[str, int] = {}
         for line in out.splitlines():
             parts = line.split()
