@@ -171,6 +171,25 @@ class ProcessStack:
             time.sleep(0.1)
         return time.monotonic() - started
 
+    def terminate(self, name: str, timeout_s: float = 40) -> tuple[int | None, float]:
+        """SIGTERM one service; its exit code (None: killed after ``timeout_s``) and how long
+        it took to exit."""
+        proc = self.procs[name]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+            code = None
+        return code, time.monotonic() - started
+
+    def restart(self, name: str) -> float:
+        """Start ``name`` again (its log goes on in the same file); seconds until ready."""
+        self.spawn(name)
+        return self.wait_ready([name])
+
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")
 

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from stackkit import ProcessStack
 
 from flowchat_platform.testing import eventually
 
@@ -122,29 +122,10 @@ def cli(stack: Any, seeded: dict[str, str], *args: str, timeout: float = 60) -> 
     return json.loads(proc.stdout)
 
 
-def restart_conversation(stack: Any) -> None:
-    proc = stack.procs["conversation"]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    log = stack.logs["conversation"].with_name("conversation-restarted.log")
-    stack.logs["conversation"] = log
-    with open(log, "wb") as out:
-        stack.procs["conversation"] = subprocess.Popen(
-            [sys.executable, "-m", "flowchat_conversation"],
-            cwd=ROOT,
-            env=stack.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(stack.urls["conversation"] + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(stack.log("conversation")[-3000:])
+def restart_conversation(stack: ProcessStack) -> None:
+    code, _ = stack.terminate("conversation", timeout_s=30)
+    assert code == 0
+    stack.restart("conversation")
 
 
 async def test_campaign_paused_restarted_resumed_completed_each_contact_once(

@@ -409,18 +409,9 @@ class FaultStack(ProcessStack):
         return {**super().child_env(name), **_override(name)}
 
     def terminate(self, name: str, timeout_s: float = 40) -> tuple[int | None, float]:
-        """SIGTERM one service; its exit code and how long it took to exit."""
-        proc = self.procs[name]
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            code = None
+        code, took = super().terminate(name, timeout_s)
         self.exit_codes.setdefault(name, []).append(code)
-        return code, time.monotonic() - started
+        return code, took
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -432,8 +423,7 @@ class FaultStack(ProcessStack):
         if env is not None:
             self.service_env[name] = env
         self.restarts += 1
-        self.spawn(name)
-        return self.wait_ready([name])
+        return super().restart(name)
 
 
 # --------------------------------------------------------------------------- seeding
