@@ -16,7 +16,6 @@ Imported by its bare name (``from stackkit import ...``): pytest puts ``tests/``
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import subprocess
 import sys
@@ -60,17 +59,14 @@ def stack_env(
 ) -> dict[str, str]:
     """The environment of every process of a test stack: the servers' URLs, fresh secrets
     and how the processes find each other on ``ports`` (service name → HTTP port)."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "FLOWCHAT_ENV": "test",
-        "LOG_LEVEL": log_level,
-        "AMQP_URL": amqp_url,
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": database_url,
-        **stack_script.new_secrets(),
-        **stack_script.wiring_env(ports),
-        **(extra or {}),
-    }
+    return testing.service_env(
+        amqp_url=amqp_url,
+        database_url=database_url,
+        redis_url=redis_url,
+        secrets=stack_script.new_secrets(),
+        log_level=log_level,
+        extra={**stack_script.wiring_env(ports), **(extra or {})},
+    )
 
 
 def ready(url: str) -> bool:
