@@ -88,13 +88,8 @@ class CloudApi:
     async def send_message(
         self, phone_number_id: str, token: str | None, raw: Any
     ) -> dict[str, Any]:
-        try:
-            out = await self._send_message(phone_number_id, token, raw)
-        except GraphError as exc:
-            metrics.SENDS.labels("meta", str(exc.code)).inc()
-            raise
-        metrics.SENDS.labels("meta", "accepted").inc()
-        return out
+        with metrics.counted_send("meta"):
+            return await self._send_message(phone_number_id, token, raw)
 
     async def _send_message(
         self, phone_number_id: str, token: str | None, raw: Any

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from prometheus_client import Counter
+
+from flowchat_sandbox.errors import GraphError, TwilioError
 
 SENDS = Counter(
     "flowchat_sandbox_sends_total",
@@ -24,3 +29,14 @@ MEDIA = Counter(
     "Media API calls, by operation (upload, retrieve, delete, download) and outcome",
     ["operation", "outcome"],
 )
+
+
+@contextlib.contextmanager
+def counted_send(provider: str) -> Iterator[None]:
+    """Count one send request in :data:`SENDS`: ``accepted``, or the code that refused it."""
+    try:
+        yield
+    except (GraphError, TwilioError) as exc:
+        SENDS.labels(provider, str(exc.code)).inc()
+        raise
+    SENDS.labels(provider, "accepted").inc()

@@ -48,13 +48,8 @@ class TwilioApi:
     async def send(
         self, account_sid: str, authorization: str | None, form: dict[str, list[str]]
     ) -> dict[str, Any]:
-        try:
-            out = await self._send(account_sid, authorization, form)
-        except TwilioError as exc:
-            metrics.SENDS.labels("twilio", str(exc.code)).inc()
-            raise
-        metrics.SENDS.labels("twilio", "accepted").inc()
-        return out
+        with metrics.counted_send("twilio"):
+            return await self._send(account_sid, authorization, form)
 
     async def _send(
         self, account_sid: str, authorization: str | None, form: dict[str, list[str]]
