@@ -62,7 +62,7 @@ MYPY_TEST_FLAGS = --allow-untyped-defs --allow-incomplete-defs --allow-untyped-c
 lint: setup ## ruff (lint + format check), mypy --strict on the code, mypy on the tests
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen --group bench mypy libs/*/src services/*/src tools/*/src bench
+	@$(UV) run --frozen --quiet --group bench mypy libs/*/src services/*/src tools/*/src bench
 	@failed=""; for d in $(MYPY_TEST_DIRS); do \
 	  MYPYPATH=$$d:$(MYPY_TEST_PATH) $(UV) run --frozen mypy $(MYPY_TEST_FLAGS) $$d/*.py || failed="$$failed $$d"; \
 	done; [ -z "$$failed" ] || { echo "mypy failed in:$$failed"; exit 1; }
