@@ -5,8 +5,9 @@ Isolation is the tests' own: a fresh RabbitMQ vhost
 (``flowchat_platform.testing.temporary_vhost``), a fresh PostgreSQL database and a
 Redis database index of the benchmarks' own (:data:`REDIS_DB`, flushed first), so a
 run never touches another engineer's queues, rows or keys. Services start exactly as
-in production (``python -m flowchat_<name>``, settings from the environment), like
-``tests/conftest.py``'s ``start_stack``, but one by one and with replicas.
+in production (``python -m flowchat_<name>``, settings from the environment, built by
+``flowchat_platform.testing.service_env`` as for the tests' ``tests/stackkit.py``), but
+one by one and with replicas.
 """
 
 from __future__ import annotations

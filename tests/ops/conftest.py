@@ -102,7 +102,7 @@ def scrape(url: str) -> str:
 
 
 class OpsStack:
-    def __init__(self, stack: Any, seeded: dict[str, str]) -> None:
+    def __init__(self, stack: ProcessStack, seeded: dict[str, str]) -> None:
         self.stack = stack
         self.urls: dict[str, str] = stack.urls
         self.seeded = seeded
@@ -111,7 +111,7 @@ class OpsStack:
         return {name: scrape(url) for name, url in self.urls.items()}
 
 
-async def play_traffic(stack: Any, demo_module: Any) -> dict[str, str]:
+async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
     env = stack.env
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         demo = demo_module.Demo(env, session)
