@@ -88,7 +88,7 @@ class CloudApi:
     async def send_message(
         self, phone_number_id: str, token: str | None, raw: Any
     ) -> dict[str, Any]:
-        with metrics.counted_send("meta"):
+        with metrics.CountedSend("meta"):
             return await self._send_message(phone_number_id, token, raw)
 
     async def _send_message(

@@ -48,7 +48,7 @@ class TwilioApi:
     async def send(
         self, account_sid: str, authorization: str | None, form: dict[str, list[str]]
     ) -> dict[str, Any]:
-        with metrics.counted_send("twilio"):
+        with metrics.CountedSend("twilio"):
             return await self._send(account_sid, authorization, form)
 
     async def _send(
