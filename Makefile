@@ -54,7 +54,8 @@ test-ops: setup ## Ops checks (~1 min): promtool on metrics/rules, dashboards on
 # their conftests put on sys.path: gateway_testkit, faults_kit, security_kit), and tests/
 # itself is on sys.path (pyproject's pythonpath: stackkit), as is tests/faults for the
 # nested security suite. Bare names escape pyproject's override for tests.*, so each run
-# passes the same relaxed settings itself.
+# passes the same relaxed settings itself. bench/ is code, so it is checked --strict with
+# the packages (with its dependency group; its own tests, bench.tests.*, get the override).
 MYPY_TEST_DIRS = $(shell find tests libs/*/tests tools/*/tests services/*/tests -name '*.py' -printf '%h\n' | sort -u)
 MYPY_TEST_PATH = tests:tests/faults
 MYPY_TEST_FLAGS = --allow-untyped-defs --allow-incomplete-defs --allow-untyped-calls --check-untyped-defs
