@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help setup up down status logs demo test test-unit test-ops test-faults lint format schemas migrate clean bench bench-quick
+.PHONY: help setup up down status logs demo test test-unit test-ops test-faults lint mypy-tests format schemas migrate clean bench bench-quick
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ lint: setup ## ruff (lint + format check), mypy --strict on the code, mypy on th
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen --quiet --group bench mypy libs/*/src services/*/src tools/*/src bench
+	@$(MAKE) --no-print-directory mypy-tests
+
+mypy-tests: setup ## mypy over the tests as make lint runs it (one folder: make mypy-tests MYPY_TEST_DIRS=services/gateway/tests)
 	@failed=""; for d in $(MYPY_TEST_DIRS); do \
 	  MYPYPATH=$$d:$(MYPY_TEST_PATH) $(UV) run --frozen mypy $(MYPY_TEST_FLAGS) $$d/*.py || failed="$$failed $$d"; \
 	done; [ -z "$$failed" ] || { echo "mypy failed in:$$failed"; exit 1; }
