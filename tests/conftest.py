@@ -14,9 +14,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from stackkit import ProcessStack, load_script, stack_script
 
 from flowchat_platform.testing import create_database, drop_database
+from stackkit import ProcessStack, load_script, stack_script
 
 
 @pytest.fixture(name="load_script")

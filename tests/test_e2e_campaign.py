@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from stackkit import ProcessStack
 
 from flowchat_platform.testing import eventually
+from stackkit import ProcessStack
 
 ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("FLOWCHAT_OUTREACH_CONTACTS", "300"))

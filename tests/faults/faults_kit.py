@@ -37,9 +37,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-from stackkit import ProcessStack
 
 from flowchat_platform import testing
+from stackkit import ProcessStack
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 #: Ports the RabbitMQ CLI tools take for their own distribution (25672 + 10000 ...).

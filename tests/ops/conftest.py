@@ -29,7 +29,6 @@ import aio_pika
 import aiohttp
 import jsonschema
 import pytest
-from stackkit import ProcessStack, load_script
 
 from flowchat_contracts import topology
 from flowchat_platform.testing import (
@@ -38,6 +37,7 @@ from flowchat_platform.testing import (
     temporary_redis_db,
     temporary_vhost,
 )
+from stackkit import ProcessStack, load_script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
