@@ -5,14 +5,14 @@ Isolation is the tests' own: a fresh RabbitMQ vhost
 (``flowchat_platform.testing.temporary_vhost``), a fresh PostgreSQL database and a
 Redis database index of the benchmarks' own (:data:`REDIS_DB`, flushed first), so a
 run never touches another engineer's queues, rows or keys. Services start exactly as
-in production (``python -m flowchat_<name>``, settings from the environment), like
-``tests/conftest.py``'s ``start_stack``, but one by one and with replicas.
+in production (``python -m flowchat_<name>``, settings from the environment, built by
+``flowchat_platform.testing.service_env`` as for the tests' ``tests/stackkit.py``), but
+one by one and with replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import importlib.util
 import os
@@ -37,7 +37,12 @@ import psutil
 import redis.asyncio as aioredis
 
 from flowchat_contracts import topology
-from flowchat_platform.testing import free_port, temporary_database, temporary_vhost
+from flowchat_platform.testing import (
+    free_port,
+    service_env,
+    temporary_database,
+    temporary_vhost,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -200,19 +205,14 @@ async def _running(name: str, redis_url: str, log_level: str) -> AsyncIterator[S
     tmp = Path(tempfile.mkdtemp(prefix=f"flowchat-bench-{name}-"))
     with temporary_vhost() as amqp_url:
         async with temporary_database() as database_url:
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "FLOWCHAT_ENV": "test",
-                "LOG_LEVEL": log_level,
-                "AMQP_URL": amqp_url,
-                "REDIS_URL": redis_url,
-                "DATABASE_URL": database_url,
-                "FLOWCHAT_SERVICE_TOKEN": secrets.token_urlsafe(24),
-                "FLOWCHAT_OPERATOR_KEY": secrets.token_urlsafe(24),
-                "FLOWCHAT_TENANT_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
-                    secrets.token_bytes(32)
-                ).decode(),
-            }
+            # Service URLs join as the services start (Stack.start): one at a time.
+            env = service_env(
+                amqp_url=amqp_url,
+                database_url=database_url,
+                redis_url=redis_url,
+                secrets=_stack.new_secrets(),
+                log_level=log_level,
+            )
             stack = Stack(env=env, tmp=tmp)
             try:
                 yield stack

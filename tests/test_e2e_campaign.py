@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import httpx
 import pytest
 
 from flowchat_platform.testing import eventually
+from stackkit import ProcessStack
 
 ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("FLOWCHAT_OUTREACH_CONTACTS", "300"))
@@ -122,29 +122,10 @@ def cli(stack: Any, seeded: dict[str, str], *args: str, timeout: float = 60) -> 
     return json.loads(proc.stdout)
 
 
-def restart_conversation(stack: Any) -> None:
-    proc = stack.procs["conversation"]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
-    log = stack.logs["conversation"].with_name("conversation-restarted.log")
-    stack.logs["conversation"] = log
-    with open(log, "wb") as out:
-        stack.procs["conversation"] = subprocess.Popen(
-            [sys.executable, "-m", "flowchat_conversation"],
-            cwd=ROOT,
-            env=stack.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(stack.urls["conversation"] + "/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(stack.log("conversation")[-3000:])
+def restart_conversation(stack: ProcessStack) -> None:
+    code, _ = stack.terminate("conversation", timeout_s=30)
+    assert code == 0
+    stack.restart("conversation")
 
 
 async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
@@ -199,7 +180,7 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
             return dict(r.json())
 
         async def a_fifth_queued() -> bool:
-            return (await metrics())["queued"] >= N // 5
+            return bool((await metrics())["queued"] >= N // 5)
 
         await eventually(a_fifth_queued, timeout_s=60, interval_s=0.1)
         r = await http.post(f"{base}/campaigns/{campaign_id}/pause", headers=admin)
@@ -253,7 +234,7 @@ async def test_campaign_paused_restarted_resumed_completed_each_contact_once(
         # statuses travel back: sandbox → gateway → state-manager → conversation
         async def delivered() -> bool:
             m = await metrics()
-            return m["sent"] == N and m["delivered"] == N
+            return bool(m["sent"] == N and m["delivered"] == N)
 
         try:
             await eventually(delivered, timeout_s=180, interval_s=0.5)

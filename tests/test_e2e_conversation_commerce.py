@@ -130,7 +130,7 @@ class Shop:
 
     async def stock(self, sku: str) -> int:
         r = await self.http.get(f"{self.api}/products", headers=self.admin)
-        return next(p["stock"] for p in r.json()["products"] if p["sku"] == sku)
+        return int(next(p["stock"] for p in r.json()["products"] if p["sku"] == sku))
 
     async def order(self, order_id: str) -> dict[str, Any]:
         r = await self.http.get(f"{self.api}/orders/{order_id}", headers=self.admin)

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import importlib.util
 import json
 import os
 import secrets
@@ -28,10 +27,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,24 +39,11 @@ import asyncpg
 import httpx
 
 from flowchat_platform import testing
+from stackkit import ProcessStack
 
-ROOT = Path(__file__).resolve().parents[2]
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 #: Ports the RabbitMQ CLI tools take for their own distribution (25672 + 10000 ...).
 _CLI_DIST_PORTS = range(35672, 35700)
-
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stack_script = _load("flowchat_faults_stack_script", ROOT / "scripts" / "stack.py")
 
 
 def free_port() -> int:
@@ -168,16 +152,14 @@ class RabbitNode:
 
     def consumers(self, vhost: str) -> dict[str, int]:
         """Queue name → consumer count."""
-        out = self.ctl("list_queues", "-p", vhost, "name", "consumers", "--no-table-headers")
-        counts: dict[str, int] = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-        return counts
+        return self._per_queue(vhost, "consumers")
 
     def messages(self, vhost: str) -> dict[str, int]:
-        out = self.ctl("list_queues", "-p", vhost, "name", "messages", "--no-table-headers")
+        """Queue name → messages in it."""
+        return self._per_queue(vhost, "messages")
+
+    def _per_queue(self, vhost: str, column: str) -> dict[str, int]:
+        out = self.ctl("list_queues", "-p", vhost, "name", column, "--no-table-headers")
         counts: dict[str, int] = {}
         for line in out.splitlines():
             parts = line.split()
@@ -400,60 +382,18 @@ def _override(name: str) -> dict[str, str]:
     return {"PYTHONPATH": path} if path else {}
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @dataclass
-class FaultStack:
-    """Every service as a process (as ``tests/conftest.py``'s ``start_stack``), plus
-    per-service environment overrides and stop/kill/restart of one service."""
+class FaultStack(ProcessStack):
+    """The platform as processes (``stackkit.ProcessStack``, as every suite starts it) on
+    ports clear of the RabbitMQ CLI tools', plus stop/kill/restart of one service and a
+    per-service code override (``FLOWCHAT_FAULTS_PYTHONPATH_<SERVICE>``)."""
 
-    tmp: Path
-    env: dict[str, str]
-    urls: dict[str, str]
-    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    logs: dict[str, Path] = field(default_factory=dict)
     exit_codes: dict[str, list[int | None]] = field(default_factory=dict)
     restarts: int = 0
 
-    @classmethod
-    def create(
-        cls,
-        tmp: Path,
-        *,
-        amqp_url: str,
-        database_url: str,
-        redis_url: str,
-        service_env: dict[str, dict[str, str]] | None = None,
-        extra_env: dict[str, str] | None = None,
-    ) -> FaultStack:
-        ports = {name: free_port() for name, *_ in stack_script.SERVICES}
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "FLOWCHAT_ENV": "test",
-            "LOG_LEVEL": "INFO",
-            "AMQP_URL": amqp_url,
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            **stack_script.new_secrets(),
-            **stack_script.wiring_env(ports),
-            **(extra_env or {}),
-        }
-        return cls(tmp=tmp, env=env, urls=urls, service_env=service_env or {})
-
-    @property
-    def names(self) -> list[str]:
-        return [name for name, *_ in stack_script.SERVICES]
-
-    def module(self, name: str) -> str:
-        return str(next(m for n, m, _, _ in stack_script.SERVICES if n == name))
+    @staticmethod
+    def free_port() -> int:
+        return free_port()
 
     def secrets(self) -> list[str]:
         return [
@@ -465,57 +405,13 @@ class FaultStack:
             )
         ]
 
-    def spawn(self, name: str) -> None:
-        path = self.tmp / f"{name}.log"
-        self.logs[name] = path
-        with open(path, "ab") as log:
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", self.module(name)],
-                cwd=ROOT,
-                env={**self.env, **self.service_env.get(name, {}), **_override(name)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def start(self, timeout_s: float = 60) -> None:
-        for name in self.names:
-            self.spawn(name)
-        self.wait_ready(self.names, timeout_s)
-
-    def wait_ready(self, names: list[str], timeout_s: float = 60) -> float:
-        started = time.monotonic()
-        pending = list(names)
-        while pending:
-            for name in list(pending):
-                if self.procs[name].poll() is not None:
-                    raise AssertionError(f"{name} exited:\n{self.log(name)[-3000:]}")
-                if _ready(self.urls[name]):
-                    pending.remove(name)
-            if pending and time.monotonic() - started > timeout_s:
-                logs = "\n".join(f"--- {n}\n{self.log(n)[-2000:]}" for n in pending)
-                raise AssertionError(f"not ready in {timeout_s:.0f} s: {pending}\n{logs}")
-            time.sleep(0.1)
-        return time.monotonic() - started
-
-    def log(self, name: str) -> str:
-        return self.logs[name].read_text(errors="replace")
-
-    def all_logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in self.logs.values())
+    def child_env(self, name: str) -> dict[str, str]:
+        return {**super().child_env(name), **_override(name)}
 
     def terminate(self, name: str, timeout_s: float = 40) -> tuple[int | None, float]:
-        """SIGTERM one service; its exit code and how long it took to exit."""
-        proc = self.procs[name]
-        started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-            code = None
+        code, took = super().terminate(name, timeout_s)
         self.exit_codes.setdefault(name, []).append(code)
-        return code, time.monotonic() - started
+        return code, took
 
     def kill(self, name: str) -> None:
         proc = self.procs[name]
@@ -527,22 +423,7 @@ class FaultStack:
         if env is not None:
             self.service_env[name] = env
         self.restarts += 1
-        self.spawn(name)
-        return self.wait_ready([name])
-
-    def stop(self) -> dict[str, int | None]:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes: dict[str, int | None] = {}
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-                codes[name] = None
-        return codes
+        return super().restart(name)
 
 
 # --------------------------------------------------------------------------- seeding

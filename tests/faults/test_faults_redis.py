@@ -124,7 +124,7 @@ async def greet_once(
     return first, took
 
 
-def busiest(stamps: list[float], window_s: float = 1.0) -> tuple[int, float, list[float]]:
+def busiest(stamps: list[float], window_s: float = 1.0) -> tuple[int, float, list[int]]:
     """Most sends within any half-open window [t, t + window_s) starting at a send, when
     that window starts (wall clock), and the gaps (ms) between its sends."""
     stamps = sorted(stamps)

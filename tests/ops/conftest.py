@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import secrets
@@ -38,6 +37,7 @@ from flowchat_platform.testing import (
     temporary_redis_db,
     temporary_vhost,
 )
+from stackkit import ProcessStack, load_script
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -102,7 +102,7 @@ def scrape(url: str) -> str:
 
 
 class OpsStack:
-    def __init__(self, stack: Any, seeded: dict[str, str]) -> None:
+    def __init__(self, stack: ProcessStack, seeded: dict[str, str]) -> None:
         self.stack = stack
         self.urls: dict[str, str] = stack.urls
         self.seeded = seeded
@@ -111,7 +111,7 @@ class OpsStack:
         return {name: scrape(url) for name, url in self.urls.items()}
 
 
-async def play_traffic(stack: Any, demo_module: Any) -> dict[str, str]:
+async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
     env = stack.env
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         demo = demo_module.Demo(env, session)
@@ -206,22 +206,8 @@ def _command(seeded: Any, to: str, category: str, text: str) -> dict[str, Any]:
     return command
 
 
-def load_cross_conftest() -> Any:
-    """tests/conftest.py (start_stack, stop_stack, load_script) under a name of its own."""
-    spec = importlib.util.spec_from_file_location(
-        "flowchat_ops_cross", ROOT / "tests" / "conftest.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
-    cross = load_cross_conftest()
     database_url = asyncio.run(create_database())
     try:
         with (
@@ -230,17 +216,18 @@ def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
             if OPS_REDIS_URL
             else temporary_redis_db() as redis_url,
         ):
-            stack = cross.start_stack(
+            stack = ProcessStack.create(
                 tmp_path_factory.mktemp("stack"),
-                amqp_url,
-                database_url,
-                redis_url,
+                amqp_url=amqp_url,
+                database_url=database_url,
+                redis_url=redis_url,
             )
+            stack.start()
             try:
-                seeded = asyncio.run(play_traffic(stack, cross.load_script("demo")))
+                seeded = asyncio.run(play_traffic(stack, load_script("demo")))
                 yield OpsStack(stack, seeded)
             finally:
-                codes = cross.stop_stack(stack)
+                codes = stack.stop()
                 assert all(c == 0 for c in codes.values()), codes
     finally:
         asyncio.run(drop_database(database_url))

@@ -67,7 +67,7 @@ async def test_meta_forged_signatures_rejected_and_replay_processed_once(
         refused: dict[str, int] = {}
         forgeries = _meta_forgeries(a.app_secret, b.app_secret, body)
         for name, headers in forgeries.items():
-            raw_headers = [(k, v.encode()) for k, v in headers.items()]
+            raw_headers = [(k.encode(), v.encode()) for k, v in headers.items()]
             r = await client.post(gateway, content=body, headers=raw_headers)
             refused[name] = r.status_code
             figures.sent += 1

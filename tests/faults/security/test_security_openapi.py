@@ -25,6 +25,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -87,6 +88,7 @@ def test_openapi_fuzz(security: SecurityEnv, figures, service: str) -> None:
     unsatisfiable: list[str] = []
 
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result.err()
         op = result.ok()
         if (service, op.label) in SKIPPED:
             continue

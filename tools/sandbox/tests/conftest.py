@@ -8,7 +8,7 @@ import hmac
 import json
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -56,27 +56,25 @@ class Receiver:
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
 
-    def statuses(self, wamid: str | None = None) -> list[dict[str, Any]]:
-        out = []
+    def values(self) -> Iterator[dict[str, Any]]:
+        """The ``value`` of every change of every Meta (JSON) webhook received."""
         for received in self.requests:
             if not received.headers.get("content-type", "").startswith("application/json"):
                 continue
             for entry in received.json().get("entry", []):
                 for change in entry["changes"]:
-                    for status in change["value"].get("statuses", []):
-                        if wamid is None or status["id"] == wamid:
-                            out.append(status)
-        return out
+                    yield change["value"]
+
+    def statuses(self, wamid: str | None = None) -> list[dict[str, Any]]:
+        return [
+            status
+            for value in self.values()
+            for status in value.get("statuses", [])
+            if wamid is None or status["id"] == wamid
+        ]
 
     def messages(self) -> list[dict[str, Any]]:
-        out = []
-        for received in self.requests:
-            if not received.headers.get("content-type", "").startswith("application/json"):
-                continue
-            for entry in received.json().get("entry", []):
-                for change in entry["changes"]:
-                    out.extend(change["value"].get("messages", []))
-        return out
+        return [message for value in self.values() for message in value.get("messages", [])]
 
 
 def meta_signature_ok(received: Received, app_secret: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 WA = "2348010000077"
 JPEG = b"\xff\xd8\xff\xe0" + b"sandbox-test-image" * 50 + b"\xff\xd9"
@@ -127,7 +128,7 @@ async def test_sends_need_live_media_ids(client, number, receiver, h):
     await h.open_window(client, number, WA)
     media_id = (await upload(client, number)).json()["id"]
 
-    def image(ref: str) -> dict:
+    def image(ref: str) -> dict[str, Any]:
         return {
             "messaging_product": "whatsapp",
             "to": WA,
@@ -143,7 +144,7 @@ async def test_sends_need_live_media_ids(client, number, receiver, h):
         100,
     )
     assert "image['id']" in error["error_data"]["details"]
-    header = {
+    header: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "to": WA,
         "type": "interactive",

@@ -95,7 +95,7 @@ def body_params(*values, names=None):
 
 async def code_of(sandbox, body, token=TOKEN) -> int:
     with pytest.raises(GraphError) as info:
-        await sandbox.send_message(PNID, token, body)
+        await sandbox.cloud.send_message(PNID, token, body)
     return info.value.code
 
 
@@ -110,10 +110,10 @@ async def test_throughput_over_the_number_rate_is_130429(sandbox, clock):
         await customer_writes(sandbox, wa)
     clock.now += 1  # the customers' 80 messages used the quota; a second restores it
     for i in range(80):
-        await sandbox.send_message(PNID, TOKEN, text(f"23480100{i:05d}"))
+        await sandbox.cloud.send_message(PNID, TOKEN, text(f"23480100{i:05d}"))
     assert await code_of(sandbox, text("2348010000000")) == 130429
     clock.now += 1 / 80
-    await sandbox.send_message(PNID, TOKEN, text("2348010000000"))
+    await sandbox.cloud.send_message(PNID, TOKEN, text("2348010000000"))
 
 
 async def test_throughput_is_configurable_per_number(sandbox, clock):
@@ -124,22 +124,22 @@ async def test_throughput_is_configurable_per_number(sandbox, clock):
     # the two inbound messages took this second's quota: a send must wait
     assert await code_of(sandbox, text()) == 130429
     clock.now += 1
-    await sandbox.send_message(PNID, TOKEN, text())
-    await sandbox.send_message(PNID, TOKEN, text("2348010000009"))
+    await sandbox.cloud.send_message(PNID, TOKEN, text())
+    await sandbox.cloud.send_message(PNID, TOKEN, text("2348010000009"))
     assert await code_of(sandbox, text()) == 130429
 
 
 async def test_pair_rate_burst_45_then_one_per_6s_is_131056(sandbox, clock):
     await customer_writes(sandbox)
     for _ in range(45):
-        await sandbox.send_message(PNID, TOKEN, text())
+        await sandbox.cloud.send_message(PNID, TOKEN, text())
         clock.now += 0.02  # keep under the number's throughput
     assert await code_of(sandbox, text()) == 131056
     # another recipient is not affected
     await customer_writes(sandbox, "2348010000009")
-    await sandbox.send_message(PNID, TOKEN, text("2348010000009"))
+    await sandbox.cloud.send_message(PNID, TOKEN, text("2348010000009"))
     clock.now += 6
-    await sandbox.send_message(PNID, TOKEN, text())
+    await sandbox.cloud.send_message(PNID, TOKEN, text())
     assert await code_of(sandbox, text()) == 131056
 
 
@@ -147,11 +147,11 @@ async def test_24h_window_opens_with_the_customer_and_closes_after_24h(sandbox, 
     assert await code_of(sandbox, text()) == 131047
     await customer_writes(sandbox)
     clock.now += 24 * 3600 - 1
-    await sandbox.send_message(PNID, TOKEN, text())
+    await sandbox.cloud.send_message(PNID, TOKEN, text())
     clock.now += 2
     assert await code_of(sandbox, text()) == 131047
     await customer_writes(sandbox)  # writing again refreshes it
-    await sandbox.send_message(PNID, TOKEN, text())
+    await sandbox.cloud.send_message(PNID, TOKEN, text())
 
 
 async def test_templates_go_outside_the_window(sandbox):
@@ -163,7 +163,9 @@ async def test_templates_go_outside_the_window(sandbox):
             "components": [{"type": "BODY", "text": "Hi {{1}}, order {{2}} shipped"}],
         }
     )
-    out = await sandbox.send_message(PNID, TOKEN, template(components=body_params("Ada", "42")))
+    out = await sandbox.cloud.send_message(
+        PNID, TOKEN, template(components=body_params("Ada", "42"))
+    )
     assert out["messages"][0]["message_status"] == "accepted"
 
 
@@ -184,7 +186,7 @@ async def test_template_missing_or_other_language_or_waba_is_132001(sandbox):
     assert await code_of(sandbox, template("nope")) == 132001
     assert await code_of(sandbox, template("promo", lang="fr")) == 132001
     assert await code_of(sandbox, template("elsewhere")) == 132001
-    await sandbox.send_message(PNID, TOKEN, template("promo"))
+    await sandbox.cloud.send_message(PNID, TOKEN, template("promo"))
 
 
 async def test_template_parameter_count_is_132000(sandbox):
@@ -203,7 +205,7 @@ async def test_template_parameter_count_is_132000(sandbox):
     assert await code_of(sandbox, template(components=body_params("Ada", "42"))) == 132000
     assert await code_of(sandbox, template(components=[header, *body_params("Ada")])) == 132000
     assert await code_of(sandbox, template(components=[header])) == 132000
-    await sandbox.send_message(
+    await sandbox.cloud.send_message(
         PNID, TOKEN, template(components=[header, *body_params("Ada", "42")])
     )
 
@@ -233,7 +235,7 @@ async def test_template_parameter_format_is_132012(sandbox):
     wrong = body_params("a", "b", names=["first_name", "surname"])
     assert await code_of(sandbox, template("named", components=wrong)) == 132012
     right = body_params("a", "b", names=["total", "first_name"])
-    await sandbox.send_message(PNID, TOKEN, template("named", components=right))
+    await sandbox.cloud.send_message(PNID, TOKEN, template("named", components=right))
 
     image = {"type": "header", "parameters": [{"type": "image", "image": {"link": "https://x"}}]}
     named = body_params("a", names=["first"])
@@ -242,7 +244,9 @@ async def test_template_parameter_format_is_132012(sandbox):
     plain = body_params("a")
     assert await code_of(sandbox, template("positional", components=[video, *plain])) == 132012
     assert await code_of(sandbox, template("positional", components=plain)) == 132000
-    await sandbox.send_message(PNID, TOKEN, template("positional", components=[image, *plain]))
+    await sandbox.cloud.send_message(
+        PNID, TOKEN, template("positional", components=[image, *plain])
+    )
 
 
 async def test_marketing_to_opted_out_customer_fails_131050(sandbox, transport):
@@ -251,14 +255,14 @@ async def test_marketing_to_opted_out_customer_fails_131050(sandbox, transport):
     )
     sandbox.create_template({"waba_id": WABA, "name": "receipt", "language": "en_US"})
     sandbox.configure_customer(WA, {"opted_out_marketing": True})
-    out = await sandbox.send_message(PNID, TOKEN, template("sale"))
+    out = await sandbox.cloud.send_message(PNID, TOKEN, template("sale"))
     wamid = out["messages"][0]["id"]
     await eventually(lambda: any(s["id"] == wamid for s in transport.statuses()))
     failed = [s for s in transport.statuses() if s["id"] == wamid]
     assert [s["status"] for s in failed] == ["failed"]
     assert failed[0]["errors"][0]["code"] == 131050
     # utility templates still reach the customer
-    out = await sandbox.send_message(PNID, TOKEN, template("receipt"))
+    out = await sandbox.cloud.send_message(PNID, TOKEN, template("receipt"))
     receipt = out["messages"][0]["id"]
     await eventually(lambda: len([s for s in transport.statuses() if s["id"] == receipt]) == 3)
     pricing = next(s["pricing"] for s in transport.statuses() if s["id"] == receipt)
@@ -283,13 +287,13 @@ async def test_injected_error_code_for_the_next_n_sends(sandbox):
     sandbox.set_faults(PNID, {"error_code": 131000, "error_count": 2})
     assert await code_of(sandbox, text()) == 131000
     assert await code_of(sandbox, text()) == 131000
-    await sandbox.send_message(PNID, TOKEN, text())
+    await sandbox.cloud.send_message(PNID, TOKEN, text())
 
 
 async def test_reset_cancels_pending_statuses(sandbox, transport):
     sandbox.settings = Settings(status_delay_s=5)
     await customer_writes(sandbox)
-    await sandbox.send_message(PNID, TOKEN, text())
+    await sandbox.cloud.send_message(PNID, TOKEN, text())
     await sandbox.reset()
     await asyncio.sleep(0)
     assert transport.statuses() == []

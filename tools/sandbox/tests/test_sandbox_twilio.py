@@ -50,6 +50,20 @@ async def customer_writes(client, wa=WA, **content):
     return r.json()["id"]
 
 
+async def send_text(client, account, body: str, callback: str):
+    """A text from the account's number to :data:`WA`, with a status callback."""
+    return await client.post(
+        path(account),
+        auth=auth(account),
+        data={
+            "To": f"whatsapp:+{WA}",
+            "From": "whatsapp:+14155550100",
+            "Body": body,
+            "StatusCallback": callback,
+        },
+    )
+
+
 async def test_inbound_form_webhook_signed_like_twilio(client, account, receiver):
     sid = await customer_writes(client, text="Hello shop")
     received = receiver.requests[0]
@@ -83,16 +97,7 @@ async def test_inbound_button_reply_fields(client, account, receiver):
 async def test_send_returns_message_resource_and_signed_callbacks(client, account, receiver):
     await customer_writes(client)
     callback = f"{receiver.url}/twilio/status?tenant=7"
-    r = await client.post(
-        path(account),
-        auth=auth(account),
-        data={
-            "To": f"whatsapp:+{WA}",
-            "From": "whatsapp:+14155550100",
-            "Body": "Your order shipped",
-            "StatusCallback": callback,
-        },
-    )
+    r = await send_text(client, account, "Your order shipped", callback)
     assert r.status_code == 201, r.text
     message = r.json()
     assert message["sid"].startswith("SM")
@@ -191,17 +196,7 @@ async def test_bad_credentials_are_20003(client, account):
 async def test_undeliverable_twilio_recipient(client, account, receiver):
     await client.put(f"/sandbox/customers/{WA}", json={"undeliverable": True})
     await customer_writes(client)
-    callback = f"{receiver.url}/twilio/status"
-    r = await client.post(
-        path(account),
-        auth=auth(account),
-        data={
-            "To": f"whatsapp:+{WA}",
-            "From": "whatsapp:+14155550100",
-            "Body": "hi",
-            "StatusCallback": callback,
-        },
-    )
+    r = await send_text(client, account, "hi", f"{receiver.url}/twilio/status")
     sid = r.json()["sid"]
     await eventually(lambda: [q for q in receiver.requests if q.form().get("MessageSid") == sid])
     form = next(q.form() for q in receiver.requests if q.form().get("MessageSid") == sid)

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -263,6 +263,31 @@ async def drain_queue(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIn
         return out
     finally:
         await conn.close()
+
+
+def service_env(
+    *,
+    amqp_url: str,
+    database_url: str,
+    redis_url: str,
+    secrets: Mapping[str, str],
+    log_level: str = "INFO",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a service process a test or a benchmark starts: its servers, the
+    stack's ``secrets`` (``scripts/stack.py``'s ``new_secrets()``), ``FLOWCHAT_ENV=test``,
+    and of the caller's own environment only ``PATH``; ``extra`` last (service URLs, ports).
+    """
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "FLOWCHAT_ENV": "test",
+        "LOG_LEVEL": log_level,
+        "AMQP_URL": amqp_url,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        **secrets,
+        **(extra or {}),
+    }
 
 
 #: Fixtures that reach a real server: a test that uses any of them, directly or

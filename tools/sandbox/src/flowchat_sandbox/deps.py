@@ -12,10 +12,16 @@ from typing import Annotated, cast
 from fastapi import Depends, Header, Query, Request
 
 from flowchat_sandbox.errors import GraphError
-from flowchat_sandbox.service import Sandbox, bearer
+from flowchat_sandbox.service import Sandbox
 
 #: Graph API versions look like ``v23.0``.
 VERSION = re.compile(r"^v\d{1,2}\.\d$")
+
+
+def bearer(authorization: str | None, query_token: str | None = None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return query_token
 
 
 async def _sandbox(request: Request) -> Sandbox:

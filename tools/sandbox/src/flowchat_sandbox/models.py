@@ -5,6 +5,7 @@ Twilio, so in-memory state is the point; ``DELETE /sandbox/state`` clears it."""
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -12,7 +13,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 Provider = Literal["meta", "twilio"]
+DIGITS = re.compile(r"\D")
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+def wa_id_of(to: str) -> str:
+    """A phone number's digits: WhatsApp's ``wa_id`` of ``+234 801 …``."""
+    return DIGITS.sub("", to)
 
 
 def new_wamid(wa_id: str) -> str:

@@ -17,10 +17,10 @@ from starlette.formparsers import MultiPartException
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from flowchat_sandbox.deps import GraphDep, SandboxDep, TokenDep, check_version
+from flowchat_sandbox.deps import GraphDep, SandboxDep, TokenDep, bearer, check_version
 from flowchat_sandbox.errors import GRAPH_ERROR_SCHEMA, GraphError, error_responses
 from flowchat_sandbox.media import DOWNLOAD_PATH, MAX_UPLOAD_BYTES, normalize_mime
-from flowchat_sandbox.service import Sandbox, bearer
+from flowchat_sandbox.service import Sandbox
 
 _ERRORS = error_responses(GRAPH_ERROR_SCHEMA, 400, 401, 403, 404, 413, 429, 500, 503)
 router = APIRouter(tags=["graph"], responses=_ERRORS)
@@ -58,7 +58,7 @@ async def download_media(
     mac: Annotated[str, Query(alias="hash")] = "",
 ) -> Response:
     """The bytes of a media URL: valid 5 minutes, and only with the bearer token."""
-    data, mime_type = sandbox.download_media(token, mid, ext, mac)
+    data, mime_type = sandbox.cloud.download_media(token, mid, ext, mac)
     return Response(data, media_type=mime_type)
 
 
@@ -84,7 +84,7 @@ async def send_message(request: Request) -> Response:
     sandbox: Sandbox = request.app.state.sandbox
     token = bearer(request.headers.get("authorization"), request.query_params.get("access_token"))
     raw = await _json(request)
-    out = await sandbox.send_message(params["phone_number_id"], token, raw)
+    out = await sandbox.cloud.send_message(params["phone_number_id"], token, raw)
     return Response(orjson.dumps(out), media_type="application/json")
 
 
@@ -106,7 +106,7 @@ async def upload_media(phone_number_id: str, request: Request, graph: GraphDep) 
             product = form.get("messaging_product")
     except MultiPartException as exc:
         raise GraphError(100, f"The multipart body is malformed: {exc.message}") from None
-    return graph.sandbox.upload_media(
+    return graph.sandbox.cloud.upload_media(
         phone_number_id,
         graph.token,
         messaging_product=product if isinstance(product, str) else None,
@@ -120,23 +120,25 @@ async def upload_media(phone_number_id: str, request: Request, graph: GraphDep) 
 async def get_profile(
     phone_number_id: str, graph: GraphDep, fields: str | None = None
 ) -> dict[str, Any]:
-    return graph.sandbox.get_profile(phone_number_id, graph.token, fields)
+    return graph.sandbox.cloud.get_profile(phone_number_id, graph.token, fields)
 
 
 @router.post("/{version}/{phone_number_id}/whatsapp_business_profile")
 async def update_profile(phone_number_id: str, request: Request, graph: GraphDep) -> dict[str, Any]:
-    return graph.sandbox.update_profile(phone_number_id, graph.token, await _json(request))
+    return graph.sandbox.cloud.update_profile(phone_number_id, graph.token, await _json(request))
 
 
 @router.get("/{version}/{waba_id}/message_templates")
 async def list_templates(waba_id: str, request: Request, graph: GraphDep) -> dict[str, Any]:
     params = dict(request.query_params)
-    return graph.sandbox.list_templates(waba_id, graph.token, params)
+    return graph.sandbox.cloud.list_templates(waba_id, graph.token, params)
 
 
 @router.post("/{version}/{waba_id}/message_templates")
 async def create_template(waba_id: str, request: Request, graph: GraphDep) -> dict[str, Any]:
-    return await graph.sandbox.create_template_graph(waba_id, graph.token, await _json(request))
+    return await graph.sandbox.cloud.create_template_graph(
+        waba_id, graph.token, await _json(request)
+    )
 
 
 @router.get("/{version}/{object_id}")
@@ -145,17 +147,17 @@ async def get_object(
 ) -> dict[str, Any]:
     sandbox, token = graph.sandbox, graph.token
     if object_id in sandbox.templates:
-        return sandbox.get_template(object_id, token)
+        return sandbox.cloud.get_template(object_id, token)
     if object_id in sandbox.media:
         base = str(request.base_url)
-        return sandbox.media_url(
+        return sandbox.cloud.media_url(
             object_id, token, base, request.query_params.get("phone_number_id")
         )
-    return sandbox.get_number(object_id, token, fields)
+    return sandbox.cloud.get_number(object_id, token, fields)
 
 
 @router.delete("/{version}/{object_id}")
 async def delete_object(object_id: str, request: Request, graph: GraphDep) -> dict[str, Any]:
     """``DELETE /{media_id}`` (the only deletable object here)."""
     phone_number_id = request.query_params.get("phone_number_id")
-    return graph.sandbox.delete_media(object_id, graph.token, phone_number_id)
+    return graph.sandbox.cloud.delete_media(object_id, graph.token, phone_number_id)

@@ -28,7 +28,7 @@ async def create_message(
 ) -> JSONResponse:
     raw = (await request.body()).decode("utf-8", errors="replace")
     form = parse_qs(raw, keep_blank_values=True)
-    resource = await sandbox.twilio_send(account_sid, authorization, form)
+    resource = await sandbox.twilio.send(account_sid, authorization, form)
     return JSONResponse(resource, status_code=201)
 
 
@@ -39,4 +39,4 @@ async def fetch_message(
     sandbox: SandboxDep,
     authorization: Authorization = None,
 ) -> dict[str, Any]:
-    return sandbox.twilio_message(account_sid, authorization, message_sid)
+    return sandbox.twilio.message(account_sid, authorization, message_sid)
