@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from gateway_testkit import Gateway, TenantStub, running_gateway, threaded_server
 
 from flowchat_platform.testing import temporary_vhost
-
-from .gateway_testkit import Gateway, TenantStub, running_gateway, threaded_server
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, running_gateway
 
 from flowchat_platform.testing import serve
-
-from .gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, running_gateway
 
 pytestmark = pytest.mark.integration
 

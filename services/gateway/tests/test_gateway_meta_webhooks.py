@@ -8,15 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
-
-from flowchat_contracts import InboundMessage, StatusUpdate, topology
-from flowchat_gateway.events import BusinessEvent
-from flowchat_gateway.metrics import DEDUPE_UNAVAILABLE
-from flowchat_gateway.store import customer_window_key
-from flowchat_platform.amqp import HEADER_REASON
-from flowchat_platform.testing import eventually
-
-from .gateway_testkit import (
+from gateway_testkit import (
     OTHER_APP_SECRET,
     TEMPLATE_APPROVED,
     VERIFY_TOKEN,
@@ -34,6 +26,13 @@ from .gateway_testkit import (
     text_message,
     with_port,
 )
+
+from flowchat_contracts import InboundMessage, StatusUpdate, topology
+from flowchat_gateway.events import BusinessEvent
+from flowchat_gateway.metrics import DEDUPE_UNAVAILABLE
+from flowchat_gateway.store import customer_window_key
+from flowchat_platform.amqp import HEADER_REASON
+from flowchat_platform.testing import eventually
 
 pytestmark = pytest.mark.integration
 

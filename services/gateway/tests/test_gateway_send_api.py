@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
 from prometheus_client import REGISTRY
 
 from flowchat_contracts import OutboundCommand, topology
@@ -15,8 +16,6 @@ from flowchat_gateway.ports import IdempotencyRecord
 from flowchat_gateway.schemas import SendMessageRequest
 from flowchat_gateway.store import GatewayStore
 from flowchat_platform.redis import create_redis
-
-from .gateway_testkit import SERVICE_TOKEN, Gateway, TenantStub, closed_port_url, running_gateway
 
 pytestmark = pytest.mark.integration
 

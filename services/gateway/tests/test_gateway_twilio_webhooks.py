@@ -6,12 +6,11 @@ from urllib.parse import urlencode
 
 import pytest
 import redis.asyncio as aioredis
+from gateway_testkit import TWILIO_TOKEN, Gateway
 from twilio.request_validator import RequestValidator
 
 from flowchat_contracts import InboundMessage, StatusUpdate, topology
 from flowchat_gateway.store import customer_window_key
-
-from .gateway_testkit import TWILIO_TOKEN, Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,7 @@ to the number they name, an unknown WABA parked, the tenant service down → 503
 from __future__ import annotations
 
 import pytest
-
-from flowchat_contracts import topology
-from flowchat_gateway.events import BusinessEvent
-from flowchat_platform.amqp import HEADER_REASON
-
-from .gateway_testkit import (
+from gateway_testkit import (
     OTHER_APP_SECRET,
     TEMPLATE_APPROVED,
     WABA_ID,
@@ -19,6 +14,10 @@ from .gateway_testkit import (
     quality_update,
     sign,
 )
+
+from flowchat_contracts import topology
+from flowchat_gateway.events import BusinessEvent
+from flowchat_platform.amqp import HEADER_REASON
 
 pytestmark = pytest.mark.integration
 
