@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -20,7 +21,7 @@ from flowchat_contracts.schemas import DEFAULT_DIR
 BASE = {"tenant_id": "tnt_1", "account_id": "acc_1", "idempotency_key": "k1", "to": "15551234567"}
 
 
-def command(content: dict) -> OutboundCommand:
+def command(content: dict[str, Any]) -> OutboundCommand:
     return OutboundCommand.model_validate({**BASE, "content": content})
 
 
@@ -135,7 +136,7 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
 
 
 def test_status_events_are_told_apart_by_kind():
-    adapter: TypeAdapter = TypeAdapter(StatusEvent)
+    adapter: TypeAdapter[Any] = TypeAdapter(StatusEvent)
     result = SendResult(
         tenant_id="t",
         account_id="a",
