@@ -471,3 +471,23 @@ def test_twilio_inbound_names_the_external_user_id() -> None:
     assert isinstance(event, InboundMessage)
     assert event.customer is not None
     assert (event.customer.wa_id, event.customer.user_id) == ("14155552671", BSUID)
+
+
+def test_a_broken_phone_beside_a_good_bsuid_keeps_the_message() -> None:
+    value = both_ids_message()
+    value["messages"][0]["from"] = "not a number"
+    value["contacts"][0]["wa_id"] = "not a number"
+    event = one_event("messages", value)
+    assert isinstance(event, InboundMessageV2)
+    assert event.customer.user_id == BSUID
+
+
+def test_a_relayed_user_id_update_is_passed_on_as_sent() -> None:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": METADATA,
+        "user_id_update": [{"previous_user_id": "US.111", "user_id": "US.222"}],
+    }
+    event = one_event("user_id_update", value)
+    assert isinstance(event, BusinessEvent)
+    assert (event.field, event.data) == ("user_id_update", value)

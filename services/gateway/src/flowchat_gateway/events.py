@@ -26,6 +26,9 @@ BusinessField = Literal[
     "phone_number_name_update",
     "account_update",
     "user_marketing_preferences",
+    # Not a Meta field any more (BSUID changes come as ``user_changed_user_id`` system
+    # messages), but some providers still relay it: passed on as sent.
+    "user_id_update",
 ]
 BUSINESS_FIELDS: frozenset[str] = frozenset(get_args(BusinessField))
 

@@ -340,9 +340,12 @@ def inbound_from_meta(
     user_id = _text(message.get("from_user_id"))
     if sender and not user_id and _BSUID.match(sender):  # a BSUID where the phone goes
         sender, user_id = None, sender
+    if sender and not _PHONE.match(sender) and user_id and _BSUID.match(user_id):
+        sender = None  # a broken phone beside a good BSUID: keep the message, by the BSUID
     user_id = user_id or _text(system.get("user_id"))
     contact = _contact_for(contacts, sender, user_id)
-    wa_id = sender or _text(contact.get("wa_id"))
+    contact_wa_id = _text(contact.get("wa_id"))
+    wa_id = sender or (contact_wa_id if contact_wa_id and _PHONE.match(contact_wa_id) else None)
     customer = _identity(
         wa_id,
         user_id or _text(contact.get("user_id")),
