@@ -136,7 +136,7 @@ def test_unknown_fields_are_ignored_for_forward_compatibility():
 
 
 def test_status_events_are_told_apart_by_kind():
-    adapter: TypeAdapter[StatusEvent] = TypeAdapter(StatusEvent)
+    adapter: TypeAdapter[Any] = TypeAdapter(StatusEvent)
     result = SendResult(
         tenant_id="t",
         account_id="a",

@@ -289,7 +289,7 @@ def test_unknown_type_becomes_unsupported(raw_type: str) -> None:
 
 
 def test_interactive_of_unknown_kind_becomes_unsupported() -> None:
-    message = {"type": "interactive", "interactive": {"type": "nfm_reply", "nfm_reply": {}}}
+    message = {"type": "interactive", "interactive": {"type": "future_reply", "future_reply": {}}}
     assert only_inbound(envelope(message_value(message))).type == "unsupported"
 
 
@@ -555,6 +555,7 @@ def twilio_inbound(**fields: str) -> InboundMessage:
     form = twilio_form(**fields)
     assert not is_twilio_status_callback(form)
     event = inbound_from_twilio(form, ACCOUNT, received_at=NOW, correlation_id="c")
+    assert isinstance(event, InboundMessage)
     assert event.provider == "twilio"
     assert event.provider_message_id == "SM0123456789abcdef0123456789abcdef"
     assert event.customer_wa_id == "14155552671"

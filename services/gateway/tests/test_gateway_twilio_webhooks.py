@@ -191,6 +191,22 @@ async def test_undelivered_is_failed_with_the_error_code(twilio_gateway: Gateway
     event = StatusUpdate.model_validate(data)
     assert event.status == "failed"
     assert [e.code for e in event.errors] == [63016]
+    # The reason is kept: the code's title when Twilio sends no text (issue 21, defect 5).
+    assert "24-hour window" in event.errors[0].title
+    assert event.errors[0].details == event.errors[0].title
+
+
+async def test_failed_callback_keeps_twilios_error_text(twilio_gateway: Gateway) -> None:
+    gw = twilio_gateway
+    assert gw.broker is not None
+    form = status_form(
+        "failed", ErrorCode="63024", ChannelStatusMessage="Invalid recipient (131026)"
+    )
+    assert (await post_twilio(gw, form)).status_code == 200
+    ((_, data),) = await gw.broker.drain(topology.QUEUE_STATE_STATUS)
+    (error,) = StatusUpdate.model_validate(data).errors
+    assert (error.code, error.title) == (63024, "Invalid message recipient")
+    assert error.details == "Invalid recipient (131026)"
 
 
 async def test_unknown_or_non_twilio_account_is_404(twilio_gateway: Gateway) -> None:

@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -24,6 +33,12 @@ MessageCategory = Literal["marketing", "utility", "authentication", "service"]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 #: A WhatsApp id: the recipient's phone number in international format, digits only.
 WaId = Annotated[str, StringConstraints(pattern=r"^\+?[1-9][0-9]{6,14}$")]
+#: A business-scoped user id (BSUID): ``CC.<alphanumerics>`` (CC the ISO 3166 country),
+#: or a parent BSUID ``CC.ENT.<alphanumerics>``. Meta sends it for every user since 2026,
+#: and instead of the phone number when the user hides it behind a username.
+Bsuid = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")]
+#: The ``schema_version`` of :class:`InboundMessageV2`.
+INBOUND_SCHEMA_VERSION_2: Literal[2] = 2
 
 
 def new_id() -> str:
@@ -38,11 +53,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class _Envelope(_Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+class _Scoped(_Model):
     tenant_id: Id
     account_id: Id
     correlation_id: Id = Field(default_factory=new_id)
+
+
+class _Envelope(_Scoped):
+    schema_version: Literal[1] = SCHEMA_VERSION
 
 
 # --------------------------------------------------------------------- shared parts
@@ -61,6 +79,8 @@ class Pricing(_Model):
     billable: bool | None = None
     category: str | None = None
     pricing_model: str | None = None
+    #: ``regular``, ``free_customer_service`` or ``free_entry_point`` (Meta's PMP).
+    type: str | None = None
 
 
 class Media(_Model):
@@ -87,6 +107,95 @@ class Reply(_Model):
     description: str | None = None
 
 
+class CustomerIdentity(_Model):
+    """Who a customer is: a BSUID, a phone number (WhatsApp id), or both.
+
+    - ``user_id``: the business-scoped user id (BSUID). Meta sends it with every
+      message and status since 2026; it stays the same when the username changes and
+      is replaced when the user changes phone number (announced by the system message
+      ``user_changed_user_id`` / ``user_changed_number`` with the previous ids).
+    - ``wa_id``: the phone number, absent when the user hides it behind a username.
+    - ``parent_user_id``: the parent BSUID (``CC.ENT.…``), shared across linked
+      portfolios; only when Meta enables it.
+    - ``username``: shown to people, can change: never a key.
+
+    At least one of the ids is present. :attr:`key` is the id to key a customer by:
+    the BSUID when there is one, else the phone number. Both ids are the same person:
+    a consumer that sees them together links them (an alias), so data keyed by the
+    phone before BSUIDs existed still finds its customer.
+    """
+
+    wa_id: WaId | None = None
+    user_id: Bsuid | None = None
+    parent_user_id: Bsuid | None = None
+    username: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _has_an_id(self) -> CustomerIdentity:
+        if self.wa_id is None and self.user_id is None and self.parent_user_id is None:
+            raise ValueError("a customer identity needs a wa_id, a user_id or a parent_user_id")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The stable key: the BSUID, else the phone number, else the parent BSUID."""
+        key = self.user_id or (self.wa_id.lstrip("+") if self.wa_id else self.parent_user_id)
+        assert key is not None  # the validator guarantees one id
+        return key
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every id of this customer (phone digits without ``+``), for alias links."""
+        return tuple(
+            i
+            for i in (
+                self.user_id,
+                self.wa_id.lstrip("+") if self.wa_id else None,
+                self.parent_user_id,
+            )
+            if i
+        )
+
+
+class FlowResponse(_Model):
+    """A WhatsApp Flow's answer (``interactive.nfm_reply``)."""
+
+    #: ``flow`` for a Flow, ``address_message`` for an address message.
+    name: str | None = None
+    body: str | None = None
+    #: ``response_json`` parsed (it carries the ``flow_token``); None when not JSON.
+    response: dict[str, Any] | None = None
+    #: ``response_json`` exactly as Meta sent it.
+    response_json: str | None = None
+
+    @property
+    def flow_token(self) -> str | None:
+        token = (self.response or {}).get("flow_token")
+        return token if isinstance(token, str) else None
+
+
+class CallPermissionReply(_Model):
+    """The customer's answer to a call-permission request."""
+
+    response: str
+    is_permanent: bool | None = None
+    #: Only for a temporary grant.
+    expiration_timestamp: datetime | None = None
+    #: ``user_action`` or ``automatic``.
+    response_source: str | None = None
+
+
+class MarketingPreference(_Model):
+    """One item of Meta's ``user_preferences`` webhook: a marketing opt-out or resume."""
+
+    customer: CustomerIdentity
+    #: ``stop`` or ``resume`` (``signup`` possible); compare lower-cased.
+    value: str
+    category: str = "marketing_messages"
+    detail: str | None = None
+    timestamp: datetime | None = None
+
+
 # --------------------------------------------------------------------- inbound
 
 InboundType = Literal[
@@ -105,18 +214,21 @@ InboundType = Literal[
     "referral",
     "system",
     "unsupported",
+    # a WhatsApp Flow's answer (``flow``), an edit or deletion of an earlier message
+    # (``original_message_id``), a call-permission answer (``call_permission``)
+    "flow_response",
+    "edit",
+    "revoke",
+    "call_permission_reply",
 ]
 
 
-class InboundMessage(_Envelope):
-    """A customer's message, normalized from Meta's or Twilio's webhook."""
-
+class _InboundFields(_Scoped):
     kind: Literal["inbound_message"] = "inbound_message"
     event_id: Id = Field(default_factory=new_id)
     provider: Provider
     provider_message_id: Id
     phone_number_id: str
-    customer_wa_id: WaId
     customer_name: str | None = None
     type: InboundType
     timestamp: datetime
@@ -132,6 +244,64 @@ class InboundMessage(_Envelope):
     referral: dict[str, Any] | None = None
     system: dict[str, Any] | None = None
     errors: list[ProviderError] = Field(default_factory=list)
+    #: ``flow_response``: the Flow's answer.
+    flow: FlowResponse | None = None
+    #: ``edit`` and ``revoke``: the message edited or deleted. An edit carries the new
+    #: content in the usual fields (``text``, ``media``, …) and its type in ``edited_type``.
+    original_message_id: str | None = None
+    edited_type: str | None = None
+    #: ``call_permission_reply``: the answer.
+    call_permission: CallPermissionReply | None = None
+    #: ``system`` messages ``user_changed_number`` / ``user_changed_user_id``: the ids the
+    #: customer had before (``customer`` holds the new ones).
+    previous_customer: CustomerIdentity | None = None
+
+
+class InboundMessage(_InboundFields):
+    """A customer's message, normalized from Meta's or Twilio's webhook (version 1).
+
+    ``customer_wa_id`` is required: a message from a customer whose phone number is
+    hidden is published as :class:`InboundMessageV2` instead (see docs/queue-contracts.md).
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    customer_wa_id: WaId
+    #: The customer's identity (BSUID, phone, both); None only from old publishers.
+    customer: CustomerIdentity | None = None
+
+
+class InboundMessageV2(_InboundFields):
+    """A customer's message, version 2: the customer is an identity (BSUID, phone, or
+    both) and ``customer_wa_id`` may be absent. Same ``kind``, exchange and routing
+    keys as version 1; a v1-only consumer refuses it (``schema_version``)."""
+
+    schema_version: Literal[2] = INBOUND_SCHEMA_VERSION_2
+    customer: CustomerIdentity
+    #: The phone number when the customer shows it (the same as ``customer.wa_id``).
+    customer_wa_id: WaId | None = None
+
+
+def _inbound_version(value: Any) -> str:
+    version = (
+        value.get("schema_version", SCHEMA_VERSION)
+        if isinstance(value, dict)
+        else getattr(value, "schema_version", SCHEMA_VERSION)
+    )
+    return str(version)
+
+
+#: Any version of an inbound message, told apart by ``schema_version`` (1 when absent).
+AnyInboundMessage = Annotated[
+    Annotated[InboundMessage, Tag("1")] | Annotated[InboundMessageV2, Tag("2")],
+    Discriminator(_inbound_version),
+]
+
+_ANY_INBOUND: TypeAdapter[InboundMessage | InboundMessageV2] = TypeAdapter(AnyInboundMessage)
+
+
+def inbound_message_in(body: bytes | str) -> InboundMessage | InboundMessageV2:
+    """The inbound message a ``flowchat.inbound`` body carries, of either version."""
+    return _ANY_INBOUND.validate_json(body)
 
 
 # --------------------------------------------------------------------- statuses
@@ -148,7 +318,10 @@ class StatusUpdate(_Envelope):
     provider_message_id: Id
     status: ProviderStatus
     timestamp: datetime
+    #: The phone number the message went to; absent when it was sent to a BSUID.
     recipient_id: str | None = None
+    #: The recipient as an identity (BSUID, phone, both) when the provider names it.
+    customer: CustomerIdentity | None = None
     #: FlowChat's message id, echoed back by Meta from ``biz_opaque_callback_data``.
     message_id: str | None = None
     errors: list[ProviderError] = Field(default_factory=list)

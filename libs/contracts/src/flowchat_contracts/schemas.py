@@ -14,18 +14,21 @@ from pydantic import BaseModel
 
 from flowchat_contracts.models import (
     InboundMessage,
+    InboundMessageV2,
     OutboundCommand,
     SendResult,
     SendResultBatch,
     StatusUpdate,
 )
 
+#: File stem (``<kind>.v<version>``) → model.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
-    "inbound_message": InboundMessage,
-    "status_update": StatusUpdate,
-    "outbound_command": OutboundCommand,
-    "send_result": SendResult,
-    "send_result_batch": SendResultBatch,
+    "inbound_message.v1": InboundMessage,
+    "inbound_message.v2": InboundMessageV2,
+    "status_update.v1": StatusUpdate,
+    "outbound_command.v1": OutboundCommand,
+    "send_result.v1": SendResult,
+    "send_result_batch.v1": SendResultBatch,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -34,11 +37,11 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 def render_schemas() -> dict[str, str]:
     """File name → JSON text of every contract's schema (as a validator reads input)."""
     out: dict[str, str] = {}
-    for kind, model in SCHEMA_MODELS.items():
+    for stem, model in SCHEMA_MODELS.items():
         schema = model.model_json_schema(mode="validation")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-        schema["$id"] = f"https://flowchat.dev/schemas/{kind}.v1.json"
-        out[f"{kind}.v1.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        schema["$id"] = f"https://flowchat.dev/schemas/{stem}.json"
+        out[f"{stem}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowchat_contracts import SCHEMA_VERSION, Provider, new_id
+from flowchat_contracts import SCHEMA_VERSION, MarketingPreference, Provider, new_id
 
 #: Meta webhook fields published as business events (anything else is ignored).
 BusinessField = Literal[
@@ -26,6 +26,9 @@ BusinessField = Literal[
     "phone_number_name_update",
     "account_update",
     "user_marketing_preferences",
+    # Not a Meta field any more (BSUID changes come as ``user_changed_user_id`` system
+    # messages), but some providers still relay it: passed on as sent.
+    "user_id_update",
 ]
 BUSINESS_FIELDS: frozenset[str] = frozenset(get_args(BusinessField))
 
@@ -51,3 +54,6 @@ class BusinessEvent(BaseModel):
     occurred_at: datetime
     #: The change's ``value`` exactly as Meta sent it.
     data: dict[str, Any] = Field(default_factory=dict)
+    #: ``user_marketing_preferences`` (Meta's ``user_preferences``): each item with its
+    #: customer as an identity (BSUID, phone, or both), for consumers keyed by identity.
+    marketing_preferences: list[MarketingPreference] = Field(default_factory=list)

@@ -9,11 +9,20 @@ Meta (``X-Hub-Signature-256`` verified elsewhere)::
 number id, so the caller can find the account and its app secret);
 :func:`normalize_change` turns one change of a known account into events:
 
-- ``messages`` → one :class:`InboundMessage` per ``value.messages[]`` (every type;
-  an unknown type becomes ``unsupported``, never an error) and one
+- ``messages`` → one inbound message per ``value.messages[]`` (every type; an
+  unknown type becomes ``unsupported``, never an error) and one
   :class:`StatusUpdate` per ``value.statuses[]``;
-- the account-level fields of :data:`BUSINESS_FIELDS` → one :class:`BusinessEvent`;
+- the account-level fields of :data:`BUSINESS_FIELDS` → one :class:`BusinessEvent`
+  (``user_preferences``, Meta's name for marketing opt-outs, is published as
+  ``user_marketing_preferences``, the name consumers know: :data:`FIELD_ALIASES`);
 - anything else is ignored.
+
+Customers are identities (:class:`CustomerIdentity`): Meta names them by phone
+number (``from``, ``wa_id``, ``recipient_id``), by business-scoped user id
+(``from_user_id``, ``user_id``, ``recipient_user_id``, with parent ids and the
+username in ``contacts[]``), or both. A message whose sender shows a phone number is
+an :class:`InboundMessage` (version 1, ``customer_wa_id`` set); one from a customer
+who hides it is an :class:`InboundMessageV2` — never parked for lacking a number.
 
 Unknown fields are ignored everywhere. A piece that cannot be normalized (no id,
 bad timestamp, a number that is not a WhatsApp id) is returned as :class:`Parked`
@@ -26,7 +35,9 @@ drop the repeat even when the gateway's own dedupe could not run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,19 +48,31 @@ import orjson
 from pydantic import ValidationError
 
 from flowchat_contracts import (
+    CallPermissionReply,
+    CustomerIdentity,
+    FlowResponse,
     InboundMessage,
+    InboundMessageV2,
     InboundType,
     Location,
+    MarketingPreference,
     Media,
     Pricing,
     ProviderError,
     ProviderStatus,
     Reply,
     StatusUpdate,
+    twilio_codes,
 )
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 
-Event = InboundMessage | StatusUpdate | BusinessEvent
+Inbound = InboundMessage | InboundMessageV2
+Event = InboundMessage | InboundMessageV2 | StatusUpdate | BusinessEvent
+
+#: Meta webhook fields published under another (older) field name consumers know.
+FIELD_ALIASES: Mapping[str, str] = {"user_preferences": "user_marketing_preferences"}
+_BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
+_PHONE = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 
 INBOUND_TYPES: frozenset[str] = frozenset(get_args(InboundType))
 PROVIDER_STATUSES: frozenset[str] = frozenset(get_args(ProviderStatus))
@@ -109,7 +132,7 @@ class MalformedPayload(ValueError):
 
 def event_identity(event: Event) -> str:
     """What makes an event the same event when the provider sends it again."""
-    if isinstance(event, InboundMessage):
+    if isinstance(event, InboundMessage | InboundMessageV2):
         return f"{event.provider}:message:{event.provider_message_id}"
     if isinstance(event, StatusUpdate):
         return f"{event.provider}:status:{event.provider_message_id}:{event.status}"
@@ -129,7 +152,7 @@ def with_stable_id(event: Event) -> Event:
 
 def metric_type(event: Event) -> str:
     """A bounded label naming the event's type."""
-    if isinstance(event, InboundMessage):
+    if isinstance(event, InboundMessage | InboundMessageV2):
         return event.type
     if isinstance(event, StatusUpdate):
         return event.status
@@ -254,7 +277,9 @@ def normalize_change(
                 continue
             _append(
                 out,
-                lambda s=status: status_from_meta(_obj(s), account, correlation_id=correlation_id),
+                lambda s=status: status_from_meta(
+                    _obj(s), account, correlation_id=correlation_id, contacts=contacts
+                ),
                 "malformed_status",
                 status,
             )
@@ -263,7 +288,7 @@ def normalize_change(
                 Parked("meta_errors", "webhook-level errors from Meta", value.get("errors"))
             )
         return out
-    if change.field in BUSINESS_FIELDS:
+    if change.field in BUSINESS_FIELDS or change.field in FIELD_ALIASES:
         _append(
             out,
             lambda: business_event_from_meta(
@@ -303,13 +328,34 @@ def inbound_from_meta(
     account: AccountRef,
     *,
     correlation_id: str,
-) -> InboundMessage:
-    """One ``value.messages[]`` item as an :class:`InboundMessage`."""
+) -> Inbound:
+    """One ``value.messages[]`` item: an :class:`InboundMessage` when the sender's phone
+    number is known, else an :class:`InboundMessageV2` keyed by the BSUID."""
     wamid = _text(message.get("id"))
-    sender = _text(message.get("from"))
-    if not wamid or not sender:
-        raise ValueError("message without id or from")
+    if not wamid:
+        raise ValueError("message without id")
     raw_type = _text(message.get("type")) or "unsupported"
+    system = _obj(message.get("system")) if raw_type == "system" else {}
+    sender = _text(message.get("from"))
+    user_id = _text(message.get("from_user_id"))
+    if sender and not user_id and _BSUID.match(sender):  # a BSUID where the phone goes
+        sender, user_id = None, sender
+    if sender and not _PHONE.match(sender) and user_id and _BSUID.match(user_id):
+        sender = None  # a broken phone beside a good BSUID: keep the message, by the BSUID
+    user_id = user_id or _text(system.get("user_id"))
+    contact = _contact_for(contacts, sender, user_id)
+    contact_wa_id = _text(contact.get("wa_id"))
+    wa_id = sender or (contact_wa_id if contact_wa_id and _PHONE.match(contact_wa_id) else None)
+    customer = _identity(
+        wa_id,
+        user_id or _text(contact.get("user_id")),
+        _text(message.get("from_parent_user_id"))
+        or _text(system.get("parent_user_id"))
+        or _text(contact.get("parent_user_id")),
+        _text(_obj(contact.get("profile")).get("username")),
+    )
+    if customer is None:
+        raise ValueError("message without a sender (no from, from_user_id or contact)")
     fields: dict[str, Any] = {
         "tenant_id": account.tenant_id,
         "account_id": account.account_id,
@@ -317,8 +363,8 @@ def inbound_from_meta(
         "provider": "meta",
         "provider_message_id": wamid,
         "phone_number_id": change.phone_number_id or "",
-        "customer_wa_id": sender,
-        "customer_name": _customer_name(contacts, sender),
+        "customer_name": _text(_obj(contact.get("profile")).get("name")),
+        "customer": customer,
         "timestamp": parse_timestamp(message.get("timestamp")),
         "context_message_id": _text(_obj(message.get("context")).get("id")),
         "errors": _errors(message.get("errors")),
@@ -326,17 +372,78 @@ def inbound_from_meta(
     if isinstance(message.get("referral"), dict):
         fields["referral"] = message["referral"]
     fields.update(_content(raw_type, message))
-    return InboundMessage(**fields)
+    if system:
+        fields.update(_id_change(system, sender, customer))
+    if wa_id:
+        return InboundMessage(customer_wa_id=wa_id, **fields)
+    return InboundMessageV2(**fields)
 
 
-def _customer_name(contacts: list[Any], wa_id: str) -> str | None:
-    fallback = None
-    for contact in contacts:
-        name = _text(_obj(_obj(contact).get("profile")).get("name"))
-        if _text(_obj(contact).get("wa_id")) == wa_id:
-            return name
-        fallback = fallback or name
-    return fallback
+def _identity(
+    wa_id: str | None, user_id: str | None, parent_user_id: str | None, username: str | None
+) -> CustomerIdentity | None:
+    """The identity these ids make; None when there is none. A phone number that is not
+    one raises (the piece is parked, as before); a malformed BSUID is left out, so a
+    message is never lost for an optional id."""
+    user_id = user_id if user_id and _BSUID.match(user_id) else None
+    parent_user_id = parent_user_id if parent_user_id and _BSUID.match(parent_user_id) else None
+    if not (wa_id or user_id or parent_user_id):
+        return None
+    return CustomerIdentity(
+        wa_id=wa_id,
+        user_id=user_id,
+        parent_user_id=parent_user_id,
+        username=(username or None) and username[:128],
+    )
+
+
+def _safe_identity(
+    wa_id: str | None, user_id: str | None, parent_user_id: str | None, username: str | None
+) -> CustomerIdentity | None:
+    """:func:`_identity` for where an identity is a bonus (statuses): never raises."""
+    return _identity(
+        wa_id if wa_id and _PHONE.match(wa_id) else None, user_id, parent_user_id, username
+    )
+
+
+def _contact_for(contacts: list[Any], wa_id: str | None, user_id: str | None) -> dict[str, Any]:
+    """The ``contacts[]`` entry of the customer named by ``wa_id`` or ``user_id``: the one
+    naming either id, else a lone contact naming no other id (its name only when the
+    customer is named by nothing else)."""
+    items = [c for c in contacts if isinstance(c, dict)]
+    for contact in items:
+        if (wa_id and _text(contact.get("wa_id")) == wa_id) or (
+            user_id and _text(contact.get("user_id")) == user_id
+        ):
+            return contact
+    if len(items) != 1:
+        return {}
+    (only,) = items
+    names_other = (wa_id and only.get("wa_id")) or (user_id and only.get("user_id"))
+    if names_other or not (wa_id or user_id):
+        return {"profile": {"name": _obj(only.get("profile")).get("name")}}
+    return only
+
+
+def _id_change(
+    system: dict[str, Any], sender: str | None, customer: CustomerIdentity
+) -> dict[str, Any]:
+    """``user_changed_number`` / ``user_changed_user_id`` (and the older
+    ``customer_changed_number``): the new ids in ``customer``, the old ones in
+    ``previous_customer``."""
+    new_wa_id = _text(system.get("wa_id")) or _text(system.get("new_wa_id"))
+    previous = _identity(
+        sender if new_wa_id else None,
+        _text(system.get("previous_user_id")),
+        _text(system.get("previous_parent_user_id")),
+        None,
+    )
+    out: dict[str, Any] = {}
+    if previous is not None and previous != customer:
+        out["previous_customer"] = previous
+    if new_wa_id and _PHONE.match(new_wa_id):
+        out["customer"] = customer.model_copy(update={"wa_id": new_wa_id})
+    return out
 
 
 def _content(raw_type: str, message: dict[str, Any]) -> dict[str, Any]:
@@ -379,19 +486,7 @@ def _content(raw_type: str, message: dict[str, Any]) -> dict[str, Any]:
         text = _text(body.get("text")) or ""
         return {"type": "button", "text": text, "reply": Reply(id=payload, title=text)}
     if raw_type == "interactive":
-        kind = _text(body.get("type"))
-        reply = _obj(body.get(kind)) if kind in ("button_reply", "list_reply") else None
-        if reply is None or _text(reply.get("id")) is None:
-            return {"type": "unsupported"}
-        return {
-            "type": "interactive",
-            "text": _text(reply.get("title")),
-            "reply": Reply(
-                id=_text(reply.get("id")) or "",
-                title=_text(reply.get("title")) or "",
-                description=_text(reply.get("description")),
-            ),
-        }
+        return _interactive(body)
     if raw_type == "order":
         return {"type": "order", "order": body, "text": _text(body.get("text")) or None}
     if raw_type == "system":
@@ -399,20 +494,110 @@ def _content(raw_type: str, message: dict[str, Any]) -> dict[str, Any]:
     if raw_type == "referral":
         referral = _obj(message.get("referral")) or body
         return {"type": "referral", "referral": referral}
+    if raw_type == "edit":
+        return _edit(body)
+    if raw_type == "revoke":
+        return {"type": "revoke", "original_message_id": _text(body.get("original_message_id"))}
     return {"type": "unsupported"}
+
+
+def _interactive(body: dict[str, Any]) -> dict[str, Any]:
+    kind = _text(body.get("type"))
+    if kind == "nfm_reply":
+        return _flow_response(_obj(body.get("nfm_reply")))
+    if kind == "call_permission_reply":
+        return _call_permission(_obj(body.get("call_permission_reply")))
+    reply = _obj(body.get(kind)) if kind in ("button_reply", "list_reply") else None
+    if reply is None or _text(reply.get("id")) is None:
+        return {"type": "unsupported"}
+    return {
+        "type": "interactive",
+        "text": _text(reply.get("title")),
+        "reply": Reply(
+            id=_text(reply.get("id")) or "",
+            title=_text(reply.get("title")) or "",
+            description=_text(reply.get("description")),
+        ),
+    }
+
+
+def _edit(body: dict[str, Any]) -> dict[str, Any]:
+    """An edit carries the new content in the usual fields, its type in ``edited_type``."""
+    edited = _obj(body.get("message"))
+    inner_type = _text(edited.get("type")) or "unsupported"
+    new = _content(inner_type, edited) if inner_type != "edit" else {"type": "unsupported"}
+    return {
+        **new,
+        "type": "edit",
+        "edited_type": new["type"],
+        "original_message_id": _text(body.get("original_message_id")),
+    }
+
+
+def _flow_response(reply: dict[str, Any]) -> dict[str, Any]:
+    raw = reply.get("response_json")
+    parsed: Any = None
+    if isinstance(raw, str):
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+    elif isinstance(raw, dict):  # already an object: some relays decode it
+        parsed, raw = raw, orjson.dumps(raw).decode()
+    return {
+        "type": "flow_response",
+        "flow": FlowResponse(
+            name=_text(reply.get("name")),
+            body=_text(reply.get("body")),
+            response=parsed if isinstance(parsed, dict) else None,
+            response_json=raw if isinstance(raw, str) else None,
+        ),
+    }
+
+
+def _call_permission(reply: dict[str, Any]) -> dict[str, Any]:
+    response = _text(reply.get("response"))
+    if not response:
+        return {"type": "unsupported"}
+    expires = reply.get("expiration_timestamp")
+    permanent = reply.get("is_permanent")
+    return {
+        "type": "call_permission_reply",
+        "call_permission": CallPermissionReply(
+            response=response,
+            is_permanent=permanent if isinstance(permanent, bool) else None,
+            expiration_timestamp=parse_timestamp(expires) if expires is not None else None,
+            response_source=_text(reply.get("response_source")),
+        ),
+    }
 
 
 # --------------------------------------------------------------------- Meta: statuses
 
 
 def status_from_meta(
-    status: dict[str, Any], account: AccountRef, *, correlation_id: str
+    status: dict[str, Any],
+    account: AccountRef,
+    *,
+    correlation_id: str,
+    contacts: list[Any] | None = None,
 ) -> StatusUpdate:
-    """One ``value.statuses[]`` item as a :class:`StatusUpdate`."""
+    """One ``value.statuses[]`` item as a :class:`StatusUpdate`. The recipient is named
+    by ``recipient_id`` (a phone), ``recipient_user_id`` (a BSUID) or both; ``contacts[]``
+    (sent/delivered/read only) adds the username and the other id."""
     wamid = _text(status.get("id"))
     if not wamid:
         raise ValueError("status without id")
     pricing = _obj(status.get("pricing"))
+    recipient = _text(status.get("recipient_id"))
+    user_id = _text(status.get("recipient_user_id"))
+    contact = _contact_for(contacts or [], recipient, user_id)
+    customer = _safe_identity(
+        recipient or _text(contact.get("wa_id")),
+        user_id or _text(contact.get("user_id")),
+        _text(status.get("recipient_parent_user_id")) or _text(contact.get("parent_user_id")),
+        _text(_obj(contact.get("profile")).get("username")),
+    )
     return StatusUpdate(
         tenant_id=account.tenant_id,
         account_id=account.account_id,
@@ -421,13 +606,15 @@ def status_from_meta(
         provider_message_id=wamid,
         status=status.get("status"),  # checked by the caller
         timestamp=parse_timestamp(status.get("timestamp")),
-        recipient_id=_text(status.get("recipient_id")),
+        recipient_id=recipient,
+        customer=customer,
         message_id=_text(status.get("biz_opaque_callback_data")),
         errors=_errors(status.get("errors")),
         pricing=Pricing(
             billable=pricing.get("billable") if isinstance(pricing.get("billable"), bool) else None,
             category=_text(pricing.get("category")),
             pricing_model=_text(pricing.get("pricing_model")),
+            type=_text(pricing.get("type")),
         )
         if pricing
         else None,
@@ -450,17 +637,53 @@ def business_event_from_meta(
                 break
             except ValueError:
                 continue
+    field = FIELD_ALIASES.get(change.field, change.field)
     return BusinessEvent(
         tenant_id=account.tenant_id,
         account_id=account.account_id,
         correlation_id=correlation_id,
-        field=change.field,  # checked by the caller
+        field=field,  # checked by the caller
         event=_text(value.get("event")),
         waba_id=change.waba_id,
         phone_number_id=change.phone_number_id,
         occurred_at=occurred_at,
         data=value,
+        marketing_preferences=_preferences(value) if field == "user_marketing_preferences" else [],
     )
+
+
+def _preferences(value: dict[str, Any]) -> list[MarketingPreference]:
+    """``value.user_preferences[]`` with each customer as an identity: the ids of the item
+    first, then those of its ``contacts[]`` entry. Items naming nobody are left out."""
+    contacts = _list(value.get("contacts"))
+    out = []
+    for item in _list(value.get("user_preferences")):
+        pref = _obj(item)
+        wa_id = _text(pref.get("wa_id"))
+        user_id = _text(pref.get("user_id"))
+        contact = _contact_for(contacts, wa_id, user_id)
+        customer = _safe_identity(
+            wa_id or _text(contact.get("wa_id")),
+            user_id or _text(contact.get("user_id")),
+            _text(pref.get("parent_user_id")) or _text(contact.get("parent_user_id")),
+            _text(_obj(contact.get("profile")).get("username")),
+        )
+        choice = _text(pref.get("value"))
+        if customer is None or not choice:
+            continue
+        at = None
+        with contextlib.suppress(ValueError, OverflowError, OSError):
+            at = parse_timestamp(pref.get("timestamp")) if "timestamp" in pref else None
+        out.append(
+            MarketingPreference(
+                customer=customer,
+                value=choice.lower(),
+                category=_text(pref.get("category")) or "marketing_messages",
+                detail=_text(pref.get("detail")),
+                timestamp=at,
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------- Twilio
@@ -511,10 +734,14 @@ def status_from_twilio(
     if not sid:
         raise ValueError("status callback without MessageSid")
     errors: list[ProviderError] = []
-    code = form.get("ErrorCode")
-    if status == "failed" and code and code.isdigit():
+    code = (form.get("ErrorCode") or "").strip()
+    if status == "failed" and code.isdigit():
+        # Twilio documents only ErrorCode; ErrorMessage / ChannelStatusMessage come
+        # sometimes. The reason is never left empty: the code's title stands in.
+        title = twilio_codes.title(int(code))
+        text = (form.get("ErrorMessage") or form.get("ChannelStatusMessage") or "").strip()
         errors.append(
-            ProviderError(code=int(code), title=raw, message=form.get("ErrorMessage") or "")
+            ProviderError(code=int(code), title=title, message=text, details=text or title)
         )
     update = StatusUpdate(
         tenant_id=account.tenant_id,
@@ -525,6 +752,7 @@ def status_from_twilio(
         status=status,
         timestamp=received_at,
         recipient_id=twilio_wa_id(form.get("To")) or None,
+        customer=_twilio_identity(twilio_wa_id(form.get("To")), form),
         errors=errors,
     )
     event = with_stable_id(update)
@@ -538,11 +766,13 @@ def inbound_from_twilio(
     *,
     received_at: datetime,
     correlation_id: str,
-) -> InboundMessage:
+) -> Inbound:
     """A Twilio inbound WhatsApp message (form fields of the incoming webhook)."""
     sid = form.get("MessageSid") or form.get("SmsMessageSid")
     if not sid:
         raise ValueError("inbound message without MessageSid")
+    address = twilio_wa_id(form.get("From"))
+    customer = _twilio_identity(address, form)
     fields: dict[str, Any] = {
         "tenant_id": account.tenant_id,
         "account_id": account.account_id,
@@ -550,15 +780,29 @@ def inbound_from_twilio(
         "provider": "twilio",
         "provider_message_id": sid,
         "phone_number_id": twilio_wa_id(form.get("To")),
-        "customer_wa_id": twilio_wa_id(form.get("From")),
         "customer_name": form.get("ProfileName") or None,
+        "customer": customer,
         "timestamp": received_at,
         "context_message_id": form.get("OriginalRepliedMessageSid") or None,
     }
     fields.update(_twilio_content(form))
-    event = with_stable_id(InboundMessage(**fields))
-    assert isinstance(event, InboundMessage)
+    model: Inbound
+    if customer is not None and customer.wa_id is None:  # Twilio names a BSUID only
+        model = InboundMessageV2(**fields)
+    else:  # a phone number, or an address that is neither (validated, then parked)
+        model = InboundMessage(customer_wa_id=address, **fields)
+    event = with_stable_id(model)
+    assert isinstance(event, InboundMessage | InboundMessageV2)
     return event
+
+
+def _twilio_identity(address: str, form: Mapping[str, str]) -> CustomerIdentity | None:
+    """The customer of a Twilio webhook: the phone of ``From``/``To``, and the BSUID of
+    ``ExternalUserId`` (or of the address itself when Twilio has no phone to show)."""
+    bsuid = (form.get("ExternalUserId") or "").strip() or None
+    if _BSUID.match(address):
+        return _identity(None, address, None, None)
+    return _safe_identity(address or None, bsuid, None, None)
 
 
 def _twilio_content(form: Mapping[str, str]) -> dict[str, Any]:

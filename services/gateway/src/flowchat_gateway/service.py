@@ -15,6 +15,7 @@ when Redis is down the events are published anyway (consumers are idempotent by
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from flowchat_contracts import InboundMessage, StatusUpdate, topology
+from flowchat_contracts import InboundMessage, InboundMessageV2, StatusUpdate, topology
 from flowchat_contracts import utcnow as _utcnow
 from flowchat_gateway import metrics
 from flowchat_gateway.errors import InvalidSignature, Unavailable, UnknownAccount
@@ -37,6 +38,7 @@ from flowchat_gateway.normalize import (
     MalformedPayload,
     Normalized,
     Parked,
+    event_id_for,
     inbound_from_twilio,
     is_twilio_status_callback,
     metric_type,
@@ -63,7 +65,7 @@ KNOWN_SECRETS_MAX = 64
 
 def route_event(event: Event) -> Outgoing:
     """Where each kind of event goes (exchange, routing key)."""
-    if isinstance(event, InboundMessage):
+    if isinstance(event, InboundMessage | InboundMessageV2):
         exchange = topology.EXCHANGE_INBOUND
         key = topology.inbound_routing_key(event.tenant_id, event.account_id, event.type)
     elif isinstance(event, StatusUpdate):
@@ -82,8 +84,30 @@ def route_event(event: Event) -> Outgoing:
     return Outgoing(exchange, key, encode(event), event.event_id, event.correlation_id, event.kind)
 
 
+def parked_body(piece: Parked) -> bytes:
+    return piece.data if isinstance(piece.data, bytes) else orjson.dumps(piece.data)
+
+
+def parked_identity(provider: str, piece: Parked) -> str:
+    """What makes a parked piece the same piece when the provider redelivers the webhook:
+    the provider, the reason and the piece's content (keys sorted), hashed."""
+    if isinstance(piece.data, bytes):
+        content = piece.data
+    else:
+        try:
+            content = orjson.dumps(piece.data, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # keys orjson cannot sort (never from JSON or a form)
+            content = orjson.dumps(piece.data)
+    digest = hashlib.sha256(content).hexdigest()
+    return f"{provider}:parked:{piece.reason}:{digest}"
+
+
+#: The dedupe store's scope for parked pieces (they may belong to no known account).
+PARKED_SCOPE = "parked"
+
+
 def route_parked(provider: str, piece: Parked, correlation_id: str) -> Outgoing:
-    data = piece.data if isinstance(piece.data, bytes) else orjson.dumps(piece.data)
+    data = parked_body(piece)
     return Outgoing(
         "",
         topology.QUEUE_POISON,
@@ -350,6 +374,23 @@ class WebhookService:
 
     # ------------------------------------------------------------ dedupe + publish
 
+    def _keyed(
+        self, provider: str, events: list[Event], parked: list[Parked]
+    ) -> tuple[dict[str, Event], dict[str, Parked]]:
+        """Events and parked pieces by their dedupe marks (repeats within one request
+        collapse). Parked pieces are deduplicated like events: a webhook Meta redelivers
+        (because another of its events was not confirmed, say) parks each bad piece once."""
+        unique: dict[str, Event] = {}
+        for event in events:
+            unique.setdefault(self.store.dedupe_key(event.account_id, event.event_id), event)
+        unique_parked: dict[str, Parked] = {}
+        for piece in parked:
+            key = self.store.dedupe_key(
+                PARKED_SCOPE, event_id_for(PARKED_SCOPE, parked_identity(provider, piece))
+            )
+            unique_parked.setdefault(key, piece)
+        return unique, unique_parked
+
     async def _deliver(
         self,
         provider: str,
@@ -359,19 +400,18 @@ class WebhookService:
         *,
         correlation_id: str,
     ) -> WebhookResult:
-        unique: dict[str, Event] = {}
-        for event in events:
-            unique.setdefault(self.store.dedupe_key(event.account_id, event.event_id), event)
+        unique, unique_parked = self._keyed(provider, events, parked)
         try:
-            seen = await self.store.seen(list(unique))
+            seen = await self.store.seen([*unique, *unique_parked])
         except StoreUnavailable as exc:
             metrics.DEDUPE_UNAVAILABLE.labels(provider, "check").inc()
             log.warning("dedupe check skipped: redis unavailable; publishing", error=str(exc))
             seen = set()
         fresh = [(key, event) for key, event in unique.items() if key not in seen]
+        fresh_parked = [(key, p) for key, p in unique_parked.items() if key not in seen]
         duplicates = len(events) - len(fresh)
         outgoing = [route_event(event) for _, event in fresh]
-        outgoing += [route_parked(provider, piece, correlation_id) for piece in parked]
+        outgoing += [route_parked(provider, piece, correlation_id) for _, piece in fresh_parked]
 
         started = time.perf_counter()
         results = await self.publisher.publish_all(outgoing) if outgoing else []
@@ -382,13 +422,20 @@ class WebhookService:
             for (key, event), error in zip(fresh, results[: len(fresh)], strict=True)
             if error is None
         ]
+        parked_marks = [
+            key
+            for (key, _), error in zip(fresh_parked, results[len(fresh) :], strict=True)
+            if error is None
+        ]
         failures = [error for error in results if error is not None]
         # Mark what the broker confirmed, even when another event failed: Meta retries
         # the whole request and those must not be published twice. The customers'
         # windows open only with a fully confirmed request (one Redis round trip for both).
         windows = [] if failures else _customer_windows(event for _, event in confirmed)
         try:
-            await self.store.record([key for key, _ in confirmed], self.dedupe_window_s, windows)
+            await self.store.record(
+                [key for key, _ in confirmed] + parked_marks, self.dedupe_window_s, windows
+            )
         except StoreUnavailable as exc:
             metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
             if windows:
@@ -414,25 +461,39 @@ class WebhookService:
                 f"{len(failures)} of {len(outgoing)} events not confirmed by the broker",
                 dependency="broker",
             )
-        for piece in parked:
+        for _, piece in fresh_parked:
             metrics.PARKED.labels(provider, piece.reason).inc()
+        parked_again = len(parked) - len(fresh_parked)
+        if parked_again:
+            log.info("parked pieces seen before, not parked again", count=parked_again)
         if fresh or not (duplicates or parked):
             outcome = "accepted"
-        elif duplicates:
+        elif duplicates or not fresh_parked:
             outcome = "duplicate"
         else:
             outcome = "parked"
-        return WebhookResult(outcome, len(fresh), duplicates, len(parked), len(ignored))
+        return WebhookResult(
+            outcome, len(fresh), duplicates + parked_again, len(fresh_parked), len(ignored)
+        )
+
+
+#: Inbound types that do not open or extend the customer-service window: Meta's own
+#: notices, and edits or deletions of an earlier message (conservative: not a new one).
+NO_WINDOW_TYPES = frozenset({"system", "unsupported", "edit", "revoke"})
 
 
 def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
-    """``(account_id, customer_wa_id, unix_seconds)`` of the inbound messages that open or
-    extend the 24 h customer-service window."""
-    return [
-        (e.account_id, e.customer_wa_id, int(e.timestamp.timestamp()))
-        for e in events
-        if isinstance(e, InboundMessage) and e.type not in ("system", "unsupported")
-    ]
+    """``(account_id, customer, unix_seconds)`` of the inbound messages that open or
+    extend the 24 h customer-service window; the customer is the phone number when
+    known (what the sender looks up today), else the BSUID."""
+    out = []
+    for e in events:
+        if not isinstance(e, InboundMessage | InboundMessageV2) or e.type in NO_WINDOW_TYPES:
+            continue
+        customer = e.customer_wa_id or (e.customer.key if e.customer else None)
+        if customer:
+            out.append((e.account_id, customer, int(e.timestamp.timestamp())))
+    return out
 
 
 __all__ = ["WebhookResult", "WebhookService", "route_event", "route_parked"]
