@@ -13,8 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from flowchat_contracts import optout_key
-from flowchat_conversation.outreach.campaigns import CampaignService
-from flowchat_conversation.outreach.contacts import ContactIn, ContactsService
+from flowchat_conversation.outreach.campaign_service import CampaignService
+from flowchat_conversation.outreach.contact_service import ContactsService
+from flowchat_conversation.outreach.contacts import ContactIn
 from flowchat_conversation.outreach.events import OutreachEvents
 from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
 from flowchat_conversation.outreach.repository import OutreachRepository

@@ -11,7 +11,8 @@ import pytest
 
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation.outreach.reminder_kinds import ReminderTemplate
-from flowchat_conversation.outreach.reminders import ReminderIn, ReminderService
+from flowchat_conversation.outreach.reminder_service import ReminderService
+from flowchat_conversation.outreach.reminders import ReminderIn
 from flowchat_conversation.outreach.repository import OutreachRepository
 from flowchat_conversation.outreach.scheduler import ReminderScheduler
 from flowchat_platform.db import create_pool, migrate

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from flowchat_conversation.errors import OutreachError
-from flowchat_conversation.outreach.campaign_runner import pace
 from flowchat_conversation.outreach.campaigns import (
     Candidate,
     FrequencyCap,
     QuietHours,
     exclusion,
     in_quiet_hours,
+    pace,
 )
 from flowchat_conversation.outreach.contacts import parse_contacts_csv
 from flowchat_conversation.outreach.reminders import (

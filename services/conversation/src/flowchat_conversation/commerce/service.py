@@ -58,7 +58,7 @@ from flowchat_conversation.commerce.ports import (
 )
 from flowchat_conversation.errors import SessionConflict
 from flowchat_conversation.outbox import Outbox
-from flowchat_conversation.outreach.contacts import OptOutMirror
+from flowchat_conversation.outreach.ports import OptOutMirror
 from flowchat_conversation.outreach.reminders import BotReminders, cart_reference
 from flowchat_platform.logs import get_logger
 

@@ -10,9 +10,10 @@ Every ``tick_s`` each replica:
    status yet: the sender's limits push back here; a message whose status never comes,
    parked by the sender with its outcome unknown, stops counting after the window
    instead of holding the campaign forever), takes the next ``n`` pending recipients,
-   where ``n`` follows the campaign's rate with the pacing clock ``paced_until`` kept
-   *in the row* (so two replicas together still send at the rate, and a pause takes
-   effect within one small batch);
+   where ``n`` follows the campaign's rate
+   (:func:`~flowchat_conversation.outreach.campaigns.pace`) with the pacing clock
+   ``paced_until`` kept *in the row* (so two replicas together still send at the rate,
+   and a pause takes effect within one small batch);
 3. re-checks each one (blocked, inactive, opted out, frequency cap: things may have
    changed since the campaign was created) and marks the others ``excluded``;
 4. publishes the commands with publisher confirms, then marks them ``queued`` and
@@ -27,94 +28,23 @@ contact is messaged twice. When no pending row is left the campaign is ``complet
 from __future__ import annotations
 
 import asyncio
-import math
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation import metrics
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.campaigns import (
-    Candidate,
-    FrequencyCap,
-    QuietHours,
     exclusion,
     idempotency_key,
     in_quiet_hours,
+    pace,
 )
+from flowchat_conversation.outreach.ports import RunnerStore
 from flowchat_conversation.outreach.template_catalog import Template, content
 from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
-
-#: The pacing clock never lags more than this: an idle campaign does not burst.
-MAX_BURST_S = 1.0
-MAX_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class RunningCampaign:
-    campaign_id: str
-    tenant_id: str
-    account_id: str
-    category: str
-    template: dict[str, Any]
-    timezone: str
-    quiet_hours: QuietHours | None
-    rate_mps: int
-    frequency_cap: FrequencyCap
-    paced_until: datetime | None
-    now: datetime
-
-
-@dataclass(frozen=True)
-class PendingRecipient:
-    candidate: Candidate
-    message_id: str
-    components: list[dict[str, Any]]
-
-
-class CampaignBatch(Protocol):
-    """One transaction on one campaign, holding its row lock."""
-
-    async def lock(self) -> RunningCampaign | None:
-        """The campaign if it is running and no other replica holds it; else None."""
-
-    async def inflight(self, window_s: float) -> int:
-        """Recipients queued less than ``window_s`` ago still waiting for a status."""
-
-    async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]: ...
-
-    async def mark_queued(self, contact_ids: list[int]) -> None: ...
-
-    async def mark_excluded(self, rows: list[tuple[int, str]]) -> None: ...
-
-    async def set_paced_until(self, at: datetime) -> None: ...
-
-    async def complete_if_done(self) -> bool: ...
-
-
-class RunnerStore(Protocol):
-    async def activate_due(self) -> list[str]:
-        """Scheduled campaigns whose time has come → running; their ids."""
-
-    async def running_campaigns(self) -> list[str]: ...
-
-    def campaign_batch(self, campaign_id: str) -> AbstractAsyncContextManager[CampaignBatch]: ...
-
-
-def pace(
-    paced_until: datetime | None, now: datetime, rate_mps: int, *, max_batch: int = MAX_BATCH
-) -> tuple[int, datetime]:
-    """How many messages may go now, and the pacing clock after sending them (GCRA-like:
-    the clock advances by 1/rate per message and never lags ``now`` by more than a burst)."""
-    floor = now - timedelta(seconds=MAX_BURST_S)
-    start = max(paced_until or floor, floor)
-    n = min(max_batch, math.floor((now - start).total_seconds() * rate_mps))
-    n = max(n, 0)
-    return n, start + timedelta(seconds=n / rate_mps)
 
 
 @dataclass

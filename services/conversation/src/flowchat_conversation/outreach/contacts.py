@@ -1,6 +1,8 @@
 """Contacts of a tenant: who may be messaged first, and segments of them.
 
-No I/O here: :class:`ContactsService` works through the :class:`ContactStore` port.
+The domain, no I/O: the values (what the API takes and shows, what crosses the
+:class:`~flowchat_conversation.outreach.ports.ContactStore` port) and the CSV rules. The
+service is :class:`~flowchat_conversation.outreach.contact_service.ContactsService`.
 
 - **Phone numbers** are stored as WhatsApp ids (E.164 digits, no ``+``: the bot's
   ``customer_wa_id``) and shown as E.164 (``+2348012345678``); input is parsed with
@@ -20,14 +22,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from flowchat_conversation.errors import ContactCsvError, OutreachError, OutreachNotFound
+from flowchat_conversation.errors import ContactCsvError
 from flowchat_platform.phones import to_wa_id
 
 ContactStatus = Literal["active", "inactive", "blocked"]
@@ -38,8 +39,6 @@ CUSTOMER_SOURCES = frozenset({"keyword", "webhook", "error_131050"})
 Label = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 MAX_CSV_ROWS = 100_000
-#: Contacts whose state is read back and mirrored per round trip.
-MIRROR_CHUNK = 5000
 
 
 class _Model(BaseModel):
@@ -139,40 +138,6 @@ class ContactImport:
     rejected: list[RejectedRow] = field(default_factory=list)
 
 
-class ContactStore(Protocol):
-    async def upsert_contacts(
-        self, tenant_id: str, contacts: list[NewContact], *, source: OptInSource
-    ) -> UpsertCounts: ...
-
-    async def get_contact(self, tenant_id: str, contact_id: int) -> Contact | None: ...
-
-    async def search_contacts(
-        self, tenant_id: str, segment: Segment, *, limit: int, after_id: int
-    ) -> list[Contact]: ...
-
-    async def count_contacts(self, tenant_id: str, segment: Segment) -> int: ...
-
-    async def patch_contact(
-        self, tenant_id: str, contact_id: int, patch: ContactPatch
-    ) -> Contact | None: ...
-
-    async def set_marketing_opt_in(
-        self, tenant_id: str, wa_id: str, opt_in: bool, *, source: OptInSource, at: datetime
-    ) -> bool:
-        """Record the preference (creating the contact if needed); False when a newer
-        preference was recorded already (this one is stale and changes nothing)."""
-
-    async def marketing_states(self, tenant_id: str, wa_ids: Sequence[str]) -> dict[str, bool]:
-        """``wa_id → marketing_opt_in`` of the tenant's contacts among ``wa_ids``."""
-
-
-class OptOutMirror(Protocol):
-    """The copy of opt-outs the sender checks (``flowchat_contracts.optout_key``)."""
-
-    async def mirror(self, tenant_id: str, states: Mapping[str, bool]) -> None:
-        """``wa_id → marketing_opt_in``: False joins the tenant's opt-out set, True leaves it."""
-
-
 def to_new_contact(item: ContactIn, default_region: str | None = None) -> NewContact:
     return NewContact(
         wa_id=to_wa_id(item.phone, default_region),
@@ -270,86 +235,3 @@ def parse_contacts_csv(  # noqa: PLR0912 - one flat check per column
             )
         )
     return good, rejected
-
-
-@dataclass
-class ContactsService:
-    store: ContactStore
-    #: The region of numbers written without ``+`` (None: they must be international).
-    default_region: str | None = None
-    optouts: OptOutMirror | None = None
-
-    async def _mirror(self, tenant_id: str, wa_ids: Sequence[str]) -> None:
-        """Copy the marketing state PostgreSQL now holds for ``wa_ids`` to the opt-out set."""
-        if self.optouts is None or not wa_ids:
-            return
-        for i in range(0, len(wa_ids), MIRROR_CHUNK):
-            chunk = wa_ids[i : i + MIRROR_CHUNK]
-            states = await self.store.marketing_states(tenant_id, chunk)
-            await self.optouts.mirror(tenant_id, states)
-
-    async def upsert(self, tenant_id: str, items: list[ContactIn]) -> UpsertCounts:
-        contacts: list[NewContact] = []
-        for n, item in enumerate(items):
-            try:
-                contacts.append(to_new_contact(item, self.default_region))
-            except ValueError as exc:
-                raise OutreachError(f"item {n}: {exc}", code="invalid_phone") from exc
-        if len({c.wa_id for c in contacts}) != len(contacts):
-            raise OutreachError("the same phone number appears twice", code="duplicate_phone")
-        counts = await self.store.upsert_contacts(tenant_id, contacts, source="api")
-        await self._mirror(tenant_id, [c.wa_id for c in contacts])
-        return counts
-
-    async def import_csv(self, tenant_id: str, text: str) -> ContactImport:
-        good, rejected = parse_contacts_csv(text, self.default_region)
-        counts = UpsertCounts()
-        if good:
-            counts = await self.store.upsert_contacts(
-                tenant_id, [c for _, c in good], source="import"
-            )
-            await self._mirror(tenant_id, [c.wa_id for _, c in good])
-        return ContactImport(
-            received=len(good) + len(rejected),
-            created=counts.created,
-            updated=counts.updated,
-            opt_out_kept=counts.opt_out_kept,
-            rejected=rejected,
-        )
-
-    async def get(self, tenant_id: str, contact_id: int) -> Contact:
-        contact = await self.store.get_contact(tenant_id, contact_id)
-        if contact is None:
-            raise OutreachNotFound("contact", contact_id)
-        return contact
-
-    async def search(
-        self, tenant_id: str, segment: Segment, *, limit: int = 100, after_id: int = 0
-    ) -> list[Contact]:
-        return await self.store.search_contacts(tenant_id, segment, limit=limit, after_id=after_id)
-
-    async def count(self, tenant_id: str, segment: Segment) -> int:
-        return await self.store.count_contacts(tenant_id, segment)
-
-    async def patch(self, tenant_id: str, contact_id: int, patch: ContactPatch) -> Contact:
-        contact = await self.store.patch_contact(tenant_id, contact_id, patch)
-        if contact is None:
-            raise OutreachNotFound("contact", contact_id)
-        return contact
-
-    async def set_preference(
-        self,
-        tenant_id: str,
-        wa_id: str,
-        opt_in: bool,
-        *,
-        source: OptInSource,
-        at: datetime,
-    ) -> bool:
-        """Record a preference; False when a newer one was recorded already. The opt-out
-        set follows what PostgreSQL holds afterwards (a redelivered event mirrors again)."""
-        applied = await self.store.set_marketing_opt_in(
-            tenant_id, wa_id, opt_in, source=source, at=at
-        )
-        await self._mirror(tenant_id, [wa_id])
-        return applied

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowchat_contracts import meta_codes
 from flowchat_conversation import metrics
-from flowchat_conversation.outreach.campaigns import CampaignService, StatusChange
-from flowchat_conversation.outreach.contacts import ContactsService
+from flowchat_conversation.outreach.campaign_service import CampaignService
+from flowchat_conversation.outreach.campaigns import StatusChange
+from flowchat_conversation.outreach.contact_service import ContactsService
 from flowchat_platform.errors import DeadLetter
 from flowchat_platform.logs import get_logger
 

@@ -12,8 +12,9 @@ webhook never overrides a newer one):
   an opt-out joins the set *before* the transaction commits, an opt-in leaves it
   *after*, so a crash between the two leaves the customer protected, never exposed;
 - the ``user_marketing_preferences`` webhook, error 131050, the API, the contacts API
-  and CSV import (:class:`~flowchat_conversation.outreach.contacts.ContactsService`): after the
-  write; a redelivered event or a retried request writes the same state again.
+  and CSV import
+  (:class:`~flowchat_conversation.outreach.contact_service.ContactsService`): after
+  the write; a redelivered event or a retried request writes the same state again.
 
 :meth:`RedisOptOuts.rebuild` repairs the set from PostgreSQL at service start (any
 replica, any number of times): it adds every opted-out contact, page by page, then
@@ -63,7 +64,7 @@ class RebuildReport:
 
 class RedisOptOuts:
     """Writes the opt-out sets (the
-    :class:`~flowchat_conversation.outreach.contacts.OptOutMirror`)."""
+    :class:`~flowchat_conversation.outreach.ports.OptOutMirror`)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client

@@ -1,9 +1,12 @@
 """Reminders: one message to one customer at a set time, within WhatsApp's rules.
 
-No I/O here. Kinds: ``payment_due`` (before an order's due date; skipped once the order
-is paid or cancelled), ``abandoned_cart`` (after inactivity), ``order_follow_up``,
-``restock`` (a customer asked for an out-of-stock product: waits while the product is
-still out of stock), ``custom``.
+The domain, no I/O: the values, the firing rule and the bot's reminders; the service
+the API uses is :class:`~flowchat_conversation.outreach.reminder_service.ReminderService`.
+
+Kinds: ``payment_due`` (before an order's due date; skipped once the order is paid or
+cancelled), ``abandoned_cart`` (after inactivity), ``order_follow_up``, ``restock`` (a
+customer asked for an out-of-stock product: waits while the product is still out of
+stock), ``custom``.
 
 When a reminder fires (:func:`decide`):
 
@@ -36,21 +39,20 @@ the order or cart that caused it was committed):
 Each has a session text (inside the 24 h window) and, when the operator configured one
 for that kind (``FLOWCHAT_CONVERSATION_REMINDER_TEMPLATES``), a template for outside it;
 without a template a reminder outside the window is skipped (``outside_window``).
-The API (:meth:`ReminderService.schedule`) schedules custom reminders the same way.
+The API schedules custom reminders the same way
+(:meth:`~flowchat_conversation.outreach.reminder_service.ReminderService.schedule`).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from flowchat_contracts import OutboundContent, TextContent
-from flowchat_conversation.errors import InvalidState, OutreachError, OutreachNotFound
 from flowchat_conversation.outreach.reminder_kinds import (
     DEFAULT_CATEGORY,
     ReminderCategory,
@@ -65,7 +67,6 @@ from flowchat_conversation.outreach.template_catalog import (
     content,
     render_value,
 )
-from flowchat_platform.phones import to_wa_id
 
 WINDOW = timedelta(hours=24)
 #: A restock reminder whose product is still out of stock looks again this much later.
@@ -246,78 +247,6 @@ def _render_template(spec: dict[str, Any], fields: dict[str, str]) -> list[dict[
             }
         )
     return out
-
-
-class ReminderStore(Protocol):
-    async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
-        """Insert; with a dedupe key already used, the existing reminder and False."""
-
-    async def get_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None: ...
-
-    async def list_reminders(
-        self, tenant_id: str, *, state: str | None, limit: int
-    ) -> list[Reminder]: ...
-
-    async def cancel_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None: ...
-
-    async def cancel_reference(self, tenant_id: str, kind: str, reference: str) -> int: ...
-
-
-@dataclass
-class ReminderService:
-    store: ReminderStore
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-
-    async def schedule(self, tenant_id: str, body: ReminderIn) -> tuple[Reminder, bool]:
-        try:
-            wa_id = to_wa_id(body.phone)
-        except ValueError as exc:
-            raise OutreachError(str(exc), code="invalid_phone") from exc
-        now = self.clock()
-        due = body.due_at if body.due_at is not None else now + timedelta(seconds=body.delay_s or 0)
-        if due < now - timedelta(minutes=1):
-            raise OutreachError("due_at is in the past", code="schedule_in_past")
-        if body.template is not None:
-            ParameterMap.model_validate(body.template.parameters.model_dump())
-        rid = reminder_id()
-        return await self.store.insert_reminder(
-            NewReminder(
-                reminder_id=rid,
-                tenant_id=tenant_id,
-                account_id=body.account_id,
-                wa_id=wa_id,
-                kind=body.kind,
-                due_at=due.astimezone(UTC),
-                category=body.category or DEFAULT_CATEGORY[body.kind],
-                text=body.text,
-                template=body.template.model_dump(exclude_none=True) if body.template else None,
-                reference=body.reference,
-                dedupe_key=body.dedupe_key,
-                message_id=rid,
-            )
-        )
-
-    async def get(self, tenant_id: str, reminder_id: str) -> Reminder:
-        reminder = await self.store.get_reminder(tenant_id, reminder_id)
-        if reminder is None:
-            raise OutreachNotFound("reminder", reminder_id)
-        return reminder
-
-    async def list_reminders(
-        self, tenant_id: str, *, state: str | None = None, limit: int = 100
-    ) -> list[Reminder]:
-        return await self.store.list_reminders(tenant_id, state=state, limit=limit)
-
-    async def cancel(self, tenant_id: str, reminder_id: str) -> Reminder:
-        reminder = await self.store.cancel_reminder(tenant_id, reminder_id)
-        if reminder is None:
-            current = await self.get(tenant_id, reminder_id)
-            raise InvalidState(f"reminder {reminder_id} is {current.state}")
-        return reminder
-
-    async def cancel_reference(self, tenant_id: str, kind: ReminderKind, reference: str) -> int:
-        """Cancel the pending reminders of ``kind`` about ``reference`` (e.g. an order paid)."""
-        return await self.store.cancel_reference(tenant_id, kind, reference)
 
 
 def reminder_id() -> str:

@@ -1,10 +1,7 @@
 """PostgreSQL access (asyncpg) for contacts, campaigns and reminders (schema ``conversation``).
 
-Implements the ports of :mod:`~flowchat_conversation.outreach.contacts`,
-:mod:`~flowchat_conversation.outreach.campaigns`,
-:mod:`~flowchat_conversation.outreach.campaign_runner`,
-:mod:`~flowchat_conversation.outreach.reminders` and
-:mod:`~flowchat_conversation.outreach.scheduler` (together: ``OutreachStore``).
+Implements the stores of :mod:`~flowchat_conversation.outreach.ports` (together:
+:class:`~flowchat_conversation.outreach.ports.OutreachStore`).
 JSON columns travel as text (no codec on the pool).
 """
 
@@ -19,7 +16,6 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flowchat_conversation.outreach.campaign_runner import PendingRecipient, RunningCampaign
 from flowchat_conversation.outreach.campaigns import (
     Campaign,
     CampaignMetrics,
@@ -28,7 +24,9 @@ from flowchat_conversation.outreach.campaigns import (
     FrequencyCap,
     NewCampaign,
     NewRecipient,
+    PendingRecipient,
     QuietHours,
+    RunningCampaign,
     StatusChange,
 )
 from flowchat_conversation.outreach.contacts import (

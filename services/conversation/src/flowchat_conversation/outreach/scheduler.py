@@ -16,33 +16,16 @@ published. Reminders persist in the table, so a restart loses none.
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation import metrics
 from flowchat_conversation.outbox import Outbox
+from flowchat_conversation.outreach.ports import SchedulerStore
 from flowchat_conversation.outreach.reminders import DueReminder, Send, Skip, Wait, decide
 from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
-
-
-class DueBatch(Protocol):
-    async def claim(self, limit: int) -> tuple[datetime, list[DueReminder]]:
-        """The database's time and the due pending reminders, locked (SKIP LOCKED)."""
-
-    async def fired(self, reminder_id: str, outcome: str) -> None: ...
-
-    async def skipped(self, reminder_id: str, reason: str) -> None: ...
-
-    async def postpone(self, reminder_id: str, until: datetime) -> None: ...
-
-
-class SchedulerStore(Protocol):
-    def due_batch(self) -> AbstractAsyncContextManager[DueBatch]: ...
 
 
 @dataclass

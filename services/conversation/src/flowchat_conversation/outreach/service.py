@@ -14,27 +14,21 @@ through PostgreSQL row locks, so any number of replicas is safe.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from flowchat_conversation.outbox import Outbox
-from flowchat_conversation.outreach.campaign_runner import CampaignRunner, RunnerStore
-from flowchat_conversation.outreach.campaigns import (
+from flowchat_conversation.outreach.campaign_runner import CampaignRunner
+from flowchat_conversation.outreach.campaign_service import CampaignService
+from flowchat_conversation.outreach.contact_service import ContactsService
+from flowchat_conversation.outreach.events import OutreachEvents
+from flowchat_conversation.outreach.ports import (
     Accounts,
-    CampaignService,
-    CampaignStore,
+    OptOutMirror,
+    OutreachStore,
     TemplateLookup,
     TenantZones,
 )
-from flowchat_conversation.outreach.contacts import ContactsService, ContactStore, OptOutMirror
-from flowchat_conversation.outreach.events import OutreachEvents
-from flowchat_conversation.outreach.reminders import ReminderService, ReminderStore
-from flowchat_conversation.outreach.scheduler import ReminderScheduler, SchedulerStore
-
-
-class OutreachStore(
-    ContactStore, CampaignStore, ReminderStore, RunnerStore, SchedulerStore, Protocol
-):
-    """Every table outreach uses (the outreach repository implements it)."""
+from flowchat_conversation.outreach.reminder_service import ReminderService
+from flowchat_conversation.outreach.scheduler import ReminderScheduler
 
 
 @dataclass(frozen=True)
