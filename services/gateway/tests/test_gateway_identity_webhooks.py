@@ -123,3 +123,33 @@ async def test_an_unparseable_body_sent_twice_is_parked_once(gateway: Gateway) -
     for _ in range(2):
         assert (await gateway.post_meta(b'{"entry": [')).status_code == 200
     assert len(await gateway.broker.drain(topology.QUEUE_POISON)) == 1
+
+
+async def test_a_customer_with_phone_and_bsuid_opens_the_window_under_both(
+    gateway: Gateway,
+) -> None:
+    message = {
+        "from": "16505551234",
+        "from_user_id": BSUID,
+        "id": "wamid.BOTH-IDS",
+        "timestamp": "1750000100",
+        "type": "text",
+        "text": {"body": "hi"},
+    }
+    change = {
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": METADATA,
+            "contacts": [{"profile": {"name": "Sheena"}, "wa_id": "16505551234", "user_id": BSUID}],
+            "messages": [message],
+        },
+    }
+    r = await gateway.post_meta(meta_body(change))
+    assert (r.status_code, r.json()["published"]) == (200, 1), r.text
+    client = aioredis.Redis.from_url(gateway.settings.redis_url)
+    try:  # a send to either id of the person finds the window open
+        for customer in ("16505551234", BSUID):
+            assert await client.get(customer_window_key("acc-meta-1", customer)) == b"1750000100"
+    finally:
+        await client.aclose()

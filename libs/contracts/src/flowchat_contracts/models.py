@@ -37,6 +37,20 @@ WaId = Annotated[str, StringConstraints(pattern=r"^\+?[1-9][0-9]{6,14}$")]
 #: or a parent BSUID ``CC.ENT.<alphanumerics>``. Meta sends it for every user since 2026,
 #: and instead of the phone number when the user hides it behind a username.
 Bsuid = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")]
+BSUID_PATTERN = r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$"
+#: Whom a message goes to: a phone number (WhatsApp id) or a BSUID. The sender
+#: addresses a BSUID with Meta's ``recipient`` field and a phone number with ``to``.
+CustomerId = Annotated[
+    str,
+    StringConstraints(pattern=r"^(\+?[1-9][0-9]{6,14}|[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128})$"),
+]
+
+
+def is_bsuid(customer_id: str) -> bool:
+    """True for a BSUID (``US.1349…``), False for a phone number."""
+    return "." in customer_id
+
+
 #: The ``schema_version`` of :class:`InboundMessageV2`.
 INBOUND_SCHEMA_VERSION_2: Literal[2] = 2
 
@@ -482,7 +496,8 @@ class OutboundCommand(_Envelope):
     kind: Literal["outbound_command"] = "outbound_command"
     message_id: Id = Field(default_factory=new_id)
     idempotency_key: Id
-    to: WaId
+    #: A phone number (WhatsApp id) or, for a customer who hides it, a BSUID.
+    to: CustomerId
     category: MessageCategory = "service"
     campaign_id: str | None = None
     reply_to: str | None = None
@@ -496,7 +511,7 @@ class SendResult(_Envelope):
     kind: Literal["send_result"] = "send_result"
     message_id: Id
     idempotency_key: Id
-    to: WaId
+    to: CustomerId
     message_type: str
     category: MessageCategory = "service"
     campaign_id: str | None = None

@@ -483,16 +483,18 @@ NO_WINDOW_TYPES = frozenset({"system", "unsupported", "edit", "revoke"})
 
 
 def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
-    """``(account_id, customer, unix_seconds)`` of the inbound messages that open or
-    extend the 24 h customer-service window; the customer is the phone number when
-    known (what the sender looks up today), else the BSUID."""
+    """``(account_id, customer id, unix_seconds)`` of the inbound messages that open or
+    extend the 24 h customer-service window, once per id of the customer (the phone
+    number and the BSUID): the window is the person's, whichever id a send uses."""
     out = []
     for e in events:
         if not isinstance(e, InboundMessage | InboundMessageV2) or e.type in NO_WINDOW_TYPES:
             continue
-        customer = e.customer_wa_id or (e.customer.key if e.customer else None)
-        if customer:
-            out.append((e.account_id, customer, int(e.timestamp.timestamp())))
+        ids = set(e.customer.ids if e.customer else ())
+        if e.customer_wa_id:
+            ids.add(e.customer_wa_id.lstrip("+"))
+        at = int(e.timestamp.timestamp())
+        out.extend((e.account_id, customer, at) for customer in sorted(ids))
     return out
 
 
