@@ -35,9 +35,10 @@ from flowchat_platform.testing import drain_queue, eventually, serve
 from flowchat_sender import fates
 from flowchat_sender.app import create_app
 from flowchat_sender.breaker import CircuitBreaker
+from flowchat_sender.claims import fingerprint
 from flowchat_sender.cloud_api import CloudApiAdapter
 from flowchat_sender.errors import SendRetry
-from flowchat_sender.idempotency import IdempotencyStore, fingerprint
+from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.ratelimit import RateLimiter
 from flowchat_sender.service import Sender, SenderConfig
 from flowchat_sender.settings import Settings

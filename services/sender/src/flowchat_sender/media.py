@@ -44,7 +44,7 @@ from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics
 from flowchat_sender.cloud_api import parse_error
 from flowchat_sender.errors import MediaRefused, MediaUploadFailed
-from flowchat_sender.service import AccountSource
+from flowchat_sender.ports import AccountSource
 
 log = get_logger(__name__)
 

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowchat_platform.auth import authenticate
+from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.http import ApiError
 from flowchat_sender.dlq import ParkingLot
-from flowchat_sender.errors import StoreUnavailable
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 
