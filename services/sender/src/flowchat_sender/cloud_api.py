@@ -29,7 +29,7 @@ from flowchat_contracts import (
     TextContent,
 )
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_sender import fates
+from flowchat_sender import fates, provider_http
 from flowchat_sender.providers import ProviderReply
 
 JSON = dict[str, Any]
@@ -214,58 +214,30 @@ class CloudApiAdapter:
     ) -> None:
         self._session = session
         self._base = f"{graph_url.rstrip('/')}/{version}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
+        self._timeout = provider_http.message_timeout(timeout_s)
 
     def supports(self, command: OutboundCommand) -> bool:
         return True
 
     async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
-        url = f"{self._base}/{account.phone_number_id}/messages"
-        headers = {
-            "Authorization": f"Bearer {account.access_token}",
-            "Content-Type": "application/json",
-        }
-        data = orjson.dumps(build_message(command))
-        try:
-            async with self._session.post(
-                url, data=data, headers=headers, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return network_failure("meta", exc)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return unknown_outcome("meta", exc)
-        if status == 200:
-            try:
-                wamid = str(orjson.loads(raw)["messages"][0]["id"])
-            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-                return ProviderReply(
-                    "meta",
-                    status,
-                    error=ProviderError(code=fates.HTTP_ERROR, title="unreadable success answer"),
-                    outcome_unknown=True,
-                )
-            return ProviderReply("meta", status, provider_message_id=wamid)
-        return ProviderReply("meta", status, error=parse_error(status, raw))
+        return await provider_http.send(
+            self._session,
+            "meta",
+            f"{self._base}/{account.phone_number_id}/messages",
+            data=orjson.dumps(build_message(command)),
+            headers={
+                "Authorization": f"Bearer {account.access_token}",
+                "Content-Type": "application/json",
+            },
+            deadline=self._timeout,
+            ok=_OK,
+            message_id=_wamid,
+            parse_error=parse_error,
+        )
 
 
-def network_failure(provider: Literal["meta", "twilio"], exc: BaseException) -> ProviderReply:
-    return ProviderReply(
-        provider,
-        None,
-        error=ProviderError(code=fates.NETWORK_ERROR, title="network error", message=repr(exc)),
-    )
+_OK = frozenset({200})
 
 
-def unknown_outcome(provider: Literal["meta", "twilio"], exc: BaseException) -> ProviderReply:
-    return ProviderReply(
-        provider,
-        None,
-        error=ProviderError(
-            code=fates.NETWORK_ERROR,
-            title="no answer after the request was sent",
-            message=repr(exc) or type(exc).__name__,
-        ),
-        outcome_unknown=True,
-    )
+def _wamid(answer: Any) -> Any:
+    return answer["messages"][0]["id"]

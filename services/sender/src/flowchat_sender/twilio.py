@@ -9,7 +9,7 @@ those fail with a clear reason instead of being sent half-right.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -22,8 +22,7 @@ from flowchat_contracts import (
     TextContent,
 )
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_sender import fates
-from flowchat_sender.cloud_api import network_failure, unknown_outcome
+from flowchat_sender import fates, provider_http
 from flowchat_sender.providers import ProviderReply
 
 
@@ -109,7 +108,7 @@ class TwilioAdapter:
         self._session = session
         self._base = twilio_url.rstrip("/")
         self._gateway = gateway_url.rstrip("/") if gateway_url else None
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
+        self._timeout = provider_http.message_timeout(timeout_s)
 
     def supports(self, command: OutboundCommand) -> bool:
         content = command.content
@@ -122,28 +121,23 @@ class TwilioAdapter:
 
     async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
         sid = account.twilio_account_sid or ""
-        form = build_form(command, account, self.status_callback(account.account_id))
-        url = f"{self._base}/2010-04-01/Accounts/{sid}/Messages.json"
-        headers = {"Authorization": aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")}
-        try:
-            async with self._session.post(
-                url, data=form, headers=headers, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return network_failure("twilio", exc)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return unknown_outcome("twilio", exc)
-        if status in (200, 201):
-            try:
-                message_sid = str(orjson.loads(raw)["sid"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                return ProviderReply(
-                    "twilio",
-                    status,
-                    error=ProviderError(code=fates.HTTP_ERROR, title="unreadable success answer"),
-                    outcome_unknown=True,
-                )
-            return ProviderReply("twilio", status, provider_message_id=message_sid)
-        return ProviderReply("twilio", status, error=parse_error(status, raw))
+        return await provider_http.send(
+            self._session,
+            "twilio",
+            f"{self._base}/2010-04-01/Accounts/{sid}/Messages.json",
+            data=build_form(command, account, self.status_callback(account.account_id)),
+            headers={
+                "Authorization": aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")
+            },
+            deadline=self._timeout,
+            ok=_OK,
+            message_id=_message_sid,
+            parse_error=parse_error,
+        )
+
+
+_OK = frozenset({200, 201})
+
+
+def _message_sid(answer: Any) -> Any:
+    return answer["sid"]
