@@ -271,7 +271,7 @@ def _cmd(content: object) -> OutboundCommand:
         account_id="acc-t",
         idempotency_key="k",
         to="+16505551234",
-        content=content,  # type: ignore[arg-type]
+        content=content,
     )
 
 
