@@ -6,7 +6,9 @@
     ├── ConfigurationError          bad or missing settings: the process exits at once
     ├── MessageFate                 decides what happens to a queue message (not bugs)
     │   ├── RetryLater(delay_s)     publish to a retry tier, ack the original
-    │   ├── DeadLetter(reason, headers)  park in the DLQ with the reason, ack the original
+    │   ├── DeadLetter(reason, headers)
+    │   │                           park in the DLQ with the reason and the headers it
+    │   │                           names (parked_headers), ack the original
     │   └── Discard(reason)         already handled (duplicate, stale): ack and drop
     ├── PublishError                the broker did not confirm a publish in time
     ├── StoreUnavailable(store)     Redis or PostgreSQL did not answer (in time)

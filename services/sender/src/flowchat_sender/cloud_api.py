@@ -30,7 +30,6 @@ from flowchat_contracts import (
 )
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates, provider_http
-from flowchat_sender.providers import ProviderReply
 
 JSON = dict[str, Any]
 
@@ -199,7 +198,7 @@ def parse_error(status: int, raw: bytes) -> ProviderError:
     )
 
 
-class CloudApiAdapter:
+class CloudApiAdapter(provider_http.HttpAdapter):
     """Sends through the Graph API with the account's bearer token (one shared session)."""
 
     name: Literal["meta"] = "meta"
@@ -212,32 +211,23 @@ class CloudApiAdapter:
         version: str,
         timeout_s: float = 10.0,
     ) -> None:
-        self._session = session
+        super().__init__(session, timeout_s=timeout_s)
         self._base = f"{graph_url.rstrip('/')}/{version}"
-        self._timeout = provider_http.message_timeout(timeout_s)
 
     def supports(self, command: OutboundCommand) -> bool:
         return True
 
-    async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
-        return await provider_http.send(
-            self._session,
-            "meta",
+    def request(
+        self, account: AccountCredentials, command: OutboundCommand
+    ) -> tuple[str, bytes, dict[str, str]]:
+        return (
             f"{self._base}/{account.phone_number_id}/messages",
-            data=orjson.dumps(build_message(command)),
-            headers={
-                "Authorization": f"Bearer {account.access_token}",
-                "Content-Type": "application/json",
-            },
-            deadline=self._timeout,
-            ok=_OK,
-            message_id=_wamid,
-            parse_error=parse_error,
+            orjson.dumps(build_message(command)),
+            {"Authorization": f"Bearer {account.access_token}", "Content-Type": "application/json"},
         )
 
+    def message_id(self, answer: Any) -> Any:
+        return answer["messages"][0]["id"]
 
-_OK = frozenset({200})
-
-
-def _wamid(answer: Any) -> Any:
-    return answer["messages"][0]["id"]
+    def parse_error(self, status: int, raw: bytes) -> ProviderError:
+        return parse_error(status, raw)

@@ -23,7 +23,6 @@ from flowchat_contracts import (
 )
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates, provider_http
-from flowchat_sender.providers import ProviderReply
 
 
 def _whatsapp(number: str) -> str:
@@ -94,8 +93,9 @@ def parse_error(status: int, raw: bytes) -> ProviderError:
     )
 
 
-class TwilioAdapter:
+class TwilioAdapter(provider_http.HttpAdapter):
     name: Literal["twilio"] = "twilio"
+    ok = frozenset({200, 201})
 
     def __init__(
         self,
@@ -105,10 +105,9 @@ class TwilioAdapter:
         gateway_url: str | None,
         timeout_s: float = 10.0,
     ) -> None:
-        self._session = session
+        super().__init__(session, timeout_s=timeout_s)
         self._base = twilio_url.rstrip("/")
         self._gateway = gateway_url.rstrip("/") if gateway_url else None
-        self._timeout = provider_http.message_timeout(timeout_s)
 
     def supports(self, command: OutboundCommand) -> bool:
         content = command.content
@@ -119,25 +118,17 @@ class TwilioAdapter:
     def status_callback(self, account_id: str) -> str | None:
         return f"{self._gateway}/webhooks/twilio/{account_id}" if self._gateway else None
 
-    async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
+    def request(
+        self, account: AccountCredentials, command: OutboundCommand
+    ) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
         sid = account.twilio_account_sid or ""
-        return await provider_http.send(
-            self._session,
-            "twilio",
-            f"{self._base}/2010-04-01/Accounts/{sid}/Messages.json",
-            data=build_form(command, account, self.status_callback(account.account_id)),
-            headers={
-                "Authorization": aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")
-            },
-            deadline=self._timeout,
-            ok=_OK,
-            message_id=_message_sid,
-            parse_error=parse_error,
-        )
+        form = build_form(command, account, self.status_callback(account.account_id))
+        url = f"{self._base}/2010-04-01/Accounts/{sid}/Messages.json"
+        auth = aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")
+        return url, form, {"Authorization": auth}
 
+    def message_id(self, answer: Any) -> Any:
+        return answer["sid"]
 
-_OK = frozenset({200, 201})
-
-
-def _message_sid(answer: Any) -> Any:
-    return answer["sid"]
+    def parse_error(self, status: int, raw: bytes) -> ProviderError:
+        return parse_error(status, raw)
