@@ -7,14 +7,14 @@
   POST, with the one mapping of its outcomes to a
   :class:`~flowchat_sender.providers.ProviderReply`:
 
-  ======================================  =============================================
+  ========================================  =============================================
   connection refused, DNS, connect timeout  ``NETWORK_ERROR``: never reached the provider
   any other client error or timeout         ``NETWORK_ERROR``, ``outcome_unknown``: the
                                             request may have been taken
   a success status, the message id read     accepted
   a success status, no id in the answer     ``HTTP_ERROR``, ``outcome_unknown``
   any other status                          the provider's error (its ``parse_error``)
-  ======================================  =============================================
+  ========================================  =============================================
 """
 
 from __future__ import annotations
