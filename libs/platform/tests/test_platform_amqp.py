@@ -7,7 +7,7 @@ import structlog
 from pydantic import TypeAdapter
 
 from flowchat_contracts import InboundMessage, topology
-from flowchat_platform.amqp import HEADER_REASON, Amqp
+from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
 from flowchat_platform.errors import DeadLetter, Discard, PublishError
 from flowchat_platform.testing import drain_queue, eventually
 
@@ -115,6 +115,48 @@ async def test_consume_fates_and_poison(amqp, amqp_url):
     assert reasons[0] == "cannot handle this"
     assert reasons[1].startswith("invalid:")
     assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+
+
+async def test_a_dead_letter_names_the_headers_of_its_parked_copy(amqp, amqp_url):
+    """``DeadLetter(headers=)`` adds to the message's own headers; a subclass's
+    ``parked_headers`` decides them (here: drops one, records the consumed queue)."""
+
+    class Park(DeadLetter):
+        def parked_headers(self, own, *, queue, routing_key):
+            headers = super().parked_headers(own, queue=queue, routing_key=routing_key)
+            del headers["x-drop"]
+            headers[HEADER_ORIGIN_QUEUE] = queue
+            return headers
+
+    async def handler(item: InboundMessage, _message) -> None:
+        if item.text == "hi 1":
+            raise DeadLetter("plain", headers={"x-code": 7})
+        raise Park("own")
+
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=4,
+    )
+    own = {"x-drop": "d", "x-keep": "k"}
+    for n in (1, 2):
+        await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(n), headers=own)
+    parked: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def both() -> bool:
+        parked.extend(await drain_queue(amqp_url, topology.QUEUE_POISON))
+        return len(parked) == 2
+
+    await eventually(both)
+    by_reason = {m.headers[HEADER_REASON]: m.headers for m in parked}
+    plain, derived = by_reason["plain"], by_reason["own"]
+    assert plain["x-code"] == 7
+    assert (plain["x-keep"], plain["x-drop"]) == ("k", "d")
+    assert plain[HEADER_ORIGIN_QUEUE] == "t1.a1.text"  # the routing key, as before
+    assert derived["x-keep"] == "k"
+    assert "x-drop" not in derived
+    assert derived[HEADER_ORIGIN_QUEUE] == topology.QUEUE_CONVERSATION_INBOUND
 
 
 async def test_handler_bug_requeues_until_the_delivery_limit_parks_it(amqp, amqp_url):

@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -21,217 +19,42 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 
 from flowchat_contracts import (
-    OutboundCommand,
-    SendResult,
     TemplateComponent,
     TemplateContent,
     TemplateParameter,
     optout_key,
-    send_results_in,
-    topology,
 )
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_platform.amqp import Amqp
-from flowchat_platform.testing import drain_queue, eventually, free_port, serve
-from flowchat_sandbox.app import create_app as create_sandbox
-from flowchat_sandbox.settings import Settings as SandboxSettings
+from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender import fates
 from flowchat_sender.app import create_app
-from flowchat_sender.settings import Settings
 from flowchat_sender.templates import GraphTemplates, TemplateCatalog, TemplateGuard
+
+from .sender_testkit import Number, World, own_redis_url, world
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "guards-test-service-token-0123"
-ACCESS = "guards-access-token"
-#: Not the shared test database (13, flushed by every test on the machine); this file's
-#: keys carry a per-test tenant id and are deleted afterwards.
-REDIS_DB = 9
 FILLERS = 23
-
-
-@dataclass
-class World:
-    amqp_url: str
-    redis_url: str
-    sandbox: httpx.AsyncClient
-    sandbox_url: str
-    stub_url: str
-    tenant: str
-    pnid: str
-    waba: str
-
-    @property
-    def account(self) -> AccountCredentials:
-        return AccountCredentials.model_validate(account_json(self))
-
-    def settings(self, **kw: Any) -> Settings:
-        base: dict[str, Any] = {
-            "AMQP_URL": self.amqp_url,
-            "REDIS_URL": self.redis_url,
-            "FLOWCHAT_TENANT_URL": self.stub_url,
-            "FLOWCHAT_GATEWAY_URL": self.stub_url,
-            "FLOWCHAT_SERVICE_TOKEN": TOKEN,
-            "graph_url": self.sandbox_url,
-            "shutdown_grace_s": 5,
-            "http_port": free_port(),
-            "template_page_size": 10,
-        }
-        base.update(kw)
-        return Settings(**base)
-
-    def command(self, n: int, content: Any, **kw: Any) -> OutboundCommand:
-        base: dict[str, Any] = {
-            "tenant_id": self.tenant,
-            "account_id": "acc-g",
-            "idempotency_key": f"{self.tenant}-{n}",
-            "message_id": f"{self.tenant}-m{n}",
-            "to": f"+1650888{n:04d}",
-            "category": "utility",
-            "content": content,
-        }
-        base.update(kw)
-        return OutboundCommand(**base)
-
-    async def template(self, name: str, **kw: Any) -> str:
-        body = {"waba_id": self.waba, "name": name, "language": "en_US", **kw}
-        r = await self.sandbox.post("/sandbox/templates", json=body)
-        assert r.status_code == 201, r.text
-        return str(r.json()["id"])
-
-    async def publish(self, commands: list[OutboundCommand]) -> None:
-        client = Amqp(self.amqp_url, service="test", declare=False)
-        await client.connect()
-        try:
-            for c in commands:
-                await client.publish(
-                    topology.EXCHANGE_OUTBOUND,
-                    topology.outbound_routing_key(c.tenant_id, c.account_id),
-                    c,
-                    message_id=c.message_id,
-                )
-        finally:
-            await client.close(grace_s=1)
-
-    async def business_event(self, field: str, data: dict[str, Any]) -> None:
-        """What the gateway publishes for a template webhook."""
-        event = {
-            "schema_version": 1,
-            "kind": "business_event",
-            "event_id": uuid.uuid4().hex,
-            "tenant_id": self.tenant,
-            "account_id": "acc-g",
-            "correlation_id": uuid.uuid4().hex,
-            "provider": "meta",
-            "field": field,
-            "event": data.get("event"),
-            "waba_id": self.waba,
-            "occurred_at": "2026-11-23T10:00:00+00:00",
-            "data": data,
-        }
-        client = Amqp(self.amqp_url, service="test", declare=False)
-        await client.connect()
-        try:
-            await client.publish(
-                topology.EXCHANGE_EVENTS,
-                topology.events_routing_key(self.tenant, "acc-g", field),
-                orjson.dumps(event),
-            )
-        finally:
-            await client.close(grace_s=1)
-
-    async def results(self, expected: int) -> dict[str, SendResult]:
-        got: dict[str, SendResult] = {}
-
-        async def enough() -> bool:
-            for msg in await drain_queue(self.amqp_url, topology.QUEUE_STATE_STATUS):
-                for result in send_results_in(msg.body):
-                    got[result.message_id] = result
-            return len(got) >= expected
-
-        await eventually(enough, timeout_s=20, interval_s=0.1)
-        return got
-
-    async def ledger(self) -> set[str]:
-        r = await self.sandbox.get("/sandbox/messages", params={"phone_number_id": self.pnid})
-        r.raise_for_status()
-        return {e["biz_opaque_callback_data"] for e in r.json()}
-
-
-def account_json(w: World) -> dict[str, Any]:
-    return {
-        "account_id": "acc-g",
-        "tenant_id": w.tenant,
-        "provider": "meta",
-        "phone_number_id": w.pnid,
-        "waba_id": w.waba,
-        "access_token": ACCESS,
-        "app_secret": "g" * 24,
-        "throughput_mps": 1000,
-    }
-
-
-def stub(world: list[World]) -> FastAPI:
-    """The tenant service's credentials API and a webhook sink for the sandbox."""
-    app = FastAPI()
-
-    @app.get("/internal/v1/accounts/{account_id}")
-    async def get_account(account_id: str, request: Request) -> Response:
-        assert request.headers["authorization"] == f"Bearer {TOKEN}"
-        if account_id != "acc-g":
-            return JSONResponse({"error": {"code": "not_found"}}, status_code=404)
-        return JSONResponse(account_json(world[0]), headers={"Cache-Control": "max-age=60"})
-
-    @app.post("/webhook")
-    async def sink() -> Response:
-        return Response(status_code=200)
-
-    return app
 
 
 @pytest.fixture
 async def w(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
-    url = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    tenant = f"tg{uuid.uuid4().hex[:8]}"
-    pnid = f"10688{uuid.uuid4().int % 10**8:08d}"
-    declarer = Amqp(amqp_url, service="test")
-    await declarer.connect()
-    await declarer.close(grace_s=1)
-    holder: list[World] = []
-    async with (
-        serve(create_sandbox(SandboxSettings(status_delay_s=30))) as sandbox_url,
-        serve(stub(holder)) as stub_url,
-        httpx.AsyncClient(base_url=sandbox_url) as sandbox,
-    ):
-        world = World(amqp_url, url, sandbox, sandbox_url, stub_url, tenant, pnid, f"w-{tenant}")
-        holder.append(world)
-        r = await sandbox.post(
-            "/sandbox/numbers",
-            json={
-                "phone_number_id": pnid,
-                "waba_id": world.waba,
-                "display_phone_number": "+1 650 555 8801",
-                "access_token": ACCESS,
-                "app_secret": "g" * 24,
-                "webhook_url": f"{stub_url}/webhook",
-                "throughput_mps": 1000,
-            },
-        )
-        assert r.status_code == 201, r.text
-        try:
-            yield world
-        finally:
-            client = aioredis.Redis.from_url(url)
-            try:
-                for pattern in (f"*{tenant}*", f"flowchat:sender:rl:*{pnid}*"):
-                    async for key in client.scan_iter(match=pattern, count=1000):
-                        await client.delete(key)
-            finally:
-                await client.aclose()
+    number = Number.fresh(
+        "tg", "acc-g", pnid_prefix="10688", display_phone_number="+1 650 555 8801"
+    )
+    tenant = number.tenant_id
+    async with world(
+        amqp_url,
+        own_redis_url(redis_url),
+        number,
+        token=TOKEN,
+        forget=[f"*{tenant}*"],
+        defaults={"template_page_size": 10},
+    ) as kit:
+        yield kit
 
 
 class Counting:
@@ -273,7 +96,8 @@ async def test_catalog_syncs_every_page_once_for_concurrent_sends_and_replicas(
             1,
             TemplateContent(name="order_update", language="en_US", components=[body("Ann", "#42")]),
         )
-        verdicts = await asyncio.gather(*(guard.check(good, w.account) for _ in range(40)))
+        account = w.number.credentials
+        verdicts = await asyncio.gather(*(guard.check(good, account) for _ in range(40)))
         assert verdicts == [None] * 40
         assert source.fetches == 1  # single-flight: one sync of 3 pages for 40 sends
 
@@ -284,7 +108,7 @@ async def test_catalog_syncs_every_page_once_for_concurrent_sends_and_replicas(
 
         replica = Counting(graph)
         other = TemplateGuard(TemplateCatalog(redis, replica))
-        assert await other.check(good, w.account) is None
+        assert await other.check(good, w.number.credentials) is None
         assert replica.fetches == 0  # another replica reads Redis, not Graph
         await guard.catalog.close()
     await redis.aclose()
@@ -299,8 +123,8 @@ async def test_unreachable_graph_lets_meta_decide_without_a_call_per_message(w: 
         source = Counting(dead)
         guard = TemplateGuard(TemplateCatalog(redis, source, retry_s=60))
         cmd = w.command(1, TemplateContent(name="anything", language="en_US"))
-        first = await asyncio.gather(*(guard.check(cmd, w.account) for _ in range(20)))
-        later = [await guard.check(cmd, w.account) for _ in range(20)]
+        first = await asyncio.gather(*(guard.check(cmd, w.number.credentials) for _ in range(20)))
+        later = [await guard.check(cmd, w.number.credentials) for _ in range(20)]
         assert first + later == [None] * 40  # not checked: the provider decides
         assert source.fetches == 1
         assert not await redis.exists(TemplateCatalog.key(w.tenant, w.waba))
@@ -368,7 +192,7 @@ async def test_template_commands_that_do_not_match_fail_before_the_provider(w: W
     }
     commands = {k: w.command(i, c) for i, (k, (c, _)) in enumerate(cases.items())}
     async with serve(create_app(w.settings())) as sender_url:
-        await w.publish(list(commands.values()))
+        await w.publish(list(commands.values()), in_order=True)
         results = await w.results(len(commands))
         async with httpx.AsyncClient(base_url=sender_url) as http:
             scraped = (await http.get("/metrics")).text
@@ -384,7 +208,7 @@ async def test_template_commands_that_do_not_match_fail_before_the_provider(w: W
     language = results[commands["language"].message_id].error
     assert language is not None
     assert "in en_US only" in language.message
-    assert await w.ledger() == {commands["ok"].message_id, commands["named"].message_id}
+    assert set(await w.ledger_ids()) == {commands["ok"].message_id, commands["named"].message_id}
     assert 'flowchat_sender_template_refusals_total{code="-22"} 1.0' in scraped
     assert 'flowchat_sender_sends_total{account="acc-g"' in scraped
 
@@ -395,7 +219,7 @@ async def test_template_status_webhook_refreshes_the_catalog(w: World) -> None:
     redis = aioredis.Redis.from_url(w.redis_url)
     key = TemplateCatalog.key(w.tenant, w.waba)
     async with serve(create_app(w.settings(template_recheck_s=3600))):
-        await w.publish([w.command(1, ok)])
+        await w.publish([w.command(1, ok)], in_order=True)
         assert (await w.results(1))[f"{w.tenant}-m1"].status == "accepted"
 
         # Meta pauses the template, and approves a new one: the gateway publishes both
@@ -428,7 +252,7 @@ async def test_template_status_webhook_refreshes_the_catalog(w: World) -> None:
 
         await eventually(refreshed, timeout_s=15)
         news = TemplateContent(name="shipping_news", language="en_US")
-        await w.publish([w.command(2, ok), w.command(3, news)])
+        await w.publish([w.command(2, ok), w.command(3, news)], in_order=True)
         results = await w.results(2)
     await redis.aclose()
     paused = results[f"{w.tenant}-m2"]
@@ -437,7 +261,7 @@ async def test_template_status_webhook_refreshes_the_catalog(w: World) -> None:
     assert paused.error.code == fates.TEMPLATE_NOT_APPROVED
     assert "PAUSED" in paused.error.message
     assert results[f"{w.tenant}-m3"].status == "accepted"
-    assert await w.ledger() == {f"{w.tenant}-m1", f"{w.tenant}-m3"}
+    assert set(await w.ledger_ids()) == {f"{w.tenant}-m1", f"{w.tenant}-m3"}
 
 
 async def test_marketing_to_an_opted_out_customer_fails_before_the_provider(w: World) -> None:
@@ -452,7 +276,7 @@ async def test_marketing_to_an_opted_out_customer_fails_before_the_provider(w: W
         w.command(3, promo, to=other, category="marketing"),
     ]
     async with serve(create_app(w.settings())):
-        await w.publish(commands)
+        await w.publish(commands, in_order=True)
         results = await w.results(3)
         await w.publish([commands[0]])  # a duplicate: the stored refusal, not a send
         again = await w.results(1)
@@ -465,7 +289,7 @@ async def test_marketing_to_an_opted_out_customer_fails_before_the_provider(w: W
     assert results[commands[1].message_id].status == "accepted"  # not marketing
     assert results[commands[2].message_id].status == "accepted"
     assert again[commands[0].message_id].error == refused.error
-    assert await w.ledger() == {commands[1].message_id, commands[2].message_id}
+    assert set(await w.ledger_ids()) == {commands[1].message_id, commands[2].message_id}
 
 
 async def test_status_events_patch_only_real_statuses(w: World) -> None:
@@ -475,7 +299,7 @@ async def test_status_events_patch_only_real_statuses(w: World) -> None:
         catalog = TemplateCatalog(
             redis, GraphTemplates(session, graph_url=w.sandbox_url, version="v23.0")
         )
-        assert await catalog.refresh(w.account) is not None
+        assert await catalog.refresh(w.number.credentials) is not None
         key = TemplateCatalog.key(w.tenant, w.waba)
 
         async def status() -> str:

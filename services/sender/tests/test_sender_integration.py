@@ -35,9 +35,10 @@ from flowchat_platform.testing import drain_queue, eventually, serve
 from flowchat_sender import fates
 from flowchat_sender.app import create_app
 from flowchat_sender.breaker import CircuitBreaker
+from flowchat_sender.claims import fingerprint
 from flowchat_sender.cloud_api import CloudApiAdapter
 from flowchat_sender.errors import SendRetry
-from flowchat_sender.idempotency import IdempotencyStore, fingerprint
+from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.ratelimit import RateLimiter
 from flowchat_sender.service import Sender, SenderConfig
 from flowchat_sender.settings import Settings
@@ -324,7 +325,7 @@ async def test_a_rate_limit_wait_past_the_inline_limit_comes_back_before_its_slo
         return len(deferred) == 1
 
     await eventually(in_5s_tier)
-    assert "rate limit (number)" in deferred[0].headers[HEADER_REASON]
+    assert "rate limit (number)" in str(deferred[0].headers[HEADER_REASON])
     assert HEADER_ATTEMPT not in deferred[0].headers  # waiting uses no attempt
     assert await stack.take(topology.retry_tier_for(30).queue) == []
 
@@ -406,7 +407,7 @@ async def test_malformed_command_is_parked_and_the_consumer_carries_on(stack: St
     assert result.status == "accepted"
     poison = await stack.take(topology.QUEUE_POISON)
     assert len(poison) == 2
-    assert all(m.headers[HEADER_REASON].startswith("invalid") for m in poison)
+    assert all(str(m.headers[HEADER_REASON]).startswith("invalid") for m in poison)
 
 
 async def test_twilio_account_sends_a_form_with_basic_auth(stack: Stack) -> None:

@@ -46,7 +46,9 @@ async def test_concurrent_scripts_share_calls_and_each_gets_its_reply(
         seen = sorted(replies[i] for i in range(60) if i % 3 == k)
         assert seen[-1] == sum(range(k, 60, 3))
     assert sorted(replies[60:]) == list(range(1, 31))
-    assert int(await redis.get("n:0")) == sum(range(0, 60, 3))
+    total = await redis.get("n:0")
+    assert total is not None
+    assert int(total) == sum(range(0, 60, 3))
     assert await redis.llen("list") == 30
 
 

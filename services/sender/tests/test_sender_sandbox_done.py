@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +26,6 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 
 from flowchat_contracts import (
     OutboundCommand,
@@ -38,57 +35,31 @@ from flowchat_contracts import (
     send_results_in,
     topology,
 )
-from flowchat_platform.amqp import Amqp
-from flowchat_platform.testing import drain_queue, eventually, free_port, serve
-from flowchat_sandbox.app import create_app as create_sandbox
-from flowchat_sandbox.settings import Settings as SandboxSettings
+from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender.app import create_app
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
-from flowchat_sender.settings import Settings
+
+from .sender_testkit import Number, World, own_redis_url, world
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "sandbox-test-service-token-0123"
 #: A number of its own per test (the limiter's keys are per number).
 PNID = f"10655{uuid.uuid4().int % 10**8:08d}"
-#: Not the shared test database (13), which every test on this machine flushes: a flush
-#: between a SIGKILL and the restart would erase the claims that prevent a resend.
-REDIS_DB = 9
 WABA = "waba-7001"
-ACCESS = "sandbox-access-token"
 TEMPLATE = "order_update"
 
 
-def account(throughput: int) -> dict[str, Any]:
-    return {
-        "account_id": "acc-s",
-        "tenant_id": "t-s",
-        "provider": "meta",
-        "phone_number_id": PNID,
-        "waba_id": WABA,
-        "access_token": ACCESS,
-        "app_secret": "a" * 24,
-        "throughput_mps": throughput,
-    }
-
-
-def tenant_and_sink(throughput: int) -> FastAPI:
-    """The tenant service's credentials API, plus a webhook sink for the sandbox."""
-    app = FastAPI()
-
-    @app.get("/internal/v1/accounts/{account_id}")
-    async def get_account(account_id: str, request: Request) -> Response:
-        assert request.headers["authorization"] == f"Bearer {TOKEN}"
-        if account_id != "acc-s":
-            return JSONResponse({"error": {"code": "not_found"}}, status_code=404)
-        return JSONResponse(account(throughput), headers={"Cache-Control": "max-age=60"})
-
-    @app.post("/webhook")
-    async def sink() -> Response:
-        return Response(status_code=200)
-
-    return app
+def number(throughput: int) -> Number:
+    return Number(
+        "t-s",
+        "acc-s",
+        PNID,
+        WABA,
+        throughput_mps=throughput,
+        display_phone_number="+1 650 555 7001",
+    )
 
 
 def template_command(i: int, run: str) -> OutboundCommand:
@@ -103,145 +74,37 @@ def template_command(i: int, run: str) -> OutboundCommand:
     )
 
 
-@dataclass
-class World:
-    amqp_url: str
-    redis_url: str
-    sandbox: httpx.AsyncClient
-    stub_url: str
-    sandbox_url: str
-
-    def settings(self, **kw: Any) -> Settings:
-        base: dict[str, Any] = {
-            "AMQP_URL": self.amqp_url,
-            "REDIS_URL": self.redis_url,
-            "FLOWCHAT_TENANT_URL": self.stub_url,
-            "FLOWCHAT_GATEWAY_URL": self.stub_url,
-            "FLOWCHAT_SERVICE_TOKEN": TOKEN,
-            "graph_url": self.sandbox_url,
-            "shutdown_grace_s": 5,
-            "http_port": free_port(),
-        }
-        base.update(kw)
-        return Settings(**base)
-
-    def env(self, **kw: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "AMQP_URL": self.amqp_url,
-            "REDIS_URL": self.redis_url,
-            "FLOWCHAT_TENANT_URL": self.stub_url,
-            "FLOWCHAT_GATEWAY_URL": self.stub_url,
-            "FLOWCHAT_SERVICE_TOKEN": TOKEN,
-            "FLOWCHAT_SENDER_GRAPH_URL": self.sandbox_url,
-            "FLOWCHAT_SENDER_HTTP_PORT": str(free_port()),
-            "LOG_LEVEL": "WARNING",
-            **kw,
-        }
-
-    async def publish(self, commands: list[OutboundCommand]) -> None:
-        client = Amqp(self.amqp_url, service="test", declare=False)
-        await client.connect()
-        try:
-            await asyncio.gather(
-                *(
-                    client.publish(
-                        topology.EXCHANGE_OUTBOUND,
-                        topology.outbound_routing_key(c.tenant_id, c.account_id),
-                        c,
-                        message_id=c.message_id,
-                    )
-                    for c in commands
-                )
-            )
-        finally:
-            await client.close(grace_s=1)
-
-    async def drain(self, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        return await drain_queue(self.amqp_url, queue)
-
-    async def depth(self, queue: str) -> int:
-        conn = await aio_pika.connect(self.amqp_url)
-        try:
-            q = await (await conn.channel()).declare_queue(queue, passive=True)
-            return int(q.declaration_result.message_count or 0)
-        finally:
-            await conn.close()
-
-    async def ledger(self) -> list[dict[str, Any]]:
-        r = await self.sandbox.get("/sandbox/messages", params={"phone_number_id": PNID})
-        r.raise_for_status()
-        entries: list[dict[str, Any]] = r.json()
-        return entries
-
-
-async def world(amqp_url: str, redis_url: str, throughput: int) -> AsyncIterator[World]:
-    # declare the topology once (the senders do it too; the test publishes first)
-    declarer = Amqp(amqp_url, service="test")
-    await declarer.connect()
-    await declarer.close(grace_s=1)
-    sandbox_app = create_sandbox(SandboxSettings(status_delay_s=30))
-    async with (
-        serve(sandbox_app) as sandbox_url,
-        serve(tenant_and_sink(throughput)) as stub_url,
-        httpx.AsyncClient(base_url=sandbox_url) as sandbox,
-    ):
-        r = await sandbox.post(
-            "/sandbox/numbers",
-            json={
-                "phone_number_id": PNID,
-                "waba_id": WABA,
-                "display_phone_number": "+1 650 555 7001",
-                "access_token": ACCESS,
-                "app_secret": "a" * 24,
-                "webhook_url": f"{stub_url}/webhook",
-                "throughput_mps": throughput,
-            },
-        )
-        assert r.status_code == 201, r.text
-        r = await sandbox.post(
-            "/sandbox/templates",
-            json={
-                "waba_id": WABA,
-                "name": TEMPLATE,
-                "language": "en_US",
-                "category": "UTILITY",
-                "components": [{"type": "BODY", "text": "Your order is confirmed."}],
-            },
-        )
-        assert r.status_code == 201, r.text
-        yield World(amqp_url, redis_url, sandbox, stub_url, sandbox_url)
-
-
-@pytest.fixture
-async def own_redis_url(redis_url: str) -> AsyncIterator[str]:
-    """A database no fixture flushes; this file's keys are removed afterwards."""
-    url = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    yield url
-    client = aioredis.Redis.from_url(url)
-    try:
-        for pattern in (
+@asynccontextmanager
+async def sandbox_world(amqp_url: str, redis_url: str, throughput: int) -> AsyncIterator[World]:
+    """The kit's world around this file's number, with its template."""
+    async with world(
+        amqp_url,
+        own_redis_url(redis_url),
+        number(throughput),
+        token=TOKEN,
+        forget=[
             "flowchat:sender:idem:t-s:*",
-            f"flowchat:sender:rl:*{PNID}*",
             "flowchat:sender:templates:t-s:*",
-        ):
-            async for key in client.scan_iter(match=pattern, count=1000):
-                await client.delete(key)
-        async for key in client.scan_iter(match="flowchat:csw:acc-s:*"):
-            await client.delete(key)
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def fast_world(amqp_url: str, own_redis_url: str) -> AsyncIterator[World]:
-    async for w in world(amqp_url, own_redis_url, throughput=1000):
+            "flowchat:csw:acc-s:*",
+        ],
+    ) as w:
+        await w.template(
+            TEMPLATE,
+            category="UTILITY",
+            components=[{"type": "BODY", "text": "Your order is confirmed."}],
+        )
         yield w
 
 
 @pytest.fixture
-async def standard_world(amqp_url: str, own_redis_url: str) -> AsyncIterator[World]:
-    async for w in world(amqp_url, own_redis_url, throughput=80):
+async def fast_world(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
+    async with sandbox_world(amqp_url, redis_url, throughput=1000) as w:
+        yield w
+
+
+@pytest.fixture
+async def standard_world(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
+    async with sandbox_world(amqp_url, redis_url, throughput=80) as w:
         yield w
 
 
@@ -453,16 +316,7 @@ async def test_free_form_outside_the_window_fails_without_a_provider_call(
 async def test_dlq_cli_lists_and_replays_as_json(fast_world: World) -> None:
     w = fast_world
     cmd = template_command(9, uuid.uuid4().hex[:6])
-    client = Amqp(w.amqp_url, service="test", declare=False)
-    await client.connect()
-    await client.publish(
-        "",
-        topology.QUEUE_OUTBOUND_DLQ,
-        cmd,
-        message_id=cmd.message_id,
-        headers={"x-flowchat-reason": "retries exhausted after 5 attempts: test"},
-    )
-    await client.close(grace_s=1)
+    await w.park(cmd)
 
     async def cli(*args: str) -> Any:
         proc = await asyncio.create_subprocess_exec(

@@ -17,7 +17,7 @@ from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.fates import Fate, rule_for
-from flowchat_sender.ratelimit import gcra
+from flowchat_sender.limits import gcra
 from flowchat_sender.twilio import build_form, parse_error
 
 # --------------------------------------------------------------------- the table
@@ -271,7 +271,7 @@ def _cmd(content: object) -> OutboundCommand:
         account_id="acc-t",
         idempotency_key="k",
         to="+16505551234",
-        content=content,  # type: ignore[arg-type]
+        content=content,
     )
 
 

@@ -32,7 +32,16 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from flowchat_contracts import topology
 from flowchat_platform import metrics
-from flowchat_platform.errors import DeadLetter, Discard, MessageFate, PublishError, RetryLater
+from flowchat_platform.errors import (
+    HEADER_ATTEMPT,
+    HEADER_ORIGIN_QUEUE,
+    HEADER_REASON,
+    DeadLetter,
+    Discard,
+    MessageFate,
+    PublishError,
+    RetryLater,
+)
 from flowchat_platform.logs import bind_in_task, get_logger
 from flowchat_platform.transient import is_transient
 
@@ -40,10 +49,17 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
-#: Header names FlowChat sets on messages it moves between queues.
-HEADER_REASON = "x-flowchat-reason"
-HEADER_ORIGIN_QUEUE = "x-flowchat-origin-queue"
-HEADER_ATTEMPT = "x-flowchat-attempt"
+__all__ = [
+    "EXCHANGES",
+    "HEADER_ATTEMPT",
+    "HEADER_ORIGIN_QUEUE",
+    "HEADER_REASON",
+    "PERSISTENT",
+    "Amqp",
+    "declare_topology",
+    "encode",
+    "loads",
+]
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 #: Exchanges a client publishes to: the topology's and the default one.
@@ -279,8 +295,9 @@ class Amqp:
         (a high-rate consumer then writes one frame for many messages). Never earlier
         than without it; pending acks are flushed when consuming stops.
 
-        Fates: success → ack; :class:`Discard` → ack; :class:`DeadLetter` or an
-        undecodable body → copied to ``dead_letter_queue`` with the reason, then ack;
+        Fates: success → ack; :class:`Discard` → ack; :class:`DeadLetter` → copied to
+        ``dead_letter_queue`` with the headers it names (the reason at least), then ack;
+        an undecodable body → copied to the poison queue with the reason, then ack;
         :class:`RetryLater` → ``on_retry`` (which must publish the retry) then ack, or
         requeue when there is no ``on_retry``; a dependency unavailable
         (:func:`~flowchat_platform.transient.is_transient`: Redis, PostgreSQL, another
@@ -349,11 +366,21 @@ class Amqp:
         elif not task.cancelled() and task.exception() is not None:
             log.warning("queue depth task failed", error=repr(task.exception()))
 
-    async def park(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
-        """Copy a message to a parking queue with the reason, keeping body and ids."""
-        headers = dict(message.headers or {})
-        headers[HEADER_REASON] = reason[:1000]
-        headers[HEADER_ORIGIN_QUEUE] = message.routing_key or ""
+    async def park(
+        self,
+        message: AbstractIncomingMessage,
+        queue: str,
+        reason: str,
+        *,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Copy a message to a parking queue, keeping body and ids: with ``headers``
+        (a fate's :meth:`~flowchat_platform.errors.DeadLetter.parked_headers`), else the
+        message's own plus the reason and its routing key as the origin."""
+        if headers is None:
+            headers = DeadLetter(reason).parked_headers(
+                message.headers or {}, queue="", routing_key=message.routing_key or ""
+            )
         await self.publish(
             "",
             queue,
@@ -492,7 +519,12 @@ class _Consumer(Generic[T]):
                 return "discard"
             except DeadLetter as exc:
                 log.warning("message dead-lettered", reason=exc.reason)
-                await self.amqp.park(message, self.dead_letter_queue, exc.reason)
+                headers = exc.parked_headers(
+                    message.headers or {},
+                    queue=self.queue_name,
+                    routing_key=message.routing_key or "",
+                )
+                await self.amqp.park(message, self.dead_letter_queue, exc.reason, headers=headers)
                 await self._ack(message)
                 return "dead_letter"
             except RetryLater as exc:

@@ -18,7 +18,7 @@ from flowchat_platform.logs import get_logger
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
-from flowchat_sender import SERVICE, media_api, metrics, routes
+from flowchat_sender import SERVICE, metrics, routes
 from flowchat_sender.batching import RedisBatcher
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.cloud_api import CloudApiAdapter
@@ -28,6 +28,8 @@ from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.media import GraphMedia, MediaStore
 from flowchat_sender.providers import ProviderAdapter
 from flowchat_sender.ratelimit import RateLimiter
+from flowchat_sender.routes import dlq as dlq_routes
+from flowchat_sender.routes import media as media_routes
 from flowchat_sender.service import Sender, SenderConfig
 from flowchat_sender.settings import Settings
 from flowchat_sender.templates import GraphTemplates, TemplateCatalog, TemplateEvents, TemplateGuard
@@ -199,6 +201,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.service_token = (
         settings.service_token.get_secret_value() if settings.service_token else None
     )
-    app.include_router(routes.router)
-    app.include_router(media_api.router)
+    for exc_type in routes.HANDLED:
+        app.add_exception_handler(exc_type, routes.error_response)
+    app.include_router(dlq_routes.router)
+    app.include_router(media_routes.router)
     return app

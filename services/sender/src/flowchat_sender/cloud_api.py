@@ -29,8 +29,7 @@ from flowchat_contracts import (
     TextContent,
 )
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_sender import fates
-from flowchat_sender.providers import ProviderReply
+from flowchat_sender import fates, provider_http
 
 JSON = dict[str, Any]
 
@@ -199,7 +198,7 @@ def parse_error(status: int, raw: bytes) -> ProviderError:
     )
 
 
-class CloudApiAdapter:
+class CloudApiAdapter(provider_http.HttpAdapter):
     """Sends through the Graph API with the account's bearer token (one shared session)."""
 
     name: Literal["meta"] = "meta"
@@ -212,60 +211,23 @@ class CloudApiAdapter:
         version: str,
         timeout_s: float = 10.0,
     ) -> None:
-        self._session = session
+        super().__init__(session, timeout_s=timeout_s)
         self._base = f"{graph_url.rstrip('/')}/{version}"
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
 
     def supports(self, command: OutboundCommand) -> bool:
         return True
 
-    async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
-        url = f"{self._base}/{account.phone_number_id}/messages"
-        headers = {
-            "Authorization": f"Bearer {account.access_token}",
-            "Content-Type": "application/json",
-        }
-        data = orjson.dumps(build_message(command))
-        try:
-            async with self._session.post(
-                url, data=data, headers=headers, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return network_failure("meta", exc)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return unknown_outcome("meta", exc)
-        if status == 200:
-            try:
-                wamid = str(orjson.loads(raw)["messages"][0]["id"])
-            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-                return ProviderReply(
-                    "meta",
-                    status,
-                    error=ProviderError(code=fates.HTTP_ERROR, title="unreadable success answer"),
-                    outcome_unknown=True,
-                )
-            return ProviderReply("meta", status, provider_message_id=wamid)
-        return ProviderReply("meta", status, error=parse_error(status, raw))
+    def request(
+        self, account: AccountCredentials, command: OutboundCommand
+    ) -> tuple[str, bytes, dict[str, str]]:
+        return (
+            f"{self._base}/{account.phone_number_id}/messages",
+            orjson.dumps(build_message(command)),
+            {"Authorization": f"Bearer {account.access_token}", "Content-Type": "application/json"},
+        )
 
+    def message_id(self, answer: Any) -> Any:
+        return answer["messages"][0]["id"]
 
-def network_failure(provider: Literal["meta", "twilio"], exc: BaseException) -> ProviderReply:
-    return ProviderReply(
-        provider,
-        None,
-        error=ProviderError(code=fates.NETWORK_ERROR, title="network error", message=repr(exc)),
-    )
-
-
-def unknown_outcome(provider: Literal["meta", "twilio"], exc: BaseException) -> ProviderReply:
-    return ProviderReply(
-        provider,
-        None,
-        error=ProviderError(
-            code=fates.NETWORK_ERROR,
-            title="no answer after the request was sent",
-            message=repr(exc) or type(exc).__name__,
-        ),
-        outcome_unknown=True,
-    )
+    def parse_error(self, status: int, raw: bytes) -> ProviderError:
+        return parse_error(status, raw)

@@ -7,59 +7,49 @@
           ▲      │                                       held back by transactional work)
           │      │ SendRetry ──▶ (<lane queue>.retry.<tier>) ── TTL ──┘ (back to its lane)
           │      │ Park      ──▶ (whatsapp.outbound.dlq)  reason, code, attempts, times
+          │      │             (a DeadLetter fate: the platform consumer parks it with
+          │      │              the headers Park names, flowchat_sender.errors)
           │      └ undecodable ──▶ (flowchat.poison)  (the platform consumer)
           └── ack only after the result (or the retry / parked copy) is confirmed
 
-Headers carried across retries: ``x-flowchat-attempt`` (provider attempts used so
-far; limiter and breaker waits do not count), first and last failure times.
+Headers carried across retries (:mod:`flowchat_sender.headers`): ``x-flowchat-attempt``
+(provider attempts used so far; limiter and breaker waits do not count), first and last
+failure times.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
 from flowchat_contracts import OutboundCommand, SendResult, SendResultBatch, topology
-from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
+from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
 from flowchat_platform.errors import PublishError, RetryLater
 from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics
 from flowchat_sender.batching import Batcher
-from flowchat_sender.errors import Park, SendRetry
+from flowchat_sender.errors import SendRetry
+from flowchat_sender.headers import (
+    HEADER_ERROR_CODE,
+    HEADER_ERROR_MESSAGE,
+    HEADER_FIRST_FAILURE,
+    HEADER_LAST_FAILURE,
+    attempts_in,
+    carried,
+    now,
+)
 from flowchat_sender.service import Sender
 
 log = get_logger(__name__)
 
-HEADER_ERROR_CODE = "x-flowchat-error-code"
-HEADER_ERROR_MESSAGE = "x-flowchat-error-message"
-HEADER_ATTEMPTS = "x-flowchat-attempts"
-HEADER_FIRST_FAILURE = "x-flowchat-first-failure"
-HEADER_LAST_FAILURE = "x-flowchat-last-failure"
-
 DECODER: TypeAdapter[OutboundCommand] = TypeAdapter(OutboundCommand)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-_BROKER_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")
-
-
-def carried_headers(message: AbstractIncomingMessage) -> dict[str, Any]:
-    """The message's own headers, without the broker's dead-letter bookkeeping."""
-    return {k: v for k, v in (message.headers or {}).items() if not k.startswith(_BROKER_HEADERS)}
-
-
 def attempts_of(message: AbstractIncomingMessage) -> int:
-    try:
-        return max(0, int(str((message.headers or {}).get(HEADER_ATTEMPT, 0))))
-    except ValueError:
-        return 0
+    return attempts_in(message.headers)
 
 
 class ResultBatcher(Batcher[SendResult]):
@@ -167,43 +157,13 @@ class OutboundConsumer:
             )
 
     async def handle(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
+        """Send; a :class:`~flowchat_sender.errors.Park` goes to the platform's consumer,
+        which parks the command in the DLQ with the headers the fate names."""
         # No await before send(): it takes the recipient's turn in delivery order.
-        try:
-            await self.sender.send(command, attempts_made=attempts_of(message))
-        except Park as park:
-            await self.park(message, park)
+        await self.sender.send(command, attempts_made=attempts_of(message))
 
     async def handle_bulk(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
-        try:
-            await self.sender.send(command, attempts_made=attempts_of(message), bulk=True)
-        except Park as park:
-            await self.park(message, park, queue=topology.QUEUE_OUTBOUND_BULK)
-
-    async def park(
-        self, message: AbstractIncomingMessage, park: Park, queue: str = topology.QUEUE_OUTBOUND
-    ) -> None:
-        """Copy the command to the DLQ with why, the last error and the attempt count."""
-        headers = carried_headers(message)
-        headers[HEADER_REASON] = park.reason[:1000]
-        headers[HEADER_ORIGIN_QUEUE] = queue
-        headers[HEADER_ATTEMPTS] = (
-            park.attempts if park.attempts is not None else attempts_of(message)
-        )
-        headers.setdefault(HEADER_FIRST_FAILURE, _now())
-        headers[HEADER_LAST_FAILURE] = _now()
-        if park.error is not None:
-            headers[HEADER_ERROR_CODE] = park.error.code
-            headers[HEADER_ERROR_MESSAGE] = (park.error.message or park.error.title)[:1000]
-        log.warning("command parked in the DLQ", reason=park.reason)
-        await self.amqp.publish(
-            "",
-            topology.QUEUE_OUTBOUND_DLQ,
-            message.body,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            headers=headers,
-            message_type=message.type,
-        )
+        await self.sender.send(command, attempts_made=attempts_of(message), bulk=True)
 
     async def on_retry_bulk(self, exc: RetryLater, message: AbstractIncomingMessage) -> None:
         await self.on_retry(exc, message, queue=topology.QUEUE_OUTBOUND_BULK)
@@ -218,12 +178,12 @@ class OutboundConsumer:
         (then ack)."""
         early = isinstance(exc, SendRetry) and exc.early
         tier = topology.retry_tier_for(exc.delay_s, queue=queue, at_most=early)
-        headers = carried_headers(message)
+        headers = carried(message.headers)
         headers[HEADER_REASON] = exc.reason[:1000]
         if exc.counts_as_attempt:
             headers[HEADER_ATTEMPT] = attempts_of(message) + 1
-            headers.setdefault(HEADER_FIRST_FAILURE, _now())
-            headers[HEADER_LAST_FAILURE] = _now()
+            headers.setdefault(HEADER_FIRST_FAILURE, now())
+            headers[HEADER_LAST_FAILURE] = now()
             error = exc.error if isinstance(exc, SendRetry) else None
             if error is not None:
                 headers[HEADER_ERROR_CODE] = error.code

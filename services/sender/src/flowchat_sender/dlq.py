@@ -33,23 +33,22 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from flowchat_contracts import topology
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON
-from flowchat_sender.consumer import (
+from flowchat_sender.claims import Record
+from flowchat_sender.headers import (
+    BROKER_HEADERS,
     HEADER_ATTEMPTS,
     HEADER_ERROR_CODE,
     HEADER_ERROR_MESSAGE,
     HEADER_FIRST_FAILURE,
     HEADER_LAST_FAILURE,
 )
-from flowchat_sender.idempotency import IdempotencyStore, Record
+from flowchat_sender.idempotency import IdempotencyStore
 
 #: Headers dropped on replay: the sender's retry bookkeeping (and the broker's).
 _DROPPED: tuple[str, ...] = (
     HEADER_ATTEMPT,
     HEADER_ATTEMPTS,
-    "x-death",
-    "x-first-death-",
-    "x-last-death-",
-    "x-delivery-count",
+    *BROKER_HEADERS,
 )
 
 

@@ -3,28 +3,54 @@
 ::
 
     FlowchatError (flowchat_platform.errors)
-    ├── MessageFate
+    ├── MessageFate (flowchat_platform.errors: carried out by the platform's consumer)
     │   ├── RetryLater(delay_s, counts_as_attempt)
-    │   │   └── SendRetry              back to a retry tier; carries the provider error, if any
-    │   └── DeadLetter(reason)
-    │       └── Park                   to whatsapp.outbound.dlq with code, attempts and times
+    │   │   └── SendRetry(error, early)   back to a retry tier of the command's lane
+    │   │                                 (the consumer's on_retry); the provider error, if any
+    │   └── DeadLetter(reason, headers)
+    │       └── Park(error, attempts)     to whatsapp.outbound.dlq with the origin lane, the
+    │                                     error code and message, attempts and failure times
+    │                                     (its parked_headers: no broker library needed)
+    ├── StoreUnavailable(store) (flowchat_platform.errors)
+    │                                     Redis (idempotency, rate limits) did not answer in
+    │                                     time: never send on a guess; HTTP 503
     └── SenderError
-        ├── StoreUnavailable           Redis did not answer in time: never send on a guess
-        └── MediaError                 POST /internal/v1/media (flowchat_sender.media)
-            ├── MediaRefused           not uploadable: unknown account, provider, type, size
-            └── MediaUploadFailed      the provider or the link refused or did not answer
+        └── MediaError                    POST /internal/v1/media (flowchat_sender.media)
+            ├── MediaRefused(reason)      not uploadable: unknown account, provider, type,
+            │                             size (HTTP 400/404/409/413/415)
+            └── MediaUploadFailed(error, retryable)
+                                          the provider refused (422) or the provider or
+                                          the link did not answer (502)
 
 Meta's and Twilio's error codes are not exceptions: adapters return them in a
 :class:`~flowchat_sender.providers.ProviderReply` and :mod:`flowchat_sender.fates`
-decides what they mean.
+decides what they mean. The HTTP answers of the sender's own errors are decided in
+one place, :func:`flowchat_sender.routes.error_response`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from flowchat_contracts import ProviderError
-from flowchat_platform.errors import DeadLetter, FlowchatError, RetryLater
+from flowchat_platform.errors import (
+    HEADER_ORIGIN_QUEUE,
+    HEADER_REASON,
+    DeadLetter,
+    FlowchatError,
+    RetryLater,
+)
+from flowchat_sender import headers as h
+
+__all__ = [
+    "MediaError",
+    "MediaRefused",
+    "MediaUploadFailed",
+    "Park",
+    "SendRetry",
+    "SenderError",
+]
 
 
 class SendRetry(RetryLater):
@@ -49,7 +75,10 @@ class SendRetry(RetryLater):
 
 
 class Park(DeadLetter):
-    """Park the command in the DLQ with the reason (and the last error, when there is one)."""
+    """Park the command in the DLQ with the reason (and the last error, when there is one).
+
+    ``attempts``: provider attempts used (None: as many as the command's
+    ``x-flowchat-attempt`` header says)."""
 
     def __init__(
         self, reason: str, *, error: ProviderError | None = None, attempts: int | None = None
@@ -58,17 +87,29 @@ class Park(DeadLetter):
         self.error = error
         self.attempts = attempts
 
+    def parked_headers(
+        self, own: Mapping[str, Any], *, queue: str, routing_key: str
+    ) -> dict[str, Any]:
+        """The command's own headers (not the broker's bookkeeping), the reason, the
+        lane it was consumed from, the attempts, first and last failure times, and the
+        last error's code and message."""
+        headers = h.carried(own)
+        headers[HEADER_REASON] = self.reason[:1000]
+        headers[HEADER_ORIGIN_QUEUE] = queue
+        headers[h.HEADER_ATTEMPTS] = (
+            self.attempts if self.attempts is not None else h.attempts_in(own)
+        )
+        now = h.now()
+        headers.setdefault(h.HEADER_FIRST_FAILURE, now)
+        headers[h.HEADER_LAST_FAILURE] = now
+        if self.error is not None:
+            headers[h.HEADER_ERROR_CODE] = self.error.code
+            headers[h.HEADER_ERROR_MESSAGE] = (self.error.message or self.error.title)[:1000]
+        return headers
+
 
 class SenderError(FlowchatError):
     """Base of the sender's own failures."""
-
-
-class StoreUnavailable(SenderError):
-    """Redis (idempotency or rate limits) is down or slow; the send must not happen."""
-
-    def __init__(self, message: str, *, store: str) -> None:
-        super().__init__(message)
-        self.store = store
 
 
 class MediaError(SenderError):

@@ -41,10 +41,10 @@ from flowchat_contracts.whatsapp import (
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_sender import metrics
+from flowchat_sender import metrics, provider_http
 from flowchat_sender.cloud_api import parse_error
 from flowchat_sender.errors import MediaRefused, MediaUploadFailed
-from flowchat_sender.service import AccountSource
+from flowchat_sender.ports import AccountSource
 
 log = get_logger(__name__)
 
@@ -152,11 +152,9 @@ class GraphMedia:
         url = f"{self._base}/{account.phone_number_id}/media"
         headers = {"Authorization": f"Bearer {account.access_token}"}
         try:
-            async with self._session.post(
-                url, data=form, headers=headers, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                status = response.status
+            status, raw = await provider_http.request(
+                self._session, "POST", url, data=form, headers=headers, timeout=self._timeout
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise MediaUploadFailed(f"upload: {exc!r}", retryable=True) from exc
         if status == 200:

@@ -13,19 +13,21 @@ long to wait for it; waits up to ``max_wait_s`` are slept in-process, longer one
 reserve nothing and go to a retry tier. Reserving makes the achieved rate exact
 across replicas: nobody polls, every admitted send has its own instant.
 
-The pure :func:`gcra` is the same arithmetic, for unit tests.
+The pure :func:`~flowchat_sender.limits.gcra` is the same arithmetic, for unit tests;
+the values (:class:`~flowchat_sender.limits.LimitRequest`,
+:class:`~flowchat_sender.limits.Admission`) live beside it in :mod:`flowchat_sender.limits`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from flowchat_platform.errors import StoreUnavailable
 from flowchat_sender.batching import LuaScript, RedisBatcher
-from flowchat_sender.errors import StoreUnavailable
+from flowchat_sender.limits import Admission, LimitRequest
 
 PREFIX = "flowchat:sender:rl:"
 
@@ -67,38 +69,6 @@ _SCRIPT = LuaScript(
 return admit(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 """
 )
-
-
-@dataclass(frozen=True)
-class LimitRequest:
-    """One admission to check: the four keys and five arguments of ``admit``."""
-
-    keys: list[str]
-    args: list[float]
-
-
-@dataclass(frozen=True)
-class Admission:
-    admitted: bool
-    #: Admitted: sleep this long, then send. Not admitted: come back after this long.
-    wait_s: float
-    #: ``ok``, or which limit refused: ``number``, ``pair``, ``hold``.
-    limit: str
-
-
-def gcra(
-    tat: float, now: float, *, interval: float, tolerance: float, max_wait: float
-) -> tuple[bool, float, float]:
-    """One GCRA step with reservation: ``(admitted, wait, new_tat)`` (all in seconds).
-
-    ``interval`` is 1/rate; ``tolerance`` how far ahead of its even schedule a send may
-    go (a burst of ``1 + tolerance // interval``; the number's is ``number_burst_s``).
-    """
-    tat = max(tat, now)
-    wait = max(0.0, tat - now - tolerance)
-    if wait > max_wait:
-        return False, wait, tat
-    return True, wait, tat + interval
 
 
 class RateLimiter:

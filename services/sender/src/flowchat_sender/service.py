@@ -19,8 +19,10 @@ For each command, in this order:
 5. the result is stored under the key, then published with a confirm; only then
    does the caller acknowledge the command.
 
-Knows nothing of aio-pika or FastAPI: results leave through ``publish``, fates
-through the exceptions of :mod:`flowchat_sender.errors`.
+Knows nothing of aio-pika, FastAPI, Redis or aiohttp (a test imports it in a fresh
+interpreter to check): it depends on the ports of :mod:`flowchat_sender.ports` and
+plain values; the adapters are wired in :mod:`flowchat_sender.app`. Results leave
+through ``publish``, fates through the exceptions of :mod:`flowchat_sender.errors`.
 """
 
 from __future__ import annotations
@@ -31,47 +33,34 @@ import itertools
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 from flowchat_contracts import OutboundCommand, ProviderError, SendResult
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_platform.errors import UpstreamError
+from flowchat_platform.errors import StoreUnavailable, UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_sender import fates, metrics
-from flowchat_sender.breaker import CircuitBreaker, Ticket
-from flowchat_sender.errors import Park, SendRetry, StoreUnavailable
+from flowchat_sender.claims import Claim, OptOutCheck, Record, WindowCheck, fingerprint
+from flowchat_sender.errors import Park, SendRetry
 from flowchat_sender.fates import Fate
-from flowchat_sender.idempotency import (
-    Claim,
-    IdempotencyStore,
-    OptOutCheck,
-    Record,
-    WindowCheck,
-    fingerprint,
-)
 from flowchat_sender.lanes import PriorityGate, RecipientOrder
+from flowchat_sender.limits import Admission, LimitRequest
+from flowchat_sender.ports import (
+    AccountSource,
+    BreakerPort,
+    IdempotencyPort,
+    Precheck,
+    Publish,
+    RateLimitPort,
+    TicketPort,
+)
 from flowchat_sender.providers import ProviderAdapter, ProviderReply
-from flowchat_sender.ratelimit import Admission, LimitRequest, RateLimiter
 
 log = get_logger(__name__)
 
 OUTCOME_UNKNOWN = "outcome unknown; not resent"
-
-
-class AccountSource(Protocol):
-    async def account(self, account_id: str) -> AccountCredentials | None: ...
-
-    def invalidate(self, account: AccountCredentials | None = None) -> None: ...
-
-
-class Precheck(Protocol):
-    """A check of the command's content before any Redis or provider call (templates)."""
-
-    async def check(
-        self, command: OutboundCommand, account: AccountCredentials
-    ) -> ProviderError | None: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +102,7 @@ class SenderConfig:
 class _Ready:
     account: AccountCredentials
     adapter: ProviderAdapter
-    ticket: Ticket
+    ticket: TicketPort
 
 
 class Sender:
@@ -122,10 +111,10 @@ class Sender:
         *,
         accounts: AccountSource,
         providers: dict[str, ProviderAdapter],
-        idempotency: IdempotencyStore,
-        limiter: RateLimiter,
-        breaker: CircuitBreaker,
-        publish: Callable[[SendResult], Awaitable[None]],
+        idempotency: IdempotencyPort,
+        limiter: RateLimitPort,
+        breaker: BreakerPort,
+        publish: Publish,
         config: SenderConfig | None = None,
         prechecks: Sequence[Precheck] = (),
     ) -> None:

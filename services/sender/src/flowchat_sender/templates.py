@@ -58,7 +58,7 @@ from flowchat_contracts.whatsapp import (
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
-from flowchat_sender import fates, metrics
+from flowchat_sender import fates, metrics, provider_http
 from flowchat_sender.cloud_api import parse_error
 
 log = get_logger(__name__)
@@ -324,11 +324,9 @@ class GraphTemplates:
         out: list[dict[str, Any]] = []
         for _ in range(self._max_pages):
             try:
-                async with self._session.get(
-                    url, params=params, headers=headers, timeout=self._timeout
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
+                status, raw = await provider_http.request(
+                    self._session, "GET", url, params=params, headers=headers, timeout=self._timeout
+                )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise UpstreamError(f"template catalog: {exc!r}", service="graph") from exc
             if status != 200:

@@ -9,7 +9,7 @@ those fail with a clear reason instead of being sent half-right.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -22,9 +22,7 @@ from flowchat_contracts import (
     TextContent,
 )
 from flowchat_platform.accounts import AccountCredentials
-from flowchat_sender import fates
-from flowchat_sender.cloud_api import network_failure, unknown_outcome
-from flowchat_sender.providers import ProviderReply
+from flowchat_sender import fates, provider_http
 
 
 def _whatsapp(number: str) -> str:
@@ -95,8 +93,9 @@ def parse_error(status: int, raw: bytes) -> ProviderError:
     )
 
 
-class TwilioAdapter:
+class TwilioAdapter(provider_http.HttpAdapter):
     name: Literal["twilio"] = "twilio"
+    ok = frozenset({200, 201})
 
     def __init__(
         self,
@@ -106,10 +105,9 @@ class TwilioAdapter:
         gateway_url: str | None,
         timeout_s: float = 10.0,
     ) -> None:
-        self._session = session
+        super().__init__(session, timeout_s=timeout_s)
         self._base = twilio_url.rstrip("/")
         self._gateway = gateway_url.rstrip("/") if gateway_url else None
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(3.0, timeout_s))
 
     def supports(self, command: OutboundCommand) -> bool:
         content = command.content
@@ -120,30 +118,17 @@ class TwilioAdapter:
     def status_callback(self, account_id: str) -> str | None:
         return f"{self._gateway}/webhooks/twilio/{account_id}" if self._gateway else None
 
-    async def send(self, account: AccountCredentials, command: OutboundCommand) -> ProviderReply:
+    def request(
+        self, account: AccountCredentials, command: OutboundCommand
+    ) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
         sid = account.twilio_account_sid or ""
         form = build_form(command, account, self.status_callback(account.account_id))
         url = f"{self._base}/2010-04-01/Accounts/{sid}/Messages.json"
-        headers = {"Authorization": aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")}
-        try:
-            async with self._session.post(
-                url, data=form, headers=headers, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            return network_failure("twilio", exc)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return unknown_outcome("twilio", exc)
-        if status in (200, 201):
-            try:
-                message_sid = str(orjson.loads(raw)["sid"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                return ProviderReply(
-                    "twilio",
-                    status,
-                    error=ProviderError(code=fates.HTTP_ERROR, title="unreadable success answer"),
-                    outcome_unknown=True,
-                )
-            return ProviderReply("twilio", status, provider_message_id=message_sid)
-        return ProviderReply("twilio", status, error=parse_error(status, raw))
+        auth = aiohttp.encode_basic_auth(sid, account.twilio_auth_token or "")
+        return url, form, {"Authorization": auth}
+
+    def message_id(self, answer: Any) -> Any:
+        return answer["sid"]
+
+    def parse_error(self, status: int, raw: bytes) -> ProviderError:
+        return parse_error(status, raw)

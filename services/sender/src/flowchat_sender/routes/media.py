@@ -9,21 +9,21 @@
 Send the answer's ``media_id`` in ``MediaContent`` (or a template's media parameter).
 Errors: 400 an empty body, 404 unknown account, 409 a Twilio account (send the link), 413 too large,
 415 a type WhatsApp does not take (or not of ``kind``), 422 refused by the provider,
-502 the provider or the link did not answer.
+502 the provider or the link did not answer (the sender's errors, answered by
+:func:`flowchat_sender.routes.error_response`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowchat_contracts.whatsapp import MAX_MEDIA_BYTES
 from flowchat_platform.http import ApiError
-from flowchat_sender.errors import MediaRefused, MediaUploadFailed
-from flowchat_sender.media import MediaStore, max_bytes
-from flowchat_sender.routes import require_service
+from flowchat_sender.deps import MediaStoreDep, ServiceOnly
+from flowchat_sender.media import max_bytes
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
 #: What the media routes answer besides the shared errors (documented in the OpenAPI).
@@ -35,25 +35,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {"description": "The provider could not be reached; retry"},
 }
 
-_STATUS = {"account": 404, "provider": 409, "size": 413, "type": 415, "kind": 415, "empty": 400}
-_CODES = {
-    "account": "not_found",
-    "provider": "provider_unsupported",
-    "size": "too_large",
-    "type": "unsupported_media_type",
-    "kind": "unsupported_media_type",
-    "empty": "invalid_request",
-}
-
-
-def media_store(request: Request) -> MediaStore:
-    store: MediaStore | None = getattr(request.app.state, "media", None)
-    if store is None:
-        raise ApiError(503, "not_ready", "the sender is starting")
-    return store
-
-
-Store = Annotated[MediaStore, Depends(media_store)]
 Kind = Annotated[str | None, Query(pattern="^(image|video|audio|document|sticker)$")]
 
 
@@ -68,19 +49,10 @@ class LinkIn(BaseModel):
     kind: str | None = Field(default=None, pattern="^(image|video|audio|document|sticker)$")
 
 
-def _api_error(exc: MediaRefused | MediaUploadFailed) -> ApiError:
-    if isinstance(exc, MediaRefused):
-        return ApiError(_STATUS[exc.reason], _CODES[exc.reason], str(exc))
-    details = [exc.error.model_dump()] if exc.error is not None else None
-    if exc.retryable:
-        return ApiError(502, "upstream_unavailable", str(exc), details=details)
-    return ApiError(422, "provider_refused", str(exc), details=details)
-
-
-@router.post("/media", dependencies=[Depends(require_service)], responses=_RESPONSES)
+@router.post("/media", dependencies=[ServiceOnly], responses=_RESPONSES)
 async def upload(
     request: Request,
-    store: Store,
+    store: MediaStoreDep,
     tenant_id: Annotated[str, Query(min_length=1, max_length=128)],
     account_id: Annotated[str, Query(min_length=1, max_length=128)],
     filename: Annotated[str | None, Query(max_length=240)] = None,
@@ -98,26 +70,20 @@ async def upload(
         if size > limit:
             raise ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")
         chunks.append(chunk)
-    try:
-        stored = await store.put(
-            tenant_id, account_id, b"".join(chunks), mime, filename=filename, kind=kind
-        )
-    except (MediaRefused, MediaUploadFailed) as exc:
-        raise _api_error(exc) from exc
+    stored = await store.put(
+        tenant_id, account_id, b"".join(chunks), mime, filename=filename, kind=kind
+    )
     return stored.public()
 
 
-@router.post("/media/link", dependencies=[Depends(require_service)], responses=_RESPONSES)
-async def upload_link(body: LinkIn, store: Store) -> dict[str, Any]:
-    try:
-        stored = await store.put_link(
-            body.tenant_id,
-            body.account_id,
-            body.link,
-            mime_type=body.mime_type,
-            filename=body.filename,
-            kind=body.kind,
-        )
-    except (MediaRefused, MediaUploadFailed) as exc:
-        raise _api_error(exc) from exc
+@router.post("/media/link", dependencies=[ServiceOnly], responses=_RESPONSES)
+async def upload_link(body: LinkIn, store: MediaStoreDep) -> dict[str, Any]:
+    stored = await store.put_link(
+        body.tenant_id,
+        body.account_id,
+        body.link,
+        mime_type=body.mime_type,
+        filename=body.filename,
+        kind=body.kind,
+    )
     return stored.public()
