@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from sender_testkit import Number, World, own_redis_url, world
 
 from flowchat_contracts import (
     TemplateComponent,
@@ -31,8 +32,6 @@ from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender import fates
 from flowchat_sender.app import create_app
 from flowchat_sender.templates import GraphTemplates, TemplateCatalog, TemplateGuard
-
-from .sender_testkit import Number, World, own_redis_url, world
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,13 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import Response
+from sender_testkit import Number, World, own_redis_url, tenant_stub, world
 
 from flowchat_contracts import MediaContent, OutboundCommand
 from flowchat_contracts.whatsapp import MB
 from flowchat_platform.testing import free_port, serve
 from flowchat_sandbox.media import PLACEHOLDER_JPEG
 from flowchat_sender.app import create_app
-
-from .sender_testkit import Number, World, own_redis_url, tenant_stub, world
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from sender_testkit import Number, World, own_redis_url, tenant_stub
+from sender_testkit import world as kit_world
 
 from flowchat_contracts import OutboundCommand, TextContent, topology
 from flowchat_platform.testing import drain_queue, eventually, serve
@@ -29,9 +31,6 @@ from flowchat_sender import fates
 from flowchat_sender.app import create_app
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
-
-from .sender_testkit import Number, World, own_redis_url, tenant_stub
-from .sender_testkit import world as kit_world
 
 pytestmark = pytest.mark.integration
 

@@ -26,6 +26,7 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from sender_testkit import Number, World, own_redis_url, world
 
 from flowchat_contracts import (
     OutboundCommand,
@@ -39,8 +40,6 @@ from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender.app import create_app
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
-
-from .sender_testkit import Number, World, own_redis_url, world
 
 pytestmark = pytest.mark.integration
 

@@ -486,7 +486,7 @@ def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
     """``(account_id, customer id, unix_seconds)`` of the inbound messages that open or
     extend the 24 h customer-service window, once per id of the customer (the phone
     number and the BSUID): the window is the person's, whichever id a send uses."""
-    out = []
+    out: list[tuple[str, str, int]] = []
     for e in events:
         if not isinstance(e, InboundMessage | InboundMessageV2) or e.type in NO_WINDOW_TYPES:
             continue
