@@ -4,19 +4,20 @@ the webhooks that carry them (Meta's current payloads, README "Customers")."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flowchat_platform.testing import eventually
 
 WA = "2348010000777"
 
 
-async def hidden_customer(client, number) -> dict:
+async def hidden_customer(client, number) -> dict[str, Any]:
     r = await client.put(
         f"/sandbox/customers/{WA}",
         json={"username": "ada.o", "phone_hidden": True, "parent": True, "name": "Ada"},
     )
     assert r.status_code == 200, r.text
-    customer = r.json()
+    customer: dict[str, Any] = r.json()
     assert re.fullmatch(r"NG\.\d{20}", customer["user_id"])
     assert re.fullmatch(r"NG\.ENT\.\d{20}", customer["parent_user_id"])
     r = await client.post(
