@@ -266,7 +266,12 @@ async def test_marketing_to_opted_out_customer_fails_131050(sandbox, transport):
     receipt = out["messages"][0]["id"]
     await eventually(lambda: len([s for s in transport.statuses() if s["id"] == receipt]) == 3)
     pricing = next(s["pricing"] for s in transport.statuses() if s["id"] == receipt)
-    assert pricing == {"billable": True, "pricing_model": "PMP", "category": "utility"}
+    assert pricing == {
+        "billable": True,
+        "pricing_model": "PMP",
+        "category": "utility",
+        "type": "regular",
+    }
 
 
 async def test_template_status_change_emits_webhook(sandbox, transport):

@@ -118,20 +118,29 @@ async def test_statuses_sent_delivered_read_in_order(client, number, receiver, h
     wamid = r.json()["messages"][0]["id"]
     assert await h.wait_statuses(receiver, wamid, 3) == ["sent", "delivered", "read"]
     statuses = receiver.statuses(wamid)
+    customer = (await client.get(f"/sandbox/customers/{WA}")).json()
     for status in statuses:
         assert status["recipient_id"] == WA
+        assert status["recipient_user_id"] == customer["user_id"]
         assert status["biz_opaque_callback_data"] == "tenant-7:cmd-42"
         assert status["timestamp"].isdigit()
         assert status["conversation"]["origin"] == {"type": "service"}
+        # Meta: the conversation's expiration_timestamp comes with `sent` only
+        assert ("expiration_timestamp" in status["conversation"]) == (status["status"] == "sent")
         assert status["pricing"] == {
             "billable": False,
             "pricing_model": "PMP",
             "category": "service",
+            "type": "free_customer_service",
         }
     status_posts = [q for q in receiver.requests if b'"statuses"' in q.body]
     assert all(h.signature_ok(q, number.app_secret) for q in status_posts)
     value = status_posts[0].json()["entry"][0]["changes"][0]["value"]
     assert value["metadata"]["phone_number_id"] == number.phone_number_id
+    # sent/delivered/read carry the person in `contacts` (as Meta's current payloads do)
+    for post in status_posts:
+        contacts = post.json()["entry"][0]["changes"][0]["value"]["contacts"]
+        assert contacts == [{"wa_id": WA, "user_id": customer["user_id"]}]
     assert "biz_opaque_callback_data" not in str(
         [s for s in receiver.statuses() if s["id"] != wamid]
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,17 @@ from flowchat_sandbox.media import (
     MediaRefused,
     check_upload,
 )
-from flowchat_sandbox.models import Customer, Inbound, Number, Sent, iso, new_wamid, wa_id_of
+from flowchat_sandbox.models import (
+    BSUID,
+    Customer,
+    Inbound,
+    Number,
+    Sent,
+    country_of,
+    iso,
+    new_wamid,
+    wa_id_of,
+)
 from flowchat_sandbox.spec import MEDIA_TYPES, validate_read
 from flowchat_sandbox.templates import CATEGORIES, Template, check_send
 from flowchat_sandbox.webhooks import messages_value, meta_envelope
@@ -38,6 +49,33 @@ from flowchat_sandbox.webhooks import messages_value, meta_envelope
 if TYPE_CHECKING:
     from flowchat_sandbox.service import Sandbox
 
+#: What ``GET /{phone_number_id}`` answers without ``fields=``.
+DEFAULT_NUMBER_FIELDS = (
+    "verified_name",
+    "code_verification_status",
+    "display_phone_number",
+    "quality_rating",
+    "platform_type",
+    "throughput",
+    "id",
+)
+#: Every field of a WhatsApp Business Phone Number that Meta documents (its Graph API
+#: reference, as pywa 4.5 asks for them, and the v23.0 spec's phone-number schemas).
+NUMBER_FIELDS = frozenset(
+    {
+        "account_mode", "certificate", "code_verification_status",
+        "conversational_automation", "country_code", "country_dial_code",
+        "display_phone_number", "eligibility_for_api_business_global_search",
+        "health_status", "host_platform", "id", "is_official_business_account",
+        "is_on_biz_app", "is_pin_enabled", "is_preverified_number", "last_onboarded_time",
+        "messaging_limit_tier", "name_status", "new_certificate", "new_name_status",
+        "platform_type", "quality_rating", "quality_score", "search_visibility", "status",
+        "throughput", "unified_cert_status", "username", "verified_name",
+        "webhook_configuration", "whatsapp_business_manager_messaging_limit",
+    }
+)  # fmt: skip
+#: ``summary=`` of a template list: what each named summary field counts.
+TEMPLATE_LIMIT = 250
 PROFILE_LIMITS = {"about": 139, "address": 256, "description": 256, "email": 128}
 PROFILE_FIELDS = frozenset(
     {"about", "address", "description", "email", "websites", "vertical", "profile_picture_handle"}
@@ -103,10 +141,7 @@ class CloudApi:
         if isinstance(raw, dict) and "status" in raw and "type" not in raw:
             return self._mark_read(number, raw)
         body = self.sandbox.validator.validate(raw)
-        to = body["to"]
-        wa_id = wa_id_of(to)
-        if not 5 <= len(wa_id) <= 15:
-            raise GraphError(100, f"Param to ({to}) is not a valid WhatsApp phone number.")
+        to, recipient, wa_id = self._addressee(body)
         mps = max(1, number.throughput_mps)
         if not self.sandbox.limits.allow(("mps", phone_number_id), period_s=1 / mps, burst=mps):
             raise GraphError(130429)
@@ -122,6 +157,7 @@ class CloudApi:
                 fate = self._fate(131050)
         else:
             category = "service"
+            # The window is the person's, whichever id they wrote with or are sent to.
             last = self.sandbox.windows.get((phone_number_id, wa_id))
             if last is None or now - last > self.sandbox.settings.window_s:
                 raise GraphError(131047)
@@ -136,10 +172,11 @@ class CloudApi:
         ):
             raise GraphError(131056)
         entry = Sent(
-            id=new_wamid(wa_id),
+            id=new_wamid(customer.user_id if customer.phone_hidden else wa_id),
             provider="meta",
             channel=phone_number_id,
-            to=to,
+            to=to or recipient or "",
+            recipient=recipient,
             wa_id=wa_id,
             type=body["type"],
             body=raw,
@@ -153,11 +190,34 @@ class CloudApi:
         message: dict[str, Any] = {"id": entry.id}
         if body["type"] == "template":
             message["message_status"] = "accepted"
-        return {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
-            "messages": [message],
-        }
+        contact = (
+            {"input": to, "wa_id": wa_id}
+            if to
+            else {"input": recipient, "user_id": customer.user_id}
+        )
+        return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+
+    def _addressee(self, body: dict[str, Any]) -> tuple[str | None, str | None, str]:
+        """``(to, recipient, wa_id)``: a phone number in ``to``, or else a BSUID or parent
+        BSUID in ``recipient`` (``to`` wins when both are given, as Meta documents); the
+        person is named by their ``wa_id`` either way."""
+        to = body.get("to")
+        if isinstance(to, str):
+            wa_id = wa_id_of(to)
+            if not 5 <= len(wa_id) <= 15:
+                raise GraphError(100, f"Param to ({to}) is not a valid WhatsApp phone number.")
+            return to, None, wa_id
+        recipient = str(body["recipient"])
+        if not BSUID.match(recipient):
+            raise GraphError(
+                100, f"Param recipient ({recipient}) is not a valid business-scoped user ID."
+            )
+        person = self.sandbox.user_ids.get(recipient)
+        if person is None:
+            raise GraphError(
+                100, f"Param recipient ({recipient}) is not a WhatsApp user of this business."
+            )
+        return None, recipient, person
 
     @staticmethod
     def _fate(code: int) -> tuple[int, str, str]:
@@ -224,27 +284,32 @@ class CloudApi:
             await asyncio.sleep(delay)
             await self._post_statuses(number, entry, [self._status_item(entry, status)])
 
-    def _conversation(self, entry: Sent, now: float) -> dict[str, Any]:
+    def _conversation(self, entry: Sent, now: float, status: str) -> dict[str, Any]:
         key = (entry.channel, entry.wa_id, entry.category)
         current = self.sandbox.conversations.get(key)
         if current is None or current[1] <= now:
             current = (uuid.uuid4().hex, now + 24 * 3600)
             self.sandbox.conversations[key] = current
-        return {
-            "id": current[0],
-            "expiration_timestamp": str(int(current[1])),
-            "origin": {"type": entry.category},
-        }
+        out: dict[str, Any] = {"id": current[0]}
+        if status == "sent":  # Meta: "only included with sent status"
+            out["expiration_timestamp"] = str(int(current[1]))
+        out["origin"] = {"type": entry.category}
+        return out
 
     def _status_item(self, entry: Sent, status: str) -> tuple[dict[str, Any], float]:
-        """One ``statuses[]`` item as of now (Meta stamps the event, not the POST)."""
+        """One ``statuses[]`` item as of now (Meta stamps the event, not the POST).
+
+        Sent to a phone: ``recipient_id``; the BSUID (``recipient_user_id``, and the
+        parent's) always, except on ``failed`` for a send to a phone."""
         now = self.sandbox.clock()
-        item: dict[str, Any] = {
-            "id": entry.id,
-            "status": status,
-            "timestamp": str(int(now)),
-            "recipient_id": entry.wa_id,
-        }
+        customer = self.sandbox.customer(entry.wa_id)
+        item: dict[str, Any] = {"id": entry.id, "status": status, "timestamp": str(int(now))}
+        if entry.recipient is None:
+            item["recipient_id"] = entry.wa_id
+        if status != "failed" or entry.recipient is not None:
+            item["recipient_user_id"] = customer.user_id
+            if customer.parent_user_id:
+                item["recipient_parent_user_id"] = customer.parent_user_id
         if entry.biz_opaque_callback_data is not None:
             item["biz_opaque_callback_data"] = entry.biz_opaque_callback_data
         if status == "failed" and entry.fate is not None:
@@ -252,21 +317,37 @@ class CloudApi:
             item["errors"] = [error]
             entry.errors.append(error)
         else:
-            item["conversation"] = self._conversation(entry, now)
+            item["conversation"] = self._conversation(entry, now, status)
+            service = entry.category == "service"
             item["pricing"] = {
-                "billable": entry.category != "service",
+                "billable": not service,
                 "pricing_model": "PMP",
                 "category": entry.category,
+                "type": "free_customer_service" if service else "regular",
             }
         return item, now
+
+    def _status_contacts(self, entry: Sent, statuses: list[str]) -> list[dict[str, Any]]:
+        """``value.contacts`` of a status webhook: the person, on sent/delivered/read only
+        (none on ``failed``); the username from ``delivered`` on; the phone when the send
+        named it or the person shows it."""
+        if "failed" in statuses:
+            return []
+        customer = self.sandbox.customer(entry.wa_id)
+        contact = customer.contact(username=any(s != "sent" for s in statuses), name=False)
+        if entry.recipient is None and "wa_id" not in contact:
+            contact = {**contact, "wa_id": entry.wa_id}
+        return [contact]
 
     async def _post_statuses(
         self, number: Number, entry: Sent, items: list[tuple[dict[str, Any], float]]
     ) -> None:
         """One webhook carrying ``items``; each is recorded in the ledger as it is posted."""
+        contacts = self._status_contacts(entry, [item["status"] for item, _ in items])
         value = messages_value(
             display_phone_number=number.display_phone_number,
             phone_number_id=number.phone_number_id,
+            **({"contacts": contacts} if contacts else {}),
             statuses=[item for item, _ in items],
         )
         payload = meta_envelope(number.waba_id, "messages", value)
@@ -290,26 +371,74 @@ class CloudApi:
     def get_number(
         self, phone_number_id: str, token: str | None, fields_param: str | None
     ) -> dict[str, Any]:
+        """``GET /{phone_number_id}``: the default fields, or those ``fields=`` names; every
+        field Meta documents for the node is answered (a field without a value here is
+        left out, as Meta does), an unknown one is refused with Meta's error."""
         number = self._number(phone_number_id, token)
+        full = self._number_fields(number)
+        if not fields_param:
+            return {name: full[name] for name in DEFAULT_NUMBER_FIELDS}
+        wanted = [f.strip() for f in fields_param.split(",") if f.strip()]
+        for name in wanted:
+            if name not in NUMBER_FIELDS:
+                raise GraphError(
+                    100,
+                    f"Tried accessing nonexisting field ({name}) on node type "
+                    "(WhatsAppBusinessPhoneNumber)",
+                )
+        return {name: full[name] for name in (*wanted, "id") if full.get(name) is not None}
+
+    def _number_fields(self, number: Number) -> dict[str, Any]:
         mps = number.throughput_mps
-        full: dict[str, Any] = {
+        digits = wa_id_of(number.display_phone_number)
+        country, dial = country_of(digits)
+        available = {"can_send_message": "AVAILABLE"}
+        return {
             "id": number.phone_number_id,
             "display_phone_number": number.display_phone_number,
             "verified_name": number.verified_name,
             "quality_rating": number.quality_rating,
+            "quality_score": {"score": number.quality_rating},
             "throughput": {"level": "HIGH" if mps >= 1000 else "STANDARD"},
             "messaging_limit_tier": number.messaging_limit_tier,
+            "whatsapp_business_manager_messaging_limit": number.messaging_limit_tier,
             "code_verification_status": "VERIFIED",
             "platform_type": "CLOUD_API",
+            "host_platform": "CLOUD_API",
             "name_status": "APPROVED",
+            "new_name_status": "NONE",
+            "status": "CONNECTED",
+            "account_mode": "LIVE",
+            "unified_cert_status": "APPROVED",
+            "conversational_automation": {
+                "id": number.phone_number_id,
+                "enable_welcome_message": False,
+                "prompts": [],
+                "commands": [],
+            },
+            "webhook_configuration": {"application": number.webhook_url},
+            "is_on_biz_app": False,
+            "is_official_business_account": False,
+            "is_pin_enabled": False,
+            "is_preverified_number": False,
+            "search_visibility": "VISIBLE",
+            "eligibility_for_api_business_global_search": "NON_ELIGIBLE",
+            "health_status": {
+                **available,
+                "entities": [
+                    {"entity_type": "PHONE_NUMBER", "id": number.phone_number_id, **available},
+                    {"entity_type": "WABA", "id": number.waba_id, **available},
+                ],
+            },
+            "certificate": base64.b64encode(f"sandbox:{number.phone_number_id}".encode()).decode(),
+            "new_certificate": None,
+            "last_onboarded_time": time.strftime(
+                "%Y-%m-%dT%H:%M:%S+0000", time.gmtime(number.registered_at)
+            ),
+            "country_code": country,
+            "country_dial_code": dial,
+            "username": None,
         }
-        if not fields_param:
-            return full
-        wanted = [f.strip() for f in fields_param.split(",") if f.strip()]
-        for name in wanted:
-            if name not in full:
-                raise GraphError(100, f"Tried accessing nonexisting field ({name}).")
-        return {name: full[name] for name in (*wanted, "id") if name in full}
 
     def get_profile(
         self, phone_number_id: str, token: str | None, fields_param: str | None
@@ -497,6 +626,8 @@ class CloudApi:
             start = max(0, _cursor(params["before"]) - limit)
         page = items[start : start + limit]
         out: dict[str, Any] = {"data": [t.as_graph() for t in page]}
+        if params.get("summary"):
+            out["summary"] = self._template_summary(waba_id, len(items), params["summary"])
         if page:
             out["paging"] = {
                 "cursors": {"before": _encode(start), "after": _encode(start + len(page) - 1)}
@@ -504,6 +635,20 @@ class CloudApi:
             if start + len(page) < len(items):
                 out["paging"]["next"] = f"?limit={limit}&after={_encode(start + len(page) - 1)}"
         return out
+
+    def _template_summary(self, waba_id: str, total: int, asked: str) -> dict[str, Any]:
+        """``summary=true`` or a list of summary fields (unknown names are ignored)."""
+        in_waba = sum(1 for t in self.sandbox.templates.values() if t.waba_id == waba_id)
+        known: dict[str, Any] = {
+            "total_count": total,
+            "message_template_count": in_waba,
+            "message_template_limit": TEMPLATE_LIMIT,
+            "are_translations_complete": True,
+        }
+        names = [n.strip() for n in asked.split(",") if n.strip()]
+        if asked.strip().lower() == "true":
+            names = ["total_count"]
+        return {name: known[name] for name in names if name in known}
 
     async def create_template_graph(
         self, waba_id: str, token: str | None, raw: Any
@@ -571,13 +716,15 @@ class CloudApi:
             ("mps", number.phone_number_id), period_s=1 / max(1, number.throughput_mps)
         )
         now = self.sandbox.clock()
-        message: dict[str, Any] = {
-            "from": wa_id,
-            "id": new_wamid(wa_id),
-            "timestamp": str(int(now)),
-            "type": kind,
-            **content,
-        }
+        message: dict[str, Any] = self._sender(customer)
+        message.update(
+            {
+                "id": new_wamid(customer.user_id if customer.phone_hidden else wa_id),
+                "timestamp": str(int(now)),
+                "type": kind,
+                **content,
+            }
+        )
         context = request.get("context")
         if context:
             message["context"] = {
@@ -587,7 +734,7 @@ class CloudApi:
         value = messages_value(
             display_phone_number=number.display_phone_number,
             phone_number_id=number.phone_number_id,
-            contacts=[{"profile": {"name": customer.name}, "wa_id": wa_id}],
+            contacts=[customer.contact()],
             messages=[message],
         )
         self.sandbox.windows[(number.phone_number_id, wa_id)] = now
@@ -599,6 +746,90 @@ class CloudApi:
         delivery = await self.sandbox.deliver_meta(number, "message", payload)
         inbound.delivery_id = delivery.id
         return {"id": inbound.id}
+
+    @staticmethod
+    def _sender(customer: Customer) -> dict[str, Any]:
+        """A message's sender fields: ``from`` (the phone, unless hidden behind a
+        username), ``from_user_id`` always, ``from_parent_user_id`` when enabled."""
+        out: dict[str, Any] = {} if customer.phone_hidden else {"from": customer.wa_id}
+        out["from_user_id"] = customer.user_id
+        if customer.parent_user_id:
+            out["from_parent_user_id"] = customer.parent_user_id
+        return out
+
+    async def user_id_changed(self, some_id: str, phone_number_id: str) -> dict[str, Any]:
+        """The person gets a new BSUID: Meta's ``user_changed_user_id`` system message
+        (field ``messages``, no ``contacts``; ``from`` only when the phone is visible)."""
+        number = self.sandbox.numbers.get(phone_number_id)
+        if number is None:
+            raise ControlError(404, "not_found", "unknown phone_number_id")
+        before, after = self.sandbox.change_user_id(some_id)
+        system: dict[str, Any] = {
+            "body": f"User {after.name} changed their user ID",
+            "type": "user_changed_user_id",
+            "user_id": after.user_id,
+        }
+        if after.parent_user_id:
+            system["parent_user_id"] = after.parent_user_id
+        system["previous_user_id"] = before.user_id
+        if before.parent_user_id:
+            system["previous_parent_user_id"] = before.parent_user_id
+        message: dict[str, Any] = {} if after.phone_hidden else {"from": after.wa_id}
+        message.update(
+            {
+                "id": new_wamid(after.user_id),
+                "timestamp": str(int(self.sandbox.clock())),
+                "type": "system",
+                "system": system,
+            }
+        )
+        value = messages_value(
+            display_phone_number=number.display_phone_number,
+            phone_number_id=number.phone_number_id,
+            messages=[message],
+        )
+        payload = meta_envelope(number.waba_id, "messages", value)
+        delivery = await self.sandbox.deliver_meta(number, "system", payload)
+        return {"id": message["id"], "delivery_id": delivery.id, "customer": after.public()}
+
+    async def preference_changed(
+        self, some_id: str, phone_number_id: str, value: str, field_name: str
+    ) -> dict[str, Any]:
+        """The person taps "stop" (or "resume") on marketing messages in WhatsApp: the
+        ``user_preferences`` webhook (``field_name`` may be the older
+        ``user_marketing_preferences`` for code that still expects it); a stopped
+        customer's marketing templates then fail with 131050."""
+        number = self.sandbox.numbers.get(phone_number_id)
+        if number is None:
+            raise ControlError(404, "not_found", "unknown phone_number_id")
+        customer = self.sandbox.customer_by_id(some_id)
+        if value in ("stop", "resume"):
+            customer.opted_out_marketing = value == "stop"
+        now = int(self.sandbox.clock())
+        item: dict[str, Any] = {} if customer.phone_hidden else {"wa_id": customer.wa_id}
+        item["user_id"] = customer.user_id
+        if customer.parent_user_id:
+            item["parent_user_id"] = customer.parent_user_id
+        item.update(
+            {
+                "detail": f"User requested to {value} marketing messages",
+                "category": "marketing_messages",
+                "value": value,
+                "timestamp": now,  # an integer here, unlike elsewhere
+            }
+        )
+        payload = meta_envelope(
+            number.waba_id,
+            field_name,
+            messages_value(
+                display_phone_number=number.display_phone_number,
+                phone_number_id=number.phone_number_id,
+                contacts=[customer.contact()],
+                user_preferences=[item],
+            ),
+        )
+        delivery = await self.sandbox.deliver_meta(number, "user_preferences", payload)
+        return {"delivery_id": delivery.id, "customer": customer.public()}
 
     def _inbound_image(
         self, number: Number, image: dict[str, Any], data_base64: str | None

@@ -5,8 +5,10 @@ Twilio, so in-memory state is the point; ``DELETE /sandbox/state`` clears it."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +22,34 @@ STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 def wa_id_of(to: str) -> str:
     """A phone number's digits: WhatsApp's ``wa_id`` of ``+234 801 …``."""
     return DIGITS.sub("", to)
+
+
+#: A business-scoped user id (BSUID) or a parent BSUID, as FlowChat's contracts accept it.
+BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
+#: Country of a phone number by its calling code (longest prefix first), for BSUIDs'
+#: ``CC.`` prefix; anything else is ``US``.
+CALLING_CODES = (
+    ("234", "NG"), ("254", "KE"), ("233", "GH"), ("971", "AE"), ("966", "SA"),
+    ("91", "IN"), ("44", "GB"), ("49", "DE"), ("33", "FR"), ("34", "ES"), ("39", "IT"),
+    ("55", "BR"), ("52", "MX"), ("62", "ID"), ("27", "ZA"), ("20", "EG"), ("1", "US"),
+)  # fmt: skip
+
+
+def country_of(wa_id: str) -> tuple[str, str]:
+    """``(ISO country code, calling code)`` of a phone number (``US``/``1`` if unknown)."""
+    for code, country in CALLING_CODES:
+        if wa_id.startswith(code):
+            return country, code
+    return "US", "1"
+
+
+def mint_bsuid(wa_id: str, generation: int = 0, *, parent: bool = False) -> str:
+    """A BSUID for the person behind ``wa_id``: ``CC.`` + 20 digits (Meta's published
+    examples are all digits after the dot, and pywa recognises only those), stable for a
+    phone number and ``generation`` (a new one after a user-id change)."""
+    seed = f"{'parent' if parent else 'user'}:{wa_id}:{generation}".encode()
+    digits = int.from_bytes(hashlib.sha256(seed).digest()[:9], "big") % 10**20
+    return f"{country_of(wa_id)[0]}.{'ENT.' if parent else ''}{digits:020d}"
 
 
 def new_wamid(wa_id: str) -> str:
@@ -48,6 +78,8 @@ class Number:
     verified_name: str = "FlowChat Sandbox"
     quality_rating: str = "GREEN"
     messaging_limit_tier: str = "TIER_1K"
+    #: When the number was added (``last_onboarded_time``).
+    registered_at: float = field(default_factory=time.time)
     profile: dict[str, Any] = field(
         default_factory=lambda: {
             "about": "",
@@ -84,8 +116,24 @@ class TwilioAccount:
 
 @dataclass
 class Customer:
+    """A WhatsApp user. Every one has a phone number (``wa_id``, the sandbox's key for the
+    person) and a business-scoped user id (``user_id``); one with a username may hide the
+    phone (``phone_hidden``), and then Meta's webhooks name them by BSUID alone."""
+
     wa_id: str
     name: str = "Sandbox Customer"
+    #: The BSUID (``CC.`` + digits), minted from the phone number; changes on request.
+    user_id: str = ""
+    #: The parent BSUID (``CC.ENT.`` + digits), only when ``parent`` is on.
+    parent_user_id: str | None = None
+    #: Parent BSUIDs are enabled for this business: webhooks carry the parent id too.
+    parent: bool = False
+    #: The user's WhatsApp username (``profile.username`` in webhooks), if any.
+    username: str | None = None
+    #: The user has a username and hides the phone: webhooks omit ``wa_id``/``from``.
+    phone_hidden: bool = False
+    #: How many times the BSUID changed (``user_changed_user_id``).
+    user_id_generation: int = 0
     #: Not a WhatsApp user: sends are accepted, then fail (131026 / Twilio 63024).
     undeliverable: bool = False
     #: Stopped marketing messages: marketing templates fail with 131050.
@@ -98,6 +146,34 @@ class Customer:
     out_of_order_statuses: bool = False
     #: Every status of a message comes in one webhook (``statuses`` with several items).
     batch_statuses: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.user_id:
+            self.user_id = mint_bsuid(self.wa_id, self.user_id_generation)
+        if self.parent and not self.parent_user_id:
+            self.parent_user_id = mint_bsuid(self.wa_id, self.user_id_generation, parent=True)
+        if not self.parent:
+            self.parent_user_id = None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """Every id the person answers to: the phone, the BSUID, the parent BSUID."""
+        return tuple(i for i in (self.wa_id, self.user_id, self.parent_user_id) if i)
+
+    def contact(self, *, username: bool = True, name: bool = True) -> dict[str, Any]:
+        """The person as a webhook's ``contacts[]`` item (Meta's current shape)."""
+        profile: dict[str, Any] = {}
+        if name:
+            profile["name"] = self.name
+        if username and self.username:
+            profile["username"] = self.username
+        out: dict[str, Any] = {"profile": profile} if profile else {}
+        if not self.phone_hidden:
+            out["wa_id"] = self.wa_id
+        out["user_id"] = self.user_id
+        if self.parent_user_id:
+            out["parent_user_id"] = self.parent_user_id
+        return out
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +222,8 @@ class Sent:
     biz_opaque_callback_data: str | None = None
     #: Set when the message will fail after acceptance: (code, title, details).
     fate: tuple[int, str, str] | None = None
+    #: The BSUID (or parent BSUID) the send addressed with ``recipient``, else None.
+    recipient: str | None = None
     statuses: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -163,6 +241,7 @@ class Sent:
             "provider": self.provider,
             "phone_number_id" if self.provider == "meta" else "from": self.channel,
             "to": self.to,
+            "recipient": self.recipient,
             "wa_id": self.wa_id,
             "type": self.type,
             "category": self.category,

@@ -24,6 +24,7 @@ from flowchat_sandbox.cloud_api import CloudApi
 from flowchat_sandbox.errors import ControlError, GraphError, TwilioError
 from flowchat_sandbox.media import Media, UrlSigner
 from flowchat_sandbox.models import (
+    BSUID,
     Customer,
     Faults,
     Inbound,
@@ -31,6 +32,7 @@ from flowchat_sandbox.models import (
     Sent,
     TwilioAccount,
     iso,
+    mint_bsuid,
     summary,
     wa_id_of,
 )
@@ -76,6 +78,8 @@ class Sandbox:
         self.twilio_accounts: dict[str, TwilioAccount] = {}
         self.twilio_numbers: dict[str, str] = {}
         self.customers: dict[str, Customer] = {}
+        #: BSUIDs and parent BSUIDs (current and previous) → the person's ``wa_id``.
+        self.user_ids: dict[str, str] = {}
         self.windows: dict[tuple[str, str], float] = {}
         self.templates: dict[str, Template] = {}
         self.ledger: dict[str, Sent] = {}
@@ -120,6 +124,7 @@ class Sandbox:
             "twilio_accounts",
             "twilio_numbers",
             "customers",
+            "user_ids",
             "windows",
             "templates",
             "ledger",
@@ -161,14 +166,67 @@ class Sandbox:
         customer = self.customers.get(wa_id)
         if customer is None:
             customer = self.customers[wa_id] = Customer(wa_id)
+            self._index(customer)
         return customer
 
-    def configure_customer(self, wa_id: str, changes: dict[str, Any]) -> Customer:
-        customer = self.customer(wa_id)
-        allowed = {f.name for f in fields(Customer)} - {"wa_id"}
-        updated = replace(customer, **{k: v for k, v in changes.items() if k in allowed})
-        self.customers[wa_id] = updated
+    def _index(self, customer: Customer) -> None:
+        for user_id in (customer.user_id, customer.parent_user_id):
+            if user_id:
+                self.user_ids[user_id] = customer.wa_id
+
+    def person(self, some_id: str) -> str | None:
+        """The ``wa_id`` of the person a phone number, BSUID or parent BSUID names (a
+        BSUID the sandbox never minted names no one)."""
+        if BSUID.match(some_id):
+            return self.user_ids.get(some_id)
+        return wa_id_of(some_id) or None
+
+    def customer_by_id(self, some_id: str) -> Customer:
+        """The customer a control call names by phone number or BSUID."""
+        wa_id = self.person(some_id)
+        if wa_id is None:
+            raise ControlError(404, "not_found", f"no customer with the user id {some_id}")
+        return self.customer(wa_id)
+
+    #: Control fields of a customer; ids are minted, never set.
+    SETTABLE = frozenset(
+        {f.name for f in fields(Customer)}
+        - {"wa_id", "user_id", "parent_user_id", "user_id_generation"}
+    )
+
+    def configure_customer(self, some_id: str, changes: dict[str, Any]) -> Customer:
+        customer = self.customer_by_id(some_id)
+        changes = {k: v for k, v in changes.items() if k in self.SETTABLE}
+        if changes.get("phone_hidden") and not (changes.get("username") or customer.username):
+            raise ControlError(
+                422, "invalid_request", "only a user with a username can hide the phone number"
+            )
+        parent = changes.get("parent", customer.parent)
+        updated = replace(
+            customer,
+            **changes,
+            parent_user_id=customer.parent_user_id if parent else None,
+        )
+        self.customers[customer.wa_id] = updated
+        self._index(updated)
         return updated
+
+    def change_user_id(self, some_id: str) -> tuple[Customer, Customer]:
+        """The person gets a new BSUID (and parent BSUID): ``(before, after)``. The old
+        ids keep naming the person here (Meta does not document sends to a retired id)."""
+        before = self.customer_by_id(some_id)
+        generation = before.user_id_generation + 1
+        after = replace(
+            before,
+            user_id=mint_bsuid(before.wa_id, generation),
+            parent_user_id=(
+                mint_bsuid(before.wa_id, generation, parent=True) if before.parent else None
+            ),
+            user_id_generation=generation,
+        )
+        self.customers[before.wa_id] = after
+        self._index(after)
+        return before, after
 
     def set_faults(self, key: str, data: dict[str, Any]) -> Faults:
         if key not in self.numbers and key not in self.twilio_accounts:
@@ -301,12 +359,18 @@ class Sandbox:
 
     # ------------------------------------------------------------------ customers
 
-    async def customer_writes(self, wa_id: str, request: dict[str, Any]) -> dict[str, Any]:
-        """A customer's message to a Cloud API number or (``twilio_number``) a Twilio one."""
-        wa_id = wa_id_of(wa_id)
-        if not wa_id:
-            raise ControlError(422, "invalid_request", "wa_id must be a phone number")
-        customer = self.customer(wa_id)
+    async def customer_writes(self, some_id: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A customer's message to a Cloud API number or (``twilio_number``) a Twilio one.
+        The customer is named by phone number or by a BSUID the sandbox minted;
+        ``username`` / ``phone_hidden`` set up the person first."""
+        if not BSUID.match(some_id) and not wa_id_of(some_id):
+            raise ControlError(422, "invalid_request", "wa_id must be a phone number or a BSUID")
+        identity: dict[str, Any] = {
+            k: request[k] for k in ("username", "phone_hidden") if k in request
+        }
+        customer = (
+            self.configure_customer(some_id, identity) if identity else self.customer_by_id(some_id)
+        )
         if request.get("name"):
             customer.name = str(request["name"])
         kind, content = _inbound_content(request)
@@ -324,7 +388,7 @@ class Sandbox:
         phone_number_id: str | None = None,
         biz_opaque_callback_data: str | None = None,
     ) -> list[dict[str, Any]]:
-        wanted = wa_id_of(to) if to else None
+        wanted = (self.person(to) or "-") if to else None
         out = []
         for entry in self.ledger.values():
             if wanted and entry.wa_id != wanted:
@@ -341,7 +405,7 @@ class Sandbox:
 
     def conversation(self, wa_id: str, channel: str | None = None) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for item in self.transcripts.get(wa_id_of(wa_id), []):
+        for item in self.transcripts.get(self.person(wa_id) or "-", []):
             if channel and item.channel not in (channel, "+" + wa_id_of(channel)):
                 continue
             if isinstance(item, Inbound):

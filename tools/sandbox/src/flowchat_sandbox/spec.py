@@ -90,11 +90,19 @@ def apply_errata(spec: dict[str, Any]) -> dict[str, Any]:
        ``if type == … then $ref <mapped schema>`` dispatch. Button parameters of type
        ``action`` (flow and catalog buttons, in Meta's own examples) are missing from
        ``ButtonParameterObject``; they are added, with an ``action`` object.
+    8. Live behaviour the v23.0 spec predates: a send may name its recipient by
+       business-scoped user id in ``recipient`` instead of a phone number in ``to``
+       (Meta's BSUID page); ``to`` is required only when ``recipient`` is absent.
     """
     schemas = spec["components"]["schemas"]
     # (6) first: (1) copies BaseMessageProperties' property names
     base = schemas["BaseMessageProperties"]["properties"]
     base.setdefault("biz_opaque_callback_data", {"type": "string", "maxLength": OPAQUE_MAX_CHARS})
+    # (8)
+    base.setdefault("recipient", {"type": "string"})
+    properties = schemas["BaseMessageProperties"]
+    properties["required"] = [r for r in properties.get("required", []) if r != "to"]
+    properties["anyOf"] = [{"required": ["to"]}, {"required": ["recipient"]}]
 
     for node in list(_walk(spec)):
         members = node.get("allOf")
@@ -235,18 +243,37 @@ class SendValidator:
 
     def normalize(self, body: dict[str, Any]) -> dict[str, Any]:
         """Meta's defaults: ``recipient_type`` individual; ``type`` from the one content
-        object present, else text."""
+        object present, else text. Template component ``type`` values are read in any
+        case, as Meta's live API reads them (clients send ``"BODY"``, ``"HEADER"``; the
+        spec lists lower case only)."""
         out = dict(body)
         out.setdefault("recipient_type", "individual")
         if "type" not in out:
             present = [kind for kind in self.mapping if kind in out]
             out["type"] = present[0] if len(present) == 1 else "text"
+        template = out.get("template")
+        components = template.get("components") if isinstance(template, dict) else None
+        if (
+            isinstance(template, dict)
+            and isinstance(components, list)
+            and any(
+                isinstance(c, dict) and isinstance(c.get("type"), str) and not c["type"].islower()
+                for c in components
+            )
+        ):
+            lowered = [
+                {**c, "type": c["type"].lower()}
+                if isinstance(c, dict) and isinstance(c.get("type"), str)
+                else c
+                for c in components
+            ]
+            out["template"] = {**template, "components": lowered}
         return out
 
     def validate(self, raw: Any) -> dict[str, Any]:
         """Return the normalized body, or raise :class:`GraphError` as Meta would.
 
-        The schema gives ``to`` no constraint but "a string", and
+        The schema gives ``to`` (and ``recipient``) no constraint but "a string", and
         ``biz_opaque_callback_data`` none but "a string of at most 512 characters", so a
         body's verdict does not depend on their values: verdicts are cached by the rest
         of the body (bounded), which keeps bulk sends of one message to many recipients
@@ -254,9 +281,12 @@ class SendValidator:
         """
         if not isinstance(raw, dict):
             raise GraphError(100, "The request body must be a JSON object.")
+        if "to" not in raw and "recipient" not in raw:
+            raise GraphError(131008, "The parameter to is required.")
         key: bytes | None = None
-        if isinstance(raw.get("to"), str):
-            shape = {k: v for k, v in raw.items() if k != "to"}
+        address = raw.get("to", raw.get("recipient"))
+        if isinstance(address, str) and isinstance(raw.get("recipient", ""), str):
+            shape = {k: v for k, v in raw.items() if k not in ("to", "recipient")}
             opaque = shape.get("biz_opaque_callback_data")
             # b"o": any valid callback value was here (removed); b"-": the body as sent
             mark = b"-"

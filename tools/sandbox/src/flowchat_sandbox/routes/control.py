@@ -40,8 +40,17 @@ class TwilioAccountIn(Strict):
     throughput_mps: int | None = Field(default=None, ge=1, le=10_000)
 
 
+USERNAME = r"^[a-z0-9._]{3,35}$"
+
+
 class CustomerIn(Strict):
     name: str | None = None
+    #: A WhatsApp username (``profile.username`` in webhooks).
+    username: str | None = Field(default=None, pattern=USERNAME)
+    #: Hide the phone behind the username: webhooks name the person by BSUID only.
+    phone_hidden: bool | None = None
+    #: Parent BSUIDs enabled: webhooks carry ``parent_user_id`` too.
+    parent: bool | None = None
     undeliverable: bool | None = None
     opted_out_marketing: bool | None = None
     delivers: bool | None = None
@@ -97,6 +106,8 @@ class CustomerMessageIn(Strict):
     phone_number_id: str | None = None
     twilio_number: str | None = None
     name: str | None = None
+    username: str | None = Field(default=None, pattern=USERNAME)
+    phone_hidden: bool | None = None
     text: str | None = Field(default=None, min_length=1, max_length=65_536)
     button_reply: Reply | None = None
     list_reply: Reply | None = None
@@ -206,7 +217,7 @@ async def configure_customer(wa_id: str, body: CustomerIn, sandbox: SandboxDep) 
 
 @router.get("/customers/{wa_id}")
 async def get_customer(wa_id: str, sandbox: SandboxDep) -> dict[str, Any]:
-    return sandbox.customer(wa_id).public()
+    return sandbox.customer_by_id(wa_id).public()
 
 
 @router.post("/customers/{wa_id}/messages")
@@ -216,6 +227,34 @@ async def customer_writes(
     if (body.phone_number_id is None) == (body.twilio_number is None):
         raise ControlError(422, "invalid_request", "give phone_number_id or twilio_number")
     return await sandbox.customer_writes(wa_id, body.model_dump(exclude_none=True))
+
+
+class UserIdChangeIn(Strict):
+    phone_number_id: str
+
+
+class PreferenceIn(Strict):
+    phone_number_id: str
+    value: Literal["stop", "resume"] = "stop"
+    #: Meta's field is ``user_preferences``; the older name is kept for code expecting it.
+    field: Literal["user_preferences", "user_marketing_preferences"] = "user_preferences"
+
+
+@router.post("/customers/{user}/user-id-change")
+async def change_user_id(user: str, body: UserIdChangeIn, sandbox: SandboxDep) -> dict[str, Any]:
+    """The person gets a new BSUID: a ``user_changed_user_id`` system message webhook."""
+    return await sandbox.cloud.user_id_changed(user, body.phone_number_id)
+
+
+@router.post("/customers/{user}/preferences")
+async def marketing_preference(
+    user: str, body: PreferenceIn, sandbox: SandboxDep
+) -> dict[str, Any]:
+    """The person stops (or resumes) marketing messages in WhatsApp: the
+    ``user_preferences`` webhook; marketing templates to them then fail with 131050."""
+    return await sandbox.cloud.preference_changed(
+        user, body.phone_number_id, body.value, body.field
+    )
 
 
 @router.get("/messages")
