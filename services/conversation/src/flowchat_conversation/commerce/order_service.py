@@ -343,7 +343,8 @@ class OrderService:
         fate: Notification = "none"
         if decision.replies:
             if within_window(await tx.last_inbound(key), datetime.now(UTC)):
-                await self._send(key, event_key, decision.replies)
+                to = await tx.address(key.tenant_id, key.customer_wa_id)
+                await self._send(key, event_key, decision.replies, to=to)
                 fate = "sent"
             else:
                 fate = "needs_template"
@@ -355,7 +356,12 @@ class OrderService:
         return fate
 
     async def _send(
-        self, key: ConversationKey, event_key: str, replies: Sequence[OutboundContent]
+        self,
+        key: ConversationKey,
+        event_key: str,
+        replies: Sequence[OutboundContent],
+        *,
+        to: str,
     ) -> None:
         for n, content in enumerate(replies):
             await self.outbox.send(
@@ -364,7 +370,7 @@ class OrderService:
                     account_id=key.account_id,
                     idempotency_key=f"{event_key}:{n}",
                     message_id=short_id("msg-", key.tenant_id, event_key, str(n)),
-                    to=key.customer_wa_id,
+                    to=to,
                     category="service",
                     content=content,
                 )

@@ -17,10 +17,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
+from flowchat_contracts import CustomerIdentity
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ContactSeen, ConversationKey, Product
 from flowchat_conversation.commerce.orders import Order, OrderStatus
+from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 
 Notification = Literal["sent", "needs_template", "none"]
@@ -55,6 +57,19 @@ class ConversationTx(Protocol):
 
     async def mark_handled(self, tenant_id: str, provider_message_id: str, key: str) -> bool:
         """Record the message; False when it was handled before."""
+
+    async def resolve_customer(self, key: ConversationKey, identity: CustomerIdentity) -> Customer:
+        """The customer ``identity`` names, by any of its ids (created when new; ids not
+        linked yet are linked to it). ``key`` is the conversation locked so far (keyed by
+        ``identity.key``); a customer known under another key gets that lock too."""
+
+    async def relink_customer(
+        self, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
+    ) -> Customer:
+        """Meta's id change: ``current``'s ids join the customer who owned ``previous``'s."""
+
+    async def address(self, tenant_id: str, customer_key: str) -> str:
+        """Where to send to the customer: the phone number when known, else the BSUID."""
 
     async def bot_settings(self, tenant_id: str) -> BotSettings: ...
 

@@ -157,6 +157,8 @@ class DueReminder:
     message_id: str
     #: None when the tenant has no contact with that number yet.
     contact_status: str | None = None
+    #: Where to send: the phone number when known, else the BSUID (None: ``wa_id``).
+    address: str | None = None
     marketing_opt_in: bool = True
     last_inbound_at: datetime | None = None
     name: str | None = None
