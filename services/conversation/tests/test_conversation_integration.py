@@ -822,6 +822,10 @@ async def test_a_customer_known_only_by_bsuid_is_answered_and_orders_under_it(st
     assert invoice.to == BSUID
     orders = await sql(stack, "SELECT customer_wa_id FROM orders")
     assert [o["customer_wa_id"] for o in orders] == [BSUID]
+    listed = await stack.http.get(
+        "/v1/tenants/t1/orders", params={"customer": BSUID}, headers=stack.admin
+    )
+    assert [o["customer_wa_id"] for o in listed.json()["orders"]] == [BSUID]
     contacts = await sql(stack, "SELECT customer_wa_id, name FROM contacts")
     assert [(c["customer_wa_id"], c["name"]) for c in contacts] == [(BSUID, "Sheena")]
     aliases = await sql(stack, "SELECT alias, customer_key, kind FROM customer_aliases")

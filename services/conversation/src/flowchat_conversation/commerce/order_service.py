@@ -105,6 +105,8 @@ class OrderService:
         limit: int = 50,
         offset: int = 0,
     ) -> list[Order]:
+        if customer_wa_id is not None:  # a phone number or a BSUID of the customer
+            customer_wa_id = await self.store.customer_key(tenant_id, customer_wa_id.lstrip("+"))
         return await self.store.list_orders(
             tenant_id, status=status, customer_wa_id=customer_wa_id, limit=limit, offset=offset
         )
@@ -284,6 +286,7 @@ class OrderService:
     ) -> list[str]:
         """End the operator hand-off of the customer's conversation(s); the bot speaks
         again. Returns the accounts released; raises :class:`NoHandoff` when none was open."""
+        customer_wa_id = await self.store.customer_key(tenant_id, customer_wa_id)
         accounts = await self.store.open_handoffs(tenant_id, customer_wa_id)
         if account_id is not None:
             accounts = [a for a in accounts if a == account_id]

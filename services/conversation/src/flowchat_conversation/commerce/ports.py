@@ -178,6 +178,10 @@ class OrderStore(ConversationStore, Protocol):
 
     async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
 
+    async def customer_key(self, tenant_id: str, customer_id: str) -> str:
+        """The key of the customer ``customer_id`` (a phone number or a BSUID) names
+        (itself when not linked)."""
+
     async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
         """The accounts whose conversation with the customer is with an operator."""
 

@@ -34,6 +34,7 @@ from flowchat_conversation.outreach.reminders import NewReminder
 from flowchat_conversation.outreach.repository import (
     ADDRESS_SQL,
     cancel_reminders,
+    customer_keys,
     insert_reminder,
     relink_customer,
     resolve_customer,
@@ -639,6 +640,10 @@ class Repository:
                 return None
             settings = await _get_settings(conn, found[0].tenant_id) or BotSettings()
         return found[0], settings
+
+    async def customer_key(self, tenant_id: str, customer_id: str) -> str:
+        keys = await customer_keys(self._pool, tenant_id, [customer_id])
+        return keys.get(customer_id, customer_id)
 
     async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
         rows = await self._pool.fetch(

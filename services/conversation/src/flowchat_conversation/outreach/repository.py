@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from flowchat_contracts import CustomerIdentity
+from flowchat_contracts import CustomerIdentity, is_bsuid
 from flowchat_conversation.customers import Customer, alias_kind, choose_key
 from flowchat_conversation.outreach.campaigns import (
     Campaign,
@@ -161,7 +162,7 @@ def _reminder(row: Any) -> Reminder:
         reminder_id=row["reminder_id"],
         tenant_id=row["tenant_id"],
         account_id=row["account_id"],
-        phone="+" + row["wa_id"],
+        phone=row["wa_id"] if is_bsuid(row["wa_id"]) else "+" + row["wa_id"],
         kind=row["kind"],
         due_at=row["due_at"],
         state=row["state"],
@@ -877,6 +878,10 @@ class OutreachRepository:
     # ================================================================ reminders
 
     async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
+        # the API names the customer by phone or BSUID: stored under the customer key
+        keys = await customer_keys(self._pool, reminder.tenant_id, [reminder.wa_id])
+        if keys.get(reminder.wa_id, reminder.wa_id) != reminder.wa_id:
+            reminder = replace(reminder, wa_id=keys[reminder.wa_id])
         row = await insert_reminder(self._pool, reminder)
         if row is not None:
             return _reminder(row), True
