@@ -14,7 +14,9 @@ from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 
 from flowchat_contracts import (
+    CustomerIdentity,
     InboundMessage,
+    InboundMessageV2,
     OutboundCommand,
     Reply,
     TextContent,
@@ -94,7 +96,7 @@ class Stack:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {TOKEN}"}
 
-    async def publish(self, message: InboundMessage | bytes) -> None:
+    async def publish(self, message: InboundMessage | InboundMessageV2 | bytes) -> None:
         body = message if isinstance(message, bytes) else message.model_dump_json().encode()
         exchange = await self.channel.get_exchange(topology.EXCHANGE_INBOUND)
         await exchange.publish(
@@ -765,3 +767,155 @@ async def test_an_order_whose_commit_was_lost_is_written_on_redelivery(stack):
     assert order["status"] == "confirmed"
     assert stock == 7
     assert handled == 1
+
+
+# --------------------------------------------------------------------- identities (BSUIDs)
+
+BSUID = "US.13491208655302741918"
+
+
+def from_identity(
+    text: str | None = None,
+    *,
+    user_id: str | None = BSUID,
+    phone: str | None = None,
+    type: str = "text",
+    reply: str | None = None,
+    **kw: Any,
+) -> InboundMessage | InboundMessageV2:
+    """A message as the gateway publishes it today: v1 with ``customer`` when the phone
+    number shows, v2 when the customer hides it behind a username."""
+    fields: dict[str, Any] = {
+        "tenant_id": "t1",
+        "account_id": "a1",
+        "provider": "meta",
+        "provider_message_id": f"wamid.id{next(_ids)}",
+        "phone_number_id": "pn1",
+        "customer_name": "Sheena",
+        "type": "interactive" if reply else type,
+        "timestamp": datetime.now(UTC),
+        "text": text,
+        "reply": Reply(id=reply, title="x") if reply else None,
+        "customer": CustomerIdentity(wa_id=phone, user_id=user_id, username="sheena.n"),
+        **kw,
+    }
+    if phone is None:
+        return InboundMessageV2(**fields)
+    return InboundMessage(customer_wa_id=phone, **fields)
+
+
+async def test_a_customer_known_only_by_bsuid_is_answered_and_orders_under_it(stack):
+    # v2 (no phone number) used to be parked as poison: it is read, answered at the BSUID
+    await seed(stack)
+    first = from_identity("hi")
+    assert first.schema_version == 2
+    await stack.publish(first)
+    greeting, menu = await stack.replies(2)
+    assert "Acme Supplies" in greeting.content.body
+    assert {greeting.to, menu.to} == {BSUID}
+    await stack.publish(from_identity("Cement x 3"))
+    _notes, review = await stack.replies(2)
+    assert "Total: 41.25 USD" in review.content.body
+    await stack.publish(from_identity(reply="review:confirm"))
+    invoice, _document = await stack.replies(2)
+    assert "ORD-" in invoice.content.body
+    assert invoice.to == BSUID
+    orders = await sql(stack, "SELECT customer_wa_id FROM orders")
+    assert [o["customer_wa_id"] for o in orders] == [BSUID]
+    listed = await stack.http.get(
+        "/v1/tenants/t1/orders", params={"customer": BSUID}, headers=stack.admin
+    )
+    assert [o["customer_wa_id"] for o in listed.json()["orders"]] == [BSUID]
+    contacts = await sql(stack, "SELECT customer_wa_id, name FROM contacts")
+    assert [(c["customer_wa_id"], c["name"]) for c in contacts] == [(BSUID, "Sheena")]
+    aliases = await sql(stack, "SELECT alias, customer_key, kind FROM customer_aliases")
+    assert [tuple(a) for a in aliases] == [(BSUID, BSUID, "bsuid")]
+
+
+async def test_a_customer_known_by_phone_keeps_the_cart_when_a_bsuid_arrives(stack):
+    await seed(stack)
+    phone = "15550007777"
+    await stack.publish(inbound("hi", customer=phone))  # v1 of an old publisher: phone only
+    await stack.replies(2)
+    await stack.publish(inbound("Cement x 2", customer=phone))
+    await stack.replies(2)
+    # the same person, now with a BSUID beside the phone: the BSUID joins the customer
+    await stack.publish(from_identity("cart", phone=phone))
+    (cart,) = await stack.replies(1)
+    assert "2 x Portland Cement" in cart.content.body
+    assert cart.to == phone
+    # and the phone hidden (BSUID only): still the same customer, answered at the phone
+    await stack.publish(from_identity("cart"))
+    (again,) = await stack.replies(1)
+    assert "2 x Portland Cement" in again.content.body
+    assert again.to == phone
+    contacts = await sql(stack, "SELECT customer_wa_id FROM contacts")
+    assert [c["customer_wa_id"] for c in contacts] == [phone]
+    aliases = await sql(stack, "SELECT alias, customer_key FROM customer_aliases ORDER BY alias")
+    assert {a["alias"]: a["customer_key"] for a in aliases} == {phone: phone, BSUID: phone}
+
+
+async def test_an_id_change_links_the_new_ids_to_the_customer(stack):
+    await seed(stack)
+    old_phone, new_phone, new_bsuid = "15550006666", "15550006667", "US.99990000111122223333"
+    await stack.publish(from_identity("hi", phone=old_phone))
+    await stack.replies(2)
+    await stack.publish(from_identity("Cement x 2", phone=old_phone))
+    await stack.replies(2)
+    change = from_identity(
+        type="system",
+        phone=old_phone,  # ``from``: the old number
+        user_id=new_bsuid,
+        system={"type": "user_changed_number", "body": "User Sheena changed number"},
+        previous_customer=CustomerIdentity(wa_id=old_phone, user_id=BSUID),
+    )
+    change = change.model_copy(
+        update={"customer": CustomerIdentity(wa_id=new_phone, user_id=new_bsuid)}
+    )
+    await stack.publish(change)
+    await stack.publish(from_identity("cart", phone=new_phone, user_id=new_bsuid))
+    (cart,) = await stack.replies(1)  # the system message got no reply
+    assert "2 x Portland Cement" in cart.content.body  # the same customer's cart
+    assert cart.to == new_phone
+    aliases = await sql(stack, "SELECT alias, customer_key FROM customer_aliases")
+    assert {a["alias"]: a["customer_key"] for a in aliases} == dict.fromkeys(
+        (old_phone, BSUID, new_phone, new_bsuid), BSUID
+    )
+
+
+async def test_messages_the_bot_does_not_use_get_no_reply(stack):
+    ignored: list[dict[str, Any]] = [
+        {"type": "edit", "text": "edited", "original_message_id": "wamid.x", "edited_type": "text"},
+        {"type": "revoke", "original_message_id": "wamid.x"},
+        {"type": "call_permission_reply", "call_permission": {"response": "accept"}},
+        {"type": "flow_response", "flow": {"name": "flow", "response_json": "{}"}},
+        {"type": "system", "system": {"type": "customer_identity_changed"}},
+    ]
+    for fields in ignored:
+        await stack.publish(from_identity(phone="15550005555", **fields))
+    hello = from_identity("hi", phone="15550005555")
+    await stack.publish(hello)
+    (greeting,) = await stack.replies(1)
+    assert greeting.idempotency_key == f"reply:{hello.provider_message_id}:0"
+    await asyncio.sleep(0.3)
+    assert await stack.replies(0) == []
+    assert stack.seen == []  # no "Sorry, I can't read this"
+
+
+async def test_stop_and_start_hold_for_every_id_of_the_person(stack):
+    client = aioredis.from_url(stack.redis_url)
+    key = optout_key("t1")
+    phone = "15550004444"
+    try:
+        await stack.publish(from_identity("STOP", phone=phone))
+        await stack.replies(1)
+        assert await client.smembers(key) == {phone.encode(), BSUID.encode()}
+        await stack.publish(from_identity("START"))  # BSUID only: the same person
+
+        async def opted_in() -> bool:
+            return await client.smembers(key) == set()
+
+        await stack.replies(1)
+        await eventually(opted_in, timeout_s=10)
+    finally:
+        await client.aclose()

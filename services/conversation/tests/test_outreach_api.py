@@ -568,3 +568,67 @@ async def test_failure_signal_pauses_the_campaign(outreach, error_code, reason):
     r = await outreach.api("POST", f"/campaigns/{campaign_id}/resume")
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "invalid_state"
+
+
+# --------------------------------------------------------------------- identities (BSUIDs)
+
+
+async def test_csv_and_campaigns_take_bsuids_and_a_user_preferences_stop_excludes_the_person(
+    outreach,
+):
+    only, both, in_phone = "US.10000000000000000001", "US.10000000000000000002", "US.1000003"
+    rows = "phone,user_id,name,tags,city\n"
+    rows += f",{only},Bee,ids,Lagos\n"  # a BSUID alone
+    rows += f"+2348100000020,{both},Pea,ids,Lagos\n"  # phone and BSUID: one customer
+    rows += f"{in_phone},,Cee,ids,Lagos\n"  # a BSUID in the phone column
+    rows += "+2348100000021,US.10000000000000000004,Dee,ids,Lagos\n"
+    rows += ",not-a-bsuid,Bad,ids,Lagos\n"
+    report = (await outreach.api("POST", "/contacts/import", content=rows.encode())).json()
+    assert (report["created"], len(report["rejected"])) == (4, 1)
+    assert report["rejected"][0]["line"] == 6
+    listed = (await outreach.api("GET", "/contacts", params={"tag": "ids"})).json()["items"]
+    assert {(c["wa_id"], c["phone"], c["user_id"]) for c in listed} == {
+        (only, None, only),
+        (both, "+2348100000020", both),  # new: keyed by the BSUID, the phone linked
+        (in_phone, None, in_phone),
+        ("US.10000000000000000004", "+2348100000021", "US.10000000000000000004"),
+    }
+    by_api = await outreach.api(
+        "POST", "/contacts", json=[{"phone": "+2348100000020", "name": "Pea 2"}]
+    )
+    assert by_api.json()["updated"] == 1  # found by its phone, not a second contact
+    # the person known by phone and BSUID stops marketing in WhatsApp (user_preferences)
+    now = datetime.now(UTC)
+    await outreach.publish_event(
+        {
+            "kind": "business_event",
+            "event_id": "prefs-1",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "field": "user_marketing_preferences",
+            "occurred_at": now.isoformat(),
+            "data": {"user_preferences": [{"value": "stop"}]},
+            "marketing_preferences": [
+                {"customer": {"user_id": both}, "value": "stop", "timestamp": now.isoformat()}
+            ],
+        },
+        "t1.a1.user_marketing_preferences",
+    )
+
+    async def opted_out() -> bool:
+        found = (await outreach.api("GET", "/contacts", params={"tag": "ids"})).json()["items"]
+        return any(c["wa_id"] == both and not c["marketing_opt_in"] for c in found)
+
+    await eventually(opted_out, timeout_s=10)
+    created = await outreach.api(
+        "POST", "/campaigns", json={**CAMPAIGN, "name": "ids", "segment": {"tags_all": ["ids"]}}
+    )
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["campaign_id"]
+    await outreach.api("POST", f"/campaigns/{campaign_id}/start")
+    await eventually(lambda: _status(outreach, campaign_id, "completed"), timeout_s=10)
+    commands = [c for c in await outreach.drain() if c.campaign_id == campaign_id]
+    # to the BSUID when that is all there is, else to the phone number
+    assert sorted(c.to for c in commands) == sorted([only, in_phone, "2348100000021"])
+    metrics = await _metrics(outreach, campaign_id)
+    assert metrics["excluded"] == {"opted_out": 1}

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from flowchat_contracts import optout_key
+from flowchat_contracts import CustomerIdentity, optout_key
 from flowchat_conversation.outreach.campaign_service import CampaignService
 from flowchat_conversation.outreach.contact_service import ContactsService
-from flowchat_conversation.outreach.contacts import ContactIn
+from flowchat_conversation.outreach.contacts import ContactIn, Segment
 from flowchat_conversation.outreach.events import OutreachEvents
 from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
-from flowchat_conversation.outreach.repository import OutreachRepository
+from flowchat_conversation.outreach.repository import OutreachRepository, resolve_customer
 from flowchat_platform.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
@@ -161,3 +161,120 @@ async def test_rebuild_repairs_the_sets_from_postgresql_paged_and_idempotent(poo
     assert (again.added, again.removed) == (0, 0)
     assert await members(redis, "t1") == {B, C}
     assert await members(redis, "t2") == {A, E}
+
+
+# --------------------------------------------------------------------- identities (BSUIDs)
+
+BSUID, BSUID_ONLY = "US.13491208655302741918", "US.77770000000000000001"
+
+
+def preferences(event_id: str, at: datetime, *items: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "business_event",
+        "event_id": event_id,
+        "tenant_id": "t1",
+        "account_id": "a1",
+        "field": "user_marketing_preferences",
+        "occurred_at": at.isoformat(),
+        "data": {},
+        "marketing_preferences": [{**item, "timestamp": at.isoformat()} for item in items],
+    }
+
+
+async def test_opt_outs_hold_for_every_id_of_the_person(pool, redis):
+    repo = OutreachRepository(pool)
+    contacts = ContactsService(repo, optouts=RedisOptOuts(redis))
+    handler = events(contacts, repo)
+    await contacts.upsert("t1", [contact(A)])  # known by phone only
+    now = datetime.now(UTC)
+    # user_preferences names the person by phone and BSUID: both ids join the set
+    await handler.handle(
+        preferences("p1", now, {"customer": {"wa_id": A, "user_id": BSUID}, "value": "stop"})
+    )
+    assert await members(redis, "t1") == {A, BSUID}
+    states = await repo.marketing_states("t1", [BSUID])
+    assert states == {A: False, BSUID: False}
+    # resume by the BSUID alone: the whole person leaves the set
+    later = now + timedelta(seconds=1)
+    await handler.handle(
+        preferences("p2", later, {"customer": {"user_id": BSUID}, "value": "resume"})
+    )
+    assert await members(redis, "t1") == set()
+    # 131050 on a send to the BSUID: the person stops again, both ids
+    await handler.handle(
+        {
+            "kind": "message_status_changed",
+            "event_id": "s1",
+            "message_id": "m1",
+            "tenant_id": "t1",
+            "account_id": "a1",
+            "status": "failed",
+            "recipient": BSUID,
+            "error_code": 131050,
+            "timestamp": (now + timedelta(seconds=2)).isoformat(),
+        },
+        None,
+    )
+    assert await members(redis, "t1") == {A, BSUID}
+    # a customer known only by a BSUID: the contact is created under it
+    await handler.handle(
+        preferences("p3", now, {"customer": {"user_id": BSUID_ONLY}, "value": "stop"})
+    )
+    assert await members(redis, "t1") == {A, BSUID, BSUID_ONLY}
+    rows = await pool.fetch("SELECT customer_wa_id FROM contacts WHERE tenant_id = 't1'")
+    assert sorted(r["customer_wa_id"] for r in rows) == sorted([A, BSUID_ONLY])  # one per person
+    # the rebuild at start puts back every id, and keeps them
+    await redis.delete(optout_key("t1"))
+    await redis.sadd(optout_key("t1"), B)  # a stray member
+    report = await RedisOptOuts(redis).rebuild(repo, page=1)
+    assert await members(redis, "t1") == {A, BSUID, BSUID_ONLY}
+    assert (report.added, report.removed) == (3, 1)
+
+
+async def test_migration_keeps_phone_keyed_rows_and_links_a_bsuid_to_them(database_url, redis):
+    # the schema and rows as they were before customer aliases (revision 0002 + 0003)
+    await migrate(database_url, MIGRATIONS, schema="conversation", revision="0002_commerce")
+    await migrate(database_url, MIGRATIONS, schema="conversation", revision="0003_outreach")
+    p = await create_pool(database_url, schema="conversation", max_size=2)
+    try:
+        await p.execute(
+            "INSERT INTO contacts (tenant_id, customer_wa_id, name, tags, marketing_opt_in) "
+            "VALUES ('t1', $1, 'Ada', '{vip}', false), ('t1', $2, 'Bo', '{}', true)",
+            A,
+            B,
+        )
+        await p.execute(
+            "INSERT INTO orders (order_id, tenant_id, account_id, customer_wa_id, status, "
+            "currency, subtotal, tax, total, payment_reference, source_message_id) "
+            "VALUES ('o1', 't1', 'a1', $1, 'confirmed', 'USD', 1, 0, 1, 'ref1', 'wamid.1')",
+            C,  # a customer with an order and no contact row
+        )
+    finally:
+        await p.close()
+    await migrate(database_url, MIGRATIONS, schema="conversation")  # upgrade to heads
+    p = await create_pool(database_url, schema="conversation", max_size=2)
+    try:
+        aliases = await p.fetch("SELECT alias, customer_key, kind FROM customer_aliases")
+        assert sorted(tuple(r) for r in aliases) == [(x, x, "phone") for x in sorted([A, B, C])]
+        repo = OutreachRepository(p)
+        (ada,) = await repo.search_contacts("t1", Segment(q="Ada"), limit=10, after_id=0)
+        assert (ada.phone, ada.wa_id, ada.tags, ada.marketing_opt_in) == (
+            "+" + A,
+            A,
+            ["vip"],
+            False,
+        )
+        # the old customer writes with phone and BSUID: the same customer, the BSUID linked
+        async with p.acquire() as conn, conn.transaction():
+            customer = await resolve_customer(conn, "t1", CustomerIdentity(wa_id=A, user_id=BSUID))
+        assert (customer.key, set(customer.ids)) == (A, {A, BSUID})
+        async with p.acquire() as conn, conn.transaction():
+            again = await resolve_customer(conn, "t1", CustomerIdentity(user_id=BSUID))
+        assert again.key == A  # by the BSUID alone too
+        # the opt-out stored by phone now covers the BSUID (rebuild at start)
+        await RedisOptOuts(redis).rebuild(repo)
+        assert await members(redis, "t1") == {A, BSUID}
+        count = await p.fetchval("SELECT count(*) FROM contacts WHERE tenant_id = 't1'")
+        assert count == 2
+    finally:
+        await p.close()

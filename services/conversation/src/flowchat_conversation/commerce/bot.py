@@ -49,6 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowchat_contracts import (
     ButtonsContent,
     InboundMessage,
+    InboundMessageV2,
     ListContent,
     ListRow,
     ListSection,
@@ -66,6 +67,9 @@ from flowchat_conversation.commerce.domain import (
 )
 from flowchat_conversation.commerce.orders import invoice_id_for, invoice_text
 from flowchat_conversation.commerce.parser import ParsedLine, parse_order_text
+
+#: An inbound message of either version (v2: a customer known only by a BSUID).
+AnyInbound = InboundMessage | InboundMessageV2
 
 MAX_QUANTITY = 10_000
 LIST_ROWS = 10
@@ -229,14 +233,14 @@ _BIG_NUMBER = re.compile(r"^\s*-?\d{13,}\s*$")
 _PAYMENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_/#.]{3,63}$")
 
 
-def keyword(message: InboundMessage) -> str | None:
+def keyword(message: AnyInbound) -> str | None:
     if message.type != "text" or not message.text:
         return None
     word = message.text.strip().strip("!.?").casefold()
     return word if word in _KEYWORDS else None
 
 
-def handle(session: Session | None, message: InboundMessage, ctx: BotContext) -> Decision:
+def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Decision:
     """Decide the replies and actions for one inbound message."""
     previous = session or Session()
     current = previous.model_copy(
@@ -844,13 +848,13 @@ def _review(session: Session, ctx: BotContext) -> list[OutboundContent]:
     return [_text(summary), ButtonsContent(body="Confirm this order?", buttons=buttons)]
 
 
-def _reply_id(message: InboundMessage) -> str | None:
+def _reply_id(message: AnyInbound) -> str | None:
     if message.type in ("interactive", "button") and message.reply is not None:
         return message.reply.id
     return None
 
 
-def _unsupported(message: InboundMessage) -> str:
+def _unsupported(message: AnyInbound) -> str:
     kinds: dict[str, str] = {
         "sticker": "stickers",
         "audio": "voice notes",

@@ -1,12 +1,14 @@
 """AMQP edge: ``conversation.inbound`` → :class:`ConversationService` (its replies go out
-through :class:`~flowchat_conversation.amqp_outbox.AmqpOutbox`)."""
+through :class:`~flowchat_conversation.amqp_outbox.AmqpOutbox`). Both versions of the
+inbound contract are read (``AnyInboundMessage``: v2 for customers known only by a
+BSUID), told apart by ``schema_version``."""
 
 from __future__ import annotations
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
-from flowchat_contracts import InboundMessage, topology
+from flowchat_contracts import AnyInboundMessage, InboundMessage, InboundMessageV2, topology
 from flowchat_conversation.commerce.service import ConversationService
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.errors import Discard
@@ -14,14 +16,16 @@ from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 
-INBOUND_DECODER: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
+INBOUND_DECODER: TypeAdapter[InboundMessage | InboundMessageV2] = TypeAdapter(AnyInboundMessage)
 
 
 class InboundConsumer:
     def __init__(self, service: ConversationService) -> None:
         self._service = service
 
-    async def handle(self, message: InboundMessage, _raw: AbstractIncomingMessage) -> None:
+    async def handle(
+        self, message: InboundMessage | InboundMessageV2, _raw: AbstractIncomingMessage
+    ) -> None:
         outcome = await self._service.handle_inbound(message)
         log.info(
             "inbound handled",

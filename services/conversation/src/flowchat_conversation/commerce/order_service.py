@@ -105,6 +105,8 @@ class OrderService:
         limit: int = 50,
         offset: int = 0,
     ) -> list[Order]:
+        if customer_wa_id is not None:  # a phone number or a BSUID of the customer
+            customer_wa_id = await self.store.customer_key(tenant_id, customer_wa_id.lstrip("+"))
         return await self.store.list_orders(
             tenant_id, status=status, customer_wa_id=customer_wa_id, limit=limit, offset=offset
         )
@@ -284,6 +286,7 @@ class OrderService:
     ) -> list[str]:
         """End the operator hand-off of the customer's conversation(s); the bot speaks
         again. Returns the accounts released; raises :class:`NoHandoff` when none was open."""
+        customer_wa_id = await self.store.customer_key(tenant_id, customer_wa_id)
         accounts = await self.store.open_handoffs(tenant_id, customer_wa_id)
         if account_id is not None:
             accounts = [a for a in accounts if a == account_id]
@@ -343,7 +346,8 @@ class OrderService:
         fate: Notification = "none"
         if decision.replies:
             if within_window(await tx.last_inbound(key), datetime.now(UTC)):
-                await self._send(key, event_key, decision.replies)
+                to = await tx.address(key.tenant_id, key.customer_wa_id)
+                await self._send(key, event_key, decision.replies, to=to)
                 fate = "sent"
             else:
                 fate = "needs_template"
@@ -355,7 +359,12 @@ class OrderService:
         return fate
 
     async def _send(
-        self, key: ConversationKey, event_key: str, replies: Sequence[OutboundContent]
+        self,
+        key: ConversationKey,
+        event_key: str,
+        replies: Sequence[OutboundContent],
+        *,
+        to: str,
     ) -> None:
         for n, content in enumerate(replies):
             await self.outbox.send(
@@ -364,7 +373,7 @@ class OrderService:
                     account_id=key.account_id,
                     idempotency_key=f"{event_key}:{n}",
                     message_id=short_id("msg-", key.tenant_id, event_key, str(n)),
-                    to=key.customer_wa_id,
+                    to=to,
                     category="service",
                     content=content,
                 )

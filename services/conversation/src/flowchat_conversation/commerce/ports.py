@@ -17,10 +17,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
 
+from flowchat_contracts import CustomerIdentity
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ContactSeen, ConversationKey, Product
 from flowchat_conversation.commerce.orders import Order, OrderStatus
+from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 
 Notification = Literal["sent", "needs_template", "none"]
@@ -55,6 +57,19 @@ class ConversationTx(Protocol):
 
     async def mark_handled(self, tenant_id: str, provider_message_id: str, key: str) -> bool:
         """Record the message; False when it was handled before."""
+
+    async def resolve_customer(self, key: ConversationKey, identity: CustomerIdentity) -> Customer:
+        """The customer ``identity`` names, by any of its ids (created when new; ids not
+        linked yet are linked to it). ``key`` is the conversation locked so far (keyed by
+        ``identity.key``); a customer known under another key gets that lock too."""
+
+    async def relink_customer(
+        self, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
+    ) -> Customer:
+        """Meta's id change: ``current``'s ids join the customer who owned ``previous``'s."""
+
+    async def address(self, tenant_id: str, customer_key: str) -> str:
+        """Where to send to the customer: the phone number when known, else the BSUID."""
 
     async def bot_settings(self, tenant_id: str) -> BotSettings: ...
 
@@ -162,6 +177,10 @@ class OrderStore(ConversationStore, Protocol):
     ) -> list[Order]: ...
 
     async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
+
+    async def customer_key(self, tenant_id: str, customer_id: str) -> str:
+        """The key of the customer ``customer_id`` (a phone number or a BSUID) names
+        (itself when not linked)."""
 
     async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
         """The accounts whose conversation with the customer is with an operator."""

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from flowchat_contracts import CustomerIdentity
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import (
     BotSettings,
@@ -28,8 +29,18 @@ from flowchat_conversation.commerce.orders import (
     OrderStatus,
     invoice_id_for,
 )
+from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
-from flowchat_conversation.outreach.repository import cancel_reminders, insert_reminder
+from flowchat_conversation.outreach.repository import (
+    ADDRESS_SQL,
+    cancel_reminders,
+    customer_keys,
+    insert_reminder,
+    relink_customer,
+    resolve_customer,
+)
+
+_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
 _PRODUCT_COLUMNS = "sku, name, description, price, currency, category, stock, available"
 
@@ -156,6 +167,24 @@ class PgConversationTx:
             key,
         )
         return row is not None
+
+    async def resolve_customer(self, key: ConversationKey, identity: CustomerIdentity) -> Customer:
+        customer = await resolve_customer(self._conn, key.tenant_id, identity)
+        if customer.key != key.customer_wa_id:
+            # Known under another key (a phone number before BSUIDs): hold that
+            # conversation's lock too, as the order API does.
+            resolved = ConversationKey(key.tenant_id, key.account_id, customer.key)
+            await self._conn.execute(_LOCK, f"conversation:{resolved}")
+        return customer
+
+    async def relink_customer(
+        self, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
+    ) -> Customer:
+        return await relink_customer(self._conn, tenant_id, previous, current)
+
+    async def address(self, tenant_id: str, customer_key: str) -> str:
+        sql = ADDRESS_SQL.format(tenant="$1", key="$2::text")
+        return str(await self._conn.fetchval(f"SELECT {sql}", tenant_id, customer_key))
 
     async def bot_settings(self, tenant_id: str) -> BotSettings:
         return await _get_settings(self._conn, tenant_id) or BotSettings()
@@ -612,6 +641,10 @@ class Repository:
             settings = await _get_settings(conn, found[0].tenant_id) or BotSettings()
         return found[0], settings
 
+    async def customer_key(self, tenant_id: str, customer_id: str) -> str:
+        keys = await customer_keys(self._pool, tenant_id, [customer_id])
+        return keys.get(customer_id, customer_id)
+
     async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
         rows = await self._pool.fetch(
             "SELECT account_id FROM handoffs WHERE tenant_id = $1 AND customer_wa_id = $2 "
@@ -638,9 +671,7 @@ class Repository:
     @asynccontextmanager
     async def conversation(self, key: ConversationKey) -> AsyncIterator[PgConversationTx]:
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"conversation:{key}"
-            )
+            await conn.execute(_LOCK, f"conversation:{key}")
             yield PgConversationTx(conn)
 
     async def ping(self) -> bool:

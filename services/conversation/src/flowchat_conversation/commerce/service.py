@@ -31,6 +31,16 @@ Handling one inbound message
 
 All replies answer a customer message that just arrived, so they are session
 messages inside WhatsApp's 24 h window; the bot never starts a conversation.
+
+Customers are identities (:mod:`flowchat_conversation.customers`): a message of either
+contract version is locked under ``customer.key`` (the BSUID, else the phone), and
+inside the transaction its ids are resolved to the customer key (one statement, which
+also links ids seen for the first time); a customer stored under another key (a phone
+number, before BSUIDs) gets that conversation's lock too, and everything (session,
+contact, orders, reminders) is read and written under the customer key. Replies go to
+the phone number when there is one, else to the BSUID. Messages the bot has no use
+for (edits, deletions, Flow answers, call-permission answers, system messages) get no
+reply; Meta's id-change system messages link the new ids to the customer.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from dataclasses import replace as _replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from flowchat_contracts import InboundMessage, OutboundCommand
+from flowchat_contracts import CustomerIdentity, InboundMessage, InboundMessageV2, OutboundCommand
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import ConversationKey, short_id
@@ -56,6 +66,7 @@ from flowchat_conversation.commerce.ports import (
     StoredSession,
     schedule_reminder,
 )
+from flowchat_conversation.customers import ID_CHANGES, Customer, identity_of
 from flowchat_conversation.errors import SessionConflict
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.ports import OptOutMirror
@@ -76,7 +87,10 @@ CART_STATES = frozenset(
     }
 )
 
-Outcome = Literal["handled", "duplicate", "replayed"]
+Outcome = Literal["handled", "duplicate", "replayed", "ignored"]
+
+#: Inbound types the bot does not answer (a reply would only say it cannot read them).
+IGNORED_TYPES = frozenset({"edit", "revoke", "call_permission_reply", "flow_response", "system"})
 
 
 class KeyedLocks:
@@ -118,12 +132,17 @@ class ConversationService:
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
 
-    async def handle_inbound(self, message: InboundMessage) -> Outcome:
-        key = ConversationKey(message.tenant_id, message.account_id, message.customer_wa_id)
+    async def handle_inbound(self, message: InboundMessage | InboundMessageV2) -> Outcome:
+        identity = identity_of(message)
+        key = ConversationKey(message.tenant_id, message.account_id, identity.key)
         started = time.perf_counter()
+        if message.type in IGNORED_TYPES:
+            await self._ignore(key, message, identity)
+            metrics.INBOUND.labels("ignored").inc()
+            return "ignored"
         opted_in: dict[str, bool] = {}
         async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
-            outcome = await self._handle_locked(tx, key, message, opted_in)
+            outcome = await self._handle_locked(tx, key, identity, message, opted_in)
         if opted_in and self.optouts is not None:
             # An opt-in leaves the opt-out set only once it is committed (an opt-out
             # joined it before the commit): a crash in between keeps the customer out.
@@ -135,11 +154,27 @@ class ConversationService:
         metrics.HANDLE_SECONDS.observe(time.perf_counter() - started)
         return outcome
 
+    async def _ignore(
+        self,
+        key: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        identity: CustomerIdentity,
+    ) -> None:
+        """No reply; an id change (``user_changed_number``, ``user_changed_user_id``)
+        links the new ids to the customer who had the previous ones (idempotent)."""
+        change = (message.system or {}).get("type")
+        if message.type != "system" or message.previous_customer is None:
+            return
+        if change not in ID_CHANGES:
+            return
+        async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
+            await tx.relink_customer(message.tenant_id, message.previous_customer, identity)
+
     async def _context(
         self,
         tx: ConversationTx,
         key: ConversationKey,
-        message: InboundMessage,
+        message: InboundMessage | InboundMessageV2,
         previous: bot.Session | None,
     ) -> tuple[bot.Session | None, bot.BotContext]:
         settings = await tx.bot_settings(message.tenant_id)
@@ -166,11 +201,12 @@ class ConversationService:
         self,
         tx: ConversationTx,
         key: ConversationKey,
-        message: InboundMessage,
+        message: InboundMessage | InboundMessageV2,
         action: bot.Action,
         session: bot.Session,
         ctx: bot.BotContext,
         opted_in: dict[str, bool],
+        customer: Customer,
     ) -> bot.Decision | None:
         """Carry out one of the bot's actions; a decision when it has more to say."""
         if isinstance(action, bot.PlaceOrder):
@@ -193,10 +229,11 @@ class ConversationService:
         if isinstance(action, bot.OptOut):
             await tx.set_marketing_opt_in(key, False)
             if self.optouts is not None:  # before the commit: never a window without it
-                await self.optouts.mirror(key.tenant_id, {key.customer_wa_id: False})
+                # every id of the person: a send to either is refused
+                await self.optouts.mirror(key.tenant_id, dict.fromkeys(customer.ids, False))
         elif isinstance(action, bot.OptIn):
             await tx.set_marketing_opt_in(key, True)
-            opted_in[key.customer_wa_id] = True
+            opted_in.update(dict.fromkeys(customer.ids, True))
         elif isinstance(action, bot.ClaimPayment):
             await tx.claim_payment(message.tenant_id, action.order_id, action.reference)
         elif isinstance(action, bot.CancelOrder):
@@ -271,12 +308,16 @@ class ConversationService:
     async def _handle_locked(
         self,
         tx: ConversationTx,
-        key: ConversationKey,
-        message: InboundMessage,
+        locked: ConversationKey,
+        identity: CustomerIdentity,
+        message: InboundMessage | InboundMessageV2,
         opted_in: dict[str, bool],
     ) -> Outcome:
-        if not await tx.mark_handled(message.tenant_id, message.provider_message_id, str(key)):
+        if not await tx.mark_handled(message.tenant_id, message.provider_message_id, str(locked)):
             return "duplicate"
+        customer = await tx.resolve_customer(locked, identity)
+        key = ConversationKey(locked.tenant_id, locked.account_id, customer.key)
+        to = identity.wa_id or customer.address
         stored = await self.sessions.load(key)
         if stored.session and stored.session.last_message_id == message.provider_message_id:
             if stored.message_id != message.provider_message_id:
@@ -293,7 +334,7 @@ class ConversationService:
         replies = list(decision.replies)
         session = decision.session
         for action in decision.actions:
-            follow = await self._act(tx, key, message, action, session, ctx, opted_in)
+            follow = await self._act(tx, key, message, action, session, ctx, opted_in, customer)
             if follow is not None:
                 session = follow.session
                 replies.extend(follow.replies)
@@ -313,7 +354,7 @@ class ConversationService:
                 correlation_id=message.correlation_id,
                 idempotency_key=f"reply:{message.provider_message_id}:{n}",
                 message_id=short_id("msg-", message.tenant_id, message.provider_message_id, str(n)),
-                to=message.customer_wa_id,
+                to=to,
                 category="service",
                 reply_to=message.provider_message_id,
                 content=content,

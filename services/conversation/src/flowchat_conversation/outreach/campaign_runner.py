@@ -111,7 +111,7 @@ class CampaignRunner:
                         idempotency_key=idempotency_key(
                             campaign.campaign_id, row.candidate.contact_id
                         ),
-                        to=row.candidate.wa_id,
+                        to=row.candidate.address or row.candidate.wa_id,
                         category=_category(campaign.category),
                         campaign_id=campaign.campaign_id,
                         content=content(template, row.components),

@@ -177,6 +177,8 @@ class Candidate:
     marketing_opt_in: bool
     #: Campaign messages queued to this contact in the cap window (other campaigns).
     recent_sends: int = 0
+    #: Where to send: the phone number when known, else the BSUID (None: ``wa_id``).
+    address: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from flowchat_contracts import CustomerIdentity
+from flowchat_conversation.customers import identity_for
 from flowchat_conversation.errors import OutreachError, OutreachNotFound
 from flowchat_conversation.outreach.contacts import (
     Contact,
@@ -36,7 +38,8 @@ class ContactsService:
     optouts: OptOutMirror | None = None
 
     async def _mirror(self, tenant_id: str, wa_ids: Sequence[str]) -> None:
-        """Copy the marketing state PostgreSQL now holds for ``wa_ids`` to the opt-out set."""
+        """Copy the marketing state PostgreSQL now holds for the people ``wa_ids`` name
+        to the opt-out set, under every id of each (phone number and BSUID)."""
         if self.optouts is None or not wa_ids:
             return
         for i in range(0, len(wa_ids), MIRROR_CHUNK):
@@ -52,9 +55,11 @@ class ContactsService:
             except ValueError as exc:
                 raise OutreachError(f"item {n}: {exc}", code="invalid_phone") from exc
         if len({c.wa_id for c in contacts}) != len(contacts):
-            raise OutreachError("the same phone number appears twice", code="duplicate_phone")
+            raise OutreachError(
+                "the same phone number or BSUID appears twice", code="duplicate_phone"
+            )
         counts = await self.store.upsert_contacts(tenant_id, contacts, source="api")
-        await self._mirror(tenant_id, [c.wa_id for c in contacts])
+        await self._mirror(tenant_id, [i for c in contacts for i in c.identity.ids])
         return counts
 
     async def import_csv(self, tenant_id: str, text: str) -> ContactImport:
@@ -64,7 +69,7 @@ class ContactsService:
             counts = await self.store.upsert_contacts(
                 tenant_id, [c for _, c in good], source="import"
             )
-            await self._mirror(tenant_id, [c.wa_id for _, c in good])
+            await self._mirror(tenant_id, [i for _, c in good for i in c.identity.ids])
         return ContactImport(
             received=len(good) + len(rejected),
             created=counts.created,
@@ -96,16 +101,19 @@ class ContactsService:
     async def set_preference(
         self,
         tenant_id: str,
-        wa_id: str,
+        customer: CustomerIdentity | str,
         opt_in: bool,
         *,
         source: OptInSource,
         at: datetime,
     ) -> bool:
-        """Record a preference; False when a newer one was recorded already. The opt-out
-        set follows what PostgreSQL holds afterwards (a redelivered event mirrors again)."""
+        """Record a preference of the person ``customer`` names (an identity, or one id:
+        a phone number or a BSUID); False when a newer one was recorded already. The
+        opt-out set follows what PostgreSQL holds afterwards, under every id of the
+        person (a redelivered event mirrors again)."""
+        identity = identity_for(customer) if isinstance(customer, str) else customer
         applied = await self.store.set_marketing_opt_in(
-            tenant_id, wa_id, opt_in, source=source, at=at
+            tenant_id, identity, opt_in, source=source, at=at
         )
-        await self._mirror(tenant_id, [wa_id])
+        await self._mirror(tenant_id, list(identity.ids))
         return applied

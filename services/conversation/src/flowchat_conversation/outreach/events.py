@@ -5,6 +5,10 @@ in :mod:`~flowchat_conversation.outreach.consumer` delivers them):
   131048 / template errors pause a campaign;
 - the gateway's business events: ``message_template_status_update`` pauses campaigns
   on that template, ``user_marketing_preferences`` records opt-outs and opt-ins.
+
+Opt-outs are per person: ``marketing_preferences[]`` names each customer by identity
+(BSUID, phone, or both: linked), error 131050 by the id the message went to (a phone
+number or a BSUID); the opt-out set then holds, or loses, every id of that person.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from flowchat_contracts import meta_codes
+from flowchat_contracts import CustomerIdentity, meta_codes
 from flowchat_conversation import metrics
+from flowchat_conversation.customers import identity_for
 from flowchat_conversation.outreach.campaign_service import CampaignService
 from flowchat_conversation.outreach.campaigns import StatusChange
 from flowchat_conversation.outreach.contact_service import ContactsService
@@ -45,6 +50,15 @@ class StatusChangedEvent(_Event):
     timestamp: datetime
 
 
+class PreferenceIn(_Event):
+    """One item of ``marketing_preferences[]`` (``flowchat_contracts.MarketingPreference``)."""
+
+    customer: CustomerIdentity
+    value: str
+    category: str = "marketing_messages"
+    timestamp: datetime | None = None
+
+
 class BusinessEventIn(_Event):
     """The gateway's ``business_event`` (Meta's account-level webhook fields)."""
 
@@ -56,6 +70,8 @@ class BusinessEventIn(_Event):
     event: str | None = None
     occurred_at: datetime
     data: dict[str, Any] = {}
+    #: ``user_marketing_preferences``: each item with the customer's identity.
+    marketing_preferences: list[PreferenceIn] = []
 
 
 class OutreachEvents:
@@ -83,7 +99,7 @@ class OutreachEvents:
             # Meta refused a marketing message: the customer stopped them.
             await self._contacts.set_preference(
                 event.tenant_id,
-                event.recipient.lstrip("+"),
+                identity_for(event.recipient),
                 False,
                 source="error_131050",
                 at=event.timestamp,
@@ -119,23 +135,38 @@ class OutreachEvents:
                     )
             metrics.CAMPAIGN_EVENTS.labels("template_status", "handled").inc()
         elif event.field == "user_marketing_preferences":
-            for pref in event.data.get("user_preferences") or []:
-                if not isinstance(pref, dict) or not pref.get("wa_id"):
-                    continue
-                value = str(pref.get("value", "")).lower()
-                if value not in ("stop", "resume"):
-                    continue
-                at = event.occurred_at
-                if isinstance(pref.get("timestamp"), int | float | str):
-                    with contextlib.suppress(ValueError, OverflowError, OSError):
-                        at = datetime.fromtimestamp(int(pref["timestamp"]), UTC)
+            for customer, value, at in self._preferences(event):
                 await self._contacts.set_preference(
-                    event.tenant_id,
-                    str(pref["wa_id"]).lstrip("+"),
-                    value == "resume",
-                    source="webhook",
-                    at=at,
+                    event.tenant_id, customer, value == "resume", source="webhook", at=at
                 )
             metrics.CAMPAIGN_EVENTS.labels("marketing_preferences", "handled").inc()
         else:
             metrics.CAMPAIGN_EVENTS.labels("business", "ignored").inc()
+
+    @staticmethod
+    def _preferences(
+        event: BusinessEventIn,
+    ) -> list[tuple[CustomerIdentity, str, datetime]]:
+        """``(customer, stop|resume, when)`` of each marketing item: from
+        ``marketing_preferences[]`` (identities), else from Meta's ``user_preferences[]``
+        as sent (``wa_id`` only: events of older gateways)."""
+        found: list[tuple[CustomerIdentity, str, datetime]] = []
+        if event.marketing_preferences:
+            for item in event.marketing_preferences:
+                value = item.value.lower()
+                if value in ("stop", "resume") and item.category == "marketing_messages":
+                    found.append((item.customer, value, item.timestamp or event.occurred_at))
+            return found
+        for pref in event.data.get("user_preferences") or []:
+            if not isinstance(pref, dict) or not pref.get("wa_id"):
+                continue
+            value = str(pref.get("value", "")).lower()
+            if value not in ("stop", "resume"):
+                continue
+            at = event.occurred_at
+            if isinstance(pref.get("timestamp"), int | float | str):
+                with contextlib.suppress(ValueError, OverflowError, OSError):
+                    at = datetime.fromtimestamp(int(pref["timestamp"]), UTC)
+            with contextlib.suppress(ValueError):
+                found.append((identity_for(str(pref["wa_id"])), value, at))
+        return found

@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
+from flowchat_contracts import CustomerIdentity
 from flowchat_conversation.outreach.campaigns import (
     Campaign,
     CampaignMetrics,
@@ -67,13 +68,21 @@ class ContactStore(Protocol):
     ) -> Contact | None: ...
 
     async def set_marketing_opt_in(
-        self, tenant_id: str, wa_id: str, opt_in: bool, *, source: OptInSource, at: datetime
+        self,
+        tenant_id: str,
+        customer: CustomerIdentity,
+        opt_in: bool,
+        *,
+        source: OptInSource,
+        at: datetime,
     ) -> bool:
-        """Record the preference (creating the contact if needed); False when a newer
-        preference was recorded already (this one is stale and changes nothing)."""
+        """Record the preference of the person ``customer`` names, by any of its ids
+        (creating the contact if needed, linking its ids); False when a newer preference
+        was recorded already (this one is stale and changes nothing)."""
 
     async def marketing_states(self, tenant_id: str, wa_ids: Sequence[str]) -> dict[str, bool]:
-        """``wa_id → marketing_opt_in`` of the tenant's contacts among ``wa_ids``."""
+        """``id → marketing_opt_in`` for every id (phone, BSUID) of the tenant's
+        contacts that any of ``wa_ids`` names: an opt-out covers the whole person."""
 
 
 class OptOutMirror(Protocol):

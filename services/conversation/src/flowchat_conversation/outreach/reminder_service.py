@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flowchat_conversation.errors import InvalidState, OutreachError, OutreachNotFound
+from flowchat_conversation.outreach.contacts import customer_id
 from flowchat_conversation.outreach.ports import ReminderStore
 from flowchat_conversation.outreach.reminder_kinds import DEFAULT_CATEGORY, ReminderKind
 from flowchat_conversation.outreach.reminders import (
@@ -19,7 +20,6 @@ from flowchat_conversation.outreach.reminders import (
     reminder_id,
 )
 from flowchat_conversation.outreach.template_catalog import ParameterMap
-from flowchat_platform.phones import to_wa_id
 
 
 @dataclass
@@ -29,7 +29,7 @@ class ReminderService:
 
     async def schedule(self, tenant_id: str, body: ReminderIn) -> tuple[Reminder, bool]:
         try:
-            wa_id = to_wa_id(body.phone)
+            wa_id = customer_id(body.phone)
         except ValueError as exc:
             raise OutreachError(str(exc), code="invalid_phone") from exc
         now = self.clock()

@@ -79,7 +79,8 @@ class _In(BaseModel):
 
 class ReminderIn(_In):
     account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    phone: Annotated[str, StringConstraints(min_length=3, max_length=32)]
+    #: A phone number, or a BSUID for a customer who hides it.
+    phone: Annotated[str, StringConstraints(min_length=3, max_length=140)]
     kind: ReminderKind = "custom"
     #: When to fire (with an offset); or ``delay_s`` from now.
     due_at: datetime | None = None
@@ -157,6 +158,8 @@ class DueReminder:
     message_id: str
     #: None when the tenant has no contact with that number yet.
     contact_status: str | None = None
+    #: Where to send: the phone number when known, else the BSUID (None: ``wa_id``).
+    address: str | None = None
     marketing_opt_in: bool = True
     last_inbound_at: datetime | None = None
     name: str | None = None

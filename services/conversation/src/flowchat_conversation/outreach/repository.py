@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from flowchat_contracts import CustomerIdentity, is_bsuid
+from flowchat_conversation.customers import Customer, alias_kind, choose_key
 from flowchat_conversation.outreach.campaigns import (
     Campaign,
     CampaignMetrics,
@@ -40,9 +43,17 @@ from flowchat_conversation.outreach.contacts import (
 )
 from flowchat_conversation.outreach.reminders import DueReminder, NewReminder, Reminder
 
+_ALIAS_SQL = (
+    "(SELECT ca.alias FROM customer_aliases ca WHERE ca.tenant_id = contacts.tenant_id "
+    "AND ca.customer_key = contacts.customer_wa_id AND ca.kind = '{kind}' "
+    "ORDER BY ca.linked_at DESC LIMIT 1) AS {name}"
+)
 _CONTACT_COLUMNS = (
     "contact_id, customer_wa_id, name, status, tags, groups, attributes, marketing_opt_in, "
-    "opt_in_source, opt_in_changed_at, last_inbound_at, first_seen_at, updated_at"
+    "opt_in_source, opt_in_changed_at, last_inbound_at, first_seen_at, updated_at, "
+    + _ALIAS_SQL.format(kind="phone", name="phone_id")
+    + ", "
+    + _ALIAS_SQL.format(kind="bsuid", name="user_id")
 )
 #: Forward-only recipient states (``failed`` is terminal).
 _RANK_SQL = (
@@ -63,8 +74,9 @@ def _loads(value: Any) -> Any:
 def _contact(row: Any) -> Contact:
     return Contact(
         contact_id=row["contact_id"],
-        phone="+" + row["customer_wa_id"],
+        phone="+" + row["phone_id"] if row["phone_id"] else None,
         wa_id=row["customer_wa_id"],
+        user_id=row["user_id"],
         name=row["name"],
         status=row["status"],
         tags=list(row["tags"]),
@@ -150,7 +162,7 @@ def _reminder(row: Any) -> Reminder:
         reminder_id=row["reminder_id"],
         tenant_id=row["tenant_id"],
         account_id=row["account_id"],
-        phone="+" + row["wa_id"],
+        phone=row["wa_id"] if is_bsuid(row["wa_id"]) else "+" + row["wa_id"],
         kind=row["kind"],
         due_at=row["due_at"],
         state=row["state"],
@@ -203,6 +215,125 @@ async def insert_reminder(
     )
 
 
+# ---------------------------------------------------------------- customer aliases
+# (the rule is in flowchat_conversation.customers; commerce's repository uses these too)
+
+#: Resolve an identity and link its ids, in one statement: the key of the first id
+#: already linked (in the order of ``CustomerIdentity.ids``: BSUID, phone, parent),
+#: else ``$4`` (``identity.key``); every id not linked yet is linked to it; answers
+#: the key and every id linked to it.
+_RESOLVE = """
+WITH given AS (
+    SELECT g.alias, g.kind, g.n
+    FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS g(alias, kind, n)
+), chosen AS (
+    SELECT COALESCE(
+        (SELECT a.customer_key FROM customer_aliases a JOIN given g ON g.alias = a.alias
+         WHERE a.tenant_id = $1 ORDER BY g.n LIMIT 1),
+        $4::text) AS key
+), linked AS (
+    INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
+    SELECT $1, g.alias, c.key, g.kind FROM given g CROSS JOIN chosen c
+    ON CONFLICT (tenant_id, alias) DO NOTHING
+    RETURNING alias
+)
+SELECT c.key, ARRAY(
+    SELECT alias FROM customer_aliases WHERE tenant_id = $1 AND customer_key = c.key
+    UNION SELECT alias FROM linked) AS ids
+FROM chosen c
+"""
+
+#: SQL for the address of the customer keyed by ``{key}`` of tenant ``{tenant}``: the
+#: newest phone number linked to it, else the key itself (a BSUID).
+ADDRESS_SQL = (
+    "COALESCE((SELECT ca.alias FROM customer_aliases ca WHERE ca.tenant_id = {tenant} "
+    "AND ca.customer_key = {key} AND ca.kind = 'phone' ORDER BY ca.linked_at DESC LIMIT 1), "
+    "{key})"
+)
+
+
+_ADDRESS_R = ADDRESS_SQL.format(tenant="r.tenant_id", key="r.wa_id")
+
+
+def _customer(key: str, ids: Sequence[str]) -> Customer:
+    rest = sorted(i for i in ids if i != key)
+    return Customer(key=key, ids=(key, *rest))
+
+
+async def resolve_customer(conn: Any, tenant_id: str, identity: CustomerIdentity) -> Customer:
+    """The customer ``identity`` names (created when new), its unlinked ids linked."""
+    ids = list(identity.ids)
+    row = await conn.fetchrow(_RESOLVE, tenant_id, ids, [alias_kind(i) for i in ids], identity.key)
+    return _customer(row["key"], row["ids"])
+
+
+async def relink_customer(
+    conn: Any, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
+) -> Customer:
+    """Meta's id change: the ids of ``current`` become aliases of the customer who owned
+    the ids of ``previous`` (moved there if linked elsewhere); the old ids stay."""
+    rows = await conn.fetch(
+        "SELECT alias, customer_key FROM customer_aliases "
+        "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
+        tenant_id,
+        list(previous.ids),
+    )
+    known = {r["alias"]: r["customer_key"] for r in rows}
+    if not known:
+        customer = await resolve_customer(conn, tenant_id, current)
+        return await resolve_customer_with(conn, tenant_id, previous, customer.key)
+    key = choose_key(previous, known)
+    ids = [i for i in current.ids if i not in known]
+    await conn.execute(
+        """
+        INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
+        SELECT $1, g.alias, $2, g.kind FROM unnest($3::text[], $4::text[]) AS g(alias, kind)
+        ON CONFLICT (tenant_id, alias) DO UPDATE
+            SET customer_key = EXCLUDED.customer_key, linked_at = now()
+        """,
+        tenant_id,
+        key,
+        ids,
+        [alias_kind(i) for i in ids],
+    )
+    return await resolve_customer_with(conn, tenant_id, previous, key)
+
+
+async def resolve_customer_with(
+    conn: Any, tenant_id: str, identity: CustomerIdentity, key: str
+) -> Customer:
+    """Link the unlinked ids of ``identity`` to ``key``; the customer keyed by ``key``."""
+    ids = list(identity.ids)
+    await conn.execute(
+        """
+        INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
+        SELECT $1, g.alias, $2, g.kind FROM unnest($3::text[], $4::text[]) AS g(alias, kind)
+        ON CONFLICT (tenant_id, alias) DO NOTHING
+        """,
+        tenant_id,
+        key,
+        ids,
+        [alias_kind(i) for i in ids],
+    )
+    known = await conn.fetch(
+        "SELECT alias FROM customer_aliases WHERE tenant_id = $1 AND customer_key = $2",
+        tenant_id,
+        key,
+    )
+    return _customer(key, [r["alias"] for r in known])
+
+
+async def customer_keys(conn: Any, tenant_id: str, ids: Sequence[str]) -> dict[str, str]:
+    """``id → customer key`` for the ids that are linked."""
+    rows = await conn.fetch(
+        "SELECT alias, customer_key FROM customer_aliases "
+        "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
+        tenant_id,
+        list(ids),
+    )
+    return {r["alias"]: r["customer_key"] for r in rows}
+
+
 async def cancel_reminders(
     conn: Any, tenant_id: str, kind: str, reference: str, *, wa_id: str | None, outcome: str
 ) -> int:
@@ -234,10 +365,41 @@ class OutreachRepository:
         Insert-or-skip first, then update the rest: a contact the bot creates at the
         same moment is then updated, never lost. Opting in never overrides an opt-out
         the customer made themselves (``opt_out_kept``)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._upsert_contacts(conn, tenant_id, contacts, source=source)
+
+    async def _upsert_contacts(
+        self, conn: Any, tenant_id: str, contacts: list[NewContact], *, source: OptInSource
+    ) -> UpsertCounts:
+        # Each contact under its customer key: the key an id of it is linked to (a
+        # customer who wrote with a BSUID, a phone number imported before), else a new
+        # one; its ids not linked yet are linked to that key.
+        identities = [c.identity for c in contacts]
+        known = await customer_keys(conn, tenant_id, [i for ident in identities for i in ident.ids])
+        keys = [choose_key(ident, known) for ident in identities]
+        links = {
+            i: key
+            for ident, key in zip(identities, keys, strict=True)
+            for i in ident.ids
+            if i not in known
+        }
+        if links:
+            await conn.execute(
+                """
+                INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
+                SELECT $1, g.alias, g.key, g.kind
+                FROM unnest($2::text[], $3::text[], $4::text[]) AS g(alias, key, kind)
+                ON CONFLICT (tenant_id, alias) DO NOTHING
+                """,
+                tenant_id,
+                list(links),
+                list(links.values()),
+                [alias_kind(i) for i in links],
+            )
         rows = _json(
             [
                 {
-                    "wa_id": c.wa_id,
+                    "wa_id": key,
                     "name": c.name,
                     "status": c.status,
                     "tags": c.tags,
@@ -245,69 +407,68 @@ class OutreachRepository:
                     "attributes": c.attributes,
                     "opt_in": c.marketing_opt_in,
                 }
-                for c in contacts
+                for c, key in zip(contacts, keys, strict=True)
             ]
         )
         recordset = (
             "jsonb_to_recordset($2::jsonb) AS x(wa_id text, name text, status text, "
             "tags text[], groups text[], attributes jsonb, opt_in boolean)"
         )
-        async with self._pool.acquire() as conn, conn.transaction():
-            created = await conn.fetch(
-                f"""
-                INSERT INTO contacts (tenant_id, customer_wa_id, name, status, tags, groups,
-                    attributes, marketing_opt_in, opt_in_source, opt_in_changed_at,
-                    opted_out_at, origin)
-                SELECT $1, x.wa_id, x.name, COALESCE(x.status, 'active'),
-                    COALESCE(x.tags, '{{}}'), COALESCE(x.groups, '{{}}'),
-                    jsonb_strip_nulls(COALESCE(x.attributes, '{{}}')),
-                    COALESCE(x.opt_in, true),
-                    CASE WHEN x.opt_in IS NULL THEN 'default' ELSE $3 END,
-                    CASE WHEN x.opt_in IS NULL THEN NULL ELSE now() END,
-                    CASE WHEN x.opt_in = false THEN now() END,
-                    $3
-                FROM {recordset}
-                ON CONFLICT (tenant_id, customer_wa_id) DO NOTHING
-                RETURNING customer_wa_id
-                """,  # noqa: S608
-                tenant_id,
-                rows,
-                source,
-            )
-            done = [r["customer_wa_id"] for r in created]
-            changed = (
-                "(x.opt_in IS NOT NULL AND x.opt_in IS DISTINCT FROM c.marketing_opt_in "
-                "AND NOT (x.opt_in AND c.opt_in_source = ANY($5::text[])))"
-            )
-            updated = await conn.fetch(
-                f"""
-                UPDATE contacts c SET
-                    name = COALESCE(x.name, c.name),
-                    status = COALESCE(x.status, c.status),
-                    tags = COALESCE(x.tags, c.tags),
-                    groups = COALESCE(x.groups, c.groups),
-                    attributes = CASE WHEN x.attributes IS NULL THEN c.attributes
-                        ELSE jsonb_strip_nulls(c.attributes || x.attributes) END,
-                    marketing_opt_in = CASE WHEN {changed} THEN x.opt_in
-                        ELSE c.marketing_opt_in END,
-                    opt_in_source = CASE WHEN {changed} THEN $3 ELSE c.opt_in_source END,
-                    opt_in_changed_at = CASE WHEN {changed} THEN now()
-                        ELSE c.opt_in_changed_at END,
-                    opted_out_at = CASE WHEN {changed}
-                        THEN (CASE WHEN x.opt_in THEN NULL ELSE now() END)
-                        ELSE c.opted_out_at END,
-                    updated_at = now()
-                FROM {recordset}
-                WHERE c.tenant_id = $1 AND c.customer_wa_id = x.wa_id
-                  AND NOT (x.wa_id = ANY($4::text[]))
-                RETURNING (x.opt_in IS TRUE AND NOT c.marketing_opt_in) AS kept
-                """,  # noqa: S608
-                tenant_id,
-                rows,
-                source,
-                done,
-                sorted(CUSTOMER_SOURCES),
-            )
+        created = await conn.fetch(
+            f"""
+            INSERT INTO contacts (tenant_id, customer_wa_id, name, status, tags, groups,
+                attributes, marketing_opt_in, opt_in_source, opt_in_changed_at,
+                opted_out_at, origin)
+            SELECT $1, x.wa_id, x.name, COALESCE(x.status, 'active'),
+                COALESCE(x.tags, '{{}}'), COALESCE(x.groups, '{{}}'),
+                jsonb_strip_nulls(COALESCE(x.attributes, '{{}}')),
+                COALESCE(x.opt_in, true),
+                CASE WHEN x.opt_in IS NULL THEN 'default' ELSE $3 END,
+                CASE WHEN x.opt_in IS NULL THEN NULL ELSE now() END,
+                CASE WHEN x.opt_in = false THEN now() END,
+                $3
+            FROM {recordset}
+            ON CONFLICT (tenant_id, customer_wa_id) DO NOTHING
+            RETURNING customer_wa_id
+            """,  # noqa: S608
+            tenant_id,
+            rows,
+            source,
+        )
+        done = [r["customer_wa_id"] for r in created]
+        changed = (
+            "(x.opt_in IS NOT NULL AND x.opt_in IS DISTINCT FROM c.marketing_opt_in "
+            "AND NOT (x.opt_in AND c.opt_in_source = ANY($5::text[])))"
+        )
+        updated = await conn.fetch(
+            f"""
+            UPDATE contacts c SET
+                name = COALESCE(x.name, c.name),
+                status = COALESCE(x.status, c.status),
+                tags = COALESCE(x.tags, c.tags),
+                groups = COALESCE(x.groups, c.groups),
+                attributes = CASE WHEN x.attributes IS NULL THEN c.attributes
+                    ELSE jsonb_strip_nulls(c.attributes || x.attributes) END,
+                marketing_opt_in = CASE WHEN {changed} THEN x.opt_in
+                    ELSE c.marketing_opt_in END,
+                opt_in_source = CASE WHEN {changed} THEN $3 ELSE c.opt_in_source END,
+                opt_in_changed_at = CASE WHEN {changed} THEN now()
+                    ELSE c.opt_in_changed_at END,
+                opted_out_at = CASE WHEN {changed}
+                    THEN (CASE WHEN x.opt_in THEN NULL ELSE now() END)
+                    ELSE c.opted_out_at END,
+                updated_at = now()
+            FROM {recordset}
+            WHERE c.tenant_id = $1 AND c.customer_wa_id = x.wa_id
+              AND NOT (x.wa_id = ANY($4::text[]))
+            RETURNING (x.opt_in IS TRUE AND NOT c.marketing_opt_in) AS kept
+            """,  # noqa: S608
+            tenant_id,
+            rows,
+            source,
+            done,
+            sorted(CUSTOMER_SOURCES),
+        )
         return UpsertCounts(
             created=len(done),
             updated=len(updated),
@@ -366,56 +527,91 @@ class OutreachRepository:
         return _contact(row) if row else None
 
     async def set_marketing_opt_in(
-        self, tenant_id: str, wa_id: str, opt_in: bool, *, source: str, at: datetime
+        self,
+        tenant_id: str,
+        customer: CustomerIdentity,
+        opt_in: bool,
+        *,
+        source: str,
+        at: datetime,
     ) -> bool:
-        """Record a preference; a webhook or error for an unknown number creates the
-        contact (an opt-out must be remembered before the first campaign)."""
-        row = await self._pool.fetchval(
-            """
-            INSERT INTO contacts AS c (tenant_id, customer_wa_id, marketing_opt_in,
-                opt_in_source, opt_in_changed_at, opted_out_at, origin)
-            VALUES ($1, $2, $3::boolean, $4::text, $5::timestamptz,
-                CASE WHEN $3::boolean THEN NULL ELSE $5::timestamptz END, $4::text)
-            ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE SET
-                marketing_opt_in = EXCLUDED.marketing_opt_in,
-                opt_in_source = EXCLUDED.opt_in_source,
-                opt_in_changed_at = EXCLUDED.opt_in_changed_at,
-                opted_out_at = EXCLUDED.opted_out_at,
-                updated_at = now()
-            WHERE c.opt_in_changed_at IS NULL OR c.opt_in_changed_at <= EXCLUDED.opt_in_changed_at
-            RETURNING (xmax = 0)
-            """,
-            tenant_id,
-            wa_id,
-            opt_in,
-            source,
-            at,
-        )
+        """Record a preference for the person ``customer`` names (by any id, its ids
+        linked); a webhook or error for an unknown customer creates the contact (an
+        opt-out must be remembered before the first campaign)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            key = (await resolve_customer(conn, tenant_id, customer)).key
+            row = await conn.fetchval(
+                """
+                INSERT INTO contacts AS c (tenant_id, customer_wa_id, marketing_opt_in,
+                    opt_in_source, opt_in_changed_at, opted_out_at, origin)
+                VALUES ($1, $2, $3::boolean, $4::text, $5::timestamptz,
+                    CASE WHEN $3::boolean THEN NULL ELSE $5::timestamptz END, $4::text)
+                ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE SET
+                    marketing_opt_in = EXCLUDED.marketing_opt_in,
+                    opt_in_source = EXCLUDED.opt_in_source,
+                    opt_in_changed_at = EXCLUDED.opt_in_changed_at,
+                    opted_out_at = EXCLUDED.opted_out_at,
+                    updated_at = now()
+                WHERE c.opt_in_changed_at IS NULL
+                   OR c.opt_in_changed_at <= EXCLUDED.opt_in_changed_at
+                RETURNING (xmax = 0)
+                """,
+                tenant_id,
+                key,
+                opt_in,
+                source,
+                at,
+            )
         return row is not None
 
     async def marketing_states(self, tenant_id: str, wa_ids: Sequence[str]) -> dict[str, bool]:
+        """``id → marketing_opt_in`` for every id (key and aliases) of the contacts that
+        any of ``wa_ids`` (phone numbers, BSUIDs) names."""
         rows = await self._pool.fetch(
-            "SELECT customer_wa_id, marketing_opt_in FROM contacts "
-            "WHERE tenant_id = $1 AND customer_wa_id = ANY($2::text[])",
+            """
+            WITH keys AS (
+                SELECT DISTINCT COALESCE(a.customer_key, g.id) AS key
+                FROM unnest($2::text[]) AS g(id)
+                LEFT JOIN customer_aliases a ON a.tenant_id = $1 AND a.alias = g.id
+            )
+            SELECT x.id, c.marketing_opt_in
+            FROM keys k JOIN contacts c ON c.tenant_id = $1 AND c.customer_wa_id = k.key
+            CROSS JOIN LATERAL (
+                SELECT c.customer_wa_id AS id
+                UNION SELECT a.alias FROM customer_aliases a
+                WHERE a.tenant_id = $1 AND a.customer_key = c.customer_wa_id
+            ) AS x
+            """,
             tenant_id,
             list(wa_ids),
         )
-        return {r["customer_wa_id"]: r["marketing_opt_in"] for r in rows}
+        return {r["id"]: r["marketing_opt_in"] for r in rows}
 
     async def opted_out_page(
         self, after: tuple[str, int], limit: int
     ) -> list[tuple[str, int, str]]:
+        """``(tenant_id, contact_id, id)`` for every id of the opted-out contacts of the
+        page (``limit`` contacts; all ids of a contact in the same page)."""
         rows = await self._pool.fetch(
             """
-            SELECT tenant_id, contact_id, customer_wa_id FROM contacts
-            WHERE NOT marketing_opt_in AND (tenant_id, contact_id) > ($1, $2)
-            ORDER BY tenant_id, contact_id LIMIT $3
+            WITH page AS (
+                SELECT tenant_id, contact_id, customer_wa_id FROM contacts
+                WHERE NOT marketing_opt_in AND (tenant_id, contact_id) > ($1, $2)
+                ORDER BY tenant_id, contact_id LIMIT $3
+            )
+            SELECT p.tenant_id, p.contact_id, x.id
+            FROM page p CROSS JOIN LATERAL (
+                SELECT p.customer_wa_id AS id
+                UNION SELECT a.alias FROM customer_aliases a
+                WHERE a.tenant_id = p.tenant_id AND a.customer_key = p.customer_wa_id
+            ) AS x
+            ORDER BY p.tenant_id, p.contact_id
             """,
             after[0],
             after[1],
             limit,
         )
-        return [(r["tenant_id"], r["contact_id"], r["customer_wa_id"]) for r in rows]
+        return [(r["tenant_id"], r["contact_id"], r["id"]) for r in rows]
 
     # ================================================================ campaigns
 
@@ -682,6 +878,10 @@ class OutreachRepository:
     # ================================================================ reminders
 
     async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
+        # the API names the customer by phone or BSUID: stored under the customer key
+        keys = await customer_keys(self._pool, reminder.tenant_id, [reminder.wa_id])
+        if keys.get(reminder.wa_id, reminder.wa_id) != reminder.wa_id:
+            reminder = replace(reminder, wa_id=keys[reminder.wa_id])
         row = await insert_reminder(self._pool, reminder)
         if row is not None:
             return _reminder(row), True
@@ -772,10 +972,11 @@ class PgCampaignBatch:
 
     async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]:
         rows = await self._conn.fetch(
-            """
+            f"""
             SELECT r.contact_id, r.wa_id, r.message_id, r.components, c.name,
+                {_ADDRESS_R} AS address,
                 COALESCE(c.status, 'inactive') AS status,
-                COALESCE(c.attributes, '{}') AS attributes,
+                COALESCE(c.attributes, '{{}}') AS attributes,
                 COALESCE(c.marketing_opt_in, false) AS marketing_opt_in,
                 (SELECT count(*) FROM campaign_recipients o
                  WHERE o.tenant_id = r.tenant_id AND o.wa_id = r.wa_id
@@ -785,7 +986,7 @@ class PgCampaignBatch:
             LEFT JOIN contacts c ON c.tenant_id = r.tenant_id AND c.customer_wa_id = r.wa_id
             WHERE r.campaign_id = $1 AND r.state = 'pending'
             ORDER BY r.contact_id LIMIT $2
-            """,
+            """,  # noqa: S608
             self._id,
             limit,
             cap_window_s,
@@ -800,6 +1001,7 @@ class PgCampaignBatch:
                     attributes=_loads(r["attributes"]),
                     marketing_opt_in=r["marketing_opt_in"],
                     recent_sends=r["recent"],
+                    address=r["address"],
                 ),
                 message_id=r["message_id"],
                 components=_loads(r["components"]) or [],
@@ -860,9 +1062,9 @@ class PgDueBatch:
     async def claim(self, limit: int) -> tuple[datetime, list[DueReminder]]:
         now: datetime = await self._conn.fetchval("SELECT clock_timestamp()")
         rows = await self._conn.fetch(
-            """
+            f"""
             SELECT r.*, c.status AS contact_status, c.marketing_opt_in, c.last_inbound_at,
-                c.name AS contact_name, c.attributes,
+                c.name AS contact_name, c.attributes, {_ADDRESS_R} AS address,
                 (r.kind = 'payment_due' AND EXISTS (
                     SELECT 1 FROM orders o WHERE o.tenant_id = r.tenant_id
                       AND o.order_id = r.reference
@@ -876,7 +1078,7 @@ class PgDueBatch:
             ORDER BY r.due_at
             LIMIT $1
             FOR UPDATE OF r SKIP LOCKED
-            """,
+            """,  # noqa: S608
             limit,
             now,
         )
@@ -886,6 +1088,7 @@ class PgDueBatch:
                 tenant_id=r["tenant_id"],
                 account_id=r["account_id"],
                 wa_id=r["wa_id"],
+                address=r["address"],
                 kind=r["kind"],
                 category=r["category"],
                 text=r["text"],

@@ -70,7 +70,7 @@ class ReminderScheduler:
                             correlation_id=r.message_id,
                             message_id=r.message_id,
                             idempotency_key=f"reminder:{r.reminder_id}",
-                            to=r.wa_id,
+                            to=r.address or r.wa_id,
                             category=send.category,
                             content=send.content,
                         )

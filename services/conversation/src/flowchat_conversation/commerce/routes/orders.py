@@ -162,7 +162,7 @@ async def list_orders(
     tenant_id: TenantAdmin,
     orders: Orders,
     status: OrderStatus | None = None,
-    customer: Annotated[str | None, Query(max_length=32)] = None,
+    customer: Annotated[str | None, Query(max_length=140)] = None,
     overdue: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
@@ -210,7 +210,9 @@ async def record_payment(
 async def release_conversation(
     tenant_id: TenantAdmin,
     orders: Orders,
-    wa_id: Annotated[str, Path(pattern=r"^\+?[1-9][0-9]{6,14}$")],
+    wa_id: Annotated[
+        str, Path(pattern=r"^(\+?[1-9][0-9]{6,14}|[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128})$")
+    ],
     body: ReleaseIn | None = None,
 ) -> ReleaseOut:
     """End the operator hand-off with a customer: the bot speaks again."""
