@@ -635,5 +635,5 @@ class TemplateEvents:
             "template catalog refreshed after a webhook",
             account_id=account.account_id,
             template=name,
-            event=event,
+            template_event=event,
         )
