@@ -64,6 +64,8 @@ TEMPLATE_NOT_APPROVED = -21
 TEMPLATE_PARAMETER_COUNT = -22
 TEMPLATE_PARAMETER_FORMAT = -23
 MEDIA_REFUSED = -24
+#: The provider cannot address the command's recipient (a BSUID on Twilio).
+RECIPIENT_UNSUPPORTED = -25
 
 #: Meta throughput reached: the number's own rate is lowered for a while.
 META_THROUGHPUT = int(MetaCode.THROUGHPUT_REACHED)
@@ -193,6 +195,9 @@ OWN: dict[int, Rule] = {
         _F, "template parameter format does not match the template (named, positional, type)"
     ),
     MEDIA_REFUSED: Rule(_F, "media type or size not accepted by WhatsApp"),
+    RECIPIENT_UNSUPPORTED: Rule(
+        _F, "this provider cannot address a BSUID: send to the customer's phone number"
+    ),
 }
 
 _UNKNOWN_CODE = Rule(_F, "unclassified provider error")
