@@ -160,10 +160,11 @@ async def test_window_and_opt_out_hold_for_a_bsuid(w: World) -> None:
         await w.publish(commands)
         results = await w.results(3)
     late, stopped, promo_ok = (results[c.message_id] for c in commands)
-    assert late.status == "failed" and late.error is not None
+    assert late.status == "failed"
+    assert late.error is not None
     assert late.error.code == fates.META_WINDOW
-    assert stopped.status == "failed" and stopped.error is not None
+    assert stopped.status == "failed"
+    assert stopped.error is not None
     assert stopped.error.code == fates.OPTED_OUT
     assert promo_ok.status == "accepted", promo_ok.error
     assert await w.ledger_ids() == [commands[2].message_id]
-
