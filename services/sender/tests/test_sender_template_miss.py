@@ -12,6 +12,7 @@ miss that a sync made after the command confirms is final.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import pytest
 from sender_testkit import Number, World, own_redis_url, world
@@ -20,8 +21,8 @@ from flowchat_contracts import TemplateContent
 from flowchat_platform.testing import serve
 from flowchat_sender import fates, metrics
 from flowchat_sender.app import create_app
-
-pytestmark = pytest.mark.integration
+from flowchat_sender.errors import SendRetry
+from flowchat_sender.templates import Catalog, TemplateCatalog
 
 TOKEN = "template-miss-test-token-012345"
 
@@ -35,6 +36,7 @@ async def w(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
         yield kit
 
 
+@pytest.mark.integration
 async def test_a_template_approved_right_after_a_sync_is_sent(w: World) -> None:
     await w.template("order_update")
     pending = await w.template("pending_news", status="PENDING")
@@ -69,3 +71,49 @@ async def test_a_template_approved_right_after_a_sync_is_sent(w: World) -> None:
     assert unknown.error.code == fates.TEMPLATE_UNKNOWN
     # the first load, then one sync for every miss together
     assert float(graph._value.get()) - syncs_before <= 2
+
+
+# --------------------------------------------------------------------- the rule, alone
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def catalog_at(clock: Clock, **kw: Any) -> TemplateCatalog:
+    # These branches decide without Redis or the Graph API (a sync would need both).
+    return TemplateCatalog(cast(Any, None), cast(Any, None), clock=clock, **kw)
+
+
+async def test_a_miss_against_a_catalog_synced_after_the_command_is_final() -> None:
+    clock = Clock(1000.0)
+    catalogs = catalog_at(clock)
+    synced = Catalog({}, synced_at=999.0)
+    account = Number.fresh("tu", "acc-u", pnid_prefix="10692").credentials
+    assert await catalogs.after_miss(account, synced, made_at=998.0) is synced
+
+
+async def test_too_soon_for_a_sync_is_a_retry_without_an_attempt_until_recheck_s() -> None:
+    clock = Clock(1000.0)
+    catalogs = catalog_at(clock, miss_sync_s=5.0, recheck_s=300.0)
+    young = Catalog({}, synced_at=998.0)
+    account = Number.fresh("tu", "acc-u", pnid_prefix="10692").credentials
+    with pytest.raises(SendRetry) as retry:
+        await catalogs.after_miss(account, young, made_at=999.0)
+    assert not retry.value.counts_as_attempt
+    assert retry.value.delay_s == pytest.approx(3.0)
+    # a command made before the catalog's sync but waiting longer than recheck_s: final
+    old = Catalog({}, synced_at=999.0)
+    assert await catalogs.after_miss(account, old, made_at=1000.0 - 301) is not None
+
+
+async def test_a_failing_graph_api_lets_meta_decide() -> None:
+    clock = Clock(1000.0)
+    catalogs = catalog_at(clock, retry_s=60.0)
+    account = Number.fresh("tu", "acc-u", pnid_prefix="10692").credentials
+    catalogs._failed[TemplateCatalog.key(account.tenant_id, account.waba_id or "")] = 990.0
+    assert await catalogs.after_miss(account, Catalog({}, synced_at=900.0), made_at=999.0) is None
