@@ -340,16 +340,18 @@ async def world(
     stub: FastAPI | None = None,
     forget: Sequence[str] = (),
     defaults: Mapping[str, Any] | None = None,
+    status_delay_s: float = 30,
 ) -> AsyncIterator[World]:
     """The sandbox (in-process) with ``number`` registered, the tenant ``stub`` (by
     default one answering for ``number`` and checking ``token``), the topology
     declared; afterwards the number's rate-limit keys and the ``forget`` patterns are
-    deleted from Redis (``redis_url``: see :func:`own_redis_url`)."""
+    deleted from Redis (``redis_url``: see :func:`own_redis_url`). The sandbox posts
+    status webhooks ``status_delay_s`` after a send."""
     await declare_topology(amqp_url)
     if stub is None:
         stub = tenant_stub({number.account_id: number.account_json()}, token=token)
     async with (
-        serve(create_sandbox(SandboxSettings(status_delay_s=30))) as sandbox_url,
+        serve(create_sandbox(SandboxSettings(status_delay_s=status_delay_s))) as sandbox_url,
         serve(stub) as stub_url,
         httpx.AsyncClient(base_url=sandbox_url) as sandbox,
     ):

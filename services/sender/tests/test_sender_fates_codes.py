@@ -92,3 +92,24 @@ def test_fates_writes_no_meta_code_as_a_bare_number():
             isinstance(t, ast.Name) and t.id.startswith("META_") for t in node.targets
         ):
             assert not isinstance(node.value, ast.Constant), ast.dump(node)
+
+
+def test_an_authentication_template_to_a_bsuid_fails_at_once():
+    # Meta's 131062: one-tap, zero-tap and copy-code authentication templates need a
+    # phone number; a BSUID recipient never gets them, so retrying is pointless.
+    code = MetaCode.BSUID_UNSUPPORTED_FOR_MESSAGE
+    assert code == 131062
+    assert meta_codes.category(code) == "recipient"
+    assert meta_codes.title(code)
+    rule = rule_for("meta", 131062)
+    assert classified("meta", 131062)
+    assert rule.fate is Fate.FAIL
+    assert "phone number" in rule.hint
+
+
+@pytest.mark.parametrize("code", sorted(fates.TWILIO))
+def test_twilio_fates_are_named_with_twilio_s_titles(code):
+    from flowchat_contracts import twilio_codes
+
+    assert code in twilio_codes.TITLES, code
+    assert rule_for("twilio", code).hint.startswith(twilio_codes.title(code))

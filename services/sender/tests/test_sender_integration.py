@@ -429,6 +429,26 @@ async def test_twilio_account_sends_a_form_with_basic_auth(stack: Stack) -> None
     assert req["form"]["StatusCallback"] == "http://gateway.test/webhooks/twilio/acc-tw"
 
 
+async def test_a_bsuid_on_a_twilio_account_fails_cleanly(stack: Stack) -> None:
+    """Twilio cannot address a BSUID: a failed result with FlowChat's own code, no call."""
+    stack.tenant.accounts["acc-tw"] = {
+        "account_id": "acc-tw",
+        "tenant_id": "t1",
+        "provider": "twilio",
+        "twilio_account_sid": "AC" + "0" * 32,
+        "twilio_auth_token": "twilio-token-0123456789",
+        "twilio_number": "+14155550100",
+    }
+    await stack.publish(command(account_id="acc-tw", to="US.13491208655302741918"))
+    [result] = await stack.results(1)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.code == fates.RECIPIENT_UNSUPPORTED
+    assert "BSUID" in result.error.message
+    assert stack.graph.requests == []
+    assert await stack.take(topology.QUEUE_POISON) == []
+
+
 async def test_metrics_are_exported(stack: Stack) -> None:
     await stack.publish(command())
     await stack.results(1)

@@ -60,7 +60,7 @@ async def test_migration_0002_strips_the_plus_of_stored_recipients(database_url:
                 message_id,
                 recipient,
             )
-        await migrate(database_url, MIGRATIONS, schema=SCHEMA)
+        await migrate(database_url, MIGRATIONS, schema=SCHEMA, revision="0002")
         rows = await conn.fetch("SELECT id, recipient FROM messages")
         assert {r["id"]: r["recipient"] for r in rows} == {
             "msg_old": "14155550100",

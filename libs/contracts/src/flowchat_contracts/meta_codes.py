@@ -109,6 +109,7 @@ class MetaCode(IntEnum):
     RECIPIENT_NOT_ALLOWED = 131030
     ECOSYSTEM_ENGAGEMENT = 131049
     RECIPIENT_ID_UNSUPPORTED = 131064
+    BSUID_UNSUPPORTED_FOR_MESSAGE = 131062
     RE_ENGAGEMENT = 131047
     MARKETING_OPT_OUT = 131050
     # templates
@@ -172,6 +173,8 @@ TITLES: Final[Mapping[MetaCode, str]] = {
         "This message was not delivered to maintain healthy ecosystem engagement"
     ),
     _C.RECIPIENT_ID_UNSUPPORTED: "Recipient identifier not supported",
+    # authentication templates (one-tap, zero-tap, copy-code) sent by ``recipient``
+    _C.BSUID_UNSUPPORTED_FOR_MESSAGE: "BSUID recipients are not supported for this message",
     _C.RE_ENGAGEMENT: "Re-engagement message",
     _C.MARKETING_OPT_OUT: (
         "Unable to deliver the message. This recipient has chosen to stop receiving "
@@ -249,6 +252,7 @@ RECIPIENT: Final = frozenset(
         _C.RECIPIENT_NOT_ALLOWED,
         _C.ECOSYSTEM_ENGAGEMENT,
         _C.RECIPIENT_ID_UNSUPPORTED,
+        _C.BSUID_UNSUPPORTED_FOR_MESSAGE,
     }
 )
 WINDOW: Final = frozenset({_C.RE_ENGAGEMENT})

@@ -105,6 +105,7 @@ def create_app(settings: Settings) -> FastAPI:
             local_ttl_s=settings.template_local_ttl_s,
             recheck_s=settings.template_recheck_s,
             retry_s=settings.template_retry_s,
+            miss_sync_s=settings.template_miss_sync_s,
         )
         template_events = TemplateEvents(templates, tenants, clock=time.time)
         app.state.media = MediaStore(

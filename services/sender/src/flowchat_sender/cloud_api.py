@@ -3,7 +3,7 @@
 Bodies follow the spec's ``sendMessage`` request schema (the shared reference); a
 unit test validates every content type against it. ``biz_opaque_callback_data``
 carries FlowChat's message id, so status webhooks name the message even when the
-send result was lost.
+send result was lost. A customer known only by a BSUID is addressed with ``recipient``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from flowchat_contracts import (
     TemplateContent,
     TemplateParameter,
     TextContent,
+    is_bsuid,
 )
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates, provider_http
@@ -35,13 +36,18 @@ JSON = dict[str, Any]
 
 
 def build_message(command: OutboundCommand) -> JSON:
-    """The Cloud API request body of ``command``."""
-    body: JSON = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": command.to.lstrip("+"),
-        "biz_opaque_callback_data": command.message_id,
-    }
+    """The Cloud API request body of ``command``.
+
+    A phone number goes in ``to``; a BSUID (or parent BSUID) in ``recipient``, with no
+    ``to`` (Meta's "Business-scoped user IDs": if both are given, ``to`` wins).
+    """
+    to = command.to
+    body: JSON = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    if is_bsuid(to):
+        body["recipient"] = to
+    else:
+        body["to"] = to.lstrip("+")
+    body["biz_opaque_callback_data"] = command.message_id
     if command.reply_to:
         body["context"] = {"message_id": command.reply_to}
     content = command.content

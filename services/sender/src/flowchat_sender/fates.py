@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from flowchat_contracts import meta_codes
+from flowchat_contracts import meta_codes, twilio_codes
 from flowchat_contracts.meta_codes import MetaCode
 
 
@@ -64,6 +64,8 @@ TEMPLATE_NOT_APPROVED = -21
 TEMPLATE_PARAMETER_COUNT = -22
 TEMPLATE_PARAMETER_FORMAT = -23
 MEDIA_REFUSED = -24
+#: The provider cannot address the command's recipient (a BSUID on Twilio).
+RECIPIENT_UNSUPPORTED = -25
 
 #: Meta throughput reached: the number's own rate is lowered for a while.
 META_THROUGHPUT = int(MetaCode.THROUGHPUT_REACHED)
@@ -132,6 +134,11 @@ META: dict[int, Rule] = {
     _C.MEDIA_UPLOAD_ERROR: Rule(_F, "media upload failed"),
     _C.TEMPLATE_NOT_SENDABLE: Rule(_F, "template not sendable by this account"),
     _C.RECIPIENT_ID_UNSUPPORTED: Rule(_F, "recipient identifier not supported"),
+    _C.BSUID_UNSUPPORTED_FOR_MESSAGE: Rule(
+        _F,
+        "authentication templates (one-tap, zero-tap, copy-code) cannot go to a BSUID: "
+        "send to the customer's phone number",
+    ),
     _C.TEMPLATE_PARAM_COUNT_MISMATCH: Rule(
         _F, "template parameter count does not match the template"
     ),
@@ -149,19 +156,27 @@ META: dict[int, Rule] = {
 for _code in meta_codes.API_PERMISSIONS:  # permissions
     META.setdefault(_code, Rule(_F, "the app lacks a permission for this number"))
 
+
+def _twilio(code: int, fate: Fate, advice: str = "") -> Rule:
+    """A Twilio code's rule, named by Twilio's title (:mod:`flowchat_contracts.twilio_codes`)."""
+    title = twilio_codes.title(code)
+    return Rule(fate, f"{title}; {advice}" if advice else title)
+
+
+#: Twilio's codes (titled in :mod:`flowchat_contracts.twilio_codes`) and their fates.
 TWILIO: dict[int, Rule] = {
-    20003: Rule(Fate.REFRESH_CREDENTIALS, "Twilio authentication failed"),
-    20429: Rule(_R, "Twilio API rate limit"),
-    30001: Rule(_R, "Twilio queue overflow"),
-    63018: Rule(_R, "WhatsApp rate limit for this sender"),
-    63016: Rule(_F, "outside the 24-hour window: send an approved template (ContentSid) instead"),
-    63024: Rule(_F, "invalid message recipient"),
-    63032: Rule(_F, "the user's number is part of an experiment"),
-    21211: Rule(_F, "invalid 'To' number"),
-    21408: Rule(_F, "permission to send to this region is not enabled"),
-    21610: Rule(_F, "the recipient unsubscribed"),
-    63007: Rule(_F, "no WhatsApp sender found for 'From'"),
-    63013: Rule(_F, "policy violation"),
+    20003: _twilio(20003, Fate.REFRESH_CREDENTIALS),
+    20429: _twilio(20429, _R, "Twilio API rate limit"),
+    30001: _twilio(30001, _R),
+    63018: _twilio(63018, _R),
+    63016: _twilio(63016, _F, "a template is a ContentSid"),
+    63024: _twilio(63024, _F),
+    63032: _twilio(63032, _F),
+    21211: _twilio(21211, _F),
+    21408: _twilio(21408, _F),
+    21610: _twilio(21610, _F),
+    63007: _twilio(63007, _F, "no WhatsApp sender for 'From'"),
+    63013: _twilio(63013, _F),
 }
 
 OWN: dict[int, Rule] = {
@@ -180,6 +195,9 @@ OWN: dict[int, Rule] = {
         _F, "template parameter format does not match the template (named, positional, type)"
     ),
     MEDIA_REFUSED: Rule(_F, "media type or size not accepted by WhatsApp"),
+    RECIPIENT_UNSUPPORTED: Rule(
+        _F, "this provider cannot address a BSUID: send to the customer's phone number"
+    ),
 }
 
 _UNKNOWN_CODE = Rule(_F, "unclassified provider error")

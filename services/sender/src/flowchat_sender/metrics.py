@@ -46,7 +46,8 @@ DLQ = Counter("flowchat_sender_dlq_total", "Commands parked in the DLQ, by reaso
 TEMPLATE_CATALOG = Counter(
     "flowchat_sender_template_catalog_loads_total",
     "Template catalog loads by source: redis, graph (a sync of every page), graph_error, "
-    "redis_error (the check is skipped then)",
+    "redis_error (the check is skipped then); template misses: miss_sync (a sync asked "
+    "for), miss_wait (too soon for one: the command went to a retry tier)",
     ["source"],
 )
 TEMPLATE_REFUSALS = Counter(

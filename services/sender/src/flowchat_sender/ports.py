@@ -36,7 +36,10 @@ class AccountSource(Protocol):
 
 
 class Precheck(Protocol):
-    """A check of the command's content before any Redis or provider call (templates)."""
+    """A check of the command's content before any Redis or provider call (templates):
+    a refusal (a failed result), None (go on), or
+    :class:`~flowchat_sender.errors.SendRetry` when it cannot decide yet (a template
+    miss waiting for a catalog sync)."""
 
     async def check(
         self, command: OutboundCommand, account: AccountCredentials

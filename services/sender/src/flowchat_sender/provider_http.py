@@ -61,6 +61,10 @@ class HttpAdapter(ABC):
         self._session = session
         self._timeout = message_timeout(timeout_s)
 
+    def addresses(self, to: str) -> bool:
+        """Whether this provider can address the customer id ``to`` (a phone or a BSUID)."""
+        return True
+
     @abstractmethod
     def request(
         self, account: AccountCredentials, command: OutboundCommand

@@ -37,6 +37,10 @@ class ProviderAdapter(Protocol):
     def supports(self, command: OutboundCommand) -> bool:
         """False when this provider cannot carry the command's content at all."""
 
+    def addresses(self, to: str) -> bool:
+        """False when this provider cannot address the customer id ``to`` (a BSUID on
+        Twilio)."""
+
     async def send(
         self, account: AccountCredentials, command: OutboundCommand
     ) -> ProviderReply: ...

@@ -325,6 +325,12 @@ class Sender:
                 fates.UNSUPPORTED_CONTENT,
                 f"{account.provider} cannot send {command.content.type} messages",
             )
+        if not adapter.addresses(command.to):
+            return _own(
+                fates.RECIPIENT_UNSUPPORTED,
+                f"{account.provider} cannot address a BSUID ({command.to}); "
+                "send to the customer's phone number",
+            )
         if account.provider == "meta" and not (account.phone_number_id and account.access_token):
             return _own(fates.MISSING_CREDENTIALS, "no phone number id or access token")
         if account.provider == "twilio" and not (

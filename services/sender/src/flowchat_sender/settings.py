@@ -107,8 +107,12 @@ class Settings(ServiceSettings):
     template_guard: bool = True
     template_ttl_s: int = 24 * 3600
     template_local_ttl_s: float = 30.0
-    #: A template missing from a catalog older than this triggers one re-sync.
+    #: A template missing from (or not approved in) a catalog synced before the command
+    #: was made triggers a fresh sync; the command waits for one (in a retry tier, no
+    #: attempt used) at most this long after it was made.
     template_recheck_s: float = 300.0
+    #: Template misses trigger at most one catalog sync per WABA this often.
+    template_miss_sync_s: float = 5.0
     #: After a failed sync, templates go unchecked (Meta decides) this long before the next try.
     template_retry_s: float = 60.0
     #: Templates per page of ``GET /{waba_id}/message_templates`` (every page is read).

@@ -8,8 +8,14 @@
 
 - A catalog is loaded once per WABA per process (single-flight: concurrent sends wait
   for the same load) and kept ``local_ttl_s`` in memory; Redis keeps it 24 h for every
-  replica. A template missing (or not approved) in a catalog older than ``recheck_s``
-  triggers one refresh, so a template approved since the last sync is not refused.
+  replica.
+- A miss (a template missing or not approved) against a catalog synced before the
+  command was made may be a template approved since, with no webhook (yet): it
+  triggers a fresh sync (single-flight per WABA, at most one per ``miss_sync_s``)
+  before the command fails. When it is too soon for one, the command goes to a retry
+  tier (:class:`~flowchat_sender.errors.SendRetry`, no attempt used) and comes back
+  when a sync may run, for at most ``recheck_s`` after it was made. A miss against a
+  catalog synced after the command was made is final: a refusal below.
 - Template status webhooks (``message_template_status_update`` and friends, published
   by the gateway on ``flowchat.events``) patch the template's status at once and
   re-sync the WABA's catalog (:class:`TemplateEvents`). Other replicas see the change
@@ -60,6 +66,7 @@ from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_sender import fates, metrics, provider_http
 from flowchat_sender.cloud_api import parse_error
+from flowchat_sender.errors import SendRetry
 
 log = get_logger(__name__)
 
@@ -365,8 +372,12 @@ class TemplateCatalog:
     source: CatalogSource
     ttl_s: int = 24 * 3600
     local_ttl_s: float = 30.0
+    #: A command's template miss waits for a fresh sync at most this long after the
+    #: command was made (then it is final).
     recheck_s: float = 300.0
     retry_s: float = 60.0
+    #: Misses trigger at most one sync per WABA this often (per process).
+    miss_sync_s: float = 5.0
     clock: Callable[[], float] = time.time
     _local: dict[str, _Local] = field(default_factory=dict)
     _failed: dict[str, float] = field(default_factory=dict)
@@ -396,14 +407,41 @@ class TemplateCatalog:
             await asyncio.shield(flight.task)
         return await self._single(key, lambda: self._sync(key, account), force=True)
 
-    async def recheck(self, account: AccountCredentials, catalog: Catalog) -> Catalog:
-        """A fresher catalog when ``catalog`` is older than ``recheck_s`` (else itself)."""
-        if self.clock() - catalog.synced_at < self.recheck_s:
+    async def after_miss(
+        self, account: AccountCredentials, catalog: Catalog, *, made_at: float
+    ) -> Catalog | None:
+        """The catalog to judge a miss by, for a command made at ``made_at``.
+
+        ``catalog`` itself when it was synced after the command was made (the miss is
+        real); else a fresh sync's (joining one that started after ``made_at``); None
+        when no sync can be had (Graph failing: Meta decides). Raises
+        :class:`~flowchat_sender.errors.SendRetry` when the last sync is younger than
+        ``miss_sync_s``: the command comes back when one may run.
+        """
+        now = self.clock()
+        made_at = min(made_at, now)
+        if catalog.synced_at >= made_at:
             return catalog
         key = self.key(account.tenant_id, account.waba_id or "")
         if self._recently_failed(key):
-            return catalog
-        return await self.refresh(account) or catalog
+            return None
+        flight = self._flights.get(key)
+        wait = self.miss_sync_s - (now - catalog.synced_at)
+        if wait > 0 and (flight is None or flight.started_at < made_at):
+            if now - made_at >= self.recheck_s:
+                return catalog  # waited long enough: the miss is final
+            metrics.TEMPLATE_CATALOG.labels("miss_wait").inc()
+            raise SendRetry(
+                f"template not in the catalog synced {now - catalog.synced_at:.1f}s ago; "
+                "retried after the next sync",
+                delay_s=wait,
+                counts_as_attempt=False,
+            )
+        metrics.TEMPLATE_CATALOG.labels("miss_sync").inc()
+        fresh = await self.refresh(account, not_before=made_at)
+        if fresh is None or fresh.synced_at < made_at:
+            return None  # the sync failed: Meta decides
+        return fresh
 
     async def patch(
         self, tenant_id: str, waba_id: str, name: str, language: str, status: str
@@ -550,7 +588,7 @@ class TemplateGuard:
             if account.provider == "twilio":
                 check_twilio(content)
             else:
-                await self._check_meta(account, content)
+                await self._check_meta(account, content, command.created_at.timestamp())
         except Refusal as refusal:
             metrics.TEMPLATE_REFUSALS.labels(str(refusal.code)).inc()
             rule = fates.rule_for("flowchat", refusal.code)
@@ -561,7 +599,9 @@ class TemplateGuard:
             )
         return None
 
-    async def _check_meta(self, account: AccountCredentials, content: TemplateContent) -> None:
+    async def _check_meta(
+        self, account: AccountCredentials, content: TemplateContent, made_at: float
+    ) -> None:
         if not account.waba_id:
             return
         catalog = await self.catalog.get(account)
@@ -569,7 +609,10 @@ class TemplateGuard:
             return
         template = catalog.get(content.name, content.language)
         if template is None or template.status != "APPROVED":
-            catalog = await self.catalog.recheck(account, catalog)
+            fresher = await self.catalog.after_miss(account, catalog, made_at=made_at)
+            if fresher is None:
+                return
+            catalog = fresher
             template = catalog.get(content.name, content.language)
         if template is None:
             others = catalog.languages(content.name)
@@ -635,5 +678,5 @@ class TemplateEvents:
             "template catalog refreshed after a webhook",
             account_id=account.account_id,
             template=name,
-            event=event,
+            template_event=event,
         )

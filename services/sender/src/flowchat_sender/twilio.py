@@ -4,7 +4,9 @@ Text → ``Body``; media by link → ``MediaUrl`` (+ ``Body`` for the caption);
 templates → ``ContentSid`` (the template name is the Content SID, ``HX…``) with
 ``ContentVariables`` (positional ``{"1": …}`` or by ``parameter_name``). Twilio has no
 equivalent here for media ids, reactions, interactive, location or contact messages;
-those fail with a clear reason instead of being sent half-right.
+those fail with a clear reason instead of being sent half-right. Nor can it address a
+customer by BSUID (a phone number only): the sender fails such a command with its own
+code before the call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flowchat_contracts import (
     ProviderError,
     TemplateContent,
     TextContent,
+    is_bsuid,
 )
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_sender import fates, provider_http
@@ -114,6 +117,10 @@ class TwilioAdapter(provider_http.HttpAdapter):
         if isinstance(content, MediaContent):
             return content.link is not None
         return isinstance(content, TextContent | TemplateContent)
+
+    def addresses(self, to: str) -> bool:
+        """Twilio sends to ``whatsapp:+<phone>`` only: a BSUID cannot be addressed."""
+        return not is_bsuid(to)
 
     def status_callback(self, account_id: str) -> str | None:
         return f"{self._gateway}/webhooks/twilio/{account_id}" if self._gateway else None

@@ -20,6 +20,10 @@ class IncomingStatus:
     error_title: str | None = None
     error_details: str | None = None
     pricing_category: str | None = None
+    #: The customer's ids when the status names them (``StatusUpdate.customer``): the
+    #: one that is not the message's recipient is recorded as its alias.
+    customer_wa_id: str | None = None
+    customer_user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,9 @@ class MessageRecord:
     pricing_category: str | None
     created_at: datetime
     updated_at: datetime
+    #: The customer's other id (a BSUID for a phone recipient, a phone number for a
+    #: BSUID recipient), once a status named both.
+    recipient_alias: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,7 @@ class StatusTransaction(Protocol):
         *,
         new_status: Status | None,
         outbox: OutboxItem | None,
+        alias: str | None = None,
     ) -> bool: ...
 
     async def hold(self, p: PendingStatus) -> bool: ...

@@ -83,7 +83,8 @@ class QueryService:
     async def list_messages(
         self, tenant_id: str, f: MessageFilter, *, cursor: str | None, limit: int
     ) -> Page:
-        """One page, newest first; ``f.recipient`` may be in any phone form (``+…``, digits)."""
+        """One page, newest first; ``f.recipient`` may be in any phone form (``+…``, digits)
+        or a BSUID, and matches either id of the customer (``recipient_alias``)."""
         after = decode_cursor(cursor) if cursor else None
         if f.recipient is not None:
             f = replace(f, recipient=recipient_for_lookup(f.recipient))

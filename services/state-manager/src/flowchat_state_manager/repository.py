@@ -35,7 +35,7 @@ from flowchat_state_manager.state import RANK, Status
 _COLUMNS = (
     "id, tenant_id, account_id, idempotency_key, recipient, message_type, category, "
     "campaign_id, correlation_id, provider, provider_message_id, status, error_code, "
-    "error_title, error_details, pricing_category, created_at, updated_at"
+    "error_title, error_details, pricing_category, created_at, updated_at, recipient_alias"
 )
 
 _UNAVAILABLE = (
@@ -71,6 +71,7 @@ def _record(row: asyncpg.Record) -> MessageRecord:
         pricing_category=row["pricing_category"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        recipient_alias=row["recipient_alias"],
     )
 
 
@@ -91,6 +92,8 @@ def _incoming(row: asyncpg.Record) -> IncomingStatus:
         error_title=row["error_title"],
         error_details=row["error_details"],
         pricing_category=row["pricing_category"],
+        customer_wa_id=row["customer_wa_id"],
+        customer_user_id=row["customer_user_id"],
     )
 
 
@@ -197,10 +200,12 @@ class Tx:
         *,
         new_status: Status | None,
         outbox: OutboxItem | None,
+        alias: str | None = None,
     ) -> bool:
         """In one statement: append ``s`` to the history and, only when it was not there
         yet, move the message to ``new_status`` (None: keep it; fill a missing pricing
-        category) and queue the outbox event. False when ``s`` is a duplicate."""
+        category or recipient ``alias``) and queue the outbox event. False when ``s`` is
+        a duplicate."""
         changed = new_status is not None
         value = await self._conn.fetchval(
             """
@@ -221,9 +226,11 @@ class Tx:
                     error_details = CASE WHEN $10 AND $11::text = 'failed'
                                          THEN $7 ELSE error_details END,
                     pricing_category = COALESCE($8, pricing_category),
+                    recipient_alias = COALESCE(recipient_alias, $16::text),
                     updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
                 WHERE id = $1 AND EXISTS (SELECT 1 FROM e)
-                  AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL))
+                  AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL)
+                       OR ($16::text IS NOT NULL AND recipient_alias IS NULL))
                 RETURNING 1
             ), o AS (
                 INSERT INTO outbox (event_id, routing_key, body)
@@ -248,6 +255,7 @@ class Tx:
             outbox.event_id if outbox else None,
             outbox.routing_key if outbox else None,
             outbox.body if outbox else None,
+            alias,
         )
         return bool(value)
 
@@ -258,8 +266,8 @@ class Tx:
             """
             INSERT INTO pending_statuses (provider, provider_message_id, tenant_id, account_id,
                 message_id, correlation_id, status, provider_timestamp, error_code, error_title,
-                error_details, pricing_category, event_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                error_details, pricing_category, event_id, customer_wa_id, customer_user_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
             ON CONFLICT DO NOTHING
             """,
             p.provider,
@@ -275,6 +283,8 @@ class Tx:
             s.error_details,
             s.pricing_category,
             s.event_id,
+            s.customer_wa_id,
+            s.customer_user_id,
         )
         return result.endswith(" 1")
 
@@ -349,7 +359,9 @@ class Repository:
             return f"${len(args)}"
 
         if f.recipient is not None:
-            where.append(f"recipient = {arg(f.recipient)}")
+            # either id of the customer: the one the send used, or the one a status told
+            value = arg(f.recipient)
+            where.append(f"(recipient = {value} OR recipient_alias = {value})")
         if f.status is not None:
             where.append(f"status = {arg(f.status.value)}")
         if f.campaign_id is not None:

@@ -31,7 +31,7 @@ from flowchat_state_manager.models import (
     PurgeResult,
 )
 from flowchat_state_manager.ports import StateStore, StatusTransaction
-from flowchat_state_manager.recipients import stored_recipient
+from flowchat_state_manager.recipients import alias_for, stored_recipient
 from flowchat_state_manager.state import RANK, Outcome, Status, transition
 
 PENDING = "pending"
@@ -166,6 +166,8 @@ class StateService:
             error_title=(first.title or first.message or None) if first else None,
             error_details=(first.details or None) if first else None,
             pricing_category=u.pricing.category if u.pricing else None,
+            customer_wa_id=u.customer.wa_id if u.customer else None,
+            customer_user_id=u.customer.user_id if u.customer else None,
         )
         key = (u.provider, u.provider_message_id)
         row = rows.get(key) or await tx.lock_by_provider_id(*key)
@@ -266,12 +268,18 @@ class StateService:
             )
         elif s.pricing_category and row.pricing_category is None:
             updated = replace(row, pricing_category=s.pricing_category)
+        alias = None
+        if row.recipient_alias is None and (s.customer_wa_id or s.customer_user_id):
+            alias = alias_for(row.recipient, s.customer_wa_id, s.customer_user_id)
+            if alias is not None:
+                updated = replace(updated, recipient_alias=alias)
         inserted = await tx.record(
             row.id,
             row.tenant_id,
             s,
             new_status=t.status if t.changed else None,
             outbox=outbox,
+            alias=alias,
         )
         if not inserted:  # this status (or this very event) is in the history already
             handled.add(s.status, Outcome.DUPLICATE.value)

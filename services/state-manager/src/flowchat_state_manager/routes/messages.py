@@ -70,7 +70,13 @@ async def message_by_idempotency_key(key: str, tenant: TenantId, query: QueryDep
 async def list_messages(
     tenant: TenantId,
     query: QueryDep,
-    recipient: Annotated[str | None, Query(description="The recipient's WhatsApp id")] = None,
+    recipient: Annotated[
+        str | None,
+        Query(
+            description="The customer: a phone number in any form or a BSUID (either id "
+            "of the customer finds the message)"
+        ),
+    ] = None,
     status: Annotated[Status | None, Query(description="Current status")] = None,
     since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Created before (ISO 8601)")] = None,

@@ -22,7 +22,11 @@ class MessageOut(BaseModel):
     tenant_id: str
     account_id: str
     idempotency_key: str | None
-    recipient: str | None
+    recipient: str | None = Field(description="The id the send used: a WhatsApp id or a BSUID")
+    recipient_alias: str | None = Field(
+        default=None,
+        description="The customer's other id (BSUID or WhatsApp id), once a status named both",
+    )
     message_type: str | None
     category: str | None = Field(description="marketing, utility, authentication or service")
     campaign_id: str | None
@@ -48,6 +52,7 @@ class MessageOut(BaseModel):
             account_id=m.account_id,
             idempotency_key=m.idempotency_key,
             recipient=m.recipient,
+            recipient_alias=m.recipient_alias,
             message_type=m.message_type,
             category=m.category,
             campaign_id=m.campaign_id,
