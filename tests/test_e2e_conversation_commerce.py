@@ -231,10 +231,14 @@ async def happy_path_with_invoice_and_lifecycle(shop: Shop) -> None:
     assert (order["status"], order["payment_status"]) == ("delivered", "paid")
     assert Decimal(order["invoice"]["amount_paid"]) == Decimal("102.13")
 
-    # returning customer (the session expired): greeted by name, offered the last order
+    # returning customer (the session expired): greeted by name, offered the last order.
+    # The session is kept under the customer's key: the BSUID Meta sends beside the phone.
+    r = await shop.http.get(f"{shop.sandbox}/sandbox/customers/{c}")
+    assert r.status_code == 200, r.text
+    key = r.json()["user_id"]
     async with aioredis.from_url(shop.stack.env["REDIS_URL"]) as redis:
         s = shop.seeded
-        await redis.delete(f"conversation:session:{s.tenant_id}:{s.account_id}:{c}")
+        assert await redis.delete(f"conversation:session:{s.tenant_id}:{s.account_id}:{key}")
     welcome, offer = await shop.say(c, "Hello", 2)
     assert welcome.startswith("Welcome back, Ada!")
     assert "10 x Cement 50kg" in offer
@@ -362,6 +366,111 @@ async def handoff_and_release(shop: Shop) -> None:
     assert "Browse our catalog" in menu
 
 
+async def username_only_customer_orders_opts_out_and_is_targeted_by_bsuid(shop: Shop) -> None:
+    """A customer who hides the phone behind a username (webhooks name them by BSUID
+    alone) gets the whole conversation, is targeted by a campaign at the BSUID, opts out
+    through Meta's ``user_preferences`` webhook and gets no marketing after that."""
+    phone = shop.new_customer()
+    r = await shop.http.put(
+        f"{shop.sandbox}/sandbox/customers/{phone}",
+        json={"name": "Sheena", "username": "sheena.n", "phone_hidden": True},
+    )
+    assert r.status_code == 200, r.text
+    c = r.json()["user_id"]  # the BSUID: all FlowChat ever learns of this customer
+    hello = await shop.say(c, "Hi", 2)
+    assert "Acme Hardware" in hello[0]
+    await shop.tap(c, "list", "Building", 1)
+    (ask,) = await shop.tap(c, "list", "Cement 50kg", 1)
+    assert "How many" in ask
+    _, review = await shop.say(c, "3", 2)
+    assert "3 x Cement 50kg" in review
+    invoice, document = await shop.tap(c, "button", "Confirm", 2)
+    assert "Invoice INV-" in invoice
+    assert document.startswith("📄 INV-")
+    (order,) = await shop.orders_of(c)
+    assert order["order_id"] == order_id_in(invoice)
+    base = shop.api
+    contacts = await shop.http.get(f"{base}/contacts", params={"q": c}, headers=shop.admin)
+    assert contacts.status_code == 200, contacts.text
+    (contact,) = contacts.json()["items"]
+    assert contact["user_id"] == c
+    assert phone not in str(contact)  # the hidden phone never reached FlowChat
+
+    template = f"bsuid_offer_{secrets.randbelow(10**6)}"
+    r = await shop.http.post(
+        f"{shop.sandbox}/sandbox/templates",
+        json={
+            "waba_id": "2099" + shop.seeded.phone_number_id[4:],
+            "name": template,
+            "language": "en",
+            "category": "MARKETING",
+            "components": [{"type": "BODY", "text": "A cement offer for {{1}}."}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    tag = f"bsuid-{secrets.randbelow(10**6)}"
+    r = await shop.http.post(
+        f"{base}/contacts", json={"phone": c, "tags": [tag]}, headers=shop.admin
+    )
+    assert r.status_code == 200, r.text
+
+    async def campaign() -> dict[str, Any]:
+        """Create and start a campaign to ``tag`` and wait for its end: its metrics, or
+        the refusal when no contact of the segment may be messaged."""
+        r = await shop.http.post(
+            f"{base}/campaigns",
+            headers=shop.admin,
+            json={
+                "name": f"offer {tag}",
+                "account_id": shop.seeded.account_id,
+                "template": {"name": template, "language": "en"},
+                "parameters": {"body": ["{{name}}"]},
+                "segment": {"tags_all": [tag]},
+            },
+        )
+        if r.status_code == 422:
+            return dict(r.json()["error"])
+        assert r.status_code == 201, r.text
+        campaign_id = r.json()["campaign_id"]
+        r = await shop.http.post(f"{base}/campaigns/{campaign_id}/start", headers=shop.admin)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while True:
+            r = await shop.http.get(f"{base}/campaigns/{campaign_id}/metrics", headers=shop.admin)
+            if r.json()["status"] == "completed":
+                return dict(r.json())
+            assert time.monotonic() < deadline, r.text
+            await asyncio.sleep(0.2)
+
+    first = await campaign()
+    assert (first["targeted"], first["excluded"]) == (1, {}), first
+    shop.expected[c] += 1
+    (offer,) = (await shop.wait(c, shop.expected[c]))[-1:]
+    assert offer["type"] == "template"
+    sent = offer["message"]
+    assert sent["recipient"] == c  # addressed by BSUID
+    assert "to" not in sent
+    (body,) = sent["template"]["components"]
+    assert body["parameters"] == [{"type": "text", "text": "Ada"}]  # the profile name
+
+    r = await shop.http.post(
+        f"{shop.sandbox}/sandbox/customers/{c}/preferences",
+        json={"phone_number_id": shop.seeded.phone_number_id, "value": "stop"},
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 15
+    while True:
+        got = await shop.http.get(f"{base}/contacts", params={"q": c}, headers=shop.admin)
+        if got.json()["items"][0]["marketing_opt_in"] is False:
+            break
+        assert time.monotonic() < deadline, got.text
+        await asyncio.sleep(0.1)
+    second = await campaign()
+    assert (second["code"], second["details"]) == ("no_eligible_contacts", [{"opted_out": 1}])
+    await asyncio.sleep(1)
+    assert len(await shop.outbound(c)) == shop.expected[c]  # no marketing after "stop"
+
+
 async def test_commerce_conversations_through_the_sandbox(platform_stack, load_script, tmp_path):
     async with httpx.AsyncClient(timeout=20) as http:
         shop = await open_shop(platform_stack, load_script, http)
@@ -372,6 +481,7 @@ async def test_commerce_conversations_through_the_sandbox(platform_stack, load_s
             race_for_the_last_unit(shop),
             fast_messages_in_order(shop),
             handoff_and_release(shop),
+            username_only_customer_orders_opts_out_and_is_targeted_by_bsuid(shop),
         )
         await shop.settled()
         overdue = await http.get(
