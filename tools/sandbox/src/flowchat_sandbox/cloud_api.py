@@ -43,7 +43,7 @@ from flowchat_sandbox.models import (
     wa_id_of,
 )
 from flowchat_sandbox.spec import MEDIA_TYPES, validate_read
-from flowchat_sandbox.templates import CATEGORIES, Template, check_send
+from flowchat_sandbox.templates import CATEGORIES, Template, check_recipient, check_send
 from flowchat_sandbox.webhooks import messages_value, meta_envelope
 
 if TYPE_CHECKING:
@@ -152,6 +152,7 @@ class CloudApi:
             template = self._find_template(number.waba_id, body["template"])
             check_send(template, body["template"])
             assert template is not None
+            check_recipient(template, by_bsuid=to is None)
             category = template.category.lower()
             if category == "marketing" and customer.opted_out_marketing:
                 fate = self._fate(131050)

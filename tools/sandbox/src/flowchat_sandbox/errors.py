@@ -44,6 +44,11 @@ _ANSWERS: tuple[tuple[MetaCode, str, int], ...] = (
         400,
     ),
     (_C.MARKETING_OPT_OUT, "The recipient has opted out of marketing messages.", 400),
+    (
+        _C.BSUID_UNSUPPORTED_FOR_MESSAGE,
+        "Business-scoped User ID (BSUID) recipients are not supported for this message.",
+        400,
+    ),
     (_C.UNSUPPORTED_MESSAGE_TYPE, "Message type is not currently supported.", 400),
     (_C.MEDIA_UPLOAD_ERROR, "Unable to upload the media used in the message.", 400),
     (
@@ -94,6 +99,7 @@ class GraphError(SandboxError):
         subcode: int | None = None,
         message: str | None = None,
     ) -> None:
+        code = int(code)  # a MetaCode member renders as its number
         title, default_details, default_status = META_ERRORS.get(
             code, ("Unknown error", "Unknown error.", 400)
         )

@@ -5,7 +5,9 @@ format) and BODY declare parameters; a send must give the same number (132000) i
 the same format (132012): positional ``{{1}}`` parameters carry no
 ``parameter_name``, named ``{{first_name}}`` ones carry exactly the template's names.
 Only APPROVED templates send; PAUSED → 132015, DISABLED → 132016, anything else or
-missing in that language → 132001.
+missing in that language → 132001. An AUTHENTICATION template with a one-tap, zero-tap
+or copy-code button goes to a phone number only: sent to a BSUID (``recipient``) it is
+refused with 131062 (:func:`check_recipient`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowchat_contracts.meta_codes import MetaCode
 from flowchat_contracts.whatsapp import (
     TEMPLATE_CATEGORIES,
     TEMPLATE_STATUSES,
@@ -24,6 +27,12 @@ from flowchat_sandbox.errors import GraphError
 STATUSES = TEMPLATE_STATUSES
 CATEGORIES = TEMPLATE_CATEGORIES
 MEDIA_FORMATS = frozenset({"IMAGE", "VIDEO", "DOCUMENT", "LOCATION"})
+#: The one-time-password buttons of authentication templates (``otp_type``).
+OTP_TYPES = frozenset({"COPY_CODE", "ONE_TAP", "ZERO_TAP"})
+#: Where Meta points an OTP button once the template exists: a template is created with
+#: ``{"type": "OTP", "otp_type": …}`` but read back as a URL button to this address
+#: (``…/otp/code/?otp_type=COPY_CODE&…``), per Meta's copy-code template page.
+OTP_URL = "https://www.whatsapp.com/otp/"
 
 
 @dataclass
@@ -47,6 +56,43 @@ class Template:
             "category": self.category,
             "id": self.id,
         }
+
+
+def otp_type(template: Template) -> str | None:
+    """``COPY_CODE``, ``ONE_TAP`` or ``ZERO_TAP`` for an AUTHENTICATION template with such a
+    button (as created, ``type: OTP``, or as read back, a URL button to :data:`OTP_URL`),
+    else None. Case does not matter, as in Meta's template definitions."""
+    if template.category.upper() != "AUTHENTICATION":
+        return None
+    for component in template.components:
+        if str(component.get("type", "")).upper() != "BUTTONS":
+            continue
+        for button in component.get("buttons") or []:
+            if not isinstance(button, dict):
+                continue
+            kind = str(button.get("type", "")).upper()
+            if kind == "OTP":
+                otp = str(button.get("otp_type", "")).upper()
+                if otp in OTP_TYPES:
+                    return otp
+            url = str(button.get("url", ""))
+            if kind == "URL" and url.startswith(OTP_URL):
+                otp = url.partition("otp_type=")[2].partition("&")[0].upper()
+                return otp if otp in OTP_TYPES else "COPY_CODE"
+    return None
+
+
+def check_recipient(template: Template, *, by_bsuid: bool) -> None:
+    """131062 for a one-tap, zero-tap or copy-code authentication template sent to a
+    business-scoped user id (``recipient`` without ``to``): those need a phone number."""
+    otp = otp_type(template) if by_bsuid else None
+    if otp is not None:
+        raise GraphError(
+            MetaCode.BSUID_UNSUPPORTED_FOR_MESSAGE,
+            f"Business-scoped User ID (BSUID) recipients are not supported for this message: "
+            f"template {template.name} is an authentication template with a "
+            f"{otp.lower().replace('_', '-')} button; send it to the phone number (to).",
+        )
 
 
 def _given(send: dict[str, Any], kind: str) -> list[dict[str, Any]]:
