@@ -62,6 +62,11 @@ def answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     return False
 
 
+def _beside(port: int, offset: int) -> int:
+    """A port ``offset`` away from ``port``, kept inside the port range."""
+    return port + offset if port + offset < 65536 else port - offset
+
+
 def wait_port(port: int, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,7 +103,14 @@ def ensure_rabbitmq() -> None:
     data = RUN / "rabbitmq"
     (data / "log").mkdir(parents=True, exist_ok=True)
     # Our own config files: the system's may pin the listener or the node name.
-    (data / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{AMQP_PORT}\n")
+    # Its own Prometheus port too: a system broker with rabbitmq_prometheus already holds
+    # 15692 (the plugin's default), and a listener that cannot bind stops the node.
+    prometheus_port = 15692 if AMQP_PORT == 5672 else _beside(AMQP_PORT, 10000)
+    (data / "rabbitmq.conf").write_text(
+        f"listeners.tcp.local = 127.0.0.1:{AMQP_PORT}\n"
+        f"prometheus.tcp.port = {prometheus_port}\n"
+        "prometheus.tcp.ip = 127.0.0.1\n"
+    )
     (data / "rabbitmq-env.conf").write_text("")
     (data / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
     home = Path("/var/lib/rabbitmq")  # the Erlang cookie rabbitmqctl uses too
@@ -114,7 +126,7 @@ def ensure_rabbitmq() -> None:
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODE_PORT": str(AMQP_PORT),
         # RabbitMQ's own rule (AMQP port + 20000), kept inside the port range
-        "RABBITMQ_DIST_PORT": str(AMQP_PORT + 20000 if AMQP_PORT < 45536 else AMQP_PORT - 20000),
+        "RABBITMQ_DIST_PORT": str(_beside(AMQP_PORT, 20000)),
         **({"HOME": str(home)} if home.is_dir() else {}),
     }
     # The server script itself, not Debian's wrapper (which switches user and ignores
