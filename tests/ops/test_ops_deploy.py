@@ -93,6 +93,97 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+_MONITOR_ENDPOINT: dict[str, Any] = {
+    "type": "object",
+    "required": ["port", "path"],
+    "properties": {
+        "port": {"type": "string"},
+        "path": {"type": "string"},
+        "interval": {"type": "string"},
+        "honorLabels": {"type": "boolean"},
+        "params": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+_SELECTOR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "matchExpressions": {"type": "array", "items": {"type": "object"}},
+    },
+}
+#: The Prometheus Operator's objects (monitoring.coreos.com/v1), the fields FlowChat uses.
+CRD_SCHEMAS.update(
+    {
+        "monitoring.coreos.com/v1/ServiceMonitor": {
+            "type": "object",
+            "required": ["spec"],
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["selector", "endpoints"],
+                    "properties": {
+                        "jobLabel": {"type": "string"},
+                        "selector": _SELECTOR,
+                        "endpoints": {"type": "array", "minItems": 1, "items": _MONITOR_ENDPOINT},
+                    },
+                }
+            },
+        },
+        "monitoring.coreos.com/v1/PodMonitor": {
+            "type": "object",
+            "required": ["spec"],
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["selector", "podMetricsEndpoints"],
+                    "properties": {
+                        "selector": _SELECTOR,
+                        "podMetricsEndpoints": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": _MONITOR_ENDPOINT,
+                        },
+                    },
+                }
+            },
+        },
+        "monitoring.coreos.com/v1/PrometheusRule": {
+            "type": "object",
+            "required": ["spec"],
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["groups"],
+                    "properties": {
+                        "groups": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "rules"],
+                                "properties": {
+                                    "rules": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["expr"],
+                                            "properties": {"expr": {"type": "string"}},
+                                        },
+                                    }
+                                },
+                            },
+                        }
+                    },
+                }
+            },
+        },
+    }
+)
+
+
 def render(overlay: str, kubectl: str) -> list[dict[str, Any]]:
     result = subprocess.run(
         [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
@@ -289,3 +380,96 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root(hadolint):
     assert "--no-editable" in text
     assert "--no-dev" in text
     assert "COPY --from=build" in final
+
+
+# ------------------------------------------------------------------ packaging (issue 27)
+
+#: Every queue a service consumes, and so scales on (KEDA).
+CONSUMED = {
+    "sender": {topology.QUEUE_OUTBOUND, topology.QUEUE_OUTBOUND_BULK},
+    "conversation": {topology.QUEUE_CONVERSATION_INBOUND, topology.QUEUE_CONVERSATION_EVENTS},
+    "state-manager": {topology.QUEUE_STATE_STATUS},
+}
+MONITORING = K8S / "components" / "monitoring"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_consumer_scales_on_every_queue_it_consumes(overlay, rendered):
+    scaled = by_kind(rendered[overlay], "ScaledObject")
+    deployments = by_kind(rendered[overlay], "Deployment")
+    for name, queues in CONSUMED.items():
+        assert name in deployments
+        spec = scaled[name]["spec"]
+        assert spec["scaleTargetRef"]["name"] == name
+        assert spec["minReplicaCount"] >= (1 if overlay == "dev" else 2)
+        triggers = spec["triggers"]
+        assert {t["metadata"]["queueName"] for t in triggers} == queues
+        assert all(t["authenticationRef"]["name"] == "flowchat-rabbitmq" for t in triggers)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_a_prestop_hook_inside_its_grace_period(overlay, rendered):
+    for name, doc in by_kind(rendered[overlay], "Deployment").items():
+        if name not in SERVICES:
+            continue
+        pod, (c, *_) = containers(doc)
+        command = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep", name
+        assert 0 < int(command[1]) < pod["terminationGracePeriodSeconds"] - 20, name
+        assert name in by_kind(rendered[overlay], "PodDisruptionBudget")
+
+
+def load_monitoring_generator() -> Any:
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("flowchat_k8s_rules", MONITORING / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_prometheus_rule_object_is_generated_and_current():
+    generator = load_monitoring_generator()
+    on_disk = (MONITORING / "prometheusrule.yaml").read_text()
+    assert generator.render() == on_disk, "run deploy/k8s/components/monitoring/generate.py"
+
+
+def test_prod_ships_the_prometheus_operator_objects_from_the_same_rule_files(rendered):
+    docs = rendered["prod"]
+    (rule,) = by_kind(docs, "PrometheusRule").values()
+    groups = []
+    for path in sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml")):
+        groups += yaml.safe_load(path.read_text())["groups"]
+    assert rule["spec"]["groups"] == groups
+    assert rule["metadata"]["namespace"] == "flowchat"
+    (monitor,) = by_kind(docs, "ServiceMonitor").values()
+    (selector,) = monitor["spec"]["selector"]["matchExpressions"]
+    assert set(SERVICES) <= set(selector["values"])
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True  # the metrics' own service label wins
+    assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    for name in SERVICES:  # the endpoint names a port every Service has
+        service = by_kind(docs, "Service")[name]
+        assert service["spec"]["ports"][0]["name"] == endpoint["port"]
+        assert service["metadata"]["labels"]["app.kubernetes.io/name"] == name
+    (pods,) = by_kind(docs, "PodMonitor").values()
+    (broker,) = by_kind(docs, "RabbitmqCluster").values()
+    assert (
+        pods["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        == (broker["metadata"]["name"])
+    )
+    assert "rabbitmq_prometheus" in broker["spec"]["rabbitmq"]["additionalPlugins"]
+    detailed = [e for e in pods["spec"]["podMetricsEndpoints"] if e["path"] == "/metrics/detailed"]
+    (endpoint,) = detailed
+    assert {"queue_coarse_metrics", "queue_consumer_count"} <= set(endpoint["params"]["family"])
+
+
+def test_no_broker_the_runbook_uses_needs_the_shovel_plugin():
+    """The runbook replays the DLQ through the sender's CLI: no shovel anywhere."""
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    assert "set_parameter shovel" not in runbook
+    assert "python -m flowchat_sender dlq replay" in runbook
