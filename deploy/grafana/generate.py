@@ -295,6 +295,23 @@ def rabbitmq() -> dict[str, Any]:
                 description="Above 0 for long: producers outpace consumers (FlowchatQueueLag).",
             ),
             panel(
+                "Estimated wait in queue (ready / consumed per second)",
+                (
+                    "sum by (queue) (rabbitmq_detailed_queue_messages_ready"
+                    f'{{queue=~"{WORK_QUEUES}"}})'
+                    " / sum by (queue) "
+                    f'(rate(flowchat_amqp_consumed_total{{queue=~"{WORK_QUEUES}"}}[5m]))',
+                    "{{queue}}",
+                ),
+                unit="s",
+                description=(
+                    "How long a message arriving now waits: ready messages over the rate they "
+                    "are consumed. RabbitMQ reports a head-message timestamp for classic "
+                    "queues only; FlowChat's work queues are quorum queues, so message age "
+                    "is estimated. No consumption at all: +Inf."
+                ),
+            ),
+            panel(
                 "Consumers seen by the broker vs by the services",
                 (
                     f'sum by (queue) (rabbitmq_detailed_queue_consumers{{queue=~"{WORK_QUEUES}"}})',
@@ -305,7 +322,6 @@ def rabbitmq() -> dict[str, Any]:
                     "services {{queue}}",
                 ),
                 description="The services' line vanishes with the services; the broker's stays.",
-                width=24,
             ),
         ],
         [],
