@@ -221,6 +221,108 @@ def overview() -> dict[str, Any]:
                 ),
                 unit="ops",
             ),
+            # per pod (the instance label: host:port under compose, the pod's address on
+            # Kubernetes; the ServiceMonitor adds a pod label too)
+            panel(
+                "Ready (1) per pod",
+                ("min by (service, instance) (flowchat_ready)", "{{service}} {{instance}}"),
+                description="One line per replica: a pod that reports not ready reads 0.",
+            ),
+            panel(
+                "HTTP requests / s per pod",
+                (f"sum by (service, instance) ({http})", "{{service}} {{instance}}"),
+                unit="reqps",
+            ),
+            panel(
+                "Consumed / s per pod",
+                (
+                    f"sum by (service, instance) (rate(flowchat_amqp_consumed_total[{RI}]))",
+                    "{{service}} {{instance}}",
+                ),
+                unit="ops",
+                description="Uneven lines: one replica holds the work (prefetch, a stuck pod).",
+            ),
+            panel(
+                "Handle p95 per pod",
+                (
+                    "histogram_quantile(0.95, sum by (service, instance, le) "
+                    f"(rate(flowchat_amqp_handle_duration_seconds_bucket[{RI}])))",
+                    "{{service}} {{instance}}",
+                ),
+                unit="s",
+            ),
+        ],
+        [],
+    )
+
+
+#: The broker's own per-queue series (rabbitmq_prometheus, /metrics/detailed with the
+#: queue_coarse_metrics and queue_consumer_count families): they outlive every consumer.
+FLOWCHAT_QUEUES = r"whatsapp\\..*|conversation\\..*|state-manager\\..*|flowchat\\..*"
+BQ = f'queue=~"{FLOWCHAT_QUEUES}"'
+
+
+def rabbitmq() -> dict[str, Any]:
+    return dashboard(
+        "flowchat-rabbitmq",
+        "FlowChat / RabbitMQ",
+        [
+            panel(
+                "Ready messages by queue (broker)",
+                (f"sum by (queue) (rabbitmq_detailed_queue_messages_ready{{{BQ}}})", "{{queue}}"),
+                description="From the broker itself: still there when every consumer is gone.",
+            ),
+            panel(
+                "Unacknowledged messages by queue",
+                (
+                    f"sum by (queue) (rabbitmq_detailed_queue_messages_unacked{{{BQ}}})",
+                    "{{queue}}",
+                ),
+                description="Delivered to a consumer and not yet acked (in-flight work).",
+            ),
+            panel(
+                "Consumers by queue (broker)",
+                (f"sum by (queue) (rabbitmq_detailed_queue_consumers{{{BQ}}})", "{{queue}}"),
+                description="0 on a work queue pages: FlowchatQueueWithoutConsumers.",
+            ),
+            panel(
+                "Backlog growth / s by queue",
+                (
+                    f"sum by (queue) (deriv(rabbitmq_detailed_queue_messages{{{BQ}}}[5m]))",
+                    "{{queue}}",
+                ),
+                unit="ops",
+                description="Above 0 for long: producers outpace consumers (FlowchatQueueLag).",
+            ),
+            panel(
+                "Estimated wait in queue (ready / consumed per second)",
+                (
+                    "sum by (queue) (rabbitmq_detailed_queue_messages_ready"
+                    f'{{queue=~"{WORK_QUEUES}"}})'
+                    " / sum by (queue) "
+                    f'(rate(flowchat_amqp_consumed_total{{queue=~"{WORK_QUEUES}"}}[5m]))',
+                    "{{queue}}",
+                ),
+                unit="s",
+                description=(
+                    "How long a message arriving now waits: ready messages over the rate they "
+                    "are consumed. RabbitMQ reports a head-message timestamp for classic "
+                    "queues only; FlowChat's work queues are quorum queues, so message age "
+                    "is estimated. No consumption at all: +Inf."
+                ),
+            ),
+            panel(
+                "Consumers seen by the broker vs by the services",
+                (
+                    f'sum by (queue) (rabbitmq_detailed_queue_consumers{{queue=~"{WORK_QUEUES}"}})',
+                    "broker {{queue}}",
+                ),
+                (
+                    f'max by (queue) (flowchat_amqp_queue_consumers{{queue=~"{WORK_QUEUES}"}})',
+                    "services {{queue}}",
+                ),
+                description="The services' line vanishes with the services; the broker's stays.",
+            ),
         ],
         [],
     )
@@ -282,6 +384,30 @@ def tenant_and_number() -> dict[str, Any]:
                     "{{account}}",
                 ),
                 description="A breaker reports once it changes state; others read 0 (closed).",
+            ),
+            panel(
+                "Limiter waits / s by account",
+                (
+                    "sum by (account, limit, where) (rate(flowchat_sender_limiter_waits_total"
+                    f"{{{TN},{AC}}}[{RI}]))",
+                    "{{account}} {{limit}} {{where}}",
+                ),
+                unit="ops",
+                description="Throttling per number: inline sleeps, retry tiers, bulk pacing.",
+            ),
+            panel(
+                "Send API 429s / s by tenant",
+                (
+                    zero_if_none(
+                        "sum by (tenant) "
+                        f"(rate(flowchat_gateway_rate_limited_total{{{TN}}}[{RI}]))",
+                        "tenant",
+                        sends,
+                    ),
+                    "{{tenant}}",
+                ),
+                unit="reqps",
+                description="The gateway's per-key limit refusing a tenant's API calls.",
             ),
         ],
         TENANT_VARS,
@@ -441,6 +567,7 @@ DASHBOARDS = {
     "tenant-number.json": tenant_and_number,
     "sender.json": sender_internals,
     "campaigns.json": campaigns,
+    "rabbitmq.json": rabbitmq,
 }
 
 

@@ -44,6 +44,8 @@ ROOT = HERE.parents[1]
 DEPLOY = ROOT / "deploy"
 #: A Redis database of the ops stack's own: this override, else one leased for the session.
 OPS_REDIS_URL = os.environ.get("FLOWCHAT_OPS_REDIS_URL")
+#: An account id no tenant registered, published by a (careless) publisher.
+UNKNOWN = "acc_ops_nobody_registered"
 SERVICES = ("gateway", "tenant", "conversation", "sender", "state-manager", "sandbox")
 
 
@@ -150,9 +152,12 @@ async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
     schema = json.loads((ROOT / "libs/contracts/schemas/outbound_command.v1.json").read_text())
     # a campaign message published straight to the exchange, as a publisher in another
     # language would: plain JSON following libs/contracts/schemas/outbound_command.v1.json
+    # and one naming an account nobody registered: refused, counted under "unknown"
+    stranger = {**_command(seeded, seeded.customer, "utility", "Hello"), "account_id": UNKNOWN}
     commands = [
         _command(seeded, seeded.customer, "marketing", "Spring sale: 10% off cement"),
         *(_command(seeded, c, "utility", "Your order is on its way") for c in burst),
+        stranger,
     ]
     for command in commands:
         jsonschema.validate(command, schema)
@@ -168,7 +173,9 @@ async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
                         content_type="application/json",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
-                    routing_key=topology.outbound_routing_key(seeded.tenant_id, seeded.account_id),
+                    routing_key=topology.outbound_routing_key(
+                        seeded.tenant_id, command["account_id"]
+                    ),
                     mandatory=True,
                 )
                 for command in commands
@@ -176,7 +183,11 @@ async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
         )
     finally:
         await conn.close()
-    wanted = ("flowchat_sender_campaign_sends_total{", "flowchat_sender_limiter_waits_total{")
+    wanted = (
+        "flowchat_sender_campaign_sends_total{",
+        "flowchat_sender_limiter_waits_total{",
+        'account="unknown"',
+    )
     for _ in range(100):
         if all(name in scrape(stack.urls["sender"]) for name in wanted):
             break
@@ -187,6 +198,7 @@ async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
         "tenant_id": seeded.tenant_id,
         "account_id": seeded.account_id,
         "customer": seeded.customer,
+        "unknown_account": UNKNOWN,
     }
 
 

@@ -88,3 +88,40 @@ def test_per_tenant_and_number_metrics_after_traffic(scraped, ops_stack):
     campaign = sample(scraped["sender"], "flowchat_sender_campaign_sends_total", tenant=tenant)
     assert campaign == 1
     assert sample(scraped["gateway"], "flowchat_gateway_signature_failures_total") == 1
+
+
+@pytest.mark.parametrize(
+    "service", ["gateway", "tenant", "conversation", "sender", "state-manager", "sandbox"]
+)
+def test_no_created_series(service, scraped):
+    created = {
+        s.name
+        for family in text_string_to_metric_families(scraped[service])
+        for s in family.samples
+        if s.name.endswith("_created")
+    }
+    assert not created
+
+
+def test_throttling_is_counted_per_tenant_and_account(scraped, ops_stack):
+    tenant, account = ops_stack.seeded["tenant_id"], ops_stack.seeded["account_id"]
+    waits = sample(
+        scraped["sender"], "flowchat_sender_limiter_waits_total", tenant=tenant, account=account
+    )
+    assert waits is not None
+    assert waits >= 1
+
+
+def test_an_unknown_account_makes_no_series_of_its_own(scraped, ops_stack):
+    unknown = ops_stack.seeded["unknown_account"]
+    for service, text in scraped.items():
+        assert unknown not in text, f"{service} exports a series for an unregistered account"
+    refused = sample(
+        scraped["sender"],
+        "flowchat_sender_sends_total",
+        tenant="unknown",
+        account="unknown",
+        outcome="failed",
+        code="-10",
+    )
+    assert refused == 1

@@ -242,11 +242,22 @@ async def test_rate_limit_per_key(
         module_amqp_url, redis_url, tenant_stub, send_rate_per_minute=2
     ) as gw:
         add_keys(gw)
+        counted = REGISTRY.get_sample_value(
+            "flowchat_gateway_rate_limited_total", {"tenant": "tenant-a"}
+        )
         answers = [(await send(gw, text_request())).status_code for _ in range(3)]
         assert answers == [202, 202, 429]
         limited = await send(gw, text_request())
         assert int(limited.headers["retry-after"]) >= 1
         assert (await send(gw, text_request(account_id="acc-b-1"), key=KEY_B)).status_code == 202
+        # the 429s count under the caller's tenant (from its key), tenant-b's under none
+        after = REGISTRY.get_sample_value(
+            "flowchat_gateway_rate_limited_total", {"tenant": "tenant-a"}
+        )
+        assert (after or 0) - (counted or 0) == 2
+        assert not REGISTRY.get_sample_value(
+            "flowchat_gateway_rate_limited_total", {"tenant": "tenant-b"}
+        )
 
 
 async def test_broker_down_is_503(

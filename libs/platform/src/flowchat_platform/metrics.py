@@ -2,11 +2,17 @@
 
 Service-specific metrics live in each service's ``metrics.py``. Labels are
 bounded: exchange and queue names come from the topology, outcomes from a fixed set.
+
+Importing this module switches off the ``*_created`` series of every family (counters,
+histograms and summaries of every service import it through ``flowchat_platform``): they
+double the series count and no rule or dashboard reads them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 AMQP_PUBLISHED = Counter(
     "flowchat_amqp_published_total",

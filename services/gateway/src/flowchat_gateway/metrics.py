@@ -59,3 +59,10 @@ QUERY_REQUESTS = Counter(
     "Message query API requests (GET /v1/messages/{id}), by outcome",
     ["outcome"],
 )
+#: tenant: the caller's, from its authenticated API key (a registered tenant, never a
+#: value from the request).
+RATE_LIMITED = Counter(
+    "flowchat_gateway_rate_limited_total",
+    "Send and query API requests refused with 429 (per-key rate limit), by the caller's tenant",
+    ["tenant"],
+)

@@ -104,6 +104,7 @@ class SendService:
             log.warning("rate limit skipped: redis unavailable", error=str(exc))
             return
         if wait is not None:
+            metrics.RATE_LIMITED.labels(caller.tenant_id).inc()
             raise RateLimited(
                 f"more than {self.rate_per_minute} requests a minute", retry_after_s=wait
             )

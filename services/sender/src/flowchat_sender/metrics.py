@@ -24,8 +24,9 @@ SEND_SECONDS = Histogram(
 )
 LIMITER_WAITS = Counter(
     "flowchat_sender_limiter_waits_total",
-    "Limiter decisions that made a message wait: inline sleep or a retry tier",
-    ["limit", "where"],
+    "Limiter decisions that made a message wait: inline sleep or a retry tier, by the "
+    "tenant and account (validated: only a registered account reaches the limiter)",
+    ["tenant", "account", "limit", "where"],
 )
 LIMITER_WAIT_SECONDS = Histogram(
     "flowchat_sender_limiter_wait_seconds",

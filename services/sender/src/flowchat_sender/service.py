@@ -219,7 +219,7 @@ class Sender:
         assert admission is not None
         if not admission.admitted:
             ticket.cancel()
-            _limiter_waits(admission.limit, "retry_tier").inc()
+            _limiter_waits(account.tenant_id, key, admission.limit, "retry_tier").inc()
             # back no later than its slot (a later tier left the number idle meanwhile)
             raise SendRetry(
                 f"rate limit ({admission.limit}): next slot in {admission.wait_s:.1f}s",
@@ -229,7 +229,7 @@ class Sender:
             )
         if admission.wait_s > 0:
             try:
-                await self._wait(key, admission, bulk=bulk)
+                await self._wait(key, admission, bulk=bulk, tenant=account.tenant_id)
             except BaseException:
                 ticket.cancel()
                 await self._release(command, owner)
@@ -293,7 +293,14 @@ class Sender:
             raise Park("idempotency conflict: this key was already used for a different message")
         if record.result is not None:
             log.info("duplicate command; stored result re-published", message_id=command.message_id)
-            self._count(command, record.result.provider, "duplicate", None)
+            error = record.result.error
+            self._count(
+                command,
+                record.result.provider,
+                "duplicate",
+                None,
+                refused=error.code if error else None,
+            )
             await self._publish(record.result)
             return record.result
         if time.time() - record.claimed_at < self.config.claim_grace_s:
@@ -339,11 +346,15 @@ class Sender:
             return _own(fates.MISSING_CREDENTIALS, "no Twilio SID, token or number")
         return None
 
-    async def _wait(self, key: str, admission: Admission, *, bulk: bool = False) -> None:
+    async def _wait(
+        self, key: str, admission: Admission, *, bulk: bool = False, tenant: str
+    ) -> None:
         """Sleep until the reserved slot (short waits only; long ones went to a retry tier).
 
-        A sleeping transactional command does not hold the bulk lane back."""
-        _limiter_waits(admission.limit, "inline").inc()
+        A sleeping transactional command does not hold the bulk lane back. ``key`` is the
+        account's id and ``tenant`` its tenant's, both validated by the guards (metric
+        labels: never a publisher's unchecked id)."""
+        _limiter_waits(tenant, key, admission.limit, "inline").inc()
         metrics.LIMITER_WAIT_SECONDS.observe(admission.wait_s)
         self._waiting[key] += 1
         if not bulk:
@@ -409,7 +420,10 @@ class Sender:
             async with lock:
                 while _paced(claim):
                     assert claim.admission is not None
-                    _limiter_waits("number", "bulk_pacing").inc()
+                    # the guards matched the account to this tenant: bounded labels
+                    _limiter_waits(
+                        command.tenant_id, command.account_id, "number", "bulk_pacing"
+                    ).inc()
                     ahead = claim.admission.wait_s - self.config.bulk_max_wait_s
                     await self._asleep(max(0.001, ahead))
                     claim = await self._claim(command, owner, fp, limit, window, optout)
@@ -599,25 +613,41 @@ class Sender:
         return self._result(command, provider, attempt, error=error)
 
     @staticmethod
-    def _count(command: OutboundCommand, provider: str, outcome: str, code: int | None) -> None:
+    def _count(
+        command: OutboundCommand,
+        provider: str,
+        outcome: str,
+        code: int | None,
+        *,
+        refused: int | None = None,
+    ) -> None:
+        """Count a finished command. A command refused because its account is unknown or
+        another tenant's (``code``, or ``refused`` for a duplicate of one) is counted
+        under ``unknown``: its ids are the publisher's, unvalidated, never a label."""
+        unverified = code in _UNVERIFIED or refused in _UNVERIFIED
+        tenant = UNKNOWN if unverified else command.tenant_id
         _sends(
             provider,
-            command.tenant_id,
-            command.account_id,
+            tenant,
+            UNKNOWN if unverified else command.account_id,
             command.content.type,
             outcome,
             "" if code is None else str(code),
         ).inc()
         if command.campaign_id:
-            _campaign_sends(command.tenant_id, command.category, outcome).inc()
+            _campaign_sends(tenant, command.category, outcome).inc()
 
+
+#: The metric label of a command whose account ids could not be validated.
+UNKNOWN = "unknown"
+_UNVERIFIED = frozenset({fates.UNKNOWN_ACCOUNT, fates.ACCOUNT_MISMATCH})
 
 # Metric children, looked up once per label set (``.labels()`` takes a lock and builds
 # a tuple on every call; these run several times per message).
 _sends = functools.lru_cache(maxsize=4096)(metrics.SENDS.labels)
 _campaign_sends = functools.lru_cache(maxsize=1024)(metrics.CAMPAIGN_SENDS.labels)
 _send_seconds = functools.lru_cache(maxsize=8)(metrics.SEND_SECONDS.labels)
-_limiter_waits = functools.lru_cache(maxsize=64)(metrics.LIMITER_WAITS.labels)
+_limiter_waits = functools.lru_cache(maxsize=4096)(metrics.LIMITER_WAITS.labels)
 
 
 def _paced(claim: Claim) -> bool:
