@@ -59,3 +59,11 @@ QUERY_REQUESTS = Counter(
     "Message query API requests (GET /v1/messages/{id}), by outcome",
     ["outcome"],
 )
+#: route: messages | read | media | templates (the Cloud-API-compatible routes);
+#: outcome: accepted | replayed | unauthorized | forbidden | invalid | rate_limited |
+#: conflict | unavailable | refused (Meta's own error, passed through).
+CLOUD_API_REQUESTS = Counter(
+    "flowchat_gateway_cloud_api_requests_total",
+    "Cloud-API-compatible requests, by route and outcome",
+    ["route", "outcome"],
+)
