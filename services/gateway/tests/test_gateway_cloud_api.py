@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse
 from gateway_testkit import SERVICE_TOKEN, Broker, TenantStub, gateway_settings
 from pywa.client import WhatsApp
 from pywa.errors import WhatsAppError
-from pywa.types import Contact
 from pywa.types.callback import Button, Section, SectionList, SectionRow
+from pywa.types.others import Contact
 from pywa.types.templates import BodyText, TemplateLanguage
 
 from flowchat_contracts import OutboundCommand, topology
@@ -328,7 +328,7 @@ def text_body(**extra: Any) -> dict[str, Any]:
 
 def assert_meta_error(r: httpx.Response, status: int, code: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
-    error = r.json()["error"]
+    error: dict[str, Any] = r.json()["error"]
     assert error["code"] == code
     assert error["type"] == "OAuthException"
     assert error["error_data"]["messaging_product"] == "whatsapp"

@@ -101,8 +101,14 @@ class MediaRef(_Meta):
     caption: str | None = None
 
 
-class Parameter(_Meta):
-    type: Literal["text", "currency", "date_time", "image", "video", "document", "payload"]
+PARAMETER_TYPES = ("text", "currency", "date_time", "image", "video", "document", "payload")
+
+
+class Parameter(_Loose):
+    """A template parameter; types FlowChat does not send (``action``, ``coupon_code``,
+    …) are refused by :func:`_parameter` with 131009, not as a malformed body."""
+
+    type: str
     text: str | None = None
     parameter_name: str | None = None
     currency: Currency | None = None
@@ -162,12 +168,14 @@ class Action(_Meta):
     sections: list[Section] | None = None
 
 
-class Interactive(_Meta):
-    type: Literal["button", "list"]
-    header: Header | None = None
-    body: TextPart
+class Interactive(_Loose):
+    """An interactive message; FlowChat sends ``button`` and ``list`` (others: 131051)."""
+
+    type: str
+    header: dict[str, Any] | None = None
+    body: TextPart | None = None
     footer: TextPart | None = None
-    action: Action
+    action: dict[str, Any] | None = None
 
 
 class Reaction(_Meta):
@@ -226,6 +234,10 @@ OutboundContentT = (
 )
 
 
+class Unsupported(Exception):
+    """A well-formed message of a kind FlowChat does not send (Meta's 131051)."""
+
+
 def invalid(details: str, code: int = MetaCode.INVALID_PARAMETER) -> CloudApiError:
     return CloudApiError(int(code), details, status=400)
 
@@ -244,6 +256,9 @@ def _refusal(exc: ValidationError, prefix: str = "") -> CloudApiError:
 def parse_send(body: Any) -> SendBody:
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
+    if "type" not in body:  # Meta's default: the one content object present, else text
+        present = [kind for kind in SUPPORTED_TYPES if kind in body]
+        body = {**body, "type": present[0] if len(present) == 1 else "text"}
     try:
         return SendBody.model_validate(body)
     except ValidationError as exc:
@@ -289,6 +304,8 @@ def content_of(body: SendBody) -> OutboundContentT:
         raise invalid(f"The parameter {kind} is required.")
     try:
         return _content(kind, part)
+    except Unsupported as exc:
+        raise invalid(f"Param {kind} is invalid: {exc}", MetaCode.UNSUPPORTED_MESSAGE_TYPE) from exc
     except ValidationError as exc:
         raise _refusal(exc, kind) from exc
     except ValueError as exc:
@@ -343,6 +360,8 @@ def _component(c: Component) -> TemplateComponent:
 
 
 def _parameter(p: Parameter) -> TemplateParameter:
+    if p.type not in PARAMETER_TYPES:
+        raise ValueError(f"template parameters of type {p.type!r} are not supported")
     values: dict[str, Any] = {"type": p.type, "parameter_name": p.parameter_name}
     if p.type == "text":
         if p.text is None:
@@ -372,22 +391,27 @@ def _parameter(p: Parameter) -> TemplateParameter:
 
 
 def _interactive(part: Interactive) -> ButtonsContent | ListContent:
-    header = part.header.text if part.header else None
+    if part.type not in ("button", "list"):
+        raise Unsupported(f"interactive messages of type {part.type!r} are not supported")
+    if part.body is None or part.action is None:
+        raise ValueError("interactive body and action are required")
+    action = Action.model_validate(part.action)
+    header = Header.model_validate(part.header).text if part.header else None
     footer = part.footer.text if part.footer else None
     if part.type == "button":
-        if not part.action.buttons:
+        if not action.buttons:
             raise ValueError("action.buttons is required")
         return ButtonsContent(
             body=part.body.text,
             header=header,
             footer=footer,
-            buttons=[ReplyButton(id=b.reply.id, title=b.reply.title) for b in part.action.buttons],
+            buttons=[ReplyButton(id=b.reply.id, title=b.reply.title) for b in action.buttons],
         )
-    if not part.action.sections or not part.action.button:
+    if not action.sections or not action.button:
         raise ValueError("action.button and action.sections are required")
     return ListContent(
         body=part.body.text,
-        button=part.action.button,
+        button=action.button,
         header=header,
         footer=footer,
         sections=[
@@ -395,7 +419,7 @@ def _interactive(part: Interactive) -> ButtonsContent | ListContent:
                 title=s.title,
                 rows=[ListRow(id=r.id, title=r.title, description=r.description) for r in s.rows],
             )
-            for s in part.action.sections
+            for s in action.sections
         ],
     )
 
