@@ -21,7 +21,14 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from gateway_testkit import SERVICE_TOKEN, Broker, TenantStub, gateway_settings
+from gateway_testkit import (
+    PHONE_NUMBER_ID,
+    SERVICE_TOKEN,
+    Broker,
+    TenantStub,
+    gateway_settings,
+    running_gateway,
+)
 from pywa.client import WhatsApp
 from pywa.errors import WhatsAppError
 from pywa.types.callback import Button, Section, SectionList, SectionRow
@@ -426,3 +433,34 @@ async def test_tenant_service_down_is_metas_temporary_error(world, tenant_stub) 
     assert "tenant" in error["error_data"]["details"]
     assert r.headers["retry-after"] == "2"
     assert await queued(world["broker"]) == []
+
+
+async def test_rate_limit_and_a_twilio_number_in_metas_shape(
+    module_amqp_url: str, redis_url: str, tenant_stub: TenantStub
+) -> None:
+    async with running_gateway(
+        module_amqp_url, redis_url, tenant_stub, send_rate_per_minute=2
+    ) as gw:
+        tenant_stub.api_keys[KEY] = {
+            "key_id": "key-rl",
+            "tenant_id": "tenant-a",
+            "scopes": ["send"],
+        }
+        tenant_stub.add(
+            account_id="acc-tw",
+            provider="twilio",
+            phone_number_id="14155238886",
+            twilio_number="+14155238886",
+        )
+        auth = {"Authorization": f"Bearer {KEY}"}
+        read = {"messaging_product": "whatsapp", "status": "read", "message_id": "SM1"}
+        r = await gw.http.post("/v23.0/14155238886/messages", json=read, headers=auth)
+        error = assert_meta_error(r, 400, 100)
+        assert "provider" in error["error_data"]["details"]
+        r = await gw.http.post(f"/v23.0/{PHONE_NUMBER_ID}/messages", json=text_body(), headers=auth)
+        assert r.status_code == 200, r.text
+        r = await gw.http.post(f"/v23.0/{PHONE_NUMBER_ID}/messages", json=text_body(), headers=auth)
+        assert_meta_error(r, 429, 4)
+        assert int(r.headers["retry-after"]) >= 1
+        assert gw.broker is not None
+        assert len(await queued(gw.broker)) == 1
