@@ -96,6 +96,12 @@ class ServicesStub:
             if request.headers.get("authorization") != f"Bearer {SERVICE_TOKEN}":
                 return JSONResponse({"error": {"code": "unauthorized"}}, status_code=401)
             body = await request.body()
+            if request.headers.get("content-type") == "video/x-refused":
+                error = {"code": "provider_refused", "message": "Meta refused the file"}
+                return JSONResponse({"error": error}, status_code=422)
+            if request.headers.get("content-type") == "text/x-unknown":
+                error = {"code": "unsupported_media_type", "message": "not a WhatsApp type"}
+                return JSONResponse({"error": error}, status_code=415)
             self.uploads.append(
                 {
                     "params": dict(request.query_params),
@@ -464,3 +470,45 @@ async def test_rate_limit_and_a_twilio_number_in_metas_shape(
         assert int(r.headers["retry-after"]) >= 1
         assert gw.broker is not None
         assert len(await queued(gw.broker)) == 1
+
+
+async def test_media_refusals_and_templates_paging(world) -> None:
+    pnid = world["number"]["phone_number_id"]
+    async with httpx.AsyncClient(base_url=world["gateway"], timeout=10) as http:
+        auth = {"Authorization": f"Bearer {KEY}"}
+
+        def upload(mime: str, **data: str) -> Any:
+            return http.post(
+                f"/v23.0/{pnid}/media",
+                files={"file": ("a.bin", b"\x00\x01", mime)},
+                data={"messaging_product": "whatsapp", "type": mime, **data},
+                headers=auth,
+            )
+
+        assert_meta_error(await upload("video/x-refused"), 400, 131053)
+        error = assert_meta_error(await upload("text/x-unknown"), 400, 100)
+        assert "not a WhatsApp type" in error["error_data"]["details"]
+        r = await http.post(
+            f"/v23.0/{pnid}/media",
+            files={"file": ("a.png", PNG, "image/png")},
+            data={"type": "image/png"},
+            headers=auth,
+        )
+        assert_meta_error(r, 400, 100)  # no messaging_product
+        r = await http.post(f"/v23.0/{pnid}/media", json={"file": "x"}, headers=auth)
+        assert_meta_error(r, 400, 100)  # not multipart
+        r = await http.post("/v23.0/222333444/media", files={"file": ("a", b"x")}, headers=auth)
+        assert_meta_error(r, 403, 10)  # another tenant's number
+        assert world["media"].uploads == []
+        # another tenant's WABA; the caller's own, one per page
+        r = await http.get("/v23.0/999/message_templates", headers=auth)
+        assert_meta_error(r, 403, 10)
+        r = await http.get(
+            f"/v23.0/{world['number']['waba_id']}/message_templates",
+            params={"limit": "1", "fields": "name,category"},
+            headers=auth,
+        )
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [t["name"] for t in page["data"]] == ["order_update"]
+    assert world["number"]["access_token"] not in r.text

@@ -19,7 +19,7 @@ from flowchat_gateway.cloud_api import (
     parse_read,
     parse_send,
 )
-from flowchat_gateway.cloud_api_service import body_hash, check_version
+from flowchat_gateway.cloud_api_service import CloudApiService, body_hash, check_version
 from flowchat_gateway.errors import CloudApiError
 from flowchat_sandbox.spec import SendValidator, load_spec
 
@@ -218,3 +218,26 @@ def test_versions_and_body_hashes() -> None:
     body = {"messaging_product": "whatsapp", "to": "1", "text": {"body": "x"}}
     assert body_hash("1", body) == body_hash("1", dict(reversed(body.items())))
     assert body_hash("1", body) != body_hash("2", body)
+
+
+def test_templates_paging_links_point_at_the_gateway_without_the_token() -> None:
+    none: Any = None
+    service = CloudApiService(
+        tenants=none, send=none, graph=none, media=none, states=none, public_url="http://gw/"
+    )
+    meta = {
+        "data": [{"name": "a"}],
+        "paging": {
+            "cursors": {"before": "B", "after": "A"},
+            "next": "https://graph.facebook.com/v23.0/42/message_templates"
+            "?access_token=EAAG-secret&limit=1&after=A",
+            "previous": "https://graph.facebook.com/v23.0/42/message_templates"
+            "?access_token=EAAG-secret&limit=1&before=B",
+        },
+    }
+    page = service._local_paging(meta, "v23.0", "42")
+    assert page["data"] == meta["data"]
+    assert page["paging"]["cursors"] == {"before": "B", "after": "A"}
+    assert page["paging"]["next"] == "http://gw/v23.0/42/message_templates?limit=1&after=A"
+    assert page["paging"]["previous"] == "http://gw/v23.0/42/message_templates?limit=1&before=B"
+    assert service._local_paging({"data": []}, "v23.0", "42") == {"data": []}

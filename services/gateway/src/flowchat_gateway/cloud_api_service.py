@@ -54,6 +54,8 @@ log = get_logger(__name__)
 
 #: How long a template's category (from Graph) is remembered.
 CATEGORY_TTL_S = 300.0
+#: At most this many categories are remembered (then forgotten all at once).
+CATEGORY_CACHE_MAX = 10_000
 _CATEGORIES: dict[str, MessageCategory] = {
     "MARKETING": "marketing",
     "UTILITY": "utility",
@@ -201,6 +203,8 @@ class CloudApiService:
                 if isinstance(item, dict) and item.get("name") == name:
                     category = _CATEGORIES.get(str(item.get("category", "")).upper(), category)
                     break
+            if len(self._categories) >= CATEGORY_CACHE_MAX:
+                self._categories.clear()
             self._categories[key] = (time.monotonic() + CATEGORY_TTL_S, category)
         return category
 
@@ -239,18 +243,21 @@ class CloudApiService:
 
     # ----------------------------------------------------------------- media
 
-    async def upload(
-        self, caller: ApiKey, version: str, phone_number_id: str, upload: Upload
-    ) -> dict[str, Any]:
+    async def media_account(
+        self, caller: ApiKey, version: str, phone_number_id: str
+    ) -> AccountCredentials:
+        """The account an upload is for, checked before its bytes are read."""
         check_version(version)
-        acc = await self._account(caller, phone_number_id)
+        return await self._account(caller, phone_number_id)
+
+    async def upload(self, acc: AccountCredentials, upload: Upload) -> dict[str, Any]:
         try:
             media_id = await self.media.upload(acc.tenant_id, acc.account_id, upload)
         except UpstreamError as exc:
             raise Unavailable(str(exc), dependency="sender") from exc
         except MediaRefused as exc:
             if exc.status == 404:
-                raise no_permission(phone_number_id) from exc
+                raise no_permission(acc.phone_number_id or "") from exc
             if exc.status == 422:
                 raise CloudApiError(int(MetaCode.MEDIA_UPLOAD_ERROR), exc.message) from exc
             raise invalid(exc.message) from exc

@@ -73,6 +73,7 @@ async def cloud_media(
     """Multipart ``file``, ``type`` (MIME), ``messaging_product=whatsapp`` → ``{"id"}``
     (uploaded through the sender's media API)."""
     await service.send.check_rate(caller)
+    account = await service.media_account(caller, version, phone_number_id)
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         raise invalid(f"The file may be at most {MAX_UPLOAD_BYTES} bytes.")
@@ -98,7 +99,7 @@ async def cloud_media(
         upload = Upload(content, mime_type, file.filename or None)
     finally:
         await form.close()
-    answer = await service.upload(caller, version, phone_number_id, upload)
+    answer = await service.upload(account, upload)
     metrics.CLOUD_API_REQUESTS.labels("media", "accepted").inc()
     return JSONResponse(answer)
 
