@@ -241,3 +241,23 @@ def test_templates_paging_links_point_at_the_gateway_without_the_token() -> None
     assert page["paging"]["next"] == "http://gw/v23.0/42/message_templates?limit=1&after=A"
     assert page["paging"]["previous"] == "http://gw/v23.0/42/message_templates?limit=1&before=B"
     assert service._local_paging({"data": []}, "v23.0", "42") == {"data": []}
+
+
+def test_cta_url_is_refused_as_a_type_flowchat_does_not_send() -> None:
+    body = {
+        "messaging_product": "whatsapp",
+        "to": "4915112345678",
+        "type": "interactive",
+        "interactive": {
+            "type": "cta_url",
+            "body": {"text": "See the order"},
+            "action": {
+                "name": "cta_url",
+                "parameters": {"display_text": "Open", "url": "https://example.com/o/1"},
+            },
+        },
+    }
+    with pytest.raises(CloudApiError) as refused:
+        translate(body)
+    assert refused.value.code == 131051
+    assert "cta_url" in refused.value.details
