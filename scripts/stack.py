@@ -297,6 +297,7 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
         "FLOWCHAT_SENDER_TWILIO_URL": url["sandbox"],
         "FLOWCHAT_TENANT_GRAPH_URL": url["sandbox"],
         "FLOWCHAT_CONVERSATION_GRAPH_URL": url["sandbox"],
+        "FLOWCHAT_GATEWAY_GRAPH_URL": url["sandbox"],
     }
     for name, _, _, prefix in SERVICES:
         env[f"{prefix}HTTP_PORT"] = str(ports[name])

@@ -59,3 +59,19 @@ async def test_domain_errors_become_the_error_body_through_one_handler() -> None
     assert raised.json() == {
         "error": {"code": "conflict", "message": "raised as before", "details": [1]}
     }
+
+
+async def test_an_api_error_may_carry_another_apis_whole_body() -> None:
+    app = build_app("demo")
+    meta = {"error": {"message": "(#100) Invalid parameter", "code": 100}}
+
+    @app.get("/meta")
+    async def meta_error() -> None:
+        raise ApiError(400, "100", "Invalid parameter", body=meta, headers={"X-A": "1"})
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        r = await client.get("/meta")
+    assert r.status_code == 400
+    assert r.json() == meta
+    assert r.headers["x-a"] == "1"

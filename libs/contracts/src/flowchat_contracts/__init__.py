@@ -1,6 +1,6 @@
 """FlowChat contracts: queue message models, the RabbitMQ topology, Meta and Twilio codes."""
 
-from flowchat_contracts import meta_codes, topology, twilio_codes
+from flowchat_contracts import meta_codes, meta_ids, topology, twilio_codes
 from flowchat_contracts.models import (
     INBOUND_SCHEMA_VERSION_2,
     SCHEMA_VERSION,
@@ -99,6 +99,7 @@ __all__ = [
     "inbound_message_in",
     "is_bsuid",
     "meta_codes",
+    "meta_ids",
     "new_id",
     "optout_key",
     "render_schemas",

@@ -503,6 +503,10 @@ class OutboundCommand(_Envelope):
     reply_to: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     content: OutboundContent
+    #: The tenant's own ``biz_opaque_callback_data`` (gateway's Cloud-API-compatible
+    #: endpoint), for ``meta``-format status webhooks to echo. Not sent to Meta: the
+    #: sender's ``biz_opaque_callback_data`` carries FlowChat's ``message_id``.
+    callback_data: Annotated[str, StringConstraints(max_length=512)] | None = None
 
 
 class SendResult(_Envelope):

@@ -52,6 +52,7 @@ class ApiError(Exception):
         *,
         details: list[Any] | None = None,
         headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -59,6 +60,9 @@ class ApiError(Exception):
         self.message = message
         self.details = details or []
         self.headers = headers
+        #: The whole answer body, for an edge that speaks another API's error shape
+        #: (the gateway's Cloud-API-compatible routes); None: FlowChat's error body.
+        self.body = body
 
 
 def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
@@ -68,7 +72,9 @@ def error_body(code: str, message: str, details: list[Any] | None = None) -> dic
 def error_response(error: ApiError) -> JSONResponse:
     """The answer to an :class:`ApiError`: its status and headers, the one error body."""
     return JSONResponse(
-        error_body(error.code, error.message, error.details),
+        error.body
+        if error.body is not None
+        else error_body(error.code, error.message, error.details),
         status_code=error.status,
         headers=error.headers,
     )

@@ -12,6 +12,8 @@ only the send API answers 503.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,9 +22,13 @@ import aiohttp
 from fastapi import FastAPI, Request
 from prometheus_client import Counter
 
+from flowchat_contracts import meta_codes
+from flowchat_contracts.meta_codes import MetaCode
 from flowchat_gateway import SERVICE, metrics
 from flowchat_gateway.broker import AmqpPublisher
+from flowchat_gateway.cloud_api_service import CloudApiService
 from flowchat_gateway.errors import (
+    CloudApiError,
     GatewayError,
     InvalidSignature,
     RateLimited,
@@ -30,8 +36,9 @@ from flowchat_gateway.errors import (
     Unavailable,
     UnknownAccount,
 )
+from flowchat_gateway.graph_client import GraphClient, SenderMedia
 from flowchat_gateway.query_service import QueryService
-from flowchat_gateway.routes import messages, webhooks
+from flowchat_gateway.routes import cloud_api, messages, webhooks
 from flowchat_gateway.send_service import SendService
 from flowchat_gateway.service import WebhookService
 from flowchat_gateway.settings import Settings
@@ -90,9 +97,68 @@ _OTHER = Surface(lambda _: None, "retry", "2")
 _REJECTED = {404: "not_found", 409: "conflict", 429: "rate_limited"}
 
 
+#: The Cloud-API-compatible routes → their metric label: refusals in Meta's shape.
+CLOUD_API_ROUTES = {
+    cloud_api.MESSAGES_PATH: "messages",
+    cloud_api.MEDIA_PATH: "media",
+    cloud_api.TEMPLATES_PATH: "templates",
+}
+
+
+def meta_error(exc: GatewayError, route: str, headers: dict[str, str] | None = None) -> ApiError:
+    """A refusal on a Cloud-API-compatible route, in Meta's error shape: ``{"error":
+    {"message", "type", "code", "error_data": {"messaging_product", "details"},
+    "fbtrace_id"}}`` with Meta's code (``flowchat_contracts.meta_codes``)."""
+    outcome = "invalid"
+    if isinstance(exc, CloudApiError):
+        code, details, status = exc.code, exc.details, exc.status
+        outcome = {401: "unauthorized", 403: "forbidden"}.get(status, outcome)
+        if exc.body is not None:
+            metrics.CLOUD_API_REQUESTS.labels(route, "refused").inc()
+            return ApiError(status, str(code), details, body=exc.body, headers=headers)
+    elif isinstance(exc, RateLimited):
+        code, details, status, outcome = (
+            int(MetaCode.API_TOO_MANY_CALLS),
+            exc.message,
+            429,
+            "rate_limited",
+        )
+        headers = {"Retry-After": str(int(exc.retry_after_s + 0.999))}
+    elif isinstance(exc, SendRejected):
+        code, details, status = int(MetaCode.INVALID_PARAMETER), exc.message, exc.status
+        if exc.status == 409:
+            outcome = "conflict"
+    elif isinstance(exc, Unavailable):
+        code, status, outcome = int(MetaCode.API_SERVICE), 503, "unavailable"
+        details = f"{exc.dependency} unavailable; nothing was queued, retry"
+        headers = {"Retry-After": "2"}
+    else:
+        log.error("a gateway error without an answer", error=repr(exc))
+        code, details, status, outcome = int(MetaCode.API_UNKNOWN), "Unknown error.", 500, "error"
+    metrics.CLOUD_API_REQUESTS.labels(route, outcome).inc()
+    title = meta_codes.title(code) or "Unknown error"
+    message = (
+        "Invalid OAuth access token - Cannot parse access token"
+        if code == MetaCode.ACCESS_TOKEN_EXPIRED
+        else f"(#{code}) {title}"
+    )
+    body = {
+        "error": {
+            "message": message,
+            "type": "OAuthException",
+            "code": code,
+            "error_data": {"messaging_product": "whatsapp", "details": details},
+            "fbtrace_id": base64.urlsafe_b64encode(secrets.token_bytes(17)).decode().rstrip("="),
+        }
+    }
+    return ApiError(status, str(code), details, body=body, headers=headers)
+
+
 def refusal(request: Request, exc: GatewayError) -> ApiError:
     """The one translation of the gateway's errors into HTTP answers (and their count)."""
     route = getattr(request.scope.get("route"), "path", "")
+    if route in CLOUD_API_ROUTES:
+        return meta_error(exc, CLOUD_API_ROUTES[route])
     surface = SURFACES.get(route, _OTHER)
     if isinstance(exc, InvalidSignature):
         surface.count("invalid_signature")
@@ -150,17 +216,28 @@ def create_app(settings: Settings) -> FastAPI:
             store=store,
             dedupe_window_s=settings.dedupe_window_s,
         )
-        app.state.send = SendService(
+        app.state.send = send = SendService(
             tenants=tenants,
             publisher=publisher,
             store=store,
             idempotency_window_s=settings.idempotency_window_s,
             rate_per_minute=settings.send_rate_per_minute,
         )
-        app.state.query = QueryService(
-            states=StateClient(
-                settings.state_url, token, session=session, timeout_s=settings.state_timeout_s
-            )
+        states = StateClient(
+            settings.state_url, token, session=session, timeout_s=settings.state_timeout_s
+        )
+        app.state.query = QueryService(states=states)
+        app.state.cloud_api = CloudApiService(
+            tenants=tenants,
+            send=send,
+            graph=GraphClient(
+                settings.graph_url, session=session, timeout_s=settings.graph_timeout_s
+            ),
+            media=SenderMedia(
+                settings.sender_url, token, session=session, timeout_s=settings.media_timeout_s
+            ),
+            states=states,
+            public_url=settings.public_url,
         )
         background.start("amqp-connect", amqp.connect())
         try:
@@ -184,4 +261,5 @@ def create_app(settings: Settings) -> FastAPI:
     handle_errors(app, GatewayError, refusal)
     app.include_router(webhooks.router)
     app.include_router(messages.router)
+    app.include_router(cloud_api.router)
     return app

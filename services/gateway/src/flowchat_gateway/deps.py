@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
 
+from flowchat_contracts.meta_codes import MetaCode
 from flowchat_gateway import metrics
+from flowchat_gateway.cloud_api_service import CloudApiService
+from flowchat_gateway.errors import CloudApiError, Unavailable
 from flowchat_gateway.ports import ApiKey
 from flowchat_gateway.query_service import QueryService
 from flowchat_gateway.send_service import SendService
@@ -89,6 +92,56 @@ async def _reader(
     return await _api_key(request, credentials, metrics.QUERY_REQUESTS, scopes)
 
 
+async def _cloud_api_key(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None,
+    scopes: tuple[str, ...],
+) -> ApiKey:
+    """:func:`_api_key` for the Cloud-API-compatible routes: refusals as Meta words
+    them (190 for a missing or unknown key, 200 for a key without the scope, 2 when
+    the tenant service cannot tell), answered in Meta's error shape."""
+    try:
+        return await _api_key(request, credentials, _CLOUD_AUTH, scopes)
+    except ApiError as exc:
+        if exc.status == 401:
+            raise CloudApiError(
+                int(MetaCode.ACCESS_TOKEN_EXPIRED),
+                "Invalid OAuth access token - Cannot parse access token",
+                status=401,
+            ) from exc
+        if exc.status == 403:
+            raise CloudApiError(
+                int(MetaCode.API_PERMISSION),
+                f"The API key lacks the '{scopes[0]}' scope this call needs.",
+                status=403,
+            ) from exc
+        raise Unavailable(exc.message, dependency="tenant") from exc
+
+
+class _CloudAuthOutcomes:
+    """``metrics.CLOUD_API_REQUESTS`` seen as the one-label counter :func:`_api_key` counts in."""
+
+    def labels(self, outcome: str) -> Any:
+        return metrics.CLOUD_API_REQUESTS.labels("auth", outcome)
+
+
+_CLOUD_AUTH: Any = _CloudAuthOutcomes()
+
+
+async def _cloud_sender(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    return await _cloud_api_key(request, credentials, (SEND_SCOPE,))
+
+
+async def _cloud_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    return await _cloud_api_key(request, credentials, (READ_SCOPE, SEND_SCOPE))
+
+
 WebhooksDep = Annotated[WebhookService, Depends(_app_state("webhooks", WebhookService))]
 SenderDep = Annotated[SendService, Depends(_app_state("send", SendService))]
 SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]
@@ -96,3 +149,6 @@ CorrelationDep = Annotated[str, Depends(correlation_id)]
 CallerDep = Annotated[ApiKey, Depends(_caller)]
 ReaderDep = Annotated[ApiKey, Depends(_reader)]
 QueryDep = Annotated[QueryService, Depends(_app_state("query", QueryService))]
+CloudApiDep = Annotated[CloudApiService, Depends(_app_state("cloud_api", CloudApiService))]
+CloudSenderDep = Annotated[ApiKey, Depends(_cloud_sender)]
+CloudReaderDep = Annotated[ApiKey, Depends(_cloud_reader)]

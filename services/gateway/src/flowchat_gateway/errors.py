@@ -10,9 +10,12 @@ and FlowChat's error body (``{"error": {"code", "message", "details"}}``).
     │   ├── Unavailable              503 unavailable: broker, tenant service, state-manager or
     │   │                            Redis (send API) cannot answer; the caller retries (Meta
     │   │                            does, for 7 days)
-    │   └── SendRejected             the send or query API refuses the request (4xx): its
-    │       │                        ``code``, one of :data:`REJECTIONS`, says why
-    │       └── RateLimited          429 rate_limited (with Retry-After)
+    │   ├── SendRejected             the send or query API refuses the request (4xx): its
+    │   │   │                        ``code``, one of :data:`REJECTIONS`, says why
+    │   │   └── RateLimited          429 rate_limited (with Retry-After)
+    │   └── CloudApiError            the Cloud-API-compatible routes refuse (Meta's code and
+    │                                error shape; every other GatewayError on those routes
+    │                                is answered in Meta's shape too)
     ├── StoreUnavailable             Redis failed or timed out (raised by ``store.py``):
     │                                webhooks degrade (publish without dedupe), the send
     │                                API turns it into Unavailable (503)
@@ -29,7 +32,7 @@ answered 200 (a 4xx would make Meta retry the same bytes for a week).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from flowchat_platform.errors import FlowchatError
 
@@ -97,3 +100,20 @@ class RateLimited(SendRejected):
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__("rate_limited", message)
         self.retry_after_s = retry_after_s
+
+
+class CloudApiError(GatewayError):
+    """A refusal of the Cloud-API-compatible routes, answered in Meta's error shape
+    (``{"error": {"message", "type", "code", "error_data", "fbtrace_id"}}``) with one of
+    :class:`flowchat_contracts.meta_codes.MetaCode` (100 invalid parameter, 190 bad
+    token, 10 permission, …) and Meta's HTTP status for it."""
+
+    def __init__(
+        self, code: int, details: str, *, status: int = 400, body: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"({code}) {details}")
+        self.code = code
+        self.details = details
+        self.status = status
+        #: Meta's own error body, passed through as Meta answered it.
+        self.body = body

@@ -66,3 +66,11 @@ RATE_LIMITED = Counter(
     "Send and query API requests refused with 429 (per-key rate limit), by the caller's tenant",
     ["tenant"],
 )
+#: route: messages | read | media | templates (the Cloud-API-compatible routes);
+#: outcome: accepted | replayed | unauthorized | forbidden | invalid | rate_limited |
+#: conflict | unavailable | refused (Meta's own error, passed through).
+CLOUD_API_REQUESTS = Counter(
+    "flowchat_gateway_cloud_api_requests_total",
+    "Cloud-API-compatible requests, by route and outcome",
+    ["route", "outcome"],
+)

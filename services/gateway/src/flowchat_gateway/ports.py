@@ -10,6 +10,8 @@ wires the adapters that implement them::
     DedupeStore        store.GatewayStore (redis)                  webhooks
     SendStore          store.GatewayStore (redis)                  send
     MessageLookup      state_client.StateClient (aiohttp)          query
+    Graph              graph_client.GraphClient (aiohttp)          cloud API (read, templates)
+    MediaUploads       sender_client.SenderMedia (aiohttp)         cloud API (media)
 
 Adapters raise :class:`~flowchat_platform.errors.StoreUnavailable` (Redis) and
 :class:`~flowchat_platform.errors.UpstreamError` (tenant service, state-manager); the
@@ -137,3 +139,50 @@ class SendStore(Protocol):
 class MessageLookup(Protocol):
     async def message(self, tenant_id: str, message_id: str) -> dict[str, Any] | None:
         """The tenant's message record, or None; raises ``UpstreamError`` when unreachable."""
+
+
+@dataclass(frozen=True)
+class GraphAnswer:
+    """Meta's Graph API answer, as received: its HTTP status and JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+class Graph(Protocol):
+    """Meta's Graph API, called with an account's own access token; ``UpstreamError``
+    when Meta cannot be reached (an error answer is a :class:`GraphAnswer`)."""
+
+    async def mark_read(
+        self, account: AccountCredentials, version: str, body: dict[str, Any]
+    ) -> GraphAnswer: ...
+
+    async def templates(
+        self, account: AccountCredentials, version: str, params: list[tuple[str, str]]
+    ) -> GraphAnswer: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file for the provider's media store."""
+
+    content: bytes
+    mime_type: str
+    filename: str | None = None
+
+
+class MediaUploads(Protocol):
+    """The sender's media API (``POST /internal/v1/media``): the provider's media id of
+    an upload; :class:`MediaRefused` when refused, ``UpstreamError`` when unreachable."""
+
+    async def upload(self, tenant_id: str, account_id: str, upload: Upload) -> str: ...
+
+
+class MediaRefused(Exception):
+    """The sender refused an upload: its HTTP status and FlowChat error code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from flowchat_contracts import OutboundCommand, new_id, topology
+from flowchat_contracts import MessageCategory, OutboundCommand, OutboundContent, new_id, topology
 from flowchat_gateway import metrics
 from flowchat_gateway.errors import RateLimited, SendRejected, Unavailable
 from flowchat_gateway.ports import (
@@ -31,6 +31,7 @@ from flowchat_gateway.ports import (
     encode,
 )
 from flowchat_gateway.schemas import SendMessageRequest
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import StoreUnavailable, UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_platform.phones import InvalidPhoneNumber, to_wa_id
@@ -71,6 +72,18 @@ def body_hashes(request: SendMessageRequest, wa_id: str) -> tuple[str, ...]:
         return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     return digest(wa_id), digest("+" + wa_id)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """What one message to queue is, whichever API it came through."""
+
+    #: The customer: a WhatsApp id or a BSUID.
+    to: str
+    content: OutboundContent
+    category: MessageCategory = "service"
+    reply_to: str | None = None
+    callback_data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,33 @@ class SendService:
                 field="account_id",
             )
         to = wa_id_of(request.to)
-        hashes = body_hashes(request, to)
+        return await self.queue(
+            caller,
+            acc,
+            Queued(
+                to=to,
+                content=request.content,
+                category=request.category,
+                reply_to=request.reply_to,
+            ),
+            hashes=body_hashes(request, to),
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+        )
+
+    async def queue(
+        self,
+        caller: ApiKey,
+        acc: AccountCredentials,
+        message: Queued,
+        *,
+        hashes: tuple[str, ...],
+        idempotency_key: str,
+        correlation_id: str,
+    ) -> SendAccepted:
+        """Publish ``message`` from ``acc`` (checked: the caller's, active) once per
+        ``idempotency_key``: ``hashes`` are the request's body hashes (the current first;
+        a same key with another body is a conflict)."""
         body_hash = hashes[0]
         tenant_id = caller.tenant_id
         try:
@@ -163,10 +202,11 @@ class SendService:
             correlation_id=correlation_id,
             message_id=claim.message_id,
             idempotency_key=idempotency_key,
-            to=to,
-            category=request.category,
-            reply_to=request.reply_to,
-            content=request.content,
+            to=message.to,
+            category=message.category,
+            reply_to=message.reply_to,
+            content=message.content,
+            callback_data=message.callback_data,
         )
         outgoing = Outgoing(
             topology.EXCHANGE_OUTBOUND,
@@ -228,6 +268,7 @@ def _replay(existing: IdempotencyRecord, hashes: tuple[str, ...]) -> SendAccepte
 
 __all__ = [
     "PENDING_CLAIM_TTL_S",
+    "Queued",
     "SendAccepted",
     "SendService",
     "body_hashes",

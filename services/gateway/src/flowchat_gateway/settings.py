@@ -37,5 +37,14 @@ class Settings(ServiceSettings):
     #: Send API requests per API key per minute (0 disables the limit).
     send_rate_per_minute: int = Field(default=600, ge=0)
 
+    #: Meta's Graph API, for the Cloud-API-compatible routes' mark-as-read and templates.
+    graph_url: str = "https://graph.facebook.com"
+    #: Bound of one Graph call.
+    graph_timeout_s: float = Field(default=10.0, gt=0)
+    #: The sender's internal media API, behind ``POST /{version}/{phone_number_id}/media``.
+    sender_url: str = infra("FLOWCHAT_SENDER_URL", "http://127.0.0.1:8703")
+    #: Bound of one media upload through the sender.
+    media_timeout_s: float = Field(default=60.0, gt=0)
+
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
