@@ -168,14 +168,14 @@ def test_authorization_rules():
     operator = Principal.the_operator()
     admin = Principal(operator=False, tenant_id="tnt_a", key_id="key_1", scopes=("admin",))
     sender = Principal(operator=False, tenant_id="tnt_a", key_id="key_2", scopes=("send",))
-    TenantService.authorize(operator, "tnt_b")
-    TenantService.authorize(admin, "tnt_a")
+    TenantService.authorize(operator, "tnt_b", "tenant.update")
+    TenantService.authorize(admin, "tnt_a", "keys.write")
     with pytest.raises(NotFound):
-        TenantService.authorize(admin, "tnt_b")
+        TenantService.authorize(admin, "tnt_b", "tenant.read")
     with pytest.raises(NotFound):  # another tenant: not found, whatever the scopes
-        TenantService.authorize(sender, "tnt_b")
+        TenantService.authorize(sender, "tnt_b", "tenant.read")
     with pytest.raises(Exception, match="admin"):
-        TenantService.authorize(sender, "tnt_a")
+        TenantService.authorize(sender, "tnt_a", "tenant.read")
 
 
 GOOD_KEY = Fernet.generate_key().decode()
