@@ -290,6 +290,8 @@ PASSWORD = "correct horse battery staple"
 class People:
     """Users for the tests: invited by the operator, accepted, logged in."""
 
+    password = PASSWORD
+
     def __init__(self, api: Api) -> None:
         self.api = api
         self._n = 0
@@ -334,6 +336,12 @@ class People:
 @pytest.fixture
 def people(api: Api) -> People:
     return People(api)
+
+
+@pytest.fixture
+def people_on(graph: tuple[FastAPI, str]) -> Callable[[httpx.AsyncClient], People]:
+    """People on another running service (``another_service``)."""
+    return lambda client: People(Api(client, graph[0]))
 
 
 @pytest.fixture
