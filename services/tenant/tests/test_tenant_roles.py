@@ -45,7 +45,7 @@ MATRIX: list[tuple[str, str, Body, set[str]]] = [
     ("DELETE", ACC, None, ADMINS),
 ]
 #: Routes that are not a tenant's: the operator's own, and the caller's own.
-OPERATOR_ONLY = [
+OPERATOR_ONLY: list[tuple[str, str, dict[str, str] | None]] = [
     ("POST", "/v1/tenants", {"name": "Mine"}),
     ("GET", "/v1/operator/users", None),
     ("POST", "/v1/operator/users", {"email": "evil@x.example"}),
@@ -155,14 +155,14 @@ async def test_operator_users_reach_every_tenant_and_tenant_roles_reach_no_opera
         assert 200 <= r.status_code < 300, (method, path, r.status_code, r.text)
     callers = await _callers(api, people, a)
     for who, headers in callers.items():
-        for method, path, body in OPERATOR_ONLY:
+        for method, path, payload in OPERATOR_ONLY:
             url = path.format(operator_id=other_staff["user"]["user_id"])
-            r = await api.client.request(method, url, json=body, headers=headers)
+            r = await api.client.request(method, url, json=payload, headers=headers)
             assert r.status_code == 403, (who, method, path, r.status_code)
     # The operator user manages its peers.
-    for method, path, body in OPERATOR_ONLY:
+    for method, path, payload in OPERATOR_ONLY:
         url = path.format(operator_id=other_staff["user"]["user_id"])
-        r = await api.client.request(method, url, json=body, headers=staff["headers"])
+        r = await api.client.request(method, url, json=payload, headers=staff["headers"])
         assert 200 <= r.status_code < 300, (method, path, r.status_code, r.text)
 
 

@@ -11,10 +11,11 @@ from flowchat_tenant import validation
 from flowchat_tenant.crypto import SecretBox, digest
 from flowchat_tenant.errors import InvalidCredentials, InvalidInput, NotFound, ProviderError
 from flowchat_tenant.models import ApiKeyCreate, MetaAccountCreate, TenantCreate
+from flowchat_tenant.permissions import Principal
 from flowchat_tenant.ports import PhoneNumberInfo
 from flowchat_tenant.provider import raise_for_graph_error
 from flowchat_tenant.routes.internal import etag_matches
-from flowchat_tenant.service import Principal, TenantService, check_display_number, parse_api_key
+from flowchat_tenant.service import TenantService, check_display_number, parse_api_key
 from flowchat_tenant.settings import Settings
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from typing import Any
 
 PASSWORD = "correct horse battery staple"  # the people fixture's
 
 
-async def _outbox(api, to: str) -> list[dict]:
+async def _outbox(api, to: str) -> list[dict[str, Any]]:
     r = await api.client.get("/internal/v1/dev/outbox", params={"to": to}, headers=api.service)
     assert r.status_code == 200
     return list(r.json())
@@ -26,7 +27,8 @@ async def test_invite_accept_login_refresh_logout(api, people):
     invited = await people.invite(tid, "owner")
     user, invitation = invited["user"], invited["invitation"]
     assert (user["status"], user["role"], user["tenant_id"]) == ("invited", "owner", tid)
-    assert invitation["token"].startswith("fcu_") and invitation["kind"] == "invitation"
+    assert invitation["token"].startswith("fcu_")
+    assert invitation["kind"] == "invitation"
     # The e-mail went to the local sink with the same token.
     mails = await _outbox(api, user["email"])
     assert [m["data"]["token"] for m in mails] == [invitation["token"]]
@@ -70,8 +72,11 @@ async def test_invite_accept_login_refresh_logout(api, people):
     assert login["expires_in"] == 900
     assert login["user"]["user_id"] == user["user_id"]
     cookie = r.headers["set-cookie"]
-    assert "fc_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
-    assert "Secure" in cookie and "Path=/v1/auth" in cookie
+    assert "fc_session=" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Secure" in cookie
+    assert "Path=/v1/auth" in cookie
     assert r.headers["cache-control"] == "no-store"
     bearer = api.bearer(login["access_token"])
     me = await api.client.get("/v1/me", headers=bearer)
@@ -110,7 +115,8 @@ async def test_tampered_or_forged_access_tokens_are_refused(api, people):
     token = someone["access_token"]
     prefix, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    assert claims["role"] == "viewer" and claims["sub"] == someone["user_id"]
+    assert claims["role"] == "viewer"
+    assert claims["sub"] == someone["user_id"]
     claims["role"] = "owner"
     forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     for bad in (
@@ -220,7 +226,8 @@ async def test_forced_reset_ends_sessions_and_sends_a_reset_token(api, people):
     )
     assert r.status_code == 200, r.text
     reset = r.json()["reset"]
-    assert reset["kind"] == "reset" and reset["token"].startswith("fcu_")
+    assert reset["kind"] == "reset"
+    assert reset["token"].startswith("fcu_")
     mails = await _outbox(api, agent["email"])
     assert mails[-1]["data"] == {
         "kind": "reset",
@@ -274,7 +281,8 @@ async def test_deleted_or_disabled_users_sessions_and_tokens_die_at_once(api, pe
         json={"status": "disabled"},
         headers=owner["headers"],
     )
-    assert r.status_code == 200 and r.json()["status"] == "disabled"
+    assert r.status_code == 200
+    assert r.json()["status"] == "disabled"
     assert await alive(agent) == (401, 404, 401)
     assert (await people.login(agent["email"])).status_code == 401
     r = await api.client.patch(

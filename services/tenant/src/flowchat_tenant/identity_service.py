@@ -290,9 +290,7 @@ class IdentityService:
         self._check_password(body.password)
         user = await self._store.use_user_token(token_digest(body.token), kind)
         if user is None:
-            raise Unauthenticated(
-                "unknown, used or expired token", code=f"invalid_{kind}_token"
-            )
+            raise Unauthenticated("unknown, used or expired token", code=f"invalid_{kind}_token")
         changes: Fields = {"password_hash": await self._passwords.hash(body.password)}
         if user.status == "invited":
             changes["status"] = "active"

@@ -34,9 +34,7 @@ Role = Literal["operator", "owner", "admin", "agent", "viewer"]
 TenantRole = Literal["owner", "admin", "agent", "viewer"]
 ROLES: tuple[TenantRole, ...] = ("owner", "admin", "agent", "viewer")
 
-_READ = frozenset(
-    {"tenant.read", "numbers.read", "users.read", "conversations.read"}
-)
+_READ = frozenset({"tenant.read", "numbers.read", "users.read", "conversations.read"})
 _AGENT = _READ | {"conversations.reply"}
 _ADMIN = _AGENT | {
     "tenant.update",

@@ -599,12 +599,16 @@ class Repository:
             )
 
     async def use_user_token(self, token_hash: str, kind: str) -> StoredUser | None:
-        sql = (
-            "WITH used AS (UPDATE user_tokens SET used_at = now() WHERE token_hash = $1 "
-            "AND kind = $2 AND used_at IS NULL AND expires_at > now() RETURNING user_id) "
-            f"{_USER} JOIN used ON used.user_id = u.id "
-            "WHERE u.status IN ('invited', 'active')"
-        )
+        sql = """
+            WITH used AS (
+                UPDATE user_tokens SET used_at = now()
+                WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > now()
+                RETURNING user_id
+            )
+            SELECT u.*, t.status AS tenant_status
+            FROM users u JOIN used ON used.user_id = u.id LEFT JOIN tenants t ON t.id = u.tenant_id
+            WHERE u.status IN ('invited', 'active')
+        """
         record = await self._pool.fetchrow(
             sql,
             token_hash,

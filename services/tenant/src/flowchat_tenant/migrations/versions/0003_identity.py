@@ -42,7 +42,9 @@ def upgrade() -> None:
         )
         """
     )
-    op.execute("CREATE UNIQUE INDEX users_email_key ON users (lower(email)) WHERE status <> 'deleted'")
+    op.execute(
+        "CREATE UNIQUE INDEX users_email_key ON users (lower(email)) WHERE status <> 'deleted'"
+    )
     op.execute("CREATE INDEX users_tenant_idx ON users (tenant_id, id)")
     op.execute(
         """
