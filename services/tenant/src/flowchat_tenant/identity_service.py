@@ -31,6 +31,7 @@ from flowchat_platform.logs import get_logger
 from flowchat_tenant import metrics
 from flowchat_tenant.errors import (
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     TooManyAttempts,
@@ -318,7 +319,7 @@ class IdentityService:
 
     async def _self(self, principal: Principal) -> StoredUser:
         if principal.user_id is None:
-            raise InvalidInput("only a user has a profile (not a key)", field="authorization")
+            raise Forbidden("only a signed-in user has a profile (not a key)")
         return await self._user(principal.tenant_id, principal.user_id)
 
     async def update_me(self, principal: Principal, body: ProfileUpdate) -> User:
