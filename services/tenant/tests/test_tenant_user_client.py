@@ -55,6 +55,42 @@ async def test_other_services_resolve_user_tokens(settings, api, people):
         with pytest.raises(ApiError) as dead:
             await authenticate_user(f"Bearer {agent['access_token']}", users=client)
         assert dead.value.status == 401
+        # Other services write their admin actions to the same log.
+        await client.record_audit(
+            tenant_id=tid,
+            actor_type="user",
+            actor_id=staff["user_id"],
+            action="settings.update",
+            target_type="settings",
+            details={"fields": ["welcome_text"]},
+            ip="192.0.2.1",
+            user_agent="console/1",
+        )
+        r = await api.client.get(
+            f"/v1/tenants/{tid}/audit", params={"action": "settings.update"}, headers=api.operator
+        )
+        [entry] = r.json()["items"]
+        assert (entry["actor_type"], entry["actor_id"]) == ("user", staff["user_id"])
+        assert (entry["details"], entry["ip"]) == ({"fields": ["welcome_text"]}, "192.0.2.1")
+        bad = [
+            {"actor_type": "cli", "action": "a.b", "target_type": "t"},
+            {"actor_type": "service", "action": "drop table", "target_type": "t"},
+            {"actor_type": "service", "action": "a.b", "target_type": "t", "tenant_id": "x"},
+        ]
+        for body in bad:
+            r = await api.client.post("/internal/v1/audit", json=body, headers=api.service)
+            assert r.status_code == 422, body
+        r = await api.client.post(
+            "/internal/v1/audit",
+            json={
+                "actor_type": "service",
+                "action": "a.b",
+                "target_type": "t",
+                "details": {"x": "y" * 9000},
+            },
+            headers=api.service,
+        )
+        assert r.status_code == 413
     # The tenant service unreachable: 503, not 401.
     async with aiohttp.ClientSession() as session:
         gone = TenantClient(url, api.service_token, session=session, timeout_s=0.5)

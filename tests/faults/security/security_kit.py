@@ -436,6 +436,9 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("tenant", "GET", "/internal/v1/tenants/{tenant_id}"): Route(S),
     ("tenant", "POST", "/internal/v1/users/resolve"): Route(S, _const({"token": "fca.x.y"})),
     ("tenant", "GET", "/internal/v1/dev/outbox"): Route(S),
+    ("tenant", "POST", "/internal/v1/audit"): Route(
+        S, _const({"actor_type": "service", "action": "x.y", "target_type": "t"}), mutates=True
+    ),
     # sender
     ("sender", "GET", "/internal/v1/dlq"): Route(S),
     ("sender", "POST", "/internal/v1/dlq/replay"): Route(S, _const({"limit": 1}), mutates=True),

@@ -108,6 +108,38 @@ class TenantClient:
             self._cache[cache_key] = (time.monotonic() + ttl, info)
         return info
 
+    async def record_audit(
+        self,
+        *,
+        tenant_id: str | None,
+        actor_type: str,
+        actor_id: str | None,
+        action: str,
+        target_type: str,
+        target_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Record an admin action of this service (settings, campaigns, endpoints) in the
+        tenant's audit log: who (``actor_type`` user/api_key/operator_key/service and id),
+        what, from where. ``details`` name fields, never secret values."""
+        await self._post(
+            "/audit",
+            {
+                "tenant_id": tenant_id,
+                "actor_type": actor_type,
+                "actor_id": actor_id,
+                "action": action,
+                "target_type": target_type,
+                "target_id": target_id,
+                "details": details or {},
+                "ip": ip,
+                "user_agent": user_agent,
+            },
+            expect=204,
+        )
+
     def invalidate(self, account: AccountCredentials | None = None) -> None:
         """Forget cached accounts (all, or one) so the next lookup fetches fresh secrets."""
         if account is None:
@@ -157,7 +189,9 @@ class TenantClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    async def _post(
+        self, path: str, payload: dict[str, Any], *, expect: int = 200
+    ) -> dict[str, Any] | None:
         url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
         try:
             async with self._session.post(
@@ -165,10 +199,12 @@ class TenantClient:
             ) as r:
                 if r.status == 404:
                     return None
-                if r.status != 200:
+                if r.status != expect:
                     raise UpstreamError(
                         f"tenant service answered {r.status}", service="tenant", status=r.status
                     )
+                if r.status == 204:
+                    return {}
                 data: dict[str, Any] = await r.json()
                 return data
         except (aiohttp.ClientError, TimeoutError) as exc:

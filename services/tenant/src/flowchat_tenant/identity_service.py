@@ -284,6 +284,10 @@ class IdentityService:
         items = items[:limit]
         return AuditPage(items=items, next_cursor=str(items[-1].id) if more else None)
 
+    async def record_external(self, entry: AuditEntry) -> None:
+        """An admin action of another service (its settings, campaigns, endpoints)."""
+        await self._store.record_audit(entry)
+
     # --- the user's own ----------------------------------------------------------------
 
     async def set_password(self, body: SetPassword, kind: str) -> User:

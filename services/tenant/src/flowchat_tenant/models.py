@@ -376,6 +376,23 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
+class AuditRecordIn(BaseModel):
+    """An admin action another service performed (its own resources: settings, campaigns,
+    endpoints), recorded in the one audit log. ``details``: names, never secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Annotated[str | None, Field(max_length=64, pattern=r"^tnt_[0-9a-f]+$")] = None
+    actor_type: Literal["operator_key", "user", "api_key", "service"]
+    actor_id: Annotated[str | None, Field(max_length=64)] = None
+    action: Annotated[str, Field(min_length=3, max_length=64, pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
+    target_type: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
+    target_id: Annotated[str | None, Field(max_length=128)] = None
+    details: Annotated[dict[str, object], Field(max_length=50)] = {}
+    ip: Annotated[str | None, Field(max_length=64)] = None
+    user_agent: Annotated[str | None, Field(max_length=512)] = None
+
+
 class UserTokenResolve(BaseModel):
     token: Annotated[str, Field(max_length=4096)]
 

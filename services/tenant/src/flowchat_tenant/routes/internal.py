@@ -24,12 +24,14 @@ from flowchat_tenant.errors import NotFound
 from flowchat_tenant.models import (
     ApiKeyVerified,
     ApiKeyVerify,
+    AuditRecordIn,
     Tenant,
     UserIdentity,
     UserTokenResolve,
     VerifyTokenCheck,
     VerifyTokenResult,
 )
+from flowchat_tenant.ports import AuditEntry
 
 router = APIRouter(
     prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_service_token)]
@@ -159,6 +161,16 @@ async def resolve_user(
     metrics.INTERNAL_LOOKUPS.labels("user", "found").inc()
     response.headers["Cache-Control"] = f"private, max-age={request.app.state.user_cache_max_age_s}"
     return found
+
+
+@router.post("/audit", status_code=204)
+async def record_audit(identity: Identity, body: AuditRecordIn) -> Response:
+    """Record an admin action another service performed (its own resources: settings,
+    campaigns, endpoints) in the one audit log; ``details`` hold names, never secrets."""
+    if len(body.model_dump_json()) > 8192:
+        raise ApiError(413, "too_large", "an audit entry is at most 8 KiB")
+    await identity.record_external(AuditEntry(**body.model_dump()))
+    return Response(status_code=204)
 
 
 @router.get("/dev/outbox", responses={404: {"description": "not in development"}})

@@ -91,7 +91,7 @@ def upgrade() -> None:
             id          bigserial PRIMARY KEY,
             at          timestamptz NOT NULL DEFAULT now(),
             tenant_id   text,  -- no foreign key: the trail outlives what it names
-            actor_type  text NOT NULL CHECK (actor_type IN ('operator_key', 'user', 'api_key', 'cli')),
+            actor_type  text NOT NULL CHECK (actor_type IN ('operator_key', 'user', 'api_key', 'cli', 'service')),
             actor_id    text,
             action      text NOT NULL,
             target_type text NOT NULL,
