@@ -171,3 +171,33 @@ async def test_migration_0003_applies_on_a_database_in_use(database_url, another
     finally:
         await conn.close()
     assert version == "0003"
+
+
+async def test_purge_forgets_quiet_counters_and_ended_sessions(app, api, people, database_url):
+    tenant = await api.tenant()
+    someone = await people.user(tenant["tenant_id"])
+    await people.login("nobody@example.com", "wrong password!!")
+    r = await api.client.post("/v1/auth/logout", headers=api.bearer(someone["session_token"]))
+    assert r.status_code == 204
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"SET search_path TO {SCHEMA}")
+
+        async def counts() -> tuple[int, int, int]:
+            row = await conn.fetchrow(
+                "SELECT (SELECT count(*) FROM login_throttle) AS t, "
+                "(SELECT count(*) FROM sessions) AS s, (SELECT count(*) FROM user_tokens) AS u"
+            )
+            assert row is not None
+            return row["t"], row["s"], row["u"]
+
+        assert await counts() == (2, 1, 1)  # the e-mail's and the address's counters
+        identity = app.state.resources.identity
+        assert await identity.purge() == 0  # all of it recent
+        await conn.execute("UPDATE login_throttle SET last_failure_at = now() - interval '1 day'")
+        await conn.execute("UPDATE sessions SET revoked_at = now() - interval '8 days'")
+        await conn.execute("UPDATE user_tokens SET used_at = now() - interval '8 days'")
+        assert await identity.purge() == 4
+        assert await counts() == (0, 0, 0)
+    finally:
+        await conn.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +106,24 @@ def error_response(exc: TenantError) -> JSONResponse:
     )
 
 
+async def repeat(interval_s: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``interval_s``; a failed round is logged and the next one runs."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except Exception:  # keep going after a bad round (logged)
+            log.exception(f"{what} failed")
+
+
+def refresh(service: TenantService) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        count = await service.refresh_all_health()
+        log.info("number health refreshed", numbers=count)
+
+    return run
+
+
 def identity_policy(settings: Settings) -> IdentityPolicy:
     return IdentityPolicy(
         password_min_length=settings.password_min_length,
@@ -159,15 +177,6 @@ def create_app(
         )
         background = Background()
 
-        async def refresh_health(service: TenantService) -> None:
-            while True:
-                await asyncio.sleep(settings.health_refresh_interval_s)
-                try:
-                    count = await service.refresh_all_health()
-                    log.info("number health refreshed", numbers=count)
-                except Exception:  # keep refreshing after a bad round (logged)
-                    log.exception("number health refresh failed")
-
         async def connect() -> None:
             resources.pool = await open_database(settings)
             resources.repository = Repository(resources.pool)
@@ -187,7 +196,20 @@ def create_app(
                 identity_policy(settings),
             )
             log.info("database ready")
-            background.start("health-refresh", refresh_health(service))
+            background.start(
+                "health-refresh",
+                repeat(
+                    settings.health_refresh_interval_s, "number health refresh", refresh(service)
+                ),
+            )
+            background.start(
+                "identity-purge",
+                repeat(
+                    settings.identity_purge_interval_s,
+                    "identity purge",
+                    resources.identity.purge,
+                ),
+            )
 
         background.start("connect", connect())
         try:

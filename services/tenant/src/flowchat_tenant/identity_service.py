@@ -284,6 +284,14 @@ class IdentityService:
         items = items[:limit]
         return AuditPage(items=items, next_cursor=str(items[-1].id) if more else None)
 
+    async def purge(self, *, keep_s: float = 7 * 86400) -> int:
+        """Housekeeping: quiet throttle counters, long-ended sessions and tokens."""
+        removed = await self._store.purge_expired(
+            window_s=self.policy.lockout_window_s, keep_s=keep_s
+        )
+        log.info("identity rows purged", removed=removed)
+        return removed
+
     async def record_external(self, entry: AuditEntry) -> None:
         """An admin action of another service (its settings, campaigns, endpoints)."""
         await self._store.record_audit(entry)

@@ -706,6 +706,31 @@ class Repository:
     async def clear_login_failures(self, subject: str) -> None:
         await self._pool.execute("DELETE FROM login_throttle WHERE subject = $1", subject)
 
+    async def purge_expired(self, *, window_s: float, keep_s: float) -> int:
+        removed = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            for sql, seconds in (
+                (
+                    "DELETE FROM login_throttle WHERE last_failure_at < "
+                    "now() - make_interval(secs => $1) "
+                    "AND (locked_until IS NULL OR locked_until < now())",
+                    window_s,
+                ),
+                (
+                    "DELETE FROM sessions WHERE coalesce(revoked_at, expires_at) < "
+                    "now() - make_interval(secs => $1)",
+                    keep_s,
+                ),
+                (
+                    "DELETE FROM user_tokens WHERE coalesce(used_at, expires_at) < "
+                    "now() - make_interval(secs => $1)",
+                    keep_s,
+                ),
+            ):
+                status = await conn.execute(sql, seconds)
+                removed += int(status.split()[-1])
+        return removed
+
     # --- audit log --------------------------------------------------------------------
 
     async def record_audit(self, entry: AuditEntry) -> None:

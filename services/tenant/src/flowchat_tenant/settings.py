@@ -70,6 +70,8 @@ class Settings(ServiceSettings):
     mail_outbox_path: str | None = None
     #: the cookie carrying the console session
     session_cookie_secure: bool = True
+    #: how often quiet login counters and long-ended sessions and tokens are deleted
+    identity_purge_interval_s: float = 3600.0
 
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
