@@ -34,6 +34,7 @@ from flowchat_tenant.models import (
 router = APIRouter(tags=["auth"])
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "wrong e-mail or password, dead session or token"},
+    403: {"description": "not a person's token (an API key or the operator key)"},
     422: {"description": "invalid input (a short password names the field)"},
     429: {"description": "locked after repeated failures (Retry-After)"},
 }

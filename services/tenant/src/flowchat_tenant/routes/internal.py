@@ -163,7 +163,7 @@ async def resolve_user(
     return found
 
 
-@router.post("/audit", status_code=204)
+@router.post("/audit", status_code=204, responses={413: {"description": "an entry over 8 KiB"}})
 async def record_audit(identity: Identity, body: AuditRecordIn) -> Response:
     """Record an admin action another service performed (its own resources: settings,
     campaigns, endpoints) in the one audit log; ``details`` hold names, never secrets."""
