@@ -141,6 +141,11 @@ def tenant_env(
     monkeypatch.setenv("FLOWCHAT_TENANT_GRAPH_URL", graph[1])
     monkeypatch.setenv("FLOWCHAT_TENANT_GRAPH_VERSION", GRAPH_VERSION)
     monkeypatch.setenv("FLOWCHAT_TENANT_HEALTH_REFRESH_INTERVAL_S", "3600")
+    monkeypatch.setenv("FLOWCHAT_ENV", "test")
+    # cheap argon2id for tests (production keeps the OWASP minimum)
+    monkeypatch.setenv("FLOWCHAT_TENANT_ARGON2_TIME_COST", "1")
+    monkeypatch.setenv("FLOWCHAT_TENANT_ARGON2_MEMORY_KIB", "8192")
+    monkeypatch.setenv("FLOWCHAT_TENANT_TRUST_FORWARDED_FOR", "true")
 
 
 @pytest.fixture
@@ -277,6 +282,66 @@ class Api:
         )
         assert r.status_code == 201, r.text
         return dict(r.json())
+
+
+PASSWORD = "correct horse battery staple"
+
+
+class People:
+    """Users for the tests: invited by the operator, accepted, logged in."""
+
+    password = PASSWORD
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self._n = 0
+
+    async def invite(
+        self, tenant_id: str | None, role: str = "agent", headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        self._n += 1
+        email = f"person{self._n}-{id(self)}@example.com"
+        if tenant_id is None:
+            url, body = "/v1/operator/users", {"email": email}
+        else:
+            url, body = f"/v1/tenants/{tenant_id}/users", {"email": email, "role": role}
+        r = await self.api.client.post(url, json=body, headers=headers or Api.operator)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def login(
+        self, email: str, password: str = PASSWORD, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return await self.api.client.post(
+            "/v1/auth/login", json={"email": email, "password": password}, headers=headers
+        )
+
+    async def user(self, tenant_id: str | None, role: str = "agent") -> dict[str, Any]:
+        """An active, logged-in user: its user, session and bearer headers."""
+        invited = await self.invite(tenant_id, role)
+        r = await self.api.client.post(
+            "/v1/auth/invitations/accept",
+            json={"token": invited["invitation"]["token"], "password": PASSWORD},
+        )
+        assert r.status_code == 200, r.text
+        r = await self.login(invited["user"]["email"])
+        assert r.status_code == 200, r.text
+        body = dict(r.json())
+        body["headers"] = Api.bearer(body["access_token"])
+        body["user_id"] = body["user"]["user_id"]
+        body["email"] = body["user"]["email"]
+        return body
+
+
+@pytest.fixture
+def people(api: Api) -> People:
+    return People(api)
+
+
+@pytest.fixture
+def people_on(graph: tuple[FastAPI, str]) -> Callable[[httpx.AsyncClient], People]:
+    """People on another running service (``another_service``)."""
+    return lambda client: People(Api(client, graph[0]))
 
 
 @pytest.fixture

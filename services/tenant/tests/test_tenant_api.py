@@ -267,7 +267,14 @@ async def test_tenant_a_cannot_touch_tenant_b_anywhere(api):
     tb = b["tenant_id"]
     b_account = await api.account(tb, api.meta_body())
     b_key = await api.key(tb, ["send"])
+    invited = await api.client.post(
+        f"/v1/tenants/{tb}/users",
+        json={"email": "bob@b.example", "role": "agent"},
+        headers=api.operator,
+    )
+    b_user = invited.json()["user"]["user_id"]
     acc = f"/v1/tenants/{tb}/accounts/{b_account['account_id']}"
+    usr = f"/v1/tenants/{tb}/users/{b_user}"
     attempts = [
         ("GET", f"/v1/tenants/{tb}", None),
         ("PATCH", f"/v1/tenants/{tb}", {"name": "pwned"}),
@@ -284,6 +291,13 @@ async def test_tenant_a_cannot_touch_tenant_b_anywhere(api):
         ("POST", f"/v1/tenants/{tb}/api-keys", {"name": "mine", "scopes": ["admin"]}),
         ("GET", f"/v1/tenants/{tb}/api-keys/{b_key['key_id']}", None),
         ("DELETE", f"/v1/tenants/{tb}/api-keys/{b_key['key_id']}", None),
+        ("GET", f"/v1/tenants/{tb}/users", None),
+        ("POST", f"/v1/tenants/{tb}/users", {"email": "eve@a.example", "role": "owner"}),
+        ("GET", usr, None),
+        ("PATCH", usr, {"role": "admin"}),
+        ("DELETE", usr, None),
+        ("POST", f"{usr}/password-reset", None),
+        ("GET", f"/v1/tenants/{tb}/audit", None),
     ]
     # Every public route is in the list.
     paths = api.client._transport.app.openapi()["paths"]
@@ -293,13 +307,14 @@ async def test_tenant_a_cannot_touch_tenant_b_anywhere(api):
         if path.startswith("/v1/tenants/{tenant_id}")
         for method in ops
     }
-    assert len(public) == 14
+    assert len(public) == 21
     tried = {
         (
             m,
             u.replace(tb, "{tenant_id}")
             .replace(b_account["account_id"], "{account_id}")
-            .replace(b_key["key_id"], "{key_id}"),
+            .replace(b_key["key_id"], "{key_id}")
+            .replace(b_user, "{user_id}"),
         )
         for m, u, _ in attempts
     }

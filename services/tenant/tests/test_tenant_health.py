@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flowchat_platform.testing import eventually
 from flowchat_tenant.app import create_app
-from flowchat_tenant.service import Principal
+from flowchat_tenant.permissions import Principal
 from flowchat_tenant.settings import Settings
 
 

@@ -11,10 +11,11 @@ from flowchat_tenant import validation
 from flowchat_tenant.crypto import SecretBox, digest
 from flowchat_tenant.errors import InvalidCredentials, InvalidInput, NotFound, ProviderError
 from flowchat_tenant.models import ApiKeyCreate, MetaAccountCreate, TenantCreate
+from flowchat_tenant.permissions import Principal
 from flowchat_tenant.ports import PhoneNumberInfo
 from flowchat_tenant.provider import raise_for_graph_error
 from flowchat_tenant.routes.internal import etag_matches
-from flowchat_tenant.service import Principal, TenantService, check_display_number, parse_api_key
+from flowchat_tenant.service import TenantService, check_display_number, parse_api_key
 from flowchat_tenant.settings import Settings
 
 
@@ -168,14 +169,14 @@ def test_authorization_rules():
     operator = Principal.the_operator()
     admin = Principal(operator=False, tenant_id="tnt_a", key_id="key_1", scopes=("admin",))
     sender = Principal(operator=False, tenant_id="tnt_a", key_id="key_2", scopes=("send",))
-    TenantService.authorize(operator, "tnt_b")
-    TenantService.authorize(admin, "tnt_a")
+    TenantService.authorize(operator, "tnt_b", "tenant.update")
+    TenantService.authorize(admin, "tnt_a", "keys.write")
     with pytest.raises(NotFound):
-        TenantService.authorize(admin, "tnt_b")
+        TenantService.authorize(admin, "tnt_b", "tenant.read")
     with pytest.raises(NotFound):  # another tenant: not found, whatever the scopes
-        TenantService.authorize(sender, "tnt_b")
+        TenantService.authorize(sender, "tnt_b", "tenant.read")
     with pytest.raises(Exception, match="admin"):
-        TenantService.authorize(sender, "tnt_a")
+        TenantService.authorize(sender, "tnt_a", "tenant.read")
 
 
 GOOD_KEY = Fernet.generate_key().decode()

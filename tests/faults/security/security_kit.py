@@ -255,8 +255,10 @@ class Route:
     ``guard``: ``tenant`` (a tenant's API key, the tenant named in the path or implied
     by the key), ``service`` (the internal service token only), ``operator`` (the
     operator key only), ``signed`` (a provider's webhook signature), ``capability``
-    (an unguessable token in the URL), ``sandbox`` (the dev-only emulator: no tenants;
-    its Graph endpoints take a number's access token).
+    (an unguessable token in the URL), ``user`` (a person's own credentials: password,
+    one-time token, session or access token; a tenant's API key opens none),
+    ``sandbox`` (the dev-only emulator: no tenants; its Graph endpoints take a number's
+    access token).
     """
 
     guard: str
@@ -322,6 +324,8 @@ def _const(value: Any) -> Callable[[SecurityEnv, dict[str, str]], Any]:
 
 
 T, S, OP, SIG, CAP = "tenant", "service", "operator", "signed", "capability"
+#: a person's own credentials (password, one-time token, session, access token)
+USER = "user"
 
 ROUTES: dict[tuple[str, str, str], Route] = {
     # gateway
@@ -382,6 +386,46 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("tenant", "GET", "/v1/tenants/{tenant_id}/api-keys"): Route(T),
     ("tenant", "GET", "/v1/tenants/{tenant_id}/api-keys/{key_id}"): Route(T),
     ("tenant", "DELETE", "/v1/tenants/{tenant_id}/api-keys/{key_id}"): Route(T, mutates=True),
+    ("tenant", "POST", "/v1/tenants/{tenant_id}/users"): Route(
+        T, _const({"email": "mallory@x.example", "role": "owner"}), mutates=True
+    ),
+    ("tenant", "GET", "/v1/tenants/{tenant_id}/users"): Route(T),
+    ("tenant", "GET", "/v1/tenants/{tenant_id}/users/{user_id}"): Route(T),
+    ("tenant", "PATCH", "/v1/tenants/{tenant_id}/users/{user_id}"): Route(
+        T, _const({"role": "owner"}), mutates=True
+    ),
+    ("tenant", "DELETE", "/v1/tenants/{tenant_id}/users/{user_id}"): Route(T, mutates=True),
+    ("tenant", "POST", "/v1/tenants/{tenant_id}/users/{user_id}/password-reset"): Route(
+        T, mutates=True
+    ),
+    ("tenant", "GET", "/v1/tenants/{tenant_id}/audit"): Route(T),
+    ("tenant", "POST", "/v1/operator/users"): Route(
+        OP, _const({"email": "mallory@x.example"}), mutates=True
+    ),
+    ("tenant", "GET", "/v1/operator/users"): Route(OP),
+    ("tenant", "GET", "/v1/operator/users/{user_id}"): Route(OP),
+    ("tenant", "PATCH", "/v1/operator/users/{user_id}"): Route(
+        OP, _const({"status": "disabled"}), mutates=True
+    ),
+    ("tenant", "DELETE", "/v1/operator/users/{user_id}"): Route(OP, mutates=True),
+    ("tenant", "POST", "/v1/operator/users/{user_id}/password-reset"): Route(OP, mutates=True),
+    ("tenant", "GET", "/v1/operator/audit"): Route(OP),
+    ("tenant", "POST", "/v1/auth/login"): Route(
+        USER, _const({"email": "mallory@x.example", "password": "x" * 12}), mutates=True
+    ),
+    ("tenant", "POST", "/v1/auth/refresh"): Route(USER, mutates=True),
+    ("tenant", "POST", "/v1/auth/logout"): Route(USER, mutates=True),
+    ("tenant", "POST", "/v1/auth/invitations/accept"): Route(
+        USER, _const({"token": "fcu_" + "0" * 43, "password": "x" * 12}), mutates=True
+    ),
+    ("tenant", "POST", "/v1/auth/password-reset"): Route(
+        USER, _const({"token": "fcu_" + "0" * 43, "password": "x" * 12}), mutates=True
+    ),
+    ("tenant", "GET", "/v1/me"): Route(USER),
+    ("tenant", "PATCH", "/v1/me"): Route(USER, _const({"name": "pwned"}), mutates=True),
+    ("tenant", "POST", "/v1/me/password"): Route(
+        USER, _const({"current_password": "x" * 12, "new_password": "y" * 12}), mutates=True
+    ),
     # tenant: internal
     ("tenant", "GET", "/internal/v1/accounts/{account_id}"): Route(S),
     ("tenant", "GET", "/internal/v1/accounts/by-phone-number/{phone_number_id}"): Route(S),
@@ -390,6 +434,11 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("tenant", "POST", "/internal/v1/verify-tokens/check"): Route(S, _const({"token": "x"})),
     ("tenant", "POST", "/internal/v1/api-keys/verify"): Route(S, _const({"key": "fc_x"})),
     ("tenant", "GET", "/internal/v1/tenants/{tenant_id}"): Route(S),
+    ("tenant", "POST", "/internal/v1/users/resolve"): Route(S, _const({"token": "fca.x.y"})),
+    ("tenant", "GET", "/internal/v1/dev/outbox"): Route(S),
+    ("tenant", "POST", "/internal/v1/audit"): Route(
+        S, _const({"actor_type": "service", "action": "x.y", "target_type": "t"}), mutates=True
+    ),
     # sender
     ("sender", "GET", "/internal/v1/dlq"): Route(S),
     ("sender", "POST", "/internal/v1/dlq/replay"): Route(S, _const({"limit": 1}), mutates=True),

@@ -46,6 +46,7 @@ def _params(env: SecurityEnv, ids: dict[str, str]) -> dict[str, str]:
         "account_sid": env.twilio.sid,
         "message_sid": "SM" + "0" * 32,
         "template_id": "0",
+        "user_id": "usr_0000000000000000",
     }
 
 
@@ -139,7 +140,7 @@ async def test_tenant_isolation_matrix(security: SecurityEnv, figures) -> None:
                     attempts.append(("b_service_header", env.service_headers(b.tenant_id)))
             elif route.guard in ("service", "operator"):
                 attempts += [("a_key", bearer(a.api_key)), ("b_key", b_key), ("none", {})]
-            elif route.guard == "capability":
+            elif route.guard in ("capability", "user"):
                 attempts.append(("b_key", b_key))
             for who, headers in attempts:
                 try:

@@ -42,6 +42,20 @@ class WabaAccounts(BaseModel):
     accounts: list[AccountCredentials]
 
 
+class UserInfo(BaseModel):
+    """Who is behind a user's access token (the tenant's ``/internal/v1/users/resolve``).
+
+    ``tenant_id`` is None for an operator user (platform staff, ``role`` ``operator``).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    user_id: str
+    tenant_id: str | None
+    role: str
+    session_id: str
+
+
 class ApiKeyInfo(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 

@@ -3,6 +3,11 @@
 Every service's HTTP API accepts the same two kinds of bearer token; this module
 decides which one a request carries, once, so the services' dependencies only add
 their own rule (which scope, which tenant).
+
+People (the console's users, the inbox's agents) carry a short-lived access token
+(``fca.…``) from the tenant service's login: :func:`authenticate_user` resolves it
+through the tenant's internal API (``TenantClient.user``, cached a few seconds) to a
+:class:`UserCaller` (user, tenant, role); the service then checks the role.
 """
 
 from __future__ import annotations
@@ -11,11 +16,22 @@ import hmac
 from dataclasses import dataclass
 from typing import Protocol
 
-from flowchat_platform.accounts import ApiKeyInfo
+from flowchat_platform.accounts import ApiKeyInfo, UserInfo
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.http import ApiError
 
-__all__ = ["ApiKeys", "Caller", "authenticate", "require_scope"]
+__all__ = [
+    "ApiKeys",
+    "Caller",
+    "UserCaller",
+    "Users",
+    "authenticate",
+    "authenticate_user",
+    "require_scope",
+]
+
+#: What a user's access token starts with (issued by the tenant service's login).
+USER_TOKEN_PREFIX = "fca."  # noqa: S105 - a prefix, not a secret
 
 
 class ApiKeys(Protocol):
@@ -72,3 +88,50 @@ def require_scope(caller: Caller, scope: str, tenant_id: str | None = None) -> N
         raise ApiError(403, "forbidden", f"the API key lacks the {scope} scope")
     if tenant_id is not None and caller.tenant_id != tenant_id:
         raise ApiError(403, "forbidden", "the API key belongs to another tenant")
+
+
+class Users(Protocol):
+    """What authenticate_user() needs of the tenant service (``TenantClient`` is one)."""
+
+    async def user(self, access_token: str) -> UserInfo | None: ...
+
+
+@dataclass(frozen=True)
+class UserCaller:
+    """A person: ``tenant_id`` None and ``role`` ``operator`` for platform staff."""
+
+    user_id: str
+    tenant_id: str | None
+    role: str
+    session_id: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
+
+    def require_role(self, *roles: str, tenant_id: str | None = None) -> None:
+        """Another tenant's resource: 404 (as if unknown); a role not in ``roles``: 403.
+        Operators pass both checks."""
+        if self.is_operator:
+            return
+        if tenant_id is not None and tenant_id != self.tenant_id:
+            raise ApiError(404, "not_found", "not found")
+        if self.role not in roles:
+            raise ApiError(403, "forbidden", f"the {self.role} role may not do this")
+
+
+async def authenticate_user(authorization: str | None, *, users: Users) -> UserCaller:
+    """The user behind ``Authorization: Bearer fca.…``, or a 401/503 ApiError."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(USER_TOKEN_PREFIX):
+        raise _unauthorized("a user's access token is required")
+    try:
+        info = await users.user(token)
+    except UpstreamError as exc:
+        raise ApiError(503, "tenant_unavailable", "users cannot be verified now") from exc
+    if info is None:
+        raise _unauthorized("expired or revoked access token")
+    return UserCaller(
+        user_id=info.user_id, tenant_id=info.tenant_id, role=info.role, session_id=info.session_id
+    )

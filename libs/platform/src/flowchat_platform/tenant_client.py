@@ -8,18 +8,26 @@ the same key share one request, and "not found" is cached briefly too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import BaseModel
 
-from flowchat_platform.accounts import AccountCredentials, ApiKeyInfo, WabaAccounts
+from flowchat_platform.accounts import AccountCredentials, ApiKeyInfo, UserInfo, WabaAccounts
 from flowchat_platform.errors import UpstreamError
 
 INTERNAL_PREFIX = "/internal/v1"
 
-__all__ = ["INTERNAL_PREFIX", "AccountCredentials", "ApiKeyInfo", "TenantClient", "WabaAccounts"]
+__all__ = [
+    "INTERNAL_PREFIX",
+    "AccountCredentials",
+    "ApiKeyInfo",
+    "TenantClient",
+    "UserInfo",
+    "WabaAccounts",
+]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,7 +43,11 @@ class TenantClient:
         ttl_s: float = 60.0,
         negative_ttl_s: float = 5.0,
         timeout_s: float = 3.0,
+        user_ttl_s: float = 5.0,
     ) -> None:
+        #: at most this long a user's token is trusted after its user is disabled
+        #: (``min`` with the tenant's ``max-age``; 0 asks the tenant every time)
+        self.user_ttl_s = user_ttl_s
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {service_token}"}
         self._session = session
@@ -81,6 +93,52 @@ class TenantClient:
         ttl = min(self.ttl_s, 30.0) if info else self.negative_ttl_s
         self._cache[cache_key] = (time.monotonic() + ttl, info)
         return info
+
+    async def user(self, access_token: str) -> UserInfo | None:
+        """Who is behind a user's access token, or None when it is expired, revoked, or its
+        user is disabled or deleted. Cached ``user_ttl_s`` (held by the token's digest)."""
+        cache_key = "user:" + hashlib.sha256(access_token.encode()).hexdigest()
+        hit = self._cache.get(cache_key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[no-any-return]
+        result = await self._post("/users/resolve", {"token": access_token})
+        info = UserInfo.model_validate(result) if result else None
+        ttl = self.user_ttl_s if info else min(self.user_ttl_s, self.negative_ttl_s)
+        if ttl > 0:
+            self._cache[cache_key] = (time.monotonic() + ttl, info)
+        return info
+
+    async def record_audit(
+        self,
+        *,
+        tenant_id: str | None,
+        actor_type: str,
+        actor_id: str | None,
+        action: str,
+        target_type: str,
+        target_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        """Record an admin action of this service (settings, campaigns, endpoints) in the
+        tenant's audit log: who (``actor_type`` user/api_key/operator_key/service and id),
+        what, from where. ``details`` name fields, never secret values."""
+        await self._post(
+            "/audit",
+            {
+                "tenant_id": tenant_id,
+                "actor_type": actor_type,
+                "actor_id": actor_id,
+                "action": action,
+                "target_type": target_type,
+                "target_id": target_id,
+                "details": details or {},
+                "ip": ip,
+                "user_agent": user_agent,
+            },
+            expect=204,
+        )
 
     def invalidate(self, account: AccountCredentials | None = None) -> None:
         """Forget cached accounts (all, or one) so the next lookup fetches fresh secrets."""
@@ -131,7 +189,9 @@ class TenantClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    async def _post(
+        self, path: str, payload: dict[str, Any], *, expect: int = 200
+    ) -> dict[str, Any] | None:
         url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
         try:
             async with self._session.post(
@@ -139,10 +199,12 @@ class TenantClient:
             ) as r:
                 if r.status == 404:
                     return None
-                if r.status != 200:
+                if r.status != expect:
                     raise UpstreamError(
                         f"tenant service answered {r.status}", service="tenant", status=r.status
                     )
+                if r.status == 204:
+                    return {}
                 data: dict[str, Any] = await r.json()
                 return data
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -9,7 +9,8 @@ task re-reads every Meta number's health each ``health_refresh_interval_s``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +33,18 @@ from flowchat_tenant.errors import (
     ProviderError,
     SecretUnavailable,
     TenantError,
+    TooManyAttempts,
+    Unauthenticated,
 )
-from flowchat_tenant.ports import NumberProvider
+from flowchat_tenant.identity_service import IdentityPolicy, IdentityService
+from flowchat_tenant.mail import Outbox
+from flowchat_tenant.ports import Mailer, NumberProvider
 from flowchat_tenant.provider import GraphProvider
 from flowchat_tenant.repository import Repository
-from flowchat_tenant.routes import internal, public
+from flowchat_tenant.routes import auth, internal, public, users
 from flowchat_tenant.service import TenantService
 from flowchat_tenant.settings import Settings
+from flowchat_tenant.tokens import AccessTokens, Passwords
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "tenant"
@@ -50,6 +56,7 @@ class Resources:
     pool: asyncpg.Pool | None = None
     repository: Repository | None = None
     service: TenantService | None = None
+    identity: IdentityService | None = None
 
     async def database_ready(self) -> bool:
         return self.repository is not None and await self.repository.ping()
@@ -71,6 +78,7 @@ async def open_database(settings: Settings) -> asyncpg.Pool:
 def error_response(exc: TenantError) -> JSONResponse:
     status = 400
     details: list[dict[str, object]] = []
+    headers: dict[str, str] = {}
     if isinstance(exc, NotFound):
         status = 404
     elif isinstance(exc, Conflict):
@@ -81,17 +89,79 @@ def error_response(exc: TenantError) -> JSONResponse:
         details = [{"loc": ["body", exc.field], "msg": exc.message, "type": exc.code}]
     elif isinstance(exc, Forbidden):
         status = 403
+    elif isinstance(exc, Unauthenticated):
+        status = 401
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, TooManyAttempts):
+        status = 429
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        details = [{"retry_after_s": round(exc.retry_after_s, 3)}]
     elif isinstance(exc, SecretUnavailable):
         status = 500
     elif isinstance(exc, ProviderError):
         status = 502
         details = [{"provider_status": exc.status, "provider_code": exc.provider_code}]
-    return JSONResponse(error_body(exc.code, exc.message, details), status_code=status)
+    return JSONResponse(
+        error_body(exc.code, exc.message, details), status_code=status, headers=headers
+    )
 
 
-def create_app(settings: Settings, *, provider: NumberProvider | None = None) -> FastAPI:
-    """Build the app; ``provider`` replaces the Graph API client (tests pass their own)."""
+async def repeat(interval_s: float, what: str, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``interval_s``; a failed round is logged and the next one runs."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await job()
+        except Exception:  # keep going after a bad round (logged)
+            log.exception(f"{what} failed")
+
+
+def refresh(service: TenantService) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        count = await service.refresh_all_health()
+        log.info("number health refreshed", numbers=count)
+
+    return run
+
+
+def identity_policy(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy(
+        password_min_length=settings.password_min_length,
+        invitation_ttl_s=settings.invitation_ttl_s,
+        reset_ttl_s=settings.reset_ttl_s,
+        session_ttl_s=settings.session_ttl_s,
+        lockout_user_threshold=settings.lockout_user_threshold,
+        lockout_ip_threshold=settings.lockout_ip_threshold,
+        lockout_base_s=settings.lockout_base_s,
+        lockout_max_s=settings.lockout_max_s,
+        lockout_window_s=settings.lockout_window_s,
+        console_url=settings.console_url,
+    )
+
+
+def identity_state(app: FastAPI, settings: Settings, outbox: Outbox | None) -> None:
+    """What the identity routes read: cache age, proxy trust, cookie flag, the dev outbox."""
+    app.state.user_cache_max_age_s = settings.user_cache_max_age_s
+    app.state.trust_forwarded_for = settings.trust_forwarded_for
+    app.state.session_cookie_secure = settings.session_cookie_secure
+    app.state.outbox = outbox if settings.environment != "production" else None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    provider: NumberProvider | None = None,
+    mailer: Mailer | None = None,
+) -> FastAPI:
+    """Build the app; ``provider`` replaces the Graph API client (tests pass their own);
+    ``mailer`` the e-mail seam (default: the development outbox, memory and
+    ``mail_outbox_path``, readable at ``/internal/v1/dev/outbox`` outside production)."""
     box = settings.secret_box()
+    outbox = Outbox(Path(settings.mail_outbox_path) if settings.mail_outbox_path else None)
+    passwords = Passwords(
+        time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+    )
+    access_tokens = AccessTokens(settings.access_token_key(), ttl_s=settings.access_token_ttl_s)
     resources = Resources()
     readiness = Readiness()
     readiness.add("database", resources.database_ready)
@@ -107,15 +177,6 @@ def create_app(settings: Settings, *, provider: NumberProvider | None = None) ->
         )
         background = Background()
 
-        async def refresh_health(service: TenantService) -> None:
-            while True:
-                await asyncio.sleep(settings.health_refresh_interval_s)
-                try:
-                    count = await service.refresh_all_health()
-                    log.info("number health refreshed", numbers=count)
-                except Exception:  # keep refreshing after a bad round (logged)
-                    log.exception("number health refresh failed")
-
         async def connect() -> None:
             resources.pool = await open_database(settings)
             resources.repository = Repository(resources.pool)
@@ -124,17 +185,38 @@ def create_app(settings: Settings, *, provider: NumberProvider | None = None) ->
                 box,
                 number_provider,
                 validate_numbers=settings.validate_numbers,
+                audit=resources.repository,
             )
             resources.service = service
+            resources.identity = IdentityService(
+                resources.repository,
+                mailer or outbox,
+                passwords,
+                access_tokens,
+                identity_policy(settings),
+            )
             log.info("database ready")
-            background.start("health-refresh", refresh_health(service))
+            background.start(
+                "health-refresh",
+                repeat(
+                    settings.health_refresh_interval_s, "number health refresh", refresh(service)
+                ),
+            )
+            background.start(
+                "identity-purge",
+                repeat(
+                    settings.identity_purge_interval_s,
+                    "identity purge",
+                    resources.identity.purge,
+                ),
+            )
 
         background.start("connect", connect())
         try:
             yield
         finally:
             await background.stop()
-            resources.service = resources.repository = None
+            resources.service = resources.repository = resources.identity = None
             if resources.pool is not None:
                 await resources.pool.close()
             await session.close()
@@ -148,11 +230,14 @@ def create_app(settings: Settings, *, provider: NumberProvider | None = None) ->
         settings.service_token.get_secret_value() if settings.service_token else ""
     )
     app.state.cache_max_age_s = settings.internal_cache_max_age_s
+    identity_state(app, settings, outbox if mailer is None else None)
 
     @app.exception_handler(TenantError)
     async def tenant_error(_: Request, exc: TenantError) -> JSONResponse:
         return error_response(exc)
 
     app.include_router(public.router)
+    app.include_router(users.router)
+    app.include_router(auth.router)
     app.include_router(internal.router)
     return app

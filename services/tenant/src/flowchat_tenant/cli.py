@@ -55,13 +55,14 @@ from flowchat_tenant.models import (
     TenantCreate,
     TenantUpdate,
 )
+from flowchat_tenant.permissions import Principal
 from flowchat_tenant.ports import NoProvider, NumberProvider
 from flowchat_tenant.provider import GraphProvider
 from flowchat_tenant.repository import Repository
-from flowchat_tenant.service import Principal, TenantService
+from flowchat_tenant.service import TenantService
 from flowchat_tenant.settings import Settings
 
-OPERATOR = Principal.the_operator()
+OPERATOR = Principal.the_operator(actor_type="cli")
 _ACCOUNT = TypeAdapter(AccountCreate)
 
 
@@ -399,11 +400,13 @@ async def run(
                 if args.group == "number"
                 else NoProvider()
             )
+            repository = Repository(pool)
             service = TenantService(
-                Repository(pool),
+                repository,
                 box,
                 number_provider,
                 validate_numbers=settings.validate_numbers,
+                audit=repository,
             )
             await execute(
                 args,

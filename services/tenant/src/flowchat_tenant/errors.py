@@ -9,6 +9,8 @@
         ├── InvalidInput(field, code)        the schema accepts it, the domain does not (→ 422)
         │   └── InvalidCredentials(field)    the provider refused the token (Graph 190 / HTTP 401)
         ├── Forbidden(reason)                authenticated, but not allowed to do this (→ 403)
+        ├── Unauthenticated(reason)          wrong e-mail or password, dead session or token (→ 401)
+        ├── TooManyAttempts(retry_after_s)   login locked after repeated failures (→ 429)
         ├── ProviderError(status)            the provider answered badly or not at all (→ 502)
         └── SecretUnavailable(account)       a stored secret does not decrypt with any key (→ 500)
 
@@ -68,6 +70,25 @@ class InvalidCredentials(InvalidInput):
 
 class Forbidden(TenantError):
     code = "forbidden"
+
+
+class Unauthenticated(TenantError):
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class TooManyAttempts(TenantError):
+    """Logins for this e-mail or from this address are locked for ``retry_after_s``."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("too many failed logins; try again later")
+        self.retry_after_s = retry_after_s
 
 
 class ProviderError(TenantError):

@@ -41,3 +41,8 @@ NUMBER_TOKEN_VALID = Gauge(
     "1 when the number's access token worked at its last health reading, 0 when refused",
     ["tenant", "account"],
 )
+LOGINS = Counter(
+    "flowchat_tenant_logins_total",
+    "User logins, by outcome (ok, failed, locked, refused)",
+    ["outcome"],
+)

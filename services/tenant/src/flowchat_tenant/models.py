@@ -228,3 +228,180 @@ class ApiKeyVerified(BaseModel):
     tenant_id: str
     scopes: list[str]
     tenant_status: TenantStatus
+
+
+# --- users, sessions, audit ------------------------------------------------------
+
+UserRole = Literal["owner", "admin", "agent", "viewer"]
+UserStatus = Literal["invited", "active", "disabled", "deleted"]
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    AfterValidator(lambda v: v.lower()),
+]
+#: Passwords: the service checks the minimum length (a setting); 1,024 caps hashing work.
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+OneTimeToken = Annotated[str, Field(min_length=16, max_length=256)]
+AvatarUrl = Annotated[str, Field(max_length=2048, pattern=r"^https://[^\s]+$")]
+DisplayName = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class Notifications(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: bool = True
+    new_conversation: bool = True
+    assigned_to_me: bool = True
+    sound: bool = True
+
+
+class Preferences(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    language: Locale = "en"
+    timezone: Timezone = "UTC"
+    notifications: Notifications = Notifications()
+
+
+class User(BaseModel):
+    """A person: an operator user (``tenant_id`` null, role ``operator``) or a tenant's."""
+
+    user_id: str
+    tenant_id: str | None
+    email: str
+    role: Literal["operator", "owner", "admin", "agent", "viewer"]
+    status: UserStatus
+    name: str | None
+    display_name: str | None
+    avatar_url: str | None
+    preferences: Preferences
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserInvite(_In):
+    email: Email
+    role: UserRole = "agent"
+    name: Name | None = None
+
+
+class OperatorInvite(_In):
+    email: Email
+    name: Name | None = None
+
+
+class UserUpdate(_In):
+    """An admin's change: the role, or ``status`` to disable (sessions end) or re-enable."""
+
+    role: UserRole | None = None
+    status: Literal["active", "disabled"] | None = None
+
+
+class OneTimeTokenIssued(BaseModel):
+    """Shown once, to the inviter (also e-mailed): the invitee sets a password with it."""
+
+    token: str
+    kind: Literal["invitation", "reset"]
+    expires_at: datetime
+    url: str
+
+
+class Invited(BaseModel):
+    user: User
+    invitation: OneTimeTokenIssued
+
+
+class ResetIssued(BaseModel):
+    user: User
+    reset: OneTimeTokenIssued
+
+
+class ProfileUpdate(_In):
+    name: Name | None = None
+    display_name: DisplayName | None = None
+    avatar_url: AvatarUrl | None = None
+    preferences: Preferences | None = None
+
+
+class SetPassword(_In):
+    token: OneTimeToken
+    password: Password
+    name: Name | None = None
+
+
+class ChangePassword(_In):
+    current_password: Password
+    new_password: Password
+
+
+class Login(_In):
+    email: Email
+    password: Password
+
+
+class AccessTokenIssued(BaseModel):
+    """A short-lived signed token for the API (``Authorization: Bearer``)."""
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme's name
+    expires_in: int
+    expires_at: datetime
+
+
+class LoginResult(AccessTokenIssued):
+    """The session (the console keeps it in the ``fc_session`` cookie) and an access token."""
+
+    session_token: str
+    session_expires_at: datetime
+    user: User
+
+
+class AuditItem(BaseModel):
+    id: int
+    at: datetime
+    tenant_id: str | None
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target_type: str
+    target_id: str | None
+    details: dict[str, object]
+    ip: str | None
+    user_agent: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    next_cursor: str | None
+
+
+class AuditRecordIn(BaseModel):
+    """An admin action another service performed (its own resources: settings, campaigns,
+    endpoints), recorded in the one audit log. ``details``: names, never secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: Annotated[str | None, Field(max_length=64, pattern=r"^tnt_[0-9a-f]+$")] = None
+    actor_type: Literal["operator_key", "user", "api_key", "service"]
+    actor_id: Annotated[str | None, Field(max_length=64)] = None
+    action: Annotated[str, Field(min_length=3, max_length=64, pattern=r"^[a-z_]+(\.[a-z_]+)+$")]
+    target_type: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
+    target_id: Annotated[str | None, Field(max_length=128)] = None
+    details: Annotated[dict[str, object], Field(max_length=50)] = {}
+    ip: Annotated[str | None, Field(max_length=64)] = None
+    user_agent: Annotated[str | None, Field(max_length=512)] = None
+
+
+class UserTokenResolve(BaseModel):
+    token: Annotated[str, Field(max_length=4096)]
+
+
+class UserIdentity(BaseModel):
+    """What another service needs to authorise a user (internal API)."""
+
+    user_id: str
+    tenant_id: str | None
+    role: Literal["operator", "owner", "admin", "agent", "viewer"]
+    session_id: str
+    expires_at: datetime

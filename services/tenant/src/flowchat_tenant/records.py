@@ -19,9 +19,12 @@ from flowchat_tenant.models import (
     Account,
     AccountStatus,
     ApiKey,
+    Notifications,
     NumberHealth,
+    Preferences,
     Provider,
     TenantStatus,
+    User,
 )
 
 #: Field name → value, for an insert or an update (names as in the records below).
@@ -171,3 +174,95 @@ class StoredApiKey:
             last_used_at=self.last_used_at,
             revoked_at=self.revoked_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    """One user as stored: the argon2id hash of the password (never shown)."""
+
+    id: str
+    tenant_id: str | None
+    email: str
+    role: str
+    status: str
+    password_hash: str | None
+    name: str | None
+    display_name: str | None
+    avatar_url: str | None
+    language: str
+    timezone: str
+    notifications: dict[str, Any]
+    token_version: int
+    last_login_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    #: the owning tenant's status (None for operator users)
+    tenant_status: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """May this user act now (active, and its tenant not suspended)?"""
+        return self.status == "active" and self.tenant_status in (None, "active")
+
+    def public(self) -> User:
+        return User(
+            user_id=self.id,
+            tenant_id=self.tenant_id,
+            email=self.email,
+            role=self.role,
+            status=self.status,
+            name=self.name,
+            display_name=self.display_name,
+            avatar_url=self.avatar_url,
+            preferences=Preferences(
+                language=self.language,
+                timezone=self.timezone,
+                notifications=Notifications(**self.notifications),
+            ),
+            last_login_at=self.last_login_at,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+USER_FIELDS = frozenset(
+    {
+        "role",
+        "status",
+        "password_hash",
+        "name",
+        "display_name",
+        "avatar_url",
+        "language",
+        "timezone",
+        "notifications",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UserSession:
+    """A console session and its user as they are now (read together, in one query)."""
+
+    id: str
+    user: StoredUser
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    #: still valid by the database's clock (not revoked, not expired)
+    live: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    tenant_id: str | None
+    actor_type: str
+    actor_id: str | None
+    action: str
+    target_type: str
+    target_id: str | None
+    details: dict[str, Any]
+    ip: str | None
+    user_agent: str | None

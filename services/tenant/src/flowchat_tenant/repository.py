@@ -11,21 +11,27 @@ verify-token digest, API key id) search across tenants, because that is their jo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
 
-from flowchat_tenant.errors import Conflict
+from flowchat_tenant.errors import Conflict, NotFound
 from flowchat_tenant.models import Tenant
+from flowchat_tenant.ports import AuditEntry
 from flowchat_tenant.records import (
     ACCOUNT_FIELDS,
     SECRET_FIELDS,
     TENANT_FIELDS,
+    USER_FIELDS,
+    AuditRecord,
     Fields,
     NumberRef,
     StoredAccount,
     StoredApiKey,
+    StoredUser,
+    UserSession,
 )
 
 ENCRYPTED_COLUMNS = tuple(SECRET_FIELDS.values())
@@ -102,6 +108,71 @@ def _api_key(record: asyncpg.Record) -> StoredApiKey:
         revoked_at=record["revoked_at"],
         tenant_status=record.get("tenant_status"),
     )
+
+
+def _user(record: asyncpg.Record, prefix: str = "") -> StoredUser:
+    """A user row (``u.*`` with ``tenant_status``; ``prefix`` when the columns are aliased)."""
+
+    def col(name: str) -> Any:
+        return record[prefix + name]
+
+    return StoredUser(
+        id=col("id"),
+        tenant_id=col("tenant_id"),
+        email=col("email"),
+        role=col("role"),
+        status=col("status"),
+        password_hash=col("password_hash"),
+        name=col("name"),
+        display_name=col("display_name"),
+        avatar_url=col("avatar_url"),
+        language=col("language"),
+        timezone=col("timezone"),
+        notifications=json.loads(col("notifications")),
+        token_version=col("token_version"),
+        last_login_at=col("last_login_at"),
+        created_at=col("created_at"),
+        updated_at=col("updated_at"),
+        tenant_status=record.get("tenant_status"),
+    )
+
+
+def _session(record: asyncpg.Record) -> UserSession:
+    return UserSession(
+        id=record["s_id"],
+        user=_user(record),
+        created_at=record["s_created_at"],
+        expires_at=record["s_expires_at"],
+        revoked_at=record["s_revoked_at"],
+        live=record["s_live"],
+    )
+
+
+def _audit(record: asyncpg.Record) -> AuditRecord:
+    return AuditRecord(
+        id=record["id"],
+        at=record["at"],
+        tenant_id=record["tenant_id"],
+        actor_type=record["actor_type"],
+        actor_id=record["actor_id"],
+        action=record["action"],
+        target_type=record["target_type"],
+        target_id=record["target_id"],
+        details=json.loads(record["details"]),
+        ip=record["ip"],
+        user_agent=record["user_agent"],
+    )
+
+
+_USER = (
+    "SELECT u.*, t.status AS tenant_status FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id"
+)
+_SESSION = """
+    SELECT u.*, t.status AS tenant_status, s.id AS s_id, s.created_at AS s_created_at,
+           s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at,
+           (s.revoked_at IS NULL AND s.expires_at > now()) AS s_live
+    FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN tenants t ON t.id = u.tenant_id
+"""
 
 
 def _maybe(
@@ -424,3 +495,270 @@ class Repository:
                 updates,
             )
             return str(records[-1]["id"]), len(records), done
+
+    # --- users ------------------------------------------------------------------
+
+    async def insert_user(self, values: Fields) -> StoredUser:
+        names = sorted(values)
+        sql = (
+            f"WITH u AS (INSERT INTO users ({', '.join(names)}) "  # noqa: S608 - names from code
+            f"VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))}) RETURNING *) "
+            "SELECT u.*, t.status AS tenant_status FROM u LEFT JOIN tenants t ON t.id = u.tenant_id"
+        )
+        try:
+            record = await self._pool.fetchrow(sql, *(values[n] for n in names))
+        except asyncpg.UniqueViolationError:
+            raise Conflict("a user with this e-mail address exists", field="email") from None
+        except asyncpg.ForeignKeyViolationError:
+            raise NotFound("tenant", str(values.get("tenant_id"))) from None
+        assert record is not None
+        return _user(record)
+
+    async def user(self, tenant_id: str | None, user_id: str) -> StoredUser | None:
+        """One user of ``tenant_id`` (None: an operator user)."""
+        return _maybe(
+            _user,
+            await self._pool.fetchrow(
+                _USER + " WHERE u.id = $1 AND u.tenant_id IS NOT DISTINCT FROM $2",
+                user_id,
+                tenant_id,
+            ),
+        )
+
+    async def user_by_email(self, email: str) -> StoredUser | None:
+        return _maybe(
+            _user,
+            await self._pool.fetchrow(
+                _USER + " WHERE lower(u.email) = lower($1) AND u.status <> 'deleted'", email
+            ),
+        )
+
+    async def users(
+        self, tenant_id: str | None, *, limit: int, after: str | None
+    ) -> list[StoredUser]:
+        records = await self._pool.fetch(
+            _USER + " WHERE u.tenant_id IS NOT DISTINCT FROM $1 AND u.status <> 'deleted' "
+            "AND ($2::text IS NULL OR u.id > $2) ORDER BY u.id LIMIT $3",
+            tenant_id,
+            after,
+            limit,
+        )
+        return [_user(r) for r in records]
+
+    async def update_user(
+        self, user_id: str, changes: Fields, *, end_sessions: bool = False
+    ) -> StoredUser | None:
+        clause, args = _set_clause(changes, USER_FIELDS, 2)
+        if "notifications" in changes:
+            args = [json.dumps(a) if isinstance(a, dict) else a for a in args]
+        bump = ", token_version = token_version + 1" if end_sessions else ""
+        async with self._pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(
+                f"WITH u AS (UPDATE users SET {clause}{bump}, updated_at = now() "  # noqa: S608
+                "WHERE id = $1 RETURNING *) "
+                "SELECT u.*, t.status AS tenant_status FROM u LEFT JOIN tenants t "
+                "ON t.id = u.tenant_id",
+                user_id,
+                *args,
+            )
+            if record is not None and end_sessions:
+                await conn.execute(
+                    "UPDATE sessions SET revoked_at = now() "
+                    "WHERE user_id = $1 AND revoked_at IS NULL",
+                    user_id,
+                )
+        return _maybe(_user, record)
+
+    async def active_owners(self, tenant_id: str) -> int:
+        return int(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM users WHERE tenant_id = $1 AND role = 'owner' "
+                "AND status = 'active'",
+                tenant_id,
+            )
+        )
+
+    async def insert_user_token(
+        self, user_id: str, token_hash: str, kind: str, ttl_s: float
+    ) -> None:
+        """A new one-time token; the user's earlier unused tokens of the kind stop working."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE user_tokens SET used_at = now() "
+                "WHERE user_id = $1 AND kind = $2 AND used_at IS NULL",
+                user_id,
+                kind,
+            )
+            await conn.execute(
+                "INSERT INTO user_tokens (token_hash, user_id, kind, expires_at) "
+                "VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+                token_hash,
+                user_id,
+                kind,
+                ttl_s,
+            )
+
+    async def use_user_token(self, token_hash: str, kind: str) -> StoredUser | None:
+        sql = """
+            WITH used AS (
+                UPDATE user_tokens SET used_at = now()
+                WHERE token_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > now()
+                RETURNING user_id
+            )
+            SELECT u.*, t.status AS tenant_status
+            FROM users u JOIN used ON used.user_id = u.id LEFT JOIN tenants t ON t.id = u.tenant_id
+            WHERE u.status IN ('invited', 'active')
+        """
+        record = await self._pool.fetchrow(
+            sql,
+            token_hash,
+            kind,
+        )
+        return _maybe(_user, record)
+
+    async def insert_session(self, values: Fields, ttl_s: float) -> UserSession:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO sessions (id, token_hash, user_id, ip, user_agent, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+                values["id"],
+                values["token_hash"],
+                values["user_id"],
+                values["ip"],
+                values["user_agent"],
+                ttl_s,
+            )
+            record = await conn.fetchrow(_SESSION + " WHERE s.id = $1", values["id"])
+        assert record is not None
+        return _session(record)
+
+    async def session_by_hash(self, token_hash: str) -> UserSession | None:
+        return _maybe(
+            _session, await self._pool.fetchrow(_SESSION + " WHERE s.token_hash = $1", token_hash)
+        )
+
+    async def session(self, session_id: str) -> UserSession | None:
+        record = await self._pool.fetchrow(_SESSION + " WHERE s.id = $1", session_id)
+        return _maybe(_session, record)
+
+    async def extend_session(self, session_id: str, ttl_s: float) -> UserSession | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE sessions SET last_seen_at = now(), "
+                "expires_at = now() + make_interval(secs => $2) "
+                "WHERE id = $1 AND revoked_at IS NULL AND expires_at > now()",
+                session_id,
+                ttl_s,
+            )
+            record = await conn.fetchrow(_SESSION + " WHERE s.id = $1", session_id)
+        return _maybe(_session, record)
+
+    async def revoke_session(self, session_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1",
+            session_id,
+        )
+
+    async def record_login(self, user_id: str) -> None:
+        await self._pool.execute("UPDATE users SET last_login_at = now() WHERE id = $1", user_id)
+
+    # --- login throttle ------------------------------------------------------------
+
+    async def throttle_locks(self, subjects: list[str]) -> float:
+        wait = await self._pool.fetchval(
+            "SELECT coalesce(max(extract(epoch FROM locked_until - now())), 0) "
+            "FROM login_throttle WHERE subject = ANY($1::text[]) AND locked_until > now()",
+            subjects,
+        )
+        return max(0.0, float(wait))
+
+    async def record_login_failure(
+        self, subject: str, *, threshold: int, base_s: float, max_s: float, window_s: float
+    ) -> float:
+        """One failure, atomically: the count restarts after ``window_s`` without failures;
+        from ``threshold`` on, the subject is locked for ``base_s * 2^(failures - threshold)``
+        seconds, at most ``max_s``."""
+        locked = await self._pool.fetchval(
+            """
+            INSERT INTO login_throttle AS lt (subject, failures, last_failure_at, locked_until)
+            VALUES ($1, 1, now(), CASE WHEN $2 <= 1 THEN now() + make_interval(secs => $3) END)
+            ON CONFLICT (subject) DO UPDATE SET
+                failures = CASE WHEN lt.last_failure_at < now() - make_interval(secs => $5)
+                           THEN 1 ELSE lt.failures + 1 END,
+                last_failure_at = now(),
+                locked_until = CASE
+                    WHEN (CASE WHEN lt.last_failure_at < now() - make_interval(secs => $5)
+                          THEN 1 ELSE lt.failures + 1 END) >= $2
+                    THEN now() + make_interval(secs => least($4::float8, $3::float8 * power(2,
+                        (CASE WHEN lt.last_failure_at < now() - make_interval(secs => $5)
+                         THEN 1 ELSE lt.failures + 1 END) - $2)))
+                    ELSE NULL END
+            RETURNING coalesce(extract(epoch FROM locked_until - now()), 0)
+            """,
+            subject,
+            threshold,
+            base_s,
+            max_s,
+            window_s,
+        )
+        return max(0.0, float(locked))
+
+    async def clear_login_failures(self, subject: str) -> None:
+        await self._pool.execute("DELETE FROM login_throttle WHERE subject = $1", subject)
+
+    async def purge_expired(self, *, window_s: float, keep_s: float) -> int:
+        removed = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            for sql, seconds in (
+                (
+                    "DELETE FROM login_throttle WHERE last_failure_at < "
+                    "now() - make_interval(secs => $1) "
+                    "AND (locked_until IS NULL OR locked_until < now())",
+                    window_s,
+                ),
+                (
+                    "DELETE FROM sessions WHERE coalesce(revoked_at, expires_at) < "
+                    "now() - make_interval(secs => $1)",
+                    keep_s,
+                ),
+                (
+                    "DELETE FROM user_tokens WHERE coalesce(used_at, expires_at) < "
+                    "now() - make_interval(secs => $1)",
+                    keep_s,
+                ),
+            ):
+                status = await conn.execute(sql, seconds)
+                removed += int(status.split()[-1])
+        return removed
+
+    # --- audit log --------------------------------------------------------------------
+
+    async def record_audit(self, entry: AuditEntry) -> None:
+        await self._pool.execute(
+            "INSERT INTO audit_log (tenant_id, actor_type, actor_id, action, target_type, "
+            "target_id, details, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            entry.tenant_id,
+            entry.actor_type,
+            entry.actor_id,
+            entry.action,
+            entry.target_type,
+            entry.target_id,
+            json.dumps(dict(entry.details), default=str),
+            entry.ip,
+            (entry.user_agent or "")[:512] or None,
+        )
+
+    async def audit_entries(
+        self, *, tenant_id: str | None, limit: int, before: int | None, action: str | None
+    ) -> list[AuditRecord]:
+        """Newest first; ``tenant_id`` None: every tenant's (and the operator's own)."""
+        records = await self._pool.fetch(
+            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR tenant_id = $1) "
+            "AND ($2::bigint IS NULL OR id < $2) AND ($3::text IS NULL OR action = $3) "
+            "ORDER BY id DESC LIMIT $4",
+            tenant_id,
+            before,
+            action,
+            limit,
+        )
+        return [_audit(r) for r in records]

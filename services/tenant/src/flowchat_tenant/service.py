@@ -6,15 +6,16 @@ call it with a :class:`Principal` and validated models; it talks to a
 and a :class:`~flowchat_tenant.ports.NumberProvider`, all passed in, and works on
 plain values (:mod:`flowchat_tenant.records`), never on database rows.
 
-Authorization: the operator may do everything; a tenant API key with the ``admin``
-scope may manage its own tenant only. Another tenant's resources answer exactly
-as unknown ones do (404), so a key cannot even learn that they exist.
+Authorization: one table (:mod:`flowchat_tenant.permissions`): the operator may do
+everything; a tenant user may do what its role allows in its own tenant, and a
+tenant API key with the ``admin`` scope acts as an ``admin``. Another tenant's
+resources answer exactly as unknown ones do (404). Every change is written to the
+audit log (``audit``, an :class:`~flowchat_tenant.ports.AuditLog`).
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,6 @@ from flowchat_platform.logs import get_logger
 from flowchat_tenant import metrics, validation
 from flowchat_tenant.crypto import InvalidToken, SecretBox, digest, digests_equal
 from flowchat_tenant.errors import (
-    Forbidden,
     InvalidCredentials,
     InvalidInput,
     NotFound,
@@ -44,7 +44,8 @@ from flowchat_tenant.models import (
     TenantUpdate,
     TwilioAccountCreate,
 )
-from flowchat_tenant.ports import NumberProvider, PhoneNumberInfo, TenantStore
+from flowchat_tenant.permissions import Principal, authorize, require_operator
+from flowchat_tenant.ports import AuditEntry, AuditLog, NumberProvider, PhoneNumberInfo, TenantStore
 from flowchat_tenant.records import Fields, NumberRef, StoredAccount
 
 log = get_logger(__name__)
@@ -67,20 +68,6 @@ def parse_api_key(key: str) -> str | None:
     if not sep or not key_id.startswith("key_") or len(secret) < 32:
         return None
     return key_id
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who calls the public API: the operator, or one tenant's API key."""
-
-    operator: bool
-    tenant_id: str | None = None
-    key_id: str | None = None
-    scopes: tuple[str, ...] = ()
-
-    @classmethod
-    def the_operator(cls) -> Principal:
-        return cls(operator=True)
 
 
 def health_columns(info: PhoneNumberInfo | None, error: str | None) -> Fields:
@@ -117,7 +104,9 @@ class TenantService:
         provider: NumberProvider,
         *,
         validate_numbers: bool = True,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit_log = audit
         self._repo = repository
         self._box = box
         self._provider = provider
@@ -149,22 +138,33 @@ class TenantService:
             tenant_id=info.tenant_id,
             key_id=info.key_id,
             scopes=tuple(info.scopes),
+            actor_type="api_key",
         )
 
     @staticmethod
-    def authorize(principal: Principal, tenant_id: str) -> None:
-        """Operator: any tenant. Admin key: its own tenant, else "not found" (never a hint)."""
-        if principal.operator:
-            return
-        if principal.tenant_id != tenant_id:
-            raise NotFound("tenant", tenant_id)
-        if "admin" not in principal.scopes:
-            raise Forbidden("this API key lacks the 'admin' scope")
+    def authorize(principal: Principal, tenant_id: str, action: str) -> None:
+        """The one check (:mod:`flowchat_tenant.permissions`): 404 for another tenant, 403."""
+        authorize(principal, tenant_id, action)
 
     @staticmethod
     def require_operator(principal: Principal) -> None:
-        if not principal.operator:
-            raise Forbidden("only the operator key may do this")
+        require_operator(principal)
+
+    async def _audit(
+        self,
+        principal: Principal,
+        action: str,
+        tenant_id: str | None,
+        target_type: str,
+        target_id: str | None,
+        **details: object,
+    ) -> None:
+        """One entry of the audit log: who, what, when (the database's clock), from where."""
+        if self._audit_log is None:
+            return
+        await self._audit_log.record_audit(
+            AuditEntry.of(principal, action, tenant_id, target_type, target_id, details)
+        )
 
     # --- tenants -----------------------------------------------------------------
 
@@ -182,6 +182,7 @@ class TenantService:
             }
         )
         log.info("tenant created", tenant_id=tenant.tenant_id)
+        await self._audit(principal, "tenant.create", tenant.tenant_id, "tenant", tenant.tenant_id)
         return tenant
 
     async def list_tenants(
@@ -193,13 +194,13 @@ class TenantService:
         return await self._repo.tenants(limit=limit, after=after)
 
     async def get_tenant(self, principal: Principal, tenant_id: str) -> Tenant:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "tenant.read")
         return await self._tenant(tenant_id)
 
     async def update_tenant(
         self, principal: Principal, tenant_id: str, body: TenantUpdate
     ) -> Tenant:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "tenant.update")
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
         if "status" in changes:
             self.require_operator(principal)
@@ -209,6 +210,9 @@ class TenantService:
         if tenant is None:
             raise NotFound("tenant", tenant_id)
         log.info("tenant updated", tenant_id=tenant_id, fields=sorted(changes))
+        await self._audit(
+            principal, "tenant.update", tenant_id, "tenant", tenant_id, fields=sorted(changes)
+        )
         return tenant
 
     async def _tenant(self, tenant_id: str) -> Tenant:
@@ -225,7 +229,7 @@ class TenantService:
         tenant_id: str,
         body: MetaAccountCreate | TwilioAccountCreate,
     ) -> Account:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.write")
         await self._tenant(tenant_id)
         values: Fields = {
             "id": new_id("acc"),
@@ -264,6 +268,9 @@ class TenantService:
         log.info(
             "account registered", tenant_id=tenant_id, account_id=account.id, provider=body.provider
         )
+        await self._audit(
+            principal, "number.create", tenant_id, "account", account.id, provider=body.provider
+        )
         return account.public()
 
     async def _validated_number(
@@ -286,12 +293,12 @@ class TenantService:
         return info
 
     async def list_accounts(self, principal: Principal, tenant_id: str) -> list[Account]:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.read")
         await self._tenant(tenant_id)
         return [a.public() for a in await self._repo.accounts(tenant_id)]
 
     async def get_account(self, principal: Principal, tenant_id: str, account_id: str) -> Account:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.read")
         return (await self._account(tenant_id, account_id)).public()
 
     async def _account(self, tenant_id: str, account_id: str) -> StoredAccount:
@@ -303,7 +310,7 @@ class TenantService:
     async def update_account(
         self, principal: Principal, tenant_id: str, account_id: str, body: AccountUpdate
     ) -> Account:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.write")
         current = await self._account(tenant_id, account_id)
         fields = body.model_dump(exclude_unset=True, exclude_none=True)
         self._check_applicable(current.provider, fields)
@@ -337,6 +344,9 @@ class TenantService:
             account_id=account_id,
             fields=sorted(fields),
             version=account.version,
+        )
+        await self._audit(
+            principal, "number.update", tenant_id, "account", account_id, fields=sorted(fields)
         )
         return account.public()
 
@@ -376,17 +386,18 @@ class TenantService:
         return changes
 
     async def delete_account(self, principal: Principal, tenant_id: str, account_id: str) -> None:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.write")
         if not await self._repo.delete_account(tenant_id, account_id):
             raise NotFound("account", account_id)
         log.info("account deleted", tenant_id=tenant_id, account_id=account_id)
+        await self._audit(principal, "number.delete", tenant_id, "account", account_id)
 
     # --- number health and business profile --------------------------------------
 
     async def refresh_account_health(
         self, principal: Principal, tenant_id: str, account_id: str
     ) -> Account:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.write")
         account = await self._meta_account(tenant_id, account_id)
         return (await self._refresh(account.ref)).public()
 
@@ -448,7 +459,7 @@ class TenantService:
     async def business_profile(
         self, principal: Principal, tenant_id: str, account_id: str
     ) -> dict[str, Any]:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.read")
         number = (await self._meta_account(tenant_id, account_id)).ref
         token = self._token(number)
         assert number.phone_number_id is not None
@@ -457,7 +468,7 @@ class TenantService:
     async def update_business_profile(
         self, principal: Principal, tenant_id: str, account_id: str, body: BusinessProfileUpdate
     ) -> dict[str, Any]:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "numbers.write")
         number = (await self._meta_account(tenant_id, account_id)).ref
         token = self._token(number)
         assert number.phone_number_id is not None
@@ -469,6 +480,14 @@ class TenantService:
             "business profile updated",
             tenant_id=tenant_id,
             account_id=account_id,
+            fields=sorted(profile),
+        )
+        await self._audit(
+            principal,
+            "number.business_profile.update",
+            tenant_id,
+            "account",
+            account_id,
             fields=sorted(profile),
         )
         return result
@@ -488,7 +507,7 @@ class TenantService:
     async def create_api_key(
         self, principal: Principal, tenant_id: str, body: ApiKeyCreate
     ) -> ApiKeyCreated:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "keys.write")
         await self._tenant(tenant_id)
         key_id = new_id("key")
         key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_hex(32)}"
@@ -502,26 +521,30 @@ class TenantService:
             }
         )
         log.info("api key created", tenant_id=tenant_id, key_id=key_id, scopes=body.scopes)
+        await self._audit(
+            principal, "api_key.create", tenant_id, "api_key", key_id, scopes=list(body.scopes)
+        )
         return ApiKeyCreated(**stored.public().model_dump(), key=key)
 
     async def list_api_keys(self, principal: Principal, tenant_id: str) -> list[ApiKey]:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "keys.read")
         await self._tenant(tenant_id)
         return [k.public() for k in await self._repo.api_keys(tenant_id)]
 
     async def get_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "keys.read")
         stored = await self._repo.api_key(tenant_id, key_id)
         if stored is None:
             raise NotFound("api key", key_id)
         return stored.public()
 
     async def revoke_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
-        self.authorize(principal, tenant_id)
+        self.authorize(principal, tenant_id, "keys.write")
         stored = await self._repo.revoke_api_key(tenant_id, key_id)
         if stored is None:
             raise NotFound("api key", key_id)
         log.info("api key revoked", tenant_id=tenant_id, key_id=key_id)
+        await self._audit(principal, "api_key.revoke", tenant_id, "api_key", key_id)
         return stored.public()
 
     async def verify_api_key(self, key: str) -> ApiKeyVerified | None:

@@ -19,15 +19,19 @@ from fastapi import APIRouter, Depends, Request, Response
 from flowchat_platform.accounts import AccountCredentials, WabaAccounts
 from flowchat_platform.http import ApiError
 from flowchat_tenant import metrics
-from flowchat_tenant.deps import Service, require_service_token
+from flowchat_tenant.deps import Identity, Service, require_service_token
 from flowchat_tenant.errors import NotFound
 from flowchat_tenant.models import (
     ApiKeyVerified,
     ApiKeyVerify,
+    AuditRecordIn,
     Tenant,
+    UserIdentity,
+    UserTokenResolve,
     VerifyTokenCheck,
     VerifyTokenResult,
 )
+from flowchat_tenant.ports import AuditEntry
 
 router = APIRouter(
     prefix="/internal/v1", tags=["internal"], dependencies=[Depends(require_service_token)]
@@ -139,3 +143,44 @@ async def verify_api_key(service: Service, body: ApiKeyVerify) -> ApiKeyVerified
 async def tenant(service: Service, tenant_id: str) -> Tenant:
     """A tenant's settings (time zone, locale, currency, tax rate, status)."""
     return await service.tenant_internal(tenant_id)
+
+
+@router.post(
+    "/users/resolve", responses={404: {"description": "expired, revoked or unknown token"}}
+)
+async def resolve_user(
+    request: Request, response: Response, identity: Identity, body: UserTokenResolve
+) -> UserIdentity:
+    """Who is behind a user's access token: ``{user_id, tenant_id, role, …}``, for the
+    inbox and the console to authorise users. Cacheable briefly
+    (``Cache-Control: private, max-age`` = ``FLOWCHAT_TENANT_USER_CACHE_MAX_AGE_S``)."""
+    found = await identity.resolve(body.token)
+    if found is None:
+        metrics.INTERNAL_LOOKUPS.labels("user", "not_found").inc()
+        raise ApiError(404, "unknown_user_token", "expired, revoked or unknown user token")
+    metrics.INTERNAL_LOOKUPS.labels("user", "found").inc()
+    response.headers["Cache-Control"] = f"private, max-age={request.app.state.user_cache_max_age_s}"
+    return found
+
+
+@router.post("/audit", status_code=204, responses={413: {"description": "an entry over 8 KiB"}})
+async def record_audit(identity: Identity, body: AuditRecordIn) -> Response:
+    """Record an admin action another service performed (its own resources: settings,
+    campaigns, endpoints) in the one audit log; ``details`` hold names, never secrets."""
+    if len(body.model_dump_json()) > 8192:
+        raise ApiError(413, "too_large", "an audit entry is at most 8 KiB")
+    await identity.record_external(AuditEntry(**body.model_dump()))
+    return Response(status_code=204)
+
+
+@router.get("/dev/outbox", responses={404: {"description": "not in development"}})
+async def dev_outbox(request: Request, to: str | None = None) -> list[dict[str, object]]:
+    """The development mail sink: messages sent (invitations, resets), newest last.
+    Answers 404 unless ``FLOWCHAT_ENV`` is development or test."""
+    outbox = request.app.state.outbox
+    if outbox is None:
+        raise ApiError(404, "not_found", "no development outbox here")
+    return [
+        {"to": m.to, "subject": m.subject, "body": m.body, "data": dict(m.data)}
+        for m in outbox.messages(to)
+    ]
