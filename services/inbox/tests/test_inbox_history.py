@@ -4,6 +4,7 @@ idempotent ingest; identities linked; cursor pages; per-tenant search; isolation
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from inbox_testkit import Kit
@@ -112,7 +113,7 @@ async def test_thread_list_and_thread_pages_by_cursor(kit: Kit) -> None:
     texts: list[str] = []
     cursor = None
     while True:
-        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, Any] = {"limit": 3, **({"cursor": cursor} if cursor else {})}
         page = await kit.get(f"/v1/threads/{thread_id}/messages", t, **params)
         texts += [m["text"] for m in page["items"]]
         cursor = page["next_cursor"]

@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from flowchat_contracts import CustomerIdentity
 from flowchat_inbox.ports import (
     Applied,
     Conversation,
@@ -102,27 +103,34 @@ class Repository:
         conn: Conn,
         tenant_id: str,
         account_id: str,
-        entry_customer: Any,
+        entry_customer: CustomerIdentity,
         *,
         links: bool,
         at: datetime,
         name: str | None = None,
     ) -> int:
         ids = list(entry_customer.ids)
-        key = await conn.fetchval(
-            "SELECT customer_key FROM aliases WHERE tenant_id = $1 AND alias = ANY($2::text[]) "
-            "ORDER BY alias = $3 DESC LIMIT 1",
-            tenant_id,
-            ids,
-            entry_customer.key,
+        known = {
+            r["alias"]: r["customer_key"]
+            for r in await conn.fetch(
+                "SELECT alias, customer_key FROM aliases "
+                "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
+                tenant_id,
+                ids,
+            )
+        }
+        # The key the customer's first id was filed under (the identity's own key first).
+        key = known.get(entry_customer.key) or next(
+            (known[i] for i in ids if i in known), entry_customer.key
         )
-        if key is None:
-            key = entry_customer.key
-        if links or key == entry_customer.key:
+        missing = [i for i in ids if i not in known] if links else []
+        if not links and not known:
+            missing = [entry_customer.key]
+        if missing:
             await conn.executemany(
                 "INSERT INTO aliases (tenant_id, alias, customer_key) VALUES ($1, $2, $3) "
                 "ON CONFLICT DO NOTHING",
-                [(tenant_id, i, key) for i in ids],
+                [(tenant_id, i, key) for i in missing],
             )
         wa_id = entry_customer.wa_id.lstrip("+") if entry_customer.wa_id else None
         thread_id: int = await conn.fetchval(
@@ -452,6 +460,11 @@ class Repository:
         self, conversation: Conversation, entry: Entry, now: datetime
     ) -> Conversation:
         async with self._tx() as conn:
+            # The thread row first, as ingest takes it (thread, then message): the copy of
+            # this reply arriving on the history queue then waits instead of deadlocking.
+            await conn.execute(
+                "SELECT 1 FROM threads WHERE id = $1 FOR UPDATE", conversation.thread_id
+            )
             await self._insert_message(conn, conversation.thread_id, entry)
             if entry.direction == "outbound":
                 row = await conn.fetchrow(
