@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
             HistoryConsumer(batcher).handle,
             decoder=HISTORY_ITEM,
             prefetch=settings.prefetch,
+            ack_linger_s=settings.ack_linger_s,
         )
         state["consuming"] = True
         log.info("inbox started")

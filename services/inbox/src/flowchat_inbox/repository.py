@@ -65,6 +65,20 @@ def _message(r: asyncpg.Record) -> Message:
     return Message(**values)
 
 
+def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
+    """The live update of a recorded message (no text: the stream says what changed)."""
+    return {
+        "type": "message",
+        "thread_id": thread_id,
+        "message": row_id,
+        "account_id": e.account_id,
+        "direction": e.direction,
+        "author": e.author,
+        "message_type": e.type,
+        "occurred_at": e.occurred_at.isoformat(),
+    }
+
+
 def _conversation(r: asyncpg.Record) -> Conversation:
     return Conversation(**dict(r))
 
@@ -88,15 +102,230 @@ class Repository:
     # ------------------------------------------------------------------ ingest
 
     async def apply(self, ops: Sequence[Op]) -> list[Applied]:
+        """One transaction, set-based: a handful of statements per batch whatever its
+        size (aliases, threads, messages, thread counters, statuses); hand-offs (rare)
+        one by one."""
+        results: list[Applied | None] = [None] * len(ops)
+        entries = [(i, op) for i, op in enumerate(ops) if isinstance(op, Entry)]
+        statuses = [(i, op) for i, op in enumerate(ops) if isinstance(op, StatusChange)]
+        handoffs = [(i, op) for i, op in enumerate(ops) if isinstance(op, HandoffOpen)]
         async with self._tx() as conn:
-            return [await self._apply_one(conn, op) for op in ops]
+            if entries:
+                await self._entries(conn, entries, results)
+            if statuses:
+                await self._statuses(conn, statuses, results)
+            for i, h in handoffs:
+                results[i] = await self._handoff(conn, h)
+        out = [r for r in results if r is not None]
+        assert len(out) == len(ops)
+        return out
 
-    async def _apply_one(self, conn: Conn, op: Op) -> Applied:
-        if isinstance(op, Entry):
-            return await self._entry(conn, op)
-        if isinstance(op, StatusChange):
-            return await self._status(conn, op)
-        return await self._handoff(conn, op)
+    async def _customer_keys(self, conn: Conn, entries: list[Entry]) -> list[str]:
+        """Each entry's customer key: the key any of its ids is filed under (its own key
+        first), else its own; an inbound customer's new ids are linked to it."""
+        pairs = sorted({(e.tenant_id, i) for e in entries for i in e.customer.ids})
+        known: dict[tuple[str, str], str] = {
+            (r["tenant_id"], r["alias"]): r["customer_key"]
+            for r in await conn.fetch(
+                "SELECT a.tenant_id, a.alias, a.customer_key FROM aliases a "
+                "JOIN unnest($1::text[], $2::text[]) AS u(tenant_id, alias) "
+                "USING (tenant_id, alias)",
+                [t for t, _ in pairs],
+                [a for _, a in pairs],
+            )
+        }
+        new_aliases: dict[tuple[str, str], str] = {}
+        keys: list[str] = []
+        for e in entries:
+            ids = e.customer.ids
+            found = [known[(e.tenant_id, i)] for i in ids if (e.tenant_id, i) in known]
+            key = known.get((e.tenant_id, e.customer.key)) or (found[0] if found else None)
+            key = key or e.customer.key
+            keys.append(key)
+            linking = ids if e.links_ids else (() if found else (e.customer.key,))
+            for alias in linking:
+                if (e.tenant_id, alias) not in known:
+                    known[(e.tenant_id, alias)] = key
+                    new_aliases[(e.tenant_id, alias)] = key
+        if new_aliases:
+            rows = sorted(new_aliases.items())
+            await conn.execute(
+                "INSERT INTO aliases (tenant_id, alias, customer_key) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+                [t for (t, _), _ in rows],
+                [a for (_, a), _ in rows],
+                [k for _, k in rows],
+            )
+        return keys
+
+    async def _touch_threads(
+        self,
+        conn: Conn,
+        rows_in: list[tuple[int, Entry, int]],
+        inserted: dict[tuple[str, str], int],
+        results: list[Applied | None],
+    ) -> None:
+        """Each op's result; the threads' counters, latest message and the customer's
+        last message (the 24 h window) for what was inserted."""
+        touched: dict[int, list[Any]] = {}
+        for i, e, thread_id in rows_in:
+            row_id = inserted.get((e.tenant_id, e.dedupe_key))
+            if row_id is None:
+                results[i] = Applied(False, e.tenant_id)
+                continue
+            results[i] = Applied(True, e.tenant_id, _message_event(thread_id, row_id, e))
+            if e.direction == "internal":
+                continue
+            t = touched.setdefault(thread_id, [e.occurred_at, None, None, 0])
+            if e.occurred_at >= t[0]:
+                t[0] = e.occurred_at
+                t[2] = (e.body or f"[{e.type}]")[:PREVIEW_CHARS]
+            if e.direction == "inbound" and (t[1] is None or e.occurred_at > t[1]):
+                t[1] = e.occurred_at
+            t[3] += 1
+        if touched:
+            ordered_t = sorted(touched.items())
+            await conn.execute(
+                """
+                UPDATE threads t SET
+                    last_message_at = greatest(t.last_message_at, u.at),
+                    last_inbound_at = greatest(t.last_inbound_at, u.inbound_at),
+                    last_preview = CASE WHEN u.at >= t.last_message_at THEN u.preview
+                                   ELSE t.last_preview END,
+                    message_count = t.message_count + u.n
+                FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::text[],
+                            $5::int[]) AS u(id, at, inbound_at, preview, n)
+                WHERE t.id = u.id
+                """,
+                [k for k, _ in ordered_t],
+                [v[0] for _, v in ordered_t],
+                [v[1] for _, v in ordered_t],
+                [v[2] for _, v in ordered_t],
+                [v[3] for _, v in ordered_t],
+            )
+
+    async def _entries(
+        self, conn: Conn, entries: list[tuple[int, Entry]], results: list[Applied | None]
+    ) -> None:
+        keys = await self._customer_keys(conn, [e for _, e in entries])
+        # 2. the threads (one row each, in a fixed order: no lock-order deadlocks)
+        threads: dict[tuple[str, str, str], list[Any]] = {}
+        for (_, e), key in zip(entries, keys, strict=True):
+            tkey = (e.tenant_id, e.account_id, key)
+            wa_id = e.customer.wa_id.lstrip("+") if e.customer.wa_id else None
+            row = threads.setdefault(tkey, [None, None, None, e.occurred_at])
+            row[0] = wa_id or row[0]
+            row[1] = e.customer.user_id or row[1]
+            row[2] = e.customer_name or row[2]
+        ordered = sorted(threads.items())
+        thread_ids: dict[tuple[str, str, str], int] = {
+            (r["tenant_id"], r["account_id"], r["customer_key"]): r["id"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO threads (tenant_id, account_id, customer_key, wa_id, user_id,
+                                     customer_name, last_message_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                     $5::text[], $6::text[], $7::timestamptz[])
+                ON CONFLICT (tenant_id, account_id, customer_key) DO UPDATE SET
+                    wa_id = coalesce(EXCLUDED.wa_id, threads.wa_id),
+                    user_id = coalesce(EXCLUDED.user_id, threads.user_id),
+                    customer_name = coalesce(EXCLUDED.customer_name, threads.customer_name)
+                RETURNING id, tenant_id, account_id, customer_key
+                """,
+                [k[0] for k, _ in ordered],
+                [k[1] for k, _ in ordered],
+                [k[2] for k, _ in ordered],
+                [v[0] for _, v in ordered],
+                [v[1] for _, v in ordered],
+                [v[2] for _, v in ordered],
+                [v[3] for _, v in ordered],
+            )
+        }
+        # 3. the messages (a redelivered dedupe key inserts nothing)
+        rows_in: list[tuple[int, Entry, int]] = []
+        seen: set[tuple[str, str]] = set()
+        for (i, e), key in zip(entries, keys, strict=True):
+            if (e.tenant_id, e.dedupe_key) in seen:
+                results[i] = Applied(False, e.tenant_id)
+                continue
+            seen.add((e.tenant_id, e.dedupe_key))
+            rows_in.append((i, e, thread_ids[(e.tenant_id, e.account_id, key)]))
+        inserted = {
+            (r["tenant_id"], r["dedupe_key"]): r["id"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author,
+                                      agent_id, type, body, content, message_id,
+                                      provider_message_id, occurred_at)
+                SELECT t, th, dk, dir, au, ag, ty, bo, co::jsonb, mi, pm, oc
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                            $11::text[], $12::timestamptz[])
+                     AS u(t, th, dk, dir, au, ag, ty, bo, co, mi, pm, oc)
+                ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+                RETURNING id, tenant_id, dedupe_key
+                """,
+                [e.tenant_id for _, e, _ in rows_in],
+                [th for _, _, th in rows_in],
+                [e.dedupe_key for _, e, _ in rows_in],
+                [e.direction for _, e, _ in rows_in],
+                [e.author for _, e, _ in rows_in],
+                [e.agent_id for _, e, _ in rows_in],
+                [e.type for _, e, _ in rows_in],
+                [e.body for _, e, _ in rows_in],
+                [orjson.dumps(e.content).decode() for _, e, _ in rows_in],
+                [e.message_id for _, e, _ in rows_in],
+                [e.provider_message_id for _, e, _ in rows_in],
+                [e.occurred_at for _, e, _ in rows_in],
+            )
+        }
+        await self._touch_threads(conn, rows_in, inserted, results)
+
+    async def _statuses(
+        self, conn: Conn, statuses: list[tuple[int, StatusChange]], results: list[Applied | None]
+    ) -> None:
+        best: dict[tuple[str, str], StatusChange] = {}
+        for _, s in statuses:
+            k = (s.tenant_id, s.message_id)
+            if k not in best or s.rank > best[k].rank:
+                best[k] = s
+        rows = sorted(best.items())
+        changed = {
+            (r["tenant_id"], r["message_id"])
+            for r in await conn.fetch(
+                """
+                INSERT INTO statuses (tenant_id, message_id, status, rank, error_code, updated_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
+                                     $5::int[], $6::timestamptz[])
+                ON CONFLICT (tenant_id, message_id) DO UPDATE SET
+                    status = EXCLUDED.status, rank = EXCLUDED.rank,
+                    error_code = EXCLUDED.error_code, updated_at = EXCLUDED.updated_at
+                WHERE statuses.rank < EXCLUDED.rank
+                RETURNING tenant_id, message_id
+                """,
+                [k[0] for k, _ in rows],
+                [k[1] for k, _ in rows],
+                [s.status for _, s in rows],
+                [s.rank for _, s in rows],
+                [s.error_code for _, s in rows],
+                [s.occurred_at for _, s in rows],
+            )
+        }
+        for i, s in statuses:
+            k = (s.tenant_id, s.message_id)
+            if best[k] is s and k in changed:
+                results[i] = Applied(
+                    True,
+                    s.tenant_id,
+                    {
+                        "type": "status",
+                        "message_id": s.message_id,
+                        "status": s.status,
+                        "account_id": s.account_id,
+                    },
+                )
+            else:
+                results[i] = Applied(False, s.tenant_id)
 
     async def _thread_id(
         self,
@@ -154,18 +383,6 @@ class Repository:
         )
         return thread_id
 
-    async def _entry(self, conn: Conn, e: Entry) -> Applied:
-        thread_id = await self._thread_id(
-            conn,
-            e.tenant_id,
-            e.account_id,
-            e.customer,
-            links=e.links_ids,
-            at=e.occurred_at,
-            name=e.customer_name,
-        )
-        return await self._insert_message(conn, thread_id, e)
-
     async def _insert_message(self, conn: Conn, thread_id: int, e: Entry) -> Applied:
         row_id = await conn.fetchval(
             """
@@ -207,51 +424,7 @@ class Repository:
                 e.direction == "inbound",
                 (e.body or f"[{e.type}]")[:PREVIEW_CHARS],
             )
-        return Applied(
-            True,
-            e.tenant_id,
-            {
-                "type": "message",
-                "thread_id": thread_id,
-                "message": row_id,
-                "account_id": e.account_id,
-                "direction": e.direction,
-                "author": e.author,
-                "message_type": e.type,
-                "occurred_at": e.occurred_at.isoformat(),
-            },
-        )
-
-    async def _status(self, conn: Conn, s: StatusChange) -> Applied:
-        changed = await conn.fetchval(
-            """
-            INSERT INTO statuses (tenant_id, message_id, status, rank, error_code, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6)
-            ON CONFLICT (tenant_id, message_id) DO UPDATE SET
-                status = EXCLUDED.status, rank = EXCLUDED.rank,
-                error_code = EXCLUDED.error_code, updated_at = EXCLUDED.updated_at
-            WHERE statuses.rank < EXCLUDED.rank
-            RETURNING 1
-            """,
-            s.tenant_id,
-            s.message_id,
-            s.status,
-            s.rank,
-            s.error_code,
-            s.occurred_at,
-        )
-        if not changed:
-            return Applied(False, s.tenant_id)
-        return Applied(
-            True,
-            s.tenant_id,
-            {
-                "type": "status",
-                "message_id": s.message_id,
-                "status": s.status,
-                "account_id": s.account_id,
-            },
-        )
+        return Applied(True, e.tenant_id, _message_event(thread_id, row_id, e))
 
     async def _handoff(self, conn: Conn, h: HandoffOpen) -> Applied:
         thread_id = await self._thread_id(

@@ -18,6 +18,8 @@ class Settings(ServiceSettings):
 
     #: Unacked history messages in flight at once (batched into few transactions).
     prefetch: int = Field(default=512, ge=1, le=10_000)
+    #: Acks of finished deliveries are batched within this long (one frame for many).
+    ack_linger_s: float = Field(default=0.005, ge=0, le=1)
     db_pool_size: int = Field(default=10, ge=2, le=200)
     #: Writers applying batches in parallel; one number's messages always go to one.
     batch_workers: int = Field(default=4, ge=1, le=64)
