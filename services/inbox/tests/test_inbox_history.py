@@ -184,3 +184,27 @@ async def test_a_malformed_queue_message_is_parked_and_ingest_goes_on(kit: Kit) 
     await kit.publish(kit.inbound(t, wa_id=wa, text="still here"))
     thread = await kit.thread_of(t)
     assert thread["last_preview"] == "still here"
+
+
+async def test_a_burst_is_written_in_batches_exactly_once(kit: Kit) -> None:
+    from prometheus_client import REGISTRY
+
+    t = kit.new_tenant()
+    phones = [kit.phone() for _ in range(20)]
+    inbound = [kit.inbound(t, wa_id=phones[i % 20], text=f"burst {i}") for i in range(200)]
+    outbound = [kit.outbound(t, phones[i % 20], text=f"answer {i}") for i in range(40)]
+    statuses = [
+        kit.status(t, c.message_id, s) for c in outbound[:10] for s in ("sent", "read", "delivered")
+    ]
+    batches = REGISTRY.get_sample_value("flowchat_inbox_ingest_batch_size_count") or 0.0
+    await kit.publish(*inbound, *outbound, *inbound[:50], *statuses)
+    written = (REGISTRY.get_sample_value("flowchat_inbox_ingest_batch_size_count") or 0.0) - batches
+    assert written < len(inbound) + len(outbound)  # several messages per transaction
+    threads = (await kit.get("/v1/threads", t, limit=100))["items"]
+    assert len(threads) == 20
+    assert sum(x["message_count"] for x in threads) == 240
+    read = {c.message_id for c in outbound[:10]}
+    for thread in threads:
+        for m in await kit.messages(t, thread["id"]):
+            if m["message_id"] in read:
+                assert m["status"] == "read"
