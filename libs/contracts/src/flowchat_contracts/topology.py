@@ -28,7 +28,7 @@ Names live here and nowhere else; services import these constants.
     [flowchat.inbound]  "#" ──────────────────┐
     [flowchat.outbound] "#" ──────────────────┼─▶ (inbox.history)  quorum: every message
     [flowchat.events]   "*.*.<status>",       │   of every thread, status changes and
-                        "*.*.handoff_requested"┘   hand-offs, for the inbox
+                        "*.*.handoff_requested"┘   hand-offs; declared by the inbox only
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
 
 Priority: RabbitMQ quorum queues have no message priorities, so marketing traffic
@@ -58,6 +58,8 @@ __all__ = [
     "EXCHANGE_STATUS",
     "HANDOFF_REQUESTED",
     "HANDOFF_RESOLVED",
+    "INBOX_BINDINGS",
+    "INBOX_QUEUES",
     "INBOX_STATUS_KEYS",
     "OUTBOUND_BULK_WORD",
     "QUEUE_CONVERSATION_EVENTS",
@@ -239,7 +241,6 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
         QUEUE_SENDER_EVENTS,
         {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
     ),
-    QueueSpec(QUEUE_INBOX_HISTORY, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     *(tier.spec() for tier in RETRY_TIERS),
     *(tier.spec() for tier in BULK_RETRY_TIERS),
 )
@@ -251,6 +252,16 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
+)
+
+#: The inbox's own queue and bindings, declared by the inbox alone (not by every
+#: service with the rest): where no inbox is deployed, no copy of every message piles
+#: up; once it has run, its queue keeps what arrives while it is down. The history
+#: begins when the inbox is first deployed.
+INBOX_QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(QUEUE_INBOX_HISTORY, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
+)
+INBOX_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_INBOUND),
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_OUTBOUND),
     *(BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{s}") for s in INBOX_STATUS_KEYS),

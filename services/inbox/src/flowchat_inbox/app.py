@@ -23,7 +23,7 @@ from flowchat_contracts import topology
 from flowchat_inbox import SCHEMA, SERVICE, metrics
 from flowchat_inbox.authz import ApiKeyAuthoriser
 from flowchat_inbox.batching import Batcher
-from flowchat_inbox.broker import AmqpPublisher
+from flowchat_inbox.broker import AmqpPublisher, declare_inbox_queue
 from flowchat_inbox.consumer import HISTORY_ITEM, HistoryConsumer
 from flowchat_inbox.deps import Runtime
 from flowchat_inbox.errors import Refused
@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             history, runtime.live, workers=settings.batch_workers, max_batch=settings.max_batch
         )
         await amqp.connect()
+        await declare_inbox_queue(settings.amqp_url)
         runtime.history = history
         runtime.inbox = InboxService(
             repository,
