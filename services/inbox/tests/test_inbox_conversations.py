@@ -271,3 +271,45 @@ async def test_waiting_stats_and_first_response_time(kit: Kit) -> None:
     metrics = (await kit.http.get("/metrics")).text
     assert "flowchat_inbox_customers_waiting" in metrics
     assert "flowchat_inbox_oldest_wait_seconds" in metrics
+
+
+async def test_the_service_token_acts_for_the_tenant_it_names(kit: Kit) -> None:
+    from inbox_testkit import SERVICE_TOKEN
+
+    t = kit.new_tenant()
+    cid = await kit.open_conversation(t, kit.phone())
+    svc = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    r = await kit.http.get("/v1/conversations", headers=svc)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "tenant_required")
+    console = {**svc, "X-Tenant-ID": t, "X-Agent-ID": "user_42"}
+    r = await kit.http.post(f"/v1/conversations/{cid}/claim", headers=console)
+    assert r.status_code == 200
+    assert r.json()["assignee"] == "user_42"
+    r = await kit.http.get("/v1/conversations", headers={**console, "X-Agent-ID": "bad id!"})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_agent_id")
+    other = kit.new_tenant()
+    r = await kit.http.get(f"/v1/conversations/{cid}", headers={**svc, "X-Tenant-ID": other})
+    assert r.status_code == 404
+
+
+async def test_a_customer_known_by_phone_and_bsuid_is_answered_on_the_phone(kit: Kit) -> None:
+    import uuid
+
+    t, wa = kit.new_tenant(), kit.phone()
+    bsuid = f"US.{uuid.uuid4().hex[:12]}"
+    await kit.publish(kit.inbound(t, wa_id=wa, user_id=bsuid, text="agent please"))
+    await kit.publish(kit.handoff(t, user_id=bsuid))
+    (c,) = (await kit.get("/v1/conversations", t))["items"]
+    await kit.take(topology.QUEUE_OUTBOUND)
+    h = {**kit.key(t), "X-Agent-ID": "ann"}
+    await kit.http.post(f"/v1/conversations/{c['id']}/claim", headers=h)
+    r = await kit.http.post(
+        f"/v1/conversations/{c['id']}/messages",
+        headers=h,
+        json={"content": {"type": "text", "body": "hi"}},
+    )
+    assert r.status_code == 202, r.text
+    (sent,) = [x for x in await kit.take(topology.QUEUE_OUTBOUND) if x["tenant_id"] == t]
+    assert sent["to"] == wa
+    thread = await kit.thread_of(t)
+    assert thread["id"] == c["thread_id"]

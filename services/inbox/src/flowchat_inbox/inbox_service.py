@@ -181,7 +181,8 @@ class InboxService:
             account_id=conversation.account_id,
             idempotency_key=key[:128],
             message_id=f"inbox-{uuid.uuid5(uuid.NAMESPACE_URL, tenant_id + key).hex}",
-            to=thread.user_id or thread.wa_id or thread.customer_key,
+            # the phone when there is one (as the bot does: Twilio cannot send to a BSUID)
+            to=thread.wa_id or thread.user_id or thread.customer_key,
             category="service",
             content=content,
             origin="agent",
