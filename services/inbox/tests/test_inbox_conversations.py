@@ -313,3 +313,35 @@ async def test_a_customer_known_by_phone_and_bsuid_is_answered_on_the_phone(kit:
     assert sent["to"] == wa
     thread = await kit.thread_of(t)
     assert thread["id"] == c["thread_id"]
+
+
+async def test_an_agent_takes_over_a_conversation_the_bot_is_handling(kit: Kit) -> None:
+    t, wa = kit.new_tenant(), kit.phone()
+    await kit.publish(kit.inbound(t, wa_id=wa, text="is the blue one in stock?"))
+    thread = await kit.thread_of(t)
+    await kit.take(topology.QUEUE_CONVERSATION_EVENTS)
+    ann = {**kit.key(t), "X-Agent-ID": "ann"}
+    r = await kit.http.post(f"/v1/threads/{thread['id']}/takeover", headers=ann)
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert (c["status"], c["assignee"], c["reason"]) == (
+        "assigned",
+        "ann",
+        "taken over by an agent",
+    )
+    told = [e for e in await kit.take(topology.QUEUE_CONVERSATION_EVENTS) if e["tenant_id"] == t]
+    assert [e["kind"] for e in told] == ["handoff_requested"]
+    assert told[0]["customer"]["wa_id"] == wa
+    # the event's copy on inbox.history adds no second conversation
+    await kit.publish(kit.inbound(t, wa_id=wa, text="hello?"))
+    assert [x["id"] for x in (await kit.get("/v1/conversations", t))["items"]] == [c["id"]]
+    r = await kit.http.post(
+        f"/v1/threads/{thread['id']}/takeover", headers={**kit.key(t), "X-Agent-ID": "bob"}
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "conversation_open")
+    assert r.json()["error"]["details"][0] == {"conversation_id": c["id"], "holder": "ann"}
+    other = kit.new_tenant()
+    r = await kit.http.post(f"/v1/threads/{thread['id']}/takeover", headers=kit.key(other))
+    assert r.status_code == 404
+    r = await kit.http.post(f"/v1/threads/{thread['id']}/takeover", headers=kit.key(t, "read"))
+    assert r.status_code == 403

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import aio_pika
 
-from flowchat_contracts import HandoffResolved, OutboundCommand, topology
+from flowchat_contracts import HandoffRequested, HandoffResolved, OutboundCommand, topology
 from flowchat_platform.amqp import Amqp
 
 
@@ -43,6 +43,18 @@ class AmqpPublisher:
             topology.EXCHANGE_EVENTS,
             topology.events_routing_key(
                 event.tenant_id, event.account_id, topology.HANDOFF_RESOLVED
+            ),
+            event,
+            message_id=event.event_id,
+            correlation_id=event.correlation_id,
+            mandatory=False,
+        )
+
+    async def requested(self, event: HandoffRequested) -> None:
+        await self._amqp.publish(
+            topology.EXCHANGE_EVENTS,
+            topology.events_routing_key(
+                event.tenant_id, event.account_id, topology.HANDOFF_REQUESTED
             ),
             event,
             message_id=event.event_id,

@@ -13,6 +13,7 @@
             ├── AlreadyClaimed(holder)  another agent holds the conversation (409)
             ├── NotHolder(holder)       only the holder may reply/resolve (409)
             ├── ConversationClosed      the conversation is resolved (409)
+            ├── ConversationOpen(id)    the thread already has an open conversation (409)
             ├── OutsideWindow           free text after the 24 h window (422, names the rule)
             └── Forbidden               the caller's role may not do this (403)
 
@@ -73,6 +74,17 @@ class NotHolder(Refused):
 class ConversationClosed(Refused):
     status = 409
     code = "conversation_resolved"
+
+
+class ConversationOpen(Refused):
+    status = 409
+    code = "conversation_open"
+
+    def __init__(self, conversation_id: int, holder: str | None) -> None:
+        super().__init__(
+            "the thread already has an open conversation",
+            details={"conversation_id": conversation_id, "holder": holder},
+        )
 
 
 class OutsideWindow(Refused):

@@ -26,11 +26,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowchat_contracts import CustomerIdentity, HandoffResolved, OutboundCommand, OutboundContent
+from flowchat_contracts import (
+    CustomerIdentity,
+    HandoffRequested,
+    HandoffResolved,
+    OutboundCommand,
+    OutboundContent,
+)
 from flowchat_inbox import metrics
 from flowchat_inbox.errors import (
     AlreadyClaimed,
     ConversationClosed,
+    ConversationOpen,
     Forbidden,
     NotFound,
     NotHolder,
@@ -54,6 +61,8 @@ from flowchat_inbox.service import (
     encode_cursor,
     outbound_entry,
 )
+
+TAKEN_OVER = "taken over by an agent"
 
 
 def thread_customer(thread: Thread) -> CustomerIdentity:
@@ -249,6 +258,34 @@ class InboxService:
         metrics.ACTIONS.labels("resolve", "ok").inc()
         self.live.publish(tenant_id, conversation_event(closed))
         return closed
+
+    async def take_over(self, tenant_id: str, thread_id: int, *, agent_id: str) -> Conversation:
+        """An agent takes a conversation the bot is handling: the conversation service is
+        told (``handoff_requested``, the same event as the bot's hand-off) before the
+        conversation opens here, held by the agent. The event's copy on the history queue
+        then finds the thread's conversation open and adds nothing."""
+        thread = await self.history.thread(tenant_id, thread_id)
+        existing = await self.store.open_conversation_of(tenant_id, thread_id)
+        if existing is not None:
+            raise ConversationOpen(existing.id, existing.assignee)
+        event = HandoffRequested(
+            tenant_id=tenant_id,
+            account_id=thread.account_id,
+            customer=thread_customer(thread),
+            reason=TAKEN_OVER,
+        )
+        await self.publisher.requested(event)
+        opened = await self.store.take_over(
+            thread, agent_id, event.event_id, TAKEN_OVER, self.clock()
+        )
+        if opened is None:  # opened meanwhile (the bot's hand-off, another agent)
+            current = await self.store.open_conversation_of(tenant_id, thread_id)
+            raise ConversationOpen(
+                current.id if current else 0, current.assignee if current else None
+            )
+        metrics.ACTIONS.labels("take_over", "ok").inc()
+        self.live.publish(tenant_id, conversation_event(opened))
+        return opened
 
     async def stats(self, tenant_id: str) -> WaitStats:
         return await self.store.wait_stats(tenant_id, self.clock())

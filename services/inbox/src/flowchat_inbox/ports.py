@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from flowchat_contracts import CustomerIdentity, HandoffResolved, OutboundCommand
+from flowchat_contracts import CustomerIdentity, HandoffRequested, HandoffResolved, OutboundCommand
 
 Direction = Literal["inbound", "outbound", "internal"]
 Author = Literal["customer", "bot", "agent", "campaign", "reminder", "api"]
@@ -217,6 +217,14 @@ class InboxStore(Protocol):
         """Record an agent's message (or note) in the thread; a reply also marks the
         conversation's first response."""
 
+    async def take_over(
+        self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime
+    ) -> Conversation | None:
+        """Open a conversation on the thread, held by ``agent_id``; None when the thread
+        has an open one already."""
+
+    async def open_conversation_of(self, tenant_id: str, thread_id: int) -> Conversation | None: ...
+
     async def wait_stats(self, tenant_id: str | None, now: datetime) -> WaitStats: ...
 
 
@@ -226,6 +234,9 @@ class Publisher(Protocol):
 
     async def resolved(self, event: HandoffResolved) -> None:
         """Tell the conversation service the hand-off is over (broker confirm)."""
+
+    async def requested(self, event: HandoffRequested) -> None:
+        """Tell the conversation service people take the conversation (broker confirm)."""
 
 
 class Live(Protocol):

@@ -652,6 +652,36 @@ class Repository:
                 return _conversation(row)
         return conversation
 
+    async def take_over(
+        self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            INSERT INTO conversations (tenant_id, account_id, thread_id, status, assignee,
+                                       reason, source_event_id, opened_at, claimed_at)
+            VALUES ($1, $2, $3, 'assigned', $4, $5, $6, $7, $7)
+            ON CONFLICT DO NOTHING
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            thread.tenant_id,
+            thread.account_id,
+            thread.id,
+            agent_id,
+            reason,
+            event_id,
+            now,
+        )
+        return _conversation(row) if row else None
+
+    async def open_conversation_of(self, tenant_id: str, thread_id: int) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_CONVERSATION} FROM conversations "  # noqa: S608
+            "WHERE tenant_id = $1 AND thread_id = $2 AND status <> 'resolved'",
+            tenant_id,
+            thread_id,
+        )
+        return _conversation(row) if row else None
+
     async def wait_stats(self, tenant_id: str | None, now: datetime) -> WaitStats:
         row = await self.pool.fetchrow(
             """

@@ -126,3 +126,17 @@ async def resolve(conversation_id: int, caller: Caller, inbox: InboxDep) -> Conv
             can_manage=caller.can_manage,
         )
     )
+
+
+@router.post(
+    "/threads/{thread_id}/takeover",
+    response_model=ConversationOut,
+    status_code=201,
+    responses={409: {"description": "The thread has an open conversation (its id in details)"}},
+    summary="Take over a conversation the bot is handling",
+)
+async def take_over(thread_id: int, caller: Caller, inbox: InboxDep) -> ConversationOut:
+    caller.require_act()
+    return ConversationOut.of(
+        await inbox.take_over(caller.tenant_id, thread_id, agent_id=caller.agent_id)
+    )
