@@ -671,6 +671,20 @@ class Repository:
             event_id,
             now,
         )
+        if row is None:
+            # Our own event's copy may have been ingested first (a waiting conversation
+            # of this event): the agent takes that one.
+            row = await self.pool.fetchrow(
+                f"""
+                UPDATE conversations SET status = 'assigned', assignee = $3, claimed_at = $4
+                WHERE tenant_id = $1 AND source_event_id = $2 AND status = 'waiting'
+                RETURNING {_CONVERSATION}
+                """,  # noqa: S608
+                thread.tenant_id,
+                event_id,
+                agent_id,
+                now,
+            )
         return _conversation(row) if row else None
 
     async def open_conversation_of(self, tenant_id: str, thread_id: int) -> Conversation | None:
