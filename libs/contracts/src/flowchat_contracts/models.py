@@ -486,6 +486,11 @@ OutboundContent = Annotated[
 ]
 
 
+#: Who wrote an outbound message: the commerce bot, a person in the inbox, a campaign, a
+#: scheduled reminder, or a tenant's program through the send API.
+MessageOrigin = Literal["bot", "agent", "campaign", "reminder", "api"]
+
+
 class OutboundCommand(_Envelope):
     """Send one message to one customer. Published to ``flowchat.outbound``.
 
@@ -507,6 +512,11 @@ class OutboundCommand(_Envelope):
     #: endpoint), for ``meta``-format status webhooks to echo. Not sent to Meta: the
     #: sender's ``biz_opaque_callback_data`` carries FlowChat's ``message_id``.
     callback_data: Annotated[str, StringConstraints(max_length=512)] | None = None
+    #: Who wrote the message, for the conversation history (the inbox). Optional: a
+    #: consumer derives it when absent (``campaign_id`` → campaign, and so on).
+    origin: MessageOrigin | None = None
+    #: The agent (user id) who wrote it, when ``origin`` is ``agent``.
+    agent_id: Annotated[str, StringConstraints(max_length=128)] | None = None
 
 
 class SendResult(_Envelope):
@@ -570,3 +580,42 @@ def send_results_in(body: bytes | str) -> list[SendResult]:
     """The send results a ``flowchat.status`` body carries: one ``SendResult`` or a batch."""
     event = _SEND_RESULTS.validate_json(body)
     return event.results if isinstance(event, SendResultBatch) else [event]
+
+
+# --------------------------------------------------------------------- hand-offs
+
+
+class HandoffRequested(_Envelope):
+    """The bot handed a conversation to people (the customer asked for an agent).
+
+    Published on ``flowchat.events`` with the key ``<tenant>.<account>.handoff_requested``
+    (``topology.HANDOFF_REQUESTED``); the inbox opens a conversation for it. AMQP
+    ``message_id`` is ``event_id``: subscribers deduplicate by it.
+    """
+
+    kind: Literal["handoff_requested"] = "handoff_requested"
+    event_id: Id = Field(default_factory=new_id)
+    customer: CustomerIdentity
+    reason: Annotated[str, StringConstraints(max_length=200)] | None = None
+    #: The bot's state when it handed over (``REVIEWING_ORDER``, …).
+    bot_state: Annotated[str, StringConstraints(max_length=64)] | None = None
+    requested_at: datetime = Field(default_factory=utcnow)
+
+
+class HandoffResolved(_Envelope):
+    """People are done with a conversation: the bot speaks again.
+
+    Published by the inbox on ``flowchat.events`` with the key
+    ``<tenant>.<account>.handoff_resolved``; the conversation service releases its
+    hand-off (what ``POST …/conversations/{wa_id}/release`` does). Idempotent by
+    ``event_id``.
+    """
+
+    kind: Literal["handoff_resolved"] = "handoff_resolved"
+    event_id: Id = Field(default_factory=new_id)
+    customer: CustomerIdentity
+    #: Who resolved it (an agent id), when known.
+    resolved_by: Annotated[str, StringConstraints(max_length=128)] | None = None
+    #: Seconds from the hand-off to the first agent reply (None: nobody replied).
+    waited_s: float | None = Field(default=None, ge=0)
+    resolved_at: datetime = Field(default_factory=utcnow)

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from flowchat_contracts.models import (
+    HandoffRequested,
+    HandoffResolved,
     InboundMessage,
     InboundMessageV2,
     OutboundCommand,
@@ -29,6 +31,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "outbound_command.v1": OutboundCommand,
     "send_result.v1": SendResult,
     "send_result_batch.v1": SendResultBatch,
+    "handoff_requested.v1": HandoffRequested,
+    "handoff_resolved.v1": HandoffResolved,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"

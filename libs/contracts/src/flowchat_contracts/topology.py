@@ -23,6 +23,12 @@ Names live here and nowhere else; services import these constants.
                     │                                           opt-outs, template pauses)
                     └─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
                                                                 catalog refresh)
+    inbox ─────────▶ [flowchat.events] keys <tenant>.<account>.handoff_resolved (the bot
+                                       speaks again; conversation.events takes "#")
+    [flowchat.inbound]  "#" ──────────────────┐
+    [flowchat.outbound] "#" ──────────────────┼─▶ (inbox.history)  quorum: every message
+    [flowchat.events]   "*.*.<status>",       │   of every thread, status changes and
+                        "*.*.handoff_requested"┘   hand-offs; declared by the inbox only
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
 
 Priority: RabbitMQ quorum queues have no message priorities, so marketing traffic
@@ -50,9 +56,15 @@ __all__ = [
     "EXCHANGE_INBOUND",
     "EXCHANGE_OUTBOUND",
     "EXCHANGE_STATUS",
+    "HANDOFF_REQUESTED",
+    "HANDOFF_RESOLVED",
+    "INBOX_BINDINGS",
+    "INBOX_QUEUES",
+    "INBOX_STATUS_KEYS",
     "OUTBOUND_BULK_WORD",
     "QUEUE_CONVERSATION_EVENTS",
     "QUEUE_CONVERSATION_INBOUND",
+    "QUEUE_INBOX_HISTORY",
     "QUEUE_OUTBOUND",
     "QUEUE_OUTBOUND_BULK",
     "QUEUE_OUTBOUND_DLQ",
@@ -88,6 +100,13 @@ QUEUE_OUTBOUND_DLQ = "whatsapp.outbound.dlq"
 QUEUE_STATE_STATUS = "state-manager.status"
 QUEUE_POISON = "flowchat.poison"
 QUEUE_SENDER_EVENTS = "sender.events"
+QUEUE_INBOX_HISTORY = "inbox.history"
+
+#: The last routing-key word of the hand-off events on ``flowchat.events``.
+HANDOFF_REQUESTED = "handoff_requested"
+HANDOFF_RESOLVED = "handoff_resolved"
+#: The state-manager's status words the inbox follows (``<tenant>.<account>.<status>``).
+INBOX_STATUS_KEYS: tuple[str, ...] = ("accepted", "sent", "delivered", "read", "played", "failed")
 
 #: Business events (the routing key's last word) the sender's template catalog follows.
 SENDER_EVENT_FIELDS: tuple[str, ...] = (
@@ -233,6 +252,20 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
+)
+
+#: The inbox's own queue and bindings, declared by the inbox alone (not by every
+#: service with the rest): where no inbox is deployed, no copy of every message piles
+#: up; once it has run, its queue keeps what arrives while it is down. The history
+#: begins when the inbox is first deployed.
+INBOX_QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(QUEUE_INBOX_HISTORY, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
+)
+INBOX_BINDINGS: tuple[BindingSpec, ...] = (
+    BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_INBOUND),
+    BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_OUTBOUND),
+    *(BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{s}") for s in INBOX_STATUS_KEYS),
+    BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{HANDOFF_REQUESTED}"),
 )
 
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one

@@ -1,0 +1,146 @@
+"""The inbox's app: one lifespan wiring the database, the broker, the history
+consumer (batched writes), the inbox and the live streams.
+
+Start-up runs in a background task (migrations, pool, broker, consumer) so ``/healthz``
+answers at once and ``/readyz`` is 503 until everything is connected. Shutdown: stop
+consuming and drain in-flight messages, stop the writers and gauges, close the broker,
+the pool and the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from flowchat_contracts import topology
+from flowchat_inbox import SCHEMA, SERVICE, metrics
+from flowchat_inbox.authz import ApiKeyAuthoriser
+from flowchat_inbox.batching import Batcher
+from flowchat_inbox.broker import AmqpPublisher, declare_inbox_queue
+from flowchat_inbox.consumer import HISTORY_ITEM, HistoryConsumer
+from flowchat_inbox.deps import Runtime
+from flowchat_inbox.errors import Refused
+from flowchat_inbox.inbox_service import InboxService
+from flowchat_inbox.repository import Repository
+from flowchat_inbox.routes import conversations_router, stream_router, threads_router
+from flowchat_inbox.service import HistoryService
+from flowchat_inbox.settings import Settings
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.http import Readiness, build_app, error_body
+from flowchat_platform.logs import get_logger
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
+
+log = get_logger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def error_response(exc: Refused) -> JSONResponse:
+    """The one error body for every refusal (status and code from the error's class)."""
+    details = [exc.details] if exc.details else None
+    return JSONResponse(error_body(exc.code, exc.message, details), status_code=exc.status)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    readiness = Readiness()
+    service_token = settings.service_token.get_secret_value()
+    authoriser = ApiKeyAuthoriser(service_token=service_token, keys=None)
+    runtime = Runtime(authoriser=authoriser, keepalive_s=settings.stream_keepalive_s)
+    amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
+    state: dict[str, object] = {}
+    pools: list[asyncpg.Pool] = []
+
+    async def start(bg: Background) -> None:
+        await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
+        pool = await create_pool(
+            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
+        )
+        pools.append(pool)
+        repository = Repository(pool)
+        history = HistoryService(repository)
+        batcher = Batcher(
+            history, runtime.live, workers=settings.batch_workers, max_batch=settings.max_batch
+        )
+        await amqp.connect()
+        await declare_inbox_queue(settings.amqp_url)
+        runtime.history = history
+        runtime.inbox = InboxService(
+            repository,
+            history,
+            AmqpPublisher(amqp),
+            runtime.live,
+            window_s=settings.window_s,
+        )
+        bg.start("batcher", batcher.run())
+        bg.start("gauges", gauge_loop(runtime.inbox, settings.gauge_interval_s))
+        await amqp.consume(
+            topology.QUEUE_INBOX_HISTORY,
+            HistoryConsumer(batcher).handle,
+            decoder=HISTORY_ITEM,
+            prefetch=settings.prefetch,
+            ack_linger_s=settings.ack_linger_s,
+        )
+        state["consuming"] = True
+        log.info("inbox started")
+
+    readiness.add("database", lambda: bool(pools) and not pools[0].is_closing())
+    readiness.add("broker", lambda: amqp.ready and bool(state.get("consuming")))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession()
+        authoriser.keys = TenantClient(settings.tenant_url, service_token, session=session)
+        bg = Background()
+        bg.start("startup", start(bg))
+        try:
+            yield
+        finally:
+            await amqp.stop_consuming(settings.shutdown_grace_s)
+            await bg.stop()
+            await amqp.close(grace_s=settings.shutdown_grace_s)
+            runtime.history = None
+            runtime.inbox = None
+            for pool in pools:
+                await pool.close()
+            await session.close()
+
+    app = build_app(
+        SERVICE,
+        lifespan=lifespan,
+        readiness=readiness,
+        title="FlowChat inbox",
+        max_json_bytes=settings.max_json_bytes,
+    )
+    app.state.runtime = runtime
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        return error_response(exc)
+
+    app.include_router(threads_router)
+    app.include_router(conversations_router)
+    app.include_router(stream_router)
+    return app
+
+
+async def gauge_loop(inbox: InboxService, interval_s: float) -> None:
+    """Customers waiting and the oldest wait, across tenants (no tenant label)."""
+    while True:
+        try:
+            stats = await inbox.store.wait_stats(None, inbox.clock())
+            metrics.WAITING.set(stats.waiting)
+            metrics.OLDEST_WAIT.set(stats.oldest_wait_s or 0.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a gauge is best effort
+            log.warning("gauge refresh failed", error=repr(exc))
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,36 @@
+"""Prometheus metrics of the inbox (labels are bounded: no tenant, customer or agent ids)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INGESTED = Counter(
+    "flowchat_inbox_ingested_total",
+    "History items handled, by kind (inbound, outbound, status, handoff) and outcome "
+    "(recorded, duplicate)",
+    ["kind", "outcome"],
+)
+BATCH_SIZE = Histogram(
+    "flowchat_inbox_ingest_batch_size",
+    "Queue messages written per transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+WAITING = Gauge(
+    "flowchat_inbox_customers_waiting",
+    "Open hand-offs no agent has answered yet (all tenants)",
+)
+OLDEST_WAIT = Gauge(
+    "flowchat_inbox_oldest_wait_seconds",
+    "Age of the oldest open hand-off no agent has answered yet (all tenants)",
+)
+FIRST_RESPONSE = Histogram(
+    "flowchat_inbox_first_response_seconds",
+    "From a hand-off to the first agent reply",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+)
+ACTIONS = Counter(
+    "flowchat_inbox_actions_total",
+    "Agents' actions, by action and outcome (ok, refused)",
+    ["action", "outcome"],
+)
+STREAMS = Gauge("flowchat_inbox_live_streams", "Open live-update streams")

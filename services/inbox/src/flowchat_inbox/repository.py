@@ -1,0 +1,713 @@
+"""PostgreSQL access of the inbox (asyncpg; schema ``inbox``): :class:`HistoryStore` and
+:class:`InboxStore` of :mod:`.ports`, rows mapped to its values here.
+
+A batch of history ops is one transaction. A thread is found by any of the customer's
+ids (``aliases``): a customer first seen by phone and later by phone and BSUID stays in
+one thread. Messages are inserted ``ON CONFLICT DO NOTHING`` on their dedupe key, so a
+redelivery changes nothing. A claim is one conditional ``UPDATE … WHERE status =
+'waiting'``: of two agents racing, exactly one gets the row back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+from flowchat_contracts import CustomerIdentity
+from flowchat_inbox.ports import (
+    Applied,
+    Conversation,
+    ConversationFilter,
+    Entry,
+    HandoffOpen,
+    Message,
+    Op,
+    StatusChange,
+    Thread,
+    WaitStats,
+)
+from flowchat_platform.errors import StoreUnavailable
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+_THREAD = (
+    "id, tenant_id, account_id, customer_key, wa_id, user_id, customer_name, "
+    "last_message_at, last_inbound_at, last_preview, message_count"
+)
+_MESSAGE = (
+    "m.id, m.thread_id, m.direction, m.author, m.agent_id, m.type, m.body, m.content, "
+    "m.message_id, m.provider_message_id, s.status, s.updated_at AS status_at, s.error_code, "
+    "m.occurred_at"
+)
+_MESSAGE_FROM = (
+    "messages m LEFT JOIN statuses s ON s.tenant_id = m.tenant_id AND s.message_id = m.message_id"
+)
+_CONVERSATION = (
+    "id, tenant_id, account_id, thread_id, status, assignee, reason, bot_state, opened_at, "
+    "claimed_at, first_response_at, resolved_at, resolved_by"
+)
+PREVIEW_CHARS = 160
+
+
+def _thread(r: asyncpg.Record) -> Thread:
+    return Thread(**dict(r))
+
+
+def _message(r: asyncpg.Record) -> Message:
+    values = dict(r)
+    values["content"] = orjson.loads(values["content"])
+    return Message(**values)
+
+
+def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
+    """The live update of a recorded message (no text: the stream says what changed)."""
+    return {
+        "type": "message",
+        "thread_id": thread_id,
+        "message": row_id,
+        "account_id": e.account_id,
+        "direction": e.direction,
+        "author": e.author,
+        "message_type": e.type,
+        "occurred_at": e.occurred_at.isoformat(),
+    }
+
+
+def _conversation(r: asyncpg.Record) -> Conversation:
+    return Conversation(**dict(r))
+
+
+class Repository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.CannotConnectNowError,
+        ) as exc:
+            raise StoreUnavailable(repr(exc), store="postgresql") from exc
+
+    # ------------------------------------------------------------------ ingest
+
+    async def apply(self, ops: Sequence[Op]) -> list[Applied]:
+        """One transaction, set-based: a handful of statements per batch whatever its
+        size (aliases, threads, messages, thread counters, statuses); hand-offs (rare)
+        one by one."""
+        results: list[Applied | None] = [None] * len(ops)
+        entries = [(i, op) for i, op in enumerate(ops) if isinstance(op, Entry)]
+        statuses = [(i, op) for i, op in enumerate(ops) if isinstance(op, StatusChange)]
+        handoffs = [(i, op) for i, op in enumerate(ops) if isinstance(op, HandoffOpen)]
+        async with self._tx() as conn:
+            if entries:
+                await self._entries(conn, entries, results)
+            if statuses:
+                await self._statuses(conn, statuses, results)
+            for i, h in handoffs:
+                results[i] = await self._handoff(conn, h)
+        out = [r for r in results if r is not None]
+        assert len(out) == len(ops)
+        return out
+
+    async def _customer_keys(self, conn: Conn, entries: list[Entry]) -> list[str]:
+        """Each entry's customer key: the key any of its ids is filed under (its own key
+        first), else its own; an inbound customer's new ids are linked to it."""
+        pairs = sorted({(e.tenant_id, i) for e in entries for i in e.customer.ids})
+        known: dict[tuple[str, str], str] = {
+            (r["tenant_id"], r["alias"]): r["customer_key"]
+            for r in await conn.fetch(
+                "SELECT a.tenant_id, a.alias, a.customer_key FROM aliases a "
+                "JOIN unnest($1::text[], $2::text[]) AS u(tenant_id, alias) "
+                "USING (tenant_id, alias)",
+                [t for t, _ in pairs],
+                [a for _, a in pairs],
+            )
+        }
+        new_aliases: dict[tuple[str, str], str] = {}
+        keys: list[str] = []
+        for e in entries:
+            ids = e.customer.ids
+            found = [known[(e.tenant_id, i)] for i in ids if (e.tenant_id, i) in known]
+            key = known.get((e.tenant_id, e.customer.key)) or (found[0] if found else None)
+            key = key or e.customer.key
+            keys.append(key)
+            linking = ids if e.links_ids else (() if found else (e.customer.key,))
+            for alias in linking:
+                if (e.tenant_id, alias) not in known:
+                    known[(e.tenant_id, alias)] = key
+                    new_aliases[(e.tenant_id, alias)] = key
+        if new_aliases:
+            rows = sorted(new_aliases.items())
+            await conn.execute(
+                "INSERT INTO aliases (tenant_id, alias, customer_key) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+                [t for (t, _), _ in rows],
+                [a for (_, a), _ in rows],
+                [k for _, k in rows],
+            )
+        return keys
+
+    async def _touch_threads(
+        self,
+        conn: Conn,
+        rows_in: list[tuple[int, Entry, int]],
+        inserted: dict[tuple[str, str], int],
+        results: list[Applied | None],
+    ) -> None:
+        """Each op's result; the threads' counters, latest message and the customer's
+        last message (the 24 h window) for what was inserted."""
+        touched: dict[int, list[Any]] = {}
+        for i, e, thread_id in rows_in:
+            row_id = inserted.get((e.tenant_id, e.dedupe_key))
+            if row_id is None:
+                results[i] = Applied(False, e.tenant_id)
+                continue
+            results[i] = Applied(True, e.tenant_id, _message_event(thread_id, row_id, e))
+            if e.direction == "internal":
+                continue
+            t = touched.setdefault(thread_id, [e.occurred_at, None, None, 0])
+            if e.occurred_at >= t[0]:
+                t[0] = e.occurred_at
+                t[2] = (e.body or f"[{e.type}]")[:PREVIEW_CHARS]
+            if e.direction == "inbound" and (t[1] is None or e.occurred_at > t[1]):
+                t[1] = e.occurred_at
+            t[3] += 1
+        if touched:
+            ordered_t = sorted(touched.items())
+            await conn.execute(
+                """
+                UPDATE threads t SET
+                    last_message_at = greatest(t.last_message_at, u.at),
+                    last_inbound_at = greatest(t.last_inbound_at, u.inbound_at),
+                    last_preview = CASE WHEN u.at >= t.last_message_at THEN u.preview
+                                   ELSE t.last_preview END,
+                    message_count = t.message_count + u.n
+                FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::text[],
+                            $5::int[]) AS u(id, at, inbound_at, preview, n)
+                WHERE t.id = u.id
+                """,
+                [k for k, _ in ordered_t],
+                [v[0] for _, v in ordered_t],
+                [v[1] for _, v in ordered_t],
+                [v[2] for _, v in ordered_t],
+                [v[3] for _, v in ordered_t],
+            )
+
+    async def _entries(
+        self, conn: Conn, entries: list[tuple[int, Entry]], results: list[Applied | None]
+    ) -> None:
+        keys = await self._customer_keys(conn, [e for _, e in entries])
+        # 2. the threads (one row each, in a fixed order: no lock-order deadlocks)
+        threads: dict[tuple[str, str, str], list[Any]] = {}
+        for (_, e), key in zip(entries, keys, strict=True):
+            tkey = (e.tenant_id, e.account_id, key)
+            wa_id = e.customer.wa_id.lstrip("+") if e.customer.wa_id else None
+            row = threads.setdefault(tkey, [None, None, None, e.occurred_at])
+            row[0] = wa_id or row[0]
+            row[1] = e.customer.user_id or row[1]
+            row[2] = e.customer_name or row[2]
+        ordered = sorted(threads.items())
+        thread_ids: dict[tuple[str, str, str], int] = {
+            (r["tenant_id"], r["account_id"], r["customer_key"]): r["id"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO threads (tenant_id, account_id, customer_key, wa_id, user_id,
+                                     customer_name, last_message_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                     $5::text[], $6::text[], $7::timestamptz[])
+                ON CONFLICT (tenant_id, account_id, customer_key) DO UPDATE SET
+                    wa_id = coalesce(EXCLUDED.wa_id, threads.wa_id),
+                    user_id = coalesce(EXCLUDED.user_id, threads.user_id),
+                    customer_name = coalesce(EXCLUDED.customer_name, threads.customer_name)
+                RETURNING id, tenant_id, account_id, customer_key
+                """,
+                [k[0] for k, _ in ordered],
+                [k[1] for k, _ in ordered],
+                [k[2] for k, _ in ordered],
+                [v[0] for _, v in ordered],
+                [v[1] for _, v in ordered],
+                [v[2] for _, v in ordered],
+                [v[3] for _, v in ordered],
+            )
+        }
+        # 3. the messages (a redelivered dedupe key inserts nothing)
+        rows_in: list[tuple[int, Entry, int]] = []
+        seen: set[tuple[str, str]] = set()
+        for (i, e), key in zip(entries, keys, strict=True):
+            if (e.tenant_id, e.dedupe_key) in seen:
+                results[i] = Applied(False, e.tenant_id)
+                continue
+            seen.add((e.tenant_id, e.dedupe_key))
+            rows_in.append((i, e, thread_ids[(e.tenant_id, e.account_id, key)]))
+        inserted = {
+            (r["tenant_id"], r["dedupe_key"]): r["id"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author,
+                                      agent_id, type, body, content, message_id,
+                                      provider_message_id, occurred_at)
+                SELECT t, th, dk, dir, au, ag, ty, bo, co::jsonb, mi, pm, oc
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                            $11::text[], $12::timestamptz[])
+                     AS u(t, th, dk, dir, au, ag, ty, bo, co, mi, pm, oc)
+                ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+                RETURNING id, tenant_id, dedupe_key
+                """,
+                [e.tenant_id for _, e, _ in rows_in],
+                [th for _, _, th in rows_in],
+                [e.dedupe_key for _, e, _ in rows_in],
+                [e.direction for _, e, _ in rows_in],
+                [e.author for _, e, _ in rows_in],
+                [e.agent_id for _, e, _ in rows_in],
+                [e.type for _, e, _ in rows_in],
+                [e.body for _, e, _ in rows_in],
+                [orjson.dumps(e.content).decode() for _, e, _ in rows_in],
+                [e.message_id for _, e, _ in rows_in],
+                [e.provider_message_id for _, e, _ in rows_in],
+                [e.occurred_at for _, e, _ in rows_in],
+            )
+        }
+        await self._touch_threads(conn, rows_in, inserted, results)
+
+    async def _statuses(
+        self, conn: Conn, statuses: list[tuple[int, StatusChange]], results: list[Applied | None]
+    ) -> None:
+        best: dict[tuple[str, str], StatusChange] = {}
+        for _, s in statuses:
+            k = (s.tenant_id, s.message_id)
+            if k not in best or s.rank > best[k].rank:
+                best[k] = s
+        rows = sorted(best.items())
+        changed = {
+            (r["tenant_id"], r["message_id"])
+            for r in await conn.fetch(
+                """
+                INSERT INTO statuses (tenant_id, message_id, status, rank, error_code, updated_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[],
+                                     $5::int[], $6::timestamptz[])
+                ON CONFLICT (tenant_id, message_id) DO UPDATE SET
+                    status = EXCLUDED.status, rank = EXCLUDED.rank,
+                    error_code = EXCLUDED.error_code, updated_at = EXCLUDED.updated_at
+                WHERE statuses.rank < EXCLUDED.rank
+                RETURNING tenant_id, message_id
+                """,
+                [k[0] for k, _ in rows],
+                [k[1] for k, _ in rows],
+                [s.status for _, s in rows],
+                [s.rank for _, s in rows],
+                [s.error_code for _, s in rows],
+                [s.occurred_at for _, s in rows],
+            )
+        }
+        for i, s in statuses:
+            k = (s.tenant_id, s.message_id)
+            if best[k] is s and k in changed:
+                results[i] = Applied(
+                    True,
+                    s.tenant_id,
+                    {
+                        "type": "status",
+                        "message_id": s.message_id,
+                        "status": s.status,
+                        "account_id": s.account_id,
+                    },
+                )
+            else:
+                results[i] = Applied(False, s.tenant_id)
+
+    async def _thread_id(
+        self,
+        conn: Conn,
+        tenant_id: str,
+        account_id: str,
+        entry_customer: CustomerIdentity,
+        *,
+        links: bool,
+        at: datetime,
+        name: str | None = None,
+    ) -> int:
+        ids = list(entry_customer.ids)
+        known = {
+            r["alias"]: r["customer_key"]
+            for r in await conn.fetch(
+                "SELECT alias, customer_key FROM aliases "
+                "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
+                tenant_id,
+                ids,
+            )
+        }
+        # The key the customer's first id was filed under (the identity's own key first).
+        key = known.get(entry_customer.key) or next(
+            (known[i] for i in ids if i in known), entry_customer.key
+        )
+        missing = [i for i in ids if i not in known] if links else []
+        if not links and not known:
+            missing = [entry_customer.key]
+        if missing:
+            await conn.executemany(
+                "INSERT INTO aliases (tenant_id, alias, customer_key) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                [(tenant_id, i, key) for i in missing],
+            )
+        wa_id = entry_customer.wa_id.lstrip("+") if entry_customer.wa_id else None
+        thread_id: int = await conn.fetchval(
+            """
+            INSERT INTO threads (tenant_id, account_id, customer_key, wa_id, user_id,
+                                 customer_name, last_message_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (tenant_id, account_id, customer_key) DO UPDATE SET
+                wa_id = coalesce(EXCLUDED.wa_id, threads.wa_id),
+                user_id = coalesce(EXCLUDED.user_id, threads.user_id),
+                customer_name = coalesce(EXCLUDED.customer_name, threads.customer_name)
+            RETURNING id
+            """,
+            tenant_id,
+            account_id,
+            key,
+            wa_id,
+            entry_customer.user_id,
+            name,
+            at,
+        )
+        return thread_id
+
+    async def _insert_message(self, conn: Conn, thread_id: int, e: Entry) -> Applied:
+        row_id = await conn.fetchval(
+            """
+            INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author, agent_id,
+                                  type, body, content, message_id, provider_message_id,
+                                  occurred_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+            ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+            RETURNING id
+            """,
+            e.tenant_id,
+            thread_id,
+            e.dedupe_key,
+            e.direction,
+            e.author,
+            e.agent_id,
+            e.type,
+            e.body,
+            orjson.dumps(e.content).decode(),
+            e.message_id,
+            e.provider_message_id,
+            e.occurred_at,
+        )
+        if row_id is None:
+            return Applied(False, e.tenant_id)
+        if e.direction != "internal":
+            await conn.execute(
+                """
+                UPDATE threads SET
+                    last_message_at = greatest(last_message_at, $2),
+                    last_inbound_at = CASE WHEN $3 THEN greatest(last_inbound_at, $2)
+                                      ELSE last_inbound_at END,
+                    last_preview = CASE WHEN $2 >= last_message_at THEN $4 ELSE last_preview END,
+                    message_count = message_count + 1
+                WHERE id = $1
+                """,
+                thread_id,
+                e.occurred_at,
+                e.direction == "inbound",
+                (e.body or f"[{e.type}]")[:PREVIEW_CHARS],
+            )
+        return Applied(True, e.tenant_id, _message_event(thread_id, row_id, e))
+
+    async def _handoff(self, conn: Conn, h: HandoffOpen) -> Applied:
+        thread_id = await self._thread_id(
+            conn, h.tenant_id, h.account_id, h.customer, links=True, at=h.occurred_at
+        )
+        row = await conn.fetchrow(
+            f"""
+            INSERT INTO conversations (tenant_id, account_id, thread_id, status, reason,
+                                       bot_state, source_event_id, opened_at)
+            VALUES ($1, $2, $3, 'waiting', $4, $5, $6, $7)
+            ON CONFLICT DO NOTHING
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            h.tenant_id,
+            h.account_id,
+            thread_id,
+            h.reason,
+            h.bot_state,
+            h.event_id,
+            h.occurred_at,
+        )
+        if row is None:  # a redelivery, or the thread already has an open conversation
+            return Applied(False, h.tenant_id)
+        c = _conversation(row)
+        return Applied(
+            True,
+            h.tenant_id,
+            {
+                "type": "conversation",
+                "conversation_id": c.id,
+                "thread_id": c.thread_id,
+                "account_id": c.account_id,
+                "status": c.status,
+                "assignee": None,
+            },
+        )
+
+    # ------------------------------------------------------------------ history reads
+
+    async def threads(
+        self,
+        tenant_id: str,
+        *,
+        account_id: str | None,
+        after: tuple[datetime, int] | None,
+        limit: int,
+    ) -> list[Thread]:
+        at, row_id = after if after else (None, None)
+        rows = await self.pool.fetch(
+            f"""
+            SELECT {_THREAD} FROM threads
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR account_id = $2)
+              AND ($3::timestamptz IS NULL OR (last_message_at, id) < ($3, $4))
+            ORDER BY last_message_at DESC, id DESC LIMIT $5
+            """,  # noqa: S608
+            tenant_id,
+            account_id,
+            at,
+            row_id,
+            limit,
+        )
+        return [_thread(r) for r in rows]
+
+    async def thread(self, tenant_id: str, thread_id: int) -> Thread | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_THREAD} FROM threads WHERE tenant_id = $1 AND id = $2",  # noqa: S608
+            tenant_id,
+            thread_id,
+        )
+        return _thread(row) if row else None
+
+    async def messages(
+        self, tenant_id: str, thread_id: int, *, after: tuple[datetime, int] | None, limit: int
+    ) -> list[Message]:
+        at, row_id = after if after else (None, None)
+        rows = await self.pool.fetch(
+            f"""
+            SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
+            WHERE m.thread_id = $2 AND m.tenant_id = $1
+              AND ($3::timestamptz IS NULL OR (m.occurred_at, m.id) < ($3, $4))
+            ORDER BY m.occurred_at DESC, m.id DESC LIMIT $5
+            """,  # noqa: S608
+            tenant_id,
+            thread_id,
+            at,
+            row_id,
+            limit,
+        )
+        return [_message(r) for r in rows]
+
+    async def search(
+        self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
+    ) -> list[Message]:
+        at, row_id = after if after else (None, None)
+        rows = await self.pool.fetch(
+            f"""
+            SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
+            WHERE m.tenant_id = $1 AND m.search @@ websearch_to_tsquery('simple', $2)
+              AND ($3::timestamptz IS NULL OR (m.occurred_at, m.id) < ($3, $4))
+            ORDER BY m.occurred_at DESC, m.id DESC LIMIT $5
+            """,  # noqa: S608
+            tenant_id,
+            query,
+            at,
+            row_id,
+            limit,
+        )
+        return [_message(r) for r in rows]
+
+    # ------------------------------------------------------------------ inbox
+
+    async def conversation(self, tenant_id: str, conversation_id: int) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_CONVERSATION} FROM conversations WHERE tenant_id = $1 AND id = $2",  # noqa: S608
+            tenant_id,
+            conversation_id,
+        )
+        return _conversation(row) if row else None
+
+    async def conversations(
+        self,
+        tenant_id: str,
+        flt: ConversationFilter,
+        *,
+        after: tuple[datetime, int] | None,
+        limit: int,
+    ) -> list[Conversation]:
+        where = ["tenant_id = $1"]
+        args: list[Any] = [tenant_id]
+        view = flt.view or "open"
+        if view == "resolved":
+            where.append("status = 'resolved'")
+        else:
+            where.append("status <> 'resolved'")
+        if view == "unassigned":
+            where.append("status = 'waiting'")
+        elif view == "waiting":
+            where.append("first_response_at IS NULL")
+        elif view == "mine":
+            args.append(flt.agent_id)
+            where.append(f"assignee = ${len(args)}")
+        if flt.account_id:
+            args.append(flt.account_id)
+            where.append(f"account_id = ${len(args)}")
+        if after:
+            args.extend(after)
+            where.append(f"(opened_at, id) > (${len(args) - 1}, ${len(args)})")
+        args.append(limit)
+        rows = await self.pool.fetch(
+            f"SELECT {_CONVERSATION} FROM conversations WHERE {' AND '.join(where)} "  # noqa: S608
+            f"ORDER BY opened_at, id LIMIT ${len(args)}",
+            *args,
+        )
+        return [_conversation(r) for r in rows]
+
+    async def claim(
+        self, tenant_id: str, conversation_id: int, agent_id: str, now: datetime
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            UPDATE conversations SET status = 'assigned', assignee = $3, claimed_at = $4
+            WHERE tenant_id = $1 AND id = $2 AND status = 'waiting'
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            tenant_id,
+            conversation_id,
+            agent_id,
+            now,
+        )
+        return _conversation(row) if row else None
+
+    async def assign(
+        self, tenant_id: str, conversation_id: int, agent_id: str, now: datetime
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            UPDATE conversations SET status = 'assigned', assignee = $3,
+                claimed_at = coalesce(claimed_at, $4)
+            WHERE tenant_id = $1 AND id = $2 AND status <> 'resolved'
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            tenant_id,
+            conversation_id,
+            agent_id,
+            now,
+        )
+        return _conversation(row) if row else None
+
+    async def resolve(
+        self, tenant_id: str, conversation_id: int, agent_id: str, now: datetime
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            UPDATE conversations SET status = 'resolved', resolved_at = $4, resolved_by = $3
+            WHERE tenant_id = $1 AND id = $2 AND status <> 'resolved'
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            tenant_id,
+            conversation_id,
+            agent_id,
+            now,
+        )
+        return _conversation(row) if row else None
+
+    async def record_reply(
+        self, conversation: Conversation, entry: Entry, now: datetime
+    ) -> Conversation:
+        async with self._tx() as conn:
+            # The thread row first, as ingest takes it (thread, then message): the copy of
+            # this reply arriving on the history queue then waits instead of deadlocking.
+            await conn.execute(
+                "SELECT 1 FROM threads WHERE id = $1 FOR UPDATE", conversation.thread_id
+            )
+            await self._insert_message(conn, conversation.thread_id, entry)
+            if entry.direction == "outbound":
+                row = await conn.fetchrow(
+                    f"""
+                    UPDATE conversations SET first_response_at = coalesce(first_response_at, $2)
+                    WHERE id = $1 RETURNING {_CONVERSATION}
+                    """,  # noqa: S608
+                    conversation.id,
+                    now,
+                )
+                assert row is not None  # the conversation exists: the caller just read it
+                return _conversation(row)
+        return conversation
+
+    async def take_over(
+        self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            INSERT INTO conversations (tenant_id, account_id, thread_id, status, assignee,
+                                       reason, source_event_id, opened_at, claimed_at)
+            VALUES ($1, $2, $3, 'assigned', $4, $5, $6, $7, $7)
+            ON CONFLICT DO NOTHING
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            thread.tenant_id,
+            thread.account_id,
+            thread.id,
+            agent_id,
+            reason,
+            event_id,
+            now,
+        )
+        if row is None:
+            # Our own event's copy may have been ingested first (a waiting conversation
+            # of this event): the agent takes that one.
+            row = await self.pool.fetchrow(
+                f"""
+                UPDATE conversations SET status = 'assigned', assignee = $3, claimed_at = $4
+                WHERE tenant_id = $1 AND source_event_id = $2 AND status = 'waiting'
+                RETURNING {_CONVERSATION}
+                """,  # noqa: S608
+                thread.tenant_id,
+                event_id,
+                agent_id,
+                now,
+            )
+        return _conversation(row) if row else None
+
+    async def open_conversation_of(self, tenant_id: str, thread_id: int) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_CONVERSATION} FROM conversations "  # noqa: S608
+            "WHERE tenant_id = $1 AND thread_id = $2 AND status <> 'resolved'",
+            tenant_id,
+            thread_id,
+        )
+        return _conversation(row) if row else None
+
+    async def wait_stats(self, tenant_id: str | None, now: datetime) -> WaitStats:
+        row = await self.pool.fetchrow(
+            """
+            SELECT count(*) AS waiting, min(opened_at) AS oldest FROM conversations
+            WHERE status <> 'resolved' AND first_response_at IS NULL
+              AND ($1::text IS NULL OR tenant_id = $1)
+            """,
+            tenant_id,
+        )
+        assert row is not None
+        oldest = row["oldest"]
+        return WaitStats(
+            waiting=int(row["waiting"]),
+            oldest_wait_s=max(0.0, (now - oldest).total_seconds()) if oldest else None,
+        )

@@ -1,0 +1,61 @@
+"""History: threads, thread pages and search (newest first, by cursor). A thread of
+another tenant answers 404 exactly like one that does not exist."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from flowchat_inbox.deps import Caller, HistoryDep
+from flowchat_inbox.routes.schemas import MessageOut, MessagePage, ThreadOut, ThreadPage
+
+router = APIRouter(prefix="/v1", tags=["history"])
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Cursor = Annotated[str | None, Query(max_length=200)]
+
+
+@router.get("/threads", response_model=ThreadPage, summary="Threads, most recent first")
+async def threads(
+    caller: Caller,
+    history: HistoryDep,
+    account_id: Annotated[str | None, Query(max_length=128)] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> ThreadPage:
+    page = await history.threads(
+        caller.tenant_id, account_id=account_id, cursor=cursor, limit=limit
+    )
+    return ThreadPage(items=[ThreadOut.of(t) for t in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/threads/{thread_id}", response_model=ThreadOut, summary="One thread")
+async def thread(thread_id: int, caller: Caller, history: HistoryDep) -> ThreadOut:
+    return ThreadOut.of(await history.thread(caller.tenant_id, thread_id))
+
+
+@router.get(
+    "/threads/{thread_id}/messages",
+    response_model=MessagePage,
+    summary="A thread's messages, newest first",
+)
+async def thread_messages(
+    thread_id: int, caller: Caller, history: HistoryDep, cursor: Cursor = None, limit: Limit = 50
+) -> MessagePage:
+    page = await history.messages(caller.tenant_id, thread_id, cursor=cursor, limit=limit)
+    return MessagePage(items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/search", response_model=MessagePage, summary="Full-text search of the tenant's messages"
+)
+async def search(
+    caller: Caller,
+    history: HistoryDep,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> MessagePage:
+    page = await history.search(caller.tenant_id, q, cursor=cursor, limit=limit)
+    return MessagePage(items=[MessageOut.of(m) for m in page.items], next_cursor=page.next_cursor)

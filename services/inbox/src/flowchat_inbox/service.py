@@ -1,0 +1,299 @@
+"""History: every message of every thread, built from the queues; reads by cursor.
+
+Pure: contracts in, :mod:`.ports` values out, storage behind :class:`HistoryStore`.
+
+- An inbound message → an :class:`Entry` by the customer (its ids linked: the same
+  person by phone and BSUID has one thread per number).
+- An outbound command → an :class:`Entry` whose author is the command's ``origin``,
+  else derived: a ``campaign_id`` is a campaign, an idempotency key ``reminder:…`` a
+  reminder, a FlowChat-made message id (``msg-…``, the conversation service's) or an
+  idempotency key ``reply:…`` the bot, anything else the send API.
+- A status change → a :class:`StatusChange` (forward-only by rank).
+- A hand-off → a :class:`HandoffOpen` (the inbox opens a conversation).
+
+Redeliveries are recorded once: each entry has a dedupe key unique per tenant
+(``in:<provider>:<provider message id>``, ``out:<idempotency key>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from flowchat_contracts import (
+    CustomerIdentity,
+    HandoffRequested,
+    InboundMessage,
+    InboundMessageV2,
+    OutboundCommand,
+    is_bsuid,
+)
+from flowchat_inbox.errors import InvalidCursor, NotFound
+from flowchat_inbox.ports import (
+    Applied,
+    Author,
+    Entry,
+    HandoffOpen,
+    HistoryStore,
+    Message,
+    Op,
+    Page,
+    StatusChange,
+    Thread,
+)
+
+#: Status order (forward only); ``failed`` wins over everything.
+STATUS_RANK: dict[str, int] = {
+    "queued": 0,
+    "accepted": 1,
+    "sent": 2,
+    "delivered": 3,
+    "read": 4,
+    "played": 5,
+    "failed": 6,
+}
+
+MAX_PAGE = 100
+MAX_BODY_INDEXED = 8000
+
+
+class StatusChanged(BaseModel):
+    """The state-manager's ``message_status_changed`` (the fields used here)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    kind: str = "message_status_changed"
+    event_id: str
+    message_id: str
+    tenant_id: str
+    account_id: str
+    status: str
+    error_code: int | None = None
+    timestamp: datetime
+
+
+HistoryItem = InboundMessage | InboundMessageV2 | OutboundCommand | StatusChanged | HandoffRequested
+
+
+# ------------------------------------------------------------------ contracts → ops
+
+
+def customer_of_to(to: str) -> CustomerIdentity:
+    if is_bsuid(to):
+        return CustomerIdentity(user_id=to)
+    return CustomerIdentity(wa_id=to.lstrip("+"))
+
+
+def _join(*parts: Any) -> str | None:
+    text = " ".join(str(p) for p in parts if p not in (None, ""))
+    return text[:MAX_BODY_INDEXED] or None
+
+
+def inbound_entry(m: InboundMessage | InboundMessageV2) -> Entry:
+    customer = m.customer or CustomerIdentity(wa_id=m.customer_wa_id)
+    content = m.model_dump(
+        mode="json",
+        exclude_none=True,
+        include={
+            "text",
+            "media",
+            "location",
+            "reply",
+            "reaction_emoji",
+            "reaction_message_id",
+            "context_message_id",
+            "contacts",
+            "order",
+            "flow",
+            "system",
+            "referral",
+        },
+    )
+    media = m.media
+    body = _join(
+        m.text,
+        media.caption if media else None,
+        m.reply.title if m.reply else None,
+        m.location.name if m.location else None,
+        m.flow.body if m.flow else None,
+    )
+    return Entry(
+        tenant_id=m.tenant_id,
+        account_id=m.account_id,
+        customer=customer,
+        dedupe_key=f"in:{m.provider}:{m.provider_message_id}",
+        direction="inbound",
+        author="customer",
+        type=m.type,
+        body=body,
+        content=content,
+        occurred_at=m.timestamp,
+        provider_message_id=m.provider_message_id,
+        customer_name=m.customer_name,
+        links_ids=True,
+    )
+
+
+def outbound_author(c: OutboundCommand) -> Author:
+    if c.origin is not None:
+        return c.origin
+    if c.campaign_id:
+        return "campaign"
+    if c.idempotency_key.startswith("reminder:"):
+        return "reminder"
+    if c.message_id.startswith("msg-") or c.idempotency_key.startswith("reply:"):
+        return "bot"
+    return "api"
+
+
+def _outbound_body(c: OutboundCommand) -> str | None:
+    content = c.content
+    match content.type:
+        case "text":
+            return _join(content.body)
+        case "image" | "video" | "audio" | "document" | "sticker":
+            return _join(content.caption, content.filename)
+        case "template":
+            params = [
+                p.text for comp in content.components for p in comp.parameters if p.text is not None
+            ]
+            return _join(content.name, *params)
+        case "interactive_buttons":
+            return _join(content.header, content.body, *(b.title for b in content.buttons))
+        case "interactive_list":
+            rows = [r.title for s in content.sections for r in s.rows]
+            return _join(content.header, content.body, *rows)
+        case "location":
+            return _join(content.name, content.address)
+        case _:
+            return None
+
+
+def outbound_entry(c: OutboundCommand) -> Entry:
+    return Entry(
+        tenant_id=c.tenant_id,
+        account_id=c.account_id,
+        customer=customer_of_to(c.to),
+        dedupe_key=f"out:{c.idempotency_key}",
+        direction="outbound",
+        author=outbound_author(c),
+        agent_id=c.agent_id,
+        type=c.content.type,
+        body=_outbound_body(c),
+        content=c.content.model_dump(mode="json", exclude_none=True),
+        occurred_at=c.created_at,
+        message_id=c.message_id,
+    )
+
+
+def op_of(item: HistoryItem) -> Op | None:
+    """The op a queue message makes; None for one the history does not keep."""
+    if isinstance(item, InboundMessage | InboundMessageV2):
+        return inbound_entry(item)
+    if isinstance(item, OutboundCommand):
+        return outbound_entry(item)
+    if isinstance(item, StatusChanged):
+        rank = STATUS_RANK.get(item.status)
+        if rank is None:
+            return None
+        return StatusChange(
+            tenant_id=item.tenant_id,
+            account_id=item.account_id,
+            message_id=item.message_id,
+            status=item.status,
+            rank=rank,
+            occurred_at=item.timestamp,
+            error_code=item.error_code,
+        )
+    return HandoffOpen(
+        tenant_id=item.tenant_id,
+        account_id=item.account_id,
+        customer=item.customer,
+        event_id=item.event_id,
+        reason=item.reason,
+        bot_state=item.bot_state,
+        occurred_at=item.requested_at,
+    )
+
+
+def partition_key(op: Op) -> str:
+    """One number's ops go to one writer, in order (no two batches lock one thread)."""
+    return f"{op.tenant_id}\x1f{op.account_id}"
+
+
+# ------------------------------------------------------------------ cursors
+
+
+def encode_cursor(at: datetime, row_id: int) -> str:
+    raw = f"{at.astimezone(UTC).isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, row_id = raw.partition("|")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, int(row_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidCursor("the cursor is not one this API issued") from exc
+
+
+def _page(rows: Sequence[Any], limit: int, key: Any) -> Page:
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(*key(rows[-1])))
+    return Page(rows, None)
+
+
+# ------------------------------------------------------------------ the service
+
+
+class HistoryService:
+    def __init__(self, store: HistoryStore) -> None:
+        self.store = store
+
+    async def apply(self, ops: Sequence[Op]) -> list[Applied]:
+        return await self.store.apply(ops)
+
+    async def threads(
+        self, tenant_id: str, *, account_id: str | None, cursor: str | None, limit: int
+    ) -> Page:
+        rows = await self.store.threads(
+            tenant_id, account_id=account_id, after=decode_cursor(cursor), limit=limit + 1
+        )
+        return _page(rows, limit, lambda t: (t.last_message_at, t.id))
+
+    async def thread(self, tenant_id: str, thread_id: int) -> Thread:
+        thread = await self.store.thread(tenant_id, thread_id)
+        if thread is None:
+            raise NotFound("no such thread")
+        return thread
+
+    async def messages(
+        self, tenant_id: str, thread_id: int, *, cursor: str | None, limit: int
+    ) -> Page:
+        await self.thread(tenant_id, thread_id)
+        rows = await self.store.messages(
+            tenant_id, thread_id, after=decode_cursor(cursor), limit=limit + 1
+        )
+        return _page(rows, limit, _message_key)
+
+    async def search(self, tenant_id: str, query: str, *, cursor: str | None, limit: int) -> Page:
+        rows = await self.store.search(
+            tenant_id, query, after=decode_cursor(cursor), limit=limit + 1
+        )
+        return _page(rows, limit, _message_key)
+
+
+def _message_key(m: Message) -> tuple[datetime, int]:
+    return m.occurred_at, m.id

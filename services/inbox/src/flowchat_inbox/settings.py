@@ -1,0 +1,38 @@
+"""Settings of the inbox (prefix ``FLOWCHAT_INBOX_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWCHAT_INBOX_", extra="ignore", frozen=True)
+
+    http_port: int = 8707
+    database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
+    tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
+    service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
+
+    #: Unacked history messages in flight at once (batched into few transactions).
+    prefetch: int = Field(default=512, ge=1, le=10_000)
+    #: Acks of finished deliveries are batched within this long (one frame for many).
+    ack_linger_s: float = Field(default=0.005, ge=0, le=1)
+    db_pool_size: int = Field(default=10, ge=2, le=200)
+    #: Writers applying batches in parallel; one number's messages always go to one.
+    batch_workers: int = Field(default=4, ge=1, le=64)
+    #: Most queue messages one write transaction takes.
+    max_batch: int = Field(default=200, ge=1, le=10_000)
+    #: Largest JSON request body (a note, a reply); larger → 413.
+    max_json_bytes: int = Field(default=32 * 1024, ge=1024)
+    #: The customer-service window: free-form replies only this long after the
+    #: customer's last message (WhatsApp's rule: 24 h).
+    window_s: float = Field(default=24 * 3600.0, gt=0)
+    gauge_interval_s: float = Field(default=15.0, gt=0)
+    #: Keep-alive comment on idle live streams.
+    stream_keepalive_s: float = Field(default=15.0, gt=0)
+
+    def check_secrets(self) -> None:
+        check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
