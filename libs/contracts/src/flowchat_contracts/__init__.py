@@ -51,8 +51,18 @@ from flowchat_contracts.models import (
 )
 from flowchat_contracts.schemas import SCHEMA_MODELS, export_schemas, render_schemas
 from flowchat_contracts.shared_state import optout_key
+from flowchat_contracts.webhooks import (
+    EVENT_TYPES,
+    MessageReceived,
+    MessageStatus,
+    MessageStatusData,
+    ReceivedMessage,
+    StatusError,
+    WebhookEvent,
+)
 
 __all__ = [
+    "EVENT_TYPES",
     "INBOUND_SCHEMA_VERSION_2",
     "SCHEMA_MODELS",
     "SCHEMA_VERSION",
@@ -77,6 +87,9 @@ __all__ = [
     "Media",
     "MediaContent",
     "MessageCategory",
+    "MessageReceived",
+    "MessageStatus",
+    "MessageStatusData",
     "OutboundCommand",
     "OutboundContent",
     "Pricing",
@@ -84,10 +97,12 @@ __all__ = [
     "ProviderError",
     "ProviderStatus",
     "ReactionContent",
+    "ReceivedMessage",
     "Reply",
     "ReplyButton",
     "SendResult",
     "SendResultBatch",
+    "StatusError",
     "StatusEvent",
     "StatusUpdate",
     "TemplateComponent",
@@ -95,6 +110,7 @@ __all__ = [
     "TemplateParameter",
     "TextContent",
     "WaId",
+    "WebhookEvent",
     "export_schemas",
     "inbound_message_in",
     "is_bsuid",

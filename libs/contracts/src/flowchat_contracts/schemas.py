@@ -20,6 +20,7 @@ from flowchat_contracts.models import (
     SendResultBatch,
     StatusUpdate,
 )
+from flowchat_contracts.webhooks import MessageReceived, MessageStatus
 
 #: File stem (``<kind>.v<version>``) → model.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
@@ -29,6 +30,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "outbound_command.v1": OutboundCommand,
     "send_result.v1": SendResult,
     "send_result_batch.v1": SendResultBatch,
+    "webhook.message.received.v1": MessageReceived,
+    "webhook.message.status.v1": MessageStatus,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"

@@ -21,8 +21,12 @@ Names live here and nowhere else; services import these constants.
     gateway ───────▶ [flowchat.events] topic, key <tenant>.<account>.<field> (business events)
                     ├─ "#" ─▶ (conversation.events)             quorum (campaign metrics,
                     │                                           opt-outs, template pauses)
-                    └─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
-                                                                catalog refresh)
+                    ├─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
+                    │                                           catalog refresh)
+                    └─ "#" ─▶ (relay.events)                    quorum, 24 h TTL (tenants'
+                                                                webhooks: message.status)
+    [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL (tenants'
+                                                                webhooks: message.received)
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
 
 Priority: RabbitMQ quorum queues have no message priorities, so marketing traffic
@@ -57,6 +61,8 @@ __all__ = [
     "QUEUE_OUTBOUND_BULK",
     "QUEUE_OUTBOUND_DLQ",
     "QUEUE_POISON",
+    "QUEUE_RELAY_EVENTS",
+    "QUEUE_RELAY_INBOUND",
     "QUEUE_SENDER_EVENTS",
     "QUEUE_STATE_STATUS",
     "RETIRED_BINDINGS",
@@ -88,6 +94,9 @@ QUEUE_OUTBOUND_DLQ = "whatsapp.outbound.dlq"
 QUEUE_STATE_STATUS = "state-manager.status"
 QUEUE_POISON = "flowchat.poison"
 QUEUE_SENDER_EVENTS = "sender.events"
+#: The relay's copies of what it turns into tenants' webhook events.
+QUEUE_RELAY_EVENTS = "relay.events"
+QUEUE_RELAY_INBOUND = "relay.inbound"
 
 #: Business events (the routing key's last word) the sender's template catalog follows.
 SENDER_EVENT_FIELDS: tuple[str, ...] = (
@@ -222,6 +231,16 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
         QUEUE_SENDER_EVENTS,
         {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
     ),
+    # The relay's copies: a webhook event older than a day is past its retry window
+    # anyway, and a relay that is not deployed must not let them pile up forever.
+    QueueSpec(
+        QUEUE_RELAY_EVENTS,
+        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
+    ),
+    QueueSpec(
+        QUEUE_RELAY_INBOUND,
+        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
+    ),
     *(tier.spec() for tier in RETRY_TIERS),
     *(tier.spec() for tier in BULK_RETRY_TIERS),
 )
@@ -233,6 +252,8 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
+    BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS),
+    BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
 )
 
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one
