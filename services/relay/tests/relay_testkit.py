@@ -112,6 +112,7 @@ class Receiver:
     #: Requests answered 2xx.
     accepted: list[Received] = field(default_factory=list)
     port: int = field(default_factory=free_port)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def url(self) -> str:
@@ -127,7 +128,7 @@ class Receiver:
             )
             self.got.append(item)
             if self.hang:
-                await asyncio.sleep(3600)
+                await self.release.wait()
             if 200 <= self.status < 300:
                 self.accepted.append(item)
             return Response(self.answer, status_code=self.status, headers=self.headers)
@@ -136,8 +137,12 @@ class Receiver:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Receiver]:
+        self.release.clear()
         async with serve(self.app(), port=self.port):
-            yield self
+            try:
+                yield self
+            finally:
+                self.release.set()
 
     def ids(self) -> list[str]:
         return [r.headers.get("webhook-id", "") for r in self.accepted]

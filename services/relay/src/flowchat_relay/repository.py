@@ -297,18 +297,7 @@ class Repository:
     ) -> str | None:
         """Record a failed attempt; the reason the endpoint was disabled now, if it was."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if next_attempt_at is None:
-                await conn.execute(
-                    "UPDATE deliveries SET status = 'failed', finished_at = now() WHERE id = $1",
-                    claimed.delivery_id,
-                )
-            else:
-                await conn.execute(
-                    "UPDATE deliveries SET next_attempt_at = $2 WHERE id = $1",
-                    claimed.delivery_id,
-                    next_attempt_at,
-                )
-            await self._log(conn, claimed, result, outcome)
+            # the endpoint row first: lanes of one endpoint queue here, never deadlock
             reason = await conn.fetchval(
                 """
                 UPDATE endpoints e SET
@@ -323,7 +312,7 @@ class Repository:
                         WHEN now() - coalesce(e.failing_since, now())
                              >= make_interval(secs => $3) THEN 'failing'
                         ELSE e.disabled_reason END
-                FROM (SELECT enabled AS was FROM endpoints WHERE id = $1 FOR UPDATE) old
+                FROM (SELECT enabled AS was FROM endpoints WHERE id = $1 FOR NO KEY UPDATE) old
                 WHERE e.id = $1
                 RETURNING CASE WHEN old.was AND NOT e.enabled THEN e.disabled_reason END
                 """,
@@ -331,6 +320,18 @@ class Repository:
                 disable,
                 disable_after_s,
             )
+            if next_attempt_at is None:
+                await conn.execute(
+                    "UPDATE deliveries SET status = 'failed', finished_at = now() WHERE id = $1",
+                    claimed.delivery_id,
+                )
+            else:
+                await conn.execute(
+                    "UPDATE deliveries SET next_attempt_at = $2 WHERE id = $1",
+                    claimed.delivery_id,
+                    next_attempt_at,
+                )
+            await self._log(conn, claimed, result, outcome)
             return str(reason) if reason is not None else None
 
     async def attempts(
