@@ -249,7 +249,7 @@ class Harness:
             topology.EXCHANGE_EVENTS,
             topology.events_routing_key(tenant, account, status),
             orjson.dumps(body),
-            message_id=body["event_id"],
+            message_id=str(body["event_id"]),
             mandatory=False,
         )
         return body

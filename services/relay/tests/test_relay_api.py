@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from relay_testkit import ADMIN_A, ADMIN_B, READ_A, Harness, Receiver, StartRelay, wait_for
 
 PUBLIC = "93.184.215.14"
@@ -89,7 +88,10 @@ async def test_tenants_and_scopes(harness: Harness):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"url": "https://hooks.example.com/x", "event_types": ["order.teleported"]}, "event_types"),
+        (
+            {"url": "https://hooks.example.com/x", "event_types": ["order.teleported"]},
+            "event_types",
+        ),
         ({"url": "https://hooks.example.com/x", "event_types": []}, "event_types"),
         ({"url": "https://user:pw@hooks.example.com/x", "event_types": ["message.status"]}, "url"),
         ({"url": "https://token@hooks.example.com/x", "event_types": ["message.status"]}, "url"),
@@ -98,7 +100,11 @@ async def test_tenants_and_scopes(harness: Harness):
         ({"url": "https:///nohost", "event_types": ["message.status"]}, "url"),
         ({"url": "https://hooks.example.com:99999/x", "event_types": ["message.status"]}, "url"),
         (
-            {"url": "https://hooks.example.com/x", "event_types": ["message.status"], "format": "x"},
+            {
+                "url": "https://hooks.example.com/x",
+                "event_types": ["message.status"],
+                "format": "x",
+            },
             "format",
         ),
     ],

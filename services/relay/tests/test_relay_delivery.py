@@ -5,10 +5,9 @@ the ``standardwebhooks`` package for the ``flowchat`` format, pywa's own check f
 from __future__ import annotations
 
 import pytest
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
-from relay_testkit import PHONE_NUMBER_ID, Harness, Receiver, wait_for
 from pywa.utils import webhook_updates_validator
+from relay_testkit import PHONE_NUMBER_ID, Harness, Receiver, wait_for
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
 async def test_message_status_delivered_and_verified_with_standardwebhooks(harness: Harness):
@@ -82,8 +81,8 @@ async def test_meta_format_verified_with_pywa(harness: Harness):
 
 async def test_meta_bodies_parse_with_pywa(harness: Harness):
     """pywa's own update handling reads the bodies: a status and a text message."""
-    from pywa import WhatsApp
-    from pywa.types import MessageStatus
+    from pywa.client import WhatsApp
+    from pywa.types.message_status import MessageStatus
 
     receiver = Receiver()
     async with receiver.running():
