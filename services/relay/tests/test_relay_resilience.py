@@ -209,3 +209,30 @@ async def test_poison_holds_the_malformed_ones(start_relay: StartRelay, amqp_url
         await wait_for(parked)
         reasons = sorted(str((m.headers or {}).get(HEADER_REASON, "")) for m in seen)
         assert any("message_status_changed" in r for r in reasons), reasons
+
+
+def _oldest(endpoint_id: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "flowchat_relay_oldest_undelivered_seconds", {"endpoint": endpoint_id}
+    )
+
+
+async def test_oldest_undelivered_age_per_endpoint_and_gone_with_the_endpoint(
+    harness: Harness,
+):
+    down, up = Receiver(), Receiver()
+    async with up.running():
+        stuck = await harness.create_endpoint(down.url, ["message.status"])
+        fine = await harness.create_endpoint(up.url, ["message.status"])
+        await harness.publish_status()
+        await wait_for(lambda: up.accepted)
+        await wait_for(lambda: (_oldest(stuck["id"]) or 0) > 0.5)
+        assert _oldest(fine["id"]) == 0
+        r = await harness.http.delete(f"/v1/endpoints/{stuck['id']}", headers=harness.auth())
+        assert r.status_code == 204
+        await wait_for(lambda: _oldest(stuck["id"]) is None)
+    outcomes = {
+        o: REGISTRY.get_sample_value("flowchat_relay_deliveries_total", {"outcome": o})
+        for o in ("delivered", "retry")
+    }
+    assert all(v and v > 0 for v in outcomes.values()), outcomes
