@@ -21,6 +21,11 @@ from flowchat_relay.ports import (
     StoredEvent,
 )
 
+#: Outcomes and leases commit without waiting for the disk: a crash may lose the last
+#: few, which means a delivery made once more (at least once) or a lease ended early;
+#: events themselves (save_event) are durable before the broker ack.
+_NO_FSYNC = "SET LOCAL synchronous_commit = off"
+
 _ENDPOINT_COLUMNS = (
     "id, tenant_id, url, description, event_types, format, enabled, disabled_reason, "
     "secret, previous_secret, previous_secret_until, created_at, updated_at"
@@ -214,33 +219,35 @@ class Repository:
         return [r["endpoint_id"] for r in rows]
 
     async def claim(self, endpoint_id: str, lease_s: float) -> Claimed | None:
-        row = await self._pool.fetchrow(
-            f"""
-            WITH next AS (
-                SELECT d.id FROM deliveries d
-                WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
-                ORDER BY d.next_attempt_at, d.id
-                LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            ), leased AS (
-                UPDATE deliveries d
-                SET attempts = d.attempts + 1,
-                    next_attempt_at = now() + make_interval(secs => $2)
-                FROM next WHERE d.id = next.id
-                RETURNING d.id, d.event_id, d.attempts, d.window_start
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_NO_FSYNC)
+            row = await conn.fetchrow(
+                f"""
+                WITH next AS (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+                    ORDER BY d.next_attempt_at, d.id
+                    LIMIT 1
+                    FOR UPDATE SKIP LOCKED
+                ), leased AS (
+                    UPDATE deliveries d
+                    SET attempts = d.attempts + 1,
+                        next_attempt_at = now() + make_interval(secs => $2)
+                    FROM next WHERE d.id = next.id
+                    RETURNING d.id, d.event_id, d.attempts, d.window_start
+                )
+                SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
+                       leased.window_start, ev.type AS event_type,
+                       CASE WHEN e.format = 'meta' THEN ev.meta_body::text
+                            ELSE ev.body::text END AS body,
+                       {", ".join("e." + c.strip() for c in _ENDPOINT_COLUMNS.split(","))}
+                FROM leased
+                JOIN events ev ON ev.id = leased.event_id
+                JOIN endpoints e ON e.id = $1 AND e.enabled
+                """,  # noqa: S608 - constant columns
+                endpoint_id,
+                lease_s,
             )
-            SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
-                   leased.window_start, ev.type AS event_type,
-                   CASE WHEN e.format = 'meta' THEN ev.meta_body::text
-                        ELSE ev.body::text END AS body,
-                   {", ".join("e." + c.strip() for c in _ENDPOINT_COLUMNS.split(","))}
-            FROM leased
-            JOIN events ev ON ev.id = leased.event_id
-            JOIN endpoints e ON e.id = $1 AND e.enabled
-            """,  # noqa: S608 - constant columns
-            endpoint_id,
-            lease_s,
-        )
         if row is None or row["body"] is None:
             return None
         return Claimed(
@@ -258,8 +265,9 @@ class Repository:
             """
             INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, attempt,
                                   status_code, error, latency_ms, response, outcome)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-            """,
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+            WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)
+            """,  # the endpoint (and its deliveries) deleted while this attempt ran: no log
             claimed.delivery_id,
             claimed.endpoint.id,
             claimed.event_id,
@@ -274,6 +282,7 @@ class Repository:
 
     async def delivered(self, claimed: Claimed, result: PostResult) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_NO_FSYNC)
             await conn.execute(
                 "UPDATE deliveries SET status = 'delivered', finished_at = now() WHERE id = $1",
                 claimed.delivery_id,
@@ -297,6 +306,7 @@ class Repository:
     ) -> str | None:
         """Record a failed attempt; the reason the endpoint was disabled now, if it was."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_NO_FSYNC)
             # the endpoint row first: lanes of one endpoint queue here, never deadlock
             reason = await conn.fetchval(
                 """
