@@ -11,6 +11,7 @@ import pytest
 from pywa.utils import webhook_updates_validator
 from standardwebhooks.webhooks import Webhook
 
+from flowchat_contracts import MessageStatus
 from flowchat_contracts.schemas import DEFAULT_DIR
 from flowchat_relay.dispatcher import backoff_s
 from flowchat_relay.errors import InvalidEndpoint
@@ -122,3 +123,30 @@ def test_events_match_their_exported_schema():
     jsonschema.validate(json.loads(event.model_dump_json()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**json.loads(event.model_dump_json()), "type": "nope"}, schema)
+
+
+def test_reads_what_the_state_manager_publishes():
+    """The relay mirrors the state-manager's event model: a drift fails here."""
+    from flowchat_state_manager.events import MessageStatusChanged
+
+    published = MessageStatusChanged(
+        message_id="m1",
+        tenant_id="t",
+        account_id="a",
+        status="failed",
+        previous_status="sent",
+        provider="meta",
+        provider_message_id="wamid.X",
+        recipient="US.abc123",
+        error_code=131049,
+        error_title="Ecosystem",
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    read = StatusChanged.model_validate_json(published.model_dump_json())
+    event = status_event(read).event
+    assert isinstance(event, MessageStatus)
+    assert event.id == f"evt_{published.event_id}"
+    assert event.data.recipient == "US.abc123"
+    assert event.data.error is not None
+    assert event.data.error.code == 131049
+    assert status_event(read).conversation == "US.abc123"

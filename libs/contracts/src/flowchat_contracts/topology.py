@@ -23,10 +23,10 @@ Names live here and nowhere else; services import these constants.
                     │                                           opt-outs, template pauses)
                     ├─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
                     │                                           catalog refresh)
-                    └─ "#" ─▶ (relay.events)                    quorum, 24 h TTL (tenants'
-                                                                webhooks: message.status)
-    [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL (tenants'
-                                                                webhooks: message.received)
+                    └─ "#" ─▶ (relay.events)                    quorum, 24 h TTL, capped,
+                                                                no DLX (webhooks: message.status)
+    [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL, capped,
+                                                                no DLX (webhooks: message.received)
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
 
 Priority: RabbitMQ quorum queues have no message priorities, so marketing traffic
@@ -218,6 +218,20 @@ def _work_queue(delivery_limit: int, dead_letter_queue: str) -> dict[str, Any]:
     }
 
 
+#: The relay's copies of inbound messages and events. They exist wherever the topology
+#: is declared, relay running or not, so they must never fill anything up: a day old
+#: (past a webhook's retry window) or past a million messages, the oldest are dropped —
+#: no dead-lettering, which would flood ``flowchat.poison`` with copies nobody wanted,
+#: and never ``reject-publish``, which would refuse the gateway's own publishes. The
+#: relay parks what it cannot read itself.
+_RELAY_COPY: dict[str, Any] = {
+    **_QUORUM,
+    "x-delivery-limit": WORK_DELIVERY_LIMIT,
+    "x-message-ttl": 24 * 3600 * 1000,
+    "x-max-length": 1_000_000,
+    "x-overflow": "drop-head",
+}
+
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_CONVERSATION_INBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     QueueSpec(QUEUE_OUTBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
@@ -231,16 +245,8 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
         QUEUE_SENDER_EVENTS,
         {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
     ),
-    # The relay's copies: a webhook event older than a day is past its retry window
-    # anyway, and a relay that is not deployed must not let them pile up forever.
-    QueueSpec(
-        QUEUE_RELAY_EVENTS,
-        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
-    ),
-    QueueSpec(
-        QUEUE_RELAY_INBOUND,
-        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
-    ),
+    QueueSpec(QUEUE_RELAY_EVENTS, dict(_RELAY_COPY)),
+    QueueSpec(QUEUE_RELAY_INBOUND, dict(_RELAY_COPY)),
     *(tier.spec() for tier in RETRY_TIERS),
     *(tier.spec() for tier in BULK_RETRY_TIERS),
 )
