@@ -165,7 +165,9 @@ DNS = {
 
 
 async def test_ssrf_refused_at_registration(start_relay: StartRelay):
-    async with start_relay(allow_private_targets=False, resolve=fake_dns(DNS)) as h:
+    async with start_relay(
+        allow_private_targets=False, FLOWCHAT_ENV="test", resolve=fake_dns(DNS)
+    ) as h:
         for url in UNSAFE_URLS:
             r = await h.http.post(
                 "/v1/endpoints",
@@ -185,12 +187,29 @@ async def test_ssrf_refused_at_registration(start_relay: StartRelay):
         assert await h.count("SELECT count(*) FROM endpoints") == 1
 
 
+async def test_plain_http_in_development_still_refuses_private_targets(start_relay: StartRelay):
+    async with start_relay(
+        allow_private_targets=False, FLOWCHAT_ENV="development", resolve=fake_dns(DNS)
+    ) as h:
+        await h.create_endpoint("http://public.example/hook", ["message.status"])
+        for url in ("http://127.0.0.1:8080/hook", "http://private.example/hook"):
+            r = await h.http.post(
+                "/v1/endpoints",
+                json={"url": url, "event_types": ["message.status"]},
+                headers=h.auth(),
+            )
+            assert r.status_code == 422, url
+
+
 async def test_dns_rebinding_refused_at_delivery(start_relay: StartRelay):
     """Public at registration, loopback at delivery: the relay never connects (the
     receiver, listening on that loopback port, gets nothing) and logs the attempt."""
     receiver = Receiver()
     dns = fake_dns({"rebind.example": [[PUBLIC], ["127.0.0.1"]]})
-    async with receiver.running(), start_relay(allow_private_targets=False, resolve=dns) as h:
+    async with (
+        receiver.running(),
+        start_relay(allow_private_targets=False, FLOWCHAT_ENV="test", resolve=dns) as h,
+    ):
         endpoint = await h.create_endpoint(
             f"https://rebind.example:{receiver.port}/hook", ["message.status"]
         )

@@ -13,11 +13,13 @@ from standardwebhooks.webhooks import Webhook
 
 from flowchat_contracts import MessageStatus
 from flowchat_contracts.schemas import DEFAULT_DIR
+from flowchat_platform.errors import ConfigurationError
 from flowchat_relay.dispatcher import backoff_s
 from flowchat_relay.errors import InvalidEndpoint
 from flowchat_relay.events import StatusChanged, status_event
 from flowchat_relay.http_client import retry_after_s
 from flowchat_relay.safety import address_refusal, parse_url
+from flowchat_relay.settings import Settings
 from flowchat_relay.signing import meta_headers, new_secret, standard_headers
 
 
@@ -57,12 +59,27 @@ def test_public_addresses_pass(address: str):
 
 
 def test_url_forms():
-    assert parse_url("https://hooks.example.com:8443/a?b=1", allow_private=False).port == 8443
+    assert parse_url("https://hooks.example.com:8443/a?b=1", allow_http=False).port == 8443
     for url in ("http://hooks.example.com/", "https://a@b.example/", "https://b.example/#f"):
         with pytest.raises(InvalidEndpoint) as caught:
-            parse_url(url, allow_private=False)
+            parse_url(url, allow_http=False)
         assert caught.value.field == "url"
-    assert parse_url("http://127.0.0.1:9/", allow_private=True).hostname == "127.0.0.1"
+    assert parse_url("http://127.0.0.1:9/", allow_http=True).hostname == "127.0.0.1"
+
+
+def _settings(**over: object) -> Settings:
+    return Settings(FLOWCHAT_SERVICE_TOKEN="svc-token-0123456789abcdef", **over)  # type: ignore[arg-type]
+
+
+def test_https_outside_development_and_no_private_targets_in_production():
+    assert _settings(FLOWCHAT_ENV="development").allow_http
+    assert not _settings(FLOWCHAT_ENV="test").allow_http
+    assert not _settings(FLOWCHAT_ENV="production").allow_http
+    assert _settings(FLOWCHAT_ENV="test", allow_private_targets=True).allow_http
+    _settings(FLOWCHAT_ENV="test", allow_private_targets=True).check_secrets()
+    with pytest.raises(ConfigurationError) as caught:
+        _settings(FLOWCHAT_ENV="production", allow_private_targets=True).check_secrets()
+    assert caught.value.variable == "FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS"
 
 
 def test_standard_signatures_verify_with_standardwebhooks():

@@ -102,6 +102,7 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
             repository,
             resolve,
             allow_private=settings.allow_private_targets,
+            allow_http=settings.allow_http,
             secret_overlap_s=settings.secret_overlap_s,
         )
         runtime.deliveries = repository

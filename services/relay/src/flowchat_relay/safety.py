@@ -1,6 +1,7 @@
 """Which endpoint URLs the relay calls (SSRF safety), without I/O.
 
-An endpoint's URL must be ``https`` (``http`` only when private targets are allowed),
+An endpoint's URL must be ``https`` (``http`` only in development or where private
+targets are allowed),
 carry no credentials (userinfo) and have a host. Every address its host resolves to
 must be public: loopback, private, link-local (cloud metadata at 169.254.169.254
 included), multicast, reserved, unspecified, shared (100.64/10) and the IPv6 forms of
@@ -69,7 +70,7 @@ def check_addresses(addresses: Iterable[str]) -> list[str]:
     return found
 
 
-def parse_url(url: str, *, allow_private: bool) -> SplitResult:
+def parse_url(url: str, *, allow_http: bool) -> SplitResult:
     """The URL split, or :class:`InvalidEndpoint` (field ``url``) when its form is refused."""
     if len(url) > MAX_URL_LENGTH:
         raise InvalidEndpoint(f"the URL is longer than {MAX_URL_LENGTH} characters", field="url")
@@ -78,7 +79,7 @@ def parse_url(url: str, *, allow_private: bool) -> SplitResult:
         port = parts.port
     except ValueError as exc:
         raise InvalidEndpoint(f"the URL is invalid: {exc}", field="url") from None
-    allowed = ("https", "http") if allow_private else ("https",)
+    allowed = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed:
         raise InvalidEndpoint(f"the URL's scheme must be {' or '.join(allowed)}", field="url")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
@@ -98,9 +99,11 @@ def default_port(parts: SplitResult) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-async def check_url(url: str, resolve: Resolve, *, allow_private: bool) -> None:
+async def check_url(
+    url: str, resolve: Resolve, *, allow_private: bool, allow_http: bool = False
+) -> None:
     """Refuse (:class:`InvalidEndpoint`, field ``url``) a URL the relay would not call."""
-    parts = parse_url(url, allow_private=allow_private)
+    parts = parse_url(url, allow_http=allow_http or allow_private)
     if allow_private:
         return
     host = (parts.hostname or "").rstrip(".").lower()

@@ -56,17 +56,21 @@ class EndpointService:
         resolve: Resolve,
         *,
         allow_private: bool,
+        allow_http: bool = False,
         secret_overlap_s: float,
         clock: Clock = utcnow,
     ) -> None:
         self._store = store
         self._resolve = resolve
         self.allow_private = allow_private
+        self.allow_http = allow_http
         self.secret_overlap_s = secret_overlap_s
         self._clock = clock
 
     async def _check_url(self, url: str) -> None:
-        await check_url(url, self._resolve, allow_private=self.allow_private)
+        await check_url(
+            url, self._resolve, allow_private=self.allow_private, allow_http=self.allow_http
+        )
 
     async def create(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from flowchat_platform.errors import ConfigurationError
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
@@ -16,8 +17,8 @@ class Settings(ServiceSettings):
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
 
-    #: Endpoints on loopback, private, link-local… addresses (and plain http) are
-    #: refused unless this is set: development and tests only.
+    #: Endpoints on loopback, private, link-local… addresses are refused unless this is
+    #: set: development and tests only (refused at start-up in production).
     allow_private_targets: bool = False
     #: A delivery is retried for this long after its event was stored, then failed.
     retry_for_s: float = Field(default=24 * 3600.0, gt=0)
@@ -41,5 +42,15 @@ class Settings(ServiceSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     gauge_interval_s: float = Field(default=15.0, gt=0)
 
+    @property
+    def allow_http(self) -> bool:
+        """Plain-http endpoints: in development, or wherever private targets are allowed."""
+        return self.environment == "development" or self.allow_private_targets
+
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
+        if self.environment == "production" and self.allow_private_targets:
+            raise ConfigurationError(
+                "FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS is for development and tests only",
+                variable="FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS",
+            )
