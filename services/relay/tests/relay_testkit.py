@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -334,6 +334,3 @@ async def harness(start_relay: StartRelay) -> AsyncIterator[Harness]:
 
 async def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
     return await eventually(predicate, timeout_s=timeout_s)
-
-
-Check = Callable[[], Awaitable[bool]]
