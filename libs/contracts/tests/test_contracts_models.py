@@ -27,7 +27,7 @@ def command(content: dict[str, Any]) -> OutboundCommand:
 
 def test_exported_members_are_exactly_all():
     public = {n for n in dir(flowchat_contracts) if not n.startswith("_")}
-    modules = {"models", "schemas", "shared_state", "topology", "whatsapp"}
+    modules = {"models", "schemas", "shared_state", "topology", "webhooks", "whatsapp"}
     assert public - modules == set(flowchat_contracts.__all__) - {"topology"}
     for name in flowchat_contracts.__all__:
         assert hasattr(flowchat_contracts, name)
@@ -269,3 +269,17 @@ def test_exported_schema_accepts_what_a_non_python_publisher_sends():
     }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(too_many, schema)
+
+
+def test_the_relays_copies_never_fill_anything_up():
+    """The relay's queues exist relay or not: bounded, dropping the oldest, never
+    dead-lettering into the poison queue nor refusing the publishers."""
+    for name in (topology.QUEUE_RELAY_EVENTS, topology.QUEUE_RELAY_INBOUND):
+        args = next(q.arguments for q in topology.ALL_QUEUES if q.name == name)
+        assert "x-dead-letter-exchange" not in args
+        assert args.get("x-overflow") != "reject-publish"
+        assert args["x-message-ttl"] <= 24 * 3600 * 1000
+        assert args["x-max-length"] > 0
+    bound = {(b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS}
+    assert (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#") in bound
+    assert (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#") in bound

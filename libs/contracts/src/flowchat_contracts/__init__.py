@@ -54,8 +54,18 @@ from flowchat_contracts.models import (
 )
 from flowchat_contracts.schemas import SCHEMA_MODELS, export_schemas, render_schemas
 from flowchat_contracts.shared_state import optout_key
+from flowchat_contracts.webhooks import (
+    EVENT_TYPES,
+    MessageReceived,
+    MessageStatus,
+    MessageStatusData,
+    ReceivedMessage,
+    StatusError,
+    WebhookEvent,
+)
 
 __all__ = [
+    "EVENT_TYPES",
     "INBOUND_SCHEMA_VERSION_2",
     "SCHEMA_MODELS",
     "SCHEMA_VERSION",
@@ -83,6 +93,9 @@ __all__ = [
     "MediaContent",
     "MessageCategory",
     "MessageOrigin",
+    "MessageReceived",
+    "MessageStatus",
+    "MessageStatusData",
     "OutboundCommand",
     "OutboundContent",
     "Pricing",
@@ -90,10 +103,12 @@ __all__ = [
     "ProviderError",
     "ProviderStatus",
     "ReactionContent",
+    "ReceivedMessage",
     "Reply",
     "ReplyButton",
     "SendResult",
     "SendResultBatch",
+    "StatusError",
     "StatusEvent",
     "StatusUpdate",
     "TemplateComponent",
@@ -101,6 +116,7 @@ __all__ = [
     "TemplateParameter",
     "TextContent",
     "WaId",
+    "WebhookEvent",
     "export_schemas",
     "inbound_message_in",
     "is_bsuid",

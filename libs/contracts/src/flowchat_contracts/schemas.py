@@ -22,6 +22,7 @@ from flowchat_contracts.models import (
     SendResultBatch,
     StatusUpdate,
 )
+from flowchat_contracts.webhooks import MessageReceived, MessageStatus
 
 #: File stem (``<kind>.v<version>``) → model.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
@@ -33,6 +34,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "send_result_batch.v1": SendResultBatch,
     "handoff_requested.v1": HandoffRequested,
     "handoff_resolved.v1": HandoffResolved,
+    "webhook.message.received.v1": MessageReceived,
+    "webhook.message.status.v1": MessageStatus,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"

@@ -21,8 +21,12 @@ Names live here and nowhere else; services import these constants.
     gateway ───────▶ [flowchat.events] topic, key <tenant>.<account>.<field> (business events)
                     ├─ "#" ─▶ (conversation.events)             quorum (campaign metrics,
                     │                                           opt-outs, template pauses)
-                    └─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
-                                                                catalog refresh)
+                    ├─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
+                    │                                           catalog refresh)
+                    └─ "#" ─▶ (relay.events)                    quorum, 24 h TTL, capped,
+                                                                no DLX (webhooks: message.status)
+    [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL, capped,
+                                                                no DLX (webhooks: message.received)
     inbox ─────────▶ [flowchat.events] keys <tenant>.<account>.handoff_resolved (the bot
                                        speaks again; conversation.events takes "#")
     [flowchat.inbound]  "#" ──────────────────┐
@@ -69,6 +73,8 @@ __all__ = [
     "QUEUE_OUTBOUND_BULK",
     "QUEUE_OUTBOUND_DLQ",
     "QUEUE_POISON",
+    "QUEUE_RELAY_EVENTS",
+    "QUEUE_RELAY_INBOUND",
     "QUEUE_SENDER_EVENTS",
     "QUEUE_STATE_STATUS",
     "RETIRED_BINDINGS",
@@ -107,6 +113,9 @@ HANDOFF_REQUESTED = "handoff_requested"
 HANDOFF_RESOLVED = "handoff_resolved"
 #: The state-manager's status words the inbox follows (``<tenant>.<account>.<status>``).
 INBOX_STATUS_KEYS: tuple[str, ...] = ("accepted", "sent", "delivered", "read", "played", "failed")
+#: The relay's copies of what it turns into tenants' webhook events.
+QUEUE_RELAY_EVENTS = "relay.events"
+QUEUE_RELAY_INBOUND = "relay.inbound"
 
 #: Business events (the routing key's last word) the sender's template catalog follows.
 SENDER_EVENT_FIELDS: tuple[str, ...] = (
@@ -228,6 +237,20 @@ def _work_queue(delivery_limit: int, dead_letter_queue: str) -> dict[str, Any]:
     }
 
 
+#: The relay's copies of inbound messages and events. They exist wherever the topology
+#: is declared, relay running or not, so they must never fill anything up: a day old
+#: (past a webhook's retry window) or past a million messages, the oldest are dropped —
+#: no dead-lettering, which would flood ``flowchat.poison`` with copies nobody wanted,
+#: and never ``reject-publish``, which would refuse the gateway's own publishes. The
+#: relay parks what it cannot read itself.
+_RELAY_COPY: dict[str, Any] = {
+    **_QUORUM,
+    "x-delivery-limit": WORK_DELIVERY_LIMIT,
+    "x-message-ttl": 24 * 3600 * 1000,
+    "x-max-length": 1_000_000,
+    "x-overflow": "drop-head",
+}
+
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_CONVERSATION_INBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     QueueSpec(QUEUE_OUTBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
@@ -241,6 +264,8 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
         QUEUE_SENDER_EVENTS,
         {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
     ),
+    QueueSpec(QUEUE_RELAY_EVENTS, dict(_RELAY_COPY)),
+    QueueSpec(QUEUE_RELAY_INBOUND, dict(_RELAY_COPY)),
     *(tier.spec() for tier in RETRY_TIERS),
     *(tier.spec() for tier in BULK_RETRY_TIERS),
 )
@@ -252,6 +277,8 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
+    BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS),
+    BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
 )
 
 #: The inbox's own queue and bindings, declared by the inbox alone (not by every

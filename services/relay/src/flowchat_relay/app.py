@@ -1,0 +1,176 @@
+"""The relay's app: one lifespan wiring the database, the broker consumers, the
+delivery dispatcher, the gauges and the endpoints API.
+
+Start-up happens in a background task (migrations, pool, broker, consumers) so
+``/healthz`` answers at once and ``/readyz`` is 503 until everything is connected.
+Shutdown: stop consuming and drain in-flight messages, stop the dispatcher (leased
+deliveries become due again when their lease ends), close the broker, the pool and
+the HTTP sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from fastapi import FastAPI, Request
+
+from flowchat_contracts import topology
+from flowchat_platform.amqp import Amqp
+from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
+from flowchat_platform.logs import get_logger
+from flowchat_platform.runner import Background
+from flowchat_platform.tenant_client import TenantClient
+from flowchat_relay import SCHEMA, SERVICE, metrics
+from flowchat_relay.consumer import ANY_EVENT, INBOUND, RelayConsumer
+from flowchat_relay.deps import Runtime
+from flowchat_relay.dispatcher import Dispatcher
+from flowchat_relay.errors import (
+    DeliveryNotFound,
+    EndpointNotFound,
+    InvalidCursor,
+    InvalidEndpoint,
+    RelayError,
+)
+from flowchat_relay.http_client import HttpPoster, system_resolve
+from flowchat_relay.ports import DeliveryStore
+from flowchat_relay.repository import Repository
+from flowchat_relay.routes import router
+from flowchat_relay.safety import Resolve
+from flowchat_relay.service import EndpointService, Intake
+from flowchat_relay.settings import Settings
+
+log = get_logger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: How long past the total timeout a leased delivery stays invisible to other workers.
+LEASE_MARGIN_S = 30.0
+
+
+def to_api_error(_: Request, exc: RelayError) -> ApiError:
+    """Each refusal's HTTP status, code and details (one table, one handler)."""
+    if isinstance(exc, InvalidEndpoint):
+        details = [{"loc": ["body", exc.field], "msg": str(exc), "type": "invalid_endpoint"}]
+        return ApiError(422, "invalid_request", str(exc), details=details)
+    if isinstance(exc, EndpointNotFound | DeliveryNotFound):
+        return ApiError(404, "not_found", str(exc))
+    if isinstance(exc, InvalidCursor):
+        return ApiError(400, "invalid_cursor", str(exc))
+    return ApiError(400, "bad_request", str(exc))
+
+
+def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> FastAPI:
+    """The relay; ``resolve`` (host, port → addresses) is the DNS seam tests replace."""
+    readiness = Readiness()
+    runtime = Runtime(service_token=settings.service_token.get_secret_value())
+    amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
+    poster = HttpPoster(
+        resolve=resolve,
+        allow_private=settings.allow_private_targets,
+        connect_timeout_s=settings.connect_timeout_s,
+        total_timeout_s=settings.total_timeout_s,
+        response_limit=settings.response_limit,
+    )
+    state: dict[str, object] = {}
+    pools: list[asyncpg.Pool] = []
+
+    async def start(bg: Background, tenants: TenantClient) -> None:
+        await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
+        pool = await create_pool(
+            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
+        )
+        pools.append(pool)
+        repository = Repository(pool)
+        dispatcher = Dispatcher(
+            repository,
+            poster,
+            concurrency=settings.endpoint_concurrency,
+            retry_for_s=settings.retry_for_s,
+            backoff_base_s=settings.backoff_base_s,
+            max_backoff_s=settings.max_backoff_s,
+            disable_after_s=settings.disable_after_s,
+            lease_s=settings.total_timeout_s + LEASE_MARGIN_S,
+            poll_interval_s=settings.poll_interval_s,
+        )
+        intake = Intake(repository, repository, tenants, on_stored=dispatcher.wake)
+        runtime.endpoints = EndpointService(
+            repository,
+            resolve,
+            allow_private=settings.allow_private_targets,
+            allow_http=settings.allow_http,
+            secret_overlap_s=settings.secret_overlap_s,
+        )
+        runtime.deliveries = repository
+        runtime.dispatcher = dispatcher
+        await amqp.connect()
+        bg.start("dispatcher", dispatcher.run())
+        bg.start("gauges", gauge_loop(repository, settings))
+        consumer = RelayConsumer(intake)
+        await amqp.consume(
+            topology.QUEUE_RELAY_EVENTS,
+            consumer.on_event,
+            decoder=ANY_EVENT,
+            prefetch=settings.prefetch,
+        )
+        await amqp.consume(
+            topology.QUEUE_RELAY_INBOUND,
+            consumer.on_inbound,
+            decoder=INBOUND,
+            prefetch=settings.prefetch,
+        )
+        state["consuming"] = True
+        log.info("relay started")
+
+    readiness.add("database", lambda: bool(pools) and not pools[0].is_closing())
+    readiness.add("broker", lambda: amqp.ready and bool(state.get("consuming")))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        session = aiohttp.ClientSession()
+        tenants = TenantClient(settings.tenant_url, runtime.service_token, session=session)
+        runtime.tenants = tenants
+        await poster.start()
+        bg = Background()
+        bg.start("startup", start(bg, tenants))
+        try:
+            yield
+        finally:
+            await amqp.stop_consuming(settings.shutdown_grace_s)
+            await bg.stop()
+            await amqp.close(grace_s=settings.shutdown_grace_s)
+            runtime.endpoints = runtime.deliveries = runtime.dispatcher = None
+            for pool in pools:
+                await pool.close()
+            await poster.close()
+            await session.close()
+
+    app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat relay")
+    app.state.runtime = runtime
+    handle_errors(app, RelayError, to_api_error)
+    app.include_router(router)
+    return app
+
+
+async def gauge_loop(store: DeliveryStore, settings: Settings) -> None:
+    """The oldest undelivered event's age per endpoint; series of endpoints that no
+    longer exist are removed (the label stays bounded by registered endpoints)."""
+    shown: set[str] = set()
+    while True:
+        try:
+            ages = await store.oldest_pending()
+            known = set(await store.endpoint_ids())
+            for endpoint_id in known:
+                metrics.OLDEST_UNDELIVERED.labels(endpoint_id).set(ages.get(endpoint_id, 0.0))
+            for gone in shown - known:
+                metrics.OLDEST_UNDELIVERED.remove(gone)
+            shown = known
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a gauge is best effort
+            log.warning("gauge refresh failed", error=repr(exc))
+        await asyncio.sleep(settings.gauge_interval_s)

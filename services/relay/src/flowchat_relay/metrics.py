@@ -1,0 +1,37 @@
+"""Prometheus metrics of the relay (the endpoint label is bounded by registered
+endpoints: a deleted endpoint's series are removed)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+DELIVERIES = Counter(
+    "flowchat_relay_deliveries_total",
+    "Delivery attempts by outcome (delivered, retry, failed, gone, unsafe)",
+    ["outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "flowchat_relay_delivery_seconds",
+    "Time of one delivery attempt, from connect to the answer read",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENTS_STORED = Counter(
+    "flowchat_relay_events_stored_total",
+    "Events stored for delivery (at least one endpoint subscribed), by type",
+    ["type"],
+)
+EVENTS_SKIPPED = Counter(
+    "flowchat_relay_events_skipped_total",
+    "Events no endpoint subscribes to (not stored), by type",
+    ["type"],
+)
+ENDPOINTS_DISABLED = Counter(
+    "flowchat_relay_endpoints_disabled_total",
+    "Endpoints the relay disabled, by reason (gone: 410, failing: failed for too long)",
+    ["reason"],
+)
+OLDEST_UNDELIVERED = Gauge(
+    "flowchat_relay_oldest_undelivered_seconds",
+    "Age of the oldest event not yet delivered, per endpoint",
+    ["endpoint"],
+)

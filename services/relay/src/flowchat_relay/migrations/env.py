@@ -1,0 +1,3 @@
+from flowchat_platform.db import run_alembic_env
+
+run_alembic_env()

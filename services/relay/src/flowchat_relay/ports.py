@@ -1,0 +1,152 @@
+"""What the relay's logic needs of the outside world (adapters: ``repository.py`` for
+PostgreSQL, ``http_client.py`` for the endpoints, the tenant client for accounts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from flowchat_platform.accounts import AccountCredentials
+
+Format = Literal["flowchat", "meta"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    tenant_id: str
+    url: str
+    description: str
+    event_types: tuple[str, ...]
+    format: Format
+    enabled: bool
+    disabled_reason: str | None
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets that sign now: the current one, and the previous one during a
+        rotation's overlap."""
+        out = [self.secret]
+        if self.previous_secret and self.previous_secret_until and self.previous_secret_until > now:
+            out.append(self.previous_secret)
+        return out
+
+
+@dataclass(frozen=True)
+class EndpointChanges:
+    url: str | None = None
+    description: str | None = None
+    event_types: tuple[str, ...] | None = None
+    format: Format | None = None
+    enabled: bool | None = None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event ready to store: the FlowChat body (``sequence`` filled by the store)
+    and the Meta-shaped body, for the endpoints that take each."""
+
+    id: str
+    type: str
+    tenant_id: str
+    account_id: str
+    conversation: str | None
+    body: bytes
+    meta_body: bytes | None
+    endpoint_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A due delivery, leased to this worker."""
+
+    delivery_id: int
+    endpoint: Endpoint
+    event_id: str
+    event_type: str
+    attempt: int
+    window_start: datetime
+    body: bytes
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """An endpoint's answer to one POST (``status`` None: no answer; ``error`` says why)."""
+
+    status: int | None
+    latency_s: float
+    response: str = ""
+    error: str | None = None
+    retry_after_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    delivery_id: int
+    event_id: str
+    event_type: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+    response: str
+    outcome: str
+    at: datetime
+
+
+class EndpointStore(Protocol):
+    async def create_endpoint(self, endpoint: Endpoint) -> None: ...
+    async def get_endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint | None: ...
+    async def list_endpoints(
+        self, tenant_id: str, *, after: str | None, limit: int
+    ) -> list[Endpoint]: ...
+    async def update_endpoint(
+        self, tenant_id: str, endpoint_id: str, changes: EndpointChanges
+    ) -> Endpoint | None: ...
+    async def rotate_secret(
+        self, tenant_id: str, endpoint_id: str, secret: str, previous_until: datetime
+    ) -> Endpoint | None: ...
+    async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool: ...
+    async def subscribed(self, tenant_id: str, event_type: str) -> list[Endpoint]: ...
+
+
+class DeliveryStore(Protocol):
+    async def save_event(self, event: StoredEvent) -> bool: ...
+    async def due_endpoints(self) -> list[str]: ...
+    async def claim(self, endpoint_id: str, lease_s: float) -> Claimed | None: ...
+    async def delivered(self, claimed: Claimed, result: PostResult) -> None: ...
+    async def failed_attempt(
+        self,
+        claimed: Claimed,
+        result: PostResult,
+        *,
+        outcome: str,
+        next_attempt_at: datetime | None,
+        disable: str | None,
+        disable_after_s: float,
+    ) -> str | None: ...
+    async def attempts(
+        self, tenant_id: str, endpoint_id: str, *, before: int | None, limit: int
+    ) -> list[Attempt]: ...
+    async def replay_delivery(self, tenant_id: str, endpoint_id: str, delivery_id: int) -> bool: ...
+    async def replay_failed(self, tenant_id: str, endpoint_id: str, since: datetime) -> int: ...
+    async def oldest_pending(self) -> dict[str, float]: ...
+    async def endpoint_ids(self) -> list[str]: ...
+
+
+class Accounts(Protocol):
+    async def account(self, account_id: str) -> AccountCredentials | None: ...
+
+
+class Poster(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> PostResult: ...

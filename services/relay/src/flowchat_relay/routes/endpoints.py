@@ -1,0 +1,168 @@
+"""The endpoints API: ``/v1/endpoints`` (a tenant's webhook endpoints), their delivery
+log, replays and test pings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from flowchat_contracts import EVENT_TYPES
+from flowchat_relay.deps import DeliveriesDep, DispatcherDep, EndpointsDep, TenantId
+from flowchat_relay.errors import DeliveryNotFound, InvalidCursor
+from flowchat_relay.ports import EndpointChanges
+from flowchat_relay.routes.schemas import (
+    AttemptOut,
+    AttemptPage,
+    EndpointIn,
+    EndpointOut,
+    EndpointPage,
+    EndpointPatch,
+    EndpointWithSecret,
+    EventTypesOut,
+    PingOut,
+    ReplayIn,
+    ReplayOut,
+    RotateIn,
+)
+
+router = APIRouter(prefix="/v1", tags=["endpoints"])
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+@router.get("/event-types", response_model=EventTypesOut)
+async def event_types(_: TenantId) -> EventTypesOut:
+    return EventTypesOut(items=list(EVENT_TYPES))
+
+
+@router.post("/endpoints", status_code=201, response_model=EndpointWithSecret)
+async def create_endpoint(
+    body: EndpointIn, tenant_id: TenantId, endpoints: EndpointsDep
+) -> EndpointWithSecret:
+    endpoint = await endpoints.create(
+        tenant_id,
+        url=body.url,
+        description=body.description,
+        event_types=body.event_types,
+        format=body.format,
+        enabled=body.enabled,
+    )
+    return EndpointWithSecret.of_secret(endpoint)
+
+
+@router.get("/endpoints", response_model=EndpointPage)
+async def list_endpoints(
+    tenant_id: TenantId, endpoints: EndpointsDep, cursor: str | None = None, limit: Limit = 50
+) -> EndpointPage:
+    items, next_cursor = await endpoints.list(tenant_id, cursor=cursor, limit=limit)
+    return EndpointPage(items=[EndpointOut.of(e) for e in items], next_cursor=next_cursor)
+
+
+@router.get("/endpoints/{endpoint_id}", response_model=EndpointOut)
+async def get_endpoint(
+    endpoint_id: str, tenant_id: TenantId, endpoints: EndpointsDep
+) -> EndpointOut:
+    return EndpointOut.of(await endpoints.get(tenant_id, endpoint_id))
+
+
+@router.patch("/endpoints/{endpoint_id}", response_model=EndpointOut)
+async def update_endpoint(
+    endpoint_id: str,
+    body: EndpointPatch,
+    tenant_id: TenantId,
+    endpoints: EndpointsDep,
+    dispatcher: DispatcherDep,
+) -> EndpointOut:
+    changes = EndpointChanges(
+        url=body.url,
+        description=body.description,
+        event_types=tuple(body.event_types) if body.event_types is not None else None,
+        format=body.format,
+        enabled=body.enabled,
+    )
+    endpoint = await endpoints.update(tenant_id, endpoint_id, changes)
+    if body.enabled:
+        dispatcher.wake()
+    return EndpointOut.of(endpoint)
+
+
+@router.delete("/endpoints/{endpoint_id}", status_code=204)
+async def delete_endpoint(
+    endpoint_id: str, tenant_id: TenantId, endpoints: EndpointsDep
+) -> Response:
+    await endpoints.delete(tenant_id, endpoint_id)
+    return Response(status_code=204)
+
+
+@router.post("/endpoints/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret)
+async def rotate_secret(
+    endpoint_id: str, body: RotateIn, tenant_id: TenantId, endpoints: EndpointsDep
+) -> EndpointWithSecret:
+    endpoint = await endpoints.rotate_secret(tenant_id, endpoint_id, overlap_s=body.overlap_s)
+    return EndpointWithSecret.of_secret(endpoint)
+
+
+@router.get("/endpoints/{endpoint_id}/deliveries", response_model=AttemptPage)
+async def delivery_log(
+    endpoint_id: str,
+    tenant_id: TenantId,
+    endpoints: EndpointsDep,
+    deliveries: DeliveriesDep,
+    cursor: str | None = None,
+    limit: Limit = 50,
+) -> AttemptPage:
+    """Delivery attempts, newest first."""
+    await endpoints.get(tenant_id, endpoint_id)
+    if cursor is not None and not cursor.isdigit():
+        raise InvalidCursor("the cursor is not one this API issued")
+    before = int(cursor) if cursor is not None else None
+    items = await deliveries.attempts(tenant_id, endpoint_id, before=before, limit=limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    return AttemptPage(
+        items=[AttemptOut.of(a) for a in items],
+        next_cursor=str(items[-1].id) if more and items else None,
+    )
+
+
+@router.post(
+    "/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",
+    status_code=202,
+    response_model=ReplayOut,
+)
+async def replay_delivery(
+    endpoint_id: str,
+    delivery_id: int,
+    tenant_id: TenantId,
+    deliveries: DeliveriesDep,
+    dispatcher: DispatcherDep,
+) -> ReplayOut:
+    if not await deliveries.replay_delivery(tenant_id, endpoint_id, delivery_id):
+        raise DeliveryNotFound(f"no delivery {delivery_id} of endpoint {endpoint_id}")
+    dispatcher.wake()
+    return ReplayOut(replayed=1)
+
+
+@router.post("/endpoints/{endpoint_id}/replay", status_code=202, response_model=ReplayOut)
+async def replay_failed(
+    endpoint_id: str,
+    body: ReplayIn,
+    tenant_id: TenantId,
+    endpoints: EndpointsDep,
+    deliveries: DeliveriesDep,
+    dispatcher: DispatcherDep,
+) -> ReplayOut:
+    """Deliver again everything that failed since ``since``."""
+    await endpoints.get(tenant_id, endpoint_id)
+    count = await deliveries.replay_failed(tenant_id, endpoint_id, body.since)
+    dispatcher.wake()
+    return ReplayOut(replayed=count)
+
+
+@router.post("/endpoints/{endpoint_id}/ping", response_model=PingOut)
+async def ping(
+    endpoint_id: str, tenant_id: TenantId, endpoints: EndpointsDep, dispatcher: DispatcherDep
+) -> PingOut:
+    """Post a signed ``endpoint.ping`` event now and answer what the endpoint said."""
+    endpoint = await endpoints.get(tenant_id, endpoint_id)
+    return PingOut.of(await dispatcher.ping(endpoint))

@@ -1,0 +1,202 @@
+"""The relay's business logic: endpoints (create, change, rotate, delete) and the
+intake that turns consumed events into stored deliveries. No I/O of its own: the
+stores, the resolver and the accounts are ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from flowchat_contracts import EVENT_TYPES
+from flowchat_platform.logs import get_logger
+from flowchat_relay import metrics
+from flowchat_relay.errors import EndpointNotFound, InvalidCursor, InvalidEndpoint
+from flowchat_relay.events import Outgoing, meta_body
+from flowchat_relay.ports import (
+    Accounts,
+    DeliveryStore,
+    Endpoint,
+    EndpointChanges,
+    EndpointStore,
+    Format,
+    StoredEvent,
+)
+from flowchat_relay.safety import Resolve, check_url
+from flowchat_relay.signing import new_secret
+
+log = get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_event_types(types: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    if not types:
+        raise InvalidEndpoint("at least one event type is required", field="event_types")
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise InvalidEndpoint(
+            f"unknown event types: {', '.join(unknown)} (known: {', '.join(EVENT_TYPES)})",
+            field="event_types",
+        )
+    return tuple(sorted(set(types)))
+
+
+class EndpointService:
+    def __init__(
+        self,
+        store: EndpointStore,
+        resolve: Resolve,
+        *,
+        allow_private: bool,
+        allow_http: bool = False,
+        secret_overlap_s: float,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._store = store
+        self._resolve = resolve
+        self.allow_private = allow_private
+        self.allow_http = allow_http
+        self.secret_overlap_s = secret_overlap_s
+        self._clock = clock
+
+    async def _check_url(self, url: str) -> None:
+        await check_url(
+            url, self._resolve, allow_private=self.allow_private, allow_http=self.allow_http
+        )
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        url: str,
+        description: str,
+        event_types: list[str],
+        format: Format,
+        enabled: bool,
+    ) -> Endpoint:
+        """A new endpoint with a fresh secret (the caller shows it once)."""
+        types = check_event_types(event_types)
+        await self._check_url(url)
+        now = self._clock()
+        endpoint = Endpoint(
+            id=f"ep_{uuid.uuid4().hex}",
+            tenant_id=tenant_id,
+            url=url,
+            description=description,
+            event_types=types,
+            format=format,
+            enabled=enabled,
+            disabled_reason=None,
+            secret=new_secret(),
+            previous_secret=None,
+            previous_secret_until=None,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._store.create_endpoint(endpoint)
+        log.info("endpoint created", tenant_id=tenant_id, endpoint_id=endpoint.id)
+        return endpoint
+
+    async def get(self, tenant_id: str, endpoint_id: str) -> Endpoint:
+        found = await self._store.get_endpoint(tenant_id, endpoint_id)
+        if found is None:
+            raise EndpointNotFound(f"no endpoint {endpoint_id}")
+        return found
+
+    async def list(
+        self, tenant_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[Endpoint], str | None]:
+        if cursor is not None and not cursor.startswith("ep_"):
+            raise InvalidCursor("the cursor is not one this API issued")
+        items = await self._store.list_endpoints(tenant_id, after=cursor, limit=limit + 1)
+        more = len(items) > limit
+        items = items[:limit]
+        return items, (items[-1].id if more and items else None)
+
+    async def update(self, tenant_id: str, endpoint_id: str, changes: EndpointChanges) -> Endpoint:
+        if changes.event_types is not None:
+            changes = replace(changes, event_types=check_event_types(changes.event_types))
+        if changes.url is not None:
+            await self._check_url(changes.url)
+        found = await self._store.update_endpoint(tenant_id, endpoint_id, changes)
+        if found is None:
+            raise EndpointNotFound(f"no endpoint {endpoint_id}")
+        return found
+
+    async def rotate_secret(
+        self, tenant_id: str, endpoint_id: str, *, overlap_s: float | None
+    ) -> Endpoint:
+        """A new secret; the old one keeps signing beside it for the overlap."""
+        overlap = self.secret_overlap_s if overlap_s is None else overlap_s
+        until = self._clock() + timedelta(seconds=overlap)
+        found = await self._store.rotate_secret(tenant_id, endpoint_id, new_secret(), until)
+        if found is None:
+            raise EndpointNotFound(f"no endpoint {endpoint_id}")
+        log.info("endpoint secret rotated", tenant_id=tenant_id, endpoint_id=endpoint_id)
+        return found
+
+    async def delete(self, tenant_id: str, endpoint_id: str) -> None:
+        if not await self._store.delete_endpoint(tenant_id, endpoint_id):
+            raise EndpointNotFound(f"no endpoint {endpoint_id}")
+        log.info("endpoint deleted", tenant_id=tenant_id, endpoint_id=endpoint_id)
+
+
+class Intake:
+    """Turns one consumed event into stored deliveries, one per subscribed endpoint,
+    before the broker message is acked. Nothing is stored when no endpoint subscribes."""
+
+    def __init__(
+        self,
+        endpoints: EndpointStore,
+        deliveries: DeliveryStore,
+        accounts: Accounts,
+        *,
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._endpoints = endpoints
+        self._deliveries = deliveries
+        self._accounts = accounts
+        self._on_stored = on_stored
+
+    async def take(self, outgoing: Outgoing) -> bool:
+        """Store ``outgoing`` for its subscribers; True when stored (False: nobody
+        subscribes, or it was stored before)."""
+        event = outgoing.event
+        subscribers = await self._endpoints.subscribed(event.tenant_id, event.type)
+        if not subscribers:
+            metrics.EVENTS_SKIPPED.labels(event.type).inc()
+            return False
+        meta: bytes | None = None
+        if any(e.format == "meta" for e in subscribers):
+            account = await self._accounts.account(event.account_id)
+            if account is not None and account.tenant_id == event.tenant_id:
+                shaped = meta_body(event, account)
+                meta = orjson.dumps(shaped) if shaped is not None else None
+        targets = tuple(e.id for e in subscribers if e.format == "flowchat" or meta is not None)
+        if not targets:
+            metrics.EVENTS_SKIPPED.labels(event.type).inc()
+            return False
+        stored = await self._deliveries.save_event(
+            StoredEvent(
+                id=event.id,
+                type=event.type,
+                tenant_id=event.tenant_id,
+                account_id=event.account_id,
+                conversation=outgoing.conversation,
+                body=event.model_dump_json().encode(),
+                meta_body=meta,
+                endpoint_ids=targets,
+            )
+        )
+        if stored:
+            metrics.EVENTS_STORED.labels(event.type).inc()
+            self._on_stored()
+        return stored

@@ -1,0 +1,56 @@
+"""Settings of the relay (prefix ``FLOWCHAT_RELAY_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from flowchat_platform.errors import ConfigurationError
+from flowchat_platform.settings import ServiceSettings, check_secret, infra
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWCHAT_RELAY_", extra="ignore", frozen=True)
+
+    http_port: int = 8706
+    database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
+    tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
+    service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
+
+    #: Endpoints on loopback, private, link-local… addresses are refused unless this is
+    #: set: development and tests only (refused at start-up in production).
+    allow_private_targets: bool = False
+    #: A delivery is retried for this long after its event was stored, then failed.
+    retry_for_s: float = Field(default=24 * 3600.0, gt=0)
+    #: First retry delay; doubles each attempt (with full jitter) up to ``max_backoff_s``.
+    backoff_base_s: float = Field(default=5.0, gt=0)
+    max_backoff_s: float = Field(default=3600.0, gt=0)
+    #: An endpoint that failed every delivery for this long is disabled.
+    disable_after_s: float = Field(default=3 * 24 * 3600.0, gt=0)
+    #: Deliveries in flight to one endpoint at once.
+    endpoint_concurrency: int = Field(default=4, ge=1, le=256)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    #: One delivery's whole exchange (connect, send, read the answer).
+    total_timeout_s: float = Field(default=15.0, gt=0)
+    #: Bytes of an endpoint's answer read (and kept, truncated, in the delivery log).
+    response_limit: int = Field(default=1024, ge=0, le=65536)
+    #: How long the previous secret still signs after a rotation, unless the call says.
+    secret_overlap_s: float = Field(default=24 * 3600.0, ge=0)
+    #: Fallback poll for due deliveries; new events wake the dispatcher at once.
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    prefetch: int = Field(default=64, ge=1, le=10_000)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    gauge_interval_s: float = Field(default=15.0, gt=0)
+
+    @property
+    def allow_http(self) -> bool:
+        """Plain-http endpoints: in development, or wherever private targets are allowed."""
+        return self.environment == "development" or self.allow_private_targets
+
+    def check_secrets(self) -> None:
+        check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
+        if self.environment == "production" and self.allow_private_targets:
+            raise ConfigurationError(
+                "FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS is for development and tests only",
+                variable="FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS",
+            )
