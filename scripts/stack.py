@@ -39,6 +39,8 @@ SERVICES = [
     ("sandbox", "flowchat_sandbox", 8705, "FLOWCHAT_SANDBOX_"),
     ("tenant", "flowchat_tenant", 8701, "FLOWCHAT_TENANT_"),
     ("state-manager", "flowchat_state_manager", 8704, "FLOWCHAT_STATE_MANAGER_"),
+    # before the services it copies history from: history begins when it first runs
+    ("inbox", "flowchat_inbox", 8707, "FLOWCHAT_INBOX_"),
     ("sender", "flowchat_sender", 8703, "FLOWCHAT_SENDER_"),
     ("conversation", "flowchat_conversation", 8702, "FLOWCHAT_CONVERSATION_"),
     ("gateway", "flowchat_gateway", 8700, "FLOWCHAT_GATEWAY_"),
@@ -293,6 +295,7 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
         "FLOWCHAT_STATE_URL": url["state-manager"],
         "FLOWCHAT_CONVERSATION_URL": url["conversation"],
         "FLOWCHAT_SENDER_URL": url["sender"],
+        "FLOWCHAT_INBOX_URL": url["inbox"],
         "FLOWCHAT_SENDER_GRAPH_URL": url["sandbox"],
         "FLOWCHAT_SENDER_TWILIO_URL": url["sandbox"],
         "FLOWCHAT_TENANT_GRAPH_URL": url["sandbox"],

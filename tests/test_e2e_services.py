@@ -104,6 +104,6 @@ def test_broker_down_at_start_reports_not_ready_without_crashing(tmp_path):
 def test_stack_script_lists_every_service_once(stack_script):
     names = [name for name, *_ in stack_script.SERVICES]
     assert sorted(names) == sorted(
-        ["gateway", "conversation", "sender", "tenant", "state-manager", "sandbox"]
+        ["gateway", "conversation", "sender", "tenant", "state-manager", "sandbox", "inbox"]
     )
     assert len({port for _, _, port, _ in stack_script.SERVICES}) == len(names)

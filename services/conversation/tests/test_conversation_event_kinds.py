@@ -10,8 +10,10 @@ The service consumes two queues, both bound with ``#`` (every routing key):
   in both schema versions (v1 with a phone number, v2 from a customer known only by a
   BSUID);
 - ``conversation.events`` ← ``flowchat.events``: the state-manager's
-  ``message_status_changed`` (key ``…<status>``, one per status it records) and the
-  gateway's ``business_event`` (key ``…<field>``, one per field it publishes).
+  ``message_status_changed`` (key ``…<status>``, one per status it records), the
+  gateway's ``business_event`` (key ``…<field>``, one per field it publishes) and the
+  hand-off events (``…handoff_requested``: the service's own, ignored;
+  ``…handoff_resolved``: the inbox's, releases the hand-off).
 
 The kinds are derived from the contracts and the publishers' own vocabularies, so a new
 inbound type, status, business field or binding without a sample here fails
@@ -44,6 +46,8 @@ from flowchat_contracts import (
     CallPermissionReply,
     CustomerIdentity,
     FlowResponse,
+    HandoffRequested,
+    HandoffResolved,
     InboundMessage,
     InboundMessageV2,
     InboundType,
@@ -280,6 +284,24 @@ def business_sample(field: str) -> BusinessEvent:
     )
 
 
+#: The hand-off events on ``flowchat.events`` (the bot's request, the inbox's resolve).
+HANDOFF_KINDS = {topology.HANDOFF_REQUESTED, topology.HANDOFF_RESOLVED}
+
+
+def handoff_sample(kind: str) -> HandoffRequested | HandoffResolved:
+    customer = CustomerIdentity(user_id=bsuid(next(_n)))
+    if kind == topology.HANDOFF_REQUESTED:
+        return HandoffRequested(
+            tenant_id=TENANT, account_id=ACCOUNT, customer=customer, reason="agent"
+        )
+    if kind == topology.HANDOFF_RESOLVED:
+        # nobody's hand-off is open: nothing to release, acked all the same
+        return HandoffResolved(
+            tenant_id=TENANT, account_id=ACCOUNT, customer=customer, resolved_by="agent-1"
+        )
+    raise AssertionError(f"no sample for hand-off event {kind}: add one")
+
+
 def inbound_messages() -> list[tuple[str, bytes]]:
     """``(routing key, body)`` of one inbound message of every type in every version."""
     out = []
@@ -302,6 +324,10 @@ def event_messages() -> list[tuple[str, bytes]]:
         business = business_sample(field)
         key = topology.events_routing_key(TENANT, ACCOUNT, field)
         out.append((key, business.model_dump_json().encode()))
+    for kind in sorted(HANDOFF_KINDS):
+        handoff = handoff_sample(kind)
+        key = topology.events_routing_key(TENANT, ACCOUNT, kind)
+        out.append((key, handoff.model_dump_json().encode()))
     return out
 
 
@@ -330,7 +356,7 @@ def test_every_bound_kind_has_a_sample() -> None:
     assert set(BUSINESS_DATA) == set(BUSINESS_FIELDS)
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _ in events}
-    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS)
+    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | HANDOFF_KINDS
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events
         assert all(topic_matches(pattern, key) for key, _ in published), (queue, exchange)
@@ -499,6 +525,7 @@ async def test_every_status_and_business_event_is_acked_once(
         ("template_status", "handled"): 1,
         ("marketing_preferences", "handled"): 1,
         ("business", "ignored"): len(BUSINESS_FIELDS) - 2,
+        ("handoff_resolved", "none"): 1,
     }
     before = {labels: counted(events, *labels) for labels in watched}
     async with serve(tenant_stub()) as tenant_url:

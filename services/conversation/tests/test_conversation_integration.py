@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse
 
 from flowchat_contracts import (
     CustomerIdentity,
+    HandoffRequested,
+    HandoffResolved,
     InboundMessage,
     InboundMessageV2,
     OutboundCommand,
@@ -519,6 +521,62 @@ async def test_payments_overdue_and_cancel_unpaid(stack):
     )
     assert after.status_code == 409
     assert after.json()["error"]["code"] == "order_cancelled"
+
+
+async def test_handoff_is_published_and_released_once_by_the_inbox_resolve(stack):
+    """The bot's hand-off publishes ``handoff_requested`` (one event, not one per turn);
+    the inbox's ``handoff_resolved`` releases it as the release route does, once."""
+    await seed(stack)
+    customer = "15550008888"
+    handoffs = await stack.channel.declare_queue(exclusive=True)
+    await handoffs.bind(topology.EXCHANGE_EVENTS, f"*.*.{topology.HANDOFF_REQUESTED}")
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound("agent", customer=customer))
+    (agent,) = await stack.replies(1)
+    assert "connecting you" in agent.content.body
+    await stack.publish(inbound("hello?", customer=customer))
+    await nothing_sent(stack)
+    got: list[Any] = []
+
+    async def requested() -> bool:
+        while (m := await handoffs.get(no_ack=True, fail=False)) is not None:
+            got.append(m)
+        return bool(got)
+
+    await eventually(requested, timeout_s=10)
+    await asyncio.sleep(0.3)
+    await requested()
+    assert len(got) == 1  # the hand-off, not every turn after it
+    (message,) = got
+    event = HandoffRequested.model_validate_json(message.body)
+    assert message.routing_key == f"t1.a1.{topology.HANDOFF_REQUESTED}"
+    assert message.message_id == event.event_id
+    assert (event.tenant_id, event.account_id) == ("t1", "a1")
+    assert event.customer.wa_id == customer
+    assert event.reason
+    assert event.bot_state
+
+    resolved = HandoffResolved(
+        tenant_id="t1",
+        account_id="a1",
+        customer=CustomerIdentity(wa_id=customer),
+        resolved_by="agent-1",
+    )
+    exchange = await stack.channel.get_exchange(topology.EXCHANGE_EVENTS)
+    for _ in range(2):  # delivered twice: released once
+        await exchange.publish(
+            aio_pika.Message(resolved.model_dump_json().encode(), message_id=resolved.event_id),
+            routing_key=f"t1.a1.{topology.HANDOFF_RESOLVED}",
+        )
+    (back,) = await stack.replies(1)
+    assert "assistant again" in back.content.body
+    await nothing_sent(stack)
+    release = f"/v1/tenants/t1/conversations/{customer}/release"
+    assert (await stack.http.post(release, headers=stack.admin)).status_code == 404
+    await stack.publish(inbound("menu", customer=customer))
+    (menu,) = await stack.replies(1)
+    assert menu.content.type == "interactive_list"
 
 
 async def test_handoff_survives_session_expiry_until_released_and_purge(stack):

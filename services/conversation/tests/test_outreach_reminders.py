@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flowchat_contracts import OutboundCommand
+from flowchat_contracts import HandoffRequested, OutboundCommand
 from flowchat_conversation.outreach.reminder_kinds import ReminderTemplate
 from flowchat_conversation.outreach.reminder_service import ReminderService
 from flowchat_conversation.outreach.reminders import ReminderIn
@@ -32,6 +32,9 @@ class RecordingOutbox:
     async def send(self, command: OutboundCommand) -> None:
         await asyncio.sleep(self.delay_s)
         self.sent.append(command)
+
+    async def publish_event(self, event: HandoffRequested) -> None:
+        raise AssertionError(f"reminders publish no events: {event.kind}")
 
 
 @pytest.fixture

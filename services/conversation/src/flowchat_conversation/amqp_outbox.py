@@ -3,12 +3,13 @@ campaign messages, reminders): :class:`~flowchat_conversation.outbox.Outbox` on 
 
 from __future__ import annotations
 
-from flowchat_contracts import OutboundCommand, topology
+from flowchat_contracts import HandoffRequested, OutboundCommand, topology
 from flowchat_platform.amqp import Amqp
 
 
 class AmqpOutbox:
-    """Publishes replies to ``flowchat.outbound`` and waits for the broker's confirm."""
+    """Publishes replies to ``flowchat.outbound`` (and hand-off events to
+    ``flowchat.events``) and waits for the broker's confirm."""
 
     def __init__(self, amqp: Amqp) -> None:
         self._amqp = amqp
@@ -20,4 +21,14 @@ class AmqpOutbox:
             command,
             message_id=command.message_id,
             correlation_id=command.correlation_id,
+        )
+
+    async def publish_event(self, event: HandoffRequested) -> None:
+        await self._amqp.publish(
+            topology.EXCHANGE_EVENTS,
+            topology.events_routing_key(event.tenant_id, event.account_id, event.kind),
+            event,
+            message_id=event.event_id,
+            correlation_id=event.correlation_id,
+            mandatory=False,  # no inbox deployed: nobody to tell, no error
         )

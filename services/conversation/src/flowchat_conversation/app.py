@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
+from flowchat_contracts import CustomerIdentity
 from flowchat_conversation import SERVICE, metrics
 from flowchat_conversation.amqp_outbox import AmqpOutbox
 from flowchat_conversation.commerce.catalog_service import CatalogService
@@ -97,6 +98,26 @@ async def refused(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+class CommerceHandoffs:
+    """Outreach's :class:`~flowchat_conversation.outreach.ports.HandoffReleaser` on
+    commerce's release (what ``POST …/conversations/{wa_id}/release`` does)."""
+
+    def __init__(self, orders: OrderService) -> None:
+        self._orders = orders
+
+    async def release_handoff(
+        self, tenant_id: str, account_id: str, customer: CustomerIdentity
+    ) -> bool:
+        ids = dict.fromkeys(i for i in (customer.key, customer.wa_id, customer.user_id) if i)
+        for customer_id in ids:  # the key first; an id the conversation knows it by
+            try:
+                released = await self._orders.release(tenant_id, customer_id, account_id=account_id)
+            except NoHandoff:
+                continue
+            return bool(released)
+        return False
+
+
 async def purge_handled(orders: OrderService, settings: Settings) -> None:
     """Delete old inbound dedupe rows now and then (bounded batches; any replica may)."""
     while True:
@@ -152,6 +173,7 @@ async def start_outreach(
     tenants: TenantClient | None,
     http: aiohttp.ClientSession,
     background: Background,
+    handoffs: CommerceHandoffs | None = None,
 ) -> Outreach:
     """The opt-out sets repaired, then contacts, campaigns and reminders (and their workers)."""
     await rebuild_optouts(optouts, repository)
@@ -172,6 +194,7 @@ async def start_outreach(
             reminder_tick_s=settings.reminder_tick_s,
             reminder_batch=settings.reminder_batch,
         ),
+        handoffs=handoffs,
     )
     if settings.outreach_workers:
         await EventsConsumer(outreach.events).start(amqp, prefetch=settings.prefetch)
@@ -252,7 +275,14 @@ def create_app(settings: Settings) -> FastAPI:
             await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)
             order_jobs(background, api.orders, settings)
             api.outreach = await start_outreach(
-                settings, outreach_repository, optouts, amqp, api.tenants, http, background
+                settings,
+                outreach_repository,
+                optouts,
+                amqp,
+                api.tenants,
+                http,
+                background,
+                CommerceHandoffs(api.orders),
             )
 
         background.start("start", start())

@@ -54,7 +54,13 @@ from dataclasses import replace as _replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from flowchat_contracts import CustomerIdentity, InboundMessage, InboundMessageV2, OutboundCommand
+from flowchat_contracts import (
+    CustomerIdentity,
+    HandoffRequested,
+    InboundMessage,
+    InboundMessageV2,
+    OutboundCommand,
+)
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import ConversationKey, short_id
@@ -243,6 +249,19 @@ class ConversationService:
             await self._restock(tx, key, action)
         elif isinstance(action, bot.Handoff):
             await tx.start_handoff(key)
+            # The inbox opens a conversation for people; published before the commit
+            # (a redelivery publishes it again with the same event id: deduplicated).
+            await self.outbox.publish_event(
+                HandoffRequested(
+                    tenant_id=message.tenant_id,
+                    account_id=message.account_id,
+                    correlation_id=message.correlation_id,
+                    event_id=short_id("handoff-", message.tenant_id, message.provider_message_id),
+                    customer=identity_of(message),
+                    reason="the customer asked for an agent",
+                    bot_state=session.state.value,
+                )
+            )
             metrics.HANDOFFS.labels("started").inc()
         return None
 

@@ -4,7 +4,10 @@ in :mod:`~flowchat_conversation.outreach.consumer` delivers them):
 - the state-manager's ``message_status_changed``: campaign metrics, 131050 opt-outs,
   131048 / template errors pause a campaign;
 - the gateway's business events: ``message_template_status_update`` pauses campaigns
-  on that template, ``user_marketing_preferences`` records opt-outs and opt-ins.
+  on that template, ``user_marketing_preferences`` records opt-outs and opt-ins;
+- the inbox's ``handoff_resolved``: the hand-off is released (the bot speaks again)
+  through the :class:`~flowchat_conversation.outreach.ports.HandoffReleaser` port;
+  once only (a redelivery finds none open).
 
 Opt-outs are per person: ``marketing_preferences[]`` names each customer by identity
 (BSUID, phone, or both: linked), error 131050 by the id the message went to (a phone
@@ -25,6 +28,7 @@ from flowchat_conversation.customers import identity_for
 from flowchat_conversation.outreach.campaign_service import CampaignService
 from flowchat_conversation.outreach.campaigns import StatusChange
 from flowchat_conversation.outreach.contact_service import ContactsService
+from flowchat_conversation.outreach.ports import HandoffReleaser
 from flowchat_platform.errors import DeadLetter
 from flowchat_platform.logs import get_logger
 
@@ -74,12 +78,29 @@ class BusinessEventIn(_Event):
     marketing_preferences: list[PreferenceIn] = []
 
 
-class OutreachEvents:
-    """``conversation.events`` → campaign metrics, opt-outs and automatic pauses."""
+class HandoffResolvedEvent(_Event):
+    """The inbox's ``handoff_resolved`` (``flowchat_contracts.HandoffResolved``)."""
 
-    def __init__(self, campaigns: CampaignService, contacts: ContactsService) -> None:
+    kind: str
+    event_id: str
+    tenant_id: str
+    account_id: str
+    customer: CustomerIdentity
+
+
+class OutreachEvents:
+    """``conversation.events`` → campaign metrics, opt-outs, automatic pauses and
+    hand-off releases."""
+
+    def __init__(
+        self,
+        campaigns: CampaignService,
+        contacts: ContactsService,
+        handoffs: HandoffReleaser | None = None,
+    ) -> None:
         self._campaigns = campaigns
         self._contacts = contacts
+        self._handoffs = handoffs
 
     async def handle(self, body: dict[str, Any], _raw: object = None) -> None:
         kind = body.get("kind")
@@ -88,6 +109,8 @@ class OutreachEvents:
                 await self._status(StatusChangedEvent.model_validate(body))
             elif kind == "business_event":
                 await self._business(BusinessEventIn.model_validate(body))
+            elif kind == "handoff_resolved" and self._handoffs is not None:
+                await self._resolved(HandoffResolvedEvent.model_validate(body))
             else:
                 metrics.CAMPAIGN_EVENTS.labels("other", "ignored").inc()
         except ValidationError as exc:
@@ -116,6 +139,14 @@ class OutreachEvents:
             )
         )
         metrics.CAMPAIGN_EVENTS.labels("status", "campaign" if event.campaign_id else "other").inc()
+
+    async def _resolved(self, event: HandoffResolvedEvent) -> None:
+        assert self._handoffs is not None
+        released = await self._handoffs.release_handoff(
+            event.tenant_id, event.account_id, event.customer
+        )
+        metrics.CAMPAIGN_EVENTS.labels("handoff_resolved", "released" if released else "none").inc()
+        log.info("hand-off resolved by the inbox", event_id=event.event_id, released=released)
 
     async def _business(self, event: BusinessEventIn) -> None:
         if event.field == "message_template_status_update":

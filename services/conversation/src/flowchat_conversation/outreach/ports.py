@@ -12,7 +12,9 @@ Implemented by the adapters the app wires in: every store (together:
 :class:`~flowchat_conversation.outreach.graph_templates.GraphTemplates` (aiohttp),
 :class:`TenantZones` by
 :class:`~flowchat_conversation.outreach.tenant_zones.TenantServiceZones` (aiohttp) and
-:class:`Accounts` by :class:`~flowchat_platform.tenant_client.TenantClient`; the outbox
+:class:`Accounts` by :class:`~flowchat_platform.tenant_client.TenantClient` and
+:class:`HandoffReleaser` by the app (commerce's release: outreach never imports
+commerce); the outbox
 is :class:`~flowchat_conversation.outbox.Outbox`, shared with commerce.
 """
 
@@ -212,3 +214,18 @@ class OutreachStore(
     ContactStore, CampaignStore, ReminderStore, RunnerStore, SchedulerStore, Protocol
 ):
     """Every table outreach uses (the outreach repository implements it)."""
+
+
+# ------------------------------------------------------------ hand-offs
+
+
+class HandoffReleaser(Protocol):
+    """Ends a customer's operator hand-off as ``POST …/conversations/{wa_id}/release``
+    does (the bot speaks again); the inbox's ``handoff_resolved`` asks for it."""
+
+    async def release_handoff(
+        self, tenant_id: str, account_id: str, customer: CustomerIdentity
+    ) -> bool:
+        """True when a hand-off was open and is released now; False when none was open
+        (already released: a redelivered event does nothing)."""
+        ...

@@ -22,6 +22,7 @@ from flowchat_conversation.outreach.contact_service import ContactsService
 from flowchat_conversation.outreach.events import OutreachEvents
 from flowchat_conversation.outreach.ports import (
     Accounts,
+    HandoffReleaser,
     OptOutMirror,
     OutreachStore,
     TemplateLookup,
@@ -62,6 +63,7 @@ class Outreach:
         zones: TenantZones,
         optouts: OptOutMirror | None = None,
         pacing: Pacing | None = None,
+        handoffs: HandoffReleaser | None = None,
     ) -> Outreach:
         pacing = pacing or Pacing()
         contacts = ContactsService(store, optouts=optouts)
@@ -82,5 +84,5 @@ class Outreach:
             scheduler=ReminderScheduler(
                 store, outbox, tick_s=pacing.reminder_tick_s, batch=pacing.reminder_batch
             ),
-            events=OutreachEvents(campaigns, contacts),
+            events=OutreachEvents(campaigns, contacts, handoffs),
         )
