@@ -382,8 +382,13 @@ def test_every_bound_queue_has_a_consumer_outside_the_gateway() -> None:
         # one kind each (outbound_command): the sender's own tests send every content type
         topology.QUEUE_OUTBOUND: "services/sender/tests",
         topology.QUEUE_OUTBOUND_BULK: "services/sender/tests",
+        topology.QUEUE_RELAY_EVENTS: "services/relay/tests/test_relay_event_kinds.py",
+        topology.QUEUE_RELAY_INBOUND: "services/relay/tests/test_relay_event_kinds.py",
+        # declared by the inbox itself (INBOX_BINDINGS)
+        topology.QUEUE_INBOX_HISTORY: "services/inbox/tests/test_inbox_event_kinds.py",
     }
-    assert {b.queue for b in topology.ALL_BINDINGS} == set(kind_tests)
+    bindings = (*topology.ALL_BINDINGS, *topology.INBOX_BINDINGS)
+    assert {b.queue for b in bindings} == set(kind_tests)
     for path in kind_tests.values():
         assert (REPO / path).exists(), path
     gateway = REPO / "services/gateway/src"
