@@ -15,23 +15,22 @@ The service consumes two queues, both bound with ``#`` (every routing key):
   hand-off events (``…handoff_requested``: the service's own, ignored;
   ``…handoff_resolved``: the inbox's, releases the hand-off).
 
-The kinds are derived from the contracts and the publishers' own vocabularies, so a new
-inbound type, status, business field or binding without a sample here fails
-:func:`test_every_bound_kind_has_a_sample`. One message of each, published as its
-publisher does, goes through the running service: each is acked exactly once (no
-requeue, no handler retry, no redelivery), nothing lands in ``flowchat.poison``, and
-nothing is left in the queue once the service is gone (an unacked message would be).
+The kinds are derived from the contracts and the publishers' own vocabularies (the
+samples are ``tests/kindskit.py``'s), so a new inbound type, status, business field or
+binding without a sample fails :func:`test_every_bound_kind_has_a_sample`. One message
+of each, published as its publisher does, goes through the running service: each is
+acked exactly once (no requeue, no handler retry, no redelivery), nothing lands in
+``flowchat.poison``, and nothing is left in the queue once the service is gone (an
+unacked message would be).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import typing
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +41,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from flowchat_contracts import (
-    AnyInboundMessage,
-    CallPermissionReply,
-    CustomerIdentity,
-    FlowResponse,
-    HandoffRequested,
-    HandoffResolved,
     InboundMessage,
     InboundMessageV2,
     InboundType,
-    Location,
-    MarketingPreference,
-    Media,
-    ProviderError,
-    Reply,
     inbound_message_in,
     topology,
 )
@@ -63,11 +51,22 @@ from flowchat_conversation import metrics as conversation_metrics
 from flowchat_conversation.app import create_app
 from flowchat_conversation.commerce.service import IGNORED_TYPES
 from flowchat_conversation.settings import Settings
-from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
-from flowchat_platform import metrics as platform_metrics
+from flowchat_gateway.events import BUSINESS_FIELDS
 from flowchat_platform.testing import eventually, serve
-from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.state import Status
+from kindskit import (
+    BUSINESS_DATA,
+    HANDOFF_KINDS,
+    bindings_of,
+    depth,
+    every_event,
+    every_inbound,
+    fates,
+    handler_retries,
+    inbound_versions,
+    open_channel,
+    topic_matches,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -86,249 +85,16 @@ COVERED_BINDINGS = {
 # --------------------------------------------------------------------- the kinds
 
 
-def inbound_versions() -> set[int]:
-    """The ``schema_version`` of every model the inbound decoder (``AnyInboundMessage``)
-    accepts."""
-    union = typing.get_args(AnyInboundMessage)[0]
-    models = [typing.get_args(member)[0] for member in typing.get_args(union)]
-    return {m.model_fields["schema_version"].default for m in models}
-
-
-def bindings_of(queues: tuple[str, ...]) -> set[tuple[str, str, str]]:
-    return {
-        (b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS if b.queue in queues
-    }
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """RabbitMQ's topic match: ``*`` one word, ``#`` zero or more."""
-    regex = (
-        re.escape(pattern)
-        .replace(r"\#", "#")
-        .replace(r"\*", "*")
-        .replace("*", r"[^.]+")
-        .replace(r"\.#", r"(\..*)?")
-        .replace("#", ".*")
-    )
-    return re.fullmatch(regex, key) is not None
-
-
-_n = itertools.count(1)
-
-
-def bsuid(n: int) -> str:
-    return f"US.{13491208655302740000 + n}"
-
-
-def inbound_sample(kind: str, version: int) -> InboundMessage | InboundMessageV2:
-    """One inbound message of ``kind`` with the fields the gateway fills for it, from a
-    fresh customer: version 1 shows the phone number, version 2 only a BSUID."""
-    n = next(_n)
-    phone = f"1555{n:07d}"
-    now = datetime.now(UTC)
-    fields: dict[str, Any] = {"text": None}
-    match kind:
-        case "text":
-            fields["text"] = "hello"
-        case "image" | "video" | "audio" | "document" | "sticker":
-            fields["media"] = Media(id=f"media-{n}", mime_type="image/jpeg", caption="look")
-        case "location":
-            fields["location"] = Location(latitude=52.52, longitude=13.4, name="Shop")
-        case "contacts":
-            fields["contacts"] = [{"name": {"formatted_name": "Bo"}, "phones": []}]
-        case "reaction":
-            fields |= {"reaction_message_id": f"wamid.out{n}", "reaction_emoji": "👍"}
-        case "button":
-            fields["reply"] = Reply(id="reorder", title="Order again")
-        case "interactive":
-            fields["reply"] = Reply(id="menu", title="Menu")
-        case "order":
-            fields["order"] = {"catalog_id": "c1", "product_items": []}
-        case "referral":
-            fields |= {"text": "from the ad", "referral": {"source_type": "ad", "source_id": "9"}}
-        case "system":
-            # a customer's new BSUID: the conversation relinks the previous ids
-            fields["system"] = {"type": "user_changed_user_id", "body": "changed"}
-            fields["previous_customer"] = CustomerIdentity(user_id=bsuid(10_000 + n))
-        case "unsupported":
-            fields["errors"] = [ProviderError(code=131051, title="Message type unknown")]
-        case "flow_response":
-            fields["flow"] = FlowResponse(
-                name="flow",
-                body="Sent",
-                response={"flow_token": "tok", "size": "L"},
-                response_json='{"flow_token": "tok", "size": "L"}',
-            )
-        case "edit":
-            fields |= {"original_message_id": f"wamid.in{n}", "edited_type": "text", "text": "hi"}
-        case "revoke":
-            fields["original_message_id"] = f"wamid.in{n}"
-        case "call_permission_reply":
-            fields["call_permission"] = CallPermissionReply(
-                response="accept",
-                is_permanent=False,
-                expiration_timestamp=now + timedelta(days=7),
-                response_source="user_action",
-            )
-        case _:
-            raise AssertionError(f"no sample for inbound type {kind}: add one")
-    common: dict[str, Any] = {
-        "tenant_id": TENANT,
-        "account_id": ACCOUNT,
-        "provider": "meta",
-        "provider_message_id": f"wamid.kind{n}",
-        "phone_number_id": "pn-k",
-        "customer_name": "Ada",
-        "type": kind,
-        "timestamp": now,
-        **fields,
-    }
-    if version == 1:
-        customer = CustomerIdentity(wa_id=phone, user_id=bsuid(n))
-        return InboundMessage(**common, customer_wa_id=phone, customer=customer)
-    customer = CustomerIdentity(user_id=bsuid(n), username=f"ada{n}")
-    return InboundMessageV2(**common, customer=customer)
-
-
-def status_sample(status: str) -> MessageStatusChanged:
-    """The state-manager's event for a change to ``status`` (a campaign's message)."""
-    n = next(_n)
-    failed = status == Status.FAILED
-    return MessageStatusChanged(
-        message_id=f"msg-k{n}",
-        tenant_id=TENANT,
-        account_id=ACCOUNT,
-        status=status,
-        previous_status="sent",
-        provider="meta",
-        provider_message_id=f"wamid.k{n}",
-        recipient=bsuid(n),
-        category="marketing",
-        campaign_id="cmp-unknown",
-        error_code=131050 if failed else None,
-        error_title="marketing opt-out" if failed else None,
-        timestamp=datetime.now(UTC),
-    )
-
-
-#: Meta's ``value`` of each account-level field (what the gateway puts in ``data``).
-BUSINESS_DATA: dict[str, dict[str, Any]] = {
-    "message_template_status_update": {
-        "event": "PAUSED",
-        "message_template_id": 1001,
-        "message_template_name": "promo",
-        "message_template_language": "en_US",
-        "reason": "NONE",
-    },
-    "message_template_quality_update": {
-        "previous_quality_score": "GREEN",
-        "new_quality_score": "YELLOW",
-        "message_template_id": 1001,
-        "message_template_name": "promo",
-        "message_template_language": "en_US",
-    },
-    "template_category_update": {
-        "message_template_id": 1001,
-        "message_template_name": "promo",
-        "message_template_language": "en_US",
-        "previous_category": "UTILITY",
-        "new_category": "MARKETING",
-    },
-    "phone_number_quality_update": {
-        "display_phone_number": "15550000000",
-        "event": "FLAGGED",
-        "current_limit": "TIER_1K",
-    },
-    "phone_number_name_update": {
-        "display_phone_number": "15550000000",
-        "decision": "APPROVED",
-        "requested_verified_name": "Acme",
-    },
-    "account_update": {"phone_number": "15550000000", "event": "VERIFIED_ACCOUNT"},
-    "user_marketing_preferences": {
-        "messaging_product": "whatsapp",
-        "user_preferences": [
-            {
-                "user_id": bsuid(0),
-                "category": "marketing_messages",
-                "value": "stop",
-                "timestamp": 1767225600,
-            }
-        ],
-    },
-    "user_id_update": {"user_id": {"previous": bsuid(1), "current": bsuid(2)}},
-}
-
-
-def business_sample(field: str) -> BusinessEvent:
-    data = BUSINESS_DATA[field]
-    preferences = (
-        [
-            MarketingPreference(
-                customer=CustomerIdentity(user_id=bsuid(0), username="ada0"), value="stop"
-            )
-        ]
-        if field == "user_marketing_preferences"
-        else []
-    )
-    event = data.get("event")
-    return BusinessEvent(
-        tenant_id=TENANT,
-        account_id=ACCOUNT,
-        field=field,  # checked against BUSINESS_FIELDS
-        event=event if isinstance(event, str) else None,
-        waba_id="waba-k",
-        occurred_at=datetime.now(UTC),
-        data=data,
-        marketing_preferences=preferences,
-    )
-
-
-#: The hand-off events on ``flowchat.events`` (the bot's request, the inbox's resolve).
-HANDOFF_KINDS = {topology.HANDOFF_REQUESTED, topology.HANDOFF_RESOLVED}
-
-
-def handoff_sample(kind: str) -> HandoffRequested | HandoffResolved:
-    customer = CustomerIdentity(user_id=bsuid(next(_n)))
-    if kind == topology.HANDOFF_REQUESTED:
-        return HandoffRequested(
-            tenant_id=TENANT, account_id=ACCOUNT, customer=customer, reason="agent"
-        )
-    if kind == topology.HANDOFF_RESOLVED:
-        # nobody's hand-off is open: nothing to release, acked all the same
-        return HandoffResolved(
-            tenant_id=TENANT, account_id=ACCOUNT, customer=customer, resolved_by="agent-1"
-        )
-    raise AssertionError(f"no sample for hand-off event {kind}: add one")
-
-
 def inbound_messages() -> list[tuple[str, bytes]]:
     """``(routing key, body)`` of one inbound message of every type in every version."""
-    out = []
-    for version in sorted(inbound_versions()):
-        for kind in typing.get_args(InboundType):
-            message = inbound_sample(kind, version)
-            key = topology.inbound_routing_key(TENANT, ACCOUNT, kind)
-            out.append((key, message.model_dump_json().encode()))
-    return out
+    published = every_inbound(tenant=TENANT, account=ACCOUNT, phone_number_id="pn-k")
+    return [(p.key, p.body) for p in published]
 
 
 def event_messages() -> list[tuple[str, bytes]]:
-    """``(routing key, body)`` of every status change and every business event."""
-    out = []
-    for status in Status:
-        event = status_sample(status.value)
-        key = topology.events_routing_key(TENANT, ACCOUNT, status.value)
-        out.append((key, event.model_dump_json(exclude_none=True).encode()))
-    for field in sorted(BUSINESS_FIELDS):
-        business = business_sample(field)
-        key = topology.events_routing_key(TENANT, ACCOUNT, field)
-        out.append((key, business.model_dump_json().encode()))
-    for kind in sorted(HANDOFF_KINDS):
-        handoff = handoff_sample(kind)
-        key = topology.events_routing_key(TENANT, ACCOUNT, kind)
-        out.append((key, handoff.model_dump_json().encode()))
-    return out
+    """``(routing key, body)`` of every status change, every business event and every
+    hand-off event."""
+    return [(p.key, p.body) for p in every_event(tenant=TENANT, account=ACCOUNT)]
 
 
 # --------------------------------------------------------------------- what is covered
@@ -356,7 +122,7 @@ def test_every_bound_kind_has_a_sample() -> None:
     assert set(BUSINESS_DATA) == set(BUSINESS_FIELDS)
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _ in events}
-    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | HANDOFF_KINDS
+    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS)
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events
         assert all(topic_matches(pattern, key) for key, _ in published), (queue, exchange)
@@ -413,41 +179,14 @@ def tenant_stub() -> FastAPI:
     return app
 
 
-def fates(queue: str) -> Counter[str]:
-    """Messages of ``queue`` consumed so far, by fate (this process's counter)."""
-    out: Counter[str] = Counter()
-    for metric in platform_metrics.AMQP_CONSUMED.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total") and sample.labels.get("queue") == queue:
-                out[sample.labels["fate"]] += int(sample.value)
-    return out
-
-
-def handler_retries(queue: str) -> float:
-    total = 0.0
-    for metric in platform_metrics.AMQP_HANDLER_RETRIES.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total") and sample.labels.get("queue") == queue:
-                total += sample.value
-    return total
-
-
 def counted(counter: Any, *labels: str) -> float:
     return float(counter.labels(*labels)._value.get())
 
 
-async def depth(channel: Any, queue: str) -> int:
-    declared = await channel.declare_queue(queue, passive=True)
-    return int(declared.declaration_result.message_count)
-
-
 @pytest.fixture
 async def channel(amqp_url: str) -> AsyncIterator[Any]:
-    conn = await aio_pika.connect(amqp_url)
-    try:
-        yield await conn.channel(publisher_confirms=True)
-    finally:
-        await conn.close()
+    async with open_channel(amqp_url) as opened:
+        yield opened
 
 
 async def run_through_the_service(

@@ -12,7 +12,8 @@ The inbox declares its queue and bindings itself (``topology.INBOX_QUEUES`` and
 - ``*.*.<status>`` on ``flowchat.events`` for the statuses it keeps, and
   ``*.*.handoff_requested``.
 
-The kinds are derived from the contracts and the publishers' vocabularies: every kind a
+The kinds are derived from the contracts and the publishers' vocabularies (the inbound
+samples and the kinds of ``flowchat.events`` are ``tests/kindskit.py``'s): every kind a
 publisher puts on those exchanges either matches a binding and has a sample here, or
 matches none (asserted), so a new kind or binding without a sample fails
 :func:`test_every_bound_kind_has_a_sample`. One of each goes through the running inbox:
@@ -24,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import typing
 from collections import Counter
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -36,39 +35,22 @@ from inbox_testkit import Kit
 from prometheus_client import REGISTRY
 
 from flowchat_contracts import (
-    AnyInboundMessage,
-    CallPermissionReply,
-    CustomerIdentity,
-    FlowResponse,
-    HandoffRequested,
     HandoffResolved,
-    InboundMessage,
-    InboundMessageV2,
     InboundType,
-    Location,
-    Media,
     OutboundCommand,
     OutboundContent,
-    ProviderError,
-    Reply,
     inbound_message_in,
     topology,
 )
 from flowchat_contracts.models import MessageCategory
-from flowchat_gateway.events import BUSINESS_FIELDS
 from flowchat_platform.testing import eventually
 from flowchat_state_manager.state import Status
+from kindskit import EVENT_KINDS, every_inbound, handoff_sample, inbound_versions, topic_matches
 
 QUEUE = topology.QUEUE_INBOX_HISTORY
 ACCOUNT = "acc1"
 
 # --------------------------------------------------------------------- the kinds
-
-
-def inbound_versions() -> set[int]:
-    union = typing.get_args(AnyInboundMessage)[0]
-    models = [typing.get_args(member)[0] for member in typing.get_args(union)]
-    return {m.model_fields["schema_version"].default for m in models}
 
 
 def content_types() -> dict[str, type]:
@@ -81,19 +63,6 @@ def content_types() -> dict[str, type]:
     return out
 
 
-def topic_matches(pattern: str, key: str) -> bool:
-    """RabbitMQ's topic match: ``*`` one word, ``#`` zero or more."""
-    regex = (
-        re.escape(pattern)
-        .replace(r"\#", "#")
-        .replace(r"\*", "*")
-        .replace("*", r"[^.]+")
-        .replace(r"\.#", r"(\..*)?")
-        .replace("#", ".*")
-    )
-    return re.fullmatch(regex, key) is not None
-
-
 def bound(exchange: str, key: str) -> bool:
     return any(
         b.exchange == exchange and topic_matches(b.routing_key, key)
@@ -102,85 +71,7 @@ def bound(exchange: str, key: str) -> bool:
     )
 
 
-#: The last word of every key a publisher puts on ``flowchat.events``: the
-#: state-manager's statuses, the gateway's business fields, the hand-offs.
-EVENT_KINDS = (
-    {s.value for s in Status}
-    | set(BUSINESS_FIELDS)
-    | {topology.HANDOFF_REQUESTED, topology.HANDOFF_RESOLVED}
-)
-
 _n = itertools.count(1)
-
-
-def bsuid(n: int) -> str:
-    return f"US.{13491208655302750000 + n}"
-
-
-def inbound_sample(tenant: str, kind: str, version: int) -> InboundMessage | InboundMessageV2:
-    n = next(_n)
-    phone = f"1556{n:07d}"
-    now = datetime.now(UTC)
-    fields: dict[str, Any] = {"text": None}
-    match kind:
-        case "text":
-            fields["text"] = "hello"
-        case "image" | "video" | "audio" | "document" | "sticker":
-            fields["media"] = Media(id=f"media-{n}", mime_type="image/jpeg", caption="look")
-        case "location":
-            fields["location"] = Location(latitude=52.52, longitude=13.4, name="Shop")
-        case "contacts":
-            fields["contacts"] = [{"name": {"formatted_name": "Bo"}, "phones": []}]
-        case "reaction":
-            fields |= {"reaction_message_id": f"wamid.out{n}", "reaction_emoji": "👍"}
-        case "button":
-            fields["reply"] = Reply(id="reorder", title="Order again")
-        case "interactive":
-            fields["reply"] = Reply(id="menu", title="Menu")
-        case "order":
-            fields["order"] = {"catalog_id": "c1", "product_items": []}
-        case "referral":
-            fields |= {"text": "from the ad", "referral": {"source_type": "ad", "source_id": "9"}}
-        case "system":
-            fields["system"] = {"type": "user_changed_user_id", "body": "changed"}
-            fields["previous_customer"] = CustomerIdentity(user_id=bsuid(10_000 + n))
-        case "unsupported":
-            fields["errors"] = [ProviderError(code=131051, title="Message type unknown")]
-        case "flow_response":
-            fields["flow"] = FlowResponse(
-                name="flow",
-                body="Sent",
-                response={"flow_token": "tok"},
-                response_json='{"flow_token": "tok"}',
-            )
-        case "edit":
-            fields |= {"original_message_id": f"wamid.in{n}", "edited_type": "text", "text": "hi"}
-        case "revoke":
-            fields["original_message_id"] = f"wamid.in{n}"
-        case "call_permission_reply":
-            fields["call_permission"] = CallPermissionReply(
-                response="accept",
-                is_permanent=False,
-                expiration_timestamp=now + timedelta(days=7),
-                response_source="user_action",
-            )
-        case _:
-            raise AssertionError(f"no sample for inbound type {kind}: add one")
-    common: dict[str, Any] = {
-        "tenant_id": tenant,
-        "account_id": ACCOUNT,
-        "provider": "meta",
-        "provider_message_id": f"wamid.kind{n}",
-        "phone_number_id": "pn1",
-        "customer_name": "Ada",
-        "type": kind,
-        "timestamp": now,
-        **fields,
-    }
-    if version == 1:
-        customer = CustomerIdentity(wa_id=phone, user_id=bsuid(n))
-        return InboundMessage(**common, customer_wa_id=phone, customer=customer)
-    return InboundMessageV2(**common, customer=CustomerIdentity(user_id=bsuid(n)))
 
 
 def content_sample(kind: str) -> dict[str, Any]:
@@ -235,12 +126,9 @@ def samples(tenant: str) -> tuple[list[Sample], list[str], dict[str, int]]:
     covers, and how many of each history kind (inbound, outbound, status, handoff)."""
     out: list[Sample] = []
     counts: Counter[str] = Counter()
-    for version in sorted(inbound_versions()):
-        for kind in typing.get_args(InboundType):
-            message = inbound_sample(tenant, kind, version)
-            key = topology.inbound_routing_key(tenant, ACCOUNT, kind)
-            out.append((topology.EXCHANGE_INBOUND, key, message.model_dump_json().encode()))
-            counts["inbound"] += 1
+    for key, body, _ in every_inbound(tenant=tenant, account=ACCOUNT, phone_number_id="pn1"):
+        out.append((topology.EXCHANGE_INBOUND, key, body))
+        counts["inbound"] += 1
     commands = outbound_samples(tenant)
     for command in commands:
         key = topology.outbound_routing_key(tenant, ACCOUNT, command.category)
@@ -254,8 +142,7 @@ def samples(tenant: str) -> tuple[list[Sample], list[str], dict[str, int]]:
             continue
         events.append(kind)
         if kind == topology.HANDOFF_REQUESTED:
-            customer = CustomerIdentity(wa_id="15551230001")
-            handoff = HandoffRequested(tenant_id=tenant, account_id=ACCOUNT, customer=customer)
+            handoff = handoff_sample(kind, tenant=tenant, account=ACCOUNT)
             body = handoff.model_dump_json(exclude_none=True).encode()
             counts["handoff"] += 1
         else:
