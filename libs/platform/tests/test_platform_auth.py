@@ -60,3 +60,51 @@ async def test_unknown_key_is_401_and_tenant_service_down_is_503():
     with pytest.raises(ApiError) as down:
         await authenticate("Bearer x", service_token=SERVICE_TOKEN, tenants=Keys(fail=True))
     assert down.value.status == 503
+
+
+def _tenant_app(keys):
+    import fastapi
+
+    from flowchat_platform.auth import tenant_dependency
+
+    app = fastapi.FastAPI()
+    tenant = tenant_dependency(
+        "admin", credentials=lambda request: (SERVICE_TOKEN, keys), description="keys"
+    )
+
+    @app.get("/whoami")
+    async def whoami(tenant_id: str = fastapi.Depends(tenant)) -> dict[str, str]:
+        return {"tenant_id": tenant_id}
+
+    @app.exception_handler(ApiError)
+    async def api_error(request, exc: ApiError):
+        return fastapi.responses.JSONResponse({"code": exc.code}, status_code=exc.status)
+
+    return app
+
+
+async def test_tenant_dependency_resolves_the_acting_tenant():
+    import httpx
+
+    admin = ApiKeyInfo(key_id="key_2", tenant_id="tnt_a", scopes=["admin"])
+    app = _tenant_app(Keys({"fc_admin": admin, "fc_read": KEY}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+
+        async def call(token, tenant=None):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            if tenant:
+                headers["X-Tenant-ID"] = tenant
+            response = await client.get("/whoami", headers=headers)
+            return response.status_code, response.json()
+
+        assert await call(SERVICE_TOKEN, "tnt_x") == (200, {"tenant_id": "tnt_x"})
+        assert await call(SERVICE_TOKEN) == (400, {"code": "tenant_required"})
+        assert await call("fc_admin") == (200, {"tenant_id": "tnt_a"})
+        assert await call("fc_admin", "tnt_a") == (200, {"tenant_id": "tnt_a"})
+        assert await call("fc_admin", "tnt_b") == (403, {"code": "forbidden"})
+        assert await call("fc_read") == (403, {"code": "forbidden"})
+        assert await call(None) == (401, {"code": "unauthorized"})
+    schemes = app.openapi()["components"]["securitySchemes"]
+    assert schemes == {"HTTPBearer": {"type": "http", "scheme": "bearer", "description": "keys"}}

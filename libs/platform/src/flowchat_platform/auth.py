@@ -8,13 +8,22 @@ People (the console's users, the inbox's agents) carry a short-lived access toke
 (``fca.…``) from the tenant service's login: :func:`authenticate_user` resolves it
 through the tenant's internal API (``TenantClient.user``, cached a few seconds) to a
 :class:`UserCaller` (user, tenant, role); the service then checks the role.
+
+A tenant's API (one scope, one tenant per request) takes :func:`tenant_dependency`: a
+tenant's key with the scope acts for its tenant, the service token for the tenant its
+``X-Tenant-ID`` header names (:func:`require_tenant`).
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: tenant_dependency's closure has annotations
+# naming its own locals, which FastAPI must be able to evaluate.
 
 import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flowchat_platform.accounts import ApiKeyInfo, UserInfo
 from flowchat_platform.errors import UpstreamError
@@ -28,6 +37,8 @@ __all__ = [
     "authenticate",
     "authenticate_user",
     "require_scope",
+    "require_tenant",
+    "tenant_dependency",
 ]
 
 #: What a user's access token starts with (issued by the tenant service's login).
@@ -88,6 +99,50 @@ def require_scope(caller: Caller, scope: str, tenant_id: str | None = None) -> N
         raise ApiError(403, "forbidden", f"the API key lacks the {scope} scope")
     if tenant_id is not None and caller.tenant_id != tenant_id:
         raise ApiError(403, "forbidden", "the API key belongs to another tenant")
+
+
+def require_tenant(caller: Caller, scope: str, tenant_header: str | None) -> str:
+    """The tenant ``caller`` acts for: the service token's ``X-Tenant-ID`` (400 without
+    one), else the key's own tenant when it has ``scope`` and the header, if any, names it
+    (else 403)."""
+    if caller.tenant_id is None:
+        if not tenant_header:
+            raise ApiError(400, "tenant_required", "the X-Tenant-ID header is required")
+        return tenant_header
+    require_scope(caller, scope, tenant_header)
+    return caller.tenant_id
+
+
+def tenant_dependency(
+    scope: str,
+    *,
+    credentials: Callable[[Request], tuple[str, ApiKeys | None]],
+    description: str,
+) -> Callable[..., Awaitable[str]]:
+    """A FastAPI dependency giving the tenant a request acts for (:func:`require_tenant`).
+
+    ``credentials`` gives the service token and the API keys' verifier (None until the
+    lifespan has opened it) of a request's app; ``description`` describes the bearer
+    scheme in the OpenAPI document."""
+    bearer = HTTPBearer(auto_error=False, description=description)
+
+    async def tenant(
+        request: Request,
+        authorization: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        x_tenant_id: Annotated[
+            str | None,
+            Header(
+                alias="X-Tenant-ID",
+                description="The tenant to act for (internal callers with the service token)",
+            ),
+        ] = None,
+    ) -> str:
+        service_token, keys = credentials(request)
+        header = f"Bearer {authorization.credentials}" if authorization else None
+        caller = await authenticate(header, service_token=service_token, tenants=keys)
+        return require_tenant(caller, scope, x_tenant_id)
+
+    return tenant
 
 
 class Users(Protocol):

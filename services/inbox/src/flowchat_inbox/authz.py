@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from flowchat_platform.auth import ApiKeys, authenticate
+from flowchat_platform.auth import ApiKeys, authenticate, require_tenant
 from flowchat_platform.http import ApiError
 
 READ_SCOPE = "read"
@@ -66,9 +66,8 @@ class ApiKeyAuthoriser:
         if agent_header is not None and not _AGENT_ID.match(agent_header):
             raise ApiError(422, "invalid_agent_id", "X-Agent-ID: 1-128 of A-Z a-z 0-9 _ . : @ + -")
         if caller.tenant_id is None:
-            if not tenant_header:
-                raise ApiError(400, "tenant_required", "the X-Tenant-ID header is required")
-            return Principal(tenant_header, agent_header or "flowchat", True, True)
+            tenant = require_tenant(caller, READ_SCOPE, tenant_header)
+            return Principal(tenant, agent_header or "flowchat", True, True)
         if tenant_header is not None and tenant_header != caller.tenant_id:
             raise ApiError(403, "forbidden", "the API key belongs to another tenant")
         admin = ADMIN_SCOPE in caller.scopes

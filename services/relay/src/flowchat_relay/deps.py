@@ -5,22 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
-from flowchat_platform.auth import ApiKeys, authenticate, require_scope
+from flowchat_platform.auth import ApiKeys, tenant_dependency
 from flowchat_platform.http import ApiError
 from flowchat_relay.dispatcher import Dispatcher
 from flowchat_relay.ports import DeliveryStore
 from flowchat_relay.service import EndpointService
 
 ADMIN_SCOPE = "admin"
-
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="A tenant API key with the `admin` scope, or the internal service token "
-    "together with an `X-Tenant-ID` header.",
-)
 
 
 @dataclass
@@ -61,27 +54,17 @@ def _dispatcher(runtime: Annotated[Runtime, Depends(_runtime)]) -> Dispatcher:
     return runtime.dispatcher
 
 
-async def _tenant(
-    runtime: Annotated[Runtime, Depends(_runtime)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_tenant_id: Annotated[
-        str | None,
-        Header(
-            alias="X-Tenant-ID",
-            description="The tenant to act for (internal callers with the service token)",
-        ),
-    ] = None,
-) -> str:
-    header = f"Bearer {credentials.credentials}" if credentials else None
-    caller = await authenticate(
-        header, service_token=runtime.service_token, tenants=runtime.tenants
-    )
-    if caller.tenant_id is None:
-        if not x_tenant_id:
-            raise ApiError(400, "tenant_required", "the X-Tenant-ID header is required")
-        return x_tenant_id
-    require_scope(caller, ADMIN_SCOPE, x_tenant_id)
-    return caller.tenant_id
+def _credentials(request: Request) -> tuple[str, ApiKeys | None]:
+    runtime = _runtime(request)
+    return runtime.service_token, runtime.tenants
+
+
+_tenant = tenant_dependency(
+    ADMIN_SCOPE,
+    credentials=_credentials,
+    description="A tenant API key with the `admin` scope, or the internal service token "
+    "together with an `X-Tenant-ID` header.",
+)
 
 
 EndpointsDep = Annotated[EndpointService, Depends(_endpoints)]

@@ -1,4 +1,5 @@
-"""Batched writes: events that arrive together are applied in one transaction.
+"""Batched writes: events that arrive together are applied in one transaction
+(:class:`flowchat_platform.batching.PartitionedBatcher`).
 
 The consumer hands each decoded event to :meth:`Batcher.submit`, which resolves once
 the event's transaction has committed (so the platform acks it only then). Workers
@@ -13,17 +14,11 @@ bad event only fails itself.
 
 from __future__ import annotations
 
-import asyncio
-import zlib
-
 from flowchat_contracts import SendResult, StatusUpdate
-from flowchat_platform.logs import get_logger
+from flowchat_platform.batching import PartitionedBatcher
 from flowchat_state_manager.service import Handled, StateService
 
-log = get_logger(__name__)
-
 Event = SendResult | StatusUpdate
-_Item = tuple[Event, asyncio.Future[Handled]]
 
 
 def partition_key(event: Event) -> str:
@@ -32,52 +27,16 @@ def partition_key(event: Event) -> str:
     return event.message_id or ""
 
 
-class Batcher:
+class Batcher(PartitionedBatcher[Event, Handled]):
     def __init__(self, service: StateService, *, workers: int = 4, max_batch: int = 100):
+        super().__init__(workers=workers, max_batch=max_batch)
         self._service = service
-        self.max_batch = max_batch
-        self._queues: list[asyncio.Queue[_Item]] = [asyncio.Queue() for _ in range(workers)]
 
-    async def submit(self, event: Event) -> Handled:
-        future: asyncio.Future[Handled] = asyncio.get_running_loop().create_future()
-        index = zlib.crc32(partition_key(event).encode()) % len(self._queues)
-        self._queues[index].put_nowait((event, future))
-        return await future
+    def _key(self, item: Event) -> str:
+        return partition_key(item)
 
-    async def run(self) -> None:
-        """Run every worker until cancelled."""
-        await asyncio.gather(*(self._worker(q) for q in self._queues))
+    async def _apply_batch(self, items: list[Event]) -> list[Handled]:
+        return await self._service.apply_batch(items)
 
-    async def _worker(self, queue: asyncio.Queue[_Item]) -> None:
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
-            live = [(e, f) for e, f in batch if not f.done()]  # a cancelled submit
-            if live:
-                await self._apply(live)
-
-    async def _apply(self, batch: list[_Item]) -> None:
-        if len(batch) > 1:
-            try:
-                results = await self._service.apply_batch([e for e, _ in batch])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - retried one by one below
-                log.info("batch rolled back; applying one by one", size=len(batch), error=repr(exc))
-            else:
-                for (_, future), handled in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(handled)
-                return
-        for event, future in batch:
-            try:
-                handled = await self._service.apply(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the submitter decides the fate
-                if not future.done():
-                    future.set_exception(exc)
-            else:
-                if not future.done():
-                    future.set_result(handled)
+    async def _apply_one(self, item: Event) -> Handled:
+        return await self._service.apply(item)

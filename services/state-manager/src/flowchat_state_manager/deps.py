@@ -5,21 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 
-from flowchat_platform.auth import authenticate, require_scope
+from flowchat_platform.auth import tenant_dependency
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_state_manager.query_service import QueryService
 
 READ_SCOPE = "read"
-
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="A tenant API key with the `read` scope, or the internal service token "
-    "together with an `X-Tenant-ID` header.",
-)
 
 
 @dataclass
@@ -42,27 +35,17 @@ def _query(runtime: Annotated[Runtime, Depends(_runtime)]) -> QueryService:
     return runtime.query
 
 
-async def _tenant(
-    runtime: Annotated[Runtime, Depends(_runtime)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    x_tenant_id: Annotated[
-        str | None,
-        Header(
-            alias="X-Tenant-ID",
-            description="The tenant to act for (internal callers with the service token)",
-        ),
-    ] = None,
-) -> str:
-    header = f"Bearer {credentials.credentials}" if credentials else None
-    caller = await authenticate(
-        header, service_token=runtime.service_token, tenants=runtime.tenants
-    )
-    if caller.tenant_id is None:
-        if not x_tenant_id:
-            raise ApiError(400, "tenant_required", "the X-Tenant-ID header is required")
-        return x_tenant_id
-    require_scope(caller, READ_SCOPE, x_tenant_id)
-    return caller.tenant_id
+def _credentials(request: Request) -> tuple[str, TenantClient | None]:
+    runtime = _runtime(request)
+    return runtime.service_token, runtime.tenants
+
+
+_tenant = tenant_dependency(
+    READ_SCOPE,
+    credentials=_credentials,
+    description="A tenant API key with the `read` scope, or the internal service token "
+    "together with an `X-Tenant-ID` header.",
+)
 
 
 QueryDep = Annotated[QueryService, Depends(_query)]
