@@ -300,6 +300,16 @@ def _message(_: SecurityEnv, ids: dict[str, str]) -> Any:
     }
 
 
+def _cloud_message(_: SecurityEnv, ids: dict[str, str]) -> Any:
+    """Meta's own send body (the gateway's Cloud-API-compatible endpoint)."""
+    return {
+        "messaging_product": "whatsapp",
+        "to": ids["phone"].lstrip("+"),
+        "type": "text",
+        "text": {"body": "hi"},
+    }
+
+
 def _product(_: SecurityEnv, ids: dict[str, str]) -> Any:
     return [
         {
@@ -336,6 +346,12 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         T, _message, text_fields=("content.body", "to", "account_id"), mutates=True
     ),
     ("gateway", "GET", "/v1/messages/{message_id}"): Route(T),
+    # the Cloud-API-compatible routes: a's number or WABA with b's key is Meta's 403 / 10
+    ("gateway", "POST", "/{version}/{phone_number_id}/messages"): Route(
+        T, _cloud_message, text_fields=("text.body", "to"), mutates=True
+    ),
+    ("gateway", "POST", "/{version}/{phone_number_id}/media"): Route(T, mutates=True),
+    ("gateway", "GET", "/{version}/{waba_id}/message_templates"): Route(T),
     # state-manager
     ("state-manager", "GET", "/v1/messages/by-wamid/{wamid}"): Route(T),
     ("state-manager", "GET", "/v1/messages/by-idempotency-key/{key}"): Route(T),

@@ -177,7 +177,13 @@ async def test_injection_in_tenant_api_text_fields(security: SecurityEnv, figure
                 continue
             service, method, path = key
             headers = env.operator_headers() if route.guard == "operator" else bearer(b.api_key)
-            url = env.url(service) + re.sub(r"\{([^}]+)\}", lambda m: ids[m.group(1)], path)
+            values = {
+                **ids,
+                "version": "v23.0",
+                "phone_number_id": b.phone_number_id,
+                "waba_id": b.waba_id,
+            }
+            url = env.url(service) + re.sub(r"\{([^}]+)\}", lambda m: values[m.group(1)], path)
             for field in route.text_fields:
                 for name, attack in TEXT_ATTACKS.items():
                     body = route.body(env, ids)

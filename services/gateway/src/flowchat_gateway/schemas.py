@@ -72,3 +72,29 @@ class ErrorBody(BaseModel):
     """Every error answer: ``{"error": {"code", "message", "details"}}``."""
 
     error: ErrorDetail
+
+
+class MetaErrorData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    messaging_product: str | None = None
+    details: str | None = None
+
+
+class MetaErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    type: str
+    code: int
+    error_subcode: int | None = None
+    error_data: MetaErrorData | None = None
+    fbtrace_id: str | None = None
+
+
+class MetaErrorBody(BaseModel):
+    """A refusal on a Cloud-API-compatible route, in Meta's Graph API error shape
+    (``{"error": {"message", "type", "code", "error_data", "fbtrace_id"}}``); Meta's own
+    errors passed through keep their extra fields."""
+
+    error: MetaErrorDetail

@@ -17,6 +17,7 @@ from flowchat_gateway import metrics
 from flowchat_gateway.cloud_api import invalid
 from flowchat_gateway.deps import CloudApiDep, CloudReaderDep, CloudSenderDep, CorrelationDep
 from flowchat_gateway.ports import Upload
+from flowchat_gateway.schemas import ErrorBody, MetaErrorBody
 
 router = APIRouter(tags=["cloud-api"])
 
@@ -25,6 +26,29 @@ MEDIA_PATH = "/{version}/{phone_number_id}/media"
 TEMPLATES_PATH = "/{version}/{waba_id}/message_templates"
 #: Meta's largest media (documents) is 100 MB.
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+#: Every refusal of these routes is in Meta's error shape; only the shared layer's own
+#: guards (an unreadable or oversized body) answer 400/413 in FlowChat's.
+META_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": MetaErrorBody | ErrorBody,
+        "description": "Invalid parameter (Meta's code 100, 131009, 131051, ...)",
+    },
+    401: {"model": MetaErrorBody, "description": "Missing or unknown API key (Meta's 190)"},
+    403: {
+        "model": MetaErrorBody,
+        "description": "A number or WABA of another tenant, or a key without the scope "
+        "(Meta's 10 / 200); nothing queued",
+    },
+    404: {"model": MetaErrorBody, "description": "Meta's own error, passed through"},
+    409: {"model": MetaErrorBody, "description": "Idempotency-Key reused with another body"},
+    413: {"model": MetaErrorBody | ErrorBody, "description": "Body or file over the limit"},
+    422: {"model": MetaErrorBody, "description": "Meta's own error, passed through"},
+    429: {"model": MetaErrorBody, "description": "Rate limited (Meta's 4; see Retry-After)"},
+    500: {"model": MetaErrorBody, "description": "Meta's own error, passed through"},
+    502: {"model": MetaErrorBody, "description": "Meta's own error, passed through"},
+    503: {"model": MetaErrorBody, "description": "A dependency is down (Meta's 2); retry"},
+}
 
 
 async def _json(request: Request) -> Any:
@@ -35,7 +59,11 @@ async def _json(request: Request) -> Any:
         raise invalid("The request body is not valid JSON.") from exc
 
 
-@router.post(MESSAGES_PATH, summary="Send a message or mark one as read (Meta's Cloud API)")
+@router.post(
+    MESSAGES_PATH,
+    summary="Send a message or mark one as read (Meta's Cloud API)",
+    responses=META_ERRORS,
+)
 async def cloud_messages(
     request: Request,
     version: str,
@@ -62,7 +90,7 @@ async def cloud_messages(
     return JSONResponse(answer)
 
 
-@router.post(MEDIA_PATH, summary="Upload media (Meta's Cloud API)")
+@router.post(MEDIA_PATH, summary="Upload media (Meta's Cloud API)", responses=META_ERRORS)
 async def cloud_media(
     request: Request,
     version: str,
@@ -104,7 +132,9 @@ async def cloud_media(
     return JSONResponse(answer)
 
 
-@router.get(TEMPLATES_PATH, summary="List message templates (Meta's Cloud API)")
+@router.get(
+    TEMPLATES_PATH, summary="List message templates (Meta's Cloud API)", responses=META_ERRORS
+)
 async def cloud_templates(
     request: Request,
     version: str,
