@@ -272,13 +272,7 @@ async def relink_customer(
 ) -> Customer:
     """Meta's id change: the ids of ``current`` become aliases of the customer who owned
     the ids of ``previous`` (moved there if linked elsewhere); the old ids stay."""
-    rows = await conn.fetch(
-        "SELECT alias, customer_key FROM customer_aliases "
-        "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
-        tenant_id,
-        list(previous.ids),
-    )
-    known = {r["alias"]: r["customer_key"] for r in rows}
+    known = await customer_keys(conn, tenant_id, previous.ids)
     if not known:
         customer = await resolve_customer(conn, tenant_id, current)
         return await resolve_customer_with(conn, tenant_id, previous, customer.key)
