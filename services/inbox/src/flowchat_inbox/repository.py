@@ -499,35 +499,35 @@ class Repository:
     async def messages(
         self, tenant_id: str, thread_id: int, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]:
-        at, row_id = after if after else (None, None)
-        rows = await self.pool.fetch(
-            f"""
-            SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
-            WHERE m.thread_id = $2 AND m.tenant_id = $1
-              AND ($3::timestamptz IS NULL OR (m.occurred_at, m.id) < ($3, $4))
-            ORDER BY m.occurred_at DESC, m.id DESC LIMIT $5
-            """,  # noqa: S608
-            tenant_id,
-            thread_id,
-            at,
-            row_id,
-            limit,
-        )
-        return [_message(r) for r in rows]
+        return await self._message_page("m.thread_id = $2", tenant_id, thread_id, after, limit)
 
     async def search(
         self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]:
+        return await self._message_page(
+            "m.search @@ websearch_to_tsquery('simple', $2)", tenant_id, query, after, limit
+        )
+
+    async def _message_page(
+        self,
+        condition: str,
+        tenant_id: str,
+        arg: object,
+        after: tuple[datetime, int] | None,
+        limit: int,
+    ) -> list[Message]:
+        """One page of a tenant's messages matching ``condition`` (on ``$2`` = ``arg``),
+        newest first, keyset-paged before ``after``."""
         at, row_id = after if after else (None, None)
         rows = await self.pool.fetch(
             f"""
             SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
-            WHERE m.tenant_id = $1 AND m.search @@ websearch_to_tsquery('simple', $2)
+            WHERE m.tenant_id = $1 AND {condition}
               AND ($3::timestamptz IS NULL OR (m.occurred_at, m.id) < ($3, $4))
             ORDER BY m.occurred_at DESC, m.id DESC LIMIT $5
-            """,  # noqa: S608
+            """,  # noqa: S608 - condition is one of this class's constants
             tenant_id,
-            query,
+            arg,
             at,
             row_id,
             limit,
