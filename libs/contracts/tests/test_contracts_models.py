@@ -272,14 +272,14 @@ def test_exported_schema_accepts_what_a_non_python_publisher_sends():
 
 
 def test_the_relays_copies_never_fill_anything_up():
-    """The relay's queues exist relay or not: bounded, dropping the oldest, never
-    dead-lettering into the poison queue nor refusing the publishers."""
+    """The relay's queues (declared by the relay alone) are bounded, dropping the
+    oldest, never dead-lettering into the poison queue nor refusing the publishers."""
     for name in (topology.QUEUE_RELAY_EVENTS, topology.QUEUE_RELAY_INBOUND):
-        args = next(q.arguments for q in topology.ALL_QUEUES if q.name == name)
+        args = next(q.arguments for q in topology.RELAY_QUEUES if q.name == name)
         assert "x-dead-letter-exchange" not in args
         assert args.get("x-overflow") != "reject-publish"
         assert args["x-message-ttl"] <= 24 * 3600 * 1000
         assert args["x-max-length"] > 0
-    bound = {(b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS}
+    bound = {(b.queue, b.exchange, b.routing_key) for b in topology.RELAY_BINDINGS}
     assert (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#") in bound
     assert (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#") in bound

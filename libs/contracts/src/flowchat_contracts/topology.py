@@ -76,7 +76,10 @@ __all__ = [
     "QUEUE_RELAY_EVENTS",
     "QUEUE_RELAY_INBOUND",
     "QUEUE_SENDER_EVENTS",
+    "QUEUE_SPECS",
     "QUEUE_STATE_STATUS",
+    "RELAY_BINDINGS",
+    "RELAY_QUEUES",
     "RETIRED_BINDINGS",
     "RETRY_TIERS",
     "SENDER_EVENT_FIELDS",
@@ -237,8 +240,9 @@ def _work_queue(delivery_limit: int, dead_letter_queue: str) -> dict[str, Any]:
     }
 
 
-#: The relay's copies of inbound messages and events. They exist wherever the topology
-#: is declared, relay running or not, so they must never fill anything up: a day old
+#: The relay's copies of inbound messages and events, declared by the relay alone (like
+#: the inbox's): where no relay is deployed, no copy of every message is made. While a
+#: relay is down they must still never fill anything up: a day old
 #: (past a webhook's retry window) or past a million messages, the oldest are dropped —
 #: no dead-lettering, which would flood ``flowchat.poison`` with copies nobody wanted,
 #: and never ``reject-publish``, which would refuse the gateway's own publishes. The
@@ -264,8 +268,6 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
         QUEUE_SENDER_EVENTS,
         {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-message-ttl": 24 * 3600 * 1000},
     ),
-    QueueSpec(QUEUE_RELAY_EVENTS, dict(_RELAY_COPY)),
-    QueueSpec(QUEUE_RELAY_INBOUND, dict(_RELAY_COPY)),
     *(tier.spec() for tier in RETRY_TIERS),
     *(tier.spec() for tier in BULK_RETRY_TIERS),
 )
@@ -277,8 +279,6 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
-    BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS),
-    BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
 )
 
 #: The inbox's own queue and bindings, declared by the inbox alone (not by every
@@ -294,6 +294,18 @@ INBOX_BINDINGS: tuple[BindingSpec, ...] = (
     *(BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{s}") for s in INBOX_STATUS_KEYS),
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{HANDOFF_REQUESTED}"),
 )
+
+#: The relay's own queues and bindings, declared by the relay alone (see ``_RELAY_COPY``).
+RELAY_QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(QUEUE_RELAY_EVENTS, dict(_RELAY_COPY)),
+    QueueSpec(QUEUE_RELAY_INBOUND, dict(_RELAY_COPY)),
+)
+RELAY_BINDINGS: tuple[BindingSpec, ...] = (
+    BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS),
+    BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
+)
+#: Every queue a consumer may declare: the platform's, and the opt-in services' own.
+QUEUE_SPECS: tuple[QueueSpec, ...] = (*ALL_QUEUES, *INBOX_QUEUES, *RELAY_QUEUES)
 
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one
 #: that is not there is a no-op): ``whatsapp.outbound`` once took every key (``#``),

@@ -56,6 +56,7 @@ __all__ = [
     "HEADER_REASON",
     "PERSISTENT",
     "Amqp",
+    "declare_own_queues",
     "declare_topology",
     "encode",
     "loads",
@@ -424,7 +425,7 @@ class _Consumer(Generic[T]):
     async def start(self, conn: AbstractRobustConnection) -> None:
         self._channel = await conn.channel()
         await self._channel.set_qos(prefetch_count=self.prefetch)
-        spec = next((q for q in topology.ALL_QUEUES if q.name == self.queue_name), None)
+        spec = next((q for q in topology.QUEUE_SPECS if q.name == self.queue_name), None)
         if spec is not None:
             self._queue = await self._channel.declare_queue(
                 spec.name, durable=True, arguments=spec.arguments
@@ -734,6 +735,23 @@ async def declare_topology(channel: AbstractChannel) -> None:
         await queues[b.queue].bind(exchanges[b.exchange], b.routing_key)
     for b in topology.RETIRED_BINDINGS:
         await queues[b.queue].unbind(exchanges[b.exchange], b.routing_key)
+
+
+async def declare_own_queues(
+    url: str, queues: tuple[topology.QueueSpec, ...], bindings: tuple[topology.BindingSpec, ...]
+) -> None:
+    """Declare an opt-in service's own queues and bindings (the inbox's, the relay's):
+    only that service declares them, so nothing is copied where it is not deployed."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        for spec in queues:
+            await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        for b in bindings:
+            queue = await channel.get_queue(b.queue, ensure=False)
+            await queue.bind(b.exchange, b.routing_key)
+    finally:
+        await connection.close()
 
 
 def loads(body: bytes) -> Any:

@@ -23,7 +23,7 @@ from flowchat_contracts import topology
 from flowchat_inbox import SCHEMA, SERVICE, metrics
 from flowchat_inbox.authz import ApiKeyAuthoriser
 from flowchat_inbox.batching import Batcher
-from flowchat_inbox.broker import AmqpPublisher, declare_inbox_queue
+from flowchat_inbox.broker import AmqpPublisher
 from flowchat_inbox.consumer import HISTORY_ITEM, HistoryConsumer
 from flowchat_inbox.deps import Runtime
 from flowchat_inbox.errors import Refused
@@ -32,7 +32,7 @@ from flowchat_inbox.repository import Repository
 from flowchat_inbox.routes import conversations_router, stream_router, threads_router
 from flowchat_inbox.service import HistoryService
 from flowchat_inbox.settings import Settings
-from flowchat_platform.amqp import Amqp
+from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
             history, runtime.live, workers=settings.batch_workers, max_batch=settings.max_batch
         )
         await amqp.connect()
-        await declare_inbox_queue(settings.amqp_url)
+        await declare_own_queues(settings.amqp_url, topology.INBOX_QUEUES, topology.INBOX_BINDINGS)
         runtime.history = history
         runtime.inbox = InboxService(
             repository,

@@ -4,25 +4,8 @@
 
 from __future__ import annotations
 
-import aio_pika
-
 from flowchat_contracts import HandoffRequested, HandoffResolved, OutboundCommand, topology
 from flowchat_platform.amqp import Amqp
-
-
-async def declare_inbox_queue(url: str) -> None:
-    """Declare ``inbox.history`` and its bindings (``topology.INBOX_QUEUES`` and
-    ``INBOX_BINDINGS``): the inbox alone declares them, before it consumes."""
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel()
-        for spec in topology.INBOX_QUEUES:
-            await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
-        for b in topology.INBOX_BINDINGS:
-            queue = await channel.get_queue(b.queue, ensure=False)
-            await queue.bind(b.exchange, b.routing_key)
-    finally:
-        await connection.close()
 
 
 class AmqpPublisher:

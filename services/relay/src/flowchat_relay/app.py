@@ -20,7 +20,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 
 from flowchat_contracts import topology
-from flowchat_platform.amqp import Amqp
+from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
@@ -108,6 +108,7 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
         runtime.deliveries = repository
         runtime.dispatcher = dispatcher
         await amqp.connect()
+        await declare_own_queues(settings.amqp_url, topology.RELAY_QUEUES, topology.RELAY_BINDINGS)
         bg.start("dispatcher", dispatcher.run())
         bg.start("gauges", gauge_loop(repository, settings))
         consumer = RelayConsumer(intake)
