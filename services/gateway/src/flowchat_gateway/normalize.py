@@ -64,6 +64,7 @@ from flowchat_contracts import (
     StatusUpdate,
     twilio_codes,
 )
+from flowchat_contracts.models import BSUID_PATTERN, WA_ID_PATTERN
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 
 Inbound = InboundMessage | InboundMessageV2
@@ -71,8 +72,8 @@ Event = InboundMessage | InboundMessageV2 | StatusUpdate | BusinessEvent
 
 #: Meta webhook fields published under another (older) field name consumers know.
 FIELD_ALIASES: Mapping[str, str] = {"user_preferences": "user_marketing_preferences"}
-_BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
-_PHONE = re.compile(r"^\+?[1-9][0-9]{6,14}$")
+_BSUID = re.compile(BSUID_PATTERN)
+_PHONE = re.compile(WA_ID_PATTERN)
 
 INBOUND_TYPES: frozenset[str] = frozenset(get_args(InboundType))
 PROVIDER_STATUSES: frozenset[str] = frozenset(get_args(ProviderStatus))
