@@ -744,6 +744,7 @@ def status_from_twilio(
         errors.append(
             ProviderError(code=int(code), title=title, message=text, details=text or title)
         )
+    recipient = twilio_wa_id(form.get("To"))
     update = StatusUpdate(
         tenant_id=account.tenant_id,
         account_id=account.account_id,
@@ -752,8 +753,8 @@ def status_from_twilio(
         provider_message_id=sid,
         status=status,
         timestamp=received_at,
-        recipient_id=twilio_wa_id(form.get("To")) or None,
-        customer=_twilio_identity(twilio_wa_id(form.get("To")), form),
+        recipient_id=recipient or None,
+        customer=_twilio_identity(recipient, form),
         errors=errors,
     )
     event = with_stable_id(update)
