@@ -443,3 +443,20 @@ def with_port(url: str, port: int) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     host = f"127.0.0.1:{port}"
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+class ToGateway(httpx.BaseTransport):
+    """Sends every request pywa addresses to graph.facebook.com to the gateway instead."""
+
+    def __init__(self, base: str) -> None:
+        self._base = httpx.URL(base)
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        base = self._base
+        request.url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
+        request.headers["host"] = f"{base.host}:{base.port}"
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()

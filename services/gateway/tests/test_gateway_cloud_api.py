@@ -26,6 +26,7 @@ from gateway_testkit import (
     SERVICE_TOKEN,
     Broker,
     TenantStub,
+    ToGateway,
     gateway_settings,
     running_gateway,
 )
@@ -50,23 +51,6 @@ KEY_B = "fc_live_tenant_b_send_0123456789"
 CUSTOMER = "4915112345678"
 PNG = bytes.fromhex("89504e470d0a1a0a") + b"\0" * 64
 T = TypeVar("T")
-
-
-class ToGateway(httpx.BaseTransport):
-    """Sends every request pywa addresses to graph.facebook.com to the gateway instead."""
-
-    def __init__(self, base: str) -> None:
-        self._base = httpx.URL(base)
-        self._inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        base = self._base
-        request.url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
-        request.headers["host"] = f"{base.host}:{base.port}"
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -16,7 +16,7 @@ import secrets
 
 import httpx
 import pytest
-from gateway_testkit import SERVICE_TOKEN, Broker, TenantStub, gateway_settings
+from gateway_testkit import SERVICE_TOKEN, Broker, TenantStub, ToGateway, gateway_settings
 from pywa.client import WhatsApp
 
 from flowchat_contracts import topology
@@ -33,21 +33,6 @@ pytestmark = pytest.mark.integration
 KEY = "fc_live_tenant_a_send_e2e_0123456789"
 CUSTOMER = "4915112345678"
 PNG = bytes.fromhex("89504e470d0a1a0a") + b"\0" * 64
-
-
-class ToGateway(httpx.BaseTransport):
-    def __init__(self, base: str) -> None:
-        self._base = httpx.URL(base)
-        self._inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        base = self._base
-        request.url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
-        request.headers["host"] = f"{base.host}:{base.port}"
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 async def test_statuses_name_the_message_by_the_id_pywa_was_given(

@@ -32,18 +32,17 @@ Provider = Literal["meta", "twilio"]
 MessageCategory = Literal["marketing", "utility", "authentication", "service"]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 #: A WhatsApp id: the recipient's phone number in international format, digits only.
-WaId = Annotated[str, StringConstraints(pattern=r"^\+?[1-9][0-9]{6,14}$")]
+WA_ID_PATTERN = r"^\+?[1-9][0-9]{6,14}$"
+WaId = Annotated[str, StringConstraints(pattern=WA_ID_PATTERN)]
 #: A business-scoped user id (BSUID): ``CC.<alphanumerics>`` (CC the ISO 3166 country),
 #: or a parent BSUID ``CC.ENT.<alphanumerics>``. Meta sends it for every user since 2026,
 #: and instead of the phone number when the user hides it behind a username.
-Bsuid = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")]
 BSUID_PATTERN = r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$"
+Bsuid = Annotated[str, StringConstraints(pattern=BSUID_PATTERN)]
 #: Whom a message goes to: a phone number (WhatsApp id) or a BSUID. The sender
 #: addresses a BSUID with Meta's ``recipient`` field and a phone number with ``to``.
-CustomerId = Annotated[
-    str,
-    StringConstraints(pattern=r"^(\+?[1-9][0-9]{6,14}|[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128})$"),
-]
+CUSTOMER_ID_PATTERN = f"^({WA_ID_PATTERN[1:-1]}|{BSUID_PATTERN[1:-1]})$"
+CustomerId = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN)]
 
 
 def is_bsuid(customer_id: str) -> bool:

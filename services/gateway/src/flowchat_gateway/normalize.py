@@ -64,6 +64,7 @@ from flowchat_contracts import (
     StatusUpdate,
     twilio_codes,
 )
+from flowchat_contracts.models import BSUID_PATTERN, WA_ID_PATTERN
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 
 Inbound = InboundMessage | InboundMessageV2
@@ -71,8 +72,8 @@ Event = InboundMessage | InboundMessageV2 | StatusUpdate | BusinessEvent
 
 #: Meta webhook fields published under another (older) field name consumers know.
 FIELD_ALIASES: Mapping[str, str] = {"user_preferences": "user_marketing_preferences"}
-_BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
-_PHONE = re.compile(r"^\+?[1-9][0-9]{6,14}$")
+_BSUID = re.compile(BSUID_PATTERN)
+_PHONE = re.compile(WA_ID_PATTERN)
 
 INBOUND_TYPES: frozenset[str] = frozenset(get_args(InboundType))
 PROVIDER_STATUSES: frozenset[str] = frozenset(get_args(ProviderStatus))
@@ -743,6 +744,7 @@ def status_from_twilio(
         errors.append(
             ProviderError(code=int(code), title=title, message=text, details=text or title)
         )
+    recipient = twilio_wa_id(form.get("To"))
     update = StatusUpdate(
         tenant_id=account.tenant_id,
         account_id=account.account_id,
@@ -751,8 +753,8 @@ def status_from_twilio(
         provider_message_id=sid,
         status=status,
         timestamp=received_at,
-        recipient_id=twilio_wa_id(form.get("To")) or None,
-        customer=_twilio_identity(twilio_wa_id(form.get("To")), form),
+        recipient_id=recipient or None,
+        customer=_twilio_identity(recipient, form),
         errors=errors,
     )
     event = with_stable_id(update)
