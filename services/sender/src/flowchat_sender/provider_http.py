@@ -84,11 +84,9 @@ class HttpAdapter(ABC):
         url, data, headers = self.request(account, command)
         provider = self.name
         try:
-            async with self._session.post(
-                url, data=data, headers=headers, timeout=self._timeout
-            ) as response:
-                raw = await response.read()
-                status = response.status
+            status, raw = await request(
+                self._session, "POST", url, data=data, headers=headers, timeout=self._timeout
+            )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             return network_failure(provider, exc)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -22,9 +22,10 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
 from flowchat_contracts import StatusEvent, topology
+from flowchat_platform import http
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
-from flowchat_platform.http import Readiness, build_app, error_body
+from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
@@ -53,10 +54,15 @@ QUERY_ERRORS: dict[type[QueryError], tuple[int, str]] = {
 }
 
 
+def to_api_error(_: Request | None, exc: QueryError) -> ApiError:
+    """A refused query as the API answers it (the platform's one handler, ``handle_errors``)."""
+    status, code = QUERY_ERRORS[type(exc)]
+    return ApiError(status, code, str(exc))
+
+
 def error_response(exc: QueryError) -> JSONResponse:
     """The one error body for a refused query."""
-    status, code = QUERY_ERRORS[type(exc)]
-    return JSONResponse(error_body(code, str(exc)), status_code=status)
+    return http.error_response(to_api_error(None, exc))
 
 
 def event_publisher(amqp: Amqp) -> Publish:
@@ -145,11 +151,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="FlowChat state-manager",
     )
     app.state.runtime = runtime
-
-    @app.exception_handler(QueryError)
-    async def query_error(_: Request, exc: QueryError) -> JSONResponse:
-        return error_response(exc)
-
+    handle_errors(app, QueryError, to_api_error)
     app.include_router(router)
     return app
 

@@ -60,6 +60,7 @@ from flowchat_tenant.records import Fields, StoredUser, UserSession
 from flowchat_tenant.tokens import (
     ONE_TIME_PREFIX,
     SESSION_PREFIX,
+    AccessClaims,
     AccessTokens,
     Passwords,
     opaque_token,
@@ -463,8 +464,9 @@ class IdentityService:
                 return
         raise Unauthenticated("unknown session", code="session_ended")
 
-    async def _session_of(self, token: str) -> UserSession | None:
-        """The live session behind a valid access token whose user may act now."""
+    async def _session_of(self, token: str) -> tuple[UserSession, AccessClaims] | None:
+        """The live session behind a valid access token whose user may act now, with the
+        token's claims (checked once)."""
         claims = self._tokens.check(token)
         if claims is None:
             return None
@@ -477,15 +479,16 @@ class IdentityService:
             or session.user.token_version != claims.token_version
         ):
             return None
-        return session
+        return session, claims
 
     async def authenticate_user(
         self, token: str, *, ip: str | None, user_agent: str | None
     ) -> Principal | None:
         """The principal of an access token used on the public API (None if dead)."""
-        session = await self._session_of(token)
-        if session is None:
+        found = await self._session_of(token)
+        if found is None:
             return None
+        session, _ = found
         user = session.user
         return Principal(
             operator=user.role == "operator",
@@ -500,11 +503,10 @@ class IdentityService:
 
     async def resolve(self, token: str) -> UserIdentity | None:
         """For the other services: who is behind an access token (None if dead)."""
-        session = await self._session_of(token)
-        if session is None:
+        found = await self._session_of(token)
+        if found is None:
             return None
-        claims = self._tokens.check(token)
-        assert claims is not None
+        session, claims = found
         return UserIdentity(
             user_id=session.user.id,
             tenant_id=session.user.tenant_id,
