@@ -65,7 +65,7 @@ def stack_env(
         redis_url=redis_url,
         secrets=stack_script.new_secrets(),
         log_level=log_level,
-        extra={**stack_script.wiring_env(ports), **(extra or {})},
+        extra={**stack_script.LOCAL_SETTINGS, **stack_script.wiring_env(ports), **(extra or {})},
     )
 
 
