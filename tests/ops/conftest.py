@@ -46,7 +46,16 @@ DEPLOY = ROOT / "deploy"
 OPS_REDIS_URL = os.environ.get("FLOWCHAT_OPS_REDIS_URL")
 #: An account id no tenant registered, published by a (careless) publisher.
 UNKNOWN = "acc_ops_nobody_registered"
-SERVICES = ("gateway", "tenant", "conversation", "sender", "state-manager", "sandbox")
+SERVICES = (
+    "gateway",
+    "tenant",
+    "conversation",
+    "sender",
+    "state-manager",
+    "relay",
+    "inbox",
+    "sandbox",
+)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
