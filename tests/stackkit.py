@@ -141,7 +141,7 @@ class ProcessStack:
                 stderr=subprocess.STDOUT,
             )
 
-    def start(self, timeout_s: float = 60) -> None:
+    def start(self, timeout_s: float = 120) -> None:
         """Start every service and wait until each is ready; on failure stop them all."""
         try:
             for name in self.names:
