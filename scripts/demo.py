@@ -8,12 +8,20 @@ conversation service gets a catalog, and then a customer writes through the sand
 whose signed webhooks reach the gateway. The transcript and each bot message's
 final status (from the state-manager) are printed.
 
+The tenant also plugs its own systems in: a small webhook receiver on loopback is
+registered with the relay (every event type, the ``flowchat`` format, each delivery's
+Standard Webhooks signature checked) and the events it received are printed beside the
+transcript. The demo ends with a hand-off: the customer asks for a person, a demo agent
+(the tenant's admin API key acting as ``X-Agent-ID: demo-agent`` in the inbox) claims
+the conversation, replies and resolves it, and the bot answers the customer again.
+
 Reads the stack's URLs and secrets from the environment (``.run/stack.env``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import sys
@@ -23,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,11 +104,85 @@ class Line:
     status: str | None = None
 
 
+#: The customer's side of the hand-off, after the order: asks for a person, writes
+#: while waiting; then (after the agent resolved) the bot answers again.
+HANDOFF_ASK = "agent"
+HANDOFF_WAITING = "Can someone check if the cement can come on Saturday?"
+AGENT_ID = "demo-agent"
+AGENT_REPLY = "Hi Ada, this is Sam from Acme. Yes, Saturday morning works: it's booked."
+BACK_TO_BOT = "Hi"
+
+
+@dataclass
+class Received:
+    """One delivery the tenant's endpoint received."""
+
+    event: dict[str, Any]
+    verified: bool
+
+
+@dataclass
+class Receiver:
+    """The tenant's own webhook endpoint: an HTTP server on loopback that keeps every
+    event the relay delivers and checks its Standard Webhooks signature."""
+
+    secret: str | None = None
+    received: list[Received] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/flowchat-events", self.handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}/flowchat-events"
+        return self.url
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.received.append(Received(json.loads(body), self.verify(body, request)))
+        return web.Response(status=204)
+
+    def verify(self, body: bytes, request: web.Request) -> bool:
+        if self.secret is None:
+            return False
+        try:
+            from standardwebhooks import Webhook  # the dev group has it
+        except ImportError:
+            return False
+        try:
+            Webhook(self.secret).verify(body, dict(request.headers))
+        except Exception:  # noqa: BLE001 - any failure means "not verified"
+            return False
+        return True
+
+    async def settled(self, at_least: int, timeout_s: float = 20, quiet_s: float = 1.5) -> None:
+        """Wait until ``at_least`` events arrived and none came for ``quiet_s``."""
+        deadline = time.monotonic() + timeout_s
+        seen, since = len(self.received), time.monotonic()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            if len(self.received) != seen:
+                seen, since = len(self.received), time.monotonic()
+            elif seen >= at_least and time.monotonic() - since > quiet_s:
+                return
+
+
 @dataclass
 class Demo:
     env: dict[str, str]
     session: aiohttp.ClientSession
     lines: list[Line] = field(default_factory=list)
+    #: Where the hand-off begins in ``lines`` (None: no hand-off played).
+    handoff_at: int | None = None
 
     def url(self, name: str) -> str:
         return self.env[f"FLOWCHAT_{name}_URL"].rstrip("/")
@@ -206,7 +289,10 @@ class Demo:
     async def bot_messages(self, seeded: Seeded) -> list[dict[str, Any]]:
         return [m for m in await self.transcript(seeded) if m.get("direction") == "outbound"]
 
-    async def customer_says(self, seeded: Seeded, payload: dict[str, Any], shown: str) -> None:
+    async def customer_says(
+        self, seeded: Seeded, payload: dict[str, Any], shown: str, *, answered: bool = True
+    ) -> None:
+        """The customer writes; then (``answered``) wait for the bot's reply."""
         before = len(await self.bot_messages(seeded))
         self.lines.append(Line("customer", shown))
         await self.call(
@@ -214,21 +300,26 @@ class Demo:
             f"{self.url('SANDBOX')}/sandbox/customers/{seeded.customer}/messages",
             json={"phone_number_id": seeded.phone_number_id, "name": "Ada", **payload},
         )
+        if answered:
+            await self.replies(seeded, before, "bot", f"after {shown!r}")
+
+    async def replies(self, seeded: Seeded, before: int, who: str, what: str) -> None:
+        """Wait for the business's messages after the first ``before`` and add them as
+        ``who``'s lines (a reply may come in several messages: until they stop coming)."""
         deadline = time.monotonic() + 15
         seen, settled_at = before, time.monotonic()
         while time.monotonic() < deadline:
-            bot = await self.bot_messages(seeded)
-            if len(bot) != seen:
-                seen, settled_at = len(bot), time.monotonic()
+            sent = await self.bot_messages(seeded)
+            if len(sent) != seen:
+                seen, settled_at = len(sent), time.monotonic()
             elif seen > before and time.monotonic() - settled_at > 0.6:
-                # a reply may come in several messages: wait until they stop coming
-                for message in bot[before:]:
+                for message in sent[before:]:
                     self.lines.append(
-                        Line("bot", render(message["message"]), wamid=message.get("wamid"))
+                        Line(who, render(message["message"]), wamid=message.get("wamid"))
                     )
                 return
             await asyncio.sleep(0.1)
-        raise SystemExit(f"no reply from the bot within 15 s after {shown!r}")
+        raise SystemExit(f"no message from the {who} within 15 s {what}")
 
     async def play(self, seeded: Seeded, script: list[tuple[str, str]] = SCRIPT) -> None:
         for kind, value in script:
@@ -249,6 +340,77 @@ class Demo:
             key = "list_reply" if kind == "list" else "button_reply"
             await self.customer_says(seeded, {key: choice}, f"[{choice['title']}]")
 
+    # ------------------------------------------------------------------ plugging in
+
+    async def subscribe(self, seeded: Seeded, url: str) -> dict[str, Any]:
+        """Register ``url`` with the relay for every event type; the answer carries the
+        signing secret (shown this once)."""
+        admin = self.bearer(seeded.api_key)
+        relay = self.url("RELAY")
+        types = await self.call("GET", f"{relay}/v1/event-types", headers=admin)
+        endpoint: dict[str, Any] = await self.call(
+            "POST",
+            f"{relay}/v1/endpoints",
+            headers=admin,
+            json={
+                "url": url,
+                "description": "the demo's receiver",
+                "event_types": types["items"],
+                "format": "flowchat",
+            },
+        )
+        return endpoint
+
+    # ------------------------------------------------------------------ the hand-off
+
+    async def hand_off(self, seeded: Seeded) -> None:
+        """The customer asks for a person; the demo agent claims the conversation in the
+        inbox, replies and resolves it; the customer's next message is the bot's again."""
+        self.handoff_at = len(self.lines)
+        await self.customer_says(seeded, {"text": HANDOFF_ASK}, HANDOFF_ASK)
+        await self.customer_says(seeded, {"text": HANDOFF_WAITING}, HANDOFF_WAITING, answered=False)
+        agent = {**self.bearer(seeded.api_key), "X-Agent-ID": AGENT_ID}
+        inbox = self.url("INBOX")
+        conversation = await self.waiting_conversation(seeded, inbox, agent)
+        url = f"{inbox}/v1/conversations/{conversation['id']}"
+        await self.call("POST", f"{url}/claim", headers=agent)
+        self.lines.append(Line("note", f"{AGENT_ID} claimed the conversation in the inbox"))
+        before = len(await self.bot_messages(seeded))
+        await self.call(
+            "POST",
+            f"{url}/messages",
+            headers=agent,
+            json={
+                "content": {"type": "text", "body": AGENT_REPLY},
+                "idempotency_key": f"demo-{conversation['id']}-1",
+            },
+        )
+        await self.replies(seeded, before, "agent", "after the agent's reply")
+        before = len(await self.bot_messages(seeded))
+        await self.call("POST", f"{url}/resolve", headers=agent)
+        self.lines.append(Line("note", f"{AGENT_ID} resolved the conversation"))
+        await self.replies(seeded, before, "bot", "after the agent resolved")
+        await self.customer_says(seeded, {"text": BACK_TO_BOT}, BACK_TO_BOT)
+
+    async def waiting_conversation(
+        self, seeded: Seeded, inbox: str, agent: dict[str, str], timeout_s: float = 15
+    ) -> dict[str, Any]:
+        """The customer's waiting conversation in the inbox, once the inbox opened it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            page = await self.call(
+                "GET", f"{inbox}/v1/conversations", params={"view": "waiting"}, headers=agent
+            )
+            for item in page["items"]:
+                thread = await self.call(
+                    "GET", f"{inbox}/v1/threads/{item['thread_id']}", headers=agent
+                )
+                if thread["wa_id"] == seeded.customer:
+                    found: dict[str, Any] = item
+                    return found
+            await asyncio.sleep(0.2)
+        raise SystemExit(f"the inbox opened no waiting conversation within {timeout_s:.0f} s")
+
     async def final_statuses(
         self, seeded: Seeded, want: str = "read", timeout_s: float = 20
     ) -> None:
@@ -258,7 +420,7 @@ class Demo:
         }
         deadline = time.monotonic() + timeout_s
         for line in self.lines:
-            if line.who != "bot" or not line.wamid:
+            if line.who not in ("bot", "agent") or not line.wamid:
                 continue
             while True:
                 async with self.session.get(
@@ -304,25 +466,124 @@ def find_choice(message: dict[str, Any], kind: str, title: str) -> dict[str, str
     return None
 
 
-def print_transcript(lines: list[Line]) -> None:
+def print_transcript(
+    lines: list[Line], handoff_at: int | None = None, received: list[Received] | None = None
+) -> None:
+    """The chat; with ``received``, under each message the webhook events the tenant's
+    endpoint got for it (``message.received`` for the customer's, the ``message.status``
+    changes for the business's), and the other events after the chat."""
+    events = Events(received or [])
     print("\n=== FlowChat demo: a customer chats with Acme Hardware ===\n")
-    for line in lines:
-        who = "customer" if line.who == "customer" else "bot     "
+    for i, line in enumerate(lines):
+        if i == handoff_at:
+            print("\n--- hand-off: the customer asks for a person ---\n")
+        if line.who == "note":
+            print(f"         · {line.text}")
+            continue
         first, *rest = line.text.splitlines() or [""]
         status = f"   [{line.status}]" if line.status else ""
-        print(f"{who} │ {first}{status}")
+        print(f"{line.who:8} │ {first}{status}")
         for more in rest:
             print(f"         │ {more}")
+        if received is not None:
+            print(f"         ⤷ webhook: {events.beside(line)}")
+    if received is not None and events.rest():
+        print("\nother events:")
+        for r in events.rest():
+            print(f"         ⤷ webhook: {r.event.get('type')} {describe(r.event)} {mark(r)}")
     print()
 
 
-async def run_demo(env: dict[str, str]) -> list[Line]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-        demo = Demo(env, session)
-        seeded = await demo.seed()
-        await demo.play(seeded)
-        await demo.final_statuses(seeded)
-        return demo.lines
+def mark(r: Received) -> str:
+    return "✓ signed" if r.verified else "✗ SIGNATURE NOT VERIFIED"
+
+
+def describe(event: dict[str, Any]) -> str:
+    """The data of an event other than a message's (hand-offs, orders…) in a few words."""
+    data = event.get("data") or {}
+    shown = {k: v for k, v in data.items() if isinstance(v, str | int | float) and k != "text"}
+    return ", ".join(f"{k}={v}" for k, v in list(shown.items())[:4])[:80]
+
+
+class Events:
+    """The endpoint's deliveries, matched to the transcript's lines."""
+
+    def __init__(self, received: list[Received]) -> None:
+        ordered = sorted(received, key=lambda r: r.event.get("sequence") or 0)
+        self.inbound = [r for r in ordered if r.event.get("type") == "message.received"]
+        self.statuses: dict[str, list[Received]] = {}
+        self.used: set[int] = {id(r) for r in self.inbound}
+        for r in ordered:
+            if r.event.get("type") == "message.status":
+                data = r.event.get("data") or {}
+                wamid = str(data.get("provider_message_id") or data.get("message_id"))
+                self.statuses.setdefault(wamid, []).append(r)
+                self.used.add(id(r))
+        self.all = received
+        self.customer_lines = 0
+
+    def beside(self, line: Line) -> str:
+        if line.who == "customer":
+            k, self.customer_lines = self.customer_lines, self.customer_lines + 1
+            if k >= len(self.inbound):
+                return "(no message.received)"
+            r = self.inbound[k]
+            return f"message.received #{r.event.get('sequence')} {mark(r)}"
+        got = self.statuses.get(line.wamid or "", [])
+        if not got:
+            return "(no message.status)"
+        chain = " → ".join(str((r.event.get("data") or {}).get("status")) for r in got)
+        ok = all(r.verified for r in got)
+        return f"message.status {chain} {'✓ signed' if ok else '✗ SIGNATURE NOT VERIFIED'}"
+
+    def rest(self) -> list[Received]:
+        return [r for r in self.all if id(r) not in self.used]
+
+
+def print_events_summary(received: list[Received], url: str) -> None:
+    by_type: dict[str, int] = {}
+    for r in received:
+        kind = str(r.event.get("type", "?"))
+        by_type[kind] = by_type.get(kind, 0) + 1
+    summary = ", ".join(f"{n} {t}" for t, n in sorted(by_type.items()))
+    verified = sum(r.verified for r in received)
+    print(
+        f"The tenant's endpoint {url} received {len(received)} events ({summary}); "
+        f"{verified} verified with the standardwebhooks package."
+    )
+
+
+@dataclass
+class Run:
+    """What ``run_demo`` played: the transcript, where its hand-off begins, and what the
+    tenant's endpoint received."""
+
+    lines: list[Line]
+    handoff_at: int | None
+    received: list[Received]
+    endpoint_url: str
+
+
+async def run_demo(env: dict[str, str]) -> Run:
+    receiver = Receiver()
+    url = await receiver.start()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            demo = Demo(env, session)
+            seeded = await demo.seed()
+            endpoint = await demo.subscribe(seeded, url)
+            receiver.secret = endpoint["secret"]
+            await demo.play(seeded)
+            await demo.hand_off(seeded)
+            await demo.final_statuses(seeded)
+            # every customer message, and each business message's four statuses
+            # (accepted, sent, delivered, read)
+            said = sum(line.who == "customer" for line in demo.lines)
+            sent = sum(line.who in ("bot", "agent") for line in demo.lines)
+            await receiver.settled(said + 4 * sent)
+            return Run(demo.lines, demo.handoff_at, list(receiver.received), url)
+    finally:
+        await receiver.stop()
 
 
 def load_env(path: Path) -> dict[str, str]:
@@ -336,13 +597,18 @@ def load_env(path: Path) -> dict[str, str]:
 
 
 def main() -> int:
-    lines = asyncio.run(run_demo(load_env(ROOT / ".run" / "stack.env")))
-    print_transcript(lines)
-    bot = [line for line in lines if line.who == "bot"]
-    if not bot or any(line.status != "read" for line in bot):
-        print("some bot messages did not reach 'read'", file=sys.stderr)
+    run = asyncio.run(run_demo(load_env(ROOT / ".run" / "stack.env")))
+    print_transcript(run.lines, run.handoff_at, run.received)
+    print_events_summary(run.received, run.endpoint_url)
+    sent = [line for line in run.lines if line.who in ("bot", "agent")]
+    if not sent or any(line.status != "read" for line in sent):
+        print("some bot or agent messages did not reach 'read'", file=sys.stderr)
         return 1
-    print(f"{len(bot)} bot messages, all read.")
+    if not run.received or not all(r.verified for r in run.received):
+        print("the endpoint received no events, or some failed verification", file=sys.stderr)
+        return 1
+    agent = sum(line.who == "agent" for line in sent)
+    print(f"{len(sent) - agent} bot and {agent} agent messages, all read.")
     return 0
 
 

@@ -41,6 +41,8 @@ SERVICES = [
     ("state-manager", "flowchat_state_manager", 8704, "FLOWCHAT_STATE_MANAGER_"),
     # before the services it copies history from: history begins when it first runs
     ("inbox", "flowchat_inbox", 8707, "FLOWCHAT_INBOX_"),
+    # likewise: it declares (and binds) its own queues, so events exist for it from then on
+    ("relay", "flowchat_relay", 8706, "FLOWCHAT_RELAY_"),
     ("sender", "flowchat_sender", 8703, "FLOWCHAT_SENDER_"),
     ("conversation", "flowchat_conversation", 8702, "FLOWCHAT_CONVERSATION_"),
     ("gateway", "flowchat_gateway", 8700, "FLOWCHAT_GATEWAY_"),
@@ -296,6 +298,7 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
         "FLOWCHAT_CONVERSATION_URL": url["conversation"],
         "FLOWCHAT_SENDER_URL": url["sender"],
         "FLOWCHAT_INBOX_URL": url["inbox"],
+        "FLOWCHAT_RELAY_URL": url["relay"],
         "FLOWCHAT_SENDER_GRAPH_URL": url["sandbox"],
         "FLOWCHAT_SENDER_TWILIO_URL": url["sandbox"],
         "FLOWCHAT_TENANT_GRAPH_URL": url["sandbox"],
@@ -307,9 +310,16 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
+#: Settings of a stack on one machine (``make up`` and the test stacks), not of a
+#: deployment: webhook receivers run on loopback beside the relay (the demo's, the
+#: tests'), so the relay may deliver to private addresses (refused in production).
+LOCAL_SETTINGS = {"FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS": "true"}
+
+
 def stack_env() -> dict[str, str]:
     return {
         "FLOWCHAT_ENV": "development",
+        **LOCAL_SETTINGS,
         "AMQP_URL": f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/",
         "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{PG_PORT}/{DB_NAME}",

@@ -65,7 +65,7 @@ def stack_env(
         redis_url=redis_url,
         secrets=stack_script.new_secrets(),
         log_level=log_level,
-        extra={**stack_script.wiring_env(ports), **(extra or {})},
+        extra={**stack_script.LOCAL_SETTINGS, **stack_script.wiring_env(ports), **(extra or {})},
     )
 
 
@@ -141,7 +141,7 @@ class ProcessStack:
                 stderr=subprocess.STDOUT,
             )
 
-    def start(self, timeout_s: float = 60) -> None:
+    def start(self, timeout_s: float = 120) -> None:
         """Start every service and wait until each is ready; on failure stop them all."""
         try:
             for name in self.names:

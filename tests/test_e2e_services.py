@@ -104,6 +104,22 @@ def test_broker_down_at_start_reports_not_ready_without_crashing(tmp_path):
 def test_stack_script_lists_every_service_once(stack_script):
     names = [name for name, *_ in stack_script.SERVICES]
     assert sorted(names) == sorted(
-        ["gateway", "conversation", "sender", "tenant", "state-manager", "sandbox", "inbox"]
+        [
+            "gateway",
+            "conversation",
+            "sender",
+            "tenant",
+            "state-manager",
+            "sandbox",
+            "inbox",
+            "relay",
+        ]
     )
     assert len({port for _, _, port, _ in stack_script.SERVICES}) == len(names)
+
+
+def test_local_stacks_let_the_relay_deliver_to_loopback(stack_script, platform_stack):
+    """make up and the test stacks: webhook receivers run on loopback beside the relay."""
+    assert stack_script.LOCAL_SETTINGS == {"FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS": "true"}
+    assert platform_stack.env["FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS"] == "true"
+    assert platform_stack.env["FLOWCHAT_RELAY_URL"] == platform_stack.urls["relay"]

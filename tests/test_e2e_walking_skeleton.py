@@ -1,5 +1,7 @@
 """One conversation through the real system: sandbox → gateway → conversation → sender →
-sandbox, and statuses back through the gateway to the state-manager (the make demo path)."""
+sandbox, and statuses back through the gateway to the state-manager (the make demo path),
+with the tenant's webhook endpoint registered with the relay and a hand-off answered by
+an agent in the inbox at the end."""
 
 from __future__ import annotations
 
@@ -11,17 +13,46 @@ pytestmark = pytest.mark.e2e
 
 async def test_customer_greeting_is_answered_and_read(platform_stack, load_script):
     demo = load_script("demo")
-    lines = await demo.run_demo(platform_stack.env)
+    run = await demo.run_demo(platform_stack.env)
+    lines = run.lines
     customer = [line for line in lines if line.who == "customer"]
-    bot = [line for line in lines if line.who == "bot"]
+    sent = [line for line in lines if line.who in ("bot", "agent")]
+    bot = [line for line in sent if line.who == "bot"]
     assert customer[0].text == "Hi"
     assert bot, "the bot answered nothing"
     assert "Acme Hardware" in bot[0].text
-    assert all(line.wamid and line.wamid.startswith("wamid.") for line in bot)
-    assert [line.status for line in bot] == ["read"] * len(bot)
-    # every bot message went through the sender exactly once (sandbox ledger)
+    assert all(line.wamid and line.wamid.startswith("wamid.") for line in sent)
+    assert [line.status for line in sent] == ["read"] * len(sent)
+    # every business message went through the sender exactly once (sandbox ledger)
     async with httpx.AsyncClient(base_url=platform_stack.urls["sandbox"]) as client:
         ledger = (await client.get("/sandbox/messages")).json()
     entries = ledger.get("messages", ledger) if isinstance(ledger, dict) else ledger
     wamids = [entry["wamid"] for entry in entries]
-    assert sorted(wamids) == sorted(line.wamid for line in bot)
+    assert sorted(wamids) == sorted(line.wamid for line in sent)
+
+    # the hand-off: the agent's reply reached the customer, then the bot spoke again
+    assert run.handoff_at is not None
+    handoff = lines[run.handoff_at :]
+    assert [line.text for line in handoff if line.who == "agent"] == [demo.AGENT_REPLY]
+    after = handoff[[line.who for line in handoff].index("agent") + 1 :]
+    assert "assistant again" in next(line.text for line in after if line.who == "bot")
+    assert after[-1].who == "bot"
+    assert after[-2].who == "customer"
+
+    # the tenant's endpoint: one signed message.received per customer message, in order,
+    # and each business message's statuses up to read
+    assert run.received
+    assert all(r.verified for r in run.received)
+    events = [r.event for r in run.received]
+    inbound = sorted(
+        (e for e in events if e["type"] == "message.received"), key=lambda e: e["sequence"]
+    )
+    assert len(inbound) == len(customer)
+    assert inbound[0]["data"]["text"] == "Hi"
+    assert inbound[-1]["data"]["text"] == demo.BACK_TO_BOT
+    read = {
+        e["data"]["provider_message_id"]
+        for e in events
+        if e["type"] == "message.status" and e["data"]["status"] == "read"
+    }
+    assert read == {line.wamid for line in sent}

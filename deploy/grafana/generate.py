@@ -7,6 +7,7 @@ panels below, then run ``uv run python deploy/grafana/generate.py``;
 a running stack returns data for every query.
 
 Template variables: ``$tenant`` and ``$account`` (regex matchers, "All" is ``.*``).
+Rows (``row()``) are section headers: the panels after one belong to it.
 Queries over series that only exist once something happened (a DLQ reason, a
 signature failure) add ``or … * 0`` so an idle system shows 0 rather than "No data".
 """
@@ -53,6 +54,11 @@ def panel(
     }
 
 
+def row(title: str) -> dict[str, Any]:
+    """A row header: a section of the panels that follow it (no query of its own)."""
+    return {"type": "row", "title": title, "collapsed": False, "gridPos": {"w": 24, "h": 1}}
+
+
 def variable(name: str, query: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -73,14 +79,16 @@ def variable(name: str, query: str) -> dict[str, Any]:
 def dashboard(
     uid: str, title: str, panels: list[dict[str, Any]], variables: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    x = y = 0
+    x = y = height = 0
     laid = []
     for i, p in enumerate(panels, start=1):
-        w = p["gridPos"]["w"]
-        if x + w > 24:
-            x, y = 0, y + 8
+        w, h = p["gridPos"]["w"], p["gridPos"]["h"]
+        if x + w > 24 or p["type"] == "row":
+            x, y, height = 0, y + height, 0
         laid.append({**p, "id": i, "gridPos": {**p["gridPos"], "x": x, "y": y}})
-        x += w
+        x, height = x + w, max(height, h)
+        if p["type"] == "row":
+            x = 24  # the next panel starts a line below it
     return {
         "uid": uid,
         "title": title,
@@ -251,14 +259,154 @@ def overview() -> dict[str, Any]:
                 ),
                 unit="s",
             ),
+            *relay_row(),
+            *inbox_row(),
         ],
         [],
     )
 
 
+def relay_row() -> list[dict[str, Any]]:
+    """Tenants' webhooks (services/relay, issue 22)."""
+    deliveries = f"rate(flowchat_relay_deliveries_total[{RI}])"
+    latency = f"rate(flowchat_relay_delivery_seconds_bucket[{RI}])"
+    return [
+        row("Relay: tenants' webhooks"),
+        panel(
+            "Webhook deliveries / s by outcome",
+            (f"sum by (outcome) ({deliveries})", "{{outcome}}"),
+            unit="ops",
+            description=(
+                "Attempts: delivered (2xx), retry (3xx/4xx/5xx, no answer, timeout; retried "
+                "with backoff), failed (out of retries), gone (410: endpoint disabled), "
+                "unsafe (the endpoint's address is private at delivery)."
+            ),
+            width=8,
+        ),
+        panel(
+            "Webhook delivery latency",
+            *[
+                (
+                    f"histogram_quantile({q}, sum by (le) ({latency}))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.95)
+            ],
+            unit="s",
+            description="One attempt, from connect to the answer read (all endpoints).",
+            width=8,
+        ),
+        panel(
+            "Oldest undelivered event per endpoint",
+            ("max by (endpoint) (flowchat_relay_oldest_undelivered_seconds)", "{{endpoint}}"),
+            unit="s",
+            description=(
+                "Age of each endpoint's oldest event not yet delivered (0: caught up). "
+                "Growing: the endpoint is down, slow or refusing; its delivery log "
+                "(GET /v1/endpoints/{id}/deliveries) says why."
+            ),
+            width=8,
+        ),
+        panel(
+            "Endpoints disabled (last 24 h) by reason",
+            (
+                zero_if_none(
+                    "sum by (reason) (increase(flowchat_relay_endpoints_disabled_total[24h]))",
+                    "reason",
+                    "flowchat_relay_deliveries_total",
+                ),
+                "{{reason}}",
+            ),
+            kind="stat",
+            description="gone: the endpoint answered 410; failing: every delivery failed for "
+            "DISABLE_AFTER_S. A tenant re-enables it with PATCH enabled=true.",
+            width=8,
+        ),
+        panel(
+            "Events stored for delivery / s by type",
+            (
+                f"sum by (type) (rate(flowchat_relay_events_stored_total[{RI}]))",
+                "{{type}}",
+            ),
+            unit="ops",
+            description="Only events some enabled endpoint subscribes to are stored.",
+            width=8,
+        ),
+        panel(
+            "Relay intake queues (ready messages)",
+            (
+                'max by (queue) (flowchat_amqp_queue_messages{queue=~"relay\\\\..*"})',
+                "{{queue}}",
+            ),
+            width=8,
+        ),
+    ]
+
+
+def inbox_row() -> list[dict[str, Any]]:
+    """People answering customers (services/inbox, issue 23). The inbox's gauges are
+    across tenants today; ``by (tenant)`` splits them once they carry a tenant label."""
+    first = "flowchat_inbox_first_response_seconds_bucket"
+    return [
+        row("Inbox: hand-offs to people"),
+        panel(
+            "Customers waiting for a person",
+            ("max by (tenant) (flowchat_inbox_customers_waiting)", "waiting {{tenant}}"),
+            description="Open hand-offs no agent has answered yet.",
+            width=8,
+        ),
+        panel(
+            "Oldest wait",
+            ("max by (tenant) (flowchat_inbox_oldest_wait_seconds)", "oldest {{tenant}}"),
+            unit="s",
+            description="How long the longest-waiting customer has waited for a first reply.",
+            width=8,
+        ),
+        panel(
+            "First response time (last hour)",
+            *[
+                (
+                    f"histogram_quantile({q}, sum by (le) (increase({first}[1h])))",
+                    f"p{int(q * 100)}",
+                )
+                for q in (0.5, 0.95)
+            ],
+            unit="s",
+            description="From a hand-off to the first agent reply.",
+            width=8,
+        ),
+        panel(
+            "History ingest / s by kind",
+            (
+                f"sum by (kind, outcome) (rate(flowchat_inbox_ingested_total[{RI}]))",
+                "{{kind}} {{outcome}}",
+            ),
+            unit="ops",
+            description="Inbound, outbound, statuses and hand-offs copied from the queues.",
+            width=8,
+        ),
+        panel(
+            "Agents' actions (last hour)",
+            (
+                "sum by (action, outcome) (increase(flowchat_inbox_actions_total[1h]))",
+                "{{action}} {{outcome}}",
+            ),
+            kind="bargauge",
+            width=8,
+        ),
+        panel(
+            "Live-update streams open",
+            ("sum(flowchat_inbox_live_streams)", "streams"),
+            width=8,
+        ),
+    ]
+
+
 #: The broker's own per-queue series (rabbitmq_prometheus, /metrics/detailed with the
 #: queue_coarse_metrics and queue_consumer_count families): they outlive every consumer.
-FLOWCHAT_QUEUES = r"whatsapp\\..*|conversation\\..*|state-manager\\..*|flowchat\\..*"
+FLOWCHAT_QUEUES = (
+    r"whatsapp\\..*|conversation\\..*|state-manager\\..*|flowchat\\..*|relay\\..*|inbox\\..*"
+)
 BQ = f'queue=~"{FLOWCHAT_QUEUES}"'
 
 

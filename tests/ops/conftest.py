@@ -6,9 +6,11 @@ line: ``make test`` collects ``tests/`` and skips this folder. They need tools t
 ``ops`` dependency group (kubectl with kustomize, kubernetes-validate).
 
 ``ops_stack`` starts the whole platform once for the session and plays traffic through
-it (the demo conversation, a number health check, a forged webhook, a campaign command
-published straight to the queue as another language would) so that the metrics the
-dashboards and alerts use have samples.
+it (the demo conversation, ending with a hand-off answered by an agent in the inbox; the
+tenant's webhook endpoints registered with the relay, one taking every event and one
+answering 410 Gone, so disabled; a number health check, a forged webhook, a campaign
+command published straight to the queue as another language would) so that the metrics
+the dashboards and alerts use have samples.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ import os
 import secrets
 import shutil
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,16 @@ DEPLOY = ROOT / "deploy"
 OPS_REDIS_URL = os.environ.get("FLOWCHAT_OPS_REDIS_URL")
 #: An account id no tenant registered, published by a (careless) publisher.
 UNKNOWN = "acc_ops_nobody_registered"
-SERVICES = ("gateway", "tenant", "conversation", "sender", "state-manager", "sandbox")
+SERVICES = (
+    "gateway",
+    "tenant",
+    "conversation",
+    "sender",
+    "state-manager",
+    "relay",
+    "inbox",
+    "sandbox",
+)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -103,6 +117,34 @@ def scrape(url: str) -> str:
         return str(r.read().decode())
 
 
+class Receiver(BaseHTTPRequestHandler):
+    """The tenant's webhook endpoints, on loopback for the whole session: ``/ok`` takes
+    every delivery (204), ``/gone`` answers 410 (the relay disables it)."""
+
+    received: dict[str, int] = {"/ok": 0, "/gone": 0}
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.received[self.path] = self.received.get(self.path, 0) + 1
+        self.send_response(204 if self.path == "/ok" else 410)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class OpsStack:
     def __init__(self, stack: ProcessStack, seeded: dict[str, str]) -> None:
         self.stack = stack
@@ -113,13 +155,23 @@ class OpsStack:
         return {name: scrape(url) for name, url in self.urls.items()}
 
 
-async def play_traffic(stack: ProcessStack, demo_module: Any) -> dict[str, str]:
+async def play_traffic(stack: ProcessStack, demo_module: Any, receiver: str) -> dict[str, str]:
     env = stack.env
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
         demo = demo_module.Demo(env, session)
         seeded = await demo.seed()
+        await demo.subscribe(seeded, f"{receiver}/ok")
+        gone = await demo.subscribe(seeded, f"{receiver}/gone")
         await demo.play(seeded)
+        await demo.hand_off(seeded)
         await demo.final_statuses(seeded)
+        # the 410 endpoint is disabled at its first delivery
+        relay = f"{stack.urls['relay']}/v1/endpoints/{gone['id']}"
+        deadline = time.monotonic() + 20
+        while (await demo.call("GET", relay, headers=demo.bearer(seeded.api_key)))["enabled"]:
+            assert time.monotonic() < deadline, "the relay never disabled the 410 endpoint"
+            await asyncio.sleep(0.2)
+        assert Receiver.received["/ok"] > 0
         operator = {"Authorization": f"Bearer {env['FLOWCHAT_OPERATOR_KEY']}"}
         # a number health check: quality and token gauges per tenant and account
         async with session.post(
@@ -219,7 +271,9 @@ def _command(seeded: Any, to: str, category: str, text: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
+def ops_stack(
+    tmp_path_factory: pytest.TempPathFactory, webhook_receiver: str
+) -> Iterator[OpsStack]:
     database_url = asyncio.run(create_database())
     try:
         with (
@@ -233,10 +287,15 @@ def ops_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
                 amqp_url=amqp_url,
                 database_url=database_url,
                 redis_url=redis_url,
+                # gauges refreshed every second: they have values when Prometheus starts
+                service_env={
+                    "relay": {"FLOWCHAT_RELAY_GAUGE_INTERVAL_S": "1"},
+                    "inbox": {"FLOWCHAT_INBOX_GAUGE_INTERVAL_S": "1"},
+                },
             )
             stack.start()
             try:
-                seeded = asyncio.run(play_traffic(stack, load_script("demo")))
+                seeded = asyncio.run(play_traffic(stack, load_script("demo"), webhook_receiver))
                 yield OpsStack(stack, seeded)
             finally:
                 codes = stack.stop()

@@ -28,6 +28,8 @@ TARGETS = [*OVERLAYS, "helm"]
 KUBERNETES_VERSION = "1.30.0"
 SERVICES = {"gateway": 8700, "tenant": 8701, "conversation": 8702, "sender": 8703}
 SERVICES["state-manager"] = 8704
+SERVICES["relay"] = 8706
+SERVICES["inbox"] = 8707
 
 #: Custom resources have no schema in kubernetes-validate; these hold the fields
 #: FlowChat relies on (from the KEDA and RabbitMQ cluster operator CRDs).
@@ -312,7 +314,7 @@ def test_queue_workers_scale_on_their_queue_and_the_broker_is_a_cluster(overlay,
     assert "default_queue_type = quorum" in broker["spec"]["rabbitmq"]["additionalConfig"]
     job = by_kind(docs, "Job")["flowchat-migrate"]
     migrated = {c["name"] for c in job["spec"]["template"]["spec"]["containers"]}
-    assert migrated == {"tenant", "conversation", "state-manager"}
+    assert migrated == {"tenant", "conversation", "state-manager", "relay", "inbox"}
     policies = by_kind(docs, "NetworkPolicy")
     assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
 
@@ -344,7 +346,7 @@ def test_dev_overlay_ships_the_sandbox_and_prod_does_not(rendered):
 def test_the_migration_script_names_real_modules():
     script = (K8S / "base" / "migrate.py").read_text()
     compile(script, "migrate.py", "exec")
-    for service in ("tenant", "conversation", "state_manager"):
+    for service in ("tenant", "conversation", "state_manager", "relay", "inbox"):
         module = __import__(f"flowchat_{service}.app", fromlist=["MIGRATIONS"])
         assert Path(module.MIGRATIONS).is_dir()
 
@@ -411,6 +413,7 @@ CONSUMED = {
     "sender": {topology.QUEUE_OUTBOUND, topology.QUEUE_OUTBOUND_BULK},
     "conversation": {topology.QUEUE_CONVERSATION_INBOUND, topology.QUEUE_CONVERSATION_EVENTS},
     "state-manager": {topology.QUEUE_STATE_STATUS},
+    "relay": {topology.QUEUE_RELAY_EVENTS, topology.QUEUE_RELAY_INBOUND},
 }
 MONITORING = K8S / "components" / "monitoring"
 
@@ -427,6 +430,28 @@ def test_every_consumer_scales_on_every_queue_it_consumes(overlay, rendered):
         triggers = spec["triggers"]
         assert {t["metadata"]["queueName"] for t in triggers} == queues
         assert all(t["authenticationRef"]["name"] == "flowchat-rabbitmq" for t in triggers)
+
+
+@pytest.mark.parametrize("overlay", TARGETS)
+def test_the_inbox_runs_one_replica_until_its_live_updates_fan_out(overlay, rendered):
+    """Live updates (GET /v1/stream) fan out inside one process: a second replica's
+    writes would never reach the first one's streams, so nothing scales the inbox."""
+    assert by_kind(rendered[overlay], "Deployment")["inbox"]["spec"]["replicas"] == 1
+    assert "inbox" not in by_kind(rendered[overlay], "ScaledObject")
+    assert "inbox" not in by_kind(rendered[overlay], "HorizontalPodAutoscaler")
+
+
+@pytest.mark.parametrize("overlay", TARGETS)
+def test_the_relay_delivers_to_private_addresses_in_the_dev_overlay_only(overlay, rendered):
+    (config,) = (
+        d
+        for d in rendered[overlay]
+        if d["kind"] == "ConfigMap" and "flowchat-config" in d["metadata"]["name"]
+    )
+    allowed = config["data"].get("FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS")
+    assert allowed == ("true" if overlay == "dev" else None)
+    assert config["data"]["FLOWCHAT_RELAY_URL"] == "http://relay:8706"
+    assert config["data"]["FLOWCHAT_INBOX_URL"] == "http://inbox:8707"
 
 
 @pytest.mark.parametrize("overlay", TARGETS)

@@ -20,7 +20,8 @@ def scraped(ops_stack):
 
 
 @pytest.mark.parametrize(
-    "service", ["gateway", "tenant", "conversation", "sender", "state-manager", "sandbox"]
+    "service",
+    ["gateway", "tenant", "conversation", "sender", "state-manager", "relay", "inbox", "sandbox"],
 )
 def test_promtool_check_metrics_is_clean(service, scraped, promtool):
     text = scraped[service]
@@ -37,7 +38,8 @@ def test_promtool_check_metrics_is_clean(service, scraped, promtool):
 
 
 @pytest.mark.parametrize(
-    "service", ["gateway", "tenant", "conversation", "sender", "state-manager", "sandbox"]
+    "service",
+    ["gateway", "tenant", "conversation", "sender", "state-manager", "relay", "inbox", "sandbox"],
 )
 def test_names_carry_the_service_prefix_and_labels_are_bounded(service, scraped):
     own = "flowchat_" + service.replace("-", "_") + "_"
@@ -91,7 +93,8 @@ def test_per_tenant_and_number_metrics_after_traffic(scraped, ops_stack):
 
 
 @pytest.mark.parametrize(
-    "service", ["gateway", "tenant", "conversation", "sender", "state-manager", "sandbox"]
+    "service",
+    ["gateway", "tenant", "conversation", "sender", "state-manager", "relay", "inbox", "sandbox"],
 )
 def test_no_created_series(service, scraped):
     created = {

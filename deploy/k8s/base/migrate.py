@@ -1,7 +1,7 @@
 """Apply one service's database migrations and exit (the flowchat-migrate Job).
 
 Runs in the service's own image: ``python /opt/flowchat/migrate.py`` with
-FLOWCHAT_SERVICE (tenant, conversation, state-manager) and DATABASE_URL set. The
+FLOWCHAT_SERVICE (tenant, conversation, state-manager, relay, inbox) and DATABASE_URL set. The
 services also migrate at start under an advisory lock; the Job makes a release's
 schema change visible (and failing) before any new pod starts.
 """
