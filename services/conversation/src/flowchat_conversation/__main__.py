@@ -1,5 +1,5 @@
 """``python -m flowchat_conversation serve`` runs the service; ``--help`` (or nothing) only
-helps. Campaigns from the terminal: ``flowchat campaigns …``."""
+helps. Campaigns from the terminal: ``flowchat campaigns …`` (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -15,20 +15,8 @@ def serve() -> None:
     run_service(SERVICE, Settings, create_app)
 
 
-def campaign(argv: list[str]) -> int:
-    from flowchat_conversation.cli import main as cli
-
-    return cli(["campaign", *argv])
-
-
 def main() -> None:
-    raise SystemExit(
-        service_main(
-            "flowchat_conversation",
-            serve,
-            commands={"campaign": ("campaigns over the HTTP API (= flowchat campaigns)", campaign)},
-        )
-    )
+    raise SystemExit(service_main("flowchat_conversation", serve))
 
 
 if __name__ == "__main__":

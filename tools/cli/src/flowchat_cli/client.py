@@ -7,12 +7,13 @@ convention), ``{items, next_after}``, ``{items}``, ``{products}`` or a bare arra
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from flowchat_cli.config import Config
 from flowchat_cli.errors import ApiError, ConfigError, Unreachable
+
+if TYPE_CHECKING:  # imported when a call is made: --help stays quick
+    import httpx
 
 #: Which credential a call takes, first choice first: ``operator`` (the operator key),
 #: ``api_key`` (a tenant key), ``service`` (the service token, with ``X-Tenant-ID`` when
@@ -55,6 +56,8 @@ class Api:
         timeout_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         self.config = config
         self._http = httpx.Client(timeout=timeout_s, transport=transport)
 
@@ -87,6 +90,8 @@ class Api:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
+        import httpx
+
         url = self.config.url(service) + path
         sent = {**self.headers(auth, tenant), **(headers or {})}
         query = {k: v for k, v in (params or {}).items() if v is not None and v != []}

@@ -65,8 +65,22 @@ def _code_and_message(body: Any) -> tuple[str, str]:
         err = body.get("error")
         if isinstance(err, dict):
             code = err.get("code", "error")
-            return str(code), str(err.get("message") or err.get("title") or "")
+            message = str(err.get("message") or err.get("title") or "")
+            return str(code), message + _details(err.get("details"))
         detail = body.get("detail")
         if detail is not None:
             return "invalid_request", str(detail)
     return "error", str(body)[:300] if body else ""
+
+
+def _details(details: Any) -> str:
+    """Which fields a 422 names (``loc``'s last part: its message), never their values."""
+    if not isinstance(details, list):
+        return ""
+    parts = []
+    for item in details[:5]:
+        if isinstance(item, dict) and "msg" in item:
+            loc = item.get("loc") or []
+            where = str(loc[-1]) if loc else (item.get("field") or "")
+            parts.append(f"{where}: {item['msg']}" if where else str(item["msg"]))
+    return f" ({'; '.join(parts)})" if parts else ""

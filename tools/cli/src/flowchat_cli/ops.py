@@ -229,6 +229,8 @@ def sandbox() -> None:
 @click.option("--phone-number-id", help="Default: a new random one.")
 @click.option("--waba-id", help="Default: a new random one.")
 @click.option("--display-phone-number", help="Default: +1555 and random digits.")
+@click.option("--access-token", help="The token Meta issues for it (default: a new one).")
+@click.option("--app-secret", help="The app secret that signs its webhooks (default: a new one).")
 @click.option("--name", "verified_name", default="Acme", show_default=True)
 @click.option("--throughput-mps", type=int)
 def sandbox_number(**opts: Any) -> None:
@@ -239,8 +241,8 @@ def sandbox_number(**opts: Any) -> None:
         "phone_number_id": opts["phone_number_id"] or f"1099{suffix}",
         "waba_id": opts["waba_id"] or f"2099{suffix}",
         "display_phone_number": opts["display_phone_number"] or f"+1555{suffix}0"[:12],
-        "access_token": "EAAG" + secrets.token_urlsafe(32),
-        "app_secret": secrets.token_hex(16),
+        "access_token": opts["access_token"] or "EAAG" + secrets.token_urlsafe(32),
+        "app_secret": opts["app_secret"] or secrets.token_hex(16),
         "verified_name": opts["verified_name"],
         "webhook_url": state().config.url("gateway") + "/webhooks/meta",
         **given(throughput_mps=opts["throughput_mps"]),
