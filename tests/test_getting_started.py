@@ -11,6 +11,7 @@ One difference from ``make up``: the sender gives up on an unanswered provider c
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -145,7 +146,31 @@ def guide_stack(tmp_path: Path, amqp_url: str, redis_url: str) -> Iterator[Proce
 def test_the_getting_started_guide_works_as_written(guide_stack: ProcessStack, tmp_path: Path):
     home = tmp_path / "operator"
     home.mkdir()
-    run_guide(guide_env(guide_stack.env, tmp_path / "stack.env"), home)
+    env = guide_env(guide_stack.env, tmp_path / "stack.env")
+    run_guide(env, home)
+
+    # The same CLI, read by a program: JSON and exit statuses from the real APIs.
+    def flowchat(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["flowchat", *args],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    listed = flowchat("--json", "tenants", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["acme"]
+    refused = flowchat("tenants", "show", "tnt_nope", "--json")
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["error"]["status"] == 404
+    assert flowchat("dlq", "list", "--json").stdout.strip() == "[]"  # replayed: empty
+    env["FLOWCHAT_TENANT_URL"] = f"http://127.0.0.1:{ProcessStack.free_port()}"
+    unreachable = flowchat("tenants", "list")
+    assert unreachable.returncode == 3, unreachable.stderr
 
 
 def test_the_harness_catches_a_missing_line_and_a_failing_block(tmp_path: Path):

@@ -216,6 +216,10 @@ def test_every_command_has_help_and_json(capsys):
         assert code == 0, path
         assert "--json" in out, path
     _, out, _ = invoke(["--help"], lambda r: httpx.Response(500), capsys)
+    listed = " ".join(out.split())
+    for path in paths:
+        if len(path) == 2:  # every task is named on the root's help
+            assert path[1] in listed, path
     for name in top:
         assert name in out
     assert "Exit status" in out

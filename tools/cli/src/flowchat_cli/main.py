@@ -52,6 +52,8 @@ for group in (
     endpoints,
     sandbox,
 ):
+    # `flowchat --help` lists every task: each group's line names all its commands.
+    group.short_help = ", ".join(group.commands)
     cli.add_command(group)
 
 
