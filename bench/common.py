@@ -129,7 +129,7 @@ class Stack:
         full = {**self.env, f"{prefix}HTTP_PORT": str(port), **(env or {})}
         with open(log, "wb") as out:  # noqa: ASYNC230 - once, at start-up
             popen = subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter and module
-                [sys.executable, "-m", module],
+                [sys.executable, "-m", module, "serve"],
                 cwd=ROOT,
                 env=full,
                 stdout=out,

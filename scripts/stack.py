@@ -368,7 +368,7 @@ def up() -> None:
             raise SystemExit(f"[stack] port {port} for {name} is taken by another process")
         log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(  # noqa: S603
-            [PY, "-m", module],
+            [PY, "-m", module, "serve"],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,

@@ -3,7 +3,7 @@ process stack.
 
 ``tests/conftest.py``'s ``platform_stack``, the ops suite (``tests/ops``) and the fault
 suite (``tests/faults/faults_kit.py``'s ``FaultStack``) all start the platform through
-:class:`ProcessStack`: every service and the sandbox as ``python -m flowchat_<name>`` on
+:class:`ProcessStack`: every service and the sandbox as ``python -m flowchat_<name> serve`` on
 free ports, with the environment of :func:`stack_env` (``scripts/stack.py``'s services,
 wiring and fresh secrets, ``FLOWCHAT_ENV=test``), each ready when its ``/readyz`` answers
 200, stopped with SIGTERM.
@@ -134,7 +134,7 @@ class ProcessStack:
         self.logs[name] = path
         with open(path, "ab") as log:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", self.module(name)],
+                [sys.executable, "-m", self.module(name), "serve"],
                 cwd=ROOT,
                 env=self.child_env(name),
                 stdout=log,

@@ -1,6 +1,7 @@
-"""A campaign through the whole platform: contacts imported, created and started with the CLI,
-paused, the conversation service restarted, resumed, completed; the sandbox's ledger shows
-each contact messaged exactly once, and the live metrics follow the statuses back.
+"""A campaign through the whole platform: contacts imported, created and started with the CLI
+(``flowchat campaigns``), paused, the conversation service restarted, resumed, completed;
+the sandbox's ledger shows each contact messaged exactly once, and the live metrics follow
+the statuses back.
 
 300 contacts by default; ``FLOWCHAT_OUTREACH_CONTACTS=10000`` for the full-size run, at
 ``FLOWCHAT_OUTREACH_RATE`` messages a second (N/10, between 30 and 50 by default: each
@@ -106,11 +107,12 @@ def cli(stack: Any, seeded: dict[str, str], *args: str, timeout: float = 60) -> 
     env = {
         **stack.env,
         "FLOWCHAT_CONVERSATION_URL": stack.urls["conversation"],
+        "FLOWCHAT_STACK_ENV": "/nonexistent",
         "FLOWCHAT_TENANT_ID": seeded["tenant_id"],
         "FLOWCHAT_API_KEY": seeded["key"],
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "flowchat_conversation", "campaign", *args],
+        [str(Path(sys.executable).parent / "flowchat"), "campaigns", *args, "--json"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -502,7 +502,7 @@ def start_replica(stack: Any, tmp: Any) -> tuple[subprocess.Popen[bytes], Any]:
     path = tmp / "conversation-2.log"
     with open(path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowchat_conversation"],
+            [sys.executable, "-m", "flowchat_conversation", "serve"],
             cwd=os.getcwd(),
             env=env,
             stdout=log,

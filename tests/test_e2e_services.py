@@ -46,7 +46,7 @@ def test_missing_or_placeholder_secret_exits_at_once_naming_it(module, env, vari
         "FLOWCHAT_TENANT_ENCRYPTION_KEYS": "bXlfdGVzdF9rZXlfb2ZfMzJfYnl0ZXNfbG9uZ19vaw==",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, "serve"],
         env={**base, **env},
         cwd=ROOT,
         check=False,
@@ -72,7 +72,7 @@ def test_broker_down_at_start_reports_not_ready_without_crashing(tmp_path):
     log = tmp_path / "gateway.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flowchat_gateway"],
+            [sys.executable, "-m", "flowchat_gateway", "serve"],
             env=env,
             cwd=ROOT,
             stdout=out,

@@ -388,6 +388,7 @@ def test_docker_compose_config_resolves_the_whole_system(docker_compose):
         prefix = "FLOWCHAT_" + name.upper().replace("-", "_")
         assert svc["environment"][f"{prefix}_HTTP_PORT"] == str(port)
         assert svc["environment"]["SERVICE_PORT"] == str(port)
+        assert svc["command"] == ["serve"]  # python -m flowchat_<name> serve
         assert f"{name}:{port}" in targets
     assert "rabbitmq:15692" in targets
 
@@ -603,3 +604,15 @@ def test_the_chart_takes_its_rules_from_the_rule_files_and_can_leave_optional_pa
     }
     job = next(d for d in docs if d["kind"] == "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+
+
+@pytest.mark.parametrize("overlay", TARGETS)
+def test_every_flowchat_container_starts_with_serve(overlay, rendered):
+    """A service runs only with `python -m flowchat_<name> serve` (the image's entry point
+    plus this argument); the migration jobs run their own command."""
+    for name, deployment in by_kind(rendered[overlay], "Deployment").items():
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            if "flowchat/" in c["image"]:
+                assert c.get("args") == ["serve"], (overlay, name)
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    assert dockerfile.rstrip().endswith('CMD ["serve"]')

@@ -125,7 +125,7 @@ async def test_sigkill_mid_batch_sends_nothing_twice_and_loses_nothing(fast_worl
         FLOWCHAT_SENDER_PREFETCH="32",
         FLOWCHAT_SENDER_CLAIM_GRACE_S="1",
     )
-    argv = [sys.executable, "-m", "flowchat_sender"]
+    argv = [sys.executable, "-m", "flowchat_sender", "serve"]
     first = subprocess.Popen(argv, env=env)  # noqa: ASYNC220
     try:
 

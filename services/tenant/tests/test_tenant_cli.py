@@ -50,6 +50,9 @@ async def test_tenant_number_and_key_lifecycle(settings, api, monkeypatch):
     assert tid in out
     assert "Acme" in out
     assert out.startswith("tenant_id")
+    code, out, _ = await cli(settings, "tenant", "list", "--json")  # --json anywhere
+    assert code == 0
+    assert tid in [t["tenant_id"] for t in json.loads(out)]
 
     api.at_provider(PNID, TOKEN, "+1 555-010-9901")
     monkeypatch.setenv("CLI_TEST_APP_SECRET", "cli-app-secret-plaintext")

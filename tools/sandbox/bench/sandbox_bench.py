@@ -139,7 +139,7 @@ async def main() -> None:
         "LOG_LEVEL": "WARNING",
     }
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "flowchat_sandbox", env=env, cwd=ROOT
+        sys.executable, "-m", "flowchat_sandbox", "serve", env=env, cwd=ROOT
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -1,6 +1,6 @@
-"""The sender's command line: ``python -m flowchat_sender`` runs the service,
-``python -m flowchat_sender dlq …`` the DLQ tool (:mod:`flowchat_sender.__main__` calls
-:func:`main`).
+"""The sender's DLQ tool straight on the broker: ``python -m flowchat_sender dlq …``
+(:mod:`flowchat_sender.__main__`; ``serve`` runs the service). Operators use
+``flowchat dlq`` (over the sender's HTTP API) instead; this stays for a pod's shell.
 
 ::
 
@@ -18,9 +18,6 @@ import sys
 
 import orjson
 
-from flowchat_platform.runner import run_service
-from flowchat_sender import SERVICE
-from flowchat_sender.app import create_app
 from flowchat_sender.settings import Settings
 
 
@@ -66,9 +63,3 @@ def dlq_main(argv: list[str]) -> int:
     if args.force and args.action != "replay":
         parser.error("--force only applies to replay")
     return asyncio.run(_dlq(args, Settings()))
-
-
-def main() -> None:
-    if sys.argv[1:2] == ["dlq"]:
-        raise SystemExit(dlq_main(sys.argv[2:]))
-    run_service(SERVICE, Settings, create_app)

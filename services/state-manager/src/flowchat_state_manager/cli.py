@@ -1,8 +1,7 @@
-"""The state-manager's command line (``python -m flowchat_state_manager <command>``).
+"""The state-manager's ``purge`` command (``python -m flowchat_state_manager purge``; the
+entry, ``serve`` and ``--help`` are :mod:`flowchat_state_manager.__main__`'s).
 
-- ``serve`` (or no command) — run the service (:mod:`flowchat_state_manager.__main__`);
-- ``purge [--retention-days N] [--batch-size N]`` — one retention purge, then exit;
-- ``--help`` — this usage (it never starts the service).
+- ``purge [--retention-days N] [--batch-size N]`` — one retention purge, then exit.
 
 ``purge`` uses the service's settings (``DATABASE_URL``, ``FLOWCHAT_STATE_MANAGER_RETENTION_DAYS``,
 ``FLOWCHAT_STATE_MANAGER_PURGE_BATCH_SIZE``); flags override them. Prints the counts
@@ -41,33 +40,25 @@ async def purge(database_url: str, *, retention_days: int, batch_size: int) -> P
         await pool.close()
 
 
-USAGE = """\
-usage: python -m flowchat_state_manager [serve | purge [--retention-days N] [--batch-size N]]
-
-  serve   run the state-manager (the default)
-  purge   delete message records older than the retention, in short batches, then exit
-"""
-
-
-def main(argv: list[str]) -> int:
-    """Run a command other than ``serve``; returns the exit status."""
-    command = argv[0] if argv else "--help"
-    if command == "purge":
-        return purge_main(argv[1:])
-    if command in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE)
-        return 0
-    sys.stderr.write(f"unknown command {command!r}\n{USAGE}")
-    return 2
-
-
 def purge_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flowchat_state_manager purge",
         description="Delete message records older than the retention, in short batches.",
     )
-    parser.add_argument("--retention-days", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--retention-days",
+        type=int,
+        default=None,
+        metavar="N",
+        help="delete records older than N days (default FLOWCHAT_STATE_MANAGER_RETENTION_DAYS)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="rows deleted per transaction (default FLOWCHAT_STATE_MANAGER_PURGE_BATCH_SIZE)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings()

@@ -371,8 +371,11 @@ async def run(
 ) -> int:
     """Parse ``argv`` and run it; returns the exit status."""
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
+    words = list(argv)
+    if "--json" in words:  # anywhere on the line, as in flowchat
+        words = ["--json", *(w for w in words if w != "--json")]
     try:
-        args = parser().parse_args(list(argv))
+        args = parser().parse_args(words)
     except SystemExit as exc:  # argparse already printed the usage
         return int(exc.code or 0)
     printer = Output(out, as_json=args.json)
