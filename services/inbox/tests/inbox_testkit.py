@@ -285,6 +285,7 @@ def settings_for(amqp_url: str, database_url: str, tenant_url: str) -> Settings:
         FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
         shutdown_grace_s=5,
         stream_keepalive_s=0.5,
+        stream_reauth_s=0.5,
         gauge_interval_s=0.2,
     )
 
@@ -311,3 +312,84 @@ async def running(settings: Settings) -> AsyncIterator[Kit]:
 
 
 T_OLD_DAYS = 2
+
+
+# ------------------------------------------------------------------ real users
+
+OPERATOR_KEY = "operator-key-inbox-tests-0123456789"
+PASSWORD = "correct horse battery staple"
+
+
+def tenant_settings(database_url: str) -> Any:
+    """The real tenant service (users, sessions, the internal resolve), cheap argon2id."""
+    from cryptography.fernet import Fernet
+
+    from flowchat_tenant.settings import Settings as TenantSettings
+
+    return TenantSettings(
+        DATABASE_URL=database_url,
+        FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
+        FLOWCHAT_OPERATOR_KEY=OPERATOR_KEY,
+        FLOWCHAT_ENV="test",
+        encryption_keys=Fernet.generate_key().decode(),
+        argon2_time_cost=1,
+        argon2_memory_kib=8192,
+        health_refresh_interval_s=3600,
+        user_cache_max_age_s=0,
+    )
+
+
+class Staff:
+    """Tenants and their people on a real tenant service: invited by the operator, the
+    password set, logged in; each user's bearer headers for the inbox."""
+
+    operator = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+    def __init__(self, tenant: httpx.AsyncClient) -> None:
+        self.tenant = tenant
+        self._n = 0
+
+    async def new_tenant(self) -> str:
+        r = await self.tenant.post(
+            "/v1/tenants",
+            json={"name": "Acme", "business_name": "Acme Ltd", "timezone": "UTC"},
+            headers=self.operator,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["tenant_id"])
+
+    async def user(self, tenant_id: str, role: str = "agent") -> dict[str, Any]:
+        """``{user_id, access_token, headers}`` of a new, logged-in user of ``role``."""
+        self._n += 1
+        email = f"{role}{self._n}-{uuid.uuid4().hex[:8]}@example.com"
+        r = await self.tenant.post(
+            f"/v1/tenants/{tenant_id}/users",
+            json={"email": email, "role": role},
+            headers=self.operator,
+        )
+        assert r.status_code == 201, r.text
+        invited = r.json()
+        r = await self.tenant.post(
+            "/v1/auth/invitations/accept",
+            json={"token": invited["invitation"]["token"], "password": PASSWORD},
+        )
+        assert r.status_code == 200, r.text
+        r = await self.tenant.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return {
+            "user_id": body["user"]["user_id"],
+            "access_token": body["access_token"],
+            "headers": {"Authorization": f"Bearer {body['access_token']}"},
+        }
+
+    async def delete(self, tenant_id: str, user_id: str) -> None:
+        r = await self.tenant.delete(
+            f"/v1/tenants/{tenant_id}/users/{user_id}", headers=self.operator
+        )
+        assert r.status_code == 204, r.text
+
+
+def service_headers(tenant: str) -> dict[str, str]:
+    """FlowChat's own token acting for ``tenant`` (setting up a test's conversations)."""
+    return {"Authorization": f"Bearer {SERVICE_TOKEN}", "X-Tenant-ID": tenant}

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from flowchat_contracts import topology
 from flowchat_inbox import SCHEMA, SERVICE, metrics
-from flowchat_inbox.authz import ApiKeyAuthoriser
+from flowchat_inbox.authz import ApiKeyAuthoriser, UserAuthoriser
 from flowchat_inbox.batching import Batcher
 from flowchat_inbox.broker import AmqpPublisher
 from flowchat_inbox.consumer import HISTORY_ITEM, HistoryConsumer
@@ -53,8 +53,13 @@ def error_response(exc: Refused) -> JSONResponse:
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
     service_token = settings.service_token.get_secret_value()
-    authoriser = ApiKeyAuthoriser(service_token=service_token, keys=None)
-    runtime = Runtime(authoriser=authoriser, keepalive_s=settings.stream_keepalive_s)
+    keys = ApiKeyAuthoriser(service_token=service_token, keys=None)
+    authoriser = UserAuthoriser(keys, None)
+    runtime = Runtime(
+        authoriser=authoriser,
+        keepalive_s=settings.stream_keepalive_s,
+        reauth_s=settings.stream_reauth_s,
+    )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
@@ -98,7 +103,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
-        authoriser.keys = TenantClient(settings.tenant_url, service_token, session=session)
+        tenants = TenantClient(
+            settings.tenant_url, service_token, session=session, user_ttl_s=settings.user_cache_s
+        )
+        keys.keys = tenants
+        authoriser.users = tenants
         bg = Background()
         bg.start("startup", start(bg))
         try:

@@ -34,5 +34,12 @@ class Settings(ServiceSettings):
     #: Keep-alive comment on idle live streams.
     stream_keepalive_s: float = Field(default=15.0, gt=0)
 
+    #: How long a user's token is trusted without asking the tenant service again (0:
+    #: every request asks, so a deleted user or ended session is refused at once).
+    user_cache_s: float = Field(default=0.0, ge=0, le=60)
+    #: An open live stream checks its caller again this often (a deleted user's stream
+    #: ends within this long).
+    stream_reauth_s: float = Field(default=5.0, gt=0)
+
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
