@@ -332,6 +332,7 @@ async def test_an_agent_takes_over_a_conversation_the_bot_is_handling(kit: Kit) 
     told = [e for e in await kit.take(topology.QUEUE_CONVERSATION_EVENTS) if e["tenant_id"] == t]
     assert [e["kind"] for e in told] == ["handoff_requested"]
     assert told[0]["customer"]["wa_id"] == wa
+    assert told[0]["taken_over_by"] == "ann"  # the conversation service quiets the bot
     # the event's copy on inbox.history adds no second conversation
     await kit.publish(kit.inbound(t, wa_id=wa, text="hello?"))
     assert [x["id"] for x in (await kit.get("/v1/conversations", t))["items"]] == [c["id"]]

@@ -273,6 +273,7 @@ class InboxService:
             account_id=thread.account_id,
             customer=thread_customer(thread),
             reason=TAKEN_OVER,
+            taken_over_by=agent_id,
         )
         await self.publisher.requested(event)
         opened = await self.store.take_over(
