@@ -133,6 +133,7 @@ class Conversation:
     first_response_at: datetime | None
     resolved_at: datetime | None
     resolved_by: str | None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ class ConversationFilter:
     view: str | None = None
     account_id: str | None = None
     agent_id: str | None = None
+    #: Only conversations carrying this tag.
+    tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,11 @@ class InboxStore(Protocol):
     ) -> Conversation:
         """Record an agent's message (or note) in the thread; a reply also marks the
         conversation's first response."""
+
+    async def tag(
+        self, tenant_id: str, conversation_id: int, add: Sequence[str], remove: Sequence[str]
+    ) -> Conversation | None:
+        """Add and remove tags (a set, sorted); None when there is no such conversation."""
 
     async def take_over(
         self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime

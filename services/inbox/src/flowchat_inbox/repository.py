@@ -50,7 +50,7 @@ _MESSAGE_FROM = (
 )
 _CONVERSATION = (
     "id, tenant_id, account_id, thread_id, status, assignee, reason, bot_state, opened_at, "
-    "claimed_at, first_response_at, resolved_at, resolved_by"
+    "claimed_at, first_response_at, resolved_at, resolved_by, tags"
 )
 PREVIEW_CHARS = 160
 
@@ -80,7 +80,9 @@ def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
 
 
 def _conversation(r: asyncpg.Record) -> Conversation:
-    return Conversation(**dict(r))
+    values = dict(r)
+    values["tags"] = tuple(values["tags"] or ())
+    return Conversation(**values)
 
 
 class Repository:
@@ -459,6 +461,7 @@ class Repository:
                 "account_id": c.account_id,
                 "status": c.status,
                 "assignee": None,
+                "tags": [],
             },
         )
 
@@ -569,6 +572,9 @@ class Repository:
         if flt.account_id:
             args.append(flt.account_id)
             where.append(f"account_id = ${len(args)}")
+        if flt.tag:
+            args.append([flt.tag])
+            where.append(f"tags @> ${len(args)}::text[]")
         if after:
             args.extend(after)
             where.append(f"(opened_at, id) > (${len(args) - 1}, ${len(args)})")
@@ -651,6 +657,24 @@ class Repository:
                 assert row is not None  # the conversation exists: the caller just read it
                 return _conversation(row)
         return conversation
+
+    async def tag(
+        self, tenant_id: str, conversation_id: int, add: Sequence[str], remove: Sequence[str]
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            UPDATE conversations SET tags = ARRAY(
+                SELECT DISTINCT t FROM unnest(tags || $3::text[]) AS t
+                WHERE t <> ALL($4::text[]) ORDER BY t)
+            WHERE tenant_id = $1 AND id = $2
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            tenant_id,
+            conversation_id,
+            list(add),
+            list(remove),
+        )
+        return _conversation(row) if row else None
 
     async def take_over(
         self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime
