@@ -108,6 +108,8 @@ class Kit:
         self.db = db
         self.channel = channel
         self.base_url = base_url
+        #: The settings the service runs with (another replica runs with the same).
+        self.settings: Settings | None = None
 
     new_tenant = staticmethod(new_tenant)
     phone = staticmethod(phone)
@@ -304,7 +306,9 @@ async def running(settings: Settings) -> AsyncIterator[Kit]:
         conn = await aio_pika.connect(settings.amqp_url)
         db = await asyncpg.connect(settings.database_url, server_settings={"search_path": SCHEMA})
         try:
-            yield Kit(http, publisher, db, await conn.channel(), base_url)
+            kit = Kit(http, publisher, db, await conn.channel(), base_url)
+            kit.settings = settings
+            yield kit
         finally:
             await db.close()
             await conn.close()

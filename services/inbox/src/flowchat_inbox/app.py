@@ -1,5 +1,6 @@
 """The inbox's app: one lifespan wiring the database, the broker, the history
-consumer (batched writes), the inbox and the live streams.
+consumer (batched writes), the inbox and the live streams (fanned out to every replica
+through the broker: :mod:`.live_fanout`).
 
 Start-up runs in a background task (migrations, pool, broker, consumer) so ``/healthz``
 answers at once and ``/readyz`` is 503 until everything is connected. Shutdown: stop
@@ -28,6 +29,7 @@ from flowchat_inbox.consumer import HISTORY_ITEM, HistoryConsumer
 from flowchat_inbox.deps import Runtime
 from flowchat_inbox.errors import Refused
 from flowchat_inbox.inbox_service import InboxService
+from flowchat_inbox.live_fanout import BrokerLive
 from flowchat_inbox.repository import Repository
 from flowchat_inbox.routes import conversations_router, stream_router, threads_router
 from flowchat_inbox.service import HistoryService
@@ -53,14 +55,14 @@ def error_response(exc: Refused) -> JSONResponse:
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
     service_token = settings.service_token.get_secret_value()
-    keys = ApiKeyAuthoriser(service_token=service_token, keys=None)
-    authoriser = UserAuthoriser(keys, None)
+    authoriser = UserAuthoriser(ApiKeyAuthoriser(service_token=service_token, keys=None), None)
     runtime = Runtime(
         authoriser=authoriser,
         keepalive_s=settings.stream_keepalive_s,
         reauth_s=settings.stream_reauth_s,
     )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
+    fanout = BrokerLive(runtime.live, settings.amqp_url)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
 
@@ -73,16 +75,18 @@ def create_app(settings: Settings) -> FastAPI:
         repository = Repository(pool)
         history = HistoryService(repository)
         batcher = Batcher(
-            history, runtime.live, workers=settings.batch_workers, max_batch=settings.max_batch
+            history, fanout, workers=settings.batch_workers, max_batch=settings.max_batch
         )
         await amqp.connect()
+        await fanout.start()
+        bg.start("live", fanout.run())
         await declare_own_queues(settings.amqp_url, topology.INBOX_QUEUES, topology.INBOX_BINDINGS)
         runtime.history = history
         runtime.inbox = InboxService(
             repository,
             history,
             AmqpPublisher(amqp),
-            runtime.live,
+            fanout,
             window_s=settings.window_s,
         )
         bg.start("batcher", batcher.run())
@@ -98,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         log.info("inbox started")
 
     readiness.add("database", lambda: bool(pools) and not pools[0].is_closing())
-    readiness.add("broker", lambda: amqp.ready and bool(state.get("consuming")))
+    readiness.add("broker", lambda: amqp.ready and fanout.ready and bool(state.get("consuming")))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -106,8 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         tenants = TenantClient(
             settings.tenant_url, service_token, session=session, user_ttl_s=settings.user_cache_s
         )
-        keys.keys = tenants
-        authoriser.users = tenants
+        authoriser.use(tenants)
         bg = Background()
         bg.start("startup", start(bg))
         try:
@@ -116,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             await amqp.stop_consuming(settings.shutdown_grace_s)
             await bg.stop()
             await amqp.close(grace_s=settings.shutdown_grace_s)
+            await fanout.close()
             runtime.history = None
             runtime.inbox = None
             for pool in pools:
@@ -130,7 +134,11 @@ def create_app(settings: Settings) -> FastAPI:
         max_json_bytes=settings.max_json_bytes,
     )
     app.state.runtime = runtime
+    _add_routes(app)
+    return app
 
+
+def _add_routes(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
         return error_response(exc)
@@ -138,7 +146,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(threads_router)
     app.include_router(conversations_router)
     app.include_router(stream_router)
-    return app
 
 
 async def gauge_loop(inbox: InboxService, interval_s: float) -> None:

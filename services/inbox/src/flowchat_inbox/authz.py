@@ -102,13 +102,22 @@ class ApiKeyAuthoriser:
         return Principal(caller.tenant_id, agent, admin, admin)
 
 
+class _Tenants(ApiKeys, Users, Protocol):
+    """The tenant service's lookups: API keys and users (``TenantClient``)."""
+
+
 class UserAuthoriser:
     """Users' access tokens here; every other bearer token to ``keys`` (API keys and the
     service token)."""
 
-    def __init__(self, keys: Authoriser, users: Users | None) -> None:
+    def __init__(self, keys: ApiKeyAuthoriser, users: Users | None) -> None:
         self._keys = keys
         self.users = users
+
+    def use(self, tenants: _Tenants) -> None:
+        """Verify keys and users with ``tenants`` from now on (``TenantClient``)."""
+        self._keys.keys = tenants
+        self.users = tenants
 
     async def principal(
         self, authorization: str | None, *, tenant_header: str | None, agent_header: str | None

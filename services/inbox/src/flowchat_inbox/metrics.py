@@ -34,3 +34,8 @@ ACTIONS = Counter(
     ["action", "outcome"],
 )
 STREAMS = Gauge("flowchat_inbox_live_streams", "Open live-update streams")
+LIVE_DROPPED = Counter(
+    "flowchat_inbox_live_dropped_total",
+    "Live updates dropped, by reason (buffer_full, publish_failed, invalid)",
+    ["reason"],
+)
