@@ -265,7 +265,14 @@ class Kit:
         conversation id."""
         await self.publish(self.inbound(tenant, wa_id=wa_id, text="agent", at=inbound_at))
         await self.publish(self.handoff(tenant, wa_id=wa_id))
-        items = (await self.get("/v1/conversations", tenant))["items"]
+
+        async def listed() -> list[dict[str, Any]]:
+            # ``publish`` counts every handled message: a late copy of an earlier test's
+            # reply may be the one it saw, so wait for the conversation itself
+            items: list[dict[str, Any]] = (await self.get("/v1/conversations", tenant))["items"]
+            return items
+
+        items = await eventually(listed, timeout_s=10)
         assert len(items) == 1, items
         return items[0]["id"]  # type: ignore[no-any-return]
 

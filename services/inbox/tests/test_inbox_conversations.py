@@ -12,6 +12,7 @@ import pytest
 from inbox_testkit import Kit
 
 from flowchat_contracts import topology
+from flowchat_platform.testing import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -453,3 +454,41 @@ async def test_tags_are_added_removed_and_filter_the_list(kit: Kit) -> None:
     other = {**kit.key(kit.new_tenant()), "X-Agent-ID": "m"}
     r = await kit.http.post(f"/v1/conversations/{first}/tags", headers=other, json={"add": ["x"]})
     assert r.status_code == 404
+
+
+async def test_per_tenant_wait_gauges_hold_the_tenants_waiting_longest(kit: Kit) -> None:
+    from prometheus_client import REGISTRY
+
+    from flowchat_inbox import metrics
+
+    t = kit.new_tenant()
+    cid = await kit.open_conversation(t, kit.phone())
+    await kit.db.execute(
+        "UPDATE conversations SET opened_at = now() - interval '1 day' WHERE id = $1", cid
+    )
+
+    def oldest(tenant: str) -> float | None:
+        return REGISTRY.get_sample_value(
+            "flowchat_inbox_tenant_oldest_wait_seconds", {"tenant": tenant}
+        )
+
+    await eventually(lambda: (oldest(t) or 0) >= 86_400, timeout_s=5)
+    assert REGISTRY.get_sample_value("flowchat_inbox_tenant_customers_waiting", {"tenant": t}) == 1
+    assert (REGISTRY.get_sample_value("flowchat_inbox_oldest_wait_seconds") or 0) >= 86_400
+    assert REGISTRY.get_sample_value("flowchat_inbox_wait_alert_seconds") == 900
+    tenants = {
+        s.labels["tenant"]
+        for family in metrics.TENANT_OLDEST_WAIT.collect()
+        for s in family.samples
+    }
+    assert t in tenants
+    assert len(tenants) <= 20  # bounded: the top tenants only
+    h = {**kit.key(t), "X-Agent-ID": "ann"}
+    await kit.http.post(f"/v1/conversations/{cid}/claim", headers=h)
+    r = await kit.http.post(
+        f"/v1/conversations/{cid}/messages",
+        headers=h,
+        json={"content": {"type": "text", "body": "sorry for the wait"}},
+    )
+    assert r.status_code == 202
+    await eventually(lambda: oldest(t) is None, timeout_s=5)  # answered: the series goes

@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     fanout = BrokerLive(runtime.live, settings.amqp_url)
+    metrics.WAIT_ALERT.set(settings.wait_alert_s)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
 
@@ -90,7 +91,10 @@ def create_app(settings: Settings) -> FastAPI:
             window_s=settings.window_s,
         )
         bg.start("batcher", batcher.run())
-        bg.start("gauges", gauge_loop(runtime.inbox, settings.gauge_interval_s))
+        bg.start(
+            "gauges",
+            gauge_loop(runtime.inbox, settings.gauge_interval_s, settings.gauge_top_tenants),
+        )
         await amqp.consume(
             topology.QUEUE_INBOX_HISTORY,
             HistoryConsumer(batcher).handle,
@@ -148,13 +152,20 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(stream_router)
 
 
-async def gauge_loop(inbox: InboxService, interval_s: float) -> None:
-    """Customers waiting and the oldest wait, across tenants (no tenant label)."""
+async def gauge_loop(inbox: InboxService, interval_s: float, top_tenants: int) -> None:
+    """Customers waiting and the oldest wait: across tenants, and per tenant for the
+    ``top_tenants`` waiting longest (the others' series are removed)."""
     while True:
         try:
             stats = await inbox.store.wait_stats(None, inbox.clock())
+            longest = await inbox.longest_waits(top_tenants)
             metrics.WAITING.set(stats.waiting)
             metrics.OLDEST_WAIT.set(stats.oldest_wait_s or 0.0)
+            metrics.TENANT_WAITING.clear()
+            metrics.TENANT_OLDEST_WAIT.clear()
+            for w in longest:
+                metrics.TENANT_WAITING.labels(w.tenant_id).set(w.waiting)
+                metrics.TENANT_OLDEST_WAIT.labels(w.tenant_id).set(w.oldest_wait_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a gauge is best effort

@@ -54,6 +54,7 @@ from flowchat_inbox.ports import (
     Live,
     Page,
     Publisher,
+    TenantWait,
     Thread,
     WaitStats,
 )
@@ -315,3 +316,6 @@ class InboxService:
 
     async def stats(self, tenant_id: str) -> WaitStats:
         return await self.store.wait_stats(tenant_id, self.clock())
+
+    async def longest_waits(self, limit: int) -> Sequence[TenantWait]:
+        return await self.store.longest_waits(self.clock(), limit)

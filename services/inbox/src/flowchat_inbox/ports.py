@@ -160,6 +160,13 @@ class WaitStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TenantWait:
+    tenant_id: str
+    waiting: int
+    oldest_wait_s: float
+
+
 # ------------------------------------------------------------------ ports
 
 
@@ -234,6 +241,9 @@ class InboxStore(Protocol):
     async def open_conversation_of(self, tenant_id: str, thread_id: int) -> Conversation | None: ...
 
     async def wait_stats(self, tenant_id: str | None, now: datetime) -> WaitStats: ...
+
+    async def longest_waits(self, now: datetime, limit: int) -> list[TenantWait]:
+        """The ``limit`` tenants whose oldest unanswered hand-off is oldest, longest first."""
 
 
 class Publisher(Protocol):

@@ -29,6 +29,7 @@ from flowchat_inbox.ports import (
     Message,
     Op,
     StatusChange,
+    TenantWait,
     Thread,
     WaitStats,
 )
@@ -735,3 +736,19 @@ class Repository:
             waiting=int(row["waiting"]),
             oldest_wait_s=max(0.0, (now - oldest).total_seconds()) if oldest else None,
         )
+
+    async def longest_waits(self, now: datetime, limit: int) -> list[TenantWait]:
+        rows = await self.pool.fetch(
+            """
+            SELECT tenant_id, count(*) AS waiting, min(opened_at) AS oldest FROM conversations
+            WHERE status <> 'resolved' AND first_response_at IS NULL
+            GROUP BY tenant_id ORDER BY min(opened_at), tenant_id LIMIT $1
+            """,
+            limit,
+        )
+        return [
+            TenantWait(
+                r["tenant_id"], int(r["waiting"]), max(0.0, (now - r["oldest"]).total_seconds())
+            )
+            for r in rows
+        ]

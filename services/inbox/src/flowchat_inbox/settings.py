@@ -31,6 +31,11 @@ class Settings(ServiceSettings):
     #: customer's last message (WhatsApp's rule: 24 h).
     window_s: float = Field(default=24 * 3600.0, gt=0)
     gauge_interval_s: float = Field(default=15.0, gt=0)
+    #: Tenants in the per-tenant wait gauges (those waiting longest): bounds the labels.
+    gauge_top_tenants: int = Field(default=20, ge=1, le=500)
+    #: A customer waiting longer than this for an agent's first reply fires
+    #: FlowchatCustomerWaitingTooLong (exported as flowchat_inbox_wait_alert_seconds).
+    wait_alert_s: float = Field(default=900.0, gt=0)
     #: Keep-alive comment on idle live streams.
     stream_keepalive_s: float = Field(default=15.0, gt=0)
 
