@@ -369,15 +369,17 @@ class Staff:
         assert r.status_code == 201, r.text
         return str(r.json()["tenant_id"])
 
-    async def user(self, tenant_id: str, role: str = "agent") -> dict[str, Any]:
-        """``{user_id, access_token, headers}`` of a new, logged-in user of ``role``."""
+    async def user(self, tenant_id: str | None, role: str = "agent") -> dict[str, Any]:
+        """``{user_id, access_token, headers}`` of a new, logged-in user of ``role`` (an
+        operator user, platform staff, when ``tenant_id`` is None)."""
         self._n += 1
         email = f"{role}{self._n}-{uuid.uuid4().hex[:8]}@example.com"
-        r = await self.tenant.post(
-            f"/v1/tenants/{tenant_id}/users",
-            json={"email": email, "role": role},
-            headers=self.operator,
+        url, body = (
+            ("/v1/operator/users", {"email": email})
+            if tenant_id is None
+            else (f"/v1/tenants/{tenant_id}/users", {"email": email, "role": role})
         )
+        r = await self.tenant.post(url, json=body, headers=self.operator)
         assert r.status_code == 201, r.text
         invited = r.json()
         r = await self.tenant.post(

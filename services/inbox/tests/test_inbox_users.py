@@ -243,3 +243,17 @@ async def test_a_deleted_users_token_and_stream_stop_at_once(people: People) -> 
         assert "<closed>" not in other
     r = await kit.http.post(f"/v1/conversations/{cid}/claim", headers=stays["headers"])
     assert r.status_code == 200
+
+
+async def test_operator_users_act_for_the_tenant_they_name(people: People) -> None:
+    kit, staff = people.kit, people.staff
+    a = await staff.new_tenant()
+    staff_user = await staff.user(None)
+    cid, _ = await people.conversation(a)
+    r = await kit.http.get("/v1/conversations", headers=staff_user["headers"])
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "tenant_required")
+    as_a = {**staff_user["headers"], "X-Tenant-ID": a}
+    r = await kit.http.post(f"/v1/conversations/{cid}/assign", headers=as_a, json={"agent_id": "x"})
+    assert (r.status_code, r.json()["assignee"]) == (200, "x")  # operators manage
+    r = await kit.http.post(f"/v1/conversations/{cid}/resolve", headers=as_a)
+    assert (r.status_code, r.json()["resolved_by"]) == (200, staff_user["user_id"])
