@@ -250,7 +250,11 @@ class Kit:
         return r.json()
 
     async def thread_of(self, tenant: str) -> dict[str, Any]:
-        threads = (await self.get("/v1/threads", tenant))["items"]
+        async def listed() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = (await self.get("/v1/threads", tenant))["items"]
+            return items
+
+        threads = await eventually(listed, timeout_s=10)
         assert len(threads) == 1, threads
         return threads[0]  # type: ignore[no-any-return]
 

@@ -41,26 +41,39 @@ class People:
         kit, wa = self.kit, self.kit.phone()
         await kit.publish(kit.inbound(tenant, wa_id=wa, text="agent"))
         await kit.publish(kit.handoff(tenant, wa_id=wa))
-        r = await kit.http.get(
-            "/v1/conversations", params={"limit": 100}, headers=service_headers(tenant)
-        )
-        assert r.status_code == 200, r.text
-        mine = []
-        for c in r.json()["items"]:
-            t = await kit.http.get(f"/v1/threads/{c['thread_id']}", headers=service_headers(tenant))
-            if t.json()["wa_id"] == wa:
-                mine.append(c)
-        (c,) = mine
+
+        async def found() -> list[dict[str, Any]]:
+            # ``publish`` counts every handled message (a late copy of an earlier reply
+            # too): wait for this customer's conversation itself
+            r = await kit.http.get(
+                "/v1/conversations", params={"limit": 100}, headers=service_headers(tenant)
+            )
+            assert r.status_code == 200, r.text
+            mine = []
+            for c in r.json()["items"]:
+                t = await kit.http.get(
+                    f"/v1/threads/{c['thread_id']}", headers=service_headers(tenant)
+                )
+                if t.json()["wa_id"] == wa:
+                    mine.append(c)
+            return mine
+
+        (c,) = await eventually(found, timeout_s=10)
         return int(c["id"]), int(c["thread_id"])
 
     async def bot_thread(self, tenant: str) -> int:
         """A thread the bot is handling (no conversation)."""
         kit, wa = self.kit, self.kit.phone()
         await kit.publish(kit.inbound(tenant, wa_id=wa, text="is the blue one in stock?"))
-        r = await kit.http.get(
-            "/v1/threads", params={"limit": 100}, headers=service_headers(tenant)
-        )
-        return next(int(t["id"]) for t in r.json()["items"] if t["wa_id"] == wa)
+
+        async def found() -> list[int]:
+            r = await kit.http.get(
+                "/v1/threads", params={"limit": 100}, headers=service_headers(tenant)
+            )
+            return [int(t["id"]) for t in r.json()["items"] if t["wa_id"] == wa]
+
+        (thread,) = await eventually(found, timeout_s=10)
+        return int(thread)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
