@@ -1,15 +1,19 @@
 """A hand-off through the whole platform (issue 23): a customer asks the bot for an agent
 through the sandbox (signed webhook → gateway → conversation); the conversation service
 publishes ``handoff_requested``; the inbox opens a waiting conversation with the whole
-history (the customer's and the bot's messages, copied from the queues); an agent (a
-tenant API key with ``X-Agent-ID``) claims it and replies (inbox → sender → sandbox);
-the agent resolves, the inbox publishes ``handoff_resolved``, the conversation service
-releases the hand-off ("assistant again") and the bot answers the next message.
+history (the customer's and the bot's messages, copied from the queues). The agent is
+a real user: invited through the tenant service's API, sets a password, logs in, and
+uses the access token of that login on the inbox (resolved by the tenant service). The
+agent claims the conversation (a second agent is refused with the holder) and replies
+(inbox → sender → sandbox); the agent resolves, the inbox publishes
+``handoff_resolved``, the conversation service releases the hand-off ("assistant
+again") and the bot answers the next message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from typing import Any
 
@@ -34,8 +38,41 @@ async def until(what: str, check: Any, timeout_s: float = 20) -> Any:
         await asyncio.sleep(0.1)
 
 
+async def agent_logs_in(shop: Shop, name: str) -> dict[str, str]:
+    """A new agent of the shop's tenant: invited (by an operator, through the tenant
+    service's API), the password set from the invitation, logged in; the bearer headers
+    of the login's access token and the user id."""
+    tenant = shop.stack.urls["tenant"]
+    operator = {"Authorization": f"Bearer {shop.stack.env['FLOWCHAT_OPERATOR_KEY']}"}
+    email = f"{name}-{secrets.token_hex(4)}@acme.example"
+    r = await shop.http.post(
+        f"{tenant}/v1/tenants/{shop.seeded.tenant_id}/users",
+        json={"email": email, "role": "agent", "name": name.title()},
+        headers=operator,
+    )
+    assert r.status_code == 201, r.text
+    invitation = r.json()["invitation"]["token"]
+    password = secrets.token_urlsafe(16)
+    r = await shop.http.post(
+        f"{tenant}/v1/auth/invitations/accept", json={"token": invitation, "password": password}
+    )
+    assert r.status_code == 200, r.text
+    r = await shop.http.post(f"{tenant}/v1/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    login = r.json()
+    assert login["user"]["role"] == "agent"
+    return {
+        "Authorization": f"Bearer {login['access_token']}",
+        "user_id": login["user"]["user_id"],
+    }
+
+
 async def hand_off_to_an_agent_and_back(shop: Shop, inbox: str) -> None:
-    agent = {**shop.admin, "X-Agent-ID": "agent-ada"}
+    ada = await agent_logs_in(shop, "ada")
+    ada_id = ada.pop("user_id")
+    agent = ada
+    r = await shop.http.get(f"{inbox}/v1/conversations", headers={"Authorization": "Bearer fca.x"})
+    assert r.status_code == 401  # no token the tenant service issued: refused
     c = shop.new_customer()
     hello = await shop.say(c, "Hi", 2)
     assert "Acme Hardware" in hello[0]
@@ -81,9 +118,12 @@ async def hand_off_to_an_agent_and_back(shop: Shop, inbox: str) -> None:
     url = f"{inbox}/v1/conversations/{conversation['id']}"
     claimed = await shop.http.post(f"{url}/claim", headers=agent)
     assert claimed.status_code == 200, claimed.text
-    assert claimed.json()["assignee"] == "agent-ada"
-    other = await shop.http.post(f"{url}/claim", headers={**shop.admin, "X-Agent-ID": "agent-bo"})
+    assert claimed.json()["assignee"] == ada_id
+    bo = await agent_logs_in(shop, "bo")
+    bo.pop("user_id")
+    other = await shop.http.post(f"{url}/claim", headers=bo)
     assert other.status_code == 409, other.text
+    assert other.json()["error"]["details"][0]["holder"] == ada_id
 
     body = "Hi, this is Ada from Acme. How can I help?"
     r = await shop.http.post(
@@ -96,9 +136,13 @@ async def hand_off_to_an_agent_and_back(shop: Shop, inbox: str) -> None:
     got = await shop.wait(c, shop.expected[c])
     assert shop.demo.render(got[-1]["message"]) == body
 
+    r = await shop.http.get(f"{inbox}/v1/threads/{thread}/messages", headers=agent)
+    mine = [m for m in r.json()["items"] if m["author"] == "agent"]
+    assert [(m["agent_id"], m["text"]) for m in mine] == [(ada_id, body)]
+
     r = await shop.http.post(f"{url}/resolve", headers=agent)
     assert r.status_code == 200, r.text
-    assert r.json()["status"] == "resolved"
+    assert (r.json()["status"], r.json()["resolved_by"]) == ("resolved", ada_id)
     shop.expected[c] += 1
     back = await shop.wait(c, shop.expected[c])
     assert "assistant again" in shop.demo.render(back[-1]["message"])

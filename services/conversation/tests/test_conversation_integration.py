@@ -977,3 +977,58 @@ async def test_stop_and_start_hold_for_every_id_of_the_person(stack):
         await eventually(opted_in, timeout_s=10)
     finally:
         await client.aclose()
+
+
+async def test_an_inbox_take_over_quiets_the_bot_until_resolved(stack):
+    """An agent takes over a conversation the bot is handling (the inbox's
+    ``handoff_requested`` with ``taken_over_by``): the bot goes quiet, with no message of
+    its own, until ``handoff_resolved``. The bot's own ``handoff_requested`` (no
+    ``taken_over_by``) arriving late reopens nothing."""
+    await seed(stack)
+    customer = "15550007777"
+    await stack.publish(inbound("hi", customer=customer))
+    await stack.replies(2)
+    await stack.publish(inbound("menu", customer=customer))
+    await stack.replies(1)  # mid-conversation: the session is not fresh
+    exchange = await stack.channel.get_exchange(topology.EXCHANGE_EVENTS)
+
+    async def event(model: HandoffRequested | HandoffResolved, kind: str) -> None:
+        await exchange.publish(
+            aio_pika.Message(model.model_dump_json().encode(), message_id=model.event_id),
+            routing_key=f"t1.a1.{kind}",
+        )
+
+    async def handoff_open() -> bool:
+        rows = await sql(
+            stack,
+            "SELECT 1 FROM handoffs WHERE tenant_id = 't1' AND account_id = 'a1' "
+            f"AND customer_wa_id = '{customer}' AND released_at IS NULL",
+        )
+        return bool(rows)
+
+    who = CustomerIdentity(wa_id=customer)
+    taken = HandoffRequested(
+        tenant_id="t1", account_id="a1", customer=who, reason="taken over", taken_over_by="ann"
+    )
+    for _ in range(2):  # delivered twice: one hand-off, no message
+        await event(taken, topology.HANDOFF_REQUESTED)
+    await eventually(handoff_open, timeout_s=10)
+    await nothing_sent(stack)
+    await stack.publish(inbound("cart", customer=customer))
+    await nothing_sent(stack)  # the agent has the customer
+    await event(
+        HandoffResolved(tenant_id="t1", account_id="a1", customer=who, resolved_by="ann"),
+        topology.HANDOFF_RESOLVED,
+    )
+    (back,) = await stack.replies(1)
+    assert "assistant again" in back.content.body
+    # the bot's own hand-off event, late: ignored (no taken_over_by)
+    await event(
+        HandoffRequested(tenant_id="t1", account_id="a1", customer=who, reason="asked"),
+        topology.HANDOFF_REQUESTED,
+    )
+    await asyncio.sleep(0.3)
+    assert not await handoff_open()
+    await stack.publish(inbound("menu", customer=customer))
+    (menu,) = await stack.replies(1)
+    assert menu.content.type == "interactive_list"

@@ -108,6 +108,8 @@ class Kit:
         self.db = db
         self.channel = channel
         self.base_url = base_url
+        #: The settings the service runs with (another replica runs with the same).
+        self.settings: Settings | None = None
 
     new_tenant = staticmethod(new_tenant)
     phone = staticmethod(phone)
@@ -248,7 +250,11 @@ class Kit:
         return r.json()
 
     async def thread_of(self, tenant: str) -> dict[str, Any]:
-        threads = (await self.get("/v1/threads", tenant))["items"]
+        async def listed() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = (await self.get("/v1/threads", tenant))["items"]
+            return items
+
+        threads = await eventually(listed, timeout_s=10)
         assert len(threads) == 1, threads
         return threads[0]  # type: ignore[no-any-return]
 
@@ -263,7 +269,14 @@ class Kit:
         conversation id."""
         await self.publish(self.inbound(tenant, wa_id=wa_id, text="agent", at=inbound_at))
         await self.publish(self.handoff(tenant, wa_id=wa_id))
-        items = (await self.get("/v1/conversations", tenant))["items"]
+
+        async def listed() -> list[dict[str, Any]]:
+            # ``publish`` counts every handled message: a late copy of an earlier test's
+            # reply may be the one it saw, so wait for the conversation itself
+            items: list[dict[str, Any]] = (await self.get("/v1/conversations", tenant))["items"]
+            return items
+
+        items = await eventually(listed, timeout_s=10)
         assert len(items) == 1, items
         return items[0]["id"]  # type: ignore[no-any-return]
 
@@ -285,6 +298,7 @@ def settings_for(amqp_url: str, database_url: str, tenant_url: str) -> Settings:
         FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
         shutdown_grace_s=5,
         stream_keepalive_s=0.5,
+        stream_reauth_s=0.5,
         gauge_interval_s=0.2,
     )
 
@@ -303,7 +317,9 @@ async def running(settings: Settings) -> AsyncIterator[Kit]:
         conn = await aio_pika.connect(settings.amqp_url)
         db = await asyncpg.connect(settings.database_url, server_settings={"search_path": SCHEMA})
         try:
-            yield Kit(http, publisher, db, await conn.channel(), base_url)
+            kit = Kit(http, publisher, db, await conn.channel(), base_url)
+            kit.settings = settings
+            yield kit
         finally:
             await db.close()
             await conn.close()
@@ -311,3 +327,86 @@ async def running(settings: Settings) -> AsyncIterator[Kit]:
 
 
 T_OLD_DAYS = 2
+
+
+# ------------------------------------------------------------------ real users
+
+OPERATOR_KEY = "operator-key-inbox-tests-0123456789"
+PASSWORD = "correct horse battery staple"
+
+
+def tenant_settings(database_url: str) -> Any:
+    """The real tenant service (users, sessions, the internal resolve), cheap argon2id."""
+    from cryptography.fernet import Fernet
+
+    from flowchat_tenant.settings import Settings as TenantSettings
+
+    return TenantSettings(
+        DATABASE_URL=database_url,
+        FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
+        FLOWCHAT_OPERATOR_KEY=OPERATOR_KEY,
+        FLOWCHAT_ENV="test",
+        encryption_keys=Fernet.generate_key().decode(),
+        argon2_time_cost=1,
+        argon2_memory_kib=8192,
+        health_refresh_interval_s=3600,
+        user_cache_max_age_s=0,
+    )
+
+
+class Staff:
+    """Tenants and their people on a real tenant service: invited by the operator, the
+    password set, logged in; each user's bearer headers for the inbox."""
+
+    operator = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+
+    def __init__(self, tenant: httpx.AsyncClient) -> None:
+        self.tenant = tenant
+        self._n = 0
+
+    async def new_tenant(self) -> str:
+        r = await self.tenant.post(
+            "/v1/tenants",
+            json={"name": "Acme", "business_name": "Acme Ltd", "timezone": "UTC"},
+            headers=self.operator,
+        )
+        assert r.status_code == 201, r.text
+        return str(r.json()["tenant_id"])
+
+    async def user(self, tenant_id: str | None, role: str = "agent") -> dict[str, Any]:
+        """``{user_id, access_token, headers}`` of a new, logged-in user of ``role`` (an
+        operator user, platform staff, when ``tenant_id`` is None)."""
+        self._n += 1
+        email = f"{role}{self._n}-{uuid.uuid4().hex[:8]}@example.com"
+        url, body = (
+            ("/v1/operator/users", {"email": email})
+            if tenant_id is None
+            else (f"/v1/tenants/{tenant_id}/users", {"email": email, "role": role})
+        )
+        r = await self.tenant.post(url, json=body, headers=self.operator)
+        assert r.status_code == 201, r.text
+        invited = r.json()
+        r = await self.tenant.post(
+            "/v1/auth/invitations/accept",
+            json={"token": invited["invitation"]["token"], "password": PASSWORD},
+        )
+        assert r.status_code == 200, r.text
+        r = await self.tenant.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return {
+            "user_id": body["user"]["user_id"],
+            "access_token": body["access_token"],
+            "headers": {"Authorization": f"Bearer {body['access_token']}"},
+        }
+
+    async def delete(self, tenant_id: str, user_id: str) -> None:
+        r = await self.tenant.delete(
+            f"/v1/tenants/{tenant_id}/users/{user_id}", headers=self.operator
+        )
+        assert r.status_code == 204, r.text
+
+
+def service_headers(tenant: str) -> dict[str, str]:
+    """FlowChat's own token acting for ``tenant`` (setting up a test's conversations)."""
+    return {"Authorization": f"Bearer {SERVICE_TOKEN}", "X-Tenant-ID": tenant}

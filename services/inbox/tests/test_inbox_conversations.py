@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from inbox_testkit import Kit
 
 from flowchat_contracts import topology
+from flowchat_platform.testing import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -332,6 +334,7 @@ async def test_an_agent_takes_over_a_conversation_the_bot_is_handling(kit: Kit) 
     told = [e for e in await kit.take(topology.QUEUE_CONVERSATION_EVENTS) if e["tenant_id"] == t]
     assert [e["kind"] for e in told] == ["handoff_requested"]
     assert told[0]["customer"]["wa_id"] == wa
+    assert told[0]["taken_over_by"] == "ann"  # the conversation service quiets the bot
     # the event's copy on inbox.history adds no second conversation
     await kit.publish(kit.inbound(t, wa_id=wa, text="hello?"))
     assert [x["id"] for x in (await kit.get("/v1/conversations", t))["items"]] == [c["id"]]
@@ -345,3 +348,147 @@ async def test_an_agent_takes_over_a_conversation_the_bot_is_handling(kit: Kit) 
     assert r.status_code == 404
     r = await kit.http.post(f"/v1/threads/{thread['id']}/takeover", headers=kit.key(t, "read"))
     assert r.status_code == 403
+
+
+async def test_media_and_template_replies_and_the_window_shown_on_the_thread(kit: Kit) -> None:
+    t, wa = kit.new_tenant(), kit.phone()
+    cid = await kit.open_conversation(t, wa)
+    thread = await kit.thread_of(t)
+    assert thread["window_open"] is True
+    closes = datetime.fromisoformat(thread["window_closes_at"])
+    last = datetime.fromisoformat(thread["last_inbound_at"])
+    assert closes - last == timedelta(hours=24)
+    c = await kit.get(f"/v1/conversations/{cid}", t)
+    assert (c["window_open"], c["window_closes_at"]) == (True, thread["window_closes_at"])
+    await kit.take(topology.QUEUE_OUTBOUND)
+    h = {**kit.key(t), "X-Agent-ID": "ann"}
+    assert (await kit.http.post(f"/v1/conversations/{cid}/claim", headers=h)).status_code == 200
+    replies = [
+        {"type": "image", "link": "https://example.com/a.jpg", "caption": "the blue one"},
+        {"type": "document", "media_id": "1234567890", "filename": "invoice.pdf"},
+        {
+            "type": "template",
+            "name": "order_update",
+            "language": "en",
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "A-17"}]}],
+        },
+    ]
+    for n, content in enumerate(replies):
+        r = await kit.http.post(
+            f"/v1/conversations/{cid}/messages",
+            headers=h,
+            json={"content": content, "idempotency_key": f"m{n}"},
+        )
+        assert r.status_code == 202, r.text
+    sent = [x for x in await kit.take(topology.QUEUE_OUTBOUND) if x["tenant_id"] == t]
+    assert [x["content"]["type"] for x in sent] == ["image", "document", "template"]
+    assert {(x["origin"], x["agent_id"], x["to"]) for x in sent} == {("agent", "ann", wa)}
+    msgs = await kit.messages(t, thread["id"])
+    by_agent = sorted((m["type"], m["text"]) for m in msgs if m["author"] == "agent")
+    assert by_agent == [
+        ("document", "invoice.pdf"),
+        ("image", "the blue one"),
+        ("template", "order_update A-17"),
+    ]
+    # media with neither id nor link, an unknown type: 422, nothing sent
+    for bad in ({"type": "image"}, {"type": "hologram", "body": "x"}):
+        r = await kit.http.post(
+            f"/v1/conversations/{cid}/messages", headers=h, json={"content": bad}
+        )
+        assert r.status_code == 422, r.text
+    r = await kit.http.post(
+        f"/v1/conversations/{cid}/messages",
+        headers=h,
+        json={"content": {"type": "text", "body": "x" * 40_000}},
+    )
+    assert r.status_code == 413
+    assert [x for x in await kit.take(topology.QUEUE_OUTBOUND) if x["tenant_id"] == t] == []
+
+
+async def test_old_threads_show_the_window_closed(kit: Kit) -> None:
+    t = kit.new_tenant()
+    await kit.open_conversation(t, kit.phone(), inbound_at=datetime.now(UTC) - OLD)
+    thread = await kit.thread_of(t)
+    assert thread["window_open"] is False
+    assert datetime.fromisoformat(thread["window_closes_at"]) < datetime.now(UTC)
+
+
+async def test_tags_are_added_removed_and_filter_the_list(kit: Kit) -> None:
+    t = kit.new_tenant()
+    first = await kit.open_conversation(t, kit.phone())
+    await kit.publish(kit.inbound(t, wa_id=(wa2 := kit.phone())))
+    await kit.publish(kit.handoff(t, wa_id=wa2))
+    second = next(
+        c["id"] for c in (await kit.get("/v1/conversations", t))["items"] if c["id"] != first
+    )
+    h = {**kit.key(t), "X-Agent-ID": "ann"}
+
+    async def tag(cid: int, **body: list[str]) -> httpx.Response:
+        return await kit.http.post(f"/v1/conversations/{cid}/tags", headers=h, json=body)
+
+    r = await tag(first, add=["vip", "billing", "vip"])
+    assert (r.status_code, r.json()["tags"]) == (200, ["billing", "vip"])
+    r = await tag(second, add=["billing"])
+    assert r.json()["tags"] == ["billing"]
+    r = await tag(first, remove=["billing"], add=["refund"])
+    assert r.json()["tags"] == ["refund", "vip"]
+
+    async def ids(**params: str) -> list[int]:
+        return [c["id"] for c in (await kit.get("/v1/conversations", t, **params))["items"]]
+
+    assert await ids(tag="vip") == [first]
+    assert await ids(tag="billing") == [second]
+    assert await ids(tag="nothing") == []
+    assert (await kit.get(f"/v1/conversations/{first}", t))["tags"] == ["refund", "vip"]
+    for bad in ({"add": ["Has Space"]}, {"add": ["x" * 40]}, {"tags": ["a"]}):
+        r = await kit.http.post(f"/v1/conversations/{first}/tags", headers=h, json=bad)
+        assert r.status_code == 422, bad
+    r = await tag(first, add=[f"t{n}" for n in range(19)])
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "too_many_tags")
+    r = await kit.http.get("/v1/conversations", headers=h, params={"tag": "Bad Tag"})
+    assert r.status_code == 422
+    r = await kit.http.post(
+        f"/v1/conversations/{first}/tags", headers=kit.key(t, "read"), json={"add": ["x"]}
+    )
+    assert r.status_code == 403
+    other = {**kit.key(kit.new_tenant()), "X-Agent-ID": "m"}
+    r = await kit.http.post(f"/v1/conversations/{first}/tags", headers=other, json={"add": ["x"]})
+    assert r.status_code == 404
+
+
+async def test_per_tenant_wait_gauges_hold_the_tenants_waiting_longest(kit: Kit) -> None:
+    from prometheus_client import REGISTRY
+
+    from flowchat_inbox import metrics
+
+    t = kit.new_tenant()
+    cid = await kit.open_conversation(t, kit.phone())
+    await kit.db.execute(
+        "UPDATE conversations SET opened_at = now() - interval '1 day' WHERE id = $1", cid
+    )
+
+    def oldest(tenant: str) -> float | None:
+        return REGISTRY.get_sample_value(
+            "flowchat_inbox_tenant_oldest_wait_seconds", {"tenant": tenant}
+        )
+
+    await eventually(lambda: (oldest(t) or 0) >= 86_400, timeout_s=5)
+    assert REGISTRY.get_sample_value("flowchat_inbox_tenant_customers_waiting", {"tenant": t}) == 1
+    assert (REGISTRY.get_sample_value("flowchat_inbox_oldest_wait_seconds") or 0) >= 86_400
+    assert REGISTRY.get_sample_value("flowchat_inbox_wait_alert_seconds") == 900
+    tenants = {
+        s.labels["tenant"]
+        for family in metrics.TENANT_OLDEST_WAIT.collect()
+        for s in family.samples
+    }
+    assert t in tenants
+    assert len(tenants) <= 20  # bounded: the top tenants only
+    h = {**kit.key(t), "X-Agent-ID": "ann"}
+    await kit.http.post(f"/v1/conversations/{cid}/claim", headers=h)
+    r = await kit.http.post(
+        f"/v1/conversations/{cid}/messages",
+        headers=h,
+        json={"content": {"type": "text", "body": "sorry for the wait"}},
+    )
+    assert r.status_code == 202
+    await eventually(lambda: oldest(t) is None, timeout_s=5)  # answered: the series goes

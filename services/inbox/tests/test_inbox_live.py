@@ -11,20 +11,22 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from inbox_testkit import Kit
+from inbox_testkit import Kit, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 
 @contextlib.asynccontextmanager
-async def stream(kit: Kit, tenant: str) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+async def stream(
+    kit: Kit, tenant: str, base_url: str | None = None
+) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
     """The tenant's events as they arrive (a task reads the SSE stream)."""
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     connected = asyncio.Event()
 
     async def read() -> None:
         async with (
-            httpx.AsyncClient(base_url=kit.base_url, timeout=None) as client,
+            httpx.AsyncClient(base_url=base_url or kit.base_url, timeout=None) as client,
             client.stream("GET", "/v1/stream", headers=kit.key(tenant, "read")) as r,
         ):
             assert r.status_code == 200
@@ -84,3 +86,42 @@ async def test_the_stream_carries_messages_and_assignments_of_the_tenant_only(ki
 async def test_the_stream_needs_a_key(kit: Kit) -> None:
     r = await kit.http.get("/v1/stream")
     assert r.status_code == 401
+
+
+async def test_streams_see_what_another_replica_did(kit: Kit) -> None:
+    """Two inbox replicas (one database, one broker): each one's streams carry the
+    claims and assignments made on the other and every message, whichever replica
+    ingested it (live updates fan out through the broker)."""
+    assert kit.settings is not None
+    a = kit.new_tenant()
+    wa = kit.phone()
+    async with (
+        running(kit.settings) as replica,
+        stream(kit, a) as one,
+        stream(kit, a, replica.base_url) as two,
+    ):
+        await kit.publish(kit.inbound(a, wa_id=wa, text="hello"))
+        for events in (one, two):
+            assert (await next_of(events, "message"))["direction"] == "inbound"
+        await kit.publish(kit.handoff(a, wa_id=wa))
+        opened = await next_of(one, "conversation")
+        assert (await next_of(two, "conversation"))["conversation_id"] == opened["conversation_id"]
+        cid = opened["conversation_id"]
+        r = await replica.http.post(
+            f"/v1/conversations/{cid}/claim", headers={**kit.key(a), "X-Agent-ID": "ann"}
+        )
+        assert r.status_code == 200
+        claimed = await next_of(one, "conversation")  # made on the other replica
+        assert (claimed["status"], claimed["assignee"]) == ("assigned", "ann")
+        r = await kit.http.post(
+            f"/v1/conversations/{cid}/assign",
+            headers={**kit.key(a), "X-Agent-ID": "ann"},
+            json={"agent_id": "bob"},
+        )
+        assert r.status_code == 200
+        for events in (one, two):
+            seen = await next_of(events, "conversation")
+            while seen["assignee"] != "bob":
+                seen = await next_of(events, "conversation")
+        assert one.empty()  # each update once per stream
+        assert two.empty()

@@ -585,7 +585,8 @@ def send_results_in(body: bytes | str) -> list[SendResult]:
 
 
 class HandoffRequested(_Envelope):
-    """The bot handed a conversation to people (the customer asked for an agent).
+    """The bot handed a conversation to people (the customer asked for an agent), or an
+    agent took it over in the inbox (``taken_over_by``).
 
     Published on ``flowchat.events`` with the key ``<tenant>.<account>.handoff_requested``
     (``topology.HANDOFF_REQUESTED``); the inbox opens a conversation for it. AMQP
@@ -598,6 +599,10 @@ class HandoffRequested(_Envelope):
     reason: Annotated[str, StringConstraints(max_length=200)] | None = None
     #: The bot's state when it handed over (``REVIEWING_ORDER``, …).
     bot_state: Annotated[str, StringConstraints(max_length=64)] | None = None
+    #: The agent who took the conversation over from the bot in the inbox (None: the
+    #: bot handed it over). The conversation service quiets the bot for such an event
+    #: (the bot's own hand-off already did).
+    taken_over_by: Annotated[str, StringConstraints(max_length=128)] | None = None
     requested_at: datetime = Field(default_factory=utcnow)
 
 

@@ -100,7 +100,8 @@ async def refused(_: Request, exc: Exception) -> JSONResponse:
 
 class CommerceHandoffs:
     """Outreach's :class:`~flowchat_conversation.outreach.ports.HandoffReleaser` on
-    commerce's release (what ``POST …/conversations/{wa_id}/release`` does)."""
+    commerce's release (what ``POST …/conversations/{wa_id}/release`` does) and take-over
+    (an agent took the conversation in the inbox: the bot goes quiet)."""
 
     def __init__(self, orders: OrderService) -> None:
         self._orders = orders
@@ -116,6 +117,9 @@ class CommerceHandoffs:
                 continue
             return bool(released)
         return False
+
+    async def take_over(self, tenant_id: str, account_id: str, customer: CustomerIdentity) -> bool:
+        return await self._orders.take_over(tenant_id, account_id, customer.key)
 
 
 async def purge_handled(orders: OrderService, settings: Settings) -> None:

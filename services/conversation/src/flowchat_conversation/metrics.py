@@ -40,7 +40,7 @@ PAYMENTS = Counter(
 )
 HANDOFFS = Counter(
     "flowchat_conversation_handoffs_total",
-    "Operator hand-offs, by event (started, released)",
+    "Operator hand-offs, by event (started, released, taken_over)",
     ["event"],
 )
 HANDLED_PURGED = Counter(

@@ -1,5 +1,6 @@
 """The inbox's app: one lifespan wiring the database, the broker, the history
-consumer (batched writes), the inbox and the live streams.
+consumer (batched writes), the inbox and the live streams (fanned out to every replica
+through the broker: :mod:`.live_fanout`).
 
 Start-up runs in a background task (migrations, pool, broker, consumer) so ``/healthz``
 answers at once and ``/readyz`` is 503 until everything is connected. Shutdown: stop
@@ -21,13 +22,14 @@ from fastapi.responses import JSONResponse
 
 from flowchat_contracts import topology
 from flowchat_inbox import SCHEMA, SERVICE, metrics
-from flowchat_inbox.authz import ApiKeyAuthoriser
+from flowchat_inbox.authz import ApiKeyAuthoriser, UserAuthoriser
 from flowchat_inbox.batching import Batcher
 from flowchat_inbox.broker import AmqpPublisher
 from flowchat_inbox.consumer import HISTORY_ITEM, HistoryConsumer
 from flowchat_inbox.deps import Runtime
 from flowchat_inbox.errors import Refused
 from flowchat_inbox.inbox_service import InboxService
+from flowchat_inbox.live_fanout import BrokerLive
 from flowchat_inbox.repository import Repository
 from flowchat_inbox.routes import conversations_router, stream_router, threads_router
 from flowchat_inbox.service import HistoryService
@@ -53,9 +55,15 @@ def error_response(exc: Refused) -> JSONResponse:
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
     service_token = settings.service_token.get_secret_value()
-    authoriser = ApiKeyAuthoriser(service_token=service_token, keys=None)
-    runtime = Runtime(authoriser=authoriser, keepalive_s=settings.stream_keepalive_s)
+    authoriser = UserAuthoriser(ApiKeyAuthoriser(service_token=service_token, keys=None), None)
+    runtime = Runtime(
+        authoriser=authoriser,
+        keepalive_s=settings.stream_keepalive_s,
+        reauth_s=settings.stream_reauth_s,
+    )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
+    fanout = BrokerLive(runtime.live, settings.amqp_url)
+    metrics.WAIT_ALERT.set(settings.wait_alert_s)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
 
@@ -68,20 +76,25 @@ def create_app(settings: Settings) -> FastAPI:
         repository = Repository(pool)
         history = HistoryService(repository)
         batcher = Batcher(
-            history, runtime.live, workers=settings.batch_workers, max_batch=settings.max_batch
+            history, fanout, workers=settings.batch_workers, max_batch=settings.max_batch
         )
         await amqp.connect()
+        await fanout.start()
+        bg.start("live", fanout.run())
         await declare_own_queues(settings.amqp_url, topology.INBOX_QUEUES, topology.INBOX_BINDINGS)
         runtime.history = history
         runtime.inbox = InboxService(
             repository,
             history,
             AmqpPublisher(amqp),
-            runtime.live,
+            fanout,
             window_s=settings.window_s,
         )
         bg.start("batcher", batcher.run())
-        bg.start("gauges", gauge_loop(runtime.inbox, settings.gauge_interval_s))
+        bg.start(
+            "gauges",
+            gauge_loop(runtime.inbox, settings.gauge_interval_s, settings.gauge_top_tenants),
+        )
         await amqp.consume(
             topology.QUEUE_INBOX_HISTORY,
             HistoryConsumer(batcher).handle,
@@ -93,12 +106,15 @@ def create_app(settings: Settings) -> FastAPI:
         log.info("inbox started")
 
     readiness.add("database", lambda: bool(pools) and not pools[0].is_closing())
-    readiness.add("broker", lambda: amqp.ready and bool(state.get("consuming")))
+    readiness.add("broker", lambda: amqp.ready and fanout.ready and bool(state.get("consuming")))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         session = aiohttp.ClientSession()
-        authoriser.keys = TenantClient(settings.tenant_url, service_token, session=session)
+        tenants = TenantClient(
+            settings.tenant_url, service_token, session=session, user_ttl_s=settings.user_cache_s
+        )
+        authoriser.use(tenants)
         bg = Background()
         bg.start("startup", start(bg))
         try:
@@ -107,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
             await amqp.stop_consuming(settings.shutdown_grace_s)
             await bg.stop()
             await amqp.close(grace_s=settings.shutdown_grace_s)
+            await fanout.close()
             runtime.history = None
             runtime.inbox = None
             for pool in pools:
@@ -121,7 +138,11 @@ def create_app(settings: Settings) -> FastAPI:
         max_json_bytes=settings.max_json_bytes,
     )
     app.state.runtime = runtime
+    _add_routes(app)
+    return app
 
+
+def _add_routes(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
         return error_response(exc)
@@ -129,16 +150,22 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(threads_router)
     app.include_router(conversations_router)
     app.include_router(stream_router)
-    return app
 
 
-async def gauge_loop(inbox: InboxService, interval_s: float) -> None:
-    """Customers waiting and the oldest wait, across tenants (no tenant label)."""
+async def gauge_loop(inbox: InboxService, interval_s: float, top_tenants: int) -> None:
+    """Customers waiting and the oldest wait: across tenants, and per tenant for the
+    ``top_tenants`` waiting longest (the others' series are removed)."""
     while True:
         try:
             stats = await inbox.store.wait_stats(None, inbox.clock())
+            longest = await inbox.longest_waits(top_tenants)
             metrics.WAITING.set(stats.waiting)
             metrics.OLDEST_WAIT.set(stats.oldest_wait_s or 0.0)
+            metrics.TENANT_WAITING.clear()
+            metrics.TENANT_OLDEST_WAIT.clear()
+            for w in longest:
+                metrics.TENANT_WAITING.labels(w.tenant_id).set(w.waiting)
+                metrics.TENANT_OLDEST_WAIT.labels(w.tenant_id).set(w.oldest_wait_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a gauge is best effort

@@ -16,7 +16,8 @@ from flowchat_platform.http import ApiError
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="A tenant API key (`read`: read; `admin`: act on conversations), or the "
+    description="A tenant user's access token (`fca.…`; owner/admin manage, agent acts, "
+    "viewer reads), a tenant API key (`read`: read; `admin`: act on conversations), or the "
     "internal service token with an `X-Tenant-ID` header.",
 )
 
@@ -28,6 +29,7 @@ class Runtime:
     history: HistoryService | None = None
     inbox: InboxService | None = None
     keepalive_s: float = 15.0
+    reauth_s: float = 5.0
 
 
 def _runtime(request: Request) -> Runtime:

@@ -15,6 +15,7 @@
             ├── ConversationClosed      the conversation is resolved (409)
             ├── ConversationOpen(id)    the thread already has an open conversation (409)
             ├── OutsideWindow           free text after the 24 h window (422, names the rule)
+            ├── TooManyTags             more tags than a conversation holds (422)
             └── Forbidden               the caller's role may not do this (403)
 
 Every :class:`Refused` carries its HTTP status and machine-readable code, so the app
@@ -95,3 +96,8 @@ class OutsideWindow(Refused):
 class Forbidden(Refused):
     status = 403
     code = "forbidden"
+
+
+class TooManyTags(Refused):
+    status = 422
+    code = "too_many_tags"

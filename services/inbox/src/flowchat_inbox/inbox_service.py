@@ -14,6 +14,8 @@ updates behind :class:`Live`. Rules:
   ``origin="agent"`` and recorded in the thread at once (the copy arriving on the
   history queue is a duplicate by its idempotency key).
 - **note**: any agent of the tenant, on an open or resolved conversation; internal.
+- **tags**: any agent adds and removes labels (at most :data:`MAX_TAGS` a
+  conversation); the list filters by one.
 - **resolve**: the holder or a manager; the conversation service is told on the broker
   (``HandoffResolved``) before the conversation closes here, so a failed publish
   leaves it open to try again.
@@ -22,7 +24,7 @@ updates behind :class:`Live`. Rules:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,7 @@ from flowchat_inbox.errors import (
     NotFound,
     NotHolder,
     OutsideWindow,
+    TooManyTags,
 )
 from flowchat_inbox.ports import (
     Conversation,
@@ -51,6 +54,7 @@ from flowchat_inbox.ports import (
     Live,
     Page,
     Publisher,
+    TenantWait,
     Thread,
     WaitStats,
 )
@@ -63,6 +67,7 @@ from flowchat_inbox.service import (
 )
 
 TAKEN_OVER = "taken over by an agent"
+MAX_TAGS = 20
 
 
 def thread_customer(thread: Thread) -> CustomerIdentity:
@@ -79,6 +84,7 @@ def conversation_event(c: Conversation) -> dict[str, Any]:
         "account_id": c.account_id,
         "status": c.status,
         "assignee": c.assignee,
+        "tags": list(c.tags),
     }
 
 
@@ -154,8 +160,28 @@ class InboxService:
         return updated
 
     def in_window(self, thread: Thread) -> bool:
+        closes = self.window_closes_at(thread)
+        return closes is not None and self.clock() < closes
+
+    def window_closes_at(self, thread: Thread) -> datetime | None:
+        """When free-form replies stop being allowed (the customer's last message + 24 h)."""
         last = thread.last_inbound_at
-        return last is not None and self.clock() - last < self.window
+        return last + self.window if last is not None else None
+
+    async def tag(
+        self, tenant_id: str, conversation_id: int, *, add: Sequence[str], remove: Sequence[str]
+    ) -> Conversation:
+        current = await self.get(tenant_id, conversation_id)
+        if len(set(current.tags).union(add).difference(remove)) > MAX_TAGS:
+            raise TooManyTags(
+                f"a conversation has at most {MAX_TAGS} tags", details={"max_tags": MAX_TAGS}
+            )
+        updated = await self.store.tag(tenant_id, conversation_id, add, remove)
+        if updated is None:
+            raise NotFound("no such conversation")
+        metrics.ACTIONS.labels("tag", "ok").inc()
+        self.live.publish(tenant_id, conversation_event(updated))
+        return updated
 
     async def reply(
         self,
@@ -273,6 +299,7 @@ class InboxService:
             account_id=thread.account_id,
             customer=thread_customer(thread),
             reason=TAKEN_OVER,
+            taken_over_by=agent_id,
         )
         await self.publisher.requested(event)
         opened = await self.store.take_over(
@@ -289,3 +316,6 @@ class InboxService:
 
     async def stats(self, tenant_id: str) -> WaitStats:
         return await self.store.wait_stats(tenant_id, self.clock())
+
+    async def longest_waits(self, limit: int) -> Sequence[TenantWait]:
+        return await self.store.longest_waits(self.clock(), limit)

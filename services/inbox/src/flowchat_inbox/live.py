@@ -1,5 +1,6 @@
 """Live updates: each tenant's subscribers (the agents' event streams) get every new
-message, status change and assignment change of their tenant, in this process.
+message, status change and assignment change of their tenant: what this process
+receives from the broker (:mod:`.live_fanout`), every replica's updates.
 
 A subscriber that stops reading is dropped once its buffer is full (it reconnects and
 pages the history) rather than holding the writers back.

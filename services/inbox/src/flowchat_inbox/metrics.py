@@ -1,4 +1,6 @@
-"""Prometheus metrics of the inbox (labels are bounded: no tenant, customer or agent ids)."""
+"""Prometheus metrics of the inbox. Labels are bounded: no customer or agent ids; a
+tenant label only on the per-tenant wait gauges, which hold the ``GAUGE_TOP_TENANTS``
+tenants whose customers have waited longest (cleared and refilled each refresh)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,20 @@ OLDEST_WAIT = Gauge(
     "flowchat_inbox_oldest_wait_seconds",
     "Age of the oldest open hand-off no agent has answered yet (all tenants)",
 )
+TENANT_WAITING = Gauge(
+    "flowchat_inbox_tenant_customers_waiting",
+    "Open hand-offs no agent has answered yet, of the tenants waiting longest (top N)",
+    ["tenant"],
+)
+TENANT_OLDEST_WAIT = Gauge(
+    "flowchat_inbox_tenant_oldest_wait_seconds",
+    "Age of the tenant's oldest unanswered hand-off, of the tenants waiting longest (top N)",
+    ["tenant"],
+)
+WAIT_ALERT = Gauge(
+    "flowchat_inbox_wait_alert_seconds",
+    "The wait after which FlowchatCustomerWaitingTooLong fires (FLOWCHAT_INBOX_WAIT_ALERT_S)",
+)
 FIRST_RESPONSE = Histogram(
     "flowchat_inbox_first_response_seconds",
     "From a hand-off to the first agent reply",
@@ -34,3 +50,8 @@ ACTIONS = Counter(
     ["action", "outcome"],
 )
 STREAMS = Gauge("flowchat_inbox_live_streams", "Open live-update streams")
+LIVE_DROPPED = Counter(
+    "flowchat_inbox_live_dropped_total",
+    "Live updates dropped, by reason (buffer_full, publish_failed, invalid)",
+    ["reason"],
+)

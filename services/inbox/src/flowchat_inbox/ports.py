@@ -133,6 +133,7 @@ class Conversation:
     first_response_at: datetime | None
     resolved_at: datetime | None
     resolved_by: str | None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ class ConversationFilter:
     view: str | None = None
     account_id: str | None = None
     agent_id: str | None = None
+    #: Only conversations carrying this tag.
+    tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,13 @@ class WaitStats:
     waiting: int
     oldest_wait_s: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TenantWait:
+    tenant_id: str
+    waiting: int
+    oldest_wait_s: float
 
 
 # ------------------------------------------------------------------ ports
@@ -217,6 +227,11 @@ class InboxStore(Protocol):
         """Record an agent's message (or note) in the thread; a reply also marks the
         conversation's first response."""
 
+    async def tag(
+        self, tenant_id: str, conversation_id: int, add: Sequence[str], remove: Sequence[str]
+    ) -> Conversation | None:
+        """Add and remove tags (a set, sorted); None when there is no such conversation."""
+
     async def take_over(
         self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime
     ) -> Conversation | None:
@@ -226,6 +241,9 @@ class InboxStore(Protocol):
     async def open_conversation_of(self, tenant_id: str, thread_id: int) -> Conversation | None: ...
 
     async def wait_stats(self, tenant_id: str | None, now: datetime) -> WaitStats: ...
+
+    async def longest_waits(self, now: datetime, limit: int) -> list[TenantWait]:
+        """The ``limit`` tenants whose oldest unanswered hand-off is oldest, longest first."""
 
 
 class Publisher(Protocol):

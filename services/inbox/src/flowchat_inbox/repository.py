@@ -29,6 +29,7 @@ from flowchat_inbox.ports import (
     Message,
     Op,
     StatusChange,
+    TenantWait,
     Thread,
     WaitStats,
 )
@@ -50,7 +51,7 @@ _MESSAGE_FROM = (
 )
 _CONVERSATION = (
     "id, tenant_id, account_id, thread_id, status, assignee, reason, bot_state, opened_at, "
-    "claimed_at, first_response_at, resolved_at, resolved_by"
+    "claimed_at, first_response_at, resolved_at, resolved_by, tags"
 )
 PREVIEW_CHARS = 160
 
@@ -80,7 +81,9 @@ def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
 
 
 def _conversation(r: asyncpg.Record) -> Conversation:
-    return Conversation(**dict(r))
+    values = dict(r)
+    values["tags"] = tuple(values["tags"] or ())
+    return Conversation(**values)
 
 
 class Repository:
@@ -459,6 +462,7 @@ class Repository:
                 "account_id": c.account_id,
                 "status": c.status,
                 "assignee": None,
+                "tags": [],
             },
         )
 
@@ -569,6 +573,9 @@ class Repository:
         if flt.account_id:
             args.append(flt.account_id)
             where.append(f"account_id = ${len(args)}")
+        if flt.tag:
+            args.append([flt.tag])
+            where.append(f"tags @> ${len(args)}::text[]")
         if after:
             args.extend(after)
             where.append(f"(opened_at, id) > (${len(args) - 1}, ${len(args)})")
@@ -652,6 +659,24 @@ class Repository:
                 return _conversation(row)
         return conversation
 
+    async def tag(
+        self, tenant_id: str, conversation_id: int, add: Sequence[str], remove: Sequence[str]
+    ) -> Conversation | None:
+        row = await self.pool.fetchrow(
+            f"""
+            UPDATE conversations SET tags = ARRAY(
+                SELECT DISTINCT t FROM unnest(tags || $3::text[]) AS t
+                WHERE t <> ALL($4::text[]) ORDER BY t)
+            WHERE tenant_id = $1 AND id = $2
+            RETURNING {_CONVERSATION}
+            """,  # noqa: S608
+            tenant_id,
+            conversation_id,
+            list(add),
+            list(remove),
+        )
+        return _conversation(row) if row else None
+
     async def take_over(
         self, thread: Thread, agent_id: str, event_id: str, reason: str, now: datetime
     ) -> Conversation | None:
@@ -711,3 +736,19 @@ class Repository:
             waiting=int(row["waiting"]),
             oldest_wait_s=max(0.0, (now - oldest).total_seconds()) if oldest else None,
         )
+
+    async def longest_waits(self, now: datetime, limit: int) -> list[TenantWait]:
+        rows = await self.pool.fetch(
+            """
+            SELECT tenant_id, count(*) AS waiting, min(opened_at) AS oldest FROM conversations
+            WHERE status <> 'resolved' AND first_response_at IS NULL
+            GROUP BY tenant_id ORDER BY min(opened_at), tenant_id LIMIT $1
+            """,
+            limit,
+        )
+        return [
+            TenantWait(
+                r["tenant_id"], int(r["waiting"]), max(0.0, (now - r["oldest"]).total_seconds())
+            )
+            for r in rows
+        ]

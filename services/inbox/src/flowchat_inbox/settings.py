@@ -31,8 +31,20 @@ class Settings(ServiceSettings):
     #: customer's last message (WhatsApp's rule: 24 h).
     window_s: float = Field(default=24 * 3600.0, gt=0)
     gauge_interval_s: float = Field(default=15.0, gt=0)
+    #: Tenants in the per-tenant wait gauges (those waiting longest): bounds the labels.
+    gauge_top_tenants: int = Field(default=20, ge=1, le=500)
+    #: A customer waiting longer than this for an agent's first reply fires
+    #: FlowchatCustomerWaitingTooLong (exported as flowchat_inbox_wait_alert_seconds).
+    wait_alert_s: float = Field(default=900.0, gt=0)
     #: Keep-alive comment on idle live streams.
     stream_keepalive_s: float = Field(default=15.0, gt=0)
+
+    #: How long a user's token is trusted without asking the tenant service again (0:
+    #: every request asks, so a deleted user or ended session is refused at once).
+    user_cache_s: float = Field(default=0.0, ge=0, le=60)
+    #: An open live stream checks its caller again this often (a deleted user's stream
+    #: ends within this long).
+    stream_reauth_s: float = Field(default=5.0, gt=0)
 
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

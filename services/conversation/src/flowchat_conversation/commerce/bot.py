@@ -382,6 +382,11 @@ def notice(session: Session | None, text: str) -> Decision:
     return Decision(session or Session(), [_text(text)])
 
 
+def taken_over(session: Session | None) -> Decision:
+    """An agent took the conversation over in the inbox: the bot stays quiet (no reply)."""
+    return Decision((session or Session()).model_copy(update={"handoff": True}))
+
+
 def released(session: Session | None, business_name: str) -> Decision:
     """An operator ended the hand-off: the bot speaks again."""
     current = (session or Session()).model_copy(update={"handoff": False})

@@ -310,6 +310,21 @@ class OrderService:
                 metrics.HANDOFFS.labels("released").inc()
         return released
 
+    async def take_over(self, tenant_id: str, account_id: str, customer_id: str) -> bool:
+        """An agent took the customer's conversation on ``account_id`` over in the inbox:
+        the hand-off opens and the bot goes quiet, with no message. False when one was
+        open already (the bot's own hand-off, or a redelivery)."""
+        key = ConversationKey(
+            tenant_id, account_id, await self.store.customer_key(tenant_id, customer_id)
+        )
+        async with self.store.conversation(key) as tx:
+            if await tx.handoff_open(key):
+                return False
+            await tx.start_handoff(key)
+            await self._notify(tx, key, f"takeover:{key}", bot.taken_over)
+        metrics.HANDOFFS.labels("taken_over").inc()
+        return True
+
     async def invoice_pdf(self, invoice_id: str, token: str) -> tuple[str, bytes] | None:
         """``(filename, PDF bytes)`` when ``token`` is the invoice's link token."""
         if self.links is None or not self.links.verify(invoice_id, token):

@@ -7,7 +7,11 @@ in :mod:`~flowchat_conversation.outreach.consumer` delivers them):
   on that template, ``user_marketing_preferences`` records opt-outs and opt-ins;
 - the inbox's ``handoff_resolved``: the hand-off is released (the bot speaks again)
   through the :class:`~flowchat_conversation.outreach.ports.HandoffReleaser` port;
-  once only (a redelivery finds none open).
+  once only (a redelivery finds none open);
+- the inbox's ``handoff_requested`` with ``taken_over_by`` (an agent took over a
+  conversation the bot was handling): the hand-off opens, the bot goes quiet. The bot's
+  own ``handoff_requested`` (no ``taken_over_by``) is ignored: it opened it already, and
+  acting on a late copy could reopen a released one.
 
 Opt-outs are per person: ``marketing_preferences[]`` names each customer by identity
 (BSUID, phone, or both: linked), error 131050 by the id the message went to (a phone
@@ -88,6 +92,17 @@ class HandoffResolvedEvent(_Event):
     customer: CustomerIdentity
 
 
+class HandoffRequestedEvent(_Event):
+    """The inbox's take-over (``flowchat_contracts.HandoffRequested``)."""
+
+    kind: str
+    event_id: str
+    tenant_id: str
+    account_id: str
+    customer: CustomerIdentity
+    taken_over_by: str | None = None
+
+
 class OutreachEvents:
     """``conversation.events`` → campaign metrics, opt-outs, automatic pauses and
     hand-off releases."""
@@ -111,6 +126,12 @@ class OutreachEvents:
                 await self._business(BusinessEventIn.model_validate(body))
             elif kind == "handoff_resolved" and self._handoffs is not None:
                 await self._resolved(HandoffResolvedEvent.model_validate(body))
+            elif (
+                kind == "handoff_requested"
+                and body.get("taken_over_by")
+                and self._handoffs is not None
+            ):
+                await self._taken_over(HandoffRequestedEvent.model_validate(body))
             else:
                 metrics.CAMPAIGN_EVENTS.labels("other", "ignored").inc()
         except ValidationError as exc:
@@ -147,6 +168,12 @@ class OutreachEvents:
         )
         metrics.CAMPAIGN_EVENTS.labels("handoff_resolved", "released" if released else "none").inc()
         log.info("hand-off resolved by the inbox", event_id=event.event_id, released=released)
+
+    async def _taken_over(self, event: HandoffRequestedEvent) -> None:
+        assert self._handoffs is not None
+        started = await self._handoffs.take_over(event.tenant_id, event.account_id, event.customer)
+        metrics.CAMPAIGN_EVENTS.labels("handoff_taken_over", "started" if started else "none").inc()
+        log.info("conversation taken over in the inbox", event_id=event.event_id, started=started)
 
     async def _business(self, event: BusinessEventIn) -> None:
         if event.field == "message_template_status_update":

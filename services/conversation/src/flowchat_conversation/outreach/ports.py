@@ -229,3 +229,8 @@ class HandoffReleaser(Protocol):
         """True when a hand-off was open and is released now; False when none was open
         (already released: a redelivered event does nothing)."""
         ...
+
+    async def take_over(self, tenant_id: str, account_id: str, customer: CustomerIdentity) -> bool:
+        """An agent took the conversation over in the inbox: open the hand-off (the bot
+        stays quiet). False when one was open already."""
+        ...

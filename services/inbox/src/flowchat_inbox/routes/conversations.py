@@ -19,6 +19,8 @@ from flowchat_inbox.routes.schemas import (
     ReplyIn,
     ReplyOut,
     StatsOut,
+    Tag,
+    TagsIn,
 )
 
 router = APIRouter(prefix="/v1", tags=["inbox"])
@@ -33,11 +35,12 @@ async def conversations(
     caller: Caller,
     inbox: InboxDep,
     view: View = "open",
-    account_id: Annotated[str | None, Query(max_length=128)] = None,
+    account_id: Annotated[str | None, Query(max_length=128, description="By number")] = None,
+    tag: Annotated[Tag | None, Query(description="Only conversations with this tag")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> ConversationPage:
-    flt = ConversationFilter(view=view, account_id=account_id, agent_id=caller.agent_id)
+    flt = ConversationFilter(view=view, account_id=account_id, agent_id=caller.agent_id, tag=tag)
     page = await inbox.list(caller.tenant_id, flt, cursor=cursor, limit=limit)
     return ConversationPage(
         items=[ConversationOut.of(c) for c in page.items], next_cursor=page.next_cursor
@@ -54,7 +57,23 @@ async def stats(caller: Caller, inbox: InboxDep) -> StatsOut:
 async def conversation(conversation_id: int, caller: Caller, inbox: InboxDep) -> ConversationOut:
     c = await inbox.get(caller.tenant_id, conversation_id)
     thread = await inbox.history.thread(caller.tenant_id, c.thread_id)
-    return ConversationOut.of(c, window_open=inbox.in_window(thread))
+    return ConversationOut.of(
+        c, window_open=inbox.in_window(thread), closes_at=inbox.window_closes_at(thread)
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/tags",
+    response_model=ConversationOut,
+    summary="Add and remove tags",
+)
+async def tags(
+    conversation_id: int, body: TagsIn, caller: Caller, inbox: InboxDep
+) -> ConversationOut:
+    caller.require_act()
+    return ConversationOut.of(
+        await inbox.tag(caller.tenant_id, conversation_id, add=body.add, remove=body.remove)
+    )
 
 
 @router.post(

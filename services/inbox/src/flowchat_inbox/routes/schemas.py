@@ -28,10 +28,18 @@ class ThreadOut(BaseModel):
     last_inbound_at: datetime | None
     last_preview: str | None
     message_count: int
+    #: The 24 h customer-service window: open (free-form replies allowed, else only
+    #: templates) until ``window_closes_at`` (the customer's last message + 24 h).
+    window_open: bool | None = None
+    window_closes_at: datetime | None = None
 
     @classmethod
-    def of(cls, t: Thread) -> ThreadOut:
+    def of(
+        cls, t: Thread, window_open: bool | None = None, closes_at: datetime | None = None
+    ) -> ThreadOut:
         return cls(
+            window_open=window_open,
+            window_closes_at=closes_at,
             id=t.id,
             account_id=t.account_id,
             customer_key=t.customer_key,
@@ -94,12 +102,18 @@ class ConversationOut(BaseModel):
     first_response_at: datetime | None
     resolved_at: datetime | None
     resolved_by: str | None
+    tags: list[str]
     #: Within the 24 h customer-service window: free-form replies allowed (else templates).
     window_open: bool | None = None
+    window_closes_at: datetime | None = None
 
     @classmethod
-    def of(cls, c: Conversation, window_open: bool | None = None) -> ConversationOut:
+    def of(
+        cls, c: Conversation, window_open: bool | None = None, closes_at: datetime | None = None
+    ) -> ConversationOut:
         return cls(
+            tags=list(c.tags),
+            window_closes_at=closes_at,
             id=c.id,
             account_id=c.account_id,
             thread_id=c.thread_id,
@@ -133,6 +147,16 @@ class ConversationPage(BaseModel):
 
 class AssignIn(_In):
     agent_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:@+-]{1,128}$")]
+
+
+Tag = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+
+
+class TagsIn(_In):
+    """Tags to add and to remove (lower-case letters, digits, ``_`` and ``-``, ≤ 32)."""
+
+    add: list[Tag] = Field(default_factory=list, max_length=20)
+    remove: list[Tag] = Field(default_factory=list, max_length=20)
 
 
 class ReplyIn(_In):

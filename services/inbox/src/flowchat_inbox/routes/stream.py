@@ -1,9 +1,14 @@
 """Live updates: ``GET /v1/stream``, server-sent events of the caller's tenant (new
-messages, status changes, conversations opened, claimed, assigned, resolved)."""
+messages, status changes, conversations opened, claimed, assigned, resolved).
+
+The caller is checked again every ``reauth_s`` while the stream is open: a deleted
+user, an ended session or a revoked key gets ``event: revoked`` and the stream ends
+(a tenant service that cannot answer just now leaves it open)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -12,6 +17,9 @@ from fastapi.responses import StreamingResponse
 
 from flowchat_inbox.deps import Caller, RuntimeDep
 from flowchat_inbox.live import OVERFLOW
+from flowchat_platform.http import ApiError
+
+REVOKED = b'event: revoked\ndata: {"type":"revoked"}\n\n'
 
 router = APIRouter(prefix="/v1", tags=["live"])
 
@@ -24,13 +32,32 @@ router = APIRouter(prefix="/v1", tags=["live"])
 )
 async def stream(request: Request, caller: Caller, runtime: RuntimeDep) -> StreamingResponse:
     tenant_id = caller.tenant_id
+    headers = request.headers
+
+    async def still_allowed() -> bool:
+        try:
+            again = await runtime.authoriser.principal(
+                headers.get("authorization"),
+                tenant_header=headers.get("x-tenant-id"),
+                agent_header=headers.get("x-agent-id"),
+            )
+        except ApiError as exc:
+            return exc.status >= 500  # unverifiable now: keep; refused: end
+        return again.tenant_id == tenant_id
 
     async def events() -> AsyncIterator[bytes]:
         async with runtime.live.subscribe(tenant_id) as queue:
             yield b": connected\n\n"
+            checked = time.monotonic()
+            wait_s = min(runtime.keepalive_s, runtime.reauth_s)
             while not await request.is_disconnected():
+                if time.monotonic() - checked >= runtime.reauth_s:
+                    if not await still_allowed():
+                        yield REVOKED
+                        return
+                    checked = time.monotonic()
                 try:
-                    event = await asyncio.wait_for(queue.get(), runtime.keepalive_s)
+                    event = await asyncio.wait_for(queue.get(), wait_s)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue

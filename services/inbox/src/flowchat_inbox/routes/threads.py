@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from flowchat_inbox.deps import Caller, HistoryDep
+from flowchat_inbox.deps import Caller, HistoryDep, InboxDep
 from flowchat_inbox.routes.schemas import MessageOut, MessagePage, ThreadOut, ThreadPage
 
 router = APIRouter(prefix="/v1", tags=["history"])
@@ -20,6 +20,7 @@ Cursor = Annotated[str | None, Query(max_length=200)]
 async def threads(
     caller: Caller,
     history: HistoryDep,
+    inbox: InboxDep,
     account_id: Annotated[str | None, Query(max_length=128)] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
@@ -27,12 +28,16 @@ async def threads(
     page = await history.threads(
         caller.tenant_id, account_id=account_id, cursor=cursor, limit=limit
     )
-    return ThreadPage(items=[ThreadOut.of(t) for t in page.items], next_cursor=page.next_cursor)
+    return ThreadPage(
+        items=[ThreadOut.of(t, inbox.in_window(t), inbox.window_closes_at(t)) for t in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get("/threads/{thread_id}", response_model=ThreadOut, summary="One thread")
-async def thread(thread_id: int, caller: Caller, history: HistoryDep) -> ThreadOut:
-    return ThreadOut.of(await history.thread(caller.tenant_id, thread_id))
+async def thread(thread_id: int, caller: Caller, history: HistoryDep, inbox: InboxDep) -> ThreadOut:
+    t = await history.thread(caller.tenant_id, thread_id)
+    return ThreadOut.of(t, inbox.in_window(t), inbox.window_closes_at(t))
 
 
 @router.get(

@@ -1,0 +1,25 @@
+"""conversations.tags (agents label conversations; the list filters by tag)
+
+Revision ID: 0002_tags
+Revises: 0001
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0002_tags"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE conversations ADD COLUMN tags text[] NOT NULL DEFAULT '{}'")
+    op.execute("CREATE INDEX conversations_tags ON conversations USING gin (tags)")
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS conversations_tags")
+    op.execute("ALTER TABLE conversations DROP COLUMN IF EXISTS tags")
