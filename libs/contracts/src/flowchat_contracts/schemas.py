@@ -12,6 +12,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from flowchat_contracts.command_events import (
+    CommandParked,
+    CommandRejected,
+    MessageStatusChanged,
+)
 from flowchat_contracts.models import (
     HandoffRequested,
     HandoffResolved,
@@ -36,6 +41,9 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "handoff_resolved.v1": HandoffResolved,
     "webhook.message.received.v1": MessageReceived,
     "webhook.message.status.v1": MessageStatus,
+    "message_status_changed.v1": MessageStatusChanged,
+    "command_parked.v1": CommandParked,
+    "command_rejected.v1": CommandRejected,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"

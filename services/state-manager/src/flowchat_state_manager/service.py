@@ -246,6 +246,7 @@ class StateService:
                 message_id=updated.id,
                 tenant_id=updated.tenant_id,
                 account_id=updated.account_id,
+                idempotency_key=updated.idempotency_key,
                 status=updated.status.value,
                 previous_status=row.status.value,
                 provider=updated.provider,
