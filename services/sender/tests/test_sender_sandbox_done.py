@@ -107,8 +107,13 @@ async def standard_world(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
         yield w
 
 
+def parked(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
+    """A ``command_parked`` (the sender parked a command), not a send result."""
+    return bool(orjson.loads(message.body).get("kind") == "command_parked")
+
+
 def results_of(messages: list[aio_pika.abc.AbstractIncomingMessage]) -> list[SendResult]:
-    return [r for m in messages for r in send_results_in(m.body)]
+    return [r for m in messages if not parked(m) for r in send_results_in(m.body)]
 
 
 # --------------------------------------------------------------------- SIGKILL
