@@ -13,10 +13,10 @@ import aio_pika
 import httpx
 import jsonschema
 import pytest
-from test_e2e_campaign import seed
 
 from flowchat_contracts import render_schemas
 from flowchat_platform.testing import eventually
+from test_e2e_campaign import seed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -44,7 +44,10 @@ async def test_a_plain_amqp_publisher_matches_every_event_by_its_idempotency_key
             "components": [
                 {
                     "type": "body",
-                    "parameters": [{"type": "text", "text": "Ada"}, {"type": "text", "text": "Lagos"}],
+                    "parameters": [
+                        {"type": "text", "text": "Ada"},
+                        {"type": "text", "text": "Lagos"},
+                    ],
                 }
             ],
         },
