@@ -1,7 +1,8 @@
 """JSON Schema export of the contracts, for publishers written in other languages.
 
-``python -m flowchat_contracts.schemas`` rewrites ``libs/contracts/schemas/``; a test
-fails when the checked-in files differ from the models.
+``python -m flowchat_contracts.schemas`` rewrites ``libs/contracts/schemas/`` and the
+AsyncAPI document beside it (:mod:`flowchat_contracts.asyncapi`); a test fails when the
+checked-in files differ from the models.
 """
 
 from __future__ import annotations
@@ -71,5 +72,10 @@ def export_schemas(directory: Path = DEFAULT_DIR) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in export_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR):
+    from flowchat_contracts.asyncapi import export_asyncapi
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
+    for p in export_schemas(target):
         print(p)
+    # the AsyncAPI document beside the schemas it points at
+    print(export_asyncapi(target.parent / "asyncapi.json"))
