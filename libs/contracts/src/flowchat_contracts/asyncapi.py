@@ -123,7 +123,9 @@ def render_asyncapi() -> str:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for route in ROUTES:
-        params = {p.strip("{}"): {} for p in route.address.split(".") if p.startswith("{")}
+        params: dict[str, dict[str, Any]] = {
+            p.strip("{}"): {} for p in route.address.split(".") if p.startswith("{")
+        }
         channels[route.channel] = {
             "address": route.address,
             "title": f"{route.exchange} {route.address}",
