@@ -28,6 +28,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = Path(os.environ.get("FLOWCHAT_RUN_DIR", ROOT / ".run"))
@@ -257,6 +258,42 @@ def ensure_database(dsn_base: str) -> None:
     asyncio.run(create())
 
 
+#: The least-privilege publisher ``make up`` creates (docs/broker-access.md): it may
+#: publish to ``flowchat.outbound`` and nothing else — declare nothing, read nothing,
+#: write to no other exchange or queue. (configure, write, read) regexes of RabbitMQ's
+#: ``set_permissions``.
+PUBLISHER_USER = "flowchat-publisher"
+PUBLISHER_PERMISSIONS = ("^$", r"^flowchat\.outbound$", "^$")
+
+
+def rabbitmqctl(*args: str) -> None:
+    """``rabbitmqctl`` against the broker this stack uses (its own node when it started one)."""
+    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    node = ["-n", f"{RABBIT_NODE}@localhost"] if (RUN / "started-rabbitmq").exists() else []
+    subprocess.run([exe, *node, "-q", *args], check=True, capture_output=True, timeout=60)  # noqa: S603
+
+
+def ensure_publisher_user(
+    vhost: str = "/", user: str = PUBLISHER_USER, password: str | None = None
+) -> str:
+    """Create (or reset) the least-privilege publisher on ``vhost``; its AMQP URL.
+
+    The password is generated once per checkout and kept in ``.run/publisher.secret``
+    unless one is given."""
+    if password is None:
+        path = RUN / "publisher.secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        password = path.read_text().strip()
+    try:
+        rabbitmqctl("add_user", user, password)
+    except subprocess.CalledProcessError:  # there already: same name, the password again
+        rabbitmqctl("change_password", user, password)
+    rabbitmqctl("set_permissions", "-p", vhost, user, *PUBLISHER_PERMISSIONS)
+    return f"amqp://{user}:{quote(password, safe='')}@127.0.0.1:{AMQP_PORT}/{quote(vhost, safe='')}"
+
+
 def servers() -> None:
     for d in (RUN, LOGS, PIDS):
         d.mkdir(parents=True, exist_ok=True)
@@ -359,6 +396,11 @@ def up() -> None:
     servers()
     env = stack_env()
     ensure_database(f"postgresql://postgres@127.0.0.1:{PG_PORT}/")
+    try:
+        env["FLOWCHAT_PUBLISHER_AMQP_URL"] = ensure_publisher_user()
+        say(f"publisher user {PUBLISHER_USER}: may publish to flowchat.outbound only")
+    except (OSError, subprocess.SubprocessError) as exc:
+        say(f"publisher user not created (rabbitmqctl: {exc!r}); see docs/broker-access.md")
     path = write_env(env)
     for name, module, port, _ in SERVICES:
         if pid_of(name):

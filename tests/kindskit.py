@@ -13,7 +13,7 @@ publishes (:data:`~flowchat_gateway.events.BUSINESS_FIELDS`) and the hand-offs
 - :func:`every_inbound`: one inbound message of every type in every version, each
   from a fresh customer (v1 with a phone number, v2 known only by a BSUID);
 - :func:`every_event`: one ``message_status_changed`` per status, one
-  ``business_event`` per field, one event per hand-off kind;
+  ``business_event`` per field, one event per hand-off kind, a ``command_rejected``;
 
 each as :class:`Published` (routing key, body as its publisher encodes it, model); and
 what a test watches of the consumer meanwhile: :func:`fates` and :func:`handler_retries`
@@ -54,6 +54,7 @@ from flowchat_contracts import (
     Reply,
     topology,
 )
+from flowchat_contracts.command_events import COMMAND_REJECTED, CommandRejected
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 from flowchat_platform import metrics as platform_metrics
 from flowchat_state_manager.events import MessageStatusChanged
@@ -78,9 +79,10 @@ HANDOFF_KINDS: dict[str, type[HandoffRequested] | type[HandoffResolved]] = {
 }
 
 #: The last word of every key a publisher puts on ``flowchat.events``: the
-#: state-manager's statuses, the gateway's business fields, the hand-offs.
+#: state-manager's statuses, the gateway's business fields, the hand-offs, the sender's
+#: rejected commands.
 EVENT_KINDS: frozenset[str] = frozenset(
-    {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS)
+    {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS) | {COMMAND_REJECTED}
 )
 
 
@@ -329,8 +331,8 @@ def every_inbound(
 
 
 def every_event(*, tenant: str, account: str) -> list[Published[BaseModel]]:
-    """Every status change, every business event and every hand-off event (on
-    ``flowchat.events``)."""
+    """Every status change, every business event, every hand-off event and a rejected
+    command (on ``flowchat.events``)."""
     out: list[Published[BaseModel]] = []
     for status in Status:
         event = status_sample(status.value, tenant=tenant, account=account)
@@ -344,6 +346,15 @@ def every_event(*, tenant: str, account: str) -> list[Published[BaseModel]]:
         handoff = handoff_sample(kind, tenant=tenant, account=account)
         key = topology.events_routing_key(tenant, account, kind)
         out.append(Published(key, handoff.model_dump_json().encode(), handoff))
+    rejected = CommandRejected(
+        tenant_id=tenant,
+        account_id=account,
+        idempotency_key=f"key-k{next(_n)}",
+        reason="invalid: content: Field required",
+        queue=topology.QUEUE_OUTBOUND,
+    )
+    key = topology.events_routing_key(tenant, account, COMMAND_REJECTED)
+    out.append(Published(key, rejected.model_dump_json().encode(), rejected))
     return out
 
 

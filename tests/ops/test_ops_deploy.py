@@ -517,10 +517,12 @@ def test_prod_ships_the_prometheus_operator_objects_from_the_same_rule_files(ren
 
 
 def test_no_broker_the_runbook_uses_needs_the_shovel_plugin():
-    """The runbook replays the DLQ through the sender's CLI: no shovel anywhere."""
+    """The runbook replays the DLQ through the sender's API or CLI: no shovel anywhere."""
     runbook = (ROOT / "docs" / "operations.md").read_text()
     assert "set_parameter shovel" not in runbook
     assert "python -m flowchat_sender dlq replay" in runbook
+    assert "/internal/v1/dlq/replay" in runbook
+    assert "/internal/v1/dlq/discard" in runbook
 
 
 # ------------------------------------------------------------------ the Helm chart

@@ -27,7 +27,15 @@ def command(content: dict[str, Any]) -> OutboundCommand:
 
 def test_exported_members_are_exactly_all():
     public = {n for n in dir(flowchat_contracts) if not n.startswith("_")}
-    modules = {"models", "schemas", "shared_state", "topology", "webhooks", "whatsapp"}
+    modules = {
+        "command_events",
+        "models",
+        "schemas",
+        "shared_state",
+        "topology",
+        "webhooks",
+        "whatsapp",
+    }
     assert public - modules == set(flowchat_contracts.__all__) - {"topology"}
     for name in flowchat_contracts.__all__:
         assert hasattr(flowchat_contracts, name)
@@ -283,3 +291,24 @@ def test_the_relays_copies_never_fill_anything_up():
     bound = {(b.queue, b.exchange, b.routing_key) for b in topology.RELAY_BINDINGS}
     assert (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#") in bound
     assert (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#") in bound
+
+
+def test_checked_in_asyncapi_document_is_current_and_complete():
+    from flowchat_contracts.asyncapi import DEFAULT_PATH, ROUTES, render_asyncapi
+
+    assert DEFAULT_PATH.read_text() == render_asyncapi(), "run `make schemas` and commit"
+    document = json.loads(render_asyncapi())
+    # every broker contract has a channel (the webhook bodies are HTTP, not AMQP)
+    placed = {stem for route in ROUTES for stem in route.messages}
+    broker = {stem for stem in flowchat_contracts.SCHEMA_MODELS if not stem.startswith("webhook.")}
+    assert placed == broker
+    for message in document["components"]["messages"].values():
+        ref = message["payload"]["schema"]["$ref"]
+        assert (DEFAULT_DIR.parent / ref).exists(), ref
+    # every exchange and every queue of the topology is in it
+    exchanges = {c["bindings"]["amqp"]["exchange"]["name"] for c in document["channels"].values()}
+    assert exchanges == {e.name for e in topology.ALL_EXCHANGES}
+    assert set(document["x-flowchat-queues"]) == {q.name for q in topology.QUEUE_SPECS}
+    assert document["x-flowchat-queues"][topology.QUEUE_OUTBOUND]["bindings"] == [
+        {"exchange": topology.EXCHANGE_OUTBOUND, "routingKey": "*.*"}
+    ]

@@ -47,6 +47,7 @@ from flowchat_contracts import (
     inbound_message_in,
     topology,
 )
+from flowchat_contracts.command_events import COMMAND_REJECTED
 from flowchat_conversation import metrics as conversation_metrics
 from flowchat_conversation.app import create_app
 from flowchat_conversation.commerce.service import IGNORED_TYPES
@@ -122,7 +123,9 @@ def test_every_bound_kind_has_a_sample() -> None:
     assert set(BUSINESS_DATA) == set(BUSINESS_FIELDS)
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _ in events}
-    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS)
+    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS) | {
+        COMMAND_REJECTED
+    }
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events
         assert all(topic_matches(pattern, key) for key, _ in published), (queue, exchange)

@@ -37,6 +37,7 @@ import pytest
 from relay_testkit import PHONE_NUMBER_ID, Receiver, StartRelay, wait_for
 
 from flowchat_contracts import EVENT_TYPES, InboundType, inbound_message_in, topology
+from flowchat_contracts.command_events import COMMAND_REJECTED
 from flowchat_gateway.events import BUSINESS_FIELDS
 from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.state import Status
@@ -115,7 +116,9 @@ def test_every_bound_kind_has_a_sample() -> None:
     # "#" on flowchat.events: every status, every business field, both hand-offs
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _, _ in events}
-    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS)
+    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS) | {
+        COMMAND_REJECTED
+    }
     assert {m.model_fields["kind"].default for m in HANDOFF_KINDS.values()} == set(HANDOFF_KINDS)
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events

@@ -311,6 +311,8 @@ class World:
 
         async def enough() -> bool:
             for msg in await drain_queue(self.amqp_url, topology.QUEUE_STATE_STATUS):
+                if orjson.loads(msg.body).get("kind") == "command_parked":
+                    continue  # the sender parked a command: not a send result
                 for result in send_results_in(msg.body):
                     got[result.message_id] = result
             return len(got) >= expected

@@ -28,6 +28,7 @@ from flowchat_contracts import (
     send_results_in,
     topology,
 )
+from flowchat_contracts.command_events import CommandParked, CommandRejected
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
 from flowchat_platform.redis import create_redis
 from flowchat_platform.tenant_client import TenantClient
@@ -192,6 +193,8 @@ class Stack:
     tenant: Tenant
     graph: Graph
     client: Amqp
+    #: The ``command_parked`` messages seen on ``state-manager.status`` so far.
+    parked: list[CommandParked] = field(default_factory=list)
 
     async def publish(
         self, cmd: OutboundCommand | bytes, headers: dict[str, Any] | None = None
@@ -211,7 +214,10 @@ class Stack:
 
         async def enough() -> bool:
             for m in await self.take(topology.QUEUE_STATE_STATUS):
-                got.extend(send_results_in(m.body))
+                if orjson.loads(m.body)["kind"] == "command_parked":
+                    self.parked.append(CommandParked.model_validate_json(m.body))
+                else:
+                    got.extend(send_results_in(m.body))
             return len(got) >= expected
 
         await eventually(enough, timeout_s=timeout_s)
@@ -330,15 +336,27 @@ async def test_a_rate_limit_wait_past_the_inline_limit_comes_back_before_its_slo
     assert await stack.take(topology.retry_tier_for(30).queue) == []
 
 
-async def test_last_attempt_goes_to_the_dlq_with_a_failed_result(stack: Stack) -> None:
+async def test_last_attempt_goes_to_the_dlq_and_tells_the_state_manager(stack: Stack) -> None:
+    """Parked, not failed (a terminal status a replay could not undo): a
+    ``command_parked`` on ``flowchat.status`` and no send result."""
     stack.graph.fail_code = 133004
     cmd = command()
     await stack.publish(cmd, headers={HEADER_ATTEMPT: 4})
-    [result] = await stack.results(1)
-    assert result.status == "failed"
-    assert result.error is not None
-    assert result.error.code == 133004
-    assert result.attempts == 5
+    assert await stack.results(0) == []
+
+    async def told() -> bool:
+        await stack.results(0)
+        return bool(stack.parked)
+
+    await eventually(told)
+    [note] = stack.parked
+    assert (note.message_id, note.idempotency_key) == (cmd.message_id, cmd.idempotency_key)
+    assert note.correlation_id == cmd.correlation_id
+    assert note.provider == "meta"
+    assert note.error is not None
+    assert note.error.code == 133004
+    assert note.attempts == 5
+    assert note.reason.startswith("retries exhausted after 5 attempts")
 
     async def parked() -> list[Any]:
         return await stack.take(topology.QUEUE_OUTBOUND_DLQ)
@@ -408,6 +426,60 @@ async def test_malformed_command_is_parked_and_the_consumer_carries_on(stack: St
     poison = await stack.take(topology.QUEUE_POISON)
     assert len(poison) == 2
     assert all(str(m.headers[HEADER_REASON]).startswith("invalid") for m in poison)
+
+
+async def test_invalid_command_published_with_plain_amqp_is_rejected_on_events(
+    stack: Stack,
+) -> None:
+    """A publisher in another language sees its invalid command refused: a
+    ``command_rejected`` on ``flowchat.events`` with the ids the body gives and the
+    reason, then the command in ``flowchat.poison`` (no FlowChat code publishes here)."""
+    conn = await aio_pika.connect(stack.amqp_url)
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        events = await channel.declare_queue(exclusive=True)
+        await events.bind(topology.EXCHANGE_EVENTS, "t1.*.command_rejected")
+        await events.bind(topology.EXCHANGE_EVENTS, "unknown.unknown.command_rejected")
+        exchange = await channel.get_exchange(topology.EXCHANGE_OUTBOUND)
+        bad = {  # no content, a "to" that is no customer id
+            "tenant_id": "t1",
+            "account_id": "acc-1",
+            "idempotency_key": "order-77-receipt",
+            "correlation_id": "corr-77",
+            "to": "not-a-number",
+        }
+        await exchange.publish(
+            aio_pika.Message(orjson.dumps(bad), content_type="application/json"), "t1.acc-1"
+        )
+        await exchange.publish(aio_pika.Message(b"[1, 2"), "t1.acc-1")
+        got: list[CommandRejected] = []
+
+        async def both() -> bool:
+            message = await events.get(no_ack=True, fail=False)
+            if message is not None:
+                got.append(CommandRejected.model_validate_json(message.body))
+                assert message.message_id == got[-1].event_id
+                assert message.routing_key in (
+                    "t1.acc-1.command_rejected",
+                    "unknown.unknown.command_rejected",
+                )
+            return len(got) == 2
+
+        await eventually(both)
+    finally:
+        await conn.close()
+    first, second = sorted(got, key=lambda e: e.tenant_id is None)
+    assert (first.tenant_id, first.account_id) == ("t1", "acc-1")
+    assert (first.idempotency_key, first.correlation_id) == ("order-77-receipt", "corr-77")
+    assert first.reason.startswith("invalid")
+    assert "content" in first.reason
+    assert "to" in first.reason
+    assert first.queue == topology.QUEUE_OUTBOUND
+    assert second.tenant_id is None
+    assert second.idempotency_key is None
+    assert second.reason.startswith("invalid")
+    poison = await stack.take(topology.QUEUE_POISON)
+    assert len(poison) == 2
 
 
 async def test_twilio_account_sends_a_form_with_basic_auth(stack: Stack) -> None:

@@ -36,6 +36,7 @@ from flowchat_contracts import (
     send_results_in,
     topology,
 )
+from flowchat_platform.amqp import HEADER_REASON, Amqp
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender.app import create_app
 from flowchat_sender.dlq import ParkingLot
@@ -107,8 +108,13 @@ async def standard_world(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
         yield w
 
 
+def parked(message: aio_pika.abc.AbstractIncomingMessage) -> bool:
+    """A ``command_parked`` (the sender parked a command), not a send result."""
+    return bool(orjson.loads(message.body).get("kind") == "command_parked")
+
+
 def results_of(messages: list[aio_pika.abc.AbstractIncomingMessage]) -> list[SendResult]:
-    return [r for m in messages for r in send_results_in(m.body)]
+    return [r for m in messages if not parked(m) for r in send_results_in(m.body)]
 
 
 # --------------------------------------------------------------------- SIGKILL
@@ -269,6 +275,116 @@ async def test_parked_message_replayed_through_the_api_is_delivered_once(
         await asyncio.sleep(0.3)
     [entry] = await w.ledger()
     assert entry["biz_opaque_callback_data"] == cmd.message_id
+
+
+async def test_dlq_api_filters_replays_discards_and_audits_each_action(
+    fast_world: World,
+) -> None:
+    """List by tenant, number and error code (the code shown); replay one filtered set,
+    discard another with a reason (its message recorded failed); both in the audit
+    trail with who, what and when."""
+    w = fast_world
+    run = uuid.uuid4().hex[:6]
+    retryable = template_command(1, run)
+    conflict = template_command(2, run)
+    other = template_command(3, run).model_copy(
+        update={"tenant_id": f"t-o{run}", "account_id": f"acc-o{run}"}
+    )
+    client = Amqp(w.amqp_url, service="test", declare=False)
+    await client.connect()
+    try:
+        for cmd, code, reason in (
+            (retryable, 131000, "retries exhausted after 5 attempts: Something went wrong"),
+            (conflict, None, "idempotency conflict: this key was already used"),
+            (other, 131000, "retries exhausted after 5 attempts: Something went wrong"),
+        ):
+            headers: dict[str, Any] = {HEADER_REASON: reason}
+            if code is not None:
+                headers["x-flowchat-error-code"] = code
+            await client.publish(
+                "", topology.QUEUE_OUTBOUND_DLQ, cmd, message_id=cmd.message_id, headers=headers
+            )
+    finally:
+        await client.close(grace_s=1)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with (
+        serve(create_app(w.settings())) as sender_url,
+        httpx.AsyncClient(base_url=sender_url, headers=auth) as api,
+    ):
+
+        async def listed(**params: Any) -> list[str]:
+            r = await api.get("/internal/v1/dlq", params=params)
+            assert r.status_code == 200, r.text
+            assert r.json()["next_cursor"] is None
+            return sorted(item["message_id"] for item in r.json()["items"])
+
+        ours = sorted([retryable.message_id, conflict.message_id])
+        assert await listed(tenant_id="t-s") == ours
+        assert await listed(error_code=131000) == sorted([retryable.message_id, other.message_id])
+        assert await listed(account_id=other.account_id) == [other.message_id]
+        assert await listed(tenant_id="t-s", error_code=131000) == [retryable.message_id]
+        [item] = (
+            await api.get("/internal/v1/dlq", params={"account_id": other.account_id})
+        ).json()["items"]
+        assert item["error_code"] == 131000
+        assert item["tenant_id"] == other.tenant_id
+
+        refused = await api.post("/internal/v1/dlq/discard", json={"tenant_id": other.tenant_id})
+        assert refused.status_code == 422  # a discard needs a reason
+        r = await api.post(
+            "/internal/v1/dlq/discard",
+            json={"tenant_id": other.tenant_id, "reason": "tenant cancelled", "actor": "ops-ana"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["discarded"] == 1
+        assert r.json()["message_ids"] == [other.message_id]
+
+        async def recorded_failed() -> list[Any]:
+            return [
+                x
+                for x in results_of(await w.drain(topology.QUEUE_STATE_STATUS))
+                if x.message_id == other.message_id
+            ]
+
+        [failed] = await eventually(recorded_failed, timeout_s=10)
+        assert failed.status == "failed"
+        assert failed.idempotency_key == other.idempotency_key
+        assert failed.error is not None
+        assert failed.error.code == -26
+        assert failed.error.message == "tenant cancelled"
+
+        r = await api.post(
+            "/internal/v1/dlq/replay",
+            json={"tenant_id": "t-s", "error_code": 131000},
+            headers={"X-FlowChat-Actor": "ops-bo"},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["message_ids"] == [retryable.message_id]
+
+        async def delivered() -> bool:
+            return await w.ledger_ids() == [retryable.message_id]
+
+        await eventually(delivered, timeout_s=15)
+        assert await listed() == [conflict.message_id]  # the rest stays parked
+
+        r = await api.get("/internal/v1/dlq/audit", params={"limit": 1000})
+        assert r.status_code == 200, r.text
+        mine = [
+            e
+            for e in r.json()["items"]
+            if set(e["message_ids"]) & {retryable.message_id, other.message_id}
+        ]
+        assert [(e["action"], e["actor"]) for e in mine] == [
+            ("replay", "ops-bo"),
+            ("discard", "ops-ana"),
+        ]
+        replayed, discarded = mine
+        assert replayed["filters"] == {"tenant_id": "t-s", "error_code": 131000}
+        assert discarded["reason"] == "tenant cancelled"
+        assert discarded["message_ids"] == [other.message_id]
+        for entry in mine:
+            assert datetime.fromisoformat(entry["at"]).tzinfo is not None
+            assert entry["id"]
 
 
 # --------------------------------------------------------------------- 24 h window

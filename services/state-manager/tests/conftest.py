@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from flowchat_contracts import ProviderError, SendResult, SendResultBatch, StatusUpdate, topology
+from flowchat_contracts.command_events import CommandParked
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate
 from flowchat_platform.testing import (
@@ -171,7 +172,9 @@ class Harness:
     new_ids = staticmethod(new_ids)
 
     async def publish(
-        self, *items: SendResult | SendResultBatch | StatusUpdate | bytes, wait: bool = True
+        self,
+        *items: SendResult | SendResultBatch | StatusUpdate | CommandParked | bytes,
+        wait: bool = True,
     ) -> None:
         """Publish to flowchat.status; with ``wait``, return once the service handled them."""
         before = consumed()

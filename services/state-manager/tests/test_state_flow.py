@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from flowchat_contracts import ProviderError, SendResultBatch, send_results_in, topology
+from flowchat_contracts.command_events import CommandParked, MessageStatusChanged
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -212,3 +213,78 @@ async def test_a_batch_with_a_rejected_result_is_parked_whole_and_the_rest_recor
     assert parked[0].headers["x-flowchat-reason"].startswith("1 of 2 results rejected:")
     assert "another tenant" in parked[0].headers["x-flowchat-reason"]
     assert send_results_in(parked[0].body) == batch.results
+
+
+async def test_events_carry_the_commands_idempotency_key_and_correlation_id(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    result = harness.send_result(mid, wamid)
+    await harness.publish(result)
+    await harness.publish(harness.status_update(wamid, "delivered"))
+    events = await harness.events_for(mid, 2)
+    assert {e["idempotency_key"] for e in events} == {result.idempotency_key}
+    assert {e["correlation_id"] for e in events} == {result.correlation_id}
+
+
+def command_parked(mid, **kw):
+    body = {
+        "tenant_id": "tnt_a",
+        "account_id": "acc_1",
+        "correlation_id": f"corr-{mid}",
+        "message_id": mid,
+        "idempotency_key": f"key-{mid}",
+        "to": "15551230001",
+        "message_type": "template",
+        "provider": "meta",
+        "reason": "retries exhausted after 5 attempts: Service unavailable",
+        "error": {"code": 131016, "title": "Service unavailable"},
+        "attempts": 5,
+        **kw,
+    }
+    return CommandParked.model_validate(body)
+
+
+async def test_a_parked_command_is_recorded_parked_with_its_reason_then_a_replay_moves_it_on(
+    shared_harness,
+):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    await harness.publish(command_parked(mid))
+    message = await harness.message(mid)
+    assert message["status"] == "parked"
+    assert message["idempotency_key"] == f"key-{mid}"
+    assert message["error"]["code"] == 131016
+    assert message["error"]["title"].startswith("retries exhausted after 5 attempts")
+    r = await harness.http.get(f"/v1/messages/by-idempotency-key/key-{mid}", headers=harness.auth())
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "parked"
+    [event] = await harness.events_for(mid, 1)
+    assert event["_routing_key"] == topology.events_routing_key("tnt_a", "acc_1", "parked")
+    assert (event["previous_status"], event["status"]) == ("queued", "parked")
+    assert (event["idempotency_key"], event["correlation_id"]) == (f"key-{mid}", f"corr-{mid}")
+    assert event["error_code"] == 131016
+    assert event["error_title"].startswith("retries exhausted")
+    MessageStatusChanged.model_validate(event)
+    # parked again (a second replay failed too): history only, no second event
+    await harness.publish(command_parked(mid, attempts=10))
+    # the replay went through: the provider's answer moves the message on
+    await harness.publish(harness.send_result(mid, wamid))
+    events = await harness.events_for(mid, 2)
+    assert [(e["previous_status"], e["status"]) for e in events] == [
+        ("queued", "parked"),
+        ("parked", "accepted"),
+    ]
+    moved_on = await harness.message(mid)
+    assert moved_on["status"] == "accepted"
+    assert moved_on["error"] is None  # the parking reason went with the parking
+
+
+async def test_a_parked_note_after_an_outcome_is_history_only(shared_harness):
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    await harness.publish(harness.send_result(mid, wamid))
+    await harness.publish(command_parked(mid))
+    assert (await harness.message(mid))["status"] == "accepted"
+    await asyncio.sleep(0.3)
+    events = [e for e in await harness.take_events() if e["message_id"] == mid]
+    assert [e["status"] for e in events] == ["accepted"]

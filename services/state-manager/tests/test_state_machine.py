@@ -82,6 +82,8 @@ def test_every_pair_moves_forward_or_stays(current, incoming):
     assert RANK[t.status] >= RANK[current]
     if incoming is S.FAILED:
         assert t.status is S.FAILED
+    elif incoming is S.PARKED:  # only a message with no outcome yet is parked
+        assert t.status is (S.PARKED if current is S.QUEUED else current)
     elif RANK[incoming] > RANK[current]:
         assert t.status is incoming
     else:
@@ -193,5 +195,18 @@ def test_summarize_counts_every_status_and_the_funnel():
         "read": 4,
         "played": 0,
         "failed": 5,
+        "parked": 0,
     }
     assert stats.reached == {"accepted": 10, "sent": 9, "delivered": 7, "read": 4, "played": 0}
+
+
+def test_parked_applies_only_before_an_outcome_and_any_outcome_moves_it_on():
+    assert transition(Status.QUEUED, Status.PARKED, seen_before=False).outcome is Outcome.APPLIED
+    for outcome in (Status.ACCEPTED, Status.SENT, Status.READ, Status.FAILED):
+        assert transition(Status.PARKED, outcome, seen_before=False).outcome is Outcome.APPLIED
+        assert transition(outcome, Status.PARKED, seen_before=False).outcome is (
+            Outcome.OUT_OF_ORDER
+        )
+    assert final_status([Status.QUEUED, Status.PARKED]) is Status.PARKED
+    assert final_status([Status.PARKED, Status.ACCEPTED]) is Status.ACCEPTED
+    assert fold([Status.QUEUED, Status.PARKED, Status.SENT]).status is Status.SENT

@@ -1,7 +1,8 @@
 """JSON Schema export of the contracts, for publishers written in other languages.
 
-``python -m flowchat_contracts.schemas`` rewrites ``libs/contracts/schemas/``; a test
-fails when the checked-in files differ from the models.
+``python -m flowchat_contracts.schemas`` rewrites ``libs/contracts/schemas/`` and the
+AsyncAPI document beside it (:mod:`flowchat_contracts.asyncapi`); a test fails when the
+checked-in files differ from the models.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from flowchat_contracts.command_events import (
+    CommandParked,
+    CommandRejected,
+    MessageStatusChanged,
+)
 from flowchat_contracts.models import (
     HandoffRequested,
     HandoffResolved,
@@ -36,6 +42,9 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "handoff_resolved.v1": HandoffResolved,
     "webhook.message.received.v1": MessageReceived,
     "webhook.message.status.v1": MessageStatus,
+    "message_status_changed.v1": MessageStatusChanged,
+    "command_parked.v1": CommandParked,
+    "command_rejected.v1": CommandRejected,
 }
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -63,5 +72,10 @@ def export_schemas(directory: Path = DEFAULT_DIR) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in export_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR):
+    from flowchat_contracts.asyncapi import export_asyncapi
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR
+    for p in export_schemas(target):
         print(p)
+    # the AsyncAPI document beside the schemas it points at
+    print(export_asyncapi(target.parent / "asyncapi.json"))

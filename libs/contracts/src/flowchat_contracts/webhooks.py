@@ -88,7 +88,7 @@ class MessageStatusData(BaseModel):
     message_id: str
     #: The provider's id (Meta's WAMID, Twilio's SID) once the provider accepted it.
     provider_message_id: str | None = None
-    #: accepted, sent, delivered, read, played or failed.
+    #: accepted, sent, delivered, read, played, failed or parked (in the DLQ).
     status: str
     previous_status: str | None = None
     provider: str | None = None

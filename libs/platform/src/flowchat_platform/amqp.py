@@ -288,6 +288,7 @@ class Amqp:
         on_retry: Callable[[RetryLater, AbstractIncomingMessage], Awaitable[None]] | None = None,
         dead_letter_queue: str = topology.QUEUE_POISON,
         ack_linger_s: float = 0.0,
+        on_poison: Callable[[AbstractIncomingMessage, str], Awaitable[None]] | None = None,
     ) -> None:
         """Start consuming ``queue``; each message is decoded, handled, then acked.
 
@@ -298,7 +299,9 @@ class Amqp:
 
         Fates: success → ack; :class:`Discard` → ack; :class:`DeadLetter` → copied to
         ``dead_letter_queue`` with the headers it names (the reason at least), then ack;
-        an undecodable body → copied to the poison queue with the reason, then ack;
+        an undecodable body → ``on_poison(message, reason)`` when given (say, to tell the
+        publisher: it runs before the copy, and when it raises the message goes back to
+        the queue), copied to the poison queue with the reason, then ack;
         :class:`RetryLater` → ``on_retry`` (which must publish the retry) then ack, or
         requeue when there is no ``on_retry``; a dependency unavailable
         (:func:`~flowchat_platform.transient.is_transient`: Redis, PostgreSQL, another
@@ -311,6 +314,7 @@ class Amqp:
         consumer: _Consumer[T] = _Consumer(
             self, queue, handler, decoder, prefetch, on_retry, dead_letter_queue, ack_linger_s
         )
+        consumer.on_poison = on_poison
         await consumer.start(self._sub_conn)
         self._consumers.append(consumer)
         self._watched.update({queue: None, dead_letter_queue: None})
@@ -413,6 +417,7 @@ class _Consumer(Generic[T]):
         self.prefetch = prefetch
         self.on_retry = on_retry
         self.dead_letter_queue = dead_letter_queue
+        self.on_poison: Callable[[AbstractIncomingMessage, str], Awaitable[None]] | None = None
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
@@ -509,6 +514,8 @@ class _Consumer(Generic[T]):
             except ValidationError as exc:
                 reason = _validation_reason(exc)
                 log.warning("undecodable message parked", reason=reason)
+                if self.on_poison is not None:
+                    await self.on_poison(message, f"invalid: {reason}")
                 await self.amqp.park(message, topology.QUEUE_POISON, f"invalid: {reason}")
                 await self._ack(message)
                 return "poison"

@@ -38,12 +38,13 @@ from flowchat_gateway.errors import (
 )
 from flowchat_gateway.graph_client import GraphClient, SenderMedia
 from flowchat_gateway.query_service import QueryService
-from flowchat_gateway.routes import cloud_api, messages, webhooks
+from flowchat_gateway.routes import cloud_api, customers, messages, webhooks
 from flowchat_gateway.send_service import SendService
 from flowchat_gateway.service import WebhookService
 from flowchat_gateway.settings import Settings
 from flowchat_gateway.state_client import StateClient
 from flowchat_gateway.store import GatewayStore
+from flowchat_gateway.window_service import WindowService
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
@@ -91,6 +92,9 @@ SURFACES: dict[str, Surface] = {
         "2",
     ),
     "/v1/messages/{message_id}": Surface(_counter(metrics.QUERY_REQUESTS), "retry", "2"),
+    "/v1/accounts/{account_id}/customers/{customer_id}/window": Surface(
+        _counter(metrics.QUERY_REQUESTS), "retry", "2"
+    ),
 }
 _OTHER = Surface(lambda _: None, "retry", "2")
 #: A send or query refusal's status → its outcome label.
@@ -227,6 +231,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings.state_url, token, session=session, timeout_s=settings.state_timeout_s
         )
         app.state.query = QueryService(states=states)
+        app.state.windows = WindowService(tenants=tenants, store=store)
         app.state.cloud_api = CloudApiService(
             tenants=tenants,
             send=send,
@@ -261,5 +266,6 @@ def create_app(settings: Settings) -> FastAPI:
     handle_errors(app, GatewayError, refusal)
     app.include_router(webhooks.router)
     app.include_router(messages.router)
+    app.include_router(customers.router)
     app.include_router(cloud_api.router)
     return app

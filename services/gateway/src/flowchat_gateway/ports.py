@@ -186,3 +186,9 @@ class MediaRefused(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class WindowStore(Protocol):
+    """The customer-service windows the gateway records; ``StoreUnavailable`` on failure."""
+
+    async def customer_window(self, account_id: str, customer_id: str) -> int | None: ...

@@ -170,3 +170,10 @@ class GatewayStore:
         if int(count) > per_minute:
             return max(1.0, (minute + 1) * 60 - now)
         return None
+
+    async def customer_window(self, account_id: str, customer_id: str) -> int | None:
+        """Unix seconds of the customer's last inbound message to ``account_id`` (None:
+        none recorded in the last 72 h), the record the sender's window check reads."""
+        key = customer_window_key(account_id, customer_id.lstrip("+"))
+        raw = await self._call(lambda: self._redis.get(key))
+        return int(raw) if raw is not None else None

@@ -17,6 +17,7 @@ import asyncio
 import sys
 
 import orjson
+import structlog
 
 from flowchat_sender.settings import Settings
 
@@ -26,6 +27,8 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from flowchat_sender.dlq import ParkingLot
     from flowchat_sender.idempotency import IdempotencyStore
 
+    # stdout carries the JSON answer: the audit's log lines go to stderr
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     redis = create_redis(settings.redis_url)
     try:
         lot = ParkingLot(

@@ -6,10 +6,14 @@
     (whatsapp.outbound.bulk) ──▶ Sender.send(bulk) ─┘   (marketing: own small prefetch,
           ▲      │                                       held back by transactional work)
           │      │ SendRetry ──▶ (<lane queue>.retry.<tier>) ── TTL ──┘ (back to its lane)
-          │      │ Park      ──▶ (whatsapp.outbound.dlq)  reason, code, attempts, times
+          │      │ Park      ──▶ (whatsapp.outbound.dlq)  reason, code, attempts, times,
+          │      │             after [flowchat.status] <t>.<a>.command_parked (the
+          │      │             state-manager records the message as parked)
           │      │             (a DeadLetter fate: the platform consumer parks it with
           │      │              the headers Park names, flowchat_sender.errors)
-          │      └ undecodable ──▶ (flowchat.poison)  (the platform consumer)
+          │      └ undecodable ──▶ (flowchat.poison)  (the platform consumer), after
+          │                        [flowchat.events] <t>.<a>.command_rejected (the ids the
+          │                        raw body gives, the reason: its publisher is told)
           └── ack only after the result (or the retry / parked copy) is confirmed
 
 Headers carried across retries (:mod:`flowchat_sender.headers`): ``x-flowchat-attempt``
@@ -26,12 +30,18 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
 from flowchat_contracts import OutboundCommand, SendResult, SendResultBatch, topology
+from flowchat_contracts.command_events import (
+    COMMAND_PARKED,
+    COMMAND_REJECTED,
+    CommandParked,
+    rejected_from_raw,
+)
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
 from flowchat_platform.errors import PublishError, RetryLater
 from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics
 from flowchat_sender.batching import Batcher
-from flowchat_sender.errors import SendRetry
+from flowchat_sender.errors import Park, SendRetry
 from flowchat_sender.headers import (
     HEADER_ERROR_CODE,
     HEADER_ERROR_MESSAGE,
@@ -46,6 +56,12 @@ from flowchat_sender.service import Sender
 log = get_logger(__name__)
 
 DECODER: TypeAdapter[OutboundCommand] = TypeAdapter(OutboundCommand)
+
+
+def _lane(routing_key: str) -> str:
+    """The lane a command's routing key sends it to."""
+    bulk = routing_key.endswith(f".{topology.OUTBOUND_BULK_WORD}")
+    return topology.QUEUE_OUTBOUND_BULK if bulk else topology.QUEUE_OUTBOUND
 
 
 def attempts_of(message: AbstractIncomingMessage) -> int:
@@ -144,6 +160,7 @@ class OutboundConsumer:
             on_retry=self.on_retry,
             dead_letter_queue=topology.QUEUE_OUTBOUND_DLQ,
             ack_linger_s=self.ack_linger_s,
+            on_poison=self.on_poison,
         )
         if self.bulk_prefetch > 0:
             await self.amqp.consume(
@@ -154,16 +171,76 @@ class OutboundConsumer:
                 on_retry=self.on_retry_bulk,
                 dead_letter_queue=topology.QUEUE_OUTBOUND_DLQ,
                 ack_linger_s=self.ack_linger_s,
+                on_poison=self.on_poison,
             )
+
+    async def on_poison(self, message: AbstractIncomingMessage, reason: str) -> None:
+        """Tell the publisher of an invalid command: ``command_rejected`` on
+        ``flowchat.events`` (with a confirm, before the command goes to the poison queue)."""
+        event = rejected_from_raw(
+            message.body,
+            reason=reason,
+            queue=_lane(message.routing_key or ""),
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+        )
+        await self.amqp.publish(
+            topology.EXCHANGE_EVENTS,
+            topology.events_routing_key(
+                event.tenant_id or "unknown", event.account_id or "unknown", COMMAND_REJECTED
+            ),
+            event,
+            message_id=event.event_id,
+            correlation_id=event.correlation_id,
+            mandatory=False,
+        )
+        metrics.REJECTED.inc()
 
     async def handle(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
         """Send; a :class:`~flowchat_sender.errors.Park` goes to the platform's consumer,
         which parks the command in the DLQ with the headers the fate names."""
         # No await before send(): it takes the recipient's turn in delivery order.
-        await self.sender.send(command, attempts_made=attempts_of(message))
+        try:
+            await self.sender.send(command, attempts_made=attempts_of(message))
+        except Park as exc:
+            await self.on_park(command, exc, message)
+            raise
 
     async def handle_bulk(self, command: OutboundCommand, message: AbstractIncomingMessage) -> None:
-        await self.sender.send(command, attempts_made=attempts_of(message), bulk=True)
+        try:
+            await self.sender.send(command, attempts_made=attempts_of(message), bulk=True)
+        except Park as exc:
+            await self.on_park(command, exc, message)
+            raise
+
+    async def on_park(
+        self, command: OutboundCommand, exc: Park, message: AbstractIncomingMessage
+    ) -> None:
+        """Tell the state-manager the command is parked (``command_parked`` on
+        ``flowchat.status``, confirmed before the command is parked and acked: a failed
+        publish sends the command back to its queue instead)."""
+        parked = CommandParked(
+            tenant_id=command.tenant_id,
+            account_id=command.account_id,
+            correlation_id=command.correlation_id,
+            message_id=command.message_id,
+            idempotency_key=command.idempotency_key,
+            to=command.to,
+            message_type=command.content.type,
+            category=command.category,
+            campaign_id=command.campaign_id,
+            provider=exc.provider,
+            reason=exc.reason[:1000],
+            error=exc.error,
+            attempts=exc.attempts if exc.attempts is not None else attempts_of(message),
+        )
+        await self.amqp.publish(
+            topology.EXCHANGE_STATUS,
+            topology.status_routing_key(command.tenant_id, command.account_id, COMMAND_PARKED),
+            parked,
+            message_id=f"{command.message_id}:parked:{parked.attempts}",
+            correlation_id=command.correlation_id,
+        )
 
     async def on_retry_bulk(self, exc: RetryLater, message: AbstractIncomingMessage) -> None:
         await self.on_retry(exc, message, queue=topology.QUEUE_OUTBOUND_BULK)

@@ -8,7 +8,8 @@
     │   │   └── SendRetry(error, early)   back to a retry tier of the command's lane
     │   │                                 (the consumer's on_retry); the provider error, if any
     │   └── DeadLetter(reason, headers)
-    │       └── Park(error, attempts)     to whatsapp.outbound.dlq with the origin lane, the
+    │       └── Park(error, attempts,     to whatsapp.outbound.dlq with the origin lane, the
+    │                provider)
     │                                     error code and message, attempts and failure times
     │                                     (its parked_headers: no broker library needed)
     ├── StoreUnavailable(store) (flowchat_platform.errors)
@@ -33,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from flowchat_contracts import ProviderError
+from flowchat_contracts import Provider, ProviderError
 from flowchat_platform.errors import (
     HEADER_ORIGIN_QUEUE,
     HEADER_REASON,
@@ -81,11 +82,18 @@ class Park(DeadLetter):
     ``x-flowchat-attempt`` header says)."""
 
     def __init__(
-        self, reason: str, *, error: ProviderError | None = None, attempts: int | None = None
+        self,
+        reason: str,
+        *,
+        error: ProviderError | None = None,
+        attempts: int | None = None,
+        provider: Provider | None = None,
     ) -> None:
         super().__init__(reason)
         self.error = error
         self.attempts = attempts
+        #: The provider the command was for, when the sender knew it.
+        self.provider = provider
 
     def parked_headers(
         self, own: Mapping[str, Any], *, queue: str, routing_key: str

@@ -66,6 +66,8 @@ TEMPLATE_PARAMETER_FORMAT = -23
 MEDIA_REFUSED = -24
 #: The provider cannot address the command's recipient (a BSUID on Twilio).
 RECIPIENT_UNSUPPORTED = -25
+#: An operator discarded the parked command (``POST /internal/v1/dlq/discard``).
+DISCARDED = -26
 
 #: Meta throughput reached: the number's own rate is lowered for a while.
 META_THROUGHPUT = int(MetaCode.THROUGHPUT_REACHED)
@@ -198,6 +200,7 @@ OWN: dict[int, Rule] = {
     RECIPIENT_UNSUPPORTED: Rule(
         _F, "this provider cannot address a BSUID: send to the customer's phone number"
     ),
+    DISCARDED: Rule(_F, "discarded from the DLQ by an operator; never sent"),
 }
 
 _UNKNOWN_CODE = Rule(_F, "unclassified provider error")

@@ -98,6 +98,11 @@ class IdempotencyStore:
         self.ttl_s = ttl_s
         self._batch = batcher or RedisBatcher(redis)
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The store's client (the DLQ's audit trail lives beside it)."""
+        return self._redis
+
     @staticmethod
     def key(tenant_id: str, idempotency_key: str) -> str:
         return f"{PREFIX}{tenant_id}:{idempotency_key}"

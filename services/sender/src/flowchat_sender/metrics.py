@@ -44,6 +44,10 @@ RETRIES = Counter(
     ["tier", "counted"],
 )
 DLQ = Counter("flowchat_sender_dlq_total", "Commands parked in the DLQ, by reason", ["reason"])
+REJECTED = Counter(
+    "flowchat_sender_rejected_total",
+    "Invalid commands parked in flowchat.poison (a command_rejected event published)",
+)
 TEMPLATE_CATALOG = Counter(
     "flowchat_sender_template_catalog_loads_total",
     "Template catalog loads by source: redis, graph (a sync of every page), graph_error, "

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from flowchat_contracts import OutboundCommand, ProviderError, SendResult
+from flowchat_contracts import OutboundCommand, Provider, ProviderError, SendResult
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import StoreUnavailable, UpstreamError
 from flowchat_platform.logs import get_logger
@@ -185,7 +185,9 @@ class Sender:
             # Claimed like any send: a redelivery re-publishes this outcome.
             claim = await self._claim(command, owner, fp, None)
             if claim.record is not None:
-                return await self._duplicate(command, claim.record)
+                return await self._duplicate(
+                    command, claim.record, account.provider if account else None
+                )
             provider = account.provider if account else "meta"
             result = self._failed(command, provider, refusal, attempt)
             await self._finish(command, owner, result, fp)
@@ -208,7 +210,7 @@ class Sender:
             raise
         if claim.record is not None:
             ticket.cancel()
-            return await self._duplicate(command, claim.record)
+            return await self._duplicate(command, claim.record, account.provider)
         refusal = _claim_refusal(account, claim)  # opt-out set, 24 h window
         if refusal is not None:
             ticket.cancel()
@@ -287,10 +289,15 @@ class Sender:
                 counts_as_attempt=False,
             ) from exc
 
-    async def _duplicate(self, command: OutboundCommand, record: Record) -> SendResult:
+    async def _duplicate(
+        self, command: OutboundCommand, record: Record, provider: Provider | None
+    ) -> SendResult:
         if record.fingerprint != fingerprint(command):
             metrics.DLQ.labels("conflict").inc()
-            raise Park("idempotency conflict: this key was already used for a different message")
+            raise Park(
+                "idempotency conflict: this key was already used for a different message",
+                provider=provider,
+            )
         if record.result is not None:
             log.info("duplicate command; stored result re-published", message_id=command.message_id)
             error = record.result.error
@@ -312,7 +319,8 @@ class Sender:
         metrics.DLQ.labels("outcome_unknown").inc()
         raise Park(
             f"{OUTCOME_UNKNOWN}: a previous delivery claimed this key and recorded no outcome "
-            "(it may have been sent; late statuses name it by biz_opaque_callback_data)"
+            "(it may have been sent; late statuses name it by biz_opaque_callback_data)",
+            provider=provider,
         )
 
     def _guard(
@@ -481,7 +489,12 @@ class Sender:
             ticket.failure()
             self._count(command, reply.provider, "parked", error.code)
             metrics.DLQ.labels("outcome_unknown").inc()
-            raise Park(f"{OUTCOME_UNKNOWN}: {error.title}", error=error, attempts=attempt)
+            raise Park(
+                f"{OUTCOME_UNKNOWN}: {error.title}",
+                error=error,
+                attempts=attempt,
+                provider=reply.provider,
+            )
         if rule.fate is Fate.FAIL:
             ticket.success()  # the provider is healthy: it refused this one message
             result = self._failed(command, reply.provider, _with_hint(error, rule.hint), attempt)
@@ -508,14 +521,15 @@ class Sender:
                 )
         if attempt >= self.config.max_attempts:
             error = _with_hint(error, f"{rule.hint}; gave up after {attempt} attempts")
-            result = self._failed(command, reply.provider, error, attempt)
-            # Not stored: a replay from the DLQ may send it, nothing was sent yet.
-            await self._publish(result)
+            # No failed result (a terminal status): the command is parked, and a replay
+            # from the DLQ may still send it; the consumer tells the state-manager
+            # (``command_parked``: the message's status becomes ``parked``).
             metrics.DLQ.labels("attempts_exhausted").inc()
             raise Park(
                 f"retries exhausted after {attempt} attempts: {error.message or rule.hint}",
                 error=error,
                 attempts=attempt,
+                provider=reply.provider,
             )
         self._count(command, reply.provider, "retry", error.code)
         raise SendRetry(

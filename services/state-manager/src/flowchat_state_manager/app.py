@@ -19,9 +19,8 @@ import aiohttp
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
 
-from flowchat_contracts import StatusEvent, topology
+from flowchat_contracts import topology
 from flowchat_platform import http
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
@@ -31,7 +30,7 @@ from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_state_manager import SCHEMA, SERVICE
 from flowchat_state_manager.batching import Batcher
-from flowchat_state_manager.consumer import StatusConsumer
+from flowchat_state_manager.consumer import DECODER, StatusConsumer
 from flowchat_state_manager.deps import Runtime
 from flowchat_state_manager.errors import InvalidCursor, MessageNotFound, QueryError
 from flowchat_state_manager.query_service import QueryService
@@ -118,7 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         await amqp.consume(
             topology.QUEUE_STATE_STATUS,
             StatusConsumer(batcher).handle,
-            decoder=TypeAdapter(StatusEvent),
+            decoder=DECODER,
             prefetch=settings.prefetch,
         )
         state["consuming"] = True

@@ -15,13 +15,16 @@ bad event only fails itself.
 from __future__ import annotations
 
 from flowchat_contracts import SendResult, StatusUpdate
+from flowchat_contracts.command_events import CommandParked
 from flowchat_platform.batching import PartitionedBatcher
 from flowchat_state_manager.service import Handled, StateService
 
-Event = SendResult | StatusUpdate
+Event = SendResult | StatusUpdate | CommandParked
 
 
 def partition_key(event: Event) -> str:
+    if isinstance(event, CommandParked):
+        return event.message_id
     if event.provider_message_id:
         return f"{event.provider}:{event.provider_message_id}"
     return event.message_id or ""

@@ -14,10 +14,13 @@ every result is applied once by its event id).
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from aio_pika.abc import AbstractIncomingMessage
+from pydantic import Field, TypeAdapter
 
 from flowchat_contracts import SendResult, SendResultBatch, StatusUpdate
+from flowchat_contracts.command_events import CommandParked
 from flowchat_platform.errors import DeadLetter, RetryLater, StoreUnavailable
 from flowchat_platform.logs import get_logger
 from flowchat_state_manager import metrics
@@ -27,6 +30,15 @@ from flowchat_state_manager.service import REJECTED
 
 log = get_logger(__name__)
 
+#: Everything on ``state-manager.status``: ``flowchat.status``'s contracts and the
+#: sender's ``command_parked``, told apart by ``kind``.
+StateEvent = Annotated[
+    SendResult | SendResultBatch | StatusUpdate | CommandParked, Field(discriminator="kind")
+]
+DECODER: TypeAdapter[SendResult | SendResultBatch | StatusUpdate | CommandParked] = TypeAdapter(
+    StateEvent
+)
+
 
 class StatusConsumer:
     def __init__(self, batcher: Batcher, *, unavailable_pause_s: float = 1.0) -> None:
@@ -34,7 +46,9 @@ class StatusConsumer:
         self._pause = unavailable_pause_s
 
     async def handle(
-        self, event: SendResult | SendResultBatch | StatusUpdate, message: AbstractIncomingMessage
+        self,
+        event: SendResult | SendResultBatch | StatusUpdate | CommandParked,
+        message: AbstractIncomingMessage,
     ) -> None:
         if not isinstance(event, SendResultBatch):
             await self._apply(event)
@@ -52,11 +66,12 @@ class StatusConsumer:
             reasons = "; ".join(sorted({r.reason for r in rejected}))
             raise DeadLetter(f"{len(rejected)} of {len(event.results)} results {reasons}")
 
-    async def _apply(self, event: SendResult | StatusUpdate) -> None:
+    async def _apply(self, event: SendResult | StatusUpdate | CommandParked) -> None:
         try:
             await self._batcher.submit(event)
         except RejectedEvent as exc:
-            metrics.STATUSES.labels(event.status, REJECTED).inc()
+            status = "parked" if isinstance(event, CommandParked) else event.status
+            metrics.STATUSES.labels(status, REJECTED).inc()
             log.warning(
                 "status event rejected",
                 reason=exc.reason,

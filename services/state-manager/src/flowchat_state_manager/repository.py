@@ -219,12 +219,12 @@ class Tx:
                 UPDATE messages SET
                     status = CASE WHEN $10 THEN $11::text ELSE status END,
                     status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
-                    error_code = CASE WHEN $10 AND $11::text = 'failed'
-                                      THEN $5 ELSE error_code END,
-                    error_title = CASE WHEN $10 AND $11::text = 'failed'
-                                       THEN $6 ELSE error_title END,
-                    error_details = CASE WHEN $10 AND $11::text = 'failed'
-                                         THEN $7 ELSE error_details END,
+                    error_code = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $5
+                        WHEN $10 AND status = 'parked' THEN NULL ELSE error_code END,
+                    error_title = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $6
+                        WHEN $10 AND status = 'parked' THEN NULL ELSE error_title END,
+                    error_details = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $7
+                        WHEN $10 AND status = 'parked' THEN NULL ELSE error_details END,
                     pricing_category = COALESCE($8, pricing_category),
                     recipient_alias = COALESCE(recipient_alias, $16::text),
                     updated_at = CASE WHEN $10 THEN now() ELSE updated_at END

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from flowchat_contracts import SendResult, StatusUpdate, topology
+from flowchat_contracts.command_events import CommandParked
 from flowchat_state_manager import metrics
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged
@@ -75,10 +76,12 @@ class StateService:
         self._repo = repository
         self._on_events = on_events or (lambda: None)
 
-    async def apply(self, event: SendResult | StatusUpdate) -> Handled:
+    async def apply(self, event: SendResult | StatusUpdate | CommandParked) -> Handled:
         return (await self.apply_batch([event]))[0]
 
-    async def apply_batch(self, events: Sequence[SendResult | StatusUpdate]) -> list[Handled]:
+    async def apply_batch(
+        self, events: Sequence[SendResult | StatusUpdate | CommandParked]
+    ) -> list[Handled]:
         """Apply ``events`` in order in ONE transaction: all commit, or none (an error —
         a :class:`RejectedEvent` among them — rolls every one back)."""
         results = [Handled() for _ in events]
@@ -94,6 +97,8 @@ class StateService:
             for event, handled in zip(events, results, strict=True):
                 if isinstance(event, SendResult):
                     await self._send_result(tx, rows, event, handled)
+                elif isinstance(event, CommandParked):
+                    await self._parked(tx, event, handled)
                 else:
                     await self._status(tx, rows, event, handled)
         metrics.BATCH_SIZE.observe(len(events))
@@ -151,6 +156,37 @@ class StateService:
         row = await self._apply(tx, row, incoming, handled)
         if r.provider_message_id and row.provider_message_id == r.provider_message_id:
             rows[(r.provider, r.provider_message_id)] = await self._drain(tx, row, handled)
+
+    async def _parked(self, tx: StatusTransaction, p: CommandParked, handled: Handled) -> None:
+        """The sender parked the command: the message is ``parked``, with the reason as
+        its error title (the provider's last error, if any, as code and details)."""
+        incoming = IncomingStatus(
+            status=Status.PARKED,
+            provider_timestamp=_aware(p.occurred_at),
+            event_id=f"command_parked:{p.message_id}:{p.attempts}",
+            error_code=p.error.code if p.error else None,
+            error_title=p.reason,
+            error_details=(p.error.message or p.error.title or None) if p.error else None,
+        )
+        new = NewMessage(
+            id=p.message_id,
+            tenant_id=p.tenant_id,
+            account_id=p.account_id,
+            idempotency_key=p.idempotency_key,
+            recipient=stored_recipient(p.to),
+            message_type=p.message_type,
+            category=p.category,
+            campaign_id=p.campaign_id,
+            correlation_id=p.correlation_id,
+            # as the sender's failed results name an account it could not look up
+            provider=p.provider or "meta",
+            provider_message_id=None,
+        )
+        await tx.lock_keys([_message_key(p.message_id)])
+        row = await tx.upsert_message(new)
+        if row.tenant_id != p.tenant_id:
+            raise RejectedEvent("message id belongs to another tenant", message_id=row.id)
+        await self._apply(tx, row, incoming, handled)
 
     # ------------------------------------------------------------ provider statuses
 
@@ -233,19 +269,27 @@ class StateService:
         updated = row
         outbox = None
         if t.changed:
-            failed = t.status is Status.FAILED
+            # a failed or parked message says why
+            failed = t.status in (Status.FAILED, Status.PARKED)
+            # a parked message that moves on forgets why it was parked
+            kept = (
+                row
+                if row.status is not Status.PARKED
+                else replace(row, error_code=None, error_title=None, error_details=None)
+            )
             updated = replace(
                 row,
                 status=t.status,
-                error_code=s.error_code if failed else row.error_code,
-                error_title=s.error_title if failed else row.error_title,
-                error_details=s.error_details if failed else row.error_details,
+                error_code=s.error_code if failed else kept.error_code,
+                error_title=s.error_title if failed else kept.error_title,
+                error_details=s.error_details if failed else kept.error_details,
                 pricing_category=s.pricing_category or row.pricing_category,
             )
             event = MessageStatusChanged(
                 message_id=updated.id,
                 tenant_id=updated.tenant_id,
                 account_id=updated.account_id,
+                idempotency_key=updated.idempotency_key,
                 status=updated.status.value,
                 previous_status=row.status.value,
                 provider=updated.provider,

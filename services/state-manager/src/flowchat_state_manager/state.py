@@ -5,6 +5,9 @@
     queued(0) ─▶ accepted(1) ─▶ sent(2) ─▶ delivered(3) ─▶ read(4) ─▶ played(5)
         │             │            │            │             │           │
         └─────────────┴────────────┴─ failed ───┴─────────────┴───────────┘  (terminal)
+        │
+        └─▶ parked(0) ─▶ accepted, sent, …, failed   (the command waits in the DLQ; a
+                                                    replay that sends it moves it on)
 
 Rules (WhatsApp statuses come late, duplicated and out of order, see the shared
 reference §4):
@@ -16,7 +19,10 @@ reference §4):
   history, the current status does not move backwards;
 - ``failed`` is terminal and wins over every other status, whenever it arrives
   (a ``failed`` after ``sent`` is recorded as failed; anything after ``failed`` is
-  history only).
+  history only);
+- ``parked`` (the sender parked the command in ``whatsapp.outbound.dlq``) applies only
+  to a message with no outcome yet (``queued``); it ranks with ``queued``, so any
+  provider status moves a parked message on, and a ``parked`` after one is history only.
 
 So the final status depends only on the *set* of statuses seen: ``failed`` when it
 is in the set, else the highest-ranked one. That is what makes any order and any
@@ -38,6 +44,7 @@ class Status(StrEnum):
     READ = "read"
     PLAYED = "played"
     FAILED = "failed"
+    PARKED = "parked"
 
 
 #: Position on the happy path; ``failed`` sits above all of them (terminal).
@@ -49,10 +56,11 @@ RANK: dict[Status, int] = {
     Status.READ: 4,
     Status.PLAYED: 5,
     Status.FAILED: 100,
+    Status.PARKED: 0,
 }
 
 #: Statuses a message can be listed by on the happy path, in order.
-FORWARD: tuple[Status, ...] = tuple(s for s in Status if s is not Status.FAILED)
+FORWARD: tuple[Status, ...] = tuple(s for s in Status if s not in (Status.FAILED, Status.PARKED))
 
 
 class Outcome(StrEnum):
@@ -95,6 +103,10 @@ def transition(current: Status | None, incoming: Status, *, seen_before: bool) -
         return Transition(Outcome.APPLIED, None, incoming)
     if current is Status.FAILED:
         return Transition(Outcome.OUT_OF_ORDER, current, current)
+    if incoming is Status.PARKED:
+        if current is Status.QUEUED:
+            return Transition(Outcome.APPLIED, current, incoming)
+        return Transition(Outcome.OUT_OF_ORDER, current, current)
     if incoming is Status.FAILED or RANK[incoming] > RANK[current]:
         return Transition(Outcome.APPLIED, current, incoming)
     return Transition(Outcome.OUT_OF_ORDER, current, current)
@@ -129,7 +141,7 @@ def final_status(statuses: Iterable[Status]) -> Status | None:
         return None
     if Status.FAILED in seen:
         return Status.FAILED
-    return max(seen, key=RANK.__getitem__)
+    return max(seen, key=lambda s: (RANK[s], s is Status.PARKED))
 
 
 def reached(status: Status, target: Status) -> bool:

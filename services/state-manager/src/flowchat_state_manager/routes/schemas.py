@@ -34,7 +34,9 @@ class MessageOut(BaseModel):
     provider: str = Field(description="meta or twilio")
     provider_message_id: str | None = Field(description="The WAMID or the Twilio SID")
     status: Status
-    error: ErrorOut | None = Field(description="Why the message failed, when it did")
+    error: ErrorOut | None = Field(
+        description="Why the message failed or was parked (``title``: the parking reason)"
+    )
     pricing_category: str | None
     created_at: datetime
     updated_at: datetime
@@ -43,7 +45,7 @@ class MessageOut(BaseModel):
     def of(cls, m: MessageRecord) -> MessageOut:
         error = (
             ErrorOut(code=m.error_code, title=m.error_title, details=m.error_details)
-            if m.status is Status.FAILED or m.error_code is not None
+            if m.status in (Status.FAILED, Status.PARKED) or m.error_code is not None
             else None
         )
         return cls(
