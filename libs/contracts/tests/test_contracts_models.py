@@ -27,7 +27,15 @@ def command(content: dict[str, Any]) -> OutboundCommand:
 
 def test_exported_members_are_exactly_all():
     public = {n for n in dir(flowchat_contracts) if not n.startswith("_")}
-    modules = {"models", "schemas", "shared_state", "topology", "webhooks", "whatsapp"}
+    modules = {
+        "models",
+        "schemas",
+        "shared_state",
+        "tenant_events",
+        "topology",
+        "webhooks",
+        "whatsapp",
+    }
     assert public - modules == set(flowchat_contracts.__all__) - {"topology"}
     for name in flowchat_contracts.__all__:
         assert hasattr(flowchat_contracts, name)

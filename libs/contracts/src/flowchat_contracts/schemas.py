@@ -22,6 +22,7 @@ from flowchat_contracts.models import (
     SendResultBatch,
     StatusUpdate,
 )
+from flowchat_contracts.tenant_events import TENANT_EVENT_SCHEMAS
 from flowchat_contracts.webhooks import MessageReceived, MessageStatus
 
 #: File stem (``<kind>.v<version>``) → model.
@@ -37,6 +38,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "webhook.message.received.v1": MessageReceived,
     "webhook.message.status.v1": MessageStatus,
 }
+# the tenant events of issue 22 (their own module, so additions stay additive)
+SCHEMA_MODELS.update(TENANT_EVENT_SCHEMAS)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 

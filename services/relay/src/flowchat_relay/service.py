@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from flowchat_contracts import EVENT_TYPES
+from flowchat_contracts.tenant_events import ALL_EVENT_TYPES as EVENT_TYPES
 from flowchat_platform.logs import get_logger
 from flowchat_relay import metrics
 from flowchat_relay.errors import EndpointNotFound, InvalidCursor, InvalidEndpoint
