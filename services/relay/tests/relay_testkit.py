@@ -282,6 +282,19 @@ class Harness:
         )
         return message
 
+    async def publish_fact(
+        self, body: BaseModel | dict[str, Any], *, tenant: str = "tnt_a", account: str = "acc_1"
+    ) -> None:
+        """Any event on ``flowchat.events`` (key ``<tenant>.<account>.<kind>``)."""
+        raw = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        await self.publisher.publish(
+            topology.EXCHANGE_EVENTS,
+            topology.events_routing_key(tenant, account, str(raw.get("kind", "unknown"))),
+            orjson.dumps(raw),
+            message_id=str(raw.get("event_id") or uuid.uuid4().hex),
+            mandatory=False,
+        )
+
     async def count(self, sql: str, *args: Any) -> int:
         return int(await self.db.fetchval(sql, *args))
 
