@@ -23,6 +23,8 @@ from flowchat_contracts.tenant_events import (
     OrderChanged,
     OrderData,
 )
+from flowchat_platform.redis import create_redis
+from flowchat_platform.subscriptions import SubscriptionView, subscriptions_key
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +203,37 @@ async def test_template_and_quality_in_meta_format_verified_with_pywa(harness: H
         "message_template_status_update": TEMPLATE,
         "phone_number_quality_update": QUALITY,
     }
+
+
+async def test_producers_learn_the_subscriptions_from_redis(harness: Harness, redis_url: str):
+    """The relay keeps each tenant's subscribed event types (enabled endpoints only) in
+    the set producers read (``flowchat_platform.subscriptions``)."""
+    redis = create_redis(redis_url)
+    view = SubscriptionView(redis, ttl_s=0)
+    try:
+        first = await harness.create_endpoint(
+            "http://127.0.0.1:9/a", ["order.created", "campaign.paused"]
+        )
+        second = await harness.create_endpoint("http://127.0.0.1:9/b", ["order.paid"])
+        assert await view.wants("tnt_a", "order.created")
+        assert await view.wants("tnt_a", "order.paid")
+        assert not await view.wants("tnt_a", "campaign.started")
+        assert not await view.wants("tnt_b", "order.created")
+        r = await harness.http.patch(
+            f"/v1/endpoints/{first['id']}", json={"enabled": False}, headers=harness.auth()
+        )
+        assert r.status_code == 200, r.text
+        assert not await view.wants("tnt_a", "order.created")
+        assert await view.wants("tnt_a", "order.paid")
+        r = await harness.http.delete(f"/v1/endpoints/{second['id']}", headers=harness.auth())
+        assert r.status_code == 204, r.text
+        assert not await view.wants("tnt_a", "order.paid")
+        assert not await redis.exists(subscriptions_key("tnt_a"))
+        # a set lost from Redis comes back with the periodic sync
+        await harness.http.patch(
+            f"/v1/endpoints/{first['id']}", json={"enabled": True}, headers=harness.auth()
+        )
+        await redis.delete(subscriptions_key("tnt_a"))
+        await wait_for(lambda: view.wants("tnt_a", "campaign.paused"), timeout_s=5)
+    finally:
+        await redis.aclose()

@@ -36,6 +36,7 @@ from flowchat_contracts import (
     StatusError,
     is_bsuid,
 )
+from flowchat_contracts.meta_ids import wamid_of
 from flowchat_contracts.tenant_events import (
     CAMPAIGN_EVENT_TYPES,
     ORDER_EVENT_TYPES,
@@ -58,6 +59,7 @@ from flowchat_contracts.tenant_events import (
     TemplateStatusData,
 )
 from flowchat_platform.accounts import AccountCredentials
+from flowchat_platform.meta_echo import SentThroughCloudApi
 
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
@@ -323,11 +325,16 @@ def _unix(at: datetime) -> str:
     return str(int(at.timestamp()))
 
 
-def meta_body(event: AnyTenantEvent, account: AccountCredentials) -> Any | None:
+def meta_body(
+    event: AnyTenantEvent,
+    account: AccountCredentials,
+    sent: SentThroughCloudApi | None = None,
+) -> Any | None:
     """The webhook Meta would have sent for ``event`` (None when it has no Meta form:
-    hand-offs, orders and campaigns are FlowChat's own)."""
+    hand-offs, orders and campaigns are FlowChat's own). ``sent``: the status's message
+    went through the gateway's compatible endpoint, whose id it then carries."""
     if isinstance(event, MessageStatus):
-        return _meta_status(event, account)
+        return _meta_status(event, account, sent)
     if isinstance(event, MessageReceived):
         return _meta_message(event, account)
     if isinstance(event, TemplateStatusChanged):
@@ -356,18 +363,24 @@ def _meta_account_field(
     }
 
 
-def _meta_status(event: MessageStatus, account: AccountCredentials) -> Any | None:
+def _meta_status(
+    event: MessageStatus, account: AccountCredentials, sent: SentThroughCloudApi | None
+) -> Any | None:
     data = event.data
-    if data.status not in META_STATUSES or not data.provider_message_id:
+    # the id the compatible endpoint answered, else the provider's (Meta's WAMID)
+    message_id = wamid_of(data.message_id) if sent is not None else data.provider_message_id
+    if data.status not in META_STATUSES or not message_id:
         return None
     phone_number_id = account.phone_number_id
     if not phone_number_id:
         return None
     status: dict[str, Any] = {
-        "id": data.provider_message_id,
+        "id": message_id,
         "status": data.status,
         "timestamp": _unix(event.timestamp),
     }
+    if sent is not None and sent.callback_data is not None:
+        status["biz_opaque_callback_data"] = sent.callback_data
     contact: dict[str, Any] = {"profile": {}}
     if data.recipient and is_bsuid(data.recipient):
         status["recipient_user_id"] = contact["user_id"] = data.recipient
