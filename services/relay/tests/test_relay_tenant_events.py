@@ -208,6 +208,8 @@ async def test_template_and_quality_in_meta_format_verified_with_pywa(harness: H
 async def test_producers_learn_the_subscriptions_from_redis(harness: Harness, redis_url: str):
     """The relay keeps each tenant's subscribed event types (enabled endpoints only) in
     the set producers read (``flowchat_platform.subscriptions``)."""
+    r = await harness.http.get("/v1/event-types", headers=harness.auth())
+    assert r.json()["items"] == list(ALL_EVENT_TYPES)
     redis = create_redis(redis_url)
     view = SubscriptionView(redis, ttl_s=0)
     try:
