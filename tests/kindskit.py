@@ -13,7 +13,8 @@ publishes (:data:`~flowchat_gateway.events.BUSINESS_FIELDS`) and the hand-offs
 - :func:`every_inbound`: one inbound message of every type in every version, each
   from a fresh customer (v1 with a phone number, v2 known only by a BSUID);
 - :func:`every_event`: one ``message_status_changed`` per status, one
-  ``business_event`` per field, one event per hand-off kind, a ``command_rejected``;
+  ``business_event`` per field, one event per hand-off kind, one ``order_changed`` and
+  one ``campaign_changed``, a ``command_rejected``;
 
 each as :class:`Published` (routing key, body as its publisher encodes it, model); and
 what a test watches of the consumer meanwhile: :func:`fates` and :func:`handler_retries`
@@ -55,6 +56,14 @@ from flowchat_contracts import (
     topology,
 )
 from flowchat_contracts.command_events import COMMAND_REJECTED, CommandRejected
+from flowchat_contracts.tenant_events import (
+    CAMPAIGN_CHANGED_KIND,
+    ORDER_CHANGED_KIND,
+    CampaignChanged,
+    CampaignData,
+    OrderChanged,
+    OrderData,
+)
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 from flowchat_platform import metrics as platform_metrics
 from flowchat_state_manager.events import MessageStatusChanged
@@ -78,11 +87,22 @@ HANDOFF_KINDS: dict[str, type[HandoffRequested] | type[HandoffResolved]] = {
     topology.HANDOFF_RESOLVED: HandoffResolved,
 }
 
+#: The conversation service's facts published for the relay alone (only while some
+#: endpoint subscribes), by kind (the last word of their routing key).
+RELAY_FACT_KINDS: dict[str, type[OrderChanged] | type[CampaignChanged]] = {
+    ORDER_CHANGED_KIND: OrderChanged,
+    CAMPAIGN_CHANGED_KIND: CampaignChanged,
+}
+
 #: The last word of every key a publisher puts on ``flowchat.events``: the
-#: state-manager's statuses, the gateway's business fields, the hand-offs, the sender's
-#: rejected commands.
+#: state-manager's statuses, the gateway's business fields, the hand-offs, the order and
+#: campaign facts, the sender's rejected commands.
 EVENT_KINDS: frozenset[str] = frozenset(
-    {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS) | {COMMAND_REJECTED}
+    {s.value for s in Status}
+    | set(BUSINESS_FIELDS)
+    | set(HANDOFF_KINDS)
+    | set(RELAY_FACT_KINDS)
+    | {COMMAND_REJECTED}
 )
 
 
@@ -301,6 +321,38 @@ def handoff_sample(kind: str, *, tenant: str, account: str) -> HandoffRequested 
     raise AssertionError(f"no sample for hand-off event {kind}: add one")
 
 
+def relay_fact_sample(kind: str, *, tenant: str, account: str) -> BaseModel:
+    """The conversation service's ``order_changed`` / ``campaign_changed``."""
+    if kind == ORDER_CHANGED_KIND:
+        return OrderChanged(
+            tenant_id=tenant,
+            account_id=account,
+            change="created",
+            order=OrderData(
+                order_id=f"ORD-{next(_n)}",
+                customer=CustomerIdentity(wa_id="15550001111"),
+                status="confirmed",
+                currency="EUR",
+                total="12.50",
+                payment_reference="PAY-1",
+            ),
+        )
+    if kind == CAMPAIGN_CHANGED_KIND:
+        return CampaignChanged(
+            tenant_id=tenant,
+            account_id=account,
+            change="paused",
+            campaign=CampaignData(
+                campaign_id=f"cmp_{next(_n)}",
+                name="promo",
+                status="paused",
+                previous_status="running",
+                reason="operator",
+            ),
+        )
+    raise AssertionError(f"no sample for relay fact {kind}: add one")
+
+
 # --------------------------------------------------------------------- every kind
 
 
@@ -346,6 +398,10 @@ def every_event(*, tenant: str, account: str) -> list[Published[BaseModel]]:
         handoff = handoff_sample(kind, tenant=tenant, account=account)
         key = topology.events_routing_key(tenant, account, kind)
         out.append(Published(key, handoff.model_dump_json().encode(), handoff))
+    for kind in sorted(RELAY_FACT_KINDS):
+        fact = relay_fact_sample(kind, tenant=tenant, account=account)
+        key = topology.events_routing_key(tenant, account, kind)
+        out.append(Published(key, fact.model_dump_json().encode(), fact))
     rejected = CommandRejected(
         tenant_id=tenant,
         account_id=account,

@@ -32,6 +32,7 @@ def test_exported_members_are_exactly_all():
         "models",
         "schemas",
         "shared_state",
+        "tenant_events",
         "topology",
         "webhooks",
         "whatsapp",

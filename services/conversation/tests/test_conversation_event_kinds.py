@@ -58,6 +58,7 @@ from flowchat_state_manager.state import Status
 from kindskit import (
     BUSINESS_DATA,
     HANDOFF_KINDS,
+    RELAY_FACT_KINDS,
     bindings_of,
     depth,
     every_event,
@@ -123,9 +124,13 @@ def test_every_bound_kind_has_a_sample() -> None:
     assert set(BUSINESS_DATA) == set(BUSINESS_FIELDS)
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _ in events}
-    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS) | {
-        COMMAND_REJECTED
-    }
+    assert keys == (
+        {s.value for s in Status}
+        | set(BUSINESS_FIELDS)
+        | set(HANDOFF_KINDS)
+        | set(RELAY_FACT_KINDS)
+        | {COMMAND_REJECTED}
+    )
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events
         assert all(topic_matches(pattern, key) for key, _ in published), (queue, exchange)

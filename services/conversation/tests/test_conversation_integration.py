@@ -25,9 +25,12 @@ from flowchat_contracts import (
     optout_key,
     topology,
 )
+from flowchat_contracts.tenant_events import OrderChanged
 from flowchat_conversation.app import create_app
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import HEADER_REASON
+from flowchat_platform.redis import create_redis
+from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.testing import eventually, serve
 
 pytestmark = pytest.mark.integration
@@ -67,6 +70,7 @@ async def stack(amqp_url, redis_url, database_url):
             DATABASE_URL=database_url,
             FLOWCHAT_TENANT_URL=tenant_url,
             FLOWCHAT_SERVICE_TOKEN=TOKEN,
+            subscriptions_ttl_s=0.1,
         )
         app = create_app(settings)
         async with serve(app) as base, httpx.AsyncClient(base_url=base) as http:
@@ -1032,3 +1036,108 @@ async def test_an_inbox_take_over_quiets_the_bot_until_resolved(stack):
     await stack.publish(inbound("menu", customer=customer))
     (menu,) = await stack.replies(1)
     assert menu.content.type == "interactive_list"
+
+
+# ------------------------------------------------------------ facts for the relay
+# ``order_changed`` on ``flowchat.events`` only while some endpoint of the tenant
+# subscribes to its event type (the relay's sets in Redis, ``flowchat_platform.subscriptions``).
+
+ORDER_TYPES = ["order.created", "order.status_changed", "order.paid"]
+
+
+class Watch:
+    """What reaches ``flowchat.events`` under ``*.*.<kind>``."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.got: list[Any] = []
+
+    async def take(self) -> list[Any]:
+        while (m := await self.queue.get(no_ack=True, fail=False)) is not None:
+            self.got.append(m)
+        return self.got
+
+    async def count(self, n: int) -> list[Any]:
+        async def enough() -> bool:
+            return len(await self.take()) >= n
+
+        await eventually(enough, timeout_s=10)
+        await asyncio.sleep(0.3)  # and nothing more
+        return await self.take()
+
+
+async def watch(channel: Any, kind: str) -> Watch:
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(topology.EXCHANGE_EVENTS, f"*.*.{kind}")
+    return Watch(queue)
+
+
+async def subscribe(redis_url: str, tenant: str, types: list[str]) -> None:
+    redis = create_redis(redis_url)
+    try:
+        await SubscriptionWriter(redis).replace(tenant, types)
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(0.2)  # past the service's cache
+
+
+async def placed(stack: Stack, customer: str) -> str:
+    """:func:`place`, once the order is committed (the invoice goes out just before)."""
+    order_id = await place(stack, customer)
+
+    async def committed() -> bool:
+        r = await stack.http.get(f"/v1/tenants/t1/orders/{order_id}", headers=stack.admin)
+        return r.status_code == 200
+
+    await eventually(committed, timeout_s=5)
+    return order_id
+
+
+async def test_order_facts_only_while_an_endpoint_subscribes(stack: Stack) -> None:
+    await seed(stack)
+    facts = await watch(stack.channel, "order_changed")
+    # nobody subscribes: an order and its status change publish nothing
+    quiet = await placed(stack, "15550003333")
+    r = await stack.http.post(
+        f"/v1/tenants/t1/orders/{quiet}/status", json={"status": "processing"}, headers=stack.admin
+    )
+    assert r.status_code == 200, r.text
+    await stack.replies(1)
+    # another tenant's subscription is not t1's
+    await subscribe(stack.redis_url, "t2", ORDER_TYPES)
+    r = await stack.http.post(
+        f"/v1/tenants/t1/orders/{quiet}/status", json={"status": "shipped"}, headers=stack.admin
+    )
+    assert r.status_code == 200, r.text
+    await stack.replies(1)
+    await asyncio.sleep(0.3)
+    assert await facts.take() == []
+
+    await subscribe(stack.redis_url, "t1", ORDER_TYPES)
+    order_id = await placed(stack, "15550004444")
+    url = f"/v1/tenants/t1/orders/{order_id}"
+    r = await stack.http.post(f"{url}/status", json={"status": "processing"}, headers=stack.admin)
+    assert r.status_code == 200, r.text
+    r = await stack.http.post(
+        f"{url}/payments", json={"reference": "P1", "amount": "27.50"}, headers=stack.admin
+    )
+    assert r.status_code == 200, r.text
+    got = await facts.count(3)
+    events = [OrderChanged.model_validate_json(m.body) for m in got]
+    assert [e.change for e in events] == ["created", "status_changed", "paid"]
+    assert all(m.message_id == e.event_id for m, e in zip(got, events, strict=True))
+    assert all(m.routing_key == "t1.a1.order_changed" for m in got)
+    created, changed, paid = (e.order for e in events)
+    assert {e.order.order_id for e in events} == {order_id}
+    assert created.customer is not None
+    assert created.customer.wa_id == "15550004444"
+    assert (created.status, created.total, created.currency) == ("confirmed", "27.50", "USD")
+    assert (changed.previous_status, changed.status) == ("confirmed", "processing")
+    assert paid.amount_paid == "27.50"
+
+    # the subscription goes: nothing more
+    await subscribe(stack.redis_url, "t1", ["message.status"])
+    r = await stack.http.post(f"{url}/status", json={"status": "shipped"}, headers=stack.admin)
+    assert r.status_code == 200, r.text
+    await asyncio.sleep(0.5)
+    assert len(await facts.take()) == 3

@@ -18,8 +18,11 @@ from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 
 from flowchat_contracts import OutboundCommand, topology
+from flowchat_contracts.tenant_events import CampaignChanged
 from flowchat_conversation.app import create_app
 from flowchat_conversation.settings import Settings
+from flowchat_platform.redis import create_redis
+from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.testing import eventually, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
@@ -90,6 +93,7 @@ class Outreach:
             graph_url=str(sandbox.base_url),
             campaign_tick_s=0.02,
             campaign_max_inflight=0,  # no sender here: nothing ever leaves 'queued'
+            subscriptions_ttl_s=0.1,
         )
         self.amqp_url = amqp_url
         self.dsn = database_url
@@ -632,3 +636,105 @@ async def test_csv_and_campaigns_take_bsuids_and_a_user_preferences_stop_exclude
     assert sorted(c.to for c in commands) == sorted([only, in_phone, "2348100000021"])
     metrics = await _metrics(outreach, campaign_id)
     assert metrics["excluded"] == {"opted_out": 1}
+
+
+# ------------------------------------------------------------ facts for the relay
+# ``campaign_changed`` on ``flowchat.events`` only while some endpoint of the tenant
+# subscribes to its event type (the relay's sets in Redis, ``flowchat_platform.subscriptions``).
+
+CAMPAIGN_TYPES = ["campaign.started", "campaign.paused", "campaign.completed"]
+
+
+class Watch:
+    """What reaches ``flowchat.events`` under ``*.*.<kind>``."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.got: list[Any] = []
+
+    async def take(self) -> list[Any]:
+        while (m := await self.queue.get(no_ack=True, fail=False)) is not None:
+            self.got.append(m)
+        return self.got
+
+    async def count(self, n: int) -> list[Any]:
+        async def enough() -> bool:
+            return len(await self.take()) >= n
+
+        await eventually(enough, timeout_s=10)
+        await asyncio.sleep(0.3)  # and nothing more
+        return await self.take()
+
+
+async def watch(channel: Any, kind: str) -> Watch:
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(topology.EXCHANGE_EVENTS, f"*.*.{kind}")
+    return Watch(queue)
+
+
+async def subscribe(redis_url: str, tenant: str, types: list[str]) -> None:
+    redis = create_redis(redis_url)
+    try:
+        await SubscriptionWriter(redis).replace(tenant, types)
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(0.2)  # past the service's cache
+
+
+async def test_campaign_facts_only_while_an_endpoint_subscribes(
+    outreach: Outreach, redis_url: str
+) -> None:
+    # one group of contacts per campaign (the frequency cap would exclude a second one)
+    for n, tag in enumerate(("unheard", "heard", "paused")):
+        rows = csv_rows(3, start=100 * n, tags=tag).encode()
+        assert (await outreach.api("POST", "/contacts/import", content=rows)).status_code == 200
+    conn = await aio_pika.connect(outreach.amqp_url)
+    try:
+        facts = await watch(await conn.channel(), "campaign_changed")
+
+        async def run(name: str) -> str:
+            body = {**CAMPAIGN, "name": name, "segment": {"tags_all": [name]}}
+            r = await outreach.api("POST", "/campaigns", json=body)
+            assert r.status_code == 201, r.text
+            campaign_id = str(r.json()["campaign_id"])
+            r = await outreach.api("POST", f"/campaigns/{campaign_id}/start")
+            assert r.status_code == 200, r.text
+
+            async def completed() -> bool:
+                got = await outreach.api("GET", f"/campaigns/{campaign_id}")
+                return bool(got.json()["status"] == "completed")
+
+            await eventually(completed, timeout_s=15)
+            return campaign_id
+
+        await run("unheard")
+        await asyncio.sleep(0.3)
+        assert await facts.take() == []
+
+        await subscribe(redis_url, "t1", CAMPAIGN_TYPES)
+        heard = await run("heard")
+        # a rate of one a second: still running when paused
+        paused = await outreach.api(
+            "POST",
+            "/campaigns",
+            json={**CAMPAIGN, "name": "paused", "rate_mps": 1, "segment": {"tags_all": ["paused"]}},
+        )
+        assert paused.status_code == 201, paused.text
+        paused_id = paused.json()["campaign_id"]
+        await outreach.api("POST", f"/campaigns/{paused_id}/start")
+        r = await outreach.api("POST", f"/campaigns/{paused_id}/pause")
+        assert r.status_code == 200, r.text
+        got = await facts.count(4)
+    finally:
+        await conn.close()
+    events = [CampaignChanged.model_validate_json(m.body) for m in got]
+    by_campaign = [(e.campaign.campaign_id, e.change) for e in events]
+    assert by_campaign == [
+        (heard, "started"),
+        (heard, "completed"),
+        (paused_id, "started"),
+        (paused_id, "paused"),
+    ]
+    assert events[0].campaign.name == "heard"
+    assert events[3].campaign.reason == "operator"
+    assert {(e.tenant_id, e.account_id) for e in events} == {("t1", "a1")}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flowchat_contracts import HandoffRequested, OutboundCommand
+from flowchat_contracts import OutboundCommand
+from flowchat_conversation.outbox import Event
 from flowchat_conversation.outreach.reminder_kinds import ReminderTemplate
 from flowchat_conversation.outreach.reminder_service import ReminderService
 from flowchat_conversation.outreach.reminders import ReminderIn
@@ -33,7 +34,7 @@ class RecordingOutbox:
         await asyncio.sleep(self.delay_s)
         self.sent.append(command)
 
-    async def publish_event(self, event: HandoffRequested) -> None:
+    async def publish_event(self, event: Event) -> None:
         raise AssertionError(f"reminders publish no events: {event.kind}")
 
 

@@ -148,9 +148,12 @@ class Receiver:
         return [r.headers.get("webhook-id", "") for r in self.accepted]
 
 
-def relay_settings(amqp_url: str, database_url: str, tenant_url: str, **over: Any) -> Settings:
+def relay_settings(
+    amqp_url: str, database_url: str, tenant_url: str, redis_url: str, **over: Any
+) -> Settings:
     values: dict[str, Any] = {
         "AMQP_URL": amqp_url,
+        "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "FLOWCHAT_TENANT_URL": tenant_url,
         "FLOWCHAT_SERVICE_TOKEN": SERVICE_TOKEN,
@@ -163,6 +166,7 @@ def relay_settings(amqp_url: str, database_url: str, tenant_url: str, **over: An
         "endpoint_concurrency": 2,
         "shutdown_grace_s": 2.0,
         "gauge_interval_s": 0.2,
+        "subscriptions_sync_s": 0.5,
     }
     values.update(over)
     return Settings(**values)
@@ -282,6 +286,19 @@ class Harness:
         )
         return message
 
+    async def publish_fact(
+        self, body: BaseModel | dict[str, Any], *, tenant: str = "tnt_a", account: str = "acc_1"
+    ) -> None:
+        """Any event on ``flowchat.events`` (key ``<tenant>.<account>.<kind>``)."""
+        raw = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        await self.publisher.publish(
+            topology.EXCHANGE_EVENTS,
+            topology.events_routing_key(tenant, account, str(raw.get("kind", "unknown"))),
+            orjson.dumps(raw),
+            message_id=str(raw.get("event_id") or uuid.uuid4().hex),
+            mandatory=False,
+        )
+
     async def count(self, sql: str, *args: Any) -> int:
         return int(await self.db.fetchval(sql, *args))
 
@@ -315,13 +332,15 @@ StartRelay = Callable[..., contextlib.AbstractAsyncContextManager[Harness]]
 
 
 @pytest.fixture
-def start_relay(amqp_url: str, database_url: str, tenant_url: str) -> StartRelay:
+def start_relay(amqp_url: str, database_url: str, tenant_url: str, redis_url: str) -> StartRelay:
     """``async with start_relay(**settings_overrides, resolve=…) as h``."""
 
     def start(
         resolve: Resolve = system_resolve, **over: Any
     ) -> contextlib.AbstractAsyncContextManager[Harness]:
-        return running(relay_settings(amqp_url, database_url, tenant_url, **over), resolve)
+        return running(
+            relay_settings(amqp_url, database_url, tenant_url, redis_url, **over), resolve
+        )
 
     return start
 

@@ -8,7 +8,8 @@ The relay consumes two queues, both bound with ``#`` (every routing key):
 - ``relay.events`` ← ``flowchat.events``: the state-manager's ``message_status_changed``
   (key ``…<status>``, one per status it records), the gateway's ``business_event`` (key
   ``…<field>``, one per field it publishes) and the hand-offs (``handoff_requested`` from
-  the conversation service, ``handoff_resolved`` from the inbox);
+  the conversation service, ``handoff_resolved`` from the inbox), and the conversation
+  service's ``order_changed`` / ``campaign_changed``;
 - ``relay.inbound`` ← ``flowchat.inbound``: the gateway's inbound messages, one of every
   :data:`~flowchat_contracts.InboundType` in both schema versions (v1 with a phone
   number, v2 from a customer known only by a BSUID).
@@ -19,7 +20,8 @@ event kind or binding without a sample fails :func:`test_every_bound_kind_has_a_
 One message of each goes through the running relay with an endpoint subscribed to every
 event type: each is acked exactly once (no requeue, no handler retry, no redelivery,
 nothing left in the queue once the relay is gone), nothing lands in ``flowchat.poison``;
-every status change and every inbound message becomes its webhook event (stored, one
+every status change, inbound message, hand-off, order and campaign fact and the
+template-status and quality business events become their webhook event (stored, one
 delivery, delivered to the endpoint) and the other kinds none.
 """
 
@@ -36,13 +38,15 @@ from typing import Any
 import pytest
 from relay_testkit import PHONE_NUMBER_ID, Receiver, StartRelay, wait_for
 
-from flowchat_contracts import EVENT_TYPES, InboundType, inbound_message_in, topology
+from flowchat_contracts import InboundType, inbound_message_in, topology
 from flowchat_contracts.command_events import COMMAND_REJECTED
-from flowchat_gateway.events import BUSINESS_FIELDS
-from flowchat_state_manager.events import MessageStatusChanged
+from flowchat_contracts.tenant_events import ALL_EVENT_TYPES
+from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
+from flowchat_relay.events import BUSINESS_EVENT_FIELDS
 from flowchat_state_manager.state import Status
 from kindskit import (
     HANDOFF_KINDS,
+    RELAY_FACT_KINDS,
     bindings_of,
     depth,
     every_event,
@@ -82,12 +86,13 @@ def inbound_messages() -> list[Sample]:
 
 
 def event_messages() -> list[Sample]:
-    """Every status change (a ``message.status`` each), every business event and both
-    hand-offs (no webhook event)."""
+    """Every status change, business event, hand-off and order / campaign fact; the
+    business events other than template status and quality make no webhook event."""
     out: list[Sample] = []
     for key, body, model in every_event(tenant=TENANT, account=ACCOUNT):
-        # a status change becomes its message.status, the rest no webhook event
-        webhook = model.event_id if isinstance(model, MessageStatusChanged) else None
+        webhook = getattr(model, "event_id", None)
+        if isinstance(model, BusinessEvent) and model.field not in BUSINESS_EVENT_FIELDS:
+            webhook = None
         out.append((key, body, f"evt_{webhook}" if webhook else None))
     return out
 
@@ -116,9 +121,13 @@ def test_every_bound_kind_has_a_sample() -> None:
     # "#" on flowchat.events: every status, every business field, both hand-offs
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _, _ in events}
-    assert keys == {s.value for s in Status} | set(BUSINESS_FIELDS) | set(HANDOFF_KINDS) | {
-        COMMAND_REJECTED
-    }
+    assert keys == (
+        {s.value for s in Status}
+        | set(BUSINESS_FIELDS)
+        | set(HANDOFF_KINDS)
+        | set(RELAY_FACT_KINDS)
+        | {COMMAND_REJECTED}
+    )
     assert {m.model_fields["kind"].default for m in HANDOFF_KINDS.values()} == set(HANDOFF_KINDS)
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events
@@ -144,7 +153,7 @@ async def run_through_the_relay(
     before, retries_before = fates(queue), handler_retries(queue)
     receiver = Receiver()
     async with receiver.running(), start_relay() as h:
-        endpoint = await h.create_endpoint(receiver.url, list(EVENT_TYPES))
+        endpoint = await h.create_endpoint(receiver.url, list(ALL_EVENT_TYPES))
         for key, body, _ in messages:
             await h.publisher.publish(exchange, key, body, mandatory=False)
 
@@ -164,7 +173,7 @@ async def run_through_the_relay(
     assert handler_retries(queue) == retries_before
     # each acked exactly once: no poison, no dead letter, no requeue, no redelivery
     assert fates(queue) - before == Counter({"ack": len(messages)})
-    # the webhook events: one per status change / inbound message, none for the rest
+    # the webhook events: one per tenant fact, none for the rest
     assert stored == expected
     assert Counter(d["event_id"] for d in deliveries) == Counter(expected)
     assert {d["status"] for d in deliveries} == {"delivered"}
@@ -185,7 +194,8 @@ async def test_every_status_business_and_handoff_event_is_acked_once(
     channel: Any, start_relay: StartRelay
 ) -> None:
     messages = event_messages()
-    assert sum(1 for *_, event_id in messages if event_id) == len(Status)
+    expected = len(Status) + len(HANDOFF_KINDS) + len(RELAY_FACT_KINDS) + len(BUSINESS_EVENT_FIELDS)
+    assert sum(1 for *_, event_id in messages if event_id) == expected
     await run_through_the_relay(
         channel, start_relay, topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, messages
     )

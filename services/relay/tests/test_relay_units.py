@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import jsonschema
 import pytest
@@ -167,3 +168,41 @@ def test_reads_what_the_state_manager_publishes():
     assert event.data.error is not None
     assert event.data.error.code == 131049
     assert status_event(read).conversation == "US.abc123"
+
+
+def test_a_meta_status_names_a_cloud_api_message_by_the_id_it_was_given():
+    """A message queued through the gateway's compatible endpoint: its ``meta`` statuses
+    carry ``wamid_of(message_id)`` and echo the callback data; others the provider's id."""
+    from flowchat_contracts.meta_ids import wamid_of
+    from flowchat_platform.accounts import AccountCredentials
+    from flowchat_platform.meta_echo import SentThroughCloudApi
+    from flowchat_relay.events import meta_body
+
+    read = StatusChanged(
+        kind="message_status_changed",
+        event_id="e1",
+        message_id="m1",
+        tenant_id="t",
+        account_id="a",
+        status="delivered",
+        provider_message_id="wamid.PROVIDER",
+        recipient="15551230001",
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    event = status_event(read).event
+    account = AccountCredentials.model_validate(
+        {"account_id": "a", "tenant_id": "t", "provider": "meta", "phone_number_id": "pn"}
+    )
+
+    def status(body: Any) -> Any:
+        return body["entry"][0]["changes"][0]["value"]["statuses"][0]
+
+    plain = status(meta_body(event, account))
+    assert plain["id"] == "wamid.PROVIDER"
+    assert "biz_opaque_callback_data" not in plain
+    tracked = status(meta_body(event, account, SentThroughCloudApi("order-42")))
+    assert tracked["id"] == wamid_of("m1")
+    assert tracked["biz_opaque_callback_data"] == "order-42"
+    untracked = status(meta_body(event, account, SentThroughCloudApi(None)))
+    assert untracked["id"] == wamid_of("m1")
+    assert "biz_opaque_callback_data" not in untracked

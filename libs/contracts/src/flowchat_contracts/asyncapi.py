@@ -76,9 +76,13 @@ ROUTES: tuple[Route, ...] = (
             "command_rejected.v1",
             "handoff_requested.v1",
             "handoff_resolved.v1",
+            "order_changed.v1",
+            "campaign_changed.v1",
         ),
         "FlowChat's events: status changes (word: the status), rejected commands "
-        "(command_rejected), hand-offs, Meta's business events (word: the field). Bind a "
+        "(command_rejected), hand-offs, order and campaign facts (order_changed, "
+        "campaign_changed: only while a relay endpoint of the tenant subscribes), Meta's "
+        "business events (word: the field). Bind a "
         "queue of your own; see docs/events.md.",
     ),
 )

@@ -28,6 +28,7 @@ from flowchat_contracts.models import (
     SendResultBatch,
     StatusUpdate,
 )
+from flowchat_contracts.tenant_events import TENANT_EVENT_SCHEMAS
 from flowchat_contracts.webhooks import MessageReceived, MessageStatus
 
 #: File stem (``<kind>.v<version>``) → model.
@@ -46,6 +47,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "command_parked.v1": CommandParked,
     "command_rejected.v1": CommandRejected,
 }
+# the tenant events of issue 22 (their own module, so additions stay additive)
+SCHEMA_MODELS.update(TENANT_EVENT_SCHEMAS)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -3,13 +3,14 @@ campaign messages, reminders): :class:`~flowchat_conversation.outbox.Outbox` on 
 
 from __future__ import annotations
 
-from flowchat_contracts import HandoffRequested, OutboundCommand, topology
+from flowchat_contracts import OutboundCommand, topology
+from flowchat_conversation.outbox import Event
 from flowchat_platform.amqp import Amqp
 
 
 class AmqpOutbox:
-    """Publishes replies to ``flowchat.outbound`` (and hand-off events to
-    ``flowchat.events``) and waits for the broker's confirm."""
+    """Publishes replies to ``flowchat.outbound`` (and hand-off, order and campaign
+    events to ``flowchat.events``) and waits for the broker's confirm."""
 
     def __init__(self, amqp: Amqp) -> None:
         self._amqp = amqp
@@ -23,7 +24,7 @@ class AmqpOutbox:
             correlation_id=command.correlation_id,
         )
 
-    async def publish_event(self, event: HandoffRequested) -> None:
+    async def publish_event(self, event: Event) -> None:
         await self._amqp.publish(
             topology.EXCHANGE_EVENTS,
             topology.events_routing_key(event.tenant_id, event.account_id, event.kind),

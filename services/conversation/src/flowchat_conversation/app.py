@@ -43,6 +43,7 @@ from flowchat_conversation.errors import (
     ProviderRefused,
     ProviderUnavailable,
 )
+from flowchat_conversation.facts import Facts
 from flowchat_conversation.outreach.consumer import EventsConsumer
 from flowchat_conversation.outreach.graph_templates import GraphTemplates
 from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
@@ -58,6 +59,7 @@ from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
+from flowchat_platform.subscriptions import SubscriptionView
 from flowchat_platform.tenant_client import TenantClient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -178,6 +180,7 @@ async def start_outreach(
     http: aiohttp.ClientSession,
     background: Background,
     handoffs: CommerceHandoffs | None = None,
+    facts: Facts | None = None,
 ) -> Outreach:
     """The opt-out sets repaired, then contacts, campaigns and reminders (and their workers)."""
     await rebuild_optouts(optouts, repository)
@@ -199,6 +202,7 @@ async def start_outreach(
             reminder_batch=settings.reminder_batch,
         ),
         handoffs=handoffs,
+        facts=facts,
     )
     if settings.outreach_workers:
         await EventsConsumer(outreach.events).start(amqp, prefetch=settings.prefetch)
@@ -271,9 +275,18 @@ def create_app(settings: Settings) -> FastAPI:
             api.catalog = CatalogService(repository)
             outbox = AmqpOutbox(amqp)
             reminders = bot_reminders(settings)
-            api.orders = OrderService(repository, sessions, outbox, links, reminders=reminders)
+            facts = Facts(outbox, SubscriptionView(redis, ttl_s=settings.subscriptions_ttl_s))
+            api.orders = OrderService(
+                repository, sessions, outbox, links, reminders=reminders, facts=facts
+            )
             service = ConversationService(
-                repository, sessions, outbox, links, optouts=optouts, reminders=reminders
+                repository,
+                sessions,
+                outbox,
+                links,
+                optouts=optouts,
+                reminders=reminders,
+                facts=facts,
             )
             await amqp.connect()
             await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)
@@ -287,6 +300,7 @@ def create_app(settings: Settings) -> FastAPI:
                 http,
                 background,
                 CommerceHandoffs(api.orders),
+                facts,
             )
 
         background.start("start", start())

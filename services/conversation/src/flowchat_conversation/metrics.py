@@ -65,3 +65,8 @@ REMINDERS = Counter(
 CONTACT_ROWS = Counter(
     "flowchat_conversation_contact_rows_total", "Contact CSV rows, by outcome", ["outcome"]
 )
+FACTS = Counter(
+    "flowchat_conversation_relay_facts_total",
+    "Order and campaign facts for the relay, by subject and outcome (published, unsubscribed)",
+    ["subject", "outcome"],
+)

@@ -16,6 +16,10 @@ class Settings(ServiceSettings):
 
     http_port: int = 8702
     redis_url: str = infra("REDIS_URL", "redis://127.0.0.1:6379/0")
+    #: How long the relay's subscription sets are trusted before they are read again
+    #: (``flowchat_platform.subscriptions``: order and campaign facts are published only
+    #: for tenants with an endpoint that wants them).
+    subscriptions_ttl_s: float = 5.0
     database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr | None = infra("FLOWCHAT_SERVICE_TOKEN", None)

@@ -48,6 +48,7 @@ from flowchat_gateway.window_service import WindowService
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
+from flowchat_platform.meta_echo import MetaEcho
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
@@ -243,6 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             states=states,
             public_url=settings.public_url,
+            sends=MetaEcho(redis),
         )
         background.start("amqp-connect", amqp.connect())
         try:

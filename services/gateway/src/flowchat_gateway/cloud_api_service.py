@@ -38,6 +38,7 @@ from flowchat_gateway.errors import CloudApiError, Unavailable
 from flowchat_gateway.ports import (
     Accounts,
     ApiKey,
+    CloudApiSends,
     Graph,
     GraphAnswer,
     MediaRefused,
@@ -95,7 +96,9 @@ class CloudApiService:
         media: MediaUploads,
         states: MessageLookup,
         public_url: str,
+        sends: CloudApiSends | None = None,
     ) -> None:
+        self.sends = sends
         self.states = states
         self.tenants = tenants
         self.send = send
@@ -172,11 +175,23 @@ class CloudApiService:
             idempotency_key=key,
             correlation_id=correlation_id,
         )
+        await self._remember(caller, accepted.message_id, request.biz_opaque_callback_data)
         message: dict[str, Any] = {"id": wamid_of(accepted.message_id)}
         if content.type == "template":
             message["message_status"] = "accepted"
         log.info("cloud api message queued", message_id=accepted.message_id, given=bool(given))
         return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [message]}
+
+    async def _remember(self, caller: ApiKey, message_id: str, callback_data: str | None) -> None:
+        """Record the message for ``meta``-format statuses (its id as answered, the
+        callback data echoed). The message is queued already: when the record cannot be
+        written its statuses carry the provider's id instead, logged."""
+        if self.sends is None:
+            return
+        try:
+            await self.sends.remember(caller.tenant_id, message_id, callback_data)
+        except Exception as exc:  # noqa: BLE001 - queued already; statuses fall back
+            log.warning("cloud api send not recorded", message_id=message_id, error=repr(exc))
 
     async def _template_category(
         self, acc: AccountCredentials, version: str, name: str

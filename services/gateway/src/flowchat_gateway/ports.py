@@ -141,6 +141,15 @@ class MessageLookup(Protocol):
         """The tenant's message record, or None; raises ``UpstreamError`` when unreachable."""
 
 
+class CloudApiSends(Protocol):
+    """Where the compatible endpoint records the messages it queued, for the relay's
+    ``meta``-format statuses (``flowchat_platform.meta_echo.MetaEcho``)."""
+
+    async def remember(
+        self, tenant_id: str, message_id: str, callback_data: str | None
+    ) -> None: ...
+
+
 @dataclass(frozen=True)
 class GraphAnswer:
     """Meta's Graph API answer, as received: its HTTP status and JSON body."""

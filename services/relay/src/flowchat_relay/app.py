@@ -24,7 +24,10 @@ from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
+from flowchat_platform.meta_echo import MetaEcho
+from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
+from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_relay import SCHEMA, SERVICE, metrics
 from flowchat_relay.consumer import ANY_EVENT, INBOUND, RelayConsumer
@@ -64,7 +67,9 @@ def to_api_error(_: Request, exc: RelayError) -> ApiError:
     return ApiError(400, "bad_request", str(exc))
 
 
-def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> FastAPI:
+def create_app(  # noqa: PLR0915 - the one place the whole service is wired
+    settings: Settings, *, resolve: Resolve = system_resolve
+) -> FastAPI:
     """The relay; ``resolve`` (host, port → addresses) is the DNS seam tests replace."""
     readiness = Readiness()
     runtime = Runtime(service_token=settings.service_token.get_secret_value())
@@ -78,6 +83,8 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
     )
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
+    redis = create_redis(settings.redis_url)
+    subscriptions = SubscriptionWriter(redis)
 
     async def start(bg: Background, tenants: TenantClient) -> None:
         await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
@@ -97,13 +104,16 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
             lease_s=settings.total_timeout_s + LEASE_MARGIN_S,
             poll_interval_s=settings.poll_interval_s,
         )
-        intake = Intake(repository, repository, tenants, on_stored=dispatcher.wake)
+        intake = Intake(
+            repository, repository, tenants, on_stored=dispatcher.wake, sends=MetaEcho(redis)
+        )
         runtime.endpoints = EndpointService(
             repository,
             resolve,
             allow_private=settings.allow_private_targets,
             allow_http=settings.allow_http,
             secret_overlap_s=settings.secret_overlap_s,
+            subscriptions=subscriptions,
         )
         runtime.deliveries = repository
         runtime.dispatcher = dispatcher
@@ -111,6 +121,7 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
         await declare_own_queues(settings.amqp_url, topology.RELAY_QUEUES, topology.RELAY_BINDINGS)
         bg.start("dispatcher", dispatcher.run())
         bg.start("gauges", gauge_loop(repository, settings))
+        bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
         consumer = RelayConsumer(intake)
         await amqp.consume(
             topology.QUEUE_RELAY_EVENTS,
@@ -149,12 +160,21 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
                 await pool.close()
             await poster.close()
             await session.close()
+            await redis.aclose()
 
     app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat relay")
     app.state.runtime = runtime
     handle_errors(app, RelayError, to_api_error)
     app.include_router(router)
     return app
+
+
+async def subscriptions_loop(endpoints: EndpointService, settings: Settings) -> None:
+    """Every tenant's subscription set rewritten from the database, at start and then
+    every ``subscriptions_sync_s`` (endpoints the dispatcher disabled drop out)."""
+    while True:
+        await endpoints.sync_subscriptions()
+        await asyncio.sleep(settings.subscriptions_sync_s)
 
 
 async def gauge_loop(store: DeliveryStore, settings: Settings) -> None:

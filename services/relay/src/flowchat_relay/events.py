@@ -2,7 +2,13 @@
 
 - ``message.status`` from the state-manager's ``message_status_changed`` event
   (``flowchat.events``; its model is the state-manager's, mirrored here leniently);
-- ``message.received`` from an inbound message (``flowchat.inbound``, v1 or v2).
+- ``message.received`` from an inbound message (``flowchat.inbound``, v1 or v2);
+- ``conversation.handoff_requested`` / ``…_resolved`` from the hand-off events (the
+  conversation service's, the inbox's);
+- ``order.*`` and ``campaign.*`` from the conversation service's ``order_changed`` and
+  ``campaign_changed`` (:mod:`flowchat_contracts.tenant_events`);
+- ``template.status_changed`` and ``account.quality_changed`` from the gateway's
+  ``business_event`` of ``message_template_status_update`` / ``phone_number_quality_update``.
 
 Each becomes a :class:`Outgoing`: the FlowChat event (its id derived from the source's
 event id, so a redelivered source makes the same event) and, when the event carries
@@ -19,6 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from flowchat_contracts import (
     CustomerIdentity,
+    HandoffRequested,
+    HandoffResolved,
     InboundMessage,
     InboundMessageV2,
     MessageReceived,
@@ -28,7 +36,30 @@ from flowchat_contracts import (
     StatusError,
     is_bsuid,
 )
+from flowchat_contracts.meta_ids import wamid_of
+from flowchat_contracts.tenant_events import (
+    CAMPAIGN_EVENT_TYPES,
+    ORDER_EVENT_TYPES,
+    AccountQualityChanged,
+    AccountQualityData,
+    AnyTenantEvent,
+    CampaignChanged,
+    CampaignCompleted,
+    CampaignPaused,
+    CampaignStarted,
+    HandoffRequestedData,
+    HandoffRequestedEvent,
+    HandoffResolvedData,
+    HandoffResolvedEvent,
+    OrderChanged,
+    OrderCreated,
+    OrderPaid,
+    OrderStatusChanged,
+    TemplateStatusChanged,
+    TemplateStatusData,
+)
 from flowchat_platform.accounts import AccountCredentials
+from flowchat_platform.meta_echo import SentThroughCloudApi
 
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
@@ -66,7 +97,7 @@ class Outgoing:
     """One event to store: the FlowChat event (``sequence`` set by the store) and the
     Meta-shaped body builder's input."""
 
-    event: MessageReceived | MessageStatus
+    event: AnyTenantEvent
     #: The conversation the sequence counts in (None: no sequence).
     conversation: str | None
 
@@ -125,6 +156,143 @@ def received_event(source: InboundMessage | InboundMessageV2) -> Outgoing:
     return Outgoing(event, customer.key if customer else None)
 
 
+def handoff_requested_event(source: HandoffRequested) -> Outgoing:
+    event = HandoffRequestedEvent(
+        id=f"evt_{source.event_id}",
+        tenant_id=source.tenant_id,
+        account_id=source.account_id,
+        timestamp=source.requested_at,
+        data=HandoffRequestedData(
+            customer=source.customer,
+            reason=source.reason,
+            bot_state=source.bot_state,
+            requested_at=source.requested_at,
+        ),
+    )
+    return Outgoing(event, source.customer.key)
+
+
+def handoff_resolved_event(source: HandoffResolved) -> Outgoing:
+    event = HandoffResolvedEvent(
+        id=f"evt_{source.event_id}",
+        tenant_id=source.tenant_id,
+        account_id=source.account_id,
+        timestamp=source.resolved_at,
+        data=HandoffResolvedData(
+            customer=source.customer,
+            resolved_by=source.resolved_by,
+            waited_s=source.waited_s,
+            resolved_at=source.resolved_at,
+        ),
+    )
+    return Outgoing(event, source.customer.key)
+
+
+_ORDER_MODELS: dict[str, type[OrderCreated | OrderStatusChanged | OrderPaid]] = {
+    "order.created": OrderCreated,
+    "order.status_changed": OrderStatusChanged,
+    "order.paid": OrderPaid,
+}
+_CAMPAIGN_MODELS: dict[str, type[CampaignStarted | CampaignPaused | CampaignCompleted]] = {
+    "campaign.started": CampaignStarted,
+    "campaign.paused": CampaignPaused,
+    "campaign.completed": CampaignCompleted,
+}
+
+
+def order_event(source: OrderChanged) -> Outgoing:
+    model = _ORDER_MODELS[ORDER_EVENT_TYPES[source.change]]
+    event = model(
+        id=f"evt_{source.event_id}",
+        tenant_id=source.tenant_id,
+        account_id=source.account_id,
+        timestamp=source.occurred_at,
+        data=source.order,
+    )
+    customer = source.order.customer
+    return Outgoing(event, customer.key if customer else None)
+
+
+def campaign_event(source: CampaignChanged) -> Outgoing:
+    model = _CAMPAIGN_MODELS[CAMPAIGN_EVENT_TYPES[source.change]]
+    event = model(
+        id=f"evt_{source.event_id}",
+        tenant_id=source.tenant_id,
+        account_id=source.account_id,
+        timestamp=source.occurred_at,
+        data=source.campaign,
+    )
+    return Outgoing(event, None)
+
+
+class BusinessEventIn(BaseModel):
+    """The gateway's ``business_event`` (the fields the relay reads)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    kind: Literal["business_event"]
+    event_id: str
+    tenant_id: str
+    account_id: str
+    field: str
+    event: str | None = None
+    waba_id: str | None = None
+    phone_number_id: str | None = None
+    occurred_at: datetime
+    data: dict[str, Any] = {}
+
+
+TEMPLATE_FIELD = "message_template_status_update"
+QUALITY_FIELD = "phone_number_quality_update"
+#: The business fields that become an event (the others are not the tenant's news).
+BUSINESS_EVENT_FIELDS = frozenset({TEMPLATE_FIELD, QUALITY_FIELD})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def business_event(source: BusinessEventIn) -> Outgoing | None:
+    """``template.status_changed`` / ``account.quality_changed``; None for other fields."""
+    data = source.data
+    event: TemplateStatusChanged | AccountQualityChanged
+    if source.field == TEMPLATE_FIELD:
+        event = TemplateStatusChanged(
+            id=f"evt_{source.event_id}",
+            tenant_id=source.tenant_id,
+            account_id=source.account_id,
+            timestamp=source.occurred_at,
+            data=TemplateStatusData(
+                waba_id=source.waba_id,
+                template_id=_text(data.get("message_template_id")),
+                name=_text(data.get("message_template_name")),
+                language=_text(data.get("message_template_language")),
+                status=source.event or _text(data.get("event")) or "UNKNOWN",
+                reason=_text(data.get("reason")),
+                details=data,
+            ),
+        )
+    elif source.field == QUALITY_FIELD:
+        event = AccountQualityChanged(
+            id=f"evt_{source.event_id}",
+            tenant_id=source.tenant_id,
+            account_id=source.account_id,
+            timestamp=source.occurred_at,
+            data=AccountQualityData(
+                waba_id=source.waba_id,
+                phone_number_id=source.phone_number_id,
+                display_phone_number=_text(data.get("display_phone_number")),
+                event=source.event or _text(data.get("event")) or "UNKNOWN",
+                current_limit=_text(data.get("current_limit")),
+                old_limit=_text(data.get("old_limit")),
+                details=data,
+            ),
+        )
+    else:
+        return None
+    return Outgoing(event, None)
+
+
 # ----------------------------------------------------------------- Meta's shape
 
 
@@ -157,25 +325,62 @@ def _unix(at: datetime) -> str:
     return str(int(at.timestamp()))
 
 
-def meta_body(event: MessageReceived | MessageStatus, account: AccountCredentials) -> Any | None:
-    """The webhook Meta would have sent for ``event`` (None when it has no Meta form)."""
+def meta_body(
+    event: AnyTenantEvent,
+    account: AccountCredentials,
+    sent: SentThroughCloudApi | None = None,
+) -> Any | None:
+    """The webhook Meta would have sent for ``event`` (None when it has no Meta form:
+    hand-offs, orders and campaigns are FlowChat's own). ``sent``: the status's message
+    went through the gateway's compatible endpoint, whose id it then carries."""
     if isinstance(event, MessageStatus):
-        return _meta_status(event, account)
-    return _meta_message(event, account)
+        return _meta_status(event, account, sent)
+    if isinstance(event, MessageReceived):
+        return _meta_message(event, account)
+    if isinstance(event, TemplateStatusChanged):
+        return _meta_account_field(TEMPLATE_FIELD, event, event.data.details, account)
+    if isinstance(event, AccountQualityChanged):
+        return _meta_account_field(QUALITY_FIELD, event, event.data.details, account)
+    return None
 
 
-def _meta_status(event: MessageStatus, account: AccountCredentials) -> Any | None:
+def _meta_account_field(
+    field: str,
+    event: TemplateStatusChanged | AccountQualityChanged,
+    value: dict[str, Any],
+    account: AccountCredentials,
+) -> Any:
+    """An account-level change as Meta sends it: ``value`` as Meta sent it to FlowChat."""
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": account.waba_id or account.account_id,
+                "time": int(event.timestamp.timestamp()),
+                "changes": [{"field": field, "value": value}],
+            }
+        ],
+    }
+
+
+def _meta_status(
+    event: MessageStatus, account: AccountCredentials, sent: SentThroughCloudApi | None
+) -> Any | None:
     data = event.data
-    if data.status not in META_STATUSES or not data.provider_message_id:
+    # the id the compatible endpoint answered, else the provider's (Meta's WAMID)
+    message_id = wamid_of(data.message_id) if sent is not None else data.provider_message_id
+    if data.status not in META_STATUSES or not message_id:
         return None
     phone_number_id = account.phone_number_id
     if not phone_number_id:
         return None
     status: dict[str, Any] = {
-        "id": data.provider_message_id,
+        "id": message_id,
         "status": data.status,
         "timestamp": _unix(event.timestamp),
     }
+    if sent is not None and sent.callback_data is not None:
+        status["biz_opaque_callback_data"] = sent.callback_data
     contact: dict[str, Any] = {"profile": {}}
     if data.recipient and is_bsuid(data.recipient):
         status["recipient_user_id"] = contact["user_id"] = data.recipient

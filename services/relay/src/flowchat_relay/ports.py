@@ -3,11 +3,13 @@ PostgreSQL, ``http_client.py`` for the endpoints, the tenant client for accounts
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
 from flowchat_platform.accounts import AccountCredentials
+from flowchat_platform.meta_echo import SentThroughCloudApi
 
 Format = Literal["flowchat", "meta"]
 
@@ -118,6 +120,11 @@ class EndpointStore(Protocol):
     ) -> Endpoint | None: ...
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool: ...
     async def subscribed(self, tenant_id: str, event_type: str) -> list[Endpoint]: ...
+    async def subscribed_types(self, tenant_id: str) -> set[str]:
+        """The event types the tenant's enabled endpoints subscribe to."""
+
+    async def all_subscribed_types(self) -> dict[str, set[str]]:
+        """:meth:`subscribed_types` of every tenant with an enabled endpoint."""
 
 
 class DeliveryStore(Protocol):
@@ -142,6 +149,21 @@ class DeliveryStore(Protocol):
     async def replay_failed(self, tenant_id: str, endpoint_id: str, since: datetime) -> int: ...
     async def oldest_pending(self) -> dict[str, float]: ...
     async def endpoint_ids(self) -> list[str]: ...
+
+
+class Subscriptions(Protocol):
+    """Where producers learn which event types each tenant's endpoints want
+    (``flowchat_platform.subscriptions.SubscriptionWriter``)."""
+
+    async def replace(self, tenant_id: str, event_types: Iterable[str]) -> None: ...
+    async def replace_all(self, by_tenant: Mapping[str, Iterable[str]]) -> None: ...
+
+
+class CloudApiSends(Protocol):
+    """The messages the gateway's compatible endpoint queued
+    (``flowchat_platform.meta_echo.MetaEcho``)."""
+
+    async def recall(self, tenant_id: str, message_id: str) -> SentThroughCloudApi | None: ...
 
 
 class Accounts(Protocol):

@@ -155,6 +155,23 @@ class Repository:
         )
         return [_endpoint(r) for r in rows]
 
+    async def subscribed_types(self, tenant_id: str) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT unnest(event_types) AS t FROM endpoints "
+            "WHERE tenant_id = $1 AND enabled",
+            tenant_id,
+        )
+        return {r["t"] for r in rows}
+
+    async def all_subscribed_types(self) -> dict[str, set[str]]:
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT tenant_id, unnest(event_types) AS t FROM endpoints WHERE enabled"
+        )
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            out.setdefault(r["tenant_id"], set()).add(r["t"])
+        return out
+
     async def endpoint_ids(self) -> list[str]:
         return [r["id"] for r in await self._pool.fetch("SELECT id FROM endpoints")]
 

@@ -11,19 +11,24 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from flowchat_contracts import EVENT_TYPES
+from flowchat_contracts.tenant_events import ALL_EVENT_TYPES as EVENT_TYPES
+from flowchat_contracts.tenant_events import AnyTenantEvent
+from flowchat_contracts.webhooks import MessageStatus
 from flowchat_platform.logs import get_logger
+from flowchat_platform.meta_echo import SentThroughCloudApi
 from flowchat_relay import metrics
 from flowchat_relay.errors import EndpointNotFound, InvalidCursor, InvalidEndpoint
 from flowchat_relay.events import Outgoing, meta_body
 from flowchat_relay.ports import (
     Accounts,
+    CloudApiSends,
     DeliveryStore,
     Endpoint,
     EndpointChanges,
     EndpointStore,
     Format,
     StoredEvent,
+    Subscriptions,
 )
 from flowchat_relay.safety import Resolve, check_url
 from flowchat_relay.signing import new_secret
@@ -59,13 +64,29 @@ class EndpointService:
         allow_http: bool = False,
         secret_overlap_s: float,
         clock: Clock = utcnow,
+        subscriptions: Subscriptions | None = None,
     ) -> None:
         self._store = store
+        self._subscriptions = subscriptions
         self._resolve = resolve
         self.allow_private = allow_private
         self.allow_http = allow_http
         self.secret_overlap_s = secret_overlap_s
         self._clock = clock
+
+    async def sync_subscriptions(self, tenant_id: str | None = None) -> None:
+        """Tell producers what the tenant's (None: every tenant's) enabled endpoints
+        want. Best effort: the periodic sync repairs a failed one."""
+        if self._subscriptions is None:
+            return
+        try:
+            if tenant_id is None:
+                await self._subscriptions.replace_all(await self._store.all_subscribed_types())
+            else:
+                types = await self._store.subscribed_types(tenant_id)
+                await self._subscriptions.replace(tenant_id, types)
+        except Exception as exc:  # noqa: BLE001 - producers fall back; the next sync repairs
+            log.warning("subscriptions not synced", error=type(exc).__name__)
 
     async def _check_url(self, url: str) -> None:
         await check_url(
@@ -102,6 +123,7 @@ class EndpointService:
             updated_at=now,
         )
         await self._store.create_endpoint(endpoint)
+        await self.sync_subscriptions(tenant_id)
         log.info("endpoint created", tenant_id=tenant_id, endpoint_id=endpoint.id)
         return endpoint
 
@@ -129,6 +151,7 @@ class EndpointService:
         found = await self._store.update_endpoint(tenant_id, endpoint_id, changes)
         if found is None:
             raise EndpointNotFound(f"no endpoint {endpoint_id}")
+        await self.sync_subscriptions(tenant_id)
         return found
 
     async def rotate_secret(
@@ -146,6 +169,7 @@ class EndpointService:
     async def delete(self, tenant_id: str, endpoint_id: str) -> None:
         if not await self._store.delete_endpoint(tenant_id, endpoint_id):
             raise EndpointNotFound(f"no endpoint {endpoint_id}")
+        await self.sync_subscriptions(tenant_id)
         log.info("endpoint deleted", tenant_id=tenant_id, endpoint_id=endpoint_id)
 
 
@@ -160,11 +184,20 @@ class Intake:
         accounts: Accounts,
         *,
         on_stored: Callable[[], None] = lambda: None,
+        sends: CloudApiSends | None = None,
     ) -> None:
+        self._sends = sends
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._accounts = accounts
         self._on_stored = on_stored
+
+    async def _sent_through_cloud_api(self, event: AnyTenantEvent) -> SentThroughCloudApi | None:
+        """For a status of a message the compatible endpoint queued: its callback data
+        (the ``meta`` body then names it by the id that endpoint answered)."""
+        if self._sends is None or not isinstance(event, MessageStatus):
+            return None
+        return await self._sends.recall(event.tenant_id, event.data.message_id)
 
     async def take(self, outgoing: Outgoing) -> bool:
         """Store ``outgoing`` for its subscribers; True when stored (False: nobody
@@ -178,7 +211,7 @@ class Intake:
         if any(e.format == "meta" for e in subscribers):
             account = await self._accounts.account(event.account_id)
             if account is not None and account.tenant_id == event.tenant_id:
-                shaped = meta_body(event, account)
+                shaped = meta_body(event, account, await self._sent_through_cloud_api(event))
                 meta = orjson.dumps(shaped) if shaped is not None else None
         targets = tuple(e.id for e in subscribers if e.format == "flowchat" or meta is not None)
         if not targets:

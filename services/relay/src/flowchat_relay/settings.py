@@ -16,6 +16,12 @@ class Settings(ServiceSettings):
     database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
+    #: Where the relay keeps the tenants' subscriptions for producers
+    #: (``flowchat_platform.subscriptions``).
+    redis_url: str = infra("REDIS_URL", "redis://127.0.0.1:6379/0")
+    #: Every tenant's subscription set is rewritten this often (disabled endpoints drop
+    #: out; a set not rewritten expires after 15 minutes).
+    subscriptions_sync_s: float = Field(default=60.0, gt=0)
 
     #: Endpoints on loopback, private, link-local… addresses are refused unless this is
     #: set: development and tests only (refused at start-up in production).

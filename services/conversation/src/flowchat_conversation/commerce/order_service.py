@@ -11,6 +11,7 @@ from functools import partial
 from typing import Literal
 
 from flowchat_contracts import OutboundCommand, OutboundContent
+from flowchat_contracts.tenant_events import OrderChange, OrderData
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import (
@@ -38,6 +39,7 @@ from flowchat_conversation.commerce.ports import (
     SessionStore,
     schedule_reminder,
 )
+from flowchat_conversation.customers import identity_for
 from flowchat_conversation.errors import (
     InvalidAmount,
     InvalidTransition,
@@ -46,6 +48,7 @@ from flowchat_conversation.errors import (
     PaymentRejected,
     SessionConflict,
 )
+from flowchat_conversation.facts import Facts
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.reminders import BotReminders
 
@@ -76,6 +79,8 @@ class OrderService:
     links: InvoiceLinks | None = None
     #: The reminders orders schedule and cancel (None: none).
     reminders: BotReminders | None = None
+    #: Order facts for the relay's subscribers (None: none published).
+    facts: Facts | None = None
 
     async def get(self, tenant_id: str, order_id: str) -> Order:
         order = await self.store.get_order(tenant_id, order_id)
@@ -162,6 +167,14 @@ class OrderService:
                 to_status=target.value,
                 reason=reason,
                 notification=fate,
+            )
+            await self._fact(
+                "status_changed",
+                key,
+                current,
+                status=target.value,
+                previous=current.status,
+                reason=reason,
             )
             metrics.ORDER_STATUS.labels(target.value, fate).inc()
         return await self.get(tenant_id, order_id)
@@ -278,6 +291,15 @@ class OrderService:
                 reason=f"payment {reference}",
                 notification=fate,
             )
+            if paid:
+                await self._fact(
+                    "paid",
+                    key,
+                    current,
+                    status=current.status.value,
+                    previous=current.status,
+                    amount_paid=paid_total,
+                )
             metrics.PAYMENTS.labels("paid" if paid else "partial").inc()
         return PaymentOutcome(await self.get(tenant_id, order_id), "added", fate)
 
@@ -346,6 +368,41 @@ class OrderService:
             total += n
             if n < batch:
                 return total
+
+    async def _fact(
+        self,
+        change: OrderChange,
+        key: ConversationKey,
+        order: Order,
+        *,
+        status: str,
+        previous: OrderStatus,
+        reason: str | None = None,
+        amount_paid: Decimal | None = None,
+    ) -> None:
+        """The order's change for the relay, inside the order's locked transaction (a
+        retried request publishes the same event id again; stored once)."""
+        if self.facts is None:
+            return
+        await self.facts.order(
+            change,
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            event_id=short_id(f"order-{change}-", key.tenant_id, order.order_id, status),
+            order=OrderData(
+                order_id=order.order_id,
+                customer=identity_for(order.customer_wa_id),
+                status=status,
+                previous_status=previous.value,
+                reason=reason,
+                currency=order.currency,
+                total=str(round_money(order.total, order.currency)),
+                amount_paid=(
+                    None if amount_paid is None else str(round_money(amount_paid, order.currency))
+                ),
+                payment_reference=order.payment_reference,
+            ),
+        )
 
     async def _notify(
         self,

@@ -61,9 +61,10 @@ from flowchat_contracts import (
     InboundMessageV2,
     OutboundCommand,
 )
+from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
-from flowchat_conversation.commerce.domain import ConversationKey, short_id
+from flowchat_conversation.commerce.domain import ConversationKey, round_money, short_id
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
 from flowchat_conversation.commerce.ports import (
     ConversationStore,
@@ -74,6 +75,7 @@ from flowchat_conversation.commerce.ports import (
 )
 from flowchat_conversation.customers import ID_CHANGES, Customer, identity_of
 from flowchat_conversation.errors import SessionConflict
+from flowchat_conversation.facts import Facts
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.ports import OptOutMirror
 from flowchat_conversation.outreach.reminders import BotReminders, cart_reference
@@ -134,6 +136,8 @@ class ConversationService:
     #: The reminders the bot schedules (None: none).
     reminders: BotReminders | None = None
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Order facts for the relay's subscribers (None: none published).
+    facts: Facts | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -229,6 +233,7 @@ class ConversationService:
             metrics.ORDERS.labels("placed" if placed else "rejected").inc()
             if isinstance(result, bot.OrderPlaced):
                 await self._payment_due(tx, key, result)
+                await self._order_created(message, key, result)
                 if result.invoice_id and self.links:
                     result = _replace(result, invoice_url=self.links.url(result.invoice_id))
             return bot.after_order(session, result, ctx)
@@ -264,6 +269,32 @@ class ConversationService:
             )
             metrics.HANDOFFS.labels("started").inc()
         return None
+
+    async def _order_created(
+        self,
+        message: InboundMessage | InboundMessageV2,
+        key: ConversationKey,
+        placed: bot.OrderPlaced,
+    ) -> None:
+        """``order.created`` for the relay (before the commit, like the hand-off: a
+        redelivery publishes the same event id again)."""
+        if self.facts is None:
+            return
+        await self.facts.order(
+            "created",
+            tenant_id=key.tenant_id,
+            account_id=key.account_id,
+            event_id=short_id("order-created-", key.tenant_id, placed.order_id),
+            correlation_id=message.correlation_id,
+            order=OrderData(
+                order_id=placed.order_id,
+                customer=identity_of(message),
+                status="confirmed",
+                currency=placed.totals.currency,
+                total=str(round_money(placed.totals.total, placed.totals.currency)),
+                payment_reference=placed.payment_reference,
+            ),
+        )
 
     # ---- reminders the bot schedules (in the conversation's transaction)
 

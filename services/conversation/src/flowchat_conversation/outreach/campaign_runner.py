@@ -23,6 +23,10 @@ A crash between 4's publish and its commit leaves the rows ``pending``: they are
 published again after the restart with the *same* message id and idempotency key
 ``campaign:<campaign>:<contact>``, which the sender drops as a duplicate, so no
 contact is messaged twice. When no pending row is left the campaign is ``completed``.
+
+For the relay's subscribers (``facts``): a campaign started on schedule is
+``campaign.started``, a finished one ``campaign.completed`` (published in the batch's
+transaction with an id of its own: a retried completion is stored once).
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowchat_contracts import OutboundCommand
+from flowchat_contracts.tenant_events import CampaignData
 from flowchat_conversation import metrics
+from flowchat_conversation.facts import Facts
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.campaigns import (
+    RunningCampaign,
     exclusion,
     idempotency_key,
     in_quiet_hours,
@@ -54,6 +61,8 @@ class CampaignRunner:
     tick_s: float = 0.2
     max_inflight: int = 5000
     inflight_window_s: float = 120.0
+    #: Campaign facts for the relay's subscribers (None: none published).
+    facts: Facts | None = None
 
     async def run(self) -> None:
         while True:
@@ -68,8 +77,17 @@ class CampaignRunner:
 
     async def tick(self) -> int:
         """One pass over every running campaign; the number of messages queued."""
-        for campaign_id in await self.store.activate_due():
-            log.info("campaign started on schedule", campaign_id=campaign_id)
+        for started in await self.store.activate_due():
+            log.info("campaign started on schedule", campaign_id=started.campaign_id)
+            if self.facts is not None:
+                await self.facts.campaign(
+                    "started",
+                    tenant_id=started.tenant_id,
+                    account_id=started.account_id,
+                    campaign=CampaignData(
+                        campaign_id=started.campaign_id, name=started.name, status="running"
+                    ),
+                )
         sent = 0
         for campaign_id in await self.store.running_campaigns():
             sent += await self.step(campaign_id)
@@ -90,7 +108,7 @@ class CampaignRunner:
             batch = await tx.pending(n, cap_window_s=campaign.frequency_cap.window_hours * 3600)
             if not batch:
                 if await tx.complete_if_done():
-                    log.info("campaign completed", campaign_id=campaign_id)
+                    await self._completed(campaign)
                 return 0
             template = Template.from_graph(campaign.template)
             commands: list[OutboundCommand] = []
@@ -126,8 +144,21 @@ class CampaignRunner:
             metrics.CAMPAIGN_MESSAGES.labels("queued").inc(len(queued))
             metrics.CAMPAIGN_MESSAGES.labels("excluded").inc(len(excluded))
             if len(batch) < n and await tx.complete_if_done():
-                log.info("campaign completed", campaign_id=campaign_id)
+                await self._completed(campaign)
             return len(queued)
+
+    async def _completed(self, campaign: RunningCampaign) -> None:
+        log.info("campaign completed", campaign_id=campaign.campaign_id)
+        if self.facts is not None:
+            await self.facts.campaign(
+                "completed",
+                tenant_id=campaign.tenant_id,
+                account_id=campaign.account_id,
+                campaign=CampaignData(
+                    campaign_id=campaign.campaign_id, status="completed", previous_status="running"
+                ),
+                event_id=f"campaign-completed-{campaign.campaign_id}",
+            )
 
 
 def _category(value: str) -> Any:

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flowchat_contracts.tenant_events import CampaignChange, CampaignData
 from flowchat_conversation.errors import (
     InvalidState,
     OutreachError,
     OutreachNotFound,
     ProviderError,
 )
+from flowchat_conversation.facts import Facts
 from flowchat_conversation.outreach.campaigns import (
     ACTIVE,
     PAUSING_ERRORS,
@@ -53,6 +55,10 @@ from flowchat_conversation.outreach.template_catalog import (
 )
 from flowchat_platform.accounts import AccountCredentials
 
+#: The campaign statuses a tenant hears of (``scheduled`` and ``cancelled`` are the
+#: tenant's own doing, ``completed`` is the runner's).
+_CHANGES: dict[str, CampaignChange] = {"running": "started", "paused": "paused"}
+
 
 @dataclass
 class CampaignService:
@@ -61,6 +67,8 @@ class CampaignService:
     templates: TemplateLookup
     zones: TenantZones
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Campaign facts for the relay's subscribers (None: none published).
+    facts: Facts | None = None
 
     # ------------------------------------------------------------ planning
 
@@ -242,7 +250,26 @@ class CampaignService:
                 f"campaign {campaign_id} is {current.status}; cannot go to {to_state}",
                 details=[{"status": current.status}],
             )
+        await self._fact(moved, reason)
         return moved
+
+    async def _fact(self, campaign: Campaign, reason: str | None = None) -> None:
+        """``campaign.started`` / ``campaign.paused`` for the relay, once the transition
+        is committed (the store's conditional update moved it exactly once)."""
+        change: CampaignChange | None = _CHANGES.get(campaign.status)
+        if self.facts is None or change is None:
+            return
+        await self.facts.campaign(
+            change,
+            tenant_id=campaign.tenant_id,
+            account_id=campaign.account_id,
+            campaign=CampaignData(
+                campaign_id=campaign.campaign_id,
+                name=campaign.name,
+                status=campaign.status,
+                reason=reason if change == "paused" else None,
+            ),
+        )
 
     def _run_state(self, campaign: Campaign) -> CampaignStatus:
         if campaign.scheduled_at is not None and campaign.scheduled_at > self.clock():
@@ -291,13 +318,15 @@ class CampaignService:
         await self.store.record_status(change)
         reason = PAUSING_ERRORS.get(change.error_code or 0) if change.status == "failed" else None
         if reason is not None:
-            await self.store.transition(
+            moved = await self.store.transition(
                 change.tenant_id,
                 change.campaign_id,
                 from_states=ACTIVE,
                 to_state="paused",
                 reason=reason,
             )
+            if moved is not None:
+                await self._fact(moved, reason)
 
     async def on_template_status(
         self, tenant_id: str, name: str, language: str | None, event: str
@@ -306,6 +335,9 @@ class CampaignService:
         event = event.upper()
         if event not in ("PAUSED", "DISABLED", "REJECTED", "PENDING_DELETION", "DELETED"):
             return []
-        return await self.store.pause_by_template(
-            tenant_id, name, language, f"template_{event.lower()}"
-        )
+        reason = f"template_{event.lower()}"
+        paused = await self.store.pause_by_template(tenant_id, name, language, reason)
+        if self.facts is not None:
+            for campaign_id in paused:
+                await self._fact(await self.get(tenant_id, campaign_id), reason)
+        return paused

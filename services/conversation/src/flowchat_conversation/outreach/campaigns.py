@@ -235,6 +235,16 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class StartedCampaign:
+    """A campaign the runner started on schedule."""
+
+    campaign_id: str
+    tenant_id: str
+    account_id: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class RunningCampaign:
     """A running campaign as the runner locked it, with the database's time."""
 

@@ -35,6 +35,7 @@ from flowchat_conversation.outreach.campaigns import (
     NewRecipient,
     PendingRecipient,
     RunningCampaign,
+    StartedCampaign,
     StatusChange,
 )
 from flowchat_conversation.outreach.contacts import (
@@ -169,8 +170,8 @@ class CampaignBatch(Protocol):
 
 
 class RunnerStore(Protocol):
-    async def activate_due(self) -> list[str]:
-        """Scheduled campaigns whose time has come → running; their ids."""
+    async def activate_due(self) -> list[StartedCampaign]:
+        """Scheduled campaigns whose time has come → running; which they are."""
 
     async def running_campaigns(self) -> list[str]: ...
 

@@ -30,6 +30,7 @@ from flowchat_conversation.outreach.campaigns import (
     PendingRecipient,
     QuietHours,
     RunningCampaign,
+    StartedCampaign,
     StatusChange,
 )
 from flowchat_conversation.outreach.contacts import (
@@ -847,16 +848,19 @@ class OutreachRepository:
 
     # ---------------------------------------------------------------- runner
 
-    async def activate_due(self) -> list[str]:
+    async def activate_due(self) -> list[StartedCampaign]:
         rows = await self._pool.fetch(
             """
             UPDATE campaigns SET status = 'running', started_at = COALESCE(started_at, now()),
                 updated_at = now()
             WHERE status = 'scheduled' AND scheduled_at <= now()
-            RETURNING campaign_id
+            RETURNING campaign_id, tenant_id, account_id, name
             """
         )
-        return [r["campaign_id"] for r in rows]
+        return [
+            StartedCampaign(r["campaign_id"], r["tenant_id"], r["account_id"], r["name"])
+            for r in rows
+        ]
 
     async def running_campaigns(self) -> list[str]:
         rows = await self._pool.fetch(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flowchat_conversation.facts import Facts
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.campaign_runner import CampaignRunner
 from flowchat_conversation.outreach.campaign_service import CampaignService
@@ -64,11 +65,12 @@ class Outreach:
         optouts: OptOutMirror | None = None,
         pacing: Pacing | None = None,
         handoffs: HandoffReleaser | None = None,
+        facts: Facts | None = None,
     ) -> Outreach:
         pacing = pacing or Pacing()
         contacts = ContactsService(store, optouts=optouts)
         campaigns = CampaignService(
-            store=store, accounts=accounts, templates=templates, zones=zones
+            store=store, accounts=accounts, templates=templates, zones=zones, facts=facts
         )
         return cls(
             contacts=contacts,
@@ -80,6 +82,7 @@ class Outreach:
                 tick_s=pacing.campaign_tick_s,
                 max_inflight=pacing.campaign_max_inflight,
                 inflight_window_s=pacing.campaign_inflight_window_s,
+                facts=facts,
             ),
             scheduler=ReminderScheduler(
                 store, outbox, tick_s=pacing.reminder_tick_s, batch=pacing.reminder_batch

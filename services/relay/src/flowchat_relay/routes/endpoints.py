@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from flowchat_contracts import EVENT_TYPES
+from flowchat_contracts.tenant_events import ALL_EVENT_TYPES as EVENT_TYPES
 from flowchat_relay.deps import DeliveriesDep, DispatcherDep, EndpointsDep, TenantId
 from flowchat_relay.errors import DeliveryNotFound, InvalidCursor
 from flowchat_relay.ports import EndpointChanges
