@@ -23,10 +23,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,11 +34,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowchat_platform import metrics
+from flowchat_platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor
 from flowchat_platform.transient import DEPENDENCY_DOWN
 
 CORRELATION_HEADER = "X-Correlation-ID"
 _CORRELATION_HEADER_RAW = CORRELATION_HEADER.lower().encode()
 ReadinessCheck = Callable[[], bool | Awaitable[bool]]
+
+#: The two query parameters of every list endpoint (:mod:`flowchat_platform.pagination`).
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"Items per page, at most {MAX_LIMIT} (default {DEFAULT_LIMIT})",
+    ),
+]
+PageCursor = Annotated[
+    str | None,
+    Query(max_length=500, description="The previous page's `next_cursor`; none for the first"),
+]
 
 
 class ApiError(Exception):
@@ -387,6 +402,10 @@ def build_app(
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        return JSONResponse(error_body("invalid_cursor", str(exc)), status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
