@@ -41,7 +41,7 @@ test-faults: setup ## Fault, load, bad-input and security suite: breaks its own 
 test-unit: setup ## Only the tests that need no server
 	@$(UV) run --frozen pytest -q -m "not integration and not e2e"
 
-test-ops: setup ## Ops checks (~1 min): promtool on metrics/rules, dashboards on a real Prometheus, k8s (kustomize, Helm chart), compose
+test-ops: setup ## Ops checks (~1 min): promtool on metrics/rules, dashboards on a real Prometheus, k8s (kustomize, Helm chart), compose, every OpenAPI document
 	@$(STACK) servers
 	@command -v promtool >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

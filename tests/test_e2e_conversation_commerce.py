@@ -130,7 +130,7 @@ class Shop:
 
     async def stock(self, sku: str) -> int:
         r = await self.http.get(f"{self.api}/products", headers=self.admin)
-        return int(next(p["stock"] for p in r.json()["products"] if p["sku"] == sku))
+        return int(next(p["stock"] for p in r.json()["items"] if p["sku"] == sku))
 
     async def order(self, order_id: str) -> dict[str, Any]:
         r = await self.http.get(f"{self.api}/orders/{order_id}", headers=self.admin)
@@ -143,7 +143,7 @@ class Shop:
             f"{self.api}/orders", params={"customer": customer}, headers=self.admin
         )
         assert r.status_code == 200, r.text
-        orders: list[dict[str, Any]] = r.json()["orders"]
+        orders: list[dict[str, Any]] = r.json()["items"]
         return orders
 
 
@@ -488,7 +488,7 @@ async def test_commerce_conversations_through_the_sandbox(platform_stack, load_s
             f"{shop.api}/orders", params={"overdue": "true"}, headers=shop.admin
         )
         assert overdue.status_code == 200
-        assert overdue.json()["orders"] == []  # nothing is past its 48 h due time
+        assert overdue.json()["items"] == []  # nothing is past its 48 h due time
         # then, on the same stack, a second replica that dies mid-burst
         await replica_killed_mid_burst(shop, tmp_path)
     log = platform_stack.log("conversation")

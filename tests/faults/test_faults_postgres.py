@@ -316,7 +316,7 @@ async def test_postgres_backends_terminated_pools_reconnect_no_partial_writes(
             f"{stack.urls['conversation']}/v1/tenants/{tenant.tenant_id}/products",
             headers={"Authorization": f"Bearer {tenant.api_key}"},
         )
-        stock = next(p["stock"] for p in r.json()["products"] if p["sku"] == "CEM-50")
+        stock = next(p["stock"] for p in r.json()["items"] if p["sku"] == "CEM-50")
     states = await message_states(fault_db, ids)
     history = await message_history(fault_db, ids)
     orders = await order_rows(fault_db, tenant.tenant_id)

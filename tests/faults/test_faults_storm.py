@@ -166,9 +166,9 @@ async def test_webhook_storm_duplicates_and_out_of_order_statuses(
         if [RANK[x] for x in s] != sorted({RANK[x] for x in s}) or not s or s[-1] != "read"
     }
     history_dups = {
-        i: [e["status"] for e in h["events"]]
+        i: [e["status"] for e in h["items"]]
         for i, h in histories.items()
-        if h is None or len({e["status"] for e in h["events"]}) != len(h["events"])
+        if h is None or len({e["status"] for e in h["items"]}) != len(h["items"])
     }
     replies_ok = [c for c in customers if counts.get(c, 0) == per_customer]
     finals_ok = [i for i, s in finals.items() if s is not None and s["status"] == "read"]

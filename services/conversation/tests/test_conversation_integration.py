@@ -292,11 +292,18 @@ async def test_catalog_api_and_csv_import_report(stack):
     assert (report["received"], report["created"], report["updated"]) == (4, 1, 1)
     assert [(x["line"], x["sku"]) for x in report["rejected"]] == [(4, "B2"), (5, "B3")]
     assert all(x["errors"] for x in report["rejected"])
-    listed = (await stack.http.get("/v1/tenants/t1/products", headers=h)).json()["products"]
+    listed = (await stack.http.get("/v1/tenants/t1/products", headers=h)).json()["items"]
     assert {(p["sku"], p["name"], p["price"]) for p in listed} == {
         ("A1", "Cement 2", "11.0000"),
         ("B1", "Sand", "3.2500"),
     }
+    # one product a page, by category, name and SKU, a cursor to the next
+    first = (await stack.http.get("/v1/tenants/t1/products?limit=1", headers=h)).json()
+    assert [p["sku"] for p in first["items"]] == ["A1"]
+    params = {"limit": 1, "cursor": first["next_cursor"]}
+    second = (await stack.http.get("/v1/tenants/t1/products", params=params, headers=h)).json()
+    assert [p["sku"] for p in second["items"]] == ["B1"]
+    assert second["next_cursor"] is None
     header = await stack.http.post(
         "/v1/tenants/t1/products/import", content="foo,bar\n1,2\n", headers=h
     )
@@ -323,7 +330,7 @@ async def test_tenant_isolation_on_the_api(stack):
     assert (await stack.http.get("/v1/tenants/t1/products")).status_code == 401
     t2 = await stack.http.get("/v1/tenants/t2/products", headers=key("fc_admin_t2"))
     assert t2.status_code == 200
-    assert t2.json()["products"] == []
+    assert t2.json() == {"items": [], "next_cursor": None}
 
 
 async def test_fast_messages_of_one_customer_are_handled_in_order(stack):
@@ -500,15 +507,15 @@ async def test_payments_overdue_and_cancel_unpaid(stack):
     orders = stack.app.state.api.orders
     assert await orders.cancel_unpaid("t1", late_id) is False  # not due yet
     listed = await stack.http.get("/v1/tenants/t1/orders?overdue=true", headers=stack.admin)
-    assert listed.json()["orders"] == []
+    assert listed.json()["items"] == []
     await sql(
         stack,
         "UPDATE invoices SET due_at = now() - interval '1 hour' WHERE order_id = ANY($1)",
         [paid_id, late_id],
     )
     listed = await stack.http.get("/v1/tenants/t1/orders?overdue=true", headers=stack.admin)
-    assert [o["order_id"] for o in listed.json()["orders"]] == [late_id]
-    assert listed.json()["orders"][0]["invoice"]["overdue"] is True
+    assert [o["order_id"] for o in listed.json()["items"]] == [late_id]
+    assert listed.json()["items"][0]["invoice"]["overdue"] is True
     assert [o.order_id for o in await orders.overdue(None)] == [late_id]
     assert await orders.cancel_unpaid("t1", paid_id) is False
     assert await orders.cancel_unpaid("t1", late_id) is True
@@ -887,7 +894,7 @@ async def test_a_customer_known_only_by_bsuid_is_answered_and_orders_under_it(st
     listed = await stack.http.get(
         "/v1/tenants/t1/orders", params={"customer": BSUID}, headers=stack.admin
     )
-    assert [o["customer_wa_id"] for o in listed.json()["orders"]] == [BSUID]
+    assert [o["customer_wa_id"] for o in listed.json()["items"]] == [BSUID]
     contacts = await sql(stack, "SELECT customer_wa_id, name FROM contacts")
     assert [(c["customer_wa_id"], c["name"]) for c in contacts] == [(BSUID, "Sheena")]
     aliases = await sql(stack, "SELECT alias, customer_key, kind FROM customer_aliases")

@@ -243,6 +243,23 @@ async def test_csv_import_reports_every_rejected_row_and_search_finds_segments(o
         await outreach.api("GET", "/contacts", params={"tag": "vip", "attr": "city=Lagos"})
     ).json()
     assert [c["phone"] for c in page["items"]] == ["+2348012345678"]
+    assert page["next_cursor"] is None
+    # every contact, one a page, none twice: GET and the POST search page alike
+    for method, cursor_in in (("GET", "params"), ("POST", "json")):
+        seen: list[int] = []
+        cursor = None
+        while True:
+            given = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+            r = await outreach.api(
+                method, "/contacts" + ("/search" if method == "POST" else ""), **{cursor_in: given}
+            )
+            assert r.status_code == 200, r.text
+            seen += [c["contact_id"] for c in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == sorted(set(seen))
+        assert len(seen) == 2  # Ada and Bob
     ada = page["items"][0]
     assert ada["tags"] == ["vip", "lagos"]
     assert ada["groups"] == ["retail"]

@@ -16,13 +16,13 @@ from flowchat_contracts import (
     TemplateParameter,
     TextContent,
 )
-from flowchat_inbox.errors import InvalidCursor
 from flowchat_inbox.service import (
     decode_cursor,
     encode_cursor,
     outbound_author,
     outbound_entry,
 )
+from flowchat_platform.pagination import InvalidCursor
 
 
 def command(**kw: object) -> OutboundCommand:

@@ -198,7 +198,7 @@ class Harness:
     async def history(self, message_id: str, tenant: str = "tnt_a") -> list[str]:
         r = await self.http.get(f"/v1/messages/{message_id}/events", headers=self.auth(tenant))
         assert r.status_code == 200, r.text
-        return [e["status"] for e in r.json()["events"]]
+        return [e["status"] for e in r.json()["items"]]
 
     async def take_events(self) -> list[dict[str, Any]]:
         """Everything published on flowchat.events so far (accumulated)."""

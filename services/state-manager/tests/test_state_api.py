@@ -72,7 +72,7 @@ async def test_lookups_auth_and_tenant_isolation(harness):
     assert r.status_code == 200
     assert r.json()["id"] == mid_a
     r = await http.get(f"/v1/messages/{mid_a}/events", headers=KEY_A)
-    assert [e["status"] for e in r.json()["events"]] == ["accepted", "sent", "delivered", "read"]
+    assert [e["status"] for e in r.json()["items"]] == ["accepted", "sent", "delivered", "read"]
 
     # another tenant's message is not found, whichever way it is asked for
     for path in (

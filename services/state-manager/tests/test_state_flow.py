@@ -5,6 +5,7 @@
 flowchat.status, records in the database, changes out on flowchat.events."""
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
@@ -50,8 +51,8 @@ async def test_read_before_delivered_stays_read_and_keeps_history(shared_harness
     await harness.publish(harness.status_update(wamid, "delivered"))
 
     assert (await harness.message(mid))["status"] == "read"
-    # history is ordered by the provider's timestamps, and keeps the late delivered
-    assert await harness.history(mid) == ["accepted", "sent", "delivered", "read"]
+    # history is in the order FlowChat learned it, and keeps the late delivered
+    assert await harness.history(mid) == ["accepted", "sent", "read", "delivered"]
     events = await harness.events_for(mid, 3)
     await asyncio.sleep(0.5)
     events = [e for e in await harness.take_events() if e["message_id"] == mid]
@@ -95,7 +96,10 @@ async def test_status_before_send_result_is_held_then_applied(shared_harness):
     await harness.publish(harness.send_result(mid, wamid))
 
     assert (await harness.message(mid))["status"] == "delivered"
-    assert await harness.history(mid) == ["accepted", "sent", "delivered"]
+    # listed as FlowChat learned them: the held statuses before the send result
+    history = await harness.history(mid)
+    assert sorted(history[:2]) == ["delivered", "sent"]
+    assert history[2] == "accepted"
     assert (
         await harness.db.fetchval(
             "SELECT count(*) FROM pending_statuses WHERE provider_message_id = $1", wamid
@@ -143,7 +147,8 @@ async def test_failed_after_sent_is_recorded_as_failed(shared_harness):
         "title": "Message undeliverable",
         "details": "Receiver is incapable",
     }
-    assert await harness.history(mid) == ["accepted", "sent", "delivered", "failed"]
+    # the history lists what FlowChat learned, in that order
+    assert await harness.history(mid) == ["accepted", "sent", "failed", "delivered"]
     events = await harness.events_for(mid, 3)
     assert [e["status"] for e in events] == ["accepted", "sent", "failed"]
     assert events[-1]["error_code"] == 131026
@@ -288,3 +293,28 @@ async def test_a_parked_note_after_an_outcome_is_history_only(shared_harness):
     await asyncio.sleep(0.3)
     events = [e for e in await harness.take_events() if e["message_id"] == mid]
     assert [e["status"] for e in events] == ["accepted"]
+
+
+async def test_history_is_listed_in_the_order_flowchat_learned_it(shared_harness):
+    """Meta's whole-second timestamps put ``accepted`` after ``read``: the history keeps
+    the order FlowChat learned the statuses in, Meta's timestamp beside each, by pages."""
+    harness = shared_harness
+    mid, wamid = harness.new_ids()
+    late = datetime(2025, 6, 1, 12, 0, 30, tzinfo=UTC)  # after every status below, per Meta
+    await harness.publish(harness.send_result(mid, wamid, at=late))
+    for status in ("sent", "delivered", "read"):
+        await harness.publish(harness.status_update(wamid, status))
+
+    assert await harness.history(mid) == ["accepted", "sent", "delivered", "read"]
+    url, auth = f"/v1/messages/{mid}/events", harness.auth()
+    first = (await harness.http.get(url, params={"limit": 3}, headers=auth)).json()
+    assert [e["status"] for e in first["items"]] == ["accepted", "sent", "delivered"]
+    assert first["items"][0]["provider_timestamp"] == late.isoformat().replace("+00:00", "Z")
+    sequences = [e["sequence"] for e in first["items"]]
+    assert sequences == sorted(sequences)
+    rest = await harness.http.get(url, params={"cursor": first["next_cursor"]}, headers=auth)
+    assert [e["status"] for e in rest.json()["items"]] == ["read"]
+    assert rest.json()["next_cursor"] is None
+    bad = await harness.http.get(url, params={"cursor": "not-ours"}, headers=auth)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_cursor"

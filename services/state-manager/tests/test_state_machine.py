@@ -3,15 +3,11 @@
 # mypy names these modules bare and the override misses them: the same settings here)
 """The forward-only state machine, pure: every transition, and order-independence."""
 
-from datetime import UTC, datetime
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowchat_state_manager.errors import InvalidCursor
-from flowchat_state_manager.models import PageKey
-from flowchat_state_manager.query_service import decode_cursor, encode_cursor, summarize
+from flowchat_state_manager.query_service import summarize
 from flowchat_state_manager.state import (
     RANK,
     MessageState,
@@ -169,19 +165,6 @@ def test_one_change_per_status_at_most(seq):
 
 
 # ------------------------------------------------------------------ query helpers
-
-
-def test_cursor_round_trip():
-    key = PageKey(datetime(2025, 5, 1, 12, 0, 0, 123456, tzinfo=UTC), "msg_1")
-    cursor = encode_cursor(key)
-    assert "=" not in cursor
-    assert decode_cursor(cursor) == key
-
-
-@pytest.mark.parametrize("cursor", ["", "!!!", "bm9wZQ", "WzEsMl0", "WyJub3QtYS1kYXRlIiwiaWQiXQ"])
-def test_bad_cursor_is_refused(cursor):
-    with pytest.raises(InvalidCursor):
-        decode_cursor(cursor)
 
 
 def test_summarize_counts_every_status_and_the_funnel():

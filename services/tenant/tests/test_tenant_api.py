@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import asyncpg
 from structlog.testing import capture_logs
@@ -18,7 +19,7 @@ async def test_create_and_read_tenant(api):
     assert r.status_code == 200
     assert r.json() == tenant
     listed = await api.client.get("/v1/tenants", headers=api.operator)
-    assert [t["tenant_id"] for t in listed.json()] == [tenant["tenant_id"]]
+    assert [t["tenant_id"] for t in listed.json()["items"]] == [tenant["tenant_id"]]
     r = await api.client.patch(
         f"/v1/tenants/{tenant['tenant_id']}",
         json={"timezone": "Europe/Lisbon", "currency": "eur"},
@@ -52,7 +53,8 @@ async def test_invalid_tenant_fields_are_422_naming_the_field(api):
         assert error["code"] == "invalid_request"
         assert error["details"][0]["loc"] == ["body", field]
         assert error["details"][0]["type"] == error_type
-    assert (await api.client.get("/v1/tenants", headers=api.operator)).json() == []
+    listed = (await api.client.get("/v1/tenants", headers=api.operator)).json()
+    assert listed == {"items": [], "next_cursor": None}
 
 
 async def test_register_meta_account_validates_with_the_provider(api):
@@ -132,7 +134,7 @@ async def _refused(api, case, status, code, field):
     listed = await api.client.get(
         f"/v1/tenants/{tenant['tenant_id']}/accounts", headers=api.operator
     )
-    assert listed.json() == []
+    assert listed.json()["items"] == []
 
 
 async def test_duplicate_numbers_conflict(api):
@@ -195,7 +197,8 @@ async def test_api_keys_shown_once_hashed_revocable(api, settings):
     key = created["key"]
     assert key.startswith(f"fc_{created['key_id']}_")
     assert created["scopes"] == ["read", "send"]
-    listed = (await api.client.get(f"/v1/tenants/{tid}/api-keys", headers=api.operator)).json()
+    url = f"/v1/tenants/{tid}/api-keys"
+    listed = (await api.client.get(url, headers=api.operator)).json()["items"]
     assert [k["key_id"] for k in listed] == [created["key_id"]]
     assert "key" not in listed[0]
     assert key not in str(listed)
@@ -242,7 +245,7 @@ async def test_admin_key_manages_its_own_tenant_only_and_not_the_operator_things
     account = await api.account(tid, api.meta_body(), headers=me)
     assert account["tenant_id"] == tid
     listed = await api.client.get("/v1/tenants", headers=me)
-    assert [t["tenant_id"] for t in listed.json()] == [tid]
+    assert [t["tenant_id"] for t in listed.json()["items"]] == [tid]
     r = await api.client.patch(f"/v1/tenants/{tid}", json={"name": "Acme 2"}, headers=me)
     assert r.status_code == 200
     for method, url, body in [
@@ -330,7 +333,8 @@ async def test_tenant_a_cannot_touch_tenant_b_anywhere(api):
     assert acc_after.json()["version"] == b_account["version"]
     assert acc_after.json()["tier"] == b_account["tier"]
     keys_after = await api.client.get(f"/v1/tenants/{tb}/api-keys", headers=api.operator)
-    assert [(k["key_id"], k["revoked_at"]) for k in keys_after.json()] == [(b_key["key_id"], None)]
+    keys = keys_after.json()["items"]
+    assert [(k["key_id"], k["revoked_at"]) for k in keys] == [(b_key["key_id"], None)]
     assert api.graph.state.numbers[b_account["phone_number_id"]]["profile"] == {"about": "Hello"}
 
 
@@ -425,3 +429,33 @@ def test_openapi_account_schema_has_no_secret_fields(app):
             "key",
         }
     assert "/v1/tenants/{tenant_id}/accounts" in schema["paths"]
+
+
+async def all_pages(api, url: str, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Every item of a list, ``limit`` at a time, following ``next_cursor``; and the pages."""
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    pages = 0
+    while True:
+        r = await api.client.get(url, params=params, headers=api.operator)
+        assert r.status_code == 200, r.text
+        assert set(r.json()) == {"items", "next_cursor"}
+        items += r.json()["items"]
+        pages += 1
+        if r.json()["next_cursor"] is None:
+            return items, pages
+        params["cursor"] = r.json()["next_cursor"]
+
+
+async def test_lists_are_cursor_pages(api):
+    tids = sorted([(await api.tenant())["tenant_id"] for _ in range(3)])
+    tenants, pages = await all_pages(api, "/v1/tenants", 2)
+    assert [t["tenant_id"] for t in tenants] == tids
+    assert pages == 2
+    keys = [(await api.key(tids[0]))["key_id"] for _ in range(3)]
+    listed, pages = await all_pages(api, f"/v1/tenants/{tids[0]}/api-keys", 2)
+    assert [k["key_id"] for k in listed] == keys  # oldest first, none twice
+    assert pages == 2
+    r = await api.client.get("/v1/tenants", params={"cursor": "bogus"}, headers=api.operator)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_cursor"

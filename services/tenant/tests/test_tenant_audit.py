@@ -112,7 +112,7 @@ async def test_audit_pages_filters_and_who_may_read(api, people):
             break
     assert len(seen) == 7
     assert seen == sorted(seen, reverse=True)  # newest first, no repeats
-    # Another tenant's log: 404; agents and viewers: 403; a bad cursor: 422.
+    # Another tenant's log: 404; agents and viewers: 403; a bad cursor: 400.
     assert (
         await api.client.get(f"/v1/tenants/{b}/audit", headers=admin["headers"])
     ).status_code == 404
@@ -123,10 +123,10 @@ async def test_audit_pages_filters_and_who_may_read(api, people):
     r = await api.client.get(
         f"/v1/tenants/{a}/audit", params={"cursor": "drop table"}, headers=admin["headers"]
     )
-    assert r.status_code == 422
-    assert r.json()["error"]["details"][0]["loc"] == ["body", "cursor"]
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_cursor"
     # The operator reads every tenant's, or one's.
-    r = await api.client.get("/v1/operator/audit", params={"limit": 500}, headers=api.operator)
+    r = await api.client.get("/v1/operator/audit", params={"limit": 200}, headers=api.operator)
     assert {a, b} <= {e["tenant_id"] for e in r.json()["items"]}
     r = await api.client.get("/v1/operator/audit", params={"tenant_id": b}, headers=api.operator)
     assert {e["tenant_id"] for e in r.json()["items"]} == {b}

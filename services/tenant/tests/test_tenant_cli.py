@@ -72,7 +72,7 @@ async def test_tenant_number_and_key_lifecycle(settings, api, monkeypatch):
         assert secret not in out + err
 
     r = await api.client.get(f"/v1/tenants/{tid}/accounts", headers=api.operator)
-    (account,) = r.json()
+    (account,) = r.json()["items"]
     assert account["phone_number_id"] == PNID
     r = await api.client.get(f"/internal/v1/accounts/{account['account_id']}", headers=api.service)
     assert r.json()["app_secret"] == "cli-app-secret-plaintext"

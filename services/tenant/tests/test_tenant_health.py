@@ -82,8 +82,8 @@ async def test_background_task_refreshes_every_number(api, monkeypatch):
 
         await eventually(all_red, timeout_s=10)
     r = await api.client.get(f"/v1/tenants/{tenant['tenant_id']}/accounts", headers=api.operator)
-    assert {a["account_id"] for a in r.json()} == {a["account_id"] for a in accounts}
-    assert all(a["health"]["quality_rating"] == "RED" for a in r.json())
+    assert {a["account_id"] for a in r.json()["items"]} == {a["account_id"] for a in accounts}
+    assert all(a["health"]["quality_rating"] == "RED" for a in r.json()["items"])
 
 
 async def test_business_profile_passthrough(api):
@@ -134,4 +134,4 @@ async def test_provider_down_is_a_502_and_registers_nothing(api, monkeypatch, an
         listed = await client.get(
             f"/v1/tenants/{tenant['tenant_id']}/accounts", headers=api.operator
         )
-        assert listed.json() == []
+        assert listed.json()["items"] == []

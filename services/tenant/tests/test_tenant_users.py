@@ -306,7 +306,7 @@ async def test_deleted_or_disabled_users_sessions_and_tokens_die_at_once(api, pe
     )
     assert r.status_code == 404
     listed = await api.client.get(f"/v1/tenants/{tid}/users", headers=owner["headers"])
-    assert doomed["user_id"] not in {u["user_id"] for u in listed.json()}
+    assert doomed["user_id"] not in {u["user_id"] for u in listed.json()["items"]}
     # The address is free again: the same person can be invited anew.
     r = await api.client.post(
         f"/v1/tenants/{tid}/users", json={"email": doomed["email"]}, headers=owner["headers"]

@@ -5,7 +5,7 @@ Errors always look like ``{"error": {"code": "...", "message": "...", "details":
 and the OpenAPI document says so: every operation lists the error answers the shared
 layer can give (400 unreadable body, 401/403/503 where a bearer token is checked, 404
 where the path names something, 413 over the JSON body limit, 422 invalid input), each
-with that shape (:func:`document_errors`).
+with that shape, and an example of every body (:func:`flowchat_platform.openapi.complete`).
 
 A service's own exceptions become such answers in one place: one handler per app
 (:func:`handle_errors`) maps each to its status, code and details; routes raise
@@ -23,10 +23,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -34,11 +34,27 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flowchat_platform import metrics
+from flowchat_platform.openapi import complete as complete_openapi
+from flowchat_platform.pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidCursor
 from flowchat_platform.transient import DEPENDENCY_DOWN
 
 CORRELATION_HEADER = "X-Correlation-ID"
 _CORRELATION_HEADER_RAW = CORRELATION_HEADER.lower().encode()
 ReadinessCheck = Callable[[], bool | Awaitable[bool]]
+
+#: The two query parameters of every list endpoint (:mod:`flowchat_platform.pagination`).
+PageLimit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"Items per page, at most {MAX_LIMIT} (default {DEFAULT_LIMIT})",
+    ),
+]
+PageCursor = Annotated[
+    str | None,
+    Query(max_length=500, description="The previous page's `next_cursor`; none for the first"),
+]
 
 
 class ApiError(Exception):
@@ -276,71 +292,6 @@ def _is_json(scope: Scope) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "title": "Error",
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "details": {"type": "array", "items": {}},
-            },
-        }
-    },
-}
-_ERROR_REF = {"$ref": "#/components/schemas/Error"}
-_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-
-
-def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add the shared layer's error answers to every operation of an OpenAPI document,
-    with FlowChat's error shape (also for 422, which FastAPI documents with its own)."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.setdefault("Error", ERROR_SCHEMA)
-    for path, item in schema.get("paths", {}).items():
-        for method, operation in item.items():
-            if method not in _METHODS:
-                continue
-            responses: dict[str, Any] = operation.setdefault("responses", {})
-            for code, description in _shared_errors(path, operation).items():
-                responses.setdefault(code, {"description": description})
-            for code, response in responses.items():
-                if code.startswith(("4", "5")):
-                    _as_json_error(response)
-    return schema
-
-
-def _shared_errors(path: str, operation: dict[str, Any]) -> dict[str, str]:
-    params = operation.get("parameters", [])
-    names = {str(p.get("name", "")).lower() for p in params}
-    codes = {"400": "Unreadable request (a body that is not valid JSON)"}
-    if operation.get("security") or "authorization" in names:
-        codes["401"] = "Missing, unknown or revoked bearer token"
-        codes["403"] = "The token may not do this (scope or tenant)"
-        codes["503"] = "A dependency (the tenant service, the database) is down"
-    if "{" in path:
-        codes["404"] = "Nothing of that id (for this tenant)"
-    if "requestBody" in operation:
-        codes["413"] = "Body over the size limit"
-    if params or "requestBody" in operation:
-        codes["422"] = "Invalid input"
-    return codes
-
-
-def _as_json_error(response: dict[str, Any]) -> None:
-    content = response.setdefault("content", {})
-    body = content.get("application/json", {}).get("schema")
-    if body is None or body.get("$ref", "").endswith("/HTTPValidationError"):
-        content["application/json"] = {"schema": _ERROR_REF}
-    for media in [m for m in content if m != "application/json"]:
-        if content[media].get("schema", {}).get("$ref") == _ERROR_REF["$ref"]:
-            del content[media]  # errors are JSON whatever the route's own media type
-
-
 def build_app(
     service: str,
     *,
@@ -356,7 +307,7 @@ def build_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_errors(generate())
+            app.openapi_schema = complete_openapi(generate())
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -387,6 +338,10 @@ def build_app(
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
+
+    @app.exception_handler(InvalidCursor)
+    async def invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        return JSONResponse(error_body("invalid_cursor", str(exc)), status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

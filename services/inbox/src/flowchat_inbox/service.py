@@ -17,10 +17,8 @@ Redeliveries are recorded once: each entry has a dedupe key unique per tenant
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -33,7 +31,7 @@ from flowchat_contracts import (
     OutboundCommand,
     is_bsuid,
 )
-from flowchat_inbox.errors import InvalidCursor, NotFound
+from flowchat_inbox.errors import NotFound
 from flowchat_inbox.ports import (
     Applied,
     Author,
@@ -46,6 +44,7 @@ from flowchat_inbox.ports import (
     StatusChange,
     Thread,
 )
+from flowchat_platform import pagination
 
 #: Status order (forward only); ``failed`` wins over everything.
 STATUS_RANK: dict[str, int] = {
@@ -230,22 +229,13 @@ def partition_key(op: Op) -> str:
 
 
 def encode_cursor(at: datetime, row_id: int) -> str:
-    raw = f"{at.astimezone(UTC).isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pagination.encode_cursor((at, row_id))
 
 
 def decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
-    if not cursor:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, row_id = raw.partition("|")
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError("naive")
-        return moment, int(row_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidCursor("the cursor is not one this API issued") from exc
+    """The (time, row id) keyset of a cursor (the platform's codec); None: the first page."""
+    key = pagination.decode_cursor(cursor, datetime, int)
+    return (key[0], key[1]) if key else None
 
 
 def _page(rows: Sequence[Any], limit: int, key: Any) -> Page:

@@ -16,8 +16,9 @@ from flowchat_contracts.tenant_events import AnyTenantEvent
 from flowchat_contracts.webhooks import MessageStatus
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import SentThroughCloudApi
+from flowchat_platform.pagination import decode_cursor, page_of
 from flowchat_relay import metrics
-from flowchat_relay.errors import EndpointNotFound, InvalidCursor, InvalidEndpoint
+from flowchat_relay.errors import EndpointNotFound, InvalidEndpoint
 from flowchat_relay.events import Outgoing, meta_body
 from flowchat_relay.ports import (
     Accounts,
@@ -136,12 +137,11 @@ class EndpointService:
     async def list(
         self, tenant_id: str, *, cursor: str | None, limit: int
     ) -> tuple[list[Endpoint], str | None]:
-        if cursor is not None and not cursor.startswith("ep_"):
-            raise InvalidCursor("the cursor is not one this API issued")
-        items = await self._store.list_endpoints(tenant_id, after=cursor, limit=limit + 1)
-        more = len(items) > limit
-        items = items[:limit]
-        return items, (items[-1].id if more and items else None)
+        after = decode_cursor(cursor, str)
+        rows = await self._store.list_endpoints(
+            tenant_id, after=after[0] if after else None, limit=limit + 1
+        )
+        return page_of(rows, limit, lambda e: (e.id,))
 
     async def update(self, tenant_id: str, endpoint_id: str, changes: EndpointChanges) -> Endpoint:
         if changes.event_types is not None:

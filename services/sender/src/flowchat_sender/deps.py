@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from flowchat_platform.auth import authenticate
 from flowchat_platform.http import ApiError
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.media import MediaStore
 
+_bearer = HTTPBearer(auto_error=False, description="FlowChat's service token")
+
 
 async def require_service(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
+    authorization = f"Bearer {credentials.credentials}" if credentials else None
     caller = await authenticate(
         authorization, service_token=request.app.state.service_token, tenants=None
     )

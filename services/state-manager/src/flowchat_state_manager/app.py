@@ -32,7 +32,7 @@ from flowchat_state_manager import SCHEMA, SERVICE
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import DECODER, StatusConsumer
 from flowchat_state_manager.deps import Runtime
-from flowchat_state_manager.errors import InvalidCursor, MessageNotFound, QueryError
+from flowchat_state_manager.errors import MessageNotFound, QueryError
 from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.relay import OutboxRelay, Publish
 from flowchat_state_manager.repository import Repository
@@ -49,7 +49,6 @@ EVENT_TYPE = "message_status_changed"
 #: Each refused query's HTTP status and error code (one table, one handler).
 QUERY_ERRORS: dict[type[QueryError], tuple[int, str]] = {
     MessageNotFound: (404, "not_found"),
-    InvalidCursor: (400, "invalid_cursor"),
 }
 
 

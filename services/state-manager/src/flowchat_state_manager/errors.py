@@ -9,12 +9,13 @@
         ├── RejectedEvent(reason)      a status event that can never apply (tenant mismatch,
         │                              a WAMID claimed by another message): parked with the reason
         └── QueryError                 a query the API refuses (app.py maps each to HTTP)
-            ├── InvalidCursor          the pagination cursor is not one we issued (→ 400)
             └── MessageNotFound        no such message for this tenant (→ 404; another
                                        tenant's message answers the same)
 
 The consumer turns :class:`RejectedEvent` into ``DeadLetter`` and ``StoreUnavailable``
 into ``RetryLater``; the app's one handler turns a :class:`QueryError` into the error body.
+A cursor this API did not issue is the platform's ``InvalidCursor`` (→ 400
+``invalid_cursor``, :mod:`flowchat_platform.pagination`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ class RejectedEvent(StateManagerError):
 
 class QueryError(StateManagerError):
     """A query the API refuses; the message is the answer's."""
-
-
-class InvalidCursor(QueryError):
-    pass
 
 
 class MessageNotFound(QueryError):

@@ -24,6 +24,9 @@ class IncomingStatus:
     #: one that is not the message's recipient is recorded as its alias.
     customer_wa_id: str | None = None
     customer_user_id: str | None = None
+    #: When FlowChat first learned it (a held status: when it was held); None: now.
+    sequence: int | None = None
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,8 @@ class PendingStatus:
 
 @dataclass(frozen=True, slots=True)
 class HistoryEntry:
+    #: Position in the order FlowChat learned the message's statuses (the history's order).
+    sequence: int
     status: Status
     provider_timestamp: datetime
     received_at: datetime

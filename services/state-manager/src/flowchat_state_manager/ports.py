@@ -91,7 +91,9 @@ class QueryStore(Protocol):
         self, tenant_id: str, f: MessageFilter, after: PageKey | None, limit: int
     ) -> list[MessageRecord]: ...
 
-    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry]: ...
+    async def history(
+        self, tenant_id: str, message_id: str, *, after: int, limit: int
+    ) -> list[HistoryEntry]: ...
 
     async def count_by_status(
         self,

@@ -2,39 +2,22 @@
 
 Every method takes the caller's tenant first; a message of another tenant is
 :class:`~flowchat_state_manager.errors.MessageNotFound` exactly like one that does not
-exist. Pages are keyed by (created_at, id), newest first, behind an opaque cursor.
+exist. Message pages are keyed by (created_at, id), newest first; a message's history by
+the order FlowChat learned its statuses (``sequence``); both behind the platform's opaque
+cursor (:mod:`flowchat_platform.pagination`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from flowchat_state_manager.errors import InvalidCursor, MessageNotFound
+from flowchat_platform.pagination import decode_cursor, page_of
+from flowchat_state_manager.errors import MessageNotFound
 from flowchat_state_manager.models import HistoryEntry, MessageFilter, MessageRecord, Page, PageKey
 from flowchat_state_manager.ports import QueryStore
 from flowchat_state_manager.recipients import recipient_for_lookup
 from flowchat_state_manager.state import FORWARD, Status, reached
-
-
-def encode_cursor(key: PageKey) -> str:
-    raw = json.dumps([key.created_at.isoformat(), key.id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> PageKey:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, message_id = json.loads(raw)
-        ts = datetime.fromisoformat(created_at)
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise InvalidCursor("the cursor is not one this API issued") from exc
-    if not isinstance(message_id, str) or ts.tzinfo is None:
-        raise InvalidCursor("the cursor is not one this API issued")
-    return PageKey(created_at=ts, id=message_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,24 +59,28 @@ class QueryService:
     async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord:
         return _found(await self._repo.by_idempotency_key(tenant_id, key))
 
-    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry]:
+    async def history(
+        self, tenant_id: str, message_id: str, *, cursor: str | None, limit: int
+    ) -> tuple[list[HistoryEntry], str | None]:
+        """One page of the message's statuses in the order FlowChat learned them."""
         _found(await self._repo.get(tenant_id, message_id))
-        return await self._repo.history(tenant_id, message_id)
+        after = decode_cursor(cursor, int)
+        rows = await self._repo.history(
+            tenant_id, message_id, after=after[0] if after else 0, limit=limit + 1
+        )
+        return page_of(rows, limit, lambda e: (e.sequence,))
 
     async def list_messages(
         self, tenant_id: str, f: MessageFilter, *, cursor: str | None, limit: int
     ) -> Page:
         """One page, newest first; ``f.recipient`` may be in any phone form (``+…``, digits)
         or a BSUID, and matches either id of the customer (``recipient_alias``)."""
-        after = decode_cursor(cursor) if cursor else None
+        key = decode_cursor(cursor, datetime, str)
+        after = PageKey(created_at=key[0], id=key[1]) if key else None
         if f.recipient is not None:
             f = replace(f, recipient=recipient_for_lookup(f.recipient))
         rows = await self._repo.list_messages(tenant_id, f, after, limit + 1)
-        items = rows[:limit]
-        more = len(rows) > limit
-        next_cursor = (
-            encode_cursor(PageKey(items[-1].created_at, items[-1].id)) if more and items else None
-        )
+        items, next_cursor = page_of(rows, limit, lambda m: (m.created_at, m.id))
         return Page(items=items, next_cursor=next_cursor)
 
     async def stats(

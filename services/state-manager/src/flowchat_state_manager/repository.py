@@ -94,6 +94,8 @@ def _incoming(row: asyncpg.Record) -> IncomingStatus:
         pricing_category=row["pricing_category"],
         customer_wa_id=row["customer_wa_id"],
         customer_user_id=row["customer_user_id"],
+        sequence=row["sequence"],
+        received_at=row["received_at"],
     )
 
 
@@ -211,8 +213,11 @@ class Tx:
             """
             WITH e AS (
                 INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
-                    error_code, error_title, error_details, pricing_category, event_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    error_code, error_title, error_details, pricing_category, event_id,
+                    sequence, received_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                    COALESCE($17::bigint, nextval('status_learned_seq')),
+                    COALESCE($18::timestamptz, now()))
                 ON CONFLICT DO NOTHING
                 RETURNING 1
             ), u AS (
@@ -256,6 +261,8 @@ class Tx:
             outbox.routing_key if outbox else None,
             outbox.body if outbox else None,
             alias,
+            s.sequence,
+            s.received_at,
         )
         return bool(value)
 
@@ -378,19 +385,27 @@ class Repository:
         )
         return [_record(r) for r in await self._pool.fetch(sql, *args)]
 
-    async def history(self, tenant_id: str, message_id: str) -> list[HistoryEntry]:
+    async def history(
+        self, tenant_id: str, message_id: str, *, after: int, limit: int
+    ) -> list[HistoryEntry]:
+        """Up to ``limit`` of the message's statuses learned after ``sequence`` ``after``,
+        in the order FlowChat learned them."""
         rows = await self._pool.fetch(
             """
-            SELECT status, provider_timestamp, received_at, error_code, error_title,
+            SELECT sequence, status, provider_timestamp, received_at, error_code, error_title,
                    error_details, pricing_category
-            FROM message_events WHERE tenant_id = $1 AND message_id = $2
-            ORDER BY provider_timestamp, id
+            FROM message_events
+            WHERE tenant_id = $1 AND message_id = $2 AND sequence > $3
+            ORDER BY sequence LIMIT $4
             """,
             tenant_id,
             message_id,
+            after,
+            limit,
         )
         return [
             HistoryEntry(
+                sequence=r["sequence"],
                 status=Status(r["status"]),
                 provider_timestamp=r["provider_timestamp"],
                 received_at=r["received_at"],

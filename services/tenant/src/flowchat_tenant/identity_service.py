@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flowchat_platform.logs import get_logger
+from flowchat_platform.pagination import decode_cursor, page_of
 from flowchat_tenant import metrics
 from flowchat_tenant.errors import (
     Conflict,
@@ -272,18 +273,16 @@ class IdentityService:
         else:
             assert tenant_id is not None
             authorize(principal, tenant_id, "audit.read")
-        before: int | None = None
-        if cursor is not None:
-            if not cursor.isdigit() or len(cursor) > 18:
-                raise InvalidInput("not a cursor of this list", field="cursor")
-            before = int(cursor)
+        before = decode_cursor(cursor, int)
         rows = await self._store.audit_entries(
-            tenant_id=tenant_id, limit=limit + 1, before=before, action=action
+            tenant_id=tenant_id,
+            limit=limit + 1,
+            before=before[0] if before else None,
+            action=action,
         )
         items = [AuditItem(**{f: getattr(r, f) for f in AuditItem.model_fields}) for r in rows]
-        more = len(items) > limit
-        items = items[:limit]
-        return AuditPage(items=items, next_cursor=str(items[-1].id) if more else None)
+        page, next_cursor = page_of(items, limit, lambda i: (i.id,))
+        return AuditPage(items=page, next_cursor=next_cursor)
 
     async def purge(self, *, keep_s: float = 7 * 86400) -> int:
         """Housekeeping: quiet throttle counters, long-ended sessions and tokens."""

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from flowchat_platform.pagination import Page
 from flowchat_tenant import validation
 
 TenantStatus = Literal["active", "suspended"]
@@ -371,9 +372,24 @@ class AuditItem(BaseModel):
     user_agent: str | None
 
 
-class AuditPage(BaseModel):
-    items: list[AuditItem]
-    next_cursor: str | None
+class AuditPage(Page[AuditItem]):
+    """Audit entries, newest first."""
+
+
+class TenantPage(Page[Tenant]):
+    """Tenants by id."""
+
+
+class AccountPage(Page[Account]):
+    """A tenant's numbers, oldest first."""
+
+
+class ApiKeyPage(Page[ApiKey]):
+    """A tenant's API keys, oldest first."""
+
+
+class UserPage(Page[User]):
+    """Users by id."""
 
 
 class AuditRecordIn(BaseModel):

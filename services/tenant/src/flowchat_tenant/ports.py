@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from flowchat_tenant.errors import ProviderError
@@ -116,7 +117,13 @@ class TenantStore(Protocol):
 
     async def account(self, tenant_id: str, account_id: str) -> StoredAccount | None: ...
 
-    async def accounts(self, tenant_id: str) -> list[StoredAccount]: ...
+    async def accounts(
+        self,
+        tenant_id: str,
+        *,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredAccount]: ...
 
     async def update_account(
         self, tenant_id: str, account_id: str, changes: Fields
@@ -146,7 +153,13 @@ class TenantStore(Protocol):
 
     async def insert_api_key(self, values: Fields) -> StoredApiKey: ...
 
-    async def api_keys(self, tenant_id: str) -> list[StoredApiKey]: ...
+    async def api_keys(
+        self,
+        tenant_id: str,
+        *,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredApiKey]: ...
 
     async def api_key(self, tenant_id: str, key_id: str) -> StoredApiKey | None: ...
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -271,9 +272,20 @@ class Repository:
             ),
         )
 
-    async def accounts(self, tenant_id: str) -> list[StoredAccount]:
+    async def accounts(
+        self,
+        tenant_id: str,
+        *,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredAccount]:
         records = await self._pool.fetch(
-            "SELECT * FROM accounts WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id
+            "SELECT * FROM accounts WHERE tenant_id = $1 "
+            "AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text)) "
+            "ORDER BY created_at, id LIMIT $4",
+            tenant_id,
+            *(after or (None, None)),
+            limit,
         )
         return [_account(r) for r in records]
 
@@ -419,9 +431,20 @@ class Repository:
         assert record is not None
         return _api_key(record)
 
-    async def api_keys(self, tenant_id: str) -> list[StoredApiKey]:
+    async def api_keys(
+        self,
+        tenant_id: str,
+        *,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[StoredApiKey]:
         records = await self._pool.fetch(
-            "SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id
+            "SELECT * FROM api_keys WHERE tenant_id = $1 "
+            "AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3::text)) "
+            "ORDER BY created_at, id LIMIT $4",
+            tenant_id,
+            *(after or (None, None)),
+            limit,
         )
         return [_api_key(r) for r in records]
 

@@ -292,10 +292,19 @@ class TenantService:
             check_display_number(display_phone_number, info)
         return info
 
-    async def list_accounts(self, principal: Principal, tenant_id: str) -> list[Account]:
+    async def list_accounts(
+        self,
+        principal: Principal,
+        tenant_id: str,
+        *,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Account]:
+        """The tenant's numbers, oldest first; ``after`` a ``(created_at, id)`` keyset."""
         self.authorize(principal, tenant_id, "numbers.read")
         await self._tenant(tenant_id)
-        return [a.public() for a in await self._repo.accounts(tenant_id)]
+        rows = await self._repo.accounts(tenant_id, limit=limit, after=after)
+        return [a.public() for a in rows]
 
     async def get_account(self, principal: Principal, tenant_id: str, account_id: str) -> Account:
         self.authorize(principal, tenant_id, "numbers.read")
@@ -526,10 +535,19 @@ class TenantService:
         )
         return ApiKeyCreated(**stored.public().model_dump(), key=key)
 
-    async def list_api_keys(self, principal: Principal, tenant_id: str) -> list[ApiKey]:
+    async def list_api_keys(
+        self,
+        principal: Principal,
+        tenant_id: str,
+        *,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[ApiKey]:
+        """The tenant's keys, oldest first; ``after`` a ``(created_at, id)`` keyset."""
         self.authorize(principal, tenant_id, "keys.read")
         await self._tenant(tenant_id)
-        return [k.public() for k in await self._repo.api_keys(tenant_id)]
+        rows = await self._repo.api_keys(tenant_id, limit=limit, after=after)
+        return [k.public() for k in rows]
 
     async def get_api_key(self, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
         self.authorize(principal, tenant_id, "keys.read")

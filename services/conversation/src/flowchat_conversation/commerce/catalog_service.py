@@ -51,10 +51,16 @@ class CatalogService:
         return products, created, updated
 
     async def list_products(
-        self, tenant_id: str, *, category: str | None = None, limit: int = 100, offset: int = 0
+        self,
+        tenant_id: str,
+        *,
+        category: str | None = None,
+        limit: int = 100,
+        after: tuple[str, str, str] | None = None,
     ) -> list[Product]:
+        """By category, name and SKU; ``after``: the (category, name, sku) of the last seen."""
         return await self.store.list_products(
-            tenant_id, category=category, limit=limit, offset=offset
+            tenant_id, category=category, limit=limit, after=after
         )
 
     async def import_csv(self, tenant_id: str, text: str) -> ImportReport:

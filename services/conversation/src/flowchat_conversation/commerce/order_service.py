@@ -108,20 +108,28 @@ class OrderService:
         status: OrderStatus | None = None,
         customer_wa_id: str | None = None,
         limit: int = 50,
-        offset: int = 0,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Order]:
+        """Newest first; ``after``: the (created_at, order_id) of the last seen."""
         if customer_wa_id is not None:  # a phone number or a BSUID of the customer
             customer_wa_id = await self.store.customer_key(tenant_id, customer_wa_id.lstrip("+"))
         return await self.store.list_orders(
-            tenant_id, status=status, customer_wa_id=customer_wa_id, limit=limit, offset=offset
+            tenant_id, status=status, customer_wa_id=customer_wa_id, limit=limit, after=after
         )
 
     async def overdue(
-        self, tenant_id: str | None, *, now: datetime | None = None, limit: int = 100
+        self,
+        tenant_id: str | None,
+        *,
+        now: datetime | None = None,
+        limit: int = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Order]:
-        """Confirmed or processing orders whose invoice is unpaid past its due time
-        (``tenant_id=None``: every tenant's, for the reminder scheduler)."""
-        return await self.store.overdue_orders(tenant_id, now=now or datetime.now(UTC), limit=limit)
+        """Confirmed or processing orders whose invoice is unpaid past its due time, oldest
+        first (``tenant_id=None``: every tenant's, for the reminder scheduler)."""
+        return await self.store.overdue_orders(
+            tenant_id, now=now or datetime.now(UTC), limit=limit, after=after
+        )
 
     async def change_status(
         self, tenant_id: str, order_id: str, target: OrderStatus, *, reason: str | None = None

@@ -169,11 +169,17 @@ class OrderStore(ConversationStore, Protocol):
         status: OrderStatus | None,
         customer_wa_id: str | None,
         limit: int,
-        offset: int,
+        after: tuple[datetime, str] | None,
     ) -> list[Order]: ...
 
     async def overdue_orders(
-        self, tenant_id: str | None, *, now: datetime, limit: int, confirmed_only: bool = False
+        self,
+        tenant_id: str | None,
+        *,
+        now: datetime,
+        limit: int,
+        confirmed_only: bool = False,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Order]: ...
 
     async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
@@ -198,7 +204,12 @@ class CatalogStore(Protocol):
     ) -> tuple[int, int]: ...
 
     async def list_products(
-        self, tenant_id: str, *, category: str | None, limit: int, offset: int
+        self,
+        tenant_id: str,
+        *,
+        category: str | None,
+        limit: int,
+        after: tuple[str, str, str] | None,
     ) -> list[Product]: ...
 
 

@@ -604,19 +604,27 @@ class Repository:
         status: OrderStatus | None,
         customer_wa_id: str | None,
         limit: int,
-        offset: int,
+        after: tuple[datetime, str] | None,
     ) -> list[Order]:
         async with self._pool.acquire() as conn:
             return await _orders(
                 conn,
                 "tenant_id = $1 AND ($2::text IS NULL OR status = $2) "
-                "AND ($3::text IS NULL OR customer_wa_id = $3)",
-                (tenant_id, status.value if status else None, customer_wa_id, limit, offset),
-                suffix="ORDER BY created_at DESC, order_id LIMIT $4 OFFSET $5",
+                "AND ($3::text IS NULL OR customer_wa_id = $3) "
+                "AND ($5::timestamptz IS NULL OR (created_at, order_id) < ($5, $6::text))",
+                (tenant_id, status.value if status else None, customer_wa_id, limit)
+                + (after or (None, None)),
+                suffix="ORDER BY created_at DESC, order_id DESC LIMIT $4",
             )
 
     async def overdue_orders(
-        self, tenant_id: str | None, *, now: datetime, limit: int, confirmed_only: bool = False
+        self,
+        tenant_id: str | None,
+        *,
+        now: datetime,
+        limit: int,
+        confirmed_only: bool = False,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Order]:
         statuses = ["confirmed"] if confirmed_only else ["confirmed", "processing"]
         async with self._pool.acquire() as conn:
@@ -624,9 +632,10 @@ class Repository:
                 conn,
                 "($1::text IS NULL OR o.tenant_id = $1) AND o.status = ANY($4::text[]) "
                 "AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
-                "o.order_id AND i.status = 'unpaid' AND i.due_at <= $2)",
-                (tenant_id, now, limit, statuses),
-                suffix="ORDER BY created_at LIMIT $3",
+                "o.order_id AND i.status = 'unpaid' AND i.due_at <= $2) "
+                "AND ($5::timestamptz IS NULL OR (o.created_at, o.order_id) > ($5, $6::text))",
+                (tenant_id, now, limit, statuses) + (after or (None, None)),
+                suffix="ORDER BY created_at, order_id LIMIT $3",
             )
 
     async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None:
@@ -744,15 +753,21 @@ class Repository:
         return created, updated
 
     async def list_products(
-        self, tenant_id: str, *, category: str | None, limit: int, offset: int
+        self,
+        tenant_id: str,
+        *,
+        category: str | None,
+        limit: int,
+        after: tuple[str, str, str] | None,
     ) -> list[Product]:
         rows = await self._pool.fetch(
             f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE tenant_id = $1 "  # noqa: S608
-            "AND ($2::text IS NULL OR category = $2) ORDER BY category, name, sku "
-            "LIMIT $3 OFFSET $4",
+            "AND ($2::text IS NULL OR category = $2) "
+            "AND ($4::text IS NULL OR (category, name, sku) > ($4, $5::text, $6::text)) "
+            "ORDER BY category, name, sku LIMIT $3",
             tenant_id,
             category,
             limit,
-            offset,
+            *(after or (None, None, None)),
         )
         return [_product(r) for r in rows]

@@ -230,8 +230,10 @@ class CampaignService:
             raise OutreachNotFound("campaign", campaign_id)
         return campaign
 
-    async def list_campaigns(self, tenant_id: str, *, limit: int = 100) -> list[Campaign]:
-        return await self.store.list_campaigns(tenant_id, limit=limit)
+    async def list_campaigns(
+        self, tenant_id: str, *, limit: int = 100, after: tuple[datetime, str] | None = None
+    ) -> list[Campaign]:
+        return await self.store.list_campaigns(tenant_id, limit=limit, after=after)
 
     async def _move(
         self,

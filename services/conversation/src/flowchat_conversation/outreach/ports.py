@@ -109,7 +109,10 @@ class CampaignStore(Protocol):
 
     async def get_campaign(self, tenant_id: str, campaign_id: str) -> Campaign | None: ...
 
-    async def list_campaigns(self, tenant_id: str, *, limit: int) -> list[Campaign]: ...
+    async def list_campaigns(
+        self, tenant_id: str, *, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Campaign]:
+        """Newest first; ``after``: the (created_at, campaign_id) of the last seen."""
 
     async def transition(
         self,
@@ -188,8 +191,14 @@ class ReminderStore(Protocol):
     async def get_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None: ...
 
     async def list_reminders(
-        self, tenant_id: str, *, state: str | None, limit: int
-    ) -> list[Reminder]: ...
+        self,
+        tenant_id: str,
+        *,
+        state: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Reminder]:
+        """By due time; ``after``: the (due_at, reminder_id) of the last seen."""
 
     async def cancel_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None: ...
 

@@ -63,9 +63,14 @@ class ReminderService:
         return reminder
 
     async def list_reminders(
-        self, tenant_id: str, *, state: str | None = None, limit: int = 100
+        self,
+        tenant_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 100,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Reminder]:
-        return await self.store.list_reminders(tenant_id, state=state, limit=limit)
+        return await self.store.list_reminders(tenant_id, state=state, limit=limit, after=after)
 
     async def cancel(self, tenant_id: str, reminder_id: str) -> Reminder:
         reminder = await self.store.cancel_reminder(tenant_id, reminder_id)

@@ -479,7 +479,7 @@ class OutreachRepository:
         return _contact(row) if row else None
 
     async def search_contacts(
-        self, tenant_id: str, segment: Segment, *, limit: int, after_id: int
+        self, tenant_id: str, segment: Segment, *, limit: int, after_id: int = 0
     ) -> list[Contact]:
         where, args = segment_where(tenant_id, segment)
         args += [after_id, limit]
@@ -706,11 +706,16 @@ class OutreachRepository:
         )
         return _campaign(row) if row else None
 
-    async def list_campaigns(self, tenant_id: str, *, limit: int) -> list[Campaign]:
+    async def list_campaigns(
+        self, tenant_id: str, *, limit: int, after: tuple[datetime, str] | None = None
+    ) -> list[Campaign]:
         rows = await self._pool.fetch(
-            "SELECT * FROM campaigns WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT $2",
+            "SELECT * FROM campaigns WHERE tenant_id = $1 "
+            "AND ($3::timestamptz IS NULL OR (created_at, campaign_id) < ($3, $4::text)) "
+            "ORDER BY created_at DESC, campaign_id DESC LIMIT $2",
             tenant_id,
             limit,
+            *(after or (None, None)),
         )
         return [_campaign(r) for r in rows]
 
@@ -900,14 +905,21 @@ class OutreachRepository:
         return _reminder(row) if row else None
 
     async def list_reminders(
-        self, tenant_id: str, *, state: str | None, limit: int
+        self,
+        tenant_id: str,
+        *,
+        state: str | None,
+        limit: int,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Reminder]:
         rows = await self._pool.fetch(
             "SELECT * FROM reminders WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) "
-            "ORDER BY due_at LIMIT $3",
+            "AND ($4::timestamptz IS NULL OR (due_at, reminder_id) > ($4, $5::text)) "
+            "ORDER BY due_at, reminder_id LIMIT $3",
             tenant_id,
             state,
             limit,
+            *(after or (None, None)),
         )
         return [_reminder(r) for r in rows]
 

@@ -19,6 +19,7 @@ from flowchat_gateway.schemas import (
     SendMessageRequest,
 )
 from flowchat_gateway.send_service import idempotency_key as idempotency_key_of
+from flowchat_platform.openapi import REQUIRED
 
 router = APIRouter(tags=["messages"])
 
@@ -134,6 +135,7 @@ async def send_message(
             alias="Idempotency-Key",
             description="Required. The same key with the same body within 24 h returns the "
             "same message id; with another body, 409.",
+            json_schema_extra=REQUIRED,
         ),
     ] = None,
 ) -> JSONResponse:

@@ -22,6 +22,7 @@ from flowchat_inbox.routes.schemas import (
     Tag,
     TagsIn,
 )
+from flowchat_platform.http import PageCursor, PageLimit
 
 router = APIRouter(prefix="/v1", tags=["inbox"])
 
@@ -37,8 +38,8 @@ async def conversations(
     view: View = "open",
     account_id: Annotated[str | None, Query(max_length=128, description="By number")] = None,
     tag: Annotated[Tag | None, Query(description="Only conversations with this tag")] = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: PageCursor = None,
+    limit: PageLimit = 50,
 ) -> ConversationPage:
     flt = ConversationFilter(view=view, account_id=account_id, agent_id=caller.agent_id, tag=tag)
     page = await inbox.list(caller.tenant_id, flt, cursor=cursor, limit=limit)
@@ -86,7 +87,11 @@ async def claim(conversation_id: int, caller: Caller, inbox: InboxDep) -> Conver
     return ConversationOut.of(await inbox.claim(caller.tenant_id, conversation_id, caller.agent_id))
 
 
-@router.post("/conversations/{conversation_id}/assign", response_model=ConversationOut)
+@router.post(
+    "/conversations/{conversation_id}/assign",
+    response_model=ConversationOut,
+    responses={409: {"description": "The conversation is resolved"}},
+)
 async def assign(
     conversation_id: int, body: AssignIn, caller: Caller, inbox: InboxDep
 ) -> ConversationOut:
@@ -106,7 +111,10 @@ async def assign(
     "/conversations/{conversation_id}/messages",
     response_model=ReplyOut,
     status_code=202,
-    responses={422: {"description": "Free text outside the 24 h window, or a bad body"}},
+    responses={
+        409: {"description": "Resolved, or held by another agent (the holder in details)"},
+        422: {"description": "Free text outside the 24 h window, or a bad body"},
+    },
 )
 async def reply(conversation_id: int, body: ReplyIn, caller: Caller, inbox: InboxDep) -> ReplyOut:
     caller.require_act()
@@ -134,7 +142,11 @@ async def note(conversation_id: int, body: NoteIn, caller: Caller, inbox: InboxD
     return NoteOut(thread_id=thread_id)
 
 
-@router.post("/conversations/{conversation_id}/resolve", response_model=ConversationOut)
+@router.post(
+    "/conversations/{conversation_id}/resolve",
+    response_model=ConversationOut,
+    responses={409: {"description": "Resolved already, or held by another agent"}},
+)
 async def resolve(conversation_id: int, caller: Caller, inbox: InboxDep) -> ConversationOut:
     caller.require_act()
     return ConversationOut.of(

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flowchat_contracts import OutboundContent
 from flowchat_inbox.ports import Conversation, Message, Thread
+from flowchat_platform.pagination import Page
 
 MAX_NOTE_CHARS = 4096
 
@@ -130,19 +131,16 @@ class ConversationOut(BaseModel):
         )
 
 
-class ThreadPage(BaseModel):
-    items: list[ThreadOut]
-    next_cursor: str | None
+class ThreadPage(Page[ThreadOut]):
+    """Threads, most recent first."""
 
 
-class MessagePage(BaseModel):
-    items: list[MessageOut]
-    next_cursor: str | None
+class MessagePage(Page[MessageOut]):
+    """Messages, newest first."""
 
 
-class ConversationPage(BaseModel):
-    items: list[ConversationOut]
-    next_cursor: str | None
+class ConversationPage(Page[ConversationOut]):
+    """Conversations, oldest first."""
 
 
 class AssignIn(_In):

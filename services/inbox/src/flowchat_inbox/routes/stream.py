@@ -28,7 +28,16 @@ router = APIRouter(prefix="/v1", tags=["live"])
     "/stream",
     summary="Server-sent events of the tenant",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "example": ": connected\n\nevent: conversation.opened\n"
+                    'data: {"type": "conversation.opened", "conversation_id": 7}\n\n'
+                }
+            }
+        }
+    },
 )
 async def stream(request: Request, caller: Caller, runtime: RuntimeDep) -> StreamingResponse:
     tenant_id = caller.tenant_id

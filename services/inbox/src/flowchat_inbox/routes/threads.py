@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query
 
 from flowchat_inbox.deps import Caller, HistoryDep, InboxDep
 from flowchat_inbox.routes.schemas import MessageOut, MessagePage, ThreadOut, ThreadPage
+from flowchat_platform.http import PageCursor, PageLimit
 
 router = APIRouter(prefix="/v1", tags=["history"])
 
-Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=200)]
+Limit = PageLimit
+Cursor = PageCursor
 
 
 @router.get("/threads", response_model=ThreadPage, summary="Threads, most recent first")

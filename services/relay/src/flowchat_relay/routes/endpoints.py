@@ -3,13 +3,13 @@ log, replays and test pings."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from flowchat_contracts.tenant_events import ALL_EVENT_TYPES as EVENT_TYPES
+from flowchat_platform.http import PageCursor, PageLimit
+from flowchat_platform.pagination import decode_cursor, page_of
 from flowchat_relay.deps import DeliveriesDep, DispatcherDep, EndpointsDep, TenantId
-from flowchat_relay.errors import DeliveryNotFound, InvalidCursor
+from flowchat_relay.errors import DeliveryNotFound
 from flowchat_relay.ports import EndpointChanges
 from flowchat_relay.routes.schemas import (
     AttemptOut,
@@ -27,7 +27,6 @@ from flowchat_relay.routes.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["endpoints"])
-Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.get("/event-types", response_model=EventTypesOut)
@@ -52,7 +51,7 @@ async def create_endpoint(
 
 @router.get("/endpoints", response_model=EndpointPage)
 async def list_endpoints(
-    tenant_id: TenantId, endpoints: EndpointsDep, cursor: str | None = None, limit: Limit = 50
+    tenant_id: TenantId, endpoints: EndpointsDep, cursor: PageCursor = None, limit: PageLimit = 50
 ) -> EndpointPage:
     items, next_cursor = await endpoints.list(tenant_id, cursor=cursor, limit=limit)
     return EndpointPage(items=[EndpointOut.of(e) for e in items], next_cursor=next_cursor)
@@ -108,21 +107,17 @@ async def delivery_log(
     tenant_id: TenantId,
     endpoints: EndpointsDep,
     deliveries: DeliveriesDep,
-    cursor: str | None = None,
-    limit: Limit = 50,
+    cursor: PageCursor = None,
+    limit: PageLimit = 50,
 ) -> AttemptPage:
     """Delivery attempts, newest first."""
     await endpoints.get(tenant_id, endpoint_id)
-    if cursor is not None and not cursor.isdigit():
-        raise InvalidCursor("the cursor is not one this API issued")
-    before = int(cursor) if cursor is not None else None
-    items = await deliveries.attempts(tenant_id, endpoint_id, before=before, limit=limit + 1)
-    more = len(items) > limit
-    items = items[:limit]
-    return AttemptPage(
-        items=[AttemptOut.of(a) for a in items],
-        next_cursor=str(items[-1].id) if more and items else None,
+    before = decode_cursor(cursor, int)
+    rows = await deliveries.attempts(
+        tenant_id, endpoint_id, before=before[0] if before else None, limit=limit + 1
     )
+    items, next_cursor = page_of(rows, limit, lambda a: (a.id,))
+    return AttemptPage(items=[AttemptOut.of(a) for a in items], next_cursor=next_cursor)
 
 
 @router.post(

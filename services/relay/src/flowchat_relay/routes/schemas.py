@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowchat_platform.pagination import Page
 from flowchat_relay.ports import Attempt, Endpoint, PostResult
 
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
@@ -73,9 +74,8 @@ class EndpointWithSecret(EndpointOut):
         return cls(**EndpointOut.of(e).model_dump(), secret=e.secret)
 
 
-class EndpointPage(BaseModel):
-    items: list[EndpointOut]
-    next_cursor: str | None
+class EndpointPage(Page[EndpointOut]):
+    """The tenant's endpoints, by id."""
 
 
 class RotateIn(BaseModel):
@@ -103,9 +103,8 @@ class AttemptOut(BaseModel):
         return cls(**a.__dict__)
 
 
-class AttemptPage(BaseModel):
-    items: list[AttemptOut]
-    next_cursor: str | None
+class AttemptPage(Page[AttemptOut]):
+    """Delivery attempts, newest first."""
 
 
 class ReplayIn(BaseModel):

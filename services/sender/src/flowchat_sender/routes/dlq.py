@@ -1,8 +1,10 @@
 """The sender's internal API (service token only): the DLQ.
 
-- ``GET /internal/v1/dlq?limit=&tenant_id=&account_id=&error_code=&reason=&message_id=``
+- ``GET /internal/v1/dlq?limit=&cursor=&tenant_id=&account_id=&error_code=&reason=&message_id=``
   — parked commands, oldest first (left parked), each with its reason, last error code
-  and message, attempts and failure times.
+  and message, attempts and failure times, as ``{items, next_cursor}``: the cursor counts
+  the matching commands already listed (a queue has no other stable key; replaying some
+  moves the rest up).
 - ``POST /internal/v1/dlq/replay`` ``{limit, tenant_id?, account_id?, error_code?,
   reason?, message_ids?, force?, actor?}`` — publish them back to ``flowchat.outbound``;
   ``force`` also re-sends those whose outcome is unknown (deleting their idempotency
@@ -23,6 +25,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowchat_platform.http import PageCursor, PageLimit
+from flowchat_platform.pagination import Page, decode_cursor, encode_cursor
 from flowchat_sender.deps import LotDep, ServiceOnly
 from flowchat_sender.dlq import Filters
 
@@ -81,16 +85,39 @@ class DiscardIn(_Selection):
     )
 
 
+class ParkedOut(BaseModel):
+    """One parked command: whose, why, and its retry bookkeeping (absent: not known)."""
+
+    message_id: str | None = None
+    tenant_id: str | None = None
+    account_id: str | None = None
+    idempotency_key: str | None = None
+    to: str | None = None
+    category: str | None = None
+    reason: str
+    error_code: int | None = None
+    error_message: str | None = None
+    attempts: int | None = None
+    first_failure: str | None = None
+    last_failure: str | None = None
+    parked_at: str | None = None
+
+
+class ParkedPage(Page[ParkedOut]):
+    """Parked commands, oldest first."""
+
+
 @router.get("/dlq", dependencies=[ServiceOnly])
 async def list_parked(
     lot: LotDep,
-    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
     tenant_id: Annotated[str | None, Query(max_length=128)] = None,
     account_id: Annotated[str | None, Query(max_length=128)] = None,
     error_code: Annotated[int | None, Query()] = None,
     reason: Annotated[str | None, Query(max_length=200)] = None,
     message_id: Annotated[list[str] | None, Query()] = None,
-) -> dict[str, Any]:
+) -> ParkedPage:
     filters = Filters(
         tenant_id=tenant_id,
         account_id=account_id,
@@ -98,9 +125,12 @@ async def list_parked(
         reason=reason,
         message_ids=frozenset(message_id) if message_id else None,
     )
-    parked = await lot.list(limit=limit, filters=filters)
-    # a queue has no stable position to resume from: narrow the filters instead
-    return {"items": [p.public() for p in parked], "next_cursor": None, "count": len(parked)}
+    position = decode_cursor(cursor, int)
+    skip = max(0, position[0]) if position else 0
+    parked = await lot.list(limit=skip + limit + 1, filters=filters)
+    items = [ParkedOut(**p.public()) for p in parked[skip : skip + limit]]
+    more = len(parked) > skip + limit
+    return ParkedPage(items=items, next_cursor=encode_cursor((skip + limit,)) if more else None)
 
 
 @router.post("/dlq/replay", dependencies=[ServiceOnly])

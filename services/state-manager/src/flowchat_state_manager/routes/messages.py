@@ -12,11 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from flowchat_platform.http import PageCursor, PageLimit
 from flowchat_state_manager.deps import QueryDep, TenantId
 from flowchat_state_manager.models import MessageFilter
 from flowchat_state_manager.routes.schemas import (
     EventOut,
-    HistoryOut,
+    EventPage,
     MessageOut,
     MessagePage,
     StatsOut,
@@ -81,8 +82,8 @@ async def list_messages(
     since: Annotated[datetime | None, Query(description="Created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Created before (ISO 8601)")] = None,
     campaign_id: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
 ) -> MessagePage:
     f = MessageFilter(
         recipient=recipient,
@@ -109,15 +110,19 @@ async def get_message(
 
 @router.get(
     "/messages/{message_id}/events",
-    response_model=HistoryOut,
-    responses=_NOT_FOUND,
-    summary="A message's status history",
+    response_model=EventPage,
+    responses={**_NOT_FOUND, 400: {"description": "Invalid cursor"}},
+    summary="A message's status history, in the order FlowChat learned it",
 )
 async def message_events(
-    message_id: Annotated[str, Path(max_length=128)], tenant: TenantId, query: QueryDep
-) -> HistoryOut:
-    history = await query.history(tenant, message_id)
-    return HistoryOut(message_id=message_id, events=[EventOut.of(e) for e in history])
+    message_id: Annotated[str, Path(max_length=128)],
+    tenant: TenantId,
+    query: QueryDep,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> EventPage:
+    history, next_cursor = await query.history(tenant, message_id, cursor=cursor, limit=limit)
+    return EventPage(items=[EventOut.of(e) for e in history], next_cursor=next_cursor)
 
 
 @router.get(

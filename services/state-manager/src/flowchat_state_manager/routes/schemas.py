@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from flowchat_platform.pagination import Page
 from flowchat_state_manager.models import HistoryEntry, MessageRecord
 from flowchat_state_manager.query_service import Stats
 from flowchat_state_manager.state import Status
@@ -69,17 +70,19 @@ class MessageOut(BaseModel):
         )
 
 
-class MessagePage(BaseModel):
-    items: list[MessageOut]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` to get the next page; null on the last page"
-    )
+class MessagePage(Page[MessageOut]):
+    """The tenant's messages, newest first."""
 
 
 class EventOut(BaseModel):
+    sequence: int = Field(
+        description="The order FlowChat learned the message's statuses in (the list's order)"
+    )
     status: Status
-    provider_timestamp: datetime = Field(description="When the provider says it happened")
-    received_at: datetime = Field(description="When FlowChat recorded it")
+    provider_timestamp: datetime = Field(
+        description="When the provider says it happened (Meta's: whole seconds)"
+    )
+    received_at: datetime = Field(description="When FlowChat learned it")
     error: ErrorOut | None
     pricing_category: str | None
 
@@ -91,6 +94,7 @@ class EventOut(BaseModel):
             else None
         )
         return cls(
+            sequence=e.sequence,
             status=e.status,
             provider_timestamp=e.provider_timestamp,
             received_at=e.received_at,
@@ -99,9 +103,8 @@ class EventOut(BaseModel):
         )
 
 
-class HistoryOut(BaseModel):
-    message_id: str
-    events: list[EventOut] = Field(description="Every distinct status, by provider timestamp")
+class EventPage(Page[EventOut]):
+    """A message's distinct statuses, in the order FlowChat learned them."""
 
 
 class StatsOut(BaseModel):

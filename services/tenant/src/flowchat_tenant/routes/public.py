@@ -6,21 +6,27 @@ secrets are set (``secrets_set``), never what they are.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Response
 
+from flowchat_platform.http import PageCursor, PageLimit
+from flowchat_platform.pagination import decode_cursor, page_of
 from flowchat_tenant.deps import CurrentPrincipal, Service
 from flowchat_tenant.models import (
     Account,
     AccountCreate,
+    AccountPage,
     AccountUpdate,
     ApiKey,
     ApiKeyCreate,
     ApiKeyCreated,
+    ApiKeyPage,
     BusinessProfileUpdate,
     Tenant,
     TenantCreate,
+    TenantPage,
     TenantUpdate,
 )
 
@@ -30,6 +36,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "the key may not do this (operator only, or no admin scope)"},
     404: {"description": "unknown, or another tenant's"},
     422: {"description": "invalid input; details name the field"},
+}
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"description": "the number (phone number id, Twilio number) is already registered"},
 }
 
 
@@ -41,15 +51,13 @@ async def create_tenant(service: Service, who: CurrentPrincipal, body: TenantCre
 
 @router.get("", tags=["tenants"], responses=_ERRORS)
 async def list_tenants(
-    service: Service,
-    who: CurrentPrincipal,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    after: Annotated[
-        str | None, Query(description="the last tenant id of the previous page")
-    ] = None,
-) -> list[Tenant]:
-    """Every tenant for the operator; its own tenant for an admin key."""
-    return await service.list_tenants(who, limit=limit, after=after)
+    service: Service, who: CurrentPrincipal, limit: PageLimit = 100, cursor: PageCursor = None
+) -> TenantPage:
+    """Every tenant for the operator, by id; its own tenant for an admin key."""
+    after = decode_cursor(cursor, str)
+    rows = await service.list_tenants(who, limit=limit + 1, after=after[0] if after else None)
+    items, next_cursor = page_of(rows, limit, lambda t: (t.tenant_id,))
+    return TenantPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{tenant_id}", tags=["tenants"], responses=_ERRORS)
@@ -65,7 +73,7 @@ async def update_tenant(
     return await service.update_tenant(who, tenant_id, body)
 
 
-@router.post("/{tenant_id}/accounts", status_code=201, tags=["accounts"], responses=_ERRORS)
+@router.post("/{tenant_id}/accounts", status_code=201, tags=["accounts"], responses=_CONFLICT)
 async def create_account(
     service: Service,
     who: CurrentPrincipal,
@@ -77,8 +85,18 @@ async def create_account(
 
 
 @router.get("/{tenant_id}/accounts", tags=["accounts"], responses=_ERRORS)
-async def list_accounts(service: Service, who: CurrentPrincipal, tenant_id: str) -> list[Account]:
-    return await service.list_accounts(who, tenant_id)
+async def list_accounts(
+    service: Service,
+    who: CurrentPrincipal,
+    tenant_id: str,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> AccountPage:
+    """The tenant's numbers, oldest first."""
+    after = decode_cursor(cursor, datetime, str)
+    rows = await service.list_accounts(who, tenant_id, limit=limit + 1, after=after)
+    items, next_cursor = page_of(rows, limit, lambda a: (a.created_at, a.account_id))
+    return AccountPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{tenant_id}/accounts/{account_id}", tags=["accounts"], responses=_ERRORS)
@@ -88,7 +106,7 @@ async def get_account(
     return await service.get_account(who, tenant_id, account_id)
 
 
-@router.patch("/{tenant_id}/accounts/{account_id}", tags=["accounts"], responses=_ERRORS)
+@router.patch("/{tenant_id}/accounts/{account_id}", tags=["accounts"], responses=_CONFLICT)
 async def update_account(
     service: Service, who: CurrentPrincipal, tenant_id: str, account_id: str, body: AccountUpdate
 ) -> Account:
@@ -149,8 +167,18 @@ async def create_api_key(
 
 
 @router.get("/{tenant_id}/api-keys", tags=["api keys"], responses=_ERRORS)
-async def list_api_keys(service: Service, who: CurrentPrincipal, tenant_id: str) -> list[ApiKey]:
-    return await service.list_api_keys(who, tenant_id)
+async def list_api_keys(
+    service: Service,
+    who: CurrentPrincipal,
+    tenant_id: str,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> ApiKeyPage:
+    """The tenant's keys, oldest first (never the key itself)."""
+    after = decode_cursor(cursor, datetime, str)
+    rows = await service.list_api_keys(who, tenant_id, limit=limit + 1, after=after)
+    items, next_cursor = page_of(rows, limit, lambda k: (k.created_at, k.key_id))
+    return ApiKeyPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{tenant_id}/api-keys/{key_id}", tags=["api keys"], responses=_ERRORS)

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
+from flowchat_platform.http import PageCursor, PageLimit
+from flowchat_platform.pagination import decode_cursor, page_of
 from flowchat_tenant.deps import CurrentPrincipal, Identity
 from flowchat_tenant.models import (
     AuditPage,
@@ -19,6 +21,7 @@ from flowchat_tenant.models import (
     ResetIssued,
     User,
     UserInvite,
+    UserPage,
     UserUpdate,
 )
 
@@ -30,9 +33,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "e-mail taken, or the tenant's last owner"},
     422: {"description": "invalid input; details name the field"},
 }
-Limit = Annotated[int, Query(ge=1, le=500)]
-After = Annotated[str | None, Query(max_length=64, description="the last user id of the page")]
-Cursor = Annotated[str | None, Query(max_length=32, description="next_cursor of the page")]
 Action = Annotated[str | None, Query(max_length=64, description="only this action")]
 
 T = "/v1/tenants/{tenant_id}"
@@ -53,10 +53,22 @@ async def list_users(
     identity: Identity,
     who: CurrentPrincipal,
     tenant_id: str,
-    limit: Limit = 100,
-    after: After = None,
-) -> list[User]:
-    return await identity.list_users(who, tenant_id, limit=limit, after=after)
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> UserPage:
+    """The tenant's users, by id."""
+    return await _users(identity, who, tenant_id, limit, cursor)
+
+
+async def _users(
+    identity: Identity, who: CurrentPrincipal, tenant_id: str | None, limit: int, cursor: str | None
+) -> UserPage:
+    after = decode_cursor(cursor, str)
+    rows = await identity.list_users(
+        who, tenant_id, limit=limit + 1, after=after[0] if after else None
+    )
+    items, next_cursor = page_of(rows, limit, lambda u: (u.user_id,))
+    return UserPage(items=items, next_cursor=next_cursor)
 
 
 @router.get(T + "/users/{user_id}", tags=["users"], responses=_ERRORS)
@@ -94,8 +106,8 @@ async def tenant_audit(
     identity: Identity,
     who: CurrentPrincipal,
     tenant_id: str,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
     action: Action = None,
 ) -> AuditPage:
     """The tenant's admin actions, newest first: who, what, when, from where."""
@@ -115,9 +127,10 @@ async def invite_operator(
 
 @router.get(OP + "/users", tags=["operator"], responses=_ERRORS)
 async def list_operators(
-    identity: Identity, who: CurrentPrincipal, limit: Limit = 100, after: After = None
-) -> list[User]:
-    return await identity.list_users(who, None, limit=limit, after=after)
+    identity: Identity, who: CurrentPrincipal, limit: PageLimit = 100, cursor: PageCursor = None
+) -> UserPage:
+    """The platform staff, by id (operators only)."""
+    return await _users(identity, who, None, limit, cursor)
 
 
 @router.get(OP + "/users/{user_id}", tags=["operator"], responses=_ERRORS)
@@ -150,8 +163,8 @@ async def operator_audit(
     identity: Identity,
     who: CurrentPrincipal,
     tenant_id: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Limit = 50,
-    cursor: Cursor = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
     action: Action = None,
 ) -> AuditPage:
     """Every tenant's admin actions (or one's), newest first (operators only)."""

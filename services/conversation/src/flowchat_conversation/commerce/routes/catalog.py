@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from flowchat_conversation.commerce.domain import BotSettings, Product, ProductIn
 from flowchat_conversation.deps import Catalog, TenantAdmin, csv_text
-from flowchat_platform.http import ApiError
+from flowchat_platform.http import ApiError, PageCursor, PageLimit
+from flowchat_platform.openapi import csv_request_body
+from flowchat_platform.pagination import Page, decode_cursor, page_of
 
-router = APIRouter(prefix="/v1/tenants/{tenant_id}")
+router = APIRouter(prefix="/v1/tenants/{tenant_id}", tags=["catalog"])
 
 MAX_CSV_BYTES = 5 * 1024 * 1024
 
 
-class ProductsOut(BaseModel):
+class ProductPage(Page[Product]):
+    """Products by category, name and SKU."""
+
+
+class ProductsWritten(BaseModel):
     products: list[Product]
-
-
-class ProductsWritten(ProductsOut):
     created: int
     updated: int
 
@@ -53,22 +56,48 @@ async def list_products(
     tenant_id: TenantAdmin,
     catalog: Catalog,
     category: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
-) -> ProductsOut:
-    products = await catalog.list_products(tenant_id, category=category, limit=limit, offset=offset)
-    return ProductsOut(products=products)
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> ProductPage:
+    after = decode_cursor(cursor, str, str, str)
+    rows = await catalog.list_products(tenant_id, category=category, limit=limit + 1, after=after)
+    items, next_cursor = page_of(rows, limit, lambda p: (p.category, p.name, p.sku))
+    return ProductPage(items=items, next_cursor=next_cursor)
 
 
-@router.post("/products/import")
-async def import_products(tenant_id: TenantAdmin, catalog: Catalog, request: Request) -> Any:
+class RejectedProduct(BaseModel):
+    line: int
+    sku: str | None
+    errors: list[str]
+
+
+class ProductImport(BaseModel):
+    received: int
+    imported: int
+    created: int
+    updated: int
+    rejected: list[RejectedProduct]
+
+
+@router.post(
+    "/products/import",
+    openapi_extra=csv_request_body(
+        "sku,name,price,currency,category,stock\nCEM-50,Cement 50kg,10.50,USD,Build,120\n",
+        f"A UTF-8 CSV file (header row first), at most {MAX_CSV_BYTES} bytes",
+    ),
+)
+async def import_products(
+    tenant_id: TenantAdmin, catalog: Catalog, request: Request
+) -> ProductImport:
     """Import a CSV file (the raw request body); answers a report of rejected rows."""
     text = await csv_text(request, max_bytes=MAX_CSV_BYTES)
     report = await catalog.import_csv(tenant_id, text)
-    return {
-        "received": report.received,
-        "imported": report.created + report.updated,
-        "created": report.created,
-        "updated": report.updated,
-        "rejected": [{"line": r.line, "sku": r.sku, "errors": r.errors} for r in report.rejected],
-    }
+    return ProductImport(
+        received=report.received,
+        imported=report.created + report.updated,
+        created=report.created,
+        updated=report.updated,
+        rejected=[
+            RejectedProduct(line=r.line, sku=r.sku, errors=r.errors) for r in report.rejected
+        ],
+    )

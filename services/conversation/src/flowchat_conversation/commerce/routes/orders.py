@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from flowchat_conversation.commerce.orders import Invoice, Order, OrderStatus
 from flowchat_conversation.deps import Orders, TenantAdmin
-from flowchat_platform.http import ApiError
+from flowchat_platform.http import ApiError, PageCursor, PageLimit
+from flowchat_platform.pagination import Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 public = APIRouter()
@@ -69,8 +70,8 @@ class OrderOut(BaseModel):
     invoice: InvoiceOut | None
 
 
-class OrdersOut(BaseModel):
-    orders: list[OrderOut]
+class OrderPage(Page[OrderOut]):
+    """Orders, newest first (overdue ones: oldest first)."""
 
 
 class StatusIn(BaseModel):
@@ -157,32 +158,39 @@ def _order_out(order: Order, orders: Orders) -> OrderOut:
     )
 
 
-@router.get("/orders")
+@router.get("/orders", tags=["orders"])
 async def list_orders(
     tenant_id: TenantAdmin,
     orders: Orders,
     status: OrderStatus | None = None,
     customer: Annotated[str | None, Query(max_length=140)] = None,
     overdue: bool = False,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
-) -> OrdersOut:
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> OrderPage:
     """Newest first; ``overdue=true``: unpaid invoices past their due time (oldest first)."""
+    key = decode_cursor(cursor, datetime, str)
+    after = (key[0], key[1]) if key else None
     if overdue:
-        found = await orders.overdue(tenant_id, limit=limit)
+        found = await orders.overdue(tenant_id, limit=limit + 1, after=after)
     else:
         found = await orders.list_orders(
-            tenant_id, status=status, customer_wa_id=customer, limit=limit, offset=offset
+            tenant_id, status=status, customer_wa_id=customer, limit=limit + 1, after=after
         )
-    return OrdersOut(orders=[_order_out(o, orders) for o in found])
+    items, next_cursor = page_of(found, limit, lambda o: (o.created_at, o.order_id))
+    return OrderPage(items=[_order_out(o, orders) for o in items], next_cursor=next_cursor)
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", tags=["orders"])
 async def get_order(tenant_id: TenantAdmin, orders: Orders, order_id: OrderId) -> OrderOut:
     return _order_out(await orders.get(tenant_id, order_id), orders)
 
 
-@router.post("/orders/{order_id}/status")
+@router.post(
+    "/orders/{order_id}/status",
+    tags=["orders"],
+    responses={409: {"description": "The order cannot go to that status"}},
+)
 async def change_status(
     tenant_id: TenantAdmin, orders: Orders, order_id: OrderId, body: StatusIn
 ) -> OrderOut:
@@ -192,7 +200,11 @@ async def change_status(
     return _order_out(order, orders)
 
 
-@router.post("/orders/{order_id}/payments")
+@router.post(
+    "/orders/{order_id}/payments",
+    tags=["orders"],
+    responses={409: {"description": "The payment does not fit the order"}},
+)
 async def record_payment(
     tenant_id: TenantAdmin, orders: Orders, order_id: OrderId, body: PaymentIn
 ) -> PaymentOut:
@@ -206,7 +218,7 @@ async def record_payment(
     )
 
 
-@router.post("/conversations/{wa_id}/release")
+@router.post("/conversations/{wa_id}/release", tags=["conversations"])
 async def release_conversation(
     tenant_id: TenantAdmin,
     orders: Orders,
@@ -222,7 +234,22 @@ async def release_conversation(
     return ReleaseOut(released=released)
 
 
-@public.get("/v1/invoices/{invoice_id}.pdf")
+@public.get(
+    "/v1/invoices/{invoice_id}.pdf",
+    tags=["invoices"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The invoice as a PDF document",
+            "content": {
+                "application/pdf": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": "%PDF-1.4 ...",
+                }
+            },
+        }
+    },
+)
 async def invoice_pdf(
     orders: Orders,
     invoice_id: Annotated[str, Path(min_length=1, max_length=64)],

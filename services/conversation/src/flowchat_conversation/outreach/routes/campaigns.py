@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from datetime import datetime
+from typing import Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from fastapi import APIRouter
 
 from flowchat_conversation.deps import OutreachDep, TenantAdmin
 from flowchat_conversation.outreach.campaigns import (
@@ -15,12 +15,14 @@ from flowchat_conversation.outreach.campaigns import (
     DryRun,
     DryRunIn,
 )
+from flowchat_platform.http import PageCursor, PageLimit
+from flowchat_platform.pagination import Page, decode_cursor, page_of
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 
 
-class CampaignList(BaseModel):
-    items: list[Campaign]
+class CampaignList(Page[Campaign]):
+    """Campaigns, newest first."""
 
 
 @router.post("/campaigns/dry-run", tags=["campaigns"])
@@ -42,9 +44,15 @@ async def create_campaign(
 async def list_campaigns(
     tenant_id: TenantAdmin,
     outreach: OutreachDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> CampaignList:
-    return CampaignList(items=await outreach.campaigns.list_campaigns(tenant_id, limit=limit))
+    key = decode_cursor(cursor, datetime, str)
+    rows = await outreach.campaigns.list_campaigns(
+        tenant_id, limit=limit + 1, after=(key[0], key[1]) if key else None
+    )
+    items, next_cursor = page_of(rows, limit, lambda c: (c.created_at, c.campaign_id))
+    return CampaignList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/campaigns/{campaign_id}", tags=["campaigns"])
@@ -61,7 +69,11 @@ async def campaign_metrics(
     return await outreach.campaigns.metrics(tenant_id, campaign_id)
 
 
-@router.post("/campaigns/{campaign_id}/{action}", tags=["campaigns"])
+@router.post(
+    "/campaigns/{campaign_id}/{action}",
+    tags=["campaigns"],
+    responses={409: {"description": "The campaign's state does not allow this action"}},
+)
 async def control_campaign(
     tenant_id: TenantAdmin,
     outreach: OutreachDep,

@@ -18,7 +18,9 @@ from flowchat_conversation.outreach.contacts import (
     MarketingPreference,
     Segment,
 )
-from flowchat_platform.http import ApiError
+from flowchat_platform.http import ApiError, PageCursor, PageLimit
+from flowchat_platform.openapi import csv_request_body
+from flowchat_platform.pagination import MAX_LIMIT, Page, decode_cursor, page_of
 
 #: PostgreSQL's bigint: larger ids and cursors are a 422, not a database error.
 BIGINT_MAX = 2**63 - 1
@@ -34,15 +36,15 @@ class ContactsWritten(BaseModel):
     opt_out_kept: int
 
 
-class ContactPage(BaseModel):
-    items: list[Contact]
-    #: Pass as ``after`` for the next page; None on the last one.
-    next_after: int | None
+class ContactPage(Page[Contact]):
+    """Contacts by ``contact_id``."""
 
 
 class SearchIn(Segment):
-    limit: int = Field(default=100, ge=1, le=1000)
-    after: int = Field(default=0, ge=0, le=BIGINT_MAX)
+    limit: int = Field(default=100, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(
+        default=None, max_length=500, description="The previous page's `next_cursor`"
+    )
 
 
 class Count(BaseModel):
@@ -64,10 +66,15 @@ class ImportOut(BaseModel):
     rejected: list[RejectedOut]
 
 
-def _page(items: list[Contact], limit: int) -> ContactPage:
-    return ContactPage(
-        items=items, next_after=items[-1].contact_id if len(items) == limit else None
+async def _search(
+    outreach: OutreachDep, tenant_id: str, segment: Segment, limit: int, cursor: str | None
+) -> ContactPage:
+    after = decode_cursor(cursor, int)
+    rows = await outreach.contacts.search(
+        tenant_id, segment, limit=limit + 1, after_id=after[0] if after else 0
     )
+    items, next_cursor = page_of(rows, limit, lambda c: (c.contact_id,))
+    return ContactPage(items=items, next_cursor=next_cursor)
 
 
 @router.post("/contacts", tags=["contacts"])
@@ -97,8 +104,8 @@ async def list_contacts(
     group: Annotated[list[str] | None, Query(description="in one of these groups")] = None,
     attr: Annotated[list[str] | None, Query(description="key=value, every one")] = None,
     marketing_opt_in: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> ContactPage:
     """Search contacts (keyset pagination by ``contact_id``)."""
     attributes: dict[str, str] = {}
@@ -119,8 +126,7 @@ async def list_contacts(
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
-    items = await outreach.contacts.search(tenant_id, segment, limit=limit, after_id=after)
-    return _page(items, limit)
+    return await _search(outreach, tenant_id, segment, limit, cursor)
 
 
 @router.post("/contacts/search", tags=["contacts"])
@@ -128,10 +134,8 @@ async def search_contacts(
     tenant_id: TenantAdmin, outreach: OutreachDep, body: SearchIn
 ) -> ContactPage:
     """Search with a full segment (as campaigns use it)."""
-    limit = max(1, min(body.limit, 1000))
-    segment = Segment.model_validate(body.model_dump(exclude={"limit", "after"}))
-    items = await outreach.contacts.search(tenant_id, segment, limit=limit, after_id=body.after)
-    return _page(items, limit)
+    segment = Segment.model_validate(body.model_dump(exclude={"limit", "cursor"}))
+    return await _search(outreach, tenant_id, segment, body.limit, body.cursor)
 
 
 @router.post("/contacts/count", tags=["contacts"])
@@ -140,7 +144,15 @@ async def count_contacts(tenant_id: TenantAdmin, outreach: OutreachDep, body: Se
     return Count(count=await outreach.contacts.count(tenant_id, body))
 
 
-@router.post("/contacts/import", tags=["contacts"])
+@router.post(
+    "/contacts/import",
+    tags=["contacts"],
+    openapi_extra=csv_request_body(
+        "phone,name,tags,groups,marketing_opt_in,city\n"
+        "+2348012345678,Ada Obi,vip;lagos,retail,yes,Lagos\n",
+        f"A UTF-8 CSV file (header row first), at most {MAX_CSV_BYTES} bytes",
+    ),
+)
 async def import_contacts(
     tenant_id: TenantAdmin, outreach: OutreachDep, request: Request
 ) -> ImportOut:
