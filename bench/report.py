@@ -36,6 +36,40 @@ def _met(ok: bool | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
 
+def _inbox_rows(ib: dict[str, Any]) -> list[list[str]]:
+    stored = f"{ib['messages_stored'] / 1e6:g} M stored"
+    page, search, ing = ib["thread_page_ms"], ib["search_ms"], ib["ingest"]
+    t = ib["targets"]
+    return [
+        [
+            f"inbox thread page over HTTP, {stored}",
+            f"p50 {_fmt(page['p50'], ' ms')}, p95 {_fmt(page['p95'], ' ms')}, "
+            f"max {_fmt(page['max'], ' ms')} ({page['n']} pages)",
+            "—",
+            "—",
+            f"p95 ≤ {t['thread_page_p95_ms']} ms",
+            _met(page["p95"] <= t["thread_page_p95_ms"]),
+        ],
+        [
+            f"inbox tenant-wide search over HTTP, {stored}",
+            f"p50 {_fmt(search['p50'], ' ms')}, p95 {_fmt(search['p95'], ' ms')}, "
+            f"max {_fmt(search['max'], ' ms')} ({search['n']} queries)",
+            "—",
+            "—",
+            f"p95 ≤ {t['search_p95_ms']} ms",
+            _met(search["p95"] <= t["search_p95_ms"]),
+        ],
+        [
+            f"inbox history ingest, {stored}",
+            _fmt(ing["history_msgs_per_s"], " msg/s"),
+            _fmt(ing["sender_msgs_per_s"], " msg/s (sender, same run)"),
+            _ratio(ing["ratio"]),
+            "≥ 1.0x the sender",
+            _met((ing["ratio"] or 0) >= t["ingest_vs_sender"]),
+        ],
+    ]
+
+
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
     """One row per figure: what, measured, baseline, ratio, target, met."""
     rows: list[list[str]] = []
@@ -112,6 +146,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—",
             ]
         )
+    ib = results.get("inbox")
+    if ib:
+        rows.extend(_inbox_rows(ib))
     m = results.get("memory")
     if m:
         over = [n for n, v in m["peak_mb"].items() if v > m.get("limit_mb", 150)]
