@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench import gateway, inbox, report, roundtrip, sender, state
@@ -68,15 +69,20 @@ def memory(results: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def redraw(quick: bool, readme: bool) -> int:
-    """Plots, summary table and README again from the JSON of the last run."""
-    folder = RESULTS / "quick" if quick else RESULTS
-    summary = json.loads((folder / "summary.json").read_text())
-    results = {
+def _saved(folder: Path) -> dict[str, Any]:
+    """Every scenario's results as its JSON file holds them."""
+    return {
         name: json.loads((folder / f"{name}.json").read_text())
         for name in [*SCENARIOS, "memory"]
         if (folder / f"{name}.json").exists()
     }
+
+
+def redraw(quick: bool, readme: bool) -> int:
+    """Plots, summary table and README again from the JSON of the last run."""
+    folder = RESULTS / "quick" if quick else RESULTS
+    summary = json.loads((folder / "summary.json").read_text())
+    results = _saved(folder)
     plots = report.plot_all(results, folder)
     summary["table"] = report.table_rows(results)
     summary["notes"] = NOTES
@@ -114,12 +120,6 @@ async def main(quick: bool, only: list[str], readme: bool) -> int:
         results[name]["seconds"] = round(time.perf_counter() - t0, 1)
         report.write_json(folder, name, results[name])
         say(f"{name}: done in {results[name]['seconds']} s")
-    mem = memory(results)
-    if mem:
-        results["memory"] = mem
-        report.write_json(folder, "memory", mem)
-    plots = report.plot_all(results, folder)
-    table = report.table_rows(results)
     summary: dict[str, Any] = {
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -128,12 +128,21 @@ async def main(quick: bool, only: list[str], readme: bool) -> int:
         "machine": {**info, "load_avg_at_end": load()},
         "failed": failed,
         "notes": NOTES,
-        "table": table,
         "results": {k: _light(v) for k, v in results.items()},
     }
+    if only and (folder / "summary.json").exists():
+        # --only re-measures some scenarios: the last run's other figures stay
+        summary = merge_partial(json.loads((folder / "summary.json").read_text()), summary, only)
+    mem = memory(summary["results"])
+    if mem:
+        summary["results"]["memory"] = mem
+        report.write_json(folder, "memory", mem)
+    # --only: every scenario's own JSON (this run's and the last full run's)
+    plots = report.plot_all(_saved(folder) if only else results, folder)
+    summary["table"] = table = report.table_rows(summary["results"])
     report.write_json(folder, "summary", summary)
     print(report.markdown_table(table))
-    if readme and not quick and not only:
+    if readme and not quick:
         report.update_readme(ROOT / "README.md", report.readme_section(summary, plots))
         say("README.md's Benchmarks section updated")
     say(f"all done in {summary['seconds']:.0f} s; results in {folder.relative_to(ROOT)}")
@@ -153,6 +162,22 @@ NOTES = [
     "Rate-limit accuracy is the sandbox's own count of accepted sends (the provider's "
     "view), between the 10th and 90th percentile of their times.",
 ]
+
+
+def merge_partial(last: dict[str, Any], run: dict[str, Any], only: list[str]) -> dict[str, Any]:
+    """The last summary with ``run``'s scenarios (an ``--only`` run) in place of its
+    own, the partial run recorded in ``partial_runs`` (the full run's date, command and
+    machine stay: they describe the other figures)."""
+    merged = {**last, "notes": run["notes"]}
+    merged["results"] = {**last.get("results", {}), **run["results"]}
+    merged["failed"] = {
+        **{k: v for k, v in last.get("failed", {}).items() if k not in only},
+        **run["failed"],
+    }
+    partial = {k: run[k] for k in ("command", "date", "seconds", "machine")}
+    earlier = [p for p in last.get("partial_runs", []) if set(p["scenarios"]) - set(only)]
+    merged["partial_runs"] = [*earlier, {**partial, "scenarios": only}]
+    return merged
 
 
 def _light(data: dict[str, Any]) -> dict[str, Any]:

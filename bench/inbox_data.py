@@ -121,11 +121,23 @@ async def ensure(base_dsn: str, messages: int) -> tuple[str, dict[str, Any]]:
     conn = await asyncpg.connect(dsn)
     try:
         marker = await _marker(conn)
-        wanted = {"messages": messages, "generator": GENERATOR, "head": head()}
-        if marker and all(marker.get(k) == v for k, v in wanted.items()):
+        wanted: dict[str, Any] = {"messages": messages, "generator": GENERATOR, "head": head()}
+        same = marker and all(marker.get(k) == wanted[k] for k in ("messages", "generator"))
+        if marker and same:
             await _forget_other_tenants(conn)
-            say(f"inbox: reusing {name} ({messages:,} messages, built in {marker['seconds']} s)")
-            return dsn, {**marker, "reused": True}
+            upgraded = None
+            if marker["head"] != wanted["head"]:
+                upgraded = await _upgrade(conn, dsn, wanted["head"])
+            if marker["head"] == wanted["head"] or upgraded is not None:
+                say(
+                    f"inbox: reusing {name} ({messages:,} messages, built in {marker['seconds']} s)"
+                )
+                return dsn, {
+                    **marker,
+                    "head": wanted["head"],
+                    "reused": True,
+                    "upgraded_s": upgraded,
+                }
         await conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         await conn.execute("DROP TABLE IF EXISTS bench_meta, bench_sentences")
     finally:
@@ -156,6 +168,22 @@ def _json(value: Any) -> str:
     import orjson
 
     return orjson.dumps(value).decode()
+
+
+async def _upgrade(conn: asyncpg.Connection, dsn: str, head: str) -> float | None:
+    """A newer migration applied in place, as a deployment would (seconds taken), or
+    None when the database cannot be upgraded (another branch's revision): rebuilt."""
+    t0 = time.perf_counter()
+    try:
+        await migrate(dsn, MIGRATIONS, SCHEMA)
+    except Exception as exc:  # noqa: BLE001 - any failure means: build it afresh
+        say(f"inbox: cached database not upgradable ({exc!r}); rebuilding")
+        return None
+    await conn.execute("UPDATE bench_meta SET head = $1", head)
+    await conn.execute(f"VACUUM (ANALYZE) {SCHEMA}.messages")
+    seconds = round(time.perf_counter() - t0, 1)
+    say(f"inbox: cached database upgraded to {head} in {seconds} s")
+    return seconds
 
 
 async def _marker(conn: asyncpg.Connection) -> dict[str, Any] | None:

@@ -253,6 +253,12 @@ def readme_section(summary: dict[str, Any], plots: list[str]) -> str:
             if loads
             else "."
         ),
+        *(
+            f"Re-measured since by `{p['command']}` on {p['date']} (load average at start "
+            f"{' / '.join(str(x) for x in p['machine']['load_avg_at_start'])}): "
+            f"{', '.join(p['scenarios'])}."
+            for p in summary.get("partial_runs", [])
+        ),
         "",
         markdown_table(table_rows(summary["results"])),
         "",
