@@ -227,7 +227,9 @@ def load_range(data: Any) -> tuple[float, float] | None:
 
 def readme_section(summary: dict[str, Any], plots: list[str]) -> str:
     m = summary["machine"]
-    loads = load_range(summary["results"])
+    partial = summary.get("partial_runs", [])
+    later = {name for p in partial for name in p["scenarios"]}
+    loads = load_range({k: v for k, v in summary["results"].items() if k not in later})
     parts = [
         README_HEADING,
         "",
@@ -254,10 +256,11 @@ def readme_section(summary: dict[str, Any], plots: list[str]) -> str:
             else "."
         ),
         *(
-            f"Re-measured since by `{p['command']}` on {p['date']} (load average at start "
-            f"{' / '.join(str(x) for x in p['machine']['load_avg_at_start'])}): "
+            f"Re-measured since by `{p['command']}` on {p['date']} (load average "
+            f"{' / '.join(str(x) for x in p['machine']['load_avg_at_start'])} at start, "
+            f"{' / '.join(str(x) for x in p['machine']['load_avg_at_end'])} at the end): "
             f"{', '.join(p['scenarios'])}."
-            for p in summary.get("partial_runs", [])
+            for p in partial
         ),
         "",
         markdown_table(table_rows(summary["results"])),
