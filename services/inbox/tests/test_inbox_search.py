@@ -1,6 +1,6 @@
-"""Search past the newest messages: step 2 of ``Repository.search`` (the GIN index,
-older than the walked window) joins step 1's matches in order, across cursor pages.
-The window is shrunk to three messages so a handful of messages exercise both steps."""
+"""Search past the newest messages: the walks of ``Repository.search`` (window after
+window) and its GIN step (older than the walks) join their matches in order, across
+cursor pages. The windows are shrunk to a few messages so a handful exercise every step."""
 
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ async def _all_pages(kit: Kit, tenant: str, word: str) -> list[str]:
             return found
 
 
+@pytest.mark.parametrize("windows", [(3,), (2, 2)])
 async def test_matches_older_than_the_window_come_in_order_after_the_newer_ones(
-    kit: Kit, monkeypatch: pytest.MonkeyPatch
+    kit: Kit, monkeypatch: pytest.MonkeyPatch, windows: tuple[int, ...]
 ) -> None:
-    monkeypatch.setattr(repository, "SEARCH_WINDOW", 3)
+    monkeypatch.setattr(repository, "SEARCH_WINDOWS", windows)
     t, word = kit.new_tenant(), f"quokka{uuid.uuid4().hex[:6]}"
-    # oldest first: the newest three hold one match; the first message past them
-    # ("three", where step 2 starts) and two older ones match too
+    # oldest first: the newest three hold one match; the next one ("three", where
+    # the index step or the second walk starts) and two older ones match too
     texts = ["one", "plain", "two", "three", "plain", "four", "plain"]
     start = datetime.now(UTC) - timedelta(hours=1)
     await kit.publish(
@@ -56,7 +57,7 @@ async def test_matches_older_than_the_window_come_in_order_after_the_newer_ones(
 async def test_a_word_only_beyond_the_window_is_found(
     kit: Kit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository, "SEARCH_WINDOW", 3)
+    monkeypatch.setattr(repository, "SEARCH_WINDOWS", (3,))
     t, word = kit.new_tenant(), f"quokka{uuid.uuid4().hex[:6]}"
     start = datetime.now(UTC) - timedelta(hours=1)
     texts = [f"{word} old", *(["nothing here"] * 5)]

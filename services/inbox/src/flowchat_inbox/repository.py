@@ -79,11 +79,12 @@ def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
     }
 
 
-def _keyset(after: tuple[datetime, int] | None, args: list[Any], op: str = "<") -> str:
+def _keyset(after: tuple[datetime, int] | None, args: list[Any]) -> str:
+    """Older than ``after`` (a bound the index range starts at), appended to ``args``."""
     if after is None:
         return ""
     args.extend(after)
-    return f"AND (m.occurred_at, m.id) {op} (${len(args) - 1}, ${len(args)})"
+    return f"AND (m.occurred_at, m.id) < (${len(args) - 1}, ${len(args)})"
 
 
 def _page_query(
@@ -92,15 +93,13 @@ def _page_query(
     arg: object,
     after: tuple[datetime, int] | None,
     limit: int,
-    *,
-    inclusive: bool = False,
 ) -> tuple[Any, ...]:
     """SQL and arguments of one page of a tenant's messages matching ``condition`` (on
     ``$2`` = ``arg``), newest first. Keyset: a later page starts where the index range
     of ``(occurred_at, id) < cursor`` starts (a query text of its own, so the bound is
     an index condition, never a filter over the pages before)."""
     args: list[Any] = [tenant_id, arg]
-    keyset = _keyset(after, args, "<=" if inclusive else "<")
+    keyset = _keyset(after, args)
     args.append(limit)
     sql = f"""
         SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
@@ -110,22 +109,28 @@ def _page_query(
     return (sql, *args)
 
 
-#: Search step 1 reads at most this many of the tenant's newest messages.
-SEARCH_WINDOW = 20_000
+#: Search step 1 walks at most these many of the tenant's newest messages, window
+#: after window (the later ones only when the first found the words at all).
+SEARCH_WINDOWS: tuple[int, ...] = (5_000, 20_000)
 
 
 def _search_window(
-    words: str, tenant_id: str, query: str, after: tuple[datetime, int] | None, limit: int
+    words: str,
+    tenant_id: str,
+    query: str,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    size: int,
 ) -> tuple[Any, ...]:
-    """Matches among the tenant's newest :data:`SEARCH_WINDOW` messages after the
-    cursor (the walk stops once ``limit`` are found)."""
+    """Matches among the tenant's newest ``size`` messages after the cursor (the walk
+    stops once ``limit`` are found)."""
     args: list[Any] = [tenant_id, query]
     keyset = _keyset(after, args)
     args.append(limit)
     sql = f"""
         SELECT {_MESSAGE}
         FROM (SELECT * FROM messages m WHERE m.tenant_id = $1 {keyset}
-              ORDER BY m.occurred_at DESC, m.id DESC LIMIT {SEARCH_WINDOW}) m
+              ORDER BY m.occurred_at DESC, m.id DESC LIMIT {int(size)}) m
         LEFT JOIN statuses s ON s.tenant_id = m.tenant_id AND s.message_id = m.message_id
         WHERE m.search @@ {words}
         ORDER BY m.occurred_at DESC, m.id DESC LIMIT ${len(args)}
@@ -133,13 +138,14 @@ def _search_window(
     return (sql, *args)
 
 
-def _window_edge(tenant_id: str, after: tuple[datetime, int] | None) -> tuple[Any, ...]:
-    """The first message past the search window (None: the window held the rest)."""
+def _window_edge(tenant_id: str, after: tuple[datetime, int] | None, size: int) -> tuple[Any, ...]:
+    """The last message of a full search window of ``size`` (None: the window held
+    every message left)."""
     args: list[Any] = [tenant_id]
     keyset = _keyset(after, args)
     sql = f"""
         SELECT m.occurred_at, m.id FROM messages m WHERE m.tenant_id = $1 {keyset}
-        ORDER BY m.occurred_at DESC, m.id DESC OFFSET {SEARCH_WINDOW} LIMIT 1
+        ORDER BY m.occurred_at DESC, m.id DESC OFFSET {int(size) - 1} LIMIT 1
         """  # noqa: S608 - keyset is the repository's own
     return (sql, *args)
 
@@ -573,41 +579,44 @@ class Repository:
     async def search(
         self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]:
-        """The tenant's messages matching ``query``, newest first, in two steps whose
-        cost is bounded whatever the words (the planner cannot tell a rare word from
-        an absent one: both estimated at half the rarest frequency it tracks, and a
+        """The tenant's messages matching ``query``, newest first, in steps whose cost
+        is bounded whatever the words (the planner cannot tell a rare word from an
+        absent one: both are estimated at half the rarest frequency it tracks, and a
         walk it picks for such a word reads the whole tenant):
 
-        1. the tenant's newest :data:`SEARCH_WINDOW` messages (after the cursor), walked
-           newest first along ``messages_tenant_recent``: a common word fills the page
-           within a few hundred rows and the walk stops there;
+        1. walks of the tenant's messages newest first (``messages_tenant_recent``)
+           through :data:`SEARCH_WINDOWS` (a few thousand rows, then more if the
+           first one found the words at all): a common word fills the page within a
+           few hundred rows and the walk stops there;
         2. if the page is not full, the rest from older messages through the GIN index
-           alone (bitmap scans only: every match of the words, intersected with the
-           tenant's rows), which is quick because the words are rare in this tenant.
+           (bitmap scans only: the words' matches in this tenant, by
+           ``messages_tenant_search``), quick because the words are rare here.
         """
         words = "websearch_to_tsquery('simple', $2)"
+        rows: list[asyncpg.Record] = []
+        bound = after
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             # exact bitmaps (a lossy one re-checks every row of its pages)
             await conn.execute("SET LOCAL work_mem = '64MB'")
-            window = await conn.fetch(*_search_window(words, tenant_id, query, after, limit))
-            rows = list(window)
-            if len(rows) < limit:
-                edge = await conn.fetchrow(*_window_edge(tenant_id, after))
-                if edge is not None:
-                    # the plan is made for these words (never a generic one) and
-                    # never walks the tenant (no plain index scans)
-                    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-                    await conn.execute("SET LOCAL enable_indexscan = off")
-                    rows += await conn.fetch(
-                        *_page_query(
-                            f"m.search @@ {words}",
-                            tenant_id,
-                            query,
-                            (edge["occurred_at"], edge["id"]),
-                            limit - len(rows),
-                            inclusive=True,
-                        )
-                    )
+            for size in SEARCH_WINDOWS:
+                rows += await conn.fetch(
+                    *_search_window(words, tenant_id, query, bound, limit - len(rows), size)
+                )
+                if len(rows) >= limit:
+                    return [_message(r) for r in rows]
+                edge = await conn.fetchrow(*_window_edge(tenant_id, bound, size))
+                if edge is None:  # the window held every message left
+                    return [_message(r) for r in rows]
+                bound = (edge["occurred_at"], edge["id"])
+                if not rows:  # not once in the newest messages: rare, the index is quicker
+                    break
+            # the plan is made for these words (never a generic one) and never walks
+            # the tenant (no plain index scans)
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            await conn.execute("SET LOCAL enable_indexscan = off")
+            rows += await conn.fetch(
+                *_page_query(f"m.search @@ {words}", tenant_id, query, bound, limit - len(rows))
+            )
         return [_message(r) for r in rows]
 
     # ------------------------------------------------------------------ inbox
