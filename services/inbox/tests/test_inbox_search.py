@@ -28,7 +28,7 @@ async def _all_pages(kit: Kit, tenant: str, word: str) -> list[str]:
             return found
 
 
-@pytest.mark.parametrize("windows", [(3,), (2, 2)])
+@pytest.mark.parametrize("windows", [(3,), (2, 2), (2, 4)])
 async def test_matches_older_than_the_window_come_in_order_after_the_newer_ones(
     kit: Kit, monkeypatch: pytest.MonkeyPatch, windows: tuple[int, ...]
 ) -> None:

@@ -110,7 +110,7 @@ def _page_query(
 
 
 #: Search step 1 walks at most these many of the tenant's newest messages, window
-#: after window (the later ones only when the first found the words at all).
+#: after window (a later one only when the matches so far promise a full page in it).
 SEARCH_WINDOWS: tuple[int, ...] = (5_000, 20_000)
 
 
@@ -585,9 +585,9 @@ class Repository:
         walk it picks for such a word reads the whole tenant):
 
         1. walks of the tenant's messages newest first (``messages_tenant_recent``)
-           through :data:`SEARCH_WINDOWS` (a few thousand rows, then more if the
-           first one found the words at all): a common word fills the page within a
-           few hundred rows and the walk stops there;
+           through :data:`SEARCH_WINDOWS` (a few thousand rows, then more only if
+           the words came often enough to fill the page there): a common word fills
+           the page within a few hundred rows and the walk stops there;
         2. if the page is not full, the rest from older messages through the GIN index
            (bitmap scans only: the words' matches in this tenant, by
            ``messages_tenant_search``), quick because the words are rare here.
@@ -598,7 +598,10 @@ class Repository:
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             # exact bitmaps (a lossy one re-checks every row of its pages)
             await conn.execute("SET LOCAL work_mem = '64MB'")
+            walked = 0
             for size in SEARCH_WINDOWS:
+                if walked and len(rows) * size < (limit - len(rows)) * walked:
+                    break  # too rare here to fill the page by walking: the index is quicker
                 rows += await conn.fetch(
                     *_search_window(words, tenant_id, query, bound, limit - len(rows), size)
                 )
@@ -608,8 +611,7 @@ class Repository:
                 if edge is None:  # the window held every message left
                     return [_message(r) for r in rows]
                 bound = (edge["occurred_at"], edge["id"])
-                if not rows:  # not once in the newest messages: rare, the index is quicker
-                    break
+                walked += size
             # the plan is made for these words (never a generic one) and never walks
             # the tenant (no plain index scans)
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
