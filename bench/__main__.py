@@ -2,7 +2,7 @@
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
 Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
-growth; ``memory`` is gathered from the peaks the others sampled. ``--quick`` runs
+growth, inbox; ``memory`` is gathered from the peaks the others sampled. ``--quick`` runs
 small sizes and one round each (a CI smoke) into ``bench/results/quick/``.
 """
 
@@ -15,9 +15,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from bench import gateway, report, roundtrip, sender, state
+from bench import gateway, inbox, report, roundtrip, sender, state
 from bench.common import RESULTS, ROOT, load, machine, say
 from flowchat_platform.logs import configure_logging
 
@@ -29,6 +30,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "roundtrip": roundtrip.roundtrip,
     "state_manager": state.ingest,
     "growth": sender.growth,
+    "inbox": inbox.inbox,
 }
 MEMORY_LIMIT_MB = 150
 
@@ -48,6 +50,11 @@ def memory(results: dict[str, Any]) -> dict[str, Any] | None:
     take("sender", (results.get("throughput") or {}).get("sender_rss_peak_mb"), "throughput")
     take("gateway", (results.get("gateway") or {}).get("gateway_rss_peak_mb"), "gateway")
     take("state-manager", (results.get("state_manager") or {}).get("rss_peak_mb"), "state")
+    take(
+        "inbox",
+        ((results.get("inbox") or {}).get("ingest") or {}).get("inbox_rss_peak_mb"),
+        "inbox",
+    )
     for d in (results.get("growth") or {}).get("by_depth", []):
         take("sender", d.get("sender_rss_peak_mb"), f"growth {d['queued']:,} queued")
     if not peaks:
@@ -62,15 +69,20 @@ def memory(results: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def redraw(quick: bool, readme: bool) -> int:
-    """Plots, summary table and README again from the JSON of the last run."""
-    folder = RESULTS / "quick" if quick else RESULTS
-    summary = json.loads((folder / "summary.json").read_text())
-    results = {
+def _saved(folder: Path) -> dict[str, Any]:
+    """Every scenario's results as its JSON file holds them."""
+    return {
         name: json.loads((folder / f"{name}.json").read_text())
         for name in [*SCENARIOS, "memory"]
         if (folder / f"{name}.json").exists()
     }
+
+
+def redraw(quick: bool, readme: bool) -> int:
+    """Plots, summary table and README again from the JSON of the last run."""
+    folder = RESULTS / "quick" if quick else RESULTS
+    summary = json.loads((folder / "summary.json").read_text())
+    results = _saved(folder)
     plots = report.plot_all(results, folder)
     summary["table"] = report.table_rows(results)
     summary["notes"] = NOTES
@@ -108,12 +120,6 @@ async def main(quick: bool, only: list[str], readme: bool) -> int:
         results[name]["seconds"] = round(time.perf_counter() - t0, 1)
         report.write_json(folder, name, results[name])
         say(f"{name}: done in {results[name]['seconds']} s")
-    mem = memory(results)
-    if mem:
-        results["memory"] = mem
-        report.write_json(folder, "memory", mem)
-    plots = report.plot_all(results, folder)
-    table = report.table_rows(results)
     summary: dict[str, Any] = {
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -122,12 +128,21 @@ async def main(quick: bool, only: list[str], readme: bool) -> int:
         "machine": {**info, "load_avg_at_end": load()},
         "failed": failed,
         "notes": NOTES,
-        "table": table,
         "results": {k: _light(v) for k, v in results.items()},
     }
+    if only and (folder / "summary.json").exists():
+        # --only re-measures some scenarios: the last run's other figures stay
+        summary = merge_partial(json.loads((folder / "summary.json").read_text()), summary, only)
+    mem = memory(summary["results"])
+    if mem:
+        summary["results"]["memory"] = mem
+        report.write_json(folder, "memory", mem)
+    # --only: every scenario's own JSON (this run's and the last full run's)
+    plots = report.plot_all(_saved(folder) if only else results, folder)
+    summary["table"] = table = report.table_rows(summary["results"])
     report.write_json(folder, "summary", summary)
     print(report.markdown_table(table))
-    if readme and not quick and not only:
+    if readme and not quick:
         report.update_readme(ROOT / "README.md", report.readme_section(summary, plots))
         say("README.md's Benchmarks section updated")
     say(f"all done in {summary['seconds']:.0f} s; results in {folder.relative_to(ROOT)}")
@@ -141,9 +156,28 @@ NOTES = [
     "Deep queues above 25 k messages: the drain is timed over the first 25 k with the "
     "whole backlog queued behind them and the full drain time extrapolated (said in the "
     "row when it applies).",
+    "The inbox's 10 M messages are generated in SQL (bench/inbox_data.py) into "
+    "flowchat_bench_inbox_10000000, kept between runs while its generator and migrations "
+    "match; its reads are timed one request at a time through the inbox's HTTP API.",
     "Rate-limit accuracy is the sandbox's own count of accepted sends (the provider's "
     "view), between the 10th and 90th percentile of their times.",
 ]
+
+
+def merge_partial(last: dict[str, Any], run: dict[str, Any], only: list[str]) -> dict[str, Any]:
+    """The last summary with ``run``'s scenarios (an ``--only`` run) in place of its
+    own, the partial run recorded in ``partial_runs`` (the full run's date, command and
+    machine stay: they describe the other figures)."""
+    merged = {**last, "notes": run["notes"]}
+    merged["results"] = {**last.get("results", {}), **run["results"]}
+    merged["failed"] = {
+        **{k: v for k, v in last.get("failed", {}).items() if k not in only},
+        **run["failed"],
+    }
+    partial = {k: run[k] for k in ("command", "date", "seconds", "machine")}
+    earlier = [p for p in last.get("partial_runs", []) if set(p["scenarios"]) - set(only)]
+    merged["partial_runs"] = [*earlier, {**partial, "scenarios": only}]
+    return merged
 
 
 def _light(data: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,40 @@ def _met(ok: bool | None) -> str:
     return "—" if ok is None else ("yes" if ok else "**no**")
 
 
+def _inbox_rows(ib: dict[str, Any]) -> list[list[str]]:
+    stored = f"{ib['messages_stored'] / 1e6:g} M stored"
+    page, search, ing = ib["thread_page_ms"], ib["search_ms"], ib["ingest"]
+    t = ib["targets"]
+    return [
+        [
+            f"inbox thread page over HTTP, {stored}",
+            f"p50 {_fmt(page['p50'], ' ms')}, p95 {_fmt(page['p95'], ' ms')}, "
+            f"max {_fmt(page['max'], ' ms')} ({page['n']} pages)",
+            "—",
+            "—",
+            f"p95 ≤ {t['thread_page_p95_ms']} ms",
+            _met(page["p95"] <= t["thread_page_p95_ms"]),
+        ],
+        [
+            f"inbox tenant-wide search over HTTP, {stored}",
+            f"p50 {_fmt(search['p50'], ' ms')}, p95 {_fmt(search['p95'], ' ms')}, "
+            f"max {_fmt(search['max'], ' ms')} ({search['n']} queries)",
+            "—",
+            "—",
+            f"p95 ≤ {t['search_p95_ms']} ms",
+            _met(search["p95"] <= t["search_p95_ms"]),
+        ],
+        [
+            f"inbox history ingest, {stored}",
+            _fmt(ing["history_msgs_per_s"], " msg/s"),
+            _fmt(ing["sender_msgs_per_s"], " msg/s (sender, same run)"),
+            _ratio(ing["ratio"]),
+            "≥ 1.0x the sender",
+            _met((ing["ratio"] or 0) >= t["ingest_vs_sender"]),
+        ],
+    ]
+
+
 def table_rows(results: dict[str, Any]) -> list[list[str]]:
     """One row per figure: what, measured, baseline, ratio, target, met."""
     rows: list[list[str]] = []
@@ -112,6 +146,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—",
             ]
         )
+    ib = results.get("inbox")
+    if ib:
+        rows.extend(_inbox_rows(ib))
     m = results.get("memory")
     if m:
         over = [n for n, v in m["peak_mb"].items() if v > m.get("limit_mb", 150)]
@@ -190,7 +227,9 @@ def load_range(data: Any) -> tuple[float, float] | None:
 
 def readme_section(summary: dict[str, Any], plots: list[str]) -> str:
     m = summary["machine"]
-    loads = load_range(summary["results"])
+    partial = summary.get("partial_runs", [])
+    later = {name for p in partial for name in p["scenarios"]}
+    loads = load_range({k: v for k, v in summary["results"].items() if k not in later})
     parts = [
         README_HEADING,
         "",
@@ -215,6 +254,13 @@ def readme_section(summary: dict[str, Any], plots: list[str]) -> str:
             "it, the ratios to the same-run baselines are what to compare)."
             if loads
             else "."
+        ),
+        *(
+            f"Re-measured since by `{p['command']}` on {p['date']} (load average "
+            f"{' / '.join(str(x) for x in p['machine']['load_avg_at_start'])} at start, "
+            f"{' / '.join(str(x) for x in p['machine']['load_avg_at_end'])} at the end): "
+            f"{', '.join(p['scenarios'])}."
+            for p in partial
         ),
         "",
         markdown_table(table_rows(summary["results"])),

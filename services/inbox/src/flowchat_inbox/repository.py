@@ -80,6 +80,77 @@ def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
     }
 
 
+def _keyset(after: tuple[datetime, int] | None, args: list[Any]) -> str:
+    """Older than ``after`` (a bound the index range starts at), appended to ``args``."""
+    if after is None:
+        return ""
+    args.extend(after)
+    return f"AND (m.occurred_at, m.id) < (${len(args) - 1}, ${len(args)})"
+
+
+def _page_query(
+    condition: str,
+    tenant_id: str,
+    arg: object,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> tuple[Any, ...]:
+    """SQL and arguments of one page of a tenant's messages matching ``condition`` (on
+    ``$2`` = ``arg``), newest first. Keyset: a later page starts where the index range
+    of ``(occurred_at, id) < cursor`` starts (a query text of its own, so the bound is
+    an index condition, never a filter over the pages before)."""
+    args: list[Any] = [tenant_id, arg]
+    keyset = _keyset(after, args)
+    args.append(limit)
+    sql = f"""
+        SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
+        WHERE m.tenant_id = $1 AND {condition} {keyset}
+        ORDER BY m.occurred_at DESC, m.id DESC LIMIT ${len(args)}
+        """  # noqa: S608 - condition is one of the repository's constants
+    return (sql, *args)
+
+
+#: Search step 1 walks at most these many of the tenant's newest messages, window
+#: after window (a later one only when the matches so far promise a full page in it).
+SEARCH_WINDOWS: tuple[int, ...] = (5_000, 20_000)
+
+
+def _search_window(
+    words: str,
+    tenant_id: str,
+    query: str,
+    after: tuple[datetime, int] | None,
+    limit: int,
+    size: int,
+) -> tuple[Any, ...]:
+    """Matches among the tenant's newest ``size`` messages after the cursor (the walk
+    stops once ``limit`` are found)."""
+    args: list[Any] = [tenant_id, query]
+    keyset = _keyset(after, args)
+    args.append(limit)
+    sql = f"""
+        SELECT {_MESSAGE}
+        FROM (SELECT * FROM messages m WHERE m.tenant_id = $1 {keyset}
+              ORDER BY m.occurred_at DESC, m.id DESC LIMIT {int(size)}) m
+        LEFT JOIN statuses s ON s.tenant_id = m.tenant_id AND s.message_id = m.message_id
+        WHERE m.search @@ {words}
+        ORDER BY m.occurred_at DESC, m.id DESC LIMIT ${len(args)}
+        """  # noqa: S608 - words and keyset are the repository's own
+    return (sql, *args)
+
+
+def _window_edge(tenant_id: str, after: tuple[datetime, int] | None, size: int) -> tuple[Any, ...]:
+    """The last message of a full search window of ``size`` (None: the window held
+    every message left)."""
+    args: list[Any] = [tenant_id]
+    keyset = _keyset(after, args)
+    sql = f"""
+        SELECT m.occurred_at, m.id FROM messages m WHERE m.tenant_id = $1 {keyset}
+        ORDER BY m.occurred_at DESC, m.id DESC OFFSET {int(size) - 1} LIMIT 1
+        """  # noqa: S608 - keyset is the repository's own
+    return (sql, *args)
+
+
 def _conversation(r: asyncpg.Record) -> Conversation:
     values = dict(r)
     values["tags"] = tuple(values["tags"] or ())
@@ -503,39 +574,55 @@ class Repository:
     async def messages(
         self, tenant_id: str, thread_id: int, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]:
-        return await self._message_page("m.thread_id = $2", tenant_id, thread_id, after, limit)
+        # messages_thread (thread_id, occurred_at DESC, id DESC): one index range per page
+        rows = await self.pool.fetch(
+            *_page_query("m.thread_id = $2", tenant_id, thread_id, after, limit)
+        )
+        return [_message(r) for r in rows]
 
     async def search(
         self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]:
-        return await self._message_page(
-            "m.search @@ websearch_to_tsquery('simple', $2)", tenant_id, query, after, limit
-        )
+        """The tenant's messages matching ``query``, newest first, in steps whose cost
+        is bounded whatever the words (the planner cannot tell a rare word from an
+        absent one: both are estimated at half the rarest frequency it tracks, and a
+        walk it picks for such a word reads the whole tenant):
 
-    async def _message_page(
-        self,
-        condition: str,
-        tenant_id: str,
-        arg: object,
-        after: tuple[datetime, int] | None,
-        limit: int,
-    ) -> list[Message]:
-        """One page of a tenant's messages matching ``condition`` (on ``$2`` = ``arg``),
-        newest first, keyset-paged before ``after``."""
-        at, row_id = after if after else (None, None)
-        rows = await self.pool.fetch(
-            f"""
-            SELECT {_MESSAGE} FROM {_MESSAGE_FROM}
-            WHERE m.tenant_id = $1 AND {condition}
-              AND ($3::timestamptz IS NULL OR (m.occurred_at, m.id) < ($3, $4))
-            ORDER BY m.occurred_at DESC, m.id DESC LIMIT $5
-            """,  # noqa: S608 - condition is one of this class's constants
-            tenant_id,
-            arg,
-            at,
-            row_id,
-            limit,
-        )
+        1. walks of the tenant's messages newest first (``messages_tenant_recent``)
+           through :data:`SEARCH_WINDOWS` (a few thousand rows, then more only if
+           the words came often enough to fill the page there): a common word fills
+           the page within a few hundred rows and the walk stops there;
+        2. if the page is not full, the rest from older messages through the GIN index
+           (bitmap scans only: the words' matches in this tenant, by
+           ``messages_tenant_search``), quick because the words are rare here.
+        """
+        words = "websearch_to_tsquery('simple', $2)"
+        rows: list[asyncpg.Record] = []
+        bound = after
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            # exact bitmaps (a lossy one re-checks every row of its pages)
+            await conn.execute("SET LOCAL work_mem = '64MB'")
+            walked = 0
+            for size in SEARCH_WINDOWS:
+                if walked and len(rows) * size < (limit - len(rows)) * walked:
+                    break  # too rare here to fill the page by walking: the index is quicker
+                rows += await conn.fetch(
+                    *_search_window(words, tenant_id, query, bound, limit - len(rows), size)
+                )
+                if len(rows) >= limit:
+                    return [_message(r) for r in rows]
+                edge = await conn.fetchrow(*_window_edge(tenant_id, bound, size))
+                if edge is None:  # the window held every message left
+                    return [_message(r) for r in rows]
+                bound = (edge["occurred_at"], edge["id"])
+                walked += size
+            # the plan is made for these words (never a generic one) and never walks
+            # the tenant (no plain index scans)
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            await conn.execute("SET LOCAL enable_indexscan = off")
+            rows += await conn.fetch(
+                *_page_query(f"m.search @@ {words}", tenant_id, query, bound, limit - len(rows))
+            )
         return [_message(r) for r in rows]
 
     # ------------------------------------------------------------------ inbox

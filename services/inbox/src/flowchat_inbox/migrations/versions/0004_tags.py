@@ -1,7 +1,7 @@
 """conversations.tags (agents label conversations; the list filters by tag)
 
-Revision ID: 0002_tags
-Revises: 0001
+Revision ID: 0004_tags
+Revises: 0003_history_search_gin
 Create Date: 2026-12-06
 """
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0002_tags"
-down_revision: str | None = "0001"
+revision: str = "0004_tags"
+down_revision: str | None = "0003_history_search_gin"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
