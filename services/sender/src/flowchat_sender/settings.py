@@ -101,7 +101,7 @@ class Settings(ServiceSettings):
     throttle_s: float = 60.0
 
     #: The 24 h customer-service window, checked before the provider call from the
-    #: gateway's ``flowchat:csw:<account>:<wa_id>`` record: ``known`` fails a free-form
+    #: gateway's ``flowchat:csw:{<tenant>}:<account>:<wa_id>`` record: ``known`` fails a free-form
     #: message when the record shows the window closed, ``strict`` also when there is
     #: no record (only where the gateway shares this Redis), ``off`` leaves it to Meta.
     window_guard: Literal["off", "known", "strict"] = "known"
