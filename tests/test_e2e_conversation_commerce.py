@@ -238,7 +238,7 @@ async def happy_path_with_invoice_and_lifecycle(shop: Shop) -> None:
     key = r.json()["user_id"]
     async with aioredis.from_url(shop.stack.env["REDIS_URL"]) as redis:
         s = shop.seeded
-        assert await redis.delete(f"conversation:session:{s.tenant_id}:{s.account_id}:{key}")
+        assert await redis.delete(f"conversation:session:{{{s.tenant_id}}}:{s.account_id}:{key}")
     welcome, offer = await shop.say(c, "Hello", 2)
     assert welcome.startswith("Welcome back, Ada!")
     assert "10 x Cement 50kg" in offer

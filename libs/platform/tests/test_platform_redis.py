@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError
 
-from flowchat_platform.redis import CPackingConnection, create_redis
+from flowchat_platform.redis import CPackingConnection, cluster_url, create_redis, is_cluster
 
 
 @pytest.fixture
@@ -44,3 +45,19 @@ def test_the_url_scheme_picks_the_c_packing_twin() -> None:
     unix = create_redis("unix:///tmp/redis.sock")
     assert tls.connection_pool.connection_class.__name__ == "CPackingSSLConnection"
     assert unix.connection_pool.connection_class.__name__ == "CPackingUnixConnection"
+
+
+async def test_a_cluster_url_builds_a_cluster_client_and_a_plain_one_does_not() -> None:
+    assert cluster_url("redis+cluster://10.0.0.1:7000") == "redis://10.0.0.1:7000"
+    assert cluster_url("rediss+cluster://u:p@h:7000") == "rediss://u:p@h:7000"
+    assert cluster_url("redis://127.0.0.1:6379/0") is None
+    cluster = create_redis("redis+cluster://127.0.0.1:7000")  # connects on first use
+    plain = create_redis("redis://127.0.0.1:6379/0")
+    try:
+        # typed as Redis (the same commands); a RedisCluster underneath
+        assert type(cluster).__name__ == RedisCluster.__name__
+        assert is_cluster(cluster)
+        assert not is_cluster(plain)
+    finally:
+        await cluster.aclose()
+        await plain.aclose()

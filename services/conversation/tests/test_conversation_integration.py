@@ -601,7 +601,7 @@ async def test_handoff_survives_session_expiry_until_released_and_purge(stack):
     await stack.publish(inbound("hello?", customer=customer))
     await nothing_sent(stack)
     async with aioredis.from_url(stack.redis_url) as redis:
-        await redis.delete(f"conversation:session:t1:a1:{customer}")  # the session expired
+        await redis.delete(f"conversation:session:{{t1}}:a1:{customer}")  # the session expired
     await stack.publish(inbound("anyone?", customer=customer))
     await nothing_sent(stack)
     release = f"/v1/tenants/t1/conversations/{customer}/release"

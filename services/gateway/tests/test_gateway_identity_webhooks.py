@@ -16,8 +16,8 @@ from gateway_testkit import (
 )
 
 from flowchat_contracts import InboundMessageV2, inbound_message_in, topology
+from flowchat_contracts.shared_state import customer_window_key
 from flowchat_gateway.events import BusinessEvent
-from flowchat_gateway.store import customer_window_key
 from flowchat_platform.amqp import HEADER_REASON
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,9 @@ async def test_username_only_customer_is_published_not_parked(gateway: Gateway) 
     assert await gateway.broker.drain(topology.QUEUE_POISON) == []
     client = aioredis.Redis.from_url(gateway.settings.redis_url)
     try:  # the customer-service window, per identity
-        assert await client.get(customer_window_key("acc-meta-1", BSUID)) == b"1750000000"
+        assert (
+            await client.get(customer_window_key("tenant-a", "acc-meta-1", BSUID)) == b"1750000000"
+        )
     finally:
         await client.aclose()
 
@@ -150,6 +152,9 @@ async def test_a_customer_with_phone_and_bsuid_opens_the_window_under_both(
     client = aioredis.Redis.from_url(gateway.settings.redis_url)
     try:  # a send to either id of the person finds the window open
         for customer in ("16505551234", BSUID):
-            assert await client.get(customer_window_key("acc-meta-1", customer)) == b"1750000100"
+            assert (
+                await client.get(customer_window_key("tenant-a", "acc-meta-1", customer))
+                == b"1750000100"
+            )
     finally:
         await client.aclose()

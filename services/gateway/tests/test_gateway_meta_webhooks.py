@@ -28,9 +28,9 @@ from gateway_testkit import (
 )
 
 from flowchat_contracts import InboundMessage, StatusUpdate, topology
+from flowchat_contracts.shared_state import customer_window_key
 from flowchat_gateway.events import BusinessEvent
 from flowchat_gateway.metrics import DEDUPE_UNAVAILABLE
-from flowchat_gateway.store import customer_window_key
 from flowchat_platform.amqp import HEADER_REASON
 from flowchat_platform.testing import eventually
 
@@ -359,8 +359,8 @@ async def test_customer_service_window_is_recorded(gateway: Gateway) -> None:
     await gateway.post_meta(meta_body(messages_change(older)))
     client = aioredis.Redis.from_url(gateway.settings.redis_url)
     try:
-        value = await client.get(customer_window_key("acc-meta-1", "16505551234"))
-        ttl = await client.ttl(customer_window_key("acc-meta-1", "16505551234"))
+        value = await client.get(customer_window_key("tenant-a", "acc-meta-1", "16505551234"))
+        ttl = await client.ttl(customer_window_key("tenant-a", "acc-meta-1", "16505551234"))
     finally:
         await client.aclose()
     assert value == b"1750000000"

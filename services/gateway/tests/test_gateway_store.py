@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flowchat_gateway.store import CUSTOMER_WINDOW_TTL_S, GatewayStore, customer_window_key
+from flowchat_contracts.shared_state import customer_window_key
+from flowchat_gateway.store import CUSTOMER_WINDOW_TTL_S, GatewayStore
 from flowchat_platform.redis import create_redis
 from flowchat_platform.testing import private_redis_server
 
@@ -29,16 +30,18 @@ async def test_record_marks_and_windows_in_one_go_even_without_loaded_scripts(
     try:
         assert await redis.script_exists(store._touch.sha) == [False]
         dedupe = store.dedupe_key("acc-1", "evt-1")
-        window = customer_window_key("acc-1", "15550001111")
+        window = customer_window_key("t-1", "acc-1", "15550001111")
         await store.record(
-            [dedupe], 7 * 24 * 3600, [("acc-1", "15550001111", 200), ("acc-1", "15550001111", 100)]
+            [dedupe],
+            7 * 24 * 3600,
+            [("t-1", "acc-1", "15550001111", 200), ("t-1", "acc-1", "15550001111", 100)],
         )
         assert await store.seen([dedupe, store.dedupe_key("acc-1", "evt-2")]) == {dedupe}
         assert await redis.get(window) == b"200"
         assert 0 < await redis.ttl(window) <= CUSTOMER_WINDOW_TTL_S
-        await store.record([], 60, [("acc-1", "15550001111", 150)])  # older: kept at 200
+        await store.record([], 60, [("t-1", "acc-1", "15550001111", 150)])  # older: kept at 200
         assert await redis.get(window) == b"200"
-        await store.record([], 60, [("acc-1", "15550001111", 300)])
+        await store.record([], 60, [("t-1", "acc-1", "15550001111", 300)])
         assert await redis.get(window) == b"300"
     finally:
         await redis.aclose()

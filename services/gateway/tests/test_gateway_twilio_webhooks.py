@@ -10,7 +10,7 @@ from gateway_testkit import TWILIO_TOKEN, Gateway
 from twilio.request_validator import RequestValidator
 
 from flowchat_contracts import InboundMessage, StatusUpdate, topology
-from flowchat_gateway.store import customer_window_key
+from flowchat_contracts.shared_state import customer_window_key
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +105,8 @@ async def test_signed_inbound_message_is_published_and_answered_with_empty_twiml
     # The customer's window is keyed by the WhatsApp id, the form the sender reads.
     client = aioredis.Redis.from_url(gw.settings.redis_url)
     try:
-        assert await client.exists(customer_window_key(ACCOUNT_ID, "14155552671")) == 1
-        assert await client.exists(customer_window_key(ACCOUNT_ID, "+14155552671")) == 0
+        assert await client.exists(customer_window_key("tenant-t", ACCOUNT_ID, "14155552671")) == 1
+        assert await client.exists(customer_window_key("tenant-t", ACCOUNT_ID, "+14155552671")) == 0
     finally:
         await client.aclose()
 

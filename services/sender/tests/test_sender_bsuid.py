@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from sender_testkit import Number, World, own_redis_url, world
 
 from flowchat_contracts import OutboundCommand, TemplateContent, TextContent, optout_key
+from flowchat_contracts.shared_state import customer_window_key
 from flowchat_platform.testing import eventually, serve
 from flowchat_sender import fates
 from flowchat_sender.app import create_app
@@ -73,10 +74,10 @@ def test_twilio_cannot_address_a_bsuid() -> None:
 
 
 def test_window_opt_out_and_pair_keys_take_a_bsuid_as_it_is() -> None:
-    assert WindowCheck("acc-1", BSUID).key == f"flowchat:csw:acc-1:{BSUID}"
-    assert WindowCheck("acc-1", "+16505551234").key == "flowchat:csw:acc-1:16505551234"
+    assert WindowCheck("t1", "acc-1", BSUID).key == f"flowchat:csw:{{t1}}:acc-1:{BSUID}"
+    assert WindowCheck("t1", "acc-1", "+16505551234").key == "flowchat:csw:{t1}:acc-1:16505551234"
     assert OptOutCheck("t1", BSUID).member == BSUID
-    request = RateLimiter.__new__(RateLimiter)._keys("pn-1", BSUID)
+    request = RateLimiter.__new__(RateLimiter)._keys("t1", "pn-1", BSUID)
     assert f"pn-1:{BSUID}" in " ".join(request)
 
 
@@ -91,7 +92,7 @@ async def w(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
         own_redis_url(redis_url),
         number,
         token=TOKEN,
-        forget=[f"*{number.tenant_id}*", "flowchat:csw:acc-b:*"],
+        forget=[f"*{number.tenant_id}*", "flowchat:csw:*acc-b:*"],
         status_delay_s=0.05,
     ) as kit:
         yield kit
@@ -147,7 +148,9 @@ async def test_window_and_opt_out_hold_for_a_bsuid(w: World) -> None:
     await w.template("promo_plain", category="MARKETING")
     redis = aioredis.Redis.from_url(w.redis_url)
     # the gateway's record of the last inbound message, under the BSUID
-    await redis.set(f"flowchat:csw:{w.number.account_id}:{closed}", str(time.time() - 30 * 3600))
+    await redis.set(
+        customer_window_key(w.tenant, w.number.account_id, closed), str(time.time() - 30 * 3600)
+    )
     await redis.sadd(optout_key(w.tenant), opted)
     await redis.aclose()
     promo = TemplateContent(name="promo_plain", language="en_US")

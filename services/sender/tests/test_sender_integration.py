@@ -703,7 +703,7 @@ async def test_throughput_error_lowers_the_numbers_rate(parts: Parts) -> None:
     parts.graph.fail_code = 130429
     with pytest.raises(SendRetry):
         await parts.sender.send(command())
-    assert await parts.redis.get(f"flowchat:sender:rl:throttle:{PNID}") == b"0.5"
+    assert await parts.redis.get(f"flowchat:sender:rl:{{t1}}:throttle:{PNID}") == b"0.5"
 
 
 async def test_pair_rate_error_holds_only_that_recipient(parts: Parts) -> None:
@@ -751,7 +751,7 @@ async def test_limiter_never_exceeds_the_rate_across_replicas(redis_url: str) ->
 
     async def one(i: int) -> None:
         limiter = limiters[i % 2]
-        admission = await limiter.acquire("num-1", f"{i}", rate_mps=rate, max_wait_s=5.0)
+        admission = await limiter.acquire("t", "num-1", f"{i}", rate_mps=rate, max_wait_s=5.0)
         assert admission.admitted
         await asyncio.sleep(admission.wait_s)
         admitted.append(time.monotonic())
@@ -777,7 +777,7 @@ async def test_a_number_sends_a_burst_at_once_then_keeps_its_rate(redis_url: str
     try:
         limiter = RateLimiter(redis, pair_burst=1000, number_burst_s=0.1)
         waits = [
-            (await limiter.acquire("fast", f"r{i}", rate_mps=100, max_wait_s=1)).wait_s
+            (await limiter.acquire("t", "fast", f"r{i}", rate_mps=100, max_wait_s=1)).wait_s
             for i in range(40)
         ]
         assert waits[:11] == [0.0] * 11
@@ -786,8 +786,8 @@ async def test_a_number_sends_a_burst_at_once_then_keeps_its_rate(redis_url: str
         assert waits[-1] == pytest.approx(waits[11] + 0.28, abs=0.03)
 
         even = RateLimiter(redis, pair_burst=1000)  # no tolerance: every slot 10 ms apart
-        first = await even.acquire("even", "a", rate_mps=100, max_wait_s=1)
-        second = await even.acquire("even", "b", rate_mps=100, max_wait_s=1)
+        first = await even.acquire("t", "even", "a", rate_mps=100, max_wait_s=1)
+        second = await even.acquire("t", "even", "b", rate_mps=100, max_wait_s=1)
         assert first.wait_s == 0
         assert 0 < second.wait_s <= 0.01
     finally:
@@ -799,27 +799,27 @@ async def test_limiter_pair_rate_hold_and_throttle(redis_url: str) -> None:
     try:
         limiter = RateLimiter(redis, pair_interval_s=6.0, pair_burst=3)
         for _ in range(3):
-            assert (await limiter.acquire("n", "r1", rate_mps=1000, max_wait_s=1)).admitted
-        fourth = await limiter.acquire("n", "r1", rate_mps=1000, max_wait_s=1)
+            assert (await limiter.acquire("t", "n", "r1", rate_mps=1000, max_wait_s=1)).admitted
+        fourth = await limiter.acquire("t", "n", "r1", rate_mps=1000, max_wait_s=1)
         assert not fourth.admitted
         assert fourth.limit == "pair"
         assert fourth.wait_s == pytest.approx(6.0, abs=0.2)
-        assert (await limiter.acquire("n", "r2", rate_mps=1000, max_wait_s=1)).admitted
+        assert (await limiter.acquire("t", "n", "r2", rate_mps=1000, max_wait_s=1)).admitted
 
-        await limiter.hold("n", "r3", duration_s=4)
-        held = await limiter.acquire("n", "r3", rate_mps=1000, max_wait_s=1)
+        await limiter.hold("t", "n", "r3", duration_s=4)
+        held = await limiter.acquire("t", "n", "r3", rate_mps=1000, max_wait_s=1)
         assert not held.admitted
         assert held.limit == "hold"
         assert 3.5 < held.wait_s <= 4
 
         # throttled to half of 10/s: the next slot is 200 ms apart, not 100 ms
-        await limiter.throttle("m", factor=0.5, duration_s=10)
-        first = await limiter.acquire("m", "a", rate_mps=10, max_wait_s=1)
-        second = await limiter.acquire("m", "b", rate_mps=10, max_wait_s=1)
+        await limiter.throttle("t", "m", factor=0.5, duration_s=10)
+        first = await limiter.acquire("t", "m", "a", rate_mps=10, max_wait_s=1)
+        second = await limiter.acquire("t", "m", "b", rate_mps=10, max_wait_s=1)
         assert first.wait_s == 0
         assert second.wait_s == pytest.approx(0.2, abs=0.02)
         # a wait beyond max_wait reserves nothing and says when to come back
-        far = await limiter.acquire("m", "c", rate_mps=10, max_wait_s=0.1)
+        far = await limiter.acquire("t", "m", "c", rate_mps=10, max_wait_s=0.1)
         assert not far.admitted
         assert far.limit == "number"
     finally:

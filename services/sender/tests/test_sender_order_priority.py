@@ -87,7 +87,7 @@ async def world(amqp_url: str, redis_url: str) -> AsyncIterator[World]:
         number,
         token=TOKEN,
         stub=tenant_stub({number.account_id: number.account_json()}),
-        forget=["flowchat:sender:idem:t-o:*"],
+        forget=["flowchat:sender:idem:{t-o}:*"],
     ) as w:
         yield w
 

@@ -10,8 +10,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from flowchat_contracts import OutboundCommand, TextContent
+from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.redis import create_redis
 from flowchat_sender.batching import LuaScript, RedisBatcher
+from flowchat_sender.idempotency import IdempotencyStore
 
 pytestmark = pytest.mark.integration
 
@@ -95,3 +98,30 @@ async def test_redis_down_fails_every_caller_of_the_batch() -> None:
     finally:
         await client.aclose()
     assert all(isinstance(r, RedisError | OSError | TimeoutError) for r in replies), replies
+
+
+async def test_a_claim_no_replica_acknowledged_is_released_and_not_taken(
+    redis: aioredis.Redis,
+) -> None:
+    # the test Redis has no replica: with claim_replicas=1 no claim may count, and none
+    # may stay behind (a redelivery must be able to claim it once a replica is there)
+    command = OutboundCommand(
+        tenant_id="t-wait",
+        account_id="acc-wait",
+        idempotency_key="k-1",
+        message_id="m-1",
+        to="+16505550100",
+        content=TextContent(body="hi"),
+    )
+    durable = IdempotencyStore(redis, ttl_s=60, batcher=RedisBatcher(redis, replicas=1, wait_ms=20))
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        await durable.claim(command, "owner-1")
+    assert await redis.exists(durable.key("t-wait", "k-1")) == 0
+    # without the setting the same claim is taken at once
+    plain = IdempotencyStore(redis, ttl_s=60, batcher=RedisBatcher(redis))
+    assert await plain.claim(command, "owner-1") is None
+    assert await redis.exists(plain.key("t-wait", "k-1")) == 1
+    # a claim that finds a record needs no replica: it sends nothing
+    record = await durable.claim(command, "owner-2")
+    assert record is not None
+    assert record.owner == "owner-1"

@@ -36,6 +36,7 @@ from flowchat_contracts import (
     send_results_in,
     topology,
 )
+from flowchat_contracts.shared_state import customer_window_key
 from flowchat_platform.amqp import HEADER_REASON, Amqp
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender.app import create_app
@@ -83,9 +84,9 @@ async def sandbox_world(amqp_url: str, redis_url: str, throughput: int) -> Async
         number(throughput),
         token=TOKEN,
         forget=[
-            "flowchat:sender:idem:t-s:*",
+            "flowchat:sender:idem:{t-s}:*",
             "flowchat:sender:templates:t-s:*",
-            "flowchat:csw:acc-s:*",
+            "flowchat:csw:{t-s}:acc-s:*",
         ],
     ) as w:
         await w.template(
@@ -396,7 +397,9 @@ async def test_free_form_outside_the_window_fails_without_a_provider_call(
     w = fast_world
     redis = aioredis.Redis.from_url(w.redis_url)
     stale, fresh = "+16507770001", "+16507770002"
-    await redis.set(f"flowchat:csw:acc-s:{stale.lstrip('+')}", int(time.time()) - 25 * 3600)
+    await redis.set(
+        customer_window_key("t-s", "acc-s", stale.lstrip("+")), int(time.time()) - 25 * 3600
+    )
     await redis.aclose()
     text = TextContent(body="where is my order?")
     run = uuid.uuid4().hex[:6]

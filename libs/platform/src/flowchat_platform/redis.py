@@ -8,14 +8,24 @@ Commands are written with hiredis' C packer: redis-py's asyncio connection packs
 Python (~50 µs for a 20-argument ``EVALSHA`` on the benchmark machine, 6.5 µs in C),
 which was a tenth of the sender's time per message. Replies already go through
 hiredis' parser (redis-py picks it up when installed).
+
+Redis Cluster: a ``redis+cluster://host:port`` (or ``rediss+cluster://``) URL — any node
+of the cluster, as ``REDIS_URL`` of every service — gives a
+:class:`redis.asyncio.cluster.RedisCluster` instead (it discovers the other nodes and
+follows ``MOVED``/``ASK``). It answers the same commands, so callers keep the
+``aioredis.Redis`` type; what they must do for it is theirs: every script and
+multi-key command within one hash slot (the tenant's hash tag,
+:func:`flowchat_contracts.shared_state.tenant_tag`). Its pool per node does not block
+when full, and it packs commands in Python (no C-packing connection class).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -54,7 +64,33 @@ _PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {
 }
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain URL of a ``redis+cluster://`` one (None: not a cluster URL)."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}{sep}{rest}" if plain and sep else None
+
+
+def is_cluster(redis: Any) -> bool:
+    """True when ``redis`` is a Redis Cluster client (``redis+cluster://``)."""
+    return isinstance(redis, RedisCluster)
+
+
 def create_redis(url: str, *, timeout_s: float = 1.0, max_connections: int = 64) -> aioredis.Redis:
+    plain = cluster_url(url)
+    if plain is not None:
+        cluster = RedisCluster.from_url(
+            plain,
+            max_connections=max_connections,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
+        )
+        # the same commands as a Redis client (scripts and multi-key commands: one slot)
+        return cast(aioredis.Redis, cluster)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -112,10 +112,11 @@ class DedupeStore(Protocol):
         """The subset of ``keys`` already marked."""
 
     async def record(
-        self, marks: Iterable[str], ttl_s: int, windows: Iterable[tuple[str, str, int]] = ()
+        self, marks: Iterable[str], ttl_s: int, windows: Iterable[tuple[str, str, str, int]] = ()
     ) -> None:
         """Mark ``marks`` for ``ttl_s`` and move the customers' windows
-        (``(account_id, customer_wa_id, unix_seconds)``) forward, in one round trip."""
+        (``(tenant_id, account_id, customer_wa_id, unix_seconds)``) forward, in one round
+        trip."""
 
 
 class SendStore(Protocol):

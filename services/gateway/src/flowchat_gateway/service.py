@@ -482,11 +482,11 @@ class WebhookService:
 NO_WINDOW_TYPES = frozenset({"system", "unsupported", "edit", "revoke"})
 
 
-def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
-    """``(account_id, customer id, unix_seconds)`` of the inbound messages that open or
+def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, str, int]]:
+    """``(tenant_id, account_id, customer id, unix_seconds)`` of the inbound messages that open or
     extend the 24 h customer-service window, once per id of the customer (the phone
     number and the BSUID): the window is the person's, whichever id a send uses."""
-    out: list[tuple[str, str, int]] = []
+    out: list[tuple[str, str, str, int]] = []
     for e in events:
         if not isinstance(e, InboundMessage | InboundMessageV2) or e.type in NO_WINDOW_TYPES:
             continue
@@ -494,7 +494,7 @@ def _customer_windows(events: Iterable[Event]) -> list[tuple[str, str, int]]:
         if e.customer_wa_id:
             ids.add(e.customer_wa_id.lstrip("+"))
         at = int(e.timestamp.timestamp())
-        out.extend((e.account_id, customer, at) for customer in sorted(ids))
+        out.extend((e.tenant_id, e.account_id, customer, at) for customer in sorted(ids))
     return out
 
 

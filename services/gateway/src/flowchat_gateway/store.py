@@ -10,10 +10,12 @@ Keys::
     flowchat:gateway:dedupe:<account_id>:<event_id>      "1", TTL dedupe window (≥ 7 days)
     flowchat:gateway:idem:<tenant_id>:<sha256(key)>      JSON record, TTL 24 h
     flowchat:gateway:rate:<key_id>:<minute>              request count, TTL 2 min
-    flowchat:csw:<account_id>:<customer_wa_id>           Unix seconds of the customer's
+    flowchat:csw:{<tenant_id>}:<account_id>:<customer_wa_id>
+                                                         Unix seconds of the customer's
                                                          last inbound message (never moves
-                                                         back), TTL 72 h; read by conversation
-                                                         and sender for the 24 h window;
+                                                         back), TTL 72 h; read by the sender
+                                                         for the 24 h window
+                                                         (``flowchat_contracts.shared_state``);
                                                          ``customer_wa_id`` in digits, no '+'
 """
 
@@ -28,13 +30,14 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from flowchat_contracts.shared_state import customer_window_key
 from flowchat_gateway.ports import IdempotencyRecord
 from flowchat_platform.errors import StoreUnavailable
+from flowchat_platform.redis import is_cluster
 
 T = TypeVar("T")
 
 PREFIX = "flowchat:gateway:"
-CUSTOMER_WINDOW_PREFIX = "flowchat:csw:"
 CUSTOMER_WINDOW_TTL_S = 72 * 3600
 
 # Set the customer's last-inbound time unless a later one is already recorded.
@@ -47,10 +50,6 @@ else
 end
 return 1
 """
-
-
-def customer_window_key(account_id: str, customer_wa_id: str) -> str:
-    return f"{CUSTOMER_WINDOW_PREFIX}{account_id}:{customer_wa_id}"
 
 
 class GatewayStore:
@@ -82,27 +81,42 @@ class GatewayStore:
         """The subset of ``keys`` already marked."""
         if not keys:
             return set()
-        values = await self._call(lambda: self._redis.mget(keys))
+        # Redis Cluster: the marks of one webhook may sit in several slots (one MGET each)
+        mget = getattr(self._redis, "mget_nonatomic", self._redis.mget)
+        values = await self._call(lambda: mget(keys))
         return {key for key, value in zip(keys, values, strict=True) if value is not None}
 
     async def record(
         self,
         marks: Iterable[str],
         ttl_s: int,
-        windows: Iterable[tuple[str, str, int]] = (),
+        windows: Iterable[tuple[str, str, str, int]] = (),
     ) -> None:
         """What a webhook leaves once the broker confirmed it, in one round trip: dedupe
         ``marks`` (for ``ttl_s``) and the customers' last inbound times
-        (``(account_id, customer_wa_id, unix_seconds)``)."""
+        (``(tenant_id, account_id, customer_wa_id, unix_seconds)``)."""
         keys = list(marks)
         latest: dict[str, int] = {}
-        for account_id, wa_id, ts in windows:
-            key = customer_window_key(account_id, wa_id)
+        for tenant_id, account_id, wa_id, ts in windows:
+            key = customer_window_key(tenant_id, account_id, wa_id)
             latest[key] = max(ts, latest.get(key, 0))
         if not keys and not latest:
             return
 
         async def op() -> Any:
+            if is_cluster(self._redis):
+                # a cluster pipeline takes no scripts: the marks in one (split per node),
+                # each window's script on its own slot's node, all at once
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.set(key, b"1", ex=ttl_s)
+                    return await asyncio.gather(
+                        pipe.execute(),
+                        *(
+                            self._redis.evalsha(self._touch.sha, 1, key, ts, CUSTOMER_WINDOW_TTL_S)
+                            for key, ts in latest.items()
+                        ),
+                    )
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.set(key, b"1", ex=ttl_s)

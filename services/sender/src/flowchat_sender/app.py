@@ -68,7 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session = provider_session(settings.max_active + 16, keepalive_s=settings.http_keepalive_s)
         redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
-        batcher = RedisBatcher(redis)
+        batcher = RedisBatcher(
+            redis, replicas=settings.claim_replicas, wait_ms=settings.claim_wait_ms
+        )
         idempotency = IdempotencyStore(redis, ttl_s=settings.idempotency_ttl_s, batcher=batcher)
         amqp = Amqp(
             settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s

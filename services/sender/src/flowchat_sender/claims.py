@@ -12,10 +12,8 @@ from dataclasses import dataclass
 import orjson
 
 from flowchat_contracts import OutboundCommand, SendResult, optout_key
+from flowchat_contracts.shared_state import customer_window_key
 from flowchat_sender.limits import Admission
-
-#: The gateway's record of a customer's last inbound message (unix seconds, TTL 72 h).
-WINDOW_PREFIX = "flowchat:csw:"
 
 
 @dataclass(frozen=True)
@@ -23,6 +21,7 @@ class WindowCheck:
     """Check the 24 h customer-service window in the claim: ``strict`` also refuses
     when no inbound message is recorded; ``known`` only when the record is too old."""
 
+    tenant_id: str
     account_id: str
     customer_wa_id: str
     strict: bool = False
@@ -30,7 +29,8 @@ class WindowCheck:
 
     @property
     def key(self) -> str:
-        return f"{WINDOW_PREFIX}{self.account_id}:{self.customer_wa_id.lstrip('+')}"
+        """The gateway's record of the customer's last inbound message (unix seconds)."""
+        return customer_window_key(self.tenant_id, self.account_id, self.customer_wa_id.lstrip("+"))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,12 @@ One key per (tenant, idempotency key) holds JSON ``{fp, owner, at, result}``:
 
 A claim that stays without result means a process died (or the network broke) while
 the provider had the request: the outcome is unknown and the message is not resent.
+
+Failover (Redis replicates asynchronously: a promoted replica may miss the last
+claims): with ``replicas`` > 0 on the batcher, a claim counts only once that many
+replicas acknowledged it (``WAIT``); one they did not is released and the send
+retried later (:class:`~flowchat_platform.errors.StoreUnavailable`), so no claim the
+provider was called for can vanish in a failover.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from flowchat_contracts import OutboundCommand, SendResult
+from flowchat_contracts.shared_state import tenant_tag
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_sender.batching import LuaScript, RedisBatcher
 from flowchat_sender.claims import (
@@ -105,7 +112,8 @@ class IdempotencyStore:
 
     @staticmethod
     def key(tenant_id: str, idempotency_key: str) -> str:
-        return f"{PREFIX}{tenant_id}:{idempotency_key}"
+        # the tenant's hash tag: one slot with the window, opt-out and limiter keys
+        return f"{PREFIX}{tenant_tag(tenant_id)}:{idempotency_key}"
 
     async def claim(
         self, command: OutboundCommand, owner: str, *, fp: str | None = None
@@ -142,10 +150,19 @@ class IdempotencyStore:
             keys += limit.keys
             args += limit.args
         try:
-            reply = await self._batch.script(_CLAIM, keys, args)
+            done = await self._batch.durable_script(_CLAIM, keys, args)
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"idempotency store: {exc!r}", store="idempotency") from exc
+        reply = done.reply
         verdict = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        if verdict == "ok" and done.replicas < self._batch.replicas:
+            # not on enough replicas: a failover now could forget it and a redelivery
+            # send again; give it back and send later (the slot reserved stays spent)
+            await self.release(command, owner)
+            raise StoreUnavailable(
+                f"idempotency claim on {done.replicas} of {self._batch.replicas} replicas",
+                store="idempotency",
+            )
         if verdict == "dup":
             old = reply[1]
             return Claim(Record.decode(old if isinstance(old, bytes) else str(old).encode()))

@@ -74,12 +74,16 @@ class RateLimitPort(Protocol):
     throttles (130429) and recipient holds (131056)."""
 
     def request(
-        self, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
+        self, tenant_id: str, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
     ) -> LimitRequest: ...
 
-    async def throttle(self, number: str, *, factor: float, duration_s: float) -> None: ...
+    async def throttle(
+        self, tenant_id: str, number: str, *, factor: float, duration_s: float
+    ) -> None: ...
 
-    async def hold(self, number: str, recipient: str, *, duration_s: float) -> None: ...
+    async def hold(
+        self, tenant_id: str, number: str, recipient: str, *, duration_s: float
+    ) -> None: ...
 
 
 class TicketPort(Protocol):

@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from flowchat_contracts.shared_state import tenant_tag
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_sender.batching import LuaScript, RedisBatcher
 from flowchat_sender.limits import Admission, LimitRequest
@@ -91,21 +92,24 @@ class RateLimiter:
         self.pair_burst = max(1, pair_burst)
 
     @staticmethod
-    def _keys(number: str, recipient: str) -> list[str]:
+    def _keys(tenant_id: str, number: str, recipient: str) -> list[str]:
+        # the tenant's hash tag (a number belongs to one tenant): one Redis Cluster slot
+        # with the tenant's idempotency, window and opt-out keys, checked in one script
+        tag = tenant_tag(tenant_id)
         return [
-            f"{PREFIX}n:{number}",
-            f"{PREFIX}p:{number}:{recipient}",
-            f"{PREFIX}throttle:{number}",
-            f"{PREFIX}hold:{number}:{recipient}",
+            f"{PREFIX}{tag}:n:{number}",
+            f"{PREFIX}{tag}:p:{number}:{recipient}",
+            f"{PREFIX}{tag}:throttle:{number}",
+            f"{PREFIX}{tag}:hold:{number}:{recipient}",
         ]
 
     def request(
-        self, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
+        self, tenant_id: str, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
     ) -> LimitRequest:
         n_interval = 1000.0 / max(rate_mps, 0.001)
         p_interval = self.pair_interval_s * 1000.0
         return LimitRequest(
-            self._keys(number, recipient.lstrip("+")),
+            self._keys(tenant_id, number, recipient.lstrip("+")),
             [
                 n_interval,
                 self.number_burst_ms,
@@ -116,27 +120,28 @@ class RateLimiter:
         )
 
     async def acquire(
-        self, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
+        self, tenant_id: str, number: str, recipient: str, *, rate_mps: float, max_wait_s: float
     ) -> Admission:
-        req = self.request(number, recipient, rate_mps=rate_mps, max_wait_s=max_wait_s)
+        req = self.request(tenant_id, number, recipient, rate_mps=rate_mps, max_wait_s=max_wait_s)
         try:
             reply = await self._batch.script(_SCRIPT, req.keys, list(req.args))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"rate limiter: {exc!r}", store="ratelimit") from exc
         return admission_of(reply)
 
-    async def throttle(self, number: str, *, factor: float, duration_s: float) -> None:
+    async def throttle(
+        self, tenant_id: str, number: str, *, factor: float, duration_s: float
+    ) -> None:
         """After 130429: run ``number`` at ``factor`` times its rate for ``duration_s``."""
+        key = self._keys(tenant_id, number, "")[2]
         try:
-            await self._redis.set(
-                f"{PREFIX}throttle:{number}", str(factor), px=int(duration_s * 1000)
-            )
+            await self._redis.set(key, str(factor), px=int(duration_s * 1000))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"rate limiter: {exc!r}", store="ratelimit") from exc
 
-    async def hold(self, number: str, recipient: str, *, duration_s: float) -> None:
+    async def hold(self, tenant_id: str, number: str, recipient: str, *, duration_s: float) -> None:
         """After 131056: send nothing to ``recipient`` from ``number`` for ``duration_s``."""
-        key = f"{PREFIX}hold:{number}:{recipient.lstrip('+')}"
+        key = self._keys(tenant_id, number, recipient.lstrip("+"))[3]
         try:
             await self._redis.set(key, "1", px=max(1, int(duration_s * 1000)))
         except (RedisError, OSError, TimeoutError) as exc:

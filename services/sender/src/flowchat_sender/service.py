@@ -246,6 +246,7 @@ class Sender:
         if mode == "off" or command.content.type == "template":
             return None
         return WindowCheck(
+            command.tenant_id,
             account.account_id,
             command.to,
             strict=mode == "strict",
@@ -394,6 +395,7 @@ class Sender:
         else:
             max_wait = self.config.max_inline_wait_s
         limit = self._limiter.request(
+            command.tenant_id,
             number,
             command.to,
             rate_mps=account.throughput_mps or self.config.default_throughput_mps,
@@ -507,13 +509,16 @@ class Sender:
         if rule.fate is Fate.RETRY_RECIPIENT:
             ticket.success()
             delay = fates.pair_hold_s(attempt - 1)
-            await self._quietly(self._limiter.hold(number, command.to, duration_s=delay))
+            await self._quietly(
+                self._limiter.hold(command.tenant_id, number, command.to, duration_s=delay)
+            )
         else:
             ticket.failure()
             delay = fates.backoff_s(attempt)
             if error.code == fates.META_THROUGHPUT and reply.provider == "meta":
                 await self._quietly(
                     self._limiter.throttle(
+                        command.tenant_id,
                         number,
                         factor=self.config.throttle_factor,
                         duration_s=self.config.throttle_s,

@@ -66,6 +66,14 @@ class Settings(ServiceSettings):
     max_attempts: int = 5
     #: How long an idempotency key remembers its send (and blocks a second one).
     idempotency_ttl_s: int = 7 * 24 * 3600
+    #: Redis failover safety (``FLOWCHAT_SENDER_CLAIM_REPLICAS``): a claim is sent to the
+    #: provider only once this many replicas hold it (``WAIT`` after the claim, up to
+    #: ``claim_wait_ms``); else it is released and retried later. 0: off (a promoted
+    #: replica may lack the last claims, and a redelivery could send again).
+    #: docs/architecture.md, "Redis failover".
+    claim_replicas: int = Field(default=0, ge=0)
+    #: How long a claim waits for ``claim_replicas`` (below the Redis socket timeout).
+    claim_wait_ms: int = Field(default=100, ge=1, le=900)
     #: A claim younger than this may still be in flight on another replica.
     claim_grace_s: float = 30.0
     #: How long credentials stay cached (the tenant service's max-age wins when sent).
@@ -93,7 +101,7 @@ class Settings(ServiceSettings):
     throttle_s: float = 60.0
 
     #: The 24 h customer-service window, checked before the provider call from the
-    #: gateway's ``flowchat:csw:<account>:<wa_id>`` record: ``known`` fails a free-form
+    #: gateway's ``flowchat:csw:{<tenant>}:<account>:<wa_id>`` record: ``known`` fails a free-form
     #: message when the record shows the window closed, ``strict`` also when there is
     #: no record (only where the gateway shares this Redis), ``off`` leaves it to Meta.
     window_guard: Literal["off", "known", "strict"] = "known"

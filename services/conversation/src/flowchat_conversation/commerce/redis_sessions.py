@@ -1,6 +1,6 @@
 """Conversation sessions in Redis: versioned, expiring, written with check-and-set.
 
-Key ``conversation:session:<tenant>:<account>:<customer>`` is a hash ``{v, s}``:
+Key ``conversation:session:{<tenant>}:<account>:<customer>`` is a hash ``{v, s}``:
 ``v`` the version (absent key = version 0), ``s`` the session JSON. A save names the
 version it read; the Lua script writes only if that is still the stored version, bumps
 it and resets the TTL, so two writers can never silently overwrite each other. The
@@ -18,6 +18,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 
+from flowchat_contracts.shared_state import tenant_tag
 from flowchat_conversation.commerce.bot import CartLine, Session
 from flowchat_conversation.commerce.domain import ConversationKey
 from flowchat_conversation.commerce.ports import StoredSession
@@ -47,7 +48,8 @@ _CART = TypeAdapter(list[CartLine])
 
 
 def _keys(key: ConversationKey) -> tuple[str, str]:
-    suffix = f"{key.tenant_id}:{key.account_id}:{key.customer_wa_id}"
+    # the tenant's hash tag: the check-and-set script writes both keys (one Cluster slot)
+    suffix = f"{tenant_tag(key.tenant_id)}:{key.account_id}:{key.customer_wa_id}"
     return f"conversation:session:{suffix}", f"conversation:cart:{suffix}"
 
 

@@ -34,6 +34,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from flowchat_contracts import optout_key
+from flowchat_contracts.shared_state import optout_tenant
 from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
@@ -101,12 +102,13 @@ class RedisOptOuts:
             tenants.update(by_tenant)
             after = (rows[-1][0], rows[-1][1])
         removed = 0
-        prefix = optout_key("")
         async for raw_key in self._redis.scan_iter(match=optout_key("*"), count=CHUNK):
             key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-            tenant_id = key.removeprefix(prefix)
-            tenants.add(tenant_id)
-            removed += await self._prune(source, tenant_id, page)
+            owner = optout_tenant(key)
+            if owner is None:
+                continue
+            tenants.add(owner)
+            removed += await self._prune(source, owner, page)
         return RebuildReport(tenants=len(tenants), added=added, removed=removed)
 
     async def _prune(self, source: OptOutSource, tenant_id: str, page: int) -> int:
