@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 KEY_READ = "fc_tenant_a_window_0123456789abcd"
 KEY_ADMIN = "fc_tenant_a_wadmin_0123456789abcd"
 KEY_B = "fc_tenant_b_window_0123456789abcd"
+TENANT = "tenant-a"
 ACCOUNT = "acc-meta-1"  # tenant-a's number in the kit's tenant stub
 
 
@@ -40,8 +41,8 @@ async def test_the_window_is_read_from_the_record_the_sender_checks(gateway: Gat
     redis = aioredis.from_url(gateway.settings.redis_url)
     now = int(time.time())
     try:
-        await redis.set(customer_window_key(ACCOUNT, str(wrote)), now - 3600, ex=600)
-        await redis.set(customer_window_key(ACCOUNT, str(old)), now - 25 * 3600, ex=600)
+        await redis.set(customer_window_key(TENANT, ACCOUNT, str(wrote)), now - 3600, ex=600)
+        await redis.set(customer_window_key(TENANT, ACCOUNT, str(old)), now - 25 * 3600, ex=600)
 
         r = await window(gateway, f"+{wrote}", KEY_READ)
         assert r.status_code == 200, r.text
@@ -63,7 +64,8 @@ async def test_the_window_is_read_from_the_record_the_sender_checks(gateway: Gat
         )
     finally:
         await redis.delete(
-            customer_window_key(ACCOUNT, str(wrote)), customer_window_key(ACCOUNT, str(old))
+            customer_window_key(TENANT, ACCOUNT, str(wrote)),
+            customer_window_key(TENANT, ACCOUNT, str(old)),
         )
         await redis.aclose()
 

@@ -201,4 +201,6 @@ class MediaRefused(Exception):
 class WindowStore(Protocol):
     """The customer-service windows the gateway records; ``StoreUnavailable`` on failure."""
 
-    async def customer_window(self, account_id: str, customer_id: str) -> int | None: ...
+    async def customer_window(
+        self, tenant_id: str, account_id: str, customer_id: str
+    ) -> int | None: ...

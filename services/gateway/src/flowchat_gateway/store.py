@@ -185,9 +185,11 @@ class GatewayStore:
             return max(1.0, (minute + 1) * 60 - now)
         return None
 
-    async def customer_window(self, account_id: str, customer_id: str) -> int | None:
+    async def customer_window(
+        self, tenant_id: str, account_id: str, customer_id: str
+    ) -> int | None:
         """Unix seconds of the customer's last inbound message to ``account_id`` (None:
         none recorded in the last 72 h), the record the sender's window check reads."""
-        key = customer_window_key(account_id, customer_id.lstrip("+"))
+        key = customer_window_key(tenant_id, account_id, customer_id.lstrip("+"))
         raw = await self._call(lambda: self._redis.get(key))
         return int(raw) if raw is not None else None

@@ -58,7 +58,7 @@ class WindowService:
         if account is None or account.tenant_id != caller.tenant_id:
             raise SendRejected("account_not_found", "no such account", field="account_id")
         try:
-            last = await self.store.customer_window(account_id, customer_id)
+            last = await self.store.customer_window(account.tenant_id, account_id, customer_id)
         except StoreUnavailable as exc:
             raise Unavailable(str(exc), dependency="redis") from exc
         now = time.time() if now is None else now
