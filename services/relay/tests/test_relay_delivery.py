@@ -55,6 +55,31 @@ async def test_message_received_delivered_with_the_customer_and_sequence(harness
     assert by_text == {"one": 1, "two": 2, "other customer": 1}
 
 
+async def test_a_customers_messages_and_statuses_share_one_sequence(harness: Harness):
+    """The customer writes (identified by phone and BSUID), the reply's status follows:
+    one conversation, one sequence (1, 2, 3), whichever kind of event."""
+    receiver = Receiver()
+    wa_id = "15551230077"
+    async with receiver.running():
+        endpoint = await harness.create_endpoint(
+            receiver.url, ["message.received", "message.status"]
+        )
+        await harness.publish_inbound(text="hello", wa_id=wa_id)
+        await wait_for(lambda: len(receiver.accepted) == 1)
+        await harness.publish_status(status="sent", recipient=wa_id)
+        await wait_for(lambda: len(receiver.accepted) == 2)
+        await harness.publish_inbound(text="again", wa_id=wa_id)
+        await wait_for(lambda: len(receiver.accepted) == 3)
+
+    webhook = Webhook(endpoint["secret"])
+    events = [webhook.verify(r.body, r.headers) for r in receiver.accepted]
+    assert [(e["type"], e["sequence"]) for e in events] == [
+        ("message.received", 1),
+        ("message.status", 2),
+        ("message.received", 3),
+    ]
+
+
 async def test_meta_format_verified_with_pywa(harness: Harness):
     receiver = Receiver()
     async with receiver.running():

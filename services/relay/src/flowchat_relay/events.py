@@ -92,6 +92,14 @@ class StatusChanged(BaseModel):
     timestamp: datetime
 
 
+def conversation_of(customer: CustomerIdentity) -> str:
+    """The conversation a customer's events count their ``sequence`` in: the phone number
+    (digits) when known, else the BSUID. Statuses name their recipient, which is the phone
+    number whenever FlowChat knows it, so a customer's received messages, statuses,
+    hand-offs and orders share one sequence."""
+    return (customer.wa_id or "").lstrip("+") or customer.key
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """One event to store: the FlowChat event (``sequence`` set by the store) and the
@@ -133,7 +141,7 @@ def status_event(source: StatusChanged) -> Outgoing:
             error=error,
         ),
     )
-    return Outgoing(event, source.recipient)
+    return Outgoing(event, source.recipient.lstrip("+") if source.recipient else None)
 
 
 _RECEIVED_FIELDS = set(ReceivedMessage.model_fields) - {"customer"}
@@ -153,7 +161,7 @@ def received_event(source: InboundMessage | InboundMessageV2) -> Outgoing:
         timestamp=source.timestamp,
         data=data,
     )
-    return Outgoing(event, customer.key if customer else None)
+    return Outgoing(event, conversation_of(customer) if customer else None)
 
 
 def handoff_requested_event(source: HandoffRequested) -> Outgoing:
@@ -169,7 +177,7 @@ def handoff_requested_event(source: HandoffRequested) -> Outgoing:
             requested_at=source.requested_at,
         ),
     )
-    return Outgoing(event, source.customer.key)
+    return Outgoing(event, conversation_of(source.customer))
 
 
 def handoff_resolved_event(source: HandoffResolved) -> Outgoing:
@@ -185,7 +193,7 @@ def handoff_resolved_event(source: HandoffResolved) -> Outgoing:
             resolved_at=source.resolved_at,
         ),
     )
-    return Outgoing(event, source.customer.key)
+    return Outgoing(event, conversation_of(source.customer))
 
 
 _ORDER_MODELS: dict[str, type[OrderCreated | OrderStatusChanged | OrderPaid]] = {
@@ -210,7 +218,7 @@ def order_event(source: OrderChanged) -> Outgoing:
         data=source.order,
     )
     customer = source.order.customer
-    return Outgoing(event, customer.key if customer else None)
+    return Outgoing(event, conversation_of(customer) if customer else None)
 
 
 def campaign_event(source: CampaignChanged) -> Outgoing:
