@@ -42,7 +42,7 @@ from flowchat_relay.ports import DeliveryStore
 from flowchat_relay.repository import Repository
 from flowchat_relay.routes import router
 from flowchat_relay.safety import Resolve
-from flowchat_relay.service import EndpointService, Intake
+from flowchat_relay.service import EndpointService, Intake, SaveBatcher
 from flowchat_relay.settings import Settings
 
 log = get_logger(__name__)
@@ -64,18 +64,31 @@ def to_api_error(_: Request, exc: RelayError) -> ApiError:
     return ApiError(400, "bad_request", str(exc))
 
 
-def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> FastAPI:
-    """The relay; ``resolve`` (host, port → addresses) is the DNS seam tests replace."""
-    readiness = Readiness()
-    runtime = Runtime(service_token=settings.service_token.get_secret_value())
-    amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
-    poster = HttpPoster(
+async def open_repository(pool: asyncpg.Pool, settings: Settings) -> Repository:
+    """The store, with any secret still stored in the clear (before migration 0002)
+    encrypted."""
+    repository = Repository(pool, settings.secret_box())
+    if encrypted := await repository.encrypt_clear_secrets():
+        log.info("endpoint secrets encrypted", count=encrypted)
+    return repository
+
+
+def make_poster(settings: Settings, resolve: Resolve) -> HttpPoster:
+    return HttpPoster(
         resolve=resolve,
         allow_private=settings.allow_private_targets,
         connect_timeout_s=settings.connect_timeout_s,
         total_timeout_s=settings.total_timeout_s,
         response_limit=settings.response_limit,
     )
+
+
+def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> FastAPI:
+    """The relay; ``resolve`` (host, port → addresses) is the DNS seam tests replace."""
+    readiness = Readiness()
+    runtime = Runtime(service_token=settings.service_token.get_secret_value())
+    amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
+    poster = make_poster(settings, resolve)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
 
@@ -85,7 +98,7 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
             settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
         )
         pools.append(pool)
-        repository = Repository(pool)
+        repository = await open_repository(pool, settings)
         dispatcher = Dispatcher(
             repository,
             poster,
@@ -95,9 +108,13 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
             max_backoff_s=settings.max_backoff_s,
             disable_after_s=settings.disable_after_s,
             lease_s=settings.total_timeout_s + LEASE_MARGIN_S,
+            batch=settings.lease_batch,
             poll_interval_s=settings.poll_interval_s,
         )
-        intake = Intake(repository, repository, tenants, on_stored=dispatcher.wake)
+        saves = SaveBatcher(repository, max_batch=settings.prefetch)
+        intake = Intake(
+            repository, repository, tenants, on_stored=dispatcher.wake, save=saves.submit
+        )
         runtime.endpoints = EndpointService(
             repository,
             resolve,
@@ -108,22 +125,16 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
         runtime.deliveries = repository
         runtime.dispatcher = dispatcher
         await amqp.connect()
-        await declare_own_queues(settings.amqp_url, topology.RELAY_QUEUES, topology.RELAY_BINDINGS)
+        await declare_own_queues(
+            settings.amqp_url,
+            topology.RELAY_QUEUES,
+            topology.RELAY_BINDINGS,
+            topology.RELAY_RETIRED_BINDINGS,
+        )
+        bg.start("saves", saves.run())
         bg.start("dispatcher", dispatcher.run())
         bg.start("gauges", gauge_loop(repository, settings))
-        consumer = RelayConsumer(intake)
-        await amqp.consume(
-            topology.QUEUE_RELAY_EVENTS,
-            consumer.on_event,
-            decoder=ANY_EVENT,
-            prefetch=settings.prefetch,
-        )
-        await amqp.consume(
-            topology.QUEUE_RELAY_INBOUND,
-            consumer.on_inbound,
-            decoder=INBOUND,
-            prefetch=settings.prefetch,
-        )
+        await consume(amqp, RelayConsumer(intake), settings.prefetch)
         state["consuming"] = True
         log.info("relay started")
 
@@ -155,6 +166,15 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
     handle_errors(app, RelayError, to_api_error)
     app.include_router(router)
     return app
+
+
+async def consume(amqp: Amqp, consumer: RelayConsumer, prefetch: int) -> None:
+    await amqp.consume(
+        topology.QUEUE_RELAY_EVENTS, consumer.on_event, decoder=ANY_EVENT, prefetch=prefetch
+    )
+    await amqp.consume(
+        topology.QUEUE_RELAY_INBOUND, consumer.on_inbound, decoder=INBOUND, prefetch=prefetch
+    )
 
 
 async def gauge_loop(store: DeliveryStore, settings: Settings) -> None:

@@ -1,11 +1,11 @@
 """The AMQP edge: ``relay.events`` and ``relay.inbound`` → :class:`Intake`.
 
-``relay.events`` carries everything on ``flowchat.events``; only the state-manager's
-``message_status_changed`` becomes an event today (``message.status``), the rest is
-acked and dropped. ``relay.inbound`` carries every inbound message (v1 or v2:
-``message.received``). Each handler returns after the event and its deliveries are
-committed, so the ack follows the durable write. A status change that does not
-validate is parked with the reason; the consumer carries on.
+``relay.events`` carries the ``flowchat.events`` keys of ``topology.RELAY_EVENT_KEYS``
+(statuses, hand-offs); the state-manager's ``message_status_changed`` becomes an event
+(``message.status``), the rest is acked and dropped. ``relay.inbound`` carries every
+inbound message (v1 or v2: ``message.received``). Each handler returns after the event
+and its deliveries are committed, so the ack follows the durable write. A status change
+that does not validate is parked with the reason; the consumer carries on.
 """
 
 from __future__ import annotations
