@@ -2,7 +2,7 @@
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
 Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
-growth; ``memory`` is gathered from the peaks the others sampled. ``--quick`` runs
+relay, growth; ``memory`` is gathered from the peaks the others sampled. ``--quick`` runs
 small sizes and one round each (a CI smoke) into ``bench/results/quick/``.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import gateway, report, roundtrip, sender, state
+from bench import gateway, relay, report, roundtrip, sender, state
 from bench.common import RESULTS, ROOT, load, machine, say
 from flowchat_platform.logs import configure_logging
 
@@ -28,6 +28,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "gateway": gateway.ingest,
     "roundtrip": roundtrip.roundtrip,
     "state_manager": state.ingest,
+    "relay": relay.throughput,
     "growth": sender.growth,
 }
 MEMORY_LIMIT_MB = 150
@@ -48,6 +49,7 @@ def memory(results: dict[str, Any]) -> dict[str, Any] | None:
     take("sender", (results.get("throughput") or {}).get("sender_rss_peak_mb"), "throughput")
     take("gateway", (results.get("gateway") or {}).get("gateway_rss_peak_mb"), "gateway")
     take("state-manager", (results.get("state_manager") or {}).get("rss_peak_mb"), "state")
+    take("relay", (results.get("relay") or {}).get("relay_rss_peak_mb"), "relay")
     for d in (results.get("growth") or {}).get("by_depth", []):
         take("sender", d.get("sender_rss_peak_mb"), f"growth {d['queued']:,} queued")
     if not peaks:

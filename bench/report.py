@@ -112,6 +112,31 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—",
             ]
         )
+    rl = results.get("relay")
+    if rl:
+        rows.append(
+            [
+                f"relay, 1 process → {rl['endpoints']} local receivers",
+                _fmt(rl["deliveries_per_s"], " deliveries/s")
+                + f" (end to end from the broker: {_fmt(rl['end_to_end']['per_s'], '/s')})",
+                "—",
+                "—",
+                f"≥ {rl['target_per_s']:,} deliveries/s",
+                _met(rl["deliveries_per_s"] >= rl["target_per_s"]),
+            ]
+        )
+        alone = rl["healthy_alone"]["latency_ms"] or {}
+        beside = rl["healthy_beside_bad"]["latency_ms"] or {}
+        rows.append(
+            [
+                "relay isolation: healthy endpoints beside a black-holed and a 500 one",
+                f"p95 {_fmt(beside.get('p95'), ' ms')}",
+                f"p95 {_fmt(alone.get('p95'), ' ms')} (healthy alone)",
+                _ratio(rl["p95_ratio"]),
+                f"≤ {rl['target_ratio']}x",
+                _met(rl["p95_ratio"] is not None and rl["p95_ratio"] <= rl["target_ratio"]),
+            ]
+        )
     m = results.get("memory")
     if m:
         over = [n for n, v in m["peak_mb"].items() if v > m.get("limit_mb", 150)]
