@@ -39,7 +39,7 @@ from flowchat_relay.errors import (
 )
 from flowchat_relay.http_client import HttpPoster, system_resolve
 from flowchat_relay.ports import DeliveryStore
-from flowchat_relay.repository import Repository
+from flowchat_relay.repository import NO_FSYNC, Repository
 from flowchat_relay.routes import router
 from flowchat_relay.safety import Resolve
 from flowchat_relay.service import EndpointService, Intake, SaveBatcher
@@ -64,10 +64,27 @@ def to_api_error(_: Request, exc: RelayError) -> ApiError:
     return ApiError(400, "bad_request", str(exc))
 
 
-async def open_repository(pool: asyncpg.Pool, settings: Settings) -> Repository:
+async def open_pools(settings: Settings) -> list[asyncpg.Pool]:
+    """The durable pool (events before the ack), and the pool of leases, outcomes and
+    reads (commits that do not wait for the disk); neither resets sessions on release
+    (the relay leaves no session state)."""
+    return [
+        await create_pool(
+            settings.database_url,
+            schema=SCHEMA,
+            max_size=settings.db_pool_size,
+            reset=False,
+            settings=NO_FSYNC if fast else None,
+        )
+        for fast in (False, True)
+    ]
+
+
+async def open_repository(pools: list[asyncpg.Pool], settings: Settings) -> Repository:
     """The store, with any secret still stored in the clear (before migration 0002)
     encrypted."""
-    repository = Repository(pool, settings.secret_box())
+    durable, fast = pools
+    repository = Repository(durable, settings.secret_box(), fast=fast)
     if encrypted := await repository.encrypt_clear_secrets():
         log.info("endpoint secrets encrypted", count=encrypted)
     return repository
@@ -94,11 +111,8 @@ def create_app(settings: Settings, *, resolve: Resolve = system_resolve) -> Fast
 
     async def start(bg: Background, tenants: TenantClient) -> None:
         await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
-        pool = await create_pool(
-            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
-        )
-        pools.append(pool)
-        repository = await open_repository(pool, settings)
+        pools.extend(await open_pools(settings))
+        repository = await open_repository(pools, settings)
         dispatcher = Dispatcher(
             repository,
             poster,

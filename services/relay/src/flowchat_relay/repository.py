@@ -23,10 +23,11 @@ from flowchat_relay.ports import (
     StoredEvent,
 )
 
-#: Outcomes and leases commit without waiting for the disk: a crash may lose the last
-#: few, which means a delivery made once more (at least once) or a lease ended early;
-#: events themselves (save_event) are durable before the broker ack.
-_NO_FSYNC = "SET LOCAL synchronous_commit = off"
+#: Outcomes and leases commit without waiting for the disk (the ``fast`` pool's session
+#: setting): a crash may lose the last few, which means a delivery made once more (at
+#: least once) or a lease ended early; events themselves (save_event) are durable
+#: before the broker ack.
+NO_FSYNC = {"synchronous_commit": "off"}
 
 _ENDPOINT_COLUMNS = (
     "id, tenant_id, url, description, event_types, format, enabled, disabled_reason, "
@@ -60,8 +61,13 @@ class Repository:
     """``box`` encrypts the endpoints' signing secrets at rest (``secret_enc``,
     ``previous_secret_enc``: Fernet tokens; the plain ``secret`` columns stay empty)."""
 
-    def __init__(self, pool: asyncpg.Pool, box: SecretBox) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, box: SecretBox, *, fast: asyncpg.Pool | None = None
+    ) -> None:
         self._pool = pool
+        #: leases, outcomes and reads: a pool whose commits do not wait for the disk
+        #: (``synchronous_commit=off``; see ``NO_FSYNC``), when given
+        self._fast = fast or pool
         self._box = box
         self._opened: dict[bytes, str] = {}
 
@@ -199,7 +205,7 @@ class Repository:
         return bool(done.endswith(" 1"))
 
     async def subscribed(self, tenant_id: str, event_type: str) -> list[Endpoint]:
-        rows = await self._pool.fetch(
+        rows = await self._fast.fetch(
             f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
             "WHERE tenant_id = $1 AND enabled AND $2 = ANY(event_types)",
             tenant_id,
@@ -270,7 +276,7 @@ class Repository:
         return inserted is not None
 
     async def due_endpoints(self) -> list[str]:
-        rows = await self._pool.fetch(
+        rows = await self._fast.fetch(
             """
             SELECT e.id AS endpoint_id FROM endpoints e
             WHERE e.enabled AND EXISTS (
@@ -283,43 +289,40 @@ class Repository:
 
     async def lease(self, endpoint_id: str, limit: int, lease_s: float) -> list[Claimed]:
         """Up to ``limit`` due deliveries of an enabled endpoint, oldest first, leased
-        for ``lease_s`` (invisible to other workers until then): two statements."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_NO_FSYNC)
-            row = await conn.fetchrow(
-                f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
-                "WHERE id = $1 AND enabled",
-                endpoint_id,
+        for ``lease_s`` (invisible to other workers until then): one statement."""
+        rows = await self._fast.fetch(
+            f"""
+            WITH ep AS (
+                SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1 AND enabled
+            ), next AS (
+                SELECT d.id FROM deliveries d
+                WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+                  AND EXISTS (SELECT 1 FROM ep)
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            ), leased AS (
+                UPDATE deliveries d
+                SET attempts = d.attempts + 1,
+                    next_attempt_at = now() + make_interval(secs => $2)
+                FROM next WHERE d.id = next.id
+                RETURNING d.id, d.event_id, d.attempts, d.window_start
             )
-            if row is None:
-                return []
-            endpoint = self._endpoint(row)
-            rows = await conn.fetch(
-                """
-                WITH next AS (
-                    SELECT d.id FROM deliveries d
-                    WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
-                    ORDER BY d.next_attempt_at, d.id
-                    LIMIT $3
-                    FOR UPDATE SKIP LOCKED
-                ), leased AS (
-                    UPDATE deliveries d
-                    SET attempts = d.attempts + 1,
-                        next_attempt_at = now() + make_interval(secs => $2)
-                    FROM next WHERE d.id = next.id
-                    RETURNING d.id, d.event_id, d.attempts, d.window_start
-                )
-                SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
-                       leased.window_start, ev.type AS event_type,
-                       CASE WHEN $4 THEN ev.meta_body::text ELSE ev.body::text END AS body
-                FROM leased JOIN events ev ON ev.id = leased.event_id
-                ORDER BY leased.id
-                """,
-                endpoint_id,
-                lease_s,
-                limit,
-                endpoint.format == "meta",
-            )
+            SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
+                   leased.window_start, ev.type AS event_type,
+                   CASE WHEN ep.format = 'meta' THEN ev.meta_body::text
+                        ELSE ev.body::text END AS body,
+                   ep.*
+            FROM leased JOIN events ev ON ev.id = leased.event_id CROSS JOIN ep
+            ORDER BY leased.id
+            """,  # noqa: S608 - constant columns
+            endpoint_id,
+            lease_s,
+            limit,
+        )
+        if not rows:
+            return []
+        endpoint = self._endpoint(rows[0])
         return [
             Claimed(
                 delivery_id=r["delivery_id"],
@@ -353,8 +356,7 @@ class Repository:
                 continue
             failing[eid] = o.disable or failing.get(eid)
         disabled: list[tuple[str, str]] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_NO_FSYNC)
+        async with self._fast.acquire() as conn, conn.transaction():
             if failing:
                 # endpoint rows first, in id order: replicas' batches queue, never deadlock
                 ids = sorted(failing)
