@@ -145,6 +145,9 @@ NOTES = [
     "row when it applies).",
     "Rate-limit accuracy is the sandbox's own count of accepted sends (the provider's "
     "view), between the 10th and 90th percentile of their times.",
+    "The relay rows may come from a run of their own (make bench ARGS='--only relay'): "
+    "their date and load average are in bench/results/relay.json; the first was run "
+    "with the 1-minute load at 11-18 on 2 CPUs (other engineers' suites running).",
 ]
 
 

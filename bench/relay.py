@@ -47,11 +47,8 @@ TENANT = "tnt_bench"
 ACCOUNT = "acc_bench"
 RELAY_ENV = {
     "FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS": "true",
-    "FLOWCHAT_RELAY_POLL_INTERVAL_S": "0.5",
-    # the failing endpoint is tried again fast: it keeps the relay busy all the run
-    "FLOWCHAT_RELAY_BACKOFF_BASE_S": "0.2",
-    "FLOWCHAT_RELAY_MAX_BACKOFF_S": "1",
-    "FLOWCHAT_RELAY_TOTAL_TIMEOUT_S": "5",
+    # retries, timeouts and concurrency as deployed (backoff from 5 s, 15 s timeout, 4
+    # lanes an endpoint): the black hole holds its 4 lanes for the whole phase
     "FLOWCHAT_RELAY_GAUGE_INTERVAL_S": "5",
     "FLOWCHAT_TENANT_URL": "http://127.0.0.1:9",
     "LOG_LEVEL": "WARNING",
@@ -361,8 +358,9 @@ async def throughput(quick: bool) -> dict[str, Any]:
     endpoints_n = 4
     events = 500 if quick else 5000
     rounds = 1 if quick else 3
-    # deliveries offered: rate x endpoints_n a second, well below the dispatch rate
-    rate = 25 if quick else 50
+    # deliveries offered: rate x endpoints_n a second, well below what the relay
+    # delivers end to end (a backlog would measure queueing, not isolation)
+    rate = 25
     seconds = 5 if quick else 15
     out: dict[str, Any] = {"endpoints": endpoints_n, "rounds": rounds}
     async with isolated("relay", log_level="WARNING") as stack, receivers() as (base, hole):
@@ -404,6 +402,7 @@ async def throughput(quick: bool) -> dict[str, Any]:
             "relay_rss_peak_mb": max(r["relay_rss_peak_mb"] for r in runs),
             "runs": runs,
             "load_avg": load(),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "pass": per_s >= TARGET_PER_S
             and p95_ratio is not None
             and p95_ratio <= TARGET_RATIO
