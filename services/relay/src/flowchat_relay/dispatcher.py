@@ -126,8 +126,15 @@ class Dispatcher:
     async def run(self) -> None:
         """Start a worker for every endpoint with due deliveries; until cancelled."""
         writer = asyncio.create_task(self._write_outcomes(), name="relay-outcomes")
+        last_scan = -math.inf
         try:
             while True:
+                # a burst of new events scans once per interval, not once per event; a
+                # lone event is scanned for at once
+                await asyncio.sleep(
+                    max(0.0, last_scan + self.min_scan_interval_s - time.monotonic())
+                )
+                last_scan = time.monotonic()
                 self._wake.clear()
                 try:
                     for endpoint_id in await self._store.due_endpoints():
@@ -143,8 +150,6 @@ class Dispatcher:
                     log.warning("due deliveries unavailable", error=repr(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
-                # a burst of new events wakes once per scan interval, not once per event
-                await asyncio.sleep(self.min_scan_interval_s)
         finally:
             workers = list(self._workers.values())
             for task in workers:
