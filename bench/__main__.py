@@ -146,8 +146,8 @@ NOTES = [
     "Rate-limit accuracy is the sandbox's own count of accepted sends (the provider's "
     "view), between the 10th and 90th percentile of their times.",
     "The relay rows may come from a run of their own (make bench ARGS='--only relay'): "
-    "their date and load average are in bench/results/relay.json; the first was run "
-    "with the 1-minute load at 11-18 on 2 CPUs (other engineers' suites running).",
+    "their date and load average are in bench/results/relay.json. Before batching, the "
+    "same scenario measured 527 deliveries/s (end to end 422/s) at a like load.",
 ]
 
 
