@@ -70,7 +70,35 @@ def _inbox_rows(ib: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-def table_rows(results: dict[str, Any]) -> list[list[str]]:
+def _relay_rows(rl: dict[str, Any]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    rows.append(
+        [
+            f"relay, 1 process → {rl['endpoints']} local receivers",
+            _fmt(rl["deliveries_per_s"], " deliveries/s")
+            + f" (end to end from the broker: {_fmt(rl['end_to_end']['per_s'], '/s')})",
+            "—",
+            "—",
+            f"≥ {rl['target_per_s']:,} deliveries/s",
+            _met(rl["deliveries_per_s"] >= rl["target_per_s"]),
+        ]
+    )
+    alone = rl["healthy_alone"]["latency_ms"] or {}
+    beside = rl["healthy_beside_bad"]["latency_ms"] or {}
+    rows.append(
+        [
+            "relay isolation: healthy endpoints beside a black-holed and a 500 one",
+            f"p95 {_fmt(beside.get('p95'), ' ms')}",
+            f"p95 {_fmt(alone.get('p95'), ' ms')} (healthy alone)",
+            _ratio(rl["p95_ratio"]),
+            f"≤ {rl['target_ratio']}x",
+            _met(rl["p95_ratio"] is not None and rl["p95_ratio"] <= rl["target_ratio"]),
+        ]
+    )
+    return rows
+
+
+def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - one branch a scenario
     """One row per figure: what, measured, baseline, ratio, target, met."""
     rows: list[list[str]] = []
     t = results.get("throughput")
@@ -146,9 +174,9 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:
                 "—",
             ]
         )
-    ib = results.get("inbox")
-    if ib:
-        rows.extend(_inbox_rows(ib))
+    for name, rows_of in (("relay", _relay_rows), ("inbox", _inbox_rows)):
+        if results.get(name):
+            rows.extend(rows_of(results[name]))
     m = results.get("memory")
     if m:
         over = [n for n, v in m["peak_mb"].items() if v > m.get("limit_mb", 150)]

@@ -303,11 +303,15 @@ def servers() -> None:
 
 
 def new_secrets() -> dict[str, str]:
-    """Fresh service token, operator key and encryption key (a Fernet key)."""
+    """Fresh service token, operator key and encryption keys (Fernet keys: the tenant's
+    credentials, the relay's endpoint secrets)."""
     return {
         "FLOWCHAT_SERVICE_TOKEN": secrets.token_urlsafe(32),
         "FLOWCHAT_OPERATOR_KEY": secrets.token_urlsafe(32),
         "FLOWCHAT_TENANT_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
+            secrets.token_bytes(32)
+        ).decode(),
+        "FLOWCHAT_RELAY_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
             secrets.token_bytes(32)
         ).decode(),
     }
@@ -319,7 +323,13 @@ def _secrets() -> dict[str, str]:
     if not path.exists():
         path.write_text("".join(f"{k}={v}\n" for k, v in new_secrets().items()))
         path.chmod(0o600)
-    return dict(line.split("=", 1) for line in path.read_text().split())
+    kept = dict(line.split("=", 1) for line in path.read_text().split())
+    missing = {k: v for k, v in new_secrets().items() if k not in kept}
+    if missing:  # a secret added since this checkout's were generated (never a changed one)
+        with path.open("a") as out:
+            out.write("".join(f"{k}={v}\n" for k, v in missing.items()))
+        kept.update(missing)
+    return kept
 
 
 def wiring_env(ports: dict[str, int]) -> dict[str, str]:

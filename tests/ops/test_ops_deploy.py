@@ -296,6 +296,7 @@ def test_every_service_has_probes_a_service_a_pdb_and_scrape_annotations(overlay
         secrets = {e["secretRef"]["name"] for e in c["envFrom"] if "secretRef" in e}
         assert "flowchat-secrets" in secrets
         assert ("flowchat-tenant-secrets" in secrets) == (name == "tenant")
+        assert ("flowchat-relay-secrets" in secrets) == (name == "relay")
 
 
 @pytest.mark.parametrize("overlay", TARGETS)
@@ -361,6 +362,7 @@ def test_docker_compose_config_resolves_the_whole_system(docker_compose):
         "FLOWCHAT_SERVICE_TOKEN": "t" * 24,
         "FLOWCHAT_OPERATOR_KEY": "o" * 24,
         "FLOWCHAT_TENANT_ENCRYPTION_KEYS": "k" * 44,
+        "FLOWCHAT_RELAY_ENCRYPTION_KEYS": "k" * 44,
     }
     result = subprocess.run(
         [compose, "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],

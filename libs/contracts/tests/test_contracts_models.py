@@ -290,8 +290,15 @@ def test_the_relays_copies_never_fill_anything_up():
         assert args["x-message-ttl"] <= 24 * 3600 * 1000
         assert args["x-max-length"] > 0
     bound = {(b.queue, b.exchange, b.routing_key) for b in topology.RELAY_BINDINGS}
-    assert (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#") in bound
     assert (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#") in bound
+    # relay.events: only the keys it turns into webhook events (statuses, hand-offs,
+    # order and campaign facts, two business fields)
+    events = {k for q, x, k in bound if q == topology.QUEUE_RELAY_EVENTS}
+    assert "#" not in events
+    assert events == {f"*.*.{k}" for k in topology.RELAY_EVENT_KEYS}
+    assert {"delivered", "failed", "handoff_requested"} <= set(topology.RELAY_EVENT_KEYS)
+    retired = {(b.queue, b.exchange, b.routing_key) for b in topology.RELAY_RETIRED_BINDINGS}
+    assert retired == {(topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#")}
 
 
 def test_checked_in_asyncapi_document_is_current_and_complete():

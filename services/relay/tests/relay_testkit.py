@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from flowchat_contracts import CustomerIdentity, InboundMessageV2, topology
 from flowchat_platform.amqp import Amqp
+from flowchat_platform.crypto import SecretBox
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_relay import SCHEMA
 from flowchat_relay.app import create_app
@@ -29,6 +30,7 @@ from flowchat_relay.safety import Resolve
 from flowchat_relay.settings import Settings
 
 SERVICE_TOKEN = "svc-token-0123456789abcdef"
+ENCRYPTION_KEY = SecretBox.generate_key()
 ADMIN_A = "fc_key_tenant_a_admin"
 READ_A = "fc_key_tenant_a_read"
 ADMIN_B = "fc_key_tenant_b_admin"
@@ -157,6 +159,7 @@ def relay_settings(
         "DATABASE_URL": database_url,
         "FLOWCHAT_TENANT_URL": tenant_url,
         "FLOWCHAT_SERVICE_TOKEN": SERVICE_TOKEN,
+        "encryption_keys": ENCRYPTION_KEY,
         "allow_private_targets": True,
         "poll_interval_s": 0.1,
         "backoff_base_s": 0.2,

@@ -6,8 +6,17 @@ from __future__ import annotations
 
 import pytest
 from pywa.utils import webhook_updates_validator
-from relay_testkit import PHONE_NUMBER_ID, Harness, Receiver, wait_for
+from relay_testkit import (
+    ENCRYPTION_KEY,
+    PHONE_NUMBER_ID,
+    Harness,
+    Receiver,
+    StartRelay,
+    wait_for,
+)
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from flowchat_platform.crypto import SecretBox
 
 
 async def test_message_status_delivered_and_verified_with_standardwebhooks(harness: Harness):
@@ -200,3 +209,49 @@ async def test_delivery_log_and_ping(harness: Harness):
     assert r.json()["ok"] is True
     ping = receiver.accepted[-1]
     assert Webhook(endpoint["secret"]).verify(ping.body, ping.headers)["type"] == "endpoint.ping"
+
+
+async def test_secrets_encrypted_at_rest(harness: Harness):
+    """Neither the current nor the previous secret is stored in the clear: the plain
+    columns are empty and no column's text holds the secret or its key bytes; the
+    stored tokens open with the relay's key."""
+    endpoint = await harness.create_endpoint("https://hooks.example.com/x", ["message.status"])
+    r = await harness.http.post(
+        f"/v1/endpoints/{endpoint['id']}/rotate-secret",
+        json={"overlap_s": 3600},
+        headers=harness.auth(),
+    )
+    rotated = r.json()["secret"]
+    row = await harness.db.fetchrow("SELECT * FROM endpoints WHERE id = $1", endpoint["id"])
+    assert row is not None
+    assert row["secret"] is None
+    assert row["previous_secret"] is None
+    stored = " ".join(str(v) for v in dict(row).values())
+    for secret in (endpoint["secret"], rotated):
+        assert secret.removeprefix("whsec_") not in stored
+    box = SecretBox.from_keys(ENCRYPTION_KEY)
+    assert box.decrypt(row["secret_enc"]) == rotated
+    assert box.decrypt(row["previous_secret_enc"]) == endpoint["secret"]
+
+
+async def test_secrets_stored_in_the_clear_are_encrypted_at_start(start_relay: StartRelay):
+    """A row from before migration 0002 (plain ``secret``) is encrypted when the relay
+    starts, and its deliveries are signed with that same secret."""
+    receiver = Receiver()
+    async with receiver.running():
+        async with start_relay() as h:
+            endpoint = await h.create_endpoint(receiver.url, ["message.status"])
+            # as 0001 stored it: the secret in the clear, no token
+            await h.db.execute(
+                "UPDATE endpoints SET secret = $2, secret_enc = NULL WHERE id = $1",
+                endpoint["id"],
+                endpoint["secret"],
+            )
+        async with start_relay() as h:
+            row = await h.db.fetchrow("SELECT * FROM endpoints WHERE id = $1", endpoint["id"])
+            assert row is not None
+            assert row["secret"] is None
+            assert row["secret_enc"] is not None
+            await h.publish_status()
+            got = await wait_for(lambda: receiver.accepted)
+    Webhook(endpoint["secret"]).verify(got[0].body, got[0].headers)

@@ -3,13 +3,15 @@ RabbitMQ and PostgreSQL): the guard issue 21 asks of every consumer (the convers
 service's is ``services/conversation/tests/test_conversation_event_kinds.py``, the
 state-manager's ``services/state-manager/tests/test_state_event_kinds.py``).
 
-The relay consumes two queues, both bound with ``#`` (every routing key):
+The relay consumes two queues:
 
-- ``relay.events`` ← ``flowchat.events``: the state-manager's ``message_status_changed``
-  (key ``…<status>``, one per status it records), the gateway's ``business_event`` (key
-  ``…<field>``, one per field it publishes) and the hand-offs (``handoff_requested`` from
-  the conversation service, ``handoff_resolved`` from the inbox), and the conversation
-  service's ``order_changed`` / ``campaign_changed``;
+- ``relay.events`` ← ``flowchat.events``, bound to the keys it turns into events
+  (``topology.RELAY_EVENT_KEYS``): the state-manager's ``message_status_changed`` (key
+  ``…<status>``, one per status it records), the hand-offs (``handoff_requested`` from
+  the conversation service, ``handoff_resolved`` from the inbox), the conversation
+  service's ``order_changed`` / ``campaign_changed`` and the gateway's template-status and
+  quality ``business_event``; the other business fields and rejected commands are not
+  bound (the relay makes no event of them);
 - ``relay.inbound`` ← ``flowchat.inbound``: the gateway's inbound messages, one of every
   :data:`~flowchat_contracts.InboundType` in both schema versions (v1 with a phone
   number, v2 from a customer known only by a BSUID).
@@ -69,7 +71,10 @@ CONSUMED = (topology.QUEUE_RELAY_EVENTS, topology.QUEUE_RELAY_INBOUND)
 #: What each binding of those queues lets through, as this test covers it.
 COVERED_BINDINGS = {
     (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#"): "inbound",
-    (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#"): "events",
+    **{
+        (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
+        for k in (*(s.value for s in Status), *HANDOFF_KINDS)
+    },
 }
 
 # --------------------------------------------------------------------- the kinds
@@ -85,13 +90,20 @@ def inbound_messages() -> list[Sample]:
     return [(p.key, p.body, f"evt_{p.model.event_id}") for p in published]
 
 
-def event_messages() -> list[Sample]:
-    """Every status change, business event, hand-off and order / campaign fact; the
-    business events other than template status and quality make no webhook event."""
+def event_messages(*, bound_only: bool = True) -> list[Sample]:
+    """Every status change, hand-off, order / campaign fact, business event and rejected
+    command on ``flowchat.events``; with ``bound_only`` (the default) only those routed to
+    the relay. Business events other than template status and quality, and rejected
+    commands, make no webhook event."""
     out: list[Sample] = []
+    patterns = [p for (q, _, p) in COVERED_BINDINGS if q == topology.QUEUE_RELAY_EVENTS]
     for key, body, model in every_event(tenant=TENANT, account=ACCOUNT):
+        if bound_only and not any(topic_matches(p, key) for p in patterns):
+            continue
         webhook = getattr(model, "event_id", None)
         if isinstance(model, BusinessEvent) and model.field not in BUSINESS_EVENT_FIELDS:
+            webhook = None
+        if key.rsplit(".", 1)[-1] == COMMAND_REJECTED:
             webhook = None
         out.append((key, body, f"evt_{webhook}" if webhook else None))
     return out
@@ -118,9 +130,10 @@ def test_every_bound_kind_has_a_sample() -> None:
     inbound = inbound_messages()
     kinds = {(m.type, m.schema_version) for m in (inbound_message_in(b) for _, b, _ in inbound)}
     assert kinds == {(t, v) for t in typing.get_args(InboundType) for v in inbound_versions()}
-    # "#" on flowchat.events: every status, every business field, both hand-offs
-    events = event_messages()
-    keys = {k.rsplit(".", 1)[-1] for k, _, _ in events}
+    # flowchat.events: every status, the hand-offs, the order / campaign facts and the two
+    # business fields the relay turns into events are bound; the rest is not
+    every = event_messages(bound_only=False)
+    keys = {k.rsplit(".", 1)[-1] for k, _, _ in every}
     assert keys == (
         {s.value for s in Status}
         | set(BUSINESS_FIELDS)
@@ -129,9 +142,19 @@ def test_every_bound_kind_has_a_sample() -> None:
         | {COMMAND_REJECTED}
     )
     assert {m.model_fields["kind"].default for m in HANDOFF_KINDS.values()} == set(HANDOFF_KINDS)
-    for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
-        published = inbound if what == "inbound" else events
-        assert all(topic_matches(pattern, key) for key, _, _ in published), (queue, exchange)
+    bound = {k.rsplit(".", 1)[-1] for k, _, _ in event_messages()}
+    assert bound == (
+        {s.value for s in Status}
+        | set(HANDOFF_KINDS)
+        | set(RELAY_FACT_KINDS)
+        | set(BUSINESS_EVENT_FIELDS)
+    )
+    patterns = [p for (q, _, p) in COVERED_BINDINGS if q == topology.QUEUE_RELAY_EVENTS]
+    for key, _, event_id in every:
+        routed = any(topic_matches(p, key) for p in patterns)
+        assert routed == (key.rsplit(".", 1)[-1] in topology.RELAY_EVENT_KEYS), key
+        assert routed or event_id is None  # nothing the relay turns into an event is lost
+    assert all(topic_matches("#", key) for key, _, _ in inbound)
 
 
 # --------------------------------------------------------------------- the running relay

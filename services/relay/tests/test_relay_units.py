@@ -14,6 +14,7 @@ from standardwebhooks.webhooks import Webhook
 
 from flowchat_contracts import MessageStatus
 from flowchat_contracts.schemas import DEFAULT_DIR
+from flowchat_platform.crypto import SecretBox
 from flowchat_platform.errors import ConfigurationError
 from flowchat_relay.dispatcher import backoff_s
 from flowchat_relay.errors import InvalidEndpoint
@@ -68,8 +69,22 @@ def test_url_forms():
     assert parse_url("http://127.0.0.1:9/", allow_http=True).hostname == "127.0.0.1"
 
 
+KEY = SecretBox.generate_key()
+
+
 def _settings(**over: object) -> Settings:
-    return Settings(FLOWCHAT_SERVICE_TOKEN="svc-token-0123456789abcdef", **over)  # type: ignore[arg-type]
+    values: dict[str, object] = {"FLOWCHAT_SERVICE_TOKEN": "svc-token-0123456789abcdef"}
+    values["encryption_keys"] = KEY
+    return Settings(**{**values, **over})  # type: ignore[arg-type]
+
+
+def test_the_secrets_key_is_required_and_checked():
+    _settings().check_secrets()
+    for bad in (None, "not-a-fernet-key"):
+        with pytest.raises(ConfigurationError) as caught:
+            _settings(encryption_keys=bad).check_secrets()
+        assert caught.value.variable == "FLOWCHAT_RELAY_ENCRYPTION_KEYS"
+        assert "not-a-fernet-key" not in str(caught.value)
 
 
 def test_https_outside_development_and_no_private_targets_in_production():

@@ -23,8 +23,9 @@ Names live here and nowhere else; services import these constants.
                     │                                           opt-outs, template pauses)
                     ├─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
                     │                                           catalog refresh)
-                    └─ "#" ─▶ (relay.events)                    quorum, 24 h TTL, capped,
-                                                                no DLX (webhooks: message.status)
+                    └─ "*.*.<status|handoff>" ─▶ (relay.events) quorum, 24 h TTL,
+                                                                capped, no DLX (webhooks:
+                                                                message.status, hand-offs)
     [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL, capped,
                                                                 no DLX (webhooks: message.received)
     inbox ─────────▶ [flowchat.events] keys <tenant>.<account>.handoff_resolved (the bot
@@ -79,7 +80,9 @@ __all__ = [
     "QUEUE_SPECS",
     "QUEUE_STATE_STATUS",
     "RELAY_BINDINGS",
+    "RELAY_EVENT_KEYS",
     "RELAY_QUEUES",
+    "RELAY_RETIRED_BINDINGS",
     "RETIRED_BINDINGS",
     "RETRY_TIERS",
     "SENDER_EVENT_FIELDS",
@@ -300,9 +303,31 @@ RELAY_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_RELAY_EVENTS, dict(_RELAY_COPY)),
     QueueSpec(QUEUE_RELAY_INBOUND, dict(_RELAY_COPY)),
 )
+#: The last words of the ``flowchat.events`` keys the relay turns into webhook events:
+#: every message status the state-manager records (``message.status``, ``parked``
+#: included), the hand-offs, the conversation service's order and campaign facts
+#: (``flowchat_contracts.tenant_events``) and the two business fields it turns into
+#: ``template.status_changed`` and ``account.quality_changed``. Other business fields and
+#: rejected commands are not copied to the relay.
+RELAY_EVENT_KEYS: tuple[str, ...] = (
+    "queued",
+    *INBOX_STATUS_KEYS,
+    "parked",
+    HANDOFF_REQUESTED,
+    HANDOFF_RESOLVED,
+    "order_changed",
+    "campaign_changed",
+    "message_template_status_update",
+    "phone_number_quality_update",
+)
 RELAY_BINDINGS: tuple[BindingSpec, ...] = (
-    BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS),
+    *(BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}") for k in RELAY_EVENT_KEYS),
     BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
+)
+#: The relay's bindings of earlier versions, removed when it declares its own:
+#: ``relay.events`` once took every key.
+RELAY_RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
+    BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, "#"),
 )
 #: Every queue a consumer may declare: the platform's, and the opt-in services' own.
 QUEUE_SPECS: tuple[QueueSpec, ...] = (*ALL_QUEUES, *INBOX_QUEUES, *RELAY_QUEUES)

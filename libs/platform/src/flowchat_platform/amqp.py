@@ -745,10 +745,14 @@ async def declare_topology(channel: AbstractChannel) -> None:
 
 
 async def declare_own_queues(
-    url: str, queues: tuple[topology.QueueSpec, ...], bindings: tuple[topology.BindingSpec, ...]
+    url: str,
+    queues: tuple[topology.QueueSpec, ...],
+    bindings: tuple[topology.BindingSpec, ...],
+    retired: tuple[topology.BindingSpec, ...] = (),
 ) -> None:
     """Declare an opt-in service's own queues and bindings (the inbox's, the relay's):
-    only that service declares them, so nothing is copied where it is not deployed."""
+    only that service declares them, so nothing is copied where it is not deployed.
+    ``retired`` bindings (of earlier versions) are removed (a no-op when absent)."""
     connection = await aio_pika.connect(url)
     try:
         channel = await connection.channel()
@@ -757,6 +761,9 @@ async def declare_own_queues(
         for b in bindings:
             queue = await channel.get_queue(b.queue, ensure=False)
             await queue.bind(b.exchange, b.routing_key)
+        for b in retired:
+            queue = await channel.get_queue(b.queue, ensure=False)
+            await queue.unbind(b.exchange, b.routing_key)
     finally:
         await connection.close()
 

@@ -20,10 +20,25 @@ from flowchat_platform.logs import get_logger
 log = get_logger(__name__)
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    return None
+
+
 async def create_pool(
-    dsn: str, *, schema: str, min_size: int = 1, max_size: int = 10
+    dsn: str,
+    *,
+    schema: str,
+    min_size: int = 1,
+    max_size: int = 10,
+    settings: dict[str, str] | None = None,
+    reset: bool = True,
 ) -> asyncpg.Pool:
-    """Open a pool (retrying with backoff while the database is down)."""
+    """Open a pool (retrying with backoff while the database is down).
+
+    ``settings``: more session settings (``{"synchronous_commit": "off"}`` for writes
+    that may be lost in a crash). ``reset=False`` skips the reset query asyncpg sends at
+    every release (a round trip each), for code that leaves no session state behind (no
+    advisory locks, LISTEN, cursors or plain ``SET``)."""
     async for attempt in AsyncRetrying(
         wait=wait_exponential_jitter(multiplier=0.5, max=10),
         retry=retry_if_exception_type((OSError, asyncpg.PostgresError, TimeoutError)),
@@ -40,7 +55,12 @@ async def create_pool(
                 max_size=max_size,
                 timeout=5,
                 command_timeout=30,
-                server_settings={"search_path": schema, "application_name": f"flowchat-{schema}"},
+                server_settings={
+                    "search_path": schema,
+                    "application_name": f"flowchat-{schema}",
+                    **(settings or {}),
+                },
+                reset=None if reset else _keep_session,
             )
     assert pool is not None
     return pool

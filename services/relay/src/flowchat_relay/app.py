@@ -42,10 +42,10 @@ from flowchat_relay.errors import (
 )
 from flowchat_relay.http_client import HttpPoster, system_resolve
 from flowchat_relay.ports import DeliveryStore
-from flowchat_relay.repository import Repository
+from flowchat_relay.repository import NO_FSYNC, Repository
 from flowchat_relay.routes import router
 from flowchat_relay.safety import Resolve
-from flowchat_relay.service import EndpointService, Intake
+from flowchat_relay.service import EndpointService, Intake, SaveBatcher
 from flowchat_relay.settings import Settings
 
 log = get_logger(__name__)
@@ -67,6 +67,42 @@ def to_api_error(_: Request, exc: RelayError) -> ApiError:
     return ApiError(400, "bad_request", str(exc))
 
 
+async def open_pools(settings: Settings) -> list[asyncpg.Pool]:
+    """The durable pool (events before the ack), and the pool of leases, outcomes and
+    reads (commits that do not wait for the disk); neither resets sessions on release
+    (the relay leaves no session state)."""
+    return [
+        await create_pool(
+            settings.database_url,
+            schema=SCHEMA,
+            max_size=settings.db_pool_size,
+            reset=False,
+            settings=NO_FSYNC if fast else None,
+        )
+        for fast in (False, True)
+    ]
+
+
+async def open_repository(pools: list[asyncpg.Pool], settings: Settings) -> Repository:
+    """The store, with any secret still stored in the clear (before migration 0002)
+    encrypted."""
+    durable, fast = pools
+    repository = Repository(durable, settings.secret_box(), fast=fast)
+    if encrypted := await repository.encrypt_clear_secrets():
+        log.info("endpoint secrets encrypted", count=encrypted)
+    return repository
+
+
+def make_poster(settings: Settings, resolve: Resolve) -> HttpPoster:
+    return HttpPoster(
+        resolve=resolve,
+        allow_private=settings.allow_private_targets,
+        connect_timeout_s=settings.connect_timeout_s,
+        total_timeout_s=settings.total_timeout_s,
+        response_limit=settings.response_limit,
+    )
+
+
 def create_app(  # noqa: PLR0915 - the one place the whole service is wired
     settings: Settings, *, resolve: Resolve = system_resolve
 ) -> FastAPI:
@@ -74,13 +110,7 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
     readiness = Readiness()
     runtime = Runtime(service_token=settings.service_token.get_secret_value())
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
-    poster = HttpPoster(
-        resolve=resolve,
-        allow_private=settings.allow_private_targets,
-        connect_timeout_s=settings.connect_timeout_s,
-        total_timeout_s=settings.total_timeout_s,
-        response_limit=settings.response_limit,
-    )
+    poster = make_poster(settings, resolve)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
     redis = create_redis(settings.redis_url)
@@ -88,11 +118,8 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
 
     async def start(bg: Background, tenants: TenantClient) -> None:
         await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
-        pool = await create_pool(
-            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
-        )
-        pools.append(pool)
-        repository = Repository(pool)
+        pools.extend(await open_pools(settings))
+        repository = await open_repository(pools, settings)
         dispatcher = Dispatcher(
             repository,
             poster,
@@ -102,10 +129,17 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
             max_backoff_s=settings.max_backoff_s,
             disable_after_s=settings.disable_after_s,
             lease_s=settings.total_timeout_s + LEASE_MARGIN_S,
+            batch=settings.lease_batch,
             poll_interval_s=settings.poll_interval_s,
         )
+        saves = SaveBatcher(repository, max_batch=settings.prefetch)
         intake = Intake(
-            repository, repository, tenants, on_stored=dispatcher.wake, sends=MetaEcho(redis)
+            repository,
+            repository,
+            tenants,
+            on_stored=dispatcher.wake,
+            save=saves.submit,
+            sends=MetaEcho(redis),
         )
         runtime.endpoints = EndpointService(
             repository,
@@ -118,23 +152,17 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
         runtime.deliveries = repository
         runtime.dispatcher = dispatcher
         await amqp.connect()
-        await declare_own_queues(settings.amqp_url, topology.RELAY_QUEUES, topology.RELAY_BINDINGS)
+        await declare_own_queues(
+            settings.amqp_url,
+            topology.RELAY_QUEUES,
+            topology.RELAY_BINDINGS,
+            topology.RELAY_RETIRED_BINDINGS,
+        )
+        bg.start("saves", saves.run())
         bg.start("dispatcher", dispatcher.run())
         bg.start("gauges", gauge_loop(repository, settings))
         bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
-        consumer = RelayConsumer(intake)
-        await amqp.consume(
-            topology.QUEUE_RELAY_EVENTS,
-            consumer.on_event,
-            decoder=ANY_EVENT,
-            prefetch=settings.prefetch,
-        )
-        await amqp.consume(
-            topology.QUEUE_RELAY_INBOUND,
-            consumer.on_inbound,
-            decoder=INBOUND,
-            prefetch=settings.prefetch,
-        )
+        await consume(amqp, RelayConsumer(intake), settings.prefetch)
         state["consuming"] = True
         log.info("relay started")
 
@@ -175,6 +203,15 @@ async def subscriptions_loop(endpoints: EndpointService, settings: Settings) -> 
     while True:
         await endpoints.sync_subscriptions()
         await asyncio.sleep(settings.subscriptions_sync_s)
+
+
+async def consume(amqp: Amqp, consumer: RelayConsumer, prefetch: int) -> None:
+    await amqp.consume(
+        topology.QUEUE_RELAY_EVENTS, consumer.on_event, decoder=ANY_EVENT, prefetch=prefetch
+    )
+    await amqp.consume(
+        topology.QUEUE_RELAY_INBOUND, consumer.on_inbound, decoder=INBOUND, prefetch=prefetch
+    )
 
 
 async def gauge_loop(store: DeliveryStore, settings: Settings) -> None:

@@ -1,13 +1,14 @@
 """The AMQP edge: ``relay.events`` and ``relay.inbound`` → :class:`Intake`.
 
-``relay.events`` carries everything on ``flowchat.events``: the state-manager's
-``message_status_changed`` (``message.status``), the hand-offs, the conversation
-service's ``order_changed`` / ``campaign_changed`` and the gateway's template-status and
-quality ``business_event`` become events (:mod:`flowchat_relay.events`); any other kind
-or business field is acked and dropped. ``relay.inbound`` carries every inbound message (v1 or v2:
-``message.received``). Each handler returns after the event and its deliveries are
-committed, so the ack follows the durable write. An event of a known kind that does
-not validate is parked with the reason; the consumer carries on.
+``relay.events`` carries the ``flowchat.events`` keys of ``topology.RELAY_EVENT_KEYS``:
+the state-manager's ``message_status_changed`` (``message.status``), the hand-offs, the
+conversation service's ``order_changed`` / ``campaign_changed`` and the gateway's
+template-status and quality ``business_event`` become events
+(:mod:`flowchat_relay.events`); any other kind or business field is acked and dropped.
+``relay.inbound`` carries every inbound message (v1 or v2: ``message.received``). Each
+handler returns after the event and its deliveries are committed, so the ack follows the
+durable write. An event of a known kind that does not validate is parked with the
+reason; the consumer carries on.
 """
 
 from __future__ import annotations

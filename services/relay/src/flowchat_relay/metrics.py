@@ -30,6 +30,8 @@ ENDPOINTS_DISABLED = Counter(
     "Endpoints the relay disabled, by reason (gone: 410, failing: failed for too long)",
     ["reason"],
 )
+for _reason in ("gone", "failing"):  # at 0 from the start: an alert sees the first one
+    ENDPOINTS_DISABLED.labels(_reason)
 OLDEST_UNDELIVERED = Gauge(
     "flowchat_relay_oldest_undelivered_seconds",
     "Age of the oldest event not yet delivered, per endpoint",

@@ -73,7 +73,9 @@ class Claimed:
     event_type: str
     attempt: int
     window_start: datetime
-    body: bytes
+    #: None: the event has no body in the endpoint's format (a ``meta`` endpoint that
+    #: was ``flowchat`` when the event was stored)
+    body: bytes | None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,22 @@ class PostResult:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one attempt, to record: ``next_attempt_at`` None and not delivered
+    means failed for good; ``disable`` disables the endpoint at once (410 Gone)."""
+
+    claimed: Claimed
+    result: PostResult
+    outcome: str
+    next_attempt_at: datetime | None = None
+    disable: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == "delivered"
 
 
 @dataclass(frozen=True)
@@ -130,18 +148,11 @@ class EndpointStore(Protocol):
 class DeliveryStore(Protocol):
     async def save_event(self, event: StoredEvent) -> bool: ...
     async def due_endpoints(self) -> list[str]: ...
-    async def claim(self, endpoint_id: str, lease_s: float) -> Claimed | None: ...
-    async def delivered(self, claimed: Claimed, result: PostResult) -> None: ...
-    async def failed_attempt(
-        self,
-        claimed: Claimed,
-        result: PostResult,
-        *,
-        outcome: str,
-        next_attempt_at: datetime | None,
-        disable: str | None,
-        disable_after_s: float,
-    ) -> str | None: ...
+    async def save_events(self, events: list[StoredEvent]) -> list[bool]: ...
+    async def lease(self, endpoint_id: str, limit: int, lease_s: float) -> list[Claimed]: ...
+    async def record(
+        self, outcomes: list[Outcome], *, disable_after_s: float
+    ) -> list[tuple[str, str]]: ...
     async def attempts(
         self, tenant_id: str, endpoint_id: str, *, before: int | None, limit: int
     ) -> list[Attempt]: ...

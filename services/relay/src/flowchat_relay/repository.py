@@ -7,32 +7,39 @@ delivery whose worker died is due again when its lease ends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from flowchat_platform.crypto import SecretBox
 from flowchat_relay.ports import (
     Attempt,
     Claimed,
     Endpoint,
     EndpointChanges,
-    PostResult,
+    Outcome,
     StoredEvent,
 )
 
-#: Outcomes and leases commit without waiting for the disk: a crash may lose the last
-#: few, which means a delivery made once more (at least once) or a lease ended early;
-#: events themselves (save_event) are durable before the broker ack.
-_NO_FSYNC = "SET LOCAL synchronous_commit = off"
+#: Outcomes and leases commit without waiting for the disk (the ``fast`` pool's session
+#: setting): a crash may lose the last few, which means a delivery made once more (at
+#: least once) or a lease ended early; events themselves (save_event) are durable
+#: before the broker ack.
+NO_FSYNC = {"synchronous_commit": "off"}
 
 _ENDPOINT_COLUMNS = (
     "id, tenant_id, url, description, event_types, format, enabled, disabled_reason, "
-    "secret, previous_secret, previous_secret_until, created_at, updated_at"
+    "secret_enc, previous_secret_enc, previous_secret_until, created_at, updated_at"
 )
 
 
-def _endpoint(row: asyncpg.Record | dict[str, Any]) -> Endpoint:
+#: Decrypted secrets remembered at most (then forgotten all at once).
+_OPENED_MAX = 10_000
+
+
+def _endpoint(row: asyncpg.Record | dict[str, Any], open_: Callable[[Any], str | None]) -> Endpoint:
     return Endpoint(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -42,8 +49,8 @@ def _endpoint(row: asyncpg.Record | dict[str, Any]) -> Endpoint:
         format=row["format"],
         enabled=row["enabled"],
         disabled_reason=row["disabled_reason"],
-        secret=row["secret"],
-        previous_secret=row["previous_secret"],
+        secret=open_(row["secret_enc"]) or "",
+        previous_secret=open_(row["previous_secret_enc"]),
         previous_secret_until=row["previous_secret_until"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -51,8 +58,59 @@ def _endpoint(row: asyncpg.Record | dict[str, Any]) -> Endpoint:
 
 
 class Repository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``box`` encrypts the endpoints' signing secrets at rest (``secret_enc``,
+    ``previous_secret_enc``: Fernet tokens; the plain ``secret`` columns stay empty)."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, box: SecretBox, *, fast: asyncpg.Pool | None = None
+    ) -> None:
         self._pool = pool
+        #: leases, outcomes and reads: a pool whose commits do not wait for the disk
+        #: (``synchronous_commit=off``; see ``NO_FSYNC``), when given
+        self._fast = fast or pool
+        self._box = box
+        self._opened: dict[bytes, str] = {}
+
+    def _open(self, token: bytes | None) -> str | None:
+        """Decrypt, remembering the answer (a token is one encryption of one secret:
+        every lease and every event's subscribers read the same ones)."""
+        if token is None:
+            return None
+        token = bytes(token)
+        found = self._opened.get(token)
+        if found is None:
+            found = self._box.decrypt(token) or ""
+            if len(self._opened) >= _OPENED_MAX:
+                self._opened.clear()
+            self._opened[token] = found
+        return found
+
+    def _endpoint(self, row: asyncpg.Record | dict[str, Any]) -> Endpoint:
+        return _endpoint(row, self._open)
+
+    async def encrypt_clear_secrets(self) -> int:
+        """Encrypt the secrets of rows stored before they were encrypted (migration
+        0002 leaves them in the plain columns, which it cannot encrypt without the key);
+        how many rows. Idempotent: run at every start."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, secret, previous_secret FROM endpoints "
+                "WHERE secret IS NOT NULL OR previous_secret IS NOT NULL FOR UPDATE"
+            )
+            await conn.executemany(
+                "UPDATE endpoints SET secret_enc = coalesce($2, secret_enc), "
+                "previous_secret_enc = coalesce($3, previous_secret_enc), "
+                "secret = NULL, previous_secret = NULL WHERE id = $1",
+                [
+                    (
+                        r["id"],
+                        self._box.encrypt(r["secret"]),
+                        self._box.encrypt(r["previous_secret"]),
+                    )
+                    for r in rows
+                ],
+            )
+        return len(rows)
 
     # ------------------------------------------------------------- endpoints
 
@@ -68,8 +126,8 @@ class Repository:
             endpoint.format,
             endpoint.enabled,
             endpoint.disabled_reason,
-            endpoint.secret,
-            endpoint.previous_secret,
+            self._box.encrypt(endpoint.secret),
+            self._box.encrypt(endpoint.previous_secret),
             endpoint.previous_secret_until,
             endpoint.created_at,
             endpoint.updated_at,
@@ -82,7 +140,7 @@ class Repository:
             tenant_id,
             endpoint_id,
         )
-        return _endpoint(row) if row else None
+        return self._endpoint(row) if row else None
 
     async def list_endpoints(
         self, tenant_id: str, *, after: str | None, limit: int
@@ -94,7 +152,7 @@ class Repository:
             after,
             limit,
         )
-        return [_endpoint(r) for r in rows]
+        return [self._endpoint(r) for r in rows]
 
     async def update_endpoint(
         self, tenant_id: str, endpoint_id: str, changes: EndpointChanges
@@ -121,24 +179,24 @@ class Repository:
             changes.format,
             changes.enabled,
         )
-        return _endpoint(row) if row else None
+        return self._endpoint(row) if row else None
 
     async def rotate_secret(
         self, tenant_id: str, endpoint_id: str, secret: str, previous_until: datetime
     ) -> Endpoint | None:
         row = await self._pool.fetchrow(
             f"""
-            UPDATE endpoints SET previous_secret = secret, secret = $3,
+            UPDATE endpoints SET previous_secret_enc = secret_enc, secret_enc = $3,
                 previous_secret_until = $4, updated_at = now()
             WHERE tenant_id = $1 AND id = $2
             RETURNING {_ENDPOINT_COLUMNS}
             """,  # noqa: S608 - constant columns
             tenant_id,
             endpoint_id,
-            secret,
+            self._box.encrypt(secret),
             previous_until,
         )
-        return _endpoint(row) if row else None
+        return self._endpoint(row) if row else None
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
         done = await self._pool.execute(
@@ -147,13 +205,13 @@ class Repository:
         return bool(done.endswith(" 1"))
 
     async def subscribed(self, tenant_id: str, event_type: str) -> list[Endpoint]:
-        rows = await self._pool.fetch(
+        rows = await self._fast.fetch(
             f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints "  # noqa: S608 - constant columns
             "WHERE tenant_id = $1 AND enabled AND $2 = ANY(event_types)",
             tenant_id,
             event_type,
         )
-        return [_endpoint(r) for r in rows]
+        return [self._endpoint(r) for r in rows]
 
     async def subscribed_types(self, tenant_id: str) -> set[str]:
         rows = await self._pool.fetch(
@@ -181,25 +239,34 @@ class Repository:
         """Store the event and one pending delivery per endpoint, in one transaction;
         False when the event was stored before (a redelivered source)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval("SELECT 1 FROM events WHERE id = $1", event.id):
-                return False
-            sequence = None
-            if event.conversation is not None:
-                sequence = await conn.fetchval(
-                    """
-                    INSERT INTO conversation_sequences AS s
-                        (tenant_id, account_id, conversation, sequence)
-                    VALUES ($1, $2, $3, 1)
-                    ON CONFLICT (tenant_id, account_id, conversation)
-                    DO UPDATE SET sequence = s.sequence + 1
-                    RETURNING sequence
-                    """,
-                    event.tenant_id,
-                    event.account_id,
-                    event.conversation,
-                )
-            inserted = await conn.fetchval(
+            return await self._save(conn, event)
+
+    async def save_events(self, events: list[StoredEvent]) -> list[bool]:
+        """:meth:`save_event` for each, all in one transaction (one commit to wait for)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return [await self._save(conn, event) for event in events]
+
+    async def _save(self, conn: Any, event: StoredEvent) -> bool:
+        if await conn.fetchval("SELECT 1 FROM events WHERE id = $1", event.id):
+            return False
+        sequence = None
+        if event.conversation is not None:
+            sequence = await conn.fetchval(
                 """
+                INSERT INTO conversation_sequences AS s
+                    (tenant_id, account_id, conversation, sequence)
+                VALUES ($1, $2, $3, 1)
+                ON CONFLICT (tenant_id, account_id, conversation)
+                DO UPDATE SET sequence = s.sequence + 1
+                RETURNING sequence
+                """,
+                event.tenant_id,
+                event.account_id,
+                event.conversation,
+            )
+        inserted = await conn.fetchval(
+            """
+            WITH ev AS (
                 INSERT INTO events (id, type, tenant_id, account_id, body, meta_body)
                 VALUES ($1, $2, $3, $4,
                         CASE WHEN $6::bigint IS NULL THEN $5::jsonb
@@ -207,159 +274,192 @@ class Repository:
                         $7::jsonb)
                 ON CONFLICT (id) DO NOTHING
                 RETURNING id
-                """,
-                event.id,
-                event.type,
-                event.tenant_id,
-                event.account_id,
-                event.body.decode(),
-                sequence,
-                event.meta_body.decode() if event.meta_body is not None else None,
+            ), d AS (
+                INSERT INTO deliveries (event_id, endpoint_id)
+                SELECT ev.id, e FROM ev, unnest($8::text[]) AS e
+                ON CONFLICT DO NOTHING
             )
-            if inserted is None:
-                return False
-            await conn.executemany(
-                "INSERT INTO deliveries (event_id, endpoint_id) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING",
-                [(event.id, e) for e in event.endpoint_ids],
-            )
-            return True
+            SELECT id FROM ev
+            """,
+            event.id,
+            event.type,
+            event.tenant_id,
+            event.account_id,
+            event.body.decode(),
+            sequence,
+            event.meta_body.decode() if event.meta_body is not None else None,
+            list(event.endpoint_ids),
+        )
+        return inserted is not None
 
     async def due_endpoints(self) -> list[str]:
-        rows = await self._pool.fetch(
+        rows = await self._fast.fetch(
             """
-            SELECT DISTINCT d.endpoint_id FROM deliveries d
-            JOIN endpoints e ON e.id = d.endpoint_id
-            WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND e.enabled
+            SELECT e.id AS endpoint_id FROM endpoints e
+            WHERE e.enabled AND EXISTS (
+                SELECT 1 FROM deliveries d
+                WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+            )
             """
         )
         return [r["endpoint_id"] for r in rows]
 
-    async def claim(self, endpoint_id: str, lease_s: float) -> Claimed | None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_NO_FSYNC)
-            row = await conn.fetchrow(
-                f"""
-                WITH next AS (
-                    SELECT d.id FROM deliveries d
-                    WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
-                    ORDER BY d.next_attempt_at, d.id
-                    LIMIT 1
-                    FOR UPDATE SKIP LOCKED
-                ), leased AS (
-                    UPDATE deliveries d
-                    SET attempts = d.attempts + 1,
-                        next_attempt_at = now() + make_interval(secs => $2)
-                    FROM next WHERE d.id = next.id
-                    RETURNING d.id, d.event_id, d.attempts, d.window_start
+    async def lease(self, endpoint_id: str, limit: int, lease_s: float) -> list[Claimed]:
+        """Up to ``limit`` due deliveries of an enabled endpoint, oldest first, leased
+        for ``lease_s`` (invisible to other workers until then): one statement."""
+        rows = await self._fast.fetch(
+            f"""
+            WITH ep AS (
+                SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE id = $1 AND enabled
+            ), next AS (
+                SELECT d.id FROM deliveries d
+                WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= now()
+                  AND EXISTS (SELECT 1 FROM ep)
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+            ), leased AS (
+                UPDATE deliveries d
+                SET attempts = d.attempts + 1,
+                    next_attempt_at = now() + make_interval(secs => $2)
+                FROM next WHERE d.id = next.id
+                RETURNING d.id, d.event_id, d.attempts, d.window_start
+            )
+            SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
+                   leased.window_start, ev.type AS event_type,
+                   CASE WHEN ep.format = 'meta' THEN ev.meta_body::text
+                        ELSE ev.body::text END AS body,
+                   ep.*
+            FROM leased JOIN events ev ON ev.id = leased.event_id CROSS JOIN ep
+            ORDER BY leased.id
+            """,  # noqa: S608 - constant columns
+            endpoint_id,
+            lease_s,
+            limit,
+        )
+        if not rows:
+            return []
+        endpoint = self._endpoint(rows[0])
+        return [
+            Claimed(
+                delivery_id=r["delivery_id"],
+                endpoint=endpoint,
+                event_id=r["event_id"],
+                event_type=r["event_type"],
+                attempt=r["attempts"],
+                window_start=r["window_start"],
+                body=r["body"].encode() if r["body"] is not None else None,
+            )
+            for r in rows
+        ]
+
+    async def record(
+        self, outcomes: list[Outcome], *, disable_after_s: float
+    ) -> list[tuple[str, str]]:
+        """Record a batch of attempts in one transaction (a statement per kind, whatever
+        the batch's size): deliveries finished or rescheduled, the attempts logged, the
+        endpoints' failing clocks moved. The endpoints disabled now, with the reason."""
+        if not outcomes:
+            return []
+        delivered = [o for o in outcomes if o.delivered]
+        failed = [o for o in outcomes if not o.delivered]
+        succeeded = {o.claimed.endpoint.id for o in delivered}
+        # per failing endpoint: disabled at once (410) or not; one that also delivered in
+        # this batch is not failing everything (only a 410 still disables it)
+        failing: dict[str, str | None] = {}
+        for o in failed:
+            eid = o.claimed.endpoint.id
+            if eid in succeeded and o.disable is None:
+                continue
+            failing[eid] = o.disable or failing.get(eid)
+        disabled: list[tuple[str, str]] = []
+        async with self._fast.acquire() as conn, conn.transaction():
+            if failing:
+                # endpoint rows first, in id order: replicas' batches queue, never deadlock
+                ids = sorted(failing)
+                rows = await conn.fetch(
+                    """
+                    WITH input AS (
+                        SELECT * FROM unnest($1::text[], $2::text[]) AS i(id, disable)
+                    ), old AS MATERIALIZED (
+                        SELECT e.id, e.enabled AS was FROM endpoints e JOIN input USING (id)
+                        ORDER BY e.id FOR NO KEY UPDATE OF e
+                    )
+                    UPDATE endpoints e SET
+                        failing_since = coalesce(e.failing_since, now()),
+                        enabled = CASE
+                            WHEN input.disable IS NOT NULL THEN false
+                            WHEN now() - coalesce(e.failing_since, now())
+                                 >= make_interval(secs => $3) THEN false
+                            ELSE e.enabled END,
+                        disabled_reason = CASE
+                            WHEN input.disable IS NOT NULL THEN input.disable
+                            WHEN now() - coalesce(e.failing_since, now())
+                                 >= make_interval(secs => $3) THEN 'failing'
+                            ELSE e.disabled_reason END
+                    FROM input, old
+                    WHERE e.id = input.id AND old.id = e.id
+                    RETURNING e.id, CASE WHEN old.was AND NOT e.enabled
+                                         THEN e.disabled_reason END AS reason
+                    """,
+                    ids,
+                    [failing[i] for i in ids],
+                    disable_after_s,
                 )
-                SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
-                       leased.window_start, ev.type AS event_type,
-                       CASE WHEN e.format = 'meta' THEN ev.meta_body::text
-                            ELSE ev.body::text END AS body,
-                       {", ".join("e." + c.strip() for c in _ENDPOINT_COLUMNS.split(","))}
-                FROM leased
-                JOIN events ev ON ev.id = leased.event_id
-                JOIN endpoints e ON e.id = $1 AND e.enabled
-                """,  # noqa: S608 - constant columns
-                endpoint_id,
-                lease_s,
-            )
-        if row is None or row["body"] is None:
-            return None
-        return Claimed(
-            delivery_id=row["delivery_id"],
-            endpoint=_endpoint(row),
-            event_id=row["event_id"],
-            event_type=row["event_type"],
-            attempt=row["attempts"],
-            window_start=row["window_start"],
-            body=row["body"].encode(),
-        )
-
-    async def _log(self, conn: Any, claimed: Claimed, result: PostResult, outcome: str) -> None:
-        await conn.execute(
-            """
-            INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, attempt,
-                                  status_code, error, latency_ms, response, outcome)
-            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-            WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = $1)
-            """,  # the endpoint (and its deliveries) deleted while this attempt ran: no log
-            claimed.delivery_id,
-            claimed.endpoint.id,
-            claimed.event_id,
-            claimed.event_type,
-            claimed.attempt,
-            result.status,
-            result.error,
-            round(result.latency_s * 1000),
-            result.response.replace("\x00", ""),
-            outcome,
-        )
-
-    async def delivered(self, claimed: Claimed, result: PostResult) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_NO_FSYNC)
+                disabled = [(r["id"], r["reason"]) for r in rows if r["reason"] is not None]
+            if succeeded:
+                await conn.execute(
+                    "UPDATE endpoints SET failing_since = NULL "
+                    "WHERE id = ANY($1::text[]) AND failing_since IS NOT NULL",
+                    sorted(succeeded),
+                )
+            done = [o for o in outcomes if o.delivered or o.next_attempt_at is None]
+            if done:
+                await conn.execute(
+                    """
+                    UPDATE deliveries d SET status = u.status, finished_at = now()
+                    FROM unnest($1::bigint[], $2::text[]) AS u(id, status)
+                    WHERE d.id = u.id
+                    """,
+                    [o.claimed.delivery_id for o in done],
+                    ["delivered" if o.delivered else "failed" for o in done],
+                )
+            later = [o for o in failed if o.next_attempt_at is not None]
+            if later:
+                await conn.execute(
+                    """
+                    UPDATE deliveries d SET next_attempt_at = u.at
+                    FROM unnest($1::bigint[], $2::timestamptz[]) AS u(id, at)
+                    WHERE d.id = u.id
+                    """,
+                    [o.claimed.delivery_id for o in later],
+                    [o.next_attempt_at for o in later],
+                )
+            # endpoints (and their deliveries) deleted while an attempt ran: no log
             await conn.execute(
-                "UPDATE deliveries SET status = 'delivered', finished_at = now() WHERE id = $1",
-                claimed.delivery_id,
-            )
-            await conn.execute(
-                "UPDATE endpoints SET failing_since = NULL "
-                "WHERE id = $1 AND failing_since IS NOT NULL",
-                claimed.endpoint.id,
-            )
-            await self._log(conn, claimed, result, "delivered")
-
-    async def failed_attempt(
-        self,
-        claimed: Claimed,
-        result: PostResult,
-        *,
-        outcome: str,
-        next_attempt_at: datetime | None,
-        disable: str | None,
-        disable_after_s: float,
-    ) -> str | None:
-        """Record a failed attempt; the reason the endpoint was disabled now, if it was."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_NO_FSYNC)
-            # the endpoint row first: lanes of one endpoint queue here, never deadlock
-            reason = await conn.fetchval(
                 """
-                UPDATE endpoints e SET
-                    failing_since = coalesce(e.failing_since, now()),
-                    enabled = CASE
-                        WHEN $2::text IS NOT NULL THEN false
-                        WHEN now() - coalesce(e.failing_since, now())
-                             >= make_interval(secs => $3) THEN false
-                        ELSE e.enabled END,
-                    disabled_reason = CASE
-                        WHEN $2::text IS NOT NULL THEN $2
-                        WHEN now() - coalesce(e.failing_since, now())
-                             >= make_interval(secs => $3) THEN 'failing'
-                        ELSE e.disabled_reason END
-                FROM (SELECT enabled AS was FROM endpoints WHERE id = $1 FOR NO KEY UPDATE) old
-                WHERE e.id = $1
-                RETURNING CASE WHEN old.was AND NOT e.enabled THEN e.disabled_reason END
+                INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, attempt,
+                                      status_code, error, latency_ms, response, outcome)
+                SELECT u.* FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                                       $5::int[], $6::int[], $7::text[], $8::int[],
+                                       $9::text[], $10::text[])
+                    AS u(delivery_id, endpoint_id, event_id, event_type, attempt,
+                         status_code, error, latency_ms, response, outcome)
+                WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.delivery_id)
+                ORDER BY u.delivery_id
                 """,
-                claimed.endpoint.id,
-                disable,
-                disable_after_s,
+                [o.claimed.delivery_id for o in outcomes],
+                [o.claimed.endpoint.id for o in outcomes],
+                [o.claimed.event_id for o in outcomes],
+                [o.claimed.event_type for o in outcomes],
+                [o.claimed.attempt for o in outcomes],
+                [o.result.status for o in outcomes],
+                [o.result.error for o in outcomes],
+                [round(o.result.latency_s * 1000) for o in outcomes],
+                [o.result.response.replace("\x00", "") for o in outcomes],
+                [o.outcome for o in outcomes],
             )
-            if next_attempt_at is None:
-                await conn.execute(
-                    "UPDATE deliveries SET status = 'failed', finished_at = now() WHERE id = $1",
-                    claimed.delivery_id,
-                )
-            else:
-                await conn.execute(
-                    "UPDATE deliveries SET next_attempt_at = $2 WHERE id = $1",
-                    claimed.delivery_id,
-                    next_attempt_at,
-                )
-            await self._log(conn, claimed, result, outcome)
-            return str(reason) if reason is not None else None
+        return disabled
 
     async def attempts(
         self, tenant_id: str, endpoint_id: str, *, before: int | None, limit: int

@@ -5,7 +5,7 @@ stores, the resolver and the accounts are ports."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +14,7 @@ import orjson
 from flowchat_contracts.tenant_events import ALL_EVENT_TYPES as EVENT_TYPES
 from flowchat_contracts.tenant_events import AnyTenantEvent
 from flowchat_contracts.webhooks import MessageStatus
+from flowchat_platform.batching import PartitionedBatcher
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import SentThroughCloudApi
 from flowchat_platform.pagination import decode_cursor, page_of
@@ -173,6 +174,25 @@ class EndpointService:
         log.info("endpoint deleted", tenant_id=tenant_id, endpoint_id=endpoint_id)
 
 
+class SaveBatcher(PartitionedBatcher[StoredEvent, bool]):
+    """Events stored in batches: what the consumers hand in together is committed in one
+    transaction (one wait for the disk), each submitter answered after the commit. One
+    conversation's events go to one worker, in order (their sequence numbers)."""
+
+    def __init__(self, store: DeliveryStore, *, workers: int = 2, max_batch: int = 100) -> None:
+        super().__init__(workers=workers, max_batch=max_batch)
+        self._store = store
+
+    def _key(self, item: StoredEvent) -> str:
+        return f"{item.tenant_id}/{item.account_id}/{item.conversation or item.id}"
+
+    async def _apply_batch(self, items: list[StoredEvent]) -> list[bool]:
+        return await self._store.save_events(items)
+
+    async def _apply_one(self, item: StoredEvent) -> bool:
+        return await self._store.save_event(item)
+
+
 class Intake:
     """Turns one consumed event into stored deliveries, one per subscribed endpoint,
     before the broker message is acked. Nothing is stored when no endpoint subscribes."""
@@ -185,12 +205,15 @@ class Intake:
         *,
         on_stored: Callable[[], None] = lambda: None,
         sends: CloudApiSends | None = None,
+        save: Callable[[StoredEvent], Awaitable[bool]] | None = None,
     ) -> None:
         self._sends = sends
         self._endpoints = endpoints
         self._deliveries = deliveries
         self._accounts = accounts
         self._on_stored = on_stored
+        #: how an event is stored: alone, or through a :class:`SaveBatcher`'s submit
+        self._save = save or deliveries.save_event
 
     async def _sent_through_cloud_api(self, event: AnyTenantEvent) -> SentThroughCloudApi | None:
         """For a status of a message the compatible endpoint queued: its callback data
@@ -217,7 +240,7 @@ class Intake:
         if not targets:
             metrics.EVENTS_SKIPPED.labels(event.type).inc()
             return False
-        stored = await self._deliveries.save_event(
+        stored = await self._save(
             StoredEvent(
                 id=event.id,
                 type=event.type,

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from flowchat_platform.crypto import SecretBox, secret_box
 from flowchat_platform.errors import ConfigurationError
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
+
+ENCRYPTION_KEYS_VAR = "FLOWCHAT_RELAY_ENCRYPTION_KEYS"
 
 
 class Settings(ServiceSettings):
@@ -22,6 +25,9 @@ class Settings(ServiceSettings):
     #: Every tenant's subscription set is rewritten this often (disabled endpoints drop
     #: out; a set not rewritten expires after 15 minutes).
     subscriptions_sync_s: float = Field(default=60.0, gt=0)
+    #: Comma-separated Fernet keys encrypting the endpoints' signing secrets at rest:
+    #: the first encrypts, every one decrypts (``FLOWCHAT_RELAY_ENCRYPTION_KEYS``).
+    encryption_keys: SecretStr | None = None
 
     #: Endpoints on loopback, private, link-local… addresses are refused unless this is
     #: set: development and tests only (refused at start-up in production).
@@ -35,6 +41,9 @@ class Settings(ServiceSettings):
     disable_after_s: float = Field(default=3 * 24 * 3600.0, gt=0)
     #: Deliveries in flight to one endpoint at once.
     endpoint_concurrency: int = Field(default=4, ge=1, le=256)
+    #: Due deliveries of one endpoint leased by one query (an endpoint that just failed
+    #: leases only ``endpoint_concurrency`` at a time).
+    lease_batch: int = Field(default=64, ge=1, le=1000)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     #: One delivery's whole exchange (connect, send, read the answer).
     total_timeout_s: float = Field(default=15.0, gt=0)
@@ -53,8 +62,12 @@ class Settings(ServiceSettings):
         """Plain-http endpoints: in development, or wherever private targets are allowed."""
         return self.environment == "development" or self.allow_private_targets
 
+    def secret_box(self) -> SecretBox:
+        return secret_box(self.encryption_keys, ENCRYPTION_KEYS_VAR)
+
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
+        self.secret_box()
         if self.environment == "production" and self.allow_private_targets:
             raise ConfigurationError(
                 "FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS is for development and tests only",

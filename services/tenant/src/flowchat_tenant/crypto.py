@@ -1,4 +1,4 @@
-"""Secrets at rest: Fernet (AES-128-CBC + HMAC-SHA256, authenticated) under a keyring.
+"""Secrets at rest (:mod:`flowchat_platform.crypto`, shared with the relay).
 
 ``FLOWCHAT_TENANT_ENCRYPTION_KEYS="new,old"``: the first key encrypts, every key
 decrypts, and :meth:`SecretBox.rotate` re-encrypts a ciphertext under the first key.
@@ -11,63 +11,6 @@ as a digest (they are 256-bit random, so a fast hash is enough).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from flowchat_platform.crypto import InvalidToken, SecretBox, digest, digests_equal
 
 __all__ = ["InvalidToken", "SecretBox", "digest", "digests_equal"]
-
-
-class SecretBox:
-    def __init__(self, keys: list[bytes]) -> None:
-        if not keys:
-            raise ValueError("no key given")
-        self._fernet = MultiFernet([Fernet(k) for k in keys])
-        self.key_count = len(keys)
-
-    @classmethod
-    def from_keys(cls, raw: str) -> SecretBox:
-        """Parse comma-separated url-safe base64 Fernet keys (raises ValueError, no key echoed)."""
-        parts = [p.strip() for p in raw.split(",") if p.strip()]
-        if not parts:
-            raise ValueError("no key given (comma-separated Fernet keys)")
-        keys: list[bytes] = []
-        for index, part in enumerate(parts, start=1):
-            try:
-                Fernet(part.encode())
-            except (ValueError, TypeError):
-                raise ValueError(
-                    f"key #{index} is not a Fernet key (32 url-safe base64-encoded bytes)"
-                ) from None
-            keys.append(part.encode())
-        return cls(keys)
-
-    @staticmethod
-    def generate_key() -> str:
-        return Fernet.generate_key().decode()
-
-    def encrypt(self, plaintext: str | None) -> bytes | None:
-        if plaintext is None:
-            return None
-        return self._fernet.encrypt(plaintext.encode())
-
-    def decrypt(self, ciphertext: bytes | None) -> str | None:
-        """Decrypt with whichever key matches; raises :class:`InvalidToken` when none does."""
-        if ciphertext is None:
-            return None
-        return self._fernet.decrypt(bytes(ciphertext)).decode()
-
-    def rotate(self, ciphertext: bytes | None) -> bytes | None:
-        """The same plaintext encrypted under the first (newest) key."""
-        if ciphertext is None:
-            return None
-        return self._fernet.rotate(bytes(ciphertext))
-
-
-def digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def digests_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

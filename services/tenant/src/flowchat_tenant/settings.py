@@ -14,9 +14,8 @@ import hmac
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from flowchat_platform.errors import ConfigurationError
+from flowchat_platform.crypto import SecretBox, secret_box
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
-from flowchat_tenant.crypto import SecretBox
 
 ENCRYPTION_KEYS_VAR = "FLOWCHAT_TENANT_ENCRYPTION_KEYS"
 
@@ -91,10 +90,4 @@ class Settings(ServiceSettings):
 
     def secret_box(self) -> SecretBox:
         """The keyring built from ``FLOWCHAT_TENANT_ENCRYPTION_KEYS`` (raises if invalid)."""
-        raw = self.encryption_keys.get_secret_value() if self.encryption_keys else ""
-        try:
-            return SecretBox.from_keys(raw)
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"{ENCRYPTION_KEYS_VAR} is invalid: {exc}", variable=ENCRYPTION_KEYS_VAR
-            ) from None
+        return secret_box(self.encryption_keys, ENCRYPTION_KEYS_VAR)
