@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from gateway_testkit import Gateway
 
-from flowchat_gateway.store import customer_window_key
+from flowchat_contracts.shared_state import customer_window_key
 
 pytestmark = pytest.mark.integration
 
