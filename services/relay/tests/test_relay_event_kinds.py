@@ -73,7 +73,12 @@ COVERED_BINDINGS = {
     (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#"): "inbound",
     **{
         (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
-        for k in (*(s.value for s in Status), *HANDOFF_KINDS)
+        for k in (
+            *(s.value for s in Status),
+            *HANDOFF_KINDS,
+            *RELAY_FACT_KINDS,
+            *sorted(BUSINESS_EVENT_FIELDS),
+        )
     },
 }
 
