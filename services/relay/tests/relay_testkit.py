@@ -292,11 +292,15 @@ class Harness:
     async def publish_fact(
         self, body: BaseModel | dict[str, Any], *, tenant: str = "tnt_a", account: str = "acc_1"
     ) -> None:
-        """Any event on ``flowchat.events`` (key ``<tenant>.<account>.<kind>``)."""
+        """Any event on ``flowchat.events`` (key ``<tenant>.<account>.<kind>``; a
+        ``business_event`` under its Meta field, as the gateway publishes it)."""
         raw = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        word = str(raw.get("kind", "unknown"))
+        if word == "business_event":
+            word = str(raw.get("field", word))
         await self.publisher.publish(
             topology.EXCHANGE_EVENTS,
-            topology.events_routing_key(tenant, account, str(raw.get("kind", "unknown"))),
+            topology.events_routing_key(tenant, account, word),
             orjson.dumps(raw),
             message_id=str(raw.get("event_id") or uuid.uuid4().hex),
             mandatory=False,
