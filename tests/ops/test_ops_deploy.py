@@ -436,12 +436,12 @@ def test_every_consumer_scales_on_every_queue_it_consumes(overlay, rendered):
 
 
 @pytest.mark.parametrize("overlay", TARGETS)
-def test_the_inbox_runs_one_replica_until_its_live_updates_fan_out(overlay, rendered):
-    """Live updates (GET /v1/stream) fan out inside one process: a second replica's
-    writes would never reach the first one's streams, so nothing scales the inbox."""
-    assert by_kind(rendered[overlay], "Deployment")["inbox"]["spec"]["replicas"] == 1
-    assert "inbox" not in by_kind(rendered[overlay], "ScaledObject")
-    assert "inbox" not in by_kind(rendered[overlay], "HorizontalPodAutoscaler")
+def test_the_inbox_scales_on_its_history_queue(overlay, rendered):
+    """Live updates (GET /v1/stream) fan out through the inbox.live exchange, so the inbox
+    runs several replicas and KEDA scales it on inbox.history."""
+    assert by_kind(rendered[overlay], "Deployment")["inbox"]["spec"]["replicas"] >= 1
+    scaled = by_kind(rendered[overlay], "ScaledObject")["inbox"]
+    assert [t["metadata"]["queueName"] for t in scaled["spec"]["triggers"]] == ["inbox.history"]
 
 
 @pytest.mark.parametrize("overlay", TARGETS)
