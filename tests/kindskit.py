@@ -14,7 +14,8 @@ publishes (:data:`~flowchat_gateway.events.BUSINESS_FIELDS`) and the hand-offs
   from a fresh customer (v1 with a phone number, v2 known only by a BSUID);
 - :func:`every_event`: one ``message_status_changed`` per status, one
   ``business_event`` per field, one event per hand-off kind, one ``order_changed`` and
-  one ``campaign_changed``, a ``command_rejected``;
+  one ``campaign_changed``, a ``command_rejected``, an ``endpoint_disabled`` (key
+  ``<tenant>.-.endpoint_disabled``);
 
 each as :class:`Published` (routing key, body as its publisher encodes it, model); and
 what a test watches of the consumer meanwhile: :func:`fates` and :func:`handler_retries`
@@ -58,9 +59,12 @@ from flowchat_contracts import (
 from flowchat_contracts.command_events import COMMAND_REJECTED, CommandRejected
 from flowchat_contracts.tenant_events import (
     CAMPAIGN_CHANGED_KIND,
+    ENDPOINT_DISABLED_KIND,
+    NO_ACCOUNT,
     ORDER_CHANGED_KIND,
     CampaignChanged,
     CampaignData,
+    EndpointDisabled,
     OrderChanged,
     OrderData,
 )
@@ -94,15 +98,19 @@ RELAY_FACT_KINDS: dict[str, type[OrderChanged] | type[CampaignChanged]] = {
     CAMPAIGN_CHANGED_KIND: CampaignChanged,
 }
 
+#: The relay's own facts (tenant-level: the key's account word is ``-``), by kind.
+RELAY_OWN_KINDS: dict[str, type[EndpointDisabled]] = {ENDPOINT_DISABLED_KIND: EndpointDisabled}
+
 #: The last word of every key a publisher puts on ``flowchat.events``: the
 #: state-manager's statuses, the gateway's business fields, the hand-offs, the order and
-#: campaign facts, the sender's rejected commands.
+#: campaign facts, the sender's rejected commands, the relay's disabled endpoints.
 EVENT_KINDS: frozenset[str] = frozenset(
     {s.value for s in Status}
     | set(BUSINESS_FIELDS)
     | set(HANDOFF_KINDS)
     | set(RELAY_FACT_KINDS)
     | {COMMAND_REJECTED}
+    | set(RELAY_OWN_KINDS)
 )
 
 
@@ -411,6 +419,20 @@ def every_event(*, tenant: str, account: str) -> list[Published[BaseModel]]:
     )
     key = topology.events_routing_key(tenant, account, COMMAND_REJECTED)
     out.append(Published(key, rejected.model_dump_json().encode(), rejected))
+    for kind in sorted(RELAY_OWN_KINDS):
+        if kind != ENDPOINT_DISABLED_KIND:
+            raise AssertionError(f"no sample for relay event {kind}: add one")
+        disabled = EndpointDisabled(
+            event_id=f"dis-k{next(_n)}",
+            tenant_id=tenant,
+            endpoint_id="ep_k",
+            url_host="hooks.example.com",
+            reason="gone",
+            disabled_at=datetime.now(UTC),
+            last_status_code=410,
+        )
+        key = topology.events_routing_key(tenant, NO_ACCOUNT, kind)
+        out.append(Published(key, disabled.model_dump_json().encode(), disabled))
     return out
 
 

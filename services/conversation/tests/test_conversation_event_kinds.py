@@ -59,6 +59,7 @@ from kindskit import (
     BUSINESS_DATA,
     HANDOFF_KINDS,
     RELAY_FACT_KINDS,
+    RELAY_OWN_KINDS,
     bindings_of,
     depth,
     every_event,
@@ -130,6 +131,7 @@ def test_every_bound_kind_has_a_sample() -> None:
         | set(HANDOFF_KINDS)
         | set(RELAY_FACT_KINDS)
         | {COMMAND_REJECTED}
+        | set(RELAY_OWN_KINDS)
     )
     for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
         published = inbound if what == "inbound" else events

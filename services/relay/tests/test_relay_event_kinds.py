@@ -49,6 +49,7 @@ from flowchat_state_manager.state import Status
 from kindskit import (
     HANDOFF_KINDS,
     RELAY_FACT_KINDS,
+    RELAY_OWN_KINDS,
     bindings_of,
     depth,
     every_event,
@@ -99,7 +100,7 @@ def event_messages(*, bound_only: bool = True) -> list[Sample]:
     """Every status change, hand-off, order / campaign fact, business event and rejected
     command on ``flowchat.events``; with ``bound_only`` (the default) only those routed to
     the relay. Business events other than template status and quality, and rejected
-    commands, make no webhook event."""
+    commands and the relay's own endpoint_disabled, make no webhook event."""
     out: list[Sample] = []
     patterns = [p for (q, _, p) in COVERED_BINDINGS if q == topology.QUEUE_RELAY_EVENTS]
     for key, body, model in every_event(tenant=TENANT, account=ACCOUNT):
@@ -108,8 +109,8 @@ def event_messages(*, bound_only: bool = True) -> list[Sample]:
         webhook = getattr(model, "event_id", None)
         if isinstance(model, BusinessEvent) and model.field not in BUSINESS_EVENT_FIELDS:
             webhook = None
-        if key.rsplit(".", 1)[-1] == COMMAND_REJECTED:
-            webhook = None
+        if key.rsplit(".", 1)[-1] in {COMMAND_REJECTED, *RELAY_OWN_KINDS}:
+            webhook = None  # no webhook event (endpoint_disabled: the relay's own fact)
         out.append((key, body, f"evt_{webhook}" if webhook else None))
     return out
 
@@ -145,6 +146,7 @@ def test_every_bound_kind_has_a_sample() -> None:
         | set(HANDOFF_KINDS)
         | set(RELAY_FACT_KINDS)
         | {COMMAND_REJECTED}
+        | set(RELAY_OWN_KINDS)
     )
     assert {m.model_fields["kind"].default for m in HANDOFF_KINDS.values()} == set(HANDOFF_KINDS)
     bound = {k.rsplit(".", 1)[-1] for k, _, _ in event_messages()}

@@ -78,10 +78,12 @@ ROUTES: tuple[Route, ...] = (
             "handoff_resolved.v1",
             "order_changed.v1",
             "campaign_changed.v1",
+            "endpoint_disabled.v1",
         ),
         "FlowChat's events: status changes (word: the status), rejected commands "
         "(command_rejected), hand-offs, order and campaign facts (order_changed, "
-        "campaign_changed: only while a relay endpoint of the tenant subscribes), Meta's "
+        "campaign_changed: only while a relay endpoint of the tenant subscribes), webhook "
+        "endpoints the relay disabled (endpoint_disabled; account word '-'), Meta's "
         "business events (word: the field). Bind a "
         "queue of your own; see docs/events.md.",
     ),

@@ -229,6 +229,38 @@ CAMPAIGN_EVENT_TYPES: dict[CampaignChange, str] = {
 #: The routing key's last word of the internal events.
 ORDER_CHANGED_KIND = "order_changed"
 CAMPAIGN_CHANGED_KIND = "campaign_changed"
+ENDPOINT_DISABLED_KIND = "endpoint_disabled"
+#: The account word of the key of a tenant-level event (no account: ``<tenant>.-.<kind>``).
+NO_ACCOUNT = "-"
+
+
+# --------------------------------------------------------------------- the relay's own
+
+EndpointDisabledReason = Literal["gone", "failing"]
+
+
+class EndpointDisabled(BaseModel):
+    """The relay disabled one of the tenant's webhook endpoints (on ``flowchat.events``,
+    key ``<tenant>.-.endpoint_disabled``; AMQP ``message_id`` = ``event_id``): it
+    answered 410 Gone (``gone``), or all its attempts failed for the relay's
+    ``DISABLE_AFTER_S`` (``failing``). One event per disabling; ``event_id`` is derived
+    from the endpoint and ``disabled_at``. Carries the URL's host only, never the URL
+    (its path or query may hold a token) nor anything of the secret."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: Literal["endpoint_disabled"] = "endpoint_disabled"
+    event_id: str = Field(min_length=1, max_length=128)
+    tenant_id: str = Field(min_length=1, max_length=128)
+    endpoint_id: str = Field(min_length=1, max_length=128)
+    #: The host of the endpoint's URL (no scheme, path, query or credentials).
+    url_host: str = Field(max_length=255)
+    reason: EndpointDisabledReason
+    disabled_at: datetime
+    #: The last attempt's HTTP status (None: no answer) and error, when known.
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=512)
 
 
 # --------------------------------------------------------------------- account level
@@ -302,4 +334,5 @@ TENANT_EVENT_SCHEMAS: dict[str, type[BaseModel]] = {
     "webhook.account.quality_changed.v1": AccountQualityChanged,
     "order_changed.v1": OrderChanged,
     "campaign_changed.v1": CampaignChanged,
+    "endpoint_disabled.v1": EndpointDisabled,
 }

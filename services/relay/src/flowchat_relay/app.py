@@ -30,6 +30,7 @@ from flowchat_platform.runner import Background
 from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_relay import SCHEMA, SERVICE, metrics
+from flowchat_relay.broker import AmqpNotices
 from flowchat_relay.consumer import ANY_EVENT, INBOUND, RelayConsumer
 from flowchat_relay.deps import Runtime
 from flowchat_relay.dispatcher import Dispatcher
@@ -131,6 +132,7 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
             lease_s=settings.total_timeout_s + LEASE_MARGIN_S,
             batch=settings.lease_batch,
             poll_interval_s=settings.poll_interval_s,
+            notices=AmqpNotices(amqp),
         )
         saves = SaveBatcher(repository, max_batch=settings.prefetch)
         intake = Intake(

@@ -18,7 +18,9 @@ pending, for the endpoint to be enabled again); anything else (3xx — redirects
 never followed —, 4xx, 5xx, no answer, a timeout, an unsafe address) is retried after
 ``backoff`` (exponential with jitter, or the endpoint's ``Retry-After``), until
 ``retry_for_s`` after the event was stored (or replayed), then failed. An endpoint
-whose deliveries all failed for ``disable_after_s`` is disabled.
+whose deliveries all failed for ``disable_after_s`` is disabled. Each disabling, once
+committed, is told to ``notices`` (an ``endpoint_disabled`` event on ``flowchat.events``);
+a notice that cannot be published is logged and counted, never retried.
 """
 
 from __future__ import annotations
@@ -32,13 +34,24 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import orjson
 
+from flowchat_contracts.tenant_events import EndpointDisabled
 from flowchat_platform.logs import get_logger
 from flowchat_relay import metrics
 from flowchat_relay.events import PING
-from flowchat_relay.ports import Claimed, DeliveryStore, Endpoint, Outcome, Poster, PostResult
+from flowchat_relay.ports import (
+    Claimed,
+    DeliveryStore,
+    Disabled,
+    Endpoint,
+    Notices,
+    Outcome,
+    Poster,
+    PostResult,
+)
 from flowchat_relay.service import Clock, utcnow
 from flowchat_relay.signing import meta_headers, standard_headers
 
@@ -61,6 +74,25 @@ def sign(endpoint: Endpoint, msg_id: str, body: bytes, now: datetime) -> dict[st
             standard_headers(endpoint.signing_secrets(now), msg_id, int(now.timestamp()), body)
         )
     return headers
+
+
+def disabled_event(done: Disabled, last: Outcome) -> EndpointDisabled:
+    """The ``endpoint_disabled`` fact of a disabling: its id derived from the endpoint and
+    the disabling's time (the same disabling, the same id), the URL's host only."""
+    endpoint = last.claimed.endpoint
+    at = done.at
+    return EndpointDisabled(
+        event_id=uuid.uuid5(
+            uuid.NAMESPACE_URL, f"relay/{done.endpoint_id}/disabled/{at.isoformat()}"
+        ).hex,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=done.endpoint_id,
+        url_host=urlsplit(endpoint.url).hostname or "",
+        reason="gone" if done.reason == "gone" else "failing",
+        disabled_at=at,
+        last_status_code=last.result.status,
+        last_error=last.result.error[:512] if last.result.error else None,
+    )
 
 
 #: Outcomes recorded in one transaction at most.
@@ -93,8 +125,10 @@ class Dispatcher:
         min_scan_interval_s: float = 0.02,
         clock: Clock = utcnow,
         rand: Callable[[], float] = random.random,
+        notices: Notices | None = None,
     ) -> None:
         self._store = store
+        self._notices = notices
         self._poster = poster
         self.concurrency = concurrency
         self.retry_for_s = retry_for_s
@@ -277,13 +311,39 @@ class Dispatcher:
 
     async def _record(self, batch: list[Outcome]) -> None:
         disabled = await self._store.record(batch, disable_after_s=self.disable_after_s)
-        for endpoint_id, reason in disabled:
-            metrics.ENDPOINTS_DISABLED.labels(reason).inc()
-            tenant_id = next(
-                o.claimed.endpoint.tenant_id for o in batch if o.claimed.endpoint.id == endpoint_id
-            )
+        for done in disabled:  # committed: tell the platform, once per disabling
+            metrics.ENDPOINTS_DISABLED.labels(done.reason).inc()
+            last = next(o for o in reversed(batch) if o.claimed.endpoint.id == done.endpoint_id)
+            if done.reason == "gone":  # the 410 that did it
+                last = next(
+                    (o for o in batch if o.claimed.endpoint.id == done.endpoint_id and o.disable),
+                    last,
+                )
+            event = disabled_event(done, last)
             log.warning(
-                "endpoint disabled", endpoint_id=endpoint_id, tenant_id=tenant_id, reason=reason
+                "endpoint disabled",
+                endpoint_id=done.endpoint_id,
+                tenant_id=event.tenant_id,
+                reason=done.reason,
+                event_id=event.event_id,
+            )
+            await self._notify(event)
+
+    async def _notify(self, event: EndpointDisabled) -> None:
+        if self._notices is None:
+            return
+        try:
+            await self._notices.endpoint_disabled(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the disabling stands; the event is lost
+            metrics.NOTICES_UNPUBLISHED.labels(event.kind).inc()
+            log.error(
+                "endpoint_disabled not published",
+                endpoint_id=event.endpoint_id,
+                tenant_id=event.tenant_id,
+                event_id=event.event_id,
+                error=repr(exc),
             )
 
     async def ping(self, endpoint: Endpoint) -> PostResult:

@@ -32,6 +32,12 @@ ENDPOINTS_DISABLED = Counter(
 )
 for _reason in ("gone", "failing"):  # at 0 from the start: an alert sees the first one
     ENDPOINTS_DISABLED.labels(_reason)
+NOTICES_UNPUBLISHED = Counter(
+    "flowchat_relay_notices_unpublished_total",
+    "The relay's own events (endpoint_disabled) it could not publish on flowchat.events",
+    ["kind"],
+)
+NOTICES_UNPUBLISHED.labels("endpoint_disabled")
 OLDEST_UNDELIVERED = Gauge(
     "flowchat_relay_oldest_undelivered_seconds",
     "Age of the oldest event not yet delivered, per endpoint",

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from flowchat_contracts.tenant_events import EndpointDisabled
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.meta_echo import SentThroughCloudApi
 
@@ -110,6 +111,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Disabled:
+    """An endpoint :meth:`DeliveryStore.record` disabled (it was enabled before), when
+    (the transaction's time) and why (``gone``, ``failing``)."""
+
+    endpoint_id: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Attempt:
     id: int
     delivery_id: int
@@ -152,7 +163,7 @@ class DeliveryStore(Protocol):
     async def lease(self, endpoint_id: str, limit: int, lease_s: float) -> list[Claimed]: ...
     async def record(
         self, outcomes: list[Outcome], *, disable_after_s: float
-    ) -> list[tuple[str, str]]: ...
+    ) -> list[Disabled]: ...
     async def attempts(
         self, tenant_id: str, endpoint_id: str, *, before: int | None, limit: int
     ) -> list[Attempt]: ...
@@ -179,6 +190,13 @@ class CloudApiSends(Protocol):
 
 class Accounts(Protocol):
     async def account(self, account_id: str) -> AccountCredentials | None: ...
+
+
+class Notices(Protocol):
+    """Where the relay tells the platform what it did (the broker adapter publishes on
+    ``flowchat.events`` with a confirm; raises when it could not)."""
+
+    async def endpoint_disabled(self, event: EndpointDisabled) -> None: ...
 
 
 class Poster(Protocol):

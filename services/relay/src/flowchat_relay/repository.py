@@ -17,6 +17,7 @@ from flowchat_platform.crypto import SecretBox
 from flowchat_relay.ports import (
     Attempt,
     Claimed,
+    Disabled,
     Endpoint,
     EndpointChanges,
     Outcome,
@@ -353,9 +354,7 @@ class Repository:
             for r in rows
         ]
 
-    async def record(
-        self, outcomes: list[Outcome], *, disable_after_s: float
-    ) -> list[tuple[str, str]]:
+    async def record(self, outcomes: list[Outcome], *, disable_after_s: float) -> list[Disabled]:
         """Record a batch of attempts in one transaction (a statement per kind, whatever
         the batch's size): deliveries finished or rescheduled, the attempts logged, the
         endpoints' failing clocks moved. The endpoints disabled now, with the reason."""
@@ -372,7 +371,7 @@ class Repository:
             if eid in succeeded and o.disable is None:
                 continue
             failing[eid] = o.disable or failing.get(eid)
-        disabled: list[tuple[str, str]] = []
+        disabled: list[Disabled] = []
         async with self._fast.acquire() as conn, conn.transaction():
             if failing:
                 # endpoint rows first, in id order: replicas' batches queue, never deadlock
@@ -399,14 +398,16 @@ class Repository:
                             ELSE e.disabled_reason END
                     FROM input, old
                     WHERE e.id = input.id AND old.id = e.id
-                    RETURNING e.id, CASE WHEN old.was AND NOT e.enabled
+                    RETURNING e.id, now() AS at, CASE WHEN old.was AND NOT e.enabled
                                          THEN e.disabled_reason END AS reason
                     """,
                     ids,
                     [failing[i] for i in ids],
                     disable_after_s,
                 )
-                disabled = [(r["id"], r["reason"]) for r in rows if r["reason"] is not None]
+                disabled = [
+                    Disabled(r["id"], r["reason"], r["at"]) for r in rows if r["reason"] is not None
+                ]
             if succeeded:
                 await conn.execute(
                     "UPDATE endpoints SET failing_since = NULL "
