@@ -93,3 +93,92 @@ def test_no_log_call_passes_event_as_a_keyword() -> None:
         for line in event_keyword_calls(path.read_text(), str(path))
     ]
     assert found == [], "log calls with event= (structlog's message argument): " + ", ".join(found)
+
+
+# --------------------------------------------------------------------------- personal data
+
+#: Keyword names of log calls that would carry a person's data: phone numbers and
+#: WhatsApp ids (``wa_id``, BSUIDs), names, e-mail addresses, message texts and bodies.
+#: Log the message or contact id instead, or a hash (a call whose name says so:
+#: ``hash_id(...)``, ``sha256(...)``, ``digest(...)``, ``redact(...)``).
+PERSONAL_KEYWORDS = frozenset(
+    {
+        "phone",
+        "phone_number",
+        "wa_id",
+        "to",
+        "from_",
+        "sender",
+        "recipient",
+        "customer",
+        "customer_id",
+        "bsuid",
+        "user_name",
+        "name",
+        "contact_name",
+        "profile_name",
+        "email",
+        "text",
+        "body",
+        "caption",
+        "content",
+        "message",
+    }
+)
+_HASHING = ("hash", "sha", "digest", "redact", "mask", "truncate")
+
+
+def _hashed(value: ast.expr) -> bool:
+    if not isinstance(value, ast.Call):
+        return False
+    func = value.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return any(h in name.lower() for h in _HASHING)
+
+
+def personal_keyword_calls(source: str, filename: str = "<string>") -> list[tuple[int, str]]:
+    """(line, keyword) of log calls in ``source`` passing a personal-data keyword
+    that is not hashed."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in LOG_METHODS
+        ):
+            for k in node.keywords:
+                if k.arg in PERSONAL_KEYWORDS and not _hashed(k.value):
+                    found.append((node.lineno, k.arg))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "keyword"),
+    [
+        ('log.info("inbound", wa_id=msg.wa_id)', "wa_id"),
+        ('self._log.warning("send failed", to=command.to)', "to"),
+        ('log.bind(phone="+2348000000000")', "phone"),
+        ('log.info("x", text=message.text)', "text"),
+        ('logging.getLogger(__name__).error("x", name=contact.name)', "name"),
+    ],
+)
+def test_the_scan_finds_personal_data_in_a_log_call(source: str, keyword: str) -> None:
+    assert personal_keyword_calls(source) == [(1, keyword)]
+
+
+def test_the_scan_lets_hashed_and_other_values_through() -> None:
+    source = (
+        'log.info("x", wa_id=hash_id(w), to=sha256_hex(t))\n'
+        'log.info("x", message_id=m, contact_id=c, template=t)\n'
+        "send(to=phone, text=body)\n"
+    )
+    assert personal_keyword_calls(source) == []
+
+
+def test_no_log_call_passes_personal_data() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line} {keyword}="
+        for path in SOURCES
+        for line, keyword in personal_keyword_calls(path.read_text(), str(path))
+    ]
+    assert found == [], "log calls with personal data (log an id or a hash): " + ", ".join(found)

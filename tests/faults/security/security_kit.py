@@ -74,6 +74,9 @@ class SecurityEnv:
     #: data of tenant a that b must never see (names, texts), by what it is
     a_marks: dict[str, str] = field(default_factory=dict)
     extra_secrets: dict[str, str] = field(default_factory=dict)
+    #: every customer's data the package sent through the stack (phone numbers, BSUIDs,
+    #: names, message texts), by what it is: scanned in the logs and the metrics
+    personal: dict[str, str] = field(default_factory=dict)
     rabbit: RabbitNode | None = None
     vhost: str = ""
     #: folders of other logs the stack caused (the suite's RabbitMQ node and Redis)
@@ -239,7 +242,11 @@ def build_env(stack: FaultStack, rabbit: RabbitNode, vhost: str) -> SecurityEnv:
             twilio = await add_twilio(client, stack, a)
             env = SecurityEnv(stack, a, b, fuzz, twilio, rabbit=rabbit, vhost=vhost)
             env.a_ids, env.a_marks = await seed_objects(client, env, a)
-            env.b_ids, _ = await seed_objects(client, env, b)
+            env.b_ids, b_marks = await seed_objects(client, env, b)
+            for who, ids, marks in (("a", env.a_ids, env.a_marks), ("b", env.b_ids, b_marks)):
+                env.personal[f"{who}.phone"] = ids["phone"]
+                for what in ("contact_name", "reminder_text", "message_text"):
+                    env.personal[f"{who}.{what}"] = marks[what]
             return env
 
     return asyncio.run(go())

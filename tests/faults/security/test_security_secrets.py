@@ -1,19 +1,26 @@
-"""Secrets never in logs: every log file the package's stack wrote (the six services, the
-suite's own RabbitMQ node and redis-server) is scanned for every token and secret the
-package created or was given: Meta access tokens and app secrets, verify tokens, API
-keys (also revoked and mistyped ones), the Twilio auth token (also as the Basic
-credentials it travels in), the service token, the operator key, the encryption keys.
+"""Secrets and personal data never in logs: every log file the package's stack wrote
+(the services, the suite's own RabbitMQ node and redis-server) is scanned for every
+token and secret the package created or was given: Meta access tokens and app secrets,
+verify tokens, API keys (also revoked and mistyped ones), the Twilio auth token (also as
+the Basic credentials it travels in), the service token, the operator key, the
+encryption keys.
 
 This file runs last in the package (its name sorts last), after every other test has
 pushed these secrets through the stack; it first does the things most likely to log one
 on its own: failed logins with near-miss keys, a refused webhook, a token rotated to one
 the provider refuses, a verification with a wrong verify token, sends on both providers.
+
+Personal data too: every customer's phone number, BSUID, profile name and message text
+the package sent (the seeds' contacts, reminders and messages, the sends here, two
+inbound messages, from a phone number and from a BSUID) is looked for in the same logs
+and in every service's ``/metrics`` (a label value carrying one is a leak as well).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import uuid
 from pathlib import Path
@@ -22,7 +29,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from faults_kit import inbound_webhook, open_windows, sign, wait_for
-from security_kit import SecurityEnv, bearer
+from security_kit import SecurityEnv, bearer, wait_handled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -89,6 +96,7 @@ async def _exercise(client: httpx.AsyncClient, env: SecurityEnv) -> dict[str, st
     # sends on both providers: the sender puts the access token and the Twilio
     # credentials in its requests
     wa_id = "2348077" + f"{uuid.uuid4().int % 10**6:06d}"
+    env.personal["send.meta_to"] = wa_id
     await open_windows(client, env.stack, a, [wa_id])
     r = await client.post(
         f"{gateway}/v1/messages",
@@ -98,6 +106,7 @@ async def _exercise(client: httpx.AsyncClient, env: SecurityEnv) -> dict[str, st
     assert r.status_code == 202, r.text
     message_id = r.json()["message_id"]
     twilio_to = "+1415556" + f"{uuid.uuid4().int % 10**4:04d}"
+    env.personal["send.twilio_to"] = twilio_to
     r = await client.post(
         f"{gateway}/v1/messages",
         headers={**bearer(a.api_key), "Idempotency-Key": uuid.uuid4().hex},
@@ -150,3 +159,83 @@ async def test_secrets_never_in_logs(security: SecurityEnv, figures) -> None:
     everything = "\n".join(p.read_text(errors="replace") for p in files)
     assert env.a.tenant_id in everything, "the scan sees no tenant id: wrong files?"
     assert not leaks, "secrets in logs:\n" + "\n".join(leaks)
+
+
+#: A BSUID in a log line or a label (``US.13491208655302741918``, ``NG.ENT.1234…``).
+BSUID_IN_TEXT = re.compile(r"\b[A-Z]{2}\.(?:ENT\.)?[0-9]{10,}\b")
+
+
+def _inbound_from(env: SecurityEnv, sender: str, name: str, text: str) -> tuple[bytes, str]:
+    """A signed-able ``messages`` webhook of tenant a: one text from ``sender`` (a phone
+    number or a BSUID) with profile ``name``; the body and its wamid."""
+    wamid = f"wamid.PRIVACY{uuid.uuid4().hex}"
+    payload = json.loads(inbound_webhook(env.a, "2348000000000", text, wamid))
+    value = payload["entry"][0]["changes"][0]["value"]
+    (contact,), (message,) = value["contacts"], value["messages"]
+    contact["profile"]["name"] = name
+    if "." in sender:  # a BSUID: Meta sends no phone number at all
+        del contact["wa_id"], message["from"]
+        contact["user_id"] = message["from_user_id"] = sender
+    else:
+        contact["wa_id"] = message["from"] = sender
+    return json.dumps(payload).encode(), wamid
+
+
+def _personal_forms(value: str) -> set[str]:
+    forms = _forms(value)
+    if value.startswith("+"):
+        forms |= _forms(value[1:])
+    return forms
+
+
+async def test_personal_data_never_in_logs_or_metrics(security: SecurityEnv, figures) -> None:
+    env = security
+    mark = uuid.uuid4().hex[:10]
+    phone = "2348066" + f"{uuid.uuid4().int % 10**6:06d}"
+    bsuid = "US." + str(uuid.uuid4().int)[:20]
+    inbound = {
+        "inbound.phone": phone,
+        "inbound.bsuid": bsuid,
+        "inbound.phone_name": f"Ada-{mark}",
+        "inbound.phone_text": f"Privacy-{mark}-phone",
+        "inbound.bsuid_name": f"Bola-{mark}",
+        "inbound.bsuid_text": f"Privacy-{mark}-bsuid",
+        "inbound.refused_phone": "2348077000001",
+    }
+    env.personal.update(inbound)
+    wamids: list[str] = []
+    async with httpx.AsyncClient(timeout=60) as client:
+        for who in ("phone", "bsuid"):
+            body, wamid = _inbound_from(
+                env,
+                inbound[f"inbound.{who}"],
+                inbound[f"inbound.{who}_name"],
+                inbound[f"inbound.{who}_text"],
+            )
+            r = await client.post(
+                f"{env.url('gateway')}/webhooks/meta",
+                content=body,
+                headers=sign(env.a.app_secret, body),
+            )
+            assert r.status_code == 200, r.text
+            wamids.append(wamid)
+        await wait_handled(env, wamids)
+        metrics = {
+            service: (await client.get(f"{url}/metrics")) for service, url in env.stack.urls.items()
+        }
+    texts = {f"{p.name}": p.read_text(errors="replace") for p in _log_files(env)}
+    for service, r in metrics.items():
+        assert r.status_code == 200, (service, r.status_code)
+        texts[f"{service} /metrics"] = r.text
+    leaks: list[str] = []
+    for where, text in texts.items():
+        for name, value in env.personal.items():
+            if any(form in text for form in _personal_forms(value)):
+                leaks.append(f"{name} in {where}")
+        leaks += [f"a BSUID ({m}) in {where}" for m in sorted(set(BSUID_IN_TEXT.findall(text)))]
+    figures.sent = len(env.personal)
+    figures.processed = len(texts)
+    figures.notes = f"values={len(env.personal)} sources={len(texts)} leaks={len(leaks)}"
+    # control: the scan sees the inbound messages' ids (logged), so it reads the right logs
+    assert any(wamids[0] in t for t in texts.values()), "the scan sees no wamid: wrong files?"
+    assert not leaks, "personal data in logs or metrics:\n" + "\n".join(sorted(set(leaks)))

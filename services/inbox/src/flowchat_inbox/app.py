@@ -11,8 +11,9 @@ the pool and the HTTP session.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +39,7 @@ from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
+from flowchat_platform.retention import retention_loop
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 
@@ -52,7 +54,7 @@ def error_response(exc: Refused) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, details), status_code=exc.status)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place the service is wired
     readiness = Readiness()
     service_token = settings.service_token.get_secret_value()
     authoriser = UserAuthoriser(ApiKeyAuthoriser(service_token=service_token, keys=None), None)
@@ -91,6 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
             window_s=settings.window_s,
         )
         bg.start("batcher", batcher.run())
+        bg.start(
+            "retention", retention_loop(_retention(history, settings), settings.purge_interval_s)
+        )
         bg.start(
             "gauges",
             gauge_loop(runtime.inbox, settings.gauge_interval_s, settings.gauge_top_tenants),
@@ -150,6 +155,22 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(threads_router)
     app.include_router(conversations_router)
     app.include_router(stream_router)
+
+
+def _retention(
+    history: HistoryService, settings: Settings
+) -> Callable[[], Awaitable[dict[str, int]]]:
+    """One retention pass of the inbox with its settings (message content is kept
+    ``retention_days``)."""
+
+    async def run() -> dict[str, int]:
+        return await history.purge(
+            retention_days=settings.retention_days,
+            batch_size=settings.purge_batch_size,
+            now=datetime.now(UTC),
+        )
+
+    return run
 
 
 async def gauge_loop(inbox: InboxService, interval_s: float, top_tenants: int) -> None:

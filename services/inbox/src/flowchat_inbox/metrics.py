@@ -12,6 +12,11 @@ INGESTED = Counter(
     "(recorded, duplicate)",
     ["kind", "outcome"],
 )
+PURGED = Counter(
+    "flowchat_inbox_purged_total",
+    "Rows removed by retention, by kind (messages, statuses)",
+    ["kind"],
+)
 BATCH_SIZE = Histogram(
     "flowchat_inbox_ingest_batch_size",
     "Queue messages written per transaction",

@@ -193,6 +193,15 @@ class HistoryStore(Protocol):
         self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]: ...
 
+    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
+        """Delete one batch of messages that occurred before ``cutoff``."""
+
+    async def purge_statuses(self, cutoff: datetime, batch: int) -> int:
+        """Delete one batch of latest statuses last updated before ``cutoff``."""
+
+    async def purge_previews(self, cutoff: datetime, batch: int) -> int:
+        """Clear one batch of threads' last-message previews older than ``cutoff``."""
+
 
 class InboxStore(Protocol):
     async def conversation(self, tenant_id: str, conversation_id: int) -> Conversation | None: ...

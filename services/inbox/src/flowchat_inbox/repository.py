@@ -173,6 +173,45 @@ class Repository:
         ) as exc:
             raise StoreUnavailable(repr(exc), store="postgresql") from exc
 
+    # ------------------------------------------------------------ retention
+
+    async def _purge(self, sql: str, cutoff: datetime, batch: int) -> int:
+        async with self._tx() as conn:
+            result = await conn.execute(sql, cutoff, batch)
+        return int(result.split()[-1])
+
+    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
+        return await self._purge(
+            """
+            DELETE FROM messages WHERE id IN (
+                SELECT id FROM messages WHERE occurred_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+
+    async def purge_statuses(self, cutoff: datetime, batch: int) -> int:
+        return await self._purge(
+            """
+            DELETE FROM statuses WHERE (tenant_id, message_id) IN (
+                SELECT tenant_id, message_id FROM statuses WHERE updated_at < $1 LIMIT $2
+                FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+
+    async def purge_previews(self, cutoff: datetime, batch: int) -> int:
+        return await self._purge(
+            """
+            UPDATE threads SET last_preview = NULL WHERE id IN (
+                SELECT id FROM threads WHERE last_message_at < $1 AND last_preview IS NOT NULL
+                LIMIT $2 FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+
     # ------------------------------------------------------------------ ingest
 
     async def apply(self, ops: Sequence[Op]) -> list[Applied]:

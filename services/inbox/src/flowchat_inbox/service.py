@@ -18,7 +18,7 @@ Redeliveries are recorded once: each entry has a dedupe key unique per tenant
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +31,7 @@ from flowchat_contracts import (
     OutboundCommand,
     is_bsuid,
 )
+from flowchat_inbox import metrics
 from flowchat_inbox.errors import NotFound
 from flowchat_inbox.ports import (
     Applied,
@@ -45,6 +46,7 @@ from flowchat_inbox.ports import (
     Thread,
 )
 from flowchat_platform import pagination
+from flowchat_platform.retention import purge_in_batches
 
 #: Status order (forward only); ``failed`` wins over everything.
 STATUS_RANK: dict[str, int] = {
@@ -283,6 +285,21 @@ class HistoryService:
             tenant_id, query, after=decode_cursor(cursor), limit=limit + 1
         )
         return _page(rows, limit, _message_key)
+
+    async def purge(self, *, retention_days: int, batch_size: int, now: datetime) -> dict[str, int]:
+        """Delete message content older than the retention (messages, their latest
+        statuses, the threads' previews of them), one short batch at a time; the rows
+        touched by kind."""
+        cutoff = now - timedelta(days=retention_days)
+        kinds = {
+            "messages": self.store.purge_messages,
+            "statuses": self.store.purge_statuses,
+            "previews": self.store.purge_previews,
+        }
+        return {
+            kind: await purge_in_batches(purge, cutoff, batch_size, metrics.PURGED.labels(kind).inc)
+            for kind, purge in kinds.items()
+        }
 
 
 def _message_key(m: Message) -> tuple[datetime, int]:

@@ -31,6 +31,13 @@ class Settings(ServiceSettings):
     #: customer's last message (WhatsApp's rule: 24 h).
     window_s: float = Field(default=24 * 3600.0, gt=0)
     gauge_interval_s: float = Field(default=15.0, gt=0)
+    #: Message content (and the latest statuses) older than this is deleted: customers'
+    #: texts are personal data, kept no longer than the inbox needs them.
+    retention_days: int = Field(default=90, ge=1)
+    #: Rows one retention transaction deletes (short transactions, no long locks).
+    purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    #: How often the retention pass runs.
+    purge_interval_s: float = Field(default=3600.0, gt=0)
     #: Tenants in the per-tenant wait gauges (those waiting longest): bounds the labels.
     gauge_top_tenants: int = Field(default=20, ge=1, le=500)
     #: A customer waiting longer than this for an agent's first reply fires

@@ -11,8 +11,9 @@ the HTTP sessions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +27,7 @@ from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import MetaEcho
 from flowchat_platform.redis import create_redis
+from flowchat_platform.retention import retention_loop
 from flowchat_platform.runner import Background
 from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.tenant_client import TenantClient
@@ -42,11 +44,11 @@ from flowchat_relay.errors import (
     RelayError,
 )
 from flowchat_relay.http_client import HttpPoster, system_resolve
-from flowchat_relay.ports import DeliveryStore
+from flowchat_relay.ports import DeliveryStore, RetentionStore
 from flowchat_relay.repository import NO_FSYNC, Repository
 from flowchat_relay.routes import router
 from flowchat_relay.safety import Resolve
-from flowchat_relay.service import EndpointService, Intake, SaveBatcher
+from flowchat_relay.service import EndpointService, Intake, SaveBatcher, purge
 from flowchat_relay.settings import Settings
 
 log = get_logger(__name__)
@@ -163,6 +165,9 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
         bg.start("saves", saves.run())
         bg.start("dispatcher", dispatcher.run())
         bg.start("gauges", gauge_loop(repository, settings))
+        bg.start(
+            "retention", retention_loop(_retention(repository, settings), settings.purge_interval_s)
+        )
         bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
         await consume(amqp, RelayConsumer(intake), settings.prefetch)
         state["consuming"] = True
@@ -214,6 +219,22 @@ async def consume(amqp: Amqp, consumer: RelayConsumer, prefetch: int) -> None:
     await amqp.consume(
         topology.QUEUE_RELAY_INBOUND, consumer.on_inbound, decoder=INBOUND, prefetch=prefetch
     )
+
+
+def _retention(
+    store: RetentionStore, settings: Settings
+) -> Callable[[], Awaitable[dict[str, int]]]:
+    """One retention pass of the relay with its settings (``retention_days``)."""
+
+    async def run() -> dict[str, int]:
+        return await purge(
+            store,
+            retention_days=settings.retention_days,
+            batch_size=settings.purge_batch_size,
+            now=datetime.now(UTC),
+        )
+
+    return run
 
 
 async def gauge_loop(store: DeliveryStore, settings: Settings) -> None:

@@ -15,6 +15,11 @@ DELIVERY_SECONDS = Histogram(
     "Time of one delivery attempt, from connect to the answer read",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+PURGED = Counter(
+    "flowchat_relay_purged_total",
+    "Rows removed by retention, by kind (attempts, events: their deliveries go with them)",
+    ["kind"],
+)
 EVENTS_STORED = Counter(
     "flowchat_relay_events_stored_total",
     "Events stored for delivery (at least one endpoint subscribed), by type",

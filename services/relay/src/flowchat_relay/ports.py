@@ -173,6 +173,15 @@ class DeliveryStore(Protocol):
     async def endpoint_ids(self) -> list[str]: ...
 
 
+class RetentionStore(Protocol):
+    async def purge_attempts(self, cutoff: datetime, batch: int) -> int:
+        """Delete one batch of delivery-log rows (attempts) made before ``cutoff``."""
+
+    async def purge_events(self, cutoff: datetime, batch: int) -> int:
+        """Delete one batch of events stored before ``cutoff`` that no endpoint still
+        waits for (no pending delivery); their deliveries go with them."""
+
+
 class Subscriptions(Protocol):
     """Where producers learn which event types each tenant's endpoints want
     (``flowchat_platform.subscriptions.SubscriptionWriter``)."""

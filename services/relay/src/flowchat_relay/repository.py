@@ -89,6 +89,34 @@ class Repository:
     def _endpoint(self, row: asyncpg.Record | dict[str, Any]) -> Endpoint:
         return _endpoint(row, self._open)
 
+    # ------------------------------------------------------------ retention
+
+    async def purge_attempts(self, cutoff: datetime, batch: int) -> int:
+        result = await self._pool.execute(
+            """
+            DELETE FROM attempts WHERE id IN (
+                SELECT id FROM attempts WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+        return int(result.split()[-1])
+
+    async def purge_events(self, cutoff: datetime, batch: int) -> int:
+        result = await self._pool.execute(
+            """
+            DELETE FROM events WHERE id IN (
+                SELECT e.id FROM events e
+                WHERE e.created_at < $1
+                  AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                  WHERE d.event_id = e.id AND d.status = 'pending')
+                LIMIT $2 FOR UPDATE SKIP LOCKED)
+            """,
+            cutoff,
+            batch,
+        )
+        return int(result.split()[-1])
+
     async def encrypt_clear_secrets(self) -> int:
         """Encrypt the secrets of rows stored before they were encrypted (migration
         0002 leaves them in the plain columns, which it cannot encrypt without the key);

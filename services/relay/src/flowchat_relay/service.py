@@ -18,6 +18,7 @@ from flowchat_platform.batching import PartitionedBatcher
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import SentThroughCloudApi
 from flowchat_platform.pagination import decode_cursor, page_of
+from flowchat_platform.retention import purge_in_batches
 from flowchat_relay import metrics
 from flowchat_relay.errors import EndpointNotFound, InvalidEndpoint
 from flowchat_relay.events import Outgoing, meta_body
@@ -29,6 +30,7 @@ from flowchat_relay.ports import (
     EndpointChanges,
     EndpointStore,
     Format,
+    RetentionStore,
     StoredEvent,
     Subscriptions,
 )
@@ -256,3 +258,16 @@ class Intake:
             metrics.EVENTS_STORED.labels(event.type).inc()
             self._on_stored()
         return stored
+
+
+async def purge(
+    store: RetentionStore, *, retention_days: int, batch_size: int, now: datetime
+) -> dict[str, int]:
+    """Delete the delivery log and the events older than the retention, one short
+    batch at a time (an event still pending at an endpoint stays); rows by kind."""
+    cutoff = now - timedelta(days=retention_days)
+    kinds = {"attempts": store.purge_attempts, "events": store.purge_events}
+    return {
+        kind: await purge_in_batches(purge, cutoff, batch_size, metrics.PURGED.labels(kind).inc)
+        for kind, purge in kinds.items()
+    }

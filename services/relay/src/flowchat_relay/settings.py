@@ -56,6 +56,13 @@ class Settings(ServiceSettings):
     prefetch: int = Field(default=64, ge=1, le=10_000)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     gauge_interval_s: float = Field(default=15.0, gt=0)
+    #: Delivered events and the delivery log (attempts, endpoints' answers) older than
+    #: this are deleted; an event still pending at one endpoint is kept.
+    retention_days: int = Field(default=30, ge=1)
+    #: Rows one retention transaction deletes (short transactions, no long locks).
+    purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    #: How often the retention pass runs.
+    purge_interval_s: float = Field(default=3600.0, gt=0)
 
     @property
     def allow_http(self) -> bool:

@@ -14,12 +14,13 @@ deletes the rows.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from flowchat_contracts import SendResult, StatusUpdate, topology
 from flowchat_contracts.command_events import CommandParked
+from flowchat_platform.retention import Purge, purge_in_batches
 from flowchat_state_manager import metrics
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged
@@ -360,14 +361,10 @@ class StateService:
         (one short transaction) at a time."""
         cutoff = now - timedelta(days=retention_days)
 
-        async def purge_all(purge: Callable[[datetime, int], Awaitable[int]], what: str) -> int:
-            total = 0
-            while True:
-                n = await purge(cutoff, batch_size)
-                total += n
-                metrics.PURGED.labels(what).inc(n)
-                if n < batch_size:
-                    return total
+        async def purge_all(purge: Purge, what: str) -> int:
+            return await purge_in_batches(
+                purge, cutoff, batch_size, metrics.PURGED.labels(what).inc
+            )
 
         messages = await purge_all(self._repo.purge_messages, "messages")
         pending = await purge_all(self._repo.purge_pending, "pending_statuses")

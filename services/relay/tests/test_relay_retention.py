@@ -1,0 +1,85 @@
+"""Retention of the relay against real PostgreSQL: one pass deletes the delivery log
+(attempts) and the events older than the retention, with their deliveries, in batches
+smaller than the rows to delete; newer rows stay, and so does an old event an endpoint
+still waits for (a pending delivery: nothing accepted is lost); the metric counts by
+kind."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
+
+from flowchat_platform.crypto import SecretBox
+from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.testing import temporary_database
+from flowchat_relay import SCHEMA
+from flowchat_relay.app import MIGRATIONS
+from flowchat_relay.repository import Repository
+from flowchat_relay.service import purge
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
+box = SecretBox([Fernet.generate_key()])
+
+
+def purged(kind: str) -> float:
+    return REGISTRY.get_sample_value("flowchat_relay_purged_total", {"kind": kind}) or 0.0
+
+
+async def test_one_pass_deletes_only_the_log_and_events_older_than_the_retention() -> None:
+    old, new = NOW - timedelta(days=31), NOW - timedelta(days=29)
+    async with temporary_database() as dsn:
+        await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
+        pool = await create_pool(dsn, schema=SCHEMA)
+        try:
+            await pool.execute(
+                "INSERT INTO endpoints (id, tenant_id, url, event_types, format) "
+                "VALUES ('ep1', 't1', 'https://example.com/hook', '{message.received}', 'flowchat')"
+            )
+            # old events: 3 delivered, 1 failed, 1 still pending; new events: 2 delivered
+            events = [(f"old-{i}", old, "delivered") for i in range(3)]
+            events += [("old-failed", old, "failed"), ("old-pending", old, "pending")]
+            events += [(f"new-{i}", new, "delivered") for i in range(2)]
+            for event_id, at, status in events:
+                await pool.execute(
+                    "INSERT INTO events (id, type, tenant_id, account_id, body, created_at) "
+                    "VALUES ($1, 'message.received', 't1', 'acc', '{}', $2)",
+                    event_id,
+                    at,
+                )
+                delivery = await pool.fetchval(
+                    "INSERT INTO deliveries (event_id, endpoint_id, status, created_at) "
+                    "VALUES ($1, 'ep1', $2, $3) RETURNING id",
+                    event_id,
+                    status,
+                    at,
+                )
+                await pool.execute(
+                    "INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, "
+                    "attempt, status_code, latency_ms, response, outcome, at) "
+                    "VALUES ($1, 'ep1', $2, 'message.received', 1, 200, 5, 'ok', $3, $4)",
+                    delivery,
+                    event_id,
+                    status,
+                    at,
+                )
+            before = {k: purged(k) for k in ("attempts", "events")}
+
+            result = await purge(Repository(pool, box), retention_days=30, batch_size=2, now=NOW)
+
+            assert result == {"attempts": 5, "events": 4}
+            left = await pool.fetch("SELECT id FROM events ORDER BY id")
+            assert [r["id"] for r in left] == ["new-0", "new-1", "old-pending"]
+            left = await pool.fetch("SELECT event_id FROM deliveries ORDER BY event_id")
+            assert [r["event_id"] for r in left] == ["new-0", "new-1", "old-pending"]
+            left = await pool.fetch("SELECT event_id FROM attempts ORDER BY event_id")
+            assert [r["event_id"] for r in left] == ["new-0", "new-1"]
+            assert {k: purged(k) - before[k] for k in before} == {"attempts": 5, "events": 4}
+            again = await purge(Repository(pool, box), retention_days=30, batch_size=2, now=NOW)
+            assert again == {"attempts": 0, "events": 0}
+        finally:
+            await pool.close()
