@@ -301,6 +301,31 @@ def test_the_relays_copies_never_fill_anything_up():
     assert retired == {(topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#")}
 
 
+def test_conversation_events_takes_only_the_keys_the_service_acts_on():
+    """``conversation.events`` is bound to the statuses, business fields and hand-offs
+    the conversation service uses, not to ``#``; the earlier ``#`` binding is retired."""
+    events = {
+        k
+        for q, x, k in ((b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS)
+        if q == topology.QUEUE_CONVERSATION_EVENTS and x == topology.EXCHANGE_EVENTS
+    }
+    assert events == {f"*.*.{k}" for k in topology.CONVERSATION_EVENT_KEYS}
+    assert set(topology.CONVERSATION_EVENT_KEYS) == {
+        "sent",
+        "delivered",
+        "read",
+        "played",
+        "failed",
+        "message_template_status_update",
+        "user_marketing_preferences",
+        topology.HANDOFF_REQUESTED,
+        topology.HANDOFF_RESOLVED,
+    }
+    retired = {(b.queue, b.exchange, b.routing_key) for b in topology.RETIRED_BINDINGS}
+    assert (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, "#") in retired
+    assert not retired & {(b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS}
+
+
 def test_checked_in_asyncapi_document_is_current_and_complete():
     from flowchat_contracts.asyncapi import DEFAULT_PATH, ROUTES, render_asyncapi
 

@@ -3,17 +3,22 @@
 sender's is ``services/sender/tests/test_sender_event_kinds.py``, the state-manager's
 ``services/state-manager/tests/test_state_event_kinds.py``).
 
-The service consumes two queues, both bound with ``#`` (every routing key):
+The service consumes two queues:
 
 - ``conversation.inbound`` ← ``flowchat.inbound``: the gateway's inbound messages, key
   ``<tenant>.<account>.<type>``, one of every :data:`~flowchat_contracts.InboundType`
   in both schema versions (v1 with a phone number, v2 from a customer known only by a
   BSUID);
-- ``conversation.events`` ← ``flowchat.events``: the state-manager's
-  ``message_status_changed`` (key ``…<status>``, one per status it records), the
-  gateway's ``business_event`` (key ``…<field>``, one per field it publishes) and the
-  hand-off events (``…handoff_requested``: the service's own, ignored;
-  ``…handoff_resolved``: the inbox's, releases the hand-off).
+- ``conversation.events`` ← ``flowchat.events``, bound to the keys it acts on
+  (``topology.CONVERSATION_EVENT_KEYS``): the state-manager's ``message_status_changed``
+  of the statuses that move a campaign's funnel or pause it or opt a customer out
+  (``…sent|delivered|read|played|failed``), the gateway's ``business_event`` of the two
+  fields it follows (template status, marketing preferences) and the hand-off events
+  (``…handoff_requested``: the service's own, ignored, or the inbox's take-over;
+  ``…handoff_resolved``: the inbox's, releases the hand-off). Every other key on
+  ``flowchat.events`` (``queued``, ``accepted``, ``parked``, other business fields,
+  facts, rejected commands) is not routed to it, and the ``#`` binding of earlier
+  versions is removed when the service declares the topology.
 
 The kinds are derived from the contracts and the publishers' own vocabularies (the
 samples are ``tests/kindskit.py``'s), so a new inbound type, status, business field or
@@ -51,6 +56,7 @@ from flowchat_contracts.command_events import COMMAND_REJECTED
 from flowchat_conversation import metrics as conversation_metrics
 from flowchat_conversation.app import create_app
 from flowchat_conversation.commerce.service import IGNORED_TYPES
+from flowchat_conversation.outreach.repository import _STATUS_MAP as FUNNEL_STATUSES
 from flowchat_conversation.settings import Settings
 from flowchat_gateway.events import BUSINESS_FIELDS
 from flowchat_platform.testing import eventually, serve
@@ -82,8 +88,18 @@ CONSUMED = (topology.QUEUE_CONVERSATION_INBOUND, topology.QUEUE_CONVERSATION_EVE
 #: What each binding of those queues lets through, as this test covers it.
 COVERED_BINDINGS = {
     (topology.QUEUE_CONVERSATION_INBOUND, topology.EXCHANGE_INBOUND, "#"): "inbound",
-    (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, "#"): "events",
+    **{
+        (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
+        for k in (
+            *sorted({*FUNNEL_STATUSES, "failed"}),
+            "message_template_status_update",
+            "user_marketing_preferences",
+            *HANDOFF_KINDS,
+        )
+    },
 }
+#: The patterns ``conversation.events`` is bound with.
+EVENT_PATTERNS = [p for (q, _, p) in COVERED_BINDINGS if q == topology.QUEUE_CONVERSATION_EVENTS]
 
 # --------------------------------------------------------------------- the kinds
 
@@ -94,10 +110,15 @@ def inbound_messages() -> list[tuple[str, bytes]]:
     return [(p.key, p.body) for p in published]
 
 
-def event_messages() -> list[tuple[str, bytes]]:
-    """``(routing key, body)`` of every status change, every business event and every
-    hand-off event."""
-    return [(p.key, p.body) for p in every_event(tenant=TENANT, account=ACCOUNT)]
+def event_messages(*, bound_only: bool = False) -> list[tuple[str, bytes]]:
+    """``(routing key, body)`` of every status change, every business event, every
+    hand-off event, fact and rejected command; with ``bound_only`` only those routed to
+    ``conversation.events``."""
+    return [
+        (p.key, p.body)
+        for p in every_event(tenant=TENANT, account=ACCOUNT)
+        if not bound_only or any(topic_matches(pattern, p.key) for pattern in EVENT_PATTERNS)
+    ]
 
 
 # --------------------------------------------------------------------- what is covered
@@ -120,8 +141,8 @@ def test_every_bound_kind_has_a_sample() -> None:
     inbound = inbound_messages()
     kinds = {(m.type, m.schema_version) for m in (_inbound(b) for _, b in inbound)}
     assert kinds == {(t, v) for t in typing.get_args(InboundType) for v in inbound_versions()}
-    # "#" on flowchat.events: every status the state-manager records, every field the
-    # gateway publishes (Meta's user_preferences goes out as user_marketing_preferences)
+    # flowchat.events: a sample of every status the state-manager records, every field
+    # the gateway publishes (Meta's user_preferences goes out as user_marketing_preferences)
     assert set(BUSINESS_DATA) == set(BUSINESS_FIELDS)
     events = event_messages()
     keys = {k.rsplit(".", 1)[-1] for k, _ in events}
@@ -133,9 +154,25 @@ def test_every_bound_kind_has_a_sample() -> None:
         | {COMMAND_REJECTED}
         | set(RELAY_OWN_KINDS)
     )
-    for (queue, exchange, pattern), what in COVERED_BINDINGS.items():
-        published = inbound if what == "inbound" else events
-        assert all(topic_matches(pattern, key) for key, _ in published), (queue, exchange)
+    assert all(topic_matches("#", key) for key, _ in inbound)
+    # conversation.events: only the keys the service acts on, each with a sample
+    assert "#" not in EVENT_PATTERNS
+    assert set(EVENT_PATTERNS) == {f"*.*.{k}" for k in topology.CONVERSATION_EVENT_KEYS}
+    for pattern in EVENT_PATTERNS:
+        assert any(topic_matches(pattern, key) for key, _ in events), pattern
+    bound = {k.rsplit(".", 1)[-1] for k, _ in event_messages(bound_only=True)}
+    # nothing it uses is lost: every status the campaign funnel counts (sent, delivered,
+    # read, played as read) and failed (funnel, opt-outs on 131050, automatic pauses);
+    # the two business fields it acts on; both hand-off kinds
+    assert bound == (
+        {*FUNNEL_STATUSES, "failed"}
+        | {"message_template_status_update", "user_marketing_preferences"}
+        | set(HANDOFF_KINDS)
+    )
+    assert {"queued", "accepted", "parked", COMMAND_REJECTED}.isdisjoint(bound)
+    # the "#" binding of earlier versions is removed when the topology is declared
+    retired = {(b.queue, b.exchange, b.routing_key) for b in topology.RETIRED_BINDINGS}
+    assert (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, "#") in retired
 
 
 def test_topic_match_is_rabbitmq_s() -> None:
@@ -205,9 +242,11 @@ async def run_through_the_service(
     queue: str,
     exchange_name: str,
     messages: list[tuple[str, bytes]],
+    routed: int | None = None,
 ) -> Counter[str]:
-    """Publish ``messages`` to the running service and wait until each is consumed;
-    the fates of this queue's messages meanwhile."""
+    """Publish ``messages`` to the running service and wait until each is consumed (the
+    ``routed`` first ones, when only those are bound to ``queue``); the fates of this
+    queue's messages meanwhile."""
     before, retries_before = fates(queue), handler_retries(queue)
     async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as http:
 
@@ -223,7 +262,7 @@ async def run_through_the_service(
             )
 
         async def consumed() -> bool:
-            return (fates(queue) - before).total() >= len(messages)
+            return (fates(queue) - before).total() >= (len(messages) if routed is None else routed)
 
         await eventually(consumed, timeout_s=60)
         await asyncio.sleep(1.0)  # a requeued message would be redelivered meanwhile
@@ -272,13 +311,26 @@ async def test_every_inbound_type_of_both_versions_is_acked_once(
 async def test_every_status_and_business_event_is_acked_once(
     channel: Any, amqp_url: str, redis_url: str, database_url: str
 ) -> None:
-    messages = event_messages()
+    # every event is published; only the bound ones reach the service (bound first, so
+    # the wait is for exactly those)
+    every = event_messages()
+    routed = [any(topic_matches(p, key) for p in EVENT_PATTERNS) for key, _ in every]
+    bound = [m for m, r in zip(every, routed, strict=True) if r]
+    messages = bound + [m for m, r in zip(every, routed, strict=True) if not r]
+    # an earlier version's "#" binding is there: the service removes it when it starts
+    exchange = await channel.declare_exchange(
+        topology.EXCHANGE_EVENTS, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    spec = next(q for q in topology.ALL_QUEUES if q.name == topology.QUEUE_CONVERSATION_EVENTS)
+    old = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+    await old.bind(exchange, "#")
     events = conversation_metrics.CAMPAIGN_EVENTS
+    statuses = {*FUNNEL_STATUSES, "failed"}
     watched = {
-        ("status", "campaign"): len(Status),
+        ("status", "campaign"): len(statuses),
         ("template_status", "handled"): 1,
         ("marketing_preferences", "handled"): 1,
-        ("business", "ignored"): len(BUSINESS_FIELDS) - 2,
+        ("business", "ignored"): 0,
         ("handoff_resolved", "none"): 1,
     }
     before = {labels: counted(events, *labels) for labels in watched}
@@ -290,6 +342,9 @@ async def test_every_status_and_business_event_is_acked_once(
             topology.QUEUE_CONVERSATION_EVENTS,
             topology.EXCHANGE_EVENTS,
             messages,
+            routed=len(bound),
         )
-    assert got == Counter({"ack": len(messages)})
+    # the bound ones each acked once, none of the others delivered at all
+    assert len(bound) < len(messages)
+    assert got == Counter({"ack": len(bound)})
     assert {labels: counted(events, *labels) - before[labels] for labels in watched} == watched

@@ -92,6 +92,7 @@ class Outreach:
             FLOWCHAT_SERVICE_TOKEN=TOKEN,
             graph_url=str(sandbox.base_url),
             campaign_tick_s=0.02,
+            campaign_idle_s=30,  # idle: only a wake (start, resume) starts the runner early
             campaign_max_inflight=0,  # no sender here: nothing ever leaves 'queued'
             subscriptions_ttl_s=0.1,
         )

@@ -19,8 +19,9 @@ Names live here and nowhere else; services import these constants.
                     └─ "#" ─▶ (state-manager.status)            quorum
     state-manager ─▶ [flowchat.events] topic, key <tenant>.<account>.<status>
     gateway ───────▶ [flowchat.events] topic, key <tenant>.<account>.<field> (business events)
-                    ├─ "#" ─▶ (conversation.events)             quorum (campaign metrics,
-                    │                                           opt-outs, template pauses)
+                    ├─ "*.*.<used key>" ─▶ (conversation.events) quorum (campaign metrics,
+                    │                                           opt-outs, template pauses,
+                    │                                           hand-offs)
                     ├─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
                     │                                           catalog refresh)
                     └─ "*.*.<status|handoff>" ─▶ (relay.events) quorum, 24 h TTL,
@@ -29,7 +30,7 @@ Names live here and nowhere else; services import these constants.
     [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL, capped,
                                                                 no DLX (webhooks: message.received)
     inbox ─────────▶ [flowchat.events] keys <tenant>.<account>.handoff_resolved (the bot
-                                       speaks again; conversation.events takes "#")
+                                       speaks again; conversation.events takes it)
     [flowchat.inbound]  "#" ──────────────────┐
     [flowchat.outbound] "#" ──────────────────┼─▶ (inbox.history)  quorum: every message
     [flowchat.events]   "*.*.<status>",       │   of every thread, status changes and
@@ -57,6 +58,7 @@ __all__ = [
     "ALL_EXCHANGES",
     "ALL_QUEUES",
     "BULK_RETRY_TIERS",
+    "CONVERSATION_EVENT_KEYS",
     "EXCHANGE_EVENTS",
     "EXCHANGE_INBOUND",
     "EXCHANGE_OUTBOUND",
@@ -119,6 +121,23 @@ HANDOFF_REQUESTED = "handoff_requested"
 HANDOFF_RESOLVED = "handoff_resolved"
 #: The state-manager's status words the inbox follows (``<tenant>.<account>.<status>``).
 INBOX_STATUS_KEYS: tuple[str, ...] = ("accepted", "sent", "delivered", "read", "played", "failed")
+#: The last words of the ``flowchat.events`` keys the conversation service acts on
+#: (``flowchat_conversation.outreach.events``): the statuses that move a campaign's
+#: funnel (``played`` counts as read), ``failed`` also for opt-outs (131050) and automatic
+#: pauses, the two business fields it follows (template pauses, marketing opt-outs) and the
+#: hand-offs (the inbox's take-over and release). ``queued``, ``accepted`` and ``parked``,
+#: the other business fields, rejected commands and its own facts are not copied to it.
+CONVERSATION_EVENT_KEYS: tuple[str, ...] = (
+    "sent",
+    "delivered",
+    "read",
+    "played",
+    "failed",
+    "message_template_status_update",
+    "user_marketing_preferences",
+    HANDOFF_REQUESTED,
+    HANDOFF_RESOLVED,
+)
 #: The relay's copies of what it turns into tenants' webhook events.
 QUEUE_RELAY_EVENTS = "relay.events"
 QUEUE_RELAY_INBOUND = "relay.inbound"
@@ -280,7 +299,10 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "*.*"),
     BindingSpec(QUEUE_OUTBOUND_BULK, EXCHANGE_OUTBOUND, f"*.*.{OUTBOUND_BULK_WORD}"),
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
-    BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS),
+    *(
+        BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}")
+        for k in CONVERSATION_EVENT_KEYS
+    ),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
 )
 
@@ -334,8 +356,12 @@ QUEUE_SPECS: tuple[QueueSpec, ...] = (*ALL_QUEUES, *INBOX_QUEUES, *RELAY_QUEUES)
 
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one
 #: that is not there is a no-op): ``whatsapp.outbound`` once took every key (``#``),
-#: which would now copy bulk commands into the transactional queue.
-RETIRED_BINDINGS: tuple[BindingSpec, ...] = (BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "#"),)
+#: which would now copy bulk commands into the transactional queue; ``conversation.events``
+#: once took every key of ``flowchat.events`` (now only ``CONVERSATION_EVENT_KEYS``).
+RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
+    BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "#"),
+    BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, "#"),
+)
 
 
 def _key(*parts: str) -> str:

@@ -196,6 +196,7 @@ async def start_outreach(
         optouts=optouts,
         pacing=Pacing(
             campaign_tick_s=settings.campaign_tick_s,
+            campaign_idle_s=settings.campaign_idle_s,
             campaign_max_inflight=settings.campaign_max_inflight,
             campaign_inflight_window_s=settings.campaign_inflight_window_s,
             reminder_tick_s=settings.reminder_tick_s,

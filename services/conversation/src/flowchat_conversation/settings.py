@@ -50,6 +50,8 @@ class Settings(ServiceSettings):
     graph_version: str = "v23.0"
     #: How often the campaign runner and the reminder scheduler look for work.
     campaign_tick_s: float = Field(default=0.2, gt=0, le=10)
+    #: With no campaign running the runner waits for work, or this long at most.
+    campaign_idle_s: float = Field(default=5.0, gt=0, le=60)
     reminder_tick_s: float = Field(default=1.0, gt=0, le=60)
     #: Campaign messages queued but not yet sent/failed before a campaign waits (0 = off).
     campaign_max_inflight: int = Field(default=5000, ge=0)

@@ -93,8 +93,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     async def start(bg: Background) -> None:
         await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
+        # No reset query at every release (a round trip each): the service leaves no
+        # session state (its advisory locks are transaction-scoped; no SET, LISTEN or
+        # cursors), and an open transaction is still rolled back on release.
         pool = await create_pool(
-            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
+            settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size, reset=False
         )
         pools.append(pool)
         repository = Repository(pool)

@@ -30,7 +30,7 @@ from flowchat_state_manager.settings import Settings
 
 async def purge(database_url: str, *, retention_days: int, batch_size: int) -> PurgeResult:
     await migrate_with_retry(database_url, MIGRATIONS, SCHEMA)
-    pool = await create_pool(database_url, schema=SCHEMA, max_size=2)
+    pool = await create_pool(database_url, schema=SCHEMA, max_size=2, reset=False)
     try:
         service = StateService(Repository(pool))
         return await service.purge(

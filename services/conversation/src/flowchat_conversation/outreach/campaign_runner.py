@@ -1,6 +1,6 @@
 """The campaign runner: sends running campaigns' pending recipients, paced and checkpointed.
 
-Every ``tick_s`` each replica:
+While any campaign is running, every ``tick_s`` each replica:
 
 1. starts the scheduled campaigns whose time has come (one conditional ``UPDATE``);
 2. for each running campaign, opens a transaction and locks the campaign row with
@@ -24,6 +24,12 @@ published again after the restart with the *same* message id and idempotency key
 ``campaign:<campaign>:<contact>``, which the sender drops as a duplicate, so no
 contact is messaged twice. When no pending row is left the campaign is ``completed``.
 
+With no campaign running the runner sleeps until it is woken (:meth:`CampaignRunner.wake`:
+a campaign started or resumed in this replica, or the start time of one scheduled here)
+or ``idle_s`` passes: that slow tick finds the campaigns started through another replica,
+scheduled ones, and those left running by a crashed replica. An idle service costs no
+more than one query every ``idle_s``.
+
 For the relay's subscribers (``facts``): a campaign started on schedule is
 ``campaign.started``, a finished one ``campaign.completed`` (published in the batch's
 transaction with an id of its own: a retried completion is stored once).
@@ -32,7 +38,9 @@ transaction with an id of its own: a retried completion is stored once).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flowchat_contracts import OutboundCommand
@@ -63,6 +71,21 @@ class CampaignRunner:
     inflight_window_s: float = 120.0
     #: Campaign facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: The safety tick while no campaign runs (scheduled starts, other replicas, crashes).
+    idle_s: float = 5.0
+    _woken: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    #: Whether the last tick saw a running campaign (then the runner ticks every tick_s).
+    _busy: bool = field(default=False, init=False, repr=False)
+    #: The earliest scheduled start this replica was told of and has not reached yet.
+    _due: datetime | None = field(default=None, init=False, repr=False)
+
+    def wake(self, at: datetime | None = None) -> None:
+        """Work is there now (``at`` None) or will be at ``at`` (a scheduled start)."""
+        if at is None:
+            self._woken.set()
+        elif self._due is None or at < self._due:
+            self._due = at
+            self._woken.set()  # the sleep is re-armed with the earlier deadline
 
     async def run(self) -> None:
         while True:
@@ -73,10 +96,23 @@ class CampaignRunner:
             except Exception:
                 log.exception("campaign runner tick failed")
                 await asyncio.sleep(min(5.0, self.tick_s * 10))
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        if self._busy:
             await asyncio.sleep(self.tick_s)
+            return
+        timeout = self.idle_s
+        if self._due is not None:
+            timeout = min(timeout, max(0.0, (self._due - datetime.now(UTC)).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout)
+        self._woken.clear()  # a wake during the coming tick sets it again
 
     async def tick(self) -> int:
         """One pass over every running campaign; the number of messages queued."""
+        if self._due is not None and self._due <= datetime.now(UTC):
+            self._due = None  # this tick starts it (or the safety tick does, clocks apart)
         for started in await self.store.activate_due():
             log.info("campaign started on schedule", campaign_id=started.campaign_id)
             if self.facts is not None:
@@ -89,7 +125,9 @@ class CampaignRunner:
                     ),
                 )
         sent = 0
-        for campaign_id in await self.store.running_campaigns():
+        running = await self.store.running_campaigns()
+        self._busy = bool(running)
+        for campaign_id in running:
             sent += await self.step(campaign_id)
         return sent
 

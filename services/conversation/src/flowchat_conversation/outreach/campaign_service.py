@@ -69,6 +69,8 @@ class CampaignService:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Campaign facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: Tells the campaign runner a campaign runs now (None) or is scheduled for a time.
+    wake: Callable[[datetime | None], None] | None = None
 
     # ------------------------------------------------------------ planning
 
@@ -252,6 +254,8 @@ class CampaignService:
                 f"campaign {campaign_id} is {current.status}; cannot go to {to_state}",
                 details=[{"status": current.status}],
             )
+        if self.wake is not None and moved.status in ("running", "scheduled"):
+            self.wake(moved.scheduled_at if moved.status == "scheduled" else None)
         await self._fact(moved, reason)
         return moved
 

@@ -38,6 +38,8 @@ class Pacing:
     """How often and how much the workers do (from the settings)."""
 
     campaign_tick_s: float = 0.2
+    #: The runner's safety tick while no campaign runs (it is woken on work).
+    campaign_idle_s: float = 5.0
     campaign_max_inflight: int = 5000
     campaign_inflight_window_s: float = 120
     reminder_tick_s: float = 1.0
@@ -69,21 +71,28 @@ class Outreach:
     ) -> Outreach:
         pacing = pacing or Pacing()
         contacts = ContactsService(store, optouts=optouts)
+        runner = CampaignRunner(
+            store,
+            outbox,
+            tick_s=pacing.campaign_tick_s,
+            max_inflight=pacing.campaign_max_inflight,
+            inflight_window_s=pacing.campaign_inflight_window_s,
+            facts=facts,
+            idle_s=pacing.campaign_idle_s,
+        )
         campaigns = CampaignService(
-            store=store, accounts=accounts, templates=templates, zones=zones, facts=facts
+            store=store,
+            accounts=accounts,
+            templates=templates,
+            zones=zones,
+            facts=facts,
+            wake=runner.wake,
         )
         return cls(
             contacts=contacts,
             campaigns=campaigns,
             reminders=ReminderService(store),
-            runner=CampaignRunner(
-                store,
-                outbox,
-                tick_s=pacing.campaign_tick_s,
-                max_inflight=pacing.campaign_max_inflight,
-                inflight_window_s=pacing.campaign_inflight_window_s,
-                facts=facts,
-            ),
+            runner=runner,
             scheduler=ReminderScheduler(
                 store, outbox, tick_s=pacing.reminder_tick_s, batch=pacing.reminder_batch
             ),
