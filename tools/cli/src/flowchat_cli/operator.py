@@ -82,7 +82,7 @@ def tenant_create(**opts: Any) -> None:
 def tenant_list(limit: int) -> None:
     """Every tenant (page by page)."""
     rows = state().api.pages(
-        "tenant", "/v1/tenants", auth=OPERATOR, params={"limit": min(limit, 500)}, limit=limit
+        "tenant", "/v1/tenants", auth=OPERATOR, params={"limit": min(limit, 200)}, limit=limit
     )
     out().table(rows, ("tenant_id", "name", "status", "timezone", "currency", "tax_rate"))
 

@@ -15,8 +15,8 @@ from flowchat_cli.operator import given
 from flowchat_cli.tenant import progress_bar
 
 DLQ = "/internal/v1/dlq"
-#: The most messages one DLQ read returns (the sender's limit).
-DLQ_PAGE = 1000
+#: The most messages one DLQ page returns (every list's limit: flowchat_platform.http.PageLimit).
+DLQ_PAGE = 200
 
 
 def dlq_filters(f: Any) -> Any:
@@ -78,7 +78,7 @@ def parked(filters: dict[str, Any]) -> list[dict[str, Any]]:
         "error_code": filters.get("error_code"),
     }
     found = []
-    for item in state().api.pages("sender", DLQ, auth=SERVICE, params=params, limit=DLQ_PAGE):
+    for item in state().api.pages("sender", DLQ, auth=SERVICE, params=params):
         if matches(item, filters):
             found.append(item)
             if len(found) >= filters["limit"]:
