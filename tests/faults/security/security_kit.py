@@ -353,6 +353,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         T, _message, text_fields=("content.body", "to", "account_id"), mutates=True
     ),
     ("gateway", "GET", "/v1/messages/{message_id}"): Route(T),
+    ("gateway", "GET", "/v1/accounts/{account_id}/customers/{customer_id}/window"): Route(T),
     # the Cloud-API-compatible routes: a's number or WABA with b's key is Meta's 403 / 10
     ("gateway", "POST", "/{version}/{phone_number_id}/messages"): Route(
         T, _cloud_message, text_fields=("text.body", "to"), mutates=True
@@ -465,6 +466,10 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     # sender
     ("sender", "GET", "/internal/v1/dlq"): Route(S),
     ("sender", "POST", "/internal/v1/dlq/replay"): Route(S, _const({"limit": 1}), mutates=True),
+    ("sender", "POST", "/internal/v1/dlq/discard"): Route(
+        S, _const({"limit": 1, "reason": "isolation probe"}), mutates=True
+    ),
+    ("sender", "GET", "/internal/v1/dlq/audit"): Route(S),
     ("sender", "POST", "/internal/v1/media"): Route(S, mutates=True),
     ("sender", "POST", "/internal/v1/media/link"): Route(
         S,

@@ -37,6 +37,7 @@ def _params(env: SecurityEnv, ids: dict[str, str]) -> dict[str, str]:
         "campaign_id": "cmp_nosuch",
         "action": "pause",
         "wa_id": ids["phone"].lstrip("+"),
+        "customer_id": ids["phone"].lstrip("+"),
         "invoice_id": "INV-NOSUCH",
         "phone_number_id": env.a.phone_number_id,
         "waba_id": env.a.waba_id,
