@@ -143,14 +143,14 @@ async def test_every_event_type_delivered_and_verified_with_standardwebhooks(har
     assert template["reason"] == "INVALID_FORMAT"
     quality = events["account.quality_changed"]["data"]
     assert (quality["event"], quality["current_limit"]) == ("FLAGGED", "TIER_1K")
-    # per conversation: the customer's hand-offs, orders and status count 1, 2, …;
-    # campaigns and account-level events name no conversation
+    # per conversation: the customer's hand-offs, orders, status and message count 1, 2, …
+    # in one sequence; campaigns and account-level events name no conversation
     customer = [
         e["sequence"]
         for t, e in events.items()
-        if t.startswith(("conversation.", "order.", "message.status"))
+        if t.startswith(("conversation.", "order.", "message."))
     ]
-    assert len(customer) == 6
+    assert len(customer) == 7
     assert sorted(customer) == list(range(1, len(customer) + 1))
     assert events["campaign.started"]["sequence"] is None
     assert events["template.status_changed"]["sequence"] is None
