@@ -19,7 +19,10 @@ publishes (:data:`~flowchat_gateway.events.BUSINESS_FIELDS`) and the hand-offs
 
 each as :class:`Published` (routing key, body as its publisher encodes it, model); and
 what a test watches of the consumer meanwhile: :func:`fates` and :func:`handler_retries`
-of a queue (this process's counters), :func:`depth` of a queue, :func:`open_channel`.
+of a queue (this process's counters), :func:`depth` of a queue, :func:`open_channel`;
+and of a producer: :func:`watch` (what reaches ``flowchat.events`` under a kind) and
+:func:`subscribe` (a tenant's endpoints subscribing to event types, as the relay writes
+them).
 
 Imported by its bare name (``from kindskit import ...``): pytest puts ``tests/`` on
 ``sys.path`` (``pythonpath`` in pyproject.toml), as for ``stackkit``.
@@ -27,6 +30,7 @@ Imported by its bare name (``from kindskit import ...``): pytest puts ``tests/``
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import typing
@@ -70,6 +74,9 @@ from flowchat_contracts.tenant_events import (
 )
 from flowchat_gateway.events import BUSINESS_FIELDS, BusinessEvent
 from flowchat_platform import metrics as platform_metrics
+from flowchat_platform.redis import create_redis
+from flowchat_platform.subscriptions import SubscriptionWriter
+from flowchat_platform.testing import eventually
 from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.state import Status
 
@@ -474,3 +481,43 @@ async def open_channel(amqp_url: str) -> AsyncIterator[Any]:
         yield await conn.channel(publisher_confirms=True)
     finally:
         await conn.close()
+
+
+class Watch:
+    """What reaches ``flowchat.events`` under ``*.*.<kind>``."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        self.got: list[Any] = []
+
+    async def take(self) -> list[Any]:
+        while (m := await self.queue.get(no_ack=True, fail=False)) is not None:
+            self.got.append(m)
+        return self.got
+
+    async def count(self, n: int) -> list[Any]:
+        """At least ``n`` messages, then nothing more for 0.3 s."""
+
+        async def enough() -> bool:
+            return len(await self.take()) >= n
+
+        await eventually(enough, timeout_s=10)
+        await asyncio.sleep(0.3)  # and nothing more
+        return await self.take()
+
+
+async def watch(channel: Any, kind: str) -> Watch:
+    """A private queue bound to ``*.*.<kind>`` on ``flowchat.events``."""
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(topology.EXCHANGE_EVENTS, f"*.*.{kind}")
+    return Watch(queue)
+
+
+async def subscribe(redis_url: str, tenant: str, types: list[str]) -> None:
+    """The tenant's endpoints subscribe to ``types`` (the relay's sets in Redis)."""
+    redis = create_redis(redis_url)
+    try:
+        await SubscriptionWriter(redis).replace(tenant, types)
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(0.2)  # past the producers' cache

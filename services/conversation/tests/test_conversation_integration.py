@@ -29,9 +29,8 @@ from flowchat_contracts.tenant_events import OrderChanged
 from flowchat_conversation.app import create_app
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import HEADER_REASON
-from flowchat_platform.redis import create_redis
-from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.testing import eventually, serve
+from kindskit import subscribe, watch
 
 pytestmark = pytest.mark.integration
 
@@ -1050,42 +1049,6 @@ async def test_an_inbox_take_over_quiets_the_bot_until_resolved(stack):
 # subscribes to its event type (the relay's sets in Redis, ``flowchat_platform.subscriptions``).
 
 ORDER_TYPES = ["order.created", "order.status_changed", "order.paid"]
-
-
-class Watch:
-    """What reaches ``flowchat.events`` under ``*.*.<kind>``."""
-
-    def __init__(self, queue: Any) -> None:
-        self.queue = queue
-        self.got: list[Any] = []
-
-    async def take(self) -> list[Any]:
-        while (m := await self.queue.get(no_ack=True, fail=False)) is not None:
-            self.got.append(m)
-        return self.got
-
-    async def count(self, n: int) -> list[Any]:
-        async def enough() -> bool:
-            return len(await self.take()) >= n
-
-        await eventually(enough, timeout_s=10)
-        await asyncio.sleep(0.3)  # and nothing more
-        return await self.take()
-
-
-async def watch(channel: Any, kind: str) -> Watch:
-    queue = await channel.declare_queue(exclusive=True)
-    await queue.bind(topology.EXCHANGE_EVENTS, f"*.*.{kind}")
-    return Watch(queue)
-
-
-async def subscribe(redis_url: str, tenant: str, types: list[str]) -> None:
-    redis = create_redis(redis_url)
-    try:
-        await SubscriptionWriter(redis).replace(tenant, types)
-    finally:
-        await redis.aclose()
-    await asyncio.sleep(0.2)  # past the service's cache
 
 
 async def placed(stack: Stack, customer: str) -> str:
