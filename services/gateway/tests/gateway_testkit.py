@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import secrets
 import threading
 import time
 import uuid
@@ -460,3 +461,88 @@ class ToGateway(httpx.BaseTransport):
 
     def close(self) -> None:
         self._inner.close()
+
+
+# ------------------------------------------------- a number of the sandbox's, for pywa
+
+
+def sandbox_number(prefix: str, display: str, webhook_url: str) -> dict[str, str]:
+    """A number the sandbox (Meta) does not know yet: ids of its own (``prefix`` and six
+    random digits), a fresh access token and app secret, webhooks to ``webhook_url``."""
+    suffix = f"{secrets.randbelow(10**6):06d}"
+    return {
+        "phone_number_id": f"10{prefix}{suffix}",
+        "waba_id": f"20{prefix}{suffix}",
+        "display_phone_number": display,
+        "access_token": "EAAG" + secrets.token_urlsafe(24),
+        "app_secret": secrets.token_hex(16),
+        "webhook_url": webhook_url,
+    }
+
+
+def own_number(
+    stub: TenantStub, number: dict[str, str], *, account_id: str, tenant_id: str
+) -> None:
+    """The stub's only account: ``number``, owned by ``tenant_id``."""
+    stub.reset()
+    stub.accounts.clear()
+    stub.add(
+        account_id=account_id,
+        tenant_id=tenant_id,
+        phone_number_id=number["phone_number_id"],
+        waba_id=number["waba_id"],
+        display_phone_number=number["display_phone_number"],
+        access_token=number["access_token"],
+        app_secret=number["app_secret"],
+    )
+
+
+async def register_number(sb: httpx.AsyncClient, number: dict[str, str]) -> None:
+    """``number`` registered in the sandbox (as Meta has it)."""
+    r = await sb.post("/sandbox/numbers", json=number)
+    assert r.status_code == 201, r.text
+
+
+async def customer_writes(
+    sb: httpx.AsyncClient, number: dict[str, str], customer: str, text: str = "hello"
+) -> str:
+    """The customer writes to ``number`` (its webhook opens the window); the message's id."""
+    r = await sb.post(
+        f"/sandbox/customers/{customer}/messages",
+        json={"phone_number_id": number["phone_number_id"], "text": text},
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["id"])
+
+
+def pywa_client(
+    stack: contextlib.ExitStack | contextlib.AsyncExitStack,
+    gateway_url: str,
+    number: dict[str, str],
+    token: str,
+    **kwargs: Any,
+) -> Any:
+    """An unmodified pywa client whose requests to Graph go to the gateway instead."""
+    from pywa.client import WhatsApp
+
+    session = httpx.Client(transport=ToGateway(gateway_url), timeout=10)
+    stack.callback(session.close)
+    return WhatsApp(phone_id=number["phone_number_id"], token=token, session=session, **kwargs)
+
+
+def sender_settings(
+    amqp_url: str, redis_url: str, tenant_url: str, gateway_url: str, graph_url: str
+) -> Any:
+    """The real sender's settings for a test: sends to ``graph_url`` (the sandbox)."""
+    from flowchat_sender.settings import Settings as SenderSettings
+
+    return SenderSettings(
+        AMQP_URL=amqp_url,
+        REDIS_URL=redis_url,
+        FLOWCHAT_TENANT_URL=tenant_url,
+        FLOWCHAT_GATEWAY_URL=gateway_url,
+        FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
+        FLOWCHAT_ENV="test",
+        graph_url=graph_url,
+        shutdown_grace_s=5,
+    )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -26,11 +25,13 @@ from gateway_testkit import (
     SERVICE_TOKEN,
     Broker,
     TenantStub,
-    ToGateway,
+    customer_writes,
     gateway_settings,
+    pywa_client,
+    register_number,
     running_gateway,
+    sandbox_number,
 )
-from pywa.client import WhatsApp
 from pywa.errors import WhatsAppError
 from pywa.types.callback import Button, Section, SectionList, SectionRow
 from pywa.types.others import Contact
@@ -114,18 +115,9 @@ async def world(module_amqp_url: str, redis_url: str, tenant_stub: TenantStub):
             running(create_sandbox(SandboxSettings(status_delay_s=0.01, webhook_max_attempts=1)))
         )
         sender = await stack.enter_async_context(running(media.app()))
-        suffix = f"{secrets.randbelow(10**6):06d}"
-        number = {
-            "phone_number_id": f"1099{suffix}",
-            "waba_id": f"2099{suffix}",
-            "display_phone_number": "15550001111",
-            "access_token": "EAAG" + secrets.token_urlsafe(24),
-            "app_secret": secrets.token_hex(16),
-            "webhook_url": "http://127.0.0.1:9/webhooks/meta",
-        }
+        number = sandbox_number("99", "15550001111", "http://127.0.0.1:9/webhooks/meta")
         async with httpx.AsyncClient(base_url=sandbox, timeout=10) as sb:
-            r = await sb.post("/sandbox/numbers", json=number)
-            assert r.status_code == 201, r.text
+            await register_number(sb, number)
             r = await sb.post(
                 "/sandbox/templates",
                 json={
@@ -144,12 +136,7 @@ async def world(module_amqp_url: str, redis_url: str, tenant_stub: TenantStub):
                 },
             )
             assert r.status_code == 201, r.text
-            r = await sb.post(
-                f"/sandbox/customers/{CUSTOMER}/messages",
-                json={"phone_number_id": number["phone_number_id"], "text": "hello"},
-            )
-            assert r.status_code == 200, r.text
-            inbound = r.json()["id"]
+            inbound = await customer_writes(sb, number, CUSTOMER)
         tenant_stub.reset()
         tenant_stub.accounts.clear()
         tenant_stub.add(
@@ -188,14 +175,7 @@ async def world(module_amqp_url: str, redis_url: str, tenant_stub: TenantStub):
         broker = Broker(module_amqp_url)
         await broker.open()
         stack.push_async_callback(broker.close)
-        session = httpx.Client(transport=ToGateway(gateway), timeout=10)
-        stack.callback(session.close)
-        wa = WhatsApp(
-            phone_id=number["phone_number_id"],
-            token=KEY,
-            waba_id=number["waba_id"],
-            session=session,
-        )
+        wa = pywa_client(stack, gateway, number, KEY, waba_id=number["waba_id"])
         yield {
             "wa": wa,
             "gateway": gateway,

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 
 import httpx
 import pytest
-from gateway_testkit import SERVICE_TOKEN, Broker, TenantStub, ToGateway, gateway_settings
-from pywa.client import WhatsApp
+from gateway_testkit import (
+    Broker,
+    TenantStub,
+    customer_writes,
+    gateway_settings,
+    own_number,
+    pywa_client,
+    register_number,
+    sandbox_number,
+    sender_settings,
+)
 
 from flowchat_contracts import topology
 from flowchat_contracts.meta_ids import message_id_of
@@ -26,7 +34,6 @@ from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
 from flowchat_sender.app import create_app as create_sender
-from flowchat_sender.settings import Settings as SenderSettings
 
 pytestmark = pytest.mark.integration
 
@@ -40,26 +47,8 @@ async def test_statuses_name_the_message_by_the_id_pywa_was_given(
 ) -> None:
     gateway_port, sender_port = free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    suffix = f"{secrets.randbelow(10**6):06d}"
-    number = {
-        "phone_number_id": f"1098{suffix}",
-        "waba_id": f"2098{suffix}",
-        "display_phone_number": "15550002222",
-        "access_token": "EAAG" + secrets.token_urlsafe(24),
-        "app_secret": secrets.token_hex(16),
-        "webhook_url": f"{gateway_url}/webhooks/meta",
-    }
-    tenant_stub.reset()
-    tenant_stub.accounts.clear()
-    tenant_stub.add(
-        account_id="acc-e2e",
-        tenant_id="tenant-a",
-        phone_number_id=number["phone_number_id"],
-        waba_id=number["waba_id"],
-        display_phone_number=number["display_phone_number"],
-        access_token=number["access_token"],
-        app_secret=number["app_secret"],
-    )
+    number = sandbox_number("98", "15550002222", f"{gateway_url}/webhooks/meta")
+    own_number(tenant_stub, number, account_id="acc-e2e", tenant_id="tenant-a")
     tenant_stub.api_keys[KEY] = {"key_id": "key-e2e", "tenant_id": "tenant-a", "scopes": ["send"]}
     sandbox_app = create_sandbox(SandboxSettings(status_delay_s=0.05, webhook_max_attempts=5))
     async with contextlib.AsyncExitStack() as stack:
@@ -73,17 +62,8 @@ async def test_statuses_name_the_message_by_the_id_pywa_was_given(
             FLOWCHAT_SENDER_URL=f"http://127.0.0.1:{sender_port}",
         )
         await stack.enter_async_context(serve(create_app(settings), port=gateway_port))
-        sender_settings = SenderSettings(
-            AMQP_URL=amqp_url,
-            REDIS_URL=redis_url,
-            FLOWCHAT_TENANT_URL=tenant_stub.url,
-            FLOWCHAT_GATEWAY_URL=gateway_url,
-            FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
-            FLOWCHAT_ENV="test",
-            graph_url=sandbox,
-            shutdown_grace_s=5,
-        )
-        await stack.enter_async_context(serve(create_sender(sender_settings), port=sender_port))
+        settings_ = sender_settings(amqp_url, redis_url, tenant_stub.url, gateway_url, sandbox)
+        await stack.enter_async_context(serve(create_sender(settings_), port=sender_port))
         sb = await stack.enter_async_context(httpx.AsyncClient(base_url=sandbox, timeout=10))
         gw = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=10))
         await eventually(lambda: _ready(gw), timeout_s=15, interval_s=0.05)  # the broker connected
@@ -91,18 +71,10 @@ async def test_statuses_name_the_message_by_the_id_pywa_was_given(
         await broker.open()
         stack.push_async_callback(broker.close)
 
-        r = await sb.post("/sandbox/numbers", json=number)
-        assert r.status_code == 201, r.text
+        await register_number(sb, number)
         # the customer writes first: the webhook through the gateway opens the window
-        r = await sb.post(
-            f"/sandbox/customers/{CUSTOMER}/messages",
-            json={"phone_number_id": number["phone_number_id"], "text": "hello"},
-        )
-        assert r.status_code == 200, r.text
-
-        session = httpx.Client(transport=ToGateway(gateway_url), timeout=10)
-        stack.callback(session.close)
-        wa = WhatsApp(phone_id=number["phone_number_id"], token=KEY, session=session)
+        await customer_writes(sb, number, CUSTOMER)
+        wa = pywa_client(stack, gateway_url, number, KEY)
 
         media = await asyncio.to_thread(
             wa.upload_media, media=PNG, mime_type="image/png", filename="a.png"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,11 +26,15 @@ import pytest
 from gateway_testkit import (  # type: ignore[import-not-found]
     SERVICE_TOKEN,
     TenantStub,
-    ToGateway,
+    customer_writes,
     gateway_settings,
+    own_number,
+    pywa_client,
+    register_number,
+    sandbox_number,
+    sender_settings,
     threaded_server,
 )
-from pywa.client import WhatsApp
 from pywa.types.message_status import MessageStatus
 from pywa.utils import webhook_updates_validator
 from relay_testkit import Receiver, relay_settings
@@ -42,7 +45,6 @@ from flowchat_relay.app import create_app as create_relay
 from flowchat_sandbox.app import create_app as create_sandbox
 from flowchat_sandbox.settings import Settings as SandboxSettings
 from flowchat_sender.app import create_app as create_sender
-from flowchat_sender.settings import Settings as SenderSettings
 from flowchat_state_manager.app import create_app as create_state
 from flowchat_state_manager.settings import Settings as StateSettings
 
@@ -70,26 +72,8 @@ async def test_meta_statuses_carry_the_id_pywa_was_given_and_its_tracker(
 ) -> None:
     gateway_port, sender_port, state_port = free_port(), free_port(), free_port()
     gateway_url = f"http://127.0.0.1:{gateway_port}"
-    suffix = f"{secrets.randbelow(10**6):06d}"
-    number = {
-        "phone_number_id": f"1097{suffix}",
-        "waba_id": f"2097{suffix}",
-        "display_phone_number": "15550003333",
-        "access_token": "EAAG" + secrets.token_urlsafe(24),
-        "app_secret": secrets.token_hex(16),
-        "webhook_url": f"{gateway_url}/webhooks/meta",
-    }
-    stub.reset()
-    stub.accounts.clear()
-    stub.add(
-        account_id="acc-relay-e2e",
-        tenant_id="tenant-a",
-        phone_number_id=number["phone_number_id"],
-        waba_id=number["waba_id"],
-        display_phone_number=number["display_phone_number"],
-        access_token=number["access_token"],
-        app_secret=number["app_secret"],
-    )
+    number = sandbox_number("97", "15550003333", f"{gateway_url}/webhooks/meta")
+    own_number(stub, number, account_id="acc-relay-e2e", tenant_id="tenant-a")
     stub.api_keys[SEND_KEY] = {"key_id": "key-send", "tenant_id": "tenant-a", "scopes": ["send"]}
     stub.api_keys[ADMIN_KEY] = {"key_id": "key-adm", "tenant_id": "tenant-a", "scopes": ["admin"]}
     sandbox_app = create_sandbox(SandboxSettings(status_delay_s=0.05, webhook_max_attempts=5))
@@ -143,34 +127,17 @@ async def test_meta_statuses_carry_the_id_pywa_was_given_and_its_tracker(
             FLOWCHAT_STATE_URL=state_url,
         )
         await stack.enter_async_context(serve(create_gateway(settings), port=gateway_port))
-        sender_settings = SenderSettings(
-            AMQP_URL=amqp_url,
-            REDIS_URL=redis_url,
-            FLOWCHAT_TENANT_URL=stub.url,
-            FLOWCHAT_GATEWAY_URL=gateway_url,
-            FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
-            FLOWCHAT_ENV="test",
-            graph_url=sandbox,
-            shutdown_grace_s=5,
-        )
-        await stack.enter_async_context(serve(create_sender(sender_settings), port=sender_port))
+        settings_ = sender_settings(amqp_url, redis_url, stub.url, gateway_url, sandbox)
+        await stack.enter_async_context(serve(create_sender(settings_), port=sender_port))
         sb = await stack.enter_async_context(httpx.AsyncClient(base_url=sandbox, timeout=10))
         gw = await stack.enter_async_context(httpx.AsyncClient(base_url=gateway_url, timeout=10))
         await eventually(lambda: _ready(gw), timeout_s=15)
 
-        r = await sb.post("/sandbox/numbers", json=number)
-        assert r.status_code == 201, r.text
+        await register_number(sb, number)
         # the customer writes first: the webhook through the gateway opens the window
-        r = await sb.post(
-            f"/sandbox/customers/{CUSTOMER}/messages",
-            json={"phone_number_id": number["phone_number_id"], "text": "hello"},
-        )
-        assert r.status_code == 200, r.text
+        await customer_writes(sb, number, CUSTOMER)
         await asyncio.sleep(0.3)  # the inbound webhook's window reaches Redis first
-
-        session = httpx.Client(transport=ToGateway(gateway_url), timeout=10)
-        stack.callback(session.close)
-        wa = WhatsApp(phone_id=number["phone_number_id"], token=SEND_KEY, session=session)
+        wa = pywa_client(stack, gateway_url, number, SEND_KEY)
         tracked = await asyncio.to_thread(
             wa.send_message, to=CUSTOMER, text="your order shipped", tracker="order-42"
         )
