@@ -128,5 +128,9 @@ class OutboxItem:
 
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
+    #: Rows deleted one by one (from the DEFAULT partition: records outside every day).
     messages: int
     pending: int
+    #: Day partitions dropped (both tables), and their rows (PostgreSQL's estimate).
+    partitions: int = 0
+    partition_rows: int = 0
