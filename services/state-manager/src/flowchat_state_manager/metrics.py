@@ -30,28 +30,28 @@ PURGED = Counter(
 )
 PARTITIONS_DROPPED = Counter(
     "flowchat_state_manager_partitions_dropped_total",
-    "Day partitions dropped by retention (messages with their history)",
+    "Week partitions dropped by retention (messages with their history)",
 )
 PARTITION_ROWS_DROPPED = Counter(
     "flowchat_state_manager_partition_rows_dropped_total",
-    "Messages in the day partitions retention dropped (PostgreSQL's row estimate)",
+    "Messages in the partitions retention dropped (PostgreSQL's row estimate)",
 )
 PARTITION_DROP_SECONDS = Histogram(
     "flowchat_state_manager_partition_drop_seconds",
-    "Time to detach and drop one day partition of both tables",
+    "Time to detach and drop one week partition of both tables",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PARTITIONS_CREATED = Counter(
     "flowchat_state_manager_partitions_created_total",
-    "Day partitions created ahead of time",
+    "Week partitions created ahead of time",
 )
 PARTITIONS = Gauge(
     "flowchat_state_manager_partitions",
-    "Day partitions of the messages table",
+    "Week partitions of the messages table",
 )
 UNPARTITIONED = Gauge(
     "flowchat_state_manager_default_partition_messages",
-    "Messages in the DEFAULT partition (outside every day created: should stay 0)",
+    "Messages in the DEFAULT partition (outside every week created: should stay 0)",
 )
 BATCH_SIZE = Histogram(
     "flowchat_state_manager_batch_size",

@@ -147,7 +147,7 @@ class Tx:
         """Create the record (status ``queued``) unless it exists; return it, row-locked.
 
         The caller holds the advisory locks on the id and on the provider message id
-        (``lock_keys``): with day partitions no unique index spans the table, so an id
+        (``lock_keys``): with partitions no unique index spans the table, so an id
         (and a WAMID) stays unique by looking it up under those locks first."""
         existing = await _message(self._conn, "id = $1 FOR UPDATE", m.id)
         if existing is not None:
@@ -481,7 +481,7 @@ class Repository:
 
     async def purge_messages(self, cutoff: datetime, batch: int) -> int:
         """Delete one batch of the DEFAULT partition's messages created before ``cutoff``
-        (history cascades); the day partitions go whole (:meth:`drop_day`)."""
+        (history cascades); the week partitions go whole (:meth:`drop_partition`)."""
         result = await self._pool.execute(
             """
             DELETE FROM messages_default WHERE id IN (
@@ -494,13 +494,13 @@ class Repository:
         return int(result.split()[-1])
 
     async def create_partitions(self, first: date, last: date) -> int:
-        """Create the day partitions from ``first`` to ``last`` that are missing."""
+        """Create the missing week partitions that cover ``first`` to ``last``."""
         return int(
             await self._pool.fetchval("SELECT create_message_partitions($1, $2)", first, last)
         )
 
-    async def partition_days(self) -> list[date]:
-        """The days that have a partition of ``messages``, oldest first."""
+    async def partitions(self) -> list[date]:
+        """The first day (a Monday) of every partition of ``messages``, oldest first."""
         rows = await self._pool.fetch(
             """
             SELECT substr(c.relname, 11) AS day FROM pg_inherits i
@@ -511,8 +511,8 @@ class Repository:
         )
         return [datetime.strptime(r["day"], "%Y%m%d").date() for r in rows]
 
-    async def drop_day(self, day: date, lock_timeout_s: float = 5.0) -> int:
-        """Detach and drop ``day``'s partition of both tables in one transaction (the
+    async def drop_partition(self, day: date, lock_timeout_s: float = 5.0) -> int:
+        """Detach and drop the partition from ``day`` of both tables in one transaction (the
         history first: the messages partition is then checked against an empty one);
         the messages it held (PostgreSQL's estimate). Waits at most ``lock_timeout_s``
         for the brief ACCESS EXCLUSIVE locks (never queues every writer behind it)."""

@@ -27,6 +27,7 @@ from flowchat_state_manager import metrics
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.models import (
+    PARTITION_SPAN,
     IncomingStatus,
     MessageRecord,
     NewMessage,
@@ -375,10 +376,10 @@ class StateService:
         days_ahead: int = 7,
         clock: Callable[[], float] = time.perf_counter,
     ) -> PurgeResult:
-        """Retention: drop every day partition whose whole day is older than the
+        """Retention: drop every week partition whose whole week is older than the
         retention (each in its own short transaction), delete the DEFAULT partition's
         old messages and the old held statuses one short batch at a time; and create the
-        day partitions up to ``days_ahead`` days from now."""
+        partitions up to ``days_ahead`` days from now."""
         cutoff = now - timedelta(days=retention_days)
         await self.create_partitions(now, days_ahead)
 
@@ -388,11 +389,11 @@ class StateService:
             )
 
         partitions = partition_rows = 0
-        for day in await self._repo.partition_days():
-            if datetime.combine(day + timedelta(days=1), dt_time(), UTC) > cutoff:
-                break  # oldest first: every later day is younger
+        for first in await self._repo.partitions():
+            if datetime.combine(first, dt_time(), UTC) + PARTITION_SPAN > cutoff:
+                break  # oldest first: every later one is younger
             started = clock()
-            rows = await self._repo.drop_day(day)
+            rows = await self._repo.drop_partition(first)
             metrics.PARTITION_DROP_SECONDS.observe(clock() - started)
             metrics.PARTITIONS_DROPPED.inc()
             metrics.PARTITION_ROWS_DROPPED.inc(rows)
@@ -408,7 +409,7 @@ class StateService:
         )
 
     async def create_partitions(self, now: datetime, days_ahead: int) -> int:
-        """Create the day partitions from today to ``days_ahead`` days ahead (UTC)."""
+        """Create the partitions from today to ``days_ahead`` days ahead (UTC)."""
         today = now.astimezone(UTC).date()
         created = await self._repo.create_partitions(today, today + timedelta(days=days_ahead))
         metrics.PARTITIONS_CREATED.inc(created)
@@ -417,5 +418,5 @@ class StateService:
     async def refresh_gauges(self) -> None:
         metrics.PENDING.set(await self._repo.pending_count())
         metrics.OUTBOX_BACKLOG.set(await self._repo.outbox_count())
-        metrics.PARTITIONS.set(len(await self._repo.partition_days()))
+        metrics.PARTITIONS.set(len(await self._repo.partitions()))
         metrics.UNPARTITIONED.set(await self._repo.default_partition_count())

@@ -1,6 +1,6 @@
-"""messages and message_events partitioned by day (range on the message's created_at)
+"""messages and message_events partitioned by week (range on the message's created_at)
 
-Retention drops a whole day (one partition of each table) instead of deleting rows.
+Retention drops a whole week (one partition of each table) instead of deleting rows.
 A message's history lives in the partition of its message: ``message_events`` gets
 ``message_created_at`` (the message's ``created_at``), its partition key, and the
 foreign key ``(message_id, message_created_at) → messages (id, created_at)`` (ON DELETE
@@ -18,11 +18,15 @@ Keys must include the partition key, so:
   (event_id, message_created_at): the same guarantees as before (one row per status of
   a message, an event recorded once), since a message's events are all in one partition.
 
-Partitions: one per UTC day (``messages_pYYYYMMDD`` / ``message_events_pYYYYMMDD``),
-created ahead by ``create_message_partitions(first, last)`` (this migration: from the
-oldest record, at most 400 days back, to 7 days ahead; the service: every retention
-pass). A DEFAULT partition of each takes rows outside every day created (older records,
-a clock far ahead); retention deletes its old rows in batches.
+Partitions: one per ISO week, Monday 00:00 UTC to the next (``messages_pYYYYMMDD`` /
+``message_events_pYYYYMMDD``, the Monday), created ahead by
+``create_message_partitions(first, last)`` (every week that has a day in that range:
+this migration from the oldest record, at most 400 days back, to 7 days ahead; the
+service at every retention pass). Weeks, not days: a lookup by id or WAMID (no partition
+key) probes every partition's index, and a 90-day retention keeps about 14 weeks
+against 97 days (bench/state_partitions.py). A DEFAULT partition of each takes rows
+outside every week created (older records, a clock far ahead); retention deletes its
+old rows in batches.
 
 The conversion copies the tables (an ACCESS EXCLUSIVE lock for the copy: run it in a
 maintenance window on a large database; docs/scaling.md has the figures).
@@ -90,8 +94,9 @@ _EVENTS_BODY = """
     sequence            bigint NOT NULL DEFAULT nextval('status_learned_seq')
 """
 
-#: Creates the day partitions of both tables from ``first_day`` to ``last_day`` (UTC)
-#: that do not exist yet; the number created. One caller at a time (advisory lock).
+#: Creates the week partitions of both tables (Monday to Monday, UTC) covering
+#: ``first_day`` to ``last_day`` that do not exist yet; the number created. One caller
+#: at a time (advisory lock).
 CREATE_FUNCTION = """
 CREATE FUNCTION create_message_partitions(first_day date, last_day date) RETURNS integer
 LANGUAGE plpgsql AS $fn$
@@ -103,11 +108,12 @@ DECLARE
     hi text;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('flowchat_state_manager.partitions'));
-    FOR d IN SELECT generate_series(first_day, last_day, interval '1 day')::date LOOP
+    FOR d IN SELECT generate_series(date_trunc('week', first_day), last_day,
+                                    interval '7 days')::date LOOP
         suffix := to_char(d, 'YYYYMMDD');
         IF to_regclass('messages_p' || suffix) IS NULL THEN
             lo := to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00';
-            hi := to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00';
+            hi := to_char(d + 7, 'YYYY-MM-DD') || ' 00:00:00+00';
             EXECUTE format('CREATE TABLE %I PARTITION OF messages FOR VALUES FROM (%L) TO (%L)',
                            'messages_p' || suffix, lo, hi);
             EXECUTE format(
