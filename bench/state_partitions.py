@@ -51,7 +51,7 @@ MIGRATIONS = (
     / "services/state-manager/src/flowchat_state_manager/migrations"
 )
 #: Bump when the generated data changes: a cached database of another version is rebuilt.
-GENERATOR = 2
+GENERATOR = 3
 TENANTS = 100
 DAYS = 100
 #: Days of the retention the figures assume (a day older than it is dropped).
@@ -177,6 +177,52 @@ async def _fill_day(conn: asyncpg.Connection, day_index: int, per_day: int, day0
     await conn.execute(_EVENTS_SQL, lo, hi, start, step, TENANTS)
 
 
+async def _strip_keys(
+    conn: asyncpg.Connection,
+) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """The usual bulk recipe: the migrations' constraints and indexes of both tables
+    noted and dropped (the loaded rows get the very same ones back afterwards)."""
+    constraints = await conn.fetch(
+        """
+        SELECT conrelid::regclass::text AS tbl, conname, pg_get_constraintdef(oid) AS def,
+               contype
+        FROM pg_constraint
+        WHERE conrelid IN ('messages'::regclass, 'message_events'::regclass)
+          AND contype IN ('p', 'u', 'f') AND conparentid = 0
+        ORDER BY contype = 'f' DESC
+        """
+    )
+    indexes = await conn.fetch(
+        """
+        SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
+        FROM pg_index i
+        WHERE i.indrelid IN ('messages'::regclass, 'message_events'::regclass)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
+        """
+    )
+    for c in constraints:
+        await conn.execute(f'ALTER TABLE {c["tbl"]} DROP CONSTRAINT "{c["conname"]}"')
+    for i in indexes:
+        await conn.execute(f"DROP INDEX {i['name']}")
+    return constraints, indexes
+
+
+async def _restore_keys(
+    dsn: str, constraints: list[asyncpg.Record], indexes: list[asyncpg.Record]
+) -> None:
+    conn = await _connect(dsn)
+    try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        for i in indexes:
+            # pg_get_indexdef names a partitioned table ON ONLY (the parent alone, as
+            # pg_dump restores it): built on every partition here
+            await conn.execute(i["def"].replace(" ON ONLY ", " ON ", 1))
+        for c in reversed(constraints):  # keys first, the foreign key last
+            await conn.execute(f'ALTER TABLE {c["tbl"]} ADD CONSTRAINT "{c["conname"]}" {c["def"]}')
+    finally:
+        await conn.close()
+
+
 async def _build(dsn: str, messages: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     per_day = messages // DAYS
@@ -187,6 +233,7 @@ async def _build(dsn: str, messages: int) -> dict[str, Any]:
         await conn.fetchval(
             "SELECT create_message_partitions($1, $2)", day0, datetime.now(UTC).date()
         )
+        constraints, indexes = await _strip_keys(conn)
     finally:
         await conn.close()
     say(f"state partitions: generating {messages:,} messages over {DAYS} days")
@@ -210,6 +257,9 @@ async def _build(dsn: str, messages: int) -> dict[str, Any]:
 
     await asyncio.gather(*(worker() for _ in range(2)))
     steps["load_s"] = round(time.perf_counter() - t0, 1)
+    t1 = time.perf_counter()
+    await _restore_keys(dsn, constraints, indexes)
+    steps["indexes_s"] = round(time.perf_counter() - t1, 1)
     t1 = time.perf_counter()
     conn = await _connect(dsn)
     try:
@@ -362,8 +412,7 @@ async def retention_cost(dsn: str, sample: int) -> dict[str, Any]:
             "batches": batches,
             "messages_per_s": round(deleted / delete_s) if delete_s else None,
         }
-        await pool.execute(f"DROP TABLE message_events_p{day:%Y%m%d}")
-        await pool.execute(f"DROP TABLE messages_p{day:%Y%m%d}")
+        await Repository(pool).drop_partition(day)  # empty now
         await fill()
         t0 = time.perf_counter()
         estimated = await Repository(pool).drop_partition(day)
@@ -379,7 +428,10 @@ async def retention_cost(dsn: str, sample: int) -> dict[str, Any]:
 
 
 async def partitions(quick: bool) -> dict[str, Any]:
-    messages = 1_000_000 if quick else 50_000_000
+    # FLOWCHAT_BENCH_STATE_MESSAGES: another size (a smaller machine, a first look)
+    messages = int(
+        os.environ.get("FLOWCHAT_BENCH_STATE_MESSAGES", "1000000" if quick else "50000000")
+    )
     sample = 20_000 if quick else 500_000
     ingest_messages = 400 if quick else 2500
     base = os.environ.get("DATABASE_URL", DEFAULT_PG)

@@ -81,7 +81,8 @@ async def test_retention_drops_whole_weeks_with_their_history(state_pool: Any, b
     now = datetime.now(UTC)
     old_week = _monday((now - timedelta(days=120)).date())
     await repo.create_partitions(old_week, old_week)
-    old, fresh = [], []
+    old: list[str] = []
+    fresh: list[str] = []
     for ids in (old, fresh):
         for _ in range(3):
             mid, wamid = build.new_ids()
