@@ -70,6 +70,45 @@ def _inbox_rows(ib: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _state_partition_rows(sp: dict[str, Any]) -> list[list[str]]:
+    stored = f"{sp['messages_stored'] / 1e6:g} M stored, {sp['database']['partitions']} partitions"
+    by_id, by_range, ret = sp["by_id_ms"], sp["by_tenant_hour_ms"], sp["retention"]
+    return [
+        [
+            f"state-manager GET /v1/messages/{{id}}, {stored}",
+            f"p50 {_fmt(by_id['p50'], ' ms')}, p95 {_fmt(by_id['p95'], ' ms')}",
+            "—",
+            "—",
+            "—",
+            "—",
+        ],
+        [
+            f"state-manager a tenant's hour (GET /v1/messages?since&until), {stored}",
+            f"p50 {_fmt(by_range['p50'], ' ms')}, p95 {_fmt(by_range['p95'], ' ms')}",
+            "—",
+            "—",
+            "—",
+            "—",
+        ],
+        [
+            f"state-manager status ingest, {stored}",
+            _fmt(sp["ingest"]["events_per_s"], " events/s"),
+            "—",
+            "—",
+            "—",
+            "—",
+        ],
+        [
+            f"state-manager retention of {ret['sample_messages']:,} messages",
+            f"drop partition {ret['drop_partition']['seconds']} s",
+            f"DELETE {ret['delete']['seconds']} s",
+            _ratio(1 / ret["delete_vs_drop"]) if ret.get("delete_vs_drop") else "—",
+            "—",
+            "—",
+        ],
+    ]
+
+
 def _relay_rows(rl: dict[str, Any]) -> list[list[str]]:
     rows: list[list[str]] = []
     rows.append(
@@ -174,7 +213,11 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
                 "—",
             ]
         )
-    for name, rows_of in (("relay", _relay_rows), ("inbox", _inbox_rows)):
+    for name, rows_of in (
+        ("relay", _relay_rows),
+        ("inbox", _inbox_rows),
+        ("state_partitions", _state_partition_rows),
+    ):
         if results.get(name):
             rows.extend(rows_of(results[name]))
     m = results.get("memory")

@@ -84,8 +84,12 @@ async def preload(amqp_url: str, messages: int, tag: str) -> int:
     return len(ordered)
 
 
-async def run_service(stack: Stack, total: int, messages: int) -> dict[str, Any]:
-    proc = await stack.start("state-manager")
+async def run_service(
+    stack: Stack, total: int, messages: int, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The service started on the preloaded queue (``env`` over the stack's: another
+    database, say) until every event is acked and the outbox is empty."""
+    proc = await stack.start("state-manager", env=env)
     async with aiohttp.ClientSession() as http:
 
         async def acked() -> int:
@@ -101,7 +105,7 @@ async def run_service(stack: Stack, total: int, messages: int) -> dict[str, Any]
 
         with RssSampler([proc]) as rss:
             curve = await watch(acked, total, timeout_s=600)
-        db = await asyncpg.connect(stack.env["DATABASE_URL"])
+        db = await asyncpg.connect({**stack.env, **(env or {})}["DATABASE_URL"])
         try:
             deadline = time.perf_counter() + 120
             while time.perf_counter() < deadline:

@@ -43,6 +43,7 @@ def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], F
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        timeout_keep_alive=settings.http_keep_alive_s,
         server_header=False,
     )
     log.info(

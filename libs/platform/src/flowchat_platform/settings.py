@@ -42,6 +42,10 @@ def infra(name: str, default: Any) -> Any:
     return Field(default=default, validation_alias=AliasChoices(name))
 
 
+#: Idle keep-alive of every service's HTTP server (:attr:`ServiceSettings.http_keep_alive_s`).
+HTTP_KEEP_ALIVE_S = 75
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
@@ -53,6 +57,13 @@ class ServiceSettings(BaseSettings):
     #: Upper bound of one confirmed publish; past it the publish fails (gateway → 503).
     publish_timeout_s: float = 5.0
     shutdown_grace_s: float = 20.0
+    #: How long an idle keep-alive HTTP connection stays open (uvicorn's
+    #: ``timeout_keep_alive``). Longer than every client's and proxy's own idle expiry
+    #: (httpx 5 s, aiohttp 15 s, nginx upstream 60 s, AWS ALB 60 s): the side that
+    #: closes an idle connection must be the one that reuses it, or a request sent as
+    #: the server closes is lost on a dead socket (uvicorn's default, 5 s, equals
+    #: httpx's: the fault suite's memory-alarm scenario got a dropped connection).
+    http_keep_alive_s: int = Field(default=HTTP_KEEP_ALIVE_S, ge=1, le=3600)
 
 
 def check_secret(value: SecretStr | str | None, variable: str) -> None:

@@ -31,6 +31,8 @@ import asyncpg
 import pytest
 import uvicorn
 
+from flowchat_platform.settings import HTTP_KEEP_ALIVE_S
+
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -218,7 +220,14 @@ async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 (lifespan included) and yield its base URL."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        # as run_service: outlive the clients' idle expiry (ServiceSettings.http_keep_alive_s)
+        timeout_keep_alive=HTTP_KEEP_ALIVE_S,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -164,8 +164,15 @@ async def retention_loop(service: StateService, settings: Settings) -> None:
                 retention_days=settings.retention_days,
                 batch_size=settings.purge_batch_size,
                 now=datetime.now(UTC),
+                days_ahead=settings.partition_days_ahead,
             )
-            log.info("retention purge", messages=result.messages, pending=result.pending)
+            log.info(
+                "retention purge",
+                messages=result.messages,
+                pending=result.pending,
+                partitions=result.partitions,
+                partition_rows=result.partition_rows,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - try again next round

@@ -28,13 +28,18 @@ from flowchat_state_manager.service import StateService
 from flowchat_state_manager.settings import Settings
 
 
-async def purge(database_url: str, *, retention_days: int, batch_size: int) -> PurgeResult:
+async def purge(
+    database_url: str, *, retention_days: int, batch_size: int, days_ahead: int = 7
+) -> PurgeResult:
     await migrate_with_retry(database_url, MIGRATIONS, SCHEMA)
     pool = await create_pool(database_url, schema=SCHEMA, max_size=2, reset=False)
     try:
         service = StateService(Repository(pool))
         return await service.purge(
-            retention_days=retention_days, batch_size=batch_size, now=datetime.now(UTC)
+            retention_days=retention_days,
+            batch_size=batch_size,
+            now=datetime.now(UTC),
+            days_ahead=days_ahead,
         )
     finally:
         await pool.close()
@@ -71,12 +76,21 @@ def purge_main(argv: list[str]) -> int:
     if retention < 1 or batch < 1:
         sys.stderr.write("retention days and batch size must be positive\n")
         return 2
-    result = asyncio.run(purge(settings.database_url, retention_days=retention, batch_size=batch))
+    result = asyncio.run(
+        purge(
+            settings.database_url,
+            retention_days=retention,
+            batch_size=batch,
+            days_ahead=settings.partition_days_ahead,
+        )
+    )
     sys.stdout.write(
         json.dumps(
             {
                 "purged_messages": result.messages,
                 "purged_pending": result.pending,
+                "dropped_partitions": result.partitions,
+                "dropped_partition_rows": result.partition_rows,
                 "retention_days": retention,
             }
         )

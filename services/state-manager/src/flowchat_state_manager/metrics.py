@@ -28,6 +28,31 @@ PURGED = Counter(
     "Rows removed by retention, by table",
     ["table"],
 )
+PARTITIONS_DROPPED = Counter(
+    "flowchat_state_manager_partitions_dropped_total",
+    "Week partitions dropped by retention (messages with their history)",
+)
+PARTITION_ROWS_DROPPED = Counter(
+    "flowchat_state_manager_partition_rows_dropped_total",
+    "Messages in the partitions retention dropped (PostgreSQL's row estimate)",
+)
+PARTITION_DROP_SECONDS = Histogram(
+    "flowchat_state_manager_partition_drop_seconds",
+    "Time to detach and drop one week partition of both tables",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PARTITIONS_CREATED = Counter(
+    "flowchat_state_manager_partitions_created_total",
+    "Week partitions created ahead of time",
+)
+PARTITIONS = Gauge(
+    "flowchat_state_manager_partitions",
+    "Week partitions of the messages table",
+)
+UNPARTITIONED = Gauge(
+    "flowchat_state_manager_default_partition_messages",
+    "Messages in the DEFAULT partition (outside every week created: should stay 0)",
+)
 BATCH_SIZE = Histogram(
     "flowchat_state_manager_batch_size",
     "Status events applied per write transaction",

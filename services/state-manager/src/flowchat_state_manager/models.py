@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flowchat_state_manager.state import Status
 
@@ -126,7 +126,16 @@ class OutboxItem:
     body: bytes
 
 
+#: What one partition of ``messages`` / ``message_events`` spans: a week from a Monday
+#: 00:00 UTC (migration 0005's ``create_message_partitions``).
+PARTITION_SPAN = timedelta(days=7)
+
+
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
+    #: Rows deleted one by one (from the DEFAULT partition: records outside every day).
     messages: int
     pending: int
+    #: Week partitions dropped (both tables), and their rows (PostgreSQL's estimate).
+    partitions: int = 0
+    partition_rows: int = 0

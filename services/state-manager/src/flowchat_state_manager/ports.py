@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol
 
 from flowchat_state_manager.models import (
@@ -45,7 +45,7 @@ class StatusTransaction(Protocol):
     async def upsert_message(self, m: NewMessage) -> MessageRecord: ...
 
     async def set_provider_message_id(
-        self, message_id: str, provider: str, provider_message_id: str
+        self, message_id: str, provider: str, provider_message_id: str, *, created_at: datetime
     ) -> None: ...
 
     async def record(
@@ -57,6 +57,7 @@ class StatusTransaction(Protocol):
         new_status: Status | None,
         outbox: OutboxItem | None,
         alias: str | None = None,
+        created_at: datetime,
     ) -> bool: ...
 
     async def hold(self, p: PendingStatus) -> bool: ...
@@ -70,6 +71,14 @@ class StateStore(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[StatusTransaction]: ...
 
     async def purge_messages(self, cutoff: datetime, batch: int) -> int: ...
+
+    async def create_partitions(self, first: date, last: date) -> int: ...
+
+    async def partitions(self) -> list[date]: ...
+
+    async def drop_partition(self, day: date) -> int: ...
+
+    async def default_partition_count(self) -> int: ...
 
     async def purge_pending(self, cutoff: datetime, batch: int) -> int: ...
 

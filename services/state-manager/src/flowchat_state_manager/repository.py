@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -144,55 +144,71 @@ class Tx:
         return await _message(self._conn, "id = $1 FOR UPDATE", message_id)
 
     async def upsert_message(self, m: NewMessage) -> MessageRecord:
-        """Create the record (status ``queued``) unless it exists; return it, row-locked."""
-        try:
-            row = await self._conn.fetchrow(
-                f"""
-                INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
-                    message_type, category, campaign_id, correlation_id, provider,
-                    provider_message_id, status, status_rank)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-                ON CONFLICT (id) DO UPDATE SET updated_at = messages.updated_at
-                RETURNING {_COLUMNS}
-                """,  # noqa: S608
-                m.id,
-                m.tenant_id,
-                m.account_id,
-                m.idempotency_key,
-                m.recipient,
-                m.message_type,
-                m.category,
-                m.campaign_id,
-                m.correlation_id,
-                m.provider,
-                m.provider_message_id,
-                Status.QUEUED.value,
-                RANK[Status.QUEUED],
-            )
-        except asyncpg.UniqueViolationError as exc:
-            raise RejectedEvent(
-                f"provider message id {m.provider_message_id} belongs to another message",
-                message_id=m.id,
-            ) from exc
+        """Create the record (status ``queued``) unless it exists; return it, row-locked.
+
+        The caller holds the advisory locks on the id and on the provider message id
+        (``lock_keys``): with partitions no unique index spans the table, so an id
+        (and a WAMID) stays unique by looking it up under those locks first."""
+        existing = await _message(self._conn, "id = $1 FOR UPDATE", m.id)
+        if existing is not None:
+            return existing
+        if m.provider_message_id:
+            await self.claim_provider_id(m.id, m.provider, m.provider_message_id)
+        row = await self._conn.fetchrow(
+            f"""
+            INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
+                message_type, category, campaign_id, correlation_id, provider,
+                provider_message_id, status, status_rank)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            RETURNING {_COLUMNS}
+            """,  # noqa: S608
+            m.id,
+            m.tenant_id,
+            m.account_id,
+            m.idempotency_key,
+            m.recipient,
+            m.message_type,
+            m.category,
+            m.campaign_id,
+            m.correlation_id,
+            m.provider,
+            m.provider_message_id,
+            Status.QUEUED.value,
+            RANK[Status.QUEUED],
+        )
         assert row is not None
         return _record(row)
 
-    async def set_provider_message_id(
+    async def claim_provider_id(
         self, message_id: str, provider: str, provider_message_id: str
     ) -> None:
-        try:
-            await self._conn.execute(
-                "UPDATE messages SET provider = $2, provider_message_id = $3, updated_at = now() "
-                "WHERE id = $1",
-                message_id,
-                provider,
-                provider_message_id,
-            )
-        except asyncpg.UniqueViolationError as exc:
+        """Refuse a provider message id another message has (the caller holds its
+        advisory lock: what the dropped UNIQUE (provider, provider_message_id) did)."""
+        other = await self._conn.fetchval(
+            "SELECT id FROM messages WHERE provider_message_id = $2 AND provider = $1 "
+            "AND id <> $3 LIMIT 1",
+            provider,
+            provider_message_id,
+            message_id,
+        )
+        if other is not None:
             raise RejectedEvent(
                 f"provider message id {provider_message_id} belongs to another message",
                 message_id=message_id,
-            ) from exc
+            )
+
+    async def set_provider_message_id(
+        self, message_id: str, provider: str, provider_message_id: str, *, created_at: datetime
+    ) -> None:
+        await self.claim_provider_id(message_id, provider, provider_message_id)
+        await self._conn.execute(
+            "UPDATE messages SET provider = $2, provider_message_id = $3, updated_at = now() "
+            "WHERE id = $1 AND created_at = $4",
+            message_id,
+            provider,
+            provider_message_id,
+            created_at,
+        )
 
     async def record(
         self,
@@ -203,6 +219,7 @@ class Tx:
         new_status: Status | None,
         outbox: OutboxItem | None,
         alias: str | None = None,
+        created_at: datetime,
     ) -> bool:
         """In one statement: append ``s`` to the history and, only when it was not there
         yet, move the message to ``new_status`` (None: keep it; fill a missing pricing
@@ -214,10 +231,10 @@ class Tx:
             WITH e AS (
                 INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
                     error_code, error_title, error_details, pricing_category, event_id,
-                    sequence, received_at)
+                    sequence, received_at, message_created_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
                     COALESCE($17::bigint, nextval('status_learned_seq')),
-                    COALESCE($18::timestamptz, now()))
+                    COALESCE($18::timestamptz, now()), $19::timestamptz)
                 ON CONFLICT DO NOTHING
                 RETURNING 1
             ), u AS (
@@ -233,7 +250,7 @@ class Tx:
                     pricing_category = COALESCE($8, pricing_category),
                     recipient_alias = COALESCE(recipient_alias, $16::text),
                     updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
-                WHERE id = $1 AND EXISTS (SELECT 1 FROM e)
+                WHERE id = $1 AND created_at = $19 AND EXISTS (SELECT 1 FROM e)
                   AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL)
                        OR ($16::text IS NOT NULL AND recipient_alias IS NULL))
                 RETURNING 1
@@ -263,6 +280,7 @@ class Tx:
             alias,
             s.sequence,
             s.received_at,
+            created_at,
         )
         return bool(value)
 
@@ -462,16 +480,57 @@ class Repository:
     # ------------------------------------------------------------ retention and gauges
 
     async def purge_messages(self, cutoff: datetime, batch: int) -> int:
-        """Delete one batch of messages created before ``cutoff`` (history cascades)."""
+        """Delete one batch of the DEFAULT partition's messages created before ``cutoff``
+        (history cascades); the week partitions go whole (:meth:`drop_partition`)."""
         result = await self._pool.execute(
             """
-            DELETE FROM messages WHERE id IN (
-                SELECT id FROM messages WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+            DELETE FROM messages_default WHERE id IN (
+                SELECT id FROM messages_default WHERE created_at < $1 LIMIT $2
+                FOR UPDATE SKIP LOCKED)
             """,
             cutoff,
             batch,
         )
         return int(result.split()[-1])
+
+    async def create_partitions(self, first: date, last: date) -> int:
+        """Create the missing week partitions that cover ``first`` to ``last``."""
+        return int(
+            await self._pool.fetchval("SELECT create_message_partitions($1, $2)", first, last)
+        )
+
+    async def partitions(self) -> list[date]:
+        """The first day (a Monday) of every partition of ``messages``, oldest first."""
+        rows = await self._pool.fetch(
+            """
+            SELECT substr(c.relname, 11) AS day FROM pg_inherits i
+            JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = 'messages'::regclass AND c.relname ~ '^messages_p[0-9]{8}$'
+            ORDER BY 1
+            """
+        )
+        return [datetime.strptime(r["day"], "%Y%m%d").date() for r in rows]
+
+    async def drop_partition(self, day: date, lock_timeout_s: float = 5.0) -> int:
+        """Detach and drop the partition from ``day`` of both tables in one transaction (the
+        history first: the messages partition is then checked against an empty one);
+        the messages it held (PostgreSQL's estimate). Waits at most ``lock_timeout_s``
+        for the brief ACCESS EXCLUSIVE locks (never queues every writer behind it)."""
+        suffix = day.strftime("%Y%m%d")
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+            rows = await conn.fetchval(
+                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)",
+                f"messages_p{suffix}",
+            )
+            for table in ("message_events", "messages"):
+                part = f"{table}_p{suffix}"
+                await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {part}")
+                await conn.execute(f"DROP TABLE {part}")
+        return int(rows or 0)
+
+    async def default_partition_count(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM messages_default"))
 
     async def purge_pending(self, cutoff: datetime, batch: int) -> int:
         result = await self._pool.execute(

@@ -14,9 +14,11 @@ deletes the rows.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 
 from flowchat_contracts import SendResult, StatusUpdate, topology
 from flowchat_contracts.command_events import CommandParked
@@ -25,6 +27,7 @@ from flowchat_state_manager import metrics
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.models import (
+    PARTITION_SPAN,
     IncomingStatus,
     MessageRecord,
     NewMessage,
@@ -152,7 +155,9 @@ class StateService:
                 raise RejectedEvent(
                     "message already mapped to another provider message id", message_id=row.id
                 )
-            await tx.set_provider_message_id(row.id, r.provider, r.provider_message_id)
+            await tx.set_provider_message_id(
+                row.id, r.provider, r.provider_message_id, created_at=row.created_at
+            )
             row = replace(row, provider=r.provider, provider_message_id=r.provider_message_id)
         row = await self._apply(tx, row, incoming, handled)
         if r.provider_message_id and row.provider_message_id == r.provider_message_id:
@@ -227,7 +232,12 @@ class StateService:
                         "message already mapped to another provider message id",
                         message_id=candidate.id,
                     )
-                await tx.set_provider_message_id(candidate.id, u.provider, u.provider_message_id)
+                await tx.set_provider_message_id(
+                    candidate.id,
+                    u.provider,
+                    u.provider_message_id,
+                    created_at=candidate.created_at,
+                )
                 row = replace(
                     candidate, provider=u.provider, provider_message_id=u.provider_message_id
                 )
@@ -325,6 +335,7 @@ class StateService:
             new_status=t.status if t.changed else None,
             outbox=outbox,
             alias=alias,
+            created_at=row.created_at,
         )
         if not inserted:  # this status (or this very event) is in the history already
             handled.add(s.status, Outcome.DUPLICATE.value)
@@ -356,20 +367,56 @@ class StateService:
 
     # ------------------------------------------------------------ retention
 
-    async def purge(self, *, retention_days: int, batch_size: int, now: datetime) -> PurgeResult:
-        """Delete messages and held statuses older than the retention, one short batch
-        (one short transaction) at a time."""
+    async def purge(
+        self,
+        *,
+        retention_days: int,
+        batch_size: int,
+        now: datetime,
+        days_ahead: int = 7,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> PurgeResult:
+        """Retention: drop every week partition whose whole week is older than the
+        retention (each in its own short transaction), delete the DEFAULT partition's
+        old messages and the old held statuses one short batch at a time; and create the
+        partitions up to ``days_ahead`` days from now."""
         cutoff = now - timedelta(days=retention_days)
+        await self.create_partitions(now, days_ahead)
 
         async def purge_all(purge: Purge, what: str) -> int:
             return await purge_in_batches(
                 purge, cutoff, batch_size, metrics.PURGED.labels(what).inc
             )
 
+        partitions = partition_rows = 0
+        for first in await self._repo.partitions():
+            if datetime.combine(first, dt_time(), UTC) + PARTITION_SPAN > cutoff:
+                break  # oldest first: every later one is younger
+            started = clock()
+            rows = await self._repo.drop_partition(first)
+            metrics.PARTITION_DROP_SECONDS.observe(clock() - started)
+            metrics.PARTITIONS_DROPPED.inc()
+            metrics.PARTITION_ROWS_DROPPED.inc(rows)
+            partitions += 1
+            partition_rows += rows
         messages = await purge_all(self._repo.purge_messages, "messages")
         pending = await purge_all(self._repo.purge_pending, "pending_statuses")
-        return PurgeResult(messages=messages, pending=pending)
+        return PurgeResult(
+            messages=messages,
+            pending=pending,
+            partitions=partitions,
+            partition_rows=partition_rows,
+        )
+
+    async def create_partitions(self, now: datetime, days_ahead: int) -> int:
+        """Create the partitions from today to ``days_ahead`` days ahead (UTC)."""
+        today = now.astimezone(UTC).date()
+        created = await self._repo.create_partitions(today, today + timedelta(days=days_ahead))
+        metrics.PARTITIONS_CREATED.inc(created)
+        return created
 
     async def refresh_gauges(self) -> None:
         metrics.PENDING.set(await self._repo.pending_count())
         metrics.OUTBOX_BACKLOG.set(await self._repo.outbox_count())
+        metrics.PARTITIONS.set(len(await self._repo.partitions()))
+        metrics.UNPARTITIONED.set(await self._repo.default_partition_count())

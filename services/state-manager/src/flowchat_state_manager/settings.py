@@ -18,8 +18,12 @@ class Settings(ServiceSettings):
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
 
-    #: Messages (with their history) older than this are purged.
+    #: Messages (with their history) older than this are purged: a week partition is
+    #: dropped once its whole week is past the retention (so up to a week later).
     retention_days: int = Field(default=90, ge=1)
+    #: Partitions (weeks) created to cover this many days ahead of today (every
+    #: retention pass, the first at start).
+    partition_days_ahead: int = Field(default=7, ge=1, le=366)
     purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
     purge_interval_s: float = Field(default=3600.0, gt=0)
     #: Unacked status messages in flight at once (each one is one DB transaction).
