@@ -259,6 +259,47 @@ class Broker:
             await self.connection.close()
 
     async def drain(self, queue: str) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]:
+        """What waits in ``queue``; ``conversation.inbound`` stands for every queue of the
+        conversation service's inbound messages (its partitions first, in their order)."""
+        if queue == topology.QUEUE_CONVERSATION_INBOUND:
+            out = await self._drain_partitions()
+            return out + await self._drain_one(queue)
+        return await self._drain_one(queue)
+
+    async def _drain_partitions(self) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]:
+        """The partitions' messages (single-active-consumer queues refuse ``basic.get``):
+        consumed until none came for a moment, grouped by partition in queue order."""
+        assert self.channel is not None
+        got: dict[str, list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]] = {}
+        last = asyncio.get_running_loop().time()
+
+        def on_message(queue: str) -> Any:
+            async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                nonlocal last
+                last = asyncio.get_running_loop().time()
+                try:
+                    data = json.loads(message.body)
+                except ValueError:
+                    data = None
+                got.setdefault(queue, []).append((message, data))
+
+            return take
+
+        tags = []
+        for name in topology.CONVERSATION_PARTITION_QUEUES:
+            q = await self.channel.get_queue(name, ensure=False)
+            tags.append((q, await q.consume(on_message(name), no_ack=True)))
+        while asyncio.get_running_loop().time() - last < 0.3:
+            await asyncio.sleep(0.05)
+        for q, tag in tags:
+            await q.cancel(tag)
+        return [
+            item for name in topology.CONVERSATION_PARTITION_QUEUES for item in got.get(name, [])
+        ]
+
+    async def _drain_one(
+        self, queue: str
+    ) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]:
         assert self.channel is not None
         q = (
             self.events_queue

@@ -154,11 +154,27 @@ def render_asyncapi() -> str:
         queues[queue.name] = {
             "arguments": queue.arguments,
             "bindings": [
-                {"exchange": b.exchange, "routingKey": b.routing_key}
+                {
+                    "exchange": b.exchange,
+                    "routingKey": b.routing_key,
+                    **({"arguments": b.arguments} if b.arguments else {}),
+                }
                 for b in bindings
                 if b.queue == queue.name
             ],
         }
+    internal = {
+        ex.name: {
+            "type": ex.type,
+            "arguments": ex.arguments,
+            "boundTo": [
+                {"exchange": eb.source, "routingKey": eb.routing_key}
+                for eb in topology.EXCHANGE_BINDINGS
+                if eb.destination == ex.name
+            ],
+        }
+        for ex in topology.INTERNAL_EXCHANGES
+    }
     document = {
         "asyncapi": "3.0.0",
         "info": {
@@ -177,6 +193,7 @@ def render_asyncapi() -> str:
         "operations": operations,
         "components": {"messages": messages},
         "x-flowchat-queues": queues,
+        "x-flowchat-internal-exchanges": internal,
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
