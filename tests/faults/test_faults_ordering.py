@@ -17,7 +17,8 @@ the conversation is locked, so the order the replies reach a queue of the test's
   store holds one dedupe row per message;
 - none lost: every message has its reply and its row; every queue ends empty.
 
-The sender is not started (the replies wait in ``whatsapp.outbound``); figures: the
+The sender (and the state-manager, inbox, relay) is not started (the replies wait in
+``whatsapp.outbound``); figures: the
 run's length, the replies published again, and the time from the kill to the first
 reply of a partition the killed replica held.
 """
@@ -37,7 +38,16 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from faults_kit import FaultStack, Figures, RabbitNode, free_port, sign, wait_for
+from faults_kit import (
+    FaultStack,
+    Figures,
+    RabbitNode,
+    Tenant,
+    free_port,
+    seed_tenant,
+    sign,
+    wait_for,
+)
 
 from flowchat_contracts import topology
 from flowchat_platform.partitions import owner_of
@@ -54,11 +64,11 @@ GROUP_KEY = "flowchat:partitions:{conversation.inbound}:members"
 
 @dataclass
 class OrderingStack(FaultStack):
-    """Tenant, gateway and several conversation replicas (``conversation-<n>``)."""
+    """The sandbox, tenant, gateway and several conversation replicas (``conversation-<n>``)."""
 
     @property
     def names(self) -> list[str]:
-        return ["tenant", *REPLICAS, "gateway"]
+        return ["sandbox", "tenant", *REPLICAS, "gateway"]
 
     def module(self, name: str) -> str:
         return super().module("conversation" if name.startswith("conversation") else name)
@@ -83,13 +93,13 @@ def wamid(customer: int, n: int) -> str:
     return f"wamid.ORDER{customer:04d}N{n:02d}"
 
 
-def webhook(tenant: dict[str, str], customers: list[int], n: int) -> bytes:
+def webhook(tenant: Tenant, customers: list[int], n: int) -> bytes:
     """One Meta webhook: message ``n`` of each of ``customers``."""
     value = {
         "messaging_product": "whatsapp",
         "metadata": {
-            "display_phone_number": tenant["display"].lstrip("+"),
-            "phone_number_id": tenant["phone_number_id"],
+            "display_phone_number": tenant.display.lstrip("+"),
+            "phone_number_id": tenant.phone_number_id,
         },
         "contacts": [{"profile": {"name": "Load"}, "wa_id": wa_id(c)} for c in customers],
         "messages": [
@@ -106,66 +116,9 @@ def webhook(tenant: dict[str, str], customers: list[int], n: int) -> bytes:
     return json.dumps(
         {
             "object": "whatsapp_business_account",
-            "entry": [
-                {"id": tenant["waba_id"], "changes": [{"value": value, "field": "messages"}]}
-            ],
+            "entry": [{"id": tenant.waba_id, "changes": [{"value": value, "field": "messages"}]}],
         }
     ).encode()
-
-
-async def seed(client: httpx.AsyncClient, stack: OrderingStack) -> dict[str, str]:
-    """A tenant with one Meta number and the bot's settings (no sandbox: nothing is sent)."""
-    operator = {"Authorization": f"Bearer {stack.env['FLOWCHAT_OPERATOR_KEY']}"}
-    tenant = {
-        "phone_number_id": "109955501",
-        "waba_id": "209955501",
-        "display": "+15550001",
-        "app_secret": "ordering-secret-0123456789abcdef",
-    }
-    r = await client.post(
-        f"{stack.urls['tenant']}/v1/tenants",
-        headers=operator,
-        json={
-            "name": "ordering",
-            "business_name": "Ordering",
-            "timezone": "UTC",
-            "locale": "en",
-            "currency": "USD",
-            "tax_rate": "0.1",
-        },
-    )
-    assert r.status_code in (200, 201), r.text
-    tenant["tenant_id"] = r.json()["tenant_id"]
-    r = await client.post(
-        f"{stack.urls['tenant']}/v1/tenants/{tenant['tenant_id']}/accounts",
-        headers=operator,
-        json={
-            "provider": "meta",
-            "phone_number_id": tenant["phone_number_id"],
-            "waba_id": tenant["waba_id"],
-            "display_phone_number": tenant["display"],
-            "app_id": "309955501",
-            "app_secret": tenant["app_secret"],
-            "verify_token": "ordering-verify",
-            "access_token": "EAAG" + "o" * 40,
-        },
-    )
-    assert r.status_code in (200, 201), r.text
-    tenant["account_id"] = r.json()["account_id"]
-    r = await client.post(
-        f"{stack.urls['tenant']}/v1/tenants/{tenant['tenant_id']}/api-keys",
-        headers=operator,
-        json={"name": "ordering", "scopes": ["send", "read", "admin"]},
-    )
-    assert r.status_code in (200, 201), r.text
-    admin = {"Authorization": f"Bearer {r.json()['key']}"}
-    r = await client.put(
-        f"{stack.urls['conversation']}/v1/tenants/{tenant['tenant_id']}/settings",
-        headers=admin,
-        json={"business_name": "Ordering", "currency": "USD", "tax_rate": "0.1"},
-    )
-    assert r.status_code in (200, 201), r.text
-    return tenant
 
 
 async def collect_replies(
@@ -208,6 +161,7 @@ def queue_depths(node: RabbitNode, vhost: str) -> dict[str, int]:
     return {q: n for q, n in node.messages(vhost).items() if q in names and n}
 
 
+@pytest.mark.timeout(300)
 async def test_order_per_conversation_across_replicas(
     tmp_path: Path,
     rabbit_node: RabbitNode,
@@ -230,7 +184,7 @@ async def test_order_per_conversation_across_replicas(
     try:
         await asyncio.wait_for(ready.wait(), 30)
         async with httpx.AsyncClient(timeout=30) as client:
-            tenant = await seed(client, stack)
+            tenant = await seed_tenant(client, stack)
             # every replica a member, each with its share of the partitions
             await wait_for(
                 lambda: _has(fault_redis_url, len(REPLICAS)), timeout_s=30, what="3 members"
@@ -264,7 +218,7 @@ async def test_order_per_conversation_across_replicas(
                     r = await client.post(
                         f"{stack.urls['gateway']}/webhooks/meta",
                         content=body,
-                        headers=sign(tenant["app_secret"], body),
+                        headers=sign(tenant.app_secret, body),
                     )
                     statuses.append(r.status_code)
 
@@ -324,7 +278,7 @@ async def test_order_per_conversation_across_replicas(
         c
         for c in range(CUSTOMERS)
         if topology.conversation_partition_queue(
-            topology.conversation_partition(tenant["tenant_id"], wa_id(c))
+            topology.conversation_partition(tenant.tenant_id, wa_id(c))
         )
         in victim_partitions
     }
@@ -345,7 +299,8 @@ async def test_order_per_conversation_across_replicas(
     )
     print(figures.notes)
     assert not out_of_order, {c: sequences[c] for c in out_of_order[:5]}
-    assert lost == 0 and twice == 0
+    assert lost == 0
+    assert twice == 0
     assert len(final) == 2, final  # conversation and conversation-4
     bad = {n: c for n, c in codes.items() if c not in (0, None) and n != victim}
     assert not bad, bad

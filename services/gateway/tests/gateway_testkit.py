@@ -271,12 +271,11 @@ class Broker:
         consumed until none came for a moment, grouped by partition in queue order."""
         assert self.channel is not None
         got: dict[str, list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]] = {}
-        last = asyncio.get_running_loop().time()
+        arrived = asyncio.Event()
 
         def on_message(queue: str) -> Any:
             async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-                nonlocal last
-                last = asyncio.get_running_loop().time()
+                arrived.set()
                 try:
                     data = json.loads(message.body)
                 except ValueError:
@@ -289,13 +288,16 @@ class Broker:
         for name in topology.CONVERSATION_PARTITION_QUEUES:
             q = await self.channel.get_queue(name, ensure=False)
             tags.append((q, await q.consume(on_message(name), no_ack=True)))
-        while asyncio.get_running_loop().time() - last < 0.3:
-            await asyncio.sleep(0.05)
+        while True:  # until none came for a moment
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), 0.3)
+            except TimeoutError:
+                break
         for q, tag in tags:
             await q.cancel(tag)
-        return [
-            item for name in topology.CONVERSATION_PARTITION_QUEUES for item in got.get(name, [])
-        ]
+        names = topology.CONVERSATION_PARTITION_QUEUES
+        return [item for name in names for item in got.get(name, [])]
 
     async def _drain_one(
         self, queue: str

@@ -5,10 +5,10 @@ Names live here and nowhere else; services import these constants.
 ::
 
     gateway ──▶ [flowchat.inbound]  topic, key <tenant>.<account>.<type>,
-                │                   header x-flowchat-partition (tenant + customer hashed)
+                │                   header flowchat-partition (tenant + customer hashed)
                     └─ "#" ─▶ [conversation.inbound.partitions] headers, alternate exchange
                               │     [conversation.inbound.unpartitioned] (fanout)
-                              ├─ x-flowchat-partition = n ─▶ (conversation.inbound.<n>)
+                              ├─ flowchat-partition = n ─▶ (conversation.inbound.<n>)
                               │      quorum, single active consumer, n = 0..31
                               └─ no header (alternate) ─▶ (conversation.inbound)  quorum:
                                      the queue of earlier versions, drained as before
@@ -85,10 +85,10 @@ __all__ = [
     "HANDOFF_REQUESTED",
     "HANDOFF_RESOLVED",
     "HEADER_CONVERSATION_PARTITION",
-    "INTERNAL_EXCHANGES",
     "INBOX_BINDINGS",
     "INBOX_QUEUES",
     "INBOX_STATUS_KEYS",
+    "INTERNAL_EXCHANGES",
     "OUTBOUND_BULK_WORD",
     "QUEUE_CONVERSATION_EVENTS",
     "QUEUE_CONVERSATION_INBOUND",
@@ -142,8 +142,9 @@ QUEUE_CONVERSATION_INBOUND = "conversation.inbound"
 #: (their order holds again once the old partitions are drained): a coordinated change of
 #: the gateway and the conversation service.
 CONVERSATION_PARTITIONS = 32
-#: The header (a string, ``"0"`` … ``"31"``) the gateway sets on inbound messages.
-HEADER_CONVERSATION_PARTITION = "x-flowchat-partition"
+#: The header (a string, ``"0"`` … ``"31"``) the gateway sets on inbound messages. Not
+#: ``x-``: a headers exchange leaves ``x-`` headers out of its match.
+HEADER_CONVERSATION_PARTITION = "flowchat-partition"
 #: A headers exchange bound to ``flowchat.inbound`` (``#``): partition queues bound by
 #: the header; a message without it goes to its alternate exchange, the fanout below.
 EXCHANGE_CONVERSATION_PARTITIONS = "conversation.inbound.partitions"
