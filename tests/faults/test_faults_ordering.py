@@ -58,6 +58,7 @@ CUSTOMERS = 200
 MESSAGES = 20
 WAVES = 10
 WAVE_GAP_S = 1.5
+REPLIES_WITHIN_S = 300
 REPLICAS = ("conversation", "conversation-2", "conversation-3")
 GROUP_KEY = "flowchat:partitions:{conversation.inbound}:members"
 
@@ -161,7 +162,7 @@ def queue_depths(node: RabbitNode, vhost: str) -> dict[str, int]:
     return {q: n for q, n in node.messages(vhost).items() if q in names and n}
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 async def test_order_per_conversation_across_replicas(
     tmp_path: Path,
     rabbit_node: RabbitNode,
@@ -239,13 +240,15 @@ async def test_order_per_conversation_across_replicas(
             assert await asyncio.to_thread(stack.procs["conversation-3"].wait, 40) == 0
 
             total = CUSTOMERS * MESSAGES
-            await wait_for(
-                lambda: len({(c, n) for _, c, n in replies}) >= total,
-                timeout_s=120,
-                what=f"{total} replies",
-            )
+            # generous: a busy machine handles a few dozen messages a second
+            with contextlib.suppress(AssertionError):  # what is missing is counted below
+                await wait_for(
+                    lambda: len({(c, n) for _, c, n in replies}) >= total,
+                    timeout_s=REPLIES_WITHIN_S,
+                    what=f"{total} replies",
+                )
             run_s = time.monotonic() - started
-            await wait_for(lambda: _empty(rabbit_node, vhost), timeout_s=30, what="queues empty")
+            empty = await _empty(rabbit_node, vhost)
             final = await members(fault_redis_url)
     finally:
         collector.cancel()
@@ -262,7 +265,9 @@ async def test_order_per_conversation_across_replicas(
             republished += 1  # the same reply again right after itself: a replay
             continue
         seq.append(n)
-    out_of_order = [c for c, seq in sequences.items() if seq != list(range(MESSAGES))]
+    # a later message before an earlier one, or one handled again after a later one
+    out_of_order = [c for c, seq in sequences.items() if seq != sorted(set(seq))]
+    no_reply = sum(MESSAGES - len(set(seq)) for seq in sequences.values())
     conn = await asyncpg.connect(fault_db)
     try:
         rows = await conn.fetch(
@@ -295,10 +300,13 @@ async def test_order_per_conversation_across_replicas(
     figures.notes = (
         f"run={run_s:.1f}s replicas 3 -kill +1 -term; partitions per replica {shares}; "
         f"killed held {len(victim_partitions)}; replies republished={republished}; "
-        f"out_of_order={len(out_of_order)}; members at end={len(final)}"
+        f"out_of_order={len(out_of_order)}; without reply={no_reply}; "
+        f"members at end={len(final)}"
     )
     print(figures.notes)
     assert not out_of_order, {c: sequences[c] for c in out_of_order[:5]}
+    assert no_reply == 0
+    assert empty, queue_depths(rabbit_node, vhost)
     assert lost == 0
     assert twice == 0
     assert len(final) == 2, final  # conversation and conversation-4
