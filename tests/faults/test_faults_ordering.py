@@ -148,7 +148,8 @@ async def collect_replies(
 async def members(redis_url: str) -> list[str]:
     client = aioredis.Redis.from_url(redis_url)
     try:
-        return sorted(m.decode() for m in await client.zrange(GROUP_KEY, 0, -1))
+        raw = await client.zrange(GROUP_KEY, 0, -1)
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
     finally:
         await client.aclose()
 
@@ -178,7 +179,7 @@ async def test_order_per_conversation_across_replicas(
         redis_url=fault_redis_url,
         extra_env={"FLOWCHAT_CONVERSATION_OUTREACH_WORKERS": "false"},
     )
-    stack.start()
+    stack.start(timeout_s=240)  # a busy machine starts seven processes slowly
     replies: list[tuple[float, int, int]] = []
     ready = asyncio.Event()
     collector = asyncio.create_task(collect_replies(rabbit_node.url(vhost), replies, ready))

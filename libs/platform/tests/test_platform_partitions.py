@@ -147,10 +147,10 @@ async def test_two_replicas_share_the_partitions_and_hand_them_over(
         assert b.group is not None
         await wait_until(
             lambda: (
-                len(a.group.held) + len(b.group.held) == len(QUEUES)  # type: ignore[union-attr]
-                and bool(a.group.held)  # type: ignore[union-attr]
+                len(a.group.held) + len(b.group.held) == len(QUEUES)
+                and bool(a.group.held)
                 and bool(b.group.held)
-            )  # type: ignore[union-attr]
+            )
         )
         publisher = Amqp(amqp_url, service="test-publisher", declare=False)
         await publisher.connect()
@@ -171,7 +171,7 @@ async def test_two_replicas_share_the_partitions_and_hand_them_over(
                     stopped = True
         finally:
             await publisher.close(grace_s=1)
-        await wait_until(lambda: len(a.group.held) == len(QUEUES))  # type: ignore[union-attr]
+        await wait_until(lambda: len(a.group.held) == len(QUEUES))
         await wait_until(lambda: len({m for _, _, m in seen}) == total)
         for customer in customers:
             mine = [m for _, c, m in seen if c == customer]
