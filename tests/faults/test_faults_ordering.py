@@ -239,11 +239,13 @@ async def test_order_per_conversation_across_replicas(
                     stack.kill(victim)
                     killed_at = time.monotonic()
                     stack.add("conversation-4")
+                    watch = asyncio.create_task(gone(fault_redis_url, victim_member))
                 if w == 7:  # a scale-down: one replica stopped (SIGTERM)
                     proc = stack.procs["conversation-3"]
                     proc.send_signal(signal.SIGTERM)
                 await asyncio.sleep(WAVE_GAP_S)
             await asyncio.gather(*waves)
+            gone_at = await watch
             accepted = statuses.count(200)
             assert accepted == WAVES * MESSAGES, statuses
             await asyncio.to_thread(stack.wait_ready, ["conversation-4"], 60)
@@ -297,7 +299,9 @@ async def test_order_per_conversation_across_replicas(
         )
         in victim_partitions
     }
-    after = [t for t, c, _ in replies if t > killed_at and c in victim_customers]
+    # its partitions change hands once its membership expired: the first reply of one of
+    # its customers after that (the collector's own lag included)
+    after = [t for t, c, _ in replies if t > gone_at and c in victim_customers]
     recover_s = (min(after) - killed_at) if after else None
 
     figures.sent = CUSTOMERS * MESSAGES
@@ -309,7 +313,8 @@ async def test_order_per_conversation_across_replicas(
     figures.recover_s = recover_s
     figures.notes = (
         f"run={run_s:.1f}s replicas 3 -kill +1 -term; partitions per replica {shares}; "
-        f"killed held {len(victim_partitions)}; replies republished={republished}; "
+        f"killed held {len(victim_partitions)}, its membership gone after "
+        f"{gone_at - killed_at:.1f}s; replies republished={republished}; "
         f"webhooks posted again={len(statuses) - accepted}; "
         f"out_of_order={len(out_of_order)}; without reply={no_reply}; "
         f"members at end={len(final)}"
@@ -323,6 +328,16 @@ async def test_order_per_conversation_across_replicas(
     assert len(final) == 2, final  # conversation and conversation-4
     bad = {n: c for n, c in codes.items() if c not in (0, None) and n != victim}
     assert not bad, bad
+
+
+async def gone(redis_url: str, member: str) -> float:
+    """When ``member`` left the group (its membership expired)."""
+
+    async def left() -> bool:
+        return member not in await members(redis_url)
+
+    await wait_for(left, timeout_s=60, interval_s=0.05, what="the killed member gone")
+    return time.monotonic()
 
 
 async def _empty(node: RabbitNode, vhost: str) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from flowchat_contracts import InboundMessage, topology
-from flowchat_platform.amqp import Amqp, ConsumerHandle
+from flowchat_platform.amqp import Amqp, ConsumerHandle, declare_own_queues
 from flowchat_platform.partitions import PartitionedConsumer, PartitionMembers, owner_of
 from flowchat_platform.redis import create_redis
 
@@ -37,6 +37,12 @@ def inbound(customer: str, n: int) -> InboundMessage:
     )
 
 
+async def declare_partitions(url: str) -> None:
+    await declare_own_queues(
+        url, topology.CONVERSATION_PARTITION_SPECS, topology.CONVERSATION_PARTITION_BINDINGS
+    )
+
+
 async def depths(url: str) -> dict[str, int]:
     conn = await aio_pika.connect(url)
     try:
@@ -56,6 +62,9 @@ async def test_the_header_routes_to_the_partition_and_no_header_to_the_old_queue
     amqp = Amqp(amqp_url, service="test")
     await amqp.connect()
     try:
+        # before the conversation service declares its partitions: all to the old queue
+        await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound("15550003", 1))
+        await declare_partitions(amqp_url)
         msg = inbound("15550001", 1)
         headers = topology.inbound_headers("t1", "15550001")
         partition = topology.conversation_partition("t1", "15550001")
@@ -64,7 +73,7 @@ async def test_the_header_routes_to_the_partition_and_no_header_to_the_old_queue
         await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound("15550002", 1))
         assert await depths(amqp_url) == {
             topology.conversation_partition_queue(partition): 1,
-            topology.QUEUE_CONVERSATION_INBOUND: 1,
+            topology.QUEUE_CONVERSATION_INBOUND: 2,
         }
     finally:
         await amqp.close(grace_s=1)
@@ -99,6 +108,7 @@ class Replica:
 
     async def start(self) -> None:
         await self.amqp.connect()
+        await declare_partitions(self.amqp.url)  # as the conversation service does
 
         async def consume(queue: str) -> ConsumerHandle:
             return await self.amqp.consume(

@@ -223,7 +223,12 @@ def test_every_bound_queue_has_a_consumer_outside_the_gateway() -> None:
         # declared by the inbox itself (INBOX_BINDINGS)
         topology.QUEUE_INBOX_HISTORY: "services/inbox/tests/test_inbox_event_kinds.py",
     }
-    bindings = (*topology.ALL_BINDINGS, *topology.INBOX_BINDINGS, *topology.RELAY_BINDINGS)
+    bindings = (
+        *topology.ALL_BINDINGS,
+        *topology.CONVERSATION_PARTITION_BINDINGS,
+        *topology.INBOX_BINDINGS,
+        *topology.RELAY_BINDINGS,
+    )
     assert {b.queue for b in bindings} == set(kind_tests)
     for path in kind_tests.values():
         assert (REPO / path).exists(), path

@@ -259,49 +259,6 @@ class Broker:
             await self.connection.close()
 
     async def drain(self, queue: str) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]:
-        """What waits in ``queue``; ``conversation.inbound`` stands for every queue of the
-        conversation service's inbound messages (its partitions first, in their order)."""
-        if queue == topology.QUEUE_CONVERSATION_INBOUND:
-            out = await self._drain_partitions()
-            return out + await self._drain_one(queue)
-        return await self._drain_one(queue)
-
-    async def _drain_partitions(self) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]:
-        """The partitions' messages (single-active-consumer queues refuse ``basic.get``):
-        consumed until none came for a moment, grouped by partition in queue order."""
-        assert self.channel is not None
-        got: dict[str, list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]] = {}
-        arrived = asyncio.Event()
-
-        def on_message(queue: str) -> Any:
-            async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-                arrived.set()
-                try:
-                    data = json.loads(message.body)
-                except ValueError:
-                    data = None
-                got.setdefault(queue, []).append((message, data))
-
-            return take
-
-        tags = []
-        for name in topology.CONVERSATION_PARTITION_QUEUES:
-            q = await self.channel.get_queue(name, ensure=False)
-            tags.append((q, await q.consume(on_message(name), no_ack=True)))
-        while True:  # until none came for a moment
-            arrived.clear()
-            try:
-                await asyncio.wait_for(arrived.wait(), 0.3)
-            except TimeoutError:
-                break
-        for q, tag in tags:
-            await q.cancel(tag)
-        names = topology.CONVERSATION_PARTITION_QUEUES
-        return [item for name in names for item in got.get(name, [])]
-
-    async def _drain_one(
-        self, queue: str
-    ) -> list[tuple[aio_pika.abc.AbstractIncomingMessage, Any]]:
         assert self.channel is not None
         q = (
             self.events_queue

@@ -4,11 +4,15 @@ message reaches exactly that partition queue (real broker)."""
 
 from __future__ import annotations
 
+import json
+
+import aio_pika
 import pytest
 from gateway_testkit import Gateway, messages_change, meta_body, text_message
 
 from flowchat_contracts import CustomerIdentity, InboundMessage, InboundMessageV2, topology
 from flowchat_gateway.service import conversation_customer, route_event
+from flowchat_platform.amqp import declare_own_queues
 
 
 def v1(wa_id: str, customer: CustomerIdentity | None = None) -> InboundMessage:
@@ -56,13 +60,36 @@ def test_the_partition_follows_the_customer_key_the_conversation_service_uses() 
 
 
 @pytest.mark.integration
-async def test_a_webhook_message_lands_in_its_partition_queue(gateway: Gateway) -> None:
-    assert gateway.broker is not None
+async def test_a_webhook_message_lands_in_its_partition_queue(
+    gateway: Gateway, module_amqp_url: str
+) -> None:
+    # the conversation service declares its partitions (this module's vhost alone)
+    await declare_own_queues(
+        module_amqp_url,
+        topology.CONVERSATION_PARTITION_SPECS,
+        topology.CONVERSATION_PARTITION_BINDINGS,
+    )
     body = meta_body(messages_change(text_message("wamid.PART", "Hi there")))
     r = await gateway.post_meta(body)
     assert r.status_code == 200, r.text
-    ((message, data),) = await gateway.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)
-    partition = message.headers[topology.HEADER_CONVERSATION_PARTITION]
+    conn = await aio_pika.connect(module_amqp_url)
+    try:
+        channel = await conn.channel()
+        counts = {}
+        for name in topology.CONVERSATION_INBOUND_QUEUES:
+            queue = await channel.declare_queue(name, passive=True)
+            counts[name] = queue.declaration_result.message_count or 0
+        ((name, n),) = [(q, c) for q, c in counts.items() if c]
+        assert n == 1
+        queue = await channel.get_queue(name, ensure=False)
+        async with queue.iterator() as messages:  # a single-active-consumer queue: no get
+            async for message in messages:
+                data = json.loads(message.body)
+                await message.ack()
+                break
+    finally:
+        await conn.close()
+    assert message.headers[topology.HEADER_CONVERSATION_PARTITION] == name.rsplit(".", 1)[-1]
     expected = topology.conversation_partition(data["tenant_id"], data["customer"]["wa_id"])
-    assert partition == str(expected)
+    assert name == topology.conversation_partition_queue(expected)
     assert message.routing_key == f"{data['tenant_id']}.{data['account_id']}.text"

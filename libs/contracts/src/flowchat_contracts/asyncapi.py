@@ -149,7 +149,12 @@ def render_asyncapi() -> str:
             "bindings": {"amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": "0.3.0"}},
         }
     queues: dict[str, Any] = {}
-    bindings = (*topology.ALL_BINDINGS, *topology.INBOX_BINDINGS, *topology.RELAY_BINDINGS)
+    bindings = (
+        *topology.ALL_BINDINGS,
+        *topology.CONVERSATION_PARTITION_BINDINGS,
+        *topology.INBOX_BINDINGS,
+        *topology.RELAY_BINDINGS,
+    )
     for queue in topology.QUEUE_SPECS:
         queues[queue.name] = {
             "arguments": queue.arguments,

@@ -74,7 +74,9 @@ __all__ = [
     "CONVERSATION_EVENT_KEYS",
     "CONVERSATION_INBOUND_QUEUES",
     "CONVERSATION_PARTITIONS",
+    "CONVERSATION_PARTITION_BINDINGS",
     "CONVERSATION_PARTITION_QUEUES",
+    "CONVERSATION_PARTITION_SPECS",
     "EXCHANGE_BINDINGS",
     "EXCHANGE_CONVERSATION_PARTITIONS",
     "EXCHANGE_CONVERSATION_UNPARTITIONED",
@@ -373,13 +375,6 @@ _RELAY_COPY: dict[str, Any] = {
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_CONVERSATION_INBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
-    *(
-        QueueSpec(
-            name,
-            {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-single-active-consumer": True},
-        )
-        for name in CONVERSATION_PARTITION_QUEUES
-    ),
     QueueSpec(QUEUE_OUTBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
     QueueSpec(QUEUE_OUTBOUND_BULK, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
     QueueSpec(QUEUE_OUTBOUND_DLQ, dict(_QUORUM)),
@@ -397,15 +392,6 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
 
 ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_CONVERSATION_UNPARTITIONED, ""),
-    *(
-        BindingSpec(
-            conversation_partition_queue(n),
-            EXCHANGE_CONVERSATION_PARTITIONS,
-            "",
-            {"x-match": "all", HEADER_CONVERSATION_PARTITION: str(n)},
-        )
-        for n in range(CONVERSATION_PARTITIONS)
-    ),
     BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "*.*"),
     BindingSpec(QUEUE_OUTBOUND_BULK, EXCHANGE_OUTBOUND, f"*.*.{OUTBOUND_BULK_WORD}"),
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
@@ -419,6 +405,27 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
 #: Exchange-to-exchange bindings: every inbound message to the partitioning exchange.
 EXCHANGE_BINDINGS: tuple[ExchangeBindingSpec, ...] = (
     ExchangeBindingSpec(EXCHANGE_CONVERSATION_PARTITIONS, EXCHANGE_INBOUND),
+)
+
+#: The conversation partitions and their bindings, declared by the conversation service
+#: alone (32 quorum queues are not free to declare: every other service, and every test
+#: vhost, is spared them). Until they exist the partitions exchange routes nothing and
+#: its alternate exchange sends every inbound message to ``conversation.inbound``.
+CONVERSATION_PARTITION_SPECS: tuple[QueueSpec, ...] = tuple(
+    QueueSpec(
+        name,
+        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-single-active-consumer": True},
+    )
+    for name in CONVERSATION_PARTITION_QUEUES
+)
+CONVERSATION_PARTITION_BINDINGS: tuple[BindingSpec, ...] = tuple(
+    BindingSpec(
+        conversation_partition_queue(n),
+        EXCHANGE_CONVERSATION_PARTITIONS,
+        "",
+        {"x-match": "all", HEADER_CONVERSATION_PARTITION: str(n)},
+    )
+    for n in range(CONVERSATION_PARTITIONS)
 )
 
 #: The inbox's own queue and bindings, declared by the inbox alone (not by every
@@ -467,7 +474,12 @@ RELAY_RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, "#"),
 )
 #: Every queue a consumer may declare: the platform's, and the opt-in services' own.
-QUEUE_SPECS: tuple[QueueSpec, ...] = (*ALL_QUEUES, *INBOX_QUEUES, *RELAY_QUEUES)
+QUEUE_SPECS: tuple[QueueSpec, ...] = (
+    *ALL_QUEUES,
+    *CONVERSATION_PARTITION_SPECS,
+    *INBOX_QUEUES,
+    *RELAY_QUEUES,
+)
 
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one
 #: that is not there is a no-op): ``whatsapp.outbound`` once took every key (``#``),

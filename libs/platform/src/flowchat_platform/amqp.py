@@ -803,7 +803,8 @@ async def declare_own_queues(
     bindings: tuple[topology.BindingSpec, ...],
     retired: tuple[topology.BindingSpec, ...] = (),
 ) -> None:
-    """Declare an opt-in service's own queues and bindings (the inbox's, the relay's):
+    """Declare a service's own queues and bindings (the inbox's, the relay's, the
+    conversation partitions):
     only that service declares them, so nothing is copied where it is not deployed.
     ``retired`` bindings (of earlier versions) are removed (a no-op when absent)."""
     connection = await aio_pika.connect(url)
@@ -813,7 +814,7 @@ async def declare_own_queues(
             await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
         for b in bindings:
             queue = await channel.get_queue(b.queue, ensure=False)
-            await queue.bind(b.exchange, b.routing_key)
+            await queue.bind(b.exchange, b.routing_key, arguments=b.arguments or None)
         for b in retired:
             queue = await channel.get_queue(b.queue, ensure=False)
             await queue.unbind(b.exchange, b.routing_key)

@@ -24,7 +24,7 @@ from pydantic import TypeAdapter
 
 from flowchat_contracts import AnyInboundMessage, InboundMessage, InboundMessageV2, topology
 from flowchat_conversation.commerce.service import ConversationService
-from flowchat_platform.amqp import Amqp, ConsumerHandle
+from flowchat_platform.amqp import Amqp, ConsumerHandle, declare_own_queues
 from flowchat_platform.errors import Discard
 from flowchat_platform.logs import get_logger
 from flowchat_platform.partitions import PartitionedConsumer, PartitionMembers
@@ -70,6 +70,12 @@ class InboundConsumer:
         """Consume ``conversation.inbound`` and this replica's share of the partitions;
         the returned consumer follows the other replicas (stop it before the broker
         client: it leaves the group)."""
+        # the partitions are the conversation service's own (declared by it alone)
+        await declare_own_queues(
+            amqp.url,
+            topology.CONVERSATION_PARTITION_SPECS,
+            topology.CONVERSATION_PARTITION_BINDINGS,
+        )
         await amqp.consume(
             topology.QUEUE_CONVERSATION_INBOUND,
             self.handle,
