@@ -5,13 +5,15 @@ Names live here and nowhere else; services import these constants.
 ::
 
     gateway ──▶ [flowchat.inbound]  topic, key <tenant>.<account>.<type>,
-                │                   header flowchat-partition (tenant + customer hashed)
+                                    header flowchat-partition (tenant + customer hashed)
                     └─ "#" ─▶ [conversation.inbound.partitions] headers, alternate exchange
                               │     [conversation.inbound.unpartitioned] (fanout)
                               ├─ flowchat-partition = n ─▶ (conversation.inbound.<n>)
-                              │      quorum, single active consumer, n = 0..31
-                              └─ no header (alternate) ─▶ (conversation.inbound)  quorum:
-                                     the queue of earlier versions, drained as before
+                              │      quorum, single active consumer, n = 0..31; declared
+                              │      by the conversation service alone
+                              └─ no header, or no partition queue yet (alternate)
+                                     ─▶ (conversation.inbound)  quorum: the queue of
+                                        earlier versions, consumed by every replica
     anyone  ──▶ [flowchat.outbound] topic, key <tenant>.<account>[.bulk]
                     ├─ "*.*" ──────▶ (whatsapp.outbound)        quorum, delivery limit
                     │                transactional: utility, authentication, service
