@@ -110,6 +110,7 @@ class PartitionedConsumer:
         member: str | None = None,
         interval_s: float = 1.0,
         release_grace_s: float = 10.0,
+        prepare: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.amqp = amqp
         self.members = members
@@ -118,6 +119,8 @@ class PartitionedConsumer:
         self.member = member or member_id()
         self.interval_s = interval_s
         self.release_grace_s = release_grace_s
+        #: Run once before the first rebalance (declaring the queues), again until it works.
+        self._prepare = prepare
         self.held: dict[str, ConsumerHandle] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -125,9 +128,8 @@ class PartitionedConsumer:
         self._labels = (amqp.service, members.group)
 
     async def start(self) -> None:
-        """Join the group, take up this replica's queues, keep following the group."""
-        with contextlib.suppress(Exception):  # Redis down: the loop tries again
-            await self.rebalance()
+        """Join the group, take up this replica's queues and keep following the group, in a
+        task of its own (a service's start does not wait for the queues)."""
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -147,12 +149,19 @@ class PartitionedConsumer:
             await asyncio.wait(self._releases, timeout=self.release_grace_s)
 
     async def _run(self) -> None:
+        prepared = self._prepare is None
+        first = True
         while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+            if not first:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.interval_s)
+            first = False
             if self._stop.is_set():
                 return
             try:
+                if not prepared and self._prepare is not None:
+                    await self._prepare()
+                    prepared = True
                 await self.rebalance()
             except asyncio.CancelledError:
                 raise

@@ -70,12 +70,6 @@ class InboundConsumer:
         """Consume ``conversation.inbound`` and this replica's share of the partitions;
         the returned consumer follows the other replicas (stop it before the broker
         client: it leaves the group)."""
-        # the partitions are the conversation service's own (declared by it alone)
-        await declare_own_queues(
-            amqp.url,
-            topology.CONVERSATION_PARTITION_SPECS,
-            topology.CONVERSATION_PARTITION_BINDINGS,
-        )
         await amqp.consume(
             topology.QUEUE_CONVERSATION_INBOUND,
             self.handle,
@@ -99,6 +93,12 @@ class InboundConsumer:
             consume,
             interval_s=partition_interval_s,
             release_grace_s=shutdown_grace_s,
+            # the partitions are the conversation service's own (declared by it alone)
+            prepare=lambda: declare_own_queues(
+                amqp.url,
+                topology.CONVERSATION_PARTITION_SPECS,
+                topology.CONVERSATION_PARTITION_BINDINGS,
+            ),
         )
         await partitions.start()
         return partitions
