@@ -125,7 +125,11 @@ def bindings_of(queues: tuple[str, ...]) -> set[tuple[str, str, str]]:
     """``(queue, exchange, routing key)`` of every binding of ``queues``."""
     return {
         (b.queue, b.exchange, b.routing_key)
-        for b in (*topology.ALL_BINDINGS, *topology.RELAY_BINDINGS)
+        for b in (
+            *topology.ALL_BINDINGS,
+            *topology.CONVERSATION_PARTITION_BINDINGS,
+            *topology.RELAY_BINDINGS,
+        )
         if b.queue in queues
     }
 

@@ -40,6 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 CONSUMED = (
     topology.QUEUE_CONVERSATION_INBOUND,
+    *topology.CONVERSATION_PARTITION_QUEUES,  # each by one replica (single active consumer)
     topology.QUEUE_OUTBOUND,
     topology.QUEUE_STATE_STATUS,
 )

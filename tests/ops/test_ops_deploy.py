@@ -225,6 +225,17 @@ def rendered(kubectl) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def trigger_queues(trigger: dict[str, Any]) -> set[str]:
+    """The topology's queues a KEDA rabbitmq trigger counts: its queue, or every queue its
+    regex matches (``useRegex``, summed)."""
+    meta = trigger["metadata"]
+    if meta.get("useRegex") != "true":
+        return {meta["queueName"]}
+    assert meta["operation"] == "sum"
+    names = {q.name for q in topology.QUEUE_SPECS}
+    return {q for q in names if re.search(meta["queueName"], q)}
+
+
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
@@ -309,7 +320,7 @@ def test_queue_workers_scale_on_their_queue_and_the_broker_is_a_cluster(overlay,
     }
     for name, queue in queues.items():
         assert scaled[name]["spec"]["scaleTargetRef"]["name"] == name
-        assert scaled[name]["spec"]["triggers"][0]["metadata"]["queueName"] == queue
+        assert queue in trigger_queues(scaled[name]["spec"]["triggers"][0])
     (broker,) = by_kind(docs, "RabbitmqCluster").values()
     assert broker["spec"]["replicas"] == (1 if overlay == "dev" else 3)
     assert "default_queue_type = quorum" in broker["spec"]["rabbitmq"]["additionalConfig"]
@@ -323,8 +334,11 @@ def test_queue_workers_scale_on_their_queue_and_the_broker_is_a_cluster(overlay,
 def test_dev_overlay_generates_every_secret_it_refers_to(rendered):
     docs = rendered["dev"]
     secrets = set(by_kind(docs, "Secret"))
-    auth = by_kind(docs, "TriggerAuthentication")["flowchat-rabbitmq"]
-    assert {ref["name"] for ref in auth["spec"]["secretTargetRef"]} <= secrets
+    for auth in by_kind(docs, "TriggerAuthentication").values():
+        refs = auth["spec"]["secretTargetRef"]
+        assert {ref["name"] for ref in refs} <= secrets
+        for ref in refs:  # the key is in the generated secret
+            assert ref["key"] in by_kind(docs, "Secret")[ref["name"]].get("data", {})
     for doc in docs:
         if doc["kind"] in ("Deployment", "Job"):
             for c in containers(doc)[1]:
@@ -414,7 +428,7 @@ def test_dockerfile_passes_hadolint_and_runs_as_non_root(hadolint):
 #: Every queue a service consumes, and so scales on (KEDA).
 CONSUMED = {
     "sender": {topology.QUEUE_OUTBOUND, topology.QUEUE_OUTBOUND_BULK},
-    "conversation": {topology.QUEUE_CONVERSATION_INBOUND, topology.QUEUE_CONVERSATION_EVENTS},
+    "conversation": {*topology.CONVERSATION_INBOUND_QUEUES, topology.QUEUE_CONVERSATION_EVENTS},
     "state-manager": {topology.QUEUE_STATE_STATUS},
     "relay": {topology.QUEUE_RELAY_EVENTS, topology.QUEUE_RELAY_INBOUND},
 }
@@ -431,8 +445,14 @@ def test_every_consumer_scales_on_every_queue_it_consumes(overlay, rendered):
         assert spec["scaleTargetRef"]["name"] == name
         assert spec["minReplicaCount"] >= (1 if overlay == "dev" else 2)
         triggers = spec["triggers"]
-        assert {t["metadata"]["queueName"] for t in triggers} == queues
-        assert all(t["authenticationRef"]["name"] == "flowchat-rabbitmq" for t in triggers)
+        assert set().union(*(trigger_queues(t) for t in triggers)) == queues
+        for t in triggers:  # a regex sums queues over the management API (http)
+            regex = t["metadata"].get("useRegex") == "true"
+            auth = "flowchat-rabbitmq-management" if regex else "flowchat-rabbitmq"
+            assert t["authenticationRef"]["name"] == auth
+            assert t["metadata"]["protocol"] == ("http" if regex else "amqp")
+        if name == "conversation":  # never more replicas than partitions
+            assert spec["maxReplicaCount"] <= topology.CONVERSATION_PARTITIONS
 
 
 @pytest.mark.parametrize("overlay", TARGETS)

@@ -84,10 +84,19 @@ TENANT, ACCOUNT = "tk", "ak"
 REPO = Path(__file__).resolve().parents[3]
 
 #: The queues the conversation service consumes, and the bindings each has.
-CONSUMED = (topology.QUEUE_CONVERSATION_INBOUND, topology.QUEUE_CONVERSATION_EVENTS)
+CONSUMED = (*topology.CONVERSATION_INBOUND_QUEUES, topology.QUEUE_CONVERSATION_EVENTS)
 #: What each binding of those queues lets through, as this test covers it.
 COVERED_BINDINGS = {
-    (topology.QUEUE_CONVERSATION_INBOUND, topology.EXCHANGE_INBOUND, "#"): "inbound",
+    # every inbound message: flowchat.inbound "#" → the partitions' headers exchange
+    # (EXCHANGE_BINDINGS) → its partition by header, or without one the alternate
+    # exchange → conversation.inbound
+    (topology.QUEUE_CONVERSATION_INBOUND, topology.EXCHANGE_CONVERSATION_UNPARTITIONED, ""): (
+        "inbound"
+    ),
+    **{
+        (q, topology.EXCHANGE_CONVERSATION_PARTITIONS, ""): "inbound"
+        for q in topology.CONVERSATION_PARTITION_QUEUES
+    },
     **{
         (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
         for k in (
@@ -129,13 +138,26 @@ def test_the_service_consumes_exactly_the_covered_queues() -> None:
     source = REPO / "services/conversation/src/flowchat_conversation"
     named = set()
     for consumer in source.rglob("consumer.py"):
-        named |= set(re.findall(r"topology\.(QUEUE_[A-Z_]+)", consumer.read_text()))
-    assert {getattr(topology, n) for n in named} == set(CONSUMED)
+        found = re.findall(
+            r"topology\.(QUEUE_[A-Z_]+|CONVERSATION_PARTITION_QUEUES)", consumer.read_text()
+        )
+        named |= set(found)
+    queues: set[str] = set()
+    for name in named:
+        value = getattr(topology, name)
+        queues |= set(value) if isinstance(value, tuple) else {value}
+    assert queues == set(CONSUMED)
 
 
 def test_every_bound_kind_has_a_sample() -> None:
     # a new binding of these queues fails here until its kinds are published below
     assert bindings_of(CONSUMED) == set(COVERED_BINDINGS)
+    assert (
+        topology.ExchangeBindingSpec(
+            topology.EXCHANGE_CONVERSATION_PARTITIONS, topology.EXCHANGE_INBOUND, "#"
+        )
+        in topology.EXCHANGE_BINDINGS
+    )
     # "#" on flowchat.inbound: every inbound type, in every schema version
     assert inbound_versions() == {1, 2}
     inbound = inbound_messages()
@@ -189,6 +211,7 @@ def test_every_bound_queue_has_a_consumer_outside_the_gateway() -> None:
     this = str(Path(__file__).resolve().relative_to(REPO))
     kind_tests = {
         topology.QUEUE_CONVERSATION_INBOUND: this,
+        **dict.fromkeys(topology.CONVERSATION_PARTITION_QUEUES, this),
         topology.QUEUE_CONVERSATION_EVENTS: this,
         topology.QUEUE_SENDER_EVENTS: "services/sender/tests/test_sender_event_kinds.py",
         topology.QUEUE_STATE_STATUS: "services/state-manager/tests/test_state_event_kinds.py",
@@ -200,7 +223,12 @@ def test_every_bound_queue_has_a_consumer_outside_the_gateway() -> None:
         # declared by the inbox itself (INBOX_BINDINGS)
         topology.QUEUE_INBOX_HISTORY: "services/inbox/tests/test_inbox_event_kinds.py",
     }
-    bindings = (*topology.ALL_BINDINGS, *topology.INBOX_BINDINGS, *topology.RELAY_BINDINGS)
+    bindings = (
+        *topology.ALL_BINDINGS,
+        *topology.CONVERSATION_PARTITION_BINDINGS,
+        *topology.INBOX_BINDINGS,
+        *topology.RELAY_BINDINGS,
+    )
     assert {b.queue for b in bindings} == set(kind_tests)
     for path in kind_tests.values():
         assert (REPO / path).exists(), path

@@ -149,16 +149,37 @@ def render_asyncapi() -> str:
             "bindings": {"amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": "0.3.0"}},
         }
     queues: dict[str, Any] = {}
-    bindings = (*topology.ALL_BINDINGS, *topology.INBOX_BINDINGS, *topology.RELAY_BINDINGS)
+    bindings = (
+        *topology.ALL_BINDINGS,
+        *topology.CONVERSATION_PARTITION_BINDINGS,
+        *topology.INBOX_BINDINGS,
+        *topology.RELAY_BINDINGS,
+    )
     for queue in topology.QUEUE_SPECS:
         queues[queue.name] = {
             "arguments": queue.arguments,
             "bindings": [
-                {"exchange": b.exchange, "routingKey": b.routing_key}
+                {
+                    "exchange": b.exchange,
+                    "routingKey": b.routing_key,
+                    **({"arguments": b.arguments} if b.arguments else {}),
+                }
                 for b in bindings
                 if b.queue == queue.name
             ],
         }
+    internal = {
+        ex.name: {
+            "type": ex.type,
+            "arguments": ex.arguments,
+            "boundTo": [
+                {"exchange": eb.source, "routingKey": eb.routing_key}
+                for eb in topology.EXCHANGE_BINDINGS
+                if eb.destination == ex.name
+            ],
+        }
+        for ex in topology.INTERNAL_EXCHANGES
+    }
     document = {
         "asyncapi": "3.0.0",
         "info": {
@@ -177,6 +198,7 @@ def render_asyncapi() -> str:
         "operations": operations,
         "components": {"messages": messages},
         "x-flowchat-queues": queues,
+        "x-flowchat-internal-exchanges": internal,
     }
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 

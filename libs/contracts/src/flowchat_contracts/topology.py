@@ -4,8 +4,16 @@ Names live here and nowhere else; services import these constants.
 
 ::
 
-    gateway ──▶ [flowchat.inbound]  topic, key <tenant>.<account>.<type>
-                    └─ "#" ─▶ (conversation.inbound)            quorum
+    gateway ──▶ [flowchat.inbound]  topic, key <tenant>.<account>.<type>,
+                                    header flowchat-partition (tenant + customer hashed)
+                    └─ "#" ─▶ [conversation.inbound.partitions] headers, alternate exchange
+                              │     [conversation.inbound.unpartitioned] (fanout)
+                              ├─ flowchat-partition = n ─▶ (conversation.inbound.<n>)
+                              │      quorum, single active consumer, n = 0..31; declared
+                              │      by the conversation service alone
+                              └─ no header, or no partition queue yet (alternate)
+                                     ─▶ (conversation.inbound)  quorum: the queue of
+                                        earlier versions, consumed by every replica
     anyone  ──▶ [flowchat.outbound] topic, key <tenant>.<account>[.bulk]
                     ├─ "*.*" ──────▶ (whatsapp.outbound)        quorum, delivery limit
                     │                transactional: utility, authentication, service
@@ -43,6 +51,12 @@ size never sits in front of an order confirmation. :func:`outbound_routing_key`
 picks the lane from the category; a publisher that leaves the category out gets the
 transactional lane.
 
+Per-conversation order across replicas: a conversation's messages (tenant + customer)
+always land in the same partition queue (:func:`conversation_partition`), and each
+partition queue has a single active consumer, so one replica at a time handles them, in
+queue order; the conversation service spreads the partitions over its live replicas
+(``flowchat_platform.partitions``). See docs/queue-contracts.md, *Order per conversation*.
+
 Retry tiers use a queue-level TTL (``x-message-ttl``), never a per-message TTL:
 RabbitMQ only expires messages at the head of a queue, so a per-message TTL would
 make a 5 s retry wait behind a 10 min one.
@@ -50,6 +64,7 @@ make a 5 s retry wait behind a 10 min one.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,15 +74,25 @@ __all__ = [
     "ALL_QUEUES",
     "BULK_RETRY_TIERS",
     "CONVERSATION_EVENT_KEYS",
+    "CONVERSATION_INBOUND_QUEUES",
+    "CONVERSATION_PARTITIONS",
+    "CONVERSATION_PARTITION_BINDINGS",
+    "CONVERSATION_PARTITION_QUEUES",
+    "CONVERSATION_PARTITION_SPECS",
+    "EXCHANGE_BINDINGS",
+    "EXCHANGE_CONVERSATION_PARTITIONS",
+    "EXCHANGE_CONVERSATION_UNPARTITIONED",
     "EXCHANGE_EVENTS",
     "EXCHANGE_INBOUND",
     "EXCHANGE_OUTBOUND",
     "EXCHANGE_STATUS",
     "HANDOFF_REQUESTED",
     "HANDOFF_RESOLVED",
+    "HEADER_CONVERSATION_PARTITION",
     "INBOX_BINDINGS",
     "INBOX_QUEUES",
     "INBOX_STATUS_KEYS",
+    "INTERNAL_EXCHANGES",
     "OUTBOUND_BULK_WORD",
     "QUEUE_CONVERSATION_EVENTS",
     "QUEUE_CONVERSATION_INBOUND",
@@ -90,10 +115,14 @@ __all__ = [
     "SENDER_EVENT_FIELDS",
     "WORK_DELIVERY_LIMIT",
     "BindingSpec",
+    "ExchangeBindingSpec",
     "ExchangeSpec",
     "QueueSpec",
     "RetryTier",
+    "conversation_partition",
+    "conversation_partition_queue",
     "events_routing_key",
+    "inbound_headers",
     "inbound_routing_key",
     "outbound_queue",
     "outbound_routing_key",
@@ -106,7 +135,24 @@ EXCHANGE_OUTBOUND = "flowchat.outbound"
 EXCHANGE_STATUS = "flowchat.status"
 EXCHANGE_EVENTS = "flowchat.events"
 
+#: Since partitioning, only the messages that carry no partition header (publishers of
+#: earlier versions, other publishers) and the backlog of earlier versions: consumed by
+#: every conversation replica, with no order across them (see ``CONVERSATION_PARTITIONS``).
 QUEUE_CONVERSATION_INBOUND = "conversation.inbound"
+#: Conversation partitions: each a quorum queue with a single active consumer; a
+#: conversation (tenant + customer) always hashes to the same one. Never fewer than the
+#: conversation service's most replicas (KEDA ``maxReplicaCount``): a replica with no
+#: partition idles. Changing the number moves most conversations to another partition
+#: (their order holds again once the old partitions are drained): a coordinated change of
+#: the gateway and the conversation service.
+CONVERSATION_PARTITIONS = 32
+#: The header (a string, ``"0"`` … ``"31"``) the gateway sets on inbound messages. Not
+#: ``x-``: a headers exchange leaves ``x-`` headers out of its match.
+HEADER_CONVERSATION_PARTITION = "flowchat-partition"
+#: A headers exchange bound to ``flowchat.inbound`` (``#``): partition queues bound by
+#: the header; a message without it goes to its alternate exchange, the fanout below.
+EXCHANGE_CONVERSATION_PARTITIONS = "conversation.inbound.partitions"
+EXCHANGE_CONVERSATION_UNPARTITIONED = "conversation.inbound.unpartitioned"
 QUEUE_CONVERSATION_EVENTS = "conversation.events"
 QUEUE_OUTBOUND = "whatsapp.outbound"
 QUEUE_OUTBOUND_BULK = "whatsapp.outbound.bulk"
@@ -159,7 +205,8 @@ WORK_DELIVERY_LIMIT = 10
 @dataclass(frozen=True)
 class ExchangeSpec:
     name: str
-    type: Literal["topic", "direct", "fanout"] = "topic"
+    type: Literal["topic", "direct", "fanout", "headers"] = "topic"
+    arguments: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -172,6 +219,17 @@ class QueueSpec:
 class BindingSpec:
     queue: str
     exchange: str
+    routing_key: str = "#"
+    #: Binding arguments (a headers exchange matches on them).
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExchangeBindingSpec:
+    """An exchange-to-exchange binding: ``source`` copies what matches to ``destination``."""
+
+    destination: str
+    source: str
     routing_key: str = "#"
 
 
@@ -248,6 +306,46 @@ ALL_EXCHANGES: tuple[ExchangeSpec, ...] = (
     ExchangeSpec(EXCHANGE_STATUS),
     ExchangeSpec(EXCHANGE_EVENTS),
 )
+#: Exchanges nobody publishes to: fed by exchange-to-exchange bindings
+#: (``EXCHANGE_BINDINGS``). The alternate exchange first (the other names it).
+INTERNAL_EXCHANGES: tuple[ExchangeSpec, ...] = (
+    ExchangeSpec(EXCHANGE_CONVERSATION_UNPARTITIONED, "fanout"),
+    ExchangeSpec(
+        EXCHANGE_CONVERSATION_PARTITIONS,
+        "headers",
+        {"alternate-exchange": EXCHANGE_CONVERSATION_UNPARTITIONED},
+    ),
+)
+
+
+def conversation_partition_queue(partition: int) -> str:
+    return f"{QUEUE_CONVERSATION_INBOUND}.{partition}"
+
+
+CONVERSATION_PARTITION_QUEUES: tuple[str, ...] = tuple(
+    conversation_partition_queue(n) for n in range(CONVERSATION_PARTITIONS)
+)
+#: Every queue the conversation service reads inbound messages from.
+CONVERSATION_INBOUND_QUEUES: tuple[str, ...] = (
+    QUEUE_CONVERSATION_INBOUND,
+    *CONVERSATION_PARTITION_QUEUES,
+)
+
+
+def conversation_partition(tenant_id: str, customer_key: str) -> int:
+    """The partition of a conversation: tenant and customer key (``customer.key``: the
+    BSUID, else the phone number) hashed (BLAKE2b, stable across processes and
+    languages), modulo :data:`CONVERSATION_PARTITIONS`."""
+    digest = hashlib.blake2b(f"{tenant_id}\x00{customer_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % CONVERSATION_PARTITIONS
+
+
+def inbound_headers(tenant_id: str, customer_key: str | None) -> dict[str, Any]:
+    """The headers of an inbound message for ``flowchat.inbound``: its partition (none
+    without a customer: the message then goes to ``conversation.inbound``)."""
+    if not customer_key:
+        return {}
+    return {HEADER_CONVERSATION_PARTITION: str(conversation_partition(tenant_id, customer_key))}
 
 
 def _work_queue(delivery_limit: int, dead_letter_queue: str) -> dict[str, Any]:
@@ -295,7 +393,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
 )
 
 ALL_BINDINGS: tuple[BindingSpec, ...] = (
-    BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_INBOUND),
+    BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_CONVERSATION_UNPARTITIONED, ""),
     BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "*.*"),
     BindingSpec(QUEUE_OUTBOUND_BULK, EXCHANGE_OUTBOUND, f"*.*.{OUTBOUND_BULK_WORD}"),
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
@@ -304,6 +402,32 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
         for k in CONVERSATION_EVENT_KEYS
     ),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
+)
+
+#: Exchange-to-exchange bindings: every inbound message to the partitioning exchange.
+EXCHANGE_BINDINGS: tuple[ExchangeBindingSpec, ...] = (
+    ExchangeBindingSpec(EXCHANGE_CONVERSATION_PARTITIONS, EXCHANGE_INBOUND),
+)
+
+#: The conversation partitions and their bindings, declared by the conversation service
+#: alone (32 quorum queues are not free to declare: every other service, and every test
+#: vhost, is spared them). Until they exist the partitions exchange routes nothing and
+#: its alternate exchange sends every inbound message to ``conversation.inbound``.
+CONVERSATION_PARTITION_SPECS: tuple[QueueSpec, ...] = tuple(
+    QueueSpec(
+        name,
+        {**_work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON), "x-single-active-consumer": True},
+    )
+    for name in CONVERSATION_PARTITION_QUEUES
+)
+CONVERSATION_PARTITION_BINDINGS: tuple[BindingSpec, ...] = tuple(
+    BindingSpec(
+        conversation_partition_queue(n),
+        EXCHANGE_CONVERSATION_PARTITIONS,
+        "",
+        {"x-match": "all", HEADER_CONVERSATION_PARTITION: str(n)},
+    )
+    for n in range(CONVERSATION_PARTITIONS)
 )
 
 #: The inbox's own queue and bindings, declared by the inbox alone (not by every
@@ -352,15 +476,23 @@ RELAY_RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, "#"),
 )
 #: Every queue a consumer may declare: the platform's, and the opt-in services' own.
-QUEUE_SPECS: tuple[QueueSpec, ...] = (*ALL_QUEUES, *INBOX_QUEUES, *RELAY_QUEUES)
+QUEUE_SPECS: tuple[QueueSpec, ...] = (
+    *ALL_QUEUES,
+    *CONVERSATION_PARTITION_SPECS,
+    *INBOX_QUEUES,
+    *RELAY_QUEUES,
+)
 
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one
 #: that is not there is a no-op): ``whatsapp.outbound`` once took every key (``#``),
 #: which would now copy bulk commands into the transactional queue; ``conversation.events``
-#: once took every key of ``flowchat.events`` (now only ``CONVERSATION_EVENT_KEYS``).
+#: once took every key of ``flowchat.events`` (now only ``CONVERSATION_EVENT_KEYS``);
+#: ``conversation.inbound`` once took every inbound message (now the partition queues do,
+#: and it only what carries no partition header, through the alternate exchange).
 RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "#"),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, "#"),
+    BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_INBOUND, "#"),
 )
 
 

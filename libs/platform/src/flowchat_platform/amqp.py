@@ -56,6 +56,7 @@ __all__ = [
     "HEADER_REASON",
     "PERSISTENT",
     "Amqp",
+    "ConsumerHandle",
     "declare_own_queues",
     "declare_topology",
     "encode",
@@ -162,7 +163,10 @@ class Amqp:
         """Cancel every consumer, then wait (up to ``grace_s``) for in-flight handlers."""
         await self._stop_queue_stats()
         for consumer in self._consumers:
-            await consumer.cancel()
+            if consumer.return_on_stop:
+                await consumer.release()
+            else:
+                await consumer.cancel()
         deadline = time.monotonic() + grace_s
         for consumer in self._consumers:
             await consumer.drain(max(0.0, deadline - time.monotonic()))
@@ -289,8 +293,18 @@ class Amqp:
         dead_letter_queue: str = topology.QUEUE_POISON,
         ack_linger_s: float = 0.0,
         on_poison: Callable[[AbstractIncomingMessage, str], Awaitable[None]] | None = None,
-    ) -> None:
+        return_on_stop: bool = False,
+    ) -> ConsumerHandle:
         """Start consuming ``queue``; each message is decoded, handled, then acked.
+
+        ``return_on_stop``: for a queue with a single active consumer (a conversation
+        partition). Stopping then closes the consumer's channel instead of cancelling it,
+        so the broker returns every unacknowledged delivery to the queue, ahead of the
+        newer messages, and only then activates the next consumer; a ``basic.cancel``
+        would activate the next consumer while this one still works on earlier messages
+        (two replicas on one partition at once). Handlers in flight run on, their acks
+        skipped: the next consumer gets those messages again and its handler dedupes
+        them (:meth:`release` does the same for one consumer).
 
         ``ack_linger_s`` > 0 batches acknowledgements: finished deliveries are acked
         within that many seconds, runs of them with one ``basic.ack(multiple=True)``
@@ -315,12 +329,22 @@ class Amqp:
             self, queue, handler, decoder, prefetch, on_retry, dead_letter_queue, ack_linger_s
         )
         consumer.on_poison = on_poison
+        consumer.return_on_stop = return_on_stop
         await consumer.start(self._sub_conn)
         self._consumers.append(consumer)
         self._watched.update({queue: None, dead_letter_queue: None})
         if self._stats_task is None:
             self._stats_stop.clear()
             self._stats_task = asyncio.create_task(self._watch_queues())
+        return consumer
+
+    async def release(self, consumer: ConsumerHandle, grace_s: float) -> None:
+        """Stop one consumer by closing its channel: its unacknowledged deliveries go back
+        to the queue (for the queue's next consumer), then wait up to ``grace_s`` for its
+        handlers in flight. Its queue stays watched."""
+        self._consumers = [c for c in self._consumers if c is not consumer]
+        await consumer.release()
+        await consumer.drain(grace_s)
 
     # ------------------------------------------------------------ queue depth
 
@@ -397,7 +421,20 @@ class Amqp:
         )
 
 
-class _Consumer(Generic[T]):
+class ConsumerHandle:
+    """What :meth:`Amqp.consume` returns: the consumer, to :meth:`Amqp.release` it."""
+
+    queue_name: str
+    return_on_stop: bool = False
+
+    async def release(self) -> None:
+        raise NotImplementedError
+
+    async def drain(self, timeout_s: float) -> None:
+        raise NotImplementedError
+
+
+class _Consumer(ConsumerHandle, Generic[T]):
     def __init__(
         self,
         amqp: Amqp,
@@ -449,6 +486,18 @@ class _Consumer(Generic[T]):
             except Exception as exc:  # noqa: BLE001 - the connection may be gone already
                 log.warning("consumer cancel failed", queue=self.queue_name, error=repr(exc))
             self._tag = None
+
+    async def release(self) -> None:
+        """Close the channel (no ``basic.cancel``): the broker returns this consumer's
+        unacknowledged deliveries to the queue, in order, and activates its next consumer."""
+        self._stopping.set()
+        channel, self._tag = self._channel, None
+        if channel is not None and not channel.is_closed:
+            try:
+                await asyncio.wait_for(channel.close(), timeout=5)
+            except Exception as exc:  # noqa: BLE001 - the connection may be gone already
+                log.warning("consumer channel close failed", queue=self.queue_name, error=repr(exc))
+        log.info("consumer released", queue=self.queue_name)
 
     async def drain(self, timeout_s: float) -> None:
         try:
@@ -731,15 +780,19 @@ async def declare_topology(channel: AbstractChannel) -> None:
     """Declare every exchange, queue and binding of :mod:`flowchat_contracts.topology`
     (and remove its retired bindings)."""
     exchanges: dict[str, AbstractExchange] = {}
-    for ex in topology.ALL_EXCHANGES:
+    for ex in (*topology.ALL_EXCHANGES, *topology.INTERNAL_EXCHANGES):
         exchanges[ex.name] = await channel.declare_exchange(
-            ex.name, aio_pika.ExchangeType(ex.type), durable=True
+            ex.name, aio_pika.ExchangeType(ex.type), durable=True, arguments=ex.arguments or None
         )
+    for eb in topology.EXCHANGE_BINDINGS:
+        await exchanges[eb.destination].bind(exchanges[eb.source], eb.routing_key)
     queues: dict[str, AbstractQueue] = {}
     for q in topology.ALL_QUEUES:
         queues[q.name] = await channel.declare_queue(q.name, durable=True, arguments=q.arguments)
     for b in topology.ALL_BINDINGS:
-        await queues[b.queue].bind(exchanges[b.exchange], b.routing_key)
+        await queues[b.queue].bind(
+            exchanges[b.exchange], b.routing_key, arguments=b.arguments or None
+        )
     for b in topology.RETIRED_BINDINGS:
         await queues[b.queue].unbind(exchanges[b.exchange], b.routing_key)
 
@@ -750,7 +803,8 @@ async def declare_own_queues(
     bindings: tuple[topology.BindingSpec, ...],
     retired: tuple[topology.BindingSpec, ...] = (),
 ) -> None:
-    """Declare an opt-in service's own queues and bindings (the inbox's, the relay's):
+    """Declare a service's own queues and bindings (the inbox's, the relay's, the
+    conversation partitions):
     only that service declares them, so nothing is copied where it is not deployed.
     ``retired`` bindings (of earlier versions) are removed (a no-op when absent)."""
     connection = await aio_pika.connect(url)
@@ -760,7 +814,7 @@ async def declare_own_queues(
             await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
         for b in bindings:
             queue = await channel.get_queue(b.queue, ensure=False)
-            await queue.bind(b.exchange, b.routing_key)
+            await queue.bind(b.exchange, b.routing_key, arguments=b.arguments or None)
         for b in retired:
             queue = await channel.get_queue(b.queue, ensure=False)
             await queue.unbind(b.exchange, b.routing_key)

@@ -66,3 +66,18 @@ HTTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 READY = Gauge("flowchat_ready", "1 when the service reports ready", ["service"])
+PARTITIONS_HELD = Gauge(
+    "flowchat_partitions_held",
+    "Partition queues this process consumes (flowchat_platform.partitions), by group",
+    ["service", "group"],
+)
+PARTITION_MEMBERS = Gauge(
+    "flowchat_partition_members",
+    "Live members of a partition group as this process last saw them",
+    ["service", "group"],
+)
+PARTITION_REBALANCES = Counter(
+    "flowchat_partition_rebalances_total",
+    "Partition queues taken up or released by this process",
+    ["service", "group", "change"],
+)

@@ -57,6 +57,7 @@ from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
+from flowchat_platform.partitions import PartitionedConsumer
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.subscriptions import SubscriptionView
@@ -264,6 +265,7 @@ def create_app(settings: Settings) -> FastAPI:
         readiness.add("redis", sessions.ping)
         readiness.add("outreach", lambda: api.outreach is not None)
         background = Background()
+        partitions: list[PartitionedConsumer] = []
 
         async def start() -> None:
             await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
@@ -290,7 +292,17 @@ def create_app(settings: Settings) -> FastAPI:
                 facts=facts,
             )
             await amqp.connect()
-            await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)
+            partitions.append(
+                await InboundConsumer(service).start(
+                    amqp,
+                    prefetch=settings.prefetch,
+                    redis=redis,
+                    partition_prefetch=settings.partition_prefetch,
+                    partition_interval_s=settings.partition_interval_s,
+                    partition_ttl_s=settings.partition_ttl_s,
+                    shutdown_grace_s=settings.shutdown_grace_s,
+                )
+            )
             order_jobs(background, api.orders, settings)
             api.outreach = await start_outreach(
                 settings,
@@ -309,6 +321,8 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await background.stop()
+            for group in partitions:  # leave the group: the others take the partitions up
+                await group.stop()
             await amqp.close(settings.shutdown_grace_s)
             for pool in pools:
                 await pool.close()

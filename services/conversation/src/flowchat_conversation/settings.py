@@ -29,6 +29,14 @@ class Settings(ServiceSettings):
     cart_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     #: Inbound messages handled concurrently (different conversations) per process.
     prefetch: int = Field(default=32, ge=1, le=1000)
+    #: Inbound messages handled concurrently per conversation partition this replica
+    #: holds (``conversation.inbound.<n>``; different conversations of one partition).
+    partition_prefetch: int = Field(default=16, ge=1, le=1000)
+    #: How often a replica renews its membership of the partition group and follows it.
+    partition_interval_s: float = Field(default=1.0, gt=0, le=30)
+    #: A replica that stops renewing (killed) loses its partitions this long after its
+    #: last renewal; > ``partition_interval_s``.
+    partition_ttl_s: float = Field(default=3.0, gt=0, le=300)
     db_pool_size: int = Field(default=10, ge=2)
     # ---- commerce (orders, invoices) ----
     #: This service as the customers' phones reach it (invoice PDF links).

@@ -24,7 +24,7 @@ class AmqpPublisher:
         return errors
 
     async def _one(self, item: Outgoing) -> None:
-        headers: dict[str, Any] = {}
+        headers: dict[str, Any] = dict(item.headers or {})
         if item.park_reason is not None:
             headers[HEADER_REASON] = item.park_reason[:1000]
             headers[HEADER_ORIGIN_QUEUE] = "gateway"

@@ -20,7 +20,7 @@ services decide what each means (degrade, or refuse with ``Unavailable``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -46,6 +46,8 @@ class Outgoing:
     park_reason: str | None = None
     #: False for fan-out events that may have no subscriber yet.
     mandatory: bool = True
+    #: AMQP headers (an inbound message's conversation partition).
+    headers: Mapping[str, Any] | None = None
 
 
 def encode(model: BaseModel) -> bytes:

@@ -66,9 +66,17 @@ KNOWN_SECRETS_MAX = 64
 def route_event(event: Event) -> Outgoing:
     """Where each kind of event goes (exchange, routing key)."""
     if isinstance(event, InboundMessage | InboundMessageV2):
-        exchange = topology.EXCHANGE_INBOUND
         key = topology.inbound_routing_key(event.tenant_id, event.account_id, event.type)
-    elif isinstance(event, StatusUpdate):
+        return Outgoing(
+            topology.EXCHANGE_INBOUND,
+            key,
+            encode(event),
+            event.event_id,
+            event.correlation_id,
+            event.kind,
+            headers=topology.inbound_headers(event.tenant_id, conversation_customer(event)),
+        )
+    if isinstance(event, StatusUpdate):
         exchange = topology.EXCHANGE_STATUS
         key = topology.status_routing_key(event.tenant_id, event.account_id, event.kind)
     else:
@@ -82,6 +90,15 @@ def route_event(event: Event) -> Outgoing:
             mandatory=False,
         )
     return Outgoing(exchange, key, encode(event), event.event_id, event.correlation_id, event.kind)
+
+
+def conversation_customer(message: InboundMessage | InboundMessageV2) -> str | None:
+    """The customer a message's conversation is keyed by (``customer.key``: the BSUID,
+    else the phone number; ``customer_wa_id`` without a ``customer``), as the conversation
+    service keys it: what its partition is hashed from, with the tenant."""
+    if message.customer is not None:
+        return message.customer.key
+    return message.customer_wa_id.lstrip("+") if message.customer_wa_id else None
 
 
 def parked_body(piece: Parked) -> bytes:

@@ -17,8 +17,10 @@ Handling one inbound message
    The session remembers the newest inbound timestamp and message id; a message
    older than the last one handled (two replicas racing) is still answered, against
    the current state, which the state machine validates (an outdated button gets
-   "that option has expired"). Strict cross-replica arrival order would need a
-   consistent-hash exchange with single-active-consumer queues in the topology.
+   "that option has expired"). Arrival order across replicas comes from the topology:
+   a conversation's messages land in one partition queue with a single active consumer
+   (:mod:`flowchat_conversation.commerce.consumer`), so only one replica at a time has
+   them; this lock serialises the overlap when a partition changes hands.
 3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
    (unique constraint) in the same transaction as the effects (orders, contacts); a
    redelivery finds the row and is dropped.
