@@ -67,6 +67,7 @@ from flowchat_conversation.commerce.domain import (
 )
 from flowchat_conversation.commerce.orders import invoice_id_for, invoice_text
 from flowchat_conversation.commerce.parser import ParsedLine, parse_order_text
+from flowchat_conversation.commerce.render import Menu, menu_of, resolve
 
 #: An inbound message of either version (v2: a customer known only by a BSUID).
 AnyInbound = InboundMessage | InboundMessageV2
@@ -122,6 +123,9 @@ class Session(BaseModel):
     handoff: bool = False
     last_message_id: str | None = None
     last_inbound_at: datetime | None = None
+    #: The options offered last (``(reply id, label)``, numbered from 1): a typed
+    #: answer naming one (its number, its label, a misspelling) counts as choosing it.
+    menu: Menu = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------- actions
@@ -242,6 +246,22 @@ def keyword(message: AnyInbound) -> str | None:
 
 def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Decision:
     """Decide the replies and actions for one inbound message."""
+    return _remember_menu(session, _handle(session, message, ctx))
+
+
+def _remember_menu(before: Session | None, decision: Decision) -> Decision:
+    """The session keeps the options of the last list or buttons sent; replies without
+    options keep the previous ones while the state stays, and drop them when it moves."""
+    menus = [m for m in (menu_of(reply) for reply in decision.replies) if m is not None]
+    session = decision.session
+    if menus:
+        decision.session = session.model_copy(update={"menu": menus[-1]})
+    elif before is None or before.state is not session.state:
+        decision.session = session.model_copy(update={"menu": []})
+    return decision
+
+
+def _handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Decision:
     previous = session or Session()
     current = previous.model_copy(
         update={
@@ -268,6 +288,8 @@ def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Dec
     if current.state is State.GREETING:
         return _greeting(current, ctx)
     reply_id = _reply_id(message)
+    if reply_id is None and message.type == "text" and message.text and current.menu:
+        reply_id = resolve(message.text, current.menu)  # "2", "confirm", "confrim"
     if reply_id is not None:
         return _on_reply(current, reply_id, ctx)
     if message.type == "text" and message.text and message.text.strip():
@@ -277,6 +299,10 @@ def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Dec
 
 def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decision:
     """The replies once the service tried to place the order the bot asked for."""
+    return _remember_menu(session, _after_order(session, result, ctx))
+
+
+def _after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decision:
     if isinstance(result, OrderRejected):
         cart = list(session.cart)
         notes = []
@@ -372,7 +398,12 @@ def order_cancelled(session: Session | None, order_id: str, text: str) -> Decisi
         State.ORDER_COMPLETE,
     ):
         current = current.model_copy(
-            update={"state": State.BROWSING_PRODUCTS, "order_id": None, "payment_reference": None}
+            update={
+                "state": State.BROWSING_PRODUCTS,
+                "order_id": None,
+                "payment_reference": None,
+                "menu": [],
+            }
         )
     return Decision(current, [_text(text)])
 

@@ -22,7 +22,9 @@ Handling one inbound message
 3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
    (unique constraint) in the same transaction as the effects (orders, contacts); a
    redelivery finds the row and is dropped.
-4. **Replies** are published with publisher confirms *before* the session is saved
+4. **Replies** are rendered for the customer's channel (:mod:`.render`: native lists
+   and buttons on the Cloud API, numbered text menus on Twilio) and published with
+   publisher confirms *before* the session is saved
    and the transaction commits; each has the deterministic idempotency key
    ``reply:<provider_message_id>:<n>``. If the commit fails after the publish, the
    redelivery runs again: when the saved session already records this message it
@@ -63,7 +65,7 @@ from flowchat_contracts import (
 )
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
-from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce import bot, render
 from flowchat_conversation.commerce.domain import ConversationKey, round_money, short_id
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
 from flowchat_conversation.commerce.ports import (
@@ -397,7 +399,9 @@ class ConversationService:
         before = stored.session.state if stored.session else bot.State.GREETING
         if before is not session.state:
             metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
-        for n, content in enumerate(replies):
+        for n, reply in enumerate(replies):
+            # lists and buttons as the customer's channel shows them (Twilio: numbered text)
+            content = render.for_channel(reply, message.provider)
             command = OutboundCommand(
                 tenant_id=message.tenant_id,
                 account_id=message.account_id,
