@@ -22,6 +22,7 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.consumer import InboundConsumer
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.commerce.orders import InvoiceLinks
+from flowchat_conversation.commerce.pdf_process import ProcessInvoiceRenderer
 from flowchat_conversation.commerce.redis_sessions import RedisSessionStore
 from flowchat_conversation.commerce.repository import Repository
 from flowchat_conversation.commerce.routes import ROUTERS as COMMERCE_ROUTERS
@@ -264,6 +265,9 @@ def create_app(settings: Settings) -> FastAPI:
         readiness.add("redis", sessions.ping)
         readiness.add("outreach", lambda: api.outreach is not None)
         background = Background()
+        # invoice PDFs in a worker process started on demand: the service never
+        # imports the PDF library (about 40 MB resident)
+        renderer = ProcessInvoiceRenderer(idle_s=settings.pdf_worker_idle_s)
 
         async def start() -> None:
             await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
@@ -278,7 +282,13 @@ def create_app(settings: Settings) -> FastAPI:
             reminders = bot_reminders(settings)
             facts = Facts(outbox, SubscriptionView(redis, ttl_s=settings.subscriptions_ttl_s))
             api.orders = OrderService(
-                repository, sessions, outbox, links, reminders=reminders, facts=facts
+                repository,
+                sessions,
+                outbox,
+                links,
+                reminders=reminders,
+                facts=facts,
+                renderer=renderer,
             )
             service = ConversationService(
                 repository,
@@ -309,6 +319,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await background.stop()
+            await renderer.close()
             await amqp.close(settings.shutdown_grace_s)
             for pool in pools:
                 await pool.close()

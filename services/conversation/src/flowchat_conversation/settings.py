@@ -31,6 +31,8 @@ class Settings(ServiceSettings):
     prefetch: int = Field(default=32, ge=1, le=1000)
     db_pool_size: int = Field(default=10, ge=2)
     # ---- commerce (orders, invoices) ----
+    #: The invoice PDF worker process exits after this long without a download.
+    pdf_worker_idle_s: float = Field(default=60.0, gt=0)
     #: This service as the customers' phones reach it (invoice PDF links).
     public_url: str = Field(
         default="http://127.0.0.1:8702",

@@ -21,7 +21,7 @@ from flowchat_contracts import CustomerIdentity
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ContactSeen, ConversationKey, Product
-from flowchat_conversation.commerce.orders import Order, OrderStatus
+from flowchat_conversation.commerce.orders import Invoice, Order, OrderStatus
 from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 
@@ -218,3 +218,10 @@ async def schedule_reminder(tx: ConversationTx, reminder: NewReminder | None) ->
     when the kind is switched off), counting what was added."""
     if reminder is not None and await tx.schedule_reminder(reminder):
         metrics.REMINDERS.labels(reminder.kind, "scheduled").inc()
+
+
+class InvoiceRenderer(Protocol):
+    """Turns an invoice into its PDF (``commerce/pdf_process.py``: in a short-lived
+    child process, so the service never carries the PDF library)."""
+
+    async def render(self, order: Order, invoice: Invoice, *, business_name: str) -> bytes: ...
