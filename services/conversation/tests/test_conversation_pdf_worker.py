@@ -90,5 +90,3 @@ async def test_a_worker_renders_on_demand_and_exits_when_idle():
     finally:
         await renderer.close()
     assert not renderer.running()
-
-
