@@ -23,6 +23,7 @@ from flowchat_conversation.commerce.consumer import InboundConsumer
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.commerce.orders import InvoiceLinks
 from flowchat_conversation.commerce.pdf_process import ProcessInvoiceRenderer
+from flowchat_conversation.commerce.redis_limits import RedisInboundLimiter
 from flowchat_conversation.commerce.redis_sessions import RedisSessionStore
 from flowchat_conversation.commerce.repository import Repository
 from flowchat_conversation.commerce.routes import ROUTERS as COMMERCE_ROUTERS
@@ -298,6 +299,7 @@ def create_app(settings: Settings) -> FastAPI:
                 optouts=optouts,
                 reminders=reminders,
                 facts=facts,
+                limiter=RedisInboundLimiter(redis),
             )
             await amqp.connect()
             await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)

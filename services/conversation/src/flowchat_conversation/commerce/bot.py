@@ -413,6 +413,12 @@ def notice(session: Session | None, text: str) -> Decision:
     return Decision(session or Session(), [_text(text)])
 
 
+def flooded(session: Session | None) -> Decision:
+    """The customer went past the inbound limit: said once, the rest goes unanswered."""
+    text = "Thanks for your messages! We'll reply shortly."
+    return Decision(session or Session(), [_text(text)])
+
+
 def taken_over(session: Session | None) -> Decision:
     """An agent took the conversation over in the inbox: the bot stays quiet (no reply)."""
     return Decision((session or Session()).model_copy(update={"handoff": True}))

@@ -82,6 +82,9 @@ class BotSettings(BaseModel):
     discount_min_subtotal: (
         Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), allow_inf_nan=False)] | None
     ) = None
+    #: Messages a customer may send a minute; past it the bot says once that it will
+    #: reply shortly and leaves the rest unanswered (they still reach the inbox).
+    inbound_limit_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
 
     @field_validator("currency")
     @classmethod

@@ -225,3 +225,10 @@ class InvoiceRenderer(Protocol):
     child process, so the service never carries the PDF library)."""
 
     async def render(self, order: Order, invoice: Invoice, *, business_name: str) -> bytes: ...
+
+
+class InboundLimiter(Protocol):
+    """Counts each customer's messages per minute (``commerce/redis_limits.py``)."""
+
+    async def hit(self, key: ConversationKey) -> int:
+        """Count one message; how many the customer sent in the current window."""

@@ -70,6 +70,7 @@ def _settings(row: Any) -> BotSettings:
         payment_timeout_hours=row["payment_timeout_hours"],
         discount_rate=row["discount_rate"].normalize(),
         discount_min_subtotal=minimum.normalize() if minimum is not None else None,
+        inbound_limit_per_minute=row["inbound_limit_per_minute"],
     )
 
 
@@ -697,15 +698,16 @@ class Repository:
             """
             INSERT INTO bot_settings (tenant_id, business_name, currency, tax_rate, locale,
                 welcome_text, payment_instructions, payment_timeout_hours, discount_rate,
-                discount_min_subtotal)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                discount_min_subtotal, inbound_limit_per_minute)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             ON CONFLICT (tenant_id) DO UPDATE SET business_name = EXCLUDED.business_name,
                 currency = EXCLUDED.currency, tax_rate = EXCLUDED.tax_rate,
                 locale = EXCLUDED.locale, welcome_text = EXCLUDED.welcome_text,
                 payment_instructions = EXCLUDED.payment_instructions,
                 payment_timeout_hours = EXCLUDED.payment_timeout_hours,
                 discount_rate = EXCLUDED.discount_rate,
-                discount_min_subtotal = EXCLUDED.discount_min_subtotal, updated_at = now()
+                discount_min_subtotal = EXCLUDED.discount_min_subtotal,
+                inbound_limit_per_minute = EXCLUDED.inbound_limit_per_minute, updated_at = now()
             """,
             tenant_id,
             settings.business_name,
@@ -717,6 +719,7 @@ class Repository:
             settings.payment_timeout_hours,
             settings.discount_rate,
             settings.discount_min_subtotal,
+            settings.inbound_limit_per_minute,
         )
 
     async def upsert_products(self, tenant_id: str, products: Sequence[Product]) -> tuple[int, int]:

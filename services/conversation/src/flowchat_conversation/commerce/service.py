@@ -62,15 +62,22 @@ from flowchat_contracts import (
     InboundMessage,
     InboundMessageV2,
     OutboundCommand,
+    OutboundContent,
 )
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot, render
-from flowchat_conversation.commerce.domain import ConversationKey, round_money, short_id
+from flowchat_conversation.commerce.domain import (
+    BotSettings,
+    ConversationKey,
+    round_money,
+    short_id,
+)
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
 from flowchat_conversation.commerce.ports import (
     ConversationStore,
     ConversationTx,
+    InboundLimiter,
     SessionStore,
     StoredSession,
     schedule_reminder,
@@ -97,7 +104,7 @@ CART_STATES = frozenset(
     }
 )
 
-Outcome = Literal["handled", "duplicate", "replayed", "ignored"]
+Outcome = Literal["handled", "duplicate", "replayed", "ignored", "limited"]
 
 #: Inbound types the bot does not answer (a reply would only say it cannot read them).
 IGNORED_TYPES = frozenset({"edit", "revoke", "call_permission_reply", "flow_response", "system"})
@@ -140,6 +147,8 @@ class ConversationService:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Order facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: Counts each customer's messages a minute (None: no inbound limit).
+    limiter: InboundLimiter | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -188,8 +197,9 @@ class ConversationService:
         key: ConversationKey,
         message: InboundMessage | InboundMessageV2,
         previous: bot.Session | None,
+        settings: BotSettings | None = None,
     ) -> tuple[bot.Session | None, bot.BotContext]:
-        settings = await tx.bot_settings(message.tenant_id)
+        settings = settings or await tx.bot_settings(message.tenant_id)
         catalog = await tx.catalog(message.tenant_id)
         seen = await tx.touch_contact(key, message.customer_name)
         returning = seen.returning
@@ -357,6 +367,60 @@ class ConversationService:
                 wa_id=key.customer_wa_id,
             )
 
+    async def _past_limit(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        to: str,
+        session: bot.Session | None,
+    ) -> tuple[bool, BotSettings | None]:
+        """Count the message against the customer's inbound limit. Past it: the first
+        such message gets one "we'll reply shortly" (not while blocked or with an
+        operator), the rest nothing; the bot's state is left as it was. The contact
+        is still marked as seen (the 24 h window), and the message still reaches
+        history and the inbox, which consume it on their own queues."""
+        if self.limiter is None or bot.keyword(message) in ("stop", "start"):
+            return False, None  # STOP / START always count
+        settings = await tx.bot_settings(message.tenant_id)
+        count = await self.limiter.hit(key)
+        limit = settings.inbound_limit_per_minute
+        if count <= limit:
+            return False, settings
+        seen = await tx.touch_contact(key, message.customer_name)
+        quiet = seen.blocked or (session is not None and session.handoff)
+        if count == limit + 1 and not quiet:
+            for n, reply in enumerate(bot.flooded(session).replies):
+                await self._send(message, to, n, reply)
+            metrics.INBOUND_LIMITED.labels("noticed").inc()
+        else:
+            metrics.INBOUND_LIMITED.labels("dropped").inc()
+        return True, settings
+
+    async def _send(
+        self,
+        message: InboundMessage | InboundMessageV2,
+        to: str,
+        n: int,
+        reply: OutboundContent,
+    ) -> None:
+        """Reply ``n`` to ``message``, rendered for its channel (lists and buttons as
+        numbered text on Twilio), with its deterministic idempotency key."""
+        content = render.for_channel(reply, message.provider)
+        command = OutboundCommand(
+            tenant_id=message.tenant_id,
+            account_id=message.account_id,
+            correlation_id=message.correlation_id,
+            idempotency_key=f"reply:{message.provider_message_id}:{n}",
+            message_id=short_id("msg-", message.tenant_id, message.provider_message_id, str(n)),
+            to=to,
+            category="service",
+            reply_to=message.provider_message_id,
+            content=content,
+        )
+        await self.outbox.send(command)
+        metrics.REPLIES.labels(content.type).inc()
+
     async def _handle_locked(
         self,
         tx: ConversationTx,
@@ -381,7 +445,10 @@ class ConversationService:
             # written this time. The replies keep their idempotency keys: the sender
             # drops them as duplicates.
             stored = StoredSession(stored.previous, stored.version)
-        previous, ctx = await self._context(tx, key, message, stored.session)
+        limited, settings = await self._past_limit(tx, key, message, to, stored.session)
+        if limited:
+            return "limited"
+        previous, ctx = await self._context(tx, key, message, stored.session, settings)
         decision = bot.handle(previous, message, ctx)
         replies = list(decision.replies)
         session = decision.session
@@ -400,21 +467,7 @@ class ConversationService:
         if before is not session.state:
             metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
         for n, reply in enumerate(replies):
-            # lists and buttons as the customer's channel shows them (Twilio: numbered text)
-            content = render.for_channel(reply, message.provider)
-            command = OutboundCommand(
-                tenant_id=message.tenant_id,
-                account_id=message.account_id,
-                correlation_id=message.correlation_id,
-                idempotency_key=f"reply:{message.provider_message_id}:{n}",
-                message_id=short_id("msg-", message.tenant_id, message.provider_message_id, str(n)),
-                to=to,
-                category="service",
-                reply_to=message.provider_message_id,
-                content=content,
-            )
-            await self.outbox.send(command)
-            metrics.REPLIES.labels(content.type).inc()
+            await self._send(message, to, n, reply)
         saved = await self.sessions.save(
             key,
             session,
