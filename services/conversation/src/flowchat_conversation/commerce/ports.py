@@ -80,6 +80,9 @@ class ConversationTx(Protocol):
 
     async def set_marketing_opt_in(self, key: ConversationKey, opt_in: bool) -> None: ...
 
+    async def set_contact_locale(self, key: ConversationKey, locale: str) -> None:
+        """Remember the language the customer chose."""
+
     async def place_order(
         self,
         *,

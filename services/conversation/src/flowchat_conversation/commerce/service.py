@@ -66,7 +66,7 @@ from flowchat_contracts import (
 )
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
-from flowchat_conversation.commerce import bot, render
+from flowchat_conversation.commerce import bot, i18n, render
 from flowchat_conversation.commerce.domain import (
     BotSettings,
     ConversationKey,
@@ -216,6 +216,8 @@ class ConversationService:
             last_order=await tx.last_order(key) if returning and (fresh or reorder) else (),
             blocked=seen.blocked,
             restock_alerts=self.reminders is not None and self.reminders.restock,
+            # the customer's choice, else the tenant's default language
+            locale=seen.locale or settings.locale,
         )
         return previous, ctx
 
@@ -262,6 +264,8 @@ class ConversationService:
         elif isinstance(action, bot.CancelOrder):
             await tx.cancel_order(message.tenant_id, action.order_id, action.reason)
             await tx.cancel_reminders(message.tenant_id, "payment_due", action.order_id)
+        elif isinstance(action, bot.SetLocale):
+            await tx.set_contact_locale(key, action.locale)
         elif isinstance(action, bot.WatchRestock):
             await self._restock(tx, key, action)
         elif isinstance(action, bot.Handoff):
@@ -390,8 +394,9 @@ class ConversationService:
         seen = await tx.touch_contact(key, message.customer_name)
         quiet = seen.blocked or (session is not None and session.handoff)
         if count == limit + 1 and not quiet:
-            for n, reply in enumerate(bot.flooded(session).replies):
-                await self._send(message, to, n, reply)
+            locale = seen.locale or settings.locale
+            for n, reply in enumerate(bot.flooded(session, locale).replies):
+                await self._send(message, to, n, reply, locale)
             metrics.INBOUND_LIMITED.labels("noticed").inc()
         else:
             metrics.INBOUND_LIMITED.labels("dropped").inc()
@@ -403,10 +408,13 @@ class ConversationService:
         to: str,
         n: int,
         reply: OutboundContent,
+        locale: str | None,
     ) -> None:
         """Reply ``n`` to ``message``, rendered for its channel (lists and buttons as
-        numbered text on Twilio), with its deterministic idempotency key."""
-        content = render.for_channel(reply, message.provider)
+        numbered text on Twilio, in the customer's language), with its deterministic
+        idempotency key."""
+        prompt = i18n.tr(locale)(i18n.MENU_PROMPT)
+        content = render.for_channel(reply, message.provider, prompt=prompt)
         command = OutboundCommand(
             tenant_id=message.tenant_id,
             account_id=message.account_id,
@@ -466,8 +474,11 @@ class ConversationService:
         before = stored.session.state if stored.session else bot.State.GREETING
         if before is not session.state:
             metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
+        # a language chosen in this message speaks already (its menu prompt too)
+        chosen = [a.locale for a in decision.actions if isinstance(a, bot.SetLocale)]
+        locale = chosen[-1] if chosen else ctx.locale
         for n, reply in enumerate(replies):
-            await self._send(message, to, n, reply)
+            await self._send(message, to, n, reply, locale)
         saved = await self.sessions.save(
             key,
             session,
