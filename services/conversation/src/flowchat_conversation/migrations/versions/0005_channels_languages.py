@@ -23,20 +23,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(
-        """
-        ALTER TABLE bot_settings ADD COLUMN inbound_limit_per_minute integer NOT NULL
-            DEFAULT 30 CHECK (inbound_limit_per_minute BETWEEN 1 AND 10000);
-        ALTER TABLE contacts ADD COLUMN locale text;
-        ALTER TABLE products ADD COLUMN translations jsonb NOT NULL DEFAULT '{}'::jsonb;
-        """
+        "ALTER TABLE bot_settings ADD COLUMN inbound_limit_per_minute integer NOT NULL"
+        " DEFAULT 30 CHECK (inbound_limit_per_minute BETWEEN 1 AND 10000)"
     )
+    op.execute("ALTER TABLE contacts ADD COLUMN locale text")
+    op.execute("ALTER TABLE products ADD COLUMN translations jsonb NOT NULL DEFAULT '{}'::jsonb")
 
 
 def downgrade() -> None:
-    op.execute(
-        """
-        ALTER TABLE products DROP COLUMN translations;
-        ALTER TABLE contacts DROP COLUMN locale;
-        ALTER TABLE bot_settings DROP COLUMN inbound_limit_per_minute;
-        """
-    )
+    op.execute("ALTER TABLE products DROP COLUMN translations")
+    op.execute("ALTER TABLE contacts DROP COLUMN locale")
+    op.execute("ALTER TABLE bot_settings DROP COLUMN inbound_limit_per_minute")
