@@ -168,3 +168,11 @@ def test_removal_in_spanish():
     d = bot.handle(d.session, msg("quitar arena"), c)
     assert [line.sku for line in d.session.cart] == ["CEM"]
     assert "Quité Arena fina de tu carrito." in body(d.replies[0])
+
+
+def test_a_language_change_keeps_an_order_waiting_for_payment():
+    session = bot.Session(state=State.AWAITING_PAYMENT, order_id="ORD-9", payment_reference="P-1")
+    d = bot.handle(session, msg("español"), ctx("en"))
+    assert d.session.state is State.AWAITING_PAYMENT
+    assert d.actions == [bot.SetLocale("es")]
+    assert "El pedido ORD-9 espera el pago" in body(d.replies[0])

@@ -1103,10 +1103,25 @@ def _languages(ctx: BotContext) -> ListContent:
     )
 
 
+#: States a language change leaves as they are (an order waiting for payment, a quantity
+#: or a product choice asked for).
+_KEEP_ON_LANGUAGE = frozenset(
+    {
+        State.AWAITING_PAYMENT,
+        State.PAYMENT_CONFIRMATION,
+        State.ORDER_COMPLETE,
+        State.COLLECTING_QUANTITY,
+        State.CONFIRMING_ITEMS,
+    }
+)
+
+
 def _set_language(session: Session, lang: str, ctx: BotContext) -> Decision:
     """Speak ``lang`` from now on (remembered for the customer), then carry on."""
     now = replace(ctx, locale=lang)
     text = now.tr("OK, I'll speak {language} with you.", language=SUPPORTED[lang])
+    if session.state in _KEEP_ON_LANGUAGE:  # mid-step: say where we are, in the new language
+        return Decision(session, [_text(f"{text} {_hint_text(session, now)}")], [SetLocale(lang)])
     follow = _next_step(session, now, [text]) if session.cart else None
     if follow is not None:
         follow.actions.insert(0, SetLocale(lang))
