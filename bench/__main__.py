@@ -2,8 +2,8 @@
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
 Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
-relay, growth, inbox, state_partitions; ``memory`` is gathered from the peaks the others
-sampled. ``--quick`` runs small sizes and one round each (a CI smoke) into
+relay, growth, inbox, state_partitions, conversation; ``memory`` is gathered from the peaks
+the others sampled. ``--quick`` runs small sizes and one round each (a CI smoke) into
 ``bench/results/quick/``.
 """
 
@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import gateway, inbox, relay, report, roundtrip, sender, state, state_partitions
+from bench import (
+    conversation,
+    gateway,
+    inbox,
+    relay,
+    report,
+    roundtrip,
+    sender,
+    state,
+    state_partitions,
+)
 from bench.common import RESULTS, ROOT, load, machine, say
 from flowchat_platform.logs import configure_logging
 
@@ -34,6 +44,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "growth": sender.growth,
     "inbox": inbox.inbox,
     "state_partitions": state_partitions.partitions,
+    "conversation": conversation.memory,
 }
 MEMORY_LIMIT_MB = 150
 
@@ -59,6 +70,11 @@ def memory(results: dict[str, Any]) -> dict[str, Any] | None:
         "inbox",
     )
     take("relay", (results.get("relay") or {}).get("relay_rss_peak_mb"), "relay")
+    take(
+        "conversation",
+        (results.get("conversation") or {}).get("rss_peak_mb"),
+        "conversation (orders + invoice PDFs)",
+    )
     for d in (results.get("growth") or {}).get("by_depth", []):
         take("sender", d.get("sender_rss_peak_mb"), f"growth {d['queued']:,} queued")
     if not peaks:

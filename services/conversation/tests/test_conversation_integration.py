@@ -239,7 +239,8 @@ async def test_a_whole_order_through_the_queue(stack):
     assert document.content.type == "document"
     assert document.content.filename.startswith("INV-")
     link = httpx.URL(document.content.link)  # the public URL; fetch it from this server
-    pdf = await stack.http.get(link.raw_path.decode())
+    # the first download starts the PDF worker process (seconds on a busy machine)
+    pdf = await stack.http.get(link.raw_path.decode(), timeout=60)
     assert pdf.status_code == 200, pdf.text
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.content.startswith(b"%PDF-")

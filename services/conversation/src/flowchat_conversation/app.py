@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import asyncpg
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -22,6 +23,8 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.consumer import InboundConsumer
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.commerce.orders import InvoiceLinks
+from flowchat_conversation.commerce.pdf_process import ProcessInvoiceRenderer
+from flowchat_conversation.commerce.redis_limits import RedisInboundLimiter
 from flowchat_conversation.commerce.redis_sessions import RedisSessionStore
 from flowchat_conversation.commerce.repository import Repository
 from flowchat_conversation.commerce.routes import ROUTERS as COMMERCE_ROUTERS
@@ -241,6 +244,21 @@ def invoice_links(settings: Settings) -> InvoiceLinks:
     return InvoiceLinks(settings.public_url, secret.get_secret_value().encode())
 
 
+async def start_inbound(
+    service: ConversationService, amqp: Amqp, redis: aioredis.Redis, settings: Settings
+) -> PartitionedConsumer:
+    """Consume the inbound partitions this replica owns (and the unpartitioned queue)."""
+    return await InboundConsumer(service).start(
+        amqp,
+        prefetch=settings.prefetch,
+        redis=redis,
+        partition_prefetch=settings.partition_prefetch,
+        partition_interval_s=settings.partition_interval_s,
+        partition_ttl_s=settings.partition_ttl_s,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
     token = settings.service_token.get_secret_value() if settings.service_token else None
@@ -260,12 +278,18 @@ def create_app(settings: Settings) -> FastAPI:
         amqp = Amqp(
             settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s
         )
-        readiness.add("broker", lambda: amqp.ready)
-        readiness.add("database", lambda: bool(pools))
-        readiness.add("redis", sessions.ping)
-        readiness.add("outreach", lambda: api.outreach is not None)
+        for name, check in (
+            ("broker", lambda: amqp.ready),
+            ("database", lambda: bool(pools)),
+            ("redis", sessions.ping),
+            ("outreach", lambda: api.outreach is not None),
+        ):
+            readiness.add(name, check)
         background = Background()
         partitions: list[PartitionedConsumer] = []
+        # invoice PDFs in a worker process started on demand: the service never
+        # imports the PDF library (about 40 MB resident)
+        renderer = ProcessInvoiceRenderer(idle_s=settings.pdf_worker_idle_s)
 
         async def start() -> None:
             await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
@@ -280,7 +304,13 @@ def create_app(settings: Settings) -> FastAPI:
             reminders = bot_reminders(settings)
             facts = Facts(outbox, SubscriptionView(redis, ttl_s=settings.subscriptions_ttl_s))
             api.orders = OrderService(
-                repository, sessions, outbox, links, reminders=reminders, facts=facts
+                repository,
+                sessions,
+                outbox,
+                links,
+                reminders=reminders,
+                facts=facts,
+                renderer=renderer,
             )
             service = ConversationService(
                 repository,
@@ -290,19 +320,10 @@ def create_app(settings: Settings) -> FastAPI:
                 optouts=optouts,
                 reminders=reminders,
                 facts=facts,
+                limiter=RedisInboundLimiter(redis),
             )
             await amqp.connect()
-            partitions.append(
-                await InboundConsumer(service).start(
-                    amqp,
-                    prefetch=settings.prefetch,
-                    redis=redis,
-                    partition_prefetch=settings.partition_prefetch,
-                    partition_interval_s=settings.partition_interval_s,
-                    partition_ttl_s=settings.partition_ttl_s,
-                    shutdown_grace_s=settings.shutdown_grace_s,
-                )
-            )
+            partitions.append(await start_inbound(service, amqp, redis, settings))
             order_jobs(background, api.orders, settings)
             api.outreach = await start_outreach(
                 settings,
@@ -321,8 +342,9 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await background.stop()
-            for group in partitions:  # leave the group: the others take the partitions up
-                await group.stop()
+            # leave the group: the others take the partitions up
+            await asyncio.gather(*(group.stop() for group in partitions))
+            await renderer.close()
             await amqp.close(settings.shutdown_grace_s)
             for pool in pools:
                 await pool.close()

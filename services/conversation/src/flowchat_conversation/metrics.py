@@ -9,6 +9,12 @@ INBOUND = Counter(
     "Inbound customer messages, by outcome (handled, duplicate, replayed, handoff)",
     ["outcome"],
 )
+INBOUND_LIMITED = Counter(
+    "flowchat_conversation_inbound_limited_total",
+    "Customer messages past the tenant's per-customer inbound limit, by what the bot did "
+    "(noticed: said once it will reply shortly; dropped: not processed by the bot)",
+    ["action"],
+)
 REPLIES = Counter(
     "flowchat_conversation_replies_total", "Replies published, by content type", ["type"]
 )

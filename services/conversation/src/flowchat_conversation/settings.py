@@ -39,6 +39,8 @@ class Settings(ServiceSettings):
     partition_ttl_s: float = Field(default=3.0, gt=0, le=300)
     db_pool_size: int = Field(default=10, ge=2)
     # ---- commerce (orders, invoices) ----
+    #: The invoice PDF worker process exits after this long without a download.
+    pdf_worker_idle_s: float = Field(default=60.0, gt=0)
     #: This service as the customers' phones reach it (invoice PDF links).
     public_url: str = Field(
         default="http://127.0.0.1:8702",

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -62,11 +62,19 @@ from flowchat_conversation.commerce.domain import (
     BotSettings,
     Product,
     Totals,
-    format_money,
     totals_for,
+)
+from flowchat_conversation.commerce.i18n import (
+    SUPPORTED,
+    Tr,
+    keyword_of,
+    language_of,
+    remove_words,
+    tr,
 )
 from flowchat_conversation.commerce.orders import invoice_id_for, invoice_text
 from flowchat_conversation.commerce.parser import ParsedLine, parse_order_text
+from flowchat_conversation.commerce.render import Menu, menu_of, resolve
 
 #: An inbound message of either version (v2: a customer known only by a BSUID).
 AnyInbound = InboundMessage | InboundMessageV2
@@ -122,6 +130,9 @@ class Session(BaseModel):
     handoff: bool = False
     last_message_id: str | None = None
     last_inbound_at: datetime | None = None
+    #: The options offered last (``(reply id, label)``, numbered from 1): a typed
+    #: answer naming one (its number, its label, a misspelling) counts as choosing it.
+    menu: Menu = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------- actions
@@ -167,7 +178,16 @@ class WatchRestock:
     name: str
 
 
-Action = OptOut | OptIn | Handoff | PlaceOrder | ClaimPayment | CancelOrder | WatchRestock
+@dataclass(frozen=True)
+class SetLocale:
+    """The customer chose a language: remember it for them (``contacts.locale``)."""
+
+    locale: str
+
+
+Action = (
+    OptOut | OptIn | Handoff | PlaceOrder | ClaimPayment | CancelOrder | WatchRestock | SetLocale
+)
 
 
 @dataclass(frozen=True)
@@ -204,6 +224,16 @@ class BotContext:
     blocked: bool = False
     #: Offer a message when an out-of-stock product is back (a ``restock`` reminder).
     restock_alerts: bool = False
+    #: The customer's language (their choice, else the tenant's default).
+    locale: str = "en"
+
+    @property
+    def tr(self) -> Tr:
+        return tr(self.locale)
+
+    def name_of(self, product: Product) -> str:
+        """The product's name in the customer's language (the catalog's translation)."""
+        return product.name_in(self.locale)
 
     def product(self, sku: str) -> Product | None:
         return next((p for p in self.catalog if p.sku == sku and p.available), None)
@@ -227,7 +257,7 @@ class Decision:
 
 # --------------------------------------------------------------------- entry points
 
-_KEYWORDS = {"menu", "cart", "cancel", "help", "agent", "stop", "start"}
+_OPT_WORDS = {"stop", "start"}
 _NUMBER = re.compile(r"^\s*(-?\d{1,12})\s*$")
 _BIG_NUMBER = re.compile(r"^\s*-?\d{13,}\s*$")
 _PAYMENT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_/#.]{3,63}$")
@@ -237,11 +267,29 @@ def keyword(message: AnyInbound) -> str | None:
     if message.type != "text" or not message.text:
         return None
     word = message.text.strip().strip("!.?").casefold()
-    return word if word in _KEYWORDS else None
+    if word in _OPT_WORDS:
+        return word
+    return keyword_of(message.text)  # menu, cart, cancel, help, agent, language: any language
 
 
 def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Decision:
     """Decide the replies and actions for one inbound message."""
+    return _remember_menu(session, _handle(session, message, ctx))
+
+
+def _remember_menu(before: Session | None, decision: Decision) -> Decision:
+    """The session keeps the options of the last list or buttons sent; replies without
+    options keep the previous ones while the state stays, and drop them when it moves."""
+    menus = [m for m in (menu_of(reply) for reply in decision.replies) if m is not None]
+    session = decision.session
+    if menus:
+        decision.session = session.model_copy(update={"menu": menus[-1]})
+    elif before is None or before.state is not session.state:
+        decision.session = session.model_copy(update={"menu": []})
+    return decision
+
+
+def _handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Decision:
     previous = session or Session()
     current = previous.model_copy(
         update={
@@ -258,25 +306,35 @@ def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Dec
             silent.append(OptIn())
         return Decision(current, [], silent)
     if word in ("stop", "start"):
-        return _opt(current, word)
+        return _opt(current, word, ctx)
     if current.handoff:
         return Decision(current)  # an operator has the conversation: stay quiet
     if message.type == "reaction":
         return Decision(current)
     if word is not None:
         return _keyword(current, word, ctx)
+    chosen = language_of(message.text) if message.type == "text" and message.text else None
+    if chosen is not None:  # "español": the customer's language from now on
+        return _set_language(current, chosen, ctx)
     if current.state is State.GREETING:
         return _greeting(current, ctx)
     reply_id = _reply_id(message)
+    if reply_id is None and message.type == "text" and message.text and current.menu:
+        reply_id = resolve(message.text, current.menu)  # "2", "confirm", "confrim"
     if reply_id is not None:
         return _on_reply(current, reply_id, ctx)
     if message.type == "text" and message.text and message.text.strip():
         return _on_text(current, message.text.strip(), ctx)
-    return _hint(current, ctx, prefix=_unsupported(message))
+    return _hint(current, ctx, prefix=_unsupported(message, ctx))
 
 
 def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decision:
     """The replies once the service tried to place the order the bot asked for."""
+    return _remember_menu(session, _after_order(session, result, ctx))
+
+
+def _after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decision:
+    t = ctx.tr
     if isinstance(result, OrderRejected):
         cart = list(session.cart)
         notes = []
@@ -290,23 +348,27 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
             ]
             cart = [line for line in cart if line.quantity > 0]
             if left > 0:
-                notes.append(f"• {name}: only {left} left")
+                notes.append("• " + t("{name}: only {left} left", name=name, left=left))
             else:
-                notes.append(f"• {name}: out of stock")
+                notes.append("• " + t("{name}: out of stock", name=name))
                 if ctx.restock_alerts:
                     watch.append(WatchRestock(sku, name))
         updated = session.model_copy(update={"cart": cart})
-        text = "Sorry, some items just ran out:\n" + "\n".join(notes)
+        text = t("Sorry, some items just ran out:") + "\n" + "\n".join(notes)
         if watch:
-            text += "\nI'll message you when they are back."
+            text += "\n" + t("I'll message you when they are back.")
         if not cart:
             updated = updated.model_copy(update={"state": State.BROWSING_PRODUCTS})
             return Decision(
-                updated, [_text(text + "\nYour cart is now empty."), _categories(ctx)], watch
+                updated,
+                [_text(text + "\n" + t("Your cart is now empty.")), _categories(ctx)],
+                watch,
             )
         updated = updated.model_copy(update={"state": State.REVIEWING_ORDER})
         return Decision(
-            updated, [_text(text + "\nI updated your cart."), *_review(updated, ctx)], watch
+            updated,
+            [_text(text + "\n" + t("I updated your cart.")), *_review(updated, ctx)],
+            watch,
         )
     totals = result.totals
     priced = list(result.lines) or [
@@ -330,6 +392,7 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
         payment_reference=result.payment_reference,
         due_at=due_at,
         payment_instructions=ctx.settings.payment_instructions,
+        tr=t,
     )
     updated = session.model_copy(
         update={
@@ -346,7 +409,11 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
                 type="document",
                 link=result.invoice_url,
                 filename=f"{invoice_number}.pdf",
-                caption=f"Invoice {invoice_number} for order {result.order_id}",
+                caption=t(
+                    "Invoice {invoice} for order {order}",
+                    invoice=invoice_number,
+                    order=result.order_id,
+                ),
             )
         )
     return Decision(updated, replies)
@@ -372,13 +439,25 @@ def order_cancelled(session: Session | None, order_id: str, text: str) -> Decisi
         State.ORDER_COMPLETE,
     ):
         current = current.model_copy(
-            update={"state": State.BROWSING_PRODUCTS, "order_id": None, "payment_reference": None}
+            update={
+                "state": State.BROWSING_PRODUCTS,
+                "order_id": None,
+                "payment_reference": None,
+                "menu": [],
+            }
         )
     return Decision(current, [_text(text)])
 
 
 def notice(session: Session | None, text: str) -> Decision:
     """A message about the customer's order that leaves the conversation where it is."""
+    return Decision(session or Session(), [_text(text)])
+
+
+def flooded(session: Session | None, locale: str | None = None) -> Decision:
+    """The customer went past the inbound limit: said once, the rest goes unanswered."""
+    t = tr(locale)
+    text = t("Thanks for your messages! We'll reply shortly.")
     return Decision(session or Session(), [_text(text)])
 
 
@@ -404,21 +483,25 @@ def max_dt(a: datetime | None, b: datetime) -> datetime:
 # --------------------------------------------------------------------- steps
 
 
-def _opt(session: Session, word: str) -> Decision:
+def _opt(session: Session, word: str, ctx: BotContext) -> Decision:
+    t = ctx.tr
     if word == "stop":
-        text = (
+        text = t(
             "You will no longer receive marketing messages from us. Reply START to subscribe again."
         )
         return Decision(session, [_text(text)], [OptOut()])
-    return Decision(session, [_text("You are subscribed to our updates again. 🎉")], [OptIn()])
+    return Decision(session, [_text(t("You are subscribed to our updates again. 🎉"))], [OptIn()])
 
 
 def _keyword(session: Session, word: str, ctx: BotContext) -> Decision:
+    t = ctx.tr
+    if word == "language":
+        return Decision(session, [_languages(ctx)])
     if word == "help":
         return Decision(session, [_text(_help_text(session, ctx))])
     if word == "agent":
         updated = session.model_copy(update={"handoff": True})
-        text = "I'm connecting you with a person from our team. They will reply here shortly."
+        text = t("I'm connecting you with a person from our team. They will reply here shortly.")
         return Decision(updated, [_text(text)], [Handoff()])
     if word == "menu":
         updated = session.model_copy(
@@ -428,7 +511,7 @@ def _keyword(session: Session, word: str, ctx: BotContext) -> Decision:
     if word == "cart":
         if not session.cart:
             updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
-            return Decision(updated, [_text("Your cart is empty."), _categories(ctx)])
+            return Decision(updated, [_text(t("Your cart is empty.")), _categories(ctx)])
         updated = session.model_copy(
             update={"state": State.REVIEWING_ORDER, "pending": [], "pending_sku": None}
         )
@@ -438,42 +521,51 @@ def _keyword(session: Session, word: str, ctx: BotContext) -> Decision:
 
 
 def _cancel(session: Session, ctx: BotContext) -> Decision:
+    t = ctx.tr
     actions: list[Action] = []
-    text = "Your cart is cleared."
+    text = t("Your cart is cleared.")
     if session.state is State.AWAITING_PAYMENT and session.order_id:
         actions.append(CancelOrder(session.order_id, "cancelled by the customer"))
-        text = f"Order {session.order_id} is cancelled."
+        text = t("Order {order} is cancelled.", order=session.order_id)
     updated = Session(
         state=State.BROWSING_PRODUCTS,
         last_message_id=session.last_message_id,
         last_inbound_at=session.last_inbound_at,
     )
-    return Decision(updated, [_text(text + " Anything else?"), _categories(ctx)], actions)
+    return Decision(updated, [_text(text + " " + t("Anything else?")), _categories(ctx)], actions)
 
 
 def _greeting(session: Session, ctx: BotContext) -> Decision:
+    t = ctx.tr
     name = ctx.customer_name
     hello = (
-        f"Welcome back, {name}!"
+        t("Welcome back, {name}!", name=name)
         if ctx.returning and name
-        else (f"Hello {name}!" if name else "Hello!")
+        else (t("Hello {name}!", name=name) if name else t("Hello!"))
     )
-    welcome = ctx.settings.welcome_text or f"Welcome to {ctx.settings.business_name}."
+    welcome = ctx.settings.welcome_text or t(
+        "Welcome to {business}.", business=ctx.settings.business_name
+    )
     updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
     again = _last_order_lines(ctx)
     if ctx.returning and again:
-        summary = "\n".join(f"• {qty} x {product.name}" for product, qty in again)
+        summary = "\n".join(f"• {t.number(qty)} x {ctx.name_of(product)}" for product, qty in again)
         offer = ButtonsContent(
-            body=_cut(f"Last time you ordered:\n{summary}\nWould you like the same again?", 1024),
+            body=_cut(
+                t("Last time you ordered:")
+                + f"\n{summary}\n"
+                + t("Would you like the same again?"),
+                1024,
+            ),
             buttons=[
-                ReplyButton(id="reorder", title="Order again"),
-                ReplyButton(id="menu", title="Browse catalog"),
+                ReplyButton(id="reorder", title=_cut(t("Order again"), 20)),
+                ReplyButton(id="menu", title=_cut(t("Browse catalog"), 20)),
             ],
         )
         return Decision(updated, [_text(f"{hello} {welcome}"), offer])
     if not ctx.categories():
-        text = (
-            f"{hello} {welcome} Our catalog is being updated right now; "
+        text = f"{hello} {welcome} " + t(
+            "Our catalog is being updated right now; "
             "please check back soon, or type 'agent' to talk to a person."
         )
         return Decision(updated, [_text(text)])
@@ -492,13 +584,13 @@ def _last_order_lines(ctx: BotContext) -> list[tuple[Product, int]]:
 
 def _reorder(session: Session, ctx: BotContext) -> Decision:
     if session.state in (State.AWAITING_PAYMENT, State.PAYMENT_CONFIRMATION):
-        return _hint(session, ctx, prefix="Let's finish your current order first.")
+        return _hint(session, ctx, prefix=ctx.tr("Let's finish your current order first."))
     again = _last_order_lines(ctx)
     if not again:
         return _hint(
             session.model_copy(update={"state": State.BROWSING_PRODUCTS}),
             ctx,
-            prefix="Sorry, the products of your last order are no longer available.",
+            prefix=ctx.tr("Sorry, the products of your last order are no longer available."),
         )
     notes: list[str] = []
     watch: list[Action] = []
@@ -511,8 +603,15 @@ def _reorder(session: Session, ctx: BotContext) -> Decision:
             continue
         qty = min(wanted, product.stock)
         if qty < wanted:
-            notes.append(f"• Only {product.stock} of {product.name} left; I added those.")
-        updated, note = _add(updated, product, qty)
+            notes.append(
+                "• "
+                + ctx.tr(
+                    "Only {left} of {name} left; I added those.",
+                    left=ctx.tr.number(product.stock),
+                    name=ctx.name_of(product),
+                )
+            )
+        updated, note = _add(updated, product, qty, ctx)
         notes.append("• " + note)
     return _continue(updated, ctx, notes, watch)
 
@@ -521,6 +620,8 @@ def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
     kind, _, arg = reply_id.partition(":")
     if kind == "reorder":
         return _reorder(session, ctx)
+    if kind == "lang" and arg in SUPPORTED:
+        return _set_language(session, arg, ctx)
     if kind == "menu":
         return _keyword(session, "menu", ctx)
     if kind == "cats" and arg.isdigit():
@@ -532,13 +633,13 @@ def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
         page_s, _, category = arg.partition(":")
         products = ctx.in_category(category)
         if not page_s.isdigit() or not products:
-            return _hint(session, ctx, prefix="That category is no longer available.")
+            return _hint(session, ctx, prefix=ctx.tr("That category is no longer available."))
         updated = session.model_copy(update={"state": State.ADDING_TO_CART, "category": category})
         return Decision(updated, [_products(ctx, category, int(page_s))])
     if kind == "prod":
         product = ctx.product(arg)
         if product is None:
-            return _hint(session, ctx, prefix="Sorry, that product is no longer available.")
+            return _hint(session, ctx, prefix=ctx.tr("Sorry, that product is no longer available."))
         if product.stock <= 0:
             note, watch = _out_of_stock(product, ctx)
             decision = _hint(session, ctx, prefix=note)
@@ -552,7 +653,7 @@ def _on_reply(session: Session, reply_id: str, ctx: BotContext) -> Decision:
         return _on_pick(session, arg, ctx)
     if kind == "review" and session.state is State.REVIEWING_ORDER:
         return _on_review(session, arg, ctx)
-    return _hint(session, ctx, prefix="That option has expired.")
+    return _hint(session, ctx, prefix=ctx.tr("That option has expired."))
 
 
 def _on_review(session: Session, arg: str, ctx: BotContext) -> Decision:
@@ -562,7 +663,7 @@ def _on_review(session: Session, arg: str, ctx: BotContext) -> Decision:
         return Decision(session, [], [PlaceOrder(tuple(session.cart))])
     if arg == "edit":
         updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
-        text = (
+        text = ctx.tr(
             "Your cart is kept. Pick more products, type a new quantity like "
             "'Cement x 5' to change one, or 'remove cement' to drop it. Type 'cart' "
             "to review again."
@@ -570,7 +671,7 @@ def _on_review(session: Session, arg: str, ctx: BotContext) -> Decision:
         return Decision(updated, [_text(text), _categories(ctx)])
     if arg == "cancel":
         return _cancel(session, ctx)
-    return _hint(session, ctx, prefix="That option has expired.")
+    return _hint(session, ctx, prefix=ctx.tr("That option has expired."))
 
 
 def _on_pick(session: Session, sku: str, ctx: BotContext) -> Decision:
@@ -580,17 +681,17 @@ def _on_pick(session: Session, sku: str, ctx: BotContext) -> Decision:
     if sku != "-":
         product = ctx.product(sku)
         if product is None:
-            notes.append("Sorry, that product is no longer available.")
+            notes.append(ctx.tr("Sorry, that product is no longer available."))
         elif item.quantity is None:
             updated = updated.model_copy(
                 update={"state": State.COLLECTING_QUANTITY, "pending_sku": product.sku}
             )
             return Decision(updated, [_text(_ask_quantity(product, ctx))])
         else:
-            updated, note = _add(updated, product, item.quantity)
+            updated, note = _add(updated, product, item.quantity, ctx)
             notes.append(note)
     else:
-        notes.append(f"OK, I skipped “{item.text}”.")
+        notes.append(ctx.tr("OK, I skipped “{text}”.", text=item.text))
     return _continue(updated, ctx, notes)
 
 
@@ -603,39 +704,44 @@ def _on_text(session: Session, text: str, ctx: BotContext) -> Decision:
             updated = session.model_copy(
                 update={"state": State.BROWSING_PRODUCTS, "pending_sku": None}
             )
-            return _hint(updated, ctx, prefix="Sorry, that product is no longer available.")
+            return _hint(updated, ctx, prefix=ctx.tr("Sorry, that product is no longer available."))
         if m is None and _BIG_NUMBER.match(text):
             return Decision(
-                session, [_text(_quantity_problem(product, MAX_QUANTITY + 1, session) or "")]
+                session,
+                [_text(_quantity_problem(product, MAX_QUANTITY + 1, session, ctx) or "")],
             )
         if m is None:
-            return _hint(session, ctx, prefix="I need a number.")
+            return _hint(session, ctx, prefix=ctx.tr("I need a number."))
         quantity = int(m.group(1))
         if product.stock <= 0:
             note, watch = _out_of_stock(product, ctx)
             return Decision(session, [_text(note)], watch)
-        problem = _quantity_problem(product, quantity, session)
+        problem = _quantity_problem(product, quantity, session, ctx)
         if problem:
             return Decision(session, [_text(problem)])
-        updated, note = _add(session.model_copy(update={"pending_sku": None}), product, quantity)
+        updated, note = _add(
+            session.model_copy(update={"pending_sku": None}), product, quantity, ctx
+        )
         return _continue(updated, ctx, [note])
     if state is State.AWAITING_PAYMENT and session.order_id:
         if _PAYMENT_REF.match(text) and any(c.isdigit() for c in text):
             updated = session.model_copy(update={"state": State.PAYMENT_CONFIRMATION})
-            reply = (
-                f"Thank you! We received your payment confirmation {text} for order "
-                f"{session.order_id}. We'll let you know as soon as it is verified."
+            reply = ctx.tr(
+                "Thank you! We received your payment confirmation {reference} for order "
+                "{order}. We'll let you know as soon as it is verified.",
+                reference=text,
+                order=session.order_id,
             )
             return Decision(updated, [_text(reply)], [ClaimPayment(session.order_id, text)])
         return _hint(session, ctx)
     if state in (State.PAYMENT_CONFIRMATION, State.ORDER_COMPLETE):
         return _hint(session, ctx)
-    removal = re.match(r"^\s*remove\s+(.+)$", text, re.IGNORECASE)
+    removal = _REMOVE.match(text)
     if removal and session.cart:
         return _remove(session, removal.group(1), ctx)
-    lines = parse_order_text(text, [(p.sku, p.name) for p in ctx.catalog if p.available])
+    lines = parse_order_text(text, _names(ctx))
     if not lines or all(line.status == "unknown" for line in lines):
-        return _hint(session, ctx, prefix="Sorry, I didn't find that in our catalog.")
+        return _hint(session, ctx, prefix=ctx.tr("Sorry, I didn't find that in our catalog."))
     return _apply_lines(session, lines, ctx)
 
 
@@ -646,14 +752,18 @@ def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> 
     updated = session
     for line in lines:
         if line.status == "unknown":
-            notes.append(f"• I couldn't find “{line.query}” in our catalog.")
+            notes.append(
+                "• " + ctx.tr("I couldn't find “{query}” in our catalog.", query=line.query)
+            )
             continue
         if line.status == "ambiguous":
             pending.append(
                 PendingItem(
                     text=line.query,
                     quantity=line.quantity,
-                    candidates=[(c.sku, c.name) for c in line.candidates][:PAGE_ROWS],
+                    candidates=[(c.sku, _display(ctx, c.sku, c.name)) for c in line.candidates][
+                        :PAGE_ROWS
+                    ],
                 )
             )
             continue
@@ -667,11 +777,11 @@ def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> 
             notes.append("• " + note)
             watch.extend(actions)
             continue
-        problem = _quantity_problem(product, quantity, updated)
+        problem = _quantity_problem(product, quantity, updated, ctx)
         if problem:
             notes.append("• " + problem)
             continue
-        updated, note = _add(updated, product, quantity)
+        updated, note = _add(updated, product, quantity, ctx)
         notes.append("• " + note)
     updated = updated.model_copy(update={"pending": [*pending, *updated.pending]})
     return _continue(updated, ctx, notes, watch)
@@ -679,10 +789,12 @@ def _apply_lines(session: Session, lines: list[ParsedLine], ctx: BotContext) -> 
 
 def _out_of_stock(product: Product, ctx: BotContext) -> tuple[str, list[Action]]:
     """The note for a product that is out of stock, and the restock watch when offered."""
-    text = f"Sorry, {product.name} is out of stock."
+    text = ctx.tr("Sorry, {name} is out of stock.", name=ctx.name_of(product))
     if not ctx.restock_alerts:
         return text, []
-    return text + " I'll message you when it's back.", [WatchRestock(product.sku, product.name)]
+    return text + " " + ctx.tr("I'll message you when it's back."), [
+        WatchRestock(product.sku, product.name)
+    ]
 
 
 def _continue(
@@ -701,12 +813,14 @@ def _next_step(session: Session, ctx: BotContext, notes: list[str]) -> Decision:
     if session.pending:
         item = session.pending[0]
         rows = [ListRow(id=f"pick:{sku}", title=_cut(name, 24)) for sku, name in item.candidates]
-        rows.append(ListRow(id="pick:-", title="None of these"))
+        rows.append(ListRow(id="pick:-", title=_cut(ctx.tr("None of these"), 24)))
         qty = f"{item.quantity} x " if item.quantity else ""
         replies.append(
             ListContent(
-                body=f"Which product did you mean by “{qty}{_cut(item.text, 200)}”?",
-                button="Choose product",
+                body=ctx.tr(
+                    "Which product did you mean by “{text}”?", text=f"{qty}{_cut(item.text, 200)}"
+                ),
+                button=_cut(ctx.tr("Choose product"), 20),
                 sections=[ListSection(rows=rows)],
             )
         )
@@ -722,36 +836,57 @@ def _next_step(session: Session, ctx: BotContext, notes: list[str]) -> Decision:
 
 
 def _remove(session: Session, query: str, ctx: BotContext) -> Decision:
-    names = [(line.sku, line.name) for line in session.cart]
+    names = [(line.sku, line.name) for line in session.cart] + [
+        (line.sku, _line_name(ctx, line)) for line in session.cart
+    ]
     lines = parse_order_text(query, names)
     target = lines[0].best.sku if lines and lines[0].status == "matched" and lines[0].best else None
     if target is None:
-        return Decision(session, [_text(f"I couldn't find “{query}” in your cart.")])
+        return Decision(
+            session, [_text(ctx.tr("I couldn't find “{query}” in your cart.", query=query))]
+        )
     removed = next(line for line in session.cart if line.sku == target)
     cart = [line for line in session.cart if line.sku != target]
     updated = session.model_copy(update={"cart": cart})
-    return _continue(updated, ctx, [f"Removed {removed.name} from your cart."])
+    return _continue(
+        updated, ctx, [ctx.tr("Removed {name} from your cart.", name=_line_name(ctx, removed))]
+    )
 
 
-def _add(session: Session, product: Product, quantity: int) -> tuple[Session, str]:
+def _add(session: Session, product: Product, quantity: int, ctx: BotContext) -> tuple[Session, str]:
     """Set the cart quantity of ``product`` (typing a product again replaces its quantity)."""
     cart = [line for line in session.cart if line.sku != product.sku]
     cart.append(
         CartLine(sku=product.sku, name=product.name, unit_price=product.price, quantity=quantity)
     )
-    note = f"Added {quantity} x {product.name} to your cart."
+    note = ctx.tr(
+        "Added {quantity} x {name} to your cart.",
+        quantity=ctx.tr.number(quantity),
+        name=ctx.name_of(product),
+    )
     return session.model_copy(update={"cart": cart}), note
 
 
-def _quantity_problem(product: Product, quantity: int, session: Session) -> str | None:
+def _quantity_problem(
+    product: Product, quantity: int, session: Session, ctx: BotContext
+) -> str | None:
+    t = ctx.tr
+    name = ctx.name_of(product)
     if quantity < 1:
-        return "The quantity must be at least 1."
+        return t("The quantity must be at least 1.")
     if quantity > MAX_QUANTITY:
-        return f"That's more than we can take in one order (at most {MAX_QUANTITY:,})."
+        return t(
+            "That's more than we can take in one order (at most {most}).",
+            most=t.number(MAX_QUANTITY),
+        )
     if product.stock <= 0:
-        return f"Sorry, {product.name} is out of stock."
+        return t("Sorry, {name} is out of stock.", name=name)
     if quantity > product.stock:
-        return f"We only have {product.stock} of {product.name} left. Type a smaller quantity."
+        return t(
+            "We only have {left} of {name} left. Type a smaller quantity.",
+            left=t.number(product.stock),
+            name=name,
+        )
     return None
 
 
@@ -769,16 +904,17 @@ def _cut(text: str, limit: int) -> str:
 def _categories(ctx: BotContext, page: int = 0) -> OutboundContent:
     categories = ctx.categories()
     if not categories:
-        return _text("Our catalog is empty right now. Type 'agent' to talk to a person.")
+        return _text(ctx.tr("Our catalog is empty right now. Type 'agent' to talk to a person."))
     rows = _paged(
         [ListRow(id=f"cat:0:{c}"[:200], title=_cut(c, 24)) for c in categories],
         page,
         more_id=f"cats:{page + 1}",
+        more=ctx.tr("More…"),
     )
     return ListContent(
-        body="Browse our catalog by category, or type what you need (e.g. “Cement x 10”).",
-        button="View categories",
-        sections=[ListSection(title="Categories", rows=rows)],
+        body=ctx.tr("Browse our catalog by category, or type what you need (e.g. “Cement x 10”)."),
+        button=_cut(ctx.tr("View categories"), 20),
+        sections=[ListSection(title=_cut(ctx.tr("Categories"), 24), rows=rows)],
     )
 
 
@@ -788,11 +924,13 @@ def _products(ctx: BotContext, category: str, page: int) -> ListContent:
         [
             ListRow(
                 id=f"prod:{p.sku}",
-                title=_cut(p.name, 24),
+                title=_cut(ctx.name_of(p), 24),
                 description=_cut(
-                    f"{format_money(p.price, p.currency)}"
-                    + ("" if p.stock > 0 else " · out of stock")
-                    + (f" · {p.description}" if p.description else ""),
+                    ctx.tr.money(p.price, p.currency)
+                    + ("" if p.stock > 0 else " · " + ctx.tr("out of stock"))
+                    + (
+                        f" · {p.description_in(ctx.locale)}" if p.description_in(ctx.locale) else ""
+                    ),
                     72,
                 ),
             )
@@ -800,27 +938,30 @@ def _products(ctx: BotContext, category: str, page: int) -> ListContent:
         ],
         page,
         more_id=f"cat:{page + 1}:{category}"[:200],
+        more=ctx.tr("More…"),
     )
     return ListContent(
-        body=f"{_cut(category, 100)}: choose a product.",
-        button="View products",
+        body=ctx.tr("{category}: choose a product.", category=_cut(category, 100)),
+        button=_cut(ctx.tr("View products"), 20),
         sections=[ListSection(title=_cut(category, 24), rows=rows)],
     )
 
 
-def _paged(rows: list[ListRow], page: int, *, more_id: str) -> list[ListRow]:
+def _paged(rows: list[ListRow], page: int, *, more_id: str, more: str = "More…") -> list[ListRow]:
     if len(rows) <= LIST_ROWS and page == 0:
         return rows
     chunk = rows[page * PAGE_ROWS : (page + 1) * PAGE_ROWS] or rows[:PAGE_ROWS]
     if (page + 1) * PAGE_ROWS < len(rows):
-        chunk.append(ListRow(id=more_id, title="More…"))
+        chunk.append(ListRow(id=more_id, title=_cut(more, 24)))
     return chunk
 
 
 def _ask_quantity(product: Product, ctx: BotContext) -> str:
-    return (
-        f"{product.name}: {format_money(product.price, product.currency)} each, "
-        f"{product.stock} in stock. How many would you like? Type a number, like 3."
+    return ctx.tr(
+        "{name}: {price} each, {stock} in stock. How many would you like? Type a number, like 3.",
+        name=ctx.name_of(product),
+        price=ctx.tr.money(product.price, product.currency),
+        stock=ctx.tr.number(product.stock),
     )
 
 
@@ -829,28 +970,40 @@ def cart_totals(session: Session, ctx: BotContext) -> Totals:
 
 
 def _review(session: Session, ctx: BotContext) -> list[OutboundContent]:
+    t = ctx.tr
     totals = cart_totals(session, ctx)
     cur = totals.currency
     lines = "\n".join(
-        f"• {line.quantity} x {line.name}: {format_money(line.unit_price * line.quantity, cur)}"
+        f"• {t.number(line.quantity)} x {_line_name(ctx, line)}: "
+        f"{t.money(line.unit_price * line.quantity, cur)}"
         for line in session.cart
     )
-    rate = (ctx.settings.tax_rate * 100).normalize()
+    rate = t.number((ctx.settings.tax_rate * 100).normalize())
     summary = (
-        f"Your order:\n{lines}\n"
-        f"Subtotal: {format_money(totals.subtotal, cur)}\n"
-        + (f"Discount: -{format_money(totals.discount, cur)}\n" if totals.discount else "")
-        + (f"Tax ({rate:f}%): {format_money(totals.tax, cur)}\n" if totals.tax else "")
-        + f"Total: {format_money(totals.total, cur)}"
+        t("Your order:")
+        + f"\n{lines}\n"
+        + t("Subtotal: {amount}", amount=t.money(totals.subtotal, cur))
+        + "\n"
+        + (
+            t("Discount: -{amount}", amount=t.money(totals.discount, cur)) + "\n"
+            if totals.discount
+            else ""
+        )
+        + (
+            t("Tax ({rate}%): {amount}", rate=rate, amount=t.money(totals.tax, cur)) + "\n"
+            if totals.tax
+            else ""
+        )
+        + t("Total: {amount}", amount=t.money(totals.total, cur))
     )
     buttons = [
-        ReplyButton(id="review:confirm", title="Confirm"),
-        ReplyButton(id="review:edit", title="Edit"),
-        ReplyButton(id="review:cancel", title="Cancel"),
+        ReplyButton(id="review:confirm", title=_cut(t("Confirm"), 20)),
+        ReplyButton(id="review:edit", title=_cut(t("Edit"), 20)),
+        ReplyButton(id="review:cancel", title=_cut(t("Cancel"), 20)),
     ]
     if len(summary) <= 1024:
         return [ButtonsContent(body=summary, buttons=buttons)]
-    return [_text(summary), ButtonsContent(body="Confirm this order?", buttons=buttons)]
+    return [_text(summary), ButtonsContent(body=t("Confirm this order?"), buttons=buttons)]
 
 
 def _reply_id(message: AnyInbound) -> str | None:
@@ -859,59 +1012,142 @@ def _reply_id(message: AnyInbound) -> str | None:
     return None
 
 
-def _unsupported(message: AnyInbound) -> str:
+def _unsupported(message: AnyInbound, ctx: BotContext) -> str:
+    t = ctx.tr
     kinds: dict[str, str] = {
-        "sticker": "stickers",
-        "audio": "voice notes",
-        "image": "pictures",
-        "video": "videos",
-        "document": "documents",
-        "location": "locations",
-        "contacts": "contact cards",
+        "sticker": t("Sorry, I can't read stickers."),
+        "audio": t("Sorry, I can't read voice notes."),
+        "image": t("Sorry, I can't read pictures."),
+        "video": t("Sorry, I can't read videos."),
+        "document": t("Sorry, I can't read documents."),
+        "location": t("Sorry, I can't read locations."),
+        "contacts": t("Sorry, I can't read contact cards."),
     }
-    what = kinds.get(message.type, "this kind of message")
-    return f"Sorry, I can't read {what}."
+    return kinds.get(message.type) or t("Sorry, I can't read this kind of message.")
 
 
 def _hint_text(session: Session, ctx: BotContext) -> str:
+    t = ctx.tr
     state = session.state
     if state is State.COLLECTING_QUANTITY and session.pending_sku:
         product = ctx.product(session.pending_sku)
-        name = product.name if product else "that product"
-        return f"How many {name} would you like? Type a number, like 3."
+        name = ctx.name_of(product) if product else t("that product")
+        return t("How many {name} would you like? Type a number, like 3.", name=name)
     if state is State.CONFIRMING_ITEMS:
-        return "Please choose the product you meant from the list."
+        return t("Please choose the product you meant from the list.")
     if state is State.REVIEWING_ORDER:
-        return "Tap Confirm, Edit or Cancel below your order."
+        return t("Tap Confirm, Edit or Cancel below your order.")
     if state is State.AWAITING_PAYMENT:
-        return (
-            f"Order {session.order_id} is waiting for payment (reference "
-            f"{session.payment_reference}). Send your payment confirmation number once paid, "
-            "or type cancel."
+        return t(
+            "Order {order} is waiting for payment (reference {reference}). "
+            "Send your payment confirmation number once paid, or type cancel.",
+            order=session.order_id,
+            reference=session.payment_reference,
         )
     if state is State.PAYMENT_CONFIRMATION:
-        return (
-            f"We're verifying your payment for order {session.order_id}. "
-            "Type menu to keep shopping."
+        return t(
+            "We're verifying your payment for order {order}. Type menu to keep shopping.",
+            order=session.order_id,
         )
     if state is State.ORDER_COMPLETE:
-        return "Your order is complete. Type menu to shop again."
-    return "Pick a category from the list, or type what you need, like “Cement x 10”."
+        return t("Your order is complete. Type menu to shop again.")
+    return t("Pick a category from the list, or type what you need, like “Cement x 10”.")
 
 
 def _hint(session: Session, ctx: BotContext, *, prefix: str | None = None) -> Decision:
     body = f"{prefix} {_hint_text(session, ctx)}" if prefix else _hint_text(session, ctx)
-    body += " Type help for options."
+    body += " " + ctx.tr("Type help for options.")
     return Decision(session, [_text(body)])
 
 
 def _help_text(session: Session, ctx: BotContext) -> str:
+    t = ctx.tr
     return (
-        f"{ctx.settings.business_name} — how this chat works:\n"
-        "• menu: browse the catalog\n"
-        "• type an order like “Cement x 10, sand 2 bags”\n"
-        "• cart: review your order\n"
-        "• cancel: clear your cart\n"
-        "• agent: talk to a person\n"
-        "• STOP / START: marketing messages off / on\n\n" + _hint_text(session, ctx)
+        t("{business} — how this chat works:", business=ctx.settings.business_name)
+        + "\n"
+        + t("• menu: browse the catalog")
+        + "\n"
+        + t("• type an order like “Cement x 10, sand 2 bags”")
+        + "\n"
+        + t("• cart: review your order")
+        + "\n"
+        + t("• cancel: clear your cart")
+        + "\n"
+        + t("• agent: talk to a person")
+        + "\n"
+        + t("• language: choose your language")
+        + "\n"
+        + t("• STOP / START: marketing messages off / on")
+        + "\n\n"
+        + _hint_text(session, ctx)
     )
+
+
+# --------------------------------------------------------------------- languages
+
+_REMOVE = re.compile(
+    r"^\s*(?:"
+    + "|".join(sorted(map(re.escape, remove_words()), key=len, reverse=True))
+    + r")\s+(.+)$",
+    re.IGNORECASE,
+)
+
+
+def _languages(ctx: BotContext) -> ListContent:
+    """The language menu (each language named in itself)."""
+    rows = [ListRow(id=f"lang:{code}", title=name) for code, name in SUPPORTED.items()]
+    return ListContent(
+        body=ctx.tr("Choose your language."),
+        button=_cut(ctx.tr("Languages"), 20),
+        sections=[ListSection(rows=rows)],
+    )
+
+
+#: States a language change leaves as they are (an order waiting for payment, a quantity
+#: or a product choice asked for).
+_KEEP_ON_LANGUAGE = frozenset(
+    {
+        State.AWAITING_PAYMENT,
+        State.PAYMENT_CONFIRMATION,
+        State.ORDER_COMPLETE,
+        State.COLLECTING_QUANTITY,
+        State.CONFIRMING_ITEMS,
+    }
+)
+
+
+def _set_language(session: Session, lang: str, ctx: BotContext) -> Decision:
+    """Speak ``lang`` from now on (remembered for the customer), then carry on."""
+    now = replace(ctx, locale=lang)
+    text = now.tr("OK, I'll speak {language} with you.", language=SUPPORTED[lang])
+    if session.state in _KEEP_ON_LANGUAGE:  # mid-step: say where we are, in the new language
+        return Decision(session, [_text(f"{text} {_hint_text(session, now)}")], [SetLocale(lang)])
+    follow = _next_step(session, now, [text]) if session.cart else None
+    if follow is not None:
+        follow.actions.insert(0, SetLocale(lang))
+        return follow
+    updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
+    return Decision(updated, [_text(text), _categories(now)], [SetLocale(lang)])
+
+
+def _names(ctx: BotContext) -> list[tuple[str, str]]:
+    """``(sku, name)`` to match typed orders against: each product's own name and its
+    name in the customer's language."""
+    out: list[tuple[str, str]] = []
+    for p in ctx.catalog:
+        if not p.available:
+            continue
+        out.append((p.sku, p.name))
+        local = ctx.name_of(p)
+        if local != p.name:
+            out.append((p.sku, local))
+    return out
+
+
+def _display(ctx: BotContext, sku: str, name: str) -> str:
+    product = ctx.product(sku)
+    return ctx.name_of(product) if product else name
+
+
+def _line_name(ctx: BotContext, line: CartLine) -> str:
+    return _display(ctx, line.sku, line.name)

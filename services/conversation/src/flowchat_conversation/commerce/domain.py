@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -53,6 +53,8 @@ class ContactSeen:
     returning: bool
     #: The tenant blocked the contact (the bot does not answer).
     blocked: bool = False
+    #: The language the customer chose (None: the tenant's default).
+    locale: str | None = None
 
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
@@ -82,6 +84,9 @@ class BotSettings(BaseModel):
     discount_min_subtotal: (
         Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), allow_inf_nan=False)] | None
     ) = None
+    #: Messages a customer may send a minute; past it the bot says once that it will
+    #: reply shortly and leaves the rest unanswered (they still reach the inbox).
+    inbound_limit_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
 
     @field_validator("currency")
     @classmethod
@@ -105,6 +110,12 @@ class ProductIn(BaseModel):
     category: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "General"
     stock: Annotated[int, Field(ge=0, le=2_000_000_000)] = 0
     available: bool = True
+    #: The name and description in other languages: ``{"es": {"name": "Cemento 50kg",
+    #: "description": "…"}}`` (language codes as the bot's catalogs: es, pt, hi, …).
+    translations: dict[
+        Annotated[str, StringConstraints(min_length=2, max_length=15)],
+        dict[Literal["name", "description"], Annotated[str, StringConstraints(max_length=1000)]],
+    ] = Field(default_factory=dict)
 
     @field_validator("currency")
     @classmethod
@@ -125,6 +136,22 @@ class Product(BaseModel):
     category: str
     stock: int
     available: bool = True
+    translations: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    def _translated(self, locale: str, field: str) -> str | None:
+        lang = locale.replace("-", "_").split("_")[0].lower()
+        for key in (locale, lang):
+            text = (self.translations.get(key) or {}).get(field)
+            if text:
+                return text
+        return None
+
+    def name_in(self, locale: str) -> str:
+        """The name in ``locale`` when the catalog has it, else the product's own."""
+        return self._translated(locale, "name") or self.name
+
+    def description_in(self, locale: str) -> str:
+        return self._translated(locale, "description") or self.description
 
 
 def resolve_product(item: ProductIn, default_currency: str) -> Product:
@@ -143,6 +170,7 @@ def resolve_product(item: ProductIn, default_currency: str) -> Product:
         category=item.category,
         stock=item.stock,
         available=item.available,
+        translations={k: dict(v) for k, v in item.translations.items()},
     )
 
 

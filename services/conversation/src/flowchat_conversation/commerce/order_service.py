@@ -21,7 +21,6 @@ from flowchat_conversation.commerce.domain import (
     short_id,
     within_window,
 )
-from flowchat_conversation.commerce.invoice_pdf import render_invoice_pdf
 from flowchat_conversation.commerce.orders import (
     RESERVED,
     InvoiceLinks,
@@ -34,6 +33,7 @@ from flowchat_conversation.commerce.orders import (
 )
 from flowchat_conversation.commerce.ports import (
     ConversationTx,
+    InvoiceRenderer,
     Notification,
     OrderStore,
     SessionStore,
@@ -81,6 +81,8 @@ class OrderService:
     reminders: BotReminders | None = None
     #: Order facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: Renders invoice PDFs (None: in this process, the PDF library imported on first use).
+    renderer: InvoiceRenderer | None = None
 
     async def get(self, tenant_id: str, order_id: str) -> Order:
         order = await self.store.get_order(tenant_id, order_id)
@@ -364,7 +366,16 @@ class OrderService:
             return None
         order, settings = found
         assert order.invoice is not None
-        pdf = render_invoice_pdf(order, order.invoice, business_name=settings.business_name)
+        if self.renderer is not None:
+            pdf = await self.renderer.render(
+                order, order.invoice, business_name=settings.business_name
+            )
+        else:  # the PDF library only when an invoice is first fetched
+            from flowchat_conversation.commerce.invoice_pdf import (
+                render_invoice_pdf,
+            )
+
+            pdf = render_invoice_pdf(order, order.invoice, business_name=settings.business_name)
         return f"{order.invoice.number}.pdf", pdf
 
     async def purge_handled(self, *, older_than_s: int, batch: int) -> int:

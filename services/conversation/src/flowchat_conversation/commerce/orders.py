@@ -18,11 +18,12 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from flowchat_conversation.commerce.domain import format_money, round_money, short_id
+from flowchat_conversation.commerce.i18n import Tr
 
 
 class OrderStatus(StrEnum):
@@ -161,33 +162,44 @@ def invoice_text(
     payment_reference: str,
     due_at: datetime,
     payment_instructions: str | None,
+    tr: Tr | None = None,
 ) -> str:
-    """The invoice as a WhatsApp text (``lines`` are ``(name, quantity, unit price)``)."""
+    """The invoice as a WhatsApp text (``lines`` are ``(name, quantity, unit price)``),
+    in the customer's language with its formats (``tr``; English by default)."""
+    t = tr or Tr()
+
+    def money(amount: Decimal) -> str:
+        return t.money(round_money(amount, currency), currency)
+
     body = "\n".join(
-        f"• {qty} x {name} @ {format_money(price, currency)} = "
-        f"{format_money(round_money(price * qty, currency), currency)}"
+        f"• {t.number(qty)} x {name} @ {money(price)} = {money(price * qty)}"
         for name, qty, price in lines
     )
-    rate = (tax_rate * 100).normalize()
+    rate = t.number((tax_rate * 100).normalize())
     parts = [
-        f"✅ Order {order_id} confirmed.",
-        f"🧾 *Invoice {invoice_number}* — {business_name}",
+        "✅ " + t("Order {order} confirmed.", order=order_id),
+        "🧾 *" + t("Invoice {invoice}", invoice=invoice_number) + f"* — {business_name}",
         body,
-        f"Subtotal: {format_money(subtotal, currency)}",
+        t("Subtotal: {amount}", amount=money(subtotal)),
     ]
     if discount:
-        parts.append(f"Discount: -{format_money(discount, currency)}")
+        parts.append(t("Discount: -{amount}", amount=money(discount)))
     if tax:
-        parts.append(f"Tax ({rate:f}%): {format_money(tax, currency)}")
+        parts.append(t("Tax ({rate}%): {amount}", rate=rate, amount=money(tax)))
+    due = (
+        f"{due_at:%Y-%m-%d %H:%M} UTC"
+        if t.lang == "en"
+        else t.datetime(due_at.astimezone(UTC)) + " UTC"
+    )
     parts += [
-        f"*Total: {format_money(total, currency)}*",
+        "*" + t("Total: {amount}", amount=money(total)) + "*",
         "",
-        f"Payment reference: {payment_reference}",
-        f"Please pay by {due_at:%Y-%m-%d %H:%M} UTC.",
+        t("Payment reference: {reference}", reference=payment_reference),
+        t("Please pay by {due}.", due=due),
     ]
     if payment_instructions:
         parts.append(payment_instructions)
-    parts.append("When you have paid, send us your payment confirmation number here.")
+    parts.append(t("When you have paid, send us your payment confirmation number here."))
     return "\n".join(parts)
 
 

@@ -34,7 +34,11 @@ _X_QTY = (
 _BARE_QTY = re.compile(r"(?<![\w.\-])(\d+)(?![\w.])")
 _FILLER = re.compile(
     r"\b(?:bags?|pcs|pieces?|units?|items?|packs?|boxes|box|of|please|pls|i|want|need|"
-    r"would|like|to|order|buy|get|me|some|a|an|the)\b",
+    r"would|like|to|order|buy|get|me|some|a|an|the|"
+    # Spanish, Portuguese (the bot's other languages)
+    r"quiero|quisiera|necesito|por|favor|de|del|unas?|unos?|el|la|los|las|bolsas?|"
+    r"sacos?|unidades?|piezas?|cajas?|quero|queria|preciso|uma?|umas|uns|o|os|as|do|da|"
+    r"pe[cç]as)\b",
     re.IGNORECASE,
 )
 
@@ -79,14 +83,24 @@ def match_product(query: str, products: Sequence[tuple[str, str]]) -> list[Candi
     """Best matches of ``query`` among ``(sku, name)`` pairs, best first."""
     if not query or not products:
         return []
-    names = dict(products)
+    names: dict[str, str] = {}
+    for sku, name in products:
+        names.setdefault(sku, name)
     exact_sku = {sku.upper(): sku for sku, _ in products}.get(query.upper())
     if exact_sku is not None:
         return [Candidate(sku=exact_sku, name=names[exact_sku], score=100.0)]
+    # a product may be listed under several names (its own, its translation): the best
+    # of them counts, once
+    choices = [name for _, name in products]
     hits = process.extract(
-        query, names, scorer=fuzz.WRatio, processor=utils.default_process, limit=3
+        query, choices, scorer=fuzz.WRatio, processor=utils.default_process, limit=6
     )
-    return [Candidate(sku=key, name=name, score=float(score)) for name, score, key in hits]
+    best: dict[str, Candidate] = {}
+    for name, score, index in hits:
+        sku = products[index][0]
+        if sku not in best:
+            best[sku] = Candidate(sku=sku, name=name, score=float(score))
+    return list(best.values())[:3]
 
 
 def classify(candidates: Sequence[Candidate]) -> Literal["matched", "ambiguous", "unknown"]:

@@ -21,7 +21,7 @@ from flowchat_contracts import CustomerIdentity
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ContactSeen, ConversationKey, Product
-from flowchat_conversation.commerce.orders import Order, OrderStatus
+from flowchat_conversation.commerce.orders import Invoice, Order, OrderStatus
 from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 
@@ -79,6 +79,9 @@ class ConversationTx(Protocol):
         """Upsert the contact: had the customer written before, is the contact blocked."""
 
     async def set_marketing_opt_in(self, key: ConversationKey, opt_in: bool) -> None: ...
+
+    async def set_contact_locale(self, key: ConversationKey, locale: str) -> None:
+        """Remember the language the customer chose."""
 
     async def place_order(
         self,
@@ -218,3 +221,17 @@ async def schedule_reminder(tx: ConversationTx, reminder: NewReminder | None) ->
     when the kind is switched off), counting what was added."""
     if reminder is not None and await tx.schedule_reminder(reminder):
         metrics.REMINDERS.labels(reminder.kind, "scheduled").inc()
+
+
+class InvoiceRenderer(Protocol):
+    """Turns an invoice into its PDF (``commerce/pdf_process.py``: in a short-lived
+    child process, so the service never carries the PDF library)."""
+
+    async def render(self, order: Order, invoice: Invoice, *, business_name: str) -> bytes: ...
+
+
+class InboundLimiter(Protocol):
+    """Counts each customer's messages per minute (``commerce/redis_limits.py``)."""
+
+    async def hit(self, key: ConversationKey) -> int:
+        """Count one message; how many the customer sent in the current window."""

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from flowchat_contracts import CustomerIdentity
@@ -42,7 +43,9 @@ from flowchat_conversation.outreach.repository import (
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
-_PRODUCT_COLUMNS = "sku, name, description, price, currency, category, stock, available"
+_PRODUCT_COLUMNS = (
+    "sku, name, description, price, currency, category, stock, available, translations::text"
+)
 
 
 def _product(row: Any) -> Product:
@@ -55,6 +58,7 @@ def _product(row: Any) -> Product:
         category=row["category"],
         stock=row["stock"],
         available=row["available"],
+        translations=orjson.loads(row["translations"] or "{}"),
     )
 
 
@@ -70,6 +74,7 @@ def _settings(row: Any) -> BotSettings:
         payment_timeout_hours=row["payment_timeout_hours"],
         discount_rate=row["discount_rate"].normalize(),
         discount_min_subtotal=minimum.normalize() if minimum is not None else None,
+        inbound_limit_per_minute=row["inbound_limit_per_minute"],
     )
 
 
@@ -203,14 +208,26 @@ class PgConversationTx:
             INSERT INTO contacts (tenant_id, customer_wa_id, name) VALUES ($1, $2, $3)
             ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE
               SET name = COALESCE(EXCLUDED.name, contacts.name), last_seen_at = now()
-            RETURNING (xmax = 0) AS inserted, status
+            RETURNING (xmax = 0) AS inserted, status, locale
             """,
             key.tenant_id,
             key.customer_wa_id,
             name,
         )
         assert row is not None
-        return ContactSeen(returning=not row["inserted"], blocked=row["status"] == "blocked")
+        return ContactSeen(
+            returning=not row["inserted"],
+            blocked=row["status"] == "blocked",
+            locale=row["locale"],
+        )
+
+    async def set_contact_locale(self, key: ConversationKey, locale: str) -> None:
+        await self._conn.execute(
+            "UPDATE contacts SET locale = $3 WHERE tenant_id = $1 AND customer_wa_id = $2",
+            key.tenant_id,
+            key.customer_wa_id,
+            locale,
+        )
 
     async def schedule_reminder(self, reminder: NewReminder, *, replace: bool = False) -> bool:
         if replace and reminder.reference is not None:
@@ -697,15 +714,16 @@ class Repository:
             """
             INSERT INTO bot_settings (tenant_id, business_name, currency, tax_rate, locale,
                 welcome_text, payment_instructions, payment_timeout_hours, discount_rate,
-                discount_min_subtotal)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                discount_min_subtotal, inbound_limit_per_minute)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             ON CONFLICT (tenant_id) DO UPDATE SET business_name = EXCLUDED.business_name,
                 currency = EXCLUDED.currency, tax_rate = EXCLUDED.tax_rate,
                 locale = EXCLUDED.locale, welcome_text = EXCLUDED.welcome_text,
                 payment_instructions = EXCLUDED.payment_instructions,
                 payment_timeout_hours = EXCLUDED.payment_timeout_hours,
                 discount_rate = EXCLUDED.discount_rate,
-                discount_min_subtotal = EXCLUDED.discount_min_subtotal, updated_at = now()
+                discount_min_subtotal = EXCLUDED.discount_min_subtotal,
+                inbound_limit_per_minute = EXCLUDED.inbound_limit_per_minute, updated_at = now()
             """,
             tenant_id,
             settings.business_name,
@@ -717,6 +735,7 @@ class Repository:
             settings.payment_timeout_hours,
             settings.discount_rate,
             settings.discount_min_subtotal,
+            settings.inbound_limit_per_minute,
         )
 
     async def upsert_products(self, tenant_id: str, products: Sequence[Product]) -> tuple[int, int]:
@@ -727,13 +746,13 @@ class Repository:
                 inserted = await conn.fetchval(
                     """
                     INSERT INTO products (tenant_id, sku, name, description, price, currency,
-                        category, stock, available)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        category, stock, available, translations)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
                     ON CONFLICT (tenant_id, sku) DO UPDATE SET name = EXCLUDED.name,
                         description = EXCLUDED.description, price = EXCLUDED.price,
                         currency = EXCLUDED.currency, category = EXCLUDED.category,
                         stock = EXCLUDED.stock, available = EXCLUDED.available,
-                        updated_at = now()
+                        translations = EXCLUDED.translations, updated_at = now()
                     RETURNING (xmax = 0)
                     """,
                     tenant_id,
@@ -745,6 +764,7 @@ class Repository:
                     p.category,
                     p.stock,
                     p.available,
+                    orjson.dumps(p.translations).decode(),
                 )
                 if inserted:
                     created += 1

@@ -24,7 +24,9 @@ Handling one inbound message
 3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
    (unique constraint) in the same transaction as the effects (orders, contacts); a
    redelivery finds the row and is dropped.
-4. **Replies** are published with publisher confirms *before* the session is saved
+4. **Replies** are rendered for the customer's channel (:mod:`.render`: native lists
+   and buttons on the Cloud API, numbered text menus on Twilio) and published with
+   publisher confirms *before* the session is saved
    and the transaction commits; each has the deterministic idempotency key
    ``reply:<provider_message_id>:<n>``. If the commit fails after the publish, the
    redelivery runs again: when the saved session already records this message it
@@ -62,15 +64,22 @@ from flowchat_contracts import (
     InboundMessage,
     InboundMessageV2,
     OutboundCommand,
+    OutboundContent,
 )
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
-from flowchat_conversation.commerce import bot
-from flowchat_conversation.commerce.domain import ConversationKey, round_money, short_id
+from flowchat_conversation.commerce import bot, i18n, render
+from flowchat_conversation.commerce.domain import (
+    BotSettings,
+    ConversationKey,
+    round_money,
+    short_id,
+)
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
 from flowchat_conversation.commerce.ports import (
     ConversationStore,
     ConversationTx,
+    InboundLimiter,
     SessionStore,
     StoredSession,
     schedule_reminder,
@@ -97,7 +106,7 @@ CART_STATES = frozenset(
     }
 )
 
-Outcome = Literal["handled", "duplicate", "replayed", "ignored"]
+Outcome = Literal["handled", "duplicate", "replayed", "ignored", "limited"]
 
 #: Inbound types the bot does not answer (a reply would only say it cannot read them).
 IGNORED_TYPES = frozenset({"edit", "revoke", "call_permission_reply", "flow_response", "system"})
@@ -140,6 +149,8 @@ class ConversationService:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Order facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: Counts each customer's messages a minute (None: no inbound limit).
+    limiter: InboundLimiter | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -188,8 +199,9 @@ class ConversationService:
         key: ConversationKey,
         message: InboundMessage | InboundMessageV2,
         previous: bot.Session | None,
+        settings: BotSettings | None = None,
     ) -> tuple[bot.Session | None, bot.BotContext]:
-        settings = await tx.bot_settings(message.tenant_id)
+        settings = settings or await tx.bot_settings(message.tenant_id)
         catalog = await tx.catalog(message.tenant_id)
         seen = await tx.touch_contact(key, message.customer_name)
         returning = seen.returning
@@ -206,6 +218,8 @@ class ConversationService:
             last_order=await tx.last_order(key) if returning and (fresh or reorder) else (),
             blocked=seen.blocked,
             restock_alerts=self.reminders is not None and self.reminders.restock,
+            # the customer's choice, else the tenant's default language
+            locale=seen.locale or settings.locale,
         )
         return previous, ctx
 
@@ -252,6 +266,8 @@ class ConversationService:
         elif isinstance(action, bot.CancelOrder):
             await tx.cancel_order(message.tenant_id, action.order_id, action.reason)
             await tx.cancel_reminders(message.tenant_id, "payment_due", action.order_id)
+        elif isinstance(action, bot.SetLocale):
+            await tx.set_contact_locale(key, action.locale)
         elif isinstance(action, bot.WatchRestock):
             await self._restock(tx, key, action)
         elif isinstance(action, bot.Handoff):
@@ -357,6 +373,64 @@ class ConversationService:
                 wa_id=key.customer_wa_id,
             )
 
+    async def _past_limit(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        to: str,
+        session: bot.Session | None,
+    ) -> tuple[bool, BotSettings | None]:
+        """Count the message against the customer's inbound limit. Past it: the first
+        such message gets one "we'll reply shortly" (not while blocked or with an
+        operator), the rest nothing; the bot's state is left as it was. The contact
+        is still marked as seen (the 24 h window), and the message still reaches
+        history and the inbox, which consume it on their own queues."""
+        if self.limiter is None or bot.keyword(message) in ("stop", "start"):
+            return False, None  # STOP / START always count
+        settings = await tx.bot_settings(message.tenant_id)
+        count = await self.limiter.hit(key)
+        limit = settings.inbound_limit_per_minute
+        if count <= limit:
+            return False, settings
+        seen = await tx.touch_contact(key, message.customer_name)
+        quiet = seen.blocked or (session is not None and session.handoff)
+        if count == limit + 1 and not quiet:
+            locale = seen.locale or settings.locale
+            for n, reply in enumerate(bot.flooded(session, locale).replies):
+                await self._send(message, to, n, reply, locale)
+            metrics.INBOUND_LIMITED.labels("noticed").inc()
+        else:
+            metrics.INBOUND_LIMITED.labels("dropped").inc()
+        return True, settings
+
+    async def _send(
+        self,
+        message: InboundMessage | InboundMessageV2,
+        to: str,
+        n: int,
+        reply: OutboundContent,
+        locale: str | None,
+    ) -> None:
+        """Reply ``n`` to ``message``, rendered for its channel (lists and buttons as
+        numbered text on Twilio, in the customer's language), with its deterministic
+        idempotency key."""
+        prompt = i18n.tr(locale)(i18n.MENU_PROMPT)
+        content = render.for_channel(reply, message.provider, prompt=prompt)
+        command = OutboundCommand(
+            tenant_id=message.tenant_id,
+            account_id=message.account_id,
+            correlation_id=message.correlation_id,
+            idempotency_key=f"reply:{message.provider_message_id}:{n}",
+            message_id=short_id("msg-", message.tenant_id, message.provider_message_id, str(n)),
+            to=to,
+            category="service",
+            reply_to=message.provider_message_id,
+            content=content,
+        )
+        await self.outbox.send(command)
+        metrics.REPLIES.labels(content.type).inc()
+
     async def _handle_locked(
         self,
         tx: ConversationTx,
@@ -381,7 +455,10 @@ class ConversationService:
             # written this time. The replies keep their idempotency keys: the sender
             # drops them as duplicates.
             stored = StoredSession(stored.previous, stored.version)
-        previous, ctx = await self._context(tx, key, message, stored.session)
+        limited, settings = await self._past_limit(tx, key, message, to, stored.session)
+        if limited:
+            return "limited"
+        previous, ctx = await self._context(tx, key, message, stored.session, settings)
         decision = bot.handle(previous, message, ctx)
         replies = list(decision.replies)
         session = decision.session
@@ -399,20 +476,11 @@ class ConversationService:
         before = stored.session.state if stored.session else bot.State.GREETING
         if before is not session.state:
             metrics.TRANSITIONS.labels(before.value, session.state.value).inc()
-        for n, content in enumerate(replies):
-            command = OutboundCommand(
-                tenant_id=message.tenant_id,
-                account_id=message.account_id,
-                correlation_id=message.correlation_id,
-                idempotency_key=f"reply:{message.provider_message_id}:{n}",
-                message_id=short_id("msg-", message.tenant_id, message.provider_message_id, str(n)),
-                to=to,
-                category="service",
-                reply_to=message.provider_message_id,
-                content=content,
-            )
-            await self.outbox.send(command)
-            metrics.REPLIES.labels(content.type).inc()
+        # a language chosen in this message speaks already (its menu prompt too)
+        chosen = [a.locale for a in decision.actions if isinstance(a, bot.SetLocale)]
+        locale = chosen[-1] if chosen else ctx.locale
+        for n, reply in enumerate(replies):
+            await self._send(message, to, n, reply, locale)
         saved = await self.sessions.save(
             key,
             session,
