@@ -451,6 +451,18 @@ class ListContent(_Model):
         return self
 
 
+class CtaUrlContent(_Model):
+    """An interactive call-to-action URL button (Cloud API ``interactive.type:
+    cta_url``): a payment link, a tracking page."""
+
+    type: Literal["cta_url"] = "cta_url"
+    body: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    display_text: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    header: Annotated[str, StringConstraints(max_length=60)] | None = None
+    footer: Annotated[str, StringConstraints(max_length=60)] | None = None
+
+
 class ReactionContent(_Model):
     type: Literal["reaction"] = "reaction"
     message_id: Id
@@ -478,6 +490,7 @@ OutboundContent = Annotated[
     | TemplateContent
     | ButtonsContent
     | ListContent
+    | CtaUrlContent
     | ReactionContent
     | LocationContent
     | ContactsContent,

@@ -33,6 +33,16 @@ ORDER_STATUS = Counter(
     "Order status changes through the tenant API, by new status and notification fate",
     ["status", "notification"],
 )
+PAYMENT_WEBHOOKS = Counter(
+    "flowchat_conversation_payment_webhooks_total",
+    "Payment-provider webhook events that recorded a payment, by result (added, duplicate)",
+    ["result"],
+)
+DRAFTS = Counter(
+    "flowchat_conversation_draft_orders_total",
+    "Draft orders mirrored from carts, by change (synced, dropped)",
+    ["change"],
+)
 PAYMENTS = Counter(
     "flowchat_conversation_payments_total",
     "Payments recorded, by effect (paid, partial)",

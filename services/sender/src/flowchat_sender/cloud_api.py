@@ -17,6 +17,7 @@ import orjson
 from flowchat_contracts import (
     ButtonsContent,
     ContactsContent,
+    CtaUrlContent,
     ListContent,
     LocationContent,
     MediaContent,
@@ -60,12 +61,9 @@ def build_message(command: OutboundCommand) -> JSON:
     elif isinstance(content, TemplateContent):
         body["type"] = "template"
         body["template"] = _template(content)
-    elif isinstance(content, ButtonsContent):
+    elif isinstance(content, ButtonsContent | ListContent | CtaUrlContent):
         body["type"] = "interactive"
-        body["interactive"] = _buttons(content)
-    elif isinstance(content, ListContent):
-        body["type"] = "interactive"
-        body["interactive"] = _list(content)
+        body["interactive"] = _interactive(content)
     elif isinstance(content, ReactionContent):
         body["type"] = "reaction"
         body["reaction"] = {"message_id": content.message_id, "emoji": content.emoji}
@@ -159,6 +157,27 @@ def _buttons(content: ButtonsContent) -> JSON:
             {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons
         ]
     }
+    return out
+
+
+def _interactive(content: ButtonsContent | ListContent | CtaUrlContent) -> JSON:
+    if isinstance(content, ButtonsContent):
+        return _buttons(content)
+    if isinstance(content, ListContent):
+        return _list(content)
+    return _cta_url(content)
+
+
+def _cta_url(content: CtaUrlContent) -> JSON:
+    out: JSON = {
+        "type": "cta_url",
+        "body": {"text": content.body},
+        "action": {
+            "name": "cta_url",
+            "parameters": {"display_text": content.display_text, "url": content.url},
+        },
+    }
+    _header_footer(out, content.header, content.footer)
     return out
 
 

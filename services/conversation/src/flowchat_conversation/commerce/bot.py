@@ -181,6 +181,10 @@ class OrderPlaced:
     due_at: datetime | None = None
     #: Where the customer downloads the invoice PDF (set by the service).
     invoice_url: str | None = None
+    #: The invoice's printed number (the tenant's gapless sequence).
+    invoice_number: str | None = None
+    #: The provider's payment page (sent as a CTA-URL button; set by the service).
+    payment_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -315,7 +319,7 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
     due_at = result.due_at or datetime.now(UTC) + timedelta(
         hours=ctx.settings.payment_timeout_hours
     )
-    invoice_number = result.invoice_id or invoice_id_for(result.order_id)
+    invoice_number = result.invoice_number or result.invoice_id or invoice_id_for(result.order_id)
     body = invoice_text(
         business_name=ctx.settings.business_name,
         order_id=result.order_id,

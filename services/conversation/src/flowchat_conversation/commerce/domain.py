@@ -58,6 +58,16 @@ class ContactSeen:
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 
 
+class OrderTemplate(BaseModel):
+    """The approved template order updates go out with outside the 24 h window; its
+    body takes two parameters: the order id and the new status (``{{1}}``, ``{{2}}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    language: Annotated[str, StringConstraints(min_length=2, max_length=15)] = "en"
+
+
 class BotSettings(BaseModel):
     """A tenant's bot settings, set through ``PUT /v1/tenants/{id}/settings``."""
 
@@ -82,6 +92,13 @@ class BotSettings(BaseModel):
     discount_min_subtotal: (
         Annotated[Decimal, Field(ge=0, le=Decimal("1e12"), allow_inf_nan=False)] | None
     ) = None
+    #: Order updates outside the customer's 24 h window go out as this template (none:
+    #: they are not sent and the order's event records ``needs_template``).
+    order_update_template: OrderTemplate | None = None
+    #: Send each new invoice's payment link (the payment provider's page) as a CTA-URL
+    #: button; off: customers pay as the instructions say and send their confirmation
+    #: number.
+    online_payments: bool = False
 
     @field_validator("currency")
     @classmethod

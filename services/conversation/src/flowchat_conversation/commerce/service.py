@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from flowchat_contracts import (
+    CtaUrlContent,
     CustomerIdentity,
     HandoffRequested,
     InboundMessage,
@@ -64,8 +65,14 @@ from flowchat_contracts import (
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
-from flowchat_conversation.commerce.domain import ConversationKey, round_money, short_id
+from flowchat_conversation.commerce.domain import (
+    ConversationKey,
+    format_money,
+    round_money,
+    short_id,
+)
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
+from flowchat_conversation.commerce.payments import PaymentProvider
 from flowchat_conversation.commerce.ports import (
     ConversationStore,
     ConversationTx,
@@ -74,7 +81,7 @@ from flowchat_conversation.commerce.ports import (
     schedule_reminder,
 )
 from flowchat_conversation.customers import ID_CHANGES, Customer, identity_of
-from flowchat_conversation.errors import SessionConflict
+from flowchat_conversation.errors import ConversationError, SessionConflict
 from flowchat_conversation.facts import Facts
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.ports import OptOutMirror
@@ -138,6 +145,9 @@ class ConversationService:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Order facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: The payment provider: a confirmed order's invoice gets a payment link, sent
+    #: as a CTA-URL button (None: the confirmation-number path only).
+    payments: PaymentProvider | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -236,7 +246,12 @@ class ConversationService:
                 await self._order_created(message, key, result)
                 if result.invoice_id and self.links:
                     result = _replace(result, invoice_url=self.links.url(result.invoice_id))
-            return bot.after_order(session, result, ctx)
+            decision = bot.after_order(session, result, ctx)
+            if isinstance(result, bot.OrderPlaced):
+                button = await self._payment_button(tx, key, result, ctx)
+                if button is not None:
+                    decision.replies.append(button)
+            return decision
         if isinstance(action, bot.OptOut):
             await tx.set_marketing_opt_in(key, False)
             if self.optouts is not None:  # before the commit: never a window without it
@@ -269,6 +284,61 @@ class ConversationService:
             )
             metrics.HANDOFFS.labels("started").inc()
         return None
+
+    async def _payment_button(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        placed: bot.OrderPlaced,
+        ctx: bot.BotContext,
+    ) -> CtaUrlContent | None:
+        """The new invoice's payment link as a CTA-URL button (None without a provider,
+        or when the provider cannot be reached: the confirmation-number path stays)."""
+        if self.payments is None or placed.invoice_id is None:
+            return None
+        if not ctx.settings.online_payments:
+            return None
+        number = placed.invoice_number or placed.invoice_id
+        try:
+            link = await self.payments.create_link(
+                tenant_id=key.tenant_id,
+                invoice_id=placed.invoice_id,
+                amount=placed.totals.total,
+                currency=placed.totals.currency,
+                description=f"Invoice {number} (order {placed.order_id})",
+            )
+        except ConversationError as exc:
+            log.warning("no payment link", error=exc.code, order_id=placed.order_id)
+            return None
+        await tx.set_payment_link(placed.invoice_id, link.url, link.link_id)
+        return CtaUrlContent(
+            body=(
+                f"Pay invoice {number} online: "
+                f"{format_money(placed.totals.total, placed.totals.currency)}."
+            ),
+            display_text="Pay now",
+            url=link.url,
+        )
+
+    async def _sync_draft(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        before: bot.Session | None,
+        after: bot.Session,
+        ctx: bot.BotContext,
+    ) -> None:
+        """The open cart's draft order follows the cart: created or updated when the
+        cart changed, cancelled (by the customer) when the cart is gone without an
+        order (an order takes the draft over)."""
+        cart = after.cart if after.state in CART_STATES else []
+        had = bool(before and before.cart)
+        if cart and (before is None or before.cart != cart):
+            await tx.sync_draft(key, cart, ctx.settings, message.provider_message_id)
+            metrics.DRAFTS.labels("synced").inc()
+        elif not cart and had and await tx.drop_draft(key, "cart cleared by the customer"):
+            metrics.DRAFTS.labels("dropped").inc()
 
     async def _order_created(
         self,
@@ -392,6 +462,7 @@ class ConversationService:
                     if isinstance(watch, bot.WatchRestock):
                         await self._restock(tx, key, watch)
         if not ctx.blocked:
+            await self._sync_draft(tx, key, message, stored.session, session, ctx)
             had_cart = bool(stored.session and stored.session.cart)
             await self._abandoned_cart(tx, key, session, had_cart=had_cart)
         before = stored.session.state if stored.session else bot.State.GREETING
