@@ -8,7 +8,10 @@ conversation → sender → sandbox, and the sandbox's payment-provider emulator
   changes nothing, a forged one is refused;
 - shipping with tracking (a CTA-URL button), and a cancellation after payment that
   produces a credit note;
-- the customer clearing a cart: its draft cancelled by the customer.
+- the customer clearing a cart: its draft cancelled by the customer;
+- WhatsApp's native commerce: product, multi-product and catalog messages from the
+  connected catalog, the customer's native cart (``order``) taken as the draft order,
+  the delivery-address Flow sent for it and its answer (``nfm_reply``) stored on it.
 """
 
 from __future__ import annotations
@@ -201,6 +204,78 @@ async def the_customer_clears_a_cart(shop: Shop) -> None:
     assert order["cancel_reason"] == "cart cleared by the customer"
 
 
+CONNECTED = [
+    {"sku": "TIL-W", "name": "White tiles box", "price": "20.00", "category": "Tiles",
+     "stock": 50, "catalog_id": "cat-acme", "retailer_id": "tile-white"},
+    {"sku": "GLU-1", "name": "Tile glue 5kg", "price": "8.00", "category": "Tiles",
+     "stock": 50, "catalog_id": "cat-acme", "retailer_id": "glue-5"},
+]  # fmt: skip
+
+
+async def native_cart_and_flow(shop: Shop) -> None:
+    c = shop.new_customer()
+    await shop.say(c, "Hi", 2)
+    products = f"{shop.api}/conversations/{c}/products"
+    account = shop.seeded.account_id
+    for skus, kind in (
+        (["TIL-W", "GLU-1"], "product_list"),
+        (["TIL-W"], "product"),
+        ([], "catalog_message"),
+    ):
+        r = await shop.http.post(
+            products, json={"account_id": account, "skus": skus}, headers=shop.admin
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["notification"] == "sent"
+        shop.expected[c] += 1
+        sent = (await shop.wait(c, shop.expected[c]))[-1]["message"]["interactive"]
+        assert sent["type"] == kind
+    r = await shop.http.post(
+        products, json={"account_id": account, "skus": ["CEM-50"]}, headers=shop.admin
+    )
+    assert r.status_code == 409  # not in a connected catalog
+    assert r.json()["error"]["code"] == "catalog_not_connected"
+
+    cart = {
+        "catalog_id": "cat-acme",
+        "product_items": [
+            {
+                "product_retailer_id": "tile-white",
+                "quantity": 3,
+                "item_price": 20,
+                "currency": "USD",
+            },
+            {"product_retailer_id": "glue-5", "quantity": 1, "item_price": 8, "currency": "USD"},
+        ],
+    }
+    review = " ".join(await shop.say(c, {"order": cart}, 1))
+    assert "3 x White tiles box" in review
+    assert "1 x Tile glue 5kg" in review
+    (draft,) = await drafts_of(shop, c)
+    assert sorted((x["sku"], x["quantity"]) for x in draft["lines"]) == [("GLU-1", 1), ("TIL-W", 3)]
+
+    r = await shop.http.post(
+        f"{shop.api}/orders/{draft['order_id']}/address-flow", headers=shop.admin
+    )
+    assert r.status_code == 200, r.text
+    shop.expected[c] += 1
+    flow = (await shop.wait(c, shop.expected[c]))[-1]["message"]["interactive"]
+    assert flow["type"] == "flow"
+    assert flow["action"]["parameters"]["flow_token"] == draft["order_id"]
+    answer = {"flow_token": draft["order_id"], "street": "1 Marina Rd", "city": "Lagos"}
+    (saved,) = await shop.say(
+        c, {"nfm_reply": {"name": "flow", "body": "Sent", "response_json": json.dumps(answer)}}, 1
+    )
+    assert "delivery address" in saved
+    assert (await shop.order(draft["order_id"]))["delivery_address"] == answer
+    invoice, _, _ = await shop.tap(c, "button", "Confirm", 3)
+    assert order_id_in(invoice) == draft["order_id"]
+    order = await shop.order(draft["order_id"])
+    assert order["status"] == "confirmed"
+    assert order["delivery_address"] == answer
+    assert Decimal(order["subtotal"]) == Decimal("68.00")
+
+
 async def test_order_lifecycle_invoices_and_payments(platform_stack, load_script):
     async with httpx.AsyncClient(timeout=20) as http:
         shop = await open_shop(platform_stack, load_script, http)
@@ -208,14 +283,17 @@ async def test_order_lifecycle_invoices_and_payments(platform_stack, load_script
         assert settings.status_code == 200, settings.text
         r = await http.put(
             f"{shop.api}/settings",
-            json={**settings.json(), "online_payments": True},
+            json={**settings.json(), "online_payments": True, "address_flow_id": "flow-address-1"},
             headers=shop.admin,
         )
+        assert r.status_code == 200, r.text
+        r = await http.post(f"{shop.api}/products", json=CONNECTED, headers=shop.admin)
         assert r.status_code == 200, r.text
         await asyncio.gather(
             draft_discount_pay_ship_cancel(shop),
             cancellation_after_payment_gives_a_credit_note(shop),
             the_customer_clears_a_cart(shop),
+            native_cart_and_flow(shop),
         )
         await shop.settled()
         # invoice numbers: per tenant, without gaps

@@ -371,7 +371,8 @@ async def test_two_customers_race_for_the_last_unit(stack):
         # the loser's cart ran empty: its draft order is cancelled by the customer
         assert (
             await conn.fetchval(
-                "SELECT count(*) FROM orders WHERE status = 'cancelled' AND cancelled_by = 'customer'"
+                "SELECT count(*) FROM orders "
+                "WHERE status = 'cancelled' AND cancelled_by = 'customer'"
             )
             == 1
         )

@@ -31,6 +31,7 @@ from flowchat_conversation.deps import ApiContext
 from flowchat_conversation.errors import (
     BadSignature,
     CatalogError,
+    CatalogNotConnected,
     ConversationError,
     DiscountRejected,
     InvalidAmount,
@@ -85,6 +86,7 @@ HTTP_STATUS: dict[type[ConversationError], int] = {
     InvoiceNotFound: 404,
     DiscountRejected: 409,
     BadSignature: 401,
+    CatalogNotConnected: 409,
     NoPaymentProvider: 409,
     OutreachError: 422,
     OutreachNotFound: 404,

@@ -16,6 +16,7 @@
         │   │   └── InvalidAmount       not positive, or too many decimals     422
         │   ├── InvoiceNotFound         no such invoice of that tenant         404
         │   ├── DiscountRejected        unknown / expired / used-up code       409
+        │   ├── CatalogNotConnected     no Meta catalog / Flow for that        409
         │   ├── BadSignature            the payment webhook is not signed      401
         │   ├── NoPaymentProvider       no provider configured                 409
         │   └── NoHandoff               no open hand-off with that customer    404
@@ -127,6 +128,11 @@ class InvoiceNotFound(OrderError):
 
 class DiscountRejected(OrderError):
     """A discount code that does not exist, expired, is used up or does not fit."""
+
+
+class CatalogNotConnected(OrderError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="catalog_not_connected")
 
 
 class BadSignature(OrderError):

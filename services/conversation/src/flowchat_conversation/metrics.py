@@ -38,6 +38,11 @@ PAYMENT_WEBHOOKS = Counter(
     "Payment-provider webhook events that recorded a payment, by result (added, duplicate)",
     ["result"],
 )
+FLOW_ANSWERS = Counter(
+    "flowchat_conversation_flow_answers_total",
+    "WhatsApp Flow answers (nfm_reply), by fate (stored on an order, no open order)",
+    ["fate"],
+)
 DRAFTS = Counter(
     "flowchat_conversation_draft_orders_total",
     "Draft orders mirrored from carts, by change (synced, dropped)",

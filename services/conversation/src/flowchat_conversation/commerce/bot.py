@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -269,6 +270,8 @@ def handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> Dec
         return Decision(current)
     if word is not None:
         return _keyword(current, word, ctx)
+    if message.type == "order" and message.order is not None:
+        return native_cart(current, message.order, ctx)
     if current.state is State.GREETING:
         return _greeting(current, ctx)
     reply_id = _reply_id(message)
@@ -354,6 +357,49 @@ def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decis
             )
         )
     return Decision(updated, replies)
+
+
+def native_cart(session: Session, order: dict[str, Any], ctx: BotContext) -> Decision:
+    """The customer's WhatsApp cart (an ``order`` message: ``product_items`` of
+    ``product_retailer_id``, ``quantity``) becomes the cart, priced from the catalog now,
+    and is offered for review (the cart's draft order follows)."""
+    by_retailer = {p.retailer_id: p for p in ctx.catalog if p.available and p.retailer_id}
+    cart: list[CartLine] = []
+    notes: list[str] = []
+    for item in order.get("product_items") or []:
+        if not isinstance(item, dict):
+            continue
+        product = by_retailer.get(str(item.get("product_retailer_id")))
+        try:
+            quantity = int(item.get("quantity") or 0)
+        except (TypeError, ValueError):
+            quantity = 0
+        if product is None:
+            notes.append(f"{item.get('product_retailer_id')}: not in our catalog any more")
+            continue
+        problem = _quantity_problem(product, quantity, session)
+        if problem:
+            notes.append(problem)
+            continue
+        cart.append(
+            CartLine(
+                sku=product.sku, name=product.name, unit_price=product.price, quantity=quantity
+            )
+        )
+    updated = session.model_copy(
+        update={
+            "cart": cart,
+            "state": State.REVIEWING_ORDER if cart else State.BROWSING_PRODUCTS,
+            "pending": [],
+            "pending_sku": None,
+        }
+    )
+    head = [_text("\n".join(notes))] if notes else []
+    if not cart:
+        return Decision(
+            updated, [*head, _text("Nothing in that cart is available."), _categories(ctx)]
+        )
+    return Decision(updated, [*head, *_review(updated, ctx)])
 
 
 def payment_confirmed(session: Session | None, order_id: str, text: str) -> Decision:

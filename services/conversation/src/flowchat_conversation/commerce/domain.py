@@ -99,6 +99,9 @@ class BotSettings(BaseModel):
     #: button; off: customers pay as the instructions say and send their confirmation
     #: number.
     online_payments: bool = False
+    #: The published WhatsApp Flow that asks for a delivery address (its answer, the
+    #: ``nfm_reply``, is stored on the order); None: not offered.
+    address_flow_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
     @field_validator("currency")
     @classmethod
@@ -106,6 +109,7 @@ class BotSettings(BaseModel):
         return value.upper()
 
 
+CatalogRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
 
 
@@ -122,6 +126,11 @@ class ProductIn(BaseModel):
     category: Annotated[str, StringConstraints(min_length=1, max_length=100)] = "General"
     stock: Annotated[int, Field(ge=0, le=2_000_000_000)] = 0
     available: bool = True
+    #: The tenant's Meta commerce catalog holding the product (connected catalog), and
+    #: the product's ``retailer_id`` (content id) there; set, the bot can send it as a
+    #: WhatsApp product message and take it from the customer's native cart.
+    catalog_id: CatalogRef | None = None
+    retailer_id: CatalogRef | None = None
 
     @field_validator("currency")
     @classmethod
@@ -142,6 +151,8 @@ class Product(BaseModel):
     category: str
     stock: int
     available: bool = True
+    catalog_id: str | None = None
+    retailer_id: str | None = None
 
 
 def resolve_product(item: ProductIn, default_currency: str) -> Product:
@@ -160,6 +171,8 @@ def resolve_product(item: ProductIn, default_currency: str) -> Product:
         category=item.category,
         stock=item.stock,
         available=item.available,
+        catalog_id=item.catalog_id,
+        retailer_id=item.retailer_id,
     )
 
 

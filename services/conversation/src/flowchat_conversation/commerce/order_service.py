@@ -11,9 +11,14 @@ from functools import partial
 from typing import Literal
 
 from flowchat_contracts import (
+    CatalogContent,
     CtaUrlContent,
+    FlowContent,
     OutboundCommand,
     OutboundContent,
+    ProductContent,
+    ProductListContent,
+    ProductSection,
     TemplateComponent,
     TemplateContent,
     TemplateParameter,
@@ -55,6 +60,7 @@ from flowchat_conversation.commerce.ports import (
 from flowchat_conversation.customers import identity_for
 from flowchat_conversation.errors import (
     BadSignature,
+    CatalogNotConnected,
     DiscountRejected,
     InvalidAmount,
     InvalidTransition,
@@ -490,6 +496,91 @@ class OrderService:
                     raise DiscountRejected(f"discount code {code}: {refusal}", code=refusal)
             await tx.set_discount_code(key, order_id, code, await tx.bot_settings(tenant_id))
         return await self.get(tenant_id, order_id)
+
+    # ---------------------------------------------------------------- native commerce
+
+    async def send_products(
+        self,
+        tenant_id: str,
+        account_id: str,
+        customer_id: str,
+        skus: Sequence[str] | None,
+        *,
+        body: str,
+        header: str | None = None,
+    ) -> Notification:
+        """WhatsApp's own commerce messages from the tenant's connected catalog: one
+        SKU → a single-product message, several → a multi-product message (sections by
+        category), none → the catalog message. Inside the 24 h window only (session
+        messages). Raises :class:`CatalogNotConnected`."""
+        key = ConversationKey(
+            tenant_id, account_id, await self.store.customer_key(tenant_id, customer_id)
+        )
+        async with self.store.conversation(key) as tx:
+            connected = [p for p in await tx.catalog(tenant_id) if p.catalog_id and p.retailer_id]
+            if not connected:
+                raise CatalogNotConnected("no product of the catalog is in a Meta catalog")
+            content: OutboundContent
+            if not skus:
+                content = CatalogContent(
+                    body=body, thumbnail_product_retailer_id=str(connected[0].retailer_id)
+                )
+            else:
+                by_sku = {p.sku: p for p in connected}
+                missing = [sku for sku in skus if sku not in by_sku]
+                if missing:
+                    raise CatalogNotConnected(
+                        f"not in a connected catalog (or unavailable): {', '.join(missing)}"
+                    )
+                chosen = [by_sku[sku] for sku in dict.fromkeys(skus)]
+                catalog_id = str(chosen[0].catalog_id)
+                if len(chosen) == 1:
+                    content = ProductContent(
+                        catalog_id=catalog_id,
+                        product_retailer_id=str(chosen[0].retailer_id),
+                        body=body,
+                    )
+                else:
+                    sections: dict[str, list[str]] = {}
+                    for p in chosen:
+                        sections.setdefault(p.category[:24], []).append(str(p.retailer_id))
+                    content = ProductListContent(
+                        catalog_id=catalog_id,
+                        header=header or "Our products",
+                        body=body,
+                        sections=[
+                            ProductSection(title=t, product_retailer_ids=ids)
+                            for t, ids in sections.items()
+                        ],
+                    )
+            return await self._notify(
+                tx,
+                key,
+                short_id("native:", str(key), datetime.now(UTC).isoformat()),
+                lambda s: bot.Decision(s or bot.Session(), [content]),
+            )
+
+    async def send_address_flow(self, tenant_id: str, order_id: str) -> Notification:
+        """The tenant's delivery-address WhatsApp Flow for an order (``flow_token`` is
+        the order id: the answer is stored on it)."""
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
+            settings = await tx.bot_settings(tenant_id)
+            if settings.address_flow_id is None:
+                raise CatalogNotConnected("no address_flow_id in the bot settings")
+            if current.status in (OrderStatus.DELIVERED, OrderStatus.CANCELLED):
+                raise InvalidTransition(order_id, current=current.status, target="address")
+            content = FlowContent(
+                flow_id=settings.address_flow_id,
+                flow_token=order_id,
+                flow_cta="Add address",
+                body=f"Where should we deliver order {order_id}?",
+            )
+            return await self._notify(
+                tx,
+                key,
+                short_id("flow:", order_id, datetime.now(UTC).isoformat()),
+                lambda s: bot.Decision(s or bot.Session(), [content]),
+            )
 
     # ---------------------------------------------------------------- payments
 

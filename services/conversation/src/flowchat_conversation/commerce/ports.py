@@ -114,7 +114,7 @@ class ConversationTx(Protocol):
     async def set_payment_link(self, invoice_id: str, url: str, link_id: str) -> None: ...
 
     async def set_delivery_address(
-        self, key: ConversationKey, answer: dict[str, Any]
+        self, key: ConversationKey, answer: dict[str, Any], *, flow_token: str | None = None
     ) -> str | None:
         """Store a delivery-address Flow answer on the customer's open order; its id."""
 

@@ -57,7 +57,9 @@ _DRAFT_SQL = (
 )
 _CODE_SQL = "SELECT * FROM discount_codes WHERE tenant_id = $1 AND code = $2"
 
-_PRODUCT_COLUMNS = "sku, name, description, price, currency, category, stock, available"
+_PRODUCT_COLUMNS = (
+    "sku, name, description, price, currency, category, stock, available, catalog_id, retailer_id"
+)
 
 
 def _product(row: Any) -> Product:
@@ -70,6 +72,8 @@ def _product(row: Any) -> Product:
         category=row["category"],
         stock=row["stock"],
         available=row["available"],
+        catalog_id=row["catalog_id"],
+        retailer_id=row["retailer_id"],
     )
 
 
@@ -106,6 +110,7 @@ def _settings(row: Any) -> BotSettings:
             else None
         ),
         online_payments=row["online_payments"],
+        address_flow_id=row["address_flow_id"],
     )
 
 
@@ -744,23 +749,28 @@ class PgConversationTx:
         )
 
     async def set_delivery_address(
-        self, key: ConversationKey, answer: dict[str, Any]
+        self, key: ConversationKey, answer: dict[str, Any], *, flow_token: str | None = None
     ) -> str | None:
-        """Store a delivery-address Flow answer on the customer's newest open order (the
-        draft, else the newest confirmed or processing one); its id."""
+        """Store a delivery-address Flow answer on the customer's order the Flow was sent
+        for (``flow_token`` is its id), else the newest open one (the draft first); its
+        id."""
         order_id = await self._conn.fetchval(
             """
             UPDATE orders SET delivery_address = $4::jsonb, updated_at = now()
             WHERE order_id = (
                 SELECT order_id FROM orders WHERE tenant_id = $1 AND account_id = $2
-                  AND customer_wa_id = $3 AND status IN ('draft', 'confirmed', 'processing')
-                ORDER BY (status = 'draft') DESC, created_at DESC LIMIT 1)
+                  AND customer_wa_id = $3
+                  AND status IN ('draft', 'confirmed', 'processing', 'shipped')
+                ORDER BY (order_id = $5) DESC NULLS LAST, (status = 'draft') DESC,
+                    created_at DESC
+                LIMIT 1)
             RETURNING order_id
             """,
             key.tenant_id,
             key.account_id,
             key.customer_wa_id,
             json.dumps(answer),
+            flow_token,
         )
         return str(order_id) if order_id is not None else None
 
@@ -1152,8 +1162,8 @@ class Repository:
             INSERT INTO bot_settings (tenant_id, business_name, currency, tax_rate, locale,
                 welcome_text, payment_instructions, payment_timeout_hours, discount_rate,
                 discount_min_subtotal, order_template_name, order_template_language,
-                online_payments)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                online_payments, address_flow_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
             ON CONFLICT (tenant_id) DO UPDATE SET business_name = EXCLUDED.business_name,
                 currency = EXCLUDED.currency, tax_rate = EXCLUDED.tax_rate,
                 locale = EXCLUDED.locale, welcome_text = EXCLUDED.welcome_text,
@@ -1163,7 +1173,8 @@ class Repository:
                 discount_min_subtotal = EXCLUDED.discount_min_subtotal,
                 order_template_name = EXCLUDED.order_template_name,
                 order_template_language = EXCLUDED.order_template_language,
-                online_payments = EXCLUDED.online_payments, updated_at = now()
+                online_payments = EXCLUDED.online_payments,
+                address_flow_id = EXCLUDED.address_flow_id, updated_at = now()
             """,
             tenant_id,
             settings.business_name,
@@ -1178,6 +1189,7 @@ class Repository:
             settings.order_update_template.name if settings.order_update_template else None,
             settings.order_update_template.language if settings.order_update_template else None,
             settings.online_payments,
+            settings.address_flow_id,
         )
 
     async def upsert_products(self, tenant_id: str, products: Sequence[Product]) -> tuple[int, int]:
@@ -1188,12 +1200,13 @@ class Repository:
                 inserted = await conn.fetchval(
                     """
                     INSERT INTO products (tenant_id, sku, name, description, price, currency,
-                        category, stock, available)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                        category, stock, available, catalog_id, retailer_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                     ON CONFLICT (tenant_id, sku) DO UPDATE SET name = EXCLUDED.name,
                         description = EXCLUDED.description, price = EXCLUDED.price,
                         currency = EXCLUDED.currency, category = EXCLUDED.category,
                         stock = EXCLUDED.stock, available = EXCLUDED.available,
+                        catalog_id = EXCLUDED.catalog_id, retailer_id = EXCLUDED.retailer_id,
                         updated_at = now()
                     RETURNING (xmax = 0)
                     """,
@@ -1206,6 +1219,8 @@ class Repository:
                     p.category,
                     p.stock,
                     p.available,
+                    p.catalog_id,
+                    p.retailer_id,
                 )
                 if inserted:
                     created += 1

@@ -61,6 +61,7 @@ from flowchat_contracts import (
     InboundMessage,
     InboundMessageV2,
     OutboundCommand,
+    TextContent,
 )
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
@@ -182,6 +183,9 @@ class ConversationService:
     ) -> None:
         """No reply; an id change (``user_changed_number``, ``user_changed_user_id``)
         links the new ids to the customer who had the previous ones (idempotent)."""
+        if message.type == "flow_response" and message.flow is not None:
+            await self._flow_answer(key, message, identity)
+            return
         change = (message.system or {}).get("type")
         if message.type != "system" or message.previous_customer is None:
             return
@@ -189,6 +193,46 @@ class ConversationService:
             return
         async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
             await tx.relink_customer(message.tenant_id, message.previous_customer, identity)
+
+    async def _flow_answer(
+        self,
+        locked: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        identity: CustomerIdentity,
+    ) -> None:
+        """A WhatsApp Flow's answer (``nfm_reply``): the delivery address is stored on the
+        order the Flow was sent for (its ``flow_token``), and the customer is told."""
+        flow = message.flow
+        assert flow is not None
+        async with self._locks.hold(str(locked)), self.store.conversation(locked) as tx:
+            if not await tx.mark_handled(
+                message.tenant_id, message.provider_message_id, str(locked)
+            ):
+                return
+            customer = await tx.resolve_customer(locked, identity)
+            key = ConversationKey(locked.tenant_id, locked.account_id, customer.key)
+            answer = flow.response if flow.response is not None else {"raw": flow.response_json}
+            order_id = await tx.set_delivery_address(key, answer, flow_token=flow.flow_token)
+            metrics.FLOW_ANSWERS.labels("stored" if order_id else "no_order").inc()
+            if order_id is None:
+                return
+            await self.outbox.send(
+                OutboundCommand(
+                    tenant_id=message.tenant_id,
+                    account_id=message.account_id,
+                    correlation_id=message.correlation_id,
+                    idempotency_key=f"reply:{message.provider_message_id}:0",
+                    message_id=short_id(
+                        "msg-", message.tenant_id, message.provider_message_id, "0"
+                    ),
+                    to=identity.wa_id or customer.address,
+                    category="service",
+                    reply_to=message.provider_message_id,
+                    content=TextContent(
+                        body=f"📍 Thank you! The delivery address for order {order_id} is saved."
+                    ),
+                )
+            )
 
     async def _context(
         self,

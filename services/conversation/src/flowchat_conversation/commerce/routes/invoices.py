@@ -246,3 +246,72 @@ async def payment_webhook(
     body = await request.body()
     result = await orders.provider_webhook(body, x_payment_signature, now=time.time())
     return WebhookOut(result=result)
+
+
+# ---------------------------------------------------------------- native commerce
+
+
+class ProductsIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "account_id": "acc_1",
+                    "skus": ["CEM-50", "NAIL-1"],
+                    "body": "Our best sellers this week",
+                }
+            ]
+        },
+    )
+
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    #: One SKU: a single-product message; several (up to 30): a multi-product message;
+    #: none: the catalog message.
+    skus: Annotated[
+        list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=30)
+    ] = []
+    body: Annotated[str, StringConstraints(min_length=1, max_length=1024)] = "Have a look:"
+    header: Annotated[str, StringConstraints(min_length=1, max_length=60)] | None = None
+
+
+class SentOut(BaseModel):
+    #: ``sent``, or ``needs_template`` outside the customer's 24 h window (not sent).
+    notification: str
+
+
+CustomerId = Annotated[
+    str, Path(pattern=r"^(\+?[1-9][0-9]{6,14}|[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128})$")
+]
+
+
+@router.post(
+    "/conversations/{wa_id}/products",
+    tags=["conversations"],
+    responses={409: {"description": "The products are not in a connected Meta catalog"}},
+)
+async def send_products(
+    tenant_id: TenantAdmin, orders: Orders, wa_id: CustomerId, body: ProductsIn
+) -> SentOut:
+    """Send WhatsApp's own product messages from the connected catalog (products with
+    ``catalog_id`` and ``retailer_id``)."""
+    fate = await orders.send_products(
+        tenant_id,
+        body.account_id,
+        wa_id.lstrip("+"),
+        body.skus,
+        body=body.body,
+        header=body.header,
+    )
+    return SentOut(notification=fate)
+
+
+@router.post(
+    "/orders/{order_id}/address-flow",
+    tags=["orders"],
+    responses={409: {"description": "No address Flow configured, or the order is closed"}},
+)
+async def send_address_flow(tenant_id: TenantAdmin, orders: Orders, order_id: OrderId) -> SentOut:
+    """Ask the customer for the delivery address with the tenant's WhatsApp Flow
+    (``address_flow_id``); the answer is stored on the order (``delivery_address``)."""
+    return SentOut(notification=await orders.send_address_flow(tenant_id, order_id))

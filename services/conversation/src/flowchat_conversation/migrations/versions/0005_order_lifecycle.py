@@ -36,6 +36,11 @@ def upgrade() -> None:
             ADD COLUMN delivery_address jsonb
         """
     )
+    op.execute("ALTER TABLE products ADD COLUMN catalog_id text, ADD COLUMN retailer_id text")
+    op.execute(
+        "CREATE INDEX products_retailer ON products (tenant_id, retailer_id) "
+        "WHERE retailer_id IS NOT NULL"
+    )
     op.execute(
         "CREATE UNIQUE INDEX orders_one_draft ON orders (tenant_id, account_id, customer_wa_id) "
         "WHERE status = 'draft'"
@@ -45,7 +50,8 @@ def upgrade() -> None:
         ALTER TABLE bot_settings
             ADD COLUMN order_template_name text,
             ADD COLUMN order_template_language text,
-            ADD COLUMN online_payments boolean NOT NULL DEFAULT false
+            ADD COLUMN online_payments boolean NOT NULL DEFAULT false,
+            ADD COLUMN address_flow_id text
         """
     )
     op.execute("ALTER TABLE order_events DROP CONSTRAINT IF EXISTS order_events_notification_check")
@@ -134,9 +140,14 @@ def downgrade() -> None:
     )
     op.execute(
         "ALTER TABLE bot_settings DROP COLUMN IF EXISTS order_template_name, "
-        "DROP COLUMN IF EXISTS order_template_language, DROP COLUMN IF EXISTS online_payments"
+        "DROP COLUMN IF EXISTS order_template_language, DROP COLUMN IF EXISTS online_payments, "
+        "DROP COLUMN IF EXISTS address_flow_id"
     )
     op.execute("DROP INDEX IF EXISTS orders_one_draft")
+    op.execute("DROP INDEX IF EXISTS products_retailer")
+    op.execute(
+        "ALTER TABLE products DROP COLUMN IF EXISTS catalog_id, DROP COLUMN IF EXISTS retailer_id"
+    )
     op.execute(
         "ALTER TABLE orders DROP COLUMN IF EXISTS tracking_number, "
         "DROP COLUMN IF EXISTS tracking_url, DROP COLUMN IF EXISTS cancelled_by, "
