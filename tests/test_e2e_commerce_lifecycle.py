@@ -84,7 +84,7 @@ async def draft_discount_pay_ship_cancel(shop: Shop) -> None:
     assert {x["sku"] for x in again["lines"]} == {"CEM-50", "NAIL-1"}
     assert again["discount_code"] == code
 
-    invoice, _document, pay = await shop.tap(c, "button", "Confirm", 3)
+    invoice, pay, _document = await shop.tap(c, "button", "Confirm", 3)
     order_id = order_id_in(invoice)
     assert order_id == draft["order_id"]  # the draft became the order
     assert "Invoice INV-0" in invoice
