@@ -443,6 +443,9 @@ def render(message: dict[str, Any]) -> str:
         if inter.get("type") == "button":
             titles = [b["reply"]["title"] for b in action.get("buttons", [])]
             return f"{text}\n  buttons: {' | '.join(titles)}"
+        if inter.get("type") == "cta_url":
+            params = action.get("parameters", {})
+            return f"{text}\n  [{params.get('display_text')}] {params.get('url')}"
         rows = [row["title"] for s in action.get("sections", []) for row in s.get("rows", [])]
         return f"{text}\n  [{action.get('button', 'list')}]: {', '.join(rows)}"
     if kind == "document":

@@ -314,6 +314,8 @@ def new_secrets() -> dict[str, str]:
         "FLOWCHAT_RELAY_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
             secrets.token_bytes(32)
         ).decode(),
+        # the payment provider's webhook signatures (the sandbox's emulator locally)
+        "FLOWCHAT_PAYMENTS_WEBHOOK_SECRET": secrets.token_urlsafe(32),
     }
 
 
@@ -351,6 +353,10 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
         "FLOWCHAT_TENANT_GRAPH_URL": url["sandbox"],
         "FLOWCHAT_CONVERSATION_GRAPH_URL": url["sandbox"],
         "FLOWCHAT_GATEWAY_GRAPH_URL": url["sandbox"],
+        # the sandbox's payment-provider emulator and its webhook back to FlowChat
+        "FLOWCHAT_CONVERSATION_PAYMENT_PROVIDER_URL": url["sandbox"] + "/payments",
+        "FLOWCHAT_CONVERSATION_PAYMENT_PROVIDER_KEY": "sandbox-payments",
+        "FLOWCHAT_SANDBOX_PAYMENTS_WEBHOOK_URL": url["conversation"] + "/v1/payments/webhook",
     }
     for name, _, _, prefix in SERVICES:
         env[f"{prefix}HTTP_PORT"] = str(ports[name])

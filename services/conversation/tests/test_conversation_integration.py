@@ -367,7 +367,15 @@ async def test_two_customers_race_for_the_last_unit(stack):
     conn = await asyncpg.connect(stack.dsn, server_settings={"search_path": "conversation"})
     try:
         assert await conn.fetchval("SELECT stock FROM products WHERE sku='NAIL'") == 0
-        assert await conn.fetchval("SELECT count(*) FROM orders") == 1
+        assert await conn.fetchval("SELECT count(*) FROM orders WHERE status = 'confirmed'") == 1
+        # the loser's cart ran empty: its draft order is cancelled by the customer
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM orders "
+                "WHERE status = 'cancelled' AND cancelled_by = 'customer'"
+            )
+            == 1
+        )
     finally:
         await conn.close()
 
@@ -400,6 +408,47 @@ async def nothing_sent(stack: Stack) -> None:
     assert stack.seen == []
 
 
+async def test_outside_the_window_the_tenants_order_template_goes_out(stack):
+    """Issue 25: a tenant-chosen template carries order updates outside the 24 h window
+    (the order id and the new status as its body parameters); tracking is kept."""
+    await seed(stack)
+    settings = (await stack.http.get("/v1/tenants/t1/settings", headers=stack.admin)).json()
+    template = {"name": "order_update", "language": "en"}
+    r = await stack.http.put(
+        "/v1/tenants/t1/settings",
+        json={**settings, "order_update_template": template},
+        headers=stack.admin,
+    )
+    assert r.status_code == 200, r.text
+    order_id = await placed(stack, "15550007777")
+    await sql(
+        stack,
+        "UPDATE contacts SET last_seen_at = now() - interval '25 hours' "
+        "WHERE customer_wa_id = '15550007777'",
+    )
+    url = f"/v1/tenants/t1/orders/{order_id}/status"
+    for status, extra in (("processing", {}), ("shipped", {"tracking_number": "TRK-9"})):
+        r = await stack.http.post(url, json={"status": status, **extra}, headers=stack.admin)
+        assert r.status_code == 200, r.text
+        (sent,) = await stack.replies(1)
+        assert sent.category == "utility"
+        assert sent.content.type == "template"
+        assert sent.content.name == "order_update"
+        (body,) = sent.content.components
+        assert [p.text for p in body.parameters] == [order_id, status]
+    order = r.json()
+    assert (order["status"], order["tracking_number"]) == ("shipped", "TRK-9")
+    events = await sql(
+        stack,
+        "SELECT to_status, notification FROM order_events WHERE order_id = $1 ORDER BY event_id",
+        order_id,
+    )
+    assert [(e["to_status"], e["notification"]) for e in events][-2:] == [
+        ("processing", "template"),
+        ("shipped", "template"),
+    ]
+
+
 async def test_order_statuses_notify_inside_the_window_only(stack):
     await seed(stack)
     order_id = await place(stack, "15550005555")
@@ -428,6 +477,7 @@ async def test_order_statuses_notify_inside_the_window_only(stack):
         order_id,
     )
     assert [(e["to_status"], e["notification"]) for e in events] == [
+        ("draft", "none"),  # the cart's draft order, then the customer confirmed it
         ("confirmed", "none"),
         ("processing", "sent"),
         ("shipped", "needs_template"),

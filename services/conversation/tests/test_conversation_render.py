@@ -8,6 +8,7 @@ from itertools import count
 
 from flowchat_contracts import (
     ButtonsContent,
+    CtaUrlContent,
     InboundMessage,
     ListContent,
     ListRow,
@@ -91,6 +92,16 @@ def test_twilio_gets_numbered_text_menus():
     assert "1. River sand 25kg — 3.00 USD\n2. Sharp sand 25kg\n3. Cement 50kg" in listed
     long = ButtonsContent(body="x" * 1024, buttons=BUTTONS.buttons)
     assert len(twilio_body(long)) <= render.TWILIO_BODY
+
+
+def test_a_link_button_is_its_link_in_text_on_twilio():
+    pay = CtaUrlContent(
+        body="Invoice INV-7: 12.50 USD", display_text="Pay now", url="https://pay.example/i/7"
+    )
+    assert render.for_channel(pay, "meta") is pay
+    text = render.for_channel(pay, "twilio")
+    assert isinstance(text, TextContent)
+    assert text.body == "Invoice INV-7: 12.50 USD\n\nPay now: https://pay.example/i/7"
 
 
 def test_typed_answers_resolve_by_number_label_and_misspelling():

@@ -11,13 +11,19 @@ import pytest
 
 from flowchat_contracts import (
     ButtonsContent,
+    CatalogContent,
     ContactsContent,
+    CtaUrlContent,
+    FlowContent,
     ListContent,
     ListRow,
     ListSection,
     LocationContent,
     MediaContent,
     OutboundCommand,
+    ProductContent,
+    ProductListContent,
+    ProductSection,
     ReactionContent,
     ReplyButton,
     TemplateComponent,
@@ -118,6 +124,28 @@ CONTENTS: dict[str, Any] = {
         ],
     ),
     "reaction": ReactionContent(message_id="wamid.ABC", emoji="👍"),
+    # issue 25: native commerce, CTA-URL buttons, Flows
+    "cta_url": CtaUrlContent(
+        body="Pay invoice INV-000001", display_text="Pay now", url="https://pay.example/x"
+    ),
+    "product": ProductContent(catalog_id="cat-1", product_retailer_id="tile-white", body="Hi"),
+    "product_list": ProductListContent(
+        catalog_id="cat-1",
+        header="Our tiles",
+        body="Best sellers",
+        sections=[ProductSection(title="Tiles", product_retailer_ids=["tile-white", "glue-5"])],
+    ),
+    "catalog_message": CatalogContent(
+        body="Our whole catalog", thumbnail_product_retailer_id="tile-white"
+    ),
+    "flow": FlowContent(
+        flow_id="123456",
+        flow_token="ORD-ABC",
+        flow_cta="Add address",
+        body="Where should we deliver?",
+        screen="ADDRESS",
+        data={"order": "ORD-ABC"},
+    ),
     "location": LocationContent(latitude=37.48, longitude=-122.14, name="HQ", address="1 Way"),
     "contacts": ContactsContent(
         contacts=[

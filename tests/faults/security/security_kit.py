@@ -505,6 +505,30 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         T, _const({}), mutates=True
     ),
     ("conversation", "GET", "/v1/invoices/{invoice_id}.pdf"): Route(CAP),
+    # invoices, discount codes, payment links, native commerce (issue 25)
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/invoices"): Route(T),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/invoices/{invoice_id}"): Route(T),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/invoices/{invoice_id}/pdf"): Route(T),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/discount-codes"): Route(T),
+    ("conversation", "PUT", "/v1/tenants/{tenant_id}/discount-codes/{code}"): Route(
+        T, _const({"rate": "0.5", "max_uses": 1000}), mutates=True
+    ),
+    ("conversation", "POST", "/v1/tenants/{tenant_id}/orders/{order_id}/discount-code"): Route(
+        T, _const({"code": "NOSUCHCODE"}), mutates=True
+    ),
+    ("conversation", "POST", "/v1/tenants/{tenant_id}/orders/{order_id}/payment-link"): Route(
+        T, mutates=True
+    ),
+    ("conversation", "POST", "/v1/tenants/{tenant_id}/orders/{order_id}/address-flow"): Route(
+        T, mutates=True
+    ),
+    ("conversation", "POST", "/v1/tenants/{tenant_id}/conversations/{wa_id}/products"): Route(
+        T,
+        lambda _env, ids: {"account_id": ids["account_id"], "skus": [], "body": "x"},
+        mutates=True,
+    ),
+    # the payment provider's webhook: HMAC-signed with the provider's secret
+    ("conversation", "POST", "/v1/payments/webhook"): Route(SIG),
     ("conversation", "POST", "/v1/tenants/{tenant_id}/contacts"): Route(
         T, _contact, text_fields=("name", "tags.0"), mutates=True
     ),

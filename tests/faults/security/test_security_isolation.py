@@ -39,6 +39,7 @@ def _params(env: SecurityEnv, ids: dict[str, str]) -> dict[str, str]:
         "wa_id": ids["phone"].lstrip("+"),
         "customer_id": ids["phone"].lstrip("+"),
         "invoice_id": "INV-NOSUCH",
+        "code": "NOSUCHCODE",
         "phone_number_id": env.a.phone_number_id,
         "waba_id": env.a.waba_id,
         "number": env.twilio.number,

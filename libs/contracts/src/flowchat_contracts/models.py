@@ -451,6 +451,79 @@ class ListContent(_Model):
         return self
 
 
+class CtaUrlContent(_Model):
+    """An interactive call-to-action URL button (Cloud API ``interactive.type:
+    cta_url``): a payment link, a tracking page."""
+
+    type: Literal["cta_url"] = "cta_url"
+    body: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    display_text: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    header: Annotated[str, StringConstraints(max_length=60)] | None = None
+    footer: Annotated[str, StringConstraints(max_length=60)] | None = None
+
+
+class ProductContent(_Model):
+    """A single-product message (``interactive.type: product``) from the number's
+    connected catalog."""
+
+    type: Literal["product"] = "product"
+    catalog_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    product_retailer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    body: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    footer: Annotated[str, StringConstraints(max_length=60)] | None = None
+
+
+class ProductSection(_Model):
+    title: Annotated[str, StringConstraints(min_length=1, max_length=24)]
+    product_retailer_ids: Annotated[list[str], Field(min_length=1, max_length=30)]
+
+
+class ProductListContent(_Model):
+    """A multi-product message (``interactive.type: product_list``): up to 10
+    sections and 30 products in all."""
+
+    type: Literal["product_list"] = "product_list"
+    catalog_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    header: Annotated[str, StringConstraints(min_length=1, max_length=60)]
+    body: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    footer: Annotated[str, StringConstraints(max_length=60)] | None = None
+    sections: Annotated[list[ProductSection], Field(min_length=1, max_length=10)]
+
+    @model_validator(mode="after")
+    def _limits(self) -> ProductListContent:
+        if sum(len(s.product_retailer_ids) for s in self.sections) > 30:
+            raise ValueError("a product list message has at most 30 products in all")
+        return self
+
+
+class CatalogContent(_Model):
+    """The catalog message (``interactive.type: catalog_message``): the number's whole
+    connected catalog behind a "View catalog" button."""
+
+    type: Literal["catalog_message"] = "catalog_message"
+    body: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    footer: Annotated[str, StringConstraints(max_length=60)] | None = None
+    #: The product whose image heads the message (Meta's schema requires one).
+    thumbnail_product_retailer_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class FlowContent(_Model):
+    """A WhatsApp Flow message (``interactive.type: flow``); the customer's answer comes
+    back as an ``nfm_reply`` carrying ``flow_token``."""
+
+    type: Literal["flow"] = "flow"
+    flow_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    flow_token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    flow_cta: Annotated[str, StringConstraints(min_length=1, max_length=30)]
+    body: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    header: Annotated[str, StringConstraints(max_length=60)] | None = None
+    footer: Annotated[str, StringConstraints(max_length=60)] | None = None
+    #: The first screen and its data (``flow_action: navigate``).
+    screen: str | None = None
+    data: dict[str, Any] | None = None
+
+
 class ReactionContent(_Model):
     type: Literal["reaction"] = "reaction"
     message_id: Id
@@ -478,6 +551,11 @@ OutboundContent = Annotated[
     | TemplateContent
     | ButtonsContent
     | ListContent
+    | CtaUrlContent
+    | ProductContent
+    | ProductListContent
+    | CatalogContent
+    | FlowContent
     | ReactionContent
     | LocationContent
     | ContactsContent,

@@ -23,6 +23,7 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.consumer import InboundConsumer
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.commerce.orders import InvoiceLinks
+from flowchat_conversation.commerce.payment_http import HttpPaymentProvider
 from flowchat_conversation.commerce.pdf_process import ProcessInvoiceRenderer
 from flowchat_conversation.commerce.redis_limits import RedisInboundLimiter
 from flowchat_conversation.commerce.redis_sessions import RedisSessionStore
@@ -31,12 +32,17 @@ from flowchat_conversation.commerce.routes import ROUTERS as COMMERCE_ROUTERS
 from flowchat_conversation.commerce.service import ConversationService
 from flowchat_conversation.deps import ApiContext
 from flowchat_conversation.errors import (
+    BadSignature,
     CatalogError,
+    CatalogNotConnected,
     ConversationError,
+    DiscountRejected,
     InvalidAmount,
     InvalidState,
     InvalidTransition,
+    InvoiceNotFound,
     NoHandoff,
+    NoPaymentProvider,
     NotReady,
     OrderError,
     OrderNotFound,
@@ -81,6 +87,11 @@ HTTP_STATUS: dict[type[ConversationError], int] = {
     PaymentRejected: 409,
     InvalidAmount: 422,
     NoHandoff: 404,
+    InvoiceNotFound: 404,
+    DiscountRejected: 409,
+    BadSignature: 401,
+    CatalogNotConnected: 409,
+    NoPaymentProvider: 409,
     OutreachError: 422,
     OutreachNotFound: 404,
     InvalidState: 409,
@@ -236,6 +247,15 @@ def order_jobs(background: Background, orders: OrderService, settings: Settings)
     background.start("cancel-overdue", cancel_overdue(orders, settings))
 
 
+def payment_provider(settings: Settings, http: aiohttp.ClientSession) -> HttpPaymentProvider | None:
+    if not settings.payment_provider_url:
+        return None
+    key = settings.payment_provider_key
+    return HttpPaymentProvider(
+        http, settings.payment_provider_url, key.get_secret_value() if key else ""
+    )
+
+
 def invoice_links(settings: Settings) -> InvoiceLinks:
     secret = settings.link_secret or settings.service_token
     if secret is None:
@@ -303,6 +323,7 @@ def create_app(settings: Settings) -> FastAPI:
             outbox = AmqpOutbox(amqp)
             reminders = bot_reminders(settings)
             facts = Facts(outbox, SubscriptionView(redis, ttl_s=settings.subscriptions_ttl_s))
+            payments = payment_provider(settings, http)
             api.orders = OrderService(
                 repository,
                 sessions,
@@ -311,6 +332,12 @@ def create_app(settings: Settings) -> FastAPI:
                 reminders=reminders,
                 facts=facts,
                 renderer=renderer,
+                payments=payments,
+                payment_webhook_secret=(
+                    settings.payment_webhook_secret.get_secret_value().encode()
+                    if settings.payment_webhook_secret
+                    else None
+                ),
             )
             service = ConversationService(
                 repository,
@@ -321,6 +348,7 @@ def create_app(settings: Settings) -> FastAPI:
                 reminders=reminders,
                 facts=facts,
                 limiter=RedisInboundLimiter(redis),
+                payments=payments,
             )
             await amqp.connect()
             partitions.append(await start_inbound(service, amqp, redis, settings))

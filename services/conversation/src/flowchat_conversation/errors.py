@@ -14,6 +14,11 @@
         │   ├── InvalidTransition       the order cannot go to that status     409
         │   ├── PaymentRejected         the payment does not fit the order     409
         │   │   └── InvalidAmount       not positive, or too many decimals     422
+        │   ├── InvoiceNotFound         no such invoice of that tenant         404
+        │   ├── DiscountRejected        unknown / expired / used-up code       409
+        │   ├── CatalogNotConnected     no Meta catalog / Flow for that        409
+        │   ├── BadSignature            the payment webhook is not signed      401
+        │   ├── NoPaymentProvider       no provider configured                 409
         │   └── NoHandoff               no open hand-off with that customer    404
         └── OutreachError               a contacts / campaign / reminder       422
             │                           request refused
@@ -113,6 +118,33 @@ class PaymentRejected(OrderError):
 class InvalidAmount(PaymentRejected):
     def __init__(self, message: str) -> None:
         super().__init__("invalid_amount", message)
+
+
+class InvoiceNotFound(OrderError):
+    def __init__(self, invoice_id: str) -> None:
+        super().__init__(f"no invoice {invoice_id}", code="not_found")
+        self.invoice_id = invoice_id
+
+
+class DiscountRejected(OrderError):
+    """A discount code that does not exist, expired, is used up or does not fit."""
+
+
+class CatalogNotConnected(OrderError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="catalog_not_connected")
+
+
+class BadSignature(OrderError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the payment webhook's signature is missing or wrong", code="bad_signature"
+        )
+
+
+class NoPaymentProvider(OrderError):
+    def __init__(self) -> None:
+        super().__init__("no payment provider is configured", code="no_payment_provider")
 
 
 class NoHandoff(OrderError):

@@ -39,6 +39,21 @@ ORDER_STATUS = Counter(
     "Order status changes through the tenant API, by new status and notification fate",
     ["status", "notification"],
 )
+PAYMENT_WEBHOOKS = Counter(
+    "flowchat_conversation_payment_webhooks_total",
+    "Payment-provider webhook events that recorded a payment, by result (added, duplicate)",
+    ["result"],
+)
+FLOW_ANSWERS = Counter(
+    "flowchat_conversation_flow_answers_total",
+    "WhatsApp Flow answers (nfm_reply), by fate (stored on an order, no open order)",
+    ["fate"],
+)
+DRAFTS = Counter(
+    "flowchat_conversation_draft_orders_total",
+    "Draft orders mirrored from carts, by change (synced, dropped)",
+    ["change"],
+)
 PAYMENTS = Counter(
     "flowchat_conversation_payments_total",
     "Payments recorded, by effect (paid, partial)",

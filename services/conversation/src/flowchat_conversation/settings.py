@@ -50,6 +50,18 @@ class Settings(ServiceSettings):
     )
     #: Signs invoice links (defaults to the service token; rotating it breaks old links).
     link_secret: SecretStr | None = None
+    #: The payment provider's API (payment links per invoice; the sandbox's payment
+    #: emulator locally, e.g. ``http://127.0.0.1:8790/payments``); unset: no provider,
+    #: customers pay and send their confirmation number as before.
+    payment_provider_url: str | None = None
+    payment_provider_key: SecretStr | None = None
+    #: The secret the provider signs its webhooks (``POST /v1/payments/webhook``) with.
+    payment_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "FLOWCHAT_CONVERSATION_PAYMENT_WEBHOOK_SECRET", "FLOWCHAT_PAYMENTS_WEBHOOK_SECRET"
+        ),
+    )
     #: Dedupe rows of handled inbound messages are kept this long, then purged in batches.
     handled_retention_h: int = Field(default=72, ge=1)
     handled_purge_interval_s: float = Field(default=600, gt=0)

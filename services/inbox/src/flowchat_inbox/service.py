@@ -166,6 +166,8 @@ def _outbound_body(c: OutboundCommand) -> str | None:
             return _join(content.name, *params)
         case "interactive_buttons":
             return _join(content.header, content.body, *(b.title for b in content.buttons))
+        case "cta_url":
+            return _join(content.header, content.body, content.url)
         case "interactive_list":
             rows = [r.title for s in content.sections for r in s.rows]
             return _join(content.header, content.body, *rows)

@@ -16,11 +16,16 @@ import orjson
 
 from flowchat_contracts import (
     ButtonsContent,
+    CatalogContent,
     ContactsContent,
+    CtaUrlContent,
+    FlowContent,
     ListContent,
     LocationContent,
     MediaContent,
     OutboundCommand,
+    ProductContent,
+    ProductListContent,
     ProviderError,
     ReactionContent,
     TemplateComponent,
@@ -60,12 +65,9 @@ def build_message(command: OutboundCommand) -> JSON:
     elif isinstance(content, TemplateContent):
         body["type"] = "template"
         body["template"] = _template(content)
-    elif isinstance(content, ButtonsContent):
+    elif isinstance(content, INTERACTIVE):
         body["type"] = "interactive"
-        body["interactive"] = _buttons(content)
-    elif isinstance(content, ListContent):
-        body["type"] = "interactive"
-        body["interactive"] = _list(content)
+        body["interactive"] = _interactive(content)
     elif isinstance(content, ReactionContent):
         body["type"] = "reaction"
         body["reaction"] = {"message_id": content.message_id, "emoji": content.emoji}
@@ -159,6 +161,113 @@ def _buttons(content: ButtonsContent) -> JSON:
             {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons
         ]
     }
+    return out
+
+
+INTERACTIVE = (
+    ButtonsContent,
+    ListContent,
+    CtaUrlContent,
+    ProductContent,
+    ProductListContent,
+    CatalogContent,
+    FlowContent,
+)
+Interactive = (
+    ButtonsContent
+    | ListContent
+    | CtaUrlContent
+    | ProductContent
+    | ProductListContent
+    | CatalogContent
+    | FlowContent
+)
+
+
+def _interactive(content: Interactive) -> JSON:
+    if isinstance(content, ButtonsContent):
+        return _buttons(content)
+    if isinstance(content, ListContent):
+        return _list(content)
+    if isinstance(content, CtaUrlContent):
+        return _cta_url(content)
+    if isinstance(content, ProductContent):
+        out: JSON = {
+            "type": "product",
+            "action": {
+                "catalog_id": content.catalog_id,
+                "product_retailer_id": content.product_retailer_id,
+            },
+        }
+        if content.body:
+            out["body"] = {"text": content.body}
+        _header_footer(out, None, content.footer)
+        return out
+    if isinstance(content, ProductListContent):
+        return _product_list(content)
+    if isinstance(content, CatalogContent):
+        parameters = {"thumbnail_product_retailer_id": content.thumbnail_product_retailer_id}
+        out = {
+            "type": "catalog_message",
+            "body": {"text": content.body},
+            "action": {"name": "catalog_message", "parameters": parameters},
+        }
+        _header_footer(out, None, content.footer)
+        return out
+    return _flow(content)
+
+
+def _product_list(content: ProductListContent) -> JSON:
+    out: JSON = {
+        "type": "product_list",
+        "body": {"text": content.body},
+        "action": {
+            "catalog_id": content.catalog_id,
+            "sections": [
+                {
+                    "title": s.title,
+                    "product_items": [{"product_retailer_id": r} for r in s.product_retailer_ids],
+                }
+                for s in content.sections
+            ],
+        },
+    }
+    _header_footer(out, content.header, content.footer)
+    return out
+
+
+def _flow(content: FlowContent) -> JSON:
+    parameters: JSON = {
+        "flow_message_version": "3",
+        "flow_token": content.flow_token,
+        "flow_id": content.flow_id,
+        "flow_cta": content.flow_cta,
+        "flow_action": "navigate",
+    }
+    if content.screen:
+        payload: JSON = {"screen": content.screen}
+        if content.data:
+            payload["data"] = content.data
+        parameters["flow_action_payload"] = payload
+    out: JSON = {
+        "type": "flow",
+        "body": {"text": content.body},
+        "action": {"name": "flow", "parameters": parameters},
+    }
+    _header_footer(out, content.header, content.footer)
+    return out
+
+
+def _cta_url(content: CtaUrlContent) -> JSON:
+    out: JSON = {
+        "type": "cta_url",
+        "body": {"text": content.body},
+        "action": {
+            "name": "cta_url",
+            "parameters": {"display_text": content.display_text, "url": content.url},
+        },
+    }
+    _header_footer(out, content.header, content.footer)
     return out
 
 

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
-from flowchat_sandbox.routes import control, graph, twilio
+from flowchat_sandbox.payments import PaymentEmulator
+from flowchat_sandbox.routes import control, graph, payments, twilio
 from flowchat_sandbox.service import Sandbox
 from flowchat_sandbox.settings import SERVICE, Settings
 from flowchat_sandbox.spec import SendValidator, load_spec
@@ -48,6 +49,15 @@ def create_app(settings: Settings) -> FastAPI:
         async with aiohttp.ClientSession(connector=connector) as session:
             sandbox = Sandbox(settings, validator, AiohttpTransport(session))
             app.state.sandbox = sandbox
+            app.state.payments = PaymentEmulator(
+                AiohttpTransport(session),
+                webhook_url=settings.payments_webhook_url,
+                webhook_secret=(
+                    settings.payments_webhook_secret.get_secret_value()
+                    if settings.payments_webhook_secret
+                    else None
+                ),
+            )
             log.info("sandbox ready", spec_types=sorted(validator.types))
             try:
                 yield
@@ -69,8 +79,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(graph.send_router)
     app.include_router(control.router)
     app.include_router(twilio.router)
+    app.include_router(payments.router)
     app.include_router(graph.router)
     control.install_error_handlers(app)
+    payments.install_error_handlers(app)
     # The hot path as a plain Starlette route at the very front: no dependency solving,
     # no FastAPI request wrapping (the APIRoute above stays for the OpenAPI docs).
     app.router.routes.insert(

@@ -463,6 +463,7 @@ INBOUND_KINDS = (
     "location",
     "reaction",
     "order",
+    "nfm_reply",
 )
 
 
@@ -477,7 +478,7 @@ def _inbound_content(request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     value = request[kind]
     if kind == "text":
         return "text", {"text": {"body": str(value)}}
-    if kind in ("button_reply", "list_reply"):
+    if kind in ("button_reply", "list_reply", "nfm_reply"):
         return "interactive", {"interactive": {"type": kind, kind: value}}
     if kind == "image":
         image = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from flowchat_platform.settings import ServiceSettings
@@ -27,5 +28,15 @@ class Settings(ServiceSettings):
     webhook_retry_max_s: float = 30.0
     #: How long an injected ``timeout`` fault holds a request before answering 504.
     fault_timeout_s: float = 30.0
+    #: The payment-provider emulator's webhook: where it posts ``payment.succeeded``
+    #: (FlowChat's ``POST /v1/payments/webhook``) and the secret it signs with (shared
+    #: with the conversation service; the stack generates it).
+    payments_webhook_url: str | None = None
+    payments_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "FLOWCHAT_SANDBOX_PAYMENTS_WEBHOOK_SECRET", "FLOWCHAT_PAYMENTS_WEBHOOK_SECRET"
+        ),
+    )
     #: Ledger entries kept (oldest dropped first).
     ledger_size: int = 200_000

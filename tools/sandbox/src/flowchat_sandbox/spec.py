@@ -138,13 +138,36 @@ def apply_errata(spec: dict[str, Any]) -> dict[str, Any]:
             props["longitude"] = {"type": ["number", "string"]}
 
     interactive_type = schemas["InteractiveObject"]["properties"]["type"]
-    interactive_type["enum"] = [*interactive_type["enum"], "order_details", "order_status"]
+    interactive_type["enum"] = [
+        *interactive_type["enum"],
+        "order_details",
+        "order_status",
+        "cta_url",
+    ]
     schemas["ActionObject"]["oneOf"].append(
         {
             "required": ["name", "parameters"],
             "properties": {
                 "name": {"type": "string", "enum": ["review_and_pay", "review_order"]},
                 "parameters": {"type": "object"},
+            },
+        }
+    )
+    # Meta's "Interactive CTA URL button messages" (documented beside the OpenAPI
+    # document, not in it): action {name: cta_url, parameters {display_text, url}}.
+    schemas["ActionObject"]["oneOf"].append(
+        {
+            "required": ["name", "parameters"],
+            "properties": {
+                "name": {"type": "string", "enum": ["cta_url"]},
+                "parameters": {
+                    "type": "object",
+                    "required": ["display_text", "url"],
+                    "properties": {
+                        "display_text": {"type": "string", "maxLength": 20},
+                        "url": {"type": "string", "pattern": "^https?://"},
+                    },
+                },
             },
         }
     )

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -201,6 +202,10 @@ class OrderPlaced:
     due_at: datetime | None = None
     #: Where the customer downloads the invoice PDF (set by the service).
     invoice_url: str | None = None
+    #: The invoice's printed number (the tenant's gapless sequence).
+    invoice_number: str | None = None
+    #: The provider's payment page (sent as a CTA-URL button; set by the service).
+    payment_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -313,9 +318,9 @@ def _handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> De
         return Decision(current)
     if word is not None:
         return _keyword(current, word, ctx)
-    chosen = language_of(message.text) if message.type == "text" and message.text else None
-    if chosen is not None:  # "español": the customer's language from now on
-        return _set_language(current, chosen, ctx)
+    special = _cart_or_language(current, message, ctx)
+    if special is not None:
+        return special
     if current.state is State.GREETING:
         return _greeting(current, ctx)
     reply_id = _reply_id(message)
@@ -326,6 +331,15 @@ def _handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> De
     if message.type == "text" and message.text and message.text.strip():
         return _on_text(current, message.text.strip(), ctx)
     return _hint(current, ctx, prefix=_unsupported(message, ctx))
+
+
+def _cart_or_language(current: Session, message: AnyInbound, ctx: BotContext) -> Decision | None:
+    """The customer's native cart (an ``order`` message), or a language named
+    ("español": the customer's language from now on); None: neither."""
+    if message.type == "order" and message.order is not None:
+        return native_cart(current, message.order, ctx)
+    chosen = language_of(message.text) if message.type == "text" and message.text else None
+    return _set_language(current, chosen, ctx) if chosen is not None else None
 
 
 def after_order(session: Session, result: OrderResult, ctx: BotContext) -> Decision:
@@ -377,7 +391,7 @@ def _after_order(session: Session, result: OrderResult, ctx: BotContext) -> Deci
     due_at = result.due_at or datetime.now(UTC) + timedelta(
         hours=ctx.settings.payment_timeout_hours
     )
-    invoice_number = result.invoice_id or invoice_id_for(result.order_id)
+    invoice_number = result.invoice_number or result.invoice_id or invoice_id_for(result.order_id)
     body = invoice_text(
         business_name=ctx.settings.business_name,
         order_id=result.order_id,
@@ -417,6 +431,54 @@ def _after_order(session: Session, result: OrderResult, ctx: BotContext) -> Deci
             )
         )
     return Decision(updated, replies)
+
+
+def native_cart(session: Session, order: dict[str, Any], ctx: BotContext) -> Decision:
+    """The customer's WhatsApp cart (an ``order`` message: ``product_items`` of
+    ``product_retailer_id``, ``quantity``) becomes the cart, priced from the catalog now,
+    and is offered for review (the cart's draft order follows)."""
+    by_retailer = {p.retailer_id: p for p in ctx.catalog if p.available and p.retailer_id}
+    cart: list[CartLine] = []
+    notes: list[str] = []
+    for item in order.get("product_items") or []:
+        if not isinstance(item, dict):
+            continue
+        product = by_retailer.get(str(item.get("product_retailer_id")))
+        try:
+            quantity = int(item.get("quantity") or 0)
+        except (TypeError, ValueError):
+            quantity = 0
+        if product is None:
+            notes.append(
+                ctx.tr("{item}: not in our catalog any more", item=item.get("product_retailer_id"))
+            )
+            continue
+        problem = _quantity_problem(product, quantity, session, ctx)
+        if problem:
+            notes.append(problem)
+            continue
+        cart.append(
+            CartLine(
+                sku=product.sku,
+                name=ctx.name_of(product),
+                unit_price=product.price,
+                quantity=quantity,
+            )
+        )
+    updated = session.model_copy(
+        update={
+            "cart": cart,
+            "state": State.REVIEWING_ORDER if cart else State.BROWSING_PRODUCTS,
+            "pending": [],
+            "pending_sku": None,
+        }
+    )
+    head = [_text("\n".join(notes))] if notes else []
+    if not cart:
+        return Decision(
+            updated, [*head, _text(ctx.tr("Nothing in that cart is available.")), _categories(ctx)]
+        )
+    return Decision(updated, [*head, *_review(updated, ctx)])
 
 
 def payment_confirmed(session: Session | None, order_id: str, text: str) -> Decision:
@@ -857,7 +919,12 @@ def _add(session: Session, product: Product, quantity: int, ctx: BotContext) -> 
     """Set the cart quantity of ``product`` (typing a product again replaces its quantity)."""
     cart = [line for line in session.cart if line.sku != product.sku]
     cart.append(
-        CartLine(sku=product.sku, name=product.name, unit_price=product.price, quantity=quantity)
+        CartLine(
+            sku=product.sku,
+            name=ctx.name_of(product),
+            unit_price=product.price,
+            quantity=quantity,
+        )
     )
     note = ctx.tr(
         "Added {quantity} x {name} to your cart.",

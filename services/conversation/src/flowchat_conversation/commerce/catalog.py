@@ -19,7 +19,15 @@ from flowchat_conversation.commerce.domain import Product, ProductIn, resolve_pr
 from flowchat_conversation.errors import CatalogCsvError
 
 REQUIRED_COLUMNS = ("sku", "name", "price")
-OPTIONAL_COLUMNS = ("description", "currency", "category", "stock", "available")
+OPTIONAL_COLUMNS = (
+    "description",
+    "currency",
+    "category",
+    "stock",
+    "available",
+    "catalog_id",
+    "retailer_id",
+)
 MAX_ROWS = 10_000
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}

@@ -60,6 +60,16 @@ class ContactSeen:
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]
 
 
+class OrderTemplate(BaseModel):
+    """The approved template order updates go out with outside the 24 h window; its
+    body takes two parameters: the order id and the new status (``{{1}}``, ``{{2}}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    language: Annotated[str, StringConstraints(min_length=2, max_length=15)] = "en"
+
+
 class BotSettings(BaseModel):
     """A tenant's bot settings, set through ``PUT /v1/tenants/{id}/settings``."""
 
@@ -87,6 +97,16 @@ class BotSettings(BaseModel):
     #: Messages a customer may send a minute; past it the bot says once that it will
     #: reply shortly and leaves the rest unanswered (they still reach the inbox).
     inbound_limit_per_minute: Annotated[int, Field(ge=1, le=10_000)] = 30
+    #: Order updates outside the customer's 24 h window go out as this template (none:
+    #: they are not sent and the order's event records ``needs_template``).
+    order_update_template: OrderTemplate | None = None
+    #: Send each new invoice's payment link (the payment provider's page) as a CTA-URL
+    #: button; off: customers pay as the instructions say and send their confirmation
+    #: number.
+    online_payments: bool = False
+    #: The published WhatsApp Flow that asks for a delivery address (its answer, the
+    #: ``nfm_reply``, is stored on the order); None: not offered.
+    address_flow_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
     @field_validator("currency")
     @classmethod
@@ -94,6 +114,7 @@ class BotSettings(BaseModel):
         return value.upper()
 
 
+CatalogRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
 
 
@@ -116,6 +137,11 @@ class ProductIn(BaseModel):
         Annotated[str, StringConstraints(min_length=2, max_length=15)],
         dict[Literal["name", "description"], Annotated[str, StringConstraints(max_length=1000)]],
     ] = Field(default_factory=dict)
+    #: The tenant's Meta commerce catalog holding the product (connected catalog), and
+    #: the product's ``retailer_id`` (content id) there; set, the bot can send it as a
+    #: WhatsApp product message and take it from the customer's native cart.
+    catalog_id: CatalogRef | None = None
+    retailer_id: CatalogRef | None = None
 
     @field_validator("currency")
     @classmethod
@@ -137,6 +163,8 @@ class Product(BaseModel):
     stock: int
     available: bool = True
     translations: dict[str, dict[str, str]] = Field(default_factory=dict)
+    catalog_id: str | None = None
+    retailer_id: str | None = None
 
     def _translated(self, locale: str, field: str) -> str | None:
         lang = locale.replace("-", "_").split("_")[0].lower()
@@ -171,6 +199,8 @@ def resolve_product(item: ProductIn, default_currency: str) -> Product:
         stock=item.stock,
         available=item.available,
         translations={k: dict(v) for k, v in item.translations.items()},
+        catalog_id=item.catalog_id,
+        retailer_id=item.retailer_id,
     )
 
 

@@ -10,11 +10,24 @@ from decimal import Decimal
 from functools import partial
 from typing import Literal
 
-from flowchat_contracts import OutboundCommand, OutboundContent
+from flowchat_contracts import (
+    CatalogContent,
+    CtaUrlContent,
+    FlowContent,
+    OutboundCommand,
+    OutboundContent,
+    ProductContent,
+    ProductListContent,
+    ProductSection,
+    TemplateComponent,
+    TemplateContent,
+    TemplateParameter,
+)
 from flowchat_contracts.tenant_events import OrderChange, OrderData
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import (
+    BotSettings,
     ConversationKey,
     format_money,
     round_money,
@@ -23,14 +36,19 @@ from flowchat_conversation.commerce.domain import (
 )
 from flowchat_conversation.commerce.orders import (
     RESERVED,
+    CancelledBy,
+    DiscountCode,
+    Invoice,
     InvoiceLinks,
     InvoiceStatus,
     Order,
     OrderStatus,
     can_move,
+    credit_text,
     paid_text,
     status_text,
 )
+from flowchat_conversation.commerce.payments import PaymentProvider, parse_event, verify
 from flowchat_conversation.commerce.ports import (
     ConversationTx,
     InvoiceRenderer,
@@ -41,9 +59,14 @@ from flowchat_conversation.commerce.ports import (
 )
 from flowchat_conversation.customers import identity_for
 from flowchat_conversation.errors import (
+    BadSignature,
+    CatalogNotConnected,
+    DiscountRejected,
     InvalidAmount,
     InvalidTransition,
+    InvoiceNotFound,
     NoHandoff,
+    NoPaymentProvider,
     OrderNotFound,
     PaymentRejected,
     SessionConflict,
@@ -83,6 +106,11 @@ class OrderService:
     facts: Facts | None = None
     #: Renders invoice PDFs (None: in this process, the PDF library imported on first use).
     renderer: InvoiceRenderer | None = None
+    #: The payment provider (payment links, signed webhooks); None: the manual
+    #: confirmation-number path only.
+    payments: PaymentProvider | None = None
+    #: The secret the provider signs its webhooks with.
+    payment_webhook_secret: bytes | None = None
 
     async def get(self, tenant_id: str, order_id: str) -> Order:
         order = await self.store.get_order(tenant_id, order_id)
@@ -134,17 +162,31 @@ class OrderService:
         )
 
     async def change_status(
-        self, tenant_id: str, order_id: str, target: OrderStatus, *, reason: str | None = None
+        self,
+        tenant_id: str,
+        order_id: str,
+        target: OrderStatus,
+        *,
+        reason: str | None = None,
+        by: CancelledBy = "tenant",
+        tracking_number: str | None = None,
+        tracking_url: str | None = None,
     ) -> Order:
-        """Move an order along its lifecycle and tell the customer.
+        """Move an order along its lifecycle and tell the customer (a session message
+        inside the 24 h window, the tenant's order-update template outside it).
 
-        Raises :class:`OrderNotFound`, :class:`InvalidTransition`. Setting the status
-        it already has is a no-op (a retried request).
+        A draft is confirmed by the customer (the bot reserves the stock and issues the
+        invoice), not here. A cancellation after payments issues a credit note. Raises
+        :class:`OrderNotFound`, :class:`InvalidTransition`. Setting the status it already
+        has is a no-op (a retried request).
         """
         async with self._locked_order(tenant_id, order_id) as (tx, key, current):
             if current.status is target:
                 return current
-            if not can_move(current.status, target):
+            draft_confirm = current.status is OrderStatus.DRAFT and target is not (
+                OrderStatus.CANCELLED
+            )
+            if draft_confirm or not can_move(current.status, target):
                 raise InvalidTransition(order_id, current=current.status, target=target)
             await tx.set_order_status(
                 tenant_id,
@@ -152,16 +194,37 @@ class OrderService:
                 target,
                 reason=reason,
                 restock=target is OrderStatus.CANCELLED and current.status in RESERVED,
+                cancelled_by=by,
+                tracking_number=tracking_number,
+                tracking_url=tracking_url,
             )
             await self._reminders_on_status(tx, key, order_id, target)
             settings = await tx.bot_settings(tenant_id)
-            text = status_text(target, order_id, settings.business_name, reason)
+            tracking = tracking_url or tracking_number
+            text = status_text(target, order_id, settings.business_name, reason, tracking=tracking)
+            template = (order_id, target.value)
             if target is OrderStatus.CANCELLED:
+                after = await tx.lock_order(tenant_id, order_id)
+                credit = after.invoice.credit_note if after and after.invoice else None
+                if credit is not None:
+                    text += "\n" + credit_text(
+                        order_id, credit.number, credit.amount, credit.currency
+                    )
                 fate = await self._notify(
                     tx,
                     key,
                     f"order:{order_id}:{target}",
                     lambda s: bot.order_cancelled(s, order_id, text),
+                    template=template,
+                )
+            elif target is OrderStatus.SHIPPED and tracking_url:
+                cta = CtaUrlContent(body=text, display_text="Track order", url=tracking_url)
+                fate = await self._notify(
+                    tx,
+                    key,
+                    f"order:{order_id}:{target}",
+                    lambda s: bot.Decision(s or bot.Session(), [cta]),
+                    template=template,
                 )
             else:
                 fate = await self._notify(
@@ -169,6 +232,7 @@ class OrderService:
                     key,
                     f"order:{order_id}:{target}",
                     partial(bot.notice, text=text),
+                    template=template,
                 )
             await tx.record_event(
                 tenant_id,
@@ -210,7 +274,7 @@ class OrderService:
             return False
         try:
             done = await self.change_status(
-                tenant_id, order_id, OrderStatus.CANCELLED, reason=reason
+                tenant_id, order_id, OrderStatus.CANCELLED, reason=reason, by="system"
             )
         except InvalidTransition:
             return False
@@ -280,6 +344,7 @@ class OrderService:
                     key,
                     f"order:{order_id}:paid",
                     lambda s: bot.payment_confirmed(s, order_id, text),
+                    template=(order_id, "paid"),
                 )
             else:
                 balance = invoice.total - paid_total
@@ -366,17 +431,224 @@ class OrderService:
             return None
         order, settings = found
         assert order.invoice is not None
+        pdf = await self._render(order, order.invoice, settings.business_name)
+        return f"{order.invoice.number}.pdf", pdf
+
+    async def _render(self, order: Order, invoice: Invoice, business_name: str) -> bytes:
         if self.renderer is not None:
-            pdf = await self.renderer.render(
-                order, order.invoice, business_name=settings.business_name
-            )
-        else:  # the PDF library only when an invoice is first fetched
-            from flowchat_conversation.commerce.invoice_pdf import (
-                render_invoice_pdf,
+            return await self.renderer.render(order, invoice, business_name=business_name)
+        # the PDF library only when an invoice is first rendered
+        from flowchat_conversation.commerce.invoice_pdf import render_invoice_pdf
+
+        return render_invoice_pdf(order, invoice, business_name=business_name)
+
+    # ---------------------------------------------------------------- invoices
+
+    async def get_invoice(self, tenant_id: str, invoice_id: str) -> Order:
+        """The order of the tenant's invoice (by invoice id or printed number)."""
+        order = await self.store.get_invoice(tenant_id, invoice_id)
+        if order is None or order.invoice is None:
+            raise InvoiceNotFound(invoice_id)
+        return order
+
+    async def list_invoices(
+        self,
+        tenant_id: str,
+        *,
+        status: InvoiceStatus | None = None,
+        overdue: bool = False,
+        limit: int = 50,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[Order]:
+        """Orders with invoices, newest first; ``overdue``: unpaid past their due time."""
+        return await self.store.list_invoices(
+            tenant_id,
+            status=status.value if status else None,
+            overdue_at=datetime.now(UTC) if overdue else None,
+            limit=limit,
+            after=after,
+        )
+
+    async def tenant_invoice_pdf(self, tenant_id: str, invoice_id: str) -> tuple[str, bytes]:
+        """``(filename, PDF bytes)`` of the tenant's invoice (rendered on demand)."""
+        order = await self.get_invoice(tenant_id, invoice_id)
+        settings = await self.store.get_settings(tenant_id)
+        assert order.invoice is not None
+        name = settings.business_name if settings else BotSettings().business_name
+        pdf = await self._render(order, order.invoice, name)
+        return f"{order.invoice.number}.pdf", pdf
+
+    # ---------------------------------------------------------------- discount codes
+
+    async def put_discount_code(self, tenant_id: str, code: DiscountCode) -> DiscountCode:
+        return await self.store.put_discount_code(tenant_id, code)
+
+    async def list_discount_codes(
+        self, tenant_id: str, *, limit: int, after: str | None
+    ) -> list[DiscountCode]:
+        return await self.store.list_discount_codes(tenant_id, limit=limit, after=after)
+
+    async def apply_discount_code(self, tenant_id: str, order_id: str, code: str | None) -> Order:
+        """Put a discount code on a draft order (None: take it off); it is counted
+        against its limit when the customer confirms. Raises :class:`DiscountRejected`."""
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
+            if current.status is not OrderStatus.DRAFT:
+                raise DiscountRejected(
+                    f"order {order_id} is {current.status.value}: codes go on drafts",
+                    code="not_draft",
+                )
+            if code is not None:
+                found = await self.store.get_discount_code(tenant_id, code)
+                if found is None:
+                    raise DiscountRejected(f"no discount code {code}", code="unknown_code")
+                refusal = found.refusal(datetime.now(UTC), current.subtotal)
+                if refusal:
+                    raise DiscountRejected(f"discount code {code}: {refusal}", code=refusal)
+            await tx.set_discount_code(key, order_id, code, await tx.bot_settings(tenant_id))
+        return await self.get(tenant_id, order_id)
+
+    # ---------------------------------------------------------------- native commerce
+
+    async def send_products(
+        self,
+        tenant_id: str,
+        account_id: str,
+        customer_id: str,
+        skus: Sequence[str] | None,
+        *,
+        body: str,
+        header: str | None = None,
+    ) -> Notification:
+        """WhatsApp's own commerce messages from the tenant's connected catalog: one
+        SKU → a single-product message, several → a multi-product message (sections by
+        category), none → the catalog message. Inside the 24 h window only (session
+        messages). Raises :class:`CatalogNotConnected`."""
+        key = ConversationKey(
+            tenant_id, account_id, await self.store.customer_key(tenant_id, customer_id)
+        )
+        async with self.store.conversation(key) as tx:
+            connected = [p for p in await tx.catalog(tenant_id) if p.catalog_id and p.retailer_id]
+            if not connected:
+                raise CatalogNotConnected("no product of the catalog is in a Meta catalog")
+            content: OutboundContent
+            if not skus:
+                content = CatalogContent(
+                    body=body, thumbnail_product_retailer_id=str(connected[0].retailer_id)
+                )
+            else:
+                by_sku = {p.sku: p for p in connected}
+                missing = [sku for sku in skus if sku not in by_sku]
+                if missing:
+                    raise CatalogNotConnected(
+                        f"not in a connected catalog (or unavailable): {', '.join(missing)}"
+                    )
+                chosen = [by_sku[sku] for sku in dict.fromkeys(skus)]
+                catalog_id = str(chosen[0].catalog_id)
+                if len(chosen) == 1:
+                    content = ProductContent(
+                        catalog_id=catalog_id,
+                        product_retailer_id=str(chosen[0].retailer_id),
+                        body=body,
+                    )
+                else:
+                    sections: dict[str, list[str]] = {}
+                    for p in chosen:
+                        sections.setdefault(p.category[:24], []).append(str(p.retailer_id))
+                    content = ProductListContent(
+                        catalog_id=catalog_id,
+                        header=header or "Our products",
+                        body=body,
+                        sections=[
+                            ProductSection(title=t, product_retailer_ids=ids)
+                            for t, ids in sections.items()
+                        ],
+                    )
+            return await self._notify(
+                tx,
+                key,
+                short_id("native:", str(key), datetime.now(UTC).isoformat()),
+                lambda s: bot.Decision(s or bot.Session(), [content]),
             )
 
-            pdf = render_invoice_pdf(order, order.invoice, business_name=settings.business_name)
-        return f"{order.invoice.number}.pdf", pdf
+    async def send_address_flow(self, tenant_id: str, order_id: str) -> Notification:
+        """The tenant's delivery-address WhatsApp Flow for an order (``flow_token`` is
+        the order id: the answer is stored on it)."""
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
+            settings = await tx.bot_settings(tenant_id)
+            if settings.address_flow_id is None:
+                raise CatalogNotConnected("no address_flow_id in the bot settings")
+            if current.status in (OrderStatus.DELIVERED, OrderStatus.CANCELLED):
+                raise InvalidTransition(order_id, current=current.status, target="address")
+            content = FlowContent(
+                flow_id=settings.address_flow_id,
+                flow_token=order_id,
+                flow_cta="Add address",
+                body=f"Where should we deliver order {order_id}?",
+            )
+            return await self._notify(
+                tx,
+                key,
+                short_id("flow:", order_id, datetime.now(UTC).isoformat()),
+                lambda s: bot.Decision(s or bot.Session(), [content]),
+            )
+
+    # ---------------------------------------------------------------- payments
+
+    async def payment_link(self, tenant_id: str, order_id: str) -> Order:
+        """Make (or find) the invoice's payment link and send it to the customer as a
+        CTA-URL button (inside the 24 h window)."""
+        if self.payments is None:
+            raise NoPaymentProvider()
+        async with self._locked_order(tenant_id, order_id) as (tx, key, current):
+            invoice = current.invoice
+            if invoice is None or invoice.status is not InvoiceStatus.UNPAID:
+                raise PaymentRejected("not_payable", f"order {order_id} has nothing to pay")
+            url = await self.attach_payment_link(tx, tenant_id, order_id, invoice)
+            content = payment_button(order_id, invoice, url)
+            await self._notify(
+                tx,
+                key,
+                f"paylink:{invoice.invoice_id}",
+                lambda s: bot.Decision(s or bot.Session(), [content]),
+            )
+        return await self.get(tenant_id, order_id)
+
+    async def attach_payment_link(
+        self, tx: ConversationTx, tenant_id: str, order_id: str, invoice: Invoice
+    ) -> str:
+        if invoice.payment_link:
+            return invoice.payment_link
+        assert self.payments is not None
+        link = await self.payments.create_link(
+            tenant_id=tenant_id,
+            invoice_id=invoice.invoice_id,
+            amount=invoice.balance,
+            currency=invoice.currency,
+            description=f"Invoice {invoice.number} (order {order_id})",
+        )
+        await tx.set_payment_link(invoice.invoice_id, link.url, link.link_id)
+        return link.url
+
+    async def provider_webhook(
+        self, body: bytes, signature: str | None, *, now: float
+    ) -> Literal["added", "duplicate", "ignored"]:
+        """The provider's signed event: a succeeded payment marks the invoice paid
+        (its payment id is the reference: a redelivery is a duplicate). Raises
+        :class:`BadSignature`."""
+        secret = self.payment_webhook_secret
+        if secret is None or not verify(secret, body, signature, now=now):
+            raise BadSignature()
+        event = parse_event(body)
+        if event is None or event.type != "payment.succeeded":
+            return "ignored"
+        order = await self.store.order_of_invoice(event.invoice_id)
+        if order is None:
+            return "ignored"
+        outcome = await self.record_payment(
+            order.tenant_id, order.order_id, reference=event.payment_id, amount=event.amount
+        )
+        metrics.PAYMENT_WEBHOOKS.labels(outcome.result).inc()
+        return outcome.result
 
     async def purge_handled(self, *, older_than_s: int, batch: int) -> int:
         """Delete dedupe rows older than ``older_than_s``, ``batch`` rows per statement,
@@ -431,7 +703,11 @@ class OrderService:
         decide: Callable[[bot.Session | None], bot.Decision],
         *,
         save_new: bool = False,
+        template: tuple[str, str] | None = None,
     ) -> Notification:
+        """Tell the customer: ``decide``'s replies inside the 24 h window; outside it
+        the tenant's order-update template with ``template`` (order id, status) as its
+        body parameters, when the tenant chose one."""
         stored = await self.sessions.load(key)
         decision = decide(stored.session)
         fate: Notification = "none"
@@ -440,6 +716,22 @@ class OrderService:
                 to = await tx.address(key.tenant_id, key.customer_wa_id)
                 await self._send(key, event_key, decision.replies, to=to)
                 fate = "sent"
+            elif template is not None and (
+                chosen := (await tx.bot_settings(key.tenant_id)).order_update_template
+            ):
+                to = await tx.address(key.tenant_id, key.customer_wa_id)
+                content = TemplateContent(
+                    name=chosen.name,
+                    language=chosen.language,
+                    components=[
+                        TemplateComponent(
+                            type="body",
+                            parameters=[TemplateParameter(type="text", text=v) for v in template],
+                        )
+                    ],
+                )
+                await self._send(key, event_key, [content], to=to, category="utility")
+                fate = "template"
             else:
                 fate = "needs_template"
         keep = stored.session is not None or save_new
@@ -456,6 +748,7 @@ class OrderService:
         replies: Sequence[OutboundContent],
         *,
         to: str,
+        category: Literal["service", "utility"] = "service",
     ) -> None:
         for n, content in enumerate(replies):
             await self.outbox.send(
@@ -465,8 +758,20 @@ class OrderService:
                     idempotency_key=f"{event_key}:{n}",
                     message_id=short_id("msg-", key.tenant_id, event_key, str(n)),
                     to=to,
-                    category="service",
+                    category=category,
                     content=content,
                 )
             )
             metrics.REPLIES.labels(content.type).inc()
+
+
+def payment_button(order_id: str, invoice: Invoice, url: str) -> CtaUrlContent:
+    """The payment link as a CTA-URL button."""
+    return CtaUrlContent(
+        body=(
+            f"Pay invoice {invoice.number} for order {order_id} online: "
+            f"{format_money(invoice.balance, invoice.currency)}."
+        ),
+        display_text="Pay now",
+        url=url,
+    )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, Literal
 
 from flowchat_conversation.commerce.domain import format_money, round_money, short_id
 from flowchat_conversation.commerce.i18n import Tr
@@ -56,6 +57,24 @@ class InvoiceStatus(StrEnum):
     UNPAID = "unpaid"
     PAID = "paid"
     VOID = "void"
+    #: Cancelled after payments: a credit note gives the amount paid back.
+    CREDITED = "credited"
+
+
+#: Who cancelled an order.
+CancelledBy = Literal["customer", "tenant", "system"]
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    credit_note_id: str
+    number: str
+    invoice_id: str
+    order_id: str
+    currency: str
+    amount: Decimal
+    reason: str | None
+    issued_at: datetime
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,9 @@ class Invoice:
     issued_at: datetime
     due_at: datetime
     paid_at: datetime | None = None
+    #: The provider's payment page for this invoice (None: no provider, or not made yet).
+    payment_link: str | None = None
+    credit_note: CreditNote | None = None
 
     @property
     def balance(self) -> Decimal:
@@ -111,6 +133,41 @@ class Order:
     updated_at: datetime
     lines: list[OrderLine] = field(default_factory=list)
     invoice: Invoice | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    cancelled_by: CancelledBy | None = None
+    discount_code: str | None = None
+    #: The answer of the delivery-address WhatsApp Flow (``nfm_reply``), as sent.
+    delivery_address: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DiscountCode:
+    """A code a customer's order can carry: a rate off the subtotal, used at most
+    ``max_uses`` times (counted when an order with it is confirmed), until ``expires_at``."""
+
+    code: str
+    rate: Decimal
+    max_uses: int | None
+    uses: int
+    min_subtotal: Decimal | None
+    expires_at: datetime | None
+    created_at: datetime
+
+    def refusal(self, now: datetime, subtotal: Decimal | None = None) -> str | None:
+        """Why the code cannot be used now (None: it can)."""
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if self.max_uses is not None and self.uses >= self.max_uses:
+            return "used_up"
+        if subtotal is not None and self.min_subtotal is not None and subtotal < self.min_subtotal:
+            return "below_minimum"
+        return None
+
+
+def document_number(prefix: str, sequence: int) -> str:
+    """A tenant's printed document number: ``INV-000042``, ``CN-000007``."""
+    return f"{prefix}-{sequence:06d}"
 
 
 def invoice_id_for(order_id: str) -> str:
@@ -204,12 +261,18 @@ def invoice_text(
 
 
 def status_text(
-    status: OrderStatus, order_id: str, business_name: str, reason: str | None = None
+    status: OrderStatus,
+    order_id: str,
+    business_name: str,
+    reason: str | None = None,
+    *,
+    tracking: str | None = None,
 ) -> str:
     if status is OrderStatus.PROCESSING:
         return f"📦 Your order {order_id} is being prepared."
     if status is OrderStatus.SHIPPED:
-        return f"🚚 Your order {order_id} is on its way."
+        track = f" Tracking: {tracking}." if tracking else ""
+        return f"🚚 Your order {order_id} is on its way.{track}"
     if status is OrderStatus.DELIVERED:
         return (
             f"✅ Your order {order_id} was delivered. "
@@ -219,6 +282,13 @@ def status_text(
         why = f" Reason: {reason}." if reason else ""
         return f"❌ Your order {order_id} was cancelled.{why} Type menu to shop again."
     return f"Your order {order_id} is now {status.value}."
+
+
+def credit_text(order_id: str, number: str, amount: Decimal, currency: str) -> str:
+    return (
+        f"💳 Credit note {number}: {format_money(amount, currency)} you paid for order "
+        f"{order_id} will be refunded."
+    )
 
 
 def paid_text(order_id: str, amount: Decimal, currency: str) -> str:

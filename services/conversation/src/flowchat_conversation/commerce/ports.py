@@ -15,17 +15,25 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from flowchat_contracts import CustomerIdentity
 from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ContactSeen, ConversationKey, Product
-from flowchat_conversation.commerce.orders import Invoice, Order, OrderStatus
+from flowchat_conversation.commerce.orders import (
+    CancelledBy,
+    DiscountCode,
+    Invoice,
+    Order,
+    OrderStatus,
+)
 from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 
-Notification = Literal["sent", "needs_template", "none"]
+#: What became of a customer notification: sent as a session message, sent as the
+#: tenant's order-update template (outside the 24 h window), not sent for want of one.
+Notification = Literal["sent", "template", "needs_template", "none"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,29 @@ class ConversationTx(Protocol):
 
     async def claim_payment(self, tenant_id: str, order_id: str, reference: str) -> None: ...
 
+    async def sync_draft(
+        self,
+        key: ConversationKey,
+        lines: Sequence[bot.CartLine],
+        settings: BotSettings,
+        message_id: str,
+    ) -> str:
+        """Mirror the cart into the conversation's draft order (created when none); its id."""
+
+    async def drop_draft(self, key: ConversationKey, reason: str) -> str | None:
+        """Cancel the conversation's draft order (the cart is gone); its id, if any."""
+
+    async def set_discount_code(
+        self, key: ConversationKey, order_id: str, code: str | None, settings: BotSettings
+    ) -> None: ...
+
+    async def set_payment_link(self, invoice_id: str, url: str, link_id: str) -> None: ...
+
+    async def set_delivery_address(
+        self, key: ConversationKey, answer: dict[str, Any], *, flow_token: str | None = None
+    ) -> str | None:
+        """Store a delivery-address Flow answer on the customer's open order; its id."""
+
     async def cancel_order(self, tenant_id: str, order_id: str, reason: str) -> None: ...
 
     async def start_handoff(self, key: ConversationKey) -> None: ...
@@ -118,7 +149,11 @@ class ConversationTx(Protocol):
         *,
         reason: str | None,
         restock: bool,
-    ) -> None: ...
+        cancelled_by: CancelledBy = "tenant",
+        tracking_number: str | None = None,
+        tracking_url: str | None = None,
+    ) -> None:
+        """A cancellation voids an unpaid invoice, or credits what was paid (a credit note)."""
 
     async def record_event(
         self,
@@ -186,6 +221,32 @@ class OrderStore(ConversationStore, Protocol):
     ) -> list[Order]: ...
 
     async def invoice_document(self, invoice_id: str) -> tuple[Order, BotSettings] | None: ...
+
+    async def get_invoice(self, tenant_id: str, invoice_id: str) -> Order | None: ...
+
+    async def list_invoices(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None,
+        overdue_at: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Order]: ...
+
+    async def order_of_invoice(self, invoice_id: str) -> Order | None: ...
+
+    async def set_payment_link(self, invoice_id: str, url: str, link_id: str) -> None: ...
+
+    async def put_discount_code(self, tenant_id: str, code: DiscountCode) -> DiscountCode: ...
+
+    async def get_discount_code(self, tenant_id: str, code: str) -> DiscountCode | None: ...
+
+    async def list_discount_codes(
+        self, tenant_id: str, *, limit: int, after: str | None
+    ) -> list[DiscountCode]: ...
+
+    async def get_settings(self, tenant_id: str) -> BotSettings | None: ...
 
     async def customer_key(self, tenant_id: str, customer_id: str) -> str:
         """The key of the customer ``customer_id`` (a phone number or a BSUID) names

@@ -30,7 +30,13 @@ from typing import Literal
 
 from rapidfuzz import fuzz, process
 
-from flowchat_contracts import ButtonsContent, ListContent, OutboundContent, TextContent
+from flowchat_contracts import (
+    ButtonsContent,
+    CtaUrlContent,
+    ListContent,
+    OutboundContent,
+    TextContent,
+)
 
 #: The provider of the conversation's number (``InboundMessage.provider``).
 Channel = Literal["meta", "twilio"]
@@ -66,8 +72,8 @@ def menu_of(content: OutboundContent) -> Menu | None:
 def for_channel(
     content: OutboundContent, channel: str, *, prompt: str = _DEFAULT_PROMPT
 ) -> OutboundContent:
-    """``content`` as the channel can show it (lists and buttons as numbered text where
-    there are no interactive messages)."""
+    """``content`` as the channel can show it (lists and buttons as numbered text, a
+    CTA-URL button as its link in the text, where there are no interactive messages)."""
     if interactive(channel):
         return content
     if isinstance(content, ButtonsContent):
@@ -84,6 +90,9 @@ def for_channel(
                 extra = f" — {row.description}" if row.description else ""
                 lines.append(f"{n}. {row.title}{extra}")
         return _text(content.body, lines, prompt)
+    if isinstance(content, CtaUrlContent):  # a link button: the link in the text
+        parts = [content.header, content.body, f"{content.display_text}: {content.url}"]
+        return TextContent(body="\n\n".join(p for p in parts if p)[:TWILIO_BODY])
     return content
 
 

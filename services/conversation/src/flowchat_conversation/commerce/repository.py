@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -18,16 +19,24 @@ from flowchat_conversation.commerce.domain import (
     BotSettings,
     ContactSeen,
     ConversationKey,
+    OrderTemplate,
     Product,
+    Totals,
+    compute_totals,
     round_money,
+    short_id,
     totals_for,
 )
 from flowchat_conversation.commerce.orders import (
+    CancelledBy,
+    CreditNote,
+    DiscountCode,
     Invoice,
     InvoiceStatus,
     Order,
     OrderLine,
     OrderStatus,
+    document_number,
     invoice_id_for,
 )
 from flowchat_conversation.customers import Customer
@@ -43,8 +52,15 @@ from flowchat_conversation.outreach.repository import (
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
+_DRAFT_SQL = (
+    "SELECT order_id, discount_code FROM orders WHERE tenant_id = $1 "
+    "AND account_id = $2 AND customer_wa_id = $3 AND status = 'draft'"
+)
+_CODE_SQL = "SELECT * FROM discount_codes WHERE tenant_id = $1 AND code = $2"
+
 _PRODUCT_COLUMNS = (
-    "sku, name, description, price, currency, category, stock, available, translations::text"
+    "sku, name, description, price, currency, category, stock, available, translations::text, "
+    "catalog_id, retailer_id"
 )
 
 
@@ -59,6 +75,21 @@ def _product(row: Any) -> Product:
         stock=row["stock"],
         available=row["available"],
         translations=orjson.loads(row["translations"] or "{}"),
+        catalog_id=row["catalog_id"],
+        retailer_id=row["retailer_id"],
+    )
+
+
+def _discount_code(row: Any) -> DiscountCode:
+    minimum = row["min_subtotal"]
+    return DiscountCode(
+        code=row["code"],
+        rate=row["rate"].normalize(),
+        max_uses=row["max_uses"],
+        uses=row["uses"],
+        min_subtotal=minimum.normalize() if minimum is not None else None,
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
     )
 
 
@@ -75,10 +106,32 @@ def _settings(row: Any) -> BotSettings:
         discount_rate=row["discount_rate"].normalize(),
         discount_min_subtotal=minimum.normalize() if minimum is not None else None,
         inbound_limit_per_minute=row["inbound_limit_per_minute"],
+        order_update_template=(
+            OrderTemplate(
+                name=row["order_template_name"], language=row["order_template_language"] or "en"
+            )
+            if row["order_template_name"]
+            else None
+        ),
+        online_payments=row["online_payments"],
+        address_flow_id=row["address_flow_id"],
     )
 
 
-def _invoice(row: Any) -> Invoice:
+def _credit_note(row: Any) -> CreditNote:
+    return CreditNote(
+        credit_note_id=row["credit_note_id"],
+        number=row["number"],
+        invoice_id=row["invoice_id"],
+        order_id=row["order_id"],
+        currency=row["currency"],
+        amount=row["amount"],
+        reason=row["reason"],
+        issued_at=row["issued_at"],
+    )
+
+
+def _invoice(row: Any, credit: CreditNote | None = None) -> Invoice:
     return Invoice(
         invoice_id=row["invoice_id"],
         number=row["number"],
@@ -93,7 +146,26 @@ def _invoice(row: Any) -> Invoice:
         issued_at=row["issued_at"],
         due_at=row["due_at"],
         paid_at=row["paid_at"],
+        payment_link=row["payment_link"],
+        credit_note=credit,
     )
+
+
+async def _next_number(conn: Any, tenant_id: str, kind: str) -> int:
+    """The tenant's next number of ``kind``, inside the caller's transaction: the
+    counter row stays locked until it ends, so numbers are issued one at a time and a
+    rollback gives the number back (no gaps)."""
+    value = await conn.fetchval(
+        """
+        INSERT INTO document_counters (tenant_id, kind, last_value) VALUES ($1, $2, 1)
+        ON CONFLICT (tenant_id, kind)
+        DO UPDATE SET last_value = document_counters.last_value + 1
+        RETURNING last_value
+        """,
+        tenant_id,
+        kind,
+    )
+    return int(value)
 
 
 async def _orders(
@@ -121,8 +193,14 @@ async def _orders(
                 line_total=r["line_total"],
             )
         )
+    credits = {
+        r["order_id"]: _credit_note(r)
+        for r in await conn.fetch(
+            "SELECT * FROM credit_notes WHERE order_id = ANY($1::text[])", ids
+        )
+    }
     invoices = {
-        r["order_id"]: _invoice(r)
+        r["order_id"]: _invoice(r, credits.get(r["order_id"]))
         for r in await conn.fetch("SELECT * FROM invoices WHERE order_id = ANY($1::text[])", ids)
     }
     return [
@@ -145,6 +223,11 @@ async def _orders(
             updated_at=r["updated_at"],
             lines=lines[r["order_id"]],
             invoice=invoices.get(r["order_id"]),
+            tracking_number=r["tracking_number"],
+            tracking_url=r["tracking_url"],
+            cancelled_by=r["cancelled_by"],
+            discount_code=r["discount_code"],
+            delivery_address=(json.loads(r["delivery_address"]) if r["delivery_address"] else None),
         )
         for r in rows
     ]
@@ -297,8 +380,11 @@ class PgConversationTx:
         shortages: list[tuple[str, str, int]] = []
         priced: list[tuple[bot.CartLine, Decimal]] = []
         currency = settings.currency
-        invoice_id = invoice_id_for(order_id)
         async with self._conn.transaction():  # a savepoint inside the message's transaction
+            draft = await self._draft(key, lock=True)
+            if draft is not None:  # the cart's draft order becomes the confirmed order
+                order_id = draft["order_id"]
+            invoice_id = invoice_id_for(order_id)
             for line in sorted(lines, key=lambda item: item.sku):  # fixed lock order
                 row = await self._conn.fetchrow(
                     """
@@ -323,26 +409,50 @@ class PgConversationTx:
             if shortages:
                 # Undo the reservations made so far (leave the savepoint by raising).
                 raise _Rollback(tuple(shortages))
-            totals = totals_for([(price, line.quantity) for line, price in priced], settings)
-            await self._conn.execute(
-                """
-                INSERT INTO orders (order_id, tenant_id, account_id, customer_wa_id, status,
-                    currency, subtotal, tax, total, payment_reference, source_message_id,
-                    discount)
-                VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8, $9, $10, $11)
-                """,
-                order_id,
-                key.tenant_id,
-                key.account_id,
-                key.customer_wa_id,
-                currency,
-                totals.subtotal,
-                totals.tax,
-                totals.total,
-                payment_reference,
-                source_message_id,
-                totals.discount,
+            price_lines = [(price, line.quantity) for line, price in priced]
+            code = draft["discount_code"] if draft is not None else None
+            totals, code = await self._totals(
+                key.tenant_id, price_lines, settings, code, consume=True
             )
+            if draft is not None:
+                await self._conn.execute(
+                    """
+                    UPDATE orders SET status = 'confirmed', currency = $2, subtotal = $3,
+                        tax = $4, total = $5, payment_reference = $6, source_message_id = $7,
+                        discount = $8, discount_code = $9, updated_at = now()
+                    WHERE order_id = $1
+                    """,
+                    order_id,
+                    currency,
+                    totals.subtotal,
+                    totals.tax,
+                    totals.total,
+                    payment_reference,
+                    source_message_id,
+                    totals.discount,
+                    code,
+                )
+                await self._conn.execute("DELETE FROM order_lines WHERE order_id = $1", order_id)
+            else:
+                await self._conn.execute(
+                    """
+                    INSERT INTO orders (order_id, tenant_id, account_id, customer_wa_id, status,
+                        currency, subtotal, tax, total, payment_reference, source_message_id,
+                        discount)
+                    VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8, $9, $10, $11)
+                    """,
+                    order_id,
+                    key.tenant_id,
+                    key.account_id,
+                    key.customer_wa_id,
+                    currency,
+                    totals.subtotal,
+                    totals.tax,
+                    totals.total,
+                    payment_reference,
+                    source_message_id,
+                    totals.discount,
+                )
             await self._conn.executemany(
                 """
                 INSERT INTO order_lines (order_id, line_no, sku, name, unit_price, quantity,
@@ -361,12 +471,14 @@ class PgConversationTx:
                     for n, (line, price) in enumerate(priced, start=1)
                 ],
             )
+            sequence = await _next_number(self._conn, key.tenant_id, "invoice")
+            number = document_number("INV", sequence)
             due_at = await self._conn.fetchval(
                 """
                 INSERT INTO invoices (invoice_id, tenant_id, order_id, number, currency,
-                    subtotal, discount, tax_rate, tax, total, due_at)
-                VALUES ($1, $2, $3, $1, $4, $5, $6, $7, $8, $9,
-                        now() + make_interval(hours => $10))
+                    subtotal, discount, tax_rate, tax, total, due_at, sequence)
+                VALUES ($1, $2, $3, $11, $4, $5, $6, $7, $8, $9,
+                        now() + make_interval(hours => $10), $12)
                 RETURNING due_at
                 """,
                 invoice_id,
@@ -379,8 +491,12 @@ class PgConversationTx:
                 totals.tax,
                 totals.total,
                 settings.payment_timeout_hours,
+                number,
+                sequence,
             )
-            await self._event(key.tenant_id, order_id, None, "confirmed", None, "none")
+            await self._event(
+                key.tenant_id, order_id, "draft" if draft else None, "confirmed", None, "none"
+            )
         return bot.OrderPlaced(
             order_id=order_id,
             payment_reference=payment_reference,
@@ -388,7 +504,158 @@ class PgConversationTx:
             lines=tuple((line.name, line.quantity, price) for line, price in priced),
             invoice_id=invoice_id,
             due_at=due_at,
+            invoice_number=number,
         )
+
+    # -- draft orders: one per open cart --
+
+    async def _draft(self, key: ConversationKey, *, lock: bool = False) -> Any:
+        return await self._conn.fetchrow(
+            _DRAFT_SQL + (" FOR UPDATE" if lock else ""),
+            key.tenant_id,
+            key.account_id,
+            key.customer_wa_id,
+        )
+
+    async def _totals(
+        self,
+        tenant_id: str,
+        lines: list[tuple[Decimal, int]],
+        settings: BotSettings,
+        code: str | None,
+        *,
+        consume: bool,
+    ) -> tuple[Totals, str | None]:
+        """The totals with the discount code ``code`` when it can be used (its rate, or
+        the tenant's automatic discount when that is larger); ``consume``: count the use
+        (the code's row is locked until the transaction ends). The code kept (None when
+        it cannot be used)."""
+        base = totals_for(lines, settings)
+        if code is None:
+            return base, None
+        row = await self._conn.fetchrow(
+            _CODE_SQL + (" FOR UPDATE" if consume else ""),
+            tenant_id,
+            code,
+        )
+        if row is None or _discount_code(row).refusal(datetime.now(UTC), base.subtotal):
+            return base, None
+        if row["rate"] <= settings.discount_rate and base.discount > 0:
+            return base, None
+        totals = compute_totals(
+            lines,
+            tax_rate=settings.tax_rate,
+            currency=settings.currency,
+            discount_rate=row["rate"],
+        )
+        if consume:
+            await self._conn.execute(
+                "UPDATE discount_codes SET uses = uses + 1 WHERE tenant_id = $1 AND code = $2",
+                tenant_id,
+                code,
+            )
+        return totals, code
+
+    async def sync_draft(
+        self,
+        key: ConversationKey,
+        lines: Sequence[bot.CartLine],
+        settings: BotSettings,
+        message_id: str,
+    ) -> str:
+        """The conversation's draft order mirrors its cart (created by the first line;
+        prices from the catalog now). Its id."""
+        prices = {
+            r["sku"]: r["price"]
+            for r in await self._conn.fetch(
+                "SELECT sku, price FROM products WHERE tenant_id = $1 AND sku = ANY($2::text[])",
+                key.tenant_id,
+                [line.sku for line in lines],
+            )
+        }
+        priced = [(line, prices.get(line.sku, line.unit_price)) for line in lines]
+        draft = await self._draft(key, lock=True)
+        code = draft["discount_code"] if draft is not None else None
+        totals, code = await self._totals(
+            key.tenant_id, [(p, line.quantity) for line, p in priced], settings, code, consume=False
+        )
+        if draft is None:
+            order_id = short_id("ORD-", key.tenant_id, "draft", message_id)
+            await self._conn.execute(
+                """
+                INSERT INTO orders (order_id, tenant_id, account_id, customer_wa_id, status,
+                    currency, subtotal, tax, total, payment_reference, source_message_id,
+                    discount)
+                VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11)
+                """,
+                order_id,
+                key.tenant_id,
+                key.account_id,
+                key.customer_wa_id,
+                settings.currency,
+                totals.subtotal,
+                totals.tax,
+                totals.total,
+                short_id("DRF-", key.tenant_id, message_id),
+                f"draft:{message_id}",
+                totals.discount,
+            )
+            await self._event(key.tenant_id, order_id, None, "draft", None, "none")
+        else:
+            order_id = draft["order_id"]
+            await self._conn.execute(
+                """
+                UPDATE orders SET currency = $2, subtotal = $3, tax = $4, total = $5,
+                    discount = $6, discount_code = $7, updated_at = now()
+                WHERE order_id = $1
+                """,
+                order_id,
+                settings.currency,
+                totals.subtotal,
+                totals.tax,
+                totals.total,
+                totals.discount,
+                code,
+            )
+            await self._conn.execute("DELETE FROM order_lines WHERE order_id = $1", order_id)
+        await self._conn.executemany(
+            """
+            INSERT INTO order_lines (order_id, line_no, sku, name, unit_price, quantity,
+                line_total) VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            [
+                (
+                    order_id,
+                    n,
+                    line.sku,
+                    line.name,
+                    price,
+                    line.quantity,
+                    round_money(price * line.quantity, settings.currency),
+                )
+                for n, (line, price) in enumerate(priced, start=1)
+            ],
+        )
+        return str(order_id)
+
+    async def drop_draft(self, key: ConversationKey, reason: str) -> str | None:
+        """The cart was emptied or cleared: its draft order is cancelled by the customer."""
+        order_id = await self._conn.fetchval(
+            """
+            UPDATE orders SET status = 'cancelled', cancel_reason = $4,
+                cancelled_by = 'customer', updated_at = now()
+            WHERE tenant_id = $1 AND account_id = $2 AND customer_wa_id = $3
+              AND status = 'draft'
+            RETURNING order_id
+            """,
+            key.tenant_id,
+            key.account_id,
+            key.customer_wa_id,
+            reason,
+        )
+        if order_id is not None:
+            await self._event(key.tenant_id, order_id, "draft", "cancelled", reason, "none")
+        return str(order_id) if order_id is not None else None
 
     async def claim_payment(self, tenant_id: str, order_id: str, reference: str) -> None:
         await self._conn.execute(
@@ -410,7 +677,12 @@ class PgConversationTx:
         if order.payment_status == "paid":
             return
         await self.set_order_status(
-            tenant_id, order_id, OrderStatus.CANCELLED, reason=reason, restock=True
+            tenant_id,
+            order_id,
+            OrderStatus.CANCELLED,
+            reason=reason,
+            restock=True,
+            cancelled_by="customer",
         )
         await self._event(tenant_id, order_id, order.status, "cancelled", reason, "none")
 
@@ -453,7 +725,8 @@ class PgConversationTx:
             SELECT l.sku, l.quantity FROM order_lines l
             WHERE l.order_id = (
                 SELECT order_id FROM orders
-                WHERE tenant_id = $1 AND customer_wa_id = $2 AND status <> 'cancelled'
+                WHERE tenant_id = $1 AND customer_wa_id = $2
+                  AND status NOT IN ('cancelled', 'draft')
                 ORDER BY created_at DESC LIMIT 1)
             ORDER BY l.line_no
             """,
@@ -461,6 +734,69 @@ class PgConversationTx:
             key.customer_wa_id,
         )
         return tuple((r["sku"], r["quantity"]) for r in rows)
+
+    async def set_discount_code(
+        self, key: ConversationKey, order_id: str, code: str | None, settings: BotSettings
+    ) -> None:
+        """Put ``code`` on the draft order ``order_id`` and price it again."""
+        await self._conn.execute(
+            "UPDATE orders SET discount_code = $2 WHERE order_id = $1 AND status = 'draft'",
+            order_id,
+            code,
+        )
+        rows = await self._conn.fetch(
+            "SELECT unit_price, quantity FROM order_lines WHERE order_id = $1", order_id
+        )
+        totals, _ = await self._totals(
+            key.tenant_id,
+            [(r["unit_price"], r["quantity"]) for r in rows],
+            settings,
+            code,
+            consume=False,
+        )
+        await self._conn.execute(
+            "UPDATE orders SET subtotal = $2, tax = $3, total = $4, discount = $5, "
+            "updated_at = now() WHERE order_id = $1",
+            order_id,
+            totals.subtotal,
+            totals.tax,
+            totals.total,
+            totals.discount,
+        )
+
+    async def set_delivery_address(
+        self, key: ConversationKey, answer: dict[str, Any], *, flow_token: str | None = None
+    ) -> str | None:
+        """Store a delivery-address Flow answer on the customer's order the Flow was sent
+        for (``flow_token`` is its id), else the newest open one (the draft first); its
+        id."""
+        order_id = await self._conn.fetchval(
+            """
+            UPDATE orders SET delivery_address = $4::jsonb, updated_at = now()
+            WHERE order_id = (
+                SELECT order_id FROM orders WHERE tenant_id = $1 AND account_id = $2
+                  AND customer_wa_id = $3
+                  AND status IN ('draft', 'confirmed', 'processing', 'shipped')
+                ORDER BY (order_id = $5) DESC NULLS LAST, (status = 'draft') DESC,
+                    created_at DESC
+                LIMIT 1)
+            RETURNING order_id
+            """,
+            key.tenant_id,
+            key.account_id,
+            key.customer_wa_id,
+            json.dumps(answer),
+            flow_token,
+        )
+        return str(order_id) if order_id is not None else None
+
+    async def set_payment_link(self, invoice_id: str, url: str, link_id: str) -> None:
+        await self._conn.execute(
+            "UPDATE invoices SET payment_link = $2, payment_link_id = $3 WHERE invoice_id = $1",
+            invoice_id,
+            url,
+            link_id,
+        )
 
     async def lock_order(self, tenant_id: str, order_id: str) -> Order | None:
         found = await _orders(
@@ -476,23 +812,34 @@ class PgConversationTx:
         *,
         reason: str | None,
         restock: bool,
+        cancelled_by: CancelledBy = "tenant",
+        tracking_number: str | None = None,
+        tracking_url: str | None = None,
     ) -> None:
         await self._conn.execute(
             """
             UPDATE orders SET status = $3, updated_at = now(),
-                cancel_reason = CASE WHEN $3 = 'cancelled' THEN $4 ELSE cancel_reason END
+                cancel_reason = CASE WHEN $3 = 'cancelled' THEN $4 ELSE cancel_reason END,
+                cancelled_by = CASE WHEN $3 = 'cancelled' THEN $5 ELSE cancelled_by END,
+                tracking_number = COALESCE($6, tracking_number),
+                tracking_url = COALESCE($7, tracking_url)
             WHERE tenant_id = $1 AND order_id = $2
             """,
             tenant_id,
             order_id,
             status.value,
             reason,
+            cancelled_by,
+            tracking_number,
+            tracking_url,
         )
         if status is OrderStatus.CANCELLED:
             await self._conn.execute(
-                "UPDATE invoices SET status = 'void' WHERE order_id = $1 AND status = 'unpaid'",
+                "UPDATE invoices SET status = 'void' WHERE order_id = $1 AND status = 'unpaid' "
+                "AND amount_paid = 0",
                 order_id,
             )
+            await self._credit(tenant_id, order_id, reason)
         if restock:
             await self._conn.execute(
                 """
@@ -503,6 +850,34 @@ class PgConversationTx:
                 tenant_id,
                 order_id,
             )
+
+    async def _credit(self, tenant_id: str, order_id: str, reason: str | None) -> None:
+        """A credit note for what was paid on a cancelled order's invoice (once)."""
+        invoice = await self._conn.fetchrow(
+            "UPDATE invoices SET status = 'credited' WHERE order_id = $1 "
+            "AND status IN ('unpaid', 'paid') AND amount_paid > 0 "
+            "RETURNING invoice_id, currency, amount_paid",
+            order_id,
+        )
+        if invoice is None:
+            return
+        sequence = await _next_number(self._conn, tenant_id, "credit_note")
+        await self._conn.execute(
+            """
+            INSERT INTO credit_notes (credit_note_id, tenant_id, invoice_id, order_id, number,
+                sequence, currency, amount, reason)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            """,
+            "CN-" + invoice["invoice_id"].removeprefix("INV-"),
+            tenant_id,
+            invoice["invoice_id"],
+            order_id,
+            document_number("CN", sequence),
+            sequence,
+            invoice["currency"],
+            invoice["amount_paid"],
+            reason,
+        )
 
     async def record_event(
         self,
@@ -667,6 +1042,94 @@ class Repository:
             settings = await _get_settings(conn, found[0].tenant_id) or BotSettings()
         return found[0], settings
 
+    async def get_invoice(self, tenant_id: str, invoice_id: str) -> Order | None:
+        """The order of the tenant's invoice ``invoice_id`` (by id or printed number)."""
+        async with self._pool.acquire() as conn:
+            found = await _orders(
+                conn,
+                "tenant_id = $1 AND order_id = (SELECT order_id FROM invoices "
+                "WHERE tenant_id = $1 AND (invoice_id = $2 OR number = $2))",
+                (tenant_id, invoice_id),
+            )
+        return found[0] if found else None
+
+    async def list_invoices(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None,
+        overdue_at: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[Order]:
+        """Orders with invoices, newest invoice first."""
+        async with self._pool.acquire() as conn:
+            return await _orders(
+                conn,
+                "o.tenant_id = $1 AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
+                "o.order_id AND ($2::text IS NULL OR i.status = $2) AND ($3::timestamptz IS "
+                "NULL OR (i.status = 'unpaid' AND i.due_at <= $3))) "
+                "AND ($5::timestamptz IS NULL OR (o.created_at, o.order_id) < ($5, $6::text))",
+                (tenant_id, status, overdue_at, limit) + (after or (None, None)),
+                suffix="ORDER BY created_at DESC, order_id DESC LIMIT $4",
+            )
+
+    async def order_of_invoice(self, invoice_id: str) -> Order | None:
+        """Any tenant's order by its invoice id (the payment provider's webhook)."""
+        async with self._pool.acquire() as conn:
+            found = await _orders(
+                conn,
+                "order_id = (SELECT order_id FROM invoices WHERE invoice_id = $1)",
+                (invoice_id,),
+            )
+        return found[0] if found else None
+
+    async def set_payment_link(self, invoice_id: str, url: str, link_id: str) -> None:
+        await self._pool.execute(
+            "UPDATE invoices SET payment_link = $2, payment_link_id = $3 WHERE invoice_id = $1",
+            invoice_id,
+            url,
+            link_id,
+        )
+
+    async def put_discount_code(self, tenant_id: str, code: DiscountCode) -> DiscountCode:
+        row = await self._pool.fetchrow(
+            """
+            INSERT INTO discount_codes (tenant_id, code, rate, max_uses, min_subtotal,
+                expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (tenant_id, code) DO UPDATE SET rate = EXCLUDED.rate,
+                max_uses = EXCLUDED.max_uses, min_subtotal = EXCLUDED.min_subtotal,
+                expires_at = EXCLUDED.expires_at
+            RETURNING *
+            """,
+            tenant_id,
+            code.code,
+            code.rate,
+            code.max_uses,
+            code.min_subtotal,
+            code.expires_at,
+        )
+        return _discount_code(row)
+
+    async def get_discount_code(self, tenant_id: str, code: str) -> DiscountCode | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM discount_codes WHERE tenant_id = $1 AND code = $2", tenant_id, code
+        )
+        return _discount_code(row) if row else None
+
+    async def list_discount_codes(
+        self, tenant_id: str, *, limit: int, after: str | None
+    ) -> list[DiscountCode]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM discount_codes WHERE tenant_id = $1 "
+            "AND ($3::text IS NULL OR code > $3) ORDER BY code LIMIT $2",
+            tenant_id,
+            limit,
+            after,
+        )
+        return [_discount_code(r) for r in rows]
+
     async def customer_key(self, tenant_id: str, customer_id: str) -> str:
         keys = await customer_keys(self._pool, tenant_id, [customer_id])
         return keys.get(customer_id, customer_id)
@@ -714,8 +1177,9 @@ class Repository:
             """
             INSERT INTO bot_settings (tenant_id, business_name, currency, tax_rate, locale,
                 welcome_text, payment_instructions, payment_timeout_hours, discount_rate,
-                discount_min_subtotal, inbound_limit_per_minute)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                discount_min_subtotal, inbound_limit_per_minute, order_template_name,
+                order_template_language, online_payments, address_flow_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
             ON CONFLICT (tenant_id) DO UPDATE SET business_name = EXCLUDED.business_name,
                 currency = EXCLUDED.currency, tax_rate = EXCLUDED.tax_rate,
                 locale = EXCLUDED.locale, welcome_text = EXCLUDED.welcome_text,
@@ -723,7 +1187,11 @@ class Repository:
                 payment_timeout_hours = EXCLUDED.payment_timeout_hours,
                 discount_rate = EXCLUDED.discount_rate,
                 discount_min_subtotal = EXCLUDED.discount_min_subtotal,
-                inbound_limit_per_minute = EXCLUDED.inbound_limit_per_minute, updated_at = now()
+                inbound_limit_per_minute = EXCLUDED.inbound_limit_per_minute,
+                order_template_name = EXCLUDED.order_template_name,
+                order_template_language = EXCLUDED.order_template_language,
+                online_payments = EXCLUDED.online_payments,
+                address_flow_id = EXCLUDED.address_flow_id, updated_at = now()
             """,
             tenant_id,
             settings.business_name,
@@ -736,6 +1204,10 @@ class Repository:
             settings.discount_rate,
             settings.discount_min_subtotal,
             settings.inbound_limit_per_minute,
+            settings.order_update_template.name if settings.order_update_template else None,
+            settings.order_update_template.language if settings.order_update_template else None,
+            settings.online_payments,
+            settings.address_flow_id,
         )
 
     async def upsert_products(self, tenant_id: str, products: Sequence[Product]) -> tuple[int, int]:
@@ -746,13 +1218,15 @@ class Repository:
                 inserted = await conn.fetchval(
                     """
                     INSERT INTO products (tenant_id, sku, name, description, price, currency,
-                        category, stock, available, translations)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)
+                        category, stock, available, translations, catalog_id, retailer_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
                     ON CONFLICT (tenant_id, sku) DO UPDATE SET name = EXCLUDED.name,
                         description = EXCLUDED.description, price = EXCLUDED.price,
                         currency = EXCLUDED.currency, category = EXCLUDED.category,
                         stock = EXCLUDED.stock, available = EXCLUDED.available,
-                        translations = EXCLUDED.translations, updated_at = now()
+                        translations = EXCLUDED.translations,
+                        catalog_id = EXCLUDED.catalog_id, retailer_id = EXCLUDED.retailer_id,
+                        updated_at = now()
                     RETURNING (xmax = 0)
                     """,
                     tenant_id,
@@ -765,6 +1239,8 @@ class Repository:
                     p.stock,
                     p.available,
                     orjson.dumps(p.translations).decode(),
+                    p.catalog_id,
+                    p.retailer_id,
                 )
                 if inserted:
                     created += 1

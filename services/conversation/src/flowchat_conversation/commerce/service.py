@@ -59,12 +59,14 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from flowchat_contracts import (
+    CtaUrlContent,
     CustomerIdentity,
     HandoffRequested,
     InboundMessage,
     InboundMessageV2,
     OutboundCommand,
     OutboundContent,
+    TextContent,
 )
 from flowchat_contracts.tenant_events import OrderData
 from flowchat_conversation import metrics
@@ -72,10 +74,12 @@ from flowchat_conversation.commerce import bot, i18n, render
 from flowchat_conversation.commerce.domain import (
     BotSettings,
     ConversationKey,
+    format_money,
     round_money,
     short_id,
 )
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
+from flowchat_conversation.commerce.payments import PaymentProvider
 from flowchat_conversation.commerce.ports import (
     ConversationStore,
     ConversationTx,
@@ -85,7 +89,7 @@ from flowchat_conversation.commerce.ports import (
     schedule_reminder,
 )
 from flowchat_conversation.customers import ID_CHANGES, Customer, identity_of
-from flowchat_conversation.errors import SessionConflict
+from flowchat_conversation.errors import ConversationError, SessionConflict
 from flowchat_conversation.facts import Facts
 from flowchat_conversation.outbox import Outbox
 from flowchat_conversation.outreach.ports import OptOutMirror
@@ -151,6 +155,9 @@ class ConversationService:
     facts: Facts | None = None
     #: Counts each customer's messages a minute (None: no inbound limit).
     limiter: InboundLimiter | None = None
+    #: The payment provider: a confirmed order's invoice gets a payment link, sent
+    #: as a CTA-URL button (None: the confirmation-number path only).
+    payments: PaymentProvider | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -185,6 +192,9 @@ class ConversationService:
     ) -> None:
         """No reply; an id change (``user_changed_number``, ``user_changed_user_id``)
         links the new ids to the customer who had the previous ones (idempotent)."""
+        if message.type == "flow_response" and message.flow is not None:
+            await self._flow_answer(key, message, identity)
+            return
         change = (message.system or {}).get("type")
         if message.type != "system" or message.previous_customer is None:
             return
@@ -192,6 +202,46 @@ class ConversationService:
             return
         async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
             await tx.relink_customer(message.tenant_id, message.previous_customer, identity)
+
+    async def _flow_answer(
+        self,
+        locked: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        identity: CustomerIdentity,
+    ) -> None:
+        """A WhatsApp Flow's answer (``nfm_reply``): the delivery address is stored on the
+        order the Flow was sent for (its ``flow_token``), and the customer is told."""
+        flow = message.flow
+        assert flow is not None
+        async with self._locks.hold(str(locked)), self.store.conversation(locked) as tx:
+            if not await tx.mark_handled(
+                message.tenant_id, message.provider_message_id, str(locked)
+            ):
+                return
+            customer = await tx.resolve_customer(locked, identity)
+            key = ConversationKey(locked.tenant_id, locked.account_id, customer.key)
+            answer = flow.response if flow.response is not None else {"raw": flow.response_json}
+            order_id = await tx.set_delivery_address(key, answer, flow_token=flow.flow_token)
+            metrics.FLOW_ANSWERS.labels("stored" if order_id else "no_order").inc()
+            if order_id is None:
+                return
+            await self.outbox.send(
+                OutboundCommand(
+                    tenant_id=message.tenant_id,
+                    account_id=message.account_id,
+                    correlation_id=message.correlation_id,
+                    idempotency_key=f"reply:{message.provider_message_id}:0",
+                    message_id=short_id(
+                        "msg-", message.tenant_id, message.provider_message_id, "0"
+                    ),
+                    to=identity.wa_id or customer.address,
+                    category="service",
+                    reply_to=message.provider_message_id,
+                    content=TextContent(
+                        body=f"📍 Thank you! The delivery address for order {order_id} is saved."
+                    ),
+                )
+            )
 
     async def _context(
         self,
@@ -236,23 +286,7 @@ class ConversationService:
     ) -> bot.Decision | None:
         """Carry out one of the bot's actions; a decision when it has more to say."""
         if isinstance(action, bot.PlaceOrder):
-            order_id, reference = order_ids(message.tenant_id, message.provider_message_id)
-            result = await tx.place_order(
-                key=key,
-                order_id=order_id,
-                payment_reference=reference,
-                lines=action.lines,
-                settings=ctx.settings,
-                source_message_id=message.provider_message_id,
-            )
-            placed = isinstance(result, bot.OrderPlaced)
-            metrics.ORDERS.labels("placed" if placed else "rejected").inc()
-            if isinstance(result, bot.OrderPlaced):
-                await self._payment_due(tx, key, result)
-                await self._order_created(message, key, result)
-                if result.invoice_id and self.links:
-                    result = _replace(result, invoice_url=self.links.url(result.invoice_id))
-            return bot.after_order(session, result, ctx)
+            return await self._place(tx, key, message, action, session, ctx)
         if isinstance(action, bot.OptOut):
             await tx.set_marketing_opt_in(key, False)
             if self.optouts is not None:  # before the commit: never a window without it
@@ -287,6 +321,95 @@ class ConversationService:
             )
             metrics.HANDOFFS.labels("started").inc()
         return None
+
+    async def _place(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        action: bot.PlaceOrder,
+        session: bot.Session,
+        ctx: bot.BotContext,
+    ) -> bot.Decision:
+        """Place the order the bot asked for; the bot's replies (with the payment button
+        when the tenant takes payments online)."""
+        order_id, reference = order_ids(message.tenant_id, message.provider_message_id)
+        result = await tx.place_order(
+            key=key,
+            order_id=order_id,
+            payment_reference=reference,
+            lines=action.lines,
+            settings=ctx.settings,
+            source_message_id=message.provider_message_id,
+        )
+        placed = isinstance(result, bot.OrderPlaced)
+        metrics.ORDERS.labels("placed" if placed else "rejected").inc()
+        if isinstance(result, bot.OrderPlaced):
+            await self._payment_due(tx, key, result)
+            await self._order_created(message, key, result)
+            if result.invoice_id and self.links:
+                result = _replace(result, invoice_url=self.links.url(result.invoice_id))
+        decision = bot.after_order(session, result, ctx)
+        if isinstance(result, bot.OrderPlaced):
+            button = await self._payment_button(tx, key, result, ctx)
+            if button is not None:
+                decision.replies.append(button)
+        return decision
+
+    async def _payment_button(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        placed: bot.OrderPlaced,
+        ctx: bot.BotContext,
+    ) -> CtaUrlContent | None:
+        """The new invoice's payment link as a CTA-URL button (None without a provider,
+        or when the provider cannot be reached: the confirmation-number path stays)."""
+        if self.payments is None or placed.invoice_id is None:
+            return None
+        if not ctx.settings.online_payments:
+            return None
+        number = placed.invoice_number or placed.invoice_id
+        try:
+            link = await self.payments.create_link(
+                tenant_id=key.tenant_id,
+                invoice_id=placed.invoice_id,
+                amount=placed.totals.total,
+                currency=placed.totals.currency,
+                description=f"Invoice {number} (order {placed.order_id})",
+            )
+        except ConversationError as exc:
+            log.warning("no payment link", error=exc.code, order_id=placed.order_id)
+            return None
+        await tx.set_payment_link(placed.invoice_id, link.url, link.link_id)
+        return CtaUrlContent(
+            body=(
+                f"Pay invoice {number} online: "
+                f"{format_money(placed.totals.total, placed.totals.currency)}."
+            ),
+            display_text="Pay now",
+            url=link.url,
+        )
+
+    async def _sync_draft(
+        self,
+        tx: ConversationTx,
+        key: ConversationKey,
+        message: InboundMessage | InboundMessageV2,
+        before: bot.Session | None,
+        after: bot.Session,
+        ctx: bot.BotContext,
+    ) -> None:
+        """The open cart's draft order follows the cart: created or updated when the
+        cart changed, cancelled (by the customer) when the cart is gone without an
+        order (an order takes the draft over)."""
+        cart = after.cart if after.state in CART_STATES else []
+        had = bool(before and before.cart)
+        if cart and (before is None or before.cart != cart):
+            await tx.sync_draft(key, cart, ctx.settings, message.provider_message_id)
+            metrics.DRAFTS.labels("synced").inc()
+        elif not cart and had and await tx.drop_draft(key, "cart cleared by the customer"):
+            metrics.DRAFTS.labels("dropped").inc()
 
     async def _order_created(
         self,
@@ -471,6 +594,7 @@ class ConversationService:
                     if isinstance(watch, bot.WatchRestock):
                         await self._restock(tx, key, watch)
         if not ctx.blocked:
+            await self._sync_draft(tx, key, message, stored.session, session, ctx)
             had_cart = bool(stored.session and stored.session.cart)
             await self._abandoned_cart(tx, key, session, had_cart=had_cart)
         before = stored.session.state if stored.session else bot.State.GREETING

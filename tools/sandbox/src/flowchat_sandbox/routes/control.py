@@ -92,10 +92,28 @@ class Reaction(Strict):
     emoji: str
 
 
+class ProductItem(Strict):
+    """One line of a customer's WhatsApp cart, as Meta's ``order`` webhook has it."""
+
+    product_retailer_id: str = Field(min_length=1)
+    quantity: int = Field(ge=1)
+    item_price: float = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
 class Order(BaseModel):
     catalog_id: str
     text: str | None = None
-    product_items: list[dict[str, Any]]
+    product_items: list[ProductItem] = Field(min_length=1)
+
+
+class NfmReply(Strict):
+    """A WhatsApp Flow's answer (``interactive.nfm_reply``): ``response_json`` is the
+    Flow's final payload as a JSON string, with the ``flow_token`` it was sent with."""
+
+    name: str = "flow"
+    body: str = "Sent"
+    response_json: str = Field(min_length=2)
 
 
 class Context(Strict):
@@ -116,6 +134,7 @@ class CustomerMessageIn(Strict):
     location: Location | None = None
     reaction: Reaction | None = None
     order: Order | None = None
+    nfm_reply: NfmReply | None = None
     context: Context | None = None
 
 

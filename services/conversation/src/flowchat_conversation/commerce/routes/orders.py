@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
@@ -31,6 +31,15 @@ class LineOut(BaseModel):
     line_total: Decimal
 
 
+class CreditNoteOut(BaseModel):
+    credit_note_id: str
+    number: str
+    currency: str
+    amount: Decimal
+    reason: str | None
+    issued_at: datetime
+
+
 class InvoiceOut(BaseModel):
     invoice_id: str
     number: str
@@ -48,6 +57,10 @@ class InvoiceOut(BaseModel):
     paid_at: datetime | None
     overdue: bool
     pdf_url: str | None = None
+    #: The provider's payment page (when a provider is configured).
+    payment_link: str | None = None
+    #: Issued when the order was cancelled after payments.
+    credit_note: CreditNoteOut | None = None
 
 
 class OrderOut(BaseModel):
@@ -68,10 +81,21 @@ class OrderOut(BaseModel):
     updated_at: datetime
     lines: list[LineOut]
     invoice: InvoiceOut | None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    #: Who cancelled: ``customer``, ``tenant`` or ``system`` (unpaid in time).
+    cancelled_by: str | None = None
+    discount_code: str | None = None
+    #: The delivery-address WhatsApp Flow's answer (``nfm_reply``), as the customer sent it.
+    delivery_address: dict[str, Any] | None = None
 
 
 class OrderPage(Page[OrderOut]):
     """Orders, newest first (overdue ones: oldest first)."""
+
+
+TrackingNumber = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
+TrackingUrl = Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2000)]
 
 
 class StatusIn(BaseModel):
@@ -79,6 +103,14 @@ class StatusIn(BaseModel):
 
     status: OrderStatus
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    #: With ``shipped``: the carrier's tracking number and page (sent to the customer,
+    #: the page as a CTA-URL button).
+    tracking_number: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)] | None
+    ) = None
+    tracking_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2000)] | None
+    ) = None
 
 
 class PaymentIn(BaseModel):
@@ -124,6 +156,19 @@ def _invoice_out(invoice: Invoice, orders: Orders) -> InvoiceOut:
         paid_at=invoice.paid_at,
         overdue=invoice.overdue(datetime.now(UTC)),
         pdf_url=orders.links.url(invoice.invoice_id) if orders.links else None,
+        payment_link=invoice.payment_link,
+        credit_note=(
+            CreditNoteOut(
+                credit_note_id=invoice.credit_note.credit_note_id,
+                number=invoice.credit_note.number,
+                currency=invoice.credit_note.currency,
+                amount=invoice.credit_note.amount,
+                reason=invoice.credit_note.reason,
+                issued_at=invoice.credit_note.issued_at,
+            )
+            if invoice.credit_note
+            else None
+        ),
     )
 
 
@@ -155,6 +200,11 @@ def _order_out(order: Order, orders: Orders) -> OrderOut:
             for line in order.lines
         ],
         invoice=_invoice_out(order.invoice, orders) if order.invoice else None,
+        tracking_number=order.tracking_number,
+        tracking_url=order.tracking_url,
+        cancelled_by=order.cancelled_by,
+        discount_code=order.discount_code,
+        delivery_address=order.delivery_address,
     )
 
 
@@ -168,7 +218,8 @@ async def list_orders(
     limit: PageLimit = 50,
     cursor: PageCursor = None,
 ) -> OrderPage:
-    """Newest first; ``overdue=true``: unpaid invoices past their due time (oldest first)."""
+    """Newest first (drafts included: one per open cart); ``overdue=true``: unpaid
+    invoices past their due time (oldest first)."""
     key = decode_cursor(cursor, datetime, str)
     after = (key[0], key[1]) if key else None
     if overdue:
@@ -196,7 +247,14 @@ async def change_status(
 ) -> OrderOut:
     if body.status is OrderStatus.CANCELLED and not body.reason:
         raise ApiError(422, "reason_required", "a cancellation needs a reason")
-    order = await orders.change_status(tenant_id, order_id, body.status, reason=body.reason)
+    order = await orders.change_status(
+        tenant_id,
+        order_id,
+        body.status,
+        reason=body.reason,
+        tracking_number=body.tracking_number,
+        tracking_url=body.tracking_url,
+    )
     return _order_out(order, orders)
 
 
