@@ -356,6 +356,33 @@ async def test_bad_campaigns_are_refused_with_the_reason_before_anything_is_queu
     assert await outreach.drain() == []
 
 
+async def test_template_catalog_lists_every_status_of_the_numbers_waba_only(outreach):
+    await add_template(outreach.sandbox, "pending_one", status="PENDING")
+    r = await outreach.api("GET", "/accounts/a1/templates")
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["next_cursor"] is None
+    assert [(t["name"], t["language"], t["status"]) for t in page["items"]] == [
+        ("new_year", "en", "APPROVED"),
+        ("pending_one", "en", "PENDING"),
+    ]
+    assert page["items"][0]["body"] == "Hi {{1}}, the {{2}} sale is on in {{3}}!"
+    assert page["items"][0]["category"] == "MARKETING"
+    other = await outreach.api("GET", "/accounts/other/templates")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "unknown_account"
+    # another tenant's admin key: refused before the provider is asked
+    assert outreach.http is not None
+    foreign = await outreach.http.get(
+        "/v1/tenants/t1/accounts/a1/templates", headers={"Authorization": f"Bearer {ADMIN_T2}"}
+    )
+    assert foreign.status_code == 403
+    as_t2 = await outreach.http.get(
+        "/v1/tenants/t2/accounts/a1/templates", headers={"Authorization": f"Bearer {ADMIN_T2}"}
+    )
+    assert as_t2.json()["error"]["code"] == "unknown_account"
+
+
 # --------------------------------------------------------------------- campaigns
 
 
