@@ -326,7 +326,7 @@ async def test_people_owners_admins_and_operators_manage_a_tenant_others_are_ref
         r = await outreach.http.request(
             method, f"/v1/tenants/t1{path}", headers={"Authorization": f"Bearer {token}"}
         )
-        return r.status_code
+        return int(r.status_code)
 
     for token in ("fca.owner-t1", "fca.admin-t1", "fca.operator"):
         assert await status(token) == 200, token
