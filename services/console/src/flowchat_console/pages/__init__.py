@@ -10,4 +10,11 @@ PAGE_MODULES: list[str] = [
     "flowchat_console.pages.auth",
     "flowchat_console.pages.inbox",
     "flowchat_console.pages.conversations",
+    "flowchat_console.pages.contacts",
+    "flowchat_console.pages.campaigns",
+    "flowchat_console.pages.catalog",
+    "flowchat_console.pages.numbers",
+    "flowchat_console.pages.integrations",
+    "flowchat_console.pages.team",
+    "flowchat_console.pages.operator",
 ]

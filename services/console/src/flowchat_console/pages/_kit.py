@@ -1,115 +1,81 @@
-"""What the admin and operator pages share: who is signed in, calling a service as that
-person (or, for the APIs that take only FlowChat's service token, as the console on
-their behalf after the console's own role check), and rendering a page.
+"""What the admin and operator pages share: the tenant a page shows, the role check, and
+calling the few APIs that take only FlowChat's service token.
 
-Which role may open which page is :data:`ROLES`: the services enforce the same rules
-(the tenant service checks the user's token itself; the conversation, relay and sender
-APIs accept only API keys or the service token, so for them the console checks the
-role here and names the user as the actor).
+Who calls what (the services enforce it; the console hides what a role cannot do):
+
+- the tenant service (numbers, API keys, users, invitations, audit, tenants) and the
+  conversation service (contacts, campaigns, templates, catalog, orders) take the
+  user's own access token (:data:`flowchat_console.deps.UpstreamDep`);
+- the relay (webhook endpoints) and the sender's DLQ take API keys or the service token
+  only: for them the console checks the role itself (:func:`need`), then calls with
+  ``FLOWCHAT_SERVICE_TOKEN``, naming the tenant (``X-Tenant-ID``) and the user as the
+  actor (``X-FlowChat-Actor: user:<id>``, kept in the DLQ's audit trail).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from flowchat_console import auth as core_auth
-from flowchat_console import upstream as core_upstream
-from flowchat_console.render import render as core_render
-from flowchat_platform.http import ApiError
+from flowchat_console.auth import ConsoleUser
+from flowchat_console.errors import Forbidden, UpstreamError
+from flowchat_console.nav import can
+from flowchat_console.upstream import Upstream
 
-#: Who may open each area (an operator may open every area, for any tenant).
-ROLES: dict[str, frozenset[str]] = {
-    "contacts": frozenset({"owner", "admin"}),
-    "campaigns": frozenset({"owner", "admin"}),
-    "catalog": frozenset({"owner", "admin"}),
-    "numbers": frozenset({"owner", "admin", "agent", "viewer"}),
-    "numbers.write": frozenset({"owner", "admin"}),
-    "integrations": frozenset({"owner", "admin"}),
-    "team": frozenset({"owner", "admin", "agent", "viewer"}),
-    "team.write": frozenset({"owner", "admin"}),
-    "audit": frozenset({"owner", "admin"}),
-    "operator": frozenset(),
-}
+__all__ = ["UpstreamError", "back", "items", "need", "service", "tenant_of"]
 
-UpstreamError = core_upstream.UpstreamError
+#: The cookie remembering which tenant an operator looks at (``?tenant=`` sets it).
+OPERATOR_TENANT_COOKIE = "fc_op_tenant"
 
 
-def user_of(request: Request) -> Any:
-    """The signed-in user (the core's session), or a 401 the core turns into sign-in."""
-    return core_auth.require_user(request)
+class _ServiceToken(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    flowchat_service_token: str = ""
 
 
-def allowed(user: Any, area: str) -> bool:
-    if user.role == "operator":
-        return True
-    return user.role in ROLES[area]
+@lru_cache(maxsize=1)
+def service_token() -> str:
+    """``FLOWCHAT_SERVICE_TOKEN`` (the stack's, as every service's)."""
+    return _ServiceToken().flowchat_service_token
 
 
-def require(request: Request, area: str) -> Any:
-    """The user, when their role may open ``area`` (else 403)."""
-    user = user_of(request)
-    if not allowed(user, area):
-        raise ApiError(403, "forbidden", f"the {user.role} role may not open this page")
-    return user
+def need(user: ConsoleUser, action: str) -> None:
+    """Operators may do everything; others what ``nav.RIGHTS`` gives their role."""
+    if user.role != "operator" and not can(user, action):
+        raise Forbidden(action)
 
 
-def tenant_of(request: Request, user: Any) -> str:
-    """The tenant a page shows: the user's own; an operator names one (``?tenant=``)."""
-    if user.role == "operator":
-        tenant = request.query_params.get("tenant") or request.cookies.get("fc_op_tenant")
-        if not tenant:
-            raise ApiError(400, "tenant_required", "choose a tenant first (Operator → Tenants)")
-        return tenant
-    if not user.tenant_id:
-        raise ApiError(403, "forbidden", "no tenant")
-    return str(user.tenant_id)
+def allowed(user: ConsoleUser, action: str) -> bool:
+    return user.role == "operator" or can(user, action)
 
 
-def clients(request: Request) -> Any:
-    return core_upstream.clients(request)
+def tenant_of(request: Request, user: ConsoleUser) -> str:
+    """The tenant a page shows: the user's own; an operator's choice (``?tenant=``,
+    else the one chosen last, else 403 with a hint)."""
+    if user.role != "operator":
+        if not user.tenant_id:
+            raise Forbidden("tenant")
+        return user.tenant_id
+    chosen = request.query_params.get("tenant") or request.cookies.get(OPERATOR_TENANT_COOKIE)
+    if not chosen:
+        raise Forbidden("choose a tenant first (Tenants)")
+    return chosen
 
 
-async def call(
-    request: Request,
-    user: Any,
-    service: str,
-    method: str,
-    path: str,
-    *,
-    as_service: bool = False,
-    tenant: str | None = None,
-    params: Any = None,
-    json: Any = None,
-    content: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    raw: bool = False,
-) -> Any:
-    """One call of ``service``'s API: with the user's token, or (``as_service``) with
-    the service token naming the user as the actor (``X-FlowChat-Actor``) and the
-    tenant (``X-Tenant-ID``) for APIs that take one."""
-    extra = dict(headers or {})
-    if as_service:
-        extra["X-FlowChat-Actor"] = f"user:{user.user_id}"
-        if tenant:
-            extra["X-Tenant-ID"] = tenant
-    return await clients(request).request(
-        service,
-        method,
-        path,
-        user=None if as_service else user,
-        params=params,
-        json=json,
-        content=content,
-        headers=extra,
-        raw=raw,
-    )
-
-
-def render(request: Request, template: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-    return core_render(request, template, context, status_code=status)
+def service(request: Request, user: ConsoleUser, tenant: str | None = None) -> Upstream:
+    """The service-token client for the relay and the DLQ (call :func:`need` first)."""
+    token = service_token()
+    if not token:
+        raise UpstreamError("console", 503, "not_configured", "FLOWCHAT_SERVICE_TOKEN is not set")
+    headers = {"X-FlowChat-Actor": f"user:{user.user_id}"}
+    if tenant:
+        headers["X-Tenant-ID"] = tenant
+    return Upstream(request.app.state.runtime.clients, token, headers)
 
 
 def back(url: str) -> RedirectResponse:

@@ -2,9 +2,9 @@
 changes, and each order's invoice PDF (fetched through the console: the browser talks
 to the console only).
 
-Upstream: the conversation service, ``/v1/tenants/{t}/products`` (GET, POST one,
-POST ``import``), ``/v1/tenants/{t}/orders`` (GET, POST ``{id}/status``) and
-``/v1/invoices/{id}.pdf?token=``; owners and admins.
+Upstream: the conversation service with the user's token (owners, admins, operators):
+``/v1/tenants/{t}/products`` (GET, POST one, POST ``import``), ``/v1/tenants/{t}/orders``
+(GET, POST ``{id}/status``) and ``/v1/invoices/{id}.pdf?token=``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
+from flowchat_console.deps import CurrentUser, UpstreamDep
 from flowchat_console.pages import _kit
+from flowchat_console.pages.contacts import import_file
+from flowchat_console.render import render
+from flowchat_console.upstream import Upstream, error_of
 
 router = APIRouter()
-AREA = "catalog"
-MAX_CSV_BYTES = 20 * 1024 * 1024
+WRITE = "catalog.write"
 #: Where an order may go next (the conversation service enforces the same table).
 NEXT: dict[str, list[str]] = {
     "draft": ["confirmed", "cancelled"],
@@ -29,29 +32,34 @@ NEXT: dict[str, list[str]] = {
 }
 
 
-async def _products(request: Request, user: Any, tenant: str) -> dict[str, Any]:
-    page: dict[str, Any] = await _kit.call(
-        request, user, "conversation", "GET", f"/v1/tenants/{tenant}/products",
-        as_service=True, params={"limit": "100"},
+async def _products(up: Upstream, tenant: str) -> dict[str, Any]:
+    page: dict[str, Any] = await up.get(
+        "conversation", f"/v1/tenants/{tenant}/products", {"limit": 100}
     )
     return page
 
 
-@router.get("/catalog", response_class=HTMLResponse)
-async def catalog(request: Request, edit: str | None = None) -> Response:
-    user = _kit.require(request, AREA)
+@router.get("/catalog", include_in_schema=False)
+async def catalog(
+    request: Request, user: CurrentUser, up: UpstreamDep, edit: str | None = None
+) -> HTMLResponse:
+    _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    page = await _products(request, user, tenant)
+    page = await _products(up, tenant)
     products = _kit.items(page)
     editing = next((p for p in products if p["sku"] == edit), None) if edit else None
-    return _kit.render(request, "catalog/products.html", {
-        "products": products, "editing": editing, "report": None,
-    })
+    return render(
+        request,
+        "catalog/products.html",
+        {"products": products, "editing": editing, "report": None},
+    )
 
 
-@router.post("/catalog/products")
+@router.post("/catalog/products", include_in_schema=False)
 async def save_product(
     request: Request,
+    user: CurrentUser,
+    up: UpstreamDep,
     sku: Annotated[str, Form()],
     name: Annotated[str, Form()],
     price: Annotated[str, Form()],
@@ -61,30 +69,34 @@ async def save_product(
     available: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a product, or change the one with this SKU."""
-    user = _kit.require(request, AREA)
+    _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    await _kit.call(
-        request, user, "conversation", "POST", f"/v1/tenants/{tenant}/products",
-        as_service=True,
-        json={"sku": sku, "name": name, "price": price, "category": category or "General",
-              "stock": stock, "description": description, "available": bool(available)},
-    )
+    product = {
+        "sku": sku,
+        "name": name,
+        "price": price,
+        "category": category or "General",
+        "stock": stock,
+        "description": description,
+        "available": bool(available),
+    }
+    await up.post("conversation", f"/v1/tenants/{tenant}/products", product)
     return _kit.back("/catalog")
 
 
-@router.post("/catalog/import", response_class=HTMLResponse)
-async def import_products(request: Request, file: Annotated[UploadFile, File()]) -> Response:
-    user = _kit.require(request, AREA)
+@router.post("/catalog/import", include_in_schema=False)
+async def import_products(
+    request: Request, user: CurrentUser, up: UpstreamDep, file: Annotated[UploadFile, File()]
+) -> HTMLResponse:
+    _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    report = await _kit.call(
-        request, user, "conversation", "POST", f"/v1/tenants/{tenant}/products/import",
-        as_service=True, content=await file.read(MAX_CSV_BYTES + 1),
-        headers={"Content-Type": "text/csv"},
+    report = await import_file(up, f"/v1/tenants/{tenant}/products/import", file)
+    page = await _products(up, tenant)
+    return render(
+        request,
+        "catalog/products.html",
+        {"products": _kit.items(page), "editing": None, "report": report},
     )
-    page = await _products(request, user, tenant)
-    return _kit.render(request, "catalog/products.html", {
-        "products": _kit.items(page), "editing": None, "report": report,
-    })
 
 
 def _pdf_link(order: dict[str, Any]) -> str | None:
@@ -97,42 +109,48 @@ def _pdf_link(order: dict[str, Any]) -> str | None:
     return f"/orders/invoices/{invoice['invoice_id']}.pdf?token={token}"
 
 
-@router.get("/orders", response_class=HTMLResponse)
-async def orders(request: Request, status: str | None = None) -> Response:
-    user = _kit.require(request, AREA)
+@router.get("/orders", include_in_schema=False)
+async def orders(
+    request: Request, user: CurrentUser, up: UpstreamDep, status: str | None = None
+) -> HTMLResponse:
+    _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    params = {"limit": "50", **({"status": status} if status else {})}
-    page = await _kit.call(
-        request, user, "conversation", "GET", f"/v1/tenants/{tenant}/orders",
-        as_service=True, params=params,
+    page = await up.get(
+        "conversation", f"/v1/tenants/{tenant}/orders", {"limit": 50, "status": status or None}
     )
-    rows = [{**o, "pdf": _pdf_link(o), "next": NEXT.get(o["status"], [])}
-            for o in _kit.items(page)]
-    return _kit.render(request, "catalog/orders.html", {"orders": rows, "status": status or ""})
+    rows = [{**o, "pdf": _pdf_link(o), "next": NEXT.get(o["status"], [])} for o in _kit.items(page)]
+    return render(request, "catalog/orders.html", {"orders": rows, "status": status or ""})
 
 
-@router.post("/orders/{order_id}/status")
+@router.post("/orders/{order_id}/status", include_in_schema=False)
 async def order_status(
-    request: Request, order_id: str, status: Annotated[str, Form()],
+    request: Request,
+    user: CurrentUser,
+    up: UpstreamDep,
+    order_id: str,
+    status: Annotated[str, Form()],
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    user = _kit.require(request, AREA)
+    _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    await _kit.call(
-        request, user, "conversation", "POST", f"/v1/tenants/{tenant}/orders/{order_id}/status",
-        as_service=True, json={"status": status, "reason": reason or None},
+    await up.post(
+        "conversation",
+        f"/v1/tenants/{tenant}/orders/{order_id}/status",
+        {"status": status, "reason": reason or None},
     )
     return _kit.back("/orders")
 
 
-@router.get("/orders/invoices/{invoice_id}.pdf")
-async def invoice_pdf(request: Request, invoice_id: str, token: str) -> Response:
-    user = _kit.require(request, AREA)
-    answer = await _kit.call(
-        request, user, "conversation", "GET", f"/v1/invoices/{invoice_id}.pdf",
-        as_service=True, params={"token": token}, raw=True,
+@router.get("/orders/invoices/{invoice_id}.pdf", include_in_schema=False)
+async def invoice_pdf(user: CurrentUser, up: UpstreamDep, invoice_id: str, token: str) -> Response:
+    _kit.need(user, WRITE)
+    answer = await up.response(
+        "GET", "conversation", f"/v1/invoices/{invoice_id}.pdf", params={"token": token}
     )
+    if answer.status_code >= 400:
+        raise error_of("conversation", answer)
     return Response(
-        answer.content, media_type="application/pdf",
+        answer.content,
+        media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="{invoice_id}.pdf"'},
     )

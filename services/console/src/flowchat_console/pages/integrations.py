@@ -2,9 +2,9 @@
 secret, the delivery log, replay a delivery or every failed one since a time, test
 ping) and API keys (create with scopes — the key shown once —, revoke).
 
-Upstream: the relay, ``/v1/endpoints…`` (service token naming the tenant, after the
-console's owner/admin check); the tenant service, ``/v1/tenants/{t}/api-keys`` with the
-user's token (owners and admins).
+Upstream: the relay's ``/v1/endpoints…`` (it takes API keys or the service token only:
+the console checks the owner/admin role, then calls with the service token naming the
+tenant); the tenant service's ``/v1/tenants/{t}/api-keys`` with the user's token.
 """
 
 from __future__ import annotations
@@ -14,123 +14,134 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
+from flowchat_console.auth import ConsoleUser
+from flowchat_console.deps import CurrentUser, UpstreamDep
 from flowchat_console.pages import _kit
+from flowchat_console.render import render
+from flowchat_console.upstream import Upstream
 
 router = APIRouter()
-AREA = "integrations"
+MANAGE = "integrations.manage"
 SCOPES = ("send", "read", "admin")
 
 
-async def _page(request: Request, user: Any, tenant: str, **shown: Any) -> Response:
-    endpoints = await _kit.call(request, user, "relay", "GET", "/v1/endpoints",
-                                as_service=True, tenant=tenant)
-    types = await _kit.call(request, user, "relay", "GET", "/v1/event-types",
-                            as_service=True, tenant=tenant)
-    keys = await _kit.call(request, user, "tenant", "GET", f"/v1/tenants/{tenant}/api-keys")
-    return _kit.render(request, "integrations/index.html", {
-        "endpoints": _kit.items(endpoints),
-        "event_types": [t["type"] if isinstance(t, dict) else t
-                        for t in (types.get("items") or types.get("event_types") or [])],
-        "keys": _kit.items(keys), "scopes": SCOPES, "secret": None, "key": None, "ping": None,
-        **shown,
-    })
+def _relay(request: Request, user: ConsoleUser) -> tuple[str, Upstream]:
+    _kit.need(user, MANAGE)
+    tenant = _kit.tenant_of(request, user)
+    return tenant, _kit.service(request, user, tenant)
 
 
-@router.get("/integrations", response_class=HTMLResponse)
-async def integrations(request: Request) -> Response:
-    user = _kit.require(request, AREA)
-    return await _page(request, user, _kit.tenant_of(request, user))
+async def _page(request: Request, user: ConsoleUser, up: UpstreamDep, **shown: Any) -> HTMLResponse:
+    tenant, relay = _relay(request, user)
+    endpoints = await relay.get("relay", "/v1/endpoints")
+    types = await relay.get("relay", "/v1/event-types")
+    keys = await up.get("tenant", f"/v1/tenants/{tenant}/api-keys")
+    return render(
+        request,
+        "integrations/index.html",
+        {
+            "endpoints": _kit.items(endpoints),
+            "event_types": list(types.get("items") or []),
+            "keys": _kit.items(keys),
+            "scopes": SCOPES,
+            "secret": None,
+            "key": None,
+            "ping": None,
+            **shown,
+        },
+    )
 
 
-@router.post("/integrations/endpoints", response_class=HTMLResponse)
+@router.get("/integrations", include_in_schema=False)
+async def integrations(request: Request, user: CurrentUser, up: UpstreamDep) -> HTMLResponse:
+    return await _page(request, user, up)
+
+
+@router.post("/integrations/endpoints", include_in_schema=False)
 async def create_endpoint(
-    request: Request, url: Annotated[str, Form()],
-    event_types: Annotated[list[str], Form()], description: Annotated[str, Form()] = "",
+    request: Request,
+    user: CurrentUser,
+    up: UpstreamDep,
+    url: Annotated[str, Form()],
+    event_types: Annotated[list[str], Form()],
+    description: Annotated[str, Form()] = "",
+) -> HTMLResponse:
+    _, relay = _relay(request, user)
+    body = {"url": url, "event_types": event_types, "description": description}
+    created = await relay.post("relay", "/v1/endpoints", body)
+    return await _page(request, user, up, secret=created)
+
+
+@router.post("/integrations/endpoints/{endpoint_id}/rotate", include_in_schema=False)
+async def rotate(
+    request: Request, user: CurrentUser, up: UpstreamDep, endpoint_id: str
+) -> HTMLResponse:
+    _, relay = _relay(request, user)
+    rotated = await relay.post("relay", f"/v1/endpoints/{endpoint_id}/rotate-secret", {})
+    return await _page(request, user, up, secret=rotated)
+
+
+@router.post("/integrations/endpoints/{endpoint_id}/ping", include_in_schema=False)
+async def ping(
+    request: Request, user: CurrentUser, up: UpstreamDep, endpoint_id: str
+) -> HTMLResponse:
+    _, relay = _relay(request, user)
+    answer = await relay.post("relay", f"/v1/endpoints/{endpoint_id}/ping")
+    return await _page(request, user, up, ping={"endpoint_id": endpoint_id, **answer})
+
+
+@router.get("/integrations/endpoints/{endpoint_id}", include_in_schema=False)
+async def deliveries(request: Request, user: CurrentUser, endpoint_id: str) -> HTMLResponse:
+    _, relay = _relay(request, user)
+    endpoint = await relay.get("relay", f"/v1/endpoints/{endpoint_id}")
+    log = await relay.get("relay", f"/v1/endpoints/{endpoint_id}/deliveries", {"limit": 50})
+    return render(
+        request,
+        "integrations/deliveries.html",
+        {"endpoint": endpoint, "attempts": _kit.items(log)},
+    )
+
+
+@router.post(
+    "/integrations/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",
+    include_in_schema=False,
+)
+async def replay_one(
+    request: Request, user: CurrentUser, endpoint_id: str, delivery_id: int
 ) -> Response:
-    user = _kit.require(request, AREA)
-    tenant = _kit.tenant_of(request, user)
-    created = await _kit.call(
-        request, user, "relay", "POST", "/v1/endpoints", as_service=True, tenant=tenant,
-        json={"url": url, "event_types": event_types, "description": description},
-    )
-    return await _page(request, user, tenant, secret=created)
-
-
-@router.post("/integrations/endpoints/{endpoint_id}/rotate", response_class=HTMLResponse)
-async def rotate(request: Request, endpoint_id: str) -> Response:
-    user = _kit.require(request, AREA)
-    tenant = _kit.tenant_of(request, user)
-    rotated = await _kit.call(
-        request, user, "relay", "POST", f"/v1/endpoints/{endpoint_id}/rotate-secret",
-        as_service=True, tenant=tenant, json={},
-    )
-    return await _page(request, user, tenant, secret=rotated)
-
-
-@router.post("/integrations/endpoints/{endpoint_id}/ping", response_class=HTMLResponse)
-async def ping(request: Request, endpoint_id: str) -> Response:
-    user = _kit.require(request, AREA)
-    tenant = _kit.tenant_of(request, user)
-    answer = await _kit.call(
-        request, user, "relay", "POST", f"/v1/endpoints/{endpoint_id}/ping",
-        as_service=True, tenant=tenant,
-    )
-    return await _page(request, user, tenant, ping={"endpoint_id": endpoint_id, **answer})
-
-
-@router.get("/integrations/endpoints/{endpoint_id}", response_class=HTMLResponse)
-async def deliveries(request: Request, endpoint_id: str) -> Response:
-    user = _kit.require(request, AREA)
-    tenant = _kit.tenant_of(request, user)
-    endpoint = await _kit.call(request, user, "relay", "GET", f"/v1/endpoints/{endpoint_id}",
-                               as_service=True, tenant=tenant)
-    log = await _kit.call(request, user, "relay", "GET",
-                          f"/v1/endpoints/{endpoint_id}/deliveries",
-                          as_service=True, tenant=tenant, params={"limit": "50"})
-    return _kit.render(request, "integrations/deliveries.html", {
-        "endpoint": endpoint, "attempts": _kit.items(log),
-    })
-
-
-@router.post("/integrations/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay")
-async def replay_one(request: Request, endpoint_id: str, delivery_id: int) -> Response:
-    user = _kit.require(request, AREA)
-    tenant = _kit.tenant_of(request, user)
-    await _kit.call(
-        request, user, "relay", "POST",
-        f"/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay",
-        as_service=True, tenant=tenant,
-    )
+    _, relay = _relay(request, user)
+    await relay.post("relay", f"/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay")
     return _kit.back(f"/integrations/endpoints/{endpoint_id}")
 
 
-@router.post("/integrations/endpoints/{endpoint_id}/replay")
+@router.post("/integrations/endpoints/{endpoint_id}/replay", include_in_schema=False)
 async def replay_since(
-    request: Request, endpoint_id: str, since: Annotated[str, Form()]
+    request: Request, user: CurrentUser, endpoint_id: str, since: Annotated[str, Form()]
 ) -> Response:
-    user = _kit.require(request, AREA)
-    tenant = _kit.tenant_of(request, user)
-    await _kit.call(
-        request, user, "relay", "POST", f"/v1/endpoints/{endpoint_id}/replay",
-        as_service=True, tenant=tenant, json={"since": since},
-    )
+    _, relay = _relay(request, user)
+    await relay.post("relay", f"/v1/endpoints/{endpoint_id}/replay", {"since": since})
     return _kit.back(f"/integrations/endpoints/{endpoint_id}")
 
 
-@router.post("/integrations/keys", response_class=HTMLResponse)
+@router.post("/integrations/keys", include_in_schema=False)
 async def create_key(
-    request: Request, name: Annotated[str, Form()], scopes: Annotated[list[str], Form()]
-) -> Response:
-    user = _kit.require(request, AREA)
+    request: Request,
+    user: CurrentUser,
+    up: UpstreamDep,
+    name: Annotated[str, Form()],
+    scopes: Annotated[list[str], Form()],
+) -> HTMLResponse:
+    _kit.need(user, MANAGE)
     tenant = _kit.tenant_of(request, user)
-    created = await _kit.call(request, user, "tenant", "POST", f"/v1/tenants/{tenant}/api-keys",
-                              json={"name": name, "scopes": scopes})
-    return await _page(request, user, tenant, key=created)
+    created = await up.post(
+        "tenant", f"/v1/tenants/{tenant}/api-keys", {"name": name, "scopes": scopes}
+    )
+    return await _page(request, user, up, key=created)
 
 
-@router.post("/integrations/keys/{key_id}/revoke")
-async def revoke_key(request: Request, key_id: str) -> Response:
-    user = _kit.require(request, AREA)
+@router.post("/integrations/keys/{key_id}/revoke", include_in_schema=False)
+async def revoke_key(request: Request, user: CurrentUser, up: UpstreamDep, key_id: str) -> Response:
+    _kit.need(user, MANAGE)
     tenant = _kit.tenant_of(request, user)
-    await _kit.call(request, user, "tenant", "DELETE", f"/v1/tenants/{tenant}/api-keys/{key_id}")
+    await up.delete("tenant", f"/v1/tenants/{tenant}/api-keys/{key_id}")
     return _kit.back("/integrations")

@@ -12,37 +12,56 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client.parser import text_string_to_metric_families
 
+from flowchat_console.deps import CurrentUser, UpstreamDep
+from flowchat_console.errors import UpstreamError
 from flowchat_console.pages import _kit
+from flowchat_console.render import render
 
 router = APIRouter()
-AREA = "operator"
+READ, MANAGE = "operator.read", "operator.manage"
 #: The services whose /metrics the health page reads.
 SERVICES = ("gateway", "sender", "state-manager", "conversation", "inbox", "relay", "tenant")
 BREAKER_OPEN = 2.0
 
 
-@router.get("/operator/tenants", response_class=HTMLResponse)
-async def tenants(request: Request, cursor: str | None = None) -> Response:
-    user = _kit.require(request, AREA)
-    page = await _kit.call(request, user, "tenant", "GET", "/v1/tenants",
-                           params={"limit": "50", **({"cursor": cursor} if cursor else {})})
+@router.get("/operator", include_in_schema=False)
+async def tenants(
+    request: Request, user: CurrentUser, up: UpstreamDep, cursor: str | None = None
+) -> HTMLResponse:
+    _kit.need(user, READ)
+    page = await up.get("tenant", "/v1/tenants", {"limit": 50, "cursor": cursor})
     rows = _kit.items(page)
 
     async def numbers(tenant_id: str) -> list[dict[str, Any]]:
-        found = await _kit.call(request, user, "tenant", "GET", f"/v1/tenants/{tenant_id}/accounts")
-        return _kit.items(found)
+        return _kit.items(await up.get("tenant", f"/v1/tenants/{tenant_id}/accounts"))
 
     accounts = await asyncio.gather(*(numbers(t["tenant_id"]) for t in rows))
     for tenant, found in zip(rows, accounts, strict=True):
         tenant["numbers"] = found
-    return _kit.render(request, "operator/tenants.html", {
-        "tenants": rows, "next_cursor": page.get("next_cursor"),
-    })
+    return render(
+        request,
+        "operator/tenants.html",
+        {"tenants": rows, "next_cursor": page.get("next_cursor")},
+    )
+
+
+@router.get("/operator/tenants/{tenant_id}/open", include_in_schema=False)
+async def open_tenant(user: CurrentUser, tenant_id: str, to: str = "/campaigns") -> Response:
+    """Look at one tenant's pages (remembered in a cookie) as the operator."""
+    _kit.need(user, READ)
+    target = to if to.startswith("/") and not to.startswith("//") else "/campaigns"
+    response = _kit.back(target)
+    response.status_code = 302
+    response.set_cookie(
+        _kit.OPERATOR_TENANT_COOKIE, tenant_id, httponly=True, samesite="lax", path="/"
+    )
+    return response
 
 
 def _filters(tenant_id: str, account_id: str, error_code: str) -> dict[str, Any]:
@@ -56,56 +75,77 @@ def _filters(tenant_id: str, account_id: str, error_code: str) -> dict[str, Any]
     return found
 
 
-@router.get("/operator/dlq", response_class=HTMLResponse)
-async def dlq(request: Request, tenant_id: str = "", account_id: str = "",
-              error_code: str = "", done: str = "") -> Response:
-    user = _kit.require(request, AREA)
+@router.get("/operator/dlq", include_in_schema=False)
+async def dlq(
+    request: Request,
+    user: CurrentUser,
+    tenant_id: str = "",
+    account_id: str = "",
+    error_code: str = "",
+    done: str = "",
+) -> HTMLResponse:
+    _kit.need(user, READ)
+    sender = _kit.service(request, user)
     filters = _filters(tenant_id, account_id, error_code)
-    parked = await _kit.call(request, user, "sender", "GET", "/internal/v1/dlq",
-                             as_service=True, params={"limit": "100", **filters})
-    audit = await _kit.call(request, user, "sender", "GET", "/internal/v1/dlq/audit",
-                            as_service=True, params={"limit": "20"})
-    return _kit.render(request, "operator/dlq.html", {
-        "parked": _kit.items(parked), "audit": _kit.items(audit), "done": done,
-        "tenant_id": tenant_id, "account_id": account_id, "error_code": error_code,
-    })
+    parked = await sender.get("sender", "/internal/v1/dlq", {"limit": 100, **filters})
+    audit = await sender.get("sender", "/internal/v1/dlq/audit", {"limit": 20})
+    return render(
+        request,
+        "operator/dlq.html",
+        {
+            "parked": _kit.items(parked),
+            "audit": _kit.items(audit),
+            "done": done,
+            "tenant_id": tenant_id,
+            "account_id": account_id,
+            "error_code": error_code,
+        },
+    )
 
 
 def _back_to_dlq(filters: dict[str, Any], done: str) -> Response:
-    query = "&".join(f"{k}={v}" for k, v in filters.items())
-    return _kit.back(f"/operator/dlq?done={done}" + (f"&{query}" if query else ""))
+    return _kit.back("/operator/dlq?" + urlencode({"done": done, **filters}))
 
 
-@router.post("/operator/dlq/replay")
+FormStr = Annotated[str, Form()]
+
+
+@router.post("/operator/dlq/replay", include_in_schema=False)
 async def replay(
-    request: Request, message_id: Annotated[str, Form()] = "",
-    tenant_id: Annotated[str, Form()] = "", account_id: Annotated[str, Form()] = "",
-    error_code: Annotated[str, Form()] = "", force: Annotated[str, Form()] = "",
+    request: Request,
+    user: CurrentUser,
+    message_id: FormStr = "",
+    tenant_id: FormStr = "",
+    account_id: FormStr = "",
+    error_code: FormStr = "",
+    force: FormStr = "",
 ) -> Response:
     """Replay one parked message (``message_id``), or every one the filters match."""
-    user = _kit.require(request, AREA)
+    _kit.need(user, MANAGE)
     filters = _filters(tenant_id, account_id, error_code)
     body: dict[str, Any] = {**filters, "force": bool(force), "actor": f"user:{user.user_id}"}
     if message_id:
         body["message_ids"] = [message_id]
-    report = await _kit.call(request, user, "sender", "POST", "/internal/v1/dlq/replay",
-                             as_service=True, json=body)
+    report = await _kit.service(request, user).post("sender", "/internal/v1/dlq/replay", body)
     return _back_to_dlq(filters, f"replayed {report.get('replayed', 0)}")
 
 
-@router.post("/operator/dlq/discard")
+@router.post("/operator/dlq/discard", include_in_schema=False)
 async def discard(
-    request: Request, reason: Annotated[str, Form()], message_id: Annotated[str, Form()] = "",
-    tenant_id: Annotated[str, Form()] = "", account_id: Annotated[str, Form()] = "",
-    error_code: Annotated[str, Form()] = "",
+    request: Request,
+    user: CurrentUser,
+    reason: FormStr,
+    message_id: FormStr = "",
+    tenant_id: FormStr = "",
+    account_id: FormStr = "",
+    error_code: FormStr = "",
 ) -> Response:
-    user = _kit.require(request, AREA)
+    _kit.need(user, MANAGE)
     filters = _filters(tenant_id, account_id, error_code)
     body: dict[str, Any] = {**filters, "reason": reason, "actor": f"user:{user.user_id}"}
     if message_id:
         body["message_ids"] = [message_id]
-    report = await _kit.call(request, user, "sender", "POST", "/internal/v1/dlq/discard",
-                             as_service=True, json=body)
+    report = await _kit.service(request, user).post("sender", "/internal/v1/dlq/discard", body)
     return _back_to_dlq(filters, f"discarded {report.get('discarded', 0)}")
 
 
@@ -125,9 +165,9 @@ def read_health(texts: dict[str, str | None]) -> dict[str, Any]:
                         int(sample.value)
                     )
                 elif sample.name == "flowchat_amqp_queue_consumers":
-                    queues.setdefault(labels["queue"], {"queue": labels["queue"]})[
-                        "consumers"
-                    ] = int(sample.value)
+                    queues.setdefault(labels["queue"], {"queue": labels["queue"]})["consumers"] = (
+                        int(sample.value)
+                    )
                 elif sample.name == "flowchat_sender_breaker_state" and (
                     sample.value >= BREAKER_OPEN
                 ):
@@ -143,17 +183,19 @@ def read_health(texts: dict[str, str | None]) -> dict[str, Any]:
     }
 
 
-@router.get("/operator/health", response_class=HTMLResponse)
-async def health(request: Request) -> Response:
-    user = _kit.require(request, AREA)
+@router.get("/operator/health", include_in_schema=False)
+async def health(request: Request, user: CurrentUser) -> HTMLResponse:
+    _kit.need(user, READ)
+    client = _kit.service(request, user)
 
     async def scrape(service: str) -> str | None:
         try:
-            answer = await _kit.call(request, user, service, "GET", "/metrics",
-                                     as_service=True, raw=True)
-        except (_kit.UpstreamError, KeyError):
+            answer = await client.response("GET", service, "/metrics")
+        except UpstreamError:
             return None
-        return str(answer.text)
+        return answer.text if answer.status_code == 200 else None
 
-    texts = dict(zip(SERVICES, await asyncio.gather(*(scrape(s) for s in SERVICES)), strict=True))
-    return _kit.render(request, "operator/health.html", read_health(texts))
+    found = await asyncio.gather(*(scrape(s) for s in SERVICES))
+    return render(
+        request, "operator/health.html", read_health(dict(zip(SERVICES, found, strict=True)))
+    )
