@@ -38,6 +38,7 @@ demo: up ## Set everything up, seed a demo tenant and catalog, play a customer c
 
 test: setup ## Unit and integration tests against the real servers (started if not running)
 	@$(STACK) servers
+	@$(STACK) browser
 	@$(UV) run --frozen pytest -q
 
 test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL on purpose (~7 min)

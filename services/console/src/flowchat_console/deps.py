@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 from flowchat_console.auth import SESSION_COOKIE, ConsoleUser, Sessions, SignedIn
 from flowchat_console.errors import Forbidden
 from flowchat_console.nav import can
+from flowchat_console.people import People
 from flowchat_console.settings import Settings
 from flowchat_console.upstream import ServiceClients, Upstream
 
@@ -31,6 +32,10 @@ class Runtime:
     sessions: Sessions
     #: Paths the app serves (the menu shows only these).
     served: set[str] = field(default_factory=set)
+    #: A tenant's people by id (authors, assignees), cached a minute.
+    people: People = field(default_factory=People)
+    #: Threads' customers (thread id → thread answer), cached briefly: lists show names.
+    threads: dict[tuple[str, int], tuple[float, dict[str, object]]] = field(default_factory=dict)
 
 
 def _runtime(request: Request) -> Runtime:

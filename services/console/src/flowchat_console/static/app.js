@@ -24,7 +24,11 @@
     source.onmessage = function (e) {
       var data = null;
       try { data = JSON.parse(e.data); } catch (err) { data = null; }
+      if (data && data.type === "connected") { holder.setAttribute("data-live", "open"); return; }
       document.body.dispatchEvent(new CustomEvent("live", { detail: data }));
+      if (data && data.thread_id) {
+        document.body.dispatchEvent(new CustomEvent("live-thread-" + data.thread_id, { detail: data }));
+      }
       holder.setAttribute("data-live-count", String(Number(holder.getAttribute("data-live-count") || "0") + 1));
     };
     source.addEventListener("signin", function () { source.close(); window.location.assign("/sign-in"); });
