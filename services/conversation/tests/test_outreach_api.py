@@ -409,6 +409,13 @@ async def test_template_catalog_lists_every_status_of_the_numbers_waba_only(outr
     ]
     assert page["items"][0]["body"] == "Hi {{1}}, the {{2}} sale is on in {{3}}!"
     assert page["items"][0]["category"] == "MARKETING"
+    first = (await outreach.api("GET", "/accounts/a1/templates", params={"limit": 1})).json()
+    assert [t["name"] for t in first["items"]] == ["new_year"]
+    rest = await outreach.api(
+        "GET", "/accounts/a1/templates", params={"limit": 1, "cursor": first["next_cursor"]}
+    )
+    assert [t["name"] for t in rest.json()["items"]] == ["pending_one"]
+    assert rest.json()["next_cursor"] is None
     other = await outreach.api("GET", "/accounts/other/templates")
     assert other.status_code == 422
     assert other.json()["error"]["code"] == "unknown_account"

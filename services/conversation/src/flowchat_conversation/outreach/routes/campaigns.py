@@ -39,7 +39,7 @@ class TemplateOut(BaseModel):
 
 
 class TemplateList(Page[TemplateOut]):
-    """The number's templates by name and language (one page: ``next_cursor`` is null)."""
+    """The number's templates by name and language."""
 
 
 @router.get(
@@ -55,10 +55,18 @@ async def list_templates(
     tenant_id: TenantAdmin,
     outreach: OutreachDep,
     account_id: Annotated[str, Path(min_length=1, max_length=128)],
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
 ) -> TemplateList:
     """The template catalog of the number's WhatsApp Business account with each
-    template's status (read from the provider now)."""
-    found = await outreach.campaigns.template_catalog(tenant_id, account_id)
+    template's status (read from the provider at each call), by name and language."""
+    after = decode_cursor(cursor, str, str)
+    found = [
+        t
+        for t in await outreach.campaigns.template_catalog(tenant_id, account_id)
+        if after is None or (t.name, t.language) > (after[0], after[1])
+    ]
+    rows, next_cursor = page_of(found, limit, lambda t: (t.name, t.language))
     return TemplateList(
         items=[
             TemplateOut(
@@ -69,9 +77,9 @@ async def list_templates(
                 parameter_format=t.parameter_format,
                 body=t.text("body"),
             )
-            for t in found
+            for t in rows
         ],
-        next_cursor=None,
+        next_cursor=next_cursor,
     )
 
 
