@@ -87,7 +87,9 @@ def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> 
         module = importlib.import_module(module_name)
         app.include_router(module.router)
         runtime.served.update(
-            r.path for r in module.router.routes if isinstance(r, APIRoute) and "GET" in r.methods
+            r.path
+            for r in module.router.routes
+            if isinstance(r, APIRoute) and "GET" in (r.methods or ())
         )
     return app
 
