@@ -44,7 +44,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessS
             stack = ProcessStack.create(
                 tmp, amqp_url=amqp_url, database_url=database_url, redis_url=redis_url
             )
-            stack.start()
+            stack.start(timeout_s=300)  # a busy machine starts nine processes slowly
             try:
                 yield stack
             finally:
