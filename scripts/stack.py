@@ -524,13 +524,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=["servers", "browser", "up", "down", "status", "logs", "env"])
+    parser.add_argument(
+        "command", choices=["servers", "browser", "up", "down", "status", "logs", "env"]
+    )
     args = parser.parse_args()
     if args.command == "env":
         RUN.mkdir(parents=True, exist_ok=True)
         print(write_env(stack_env()))
         return
-    {"servers": servers, "browser": ensure_browser, "up": up, "down": down, "status": status, "logs": logs}[args.command]()
+    {
+        "servers": servers,
+        "browser": ensure_browser,
+        "up": up,
+        "down": down,
+        "status": status,
+        "logs": logs,
+    }[args.command]()
 
 
 if __name__ == "__main__":

@@ -86,7 +86,11 @@ def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> 
     for module_name in PAGE_MODULES:
         module = importlib.import_module(module_name)
         app.include_router(module.router)
-    runtime.served = {r.path for r in app.routes if isinstance(r, APIRoute)}
+        runtime.served.update(
+            r.path
+            for r in module.router.routes
+            if isinstance(r, APIRoute) and "GET" in (r.methods or ())
+        )
     return app
 
 

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from console_kit import ARTIFACTS, AXE, CHROMIUM, Pages
 from playwright.async_api import Browser, async_playwright
 
 from flowchat_platform.testing import (
@@ -27,7 +28,6 @@ from flowchat_platform.testing import (
     temporary_redis_db,
     temporary_vhost,
 )
-from console_kit import ARTIFACTS, AXE, CHROMIUM, Pages
 from stackkit import ProcessStack
 
 
@@ -44,7 +44,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessS
             stack = ProcessStack.create(
                 tmp, amqp_url=amqp_url, database_url=database_url, redis_url=redis_url
             )
-            stack.start()
+            stack.start(timeout_s=300)  # a busy machine starts nine processes slowly
             try:
                 yield stack
             finally:

@@ -16,9 +16,9 @@ import time
 
 import httpx
 import pytest
+from console_kit import Pages, add_person, sign_in
 from playwright.async_api import Browser, expect
 
-from console_kit import Pages, add_person, sign_in
 from stackkit import ProcessStack, load_script
 from test_e2e_conversation_commerce import open_shop
 
@@ -35,7 +35,12 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(f"{page.url} {m.location} {m.text}") if m.type == "error" else None
+            ),
+        )
 
         # not signed in: the inbox sends to the sign-in page
         await page.goto(f"{console}/inbox")
@@ -116,7 +121,11 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
         small = await phone.new_page()
         await small.goto(f"{console}/inbox?view=resolved")
         width = await small.evaluate("document.documentElement.scrollWidth")
-        assert width <= 360, width
+        wide = await small.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect()"
+            ".right > 361).slice(0, 5).map(e => e.tagName + '.' + e.className)"
+        )
+        assert width <= 360, (width, wide)
         await expect(small.get_by_role("link", name="Conversations")).to_be_hidden()
         await small.get_by_role("button", name="Menu").click()
         await expect(small.get_by_role("link", name="Conversations")).to_be_visible()
@@ -136,5 +145,3 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
         await context.close()
         csp = [e for e in errors if "Content Security Policy" in e]
         assert not csp, csp
-
-
