@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from console_kit import AXE, CHROMIUM, Pages, Person, add_person, sign_in
 from playwright.async_api import Browser, Page, expect
 
-from console_kit import AXE, CHROMIUM, Pages, Person, add_person, sign_in
 from flowchat_platform.testing import (
     create_database,
     drop_database,
