@@ -203,7 +203,18 @@ async def test_a_tenant_admin_imports_contacts_and_runs_a_campaign_watching_the_
         await page.get_by_label("read", exact=True).check()
         await page.get_by_role("button", name="Create key").click()
         await expect(page.get_by_test_id("api-key")).to_contain_text("fc_")
+        # a webhook endpoint: its secret shown once, a test ping, its delivery log
+        hook = f"{shop.sandbox}/console-hook"
+        await page.get_by_label("URL (https)").fill(hook)
+        await page.locator('input[name="event_types"]').first.check()
+        await page.get_by_role("button", name="Create endpoint").click()
+        await expect(page.get_by_test_id("secret")).not_to_be_empty()
+        await page.get_by_role("button", name="Test ping").click()
+        await expect(page.get_by_role("status").filter(has_text="Test ping")).to_be_visible()
         await pages.check(page, "integrations")
+        await page.get_by_role("link", name=hook).click()
+        await expect(page.get_by_role("heading", name=f"Deliveries to {hook}")).to_be_visible()
+        await pages.check(page, "integrations-deliveries")
         await page.get_by_role("link", name="Team").click()
         await expect(page.get_by_role("cell", name=admin.email, exact=True)).to_be_visible()
         await pages.check(page, "team")
@@ -289,4 +300,14 @@ async def test_an_operator_replays_a_parked_message_and_it_is_delivered(
         await expect(page.get_by_role("heading", name="Queues")).to_be_visible()
         await expect(page.locator("td", has_text="whatsapp.outbound").first).to_be_visible()
         await pages.check(page, "operator-health")
+
+        # the operator looks at the tenant's campaigns
+        await page.get_by_role("link", name="Tenants").click()
+        await (
+            page.locator("tr", has_text=shop.seeded.tenant_id)
+            .get_by_role("link", name=re.compile("^Campaigns"))
+            .click()
+        )
+        await expect(page).to_have_url(re.compile(r"/campaigns$"))
+        await expect(page.get_by_role("heading", name="Campaigns", level=1)).to_be_visible()
         await context.close()
