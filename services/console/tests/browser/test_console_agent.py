@@ -117,7 +117,7 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
 
         # a 360 px phone: nothing wider than the screen, the menu behind a button
         phone = await browser.new_context(viewport={"width": 360, "height": 740})
-        await phone.add_cookies(await context.cookies())
+        await phone.add_cookies(await context.cookies())  # type: ignore[arg-type]
         small = await phone.new_page()
         await small.goto(f"{console}/inbox?view=resolved")
         width = await small.evaluate("document.documentElement.scrollWidth")
