@@ -11,9 +11,15 @@ STACK := $(PY) scripts/stack.py
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: ## Install uv (if missing) and every dependency from uv.lock into .venv
+setup: ## Install uv (if missing), every dependency from uv.lock into .venv, the console's npm assets
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --frozen --quiet
+	@command -v npm >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends nodejs npm >/dev/null; }
+	@# the console's browser assets (htmx; axe-core for its browser tests), from package-lock.json
+	@cd services/console && npm ci --no-audit --no-fund --loglevel=error >/dev/null
 
 up: setup ## Start RabbitMQ, Redis, PostgreSQL (installing them if needed), the services and the sandbox
 	@$(STACK) up
@@ -32,6 +38,7 @@ demo: up ## Set everything up, seed a demo tenant and catalog, play a customer c
 
 test: setup ## Unit and integration tests against the real servers (started if not running)
 	@$(STACK) servers
+	@$(STACK) browser
 	@$(UV) run --frozen pytest -q
 
 test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL on purpose (~7 min)

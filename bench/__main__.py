@@ -2,9 +2,9 @@
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
 Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
-relay, growth, inbox, state_partitions, conversation; ``memory`` is gathered from the peaks
-the others sampled. ``--quick`` runs small sizes and one round each (a CI smoke) into
-``bench/results/quick/``.
+relay, growth, inbox, state_partitions, conversation, console; ``memory`` is gathered from
+the peaks the others sampled. ``--quick`` runs small sizes and one round each (a CI smoke)
+into ``bench/results/quick/``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    console,
     conversation,
     gateway,
     inbox,
@@ -45,6 +46,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "inbox": inbox.inbox,
     "state_partitions": state_partitions.partitions,
     "conversation": conversation.memory,
+    "console": console.console,
 }
 MEMORY_LIMIT_MB = 150
 

@@ -14,6 +14,9 @@ Standard Webhooks signature checked) and the events it received are printed besi
 transcript. The demo ends with a hand-off: the customer asks for a person, a demo agent
 (the tenant's admin API key acting as ``X-Agent-ID: demo-agent`` in the inbox) claims
 the conversation, replies and resolves it, and the bot answers the customer again.
+Last, the console's URL is printed with the demo users' sign-in (an admin, an agent, a
+viewer of the tenant and an operator, each invited and with a password set), and another
+customer is left waiting in the inbox for them to answer.
 
 Reads the stack's URLs and secrets from the environment (``.run/stack.env``).
 """
@@ -94,6 +97,13 @@ class Seeded:
     phone_number_id: str
     customer: str
     api_key: str
+
+
+@dataclass(frozen=True)
+class ConsoleSignIn:
+    role: str
+    email: str
+    password: str
 
 
 @dataclass
@@ -392,6 +402,42 @@ class Demo:
         await self.replies(seeded, before, "bot", "after the agent resolved")
         await self.customer_says(seeded, {"text": BACK_TO_BOT}, BACK_TO_BOT)
 
+    async def console_people(self, seeded: Seeded) -> list[ConsoleSignIn]:
+        """People of the demo tenant for the console (an admin, an agent, a viewer) and an
+        operator: invited through the tenant service's API, each password set from the
+        invitation, as a person would."""
+        operator = self.bearer(self.env["FLOWCHAT_OPERATOR_KEY"])
+        tenant = self.url("TENANT")
+        people: list[ConsoleSignIn] = []
+        for role in ("admin", "agent", "viewer", "operator"):
+            email = f"{role}-{seeded.tenant_id[-6:].lower()}@acme.example"
+            if role == "operator":
+                url, body = f"{tenant}/v1/operator/users", {"email": email, "name": "Olu"}
+            else:
+                url = f"{tenant}/v1/tenants/{seeded.tenant_id}/users"
+                body = {"email": email, "role": role, "name": f"Demo {role}"}
+            invited = await self.call("POST", url, headers=operator, json=body)
+            password = secrets.token_urlsafe(12)
+            await self.call(
+                "POST",
+                f"{tenant}/v1/auth/invitations/accept",
+                json={"token": invited["invitation"]["token"], "password": password},
+            )
+            people.append(ConsoleSignIn(role, email, password))
+        return people
+
+    async def leave_a_customer_waiting(self, seeded: Seeded) -> None:
+        """Another customer asks for a person and stays waiting: the console's inbox has
+        someone to answer."""
+        customer = f"2348099{secrets.randbelow(10**5):05d}"
+        for text in ("Hi", HANDOFF_ASK):
+            await self.call(
+                "POST",
+                f"{self.url('SANDBOX')}/sandbox/customers/{customer}/messages",
+                json={"phone_number_id": seeded.phone_number_id, "name": "Bola", "text": text},
+            )
+            await asyncio.sleep(1.0)
+
     async def waiting_conversation(
         self, seeded: Seeded, inbox: str, agent: dict[str, str], timeout_s: float = 15
     ) -> dict[str, Any]:
@@ -565,6 +611,7 @@ class Run:
     handoff_at: int | None
     received: list[Received]
     endpoint_url: str
+    seeded: Seeded
 
 
 async def run_demo(env: dict[str, str]) -> Run:
@@ -584,7 +631,7 @@ async def run_demo(env: dict[str, str]) -> Run:
             said = sum(line.who == "customer" for line in demo.lines)
             sent = sum(line.who in ("bot", "agent") for line in demo.lines)
             await receiver.settled(said + 4 * sent)
-            return Run(demo.lines, demo.handoff_at, list(receiver.received), url)
+            return Run(demo.lines, demo.handoff_at, list(receiver.received), url, seeded)
     finally:
         await receiver.stop()
 
@@ -612,7 +659,26 @@ def main() -> int:
         return 1
     agent = sum(line.who == "agent" for line in sent)
     print(f"{len(sent) - agent} bot and {agent} agent messages, all read.")
+    env = load_env(ROOT / ".run" / "stack.env")
+    print_console(env, asyncio.run(console_demo(env, run.seeded)))
     return 0
+
+
+async def console_demo(env: dict[str, str], seeded: Seeded) -> list[ConsoleSignIn]:
+    """The console's demo users (admin, agent, viewer, operator) and a customer left
+    waiting in the inbox."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        demo = Demo(env, session)
+        people = await demo.console_people(seeded)
+        await demo.leave_a_customer_waiting(seeded)
+        return people
+
+
+def print_console(env: dict[str, str], people: list[ConsoleSignIn]) -> None:
+    url = env.get("FLOWCHAT_CONSOLE_URL", "http://127.0.0.1:8708")
+    print(f"\n=== The console: {url}/ (a customer is waiting in the inbox) ===")
+    for p in people:
+        print(f"  {p.role:8}  {p.email:40}  password {p.password}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ SERVICES = [
     ("sender", "flowchat_sender", 8703, "FLOWCHAT_SENDER_"),
     ("conversation", "flowchat_conversation", 8702, "FLOWCHAT_CONVERSATION_"),
     ("gateway", "flowchat_gateway", 8700, "FLOWCHAT_GATEWAY_"),
+    # the web app: only HTTP calls to the services above
+    ("console", "flowchat_console", 8708, "FLOWCHAT_CONSOLE_"),
 ]
 DB_NAME = "flowchat"
 # The standard ports; overridable so the start-from-nothing path can be exercised
@@ -294,6 +296,18 @@ def ensure_publisher_user(
     return f"amqp://{user}:{quote(password, safe='')}@127.0.0.1:{AMQP_PORT}/{quote(vhost, safe='')}"
 
 
+#: The Debian browser the console's browser tests drive (Playwright with
+#: executable_path): installed like the servers, never downloaded by a test.
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def ensure_browser() -> None:
+    """The Debian ``chromium`` package (``make test``: the console's browser tests)."""
+    if CHROMIUM.exists() or shutil.which("chromium"):
+        return
+    apt_install("chromium", "fonts-dejavu-core")
+
+
 def servers() -> None:
     for d in (RUN, LOGS, PIDS):
         d.mkdir(parents=True, exist_ok=True)
@@ -348,6 +362,7 @@ def wiring_env(ports: dict[str, int]) -> dict[str, str]:
         "FLOWCHAT_SENDER_URL": url["sender"],
         "FLOWCHAT_INBOX_URL": url["inbox"],
         "FLOWCHAT_RELAY_URL": url["relay"],
+        "FLOWCHAT_CONSOLE_URL": url["console"],
         "FLOWCHAT_SENDER_GRAPH_URL": url["sandbox"],
         "FLOWCHAT_SENDER_TWILIO_URL": url["sandbox"],
         "FLOWCHAT_TENANT_GRAPH_URL": url["sandbox"],
@@ -515,13 +530,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("command", choices=["servers", "up", "down", "status", "logs", "env"])
+    parser.add_argument(
+        "command", choices=["servers", "browser", "up", "down", "status", "logs", "env"]
+    )
     args = parser.parse_args()
     if args.command == "env":
         RUN.mkdir(parents=True, exist_ok=True)
         print(write_env(stack_env()))
         return
-    {"servers": servers, "up": up, "down": down, "status": status, "logs": logs}[args.command]()
+    {
+        "servers": servers,
+        "browser": ensure_browser,
+        "up": up,
+        "down": down,
+        "status": status,
+        "logs": logs,
+    }[args.command]()
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ def test_stack_script_lists_every_service_once(stack_script):
             "sandbox",
             "inbox",
             "relay",
+            "console",
         ]
     )
     assert len({port for _, _, port, _ in stack_script.SERVICES}) == len(names)

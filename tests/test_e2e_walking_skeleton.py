@@ -56,3 +56,20 @@ async def test_customer_greeting_is_answered_and_read(platform_stack, load_scrip
         if e["type"] == "message.status" and e["data"]["status"] == "read"
     }
     assert read == {line.wamid for line in sent}
+
+    # make demo's console part: its users sign in to the console (each lands on its home)
+    people = await demo.console_demo(platform_stack.env, run.seeded)
+    assert [p.role for p in people] == ["admin", "agent", "viewer", "operator"]
+    console = platform_stack.urls["console"]
+    for person in people:
+        async with httpx.AsyncClient(base_url=console) as browser:
+            await browser.get("/sign-in")
+            token = browser.cookies["fc_csrf"]  # Secure (FLOWCHAT_ENV=test): sent by hand
+            r = await browser.post(
+                "/sign-in",
+                data={"email": person.email, "password": person.password, "csrf_token": token},
+                headers={"Cookie": f"fc_csrf={token}"},
+            )
+            assert r.status_code == 303, (person.role, r.text[-500:])
+            home = "/operator" if person.role == "operator" else "/inbox"
+            assert r.headers["location"] == home

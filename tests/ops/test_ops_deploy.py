@@ -30,6 +30,7 @@ SERVICES = {"gateway": 8700, "tenant": 8701, "conversation": 8702, "sender": 870
 SERVICES["state-manager"] = 8704
 SERVICES["relay"] = 8706
 SERVICES["inbox"] = 8707
+SERVICES["console"] = 8708
 
 #: Custom resources have no schema in kubernetes-validate; these hold the fields
 #: FlowChat relies on (from the KEDA and RabbitMQ cluster operator CRDs).

@@ -33,6 +33,15 @@ WABA = "200100300"
 PHONE_NUMBER_ID = "100200300"
 ACCESS = "EAAG-outreach-test-token-0123456789"
 ADMIN_T2 = "fc_admin_t2"
+#: The console's users: access token → (tenant, role).
+USERS = {
+    "fca.owner-t1": ("t1", "owner"),
+    "fca.admin-t1": ("t1", "admin"),
+    "fca.agent-t1": ("t1", "agent"),
+    "fca.viewer-t1": ("t1", "viewer"),
+    "fca.admin-t2": ("t2", "admin"),
+    "fca.operator": (None, "operator"),
+}
 #: Contacts in the big campaign (FLOWCHAT_OUTREACH_CONTACTS=10000 for the full size).
 N = int(os.environ.get("FLOWCHAT_OUTREACH_CONTACTS", "500"))
 
@@ -50,6 +59,15 @@ def tenant_stub(throughput: int) -> FastAPI:
         if body.get("key") == ADMIN_T2:
             return JSONResponse({"key_id": "k3", "tenant_id": "t2", "scopes": ["admin"]})
         return JSONResponse({"error": {"code": "not_found", "message": "", "details": []}}, 404)
+
+    @app.post("/internal/v1/users/resolve")
+    async def resolve(body: dict[str, Any], authorization: str = Header("")) -> JSONResponse:
+        if not ok(authorization) or body.get("token") not in USERS:
+            return JSONResponse({"error": {"code": "not_found", "message": ""}}, 404)
+        tenant_id, role = USERS[body["token"]]
+        return JSONResponse(
+            {"user_id": f"u-{role}", "tenant_id": tenant_id, "role": role, "session_id": "s1"}
+        )
 
     @app.get("/internal/v1/accounts/{account_id}")
     async def account(account_id: str, authorization: str = Header("")) -> JSONResponse:
@@ -295,6 +313,29 @@ async def test_csv_import_reports_every_rejected_row_and_search_finds_segments(o
     assert r.json()["opt_in_source"] == "api"
 
 
+async def test_people_owners_admins_and_operators_manage_a_tenant_others_are_refused(outreach):
+    """The console's users (access tokens resolved by the tenant service): owners and
+    admins of the tenant and operators pass; agents and viewers 403; another tenant's
+    admin 404; an unknown token 401."""
+    assert outreach.http is not None
+    await outreach.api("POST", "/contacts/import", content=csv_rows(2).encode())
+
+    async def status(token: str, method: str = "GET", path: str = "/contacts") -> int:
+        assert outreach.http is not None
+        r = await outreach.http.request(
+            method, f"/v1/tenants/t1{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        return int(r.status_code)
+
+    for token in ("fca.owner-t1", "fca.admin-t1", "fca.operator"):
+        assert await status(token) == 200, token
+        assert await status(token, path="/campaigns") == 200, token
+    assert await status("fca.agent-t1") == 403
+    assert await status("fca.viewer-t1", "POST", "/campaigns/c1/start") == 403
+    assert await status("fca.admin-t2") == 404
+    assert await status("fca.nobody") == 401
+
+
 async def test_contacts_are_isolated_per_tenant(outreach):
     assert outreach.http is not None
     r = await outreach.http.get(
@@ -353,6 +394,40 @@ async def test_bad_campaigns_are_refused_with_the_reason_before_anything_is_queu
     assert (await outreach.api("GET", "/campaigns")).json()["items"] == []
     await asyncio.sleep(0.2)
     assert await outreach.drain() == []
+
+
+async def test_template_catalog_lists_every_status_of_the_numbers_waba_only(outreach):
+    await add_template(outreach.sandbox, "pending_one", status="PENDING")
+    r = await outreach.api("GET", "/accounts/a1/templates")
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["next_cursor"] is None
+    assert [(t["name"], t["language"], t["status"]) for t in page["items"]] == [
+        ("new_year", "en", "APPROVED"),
+        ("pending_one", "en", "PENDING"),
+    ]
+    assert page["items"][0]["body"] == "Hi {{1}}, the {{2}} sale is on in {{3}}!"
+    assert page["items"][0]["category"] == "MARKETING"
+    first = (await outreach.api("GET", "/accounts/a1/templates", params={"limit": 1})).json()
+    assert [t["name"] for t in first["items"]] == ["new_year"]
+    rest = await outreach.api(
+        "GET", "/accounts/a1/templates", params={"limit": 1, "cursor": first["next_cursor"]}
+    )
+    assert [t["name"] for t in rest.json()["items"]] == ["pending_one"]
+    assert rest.json()["next_cursor"] is None
+    other = await outreach.api("GET", "/accounts/other/templates")
+    assert other.status_code == 422
+    assert other.json()["error"]["code"] == "unknown_account"
+    # another tenant's admin key: refused before the provider is asked
+    assert outreach.http is not None
+    foreign = await outreach.http.get(
+        "/v1/tenants/t1/accounts/a1/templates", headers={"Authorization": f"Bearer {ADMIN_T2}"}
+    )
+    assert foreign.status_code == 403
+    as_t2 = await outreach.http.get(
+        "/v1/tenants/t2/accounts/a1/templates", headers={"Authorization": f"Bearer {ADMIN_T2}"}
+    )
+    assert as_t2.json()["error"]["code"] == "unknown_account"
 
 
 # --------------------------------------------------------------------- campaigns

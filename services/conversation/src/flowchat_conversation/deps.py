@@ -12,15 +12,19 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.errors import NotReady
 from flowchat_conversation.outreach.service import Outreach
-from flowchat_platform.auth import authenticate, require_scope
+from flowchat_platform.auth import USER_TOKEN_PREFIX, authenticate, authenticate_user, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
 
 ADMIN_SCOPE = "admin"
+#: The people who manage a tenant's contacts, campaigns and catalog (the console's users);
+#: operators (platform staff) may act for any tenant.
+ADMIN_ROLES = ("owner", "admin")
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="A tenant API key with the `admin` scope (its own tenant only), or the "
+    description="A tenant API key with the `admin` scope (its own tenant only), a user's "
+    "access token (`fca.…`: an owner or admin of the tenant, or an operator), or the "
     "internal service token.",
 )
 
@@ -77,9 +81,16 @@ async def tenant_admin(
     tenant_id: Annotated[str, Path(min_length=1, max_length=128)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The path's tenant, when the caller is FlowChat itself (service token) or holds an
-    API key of that tenant with the ``admin`` scope."""
+    """The path's tenant, when the caller is FlowChat itself (service token), holds an
+    API key of that tenant with the ``admin`` scope, or is a person (the console's user)
+    who is an owner or admin of that tenant, or an operator (another tenant's: 404)."""
     header = f"Bearer {credentials.credentials}" if credentials else None
+    if credentials is not None and credentials.credentials.startswith(USER_TOKEN_PREFIX):
+        if ctx.tenants is None:
+            raise ApiError(503, "not_ready", "users cannot be verified yet")
+        user = await authenticate_user(header, users=ctx.tenants)
+        user.require_role(*ADMIN_ROLES, tenant_id=tenant_id)
+        return tenant_id
     caller = await authenticate(header, service_token=ctx.service_token, tenants=ctx.tenants)
     require_scope(caller, ADMIN_SCOPE, tenant_id)
     return tenant_id

@@ -82,15 +82,24 @@ class CampaignService:
             raise OutreachError(f"account {account_id} is disabled", code="account_disabled")
         return account
 
-    async def _template(self, account: AccountCredentials, ref: TemplateRef) -> Template:
+    @staticmethod
+    def _waba(account: AccountCredentials) -> tuple[str, str]:
         if account.provider != "meta" or not account.waba_id or not account.access_token:
             raise OutreachError(
                 "campaigns need a Meta WhatsApp Business account (WABA id and token)",
                 code="unsupported_account",
             )
-        template = await self.templates.find(
-            account.waba_id, account.access_token, ref.name, ref.language
-        )
+        return account.waba_id, account.access_token
+
+    async def template_catalog(self, tenant_id: str, account_id: str) -> list[Template]:
+        """The template catalog of the number's WABA (every status), by name and language."""
+        waba_id, token = self._waba(await self._account(tenant_id, account_id))
+        found = await self.templates.list_templates(waba_id, token)
+        return sorted(found, key=lambda t: (t.name, t.language))
+
+    async def _template(self, account: AccountCredentials, ref: TemplateRef) -> Template:
+        waba_id, token = self._waba(account)
+        template = await self.templates.find(waba_id, token, ref.name, ref.language)
         if template is None:
             raise OutreachError(
                 f"template {ref.name} ({ref.language}) does not exist",

@@ -35,8 +35,21 @@ class GraphTemplates:
         self, waba_id: str, access_token: str, name: str, language: str
     ) -> Template | None:
         """The template ``name`` in ``language`` (any status), or None when there is none."""
+        for template in await self._pages(waba_id, access_token, {"name": name}):
+            if template.name == name and template.language == language:
+                return template
+        return None
+
+    async def list_templates(self, waba_id: str, access_token: str) -> list[Template]:
+        """Every template of the WABA (any status; at most ``max_pages`` pages of 100)."""
+        return await self._pages(waba_id, access_token, {})
+
+    async def _pages(
+        self, waba_id: str, access_token: str, given: dict[str, str]
+    ) -> list[Template]:
         url = f"{self._base}/{self._version}/{waba_id}/message_templates"
-        params: dict[str, str] = {"name": name, "limit": "100"}
+        params: dict[str, str] = {**given, "limit": "100"}
+        found: list[Template] = []
         headers = {"Authorization": f"Bearer {access_token}"}
         for _ in range(self._max_pages):
             try:
@@ -55,15 +68,9 @@ class GraphTemplates:
                     f"the provider refused the template lookup ({status})",
                     details=[{"code": error.get("code"), "message": error.get("message")}],
                 )
-            for item in body.get("data") or []:
-                if (
-                    isinstance(item, dict)
-                    and item.get("name") == name
-                    and item.get("language") == language
-                ):
-                    return Template.from_graph(item)
+            found += [Template.from_graph(i) for i in body.get("data") or [] if isinstance(i, dict)]
             after = ((body.get("paging") or {}).get("cursors") or {}).get("after")
             if not (body.get("paging") or {}).get("next") or not after:
-                return None
+                return found
             params["after"] = str(after)
-        return None
+        return found

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
 
 from flowchat_conversation.deps import OutreachDep, TenantAdmin
 from flowchat_conversation.outreach.campaigns import (
@@ -23,6 +24,63 @@ router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 
 class CampaignList(Page[Campaign]):
     """Campaigns, newest first."""
+
+
+class TemplateOut(BaseModel):
+    """One template of the provider's catalog, any status (campaigns need ``APPROVED``)."""
+
+    name: str = Field(examples=["new_year_sale"])
+    language: str = Field(examples=["en"])
+    status: str = Field(examples=["APPROVED"])
+    category: str = Field(examples=["MARKETING"])
+    parameter_format: str = Field(examples=["POSITIONAL"])
+    #: The BODY text with its placeholders.
+    body: str = Field(examples=["Happy New Year {{1}}! 20% off in {{2}}."])
+
+
+class TemplateList(Page[TemplateOut]):
+    """The number's templates by name and language."""
+
+
+@router.get(
+    "/accounts/{account_id}/templates",
+    tags=["campaigns"],
+    responses={
+        422: {"description": "Unknown or disabled number, or not a Meta WABA"},
+        502: {"description": "The provider refused the lookup"},
+        503: {"description": "The provider cannot be reached"},
+    },
+)
+async def list_templates(
+    tenant_id: TenantAdmin,
+    outreach: OutreachDep,
+    account_id: Annotated[str, Path(min_length=1, max_length=128)],
+    limit: PageLimit = 100,
+    cursor: PageCursor = None,
+) -> TemplateList:
+    """The template catalog of the number's WhatsApp Business account with each
+    template's status (read from the provider at each call), by name and language."""
+    after = decode_cursor(cursor, str, str)
+    found = [
+        t
+        for t in await outreach.campaigns.template_catalog(tenant_id, account_id)
+        if after is None or (t.name, t.language) > (after[0], after[1])
+    ]
+    rows, next_cursor = page_of(found, limit, lambda t: (t.name, t.language))
+    return TemplateList(
+        items=[
+            TemplateOut(
+                name=t.name,
+                language=t.language,
+                status=t.status,
+                category=t.category,
+                parameter_format=t.parameter_format,
+                body=t.text("body"),
+            )
+            for t in rows
+        ],
+        next_cursor=next_cursor,
+    )
 
 
 @router.post("/campaigns/dry-run", tags=["campaigns"])

@@ -1,0 +1,307 @@
+"""The console's logic, free of HTTP and templates: turning the services' answers into
+what a page shows (view models), and the rules a page applies before it calls a service.
+Pages (``pages/*``) fetch through :class:`~flowchat_console.ports.Api` and render these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+
+def parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return None
+
+
+@dataclass(frozen=True)
+class Window:
+    """The 24 h customer-service window of a thread: free-form replies while open, only
+    templates once closed."""
+
+    open: bool
+    closes_at: datetime | None
+
+    def seconds_left(self, now: datetime) -> float | None:
+        if not self.open or self.closes_at is None:
+            return None
+        return max((self.closes_at - now).total_seconds(), 0.0)
+
+
+def window_of(body: dict[str, Any]) -> Window:
+    """From a thread or conversation answer (``window_open``, ``window_closes_at``); unknown
+    counts as closed (templates always work)."""
+    return Window(
+        open=bool(body.get("window_open")), closes_at=parse_time(body.get("window_closes_at"))
+    )
+
+
+def seconds_since(value: Any, now: datetime) -> float | None:
+    at = parse_time(value)
+    return None if at is None else max((now - at).total_seconds(), 0.0)
+
+
+# --- the inbox -------------------------------------------------------------------------
+
+#: The inbox's lists (``GET /v1/conversations?view=``), in the order the tabs show them.
+VIEWS: dict[str, str] = {
+    "waiting": "Waiting",
+    "mine": "Mine",
+    "unassigned": "Unassigned",
+    "open": "All open",
+    "resolved": "Resolved",
+}
+DEFAULT_VIEW = "waiting"
+
+
+def view_of(value: str | None) -> str:
+    return value if value in VIEWS else DEFAULT_VIEW
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Who a thread is with, as the console shows them (name, else number, else id)."""
+
+    label: str
+    wa_id: str | None = None
+
+    @classmethod
+    def of(cls, thread: dict[str, Any] | None) -> Customer:
+        if not thread:
+            return cls("Customer")
+        wa_id = thread.get("wa_id")
+        name = thread.get("customer_name")
+        label = name or (f"+{wa_id}" if wa_id else None) or thread.get("user_id") or "Customer"
+        return cls(str(label), wa_id)
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    id: int
+    thread_id: int
+    status: str
+    assignee: str | None
+    assignee_label: str | None
+    customer: Customer
+    reason: str | None
+    #: Waiting for a first answer: since it opened; else since it opened too (age).
+    waiting_s: float | None
+    waiting: bool
+    mine: bool
+    tags: tuple[str, ...]
+
+
+def conversation_row(
+    c: dict[str, Any],
+    thread: dict[str, Any] | None,
+    *,
+    me: str,
+    people: dict[str, str],
+    now: datetime,
+) -> ConversationRow:
+    assignee = c.get("assignee")
+    waiting = c.get("first_response_at") is None and c.get("status") != "resolved"
+    return ConversationRow(
+        id=int(c["id"]),
+        thread_id=int(c["thread_id"]),
+        status=str(c.get("status", "")),
+        assignee=assignee,
+        assignee_label=None if assignee is None else people.get(assignee, assignee),
+        customer=Customer.of(thread),
+        reason=c.get("reason"),
+        waiting_s=seconds_since(c.get("opened_at"), now),
+        waiting=waiting,
+        mine=assignee is not None and assignee == me,
+        tags=tuple(c.get("tags") or ()),
+    )
+
+
+@dataclass(frozen=True)
+class Media:
+    kind: str
+    caption: str | None
+    filename: str | None
+    link: str | None
+    mime_type: str | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: int
+    side: str  # "in" (customer), "out" (bot, agent, campaign…), "note" (internal)
+    author: str
+    author_label: str
+    type: str
+    text: str | None
+    media: Media | None
+    #: Interactive choices offered (buttons, list rows) or, inbound, the one chosen.
+    choices: tuple[str, ...]
+    chosen: str | None
+    template: str | None
+    template_params: tuple[str, ...]
+    status: str | None
+    error_code: int | None
+    at: datetime | None
+
+
+AUTHOR_LABELS = {
+    "customer": "Customer",
+    "bot": "Bot",
+    "campaign": "Campaign",
+    "reminder": "Reminder",
+    "api": "API",
+}
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+
+
+def _media(content: dict[str, Any], type_: str) -> Media | None:
+    raw = content.get("media") if isinstance(content.get("media"), dict) else None
+    if raw is None and type_ in MEDIA_TYPES:
+        raw = content
+    if not raw:
+        return None
+    return Media(
+        kind=str(raw.get("type") or type_),
+        caption=raw.get("caption"),
+        filename=raw.get("filename"),
+        link=raw.get("link") if str(raw.get("link", "")).startswith("https://") else None,
+        mime_type=raw.get("mime_type"),
+    )
+
+
+def _choices(content: dict[str, Any]) -> tuple[str, ...]:
+    if isinstance(content.get("buttons"), list):
+        return tuple(str(b.get("title", "")) for b in content["buttons"] if isinstance(b, dict))
+    out: list[str] = []
+    for section in content.get("sections") or []:
+        if isinstance(section, dict):
+            for row in section.get("rows") or []:
+                if isinstance(row, dict):
+                    out.append(str(row.get("title", "")))
+    return tuple(out)
+
+
+def _template(content: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    if content.get("type") != "template":
+        return None, ()
+    params: list[str] = []
+    for component in content.get("components") or []:
+        if isinstance(component, dict):
+            for p in component.get("parameters") or []:
+                if isinstance(p, dict):
+                    value = p.get("text") or p.get("payload") or p.get("fallback_value")
+                    if value is not None:
+                        params.append(str(value))
+    return f"{content.get('name')} ({content.get('language')})", tuple(params)
+
+
+def message_view(m: dict[str, Any], people: dict[str, str]) -> MessageView:
+    content = m.get("content") if isinstance(m.get("content"), dict) else {}
+    assert isinstance(content, dict)
+    direction = m.get("direction")
+    type_ = str(m.get("type") or content.get("type") or "text")
+    side = (
+        "note"
+        if type_ == "note" or direction == "internal"
+        else ("in" if direction == "inbound" else "out")
+    )
+    author = str(m.get("author") or "")
+    agent = m.get("agent_id")
+    if author == "agent":
+        label = people.get(agent, "Agent") if agent else "Agent"
+    else:
+        label = AUTHOR_LABELS.get(author, author.title() or "Unknown")
+    reply = content.get("reply") if isinstance(content.get("reply"), dict) else None
+    template, params = _template(content)
+    text = m.get("text")
+    if text is None and isinstance(content.get("text"), str):
+        text = content["text"]
+    return MessageView(
+        id=int(m.get("id", 0)),
+        side=side,
+        author=author,
+        author_label=label,
+        type=type_,
+        text=text,
+        media=_media(content, type_),
+        choices=_choices(content),
+        chosen=str(reply.get("title")) if reply and reply.get("title") else None,
+        template=template,
+        template_params=params,
+        status=m.get("status"),
+        error_code=m.get("error_code"),
+        at=parse_time(m.get("occurred_at")),
+    )
+
+
+# --- replies ---------------------------------------------------------------------------
+
+MAX_TEMPLATE_PARAMS = 10
+
+
+def text_reply(body: str) -> dict[str, Any]:
+    return {"type": "text", "body": body}
+
+
+def template_reply(name: str, language: str, params: list[str]) -> dict[str, Any]:
+    """A template message with its body parameters in order (``{{1}}``, ``{{2}}``…); empty
+    trailing fields are dropped."""
+    values = list(params[:MAX_TEMPLATE_PARAMS])
+    while values and not values[-1].strip():
+        values.pop()
+    components = (
+        [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}]
+        if values
+        else []
+    )
+    return {
+        "type": "template",
+        "name": name.strip(),
+        "language": language.strip() or "en",
+        "components": components,
+    }
+
+
+# --- search ----------------------------------------------------------------------------
+
+
+def highlight(text: str | None, query: str, *, limit: int = 240) -> list[tuple[str, bool]]:
+    """``text`` cut around the first match of any word of ``query``, as (piece, is_match)
+    pairs: templates mark the matches without building HTML from strings."""
+    if not text:
+        return []
+    words = [w.lower() for w in query.split() if len(w) >= 2]
+    lowered = text.lower()
+    first = min((i for w in words if (i := lowered.find(w)) >= 0), default=0)
+    start = max(first - limit // 3, 0)
+    snippet = text[start : start + limit]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + limit < len(text) else ""
+    pieces: list[tuple[str, bool]] = []
+    low = snippet.lower()
+    i = 0
+    while i < len(snippet):
+        hit = min(
+            ((j, w) for w in words if (j := low.find(w, i)) >= 0),
+            default=None,
+        )
+        if hit is None:
+            pieces.append((snippet[i:], False))
+            break
+        j, w = hit
+        if j > i:
+            pieces.append((snippet[i:j], False))
+        pieces.append((snippet[j : j + len(w)], True))
+        i = j + len(w)
+    if prefix:
+        pieces.insert(0, (prefix, False))
+    if suffix:
+        pieces.append((suffix, False))
+    return pieces

@@ -1,0 +1,147 @@
+"""An agent answers a waiting customer in the console, in a real browser (issue 24).
+
+The whole platform runs as processes; the customer talks through the sandbox. The agent
+signs in on the console (the tenant service's users), sees the customer appear in the
+waiting list without reloading (server-sent events), opens the thread with its history,
+claims it, replies (the customer receives it through the sandbox), sees the customer's
+answer arrive live, resolves (the bot speaks again), finds the conversation with the
+search, and signs out. Every page is checked with axe-core and photographed; the inbox
+is also checked at 360 px.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from console_kit import Pages, add_person, sign_in
+from playwright.async_api import Browser, expect
+
+from stackkit import ProcessStack, load_script
+from test_e2e_conversation_commerce import open_shop
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+async def test_an_agent_answers_a_waiting_customer_and_resolves(
+    console_stack: ProcessStack, browser: Browser, pages: Pages
+) -> None:
+    console = console_stack.urls["console"]
+    async with httpx.AsyncClient(timeout=10) as http:
+        shop = await open_shop(console_stack, load_script, http)
+        agent = await add_person(console_stack, http, shop.seeded.tenant_id, "agent", "ada")
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(f"{page.url} {m.location} {m.text}") if m.type == "error" else None
+            ),
+        )
+
+        # not signed in: the inbox sends to the sign-in page
+        await page.goto(f"{console}/inbox")
+        await expect(page).to_have_url(re.compile(r"/sign-in\?next=%2Finbox"))
+        await pages.check(page, "sign-in")
+        # a wrong password is refused on the page
+        await page.get_by_label("E-mail").fill(agent.email)
+        await page.get_by_label("Password").fill("not-the-password")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("alert")).to_contain_text("Wrong e-mail or password")
+
+        await sign_in(page, console, agent)
+        await expect(page).to_have_url(re.compile(r"/inbox"))
+        await expect(page.locator("[data-live-src]")).to_have_attribute("data-live", "open")
+
+        # the customer asks for a person while the agent looks at the inbox
+        customer = shop.new_customer()
+        await shop.say(customer, "Hi", 2)
+        (connecting,) = await shop.say(customer, "agent", 1)
+        assert "connecting you" in connecting
+        row = page.locator(".conv-list a", has_text=f"+{customer}").or_(
+            page.locator(".conv-list a", has_text="Ada")
+        )
+        await expect(row.first).to_be_visible(timeout=20_000)  # live: no reload
+        await expect(row.first).to_contain_text("waiting")
+        await pages.check(page, "inbox-waiting")
+
+        await row.first.click()
+        thread = page.locator("#thread")
+        await expect(thread.locator(".msg.inbound", has_text="Hi")).to_be_visible()
+        await expect(thread.locator(".msg.outbound", has_text="connecting you")).to_be_visible()
+        await expect(thread.locator("#window-state")).to_contain_text("window open")
+        await thread.get_by_role("button", name="Claim").click()
+        await expect(thread).to_have_attribute("data-status", "assigned")
+
+        body = f"Hi, this is Ada from Acme ({time.monotonic_ns() % 10_000}). How can I help?"
+        await thread.get_by_role("textbox", name="Reply").fill(body)
+        await thread.get_by_role("button", name="Send", exact=True).click()
+        await expect(thread.locator(".msg.outbound", has_text=body)).to_be_visible()
+        shop.expected[customer] += 1
+        got = await shop.wait(customer, shop.expected[customer])
+        assert shop.demo.render(got[-1]["message"]) == body  # through the sandbox
+
+        # the customer answers: it shows in the open thread without reloading
+        await shop.send(customer, {"text": "Thanks, where is my parcel?"})
+        await expect(thread.locator(".msg.inbound", has_text="where is my parcel")).to_be_visible(
+            timeout=20_000
+        )
+        await pages.check(page, "inbox-thread")
+
+        # an internal note
+        await thread.get_by_text("Internal note").click()
+        await thread.get_by_label("Note (never sent to the customer)").fill("Asked about a parcel")
+        await thread.get_by_role("button", name="Add note").click()
+        await expect(thread.locator(".msg.note", has_text="Asked about a parcel")).to_be_visible()
+
+        await thread.get_by_role("button", name="Resolve").click()
+        await expect(thread).to_have_attribute("data-status", "resolved")
+        shop.expected[customer] += 1
+        back = await shop.wait(customer, shop.expected[customer])
+        assert "assistant again" in shop.demo.render(back[-1]["message"])
+
+        # search across the history
+        await page.get_by_role("link", name="Conversations").click()
+        await page.get_by_label("Search messages").fill("parcel")
+        await page.get_by_role("button", name="Search").click()
+        result = page.locator("#results li", has_text="parcel")
+        await expect(result.first).to_be_visible()
+        await expect(result.first.locator("mark").first).to_have_text(re.compile("parcel", re.I))
+        await pages.check(page, "conversations-search")
+        await result.first.get_by_role("link").click()
+        await expect(page.locator(".msg", has_text=body)).to_be_visible()
+        await pages.check(page, "conversation-thread")
+
+        # a 360 px phone: nothing wider than the screen, the menu behind a button
+        phone = await browser.new_context(viewport={"width": 360, "height": 740})
+        await phone.add_cookies(await context.cookies())  # type: ignore[arg-type]
+        small = await phone.new_page()
+        await small.goto(f"{console}/inbox?view=resolved")
+        width = await small.evaluate("document.documentElement.scrollWidth")
+        wide = await small.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect()"
+            ".right > 361).slice(0, 5).map(e => e.tagName + '.' + e.className)"
+        )
+        assert width <= 360, (width, wide)
+        await expect(small.get_by_role("link", name="Conversations")).to_be_hidden()
+        await small.get_by_role("button", name="Menu").click()
+        await expect(small.get_by_role("link", name="Conversations")).to_be_visible()
+        await pages.check(small, "inbox-360px")
+        await phone.close()
+
+        # keyboard: the skip link is the first stop and leads to the content
+        await page.goto(f"{console}/inbox")
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+
+        # signing out ends the session: the inbox sends to the sign-in page again
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page).to_have_url(re.compile(r"/sign-in"))
+        await page.goto(f"{console}/inbox")
+        await expect(page).to_have_url(re.compile(r"/sign-in"))
+        await context.close()
+        csp = [e for e in errors if "Content Security Policy" in e]
+        assert not csp, csp
