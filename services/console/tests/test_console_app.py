@@ -98,3 +98,27 @@ async def test_ready_when_its_browser_assets_are_installed(
     assert (await client.get("/readyz")).status_code == 200
     async with client_of(Settings(node_modules=tmp_path)) as bare:
         assert (await bare.get("/readyz")).json()["checks"] == {"assets": False}
+
+
+def test_the_menu_shows_each_role_only_what_its_services_let_it_open():
+    from dataclasses import dataclass
+
+    from flowchat_console import nav
+
+    @dataclass
+    class Who:
+        role: str
+
+    served = [item.path for item in nav.MENU]
+
+    def labels(role: str) -> set[str]:
+        return {item.label for item in nav.menu(Who(role), served)}
+
+    # the conversation service admits owners, admins and operators only
+    tenant_setup = {"Contacts", "Campaigns", "Catalog"}
+    assert not labels("viewer") & tenant_setup
+    assert not labels("agent") & tenant_setup
+    assert tenant_setup <= labels("admin")
+    assert {"Inbox", "Conversations"} <= labels("viewer")
+    assert not labels("admin") & {"Tenants", "Dead letters", "Health"}
+    assert {"Tenants", "Dead letters", "Health"} <= labels("operator")
