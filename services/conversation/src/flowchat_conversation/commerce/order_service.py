@@ -644,6 +644,11 @@ class OrderService:
         order = await self.store.order_of_invoice(event.invoice_id)
         if order is None:
             return "ignored"
+        if event.currency != order.currency:
+            raise PaymentRejected(
+                "currency_mismatch",
+                f"the payment is in {event.currency}, the invoice in {order.currency}",
+            )
         outcome = await self.record_payment(
             order.tenant_id, order.order_id, reference=event.payment_id, amount=event.amount
         )

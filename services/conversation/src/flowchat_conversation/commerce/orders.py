@@ -6,10 +6,15 @@ Order lifecycle (tenant API ``POST /v1/tenants/{t}/orders/{id}/status``)::
       │           │             │
       └───────────┴─────────────┴──▶ cancelled (with a reason; stock goes back)
 
-The bot creates orders directly as *confirmed* (stock reserved, invoice issued in the
-same transaction). Payment is tracked apart from the status: an invoice is *unpaid*
-until payments add up to its total (*paid*), *void* once its order is cancelled, and
-*overdue* while unpaid past its due time (``payment_timeout_hours`` after issue).
+A conversation's open cart is mirrored by its one *draft* order (visible through the
+API); when the customer confirms, the draft becomes the *confirmed* order with the
+same id (stock reserved, invoice issued in the same transaction); a draft is never
+confirmed through the API. Payment is tracked apart from the status: an invoice is
+*unpaid* until payments add up to its total (*paid*), *void* once its order is
+cancelled unpaid, *credited* (with a credit note for what was paid) once cancelled
+after payments, and *overdue* while unpaid past its due time
+(``payment_timeout_hours`` after issue). Invoices and credit notes are numbered per
+tenant without gaps (``INV-000001``, ``CN-000001``).
 """
 
 from __future__ import annotations

@@ -66,6 +66,22 @@ async def pay(link_id: str, payments: Emulator, body: PayIn | None = None) -> di
     return await payments.pay(link_id, body.amount if body else None)
 
 
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    secret: str = Field(min_length=1)
+
+
+@router.put("/sandbox/payments/webhook")
+async def set_webhook(body: WebhookIn, payments: Emulator) -> dict[str, Any]:
+    """Where the emulator posts its events and the secret it signs them with (the
+    settings' values until set here)."""
+    payments.webhook_url = body.url
+    payments.webhook_secret = body.secret
+    return {"url": body.url}
+
+
 @router.post("/sandbox/payments/events/{event_id}/redeliver")
 async def redeliver(event_id: str, payments: Emulator) -> dict[str, Any]:
     return {"event_id": event_id, "webhook_status": await payments.deliver(event_id)}
