@@ -143,3 +143,12 @@ def test_the_bot_understands_typed_choices_on_any_channel():
     assert d.session.menu
     d = bot.handle(d.session, msg("confirm"), CTX)
     assert [type(a) for a in d.actions] == [bot.PlaceOrder]
+
+
+def test_the_session_remembers_the_channel_the_customer_last_wrote_on():
+    # the tenant's own notifications (order updates, payment links) are rendered for it
+    d = bot.handle(None, msg("hi", provider="twilio"), CTX)
+    assert d.session.channel == "twilio"
+    d = bot.handle(d.session, msg("1", provider="meta"), CTX)
+    assert d.session.channel == "meta"
+    assert bot.Session().channel == "meta"

@@ -134,6 +134,9 @@ class Session(BaseModel):
     #: The options offered last (``(reply id, label)``, numbered from 1): a typed
     #: answer naming one (its number, its label, a misspelling) counts as choosing it.
     menu: Menu = Field(default_factory=list)
+    #: The channel the customer last wrote on (``InboundMessage.provider``): what the
+    #: tenant's own notifications (order updates, payment links) are rendered for.
+    channel: str = "meta"
 
 
 # --------------------------------------------------------------------- actions
@@ -300,6 +303,7 @@ def _handle(session: Session | None, message: AnyInbound, ctx: BotContext) -> De
         update={
             "last_message_id": message.provider_message_id,
             "last_inbound_at": max_dt(previous.last_inbound_at, message.timestamp),
+            "channel": message.provider,
         }
     )
     word = keyword(message)

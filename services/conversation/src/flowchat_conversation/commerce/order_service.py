@@ -25,7 +25,7 @@ from flowchat_contracts import (
 )
 from flowchat_contracts.tenant_events import OrderChange, OrderData
 from flowchat_conversation import metrics
-from flowchat_conversation.commerce import bot
+from flowchat_conversation.commerce import bot, render
 from flowchat_conversation.commerce.domain import (
     BotSettings,
     ConversationKey,
@@ -719,7 +719,10 @@ class OrderService:
         if decision.replies:
             if within_window(await tx.last_inbound(key), datetime.now(UTC)):
                 to = await tx.address(key.tenant_id, key.customer_wa_id)
-                await self._send(key, event_key, decision.replies, to=to)
+                # as the customer's channel shows them (a link button as text on Twilio)
+                channel = stored.session.channel if stored.session else "meta"
+                replies = [render.for_channel(r, channel) for r in decision.replies]
+                await self._send(key, event_key, replies, to=to)
                 fate = "sent"
             elif template is not None and (
                 chosen := (await tx.bot_settings(key.tenant_id)).order_update_template
