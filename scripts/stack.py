@@ -314,6 +314,8 @@ def new_secrets() -> dict[str, str]:
         "FLOWCHAT_RELAY_ENCRYPTION_KEYS": base64.urlsafe_b64encode(
             secrets.token_bytes(32)
         ).decode(),
+        # the keyed blind index of customers' ids (erased customers' suppression entries)
+        "FLOWCHAT_PRIVACY_KEY": secrets.token_urlsafe(32),
     }
 
 

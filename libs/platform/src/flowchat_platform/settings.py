@@ -53,6 +53,10 @@ class ServiceSettings(BaseSettings):
     #: Upper bound of one confirmed publish; past it the publish fails (gateway → 503).
     publish_timeout_s: float = 5.0
     shutdown_grace_s: float = 20.0
+    #: The keyed blind index of customers' ids (``flowchat_platform.privacy``): erased
+    #: customers' suppression entries and pseudonyms. One key for every service; unset,
+    #: derived from the service token. Changing it forgets every suppression entry.
+    privacy_key: SecretStr | None = infra("FLOWCHAT_PRIVACY_KEY", None)
 
 
 def check_secret(value: SecretStr | str | None, variable: str) -> None:

@@ -12,6 +12,7 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.errors import NotReady
 from flowchat_conversation.outreach.service import Outreach
+from flowchat_conversation.privacy.service import ErasureService
 from flowchat_platform.auth import authenticate, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
@@ -35,6 +36,7 @@ class ApiContext:
     catalog: CatalogService | None = None
     orders: OrderService | None = None
     outreach: Outreach | None = None
+    erasures: ErasureService | None = None
 
 
 def api_context(request: Request) -> ApiContext:
@@ -70,6 +72,15 @@ def outreach_service(ctx: Context) -> Outreach:
 
 
 OutreachDep = Annotated[Outreach, Depends(outreach_service)]
+
+
+def erasure_service(ctx: Context) -> ErasureService:
+    if ctx.erasures is None:
+        raise NotReady("the database")
+    return ctx.erasures
+
+
+Erasures = Annotated[ErasureService, Depends(erasure_service)]
 
 
 async def tenant_admin(

@@ -37,6 +37,7 @@ from flowchat_inbox.service import HistoryService
 from flowchat_inbox.settings import Settings
 from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.retention import retention_loop
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
             prefetch=settings.prefetch,
             ack_linger_s=settings.ack_linger_s,
         )
+        await ErasureAgent(amqp, SERVICE, history.erase).start()
         state["consuming"] = True
         log.info("inbox started")
 

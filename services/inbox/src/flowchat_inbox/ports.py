@@ -174,6 +174,9 @@ class HistoryStore(Protocol):
     async def apply(self, ops: Sequence[Op]) -> list[Applied]:
         """Apply every op in one transaction (all or none)."""
 
+    async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Delete the customer's threads (messages, statuses, conversations) and aliases."""
+
     async def threads(
         self,
         tenant_id: str,

@@ -157,6 +157,10 @@ def _conversation(r: asyncpg.Record) -> Conversation:
     return Conversation(**values)
 
 
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class Repository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -172,6 +176,62 @@ class Repository:
             asyncpg.exceptions.CannotConnectNowError,
         ) as exc:
             raise StoreUnavailable(repr(exc), store="postgresql") from exc
+
+    # ------------------------------------------------------------ erasure
+
+    async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Delete every thread of the customer named by any of ``ids`` (their messages,
+        statuses and hand-off conversations) and the customer's aliases; counts by kind."""
+        ids = list(ids)
+        async with self._tx() as conn:
+            threads = [
+                r["id"]
+                for r in await conn.fetch(
+                    """
+                    SELECT id FROM threads WHERE tenant_id = $1 AND (
+                        customer_key = ANY($2::text[]) OR wa_id = ANY($2::text[])
+                        OR user_id = ANY($2::text[])
+                        OR customer_key IN (SELECT customer_key FROM aliases
+                                            WHERE tenant_id = $1 AND alias = ANY($2::text[])))
+                    FOR UPDATE
+                    """,
+                    tenant_id,
+                    ids,
+                )
+            ]
+            statuses = await conn.execute(
+                """
+                DELETE FROM statuses WHERE tenant_id = $1 AND message_id IN (
+                    SELECT message_id FROM messages
+                    WHERE thread_id = ANY($2::bigint[]) AND message_id IS NOT NULL)
+                """,
+                tenant_id,
+                threads,
+            )
+            messages = await conn.execute(
+                "DELETE FROM messages WHERE thread_id = ANY($1::bigint[])", threads
+            )
+            conversations = await conn.execute(
+                "DELETE FROM conversations WHERE thread_id = ANY($1::bigint[])", threads
+            )
+            deleted = await conn.execute(
+                "DELETE FROM threads WHERE id = ANY($1::bigint[])", threads
+            )
+            aliases = await conn.execute(
+                """
+                DELETE FROM aliases WHERE tenant_id = $1 AND (alias = ANY($2::text[])
+                    OR customer_key = ANY($2::text[]))
+                """,
+                tenant_id,
+                ids,
+            )
+        return {
+            "threads_deleted": _count(deleted),
+            "messages_deleted": _count(messages),
+            "statuses_deleted": _count(statuses),
+            "conversations_deleted": _count(conversations),
+            "aliases_deleted": _count(aliases),
+        }
 
     # ------------------------------------------------------------ retention
 

@@ -31,6 +31,7 @@ from flowchat_contracts import (
     OutboundCommand,
     is_bsuid,
 )
+from flowchat_contracts.privacy import ErasureRequested
 from flowchat_inbox import metrics
 from flowchat_inbox.errors import NotFound
 from flowchat_inbox.ports import (
@@ -285,6 +286,11 @@ class HistoryService:
             tenant_id, query, after=decode_cursor(cursor), limit=limit + 1
         )
         return _page(rows, limit, _message_key)
+
+    async def erase(self, request: ErasureRequested) -> dict[str, int]:
+        """Forget a customer (``flowchat_contracts.privacy``): their threads, history,
+        hand-offs and aliases are deleted; idempotent."""
+        return await self.store.erase_customer(request.tenant_id, request.identities)
 
     async def purge(self, *, retention_days: int, batch_size: int, now: datetime) -> dict[str, int]:
         """Delete message content older than the retention (messages, their latest

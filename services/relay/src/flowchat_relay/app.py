@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from flowchat_contracts import topology
 from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import MetaEcho
@@ -170,6 +171,9 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
         )
         bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
         await consume(amqp, RelayConsumer(intake), settings.prefetch)
+        await ErasureAgent(
+            amqp, SERVICE, lambda r: repository.erase_customer(r.tenant_id, r.identities)
+        ).start()
         state["consuming"] = True
         log.info("relay started")
 

@@ -7,7 +7,7 @@ delivery whose worker died is due again when its lease ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -88,6 +88,47 @@ class Repository:
 
     def _endpoint(self, row: asyncpg.Record | dict[str, Any]) -> Endpoint:
         return _endpoint(row, self._open)
+
+    # ------------------------------------------------------------ erasure
+
+    async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Delete the tenant's events naming the customer by any of ``ids`` (as a JSON
+        string anywhere in the FlowChat or the Meta-shaped body), their deliveries and
+        attempts, and the customer's conversation sequences; counts by kind."""
+        quoted = [f'%"{i}"%' for i in ids] + [f'%"+{i}"%' for i in ids if "." not in i]
+        async with self._pool.acquire() as conn, conn.transaction():
+            events = [
+                r["id"]
+                for r in await conn.fetch(
+                    """
+                    SELECT id FROM events WHERE tenant_id = $1
+                      AND (body::text LIKE ANY($2::text[])
+                           OR coalesce(meta_body::text, '') LIKE ANY($2::text[]))
+                    FOR UPDATE
+                    """,
+                    tenant_id,
+                    quoted,
+                )
+            ]
+            attempts = await conn.execute(
+                "DELETE FROM attempts WHERE event_id = ANY($1::text[])", events
+            )
+            deliveries = await conn.execute(
+                "DELETE FROM deliveries WHERE event_id = ANY($1::text[])", events
+            )
+            deleted = await conn.execute("DELETE FROM events WHERE id = ANY($1::text[])", events)
+            sequences = await conn.execute(
+                "DELETE FROM conversation_sequences WHERE tenant_id = $1 "
+                "AND conversation = ANY($2::text[])",
+                tenant_id,
+                list(ids),
+            )
+        return {
+            "events_deleted": int(deleted.split()[-1]),
+            "deliveries_deleted": int(deliveries.split()[-1]),
+            "attempts_deleted": int(attempts.split()[-1]),
+            "sequences_deleted": int(sequences.split()[-1]),
+        }
 
     # ------------------------------------------------------------ retention
 

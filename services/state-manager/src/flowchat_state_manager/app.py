@@ -21,11 +21,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from flowchat_contracts import topology
+from flowchat_contracts.privacy import ErasureRequested
 from flowchat_platform import http
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
+from flowchat_platform.privacy import normalise_id, privacy_index
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_state_manager import SCHEMA, SERVICE
@@ -122,6 +125,14 @@ def create_app(settings: Settings) -> FastAPI:
             decoder=DECODER,
             prefetch=settings.prefetch,
         )
+        index = privacy_index(settings.privacy_key, settings.service_token)
+
+        async def erase(request: ErasureRequested) -> dict[str, int]:
+            ids = sorted({normalise_id(i) for i in request.identities})
+            pseudonym = index.pseudonym(request.tenant_id, sorted(request.identities)[0])
+            return await repository.erase_recipient(request.tenant_id, ids, pseudonym)
+
+        await ErasureAgent(amqp, SERVICE, erase).start()
         state["consuming"] = True
         log.info("state-manager started")
 

@@ -459,6 +459,38 @@ class Repository:
                     "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [i.id for i in items]
                 )
 
+    # ------------------------------------------------------------ erasure
+
+    async def erase_recipient(
+        self, tenant_id: str, ids: list[str], pseudonym: str
+    ) -> dict[str, int]:
+        """The customer's messages keep their history under ``pseudonym`` (no other id);
+        pending statuses forget the customer's ids; counts by kind."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            messages = await conn.execute(
+                """
+                UPDATE messages SET recipient = $3, recipient_alias = NULL
+                WHERE tenant_id = $1
+                  AND (recipient = ANY($2::text[]) OR recipient_alias = ANY($2::text[]))
+                """,
+                tenant_id,
+                ids,
+                pseudonym,
+            )
+            pending = await conn.execute(
+                """
+                UPDATE pending_statuses SET customer_wa_id = NULL, customer_user_id = NULL
+                WHERE tenant_id = $1 AND (customer_wa_id = ANY($2::text[])
+                                          OR customer_user_id = ANY($2::text[]))
+                """,
+                tenant_id,
+                ids,
+            )
+        return {
+            "messages_pseudonymised": int(messages.split()[-1]),
+            "pending_statuses_cleared": int(pending.split()[-1]),
+        }
+
     # ------------------------------------------------------------ retention and gauges
 
     async def purge_messages(self, cutoff: datetime, batch: int) -> int:
