@@ -2,8 +2,8 @@
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
 Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
-relay, growth, inbox; ``memory`` is gathered from the peaks the others sampled. ``--quick`` runs
-small sizes and one round each (a CI smoke) into ``bench/results/quick/``.
+relay, growth, inbox, privacy; ``memory`` is gathered from the peaks the others sampled.
+``--quick`` runs small sizes and one round each (a CI smoke) into ``bench/results/quick/``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import gateway, inbox, relay, report, roundtrip, sender, state
+from bench import gateway, inbox, privacy, relay, report, roundtrip, sender, state
 from bench.common import RESULTS, ROOT, load, machine, say
 from flowchat_platform.logs import configure_logging
 
@@ -32,6 +32,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "relay": relay.throughput,
     "growth": sender.growth,
     "inbox": inbox.inbox,
+    "privacy": privacy.encryption_cost,
 }
 MEMORY_LIMIT_MB = 150
 

@@ -13,17 +13,22 @@ Pure (no I/O): the consumer of erasure requests is :mod:`flowchat_platform.erasu
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 
 from pydantic import SecretStr
 
+from flowchat_platform.crypto import SecretBox, secret_box
 from flowchat_platform.errors import ConfigurationError
 
 __all__ = [
     "PSEUDONYM_PREFIX",
     "BlindIndex",
+    "IdentitySealer",
     "blind_index",
+    "identity_box",
+    "is_sealed",
     "normalise_id",
     "privacy_index",
 ]
@@ -80,3 +85,52 @@ def blind_index(raw: SecretStr | None, variable: str) -> BlindIndex:
         return BlindIndex(value.encode())
     except ValueError as exc:
         raise ConfigurationError(f"{variable} is invalid: {exc}", variable=variable) from None
+
+
+class IdentitySealer:
+    """A customer's id as a service stores it when encrypted at rest: the keyed digest
+    (:class:`BlindIndex`: lookups, uniqueness, joins) in the column the id used to be in,
+    and a Fernet token (:class:`~flowchat_platform.crypto.SecretBox`) beside it to read it
+    back. A row stored before encryption keeps the id in clear and no token: :meth:`open`
+    falls back to it until the service's background pass seals it."""
+
+    def __init__(self, box: SecretBox, index: BlindIndex) -> None:
+        self.box = box
+        self.index = index
+
+    def digest(self, tenant_id: str, customer_id: str) -> str:
+        return self.index.digest(tenant_id, customer_id)
+
+    def seal(self, tenant_id: str, customer_id: str | None) -> tuple[str | None, bytes | None]:
+        """``(digest, token)``; ``(None, None)`` for no id."""
+        if customer_id is None:
+            return None, None
+        return self.index.digest(tenant_id, customer_id), self.box.encrypt(customer_id)
+
+    def open(self, token: bytes | None, stored: str | None) -> str | None:
+        """The id: decrypted from ``token``, else ``stored`` as it is (a row not sealed yet)."""
+        if token is None:
+            return stored
+        return self.box.decrypt(bytes(token))
+
+
+def is_sealed(stored: str | None) -> bool:
+    """Whether a stored id column holds a digest (or a pseudonym), not an id in clear."""
+    if stored is None:
+        return False
+    if stored.startswith(PSEUDONYM_PREFIX):
+        return True
+    return len(stored) == 64 and all(ch in "0123456789abcdef" for ch in stored)
+
+
+def identity_box(
+    keys: SecretStr | None, service_token: SecretStr | None, variable: str
+) -> SecretBox:
+    """The keyring customers' ids and message text are encrypted under: ``variable``'s
+    Fernet keys (``new,old``: the first encrypts, all decrypt), or, where it is not set,
+    one key derived from the service token (set keys of your own in production)."""
+    if keys is not None and keys.get_secret_value().strip():
+        return secret_box(keys, variable)
+    token = service_token.get_secret_value() if service_token is not None else ""
+    raw = hmac.new(token.encode(), b"flowchat-identity-encryption", hashlib.sha256).digest()
+    return SecretBox([base64.urlsafe_b64encode(raw)])

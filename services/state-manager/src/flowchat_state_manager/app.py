@@ -21,14 +21,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from flowchat_contracts import topology
-from flowchat_contracts.privacy import ErasureRequested
 from flowchat_platform import http
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
-from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
-from flowchat_platform.privacy import normalise_id, privacy_index
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_state_manager import SCHEMA, SERVICE
@@ -36,6 +33,7 @@ from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import DECODER, StatusConsumer
 from flowchat_state_manager.deps import Runtime
 from flowchat_state_manager.errors import MessageNotFound, QueryError
+from flowchat_state_manager.privacy import identity_sealer, start_privacy
 from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.relay import OutboxRelay, Publish
 from flowchat_state_manager.repository import Repository
@@ -103,7 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size, reset=False
         )
         pools.append(pool)
-        repository = Repository(pool)
+        sealer = identity_sealer(settings)
+        repository = Repository(pool, sealer)
         relay = OutboxRelay(
             repository,
             event_publisher(amqp),
@@ -125,14 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
             decoder=DECODER,
             prefetch=settings.prefetch,
         )
-        index = privacy_index(settings.privacy_key, settings.service_token)
-
-        async def erase(request: ErasureRequested) -> dict[str, int]:
-            ids = sorted({normalise_id(i) for i in request.identities})
-            pseudonym = index.pseudonym(request.tenant_id, sorted(request.identities)[0])
-            return await repository.erase_recipient(request.tenant_id, ids, pseudonym)
-
-        await ErasureAgent(amqp, SERVICE, erase).start()
+        await start_privacy(bg, amqp, repository, sealer, settings)
         state["consuming"] = True
         log.info("state-manager started")
 

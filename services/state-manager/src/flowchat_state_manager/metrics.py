@@ -28,6 +28,12 @@ PURGED = Counter(
     "Rows removed by retention, by table",
     ["table"],
 )
+SEALED = Counter(
+    "flowchat_state_manager_sealed_total",
+    "Messages whose recipient ids the background pass encrypted (sealed: stored in clear "
+    "before; rotated: re-encrypted under the newest key)",
+    ["action"],
+)
 BATCH_SIZE = Histogram(
     "flowchat_state_manager_batch_size",
     "Status events applied per write transaction",
