@@ -181,6 +181,21 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
 
     await eventually(relay_delivered, timeout_s=30, interval_s=0.2)
     await asyncio.sleep(1.0)  # the last statuses reach every service
+
+    # the customer asks what the shop holds: one document from every service
+    exported = await export(shop, c)
+    assert set(exported["identities"]) >= {c, bsuid}, exported["identities"]
+    assert exported["unavailable"] == []
+    own = exported["services"]["conversation"]
+    assert [o["order_id"] for o in own["orders"]] == [order_id]
+    assert own["orders"][0]["invoice"]["pdf_url"].startswith(stack.urls["conversation"])
+    pdf = await http.get(own["orders"][0]["invoice"]["pdf_url"])
+    assert pdf.content.startswith(b"%PDF-")
+    assert own["contacts"][0]["name"] == name
+    assert own["campaign_recipients"], own
+    (thread,) = exported["services"]["inbox"]["threads"]
+    assert any(m.get("text") == "Hi" or "Hi" in str(m) for m in thread["messages"])
+    assert exported["services"]["state-manager"]["messages"]
     needles = [c, bsuid, name]
     before = await stored_anywhere(stack.env["DATABASE_URL"], needles)
     assert any(h.startswith("inbox.") for h in before), before
@@ -235,6 +250,11 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
     assert left == [], "\n".join(left)
     order = await shop.order(order_id)
     assert order["customer_wa_id"].startswith("erased:"), order
+    after = await export(shop, c)
+    assert after["services"]["conversation"]["contacts"] == []
+    assert after["services"]["conversation"]["orders"] == []  # kept, under a pseudonym
+    assert after["services"]["inbox"]["threads"] == []
+    assert after["services"]["state-manager"]["messages"] == []
     conn = await asyncpg.connect(stack.env["DATABASE_URL"])
     try:
         kept = await conn.fetch(
@@ -258,6 +278,12 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
     assert later["excluded"] == {"suppressed": 1}, later
     await asyncio.sleep(1.0)
     assert await outbound_count(shop, c) == before_count
+
+
+async def export(shop: Shop, customer: str) -> dict[str, Any]:
+    r = await shop.http.get(f"{shop.api}/customers/{customer}/export", headers=shop.admin)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
 
 
 async def _got_template(shop: Shop, customer: str) -> bool:

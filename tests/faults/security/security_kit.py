@@ -547,6 +547,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
         T, _const({"customer_id": "+15550001111"}), text_fields=("requested_by",), mutates=True
     ),
     ("conversation", "GET", "/v1/tenants/{tenant_id}/erasures/{request_id}"): Route(T),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/customers/{customer_id}/export"): Route(T),
 }
 
 

@@ -54,6 +54,8 @@ from flowchat_conversation.outreach.routes import ROUTERS as OUTREACH_ROUTERS
 from flowchat_conversation.outreach.service import Outreach, Pacing
 from flowchat_conversation.outreach.tenant_zones import TenantServiceZones
 from flowchat_conversation.privacy.consumer import PrivacyConsumer, publish_request
+from flowchat_conversation.privacy.export import ExportService
+from flowchat_conversation.privacy.peers import InboxExport, StateExport
 from flowchat_conversation.privacy.redis_store import RedisPrivacy
 from flowchat_conversation.privacy.repository import PrivacyRepository
 from flowchat_conversation.privacy.routes import router as privacy_router
@@ -328,6 +330,14 @@ def create_app(settings: Settings) -> FastAPI:
                 facts,
             )
             api.erasures = await start_privacy(settings, pool, redis, amqp, api.outreach)
+            api.exports = ExportService(
+                PrivacyRepository(pool),
+                [
+                    InboxExport(http, settings.inbox_url, token or ""),
+                    StateExport(http, settings.state_url, token or ""),
+                ],
+                pdf_link=links.url,
+            )
 
         background.start("start", start())
         try:

@@ -12,6 +12,7 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.errors import NotReady
 from flowchat_conversation.outreach.service import Outreach
+from flowchat_conversation.privacy.export import ExportService
 from flowchat_conversation.privacy.service import ErasureService
 from flowchat_platform.auth import authenticate, require_scope
 from flowchat_platform.http import ApiError
@@ -37,6 +38,7 @@ class ApiContext:
     orders: OrderService | None = None
     outreach: Outreach | None = None
     erasures: ErasureService | None = None
+    exports: ExportService | None = None
 
 
 def api_context(request: Request) -> ApiContext:
@@ -81,6 +83,15 @@ def erasure_service(ctx: Context) -> ErasureService:
 
 
 Erasures = Annotated[ErasureService, Depends(erasure_service)]
+
+
+def export_service(ctx: Context) -> ExportService:
+    if ctx.exports is None:
+        raise NotReady("the database")
+    return ctx.exports
+
+
+Exports = Annotated[ExportService, Depends(export_service)]
 
 
 async def tenant_admin(

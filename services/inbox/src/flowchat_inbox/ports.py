@@ -184,6 +184,7 @@ class HistoryStore(Protocol):
         account_id: str | None,
         after: tuple[datetime, int] | None,
         limit: int,
+        customer: str | None = None,
     ) -> list[Thread]: ...
 
     async def thread(self, tenant_id: str, thread_id: int) -> Thread | None: ...

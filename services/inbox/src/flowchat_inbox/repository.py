@@ -645,6 +645,7 @@ class Repository:
         account_id: str | None,
         after: tuple[datetime, int] | None,
         limit: int,
+        customer: str | None = None,
     ) -> list[Thread]:
         at, row_id = after if after else (None, None)
         rows = await self.pool.fetch(
@@ -652,6 +653,9 @@ class Repository:
             SELECT {_THREAD} FROM threads
             WHERE tenant_id = $1 AND ($2::text IS NULL OR account_id = $2)
               AND ($3::timestamptz IS NULL OR (last_message_at, id) < ($3, $4))
+              AND ($6::text IS NULL OR customer_key = $6 OR wa_id = $6 OR user_id = $6
+                   OR customer_key IN (SELECT customer_key FROM aliases
+                                       WHERE tenant_id = $1 AND alias = $6))
             ORDER BY last_message_at DESC, id DESC LIMIT $5
             """,  # noqa: S608
             tenant_id,
@@ -659,6 +663,7 @@ class Repository:
             at,
             row_id,
             limit,
+            customer,
         )
         return [_thread(r) for r in rows]
 

@@ -259,10 +259,22 @@ class HistoryService:
         return await self.store.apply(ops)
 
     async def threads(
-        self, tenant_id: str, *, account_id: str | None, cursor: str | None, limit: int
+        self,
+        tenant_id: str,
+        *,
+        account_id: str | None,
+        cursor: str | None,
+        limit: int,
+        customer: str | None = None,
     ) -> Page:
+        """``customer``: only the threads of the customer with that id (phone digits or
+        a BSUID; any of the customer's ids)."""
         rows = await self.store.threads(
-            tenant_id, account_id=account_id, after=decode_cursor(cursor), limit=limit + 1
+            tenant_id,
+            account_id=account_id,
+            after=decode_cursor(cursor),
+            limit=limit + 1,
+            customer=customer,
         )
         return _page(rows, limit, lambda t: (t.last_message_at, t.id))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,17 @@ class PrivacyStore(Protocol):
 
     async def suppressed(self, tenant_id: str, digests: Sequence[str]) -> set[str]:
         """The ``digests`` that have a suppression entry."""
+
+    async def customer_data(self, tenant_id: str, ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Every row of this service about the customer, by table."""
+
+
+class PeerExport(Protocol):
+    """Another service's data about a customer (its HTTP API)."""
+
+    service: str
+
+    async def export(self, tenant_id: str, ids: Sequence[str]) -> Any: ...
 
 
 class PrivacyCache(Protocol):

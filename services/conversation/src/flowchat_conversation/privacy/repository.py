@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import orjson
@@ -167,6 +168,46 @@ class PrivacyRepository:
                 "AND split_part(conversation, ':', 3) = ANY($2::text[])",
             )
         return ErasedHere(ids=tuple(ids), opted_out=opted_out, actions=actions)
+
+    async def customer_data(self, tenant_id: str, ids: Sequence[str]) -> dict[str, list[Any]]:
+        """Every row of this service about the customer ``ids`` name, by table (JSON-ready
+        values; an order's lines, invoice, payments and events with it)."""
+        ids = list(ids)
+
+        async def rows(sql: str, *args: object) -> list[Any]:
+            return [orjson.loads(r[0]) for r in await self._pool.fetch(sql, *args)]
+
+        by_id = "WHERE t.tenant_id = $1 AND t.{c} = ANY($2::text[]) ORDER BY 1"
+        out: dict[str, list[Any]] = {}
+        for table, column in (
+            ("contacts", "customer_wa_id"),
+            ("customer_aliases", "alias"),
+            ("campaign_recipients", "wa_id"),
+            ("reminders", "wa_id"),
+            ("handoffs", "customer_wa_id"),
+        ):
+            out[table] = await rows(
+                f"SELECT to_jsonb(t)::text FROM {table} t " + by_id.format(c=column),  # noqa: S608
+                tenant_id,
+                ids,
+            )
+        out["orders"] = await rows(
+            """
+            SELECT (to_jsonb(o) || jsonb_build_object(
+                'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l)), '[]') FROM order_lines l
+                          WHERE l.order_id = o.order_id),
+                'invoice', (SELECT to_jsonb(i) FROM invoices i WHERE i.order_id = o.order_id),
+                'payments', (SELECT coalesce(jsonb_agg(to_jsonb(p)), '[]') FROM payments p
+                             WHERE p.order_id = o.order_id),
+                'events', (SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.event_id), '[]')
+                           FROM order_events e WHERE e.order_id = o.order_id)))::text
+            FROM orders o WHERE o.tenant_id = $1 AND o.customer_wa_id = ANY($2::text[])
+            ORDER BY o.created_at
+            """,
+            tenant_id,
+            ids,
+        )
+        return out
 
     async def suppressed(self, tenant_id: str, digests: Sequence[str]) -> set[str]:
         rows = await self._pool.fetch(

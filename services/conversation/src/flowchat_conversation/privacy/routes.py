@@ -7,12 +7,12 @@ tenant API key with the ``admin`` scope for its own tenant only.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from flowchat_conversation.deps import Erasures, TenantAdmin
+from flowchat_conversation.deps import Erasures, Exports, TenantAdmin
 from flowchat_conversation.privacy.service import ErasureStatus
 from flowchat_platform.http import ApiError
 
@@ -129,3 +129,48 @@ async def get_erasure(
     if status is None:
         raise ApiError(404, "not_found", "no such erasure request")
     return _out(status)
+
+
+class ExportOut(BaseModel):
+    """Everything FlowChat holds about one customer, by service (each service's rows as
+    it stores them); ``unavailable``: services that did not answer."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "tnt_0a1b2c",
+                    "customer_id": "447700900123",
+                    "identities": ["447700900123", "GB.13491208655302741918"],
+                    "generated_at": "2026-12-07T01:00:00+00:00",
+                    "services": {
+                        "conversation": {"contacts": [], "orders": []},
+                        "inbox": {"threads": [], "truncated": False},
+                        "state-manager": {"messages": [], "truncated": False},
+                    },
+                    "unavailable": [],
+                }
+            ]
+        }
+    )
+
+    tenant_id: str
+    customer_id: str
+    identities: list[str]
+    generated_at: datetime
+    services: dict[str, Any]
+    unavailable: list[str]
+
+
+@router.get("/customers/{customer_id}/export", tags=["privacy"])
+async def export_customer(
+    tenant_id: TenantAdmin,
+    exports: Exports,
+    customer_id: Annotated[str, Path(min_length=3, max_length=128, pattern=r"^[+0-9A-Za-z. -]+$")],
+) -> ExportOut:
+    """Everything about one customer (a phone number or a BSUID, any of the customer's
+    ids) from every service, as one JSON document: contacts, orders with their lines,
+    invoices (``pdf_url``: a signed link to the PDF), payments and events, campaign sends,
+    reminders, hand-offs, the inbox's threads with every message, the state-manager's
+    message records. Not yet: the relay's webhook events."""
+    return ExportOut.model_validate(await exports.export(tenant_id, customer_id))
