@@ -235,41 +235,78 @@ class Repository:
 
     # ------------------------------------------------------------ retention
 
-    async def _purge(self, sql: str, cutoff: datetime, batch: int) -> int:
+    async def _purge(self, sql: str, cutoff: datetime, batch: int, default_days: int) -> int:
         async with self._tx() as conn:
-            result = await conn.execute(sql, cutoff, batch)
+            result = await conn.execute(sql, cutoff, batch, default_days)
         return int(result.split()[-1])
 
-    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
+    # A row's cutoff: ``$1`` (now - the default ``$3`` days) moved to now - its tenant's
+    # days when the tenant chose its own (``tenant_retention``).
+    _TENANT_CUTOFF = (
+        "$1::timestamptz + make_interval(days => $3::int - coalesce(r.message_days, $3::int))"
+    )
+
+    async def purge_messages(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
-            """
+            f"""
             DELETE FROM messages WHERE id IN (
-                SELECT id FROM messages WHERE occurred_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT m.id FROM messages m
+                LEFT JOIN tenant_retention r ON r.tenant_id = m.tenant_id
+                WHERE m.occurred_at < {self._TENANT_CUTOFF}
+                LIMIT $2 FOR UPDATE OF m SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
 
-    async def purge_statuses(self, cutoff: datetime, batch: int) -> int:
+    async def purge_statuses(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
-            """
+            f"""
             DELETE FROM statuses WHERE (tenant_id, message_id) IN (
-                SELECT tenant_id, message_id FROM statuses WHERE updated_at < $1 LIMIT $2
-                FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT s.tenant_id, s.message_id FROM statuses s
+                LEFT JOIN tenant_retention r ON r.tenant_id = s.tenant_id
+                WHERE s.updated_at < {self._TENANT_CUTOFF}
+                LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
 
-    async def purge_previews(self, cutoff: datetime, batch: int) -> int:
+    async def purge_previews(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
-            """
+            f"""
             UPDATE threads SET last_preview = NULL WHERE id IN (
-                SELECT id FROM threads WHERE last_message_at < $1 AND last_preview IS NOT NULL
-                LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT t.id FROM threads t
+                LEFT JOIN tenant_retention r ON r.tenant_id = t.tenant_id
+                WHERE t.last_message_at < {self._TENANT_CUTOFF} AND t.last_preview IS NOT NULL
+                LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
+        )
+
+    async def retention(self, tenant_id: str) -> int | None:
+        """The tenant's own retention of message content in days (None: the default)."""
+        value = await self.pool.fetchval(
+            "SELECT message_days FROM tenant_retention WHERE tenant_id = $1", tenant_id
+        )
+        return int(value) if value is not None else None
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        if days is None:
+            await self.pool.execute("DELETE FROM tenant_retention WHERE tenant_id = $1", tenant_id)
+            return
+        await self.pool.execute(
+            """
+            INSERT INTO tenant_retention (tenant_id, message_days) VALUES ($1, $2)
+            ON CONFLICT (tenant_id) DO UPDATE SET message_days = EXCLUDED.message_days,
+                updated_at = now()
+            """,
+            tenant_id,
+            days,
         )
 
     # ------------------------------------------------------------------ ingest

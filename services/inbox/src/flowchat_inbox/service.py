@@ -314,10 +314,24 @@ class HistoryService:
             "statuses": self.store.purge_statuses,
             "previews": self.store.purge_previews,
         }
-        return {
-            kind: await purge_in_batches(purge, cutoff, batch_size, metrics.PURGED.labels(kind).inc)
-            for kind, purge in kinds.items()
-        }
+        done: dict[str, int] = {}
+        for kind, purge in kinds.items():
+
+            async def one(c: datetime, b: int, purge: Any = purge) -> int:
+                return int(await purge(c, b, default_days=retention_days))
+
+            done[kind] = await purge_in_batches(
+                one, cutoff, batch_size, metrics.PURGED.labels(kind).inc
+            )
+        return done
+
+    async def retention(self, tenant_id: str, default_days: int) -> tuple[int, bool]:
+        """The tenant's retention of message content in days, and whether it is its own."""
+        days = await self.store.retention(tenant_id)
+        return (days, True) if days is not None else (default_days, False)
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        await self.store.set_retention(tenant_id, days)
 
 
 def _message_key(m: Message) -> tuple[datetime, int]:
