@@ -112,7 +112,10 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
 ) -> FastAPI:
     """The relay; ``resolve`` (host, port → addresses) is the DNS seam tests replace."""
     readiness = Readiness()
-    runtime = Runtime(service_token=settings.service_token.get_secret_value())
+    runtime = Runtime(
+        service_token=settings.service_token.get_secret_value(),
+        retention_days=settings.retention_days,
+    )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     poster = make_poster(settings, resolve)
     state: dict[str, object] = {}
@@ -155,6 +158,7 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
             subscriptions=subscriptions,
         )
         runtime.deliveries = repository
+        runtime.retention = repository
         runtime.dispatcher = dispatcher
         await amqp.connect()
         await declare_own_queues(

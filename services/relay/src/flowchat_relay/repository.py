@@ -132,31 +132,64 @@ class Repository:
 
     # ------------------------------------------------------------ retention
 
-    async def purge_attempts(self, cutoff: datetime, batch: int) -> int:
+    # A row's cutoff: ``$1`` (now - the default ``$3`` days) moved to now - its tenant's
+    # days when the tenant chose its own (``tenant_retention``).
+    _TENANT_CUTOFF = (
+        "$1::timestamptz + make_interval(days => $3::int - coalesce(r.delivery_days, $3::int))"
+    )
+
+    async def purge_attempts(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         result = await self._pool.execute(
-            """
+            f"""
             DELETE FROM attempts WHERE id IN (
-                SELECT id FROM attempts WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT a.id FROM attempts a
+                JOIN endpoints p ON p.id = a.endpoint_id
+                LEFT JOIN tenant_retention r ON r.tenant_id = p.tenant_id
+                WHERE a.at < {self._TENANT_CUTOFF}
+                LIMIT $2 FOR UPDATE OF a SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
         return int(result.split()[-1])
 
-    async def purge_events(self, cutoff: datetime, batch: int) -> int:
+    async def purge_events(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         result = await self._pool.execute(
-            """
+            f"""
             DELETE FROM events WHERE id IN (
                 SELECT e.id FROM events e
-                WHERE e.created_at < $1
+                LEFT JOIN tenant_retention r ON r.tenant_id = e.tenant_id
+                WHERE e.created_at < {self._TENANT_CUTOFF}
                   AND NOT EXISTS (SELECT 1 FROM deliveries d
                                   WHERE d.event_id = e.id AND d.status = 'pending')
-                LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                LIMIT $2 FOR UPDATE OF e SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
         return int(result.split()[-1])
+
+    async def retention(self, tenant_id: str) -> int | None:
+        value = await self._pool.fetchval(
+            "SELECT delivery_days FROM tenant_retention WHERE tenant_id = $1", tenant_id
+        )
+        return int(value) if value is not None else None
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        if days is None:
+            await self._pool.execute("DELETE FROM tenant_retention WHERE tenant_id = $1", tenant_id)
+            return
+        await self._pool.execute(
+            """
+            INSERT INTO tenant_retention (tenant_id, delivery_days) VALUES ($1, $2)
+            ON CONFLICT (tenant_id) DO UPDATE SET delivery_days = EXCLUDED.delivery_days,
+                updated_at = now()
+            """,
+            tenant_id,
+            days,
+        )
 
     async def encrypt_clear_secrets(self) -> int:
         """Encrypt the secrets of rows stored before they were encrypted (migration
