@@ -2,9 +2,9 @@
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
 Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
-relay, growth, inbox, state_partitions, conversation, console; ``memory`` is gathered from
-the peaks the others sampled. ``--quick`` runs small sizes and one round each (a CI smoke)
-into ``bench/results/quick/``.
+relay, growth, inbox, state_partitions, conversation, console, privacy; ``memory`` is gathered
+from the peaks the others sampled. ``--quick`` runs small sizes and one round each (a CI
+smoke) into ``bench/results/quick/``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from bench import (
     conversation,
     gateway,
     inbox,
+    privacy,
     relay,
     report,
     roundtrip,
@@ -47,6 +48,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "state_partitions": state_partitions.partitions,
     "conversation": conversation.memory,
     "console": console.console,
+    "privacy": privacy.encryption_cost,
 }
 MEMORY_LIMIT_MB = 150
 

@@ -267,6 +267,20 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
                     "—",
                 ]
             )
+    pv = results.get("privacy")
+    if pv:
+        rows.append(
+            [
+                "customers' ids encrypted at rest (state-manager writes)",
+                f"{_fmt(pv['sealed_us_per_message'], ' µs/message')} "
+                f"(+{_fmt(pv['added_us_per_message'], ' µs')}; seal "
+                f"{pv['cpu_per_id']['seal_us']} µs, open {pv['cpu_per_id']['open_us']} µs CPU)",
+                _fmt(pv["plain_us_per_message"], " µs/message in clear"),
+                _ratio(pv["ratio"]),
+                "shown",
+                "—",
+            ]
+        )
     return rows
 
 

@@ -330,6 +330,8 @@ def new_secrets() -> dict[str, str]:
         ).decode(),
         # the payment provider's webhook signatures (the sandbox's emulator locally)
         "FLOWCHAT_PAYMENTS_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+        # the keyed blind index of customers' ids (erased customers' suppression entries)
+        "FLOWCHAT_PRIVACY_KEY": secrets.token_urlsafe(32),
     }
 
 

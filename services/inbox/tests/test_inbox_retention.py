@@ -87,3 +87,52 @@ async def test_one_pass_deletes_only_content_older_than_the_retention() -> None:
             assert again == {"messages": 0, "statuses": 0, "previews": 0}
         finally:
             await pool.close()
+
+
+async def test_a_tenant_with_its_own_retention_keeps_content_that_long() -> None:
+    """t_short keeps 30 days, t_long 200, t_default the platform's 90: messages 40 and
+    120 days old go or stay by their tenant's retention."""
+    async with temporary_database() as dsn:
+        await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
+        pool = await create_pool(dsn, schema=SCHEMA)
+        try:
+            history = HistoryService(Repository(pool))
+            await history.set_retention("t_short", 30)
+            await history.set_retention("t_long", 200)
+            await history.set_retention("t_long", 200)  # set twice: one row
+            assert await history.retention("t_short", 90) == (30, True)
+            assert await history.retention("t_default", 90) == (90, False)
+            for tenant in ("t_short", "t_long", "t_default"):
+                thread = await pool.fetchval(
+                    """
+                    INSERT INTO threads (tenant_id, account_id, customer_key, wa_id,
+                                         last_message_at, message_count)
+                    VALUES ($1, 'acc', '2348000000001', '2348000000001', $2, 2) RETURNING id
+                    """,
+                    tenant,
+                    NOW - timedelta(days=40),
+                )
+                await pool.executemany(
+                    """
+                    INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author,
+                                          type, body, content, occurred_at)
+                    VALUES ($1, $2, $3, 'inbound', 'customer', 'text', 'hello', '{}', $4)
+                    """,
+                    [
+                        (tenant, thread, f"{tenant}-40", NOW - timedelta(days=40)),
+                        (tenant, thread, f"{tenant}-120", NOW - timedelta(days=120)),
+                    ],
+                )
+
+            await history.purge(retention_days=90, batch_size=10, now=NOW)
+
+            left = await pool.fetch("SELECT dedupe_key FROM messages ORDER BY dedupe_key")
+            assert [r["dedupe_key"] for r in left] == [
+                "t_default-40",
+                "t_long-120",
+                "t_long-40",
+            ]
+            await history.set_retention("t_long", None)  # back to the default
+            assert await history.retention("t_long", 90) == (90, False)
+        finally:
+            await pool.close()

@@ -83,3 +83,58 @@ async def test_one_pass_deletes_only_the_log_and_events_older_than_the_retention
             assert again == {"attempts": 0, "events": 0}
         finally:
             await pool.close()
+
+
+async def test_a_tenant_with_its_own_retention_keeps_its_log_that_long() -> None:
+    """t_short keeps 7 days, t_default the platform's 30: events and attempts 10 days old
+    go for the first only."""
+    at = NOW - timedelta(days=10)
+    async with temporary_database() as dsn:
+        await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
+        pool = await create_pool(dsn, schema=SCHEMA)
+        try:
+            repository = Repository(pool, box)
+            await repository.set_retention("t_short", 7)
+            assert await repository.retention("t_short") == 7
+            assert await repository.retention("t_default") is None
+            for tenant in ("t_short", "t_default"):
+                await pool.execute(
+                    "INSERT INTO endpoints (id, tenant_id, url, event_types, format) "
+                    "VALUES ($1, $2, 'https://example.com/hook', '{message.received}', "
+                    "'flowchat')",
+                    f"ep-{tenant}",
+                    tenant,
+                )
+                await pool.execute(
+                    "INSERT INTO events (id, type, tenant_id, account_id, body, created_at) "
+                    "VALUES ($1, 'message.received', $2, 'acc', '{}', $3)",
+                    f"ev-{tenant}",
+                    tenant,
+                    at,
+                )
+                delivery = await pool.fetchval(
+                    "INSERT INTO deliveries (event_id, endpoint_id, status, created_at) "
+                    "VALUES ($1, $2, 'delivered', $3) RETURNING id",
+                    f"ev-{tenant}",
+                    f"ep-{tenant}",
+                    at,
+                )
+                await pool.execute(
+                    "INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, "
+                    "attempt, status_code, latency_ms, response, outcome, at) "
+                    "VALUES ($1, $2, $3, 'message.received', 1, 200, 5, 'ok', 'delivered', $4)",
+                    delivery,
+                    f"ep-{tenant}",
+                    f"ev-{tenant}",
+                    at,
+                )
+
+            result = await purge(repository, retention_days=30, batch_size=10, now=NOW)
+
+            assert result == {"attempts": 1, "events": 1}
+            left = await pool.fetch("SELECT id FROM events ORDER BY id")
+            assert [r["id"] for r in left] == ["ev-t_default"]
+            await repository.set_retention("t_short", None)
+            assert await repository.retention("t_short") is None
+        finally:
+            await pool.close()

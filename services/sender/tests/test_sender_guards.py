@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 from sender_testkit import Number, World, own_redis_url, world
 
 from flowchat_contracts import (
@@ -28,6 +29,7 @@ from flowchat_contracts import (
     optout_key,
 )
 from flowchat_platform.accounts import AccountCredentials
+from flowchat_platform.privacy import privacy_index
 from flowchat_platform.testing import eventually, free_port, serve
 from flowchat_sender import fates
 from flowchat_sender.app import create_app
@@ -289,6 +291,32 @@ async def test_marketing_to_an_opted_out_customer_fails_before_the_provider(w: W
     assert results[commands[2].message_id].status == "accepted"
     assert again[commands[0].message_id].error == refused.error
     assert set(await w.ledger_ids()) == {commands[1].message_id, commands[2].message_id}
+
+
+async def test_marketing_to_an_erased_customer_fails_by_its_keyed_digest(w: World) -> None:
+    """An erased customer is in the opt-out set only as ``h:<HMAC>`` (issue 28): the guard
+    refuses a marketing send to any form of the number, and nothing else."""
+    await w.template("promo_plain", category="MARKETING")
+    promo = TemplateContent(name="promo_plain", language="en_US")
+    erased, other = "+16508880011", "+16508880012"
+    index = privacy_index(None, SecretStr(TOKEN))  # the key every service derives
+    redis = aioredis.Redis.from_url(w.redis_url)
+    await redis.sadd(optout_key(w.tenant), "h:" + index.digest(w.tenant, erased))
+    commands = [
+        w.command(1, promo, to=erased, category="marketing"),
+        w.command(2, promo, to=erased.lstrip("+"), category="marketing"),
+        w.command(3, promo, to=other, category="marketing"),
+    ]
+    async with serve(create_app(w.settings())):
+        await w.publish(commands, in_order=True)
+        results = await w.results(3)
+    await redis.aclose()
+    for refused in (results[commands[0].message_id], results[commands[1].message_id]):
+        assert refused.status == "failed"
+        assert refused.error is not None
+        assert refused.error.code == fates.OPTED_OUT
+    assert results[commands[2].message_id].status == "accepted"
+    assert set(await w.ledger_ids()) == {commands[2].message_id}
 
 
 async def test_status_events_patch_only_real_statuses(w: World) -> None:

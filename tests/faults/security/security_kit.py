@@ -567,6 +567,11 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("conversation", "DELETE", "/v1/tenants/{tenant_id}/reminders/{reminder_id}"): Route(
         T, mutates=True
     ),
+    ("conversation", "POST", "/v1/tenants/{tenant_id}/erasures"): Route(
+        T, _const({"customer_id": "+15550001111"}), text_fields=("requested_by",), mutates=True
+    ),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/erasures/{request_id}"): Route(T),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/customers/{customer_id}/export"): Route(T),
 }
 
 

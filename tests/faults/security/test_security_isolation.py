@@ -35,6 +35,7 @@ def _params(env: SecurityEnv, ids: dict[str, str]) -> dict[str, str]:
         **ids,
         "order_id": "ORD-NOSUCHORDER",  # orders are placed only through the bot
         "campaign_id": "cmp_nosuch",
+        "request_id": "era_nosuch",
         "action": "pause",
         "wa_id": ids["phone"].lstrip("+"),
         "customer_id": ids["phone"].lstrip("+"),

@@ -1,6 +1,6 @@
 """FlowChat contracts: queue message models, the RabbitMQ topology, Meta and Twilio codes."""
 
-from flowchat_contracts import meta_codes, meta_ids, topology, twilio_codes
+from flowchat_contracts import meta_codes, meta_ids, privacy, topology, twilio_codes
 from flowchat_contracts.models import (
     INBOUND_SCHEMA_VERSION_2,
     SCHEMA_VERSION,
@@ -136,6 +136,7 @@ __all__ = [
     "meta_ids",
     "new_id",
     "optout_key",
+    "privacy",
     "render_schemas",
     "send_results_in",
     "topology",

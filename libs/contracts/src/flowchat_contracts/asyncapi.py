@@ -87,6 +87,15 @@ ROUTES: tuple[Route, ...] = (
         "business events (word: the field). Bind a "
         "queue of your own; see docs/events.md.",
     ),
+    Route(
+        "privacy",
+        topology.EXCHANGE_PRIVACY,
+        "{tenant_id}.{word}[.{service}]",
+        ("erasure_requested.v1", "erasure_reported.v1"),
+        "Customers' erasure: the conversation service's request (erasure_requested) to "
+        "every service storing customer data, and each one's report "
+        "(erasure_reported.<service>); see docs/privacy.md.",
+    ),
 )
 
 

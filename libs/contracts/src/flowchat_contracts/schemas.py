@@ -28,6 +28,7 @@ from flowchat_contracts.models import (
     SendResultBatch,
     StatusUpdate,
 )
+from flowchat_contracts.privacy import PRIVACY_SCHEMAS
 from flowchat_contracts.tenant_events import TENANT_EVENT_SCHEMAS
 from flowchat_contracts.webhooks import MessageReceived, MessageStatus
 
@@ -49,6 +50,8 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
 }
 # the tenant events of issue 22 (their own module, so additions stay additive)
 SCHEMA_MODELS.update(TENANT_EVENT_SCHEMAS)
+# customers' privacy: erasure requests and reports (issue 28)
+SCHEMA_MODELS.update(PRIVACY_SCHEMAS)
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "schemas"
 

@@ -43,6 +43,12 @@ Names live here and nowhere else; services import these constants.
     [flowchat.outbound] "#" ──────────────────┼─▶ (inbox.history)  quorum: every message
     [flowchat.events]   "*.*.<status>",       │   of every thread, status changes and
                         "*.*.handoff_requested"┘   hand-offs; declared by the inbox only
+    conversation ──▶ [flowchat.privacy] topic, key <tenant>.erasure_requested
+                    ├─▶ (conversation.privacy) (state-manager.privacy) (sender.privacy)
+                    │    quorum, no TTL: a service down when a customer is erased catches up
+                    └─▶ (inbox.privacy) (relay.privacy)   declared by those services alone
+    every service ─▶ [flowchat.privacy] key <tenant>.erasure_reported.<service>
+                    └─▶ (conversation.privacy)            the erasure's report
     any consumer ─▶ (flowchat.poison)  undecodable messages, with the reason in headers
 
 Priority: RabbitMQ quorum queues have no message priorities, so marketing traffic
@@ -85,6 +91,7 @@ __all__ = [
     "EXCHANGE_EVENTS",
     "EXCHANGE_INBOUND",
     "EXCHANGE_OUTBOUND",
+    "EXCHANGE_PRIVACY",
     "EXCHANGE_STATUS",
     "HANDOFF_REQUESTED",
     "HANDOFF_RESOLVED",
@@ -94,6 +101,7 @@ __all__ = [
     "INBOX_STATUS_KEYS",
     "INTERNAL_EXCHANGES",
     "OUTBOUND_BULK_WORD",
+    "PRIVACY_QUEUES",
     "QUEUE_CONVERSATION_EVENTS",
     "QUEUE_CONVERSATION_INBOUND",
     "QUEUE_INBOX_HISTORY",
@@ -121,11 +129,15 @@ __all__ = [
     "RetryTier",
     "conversation_partition",
     "conversation_partition_queue",
+    "erasure_reported_key",
+    "erasure_requested_key",
     "events_routing_key",
     "inbound_headers",
     "inbound_routing_key",
     "outbound_queue",
     "outbound_routing_key",
+    "privacy_bindings",
+    "privacy_queue",
     "retry_tier_for",
     "status_routing_key",
 ]
@@ -134,6 +146,8 @@ EXCHANGE_INBOUND = "flowchat.inbound"
 EXCHANGE_OUTBOUND = "flowchat.outbound"
 EXCHANGE_STATUS = "flowchat.status"
 EXCHANGE_EVENTS = "flowchat.events"
+#: Customers' erasure requests and the services' reports (``flowchat_contracts.privacy``).
+EXCHANGE_PRIVACY = "flowchat.privacy"
 
 #: Since partitioning, only the messages that carry no partition header (publishers of
 #: earlier versions, other publishers) and the backlog of earlier versions: consumed by
@@ -305,6 +319,7 @@ ALL_EXCHANGES: tuple[ExchangeSpec, ...] = (
     ExchangeSpec(EXCHANGE_OUTBOUND),
     ExchangeSpec(EXCHANGE_STATUS),
     ExchangeSpec(EXCHANGE_EVENTS),
+    ExchangeSpec(EXCHANGE_PRIVACY),
 )
 #: Exchanges nobody publishes to: fed by exchange-to-exchange bindings
 #: (``EXCHANGE_BINDINGS``). The alternate exchange first (the other names it).
@@ -375,6 +390,34 @@ _RELAY_COPY: dict[str, Any] = {
     "x-overflow": "drop-head",
 }
 
+
+def privacy_queue(service: str) -> str:
+    """The queue of a service's erasure requests (``<service>.privacy``)."""
+    return f"{service}.privacy"
+
+
+#: Services whose privacy queue every service declares with the platform's topology
+#: (so it exists, and keeps requests, before that service first runs); the inbox and
+#: the relay declare theirs with their own queues.
+_CORE_PRIVACY_SERVICES = ("conversation", "state-manager", "sender")
+#: Erasure requests wait for their service however long it is down: no TTL, no limit
+#: (a request a day is a lot); one that keeps failing is parked in ``flowchat.poison``.
+PRIVACY_QUEUES: dict[str, QueueSpec] = {
+    service: QueueSpec(privacy_queue(service), _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON))
+    for service in (*_CORE_PRIVACY_SERVICES, "inbox", "relay")
+}
+
+
+def privacy_bindings(service: str) -> tuple[BindingSpec, ...]:
+    """A service's privacy queue takes every tenant's erasure requests; the conversation
+    service's also takes every service's reports."""
+    queue = privacy_queue(service)
+    bindings = [BindingSpec(queue, EXCHANGE_PRIVACY, "*.erasure_requested")]
+    if service == "conversation":
+        bindings.append(BindingSpec(queue, EXCHANGE_PRIVACY, "*.erasure_reported.*"))
+    return tuple(bindings)
+
+
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_CONVERSATION_INBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
     QueueSpec(QUEUE_OUTBOUND, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_OUTBOUND_DLQ)),
@@ -390,6 +433,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     ),
     *(tier.spec() for tier in RETRY_TIERS),
     *(tier.spec() for tier in BULK_RETRY_TIERS),
+    *(PRIVACY_QUEUES[s] for s in _CORE_PRIVACY_SERVICES),
 )
 
 ALL_BINDINGS: tuple[BindingSpec, ...] = (
@@ -402,6 +446,7 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
         for k in CONVERSATION_EVENT_KEYS
     ),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
+    *(b for s in _CORE_PRIVACY_SERVICES for b in privacy_bindings(s)),
 )
 
 #: Exchange-to-exchange bindings: every inbound message to the partitioning exchange.
@@ -436,18 +481,21 @@ CONVERSATION_PARTITION_BINDINGS: tuple[BindingSpec, ...] = tuple(
 #: begins when the inbox is first deployed.
 INBOX_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_INBOX_HISTORY, _work_queue(WORK_DELIVERY_LIMIT, QUEUE_POISON)),
+    PRIVACY_QUEUES["inbox"],
 )
 INBOX_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_INBOUND),
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_OUTBOUND),
     *(BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{s}") for s in INBOX_STATUS_KEYS),
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{HANDOFF_REQUESTED}"),
+    *privacy_bindings("inbox"),
 )
 
 #: The relay's own queues and bindings, declared by the relay alone (see ``_RELAY_COPY``).
 RELAY_QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(QUEUE_RELAY_EVENTS, dict(_RELAY_COPY)),
     QueueSpec(QUEUE_RELAY_INBOUND, dict(_RELAY_COPY)),
+    PRIVACY_QUEUES["relay"],
 )
 #: The last words of the ``flowchat.events`` keys the relay turns into webhook events:
 #: every message status the state-manager records (``message.status``, ``parked``
@@ -469,6 +517,7 @@ RELAY_EVENT_KEYS: tuple[str, ...] = (
 RELAY_BINDINGS: tuple[BindingSpec, ...] = (
     *(BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}") for k in RELAY_EVENT_KEYS),
     BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
+    *privacy_bindings("relay"),
 )
 #: The relay's bindings of earlier versions, removed when it declares its own:
 #: ``relay.events`` once took every key.
@@ -524,3 +573,11 @@ def status_routing_key(tenant_id: str, account_id: str, kind: str) -> str:
 
 def events_routing_key(tenant_id: str, account_id: str, status: str) -> str:
     return _key(tenant_id, account_id, status)
+
+
+def erasure_requested_key(tenant_id: str) -> str:
+    return _key(tenant_id, "erasure_requested")
+
+
+def erasure_reported_key(tenant_id: str, service: str) -> str:
+    return _key(tenant_id, "erasure_reported", service)

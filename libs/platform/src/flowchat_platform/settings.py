@@ -64,6 +64,10 @@ class ServiceSettings(BaseSettings):
     #: the server closes is lost on a dead socket (uvicorn's default, 5 s, equals
     #: httpx's: the fault suite's memory-alarm scenario got a dropped connection).
     http_keep_alive_s: int = Field(default=HTTP_KEEP_ALIVE_S, ge=1, le=3600)
+    #: The keyed blind index of customers' ids (``flowchat_platform.privacy``): erased
+    #: customers' suppression entries and pseudonyms. One key for every service; unset,
+    #: derived from the service token. Changing it forgets every suppression entry.
+    privacy_key: SecretStr | None = infra("FLOWCHAT_PRIVACY_KEY", None)
 
 
 def check_secret(value: SecretStr | str | None, variable: str) -> None:

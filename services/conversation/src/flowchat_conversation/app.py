@@ -14,6 +14,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from flowchat_contracts import CustomerIdentity
@@ -61,12 +62,20 @@ from flowchat_conversation.outreach.repository import OutreachRepository
 from flowchat_conversation.outreach.routes import ROUTERS as OUTREACH_ROUTERS
 from flowchat_conversation.outreach.service import Outreach, Pacing
 from flowchat_conversation.outreach.tenant_zones import TenantServiceZones
+from flowchat_conversation.privacy.consumer import PrivacyConsumer, publish_request
+from flowchat_conversation.privacy.export import ExportService
+from flowchat_conversation.privacy.peers import InboxExport, StateExport
+from flowchat_conversation.privacy.redis_store import RedisPrivacy
+from flowchat_conversation.privacy.repository import PrivacyRepository
+from flowchat_conversation.privacy.routes import router as privacy_router
+from flowchat_conversation.privacy.service import ErasureService
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.partitions import PartitionedConsumer
+from flowchat_platform.privacy import privacy_index
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.subscriptions import SubscriptionView
@@ -227,6 +236,23 @@ async def start_outreach(
     return outreach
 
 
+async def start_privacy(
+    settings: Settings, pool: asyncpg.Pool, redis: Redis, amqp: Amqp, outreach: Outreach
+) -> ErasureService:
+    """Erasure requests and reports (``conversation.privacy``); campaigns skip erased
+    customers."""
+    erasures = ErasureService(
+        PrivacyRepository(pool),
+        RedisPrivacy(redis),
+        privacy_index(settings.privacy_key, settings.service_token),
+        lambda request: publish_request(amqp, request),
+        services=settings.erasure_services,
+    )
+    outreach.runner.suppressed = erasures.suppressed
+    await PrivacyConsumer(amqp, erasures).start()
+    return erasures
+
+
 def bot_reminders(settings: Settings) -> BotReminders:
     def after(seconds: int) -> timedelta | None:
         return timedelta(seconds=seconds) if seconds > 0 else None
@@ -277,6 +303,21 @@ async def start_inbound(
         partition_ttl_s=settings.partition_ttl_s,
         shutdown_grace_s=settings.shutdown_grace_s,
     )
+
+
+async def _close(
+    renderer: ProcessInvoiceRenderer,
+    amqp: Amqp,
+    pools: list[asyncpg.Pool],
+    redis: aioredis.Redis,
+    http: aiohttp.ClientSession,
+    grace_s: float,
+) -> None:
+    await renderer.close()
+    await amqp.close(grace_s)
+    await asyncio.gather(*(pool.close() for pool in pools))
+    await redis.aclose()
+    await http.close()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -364,24 +405,28 @@ def create_app(settings: Settings) -> FastAPI:
                 CommerceHandoffs(api.orders),
                 facts,
             )
+            api.erasures = await start_privacy(settings, pool, redis, amqp, api.outreach)
+            api.exports = ExportService(
+                PrivacyRepository(pool),
+                [
+                    InboxExport(http, settings.inbox_url, token or ""),
+                    StateExport(http, settings.state_url, token or ""),
+                ],
+                pdf_link=links.url,
+            )
 
         background.start("start", start())
         try:
             yield
         finally:
             await background.stop()
-            # leave the group: the others take the partitions up
+            # leave the group first: the others take the partitions up
             await asyncio.gather(*(group.stop() for group in partitions))
-            await renderer.close()
-            await amqp.close(settings.shutdown_grace_s)
-            for pool in pools:
-                await pool.close()
-            await redis.aclose()
-            await http.close()
+            await _close(renderer, amqp, pools, redis, http, settings.shutdown_grace_s)
 
     app = build_app(SERVICE, lifespan=lifespan, readiness=readiness)
     app.state.api = api
     app.add_exception_handler(ConversationError, refused)
-    for router in (*COMMERCE_ROUTERS, *OUTREACH_ROUTERS):
+    for router in (*COMMERCE_ROUTERS, *OUTREACH_ROUTERS, privacy_router):
         app.include_router(router)
     return app

@@ -12,6 +12,8 @@ from flowchat_conversation.commerce.catalog_service import CatalogService
 from flowchat_conversation.commerce.order_service import OrderService
 from flowchat_conversation.errors import NotReady
 from flowchat_conversation.outreach.service import Outreach
+from flowchat_conversation.privacy.export import ExportService
+from flowchat_conversation.privacy.service import ErasureService
 from flowchat_platform.auth import USER_TOKEN_PREFIX, authenticate, authenticate_user, require_scope
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
@@ -39,6 +41,8 @@ class ApiContext:
     catalog: CatalogService | None = None
     orders: OrderService | None = None
     outreach: Outreach | None = None
+    erasures: ErasureService | None = None
+    exports: ExportService | None = None
 
 
 def api_context(request: Request) -> ApiContext:
@@ -74,6 +78,24 @@ def outreach_service(ctx: Context) -> Outreach:
 
 
 OutreachDep = Annotated[Outreach, Depends(outreach_service)]
+
+
+def erasure_service(ctx: Context) -> ErasureService:
+    if ctx.erasures is None:
+        raise NotReady("the database")
+    return ctx.erasures
+
+
+Erasures = Annotated[ErasureService, Depends(erasure_service)]
+
+
+def export_service(ctx: Context) -> ExportService:
+    if ctx.exports is None:
+        raise NotReady("the database")
+    return ctx.exports
+
+
+Exports = Annotated[ExportService, Depends(export_service)]
 
 
 async def tenant_admin(

@@ -99,5 +99,20 @@ class Settings(ServiceSettings):
     #: How often confirmed orders unpaid past their due time are cancelled (stock back).
     overdue_check_interval_s: float = Field(default=60, gt=0)
 
+    # ---- privacy (erasure, export) ----
+    #: The services an export reads (their HTTP APIs, the service token).
+    inbox_url: str = infra("FLOWCHAT_INBOX_URL", "http://127.0.0.1:8707")
+    state_url: str = infra("FLOWCHAT_STATE_URL", "http://127.0.0.1:8704")
+    #: The services that answer an erasure request (a request is complete once each did).
+    erasure_services: tuple[str, ...] = (
+        "conversation",
+        "inbox",
+        "relay",
+        "sender",
+        "state-manager",
+    )
+
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")
+        if self.privacy_key is not None:
+            check_secret(self.privacy_key, "FLOWCHAT_PRIVACY_KEY")

@@ -32,11 +32,17 @@ from flowchat_inbox.errors import Refused
 from flowchat_inbox.inbox_service import InboxService
 from flowchat_inbox.live_fanout import BrokerLive
 from flowchat_inbox.repository import Repository
-from flowchat_inbox.routes import conversations_router, stream_router, threads_router
+from flowchat_inbox.routes import (
+    conversations_router,
+    retention_router,
+    stream_router,
+    threads_router,
+)
 from flowchat_inbox.service import HistoryService
 from flowchat_inbox.settings import Settings
 from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
 from flowchat_platform.retention import retention_loop
@@ -62,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
         authoriser=authoriser,
         keepalive_s=settings.stream_keepalive_s,
         reauth_s=settings.stream_reauth_s,
+        retention_days=settings.retention_days,
     )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     fanout = BrokerLive(runtime.live, settings.amqp_url)
@@ -107,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
             prefetch=settings.prefetch,
             ack_linger_s=settings.ack_linger_s,
         )
+        await ErasureAgent(amqp, SERVICE, history.erase).start()
         state["consuming"] = True
         log.info("inbox started")
 
@@ -155,6 +163,7 @@ def _add_routes(app: FastAPI) -> None:
     app.include_router(threads_router)
     app.include_router(conversations_router)
     app.include_router(stream_router)
+    app.include_router(retention_router)
 
 
 def _retention(

@@ -30,6 +30,8 @@ class Runtime:
     inbox: InboxService | None = None
     keepalive_s: float = 15.0
     reauth_s: float = 5.0
+    #: Message content is kept this long unless the tenant chose its own retention.
+    retention_days: int = 90
 
 
 def _runtime(request: Request) -> Runtime:

@@ -174,6 +174,9 @@ class HistoryStore(Protocol):
     async def apply(self, ops: Sequence[Op]) -> list[Applied]:
         """Apply every op in one transaction (all or none)."""
 
+    async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Delete the customer's threads (messages, statuses, conversations) and aliases."""
+
     async def threads(
         self,
         tenant_id: str,
@@ -181,6 +184,7 @@ class HistoryStore(Protocol):
         account_id: str | None,
         after: tuple[datetime, int] | None,
         limit: int,
+        customer: str | None = None,
     ) -> list[Thread]: ...
 
     async def thread(self, tenant_id: str, thread_id: int) -> Thread | None: ...
@@ -193,14 +197,21 @@ class HistoryStore(Protocol):
         self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
     ) -> list[Message]: ...
 
-    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
-        """Delete one batch of messages that occurred before ``cutoff``."""
+    async def purge_messages(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
+        """Delete one batch of messages that occurred before ``cutoff`` (now - the
+        default ``default_days``), or before now - their tenant's own days."""
 
-    async def purge_statuses(self, cutoff: datetime, batch: int) -> int:
-        """Delete one batch of latest statuses last updated before ``cutoff``."""
+    async def purge_statuses(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
+        """Delete one batch of latest statuses last updated before the cutoff (as above)."""
 
-    async def purge_previews(self, cutoff: datetime, batch: int) -> int:
-        """Clear one batch of threads' last-message previews older than ``cutoff``."""
+    async def purge_previews(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
+        """Clear one batch of threads' last-message previews older than the cutoff."""
+
+    async def retention(self, tenant_id: str) -> int | None:
+        """The tenant's own retention in days (None: the default)."""
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        """Set (None: drop) the tenant's own retention."""
 
 
 class InboxStore(Protocol):

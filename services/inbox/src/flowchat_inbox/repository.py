@@ -157,6 +157,10 @@ def _conversation(r: asyncpg.Record) -> Conversation:
     return Conversation(**values)
 
 
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class Repository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -173,43 +177,136 @@ class Repository:
         ) as exc:
             raise StoreUnavailable(repr(exc), store="postgresql") from exc
 
+    # ------------------------------------------------------------ erasure
+
+    async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Delete every thread of the customer named by any of ``ids`` (their messages,
+        statuses and hand-off conversations) and the customer's aliases; counts by kind."""
+        ids = list(ids)
+        async with self._tx() as conn:
+            threads = [
+                r["id"]
+                for r in await conn.fetch(
+                    """
+                    SELECT id FROM threads WHERE tenant_id = $1 AND (
+                        customer_key = ANY($2::text[]) OR wa_id = ANY($2::text[])
+                        OR user_id = ANY($2::text[])
+                        OR customer_key IN (SELECT customer_key FROM aliases
+                                            WHERE tenant_id = $1 AND alias = ANY($2::text[])))
+                    FOR UPDATE
+                    """,
+                    tenant_id,
+                    ids,
+                )
+            ]
+            statuses = await conn.execute(
+                """
+                DELETE FROM statuses WHERE tenant_id = $1 AND message_id IN (
+                    SELECT message_id FROM messages
+                    WHERE thread_id = ANY($2::bigint[]) AND message_id IS NOT NULL)
+                """,
+                tenant_id,
+                threads,
+            )
+            messages = await conn.execute(
+                "DELETE FROM messages WHERE thread_id = ANY($1::bigint[])", threads
+            )
+            conversations = await conn.execute(
+                "DELETE FROM conversations WHERE thread_id = ANY($1::bigint[])", threads
+            )
+            deleted = await conn.execute(
+                "DELETE FROM threads WHERE id = ANY($1::bigint[])", threads
+            )
+            aliases = await conn.execute(
+                """
+                DELETE FROM aliases WHERE tenant_id = $1 AND (alias = ANY($2::text[])
+                    OR customer_key = ANY($2::text[]))
+                """,
+                tenant_id,
+                ids,
+            )
+        return {
+            "threads_deleted": _count(deleted),
+            "messages_deleted": _count(messages),
+            "statuses_deleted": _count(statuses),
+            "conversations_deleted": _count(conversations),
+            "aliases_deleted": _count(aliases),
+        }
+
     # ------------------------------------------------------------ retention
 
-    async def _purge(self, sql: str, cutoff: datetime, batch: int) -> int:
+    async def _purge(self, sql: str, cutoff: datetime, batch: int, default_days: int) -> int:
         async with self._tx() as conn:
-            result = await conn.execute(sql, cutoff, batch)
+            result = await conn.execute(sql, cutoff, batch, default_days)
         return int(result.split()[-1])
 
-    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
+    # A row's cutoff: ``$1`` (now - the default ``$3`` days) moved to now - its tenant's
+    # days when the tenant chose its own (``tenant_retention``).
+    _TENANT_CUTOFF = (
+        "$1::timestamptz + make_interval(days => $3::int - coalesce(r.message_days, $3::int))"
+    )
+
+    async def purge_messages(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
-            """
+            f"""
             DELETE FROM messages WHERE id IN (
-                SELECT id FROM messages WHERE occurred_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT m.id FROM messages m
+                LEFT JOIN tenant_retention r ON r.tenant_id = m.tenant_id
+                WHERE m.occurred_at < {self._TENANT_CUTOFF}
+                LIMIT $2 FOR UPDATE OF m SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
 
-    async def purge_statuses(self, cutoff: datetime, batch: int) -> int:
+    async def purge_statuses(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
-            """
+            f"""
             DELETE FROM statuses WHERE (tenant_id, message_id) IN (
-                SELECT tenant_id, message_id FROM statuses WHERE updated_at < $1 LIMIT $2
-                FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT s.tenant_id, s.message_id FROM statuses s
+                LEFT JOIN tenant_retention r ON r.tenant_id = s.tenant_id
+                WHERE s.updated_at < {self._TENANT_CUTOFF}
+                LIMIT $2 FOR UPDATE OF s SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
 
-    async def purge_previews(self, cutoff: datetime, batch: int) -> int:
+    async def purge_previews(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
-            """
+            f"""
             UPDATE threads SET last_preview = NULL WHERE id IN (
-                SELECT id FROM threads WHERE last_message_at < $1 AND last_preview IS NOT NULL
-                LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT t.id FROM threads t
+                LEFT JOIN tenant_retention r ON r.tenant_id = t.tenant_id
+                WHERE t.last_message_at < {self._TENANT_CUTOFF} AND t.last_preview IS NOT NULL
+                LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
+        )
+
+    async def retention(self, tenant_id: str) -> int | None:
+        """The tenant's own retention of message content in days (None: the default)."""
+        value = await self.pool.fetchval(
+            "SELECT message_days FROM tenant_retention WHERE tenant_id = $1", tenant_id
+        )
+        return int(value) if value is not None else None
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        if days is None:
+            await self.pool.execute("DELETE FROM tenant_retention WHERE tenant_id = $1", tenant_id)
+            return
+        await self.pool.execute(
+            """
+            INSERT INTO tenant_retention (tenant_id, message_days) VALUES ($1, $2)
+            ON CONFLICT (tenant_id) DO UPDATE SET message_days = EXCLUDED.message_days,
+                updated_at = now()
+            """,
+            tenant_id,
+            days,
         )
 
     # ------------------------------------------------------------------ ingest
@@ -585,6 +682,7 @@ class Repository:
         account_id: str | None,
         after: tuple[datetime, int] | None,
         limit: int,
+        customer: str | None = None,
     ) -> list[Thread]:
         at, row_id = after if after else (None, None)
         rows = await self.pool.fetch(
@@ -592,6 +690,9 @@ class Repository:
             SELECT {_THREAD} FROM threads
             WHERE tenant_id = $1 AND ($2::text IS NULL OR account_id = $2)
               AND ($3::timestamptz IS NULL OR (last_message_at, id) < ($3, $4))
+              AND ($6::text IS NULL OR customer_key = $6 OR wa_id = $6 OR user_id = $6
+                   OR customer_key IN (SELECT customer_key FROM aliases
+                                       WHERE tenant_id = $1 AND alias = $6))
             ORDER BY last_message_at DESC, id DESC LIMIT $5
             """,  # noqa: S608
             tenant_id,
@@ -599,6 +700,7 @@ class Repository:
             at,
             row_id,
             limit,
+            customer,
         )
         return [_thread(r) for r in rows]
 

@@ -31,6 +31,7 @@ from flowchat_contracts import (
     OutboundCommand,
     is_bsuid,
 )
+from flowchat_contracts.privacy import ErasureRequested
 from flowchat_inbox import metrics
 from flowchat_inbox.errors import NotFound
 from flowchat_inbox.ports import (
@@ -260,10 +261,22 @@ class HistoryService:
         return await self.store.apply(ops)
 
     async def threads(
-        self, tenant_id: str, *, account_id: str | None, cursor: str | None, limit: int
+        self,
+        tenant_id: str,
+        *,
+        account_id: str | None,
+        cursor: str | None,
+        limit: int,
+        customer: str | None = None,
     ) -> Page:
+        """``customer``: only the threads of the customer with that id (phone digits or
+        a BSUID; any of the customer's ids)."""
         rows = await self.store.threads(
-            tenant_id, account_id=account_id, after=decode_cursor(cursor), limit=limit + 1
+            tenant_id,
+            account_id=account_id,
+            after=decode_cursor(cursor),
+            limit=limit + 1,
+            customer=customer,
         )
         return _page(rows, limit, lambda t: (t.last_message_at, t.id))
 
@@ -288,6 +301,11 @@ class HistoryService:
         )
         return _page(rows, limit, _message_key)
 
+    async def erase(self, request: ErasureRequested) -> dict[str, int]:
+        """Forget a customer (``flowchat_contracts.privacy``): their threads, history,
+        hand-offs and aliases are deleted; idempotent."""
+        return await self.store.erase_customer(request.tenant_id, request.identities)
+
     async def purge(self, *, retention_days: int, batch_size: int, now: datetime) -> dict[str, int]:
         """Delete message content older than the retention (messages, their latest
         statuses, the threads' previews of them), one short batch at a time; the rows
@@ -298,10 +316,24 @@ class HistoryService:
             "statuses": self.store.purge_statuses,
             "previews": self.store.purge_previews,
         }
-        return {
-            kind: await purge_in_batches(purge, cutoff, batch_size, metrics.PURGED.labels(kind).inc)
-            for kind, purge in kinds.items()
-        }
+        done: dict[str, int] = {}
+        for kind, purge in kinds.items():
+
+            async def one(c: datetime, b: int, purge: Any = purge) -> int:
+                return int(await purge(c, b, default_days=retention_days))
+
+            done[kind] = await purge_in_batches(
+                one, cutoff, batch_size, metrics.PURGED.labels(kind).inc
+            )
+        return done
+
+    async def retention(self, tenant_id: str, default_days: int) -> tuple[int, bool]:
+        """The tenant's retention of message content in days, and whether it is its own."""
+        days = await self.store.retention(tenant_id)
+        return (days, True) if days is not None else (default_days, False)
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        await self.store.set_retention(tenant_id, days)
 
 
 def _message_key(m: Message) -> tuple[datetime, int]:

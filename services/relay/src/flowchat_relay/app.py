@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from flowchat_contracts import topology
 from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
+from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import MetaEcho
@@ -111,7 +112,10 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
 ) -> FastAPI:
     """The relay; ``resolve`` (host, port → addresses) is the DNS seam tests replace."""
     readiness = Readiness()
-    runtime = Runtime(service_token=settings.service_token.get_secret_value())
+    runtime = Runtime(
+        service_token=settings.service_token.get_secret_value(),
+        retention_days=settings.retention_days,
+    )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     poster = make_poster(settings, resolve)
     state: dict[str, object] = {}
@@ -154,6 +158,7 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
             subscriptions=subscriptions,
         )
         runtime.deliveries = repository
+        runtime.retention = repository
         runtime.dispatcher = dispatcher
         await amqp.connect()
         await declare_own_queues(
@@ -170,6 +175,9 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
         )
         bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
         await consume(amqp, RelayConsumer(intake), settings.prefetch)
+        await ErasureAgent(
+            amqp, SERVICE, lambda r: repository.erase_customer(r.tenant_id, r.identities)
+        ).start()
         state["consuming"] = True
         log.info("relay started")
 

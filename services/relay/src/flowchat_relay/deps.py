@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from flowchat_platform.auth import ApiKeys, tenant_dependency
 from flowchat_platform.http import ApiError
 from flowchat_relay.dispatcher import Dispatcher
-from flowchat_relay.ports import DeliveryStore
+from flowchat_relay.ports import DeliveryStore, RetentionStore
 from flowchat_relay.service import EndpointService
 
 ADMIN_SCOPE = "admin"
@@ -25,6 +25,9 @@ class Runtime:
     deliveries: DeliveryStore | None = None
     dispatcher: Dispatcher | None = None
     tenants: ApiKeys | None = None
+    retention: RetentionStore | None = None
+    #: The delivery log is kept this long unless the tenant chose its own retention.
+    retention_days: int = 30
 
 
 def _runtime(request: Request) -> Runtime:
@@ -71,3 +74,13 @@ EndpointsDep = Annotated[EndpointService, Depends(_endpoints)]
 DeliveriesDep = Annotated[DeliveryStore, Depends(_deliveries)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
 TenantId = Annotated[str, Depends(_tenant)]
+
+
+def _retention(runtime: Annotated[Runtime, Depends(_runtime)]) -> RetentionStore:
+    if runtime.retention is None:
+        raise _not_ready()
+    return runtime.retention
+
+
+RetentionDep = Annotated[RetentionStore, Depends(_retention)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]

@@ -174,12 +174,19 @@ class DeliveryStore(Protocol):
 
 
 class RetentionStore(Protocol):
-    async def purge_attempts(self, cutoff: datetime, batch: int) -> int:
-        """Delete one batch of delivery-log rows (attempts) made before ``cutoff``."""
+    async def purge_attempts(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
+        """Delete one batch of delivery-log rows (attempts) made before ``cutoff`` (now -
+        the default ``default_days``), or before now - their tenant's own days."""
 
-    async def purge_events(self, cutoff: datetime, batch: int) -> int:
-        """Delete one batch of events stored before ``cutoff`` that no endpoint still
-        waits for (no pending delivery); their deliveries go with them."""
+    async def purge_events(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
+        """Delete one batch of events stored before the cutoff (as above) that no
+        endpoint still waits for (no pending delivery); their deliveries go with them."""
+
+    async def retention(self, tenant_id: str) -> int | None:
+        """The tenant's own retention of the delivery log in days (None: the default)."""
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        """Set (None: drop) the tenant's own retention."""
 
 
 class Subscriptions(Protocol):

@@ -7,7 +7,7 @@ delivery whose worker died is due again when its lease ends.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -89,33 +89,107 @@ class Repository:
     def _endpoint(self, row: asyncpg.Record | dict[str, Any]) -> Endpoint:
         return _endpoint(row, self._open)
 
+    # ------------------------------------------------------------ erasure
+
+    async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
+        """Delete the tenant's events naming the customer by any of ``ids`` (as a JSON
+        string anywhere in the FlowChat or the Meta-shaped body), their deliveries and
+        attempts, and the customer's conversation sequences; counts by kind."""
+        quoted = [f'%"{i}"%' for i in ids] + [f'%"+{i}"%' for i in ids if "." not in i]
+        async with self._pool.acquire() as conn, conn.transaction():
+            events = [
+                r["id"]
+                for r in await conn.fetch(
+                    """
+                    SELECT id FROM events WHERE tenant_id = $1
+                      AND (body::text LIKE ANY($2::text[])
+                           OR coalesce(meta_body::text, '') LIKE ANY($2::text[]))
+                    FOR UPDATE
+                    """,
+                    tenant_id,
+                    quoted,
+                )
+            ]
+            attempts = await conn.execute(
+                "DELETE FROM attempts WHERE event_id = ANY($1::text[])", events
+            )
+            deliveries = await conn.execute(
+                "DELETE FROM deliveries WHERE event_id = ANY($1::text[])", events
+            )
+            deleted = await conn.execute("DELETE FROM events WHERE id = ANY($1::text[])", events)
+            sequences = await conn.execute(
+                "DELETE FROM conversation_sequences WHERE tenant_id = $1 "
+                "AND conversation = ANY($2::text[])",
+                tenant_id,
+                list(ids),
+            )
+        return {
+            "events_deleted": int(deleted.split()[-1]),
+            "deliveries_deleted": int(deliveries.split()[-1]),
+            "attempts_deleted": int(attempts.split()[-1]),
+            "sequences_deleted": int(sequences.split()[-1]),
+        }
+
     # ------------------------------------------------------------ retention
 
-    async def purge_attempts(self, cutoff: datetime, batch: int) -> int:
+    # A row's cutoff: ``$1`` (now - the default ``$3`` days) moved to now - its tenant's
+    # days when the tenant chose its own (``tenant_retention``).
+    _TENANT_CUTOFF = (
+        "$1::timestamptz + make_interval(days => $3::int - coalesce(r.delivery_days, $3::int))"
+    )
+
+    async def purge_attempts(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         result = await self._pool.execute(
-            """
+            f"""
             DELETE FROM attempts WHERE id IN (
-                SELECT id FROM attempts WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                SELECT a.id FROM attempts a
+                JOIN endpoints p ON p.id = a.endpoint_id
+                LEFT JOIN tenant_retention r ON r.tenant_id = p.tenant_id
+                WHERE a.at < {self._TENANT_CUTOFF}
+                LIMIT $2 FOR UPDATE OF a SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
         return int(result.split()[-1])
 
-    async def purge_events(self, cutoff: datetime, batch: int) -> int:
+    async def purge_events(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         result = await self._pool.execute(
-            """
+            f"""
             DELETE FROM events WHERE id IN (
                 SELECT e.id FROM events e
-                WHERE e.created_at < $1
+                LEFT JOIN tenant_retention r ON r.tenant_id = e.tenant_id
+                WHERE e.created_at < {self._TENANT_CUTOFF}
                   AND NOT EXISTS (SELECT 1 FROM deliveries d
                                   WHERE d.event_id = e.id AND d.status = 'pending')
-                LIMIT $2 FOR UPDATE SKIP LOCKED)
-            """,
+                LIMIT $2 FOR UPDATE OF e SKIP LOCKED)
+            """,  # noqa: S608
             cutoff,
             batch,
+            default_days,
         )
         return int(result.split()[-1])
+
+    async def retention(self, tenant_id: str) -> int | None:
+        value = await self._pool.fetchval(
+            "SELECT delivery_days FROM tenant_retention WHERE tenant_id = $1", tenant_id
+        )
+        return int(value) if value is not None else None
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        if days is None:
+            await self._pool.execute("DELETE FROM tenant_retention WHERE tenant_id = $1", tenant_id)
+            return
+        await self._pool.execute(
+            """
+            INSERT INTO tenant_retention (tenant_id, delivery_days) VALUES ($1, $2)
+            ON CONFLICT (tenant_id) DO UPDATE SET delivery_days = EXCLUDED.delivery_days,
+                updated_at = now()
+            """,
+            tenant_id,
+            days,
+        )
 
     async def encrypt_clear_secrets(self) -> int:
         """Encrypt the secrets of rows stored before they were encrypted (migration

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 
@@ -267,7 +268,13 @@ async def purge(
     batch at a time (an event still pending at an endpoint stays); rows by kind."""
     cutoff = now - timedelta(days=retention_days)
     kinds = {"attempts": store.purge_attempts, "events": store.purge_events}
-    return {
-        kind: await purge_in_batches(purge, cutoff, batch_size, metrics.PURGED.labels(kind).inc)
-        for kind, purge in kinds.items()
-    }
+    done: dict[str, int] = {}
+    for kind, purge in kinds.items():
+
+        async def one(c: datetime, b: int, purge: Any = purge) -> int:
+            return int(await purge(c, b, default_days=retention_days))
+
+        done[kind] = await purge_in_batches(
+            one, cutoff, batch_size, metrics.PURGED.labels(kind).inc
+        )
+    return done

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,8 +13,10 @@ from pydantic import TypeAdapter
 
 from flowchat_contracts import topology
 from flowchat_platform.amqp import Amqp
+from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
+from flowchat_platform.privacy import BlindIndex, privacy_index
 from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
@@ -26,6 +28,7 @@ from flowchat_sender.consumer import OutboundConsumer, ResultBatcher
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.media import GraphMedia, MediaStore
+from flowchat_sender.privacy import RedisErasure
 from flowchat_sender.providers import ProviderAdapter
 from flowchat_sender.ratelimit import RateLimiter
 from flowchat_sender.routes import dlq as dlq_routes
@@ -61,6 +64,15 @@ def provider_session(limit: int, *, keepalive_s: float) -> aiohttp.ClientSession
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
+def suppression_member(index: BlindIndex) -> Callable[[str, str], str]:
+    """The opt-out member of an erased customer (the conversation service adds it)."""
+
+    def member(tenant_id: str, recipient: str) -> str:
+        return "h:" + index.digest(tenant_id, recipient)
+
+    return member
+
+
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
 
@@ -68,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session = provider_session(settings.max_active + 16, keepalive_s=settings.http_keepalive_s)
         redis = create_redis(settings.redis_url, max_connections=settings.redis_max_connections)
+        index = privacy_index(settings.privacy_key, settings.service_token)
         batcher = RedisBatcher(
             redis, replicas=settings.claim_replicas, wait_ms=settings.claim_wait_ms
         )
@@ -157,6 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
                 max_active=settings.max_active,
             ),
             prechecks=[TemplateGuard(templates)] if settings.template_guard else [],
+            suppressed_member=suppression_member(index),
         )
         consumer = OutboundConsumer(
             amqp,
@@ -181,6 +195,7 @@ def create_app(settings: Settings) -> FastAPI:
                 decoder=EVENT_DECODER,
                 prefetch=8,
             )
+            await ErasureAgent(amqp, SERVICE, RedisErasure(redis, index).erase).start()
 
         background = Background()
         background.start("amqp", start())

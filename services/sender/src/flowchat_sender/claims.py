@@ -39,6 +39,9 @@ class OptOutCheck:
 
     tenant_id: str
     wa_id: str
+    #: The recipient's suppression member (``h:<keyed digest>``: an erased customer), if
+    #: the sender knows the platform's privacy key.
+    suppressed: str | None = None
 
     @property
     def key(self) -> str:
@@ -47,6 +50,11 @@ class OptOutCheck:
     @property
     def member(self) -> str:
         return self.wa_id.lstrip("+")
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Every member that refuses the send: the id, and its suppression member."""
+        return (self.member, self.suppressed) if self.suppressed else (self.member,)
 
 
 def fingerprint(command: OutboundCommand) -> str:

@@ -63,7 +63,7 @@ _STORE = LuaScript("return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])")
 # KEYS: idem key, window key (or the idem key again), opt-out set (or the idem key),
 #       4 limiter keys (optional).
 # ARGV: record, ttl, admit 0|1, window mode 0 off|1 known|2 strict, window s,
-#       opt-out member ('' when not checked), 5 limiter args (optional).
+#       opt-out members, space-separated ('' when not checked), 5 limiter args (optional).
 # Replies: {'dup', record} | {'optout'} | {'closed', last inbound s} (both claimed: the
 #          failure is stored) | {'wait', wait_ms, limit} (nothing claimed)
 #          | {'ok', wait_ms, limit}.
@@ -72,9 +72,11 @@ _CLAIM = LuaScript(
     + """
 local old = redis.call('GET', KEYS[1])
 if old then return {'dup', old} end
-if ARGV[6] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[6]) == 1 then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return {'optout'}
+for member in string.gmatch(ARGV[6], '%S+') do
+  if redis.call('SISMEMBER', KEYS[3], member) == 1 then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return {'optout'}
+  end
 end
 local mode = ARGV[4]
 if mode ~= '0' then
@@ -144,7 +146,7 @@ class IdempotencyStore:
             "1" if limit else "0",
             "0" if window is None else "2" if window.strict else "1",
             window.window_s if window else 0,
-            optout.member if optout else "",
+            " ".join(optout.members) if optout else "",
         ]
         if limit is not None:
             keys += limit.keys

@@ -33,7 +33,7 @@ import itertools
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -117,7 +117,10 @@ class Sender:
         publish: Publish,
         config: SenderConfig | None = None,
         prechecks: Sequence[Precheck] = (),
+        suppressed_member: Callable[[str, str], str] | None = None,
     ) -> None:
+        #: ``(tenant, recipient) → h:<digest>``: erased customers' opt-out members.
+        self._suppressed_member = suppressed_member
         self._accounts = accounts
         self._providers = providers
         self._idem = idempotency
@@ -257,7 +260,12 @@ class Sender:
         """Marketing only: the tenant's opt-out set, checked inside the claim."""
         if not self.config.optout_guard or command.category != "marketing":
             return None
-        return OptOutCheck(command.tenant_id, command.to)
+        suppressed = (
+            self._suppressed_member(command.tenant_id, command.to)
+            if self._suppressed_member is not None
+            else None
+        )
+        return OptOutCheck(command.tenant_id, command.to, suppressed)
 
     async def _precheck(
         self, command: OutboundCommand, account: AccountCredentials | None

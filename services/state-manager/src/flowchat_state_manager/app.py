@@ -33,6 +33,7 @@ from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import DECODER, StatusConsumer
 from flowchat_state_manager.deps import Runtime
 from flowchat_state_manager.errors import MessageNotFound, QueryError
+from flowchat_state_manager.privacy import identity_sealer, start_privacy
 from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.relay import OutboxRelay, Publish
 from flowchat_state_manager.repository import Repository
@@ -100,7 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size, reset=False
         )
         pools.append(pool)
-        repository = Repository(pool)
+        sealer = identity_sealer(settings)
+        repository = Repository(pool, sealer)
         relay = OutboxRelay(
             repository,
             event_publisher(amqp),
@@ -122,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
             decoder=DECODER,
             prefetch=settings.prefetch,
         )
+        await start_privacy(bg, amqp, repository, sealer, settings)
         state["consuming"] = True
         log.info("state-manager started")
 

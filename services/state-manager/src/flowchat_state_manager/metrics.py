@@ -53,6 +53,12 @@ UNPARTITIONED = Gauge(
     "flowchat_state_manager_default_partition_messages",
     "Messages in the DEFAULT partition (outside every week created: should stay 0)",
 )
+SEALED = Counter(
+    "flowchat_state_manager_sealed_total",
+    "Messages whose recipient ids the background pass encrypted (sealed: stored in clear "
+    "before; rotated: re-encrypted under the newest key)",
+    ["action"],
+)
 BATCH_SIZE = Histogram(
     "flowchat_state_manager_batch_size",
     "Status events applied per write transaction",

@@ -19,6 +19,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from flowchat_platform.errors import StoreUnavailable
+from flowchat_platform.privacy import IdentitySealer, is_sealed
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
     HistoryEntry,
@@ -35,7 +36,8 @@ from flowchat_state_manager.state import RANK, Status
 _COLUMNS = (
     "id, tenant_id, account_id, idempotency_key, recipient, message_type, category, "
     "campaign_id, correlation_id, provider, provider_message_id, status, error_code, "
-    "error_title, error_details, pricing_category, created_at, updated_at, recipient_alias"
+    "error_title, error_details, pricing_category, created_at, updated_at, recipient_alias, "
+    "recipient_enc, recipient_alias_enc"
 )
 
 _UNAVAILABLE = (
@@ -51,13 +53,19 @@ _UNAVAILABLE = (
 )
 
 
-def _record(row: asyncpg.Record) -> MessageRecord:
+def _record(row: asyncpg.Record, sealer: IdentitySealer | None = None) -> MessageRecord:
+    """The message as the service knows it: with a ``sealer``, the recipient's ids are
+    read from their Fernet tokens (the id columns hold keyed digests)."""
+    recipient, alias = row["recipient"], row["recipient_alias"]
+    if sealer is not None:
+        recipient = sealer.open(row["recipient_enc"], recipient)
+        alias = sealer.open(row["recipient_alias_enc"], alias)
     return MessageRecord(
         id=row["id"],
         tenant_id=row["tenant_id"],
         account_id=row["account_id"],
         idempotency_key=row["idempotency_key"],
-        recipient=row["recipient"],
+        recipient=recipient,
         message_type=row["message_type"],
         category=row["category"],
         campaign_id=row["campaign_id"],
@@ -71,16 +79,19 @@ def _record(row: asyncpg.Record) -> MessageRecord:
         pricing_category=row["pricing_category"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        recipient_alias=row["recipient_alias"],
+        recipient_alias=alias,
     )
 
 
 async def _message(
-    db: asyncpg.Pool | PoolConnectionProxy[asyncpg.Record], where: str, *args: Any
+    db: asyncpg.Pool | PoolConnectionProxy[asyncpg.Record],
+    sealer: IdentitySealer | None,
+    where: str,
+    *args: Any,
 ) -> MessageRecord | None:
     """The one message ``where`` (with its ORDER BY / FOR UPDATE) selects, if any."""
     row = await db.fetchrow(f"SELECT {_COLUMNS} FROM messages WHERE {where}", *args)  # noqa: S608
-    return _record(row) if row else None
+    return _record(row, sealer) if row else None
 
 
 def _incoming(row: asyncpg.Record) -> IncomingStatus:
@@ -99,11 +110,38 @@ def _incoming(row: asyncpg.Record) -> IncomingStatus:
     )
 
 
+def _sealed_columns(
+    sealer: IdentitySealer, row: asyncpg.Record, *, rotate: bool
+) -> tuple[str | None, bytes | None, str | None, bytes | None] | None:
+    """A row's four id columns sealed (clear ids) or re-encrypted (``rotate``); None when
+    nothing changes."""
+    out: list[Any] = []
+    changed = False
+    for column in ("recipient", "recipient_alias"):
+        stored, token = row[column], row[f"{column}_enc"]
+        if token is not None:
+            if rotate:
+                token, changed = sealer.box.rotate(bytes(token)), True
+        elif stored is not None and not is_sealed(stored):
+            stored, token = sealer.seal(row["tenant_id"], stored)
+            changed = True
+        out += [stored, token]
+    return (out[0], out[1], out[2], out[3]) if changed else None
+
+
 class Tx:
     """The operations of one status transaction (one connection, one transaction)."""
 
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    def __init__(
+        self, conn: PoolConnectionProxy[asyncpg.Record], sealer: IdentitySealer | None = None
+    ) -> None:
         self._conn = conn
+        self._sealer = sealer
+
+    def _seal(self, tenant_id: str, customer_id: str | None) -> tuple[str | None, bytes | None]:
+        if self._sealer is None:
+            return customer_id, None
+        return self._sealer.seal(tenant_id, customer_id)
 
     async def lock_keys(self, keys: Sequence[str]) -> None:
         """Transaction-scoped advisory locks, always taken in sorted order (no deadlock)."""
@@ -117,6 +155,7 @@ class Tx:
     ) -> MessageRecord | None:
         return await _message(
             self._conn,
+            self._sealer,
             "provider = $1 AND provider_message_id = $2 FOR UPDATE",
             provider,
             provider_message_id,
@@ -134,14 +173,14 @@ class Tx:
         wanted = set(keys)
         found = {}
         for row in rows:
-            record = _record(row)
+            record = _record(row, self._sealer)
             key = (record.provider, record.provider_message_id or "")
             if key in wanted:
                 found[key] = record
         return found
 
     async def lock_by_id(self, message_id: str) -> MessageRecord | None:
-        return await _message(self._conn, "id = $1 FOR UPDATE", message_id)
+        return await _message(self._conn, self._sealer, "id = $1 FOR UPDATE", message_id)
 
     async def upsert_message(self, m: NewMessage) -> MessageRecord:
         """Create the record (status ``queued``) unless it exists; return it, row-locked.
@@ -149,24 +188,25 @@ class Tx:
         The caller holds the advisory locks on the id and on the provider message id
         (``lock_keys``): with partitions no unique index spans the table, so an id
         (and a WAMID) stays unique by looking it up under those locks first."""
-        existing = await _message(self._conn, "id = $1 FOR UPDATE", m.id)
+        existing = await _message(self._conn, self._sealer, "id = $1 FOR UPDATE", m.id)
         if existing is not None:
             return existing
         if m.provider_message_id:
             await self.claim_provider_id(m.id, m.provider, m.provider_message_id)
+        recipient, recipient_enc = self._seal(m.tenant_id, m.recipient)
         row = await self._conn.fetchrow(
             f"""
             INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
                 message_type, category, campaign_id, correlation_id, provider,
-                provider_message_id, status, status_rank)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                provider_message_id, status, status_rank, recipient_enc)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
             RETURNING {_COLUMNS}
             """,  # noqa: S608
             m.id,
             m.tenant_id,
             m.account_id,
             m.idempotency_key,
-            m.recipient,
+            recipient,
             m.message_type,
             m.category,
             m.campaign_id,
@@ -175,9 +215,10 @@ class Tx:
             m.provider_message_id,
             Status.QUEUED.value,
             RANK[Status.QUEUED],
+            recipient_enc,
         )
         assert row is not None
-        return _record(row)
+        return _record(row, self._sealer)
 
     async def claim_provider_id(
         self, message_id: str, provider: str, provider_message_id: str
@@ -226,6 +267,7 @@ class Tx:
         category or recipient ``alias``) and queue the outbox event. False when ``s`` is
         a duplicate."""
         changed = new_status is not None
+        alias, alias_enc = self._seal(tenant_id, alias)
         value = await self._conn.fetchval(
             """
             WITH e AS (
@@ -248,6 +290,8 @@ class Tx:
                     error_details = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $7
                         WHEN $10 AND status = 'parked' THEN NULL ELSE error_details END,
                     pricing_category = COALESCE($8, pricing_category),
+                    recipient_alias_enc = CASE WHEN recipient_alias IS NULL THEN $20::bytea
+                        ELSE recipient_alias_enc END,
                     recipient_alias = COALESCE(recipient_alias, $16::text),
                     updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
                 WHERE id = $1 AND created_at = $19 AND EXISTS (SELECT 1 FROM e)
@@ -281,6 +325,7 @@ class Tx:
             s.sequence,
             s.received_at,
             created_at,
+            alias_enc,
         )
         return bool(value)
 
@@ -335,14 +380,19 @@ class Tx:
 
 
 class Repository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``sealer``: customers' ids encrypted at rest (``recipient`` / ``recipient_alias``
+    hold keyed digests, ``recipient_enc`` / ``recipient_alias_enc`` Fernet tokens); None:
+    stored in clear (tests of other concerns)."""
+
+    def __init__(self, pool: asyncpg.Pool, sealer: IdentitySealer | None = None) -> None:
         self._pool = pool
+        self._sealer = sealer
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                yield Tx(conn)
+                yield Tx(conn, self._sealer)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(repr(exc), store="database") from exc
 
@@ -353,13 +403,16 @@ class Repository:
     # ------------------------------------------------------------ queries (tenant-scoped)
 
     async def get(self, tenant_id: str, message_id: str) -> MessageRecord | None:
-        return await _message(self._pool, "tenant_id = $1 AND id = $2", tenant_id, message_id)
+        return await _message(
+            self._pool, self._sealer, "tenant_id = $1 AND id = $2", tenant_id, message_id
+        )
 
     async def by_provider_id(
         self, tenant_id: str, provider_message_id: str
     ) -> MessageRecord | None:
         return await _message(
             self._pool,
+            self._sealer,
             "provider_message_id = $2 AND tenant_id = $1 ORDER BY created_at DESC LIMIT 1",
             tenant_id,
             provider_message_id,
@@ -368,6 +421,7 @@ class Repository:
     async def by_idempotency_key(self, tenant_id: str, key: str) -> MessageRecord | None:
         return await _message(
             self._pool,
+            self._sealer,
             "tenant_id = $1 AND idempotency_key = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
             tenant_id,
             key,
@@ -384,9 +438,15 @@ class Repository:
             return f"${len(args)}"
 
         if f.recipient is not None:
-            # either id of the customer: the one the send used, or the one a status told
-            value = arg(f.recipient)
-            where.append(f"(recipient = {value} OR recipient_alias = {value})")
+            # either id of the customer: the one the send used, or the one a status told;
+            # by its digest (sealed rows) or as it is (rows stored before encryption)
+            forms = [f.recipient]
+            if self._sealer is not None:
+                forms.append(self._sealer.digest(tenant_id, f.recipient))
+            value = arg(forms)
+            where.append(
+                f"(recipient = ANY({value}::text[]) OR recipient_alias = ANY({value}::text[]))"
+            )
         if f.status is not None:
             where.append(f"status = {arg(f.status.value)}")
         if f.campaign_id is not None:
@@ -401,7 +461,7 @@ class Repository:
             f"SELECT {_COLUMNS} FROM messages WHERE {' AND '.join(where)} "  # noqa: S608
             f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit)}"
         )
-        return [_record(r) for r in await self._pool.fetch(sql, *args)]
+        return [_record(r, self._sealer) for r in await self._pool.fetch(sql, *args)]
 
     async def history(
         self, tenant_id: str, message_id: str, *, after: int, limit: int
@@ -476,6 +536,71 @@ class Repository:
                 await conn.execute(
                     "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [i.id for i in items]
                 )
+
+    # ------------------------------------------------------------ encryption at rest
+
+    async def seal_batch(self, after: str, batch: int, *, rotate: bool) -> tuple[int, str | None]:
+        """Seal (or, ``rotate``: re-encrypt under the newest key) one batch of messages
+        after id ``after`` in id order; ``(rows changed, last id seen)`` (None: done)."""
+        sealer = self._sealer
+        if sealer is None:
+            return 0, None
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, tenant_id, recipient, recipient_alias, recipient_enc, "
+                "recipient_alias_enc FROM messages WHERE id > $1 ORDER BY id LIMIT $2 "
+                "FOR UPDATE SKIP LOCKED",
+                after,
+                batch,
+            )
+            changes = []
+            for r in rows:
+                new = _sealed_columns(sealer, r, rotate=rotate)
+                if new is not None:
+                    changes.append((r["id"], *new))
+            if changes:
+                await conn.executemany(
+                    "UPDATE messages SET recipient = $2, recipient_enc = $3, "
+                    "recipient_alias = $4, recipient_alias_enc = $5 WHERE id = $1",
+                    changes,
+                )
+        return len(changes), (rows[-1]["id"] if len(rows) == batch else None)
+
+    # ------------------------------------------------------------ erasure
+
+    async def erase_recipient(
+        self, tenant_id: str, ids: list[str], pseudonym: str
+    ) -> dict[str, int]:
+        """The customer's messages keep their history under ``pseudonym`` (no other id);
+        pending statuses forget the customer's ids; counts by kind."""
+        forms = list(ids)
+        if self._sealer is not None:
+            forms += [self._sealer.digest(tenant_id, i) for i in ids]
+        async with self._pool.acquire() as conn, conn.transaction():
+            messages = await conn.execute(
+                """
+                UPDATE messages SET recipient = $3, recipient_alias = NULL,
+                    recipient_enc = NULL, recipient_alias_enc = NULL
+                WHERE tenant_id = $1
+                  AND (recipient = ANY($2::text[]) OR recipient_alias = ANY($2::text[]))
+                """,
+                tenant_id,
+                forms,
+                pseudonym,
+            )
+            pending = await conn.execute(
+                """
+                UPDATE pending_statuses SET customer_wa_id = NULL, customer_user_id = NULL
+                WHERE tenant_id = $1 AND (customer_wa_id = ANY($2::text[])
+                                          OR customer_user_id = ANY($2::text[]))
+                """,
+                tenant_id,
+                ids,
+            )
+        return {
+            "messages_pseudonymised": int(messages.split()[-1]),
+            "pending_statuses_cleared": int(pending.split()[-1]),
+        }
 
     # ------------------------------------------------------------ retention and gauges
 

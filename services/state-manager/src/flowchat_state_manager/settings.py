@@ -37,6 +37,14 @@ class Settings(ServiceSettings):
     #: Fallback poll of the outbox; commits that write events wake the relay at once.
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     gauge_interval_s: float = Field(default=15.0, gt=0)
+    #: Fernet keys (``new,old``) the recipients' ids are encrypted under at rest; unset:
+    #: one key derived from the service token (set keys of your own in production).
+    #: With an old key still listed, a background pass re-encrypts every row under the
+    #: new one (then drop the old key).
+    encryption_keys: SecretStr | None = None
+    #: Rows sealed or re-encrypted per transaction of that pass, and its pause between them.
+    seal_batch_size: int = Field(default=500, ge=1, le=10_000)
+    seal_pause_s: float = Field(default=0.05, ge=0)
 
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

@@ -15,7 +15,8 @@ While any campaign is running, every ``tick_s`` each replica:
    ``paced_until`` kept *in the row* (so two replicas together still send at the rate,
    and a pause takes effect within one small batch);
 3. re-checks each one (blocked, inactive, opted out, frequency cap: things may have
-   changed since the campaign was created) and marks the others ``excluded``;
+   changed since the campaign was created; an erased customer's suppression entry,
+   ``suppressed``, however the contact came back) and marks the others ``excluded``;
 4. publishes the commands with publisher confirms, then marks them ``queued`` and
    commits.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +75,8 @@ class CampaignRunner:
     facts: Facts | None = None
     #: The safety tick while no campaign runs (scheduled starts, other replicas, crashes).
     idle_s: float = 5.0
+    #: The ids among some of a tenant's that belong to an erased customer (None: no check).
+    suppressed: Callable[[str, Sequence[str]], Awaitable[set[str]]] | None = None
     _woken: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     #: Whether the last tick saw a running campaign (then the runner ticks every tick_s).
     _busy: bool = field(default=False, init=False, repr=False)
@@ -152,8 +156,14 @@ class CampaignRunner:
             commands: list[OutboundCommand] = []
             queued: list[int] = []
             excluded: list[tuple[int, str]] = []
+            erased: set[str] = set()
+            if self.suppressed is not None:
+                ids = {i for r in batch for i in (r.candidate.wa_id, r.candidate.address) if i}
+                erased = await self.suppressed(campaign.tenant_id, sorted(ids))
             for row in batch:
                 reason = exclusion(row.candidate, campaign.frequency_cap)
+                if erased and {row.candidate.wa_id, row.candidate.address} & erased:
+                    reason = "suppressed"
                 if reason is not None:
                     excluded.append((row.candidate.contact_id, reason))
                     continue

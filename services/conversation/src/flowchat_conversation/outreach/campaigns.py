@@ -47,7 +47,8 @@ from flowchat_conversation.outreach.contacts import Segment
 from flowchat_conversation.outreach.template_catalog import ParameterMap, Template
 
 CampaignStatus = Literal["draft", "scheduled", "running", "paused", "completed", "cancelled"]
-ExclusionReason = Literal["blocked", "inactive", "opted_out", "frequency_cap"]
+#: ``suppressed``: an erased customer (``flowchat_conversation.privacy``), checked by the runner.
+ExclusionReason = Literal["blocked", "inactive", "opted_out", "frequency_cap", "suppressed"]
 ACTIVE: tuple[CampaignStatus, ...] = ("scheduled", "running")
 #: Errors in a campaign message's ``failed`` status that pause the whole campaign.
 PAUSING_ERRORS: dict[int, str] = {

@@ -39,6 +39,8 @@ from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 
+#: Members of an erased customer (``h:<keyed digest>``): kept by every rebuild.
+SUPPRESSED_PREFIX = "h:"
 #: Members per Redis command (SADD / SREM / SSCAN count) and rows per PostgreSQL page.
 CHUNK = 1000
 
@@ -119,7 +121,10 @@ class RedisOptOuts:
 
         async def check(members: list[str]) -> int:
             states = await source.marketing_states(tenant_id, members)
-            gone = [wa_id for wa_id in members if states.get(wa_id, True)]
+            # suppression members (``h:<digest>``, erased customers) have no contact row
+            gone = [
+                m for m in members if not m.startswith(SUPPRESSED_PREFIX) and states.get(m, True)
+            ]
             return int(await self._redis.srem(key, *gone)) if gone else 0
 
         async for raw in self._redis.sscan_iter(key, count=page):

@@ -23,11 +23,23 @@ async def threads(
     history: HistoryDep,
     inbox: InboxDep,
     account_id: Annotated[str | None, Query(max_length=128)] = None,
+    customer: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="Only this customer's threads: a phone number (digits, `+` allowed) "
+            "or a BSUID, any id of the customer",
+        ),
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ThreadPage:
     page = await history.threads(
-        caller.tenant_id, account_id=account_id, cursor=cursor, limit=limit
+        caller.tenant_id,
+        account_id=account_id,
+        cursor=cursor,
+        limit=limit,
+        customer=customer.strip().lstrip("+") if customer else None,
     )
     return ThreadPage(
         items=[ThreadOut.of(t, inbox.in_window(t), inbox.window_closes_at(t)) for t in page.items],

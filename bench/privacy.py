@@ -1,0 +1,101 @@
+"""The per-message cost of encrypting customers' ids at rest (issue 28): the
+state-manager's write path (send results into ``messages``) with its recipients sealed
+(``flowchat_platform.privacy.IdentitySealer``: an HMAC-SHA256 digest in the id column and a
+Fernet token beside it) against the same path storing them in clear, on the same fresh
+PostgreSQL database, rounds alternated; and the CPU cost of sealing and opening one id.
+
+Measured at the repository (``StateService.apply_batch`` in batches of 100, as the
+service's batcher writes them), not through the broker: what encryption adds, not what
+a whole hop costs (``state_manager`` measures that).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from bench import stats
+from bench.common import load, say
+from flowchat_contracts import SendResult
+from flowchat_platform.crypto import SecretBox
+from flowchat_platform.db import create_pool, migrate
+from flowchat_platform.privacy import BlindIndex, IdentitySealer
+from flowchat_platform.testing import temporary_database
+from flowchat_state_manager import SCHEMA
+from flowchat_state_manager.app import MIGRATIONS
+from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.service import StateService
+
+BATCH = 100
+
+
+def _results(n: int, tag: str) -> list[SendResult]:
+    return [
+        SendResult(
+            tenant_id="tnt_bench",
+            account_id="acc_1",
+            message_id=f"m{tag}{i}-{uuid.uuid4().hex[:8]}",
+            idempotency_key=f"k{tag}{i}",
+            to=f"23480{i:08d}",
+            message_type="text",
+            status="accepted",
+            provider="meta",
+            provider_message_id=f"wamid.{uuid.uuid4().hex}",
+        )
+        for i in range(n)
+    ]
+
+
+async def _write(service: StateService, results: list[SendResult]) -> float:
+    """Seconds of CPU+I/O per message for the whole list, in batches."""
+    started = time.perf_counter()
+    for i in range(0, len(results), BATCH):
+        await service.apply_batch(results[i : i + BATCH])
+    return (time.perf_counter() - started) / len(results)
+
+
+def _cpu_per_id(sealer: IdentitySealer, n: int) -> dict[str, float]:
+    ids = [f"23480{i:08d}" for i in range(n)]
+    t0 = time.perf_counter()
+    tokens = [sealer.seal("tnt_bench", i)[1] for i in ids]
+    t1 = time.perf_counter()
+    for token in tokens:
+        sealer.open(token, None)
+    t2 = time.perf_counter()
+    return {"seal_us": round((t1 - t0) / n * 1e6, 1), "open_us": round((t2 - t1) / n * 1e6, 1)}
+
+
+async def encryption_cost(quick: bool) -> dict[str, Any]:
+    messages = 1000 if quick else 5000
+    rounds = 1 if quick else 3
+    sealer = IdentitySealer(SecretBox([SecretBox.generate_key().encode()]), BlindIndex(b"b" * 32))
+    plain_us: list[float] = []
+    sealed_us: list[float] = []
+    async with temporary_database() as database_url:
+        await migrate(database_url, MIGRATIONS, schema=SCHEMA)
+        pool = await create_pool(database_url, schema=SCHEMA, max_size=4)
+        try:
+            plain = StateService(Repository(pool))
+            sealed = StateService(Repository(pool, sealer))
+            await _write(plain, _results(200, "warm"))  # connections, plans
+            for r in range(rounds):
+                plain_us.append(await _write(plain, _results(messages, f"p{r}")) * 1e6)
+                sealed_us.append(await _write(sealed, _results(messages, f"s{r}")) * 1e6)
+                say(
+                    f"privacy round {r + 1}/{rounds}: {plain_us[-1]:.0f} µs/message plain, "
+                    f"{sealed_us[-1]:.0f} µs/message sealed"
+                )
+        finally:
+            await pool.close()
+    p, s = stats.median(plain_us), stats.median(sealed_us)
+    return {
+        "messages_per_run": messages,
+        "rounds": rounds,
+        "plain_us_per_message": round(p, 1),
+        "sealed_us_per_message": round(s, 1),
+        "added_us_per_message": round(s - p, 1),
+        "ratio": stats.ratio(s, p),
+        "cpu_per_id": _cpu_per_id(sealer, 5000),
+        "load_avg": load(),
+    }

@@ -1,0 +1,2 @@
+"""Customers' privacy in the conversation service: erasure requests (the API, the
+request on ``flowchat.privacy``, the reports) and this service's own erasure."""

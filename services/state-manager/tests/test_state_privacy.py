@@ -1,0 +1,120 @@
+"""Recipients encrypted at rest (issue 28): the id columns hold keyed digests and the ids
+Fernet tokens; lookups by either id keep working; rows stored in clear before are sealed
+in the background, tokens re-encrypted when the key rotates; an erasure leaves a
+pseudonym and no id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from pydantic import SecretStr
+
+from flowchat_contracts import CustomerIdentity
+from flowchat_platform.crypto import SecretBox
+from flowchat_platform.privacy import BlindIndex, IdentitySealer, identity_box
+from flowchat_state_manager.models import MessageFilter
+from flowchat_state_manager.query_service import QueryService
+from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.service import StateService
+
+PHONE = "15551239876"
+BSUID = "US.13491208655302749876"
+INDEX = BlindIndex(b"i" * 32)
+OLD_KEY, NEW_KEY = SecretBox.generate_key(), SecretBox.generate_key()
+
+
+def sealer(keys: str = OLD_KEY) -> IdentitySealer:
+    return IdentitySealer(SecretBox.from_keys(keys), INDEX)
+
+
+async def found(repository: Repository, recipient: str) -> list[str]:
+    page = await QueryService(repository).list_messages(
+        "tnt_a", MessageFilter(recipient=recipient), cursor=None, limit=10
+    )
+    return [m.id for m in page.items]
+
+
+async def raw_text(pool: asyncpg.Pool, message_id: str) -> str:
+    """The row as PostgreSQL renders it (bytea as hex): what a reader of the table sees."""
+    return str(await pool.fetchval("SELECT m::text FROM messages m WHERE id = $1", message_id))
+
+
+async def test_ids_are_stored_sealed_and_found_by_either(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    repository = Repository(state_pool, sealer())
+    service = StateService(repository)
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid, to="+" + PHONE))
+    update = build.status_update(wamid, "sent").model_copy(
+        update={"customer": CustomerIdentity(wa_id=PHONE, user_id=BSUID)}
+    )
+    await service.apply_batch([update])
+
+    text = await raw_text(state_pool, mid)
+    assert PHONE not in text
+    assert BSUID not in text
+    row = await state_pool.fetchrow(
+        "SELECT recipient, recipient_alias FROM messages WHERE id = $1", mid
+    )
+    assert row is not None
+    assert row["recipient"] == INDEX.digest("tnt_a", PHONE)
+    assert row["recipient_alias"] == INDEX.digest("tnt_a", BSUID)
+    record = await repository.get("tnt_a", mid)
+    assert record is not None
+    assert (record.recipient, record.recipient_alias) == (PHONE, BSUID)
+    for typed in ("+" + PHONE, PHONE, BSUID):
+        assert await found(repository, typed) == [mid], typed
+
+
+async def test_clear_rows_are_sealed_then_rotated_to_a_new_key(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    mid, wamid = build.new_ids()
+    await StateService(Repository(state_pool)).record_send_result(
+        build.send_result(mid, wamid, to=PHONE)
+    )
+    assert PHONE in await raw_text(state_pool, mid)  # stored before encryption
+    old = Repository(state_pool, sealer())
+    assert await found(old, PHONE) == [mid]  # read in clear until sealed
+
+    sealed = 0
+    after: str | None = ""
+    while after is not None:
+        n, after = await old.seal_batch(after, 2, rotate=False)
+        sealed += n
+    assert sealed >= 1
+    assert PHONE not in await raw_text(state_pool, mid)
+    assert await found(old, PHONE) == [mid]
+
+    rotating = Repository(state_pool, sealer(f"{NEW_KEY},{OLD_KEY}"))
+    after = ""
+    while after is not None:
+        _, after = await rotating.seal_batch(after, 100, rotate=True)
+    new_only = Repository(state_pool, sealer(NEW_KEY))
+    record = await new_only.get("tnt_a", mid)
+    assert record is not None
+    assert record.recipient == PHONE
+
+
+async def test_an_erasure_leaves_a_pseudonym_and_no_id(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    repository = Repository(state_pool, sealer())
+    mid, wamid = build.new_ids()
+    await StateService(repository).record_send_result(build.send_result(mid, wamid, to=PHONE))
+    done = await repository.erase_recipient("tnt_a", [PHONE], "erased:abc")
+    assert done["messages_pseudonymised"] == 1
+    row = await state_pool.fetchrow("SELECT * FROM messages WHERE id = $1", mid)
+    assert row is not None
+    assert row["recipient"] == "erased:abc"
+    assert row["recipient_enc"] is None
+    assert await found(repository, PHONE) == []
+
+
+def test_without_keys_of_its_own_the_box_is_derived_from_the_token() -> None:
+    token = SecretStr("s" * 32)
+    a = identity_box(None, token, "X")
+    b = identity_box(None, token, "X")
+    assert b.decrypt(a.encrypt(PHONE)) == PHONE
