@@ -62,6 +62,7 @@ from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.subscriptions import SubscriptionView
 from flowchat_platform.tenant_client import TenantClient
+from flowchat_platform.transient import is_transient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "conversation"
@@ -290,6 +291,7 @@ def create_app(settings: Settings) -> FastAPI:
                 optouts=optouts,
                 reminders=reminders,
                 facts=facts,
+                transient=is_transient,
             )
             await amqp.connect()
             partitions.append(

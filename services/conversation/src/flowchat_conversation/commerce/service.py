@@ -140,6 +140,12 @@ class ConversationService:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Order facts for the relay's subscribers (None: none published).
     facts: Facts | None = None
+    #: Which failures are a dependency unavailable (``flowchat_platform.transient``):
+    #: those are retried inside the conversation's lock for up to
+    #: ``transient_retry_for_s`` (then the message goes back to the consumer), so a later
+    #: message of the conversation never goes first. None: never retried here.
+    transient: Callable[[Exception], bool] | None = None
+    transient_retry_for_s: float = 30.0
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -153,8 +159,32 @@ class ConversationService:
             metrics.INBOUND.labels("ignored").inc()
             return "ignored"
         opted_in: dict[str, bool] = {}
-        async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
-            outcome = await self._handle_locked(tx, key, identity, message, opted_in)
+        async with self._locks.hold(str(key)):
+            delay = 0.1
+            deadline = time.monotonic() + self.transient_retry_for_s
+            while True:
+                opted_in = {}
+                try:
+                    async with self.store.conversation(key) as tx:
+                        outcome = await self._handle_locked(tx, key, identity, message, opted_in)
+                    break
+                except Exception as exc:
+                    # A dependency unavailable: again here, still holding the conversation's
+                    # place (the next message waits on the lock); let go, it would go first.
+                    if (
+                        self.transient is None
+                        or not self.transient(exc)
+                        or time.monotonic() + delay > deadline
+                    ):
+                        raise
+                    log.warning(
+                        "dependency unavailable; handling again under the conversation lock",
+                        error=repr(exc),
+                        tenant_id=message.tenant_id,
+                        retry_in_s=round(delay, 2),
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         if opted_in and self.optouts is not None:
             # An opt-in leaves the opt-out set only once it is committed (an opt-out
             # joined it before the commit): a crash in between keeps the customer out.
