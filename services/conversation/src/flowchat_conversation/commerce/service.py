@@ -21,6 +21,9 @@ Handling one inbound message
    a conversation's messages land in one partition queue with a single active consumer
    (:mod:`flowchat_conversation.commerce.consumer`), so only one replica at a time has
    them; this lock serialises the overlap when a partition changes hands.
+   A dependency unavailable (``transient``) is retried inside both locks (up to
+   ``transient_retry_for_s``), never by letting go: the conversation's next message,
+   waiting on the in-process lock, would otherwise go first.
 3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
    (unique constraint) in the same transaction as the effects (orders, contacts); a
    redelivery finds the row and is dropped.
