@@ -67,17 +67,17 @@ HTTP_SECONDS = Histogram(
 )
 READY = Gauge("flowchat_ready", "1 when the service reports ready", ["service"])
 PARTITIONS_HELD = Gauge(
-    "flowchat_partitions_held",
+    "flowchat_amqp_partitions_held",
     "Partition queues this process consumes (flowchat_platform.partitions), by group",
     ["service", "group"],
 )
 PARTITION_MEMBERS = Gauge(
-    "flowchat_partition_members",
+    "flowchat_amqp_partition_members",
     "Live members of a partition group as this process last saw them",
     ["service", "group"],
 )
 PARTITION_REBALANCES = Counter(
-    "flowchat_partition_rebalances_total",
+    "flowchat_amqp_partition_rebalances_total",
     "Partition queues taken up or released by this process",
     ["service", "group", "change"],
 )

@@ -80,6 +80,7 @@ from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
 from flowchat_platform.subscriptions import SubscriptionView
 from flowchat_platform.tenant_client import TenantClient
+from flowchat_platform.transient import is_transient
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SCHEMA = "conversation"
@@ -390,6 +391,7 @@ def create_app(settings: Settings) -> FastAPI:
                 facts=facts,
                 limiter=RedisInboundLimiter(redis),
                 payments=payments,
+                transient=is_transient,
             )
             await amqp.connect()
             partitions.append(await start_inbound(service, amqp, redis, settings))

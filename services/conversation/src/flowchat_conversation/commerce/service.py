@@ -21,6 +21,9 @@ Handling one inbound message
    a conversation's messages land in one partition queue with a single active consumer
    (:mod:`flowchat_conversation.commerce.consumer`), so only one replica at a time has
    them; this lock serialises the overlap when a partition changes hands.
+   A dependency unavailable (``transient``) is retried inside both locks (up to
+   ``transient_retry_for_s``), never by letting go: the conversation's next message,
+   waiting on the in-process lock, would otherwise go first.
 3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
    (unique constraint) in the same transaction as the effects (orders, contacts); a
    redelivery finds the row and is dropped.
@@ -158,6 +161,12 @@ class ConversationService:
     #: The payment provider: a confirmed order's invoice gets a payment link, sent
     #: as a CTA-URL button (None: the confirmation-number path only).
     payments: PaymentProvider | None = None
+    #: Which failures are a dependency unavailable (``flowchat_platform.transient``):
+    #: those are retried inside the conversation's lock for up to
+    #: ``transient_retry_for_s`` (then the message goes back to the consumer), so a later
+    #: message of the conversation never goes first. None: never retried here.
+    transient: Callable[[Exception], bool] | None = None
+    transient_retry_for_s: float = 30.0
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -171,8 +180,32 @@ class ConversationService:
             metrics.INBOUND.labels("ignored").inc()
             return "ignored"
         opted_in: dict[str, bool] = {}
-        async with self._locks.hold(str(key)), self.store.conversation(key) as tx:
-            outcome = await self._handle_locked(tx, key, identity, message, opted_in)
+        async with self._locks.hold(str(key)):
+            delay = 0.1
+            deadline = time.monotonic() + self.transient_retry_for_s
+            while True:
+                opted_in = {}
+                try:
+                    async with self.store.conversation(key) as tx:
+                        outcome = await self._handle_locked(tx, key, identity, message, opted_in)
+                    break
+                except Exception as exc:
+                    # A dependency unavailable: again here, still holding the conversation's
+                    # place (the next message waits on the lock); let go, it would go first.
+                    if (
+                        self.transient is None
+                        or not self.transient(exc)
+                        or time.monotonic() + delay > deadline
+                    ):
+                        raise
+                    log.warning(
+                        "dependency unavailable; handling again under the conversation lock",
+                        error=repr(exc),
+                        tenant_id=message.tenant_id,
+                        retry_in_s=round(delay, 2),
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         if opted_in and self.optouts is not None:
             # An opt-in leaves the opt-out set only once it is committed (an opt-out
             # joined it before the commit): a crash in between keeps the customer out.
