@@ -89,11 +89,11 @@ async def test_retention_drops_whole_weeks_with_their_history(state_pool: Any, b
             await service.record_send_result(build.send_result(mid, wamid))
             await service.record_status(build.status_update(wamid, "delivered"))
             ids.append(mid)
-    # the old ones into the old week: the row moves partition, its history follows it
+    # the old ones into the old week, with their history (rows move partition)
+    then = datetime.combine(old_week, datetime.min.time(), UTC) + timedelta(days=2)
+    await state_pool.execute("UPDATE messages SET created_at = $2 WHERE id = ANY($1)", old, then)
     await state_pool.execute(
-        "UPDATE messages SET created_at = $2 WHERE id = ANY($1)",
-        old,
-        datetime.combine(old_week, datetime.min.time(), UTC) + timedelta(days=2),
+        "UPDATE message_events SET message_created_at = $2 WHERE message_id = ANY($1)", old, then
     )
     part = f"p{old_week:%Y%m%d}"
     assert await state_pool.fetchval(f"SELECT count(*) FROM messages_{part}") == 3

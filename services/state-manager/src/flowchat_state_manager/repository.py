@@ -606,17 +606,23 @@ class Repository:
 
     async def purge_messages(self, cutoff: datetime, batch: int) -> int:
         """Delete one batch of the DEFAULT partition's messages created before ``cutoff``
-        (history cascades); the week partitions go whole (:meth:`drop_partition`)."""
-        result = await self._pool.execute(
+        with their history; the week partitions go whole (:meth:`drop_partition`)."""
+        deleted = await self._pool.fetchval(
             """
-            DELETE FROM messages_default WHERE id IN (
-                SELECT id FROM messages_default WHERE created_at < $1 LIMIT $2
-                FOR UPDATE SKIP LOCKED)
+            WITH m AS (
+                DELETE FROM messages_default WHERE id IN (
+                    SELECT id FROM messages_default WHERE created_at < $1 LIMIT $2
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING id
+            ), e AS (
+                DELETE FROM message_events WHERE message_id IN (SELECT id FROM m)
+            )
+            SELECT count(*) FROM m
             """,
             cutoff,
             batch,
         )
-        return int(result.split()[-1])
+        return int(deleted)
 
     async def create_partitions(self, first: date, last: date) -> int:
         """Create the missing week partitions that cover ``first`` to ``last``."""
@@ -637,8 +643,7 @@ class Repository:
         return [datetime.strptime(r["day"], "%Y%m%d").date() for r in rows]
 
     async def drop_partition(self, day: date, lock_timeout_s: float = 5.0) -> int:
-        """Detach and drop the partition from ``day`` of both tables in one transaction (the
-        history first: the messages partition is then checked against an empty one);
+        """Detach and drop the partition from ``day`` of both tables in one transaction;
         the messages it held (PostgreSQL's estimate). Waits at most ``lock_timeout_s``
         for the brief ACCESS EXCLUSIVE locks (never queues every writer behind it)."""
         suffix = day.strftime("%Y%m%d")
