@@ -300,6 +300,7 @@ def create_app(settings: Settings) -> FastAPI:
                 reminders=reminders,
                 facts=facts,
                 limiter=RedisInboundLimiter(redis),
+                renderer=renderer,
             )
             await amqp.connect()
             await InboundConsumer(service).start(amqp, prefetch=settings.prefetch)

@@ -78,6 +78,7 @@ from flowchat_conversation.commerce.ports import (
     ConversationStore,
     ConversationTx,
     InboundLimiter,
+    InvoiceRenderer,
     SessionStore,
     StoredSession,
     schedule_reminder,
@@ -149,6 +150,8 @@ class ConversationService:
     facts: Facts | None = None
     #: Counts each customer's messages a minute (None: no inbound limit).
     limiter: InboundLimiter | None = None
+    #: The invoice PDF renderer, warmed when an order is placed (its download follows).
+    renderer: InvoiceRenderer | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -250,6 +253,8 @@ class ConversationService:
                 await self._order_created(message, key, result)
                 if result.invoice_id and self.links:
                     result = _replace(result, invoice_url=self.links.url(result.invoice_id))
+                    if self.renderer is not None:
+                        self.renderer.warm()
             return bot.after_order(session, result, ctx)
         if isinstance(action, bot.OptOut):
             await tx.set_marketing_opt_in(key, False)
