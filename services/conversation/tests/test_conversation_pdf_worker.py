@@ -90,3 +90,16 @@ async def test_a_worker_renders_on_demand_and_exits_when_idle():
     finally:
         await renderer.close()
     assert not renderer.running()
+
+
+async def test_warming_starts_the_worker_before_the_download():
+    order, invoice = order_and_invoice()
+    renderer = ProcessInvoiceRenderer(idle_s=30)
+    try:
+        renderer.warm()
+        assert renderer.running()
+        pdf = await renderer.render(order, invoice, business_name="Acme")
+        assert pdf.startswith(b"%PDF-")
+        assert renderer.started == 1  # the warmed worker rendered it
+    finally:
+        await renderer.close()

@@ -392,6 +392,7 @@ def create_app(settings: Settings) -> FastAPI:
                 limiter=RedisInboundLimiter(redis),
                 payments=payments,
                 transient=is_transient,
+                renderer=renderer,
             )
             await amqp.connect()
             partitions.append(await start_inbound(service, amqp, redis, settings))

@@ -35,6 +35,11 @@ def _render(order: Order, invoice: Invoice, business_name: str) -> bytes:
     return render_invoice_pdf(order, invoice, business_name=business_name)
 
 
+def _preload() -> None:
+    """In the worker: import the PDF code ahead of the first download."""
+    import flowchat_conversation.commerce.invoice_pdf  # noqa: F401
+
+
 class ProcessInvoiceRenderer:
     def __init__(self, *, idle_s: float = 60.0, workers: int = 1) -> None:
         self.idle_s = idle_s
@@ -74,6 +79,21 @@ class ProcessInvoiceRenderer:
             self._last_used = time.monotonic()
             if self._reaper is None:
                 self._reaper = loop.call_later(self.idle_s, self._reap)
+
+    def warm(self) -> None:
+        """Start the worker now (an invoice was just issued: its download follows in
+        seconds), so the download does not wait for the worker's start; it exits after
+        ``idle_s`` like any worker."""
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._get_pool(), _preload)
+        except BrokenProcessPool:
+            self._drop()
+            return
+        future.add_done_callback(lambda f: f.exception() if not f.cancelled() else None)
+        self._last_used = time.monotonic()
+        if self._reaper is None:
+            self._reaper = loop.call_later(self.idle_s, self._reap)
 
     def _reap(self) -> None:
         """Stop the worker once it has been idle ``idle_s``; else look again later."""

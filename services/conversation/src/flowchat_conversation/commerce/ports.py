@@ -290,6 +290,9 @@ class InvoiceRenderer(Protocol):
 
     async def render(self, order: Order, invoice: Invoice, *, business_name: str) -> bytes: ...
 
+    def warm(self) -> None:
+        """Get ready to render soon (an invoice was just issued); returns at once."""
+
 
 class InboundLimiter(Protocol):
     """Counts each customer's messages per minute (``commerce/redis_limits.py``)."""

@@ -87,6 +87,7 @@ from flowchat_conversation.commerce.ports import (
     ConversationStore,
     ConversationTx,
     InboundLimiter,
+    InvoiceRenderer,
     SessionStore,
     StoredSession,
     schedule_reminder,
@@ -167,6 +168,8 @@ class ConversationService:
     #: message of the conversation never goes first. None: never retried here.
     transient: Callable[[Exception], bool] | None = None
     transient_retry_for_s: float = 30.0
+    #: The invoice PDF renderer, warmed when an order is placed (its download follows).
+    renderer: InvoiceRenderer | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
@@ -382,6 +385,8 @@ class ConversationService:
             await self._order_created(message, key, result)
             if result.invoice_id and self.links:
                 result = _replace(result, invoice_url=self.links.url(result.invoice_id))
+                if self.renderer is not None:
+                    self.renderer.warm()  # its download follows
         decision = bot.after_order(session, result, ctx)
         if isinstance(result, bot.OrderPlaced):
             button = await self._payment_button(tx, key, result, ctx)
