@@ -54,9 +54,10 @@ async def copy_tenant(dsn: str, source: str, target: str) -> dict[str, int]:
     conn = await asyncpg.connect(dsn, command_timeout=None)
     try:
         async with conn.transaction():
+            await conn.execute("CREATE TEMP TABLE tmap (old bigint, new bigint) ON COMMIT DROP")
             await conn.execute(
-                f"CREATE TEMP TABLE tmap ON COMMIT DROP AS SELECT id AS old, "  # noqa: S608
-                f"nextval(pg_get_serial_sequence('{SCHEMA}.threads', 'id')) AS new "
+                f"INSERT INTO tmap SELECT id, "  # noqa: S608
+                f"nextval(pg_get_serial_sequence('{SCHEMA}.threads', 'id')) "
                 f"FROM {SCHEMA}.threads WHERE tenant_id = $1",
                 source,
             )
@@ -65,9 +66,8 @@ async def copy_tenant(dsn: str, source: str, target: str) -> dict[str, int]:
             listed = ", ".join(cols)
             status = await conn.execute(
                 f"INSERT INTO {SCHEMA}.threads (id, tenant_id, {listed}) "  # noqa: S608
-                f"SELECT m.new, $2, {', '.join('t.' + c for c in cols)} "
+                f"SELECT m.new, $1, {', '.join('t.' + c for c in cols)} "
                 f"FROM {SCHEMA}.threads t JOIN tmap m ON m.old = t.id",
-                source,
                 target,
             )
             counts["threads"] = int(status.split()[-1])
@@ -206,8 +206,9 @@ async def console(quick: bool) -> dict[str, Any]:
     }
     async with isolated("console") as stack:
         tenant_proc = await stack.start("tenant")
-        await stack.start("inbox", env={"DATABASE_URL": dsn})
-        console_proc = await stack.start("console")
+        await stack.start("inbox", env={"DATABASE_URL": dsn, **inbox_data.NO_RETENTION})
+        # plain HTTP on loopback: cookies without Secure, so the client keeps sending them
+        console_proc = await stack.start("console", env={"FLOWCHAT_CONSOLE_COOKIE_SECURE": "false"})
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             tid, email, password = await _agent(
                 http, tenant_proc.url, stack.env["FLOWCHAT_OPERATOR_KEY"]
