@@ -16,7 +16,9 @@ Timed, one request at a time by the client (the whole answer: the console's sign
 check, its upstream calls, rendering): the inbox lists (``/inbox`` for each view), the
 inbox with a conversation open (its thread panel: conversation, thread, latest 50
 messages, people), the recent conversations, search (common, rare, absent words), and
-thread history pages. A warm-up of each kind goes first, untimed.
+thread history pages. A warm-up of each kind goes first, untimed. The same searches and
+thread pages asked of the inbox's own API (the agent's access token) are the baseline:
+the difference is the console's share (its session check, extra calls, rendering).
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ async def copy_tenant(dsn: str, source: str, target: str) -> dict[str, int]:
     conn = await asyncpg.connect(dsn, command_timeout=None)
     try:
         async with conn.transaction():
+            await conn.execute("CREATE TEMP TABLE tmap (old bigint, new bigint) ON COMMIT DROP")
             await conn.execute(
-                f"CREATE TEMP TABLE tmap ON COMMIT DROP AS SELECT id AS old, "  # noqa: S608
-                f"nextval(pg_get_serial_sequence('{SCHEMA}.threads', 'id')) AS new "
+                f"INSERT INTO tmap SELECT id, "  # noqa: S608
+                f"nextval(pg_get_serial_sequence('{SCHEMA}.threads', 'id')) "
                 f"FROM {SCHEMA}.threads WHERE tenant_id = $1",
                 source,
             )
@@ -65,9 +68,8 @@ async def copy_tenant(dsn: str, source: str, target: str) -> dict[str, int]:
             listed = ", ".join(cols)
             status = await conn.execute(
                 f"INSERT INTO {SCHEMA}.threads (id, tenant_id, {listed}) "  # noqa: S608
-                f"SELECT m.new, $2, {', '.join('t.' + c for c in cols)} "
+                f"SELECT m.new, $1, {', '.join('t.' + c for c in cols)} "
                 f"FROM {SCHEMA}.threads t JOIN tmap m ON m.old = t.id",
-                source,
                 target,
             )
             counts["threads"] = int(status.split()[-1])
@@ -206,8 +208,11 @@ async def console(quick: bool) -> dict[str, Any]:
     }
     async with isolated("console") as stack:
         tenant_proc = await stack.start("tenant")
-        await stack.start("inbox", env={"DATABASE_URL": dsn})
-        console_proc = await stack.start("console")
+        inbox_proc = await stack.start(
+            "inbox", env={"DATABASE_URL": dsn, **inbox_data.NO_RETENTION}
+        )
+        # plain HTTP on loopback: cookies without Secure, so the client keeps sending them
+        console_proc = await stack.start("console", env={"FLOWCHAT_CONSOLE_COOKIE_SECURE": "false"})
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             tid, email, password = await _agent(
                 http, tenant_proc.url, stack.env["FLOWCHAT_OPERATOR_KEY"]
@@ -249,9 +254,33 @@ async def console(quick: bool) -> dict[str, Any]:
                 for kind, paths in pages.items():
                     for i in range(max(rounds, len(paths))):
                         timed.setdefault(kind, []).append(await browser.page(paths[i % len(paths)]))
+                # the baseline: the inbox's own API for the same reads, as the same agent
+                login = await _call(
+                    http,
+                    "POST",
+                    f"{tenant_proc.url}/v1/auth/login",
+                    json={"email": email, "password": password},
+                )
+                bearer = {"Authorization": f"Bearer {login['access_token']}"}
+                direct: dict[str, list[float]] = {}
+                api = {
+                    "search": [f"/v1/search?q={w}&limit=20" for w in words],
+                    "thread history": [
+                        f"/v1/threads/{t}/messages?limit=50" for t in threads[:rounds]
+                    ],
+                }
+                for kind, paths in api.items():
+                    for i in range(max(rounds, len(paths)) if paths else 0):
+                        t0 = time.perf_counter()
+                        async with http.get(
+                            inbox_proc.url + paths[i % len(paths)], headers=bearer
+                        ) as r:
+                            await r.read()
+                        direct.setdefault(kind, []).append((time.perf_counter() - t0) * 1000)
             finally:
                 await inbox_data.forget_tenant(dsn, tid)
     every = [ms for values in timed.values() for ms in values]
+    out["inbox_api_ms"] = {k: stats.summary(v) for k, v in direct.items()}
     out.update(
         {
             "source_tenant_messages": source_messages,
@@ -269,6 +298,7 @@ async def console(quick: bool) -> dict[str, Any]:
     say(
         f"console pages over {messages:,} messages (tenant copy of {source_messages:,}): "
         + "; ".join(f"{k} p95 {s['p95']:.0f} ms" for k, s in out["by_page_ms"].items())
-        + f"; {len(browser.errors)} errors {browser.errors[:3]}"
+        + f"; {len(browser.errors)} errors {browser.errors[:3]}; the inbox's own API: "
+        + "; ".join(f"{k} p95 {s['p95']:.0f} ms" for k, s in out["inbox_api_ms"].items())
     )
     return out

@@ -241,7 +241,7 @@ async def _publish_inbound(amqp_url: str, items: list[InboundMessage]) -> None:
 
 
 async def run_ingest(stack: Stack, dsn: str, total: int) -> dict[str, Any]:
-    proc = await stack.start("inbox", env={"DATABASE_URL": dsn})
+    proc = await stack.start("inbox", env={"DATABASE_URL": dsn, **inbox_data.NO_RETENTION})
     async with aiohttp.ClientSession() as http:
 
         async def acked() -> int:
@@ -288,7 +288,7 @@ async def inbox(quick: bool) -> dict[str, Any]:
         # the throughput scenario's set-up: four numbers at Meta's top rate
         accounts = await seed_accounts(stack, 4, throughput_mps=1000)
         amqp_url, token = stack.env["AMQP_URL"], stack.env["FLOWCHAT_SERVICE_TOKEN"]
-        proc = await stack.start("inbox", env={"DATABASE_URL": dsn})
+        proc = await stack.start("inbox", env={"DATABASE_URL": dsn, **inbox_data.NO_RETENTION})
         with RssSampler([proc]) as rss:
             reads = await measure_reads(proc.url, token, dsn, messages, quick)
         await stack.stop(proc)

@@ -74,6 +74,10 @@ _WORDS = (
 VOCABULARY: tuple[str, ...] = tuple(dict.fromkeys(_WORDS.split()))
 #: Never generated: a search for it finds nothing (the planner's worst guess).
 ABSENT_WORD = "zebracorn"
+#: The inbox's settings on a generated database: its messages are dated from 2025-06-01
+#: over a year, older than the inbox's retention (90 days), so an inbox started with the
+#: defaults purges them at once (its retention pass runs at start).
+NO_RETENTION = {"FLOWCHAT_INBOX_RETENTION_DAYS": "36500"}
 
 
 def sentences(count: int = SENTENCES, seed: int = 23) -> list[str]:

@@ -17,7 +17,7 @@ from flowchat_console.render import render
 
 router = APIRouter()
 
-PAGE = 30
+PAGE = 20
 Cursor = Annotated[str | None, Query(max_length=500)]
 
 
@@ -35,18 +35,19 @@ async def conversations(
     if query:
         page = await up.get("inbox", "/v1/search", {"q": query, "limit": PAGE, "cursor": cursor})
         items = page.get("items", [])
-        threads = await asyncio.gather(
-            *(thread_of(runtime, up, user, int(m["thread_id"])) for m in items),
-            return_exceptions=True,
+        ids = list(dict.fromkeys(int(m["thread_id"]) for m in items))  # each thread once
+        fetched = await asyncio.gather(
+            *(thread_of(runtime, up, user, i) for i in ids), return_exceptions=True
         )
+        threads = {i: t for i, t in zip(ids, fetched, strict=True) if isinstance(t, dict)}
         results = [
             {
                 "message": service.message_view(m, people),
                 "thread_id": int(m["thread_id"]),
-                "customer": service.Customer.of(t if isinstance(t, dict) else None),
+                "customer": service.Customer.of(threads.get(int(m["thread_id"]))),
                 "pieces": service.highlight(m.get("text"), query),
             }
-            for m, t in zip(items, threads, strict=True)
+            for m in items
         ]
         ctx: dict[str, Any] = {"results": results, "threads": None}
     else:
