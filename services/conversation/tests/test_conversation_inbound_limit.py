@@ -9,12 +9,13 @@ import redis.asyncio as aioredis
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ConversationKey
 from flowchat_conversation.commerce.redis_limits import RedisInboundLimiter
+from flowchat_platform.privacy import BlindIndex
 
 
 async def test_counts_per_customer_per_window(redis_url: str) -> None:
     client = aioredis.from_url(redis_url)
     try:
-        limiter = RedisInboundLimiter(client, window_s=3600)
+        limiter = RedisInboundLimiter(client, BlindIndex(b"k" * 32), window_s=3600)
         ada = ConversationKey("t1", "a1", "2348000000001")
         bo = ConversationKey("t1", "a1", "2348000000002")
         other_tenant = ConversationKey("t2", "a1", "2348000000001")
@@ -26,6 +27,8 @@ async def test_counts_per_customer_per_window(redis_url: str) -> None:
         assert len(keys) == 3
         for k in keys:  # the window expires
             assert 0 < await client.ttl(k) <= 7200
+            assert b"2348000000001" not in k  # digests only
+            assert b"2348000000002" not in k
     finally:
         await client.aclose()
 

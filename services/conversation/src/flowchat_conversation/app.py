@@ -389,7 +389,9 @@ def create_app(settings: Settings) -> FastAPI:
                 optouts=optouts,
                 reminders=reminders,
                 facts=facts,
-                limiter=RedisInboundLimiter(redis),
+                limiter=RedisInboundLimiter(
+                    redis, privacy_index(settings.privacy_key, settings.service_token)
+                ),
                 payments=payments,
                 transient=is_transient,
                 renderer=renderer,
