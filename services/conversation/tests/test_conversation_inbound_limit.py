@@ -6,6 +6,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+from flowchat_contracts import TextContent
 from flowchat_conversation.commerce import bot
 from flowchat_conversation.commerce.domain import BotSettings, ConversationKey
 from flowchat_conversation.commerce.redis_limits import RedisInboundLimiter
@@ -23,7 +24,7 @@ async def test_counts_per_customer_per_window(redis_url: str) -> None:
         assert sorted(counts) == list(range(1, 32))  # atomic: every count once
         assert await limiter.hit(bo) == 1
         assert await limiter.hit(other_tenant) == 1
-        keys = [k async for k in client.scan_iter("conversation:inbound:*")]
+        keys: list[bytes] = [k async for k in client.scan_iter("conversation:inbound:*")]
         assert len(keys) == 3
         for k in keys:  # the window expires
             assert 0 < await client.ttl(k) <= 7200
@@ -36,4 +37,5 @@ async def test_counts_per_customer_per_window(redis_url: str) -> None:
 def test_default_limit_is_thirty_a_minute_and_the_notice_is_short() -> None:
     assert BotSettings().inbound_limit_per_minute == 30
     (notice,) = bot.flooded(None).replies
-    assert "reply shortly" in notice.body  # type: ignore[union-attr]
+    assert isinstance(notice, TextContent)
+    assert "reply shortly" in notice.body
