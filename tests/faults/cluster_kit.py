@@ -3,21 +3,25 @@ a TCP load balancer in front of the nodes (what a Kubernetes Service is to the p
 
 ::
 
-    services ──▶ TcpBalancer (one port) ──▶ node 1  127.0.0.1:<amqp 1>   dist 127.0.0.11
-                  first node that accepts    node 2  127.0.0.1:<amqp 2>   dist 127.0.0.12
-                                             node 3  127.0.0.1:<amqp 3>   dist 127.0.0.13
+    services ──▶ TcpBalancer ──veth──▶ network namespace fcc-<run>
+    (127.0.0.1)  next node that       node 1  AMQP 10.213.x.2:<p1>  dist 127.0.0.11
+                 accepts              node 2  AMQP 10.213.x.2:<p2>  dist 127.0.0.12
+                                      node 3  AMQP 10.213.x.2:<p3>  dist 127.0.0.13
+                                      epmd of the cluster's own (ERL_EPMD_PORT)
 
-Each node: own node name (long names, ``fcc<k>-<run>@127.0.0.<n>``), own AMQP and
-distribution ports, data, logs and config; one Erlang cookie and one ``epmd`` of the
-cluster's own (``ERL_EPMD_PORT``, so the shared epmd is never used); ``pause_minority``
-and a short ``net_ticktime``.
+Each node: own long name (``fcc<k>-<run>@127.0.0.1<k>``), AMQP and distribution
+ports, data, logs and config; one Erlang cookie; ``pause_minority`` and a short
+``net_ticktime``. The nodes run in a network namespace of their own (``ip netns``,
+joined to the host by a veth pair), so nothing here touches the host's network
+configuration, and the shared epmd and RabbitMQ are never seen.
 
-**Partition**: Erlang distribution between nodes runs between their own loopback
-addresses (``inet_dist_use_interface`` for the listener, ``inet_dist_connect_options``
-``{ip, ...}`` for the connections a node opens), so a ``tc`` filter on ``lo`` (egress,
-``clsact``) that drops packets between one node's address and the others' cuts that
-node off from the cluster and from nothing else: clients (AMQP on 127.0.0.1) and the
-CLI tools (also from 127.0.0.1) still reach it. Healing deletes the filters.
+**Partition**: each node's Erlang distribution listens on and connects from its own
+loopback address (``inet_dist_use_interface``, ``inet_dist_connect_options``
+``{ip, ...}``), so ``blackhole`` routing rules in the namespace between one node's
+address and the others' cut that node off from the cluster and from nothing else:
+clients (through the veth address) and the CLI tools still reach it. Healing deletes
+the rules. (``tc`` drop actions and netfilter are not available on every host, this
+one included; routing rules in a namespace of one's own are.)
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -36,27 +40,82 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from faults_kit import RABBIT_BIN, RabbitNode, free_port, port_answers
+from faults_kit import RABBIT_BIN, RabbitNode, free_port
 
 #: Loopback addresses of the nodes' distribution (127.0.0.0/8 is all on ``lo``).
 DIST_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
-#: ``tc`` filter preferences of this suite's partition filters (removed by pref).
-_TC_PREF = 29100
+#: Preferences of the partition's routing rules (before the local table's, at 100).
+_RULE_PREF = 10
 
 
 def _erl_ip(host: str) -> str:
     return "{" + host.replace(".", ",") + "}"
 
 
+def answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.3):
+        return True
+    return False
+
+
+class NetNs:
+    """A network namespace of the cluster's own, joined to the host by a veth pair:
+    the nodes run in it (their AMQP ports on ``ns_ip``, reachable from the host), and
+    its routing rules are the cluster's to change (the host's are never touched)."""
+
+    def __init__(self, run: str) -> None:
+        self.name = f"fcc-{run}"
+        octet = int(run[:2], 16)
+        self.host_ip, self.ns_ip = f"10.213.{octet}.1", f"10.213.{octet}.2"
+        self.host_if, self.ns_if = f"fcc{run}h", f"fcc{run}n"
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def ip(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.prefix(), "ip", *args], check=check, capture_output=True, timeout=30)
+
+    def create(self) -> None:
+        def host(*args: str) -> None:
+            subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+        host("netns", "add", self.name)
+        host("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        host("link", "set", self.ns_if, "netns", self.name)
+        host("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        host("link", "set", self.host_if, "up")
+        self.ip("link", "set", "lo", "up")
+        self.ip("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if)
+        self.ip("link", "set", self.ns_if, "up")
+        # the local table after the rules a partition adds (it comes first by default)
+        self.ip("rule", "add", "pref", "100", "lookup", "local")
+        self.ip("rule", "del", "pref", "0")
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
+
+
 class ClusterNode(RabbitNode):
-    """One node of the cluster: a :class:`RabbitNode` with long names, a distribution
-    address of its own, the cluster's cookie and epmd, and ``pause_minority``."""
+    """One node of the cluster: a :class:`RabbitNode` run in the cluster's network
+    namespace, with a long name on a distribution address of its own, the cluster's
+    cookie and epmd, and ``pause_minority``."""
 
     def __init__(
-        self, base: Path, *, index: int, run: str, home: Path, epmd_port: int, ticktime: int
+        self,
+        base: Path,
+        *,
+        index: int,
+        run: str,
+        home: Path,
+        epmd_port: int,
+        ticktime: int,
+        netns: NetNs,
     ) -> None:
         super().__init__(base)
         self.index = index
+        self.netns = netns
+        self.host = netns.ns_ip
         self.dist_host = DIST_HOSTS[index]
         self.name = f"fcc{index + 1}-{run}@{self.dist_host}"
         ip = _erl_ip(self.dist_host)
@@ -72,6 +131,7 @@ class ClusterNode(RabbitNode):
                 "HOME": str(home),
                 "RABBITMQ_NODENAME": self.name,
                 "RABBITMQ_USE_LONGNAME": "true",
+                "RABBITMQ_NODE_IP_ADDRESS": self.host,
                 "ERL_EPMD_PORT": str(epmd_port),
                 "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
@@ -81,6 +141,51 @@ class ClusterNode(RabbitNode):
             }
         )
 
+    def answers(self) -> bool:
+        return answers(self.host, self.port)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout_s: float = 120) -> float:
+        """Start (or restart on the same data) in the namespace; seconds until AMQP."""
+        started = time.monotonic()
+        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [*self.netns.prefix(), str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.base,
+        )
+        log.close()
+        while time.monotonic() - started < timeout_s:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"rabbitmq node exited: {(self.base / 'server.out').read_text()[-2000:]}"
+                )
+            if self.answers():
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} did not start in {timeout_s}s")
+
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM: a crash, not a shutdown."""
+        os.kill(self.beam_pid(), signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        out = subprocess.run(
+            [*self.netns.prefix(), str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, "-q", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return out.stdout
+
     def stop_gracefully(self, timeout_s: float = 60) -> None:
         """``rabbitmqctl stop``: the node leaves as in a rolling restart."""
         self.ctl("stop", timeout=timeout_s)
@@ -89,12 +194,13 @@ class ClusterNode(RabbitNode):
 
 
 class RabbitCluster:
-    """Three :class:`ClusterNode` joined into one cluster; ``url()`` goes through a
-    :class:`TcpBalancer` over their AMQP ports."""
+    """Three :class:`ClusterNode` joined into one cluster in a network namespace of its
+    own; ``url()`` goes through a :class:`TcpBalancer` over their AMQP ports."""
 
     def __init__(self, base: Path, size: int = 3, ticktime: int = 4) -> None:
         self.base = base
         self.run = uuid.uuid4().hex[:6]
+        self.netns = NetNs(self.run)
         home = base / "home"
         home.mkdir(parents=True, exist_ok=True)
         cookie = home / ".erlang.cookie"
@@ -109,11 +215,11 @@ class RabbitCluster:
                 home=home,
                 epmd_port=self.epmd_port,
                 ticktime=ticktime,
+                netns=self.netns,
             )
             for i in range(size)
         ]
-        self.balancer = TcpBalancer([n.port for n in self.nodes])
-        self._partitioned: ClusterNode | None = None
+        self.balancer = TcpBalancer([(n.host, n.port) for n in self.nodes])
         self._reaper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -122,11 +228,12 @@ class RabbitCluster:
         """Start every node (in parallel), join the others to the first; seconds taken."""
         started = time.monotonic()
         self._reaper = subprocess.Popen(
-            [sys.executable, "-c", _REAPER, str(self.base), str(self.epmd_port), str(_TC_PREF)],
+            [sys.executable, "-c", _REAPER, str(self.base), self.netns.name, self.netns.host_if],
             stdin=subprocess.PIPE,
         )
+        self.netns.create()
         with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(lambda n: n.start(timeout_s=120), self.nodes))
+            list(pool.map(lambda n: n.start(timeout_s=180), self.nodes))
         first = self.nodes[0]
         for node in self.nodes[1:]:
             node.ctl("stop_app")
@@ -137,24 +244,18 @@ class RabbitCluster:
         return time.monotonic() - started
 
     def stop(self) -> None:
-        """Everything down, whatever state the nodes are in (partition healed first)."""
-        with contextlib.suppress(Exception):
-            self.heal()
+        """Everything down, whatever state the nodes are in: the nodes killed, the
+        namespace (its epmd, the veth pair) removed (by the reaper, which also does it
+        when the test process dies without getting here)."""
         self.balancer.stop()
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 _kill_node(node)
-        epmd = shutil.which("epmd") or "/usr/lib/erlang/bin/epmd"
-        with contextlib.suppress(Exception):
-            subprocess.run(
-                [epmd, "-port", str(self.epmd_port), "-kill"],
-                capture_output=True,
-                timeout=10,
-                check=False,
-            )
         if self._reaper is not None and self._reaper.stdin is not None:
             self._reaper.stdin.close()
-            self._reaper.wait(30)
+            self._reaper.wait(60)
+        else:
+            self.netns.delete()
 
     def url(self, vhost: str = "/") -> str:
         from urllib.parse import quote
@@ -165,7 +266,7 @@ class RabbitCluster:
 
     def any_running(self) -> ClusterNode:
         for node in self.nodes:
-            if node.proc is not None and node.proc.poll() is None and port_answers(node.port):
+            if node.running() and node.answers():
                 return node
         raise AssertionError("no node of the cluster is running")
 
@@ -231,48 +332,32 @@ class RabbitCluster:
     # ------------------------------------------------------------ partition
 
     def partition(self, node: ClusterNode) -> None:
-        """Drop every packet between ``node``'s distribution address and the others'."""
-        _tc("qdisc", "add", "dev", "lo", "clsact")  # fails harmlessly when there already
-        pref = _TC_PREF
+        """Blackhole every packet between ``node``'s distribution address and the
+        others' (routing rules in the cluster's namespace): silent, like a cut link."""
+        pref = _RULE_PREF
         for other in self.nodes:
             if other is node:
                 continue
             for src, dst in ((node.dist_host, other.dist_host), (other.dist_host, node.dist_host)):
-                match = ["match", "ip", "src", f"{src}/32", "match", "ip", "dst", f"{dst}/32"]
-                _tc(
-                    *("filter", "add", "dev", "lo", "egress", "pref", str(pref)),
-                    *("protocol", "ip", "u32", *match, "action", "drop"),
-                    check=True,
-                )
+                self.netns.ip("rule", "add", "pref", str(pref), "from", src, "to", dst, "blackhole")
                 pref += 1
-        self._partitioned = node
 
     def heal(self) -> None:
-        """Remove this suite's partition filters (and ``clsact`` if nothing else is on it)."""
-        for pref in range(_TC_PREF, _TC_PREF + 2 * len(self.nodes)):
-            _tc("filter", "del", "dev", "lo", "egress", "pref", str(pref))
-        left = _tc("filter", "show", "dev", "lo", "egress") + _tc(
-            "filter", "show", "dev", "lo", "ingress"
-        )
-        if not left.strip():
-            _tc("qdisc", "del", "dev", "lo", "clsact")
-        self._partitioned = None
-
-
-def _tc(*args: str, check: bool = False) -> str:
-    out = subprocess.run(["tc", *args], check=check, capture_output=True, text=True)
-    return out.stdout
+        """Remove the partition's rules (none there: nothing to do)."""
+        for pref in range(_RULE_PREF, _RULE_PREF + 2 * len(self.nodes)):
+            self.netns.ip("rule", "del", "pref", str(pref), check=False)
 
 
 #: Run beside the test process, its stdin a pipe from it: when the pipe closes (the
 #: cluster stopped, or the test process gone, even by ``os._exit`` or SIGKILL), every
-#: node still running is SIGKILLed, the cluster's epmd stopped and the partition filters
-#: removed. argv: base directory, epmd port, first tc filter pref.
-_REAPER = """
+#: node still running is SIGKILLed, then every process left in the cluster's network
+#: namespace (its epmd), and the namespace and veth pair deleted. argv: base
+#: directory, namespace, host side of the veth pair.
+_REAPER = r"""
 import os, signal, subprocess, sys
 from pathlib import Path
 sys.stdin.buffer.read()
-base, epmd, pref = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+base, netns, host_if = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 for pid_file in base.glob("n*/beam.pid"):
     try:
         pid = int(pid_file.read_text().strip())
@@ -283,10 +368,15 @@ for pid_file in base.glob("n*/beam.pid"):
             os.kill(pid, signal.SIGKILL)
     except (OSError, ValueError):
         pass
-for p in range(pref, pref + 6):
-    subprocess.run(["tc", "filter", "del", "dev", "lo", "egress", "pref", str(p)],
-                   check=False, capture_output=True)
-subprocess.run(["epmd", "-port", epmd, "-kill"], check=False, capture_output=True)
+# what is left in the namespace (its epmd), then the namespace and the veth pair
+out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+for pid in out.stdout.split():
+    try:
+        os.kill(int(pid), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+subprocess.run(["ip", "link", "del", host_if], capture_output=True)
 """
 
 
@@ -302,10 +392,6 @@ def _kill_node(node: RabbitNode) -> None:
         node.proc.wait(timeout=10)
 
 
-def ctl_path() -> Path:
-    return RABBIT_BIN / "rabbitmqctl"
-
-
 # --------------------------------------------------------------------------- balancer
 
 
@@ -315,7 +401,7 @@ class TcpBalancer:
     Kubernetes Service over the broker pods: a dead pod's port refuses, the next one
     takes the connection). Bytes are copied both ways until either side closes."""
 
-    def __init__(self, targets: list[int]) -> None:
+    def __init__(self, targets: list[tuple[str, int]]) -> None:
         self.targets = targets
         self.port = free_port()
         self._next = 0
@@ -324,8 +410,8 @@ class TcpBalancer:
         self._thread = threading.Thread(target=self._run, daemon=True, name="cluster-lb")
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        #: Connections made, per target port.
-        self.routed: dict[int, int] = {}
+        #: Connections made, per target.
+        self.routed: dict[tuple[str, int], int] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -362,14 +448,12 @@ class TcpBalancer:
         start = self._next
         self._next = (self._next + 1) % len(self.targets)
         for k in range(len(self.targets)):
-            port = self.targets[(start + k) % len(self.targets)]
+            target = self.targets[(start + k) % len(self.targets)]
             try:
-                upstream = await asyncio.wait_for(
-                    asyncio.open_connection("127.0.0.1", port), timeout=2
-                )
+                upstream = await asyncio.wait_for(asyncio.open_connection(*target), timeout=2)
             except (OSError, TimeoutError):
                 continue
-            self.routed[port] = self.routed.get(port, 0) + 1
+            self.routed[target] = self.routed.get(target, 0) + 1
             break
         if upstream is None:
             writer.close()

@@ -4,8 +4,9 @@ through a local load balancer standing in for the Kubernetes Service.
 
 15. The leader of ``whatsapp.outbound`` SIGKILLed under send-API load.
 16. The leader of ``conversation.inbound`` SIGKILLed under webhook load.
-17. A node partitioned away (``tc`` drops its distribution traffic; ``pause_minority``
-    pauses it) under send-API load, then healed.
+17. The node leading ``whatsapp.outbound`` partitioned away (routing rules blackhole
+    its distribution traffic; ``pause_minority`` pauses it) under send-API load, then
+    healed.
 18. A rolling restart of the three nodes (``rabbitmqctl stop``, start, wait for the
     cluster and the queues' members) under send-API load.
 
@@ -13,9 +14,10 @@ Each scenario counts what reached the sandbox: ``lost`` (a request answered 202/
 whose message never got there), ``duplicated`` (more than one send per idempotency
 key, per internal message id, or more replies than a customer's "Hi" gets), and
 ``recover`` (the longest time in the scenario when nothing got through: no request
-accepted, or no send reaching the sandbox, whichever is longer). The cluster starts once
-for the module; each scenario has its own vhost, database and stack, and leaves the
-three nodes running (healed, restarted) for the next.
+accepted, or no send reaching the sandbox, whichever is longer). The cluster and the
+platform (without the opt-in inbox and relay) start once for the module, on a vhost, a
+database and a Redis database of their own; each scenario seeds its own tenant and
+starts and ends with three nodes running and every quorum queue on three members.
 """
 
 from __future__ import annotations
@@ -459,9 +461,7 @@ async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, fi
 
             def paused() -> bool:
                 # pause_minority: the node stops its listeners (AMQP port closed)
-                from faults_kit import port_answers
-
-                return not port_answers(victim.port)
+                return not victim.answers()
 
             await wait_for(paused, timeout_s=60, interval_s=0.2, what="minority node paused")
             paused_s = time.monotonic() - cut
@@ -497,7 +497,7 @@ async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, fi
             load,
             f"partitioned={victim.name.split('@')[0]} paused_after={paused_s:.1f}s "
             f"majority_ready={majority_s:.1f}s rejoined_after_heal={rejoined_s:.1f}s "
-            "method=tc-drop-on-lo(dist addresses)",
+            "method=blackhole-rules(dist addresses, own netns)",
         )
     assert not load.unaccepted
     assert figures.lost == 0
@@ -518,7 +518,7 @@ async def test_rolling_restart(cluster, cluster_vhost, stack, figures):
             for node in cluster.nodes:
                 t0 = time.monotonic()
                 await asyncio.to_thread(node.stop_gracefully)
-                await asyncio.to_thread(node.start, 120)
+                await asyncio.to_thread(node.start, 240)
                 await asyncio.to_thread(cluster.wait_members, 3, 90)
                 await wait_for(
                     lambda: asyncio.to_thread(queues_ready, cluster, cluster_vhost, 3),
