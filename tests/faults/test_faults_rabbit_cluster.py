@@ -504,7 +504,7 @@ async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, fi
     assert figures.duplicated == 0
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 async def test_rolling_restart(cluster, cluster_vhost, stack, figures):
     async with httpx.AsyncClient(timeout=15) as client:
         tenant, customers = await send_scenario_setup(client, stack)
