@@ -177,7 +177,7 @@ class SendLoad:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self, workers: int = 6, pause_s: float = 0.05) -> None:
+    def start(self, workers: int = 6, pause_s: float = 0.15) -> None:
         self.tasks = [asyncio.create_task(self._worker(w, pause_s)) for w in range(workers)]
 
     async def finish(self) -> None:
@@ -300,12 +300,17 @@ def replicated(cluster: RabbitCluster, vhost: str) -> dict[str, int]:
     }
 
 
-async def flows(count: Any, more: int, timeout_s: float) -> float | None:
-    """Seconds until ``count()`` grew by ``more`` (requests accepted); None if not within
-    ``timeout_s`` (not fatal: the scenario goes on and reports it)."""
+async def flows(count: Any, more: int, timeout_s: float, done: Any = None) -> float | None:
+    """Seconds until ``count()`` grew by ``more`` (requests accepted) or the load has
+    nothing left to send (``done()``); None if not within ``timeout_s`` (not fatal: the
+    scenario goes on and reports it)."""
     started, base = time.monotonic(), count()
+
+    def grew() -> bool:
+        return bool(count() >= base + more or (done is not None and done()))
+
     with contextlib.suppress(AssertionError):
-        await wait_for(lambda: count() >= base + more, timeout_s=timeout_s, what="flow")
+        await wait_for(grew, timeout_s=timeout_s, what="flow")
         return time.monotonic() - started
     return None
 
@@ -377,7 +382,7 @@ async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
     async with httpx.AsyncClient(timeout=15) as client:
         tenant = await seed_tenant(client, stack)
         per_customer = await baseline_replies(client, stack, tenant)
-        customers = [f"1555{n:07d}" for n in range(4000, 4400)]
+        customers = [f"1555{n:07d}" for n in range(4000, 5200)]
         await open_windows(client, stack, tenant, customers)
         accepted: dict[str, float] = {}
         refused: Counter[int] = Counter()
@@ -410,9 +415,9 @@ async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
             )
             consumers_s = time.monotonic() - killed
             new_leader = cluster.queues(cluster_vhost)[INBOUND]["leader"]
-            on_two = await flows(lambda: len(accepted), 30, 60)
+            on_two = await flows(lambda: len(accepted), 30, 60, pending.empty)
             await asyncio.to_thread(leader.start, 240)
-            after = await flows(lambda: len(accepted), 30, 120)
+            after = await flows(lambda: len(accepted), 30, 120, pending.empty)
             assert after is not None, f"no webhook accepted after the node came back {refused}"
         finally:
             stop.set()
