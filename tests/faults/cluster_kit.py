@@ -1,0 +1,480 @@
+"""A three-node RabbitMQ cluster of the fault suite's own, a partition of one node, and
+a TCP load balancer in front of the nodes (what a Kubernetes Service is to the pods).
+
+::
+
+    services ──▶ TcpBalancer ──veth──▶ network namespace fcc-<run>
+    (127.0.0.1)  next node that       node 1  AMQP 10.213.x.2:<p1>  dist 127.0.0.11
+                 accepts              node 2  AMQP 10.213.x.2:<p2>  dist 127.0.0.12
+                                      node 3  AMQP 10.213.x.2:<p3>  dist 127.0.0.13
+                                      epmd of the cluster's own (ERL_EPMD_PORT)
+
+Each node: own long name (``fcc<k>-<run>@127.0.0.1<k>``), AMQP and distribution
+ports, data, logs and config; one Erlang cookie; ``pause_minority`` and a short
+``net_ticktime``. The nodes run in a network namespace of their own (``ip netns``,
+joined to the host by a veth pair), so nothing here touches the host's network
+configuration, and the shared epmd and RabbitMQ are never seen.
+
+**Partition**: each node's Erlang distribution listens on and connects from its own
+loopback address (``inet_dist_use_interface``, ``inet_dist_connect_options``
+``{ip, ...}``), so ``blackhole`` routing rules in the namespace between one node's
+address and the others' cut that node off from the cluster and from nothing else:
+clients (through the veth address) and the CLI tools still reach it. Healing deletes
+the rules. (``tc`` drop actions and netfilter are not available on every host, this
+one included; routing rules in a namespace of one's own are.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from faults_kit import RABBIT_BIN, RabbitNode, free_port
+
+#: Loopback addresses of the nodes' distribution (127.0.0.0/8 is all on ``lo``).
+DIST_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+#: Preferences of the partition's routing rules (before the local table's, at 100).
+_RULE_PREF = 10
+
+
+def _erl_ip(host: str) -> str:
+    return "{" + host.replace(".", ",") + "}"
+
+
+def answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), 0.3):
+        return True
+    return False
+
+
+class NetNs:
+    """A network namespace of the cluster's own, joined to the host by a veth pair:
+    the nodes run in it (their AMQP ports on ``ns_ip``, reachable from the host), and
+    its routing rules are the cluster's to change (the host's are never touched)."""
+
+    def __init__(self, run: str) -> None:
+        self.name = f"fcc-{run}"
+        octet = int(run[:2], 16)
+        self.host_ip, self.ns_ip = f"10.213.{octet}.1", f"10.213.{octet}.2"
+        self.host_if, self.ns_if = f"fcc{run}h", f"fcc{run}n"
+
+    def prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+    def ip(self, *args: str, check: bool = True) -> None:
+        subprocess.run([*self.prefix(), "ip", *args], check=check, capture_output=True, timeout=30)
+
+    def create(self) -> None:
+        def host(*args: str) -> None:
+            subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+        host("netns", "add", self.name)
+        host("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        host("link", "set", self.ns_if, "netns", self.name)
+        host("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        host("link", "set", self.host_if, "up")
+        self.ip("link", "set", "lo", "up")
+        self.ip("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if)
+        self.ip("link", "set", self.ns_if, "up")
+        # the local table after the rules a partition adds (it comes first by default)
+        self.ip("rule", "add", "pref", "100", "lookup", "local")
+        self.ip("rule", "del", "pref", "0")
+
+    def delete(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
+
+
+class ClusterNode(RabbitNode):
+    """One node of the cluster: a :class:`RabbitNode` run in the cluster's network
+    namespace, with a long name on a distribution address of its own, the cluster's
+    cookie and epmd, and ``pause_minority``."""
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        index: int,
+        run: str,
+        home: Path,
+        epmd_port: int,
+        ticktime: int,
+        netns: NetNs,
+    ) -> None:
+        super().__init__(base)
+        self.index = index
+        self.netns = netns
+        self.host = netns.ns_ip
+        self.dist_host = DIST_HOSTS[index]
+        self.name = f"fcc{index + 1}-{run}@{self.dist_host}"
+        ip = _erl_ip(self.dist_host)
+        (base / "rabbitmq.conf").write_text(
+            "cluster_partition_handling = pause_minority\n"
+            f"net_ticktime = {ticktime}\n"
+            "loopback_users = none\n"
+            "log.console = false\n"
+            "log.file.level = info\n"
+        )
+        self.env.update(
+            {
+                "HOME": str(home),
+                "RABBITMQ_NODENAME": self.name,
+                "RABBITMQ_USE_LONGNAME": "true",
+                "RABBITMQ_NODE_IP_ADDRESS": self.host,
+                "ERL_EPMD_PORT": str(epmd_port),
+                "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                    f"-kernel inet_dist_use_interface {ip} "
+                    f"-kernel inet_dist_connect_options [{{ip,{ip}}}]"
+                ),
+            }
+        )
+
+    def answers(self) -> bool:
+        return answers(self.host, self.port)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout_s: float = 120) -> float:
+        """Start (or restart on the same data) in the namespace; seconds until AMQP."""
+        started = time.monotonic()
+        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [*self.netns.prefix(), str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.base,
+        )
+        log.close()
+        while time.monotonic() - started < timeout_s:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"rabbitmq node exited: {(self.base / 'server.out').read_text()[-2000:]}"
+                )
+            if self.answers():
+                return time.monotonic() - started
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name} did not start in {timeout_s}s")
+
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM: a crash, not a shutdown."""
+        os.kill(self.beam_pid(), signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        out = subprocess.run(
+            [*self.netns.prefix(), str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, "-q", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return out.stdout
+
+    def stop_gracefully(self, timeout_s: float = 60) -> None:
+        """``rabbitmqctl stop``: the node leaves as in a rolling restart."""
+        self.ctl("stop", timeout=timeout_s)
+        if self.proc is not None:
+            self.proc.wait(timeout=timeout_s)
+
+
+class RabbitCluster:
+    """Three :class:`ClusterNode` joined into one cluster in a network namespace of its
+    own; ``url()`` goes through a :class:`TcpBalancer` over their AMQP ports."""
+
+    def __init__(self, base: Path, size: int = 3, ticktime: int = 4) -> None:
+        self.base = base
+        self.run = uuid.uuid4().hex[:6]
+        self.netns = NetNs(self.run)
+        home = base / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        cookie.write_text("FAULTSCLUSTER" + uuid.uuid4().hex)
+        cookie.chmod(0o400)
+        self.epmd_port = free_port()
+        self.nodes = [
+            ClusterNode(
+                base / f"n{i + 1}",
+                index=i,
+                run=self.run,
+                home=home,
+                epmd_port=self.epmd_port,
+                ticktime=ticktime,
+                netns=self.netns,
+            )
+            for i in range(size)
+        ]
+        self.balancer = TcpBalancer([(n.host, n.port) for n in self.nodes])
+        self._reaper: subprocess.Popen[bytes] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> float:
+        """Start every node (in parallel), join the others to the first; seconds taken."""
+        started = time.monotonic()
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-c", _REAPER, str(self.base), self.netns.name, self.netns.host_if],
+            stdin=subprocess.PIPE,
+        )
+        self.netns.create()
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda n: n.start(timeout_s=180), self.nodes))
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.name)
+            node.ctl("start_app")
+        self.wait_members(len(self.nodes))
+        self.balancer.start()
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        """Everything down, whatever state the nodes are in: the nodes killed, the
+        namespace (its epmd, the veth pair) removed (by the reaper, which also does it
+        when the test process dies without getting here)."""
+        self.balancer.stop()
+        for node in self.nodes:
+            with contextlib.suppress(Exception):
+                _kill_node(node)
+        if self._reaper is not None and self._reaper.stdin is not None:
+            self._reaper.stdin.close()
+            self._reaper.wait(60)
+        else:
+            self.netns.delete()
+
+    def url(self, vhost: str = "/") -> str:
+        from urllib.parse import quote
+
+        return f"amqp://guest:guest@127.0.0.1:{self.balancer.port}/{quote(vhost, safe='')}"
+
+    # ------------------------------------------------------------ queries
+
+    def any_running(self) -> ClusterNode:
+        for node in self.nodes:
+            if node.running() and node.answers():
+                return node
+        raise AssertionError("no node of the cluster is running")
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        return self.any_running().ctl(*args, timeout=timeout)
+
+    def running_members(self, via: ClusterNode | None = None) -> list[str]:
+        import json
+
+        out = (via or self.any_running()).ctl("cluster_status", "--formatter", "json")
+        return list(json.loads(out).get("running_nodes", []))
+
+    def wait_members(self, count: int, timeout_s: float = 90) -> float:
+        """Until ``count`` nodes run in the cluster (as every running node sees it)."""
+        started = time.monotonic()
+        while True:
+            with contextlib.suppress(Exception):
+                views = [
+                    len(self.running_members(n))
+                    for n in self.nodes
+                    if n.proc is not None and n.proc.poll() is None
+                ]
+                if views and all(v == count for v in views):
+                    return time.monotonic() - started
+            assert time.monotonic() - started < timeout_s, f"cluster not at {count} nodes"
+            time.sleep(0.5)
+
+    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
+        """Queue name → ``{"leader", "members", "online", "consumers", "messages"}``."""
+        import json
+
+        out = self.ctl(
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "type",
+            "leader",
+            "members",
+            "online",
+            "consumers",
+            "messages",
+            "--formatter",
+            "json",
+        )
+        return {q["name"]: q for q in json.loads(out)}
+
+    def node_named(self, name: str) -> ClusterNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def leader_of(self, vhost: str, queue: str) -> ClusterNode:
+        return self.node_named(str(self.queues(vhost)[queue]["leader"]))
+
+    def consumers(self, vhost: str) -> dict[str, int]:
+        return {name: int(q.get("consumers") or 0) for name, q in self.queues(vhost).items()}
+
+    def add_vhost(self) -> str:
+        vhost = f"cluster-{uuid.uuid4().hex[:8]}"
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        return vhost
+
+    # ------------------------------------------------------------ partition
+
+    def partition(self, node: ClusterNode) -> None:
+        """Blackhole every packet between ``node``'s distribution address and the
+        others' (routing rules in the cluster's namespace): silent, like a cut link."""
+        pref = _RULE_PREF
+        for other in self.nodes:
+            if other is node:
+                continue
+            for src, dst in ((node.dist_host, other.dist_host), (other.dist_host, node.dist_host)):
+                self.netns.ip("rule", "add", "pref", str(pref), "from", src, "to", dst, "blackhole")
+                pref += 1
+
+    def heal(self) -> None:
+        """Remove the partition's rules (none there: nothing to do)."""
+        for pref in range(_RULE_PREF, _RULE_PREF + 2 * len(self.nodes)):
+            self.netns.ip("rule", "del", "pref", str(pref), check=False)
+
+
+#: Run beside the test process, its stdin a pipe from it: when the pipe closes (the
+#: cluster stopped, or the test process gone, even by ``os._exit`` or SIGKILL), every
+#: node still running is SIGKILLed, then every process left in the cluster's network
+#: namespace (its epmd), and the namespace and veth pair deleted. argv: base
+#: directory, namespace, host side of the veth pair.
+_REAPER = r"""
+import os, signal, subprocess, sys
+from pathlib import Path
+sys.stdin.buffer.read()
+base, netns, host_if = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+for pid_file in base.glob("n*/beam.pid"):
+    try:
+        pid = int(pid_file.read_text().strip())
+        # only that node's VM (its environment names this pid file), never a process
+        # that got the number since
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        if f"RABBITMQ_PID_FILE={pid_file}".encode() in env:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+# what is left in the namespace (its epmd), then the namespace and the veth pair
+out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
+for pid in out.stdout.split():
+    try:
+        os.kill(int(pid), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+"""
+
+
+def _kill_node(node: RabbitNode) -> None:
+    if node.proc is None or node.proc.poll() is not None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(node.beam_pid(), signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        node.proc.wait(timeout=20)
+    if node.proc.poll() is None:
+        node.proc.kill()
+        node.proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- balancer
+
+
+class TcpBalancer:
+    """One local port in front of several: each new client connection goes to the
+    first target that accepts it, starting one further round the list each time (a
+    Kubernetes Service over the broker pods: a dead pod's port refuses, the next one
+    takes the connection). Bytes are copied both ways until either side closes."""
+
+    def __init__(self, targets: list[tuple[str, int]]) -> None:
+        self.targets = targets
+        self.port = free_port()
+        self._next = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="cluster-lb")
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        #: Connections made, per target.
+        self.routed: dict[tuple[str, int], int] = {}
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(10), "balancer did not start"
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for w in list(self._writers):
+                with contextlib.suppress(Exception):
+                    w.close()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+            self._ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        start = self._next
+        self._next = (self._next + 1) % len(self.targets)
+        for k in range(len(self.targets)):
+            target = self.targets[(start + k) % len(self.targets)]
+            try:
+                upstream = await asyncio.wait_for(asyncio.open_connection(*target), timeout=2)
+            except (OSError, TimeoutError):
+                continue
+            self.routed[target] = self.routed.get(target, 0) + 1
+            break
+        if upstream is None:
+            writer.close()
+            return
+        up_r, up_w = upstream
+        self._writers.update((writer, up_w))
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                for x in (w, writer, up_w):
+                    with contextlib.suppress(Exception):
+                        x.close()
+
+        try:
+            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        finally:
+            self._writers.discard(writer)
+            self._writers.discard(up_w)

@@ -1,0 +1,545 @@
+"""A clustered broker under load: three RabbitMQ nodes of this file's own
+(:mod:`cluster_kit`), quorum queues replicated on all three, the platform connected
+through a local load balancer standing in for the Kubernetes Service.
+
+15. The leader of ``whatsapp.outbound`` SIGKILLed under send-API load.
+16. The leader of ``conversation.inbound`` SIGKILLed under webhook load.
+17. The node leading ``whatsapp.outbound`` partitioned away (routing rules blackhole
+    its distribution traffic; ``pause_minority`` pauses it) under send-API load, then
+    healed.
+18. A rolling restart of the three nodes (``rabbitmqctl stop``, start, wait for the
+    cluster and the queues' members) under send-API load.
+
+Each scenario counts what reached the sandbox: ``lost`` (a request answered 202/200
+whose message never got there), ``duplicated`` (more than one send per idempotency
+key, per internal message id, or more replies than a customer's "Hi" gets), and
+``recover`` (the longest time in the scenario when nothing got through: no request
+accepted, or no send reaching the sandbox, whichever is longer). The cluster and the
+platform (without the opt-in inbox and relay) start once for the module, on a vhost, a
+database and a Redis database of their own; each scenario seeds its own tenant and
+starts and ends with three nodes running and every quorum queue on three members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from cluster_kit import ClusterNode, RabbitCluster
+from faults_kit import (
+    FaultStack,
+    Figures,
+    RedisNode,
+    Tenant,
+    baseline_replies,
+    deliver_until_accepted,
+    duplicates,
+    inbound_webhook,
+    ledger,
+    open_windows,
+    seed_tenant,
+    wait_for,
+)
+
+from flowchat_contracts import topology
+from flowchat_platform.testing import create_database, drop_database
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+OUTBOUND = topology.QUEUE_OUTBOUND
+INBOUND = topology.QUEUE_CONVERSATION_INBOUND
+CONSUMED = (INBOUND, OUTBOUND, topology.QUEUE_STATE_STATUS)
+KEY = re.compile(r"cl-[0-9a-f]{32}")
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class ClusterStack(FaultStack):
+    """The platform without the opt-in inbox and relay (nothing here needs them)."""
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in super().names if n not in ("inbox", "relay")]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    cl = RabbitCluster(tmp_path_factory.mktemp("rabbit-cluster"))
+    try:
+        took = cl.start()
+        print(f"[cluster] three nodes clustered in {took:.1f}s")
+        yield cl
+    finally:
+        cl.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_vhost(cluster: RabbitCluster) -> str:
+    return cluster.add_vhost()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster: RabbitCluster,
+    cluster_vhost: str,
+    redis_node: RedisNode,
+) -> Iterator[FaultStack]:
+    """One stack for the module (its start is the slow part), on the cluster's vhost, a
+    database and a Redis database of its own; each scenario seeds its own tenant."""
+    import redis
+
+    dsn = asyncio.run(create_database())
+    redis_url = redis_node.url(14)
+    with redis.Redis.from_url(redis_url) as r:
+        r.flushdb()
+    st = ClusterStack.create(
+        tmp_path_factory.mktemp("cluster-stack"),
+        amqp_url=cluster.url(cluster_vhost),
+        database_url=dsn,
+        redis_url=redis_url,
+    )
+    try:
+        st.start()
+        print(f"[cluster] platform started: {', '.join(st.names)}")
+        yield st
+    finally:
+        codes = st.stop()
+        asyncio.run(drop_database(dsn))
+    bad = {n: c for n, c in codes.items() if c != 0}
+    assert not bad, f"services did not stop cleanly on SIGTERM: {bad}"
+
+
+@pytest.fixture(autouse=True)
+def whole_cluster(cluster: RabbitCluster, cluster_vhost: str) -> Iterator[None]:
+    """Each scenario starts and ends with three nodes running, clustered, queues whole
+    (a scenario that failed half-way may have left a node down or cut off)."""
+    restore(cluster, cluster_vhost)
+    yield
+    restore(cluster, cluster_vhost)
+
+
+def restore(cluster: RabbitCluster, vhost: str) -> None:
+    """Every node running and clustered again (partition healed), every consumed queue
+    with three members online."""
+    cluster.heal()
+    for node in cluster.nodes:
+        if node.proc is None or node.proc.poll() is not None:
+            node.start(timeout_s=240)
+    cluster.wait_members(len(cluster.nodes), timeout_s=240)
+    deadline = time.monotonic() + 120
+    while not queues_whole(cluster, vhost):
+        assert time.monotonic() < deadline, "queues not back on three members"
+        time.sleep(0.5)
+
+
+def queues_whole(cluster: RabbitCluster, vhost: str) -> bool:
+    try:
+        queues = cluster.queues(vhost)
+    except Exception:  # noqa: BLE001 - a node still booting
+        return False
+    quorum = [q for q in queues.values() if q.get("type") == "quorum"]
+    return all(len(q.get("online") or []) == 3 for q in quorum)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class SendLoad:
+    """Workers posting to the gateway's send API, each request retried with its own
+    ``Idempotency-Key`` until a 202, as a client does; the text carries the key."""
+
+    client: httpx.AsyncClient
+    stack: FaultStack
+    tenant: Tenant
+    customers: list[str]
+    #: key → monotonic time of its 202
+    accepted: dict[str, float] = field(default_factory=dict)
+    #: key → message id the gateway answered (every 202 of a key)
+    message_ids: dict[str, set[str]] = field(default_factory=dict)
+    unaccepted: set[str] = field(default_factory=set)
+    #: answers no retry changes (a 4xx other than 429): the scenario is wrong
+    rejected: list[str] = field(default_factory=list)
+    refused: Counter[int] = field(default_factory=Counter)
+    attempts: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, workers: int = 6, pause_s: float = 0.15) -> None:
+        self.tasks = [asyncio.create_task(self._worker(w, pause_s)) for w in range(workers)]
+
+    async def finish(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+
+    async def _worker(self, w: int, pause_s: float) -> None:
+        n = 0
+        while not self.stop.is_set():
+            to = self.customers[(w * 7919 + n) % len(self.customers)]
+            n += 1
+            await self.send_until_accepted(f"cl-{uuid.uuid4().hex}", to)
+            await asyncio.sleep(pause_s)
+
+    async def send_until_accepted(self, key: str, to: str, deadline_s: float = 60) -> None:
+        body = {
+            "account_id": self.tenant.account_id,
+            "to": to,
+            "content": {"type": "text", "body": f"order update {key}"},
+        }
+        headers = {"Authorization": f"Bearer {self.tenant.api_key}", "Idempotency-Key": key}
+        stop = time.monotonic() + deadline_s
+        while time.monotonic() < stop:
+            self.attempts += 1
+            try:
+                r = await self.client.post(
+                    f"{self.stack.urls['gateway']}/v1/messages", headers=headers, json=body
+                )
+                status = r.status_code
+            except httpx.TransportError:
+                status = 0
+            if status == 202:
+                self.accepted[key] = time.monotonic()
+                self.message_ids.setdefault(key, set()).add(str(r.json()["message_id"]))
+                return
+            self.refused[status] += 1
+            if 400 <= status < 500 and status != 429:
+                self.rejected.append(f"{status} {r.text[:300]}")
+                self.stop.set()
+                return
+            await asyncio.sleep(0.25)
+        self.unaccepted.add(key)
+
+    def longest_gap(self, since: float) -> float:
+        """The longest time after ``since`` in which no request was accepted."""
+        times = sorted(t for t in self.accepted.values() if t >= since)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    async def wait_accepted(self, count: int, timeout_s: float = 60) -> None:
+        await wait_for(
+            lambda: len(self.accepted) >= count or self.rejected,
+            timeout_s=timeout_s,
+            what=f"load: {len(self.accepted)} accepted, refused {dict(self.refused)}",
+        )
+        assert not self.rejected, f"requests rejected: {self.rejected[:3]}"
+
+
+def sandbox_gap(entries: list[dict[str, Any]], around: float) -> float:
+    """The longest pause between consecutive sends the sandbox took, within the window
+    from 5 s before ``around`` (a ``time.time()``) onwards."""
+    times = sorted(float(e["timestamp"]) for e in entries if float(e["timestamp"]) >= around - 5)
+    return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+
+async def settle_sends(load: SendLoad, fig: Figures, timeout_s: float = 90) -> list[Any]:
+    """Wait until every accepted key reached the sandbox; fill processed, lost, duplicated."""
+
+    async def sent_keys() -> Counter[str]:
+        entries = await ledger(load.client, load.stack, phone_number_id=load.tenant.phone_number_id)
+        return Counter(k for e in entries for k in KEY.findall(str(e.get("body"))))
+
+    async def all_there() -> bool:
+        seen = await sent_keys()
+        return all(seen[k] >= 1 for k in load.accepted)
+
+    with contextlib.suppress(AssertionError):
+        await wait_for(all_there, timeout_s=timeout_s, interval_s=0.5, what="sends")
+    await asyncio.sleep(2)  # late duplicates would show up now
+    entries = await ledger(load.client, load.stack, phone_number_id=load.tenant.phone_number_id)
+    seen = Counter(k for e in entries for k in KEY.findall(str(e.get("body"))))
+    fig.sent = len(load.accepted) + len(load.unaccepted)
+    fig.processed = sum(1 for k in load.accepted if seen[k] >= 1)
+    fig.lost = len(load.accepted) - fig.processed
+    per_key = sum(n - 1 for n in seen.values() if n > 1)
+    two_ids = sum(1 for ids in load.message_ids.values() if len(ids) > 1)
+    fig.duplicated = max(per_key, duplicates(entries)) + two_ids
+    return entries
+
+
+async def send_scenario_setup(
+    client: httpx.AsyncClient, stack: FaultStack, customers: int = 60
+) -> tuple[Tenant, list[str]]:
+    tenant = await seed_tenant(client, stack)
+    wa_ids = [f"2348014{n:06d}" for n in range(3000, 3000 + customers)]
+    await open_windows(client, stack, tenant, wa_ids)
+    return tenant, wa_ids
+
+
+def queues_ready(cluster: RabbitCluster, vhost: str, members: int = 3) -> bool:
+    """Every consumed queue has a leader, ``members`` members online and a consumer."""
+    try:
+        queues = cluster.queues(vhost)
+    except Exception:  # noqa: BLE001 - a node still booting
+        return False
+    for name in CONSUMED:
+        q = queues.get(name)
+        if q is None or not q.get("leader") or int(q.get("consumers") or 0) < 1:
+            return False
+        if len(q.get("online") or []) < members:
+            return False
+    return True
+
+
+def replicated(cluster: RabbitCluster, vhost: str) -> dict[str, int]:
+    """Quorum queue → members (every quorum queue of the vhost)."""
+    return {
+        name: len(q.get("members") or [])
+        for name, q in cluster.queues(vhost).items()
+        if q.get("type") == "quorum"
+    }
+
+
+async def flows(count: Any, more: int, timeout_s: float, done: Any = None) -> float | None:
+    """Seconds until ``count()`` grew by ``more`` (requests accepted) or the load has
+    nothing left to send (``done()``); None if not within ``timeout_s`` (not fatal: the
+    scenario goes on and reports it)."""
+    started, base = time.monotonic(), count()
+
+    def grew() -> bool:
+        return bool(count() >= base + more or (done is not None and done()))
+
+    with contextlib.suppress(AssertionError):
+        await wait_for(grew, timeout_s=timeout_s, what="flow")
+        return time.monotonic() - started
+    return None
+
+
+def secs(value: float | None) -> str:
+    return "no" if value is None else f"{value:.1f}s"
+
+
+def describe(load: SendLoad, extra: str = "") -> str:
+    refused = ",".join(f"{s}x{n}" for s, n in sorted(load.refused.items())) or "none"
+    return f"attempts={load.attempts} refused={refused} unaccepted={len(load.unaccepted)} {extra}"
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+async def _kill_leader_under_send_load(
+    cluster: RabbitCluster, vhost: str, stack: FaultStack, queue: str, figures: Figures
+) -> tuple[SendLoad, ClusterNode]:
+    async with httpx.AsyncClient(timeout=15) as client:
+        tenant, customers = await send_scenario_setup(client, stack)
+        members = replicated(cluster, vhost)
+        assert members, "no quorum queue"
+        assert all(n == 3 for n in members.values()), members
+        load = SendLoad(client, stack, tenant, customers)
+        load.start()
+        try:
+            await load.wait_accepted(60)
+            leader = await asyncio.to_thread(cluster.leader_of, vhost, queue)
+            killed_wall, killed = time.time(), time.monotonic()
+            await asyncio.to_thread(leader.kill)
+            await wait_for(
+                lambda: asyncio.to_thread(queues_ready, cluster, vhost, 2),
+                timeout_s=120,
+                interval_s=0.5,
+                what="a new leader and consumers on the surviving nodes",
+            )
+            consumers_s = time.monotonic() - killed
+            new_leader = cluster.queues(vhost)[queue]["leader"]
+            on_two = await flows(lambda: len(load.accepted), 40, 60)
+            # the killed node comes back (rejoins on its own data), and sends flow then
+            await asyncio.to_thread(leader.start, 240)
+            after = await flows(lambda: len(load.accepted), 40, 120)
+            assert after is not None, f"no sends accepted after the node came back {describe(load)}"
+        finally:
+            await load.finish()
+        entries = await settle_sends(load, figures)
+        figures.recover_s = max(load.longest_gap(killed - 5), sandbox_gap(entries, killed_wall))
+        figures.notes = describe(
+            load,
+            f"killed={leader.name.split('@')[0]} new_leader={str(new_leader).split('@')[0]} "
+            f"consumers_back={consumers_s:.1f}s flowing_on_two={secs(on_two)}",
+        )
+        return load, leader
+
+
+@pytest.mark.timeout(600)
+async def test_outbound_leader_killed(cluster, cluster_vhost, stack, figures):
+    _load, leader = await _kill_leader_under_send_load(
+        cluster, cluster_vhost, stack, OUTBOUND, figures
+    )
+    assert cluster.queues(cluster_vhost)[OUTBOUND]["leader"] != leader.name
+    assert figures.lost == 0
+    assert figures.duplicated == 0
+
+
+@pytest.mark.timeout(600)
+async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
+    async with httpx.AsyncClient(timeout=15) as client:
+        tenant = await seed_tenant(client, stack)
+        per_customer = await baseline_replies(client, stack, tenant)
+        customers = [f"1555{n:07d}" for n in range(4000, 5200)]
+        await open_windows(client, stack, tenant, customers)
+        accepted: dict[str, float] = {}
+        refused: Counter[int] = Counter()
+        pending: asyncio.Queue[str] = asyncio.Queue()
+        for c in customers:
+            pending.put_nowait(c)
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            while not stop.is_set() and not pending.empty():
+                wa_id = pending.get_nowait()
+                attempts: list[Any] = []
+                body = inbound_webhook(tenant, wa_id, "Hi")
+                if await deliver_until_accepted(client, stack, tenant, body, wa_id, attempts):
+                    accepted[wa_id] = time.monotonic()
+                refused.update(a.status for a in attempts if a.status != 200)
+                await asyncio.sleep(0.05)
+
+        workers = [asyncio.create_task(worker()) for _ in range(6)]
+        try:
+            await wait_for(lambda: len(accepted) >= 40, timeout_s=120, what="load")
+            leader = await asyncio.to_thread(cluster.leader_of, cluster_vhost, INBOUND)
+            killed_wall, killed = time.time(), time.monotonic()
+            await asyncio.to_thread(leader.kill)
+            await wait_for(
+                lambda: asyncio.to_thread(queues_ready, cluster, cluster_vhost, 2),
+                timeout_s=120,
+                interval_s=0.5,
+                what="a new leader and consumers on the surviving nodes",
+            )
+            consumers_s = time.monotonic() - killed
+            new_leader = cluster.queues(cluster_vhost)[INBOUND]["leader"]
+            on_two = await flows(lambda: len(accepted), 30, 60, pending.empty)
+            await asyncio.to_thread(leader.start, 240)
+            after = await flows(lambda: len(accepted), 30, 120, pending.empty)
+            assert after is not None, f"no webhook accepted after the node came back {refused}"
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
+
+        async def answered() -> bool:
+            entries = await ledger(client, stack, phone_number_id=tenant.phone_number_id)
+            counts = Counter(e["to"] for e in entries)
+            return all(counts[c] >= per_customer for c in accepted)
+
+        with contextlib.suppress(AssertionError):
+            await wait_for(answered, timeout_s=90, interval_s=0.5, what="replies")
+        await asyncio.sleep(2)
+        entries = await ledger(client, stack, phone_number_id=tenant.phone_number_id)
+        counts = Counter(e["to"] for e in entries)
+        figures.sent = len(accepted)
+        figures.processed = sum(1 for c in accepted if counts[c] >= per_customer)
+        figures.lost = len(accepted) - figures.processed
+        figures.duplicated = duplicates(entries) + sum(
+            max(0, counts[c] - per_customer) for c in accepted
+        )
+        times = sorted(t for t in accepted.values() if t >= killed - 5)
+        api_gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+        figures.recover_s = max(api_gap, sandbox_gap(entries, killed_wall))
+        figures.notes = (
+            f"replies_each={per_customer} refused="
+            f"{','.join(f'{s}x{n}' for s, n in sorted(refused.items())) or 'none'} "
+            f"killed={leader.name.split('@')[0]} new_leader={str(new_leader).split('@')[0]} "
+            f"consumers_back={consumers_s:.1f}s flowing_on_two={secs(on_two)} "
+            f"unaccepted={len(customers) - len(accepted) - pending.qsize()}"
+        )
+    assert new_leader != leader.name
+    assert figures.lost == 0
+    assert figures.duplicated == 0
+
+
+@pytest.mark.timeout(600)
+async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, figures):
+    async with httpx.AsyncClient(timeout=15) as client:
+        tenant, customers = await send_scenario_setup(client, stack)
+        load = SendLoad(client, stack, tenant, customers)
+        load.start()
+        try:
+            await load.wait_accepted(60)
+            # the hardest node to lose: the one leading the send queue
+            victim = await asyncio.to_thread(cluster.leader_of, cluster_vhost, OUTBOUND)
+            cut_wall, cut = time.time(), time.monotonic()
+            await asyncio.to_thread(cluster.partition, victim)
+
+            def paused() -> bool:
+                # pause_minority: the node stops its listeners (AMQP port closed)
+                return not victim.answers()
+
+            await wait_for(paused, timeout_s=120, interval_s=0.2, what="minority node paused")
+            paused_s = time.monotonic() - cut
+            await wait_for(
+                lambda: asyncio.to_thread(queues_ready, cluster, cluster_vhost, 2),
+                timeout_s=120,
+                interval_s=0.5,
+                what="a new leader and consumers on the majority",
+            )
+            majority_s = time.monotonic() - cut
+            on_majority = await flows(lambda: len(load.accepted), 40, 60)
+            await asyncio.to_thread(cluster.heal)
+            healed = time.monotonic()
+            await asyncio.to_thread(cluster.wait_members, 3, 90)
+            await wait_for(
+                lambda: asyncio.to_thread(queues_ready, cluster, cluster_vhost, 3),
+                timeout_s=120,
+                interval_s=0.5,
+                what="three members online again",
+            )
+            rejoined_s = time.monotonic() - healed
+            after = await flows(lambda: len(load.accepted), 40, 120)
+            assert after is not None, f"no sends accepted after healing {describe(load)}"
+        finally:
+            await asyncio.to_thread(cluster.heal)
+            await load.finish()
+        entries = await settle_sends(load, figures)
+        figures.recover_s = max(load.longest_gap(cut - 5), sandbox_gap(entries, cut_wall))
+        figures.notes = describe(
+            load,
+            f"partitioned={victim.name.split('@')[0]} paused_after={paused_s:.1f}s "
+            f"majority_ready={majority_s:.1f}s flowing_on_majority={secs(on_majority)} "
+            f"rejoined_after_heal={rejoined_s:.1f}s "
+            "method=blackhole-rules(dist addresses, own netns)",
+        )
+    assert figures.lost == 0
+    assert figures.duplicated == 0
+
+
+@pytest.mark.timeout(900)
+async def test_rolling_restart(cluster, cluster_vhost, stack, figures):
+    async with httpx.AsyncClient(timeout=15) as client:
+        tenant, customers = await send_scenario_setup(client, stack)
+        load = SendLoad(client, stack, tenant, customers)
+        load.start()
+        restarts: list[str] = []
+        try:
+            await load.wait_accepted(40)
+            began_wall, began = time.time(), time.monotonic()
+            for node in cluster.nodes:
+                t0 = time.monotonic()
+                await asyncio.to_thread(node.stop_gracefully)
+                await asyncio.to_thread(node.start, 240)
+                await asyncio.to_thread(cluster.wait_members, 3, 90)
+                await wait_for(
+                    lambda: asyncio.to_thread(queues_ready, cluster, cluster_vhost, 3),
+                    timeout_s=120,
+                    interval_s=0.5,
+                    what="three members online after a node's restart",
+                )
+                restarts.append(f"{node.name.split('@')[0]}:{time.monotonic() - t0:.1f}s")
+            rolled_s = time.monotonic() - began
+            after = await flows(lambda: len(load.accepted), 30, 120)
+            assert after is not None, f"no sends accepted after the restarts {describe(load)}"
+        finally:
+            await load.finish()
+        entries = await settle_sends(load, figures)
+        figures.recover_s = max(load.longest_gap(began - 5), sandbox_gap(entries, began_wall))
+        figures.notes = describe(
+            load, f"restarts={' '.join(restarts)} rolling_total={rolled_s:.1f}s"
+        )
+    assert figures.lost == 0
+    assert figures.duplicated == 0
