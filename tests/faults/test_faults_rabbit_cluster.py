@@ -18,6 +18,11 @@ accepted, or no send reaching the sandbox, whichever is longer). The cluster and
 platform (without the opt-in inbox and relay) start once for the module, on a vhost, a
 database and a Redis database of their own; each scenario seeds its own tenant and
 starts and ends with three nodes running and every quorum queue on three members.
+
+Opt-in (``make test-faults-cluster``, or ``FLOWCHAT_FAULTS_CLUSTER=1``): the module took
+8.5 to 17.5 minutes on the loaded 2-core machine it was written on and has passed all
+four scenarios once on its final code; it joins ``make test-faults`` once it is fast
+and has a record of passing (see docs/operations.md, "Losing a broker node").
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import re
 import time
 import uuid
@@ -54,7 +60,14 @@ from faults_kit import (
 from flowchat_contracts import topology
 from flowchat_platform.testing import create_database, drop_database
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        os.environ.get("FLOWCHAT_FAULTS_CLUSTER") != "1",
+        reason="opt-in: make test-faults-cluster (FLOWCHAT_FAULTS_CLUSTER=1)",
+    ),
+]
 
 OUTBOUND = topology.QUEUE_OUTBOUND
 INBOUND = topology.QUEUE_CONVERSATION_INBOUND
