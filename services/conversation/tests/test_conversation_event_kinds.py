@@ -222,6 +222,8 @@ def test_every_bound_queue_has_a_consumer_outside_the_gateway() -> None:
         topology.QUEUE_RELAY_INBOUND: "services/relay/tests/test_relay_event_kinds.py",
         # declared by the inbox itself (INBOX_BINDINGS)
         topology.QUEUE_INBOX_HISTORY: "services/inbox/tests/test_inbox_event_kinds.py",
+        # one kind each (erasure_requested): every storing service's eraser, end to end
+        **{q.name: "tests/test_e2e_privacy.py" for q in topology.PRIVACY_QUEUES.values()},
     }
     bindings = (
         *topology.ALL_BINDINGS,
