@@ -93,6 +93,29 @@ def content_sample(kind: str) -> dict[str, Any]:
             return {"type": kind, "latitude": 1.0, "longitude": 2.0}
         case "contacts":
             return {"type": kind, "contacts": [{"name": {"formatted_name": "Bo"}}]}
+        case "cta_url":
+            return {"type": kind, "body": "Pay", "display_text": "Pay now", "url": "https://p.x/1"}
+        case "product":
+            return {"type": kind, "catalog_id": "c1", "product_retailer_id": "sku-1"}
+        case "product_list":
+            section = {"title": "Tools", "product_retailer_ids": ["sku-1", "sku-2"]}
+            return {
+                "type": kind,
+                "catalog_id": "c1",
+                "header": "Ours",
+                "body": "Pick",
+                "sections": [section],
+            }
+        case "catalog_message":
+            return {"type": kind, "body": "Browse", "thumbnail_product_retailer_id": "sku-1"}
+        case "flow":
+            return {
+                "type": kind,
+                "flow_id": "f1",
+                "flow_token": "ord-1",
+                "flow_cta": "Add address",
+                "body": "Where to?",
+            }
     raise AssertionError(f"no sample for outbound content {kind}: add one")
 
 
@@ -158,7 +181,8 @@ def samples(tenant: str) -> tuple[list[Sample], list[str], dict[str, int]]:
 
 def test_every_bound_kind_has_a_sample() -> None:
     bindings = {(b.exchange, b.routing_key) for b in topology.INBOX_BINDINGS if b.queue == QUEUE}
-    assert {q.name for q in topology.INBOX_QUEUES} == {QUEUE}
+    # the history, and the erasure requests (``flowchat.privacy``: tests/test_e2e_privacy.py)
+    assert {q.name for q in topology.INBOX_QUEUES} == {QUEUE, topology.PRIVACY_QUEUES["inbox"].name}
     published, events, counts = samples("tnt")
     # every binding lets at least one sample through, every sample is bound
     for exchange, pattern in bindings:
