@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from faults_kit import FaultStack, RabbitNode, Tenant, open_windows, seed_tenant, wait_for
+from faults_kit import (
+    RUN,
+    FaultStack,
+    RabbitNode,
+    Tenant,
+    open_windows,
+    seed_tenant,
+    wait_for,
+)
 
 # --------------------------------------------------------------------------- attacks
 
@@ -122,6 +130,7 @@ async def add_twilio(
     sid = "AC" + secrets.token_hex(16)
     token = secrets.token_hex(16)
     number = f"+1415{secrets.randbelow(10**7):07d}"
+    RUN.business.add(number.lstrip("+"))
     r = await client.post(
         f"{env_stack.urls['sandbox']}/sandbox/twilio/accounts",
         json={
