@@ -113,6 +113,18 @@ PERSONAL_KEYWORDS = frozenset(
         "customer",
         "customer_id",
         "bsuid",
+        # BSUIDs and phone numbers under the names Meta's payloads and the stores use
+        # (``user_id`` alone is also a console user's id: not listed)
+        "from_user_id",
+        "recipient_id",
+        "recipient_alias",
+        "customer_wa_id",
+        "customer_user_id",
+        "customer_key",
+        "parent_user_id",
+        "wa_ids",
+        "phones",
+        "bsuids",
         "user_name",
         "name",
         "contact_name",
@@ -160,6 +172,8 @@ def personal_keyword_calls(source: str, filename: str = "<string>") -> list[tupl
         ('log.bind(phone="+2348000000000")', "phone"),
         ('log.info("x", text=message.text)', "text"),
         ('logging.getLogger(__name__).error("x", name=contact.name)', "name"),
+        ('log.warning("status", recipient_id=s.recipient_id)', "recipient_id"),
+        ('log.info("x", from_user_id=m.from_user_id)', "from_user_id"),
     ],
 )
 def test_the_scan_finds_personal_data_in_a_log_call(source: str, keyword: str) -> None:

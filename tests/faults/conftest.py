@@ -16,17 +16,21 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from faults_kit import (  # noqa: E402
+    RUN,
     Collector,
     FaultStack,
     Figures,
+    PersonalData,
     RabbitNode,
     RedisNode,
+    observe_request,
 )
 
 from flowchat_platform.testing import create_database, drop_database  # noqa: E402
@@ -47,6 +51,37 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if mine and not _named(config):
         return True
     return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The security package last: its last test scans the logs and metrics of the whole
+    run for the personal data every scenario sent (``faults_kit.RUN``)."""
+    security = HERE / "security"
+    items.sort(key=lambda item: security in Path(str(item.path)).parents)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def personal_data() -> Iterator[PersonalData]:
+    """Every request the suite makes through httpx is read for customers' phone
+    numbers, BSUIDs, names and texts (``faults_kit.RUN``)."""
+    original_async, original_sync = httpx.AsyncClient.send, httpx.Client.send
+
+    async def send_async(self: httpx.AsyncClient, request: httpx.Request, **kw: Any) -> Any:
+        observe_request(request)
+        return await original_async(self, request, **kw)
+
+    def send_sync(self: httpx.Client, request: httpx.Request, **kw: Any) -> Any:
+        observe_request(request)
+        return original_sync(self, request, **kw)
+
+    httpx.AsyncClient.send = send_async  # type: ignore[method-assign]
+    httpx.Client.send = send_sync  # type: ignore[method-assign]
+    try:
+        yield RUN
+    finally:
+        httpx.AsyncClient.send = original_async  # type: ignore[method-assign]
+        httpx.Client.send = original_sync  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

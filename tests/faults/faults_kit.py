@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import asyncpg
 import httpx
@@ -408,6 +410,24 @@ class FaultStack(ProcessStack):
     def child_env(self, name: str) -> dict[str, str]:
         return {**super().child_env(name), **_override(name)}
 
+    def spawn(self, name: str) -> None:
+        super().spawn(name)
+        RUN.log_files.add(self.logs[name])
+
+    def stop(self, timeout_s: float = 40) -> dict[str, int | None]:
+        """Keep every live service's ``/metrics`` (``<name>.metrics``: scanned for
+        personal data at the end of the run), then stop them all."""
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            with contextlib.suppress(httpx.HTTPError):
+                r = httpx.get(f"{self.urls[name]}/metrics", timeout=5)
+                if r.status_code == 200:
+                    path = self.tmp / f"{name}.metrics"
+                    path.write_text(r.text)
+                    RUN.metrics_files.add(path)
+        return super().stop(timeout_s)
+
     def terminate(self, name: str, timeout_s: float = 40) -> tuple[int | None, float]:
         code, took = super().terminate(name, timeout_s)
         self.exit_codes.setdefault(name, []).append(code)
@@ -424,6 +444,116 @@ class FaultStack(ProcessStack):
             self.service_env[name] = env
         self.restarts += 1
         return super().restart(name)
+
+
+# --------------------------------------------------------------------------- personal data
+
+
+#: A BSUID (``US.13491208655302741918``, ``NG.ENT.1234…``).
+BSUID = re.compile(r"\b[A-Z]{2}\.(?:ENT\.)?[0-9]{10,}\b")
+#: Names and texts shorter than this are words any log has ("Hi", "Load").
+MIN_TEXT = 8
+#: Phone numbers have at least this many digits (shorter ids are not scanned).
+MIN_PHONE_DIGITS = 8
+
+
+@dataclass
+class PersonalData:
+    """Every customer's phone number, BSUID, profile name and message text the fault
+    run sent (read from the requests themselves: the gateway's send API and webhooks,
+    the sandbox's customer messages), every service log file and every ``/metrics``
+    snapshot of the run: what the last test of the run scans (test_security_secrets)."""
+
+    #: digits of each customer's phone number → where it was seen first
+    phones: dict[str, str] = field(default_factory=dict)
+    bsuids: dict[str, str] = field(default_factory=dict)
+    #: names and message texts (``MIN_TEXT`` characters or more)
+    texts: dict[str, str] = field(default_factory=dict)
+    #: the tenants' own numbers (not customers': they may be logged)
+    business: set[str] = field(default_factory=set)
+    log_files: set[Path] = field(default_factory=set)
+    metrics_files: set[Path] = field(default_factory=set)
+
+    def customer(self, value: object, where: str) -> None:
+        """A customer's id: a phone number (``+``, ``whatsapp:`` dropped) or a BSUID."""
+        if not isinstance(value, str) or not value:
+            return
+        value = value.removeprefix("whatsapp:")
+        if BSUID.fullmatch(value):
+            self.bsuids.setdefault(value, where)
+            return
+        digits = value.lstrip("+")
+        if digits.isdigit() and len(digits) >= MIN_PHONE_DIGITS:
+            self.phones.setdefault(digits, where)
+
+    def text(self, value: object, where: str) -> None:
+        if isinstance(value, str) and len(value.strip()) >= MIN_TEXT:
+            self.texts.setdefault(value, where)
+
+    def observe(self, method: str, path: str, body: bytes) -> None:
+        """Record the personal data of one request the suite makes."""
+        if method != "POST":
+            return
+        if path.startswith("/sandbox/customers/"):
+            self.customer(unquote(path.split("/")[3]), "sandbox customer")
+            self.text(_json(body).get("text"), "sandbox customer text")
+        elif path == "/v1/messages":
+            doc = _json(body)
+            self.customer(doc.get("to"), "send API to")
+            content = doc.get("content")
+            if isinstance(content, dict):
+                self.text(content.get("body"), "send API text")
+        elif path == "/webhooks/meta":
+            self._meta(_json(body))
+        elif path.startswith("/webhooks/twilio"):
+            form = parse_qs(body.decode(errors="replace"))
+            for value in form.get("From", []):
+                self.customer(value, "Twilio webhook From")
+            for value in form.get("ProfileName", []):
+                self.text(value, "Twilio webhook name")
+            for value in form.get("Body", []):
+                self.text(value, "Twilio webhook text")
+
+    def _meta(self, doc: dict[str, Any]) -> None:
+        for entry in doc.get("entry") or []:
+            for change in (entry or {}).get("changes") or []:
+                value = (change or {}).get("value") or {}
+                for c in value.get("contacts") or []:
+                    self.customer(c.get("wa_id"), "webhook contact")
+                    self.customer(c.get("user_id"), "webhook contact")
+                    self.text((c.get("profile") or {}).get("name"), "webhook profile name")
+                for m in value.get("messages") or []:
+                    self.customer(m.get("from"), "webhook message")
+                    self.customer(m.get("from_user_id"), "webhook message")
+                    self.text((m.get("text") or {}).get("body"), "webhook text")
+                for s in value.get("statuses") or []:
+                    self.customer(s.get("recipient_id"), "webhook status")
+                    self.customer(s.get("recipient_user_id"), "webhook status")
+
+    def customer_phones(self) -> dict[str, str]:
+        return {p: w for p, w in self.phones.items() if p not in self.business}
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+#: The run's personal data, log files and metrics (filled as the suite goes).
+RUN = PersonalData()
+
+
+def observe_request(request: httpx.Request) -> None:
+    """Record a request's personal data in :data:`RUN` (a body not read is skipped)."""
+    try:
+        body = request.content
+    except httpx.RequestNotRead:
+        return
+    with contextlib.suppress(Exception):  # never fail a scenario over its bookkeeping
+        RUN.observe(request.method, request.url.path, body)
 
 
 # --------------------------------------------------------------------------- seeding
@@ -453,6 +583,7 @@ async def seed_tenant(
     phone_number_id = f"1099{suffix}{secrets.randbelow(100):02d}"
     waba_id = f"2099{suffix}"
     display = f"+1555{suffix}0"
+    RUN.business.add(display.lstrip("+"))
     access_token = "EAAG" + secrets.token_urlsafe(32)
     app_secret = secrets.token_hex(16)
     verify_token = secrets.token_urlsafe(16)

@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from faults_kit import FaultStack, RabbitNode, Tenant, open_windows, seed_tenant, wait_for
+from faults_kit import (
+    RUN,
+    FaultStack,
+    RabbitNode,
+    Tenant,
+    free_port,
+    open_windows,
+    seed_tenant,
+    wait_for,
+)
 
 # --------------------------------------------------------------------------- attacks
 
@@ -122,6 +131,7 @@ async def add_twilio(
     sid = "AC" + secrets.token_hex(16)
     token = secrets.token_hex(16)
     number = f"+1415{secrets.randbelow(10**7):07d}"
+    RUN.business.add(number.lstrip("+"))
     r = await client.post(
         f"{env_stack.urls['sandbox']}/sandbox/twilio/accounts",
         json={
@@ -219,6 +229,28 @@ async def seed_objects(
         return str(wamid) if wamid else None
 
     wamid = await wait_for(recorded, timeout_s=60, what="message recorded with its wamid")
+
+    async def thread() -> str | None:
+        r = await client.get(
+            f"{env.url('inbox')}/v1/threads", headers=head, params={"customer": phone}
+        )
+        items = r.json().get("items") if r.status_code == 200 else None
+        return str(items[0]["id"]) if items else None
+
+    thread_id = await wait_for(thread, timeout_s=60, what="the send's thread in the inbox")
+    # a webhook endpoint at the relay (disabled: nothing is delivered to it)
+    r = await client.post(
+        f"{env.url('relay')}/v1/endpoints",
+        headers=head,
+        json={
+            "url": f"http://127.0.0.1:{free_port()}/hook",
+            "event_types": ["message.received", "message.status"],
+            "enabled": False,
+        },
+    )
+    assert r.status_code == 201, r.text
+    endpoint_id = str(r.json()["id"])
+    env.extra_secrets[f"{tenant.tenant_id}.endpoint_secret"] = r.json()["secret"]
     ids = {
         "tenant_id": tenant.tenant_id,
         "account_id": tenant.account_id,
@@ -229,6 +261,8 @@ async def seed_objects(
         "key": idem,
         "key_id": key_id,
         "phone": phone,
+        "thread_id": thread_id,
+        "endpoint_id": endpoint_id,
     }
     return ids, marks
 
@@ -274,6 +308,11 @@ class Route:
     text_fields: tuple[str, ...] = ()
     #: a request that changes data (not repeated with the owner's key as a control)
     mutates: bool = False
+    #: names nothing of another tenant (the tenant is the key's): another tenant's key
+    #: acts on its own data, so a 2xx is an answer about the caller's own tenant
+    own: bool = False
+    #: a server-sent event stream: only the status is read
+    stream: bool = False
 
 
 def _contact(_: SecurityEnv, ids: dict[str, str]) -> Any:
@@ -341,6 +380,8 @@ def _const(value: Any) -> Callable[[SecurityEnv, dict[str, str]], Any]:
 
 
 T, S, OP, SIG, CAP = "tenant", "service", "operator", "signed", "capability"
+#: the retention another tenant sets for itself (the victim's must not become it)
+RETENTION_PROBE_DAYS = 3
 #: a person's own credentials (password, one-time token, session, access token)
 USER = "user"
 
@@ -482,6 +523,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ),
     # conversation
     ("conversation", "GET", "/v1/tenants/{tenant_id}/settings"): Route(T),
+    ("conversation", "GET", "/v1/tenants/{tenant_id}/accounts/{account_id}/templates"): Route(T),
     ("conversation", "PUT", "/v1/tenants/{tenant_id}/settings"): Route(
         T,
         _settings,
@@ -572,6 +614,67 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ),
     ("conversation", "GET", "/v1/tenants/{tenant_id}/erasures/{request_id}"): Route(T),
     ("conversation", "GET", "/v1/tenants/{tenant_id}/customers/{customer_id}/export"): Route(T),
+    # inbox (history, hand-offs, live events, retention): the tenant is the key's
+    ("inbox", "GET", "/v1/threads"): Route(T),
+    ("inbox", "GET", "/v1/threads/{thread_id}"): Route(T),
+    ("inbox", "GET", "/v1/threads/{thread_id}/messages"): Route(T),
+    ("inbox", "POST", "/v1/threads/{thread_id}/takeover"): Route(T, mutates=True),
+    ("inbox", "GET", "/v1/search"): Route(T),
+    ("inbox", "GET", "/v1/conversations"): Route(T),
+    ("inbox", "GET", "/v1/conversations/stats"): Route(T, own=True),
+    ("inbox", "GET", "/v1/conversations/{conversation_id}"): Route(T),
+    ("inbox", "POST", "/v1/conversations/{conversation_id}/tags"): Route(
+        T, _const({"add": ["mallory"]}), mutates=True
+    ),
+    ("inbox", "POST", "/v1/conversations/{conversation_id}/claim"): Route(T, mutates=True),
+    ("inbox", "POST", "/v1/conversations/{conversation_id}/assign"): Route(
+        T, _const({"agent_id": "mallory"}), mutates=True
+    ),
+    ("inbox", "POST", "/v1/conversations/{conversation_id}/messages"): Route(
+        T, _const({"content": {"type": "text", "body": "hi"}}), mutates=True
+    ),
+    ("inbox", "POST", "/v1/conversations/{conversation_id}/notes"): Route(
+        T, _const({"text": "pwned"}), mutates=True
+    ),
+    ("inbox", "POST", "/v1/conversations/{conversation_id}/resolve"): Route(T, mutates=True),
+    ("inbox", "GET", "/v1/stream"): Route(T, own=True, stream=True),
+    ("inbox", "GET", "/v1/retention"): Route(T, own=True),
+    ("inbox", "PUT", "/v1/retention"): Route(
+        T, _const({"days": RETENTION_PROBE_DAYS}), mutates=True, own=True
+    ),
+    # relay (webhook endpoints, delivery log, retention): the tenant is the key's
+    ("relay", "GET", "/v1/event-types"): Route(T, own=True),
+    ("relay", "POST", "/v1/endpoints"): Route(
+        T,
+        lambda _env, _ids: {
+            "url": f"http://127.0.0.1:{free_port()}/hook",
+            "event_types": ["message.received"],
+            "enabled": False,
+        },
+        mutates=True,
+        own=True,
+    ),
+    ("relay", "GET", "/v1/endpoints"): Route(T),
+    ("relay", "GET", "/v1/endpoints/{endpoint_id}"): Route(T),
+    ("relay", "PATCH", "/v1/endpoints/{endpoint_id}"): Route(
+        T, _const({"description": "pwned", "enabled": True}), mutates=True
+    ),
+    ("relay", "DELETE", "/v1/endpoints/{endpoint_id}"): Route(T, mutates=True),
+    ("relay", "POST", "/v1/endpoints/{endpoint_id}/rotate-secret"): Route(
+        T, _const({}), mutates=True
+    ),
+    ("relay", "GET", "/v1/endpoints/{endpoint_id}/deliveries"): Route(T),
+    ("relay", "POST", "/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay"): Route(
+        T, mutates=True
+    ),
+    ("relay", "POST", "/v1/endpoints/{endpoint_id}/replay"): Route(
+        T, _const({"since": "2020-01-01T00:00:00Z"}), mutates=True
+    ),
+    ("relay", "POST", "/v1/endpoints/{endpoint_id}/ping"): Route(T, mutates=True),
+    ("relay", "GET", "/v1/retention"): Route(T, own=True),
+    ("relay", "PUT", "/v1/retention"): Route(
+        T, _const({"days": RETENTION_PROBE_DAYS}), mutates=True, own=True
+    ),
 }
 
 

@@ -9,6 +9,10 @@ dev-only sandbox, whose Graph endpoints are tried with b's access token on a's n
   401/403/404; tenant routes implied by the key (messages, stats): b's key with a's ids
   → 404, b's lists never show a's data; no answer to b ever carries a's data;
 - service routes: any tenant key → 401/403; operator routes: a tenant key → 401/403;
+- the inbox and the relay name no tenant in their paths (the key's tenant): b's key on
+  a's thread, hand-off or webhook endpoint → 401/403/404 (never a 2xx); their routes
+  about the caller's own tenant only (``own``: retention, stats, the live stream, a new
+  endpoint) answer b about b: b's retention set, a's is not;
 - controls (so a refusal means isolation, not a broken route): every read route answers
   a's own key (not 401/403), a's objects read back with a's data, unchanged after b's
   writes.
@@ -21,11 +25,22 @@ from typing import Any
 
 import httpx
 import pytest
-from security_kit import ROUTES, Route, SecurityEnv, bearer
+from security_kit import RETENTION_PROBE_DAYS, ROUTES, Route, SecurityEnv, bearer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-SERVICES = ("gateway", "tenant", "conversation", "sender", "state-manager", "sandbox")
+SERVICES = (
+    "gateway",
+    "tenant",
+    "conversation",
+    "sender",
+    "state-manager",
+    "inbox",
+    "relay",
+    "sandbox",
+)
+#: services whose routes name no tenant: an object of another tenant is refused, never 2xx
+KEY_SCOPED = ("inbox", "relay")
 REFUSED = {401, 403, 404}
 
 
@@ -50,6 +65,8 @@ def _params(env: SecurityEnv, ids: dict[str, str]) -> dict[str, str]:
         "message_sid": "SM" + "0" * 32,
         "template_id": "0",
         "user_id": "usr_0000000000000000",
+        "conversation_id": "999999999",  # hand-offs open only through the bot
+        "delivery_id": "999999999",
     }
 
 
@@ -89,6 +106,11 @@ async def _call(
         kwargs["headers"]["Idempotency-Key"] = "iso-" + ids["message_id"]
     if key == ("conversation", "GET", "/v1/invoices/{invoice_id}.pdf"):
         kwargs["params"] = {"token": "guessed-token"}
+    if key == ("inbox", "GET", "/v1/search"):  # a's message text, searched for
+        kwargs["params"] = {"q": env.a_marks["message_text"]}
+    if route.stream:  # an endless event stream: its status only
+        async with client.stream(method, url, **kwargs) as r:
+            return httpx.Response(r.status_code)
     return await client.request(method, url, **kwargs)
 
 
@@ -159,6 +181,10 @@ async def test_tenant_isolation_matrix(security: SecurityEnv, figures) -> None:
                     leaks.append(f"{method} {service}{path} as {who}: {found}")
                 if r.status_code in REFUSED:
                     refused += 1
+                elif route.own and r.status_code < 300:
+                    pass  # about b's own tenant (checked below: a's is untouched)
+                elif service in KEY_SCOPED and "{" in path:
+                    failures.append(f"{method} {service}{path} as {who}: {r.status_code}")
                 elif route.guard == "tenant" and not names_tenant and r.status_code == 200:
                     pass  # a list of b's own data; checked for a's data above
                 else:
@@ -230,6 +256,24 @@ async def test_tenant_isolation_matrix(security: SecurityEnv, figures) -> None:
         r = await client.get(f"{conv}/v1/tenants/{a.tenant_id}/settings", headers=a_key)
         if "Mallory" in r.text:
             failures.append(f"a's bot settings changed by b: {r.text[:200]}")
+        # the inbox's and the relay's: a's thread and endpoint intact, b's retention is b's
+        inbox, relay = env.url("inbox"), env.url("relay")
+        r = await client.get(f"{inbox}/v1/threads/{ids['thread_id']}", headers=a_key)
+        controls += 1
+        if r.status_code != 200 or ids["phone"].lstrip("+") not in r.text:
+            failures.append(f"a's inbox thread not intact: {r.status_code} {r.text[:200]}")
+        r = await client.get(f"{relay}/v1/endpoints/{ids['endpoint_id']}", headers=a_key)
+        controls += 1
+        if r.status_code != 200 or "pwned" in r.text or r.json().get("enabled") is not False:
+            failures.append(f"a's relay endpoint changed by b: {r.status_code} {r.text[:200]}")
+        for service, url in (("inbox", inbox), ("relay", relay)):
+            mine = await client.get(f"{url}/v1/retention", headers=a_key)
+            theirs = await client.get(f"{url}/v1/retention", headers=b_key)
+            controls += 2
+            if theirs.status_code != 200 or theirs.json().get("days") != RETENTION_PROBE_DAYS:
+                failures.append(f"control: b's own {service} retention not set: {theirs.text}")
+            if mine.status_code != 200 or mine.json().get("own") is not False:
+                failures.append(f"a's {service} retention changed by b: {mine.text}")
         r = await client.get(f"{env.url('sender')}/internal/v1/dlq", headers=env.service_headers())
         if r.status_code != 200:
             failures.append(f"control: the service token reads the DLQ: {r.status_code}")

@@ -10,10 +10,13 @@ pushed these secrets through the stack; it first does the things most likely to 
 on its own: failed logins with near-miss keys, a refused webhook, a token rotated to one
 the provider refuses, a verification with a wrong verify token, sends on both providers.
 
-Personal data too: every customer's phone number, BSUID, profile name and message text
-the package sent (the seeds' contacts, reminders and messages, the sends here, two
-inbound messages, from a phone number and from a BSUID) is looked for in the same logs
-and in every service's ``/metrics`` (a label value carrying one is a leak as well).
+Personal data too, across the whole fault run (this package runs last in it): every
+customer's phone number, BSUID, profile name and message text the run sent (the
+package's seeds' contacts, reminders and messages, the sends here, two inbound messages,
+from a phone number and from a BSUID; and everything every scenario sent, read from its
+requests: ``faults_kit.RUN``) is looked for in every log file of every stack of the run,
+in this stack's live ``/metrics`` and in every other stack's ``/metrics`` kept when it
+stopped (a label value carrying one is a leak as well). Any BSUID-shaped string is one.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from faults_kit import inbound_webhook, open_windows, sign, wait_for
+from faults_kit import BSUID, RUN, inbound_webhook, open_windows, sign, wait_for
 from security_kit import SecurityEnv, bearer, wait_handled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -162,7 +165,9 @@ async def test_secrets_never_in_logs(security: SecurityEnv, figures) -> None:
 
 
 #: A BSUID in a log line or a label (``US.13491208655302741918``, ``NG.ENT.1234…``).
-BSUID_IN_TEXT = re.compile(r"\b[A-Z]{2}\.(?:ENT\.)?[0-9]{10,}\b")
+BSUID_IN_TEXT = BSUID
+#: A run of digits (a phone number is one, with no digit either side).
+DIGITS = re.compile(r"[0-9]{8,}")
 
 
 def _inbound_from(env: SecurityEnv, sender: str, name: str, text: str) -> tuple[bytes, str]:
@@ -223,19 +228,33 @@ async def test_personal_data_never_in_logs_or_metrics(security: SecurityEnv, fig
         metrics = {
             service: (await client.get(f"{url}/metrics")) for service, url in env.stack.urls.items()
         }
-    texts = {f"{p.name}": p.read_text(errors="replace") for p in _log_files(env)}
+    texts: dict[str, str] = {}
+    for path in {*_log_files(env), *RUN.log_files, *RUN.metrics_files}:
+        if path.is_file():
+            texts[str(path)] = path.read_text(errors="replace")
     for service, r in metrics.items():
         assert r.status_code == 200, (service, r.status_code)
         texts[f"{service} /metrics"] = r.text
+    values = {**env.personal, **{f"{w}: {v[:40]!r}": v for v, w in RUN.texts.items()}}
+    phones = RUN.customer_phones()
     leaks: list[str] = []
     for where, text in texts.items():
-        for name, value in env.personal.items():
+        for name, value in values.items():
             if any(form in text for form in _personal_forms(value)):
                 leaks.append(f"{name} in {where}")
+        for digits in set(DIGITS.findall(text)) & phones.keys():
+            leaks.append(f"phone number {digits} ({phones[digits]}) in {where}")
         leaks += [f"a BSUID ({m}) in {where}" for m in sorted(set(BSUID_IN_TEXT.findall(text)))]
-    figures.sent = len(env.personal)
+    figures.sent = len(values) + len(phones) + len(RUN.bsuids)
     figures.processed = len(texts)
-    figures.notes = f"values={len(env.personal)} sources={len(texts)} leaks={len(leaks)}"
-    # control: the scan sees the inbound messages' ids (logged), so it reads the right logs
+    figures.notes = (
+        f"values={len(values)} phones={len(phones)} bsuids={len(RUN.bsuids)} "
+        f"sources={len(texts)} leaks={len(leaks)}"
+    )
+    # controls: the scan sees the inbound messages' ids (logged), so it reads the right
+    # logs; the run's traffic was read (this package's own sends and inbound messages)
     assert any(wamids[0] in t for t in texts.values()), "the scan sees no wamid: wrong files?"
+    assert phone in phones, "the run's requests were not read"
+    assert bsuid in RUN.bsuids, "the run's requests were not read"
+    assert inbound["inbound.phone_text"] in RUN.texts, "the run's texts were not read"
     assert not leaks, "personal data in logs or metrics:\n" + "\n".join(sorted(set(leaks)))
