@@ -14,6 +14,12 @@ Standard Webhooks signature checked) and the events it received are printed besi
 transcript. The demo ends with a hand-off: the customer asks for a person, a demo agent
 (the tenant's admin API key acting as ``X-Agent-ID: demo-agent`` in the inbox) claims
 the conversation, replies and resolves it, and the bot answers the customer again.
+Then the same shop on its other channel and in another language: the tenant's Twilio
+number (an account registered with the tenant service and in the sandbox's Twilio side,
+whose signed form webhooks reach the gateway) gets a customer who types every answer to
+the bot's numbered text menus, and a customer who writes "español" orders in Spanish
+(the bot's words, product names, amounts and dates in Spanish). Each is printed as a
+transcript of its own.
 Last, the console's URL is printed with the demo users' sign-in (an admin, an agent, a
 viewer of the tenant and an operator, each invited and with a password set), and another
 customer is left waiting in the inbox for them to answer.
@@ -29,7 +35,7 @@ import os
 import secrets
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +53,7 @@ CATALOG = [
         "currency": "USD",
         "category": "Building",
         "stock": 500,
+        "translations": {"es": {"name": "Cemento 50kg", "description": "Saco de 50 kg"}},
     },
     {
         "sku": "SND-25",
@@ -56,6 +63,7 @@ CATALOG = [
         "currency": "USD",
         "category": "Building",
         "stock": 800,
+        "translations": {"es": {"name": "Arena 25kg", "description": "Arena lavada, 25 kg"}},
     },
     {
         "sku": "NAIL-1",
@@ -89,6 +97,21 @@ SCRIPT: list[tuple[str, str]] = [
     ("text", "PAY-778120"),
 ]
 
+#: A customer on the tenant's Twilio number: the bot's lists and buttons come as numbered
+#: text menus there, and every answer is typed (a number, a label, a word).
+TWILIO_SCRIPT: list[str] = ["Hi", "1", "cement 50kg", "4", "confirm", "TRX-55120"]
+
+#: A customer who chooses Spanish, then taps the bot's (Spanish) lists and buttons.
+SPANISH_SCRIPT: list[tuple[str, str]] = [
+    ("text", "Hola"),
+    ("text", "español"),
+    ("list", "Building"),
+    ("list", "Cemento 50kg"),
+    ("text", "6"),
+    ("button", "Confirmar"),
+    ("text", "TRX-77120"),
+]
+
 
 @dataclass
 class Seeded:
@@ -97,6 +120,9 @@ class Seeded:
     phone_number_id: str
     customer: str
     api_key: str
+    #: ``meta`` (``phone_number_id`` is the Cloud API number's id) or ``twilio``
+    #: (``phone_number_id`` is the Twilio number, ``+1415…``).
+    channel: str = "meta"
 
 
 @dataclass(frozen=True)
@@ -286,6 +312,43 @@ class Demo:
             api_key=key["key"],
         )
 
+    async def add_twilio(self, seeded: Seeded) -> Seeded:
+        """The tenant's Twilio number: an account registered with the tenant service and
+        the same account in the sandbox's Twilio side (its form webhooks, signed like
+        Twilio's, reach the gateway). The answer: ``seeded`` on that number, with a new
+        customer."""
+        sid = "AC" + secrets.token_hex(16)
+        token = secrets.token_hex(16)
+        number = f"+1415{secrets.randbelow(10**7):07d}"
+        account = await self.call(
+            "POST",
+            f"{self.url('TENANT')}/v1/tenants/{seeded.tenant_id}/accounts",
+            headers=self.bearer(self.env["FLOWCHAT_OPERATOR_KEY"]),
+            json={
+                "provider": "twilio",
+                "twilio_account_sid": sid,
+                "twilio_auth_token": token,
+                "twilio_number": number,
+            },
+        )
+        await self.call(
+            "POST",
+            f"{self.url('SANDBOX')}/sandbox/twilio/accounts",
+            json={
+                "account_sid": sid,
+                "auth_token": token,
+                "number": number,
+                "webhook_url": f"{self.url('GATEWAY')}/webhooks/twilio/{account['account_id']}",
+            },
+        )
+        return replace(
+            seeded,
+            account_id=account["account_id"],
+            phone_number_id=number,
+            customer=f"2348{secrets.randbelow(10**9):09d}",
+            channel="twilio",
+        )
+
     # ------------------------------------------------------------------ playing
 
     async def transcript(self, seeded: Seeded) -> list[dict[str, Any]]:
@@ -308,7 +371,7 @@ class Demo:
         await self.call(
             "POST",
             f"{self.url('SANDBOX')}/sandbox/customers/{seeded.customer}/messages",
-            json={"phone_number_id": seeded.phone_number_id, "name": "Ada", **payload},
+            json={**to_number(seeded), "name": "Ada", **payload},
         )
         if answered:
             await self.replies(seeded, before, "bot", f"after {shown!r}")
@@ -325,11 +388,20 @@ class Demo:
             elif seen > before and time.monotonic() - settled_at > 0.6:
                 for message in sent[before:]:
                     self.lines.append(
-                        Line(who, render(message["message"]), wamid=message.get("wamid"))
+                        Line(
+                            who,
+                            render(message["message"]),
+                            wamid=message.get("wamid") or message.get("sid"),
+                        )
                     )
                 return
             await asyncio.sleep(0.1)
         raise SystemExit(f"no message from the {who} within 15 s {what}")
+
+    async def type_all(self, seeded: Seeded, script: list[str]) -> None:
+        """The customer types each answer (channels with text menus: Twilio)."""
+        for text in script:
+            await self.customer_says(seeded, {"text": text}, text)
 
     async def play(self, seeded: Seeded, script: list[tuple[str, str]] = SCRIPT) -> None:
         for kind, value in script:
@@ -478,7 +550,18 @@ class Demo:
                 await asyncio.sleep(0.2)
 
 
+def to_number(seeded: Seeded) -> dict[str, str]:
+    """The sandbox's field naming the business number a customer writes to."""
+    if seeded.channel == "twilio":
+        return {"twilio_number": seeded.phone_number_id}
+    return {"phone_number_id": seeded.phone_number_id}
+
+
 def render(message: dict[str, Any]) -> str:
+    if "Body" in message or "MediaUrl" in message:  # Twilio's Messages API form
+        body = str(message.get("Body", ""))
+        media = message.get("MediaUrl")
+        return f"{body}\n  📎 {media}".strip() if media else body
     kind = message.get("type")
     if kind == "text":
         return str(message["text"]["body"])
@@ -516,13 +599,16 @@ def find_choice(message: dict[str, Any], kind: str, title: str) -> dict[str, str
 
 
 def print_transcript(
-    lines: list[Line], handoff_at: int | None = None, received: list[Received] | None = None
+    lines: list[Line],
+    handoff_at: int | None = None,
+    received: list[Received] | None = None,
+    title: str = "a customer chats with Acme Hardware",
 ) -> None:
     """The chat; with ``received``, under each message the webhook events the tenant's
     endpoint got for it (``message.received`` for the customer's, the ``message.status``
     changes for the business's), and the other events after the chat."""
     events = Events(received or [])
-    print("\n=== FlowChat demo: a customer chats with Acme Hardware ===\n")
+    print(f"\n=== FlowChat demo: {title} ===\n")
     for i, line in enumerate(lines):
         if i == handoff_at:
             print("\n--- hand-off: the customer asks for a person ---\n")
@@ -660,8 +746,40 @@ def main() -> int:
     agent = sum(line.who == "agent" for line in sent)
     print(f"{len(sent) - agent} bot and {agent} agent messages, all read.")
     env = load_env(ROOT / ".run" / "stack.env")
+    for chat in asyncio.run(channels_demo(env, run.seeded)):
+        print_transcript(chat.lines, title=chat.title)
+        bot = [line for line in chat.lines if line.who == "bot"]
+        if not bot or any(line.status != "read" for line in bot):
+            print(f"some bot messages did not reach 'read' ({chat.title})", file=sys.stderr)
+            return 1
     print_console(env, asyncio.run(console_demo(env, run.seeded)))
     return 0
+
+
+@dataclass
+class Chat:
+    """Another conversation of the demo: its title and its transcript."""
+
+    title: str
+    lines: list[Line]
+
+
+async def channels_demo(env: dict[str, str], seeded: Seeded) -> list[Chat]:
+    """The demo tenant's shop over its Twilio number (typed answers to numbered menus)
+    and with a customer who chooses Spanish, each with its messages' final statuses."""
+    chats: list[Chat] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+        twilio = Demo(env, session)
+        on_twilio = await twilio.add_twilio(seeded)
+        await twilio.type_all(on_twilio, TWILIO_SCRIPT)
+        await twilio.final_statuses(on_twilio)
+        chats.append(Chat("a customer orders over Twilio (numbered text menus)", twilio.lines))
+        spanish = Demo(env, session)
+        in_spanish = replace(seeded, customer=f"5215{secrets.randbelow(10**9):09d}")
+        await spanish.play(in_spanish, SPANISH_SCRIPT)
+        await spanish.final_statuses(in_spanish)
+        chats.append(Chat("a customer who writes «español» orders in Spanish", spanish.lines))
+    return chats
 
 
 async def console_demo(env: dict[str, str], seeded: Seeded) -> list[ConsoleSignIn]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytestmark = pytest.mark.e2e
+#: make demo plays three conversations (Cloud API, Twilio, Spanish) through a loaded stack
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 async def test_customer_greeting_is_answered_and_read(platform_stack, load_script):
@@ -73,3 +74,20 @@ async def test_customer_greeting_is_answered_and_read(platform_stack, load_scrip
             assert r.status_code == 303, (person.role, r.text[-500:])
             home = "/operator" if person.role == "operator" else "/inbox"
             assert r.headers["location"] == home
+
+    # make demo's other channel and language: the same shop over its Twilio number
+    # (numbered text menus, typed answers) and a customer who chooses Spanish
+    twilio, spanish = await demo.channels_demo(platform_stack.env, run.seeded)
+    said = "\n".join(line.text for line in twilio.lines if line.who == "bot")
+    assert "1. Building" in said
+    assert "Reply with a number" in said
+    assert "4 x Cement 50kg" in said
+    assert "Invoice INV-" in said
+    assert "TRX-55120" in twilio.lines[-1].text
+    said = "\n".join(line.text for line in spanish.lines if line.who == "bot")
+    assert "Cemento 50kg: 9,50\xa0US$ cada uno" in said
+    assert "Factura INV-" in said
+    assert spanish.lines[-1].text.startswith("¡Gracias! Recibimos tu confirmación de pago")
+    for chat in (twilio, spanish):
+        bot = [line for line in chat.lines if line.who == "bot"]
+        assert [line.status for line in bot] == ["read"] * len(bot), chat.title

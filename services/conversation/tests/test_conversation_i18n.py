@@ -14,6 +14,12 @@ from flowchat_contracts import InboundMessage
 from flowchat_conversation.commerce import bot, i18n, render
 from flowchat_conversation.commerce.bot import State
 from flowchat_conversation.commerce.domain import BotSettings, Product, Totals
+from flowchat_conversation.commerce.orders import (
+    OrderStatus,
+    credit_text,
+    paid_text,
+    status_text,
+)
 
 _ids = count()
 CEMENT = Product(
@@ -64,6 +70,36 @@ def msg(text: str | None = None, reply: str | None = None) -> InboundMessage:
 
 def body(content: Any) -> str:
     return str(content.body)
+
+
+def test_order_notices_in_the_customers_language():
+    """Issue 25: the tenant's order notices (paid, shipped, cancelled with a credit note,
+    the payment link) in Spanish, amounts in Babel's Spanish format; English unchanged."""
+    es = i18n.tr("es")
+    paid = paid_text("ORD-1", Decimal("1234.5"), "USD", es)
+    assert paid == (
+        "💰 Recibimos tu pago de 1.234,50\xa0US$ por el pedido ORD-1. "
+        "¡Gracias! Te avisaremos cuando se envíe."
+    )
+    shipped = status_text(OrderStatus.SHIPPED, "ORD-1", "Acme", tracking="TRK-9", t=es)
+    assert shipped == "🚚 Tu pedido ORD-1 está en camino. Seguimiento: TRK-9."
+    cancelled = status_text(OrderStatus.CANCELLED, "ORD-1", "Acme", "sin stock", t=es)
+    assert cancelled == (
+        "❌ Tu pedido ORD-1 fue cancelado. Motivo: sin stock. Escribe menú para comprar de nuevo."
+    )
+    credit = credit_text("ORD-1", "CN-7", Decimal("27.5"), "USD", es)
+    assert "te reembolsaremos 27,50\xa0US$" in credit
+    assert "💰 Recebemos seu pagamento de US$\xa01.234,50" in paid_text(
+        "ORD-1", Decimal("1234.5"), "USD", i18n.tr("pt")
+    )
+    # English is the source: the bot's own unambiguous amounts, as before
+    assert paid_text("ORD-1", Decimal("1234.5"), "USD") == (
+        "💰 We received your payment of 1,234.50 USD for order ORD-1. "
+        "Thank you! We'll let you know when it ships."
+    )
+    assert status_text(OrderStatus.CANCELLED, "ORD-1", "Acme", "late") == (
+        "❌ Your order ORD-1 was cancelled. Reason: late. Type menu to shop again."
+    )
 
 
 def test_formats_per_locale():

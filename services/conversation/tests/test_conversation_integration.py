@@ -512,6 +512,42 @@ async def test_order_statuses_notify_inside_the_window_only(stack):
     assert stock["stock"] == 8  # 10 - 2 shipped; the cancelled 2 came back
 
 
+async def test_a_spanish_customers_order_notices_are_in_spanish(stack):
+    """Issue 25: the notices the tenant's order changes send (paid, shipped with its
+    tracking button) speak the customer's chosen language, amounts in Babel's format."""
+    await seed(stack)
+    order_id = await place(stack, "15550004444")
+    await sql(stack, "UPDATE contacts SET locale = 'es' WHERE customer_wa_id = '15550004444'")
+    r = await stack.http.post(
+        f"/v1/tenants/t1/orders/{order_id}/payments",
+        json={"reference": "E1", "amount": "27.50"},
+        headers=stack.admin,
+    )
+    assert r.status_code == 200, r.text
+    (thanks,) = await stack.replies(1)
+    assert thanks.content.body == (
+        f"💰 Recibimos tu pago de 27,50\xa0US$ por el pedido {order_id}. "
+        "¡Gracias! Te avisaremos cuando se envíe."
+    )
+    url = f"/v1/tenants/t1/orders/{order_id}/status"
+    r = await stack.http.post(url, json={"status": "processing"}, headers=stack.admin)
+    assert r.status_code == 200, r.text
+    (preparing,) = await stack.replies(1)
+    assert preparing.content.body == f"📦 Tu pedido {order_id} se está preparando."
+    r = await stack.http.post(
+        url,
+        json={"status": "shipped", "tracking_url": "https://track.example/T9"},
+        headers=stack.admin,
+    )
+    assert r.status_code == 200, r.text
+    (shipped,) = await stack.replies(1)
+    assert shipped.content.type == "cta_url"
+    assert shipped.content.body == (
+        f"🚚 Tu pedido {order_id} está en camino. Seguimiento: https://track.example/T9."
+    )
+    assert shipped.content.display_text == "Rastrear pedido"
+
+
 async def test_payments_overdue_and_cancel_unpaid(stack):
     await seed(stack)
     paid_id = await place(stack, "15550007777")

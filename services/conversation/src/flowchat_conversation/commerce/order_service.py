@@ -29,11 +29,11 @@ from flowchat_conversation.commerce import bot, render
 from flowchat_conversation.commerce.domain import (
     BotSettings,
     ConversationKey,
-    format_money,
     round_money,
     short_id,
     within_window,
 )
+from flowchat_conversation.commerce.i18n import Tr, tr
 from flowchat_conversation.commerce.orders import (
     RESERVED,
     CancelledBy,
@@ -46,6 +46,7 @@ from flowchat_conversation.commerce.orders import (
     can_move,
     credit_text,
     paid_text,
+    part_paid_text,
     status_text,
 )
 from flowchat_conversation.commerce.payments import PaymentProvider, parse_event, verify
@@ -200,15 +201,18 @@ class OrderService:
             )
             await self._reminders_on_status(tx, key, order_id, target)
             settings = await tx.bot_settings(tenant_id)
+            t = await self._tr(tx, key, settings)
             tracking = tracking_url or tracking_number
-            text = status_text(target, order_id, settings.business_name, reason, tracking=tracking)
+            text = status_text(
+                target, order_id, settings.business_name, reason, tracking=tracking, t=t
+            )
             template = (order_id, target.value)
             if target is OrderStatus.CANCELLED:
                 after = await tx.lock_order(tenant_id, order_id)
                 credit = after.invoice.credit_note if after and after.invoice else None
                 if credit is not None:
                     text += "\n" + credit_text(
-                        order_id, credit.number, credit.amount, credit.currency
+                        order_id, credit.number, credit.amount, credit.currency, t
                     )
                 fate = await self._notify(
                     tx,
@@ -218,7 +222,7 @@ class OrderService:
                     template=template,
                 )
             elif target is OrderStatus.SHIPPED and tracking_url:
-                cta = CtaUrlContent(body=text, display_text="Track order", url=tracking_url)
+                cta = CtaUrlContent(body=text, display_text=t("Track order"), url=tracking_url)
                 fate = await self._notify(
                     tx,
                     key,
@@ -336,9 +340,10 @@ class OrderService:
             paid_total = invoice.amount_paid + amount
             paid = paid_total >= invoice.total
             await tx.set_amount_paid(tenant_id, order_id, paid_total, paid=paid)
+            t = await self._tr(tx, key)
             if paid:
                 await tx.cancel_reminders(tenant_id, "payment_due", order_id)
-                text = paid_text(order_id, paid_total, invoice.currency)
+                text = paid_text(order_id, paid_total, invoice.currency, t)
                 fate = await self._notify(
                     tx,
                     key,
@@ -348,10 +353,7 @@ class OrderService:
                 )
             else:
                 balance = invoice.total - paid_total
-                text = (
-                    f"💰 We received {format_money(amount, invoice.currency)} for order "
-                    f"{order_id}. Still to pay: {format_money(balance, invoice.currency)}."
-                )
+                text = part_paid_text(order_id, amount, balance, invoice.currency, t)
                 fate = await self._notify(
                     tx,
                     key,
@@ -530,6 +532,7 @@ class OrderService:
             connected = [p for p in await tx.catalog(tenant_id) if p.catalog_id and p.retailer_id]
             if not connected:
                 raise CatalogNotConnected("no product of the catalog is in a Meta catalog")
+            t = await self._tr(tx, key)
             content: OutboundContent
             if not skus:
                 content = CatalogContent(
@@ -556,7 +559,7 @@ class OrderService:
                         sections.setdefault(p.category[:24], []).append(str(p.retailer_id))
                     content = ProductListContent(
                         catalog_id=catalog_id,
-                        header=header or "Our products",
+                        header=header or t("Our products"),
                         body=body,
                         sections=[
                             ProductSection(title=t, product_retailer_ids=ids)
@@ -579,11 +582,12 @@ class OrderService:
                 raise CatalogNotConnected("no address_flow_id in the bot settings")
             if current.status in (OrderStatus.DELIVERED, OrderStatus.CANCELLED):
                 raise InvalidTransition(order_id, current=current.status, target="address")
+            t = await self._tr(tx, key, settings)
             content = FlowContent(
                 flow_id=settings.address_flow_id,
                 flow_token=order_id,
-                flow_cta="Add address",
-                body=f"Where should we deliver order {order_id}?",
+                flow_cta=t("Add address"),
+                body=t("Where should we deliver order {order}?", order=order_id),
             )
             return await self._notify(
                 tx,
@@ -604,7 +608,7 @@ class OrderService:
             if invoice is None or invoice.status is not InvoiceStatus.UNPAID:
                 raise PaymentRejected("not_payable", f"order {order_id} has nothing to pay")
             url = await self.attach_payment_link(tx, tenant_id, order_id, invoice)
-            content = payment_button(order_id, invoice, url)
+            content = payment_button(order_id, invoice, url, await self._tr(tx, key))
             await self._notify(
                 tx,
                 key,
@@ -700,6 +704,15 @@ class OrderService:
             ),
         )
 
+    async def _tr(
+        self, tx: ConversationTx, key: ConversationKey, settings: BotSettings | None = None
+    ) -> Tr:
+        """The customer's language: the one they chose, else the tenant's default."""
+        chosen = await tx.contact_locale(key)
+        if chosen:
+            return tr(chosen)
+        return tr((settings or await tx.bot_settings(key.tenant_id)).locale)
+
     async def _notify(
         self,
         tx: ConversationTx,
@@ -773,13 +786,16 @@ class OrderService:
             metrics.REPLIES.labels(content.type).inc()
 
 
-def payment_button(order_id: str, invoice: Invoice, url: str) -> CtaUrlContent:
-    """The payment link as a CTA-URL button."""
+def payment_button(order_id: str, invoice: Invoice, url: str, t: Tr | None = None) -> CtaUrlContent:
+    """The payment link as a CTA-URL button, in ``t``'s language."""
+    t = t or tr()
     return CtaUrlContent(
-        body=(
-            f"Pay invoice {invoice.number} for order {order_id} online: "
-            f"{format_money(invoice.balance, invoice.currency)}."
+        body=t(
+            "Pay invoice {number} for order {order} online: {amount}.",
+            number=invoice.number,
+            order=order_id,
+            amount=t.money(invoice.balance, invoice.currency),
         ),
-        display_text="Pay now",
+        display_text=t("Pay now"),
         url=url,
     )

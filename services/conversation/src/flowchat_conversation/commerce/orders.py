@@ -28,8 +28,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
-from flowchat_conversation.commerce.domain import format_money, round_money, short_id
-from flowchat_conversation.commerce.i18n import Tr
+from flowchat_conversation.commerce.domain import round_money, short_id
+from flowchat_conversation.commerce.i18n import Tr, tr
 
 
 class OrderStatus(StrEnum):
@@ -272,34 +272,64 @@ def status_text(
     reason: str | None = None,
     *,
     tracking: str | None = None,
+    t: Tr | None = None,
 ) -> str:
+    """The customer's notice of an order's new status, in ``t``'s language."""
+    t = t or tr()
     if status is OrderStatus.PROCESSING:
-        return f"📦 Your order {order_id} is being prepared."
+        return t("📦 Your order {order} is being prepared.", order=order_id)
     if status is OrderStatus.SHIPPED:
-        track = f" Tracking: {tracking}." if tracking else ""
-        return f"🚚 Your order {order_id} is on its way.{track}"
+        track = " " + t("Tracking: {tracking}.", tracking=tracking) if tracking else ""
+        return t("🚚 Your order {order} is on its way.", order=order_id) + track
     if status is OrderStatus.DELIVERED:
-        return (
-            f"✅ Your order {order_id} was delivered. "
-            f"Thank you for shopping with {business_name}! Type menu to order again."
+        return t(
+            "✅ Your order {order} was delivered. "
+            "Thank you for shopping with {business}! Type menu to order again.",
+            order=order_id,
+            business=business_name,
         )
     if status is OrderStatus.CANCELLED:
-        why = f" Reason: {reason}." if reason else ""
-        return f"❌ Your order {order_id} was cancelled.{why} Type menu to shop again."
-    return f"Your order {order_id} is now {status.value}."
+        why = " " + t("Reason: {reason}.", reason=reason) if reason else ""
+        return (
+            t("❌ Your order {order} was cancelled.", order=order_id)
+            + why
+            + " "
+            + t("Type menu to shop again.")
+        )
+    return t("Your order {order} is now {status}.", order=order_id, status=status.value)
 
 
-def credit_text(order_id: str, number: str, amount: Decimal, currency: str) -> str:
-    return (
-        f"💳 Credit note {number}: {format_money(amount, currency)} you paid for order "
-        f"{order_id} will be refunded."
+def credit_text(
+    order_id: str, number: str, amount: Decimal, currency: str, t: Tr | None = None
+) -> str:
+    t = t or tr()
+    return t(
+        "💳 Credit note {number}: {amount} you paid for order {order} will be refunded.",
+        number=number,
+        amount=t.money(amount, currency),
+        order=order_id,
     )
 
 
-def paid_text(order_id: str, amount: Decimal, currency: str) -> str:
-    return (
-        f"💰 We received your payment of {format_money(amount, currency)} for order "
-        f"{order_id}. Thank you! We'll let you know when it ships."
+def paid_text(order_id: str, amount: Decimal, currency: str, t: Tr | None = None) -> str:
+    t = t or tr()
+    return t(
+        "💰 We received your payment of {amount} for order {order}. "
+        "Thank you! We'll let you know when it ships.",
+        amount=t.money(amount, currency),
+        order=order_id,
+    )
+
+
+def part_paid_text(
+    order_id: str, amount: Decimal, balance: Decimal, currency: str, t: Tr | None = None
+) -> str:
+    t = t or tr()
+    return t(
+        "💰 We received {amount} for order {order}. Still to pay: {balance}.",
+        amount=t.money(amount, currency),
+        order=order_id,
+        balance=t.money(balance, currency),
     )
 
 

@@ -91,6 +91,9 @@ class ConversationTx(Protocol):
     async def set_contact_locale(self, key: ConversationKey, locale: str) -> None:
         """Remember the language the customer chose."""
 
+    async def contact_locale(self, key: ConversationKey) -> str | None:
+        """The language the customer chose (None: not chosen, or no contact yet)."""
+
     async def place_order(
         self,
         *,

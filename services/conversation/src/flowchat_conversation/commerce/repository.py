@@ -312,6 +312,14 @@ class PgConversationTx:
             locale,
         )
 
+    async def contact_locale(self, key: ConversationKey) -> str | None:
+        locale: str | None = await self._conn.fetchval(
+            "SELECT locale FROM contacts WHERE tenant_id = $1 AND customer_wa_id = $2",
+            key.tenant_id,
+            key.customer_wa_id,
+        )
+        return locale
+
     async def schedule_reminder(self, reminder: NewReminder, *, replace: bool = False) -> bool:
         if replace and reminder.reference is not None:
             await cancel_reminders(

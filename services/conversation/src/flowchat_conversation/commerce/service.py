@@ -77,7 +77,6 @@ from flowchat_conversation.commerce import bot, i18n, render
 from flowchat_conversation.commerce.domain import (
     BotSettings,
     ConversationKey,
-    format_money,
     round_money,
     short_id,
 )
@@ -420,12 +419,14 @@ class ConversationService:
             log.warning("no payment link", error=exc.code, order_id=placed.order_id)
             return None
         await tx.set_payment_link(placed.invoice_id, link.url, link.link_id)
+        t = i18n.tr(ctx.locale)
         return CtaUrlContent(
-            body=(
-                f"Pay invoice {number} online: "
-                f"{format_money(placed.totals.total, placed.totals.currency)}."
+            body=t(
+                "Pay invoice {number} online: {amount}.",
+                number=number,
+                amount=t.money(placed.totals.total, placed.totals.currency),
             ),
-            display_text="Pay now",
+            display_text=t("Pay now"),
             url=link.url,
         )
 
