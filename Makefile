@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help setup up down status logs demo test test-unit test-ops test-faults test-faults-cluster lint mypy-tests format schemas migrate clean bench bench-quick
+.PHONY: help setup up down status logs demo test test-unit test-ops test-faults test-faults-scale lint mypy-tests format schemas migrate clean bench bench-quick
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -45,9 +45,9 @@ test-faults: setup ## Fault, load, bad-input and security suite: breaks its own 
 	@$(STACK) servers
 	@$(UV) run --frozen pytest -q tests/faults
 
-test-faults-cluster: setup ## The clustered-broker fault scenarios (three RabbitMQ nodes of their own; opt-in, ~10 min; needs ip netns)
+test-faults-scale: setup ## Opt-in scale-out faults: a three-node RabbitMQ cluster (needs ip netns) and order per conversation across replicas (~15 min)
 	@$(STACK) servers
-	@FLOWCHAT_FAULTS_CLUSTER=1 $(UV) run --frozen pytest -q -s tests/faults/test_faults_rabbit_cluster.py
+	@FLOWCHAT_FAULTS_SCALE=1 $(UV) run --frozen pytest -q -s tests/faults/test_faults_rabbit_cluster.py tests/faults/test_faults_ordering.py
 
 test-unit: setup ## Only the tests that need no server
 	@$(UV) run --frozen pytest -q -m "not integration and not e2e"

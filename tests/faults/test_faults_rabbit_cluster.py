@@ -19,7 +19,7 @@ platform (without the opt-in inbox and relay) start once for the module, on a vh
 database and a Redis database of their own; each scenario seeds its own tenant and
 starts and ends with three nodes running and every quorum queue on three members.
 
-Opt-in (``make test-faults-cluster``, or ``FLOWCHAT_FAULTS_CLUSTER=1``): the module took
+Opt-in (``make test-faults-scale``, or ``FLOWCHAT_FAULTS_SCALE=1``): the module took
 8.5 to 17.5 minutes on the loaded 2-core machine it was written on and has passed all
 four scenarios once on its final code; it joins ``make test-faults`` once it is fast
 and has a record of passing (see docs/operations.md, "Losing a broker node").
@@ -64,8 +64,8 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.integration,
     pytest.mark.skipif(
-        os.environ.get("FLOWCHAT_FAULTS_CLUSTER") != "1",
-        reason="opt-in: make test-faults-cluster (FLOWCHAT_FAULTS_CLUSTER=1)",
+        os.environ.get("FLOWCHAT_FAULTS_SCALE") != "1",
+        reason="opt-in: make test-faults-scale (FLOWCHAT_FAULTS_SCALE=1)",
     ),
 ]
 
