@@ -65,3 +65,17 @@ async def test_a_link_per_invoice_and_a_signed_event_per_payment(
     missing = await client.post("/sandbox/payments/plink_nope/pay")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
+
+
+async def test_a_link_request_it_cannot_read_is_a_422(client: httpx.AsyncClient) -> None:
+    # found by schemathesis in the fault suite: these were 500s
+    auth = {"Authorization": "Bearer k"}
+    empty = await client.post("/payments/v1/payment_links", headers=auth)
+    assert empty.status_code == 422, empty.text
+    for bad in (
+        {"invoice_id": "INV-9", "amount": "NaN", "currency": "USD"},
+        {"invoice_id": "INV-9", "amount": "Infinity", "currency": "USD"},
+        {"invoice_id": "INV-9", "amount": "1", "currency": "USD", "metadata": [1, 2, 3]},
+    ):
+        r = await client.post("/payments/v1/payment_links", json=bad, headers=auth)
+        assert r.status_code == 422, (bad, r.text)

@@ -101,11 +101,12 @@ class PaymentEmulator:
             invoice_id = str(body["invoice_id"])
             amount = Decimal(str(body["amount"]))
             currency = str(body["currency"]).upper()
-        except (KeyError, ArithmeticError, ValueError) as exc:
+            metadata = dict(body.get("metadata") or {})
+        except (KeyError, ArithmeticError, ValueError, TypeError) as exc:
             raise PaymentsError(
                 422, "invalid_request", "invoice_id, amount and currency are required"
             ) from exc
-        if amount <= 0 or len(currency) != 3:
+        if not amount.is_finite() or amount <= 0 or len(currency) != 3:
             raise PaymentsError(422, "invalid_request", "a positive amount and an ISO currency")
         known = self._by_invoice.get(invoice_id)
         if known is not None:
@@ -117,7 +118,7 @@ class PaymentEmulator:
             amount=amount,
             currency=currency,
             description=str(body.get("description") or ""),
-            metadata=dict(body.get("metadata") or {}),
+            metadata=metadata,
             url=f"{base_url.rstrip('/')}/payments/pay/{link_id}",
         )
         self.links[link_id] = link

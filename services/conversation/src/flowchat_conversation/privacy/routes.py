@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flowchat_conversation.deps import Erasures, Exports, TenantAdmin
 from flowchat_conversation.privacy.service import ErasureStatus
 from flowchat_platform.http import ApiError
+from flowchat_platform.privacy import normalise_id
 
 router = APIRouter(prefix="/v1/tenants/{tenant_id}")
 
@@ -30,6 +31,15 @@ class ErasureIn(BaseModel):
     customer_id: str = Field(min_length=3, max_length=128, pattern=r"^[+0-9A-Za-z. -]+$")
     #: Who asked, for the record (a user's id, a ticket number); never the customer's data.
     requested_by: str | None = Field(default=None, max_length=128)
+
+    @field_validator("customer_id")
+    @classmethod
+    def _an_id(cls, value: str) -> str:
+        """A BSUID (``US.1349…``) or a phone number of 6 to 15 digits (422 otherwise)."""
+        normal = normalise_id(value)
+        if "." not in normal and not 6 <= len(normal) <= 15:
+            raise ValueError("a phone number (6 to 15 digits) or a BSUID (CC.digits)")
+        return value
 
 
 class ServiceReportOut(BaseModel):

@@ -38,7 +38,10 @@ async def create_link(
 ) -> JSONResponse:
     if not authorization or not authorization.startswith("Bearer ") or len(authorization) < 8:
         raise PaymentsError(401, "unauthorized", "an API key is required")
-    body: Any = await request.json()
+    try:
+        body: Any = await request.json()
+    except ValueError:  # no body, or not JSON
+        body = None
     if not isinstance(body, dict):
         raise PaymentsError(422, "invalid_request", "a JSON object is required")
     link, created = payments.create_link(body, str(request.base_url))
