@@ -242,6 +242,29 @@ class PgConversationTx:
     def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
         self._conn = conn
 
+    async def _insert_lines(
+        self, order_id: str, priced: list[tuple[bot.CartLine, Decimal]], currency: str
+    ) -> None:
+        """The order's lines, numbered from 1, at the prices given."""
+        await self._conn.executemany(
+            """
+            INSERT INTO order_lines (order_id, line_no, sku, name, unit_price, quantity,
+                line_total) VALUES ($1, $2, $3, $4, $5, $6, $7)
+            """,
+            [
+                (
+                    order_id,
+                    n,
+                    line.sku,
+                    line.name,
+                    price,
+                    line.quantity,
+                    round_money(price * line.quantity, currency),
+                )
+                for n, (line, price) in enumerate(priced, start=1)
+            ],
+        )
+
     async def mark_handled(self, tenant_id: str, provider_message_id: str, key: str) -> bool:
         row = await self._conn.fetchval(
             """
@@ -461,24 +484,7 @@ class PgConversationTx:
                     source_message_id,
                     totals.discount,
                 )
-            await self._conn.executemany(
-                """
-                INSERT INTO order_lines (order_id, line_no, sku, name, unit_price, quantity,
-                    line_total) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                """,
-                [
-                    (
-                        order_id,
-                        n,
-                        line.sku,
-                        line.name,
-                        price,
-                        line.quantity,
-                        round_money(price * line.quantity, currency),
-                    )
-                    for n, (line, price) in enumerate(priced, start=1)
-                ],
-            )
+            await self._insert_lines(order_id, priced, currency)
             sequence = await _next_number(self._conn, key.tenant_id, "invoice")
             number = document_number("INV", sequence)
             due_at = await self._conn.fetchval(
@@ -626,24 +632,7 @@ class PgConversationTx:
                 code,
             )
             await self._conn.execute("DELETE FROM order_lines WHERE order_id = $1", order_id)
-        await self._conn.executemany(
-            """
-            INSERT INTO order_lines (order_id, line_no, sku, name, unit_price, quantity,
-                line_total) VALUES ($1, $2, $3, $4, $5, $6, $7)
-            """,
-            [
-                (
-                    order_id,
-                    n,
-                    line.sku,
-                    line.name,
-                    price,
-                    line.quantity,
-                    round_money(price * line.quantity, settings.currency),
-                )
-                for n, (line, price) in enumerate(priced, start=1)
-            ],
-        )
+        await self._insert_lines(order_id, priced, settings.currency)
         return str(order_id)
 
     async def drop_draft(self, key: ConversationKey, reason: str) -> str | None:
