@@ -42,6 +42,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "gateway": gateway.ingest,
     "roundtrip": roundtrip.roundtrip,
     "state_manager": state.ingest,
+    "state_cost": state.cost,
     "relay": relay.throughput,
     "growth": sender.growth,
     "inbox": inbox.inbox,

@@ -43,8 +43,8 @@ import orjson
 
 from bench import state, stats
 from bench.common import RssSampler, isolated, load, say
-from flowchat_platform.db import migrate
 from flowchat_platform.crypto import SecretBox
+from flowchat_platform.db import migrate
 from flowchat_platform.testing import DEFAULT_PG
 from flowchat_state_manager import SCHEMA
 from flowchat_state_manager.repository import Repository
@@ -109,6 +109,7 @@ FROM generate_series($1::bigint, $2::bigint) AS g,
 def _seal_params() -> tuple[bytes, bytes]:
     """The ``hmac`` key and the Fernet token of the generator's ``$6`` and ``$7``."""
     token = SecretBox([ENCRYPTION_KEY.encode()]).encrypt("15550000001")
+    assert token is not None
     return PRIVACY_KEY.encode(), token
 
 
@@ -241,22 +242,23 @@ async def _keys(conn: asyncpg.Connection, parent: str) -> tuple[list[str], list[
 
 async def _build_week(
     dsn: str,
+    parent: str,
     monday: date,
     first: int,
     last: int,
     per_day: int,
     day0: date,
-    keys: dict[str, tuple[list[str], list[str]]],
+    keys: tuple[list[str], list[str]],
     timings: dict[str, float],
 ) -> None:
-    """One week: both partitions created as plain tables, filled by ``INSERT … SELECT``
-    with no index, indexed (the parent's very definitions), vacuumed and analysed, then
-    attached (the attach adopts the matching indexes and constraints)."""
+    """One week of ``parent``: its partition created as a plain table, filled by
+    ``INSERT … SELECT`` with no index, indexed (the parent's very definitions), vacuumed
+    and analysed, then attached (the attach adopts the matching indexes and constraints)."""
     lo = first * per_day + 1
     hi = (last + 1) * per_day
     start = datetime.combine(day0 + timedelta(days=first), datetime.min.time(), UTC)
     step = timedelta(seconds=86_400 / per_day)
-    suffix = f"{monday:%Y%m%d}"
+    table = f"{parent}_p{monday:%Y%m%d}"
     bounds = (
         f"FROM ('{monday:%Y-%m-%d} 00:00:00+00') TO ('{monday + timedelta(days=7):%Y-%m-%d} "
         "00:00:00+00')"
@@ -266,49 +268,33 @@ async def _build_week(
         await conn.execute("SET maintenance_work_mem = '1GB'")
         await conn.execute("SET synchronous_commit = off")
         t = time.perf_counter()
-        for parent in ("messages", "message_events"):
-            # a week the migrations created already (empty): replaced
-            await conn.execute(f"DROP TABLE IF EXISTS {parent}_p{suffix}")
-            await conn.execute(
-                f"CREATE TABLE {parent}_p{suffix} (LIKE {parent} INCLUDING DEFAULTS)"
-            )
+        # a week the migrations created already (empty): replaced
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.execute(f"CREATE TABLE {table} (LIKE {parent} INCLUDING DEFAULTS)")
+        sql = _MESSAGES_SQL if parent == "messages" else _EVENTS_SQL
+        extra = _seal_params() if parent == "messages" else ()
         await conn.execute(
-            _MESSAGES_SQL.replace("INSERT INTO messages ", f"INSERT INTO messages_p{suffix} "),
+            sql.replace(f"INSERT INTO {parent} ", f"INSERT INTO {table} ", 1),
             lo,
             hi,
             start,
             step,
             TENANTS,
-            *_seal_params(),
-        )
-        await conn.execute(
-            _EVENTS_SQL.replace(
-                "INSERT INTO message_events ", f"INSERT INTO message_events_p{suffix} "
-            ),
-            lo,
-            hi,
-            start,
-            step,
-            TENANTS,
+            *extra,
         )
         timings["load_s"] += time.perf_counter() - t
         t = time.perf_counter()
-        for parent, (constraints, indexes) in keys.items():
-            table = f"{parent}_p{suffix}"
-            for c in constraints:
-                await conn.execute(f"ALTER TABLE {table} ADD {c}")
-            for i in indexes:
-                await conn.execute(i.format(table=table))
-        timings["indexes_s"] += time.perf_counter() - t
-        t = time.perf_counter()
-        for parent in keys:
-            await conn.execute(f"VACUUM (ANALYZE) {parent}_p{suffix}")
+        await conn.execute(f"VACUUM (ANALYZE) {table}")
         timings["vacuum_analyze_s"] += time.perf_counter() - t
         t = time.perf_counter()
-        for parent in keys:
-            await conn.execute(
-                f"ALTER TABLE {parent} ATTACH PARTITION {parent}_p{suffix} FOR VALUES {bounds}"
-            )
+        constraints, indexes = keys
+        for c in constraints:
+            await conn.execute(f"ALTER TABLE {table} ADD {c}")
+        for i in indexes:
+            await conn.execute(i.format(table=table))
+        timings["indexes_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        await conn.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES {bounds}")
         timings["attach_s"] += time.perf_counter() - t
     finally:
         await conn.close()
@@ -333,21 +319,23 @@ async def _build(dsn: str, messages: int) -> dict[str, Any]:
         f"state partitions: generating {messages:,} messages over {DAYS} days "
         f"({len(weeks)} weeks, {workers} workers)"
     )
-    queue: asyncio.Queue[tuple[date, int, int]] = asyncio.Queue()
-    for w in weeks:
-        queue.put_nowait(w)
+    # the larger jobs first (messages: seven indexes; then the history: four)
+    queue: asyncio.Queue[tuple[str, date, int, int]] = asyncio.Queue()
+    for parent in ("messages", "message_events"):
+        for w in sorted(weeks, key=lambda w: w[1] - w[2]):
+            queue.put_nowait((parent, *w))
+    jobs = queue.qsize()
     done = 0
 
     async def worker() -> None:
         nonlocal done
         while not queue.empty():
-            monday, first, last = queue.get_nowait()
-            await _build_week(dsn, monday, first, last, per_day, day0, keys, timings)
-            done += 1
-            say(
-                f"state partitions: {done}/{len(weeks)} weeks "
-                f"({time.perf_counter() - t0:.0f} s)"
+            parent, monday, first, last = queue.get_nowait()
+            await _build_week(
+                dsn, parent, monday, first, last, per_day, day0, keys[parent], timings
             )
+            done += 1
+            say(f"state partitions: {done}/{jobs} table weeks ({time.perf_counter() - t0:.0f} s)")
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     steps = {k: round(v, 1) for k, v in timings.items()}
@@ -545,7 +533,8 @@ async def partitions(quick: bool) -> dict[str, Any]:
     messages = int(
         os.environ.get("FLOWCHAT_BENCH_STATE_MESSAGES", "1000000" if quick else "50000000")
     )
-    sample = 20_000 if quick else 500_000
+    # FLOWCHAT_BENCH_STATE_SAMPLE: the retention sample (the DELETE runs ~1,000 rows/s)
+    sample = int(os.environ.get("FLOWCHAT_BENCH_STATE_SAMPLE", "20000" if quick else "500000"))
     ingest_messages = 400 if quick else 2500
     base = os.environ.get("DATABASE_URL", DEFAULT_PG)
     t0 = time.perf_counter()
