@@ -369,11 +369,9 @@ async def cost(quick: bool) -> dict[str, Any]:
     """CPU per event and transactions per event of the state-manager at steady rates,
     per configuration (:data:`COST_CONFIGS`), in interleaved rounds; medians."""
     # FLOWCHAT_BENCH_STATE_COST_RATES: other steady rates (events/s, comma-separated)
+    default = "200" if quick else "400"
     rates = [
-        float(r)
-        for r in os.environ.get(
-            "FLOWCHAT_BENCH_STATE_COST_RATES", "200" if quick else "200,800"
-        ).split(",")
+        float(r) for r in os.environ.get("FLOWCHAT_BENCH_STATE_COST_RATES", default).split(",")
     ]
     rounds = 1 if quick else 3
     messages = 150 if quick else 600
