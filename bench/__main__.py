@@ -42,6 +42,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "gateway": gateway.ingest,
     "roundtrip": roundtrip.roundtrip,
     "state_manager": state.ingest,
+    "state_cost": state.cost,
     "relay": relay.throughput,
     "growth": sender.growth,
     "inbox": inbox.inbox,
@@ -183,6 +184,13 @@ NOTES = [
     "The inbox's 10 M messages are generated in SQL (bench/inbox_data.py) into "
     "flowchat_bench_inbox_10000000, kept between runs while its generator and migrations "
     "match; its reads are timed one request at a time through the inbox's HTTP API.",
+    "The state-manager's stored messages are generated in SQL (bench/state_partitions.py) "
+    "into flowchat_bench_state_10000000, kept between runs while its generator and "
+    "migrations match; 50 M is opt-in (make bench-state-50m: about 54 GB of disk).",
+    "State-manager cost per event (state_cost): events published at a steady rate; CPU "
+    "of the service and of its PostgreSQL backends from /proc/<pid>/stat, transactions "
+    "from pg_stat_database; 'one transaction per event' is the same service with "
+    "FLOWCHAT_STATE_MANAGER_MAX_BATCH=1 (as before batching); interleaved rounds, medians.",
     "Rate-limit accuracy is the sandbox's own count of accepted sends (the provider's "
     "view), between the 10th and 90th percentile of their times.",
     "The relay rows may come from a run of their own (make bench ARGS='--only relay'): "

@@ -110,7 +110,12 @@ class Stack:
         return self.urls[name]
 
     async def start(
-        self, name: str, *, replica: int = 0, env: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        replica: int = 0,
+        env: dict[str, str] | None = None,
+        ready_timeout_s: float = 60,
     ) -> Proc:
         module, prefix = SERVICES[name]
         port = free_port()
@@ -137,7 +142,7 @@ class Stack:
             )
         proc = Proc(f"{name}-{replica}" if replica else name, url, popen, log)
         self.procs.append(proc)
-        await wait_ready(proc)
+        await wait_ready(proc, ready_timeout_s)
         return proc
 
     def get(self, name: str) -> Proc:

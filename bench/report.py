@@ -102,11 +102,49 @@ def _state_partition_rows(sp: dict[str, Any]) -> list[list[str]]:
             f"state-manager retention of {ret['sample_messages']:,} messages",
             f"drop partition {ret['drop_partition']['seconds']} s",
             f"DELETE {ret['delete']['seconds']} s",
-            _ratio(1 / ret["delete_vs_drop"]) if ret.get("delete_vs_drop") else "—",
+            # thousands of times less: two decimals would print 0.00x
+            f"{1 / ret['delete_vs_drop']:.4f}x (1/{ret['delete_vs_drop']:,.0f})"
+            if ret.get("delete_vs_drop")
+            else "—",
             "—",
             "—",
         ],
     ]
+
+
+def _state_cost_rows(sc: dict[str, Any]) -> list[list[str]]:
+    """CPU and transactions per status event, batched (and lingering) against one
+    transaction per event, per steady rate (medians of interleaved rounds)."""
+    rows: list[list[str]] = []
+
+    def cell(m: dict[str, Any]) -> str:
+        return (
+            f"{_fmt(m['cpu_ms_per_event'], ' ms')} CPU/event (service "
+            f"{_fmt(m['service_cpu_ms_per_event'])} + PostgreSQL "
+            f"{_fmt(m['postgres_cpu_ms_per_event'])}), "
+            f"{_fmt(m['transactions_per_event'])} transactions/event"
+        )
+
+    medians = sc["medians"]
+    for rate in sc["rates"]:
+        base = medians.get(f"per_event@{int(rate)}")
+        if not base:
+            continue
+        for config, label in (("batched", "batched"), ("batched_linger", "batched + linger")):
+            m = medians.get(f"{config}@{int(rate)}")
+            if not m:
+                continue
+            rows.append(
+                [
+                    f"state-manager cost per status event, {label}, {rate:.0f} events/s",
+                    cell(m),
+                    cell(base) + " (one transaction per event)",
+                    _ratio(m["cpu_ms_per_event"] / base["cpu_ms_per_event"]),
+                    "—",
+                    "—",
+                ]
+            )
+    return rows
 
 
 def _relay_rows(rl: dict[str, Any]) -> list[list[str]]:
@@ -214,6 +252,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
             ]
         )
     for name, rows_of in (
+        ("state_cost", _state_cost_rows),
         ("relay", _relay_rows),
         ("inbox", _inbox_rows),
         ("state_partitions", _state_partition_rows),

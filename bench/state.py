@@ -11,6 +11,8 @@ then starts as a process and its own ``flowchat_amqp_consumed_total`` counts pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,10 +20,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import psutil
 from pydantic import TypeAdapter
 
 from bench import stats
-from bench.common import RssSampler, Stack, isolated, load, say, scrape
+from bench.common import RssSampler, Stack, cpu_seconds, isolated, load, say, scrape
 from bench.sender import curve_rate, watch
 from bench.stats import metric_sum
 from flowchat_contracts import SendResult, StatusEvent, StatusUpdate, topology
@@ -191,4 +194,228 @@ async def ingest(quick: bool) -> dict[str, Any]:
         "rss_peak_mb": max(r["rss_peak_mb"] for r in runs),
         "runs": runs,
         "load_avg": loads,
+    }
+
+
+# ------------------------------------------------------------ cost per event
+
+#: What :func:`cost` compares (the service's environment over the stack's): one
+#: transaction per event (``max_batch`` 1, the state-manager before batching), the
+#: batches as configured by default, and the batches with a linger under load.
+COST_CONFIGS: dict[str, dict[str, str]] = {
+    "per_event": {"FLOWCHAT_STATE_MANAGER_MAX_BATCH": "1"},
+    "batched": {"FLOWCHAT_STATE_MANAGER_BATCH_LINGER_MS": "0"},
+    "batched_linger": {"FLOWCHAT_STATE_MANAGER_BATCH_LINGER_MS": "5"},
+}
+#: PostgreSQL flushes a backend's transaction counts when it has been idle this long
+#: at most (PGSTAT_IDLE_INTERVAL): the service idles so long before a run starts.
+PG_STATS_IDLE_S = 11.0
+
+
+class BackendCpu:
+    """CPU seconds (``/proc/<pid>/stat``, through psutil) of the PostgreSQL backends of
+    one database and ``application_name``, sampled in the background: a backend seen
+    first after :meth:`start` counts from zero, one gone counts up to its last sample."""
+
+    def __init__(self, admin: asyncpg.Connection, database: str, application: str) -> None:
+        self._admin = admin
+        self._database = database
+        self._application = application
+        self._base: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._started = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        pids = await self._admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+            self._database,
+            self._application,
+        )
+        for r in pids:
+            pid = r["pid"]
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            seconds = float(t.user + t.system)
+            if pid not in self._base:
+                self._base[pid] = seconds if not self._started else 0.0
+            self._last[pid] = seconds
+
+    async def start(self) -> None:
+        await self._sample()
+        self._started = True
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await self._sample()
+
+    async def stop(self) -> float:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._sample()
+        return sum(self._last[p] - self._base[p] for p in self._last)
+
+
+async def _commits(admin: asyncpg.Connection, database: str) -> int:
+    return int(
+        await admin.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
+            database,
+        )
+    )
+
+
+async def paced_publish(
+    amqp_url: str, events: list[SendResult | StatusUpdate], rate: float
+) -> None:
+    """``events`` published at ``rate`` per second (a slice every 20 ms)."""
+    # a loaded machine's broker may confirm late: the run waits, it does not fail
+    pub = Amqp(amqp_url, service="bench", publish_timeout_s=120)
+    await pub.connect()
+    try:
+        t0 = time.perf_counter()
+        sent = 0
+        while sent < len(events):
+            due = min(len(events), int((time.perf_counter() - t0) * rate) + 1)
+            if due > sent:
+                await pub.publish_many(
+                    (
+                        topology.EXCHANGE_STATUS,
+                        topology.status_routing_key(e.tenant_id, e.account_id, e.kind),
+                        e,
+                    )
+                    for e in events[sent:due]
+                )
+                sent = due
+            await asyncio.sleep(0.02)
+    finally:
+        await pub.close()
+
+
+async def cost_run(
+    stack: Stack, admin: asyncpg.Connection, config: str, rate: float, messages: int, tag: str
+) -> dict[str, Any]:
+    """One service run on ``config`` fed ``messages`` x 4 events at ``rate``: CPU ms per
+    event of the service and of its PostgreSQL backends, transactions per event."""
+    database = stack.env["DATABASE_URL"].rsplit("/", 1)[1]
+    events = make_events(messages, tag)
+    # a loaded machine may take minutes to start a service
+    proc = await stack.start("state-manager", env=COST_CONFIGS[config], ready_timeout_s=300)
+    await asyncio.sleep(PG_STATS_IDLE_S)  # start-up work done, its counts flushed
+    async with aiohttp.ClientSession() as http:
+
+        async def progress() -> tuple[int, int]:
+            text = await scrape(http, proc.url)
+            acked = metric_sum(
+                text, "flowchat_amqp_consumed_total", queue=topology.QUEUE_STATE_STATUS, fate="ack"
+            )
+            published = metric_sum(
+                text, "flowchat_state_manager_events_published_total", outcome="confirmed"
+            )
+            return int(acked), int(published)
+
+        acked0, published0 = await progress()
+        text = await scrape(http, proc.url)
+        batches0 = metric_sum(text, "flowchat_state_manager_batch_size_count")
+        backends = BackendCpu(admin, database, f"flowchat-{SCHEMA}")
+        commits0 = await _commits(admin, database)
+        cpu0 = cpu_seconds(proc)
+        await backends.start()
+        t0 = time.perf_counter()
+        try:
+            publisher = asyncio.get_running_loop().create_task(
+                paced_publish(stack.env["AMQP_URL"], events, rate)
+            )
+            deadline = t0 + 300
+            while time.perf_counter() < deadline:
+                acked, published = await progress()
+                if acked - acked0 >= len(events) and published - published0 >= len(events):
+                    break
+                await asyncio.sleep(0.1)
+            await publisher
+            elapsed = time.perf_counter() - t0
+            service_s = cpu_seconds(proc) - cpu0
+        finally:
+            backend_s = await backends.stop()
+        text = await scrape(http, proc.url)
+        batches = metric_sum(text, "flowchat_state_manager_batch_size_count") - batches0
+    await stack.stop(proc)  # its backends exit and flush their counts
+    await asyncio.sleep(0.5)
+    commits = await _commits(admin, database) - commits0
+    n = len(events)
+    return {
+        "config": config,
+        "rate": rate,
+        "events": n,
+        "acked": acked - acked0,
+        "published": published - published0,
+        "complete": acked - acked0 >= n and published - published0 >= n,
+        "seconds": round(elapsed, 2),
+        "service_cpu_ms_per_event": round(service_s * 1000 / n, 3),
+        "postgres_cpu_ms_per_event": round(backend_s * 1000 / n, 3),
+        "cpu_ms_per_event": round((service_s + backend_s) * 1000 / n, 3),
+        "transactions_per_event": round(commits / n, 3),
+        "events_per_write_transaction": round(n / batches, 2) if batches else None,
+    }
+
+
+async def cost(quick: bool) -> dict[str, Any]:
+    """CPU per event and transactions per event of the state-manager at steady rates,
+    per configuration (:data:`COST_CONFIGS`), in interleaved rounds; medians."""
+    # FLOWCHAT_BENCH_STATE_COST_RATES: other steady rates (events/s, comma-separated)
+    default = "200" if quick else "400"
+    rates = [
+        float(r) for r in os.environ.get("FLOWCHAT_BENCH_STATE_COST_RATES", default).split(",")
+    ]
+    rounds = 1 if quick else 3
+    messages = 150 if quick else 600
+    runs: list[dict[str, Any]] = []
+    async with isolated("state-cost") as stack:
+        admin = await asyncpg.connect(stack.env["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres")
+        try:
+            for r in range(rounds):
+                for rate in rates:
+                    for config in COST_CONFIGS:
+                        run = await cost_run(
+                            stack, admin, config, rate, messages, f"c{r}{config[:3]}{int(rate)}"
+                        )
+                        run["round"] = r
+                        run["load_avg"] = load()
+                        runs.append(run)
+                        say(
+                            f"state cost {config} at {rate:.0f}/s: service "
+                            f"{run['service_cpu_ms_per_event']} + postgres "
+                            f"{run['postgres_cpu_ms_per_event']} ms/event, "
+                            f"{run['transactions_per_event']} transactions/event, "
+                            f"{run['events_per_write_transaction']} events/write transaction"
+                        )
+        finally:
+            await admin.close()
+    summary: dict[str, Any] = {}
+    for rate in rates:
+        for config in COST_CONFIGS:
+            mine = [x for x in runs if x["rate"] == rate and x["config"] == config]
+            summary[f"{config}@{int(rate)}"] = {
+                k: stats.median([x[k] for x in mine if x[k] is not None])
+                for k in (
+                    "service_cpu_ms_per_event",
+                    "postgres_cpu_ms_per_event",
+                    "cpu_ms_per_event",
+                    "transactions_per_event",
+                    "events_per_write_transaction",
+                )
+            }
+    return {
+        "configs": COST_CONFIGS,
+        "rates": rates,
+        "rounds": rounds,
+        "events_per_run": messages * 4,
+        "medians": summary,
+        "runs": runs,
     }

@@ -68,3 +68,45 @@ async def test_max_batch_bounds_a_batch_and_one_key_stays_on_one_worker():
     items = [f"k:{n}" for n in range(5)]
     assert await _run(batcher, items) == [i.upper() for i in items]
     assert batcher.batches == [["k:0", "k:1"], ["k:2", "k:3"], ["k:4"]]
+
+
+async def test_under_load_a_worker_lingers_and_takes_what_arrives_meanwhile():
+    batcher = Recorder(workers=1, max_batch=10, linger_s=0.3)
+    worker = asyncio.create_task(batcher.run())
+    try:
+        # queued together: a batch of two, so the worker is under load
+        first = [asyncio.ensure_future(batcher.submit(i)) for i in ("a:1", "a:2")]
+        assert await asyncio.wait_for(asyncio.gather(*first), 5) == ["A:1", "A:2"]
+        third = asyncio.ensure_future(batcher.submit("a:3"))
+        await asyncio.sleep(0.05)  # within the linger
+        fourth = asyncio.ensure_future(batcher.submit("a:4"))
+        assert list(await asyncio.wait_for(asyncio.gather(third, fourth), 5)) == ["A:3", "A:4"]
+    finally:
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    assert batcher.batches == [["a:1", "a:2"], ["a:3", "a:4"]]
+
+
+async def test_an_idle_worker_applies_an_item_at_once_and_without_linger_never_waits():
+    loop = asyncio.get_running_loop()
+    for linger in (30.0, 0.0):
+        batcher = Recorder(workers=1, max_batch=10, linger_s=linger)
+        worker = asyncio.create_task(batcher.run())
+        try:
+            for item in ("a:1", "a:2"):
+                t0 = loop.time()
+                assert await asyncio.wait_for(batcher.submit(item), 5) == item.upper()
+                assert loop.time() - t0 < 1.0
+            # without a linger, a loaded worker still applies what it has at once
+            both = [asyncio.ensure_future(batcher.submit(i)) for i in ("a:3", "a:4")]
+            await asyncio.wait_for(asyncio.gather(*both), 5)
+            if linger == 0.0:
+                t0 = loop.time()
+                assert await asyncio.wait_for(batcher.submit("a:5"), 5) == "A:5"
+                assert loop.time() - t0 < 1.0
+        finally:
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
+        assert batcher.batches[:3] == [["a:1"], ["a:2"], ["a:3", "a:4"]]

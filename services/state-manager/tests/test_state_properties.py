@@ -113,9 +113,11 @@ async def test_batched_transactions_same_state_and_history(state_pool, build, da
 @PROFILE
 @given(data=st.data())
 async def test_batcher_under_concurrency_same_state_and_history(state_pool, build, data):
-    """Two messages' events submitted all at once through the batching workers."""
+    """Two messages' events submitted all at once through the batching workers (with and
+    without a linger under load)."""
     service = StateService(Repository(state_pool))
-    batcher = Batcher(service, workers=2, max_batch=4)
+    linger = data.draw(st.sampled_from([0.0, 0.005]), label="linger")
+    batcher = Batcher(service, workers=2, max_batch=4, linger_s=linger)
     first, second = scenario(build, data), scenario(build, data)
     mixed = data.draw(st.permutations(first[2] + second[2]), label="interleaving")
     runner = asyncio.create_task(batcher.run())

@@ -112,7 +112,12 @@ def create_app(settings: Settings) -> FastAPI:
         service = StateService(repository, on_events=relay.wake)
         runtime.query = QueryService(repository)
         state["service"] = service
-        batcher = Batcher(service, workers=settings.batch_workers, max_batch=settings.max_batch)
+        batcher = Batcher(
+            service,
+            workers=settings.batch_workers,
+            max_batch=settings.max_batch,
+            linger_s=settings.batch_linger_ms / 1000,
+        )
         await amqp.connect()
         bg.start("batcher", batcher.run())
         bg.start("outbox-relay", relay.run())

@@ -33,6 +33,9 @@ class Settings(ServiceSettings):
     batch_workers: int = Field(default=4, ge=1, le=64)
     #: Most events one write transaction takes.
     max_batch: int = Field(default=100, ge=1, le=10_000)
+    #: Under load (a writer's last batch took more than one event), how long a writer
+    #: waits for more events before its transaction; 0: never (an idle writer never does).
+    batch_linger_ms: float = Field(default=0.0, ge=0, le=100)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     #: Fallback poll of the outbox; commits that write events wake the relay at once.
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
