@@ -52,8 +52,7 @@ async def stored_in_clear(conn: asyncpg.Connection, needles: list[str]) -> list[
         row_text = " || ' ' || ".join(parts)
         for needle in needles:
             hits = await conn.fetchval(
-                f'SELECT count(*) FROM {SCHEMA}."{t["table_name"]}" r '
-                f"WHERE ({row_text}) LIKE $1",
+                f'SELECT count(*) FROM {SCHEMA}."{t["table_name"]}" r WHERE ({row_text}) LIKE $1',
                 f"%{needle}%",
             )
             if hits:
