@@ -109,6 +109,7 @@ async def test_after_real_traffic_no_id_name_or_text_is_stored_in_clear(kit: Kit
     assert await stored_in_clear(kit.db, needles) == []
 
     # erasure by the phone number (with a +) finds the sealed rows by their digests
+    assert kit.settings is not None
     pool = await create_pool(kit.settings.database_url, schema=SCHEMA, max_size=2)
     try:
         history = HistoryService(Repository(pool, sealer()))

@@ -386,7 +386,7 @@ class Repository:
             for r in rows:
                 if r["sealed"] is None:
                     body, content = seal.open_message(None, r["body"], r["content"])
-                    tokens = _tokens_literal(seal.search_tokens(r["tenant_id"], body))
+                    tokens = seal.search_tokens(r["tenant_id"], body)
                     sealed.append((r["id"], seal.seal_message(body, content), tokens))
             await conn.executemany("UPDATE messages SET sealed = $2 WHERE id = $1", rotated)
             await conn.executemany(
