@@ -21,6 +21,15 @@ The shape, skewed as real traffic is:
 - a year of timestamps in id order; text from :data:`VOCABULARY` drawn by Zipf's law
   (:func:`sentences`), a fifth with an order reference (``ord123456``) that only a
   couple of messages share: common, middling, rare and absent words to search.
+
+Stored as the inbox stores them, encrypted at rest (issue 28), under the fixed
+:data:`ENCRYPTION_KEY` and :data:`PRIVACY_KEY` that the benchmarks start the inbox with
+(:data:`NO_RETENTION`): each message's ``[body, content]`` as a Fernet token made in SQL
+(pgcrypto: ``0x80 | time | IV | AES-128-CBC | HMAC-SHA256``, base64url; the IV derived
+from the id, fine for generated text only), its words as blind tokens (HMAC-SHA256 of
+``search\\0<tenant>\\0<word>``, 8 bytes: one per word of the vocabulary and tenant,
+computed once, and one per order reference), the customers' ids as keyed digests with
+tokens beside them.
 """
 
 from __future__ import annotations
@@ -28,19 +37,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench.common import say
+from bench.inbox_crypto import ENCRYPTION_KEY, FUNCTIONS, PRIVACY_KEY, keys
 from flowchat_inbox import SCHEMA
 from flowchat_platform.db import migrate
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "services/inbox/src/flowchat_inbox/migrations"
 #: Bump when the generated data changes: a cached database of another version is rebuilt.
-GENERATOR = 1
+GENERATOR = 2
 TENANTS = 100
 SENTENCES = 50_000
 #: Tables loaded here; their indexes and constraints are dropped and rebuilt.
@@ -74,10 +84,14 @@ _WORDS = (
 VOCABULARY: tuple[str, ...] = tuple(dict.fromkeys(_WORDS.split()))
 #: Never generated: a search for it finds nothing (the planner's worst guess).
 ABSENT_WORD = "zebracorn"
-#: The inbox's settings on a generated database: its messages are dated from 2025-06-01
-#: over a year, older than the inbox's retention (90 days), so an inbox started with the
-#: defaults purges them at once (its retention pass runs at start).
-NO_RETENTION = {"FLOWCHAT_INBOX_RETENTION_DAYS": "36500"}
+#: The inbox's settings on a generated database: its keys, and its messages are dated
+#: from 2025-06-01 over a year, older than the inbox's retention (90 days), so an inbox
+#: started with the defaults purges them at once (its retention pass runs at start).
+NO_RETENTION = {
+    "FLOWCHAT_INBOX_RETENTION_DAYS": "36500",
+    "FLOWCHAT_INBOX_ENCRYPTION_KEYS": ENCRYPTION_KEY,
+    "FLOWCHAT_PRIVACY_KEY": PRIVACY_KEY,
+}
 
 
 def sentences(count: int = SENTENCES, seed: int = 23) -> list[str]:
@@ -278,52 +292,66 @@ async def _schema_objects(conn: asyncpg.Connection) -> tuple[list[str], list[str
 
 
 _MESSAGES = """
-INSERT INTO messages (id, tenant_id, thread_id, dedupe_key, direction, author, type, body,
-                      content, message_id, provider_message_id, occurred_at, recorded_at)
-SELECT g, 'bt' || lpad(tn::text, 3, '0'), th,
+INSERT INTO messages (id, tenant_id, thread_id, dedupe_key, direction, author, type, sealed,
+                      search_tokens, message_id, provider_message_id, occurred_at, recorded_at)
+SELECT g, tid, th,
        CASE WHEN inb THEN 'in:meta:wamid.B' || g ELSE 'out:bench-' || g END,
        CASE WHEN inb THEN 'inbound' ELSE 'outbound' END,
        CASE WHEN inb THEN 'customer' WHEN g % 7 = 0 THEN 'campaign'
             WHEN g % 11 = 0 THEN 'agent' ELSE 'bot' END,
-       'text', b,
-       CASE WHEN inb THEN jsonb_build_object('text', b)
-            ELSE jsonb_build_object('type', 'text', 'body', b) END,
+       'text',
+       public.bench_fernet(
+           convert_to(jsonb_build_array(b, CASE WHEN inb THEN jsonb_build_object('text', b)
+                      ELSE jsonb_build_object('type', 'text', 'body', b) END)::text, 'UTF8'),
+           decode(md5(g::text), 'hex'), extract(epoch FROM at)::bigint, $7, $8),
+       ARRAY(SELECT tk.tokens[i] FROM unnest(word_ids) i)
+           || CASE WHEN ref IS NULL THEN '{}'::bigint[]
+                   ELSE ARRAY[public.bench_word_token(tid, ref, $9)] END,
        CASE WHEN inb THEN NULL ELSE 'msg-b' || g END,
        CASE WHEN inb THEN 'wamid.B' || g ELSE NULL END,
        at, at
 FROM (
-    SELECT g, th, inb, at,
-           floor($4::int * power((hashint8(th)::bigint + 2147483648) / 4294967296.0, 3))::int
-               AS tn,
-           CASE WHEN g % 5 = 0 THEN s.body || ' ord' || ((g * 7919) % 900000 + 100000)
-                ELSE s.body END AS b
+    SELECT g, th, inb, at, tn, 'bt' || lpad(tn::text, 3, '0') AS tid, word_ids, ref,
+           CASE WHEN ref IS NULL THEN body ELSE body || ' ' || ref END AS b
     FROM (
-        SELECT g, 1 + floor($3::bigint * power(random(), 2))::bigint AS th,
-               random() < 0.5 AS inb,
-               timestamptz '2025-06-01' + g * ($5::float8 * interval '1 second') AS at,
-               (g * 104729) % $6::int AS sid
-        FROM generate_series($1::bigint, $2::bigint) g
-    ) x
-    JOIN bench_sentences s ON s.id = x.sid
-) y
+        SELECT g, th, inb, at, s.body, s.word_ids,
+               floor($4::int * power((hashint8(th)::bigint + 2147483648) / 4294967296.0, 3))::int
+                   AS tn,
+               CASE WHEN g % 5 = 0 THEN 'ord' || ((g * 7919) % 900000 + 100000) END AS ref
+        FROM (
+            SELECT g, 1 + floor($3::bigint * power(random(), 2))::bigint AS th,
+                   random() < 0.5 AS inb,
+                   timestamptz '2025-06-01' + g * ($5::float8 * interval '1 second') AS at,
+                   (g * 104729) % $6::int AS sid
+            FROM generate_series($1::bigint, $2::bigint) g
+        ) x
+        JOIN public.bench_sentences s ON s.id = x.sid
+    ) y
+) z
+JOIN public.bench_tokens tk ON tk.tenant = z.tn
 """
 
 _THREADS = """
-INSERT INTO threads (id, tenant_id, account_id, customer_key, wa_id, customer_name,
-                     last_message_at, last_inbound_at, last_preview, message_count, created_at)
-SELECT thread_id, tenant_id, tenant_id || '_acc' || (thread_id % 3), ck, ck,
-       NULL, last_at, last_in, NULL, n, first_at
+INSERT INTO threads (id, tenant_id, account_id, customer_key, customer_key_enc, wa_id,
+                     wa_id_enc, last_message_at, last_inbound_at, message_count, created_at)
+SELECT thread_id, tenant_id, tenant_id || '_acc' || (thread_id % 3), d, tok, d, tok,
+       last_at, last_in, n, first_at
 FROM (
-    SELECT thread_id, min(tenant_id) AS tenant_id, (2340000000000 + thread_id)::text AS ck,
-           max(occurred_at) AS last_at, min(occurred_at) AS first_at,
-           max(occurred_at) FILTER (WHERE direction = 'inbound') AS last_in, count(*) AS n
-    FROM messages GROUP BY thread_id
+    SELECT *, public.bench_digest(tenant_id, ck, $3) AS d,
+           public.bench_fernet(convert_to(ck, 'UTF8'), decode(md5('t' || thread_id), 'hex'),
+                               extract(epoch FROM first_at)::bigint, $1, $2) AS tok
+    FROM (
+        SELECT thread_id, min(tenant_id) AS tenant_id, (2340000000000 + thread_id)::text AS ck,
+               max(occurred_at) AS last_at, min(occurred_at) AS first_at,
+               max(occurred_at) FILTER (WHERE direction = 'inbound') AS last_in, count(*) AS n
+        FROM messages GROUP BY thread_id
+    ) t0
 ) t
 """
 
 _ALIASES = (
-    "INSERT INTO aliases (tenant_id, alias, customer_key) "
-    "SELECT tenant_id, customer_key, customer_key FROM threads"
+    "INSERT INTO aliases (tenant_id, alias, customer_key, customer_key_enc) "
+    "SELECT tenant_id, customer_key, customer_key, customer_key_enc FROM threads"
 )
 
 _STATUSES = """
@@ -334,15 +362,21 @@ FROM messages WHERE message_id IS NOT NULL
 """
 
 
-async def _parallel(dsn: str, statements: list[str], workers: int = 2) -> None:
-    """Run ``statements`` on ``workers`` connections (each takes the next one free)."""
-    queue = list(statements)
+Statement = str | tuple[str, tuple[Any, ...]]
+
+
+async def _parallel(dsn: str, statements: Sequence[Statement], workers: int = 2) -> None:
+    """Run ``statements`` (SQL, or SQL and its arguments) on ``workers`` connections (each
+    takes the next one free)."""
+    queue: list[Statement] = list(statements)
 
     async def worker() -> None:
         conn = await _session(dsn)
         try:
             while queue:
-                await conn.execute(queue.pop(0))
+                item = queue.pop(0)
+                sql, args = item if isinstance(item, tuple) else (item, ())
+                await conn.execute(sql, *args)
         finally:
             await conn.close()
 
@@ -372,11 +406,34 @@ async def _prepare(dsn: str) -> list[str]:
             await conn.execute(sql)
         for table in LOADED:
             await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        await conn.execute(FUNCTIONS)
+        # each sentence's distinct words by their rank in the vocabulary (1-based), and
+        # each tenant's token of every word of the vocabulary in that order
+        rank = {w: i for i, w in enumerate(VOCABULARY, start=1)}
         await conn.execute(
-            "CREATE TABLE public.bench_sentences (id int PRIMARY KEY, body text NOT NULL)"
+            "CREATE TABLE public.bench_sentences (id int PRIMARY KEY, body text NOT NULL, "
+            "word_ids int[] NOT NULL)"
         )
         await conn.copy_records_to_table(
-            "bench_sentences", schema_name="public", records=list(enumerate(sentences()))
+            "bench_sentences",
+            schema_name="public",
+            records=[
+                (i, text, [rank[w] for w in dict.fromkeys(text.split())])
+                for i, text in enumerate(sentences())
+            ],
+        )
+        await conn.execute("CREATE TABLE public.bench_tokens (tenant int, tokens bigint[])")
+        await conn.execute(
+            """
+            INSERT INTO public.bench_tokens (tenant, tokens)
+            SELECT tn, ARRAY(
+                SELECT public.bench_word_token('bt' || lpad(tn::text, 3, '0'), w, $2)
+                FROM unnest($1::text[]) WITH ORDINALITY AS v(w, o) ORDER BY o) AS tokens
+            FROM generate_series(0, $3::int - 1) tn
+            """,
+            list(VOCABULARY),
+            keys()[2],
+            TENANTS,
         )
     finally:
         await conn.close()
@@ -394,20 +451,21 @@ async def _load(dsn: str, messages: int, step: Callable[[str, float], None]) -> 
         c = await _session(dsn)
         try:
             await c.execute("SET search_path = inbox, public")
-            await c.execute(_MESSAGES, lo, hi, threads, TENANTS, spacing_s, SENTENCES)
+            await c.execute(_MESSAGES, lo, hi, threads, TENANTS, spacing_s, SENTENCES, *keys())
         finally:
             await c.close()
 
     await asyncio.gather(load(1, half), load(half + 1, messages))
     step("messages", t0)
     t0 = time.perf_counter()
-    await _parallel(dsn, [_THREADS, _STATUSES])
+    loads: list[Statement] = [(_THREADS, keys()), _STATUSES]
+    await _parallel(dsn, loads)
     step("threads and statuses", t0)
     t0 = time.perf_counter()
     conn = await _session(dsn)
     try:
         await conn.execute(_ALIASES)
-        await conn.execute("DROP TABLE public.bench_sentences")
+        await conn.execute("DROP TABLE public.bench_sentences, public.bench_tokens")
         for seq, table in (("messages_id_seq", "messages"), ("threads_id_seq", "threads")):
             await conn.execute(f"SELECT setval('{seq}', (SELECT max(id) FROM {table}))")  # noqa: S608
     finally:

@@ -7,20 +7,35 @@ PostgreSQL database, rounds alternated; and the CPU cost of sealing and opening 
 Measured at the repository (``StateService.apply_batch`` in batches of 100, as the
 service's batcher writes them), not through the broker: what encryption adds, not what
 a whole hop costs (``state_manager`` measures that).
+
+The inbox the same way (``inbox``): its ingest (``Repository.apply``, batches of 100
+inbound messages with a name and 7 words of text) with customers' ids, names and text
+sealed (``flowchat_inbox.sealing``: digests, Fernet tokens, blind word tokens) against
+the same statements with every value stored as it is (ids in clear, the text as its
+bytes, unkeyed word hashes in the same GIN index): what the cryptography costs.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+import zlib
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from bench import stats
 from bench.common import load, say
-from flowchat_contracts import SendResult
+from flowchat_contracts import CustomerIdentity, SendResult
+from flowchat_inbox import SCHEMA as INBOX_SCHEMA
+from flowchat_inbox.app import MIGRATIONS as INBOX_MIGRATIONS
+from flowchat_inbox.ports import Entry
+from flowchat_inbox.repository import Repository as InboxRepository
+from flowchat_inbox.sealing import InboxSealer
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.db import create_pool, migrate
-from flowchat_platform.privacy import BlindIndex, IdentitySealer
+from flowchat_platform.privacy import BlindIndex, IdentitySealer, search_words
 from flowchat_platform.testing import temporary_database
 from flowchat_state_manager import SCHEMA
 from flowchat_state_manager.app import MIGRATIONS
@@ -66,6 +81,94 @@ def _cpu_per_id(sealer: IdentitySealer, n: int) -> dict[str, float]:
     return {"seal_us": round((t1 - t0) / n * 1e6, 1), "open_us": round((t2 - t1) / n * 1e6, 1)}
 
 
+class _InClear(InboxSealer):
+    """The inbox's write path with nothing encrypted: the values as they are."""
+
+    def digest(self, tenant_id: str, customer_id: str) -> str:
+        return customer_id
+
+    def seal_id(self, tenant_id: str, customer_id: str | None) -> tuple[str | None, bytes | None]:
+        return customer_id, (customer_id.encode() if customer_id is not None else None)
+
+    def encrypt(self, text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+
+    def seal_message(self, body: str | None, content: dict[str, Any]) -> bytes:
+        return orjson.dumps([body, content])
+
+    def search_tokens(self, tenant_id: str, text: str | None) -> list[int]:
+        return [zlib.crc32(w.encode()) for w in search_words(text)]
+
+
+def _inbound(n: int, tag: str) -> list[Entry]:
+    """``n`` inbound messages of 100 customers (so threads are found again, as in traffic)."""
+    now = datetime.now(UTC)
+    return [
+        Entry(
+            tenant_id="tnt_bench",
+            account_id="acc_1",
+            customer=CustomerIdentity(wa_id=f"23480{i % 100:08d}", user_id=f"NG.{i % 100:012d}"),
+            dedupe_key=f"in:meta:{tag}{i}",
+            direction="inbound",
+            author="customer",
+            type="text",
+            body=f"hello my order ord{i:06d} is late where is it",
+            content={"text": f"hello my order ord{i:06d} is late where is it"},
+            occurred_at=now,
+            provider_message_id=f"wamid.{tag}{i}",
+            customer_name=f"Customer {i % 100}",
+            links_ids=True,
+        )
+        for i in range(n)
+    ]
+
+
+async def _ingest(repository: InboxRepository, entries: list[Entry]) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(entries), BATCH):
+        await repository.apply(entries[i : i + BATCH])
+    return (time.perf_counter() - started) / len(entries)
+
+
+async def inbox_cost(sealer: IdentitySealer, messages: int, rounds: int) -> dict[str, Any]:
+    """The inbox's ingest sealed against in clear, µs per message (rounds alternated)."""
+    sealed = InboxSealer(sealer)
+    plain_us: list[float] = []
+    sealed_us: list[float] = []
+    async with temporary_database() as database_url:
+        await migrate(database_url, INBOX_MIGRATIONS, schema=INBOX_SCHEMA)
+        pool = await create_pool(database_url, schema=INBOX_SCHEMA, max_size=4)
+        try:
+            plain = InboxRepository(pool, _InClear(sealer))
+            encrypted = InboxRepository(pool, sealed)
+            await _ingest(plain, _inbound(200, "warm"))
+            for r in range(rounds):
+                plain_us.append(await _ingest(plain, _inbound(messages, f"p{r}-")) * 1e6)
+                sealed_us.append(await _ingest(encrypted, _inbound(messages, f"s{r}-")) * 1e6)
+                say(
+                    f"privacy (inbox) round {r + 1}/{rounds}: {plain_us[-1]:.0f} µs/message "
+                    f"in clear, {sealed_us[-1]:.0f} µs/message sealed"
+                )
+        finally:
+            await pool.close()
+    p, s = stats.median(plain_us), stats.median(sealed_us)
+    sample = _inbound(1000, "cpu")
+    t0 = time.perf_counter()
+    for e in sample:
+        sealed.seal_message(e.body, e.content)
+        sealed.search_tokens(e.tenant_id, e.body)
+    cpu = (time.perf_counter() - t0) / len(sample) * 1e6
+    return {
+        "messages_per_run": messages,
+        "rounds": rounds,
+        "plain_us_per_message": round(p, 1),
+        "sealed_us_per_message": round(s, 1),
+        "added_us_per_message": round(s - p, 1),
+        "ratio": stats.ratio(s, p),
+        "seal_message_cpu_us": round(cpu, 1),
+    }
+
+
 async def encryption_cost(quick: bool) -> dict[str, Any]:
     messages = 1000 if quick else 5000
     rounds = 1 if quick else 3
@@ -97,5 +200,6 @@ async def encryption_cost(quick: bool) -> dict[str, Any]:
         "added_us_per_message": round(s - p, 1),
         "ratio": stats.ratio(s, p),
         "cpu_per_id": _cpu_per_id(sealer, 5000),
+        "inbox": await inbox_cost(sealer, messages, rounds),
         "load_avg": load(),
     }

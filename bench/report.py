@@ -320,6 +320,20 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
                 "—",
             ]
         )
+    ib = (pv or {}).get("inbox")
+    if ib:
+        rows.append(
+            [
+                "customers' ids, names and text encrypted at rest (inbox ingest)",
+                f"{_fmt(ib['sealed_us_per_message'], ' µs/message')} "
+                f"(+{_fmt(ib['added_us_per_message'], ' µs')}; seal a message "
+                f"{ib['seal_message_cpu_us']} µs CPU)",
+                _fmt(ib["plain_us_per_message"], " µs/message in clear"),
+                _ratio(ib["ratio"]),
+                "shown",
+                "—",
+            ]
+        )
     return rows
 
 

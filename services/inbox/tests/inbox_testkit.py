@@ -34,11 +34,23 @@ from flowchat_contracts import (
 )
 from flowchat_inbox import SCHEMA
 from flowchat_inbox.app import create_app
+from flowchat_inbox.sealing import InboxSealer
 from flowchat_inbox.settings import Settings
 from flowchat_platform.amqp import Amqp
+from flowchat_platform.crypto import SecretBox
+from flowchat_platform.privacy import BlindIndex, IdentitySealer
 from flowchat_platform.testing import eventually, serve
 
 SERVICE_TOKEN = "svc-token-inbox-0123456789abcdef"
+#: The inbox's keys in the tests (customers' data encrypted at rest).
+ENCRYPTION_KEY = "q3S8kY5w4n2wQm0vXb7b8m4kq7c5Zs8gWc1x3yZ0aQ4="
+PRIVACY_KEY = "privacy-key-inbox-tests-0123456789"
+
+
+def sealer(*keys: str) -> InboxSealer:
+    """The inbox's encryption under ``keys`` (default: the tests' key, as the kit's inbox)."""
+    box = SecretBox([k.encode() for k in (keys or (ENCRYPTION_KEY,))])
+    return InboxSealer(IdentitySealer(box, BlindIndex(PRIVACY_KEY.encode())))
 
 
 class VerifyBody(BaseModel):
@@ -296,6 +308,8 @@ def settings_for(amqp_url: str, database_url: str, tenant_url: str) -> Settings:
         DATABASE_URL=database_url,
         FLOWCHAT_TENANT_URL=tenant_url,
         FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
+        FLOWCHAT_PRIVACY_KEY=PRIVACY_KEY,
+        encryption_keys=ENCRYPTION_KEY,
         shutdown_grace_s=5,
         stream_keepalive_s=0.5,
         stream_reauth_s=0.5,

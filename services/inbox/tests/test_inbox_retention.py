@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from inbox_testkit import sealer
 from prometheus_client import REGISTRY
 
 from flowchat_inbox import SCHEMA
@@ -61,7 +62,7 @@ async def test_one_pass_deletes_only_content_older_than_the_retention() -> None:
             )
             before = {k: purged(k) for k in ("messages", "statuses", "previews")}
 
-            result = await HistoryService(Repository(pool)).purge(
+            result = await HistoryService(Repository(pool, sealer())).purge(
                 retention_days=90, batch_size=2, now=NOW
             )
 
@@ -81,7 +82,7 @@ async def test_one_pass_deletes_only_content_older_than_the_retention() -> None:
                 "previews": 1,
             }
             # a second pass finds nothing more
-            again = await HistoryService(Repository(pool)).purge(
+            again = await HistoryService(Repository(pool, sealer())).purge(
                 retention_days=90, batch_size=2, now=NOW
             )
             assert again == {"messages": 0, "statuses": 0, "previews": 0}
@@ -96,7 +97,7 @@ async def test_a_tenant_with_its_own_retention_keeps_content_that_long() -> None
         await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
         pool = await create_pool(dsn, schema=SCHEMA)
         try:
-            history = HistoryService(Repository(pool))
+            history = HistoryService(Repository(pool, sealer()))
             await history.set_retention("t_short", 30)
             await history.set_retention("t_long", 200)
             await history.set_retention("t_long", 200)  # set twice: one row

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 
 from pydantic import SecretStr
 
@@ -31,11 +32,21 @@ __all__ = [
     "is_sealed",
     "normalise_id",
     "privacy_index",
+    "search_words",
 ]
 
 #: How a pseudonymised customer id begins (``erased:<24 hex>``).
 PSEUDONYM_PREFIX = "erased:"
 _MIN_KEY_BYTES = 16
+_WORD = re.compile(r"\w+")
+
+
+def search_words(text: str | None) -> list[str]:
+    """A text's words as a search matches them: lower case, split on anything not a
+    letter or digit (``Order #ORD-123`` → ``order``, ``ord``, ``123``), each once."""
+    if not text:
+        return []
+    return list(dict.fromkeys(_WORD.findall(text.lower())))
 
 
 def normalise_id(customer_id: str) -> str:
@@ -63,6 +74,18 @@ class BlindIndex:
         """What a record kept for the tenant's legal duty names the customer by once
         erased: stable (every order of the customer keeps the same one), not reversible."""
         return PSEUDONYM_PREFIX + self.digest(tenant_id, customer_id)[:24]
+
+    def word_token(self, tenant_id: str, word: str) -> int:
+        """A word of a tenant's text as a blind search token: the first 8 bytes of
+        HMAC-SHA256(key, ``search\\0<tenant>\\0<word>``), a signed big-endian bigint
+        (what SQL gets from ``substring(hmac(…) for 8)::bit(64)::bigint``)."""
+        message = f"search\x00{tenant_id}\x00{word}".encode()
+        raw = hmac.new(self._key, message, hashlib.sha256).digest()[:8]
+        return int.from_bytes(raw, "big", signed=True)
+
+    def search_tokens(self, tenant_id: str, text: str | None) -> list[int]:
+        """The tokens of every word of ``text`` (:func:`search_words`), each once."""
+        return [self.word_token(tenant_id, w) for w in search_words(text)]
 
 
 def privacy_index(privacy_key: SecretStr | None, service_token: SecretStr | None) -> BlindIndex:

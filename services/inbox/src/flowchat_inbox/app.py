@@ -38,6 +38,8 @@ from flowchat_inbox.routes import (
     stream_router,
     threads_router,
 )
+from flowchat_inbox.seal_pass import seal_identities, seal_loop
+from flowchat_inbox.sealing import InboxSealer
 from flowchat_inbox.service import HistoryService
 from flowchat_inbox.settings import Settings
 from flowchat_platform.amqp import Amqp, declare_own_queues
@@ -45,6 +47,7 @@ from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import Readiness, build_app, error_body
 from flowchat_platform.logs import get_logger
+from flowchat_platform.privacy import IdentitySealer, identity_box, privacy_index
 from flowchat_platform.retention import retention_loop
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
@@ -60,6 +63,17 @@ def error_response(exc: Refused) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, details), status_code=exc.status)
 
 
+def inbox_sealer(settings: Settings) -> InboxSealer:
+    """The encryption of customers' data at rest: ``FLOWCHAT_INBOX_ENCRYPTION_KEYS`` and
+    the platform's blind index (``FLOWCHAT_PRIVACY_KEY``)."""
+    box = identity_box(
+        settings.encryption_keys, settings.service_token, "FLOWCHAT_INBOX_ENCRYPTION_KEYS"
+    )
+    return InboxSealer(
+        IdentitySealer(box, privacy_index(settings.privacy_key, settings.service_token))
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place the service is wired
     readiness = Readiness()
     service_token = settings.service_token.get_secret_value()
@@ -73,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     fanout = BrokerLive(runtime.live, settings.amqp_url)
     metrics.WAIT_ALERT.set(settings.wait_alert_s)
+    sealer = inbox_sealer(settings)  # a bad key refuses to start, naming the variable
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
 
@@ -82,7 +97,7 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
             settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
         )
         pools.append(pool)
-        repository = Repository(pool)
+        repository = Repository(pool, sealer)
         history = HistoryService(repository)
         batcher = Batcher(
             history, fanout, workers=settings.batch_workers, max_batch=settings.max_batch
@@ -106,6 +121,17 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
         bg.start(
             "gauges",
             gauge_loop(runtime.inbox, settings.gauge_interval_s, settings.gauge_top_tenants),
+        )
+        # ingest finds customers by their ids' digests: rows stored in clear sealed first
+        await seal_identities(repository, batch=settings.seal_batch_size)
+        bg.start(
+            "seal",
+            seal_loop(
+                repository,
+                rotate=sealer.rotating,
+                batch=settings.seal_batch_size,
+                pause_s=settings.seal_pause_s,
+            ),
         )
         await amqp.consume(
             topology.QUEUE_INBOX_HISTORY,

@@ -17,6 +17,12 @@ PURGED = Counter(
     "Rows removed by retention, by kind (messages, statuses)",
     ["kind"],
 )
+SEALED = Counter(
+    "flowchat_inbox_sealed_total",
+    "Rows the background encryption pass changed, by table (threads, aliases, messages) "
+    "and action (sealed: stored in clear before; rotated: re-encrypted under the newest key)",
+    ["table", "action"],
+)
 BATCH_SIZE = Histogram(
     "flowchat_inbox_ingest_batch_size",
     "Queue messages written per transaction",

@@ -1,6 +1,11 @@
 """PostgreSQL access of the inbox (asyncpg; schema ``inbox``): :class:`HistoryStore` and
 :class:`InboxStore` of :mod:`.ports`, rows mapped to its values here.
 
+Customers' ids, names and message text are stored encrypted (:mod:`.sealing`): ids as
+keyed digests (lookups, unique keys and joins work on them) with Fernet tokens beside
+them, text as Fernet tokens, search through blind word tokens. The background pass
+(:meth:`Repository.seal_batch`) seals rows stored before and re-encrypts on key rotation.
+
 A batch of history ops is one transaction. A thread is found by any of the customer's
 ids (``aliases``): a customer first seen by phone and later by phone and BSUID stays in
 one thread. Messages are inserted ``ON CONFLICT DO NOTHING`` on their dedupe key, so a
@@ -16,7 +21,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from flowchat_contracts import CustomerIdentity
@@ -33,18 +37,21 @@ from flowchat_inbox.ports import (
     Thread,
     WaitStats,
 )
+from flowchat_inbox.sealing import InboxSealer
 from flowchat_platform.errors import StoreUnavailable
+from flowchat_platform.privacy import is_sealed
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
 _THREAD = (
     "id, tenant_id, account_id, customer_key, wa_id, user_id, customer_name, "
-    "last_message_at, last_inbound_at, last_preview, message_count"
+    "last_message_at, last_inbound_at, last_preview, message_count, customer_key_enc, "
+    "wa_id_enc, user_id_enc, customer_name_enc, last_preview_enc"
 )
 _MESSAGE = (
     "m.id, m.thread_id, m.direction, m.author, m.agent_id, m.type, m.body, m.content, "
-    "m.message_id, m.provider_message_id, s.status, s.updated_at AS status_at, s.error_code, "
-    "m.occurred_at"
+    "m.sealed, m.message_id, m.provider_message_id, s.status, s.updated_at AS status_at, "
+    "s.error_code, m.occurred_at"
 )
 _MESSAGE_FROM = (
     "messages m LEFT JOIN statuses s ON s.tenant_id = m.tenant_id AND s.message_id = m.message_id"
@@ -56,14 +63,45 @@ _CONVERSATION = (
 PREVIEW_CHARS = 160
 
 
-def _thread(r: asyncpg.Record) -> Thread:
-    return Thread(**dict(r))
-
-
-def _message(r: asyncpg.Record) -> Message:
+def _thread(r: asyncpg.Record, sealer: InboxSealer) -> Thread:
     values = dict(r)
-    values["content"] = orjson.loads(values["content"])
+    for column in _SEALED_THREAD:
+        values[column] = sealer.open(values.pop(f"{column}_enc"), values[column])
+    return Thread(**values)
+
+
+def _message(r: asyncpg.Record, sealer: InboxSealer) -> Message:
+    values = dict(r)
+    values["body"], values["content"] = sealer.open_message(
+        values.pop("sealed"), values["body"], values["content"]
+    )
     return Message(**values)
+
+
+#: A thread's token columns (``<column>_enc``).
+_SEALED_THREAD = ("customer_key", "wa_id", "user_id", "customer_name", "last_preview")
+
+
+def _seal_stored(
+    sealer: InboxSealer, tenant_id: str, stored: str | None, token: bytes | None
+) -> tuple[str | None, bytes | None]:
+    """An id column of a row stored before encryption, sealed (as it is if it already is)."""
+    if token is not None or stored is None or is_sealed(stored):
+        return stored, token
+    return sealer.seal_id(tenant_id, stored)
+
+
+#: A thread's customer as written: (key token, phone digits, BSUID, name).
+_ThreadIds = tuple[bytes | None, str | None, str | None, str | None]
+
+
+def _wa_id(customer: CustomerIdentity) -> str | None:
+    return customer.wa_id.lstrip("+") if customer.wa_id else None
+
+
+def _tokens_literal(tokens: Sequence[int]) -> str:
+    """A ``bigint[]`` literal (arrays of arrays cannot go through ``unnest`` row by row)."""
+    return "{" + ",".join(str(t) for t in tokens) + "}"
 
 
 def _message_event(thread_id: int, row_id: int, e: Entry) -> dict[str, Any]:
@@ -116,16 +154,16 @@ SEARCH_WINDOWS: tuple[int, ...] = (5_000, 20_000)
 
 
 def _search_window(
-    words: str,
+    condition: str,
     tenant_id: str,
-    query: str,
+    tokens: list[int],
     after: tuple[datetime, int] | None,
     limit: int,
     size: int,
 ) -> tuple[Any, ...]:
     """Matches among the tenant's newest ``size`` messages after the cursor (the walk
     stops once ``limit`` are found)."""
-    args: list[Any] = [tenant_id, query]
+    args: list[Any] = [tenant_id, tokens]
     keyset = _keyset(after, args)
     args.append(limit)
     sql = f"""
@@ -133,9 +171,9 @@ def _search_window(
         FROM (SELECT * FROM messages m WHERE m.tenant_id = $1 {keyset}
               ORDER BY m.occurred_at DESC, m.id DESC LIMIT {int(size)}) m
         LEFT JOIN statuses s ON s.tenant_id = m.tenant_id AND s.message_id = m.message_id
-        WHERE m.search @@ {words}
+        WHERE {condition}
         ORDER BY m.occurred_at DESC, m.id DESC LIMIT ${len(args)}
-        """  # noqa: S608 - words and keyset are the repository's own
+        """  # noqa: S608 - condition and keyset are the repository's own
     return (sql, *args)
 
 
@@ -162,8 +200,14 @@ def _count(status: str) -> int:
 
 
 class Repository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, sealer: InboxSealer) -> None:
         self.pool = pool
+        self.sealer = sealer
+
+    def _forms(self, tenant_id: str, ids: Sequence[str]) -> list[str]:
+        """Every stored form of ``ids``: their digests (sealed rows) and as given (rows
+        stored before encryption, until the background pass seals them)."""
+        return sorted({*ids, *(self.sealer.digest(tenant_id, i) for i in ids)})
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:
@@ -181,24 +225,25 @@ class Repository:
 
     async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
         """Delete every thread of the customer named by any of ``ids`` (their messages,
-        statuses and hand-off conversations) and the customer's aliases; counts by kind."""
-        ids = list(ids)
+        statuses and hand-off conversations) and the customer's aliases (those named and
+        every one linked to the threads' keys); counts by kind."""
+        ids = self._forms(tenant_id, ids)
         async with self._tx() as conn:
-            threads = [
-                r["id"]
-                for r in await conn.fetch(
-                    """
-                    SELECT id FROM threads WHERE tenant_id = $1 AND (
-                        customer_key = ANY($2::text[]) OR wa_id = ANY($2::text[])
-                        OR user_id = ANY($2::text[])
-                        OR customer_key IN (SELECT customer_key FROM aliases
-                                            WHERE tenant_id = $1 AND alias = ANY($2::text[])))
-                    FOR UPDATE
-                    """,
-                    tenant_id,
-                    ids,
-                )
-            ]
+            found = await conn.fetch(
+                """
+                SELECT id, customer_key FROM threads WHERE tenant_id = $1 AND (
+                    customer_key = ANY($2::text[]) OR wa_id = ANY($2::text[])
+                    OR user_id = ANY($2::text[])
+                    OR customer_key IN (SELECT customer_key FROM aliases
+                                        WHERE tenant_id = $1 AND alias = ANY($2::text[])))
+                FOR UPDATE
+                """,
+                tenant_id,
+                ids,
+            )
+            threads = [r["id"] for r in found]
+            # every id linked to the customer's threads goes too (not only those named)
+            ids = sorted({*ids, *(r["customer_key"] for r in found)})
             statuses = await conn.execute(
                 """
                 DELETE FROM statuses WHERE tenant_id = $1 AND message_id IN (
@@ -232,6 +277,124 @@ class Repository:
             "conversations_deleted": _count(conversations),
             "aliases_deleted": _count(aliases),
         }
+
+    # ------------------------------------------------------------ encryption at rest
+
+    async def seal_threads(self, after: int, batch: int, *, rotate: bool) -> tuple[int, int | None]:
+        """Seal one batch of threads stored in clear before encryption (``rotate``: walk
+        every thread after id ``after`` and re-encrypt its tokens under the newest key);
+        ``(rows changed, last id seen)`` (None: done)."""
+        seal = self.sealer
+        where = "id > $1" if rotate else "customer_key_enc IS NULL AND id > $1"
+        async with self._tx() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_THREAD} FROM threads WHERE {where} "  # noqa: S608
+                "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                after,
+                batch,
+            )
+            changes = []
+            for r in rows:
+                if r["customer_key_enc"] is not None:  # sealed: re-encrypted
+                    tokens = [seal.rotate(r[f"{c}_enc"]) for c in _SEALED_THREAD]
+                    changes.append((r["id"], r["customer_key"], r["wa_id"], r["user_id"], *tokens))
+                    continue
+                t = r["tenant_id"]
+                key, key_enc = _seal_stored(seal, t, r["customer_key"], None)
+                wa, wa_enc = _seal_stored(seal, t, r["wa_id"], r["wa_id_enc"])
+                user, user_enc = _seal_stored(seal, t, r["user_id"], r["user_id_enc"])
+                name = r["customer_name_enc"] or seal.encrypt(r["customer_name"])
+                preview = r["last_preview_enc"] or seal.encrypt(r["last_preview"])
+                changes.append((r["id"], key, wa, user, key_enc, wa_enc, user_enc, name, preview))
+            await conn.executemany(
+                """
+                UPDATE threads SET customer_key = $2, wa_id = $3, user_id = $4,
+                    customer_key_enc = $5, wa_id_enc = $6, user_id_enc = $7,
+                    customer_name_enc = $8, last_preview_enc = $9, customer_name = NULL,
+                    last_preview = NULL
+                WHERE id = $1
+                """,
+                changes,
+            )
+        return len(changes), (rows[-1]["id"] if len(rows) == batch else None)
+
+    async def seal_aliases(
+        self, after: tuple[str, str], batch: int, *, rotate: bool
+    ) -> tuple[int, tuple[str, str] | None]:
+        """:meth:`seal_threads` for aliases (an alias sealed is a new key: the row is
+        replaced by its digest's), keyset ``(tenant, alias)``."""
+        seal = self.sealer
+        where = "(tenant_id, alias) > ($1, $2)"
+        if not rotate:
+            where += " AND customer_key_enc IS NULL"
+        async with self._tx() as conn:
+            rows = await conn.fetch(
+                "SELECT tenant_id, alias, customer_key, customer_key_enc FROM aliases "  # noqa: S608
+                f"WHERE {where} ORDER BY tenant_id, alias LIMIT $3 FOR UPDATE SKIP LOCKED",
+                *after,
+                batch,
+            )
+            rotated = [
+                (r["tenant_id"], r["alias"], seal.rotate(r["customer_key_enc"]))
+                for r in rows
+                if r["customer_key_enc"] is not None
+            ]
+            clear = [r for r in rows if r["customer_key_enc"] is None]
+            sealed = [
+                (
+                    r["tenant_id"],
+                    seal.digest(r["tenant_id"], r["alias"]),
+                    *seal.seal_id(r["tenant_id"], r["customer_key"]),
+                )
+                for r in clear
+            ]
+            await conn.executemany(
+                "UPDATE aliases SET customer_key_enc = $3 WHERE tenant_id = $1 AND alias = $2",
+                rotated,
+            )
+            if clear:
+                await conn.execute(
+                    "DELETE FROM aliases a USING unnest($1::text[], $2::text[]) AS u(t, al) "
+                    "WHERE a.tenant_id = u.t AND a.alias = u.al",
+                    [r["tenant_id"] for r in clear],
+                    [r["alias"] for r in clear],
+                )
+                await conn.executemany(
+                    "INSERT INTO aliases (tenant_id, alias, customer_key, customer_key_enc) "
+                    "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    sealed,
+                )
+        last = (rows[-1]["tenant_id"], rows[-1]["alias"]) if len(rows) == batch else None
+        return len(rotated) + len(sealed), last
+
+    async def seal_messages(
+        self, after: int, batch: int, *, rotate: bool
+    ) -> tuple[int, int | None]:
+        """:meth:`seal_threads` for messages: text and content into one token, the words
+        into blind tokens; ``rotate``: every token re-encrypted."""
+        seal = self.sealer
+        where = "id > $1" if rotate else "sealed IS NULL AND id > $1"
+        async with self._tx() as conn:
+            rows = await conn.fetch(
+                "SELECT id, tenant_id, body, content, sealed FROM messages "  # noqa: S608
+                f"WHERE {where} ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                after,
+                batch,
+            )
+            rotated = [(r["id"], seal.rotate(r["sealed"])) for r in rows if r["sealed"]]
+            sealed = []
+            for r in rows:
+                if r["sealed"] is None:
+                    body, content = seal.open_message(None, r["body"], r["content"])
+                    tokens = seal.search_tokens(r["tenant_id"], body)
+                    sealed.append((r["id"], seal.seal_message(body, content), tokens))
+            await conn.executemany("UPDATE messages SET sealed = $2 WHERE id = $1", rotated)
+            await conn.executemany(
+                "UPDATE messages SET sealed = $2, search_tokens = $3::bigint[], body = NULL, "
+                "content = NULL WHERE id = $1",
+                sealed,
+            )
+        return len(rotated) + len(sealed), (rows[-1]["id"] if len(rows) == batch else None)
 
     # ------------------------------------------------------------ retention
 
@@ -277,10 +440,11 @@ class Repository:
     async def purge_previews(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         return await self._purge(
             f"""
-            UPDATE threads SET last_preview = NULL WHERE id IN (
+            UPDATE threads SET last_preview = NULL, last_preview_enc = NULL WHERE id IN (
                 SELECT t.id FROM threads t
                 LEFT JOIN tenant_retention r ON r.tenant_id = t.tenant_id
-                WHERE t.last_message_at < {self._TENANT_CUTOFF} AND t.last_preview IS NOT NULL
+                WHERE t.last_message_at < {self._TENANT_CUTOFF}
+                  AND (t.last_preview IS NOT NULL OR t.last_preview_enc IS NOT NULL)
                 LIMIT $2 FOR UPDATE OF t SKIP LOCKED)
             """,  # noqa: S608
             cutoff,
@@ -330,43 +494,144 @@ class Repository:
         assert len(out) == len(ops)
         return out
 
-    async def _customer_keys(self, conn: Conn, entries: list[Entry]) -> list[str]:
-        """Each entry's customer key: the key any of its ids is filed under (its own key
-        first), else its own; an inbound customer's new ids are linked to it."""
-        pairs = sorted({(e.tenant_id, i) for e in entries for i in e.customer.ids})
-        known: dict[tuple[str, str], str] = {
-            (r["tenant_id"], r["alias"]): r["customer_key"]
+    async def _customer_keys(
+        self, conn: Conn, customers: list[tuple[str, CustomerIdentity, bool]]
+    ) -> list[tuple[str, bytes | None]]:
+        """Each (tenant, customer, links ids)'s key as stored (a digest) and a token of the
+        key in clear: the key any of its ids is filed under (its own key first), else its
+        own; an inbound customer's new ids are linked to it. Works on digests only."""
+        seal = self.sealer
+        digests = [{i: seal.digest(t, i) for i in (*c.ids, c.key)} for t, c, _ in customers]
+        pairs = sorted(
+            {(t, d) for (t, _, _), ds in zip(customers, digests, strict=True) for d in ds.values()}
+        )
+        known: dict[tuple[str, str], tuple[str, bytes | None]] = {
+            (r["tenant_id"], r["alias"]): (r["customer_key"], r["customer_key_enc"])
             for r in await conn.fetch(
-                "SELECT a.tenant_id, a.alias, a.customer_key FROM aliases a "
+                "SELECT a.tenant_id, a.alias, a.customer_key, a.customer_key_enc FROM aliases a "
                 "JOIN unnest($1::text[], $2::text[]) AS u(tenant_id, alias) "
                 "USING (tenant_id, alias)",
                 [t for t, _ in pairs],
                 [a for _, a in pairs],
             )
         }
-        new_aliases: dict[tuple[str, str], str] = {}
-        keys: list[str] = []
-        for e in entries:
-            ids = e.customer.ids
-            found = [known[(e.tenant_id, i)] for i in ids if (e.tenant_id, i) in known]
-            key = known.get((e.tenant_id, e.customer.key)) or (found[0] if found else None)
-            key = key or e.customer.key
+        new_aliases: dict[tuple[str, str], tuple[str, bytes | None]] = {}
+        keys: list[tuple[str, bytes | None]] = []
+        for (t, customer, links), ds in zip(customers, digests, strict=True):
+            ids = [ds[i] for i in customer.ids]
+            own = ds[customer.key]
+            found = [known[(t, i)] for i in ids if (t, i) in known]
+            key = known.get((t, own)) or (found[0] if found else None)
+            if key is None or (key[1] is None and key[0] == own):
+                key = (own, seal.encrypt(customer.key))
             keys.append(key)
-            linking = ids if e.links_ids else (() if found else (e.customer.key,))
+            linking = ids if links else (() if found else (own,))
             for alias in linking:
-                if (e.tenant_id, alias) not in known:
-                    known[(e.tenant_id, alias)] = key
-                    new_aliases[(e.tenant_id, alias)] = key
+                if (t, alias) not in known:
+                    known[(t, alias)] = key
+                    new_aliases[(t, alias)] = key
         if new_aliases:
-            rows = sorted(new_aliases.items())
+            rows = sorted(new_aliases.items(), key=lambda kv: kv[0])
             await conn.execute(
-                "INSERT INTO aliases (tenant_id, alias, customer_key) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+                "INSERT INTO aliases (tenant_id, alias, customer_key, customer_key_enc) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) "
+                "ON CONFLICT DO NOTHING",
                 [t for (t, _), _ in rows],
                 [a for (_, a), _ in rows],
-                [k for _, k in rows],
+                [k for _, (k, _) in rows],
+                [token for _, (_, token) in rows],
             )
         return keys
+
+    async def _upsert_threads(
+        self,
+        conn: Conn,
+        threads: dict[tuple[str, str, str], _ThreadIds],
+        at: dict[tuple[str, str, str], datetime],
+    ) -> dict[tuple[str, str, str], int]:
+        """The threads (tenant, account, key digest) → id, created or updated with the
+        customer's ids (digest and token) and name (token), in a fixed order (no
+        lock-order deadlocks)."""
+        seal = self.sealer
+        ordered = sorted(threads.items(), key=lambda kv: kv[0])
+        wa = [seal.seal_id(k[0], v[1]) for k, v in ordered]
+        user = [seal.seal_id(k[0], v[2]) for k, v in ordered]
+        return {
+            (r["tenant_id"], r["account_id"], r["customer_key"]): r["id"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO threads (tenant_id, account_id, customer_key, customer_key_enc,
+                                     wa_id, wa_id_enc, user_id, user_id_enc, customer_name_enc,
+                                     last_message_at)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[],
+                                     $5::text[], $6::bytea[], $7::text[], $8::bytea[],
+                                     $9::bytea[], $10::timestamptz[])
+                ON CONFLICT (tenant_id, account_id, customer_key) DO UPDATE SET
+                    customer_key_enc = coalesce(threads.customer_key_enc,
+                                                EXCLUDED.customer_key_enc),
+                    wa_id_enc = CASE WHEN EXCLUDED.wa_id IS NULL OR (EXCLUDED.wa_id = threads.wa_id
+                                     AND threads.wa_id_enc IS NOT NULL)
+                                THEN threads.wa_id_enc ELSE EXCLUDED.wa_id_enc END,
+                    wa_id = coalesce(EXCLUDED.wa_id, threads.wa_id),
+                    user_id_enc = CASE WHEN EXCLUDED.user_id IS NULL
+                                       OR (EXCLUDED.user_id = threads.user_id
+                                           AND threads.user_id_enc IS NOT NULL)
+                                  THEN threads.user_id_enc ELSE EXCLUDED.user_id_enc END,
+                    user_id = coalesce(EXCLUDED.user_id, threads.user_id),
+                    customer_name_enc = coalesce(EXCLUDED.customer_name_enc,
+                                                 threads.customer_name_enc),
+                    customer_name = CASE WHEN EXCLUDED.customer_name_enc IS NULL
+                                    THEN threads.customer_name END
+                RETURNING id, tenant_id, account_id, customer_key
+                """,
+                [k[0] for k, _ in ordered],
+                [k[1] for k, _ in ordered],
+                [k[2] for k, _ in ordered],
+                [v[0] for _, v in ordered],
+                [d for d, _ in wa],
+                [token for _, token in wa],
+                [d for d, _ in user],
+                [token for _, token in user],
+                [seal.encrypt(v[3]) for _, v in ordered],
+                [at[k] for k, _ in ordered],
+            )
+        }
+
+    async def _insert_messages(
+        self, conn: Conn, rows_in: list[tuple[int, Entry, int]]
+    ) -> dict[tuple[str, str], int]:
+        """The messages (a redelivered dedupe key inserts nothing): text and content as
+        one token, the words as blind tokens; (tenant, dedupe key) → id of those inserted."""
+        seal = self.sealer
+        return {
+            (r["tenant_id"], r["dedupe_key"]): r["id"]
+            for r in await conn.fetch(
+                """
+                INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author,
+                                      agent_id, type, sealed, search_tokens, message_id,
+                                      provider_message_id, occurred_at)
+                SELECT t, th, dk, dir, au, ag, ty, se, st::bigint[], mi, pm, oc
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::bytea[], $9::text[], $10::text[],
+                            $11::text[], $12::timestamptz[])
+                     AS u(t, th, dk, dir, au, ag, ty, se, st, mi, pm, oc)
+                ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
+                RETURNING id, tenant_id, dedupe_key
+                """,
+                [e.tenant_id for _, e, _ in rows_in],
+                [th for _, _, th in rows_in],
+                [e.dedupe_key for _, e, _ in rows_in],
+                [e.direction for _, e, _ in rows_in],
+                [e.author for _, e, _ in rows_in],
+                [e.agent_id for _, e, _ in rows_in],
+                [e.type for _, e, _ in rows_in],
+                [seal.seal_message(e.body, e.content) for _, e, _ in rows_in],
+                [_tokens_literal(seal.search_tokens(e.tenant_id, e.body)) for _, e, _ in rows_in],
+                [e.message_id for _, e, _ in rows_in],
+                [e.provider_message_id for _, e, _ in rows_in],
+                [e.occurred_at for _, e, _ in rows_in],
+            )
+        }
 
     async def _touch_threads(
         self,
@@ -400,95 +665,51 @@ class Repository:
                 UPDATE threads t SET
                     last_message_at = greatest(t.last_message_at, u.at),
                     last_inbound_at = greatest(t.last_inbound_at, u.inbound_at),
-                    last_preview = CASE WHEN u.at >= t.last_message_at THEN u.preview
+                    last_preview_enc = CASE WHEN u.at >= t.last_message_at THEN u.preview
+                                       ELSE t.last_preview_enc END,
+                    last_preview = CASE WHEN u.at >= t.last_message_at THEN NULL
                                    ELSE t.last_preview END,
                     message_count = t.message_count + u.n
-                FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::text[],
+                FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::bytea[],
                             $5::int[]) AS u(id, at, inbound_at, preview, n)
                 WHERE t.id = u.id
                 """,
                 [k for k, _ in ordered_t],
                 [v[0] for _, v in ordered_t],
                 [v[1] for _, v in ordered_t],
-                [v[2] for _, v in ordered_t],
+                [self.sealer.encrypt(v[2]) for _, v in ordered_t],
                 [v[3] for _, v in ordered_t],
             )
 
     async def _entries(
         self, conn: Conn, entries: list[tuple[int, Entry]], results: list[Applied | None]
     ) -> None:
-        keys = await self._customer_keys(conn, [e for _, e in entries])
-        # 2. the threads (one row each, in a fixed order: no lock-order deadlocks)
-        threads: dict[tuple[str, str, str], list[Any]] = {}
-        for (_, e), key in zip(entries, keys, strict=True):
+        keys = await self._customer_keys(
+            conn, [(e.tenant_id, e.customer, e.links_ids) for _, e in entries]
+        )
+        # the threads: the latest name and ids of the batch for each
+        threads: dict[tuple[str, str, str], _ThreadIds] = {}
+        first_at: dict[tuple[str, str, str], datetime] = {}
+        for (_, e), (key, token) in zip(entries, keys, strict=True):
             tkey = (e.tenant_id, e.account_id, key)
-            wa_id = e.customer.wa_id.lstrip("+") if e.customer.wa_id else None
-            row = threads.setdefault(tkey, [None, None, None, e.occurred_at])
-            row[0] = wa_id or row[0]
-            row[1] = e.customer.user_id or row[1]
-            row[2] = e.customer_name or row[2]
-        ordered = sorted(threads.items())
-        thread_ids: dict[tuple[str, str, str], int] = {
-            (r["tenant_id"], r["account_id"], r["customer_key"]): r["id"]
-            for r in await conn.fetch(
-                """
-                INSERT INTO threads (tenant_id, account_id, customer_key, wa_id, user_id,
-                                     customer_name, last_message_at)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::text[], $6::text[], $7::timestamptz[])
-                ON CONFLICT (tenant_id, account_id, customer_key) DO UPDATE SET
-                    wa_id = coalesce(EXCLUDED.wa_id, threads.wa_id),
-                    user_id = coalesce(EXCLUDED.user_id, threads.user_id),
-                    customer_name = coalesce(EXCLUDED.customer_name, threads.customer_name)
-                RETURNING id, tenant_id, account_id, customer_key
-                """,
-                [k[0] for k, _ in ordered],
-                [k[1] for k, _ in ordered],
-                [k[2] for k, _ in ordered],
-                [v[0] for _, v in ordered],
-                [v[1] for _, v in ordered],
-                [v[2] for _, v in ordered],
-                [v[3] for _, v in ordered],
+            old = threads.get(tkey) or (token, None, None, None)
+            first_at.setdefault(tkey, e.occurred_at)
+            threads[tkey] = (
+                old[0],
+                _wa_id(e.customer) or old[1],
+                e.customer.user_id or old[2],
+                e.customer_name or old[3],
             )
-        }
-        # 3. the messages (a redelivered dedupe key inserts nothing)
+        thread_ids = await self._upsert_threads(conn, threads, first_at)
         rows_in: list[tuple[int, Entry, int]] = []
         seen: set[tuple[str, str]] = set()
-        for (i, e), key in zip(entries, keys, strict=True):
+        for (i, e), (key, _) in zip(entries, keys, strict=True):
             if (e.tenant_id, e.dedupe_key) in seen:
                 results[i] = Applied(False, e.tenant_id)
                 continue
             seen.add((e.tenant_id, e.dedupe_key))
             rows_in.append((i, e, thread_ids[(e.tenant_id, e.account_id, key)]))
-        inserted = {
-            (r["tenant_id"], r["dedupe_key"]): r["id"]
-            for r in await conn.fetch(
-                """
-                INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author,
-                                      agent_id, type, body, content, message_id,
-                                      provider_message_id, occurred_at)
-                SELECT t, th, dk, dir, au, ag, ty, bo, co::jsonb, mi, pm, oc
-                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                            $11::text[], $12::timestamptz[])
-                     AS u(t, th, dk, dir, au, ag, ty, bo, co, mi, pm, oc)
-                ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
-                RETURNING id, tenant_id, dedupe_key
-                """,
-                [e.tenant_id for _, e, _ in rows_in],
-                [th for _, _, th in rows_in],
-                [e.dedupe_key for _, e, _ in rows_in],
-                [e.direction for _, e, _ in rows_in],
-                [e.author for _, e, _ in rows_in],
-                [e.agent_id for _, e, _ in rows_in],
-                [e.type for _, e, _ in rows_in],
-                [e.body for _, e, _ in rows_in],
-                [orjson.dumps(e.content).decode() for _, e, _ in rows_in],
-                [e.message_id for _, e, _ in rows_in],
-                [e.provider_message_id for _, e, _ in rows_in],
-                [e.occurred_at for _, e, _ in rows_in],
-            )
-        }
+        inserted = await self._insert_messages(conn, rows_in)
         await self._touch_threads(conn, rows_in, inserted, results)
 
     async def _statuses(
@@ -546,95 +767,22 @@ class Repository:
         *,
         links: bool,
         at: datetime,
-        name: str | None = None,
     ) -> int:
-        ids = list(entry_customer.ids)
-        known = {
-            r["alias"]: r["customer_key"]
-            for r in await conn.fetch(
-                "SELECT alias, customer_key FROM aliases "
-                "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
-                tenant_id,
-                ids,
-            )
-        }
-        # The key the customer's first id was filed under (the identity's own key first).
-        key = known.get(entry_customer.key) or next(
-            (known[i] for i in ids if i in known), entry_customer.key
+        ((key, token),) = await self._customer_keys(conn, [(tenant_id, entry_customer, links)])
+        tkey = (tenant_id, account_id, key)
+        ids = await self._upsert_threads(
+            conn, {tkey: (token, _wa_id(entry_customer), entry_customer.user_id, None)}, {tkey: at}
         )
-        missing = [i for i in ids if i not in known] if links else []
-        if not links and not known:
-            missing = [entry_customer.key]
-        if missing:
-            await conn.executemany(
-                "INSERT INTO aliases (tenant_id, alias, customer_key) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING",
-                [(tenant_id, i, key) for i in missing],
-            )
-        wa_id = entry_customer.wa_id.lstrip("+") if entry_customer.wa_id else None
-        thread_id: int = await conn.fetchval(
-            """
-            INSERT INTO threads (tenant_id, account_id, customer_key, wa_id, user_id,
-                                 customer_name, last_message_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
-            ON CONFLICT (tenant_id, account_id, customer_key) DO UPDATE SET
-                wa_id = coalesce(EXCLUDED.wa_id, threads.wa_id),
-                user_id = coalesce(EXCLUDED.user_id, threads.user_id),
-                customer_name = coalesce(EXCLUDED.customer_name, threads.customer_name)
-            RETURNING id
-            """,
-            tenant_id,
-            account_id,
-            key,
-            wa_id,
-            entry_customer.user_id,
-            name,
-            at,
-        )
-        return thread_id
+        return ids[tkey]
 
     async def _insert_message(self, conn: Conn, thread_id: int, e: Entry) -> Applied:
-        row_id = await conn.fetchval(
-            """
-            INSERT INTO messages (tenant_id, thread_id, dedupe_key, direction, author, agent_id,
-                                  type, body, content, message_id, provider_message_id,
-                                  occurred_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
-            ON CONFLICT (tenant_id, dedupe_key) DO NOTHING
-            RETURNING id
-            """,
-            e.tenant_id,
-            thread_id,
-            e.dedupe_key,
-            e.direction,
-            e.author,
-            e.agent_id,
-            e.type,
-            e.body,
-            orjson.dumps(e.content).decode(),
-            e.message_id,
-            e.provider_message_id,
-            e.occurred_at,
+        results: list[Applied | None] = [None]
+        rows_in = [(0, e, thread_id)]
+        await self._touch_threads(
+            conn, rows_in, await self._insert_messages(conn, rows_in), results
         )
-        if row_id is None:
-            return Applied(False, e.tenant_id)
-        if e.direction != "internal":
-            await conn.execute(
-                """
-                UPDATE threads SET
-                    last_message_at = greatest(last_message_at, $2),
-                    last_inbound_at = CASE WHEN $3 THEN greatest(last_inbound_at, $2)
-                                      ELSE last_inbound_at END,
-                    last_preview = CASE WHEN $2 >= last_message_at THEN $4 ELSE last_preview END,
-                    message_count = message_count + 1
-                WHERE id = $1
-                """,
-                thread_id,
-                e.occurred_at,
-                e.direction == "inbound",
-                (e.body or f"[{e.type}]")[:PREVIEW_CHARS],
-            )
-        return Applied(True, e.tenant_id, _message_event(thread_id, row_id, e))
+        assert results[0] is not None
+        return results[0]
 
     async def _handoff(self, conn: Conn, h: HandoffOpen) -> Applied:
         thread_id = await self._thread_id(
@@ -690,9 +838,10 @@ class Repository:
             SELECT {_THREAD} FROM threads
             WHERE tenant_id = $1 AND ($2::text IS NULL OR account_id = $2)
               AND ($3::timestamptz IS NULL OR (last_message_at, id) < ($3, $4))
-              AND ($6::text IS NULL OR customer_key = $6 OR wa_id = $6 OR user_id = $6
+              AND ($6::text[] IS NULL OR customer_key = ANY($6) OR wa_id = ANY($6)
+                   OR user_id = ANY($6)
                    OR customer_key IN (SELECT customer_key FROM aliases
-                                       WHERE tenant_id = $1 AND alias = $6))
+                                       WHERE tenant_id = $1 AND alias = ANY($6)))
             ORDER BY last_message_at DESC, id DESC LIMIT $5
             """,  # noqa: S608
             tenant_id,
@@ -700,9 +849,9 @@ class Repository:
             at,
             row_id,
             limit,
-            customer,
+            self._forms(tenant_id, [customer]) if customer else None,
         )
-        return [_thread(r) for r in rows]
+        return [_thread(r, self.sealer) for r in rows]
 
     async def thread(self, tenant_id: str, thread_id: int) -> Thread | None:
         row = await self.pool.fetchrow(
@@ -710,7 +859,7 @@ class Repository:
             tenant_id,
             thread_id,
         )
-        return _thread(row) if row else None
+        return _thread(row, self.sealer) if row else None
 
     async def messages(
         self, tenant_id: str, thread_id: int, *, after: tuple[datetime, int] | None, limit: int
@@ -719,7 +868,7 @@ class Repository:
         rows = await self.pool.fetch(
             *_page_query("m.thread_id = $2", tenant_id, thread_id, after, limit)
         )
-        return [_message(r) for r in rows]
+        return [_message(r, self.sealer) for r in rows]
 
     async def search(
         self, tenant_id: str, query: str, *, after: tuple[datetime, int] | None, limit: int
@@ -735,9 +884,16 @@ class Repository:
            the page within a few hundred rows and the walk stops there;
         2. if the page is not full, the rest from older messages through the GIN index
            (bitmap scans only: the words' matches in this tenant, by
-           ``messages_tenant_search``), quick because the words are rare here.
+           ``messages_search_tokens``), quick because the words are rare here.
+
+        The text is encrypted: a message matches when it holds every word of the query
+        (blind tokens, :meth:`~flowchat_platform.privacy.BlindIndex.search_tokens`), in
+        any order; no phrases, prefixes, ``or`` nor ``-word``.
         """
-        words = "websearch_to_tsquery('simple', $2)"
+        tokens = self.sealer.search_tokens(tenant_id, query)
+        if not tokens:  # no word to look for
+            return []
+        words = "m.search_tokens @> $2::bigint[]"
         rows: list[asyncpg.Record] = []
         bound = after
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
@@ -748,13 +904,13 @@ class Repository:
                 if walked and len(rows) * size < (limit - len(rows)) * walked:
                     break  # too rare here to fill the page by walking: the index is quicker
                 rows += await conn.fetch(
-                    *_search_window(words, tenant_id, query, bound, limit - len(rows), size)
+                    *_search_window(words, tenant_id, tokens, bound, limit - len(rows), size)
                 )
                 if len(rows) >= limit:
-                    return [_message(r) for r in rows]
+                    return [_message(r, self.sealer) for r in rows]
                 edge = await conn.fetchrow(*_window_edge(tenant_id, bound, size))
                 if edge is None:  # the window held every message left
-                    return [_message(r) for r in rows]
+                    return [_message(r, self.sealer) for r in rows]
                 bound = (edge["occurred_at"], edge["id"])
                 walked += size
             # the plan is made for these words (never a generic one) and never walks
@@ -762,9 +918,9 @@ class Repository:
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             await conn.execute("SET LOCAL enable_indexscan = off")
             rows += await conn.fetch(
-                *_page_query(f"m.search @@ {words}", tenant_id, query, bound, limit - len(rows))
+                *_page_query(words, tenant_id, tokens, bound, limit - len(rows))
             )
-        return [_message(r) for r in rows]
+        return [_message(r, self.sealer) for r in rows]
 
     # ------------------------------------------------------------------ inbox
 

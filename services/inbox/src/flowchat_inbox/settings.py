@@ -46,6 +46,14 @@ class Settings(ServiceSettings):
     #: Keep-alive comment on idle live streams.
     stream_keepalive_s: float = Field(default=15.0, gt=0)
 
+    #: Fernet keys customers' ids, names and message text are encrypted under
+    #: (``new,old``: the first encrypts, all decrypt; with an old one the background pass
+    #: re-encrypts every token). Unset: a key derived from the service token.
+    encryption_keys: SecretStr | None = None
+    #: Rows sealed or re-encrypted per transaction of the background pass, and its pause.
+    seal_batch_size: int = Field(default=500, ge=1, le=10_000)
+    seal_pause_s: float = Field(default=0.05, ge=0)
+
     #: How long a user's token is trusted without asking the tenant service again (0:
     #: every request asks, so a deleted user or ended session is refused at once).
     user_cache_s: float = Field(default=0.0, ge=0, le=60)

@@ -66,12 +66,22 @@ async def thread_messages(
 
 
 @router.get(
-    "/search", response_model=MessagePage, summary="Full-text search of the tenant's messages"
+    "/search",
+    response_model=MessagePage,
+    summary="Search the tenant's messages: every word of q, in any order",
 )
 async def search(
     caller: Caller,
     history: HistoryDep,
-    q: Annotated[str, Query(min_length=1, max_length=200)],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Words, all required (any case, any order); the text is stored "
+            "encrypted, so no phrases, prefixes, `or` nor `-word`",
+        ),
+    ],
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> MessagePage:
