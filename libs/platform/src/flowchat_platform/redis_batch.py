@@ -1,14 +1,15 @@
-"""Work of concurrent messages, sent together: Redis scripts as one call
-(:class:`RedisBatcher`), send results as one broker message per account
-(:class:`flowchat_sender.consumer.ResultBatcher`).
+"""Work of concurrent callers, sent together: Redis scripts as one call
+(:class:`RedisBatcher`: the sender's claims and token buckets, the gateway's webhook
+dedupe marks and customer windows), the sender's results as one broker message per
+account (:class:`flowchat_sender.consumer.ResultBatcher`).
 
 With hundreds of messages in flight, one round trip (and one ``send`` syscall) per
-command per message was the sender's largest cost. A :class:`Batcher` queues the
-items and sends them together, Nagle-style: while ``max_in_flight`` batches are out,
-new items wait for one to come back (or for ``max_batch`` of them to queue up), so the
-batch size follows the load — a lone item goes at once, a busy sender sends tens per
-write. Each caller still gets its own reply or its own error, so one failing item
-never fails its neighbours.
+command per message was the sender's largest cost (and, per webhook, the gateway's).
+A :class:`Batcher` queues the items and sends them together, Nagle-style: while
+``max_in_flight`` batches are out, new items wait for one to come back (or for
+``max_batch`` of them to queue up), so the batch size follows the load — a lone item
+goes at once, a busy sender sends tens per write. Each caller still gets its own reply
+or its own error, so one failing item never fails its neighbours.
 
 A batch of Redis work is one ``EVALSHA`` of a bundle script that runs each item's
 script in turn (:class:`RedisBatcher`), not a pipeline of one command per item:
