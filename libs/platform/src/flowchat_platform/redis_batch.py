@@ -215,6 +215,7 @@ class RedisBatcher(Batcher[_Item]):
         super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
         self._redis = redis
         self._bundle = ScriptBundle()
+        self._loading: dict[str, asyncio.Future[Any]] = {}
         self.replicas = max(0, replicas)
         self.wait_ms = max(0, wait_ms)
         self._cluster: RedisCluster | None = (
@@ -267,7 +268,7 @@ class RedisBatcher(Batcher[_Item]):
             else:
                 replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._redis.script_load(source)
+            await self._load(sha, source)
             if durable:
                 replies, acked = await self._with_wait(sha, keys, args)
             else:
@@ -278,6 +279,15 @@ class RedisBatcher(Batcher[_Item]):
             Durable(r, acked) if item[3] and not isinstance(r, BaseException) else r
             for item, r in zip(items, replies, strict=True)
         ]
+
+    async def _load(self, sha: str, source: str) -> None:
+        """Load the bundle once however many slots found it missing at the same time (on
+        a cluster, ``SCRIPT LOAD`` goes to every primary: one per slot was seconds)."""
+        loading = self._loading.get(sha)
+        if loading is None:
+            loading = self._loading[sha] = asyncio.ensure_future(self._redis.script_load(source))
+            loading.add_done_callback(lambda _: self._loading.pop(sha, None))
+        await asyncio.shield(loading)
 
     async def _with_wait(self, sha: str, keys: list[str], args: list[Any]) -> tuple[list[Any], int]:
         """``EVALSHA`` then ``WAIT`` on one connection (``WAIT`` counts the replicas that
