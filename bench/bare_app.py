@@ -1,32 +1,87 @@
-"""The gateway benchmark's baseline: a bare FastAPI POST endpoint under the same uvicorn
-settings as every service (``flowchat_platform.runner``), reading the body and answering
-JSON, with no signature check, broker or Redis. Run: ``python bench/bare_app.py PORT``."""
+"""The gateway benchmark's baseline: the same hop done by a bare loop, under the same
+uvicorn settings as every service (``flowchat_platform.runner``): a FastAPI POST
+endpoint that reads the body, checks its ``X-Hub-Signature-256`` (HMAC-SHA256 under the
+app secret), parses it, publishes one persistent message per event (every message and
+status of the body) to a durable quorum queue with publisher confirms, waits for the
+confirms and answers JSON. No account lookup, dedupe, normalisation or metrics: what the
+gateway adds to that is its cost.
+
+Run: ``python bench/bare_app.py PORT AMQP_URL APP_SECRET``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import aio_pika
+import orjson
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-app = FastAPI()
-
-
-@app.post("/webhooks/meta")
-async def webhook(request: Request) -> JSONResponse:
-    body = await request.body()
-    return JSONResponse({"received": len(body)})
+QUEUE = "bench.bare"
 
 
-@app.get("/readyz")
-async def ready() -> dict[str, str]:
-    return {"status": "ok"}
+def events(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entry in payload.get("entry", []):
+        for change in entry.get("changes", []):
+            value = change.get("value", {})
+            out += value.get("messages", []) + value.get("statuses", [])
+    return out
+
+
+def create(amqp_url: str, secret: bytes) -> FastAPI:
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        connection = await aio_pika.connect_robust(amqp_url)
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.declare_queue(QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
+        state["exchange"] = channel.default_exchange
+        yield
+        await connection.close()
+
+    app = FastAPI(lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
+
+    @app.post("/webhooks/meta")
+    async def webhook(request: Request) -> Response:
+        raw = await request.body()
+        expected = "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("x-hub-signature-256", "")):
+            return JSONResponse({"error": "invalid_signature"}, status_code=401)
+        found = events(orjson.loads(raw))
+        exchange = state["exchange"]
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        orjson.dumps(e), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                    ),
+                    routing_key=QUEUE,
+                )
+                for e in found
+            )
+        )
+        return JSONResponse({"published": len(found)})
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
 
 
 if __name__ == "__main__":
     uvicorn.run(
-        app,
+        create(sys.argv[2], sys.argv[3].encode()),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         log_config=None,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from flowchat_contracts import OutboundCommand, SendResult, TextContent
 from flowchat_platform.redis import create_redis
-from flowchat_sender.batching import RedisBatcher
+from flowchat_platform.redis_batch import RedisBatcher
 from flowchat_sender.idempotency import IdempotencyStore
 
 

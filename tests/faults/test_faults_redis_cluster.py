@@ -53,7 +53,7 @@ from flowchat_contracts.shared_state import tenant_tag
 from flowchat_gateway.store import GatewayStore
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.redis import create_redis, is_cluster
-from flowchat_sender.batching import RedisBatcher
+from flowchat_platform.redis_batch import RedisBatcher
 from flowchat_sender.claims import Claim, OptOutCheck, WindowCheck
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.ratelimit import RateLimiter

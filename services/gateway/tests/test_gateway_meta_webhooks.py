@@ -160,14 +160,22 @@ async def test_duplicate_is_answered_200_and_published_once(gateway: Gateway) ->
     assert [d["provider_message_id"] for _, d in published] == ["wamid.DUP", "wamid.NEW"]
 
 
-async def test_statuses_are_deduplicated_per_wamid_and_status(gateway: Gateway) -> None:
+async def test_redelivered_statuses_keep_their_event_id_for_the_state_manager(
+    gateway: Gateway,
+) -> None:
+    """Status-only bodies skip the gateway's Redis dedupe: a redelivered status is
+    published again under the same event id, which the state-manager applies once."""
     assert gateway.broker is not None
     delivered = meta_body(status_change(status("wamid.OUT", "delivered")))
     read = meta_body(status_change(status("wamid.OUT", "read")))
     for body in (delivered, read, delivered, read):
         assert (await gateway.post_meta(body)).status_code == 200
     published = await gateway.broker.drain(topology.QUEUE_STATE_STATUS)
-    assert [d["status"] for _, d in published] == ["delivered", "read"]
+    assert [d["status"] for _, d in published] == ["delivered", "read", "delivered", "read"]
+    ids = [d["event_id"] for _, d in published]
+    assert ids[0] == ids[2]
+    assert ids[1] == ids[3]
+    assert ids[0] != ids[1]
 
 
 async def test_batch_of_entries_and_changes_is_all_published(gateway: Gateway) -> None:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError, ResponseError
 from flowchat_contracts import OutboundCommand, TextContent
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.redis import create_redis
-from flowchat_sender.batching import LuaScript, RedisBatcher
+from flowchat_platform.redis_batch import LuaScript, RedisBatcher
 from flowchat_sender.idempotency import IdempotencyStore
 
 pytestmark = pytest.mark.integration

@@ -266,6 +266,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     handle_errors(app, GatewayError, refusal)
+    app.include_router(webhooks.lean)
     app.include_router(webhooks.router)
     app.include_router(messages.router)
     app.include_router(customers.router)

@@ -15,6 +15,14 @@ class AmqpPublisher:
         self.amqp = amqp
 
     async def publish_all(self, items: Sequence[Outgoing]) -> list[BaseException | None]:
+        if len(items) == 1:  # most webhooks carry one event: no task for it
+            try:
+                await self._one(items[0])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported per item, like gather's
+                return [exc]
+            return [None]
         results = await asyncio.gather(*(self._one(item) for item in items), return_exceptions=True)
         errors: list[BaseException | None] = []
         for result in results:

@@ -322,10 +322,14 @@ class WebhookService:
         phone_ids = sorted({c.phone_number_id for c in changes if c.phone_number_id})
         waba_ids = sorted({c.waba_id for c in changes if not c.phone_number_id and c.waba_id})
         try:
-            found, by_waba = await asyncio.gather(
-                asyncio.gather(*(self.tenants.account_by_phone_number(p) for p in phone_ids)),
-                asyncio.gather(*(self.tenants.accounts_by_waba(w) for w in waba_ids)),
-            )
+            if len(phone_ids) == 1 and not waba_ids:  # the usual body: no task per lookup
+                found = [await self.tenants.account_by_phone_number(phone_ids[0])]
+                by_waba: list[list[AccountCredentials]] = []
+            else:
+                found, by_waba = await asyncio.gather(
+                    asyncio.gather(*(self.tenants.account_by_phone_number(p) for p in phone_ids)),
+                    asyncio.gather(*(self.tenants.accounts_by_waba(w) for w in waba_ids)),
+                )
         except UpstreamError as exc:
             raise Unavailable(str(exc), dependency="tenant") from exc
         resolved.by_phone = dict(zip(phone_ids, found, strict=True))
@@ -408,6 +412,30 @@ class WebhookService:
             unique_parked.setdefault(key, piece)
         return unique, unique_parked
 
+    async def _seen(self, provider: str, keys: list[str]) -> set[str]:
+        """The dedupe marks already written; none when Redis is down (publish anyway)."""
+        try:
+            return await self.store.seen(keys)
+        except StoreUnavailable as exc:
+            metrics.DEDUPE_UNAVAILABLE.labels(provider, "check").inc()
+            log.warning("dedupe check skipped: redis unavailable; publishing", error=str(exc))
+            return set()
+
+    async def _mark(
+        self, provider: str, marks: list[str], windows: list[tuple[str, str, str, int]]
+    ) -> None:
+        """Dedupe marks and customers' windows, in one Redis round trip."""
+        try:
+            await self.store.record(marks, self.dedupe_window_s, windows)
+        except StoreUnavailable as exc:
+            metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
+            if windows:
+                metrics.DEDUPE_UNAVAILABLE.labels("any", "customer_window").inc()
+            log.warning(
+                "dedupe marks and customer windows not written: redis unavailable",
+                error=str(exc),
+            )
+
     async def _deliver(
         self,
         provider: str,
@@ -418,12 +446,13 @@ class WebhookService:
         correlation_id: str,
     ) -> WebhookResult:
         unique, unique_parked = self._keyed(provider, events, parked)
-        try:
-            seen = await self.store.seen([*unique, *unique_parked])
-        except StoreUnavailable as exc:
-            metrics.DEDUPE_UNAVAILABLE.labels(provider, "check").inc()
-            log.warning("dedupe check skipped: redis unavailable; publishing", error=str(exc))
-            seen = set()
+        # Statuses alone skip Redis: the state-manager applies each status event once
+        # (by event id, forward only), so a redelivered one costs a no-op downstream,
+        # less than two Redis round trips here on every status webhook.
+        remembered = bool(unique_parked) or not all(
+            isinstance(event, StatusUpdate) for event in unique.values()
+        )
+        seen = await self._seen(provider, [*unique, *unique_parked]) if remembered else set()
         fresh = [(key, event) for key, event in unique.items() if key not in seen]
         fresh_parked = [(key, p) for key, p in unique_parked.items() if key not in seen]
         duplicates = len(events) - len(fresh)
@@ -448,19 +477,9 @@ class WebhookService:
         # Mark what the broker confirmed, even when another event failed: Meta retries
         # the whole request and those must not be published twice. The customers'
         # windows open only with a fully confirmed request (one Redis round trip for both).
-        windows = [] if failures else _customer_windows(event for _, event in confirmed)
-        try:
-            await self.store.record(
-                [key for key, _ in confirmed] + parked_marks, self.dedupe_window_s, windows
-            )
-        except StoreUnavailable as exc:
-            metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
-            if windows:
-                metrics.DEDUPE_UNAVAILABLE.labels("any", "customer_window").inc()
-            log.warning(
-                "dedupe marks and customer windows not written: redis unavailable",
-                error=str(exc),
-            )
+        if remembered:
+            windows = [] if failures else _customer_windows(event for _, event in confirmed)
+            await self._mark(provider, [key for key, _ in confirmed] + parked_marks, windows)
         for _, event in confirmed:
             metrics.EVENTS.labels(provider, event.kind, metric_type(event), "published").inc()
         for key, event in unique.items():

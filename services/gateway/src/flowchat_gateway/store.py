@@ -5,9 +5,16 @@ Every call is bounded (the client's socket timeouts plus ``timeout_s``) and any
 Redis failure surfaces as :class:`StoreUnavailable`; the caller decides whether
 that degrades (webhooks publish anyway) or refuses (send API → 503).
 
+Webhooks' dedupe checks and marks and the customers' windows go through a
+:class:`~flowchat_platform.redis_batch.RedisBatcher`: the webhooks in flight at once
+share one ``EVALSHA`` (under load, a fraction of a round trip per webhook, not two).
+
 Keys::
 
-    flowchat:gateway:dedupe:<account_id>:<event_id>      "1", TTL dedupe window (≥ 7 days)
+    flowchat:gateway:dedupe:{<account_id>}:<event_id>    "1", TTL dedupe window (≥ 7 days);
+                                                         one hash slot per account, so a
+                                                         webhook's marks are one script
+                                                         call on a Redis Cluster too
     flowchat:gateway:idem:<tenant_id>:<sha256(key)>      JSON record, TTL 24 h
     flowchat:gateway:rate:<key_id>:<minute>              request count, TTL 2 min
     flowchat:csw:{<tenant_id>}:<account_id>:<customer_wa_id>
@@ -28,12 +35,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from flowchat_contracts.shared_state import customer_window_key
 from flowchat_gateway.ports import IdempotencyRecord
 from flowchat_platform.errors import StoreUnavailable
-from flowchat_platform.redis import is_cluster
+from flowchat_platform.redis_batch import LuaScript, RedisBatcher
 
 T = TypeVar("T")
 
@@ -41,7 +48,7 @@ PREFIX = "flowchat:gateway:"
 CUSTOMER_WINDOW_TTL_S = 72 * 3600
 
 # Set the customer's last-inbound time unless a later one is already recorded.
-_TOUCH_WINDOW = """
+_TOUCH_WINDOW = LuaScript("""
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -49,7 +56,18 @@ else
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return 1
-"""
+""")
+# Which of KEYS are marked (1) or not (0).
+_SEEN = LuaScript("""
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+return out
+""")
+# Mark KEYS for ARGV[1] seconds.
+_MARK = LuaScript("""
+for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'EX', ARGV[1]) end
+return #KEYS
+""")
 
 
 class GatewayStore:
@@ -59,7 +77,7 @@ class GatewayStore:
     def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 0.5) -> None:
         self._redis = redis
         self.timeout_s = timeout_s
-        self._touch = redis.register_script(_TOUCH_WINDOW)
+        self._batcher = RedisBatcher(redis)
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -75,16 +93,29 @@ class GatewayStore:
 
     @staticmethod
     def dedupe_key(account_id: str, event_id: str) -> str:
-        return f"{PREFIX}dedupe:{account_id}:{event_id}"
+        return f"{PREFIX}dedupe:{{{account_id}}}:{event_id}"
+
+    async def _scripts(self, calls: list[tuple[LuaScript, list[str], list[Any]]]) -> list[Any]:
+        """Each ``(script, keys, args)`` in the batcher's next batch; their replies."""
+        if len(calls) == 1:  # the usual webhook: no task for it
+            script, keys, args = calls[0]
+            return [await self._call(lambda: self._batcher.script(script, keys, args))]
+        return await self._call(
+            lambda: asyncio.gather(*(self._batcher.script(s, k, a) for s, k, a in calls))
+        )
 
     async def seen(self, keys: list[str]) -> set[str]:
         """The subset of ``keys`` already marked."""
-        if not keys:
+        groups = _by_slot(keys)
+        if not groups:
             return set()
-        # Redis Cluster: the marks of one webhook may sit in several slots (one MGET each)
-        mget = getattr(self._redis, "mget_nonatomic", self._redis.mget)
-        values = await self._call(lambda: mget(keys))
-        return {key for key, value in zip(keys, values, strict=True) if value is not None}
+        replies = await self._scripts([(_SEEN, group, []) for group in groups])
+        return {
+            key
+            for group, flags in zip(groups, replies, strict=True)
+            for key, flag in zip(group, flags, strict=True)
+            if flag
+        }
 
     async def record(
         self,
@@ -92,49 +123,19 @@ class GatewayStore:
         ttl_s: int,
         windows: Iterable[tuple[str, str, str, int]] = (),
     ) -> None:
-        """What a webhook leaves once the broker confirmed it, in one round trip: dedupe
+        """What a webhook leaves once the broker confirmed it, in one batch: dedupe
         ``marks`` (for ``ttl_s``) and the customers' last inbound times
         (``(tenant_id, account_id, customer_wa_id, unix_seconds)``)."""
-        keys = list(marks)
         latest: dict[str, int] = {}
         for tenant_id, account_id, wa_id, ts in windows:
             key = customer_window_key(tenant_id, account_id, wa_id)
             latest[key] = max(ts, latest.get(key, 0))
-        if not keys and not latest:
-            return
-
-        async def op() -> Any:
-            if is_cluster(self._redis):
-                # a cluster pipeline takes no scripts: the marks in one (split per node),
-                # each window's script on its own slot's node, all at once
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key in keys:
-                        pipe.set(key, b"1", ex=ttl_s)
-                    return await asyncio.gather(
-                        pipe.execute(),
-                        *(
-                            self._redis.evalsha(self._touch.sha, 1, key, ts, CUSTOMER_WINDOW_TTL_S)
-                            for key, ts in latest.items()
-                        ),
-                    )
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.set(key, b"1", ex=ttl_s)
-                # EVALSHA, not the Script object: a pipeline with registered scripts asks
-                # SCRIPT EXISTS first, one more round trip on every webhook.
-                for key, ts in latest.items():
-                    pipe.evalsha(self._touch.sha, 1, key, ts, CUSTOMER_WINDOW_TTL_S)
-                return await pipe.execute()
-
-        try:
-            await self._call(op)
-        except StoreUnavailable as exc:
-            if not isinstance(exc.__cause__, NoScriptError):
-                raise
-            # Redis restarted or its scripts were flushed: load it again, once. The marks
-            # are rewritten with the same value, the windows never move back.
-            await self._call(lambda: self._redis.script_load(_TOUCH_WINDOW))
-            await self._call(op)
+        calls: list[tuple[LuaScript, list[str], list[Any]]] = [
+            (_MARK, group, [ttl_s]) for group in _by_slot(list(marks))
+        ]
+        calls += [(_TOUCH_WINDOW, [key], [ts, CUSTOMER_WINDOW_TTL_S]) for key, ts in latest.items()]
+        if calls:
+            await self._scripts(calls)
 
     # ------------------------------------------------------------ send API idempotency
 
@@ -193,3 +194,12 @@ class GatewayStore:
         key = customer_window_key(tenant_id, account_id, customer_id.lstrip("+"))
         raw = await self._call(lambda: self._redis.get(key))
         return int(raw) if raw is not None else None
+
+
+def _by_slot(keys: list[str]) -> list[list[str]]:
+    """Dedupe keys grouped by their hash tag (the account), in order: one script call
+    each, so every call stays within one Redis Cluster slot."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key[key.find("{") : key.find("}")], []).append(key)
+    return list(groups.values())

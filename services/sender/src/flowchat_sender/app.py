@@ -18,10 +18,10 @@ from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
 from flowchat_platform.privacy import BlindIndex, privacy_index
 from flowchat_platform.redis import create_redis
+from flowchat_platform.redis_batch import RedisBatcher
 from flowchat_platform.runner import Background
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_sender import SERVICE, metrics, routes
-from flowchat_sender.batching import RedisBatcher
 from flowchat_sender.breaker import CircuitBreaker, State
 from flowchat_sender.cloud_api import CloudApiAdapter
 from flowchat_sender.consumer import OutboundConsumer, ResultBatcher

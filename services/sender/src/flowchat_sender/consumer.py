@@ -39,8 +39,8 @@ from flowchat_contracts.command_events import (
 from flowchat_platform.amqp import HEADER_ATTEMPT, HEADER_REASON, Amqp
 from flowchat_platform.errors import PublishError, RetryLater
 from flowchat_platform.logs import get_logger
+from flowchat_platform.redis_batch import Batcher
 from flowchat_sender import metrics
-from flowchat_sender.batching import Batcher
 from flowchat_sender.errors import Park, SendRetry
 from flowchat_sender.headers import (
     HEADER_ERROR_CODE,
@@ -72,7 +72,7 @@ class ResultBatcher(Batcher[SendResult]):
     """Send results to ``flowchat.status``, each caller back once the broker confirmed
     the message holding its result (so its command is acked only then).
 
-    Results that queue while a publish is out go together (:mod:`flowchat_sender.batching`):
+    Results that queue while a publish is out go together (:mod:`flowchat_platform.redis_batch`):
     one message per account, a ``SendResultBatch``, or a plain ``SendResult`` when it is
     alone. One confirmed broker write per result cost as much as the provider call
     itself (benchmarks, #6). ``max_batch=1`` publishes every result on its own.

@@ -6,7 +6,7 @@ One key per (tenant, idempotency key) holds JSON ``{fp, owner, at, result}``:
    existing record comes back (a stored result, or another delivery's claim).
    ``claim_and_admit`` also reserves the rate-limit slot in the same call, and
    claims nothing when the limiter says "later" (one round trip per send, batched
-   with the other messages' by :class:`~flowchat_sender.batching.RedisBatcher`).
+   with the other messages' by :class:`~flowchat_platform.redis_batch.RedisBatcher`).
 2. after the provider answered, ``complete`` stores the ``SendResult``; a duplicate
    re-publishes it without sending.
 3. ``release`` — only when the provider certainly did not take the message (a
@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from flowchat_contracts import OutboundCommand, SendResult
 from flowchat_contracts.shared_state import tenant_tag
 from flowchat_platform.errors import StoreUnavailable
-from flowchat_sender.batching import LuaScript, RedisBatcher
+from flowchat_platform.redis_batch import LuaScript, RedisBatcher
 from flowchat_sender.claims import (
     Claim,
     OptOutCheck,

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from flowchat_contracts.shared_state import tenant_tag
 from flowchat_platform.errors import StoreUnavailable
-from flowchat_sender.batching import LuaScript, RedisBatcher
+from flowchat_platform.redis_batch import LuaScript, RedisBatcher
 from flowchat_sender.limits import Admission, LimitRequest
 
 PREFIX = "flowchat:sender:rl:"

@@ -12,16 +12,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 
 from flowchat_gateway import metrics
-from flowchat_gateway.deps import CorrelationDep, SettingsDep, WebhooksDep
+from flowchat_gateway.deps import WebhooksDep
 from flowchat_gateway.schemas import ErrorBody
-from flowchat_gateway.service import WebhookResult
-from flowchat_platform.http import ApiError
+from flowchat_gateway.service import WebhookResult, WebhookService
+from flowchat_gateway.settings import Settings
+from flowchat_platform.http import ApiError, LeanRoute
 
 router = APIRouter(tags=["webhooks"])
+#: The providers' POSTs: the hottest path of the platform (every message and status of
+#: every tenant), so no dependency solving (:class:`LeanRoute`): the endpoints read what
+#: they need from the app's state and the request themselves.
+lean = APIRouter(tags=["webhooks"], route_class=LeanRoute)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -60,6 +66,14 @@ def _accepted(provider: str, result: WebhookResult) -> None:
     metrics.WEBHOOKS.labels(provider, "webhook", result.outcome).inc()
 
 
+def _wired(request: Request) -> tuple[WebhookService, Settings, str]:
+    """The webhook service and settings (set by ``create_app``) and the correlation id
+    (set by ``ObserveRequests``)."""
+    state = request.app.state
+    correlation_id: str = request.state.correlation_id
+    return state.webhooks, state.settings, correlation_id[:128]
+
+
 @router.get(
     "/webhooks/meta",
     summary="Meta webhook verification",
@@ -81,7 +95,7 @@ async def verify_meta(
     return PlainTextResponse(echoed)
 
 
-@router.post(
+@lean.post(
     "/webhooks/meta",
     summary="Meta (WhatsApp Cloud API) webhook",
     responses=_ERRORS,
@@ -100,23 +114,19 @@ async def verify_meta(
         ],
     },
 )
-async def meta_webhook(
-    request: Request,
-    service: WebhooksDep,
-    settings: SettingsDep,
-    correlation_id: CorrelationDep,
-) -> JSONResponse:
+async def meta_webhook(request: Request) -> Response:
     """Verify, normalize, deduplicate and publish (with confirms) every event of the batch."""
+    service, settings, correlation_id = _wired(request)
     _require_media_type(request, "application/json", "meta")
     raw = await _read_body(request, settings.max_body_bytes, "meta")
     result = await service.handle_meta(
         raw, request.headers.get("x-hub-signature-256"), correlation_id=correlation_id
     )
     _accepted("meta", result)
-    return JSONResponse(result.as_dict())
+    return Response(orjson.dumps(result.as_dict()), media_type="application/json")
 
 
-@router.post(
+@lean.post(
     "/webhooks/twilio/{account_id}",
     summary="Twilio WhatsApp webhook (inbound messages and status callbacks)",
     response_class=Response,
@@ -129,18 +139,22 @@ async def meta_webhook(
         "requestBody": {
             "required": True,
             "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
-        }
+        },
+        "parameters": [
+            {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "X-Twilio-Signature",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string"},
+            },
+        ],
     },
 )
-async def twilio_webhook(
-    account_id: str,
-    request: Request,
-    service: WebhooksDep,
-    settings: SettingsDep,
-    correlation_id: CorrelationDep,
-    x_twilio_signature: Annotated[str | None, Header()] = None,
-) -> Response:
+async def twilio_webhook(request: Request) -> Response:
     """Verify ``X-Twilio-Signature`` with the account's auth token, then publish."""
+    service, settings, correlation_id = _wired(request)
+    account_id: str = request.path_params["account_id"]
     _require_media_type(request, "application/x-www-form-urlencoded", "twilio")
     raw = await _read_body(request, settings.max_body_bytes, "twilio")
     params = parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
@@ -148,7 +162,11 @@ async def twilio_webhook(
     if request.url.query:
         url += "?" + request.url.query
     result = await service.handle_twilio(
-        account_id, url, params, x_twilio_signature, correlation_id=correlation_id
+        account_id,
+        url,
+        params,
+        request.headers.get("x-twilio-signature"),
+        correlation_id=correlation_id,
     )
     _accepted("twilio", result)
     return Response(EMPTY_TWIML, media_type="application/xml")

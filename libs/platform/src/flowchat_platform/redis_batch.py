@@ -1,14 +1,15 @@
-"""Work of concurrent messages, sent together: Redis scripts as one call
-(:class:`RedisBatcher`), send results as one broker message per account
-(:class:`flowchat_sender.consumer.ResultBatcher`).
+"""Work of concurrent callers, sent together: Redis scripts as one call
+(:class:`RedisBatcher`: the sender's claims and token buckets, the gateway's webhook
+dedupe marks and customer windows), the sender's results as one broker message per
+account (:class:`flowchat_sender.consumer.ResultBatcher`).
 
 With hundreds of messages in flight, one round trip (and one ``send`` syscall) per
-command per message was the sender's largest cost. A :class:`Batcher` queues the
-items and sends them together, Nagle-style: while ``max_in_flight`` batches are out,
-new items wait for one to come back (or for ``max_batch`` of them to queue up), so the
-batch size follows the load — a lone item goes at once, a busy sender sends tens per
-write. Each caller still gets its own reply or its own error, so one failing item
-never fails its neighbours.
+command per message was the sender's largest cost (and, per webhook, the gateway's).
+A :class:`Batcher` queues the items and sends them together, Nagle-style: while
+``max_in_flight`` batches are out, new items wait for one to come back (or for
+``max_batch`` of them to queue up), so the batch size follows the load — a lone item
+goes at once, a busy sender sends tens per write. Each caller still gets its own reply
+or its own error, so one failing item never fails its neighbours.
 
 A batch of Redis work is one ``EVALSHA`` of a bundle script that runs each item's
 script in turn (:class:`RedisBatcher`), not a pipeline of one command per item:
@@ -214,6 +215,7 @@ class RedisBatcher(Batcher[_Item]):
         super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
         self._redis = redis
         self._bundle = ScriptBundle()
+        self._loading: dict[str, asyncio.Future[Any]] = {}
         self.replicas = max(0, replicas)
         self.wait_ms = max(0, wait_ms)
         self._cluster: RedisCluster | None = (
@@ -266,7 +268,7 @@ class RedisBatcher(Batcher[_Item]):
             else:
                 replies = await self._redis.evalsha(sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._redis.script_load(source)
+            await self._load(sha, source)
             if durable:
                 replies, acked = await self._with_wait(sha, keys, args)
             else:
@@ -277,6 +279,15 @@ class RedisBatcher(Batcher[_Item]):
             Durable(r, acked) if item[3] and not isinstance(r, BaseException) else r
             for item, r in zip(items, replies, strict=True)
         ]
+
+    async def _load(self, sha: str, source: str) -> None:
+        """Load the bundle once however many slots found it missing at the same time (on
+        a cluster, ``SCRIPT LOAD`` goes to every primary: one per slot was seconds)."""
+        loading = self._loading.get(sha)
+        if loading is None:
+            loading = self._loading[sha] = asyncio.ensure_future(self._redis.script_load(source))
+            loading.add_done_callback(lambda _: self._loading.pop(sha, None))
+        await asyncio.shield(loading)
 
     async def _with_wait(self, sha: str, keys: list[str], args: list[Any]) -> tuple[list[Any], int]:
         """``EVALSHA`` then ``WAIT`` on one connection (``WAIT`` counts the replicas that
