@@ -23,8 +23,8 @@ from fastapi import FastAPI, Request, Response
 
 from flowchat_platform.testing import eventually, serve
 from stackkit import ProcessStack, load_script
-from test_e2e_conversation_commerce import Shop, open_shop, order_id_in
-from test_e2e_privacy import SYSTEM_SCHEMAS, export, run_campaign
+from test_e2e_conversation_commerce import Shop, open_shop
+from test_e2e_privacy import SYSTEM_SCHEMAS, customer_with_an_order, export, run_campaign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -92,38 +92,12 @@ def echo_receiver(got: list[bytes]) -> FastAPI:
 async def traffic(stack: ProcessStack, shop: Shop, hook_url: str, got: list[bytes]) -> list[str]:
     """A customer's history, order, campaign message and own text, delivered by the
     relay; the needles to look for (phone, BSUID, name, text)."""
-    http = shop.http
     c = f"2348030{secrets.randbelow(10**6):06d}"
     name = f"Ada Atrest {secrets.token_hex(3)}"
     text = f"my parcel code is zq{secrets.token_hex(4)}"
-    r = await http.post(
-        f"{shop.sandbox}/sandbox/templates",
-        json={
-            "waba_id": "2099" + shop.seeded.phone_number_id[4:],
-            "name": "spring_sale",
-            "language": "en",
-            "category": "MARKETING",
-            "components": [{"type": "BODY", "text": "Spring sale, {{1}}: 10% off."}],
-        },
-    )
-    assert r.status_code in (201, 409), r.text
-    r = await http.post(
-        f"{stack.urls['relay']}/v1/endpoints",
-        json={"url": hook_url, "event_types": ["message.received", "message.status"]},
-        headers=shop.admin,
-    )
-    assert r.status_code == 201, r.text
-
-    hello = await shop.say(c, {"text": "Hi", "name": name}, 2)
-    assert "Acme Hardware" in hello[0]
-    await shop.tap(c, "list", "Building", 1)
-    await shop.tap(c, "list", "Cement 50kg", 1)
-    await shop.say(c, "10", 2)
-    invoice, _ = await shop.tap(c, "button", "Confirm", 2)
-    assert order_id_in(invoice).startswith("ORD-")
-    bsuid = (await http.get(f"{shop.sandbox}/sandbox/customers/{c}")).json()["user_id"]
-    assert bsuid
-    sent = await run_campaign(shop, f"Spring {secrets.token_hex(2)}")
+    order_id, bsuid = await customer_with_an_order(stack, shop, c, name, hook_url)
+    assert order_id.startswith("ORD-")
+    sent = await run_campaign(shop, "Spring")
     assert sent["targeted"] >= 1, sent
     await shop.send(c, {"text": text, "name": name})
 

@@ -115,10 +115,13 @@ async def run_campaign(shop: Shop, name: str) -> dict[str, Any]:
     return result
 
 
-async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
+async def customer_with_an_order(
+    stack: ProcessStack, shop: Shop, c: str, name: str, hook_url: str
+) -> tuple[str, str]:
+    """The campaign's template at the sandbox, the tenant's webhook endpoint (every
+    received message and status, at ``hook_url``), and customer ``c``'s history, contact,
+    session, order and invoice; the order id and the customer's BSUID."""
     http = shop.http
-    c = f"2348030{secrets.randbelow(10**6):06d}"  # a valid Nigerian mobile number (import)
-    name = f"Ada Erasable {secrets.token_hex(3)}"
     waba_id = "2099" + shop.seeded.phone_number_id[4:]
     r = await http.post(
         f"{shop.sandbox}/sandbox/templates",
@@ -131,28 +134,32 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
         },
     )
     assert r.status_code == 201, r.text
-    # the tenant's webhook endpoint: every received message and status of the customer
     r = await http.post(
         f"{stack.urls['relay']}/v1/endpoints",
-        json={
-            "url": f"http://127.0.0.1:{free_port()}/hook",
-            "event_types": ["message.received", "message.status"],
-        },
+        json={"url": hook_url, "event_types": ["message.received", "message.status"]},
         headers=shop.admin,
     )
     assert r.status_code == 201, r.text
 
-    # history, a contact, a session, an order and its invoice
     hello = await shop.say(c, {"text": "Hi", "name": name}, 2)
     assert "Acme Hardware" in hello[0]
     await shop.tap(c, "list", "Building", 1)
     await shop.tap(c, "list", "Cement 50kg", 1)
     await shop.say(c, "10", 2)
     invoice, _ = await shop.tap(c, "button", "Confirm", 2)
-    order_id = order_id_in(invoice)
     customer = (await http.get(f"{shop.sandbox}/sandbox/customers/{c}")).json()
-    bsuid = customer["user_id"]
-    assert bsuid
+    assert customer["user_id"]
+    return order_id_in(invoice), str(customer["user_id"])
+
+
+async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
+    http = shop.http
+    c = f"2348030{secrets.randbelow(10**6):06d}"  # a valid Nigerian mobile number (import)
+    name = f"Ada Erasable {secrets.token_hex(3)}"
+    # nothing listens at the endpoint: the deliveries wait, retried
+    order_id, bsuid = await customer_with_an_order(
+        stack, shop, c, name, f"http://127.0.0.1:{free_port()}/hook"
+    )
 
     # a campaign message, then STOP
     sent = await run_campaign(shop, "Spring")
