@@ -26,7 +26,7 @@ from stackkit import ProcessStack, load_script
 from test_e2e_conversation_commerce import Shop, open_shop
 from test_e2e_privacy import SYSTEM_SCHEMAS, customer_with_an_order, export, run_campaign
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 #: Checked first, in this order; then every other schema, sorted.
 FIRST_SCHEMAS = ("relay", "state_manager")

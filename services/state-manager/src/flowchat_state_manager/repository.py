@@ -609,12 +609,14 @@ class Repository:
 
     # ------------------------------------------------------------ retention and gauges
 
-    async def purge_messages(self, cutoff: datetime, batch: int, default_days: int) -> int:
+    async def purge_messages(
+        self, cutoff: datetime, batch: int, default_days: int, longest_days: int
+    ) -> int:
         """Delete one batch of messages older than their tenant's retention (``cutoff``:
         now - the default ``default_days``; a tenant's own days in ``tenant_retention``),
-        with their history: the DEFAULT partition's, and those of tenants that keep fewer
-        days than the longest in the week partitions still there (a week partition goes
-        whole once older than every tenant's retention: :meth:`drop_partition`)."""
+        with their history: those in the DEFAULT partition, and those of tenants keeping
+        fewer days than ``longest_days`` wherever they are. The rest go with their whole
+        week (:meth:`drop_partition`), once it is older than ``longest_days``."""
         deleted = await self._pool.fetchval(
             f"""
             WITH doomed AS (
@@ -624,11 +626,13 @@ class Repository:
                         days => $3::int - (SELECT coalesce(min(message_days), $3::int)
                                            FROM tenant_retention)))
                   AND m.created_at < {_MESSAGE_CUTOFF}
+                  AND (m.tableoid = 'messages_default'::regclass
+                       OR coalesce(r.message_days, $3::int) < $4::int)
                 LIMIT $2 FOR UPDATE OF m SKIP LOCKED
             ), m AS (
                 DELETE FROM messages x USING doomed d
                 WHERE x.id = d.id AND x.created_at = d.created_at
-                RETURNING x.id, x.created_at
+                RETURNING x.id
             ), e AS (
                 DELETE FROM message_events WHERE message_id IN (SELECT id FROM m)
             )
@@ -637,6 +641,7 @@ class Repository:
             cutoff,
             batch,
             default_days,
+            longest_days,
         )
         return int(deleted)
 

@@ -378,10 +378,11 @@ class StateService:
     ) -> PurgeResult:
         """Retention: drop every week partition whose whole week is older than every
         tenant's retention (the default ``retention_days`` or a tenant's own, whichever
-        is longest; each in its own short transaction), delete the messages older than
-        their tenant's retention still in the other partitions (the DEFAULT one, and the
-        weeks kept for a tenant with more days) and the old held statuses one short
-        batch at a time; and create the partitions up to ``days_ahead`` days from now."""
+        is longest; each in its own short transaction); delete, one short batch at a
+        time, the messages older than their tenant's retention in the DEFAULT partition
+        and those of tenants keeping fewer days than the longest (in the weeks kept for
+        the longest), and the old held statuses; and create the partitions up to
+        ``days_ahead`` days from now."""
         cutoff = now - timedelta(days=retention_days)
         await self.create_partitions(now, days_ahead)
 
@@ -390,10 +391,13 @@ class StateService:
                 purge, cutoff, batch_size, metrics.PURGED.labels(what).inc
             )
 
-        async def purge_messages(c: datetime, b: int) -> int:
-            return await self._repo.purge_messages(c, b, default_days=retention_days)
-
         longest = max(retention_days, await self._repo.longest_retention() or 0)
+
+        async def purge_messages(c: datetime, b: int) -> int:
+            return await self._repo.purge_messages(
+                c, b, default_days=retention_days, longest_days=longest
+            )
+
         metrics.RETENTION_LONGEST_DAYS.set(longest)
         drop_before = now - timedelta(days=longest)
         partitions = partition_rows = 0
