@@ -40,6 +40,7 @@ from bench import stats
 from bench.common import ROOT, Proc, RssSampler, Stack, cpu_seconds, isolated, load, say, wait_ready
 from flowchat_contracts import topology
 from flowchat_platform.amqp import Amqp
+from flowchat_platform.crypto import SecretBox
 from flowchat_platform.testing import free_port
 from flowchat_relay import SCHEMA
 
@@ -187,9 +188,12 @@ def status_body(i: int, tag: str) -> dict[str, Any]:
     }
 
 
-async def preload(database_url: str, endpoint_ids: list[str], events: int, tag: str) -> int:
+async def preload(
+    database_url: str, endpoint_ids: list[str], events: int, tag: str, box: SecretBox
+) -> int:
     """``events`` stored events, each pending for every endpoint, written straight into
-    the relay's store (as its intake would have)."""
+    the relay's store as its intake would have (bodies encrypted under ``box``, the
+    relay's keyring: every attempt decrypts the body it posts)."""
     conn = await asyncpg.connect(database_url, server_settings={"search_path": SCHEMA})
     try:
         ids = [f"evt_{tag}_{i}" for i in range(events)]
@@ -205,17 +209,17 @@ async def preload(database_url: str, endpoint_ids: list[str], events: int, tag: 
                     "schema_version": 1,
                     "data": {"message_id": f"msg_{i}", "status": "delivered"},
                 }
-            ).decode()
+            )
             for i in range(events)
         ]
         await conn.execute(
             """
-            INSERT INTO events (id, type, tenant_id, account_id, body)
-            SELECT u.id, 'message.status', $3, $4, u.body::jsonb
-            FROM unnest($1::text[], $2::text[]) AS u(id, body)
+            INSERT INTO events (id, type, tenant_id, account_id, body_enc)
+            SELECT u.id, 'message.status', $3, $4, u.body
+            FROM unnest($1::text[], $2::bytea[]) AS u(id, body)
             """,
             ids,
-            bodies,
+            [box.encrypt_bytes(b) for b in bodies],
             TENANT,
             ACCOUNT,
         )
@@ -256,7 +260,8 @@ async def dispatch_rate(
     """Stored deliveries → receivers, one relay process."""
     relay = stack.get("relay")
     await stack.stop(relay)
-    total = await preload(stack.env["DATABASE_URL"], endpoints, events, uuid.uuid4().hex[:6])
+    box = SecretBox.from_keys(stack.env["FLOWCHAT_RELAY_ENCRYPTION_KEYS"])
+    total = await preload(stack.env["DATABASE_URL"], endpoints, events, uuid.uuid4().hex[:6], box)
     await take(http, base)
     relay = await start_relay(stack)
     cpu0 = cpu_seconds(relay)

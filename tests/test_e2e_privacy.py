@@ -115,10 +115,13 @@ async def run_campaign(shop: Shop, name: str) -> dict[str, Any]:
     return result
 
 
-async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
+async def customer_with_an_order(
+    stack: ProcessStack, shop: Shop, c: str, name: str, hook_url: str
+) -> tuple[str, str]:
+    """The campaign's template at the sandbox, the tenant's webhook endpoint (every
+    received message and status, at ``hook_url``), and customer ``c``'s history, contact,
+    session, order and invoice; the order id and the customer's BSUID."""
     http = shop.http
-    c = f"2348030{secrets.randbelow(10**6):06d}"  # a valid Nigerian mobile number (import)
-    name = f"Ada Erasable {secrets.token_hex(3)}"
     waba_id = "2099" + shop.seeded.phone_number_id[4:]
     r = await http.post(
         f"{shop.sandbox}/sandbox/templates",
@@ -131,28 +134,32 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
         },
     )
     assert r.status_code == 201, r.text
-    # the tenant's webhook endpoint: every received message and status of the customer
     r = await http.post(
         f"{stack.urls['relay']}/v1/endpoints",
-        json={
-            "url": f"http://127.0.0.1:{free_port()}/hook",
-            "event_types": ["message.received", "message.status"],
-        },
+        json={"url": hook_url, "event_types": ["message.received", "message.status"]},
         headers=shop.admin,
     )
     assert r.status_code == 201, r.text
 
-    # history, a contact, a session, an order and its invoice
     hello = await shop.say(c, {"text": "Hi", "name": name}, 2)
     assert "Acme Hardware" in hello[0]
     await shop.tap(c, "list", "Building", 1)
     await shop.tap(c, "list", "Cement 50kg", 1)
     await shop.say(c, "10", 2)
     invoice, _ = await shop.tap(c, "button", "Confirm", 2)
-    order_id = order_id_in(invoice)
     customer = (await http.get(f"{shop.sandbox}/sandbox/customers/{c}")).json()
-    bsuid = customer["user_id"]
-    assert bsuid
+    assert customer["user_id"]
+    return order_id_in(invoice), str(customer["user_id"])
+
+
+async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
+    http = shop.http
+    c = f"2348030{secrets.randbelow(10**6):06d}"  # a valid Nigerian mobile number (import)
+    name = f"Ada Erasable {secrets.token_hex(3)}"
+    # nothing listens at the endpoint: the deliveries wait, retried
+    order_id, bsuid = await customer_with_an_order(
+        stack, shop, c, name, f"http://127.0.0.1:{free_port()}/hook"
+    )
 
     # a campaign message, then STOP
     sent = await run_campaign(shop, "Spring")
@@ -169,17 +176,12 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
 
     await eventually(opted_out, timeout_s=20, interval_s=0.1)
 
-    async def relay_delivered() -> bool:
-        conn = await asyncpg.connect(stack.env["DATABASE_URL"])
-        try:
-            n = await conn.fetchval(
-                "SELECT count(*) FROM relay.events WHERE body::text LIKE $1", f'%"{c}"%'
-            )
-        finally:
-            await conn.close()
-        return bool(n and n >= 3)
+    async def relay_stored() -> bool:
+        # the relay keeps its events encrypted: found through the export (by digest)
+        got = await export(shop, c)
+        return len(got["services"].get("relay", {}).get("events", [])) >= 3
 
-    await eventually(relay_delivered, timeout_s=30, interval_s=0.2)
+    await eventually(relay_stored, timeout_s=30, interval_s=0.2)
     await asyncio.sleep(1.0)  # the last statuses reach every service
 
     # the customer asks what the shop holds: one document from every service
@@ -196,6 +198,10 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
     (thread,) = exported["services"]["inbox"]["threads"]
     assert any(m.get("text") == "Hi" or "Hi" in str(m) for m in thread["messages"])
     assert exported["services"]["state-manager"]["messages"]
+    relay_events = exported["services"]["relay"]["events"]
+    assert {e["type"] for e in relay_events} >= {"message.received", "message.status"}
+    assert all(e["deliveries"] for e in relay_events), relay_events
+    assert any(c in str(e["body"]) for e in relay_events)
     needles = [c, bsuid, name]
     before = await stored_anywhere(stack.env["DATABASE_URL"], needles)
     # the inbox holds the customer's history encrypted (issue 28): nothing in clear there
@@ -256,6 +262,7 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
     assert after["services"]["conversation"]["orders"] == []  # kept, under a pseudonym
     assert after["services"]["inbox"]["threads"] == []
     assert after["services"]["state-manager"]["messages"] == []
+    assert after["services"]["relay"]["events"] == []
     conn = await asyncpg.connect(stack.env["DATABASE_URL"])
     try:
         kept = await conn.fetch(

@@ -221,3 +221,22 @@ def test_a_meta_status_names_a_cloud_api_message_by_the_id_it_was_given():
     untracked = status(meta_body(event, account, SentThroughCloudApi(None)))
     assert untracked["id"] == wamid_of("m1")
     assert "biz_opaque_callback_data" not in untracked
+
+
+def test_customer_ids_are_every_id_the_event_names() -> None:
+    from flowchat_relay.events import customer_ids
+
+    body = {
+        "type": "message.received",
+        "account_id": "acc_1",
+        "data": {
+            "customer": {"wa_id": "15551230001", "user_id": "US.1", "username": "ada"},
+            "customer_name": "Ada",
+            "contacts": [{"parent_user_id": "US.ENT.9"}],
+            "recipient": "",
+        },
+    }
+    assert customer_ids(body) == ["15551230001", "US.1", "US.ENT.9"]
+    status = {"data": {"recipient": "+15551230001", "provider_message_id": "wamid.x"}}
+    assert customer_ids(status) == ["+15551230001"]
+    assert customer_ids({"data": {"waba_id": "1", "display_phone_number": "1555"}}) == []

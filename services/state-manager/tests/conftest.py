@@ -42,6 +42,7 @@ API_KEYS: dict[str, tuple[str, list[str]]] = {
     "fc_key_tenant_a_read": ("tnt_a", ["read", "send"]),
     "fc_key_tenant_b_read": ("tnt_b", ["read"]),
     "fc_key_tenant_a_send": ("tnt_a", ["send"]),
+    "fc_key_tenant_a_admin": ("tnt_a", ["admin", "read"]),
 }
 
 

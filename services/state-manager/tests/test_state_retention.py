@@ -7,11 +7,12 @@ never-lose guarantee, on real PostgreSQL."""
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from flowchat_state_manager.relay import OutboxRelay
 from flowchat_state_manager.repository import Repository
@@ -135,3 +136,97 @@ async def test_outbox_keeps_events_until_the_broker_confirms(state_pool, build):
         "tnt_a.acc_1.read",
     ]
     assert await state_pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+# ------------------------------------------------------------ per-tenant retention
+
+
+async def seed_for(service, build, tenant, count):
+    ids = []
+    for _ in range(count):
+        mid, wamid = build.new_ids()
+        await service.record_send_result(build.send_result(mid, wamid, tenant=tenant))
+        await service.record_status(build.status_update(wamid, "sent", tenant=tenant))
+        ids.append(mid)
+    return ids
+
+
+def _monday(d):
+    return d - timedelta(days=d.weekday())
+
+
+async def test_each_tenant_keeps_its_own_days_and_a_week_goes_when_past_every_tenant(
+    state_pool, build
+):
+    repo = Repository(state_pool)
+    service = StateService(repo)
+    now = datetime.now(UTC)
+    # a week 120 days back holds records of three tenants: the default (90 days), one
+    # keeping 7 days and one keeping 365
+    week = _monday((now - timedelta(days=120)).date())
+    await repo.create_partitions(week, week)
+    then = datetime.combine(week, datetime.min.time(), UTC) + timedelta(days=2)
+    default_old = await seed_for(service, build, "tnt_a", 2)
+    short_old = await seed_for(service, build, "tnt_short", 2)
+    long_old = await seed_for(service, build, "tnt_long", 2)
+    old = default_old + short_old + long_old
+    await state_pool.execute("UPDATE messages SET created_at = $2 WHERE id = ANY($1)", old, then)
+    await state_pool.execute(
+        "UPDATE message_events SET message_created_at = $2 WHERE message_id = ANY($1)", old, then
+    )
+    # this week: 10 days old records of the short tenant go, the others' stay
+    short_recent = await seed_for(service, build, "tnt_short", 3)
+    default_recent = await seed_for(service, build, "tnt_a", 1)
+    await age(state_pool, short_recent + default_recent, 10)
+    await repo.set_retention("tnt_short", 7)
+    await repo.set_retention("tnt_long", 365)
+    assert await repo.retention("tnt_long") == 365
+    assert await repo.retention("tnt_a") is None
+
+    result = await service.purge(retention_days=90, batch_size=2, now=now)
+
+    part = f"messages_p{week:%Y%m%d}"
+    # the old week is kept for the long tenant; the others' records in it are deleted
+    assert await state_pool.fetchval("SELECT to_regclass($1)", part) is not None
+    assert {r["id"] for r in await state_pool.fetch(f"SELECT id FROM {part}")} == set(long_old)
+    assert result.partitions == 0
+    assert result.messages == len(default_old + short_old + short_recent)
+    left = {r["id"] for r in await state_pool.fetch("SELECT id FROM messages")}
+    assert left == set(long_old + default_recent)
+    history = await state_pool.fetch("SELECT DISTINCT message_id FROM message_events")
+    assert {r["message_id"] for r in history} == left
+    assert REGISTRY.get_sample_value("flowchat_state_manager_retention_longest_days") == 365
+
+    # the long tenant back to the default: the week is now past every tenant's retention
+    await repo.set_retention("tnt_long", None)
+    again = await service.purge(retention_days=90, batch_size=2, now=now)
+    assert again.partitions >= 1
+    assert again.messages == 0  # the whole week went; nothing deleted row by row
+    assert await state_pool.fetchval("SELECT to_regclass($1)", part) is None
+    left = {r["id"] for r in await state_pool.fetch("SELECT id FROM messages")}
+    assert left == set(default_recent)
+    assert REGISTRY.get_sample_value("flowchat_state_manager_retention_longest_days") == 90
+
+
+async def test_retention_api(harness):
+    http = harness.http
+    admin = {"Authorization": "Bearer fc_key_tenant_a_admin"}
+    r = await http.get("/v1/retention", headers=admin)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"days": 90, "default_days": 90, "own": False}
+    r = await http.put("/v1/retention", json={"days": 30}, headers=admin)
+    assert r.json() == {"days": 30, "default_days": 90, "own": True}
+    assert (await http.get("/v1/retention", headers=admin)).json()["days"] == 30
+    # another tenant (the service token names it) is untouched
+    other = await http.get("/v1/retention", headers=harness.auth("tnt_b"))
+    assert other.json() == {"days": 90, "default_days": 90, "own": False}
+    for bad in ({"days": 0}, {"days": 3651}, {"days": "x"}, {"weeks": 2}, {}):
+        r = await http.put("/v1/retention", json=bad, headers=admin)
+        assert r.status_code == 422, bad
+        assert r.json()["error"]["code"] == "invalid_request"
+    # a key without the admin scope, and no key
+    read = {"Authorization": "Bearer fc_key_tenant_a_read"}
+    assert (await http.put("/v1/retention", json={"days": 5}, headers=read)).status_code == 403
+    assert (await http.get("/v1/retention")).status_code == 401
+    r = await http.put("/v1/retention", json={"days": None}, headers=admin)
+    assert r.json() == {"days": 90, "default_days": 90, "own": False}

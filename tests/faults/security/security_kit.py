@@ -408,6 +408,10 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("state-manager", "GET", "/v1/messages/{message_id}"): Route(T),
     ("state-manager", "GET", "/v1/messages/{message_id}/events"): Route(T),
     ("state-manager", "GET", "/v1/stats"): Route(T),
+    ("state-manager", "GET", "/v1/retention"): Route(T, own=True),
+    ("state-manager", "PUT", "/v1/retention"): Route(
+        T, _const({"days": RETENTION_PROBE_DAYS}), mutates=True, own=True
+    ),
     # tenant: public
     ("tenant", "POST", "/v1/tenants"): Route(
         OP,
@@ -672,6 +676,8 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ),
     ("relay", "POST", "/v1/endpoints/{endpoint_id}/ping"): Route(T, mutates=True),
     ("relay", "GET", "/v1/retention"): Route(T, own=True),
+    # the events naming a customer (the digest of a's customer): b's key reads b's own
+    ("relay", "GET", "/v1/customers/{digest}/events"): Route(T, own=True),
     ("relay", "PUT", "/v1/retention"): Route(
         T, _const({"days": RETENTION_PROBE_DAYS}), mutates=True, own=True
     ),

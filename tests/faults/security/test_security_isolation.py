@@ -27,6 +27,8 @@ import httpx
 import pytest
 from security_kit import RETENTION_PROBE_DAYS, ROUTES, Route, SecurityEnv, bearer
 
+from flowchat_platform.privacy import BlindIndex
+
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 SERVICES = (
@@ -67,6 +69,10 @@ def _params(env: SecurityEnv, ids: dict[str, str]) -> dict[str, str]:
         "user_id": "usr_0000000000000000",
         "conversation_id": "999999999",  # hand-offs open only through the bot
         "delivery_id": "999999999",
+        # the relay's export: the keyed digest of a's customer (the stack's privacy key)
+        "digest": BlindIndex(env.stack.env["FLOWCHAT_PRIVACY_KEY"].encode()).digest(
+            env.a.tenant_id, ids["phone"]
+        ),
     }
 
 
@@ -266,7 +272,8 @@ async def test_tenant_isolation_matrix(security: SecurityEnv, figures) -> None:
         controls += 1
         if r.status_code != 200 or "pwned" in r.text or r.json().get("enabled") is not False:
             failures.append(f"a's relay endpoint changed by b: {r.status_code} {r.text[:200]}")
-        for service, url in (("inbox", inbox), ("relay", relay)):
+        state = env.url("state-manager")
+        for service, url in (("inbox", inbox), ("relay", relay), ("state-manager", state)):
             mine = await client.get(f"{url}/v1/retention", headers=a_key)
             theirs = await client.get(f"{url}/v1/retention", headers=b_key)
             controls += 2

@@ -60,6 +60,14 @@ class SecretBox:
             return None
         return self._fernet.decrypt(bytes(ciphertext)).decode()
 
+    def encrypt_bytes(self, plaintext: bytes) -> bytes:
+        """:meth:`encrypt` of bytes kept as they are (a webhook body signed as stored)."""
+        return self._fernet.encrypt(plaintext)
+
+    def decrypt_bytes(self, ciphertext: bytes) -> bytes:
+        """The bytes :meth:`encrypt_bytes` was given (:class:`InvalidToken` as :meth:`decrypt`)."""
+        return self._fernet.decrypt(bytes(ciphertext))
+
     def rotate(self, ciphertext: bytes | None) -> bytes | None:
         """The same plaintext encrypted under the first (newest) key."""
         if ciphertext is None:

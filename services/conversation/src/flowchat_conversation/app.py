@@ -64,7 +64,7 @@ from flowchat_conversation.outreach.service import Outreach, Pacing
 from flowchat_conversation.outreach.tenant_zones import TenantServiceZones
 from flowchat_conversation.privacy.consumer import PrivacyConsumer, publish_request
 from flowchat_conversation.privacy.export import ExportService
-from flowchat_conversation.privacy.peers import InboxExport, StateExport
+from flowchat_conversation.privacy.peers import InboxExport, RelayExport, StateExport
 from flowchat_conversation.privacy.redis_store import RedisPrivacy
 from flowchat_conversation.privacy.repository import PrivacyRepository
 from flowchat_conversation.privacy.routes import router as privacy_router
@@ -416,6 +416,12 @@ def create_app(settings: Settings) -> FastAPI:
                 [
                     InboxExport(http, settings.inbox_url, token or ""),
                     StateExport(http, settings.state_url, token or ""),
+                    RelayExport(
+                        http,
+                        settings.relay_url,
+                        token or "",
+                        privacy_index(settings.privacy_key, settings.service_token),
+                    ),
                 ],
                 pdf_link=links.url,
             )

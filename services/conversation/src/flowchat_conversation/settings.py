@@ -103,6 +103,7 @@ class Settings(ServiceSettings):
     #: The services an export reads (their HTTP APIs, the service token).
     inbox_url: str = infra("FLOWCHAT_INBOX_URL", "http://127.0.0.1:8707")
     state_url: str = infra("FLOWCHAT_STATE_URL", "http://127.0.0.1:8704")
+    relay_url: str = infra("FLOWCHAT_RELAY_URL", "http://127.0.0.1:8706")
     #: The services that answer an erasure request (a request is complete once each did).
     erasure_services: tuple[str, ...] = (
         "conversation",

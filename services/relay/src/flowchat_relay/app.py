@@ -11,25 +11,30 @@ the HTTP sessions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
 from fastapi import FastAPI, Request
 
 from flowchat_contracts import topology
+from flowchat_platform import sealing
 from flowchat_platform.amqp import Amqp, declare_own_queues
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.erasure import ErasureAgent
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import MetaEcho
+from flowchat_platform.privacy import privacy_index
 from flowchat_platform.redis import create_redis
 from flowchat_platform.retention import retention_loop
 from flowchat_platform.runner import Background
+from flowchat_platform.sealing import SealStep
 from flowchat_platform.subscriptions import SubscriptionWriter
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_relay import SCHEMA, SERVICE, metrics
@@ -89,12 +94,40 @@ async def open_pools(settings: Settings) -> list[asyncpg.Pool]:
 
 async def open_repository(pools: list[asyncpg.Pool], settings: Settings) -> Repository:
     """The store, with any secret still stored in the clear (before migration 0002)
-    encrypted."""
+    encrypted and the conversation counters keyed by customers' ids in clear (before
+    0004) re-keyed by their digests."""
     durable, fast = pools
-    repository = Repository(durable, settings.secret_box(), fast=fast)
+    repository = Repository(
+        durable,
+        settings.secret_box(),
+        fast=fast,
+        index=privacy_index(settings.privacy_key, settings.service_token),
+    )
     if encrypted := await repository.encrypt_clear_secrets():
         log.info("endpoint secrets encrypted", count=encrypted)
+    if rekeyed := await repository.seal_sequences():
+        log.info("conversation sequences keyed by digest", count=rekeyed)
     return repository
+
+
+def seal_loop(repository: Repository, settings: Settings) -> Coroutine[Any, Any, None]:
+    """The background pass encrypting at rest the events and the delivery log stored in
+    clear before (migration 0004); with an old key still in ``ENCRYPTION_KEYS``, every
+    token (and the endpoints' secrets) re-encrypted under the newest."""
+    rotate = settings.secret_box().key_count > 1
+    action = "rotated" if rotate else "sealed"
+    steps: dict[str, SealStep] = {
+        "events": partial(repository.seal_events, rotate=rotate),
+        "attempts": partial(repository.seal_attempts, rotate=rotate),
+        "endpoints": partial(repository.seal_endpoints, rotate=rotate),
+    }
+    return sealing.seal_loop(
+        steps,
+        action=action,
+        batch=settings.seal_batch_size,
+        pause_s=settings.seal_pause_s,
+        counted=lambda table: metrics.SEALED.labels(table, action).inc,
+    )
 
 
 def make_poster(settings: Settings, resolve: Resolve) -> HttpPoster:
@@ -159,6 +192,7 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
         )
         runtime.deliveries = repository
         runtime.retention = repository
+        runtime.exports = repository
         runtime.dispatcher = dispatcher
         await amqp.connect()
         await declare_own_queues(
@@ -174,6 +208,7 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
             "retention", retention_loop(_retention(repository, settings), settings.purge_interval_s)
         )
         bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
+        bg.start("seal", seal_loop(repository, settings))
         await consume(amqp, RelayConsumer(intake), settings.prefetch)
         await ErasureAgent(
             amqp, SERVICE, lambda r: repository.erase_customer(r.tenant_id, r.identities)

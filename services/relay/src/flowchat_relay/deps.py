@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from flowchat_platform.auth import ApiKeys, tenant_dependency
 from flowchat_platform.http import ApiError
 from flowchat_relay.dispatcher import Dispatcher
-from flowchat_relay.ports import DeliveryStore, RetentionStore
+from flowchat_relay.ports import DeliveryStore, ExportStore, RetentionStore
 from flowchat_relay.service import EndpointService
 
 ADMIN_SCOPE = "admin"
@@ -26,6 +26,7 @@ class Runtime:
     dispatcher: Dispatcher | None = None
     tenants: ApiKeys | None = None
     retention: RetentionStore | None = None
+    exports: ExportStore | None = None
     #: The delivery log is kept this long unless the tenant chose its own retention.
     retention_days: int = 30
 
@@ -83,4 +84,13 @@ def _retention(runtime: Annotated[Runtime, Depends(_runtime)]) -> RetentionStore
 
 
 RetentionDep = Annotated[RetentionStore, Depends(_retention)]
+
+
+def _exports(runtime: Annotated[Runtime, Depends(_runtime)]) -> ExportStore:
+    if runtime.exports is None:
+        raise _not_ready()
+    return runtime.exports
+
+
+ExportDep = Annotated[ExportStore, Depends(_exports)]
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]

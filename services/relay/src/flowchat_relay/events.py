@@ -100,6 +100,30 @@ def conversation_of(customer: CustomerIdentity) -> str:
     return (customer.wa_id or "").lstrip("+") or customer.key
 
 
+#: The fields of an event's body that hold a customer's id (a phone number or a BSUID).
+_CUSTOMER_KEYS = frozenset({"wa_id", "user_id", "parent_user_id", "recipient"})
+
+
+def customer_ids(body: Any) -> list[str]:
+    """Every customer id a FlowChat event's body names (``data.recipient``, a
+    ``customer``'s ``wa_id`` / ``user_id`` / ``parent_user_id``, wherever they are), sorted
+    and without repeats: what the store keeps keyed digests of, so that an erasure or an
+    export finds the event without the ids in clear."""
+    found: set[str] = set()
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _CUSTOMER_KEYS and isinstance(value, str) and value:
+                    found.add(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """One event to store: the FlowChat event (``sequence`` set by the store) and the

@@ -48,3 +48,9 @@ OLDEST_UNDELIVERED = Gauge(
     "Age of the oldest event not yet delivered, per endpoint",
     ["endpoint"],
 )
+SEALED = Counter(
+    "flowchat_relay_sealed_total",
+    "Rows encrypted at rest by the background pass (sealed: stored in clear before; "
+    "rotated: re-encrypted under the newest key), by table",
+    ["table", "action"],
+)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from flowchat_contracts.tenant_events import EndpointDisabled
 from flowchat_platform.accounts import AccountCredentials
@@ -62,6 +62,23 @@ class StoredEvent:
     body: bytes
     meta_body: bytes | None
     endpoint_ids: tuple[str, ...]
+    #: Every customer id the event names (stored as keyed digests only).
+    customers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CustomerEvent:
+    """One of a customer's events as an export gives it: the bodies as delivered, and
+    each endpoint's delivery (``endpoint_id``, ``status``, ``attempts``, ``created_at``,
+    ``finished_at``)."""
+
+    id: str
+    type: str
+    account_id: str
+    created_at: datetime
+    body: Any
+    meta_body: Any
+    deliveries: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,14 @@ class DeliveryStore(Protocol):
     async def replay_failed(self, tenant_id: str, endpoint_id: str, since: datetime) -> int: ...
     async def oldest_pending(self) -> dict[str, float]: ...
     async def endpoint_ids(self) -> list[str]: ...
+
+
+class ExportStore(Protocol):
+    async def customer_events(
+        self, tenant_id: str, digest: str, *, after: str | None, limit: int
+    ) -> list[CustomerEvent]:
+        """The tenant's events naming the customer whose id has the keyed ``digest``."""
+        ...
 
 
 class RetentionStore(Protocol):

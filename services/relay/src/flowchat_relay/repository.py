@@ -12,11 +12,16 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from flowchat_platform.crypto import SecretBox
+from flowchat_platform.privacy import BlindIndex, is_sealed, privacy_index
+from flowchat_platform.retention import TENANT_CUTOFF, TenantRetention
+from flowchat_relay.events import customer_ids
 from flowchat_relay.ports import (
     Attempt,
     Claimed,
+    CustomerEvent,
     Disabled,
     Endpoint,
     EndpointChanges,
@@ -58,19 +63,53 @@ def _endpoint(row: asyncpg.Record | dict[str, Any], open_: Callable[[Any], str |
     )
 
 
+def _with_sequence(body: bytes, sequence: int | None) -> bytes:
+    """The FlowChat body with its ``sequence`` set (the bytes stored and delivered)."""
+    if sequence is None:
+        return body
+    event = orjson.loads(body)
+    event["sequence"] = sequence
+    return orjson.dumps(event)
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(maxsplit=1)[-1])
+
+
 class Repository:
-    """``box`` encrypts the endpoints' signing secrets at rest (``secret_enc``,
-    ``previous_secret_enc``: Fernet tokens; the plain ``secret`` columns stay empty)."""
+    """``box`` encrypts at rest the endpoints' signing secrets (``secret_enc``,
+    ``previous_secret_enc``; the plain ``secret`` columns stay empty), the events' bodies
+    (``body_enc``, ``meta_body_enc``) and the endpoints' answers in the delivery log
+    (``response_enc``). ``index`` gives the keyed digests of the customers' ids
+    (``events.customers``, ``conversation_sequences.conversation``): the platform's
+    privacy key (``FLOWCHAT_PRIVACY_KEY``), derived from an empty token when not given
+    (tests)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, box: SecretBox, *, fast: asyncpg.Pool | None = None
+        self,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        *,
+        fast: asyncpg.Pool | None = None,
+        index: BlindIndex | None = None,
     ) -> None:
         self._pool = pool
         #: leases, outcomes and reads: a pool whose commits do not wait for the disk
         #: (``synchronous_commit=off``; see ``NO_FSYNC``), when given
         self._fast = fast or pool
         self._box = box
+        self._index = index or privacy_index(None, None)
         self._opened: dict[bytes, str] = {}
+        self._retention = TenantRetention(pool, "delivery_days")
+
+    def _digests(self, tenant_id: str, ids: Sequence[str]) -> list[str]:
+        return sorted({self._index.digest(tenant_id, i) for i in ids})
+
+    def _body(self, token: bytes | None, clear: str | None) -> bytes | None:
+        """An event's body: decrypted, else as stored before encryption."""
+        if token is not None:
+            return self._box.decrypt_bytes(token)
+        return clear.encode() if clear is not None else None
 
     def _open(self, token: bytes | None) -> str | None:
         """Decrypt, remembering the answer (a token is one encryption of one secret:
@@ -89,12 +128,17 @@ class Repository:
     def _endpoint(self, row: asyncpg.Record | dict[str, Any]) -> Endpoint:
         return _endpoint(row, self._open)
 
+    def _open_response(self, token: bytes | None, clear: str) -> str:
+        return (self._box.decrypt(token) or "") if token is not None else clear
+
     # ------------------------------------------------------------ erasure
 
     async def erase_customer(self, tenant_id: str, ids: Sequence[str]) -> dict[str, int]:
-        """Delete the tenant's events naming the customer by any of ``ids`` (as a JSON
-        string anywhere in the FlowChat or the Meta-shaped body), their deliveries and
-        attempts, and the customer's conversation sequences; counts by kind."""
+        """Delete the tenant's events naming the customer by any of ``ids`` (by their
+        keyed digests; a row stored before encryption and not sealed yet: as a JSON
+        string anywhere in its bodies), their deliveries and attempts, and the customer's
+        conversation sequences; counts by kind."""
+        digests = self._digests(tenant_id, ids)
         quoted = [f'%"{i}"%' for i in ids] + [f'%"+{i}"%' for i in ids if "." not in i]
         async with self._pool.acquire() as conn, conn.transaction():
             events = [
@@ -102,12 +146,15 @@ class Repository:
                 for r in await conn.fetch(
                     """
                     SELECT id FROM events WHERE tenant_id = $1
-                      AND (body::text LIKE ANY($2::text[])
-                           OR coalesce(meta_body::text, '') LIKE ANY($2::text[]))
+                      AND (customers && $3::text[]
+                           OR (body IS NOT NULL
+                               AND (body::text LIKE ANY($2::text[])
+                                    OR coalesce(meta_body::text, '') LIKE ANY($2::text[]))))
                     FOR UPDATE
                     """,
                     tenant_id,
                     quoted,
+                    digests,
                 )
             ]
             attempts = await conn.execute(
@@ -121,22 +168,199 @@ class Repository:
                 "DELETE FROM conversation_sequences WHERE tenant_id = $1 "
                 "AND conversation = ANY($2::text[])",
                 tenant_id,
-                list(ids),
+                [*ids, *digests],
             )
         return {
-            "events_deleted": int(deleted.split()[-1]),
-            "deliveries_deleted": int(deliveries.split()[-1]),
-            "attempts_deleted": int(attempts.split()[-1]),
-            "sequences_deleted": int(sequences.split()[-1]),
+            "events_deleted": _count(deleted),
+            "deliveries_deleted": _count(deliveries),
+            "attempts_deleted": _count(attempts),
+            "sequences_deleted": _count(sequences),
         }
+
+    # ------------------------------------------------------------ export
+
+    async def customer_events(
+        self, tenant_id: str, digest: str, *, after: str | None, limit: int
+    ) -> list[CustomerEvent]:
+        """The tenant's events naming the customer whose id has ``digest``, by event id,
+        with their bodies decrypted and their deliveries (each endpoint's status and
+        attempts)."""
+        rows = await self._pool.fetch(
+            """
+            SELECT e.id, e.type, e.account_id, e.created_at, e.body_enc, e.meta_body_enc,
+                   e.body::text AS body, e.meta_body::text AS meta_body,
+                   coalesce((SELECT jsonb_agg(jsonb_build_object(
+                        'endpoint_id', d.endpoint_id, 'status', d.status,
+                        'attempts', d.attempts, 'created_at', d.created_at,
+                        'finished_at', d.finished_at) ORDER BY d.id)
+                     FROM deliveries d WHERE d.event_id = e.id), '[]'::jsonb)::text AS deliveries
+            FROM events e
+            WHERE e.tenant_id = $1 AND e.customers @> ARRAY[$2::text]
+              AND ($3::text IS NULL OR e.id > $3)
+            ORDER BY e.id LIMIT $4
+            """,
+            tenant_id,
+            digest,
+            after,
+            limit,
+        )
+        out: list[CustomerEvent] = []
+        for r in rows:
+            body = self._body(r["body_enc"], r["body"])
+            meta = self._body(r["meta_body_enc"], r["meta_body"])
+            out.append(
+                CustomerEvent(
+                    id=r["id"],
+                    type=r["type"],
+                    account_id=r["account_id"],
+                    created_at=r["created_at"],
+                    body=orjson.loads(body) if body is not None else None,
+                    meta_body=orjson.loads(meta) if meta is not None else None,
+                    deliveries=orjson.loads(r["deliveries"]),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------ encryption at rest
+
+    async def seal_events(self, after: str, batch: int, *, rotate: bool) -> tuple[int, str | None]:
+        """One batch of events after the id ``after``: those stored in clear before
+        encryption sealed (bodies encrypted, the customers' digests set), and with
+        ``rotate`` every token re-encrypted under the newest key; (rows changed, the last
+        id seen, or None at the end). One short transaction; rows another replica holds
+        are skipped (the next pass takes them)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT id, tenant_id, body::text AS body, meta_body::text AS meta_body,
+                       body_enc, meta_body_enc
+                FROM events WHERE id > $1 AND (body IS NOT NULL OR $3::boolean)
+                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+                """,
+                after,
+                batch,
+                rotate,
+            )
+            changed: list[tuple[Any, ...]] = []
+            for r in rows:
+                if r["body"] is not None:
+                    digests = self._digests(r["tenant_id"], customer_ids(orjson.loads(r["body"])))
+                    body_enc = self._box.encrypt(r["body"])
+                    meta_enc = self._box.encrypt(r["meta_body"])
+                elif r["body_enc"] is not None:
+                    digests = None
+                    body_enc = self._box.rotate(r["body_enc"])
+                    meta_enc = self._box.rotate(r["meta_body_enc"])
+                else:
+                    continue
+                changed.append((r["id"], body_enc, meta_enc, digests))
+            await conn.executemany(
+                """
+                UPDATE events SET body_enc = $2, meta_body_enc = $3,
+                    customers = coalesce($4::text[], customers), body = NULL, meta_body = NULL
+                WHERE id = $1
+                """,
+                changed,
+            )
+        return len(changed), (rows[-1]["id"] if len(rows) == batch else None)
+
+    async def seal_attempts(
+        self, after: str, batch: int, *, rotate: bool
+    ) -> tuple[int, str | None]:
+        """:meth:`seal_events` for the delivery log's answers (``after``: an attempt id
+        as text)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT id, response, response_enc FROM attempts
+                WHERE id > $1::bigint
+                  AND (response <> '' OR ($3::boolean AND response_enc IS NOT NULL))
+                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+                """,
+                int(after or 0),
+                batch,
+                rotate,
+            )
+            changed = [
+                (
+                    r["id"],
+                    self._box.encrypt(r["response"])
+                    if r["response"]
+                    else self._box.rotate(r["response_enc"]),
+                )
+                for r in rows
+            ]
+            await conn.executemany(
+                "UPDATE attempts SET response_enc = $2, response = '' WHERE id = $1", changed
+            )
+        return len(changed), (str(rows[-1]["id"]) if len(rows) == batch else None)
+
+    async def seal_endpoints(
+        self, after: str, batch: int, *, rotate: bool
+    ) -> tuple[int, str | None]:
+        """With ``rotate``, the endpoints' secrets re-encrypted under the newest key
+        (those in clear are encrypted at start: :meth:`encrypt_clear_secrets`)."""
+        if not rotate:
+            return 0, None
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, secret_enc, previous_secret_enc FROM endpoints WHERE id > $1 "
+                "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                after,
+                batch,
+            )
+            changed = [
+                (
+                    r["id"],
+                    self._box.rotate(r["secret_enc"]),
+                    self._box.rotate(r["previous_secret_enc"]),
+                )
+                for r in rows
+            ]
+            await conn.executemany(
+                "UPDATE endpoints SET secret_enc = $2, previous_secret_enc = $3 WHERE id = $1",
+                changed,
+            )
+        return len(changed), (rows[-1]["id"] if len(rows) == batch else None)
+
+    async def seal_sequences(self) -> int:
+        """The conversation counters keyed by a customer's id in clear (before migration
+        0004) re-keyed by its digest, keeping the higher count: run at start, before the
+        consumers, so a customer's ``sequence`` goes on where it was. Idempotent."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT tenant_id, account_id, conversation, sequence FROM conversation_sequences "
+                "FOR UPDATE"
+            )
+            clear = [r for r in rows if not is_sealed(r["conversation"])]
+            for r in clear:
+                await conn.execute(
+                    """
+                    INSERT INTO conversation_sequences AS s
+                        (tenant_id, account_id, conversation, sequence)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (tenant_id, account_id, conversation)
+                    DO UPDATE SET sequence = greatest(s.sequence, EXCLUDED.sequence)
+                    """,
+                    r["tenant_id"],
+                    r["account_id"],
+                    self._index.digest(r["tenant_id"], r["conversation"]),
+                    r["sequence"],
+                )
+                await conn.execute(
+                    "DELETE FROM conversation_sequences "
+                    "WHERE tenant_id = $1 AND account_id = $2 AND conversation = $3",
+                    r["tenant_id"],
+                    r["account_id"],
+                    r["conversation"],
+                )
+        return len(clear)
 
     # ------------------------------------------------------------ retention
 
     # A row's cutoff: ``$1`` (now - the default ``$3`` days) moved to now - its tenant's
     # days when the tenant chose its own (``tenant_retention``).
-    _TENANT_CUTOFF = (
-        "$1::timestamptz + make_interval(days => $3::int - coalesce(r.delivery_days, $3::int))"
-    )
+    _TENANT_CUTOFF = TENANT_CUTOFF.format(column="delivery_days")
 
     async def purge_attempts(self, cutoff: datetime, batch: int, default_days: int = 0) -> int:
         result = await self._pool.execute(
@@ -172,24 +396,10 @@ class Repository:
         return int(result.split()[-1])
 
     async def retention(self, tenant_id: str) -> int | None:
-        value = await self._pool.fetchval(
-            "SELECT delivery_days FROM tenant_retention WHERE tenant_id = $1", tenant_id
-        )
-        return int(value) if value is not None else None
+        return await self._retention.get(tenant_id)
 
     async def set_retention(self, tenant_id: str, days: int | None) -> None:
-        if days is None:
-            await self._pool.execute("DELETE FROM tenant_retention WHERE tenant_id = $1", tenant_id)
-            return
-        await self._pool.execute(
-            """
-            INSERT INTO tenant_retention (tenant_id, delivery_days) VALUES ($1, $2)
-            ON CONFLICT (tenant_id) DO UPDATE SET delivery_days = EXCLUDED.delivery_days,
-                updated_at = now()
-            """,
-            tenant_id,
-            days,
-        )
+        await self._retention.set(tenant_id, days)
 
     async def encrypt_clear_secrets(self) -> int:
         """Encrypt the secrets of rows stored before they were encrypted (migration
@@ -365,16 +575,14 @@ class Repository:
                 """,
                 event.tenant_id,
                 event.account_id,
-                event.conversation,
+                self._index.digest(event.tenant_id, event.conversation),
             )
         inserted = await conn.fetchval(
             """
             WITH ev AS (
-                INSERT INTO events (id, type, tenant_id, account_id, body, meta_body)
-                VALUES ($1, $2, $3, $4,
-                        CASE WHEN $6::bigint IS NULL THEN $5::jsonb
-                             ELSE jsonb_set($5::jsonb, '{sequence}', to_jsonb($6::bigint)) END,
-                        $7::jsonb)
+                INSERT INTO events (id, type, tenant_id, account_id, body_enc, meta_body_enc,
+                                    customers)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
                 ON CONFLICT (id) DO NOTHING
                 RETURNING id
             ), d AS (
@@ -388,9 +596,9 @@ class Repository:
             event.type,
             event.tenant_id,
             event.account_id,
-            event.body.decode(),
-            sequence,
-            event.meta_body.decode() if event.meta_body is not None else None,
+            self._box.encrypt_bytes(_with_sequence(event.body, sequence)),
+            self._box.encrypt_bytes(event.meta_body) if event.meta_body is not None else None,
+            self._digests(event.tenant_id, event.customers),
             list(event.endpoint_ids),
         )
         return inserted is not None
@@ -430,6 +638,8 @@ class Repository:
             )
             SELECT leased.id AS delivery_id, leased.event_id, leased.attempts,
                    leased.window_start, ev.type AS event_type,
+                   CASE WHEN ep.format = 'meta' THEN ev.meta_body_enc
+                        ELSE ev.body_enc END AS body_enc,
                    CASE WHEN ep.format = 'meta' THEN ev.meta_body::text
                         ELSE ev.body::text END AS body,
                    ep.*
@@ -451,7 +661,7 @@ class Repository:
                 event_type=r["event_type"],
                 attempt=r["attempts"],
                 window_start=r["window_start"],
-                body=r["body"].encode() if r["body"] is not None else None,
+                body=self._body(r["body_enc"], r["body"]),
             )
             for r in rows
         ]
@@ -542,12 +752,12 @@ class Repository:
             await conn.execute(
                 """
                 INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, attempt,
-                                      status_code, error, latency_ms, response, outcome)
+                                      status_code, error, latency_ms, response_enc, outcome)
                 SELECT u.* FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
                                        $5::int[], $6::int[], $7::text[], $8::int[],
-                                       $9::text[], $10::text[])
+                                       $9::bytea[], $10::text[])
                     AS u(delivery_id, endpoint_id, event_id, event_type, attempt,
-                         status_code, error, latency_ms, response, outcome)
+                         status_code, error, latency_ms, response_enc, outcome)
                 WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.delivery_id)
                 ORDER BY u.delivery_id
                 """,
@@ -559,7 +769,10 @@ class Repository:
                 [o.result.status for o in outcomes],
                 [o.result.error for o in outcomes],
                 [round(o.result.latency_s * 1000) for o in outcomes],
-                [o.result.response.replace("\x00", "") for o in outcomes],
+                [
+                    self._box.encrypt(o.result.response) if o.result.response else None
+                    for o in outcomes
+                ],
                 [o.outcome for o in outcomes],
             )
         return disabled
@@ -588,7 +801,7 @@ class Repository:
                 status_code=r["status_code"],
                 error=r["error"],
                 latency_ms=r["latency_ms"],
-                response=r["response"],
+                response=self._open_response(r["response_enc"], r["response"]),
                 outcome=r["outcome"],
                 at=r["at"],
             )

@@ -22,7 +22,7 @@ from flowchat_platform.pagination import decode_cursor, page_of
 from flowchat_platform.retention import purge_in_batches
 from flowchat_relay import metrics
 from flowchat_relay.errors import EndpointNotFound, InvalidEndpoint
-from flowchat_relay.events import Outgoing, meta_body
+from flowchat_relay.events import Outgoing, customer_ids, meta_body
 from flowchat_relay.ports import (
     Accounts,
     CloudApiSends,
@@ -243,6 +243,7 @@ class Intake:
         if not targets:
             metrics.EVENTS_SKIPPED.labels(event.type).inc()
             return False
+        body = event.model_dump_json().encode()
         stored = await self._save(
             StoredEvent(
                 id=event.id,
@@ -250,9 +251,10 @@ class Intake:
                 tenant_id=event.tenant_id,
                 account_id=event.account_id,
                 conversation=outgoing.conversation,
-                body=event.model_dump_json().encode(),
+                body=body,
                 meta_body=meta,
                 endpoint_ids=targets,
+                customers=tuple(customer_ids(orjson.loads(body))),
             )
         )
         if stored:

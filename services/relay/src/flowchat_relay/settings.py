@@ -63,6 +63,10 @@ class Settings(ServiceSettings):
     purge_batch_size: int = Field(default=1000, ge=1, le=100_000)
     #: How often the retention pass runs.
     purge_interval_s: float = Field(default=3600.0, gt=0)
+    #: Rows one transaction of the background encryption pass seals or re-encrypts.
+    seal_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: Pause between two of its transactions (the pass yields to the traffic).
+    seal_pause_s: float = Field(default=0.05, ge=0)
 
     @property
     def allow_http(self) -> bool:

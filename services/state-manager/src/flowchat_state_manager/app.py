@@ -87,7 +87,10 @@ def event_publisher(amqp: Amqp) -> Publish:
 
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
-    runtime = Runtime(service_token=settings.service_token.get_secret_value())
+    runtime = Runtime(
+        service_token=settings.service_token.get_secret_value(),
+        retention_days=settings.retention_days,
+    )
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
@@ -111,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         service = StateService(repository, on_events=relay.wake)
         runtime.query = QueryService(repository)
+        runtime.retention = repository
         state["service"] = service
         batcher = Batcher(
             service,
@@ -149,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
             await bg.stop()
             await amqp.close(grace_s=settings.shutdown_grace_s)  # consumers already drained
             runtime.query = None
+            runtime.retention = None
             for pool in pools:
                 await pool.close()
             await session.close()

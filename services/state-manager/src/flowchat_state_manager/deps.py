@@ -10,9 +10,11 @@ from fastapi import Depends, Request
 from flowchat_platform.auth import tenant_dependency
 from flowchat_platform.http import ApiError
 from flowchat_platform.tenant_client import TenantClient
+from flowchat_state_manager.ports import RetentionStore
 from flowchat_state_manager.query_service import QueryService
 
 READ_SCOPE = "read"
+ADMIN_SCOPE = "admin"
 
 
 @dataclass
@@ -22,6 +24,9 @@ class Runtime:
     service_token: str
     query: QueryService | None = None
     tenants: TenantClient | None = None
+    retention: RetentionStore | None = None
+    #: Message records are kept this long unless the tenant chose its own retention.
+    retention_days: int = 90
 
 
 def _runtime(request: Request) -> Runtime:
@@ -33,6 +38,12 @@ def _query(runtime: Annotated[Runtime, Depends(_runtime)]) -> QueryService:
     if runtime.query is None:
         raise ApiError(503, "not_ready", "the database is not connected yet")
     return runtime.query
+
+
+def _retention(runtime: Annotated[Runtime, Depends(_runtime)]) -> RetentionStore:
+    if runtime.retention is None:
+        raise ApiError(503, "not_ready", "the database is not connected yet")
+    return runtime.retention
 
 
 def _credentials(request: Request) -> tuple[str, TenantClient | None]:
@@ -50,3 +61,14 @@ _tenant = tenant_dependency(
 
 QueryDep = Annotated[QueryService, Depends(_query)]
 TenantId = Annotated[str, Depends(_tenant)]
+
+_admin = tenant_dependency(
+    ADMIN_SCOPE,
+    credentials=_credentials,
+    description="A tenant API key with the `admin` scope, or the internal service token "
+    "together with an `X-Tenant-ID` header.",
+)
+
+AdminTenantId = Annotated[str, Depends(_admin)]
+RetentionDep = Annotated[RetentionStore, Depends(_retention)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]

@@ -11,19 +11,18 @@ history, pricing) under a pseudonym, with no id and no token.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Coroutine
+from typing import Any
 
 from flowchat_contracts.privacy import ErasureRequested
+from flowchat_platform import sealing
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.erasure import ErasureAgent
-from flowchat_platform.logs import get_logger
 from flowchat_platform.privacy import IdentitySealer, identity_box, normalise_id, privacy_index
 from flowchat_platform.runner import Background
 from flowchat_state_manager import SERVICE, metrics
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.settings import Settings
-
-log = get_logger(__name__)
 
 
 def identity_sealer(settings: Settings) -> IdentitySealer:
@@ -59,26 +58,21 @@ async def start_privacy(
     await ErasureAgent(amqp, SERVICE, erase).start()
 
 
-async def seal_loop(repository: Repository, *, rotate: bool, batch: int, pause_s: float) -> None:
+def seal_loop(
+    repository: Repository, *, rotate: bool, batch: int, pause_s: float
+) -> Coroutine[Any, Any, None]:
     """One pass over the messages, in short transactions: ids stored in clear before
     encryption are sealed; with an old key still configured (``rotate``), every token is
-    re-encrypted under the newest. Started over after a failure."""
+    re-encrypted under the newest (:func:`flowchat_platform.sealing.seal_loop`)."""
     action = "rotated" if rotate else "sealed"
-    while True:
-        try:
-            after, total = "", 0
-            while True:
-                n, last = await repository.seal_batch(after, batch, rotate=rotate)
-                total += n
-                metrics.SEALED.labels(action).inc(n)
-                if last is None:
-                    break
-                after = last
-                await asyncio.sleep(pause_s)
-            log.info("recipient ids encrypted at rest", action=action, rows=total)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - start over after a pause
-            log.warning("encrypting recipient ids failed", error=repr(exc))
-            await asyncio.sleep(30)
+
+    async def step(after: str, size: int) -> tuple[int, str | None]:
+        return await repository.seal_batch(after, size, rotate=rotate)
+
+    return sealing.seal_loop(
+        {"messages": step},
+        action=action,
+        batch=batch,
+        pause_s=pause_s,
+        counted=lambda _: metrics.SEALED.labels(action).inc,
+    )

@@ -20,6 +20,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.privacy import IdentitySealer, is_sealed
+from flowchat_platform.retention import TENANT_CUTOFF, TenantRetention
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
     HistoryEntry,
@@ -39,6 +40,9 @@ _COLUMNS = (
     "error_title, error_details, pricing_category, created_at, updated_at, recipient_alias, "
     "recipient_enc, recipient_alias_enc"
 )
+
+#: A message's cutoff under its tenant's retention (``tenant_retention r``).
+_MESSAGE_CUTOFF = TENANT_CUTOFF.format(column="message_days")
 
 _UNAVAILABLE = (
     OSError,
@@ -387,6 +391,7 @@ class Repository:
     def __init__(self, pool: asyncpg.Pool, sealer: IdentitySealer | None = None) -> None:
         self._pool = pool
         self._sealer = sealer
+        self._retention = TenantRetention(pool, "message_days")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -604,25 +609,52 @@ class Repository:
 
     # ------------------------------------------------------------ retention and gauges
 
-    async def purge_messages(self, cutoff: datetime, batch: int) -> int:
-        """Delete one batch of the DEFAULT partition's messages created before ``cutoff``
-        with their history; the week partitions go whole (:meth:`drop_partition`)."""
+    async def purge_messages(
+        self, cutoff: datetime, batch: int, default_days: int, longest_days: int
+    ) -> int:
+        """Delete one batch of messages older than their tenant's retention (``cutoff``:
+        now - the default ``default_days``; a tenant's own days in ``tenant_retention``),
+        with their history: those in the DEFAULT partition, and those of tenants keeping
+        fewer days than ``longest_days`` wherever they are. The rest go with their whole
+        week (:meth:`drop_partition`), once it is older than ``longest_days``."""
         deleted = await self._pool.fetchval(
-            """
-            WITH m AS (
-                DELETE FROM messages_default WHERE id IN (
-                    SELECT id FROM messages_default WHERE created_at < $1 LIMIT $2
-                    FOR UPDATE SKIP LOCKED)
-                RETURNING id
+            f"""
+            WITH doomed AS (
+                SELECT m.id, m.created_at FROM messages m
+                LEFT JOIN tenant_retention r ON r.tenant_id = m.tenant_id
+                WHERE m.created_at < greatest($1::timestamptz, $1::timestamptz + make_interval(
+                        days => $3::int - (SELECT coalesce(min(message_days), $3::int)
+                                           FROM tenant_retention)))
+                  AND m.created_at < {_MESSAGE_CUTOFF}
+                  AND (m.tableoid = 'messages_default'::regclass
+                       OR coalesce(r.message_days, $3::int) < $4::int)
+                LIMIT $2 FOR UPDATE OF m SKIP LOCKED
+            ), m AS (
+                DELETE FROM messages x USING doomed d
+                WHERE x.id = d.id AND x.created_at = d.created_at
+                RETURNING x.id
             ), e AS (
                 DELETE FROM message_events WHERE message_id IN (SELECT id FROM m)
             )
             SELECT count(*) FROM m
-            """,
+            """,  # noqa: S608 - a constant expression
             cutoff,
             batch,
+            default_days,
+            longest_days,
         )
         return int(deleted)
+
+    async def retention(self, tenant_id: str) -> int | None:
+        """The tenant's own retention of message records in days (None: the default)."""
+        return await self._retention.get(tenant_id)
+
+    async def set_retention(self, tenant_id: str, days: int | None) -> None:
+        await self._retention.set(tenant_id, days)
+
+    async def longest_retention(self) -> int | None:
+        """The most days any tenant keeps its records (None: every tenant has the default)."""
+        return await self._retention.longest()
 
     async def create_partitions(self, first: date, last: date) -> int:
         """Create the missing week partitions that cover ``first`` to ``last``."""

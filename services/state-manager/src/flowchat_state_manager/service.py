@@ -376,10 +376,13 @@ class StateService:
         days_ahead: int = 7,
         clock: Callable[[], float] = time.perf_counter,
     ) -> PurgeResult:
-        """Retention: drop every week partition whose whole week is older than the
-        retention (each in its own short transaction), delete the DEFAULT partition's
-        old messages and the old held statuses one short batch at a time; and create the
-        partitions up to ``days_ahead`` days from now."""
+        """Retention: drop every week partition whose whole week is older than every
+        tenant's retention (the default ``retention_days`` or a tenant's own, whichever
+        is longest; each in its own short transaction); delete, one short batch at a
+        time, the messages older than their tenant's retention in the DEFAULT partition
+        and those of tenants keeping fewer days than the longest (in the weeks kept for
+        the longest), and the old held statuses; and create the partitions up to
+        ``days_ahead`` days from now."""
         cutoff = now - timedelta(days=retention_days)
         await self.create_partitions(now, days_ahead)
 
@@ -388,9 +391,18 @@ class StateService:
                 purge, cutoff, batch_size, metrics.PURGED.labels(what).inc
             )
 
+        longest = max(retention_days, await self._repo.longest_retention() or 0)
+
+        async def purge_messages(c: datetime, b: int) -> int:
+            return await self._repo.purge_messages(
+                c, b, default_days=retention_days, longest_days=longest
+            )
+
+        metrics.RETENTION_LONGEST_DAYS.set(longest)
+        drop_before = now - timedelta(days=longest)
         partitions = partition_rows = 0
         for first in await self._repo.partitions():
-            if datetime.combine(first, dt_time(), UTC) + PARTITION_SPAN > cutoff:
+            if datetime.combine(first, dt_time(), UTC) + PARTITION_SPAN > drop_before:
                 break  # oldest first: every later one is younger
             started = clock()
             rows = await self._repo.drop_partition(first)
@@ -399,7 +411,7 @@ class StateService:
             metrics.PARTITION_ROWS_DROPPED.inc(rows)
             partitions += 1
             partition_rows += rows
-        messages = await purge_all(self._repo.purge_messages, "messages")
+        messages = await purge_all(purge_messages, "messages")
         pending = await purge_all(self._repo.purge_pending, "pending_statuses")
         return PurgeResult(
             messages=messages,

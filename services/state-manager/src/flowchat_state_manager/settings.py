@@ -18,8 +18,10 @@ class Settings(ServiceSettings):
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
 
-    #: Messages (with their history) older than this are purged: a week partition is
-    #: dropped once its whole week is past the retention (so up to a week later).
+    #: Messages (with their history) older than this are purged, unless the tenant chose
+    #: its own days (``PUT /v1/retention``): a week partition is dropped once its whole
+    #: week is past every tenant's retention (so up to a week later); the records of
+    #: tenants that keep fewer days are deleted from it before.
     retention_days: int = Field(default=90, ge=1)
     #: Partitions (weeks) created to cover this many days ahead of today (every
     #: retention pass, the first at start).

@@ -6,9 +6,9 @@ id linked to the customer, puts in its own rows (contacts, aliases, orders with 
 lines, invoices, payments and events, campaign sends, reminders, hand-offs) with a
 signed link to each invoice's PDF, and asks the other services that hold customer data
 through their APIs: the inbox (threads and every message), the state-manager (message
-records). A service that does not answer is named in ``unavailable`` and the document
-is still given. Not included yet: the relay's webhook events (a copy of what the other
-services hold, delivered to the tenant's own endpoints).
+records), the relay (the webhook events naming the customer, as delivered to the
+tenant's endpoints, with each delivery's status). A service that does not answer is
+named in ``unavailable`` and the document is still given.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The other services' APIs the export reads (aiohttp, the service token with
-``X-Tenant-ID``): every page of the customer's threads and messages at the inbox, and
-of the customer's message records at the state-manager."""
+``X-Tenant-ID``): every page of the customer's threads and messages at the inbox, of
+the customer's message records at the state-manager, and of the customer's webhook
+events (with their deliveries) at the relay, asked for by the keyed digest of each id."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
+
+from flowchat_platform.privacy import BlindIndex
 
 #: Items per page asked for (the APIs' maximum is 200).
 PAGE = 200
@@ -71,3 +74,25 @@ class StateExport(_Api):
             cut |= more
             messages.update({m["id"]: m for m in found})
         return {"messages": list(messages.values()), "truncated": cut}
+
+
+class RelayExport(_Api):
+    """The relay keeps only keyed digests of the ids its events name: it is asked by
+    digest (the platform's privacy index, the same key as the relay's)."""
+
+    service = "relay"
+
+    def __init__(
+        self, http: aiohttp.ClientSession, base_url: str, token: str, index: BlindIndex
+    ) -> None:
+        super().__init__(http, base_url, token)
+        self._index = index
+
+    async def export(self, tenant_id: str, ids: Sequence[str]) -> Any:
+        events: dict[str, Any] = {}
+        cut = False
+        for digest in sorted({self._index.digest(tenant_id, i) for i in ids}):
+            found, more = await self.pages(tenant_id, f"/v1/customers/{digest}/events")
+            cut |= more
+            events.update({e["id"]: e for e in found})
+        return {"events": [events[k] for k in sorted(events)], "truncated": cut}

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from flowchat_inbox.deps import Caller, HistoryDep, RuntimeDep
+from flowchat_platform.retention import RetentionIn, RetentionOut
 
 router = APIRouter(prefix="/v1", tags=["retention"])
 
@@ -16,25 +16,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or unknown credentials"},
     403: {"description": "Not a manager (owner, admin, an API key with the admin scope)"},
 }
-
-
-class RetentionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 30}]})
-
-    #: Days message content is kept (1 to 3650); null: the platform's default again.
-    days: int | None = Field(ge=1, le=3650)
-
-
-class RetentionOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"days": 30, "default_days": 90, "own": True}]}
-    )
-
-    #: Messages, their statuses and the threads' previews older than this are deleted.
-    days: int
-    default_days: int
-    #: Whether the tenant chose ``days`` (else it is the default).
-    own: bool
 
 
 @router.get("/retention", response_model=RetentionOut, responses=_ERRORS)

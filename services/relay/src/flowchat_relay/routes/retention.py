@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
+from flowchat_platform.retention import RetentionIn, RetentionOut
 from flowchat_relay.deps import RetentionDep, RuntimeDep, TenantId
 
 router = APIRouter(prefix="/v1", tags=["retention"])
@@ -18,31 +18,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class RetentionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 7}]})
-
-    #: Days events and delivery attempts are kept (1 to 3650); null: the default again.
-    days: int | None = Field(ge=1, le=3650)
-
-
-class RetentionOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"days": 7, "default_days": 30, "own": True}]}
-    )
-
-    days: int
-    default_days: int
-    #: Whether the tenant chose ``days`` (else it is the default).
-    own: bool
-
-
 async def _out(tenant_id: str, store: RetentionDep, default_days: int) -> RetentionOut:
-    days = await store.retention(tenant_id)
-    return RetentionOut(
-        days=days if days is not None else default_days,
-        default_days=default_days,
-        own=days is not None,
-    )
+    return RetentionOut.of(await store.retention(tenant_id), default_days)
 
 
 @router.get("/retention", response_model=RetentionOut, responses=_ERRORS)
