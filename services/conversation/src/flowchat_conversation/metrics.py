@@ -91,3 +91,9 @@ FACTS = Counter(
     "Order and campaign facts for the relay, by subject and outcome (published, unsubscribed)",
     ["subject", "outcome"],
 )
+SEALED = Counter(
+    "flowchat_conversation_sealed_total",
+    "Customer identities encrypted at rest by the background pass: customers and inbound "
+    "dedupe rows stored in clear before, sealed; tokens re-encrypted under the newest key",
+    ["action"],
+)
