@@ -6,7 +6,8 @@ and ``customer_key``, hence the customer key in ``contacts``, ``orders``, ``hand
 ``reminders``, ``campaign_recipients``, ``handled_messages`` and the Redis session and
 cart keys. The ids themselves live once, as Fernet tokens in
 ``customer_aliases.alias_enc``; names in ``contacts.name_enc``, a Flow's delivery
-address in ``orders.delivery_address_enc``. :class:`Identities` is what the
+address in ``orders.delivery_address_enc``, a campaign send's parameters in
+``campaign_recipients.components_enc``. :class:`Identities` is what the
 repositories seal and open with.
 
 Rows stored before encryption keep ids in clear until :func:`seal_loop` (started once
@@ -166,11 +167,23 @@ async def seal_customers(conn: Any, ids: Identities, tenant_id: str, keys: Itera
                 new_key,
                 ids.seal_json(address),
             )
-        for table, column in (
-            ("handoffs", "customer_wa_id"),
-            ("reminders", "wa_id"),
-            ("campaign_recipients", "wa_id"),
+        for row in await conn.fetch(
+            "SELECT campaign_id, contact_id, components::text AS components "
+            "FROM campaign_recipients WHERE tenant_id = $1 AND wa_id = $2",
+            tenant_id,
+            key,
         ):
+            components = json.loads(row["components"]) if row["components"] else None
+            await conn.execute(
+                "UPDATE campaign_recipients SET wa_id = $3, components = NULL, "
+                "components_enc = COALESCE($4, components_enc) "
+                "WHERE campaign_id = $1 AND contact_id = $2",
+                row["campaign_id"],
+                row["contact_id"],
+                new_key,
+                ids.seal_json(components),
+            )
+        for table, column in (("handoffs", "customer_wa_id"), ("reminders", "wa_id")):
             await conn.execute(
                 f"UPDATE {table} SET {column} = $3 WHERE tenant_id = $1 AND {column} = $2",  # noqa: S608
                 tenant_id,
@@ -232,6 +245,7 @@ _TOKENS = (
     ("customer_aliases", ("tenant_id", "alias"), "alias_enc"),
     ("contacts", ("contact_id",), "name_enc"),
     ("orders", ("order_id",), "delivery_address_enc"),
+    ("campaign_recipients", ("campaign_id", "contact_id"), "components_enc"),
 )
 
 

@@ -741,6 +741,7 @@ class OutreachRepository:
         rows = await self._pool.fetch(
             f"""
             SELECT c.contact_id, c.customer_wa_id, c.name, c.name_enc, c.status, c.attributes,
+                {ADDRESS_SQL.format(tenant="c.tenant_id", key="c.customer_wa_id")} AS address,
                 c.marketing_opt_in,
                 (SELECT count(*) FROM campaign_recipients r
                  WHERE r.tenant_id = c.tenant_id AND r.wa_id = c.customer_wa_id
@@ -754,6 +755,7 @@ class OutreachRepository:
                 contact_id=r["contact_id"],
                 wa_id=r["customer_wa_id"],
                 name=self._ids.open(r["name_enc"], r["name"]),
+                address=open_address(self._ids, r["address"], r["customer_wa_id"]),
                 status=r["status"],
                 attributes=_loads(r["attributes"]),
                 marketing_opt_in=r["marketing_opt_in"],
@@ -803,7 +805,7 @@ class OutreachRepository:
                     "state",
                     "reason",
                     "message_id",
-                    "components",
+                    "components_enc",
                 ],
                 records=[
                     (
@@ -814,7 +816,7 @@ class OutreachRepository:
                         r.state,
                         r.reason,
                         r.message_id,
-                        _json(r.components) if r.components is not None else None,
+                        self._ids.seal_json(r.components),
                     )
                     for r in recipients
                 ],
@@ -1117,7 +1119,8 @@ class PgCampaignBatch:
     async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]:
         rows = await self._conn.fetch(
             f"""
-            SELECT r.contact_id, r.wa_id, r.message_id, r.components, c.name, c.name_enc,
+            SELECT r.contact_id, r.wa_id, r.message_id, r.components, r.components_enc,
+                c.name, c.name_enc,
                 {_ADDRESS_R} AS address,
                 COALESCE(c.status, 'inactive') AS status,
                 COALESCE(c.attributes, '{{}}') AS attributes,
@@ -1148,7 +1151,7 @@ class PgCampaignBatch:
                     address=open_address(self._ids, r["address"], r["wa_id"]),
                 ),
                 message_id=r["message_id"],
-                components=_loads(r["components"]) or [],
+                components=self._ids.open_json(r["components_enc"], _loads(r["components"])) or [],
             )
             for r in rows
         ]

@@ -22,6 +22,7 @@ _SEALED_COLUMNS = (
     ("contacts", "name_enc", "name"),
     ("customer_aliases", "alias_enc", "alias"),
     ("orders", "delivery_address_enc", "delivery_address"),
+    ("campaign_recipients", "components_enc", "components"),
 )
 
 
@@ -155,13 +156,15 @@ class PrivacyRepository:
 
             await run(
                 "orders_pseudonymised",
-                "UPDATE orders SET customer_wa_id = $3, customer_payment_ref = NULL "
+                "UPDATE orders SET customer_wa_id = $3, customer_payment_ref = NULL, "
+                "delivery_address = NULL, delivery_address_enc = NULL "
                 "WHERE tenant_id = $1 AND customer_wa_id = ANY($2::text[])",
                 pseudonym,
             )
             await run(
                 "campaign_sends_pseudonymised",
-                "UPDATE campaign_recipients SET wa_id = $3 "
+                "UPDATE campaign_recipients SET wa_id = $3, components = NULL, "
+                "components_enc = NULL "
                 "WHERE tenant_id = $1 AND wa_id = ANY($2::text[])",
                 pseudonym,
             )
@@ -239,7 +242,7 @@ class PrivacyRepository:
         if raw is None:
             return
         sealed = bytes.fromhex(raw[2:])
-        if column == "delivery_address":
+        if column in ("delivery_address", "components"):
             row[column] = self._ids.open_json(sealed)
         else:
             row[column] = self._ids.open(sealed)

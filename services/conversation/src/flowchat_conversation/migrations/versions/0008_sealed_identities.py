@@ -11,7 +11,9 @@ customer), joins and the partial indexes work on the digests unchanged.
 The ids themselves are kept once, as Fernet tokens (``FLOWCHAT_CONVERSATION_ENCRYPTION
 _KEYS``) beside their digest: ``customer_aliases.alias_enc``. Names likewise:
 ``contacts.name_enc`` (``name`` stays NULL), and the delivery address a customer
-answers a Flow with: ``orders.delivery_address_enc`` (``delivery_address`` NULL).
+answers a Flow with: ``orders.delivery_address_enc`` (``delivery_address`` NULL), a
+campaign send's template parameters (the contact's name, attributes):
+``campaign_recipients.components_enc`` (``components`` NULL).
 
 Rows stored before keep their ids in clear until the service's background pass seals
 them (the key is not available to a migration); a customer met before the pass gets
@@ -56,11 +58,13 @@ def upgrade() -> None:
     op.execute("ALTER TABLE customer_aliases ADD COLUMN alias_enc bytea")
     op.execute("ALTER TABLE contacts ADD COLUMN name_enc bytea")
     op.execute("ALTER TABLE orders ADD COLUMN delivery_address_enc bytea")
+    op.execute("ALTER TABLE campaign_recipients ADD COLUMN components_enc bytea")
     op.execute(_alias_trigger(skip_digests=True))
 
 
 def downgrade() -> None:
     op.execute(_alias_trigger(skip_digests=False))
+    op.execute("ALTER TABLE campaign_recipients DROP COLUMN components_enc")
     op.execute("ALTER TABLE orders DROP COLUMN delivery_address_enc")
     op.execute("ALTER TABLE contacts DROP COLUMN name_enc")
     op.execute("ALTER TABLE customer_aliases DROP COLUMN alias_enc")
