@@ -88,7 +88,7 @@ async def stack(amqp_url, redis_url, database_url):
             async def ready():
                 return (await http.get("/readyz")).status_code == 200
 
-            await eventually(ready, timeout_s=20)
+            await eventually(ready, timeout_s=90)  # migrations: slow on a loaded machine
             conn = await aio_pika.connect(amqp_url)
             try:
                 channel = await conn.channel(publisher_confirms=True)

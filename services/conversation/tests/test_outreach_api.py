@@ -146,7 +146,7 @@ class Outreach:
         async def ready() -> bool:
             return (await http.get("/readyz")).status_code == 200
 
-        await eventually(ready, timeout_s=30)
+        await eventually(ready, timeout_s=90)  # migrations take long on a loaded machine
 
     async def stop(self) -> None:
         await self._stack.aclose()

@@ -109,13 +109,18 @@ async def seal_customers(conn: Any, ids: Identities, tenant_id: str, keys: Itera
     for key in sorted({k for k in keys if not is_sealed(k)}):
         new_key = ids.key(tenant_id, key)
         aliases = await conn.fetch(
-            "SELECT alias, kind FROM customer_aliases WHERE tenant_id = $1 "
+            "SELECT alias, kind, customer_key FROM customer_aliases WHERE tenant_id = $1 "
             "AND (customer_key = $2 OR alias = $2)",
             tenant_id,
             key,
         )
-        clear = {r["alias"]: r["kind"] for r in aliases if not is_sealed(r["alias"])}
-        clear.setdefault(key, "bsuid" if "." in key else "phone")
+        clear = {
+            r["alias"]: r["kind"]
+            for r in aliases
+            if r["customer_key"] == key and not is_sealed(r["alias"])
+        }
+        if not any(r["alias"] == key for r in aliases):  # the key is an alias of itself
+            clear[key] = "parent" if ".ENT." in key else "bsuid" if "." in key else "phone"
         await conn.execute(
             """
             INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind, alias_enc)
