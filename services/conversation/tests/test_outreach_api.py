@@ -300,7 +300,7 @@ async def test_csv_import_reports_every_rejected_row_and_search_finds_segments(o
 
     count = await outreach.api("POST", "/contacts/count", json={"groups_any": ["wholesale"]})
     assert count.json() == {"count": 1}
-    bob = (await outreach.api("GET", "/contacts", params={"q": "4155550123"})).json()["items"]
+    bob = (await outreach.api("GET", "/contacts", params={"q": "+14155550123"})).json()["items"]
     assert bob[0]["status"] == "blocked"
     assert bob[0]["marketing_opt_in"] is False
 

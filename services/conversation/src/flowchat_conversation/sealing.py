@@ -226,7 +226,7 @@ async def seal_legacy_batch(conn: Any, ids: Identities, limit: int) -> int:
     # inbound dedupe rows name the conversation ``tenant:account:key``
     handled = await conn.fetch(
         f"""
-        SELECT ctid::text AS at, tenant_id, conversation FROM handled_messages
+        SELECT tenant_id, provider_message_id, conversation FROM handled_messages
         WHERE NOT ({DIGEST_SQL.format(c="split_part(conversation, ':', 3)")})
           AND split_part(conversation, ':', 3) <> ''
         LIMIT $1
@@ -236,8 +236,10 @@ async def seal_legacy_batch(conn: Any, ids: Identities, limit: int) -> int:
     for row in handled:
         tenant, account, key = row["conversation"].split(":", 2)
         await conn.execute(
-            "UPDATE handled_messages SET conversation = $2 WHERE ctid = $1::tid",
-            row["at"],
+            "UPDATE handled_messages SET conversation = $3 "
+            "WHERE tenant_id = $1 AND provider_message_id = $2",
+            row["tenant_id"],
+            row["provider_message_id"],
             f"{tenant}:{account}:{ids.key(row['tenant_id'], key)}",
         )
     return len(rows) + len(handled)

@@ -166,12 +166,8 @@ def segment_where(
             f"{p}customer_wa_id IN (SELECT sa.customer_key FROM customer_aliases sa "  # noqa: S608
             f"WHERE sa.tenant_id = $1 AND sa.alias = {arg(ids.key(tenant_id, segment.q))})"
         )
-        digits = "".join(ch for ch in segment.q if ch.isdigit())
-        if digits:
-            phone = arg(f"%{digits}%")
-            conds.append(f"({found} OR {p}name ILIKE {like} OR {p}customer_wa_id LIKE {phone})")
-        else:  # PostgreSQL refuses NUL: no never-matching "\x00" pattern
-            conds.append(f"({found} OR {p}name ILIKE {like})")
+        # a name in clear: a row not sealed yet (stored keys are digests: no LIKE on them)
+        conds.append(f"({found} OR {p}name ILIKE {like})")
     return " AND ".join(conds), args
 
 
@@ -305,7 +301,8 @@ FROM chosen c
 ADDRESS_SQL = (
     "(SELECT ca.alias_enc FROM customer_aliases ca WHERE ca.tenant_id = {tenant} "
     "AND ca.customer_key = {key} AND ca.alias_enc IS NOT NULL "
-    "ORDER BY (ca.kind = 'phone') DESC, (ca.alias = {key}) DESC, ca.linked_at DESC LIMIT 1)"
+    "ORDER BY (ca.kind = 'phone') DESC, (ca.kind <> 'phone' AND ca.alias = {key}) DESC, "
+    "ca.linked_at DESC LIMIT 1)"
 )
 
 
