@@ -128,7 +128,8 @@ class _InClear(Identities):
 
 
 async def _turns(repo: ConversationRepository, ids: Identities, tag: str, n: int) -> float:
-    """Seconds per message: ``n`` messages from n/5 customers (5 each, in turn)."""
+    """Seconds per message: ``n`` messages from n/5 customers (5 each, in turn);
+    ``tag`` (digits) keeps each run's customers apart."""
     customers = [f"23481{tag}{i:06d}" for i in range(max(1, n // 5))]
     started = time.perf_counter()
     for m in range(n):
@@ -156,10 +157,10 @@ async def conversation_cost(quick: bool, sealer: IdentitySealer) -> dict[str, An
         try:
             plain = ConversationRepository(pool, _InClear(sealer))
             sealed = ConversationRepository(pool, sealed_ids)
-            await _turns(plain, _InClear(sealer), "w", 100)  # connections, plans
+            await _turns(plain, _InClear(sealer), "90", 100)  # connections, plans
             for r in range(rounds):
-                plain_us.append(await _turns(plain, _InClear(sealer), f"p{r}", messages) * 1e6)
-                sealed_us.append(await _turns(sealed, sealed_ids, f"s{r}", messages) * 1e6)
+                plain_us.append(await _turns(plain, _InClear(sealer), f"1{r}", messages) * 1e6)
+                sealed_us.append(await _turns(sealed, sealed_ids, f"2{r}", messages) * 1e6)
                 say(
                     f"privacy (conversation) round {r + 1}/{rounds}: {plain_us[-1]:.0f} "
                     f"µs/message plain, {sealed_us[-1]:.0f} µs/message sealed"
