@@ -843,11 +843,16 @@ async def _clear_in_redis(redis_url: str, needles: list[str]) -> tuple[int, list
     whose name or value holds a needle."""
     client = aioredis.from_url(redis_url)
     found, count = [], 0
+
+    def text(value: Any) -> str:
+        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
     try:
         async for raw in client.scan_iter(match="conversation:*"):
             count += 1
-            name = raw.decode()
-            kind = (await client.type(raw)).decode()
+            name = text(raw)
+            kind = text(await client.type(raw))
+            values: list[Any]
             if kind == "string":
                 values = [await client.get(raw)]
             elif kind == "hash":
@@ -856,8 +861,8 @@ async def _clear_in_redis(redis_url: str, needles: list[str]) -> tuple[int, list
                 values = list(await client.smembers(raw))
             else:
                 values = []
-            text = name + " ".join(v.decode(errors="replace") for v in values if v)
-            found += [f"{name}: {n}" for n in needles if n.lower() in text.lower()]
+            stored = name + " ".join(text(v) for v in values if v)
+            found += [f"{name}: {n}" for n in needles if n.lower() in stored.lower()]
     finally:
         await client.aclose()
     return count, found
