@@ -12,8 +12,10 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 from flowchat_contracts import CustomerIdentity
-from flowchat_conversation.outreach.contacts import Segment
+from flowchat_conversation.outreach.contact_service import ContactsService
+from flowchat_conversation.outreach.contacts import ContactIn, Segment
 from flowchat_conversation.outreach.repository import OutreachRepository, resolve_customer
+from flowchat_conversation.privacy.repository import PrivacyRepository
 from flowchat_conversation.sealing import Identities, identities, seal_loop
 from flowchat_platform.crypto import InvalidToken
 from flowchat_platform.db import create_pool, migrate
@@ -157,3 +159,23 @@ async def test_the_pass_seals_every_row_stored_in_clear_and_rotation_re_encrypts
         assert new_only.open(row["t"]) is not None
         with pytest.raises(InvalidToken):
             old.open(row["t"])
+
+
+async def test_export_opens_and_erasure_finds_a_sealed_customer_by_any_id(pool):
+    ids = keyed(OLD)
+    await ContactsService(OutreachRepository(pool, ids)).upsert(
+        "t1", [ContactIn(phone="+" + PHONE, user_id=BSUID, name=NAME)]
+    )
+    privacy = PrivacyRepository(pool, ids)
+    assert await privacy.linked_ids("t1", BSUID) == sorted([PHONE, BSUID])
+    data = await privacy.customer_data("t1", [PHONE, BSUID])
+    assert [c["name"] for c in data["contacts"]] == [NAME]  # decrypted in the export
+    assert sorted(a["alias"] for a in data["customer_aliases"]) == sorted([PHONE, BSUID])
+    assert "name_enc" not in data["contacts"][0]
+    digests = {i: ids.key("t1", i) for i in (PHONE, BSUID)}
+    erased = await privacy.erase("t1", "era_1", [PHONE, BSUID], digests, "erased:x")
+    assert erased.actions["contacts_deleted"] == 1
+    assert erased.actions["aliases_deleted"] == 2
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM customer_aliases") == 0
+    assert await privacy.linked_ids("t1", PHONE) == []
