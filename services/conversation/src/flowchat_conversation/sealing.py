@@ -199,11 +199,25 @@ async def seal_customers(conn: Any, ids: Identities, tenant_id: str, keys: Itera
     return sealed
 
 
-async def seal_legacy_batch(conn: Any, ids: Identities, limit: int) -> int:
-    """Seal up to ``limit`` customers still stored in clear (each in a savepoint of
-    the caller's transaction); 0 when none is left."""
-    rows = await conn.fetch(
-        f"""
+async def seal_legacy_batch(
+    conn: Any,
+    ids: Identities,
+    limit: int,
+    after: tuple[str, str] = ("", ""),
+    *,
+    customers: bool = True,
+) -> tuple[int, int, tuple[str, str] | None]:
+    """Seal up to ``limit`` customers still stored in clear, after the cursor ``after``
+    (tenant, key), each in a savepoint of the caller's transaction (one that cannot be
+    sealed, e.g. a duplicate contact under its digest, is left in clear and counted);
+    and up to ``limit`` inbound dedupe rows. ``(sealed, failed, next cursor)``; the
+    cursor is None once no customer is left after it. ``customers=False``: only the
+    dedupe rows."""
+    rows = (
+        []
+        if not customers
+        else await conn.fetch(
+            f"""
         SELECT DISTINCT tenant_id, key FROM (
             SELECT tenant_id, customer_key AS key FROM customer_aliases
             WHERE {_NOT_DIGEST.format(c="customer_key")}
@@ -217,12 +231,20 @@ async def seal_legacy_batch(conn: Any, ids: Identities, limit: int) -> int:
             WHERE {_NOT_DIGEST.format(c="wa_id")}
             UNION SELECT tenant_id, wa_id FROM campaign_recipients
             WHERE {_NOT_DIGEST.format(c="wa_id")}
-        ) AS k ORDER BY 1, 2 LIMIT $1
+        ) AS k WHERE (tenant_id, key) > ($2, $3) ORDER BY 1, 2 LIMIT $1
         """,  # noqa: S608
-        limit,
+            limit,
+            *after,
+        )
     )
+    failed = 0
     for row in rows:
-        await seal_customers(conn, ids, row["tenant_id"], [row["key"]])
+        try:
+            async with conn.transaction():  # a savepoint
+                await seal_customers(conn, ids, row["tenant_id"], [row["key"]])
+        except Exception as exc:  # noqa: BLE001 - left in clear, the pass goes on
+            failed += 1
+            log.warning("a customer could not be sealed", error=type(exc).__name__)
     # inbound dedupe rows name the conversation ``tenant:account:key``
     handled = await conn.fetch(
         f"""
@@ -242,7 +264,8 @@ async def seal_legacy_batch(conn: Any, ids: Identities, limit: int) -> int:
             row["provider_message_id"],
             f"{tenant}:{account}:{ids.key(row['tenant_id'], key)}",
         )
-    return len(rows) + len(handled)
+    cursor = (rows[-1]["tenant_id"], rows[-1]["key"]) if len(rows) == limit else None
+    return len(rows) - failed + len(handled), failed, cursor
 
 
 # ------------------------------------------------------------------ key rotation
@@ -291,17 +314,32 @@ async def seal_loop(pool: Any, ids: Identities, *, batch: int, pause_s: float) -
     under the newest. Short transactions, a pause between them."""
     while True:
         try:
-            total = 0
+            total = failures = 0
+            cursor: tuple[str, str] | None = ("", "")
+            while cursor is not None:
+                async with pool.acquire() as conn, conn.transaction():
+                    n, failed, cursor = await seal_legacy_batch(conn, ids, batch, cursor)
+                metrics.SEALED.labels("sealed").inc(n)
+                metrics.SEALED.labels("failed").inc(failed)
+                total, failures = total + n, failures + failed
+                if cursor is not None or n:
+                    await asyncio.sleep(pause_s)
+            # inbound dedupe rows left (more than a batch): on, until none
             while True:
                 async with pool.acquire() as conn, conn.transaction():
-                    n = await seal_legacy_batch(conn, ids, batch)
+                    n, _, _ = await seal_legacy_batch(conn, ids, batch, customers=False)
                 metrics.SEALED.labels("sealed").inc(n)
                 total += n
                 if n == 0:
                     break
                 await asyncio.sleep(pause_s)
-            ids.legacy = False
-            log.info("customer identities encrypted at rest", action="sealed", rows=total)
+            ids.legacy = failures > 0
+            log.info(
+                "customer identities encrypted at rest",
+                action="sealed",
+                rows=total,
+                failed=failures,
+            )
             if ids.sealer.box.key_count > 1:
                 for table, _, _ in _TOKENS:
                     after: tuple[Any, ...] | None = None
