@@ -179,3 +179,20 @@ async def test_export_opens_and_erasure_finds_a_sealed_customer_by_any_id(pool):
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
     assert await pool.fetchval("SELECT count(*) FROM customer_aliases") == 0
     assert await privacy.linked_ids("t1", PHONE) == []
+
+
+async def test_a_customer_that_cannot_be_sealed_does_not_stop_the_pass(pool):
+    ids = keyed(OLD)
+    other = "2348100000666"
+    # the same person twice: in clear (before) and under its digest (a duplicate)
+    await pool.execute(
+        "INSERT INTO contacts (tenant_id, customer_wa_id, name) "
+        "VALUES ('t1', $1, 'A'), ('t1', $2, NULL), ('t1', $3, 'B')",
+        PHONE,
+        ids.key("t1", PHONE),
+        other,
+    )
+    await seal_loop(pool, ids, batch=1, pause_s=0)
+    keys = {r["customer_wa_id"] for r in await pool.fetch("SELECT customer_wa_id FROM contacts")}
+    assert keys == {PHONE, ids.key("t1", PHONE), ids.key("t1", other)}  # the other one sealed
+    assert ids.legacy is True  # resolving still looks for ids in clear
