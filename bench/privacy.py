@@ -13,6 +13,12 @@ inbound messages with a name and 7 words of text) with customers' ids, names and
 sealed (``flowchat_inbox.sealing``: digests, Fernet tokens, blind word tokens) against
 the same statements with every value stored as it is (ids in clear, the text as its
 bytes, unkeyed word hashes in the same GIN index): what the cryptography costs.
+
+``conversation``: the conversation service's per-message path through its repository
+(the conversation's lock, the customer resolved from its ids, the contact touched with
+the profile name, the dedupe row), customers sealed (digests as keys and aliases, ids
+and names as Fernet tokens; :mod:`flowchat_conversation.sealing`) against the same
+statements storing the ids and names as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import orjson
 from bench import stats
 from bench.common import load, say
 from flowchat_contracts import CustomerIdentity, SendResult
+from flowchat_conversation.app import MIGRATIONS as CONVERSATION_MIGRATIONS
+from flowchat_conversation.commerce.domain import ConversationKey
+from flowchat_conversation.commerce.repository import Repository as ConversationRepository
+from flowchat_conversation.sealing import Identities
 from flowchat_inbox import SCHEMA as INBOX_SCHEMA
 from flowchat_inbox.app import MIGRATIONS as INBOX_MIGRATIONS
 from flowchat_inbox.ports import Entry
@@ -35,7 +45,7 @@ from flowchat_inbox.repository import Repository as InboxRepository
 from flowchat_inbox.sealing import InboxSealer
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.db import create_pool, migrate
-from flowchat_platform.privacy import BlindIndex, IdentitySealer, search_words
+from flowchat_platform.privacy import BlindIndex, IdentitySealer, normalise_id, search_words
 from flowchat_platform.testing import temporary_database
 from flowchat_state_manager import SCHEMA
 from flowchat_state_manager.app import MIGRATIONS
@@ -201,5 +211,72 @@ async def encryption_cost(quick: bool) -> dict[str, Any]:
         "ratio": stats.ratio(s, p),
         "cpu_per_id": _cpu_per_id(sealer, 5000),
         "inbox": await inbox_cost(sealer, messages, rounds),
+        "conversation": await conversation_cost(quick, sealer),
         "load_avg": load(),
+    }
+
+
+class _InClear(Identities):
+    """The conversation repositories' statements with ids and names stored as they are
+    (the baseline: what they stored before encryption)."""
+
+    def __init__(self, sealer: IdentitySealer) -> None:
+        super().__init__(sealer)
+        self.legacy = False
+
+    def key(self, tenant_id: str, customer_id: str) -> str:
+        return normalise_id(customer_id)
+
+    def encrypt(self, value: str | None) -> bytes | None:
+        return None
+
+
+async def _turns(repo: ConversationRepository, ids: Identities, tag: str, n: int) -> float:
+    """Seconds per message: ``n`` messages from n/5 customers (5 each, in turn);
+    ``tag`` (digits) keeps each run's customers apart."""
+    customers = [f"23481{tag}{i:06d}" for i in range(max(1, n // 5))]
+    started = time.perf_counter()
+    for m in range(n):
+        phone = customers[m % len(customers)]
+        identity = CustomerIdentity(wa_id=phone)
+        locked = ConversationKey("tnt_bench", "acc_1", ids.key("tnt_bench", identity.key))
+        async with repo.conversation(locked) as tx:
+            await tx.mark_handled("tnt_bench", f"wamid.{tag}{m}", str(locked))
+            customer = await tx.resolve_customer(locked, identity)
+            key = ConversationKey("tnt_bench", "acc_1", customer.key)
+            await tx.touch_contact(key, f"Customer {phone[-4:]}")
+    return (time.perf_counter() - started) / n
+
+
+async def conversation_cost(quick: bool, sealer: IdentitySealer) -> dict[str, Any]:
+    messages = 500 if quick else 2500
+    rounds = 1 if quick else 3
+    sealed_ids = Identities(sealer)
+    sealed_ids.legacy = False  # after the background pass: nothing left in clear
+    plain_us: list[float] = []
+    sealed_us: list[float] = []
+    async with temporary_database() as database_url:
+        await migrate(database_url, CONVERSATION_MIGRATIONS, schema="conversation")
+        pool = await create_pool(database_url, schema="conversation", max_size=4)
+        try:
+            plain = ConversationRepository(pool, _InClear(sealer))
+            sealed = ConversationRepository(pool, sealed_ids)
+            await _turns(plain, _InClear(sealer), "90", 100)  # connections, plans
+            for r in range(rounds):
+                plain_us.append(await _turns(plain, _InClear(sealer), f"1{r}", messages) * 1e6)
+                sealed_us.append(await _turns(sealed, sealed_ids, f"2{r}", messages) * 1e6)
+                say(
+                    f"privacy (conversation) round {r + 1}/{rounds}: {plain_us[-1]:.0f} "
+                    f"µs/message plain, {sealed_us[-1]:.0f} µs/message sealed"
+                )
+        finally:
+            await pool.close()
+    p, s = stats.median(plain_us), stats.median(sealed_us)
+    return {
+        "messages_per_run": messages,
+        "rounds": rounds,
+        "plain_us_per_message": round(p, 1),
+        "sealed_us_per_message": round(s, 1),
+        "added_us_per_message": round(s - p, 1),
+        "ratio": stats.ratio(s, p),
     }

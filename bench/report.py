@@ -337,6 +337,19 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
                 "—",
             ]
         )
+    cv = (pv or {}).get("conversation")
+    if cv:
+        rows.append(
+            [
+                "customers' ids and names encrypted at rest (conversation turns)",
+                f"{_fmt(cv['sealed_us_per_message'], ' µs/message')} "
+                f"(+{_fmt(cv['added_us_per_message'], ' µs')})",
+                _fmt(cv["plain_us_per_message"], " µs/message in clear"),
+                _ratio(cv["ratio"]),
+                "shown",
+                "—",
+            ]
+        )
     return rows
 
 

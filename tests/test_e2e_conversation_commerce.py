@@ -25,7 +25,9 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
+from flowchat_platform.privacy import privacy_index
 from flowchat_platform.testing import free_port, private_redis_server, temporary_redis_db
 
 pytestmark = pytest.mark.e2e
@@ -238,8 +240,14 @@ async def happy_path_with_invoice_and_lifecycle(shop: Shop) -> None:
     r = await shop.http.get(f"{shop.sandbox}/sandbox/customers/{c}")
     assert r.status_code == 200, r.text
     key = r.json()["user_id"]
-    async with aioredis.from_url(shop.stack.env["REDIS_URL"]) as redis:
-        s = shop.seeded
+    s = shop.seeded
+    # stored under its keyed digest (customers' ids are encrypted at rest)
+    env = shop.stack.env
+    index = privacy_index(
+        SecretStr(env["FLOWCHAT_PRIVACY_KEY"]), SecretStr(env["FLOWCHAT_SERVICE_TOKEN"])
+    )
+    key = index.digest(s.tenant_id, key)
+    async with aioredis.from_url(env["REDIS_URL"]) as redis:
         assert await redis.delete(f"conversation:session:{{{s.tenant_id}}}:{s.account_id}:{key}")
     welcome, offer = await shop.say(c, "Hello", 2)
     assert welcome.startswith("Welcome back, Ada!")

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
 from flowchat_contracts import (
     CustomerIdentity,
@@ -27,6 +28,7 @@ from flowchat_contracts import (
 )
 from flowchat_contracts.tenant_events import OrderChanged
 from flowchat_conversation.app import create_app
+from flowchat_conversation.sealing import identities
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import HEADER_REASON
 from flowchat_platform.testing import eventually, serve
@@ -35,6 +37,15 @@ from kindskit import subscribe, watch
 pytestmark = pytest.mark.integration
 
 TOKEN = "service-token-0123456789abcdef"
+#: The service's keys (none set: derived from the token): ids are stored as digests.
+IDS = identities(None, None, SecretStr(TOKEN))
+
+
+def key(customer_id: str) -> str:
+    """How tenant t1's customer ``customer_id`` is stored (the customer key, an alias)."""
+    return IDS.key("t1", customer_id)
+
+
 KEYS = {
     "fc_admin_t1": {"key_id": "k1", "tenant_id": "t1", "scopes": ["admin", "send"]},
     "fc_send_t1": {"key_id": "k2", "tenant_id": "t1", "scopes": ["send"]},
@@ -77,7 +88,7 @@ async def stack(amqp_url, redis_url, database_url):
             async def ready():
                 return (await http.get("/readyz")).status_code == 200
 
-            await eventually(ready, timeout_s=20)
+            await eventually(ready, timeout_s=90)  # migrations: slow on a loaded machine
             conn = await aio_pika.connect(amqp_url)
             try:
                 channel = await conn.channel(publisher_confirms=True)
@@ -250,7 +261,7 @@ async def test_a_whole_order_through_the_queue(stack):
     try:
         stock = await conn.fetchval("SELECT stock FROM products WHERE tenant_id='t1' AND sku='CEM'")
         order = await conn.fetchrow(
-            "SELECT status, total FROM orders WHERE customer_wa_id = $1", customer
+            "SELECT status, total FROM orders WHERE customer_wa_id = $1", key(customer)
         )
     finally:
         await conn.close()
@@ -423,8 +434,8 @@ async def test_outside_the_window_the_tenants_order_template_goes_out(stack):
     order_id = await placed(stack, "15550007777")
     await sql(
         stack,
-        "UPDATE contacts SET last_seen_at = now() - interval '25 hours' "
-        "WHERE customer_wa_id = '15550007777'",
+        "UPDATE contacts SET last_seen_at = now() - interval '25 hours' WHERE customer_wa_id = $1",
+        key("15550007777"),
     )
     url = f"/v1/tenants/t1/orders/{order_id}/status"
     for status, extra in (("processing", {}), ("shipped", {"tracking_number": "TRK-9"})):
@@ -465,8 +476,8 @@ async def test_order_statuses_notify_inside_the_window_only(stack):
     # the customer's last message is older than 24 h: no free-form message
     await sql(
         stack,
-        "UPDATE contacts SET last_seen_at = now() - interval '25 hours' "
-        "WHERE customer_wa_id = '15550005555'",
+        "UPDATE contacts SET last_seen_at = now() - interval '25 hours' WHERE customer_wa_id = $1",
+        key("15550005555"),
     )
     r = await stack.http.post(url, json={"status": "shipped"}, headers=stack.admin)
     assert r.status_code == 200, r.text
@@ -517,7 +528,9 @@ async def test_a_spanish_customers_order_notices_are_in_spanish(stack):
     tracking button) speak the customer's chosen language, amounts in Babel's format."""
     await seed(stack)
     order_id = await place(stack, "15550004444")
-    await sql(stack, "UPDATE contacts SET locale = 'es' WHERE customer_wa_id = '15550004444'")
+    await sql(
+        stack, "UPDATE contacts SET locale = 'es' WHERE customer_wa_id = $1", key("15550004444")
+    )
     r = await stack.http.post(
         f"/v1/tenants/t1/orders/{order_id}/payments",
         json={"reference": "E1", "amount": "27.50"},
@@ -725,7 +738,7 @@ async def reminders_of(stack: Stack, customer: str) -> list[tuple[str, str, str 
     rows = await sql(
         stack,
         "SELECT kind, state, outcome FROM reminders WHERE wa_id = $1 ORDER BY created_at",
-        customer,
+        key(customer),
     )
     return [(r["kind"], r["state"], r["outcome"]) for r in rows]
 
@@ -907,7 +920,9 @@ async def test_an_order_whose_commit_was_lost_is_written_on_redelivery(stack):
         first = await stack.replies(2)
         again = await stack.replies(2)  # the redelivery answers with the same commands
         await asyncio.sleep(0.3)
-        order = await conn.fetchrow("SELECT status FROM orders WHERE customer_wa_id = $1", customer)
+        order = await conn.fetchrow(
+            "SELECT status FROM orders WHERE customer_wa_id = $1", key(customer)
+        )
         stock = await conn.fetchval("SELECT stock FROM products WHERE tenant_id='t1' AND sku='CEM'")
         handled = await conn.fetchval(
             "SELECT count(*) FROM handled_messages WHERE provider_message_id = $1",
@@ -976,15 +991,17 @@ async def test_a_customer_known_only_by_bsuid_is_answered_and_orders_under_it(st
     assert "ORD-" in invoice.content.body
     assert invoice.to == BSUID
     orders = await sql(stack, "SELECT customer_wa_id FROM orders")
-    assert [o["customer_wa_id"] for o in orders] == [BSUID]
+    assert [o["customer_wa_id"] for o in orders] == [key(BSUID)]
     listed = await stack.http.get(
         "/v1/tenants/t1/orders", params={"customer": BSUID}, headers=stack.admin
     )
     assert [o["customer_wa_id"] for o in listed.json()["items"]] == [BSUID]
-    contacts = await sql(stack, "SELECT customer_wa_id, name FROM contacts")
-    assert [(c["customer_wa_id"], c["name"]) for c in contacts] == [(BSUID, "Sheena")]
-    aliases = await sql(stack, "SELECT alias, customer_key, kind FROM customer_aliases")
-    assert [tuple(a) for a in aliases] == [(BSUID, BSUID, "bsuid")]
+    contacts = await sql(stack, "SELECT customer_wa_id, name, name_enc FROM contacts")
+    assert [(c["customer_wa_id"], c["name"]) for c in contacts] == [(key(BSUID), None)]
+    assert IDS.open(contacts[0]["name_enc"]) == "Sheena"
+    aliases = await sql(stack, "SELECT alias, customer_key, kind, alias_enc FROM customer_aliases")
+    assert [tuple(a)[:3] for a in aliases] == [(key(BSUID), key(BSUID), "bsuid")]
+    assert IDS.open(aliases[0]["alias_enc"]) == BSUID
 
 
 async def test_a_customer_known_by_phone_keeps_the_cart_when_a_bsuid_arrives(stack):
@@ -1005,9 +1022,12 @@ async def test_a_customer_known_by_phone_keeps_the_cart_when_a_bsuid_arrives(sta
     assert "2 x Portland Cement" in again.content.body
     assert again.to == phone
     contacts = await sql(stack, "SELECT customer_wa_id FROM contacts")
-    assert [c["customer_wa_id"] for c in contacts] == [phone]
+    assert [c["customer_wa_id"] for c in contacts] == [key(phone)]
     aliases = await sql(stack, "SELECT alias, customer_key FROM customer_aliases ORDER BY alias")
-    assert {a["alias"]: a["customer_key"] for a in aliases} == {phone: phone, BSUID: phone}
+    assert {a["alias"]: a["customer_key"] for a in aliases} == {
+        key(phone): key(phone),
+        key(BSUID): key(phone),
+    }
 
 
 async def test_an_id_change_links_the_new_ids_to_the_customer(stack):
@@ -1034,7 +1054,7 @@ async def test_an_id_change_links_the_new_ids_to_the_customer(stack):
     assert cart.to == new_phone
     aliases = await sql(stack, "SELECT alias, customer_key FROM customer_aliases")
     assert {a["alias"]: a["customer_key"] for a in aliases} == dict.fromkeys(
-        (old_phone, BSUID, new_phone, new_bsuid), BSUID
+        (key(i) for i in (old_phone, BSUID, new_phone, new_bsuid)), key(BSUID)
     )
 
 
@@ -1099,7 +1119,8 @@ async def test_an_inbox_take_over_quiets_the_bot_until_resolved(stack):
         rows = await sql(
             stack,
             "SELECT 1 FROM handoffs WHERE tenant_id = 't1' AND account_id = 'a1' "
-            f"AND customer_wa_id = '{customer}' AND released_at IS NULL",
+            "AND customer_wa_id = $1 AND released_at IS NULL",
+            key(customer),
         )
         return bool(rows)
 

@@ -14,12 +14,15 @@ import aio_pika
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
-from flowchat_contracts import OutboundCommand, topology
+from flowchat_contracts import InboundMessage, OutboundCommand, Reply, topology
 from flowchat_contracts.tenant_events import CampaignChanged
 from flowchat_conversation.app import create_app
+from flowchat_conversation.sealing import identities
 from flowchat_conversation.settings import Settings
 from flowchat_platform.testing import eventually, serve
 from flowchat_sandbox.app import create_app as create_sandbox
@@ -29,6 +32,15 @@ from kindskit import subscribe, watch
 pytestmark = pytest.mark.integration
 
 TOKEN = "service-token-0123456789abcdef"
+#: The service's keys (none set: derived from the token): customers stored as digests.
+IDS = identities(None, None, SecretStr(TOKEN))
+
+
+def stored(customer_id: str) -> str:
+    """How tenant t1's customer ``customer_id`` is stored (its keyed digest)."""
+    return IDS.key("t1", customer_id)
+
+
 WABA = "200100300"
 PHONE_NUMBER_ID = "100200300"
 ACCESS = "EAAG-outreach-test-token-0123456789"
@@ -134,7 +146,7 @@ class Outreach:
         async def ready() -> bool:
             return (await http.get("/readyz")).status_code == 200
 
-        await eventually(ready, timeout_s=30)
+        await eventually(ready, timeout_s=90)  # migrations take long on a loaded machine
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -288,18 +300,19 @@ async def test_csv_import_reports_every_rejected_row_and_search_finds_segments(o
 
     count = await outreach.api("POST", "/contacts/count", json={"groups_any": ["wholesale"]})
     assert count.json() == {"count": 1}
-    bob = (await outreach.api("GET", "/contacts", params={"q": "4155550123"})).json()["items"]
+    bob = (await outreach.api("GET", "/contacts", params={"q": "+14155550123"})).json()["items"]
     assert bob[0]["status"] == "blocked"
     assert bob[0]["marketing_opt_in"] is False
 
     # opting back in through an import never overrides the customer's own STOP
     async with _db(outreach.dsn) as db:
         await db.execute(
-            "UPDATE contacts SET marketing_opt_in = false WHERE customer_wa_id = '2348012345678'"
+            "UPDATE contacts SET marketing_opt_in = false WHERE customer_wa_id = $1",
+            stored("2348012345678"),
         )
         row = await db.fetchrow(
-            "SELECT opt_in_source, opt_in_changed_at FROM contacts "
-            "WHERE customer_wa_id = '2348012345678'"
+            "SELECT opt_in_source, opt_in_changed_at FROM contacts WHERE customer_wa_id = $1",
+            stored("2348012345678"),
         )
     assert row["opt_in_source"] == "keyword"  # the bot's STOP, recorded by the trigger
     assert row["opt_in_changed_at"] is not None
@@ -575,7 +588,9 @@ async def test_status_events_feed_metrics_opt_outs_and_automatic_pauses(outreach
     assert page[0]["opt_in_source"] == "error_131050"
     # a reply after the campaign message counts (the bot records the inbound time)
     async with _db(outreach.dsn) as db:
-        await db.execute("UPDATE contacts SET last_seen_at = now() WHERE customer_wa_id = $1", a.to)
+        await db.execute(
+            "UPDATE contacts SET last_seen_at = now() WHERE customer_wa_id = $1", stored(a.to)
+        )
     assert (await _metrics(outreach, campaign_id))["replied"] == 1
 
     # Meta pauses the template: the campaign pauses itself
@@ -794,3 +809,135 @@ async def test_campaign_facts_only_while_an_endpoint_subscribes(
     assert events[0].campaign.name == "heard"
     assert events[3].campaign.reason == "operator"
     assert {(e.tenant_id, e.account_id) for e in events} == {("t1", "a1")}
+
+
+# ------------------------------------------------------- customers sealed at rest
+
+
+async def _clear_in_tables(dsn: str, needles: list[str]) -> list[str]:
+    """``table: needle`` for every table of the conversation schema with a row whose
+    text holds a needle."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'conversation' AND table_type = 'BASE TABLE'"
+        )
+        found = []
+        for t in tables:
+            for needle in needles:
+                hit = await conn.fetchval(
+                    f'SELECT count(*) FROM conversation."{t["table_name"]}" AS r '
+                    "WHERE r::text ILIKE $1",
+                    f"%{needle}%",
+                )
+                if hit:
+                    found.append(f"{t['table_name']}: {needle}")
+        return found
+    finally:
+        await conn.close()
+
+
+async def _clear_in_redis(redis_url: str, needles: list[str]) -> tuple[int, list[str]]:
+    """How many keys the service wrote (``conversation:*``) and ``key: needle`` for each
+    whose name or value holds a needle."""
+    client = aioredis.from_url(redis_url)
+    found, count = [], 0
+
+    def text(value: Any) -> str:
+        return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+    try:
+        async for raw in client.scan_iter(match="conversation:*"):
+            count += 1
+            name = text(raw)
+            kind = text(await client.type(raw))
+            values: list[Any]
+            if kind == "string":
+                values = [await client.get(raw)]
+            elif kind == "hash":
+                values = list((await client.hgetall(raw)).values())
+            elif kind == "set":
+                values = list(await client.smembers(raw))
+            else:
+                values = []
+            stored = name + " ".join(text(v) for v in values if v)
+            found += [f"{name}: {n}" for n in needles if n.lower() in stored.lower()]
+    finally:
+        await client.aclose()
+    return count, found
+
+
+async def test_no_customer_phone_bsuid_or_name_is_stored_in_clear(outreach, redis_url):
+    """Issue 28: after contacts imported, an order placed with the bot and a campaign
+    sent, no table of the conversation schema and no Redis key or value the service
+    wrote holds a customer's phone number, BSUID or name in clear; the API shows them."""
+    phone, bsuid, name = "2348100000077", "US.10000000000000000077", "Zelda Quarrington"
+    buyer, buyer_name = "2348100000088", "Quentin Zarzuela"
+    rows = f"phone,user_id,name,tags,city\n+{phone},{bsuid},{name},sealed,Lagos\n"
+    report = (await outreach.api("POST", "/contacts/import", content=rows.encode())).json()
+    assert report["created"] == 1, report
+    # the bot: a customer orders (profile name in the message)
+    r = await outreach.api("PUT", "/settings", json={"business_name": "Acme", "currency": "USD"})
+    assert r.status_code == 200, r.text
+    product = {"sku": "CEM", "name": "Cement", "price": "12.50", "category": "B", "stock": 9}
+    assert (await outreach.api("POST", "/products", json=[product])).status_code == 200
+    conn = await aio_pika.connect(outreach.amqp_url)
+    try:
+        channel = await conn.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(topology.EXCHANGE_INBOUND)
+        for n, (text, reply) in enumerate(
+            (("hi", None), ("Cement x 2", None), (None, "review:confirm"))
+        ):
+            message = InboundMessage(
+                tenant_id="t1",
+                account_id="a1",
+                provider="meta",
+                provider_message_id=f"wamid.sealed{n}",
+                phone_number_id=PHONE_NUMBER_ID,
+                customer_wa_id=buyer,
+                customer_name=buyer_name,
+                type="interactive" if reply else "text",
+                timestamp=datetime.now(UTC),
+                text=text,
+                reply=Reply(id=reply, title="x") if reply else None,
+            )
+            await exchange.publish(
+                aio_pika.Message(message.model_dump_json().encode()),
+                routing_key=topology.inbound_routing_key("t1", "a1", "text"),
+            )
+            await asyncio.sleep(0.5)  # one after the other: the bot answers in order
+    finally:
+        await conn.close()
+
+    async def ordered() -> bool:
+        items = (await outreach.api("GET", "/orders")).json()["items"]
+        return any(o["status"] == "confirmed" for o in items)
+
+    await eventually(ordered, timeout_s=30)
+    (order,) = (await outreach.api("GET", "/orders", params={"customer": "+" + buyer})).json()[
+        "items"
+    ]
+    assert order["customer_wa_id"] == buyer  # decrypted on read
+    # a campaign to the imported contact, with its name in the template's parameters
+    created = await outreach.api(
+        "POST",
+        "/campaigns",
+        json={**CAMPAIGN, "name": "sealed", "segment": {"tags_all": ["sealed"]}},
+    )
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["campaign_id"]
+    await outreach.api("POST", f"/campaigns/{campaign_id}/start")
+    await eventually(lambda: _status(outreach, campaign_id, "completed"), timeout_s=15)
+    sent = [c for c in await outreach.drain() if c.campaign_id == campaign_id]
+    assert [c.to for c in sent] == [phone]
+    # the API shows them in clear; found by phone and BSUID
+    for q in ("+" + phone, bsuid):
+        (contact,) = (await outreach.api("GET", "/contacts", params={"q": q})).json()["items"]
+        assert (contact["phone"], contact["user_id"], contact["name"]) == ("+" + phone, bsuid, name)
+    # ... and nothing holds them in clear
+    needles = [phone, bsuid, name, "Zelda", buyer, buyer_name, "Quentin"]
+    assert await _clear_in_tables(outreach.dsn, needles) == []
+    written, in_redis = await _clear_in_redis(redis_url, needles)
+    assert written > 0  # the bot's session and cart at least
+    assert in_redis == []

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from flowchat_contracts import CustomerIdentity, optout_key
 from flowchat_conversation.outreach.campaign_service import CampaignService
@@ -19,9 +20,13 @@ from flowchat_conversation.outreach.contacts import ContactIn, Segment
 from flowchat_conversation.outreach.events import OutreachEvents
 from flowchat_conversation.outreach.redis_optouts import RedisOptOuts
 from flowchat_conversation.outreach.repository import OutreachRepository, resolve_customer
+from flowchat_conversation.sealing import identities
 from flowchat_platform.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
+
+#: Customers' ids encrypted at rest under keys derived from a test token.
+IDS = identities(None, None, SecretStr("conversation-test-token-0123456789"))
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "flowchat_conversation" / "migrations"
 A, B, C, D, E, F = (f"23480{n:08d}" for n in range(1, 7))
@@ -64,7 +69,7 @@ def events(contacts: ContactsService, repo: OutreachRepository) -> OutreachEvent
 
 
 async def test_every_opt_out_and_opt_in_path_keeps_the_set_in_step(pool, redis):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     contacts = ContactsService(repo, optouts=RedisOptOuts(redis))
     # API upsert: a contact created opted out joins the set
     await contacts.upsert("t1", [contact(A), contact(B), contact(C, marketing_opt_in=False)])
@@ -139,7 +144,7 @@ async def test_every_opt_out_and_opt_in_path_keeps_the_set_in_step(pool, redis):
 
 
 async def test_rebuild_repairs_the_sets_from_postgresql_paged_and_idempotent(pool, redis):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     contacts = ContactsService(repo)  # no mirror: the sets drift, as after a lost write
     await contacts.upsert(
         "t1",
@@ -182,7 +187,7 @@ def preferences(event_id: str, at: datetime, *items: dict[str, Any]) -> dict[str
 
 
 async def test_opt_outs_hold_for_every_id_of_the_person(pool, redis):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     contacts = ContactsService(repo, optouts=RedisOptOuts(redis))
     handler = events(contacts, repo)
     await contacts.upsert("t1", [contact(A)])  # known by phone only
@@ -222,7 +227,9 @@ async def test_opt_outs_hold_for_every_id_of_the_person(pool, redis):
     )
     assert await members(redis, "t1") == {A, BSUID, BSUID_ONLY}
     rows = await pool.fetch("SELECT customer_wa_id FROM contacts WHERE tenant_id = 't1'")
-    assert sorted(r["customer_wa_id"] for r in rows) == sorted([A, BSUID_ONLY])  # one per person
+    # one per person, stored under the keyed digest of its key
+    stored = sorted(IDS.key("t1", i) for i in (A, BSUID_ONLY))
+    assert sorted(r["customer_wa_id"] for r in rows) == stored
     # the rebuild at start puts back every id, and keeps them
     await redis.delete(optout_key("t1"))
     await redis.sadd(optout_key("t1"), B)  # a stray member
@@ -256,7 +263,7 @@ async def test_migration_keeps_phone_keyed_rows_and_links_a_bsuid_to_them(databa
     try:
         aliases = await p.fetch("SELECT alias, customer_key, kind FROM customer_aliases")
         assert sorted(tuple(r) for r in aliases) == [(x, x, "phone") for x in sorted([A, B, C])]
-        repo = OutreachRepository(p)
+        repo = OutreachRepository(p, IDS)
         (ada,) = await repo.search_contacts("t1", Segment(q="Ada"), limit=10, after_id=0)
         assert (ada.phone, ada.wa_id, ada.tags, ada.marketing_opt_in) == (
             "+" + A,
@@ -266,11 +273,14 @@ async def test_migration_keeps_phone_keyed_rows_and_links_a_bsuid_to_them(databa
         )
         # the old customer writes with phone and BSUID: the same customer, the BSUID linked
         async with p.acquire() as conn, conn.transaction():
-            customer = await resolve_customer(conn, "t1", CustomerIdentity(wa_id=A, user_id=BSUID))
-        assert (customer.key, set(customer.ids)) == (A, {A, BSUID})
+            customer = await resolve_customer(
+                conn, IDS, "t1", CustomerIdentity(wa_id=A, user_id=BSUID)
+            )
+        # sealed on the spot (stored in clear before): its key is now the digest
+        assert (customer.key, set(customer.ids)) == (IDS.key("t1", A), {A, BSUID})
         async with p.acquire() as conn, conn.transaction():
-            again = await resolve_customer(conn, "t1", CustomerIdentity(user_id=BSUID))
-        assert again.key == A  # by the BSUID alone too
+            again = await resolve_customer(conn, IDS, "t1", CustomerIdentity(user_id=BSUID))
+        assert again.key == IDS.key("t1", A)  # by the BSUID alone too
         # the opt-out stored by phone now covers the BSUID (rebuild at start)
         await RedisOptOuts(redis).rebuild(repo)
         assert await members(redis, "t1") == {A, BSUID}

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from flowchat_contracts import OutboundCommand
 from flowchat_conversation.outbox import Event
@@ -16,9 +17,13 @@ from flowchat_conversation.outreach.reminder_service import ReminderService
 from flowchat_conversation.outreach.reminders import ReminderIn
 from flowchat_conversation.outreach.repository import OutreachRepository
 from flowchat_conversation.outreach.scheduler import ReminderScheduler
+from flowchat_conversation.sealing import identities
 from flowchat_platform.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
+
+#: Customers' ids encrypted at rest under keys derived from a test token.
+IDS = identities(None, None, SecretStr("conversation-test-token-0123456789"))
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "src" / "flowchat_conversation" / "migrations"
 
@@ -65,7 +70,7 @@ def reminder(phone: str, **kw) -> ReminderIn:
 
 
 async def test_each_reminder_fires_once_across_two_replicas(pool):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     service = ReminderService(repo)
     for n in range(300):
         await service.schedule("t1", reminder(f"+23480{n:08d}"))
@@ -91,7 +96,7 @@ async def test_each_reminder_fires_once_across_two_replicas(pool):
 
 
 async def test_a_crashed_batch_fires_again_after_restart_with_the_same_key(pool):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     service = ReminderService(repo)
     r, _ = await service.schedule("t1", reminder("+2348011111111"))
 
@@ -119,7 +124,7 @@ async def test_a_crashed_batch_fires_again_after_restart_with_the_same_key(pool)
 
 
 async def test_session_message_inside_the_window_template_outside(pool):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     service = ReminderService(repo)
     # the bot saw "recent" write 2 hours ago, "old" 2 days ago (it sets last_seen_at)
     await pool.execute(
@@ -144,15 +149,15 @@ async def test_session_message_inside_the_window_template_outside(pool):
     assert old.content.components[0].parameters[0].text == "Bola"
     assert old.category == "utility"
     outcomes = dict(await pool.fetch("SELECT wa_id, outcome FROM reminders"))
-    assert outcomes == {
-        "2348022222222": "session",
-        "2348033333333": "template",
-        "2348044444444": "outside_window",
+    assert outcomes == {  # each under its customer's keyed digest
+        IDS.key("t1", "2348022222222"): "session",
+        IDS.key("t1", "2348033333333"): "template",
+        IDS.key("t1", "2348044444444"): "outside_window",
     }
 
 
 async def test_paid_orders_blocked_and_opted_out_contacts_are_skipped(pool):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     service = ReminderService(repo)
     await pool.execute(
         "INSERT INTO orders (order_id, tenant_id, account_id, customer_wa_id, status, currency,"
@@ -187,15 +192,15 @@ async def test_paid_orders_blocked_and_opted_out_contacts_are_skipped(pool):
         await pool.fetch("SELECT wa_id, outcome FROM reminders WHERE state = 'skipped'")
     )
     assert outcomes == {
-        "2348055555555": "resolved",
-        "2348066666666": "blocked",
-        "2348077777777": "opted_out",
+        IDS.key("t1", "2348055555555"): "resolved",
+        IDS.key("t1", "2348066666666"): "blocked",
+        IDS.key("t1", "2348077777777"): "opted_out",
     }
     assert await pool.fetchval("SELECT count(*) FROM reminders WHERE state = 'pending'") == 1
 
 
 async def test_restock_waits_until_the_product_is_back(pool):
-    repo = OutreachRepository(pool)
+    repo = OutreachRepository(pool, IDS)
     service = ReminderService(repo)
     await pool.execute(
         "INSERT INTO products (tenant_id, sku, name, price, currency, category, stock) "

@@ -69,6 +69,7 @@ from flowchat_conversation.privacy.redis_store import RedisPrivacy
 from flowchat_conversation.privacy.repository import PrivacyRepository
 from flowchat_conversation.privacy.routes import router as privacy_router
 from flowchat_conversation.privacy.service import ErasureService
+from flowchat_conversation.sealing import Identities, identities, seal_loop
 from flowchat_conversation.settings import Settings
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
@@ -238,12 +239,17 @@ async def start_outreach(
 
 
 async def start_privacy(
-    settings: Settings, pool: asyncpg.Pool, redis: Redis, amqp: Amqp, outreach: Outreach
+    settings: Settings,
+    pool: asyncpg.Pool,
+    ids: Identities,
+    redis: Redis,
+    amqp: Amqp,
+    outreach: Outreach,
 ) -> ErasureService:
     """Erasure requests and reports (``conversation.privacy``); campaigns skip erased
     customers."""
     erasures = ErasureService(
-        PrivacyRepository(pool),
+        PrivacyRepository(pool, ids),
         RedisPrivacy(redis),
         privacy_index(settings.privacy_key, settings.service_token),
         lambda request: publish_request(amqp, request),
@@ -359,8 +365,14 @@ def create_app(settings: Settings) -> FastAPI:
                 settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
             )
             pools.append(pool)
-            repository = Repository(pool)
-            outreach_repository = OutreachRepository(pool)
+            ids = identities(settings.encryption_keys, settings.privacy_key, settings.service_token)
+            # customers stored in clear before: sealed in the background
+            background.start(
+                "seal",
+                seal_loop(pool, ids, batch=settings.seal_batch_size, pause_s=settings.seal_pause_s),
+            )
+            repository = Repository(pool, ids)
+            outreach_repository = OutreachRepository(pool, ids)
             api.catalog = CatalogService(repository)
             outbox = AmqpOutbox(amqp)
             reminders = bot_reminders(settings)
@@ -395,6 +407,7 @@ def create_app(settings: Settings) -> FastAPI:
                 payments=payments,
                 transient=is_transient,
                 renderer=renderer,
+                key_of=ids.key,
             )
             await amqp.connect()
             partitions.append(await start_inbound(service, amqp, redis, settings))
@@ -410,9 +423,9 @@ def create_app(settings: Settings) -> FastAPI:
                 CommerceHandoffs(api.orders),
                 facts,
             )
-            api.erasures = await start_privacy(settings, pool, redis, amqp, api.outreach)
+            api.erasures = await start_privacy(settings, pool, ids, redis, amqp, api.outreach)
             api.exports = ExportService(
-                PrivacyRepository(pool),
+                PrivacyRepository(pool, ids),
                 [
                     InboxExport(http, settings.inbox_url, token or ""),
                     StateExport(http, settings.state_url, token or ""),

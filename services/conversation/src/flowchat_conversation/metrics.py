@@ -91,3 +91,10 @@ FACTS = Counter(
     "Order and campaign facts for the relay, by subject and outcome (published, unsubscribed)",
     ["subject", "outcome"],
 )
+SEALED = Counter(
+    "flowchat_conversation_sealed_total",
+    "Customer identities encrypted at rest by the background pass: customers and inbound "
+    "dedupe rows stored in clear before, sealed (failed: a customer left in clear, tried "
+    "again at the next start); tokens re-encrypted under the newest key (rotated)",
+    ["action"],
+)

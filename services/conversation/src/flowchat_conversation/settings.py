@@ -104,6 +104,14 @@ class Settings(ServiceSettings):
     inbox_url: str = infra("FLOWCHAT_INBOX_URL", "http://127.0.0.1:8707")
     state_url: str = infra("FLOWCHAT_STATE_URL", "http://127.0.0.1:8704")
     relay_url: str = infra("FLOWCHAT_RELAY_URL", "http://127.0.0.1:8706")
+    #: Fernet keys customers' ids and names are encrypted under at rest (``new,old``:
+    #: the first encrypts, all decrypt; an old key still listed makes the background
+    #: pass re-encrypt every token). Unset: one key derived from the service token.
+    encryption_keys: SecretStr | None = None
+    #: The background pass that seals rows stored in clear before (and re-encrypts on
+    #: rotation): customers per batch, pause between batches.
+    seal_batch_size: int = Field(default=200, ge=1, le=10_000)
+    seal_pause_s: float = Field(default=0.05, ge=0)
     #: The services that answer an erasure request (a request is complete once each did).
     erasure_services: tuple[str, ...] = (
         "conversation",

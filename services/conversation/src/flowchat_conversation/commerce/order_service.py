@@ -691,7 +691,7 @@ class OrderService:
             event_id=short_id(f"order-{change}-", key.tenant_id, order.order_id, status),
             order=OrderData(
                 order_id=order.order_id,
-                customer=identity_for(order.customer_wa_id),
+                customer=identity_for(order.customer_id or order.customer_wa_id),
                 status=status,
                 previous_status=previous.value,
                 reason=reason,

@@ -144,6 +144,9 @@ class Order:
     discount_code: str | None = None
     #: The answer of the delivery-address WhatsApp Flow (``nfm_reply``), as sent.
     delivery_address: dict[str, Any] | None = None
+    #: The customer's id (phone number or BSUID) in clear, for display:
+    #: ``customer_wa_id`` is the customer key as stored (a keyed digest).
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -43,12 +42,16 @@ from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 from flowchat_conversation.outreach.repository import (
     ADDRESS_SQL,
+    KEY_ID_SQL,
     cancel_reminders,
     customer_keys,
     insert_reminder,
+    open_address,
     relink_customer,
     resolve_customer,
 )
+from flowchat_conversation.sealing import Identities
+from flowchat_platform.privacy import is_sealed
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 
@@ -168,12 +171,23 @@ async def _next_number(conn: Any, tenant_id: str, kind: str) -> int:
     return int(value)
 
 
+_ORDER_KEY_ID = KEY_ID_SQL.format(tenant="o.tenant_id", key="o.customer_wa_id")
+
+
 async def _orders(
-    conn: Any, where: str, args: Sequence[Any], *, suffix: str = "", lock: bool = False
+    conn: Any,
+    sealed: Identities,
+    where: str,
+    args: Sequence[Any],
+    *,
+    suffix: str = "",
+    lock: bool = False,
 ) -> list[Order]:
-    """Orders matching ``where`` with their lines and invoices (3 queries)."""
+    """Orders matching ``where`` with their lines and invoices (3 queries); the
+    customer's id and the delivery address decrypted."""
     rows = await conn.fetch(
-        f"SELECT * FROM orders o WHERE {where} {suffix}{' FOR UPDATE' if lock else ''}",  # noqa: S608
+        f"SELECT o.*, {_ORDER_KEY_ID} AS key_enc FROM orders o "  # noqa: S608
+        f"WHERE {where} {suffix}{' FOR UPDATE OF o' if lock else ''}",
         *args,
     )
     if not rows:
@@ -227,7 +241,8 @@ async def _orders(
             tracking_url=r["tracking_url"],
             cancelled_by=r["cancelled_by"],
             discount_code=r["discount_code"],
-            delivery_address=(json.loads(r["delivery_address"]) if r["delivery_address"] else None),
+            delivery_address=sealed.open_json(r["delivery_address_enc"], r["delivery_address"]),
+            customer_id=sealed.open(r["key_enc"], r["customer_wa_id"]),
         )
         for r in rows
     ]
@@ -239,8 +254,9 @@ async def _get_settings(conn: Any, tenant_id: str) -> BotSettings | None:
 
 
 class PgConversationTx:
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], ids: Identities) -> None:
         self._conn = conn
+        self._ids = ids
 
     async def _insert_lines(
         self, order_id: str, priced: list[tuple[bot.CartLine, Decimal]], currency: str
@@ -280,7 +296,7 @@ class PgConversationTx:
         return row is not None
 
     async def resolve_customer(self, key: ConversationKey, identity: CustomerIdentity) -> Customer:
-        customer = await resolve_customer(self._conn, key.tenant_id, identity)
+        customer = await resolve_customer(self._conn, self._ids, key.tenant_id, identity)
         if customer.key != key.customer_wa_id:
             # Known under another key (a phone number before BSUIDs): hold that
             # conversation's lock too, as the order API does.
@@ -291,11 +307,12 @@ class PgConversationTx:
     async def relink_customer(
         self, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
     ) -> Customer:
-        return await relink_customer(self._conn, tenant_id, previous, current)
+        return await relink_customer(self._conn, self._ids, tenant_id, previous, current)
 
     async def address(self, tenant_id: str, customer_key: str) -> str:
         sql = ADDRESS_SQL.format(tenant="$1", key="$2::text")
-        return str(await self._conn.fetchval(f"SELECT {sql}", tenant_id, customer_key))
+        token = await self._conn.fetchval(f"SELECT {sql}", tenant_id, customer_key)
+        return open_address(self._ids, token, customer_key)
 
     async def bot_settings(self, tenant_id: str) -> BotSettings:
         return await _get_settings(self._conn, tenant_id) or BotSettings()
@@ -311,14 +328,16 @@ class PgConversationTx:
     async def touch_contact(self, key: ConversationKey, name: str | None) -> ContactSeen:
         row = await self._conn.fetchrow(
             """
-            INSERT INTO contacts (tenant_id, customer_wa_id, name) VALUES ($1, $2, $3)
+            INSERT INTO contacts (tenant_id, customer_wa_id, name_enc) VALUES ($1, $2, $3)
             ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE
-              SET name = COALESCE(EXCLUDED.name, contacts.name), last_seen_at = now()
+              SET name_enc = COALESCE(EXCLUDED.name_enc, contacts.name_enc),
+                  name = CASE WHEN EXCLUDED.name_enc IS NULL THEN contacts.name END,
+                  last_seen_at = now()
             RETURNING (xmax = 0) AS inserted, status, locale
             """,
             key.tenant_id,
             key.customer_wa_id,
-            name,
+            self._ids.encrypt(name),
         )
         assert row is not None
         return ContactSeen(
@@ -769,7 +788,8 @@ class PgConversationTx:
         id."""
         order_id = await self._conn.fetchval(
             """
-            UPDATE orders SET delivery_address = $4::jsonb, updated_at = now()
+            UPDATE orders SET delivery_address_enc = $4, delivery_address = NULL,
+                updated_at = now()
             WHERE order_id = (
                 SELECT order_id FROM orders WHERE tenant_id = $1 AND account_id = $2
                   AND customer_wa_id = $3
@@ -782,7 +802,7 @@ class PgConversationTx:
             key.tenant_id,
             key.account_id,
             key.customer_wa_id,
-            json.dumps(answer),
+            self._ids.seal_json(answer),
             flow_token,
         )
         return str(order_id) if order_id is not None else None
@@ -797,7 +817,11 @@ class PgConversationTx:
 
     async def lock_order(self, tenant_id: str, order_id: str) -> Order | None:
         found = await _orders(
-            self._conn, "tenant_id = $1 AND order_id = $2", (tenant_id, order_id), lock=True
+            self._conn,
+            self._ids,
+            "tenant_id = $1 AND order_id = $2",
+            (tenant_id, order_id),
+            lock=True,
         )
         return found[0] if found else None
 
@@ -976,14 +1000,17 @@ class _Rollback(Exception):
 class Repository:
     """The pool-level store: conversations (locked transactions) and the catalog."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ids: Identities) -> None:
         self._pool = pool
+        self._ids = ids
 
     # ---------------------------------------------------------------- orders
 
     async def get_order(self, tenant_id: str, order_id: str) -> Order | None:
         async with self._pool.acquire() as conn:
-            found = await _orders(conn, "tenant_id = $1 AND order_id = $2", (tenant_id, order_id))
+            found = await _orders(
+                conn, self._ids, "tenant_id = $1 AND order_id = $2", (tenant_id, order_id)
+            )
         return found[0] if found else None
 
     async def list_orders(
@@ -998,6 +1025,7 @@ class Repository:
         async with self._pool.acquire() as conn:
             return await _orders(
                 conn,
+                self._ids,
                 "tenant_id = $1 AND ($2::text IS NULL OR status = $2) "
                 "AND ($3::text IS NULL OR customer_wa_id = $3) "
                 "AND ($5::timestamptz IS NULL OR (created_at, order_id) < ($5, $6::text))",
@@ -1019,6 +1047,7 @@ class Repository:
         async with self._pool.acquire() as conn:
             return await _orders(
                 conn,
+                self._ids,
                 "($1::text IS NULL OR o.tenant_id = $1) AND o.status = ANY($4::text[]) "
                 "AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
                 "o.order_id AND i.status = 'unpaid' AND i.due_at <= $2) "
@@ -1031,6 +1060,7 @@ class Repository:
         async with self._pool.acquire() as conn:
             found = await _orders(
                 conn,
+                self._ids,
                 "order_id = (SELECT order_id FROM invoices WHERE invoice_id = $1)",
                 (invoice_id,),
             )
@@ -1044,6 +1074,7 @@ class Repository:
         async with self._pool.acquire() as conn:
             found = await _orders(
                 conn,
+                self._ids,
                 "tenant_id = $1 AND order_id = (SELECT order_id FROM invoices "
                 "WHERE tenant_id = $1 AND (invoice_id = $2 OR number = $2))",
                 (tenant_id, invoice_id),
@@ -1063,6 +1094,7 @@ class Repository:
         async with self._pool.acquire() as conn:
             return await _orders(
                 conn,
+                self._ids,
                 "o.tenant_id = $1 AND EXISTS (SELECT 1 FROM invoices i WHERE i.order_id = "
                 "o.order_id AND ($2::text IS NULL OR i.status = $2) AND ($3::timestamptz IS "
                 "NULL OR (i.status = 'unpaid' AND i.due_at <= $3))) "
@@ -1076,6 +1108,7 @@ class Repository:
         async with self._pool.acquire() as conn:
             found = await _orders(
                 conn,
+                self._ids,
                 "order_id = (SELECT order_id FROM invoices WHERE invoice_id = $1)",
                 (invoice_id,),
             )
@@ -1128,8 +1161,10 @@ class Repository:
         return [_discount_code(r) for r in rows]
 
     async def customer_key(self, tenant_id: str, customer_id: str) -> str:
-        keys = await customer_keys(self._pool, tenant_id, [customer_id])
-        return keys.get(customer_id, customer_id)
+        if is_sealed(customer_id):  # a stored key already
+            return customer_id
+        keys = await customer_keys(self._pool, self._ids, tenant_id, [customer_id])
+        return keys.get(customer_id) or self._ids.key(tenant_id, customer_id)
 
     async def open_handoffs(self, tenant_id: str, customer_wa_id: str) -> list[str]:
         rows = await self._pool.fetch(
@@ -1158,7 +1193,7 @@ class Repository:
     async def conversation(self, key: ConversationKey) -> AsyncIterator[PgConversationTx]:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(_LOCK, f"conversation:{key}")
-            yield PgConversationTx(conn)
+            yield PgConversationTx(conn, self._ids)
 
     async def ping(self) -> bool:
         return bool(await self._pool.fetchval("SELECT 1"))

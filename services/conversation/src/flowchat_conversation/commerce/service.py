@@ -169,13 +169,19 @@ class ConversationService:
     transient_retry_for_s: float = 30.0
     #: The invoice PDF renderer, warmed when an order is placed (its download follows).
     renderer: InvoiceRenderer | None = None
+    #: The stored customer key of a customer id, ``(tenant_id, id)`` → key (the keyed
+    #: digest where identities are encrypted at rest); None: the id itself.
+    key_of: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         self._locks = KeyedLocks()
 
     async def handle_inbound(self, message: InboundMessage | InboundMessageV2) -> Outcome:
         identity = identity_of(message)
-        key = ConversationKey(message.tenant_id, message.account_id, identity.key)
+        customer_key = identity.key
+        if self.key_of is not None:
+            customer_key = self.key_of(message.tenant_id, customer_key)
+        key = ConversationKey(message.tenant_id, message.account_id, customer_key)
         started = time.perf_counter()
         if message.type in IGNORED_TYPES:
             await self._ignore(key, message, identity)

@@ -156,7 +156,8 @@ class CampaignService:
                     NewRecipient(c.contact_id, c.wa_id, message_id, "excluded", reason)
                 )
                 continue
-            fields = contact_fields(name=c.name, wa_id=c.wa_id, attributes=c.attributes)
+            address = c.address or c.wa_id
+            fields = contact_fields(name=c.name, wa_id=address, attributes=c.attributes)
             rendered = render(template, body.parameters, fields)
             if rendered.missing:
                 missing_count += 1
@@ -164,14 +165,19 @@ class CampaignService:
                     lacking.append(
                         {
                             "contact_id": c.contact_id,
-                            "phone": "+" + c.wa_id,
+                            "phone": "+" + address,
                             "missing": rendered.missing,
                         }
                     )
                 continue
             recipients.append(
                 NewRecipient(
-                    c.contact_id, c.wa_id, message_id, "pending", components=rendered.components
+                    c.contact_id,
+                    c.wa_id,
+                    message_id,
+                    "pending",
+                    components=rendered.components,
+                    address=address,
                 )
             )
         if missing_count:
@@ -211,7 +217,7 @@ class CampaignService:
         previews = [
             Preview(
                 contact_id=r.contact_id,
-                phone="+" + r.wa_id,
+                phone="+" + (r.address or r.wa_id),
                 text=preview(plan.template, r.components or []),
                 components=r.components or [],
             )

@@ -190,6 +190,8 @@ class NewRecipient:
     state: Literal["pending", "excluded"]
     reason: str | None = None
     components: list[dict[str, Any]] | None = None
+    #: The phone number (else BSUID) in clear, for previews (``wa_id`` is the stored key).
+    address: str | None = None
 
 
 @dataclass(frozen=True)

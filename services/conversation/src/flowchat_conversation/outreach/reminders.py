@@ -205,7 +205,9 @@ def decide(reminder: DueReminder, now: datetime) -> Decision:
     if reminder.waiting:
         return Wait(now + RESTOCK_RECHECK)
     fields = contact_fields(
-        name=reminder.name, wa_id=reminder.wa_id, attributes=reminder.attributes or {}
+        name=reminder.name,
+        wa_id=reminder.address or reminder.wa_id,
+        attributes=reminder.attributes or {},
     )
     if reminder.text and in_window(reminder.last_inbound_at, now):
         text, _ = render_value(reminder.text, fields)

@@ -3,6 +3,11 @@
 Implements the stores of :mod:`~flowchat_conversation.outreach.ports` (together:
 :class:`~flowchat_conversation.outreach.ports.OutreachStore`).
 JSON columns travel as text (no codec on the pool).
+
+Customers' ids and names are stored sealed (:mod:`flowchat_conversation.sealing`): the
+customer key and every alias are keyed digests, the ids Fernet tokens in
+``customer_aliases.alias_enc``, names in ``contacts.name_enc``; values come back in
+clear from here.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from flowchat_contracts import CustomerIdentity, is_bsuid
-from flowchat_conversation.customers import Customer, alias_kind, choose_key
+from flowchat_conversation.customers import Customer, alias_kind, choose_key, identity_for
 from flowchat_conversation.outreach.campaigns import (
     Campaign,
     CampaignMetrics,
@@ -43,18 +48,34 @@ from flowchat_conversation.outreach.contacts import (
     UpsertCounts,
 )
 from flowchat_conversation.outreach.reminders import DueReminder, NewReminder, Reminder
+from flowchat_conversation.sealing import Identities, seal_customers
+from flowchat_platform.privacy import is_sealed
 
 _ALIAS_SQL = (
-    "(SELECT ca.alias FROM customer_aliases ca WHERE ca.tenant_id = contacts.tenant_id "
+    "(SELECT ca.{col} FROM customer_aliases ca WHERE ca.tenant_id = contacts.tenant_id "
     "AND ca.customer_key = contacts.customer_wa_id AND ca.kind = '{kind}' "
     "ORDER BY ca.linked_at DESC LIMIT 1) AS {name}"
 )
+#: SQL for the token of the id a stored customer key ``{key}`` of tenant ``{tenant}``
+#: is the digest of (the key is always an alias of itself).
+KEY_ID_SQL = (
+    "(SELECT ka.alias_enc FROM customer_aliases ka WHERE ka.tenant_id = {tenant} "
+    "AND ka.alias = {key})"
+)
 _CONTACT_COLUMNS = (
-    "contact_id, customer_wa_id, name, status, tags, groups, attributes, marketing_opt_in, "
-    "opt_in_source, opt_in_changed_at, last_inbound_at, first_seen_at, updated_at, "
-    + _ALIAS_SQL.format(kind="phone", name="phone_id")
+    "contact_id, customer_wa_id, name, name_enc, status, tags, groups, attributes, "
+    "marketing_opt_in, opt_in_source, opt_in_changed_at, last_inbound_at, first_seen_at, "
+    "updated_at, "
+    + _ALIAS_SQL.format(col="alias", kind="phone", name="phone_id")
     + ", "
-    + _ALIAS_SQL.format(kind="bsuid", name="user_id")
+    + _ALIAS_SQL.format(col="alias_enc", kind="phone", name="phone_enc")
+    + ", "
+    + _ALIAS_SQL.format(col="alias", kind="bsuid", name="user_id")
+    + ", "
+    + _ALIAS_SQL.format(col="alias_enc", kind="bsuid", name="user_enc")
+    + ", "
+    + KEY_ID_SQL.format(tenant="contacts.tenant_id", key="contacts.customer_wa_id")
+    + " AS key_enc"
 )
 #: Forward-only recipient states (``failed`` is terminal).
 _RANK_SQL = (
@@ -68,17 +89,34 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def _hex(token: bytes | None) -> str | None:
+    """A token inside a JSON document bound for a ``bytea`` column."""
+    return None if token is None else "\\x" + token.hex()
+
+
+def _ids_of(ids: Identities, rows: Any) -> list[tuple[Any, str]]:
+    """``(row, id in clear)`` for rows of ``id`` (stored) and ``enc`` (its token); a
+    digest without a token (a key, listed again as its own alias) is left out."""
+    out = []
+    for r in rows:
+        value = ids.open(r["enc"], r["id"])
+        if value is not None and (r["enc"] is not None or not is_sealed(value)):
+            out.append((r, value))
+    return out
+
+
 def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _contact(row: Any) -> Contact:
+def _contact(row: Any, ids: Identities) -> Contact:
+    phone = ids.open(row["phone_enc"], row["phone_id"])
     return Contact(
         contact_id=row["contact_id"],
-        phone="+" + row["phone_id"] if row["phone_id"] else None,
-        wa_id=row["customer_wa_id"],
-        user_id=row["user_id"],
-        name=row["name"],
+        phone="+" + phone if phone else None,
+        wa_id=ids.open(row["key_enc"], row["customer_wa_id"]) or row["customer_wa_id"],
+        user_id=ids.open(row["user_enc"], row["user_id"]),
+        name=ids.open(row["name_enc"], row["name"]),
         status=row["status"],
         tags=list(row["tags"]),
         groups=list(row["groups"]),
@@ -92,8 +130,14 @@ def _contact(row: Any) -> Contact:
     )
 
 
-def segment_where(tenant_id: str, segment: Segment, *, alias: str = "") -> tuple[str, list[Any]]:
-    """A WHERE clause (and its arguments, ``$1`` = tenant) selecting the segment."""
+def segment_where(
+    tenant_id: str, segment: Segment, ids: Identities, *, alias: str = ""
+) -> tuple[str, list[Any]]:
+    """A WHERE clause (and its arguments, ``$1`` = tenant) selecting the segment.
+
+    ``q`` finds a contact by one of its ids (a phone number in any form, a BSUID),
+    exactly: the ids and names are encrypted, so a part of one matches nothing (but in
+    rows not sealed yet)."""
     p = f"{alias}." if alias else ""
     args: list[Any] = [tenant_id]
     conds = [f"{p}tenant_id = $1"]
@@ -118,12 +162,12 @@ def segment_where(tenant_id: str, segment: Segment, *, alias: str = "") -> tuple
     if segment.q:
         escaped = segment.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like = arg(f"%{escaped}%")
-        digits = "".join(ch for ch in segment.q if ch.isdigit())
-        if digits:
-            phone = arg(f"%{digits}%")
-            conds.append(f"({p}name ILIKE {like} OR {p}customer_wa_id LIKE {phone})")
-        else:  # PostgreSQL refuses NUL: no never-matching "\x00" pattern
-            conds.append(f"{p}name ILIKE {like}")
+        found = (
+            f"{p}customer_wa_id IN (SELECT sa.customer_key FROM customer_aliases sa "  # noqa: S608
+            f"WHERE sa.tenant_id = $1 AND sa.alias = {arg(ids.key(tenant_id, segment.q))})"
+        )
+        # a name in clear: a row not sealed yet (stored keys are digests: no LIKE on them)
+        conds.append(f"({found} OR {p}name ILIKE {like})")
     return " AND ".join(conds), args
 
 
@@ -158,12 +202,19 @@ def _campaign(row: Any) -> Campaign:
     )
 
 
-def _reminder(row: Any) -> Reminder:
+#: A reminder's columns, with the token of its customer's id.
+_REMINDER_COLUMNS = (
+    "*, " + KEY_ID_SQL.format(tenant="reminders.tenant_id", key="reminders.wa_id") + " AS key_enc"
+)
+
+
+def _reminder(row: Any, ids: Identities) -> Reminder:
+    wa_id = ids.open(row["key_enc"], row["wa_id"]) or row["wa_id"]
     return Reminder(
         reminder_id=row["reminder_id"],
         tenant_id=row["tenant_id"],
         account_id=row["account_id"],
-        phone=row["wa_id"] if is_bsuid(row["wa_id"]) else "+" + row["wa_id"],
+        phone=wa_id if is_bsuid(wa_id) else "+" + wa_id,
         kind=row["kind"],
         due_at=row["due_at"],
         state=row["state"],
@@ -199,7 +250,7 @@ async def insert_reminder(
             $8::text, $9::jsonb, $10::text, $11::text, $12::text
         WHERE true {pending}
         ON CONFLICT ON CONSTRAINT reminders_dedupe DO NOTHING
-        RETURNING *
+        RETURNING {_REMINDER_COLUMNS}
         """,
         reminder.reminder_id,
         reminder.tenant_id,
@@ -221,112 +272,166 @@ async def insert_reminder(
 
 #: Resolve an identity and link its ids, in one statement: the key of the first id
 #: already linked (in the order of ``CustomerIdentity.ids``: BSUID, phone, parent),
-#: else ``$4`` (``identity.key``); every id not linked yet is linked to it; answers
-#: the key and every id linked to it.
+#: else ``$5`` (the digest of ``identity.key``); every id not linked yet is linked to it
+#: (digest ``$2``, token ``$4``); answers the key and the tokens of every id linked to it.
 _RESOLVE = """
 WITH given AS (
-    SELECT g.alias, g.kind, g.n
-    FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS g(alias, kind, n)
+    SELECT g.alias, g.kind, g.enc, g.n
+    FROM unnest($2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS g(alias, kind, enc, n)
 ), chosen AS (
     SELECT COALESCE(
         (SELECT a.customer_key FROM customer_aliases a JOIN given g ON g.alias = a.alias
          WHERE a.tenant_id = $1 ORDER BY g.n LIMIT 1),
-        $4::text) AS key
+        $5::text) AS key
 ), linked AS (
-    INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
-    SELECT $1, g.alias, c.key, g.kind FROM given g CROSS JOIN chosen c
+    INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind, alias_enc)
+    SELECT $1, g.alias, c.key, g.kind, g.enc FROM given g CROSS JOIN chosen c
     ON CONFLICT (tenant_id, alias) DO NOTHING
-    RETURNING alias
+    RETURNING alias, alias_enc
 )
 SELECT c.key, ARRAY(
-    SELECT alias FROM customer_aliases WHERE tenant_id = $1 AND customer_key = c.key
-    UNION SELECT alias FROM linked) AS ids
+    SELECT alias_enc FROM customer_aliases WHERE tenant_id = $1 AND customer_key = c.key
+    UNION SELECT alias_enc FROM linked) AS ids
 FROM chosen c
 """
 
-#: SQL for the address of the customer keyed by ``{key}`` of tenant ``{tenant}``: the
-#: newest phone number linked to it, else the key itself (a BSUID).
+#: SQL for the token of the address of the customer keyed by ``{key}`` of tenant
+#: ``{tenant}``: the newest phone number linked to it, else the id the key is the
+#: digest of (a BSUID); :func:`open_address` reads it.
 ADDRESS_SQL = (
-    "COALESCE((SELECT ca.alias FROM customer_aliases ca WHERE ca.tenant_id = {tenant} "
-    "AND ca.customer_key = {key} AND ca.kind = 'phone' ORDER BY ca.linked_at DESC LIMIT 1), "
-    "{key})"
+    "(SELECT ca.alias_enc FROM customer_aliases ca WHERE ca.tenant_id = {tenant} "
+    "AND ca.customer_key = {key} AND ca.alias_enc IS NOT NULL "
+    "ORDER BY (ca.kind = 'phone') DESC, (ca.kind <> 'phone' AND ca.alias = {key}) DESC, "
+    "ca.linked_at DESC LIMIT 1)"
 )
 
 
 _ADDRESS_R = ADDRESS_SQL.format(tenant="r.tenant_id", key="r.wa_id")
 
 
-def _customer(key: str, ids: Sequence[str]) -> Customer:
-    rest = sorted(i for i in ids if i != key)
-    return Customer(key=key, ids=(key, *rest))
+def open_address(ids: Identities, token: bytes | None, key: str) -> str:
+    """Where messages to the customer keyed by ``key`` go (``key`` itself for a row
+    stored in clear before encryption)."""
+    return ids.open(token, key) or key
 
 
-async def resolve_customer(conn: Any, tenant_id: str, identity: CustomerIdentity) -> Customer:
+def _customer(
+    ids: Identities, tenant_id: str, key: str, tokens: Sequence[bytes | None]
+) -> Customer:
+    clear = sorted(set(ids.open_all(tokens)))
+    own = [i for i in clear if ids.key(tenant_id, i) == key]
+    rest = [i for i in clear if i not in own]
+    return Customer(key=key, ids=(*own, *rest))
+
+
+def _sealed(ids: Identities, tenant_id: str, customer_ids: Sequence[str]) -> list[Any]:
+    """The arguments of an alias insert: digests, kinds, tokens."""
+    return [
+        [ids.key(tenant_id, i) for i in customer_ids],
+        [alias_kind(i) for i in customer_ids],
+        [ids.encrypt(i) for i in customer_ids],
+    ]
+
+
+async def _seal_met(
+    conn: Any, ids: Identities, tenant_id: str, customer_ids: Sequence[str]
+) -> None:
+    """A customer stored in clear before encryption and met before the background pass
+    sealed them: sealed now, in the caller's transaction."""
+    if not ids.legacy:
+        return
+    keys = await conn.fetch(
+        "SELECT DISTINCT customer_key FROM customer_aliases "
+        "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
+        tenant_id,
+        list(customer_ids),
+    )
+    if keys:
+        await seal_customers(conn, ids, tenant_id, [r["customer_key"] for r in keys])
+
+
+async def resolve_customer(
+    conn: Any, ids: Identities, tenant_id: str, identity: CustomerIdentity
+) -> Customer:
     """The customer ``identity`` names (created when new), its unlinked ids linked."""
-    ids = list(identity.ids)
-    row = await conn.fetchrow(_RESOLVE, tenant_id, ids, [alias_kind(i) for i in ids], identity.key)
-    return _customer(row["key"], row["ids"])
+    customer_ids = list(identity.ids)
+    await _seal_met(conn, ids, tenant_id, customer_ids)
+    row = await conn.fetchrow(
+        _RESOLVE,
+        tenant_id,
+        *_sealed(ids, tenant_id, customer_ids),
+        ids.key(tenant_id, identity.key),
+    )
+    return _customer(ids, tenant_id, row["key"], row["ids"])
 
 
 async def relink_customer(
-    conn: Any, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
+    conn: Any,
+    ids: Identities,
+    tenant_id: str,
+    previous: CustomerIdentity,
+    current: CustomerIdentity,
 ) -> Customer:
     """Meta's id change: the ids of ``current`` become aliases of the customer who owned
     the ids of ``previous`` (moved there if linked elsewhere); the old ids stay."""
-    known = await customer_keys(conn, tenant_id, previous.ids)
+    known = await customer_keys(conn, ids, tenant_id, previous.ids)
     if not known:
-        customer = await resolve_customer(conn, tenant_id, current)
-        return await resolve_customer_with(conn, tenant_id, previous, customer.key)
+        customer = await resolve_customer(conn, ids, tenant_id, current)
+        return await resolve_customer_with(conn, ids, tenant_id, previous, customer.key)
     key = choose_key(previous, known)
-    ids = [i for i in current.ids if i not in known]
+    moved = [i for i in current.ids if i not in known]
     await conn.execute(
         """
-        INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
-        SELECT $1, g.alias, $2, g.kind FROM unnest($3::text[], $4::text[]) AS g(alias, kind)
+        INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind, alias_enc)
+        SELECT $1, g.alias, $5, g.kind, g.enc
+        FROM unnest($2::text[], $3::text[], $4::bytea[]) AS g(alias, kind, enc)
         ON CONFLICT (tenant_id, alias) DO UPDATE
             SET customer_key = EXCLUDED.customer_key, linked_at = now()
         """,
         tenant_id,
+        *_sealed(ids, tenant_id, moved),
         key,
-        ids,
-        [alias_kind(i) for i in ids],
     )
-    return await resolve_customer_with(conn, tenant_id, previous, key)
+    return await resolve_customer_with(conn, ids, tenant_id, previous, key)
 
 
 async def resolve_customer_with(
-    conn: Any, tenant_id: str, identity: CustomerIdentity, key: str
+    conn: Any, ids: Identities, tenant_id: str, identity: CustomerIdentity, key: str
 ) -> Customer:
-    """Link the unlinked ids of ``identity`` to ``key``; the customer keyed by ``key``."""
-    ids = list(identity.ids)
+    """Link the unlinked ids of ``identity`` to ``key`` (a stored key); the customer
+    keyed by ``key``."""
     await conn.execute(
         """
-        INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
-        SELECT $1, g.alias, $2, g.kind FROM unnest($3::text[], $4::text[]) AS g(alias, kind)
+        INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind, alias_enc)
+        SELECT $1, g.alias, $5, g.kind, g.enc
+        FROM unnest($2::text[], $3::text[], $4::bytea[]) AS g(alias, kind, enc)
         ON CONFLICT (tenant_id, alias) DO NOTHING
         """,
         tenant_id,
+        *_sealed(ids, tenant_id, list(identity.ids)),
         key,
-        ids,
-        [alias_kind(i) for i in ids],
     )
     known = await conn.fetch(
-        "SELECT alias FROM customer_aliases WHERE tenant_id = $1 AND customer_key = $2",
+        "SELECT alias_enc FROM customer_aliases WHERE tenant_id = $1 AND customer_key = $2",
         tenant_id,
         key,
     )
-    return _customer(key, [r["alias"] for r in known])
+    return _customer(ids, tenant_id, key, [r["alias_enc"] for r in known])
 
 
-async def customer_keys(conn: Any, tenant_id: str, ids: Sequence[str]) -> dict[str, str]:
-    """``id → customer key`` for the ids that are linked."""
+async def customer_keys(
+    conn: Any, ids: Identities, tenant_id: str, customer_ids: Sequence[str]
+) -> dict[str, str]:
+    """``id → stored customer key`` for the ids (in clear) that are linked."""
+    await _seal_met(conn, ids, tenant_id, customer_ids)
+    digests = {ids.key(tenant_id, i): i for i in customer_ids}
     rows = await conn.fetch(
         "SELECT alias, customer_key FROM customer_aliases "
         "WHERE tenant_id = $1 AND alias = ANY($2::text[])",
         tenant_id,
-        list(ids),
+        list(digests),
     )
-    return {r["alias"]: r["customer_key"] for r in rows}
+    return {digests[r["alias"]]: r["customer_key"] for r in rows}
 
 
 async def cancel_reminders(
@@ -347,8 +452,9 @@ async def cancel_reminders(
 
 
 class OutreachRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ids: Identities) -> None:
         self._pool = pool
+        self._ids = ids
 
     # ================================================================ contacts
 
@@ -369,9 +475,18 @@ class OutreachRepository:
         # Each contact under its customer key: the key an id of it is linked to (a
         # customer who wrote with a BSUID, a phone number imported before), else a new
         # one; its ids not linked yet are linked to that key.
+        ids = self._ids
         identities = [c.identity for c in contacts]
-        known = await customer_keys(conn, tenant_id, [i for ident in identities for i in ident.ids])
-        keys = [choose_key(ident, known) for ident in identities]
+        known = await customer_keys(
+            conn, ids, tenant_id, [i for ident in identities for i in ident.ids]
+        )
+        # a new customer is keyed by the digest of its key id (as stored)
+        keys = [
+            choose_key(ident, known)
+            if any(i in known for i in ident.ids)
+            else ids.key(tenant_id, ident.key)
+            for ident in identities
+        ]
         links = {
             i: key
             for ident, key in zip(identities, keys, strict=True)
@@ -379,23 +494,26 @@ class OutreachRepository:
             if i not in known
         }
         if links:
+            digests, kinds, tokens = _sealed(ids, tenant_id, list(links))
             await conn.execute(
                 """
-                INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind)
-                SELECT $1, g.alias, g.key, g.kind
-                FROM unnest($2::text[], $3::text[], $4::text[]) AS g(alias, key, kind)
+                INSERT INTO customer_aliases (tenant_id, alias, customer_key, kind, alias_enc)
+                SELECT $1, g.alias, g.key, g.kind, g.enc
+                FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[])
+                    AS g(alias, key, kind, enc)
                 ON CONFLICT (tenant_id, alias) DO NOTHING
                 """,
                 tenant_id,
-                list(links),
+                digests,
                 list(links.values()),
-                [alias_kind(i) for i in links],
+                kinds,
+                tokens,
             )
         rows = _json(
             [
                 {
                     "wa_id": key,
-                    "name": c.name,
+                    "name": _hex(ids.encrypt(c.name)),
                     "status": c.status,
                     "tags": c.tags,
                     "groups": c.groups,
@@ -406,12 +524,12 @@ class OutreachRepository:
             ]
         )
         recordset = (
-            "jsonb_to_recordset($2::jsonb) AS x(wa_id text, name text, status text, "
+            "jsonb_to_recordset($2::jsonb) AS x(wa_id text, name bytea, status text, "
             "tags text[], groups text[], attributes jsonb, opt_in boolean)"
         )
         created = await conn.fetch(
             f"""
-            INSERT INTO contacts (tenant_id, customer_wa_id, name, status, tags, groups,
+            INSERT INTO contacts (tenant_id, customer_wa_id, name_enc, status, tags, groups,
                 attributes, marketing_opt_in, opt_in_source, opt_in_changed_at,
                 opted_out_at, origin)
             SELECT $1, x.wa_id, x.name, COALESCE(x.status, 'active'),
@@ -438,7 +556,8 @@ class OutreachRepository:
         updated = await conn.fetch(
             f"""
             UPDATE contacts c SET
-                name = COALESCE(x.name, c.name),
+                name_enc = COALESCE(x.name, c.name_enc),
+                name = CASE WHEN x.name IS NULL THEN c.name END,
                 status = COALESCE(x.status, c.status),
                 tags = COALESCE(x.tags, c.tags),
                 groups = COALESCE(x.groups, c.groups),
@@ -476,22 +595,22 @@ class OutreachRepository:
             tenant_id,
             contact_id,
         )
-        return _contact(row) if row else None
+        return _contact(row, self._ids) if row else None
 
     async def search_contacts(
         self, tenant_id: str, segment: Segment, *, limit: int, after_id: int = 0
     ) -> list[Contact]:
-        where, args = segment_where(tenant_id, segment)
+        where, args = segment_where(tenant_id, segment, self._ids)
         args += [after_id, limit]
         rows = await self._pool.fetch(
             f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE {where} "  # noqa: S608
             f"AND contact_id > ${len(args) - 1} ORDER BY contact_id LIMIT ${len(args)}",
             *args,
         )
-        return [_contact(r) for r in rows]
+        return [_contact(r, self._ids) for r in rows]
 
     async def count_contacts(self, tenant_id: str, segment: Segment) -> int:
-        where, args = segment_where(tenant_id, segment)
+        where, args = segment_where(tenant_id, segment, self._ids)
         count = await self._pool.fetchval(f"SELECT count(*) FROM contacts WHERE {where}", *args)  # noqa: S608
         return int(count)
 
@@ -501,7 +620,8 @@ class OutreachRepository:
         row = await self._pool.fetchrow(
             f"""
             UPDATE contacts SET
-                name = COALESCE($3, name),
+                name_enc = COALESCE($3, name_enc),
+                name = CASE WHEN $3::bytea IS NULL THEN name END,
                 status = COALESCE($4, status),
                 tags = COALESCE($5::text[], tags),
                 groups = COALESCE($6::text[], groups),
@@ -513,13 +633,13 @@ class OutreachRepository:
             """,  # noqa: S608
             tenant_id,
             contact_id,
-            patch.name,
+            self._ids.encrypt(patch.name),
             patch.status,
             list(dict.fromkeys(patch.tags)) if patch.tags is not None else None,
             list(dict.fromkeys(patch.groups)) if patch.groups is not None else None,
             _json(patch.attributes) if patch.attributes is not None else None,
         )
-        return _contact(row) if row else None
+        return _contact(row, self._ids) if row else None
 
     async def set_marketing_opt_in(
         self,
@@ -534,7 +654,7 @@ class OutreachRepository:
         linked); a webhook or error for an unknown customer creates the contact (an
         opt-out must be remembered before the first campaign)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            key = (await resolve_customer(conn, tenant_id, customer)).key
+            key = (await resolve_customer(conn, self._ids, tenant_id, customer)).key
             row = await conn.fetchval(
                 """
                 INSERT INTO contacts AS c (tenant_id, customer_wa_id, marketing_opt_in,
@@ -569,18 +689,18 @@ class OutreachRepository:
                 FROM unnest($2::text[]) AS g(id)
                 LEFT JOIN customer_aliases a ON a.tenant_id = $1 AND a.alias = g.id
             )
-            SELECT x.id, c.marketing_opt_in
+            SELECT x.id, x.enc, c.marketing_opt_in
             FROM keys k JOIN contacts c ON c.tenant_id = $1 AND c.customer_wa_id = k.key
             CROSS JOIN LATERAL (
-                SELECT c.customer_wa_id AS id
-                UNION SELECT a.alias FROM customer_aliases a
+                SELECT c.customer_wa_id AS id, NULL::bytea AS enc
+                UNION SELECT a.alias, a.alias_enc FROM customer_aliases a
                 WHERE a.tenant_id = $1 AND a.customer_key = c.customer_wa_id
             ) AS x
             """,
             tenant_id,
-            list(wa_ids),
+            [self._ids.key(tenant_id, i) for i in wa_ids],
         )
-        return {r["id"]: r["marketing_opt_in"] for r in rows}
+        return {i: r["marketing_opt_in"] for r, i in _ids_of(self._ids, rows)}
 
     async def opted_out_page(
         self, after: tuple[str, int], limit: int
@@ -594,10 +714,10 @@ class OutreachRepository:
                 WHERE NOT marketing_opt_in AND (tenant_id, contact_id) > ($1, $2)
                 ORDER BY tenant_id, contact_id LIMIT $3
             )
-            SELECT p.tenant_id, p.contact_id, x.id
+            SELECT p.tenant_id, p.contact_id, x.id, x.enc
             FROM page p CROSS JOIN LATERAL (
-                SELECT p.customer_wa_id AS id
-                UNION SELECT a.alias FROM customer_aliases a
+                SELECT p.customer_wa_id AS id, NULL::bytea AS enc
+                UNION SELECT a.alias, a.alias_enc FROM customer_aliases a
                 WHERE a.tenant_id = p.tenant_id AND a.customer_key = p.customer_wa_id
             ) AS x
             ORDER BY p.tenant_id, p.contact_id
@@ -606,18 +726,19 @@ class OutreachRepository:
             after[1],
             limit,
         )
-        return [(r["tenant_id"], r["contact_id"], r["id"]) for r in rows]
+        return [(r["tenant_id"], r["contact_id"], i) for r, i in _ids_of(self._ids, rows)]
 
     # ================================================================ campaigns
 
     async def candidates(
         self, tenant_id: str, segment: Segment, *, cap_window_s: int
     ) -> list[Candidate]:
-        where, args = segment_where(tenant_id, segment, alias="c")
+        where, args = segment_where(tenant_id, segment, self._ids, alias="c")
         args.append(cap_window_s)
         rows = await self._pool.fetch(
             f"""
-            SELECT c.contact_id, c.customer_wa_id, c.name, c.status, c.attributes,
+            SELECT c.contact_id, c.customer_wa_id, c.name, c.name_enc, c.status, c.attributes,
+                {ADDRESS_SQL.format(tenant="c.tenant_id", key="c.customer_wa_id")} AS address,
                 c.marketing_opt_in,
                 (SELECT count(*) FROM campaign_recipients r
                  WHERE r.tenant_id = c.tenant_id AND r.wa_id = c.customer_wa_id
@@ -630,7 +751,8 @@ class OutreachRepository:
             Candidate(
                 contact_id=r["contact_id"],
                 wa_id=r["customer_wa_id"],
-                name=r["name"],
+                name=self._ids.open(r["name_enc"], r["name"]),
+                address=open_address(self._ids, r["address"], r["customer_wa_id"]),
                 status=r["status"],
                 attributes=_loads(r["attributes"]),
                 marketing_opt_in=r["marketing_opt_in"],
@@ -680,7 +802,7 @@ class OutreachRepository:
                     "state",
                     "reason",
                     "message_id",
-                    "components",
+                    "components_enc",
                 ],
                 records=[
                     (
@@ -691,7 +813,7 @@ class OutreachRepository:
                         r.state,
                         r.reason,
                         r.message_id,
-                        _json(r.components) if r.components is not None else None,
+                        self._ids.seal_json(r.components),
                     )
                     for r in recipients
                 ],
@@ -876,33 +998,39 @@ class OutreachRepository:
     @asynccontextmanager
     async def campaign_batch(self, campaign_id: str) -> AsyncIterator[PgCampaignBatch]:
         async with self._pool.acquire() as conn, conn.transaction():
-            yield PgCampaignBatch(conn, campaign_id)
+            yield PgCampaignBatch(conn, campaign_id, self._ids)
 
     # ================================================================ reminders
 
     async def insert_reminder(self, reminder: NewReminder) -> tuple[Reminder, bool]:
         # the API names the customer by phone or BSUID: stored under the customer key
-        keys = await customer_keys(self._pool, reminder.tenant_id, [reminder.wa_id])
-        if keys.get(reminder.wa_id, reminder.wa_id) != reminder.wa_id:
-            reminder = replace(reminder, wa_id=keys[reminder.wa_id])
+        keys = await customer_keys(self._pool, self._ids, reminder.tenant_id, [reminder.wa_id])
+        if reminder.wa_id not in keys:  # a customer not met yet: linked to itself
+            customer = identity_for(reminder.wa_id)
+            async with self._pool.acquire() as conn, conn.transaction():
+                key = (await resolve_customer(conn, self._ids, reminder.tenant_id, customer)).key
+            keys[reminder.wa_id] = key
+        reminder = replace(reminder, wa_id=keys[reminder.wa_id])
         row = await insert_reminder(self._pool, reminder)
         if row is not None:
-            return _reminder(row), True
+            return _reminder(row, self._ids), True
         existing = await self._pool.fetchrow(
-            "SELECT * FROM reminders WHERE tenant_id = $1 AND dedupe_key = $2",
+            f"SELECT {_REMINDER_COLUMNS} FROM reminders "  # noqa: S608
+            "WHERE tenant_id = $1 AND dedupe_key = $2",
             reminder.tenant_id,
             reminder.dedupe_key,
         )
         assert existing is not None
-        return _reminder(existing), False
+        return _reminder(existing, self._ids), False
 
     async def get_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None:
         row = await self._pool.fetchrow(
-            "SELECT * FROM reminders WHERE tenant_id = $1 AND reminder_id = $2",
+            f"SELECT {_REMINDER_COLUMNS} FROM reminders "  # noqa: S608
+            "WHERE tenant_id = $1 AND reminder_id = $2",
             tenant_id,
             reminder_id,
         )
-        return _reminder(row) if row else None
+        return _reminder(row, self._ids) if row else None
 
     async def list_reminders(
         self,
@@ -913,7 +1041,8 @@ class OutreachRepository:
         after: tuple[datetime, str] | None = None,
     ) -> list[Reminder]:
         rows = await self._pool.fetch(
-            "SELECT * FROM reminders WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) "
+            f"SELECT {_REMINDER_COLUMNS} FROM reminders "  # noqa: S608
+            "WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) "
             "AND ($4::timestamptz IS NULL OR (due_at, reminder_id) > ($4, $5::text)) "
             "ORDER BY due_at, reminder_id LIMIT $3",
             tenant_id,
@@ -921,16 +1050,17 @@ class OutreachRepository:
             limit,
             *(after or (None, None)),
         )
-        return [_reminder(r) for r in rows]
+        return [_reminder(r, self._ids) for r in rows]
 
     async def cancel_reminder(self, tenant_id: str, reminder_id: str) -> Reminder | None:
         row = await self._pool.fetchrow(
-            "UPDATE reminders SET state = 'cancelled', updated_at = now() "
-            "WHERE tenant_id = $1 AND reminder_id = $2 AND state = 'pending' RETURNING *",
+            "UPDATE reminders SET state = 'cancelled', updated_at = now() "  # noqa: S608
+            "WHERE tenant_id = $1 AND reminder_id = $2 AND state = 'pending' "
+            f"RETURNING {_REMINDER_COLUMNS}",
             tenant_id,
             reminder_id,
         )
-        return _reminder(row) if row else None
+        return _reminder(row, self._ids) if row else None
 
     async def cancel_reference(self, tenant_id: str, kind: str, reference: str) -> int:
         return await cancel_reminders(
@@ -940,13 +1070,16 @@ class OutreachRepository:
     @asynccontextmanager
     async def due_batch(self) -> AsyncIterator[PgDueBatch]:
         async with self._pool.acquire() as conn, conn.transaction():
-            yield PgDueBatch(conn)
+            yield PgDueBatch(conn, self._ids)
 
 
 class PgCampaignBatch:
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], campaign_id: str) -> None:
+    def __init__(
+        self, conn: PoolConnectionProxy[asyncpg.Record], campaign_id: str, ids: Identities
+    ) -> None:
         self._conn = conn
         self._id = campaign_id
+        self._ids = ids
 
     async def lock(self) -> RunningCampaign | None:
         row = await self._conn.fetchrow(
@@ -983,7 +1116,8 @@ class PgCampaignBatch:
     async def pending(self, limit: int, *, cap_window_s: int) -> list[PendingRecipient]:
         rows = await self._conn.fetch(
             f"""
-            SELECT r.contact_id, r.wa_id, r.message_id, r.components, c.name,
+            SELECT r.contact_id, r.wa_id, r.message_id, r.components, r.components_enc,
+                c.name, c.name_enc,
                 {_ADDRESS_R} AS address,
                 COALESCE(c.status, 'inactive') AS status,
                 COALESCE(c.attributes, '{{}}') AS attributes,
@@ -1006,15 +1140,15 @@ class PgCampaignBatch:
                 candidate=Candidate(
                     contact_id=r["contact_id"],
                     wa_id=r["wa_id"],
-                    name=r["name"],
+                    name=self._ids.open(r["name_enc"], r["name"]),
                     status=r["status"],
                     attributes=_loads(r["attributes"]),
                     marketing_opt_in=r["marketing_opt_in"],
                     recent_sends=r["recent"],
-                    address=r["address"],
+                    address=open_address(self._ids, r["address"], r["wa_id"]),
                 ),
                 message_id=r["message_id"],
-                components=_loads(r["components"]) or [],
+                components=self._ids.open_json(r["components_enc"], _loads(r["components"])) or [],
             )
             for r in rows
         ]
@@ -1066,15 +1200,17 @@ class PgCampaignBatch:
 
 
 class PgDueBatch:
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], ids: Identities) -> None:
         self._conn = conn
+        self._ids = ids
 
     async def claim(self, limit: int) -> tuple[datetime, list[DueReminder]]:
         now: datetime = await self._conn.fetchval("SELECT clock_timestamp()")
         rows = await self._conn.fetch(
             f"""
             SELECT r.*, c.status AS contact_status, c.marketing_opt_in, c.last_inbound_at,
-                c.name AS contact_name, c.attributes, {_ADDRESS_R} AS address,
+                c.name AS contact_name, c.name_enc AS contact_name_enc, c.attributes,
+                {_ADDRESS_R} AS address,
                 (r.kind = 'payment_due' AND EXISTS (
                     SELECT 1 FROM orders o WHERE o.tenant_id = r.tenant_id
                       AND o.order_id = r.reference
@@ -1098,7 +1234,7 @@ class PgDueBatch:
                 tenant_id=r["tenant_id"],
                 account_id=r["account_id"],
                 wa_id=r["wa_id"],
-                address=r["address"],
+                address=open_address(self._ids, r["address"], r["wa_id"]),
                 kind=r["kind"],
                 category=r["category"],
                 text=r["text"],
@@ -1107,7 +1243,7 @@ class PgDueBatch:
                 contact_status=r["contact_status"],
                 marketing_opt_in=r["marketing_opt_in"] is not False,
                 last_inbound_at=r["last_inbound_at"],
-                name=r["contact_name"],
+                name=self._ids.open(r["contact_name_enc"], r["contact_name"]),
                 attributes=_loads(r["attributes"]) if r["attributes"] is not None else {},
                 resolved=r["resolved"],
                 waiting=r["waiting"],

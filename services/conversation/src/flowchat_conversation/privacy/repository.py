@@ -1,5 +1,8 @@
 """PostgreSQL side of erasure (asyncpg): ``erasures``, ``erasure_reports``,
-``suppressions`` and the customer's rows in the commerce and outreach tables."""
+``suppressions`` and the customer's rows in the commerce and outreach tables.
+
+The customer's rows are found by their stored forms (:mod:`flowchat_conversation.sealing`):
+the keyed digests of the ids, and the ids themselves for rows not sealed yet."""
 
 from __future__ import annotations
 
@@ -11,27 +14,44 @@ import asyncpg
 import orjson
 
 from flowchat_conversation.privacy.ports import ErasedHere, ErasureRecord
+from flowchat_conversation.sealing import Identities
+from flowchat_platform.privacy import is_sealed
+
+#: ``(table, token column, column it stands for)``: what an export shows decrypted.
+_SEALED_COLUMNS = (
+    ("contacts", "name_enc", "name"),
+    ("customer_aliases", "alias_enc", "alias"),
+    ("orders", "delivery_address_enc", "delivery_address"),
+    ("campaign_recipients", "components_enc", "components"),
+)
 
 
 class PrivacyRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ids: Identities) -> None:
         self._pool = pool
+        self._ids = ids
+
+    def _stored(self, tenant_id: str, ids: Sequence[str]) -> list[str]:
+        """The forms the ids may be stored in: digests, and in clear (not sealed yet)."""
+        return sorted({*ids, *(self._ids.key(tenant_id, i) for i in ids if not is_sealed(i))})
 
     async def linked_ids(self, tenant_id: str, customer_id: str) -> list[str]:
+        """Every id (in clear) linked to the customer ``customer_id`` names."""
         rows = await self._pool.fetch(
             """
             WITH k AS (
-                SELECT customer_key FROM customer_aliases WHERE tenant_id = $1 AND alias = $2
-                UNION SELECT $2::text
+                SELECT customer_key FROM customer_aliases
+                WHERE tenant_id = $1 AND alias = ANY($2::text[])
+                UNION SELECT unnest($2::text[])
             )
-            SELECT alias AS id FROM customer_aliases
+            SELECT alias AS id, alias_enc AS enc FROM customer_aliases
             WHERE tenant_id = $1 AND customer_key IN (SELECT customer_key FROM k)
-            UNION SELECT customer_key FROM k
             """,
             tenant_id,
-            customer_id,
+            self._stored(tenant_id, [customer_id]),
         )
-        return sorted({r["id"] for r in rows})
+        found = {self._ids.open(r["enc"], r["id"]) for r in rows}
+        return sorted(i for i in found if i is not None and not is_sealed(i))
 
     async def record_request(
         self,
@@ -105,7 +125,8 @@ class PrivacyRepository:
         digests: Mapping[str, str],
         pseudonym: str,
     ) -> ErasedHere:
-        ids = list(ids)
+        clear = list(ids)
+        ids = self._stored(tenant_id, clear)
         async with self._pool.acquire() as conn, conn.transaction():
             opted_out = bool(
                 await conn.fetchval(
@@ -135,13 +156,15 @@ class PrivacyRepository:
 
             await run(
                 "orders_pseudonymised",
-                "UPDATE orders SET customer_wa_id = $3, customer_payment_ref = NULL "
+                "UPDATE orders SET customer_wa_id = $3, customer_payment_ref = NULL, "
+                "delivery_address = NULL, delivery_address_enc = NULL "
                 "WHERE tenant_id = $1 AND customer_wa_id = ANY($2::text[])",
                 pseudonym,
             )
             await run(
                 "campaign_sends_pseudonymised",
-                "UPDATE campaign_recipients SET wa_id = $3 "
+                "UPDATE campaign_recipients SET wa_id = $3, components = NULL, "
+                "components_enc = NULL "
                 "WHERE tenant_id = $1 AND wa_id = ANY($2::text[])",
                 pseudonym,
             )
@@ -167,12 +190,13 @@ class PrivacyRepository:
                 "DELETE FROM handled_messages WHERE tenant_id = $1 "
                 "AND split_part(conversation, ':', 3) = ANY($2::text[])",
             )
-        return ErasedHere(ids=tuple(ids), opted_out=opted_out, actions=actions)
+        return ErasedHere(ids=tuple(clear), opted_out=opted_out, actions=actions)
 
     async def customer_data(self, tenant_id: str, ids: Sequence[str]) -> dict[str, list[Any]]:
         """Every row of this service about the customer ``ids`` name, by table (JSON-ready
-        values; an order's lines, invoice, payments and events with it)."""
-        ids = list(ids)
+        values; an order's lines, invoice, payments and events with it). Ids, names and
+        addresses decrypted; stored keys shown as stored (digests)."""
+        ids = self._stored(tenant_id, ids)
 
         async def rows(sql: str, *args: object) -> list[Any]:
             return [orjson.loads(r[0]) for r in await self._pool.fetch(sql, *args)]
@@ -207,7 +231,21 @@ class PrivacyRepository:
             tenant_id,
             ids,
         )
+        for table, token, column in _SEALED_COLUMNS:
+            for row in out[table]:
+                self._open(row, token, column)
         return out
+
+    def _open(self, row: dict[str, Any], token: str, column: str) -> None:
+        """``row[column]`` from its token (``\\x…`` hex in JSON); the token dropped."""
+        raw = row.pop(token, None)
+        if raw is None:
+            return
+        sealed = bytes.fromhex(raw[2:])
+        if column in ("delivery_address", "components"):
+            row[column] = self._ids.open_json(sealed)
+        else:
+            row[column] = self._ids.open(sealed)
 
     async def suppressed(self, tenant_id: str, digests: Sequence[str]) -> set[str]:
         rows = await self._pool.fetch(

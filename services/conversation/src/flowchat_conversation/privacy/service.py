@@ -138,8 +138,11 @@ class ErasureService:
         # one pseudonym per customer: of the first id the request names
         pseudonym = self.index.pseudonym(tenant_id, sorted(request.identities)[0])
         erased = await self.store.erase(tenant_id, request.request_id, ordered, digests, pseudonym)
+        # the sessions and carts are named by the stored customer key: the digest
         keys = await self.cache.erase(
-            tenant_id, ordered, [SUPPRESSED_MEMBER + d for d in digests.values()]
+            tenant_id,
+            [*ordered, *digests.values()],
+            [SUPPRESSED_MEMBER + d for d in digests.values()],
         )
         return {**erased.actions, "redis_keys_erased": keys}
 

@@ -98,7 +98,7 @@ def _full_invoice(order: Order, orders: Orders) -> InvoiceOut:
     return InvoiceOut(
         **body.model_dump(),
         order_id=order.order_id,
-        customer_wa_id=order.customer_wa_id,
+        customer_wa_id=order.customer_id or order.customer_wa_id,
         order_status=order.status.value,
     )
 

@@ -176,7 +176,7 @@ def _order_out(order: Order, orders: Orders) -> OrderOut:
     return OrderOut(
         order_id=order.order_id,
         account_id=order.account_id,
-        customer_wa_id=order.customer_wa_id,
+        customer_wa_id=order.customer_id or order.customer_wa_id,
         status=order.status.value,
         currency=order.currency,
         subtotal=order.subtotal,
