@@ -91,7 +91,7 @@ def _cpu_per_id(sealer: IdentitySealer, n: int) -> dict[str, float]:
     return {"seal_us": round((t1 - t0) / n * 1e6, 1), "open_us": round((t2 - t1) / n * 1e6, 1)}
 
 
-class _InClear(InboxSealer):
+class _InboxInClear(InboxSealer):
     """The inbox's write path with nothing encrypted: the values as they are."""
 
     def digest(self, tenant_id: str, customer_id: str) -> str:
@@ -149,7 +149,7 @@ async def inbox_cost(sealer: IdentitySealer, messages: int, rounds: int) -> dict
         await migrate(database_url, INBOX_MIGRATIONS, schema=INBOX_SCHEMA)
         pool = await create_pool(database_url, schema=INBOX_SCHEMA, max_size=4)
         try:
-            plain = InboxRepository(pool, _InClear(sealer))
+            plain = InboxRepository(pool, _InboxInClear(sealer))
             encrypted = InboxRepository(pool, sealed)
             await _ingest(plain, _inbound(200, "warm"))
             for r in range(rounds):
@@ -216,7 +216,7 @@ async def encryption_cost(quick: bool) -> dict[str, Any]:
     }
 
 
-class _InClear(Identities):
+class _ConversationInClear(Identities):
     """The conversation repositories' statements with ids and names stored as they are
     (the baseline: what they stored before encryption)."""
 
@@ -259,11 +259,13 @@ async def conversation_cost(quick: bool, sealer: IdentitySealer) -> dict[str, An
         await migrate(database_url, CONVERSATION_MIGRATIONS, schema="conversation")
         pool = await create_pool(database_url, schema="conversation", max_size=4)
         try:
-            plain = ConversationRepository(pool, _InClear(sealer))
+            plain = ConversationRepository(pool, _ConversationInClear(sealer))
             sealed = ConversationRepository(pool, sealed_ids)
-            await _turns(plain, _InClear(sealer), "90", 100)  # connections, plans
+            await _turns(plain, _ConversationInClear(sealer), "90", 100)  # connections, plans
             for r in range(rounds):
-                plain_us.append(await _turns(plain, _InClear(sealer), f"1{r}", messages) * 1e6)
+                plain_us.append(
+                    await _turns(plain, _ConversationInClear(sealer), f"1{r}", messages) * 1e6
+                )
                 sealed_us.append(await _turns(sealed, sealed_ids, f"2{r}", messages) * 1e6)
                 say(
                     f"privacy (conversation) round {r + 1}/{rounds}: {plain_us[-1]:.0f} "
