@@ -25,6 +25,7 @@ from flowchat_console.pages import PAGE_MODULES
 from flowchat_console.render import is_htmx, render
 from flowchat_console.security import SecurityMiddleware, check_csrf
 from flowchat_console.settings import Settings
+from flowchat_console.timing import ServerTiming
 from flowchat_console.upstream import ServiceClients
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
@@ -66,6 +67,7 @@ def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> 
     app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat console")
     app.state.runtime = runtime
     app.add_middleware(SecurityMiddleware, secure_cookies=settings.secure_cookies)
+    app.add_middleware(ServerTiming)
     # Every route included from here on checks the CSRF token of unsafe methods.
     app.router.dependencies.append(Depends(check_csrf))
     _add_error_pages(app)

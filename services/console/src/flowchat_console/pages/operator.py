@@ -11,7 +11,7 @@ operator's own token); the sender's ``/internal/v1/dlq…`` (service token, acto
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
@@ -87,8 +87,10 @@ async def dlq(
     _kit.need(user, READ)
     sender = _kit.service(request, user)
     filters = _filters(tenant_id, account_id, error_code)
-    parked = await sender.get("sender", "/internal/v1/dlq", {"limit": 100, **filters})
-    audit = await sender.get("sender", "/internal/v1/dlq/audit", {"limit": 20})
+    parked, audit = await asyncio.gather(
+        sender.get("sender", "/internal/v1/dlq", {"limit": 100, **filters}),
+        sender.get("sender", "/internal/v1/dlq/audit", {"limit": 20}),
+    )
     return render(
         request,
         "operator/dlq.html",
@@ -110,43 +112,38 @@ def _back_to_dlq(filters: dict[str, Any], done: str) -> Response:
 FormStr = Annotated[str, Form()]
 
 
-@router.post("/operator/dlq/replay", include_in_schema=False)
-async def replay(
+#: The DLQ's actions: what each reports back (the sender's answer's count).
+DLQ_ACTIONS = {"replay": "replayed", "discard": "discarded"}
+
+
+@router.post("/operator/dlq/{action}", include_in_schema=False)
+async def dlq_action(
     request: Request,
     user: CurrentUser,
+    action: Literal["replay", "discard"],
     message_id: FormStr = "",
     tenant_id: FormStr = "",
     account_id: FormStr = "",
     error_code: FormStr = "",
     force: FormStr = "",
+    reason: FormStr = "",
 ) -> Response:
-    """Replay one parked message (``message_id``), or every one the filters match."""
+    """Replay or discard one parked message (``message_id``), or every one the filters
+    match; a discard needs a reason; either is audited with the operator as its actor."""
     _kit.need(user, MANAGE)
     filters = _filters(tenant_id, account_id, error_code)
-    body: dict[str, Any] = {**filters, "force": bool(force), "actor": f"user:{user.user_id}"}
+    body: dict[str, Any] = {**filters, "actor": f"user:{user.user_id}"}
+    if action == "replay":
+        body["force"] = bool(force)
+    else:
+        if not reason.strip():
+            raise UpstreamError("console", 422, "reason_required", "say why it is discarded")
+        body["reason"] = reason
     if message_id:
         body["message_ids"] = [message_id]
-    report = await _kit.service(request, user).post("sender", "/internal/v1/dlq/replay", body)
-    return _back_to_dlq(filters, f"replayed {report.get('replayed', 0)}")
-
-
-@router.post("/operator/dlq/discard", include_in_schema=False)
-async def discard(
-    request: Request,
-    user: CurrentUser,
-    reason: FormStr,
-    message_id: FormStr = "",
-    tenant_id: FormStr = "",
-    account_id: FormStr = "",
-    error_code: FormStr = "",
-) -> Response:
-    _kit.need(user, MANAGE)
-    filters = _filters(tenant_id, account_id, error_code)
-    body: dict[str, Any] = {**filters, "reason": reason, "actor": f"user:{user.user_id}"}
-    if message_id:
-        body["message_ids"] = [message_id]
-    report = await _kit.service(request, user).post("sender", "/internal/v1/dlq/discard", body)
-    return _back_to_dlq(filters, f"discarded {report.get('discarded', 0)}")
+    report = await _kit.service(request, user).post("sender", f"/internal/v1/dlq/{action}", body)
+    done = DLQ_ACTIONS[action]
+    return _back_to_dlq(filters, f"{done} {report.get(done, 0)}")
 
 
 def read_health(texts: dict[str, str | None]) -> dict[str, Any]:
