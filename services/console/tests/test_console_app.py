@@ -126,9 +126,7 @@ def test_the_menu_shows_each_role_only_what_its_services_let_it_open():
 
 async def test_every_answer_says_where_its_server_time_went(client: httpx.AsyncClient):
     r = await client.get("/sign-in")
-    timing = dict(
-        part.strip().split(";", 1)[0:2] for part in r.headers["server-timing"].split(",")
-    )
+    timing = dict(part.strip().split(";", 1)[0:2] for part in r.headers["server-timing"].split(","))
     assert set(timing) == {"total", "upstream", "render"}
     assert timing["upstream"].startswith("dur=0.0;desc=")  # no upstream call for this page
     assert float(timing["render"].removeprefix("dur=")) > 0
