@@ -180,14 +180,16 @@ async def _seed_admin_pages(
     conv = f"{stack.url('conversation')}/v1/tenants/{tid}"
     admin = {"Authorization": f"Bearer {admin_token}"}
     csv_type = {**admin, "Content-Type": "text/csv"}
-    contacts = [f"+1555{i:07d},Customer {i},bench,Springfield" for i in range(SEED_CONTACTS)]
-    await _call(
+    contacts = [f"+23480{i:08d},Customer {i},bench,Lagos" for i in range(SEED_CONTACTS)]
+    imported = await _call(
         http,
         "POST",
         f"{conv}/contacts/import",
         headers=csv_type,
         data=_csv("phone,name,tags,city", contacts),
     )
+    if imported["imported"] != SEED_CONTACTS:
+        raise RuntimeError(f"contacts import: {imported['imported']} of {SEED_CONTACTS}")
     products = [f"SKU-{i:04d},Product {i},{1 + i % 90}.50,USD,Bench,{i % 50}" for i in range(200)]
     await _call(
         http,

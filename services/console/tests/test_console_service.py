@@ -191,3 +191,36 @@ def test_the_template_picker_lists_approved_templates_with_their_parameters():
             ],
         }
     ]
+
+
+def test_a_file_imported_in_parts_reports_the_whole_files_lines():
+    first = {
+        "received": 3,
+        "imported": 2,
+        "created": 2,
+        "updated": 0,
+        "rejected": [{"line": 3, "phone": "080", "errors": ["no country code"]}],
+    }
+    second = {
+        "received": 2,
+        "imported": 1,
+        "created": 0,
+        "updated": 1,
+        "opt_out_kept": 1,
+        "rejected": [{"line": 2, "phone": "x", "errors": ["not a phone number"]}],
+    }
+    # the second part held the file's rows 4 and 5 (lines 5 and 6 of the file)
+    merged = service.merge_reports(
+        [service.shift_report(first, 0), service.shift_report(second, 3)]
+    )
+    assert merged == {
+        "received": 5,
+        "imported": 3,
+        "created": 2,
+        "updated": 1,
+        "opt_out_kept": 1,
+        "rejected": [
+            {"line": 3, "phone": "080", "errors": ["no country code"]},
+            {"line": 5, "phone": "x", "errors": ["not a phone number"]},
+        ],
+    }

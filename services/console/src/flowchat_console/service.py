@@ -324,6 +324,31 @@ def choose_template(choices: list[TemplateChoice], key: str | None) -> TemplateC
     return next((c for c in choices if c.key == key), choices[0] if choices else None)
 
 
+# --- CSV imports -----------------------------------------------------------------------
+
+
+def shift_report(report: dict[str, Any], offset: int) -> dict[str, Any]:
+    """An import report of one part of a file (its header, then rows ``offset + 1``…) with
+    the rejected rows' line numbers as in the whole file."""
+    rejected = [
+        {**r, "line": int(r.get("line") or 0) + offset} for r in report.get("rejected") or []
+    ]
+    return {**report, "rejected": rejected}
+
+
+def merge_reports(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts' reports of one file as one."""
+    total: dict[str, Any] = {"received": 0, "imported": 0, "created": 0, "updated": 0}
+    total["opt_out_kept"] = 0
+    rejected: list[dict[str, Any]] = []
+    for part in parts:
+        for key in ("received", "imported", "created", "updated", "opt_out_kept"):
+            total[key] += int(part.get(key) or 0)
+        rejected.extend(part.get("rejected") or [])
+    total["rejected"] = sorted(rejected, key=lambda r: int(r.get("line") or 0))
+    return total
+
+
 # --- search ----------------------------------------------------------------------------
 
 
