@@ -1,24 +1,31 @@
-"""The console's pages over a large history: the server time of each page a signed-in
-agent opens, with the inbox on :mod:`bench.inbox_data`'s database (10 million messages;
-200,000 with ``--quick``).
+"""Every page of the console over a large history: the server time of each page an
+agent, a tenant admin and an operator open, with the inbox on :mod:`bench.inbox_data`'s
+database (10 million messages; 200,000 with ``--quick``).
 
 The console only calls the other services' HTTP APIs as the signed-in user, so the bench
-runs the tenant service, the inbox (on the generated database) and the console as
-processes. The generated tenants (``bt…``) are not known to the tenant service, so the
-bench creates a real tenant and copies one generated tenant's history under its id
-(threads, messages, statuses and hand-off conversations, new ids; the largest tenant
-with ``--quick``, a middling one in the full run to keep the copy short), removed after
-(``inbox_data.forget_tenant``; an interrupted run's copy is removed by the next
-``inbox_data.ensure``). An agent of that tenant is invited, sets a password and signs in
-to the console through its form, as a person does.
+runs the sandbox, the tenant service, the inbox (on the generated database), the
+conversation service, the relay, the sender and the console as processes (the gateway
+and the state manager are not started: the operator's health page finds them down). The
+generated tenants (``bt…``) are not known to the tenant service, so the bench creates a
+real tenant (with a number at the sandbox and an approved template) and copies one
+generated tenant's history under its id (threads, messages, statuses; new ids; the
+largest tenant with ``--quick``, a middling one in the full run to keep the copy short),
+removed after (``inbox_data.forget_tenant``; an interrupted run's copy is removed by the
+next ``inbox_data.ensure``). The generated history has no hand-offs: the agent takes
+``HANDOFFS`` threads over through the inbox's API. The admin pages get their data through
+the services' APIs (2,000 contacts, 200 products, a draft campaign, a webhook endpoint,
+an API key). An agent, a tenant admin and an operator sign in through the console's
+form, as people do.
 
-Timed, one request at a time by the client (the whole answer: the console's sign-in
-check, its upstream calls, rendering): the inbox lists (``/inbox`` for each view), the
-inbox with a conversation open (its thread panel: conversation, thread, latest 50
-messages, people), the recent conversations, search (common, rare, absent words), and
-thread history pages. A warm-up of each kind goes first, untimed. The same searches and
+Timed, one request at a time by the client (the whole answer: the console's session
+check, its upstream calls, rendering): the inbox lists, the inbox with a conversation
+open, recent conversations, search (common, rare, absent words), thread history pages;
+contacts, campaigns, a campaign, catalog, orders, numbers, templates, integrations, a
+webhook's deliveries, team, audit; the operator's tenants, DLQ and health. A warm-up of
+each kind goes first, untimed. Each answer's ``Server-Timing`` (the console's own
+account: upstream calls, rendering) is kept (medians by page). The same searches and
 thread pages asked of the inbox's own API (the agent's access token) are the baseline:
-the difference is the console's share (its session check, extra calls, rendering).
+the difference is the console's share.
 """
 
 from __future__ import annotations
