@@ -408,8 +408,9 @@ async def console(quick: bool) -> dict[str, Any]:
         )
         # the template checks (campaigns, the template picker) ask the sandbox
         await stack.start("conversation", env={"FLOWCHAT_CONVERSATION_GRAPH_URL": sandbox.url})
-        for name in ("relay", "sender"):
-            await stack.start(name)
+        # the webhook endpoint points at the sandbox: plain HTTP on loopback
+        await stack.start("relay", env={"FLOWCHAT_RELAY_ALLOW_PRIVATE_TARGETS": "true"})
+        await stack.start("sender")
         # not started here: the health page finds them down at once (a closed port)
         absent = {
             f"FLOWCHAT_{v}_URL": f"http://127.0.0.1:{free_port()}" for v in ("GATEWAY", "STATE")

@@ -59,7 +59,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessS
                 redis_url=redis_url,
                 service_env={"sender": {"FLOWCHAT_SENDER_MAX_ATTEMPTS": "1"}},
             )
-            stack.start()
+            stack.start(timeout_s=300)  # a busy machine starts nine processes slowly
             try:
                 yield stack
             finally:
