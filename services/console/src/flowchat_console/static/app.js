@@ -71,7 +71,6 @@
     var label = box && box.querySelector("[role=status]");
     var target = document.querySelector(form.getAttribute("data-target"));
     var csrf = form.querySelector("input[name=csrf_token]").value;
-    var size = Number(form.getAttribute("data-part-rows")) || 200;
     function show(done, total) {
       var pct = total ? Math.floor((100 * done) / total) : 100;
       bar.value = pct;
@@ -90,6 +89,7 @@
     form.addEventListener("submit", function (e) {
       var file = form.querySelector("input[type=file]").files[0];
       if (!file) return;
+      var size = Number(form.getAttribute("data-part-rows")) || 200;
       e.preventDefault();
       var button = form.querySelector("button");
       button.disabled = true;
