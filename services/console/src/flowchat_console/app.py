@@ -7,6 +7,7 @@ other services' HTTP APIs, asked as the signed-in user.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,6 +39,9 @@ VENDOR = {"htmx.min.js": "htmx.org/dist/htmx.min.js"}
 
 
 def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> FastAPI:
+    # httpx logs every upstream call's URL at INFO: a search's words (which may be a
+    # phone number or a name) must not reach the logs, and a page's 30 lines cost time
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     clients = clients or ServiceClients(
         settings.service_urls(),
         timeout_s=settings.upstream_timeout_s,

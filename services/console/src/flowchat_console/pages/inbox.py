@@ -123,8 +123,11 @@ async def list_context(
         runtime.people.labels(up, user),
     )
     items = page.get("items", [])
-    threads = await asyncio.gather(
-        *(thread_of(runtime, up, user, int(c["thread_id"])) for c in items),
+    threads = await asyncio.gather(  # the rows show only each thread's customer
+        *(
+            thread_of(runtime, up, user, int(c["thread_id"]), max_age_s=CUSTOMER_CACHE_S)
+            for c in items
+        ),
         return_exceptions=True,
     )
     now = datetime.now(UTC)
