@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from flowchat_console import service
 from flowchat_console.deps import CurrentUser, RuntimeDep, UpstreamDep, require
-from flowchat_console.pages.inbox import CUSTOMER_CACHE_S, thread_of
+from flowchat_console.pages.inbox import customers_of, thread_of
 from flowchat_console.render import render
 
 router = APIRouter()
@@ -37,12 +37,7 @@ async def conversations(
             runtime.people.labels(up, user),
         )
         items = page.get("items", [])
-        ids = list(dict.fromkeys(int(m["thread_id"]) for m in items))  # each thread once
-        fetched = await asyncio.gather(
-            *(thread_of(runtime, up, user, i, max_age_s=CUSTOMER_CACHE_S) for i in ids),
-            return_exceptions=True,
-        )
-        threads = {i: t for i, t in zip(ids, fetched, strict=True) if isinstance(t, dict)}
+        threads = await customers_of(runtime, up, user, [int(m["thread_id"]) for m in items])
         results = [
             {
                 "message": service.message_view(m, people),

@@ -70,6 +70,28 @@ async def thread_of(
     return body
 
 
+#: Thread lookups one page makes at once (a list of 30 rows with a cold cache must not
+#: take every connection of the inbox's pool at once: it answers 503 then).
+THREAD_LOOKUPS = 6
+
+
+async def customers_of(
+    runtime: Runtime, up: Upstream, user: ConsoleUser, thread_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Threads by id, each once, for the customer shown beside a row (cached
+    ``CUSTOMER_CACHE_S``; at most ``THREAD_LOOKUPS`` asked at once); a thread that cannot
+    be read is left out (the row shows "Customer")."""
+    ids = list(dict.fromkeys(thread_ids))
+    gate = asyncio.Semaphore(THREAD_LOOKUPS)
+
+    async def one(thread_id: int) -> dict[str, Any]:
+        async with gate:
+            return await thread_of(runtime, up, user, thread_id, max_age_s=CUSTOMER_CACHE_S)
+
+    found = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+    return {i: t for i, t in zip(ids, found, strict=True) if isinstance(t, dict)}
+
+
 async def templates_for(
     runtime: Runtime, up: Upstream, user: ConsoleUser, account_id: str
 ) -> list[service.TemplateChoice]:
@@ -123,19 +145,13 @@ async def list_context(
         runtime.people.labels(up, user),
     )
     items = page.get("items", [])
-    threads = await asyncio.gather(  # the rows show only each thread's customer
-        *(
-            thread_of(runtime, up, user, int(c["thread_id"]), max_age_s=CUSTOMER_CACHE_S)
-            for c in items
-        ),
-        return_exceptions=True,
-    )
+    threads = await customers_of(runtime, up, user, [int(c["thread_id"]) for c in items])
     now = datetime.now(UTC)
     rows = [
         service.conversation_row(
-            c, t if isinstance(t, dict) else None, me=user.user_id, people=people, now=now
+            c, threads.get(int(c["thread_id"])), me=user.user_id, people=people, now=now
         )
-        for c, t in zip(items, threads, strict=True)
+        for c in items
     ]
     return {
         "view": view,
