@@ -11,6 +11,7 @@ operator's own token); the sender's ``/internal/v1/dlq…`` (service token, acto
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowchat_console.deps import CurrentUser, UpstreamDep
+from flowchat_console.deps import CurrentUser, RuntimeDep, UpstreamDep
 from flowchat_console.errors import UpstreamError
 from flowchat_console.pages import _kit
 from flowchat_console.render import render
@@ -28,6 +29,9 @@ READ, MANAGE = "operator.read", "operator.manage"
 #: The services whose /metrics the health page reads.
 SERVICES = ("gateway", "sender", "state-manager", "conversation", "inbox", "relay", "tenant")
 BREAKER_OPEN = 2.0
+#: How old the health page may be: reading and parsing seven services' /metrics costs
+#: hundreds of ms; several operators looking at once share one reading.
+HEALTH_CACHE_S = 5.0
 
 
 @router.get("/operator", include_in_schema=False)
@@ -181,8 +185,13 @@ def read_health(texts: dict[str, str | None]) -> dict[str, Any]:
 
 
 @router.get("/operator/health", include_in_schema=False)
-async def health(request: Request, user: CurrentUser) -> HTMLResponse:
+async def health(request: Request, user: CurrentUser, runtime: RuntimeDep) -> HTMLResponse:
     _kit.need(user, READ)
+    last = runtime.health
+    if last is not None and time.monotonic() - last[0] < HEALTH_CACHE_S:
+        return render(
+            request, "operator/health.html", {**last[1], "age_s": time.monotonic() - last[0]}
+        )
     client = _kit.service(request, user)
 
     async def scrape(service: str) -> str | None:
@@ -193,6 +202,6 @@ async def health(request: Request, user: CurrentUser) -> HTMLResponse:
         return answer.text if answer.status_code == 200 else None
 
     found = await asyncio.gather(*(scrape(s) for s in SERVICES))
-    return render(
-        request, "operator/health.html", read_health(dict(zip(SERVICES, found, strict=True)))
-    )
+    read = read_health(dict(zip(SERVICES, found, strict=True)))
+    runtime.health = (time.monotonic(), read)
+    return render(request, "operator/health.html", {**read, "age_s": 0.0})
