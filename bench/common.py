@@ -164,7 +164,7 @@ class Stack:
         await asyncio.gather(*(self.stop(p) for p in list(reversed(self.procs))))
 
 
-async def wait_ready(proc: Proc, timeout_s: float = 60) -> None:
+async def wait_ready(proc: Proc, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:

@@ -70,6 +70,44 @@ def _inbox_rows(ib: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _console_rows(co: dict[str, Any]) -> list[list[str]]:
+    """One row a page kind of the console: its p50/p95 (and the inbox's own API for the
+    same reads as the baseline, where there is one)."""
+    stored = f"{co['messages_stored'] / 1e6:g} M stored"
+    target = co["targets"]["page_p95_ms"]
+    direct = co.get("inbox_api_ms") or {}
+    rows = []
+    for kind, s in co["by_page_ms"].items():
+        base = direct.get(kind)
+        rows.append(
+            [
+                f"console page: {kind}, {stored}",
+                f"p50 {_fmt(s['p50'], ' ms')}, p95 {_fmt(s['p95'], ' ms')} ({s['n']} pages)",
+                (
+                    f"p50 {_fmt(base['p50'], ' ms')}, p95 {_fmt(base['p95'], ' ms')} "
+                    "(the inbox's own API)"
+                    if base
+                    else "—"
+                ),
+                _ratio(s["p95"] / base["p95"]) if base and base["p95"] else "—",
+                f"p95 ≤ {target} ms",
+                _met(s["p95"] <= target),
+            ]
+        )
+    if co.get("errors"):
+        rows.append(
+            [
+                f"console pages: errors, {stored}",
+                f"{len(co['errors'])}: " + "; ".join(co["errors"][:3]),
+                "—",
+                "—",
+                "none",
+                _met(False),
+            ]
+        )
+    return rows
+
+
 def _state_partition_rows(sp: dict[str, Any]) -> list[list[str]]:
     stored = f"{sp['messages_stored'] / 1e6:g} M stored, {sp['database']['partitions']} partitions"
     by_id, by_range, ret = sp["by_id_ms"], sp["by_tenant_hour_ms"], sp["retention"]
@@ -258,6 +296,7 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
         ("state_cost", _state_cost_rows),
         ("relay", _relay_rows),
         ("inbox", _inbox_rows),
+        ("console", _console_rows),
         ("state_partitions", _state_partition_rows),
     ):
         if results.get(name):

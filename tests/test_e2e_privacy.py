@@ -169,8 +169,9 @@ async def forget_a_customer(stack: ProcessStack, shop: Shop) -> None:
     await shop.send(c, {"text": "STOP", "name": name})
 
     async def opted_out() -> bool:
-        # the contact is keyed by the BSUID the sandbox sends: found by name
-        r = await http.get(f"{shop.api}/contacts", params={"q": name}, headers=shop.admin)
+        # the contact is keyed by the BSUID the sandbox sends: found by it (names and
+        # parts of numbers are not searchable: the contacts are stored sealed)
+        r = await http.get(f"{shop.api}/contacts", params={"q": bsuid}, headers=shop.admin)
         items = r.json()["items"]
         return bool(items) and items[0]["marketing_opt_in"] is False
 

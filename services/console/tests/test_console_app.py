@@ -122,3 +122,11 @@ def test_the_menu_shows_each_role_only_what_its_services_let_it_open():
     assert {"Inbox", "Conversations"} <= labels("viewer")
     assert not labels("admin") & {"Tenants", "Dead letters", "Health"}
     assert {"Tenants", "Dead letters", "Health"} <= labels("operator")
+
+
+async def test_every_answer_says_where_its_server_time_went(client: httpx.AsyncClient):
+    r = await client.get("/sign-in")
+    timing = dict(part.strip().split(";", 1)[0:2] for part in r.headers["server-timing"].split(","))
+    assert set(timing) == {"total", "upstream", "render"}
+    assert timing["upstream"].startswith("dur=0.0;desc=")  # no upstream call for this page
+    assert float(timing["render"].removeprefix("dur=")) > 0

@@ -153,3 +153,74 @@ def test_only_local_paths_are_followed_after_sign_in():
     assert safe_next("/inbox?view=mine") == "/inbox?view=mine"
     for bad in ("//evil.example", "https://evil.example", "/\\evil", "inbox", None, "/a\r\nb"):
         assert safe_next(bad) is None
+
+
+def test_the_template_picker_lists_approved_templates_with_their_parameters():
+    catalog = [
+        {"name": "sale", "language": "en", "status": "APPROVED", "body": "Hi {{1}}, {{2}} off"},
+        {"name": "draft", "language": "en", "status": "PENDING", "body": "Not yet"},
+        {
+            "name": "welcome",
+            "language": "pt_BR",
+            "status": "APPROVED",
+            "parameter_format": "NAMED",
+            "body": "Olá {{first_name}} de {{ city }}",
+        },
+        {"name": "plain", "language": "en", "status": "APPROVED", "body": "Thanks!"},
+        {"name": "gap", "language": "en", "status": "APPROVED", "body": "{{3}} only"},
+    ]
+    choices = service.template_choices(catalog)
+    assert [c.key for c in choices] == ["gap|en", "plain|en", "sale|en", "welcome|pt_BR"]
+    by_name = {c.name: c for c in choices}
+    assert by_name["sale"].params == ("1", "2")
+    assert not by_name["sale"].named
+    assert by_name["gap"].params == ("1", "2", "3")  # every position up to the highest
+    assert by_name["plain"].params == ()
+    assert by_name["welcome"].params == ("first_name", "city")
+    assert by_name["welcome"].named
+    assert service.choose_template(choices, "welcome|pt_BR") is by_name["welcome"]
+    assert service.choose_template(choices, "unknown|en") is choices[0]
+    assert service.choose_template([], None) is None
+    named = service.template_reply("welcome", "pt_BR", ["Ada", "Lagos"], ["first_name", "city"])
+    assert named["components"] == [
+        {
+            "type": "body",
+            "parameters": [
+                {"type": "text", "text": "Ada", "parameter_name": "first_name"},
+                {"type": "text", "text": "Lagos", "parameter_name": "city"},
+            ],
+        }
+    ]
+
+
+def test_a_file_imported_in_parts_reports_the_whole_files_lines():
+    first = {
+        "received": 3,
+        "imported": 2,
+        "created": 2,
+        "updated": 0,
+        "rejected": [{"line": 3, "phone": "080", "errors": ["no country code"]}],
+    }
+    second = {
+        "received": 2,
+        "imported": 1,
+        "created": 0,
+        "updated": 1,
+        "opt_out_kept": 1,
+        "rejected": [{"line": 2, "phone": "x", "errors": ["not a phone number"]}],
+    }
+    # the second part held the file's rows 4 and 5 (lines 5 and 6 of the file)
+    merged = service.merge_reports(
+        [service.shift_report(first, 0), service.shift_report(second, 3)]
+    )
+    assert merged == {
+        "received": 5,
+        "imported": 3,
+        "created": 2,
+        "updated": 1,
+        "opt_out_kept": 1,
+        "rejected": [
+            {"line": 3, "phone": "080", "errors": ["no country code"]},
+            {"line": 5, "phone": "x", "errors": ["not a phone number"]},
+        ],
+    }

@@ -7,6 +7,7 @@ other services' HTTP APIs, asked as the signed-in user.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from flowchat_console.pages import PAGE_MODULES
 from flowchat_console.render import is_htmx, render
 from flowchat_console.security import SecurityMiddleware, check_csrf
 from flowchat_console.settings import Settings
+from flowchat_console.timing import ServerTiming
 from flowchat_console.upstream import ServiceClients
 from flowchat_platform.http import Readiness, build_app
 from flowchat_platform.logs import get_logger
@@ -37,6 +39,9 @@ VENDOR = {"htmx.min.js": "htmx.org/dist/htmx.min.js"}
 
 
 def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> FastAPI:
+    # httpx logs every upstream call's URL at INFO: a search's words (which may be a
+    # phone number or a name) must not reach the logs, and a page's 30 lines cost time
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     clients = clients or ServiceClients(
         settings.service_urls(),
         timeout_s=settings.upstream_timeout_s,
@@ -66,6 +71,7 @@ def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> 
     app = build_app(SERVICE, lifespan=lifespan, readiness=readiness, title="FlowChat console")
     app.state.runtime = runtime
     app.add_middleware(SecurityMiddleware, secure_cookies=settings.secure_cookies)
+    app.add_middleware(ServerTiming)
     # Every route included from here on checks the CSRF token of unsafe methods.
     app.router.dependencies.append(Depends(check_csrf))
     _add_error_pages(app)

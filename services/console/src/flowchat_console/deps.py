@@ -36,6 +36,11 @@ class Runtime:
     people: People = field(default_factory=People)
     #: Threads' customers (thread id → thread answer), cached briefly: lists show names.
     threads: dict[tuple[str, int], tuple[float, dict[str, object]]] = field(default_factory=dict)
+    #: A number's approved templates ((tenant, account) → when, choices), cached a minute:
+    #: the conversation service reads them from the provider at each call.
+    templates: dict[tuple[str, str], tuple[float, list[Any]]] = field(default_factory=dict)
+    #: The operator's health page as last read (when, what), kept a few seconds.
+    health: tuple[float, dict[str, Any]] | None = None
 
 
 def _runtime(request: Request) -> Runtime:

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from flowchat_console import nav
+from flowchat_console.timing import Rendering
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -128,12 +129,13 @@ def render(
     headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     """The page (or fragment) ``template`` with the layout's context."""
-    response = templates.TemplateResponse(
-        request,
-        template,
-        context(request, extra),
-        status_code=status_code,
-        headers=dict(headers or {}),
-    )
+    with Rendering():
+        response = templates.TemplateResponse(
+            request,
+            template,
+            context(request, extra),
+            status_code=status_code,
+            headers=dict(headers or {}),
+        )
     response.headers.setdefault("Cache-Control", "no-store")
     return response

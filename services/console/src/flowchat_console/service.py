@@ -4,6 +4,7 @@ Pages (``pages/*``) fetch through :class:`~flowchat_console.ports.Api` and rende
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -250,23 +251,102 @@ def text_reply(body: str) -> dict[str, Any]:
     return {"type": "text", "body": body}
 
 
-def template_reply(name: str, language: str, params: list[str]) -> dict[str, Any]:
-    """A template message with its body parameters in order (``{{1}}``, ``{{2}}``…); empty
-    trailing fields are dropped."""
+def template_reply(
+    name: str, language: str, params: list[str], names: list[str] | None = None
+) -> dict[str, Any]:
+    """A template message with its body parameters in order (``{{1}}``, ``{{2}}``…; with
+    ``names``, a named template's ``{{first_name}}``…); empty trailing fields are dropped."""
     values = list(params[:MAX_TEMPLATE_PARAMS])
     while values and not values[-1].strip():
         values.pop()
-    components = (
-        [{"type": "body", "parameters": [{"type": "text", "text": v} for v in values]}]
-        if values
-        else []
-    )
+    named = list(names or [])
+    parameters: list[dict[str, Any]] = []
+    for i, v in enumerate(values):
+        param: dict[str, Any] = {"type": "text", "text": v}
+        if i < len(named):
+            param["parameter_name"] = named[i]
+        parameters.append(param)
+    components = [{"type": "body", "parameters": parameters}] if parameters else []
     return {
         "type": "template",
         "name": name.strip(),
         "language": language.strip() or "en",
         "components": components,
     }
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class TemplateChoice:
+    """An approved template the reply box offers: its body and its parameters' fields."""
+
+    name: str
+    language: str
+    body: str
+    #: The placeholders in order: ``("1", "2")`` or a named template's ``("first_name",)``.
+    params: tuple[str, ...]
+    named: bool
+
+    @property
+    def key(self) -> str:
+        """The picker's value: ``name|language``."""
+        return f"{self.name}|{self.language}"
+
+
+def template_choices(items: list[dict[str, Any]]) -> list[TemplateChoice]:
+    """The catalog's approved templates (by name, language) with their placeholders."""
+    out = []
+    for t in items:
+        if str(t.get("status", "")).upper() != "APPROVED" or not t.get("name"):
+            continue
+        body = str(t.get("body") or "")
+        found = list(dict.fromkeys(_PLACEHOLDER.findall(body)))
+        named = str(t.get("parameter_format", "")).upper() == "NAMED" or not all(
+            p.isdigit() for p in found
+        )
+        params = found if named else [str(i) for i in range(1, max(map(int, found), default=0) + 1)]
+        out.append(
+            TemplateChoice(
+                name=str(t["name"]),
+                language=str(t.get("language") or "en"),
+                body=body,
+                params=tuple(params[:MAX_TEMPLATE_PARAMS]),
+                named=named,
+            )
+        )
+    return sorted(out, key=lambda c: (c.name, c.language))
+
+
+def choose_template(choices: list[TemplateChoice], key: str | None) -> TemplateChoice | None:
+    """The picked template (``name|language``), else the first."""
+    return next((c for c in choices if c.key == key), choices[0] if choices else None)
+
+
+# --- CSV imports -----------------------------------------------------------------------
+
+
+def shift_report(report: dict[str, Any], offset: int) -> dict[str, Any]:
+    """An import report of one part of a file (its header, then rows ``offset + 1``…) with
+    the rejected rows' line numbers as in the whole file."""
+    rejected = [
+        {**r, "line": int(r.get("line") or 0) + offset} for r in report.get("rejected") or []
+    ]
+    return {**report, "rejected": rejected}
+
+
+def merge_reports(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parts' reports of one file as one."""
+    total: dict[str, Any] = {"received": 0, "imported": 0, "created": 0, "updated": 0}
+    total["opt_out_kept"] = 0
+    rejected: list[dict[str, Any]] = []
+    for part in parts:
+        for key in ("received", "imported", "created", "updated", "opt_out_kept"):
+            total[key] += int(part.get(key) or 0)
+        rejected.extend(part.get("rejected") or [])
+    total["rejected"] = sorted(rejected, key=lambda r: int(r.get("line") or 0))
+    return total
 
 
 # --- search ----------------------------------------------------------------------------

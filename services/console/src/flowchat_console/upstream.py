@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -25,6 +26,19 @@ from flowchat_console import metrics
 from flowchat_console.errors import UpstreamError
 
 Params = Mapping[str, str | int | float | bool | None] | None
+
+#: The upstream calls of the request being served (service, seconds), for its
+#: ``Server-Timing`` header (:mod:`flowchat_console.timing`); None outside a request.
+CALLS: ContextVar[list[tuple[str, float]] | None] = ContextVar(
+    "console_upstream_calls", default=None
+)
+
+
+def _observe(service: str, outcome: str, seconds: float) -> None:
+    metrics.UPSTREAM_SECONDS.labels(service, outcome).observe(seconds)
+    calls = CALLS.get()
+    if calls is not None:
+        calls.append((service, seconds))
 
 
 class ServiceClients:
@@ -136,21 +150,17 @@ class Upstream:
                 headers=self._headers(headers),
             )
         except httpx.TimeoutException as exc:
-            metrics.UPSTREAM_SECONDS.labels(service, "unavailable").observe(
-                time.perf_counter() - started
-            )
+            _observe(service, "unavailable", time.perf_counter() - started)
             raise UpstreamError(
                 service, 504, "upstream_unavailable", f"{service} did not answer in time"
             ) from exc
         except httpx.HTTPError as exc:
-            metrics.UPSTREAM_SECONDS.labels(service, "unavailable").observe(
-                time.perf_counter() - started
-            )
+            _observe(service, "unavailable", time.perf_counter() - started)
             raise UpstreamError(
                 service, 502, "upstream_unavailable", f"{service} is not reachable"
             ) from exc
         outcome = "ok" if response.status_code < 400 else "error"
-        metrics.UPSTREAM_SECONDS.labels(service, outcome).observe(time.perf_counter() - started)
+        _observe(service, outcome, time.perf_counter() - started)
         return response
 
     async def request(

@@ -13,6 +13,7 @@ import httpx
 from playwright.async_api import Page
 
 from stackkit import ROOT, ProcessStack
+from test_e2e_conversation_commerce import Shop
 
 CHROMIUM = Path(os.environ.get("FLOWCHAT_CHROMIUM", "/usr/bin/chromium"))
 AXE = ROOT / "services/console/node_modules/axe-core/axe.min.js"
@@ -92,3 +93,19 @@ async def access_token(stack: ProcessStack, http: httpx.AsyncClient, person: Per
     )
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
+
+
+async def add_template(shop: Shop, name: str) -> None:
+    """An approved MARKETING template ``name`` (``Hello {{1}}, cement is 10% off this
+    week.``) in the sandbox's catalog of the shop's number."""
+    r = await shop.http.post(
+        f"{shop.sandbox}/sandbox/templates",
+        json={
+            "waba_id": "2099" + shop.seeded.phone_number_id[4:],
+            "name": name,
+            "language": "en",
+            "category": "MARKETING",
+            "components": [{"type": "BODY", "text": "Hello {{1}}, cement is 10% off this week."}],
+        },
+    )
+    assert r.status_code == 201, r.text

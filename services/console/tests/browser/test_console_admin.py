@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from console_kit import AXE, CHROMIUM, Pages, Person, add_person, sign_in
+from console_kit import AXE, CHROMIUM, Pages, Person, add_person, add_template, sign_in
 from playwright.async_api import Browser, Page, expect
 
 from flowchat_platform.testing import (
@@ -33,7 +33,7 @@ from flowchat_platform.testing import (
     temporary_vhost,
 )
 from stackkit import ProcessStack, load_script
-from test_e2e_conversation_commerce import Shop, open_shop
+from test_e2e_conversation_commerce import open_shop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -59,7 +59,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessS
                 redis_url=redis_url,
                 service_env={"sender": {"FLOWCHAT_SENDER_MAX_ATTEMPTS": "1"}},
             )
-            stack.start()
+            stack.start(timeout_s=300)  # a busy machine starts nine processes slowly
             try:
                 yield stack
             finally:
@@ -68,20 +68,6 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessS
                 assert not bad, f"services did not stop cleanly on SIGTERM: {bad}"
     finally:
         asyncio.run(drop_database(database_url))
-
-
-async def add_template(shop: Shop, name: str) -> None:
-    r = await shop.http.post(
-        f"{shop.sandbox}/sandbox/templates",
-        json={
-            "waba_id": "2099" + shop.seeded.phone_number_id[4:],
-            "name": name,
-            "language": "en",
-            "category": "MARKETING",
-            "components": [{"type": "BODY", "text": "Hello {{1}}, cement is 10% off this week."}],
-        },
-    )
-    assert r.status_code == 201, r.text
 
 
 def contacts_csv(tag: str) -> tuple[str, list[str]]:
@@ -122,7 +108,22 @@ async def test_a_tenant_admin_imports_contacts_and_runs_a_campaign_watching_the_
         await page.get_by_role("link", name="Contacts").click()
         await expect(page.get_by_role("heading", name="Contacts", level=1)).to_be_visible()
         await page.get_by_label("CSV file", exact=True).set_input_files(str(csv))
+        # in parts of 10 rows (27 rows: three parts), every progress shown kept
+        await page.evaluate(
+            """() => {
+              document.querySelector('form[data-import-parts]').dataset.partRows = '10';
+              const status = document.querySelector('[data-testid=import-progress]');
+              window.__progress = [];
+              new MutationObserver(() => window.__progress.push(status.textContent))
+                .observe(status, {childList: true, characterData: true, subtree: true});
+            }"""
+        )
         await page.get_by_role("button", name="Import").click()
+        progress = page.get_by_test_id("import-progress")
+        await expect(progress).to_have_text("27 of 27 rows (100%)")
+        seen = await page.evaluate("window.__progress")
+        assert seen[:3] == ["0 of 27 rows (0%)", "10 of 27 rows (37%)", "20 of 27 rows (74%)"]
+        assert await page.locator("#import-bar").get_attribute("value") == "100"
         report = page.locator("#import-result")
         await expect(report.get_by_test_id("imported")).to_have_text(str(CONTACTS))
         await expect(report.get_by_test_id("rejected")).to_have_text("3")
@@ -131,6 +132,7 @@ async def test_a_tenant_admin_imports_contacts_and_runs_a_campaign_watching_the_
         await expect(rejected.nth(0)).to_contain_text("3")
         await expect(rejected.nth(0)).to_contain_text("country code")
         await expect(rejected.nth(1)).to_contain_text("duplicate of line 2")
+        await expect(rejected.nth(2)).to_contain_text("28")  # the last line: the third part
         await pages.check(page, "contacts-import-report")
         await page.get_by_label("Tag", exact=True).fill(tag)
         await page.get_by_role("button", name="Search").click()

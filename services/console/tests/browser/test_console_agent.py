@@ -12,11 +12,12 @@ is also checked at 360 px.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 
 import httpx
 import pytest
-from console_kit import Pages, add_person, sign_in
+from console_kit import Pages, add_person, add_template, sign_in
 from playwright.async_api import Browser, expect
 
 from stackkit import ProcessStack, load_script
@@ -32,6 +33,8 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
     async with httpx.AsyncClient(timeout=10) as http:
         shop = await open_shop(console_stack, load_script, http)
         agent = await add_person(console_stack, http, shop.seeded.tenant_id, "agent", "ada")
+        template = f"console_hello_{secrets.randbelow(10**6)}"
+        await add_template(shop, template)
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         errors: list[str] = []
@@ -96,6 +99,23 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
         await thread.get_by_label("Note (never sent to the customer)").fill("Asked about a parcel")
         await thread.get_by_role("button", name="Add note").click()
         await expect(thread.locator(".msg.note", has_text="Asked about a parcel")).to_be_visible()
+
+        # the template picker: the number's approved templates, the chosen one's fields
+        await thread.get_by_text("Send a template").click()
+        picker = thread.get_by_label("Approved template")
+        await expect(picker.locator("option", has_text=f"{template} (en)")).to_have_count(1)
+        await picker.select_option(f"{template}|en")
+        await expect(thread.get_by_test_id("template-body")).to_have_text(
+            "Hello {{1}}, cement is 10% off this week."
+        )
+        await thread.get_by_label("Parameter {{1}}").fill("Ada")
+        await pages.check(page, "inbox-template-picker")
+        await thread.get_by_role("button", name="Send template").click()
+        shop.expected[customer] += 1
+        sent = (await shop.wait(customer, shop.expected[customer]))[-1]["message"]
+        assert sent["type"] == "template"
+        assert sent["template"]["name"] == template
+        assert sent["template"]["components"][0]["parameters"] == [{"type": "text", "text": "Ada"}]
 
         await thread.get_by_role("button", name="Resolve").click()
         await expect(thread).to_have_attribute("data-status", "resolved")

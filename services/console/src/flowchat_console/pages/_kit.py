@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from flowchat_console.auth import ConsoleUser
 from flowchat_console.errors import Forbidden, UpstreamError
 from flowchat_console.nav import can
-from flowchat_console.upstream import Upstream
+from flowchat_console.upstream import ServiceClients, Upstream
 
 __all__ = ["UpstreamError", "back", "items", "need", "service", "tenant_of"]
 
@@ -69,13 +69,18 @@ def tenant_of(request: Request, user: ConsoleUser) -> str:
 
 def service(request: Request, user: ConsoleUser, tenant: str | None = None) -> Upstream:
     """The service-token client for the relay and the DLQ (call :func:`need` first)."""
+    return service_with(request.app.state.runtime.clients, user, tenant)
+
+
+def service_with(clients: ServiceClients, user: ConsoleUser, tenant: str | None) -> Upstream:
+    """:func:`service` from the app's clients (outside a route's request)."""
     token = service_token()
     if not token:
         raise UpstreamError("console", 503, "not_configured", "FLOWCHAT_SERVICE_TOKEN is not set")
     headers = {"X-FlowChat-Actor": f"user:{user.user_id}"}
     if tenant:
         headers["X-Tenant-ID"] = tenant
-    return Upstream(request.app.state.runtime.clients, token, headers)
+    return Upstream(clients, token, headers)
 
 
 def back(url: str) -> RedirectResponse:

@@ -12,10 +12,12 @@ Upstream: the conversation service with the user's token (owners, admins, operat
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, ConfigDict
 
 from flowchat_console.deps import CurrentUser, UpstreamDep
 from flowchat_console.errors import UpstreamError
@@ -63,25 +65,47 @@ def funnel(metrics: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "targeted": targeted, "height": 28 * len(rows)}
 
 
-def _spec(form: dict[str, Any]) -> dict[str, Any]:
-    """The conversation API's campaign body from the form's fields."""
-    spec: dict[str, Any] = {
-        "name": form["name"],
-        "account_id": form["account_id"],
-        "template": {"name": form["template"], "language": form.get("language") or "en"},
-    }
-    body = [p.strip() for p in (form.get("parameters") or "").split(",") if p.strip()]
-    if body:
-        spec["parameters"] = {"body": body}
-    tags = [t.strip() for t in (form.get("tags") or "").split(",") if t.strip()]
-    spec["segment"] = {"tags_all": tags} if tags else {}
-    if form.get("scheduled_at"):
-        spec["scheduled_at"] = form["scheduled_at"]
-    if form.get("quiet_start") and form.get("quiet_end"):
-        spec["quiet_hours"] = {"start": form["quiet_start"], "end": form["quiet_end"]}
-    if form.get("rate_mps"):
-        spec["rate_mps"] = int(form["rate_mps"])
-    return spec
+class CampaignForm(BaseModel):
+    """The new-campaign form (its dry run and its creation take the same fields)."""
+
+    model_config = ConfigDict(extra="ignore", str_max_length=2000)
+
+    name: str
+    account_id: str
+    template: str
+    language: str = "en"
+    parameters: str = ""
+    tags: str = ""
+    scheduled_at: str = ""
+    quiet_start: str = ""
+    quiet_end: str = ""
+    rate_mps: str = ""
+    start: str = ""
+
+    def spec(self) -> dict[str, Any]:
+        """The conversation API's campaign body."""
+        spec: dict[str, Any] = {
+            "name": self.name,
+            "account_id": self.account_id,
+            "template": {"name": self.template, "language": self.language or "en"},
+        }
+        body = [p.strip() for p in self.parameters.split(",") if p.strip()]
+        if body:
+            spec["parameters"] = {"body": body}
+        tags = [t.strip() for t in self.tags.split(",") if t.strip()]
+        spec["segment"] = {"tags_all": tags} if tags else {}
+        if self.scheduled_at:
+            spec["scheduled_at"] = self.scheduled_at
+        if self.quiet_start and self.quiet_end:
+            spec["quiet_hours"] = {"start": self.quiet_start, "end": self.quiet_end}
+        if self.rate_mps.strip():
+            if not self.rate_mps.strip().isdigit():
+                raise UpstreamError("console", 422, "invalid_rate", "messages per second: a number")
+            spec["rate_mps"] = int(self.rate_mps)
+        return spec
+
+
+CampaignFields = Annotated[CampaignForm, Form()]
 
 
 async def _numbers(up: Upstream, tenant: str) -> list[dict[str, Any]]:
@@ -104,8 +128,10 @@ async def _templates(up: Upstream, tenant: str, numbers: list[dict[str, Any]]) -
 async def _list_page(
     request: Request, up: Upstream, tenant: str, status: int = 200, **extra: Any
 ) -> HTMLResponse:
-    page = await up.get("conversation", f"/v1/tenants/{tenant}/campaigns", {"limit": 50})
-    numbers = await _numbers(up, tenant)
+    page, numbers = await asyncio.gather(
+        up.get("conversation", f"/v1/tenants/{tenant}/campaigns", {"limit": 50}),
+        _numbers(up, tenant),
+    )
     return render(
         request,
         "campaigns/list.html",
@@ -126,32 +152,18 @@ async def campaigns(request: Request, user: CurrentUser, up: UpstreamDep) -> HTM
     return await _list_page(request, up, _kit.tenant_of(request, user))
 
 
-Field = Annotated[str, Form()]
-
-
 @router.post("/campaigns/preview", include_in_schema=False)
 async def preview(
-    request: Request,
-    user: CurrentUser,
-    up: UpstreamDep,
-    name: Field,
-    account_id: Field,
-    template: Field,
-    language: Field = "en",
-    parameters: Field = "",
-    tags: Field = "",
-    scheduled_at: Field = "",
-    quiet_start: Field = "",
-    quiet_end: Field = "",
-    rate_mps: Field = "",
+    request: Request, user: CurrentUser, up: UpstreamDep, form: CampaignFields
 ) -> HTMLResponse:
     """The dry run: counts, exclusions and the first messages rendered (nothing written)."""
     _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    spec = _spec(locals())
     try:
         dry = await up.post(
-            "conversation", f"/v1/tenants/{tenant}/campaigns/dry-run", {**spec, "previews": 3}
+            "conversation",
+            f"/v1/tenants/{tenant}/campaigns/dry-run",
+            {**form.spec(), "previews": 3},
         )
     except UpstreamError as exc:
         if exc.status in (401, 403):
@@ -162,32 +174,18 @@ async def preview(
 
 @router.post("/campaigns", include_in_schema=False)
 async def create(
-    request: Request,
-    user: CurrentUser,
-    up: UpstreamDep,
-    name: Field,
-    account_id: Field,
-    template: Field,
-    language: Field = "en",
-    parameters: Field = "",
-    tags: Field = "",
-    scheduled_at: Field = "",
-    quiet_start: Field = "",
-    quiet_end: Field = "",
-    rate_mps: Field = "",
-    start: Field = "",
+    request: Request, user: CurrentUser, up: UpstreamDep, form: CampaignFields
 ) -> Response:
     _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    spec = _spec(locals())
     try:
-        created = await up.post("conversation", f"/v1/tenants/{tenant}/campaigns", spec)
+        created = await up.post("conversation", f"/v1/tenants/{tenant}/campaigns", form.spec())
     except UpstreamError as exc:
         if exc.status in (401, 403):
             raise
         return await _list_page(request, up, tenant, status=422, error=exc)
     campaign_id = created["campaign_id"]
-    if start:
+    if form.start:
         await up.post("conversation", f"/v1/tenants/{tenant}/campaigns/{campaign_id}/start")
     return _kit.back(f"/campaigns/{campaign_id}")
 
@@ -209,8 +207,10 @@ async def campaign(
 ) -> HTMLResponse:
     _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
-    detail = await up.get("conversation", f"/v1/tenants/{tenant}/campaigns/{campaign_id}")
-    state = await _state(up, tenant, campaign_id)
+    detail, state = await asyncio.gather(
+        up.get("conversation", f"/v1/tenants/{tenant}/campaigns/{campaign_id}"),
+        _state(up, tenant, campaign_id),
+    )
     controls = CONTROLS.get(state["metrics"]["status"], ())
     return render(
         request,

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
 
+from flowchat_console import service
 from flowchat_console.deps import CurrentUser, UpstreamDep
+from flowchat_console.errors import UpstreamError
 from flowchat_console.pages import _kit
 from flowchat_console.render import is_htmx, render
 from flowchat_console.upstream import Upstream, error_of
@@ -89,6 +92,50 @@ async def import_csv(
             "tag": "",
         },
     )
+
+
+@router.post("/contacts/import/part", include_in_schema=False)
+async def import_part(
+    request: Request,
+    user: CurrentUser,
+    up: UpstreamDep,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JSONResponse:
+    """One part of a file the browser imports piece by piece (``static/app.js``: the
+    header and up to a few hundred rows, raw CSV; ``offset``: rows before it), so the page
+    shows the rows done as they are; its report with the file's line numbers."""
+    _kit.need(user, WRITE)
+    tenant = _kit.tenant_of(request, user)
+    body = await request.body()
+    if len(body) > MAX_CSV_BYTES:
+        raise UpstreamError("console", 413, "too_large", "the file is too large")
+    answer = await up.response(
+        "POST",
+        "conversation",
+        f"/v1/tenants/{tenant}/contacts/import",
+        content=body,
+        headers={"Content-Type": "text/csv"},
+    )
+    if answer.status_code >= 400:
+        raise error_of("conversation", answer)
+    return JSONResponse(service.shift_report(answer.json(), offset))
+
+
+class _Parts(BaseModel):
+    filename: str = Field(default="contacts.csv", max_length=300)
+    parts: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+@router.post("/contacts/import/report", include_in_schema=False)
+async def import_report(request: Request, user: CurrentUser) -> HTMLResponse:
+    """The report of a file imported piece by piece (the parts' reports as one)."""
+    _kit.need(user, WRITE)
+    try:
+        done = _Parts.model_validate_json(await request.body())
+    except ValidationError:
+        raise UpstreamError("console", 422, "invalid_report", "not an import report") from None
+    report = service.merge_reports(done.parts)
+    return render(request, "contacts/_report.html", {"report": report, "filename": done.filename})
 
 
 @router.post("/contacts/{contact_id}/tags", include_in_schema=False)

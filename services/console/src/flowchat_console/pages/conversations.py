@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from flowchat_console import service
 from flowchat_console.deps import CurrentUser, RuntimeDep, UpstreamDep, require
-from flowchat_console.pages.inbox import thread_of
+from flowchat_console.pages.inbox import customers_of, thread_of
 from flowchat_console.render import render
 
 router = APIRouter()
@@ -31,15 +31,13 @@ async def conversations(
     cursor: Cursor = None,
 ) -> HTMLResponse:
     query = (q or "").strip()
-    people = await runtime.people.labels(up, user)
     if query:
-        page = await up.get("inbox", "/v1/search", {"q": query, "limit": PAGE, "cursor": cursor})
-        items = page.get("items", [])
-        ids = list(dict.fromkeys(int(m["thread_id"]) for m in items))  # each thread once
-        fetched = await asyncio.gather(
-            *(thread_of(runtime, up, user, i) for i in ids), return_exceptions=True
+        page, people = await asyncio.gather(
+            up.get("inbox", "/v1/search", {"q": query, "limit": PAGE, "cursor": cursor}),
+            runtime.people.labels(up, user),
         )
-        threads = {i: t for i, t in zip(ids, fetched, strict=True) if isinstance(t, dict)}
+        items = page.get("items", [])
+        threads = await customers_of(runtime, up, user, [int(m["thread_id"]) for m in items])
         results = [
             {
                 "message": service.message_view(m, people),

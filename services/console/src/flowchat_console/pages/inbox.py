@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import FormData
 
 from flowchat_console import live, service
 from flowchat_console.auth import SESSION_COOKIE, ConsoleUser
 from flowchat_console.deps import CurrentUser, Runtime, RuntimeDep, UpstreamDep, require
 from flowchat_console.errors import UpstreamError
 from flowchat_console.nav import can
+from flowchat_console.pages import _kit
 from flowchat_console.render import is_htmx, render
 from flowchat_console.upstream import Upstream
 
@@ -34,6 +38,11 @@ router = APIRouter()
 LIST_LIMIT = 30
 THREAD_LIMIT = 50
 THREAD_CACHE_S = 30.0
+#: How long a thread's customer (name, number) shown beside a search result may be old.
+CUSTOMER_CACHE_S = 600.0
+#: How long a number's approved templates (the reply box's picker) are kept.
+TEMPLATES_CACHE_S = 60.0
+TEMPLATES_CACHE_SIZE = 5_000
 THREAD_CACHE_SIZE = 20_000
 
 ViewQuery = Annotated[str | None, Query(max_length=20)]
@@ -41,18 +50,82 @@ ConversationQuery = Annotated[int | None, Query(alias="c", ge=1)]
 
 
 async def thread_of(
-    runtime: Runtime, up: Upstream, user: ConsoleUser, thread_id: int, *, fresh: bool = False
+    runtime: Runtime,
+    up: Upstream,
+    user: ConsoleUser,
+    thread_id: int,
+    *,
+    fresh: bool = False,
+    max_age_s: float = THREAD_CACHE_S,
 ) -> dict[str, Any]:
-    """A thread (customer, window), cached briefly for the lists."""
+    """A thread (customer, window), cached briefly for the lists (``max_age_s``)."""
     key = (user.tenant_id or "", thread_id)
     hit = runtime.threads.get(key)
-    if not fresh and hit is not None and time.monotonic() - hit[0] < THREAD_CACHE_S:
+    if not fresh and hit is not None and time.monotonic() - hit[0] < max_age_s:
         return dict(hit[1])
     body: dict[str, Any] = await up.get("inbox", f"/v1/threads/{thread_id}")
     if len(runtime.threads) >= THREAD_CACHE_SIZE:
         runtime.threads.clear()
     runtime.threads[key] = (time.monotonic(), body)
     return body
+
+
+#: Thread lookups one page makes at once (a list of 30 rows with a cold cache must not
+#: take every connection of the inbox's pool at once: it answers 503 then).
+THREAD_LOOKUPS = 6
+
+
+async def customers_of(
+    runtime: Runtime, up: Upstream, user: ConsoleUser, thread_ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """Threads by id, each once, for the customer shown beside a row (cached
+    ``CUSTOMER_CACHE_S``; at most ``THREAD_LOOKUPS`` asked at once); a thread that cannot
+    be read is left out (the row shows "Customer")."""
+    ids = list(dict.fromkeys(thread_ids))
+    gate = asyncio.Semaphore(THREAD_LOOKUPS)
+
+    async def one(thread_id: int) -> dict[str, Any]:
+        async with gate:
+            return await thread_of(runtime, up, user, thread_id, max_age_s=CUSTOMER_CACHE_S)
+
+    found = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+    return {i: t for i, t in zip(ids, found, strict=True) if isinstance(t, dict)}
+
+
+async def templates_for(
+    runtime: Runtime, up: Upstream, user: ConsoleUser, account_id: str
+) -> list[service.TemplateChoice]:
+    """The approved templates of the number (the template picker), cached a minute; none
+    when the catalog cannot be read (the picker falls back to typing the name).
+
+    The conversation service lists them for a tenant's owners and admins; an agent, who
+    sends templates but may not read the tenant's set-up, gets them through the console's
+    service token after the console's own check (``inbox.act``), read-only."""
+    tenant = user.tenant_id or ""
+    key = (tenant, account_id)
+    hit = runtime.templates.get(key)
+    if hit is not None and time.monotonic() - hit[0] < TEMPLATES_CACHE_S:
+        return list(hit[1])
+    if not can(user, "inbox.act"):
+        return []
+    client = (
+        up if can(user, "campaigns.write") else _kit.service_with(runtime.clients, user, tenant)
+    )
+    try:
+        page = await client.get(
+            "conversation",
+            f"/v1/tenants/{tenant}/accounts/{account_id}/templates",
+            {"limit": 100},
+        )
+        choices = service.template_choices(_kit.items(page))
+    except UpstreamError as exc:
+        if exc.status == 401 and client is up:
+            raise
+        choices = []
+    if len(runtime.templates) >= TEMPLATES_CACHE_SIZE:
+        runtime.templates.clear()
+    runtime.templates[key] = (time.monotonic(), choices)
+    return choices
 
 
 async def list_context(
@@ -72,16 +145,13 @@ async def list_context(
         runtime.people.labels(up, user),
     )
     items = page.get("items", [])
-    threads = await asyncio.gather(
-        *(thread_of(runtime, up, user, int(c["thread_id"])) for c in items),
-        return_exceptions=True,
-    )
+    threads = await customers_of(runtime, up, user, [int(c["thread_id"]) for c in items])
     now = datetime.now(UTC)
     rows = [
         service.conversation_row(
-            c, t if isinstance(t, dict) else None, me=user.user_id, people=people, now=now
+            c, threads.get(int(c["thread_id"])), me=user.user_id, people=people, now=now
         )
-        for c, t in zip(items, threads, strict=True)
+        for c in items
     ]
     return {
         "view": view,
@@ -97,11 +167,18 @@ async def thread_context(
 ) -> dict[str, Any]:
     conversation = await up.get("inbox", f"/v1/conversations/{conversation_id}")
     thread_id = int(conversation["thread_id"])
-    thread, messages, people, agents = await asyncio.gather(
+    may_reply = (
+        can(user, "inbox.act")
+        and conversation.get("status") != "resolved"
+        and conversation.get("assignee") == user.user_id
+    )
+    account = str(conversation.get("account_id") or "")
+    thread, messages, people, agents, choices = await asyncio.gather(
         thread_of(runtime, up, user, thread_id, fresh=True),
         up.get("inbox", f"/v1/threads/{thread_id}/messages", {"limit": THREAD_LIMIT}),
         runtime.people.labels(up, user),
         runtime.people.agents(up, user),
+        templates_for(runtime, up, user, account) if may_reply and account else _none_listed(),
     )
     views = [service.message_view(m, people) for m in reversed(messages.get("items", []))]
     window = service.window_of(conversation)
@@ -131,8 +208,18 @@ async def thread_context(
             "tag": act and open_,
         },
         "waiting_s": service.seconds_since(conversation.get("opened_at"), now),
+        "templates": choices,
+        "template": service.choose_template(choices, None),
         "idempotency_key": secrets.token_urlsafe(12),
     }
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _none_listed() -> list[service.TemplateChoice]:
+    return []
 
 
 @router.get("/inbox", include_in_schema=False, dependencies=[require("inbox.read")])
@@ -145,11 +232,11 @@ async def inbox(
     c: ConversationQuery = None,
 ) -> HTMLResponse:
     chosen = service.view_of(view)
-    lists, stats = await asyncio.gather(
+    lists, stats, panel = await asyncio.gather(
         list_context(runtime, up, user, chosen, c),
         up.get("inbox", "/v1/conversations/stats"),
+        thread_context(runtime, up, user, c) if c else _nothing(),
     )
-    panel = await thread_context(runtime, up, user, c) if c else None
     return render(
         request,
         "inbox/index.html",
@@ -209,140 +296,148 @@ async def _after_action(
     )
 
 
-ViewForm = Annotated[str | None, Form(max_length=20)]
+def _words(value: str) -> list[str]:
+    return [t.strip().lower() for t in value.replace(",", " ").split() if t.strip()]
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_max_length=4096)
+
+    view: str | None = Field(default=None, max_length=20)
+
+    def body(self) -> dict[str, Any] | None:
+        """The inbox API's request body (None: none)."""
+        return None
+
+
+class _Assign(_Form):
+    agent_id: str = Field(min_length=1, max_length=128)
+
+    def body(self) -> dict[str, Any]:
+        return {"agent_id": self.agent_id}
+
+
+class _Note(_Form):
+    text: str = Field(min_length=1, max_length=4096)
+
+    def body(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+
+class _Tags(_Form):
+    add: str = Field(default="", max_length=400)
+    remove: str = Field(default="", max_length=400)
+
+    def body(self) -> dict[str, Any]:
+        return {"add": _words(self.add), "remove": _words(self.remove)}
+
+
+class _Reply(_Form):
+    idempotency_key: str = Field(min_length=1, max_length=100)
+    mode: Literal["text", "template"] = "text"
+    body_: str = Field(default="", max_length=4096, alias="body")
+    #: The picker's choice (``name|language``); else the typed name and language.
+    template: str = Field(default="", max_length=600)
+    template_name: str = Field(default="", max_length=512)
+    template_language: str = Field(default="en", max_length=15)
+    params: list[str] = Field(default_factory=list)
+    #: A named template's placeholders, in the order of ``params``.
+    param_names: list[str] = Field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        if self.mode == "template":
+            name, _, language = self.template.partition("|")
+            if not name.strip():
+                name, language = self.template_name, self.template_language
+            if not name.strip():
+                raise UpstreamError("console", 422, "template_required", "choose a template")
+            names = [n for n in self.param_names if n]
+            content = service.template_reply(name, language, self.params, names or None)
+        else:
+            if not self.body_.strip():
+                raise UpstreamError("console", 422, "empty_reply", "write a reply first")
+            content = service.text_reply(self.body_)
+        return {"content": content, "idempotency_key": self.idempotency_key}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thread action: its form, the inbox API it posts to (under the conversation),
+    and the notice shown after it."""
+
+    form: type[_Form]
+    api: str
+    notice: str
+
+
+#: The thread's actions (``POST /inbox/conversations/{id}/{action}``), table-driven.
+ACTIONS: dict[str, Action] = {
+    "claim": Action(_Form, "claim", "Claimed."),
+    "resolve": Action(_Form, "resolve", "Resolved: the bot answers again."),
+    "assign": Action(_Assign, "assign", "Assigned."),
+    "notes": Action(_Note, "notes", "Note added."),
+    "tags": Action(_Tags, "tags", "Tags saved."),
+    "reply": Action(_Reply, "messages", "Sent."),
+}
+ActionName = Literal["claim", "resolve", "assign", "notes", "tags", "reply"]
+
+
+def _fields(form: FormData) -> dict[str, Any]:
+    fields: dict[str, Any] = {k: v for k, v in form.items() if isinstance(v, str)}
+    numbers = range(1, service.MAX_TEMPLATE_PARAMS + 1)
+    fields["params"] = [str(form.get(f"param_{i}") or "") for i in numbers]
+    fields["param_names"] = [str(form.get(f"param_name_{i}") or "") for i in numbers]
+    return fields
 
 
 @router.post(
-    "/inbox/conversations/{conversation_id}/claim",
+    "/inbox/conversations/{conversation_id}/{action}",
     include_in_schema=False,
     dependencies=[require("inbox.act")],
 )
-async def claim(
+async def act(
     request: Request,
     conversation_id: int,
+    action: ActionName,
     user: CurrentUser,
     up: UpstreamDep,
     runtime: RuntimeDep,
-    view: ViewForm = None,
 ) -> Response:
-    await up.post("inbox", f"/v1/conversations/{conversation_id}/claim")
-    return await _after_action(request, runtime, up, user, conversation_id, view, "Claimed.")
+    """Claim, resolve, assign, note, tag or reply: the form checked, posted to the inbox
+    as the user, the thread shown again."""
+    spec = ACTIONS[action]
+    try:
+        form = spec.form.model_validate(_fields(await request.form()))
+    except ValidationError as exc:
+        fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+        raise UpstreamError(
+            "console", 422, "invalid_form", f"check the form's fields: {', '.join(fields)}"
+        ) from None
+    await up.post("inbox", f"/v1/conversations/{conversation_id}/{spec.api}", form.body())
+    return await _after_action(request, runtime, up, user, conversation_id, form.view, spec.notice)
 
 
-@router.post(
-    "/inbox/conversations/{conversation_id}/resolve",
+@router.get(
+    "/inbox/accounts/{account_id}/template-fields",
     include_in_schema=False,
     dependencies=[require("inbox.act")],
 )
-async def resolve(
+async def template_fields(
     request: Request,
-    conversation_id: int,
+    account_id: str,
     user: CurrentUser,
     up: UpstreamDep,
     runtime: RuntimeDep,
-    view: ViewForm = None,
-) -> Response:
-    await up.post("inbox", f"/v1/conversations/{conversation_id}/resolve")
-    return await _after_action(
-        request, runtime, up, user, conversation_id, view, "Resolved: the bot answers again."
+    template: Annotated[str | None, Query(max_length=600)] = None,
+) -> HTMLResponse:
+    """The picked template's body and its parameters' fields (htmx swaps them in when the
+    picker changes)."""
+    choices = await templates_for(runtime, up, user, account_id)
+    return render(
+        request,
+        "inbox/_template_fields.html",
+        {"template": service.choose_template(choices, template)},
     )
-
-
-@router.post(
-    "/inbox/conversations/{conversation_id}/assign",
-    include_in_schema=False,
-    dependencies=[require("inbox.act")],
-)
-async def assign(
-    request: Request,
-    conversation_id: int,
-    user: CurrentUser,
-    up: UpstreamDep,
-    runtime: RuntimeDep,
-    agent_id: Annotated[str, Form(min_length=1, max_length=128)],
-    view: ViewForm = None,
-) -> Response:
-    await up.post("inbox", f"/v1/conversations/{conversation_id}/assign", {"agent_id": agent_id})
-    return await _after_action(request, runtime, up, user, conversation_id, view, "Assigned.")
-
-
-@router.post(
-    "/inbox/conversations/{conversation_id}/notes",
-    include_in_schema=False,
-    dependencies=[require("inbox.act")],
-)
-async def note(
-    request: Request,
-    conversation_id: int,
-    user: CurrentUser,
-    up: UpstreamDep,
-    runtime: RuntimeDep,
-    text: Annotated[str, Form(min_length=1, max_length=4096)],
-    view: ViewForm = None,
-) -> Response:
-    await up.post("inbox", f"/v1/conversations/{conversation_id}/notes", {"text": text})
-    return await _after_action(request, runtime, up, user, conversation_id, view, "Note added.")
-
-
-@router.post(
-    "/inbox/conversations/{conversation_id}/tags",
-    include_in_schema=False,
-    dependencies=[require("inbox.act")],
-)
-async def tags(
-    request: Request,
-    conversation_id: int,
-    user: CurrentUser,
-    up: UpstreamDep,
-    runtime: RuntimeDep,
-    add: Annotated[str, Form(max_length=400)] = "",
-    remove: Annotated[str, Form(max_length=400)] = "",
-    view: ViewForm = None,
-) -> Response:
-    body = {
-        "add": [t.strip().lower() for t in add.replace(",", " ").split() if t.strip()],
-        "remove": [t.strip().lower() for t in remove.replace(",", " ").split() if t.strip()],
-    }
-    await up.post("inbox", f"/v1/conversations/{conversation_id}/tags", body)
-    return await _after_action(request, runtime, up, user, conversation_id, view, "Tags saved.")
-
-
-@router.post(
-    "/inbox/conversations/{conversation_id}/reply",
-    include_in_schema=False,
-    dependencies=[require("inbox.act")],
-)
-async def reply(
-    request: Request,
-    conversation_id: int,
-    user: CurrentUser,
-    up: UpstreamDep,
-    runtime: RuntimeDep,
-    idempotency_key: Annotated[str, Form(min_length=1, max_length=100)],
-    mode: Annotated[str, Form(pattern="^(text|template)$")] = "text",
-    body: Annotated[str, Form(max_length=4096)] = "",
-    template_name: Annotated[str, Form(max_length=512)] = "",
-    template_language: Annotated[str, Form(max_length=15)] = "en",
-    view: ViewForm = None,
-) -> Response:
-    if mode == "template":
-        form = await request.form()
-        params = [
-            str(form.get(f"param_{i}") or "") for i in range(1, service.MAX_TEMPLATE_PARAMS + 1)
-        ]
-        if not template_name.strip():
-            raise UpstreamError("console", 422, "template_required", "choose a template")
-        content = service.template_reply(template_name, template_language, params)
-    else:
-        if not body.strip():
-            raise UpstreamError("console", 422, "empty_reply", "write a reply first")
-        content = service.text_reply(body)
-    await up.post(
-        "inbox",
-        f"/v1/conversations/{conversation_id}/messages",
-        {"content": content, "idempotency_key": idempotency_key},
-    )
-    return await _after_action(request, runtime, up, user, conversation_id, view, "Sent.")
 
 
 @router.post(

@@ -9,6 +9,7 @@ tenant); the tenant service's ``/v1/tenants/{t}/api-keys`` with the user's token
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -33,9 +34,11 @@ def _relay(request: Request, user: ConsoleUser) -> tuple[str, Upstream]:
 
 async def _page(request: Request, user: ConsoleUser, up: UpstreamDep, **shown: Any) -> HTMLResponse:
     tenant, relay = _relay(request, user)
-    endpoints = await relay.get("relay", "/v1/endpoints")
-    types = await relay.get("relay", "/v1/event-types")
-    keys = await up.get("tenant", f"/v1/tenants/{tenant}/api-keys")
+    endpoints, types, keys = await asyncio.gather(
+        relay.get("relay", "/v1/endpoints"),
+        relay.get("relay", "/v1/event-types"),
+        up.get("tenant", f"/v1/tenants/{tenant}/api-keys"),
+    )
     return render(
         request,
         "integrations/index.html",
@@ -93,8 +96,10 @@ async def ping(
 @router.get("/integrations/endpoints/{endpoint_id}", include_in_schema=False)
 async def deliveries(request: Request, user: CurrentUser, endpoint_id: str) -> HTMLResponse:
     _, relay = _relay(request, user)
-    endpoint = await relay.get("relay", f"/v1/endpoints/{endpoint_id}")
-    log = await relay.get("relay", f"/v1/endpoints/{endpoint_id}/deliveries", {"limit": 50})
+    endpoint, log = await asyncio.gather(
+        relay.get("relay", f"/v1/endpoints/{endpoint_id}"),
+        relay.get("relay", f"/v1/endpoints/{endpoint_id}/deliveries", {"limit": 50}),
+    )
     return render(
         request,
         "integrations/deliveries.html",

@@ -11,14 +11,15 @@ operator's own token); the sender's ``/internal/v1/dlq…`` (service token, acto
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+import time
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowchat_console.deps import CurrentUser, UpstreamDep
+from flowchat_console.deps import CurrentUser, RuntimeDep, UpstreamDep
 from flowchat_console.errors import UpstreamError
 from flowchat_console.pages import _kit
 from flowchat_console.render import render
@@ -28,6 +29,9 @@ READ, MANAGE = "operator.read", "operator.manage"
 #: The services whose /metrics the health page reads.
 SERVICES = ("gateway", "sender", "state-manager", "conversation", "inbox", "relay", "tenant")
 BREAKER_OPEN = 2.0
+#: How old the health page may be: reading and parsing seven services' /metrics costs
+#: hundreds of ms; several operators looking at once share one reading.
+HEALTH_CACHE_S = 5.0
 
 
 @router.get("/operator", include_in_schema=False)
@@ -87,8 +91,10 @@ async def dlq(
     _kit.need(user, READ)
     sender = _kit.service(request, user)
     filters = _filters(tenant_id, account_id, error_code)
-    parked = await sender.get("sender", "/internal/v1/dlq", {"limit": 100, **filters})
-    audit = await sender.get("sender", "/internal/v1/dlq/audit", {"limit": 20})
+    parked, audit = await asyncio.gather(
+        sender.get("sender", "/internal/v1/dlq", {"limit": 100, **filters}),
+        sender.get("sender", "/internal/v1/dlq/audit", {"limit": 20}),
+    )
     return render(
         request,
         "operator/dlq.html",
@@ -110,43 +116,38 @@ def _back_to_dlq(filters: dict[str, Any], done: str) -> Response:
 FormStr = Annotated[str, Form()]
 
 
-@router.post("/operator/dlq/replay", include_in_schema=False)
-async def replay(
+#: The DLQ's actions: what each reports back (the sender's answer's count).
+DLQ_ACTIONS = {"replay": "replayed", "discard": "discarded"}
+
+
+@router.post("/operator/dlq/{action}", include_in_schema=False)
+async def dlq_action(
     request: Request,
     user: CurrentUser,
+    action: Literal["replay", "discard"],
     message_id: FormStr = "",
     tenant_id: FormStr = "",
     account_id: FormStr = "",
     error_code: FormStr = "",
     force: FormStr = "",
+    reason: FormStr = "",
 ) -> Response:
-    """Replay one parked message (``message_id``), or every one the filters match."""
+    """Replay or discard one parked message (``message_id``), or every one the filters
+    match; a discard needs a reason; either is audited with the operator as its actor."""
     _kit.need(user, MANAGE)
     filters = _filters(tenant_id, account_id, error_code)
-    body: dict[str, Any] = {**filters, "force": bool(force), "actor": f"user:{user.user_id}"}
+    body: dict[str, Any] = {**filters, "actor": f"user:{user.user_id}"}
+    if action == "replay":
+        body["force"] = bool(force)
+    else:
+        if not reason.strip():
+            raise UpstreamError("console", 422, "reason_required", "say why it is discarded")
+        body["reason"] = reason
     if message_id:
         body["message_ids"] = [message_id]
-    report = await _kit.service(request, user).post("sender", "/internal/v1/dlq/replay", body)
-    return _back_to_dlq(filters, f"replayed {report.get('replayed', 0)}")
-
-
-@router.post("/operator/dlq/discard", include_in_schema=False)
-async def discard(
-    request: Request,
-    user: CurrentUser,
-    reason: FormStr,
-    message_id: FormStr = "",
-    tenant_id: FormStr = "",
-    account_id: FormStr = "",
-    error_code: FormStr = "",
-) -> Response:
-    _kit.need(user, MANAGE)
-    filters = _filters(tenant_id, account_id, error_code)
-    body: dict[str, Any] = {**filters, "reason": reason, "actor": f"user:{user.user_id}"}
-    if message_id:
-        body["message_ids"] = [message_id]
-    report = await _kit.service(request, user).post("sender", "/internal/v1/dlq/discard", body)
-    return _back_to_dlq(filters, f"discarded {report.get('discarded', 0)}")
+    report = await _kit.service(request, user).post("sender", f"/internal/v1/dlq/{action}", body)
+    done = DLQ_ACTIONS[action]
+    return _back_to_dlq(filters, f"{done} {report.get(done, 0)}")
 
 
 def read_health(texts: dict[str, str | None]) -> dict[str, Any]:
@@ -184,8 +185,13 @@ def read_health(texts: dict[str, str | None]) -> dict[str, Any]:
 
 
 @router.get("/operator/health", include_in_schema=False)
-async def health(request: Request, user: CurrentUser) -> HTMLResponse:
+async def health(request: Request, user: CurrentUser, runtime: RuntimeDep) -> HTMLResponse:
     _kit.need(user, READ)
+    last = runtime.health
+    if last is not None and time.monotonic() - last[0] < HEALTH_CACHE_S:
+        return render(
+            request, "operator/health.html", {**last[1], "age_s": time.monotonic() - last[0]}
+        )
     client = _kit.service(request, user)
 
     async def scrape(service: str) -> str | None:
@@ -196,6 +202,6 @@ async def health(request: Request, user: CurrentUser) -> HTMLResponse:
         return answer.text if answer.status_code == 200 else None
 
     found = await asyncio.gather(*(scrape(s) for s in SERVICES))
-    return render(
-        request, "operator/health.html", read_health(dict(zip(SERVICES, found, strict=True)))
-    )
+    read = read_health(dict(zip(SERVICES, found, strict=True)))
+    runtime.health = (time.monotonic(), read)
+    return render(request, "operator/health.html", {**read, "age_s": 0.0})

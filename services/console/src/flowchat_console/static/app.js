@@ -58,7 +58,78 @@
     if (scroller) scroller.scrollTop = scroller.scrollHeight;
   }
 
+  // CSV imports with progress: a form with data-import-parts sends the file in parts (the
+  // header and data-part-rows rows each, raw CSV, one after the other) and shows the rows
+  // done; the parts' reports become one (data-import-report renders it). A file with
+  // quotes (a value may hold a line break) goes in one part. Without JavaScript the form
+  // posts the whole file.
+  function setUpImport() {
+    var form = document.querySelector("form[data-import-parts]");
+    if (!form || !window.fetch || !window.File || !File.prototype.text) return;
+    var box = document.querySelector(".import-progress");
+    var bar = box && box.querySelector("progress");
+    var label = box && box.querySelector("[role=status]");
+    var target = document.querySelector(form.getAttribute("data-target"));
+    var csrf = form.querySelector("input[name=csrf_token]").value;
+    function show(done, total) {
+      var pct = total ? Math.floor((100 * done) / total) : 100;
+      bar.value = pct;
+      label.textContent = done + " of " + total + " rows (" + pct + "%)";
+      box.setAttribute("data-done", String(done));
+    }
+    function post(url, body, type) {
+      return fetch(url, {
+        method: "POST", body: body, credentials: "same-origin",
+        headers: { "Content-Type": type, "X-CSRF-Token": csrf }
+      }).then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r;
+      });
+    }
+    form.addEventListener("submit", function (e) {
+      var file = form.querySelector("input[type=file]").files[0];
+      if (!file) return;
+      var size = Number(form.getAttribute("data-part-rows")) || 200;
+      e.preventDefault();
+      var button = form.querySelector("button");
+      button.disabled = true;
+      box.hidden = false;
+      file.text().then(function (text) {
+        var lines = text.split(/\r?\n/);
+        if (lines.length && lines[lines.length - 1] === "") lines.pop();
+        var header = lines.shift() || "";
+        var rows = lines.length;
+        var step = text.indexOf('"') >= 0 ? Math.max(rows, 1) : size;
+        var parts = [];
+        show(0, rows);
+        function next(offset) {
+          if (offset >= rows && (rows > 0 || parts.length)) {
+            var report = JSON.stringify({ filename: file.name, parts: parts });
+            return post(form.getAttribute("data-import-report"), report, "application/json")
+              .then(function (r) { return r.text(); })
+              .then(function (html) { target.innerHTML = html; });
+          }
+          var chunk = [header].concat(lines.slice(offset, offset + step)).join("\n") + "\n";
+          var url = form.getAttribute("data-import-parts") + "?offset=" + offset;
+          return post(url, chunk, "text/csv")
+            .then(function (r) { return r.json(); })
+            .then(function (part) {
+              parts.push(part);
+              show(Math.min(offset + step, rows), rows);
+              return next(offset + step);
+            });
+        }
+        return next(0);
+      }).catch(function (err) {
+        var done = box.getAttribute("data-done") || "0";
+        label.textContent = "The import stopped (" + err.message + ") after " + done + " rows.";
+        box.setAttribute("data-failed", "yes");
+      }).then(function () { button.disabled = false; form.reset(); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    setUpImport();
     setUpMenu();
     setUpLive();
     setUpConfirm();
