@@ -190,7 +190,8 @@ async def test_order_per_conversation_across_replicas(
         redis_url=fault_redis_url,
         extra_env={"FLOWCHAT_CONVERSATION_OUTREACH_WORKERS": "false"},
     )
-    stack.start(timeout_s=240)  # a busy machine starts seven processes slowly
+    # a busy machine starts seven processes slowly (at a load of 36 on 2 cores: > 240 s)
+    stack.start(timeout_s=480)
     replies: list[tuple[float, int, int]] = []
     ready = asyncio.Event()
     collector = asyncio.create_task(collect_replies(rabbit_node.url(vhost), replies, ready))
