@@ -56,9 +56,11 @@ from flowchat_platform.partitions import owner_of
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.integration,
-    # opt-in (make test-faults-scale): in a full fault run on 2026-12-07 a replica's
-    # connection was closed by the broker (504 CHANNEL_ERROR "expected 'channel.open'")
-    # while partitions changed hands, and the run failed; under investigation
+    # opt-in (make test-faults-scale) until it has been green in five runs in a row: in a
+    # full fault run on 2026-12-07 a replica's connection was closed by the broker (504
+    # CHANNEL_ERROR "expected 'channel.open'": an ack written after its channel's close
+    # while partitions changed hands; fixed in flowchat_platform.amqp, see
+    # docs/queue-contracts.md)
     pytest.mark.skipif(
         os.environ.get("FLOWCHAT_FAULTS_SCALE") != "1",
         reason="opt-in: make test-faults-scale (FLOWCHAT_FAULTS_SCALE=1)",
@@ -272,6 +274,12 @@ async def test_order_per_conversation_across_replicas(
                     what=f"{total} replies",
                 )
             run_s = time.monotonic() - started
+            # the deliveries a hand-over returned (acks not written after a release) come
+            # back to their new owner, which drops them as handled: let them drain
+            with contextlib.suppress(AssertionError):
+                await wait_for(
+                    lambda: _empty(rabbit_node, vhost), timeout_s=60, what="queues empty"
+                )
             empty = await _empty(rabbit_node, vhost)
             final = await members(fault_redis_url)
     finally:
