@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -56,15 +55,6 @@ from flowchat_platform.partitions import owner_of
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.integration,
-    # opt-in (make test-faults-scale) until it has been green in five runs in a row: in a
-    # full fault run on 2026-12-07 a replica's connection was closed by the broker (504
-    # CHANNEL_ERROR "expected 'channel.open'": an ack written after its channel's close
-    # while partitions changed hands; fixed in flowchat_platform.amqp, see
-    # docs/queue-contracts.md)
-    pytest.mark.skipif(
-        os.environ.get("FLOWCHAT_FAULTS_SCALE") != "1",
-        reason="opt-in: make test-faults-scale (FLOWCHAT_FAULTS_SCALE=1)",
-    ),
 ]
 
 CUSTOMERS = 200
