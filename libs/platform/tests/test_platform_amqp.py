@@ -1,4 +1,5 @@
 import asyncio
+import time
 from typing import Any
 
 import aio_pika
@@ -7,7 +8,7 @@ import structlog
 from pydantic import TypeAdapter
 
 from flowchat_contracts import InboundMessage, topology
-from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp
+from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp, declare_own_queues
 from flowchat_platform.errors import DeadLetter, Discard, PublishError
 from flowchat_platform.testing import drain_queue, eventually
 
@@ -231,6 +232,56 @@ async def test_a_closing_channel_does_not_cut_a_handler_off_midway(amqp, amqp_ur
     # unacked on the closed channel: back in its queue for the next consumer
     got = await eventually(lambda: drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND))
     assert len(got) == 1
+
+
+async def test_a_handler_finishing_during_a_release_writes_nothing_after_the_close(amqp, amqp_url):
+    """A partition handed over (``release``: the channel closed) while a handler still
+    runs. RabbitMQ forgets a channel before it answers its ``close-ok``: an ack written
+    after the ``channel.close`` reaches it on a channel it does not know, and it closes
+    the whole connection (``504 CHANNEL_ERROR - expected 'channel.open'``), every other
+    partition of the replica with it. The ack must not be written: the connection stays
+    up and the message goes back to the queue for the next consumer."""
+    await declare_own_queues(
+        amqp_url, topology.CONVERSATION_PARTITION_SPECS, topology.CONVERSATION_PARTITION_BINDINGS
+    )
+    queue = topology.CONVERSATION_PARTITION_QUEUES[0]
+    entered, finish = asyncio.Event(), asyncio.Event()
+
+    async def handler(_item: InboundMessage, _message) -> None:
+        entered.set()
+        await finish.wait()
+
+    consumer = await amqp.consume(
+        queue, handler, decoder=TypeAdapter(InboundMessage), prefetch=1, return_on_stop=True
+    )
+    connection = amqp._sub_conn.transport.connection  # the aiormq connection
+    underlay = await consumer._channel.get_underlay_channel()
+    await amqp.publish("", queue, inbound())
+    await asyncio.wait_for(entered.wait(), 10)
+    release = asyncio.create_task(amqp.release(consumer, grace_s=5))
+    # until the channel.close is on the wire and its reply awaited: the channel's RPC
+    # lock held, its frame queued, then taken by the writer
+    queued = False
+    for _ in range(1000):
+        await asyncio.sleep(0)
+        locked = underlay._Channel__lock.locked()
+        queued = queued or (locked and not connection.write_queue.empty())
+        if queued and connection.write_queue.empty():
+            break
+    finish.set()  # the handler ends: its ack is next ...
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop held: the broker answers the close meanwhile, unread
+    await release
+    await asyncio.sleep(1.0)  # the broker's answer to a stray ack, if any
+    assert not connection.is_closed, connection.closing.exception()
+    # back in the queue: the next consumer gets it (no basic.get on a single-active-
+    # consumer queue)
+    async with await aio_pika.connect(amqp_url) as conn:
+        channel = await conn.channel()
+        partition = await channel.get_queue(queue, ensure=False)
+        async with partition.iterator() as messages:
+            message = await asyncio.wait_for(anext(messages), 10)
+            assert InboundMessage.model_validate_json(message.body).provider_message_id == "wamid.1"
+            await message.ack()
 
 
 async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):

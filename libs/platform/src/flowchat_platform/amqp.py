@@ -447,7 +447,7 @@ class _Consumer(ConsumerHandle, Generic[T]):
         ack_linger_s: float = 0.0,
     ) -> None:
         self.amqp = amqp
-        self._acks = _AckBatcher(ack_linger_s) if ack_linger_s > 0 else None
+        self._acks = _AckBatcher(ack_linger_s, self._send) if ack_linger_s > 0 else None
         self.queue_name = queue
         self.handler = handler
         self.decoder = decoder
@@ -463,6 +463,13 @@ class _Consumer(ConsumerHandle, Generic[T]):
         self._idle.set()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set by :meth:`release` before its channel's Close: no ack, nack or reject starts
+        #: on the channel from then on (see :meth:`_send`).
+        self._releasing = False
+        #: acks, nacks and rejects on their way to the socket
+        self._sending = 0
+        self._sent = asyncio.Event()
+        self._sent.set()
 
     async def start(self, conn: AbstractRobustConnection) -> None:
         self._channel = await conn.channel()
@@ -489,9 +496,21 @@ class _Consumer(ConsumerHandle, Generic[T]):
 
     async def release(self) -> None:
         """Close the channel (no ``basic.cancel``): the broker returns this consumer's
-        unacknowledged deliveries to the queue, in order, and activates its next consumer."""
+        unacknowledged deliveries to the queue, in order, and activates its next consumer.
+
+        Nothing is written on the channel after its ``channel.close``: RabbitMQ forgets
+        the channel before it answers ``close-ok``, so a frame that reaches it later
+        (an ack of a handler that finished meanwhile) names a channel it does not know,
+        and it closes the whole connection (``504 CHANNEL_ERROR - expected
+        'channel.open'``), every other consumer on it with it. Acks already on their way
+        are written first; later ones are skipped (the next consumer gets those
+        messages again and its handler dedupes them)."""
         self._stopping.set()
+        self._releasing = True
         channel, self._tag = self._channel, None
+        if self._sending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sent.wait(), timeout=5)
         if channel is not None and not channel.is_closed:
             try:
                 await asyncio.wait_for(channel.close(), timeout=5)
@@ -509,12 +528,27 @@ class _Consumer(ConsumerHandle, Generic[T]):
         if self._acks is not None:
             await self._acks.flush(final=True)
 
+    async def _send(
+        self, message: AbstractIncomingMessage, send: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Write an ack, nack or reject of ``message`` unless its channel is closed or
+        being released (False: not written; the broker redelivers the message)."""
+        if self._releasing or _channel_closed(message):
+            log.info("handled after its channel closed; redelivery expected")
+            return False
+        self._sending += 1
+        self._sent.clear()
+        try:
+            await send()
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._sent.set()
+        return True
+
     async def _ack(self, message: AbstractIncomingMessage) -> None:
         if self._acks is None:
-            if _channel_closed(message):  # handled, but the broker will redeliver it
-                log.info("handled after its channel closed; redelivery expected")
-                return
-            await message.ack()
+            await self._send(message, message.ack)
         else:
             self._acks.finished(message)
 
@@ -587,7 +621,7 @@ class _Consumer(ConsumerHandle, Generic[T]):
             except RetryLater as exc:
                 if self.on_retry is None:
                     await self._settle(message)
-                    await message.nack(requeue=True)
+                    await self._send(message, lambda: message.nack(requeue=True))
                     return "requeue"
                 await self.on_retry(exc, message)
                 await self._ack(message)
@@ -600,7 +634,7 @@ class _Consumer(ConsumerHandle, Generic[T]):
             log.exception("handler failed; message rejected for redelivery", error=repr(exc))
             try:
                 await self._settle(message)
-                await message.reject(requeue=True)
+                await self._send(message, lambda: message.reject(requeue=True))
             except Exception as reject_exc:  # noqa: BLE001 - channel gone: broker redelivers
                 log.warning("reject failed", error=repr(reject_exc))
             return "requeue"
@@ -668,8 +702,14 @@ class _AckBatcher:
 
     _OPEN, _DONE, _SETTLED = 0, 1, 2
 
-    def __init__(self, linger_s: float) -> None:
+    def __init__(
+        self,
+        linger_s: float,
+        send: Callable[[AbstractIncomingMessage, Callable[[], Awaitable[None]]], Awaitable[bool]],
+    ) -> None:
         self.linger_s = linger_s
+        #: the consumer's guarded write (nothing after its channel's release)
+        self._send = send
         self._channel: Any = None
         self._next = 1
         #: tag → (state, round it finished in, message)
@@ -719,13 +759,14 @@ class _AckBatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @staticmethod
-    async def _ack(message: AbstractIncomingMessage, *, multiple: bool = False) -> None:
+    async def _ack(self, message: AbstractIncomingMessage, *, multiple: bool = False) -> None:
         tag = message.delivery_tag
         if tag is None:
             return
         try:
-            await message.channel.basic_ack(delivery_tag=tag, multiple=multiple)
+            await self._send(
+                message, lambda: message.channel.basic_ack(delivery_tag=tag, multiple=multiple)
+            )
         except Exception as exc:  # noqa: BLE001 - channel gone: the broker redelivers
             log.warning("ack failed", error=repr(exc))
 
