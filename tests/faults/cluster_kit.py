@@ -26,7 +26,6 @@ one included; routing rules in a namespace of one's own are.)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import json
@@ -226,8 +225,8 @@ class RabbitCluster:
             )
             for i in range(size)
         ]
-        self.balancer = TcpBalancer([(n.host, n.port) for n in self.nodes])
-        self.agent = ErlAgent(self.run, home, self.epmd_port, self.netns)
+        self.balancer = BalancerProcess([(n.host, n.port) for n in self.nodes])
+        self.agent = ErlAgent(self.run, home, self.epmd_port, self.netns, ticktime)
         self._reaper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -418,89 +417,46 @@ def _kill_node(node: RabbitNode) -> None:
 # --------------------------------------------------------------------------- balancer
 
 
-class TcpBalancer:
-    """One local port in front of several: each new client connection goes to the
-    first target that accepts it, starting one further round the list each time (a
-    Kubernetes Service over the broker pods: a dead pod's port refuses, the next one
-    takes the connection). Bytes are copied both ways until either side closes."""
+class BalancerProcess:
+    """A :class:`TcpBalancer` in a process of its own: every service's broker traffic
+    goes through it, and in the test process it would share one interpreter lock with
+    the load the scenario generates."""
 
     def __init__(self, targets: list[tuple[str, int]]) -> None:
         self.targets = targets
         self.port = free_port()
-        self._next = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="cluster-lb")
-        self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        #: Connections made, per target.
-        self.routed: dict[tuple[str, int], int] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10), "balancer did not start"
+        spec = ",".join(f"{h}:{p}" for h, p in self.targets)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _BALANCER_MAIN, str(self.port), spec],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)},
+        )
+        deadline = time.monotonic() + 60
+        while not answers("127.0.0.1", self.port):
+            assert self._proc.poll() is None, "balancer exited"
+            assert time.monotonic() < deadline, "balancer did not start"
+            time.sleep(0.1)
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for w in list(self._writers):
-                with contextlib.suppress(Exception):
-                    w.close()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        start = self._next
-        self._next = (self._next + 1) % len(self.targets)
-        for k in range(len(self.targets)):
-            target = self.targets[(start + k) % len(self.targets)]
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
             try:
-                upstream = await asyncio.wait_for(asyncio.open_connection(*target), timeout=2)
-            except (OSError, TimeoutError):
-                continue
-            self.routed[target] = self.routed.get(target, 0) + 1
-            break
-        if upstream is None:
-            writer.close()
-            return
-        up_r, up_w = upstream
-        self._writers.update((writer, up_w))
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
 
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-            try:
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                for x in (w, writer, up_w):
-                    with contextlib.suppress(Exception):
-                        x.close()
 
-        try:
-            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
-        finally:
-            self._writers.discard(writer)
-            self._writers.discard(up_w)
+#: argv: port, ``host:port,host:port,...``; runs until terminated.
+_BALANCER_MAIN = r"""
+import sys, threading
+from cluster_balancer import TcpBalancer
+targets = [(t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1])) for t in sys.argv[2].split(",")]
+TcpBalancer(targets, int(sys.argv[1])).start()
+threading.Event().wait()
+"""
 
 
 # --------------------------------------------------------------------------- agent
@@ -570,8 +526,9 @@ class ErlAgent:
     milliseconds. Hidden, and on an address of its own: it joins no cluster and no
     partition rule names it."""
 
-    def __init__(self, run: str, home: Path, epmd_port: int, netns: NetNs) -> None:
+    def __init__(self, run: str, home: Path, epmd_port: int, netns: NetNs, ticktime: int) -> None:
         self.name = f"fccq-{run}@{AGENT_HOST}"
+        self.ticktime = ticktime
         self.env = {**os.environ, "HOME": str(home), "ERL_EPMD_PORT": str(epmd_port)}
         self.netns = netns
         self._proc: subprocess.Popen[str] | None = None
@@ -590,6 +547,9 @@ class ErlAgent:
                 "-hidden",
                 "-name",
                 self.name,
+                "-kernel",
+                "net_ticktime",
+                str(self.ticktime),  # the cluster's: its nodes drop a slower ticker
                 "-kernel",
                 "inet_dist_use_interface",
                 ip,

@@ -124,8 +124,9 @@ def stack(
         redis_url=redis_url,
     )
     try:
-        st.start()
-        print(f"[cluster] platform started: {', '.join(st.names)}")
+        started = time.monotonic()
+        st.start(timeout_s=300)  # several minutes when the machine is loaded
+        print(f"[cluster] platform started in {time.monotonic() - started:.1f}s")
         yield st
     finally:
         codes = st.stop()
