@@ -28,12 +28,12 @@ The suite queries and drives the nodes through one hidden Erlang node
 call started a VM of its own, 5 to 10 s on a loaded machine).
 
 Opt-in (``make test-faults-scale``, or ``FLOWCHAT_FAULTS_SCALE=1``): on the shared
-2-core machine it was written on (load average 30 to 50 from other work) the module
-took 18 to 24 minutes (the cluster 48 to 80 s to start, the platform 136 to 214 s, a
-node 82 to 172 s to restart), far from the 6 minutes ``make test-faults`` could afford.
-On 2026-12-07 it passed all four scenarios once, after a run whose inbound scenario
-failed (a node slower than the 240 s then allowed to restart); no record of three
-green runs yet (see docs/operations.md, "Losing a broker node").
+2-core machine it was written on the module took 7.5 minutes at a load average of 30
+and 18 to 24 at 45 to 50 from other work (the cluster 26 to 80 s to start, the platform
+31 to 214 s, a node 31 to 172 s to restart). On 2026-12-07 it passed all four
+scenarios in two runs in a row, after a run whose inbound scenario failed (a node
+slower than the 240 s then allowed to restart); see docs/operations.md, "Losing a
+broker node".
 """
 
 from __future__ import annotations
