@@ -45,8 +45,12 @@ test-faults: setup ## Fault, load, bad-input and security suite: breaks its own 
 	@$(STACK) servers
 	@$(UV) run --frozen pytest -q tests/faults
 
-test-faults-scale: setup ## Opt-in scale-out faults: a three-node RabbitMQ cluster (needs ip netns; ~10 min)
+test-faults-scale: setup ## Opt-in scale-out faults: a three-node RabbitMQ cluster (needs root and ip netns; 6-18 min)
 	@$(STACK) servers
+	@command -v ip >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends iproute2 >/dev/null; }
 	@FLOWCHAT_FAULTS_SCALE=1 $(UV) run --frozen pytest -q -s tests/faults/test_faults_rabbit_cluster.py
 
 test-unit: setup ## Only the tests that need no server

@@ -26,9 +26,11 @@ one included; routing rules in a namespace of one's own are.)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import itertools
+import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -44,6 +46,10 @@ from faults_kit import RABBIT_BIN, RabbitNode, free_port
 
 #: Loopback addresses of the nodes' distribution (127.0.0.0/8 is all on ``lo``).
 DIST_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+#: The :class:`ErlAgent`'s distribution address (no partition rule names it).
+AGENT_HOST = "127.0.0.19"
+#: Erlang VM flags of every node: no busy-waiting schedulers (the machine is shared).
+_QUIET_VM = "+sbwt none +sbwtdcpu none +sbwtdio none"
 #: Preferences of the partition's routing rules (before the local table's, at 100).
 _RULE_PREF = 10
 
@@ -135,7 +141,7 @@ class ClusterNode(RabbitNode):
                 "ERL_EPMD_PORT": str(epmd_port),
                 "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
-                    f"-kernel inet_dist_use_interface {ip} "
+                    f"{_QUIET_VM} -kernel inet_dist_use_interface {ip} "
                     f"-kernel inet_dist_connect_options [{{ip,{ip}}}]"
                 ),
             }
@@ -219,7 +225,8 @@ class RabbitCluster:
             )
             for i in range(size)
         ]
-        self.balancer = TcpBalancer([(n.host, n.port) for n in self.nodes])
+        self.balancer = BalancerProcess([(n.host, n.port) for n in self.nodes])
+        self.agent = ErlAgent(self.run, home, self.epmd_port, self.netns, ticktime)
         self._reaper: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -234,11 +241,15 @@ class RabbitCluster:
         self.netns.create()
         with ThreadPoolExecutor(len(self.nodes)) as pool:
             list(pool.map(lambda n: n.start(timeout_s=180), self.nodes))
+        self.agent.start()
         first = self.nodes[0]
         for node in self.nodes[1:]:
-            node.ctl("stop_app")
-            node.ctl("join_cluster", first.name)
-            node.ctl("start_app")
+            # what rabbitmqctl stop_app, join_cluster and start_app call
+            self.agent.rpc(node.name, "rabbit", "stop", timeout=120)
+            self.agent.rpc(
+                node.name, "rabbit_mnesia", "join_cluster", f"'{first.name}', disc", timeout=120
+            )
+            self.agent.rpc(node.name, "rabbit", "start", timeout=180)
         self.wait_members(len(self.nodes))
         self.balancer.start()
         return time.monotonic() - started
@@ -248,6 +259,7 @@ class RabbitCluster:
         namespace (its epmd, the veth pair) removed (by the reaper, which also does it
         when the test process dies without getting here)."""
         self.balancer.stop()
+        self.agent.stop()
         for node in self.nodes:
             with contextlib.suppress(Exception):
                 _kill_node(node)
@@ -273,11 +285,21 @@ class RabbitCluster:
     def ctl(self, *args: str, timeout: float = 60) -> str:
         return self.any_running().ctl(*args, timeout=timeout)
 
-    def running_members(self, via: ClusterNode | None = None) -> list[str]:
-        import json
+    def rpc(self, mod: str, fun: str, args: str = "", timeout: float = 30) -> Any:
+        """An RPC (:class:`ErlAgent`) on the first node whose AMQP port answers."""
+        return self.agent.rpc(self.any_running().name, mod, fun, args, timeout=timeout)
 
-        out = (via or self.any_running()).ctl("cluster_status", "--formatter", "json")
-        return list(json.loads(out).get("running_nodes", []))
+    def running_members(self, via: ClusterNode | None = None) -> list[str]:
+        node = via or self.any_running()
+        return list(self.agent.rpc(node.name, "rabbit_nodes", "all_running", timeout=15))
+
+    def stop_gracefully(self, node: ClusterNode, timeout_s: float = 90) -> None:
+        """What ``rabbitmqctl stop`` does (``rabbit:stop_and_halt()``): the node leaves
+        as in a rolling restart."""
+        with contextlib.suppress(AssertionError):  # the VM halts before it answers
+            self.agent.rpc(node.name, "rabbit", "stop_and_halt", timeout=timeout_s)
+        if node.proc is not None:
+            node.proc.wait(timeout=timeout_s)
 
     def wait_members(self, count: int, timeout_s: float = 90) -> float:
         """Until ``count`` nodes run in the cluster (as every running node sees it)."""
@@ -295,24 +317,20 @@ class RabbitCluster:
             time.sleep(0.5)
 
     def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
-        """Queue name → ``{"leader", "members", "online", "consumers", "messages"}``."""
-        import json
-
-        out = self.ctl(
-            "list_queues",
-            "-p",
-            vhost,
-            "name",
-            "type",
-            "leader",
-            "members",
-            "online",
-            "consumers",
-            "messages",
-            "--formatter",
-            "json",
+        """Queue name → ``{"type", "leader", "members", "online", "consumers",
+        "messages"}``, as ``rabbitmqctl list_queues`` gathers them (each running node
+        reports the queues its record says it leads: a queue whose recorded leader is
+        down is missing until a new leader has updated the record)."""
+        rows = self.rpc(
+            "rabbit_amqqueue",
+            "collect_info_all",
+            f'<<"{vhost}">>, [name, type, leader, members, online, consumers, messages]',
         )
-        return {q["name"]: q for q in json.loads(out)}
+        return {q["name"]: q for q in rows}
+
+    def queue_count(self, vhost: str) -> int:
+        """Queues of ``vhost``, whatever the state of their leader."""
+        return int(self.rpc("rabbit_amqqueue", "count", f'<<"{vhost}">>'))
 
     def node_named(self, name: str) -> ClusterNode:
         return next(n for n in self.nodes if n.name == name)
@@ -325,8 +343,12 @@ class RabbitCluster:
 
     def add_vhost(self) -> str:
         vhost = f"cluster-{uuid.uuid4().hex[:8]}"
-        self.ctl("add_vhost", vhost)
-        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        self.rpc("rabbit_vhost", "add", f'<<"{vhost}">>, <<"faults">>', timeout=60)
+        self.rpc(
+            "rabbit_auth_backend_internal",
+            "set_permissions",
+            f'<<"guest">>, <<"{vhost}">>, <<".*">>, <<".*">>, <<".*">>, <<"faults">>',
+        )
         return vhost
 
     # ------------------------------------------------------------ partition
@@ -395,86 +417,207 @@ def _kill_node(node: RabbitNode) -> None:
 # --------------------------------------------------------------------------- balancer
 
 
-class TcpBalancer:
-    """One local port in front of several: each new client connection goes to the
-    first target that accepts it, starting one further round the list each time (a
-    Kubernetes Service over the broker pods: a dead pod's port refuses, the next one
-    takes the connection). Bytes are copied both ways until either side closes."""
+class BalancerProcess:
+    """A :class:`TcpBalancer` in a process of its own: every service's broker traffic
+    goes through it, and in the test process it would share one interpreter lock with
+    the load the scenario generates."""
 
     def __init__(self, targets: list[tuple[str, int]]) -> None:
         self.targets = targets
         self.port = free_port()
-        self._next = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="cluster-lb")
-        self._server: asyncio.AbstractServer | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        #: Connections made, per target.
-        self.routed: dict[tuple[str, int], int] = {}
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10), "balancer did not start"
+        spec = ",".join(f"{h}:{p}" for h, p in self.targets)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _BALANCER_MAIN, str(self.port), spec],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)},
+        )
+        deadline = time.monotonic() + 60
+        while not answers("127.0.0.1", self.port):
+            assert self._proc.poll() is None, "balancer exited"
+            assert time.monotonic() < deadline, "balancer did not start"
+            time.sleep(0.1)
 
     def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for w in list(self._writers):
-                with contextlib.suppress(Exception):
-                    w.close()
-
-        with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-            self._ready.set()
-
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-        start = self._next
-        self._next = (self._next + 1) % len(self.targets)
-        for k in range(len(self.targets)):
-            target = self.targets[(start + k) % len(self.targets)]
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
             try:
-                upstream = await asyncio.wait_for(asyncio.open_connection(*target), timeout=2)
-            except (OSError, TimeoutError):
-                continue
-            self.routed[target] = self.routed.get(target, 0) + 1
-            break
-        if upstream is None:
-            writer.close()
-            return
-        up_r, up_w = upstream
-        self._writers.update((writer, up_w))
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
 
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+
+#: argv: port, ``host:port,host:port,...``; runs until terminated.
+_BALANCER_MAIN = r"""
+import sys, threading
+from cluster_balancer import TcpBalancer
+targets = [(t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1])) for t in sys.argv[2].split(",")]
+TcpBalancer(targets, int(sys.argv[1])).start()
+threading.Event().wait()
+"""
+
+
+# --------------------------------------------------------------------------- agent
+
+#: The :class:`ErlAgent`'s loop: each stdin line is ``<seq> <erlang expressions>.``;
+#: each is evaluated in a process of its own (a slow RPC holds up nothing else) and
+#: answered by one line ``<seq> <json>``: ``{"ok": value}`` or ``{"error": "..."}``.
+#: Values: binaries, atoms and printable lists as strings, ``true``/``false``/
+#: ``undefined`` as JSON, tuples and lists as arrays, proplists with atom keys and
+#: maps as objects, a ``#resource{}`` as its name, anything else as its printed form.
+_AGENT_LOOP = r"""
+Esc = fun(B) -> binary:replace(binary:replace(B, <<"\\">>, <<"\\\\">>, [global]),
+                               <<"\"">>, <<"\\\"">>, [global]) end,
+Str = fun(B) -> [$", Esc(B), $"] end,
+Pair = fun(V) -> is_tuple(V) andalso tuple_size(V) =:= 2 andalso is_atom(element(1, V)) end,
+J = fun J(true) -> "true"; J(false) -> "false"; J(undefined) -> "null";
+        J(V) when is_atom(V) -> Str(atom_to_binary(V));
+        J(V) when is_binary(V) -> Str(V);
+        J(V) when is_integer(V) -> integer_to_list(V);
+        J(V) when is_float(V) -> float_to_list(V, [short]);
+        J({resource, _, _, Name}) -> J(Name);
+        J(V) when is_map(V) ->
+            [${, lists:join($,, [[J(iolist_to_binary(io_lib:format("~0p", [K]))), $:, J(X)]
+                                 || {K, X} <- maps:to_list(V)]), $}];
+        J([]) -> "[]";
+        J(V) when is_list(V) ->
+            case io_lib:printable_unicode_list(V) of
+                true -> Str(unicode:characters_to_binary(V));
+                false ->
+                    case lists:all(Pair, V) of
+                        true -> [${, lists:join($,, [[Str(atom_to_binary(K)), $:, J(X)]
+                                                      || {K, X} <- V]), $}];
+                        false -> [$[, lists:join($,, [J(X) || X <- V]), $]]
+                    end
+            end;
+        J(V) when is_tuple(V) -> J(tuple_to_list(V));
+        J(V) -> Str(iolist_to_binary(io_lib:format("~0p", [V])))
+    end,
+Eval = fun(Seq, Src) ->
+    Reply = try
+        {ok, Toks, _} = erl_scan:string(Src),
+        {ok, Exprs} = erl_parse:parse_exprs(Toks),
+        {value, V, _} = erl_eval:exprs(Exprs, []),
+        ["{\"ok\":", J(V), "}"]
+    catch C:R -> ["{\"error\":", Str(iolist_to_binary(io_lib:format("~0p:~0p", [C, R]))), "}"]
+    end,
+    io:put_chars([Seq, " ", Reply, "\n"])
+end,
+Loop = fun Loop() ->
+    case io:get_line("") of
+        eof -> halt(0);
+        {error, _} -> halt(0);
+        Line ->
+            [Seq, Src] = string:split(string:trim(Line), " "),
+            spawn(fun() -> Eval(Seq, Src) end),
+            Loop()
+    end
+end,
+Loop().
+"""
+
+
+class ErlAgent:
+    """A hidden Erlang node in the cluster's namespace that runs the suite's queries
+    and commands as RPCs on the nodes: a ``rabbitmqctl`` call starts an Erlang VM of its
+    own (5 to 10 s each on a loaded 2-core machine), an RPC through this node takes
+    milliseconds. Hidden, and on an address of its own: it joins no cluster and no
+    partition rule names it."""
+
+    def __init__(self, run: str, home: Path, epmd_port: int, netns: NetNs, ticktime: int) -> None:
+        self.name = f"fccq-{run}@{AGENT_HOST}"
+        self.ticktime = ticktime
+        self.env = {**os.environ, "HOME": str(home), "ERL_EPMD_PORT": str(epmd_port)}
+        self.netns = netns
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._replies: dict[int, queue.Queue[Any]] = {}
+
+    def start(self) -> None:
+        ip = _erl_ip(AGENT_HOST)
+        loop = " ".join(line.strip() for line in _AGENT_LOOP.strip().splitlines())
+        self._proc = subprocess.Popen(
+            [
+                *self.netns.prefix(),
+                "erl",
+                "-noshell",
+                "-hidden",
+                "-name",
+                self.name,
+                "-kernel",
+                "net_ticktime",
+                str(self.ticktime),  # the cluster's: its nodes drop a slower ticker
+                "-kernel",
+                "inet_dist_use_interface",
+                ip,
+                "-kernel",
+                "inet_dist_connect_options",
+                f"[{{ip,{ip}}}]",
+                "-eval",
+                loop,
+            ],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        threading.Thread(target=self._read, daemon=True, name="cluster-agent").start()
+        self.call("ok.", timeout=60)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert self._proc.stdin is not None
+                self._proc.stdin.close()
             try:
-                while data := await r.read(65536):
-                    w.write(data)
-                    await w.drain()
-            except (OSError, asyncio.CancelledError):
-                pass
-            finally:
-                for x in (w, writer, up_w):
-                    with contextlib.suppress(Exception):
-                        x.close()
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
 
+    def _read(self) -> None:
+        assert self._proc is not None
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            seq, _, body = line.partition(" ")
+            with self._lock:
+                box = self._replies.get(int(seq)) if seq.isdigit() else None
+            if box is not None:
+                box.put(body)
+
+    def call(self, expr: str, timeout: float = 30) -> Any:
+        """Evaluate Erlang expressions (ending in ``.``) on the agent; their value as
+        JSON-ish Python, or AssertionError (an error, or no answer in ``timeout``)."""
+        assert self._proc is not None, "agent not started"
+        assert self._proc.stdin is not None
+        seq = next(self._seq)
+        box: queue.Queue[Any] = queue.Queue()
+        with self._lock:
+            self._replies[seq] = box
+            self._proc.stdin.write(f"{seq} {' '.join(expr.split())}\n")
+            self._proc.stdin.flush()
         try:
-            await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+            body = box.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"agent: no answer in {timeout}s to {expr[:120]}") from None
         finally:
-            self._writers.discard(writer)
-            self._writers.discard(up_w)
+            with self._lock:
+                self._replies.pop(seq, None)
+        reply = json.loads(body)
+        if "error" in reply:
+            raise AssertionError(f"agent: {reply['error']} ({expr[:120]})")
+        return reply["ok"]
+
+    def rpc(self, node: str, mod: str, fun: str, args: str = "", timeout: float = 30) -> Any:
+        """``rpc:call(node, mod, fun, [args])``; a ``{badrpc, _}`` raises AssertionError."""
+        ms = int(timeout * 1000)
+        return self.call(
+            f"case rpc:call('{node}', {mod}, {fun}, [{args}], {ms}) of "
+            f"{{badrpc, R}} -> error({{badrpc, R}}); V -> V end.",
+            timeout=timeout + 5,
+        )

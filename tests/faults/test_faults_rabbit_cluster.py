@@ -2,13 +2,17 @@
 (:mod:`cluster_kit`), quorum queues replicated on all three, the platform connected
 through a local load balancer standing in for the Kubernetes Service.
 
-15. The leader of ``whatsapp.outbound`` SIGKILLed under send-API load.
-16. The leader of ``conversation.inbound`` SIGKILLed under webhook load.
+15. The leader of ``whatsapp.outbound`` SIGKILLed under send-API load; a
+    :class:`PublishProbe` measures a plain channel and the platform's publisher whose
+    first publish to a queue the node led comes right after the kill.
+16. The node leading most inbound queues (``conversation.inbound`` and its partition
+    queues, where the webhooks go) SIGKILLed under webhook load.
 17. The node leading ``whatsapp.outbound`` partitioned away (routing rules blackhole
     its distribution traffic; ``pause_minority`` pauses it) under send-API load, then
     healed.
-18. A rolling restart of the three nodes (``rabbitmqctl stop``, start, wait for the
-    cluster and the queues' members) under send-API load.
+18. A rolling restart of the three nodes (``rabbit:stop_and_halt()``, what
+    ``rabbitmqctl stop`` calls; start; wait for the cluster and the queues' members)
+    under send-API load.
 
 Each scenario counts what reached the sandbox: ``lost`` (a request answered 202/200
 whose message never got there), ``duplicated`` (more than one send per idempotency
@@ -19,10 +23,19 @@ platform (without the opt-in inbox and relay) start once for the module, on a vh
 database and a Redis database of their own; each scenario seeds its own tenant and
 starts and ends with three nodes running and every quorum queue on three members.
 
-Opt-in (``make test-faults-scale``, or ``FLOWCHAT_FAULTS_SCALE=1``): the module took
-8.5 to 17.5 minutes on the loaded 2-core machine it was written on and has passed all
-four scenarios once on its final code; it joins ``make test-faults`` once it is fast
-and has a record of passing (see docs/operations.md, "Losing a broker node").
+The suite queries and drives the nodes through one hidden Erlang node
+(:class:`cluster_kit.ErlAgent`: an RPC takes milliseconds where each ``rabbitmqctl``
+call started a VM of its own, 5 to 10 s on a loaded machine).
+
+Opt-in: ``make test-faults-scale`` (as root: ``ip netns``; the target installs iproute2
+when ``ip`` is missing; skipped when not root). Not in ``make test-faults`` yet: three
+runs in a row passed, but at 6 to 24 minutes it would take CI past its time budget. On the shared
+2-core machine it was written on the module took 5.9 to 7.5 minutes at a load average
+of 25 to 30 and 18 to 24 at 45 to 50 from other work (the cluster 26 to 80 s to start, the platform
+31 to 214 s, a node 31 to 172 s to restart). On 2026-12-07 it passed all four
+scenarios in three runs in a row, after a run whose inbound scenario failed (a node
+slower than the 240 s then allowed to restart); see docs/operations.md, "Losing a
+broker node".
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import contextlib
 import itertools
 import os
 import re
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -66,6 +80,10 @@ pytestmark = [
     pytest.mark.skipif(
         os.environ.get("FLOWCHAT_FAULTS_SCALE") != "1",
         reason="opt-in: make test-faults-scale (FLOWCHAT_FAULTS_SCALE=1)",
+    ),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None,
+        reason="needs root and iproute2 (ip netns): make test-faults-scale installs iproute2",
     ),
 ]
 
@@ -124,8 +142,9 @@ def stack(
         redis_url=redis_url,
     )
     try:
-        st.start()
-        print(f"[cluster] platform started: {', '.join(st.names)}")
+        started = time.monotonic()
+        st.start(timeout_s=300)  # several minutes when the machine is loaded
+        print(f"[cluster] platform started in {time.monotonic() - started:.1f}s")
         yield st
     finally:
         codes = st.stop()
@@ -149,7 +168,7 @@ def restore(cluster: RabbitCluster, vhost: str) -> None:
     cluster.heal()
     for node in cluster.nodes:
         if node.proc is None or node.proc.poll() is not None:
-            node.start(timeout_s=240)
+            node.start(timeout_s=420)
     cluster.wait_members(len(cluster.nodes), timeout_s=240)
     deadline = time.monotonic() + 120
     while not queues_whole(cluster, vhost):
@@ -162,6 +181,8 @@ def queues_whole(cluster: RabbitCluster, vhost: str) -> bool:
         queues = cluster.queues(vhost)
     except Exception:  # noqa: BLE001 - a node still booting
         return False
+    if len(queues) < cluster.queue_count(vhost):
+        return False  # a queue whose recorded leader is down
     quorum = [q for q in queues.values() if q.get("type") == "quorum"]
     return all(len(q.get("online") or []) == 3 for q in quorum)
 
@@ -190,7 +211,7 @@ class SendLoad:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self, workers: int = 6, pause_s: float = 0.15) -> None:
+    def start(self, workers: int = 4, pause_s: float = 0.15) -> None:
         self.tasks = [asyncio.create_task(self._worker(w, pause_s)) for w in range(workers)]
 
     async def finish(self) -> None:
@@ -227,7 +248,8 @@ class SendLoad:
                 self.message_ids.setdefault(key, set()).add(str(r.json()["message_id"]))
                 return
             self.refused[status] += 1
-            if 400 <= status < 500 and status != 429:
+            # 409: the same key still in progress (an earlier attempt timed out here)
+            if 400 <= status < 500 and status not in (409, 429):
                 self.rejected.append(f"{status} {r.text[:300]}")
                 self.stop.set()
                 return
@@ -295,13 +317,24 @@ def queues_ready(cluster: RabbitCluster, vhost: str, members: int = 3) -> bool:
         queues = cluster.queues(vhost)
     except Exception:  # noqa: BLE001 - a node still booting
         return False
-    for name in CONSUMED:
+    partitions = [n for n in queues if n.startswith(f"{INBOUND}.")]
+    for name in (*CONSUMED, *partitions):
         q = queues.get(name)
         if q is None or not q.get("leader") or int(q.get("consumers") or 0) < 1:
             return False
         if len(q.get("online") or []) < members:
             return False
     return True
+
+
+def inbound_leaders(cluster: RabbitCluster, vhost: str) -> Counter[str]:
+    """Node → how many of the inbound queues (``conversation.inbound`` and its
+    partitions, where the gateway's webhooks go) it leads."""
+    return Counter(
+        str(q["leader"])
+        for name, q in cluster.queues(vhost).items()
+        if name == INBOUND or name.startswith(f"{INBOUND}.")
+    )
 
 
 def replicated(cluster: RabbitCluster, vhost: str) -> dict[str, int]:
@@ -337,6 +370,101 @@ def describe(load: SendLoad, extra: str = "") -> str:
     return f"attempts={load.attempts} refused={refused} unaccepted={len(load.unaccepted)} {extra}"
 
 
+def node_url(node: ClusterNode, vhost: str) -> str:
+    from urllib.parse import quote
+
+    return f"amqp://guest:guest@{node.host}:{node.port}/{quote(vhost, safe='')}"
+
+
+@dataclass
+class PublishProbe:
+    """Two publishers connected to a surviving node before the kill, whose first publish
+    to a quorum queue the killed node led comes right after it (as for a publisher that
+    reconnected at once, while the queue's record still names the dead leader): a plain
+    aio-pika channel with confirms (what every service did before) and the platform's
+    :class:`Amqp` (a new channel after a nack); each publishes until its first confirm.
+    On RabbitMQ 3.10 such a channel has every publish to that queue nacked until the
+    dead node is back (docs/operations.md, "Losing a broker node")."""
+
+    cluster: RabbitCluster
+    vhost: str
+    queue: str = field(default_factory=lambda: f"probe.{uuid.uuid4().hex[:8]}")
+    #: publisher → seconds from the kill to its first confirm (None: none)
+    confirmed_s: dict[str, float | None] = field(default_factory=dict)
+    nacks: Counter[str] = field(default_factory=Counter)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _conn: Any = None
+    _channel: Any = None
+    _amqp: Any = None
+
+    async def prepare(self, leader: ClusterNode) -> None:
+        """The queue, led by ``leader`` (declared on a connection to it: client-local);
+        both publishers connected to another node."""
+        import aio_pika
+
+        from flowchat_platform.amqp import Amqp
+
+        conn = await aio_pika.connect(node_url(leader, self.vhost))
+        try:
+            ch = await conn.channel()
+            await ch.declare_queue(
+                self.queue,
+                durable=True,
+                arguments={"x-queue-type": "quorum", "x-overflow": "reject-publish"},
+            )
+        finally:
+            await conn.close()
+        survivor = next(n for n in self.cluster.nodes if n is not leader)
+        url = node_url(survivor, self.vhost)
+        self._conn = await aio_pika.connect_robust(url)
+        self._channel = await self._conn.channel(publisher_confirms=True)
+        self._amqp = Amqp(url, service="probe", declare=False, publish_timeout_s=5)
+        await self._amqp.connect()
+
+    async def run(self, killed: float, timeout_s: float) -> None:
+        try:
+            await asyncio.gather(
+                self._publisher("plain", killed, timeout_s),
+                self._publisher("amqp", killed, timeout_s),
+            )
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._amqp is not None:
+            await self._amqp.close(grace_s=1)
+        if self._conn is not None and not self._conn.is_closed:
+            await self._conn.close()
+
+    async def _publisher(self, kind: str, killed: float, timeout_s: float) -> None:
+        import aio_pika
+
+        self.confirmed_s[kind] = None
+        deadline = killed + timeout_s
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                if kind == "amqp":
+                    await self._amqp.publish("", self.queue, b"{}")
+                else:
+                    await asyncio.wait_for(
+                        self._channel.default_exchange.publish(
+                            aio_pika.Message(b"{}", delivery_mode=2), self.queue
+                        ),
+                        5,
+                    )
+            except Exception:  # noqa: BLE001 - a nack, a timeout: counted, retried
+                self.nacks[kind] += 1
+                await asyncio.sleep(0.2)
+                continue
+            self.confirmed_s[kind] = time.monotonic() - killed
+            return
+
+    def describe(self) -> str:
+        return " ".join(
+            f"probe_{k}={secs(v)}/{self.nacks[k]}nacks" for k, v in self.confirmed_s.items()
+        )
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -349,12 +477,16 @@ async def _kill_leader_under_send_load(
         assert members, "no quorum queue"
         assert all(n == 3 for n in members.values()), members
         load = SendLoad(client, stack, tenant, customers)
+        leader = await asyncio.to_thread(cluster.leader_of, vhost, queue)
+        probe = PublishProbe(cluster, vhost)
+        await probe.prepare(leader)
         load.start()
+        probing: asyncio.Task[None] | None = None
         try:
-            await load.wait_accepted(60)
-            leader = await asyncio.to_thread(cluster.leader_of, vhost, queue)
+            await load.wait_accepted(20)
             killed_wall, killed = time.time(), time.monotonic()
             await asyncio.to_thread(leader.kill)
+            probing = asyncio.create_task(probe.run(killed, 45))
             await wait_for(
                 lambda: asyncio.to_thread(queues_ready, cluster, vhost, 2),
                 timeout_s=120,
@@ -362,25 +494,39 @@ async def _kill_leader_under_send_load(
                 what="a new leader and consumers on the surviving nodes",
             )
             consumers_s = time.monotonic() - killed
-            new_leader = cluster.queues(vhost)[queue]["leader"]
-            on_two = await flows(lambda: len(load.accepted), 40, 60)
+            new_leader = (await asyncio.to_thread(cluster.queues, vhost))[queue]["leader"]
+            on_two = await flows(lambda: len(load.accepted), 15, 45)
+            with contextlib.suppress(AssertionError):
+                await wait_for(
+                    lambda: probe.confirmed_s.get("amqp") is not None,
+                    timeout_s=max(1.0, killed + 45 - time.monotonic()),
+                    what="probe",
+                )
+            probe.stop.set()  # the plain channel: confirmed by now, or only once the node is back
+            await probing
             # the killed node comes back (rejoins on its own data), and sends flow then
-            await asyncio.to_thread(leader.start, 240)
-            after = await flows(lambda: len(load.accepted), 40, 120)
+            await asyncio.to_thread(leader.start, 420)
+            after = await flows(lambda: len(load.accepted), 15, 120)
             assert after is not None, f"no sends accepted after the node came back {describe(load)}"
         finally:
+            probe.stop.set()
+            if probing is not None:
+                await probing
+            else:
+                await probe.close()
             await load.finish()
         entries = await settle_sends(load, figures)
         figures.recover_s = max(load.longest_gap(killed - 5), sandbox_gap(entries, killed_wall))
         figures.notes = describe(
             load,
             f"killed={leader.name.split('@')[0]} new_leader={str(new_leader).split('@')[0]} "
-            f"consumers_back={consumers_s:.1f}s flowing_on_two={secs(on_two)}",
+            f"consumers_back={consumers_s:.1f}s flowing_on_two={secs(on_two)} " + probe.describe(),
         )
+        assert probe.confirmed_s["amqp"] is not None, f"Amqp never confirmed: {probe.describe()}"
         return load, leader
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 async def test_outbound_leader_killed(cluster, cluster_vhost, stack, figures):
     _load, leader = await _kill_leader_under_send_load(
         cluster, cluster_vhost, stack, OUTBOUND, figures
@@ -390,7 +536,7 @@ async def test_outbound_leader_killed(cluster, cluster_vhost, stack, figures):
     assert figures.duplicated == 0
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
     async with httpx.AsyncClient(timeout=15) as client:
         tenant = await seed_tenant(client, stack)
@@ -416,8 +562,10 @@ async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
 
         workers = [asyncio.create_task(worker()) for _ in range(6)]
         try:
-            await wait_for(lambda: len(accepted) >= 40, timeout_s=120, what="load")
-            leader = await asyncio.to_thread(cluster.leader_of, cluster_vhost, INBOUND)
+            await wait_for(lambda: len(accepted) >= 20, timeout_s=120, what="load")
+            # the node leading most inbound queues (the partitions the webhooks go to)
+            led = await asyncio.to_thread(inbound_leaders, cluster, cluster_vhost)
+            leader = cluster.node_named(led.most_common(1)[0][0])
             killed_wall, killed = time.time(), time.monotonic()
             await asyncio.to_thread(leader.kill)
             await wait_for(
@@ -427,10 +575,12 @@ async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
                 what="a new leader and consumers on the surviving nodes",
             )
             consumers_s = time.monotonic() - killed
-            new_leader = cluster.queues(cluster_vhost)[INBOUND]["leader"]
-            on_two = await flows(lambda: len(accepted), 30, 60, pending.empty)
-            await asyncio.to_thread(leader.start, 240)
-            after = await flows(lambda: len(accepted), 30, 120, pending.empty)
+            still_led = (await asyncio.to_thread(inbound_leaders, cluster, cluster_vhost))[
+                leader.name
+            ]
+            on_two = await flows(lambda: len(accepted), 15, 45, pending.empty)
+            await asyncio.to_thread(leader.start, 420)
+            after = await flows(lambda: len(accepted), 15, 120, pending.empty)
             assert after is not None, f"no webhook accepted after the node came back {refused}"
         finally:
             stop.set()
@@ -458,23 +608,23 @@ async def test_inbound_leader_killed(cluster, cluster_vhost, stack, figures):
         figures.notes = (
             f"replies_each={per_customer} refused="
             f"{','.join(f'{s}x{n}' for s, n in sorted(refused.items())) or 'none'} "
-            f"killed={leader.name.split('@')[0]} new_leader={str(new_leader).split('@')[0]} "
+            f"killed={leader.name.split('@')[0]} (led {led[leader.name]} inbound queues) "
             f"consumers_back={consumers_s:.1f}s flowing_on_two={secs(on_two)} "
             f"unaccepted={len(customers) - len(accepted) - pending.qsize()}"
         )
-    assert new_leader != leader.name
+    assert still_led == 0, "the killed node still leads inbound queues"
     assert figures.lost == 0
     assert figures.duplicated == 0
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, figures):
     async with httpx.AsyncClient(timeout=15) as client:
         tenant, customers = await send_scenario_setup(client, stack)
         load = SendLoad(client, stack, tenant, customers)
         load.start()
         try:
-            await load.wait_accepted(60)
+            await load.wait_accepted(20)
             # the hardest node to lose: the one leading the send queue
             victim = await asyncio.to_thread(cluster.leader_of, cluster_vhost, OUTBOUND)
             cut_wall, cut = time.time(), time.monotonic()
@@ -493,7 +643,7 @@ async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, fi
                 what="a new leader and consumers on the majority",
             )
             majority_s = time.monotonic() - cut
-            on_majority = await flows(lambda: len(load.accepted), 40, 60)
+            on_majority = await flows(lambda: len(load.accepted), 15, 45)
             await asyncio.to_thread(cluster.heal)
             healed = time.monotonic()
             await asyncio.to_thread(cluster.wait_members, 3, 90)
@@ -504,7 +654,7 @@ async def test_node_partitioned_pause_minority(cluster, cluster_vhost, stack, fi
                 what="three members online again",
             )
             rejoined_s = time.monotonic() - healed
-            after = await flows(lambda: len(load.accepted), 40, 120)
+            after = await flows(lambda: len(load.accepted), 15, 120)
             assert after is not None, f"no sends accepted after healing {describe(load)}"
         finally:
             await asyncio.to_thread(cluster.heal)
@@ -530,12 +680,12 @@ async def test_rolling_restart(cluster, cluster_vhost, stack, figures):
         load.start()
         restarts: list[str] = []
         try:
-            await load.wait_accepted(40)
+            await load.wait_accepted(20)
             began_wall, began = time.time(), time.monotonic()
             for node in cluster.nodes:
                 t0 = time.monotonic()
-                await asyncio.to_thread(node.stop_gracefully)
-                await asyncio.to_thread(node.start, 240)
+                await asyncio.to_thread(cluster.stop_gracefully, node)
+                await asyncio.to_thread(node.start, 420)
                 await asyncio.to_thread(cluster.wait_members, 3, 90)
                 await wait_for(
                     lambda: asyncio.to_thread(queues_ready, cluster, cluster_vhost, 3),
@@ -545,7 +695,7 @@ async def test_rolling_restart(cluster, cluster_vhost, stack, figures):
                 )
                 restarts.append(f"{node.name.split('@')[0]}:{time.monotonic() - t0:.1f}s")
             rolled_s = time.monotonic() - began
-            after = await flows(lambda: len(load.accepted), 30, 120)
+            after = await flows(lambda: len(load.accepted), 15, 120)
             assert after is not None, f"no sends accepted after the restarts {describe(load)}"
         finally:
             await load.finish()

@@ -78,6 +78,42 @@ async def test_unroutable_publish_raises(amqp):
         await amqp.publish("", "no-such-queue", b"{}")
 
 
+async def test_a_nacked_publish_raises_and_the_publish_channel_is_replaced(amqp, amqp_url):
+    """A nack raises (the caller retries) and the next publishes go on a new channel
+    (a quorum queue's publisher state lives in the channel: one made while a leader was
+    being replaced stays nacked), at most once per ``nack_reopen_interval_s``; the
+    channel the topology was declared on stays open."""
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        ch = await conn.channel()
+        await ch.declare_queue(
+            "test.full", arguments={"x-max-length": 0, "x-overflow": "reject-publish"}
+        )
+    finally:
+        await conn.close()
+    first = amqp._pub_channel
+    with pytest.raises(PublishError, match="Nack"):
+        await amqp.publish("", "test.full", b"{}")
+    await eventually(lambda: amqp._pub_channel is not first, timeout_s=5)
+    second = amqp._pub_channel
+    assert not first.is_closed  # the topology's channel: aio-pika redeclares through it
+    # nacked again at once: within the interval, the channel stays
+    with pytest.raises(PublishError):
+        await amqp.publish("", "test.full", b"{}")
+    await asyncio.sleep(0.3)
+    assert amqp._pub_channel is second
+    msg = inbound()
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", msg, message_id=msg.event_id)
+    got = await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    assert [InboundMessage.model_validate_json(m.body) for m in got] == [msg]
+    # after the interval, a nack replaces it again and the replaced one is closed later
+    await asyncio.sleep(amqp.nack_reopen_interval_s)
+    with pytest.raises(PublishError):
+        await amqp.publish("", "test.full", b"{}")
+    await eventually(lambda: amqp._pub_channel is not second, timeout_s=5)
+    await eventually(lambda: second.is_closed, timeout_s=amqp.publish_timeout_s + 5)
+
+
 async def test_publish_without_a_broker_fails_fast():
     client = Amqp("amqp://guest:guest@127.0.0.1:1/", service="test")
     with pytest.raises(PublishError, match="not connected"):

@@ -86,8 +86,12 @@ class Amqp:
         queue_stats_interval_s: float = 15.0,
         transient_retry_max_s: float = 5.0,
         transient_retry_for_s: float = 600.0,
+        nack_reopen_interval_s: float = 1.0,
     ) -> None:
         self.url = url
+        #: After a ``basic.nack``, the publish channel is replaced by a new one, at most
+        #: once per ``nack_reopen_interval_s`` (see :meth:`_reopen_after_nack`).
+        self.nack_reopen_interval_s = nack_reopen_interval_s
         #: A handler failing because a dependency is unavailable runs again in place,
         #: backing off up to ``transient_retry_max_s``, for up to ``transient_retry_for_s``
         #: (then the message goes back to its queue, one delivery spent).
@@ -100,6 +104,12 @@ class Amqp:
         self._pub_conn: AbstractRobustConnection | None = None
         self._sub_conn: AbstractRobustConnection | None = None
         self._pub_channel: AbstractChannel | None = None
+        #: The first publish channel (the topology was declared on it, and aio-pika
+        #: declares it again through it after a reconnect): kept open when replaced.
+        self._declared_channel: AbstractChannel | None = None
+        self._reopened_at = float("-inf")
+        self._reopening: asyncio.Task[None] | None = None
+        self._retired: set[asyncio.Task[None]] = set()
         self._consumers: list[_Consumer[Any]] = []
         self._connected = asyncio.Event()
         #: Queues whose depth is exported (consumed queues and where they park), in order.
@@ -141,6 +151,7 @@ class Amqp:
         self._pub_channel = await self._pub_conn.channel(
             publisher_confirms=True, on_return_raises=True
         )
+        self._declared_channel = self._pub_channel
         if self.declare:
             await declare_topology(self._pub_channel)
 
@@ -177,6 +188,9 @@ class Amqp:
         metrics.AMQP_CONNECTED.labels(self.service).set(0)
 
     async def _close_connections(self) -> None:
+        for task in (self._reopening, *self._retired):
+            if task is not None and not task.done():
+                task.cancel()
         for conn in (self._sub_conn, self._pub_conn):
             if conn is not None and not conn.is_closed:
                 try:
@@ -184,7 +198,7 @@ class Amqp:
                 except Exception as exc:  # noqa: BLE001 - closing is best effort
                     log.warning("broker close failed", error=repr(exc))
         self._sub_conn = self._pub_conn = None
-        self._pub_channel = None
+        self._pub_channel = self._declared_channel = None
 
     # ------------------------------------------------------------ publish
 
@@ -254,11 +268,65 @@ class Amqp:
             ) from exc
         except Exception as exc:
             metrics.AMQP_PUBLISHED.labels(self.service, label, "failed").inc()
+            if isinstance(exc, aiormq.exceptions.DeliveryError) and isinstance(
+                exc.frame, aiormq.spec.Basic.Nack
+            ):
+                self._reopen_after_nack(channel)
             raise PublishError(
                 f"publish failed: {exc!r}", exchange=exchange, routing_key=routing_key
             ) from exc
         _published(self.service, label, "confirmed").inc()
         _publish_seconds(self.service, label).observe(time.perf_counter() - started)
+
+    def _reopen_after_nack(self, nacked: AbstractChannel | None) -> None:
+        """Replace the publish channel after a ``basic.nack`` (at most once per
+        ``nack_reopen_interval_s``; the nack still raises, the caller retries).
+
+        A quorum queue's publisher state lives in the channel, made at its first publish
+        to the queue from the leader the queue's record names then. A channel opened
+        while a leader is being replaced (a reconnect after its node died) keeps asking
+        the dead node and has every publish to that queue nacked until the node is back
+        (RabbitMQ 3.10: ``rabbit_fifo_client`` registers its enqueuer by an RPC to that
+        one node). A new channel starts from the record as it is now (docs/operations.md,
+        "Losing a broker node")."""
+        now = time.monotonic()
+        if (
+            nacked is None
+            or nacked is not self._pub_channel
+            or (self._reopening is not None and not self._reopening.done())
+            or now - self._reopened_at < self.nack_reopen_interval_s
+        ):
+            return
+        self._reopened_at = now
+        self._reopening = asyncio.create_task(self._reopen_pub_channel(nacked))
+
+    async def _reopen_pub_channel(self, old: AbstractChannel) -> None:
+        conn = self._pub_conn
+        if conn is None or conn.is_closed:
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                new = await conn.channel(publisher_confirms=True, on_return_raises=True)
+        except Exception as exc:  # noqa: BLE001 - the old channel stays; next nack tries again
+            log.warning("publish channel not reopened", error=repr(exc))
+            return
+        if self._pub_conn is not conn or self._pub_channel is not old:
+            await new.close()  # reconnected meanwhile: that channel is current
+            return
+        self._pub_channel = new
+        log.warning("publish channel reopened after a nack")
+        if old is not self._declared_channel:
+            # publishes in flight on it get their confirms first
+            task = asyncio.create_task(self._close_later(old, self.publish_timeout_s))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+
+    @staticmethod
+    async def _close_later(channel: AbstractChannel, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        if not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), timeout=5)
 
     async def publish_many(
         self, items: Iterable[tuple[str, str, BaseModel]], *, timeout_s: float | None = None
