@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [--only a,b]``: run the benchmarks, write
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
-Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
+Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, turn_cost,
+state_manager,
 relay, growth, inbox, state_partitions, conversation, console, privacy; ``memory`` is gathered
 from the peaks the others sampled. ``--quick`` runs small sizes and one round each (a CI
 smoke) into ``bench/results/quick/``.
@@ -31,6 +32,7 @@ from bench import (
     sender,
     state,
     state_partitions,
+    turn_cost,
 )
 from bench.common import RESULTS, ROOT, load, machine, say
 from flowchat_platform.logs import configure_logging
@@ -41,6 +43,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "priority": sender.priority,
     "gateway": gateway.ingest,
     "roundtrip": roundtrip.roundtrip,
+    "turn_cost": turn_cost.turn_cost,
     "state_manager": state.ingest,
     "relay": relay.throughput,
     "growth": sender.growth,
