@@ -191,6 +191,13 @@ NOTES = [
     "The relay rows may come from a run of their own (make bench ARGS='--only relay'): "
     "their date and load average are in bench/results/relay.json. Before batching, the "
     "same scenario measured 527 deliveries/s (end to end 422/s) at a like load.",
+    "CPU per turn (bench/turn_cost.py): /proc/<pid>/stat of every process but the sandbox "
+    "and the load driver, read once the step's queues drained and its counters stood "
+    "still, divided by the step's turns (idle time while settling included; "
+    "bench/results/turn_cost.json also has each figure net of the processes' idle CPU). "
+    "RabbitMQ (beam.smp) and redis-server are the machine's shared servers: their share "
+    "includes every other run on the machine meanwhile, so the total is an upper bound; "
+    "the services and the run database's PostgreSQL backends are this run's alone.",
 ]
 
 

@@ -154,7 +154,12 @@ def _turn_cost_rows(tc: dict[str, Any]) -> list[list[str]]:
                 + f"; **total {pt['cpu_ms_total']:.1f}** (without the shared {shared}: "
                 f"{pt['cpu_ms_own']:.1f}); per turn {pt['broker_published']:.1f} broker "
                 f"messages published, {pt['broker_consumed']:.1f} consumed, "
-                f"{pt['pg_commits']:.1f} PostgreSQL commits, {pt['webhooks']:.1f} webhooks",
+                f"{pt['pg_commits']:.1f} PostgreSQL commits, {pt['webhooks']:.1f} webhooks"
+                + (
+                    ""
+                    if step["settled"]
+                    else f" (NOT settled: {step['no_reply']} without a reply; figures low)"
+                ),
                 "—",
                 "—",
                 f"≤ {target['cpu_ms_per_turn']} ms",

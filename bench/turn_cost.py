@@ -57,7 +57,7 @@ STEPS = (10, 15, 20, 30, 40, 60, 80, 100)
 QUICK_STEPS = (10, 20, 40)
 #: Shared servers: their CPU is the machine's, not this run's alone.
 SHARED = ("rabbitmq", "redis")
-SETTLE_TIMEOUT_S = 90.0
+SETTLE_TIMEOUT_S = 180.0
 #: Seconds of nothing offered, before the first step: each process's idle CPU.
 IDLE_S = 3.0
 
@@ -327,8 +327,13 @@ def knee(steps: Iterable[dict[str, Any]]) -> int | None:
 
 
 async def turn_cost(quick: bool) -> dict[str, Any]:
-    rates = QUICK_STEPS if quick else STEPS
-    seconds = 3.0 if quick else 10.0
+    """The knee search and the budget: 3 s steps with ``quick``, 10 s otherwise."""
+    return await measure(QUICK_STEPS if quick else STEPS, 3.0 if quick else 10.0)
+
+
+async def measure(rates: Iterable[int], seconds: float) -> dict[str, Any]:
+    """One stack; each rate in turn for ``seconds``, until one misses the target."""
+    rates = tuple(rates)
     async with isolated("turn-cost", log_level="WARNING") as stack:
         for name in SERVICES:
             await stack.start(name)
