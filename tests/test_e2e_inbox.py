@@ -74,7 +74,7 @@ async def hand_off_to_an_agent_and_back(shop: Shop, inbox: str) -> None:
     r = await shop.http.get(f"{inbox}/v1/conversations", headers={"Authorization": "Bearer fca.x"})
     assert r.status_code == 401  # no token the tenant service issued: refused
     c = shop.new_customer()
-    hello = await shop.say(c, "Hi", 2)
+    hello = await shop.say(c, "Hi", 1)
     assert "Acme Hardware" in hello[0]
     (connecting,) = await shop.say(c, "agent", 1)
     assert "connecting you" in connecting
