@@ -17,13 +17,15 @@ Then, divided by the turns:
   to the run's database (sampled while they live: a backend that leaves early keeps its
   last reading), and ``redis-server``. Not the sandbox (it plays Meta and the customers)
   nor this load driver. RabbitMQ and Redis are the machine's shared servers: their CPU
-  includes whatever else runs on the machine meanwhile (``shared`` in the results), so
-  the figures that are this run's own are the services' and PostgreSQL's;
+  includes whatever else runs on the machine meanwhile (``shared`` in the results; found
+  by the port of the run's AMQP and Redis URLs, not by name: fault suites run brokers of
+  their own), so the figures that are this run's own are the services' and PostgreSQL's;
 - broker messages: published (confirmed) and consumed, from every service's
   ``flowchat_amqp_published_total`` / ``flowchat_amqp_consumed_total``;
 - PostgreSQL commits: the run database's ``pg_stat_database.xact_commit`` delta (also
   the services' pools' reset queries and the bench's own polling, a few per step);
-- webhooks the sandbox delivered (``flowchat_sandbox_webhook_attempts_total``).
+- webhooks: the sandbox's delivery attempts (``flowchat_sandbox_webhook_attempts_total``;
+  a retried delivery counts each time: its CPU is spent each time).
 
 The knee search steps the rate up (:data:`STEPS`) and stops at the first step whose
 p95 round trip exceeds :data:`P95_TARGET_MS` or that leaves a customer without a reply;
@@ -39,6 +41,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -75,8 +78,16 @@ def _cpu_s(proc: psutil.Process, *, children: bool = False) -> float:
     return total
 
 
-def _by_name(name: str) -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == name]
+def _listening_on(url: str) -> list[psutil.Process]:
+    """The process listening on ``url``'s port on this machine: the shared broker's
+    ``beam.smp`` or ``redis-server``, not the other brokers a fault suite may run."""
+    port = urlsplit(url).port
+    pids = {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    }
+    return [psutil.Process(pid) for pid in sorted(pids)]
 
 
 @dataclass
@@ -359,7 +370,10 @@ async def measure(rates: Iterable[int], seconds: float) -> dict[str, Any]:
                     services={
                         p.name: psutil.Process(p.pid) for p in stack.procs if p.name != "sandbox"
                     },
-                    shared={"rabbitmq": _by_name("beam.smp"), "redis": _by_name("redis-server")},
+                    shared={
+                        "rabbitmq": _listening_on(stack.env["AMQP_URL"]),
+                        "redis": _listening_on(stack.env["REDIS_URL"]),
+                    },
                     pg=pg,
                 )
                 run = Run(http, stack, meter, Queues(amqp), pg, account.phone_number_id)
