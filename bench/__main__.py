@@ -1,7 +1,8 @@
 """``python -m bench [--quick] [--only a,b]``: run the benchmarks, write
 ``bench/results/<name>.json`` and PNG plots, and (full runs) the README's table.
 
-Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, state_manager,
+Scenarios, in order: throughput, rate_limit, priority, gateway, roundtrip, turn_cost,
+state_manager,
 relay, growth, inbox, state_partitions, conversation, console, privacy; ``memory`` is gathered
 from the peaks the others sampled. ``--quick`` runs small sizes and one round each (a CI
 smoke) into ``bench/results/quick/``.
@@ -31,6 +32,7 @@ from bench import (
     sender,
     state,
     state_partitions,
+    turn_cost,
 )
 from bench.common import RESULTS, ROOT, load, machine, say
 from flowchat_platform.logs import configure_logging
@@ -41,6 +43,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "priority": sender.priority,
     "gateway": gateway.ingest,
     "roundtrip": roundtrip.roundtrip,
+    "turn_cost": turn_cost.turn_cost,
     "state_manager": state.ingest,
     "state_cost": state.cost,
     "relay": relay.throughput,
@@ -196,6 +199,13 @@ NOTES = [
     "The relay rows may come from a run of their own (make bench ARGS='--only relay'): "
     "their date and load average are in bench/results/relay.json. Before batching, the "
     "same scenario measured 527 deliveries/s (end to end 422/s) at a like load.",
+    "CPU per turn (bench/turn_cost.py): /proc/<pid>/stat of every process but the sandbox "
+    "and the load driver, read once the step's queues drained and its counters stood "
+    "still, divided by the step's turns (idle time while settling included; "
+    "bench/results/turn_cost.json also has each figure net of the processes' idle CPU). "
+    "RabbitMQ (beam.smp) and redis-server are the machine's shared servers: their share "
+    "includes every other run on the machine meanwhile, so the total is an upper bound; "
+    "the services and the run database's PostgreSQL backends are this run's alone.",
 ]
 
 

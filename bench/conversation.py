@@ -108,12 +108,12 @@ async def memory(quick: bool) -> dict[str, Any]:
             async def shop(wa: str) -> None:
                 try:
                     await say_(wa, {"text": "Hi"})
-                    await _until(http, sandbox, wa, 2)
+                    await _until(http, sandbox, wa, 1)  # the greeting leads the categories
                     await say_(wa, {"text": "Product 1 x 2"})
-                    await _until(http, sandbox, wa, 4)
+                    await _until(http, sandbox, wa, 3)
                     confirm = {"id": "review:confirm", "title": "Confirm"}
                     await say_(wa, {"button_reply": confirm})
-                    got = await _until(http, sandbox, wa, 6)
+                    got = await _until(http, sandbox, wa, 5)
                     docs = [m for m in got if m["message"].get("type") == "document"]
                     if not docs:
                         outcomes["failed"] += 1

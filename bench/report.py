@@ -213,6 +213,52 @@ def _relay_rows(rl: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _turn_cost_rows(tc: dict[str, Any]) -> list[list[str]]:
+    """CPU ms per conversation turn, per process, at 10/s and at the knee; the knee."""
+    rows: list[list[str]] = []
+    target = tc["targets"]
+    for label, step in (("10 conv/s", tc.get("at_10_per_s")), ("the knee", tc.get("at_knee"))):
+        if not step or (label == "the knee" and step["rate_per_s"] == 10):
+            continue
+        pt = step["per_turn"]
+        shared = ", ".join(tc.get("shared_servers", []))
+        rows.append(
+            [
+                f"CPU ms per turn at {label} ({step['rate_per_s']}/s, {step['turns']} turns, "
+                "read after every queue drained)",
+                ", ".join(f"{k} {v:.1f}" for k, v in pt["cpu_ms"].items())
+                + f"; **total {pt['cpu_ms_total']:.1f}** (without the shared {shared}: "
+                f"{pt['cpu_ms_own']:.1f}); per turn {pt['broker_published']:.1f} broker "
+                f"messages published, {pt['broker_consumed']:.1f} consumed, "
+                f"{pt['pg_commits']:.1f} PostgreSQL commits, {pt['webhooks']:.1f} webhooks"
+                + (
+                    ""
+                    if step["settled"]
+                    else f" (NOT settled: {step['no_reply']} without a reply; figures low)"
+                ),
+                "—",
+                "—",
+                f"≤ {target['cpu_ms_per_turn']} ms",
+                _met(pt["cpu_ms_total"] <= target["cpu_ms_per_turn"]),
+            ]
+        )
+    steps = tc.get("steps") or []
+    rows.append(
+        [
+            f"knee: highest rate with round-trip p95 ≤ {target['p95_ms']} ms (stepped)",
+            f"{tc['knee_per_s']} conv/s" if tc.get("knee_per_s") else "none (the first step)",
+            "; ".join(
+                f"{s['rate_per_s']}/s p95 {_fmt((s['latency_ms'] or {}).get('p95'), ' ms')}"
+                for s in steps
+            ),
+            "—",
+            f"≥ {target['knee_per_s']} conv/s",
+            _met((tc.get("knee_per_s") or 0) >= target["knee_per_s"]),
+        ]
+    )
+    return rows
+
+
 def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - one branch a scenario
     """One row per figure: what, measured, baseline, ratio, target, met."""
     rows: list[list[str]] = []
@@ -280,6 +326,8 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912 - o
                 _met(rt["pass"]),
             ]
         )
+    if results.get("turn_cost"):
+        rows.extend(_turn_cost_rows(results["turn_cost"]))
     s = results.get("state_manager")
     if s:
         rows.append(

@@ -55,7 +55,7 @@ async def wait_for(check: Any, timeout_s: float = 15) -> Any:
 
 async def draft_discount_pay_ship_cancel(shop: Shop) -> None:
     c = shop.new_customer()
-    await shop.say(c, "Hi", 2)
+    await shop.say(c, "Hi", 1)
     _, review = await shop.say(c, "Cement x 10", 2)
     assert "10 x Cement 50kg" in review
     (draft,) = await drafts_of(shop, c)
@@ -160,7 +160,7 @@ async def draft_discount_pay_ship_cancel(shop: Shop) -> None:
 
 async def cancellation_after_payment_gives_a_credit_note(shop: Shop) -> None:
     c = shop.new_customer()
-    await shop.say(c, "Hi", 2)
+    await shop.say(c, "Hi", 1)
     await shop.say(c, "White paint x 2", 2)
     invoice, _, _ = await shop.tap(c, "button", "Confirm", 3)
     order_id = order_id_in(invoice)
@@ -195,7 +195,7 @@ async def cancellation_after_payment_gives_a_credit_note(shop: Shop) -> None:
 
 async def the_customer_clears_a_cart(shop: Shop) -> None:
     c = shop.new_customer()
-    await shop.say(c, "Hi", 2)
+    await shop.say(c, "Hi", 1)
     await shop.say(c, "nails x 3", 2)
     (draft,) = await drafts_of(shop, c)
     await shop.say(c, "cancel", 2)
@@ -214,7 +214,7 @@ CONNECTED = [
 
 async def native_cart_and_flow(shop: Shop) -> None:
     c = shop.new_customer()
-    await shop.say(c, "Hi", 2)
+    await shop.say(c, "Hi", 1)
     products = f"{shop.api}/conversations/{c}/products"
     account = shop.seeded.account_id
     for skus, kind in (

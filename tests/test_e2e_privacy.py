@@ -141,7 +141,7 @@ async def customer_with_an_order(
     )
     assert r.status_code == 201, r.text
 
-    hello = await shop.say(c, {"text": "Hi", "name": name}, 2)
+    hello = await shop.say(c, {"text": "Hi", "name": name}, 1)
     assert "Acme Hardware" in hello[0]
     await shop.tap(c, "list", "Building", 1)
     await shop.tap(c, "list", "Cement 50kg", 1)

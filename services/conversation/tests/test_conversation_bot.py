@@ -75,15 +75,27 @@ def play(session, *messages, ctx=CTX):
     return decision
 
 
-def test_first_message_greets_by_business_name_and_lists_categories():
+def test_first_message_greets_by_business_name_and_lists_categories_in_one_message():
     d = bot.handle(None, msg("hi"), CTX)
     assert d.session.state is State.BROWSING_PRODUCTS
-    text, menu = d.replies
-    assert isinstance(text, TextContent)
-    assert "Acme Supplies" in text.body
-    assert "Ada" in text.body
+    (menu,) = d.replies
     assert isinstance(menu, ListContent)
+    assert menu.body.startswith("Hello Ada! ")
+    assert "Acme Supplies" in menu.body
+    assert menu.body.endswith(
+        "Browse our catalog by category, or type what you need (e.g. “Cement x 10”)."
+    )
     assert [r.title for r in menu.sections[0].rows] == ["Building", "Hardware"]
+
+
+def test_a_long_welcome_text_is_cut_and_the_list_keeps_its_instructions():
+    ctx = bot.BotContext(
+        settings=BotSettings(welcome_text="w" * 1000), catalog=CATALOG, customer_name="A" * 100
+    )
+    (menu,) = bot.handle(None, msg("hi"), ctx).replies
+    assert isinstance(menu, ListContent)
+    assert len(menu.body) <= 1024
+    assert "…\n\nBrowse our catalog" in menu.body
 
 
 def test_default_business_name_and_returning_customer():
@@ -91,7 +103,7 @@ def test_default_business_name_and_returning_customer():
         settings=BotSettings(), catalog=CATALOG, customer_name="Bo", returning=True
     )
     text = bot.handle(None, msg("hello"), ctx).replies[0]
-    assert isinstance(text, TextContent)
+    assert isinstance(text, ListContent)
     assert "our shop" in text.body
     assert "Welcome back, Bo" in text.body
 
@@ -108,7 +120,7 @@ def test_many_categories_fit_whatsapp_list_limits():
         product(f"P{i}", f"Product {i}", f"Category number {i:02d} long name") for i in range(25)
     ]
     ctx = bot.BotContext(settings=BotSettings(), catalog=catalog)
-    menu = bot.handle(None, msg("hi"), ctx).replies[1]
+    (menu,) = bot.handle(None, msg("hi"), ctx).replies
     assert isinstance(menu, ListContent)
     rows = menu.sections[0].rows
     assert len(rows) == 10

@@ -262,7 +262,8 @@ async def test_an_operator_replays_a_parked_message_and_it_is_delivered(
         r = await http.put(number, json={"error_rate": 1.0})
         assert r.status_code == 200, r.text
         customer = shop.new_customer()
-        await shop.send(customer, {"text": "Hi"})  # the bot's two answers: both refused
+        await shop.send(customer, {"text": "Hi"})  # the bot's two answers (the greeting,
+        await shop.send(customer, {"text": "help"})  # then the help): both refused
 
         context = await browser.new_context(viewport={"width": 1280, "height": 900})
         page = await context.new_page()

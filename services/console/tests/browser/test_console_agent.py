@@ -61,7 +61,7 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
 
         # the customer asks for a person while the agent looks at the inbox
         customer = shop.new_customer()
-        await shop.say(customer, "Hi", 2)
+        await shop.say(customer, "Hi", 1)
         (connecting,) = await shop.say(customer, "agent", 1)
         assert "connecting you" in connecting
         row = page.locator(".conv-list a", has_text=f"+{customer}").or_(

@@ -36,7 +36,7 @@ async def test_a_viewer_cannot_reach_an_admin_action(
         viewer = await add_person(console_stack, http, tenant_id, "viewer", "vic")
         admin = await add_person(console_stack, http, tenant_id, "admin", "ann")
         customer = shop.new_customer()
-        await shop.say(customer, "Hi", 2)
+        await shop.say(customer, "Hi", 1)
         await shop.say(customer, "agent", 1)
 
         context = await browser.new_context()

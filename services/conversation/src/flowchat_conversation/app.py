@@ -361,8 +361,11 @@ def create_app(settings: Settings) -> FastAPI:
 
         async def start() -> None:
             await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
+            # no reset query at each release (a round trip and a commit each): the
+            # service leaves no session state (its advisory locks are transaction locks;
+            # no LISTEN, cursors or plain SET)
             pool = await create_pool(
-                settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size
+                settings.database_url, schema=SCHEMA, max_size=settings.db_pool_size, reset=False
             )
             pools.append(pool)
             ids = identities(settings.encryption_keys, settings.privacy_key, settings.service_token)

@@ -618,7 +618,8 @@ def _greeting(session: Session, ctx: BotContext) -> Decision:
         summary = "\n".join(f"• {t.number(qty)} x {ctx.name_of(product)}" for product, qty in again)
         offer = ButtonsContent(
             body=_cut(
-                t("Last time you ordered:")
+                f"{hello} {welcome}\n\n"
+                + t("Last time you ordered:")
                 + f"\n{summary}\n"
                 + t("Would you like the same again?"),
                 1024,
@@ -628,14 +629,16 @@ def _greeting(session: Session, ctx: BotContext) -> Decision:
                 ReplyButton(id="menu", title=_cut(t("Browse catalog"), 20)),
             ],
         )
-        return Decision(updated, [_text(f"{hello} {welcome}"), offer])
+        return Decision(updated, [offer])
     if not ctx.categories():
         text = f"{hello} {welcome} " + t(
             "Our catalog is being updated right now; "
             "please check back soon, or type 'agent' to talk to a person."
         )
         return Decision(updated, [_text(text)])
-    return Decision(updated, [_text(f"{hello} {welcome}"), _categories(ctx)])
+    # One message: the greeting leads the category list (a reply costs a send, its
+    # status webhooks and their events downstream).
+    return Decision(updated, [_categories(ctx, lead=f"{hello} {welcome}")])
 
 
 def _last_order_lines(ctx: BotContext) -> list[tuple[Product, int]]:
@@ -972,7 +975,8 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _categories(ctx: BotContext, page: int = 0) -> OutboundContent:
+def _categories(ctx: BotContext, page: int = 0, *, lead: str = "") -> OutboundContent:
+    """The category list; ``lead`` (a greeting) opens its body."""
     categories = ctx.categories()
     if not categories:
         return _text(ctx.tr("Our catalog is empty right now. Type 'agent' to talk to a person."))
@@ -982,8 +986,9 @@ def _categories(ctx: BotContext, page: int = 0) -> OutboundContent:
         more_id=f"cats:{page + 1}",
         more=ctx.tr("More…"),
     )
+    browse = ctx.tr("Browse our catalog by category, or type what you need (e.g. “Cement x 10”).")
     return ListContent(
-        body=ctx.tr("Browse our catalog by category, or type what you need (e.g. “Cement x 10”)."),
+        body=f"{_cut(lead, 1020 - len(browse))}\n\n{browse}" if lead else browse,
         button=_cut(ctx.tr("View categories"), 20),
         sections=[ListSection(title=_cut(ctx.tr("Categories"), 24), rows=rows)],
     )
