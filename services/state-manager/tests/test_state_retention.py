@@ -20,6 +20,8 @@ from flowchat_state_manager.service import StateService
 
 pytestmark = pytest.mark.integration
 
+LONGEST = "flowchat_state_manager_retention_longest_seconds"
+
 
 async def seed(service, build, count, *, pending=0):
     ids = []
@@ -195,7 +197,7 @@ async def test_each_tenant_keeps_its_own_days_and_a_week_goes_when_past_every_te
     assert left == set(long_old + default_recent)
     history = await state_pool.fetch("SELECT DISTINCT message_id FROM message_events")
     assert {r["message_id"] for r in history} == left
-    assert REGISTRY.get_sample_value("flowchat_state_manager_retention_longest_days") == 365
+    assert REGISTRY.get_sample_value(LONGEST) == 365 * 86_400
 
     # the long tenant back to the default: the week is now past every tenant's retention
     await repo.set_retention("tnt_long", None)
@@ -205,7 +207,7 @@ async def test_each_tenant_keeps_its_own_days_and_a_week_goes_when_past_every_te
     assert await state_pool.fetchval("SELECT to_regclass($1)", part) is None
     left = {r["id"] for r in await state_pool.fetch("SELECT id FROM messages")}
     assert left == set(default_recent)
-    assert REGISTRY.get_sample_value("flowchat_state_manager_retention_longest_days") == 90
+    assert REGISTRY.get_sample_value(LONGEST) == 90 * 86_400
 
 
 async def test_retention_api(harness):

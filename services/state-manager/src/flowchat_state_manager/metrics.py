@@ -64,8 +64,8 @@ BATCH_SIZE = Histogram(
     "Status events applied per write transaction",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
-RETENTION_LONGEST_DAYS = Gauge(
-    "flowchat_state_manager_retention_longest_days",
-    "Days the longest-kept tenant keeps its message records (the default or a tenant's "
+RETENTION_LONGEST_SECONDS = Gauge(
+    "flowchat_state_manager_retention_longest_seconds",
+    "Seconds the longest-kept tenant keeps its message records (the default or a tenant's "
     "own): a week partition is dropped once older than this",
 )

@@ -398,7 +398,7 @@ class StateService:
                 c, b, default_days=retention_days, longest_days=longest
             )
 
-        metrics.RETENTION_LONGEST_DAYS.set(longest)
+        metrics.RETENTION_LONGEST_SECONDS.set(longest * 86_400)
         drop_before = now - timedelta(days=longest)
         partitions = partition_rows = 0
         for first in await self._repo.partitions():
