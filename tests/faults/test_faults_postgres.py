@@ -36,6 +36,9 @@ from faults_kit import (
     terminate_backends,
     wait_for,
 )
+from pydantic import SecretStr
+
+from flowchat_platform.privacy import privacy_index
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -322,6 +325,11 @@ async def test_postgres_backends_terminated_pools_reconnect_no_partial_writes(
     states = await message_states(fault_db, ids)
     history = await message_history(fault_db, ids)
     orders = await order_rows(fault_db, tenant.tenant_id)
+    # orders name their customer by its keyed digest (customers' ids are encrypted at rest)
+    key, token = stack.env.get("FLOWCHAT_PRIVACY_KEY"), stack.env["FLOWCHAT_SERVICE_TOKEN"]
+    index = privacy_index(SecretStr(key) if key else None, SecretStr(token))
+    named = {index.digest(tenant.tenant_id, c): c for c in customers}
+    orders = {named.get(k, k): rows for k, rows in orders.items()}
     handled = await handled_count(fault_db, tenant.tenant_id)
     wamids = {e["biz_opaque_callback_data"]: e["wamid"] for e in entries}
     replies = {c: sum(1 for e in entries if e["wa_id"] == c) for c in customers}
