@@ -264,8 +264,8 @@ async def test_sender_scripts_on_a_redis_cluster(
     provider = Provider()
     customer, opted, silent = "16505550100", "16505550111", "16505550122"
 
-    # the gateway's own store writes the windows (one pipeline over many slots)
-    # the first batch loads the scripts on every primary: not the deadline under test
+    # the gateway's own store writes the marks and windows (one batch over many slots;
+    # the first batch loads the scripts on every primary: not the deadline under test)
     gateway = GatewayStore(client, timeout_s=5)
     now = int(time.time())
     await gateway.record(
