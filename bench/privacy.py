@@ -91,6 +91,21 @@ def _cpu_per_id(sealer: IdentitySealer, n: int) -> dict[str, float]:
     return {"seal_us": round((t1 - t0) / n * 1e6, 1), "open_us": round((t2 - t1) / n * 1e6, 1)}
 
 
+def _compared(
+    plain_us: list[float], sealed_us: list[float], messages: int, rounds: int
+) -> dict[str, Any]:
+    """One path's rounds in clear and sealed: medians, what sealing adds, the ratio."""
+    p, s = stats.median(plain_us), stats.median(sealed_us)
+    return {
+        "messages_per_run": messages,
+        "rounds": rounds,
+        "plain_us_per_message": round(p, 1),
+        "sealed_us_per_message": round(s, 1),
+        "added_us_per_message": round(s - p, 1),
+        "ratio": stats.ratio(s, p),
+    }
+
+
 class _InboxInClear(InboxSealer):
     """The inbox's write path with nothing encrypted: the values as they are."""
 
@@ -161,7 +176,6 @@ async def inbox_cost(sealer: IdentitySealer, messages: int, rounds: int) -> dict
                 )
         finally:
             await pool.close()
-    p, s = stats.median(plain_us), stats.median(sealed_us)
     sample = _inbound(1000, "cpu")
     t0 = time.perf_counter()
     for e in sample:
@@ -169,12 +183,7 @@ async def inbox_cost(sealer: IdentitySealer, messages: int, rounds: int) -> dict
         sealed.search_tokens(e.tenant_id, e.body)
     cpu = (time.perf_counter() - t0) / len(sample) * 1e6
     return {
-        "messages_per_run": messages,
-        "rounds": rounds,
-        "plain_us_per_message": round(p, 1),
-        "sealed_us_per_message": round(s, 1),
-        "added_us_per_message": round(s - p, 1),
-        "ratio": stats.ratio(s, p),
+        **_compared(plain_us, sealed_us, messages, rounds),
         "seal_message_cpu_us": round(cpu, 1),
     }
 
@@ -201,14 +210,8 @@ async def encryption_cost(quick: bool) -> dict[str, Any]:
                 )
         finally:
             await pool.close()
-    p, s = stats.median(plain_us), stats.median(sealed_us)
     return {
-        "messages_per_run": messages,
-        "rounds": rounds,
-        "plain_us_per_message": round(p, 1),
-        "sealed_us_per_message": round(s, 1),
-        "added_us_per_message": round(s - p, 1),
-        "ratio": stats.ratio(s, p),
+        **_compared(plain_us, sealed_us, messages, rounds),
         "cpu_per_id": _cpu_per_id(sealer, 5000),
         "inbox": await inbox_cost(sealer, messages, rounds),
         "conversation": await conversation_cost(quick, sealer),
@@ -259,13 +262,12 @@ async def conversation_cost(quick: bool, sealer: IdentitySealer) -> dict[str, An
         await migrate(database_url, CONVERSATION_MIGRATIONS, schema="conversation")
         pool = await create_pool(database_url, schema="conversation", max_size=4)
         try:
-            plain = ConversationRepository(pool, _ConversationInClear(sealer))
+            clear_ids = _ConversationInClear(sealer)
+            plain = ConversationRepository(pool, clear_ids)
             sealed = ConversationRepository(pool, sealed_ids)
-            await _turns(plain, _ConversationInClear(sealer), "90", 100)  # connections, plans
+            await _turns(plain, clear_ids, "90", 100)  # connections, plans
             for r in range(rounds):
-                plain_us.append(
-                    await _turns(plain, _ConversationInClear(sealer), f"1{r}", messages) * 1e6
-                )
+                plain_us.append(await _turns(plain, clear_ids, f"1{r}", messages) * 1e6)
                 sealed_us.append(await _turns(sealed, sealed_ids, f"2{r}", messages) * 1e6)
                 say(
                     f"privacy (conversation) round {r + 1}/{rounds}: {plain_us[-1]:.0f} "
@@ -273,12 +275,6 @@ async def conversation_cost(quick: bool, sealer: IdentitySealer) -> dict[str, An
                 )
         finally:
             await pool.close()
-    p, s = stats.median(plain_us), stats.median(sealed_us)
     return {
-        "messages_per_run": messages,
-        "rounds": rounds,
-        "plain_us_per_message": round(p, 1),
-        "sealed_us_per_message": round(s, 1),
-        "added_us_per_message": round(s - p, 1),
-        "ratio": stats.ratio(s, p),
+        **_compared(plain_us, sealed_us, messages, rounds),
     }
