@@ -13,7 +13,7 @@ from the world, as Protocols (typing only: no runtime cost, no ``isinstance``).
            ──▶ Publish          send results out     ResultBatcher.publish (consumer.py)
 
     MediaResolver ──▶ AccountSource
-                  ──▶ MediaSource  a provider's media  ProviderMedia (media.py; aiohttp)
+                  ──▶ MediaSource  a provider's media  GraphMedia (media.py; aiohttp)
 
 The adapters are wired in :mod:`flowchat_sender.app`; tests pass their own.
 """
