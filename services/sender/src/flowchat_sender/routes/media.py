@@ -99,7 +99,15 @@ async def upload_link(body: LinkIn, store: MediaStoreDep) -> dict[str, Any]:
 
 
 _CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+    200: {
+        "description": "The file's bytes, typed as the provider typed them",
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "\\xff\\xd8\\xff\\xe0 ... (a JPEG)",
+            }
+        },
+    },
     404: {"description": "Unknown account, or the provider knows no such media"},
     409: {"description": "media_id for a Twilio account, or url for a Cloud API one"},
     413: {"description": "Larger than the sender serves (MEDIA_DOWNLOAD_MAX_BYTES)"},
