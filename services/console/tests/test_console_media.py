@@ -224,3 +224,9 @@ def test_only_provider_media_get_a_console_url() -> None:
     foreign = message_view(image_message({"link": "https://evil.test/x.jpg"}), {}, sources)
     assert foreign.media is not None
     assert foreign.media.src is None
+
+
+def test_a_media_messages_text_is_its_caption_once() -> None:
+    message = image_message({"id": "1", "caption": "the label"})
+    message["text"] = "the label the label"  # the inbox's text: the message's and the caption
+    assert message_view(message, {}).text == "the label"

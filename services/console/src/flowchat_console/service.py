@@ -333,6 +333,9 @@ def message_view(
     text = m.get("text")
     if text is None and isinstance(content.get("text"), str):
         text = content["text"]
+    if media is not None and media.caption:
+        # a media message's text is its caption (the inbox's text joins it in again)
+        text = media.caption
     return MessageView(
         id=int(m.get("id", 0)),
         side=side,
