@@ -1,11 +1,16 @@
-"""Media uploads through the sender's internal API, against the real sandbox and Redis.
+"""Media through the sender's internal API, against the real sandbox and Redis.
 
 Upload once, reuse the id (cached below its 30-day life), send by id; refusals of
 type, size, provider and tenant never reach the provider; a link is fetched once.
+Downloads (``GET /internal/v1/media/content``): a customer's image by its media id
+(Cloud API) or its MediaUrl (Twilio), with the account's credentials; unknown media,
+another tenant's account and an expired id are refused with their codes.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +33,8 @@ pytestmark = pytest.mark.integration
 TOKEN = "media-test-service-token-012345"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 200
+TWILIO_SID = "AC" + "1" * 32
+TWILIO_TOKEN = "t" * 32
 
 
 @dataclass
@@ -57,8 +64,8 @@ def stub(number: Number, files: dict[str, int]) -> FastAPI:
         "account_id": "acc-t",
         "tenant_id": number.tenant_id,
         "provider": "twilio",
-        "twilio_account_sid": "AC" + "1" * 32,
-        "twilio_auth_token": "t" * 32,
+        "twilio_account_sid": TWILIO_SID,
+        "twilio_auth_token": TWILIO_TOKEN,
         "twilio_number": "+16505550000",
         "app_secret": number.app_secret,
         "throughput_mps": 1000,
@@ -89,7 +96,7 @@ async def w(amqp_url: str, redis_url: str) -> AsyncIterator[Media]:
         redis = aioredis.Redis.from_url(url)
         try:
             async with (
-                serve(create_app(kit.settings())) as sender_url,
+                serve(create_app(kit.settings(twilio_url=kit.sandbox_url))) as sender_url,
                 httpx.AsyncClient(base_url=sender_url, timeout=30) as api,
             ):
                 yield Media(kit, api, redis, files)
@@ -201,3 +208,89 @@ async def test_a_link_is_fetched_and_uploaded_once(w: Media) -> None:
     )
     assert missing.status_code == 502
     assert len(await w.uploads()) == 1
+
+
+def content(w: Media, account_id: str = "acc-m", **params: str) -> Any:
+    query = {"tenant_id": w.kit.tenant, "account_id": account_id, **params}
+    return w.api.get("/internal/v1/media/content", params=query, headers=AUTH)
+
+
+async def test_a_customers_image_by_its_media_id(w: Media) -> None:
+    picture = PNG + b"customer"
+    r = await w.kit.sandbox.post(
+        "/sandbox/customers/16509990002/messages",
+        json={
+            "phone_number_id": w.kit.pnid,
+            "image": {"mime_type": "image/png", "data_base64": base64.b64encode(picture).decode()},
+        },
+    )
+    assert r.status_code == 200, r.text
+    [inbound] = [m for m in await w.uploads() if m["source"] == "inbound"]
+
+    got = await content(w, media_id=inbound["id"])
+    assert got.status_code == 200, got.text
+    assert got.content == picture
+    assert got.headers["content-type"] == "image/png"
+    assert got.headers["x-flowchat-media-sha256"] == hashlib.sha256(picture).hexdigest()
+    assert got.headers["x-content-type-options"] == "nosniff"
+
+    unknown = await content(w, media_id="999999999")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "media_not_found"
+    stranger = await w.api.get(
+        "/internal/v1/media/content",
+        params={"tenant_id": "someone-else", "account_id": "acc-m", "media_id": inbound["id"]},
+        headers=AUTH,
+    )
+    assert stranger.status_code == 404
+    assert stranger.json()["error"]["code"] == "not_found"
+    both = await content(w, media_id=inbound["id"], url="https://x.test/a")
+    assert both.status_code == 400
+    wrong = await content(w, account_id="acc-t", media_id=inbound["id"])
+    assert wrong.status_code == 409
+    anonymous = await w.api.get(
+        "/internal/v1/media/content",
+        params={"tenant_id": w.kit.tenant, "account_id": "acc-m", "media_id": inbound["id"]},
+    )
+    assert anonymous.status_code == 401
+
+    # ids of what customers send live 7 days at Meta
+    await w.kit.sandbox.post("/sandbox/clock", json={"advance_s": 7 * 24 * 3600 + 1})
+    expired = await content(w, media_id=inbound["id"])
+    assert expired.status_code == 404
+    assert expired.json()["error"]["code"] == "media_not_found"
+
+
+async def test_a_customers_image_by_its_twilio_media_url(w: Media) -> None:
+    r = await w.kit.sandbox.post(
+        "/sandbox/twilio/accounts",
+        json={
+            "account_sid": TWILIO_SID,
+            "auth_token": TWILIO_TOKEN,
+            "number": "+16505550000",
+            "webhook_url": f"{w.kit.stub_url}/webhook",
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = await w.kit.sandbox.post(
+        "/sandbox/customers/16509990003/messages",
+        json={"twilio_number": "+16505550000", "image": {}},
+    )
+    assert r.status_code == 200, r.text
+    deliveries = (await w.kit.sandbox.get("/sandbox/webhooks", params={"key": TWILIO_SID})).json()
+    url = deliveries[-1]["payload"]["MediaUrl0"]
+
+    got = await content(w, account_id="acc-t", url=url)
+    assert got.status_code == 200, got.text
+    assert got.content == PLACEHOLDER_JPEG
+    assert got.headers["content-type"] == "image/jpeg"
+
+    # the auth token goes to the account's own media only
+    foreign = url.replace(TWILIO_SID, "AC" + "2" * 32)
+    assert (await content(w, account_id="acc-t", url=foreign)).status_code == 404
+    elsewhere = "https://example.com/2010-04-01/Accounts/" + TWILIO_SID + "/Messages/MM/Media/ME"
+    assert (await content(w, account_id="acc-t", url=elsewhere)).status_code == 404
+    gone = url.rsplit("/", 1)[0] + "/ME" + "0" * 32
+    missing = await content(w, account_id="acc-t", url=gone)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "media_not_found"

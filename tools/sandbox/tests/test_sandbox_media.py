@@ -195,9 +195,17 @@ async def test_customer_image_is_media_the_business_can_fetch_for_7_days(client,
     image = message["image"]
     assert set(image) == {"mime_type", "sha256", "id", "caption"}
     assert image["mime_type"] == "image/png"
-    assert image["sha256"] == hashlib.sha256(picture).hexdigest()
+    # webhooks write the SHA-256 in base64 (the spec's MediaMessageProperties example),
+    # GET /{media-id} in hex
+    assert image["sha256"] == base64.b64encode(hashlib.sha256(picture).digest()).decode()
     info = (await client.get(f"/v23.0/{image['id']}", headers=number.auth)).json()
+    assert info["sha256"] == hashlib.sha256(picture).hexdigest()
     assert info["file_size"] == str(len(picture))
+    # the URL needs the bearer token, and only the number's own
+    assert (await client.get(info["url"])).status_code == 401
+    assert (
+        await client.get(info["url"], headers={"Authorization": "Bearer nope"})
+    ).status_code == 401
     assert (await client.get(info["url"], headers=number.auth)).content == picture
 
     uploaded = (await upload(client, number)).json()["id"]

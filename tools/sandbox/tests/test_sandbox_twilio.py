@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 
@@ -202,3 +203,43 @@ async def test_undeliverable_twilio_recipient(client, account, receiver):
     form = next(q.form() for q in receiver.requests if q.form().get("MessageSid") == sid)
     assert form["MessageStatus"] == "failed"
     assert form["ErrorCode"] == "63024"
+
+
+async def test_customer_image_is_a_media_resource_behind_basic_auth(client, account, receiver):
+    """Twilio's MediaUrl: basic auth → 307 to a short-lived CDN URL (no credentials);
+    without the account's credentials 401, another message's media 404."""
+    picture = b"\x89PNG\r\n\x1a\n" + b"twilio-photo" * 10
+    sid = await customer_writes(
+        client,
+        image={
+            "mime_type": "image/png",
+            "caption": "this one",
+            "data_base64": base64.b64encode(picture).decode(),
+        },
+    )
+    form = receiver.requests[-1].form()
+    assert form["NumMedia"] == "1"
+    assert form["MediaContentType0"] == "image/png"
+    assert form["Body"] == "this one"
+    url = form["MediaUrl0"]
+    prefix = (
+        f"{client.base_url}/2010-04-01/Accounts/{account['account_sid']}/Messages/{sid}/Media/ME"
+    )
+    assert url.startswith(prefix), url
+
+    assert (await client.get(url)).status_code == 401
+    assert (await client.get(url, auth=(account["account_sid"], "wrong"))).status_code == 401
+    moved = await client.get(url, auth=auth(account))
+    assert moved.status_code == 307
+    cdn = moved.headers["location"]
+    got = await client.get(cdn)  # the CDN takes no credentials
+    assert got.status_code == 200
+    assert got.content == picture
+    assert got.headers["content-type"] == "image/png"
+    assert (await client.get(cdn.replace("hash=", "hash=0"))).status_code == 403
+    other = url.replace(sid, "SM" + "0" * 32)
+    assert (await client.get(other, auth=auth(account))).status_code == 404
+
+    await client.post("/sandbox/clock", json={"advance_s": 301})
+    assert (await client.get(cdn)).status_code == 403  # the CDN URL lived 5 minutes
+    assert (await client.get(url, auth=auth(account), follow_redirects=True)).content == picture

@@ -23,8 +23,10 @@ from flowchat_console.auth import SESSION_COOKIE, Sessions
 from flowchat_console.deps import Runtime
 from flowchat_console.errors import CsrfRejected, Forbidden, SignInRequired, UpstreamError
 from flowchat_console.pages import PAGE_MODULES
+from flowchat_console.pages._kit import media_key
 from flowchat_console.render import is_htmx, render
 from flowchat_console.security import SecurityMiddleware, check_csrf
+from flowchat_console.service import MediaLinks
 from flowchat_console.settings import Settings
 from flowchat_console.timing import ServerTiming
 from flowchat_console.upstream import ServiceClients
@@ -54,6 +56,9 @@ def create_app(settings: Settings, *, clients: ServiceClients | None = None) -> 
             clients, size=settings.token_cache_size, margin_s=settings.token_refresh_margin_s
         ),
     )
+    key = media_key()
+    if key is not None:
+        runtime.media_links = MediaLinks(key)
     vendor = {name: settings.node_modules / rel for name, rel in VENDOR.items()}
     readiness = Readiness()
     readiness.add("assets", lambda: all(p.is_file() for p in vendor.values()))

@@ -11,6 +11,7 @@ async def contacts(request: Request, user: CurrentUser, up: UpstreamDep) -> HTML
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -21,6 +22,7 @@ from flowchat_console.auth import SESSION_COOKIE, ConsoleUser, Sessions, SignedI
 from flowchat_console.errors import Forbidden
 from flowchat_console.nav import can
 from flowchat_console.people import People
+from flowchat_console.service import MediaLinks
 from flowchat_console.settings import Settings
 from flowchat_console.upstream import ServiceClients, Upstream
 
@@ -41,6 +43,9 @@ class Runtime:
     templates: dict[tuple[str, str], tuple[float, list[Any]]] = field(default_factory=dict)
     #: The operator's health page as last read (when, what), kept a few seconds.
     health: tuple[float, dict[str, Any]] | None = None
+    #: Signs the thread's media URLs (``/media/…``); the app keys it with a secret every
+    #: replica shares (derived from the service token).
+    media_links: MediaLinks = field(default_factory=lambda: MediaLinks(secrets.token_bytes(32)))
 
 
 def _runtime(request: Request) -> Runtime:

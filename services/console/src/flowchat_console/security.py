@@ -1,7 +1,8 @@
 """Security headers and CSRF tokens for every answer (a pure ASGI middleware, so streamed
 answers such as server-sent events pass through untouched).
 
-- **Content security policy**: the console's own origin only (``default-src 'self'``), no
+- **Content security policy**: the console's own origin only (``default-src 'self'``;
+  images and audio/video too: customers' media come through ``/media/…``), no
   inline script or style, no framing; plus ``nosniff``, ``no-referrer`` and a restrictive
   permissions policy.
 - **CSRF** (double-submit): every browser gets a random token in the ``fc_csrf`` cookie
@@ -32,6 +33,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; "
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )

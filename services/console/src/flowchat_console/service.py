@@ -4,10 +4,14 @@ Pages (``pages/*``) fetch through :class:`~flowchat_console.ports.Api` and rende
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -129,8 +133,16 @@ class Media:
     kind: str
     caption: str | None
     filename: str | None
+    #: An https link to open in a new tab (media sent by link, shown as it was sent).
     link: str | None
     mime_type: str | None
+    #: How the provider names the file for a download through the sender: ``("id",
+    #: media id)`` (Cloud API) or ``("url", MediaUrl)`` (a Twilio customer's); else None.
+    ref: tuple[str, str] | None = None
+    #: ``image``, ``audio``, ``video`` (shown inline) or ``download`` (:func:`media_display`).
+    display: str = "download"
+    #: The console's own URL of the file (``/media/…``, signed), when it can be fetched.
+    src: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,19 +174,107 @@ AUTHOR_LABELS = {
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 
 
-def _media(content: dict[str, Any], type_: str) -> Media | None:
+#: What a browser shows inline, by MIME type (WhatsApp's image, sticker, audio and video
+#: types: reference §5); every other file is offered as a download.
+INLINE_MEDIA: dict[str, str] = {
+    "image/jpeg": "image",
+    "image/png": "image",
+    "image/webp": "image",
+    "audio/aac": "audio",
+    "audio/amr": "audio",
+    "audio/mp4": "audio",
+    "audio/mpeg": "audio",
+    "audio/ogg": "audio",
+    "video/mp4": "video",
+    "video/3gpp": "video",
+}
+#: A Twilio MediaUrl (``…/2010-04-01/Accounts/AC…/Messages/MM…/Media/ME…``).
+_TWILIO_MEDIA_URL = re.compile(
+    r"^https?://[^/]+(/[^?#]*)?/2010-04-01/Accounts/AC\w+/Messages/\w+/Media/\w+$"
+)
+
+
+def media_display(kind: str, mime_type: str | None) -> str:
+    """``image``, ``audio`` or ``video`` (inline) or ``download``: by the MIME type when
+    known, else by the message's kind; documents are always downloads."""
+    if kind == "document":
+        return "download"
+    mime = (mime_type or "").split(";", 1)[0].strip().lower()
+    if mime:
+        return INLINE_MEDIA.get(mime, "download")
+    return {"image": "image", "sticker": "image", "audio": "audio", "video": "video"}.get(
+        kind, "download"
+    )
+
+
+def served_as(content_type: str) -> tuple[str, bool]:
+    """How the console answers a file the sender typed ``content_type``: the type and
+    whether it may be shown inline (only :data:`INLINE_MEDIA`; the rest is an attachment)."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in INLINE_MEDIA:
+        return mime, True
+    return mime or "application/octet-stream", False
+
+
+def _media_ref(raw: dict[str, Any], inbound: bool) -> tuple[str, str] | None:
+    media_id = raw.get("id")
+    if isinstance(media_id, str) and media_id:
+        return ("id", media_id)
+    link = raw.get("link")
+    if inbound and isinstance(link, str) and _TWILIO_MEDIA_URL.match(link):
+        return ("url", link)
+    return None
+
+
+def _media(content: dict[str, Any], type_: str, *, inbound: bool) -> Media | None:
     raw = content.get("media") if isinstance(content.get("media"), dict) else None
     if raw is None and type_ in MEDIA_TYPES:
         raw = content
     if not raw:
         return None
+    kind = str(raw.get("type") or type_)
+    ref = _media_ref(raw, inbound)
+    link = raw.get("link") if str(raw.get("link", "")).startswith("https://") else None
     return Media(
-        kind=str(raw.get("type") or type_),
+        kind=kind,
         caption=raw.get("caption"),
         filename=raw.get("filename"),
-        link=raw.get("link") if str(raw.get("link", "")).startswith("https://") else None,
+        link=None if ref is not None else link,
         mime_type=raw.get("mime_type"),
+        ref=ref,
+        display=media_display(kind, raw.get("mime_type")),
     )
+
+
+class MediaLinks:
+    """The console's URLs of provider media, signed for one tenant and number:
+    ``/media/{account}?id=…&sig=…`` (or ``url=`` a Twilio MediaUrl). A page makes them
+    from messages the inbox gave the user; the media route accepts only a signature made
+    for the tenant of the session asking, so a URL of tenant A is worthless to a user
+    of tenant B, and no one can name media their pages never showed them."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def signature(self, tenant_id: str, account_id: str, by: str, ref: str) -> str:
+        message = "\x1f".join((tenant_id, account_id, by, ref)).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+
+    def valid(self, tenant_id: str, account_id: str, by: str, ref: str, sig: str) -> bool:
+        return hmac.compare_digest(self.signature(tenant_id, account_id, by, ref), sig)
+
+    def src(self, tenant_id: str, account_id: str, media: Media) -> str | None:
+        if media.ref is None or not account_id:
+            return None
+        by, ref = media.ref
+        query = {by: ref, "sig": self.signature(tenant_id, account_id, by, ref)}
+        if media.display == "download" and media.filename:
+            query["name"] = media.filename
+        return f"/media/{quote(account_id, safe='')}?{urlencode(query)}"
+
+    def sources(self, tenant_id: str, account_id: str) -> Callable[[Media], str | None]:
+        """:meth:`src` for one thread (``message_view``'s ``media_src``)."""
+        return lambda media: self.src(tenant_id, account_id, media)
 
 
 def _choices(content: dict[str, Any]) -> tuple[str, ...]:
@@ -203,7 +303,13 @@ def _template(content: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
     return f"{content.get('name')} ({content.get('language')})", tuple(params)
 
 
-def message_view(m: dict[str, Any], people: dict[str, str]) -> MessageView:
+def message_view(
+    m: dict[str, Any],
+    people: dict[str, str],
+    media_src: Callable[[Media], str | None] | None = None,
+) -> MessageView:
+    """A message as the thread shows it (``media_src``: the console's URL of its media,
+    :meth:`MediaLinks.sources`)."""
     content = m.get("content") if isinstance(m.get("content"), dict) else {}
     assert isinstance(content, dict)
     direction = m.get("direction")
@@ -221,9 +327,15 @@ def message_view(m: dict[str, Any], people: dict[str, str]) -> MessageView:
         label = AUTHOR_LABELS.get(author, author.title() or "Unknown")
     reply = content.get("reply") if isinstance(content.get("reply"), dict) else None
     template, params = _template(content)
+    media = _media(content, type_, inbound=side == "in")
+    if media is not None and media_src is not None:
+        media = replace(media, src=media_src(media))
     text = m.get("text")
     if text is None and isinstance(content.get("text"), str):
         text = content["text"]
+    if media is not None and media.caption:
+        # a media message's text is its caption (the inbox's text joins it in again)
+        text = media.caption
     return MessageView(
         id=int(m.get("id", 0)),
         side=side,
@@ -231,7 +343,7 @@ def message_view(m: dict[str, Any], people: dict[str, str]) -> MessageView:
         author_label=label,
         type=type_,
         text=text,
-        media=_media(content, type_),
+        media=media,
         choices=_choices(content),
         chosen=str(reply.get("title")) if reply and reply.get("title") else None,
         template=template,

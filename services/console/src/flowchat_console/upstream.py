@@ -139,16 +139,33 @@ class Upstream:
         """The raw answer (any status), e.g. a PDF; raises only when the service does not
         answer."""
         client = self.clients.client(service)
+        request = client.build_request(
+            method,
+            path,
+            params=_drop_none(params),
+            json=json,
+            content=content,
+            headers=self._headers(headers),
+        )
+        return await self._send(service, client, request, stream=False)
+
+    async def open(self, service: str, path: str, params: Params = None) -> httpx.Response:
+        """A GET whose body is not read yet (any status): stream it with
+        ``aiter_bytes()``, then ``aclose()`` it. Raises only when the service does not
+        answer."""
+        client = self.clients.client(service)
+        request = client.build_request(
+            "GET", path, params=_drop_none(params), headers=self._headers(None)
+        )
+        return await self._send(service, client, request, stream=True)
+
+    @staticmethod
+    async def _send(
+        service: str, client: httpx.AsyncClient, request: httpx.Request, *, stream: bool
+    ) -> httpx.Response:
         started = time.perf_counter()
         try:
-            response = await client.request(
-                method,
-                path,
-                params=_drop_none(params),
-                json=json,
-                content=content,
-                headers=self._headers(headers),
-            )
+            response = await client.send(request, stream=stream)
         except httpx.TimeoutException as exc:
             _observe(service, "unavailable", time.perf_counter() - started)
             raise UpstreamError(

@@ -5,15 +5,19 @@ signs in on the console (the tenant service's users), sees the customer appear i
 waiting list without reloading (server-sent events), opens the thread with its history,
 claims it, replies (the customer receives it through the sandbox), sees the customer's
 answer arrive live, resolves (the bot speaks again), finds the conversation with the
-search, and signs out. Every page is checked with axe-core and photographed; the inbox
-is also checked at 360 px.
+search, and signs out. A photo the customer sends shows in the thread (loaded through
+the console and the sender); its URL is refused to an agent of another tenant. Every page
+is checked with axe-core and photographed; the inbox is also checked at 360 px.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
+import struct
 import time
+import zlib
 
 import httpx
 import pytest
@@ -92,6 +96,32 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
         await expect(thread.locator(".msg.inbound", has_text="where is my parcel")).to_be_visible(
             timeout=20_000
         )
+        # a photo: the thread shows it, fetched by the console through the sender with the
+        # number's token (the sandbox checks it), the bytes of what the customer sent
+        photo = png(48, 32, (200, 40, 40))
+        await shop.send(
+            customer,
+            {
+                "image": {
+                    "mime_type": "image/png",
+                    "caption": "the parcel label",
+                    "data_base64": base64.b64encode(photo).decode(),
+                }
+            },
+        )
+        image = thread.locator(".msg.inbound img[alt='Image from Customer: the parcel label']")
+        await expect(image).to_be_visible(timeout=20_000)
+        await expect(image).to_have_attribute("loading", "lazy")
+        await page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=await image.element_handle()
+        )
+        assert await image.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [48, 32]
+        src = str(await image.get_attribute("src"))
+        assert src.startswith("/media/")
+        served = await page.request.get(f"{console}{src}")
+        assert served.status == 200
+        assert await served.body() == photo
+        assert served.headers["cache-control"] == "private, max-age=86400"
         await pages.check(page, "inbox-thread")
 
         # an internal note
@@ -162,6 +192,37 @@ async def test_an_agent_answers_a_waiting_customer_and_resolves(
         await expect(page).to_have_url(re.compile(r"/sign-in"))
         await page.goto(f"{console}/inbox")
         await expect(page).to_have_url(re.compile(r"/sign-in"))
+        # the photo's URL, signed in as nobody: the sign-in page; as an agent of another
+        # tenant: unknown (and no way to forge one for their own tenant)
+        anonymous = await page.request.get(f"{console}{src}", max_redirects=0)
+        assert anonymous.status == 303
+        other = await open_shop(console_stack, load_script, http)
+        stranger = await add_person(console_stack, http, other.seeded.tenant_id, "agent", "eve")
+        theirs = await browser.new_context()
+        their_page = await theirs.new_page()
+        await sign_in(their_page, console, stranger)
+        denied = await their_page.request.get(f"{console}{src}")
+        assert denied.status == 404
+        assert await denied.body() != photo
+        await theirs.close()
+
         await context.close()
         csp = [e for e in errors if "Content Security Policy" in e]
         assert not csp, csp
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain PNG of one colour (what a customer's phone might send)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )

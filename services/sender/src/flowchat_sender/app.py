@@ -28,6 +28,7 @@ from flowchat_sender.consumer import OutboundConsumer, ResultBatcher
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.media import GraphMedia, MediaStore
+from flowchat_sender.media_service import MediaResolver
 from flowchat_sender.privacy import RedisErasure
 from flowchat_sender.providers import ProviderAdapter
 from flowchat_sender.ratelimit import RateLimiter
@@ -123,16 +124,18 @@ def create_app(settings: Settings) -> FastAPI:
             miss_sync_s=settings.template_miss_sync_s,
         )
         template_events = TemplateEvents(templates, tenants, clock=time.time)
-        app.state.media = MediaStore(
-            redis,
-            GraphMedia(
-                session,
-                graph_url=settings.graph_url,
-                version=settings.graph_version,
-                timeout_s=settings.media_timeout_s,
-            ),
+        graph_media = GraphMedia(
+            session,
+            graph_url=settings.graph_url,
+            version=settings.graph_version,
+            timeout_s=settings.media_timeout_s,
+        )
+        app.state.media = MediaStore(redis, graph_media, tenants, ttl_s=settings.media_cache_ttl_s)
+        app.state.media_resolver = MediaResolver(
             tenants,
-            ttl_s=settings.media_cache_ttl_s,
+            graph_media,
+            max_bytes=settings.media_download_max_bytes,
+            twilio_url=settings.twilio_url,
         )
         # ---
         sender = Sender(

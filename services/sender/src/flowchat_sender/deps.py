@@ -11,6 +11,7 @@ from flowchat_platform.auth import authenticate
 from flowchat_platform.http import ApiError
 from flowchat_sender.dlq import ParkingLot
 from flowchat_sender.media import MediaStore
+from flowchat_sender.media_service import MediaResolver
 
 _bearer = HTTPBearer(auto_error=False, description="FlowChat's service token")
 
@@ -41,7 +42,15 @@ def media_store(request: Request) -> MediaStore:
     return store
 
 
+def media_resolver(request: Request) -> MediaResolver:
+    resolver: MediaResolver | None = getattr(request.app.state, "media_resolver", None)
+    if resolver is None:
+        raise ApiError(503, "not_ready", "the sender is starting")
+    return resolver
+
+
 #: Every internal route: FlowChat's service token only.
 ServiceOnly = Depends(require_service)
 LotDep = Annotated[ParkingLot, Depends(parking_lot)]
 MediaStoreDep = Annotated[MediaStore, Depends(media_store)]
+MediaResolverDep = Annotated[MediaResolver, Depends(media_resolver)]

@@ -16,12 +16,19 @@
     │                                     Redis (idempotency, rate limits) did not answer in
     │                                     time: never send on a guess; HTTP 503
     └── SenderError
-        └── MediaError                    POST /internal/v1/media (flowchat_sender.media)
-            ├── MediaRefused(reason)      not uploadable: unknown account, provider, type,
-            │                             size (HTTP 400/404/409/413/415)
-            └── MediaUploadFailed(error, retryable)
-                                          the provider refused (422) or the provider or
-                                          the link did not answer (502)
+        └── MediaError                    /internal/v1/media (flowchat_sender.media,
+            │                             flowchat_sender.media_service)
+            ├── MediaRefused(reason)      not uploadable or not servable: unknown account,
+            │                             provider, type, size (HTTP 400/404/409/413/415)
+            ├── MediaUploadFailed(error, retryable)
+            │                             the provider refused (422) or the provider or
+            │                             the link did not answer (502)
+            ├── MediaNotFound             a download: the provider knows no such media
+            │                             (unknown, expired, another account's): 404
+            └── MediaDownloadFailed(reason, error)
+                                          a download: the provider refused or did not
+                                          answer, or sent a file that is not the one it
+                                          announced (size, SHA-256): 502
 
 Meta's and Twilio's error codes are not exceptions: adapters return them in a
 :class:`~flowchat_sender.providers.ProviderReply` and :mod:`flowchat_sender.fates`
@@ -45,7 +52,9 @@ from flowchat_platform.errors import (
 from flowchat_sender import headers as h
 
 __all__ = [
+    "MediaDownloadFailed",
     "MediaError",
+    "MediaNotFound",
     "MediaRefused",
     "MediaUploadFailed",
     "Park",
@@ -146,3 +155,23 @@ class MediaUploadFailed(MediaError):
         super().__init__(message)
         self.error = error
         self.retryable = retryable
+
+
+class MediaNotFound(MediaError):
+    """The provider knows no such media for this account (unknown, expired, foreign)."""
+
+
+class MediaDownloadFailed(MediaError):
+    """A download failed: ``reason`` ``provider`` (refused: ``error``), ``unavailable``
+    (no answer) or ``corrupt`` (not the size or SHA-256 announced)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Literal["provider", "unavailable", "corrupt"],
+        error: ProviderError | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.error = error

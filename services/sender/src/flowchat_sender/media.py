@@ -13,17 +13,25 @@ which downloads a link once), then put the returned ``media_id`` in the command.
   reuse the id without a Graph call. Concurrent uploads of the same bytes in one
   process share one call.
 - Only Cloud API accounts upload: Twilio sends media by URL (``MediaUrl``).
+
+Downloads of what customers sent (``GET /internal/v1/media/content``) are decided in
+:mod:`flowchat_sender.media_service`; :class:`GraphMedia` is its HTTP side: Meta's
+``GET /{media-id}`` and the file behind its URL (bearer token), Twilio's MediaUrl
+(basic auth on the first request only: Twilio answers with a redirect to its CDN, and
+the credentials must not follow it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import orjson
@@ -43,14 +51,22 @@ from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
 from flowchat_sender import metrics, provider_http
 from flowchat_sender.cloud_api import parse_error
-from flowchat_sender.errors import MediaRefused, MediaUploadFailed
-from flowchat_sender.ports import AccountSource
+from flowchat_sender.errors import (
+    MediaDownloadFailed,
+    MediaNotFound,
+    MediaRefused,
+    MediaUploadFailed,
+)
+from flowchat_sender.ports import AccountSource, MediaInfo
 
 log = get_logger(__name__)
 
 PREFIX = "flowchat:sender:media:"
 #: Media ids from the API live 30 days; the cache forgets them a day earlier.
 CACHE_TTL_S = 29 * 24 * 3600
+#: Redirects a download follows (Twilio: one, to its CDN).
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def _label(kind: str | None) -> str:
@@ -128,7 +144,9 @@ class StoredMedia:
 
 
 class GraphMedia:
-    """``POST /{version}/{phone_number_id}/media`` (multipart), and link downloads."""
+    """``POST /{version}/{phone_number_id}/media`` (multipart), link downloads, and the
+    :class:`~flowchat_sender.ports.MediaSource` of downloads: Meta's ``GET /{media-id}``
+    and its URL (bearer token), Twilio's MediaUrl (basic auth)."""
 
     def __init__(
         self,
@@ -178,23 +196,78 @@ class GraphMedia:
                         f"the link answered HTTP {response.status}",
                         retryable=response.status >= 500 or response.status == 429,
                     )
-                declared = response.content_length
-                if declared is not None and declared > limit:
-                    raise MediaRefused(
-                        f"the link's file is {declared} bytes; at most {limit}", reason="size"
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(256 * KB):
-                    size += len(chunk)
-                    if size > limit:
-                        raise MediaRefused(
-                            f"the link's file is larger than {limit} bytes", reason="size"
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks), response.headers.get("Content-Type", "")
+                return await _read(response, limit), response.headers.get("Content-Type", "")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise MediaUploadFailed(f"the link: {exc!r}", retryable=True) from exc
+
+    async def meta_info(self, account: AccountCredentials, media_id: str) -> MediaInfo:
+        url = f"{self._base}/{media_id}"
+        params = {"phone_number_id": account.phone_number_id or ""}
+        headers = {"Authorization": f"Bearer {account.access_token}"}
+        try:
+            status, raw = await provider_http.request(
+                self._session, "GET", url, params=params, headers=headers, timeout=self._timeout
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise MediaDownloadFailed(f"GET /{{media-id}}: {exc!r}", reason="unavailable") from exc
+        if status != 200:
+            error = parse_error(status, raw)
+            if status in (400, 404) and error.code == 100:  # no such object (or not ours)
+                raise MediaNotFound(f"the provider knows no media {media_id}")
+            raise MediaDownloadFailed(
+                f"GET /{{media-id}} refused: code {error.code}: {error.message or error.title}",
+                reason="provider",
+                error=error,
+            )
+        try:
+            data = orjson.loads(raw)
+            size = data.get("file_size")
+            return MediaInfo(
+                url=str(data["url"]),
+                mime_type=data.get("mime_type"),
+                sha256=data.get("sha256") or None,
+                file_size=int(size) if size not in (None, "") else None,
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MediaDownloadFailed(
+                "GET /{media-id}: unreadable answer", reason="provider"
+            ) from exc
+
+    async def meta_download(self, account: AccountCredentials, url: str, *, limit: int) -> bytes:
+        headers = {"Authorization": f"Bearer {account.access_token}"}
+        data, _ = await self._download(url, headers, limit)
+        return data
+
+    async def twilio_download(
+        self, account: AccountCredentials, url: str, *, limit: int
+    ) -> tuple[bytes, str | None]:
+        pair = f"{account.twilio_account_sid or ''}:{account.twilio_auth_token or ''}"
+        basic = base64.b64encode(pair.encode()).decode()
+        return await self._download(url, {"Authorization": f"Basic {basic}"}, limit)
+
+    async def _download(
+        self, url: str, headers: dict[str, str], limit: int
+    ) -> tuple[bytes, str | None]:
+        """GET ``url`` (credentials on the first hop only), at most ``limit`` bytes."""
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                async with self._session.get(
+                    url, headers=headers, allow_redirects=False, timeout=self._timeout
+                ) as response:
+                    if response.status in _REDIRECTS and "Location" in response.headers:
+                        url = urljoin(str(response.url), response.headers["Location"])
+                        headers = {}
+                        continue
+                    if response.status in (404, 410):
+                        raise MediaNotFound("the provider has no such file (deleted or expired)")
+                    if response.status != 200:
+                        raise MediaDownloadFailed(
+                            f"the download answered HTTP {response.status}", reason="provider"
+                        )
+                    return await _read(response, limit), response.headers.get("Content-Type")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise MediaDownloadFailed(f"the download: {exc!r}", reason="unavailable") from exc
+        raise MediaDownloadFailed("the download: too many redirects", reason="provider")
 
 
 @dataclass
@@ -333,3 +406,17 @@ class MediaStore:
         return StoredMedia(
             media_id, sha, mime, kind, len(data), uploaded_at, uploaded_at + self.ttl_s
         )
+
+
+async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise MediaRefused(f"the file is {declared} bytes; at most {limit} bytes", reason="size")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(256 * KB):
+        size += len(chunk)
+        if size > limit:
+            raise MediaRefused(f"the file is larger than {limit} bytes", reason="size")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -12,12 +12,16 @@ from the world, as Protocols (typing only: no runtime cost, no ``isinstance``).
                                 (providers.py)       (cloud_api.py, twilio.py; aiohttp)
            ──▶ Publish          send results out     ResultBatcher.publish (consumer.py)
 
+    MediaResolver ──▶ AccountSource
+                  ──▶ MediaSource  a provider's media  GraphMedia (media.py; aiohttp)
+
 The adapters are wired in :mod:`flowchat_sender.app`; tests pass their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from flowchat_contracts import OutboundCommand, ProviderError, SendResult
@@ -102,3 +106,30 @@ class BreakerPort(Protocol):
     def acquire(self, key: str) -> TicketPort | None: ...
 
     def retry_in(self, key: str) -> float: ...
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """Meta's ``GET /{media-id}``: where the file is (5 minutes, bearer token) and what."""
+
+    url: str
+    mime_type: str | None
+    sha256: str | None
+    file_size: int | None
+
+
+class MediaSource(Protocol):
+    """The provider's media, with the account's credentials. Raise
+    :class:`~flowchat_sender.errors.MediaNotFound` for an unknown or expired file,
+    :class:`~flowchat_sender.errors.MediaRefused` (``size``) past ``limit`` bytes,
+    :class:`~flowchat_sender.errors.MediaDownloadFailed` for any other failure."""
+
+    async def meta_info(self, account: AccountCredentials, media_id: str) -> MediaInfo: ...
+
+    async def meta_download(
+        self, account: AccountCredentials, url: str, *, limit: int
+    ) -> bytes: ...
+
+    async def twilio_download(
+        self, account: AccountCredentials, url: str, *, limit: int
+    ) -> tuple[bytes, str | None]: ...

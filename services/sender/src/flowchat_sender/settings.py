@@ -130,6 +130,10 @@ class Settings(ServiceSettings):
     media_cache_ttl_s: int = 29 * 24 * 3600
     #: Upper bound of one media upload or link download.
     media_timeout_s: float = 60.0
+    #: The largest file ``GET /internal/v1/media/content`` serves (read into memory
+    #: and checked before it is answered): images, audio, video and stickers fit;
+    #: documents above it are refused (413).
+    media_download_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
 
     #: Circuit breaker per account.
     breaker_window_s: float = 60.0

@@ -30,6 +30,7 @@ from flowchat_sandbox.media import (
     Media,
     MediaRefused,
     check_upload,
+    decode_base64,
 )
 from flowchat_sandbox.models import (
     BSUID,
@@ -836,10 +837,7 @@ class CloudApi:
         self, number: Number, image: dict[str, Any], data_base64: str | None
     ) -> dict[str, Any]:
         """Store what the customer sent as media (7 days) and describe it as Meta does."""
-        try:
-            data = base64.b64decode(data_base64, validate=True) if data_base64 else None
-        except (ValueError, binascii.Error):
-            raise ControlError(422, "invalid_request", "image.data_base64 is not base64") from None
+        data = decode_base64(data_base64) if data_base64 else None
         mime_type = str(image.get("mime_type") or "image/jpeg")
         data = data if data is not None else PLACEHOLDER_JPEG
         try:
@@ -850,7 +848,7 @@ class CloudApi:
         media_id = str(given) if given and str(given) not in self.sandbox.media else None
         media = self._store_media(number, mime_type, data, "inbound", media_id=media_id)
         out = {k: v for k, v in image.items() if k not in ("id", "sha256", "link")}
-        return {**out, "mime_type": mime_type, "sha256": media.sha256, "id": media.id}
+        return {**out, "mime_type": mime_type, "sha256": media.sha256_base64, "id": media.id}
 
 
 # ---------------------------------------------------------------------- helpers

@@ -10,10 +10,18 @@
 
 The URL carries an HMAC of the media id and its expiry under a per-process key, so
 a URL cannot be forged or extended.
+
+Twilio (twilio.com/docs/usage/api/media, "HTTP Basic Auth for media access"): what a
+customer sends is a Media resource of the message, ``MediaUrl0`` =
+``{base}/2010-04-01/Accounts/{AC…}/Messages/{MM…}/Media/{ME…}``; a GET with the
+account's basic auth answers 307 to a short-lived CDN URL (no credentials there);
+without them, 401 (20003). :class:`TwilioMedia` keeps it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -22,11 +30,14 @@ from typing import Literal
 
 from flowchat_contracts.whatsapp import MAX_MEDIA_BYTES, MEDIA_TYPES
 from flowchat_contracts.whatsapp import normalize_mime as mime_essence
+from flowchat_sandbox.errors import ControlError
 
 API_MEDIA_TTL_S = 30 * 24 * 3600
 INBOUND_MEDIA_TTL_S = 7 * 24 * 3600
 URL_TTL_S = 5 * 60
 DOWNLOAD_PATH = "/whatsapp_business/attachments/"
+#: Where Twilio's media redirect points (its CDN's presigned URLs, here signed alike).
+TWILIO_CDN_PATH = "/sandbox/twilio-cdn/"
 
 #: The largest upload of any kind (the route refuses bigger bodies before parsing).
 MAX_UPLOAD_BYTES = MAX_MEDIA_BYTES
@@ -43,6 +54,14 @@ PLACEHOLDER_JPEG = bytes.fromhex(
     "c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9faffda0008"
     "010100003f00fbd0ffd9"
 )
+
+
+def decode_base64(data_base64: str) -> bytes:
+    """The bytes of a customer's ``data_base64`` (ControlError 422 when not base64)."""
+    try:
+        return base64.b64decode(data_base64, validate=True)
+    except (ValueError, binascii.Error):
+        raise ControlError(422, "invalid_request", "image.data_base64 is not base64") from None
 
 
 class MediaRefused(ValueError):
@@ -98,6 +117,11 @@ class Media:
         return hashlib.sha256(self.data).hexdigest()
 
     @property
+    def sha256_base64(self) -> str:
+        """The SHA-256 as Meta's webhooks write it (base64; ``GET /{id}`` answers hex)."""
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode()
+
+    @property
     def file_size(self) -> int:
         return len(self.data)
 
@@ -137,3 +161,15 @@ class UrlSigner:
         if not expires.isdigit() or int(expires) <= now:
             return False
         return hmac.compare_digest(self._mac(media_id, int(expires)), mac)
+
+
+@dataclass
+class TwilioMedia:
+    """A file a customer sent to a Twilio number (the message's Media resource)."""
+
+    sid: str
+    account_sid: str
+    message_sid: str
+    mime_type: str
+    data: bytes
+    created_at: float

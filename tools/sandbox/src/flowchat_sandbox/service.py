@@ -22,7 +22,7 @@ from typing import Any
 from flowchat_sandbox import metrics
 from flowchat_sandbox.cloud_api import CloudApi
 from flowchat_sandbox.errors import ControlError, GraphError, TwilioError
-from flowchat_sandbox.media import Media, UrlSigner
+from flowchat_sandbox.media import Media, TwilioMedia, UrlSigner, decode_base64
 from flowchat_sandbox.models import (
     BSUID,
     Customer,
@@ -88,6 +88,8 @@ class Sandbox:
         self.faults: dict[str, Faults] = {}
         self.conversations: dict[tuple[str, str, str], tuple[str, float]] = {}
         self.media: dict[str, Media] = {}
+        #: What customers sent to Twilio numbers, by Media sid (``ME…``).
+        self.twilio_media: dict[str, TwilioMedia] = {}
         self.urls = UrlSigner()
         #: The providers' APIs, played over this state.
         self.cloud = CloudApi(self)
@@ -359,7 +361,9 @@ class Sandbox:
 
     # ------------------------------------------------------------------ customers
 
-    async def customer_writes(self, some_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def customer_writes(
+        self, some_id: str, request: dict[str, Any], *, base_url: str = "https://api.twilio.com"
+    ) -> dict[str, Any]:
         """A customer's message to a Cloud API number or (``twilio_number``) a Twilio one.
         The customer is named by phone number or by a BSUID the sandbox minted;
         ``username`` / ``phone_hidden`` set up the person first."""
@@ -376,7 +380,10 @@ class Sandbox:
         kind, content = _inbound_content(request)
         data_base64 = content[kind].pop("data_base64", None) if kind == "image" else None
         if request.get("twilio_number"):
-            return await self.twilio.customer_writes(customer, request, kind, content)
+            data = decode_base64(data_base64) if data_base64 else None
+            return await self.twilio.customer_writes(
+                customer, request, kind, content, data, base_url
+            )
         return await self.cloud.customer_writes(customer, request, kind, content, data_base64)
 
     # ------------------------------------------------------------------ queries

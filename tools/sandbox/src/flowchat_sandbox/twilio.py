@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowchat_sandbox import metrics
 from flowchat_sandbox.errors import ControlError, TwilioError
+from flowchat_sandbox.media import PLACEHOLDER_JPEG, TWILIO_CDN_PATH, TwilioMedia
 from flowchat_sandbox.models import (
     Customer,
     Inbound,
@@ -197,13 +198,25 @@ class TwilioApi:
             record["delivery_id"] = (await self.sandbox.deliver(account.account_sid, delivery)).id
 
     async def customer_writes(
-        self, customer: Customer, request: dict[str, Any], kind: str, content: dict[str, Any]
+        self,
+        customer: Customer,
+        request: dict[str, Any],
+        kind: str,
+        content: dict[str, Any],
+        data: bytes | None = None,
+        base_url: str = "https://api.twilio.com",
     ) -> dict[str, Any]:
         number = "+" + wa_id_of(str(request["twilio_number"]))
         account = self.sandbox.twilio_accounts.get(self.sandbox.twilio_numbers.get(number, ""))
         if account is None:
             raise ControlError(404, "not_found", "unknown twilio_number")
         sid = new_twilio_sid()
+        if kind == "image" and not content["image"].get("link"):
+            media = self._store_media(account, sid, content["image"], data)
+            content["image"]["link"] = (
+                f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account.account_sid}"
+                f"/Messages/{sid}/Media/{media.sid}"
+            )
         params = {
             "AccountSid": account.account_sid,
             "ApiVersion": "2010-04-01",
@@ -239,6 +252,51 @@ class TwilioApi:
         )
         inbound.delivery_id = (await self.sandbox.deliver(account.account_sid, delivery)).id
         return {"id": sid}
+
+    def _store_media(
+        self, account: TwilioAccount, message_sid: str, image: dict[str, Any], data: bytes | None
+    ) -> TwilioMedia:
+        """What the customer sent, kept as the message's Media resource."""
+        mime_type = str(image.get("mime_type") or "image/jpeg")
+        data = data if data is not None else PLACEHOLDER_JPEG
+        media = TwilioMedia(
+            sid=new_twilio_sid("ME"),
+            account_sid=account.account_sid,
+            message_sid=message_sid,
+            mime_type=mime_type,
+            data=data,
+            created_at=self.sandbox.clock(),
+        )
+        if len(self.sandbox.twilio_media) > 10_000:
+            self.sandbox.twilio_media.pop(next(iter(self.sandbox.twilio_media)))
+        self.sandbox.twilio_media[media.sid] = media
+        return media
+
+    def media_redirect(
+        self,
+        account_sid: str,
+        authorization: str | None,
+        message_sid: str,
+        media_sid: str,
+        base_url: str,
+    ) -> str:
+        """Where a Media resource's bytes are (basic auth required): a CDN URL."""
+        self._account(account_sid, authorization)
+        media = self.sandbox.twilio_media.get(media_sid)
+        if media is None or media.account_sid != account_sid or media.message_sid != message_sid:
+            raise TwilioError(
+                20404, f"The requested resource {media_sid} was not found", status=404
+            )
+        query = self.sandbox.urls.query(f"tw:{media.sid}", self.sandbox.clock())
+        return f"{base_url.rstrip('/')}{TWILIO_CDN_PATH}{media.sid}?{query}"
+
+    def media_bytes(self, media_sid: str, expires: str, mac: str) -> tuple[bytes, str]:
+        """The CDN's answer: the bytes, while the URL is valid (no credentials)."""
+        media = self.sandbox.twilio_media.get(media_sid)
+        valid = self.sandbox.urls.valid(f"tw:{media_sid}", expires, mac, self.sandbox.clock())
+        if media is None or not valid:
+            raise ControlError(403, "forbidden", "Request has expired")
+        return media.data, media.mime_type
 
 
 # ---------------------------------------------------------------------- helpers

@@ -10,6 +10,7 @@ PAGE_MODULES: list[str] = [
     "flowchat_console.pages.auth",
     "flowchat_console.pages.inbox",
     "flowchat_console.pages.conversations",
+    "flowchat_console.pages.media",
     "flowchat_console.pages.contacts",
     "flowchat_console.pages.campaigns",
     "flowchat_console.pages.catalog",

@@ -14,6 +14,8 @@ Who calls what (the services enforce it; the console hides what a role cannot do
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from functools import lru_cache
 from typing import Any
 
@@ -42,6 +44,15 @@ class _ServiceToken(BaseSettings):
 def service_token() -> str:
     """``FLOWCHAT_SERVICE_TOKEN`` (the stack's, as every service's)."""
     return _ServiceToken().flowchat_service_token
+
+
+def media_key() -> bytes | None:
+    """The key of the thread's media URLs (:class:`~flowchat_console.service.MediaLinks`):
+    derived from the service token, so every replica accepts every replica's URLs."""
+    token = service_token()
+    if not token:
+        return None
+    return hmac.new(token.encode(), b"flowchat-console-media-urls", hashlib.sha256).digest()
 
 
 def need(user: ConsoleUser, action: str) -> None:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from flowchat_console import service
 from flowchat_console.deps import CurrentUser, RuntimeDep, UpstreamDep, require
+from flowchat_console.pages._kit import tenant_of
 from flowchat_console.pages.inbox import customers_of, thread_of
 from flowchat_console.render import render
 
@@ -82,7 +83,10 @@ async def thread_page(
         up.get("inbox", f"/v1/threads/{thread_id}/messages", {"limit": 50, "cursor": cursor}),
         runtime.people.labels(up, user),
     )
-    views = [service.message_view(m, people) for m in reversed(messages.get("items", []))]
+    sources = runtime.media_links.sources(
+        tenant_of(request, user), str(thread.get("account_id") or "")
+    )
+    views = [service.message_view(m, people, sources) for m in reversed(messages.get("items", []))]
     return render(
         request,
         "conversations/thread.html",

@@ -180,7 +180,8 @@ async def thread_context(
         runtime.people.agents(up, user),
         templates_for(runtime, up, user, account) if may_reply and account else _none_listed(),
     )
-    views = [service.message_view(m, people) for m in reversed(messages.get("items", []))]
+    sources = runtime.media_links.sources(user.tenant_id or "", account)
+    views = [service.message_view(m, people, sources) for m in reversed(messages.get("items", []))]
     window = service.window_of(conversation)
     now = datetime.now(UTC)
     assignee = conversation.get("assignee")

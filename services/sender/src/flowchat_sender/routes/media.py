@@ -7,6 +7,15 @@
   filename?, kind?}`` — the sender downloads the link once and uploads it.
 
 Send the answer's ``media_id`` in ``MediaContent`` (or a template's media parameter).
+
+- ``GET /internal/v1/media/content?tenant_id=&account_id=&media_id=`` (Cloud API) or
+  ``…&url=`` (a Twilio MediaUrl) — the bytes of media a customer sent, fetched with the
+  account's credentials (:mod:`flowchat_sender.media_service`): ``Content-Type`` the
+  provider's, ``X-FlowChat-Media-Sha256`` (hex), ``ETag``. Errors: 404
+  ``not_found`` (unknown account) or ``media_not_found`` (the provider knows no such
+  media, or a MediaUrl that is not the account's), 409 the wrong name for the provider,
+  413 over ``MEDIA_DOWNLOAD_MAX_BYTES``, 502 ``provider_error`` / ``media_corrupt`` /
+  ``upstream_unavailable``.
 Errors: 400 an empty body, 404 unknown account, 409 a Twilio account (send the link), 413 too large,
 415 a type WhatsApp does not take (or not of ``kind``), 422 refused by the provider,
 502 the provider or the link did not answer (the sender's errors, answered by
@@ -17,12 +26,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowchat_contracts.whatsapp import MAX_MEDIA_BYTES
 from flowchat_platform.http import ApiError
-from flowchat_sender.deps import MediaStoreDep, ServiceOnly
+from flowchat_sender.deps import MediaResolverDep, MediaStoreDep, ServiceOnly
 from flowchat_sender.media import max_bytes
 
 router = APIRouter(prefix="/internal/v1", tags=["internal"])
@@ -87,3 +96,51 @@ async def upload_link(body: LinkIn, store: MediaStoreDep) -> dict[str, Any]:
         kind=body.kind,
     )
     return stored.public()
+
+
+_CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file's bytes, typed as the provider typed them",
+        "content": {
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "example": "\\xff\\xd8\\xff\\xe0 ... (a JPEG)",
+            }
+        },
+    },
+    404: {"description": "Unknown account, or the provider knows no such media"},
+    409: {"description": "media_id for a Twilio account, or url for a Cloud API one"},
+    413: {"description": "Larger than the sender serves (MEDIA_DOWNLOAD_MAX_BYTES)"},
+    502: {"description": "The provider refused or did not answer, or the file is corrupt"},
+}
+
+
+@router.get(
+    "/media/content",
+    dependencies=[ServiceOnly],
+    responses=_CONTENT_RESPONSES,
+    response_class=Response,
+)
+async def content(
+    resolver: MediaResolverDep,
+    tenant_id: Annotated[str, Query(min_length=1, max_length=128)],
+    account_id: Annotated[str, Query(min_length=1, max_length=128)],
+    media_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, pattern=r"^[\w.-]+$")
+    ] = None,
+    url: Annotated[str | None, Query(pattern=r"^https?://", max_length=2048)] = None,
+) -> Response:
+    """The bytes of media a customer sent (``media_id``: Cloud API; ``url``: Twilio)."""
+    if (media_id is None) == (url is None):
+        raise ApiError(400, "invalid_request", "give exactly one of media_id and url")
+    got = await resolver.resolve(tenant_id, account_id, media_id=media_id, url=url)
+    return Response(
+        got.data,
+        media_type=got.content_type,
+        headers={
+            "ETag": f'"{got.sha256}"',
+            "X-FlowChat-Media-Sha256": got.sha256,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+        },
+    )

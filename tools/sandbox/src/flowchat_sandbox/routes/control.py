@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -178,6 +178,18 @@ async def advance_clock(body: ClockIn, sandbox: SandboxDep) -> dict[str, Any]:
     return {"offset_s": offset, "now": sandbox.clock()}
 
 
+@router.get("/twilio-cdn/{media_sid}", summary="Twilio's CDN: a media redirect's target")
+async def twilio_cdn(
+    media_sid: str,
+    sandbox: SandboxDep,
+    ext: str = "",
+    mac: Annotated[str, Query(alias="hash")] = "",
+) -> Response:
+    """The bytes behind a Media resource's 307 (valid 5 minutes, no credentials)."""
+    data, mime_type = sandbox.twilio.media_bytes(media_sid, ext, mac)
+    return Response(data, media_type=mime_type)
+
+
 @router.get("/media")
 async def list_media(sandbox: SandboxDep) -> list[dict[str, Any]]:
     """Every stored media object (uploads and what customers sent), without bytes."""
@@ -241,11 +253,13 @@ async def get_customer(wa_id: str, sandbox: SandboxDep) -> dict[str, Any]:
 
 @router.post("/customers/{wa_id}/messages")
 async def customer_writes(
-    wa_id: str, body: CustomerMessageIn, sandbox: SandboxDep
+    wa_id: str, body: CustomerMessageIn, sandbox: SandboxDep, request: Request
 ) -> dict[str, Any]:
     if (body.phone_number_id is None) == (body.twilio_number is None):
         raise ControlError(422, "invalid_request", "give phone_number_id or twilio_number")
-    return await sandbox.customer_writes(wa_id, body.model_dump(exclude_none=True))
+    return await sandbox.customer_writes(
+        wa_id, body.model_dump(exclude_none=True), base_url=str(request.base_url)
+    )
 
 
 class UserIdChangeIn(Strict):

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from flowchat_sandbox.deps import SandboxDep
 from flowchat_sandbox.errors import TWILIO_ERROR_SCHEMA, error_responses
@@ -40,3 +40,23 @@ async def fetch_message(
     authorization: Authorization = None,
 ) -> dict[str, Any]:
     return sandbox.twilio.message(account_sid, authorization, message_sid)
+
+
+@router.get(
+    "/Messages/{message_sid}/Media/{media_sid}",
+    status_code=307,
+    summary="A received message's media: 307 to its CDN URL (basic auth required)",
+    response_class=RedirectResponse,
+)
+async def fetch_media(
+    account_sid: str,
+    message_sid: str,
+    media_sid: str,
+    request: Request,
+    sandbox: SandboxDep,
+    authorization: Authorization = None,
+) -> RedirectResponse:
+    location = sandbox.twilio.media_redirect(
+        account_sid, authorization, message_sid, media_sid, str(request.base_url)
+    )
+    return RedirectResponse(location, status_code=307)
