@@ -26,7 +26,7 @@ from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 
-__all__ = ["RotateStep", "SealStep", "SealingState", "seal_loop", "seal_pass"]
+__all__ = ["RotateStep", "SealStep", "SealingState", "batch_lock", "seal_loop", "seal_pass"]
 
 #: One batch of a sealing pass (see the module's docstring).
 SealStep = Callable[[str, int], Awaitable[tuple[int, str | None]]]
@@ -34,6 +34,13 @@ SealStep = Callable[[str, int], Awaitable[tuple[int, str | None]]]
 #: One batch of a key rotation: a :data:`SealStep` whose key may be any JSON value (an
 #: id, a list of a composite key's columns); JSON arrays come back as lists.
 RotateStep = Callable[[Any, int], Awaitable[tuple[int, Any]]]
+
+
+def batch_lock(*, rotate: bool) -> str:
+    """The locking clause of a batch's ``SELECT``: sealing skips the rows another
+    transaction holds (still in clear, the next start's pass finds them); a key rotation
+    waits for them (it runs once per new key: a row skipped would keep the old key)."""
+    return "FOR UPDATE" if rotate else "FOR UPDATE SKIP LOCKED"
 
 
 async def seal_pass(
