@@ -26,7 +26,15 @@ from flowchat_platform.logs import get_logger
 
 log = get_logger(__name__)
 
-__all__ = ["RotateStep", "SealStep", "SealingState", "batch_lock", "seal_loop", "seal_pass"]
+__all__ = [
+    "SEALING_STATE_TABLE",
+    "RotateStep",
+    "SealStep",
+    "SealingState",
+    "batch_lock",
+    "seal_loop",
+    "seal_pass",
+]
 
 #: One batch of a sealing pass (see the module's docstring).
 SealStep = Callable[[str, int], Awaitable[tuple[int, str | None]]]
@@ -92,6 +100,19 @@ async def seal_loop(
         except Exception as exc:  # noqa: BLE001 - start over after a pause
             log.warning("encrypting at rest failed", action=action, error=repr(exc))
             await asyncio.sleep(retry_s)
+
+
+#: The ``sealing_state`` table, created by each service's migration (inbox
+#: ``0007a_sealing_state``, conversation ``0009_sealing_state``, relay ``0005``). Frozen:
+#: a change to it is a new migration in every service, not an edit here.
+SEALING_STATE_TABLE = """
+    CREATE TABLE sealing_state (
+        name text PRIMARY KEY,
+        key_id text NOT NULL,
+        cursor text,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )
+"""
 
 
 class SealingState:

@@ -16,6 +16,8 @@ Create Date: 2026-12-07
 
 from alembic import op
 
+from flowchat_platform.sealing import SEALING_STATE_TABLE
+
 revision = "0009_sealing_state"
 down_revision = "0008_sealed_identities"
 branch_labels = None
@@ -46,16 +48,7 @@ def upgrade() -> None:
         f"(tenant_id, provider_message_id) WHERE NOT ({key} ~ '^[0-9a-f]{{64}}$') "
         f"AND {key} <> ''"
     )
-    op.execute(
-        """
-        CREATE TABLE sealing_state (
-            name text PRIMARY KEY,
-            key_id text NOT NULL,
-            cursor text,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )
-        """
-    )
+    op.execute(SEALING_STATE_TABLE)
 
 
 def downgrade() -> None:

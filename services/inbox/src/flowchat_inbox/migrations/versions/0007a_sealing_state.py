@@ -13,6 +13,8 @@ Create Date: 2026-12-07
 
 from alembic import op
 
+from flowchat_platform.sealing import SEALING_STATE_TABLE
+
 revision: str = "0007a_sealing_state"
 down_revision: str | None = "0006_sealed"
 branch_labels = None
@@ -20,16 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(
-        """
-        CREATE TABLE sealing_state (
-            name text PRIMARY KEY,
-            key_id text NOT NULL,
-            cursor text,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )
-        """
-    )
+    op.execute(SEALING_STATE_TABLE)
 
 
 def downgrade() -> None:

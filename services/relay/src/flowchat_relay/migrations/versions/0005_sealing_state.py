@@ -17,6 +17,8 @@ Create Date: 2026-12-07
 
 from alembic import op
 
+from flowchat_platform.sealing import SEALING_STATE_TABLE
+
 revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels = None
@@ -30,16 +32,7 @@ def upgrade() -> None:
         "CREATE INDEX conversation_sequences_unsealed ON conversation_sequences "
         "(tenant_id, account_id, conversation) WHERE conversation !~ '^[0-9a-f]{64}$'"
     )
-    op.execute(
-        """
-        CREATE TABLE sealing_state (
-            name text PRIMARY KEY,
-            key_id text NOT NULL,
-            cursor text,
-            updated_at timestamptz NOT NULL DEFAULT now()
-        )
-        """
-    )
+    op.execute(SEALING_STATE_TABLE)
 
 
 def downgrade() -> None:
