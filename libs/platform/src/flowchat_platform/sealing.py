@@ -117,8 +117,9 @@ SEALING_STATE_TABLE = """
 
 class SealingState:
     """A service's ``sealing_state`` table (``name`` text primary key, ``key_id`` text,
-    ``cursor`` text: JSON, ``updated_at``) over an asyncpg pool of at least two
-    connections: per table ``name``, the key (:attr:`SecretBox.key_id
+    ``cursor`` text: JSON, ``updated_at``) over an asyncpg pool (a batch holds one of its
+    connections while the step runs on its own: two connections at least, or another pool
+    than the step's): per table ``name``, the key (:attr:`SecretBox.key_id
     <flowchat_platform.crypto.SecretBox.key_id>`) its tokens were re-encrypted to, and,
     while that rotation is under way, the key of the last row done (``cursor``; NULL once
     done)."""
