@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from flowchat_contracts import CustomerIdentity
@@ -16,9 +17,18 @@ from flowchat_conversation.outreach.contact_service import ContactsService
 from flowchat_conversation.outreach.contacts import ContactIn, Segment
 from flowchat_conversation.outreach.repository import OutreachRepository, resolve_customer
 from flowchat_conversation.privacy.repository import PrivacyRepository
-from flowchat_conversation.sealing import Identities, identities, seal_loop
+from flowchat_conversation.sealing import (
+    CLEAR_HANDLED_SQL,
+    CLEAR_KEYS_SQL,
+    Identities,
+    identities,
+    rotate_tokens,
+    seal_loop,
+)
 from flowchat_platform.crypto import InvalidToken
 from flowchat_platform.db import create_pool, migrate
+from flowchat_platform.sealing import SealingState
+from flowchat_platform.testing import row_versions
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +206,72 @@ async def test_a_customer_that_cannot_be_sealed_does_not_stop_the_pass(pool):
     keys = {r["customer_wa_id"] for r in await pool.fetch("SELECT customer_wa_id FROM contacts")}
     assert keys == {PHONE, ids.key("t1", PHONE), ids.key("t1", other)}  # the other one sealed
     assert ids.legacy is True  # resolving still looks for ids in clear
+
+
+def rotated_total() -> float:
+    sample = REGISTRY.get_sample_value("flowchat_conversation_sealed_total", {"action": "rotated"})
+    return sample or 0.0
+
+
+async def test_the_pass_finds_rows_in_clear_through_the_partial_indexes(pool):
+    plans = []
+    async with pool.acquire() as conn, conn.transaction():
+        # a predicate an index does not imply leaves a seq scan, however costly
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        for sql, args in ((CLEAR_KEYS_SQL, (10, "", "")), (CLEAR_HANDLED_SQL, (10,))):
+            rows = await conn.fetch(f"EXPLAIN {sql}", *args)
+            plans.append("\n".join(r[0] for r in rows))
+    assert all("Seq Scan" not in plan for plan in plans), plans
+    assert [plan.count("_unsealed") for plan in plans] == [6, 1]
+
+
+async def test_a_start_with_nothing_to_do_writes_nothing_and_a_rotation_runs_once(pool):
+    await store_in_clear(pool)
+    await seal_loop(pool, keyed(OLD), batch=2, pause_s=0)
+    async with pool.acquire() as conn:
+        before = await row_versions(conn, "conversation")
+        # a second start: no row updated, deleted or locked
+        await seal_loop(pool, keyed(OLD), batch=2, pause_s=0)
+        assert await row_versions(conn, "conversation") == before
+        # an old key listed behind a new one: every token re-encrypted, once
+        rotating = keyed(f"{NEW},{OLD}")
+        counted = rotated_total()
+        await seal_loop(pool, rotating, batch=2, pause_s=0)
+        assert rotated_total() - counted == 5
+        state = await conn.fetch("SELECT name, key_id, cursor FROM sealing_state ORDER BY 1")
+        assert [tuple(r) for r in state] == [
+            (t, rotating.sealer.box.key_id, None)
+            for t in ("campaign_recipients", "contacts", "customer_aliases", "orders")
+        ]
+        before = await row_versions(conn, "conversation")
+        await seal_loop(pool, keyed(f"{NEW},{OLD}"), batch=2, pause_s=0)  # the next start
+        assert rotated_total() - counted == 5
+        assert await row_versions(conn, "conversation") == before
+        tokens = await conn.fetch(
+            "SELECT alias_enc AS t FROM customer_aliases UNION ALL SELECT name_enc FROM contacts"
+        )
+        for row in tokens:
+            assert keyed(NEW).open(row["t"]) is not None
+
+
+async def test_a_rotation_cut_short_resumes_where_it_stopped(pool):
+    await store_in_clear(pool)
+    await seal_loop(pool, keyed(OLD), batch=2, pause_s=0)
+    rotating = keyed(f"{NEW},{OLD}")
+    key_id = rotating.sealer.box.key_id
+
+    async def one_batch(after, limit):
+        async with pool.acquire() as conn, conn.transaction():
+            return await rotate_tokens(conn, rotating, "customer_aliases", after, limit)
+
+    # one batch of one alias, then the replica stops
+    step = SealingState(pool).step("customer_aliases", one_batch, key_id=key_id, start=None)
+    assert (await step("", 1))[0] == 1
+    (state,) = await pool.fetch("SELECT key_id, cursor FROM sealing_state")
+    assert state["key_id"] == key_id
+    assert json.loads(state["cursor"])[0] == "t1"  # (tenant, alias) of the alias done
+    counted = rotated_total()
+    await seal_loop(pool, rotating, batch=1, pause_s=0)
+    assert rotated_total() - counted == 4  # the other alias, the contact, order and send
+    for row in await pool.fetch("SELECT alias_enc FROM customer_aliases"):
+        assert keyed(NEW).open(row["alias_enc"]) is not None

@@ -22,7 +22,7 @@ from flowchat_inbox.seal_pass import seal_identities, seal_loop
 from flowchat_inbox.service import HistoryService
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.db import create_pool, migrate_with_retry
-from flowchat_platform.testing import temporary_database
+from flowchat_platform.testing import row_versions, temporary_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -132,6 +132,7 @@ async def test_rows_stored_before_are_sealed_then_re_encrypted_under_a_new_key()
     async with temporary_database() as dsn:
         await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
         pool = await create_pool(dsn, schema=SCHEMA, max_size=2)
+        conn: asyncpg.Connection | None = None
         try:
             # as the inbox stored them before encryption
             thread = await pool.fetchval(
@@ -174,19 +175,19 @@ async def test_rows_stored_before_are_sealed_then_re_encrypted_under_a_new_key()
                 "aliases": 2,
                 "messages": 3,
             }
-            conn = await asyncpg.connect(dsn)
-            try:
-                assert await stored_in_clear(conn, [wa, bsuid, "Grace", "oldword"]) == []
-            finally:
-                await conn.close()
+            conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
+            assert await stored_in_clear(conn, [wa, bsuid, "Grace", "oldword"]) == []
             (read,) = await repository.threads("t1", account_id=None, after=None, limit=5)
             assert (read.customer_key, read.wa_id, read.user_id) == (bsuid, wa, bsuid)
             assert (read.customer_name, read.last_preview) == ("Grace Hopper", text)
             found = await repository.search("t1", "OLDWORD late", after=None, limit=10)
             assert sorted(m.body or "" for m in found) == [f"{text} {i}" for i in range(3)]
             assert found[0].content == {"text": found[0].body}
-            # nothing left: a second pass changes nothing
+            # nothing left: a second start changes nothing (no row updated or locked)
+            before_start = await row_versions(conn, SCHEMA)
             assert await seal_identities(repository, batch=10) == 0
+            await seal_loop(repository, rotate=False, batch=2, pause_s=0)
+            assert await row_versions(conn, SCHEMA) == before_start
 
             # a new key first, the old one still configured: every token re-encrypted
             new_key = SecretBox.generate_key()
@@ -195,6 +196,18 @@ async def test_rows_stored_before_are_sealed_then_re_encrypted_under_a_new_key()
                 Repository(pool, sealer(new_key, ENCRYPTION_KEY)), rotate=True, batch=2, pause_s=0
             )
             assert sealed_total("messages", "rotated") - rotated_before == 3
+            key_id = SecretBox.from_keys(new_key).key_id
+            state = await conn.fetch("SELECT name, key_id, cursor FROM sealing_state")
+            assert {tuple(r) for r in state} == {
+                (t, key_id, None) for t in ("threads", "aliases", "messages")
+            }
+            # the next start with the same keys: nothing re-encrypted again
+            before_start = await row_versions(conn, SCHEMA)
+            await seal_loop(
+                Repository(pool, sealer(new_key, ENCRYPTION_KEY)), rotate=True, batch=2, pause_s=0
+            )
+            assert sealed_total("messages", "rotated") - rotated_before == 3
+            assert await row_versions(conn, SCHEMA) == before_start
             only_new = Repository(pool, sealer(new_key))  # the old key removed
             (read,) = await only_new.threads("t1", account_id=None, after=None, limit=5)
             assert (read.wa_id, read.customer_name) == (wa, "Grace Hopper")
@@ -203,4 +216,6 @@ async def test_rows_stored_before_are_sealed_then_re_encrypted_under_a_new_key()
             # the same customer writing again lands in the same (now sealed) thread
             assert await only_new.threads("t1", account_id=None, after=None, limit=5, customer=wa)
         finally:
+            if conn is not None:
+                await conn.close()
             await pool.close()

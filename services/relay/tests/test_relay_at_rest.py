@@ -14,15 +14,24 @@ import asyncpg
 import orjson
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
-from relay_testkit import ENCRYPTION_KEY, Harness, Receiver, StartRelay, wait_for
+from prometheus_client import REGISTRY
+from relay_testkit import (
+    ENCRYPTION_KEY,
+    Harness,
+    Receiver,
+    StartRelay,
+    relay_settings,
+    wait_for,
+)
 from standardwebhooks.webhooks import Webhook
 
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.privacy import BlindIndex, privacy_index
-from flowchat_platform.testing import temporary_database
+from flowchat_platform.sealing import SealingState
+from flowchat_platform.testing import row_versions, temporary_database
 from flowchat_relay import SCHEMA
-from flowchat_relay.app import MIGRATIONS
+from flowchat_relay.app import MIGRATIONS, seal_loop
 from flowchat_relay.repository import Repository
 
 pytestmark = pytest.mark.integration
@@ -143,55 +152,61 @@ async def _attempts_logged(h: Harness, n: int) -> bool:
     return await h.count("SELECT count(*) FROM attempts") >= n
 
 
+BODY = {
+    "id": "evt_legacy",
+    "type": "message.received",
+    "tenant_id": "t1",
+    "sequence": 4,
+    "data": {"customer": {"wa_id": PHONE, "user_id": BSUID}, "text": TEXT},
+}
+META = {"entry": [{"changes": [{"value": {"contacts": [{"wa_id": PHONE}]}}]}]}
+
+
+async def store_in_clear(pool: asyncpg.Pool, key: bytes) -> str:
+    """An endpoint (its secret under ``key``), and three events with their deliveries'
+    answers and a conversation counter as the relay stored them before migration 0004;
+    the first event's body as stored."""
+    await pool.execute(
+        "INSERT INTO endpoints (id, tenant_id, url, event_types, format, secret_enc) "
+        "VALUES ('ep1', 't1', 'https://example.com/hook', '{message.received}', "
+        "'flowchat', $1)",
+        SecretBox([key]).encrypt("whsec_x"),
+    )
+    for i in range(3):  # stored before migration 0004: bodies in clear
+        await pool.execute(
+            "INSERT INTO events (id, type, tenant_id, account_id, body, meta_body) "
+            "VALUES ($1, 'message.received', 't1', 'acc', $2::jsonb, $3::jsonb)",
+            f"evt_legacy{i}",
+            orjson.dumps({**BODY, "id": f"evt_legacy{i}"}).decode(),
+            orjson.dumps(META).decode(),
+        )
+        delivery = await pool.fetchval(
+            "INSERT INTO deliveries (event_id, endpoint_id) VALUES ($1, 'ep1') RETURNING id",
+            f"evt_legacy{i}",
+        )
+        await pool.execute(
+            "INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, "
+            "attempt, latency_ms, response, outcome) "
+            "VALUES ($1, 'ep1', $2, 'message.received', 1, 5, $3, 'retry')",
+            delivery,
+            f"evt_legacy{i}",
+            f"echo {PHONE}",
+        )
+    await pool.execute("INSERT INTO conversation_sequences VALUES ('t1', 'acc', $1, 4)", PHONE)
+    body: str = await pool.fetchval("SELECT body::text FROM events WHERE id = 'evt_legacy0'")
+    return body
+
+
 async def test_rows_stored_in_clear_are_sealed_then_rotated():
     old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
     index = privacy_index(None, None)
-    body = {
-        "id": "evt_legacy",
-        "type": "message.received",
-        "tenant_id": "t1",
-        "sequence": 4,
-        "data": {"customer": {"wa_id": PHONE, "user_id": BSUID}, "text": TEXT},
-    }
-    meta = {"entry": [{"changes": [{"value": {"contacts": [{"wa_id": PHONE}]}}]}]}
+    meta = META
     async with temporary_database() as dsn:
         await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
         pool = await create_pool(dsn, schema=SCHEMA)
         try:
             old = Repository(pool, SecretBox([old_key]), index=index)
-            await pool.execute(
-                "INSERT INTO endpoints (id, tenant_id, url, event_types, format, secret_enc) "
-                "VALUES ('ep1', 't1', 'https://example.com/hook', '{message.received}', "
-                "'flowchat', $1)",
-                SecretBox([old_key]).encrypt("whsec_x"),
-            )
-            for i in range(3):  # stored before migration 0004: bodies in clear
-                await pool.execute(
-                    "INSERT INTO events (id, type, tenant_id, account_id, body, meta_body) "
-                    "VALUES ($1, 'message.received', 't1', 'acc', $2::jsonb, $3::jsonb)",
-                    f"evt_legacy{i}",
-                    orjson.dumps({**body, "id": f"evt_legacy{i}"}).decode(),
-                    orjson.dumps(meta).decode(),
-                )
-                delivery = await pool.fetchval(
-                    "INSERT INTO deliveries (event_id, endpoint_id) "
-                    "VALUES ($1, 'ep1') RETURNING id",
-                    f"evt_legacy{i}",
-                )
-                await pool.execute(
-                    "INSERT INTO attempts (delivery_id, endpoint_id, event_id, event_type, "
-                    "attempt, latency_ms, response, outcome) "
-                    "VALUES ($1, 'ep1', $2, 'message.received', 1, 5, $3, 'retry')",
-                    delivery,
-                    f"evt_legacy{i}",
-                    f"echo {PHONE}",
-                )
-            await pool.execute(
-                "INSERT INTO conversation_sequences VALUES ('t1', 'acc', $1, 4)", PHONE
-            )
-            clear_body = await pool.fetchval(
-                "SELECT body::text FROM events WHERE id = 'evt_legacy0'"
-            )
+            clear_body = await store_in_clear(pool, old_key)
 
             # the export finds a row stored in clear only once sealed (the pass runs at start)
             assert (
@@ -270,5 +285,67 @@ async def test_erasure_finds_rows_not_sealed_yet():
             )
             repository = Repository(pool, SecretBox([Fernet.generate_key()]))
             assert (await repository.erase_customer("t1", [PHONE]))["events_deleted"] == 1
+        finally:
+            await pool.close()
+
+
+def rotated_total() -> float:
+    return sum(
+        REGISTRY.get_sample_value("flowchat_relay_sealed_total", {"table": t, "action": "rotated"})
+        or 0.0
+        for t in ("events", "attempts", "endpoints")
+    )
+
+
+async def test_a_start_with_nothing_to_do_writes_nothing_and_a_rotation_runs_once():
+    old_key, new_key = Fernet.generate_key(), Fernet.generate_key()
+    index = privacy_index(None, None)
+    async with temporary_database() as dsn:
+        await migrate_with_retry(dsn, MIGRATIONS, SCHEMA)
+        pool = await create_pool(dsn, schema=SCHEMA)
+        state = SealingState(pool)
+
+        async def start(*keys: bytes) -> None:
+            """What the relay does to its rows at start (the pass run to its end)."""
+            box = SecretBox(list(keys))
+            settings = relay_settings(
+                "amqp://127.0.0.1/",
+                dsn,
+                "http://127.0.0.1:1",
+                "redis://127.0.0.1/0",
+                encryption_keys=",".join(k.decode() for k in keys),
+                seal_batch_size=2,
+                seal_pause_s=0,
+            )
+            repository = Repository(pool, box, index=index)
+            await repository.seal_sequences()
+            await seal_loop(repository, settings, state)
+
+        try:
+            await store_in_clear(pool, old_key)
+            await start(old_key)
+            async with pool.acquire() as conn:
+                assert await clear_text_hits(conn, [PHONE, BSUID, TEXT]) == []
+                before = await row_versions(conn, SCHEMA)
+                await start(old_key)  # nothing left: no row updated, deleted or locked
+                assert await row_versions(conn, SCHEMA) == before
+
+                counted = rotated_total()
+                await start(new_key, old_key)  # every token re-encrypted, once
+                assert rotated_total() - counted == 7  # 3 events, 3 answers, 1 endpoint
+                done = await conn.fetch("SELECT name, key_id, cursor FROM sealing_state")
+                key_id = SecretBox([new_key]).key_id
+                assert {tuple(r) for r in done} == {
+                    (t, key_id, None) for t in ("events", "attempts", "endpoints")
+                }
+                before = await row_versions(conn, SCHEMA)
+                await start(new_key, old_key)  # the next start: nothing to do
+                assert rotated_total() - counted == 7
+                assert await row_versions(conn, SCHEMA) == before
+
+            newest = SecretBox([new_key])
+            for token in await pool.fetch("SELECT body_enc AS t FROM events"):
+                assert orjson.loads(newest.decrypt_bytes(token["t"]))["tenant_id"] == "t1"
+            assert newest.decrypt(await pool.fetchval("SELECT secret_enc FROM endpoints"))
         finally:
             await pool.close()

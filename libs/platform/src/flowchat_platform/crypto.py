@@ -27,6 +27,9 @@ class SecretBox:
             raise ValueError("no key given")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
         self.key_count = len(keys)
+        #: A name for the newest key that reveals nothing of it (an HMAC under the key):
+        #: what a key rotation records it re-encrypted to (:mod:`flowchat_platform.sealing`).
+        self.key_id = hmac.new(keys[0], b"flowchat-key-id", hashlib.sha256).hexdigest()[:16]
 
     @classmethod
     def from_keys(cls, raw: str) -> SecretBox:

@@ -125,6 +125,27 @@ async def temporary_database(base_dsn: str | None = None) -> AsyncIterator[str]:
         await drop_database(dsn)
 
 
+async def row_versions(conn: Any, schema: str) -> dict[str, set[tuple[str, str, str]]]:
+    """Every row of ``schema``'s tables as ``(ctid, xmin, xmax)``, by table. The same
+    before and after some code proves it wrote, deleted and locked no row: an UPDATE
+    writes a new row version (a new ``xmin``), ``SELECT … FOR UPDATE`` sets ``xmax``."""
+    tables = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+        schema,
+    )
+    return {
+        t["table_name"]: {
+            (r["ctid"], r["xmin"], r["xmax"])
+            for r in await conn.fetch(
+                f"SELECT ctid::text, xmin::text, xmax::text "  # noqa: S608 - catalog names
+                f'FROM "{schema}"."{t["table_name"]}"'
+            )
+        }
+        for t in tables
+    }
+
+
 @pytest.fixture
 async def database_url() -> AsyncIterator[str]:
     async with temporary_database() as dsn:

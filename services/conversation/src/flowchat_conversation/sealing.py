@@ -14,9 +14,12 @@ Rows stored before encryption keep ids in clear until :func:`seal_loop` (started
 per replica) seals them, customer by customer, each in its own short transaction (all
 of a customer's rows move to the digest key together); a customer who writes before
 the pass reaches them is sealed in the message's transaction
-(:func:`seal_customers`). With an old key still configured the pass then re-encrypts
-every token under the newest. Both are idempotent: a pass cut short starts over and
-finds only what is left.
+(:func:`seal_customers`). The pass finds them through partial indexes of the rows in
+clear (migration ``0009_sealing_state``), so a start with nothing left reads nothing.
+When a new key is configured with an old one still listed, the pass then re-encrypts
+every token under the newest, once (``sealing_state`` records the key each table was
+rotated to and where a rotation cut short stopped). Both are idempotent: a pass cut
+short starts over and finds only what is left.
 
 Adapter code (SQL) over any asyncpg connection; no import of asyncpg itself.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from pydantic import SecretStr
@@ -33,8 +37,11 @@ from pydantic import SecretStr
 from flowchat_conversation import metrics
 from flowchat_platform.logs import get_logger
 from flowchat_platform.privacy import IdentitySealer, identity_box, is_sealed, privacy_index
+from flowchat_platform.sealing import SealingState, seal_pass
 
 __all__ = [
+    "CLEAR_HANDLED_SQL",
+    "CLEAR_KEYS_SQL",
     "DIGEST_SQL",
     "Identities",
     "identities",
@@ -100,6 +107,80 @@ def identities(
 
 _NOT_DIGEST = "NOT (" + DIGEST_SQL + ") AND {c} NOT LIKE 'erased:%'"
 
+#: The next ``$1`` customers ``(tenant_id, key)`` stored in clear after ``($2, $3)``: each
+#: branch reads its table's ``*_unsealed`` partial index (migration 0009, the same
+#: predicate), empty once every row is sealed.
+CLEAR_KEYS_SQL = f"""
+    SELECT DISTINCT tenant_id, key FROM (
+        SELECT tenant_id, customer_key AS key FROM customer_aliases
+        WHERE {_NOT_DIGEST.format(c="customer_key")}
+        UNION SELECT tenant_id, customer_wa_id FROM contacts
+        WHERE {_NOT_DIGEST.format(c="customer_wa_id")}
+        UNION SELECT tenant_id, customer_wa_id FROM orders
+        WHERE {_NOT_DIGEST.format(c="customer_wa_id")}
+        UNION SELECT tenant_id, customer_wa_id FROM handoffs
+        WHERE {_NOT_DIGEST.format(c="customer_wa_id")}
+        UNION SELECT tenant_id, wa_id FROM reminders
+        WHERE {_NOT_DIGEST.format(c="wa_id")}
+        UNION SELECT tenant_id, wa_id FROM campaign_recipients
+        WHERE {_NOT_DIGEST.format(c="wa_id")}
+    ) AS k WHERE (tenant_id, key) > ($2, $3) ORDER BY 1, 2 LIMIT $1
+"""  # noqa: S608
+
+#: The next ``$1`` inbound dedupe rows whose conversation (``tenant:account:key``) names
+#: the customer in clear (partial index ``handled_messages_unsealed``).
+CLEAR_HANDLED_SQL = f"""
+    SELECT tenant_id, provider_message_id, conversation FROM handled_messages
+    WHERE NOT ({DIGEST_SQL.format(c="split_part(conversation, ':', 3)")})
+      AND split_part(conversation, ':', 3) <> ''
+    LIMIT $1
+"""  # noqa: S608
+
+
+#: ``(table, customer key column, primary key, value column, JSON?)``: the rows that
+#: move to a customer's digest with a value of theirs to encrypt (``<value>_enc``).
+_SEALED_VALUES: tuple[tuple[str, str, tuple[str, ...], str, bool], ...] = (
+    ("contacts", "customer_wa_id", ("contact_id",), "name", False),
+    ("orders", "customer_wa_id", ("order_id",), "delivery_address", True),
+    ("campaign_recipients", "wa_id", ("campaign_id", "contact_id"), "components", True),
+)
+
+
+async def _move_and_seal(
+    conn: Any,
+    ids: Identities,
+    table: tuple[str, str, tuple[str, ...], str, bool],
+    tenant_id: str,
+    key: str,
+    new_key: str,
+) -> None:
+    """A customer's rows of one :data:`_SEALED_VALUES` table moved from the clear ``key``
+    to ``new_key``, their value encrypted (kept when it already is): one read, one
+    ``executemany``."""
+    name, column, pk, value, as_json = table
+    rows = await conn.fetch(
+        f"SELECT {', '.join(pk)}, {value}::text AS value FROM {name} "  # noqa: S608
+        f"WHERE tenant_id = $1 AND {column} = $2",
+        tenant_id,
+        key,
+    )
+    n = len(pk)
+    match = " AND ".join(f"{c} = ${i + 1}" for i, c in enumerate(pk))
+    await conn.executemany(
+        f"UPDATE {name} SET {column} = ${n + 1}, {value} = NULL, "  # noqa: S608
+        f"{value}_enc = COALESCE(${n + 2}, {value}_enc) WHERE {match}",
+        [
+            (
+                *(r[c] for c in pk),
+                new_key,
+                ids.seal_json(json.loads(r["value"]) if r["value"] else None)
+                if as_json
+                else ids.encrypt(r["value"]),
+            )
+            for r in rows
+        ],
+    )
+
 
 async def seal_customers(conn: Any, ids: Identities, tenant_id: str, keys: Iterable[str]) -> int:
     """Seal the customers stored under the clear ``keys`` of ``tenant_id``: their aliases
@@ -146,48 +227,8 @@ async def seal_customers(conn: Any, ids: Identities, tenant_id: str, keys: Itera
             key,
             new_key,
         )
-        for row in await conn.fetch(
-            "SELECT contact_id, name FROM contacts WHERE tenant_id = $1 AND customer_wa_id = $2",
-            tenant_id,
-            key,
-        ):
-            await conn.execute(
-                "UPDATE contacts SET customer_wa_id = $2, name = NULL, "
-                "name_enc = COALESCE($3, name_enc) WHERE contact_id = $1",
-                row["contact_id"],
-                new_key,
-                ids.encrypt(row["name"]),
-            )
-        for row in await conn.fetch(
-            "SELECT order_id, delivery_address::text AS address FROM orders "
-            "WHERE tenant_id = $1 AND customer_wa_id = $2",
-            tenant_id,
-            key,
-        ):
-            address = json.loads(row["address"]) if row["address"] else None
-            await conn.execute(
-                "UPDATE orders SET customer_wa_id = $2, delivery_address = NULL, "
-                "delivery_address_enc = COALESCE($3, delivery_address_enc) WHERE order_id = $1",
-                row["order_id"],
-                new_key,
-                ids.seal_json(address),
-            )
-        for row in await conn.fetch(
-            "SELECT campaign_id, contact_id, components::text AS components "
-            "FROM campaign_recipients WHERE tenant_id = $1 AND wa_id = $2",
-            tenant_id,
-            key,
-        ):
-            components = json.loads(row["components"]) if row["components"] else None
-            await conn.execute(
-                "UPDATE campaign_recipients SET wa_id = $3, components = NULL, "
-                "components_enc = COALESCE($4, components_enc) "
-                "WHERE campaign_id = $1 AND contact_id = $2",
-                row["campaign_id"],
-                row["contact_id"],
-                new_key,
-                ids.seal_json(components),
-            )
+        for sealed_values in _SEALED_VALUES:
+            await _move_and_seal(conn, ids, sealed_values, tenant_id, key, new_key)
         for table, column in (("handoffs", "customer_wa_id"), ("reminders", "wa_id")):
             await conn.execute(
                 f"UPDATE {table} SET {column} = $3 WHERE tenant_id = $1 AND {column} = $2",  # noqa: S608
@@ -213,30 +254,7 @@ async def seal_legacy_batch(
     and up to ``limit`` inbound dedupe rows. ``(sealed, failed, next cursor)``; the
     cursor is None once no customer is left after it. ``customers=False``: only the
     dedupe rows."""
-    rows = (
-        []
-        if not customers
-        else await conn.fetch(
-            f"""
-        SELECT DISTINCT tenant_id, key FROM (
-            SELECT tenant_id, customer_key AS key FROM customer_aliases
-            WHERE {_NOT_DIGEST.format(c="customer_key")}
-            UNION SELECT tenant_id, customer_wa_id FROM contacts
-            WHERE {_NOT_DIGEST.format(c="customer_wa_id")}
-            UNION SELECT tenant_id, customer_wa_id FROM orders
-            WHERE {_NOT_DIGEST.format(c="customer_wa_id")}
-            UNION SELECT tenant_id, customer_wa_id FROM handoffs
-            WHERE {_NOT_DIGEST.format(c="customer_wa_id")}
-            UNION SELECT tenant_id, wa_id FROM reminders
-            WHERE {_NOT_DIGEST.format(c="wa_id")}
-            UNION SELECT tenant_id, wa_id FROM campaign_recipients
-            WHERE {_NOT_DIGEST.format(c="wa_id")}
-        ) AS k WHERE (tenant_id, key) > ($2, $3) ORDER BY 1, 2 LIMIT $1
-        """,  # noqa: S608
-            limit,
-            *after,
-        )
-    )
+    rows = await conn.fetch(CLEAR_KEYS_SQL, limit, *after) if customers else []
     failed = 0
     for row in rows:
         try:
@@ -246,26 +264,20 @@ async def seal_legacy_batch(
             failed += 1
             log.warning("a customer could not be sealed", error=type(exc).__name__)
     # inbound dedupe rows name the conversation ``tenant:account:key``
-    handled = await conn.fetch(
-        f"""
-        SELECT tenant_id, provider_message_id, conversation FROM handled_messages
-        WHERE NOT ({DIGEST_SQL.format(c="split_part(conversation, ':', 3)")})
-          AND split_part(conversation, ':', 3) <> ''
-        LIMIT $1
-        """,  # noqa: S608
-        limit,
+    handled = await conn.fetch(CLEAR_HANDLED_SQL, limit)
+    await conn.executemany(
+        "UPDATE handled_messages SET conversation = $3 "
+        "WHERE tenant_id = $1 AND provider_message_id = $2",
+        [(r["tenant_id"], r["provider_message_id"], _sealed_conversation(ids, r)) for r in handled],
     )
-    for row in handled:
-        tenant, account, key = row["conversation"].split(":", 2)
-        await conn.execute(
-            "UPDATE handled_messages SET conversation = $3 "
-            "WHERE tenant_id = $1 AND provider_message_id = $2",
-            row["tenant_id"],
-            row["provider_message_id"],
-            f"{tenant}:{account}:{ids.key(row['tenant_id'], key)}",
-        )
     cursor = (rows[-1]["tenant_id"], rows[-1]["key"]) if len(rows) == limit else None
     return len(rows) - failed + len(handled), failed, cursor
+
+
+def _sealed_conversation(ids: Identities, row: Any) -> str:
+    """An inbound dedupe row's conversation ``tenant:account:key`` with the key sealed."""
+    tenant, account, key = row["conversation"].split(":", 2)
+    return f"{tenant}:{account}:{ids.key(row['tenant_id'], key)}"
 
 
 # ------------------------------------------------------------------ key rotation
@@ -280,10 +292,11 @@ _TOKENS = (
 
 
 async def rotate_tokens(
-    conn: Any, ids: Identities, table: str, after: tuple[Any, ...] | None, limit: int
-) -> tuple[int, tuple[Any, ...] | None]:
-    """Re-encrypt one batch of ``table``'s tokens under the newest key; the cursor of
-    the next batch (None: done)."""
+    conn: Any, ids: Identities, table: str, after: list[Any] | None, limit: int
+) -> tuple[int, list[Any] | None]:
+    """Re-encrypt one batch of ``table``'s tokens under the newest key (the rows locked:
+    a token written meanwhile is not overwritten by an older one); the key of the last
+    row, where the next batch starts (None: done)."""
     _, pk, column = next(t for t in _TOKENS if t[0] == table)
     cols = ", ".join(pk)
     args: list[Any] = [limit]
@@ -293,25 +306,28 @@ async def rotate_tokens(
         placeholders = ", ".join(f"${i + 2}" for i in range(len(pk)))
         where += f" AND ({cols}) > ({placeholders})"
     rows = await conn.fetch(
-        f"SELECT {cols}, {column} AS token FROM {table} WHERE {where} ORDER BY {cols} LIMIT $1",  # noqa: S608
+        f"SELECT {cols}, {column} AS token FROM {table} WHERE {where} "  # noqa: S608
+        f"ORDER BY {cols} LIMIT $1 FOR UPDATE",
         *args,
     )
     match = " AND ".join(f"{c} = ${i + 2}" for i, c in enumerate(pk))
-    for row in rows:
-        await conn.execute(
-            f"UPDATE {table} SET {column} = $1 WHERE {match}",  # noqa: S608
-            ids.sealer.box.rotate(bytes(row["token"])),
-            *(row[c] for c in pk),
-        )
+    await conn.executemany(
+        f"UPDATE {table} SET {column} = $1 WHERE {match}",  # noqa: S608
+        [(ids.sealer.box.rotate(bytes(r["token"])), *(r[c] for c in pk)) for r in rows],
+    )
     if len(rows) < limit:
         return len(rows), None
-    return len(rows), tuple(rows[-1][c] for c in pk)
+    return len(rows), [rows[-1][c] for c in pk]
 
 
 async def seal_loop(pool: Any, ids: Identities, *, batch: int, pause_s: float) -> None:
     """The background pass (once at start; again after a failure): seal every customer
-    stored in clear, then, with an old key still configured, re-encrypt every token
-    under the newest. Short transactions, a pause between them."""
+    stored in clear (found through the ``*_unsealed`` partial indexes of migration
+    ``0009_sealing_state``: nothing to read once all are sealed), then, the first time an
+    old key is still configured beside a new one, re-encrypt every token under the newest
+    (recorded in ``sealing_state``: once per new key, resumed after a restart). Short
+    transactions, a pause between them."""
+    state = SealingState(pool)
     while True:
         try:
             total = failures = 0
@@ -325,37 +341,47 @@ async def seal_loop(pool: Any, ids: Identities, *, batch: int, pause_s: float) -
                 if cursor is not None or n:
                     await asyncio.sleep(pause_s)
             # inbound dedupe rows left (more than a batch): on, until none
-            while True:
+            while n:
                 async with pool.acquire() as conn, conn.transaction():
                     n, _, _ = await seal_legacy_batch(conn, ids, batch, customers=False)
                 metrics.SEALED.labels("sealed").inc(n)
                 total += n
-                if n == 0:
-                    break
-                await asyncio.sleep(pause_s)
+                if n:
+                    await asyncio.sleep(pause_s)
             ids.legacy = failures > 0
-            log.info(
-                "customer identities encrypted at rest",
-                action="sealed",
-                rows=total,
-                failed=failures,
-            )
-            if ids.sealer.box.key_count > 1:
+            if total or failures:
+                log.info(
+                    "customer identities encrypted at rest",
+                    action="sealed",
+                    rows=total,
+                    failed=failures,
+                )
+            box = ids.sealer.box
+            if box.key_count > 1:
                 for table, _, _ in _TOKENS:
-                    after: tuple[Any, ...] | None = None
-                    rotated = 0
-                    while True:
-                        async with pool.acquire() as conn, conn.transaction():
-                            n, after = await rotate_tokens(conn, ids, table, after, batch)
-                        metrics.SEALED.labels("rotated").inc(n)
-                        rotated += n
-                        if after is None:
-                            break
-                        await asyncio.sleep(pause_s)
-                    log.info("tokens re-encrypted", action="rotated", table=table, rows=rotated)
+                    rotated = await seal_pass(
+                        state.step(
+                            table,
+                            partial(_rotate_batch, pool, ids, table),
+                            key_id=box.key_id,
+                            start=None,
+                        ),
+                        batch=batch,
+                        pause_s=pause_s,
+                        counted=metrics.SEALED.labels("rotated").inc,
+                    )
+                    if rotated:
+                        log.info("tokens re-encrypted", action="rotated", table=table, rows=rotated)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - start over after a pause
             log.warning("encrypting customer identities failed", error=repr(exc))
             await asyncio.sleep(30)
+
+
+async def _rotate_batch(
+    pool: Any, ids: Identities, table: str, after: list[Any] | None, limit: int
+) -> tuple[int, list[Any] | None]:
+    async with pool.acquire() as conn, conn.transaction():
+        return await rotate_tokens(conn, ids, table, after, limit)

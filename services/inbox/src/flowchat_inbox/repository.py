@@ -40,6 +40,7 @@ from flowchat_inbox.ports import (
 from flowchat_inbox.sealing import InboxSealer
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.privacy import is_sealed
+from flowchat_platform.sealing import batch_lock
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 
@@ -289,7 +290,7 @@ class Repository:
         async with self._tx() as conn:
             rows = await conn.fetch(
                 f"SELECT {_THREAD} FROM threads WHERE {where} "  # noqa: S608
-                "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                f"ORDER BY id LIMIT $2 {batch_lock(rotate=rotate)}",
                 after,
                 batch,
             )
@@ -330,7 +331,7 @@ class Repository:
         async with self._tx() as conn:
             rows = await conn.fetch(
                 "SELECT tenant_id, alias, customer_key, customer_key_enc FROM aliases "  # noqa: S608
-                f"WHERE {where} ORDER BY tenant_id, alias LIMIT $3 FOR UPDATE SKIP LOCKED",
+                f"WHERE {where} ORDER BY tenant_id, alias LIMIT $3 {batch_lock(rotate=rotate)}",
                 *after,
                 batch,
             )
@@ -377,7 +378,7 @@ class Repository:
         async with self._tx() as conn:
             rows = await conn.fetch(
                 "SELECT id, tenant_id, body, content, sealed FROM messages "  # noqa: S608
-                f"WHERE {where} ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                f"WHERE {where} ORDER BY id LIMIT $2 {batch_lock(rotate=rotate)}",
                 after,
                 batch,
             )

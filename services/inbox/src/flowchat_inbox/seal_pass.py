@@ -8,7 +8,11 @@ finds customers by the digests of their ids, so threads and aliases stored in cl
 sealed first (one row per customer: quick). :func:`seal_loop` then seals the messages
 and rotates every table's tokens in the background while the inbox serves; messages not
 sealed yet are read as they are. Each batch is one transaction and the pass only picks
-rows left to do, so a restart resumes where it stopped.
+rows left to do (through the partial indexes ``*_unsealed`` of migration ``0006_sealed``:
+a start with nothing left to seal reads nothing), so a restart resumes where it stopped.
+A rotation runs once per new key: ``sealing_state`` (migration ``0007a_sealing_state``,
+:class:`~flowchat_platform.sealing.SealingState`) records the key each table was
+re-encrypted to and, while a rotation is under way, the last row done.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from flowchat_inbox import metrics
 from flowchat_inbox.repository import Repository
 from flowchat_platform.logs import get_logger
+from flowchat_platform.sealing import SealingState
 
 log = get_logger(__name__)
 
@@ -62,8 +67,12 @@ async def seal_identities(repository: Repository, *, batch: int) -> int:
 
 
 async def seal_loop(repository: Repository, *, rotate: bool, batch: int, pause_s: float) -> None:
-    """Messages stored in clear sealed; with ``rotate``, every table's tokens re-encrypted
-    under the newest key. Started over after a failure (a batch is one transaction)."""
+    """Messages stored in clear sealed; with ``rotate`` (an old key still configured),
+    every table's tokens re-encrypted under the newest key unless ``sealing_state`` says
+    they were (resumed where a rotation cut short stopped). Started over after a failure
+    (a batch is one transaction)."""
+    state = SealingState(repository.pool)
+    key_id = repository.sealer.box.key_id
     while True:
         try:
             done = await _walk(
@@ -76,8 +85,10 @@ async def seal_loop(repository: Repository, *, rotate: bool, batch: int, pause_s
             )
             if rotate:
                 for table, (step, start) in _steps(repository, rotate=True).items():
-                    done += await _walk(table, step, start, batch, pause_s, "rotated")
-            log.info("inbox encryption pass done", rotated=rotate, rows=done)
+                    once = state.step(table, step, key_id=key_id, start=start)
+                    done += await _walk(table, once, start, batch, pause_s, "rotated")
+            if done:
+                log.info("inbox encryption pass done", rotated=rotate, rows=done)
             return
         except asyncio.CancelledError:
             raise

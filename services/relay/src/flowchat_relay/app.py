@@ -11,12 +11,11 @@ the HTTP sessions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -110,24 +109,49 @@ async def open_repository(pools: list[asyncpg.Pool], settings: Settings) -> Repo
     return repository
 
 
-def seal_loop(repository: Repository, settings: Settings) -> Coroutine[Any, Any, None]:
+async def seal_loop(
+    repository: Repository, settings: Settings, state: sealing.SealingState
+) -> None:
     """The background pass encrypting at rest the events and the delivery log stored in
-    clear before (migration 0004); with an old key still in ``ENCRYPTION_KEYS``, every
-    token (and the endpoints' secrets) re-encrypted under the newest."""
-    rotate = settings.secret_box().key_count > 1
-    action = "rotated" if rotate else "sealed"
+    clear before (migration 0004; found through the partial indexes of 0005, so a start
+    with nothing left reads nothing); then, with an old key still in ``ENCRYPTION_KEYS``,
+    every token (and the endpoints' secrets) re-encrypted under the newest, once per new
+    key (``state``: the ``sealing_state`` table, resumed after a restart)."""
+    box = settings.secret_box()
     steps: dict[str, SealStep] = {
-        "events": partial(repository.seal_events, rotate=rotate),
-        "attempts": partial(repository.seal_attempts, rotate=rotate),
-        "endpoints": partial(repository.seal_endpoints, rotate=rotate),
+        "events": partial(repository.seal_events, rotate=False),
+        "attempts": partial(repository.seal_attempts, rotate=False),
     }
-    return sealing.seal_loop(
-        steps,
-        action=action,
-        batch=settings.seal_batch_size,
-        pause_s=settings.seal_pause_s,
-        counted=lambda table: metrics.SEALED.labels(table, action).inc,
-    )
+    rounds = [("sealed", steps)]
+    if box.key_count > 1:
+        rotations = {
+            "events": repository.seal_events,
+            "attempts": repository.seal_attempts,
+            "endpoints": repository.seal_endpoints,
+        }
+        rounds.append(
+            (
+                "rotated",
+                {
+                    table: state.step(
+                        table, partial(step, rotate=True), key_id=box.key_id, start=""
+                    )
+                    for table, step in rotations.items()
+                },
+            )
+        )
+    for action, round_steps in rounds:
+        await sealing.seal_loop(
+            round_steps,
+            action=action,
+            batch=settings.seal_batch_size,
+            pause_s=settings.seal_pause_s,
+            counted=partial(_sealed_counter, action),
+        )
+
+
+def _sealed_counter(action: str, table: str) -> Callable[[int], object]:
+    return metrics.SEALED.labels(table, action).inc
 
 
 def make_poster(settings: Settings, resolve: Resolve) -> HttpPoster:
@@ -208,7 +232,8 @@ def create_app(  # noqa: PLR0915 - the one place the whole service is wired
             "retention", retention_loop(_retention(repository, settings), settings.purge_interval_s)
         )
         bg.start("subscriptions", subscriptions_loop(runtime.endpoints, settings))
-        bg.start("seal", seal_loop(repository, settings))
+        # the rotation's cursor on the fast pool: a lost one re-encrypts a batch again
+        bg.start("seal", seal_loop(repository, settings, sealing.SealingState(pools[1])))
         await consume(amqp, RelayConsumer(intake), settings.prefetch)
         await ErasureAgent(
             amqp, SERVICE, lambda r: repository.erase_customer(r.tenant_id, r.identities)

@@ -17,6 +17,7 @@ import orjson
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.privacy import BlindIndex, is_sealed, privacy_index
 from flowchat_platform.retention import TENANT_CUTOFF, TenantRetention
+from flowchat_platform.sealing import batch_lock
 from flowchat_relay.events import customer_ids
 from flowchat_relay.ports import (
     Attempt,
@@ -229,17 +230,17 @@ class Repository:
         ``rotate`` every token re-encrypted under the newest key; (rows changed, the last
         id seen, or None at the end). One short transaction; rows another replica holds
         are skipped (the next pass takes them)."""
+        where = "" if rotate else "AND body IS NOT NULL"  # the partial index events_unsealed
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                """
+                f"""
                 SELECT id, tenant_id, body::text AS body, meta_body::text AS meta_body,
                        body_enc, meta_body_enc
-                FROM events WHERE id > $1 AND (body IS NOT NULL OR $3::boolean)
-                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
-                """,
+                FROM events WHERE id > $1 {where}
+                ORDER BY id LIMIT $2 {batch_lock(rotate=rotate)}
+                """,  # noqa: S608 - constants
                 after,
                 batch,
-                rotate,
             )
             changed: list[tuple[Any, ...]] = []
             for r in rows:
@@ -270,16 +271,16 @@ class Repository:
         """:meth:`seal_events` for the delivery log's answers (``after``: an attempt id
         as text)."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # rows in clear: the partial index attempts_unsealed
+            where = "(response <> '' OR response_enc IS NOT NULL)" if rotate else "response <> ''"
             rows = await conn.fetch(
-                """
+                f"""
                 SELECT id, response, response_enc FROM attempts
-                WHERE id > $1::bigint
-                  AND (response <> '' OR ($3::boolean AND response_enc IS NOT NULL))
-                ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
-                """,
+                WHERE id > $1::bigint AND {where}
+                ORDER BY id LIMIT $2 {batch_lock(rotate=rotate)}
+                """,  # noqa: S608 - constants
                 int(after or 0),
                 batch,
-                rotate,
             )
             changed = [
                 (
@@ -304,8 +305,8 @@ class Repository:
             return 0, None
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                "SELECT id, secret_enc, previous_secret_enc FROM endpoints WHERE id > $1 "
-                "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                "SELECT id, secret_enc, previous_secret_enc FROM endpoints WHERE id > $1 "  # noqa: S608
+                f"ORDER BY id LIMIT $2 {batch_lock(rotate=True)}",
                 after,
                 batch,
             )
@@ -326,34 +327,38 @@ class Repository:
     async def seal_sequences(self) -> int:
         """The conversation counters keyed by a customer's id in clear (before migration
         0004) re-keyed by its digest, keeping the higher count: run at start, before the
-        consumers, so a customer's ``sequence`` goes on where it was. Idempotent."""
+        consumers, so a customer's ``sequence`` goes on where it was. Idempotent; the rows
+        in clear are found through the partial index ``conversation_sequences_unsealed``
+        (nothing read once none is left)."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT tenant_id, account_id, conversation, sequence FROM conversation_sequences "
-                "FOR UPDATE"
+                "WHERE conversation !~ '^[0-9a-f]{64}$' FOR UPDATE"
             )
             clear = [r for r in rows if not is_sealed(r["conversation"])]
-            for r in clear:
-                await conn.execute(
-                    """
-                    INSERT INTO conversation_sequences AS s
-                        (tenant_id, account_id, conversation, sequence)
-                    VALUES ($1, $2, $3, $4)
-                    ON CONFLICT (tenant_id, account_id, conversation)
-                    DO UPDATE SET sequence = greatest(s.sequence, EXCLUDED.sequence)
-                    """,
-                    r["tenant_id"],
-                    r["account_id"],
-                    self._index.digest(r["tenant_id"], r["conversation"]),
-                    r["sequence"],
-                )
-                await conn.execute(
-                    "DELETE FROM conversation_sequences "
-                    "WHERE tenant_id = $1 AND account_id = $2 AND conversation = $3",
-                    r["tenant_id"],
-                    r["account_id"],
-                    r["conversation"],
-                )
+            await conn.executemany(
+                """
+                INSERT INTO conversation_sequences AS s
+                    (tenant_id, account_id, conversation, sequence)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT (tenant_id, account_id, conversation)
+                DO UPDATE SET sequence = greatest(s.sequence, EXCLUDED.sequence)
+                """,
+                [
+                    (
+                        r["tenant_id"],
+                        r["account_id"],
+                        self._index.digest(r["tenant_id"], r["conversation"]),
+                        r["sequence"],
+                    )
+                    for r in clear
+                ],
+            )
+            await conn.executemany(
+                "DELETE FROM conversation_sequences "
+                "WHERE tenant_id = $1 AND account_id = $2 AND conversation = $3",
+                [(r["tenant_id"], r["account_id"], r["conversation"]) for r in clear],
+            )
         return len(clear)
 
     # ------------------------------------------------------------ retention
