@@ -243,7 +243,7 @@ class RabbitCluster:
         )
         self.netns.create()
         with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(lambda n: n.start(timeout_s=180), self.nodes))
+            list(pool.map(lambda n: n.start(timeout_s=420), self.nodes))  # as a restart
         self.agent.start()
         first = self.nodes[0]
         for node in self.nodes[1:]:

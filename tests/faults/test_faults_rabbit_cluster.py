@@ -27,15 +27,14 @@ The suite queries and drives the nodes through one hidden Erlang node
 (:class:`cluster_kit.ErlAgent`: an RPC takes milliseconds where each ``rabbitmqctl``
 call started a VM of its own, 5 to 10 s on a loaded machine).
 
-Opt-in: ``make test-faults-scale`` (as root: ``ip netns``; the target installs iproute2
-when ``ip`` is missing; skipped when not root). Not in ``make test-faults`` yet: three
-runs in a row passed, but at 6 to 24 minutes it would take CI past its time budget. On the shared
-2-core machine it was written on the module took 5.9 to 7.5 minutes at a load average
-of 25 to 30 and 18 to 24 at 45 to 50 from other work (the cluster 26 to 80 s to start, the platform
-31 to 214 s, a node 31 to 172 s to restart). On 2026-12-07 it passed all four
-scenarios in three runs in a row, after a run whose inbound scenario failed (a node
-slower than the 240 s then allowed to restart); see docs/operations.md, "Losing a
-broker node".
+In ``make test-faults`` (as root: ``ip netns``; the target installs iproute2 when ``ip``
+is missing; skipped when not root); ``make test-faults-scale`` runs this module alone.
+What its time goes to on a loaded 2-core machine: starting the cluster and the platform
+(started together: each service retries the broker until the cluster's balancer opens),
+and the five node starts of the scenarios (one per kill, three in the rolling restart;
+30 to 170 s each depending on the load); the webhook load is paced, because every
+webhook is a bot's turn and an unpaced backlog took minutes to drain. Runs and their
+durations: docs/operations.md, "Losing a broker node".
 """
 
 from __future__ import annotations
