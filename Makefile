@@ -47,12 +47,12 @@ IPROUTE2 = command -v ip >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends iproute2 >/dev/null; }
 
-test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL and a three-node RabbitMQ cluster on purpose, kills and adds conversation replicas mid-burst (~17 min; installs iproute2)
+test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL and a three-node RabbitMQ cluster on purpose, kills and adds conversation replicas mid-burst (~25 min on a loaded 2-core machine; installs iproute2)
 	@$(STACK) servers
 	@$(IPROUTE2)
 	@$(UV) run --frozen pytest -q tests/faults
 
-test-faults-scale: setup ## Only the clustered-broker scenarios of test-faults (leader kills, a partition, a rolling restart: ~7 min; root, installs iproute2)
+test-faults-scale: setup ## Only the clustered-broker scenarios of test-faults (leader kills, a partition, a rolling restart: 10+ min on a loaded machine; root, installs iproute2)
 	@$(STACK) servers
 	@$(IPROUTE2)
 	@$(UV) run --frozen pytest -q -s tests/faults/test_faults_rabbit_cluster.py
