@@ -41,17 +41,21 @@ test: setup ## Unit and integration tests against the real servers (started if n
 	@$(STACK) browser
 	@$(UV) run --frozen pytest -q
 
-test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL on purpose, kills and adds conversation replicas mid-burst (~10 min)
-	@$(STACK) servers
-	@$(UV) run --frozen pytest -q tests/faults
-
-test-faults-scale: setup ## Opt-in scale-out faults: a three-node RabbitMQ cluster (needs root and ip netns; 6-18 min)
-	@$(STACK) servers
-	@command -v ip >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
+# iproute2 (ip netns) for the clustered-broker scenarios, which run as root (skipped otherwise)
+IPROUTE2 = command -v ip >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
 	    --no-install-recommends iproute2 >/dev/null; }
-	@FLOWCHAT_FAULTS_SCALE=1 $(UV) run --frozen pytest -q -s tests/faults/test_faults_rabbit_cluster.py
+
+test-faults: setup ## Fault, load, bad-input and security suite: breaks its own broker/Redis/PostgreSQL and a three-node RabbitMQ cluster on purpose, kills and adds conversation replicas mid-burst (~25 min on a loaded 2-core machine; installs iproute2)
+	@$(STACK) servers
+	@$(IPROUTE2)
+	@$(UV) run --frozen pytest -q tests/faults
+
+test-faults-scale: setup ## Only the clustered-broker scenarios of test-faults (leader kills, a partition, a rolling restart: 10+ min on a loaded machine; root, installs iproute2)
+	@$(STACK) servers
+	@$(IPROUTE2)
+	@$(UV) run --frozen pytest -q -s tests/faults/test_faults_rabbit_cluster.py
 
 test-unit: setup ## Only the tests that need no server
 	@$(UV) run --frozen pytest -q -m "not integration and not e2e"

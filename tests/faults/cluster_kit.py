@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +228,14 @@ class RabbitCluster:
         self.balancer = BalancerProcess([(n.host, n.port) for n in self.nodes])
         self.agent = ErlAgent(self.run, home, self.epmd_port, self.netns, ticktime)
         self._reaper: subprocess.Popen[bytes] | None = None
+        self._starting: Future[float] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> float:
-        """Start every node (in parallel), join the others to the first; seconds taken."""
+    def start(self, vhost: str | None = None) -> float:
+        """Start every node (in parallel), join the others to the first, add ``vhost``,
+        and only then open the balancer (a client connecting before gets its connection
+        refused and retries); seconds taken."""
         started = time.monotonic()
         self._reaper = subprocess.Popen(
             [sys.executable, "-c", _REAPER, str(self.base), self.netns.name, self.netns.host_if],
@@ -240,7 +243,7 @@ class RabbitCluster:
         )
         self.netns.create()
         with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(lambda n: n.start(timeout_s=180), self.nodes))
+            list(pool.map(lambda n: n.start(timeout_s=420), self.nodes))  # as a restart
         self.agent.start()
         first = self.nodes[0]
         for node in self.nodes[1:]:
@@ -251,13 +254,31 @@ class RabbitCluster:
             )
             self.agent.rpc(node.name, "rabbit", "start", timeout=180)
         self.wait_members(len(self.nodes))
+        if vhost is not None:
+            self.add_vhost(vhost)
         self.balancer.start()
         return time.monotonic() - started
+
+    def start_in_background(self, vhost: str | None = None) -> None:
+        """:meth:`start` in a thread of its own (the caller starts the platform meanwhile);
+        :meth:`wait_started` returns its seconds or raises its error."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="cluster-start")
+        self._starting = pool.submit(self.start, vhost)
+        pool.shutdown(wait=False)
+
+    def wait_started(self) -> float:
+        assert self._starting is not None, "start_in_background() first"
+        return self._starting.result()
 
     def stop(self) -> None:
         """Everything down, whatever state the nodes are in: the nodes killed, the
         namespace (its epmd, the veth pair) removed (by the reaper, which also does it
         when the test process dies without getting here)."""
+        if self._starting is not None:
+            # a start still going on would open the balancer after this (each of its
+            # steps has a deadline)
+            with contextlib.suppress(Exception):
+                self._starting.result()
         self.balancer.stop()
         self.agent.stop()
         for node in self.nodes:
@@ -341,8 +362,8 @@ class RabbitCluster:
     def consumers(self, vhost: str) -> dict[str, int]:
         return {name: int(q.get("consumers") or 0) for name, q in self.queues(vhost).items()}
 
-    def add_vhost(self) -> str:
-        vhost = f"cluster-{uuid.uuid4().hex[:8]}"
+    def add_vhost(self, vhost: str | None = None) -> str:
+        vhost = vhost or f"cluster-{uuid.uuid4().hex[:8]}"
         self.rpc("rabbit_vhost", "add", f'<<"{vhost}">>, <<"faults">>', timeout=60)
         self.rpc(
             "rabbit_auth_backend_internal",
@@ -535,6 +556,7 @@ class ErlAgent:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self._replies: dict[int, queue.Queue[Any]] = {}
+        self._reader: threading.Thread | None = None
 
     def start(self) -> None:
         ip = _erl_ip(AGENT_HOST)
@@ -566,7 +588,8 @@ class ErlAgent:
             text=True,
             bufsize=1,
         )
-        threading.Thread(target=self._read, daemon=True, name="cluster-agent").start()
+        self._reader = threading.Thread(target=self._read, daemon=True, name="cluster-agent")
+        self._reader.start()
         self.call("ok.", timeout=60)
 
     def stop(self) -> None:
@@ -579,6 +602,10 @@ class ErlAgent:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(10)
+        if self._reader is not None:
+            self._reader.join(10)  # it ends at the closed pipe's end of file
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
 
     def _read(self) -> None:
         assert self._proc is not None

@@ -114,6 +114,22 @@ async def test_a_nacked_publish_raises_and_the_publish_channel_is_replaced(amqp,
     await eventually(lambda: second.is_closed, timeout_s=amqp.publish_timeout_s + 5)
 
 
+async def test_a_publish_not_confirmed_in_time_replaces_the_publish_channel(amqp, amqp_url):
+    """A confirm that does not come within the deadline raises (the caller retries) and
+    the next publishes go on a new channel, as after a nack: a channel whose enqueues
+    went to a quorum queue's dead leader may never get them confirmed."""
+    first = amqp._pub_channel
+    msg = inbound()
+    with pytest.raises(PublishError, match="not confirmed"):
+        await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", msg, timeout_s=1e-9)
+    await eventually(lambda: amqp._pub_channel is not first, timeout_s=5)
+    assert not first.is_closed  # the topology's channel stays open
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", msg, message_id=msg.event_id)
+    got = await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    # the timed-out publish may have reached the queue too (the caller's retry dedupes)
+    assert [InboundMessage.model_validate_json(m.body) for m in got][-1:] == [msg]
+
+
 async def test_publish_without_a_broker_fails_fast():
     client = Amqp("amqp://guest:guest@127.0.0.1:1/", service="test")
     with pytest.raises(PublishError, match="not connected"):

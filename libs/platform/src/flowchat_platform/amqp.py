@@ -89,8 +89,9 @@ class Amqp:
         nack_reopen_interval_s: float = 1.0,
     ) -> None:
         self.url = url
-        #: After a ``basic.nack``, the publish channel is replaced by a new one, at most
-        #: once per ``nack_reopen_interval_s`` (see :meth:`_reopen_after_nack`).
+        #: After a ``basic.nack`` or a publish not confirmed in time, the publish channel
+        #: is replaced by a new one, at most once per ``nack_reopen_interval_s`` (see
+        #: :meth:`_replace_pub_channel`).
         self.nack_reopen_interval_s = nack_reopen_interval_s
         #: A handler failing because a dependency is unavailable runs again in place,
         #: backing off up to ``transient_retry_max_s``, for up to ``transient_retry_for_s``
@@ -261,6 +262,7 @@ class Amqp:
             metrics.AMQP_PUBLISHED.labels(self.service, label, "timeout").inc()
             if isinstance(exc, asyncio.CancelledError):
                 raise
+            self._replace_pub_channel(channel, "confirm timeout")
             raise PublishError(
                 f"publish not confirmed within {timeout}s",
                 exchange=exchange,
@@ -271,36 +273,41 @@ class Amqp:
             if isinstance(exc, aiormq.exceptions.DeliveryError) and isinstance(
                 exc.frame, aiormq.spec.Basic.Nack
             ):
-                self._reopen_after_nack(channel)
+                self._replace_pub_channel(channel, "nack")
             raise PublishError(
                 f"publish failed: {exc!r}", exchange=exchange, routing_key=routing_key
             ) from exc
         _published(self.service, label, "confirmed").inc()
         _publish_seconds(self.service, label).observe(time.perf_counter() - started)
 
-    def _reopen_after_nack(self, nacked: AbstractChannel | None) -> None:
-        """Replace the publish channel after a ``basic.nack`` (at most once per
-        ``nack_reopen_interval_s``; the nack still raises, the caller retries).
+    def _replace_pub_channel(self, failed: AbstractChannel | None, why: str) -> None:
+        """Replace the publish channel after a ``basic.nack`` or a publish not confirmed
+        within its deadline (at most once per ``nack_reopen_interval_s``; the publish
+        still raises, the caller retries).
 
         A quorum queue's publisher state lives in the channel, made at its first publish
         to the queue from the leader the queue's record names then. A channel opened
         while a leader is being replaced (a reconnect after its node died) keeps asking
         the dead node and has every publish to that queue nacked until the node is back
         (RabbitMQ 3.10: ``rabbit_fifo_client`` registers its enqueuer by an RPC to that
-        one node). A new channel starts from the record as it is now (docs/operations.md,
-        "Losing a broker node")."""
+        one node). Its publishes can also go unconfirmed: on 3.10 a channel sends each
+        enqueue to the leader it knows, and learns of a new one only from that leader's
+        notice to the publishers it has applied (or a rejection by a live follower); one
+        left out of the notice resends only once 32 publishes to that queue are pending
+        (its credit then blocked) and 10 s have passed. A new channel starts from the
+        record as it is now (docs/operations.md, "Losing a broker node")."""
         now = time.monotonic()
         if (
-            nacked is None
-            or nacked is not self._pub_channel
+            failed is None
+            or failed is not self._pub_channel
             or (self._reopening is not None and not self._reopening.done())
             or now - self._reopened_at < self.nack_reopen_interval_s
         ):
             return
         self._reopened_at = now
-        self._reopening = asyncio.create_task(self._reopen_pub_channel(nacked))
+        self._reopening = asyncio.create_task(self._reopen_pub_channel(failed, why))
 
-    async def _reopen_pub_channel(self, old: AbstractChannel) -> None:
+    async def _reopen_pub_channel(self, old: AbstractChannel, why: str) -> None:
         conn = self._pub_conn
         if conn is None or conn.is_closed:
             return
@@ -314,7 +321,7 @@ class Amqp:
             await new.close()  # reconnected meanwhile: that channel is current
             return
         self._pub_channel = new
-        log.warning("publish channel reopened after a nack")
+        log.warning("publish channel reopened", after=why)
         if old is not self._declared_channel:
             # publishes in flight on it get their confirms first
             task = asyncio.create_task(self._close_later(old, self.publish_timeout_s))
