@@ -80,6 +80,7 @@ COVERED_BINDINGS = {
     **{
         (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
         for k in (
+            *HANDOFF_KINDS,
             *RELAY_FACT_KINDS,
             *sorted(BUSINESS_EVENT_FIELDS),
         )
@@ -227,7 +228,9 @@ async def test_every_status_business_and_handoff_event_is_acked_once(
     channel: Any, start_relay: StartRelay
 ) -> None:
     messages = event_messages()
-    expected = len(Status) + len(HANDOFF_KINDS) + len(RELAY_FACT_KINDS) + len(BUSINESS_EVENT_FIELDS)
+    # each status twice: a campaign message's (key ….campaign) and a bot reply's
+    statuses = 2 * len(Status)
+    expected = statuses + len(HANDOFF_KINDS) + len(RELAY_FACT_KINDS) + len(BUSINESS_EVENT_FIELDS)
     assert sum(1 for *_, event_id in messages if event_id) == expected
     await run_through_the_relay(
         channel, start_relay, topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, messages
