@@ -12,7 +12,8 @@ publishes (:data:`~flowchat_gateway.events.BUSINESS_FIELDS`) and the hand-offs
 
 - :func:`every_inbound`: one inbound message of every type in every version, each
   from a fresh customer (v1 with a phone number, v2 known only by a BSUID);
-- :func:`every_event`: one ``message_status_changed`` per status, one
+- :func:`every_event`: two ``message_status_changed`` per status (a campaign message's,
+  key ``<tenant>.<account>.<status>.campaign``, and a bot reply's: routing keys v2), one
   ``business_event`` per field, one event per hand-off kind, one ``order_changed`` and
   one ``campaign_changed``, a ``command_rejected``, an ``endpoint_disabled`` (key
   ``<tenant>.-.endpoint_disabled``);
@@ -108,7 +109,14 @@ RELAY_FACT_KINDS: dict[str, type[OrderChanged] | type[CampaignChanged]] = {
 #: The relay's own facts (tenant-level: the key's account word is ``-``), by kind.
 RELAY_OWN_KINDS: dict[str, type[EndpointDisabled]] = {ENDPOINT_DISABLED_KIND: EndpointDisabled}
 
-#: The last word of every key a publisher puts on ``flowchat.events``: the
+
+def event_word(key: str) -> str:
+    """The word of a ``flowchat.events`` key that names its kind (the third: a campaign
+    message's status key has a fourth, ``campaign``)."""
+    return key.split(".")[2]
+
+
+#: The kind word of every key a publisher puts on ``flowchat.events``: the
 #: state-manager's statuses, the gateway's business fields, the hand-offs, the order and
 #: campaign facts, the sender's rejected commands, the relay's disabled endpoints.
 EVENT_KINDS: frozenset[str] = frozenset(
@@ -228,8 +236,11 @@ def inbound_sample(
     return InboundMessageV2(**common, customer=customer)
 
 
-def status_sample(status: str, *, tenant: str, account: str) -> MessageStatusChanged:
-    """The state-manager's event for a change to ``status`` (a campaign's message)."""
+def status_sample(
+    status: str, *, tenant: str, account: str, campaign: bool = True
+) -> MessageStatusChanged:
+    """The state-manager's event for a change to ``status`` (a campaign's message, or
+    with ``campaign=False`` a bot reply's)."""
     n = next(_n)
     failed = status == Status.FAILED
     return MessageStatusChanged(
@@ -242,7 +253,7 @@ def status_sample(status: str, *, tenant: str, account: str) -> MessageStatusCha
         provider_message_id=f"wamid.k{n}",
         recipient=bsuid(n),
         category="marketing",
-        campaign_id="cmp-unknown",
+        campaign_id="cmp-unknown" if campaign else None,
         error_code=131050 if failed else None,
         error_title="marketing opt-out" if failed else None,
         timestamp=datetime.now(UTC),
@@ -406,9 +417,10 @@ def every_event(*, tenant: str, account: str) -> list[Published[BaseModel]]:
     command (on ``flowchat.events``)."""
     out: list[Published[BaseModel]] = []
     for status in Status:
-        event = status_sample(status.value, tenant=tenant, account=account)
-        key = topology.events_routing_key(tenant, account, status.value)
-        out.append(Published(key, event.model_dump_json(exclude_none=True).encode(), event))
+        for campaign in (True, False):
+            event = status_sample(status.value, tenant=tenant, account=account, campaign=campaign)
+            key = topology.status_event_key(tenant, account, status.value, campaign=campaign)
+            out.append(Published(key, event.model_dump_json(exclude_none=True).encode(), event))
     for field in sorted(BUSINESS_FIELDS):
         business = business_sample(field, tenant=tenant, account=account)
         key = topology.events_routing_key(tenant, account, field)

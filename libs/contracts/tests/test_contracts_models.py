@@ -295,33 +295,52 @@ def test_the_relays_copies_never_fill_anything_up():
     # order and campaign facts, two business fields)
     events = {k for q, x, k in bound if q == topology.QUEUE_RELAY_EVENTS}
     assert "#" not in events
-    assert events == {f"*.*.{k}" for k in topology.RELAY_EVENT_KEYS}
+    # statuses by their first three words: a campaign message's four-word key too
+    assert events == {
+        f"*.*.{k}.#" if k in topology.RELAY_STATUS_KEYS else f"*.*.{k}"
+        for k in topology.RELAY_EVENT_KEYS
+    }
     assert {"delivered", "failed", "handoff_requested"} <= set(topology.RELAY_EVENT_KEYS)
     retired = {(b.queue, b.exchange, b.routing_key) for b in topology.RELAY_RETIRED_BINDINGS}
-    assert retired == {(topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#")}
+    assert retired == {
+        (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, "#"),
+        *(
+            (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}")
+            for k in topology.RELAY_STATUS_KEYS
+        ),
+    }
 
 
 def test_conversation_events_takes_only_the_keys_the_service_acts_on():
-    """``conversation.events`` is bound to the statuses, business fields and hand-offs
-    the conversation service uses, not to ``#``; the earlier ``#`` binding is retired."""
+    """``conversation.events`` is bound to campaign messages' statuses (routing keys v2:
+    ``.campaign``), any ``failed``, the business fields and hand-offs the conversation
+    service uses, not to ``#`` nor to every message's statuses; the earlier bindings are
+    retired."""
     events = {
         k
         for q, x, k in ((b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS)
         if q == topology.QUEUE_CONVERSATION_EVENTS and x == topology.EXCHANGE_EVENTS
     }
-    assert events == {f"*.*.{k}" for k in topology.CONVERSATION_EVENT_KEYS}
-    assert set(topology.CONVERSATION_EVENT_KEYS) == {
-        "sent",
-        "delivered",
-        "read",
-        "played",
-        "failed",
-        "message_template_status_update",
-        "user_marketing_preferences",
-        topology.HANDOFF_REQUESTED,
-        topology.HANDOFF_RESOLVED,
+    assert events == set(topology.CONVERSATION_EVENT_PATTERNS)
+    assert events == {
+        "*.*.sent.campaign",
+        "*.*.delivered.campaign",
+        "*.*.read.campaign",
+        "*.*.played.campaign",
+        "*.*.failed.campaign",
+        "*.*.failed",
+        "*.*.message_template_status_update",
+        "*.*.user_marketing_preferences",
+        f"*.*.{topology.HANDOFF_REQUESTED}",
+        f"*.*.{topology.HANDOFF_RESOLVED}",
     }
     retired = {(b.queue, b.exchange, b.routing_key) for b in topology.RETIRED_BINDINGS}
+    for status in ("sent", "delivered", "read", "played"):
+        assert (
+            topology.QUEUE_CONVERSATION_EVENTS,
+            topology.EXCHANGE_EVENTS,
+            f"*.*.{status}",
+        ) in retired
     assert (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, "#") in retired
     assert not retired & {(b.queue, b.exchange, b.routing_key) for b in topology.ALL_BINDINGS}
 

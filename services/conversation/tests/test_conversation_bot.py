@@ -254,6 +254,20 @@ def test_keywords_work_in_any_state():
     assert bot.handle(s, msg("start"), CTX).actions == [bot.OptIn()]
 
 
+def test_clearing_the_cart_is_one_message_leading_the_categories():
+    """A cart clear, an empty cart and "edit" answer with one message (the category list
+    opened by what was done), not a text and then the list: each reply costs a send, its
+    status webhooks and their events."""
+    cart = [bot.CartLine(sku="CEM", name="Portland Cement", unit_price=Decimal("1"), quantity=1)]
+    s = bot.Session(state=State.REVIEWING_ORDER, cart=cart)
+    (cleared,) = bot.handle(s, msg("cancel"), CTX).replies
+    assert isinstance(cleared, ListContent)
+    assert text_of(cleared).startswith("Your cart is cleared. Anything else?")
+    (empty,) = bot.handle(bot.Session(state=State.BROWSING_PRODUCTS), msg("cart"), CTX).replies
+    assert isinstance(empty, ListContent)
+    assert text_of(empty).startswith("Your cart is empty.")
+
+
 def test_cancel_while_awaiting_payment_cancels_the_order():
     s = bot.Session(state=State.AWAITING_PAYMENT, order_id="ORD-9", payment_reference="PAY-9")
     d = bot.handle(s, msg("cancel"), CTX)

@@ -68,6 +68,7 @@ from kindskit import (
     RELAY_OWN_KINDS,
     bindings_of,
     depth,
+    event_word,
     every_event,
     every_inbound,
     fates,
@@ -97,10 +98,17 @@ COVERED_BINDINGS = {
         (q, topology.EXCHANGE_CONVERSATION_PARTITIONS, ""): "inbound"
         for q in topology.CONVERSATION_PARTITION_QUEUES
     },
+    # a campaign message's statuses (routing keys v2: the fourth word), any failure
+    **{
+        (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}.campaign"): (
+            "events"
+        )
+        for k in sorted({*FUNNEL_STATUSES, "failed"})
+    },
     **{
         (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
         for k in (
-            *sorted({*FUNNEL_STATUSES, "failed"}),
+            "failed",
             "message_template_status_update",
             "user_marketing_preferences",
             *HANDOFF_KINDS,
@@ -167,7 +175,7 @@ def test_every_bound_kind_has_a_sample() -> None:
     # the gateway publishes (Meta's user_preferences goes out as user_marketing_preferences)
     assert set(BUSINESS_DATA) == set(BUSINESS_FIELDS)
     events = event_messages()
-    keys = {k.rsplit(".", 1)[-1] for k, _ in events}
+    keys = {event_word(k) for k, _ in events}
     assert keys == (
         {s.value for s in Status}
         | set(BUSINESS_FIELDS)
@@ -179,10 +187,10 @@ def test_every_bound_kind_has_a_sample() -> None:
     assert all(topic_matches("#", key) for key, _ in inbound)
     # conversation.events: only the keys the service acts on, each with a sample
     assert "#" not in EVENT_PATTERNS
-    assert set(EVENT_PATTERNS) == {f"*.*.{k}" for k in topology.CONVERSATION_EVENT_KEYS}
+    assert set(EVENT_PATTERNS) == set(topology.CONVERSATION_EVENT_PATTERNS)
     for pattern in EVENT_PATTERNS:
         assert any(topic_matches(pattern, key) for key, _ in events), pattern
-    bound = {k.rsplit(".", 1)[-1] for k, _ in event_messages(bound_only=True)}
+    bound = {event_word(k) for k, _ in event_messages(bound_only=True)}
     # nothing it uses is lost: every status the campaign funnel counts (sent, delivered,
     # read, played as read) and failed (funnel, opt-outs on 131050, automatic pauses);
     # the two business fields it acts on; both hand-off kinds
@@ -192,6 +200,9 @@ def test_every_bound_kind_has_a_sample() -> None:
         | set(HANDOFF_KINDS)
     )
     assert {"queued", "accepted", "parked", COMMAND_REJECTED}.isdisjoint(bound)
+    # a bot reply's statuses are not routed to it, but for a failure (opt-outs)
+    replies = [k for k, _ in event_messages(bound_only=True) if k.count(".") == 2]
+    assert {event_word(k) for k in replies} & {s.value for s in Status} == {"failed"}
     # the "#" binding of earlier versions is removed when the topology is declared
     retired = {(b.queue, b.exchange, b.routing_key) for b in topology.RETIRED_BINDINGS}
     assert (topology.QUEUE_CONVERSATION_EVENTS, topology.EXCHANGE_EVENTS, "#") in retired

@@ -9,8 +9,9 @@ The inbox declares its queue and bindings itself (``topology.INBOX_QUEUES`` and
   both schema versions;
 - ``#`` on ``flowchat.outbound``: one command of every content type in every category
   (marketing goes on the bulk lane, the rest on the transactional one);
-- ``*.*.<status>`` on ``flowchat.events`` for the statuses it keeps, and
-  ``*.*.handoff_requested``.
+- ``*.*.<status>.#`` on ``flowchat.events`` for the statuses it keeps (a bot reply's
+  ``<tenant>.<account>.<status>`` and a campaign message's ``….<status>.campaign``:
+  routing keys v2), and ``*.*.handoff_requested``.
 
 The kinds are derived from the contracts and the publishers' vocabularies (the inbound
 samples and the kinds of ``flowchat.events`` are ``tests/kindskit.py``'s): every kind a
@@ -191,6 +192,9 @@ def test_every_bound_kind_has_a_sample() -> None:
     # flowchat.events: the statuses the inbox keeps and the hand-off it opens; the rest
     # (queued, business fields, handoff_resolved) matches no binding
     assert set(events) == set(topology.INBOX_STATUS_KEYS) | {topology.HANDOFF_REQUESTED}
+    for status in topology.INBOX_STATUS_KEYS:  # a campaign message's too
+        campaign = topology.status_event_key("tnt", ACCOUNT, status, campaign=True)
+        assert bound(topology.EXCHANGE_EVENTS, campaign), campaign
     assert HandoffResolved.model_fields["kind"].default not in events
     # flowchat.inbound: every type in every version; flowchat.outbound: both lanes
     assert inbound_versions() == {1, 2}

@@ -52,6 +52,7 @@ from kindskit import (
     RELAY_OWN_KINDS,
     bindings_of,
     depth,
+    event_word,
     every_event,
     every_inbound,
     fates,
@@ -73,9 +74,12 @@ CONSUMED = (topology.QUEUE_RELAY_EVENTS, topology.QUEUE_RELAY_INBOUND)
 COVERED_BINDINGS = {
     (topology.QUEUE_RELAY_INBOUND, topology.EXCHANGE_INBOUND, "#"): "inbound",
     **{
+        (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{s.value}.#"): "events"
+        for s in Status
+    },
+    **{
         (topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, f"*.*.{k}"): "events"
         for k in (
-            *(s.value for s in Status),
             *HANDOFF_KINDS,
             *RELAY_FACT_KINDS,
             *sorted(BUSINESS_EVENT_FIELDS),
@@ -109,7 +113,7 @@ def event_messages(*, bound_only: bool = True) -> list[Sample]:
         webhook = getattr(model, "event_id", None)
         if isinstance(model, BusinessEvent) and model.field not in BUSINESS_EVENT_FIELDS:
             webhook = None
-        if key.rsplit(".", 1)[-1] in {COMMAND_REJECTED, *RELAY_OWN_KINDS}:
+        if event_word(key) in {COMMAND_REJECTED, *RELAY_OWN_KINDS}:
             webhook = None  # no webhook event (endpoint_disabled: the relay's own fact)
         out.append((key, body, f"evt_{webhook}" if webhook else None))
     return out
@@ -139,7 +143,7 @@ def test_every_bound_kind_has_a_sample() -> None:
     # flowchat.events: every status, the hand-offs, the order / campaign facts and the two
     # business fields the relay turns into events are bound; the rest is not
     every = event_messages(bound_only=False)
-    keys = {k.rsplit(".", 1)[-1] for k, _, _ in every}
+    keys = {event_word(k) for k, _, _ in every}
     assert keys == (
         {s.value for s in Status}
         | set(BUSINESS_FIELDS)
@@ -149,7 +153,7 @@ def test_every_bound_kind_has_a_sample() -> None:
         | set(RELAY_OWN_KINDS)
     )
     assert {m.model_fields["kind"].default for m in HANDOFF_KINDS.values()} == set(HANDOFF_KINDS)
-    bound = {k.rsplit(".", 1)[-1] for k, _, _ in event_messages()}
+    bound = {event_word(k) for k, _, _ in event_messages()}
     assert bound == (
         {s.value for s in Status}
         | set(HANDOFF_KINDS)
@@ -159,7 +163,7 @@ def test_every_bound_kind_has_a_sample() -> None:
     patterns = [p for (q, _, p) in COVERED_BINDINGS if q == topology.QUEUE_RELAY_EVENTS]
     for key, _, event_id in every:
         routed = any(topic_matches(p, key) for p in patterns)
-        assert routed == (key.rsplit(".", 1)[-1] in topology.RELAY_EVENT_KEYS), key
+        assert routed == (event_word(key) in topology.RELAY_EVENT_KEYS), key
         assert routed or event_id is None  # nothing the relay turns into an event is lost
     assert all(topic_matches("#", key) for key, _, _ in inbound)
 
@@ -224,7 +228,9 @@ async def test_every_status_business_and_handoff_event_is_acked_once(
     channel: Any, start_relay: StartRelay
 ) -> None:
     messages = event_messages()
-    expected = len(Status) + len(HANDOFF_KINDS) + len(RELAY_FACT_KINDS) + len(BUSINESS_EVENT_FIELDS)
+    # each status twice: a campaign message's (key ….campaign) and a bot reply's
+    statuses = 2 * len(Status)
+    expected = statuses + len(HANDOFF_KINDS) + len(RELAY_FACT_KINDS) + len(BUSINESS_EVENT_FIELDS)
     assert sum(1 for *_, event_id in messages if event_id) == expected
     await run_through_the_relay(
         channel, start_relay, topology.QUEUE_RELAY_EVENTS, topology.EXCHANGE_EVENTS, messages

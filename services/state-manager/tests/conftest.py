@@ -28,6 +28,7 @@ from flowchat_platform.testing import (
     eventually,
     serve,
     temporary_database,
+    temporary_redis_db,
     temporary_vhost,
 )
 from flowchat_state_manager import SCHEMA
@@ -167,6 +168,7 @@ class Harness:
         self.channel = channel
         self.events_queue = events
         self.received: list[dict[str, Any]] = []
+        self.redis_url = ""
 
     send_result = staticmethod(send_result)
     status_update = staticmethod(status_update)
@@ -226,7 +228,11 @@ class Harness:
         return out
 
 
-def settings_for(amqp_url: str, database_url: str, tenant_url: str) -> Settings:
+def settings_for(amqp_url: str, database_url: str, tenant_url: str, **overrides: Any) -> Settings:
+    """The service's settings for a test: every status change published (the tests'
+    queue bound to ``flowchat.events``, ``#``, is a subscriber of its own), unless
+    ``overrides`` say otherwise (``test_state_audience``)."""
+    values: dict[str, Any] = {"status_events_for_all": True} | overrides
     return Settings(
         AMQP_URL=amqp_url,
         DATABASE_URL=database_url,
@@ -234,6 +240,7 @@ def settings_for(amqp_url: str, database_url: str, tenant_url: str) -> Settings:
         FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
         outbox_poll_interval_s=0.2,
         shutdown_grace_s=5,
+        **values,
     )
 
 
@@ -281,7 +288,7 @@ async def harness(amqp_url: str, database_url: str, tenant_url: str) -> AsyncIte
 
 
 #: Fixtures that open servers themselves (not through the platform's server fixtures).
-OWN_SERVER_FIXTURES = frozenset({"shared_harness"})
+OWN_SERVER_FIXTURES = frozenset({"shared_harness", "audience_harness"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -303,6 +310,29 @@ async def shared_harness() -> AsyncIterator[Harness]:
             serve(tenant_stub_app()) as tenant,
             running(settings_for(amqp_url, database_url, tenant)) as h,
         ):
+            yield h
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def audience_harness() -> AsyncIterator[Harness]:
+    """:func:`shared_harness` with the service's default audience (status events only
+    where some reader wants them) and a Redis index of its own (``redis_url``)."""
+    with temporary_vhost() as amqp_url, temporary_redis_db() as redis_url:
+        settings = settings_for(
+            amqp_url,
+            "",
+            "",
+            status_events_for_all=False,
+            REDIS_URL=redis_url,
+        )
+        async with (
+            temporary_database() as database_url,
+            serve(tenant_stub_app()) as tenant,
+            running(
+                settings.model_copy(update={"database_url": database_url, "tenant_url": tenant})
+            ) as h,
+        ):
+            h.redis_url = redis_url
             yield h
 
 

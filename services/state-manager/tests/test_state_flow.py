@@ -37,7 +37,11 @@ async def test_normal_flow_accepted_sent_delivered_read(shared_harness):
         ("sent", "delivered"),
         ("delivered", "read"),
     ]
-    assert events[-1]["_routing_key"] == topology.events_routing_key("tnt_a", "acc_1", "read")
+    # a campaign message's statuses carry the fourth word (routing keys v2)
+    assert events[-1]["_routing_key"] == topology.status_event_key(
+        "tnt_a", "acc_1", "read", campaign=True
+    )
+    assert events[-1]["_routing_key"] == "tnt_a.acc_1.read.campaign"
     assert {e["campaign_id"] for e in events} == {"cmp_1"}
     assert events[1]["provider_message_id"] == wamid
 

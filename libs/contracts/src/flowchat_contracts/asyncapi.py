@@ -70,7 +70,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "events",
         topology.EXCHANGE_EVENTS,
-        "{tenant_id}.{account_id}.{word}",
+        "{tenant_id}.{account_id}.{word}[.campaign]",
         (
             "message_status_changed.v1",
             "command_rejected.v1",
@@ -80,7 +80,9 @@ ROUTES: tuple[Route, ...] = (
             "campaign_changed.v1",
             "endpoint_disabled.v1",
         ),
-        "FlowChat's events: status changes (word: the status), rejected commands "
+        "FlowChat's events: status changes (word: the status; routing keys v2: a fourth "
+        "word 'campaign' for a campaign message's; published only where some reader "
+        "wants them: bind '*.*.<status>.#' and see docs/queue-contracts.md), rejected commands "
         "(command_rejected), hand-offs, order and campaign facts (order_changed, "
         "campaign_changed: only while a relay endpoint of the tenant subscribes), webhook "
         "endpoints the relay disabled (endpoint_disabled; account word '-'), Meta's "

@@ -26,13 +26,17 @@ Names live here and nowhere else; services import these constants.
     gateway, sender ─▶ [flowchat.status] topic, key <tenant>.<account>.<kind>
                     └─ "#" ─▶ (state-manager.status)            quorum
     state-manager ─▶ [flowchat.events] topic, key <tenant>.<account>.<status>
+                                   [.campaign] (routing keys v2: a campaign message's
+                                   statuses; published only where some reader wants
+                                   them, see the state-manager's ``audience``)
     gateway ───────▶ [flowchat.events] topic, key <tenant>.<account>.<field> (business events)
-                    ├─ "*.*.<used key>" ─▶ (conversation.events) quorum (campaign metrics,
+                    ├─ "*.*.<status>.campaign", "*.*.failed", "*.*.<used key>"
+                    │                    ─▶ (conversation.events) quorum (campaign metrics,
                     │                                           opt-outs, template pauses,
                     │                                           hand-offs)
                     ├─ "*.*.<template field>" ─▶ (sender.events) quorum, 24 h TTL (template
                     │                                           catalog refresh)
-                    └─ "*.*.<status|handoff>" ─▶ (relay.events) quorum, 24 h TTL,
+                    └─ "*.*.<status>.#", "*.*.<handoff…>" ─▶ (relay.events) quorum, 24 h TTL,
                                                                 capped, no DLX (webhooks:
                                                                 message.status, hand-offs)
     [flowchat.inbound] ── "#" ─▶ (relay.inbound)                quorum, 24 h TTL, capped,
@@ -41,7 +45,7 @@ Names live here and nowhere else; services import these constants.
                                        speaks again; conversation.events takes it)
     [flowchat.inbound]  "#" ──────────────────┐
     [flowchat.outbound] "#" ──────────────────┼─▶ (inbox.history)  quorum: every message
-    [flowchat.events]   "*.*.<status>",       │   of every thread, status changes and
+    [flowchat.events]   "*.*.<status>.#",     │   of every thread, status changes and
                         "*.*.handoff_requested"┘   hand-offs; declared by the inbox only
     conversation ──▶ [flowchat.privacy] topic, key <tenant>.erasure_requested
                     ├─▶ (conversation.privacy) (state-manager.privacy) (sender.privacy)
@@ -79,7 +83,10 @@ __all__ = [
     "ALL_EXCHANGES",
     "ALL_QUEUES",
     "BULK_RETRY_TIERS",
+    "CAMPAIGN_WORD",
+    "CONVERSATION_CAMPAIGN_STATUSES",
     "CONVERSATION_EVENT_KEYS",
+    "CONVERSATION_EVENT_PATTERNS",
     "CONVERSATION_INBOUND_QUEUES",
     "CONVERSATION_PARTITIONS",
     "CONVERSATION_PARTITION_BINDINGS",
@@ -98,6 +105,7 @@ __all__ = [
     "HEADER_CONVERSATION_PARTITION",
     "INBOX_BINDINGS",
     "INBOX_QUEUES",
+    "INBOX_RETIRED_BINDINGS",
     "INBOX_STATUS_KEYS",
     "INTERNAL_EXCHANGES",
     "OUTBOUND_BULK_WORD",
@@ -118,6 +126,7 @@ __all__ = [
     "RELAY_EVENT_KEYS",
     "RELAY_QUEUES",
     "RELAY_RETIRED_BINDINGS",
+    "RELAY_STATUS_KEYS",
     "RETIRED_BINDINGS",
     "RETRY_TIERS",
     "SENDER_EVENT_FIELDS",
@@ -139,6 +148,8 @@ __all__ = [
     "privacy_bindings",
     "privacy_queue",
     "retry_tier_for",
+    "status_event_key",
+    "status_pattern",
     "status_routing_key",
 ]
 
@@ -181,22 +192,37 @@ HANDOFF_REQUESTED = "handoff_requested"
 HANDOFF_RESOLVED = "handoff_resolved"
 #: The state-manager's status words the inbox follows (``<tenant>.<account>.<status>``).
 INBOX_STATUS_KEYS: tuple[str, ...] = ("accepted", "sent", "delivered", "read", "played", "failed")
-#: The last words of the ``flowchat.events`` keys the conversation service acts on
-#: (``flowchat_conversation.outreach.events``): the statuses that move a campaign's
-#: funnel (``played`` counts as read), ``failed`` also for opt-outs (131050) and automatic
-#: pauses, the two business fields it follows (template pauses, marketing opt-outs) and the
-#: hand-offs (the inbox's take-over and release). ``queued``, ``accepted`` and ``parked``,
-#: the other business fields, rejected commands and its own facts are not copied to it.
+#: The last word of a status event's routing key when the message belongs to a campaign
+#: (``<tenant>.<account>.<status>.campaign``, routing keys v2: :func:`status_event_key`).
+CAMPAIGN_WORD = "campaign"
+
+
+def status_pattern(status: str) -> str:
+    """The binding pattern of every message's ``status`` events, campaign or not."""
+    return f"*.*.{status}.#"
+
+
+#: The statuses of campaign messages the conversation service follows (a campaign's
+#: funnel; ``played`` counts as read; ``failed`` also pauses a campaign), bound as
+#: ``*.*.<status>.campaign``: the statuses of the bot's own replies never reach it.
+CONVERSATION_CAMPAIGN_STATUSES: tuple[str, ...] = ("sent", "delivered", "read", "played", "failed")
+#: The last words of the three-word ``flowchat.events`` keys the conversation service acts
+#: on (``flowchat_conversation.outreach.events``): ``failed`` of any message (131050
+#: opt-outs: a marketing message sent outside a campaign is refused too), the two business
+#: fields it follows (template pauses, marketing opt-outs) and the hand-offs (the inbox's
+#: take-over and release). Other statuses, other business fields, rejected commands and
+#: its own facts are not copied to it.
 CONVERSATION_EVENT_KEYS: tuple[str, ...] = (
-    "sent",
-    "delivered",
-    "read",
-    "played",
     "failed",
     "message_template_status_update",
     "user_marketing_preferences",
     HANDOFF_REQUESTED,
     HANDOFF_RESOLVED,
+)
+#: Every pattern ``conversation.events`` is bound with.
+CONVERSATION_EVENT_PATTERNS: tuple[str, ...] = (
+    *(f"*.*.{s}.{CAMPAIGN_WORD}" for s in CONVERSATION_CAMPAIGN_STATUSES),
+    *(f"*.*.{k}" for k in CONVERSATION_EVENT_KEYS),
 )
 #: The relay's copies of what it turns into tenants' webhook events.
 QUEUE_RELAY_EVENTS = "relay.events"
@@ -442,8 +468,8 @@ ALL_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_OUTBOUND_BULK, EXCHANGE_OUTBOUND, f"*.*.{OUTBOUND_BULK_WORD}"),
     BindingSpec(QUEUE_STATE_STATUS, EXCHANGE_STATUS),
     *(
-        BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}")
-        for k in CONVERSATION_EVENT_KEYS
+        BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, p)
+        for p in CONVERSATION_EVENT_PATTERNS
     ),
     *(BindingSpec(QUEUE_SENDER_EVENTS, EXCHANGE_EVENTS, f"*.*.{f}") for f in SENDER_EVENT_FIELDS),
     *(b for s in _CORE_PRIVACY_SERVICES for b in privacy_bindings(s)),
@@ -486,9 +512,17 @@ INBOX_QUEUES: tuple[QueueSpec, ...] = (
 INBOX_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_INBOUND),
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_OUTBOUND),
-    *(BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{s}") for s in INBOX_STATUS_KEYS),
+    *(
+        BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, status_pattern(s))
+        for s in INBOX_STATUS_KEYS
+    ),
     BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{HANDOFF_REQUESTED}"),
     *privacy_bindings("inbox"),
+)
+#: The inbox's bindings of earlier versions (each status by its three-word key, before
+#: routing keys v2), removed when it declares its own.
+INBOX_RETIRED_BINDINGS: tuple[BindingSpec, ...] = tuple(
+    BindingSpec(QUEUE_INBOX_HISTORY, EXCHANGE_EVENTS, f"*.*.{s}") for s in INBOX_STATUS_KEYS
 )
 
 #: The relay's own queues and bindings, declared by the relay alone (see ``_RELAY_COPY``).
@@ -503,10 +537,9 @@ RELAY_QUEUES: tuple[QueueSpec, ...] = (
 #: (``flowchat_contracts.tenant_events``) and the two business fields it turns into
 #: ``template.status_changed`` and ``account.quality_changed``. Other business fields and
 #: rejected commands are not copied to the relay.
+RELAY_STATUS_KEYS: tuple[str, ...] = ("queued", *INBOX_STATUS_KEYS, "parked")
 RELAY_EVENT_KEYS: tuple[str, ...] = (
-    "queued",
-    *INBOX_STATUS_KEYS,
-    "parked",
+    *RELAY_STATUS_KEYS,
     HANDOFF_REQUESTED,
     HANDOFF_RESOLVED,
     "order_changed",
@@ -515,14 +548,24 @@ RELAY_EVENT_KEYS: tuple[str, ...] = (
     "phone_number_quality_update",
 )
 RELAY_BINDINGS: tuple[BindingSpec, ...] = (
-    *(BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}") for k in RELAY_EVENT_KEYS),
+    *(
+        BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, status_pattern(k))
+        for k in RELAY_STATUS_KEYS
+    ),
+    *(
+        BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}")
+        for k in RELAY_EVENT_KEYS
+        if k not in RELAY_STATUS_KEYS
+    ),
     BindingSpec(QUEUE_RELAY_INBOUND, EXCHANGE_INBOUND),
     *privacy_bindings("relay"),
 )
 #: The relay's bindings of earlier versions, removed when it declares its own:
-#: ``relay.events`` once took every key.
+#: ``relay.events`` once took every key, then each status by its three-word key (before
+#: routing keys v2).
 RELAY_RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, "#"),
+    *(BindingSpec(QUEUE_RELAY_EVENTS, EXCHANGE_EVENTS, f"*.*.{k}") for k in RELAY_STATUS_KEYS),
 )
 #: Every queue a consumer may declare: the platform's, and the opt-in services' own.
 QUEUE_SPECS: tuple[QueueSpec, ...] = (
@@ -535,13 +578,19 @@ QUEUE_SPECS: tuple[QueueSpec, ...] = (
 #: Bindings of earlier versions, removed when the topology is declared (unbinding one
 #: that is not there is a no-op): ``whatsapp.outbound`` once took every key (``#``),
 #: which would now copy bulk commands into the transactional queue; ``conversation.events``
-#: once took every key of ``flowchat.events`` (now only ``CONVERSATION_EVENT_KEYS``);
+#: once took every key of ``flowchat.events``, then every message's statuses (now only
+#: ``CONVERSATION_EVENT_PATTERNS``: campaign messages' statuses and any ``failed``);
 #: ``conversation.inbound`` once took every inbound message (now the partition queues do,
 #: and it only what carries no partition header, through the alternate exchange).
 RETIRED_BINDINGS: tuple[BindingSpec, ...] = (
     BindingSpec(QUEUE_OUTBOUND, EXCHANGE_OUTBOUND, "#"),
     BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, "#"),
     BindingSpec(QUEUE_CONVERSATION_INBOUND, EXCHANGE_INBOUND, "#"),
+    *(
+        BindingSpec(QUEUE_CONVERSATION_EVENTS, EXCHANGE_EVENTS, f"*.*.{s}")
+        for s in CONVERSATION_CAMPAIGN_STATUSES
+        if s not in CONVERSATION_EVENT_KEYS
+    ),
 )
 
 
@@ -573,6 +622,15 @@ def status_routing_key(tenant_id: str, account_id: str, kind: str) -> str:
 
 def events_routing_key(tenant_id: str, account_id: str, status: str) -> str:
     return _key(tenant_id, account_id, status)
+
+
+def status_event_key(tenant_id: str, account_id: str, status: str, *, campaign: bool) -> str:
+    """The routing key of the state-manager's ``message_status_changed`` (routing keys
+    v2): ``<tenant>.<account>.<status>``, with a fourth word ``campaign`` when the message
+    belongs to a campaign. Bind ``*.*.<status>.#`` (:func:`status_pattern`) for every
+    message's status, ``*.*.<status>.campaign`` for campaign messages' only."""
+    key = _key(tenant_id, account_id, status)
+    return f"{key}.{CAMPAIGN_WORD}" if campaign else key
 
 
 def erasure_requested_key(tenant_id: str) -> str:

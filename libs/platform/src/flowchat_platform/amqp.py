@@ -456,6 +456,32 @@ class Amqp:
             except Exception as exc:  # noqa: BLE001 - a missing queue or a broker blip
                 log.debug("queue depth unavailable", queue=name, error=repr(exc))
 
+    async def queue_exists(self, name: str) -> bool | None:
+        """Whether the queue ``name`` is declared (a passive declare on a channel of its
+        own); None when the broker cannot say (not connected, a blip)."""
+        conn = self._sub_conn
+        if conn is None or conn.is_closed:
+            return None
+        try:
+            channel = await conn.channel()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the broker cannot say
+            return None
+        try:
+            await channel.declare_queue(name, passive=True)
+            return True
+        except aio_pika.exceptions.ChannelClosed:
+            return False  # NOT_FOUND closes the channel
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the broker cannot say
+            return None
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+
     async def _stop_queue_stats(self) -> None:
         task, self._stats_task = self._stats_task, None
         self._stats_stop.set()

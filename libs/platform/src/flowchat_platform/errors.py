@@ -10,6 +10,8 @@
     │   │                           park in the DLQ with the reason and the headers it
     │   │                           names (parked_headers), ack the original
     │   └── Discard(reason)         already handled (duplicate, stale): ack and drop
+    ├── MigrationFailed             a service's migrations failed (``db``: their child
+    │                               process's error)
     ├── PublishError                the broker did not confirm a publish in time
     ├── StoreUnavailable(store)     Redis or PostgreSQL did not answer (in time)
     └── UpstreamError               another FlowChat service answered badly or not at all

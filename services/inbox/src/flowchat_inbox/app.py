@@ -105,7 +105,12 @@ def create_app(settings: Settings) -> FastAPI:  # noqa: PLR0915 - the one place 
         await amqp.connect()
         await fanout.start()
         bg.start("live", fanout.run())
-        await declare_own_queues(settings.amqp_url, topology.INBOX_QUEUES, topology.INBOX_BINDINGS)
+        await declare_own_queues(
+            settings.amqp_url,
+            topology.INBOX_QUEUES,
+            topology.INBOX_BINDINGS,
+            topology.INBOX_RETIRED_BINDINGS,
+        )
         runtime.history = history
         runtime.inbox = InboxService(
             repository,

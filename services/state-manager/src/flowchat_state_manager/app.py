@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 
 from flowchat_contracts import topology
 from flowchat_platform import http
@@ -26,9 +27,12 @@ from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate_with_retry
 from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
 from flowchat_platform.logs import get_logger
+from flowchat_platform.redis import create_redis
 from flowchat_platform.runner import Background
+from flowchat_platform.subscriptions import SubscriptionView
 from flowchat_platform.tenant_client import TenantClient
 from flowchat_state_manager import SCHEMA, SERVICE
+from flowchat_state_manager.audience import BrokerAudience
 from flowchat_state_manager.batching import Batcher
 from flowchat_state_manager.consumer import DECODER, StatusConsumer
 from flowchat_state_manager.deps import Runtime
@@ -85,6 +89,17 @@ def event_publisher(amqp: Amqp) -> Publish:
     return publish
 
 
+def status_audience(settings: Settings, amqp: Amqp, redis: Redis) -> BrokerAudience | None:
+    """Who reads status events (None: publish every change)."""
+    if settings.status_events_for_all:
+        return None
+    return BrokerAudience(
+        amqp,
+        SubscriptionView(redis, ttl_s=settings.subscriptions_ttl_s),
+        reader_queues=settings.status_reader_queues,
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     readiness = Readiness()
     runtime = Runtime(
@@ -94,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     amqp = Amqp(settings.amqp_url, service=SERVICE, publish_timeout_s=settings.publish_timeout_s)
     state: dict[str, object] = {}
     pools: list[asyncpg.Pool] = []
+    audience = status_audience(settings, amqp, redis := create_redis(settings.redis_url))
 
     async def start(bg: Background) -> None:
         await migrate_with_retry(settings.database_url, MIGRATIONS, SCHEMA)
@@ -112,7 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         )
-        service = StateService(repository, on_events=relay.wake)
+        service = StateService(repository, on_events=relay.wake, audience=audience)
         runtime.query = QueryService(repository)
         runtime.retention = repository
         state["service"] = service
@@ -156,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
             runtime.retention = None
             for pool in pools:
                 await pool.close()
+            await redis.aclose()
             await session.close()
 
     app = build_app(

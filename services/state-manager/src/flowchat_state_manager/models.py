@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from flowchat_contracts import topology
 from flowchat_state_manager.state import Status
 
 
@@ -124,6 +125,25 @@ class OutboxItem:
     event_id: str
     routing_key: str
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReaders:
+    """Who reads status events right now, beyond the conversation service (which always
+    takes a campaign message's statuses and any ``failed``): ``every`` — some queue takes
+    every message's statuses (the inbox's history, or an operator's own subscriber);
+    ``tenants`` — the tenants some enabled relay endpoint of which takes
+    ``message.status``. A status change nobody reads is recorded but not published."""
+
+    every: bool = True
+    tenants: frozenset[str] = frozenset()
+
+    def wants(self, tenant_id: str, status: str, *, campaign: bool) -> bool:
+        if self.every or tenant_id in self.tenants:
+            return True
+        if status == "failed":
+            return True  # opt-outs (131050), campaign pauses
+        return campaign and status in topology.CONVERSATION_CAMPAIGN_STATUSES
 
 
 #: What one partition of ``messages`` / ``message_events`` spans: a week from a Monday

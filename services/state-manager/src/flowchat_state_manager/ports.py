@@ -3,7 +3,8 @@
 - :class:`StatusTransaction` — the operations of one status transaction (rows locked);
 - :class:`StateStore` — opens those transactions, purges, counts (the write side);
 - :class:`QueryStore` — tenant-scoped reads (the query API);
-- :class:`OutboxStore` — the transactional outbox the relay drains.
+- :class:`OutboxStore` — the transactional outbox the relay drains;
+- :class:`StatusAudience` — who reads status events now (:mod:`.audience`).
 
 A store that cannot reach the database raises
 :class:`flowchat_platform.errors.StoreUnavailable` from :meth:`StateStore.transaction`.
@@ -11,7 +12,7 @@ A store that cannot reach the database raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Protocol
@@ -25,6 +26,7 @@ from flowchat_state_manager.models import (
     OutboxItem,
     PageKey,
     PendingStatus,
+    StatusReaders,
 )
 from flowchat_state_manager.state import Status
 
@@ -128,3 +130,10 @@ class QueryStore(Protocol):
 
 class OutboxStore(Protocol):
     def outbox_batch(self, limit: int) -> AbstractAsyncContextManager[list[OutboxItem]]: ...
+
+
+class StatusAudience(Protocol):
+    """Who reads status events now, for the tenants of a batch (cached by the adapter:
+    called once per write transaction, before it opens)."""
+
+    async def readers(self, tenant_ids: Collection[str]) -> StatusReaders: ...

@@ -268,7 +268,8 @@ class Tx:
     ) -> bool:
         """In one statement: append ``s`` to the history and, only when it was not there
         yet, move the message to ``new_status`` (None: keep it; fill a missing pricing
-        category or recipient ``alias``) and queue the outbox event. False when ``s`` is
+        category or recipient ``alias``) and queue the ``outbox`` event (None: a change nobody
+        reads, recorded without one). False when ``s`` is
         a duplicate."""
         changed = new_status is not None
         alias, alias_enc = self._seal(tenant_id, alias)
@@ -305,7 +306,7 @@ class Tx:
             ), o AS (
                 INSERT INTO outbox (event_id, routing_key, body)
                 SELECT $13::text, $14::text, $15::bytea
-                WHERE $10 AND EXISTS (SELECT 1 FROM e)
+                WHERE $10 AND $13::text IS NOT NULL AND EXISTS (SELECT 1 FROM e)
                 RETURNING 1
             )
             SELECT count(*) FROM e  -- u and o run to completion regardless (PostgreSQL docs)

@@ -10,6 +10,12 @@ change itself, so a change is never committed without its event nor published
 without its change. After the commit, ``on_events`` wakes the relay
 (:mod:`flowchat_state_manager.relay`), which publishes with confirms and then
 deletes the rows.
+
+Only a change somebody reads is published (:class:`~.models.StatusReaders`, asked of a
+:class:`~.ports.StatusAudience` once per transaction): a campaign message's statuses and
+any ``failed`` (the conversation service), and every status while some queue takes them
+all (the inbox) or for a tenant whose relay endpoints take ``message.status``. The
+others are recorded without an outbox row: no event, no publish, no consumer woken.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from flowchat_state_manager.models import (
     OutboxItem,
     PendingStatus,
     PurgeResult,
+    StatusReaders,
 )
-from flowchat_state_manager.ports import StateStore, StatusTransaction
+from flowchat_state_manager.ports import StateStore, StatusAudience, StatusTransaction
 from flowchat_state_manager.recipients import alias_for, stored_recipient
 from flowchat_state_manager.state import RANK, Outcome, Status, transition
 
@@ -76,9 +83,17 @@ class StateService:
     several in one transaction (batched writes), the caller acking them all after it.
     """
 
-    def __init__(self, repository: StateStore, *, on_events: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        repository: StateStore,
+        *,
+        on_events: Callable[[], None] | None = None,
+        audience: StatusAudience | None = None,
+    ):
         self._repo = repository
         self._on_events = on_events or (lambda: None)
+        #: None: every change is published (``StatusReaders()``: every reader present).
+        self._audience = audience
 
     async def apply(self, event: SendResult | StatusUpdate | CommandParked) -> Handled:
         return (await self.apply_batch([event]))[0]
@@ -89,6 +104,9 @@ class StateService:
         """Apply ``events`` in order in ONE transaction: all commit, or none (an error —
         a :class:`RejectedEvent` among them — rolls every one back)."""
         results = [Handled() for _ in events]
+        readers = StatusReaders()
+        if self._audience is not None:
+            readers = await self._audience.readers({e.tenant_id for e in events})
         async with self._repo.transaction() as tx:
             # Rows locked by this transaction, as they are now (every change below updates
             # this map too): a batch locks its known messages in one query.
@@ -100,11 +118,11 @@ class StateService:
                 rows.update(await tx.lock_many_by_provider_ids(keys))
             for event, handled in zip(events, results, strict=True):
                 if isinstance(event, SendResult):
-                    await self._send_result(tx, rows, event, handled)
+                    await self._send_result(tx, rows, event, handled, readers)
                 elif isinstance(event, CommandParked):
-                    await self._parked(tx, event, handled)
+                    await self._parked(tx, event, handled, readers)
                 else:
-                    await self._status(tx, rows, event, handled)
+                    await self._status(tx, rows, event, handled, readers)
         metrics.BATCH_SIZE.observe(len(events))
         for handled in results:
             self._done(handled)
@@ -119,7 +137,12 @@ class StateService:
     # ------------------------------------------------------------ send results
 
     async def _send_result(
-        self, tx: StatusTransaction, rows: _Rows, r: SendResult, handled: Handled
+        self,
+        tx: StatusTransaction,
+        rows: _Rows,
+        r: SendResult,
+        handled: Handled,
+        readers: StatusReaders,
     ) -> None:
         incoming = IncomingStatus(
             status=Status(r.status),
@@ -159,11 +182,13 @@ class StateService:
                 row.id, r.provider, r.provider_message_id, created_at=row.created_at
             )
             row = replace(row, provider=r.provider, provider_message_id=r.provider_message_id)
-        row = await self._apply(tx, row, incoming, handled)
+        row = await self._apply(tx, row, incoming, handled, readers)
         if r.provider_message_id and row.provider_message_id == r.provider_message_id:
-            rows[(r.provider, r.provider_message_id)] = await self._drain(tx, row, handled)
+            rows[(r.provider, r.provider_message_id)] = await self._drain(tx, row, handled, readers)
 
-    async def _parked(self, tx: StatusTransaction, p: CommandParked, handled: Handled) -> None:
+    async def _parked(
+        self, tx: StatusTransaction, p: CommandParked, handled: Handled, readers: StatusReaders
+    ) -> None:
         """The sender parked the command: the message is ``parked``, with the reason as
         its error title (the provider's last error, if any, as code and details)."""
         incoming = IncomingStatus(
@@ -192,12 +217,17 @@ class StateService:
         row = await tx.upsert_message(new)
         if row.tenant_id != p.tenant_id:
             raise RejectedEvent("message id belongs to another tenant", message_id=row.id)
-        await self._apply(tx, row, incoming, handled)
+        await self._apply(tx, row, incoming, handled, readers)
 
     # ------------------------------------------------------------ provider statuses
 
     async def _status(
-        self, tx: StatusTransaction, rows: _Rows, u: StatusUpdate, handled: Handled
+        self,
+        tx: StatusTransaction,
+        rows: _Rows,
+        u: StatusUpdate,
+        handled: Handled,
+        readers: StatusReaders,
     ) -> None:
         first = u.errors[0] if u.errors else None
         incoming = IncomingStatus(
@@ -257,9 +287,9 @@ class StateService:
             handled.add(incoming.status, PENDING if held else Outcome.DUPLICATE.value)
             return
         self._check_owner(row, u)
-        row = await self._apply(tx, row, incoming, handled)
+        row = await self._apply(tx, row, incoming, handled, readers)
         if mapped_now:
-            row = await self._drain(tx, row, handled)
+            row = await self._drain(tx, row, handled, readers)
         rows[key] = row
 
     @staticmethod
@@ -270,15 +300,22 @@ class StateService:
     # ------------------------------------------------------------ shared steps
 
     async def _apply(
-        self, tx: StatusTransaction, row: MessageRecord, s: IncomingStatus, handled: Handled
+        self,
+        tx: StatusTransaction,
+        row: MessageRecord,
+        s: IncomingStatus,
+        handled: Handled,
+        readers: StatusReaders,
     ) -> MessageRecord:
-        """Record ``s`` for the (locked) message ``row``; return the row as it is now."""
+        """Record ``s`` for the (locked) message ``row``; return the row as it is now (its
+        event in the outbox when ``readers`` want it)."""
         t = transition(row.status, s.status, seen_before=False)
         if not t.recorded:
             handled.add(s.status, t.outcome.value)
             return row
         updated = row
         outbox = None
+        campaign = row.campaign_id is not None
         if t.changed:
             # a failed or parked message says why
             failed = t.status in (Status.FAILED, Status.PARKED)
@@ -296,31 +333,32 @@ class StateService:
                 error_details=s.error_details if failed else kept.error_details,
                 pricing_category=s.pricing_category or row.pricing_category,
             )
-            event = MessageStatusChanged(
-                message_id=updated.id,
-                tenant_id=updated.tenant_id,
-                account_id=updated.account_id,
-                idempotency_key=updated.idempotency_key,
-                status=updated.status.value,
-                previous_status=row.status.value,
-                provider=updated.provider,
-                provider_message_id=updated.provider_message_id,
-                recipient=updated.recipient,
-                category=updated.category,
-                campaign_id=updated.campaign_id,
-                correlation_id=updated.correlation_id,
-                error_code=updated.error_code if failed else None,
-                error_title=updated.error_title if failed else None,
-                timestamp=s.provider_timestamp,
-            )
-            outbox = OutboxItem(
-                id=0,
-                event_id=event.event_id,
-                routing_key=topology.events_routing_key(
-                    updated.tenant_id, updated.account_id, event.status
-                ),
-                body=event.model_dump_json(exclude_none=True).encode(),
-            )
+            if readers.wants(row.tenant_id, t.status.value, campaign=campaign):
+                event = MessageStatusChanged(
+                    message_id=updated.id,
+                    tenant_id=updated.tenant_id,
+                    account_id=updated.account_id,
+                    idempotency_key=updated.idempotency_key,
+                    status=updated.status.value,
+                    previous_status=row.status.value,
+                    provider=updated.provider,
+                    provider_message_id=updated.provider_message_id,
+                    recipient=updated.recipient,
+                    category=updated.category,
+                    campaign_id=updated.campaign_id,
+                    correlation_id=updated.correlation_id,
+                    error_code=updated.error_code if failed else None,
+                    error_title=updated.error_title if failed else None,
+                    timestamp=s.provider_timestamp,
+                )
+                outbox = OutboxItem(
+                    id=0,
+                    event_id=event.event_id,
+                    routing_key=topology.status_event_key(
+                        updated.tenant_id, updated.account_id, event.status, campaign=campaign
+                    ),
+                    body=event.model_dump_json(exclude_none=True).encode(),
+                )
         elif s.pricing_category and row.pricing_category is None:
             updated = replace(row, pricing_category=s.pricing_category)
         alias = None
@@ -346,7 +384,7 @@ class StateService:
         return updated
 
     async def _drain(
-        self, tx: StatusTransaction, row: MessageRecord, handled: Handled
+        self, tx: StatusTransaction, row: MessageRecord, handled: Handled, readers: StatusReaders
     ) -> MessageRecord:
         """Apply the statuses held for this message's provider id, oldest first."""
         assert row.provider_message_id is not None
@@ -356,7 +394,7 @@ class StateService:
             if p.tenant_id != row.tenant_id:
                 handled.add(p.incoming.status, REJECTED)
                 continue
-            row = await self._apply(tx, row, p.incoming, handled)
+            row = await self._apply(tx, row, p.incoming, handled, readers)
         return row
 
     def _done(self, handled: Handled) -> None:

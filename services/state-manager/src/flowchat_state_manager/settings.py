@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from flowchat_contracts import topology
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
 
 
@@ -17,6 +18,19 @@ class Settings(ServiceSettings):
     database_url: str = infra("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/flowchat")
     tenant_url: str = infra("FLOWCHAT_TENANT_URL", "http://127.0.0.1:8701")
     service_token: SecretStr = infra("FLOWCHAT_SERVICE_TOKEN", SecretStr(""))
+    #: Where the relay keeps the tenants' subscriptions (``flowchat_platform.subscriptions``).
+    redis_url: str = infra("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+    #: Status events (``flowchat.events``) are published only where some reader wants
+    #: them (``flowchat_state_manager.audience``): the conversation service's, every
+    #: status while one of ``status_reader_queues`` exists (the inbox's), and a tenant's
+    #: while its relay endpoints take ``message.status``. True: every status change, as
+    #: before routing keys v2 — for subscribers of your own bound to ``flowchat.events``
+    #: (or name your queue in ``status_reader_queues``, a JSON list).
+    status_events_for_all: bool = False
+    status_reader_queues: tuple[str, ...] = (topology.QUEUE_INBOX_HISTORY,)
+    #: How long the relay's subscriptions, once read, are trusted.
+    subscriptions_ttl_s: float = Field(default=5.0, gt=0)
 
     #: Messages (with their history) older than this are purged, unless the tenant chose
     #: its own days (``PUT /v1/retention``): a week partition is dropped once its whole

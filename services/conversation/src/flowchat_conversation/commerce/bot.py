@@ -577,7 +577,7 @@ def _keyword(session: Session, word: str, ctx: BotContext) -> Decision:
     if word == "cart":
         if not session.cart:
             updated = session.model_copy(update={"state": State.BROWSING_PRODUCTS})
-            return Decision(updated, [_text(t("Your cart is empty.")), _categories(ctx)])
+            return Decision(updated, [_categories(ctx, lead=t("Your cart is empty."))])
         updated = session.model_copy(
             update={"state": State.REVIEWING_ORDER, "pending": [], "pending_sku": None}
         )
@@ -598,7 +598,8 @@ def _cancel(session: Session, ctx: BotContext) -> Decision:
         last_message_id=session.last_message_id,
         last_inbound_at=session.last_inbound_at,
     )
-    return Decision(updated, [_text(text + " " + t("Anything else?")), _categories(ctx)], actions)
+    # One message: what was cleared leads the category list.
+    return Decision(updated, [_categories(ctx, lead=text + " " + t("Anything else?"))], actions)
 
 
 def _greeting(session: Session, ctx: BotContext) -> Decision:
@@ -737,7 +738,7 @@ def _on_review(session: Session, arg: str, ctx: BotContext) -> Decision:
             "'Cement x 5' to change one, or 'remove cement' to drop it. Type 'cart' "
             "to review again."
         )
-        return Decision(updated, [_text(text), _categories(ctx)])
+        return Decision(updated, [_categories(ctx, lead=text)])
     if arg == "cancel":
         return _cancel(session, ctx)
     return _hint(session, ctx, prefix=ctx.tr("That option has expired."))
@@ -976,10 +977,12 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _categories(ctx: BotContext, page: int = 0, *, lead: str = "") -> OutboundContent:
-    """The category list; ``lead`` (a greeting) opens its body."""
+    """The category list; ``lead`` (a greeting, what was just done) opens its body: one
+    message, not two (a reply costs a send, its status webhooks and their events)."""
     categories = ctx.categories()
     if not categories:
-        return _text(ctx.tr("Our catalog is empty right now. Type 'agent' to talk to a person."))
+        empty = ctx.tr("Our catalog is empty right now. Type 'agent' to talk to a person.")
+        return _text(f"{lead}\n\n{empty}" if lead else empty)
     rows = _paged(
         [ListRow(id=f"cat:0:{c}"[:200], title=_cut(c, 24)) for c in categories],
         page,
