@@ -27,6 +27,9 @@ class SecretBox:
             raise ValueError("no key given")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
         self.key_count = len(keys)
+        #: A fingerprint of the first (newest) key, not reversible: what a record of "every
+        #: token re-encrypted under the newest key" names the key by.
+        self.key_id = hashlib.sha256(b"flowchat-key-id\x00" + keys[0]).hexdigest()[:16]
 
     @classmethod
     def from_keys(cls, raw: str) -> SecretBox:
