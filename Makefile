@@ -101,7 +101,7 @@ bench: setup ## Every performance target beside its baseline → bench/results/*
 	@$(STACK) servers
 	@$(UV) run --frozen --group bench python -m bench $(ARGS)
 
-bench-state-50m: setup ## The state-manager at 50 M stored messages (opt-in: about 45 GB of disk and hours to build on a loaded 2-core machine; kept for later runs)
+bench-state-50m: setup ## The state-manager at 50 M stored messages (opt-in: 54 GB of disk, 72 min to build on a loaded 2-core machine; kept for later runs)
 	@$(STACK) servers
 	@FLOWCHAT_BENCH_STATE_MESSAGES=50000000 $(UV) run --frozen --group bench python -m bench --only state_partitions $(ARGS)
 

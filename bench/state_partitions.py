@@ -18,8 +18,12 @@ The database ``flowchat_bench_state_<n>`` is created once and reused while its m
 (row count, generator version, migrations' head) matches; anything else rebuilds it.
 Building, all in the server (no row crosses the network): the service's migrations, then
 every week of each table as a job of its own over ``BUILD_WORKERS`` connections
-(``FLOWCHAT_BENCH_STATE_BUILD_WORKERS``): the partition created as a plain table,
-filled by one ``INSERT … SELECT`` from ``generate_series`` with no index, vacuumed and
+(``FLOWCHAT_BENCH_STATE_BUILD_WORKERS``): the partition created as a plain UNLOGGED table
+(no WAL for its load nor its index builds: 1 M messages built in 141 s against 159 s
+logged, one run each at a load average of about 18; the bench writes only to partitions
+created logged, so no figure depends on it; a crash of PostgreSQL empties these weeks,
+rebuild then by dropping the database), filled by one ``INSERT … SELECT`` from
+``generate_series`` with no index, vacuumed and
 analysed, given the parent's very indexes and keys (sorted once, not maintained row by
 row), then attached (PostgreSQL adopts the matching indexes; the range check is one
 scan). 10 M messages: 833 s on the loaded 2-core machine (load average about 25),
@@ -51,6 +55,7 @@ from bench import state, stats
 from bench.common import RssSampler, isolated, load, say
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.db import migrate
+from flowchat_platform.privacy import BlindIndex, IdentitySealer
 from flowchat_platform.testing import DEFAULT_PG
 from flowchat_state_manager import SCHEMA
 from flowchat_state_manager.repository import Repository
@@ -60,7 +65,7 @@ MIGRATIONS = (
     / "services/state-manager/src/flowchat_state_manager/migrations"
 )
 #: Bump when the generated data changes: a cached database of another version is rebuilt.
-GENERATOR = 5
+GENERATOR = 6
 #: Connections building weeks at once (each: load, index, vacuum, attach).
 BUILD_WORKERS = 3
 TENANTS = 100
@@ -75,15 +80,20 @@ PRIVACY_KEY = "flowchat-bench-state-privacy-key"
 ENCRYPTION_KEY = base64.urlsafe_b64encode(
     hashlib.sha256(b"flowchat-bench-state-encryption").digest()
 ).decode()
-#: The service's environment over this database: the keys above; the start-up sealing
-#: pass finds nothing to seal here but would walk (and row-lock) every stored message
-#: while the figures are taken, so it waits past the run.
+#: The service's environment over this database: the keys above (its start-up sealing
+#: pass finds nothing to seal: one probe of the index of rows in clear, see
+#: :func:`seal_start`).
 SERVICE_ENV = {
     "FLOWCHAT_PRIVACY_KEY": PRIVACY_KEY,
     "FLOWCHAT_STATE_MANAGER_ENCRYPTION_KEYS": ENCRYPTION_KEY,
-    "FLOWCHAT_STATE_MANAGER_SEAL_PAUSE_S": "86400",
     "FLOWCHAT_STATE_MANAGER_RETENTION_DAYS": "3650",
 }
+#: The sealing pass's batch before migration 0008: every message in id order, row-locked
+#: (what every start walked, ``messages / 500`` batches, sealed or not).
+_OLD_SEAL_BATCH = """
+SELECT id, tenant_id, recipient, recipient_alias, recipient_enc, recipient_alias_enc
+FROM messages WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED
+"""
 
 _MESSAGES_SQL = """
 INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient, message_type,
@@ -276,7 +286,9 @@ async def _build_week(
         t = time.perf_counter()
         # a week the migrations created already (empty): replaced
         await conn.execute(f"DROP TABLE IF EXISTS {table}")
-        await conn.execute(f"CREATE TABLE {table} (LIKE {parent} INCLUDING DEFAULTS)")
+        # UNLOGGED: no WAL for the load nor the index builds (the bench never writes to
+        # these weeks; every partition it writes to is created logged)
+        await conn.execute(f"CREATE UNLOGGED TABLE {table} (LIKE {parent} INCLUDING DEFAULTS)")
         sql = _MESSAGES_SQL if parent == "messages" else _EVENTS_SQL
         extra = _seal_params() if parent == "messages" else ()
         await conn.execute(
@@ -297,7 +309,7 @@ async def _build_week(
         for c in constraints:
             await conn.execute(f"ALTER TABLE {table} ADD {c}")
         for i in indexes:
-            await conn.execute(i.format(table=table))
+            await conn.execute(i.replace("{table}", table))
         timings["indexes_s"] += time.perf_counter() - t
         t = time.perf_counter()
         await conn.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} FOR VALUES {bounds}")
@@ -457,6 +469,54 @@ async def measure_reads(
     }
 
 
+# ------------------------------------------------------------ start-up sealing
+
+
+async def seal_start(dsn: str, messages: int, batches: int = 20) -> dict[str, Any]:
+    """The service's start-up sealing pass over this database (every row sealed): what it
+    costs now (its batch through the partial index of rows in clear, which finds none),
+    and ``batches`` batches of the walk it did before (every message, 500 a transaction,
+    row-locked) with that walk's whole length extrapolated (its 0.05 s pauses left out)."""
+    batch = 500
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=1, server_settings={"search_path": SCHEMA}
+    )
+    assert pool is not None
+    try:
+        sealer = IdentitySealer(SecretBox([ENCRYPTION_KEY.encode()]), BlindIndex(b"k" * 32))
+        repository = Repository(pool, sealer)
+        probes = []
+        for _ in range(5):  # the first plans it (every partition's index opened)
+            t0 = time.perf_counter()
+            changed, last = await repository.seal_batch("", batch, rotate=False)
+            probes.append((time.perf_counter() - t0) * 1000)
+        after, walked = "", 0
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(_OLD_SEAL_BATCH, after, batch)
+            walked += len(rows)
+            after = rows[-1]["id"]
+        walk_s = time.perf_counter() - t0
+    finally:
+        await pool.close()
+    per_batch_ms = walk_s * 1000 / batches
+    return {
+        "now": {
+            "first_ms": round(probes[0], 1),
+            "ms": round(sorted(probes)[2], 1),
+            "rows_changed": changed,
+            "done": last is None,
+        },
+        "before": {
+            "batch_rows": batch,
+            "batch_ms": round(per_batch_ms, 1),
+            "batches_measured": batches,
+            "whole_walk_s_estimated": round(per_batch_ms * messages / batch / 1000),
+        },
+    }
+
+
 # ------------------------------------------------------------ retention
 
 
@@ -567,6 +627,13 @@ async def partitions(quick: bool) -> dict[str, Any]:
         )
     finally:
         await conn.close()
+    out["seal_start"] = await seal_start(dsn, messages)
+    seal = out["seal_start"]
+    say(
+        f"state start-up sealing over {messages:,} sealed messages: {seal['now']['ms']} ms "
+        f"(first {seal['now']['first_ms']} ms; before: a walk of about "
+        f"{seal['before']['whole_walk_s_estimated']:,} s)"
+    )
     async with isolated("state-partitions") as stack:
         token = stack.env["FLOWCHAT_SERVICE_TOKEN"]
         proc = await stack.start(

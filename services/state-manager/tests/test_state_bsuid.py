@@ -104,7 +104,7 @@ async def test_migration_0003_adds_the_alias_and_keeps_the_rows(database_url: st
         row = await conn.fetchrow("SELECT recipient, recipient_alias FROM messages")
         assert row is not None
         assert (row["recipient"], row["recipient_alias"]) == ("14155550100", None)
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0007"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0008"
         held = await conn.fetch(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = $1 AND table_name = 'pending_statuses'",

@@ -47,7 +47,7 @@ async def test_migration_0005_converts_the_tables_and_keeps_every_row(database_u
                 )
         before = await conn.fetch("SELECT * FROM message_events ORDER BY id")
         await migrate(database_url, MIGRATIONS, schema=SCHEMA)
-        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0007"
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0008"
         rows = await conn.fetch(
             "SELECT id, created_at, tableoid::regclass::text AS part FROM messages ORDER BY id"
         )

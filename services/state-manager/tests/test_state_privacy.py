@@ -5,6 +5,7 @@ pseudonym and no id."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,7 @@ from flowchat_contracts import CustomerIdentity
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.privacy import BlindIndex, IdentitySealer, identity_box
 from flowchat_state_manager.models import MessageFilter
+from flowchat_state_manager.privacy import seal_loop
 from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService
@@ -94,6 +96,96 @@ async def test_clear_rows_are_sealed_then_rotated_to_a_new_key(
         _, after = await rotating.seal_batch(after, 100, rotate=True)
     new_only = Repository(state_pool, sealer(NEW_KEY))
     record = await new_only.get("tnt_a", mid)
+    assert record is not None
+    assert record.recipient == PHONE
+
+
+async def unsealed_plan(pool: asyncpg.Pool) -> str:
+    """The plan of the sealing pass's batch query (rows still in clear) as text (the
+    conditions stay as a filter: a locking query rechecks them)."""
+    from flowchat_state_manager.repository import _UNSEALED
+
+    async with pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        try:
+            rows = await conn.fetch(
+                "EXPLAIN SELECT id FROM messages WHERE id > '' AND "
+                f"({_UNSEALED}) ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED"
+            )
+        finally:
+            await conn.execute("RESET enable_seqscan")
+    return "\n".join(r[0] for r in rows)
+
+
+async def test_a_start_with_nothing_to_seal_probes_the_index_of_clear_rows(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    """Sealing walks only the rows in clear (the partial index ``messages_unsealed``): a
+    sealed row, a pseudonymised one and a clear one stored; the pass sees the clear one
+    alone, and then none."""
+    repository = Repository(state_pool, sealer())
+    service = StateService(repository)
+    clear_id, wamid = build.new_ids()
+    await StateService(Repository(state_pool)).record_send_result(
+        build.send_result(clear_id, wamid, to=PHONE)
+    )
+    sealed_id, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(sealed_id, wamid, to=PHONE))
+    erased_id, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(erased_id, wamid, to="15550000002"))
+    await repository.erase_recipient("tnt_a", ["15550000002"], "erased:abc")
+
+    plan = await unsealed_plan(state_pool)
+    used = set(re.findall(r"Index Scan using (\S+)", plan))
+    partial = {
+        r[0]
+        for r in await state_pool.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'messages_unsealed'::regclass"
+        )
+    }
+    assert used, plan
+    assert used <= partial, plan
+    assert await repository.seal_batch("", 500, rotate=False) == (1, None)
+    assert PHONE not in await raw_text(state_pool, clear_id)
+    assert await repository.seal_batch("", 500, rotate=False) == (0, None)
+    in_index = await state_pool.fetchval(
+        "SELECT count(*) FROM messages WHERE id = ANY($1::text[]) AND recipient_enc IS NULL "
+        "AND recipient !~ '^([0-9a-f]{64}$|erased:)'",
+        [clear_id, sealed_id, erased_id],
+    )
+    assert in_index == 0
+
+
+async def test_a_rotation_runs_once_per_newest_key(state_pool: asyncpg.Pool, build: Any) -> None:
+    """The rotation pass is recorded under the newest key's fingerprint: a start with the
+    same keys re-encrypts nothing; a newer key rotates again."""
+    mid, wamid = build.new_ids()
+    await StateService(Repository(state_pool, sealer())).record_send_result(
+        build.send_result(mid, wamid, to=PHONE)
+    )
+
+    async def token() -> bytes:
+        return bytes(
+            await state_pool.fetchval("SELECT recipient_enc FROM messages WHERE id = $1", mid)
+        )
+
+    async def start(keys: str) -> None:
+        await seal_loop(
+            Repository(state_pool, sealer(keys)), rotate=keys.count(",") > 0, batch=50, pause_s=0
+        )
+
+    before = await token()
+    await start(f"{NEW_KEY},{OLD_KEY}")
+    rotated = await token()
+    assert rotated != before
+    assert await Repository(state_pool, sealer(f"{NEW_KEY},{OLD_KEY}")).rotation_recorded()
+    await start(f"{NEW_KEY},{OLD_KEY}")
+    assert await token() == rotated  # nothing walked again
+    newest = SecretBox.generate_key()
+    await start(f"{newest},{NEW_KEY},{OLD_KEY}")
+    assert await token() != rotated
+    record = await Repository(state_pool, sealer(newest)).get("tnt_a", mid)
     assert record is not None
     assert record.recipient == PHONE
 

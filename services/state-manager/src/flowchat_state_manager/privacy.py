@@ -5,14 +5,12 @@ service's part of an erasure (``flowchat_contracts.privacy``).
 their indexes keep working), ``recipient_enc`` / ``recipient_alias_enc`` Fernet tokens
 (:class:`~flowchat_platform.privacy.IdentitySealer`). :func:`seal_loop` seals the rows
 stored in clear before, once at start, and re-encrypts every token under the newest key
-while an old one is still configured. An erasure keeps the customer's messages (status
-history, pricing) under a pseudonym, with no id and no token.
+while an old one is still configured (once per newest key: migration 0008). An erasure
+keeps the customer's messages (status history, pricing) under a pseudonym, with no id
+and no token.
 """
 
 from __future__ import annotations
-
-from collections.abc import Coroutine
-from typing import Any
 
 from flowchat_contracts.privacy import ErasureRequested
 from flowchat_platform import sealing
@@ -58,18 +56,26 @@ async def start_privacy(
     await ErasureAgent(amqp, SERVICE, erase).start()
 
 
-def seal_loop(
-    repository: Repository, *, rotate: bool, batch: int, pause_s: float
-) -> Coroutine[Any, Any, None]:
+async def seal_loop(repository: Repository, *, rotate: bool, batch: int, pause_s: float) -> None:
     """One pass over the messages, in short transactions: ids stored in clear before
-    encryption are sealed; with an old key still configured (``rotate``), every token is
-    re-encrypted under the newest (:func:`flowchat_platform.sealing.seal_loop`)."""
+    encryption are sealed (found through the partial index of the rows in clear: a start
+    with none costs a probe); with an old key still configured (``rotate``), every token
+    is re-encrypted under the newest (:func:`flowchat_platform.sealing.seal_loop`), once:
+    the finished rotation is recorded under the newest key's fingerprint, and a later start
+    with the same newest key only seals."""
     action = "rotated" if rotate else "sealed"
+    rotating = rotate
 
     async def step(after: str, size: int) -> tuple[int, str | None]:
-        return await repository.seal_batch(after, size, rotate=rotate)
+        nonlocal rotating
+        if after == "":  # a pass starts (again, after a failure)
+            rotating = rotate and not await repository.rotation_recorded()
+        n, last = await repository.seal_batch(after, size, rotate=rotating)
+        if last is None and rotating:
+            await repository.record_rotation()
+        return n, last
 
-    return sealing.seal_loop(
+    await sealing.seal_loop(
         {"messages": step},
         action=action,
         batch=batch,

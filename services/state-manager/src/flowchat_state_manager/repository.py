@@ -114,6 +114,16 @@ def _incoming(row: asyncpg.Record) -> IncomingStatus:
     )
 
 
+#: A message with an id column still in clear (neither a token beside it, nor a keyed
+#: digest, nor a pseudonym: ``is_sealed``): the predicate of the partial index
+#: ``messages_unsealed`` (migration 0008), written alike so the planner uses it.
+_CLEAR = "!~ '^([0-9a-f]{64}$|erased:)'"
+_UNSEALED = (
+    f"(recipient_enc IS NULL AND recipient {_CLEAR}) "
+    f"OR (recipient_alias_enc IS NULL AND recipient_alias {_CLEAR})"
+)
+
+
 def _sealed_columns(
     sealer: IdentitySealer, row: asyncpg.Record, *, rotate: bool
 ) -> tuple[str | None, bytes | None, str | None, bytes | None] | None:
@@ -551,14 +561,16 @@ class Repository:
         sealer = self._sealer
         if sealer is None:
             return 0, None
+        # sealing only: the rows still in clear, through the partial index that holds
+        # them alone (migration 0008; empty once all are sealed: a probe per partition)
+        only = "" if rotate else f" AND ({_UNSEALED})"
+        sql = (
+            "SELECT id, tenant_id, recipient, recipient_alias, recipient_enc, "  # noqa: S608
+            f"recipient_alias_enc FROM messages WHERE id > $1{only} ORDER BY id LIMIT $2 "
+            "FOR UPDATE SKIP LOCKED"
+        )
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, tenant_id, recipient, recipient_alias, recipient_enc, "
-                "recipient_alias_enc FROM messages WHERE id > $1 ORDER BY id LIMIT $2 "
-                "FOR UPDATE SKIP LOCKED",
-                after,
-                batch,
-            )
+            rows = await conn.fetch(sql, after, batch)
             changes = []
             for r in rows:
                 new = _sealed_columns(sealer, r, rotate=rotate)
@@ -571,6 +583,27 @@ class Repository:
                     changes,
                 )
         return len(changes), (rows[-1]["id"] if len(rows) == batch else None)
+
+    async def rotation_recorded(self) -> bool:
+        """Whether a rotation pass re-encrypted every message under the newest key."""
+        if self._sealer is None:
+            return False
+        return bool(
+            await self._pool.fetchval(
+                "SELECT key_id = $1 FROM seal_rotations WHERE table_name = 'messages'",
+                self._sealer.box.key_id,
+            )
+        )
+
+    async def record_rotation(self) -> None:
+        """Every message re-encrypted under the newest key (a rotation pass finished)."""
+        if self._sealer is None:
+            return
+        await self._pool.execute(
+            "INSERT INTO seal_rotations (table_name, key_id) VALUES ('messages', $1) "
+            "ON CONFLICT (table_name) DO UPDATE SET key_id = EXCLUDED.key_id, rotated_at = now()",
+            self._sealer.box.key_id,
+        )
 
     # ------------------------------------------------------------ erasure
 
