@@ -836,8 +836,26 @@ class Repository:
         after: tuple[datetime, int] | None,
         limit: int,
         customer: str | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[Thread]:
         at, row_id = after if after else (None, None)
+        if ids is not None:  # these threads (the primary key), those of the tenant
+            rows = await self.pool.fetch(
+                f"""
+                SELECT {_THREAD} FROM threads
+                WHERE id = ANY($1::bigint[]) AND tenant_id = $2
+                  AND ($3::text IS NULL OR account_id = $3)
+                  AND ($4::timestamptz IS NULL OR (last_message_at, id) < ($4, $5))
+                ORDER BY last_message_at DESC, id DESC LIMIT $6
+                """,  # noqa: S608
+                list(ids),
+                tenant_id,
+                account_id,
+                at,
+                row_id,
+                limit,
+            )
+            return [_thread(r, self.sealer) for r in rows]
         rows = await self.pool.fetch(
             f"""
             SELECT {_THREAD} FROM threads
