@@ -890,9 +890,10 @@ class Repository:
         # messages_thread (thread_id, occurred_at DESC, id DESC): one index range per page.
         # The tenant is checked on the thread (a one-time filter), not on the messages: a
         # tenant the statistics do not know yet (new, or grown since the last ANALYZE)
-        # looks like a handful of rows, and with ``m.tenant_id = $1`` the planner walked
+        # looks like a handful of rows, and with ``m.tenant_id = $1`` the planner may walk
         # all of its messages newest first (messages_tenant_recent) looking for the
-        # thread's (0.3-1 s for a tenant of 130,000 messages at 10 M).
+        # thread's (the likely cause of thread pages of about 1 s in the console bench at
+        # 10 M before this change; not isolated: that bench now also ANALYZEs its copy).
         rows = await self.pool.fetch(
             *_page_query(
                 "m.thread_id = $2",
