@@ -180,7 +180,11 @@ async def list_context(
 async def thread_context(
     runtime: Runtime, up: Upstream, user: ConsoleUser, conversation_id: int
 ) -> dict[str, Any]:
-    conversation = await up.get("inbox", f"/v1/conversations/{conversation_id}")
+    # The people (authors, assignees) do not depend on the conversation: read alongside it.
+    conversation, (people, agents) = await asyncio.gather(
+        up.get("inbox", f"/v1/conversations/{conversation_id}"),
+        runtime.people.labels_and_agents(up, user),
+    )
     thread_id = int(conversation["thread_id"])
     may_reply = (
         can(user, "inbox.act")
@@ -188,11 +192,9 @@ async def thread_context(
         and conversation.get("assignee") == user.user_id
     )
     account = str(conversation.get("account_id") or "")
-    thread, messages, people, agents, choices = await asyncio.gather(
+    thread, messages, choices = await asyncio.gather(
         thread_of(runtime, up, user, thread_id, fresh=True),
         up.get("inbox", f"/v1/threads/{thread_id}/messages", {"limit": THREAD_LIMIT}),
-        runtime.people.labels(up, user),
-        runtime.people.agents(up, user),
         templates_for(runtime, up, user, account) if may_reply and account else _none_listed(),
     )
     views = [service.message_view(m, people) for m in reversed(messages.get("items", []))]
