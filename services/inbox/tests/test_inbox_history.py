@@ -153,6 +153,21 @@ async def test_another_tenants_thread_is_not_found(kit: Kit) -> None:
     assert (await kit.get("/v1/threads", b))["items"] == []
 
 
+async def test_threads_asked_by_id_are_the_tenants_only(kit: Kit) -> None:
+    a, b = kit.new_tenant(), kit.new_tenant()
+    await kit.publish(kit.inbound(a, wa_id=kit.phone()), kit.inbound(a, wa_id=kit.phone()))
+    await kit.publish(kit.inbound(b, wa_id=kit.phone()))
+    mine = [t["id"] for t in (await kit.get("/v1/threads", a))["items"]]
+    (theirs,) = [t["id"] for t in (await kit.get("/v1/threads", b))["items"]]
+    assert len(mine) == 2
+    asked = ",".join(str(i) for i in [*mine, theirs, 999_999_999])
+    page = await kit.get("/v1/threads", a, ids=asked)
+    assert sorted(t["id"] for t in page["items"]) == sorted(mine)
+    assert (await kit.get("/v1/threads", a, ids=str(mine[0]), limit=1))["items"][0]["id"] == mine[0]
+    r = await kit.http.get("/v1/threads", headers=kit.key(a), params={"ids": "1,x"})
+    assert r.status_code == 422
+
+
 async def test_bad_input_is_refused_clearly(kit: Kit) -> None:
     t = kit.new_tenant()
     h = kit.key(t, "read")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import OrderedDict
 from typing import Any, TypeVar
 
 import aiohttp
@@ -44,10 +45,14 @@ class TenantClient:
         negative_ttl_s: float = 5.0,
         timeout_s: float = 3.0,
         user_ttl_s: float = 5.0,
+        user_cache_size: int = 10_000,
     ) -> None:
-        #: at most this long a user's token is trusted after its user is disabled
-        #: (``min`` with the tenant's ``max-age``; 0 asks the tenant every time)
+        #: at most this long a user's token is trusted after its user is disabled, deleted
+        #: or signed out (0 asks the tenant every time)
         self.user_ttl_s = user_ttl_s
+        #: verified (and refused) user tokens held at most, least recently used dropped
+        self.user_cache_size = user_cache_size
+        self._users: OrderedDict[str, tuple[float, UserInfo | None]] = OrderedDict()
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {service_token}"}
         self._session = session
@@ -96,16 +101,29 @@ class TenantClient:
 
     async def user(self, access_token: str) -> UserInfo | None:
         """Who is behind a user's access token, or None when it is expired, revoked, or its
-        user is disabled or deleted. Cached ``user_ttl_s`` (held by the token's digest)."""
-        cache_key = "user:" + hashlib.sha256(access_token.encode()).hexdigest()
-        hit = self._cache.get(cache_key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]  # type: ignore[no-any-return]
-        result = await self._post("/users/resolve", {"token": access_token})
+        user is disabled or deleted.
+
+        Answers are held ``user_ttl_s`` (at most the tenant service's ``max-age``) by the
+        token's SHA-256 digest (never the token) in a bounded LRU of ``user_cache_size``: a
+        revoked token, or a disabled or deleted user, is still trusted by this process for
+        at most ``user_ttl_s`` after the change."""
+        cache_key = hashlib.sha256(access_token.encode()).hexdigest()
+        hit = self._users.get(cache_key)
+        if hit is not None:
+            if hit[0] > time.monotonic():
+                self._users.move_to_end(cache_key)
+                return hit[1]
+            del self._users[cache_key]
+        result, max_age = await self._post_aged("/users/resolve", {"token": access_token})
         info = UserInfo.model_validate(result) if result else None
-        ttl = self.user_ttl_s if info else min(self.user_ttl_s, self.negative_ttl_s)
-        if ttl > 0:
-            self._cache[cache_key] = (time.monotonic() + ttl, info)
+        ttl = min(self.user_ttl_s, max_age)
+        if info is None:
+            ttl = min(ttl, self.negative_ttl_s)
+        if ttl > 0 and self.user_cache_size > 0:
+            self._users[cache_key] = (time.monotonic() + ttl, info)
+            self._users.move_to_end(cache_key)
+            while len(self._users) > self.user_cache_size:
+                self._users.popitem(last=False)
         return info
 
     async def record_audit(
@@ -192,21 +210,29 @@ class TenantClient:
     async def _post(
         self, path: str, payload: dict[str, Any], *, expect: int = 200
     ) -> dict[str, Any] | None:
+        return (await self._post_aged(path, payload, expect=expect))[0]
+
+    async def _post_aged(
+        self, path: str, payload: dict[str, Any], *, expect: int = 200
+    ) -> tuple[dict[str, Any] | None, float]:
+        """The answer (None for 404) and how long it may be kept (``Cache-Control:
+        max-age``; no header: no limit)."""
         url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
         try:
             async with self._session.post(
                 url, json=payload, headers=self._headers, timeout=self._timeout
             ) as r:
+                age = _max_age(r.headers, float("inf"))
                 if r.status == 404:
-                    return None
+                    return None, age
                 if r.status != expect:
                     raise UpstreamError(
                         f"tenant service answered {r.status}", service="tenant", status=r.status
                     )
                 if r.status == 204:
-                    return {}
+                    return {}, age
                 data: dict[str, Any] = await r.json()
-                return data
+                return data, age
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
 

@@ -41,6 +41,9 @@ class Runtime:
     #: A number's approved templates ((tenant, account) → when, choices), cached a minute:
     #: the conversation service reads them from the provider at each call.
     templates: dict[tuple[str, str], tuple[float, list[Any]]] = field(default_factory=dict)
+    #: The campaign form's template suggestions ((tenant, account) → when, templates),
+    #: cached briefly (``pages.campaigns.SUGGESTIONS_CACHE_S``).
+    suggestions: dict[tuple[str, str], tuple[float, list[Any]]] = field(default_factory=dict)
     #: The operator's health page as last read (when, what), kept a few seconds.
     health: tuple[float, dict[str, Any]] | None = None
     #: Signs the thread's media URLs (``/media/…``); the app keys it with a secret every

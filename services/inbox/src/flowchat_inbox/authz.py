@@ -6,12 +6,13 @@ the inbox records (holder, author of replies and notes) and what the caller may 
 assign and resolve anyone's). :class:`Authoriser` picks by the bearer token:
 
 - a tenant **user's access token** (``fca.…``, from the tenant service's login):
-  :class:`UserAuthoriser` resolves it through the tenant service's internal API on every
-  request (``TenantClient.user``; no cache by default, so a deleted or disabled user,
-  or a revoked session, is refused at once). Roles: owner/admin → manage, agent → act,
-  viewer → read. The agent id is the user's id; an ``X-Agent-ID`` naming someone else
-  is refused. Operator users (platform staff) act for the tenant ``X-Tenant-ID`` names,
-  as managers.
+  :class:`UserAuthoriser` resolves it through the tenant service's internal API
+  (``TenantClient.user``), the answer held ``USER_CACHE_S`` (5 s by default, at most the
+  tenant's ``max-age``; bounded LRU by the token's digest): a deleted or disabled user,
+  or a revoked session, is refused within that long (0: at once, one hop per request).
+  Roles: owner/admin → manage, agent → act, viewer → read. The agent id is the user's
+  id; an ``X-Agent-ID`` naming someone else is refused. Operator users (platform staff)
+  act for the tenant ``X-Tenant-ID`` names, as managers.
 - a tenant **API key** (:class:`ApiKeyAuthoriser`, ``flowchat_platform.auth``):
   ``read`` scope reads; ``admin`` scope acts and manages, as ``X-Agent-ID`` when sent
   (a console acting for its user), else ``key:<key id>``;

@@ -185,6 +185,7 @@ class HistoryStore(Protocol):
         after: tuple[datetime, int] | None,
         limit: int,
         customer: str | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[Thread]: ...
 
     async def thread(self, tenant_id: str, thread_id: int) -> Thread | None: ...

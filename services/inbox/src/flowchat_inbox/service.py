@@ -268,15 +268,18 @@ class HistoryService:
         cursor: str | None,
         limit: int,
         customer: str | None = None,
+        ids: Sequence[int] | None = None,
     ) -> Page:
         """``customer``: only the threads of the customer with that id (phone digits or
-        a BSUID; any of the customer's ids)."""
+        a BSUID; any of the customer's ids). ``ids``: only these threads (those of the
+        tenant; a list page's customers in one call)."""
         rows = await self.store.threads(
             tenant_id,
             account_id=account_id,
             after=decode_cursor(cursor),
             limit=limit + 1,
             customer=customer,
+            ids=ids,
         )
         return _page(rows, limit, lambda t: (t.last_message_at, t.id))
 

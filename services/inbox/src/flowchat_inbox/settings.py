@@ -54,9 +54,11 @@ class Settings(ServiceSettings):
     seal_batch_size: int = Field(default=500, ge=1, le=10_000)
     seal_pause_s: float = Field(default=0.05, ge=0)
 
-    #: How long a user's token is trusted without asking the tenant service again (0:
-    #: every request asks, so a deleted user or ended session is refused at once).
-    user_cache_s: float = Field(default=0.0, ge=0, le=60)
+    #: How long a user's token is trusted without asking the tenant service again (at most
+    #: the tenant's ``max-age``, FLOWCHAT_TENANT_USER_CACHE_MAX_AGE_S, 5 s by default): a
+    #: deleted or disabled user, or an ended session, is refused within this long. 0:
+    #: every request asks (refused at once, one more HTTP hop per request).
+    user_cache_s: float = Field(default=5.0, ge=0, le=60)
     #: An open live stream checks its caller again this often (a deleted user's stream
     #: ends within this long).
     stream_reauth_s: float = Field(default=5.0, gt=0)

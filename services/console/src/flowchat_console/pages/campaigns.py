@@ -13,13 +13,14 @@ Upstream: the conversation service with the user's token (owners, admins, operat
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from flowchat_console.deps import CurrentUser, UpstreamDep
+from flowchat_console.deps import CurrentUser, Runtime, RuntimeDep, UpstreamDep
 from flowchat_console.errors import UpstreamError
 from flowchat_console.pages import _kit
 from flowchat_console.render import render
@@ -29,6 +30,10 @@ router = APIRouter()
 WRITE = "campaigns.write"
 #: Campaign states in which no more messages are queued; once every queued one is
 #: delivered or failed the funnel stops polling (htmx: status 286).
+#: The form's template suggestions per (tenant, number), kept this long (the
+#: conversation service reads them from the provider at each call).
+SUGGESTIONS_CACHE_S = 30.0
+SUGGESTIONS_CACHE_SIZE = 1_000
 FINAL = frozenset({"completed", "cancelled"})
 STOP_POLLING = 286
 #: Which control each state offers.
@@ -112,25 +117,47 @@ async def _numbers(up: Upstream, tenant: str) -> list[dict[str, Any]]:
     return _kit.items(await up.get("tenant", f"/v1/tenants/{tenant}/accounts"))
 
 
-async def _templates(up: Upstream, tenant: str, numbers: list[dict[str, Any]]) -> list[Any]:
-    """The approved templates of the tenant's first number (the form's suggestions)."""
+async def _templates(
+    runtime: Runtime, up: Upstream, tenant: str, numbers: list[dict[str, Any]]
+) -> list[Any]:
+    """The approved templates of the tenant's first number (the form's suggestions), cached
+    ``SUGGESTIONS_CACHE_S``; none (and not cached) when they cannot be read."""
     if not numbers:
         return []
+    key = (tenant, str(numbers[0]["account_id"]))
+    hit = runtime.suggestions.get(key)
+    if hit is not None and time.monotonic() - hit[0] < SUGGESTIONS_CACHE_S:
+        return list(hit[1])
     try:
-        page = await up.get(
-            "conversation", f"/v1/tenants/{tenant}/accounts/{numbers[0]['account_id']}/templates"
-        )
+        page = await up.get("conversation", f"/v1/tenants/{tenant}/accounts/{key[1]}/templates")
     except UpstreamError:
         return []
-    return [t for t in _kit.items(page) if t.get("status") == "APPROVED"]
+    approved = [t for t in _kit.items(page) if t.get("status") == "APPROVED"]
+    if len(runtime.suggestions) >= SUGGESTIONS_CACHE_SIZE:
+        runtime.suggestions.clear()
+    runtime.suggestions[key] = (time.monotonic(), approved)
+    return list(approved)
+
+
+async def _numbers_and_templates(
+    runtime: Runtime, up: Upstream, tenant: str
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    numbers = await _numbers(up, tenant)
+    return numbers, await _templates(runtime, up, tenant, numbers)
 
 
 async def _list_page(
-    request: Request, up: Upstream, tenant: str, status: int = 200, **extra: Any
+    request: Request,
+    runtime: Runtime,
+    up: Upstream,
+    tenant: str,
+    status: int = 200,
+    **extra: Any,
 ) -> HTMLResponse:
-    page, numbers = await asyncio.gather(
+    # The suggestions follow the numbers, alongside the campaigns (not after them).
+    page, (numbers, templates) = await asyncio.gather(
         up.get("conversation", f"/v1/tenants/{tenant}/campaigns", {"limit": 50}),
-        _numbers(up, tenant),
+        _numbers_and_templates(runtime, up, tenant),
     )
     return render(
         request,
@@ -138,7 +165,7 @@ async def _list_page(
         {
             "campaigns": _kit.items(page),
             "numbers": numbers,
-            "templates": await _templates(up, tenant, numbers),
+            "templates": templates,
             "error": None,
             **extra,
         },
@@ -147,9 +174,11 @@ async def _list_page(
 
 
 @router.get("/campaigns", include_in_schema=False)
-async def campaigns(request: Request, user: CurrentUser, up: UpstreamDep) -> HTMLResponse:
+async def campaigns(
+    request: Request, user: CurrentUser, up: UpstreamDep, runtime: RuntimeDep
+) -> HTMLResponse:
     _kit.need(user, WRITE)
-    return await _list_page(request, up, _kit.tenant_of(request, user))
+    return await _list_page(request, runtime, up, _kit.tenant_of(request, user))
 
 
 @router.post("/campaigns/preview", include_in_schema=False)
@@ -174,7 +203,11 @@ async def preview(
 
 @router.post("/campaigns", include_in_schema=False)
 async def create(
-    request: Request, user: CurrentUser, up: UpstreamDep, form: CampaignFields
+    request: Request,
+    user: CurrentUser,
+    up: UpstreamDep,
+    runtime: RuntimeDep,
+    form: CampaignFields,
 ) -> Response:
     _kit.need(user, WRITE)
     tenant = _kit.tenant_of(request, user)
@@ -183,7 +216,7 @@ async def create(
     except UpstreamError as exc:
         if exc.status in (401, 403):
             raise
-        return await _list_page(request, up, tenant, status=422, error=exc)
+        return await _list_page(request, runtime, up, tenant, status=422, error=exc)
     campaign_id = created["campaign_id"]
     if form.start:
         await up.post("conversation", f"/v1/tenants/{tenant}/campaigns/{campaign_id}/start")

@@ -70,26 +70,41 @@ async def thread_of(
     return body
 
 
-#: Thread lookups one page makes at once (a list of 30 rows with a cold cache must not
-#: take every connection of the inbox's pool at once: it answers 503 then).
-THREAD_LOOKUPS = 6
-
-
 async def customers_of(
     runtime: Runtime, up: Upstream, user: ConsoleUser, thread_ids: list[int]
 ) -> dict[int, dict[str, Any]]:
     """Threads by id, each once, for the customer shown beside a row (cached
-    ``CUSTOMER_CACHE_S``; at most ``THREAD_LOOKUPS`` asked at once); a thread that cannot
-    be read is left out (the row shows "Customer")."""
-    ids = list(dict.fromkeys(thread_ids))
-    gate = asyncio.Semaphore(THREAD_LOOKUPS)
-
-    async def one(thread_id: int) -> dict[str, Any]:
-        async with gate:
-            return await thread_of(runtime, up, user, thread_id, max_age_s=CUSTOMER_CACHE_S)
-
-    found = await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
-    return {i: t for i, t in zip(ids, found, strict=True) if isinstance(t, dict)}
+    ``CUSTOMER_CACHE_S``; those not cached in one call, ``/v1/threads?ids=``); a thread
+    that cannot be read is left out (the row shows "Customer")."""
+    key = user.tenant_id or ""
+    now = time.monotonic()
+    found: dict[int, dict[str, Any]] = {}
+    missing: list[int] = []
+    for thread_id in dict.fromkeys(thread_ids):
+        hit = runtime.threads.get((key, thread_id))
+        if hit is not None and now - hit[0] < CUSTOMER_CACHE_S:
+            found[thread_id] = dict(hit[1])
+        else:
+            missing.append(thread_id)
+    if not missing:
+        return found
+    try:
+        page = await up.get(
+            "inbox",
+            "/v1/threads",
+            {"ids": ",".join(map(str, missing)), "limit": len(missing)},
+        )
+    except UpstreamError as exc:
+        if exc.status == 401:
+            raise
+        return found
+    if len(runtime.threads) + len(missing) > THREAD_CACHE_SIZE:
+        runtime.threads.clear()
+    for body in page.get("items", []):
+        thread_id = int(body["id"])
+        runtime.threads[(key, thread_id)] = (now, body)
+        found[thread_id] = dict(body)
+    return found
 
 
 async def templates_for(
@@ -165,7 +180,11 @@ async def list_context(
 async def thread_context(
     runtime: Runtime, up: Upstream, user: ConsoleUser, conversation_id: int
 ) -> dict[str, Any]:
-    conversation = await up.get("inbox", f"/v1/conversations/{conversation_id}")
+    # The people (authors, assignees) do not depend on the conversation: read alongside it.
+    conversation, (people, agents) = await asyncio.gather(
+        up.get("inbox", f"/v1/conversations/{conversation_id}"),
+        runtime.people.labels_and_agents(up, user),
+    )
     thread_id = int(conversation["thread_id"])
     may_reply = (
         can(user, "inbox.act")
@@ -173,11 +192,9 @@ async def thread_context(
         and conversation.get("assignee") == user.user_id
     )
     account = str(conversation.get("account_id") or "")
-    thread, messages, people, agents, choices = await asyncio.gather(
+    thread, messages, choices = await asyncio.gather(
         thread_of(runtime, up, user, thread_id, fresh=True),
         up.get("inbox", f"/v1/threads/{thread_id}/messages", {"limit": THREAD_LIMIT}),
-        runtime.people.labels(up, user),
-        runtime.people.agents(up, user),
         templates_for(runtime, up, user, account) if may_reply and account else _none_listed(),
     )
     sources = runtime.media_links.sources(user.tenant_id or "", account)

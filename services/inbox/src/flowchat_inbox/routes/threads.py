@@ -15,6 +15,8 @@ router = APIRouter(prefix="/v1", tags=["history"])
 
 Limit = PageLimit
 Cursor = PageCursor
+MAX_IDS = 100
+IDS_PATTERN = rf"^[0-9]{{1,18}}(,[0-9]{{1,18}}){{0,{MAX_IDS - 1}}}$"
 
 
 @router.get("/threads", response_model=ThreadPage, summary="Threads, most recent first")
@@ -31,6 +33,14 @@ async def threads(
             "or a BSUID, any id of the customer",
         ),
     ] = None,
+    ids: Annotated[
+        str | None,
+        Query(
+            pattern=IDS_PATTERN,
+            description=f"Only these threads: up to {MAX_IDS} ids, comma-separated (a list "
+            "page's customers in one call; another tenant's are left out)",
+        ),
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ThreadPage:
@@ -40,6 +50,7 @@ async def threads(
         cursor=cursor,
         limit=limit,
         customer=customer.strip().lstrip("+") if customer else None,
+        ids=[int(i) for i in ids.split(",")] if ids else None,
     )
     return ThreadPage(
         items=[ThreadOut.of(t, inbox.in_window(t), inbox.window_closes_at(t)) for t in page.items],
