@@ -17,6 +17,7 @@ from flowchat_gateway.normalize import (
     Change,
     MalformedPayload,
     Normalized,
+    event_id_for,
     event_identity,
     inbound_from_twilio,
     is_twilio_status_callback,
@@ -524,6 +525,7 @@ def test_event_ids_are_stable_per_account_and_provider_id() -> None:
     assert first.event_id == again.event_id
     assert first.event_id != other.event_id
     assert event_identity(first) == "meta:message:wamid.X1"
+    assert first.event_id == event_id_for("acc-1", "meta:message:wamid.X1")
 
 
 def test_each_status_of_a_message_is_its_own_event() -> None:
@@ -531,6 +533,7 @@ def test_each_status_of_a_message_is_its_own_event() -> None:
     read = normalize_payload(envelope(status_value(status="read"))).events[0]
     assert delivered.event_id != read.event_id
     assert event_identity(read) == "meta:status:wamid.OUT1:read"
+    assert read.event_id == event_id_for(read.account_id, event_identity(read))
 
 
 # --------------------------------------------------------------------- Twilio

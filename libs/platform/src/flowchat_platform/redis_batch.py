@@ -63,9 +63,14 @@ class Batcher(ABC, Generic[T]):
     raises, every caller of the batch gets that error; when it is cancelled (shutdown),
     :meth:`_aborted`'s, so no caller is ever stranded."""
 
-    def __init__(self, *, max_batch: int = 256, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, *, max_batch: int = 256, max_in_flight: int = 2, timeout_s: float | None = None
+    ) -> None:
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        #: A batch not answered within it fails each of its callers with ``TimeoutError``:
+        #: one deadline per batch, not one per caller (each costs a timer).
+        self.timeout_s = timeout_s
         self._in_flight = 0
         self._pending: list[tuple[T, asyncio.Future[Any]]] = []
         self._scheduled = False
@@ -96,7 +101,8 @@ class Batcher(ABC, Generic[T]):
 
     async def _send(self, batch: list[tuple[T, asyncio.Future[Any]]]) -> None:
         try:
-            replies = await self._run([item for item, _ in batch])
+            async with asyncio.timeout(self.timeout_s):
+                replies = await self._run([item for item, _ in batch])
         except Exception as exc:  # noqa: BLE001 - each caller gets it
             replies = [exc] * len(batch)
         except BaseException as exc:
@@ -211,8 +217,9 @@ class RedisBatcher(Batcher[_Item]):
         max_in_flight: int = 2,
         replicas: int = 0,
         wait_ms: int = 100,
+        timeout_s: float | None = None,
     ) -> None:
-        super().__init__(max_batch=max_batch, max_in_flight=max_in_flight)
+        super().__init__(max_batch=max_batch, max_in_flight=max_in_flight, timeout_s=timeout_s)
         self._redis = redis
         self._bundle = ScriptBundle()
         self._loading: dict[str, asyncio.Future[Any]] = {}

@@ -46,7 +46,7 @@ from flowchat_gateway.state_client import StateClient
 from flowchat_gateway.store import GatewayStore
 from flowchat_gateway.window_service import WindowService
 from flowchat_platform.amqp import Amqp
-from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors
+from flowchat_platform.http import ApiError, Readiness, build_app, handle_errors, include_lean
 from flowchat_platform.logs import get_logger
 from flowchat_platform.meta_echo import MetaEcho
 from flowchat_platform.redis import create_redis
@@ -266,7 +266,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     handle_errors(app, GatewayError, refusal)
-    app.include_router(webhooks.lean)
+    include_lean(app, webhooks.lean)
     app.include_router(webhooks.router)
     app.include_router(messages.router)
     app.include_router(customers.router)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Histogram
 
 #: provider: meta | twilio; kind: verification | webhook;
@@ -74,3 +76,10 @@ CLOUD_API_REQUESTS = Counter(
     "Cloud-API-compatible requests, by route and outcome",
     ["route", "outcome"],
 )
+
+
+# The webhook path's children by their labels (all from fixed sets), looked up once:
+# ``labels()`` takes a lock and checks every label on each call.
+webhooks = functools.lru_cache(maxsize=256)(WEBHOOKS.labels)
+events = functools.lru_cache(maxsize=1024)(EVENTS.labels)
+publish_seconds = functools.lru_cache(maxsize=16)(PUBLISH_SECONDS.labels)

@@ -134,11 +134,19 @@ class MalformedPayload(ValueError):
 def event_identity(event: Event) -> str:
     """What makes an event the same event when the provider sends it again."""
     if isinstance(event, InboundMessage | InboundMessageV2):
-        return f"{event.provider}:message:{event.provider_message_id}"
+        return _message_identity(event.provider, event.provider_message_id)
     if isinstance(event, StatusUpdate):
-        return f"{event.provider}:status:{event.provider_message_id}:{event.status}"
+        return _status_identity(event.provider, event.provider_message_id, event.status)
     digest = hashlib.sha256(orjson.dumps(event.data, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return f"{event.provider}:event:{event.field}:{digest}"
+
+
+def _message_identity(provider: str, provider_message_id: str) -> str:
+    return f"{provider}:message:{provider_message_id}"
+
+
+def _status_identity(provider: str, provider_message_id: str, status: str) -> str:
+    return f"{provider}:status:{provider_message_id}:{status}"
 
 
 def event_id_for(account_id: str, identity: str) -> str:
@@ -146,6 +154,8 @@ def event_id_for(account_id: str, identity: str) -> str:
 
 
 def with_stable_id(event: Event) -> Event:
+    """``event`` with its :func:`event_identity`'s id (a copy), for a builder that could
+    not give it at once; Meta's messages and statuses are built with it (no copy)."""
     return event.model_copy(
         update={"event_id": event_id_for(event.account_id, event_identity(event))}
     )
@@ -269,6 +279,7 @@ def normalize_change(
                 ),
                 "malformed_message",
                 message,
+                stable=True,
             )
         for status in _list(value.get("statuses")):
             if _obj(status).get("status") not in PROVIDER_STATUSES:
@@ -283,6 +294,7 @@ def normalize_change(
                 ),
                 "malformed_status",
                 status,
+                stable=True,
             )
         if value.get("errors"):
             out.parked.append(
@@ -303,9 +315,12 @@ def normalize_change(
     return out
 
 
-def _append(out: Normalized, build: Any, reason: str, data: Any) -> None:
+def _append(out: Normalized, build: Any, reason: str, data: Any, *, stable: bool = False) -> None:
+    """``build()``'s event (given its stable id unless ``stable``: built with it), or
+    the piece parked when it cannot be built."""
     try:
-        out.events.append(with_stable_id(build()))
+        event = build()
+        out.events.append(event if stable else with_stable_id(event))
     except (ValidationError, ValueError, TypeError) as exc:
         out.parked.append(Parked(reason, _describe(exc), data))
 
@@ -370,6 +385,7 @@ def inbound_from_meta(
         "context_message_id": _text(_obj(message.get("context")).get("id")),
         "errors": _errors(message.get("errors")),
     }
+    fields["event_id"] = event_id_for(account.account_id, _message_identity("meta", wamid))
     if isinstance(message.get("referral"), dict):
         fields["referral"] = message["referral"]
     fields.update(_content(raw_type, message))
@@ -599,13 +615,15 @@ def status_from_meta(
         _text(status.get("recipient_parent_user_id")) or _text(contact.get("parent_user_id")),
         _text(_obj(contact.get("profile")).get("username")),
     )
+    state = status.get("status")  # checked by the caller
     return StatusUpdate(
+        event_id=event_id_for(account.account_id, _status_identity("meta", wamid, str(state))),
         tenant_id=account.tenant_id,
         account_id=account.account_id,
         correlation_id=correlation_id,
         provider="meta",
         provider_message_id=wamid,
-        status=status.get("status"),  # checked by the caller
+        status=state,
         timestamp=parse_timestamp(status.get("timestamp")),
         recipient_id=recipient,
         customer=customer,

@@ -461,7 +461,7 @@ class WebhookService:
 
         started = time.perf_counter()
         results = await self.publisher.publish_all(outgoing) if outgoing else []
-        metrics.PUBLISH_SECONDS.labels(provider).observe(time.perf_counter() - started)
+        metrics.publish_seconds(provider).observe(time.perf_counter() - started)
 
         confirmed = [
             (key, event)
@@ -481,7 +481,7 @@ class WebhookService:
             windows = [] if failures else _customer_windows(event for _, event in confirmed)
             await self._mark(provider, [key for key, _ in confirmed] + parked_marks, windows)
         for _, event in confirmed:
-            metrics.EVENTS.labels(provider, event.kind, metric_type(event), "published").inc()
+            metrics.events(provider, event.kind, metric_type(event), "published").inc()
         for key, event in unique.items():
             if key in seen:
                 metrics.EVENTS.labels(provider, event.kind, metric_type(event), "duplicate").inc()

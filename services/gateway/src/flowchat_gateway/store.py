@@ -77,7 +77,9 @@ class GatewayStore:
     def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 0.5) -> None:
         self._redis = redis
         self.timeout_s = timeout_s
-        self._batcher = RedisBatcher(redis)
+        # the batcher bounds each batch by the timeout (the webhooks' scripts): one timer
+        # per batch instead of one per call
+        self._batcher = RedisBatcher(redis, timeout_s=timeout_s)
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -96,13 +98,15 @@ class GatewayStore:
         return f"{PREFIX}dedupe:{{{account_id}}}:{event_id}"
 
     async def _scripts(self, calls: list[tuple[LuaScript, list[str], list[Any]]]) -> list[Any]:
-        """Each ``(script, keys, args)`` in the batcher's next batch; their replies."""
-        if len(calls) == 1:  # the usual webhook: no task for it
-            script, keys, args = calls[0]
-            return [await self._call(lambda: self._batcher.script(script, keys, args))]
-        return await self._call(
-            lambda: asyncio.gather(*(self._batcher.script(s, k, a) for s, k, a in calls))
-        )
+        """Each ``(script, keys, args)`` in the batcher's next batch; their replies (the
+        batcher bounds the batch by ``timeout_s``)."""
+        try:
+            if len(calls) == 1:  # the usual webhook: no task for it
+                script, keys, args = calls[0]
+                return [await self._batcher.script(script, keys, args)]
+            return await asyncio.gather(*(self._batcher.script(s, k, a) for s, k, a in calls))
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise StoreUnavailable(f"redis: {exc!r}", store="redis") from exc
 
     async def seen(self, keys: list[str]) -> set[str]:
         """The subset of ``keys`` already marked."""

@@ -63,7 +63,7 @@ def _require_media_type(request: Request, expected: str, provider: str) -> None:
 
 
 def _accepted(provider: str, result: WebhookResult) -> None:
-    metrics.WEBHOOKS.labels(provider, "webhook", result.outcome).inc()
+    metrics.webhooks(provider, "webhook", result.outcome).inc()
 
 
 def _wired(request: Request) -> tuple[WebhookService, Settings, str]:
