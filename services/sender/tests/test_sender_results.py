@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Literal
 
 import aio_pika
 import orjson
@@ -115,12 +114,25 @@ async def test_a_lone_result_or_batching_off_publishes_plain_send_results(
 
 
 @pytest.mark.parametrize("version", [1, 2])
-async def test_every_caller_of_a_failed_publish_gets_the_error(
-    amqp: Amqp, version: Literal[1, 2]
-) -> None:
+async def test_every_caller_of_a_failed_publish_gets_the_error(amqp: Amqp, version: int) -> None:
     batcher = ResultBatcher(amqp, version=version)
     await amqp.close(grace_s=0)
     outcomes = await asyncio.gather(
         *(batcher.publish(result(i, f"acc-{i % 3}")) for i in range(9)), return_exceptions=True
     )
     assert all(isinstance(o, PublishError) for o in outcomes), outcomes
+
+
+def test_the_batch_version_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from flowchat_sender.settings import Settings
+
+    assert Settings().result_batch_version == 2
+    monkeypatch.setenv("FLOWCHAT_SENDER_RESULT_BATCH_VERSION", "1")
+    assert Settings().result_batch_version == 1
+    monkeypatch.setenv("FLOWCHAT_SENDER_RESULT_BATCH_VERSION", "3")
+    with pytest.raises(ValidationError):
+        Settings()
+    with pytest.raises(ValueError, match="no send_result_batch version 3"):
+        ResultBatcher(None, version=3)  # type: ignore[arg-type]

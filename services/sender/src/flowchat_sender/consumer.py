@@ -25,7 +25,7 @@ failure times.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
@@ -97,9 +97,11 @@ class ResultBatcher(Batcher[SendResult]):
         *,
         max_batch: int = 256,
         max_in_flight: int = 1,
-        version: Literal[1, 2] = SEND_RESULT_BATCH_VERSION_2,
+        version: int = SEND_RESULT_BATCH_VERSION_2,
     ) -> None:
         super().__init__(max_batch=max(1, max_batch), max_in_flight=max_in_flight)
+        if version not in (1, SEND_RESULT_BATCH_VERSION_2):
+            raise ValueError(f"no send_result_batch version {version}")
         self._amqp = amqp
         self.version = version
 

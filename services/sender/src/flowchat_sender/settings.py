@@ -58,7 +58,7 @@ class Settings(ServiceSettings):
     #: The ``send_result_batch`` version published: 2, one message for the results of
     #: any accounts; 1, one per account (only while a state-manager that reads v1 alone
     #: still runs: docs/queue-contracts.md, "Send result batches").
-    result_batch_version: Literal[1, 2] = 2
+    result_batch_version: int = Field(default=2, ge=1, le=2)
     #: Redis connections of this process; callers wait for a free one (never fail fast).
     redis_max_connections: int = 64
     #: Upper bound of one provider call (connect + answer).
