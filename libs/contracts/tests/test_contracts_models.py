@@ -10,6 +10,7 @@ from flowchat_contracts import (
     OutboundCommand,
     SendResult,
     SendResultBatch,
+    SendResultBatchV2,
     StatusEvent,
     StatusUpdate,
     render_schemas,
@@ -226,6 +227,59 @@ def test_a_batch_holds_one_account_and_at_least_one_result():
         SendResultBatch(tenant_id="t", account_id="a", results=[])
     with pytest.raises(ValidationError):
         send_results_in(b'{"kind": "status_update"}')
+
+
+def test_a_v2_batch_holds_results_of_any_accounts_and_tenants():
+    results = [_accepted("m1", "a"), _accepted("m2", "b"), _accepted("m3", "c")]
+    other_tenant = results[2].model_copy(update={"tenant_id": "t2"})
+    batch = SendResultBatchV2(results=[*results[:2], other_tenant])
+    body = batch.model_dump_json()
+    assert json.loads(body)["schema_version"] == 2
+    event = TypeAdapter(StatusEvent).validate_json(body)
+    assert isinstance(event, SendResultBatchV2)
+    assert [(r.tenant_id, r.account_id) for r in send_results_in(body)] == [
+        ("t", "a"),
+        ("t", "b"),
+        ("t2", "c"),
+    ]
+    with pytest.raises(ValidationError, match="at least 1"):
+        SendResultBatchV2(results=[])
+
+
+def test_batches_of_both_versions_are_told_apart_by_schema_version():
+    v1 = SendResultBatch(tenant_id="t", account_id="a", results=[_accepted("m1")])
+    untagged = json.loads(v1.model_dump_json())
+    del untagged["schema_version"]  # absent: version 1
+    for body in (v1.model_dump_json(), json.dumps(untagged)):
+        assert isinstance(TypeAdapter(StatusEvent).validate_json(body), SendResultBatch)
+    # a v2 body with no tenant on top is not a v1 body, nor an unknown version
+    v2 = json.loads(SendResultBatchV2(results=[_accepted("m1")]).model_dump_json())
+    with pytest.raises(ValidationError):
+        send_results_in(json.dumps({**v2, "schema_version": 1}))
+    with pytest.raises(ValidationError):
+        send_results_in(json.dumps({**v2, "schema_version": 3}))
+
+
+def test_v2_batch_schema_requires_its_version_and_takes_several_accounts():
+    import jsonschema
+
+    v1 = json.loads((DEFAULT_DIR / "send_result_batch.v1.json").read_text())
+    v2 = json.loads((DEFAULT_DIR / "send_result_batch.v2.json").read_text())
+    mixed = SendResultBatchV2(results=[_accepted("m1", "a"), _accepted("m2", "b")])
+    body = json.loads(mixed.model_dump_json())
+    jsonschema.validate(body, v2)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, v1)  # no tenant_id / account_id of its own
+    with pytest.raises(jsonschema.ValidationError, match="schema_version"):
+        jsonschema.validate({k: v for k, v in body.items() if k != "schema_version"}, v2)
+
+
+def test_send_results_key_names_the_shared_tenant_and_account_else_several():
+    key = topology.send_results_routing_key
+    assert key([("t.1", "a"), ("t.1", "a")], "send_result_batch") == "t_1.a.send_result_batch"
+    assert key([("t", "a"), ("t", "b")], "send_result_batch") == "t.-.send_result_batch"
+    assert key([("t", "a"), ("u", "a")], "send_result_batch") == "-.a.send_result_batch"
+    assert key([("t", "a"), ("u", "b")], "send_result_batch") == "-.-.send_result_batch"
 
 
 def test_inbound_message_accepts_unsupported_type():

@@ -20,7 +20,14 @@ from fastapi import FastAPI, Header, Response
 from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
-from flowchat_contracts import ProviderError, SendResult, SendResultBatch, StatusUpdate, topology
+from flowchat_contracts import (
+    ProviderError,
+    SendResult,
+    SendResultBatch,
+    SendResultBatchV2,
+    StatusUpdate,
+    topology,
+)
 from flowchat_contracts.command_events import CommandParked
 from flowchat_platform.amqp import Amqp
 from flowchat_platform.db import create_pool, migrate
@@ -176,7 +183,12 @@ class Harness:
 
     async def publish(
         self,
-        *items: SendResult | SendResultBatch | StatusUpdate | CommandParked | bytes,
+        *items: SendResult
+        | SendResultBatch
+        | SendResultBatchV2
+        | StatusUpdate
+        | CommandParked
+        | bytes,
         wait: bool = True,
     ) -> None:
         """Publish to flowchat.status; with ``wait``, return once the service handled them."""
@@ -184,6 +196,9 @@ class Harness:
         for item in items:
             if isinstance(item, bytes):
                 key = topology.status_routing_key("tnt_x", "acc_x", "garbage")
+            elif isinstance(item, SendResultBatchV2):
+                scopes = ((r.tenant_id, r.account_id) for r in item.results)
+                key = topology.send_results_routing_key(scopes, item.kind)
             else:
                 key = topology.status_routing_key(item.tenant_id, item.account_id, item.kind)
             await self.publisher.publish(topology.EXCHANGE_STATUS, key, item)

@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flowchat_contracts import ProviderError, SendResultBatch, send_results_in, topology
+from flowchat_contracts import (
+    ProviderError,
+    SendResultBatch,
+    SendResultBatchV2,
+    send_results_in,
+    topology,
+)
 from flowchat_contracts.command_events import CommandParked, MessageStatusChanged
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -222,6 +228,54 @@ async def test_a_batch_with_a_rejected_result_is_parked_whole_and_the_rest_recor
     assert parked[0].headers["x-flowchat-reason"].startswith("1 of 2 results rejected:")
     assert "another tenant" in parked[0].headers["x-flowchat-reason"]
     assert send_results_in(parked[0].body) == batch.results
+
+
+async def test_a_v2_batch_records_results_of_several_accounts_and_tenants(shared_harness):
+    harness = shared_harness
+    scopes = [("tnt_a", "acc_1"), ("tnt_a", "acc_2"), ("tnt_b", "acc_9")]
+    ids = [harness.new_ids() for _ in scopes]
+    batch = SendResultBatchV2(
+        results=[
+            harness.send_result(mid, wamid, tenant=tenant, account=account)
+            for (mid, wamid), (tenant, account) in zip(ids, scopes, strict=True)
+        ]
+    )
+    await harness.publish(batch)
+    for (mid, wamid), (tenant, account) in zip(ids, scopes, strict=True):
+        message = await harness.message(mid, tenant=tenant)
+        assert (message["status"], message["provider_message_id"]) == ("accepted", wamid)
+        events = await harness.events_for(mid, 1)
+        assert [(e["previous_status"], e["status"]) for e in events] == [("queued", "accepted")]
+        # each result's change goes out under its own tenant and account
+        assert events[0]["_routing_key"] == topology.events_routing_key(tenant, account, "accepted")
+
+
+async def test_a_v2_batch_with_a_rejected_result_is_parked_whole_and_the_rest_recorded(
+    shared_harness,
+):
+    harness = shared_harness
+    await harness.poison()  # start from an empty poison queue
+    (mine, wamid), (theirs, their_wamid) = harness.new_ids(), harness.new_ids()
+    (other, other_wamid) = harness.new_ids()
+    await harness.publish(harness.send_result(theirs, their_wamid, tenant="tnt_b"))
+    batch = SendResultBatchV2(
+        results=[
+            harness.send_result(mine, wamid),
+            harness.send_result(other, other_wamid, account="acc_2"),
+            harness.send_result(theirs, their_wamid),  # tnt_b's message claimed by tnt_a
+        ]
+    )
+    await harness.publish(batch)
+    assert (await harness.message(mine))["status"] == "accepted"
+    assert (await harness.message(other))["status"] == "accepted"
+    parked = await harness.poison()
+    assert len(parked) == 1
+    assert parked[0].headers["x-flowchat-reason"].startswith("1 of 3 results rejected:")
+    assert send_results_in(parked[0].body) == batch.results
+    # replayed, the recorded ones are applied once: no second event
+    await harness.publish(batch)
+    assert await harness.history(mine) == ["accepted"]
+    assert len(await harness.poison()) == 1
 
 
 async def test_events_carry_the_commands_idempotency_key_and_correlation_id(shared_harness):

@@ -63,9 +63,16 @@ ROUTES: tuple[Route, ...] = (
         "status",
         topology.EXCHANGE_STATUS,
         "{tenant_id}.{account_id}.{kind}",
-        ("status_update.v1", "send_result.v1", "send_result_batch.v1", "command_parked.v1"),
+        (
+            "status_update.v1",
+            "send_result.v1",
+            "send_result_batch.v1",
+            "send_result_batch.v2",
+            "command_parked.v1",
+        ),
         "Provider statuses (gateway), send results and parked commands (sender); "
-        "consumed by the state-manager.",
+        "consumed by the state-manager. A send_result_batch v2 holds several accounts' "
+        "results: '-' stands for the tenant or account word they do not share.",
     ),
     Route(
         "events",

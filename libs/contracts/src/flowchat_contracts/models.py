@@ -294,7 +294,8 @@ class InboundMessageV2(_InboundFields):
     customer_wa_id: WaId | None = None
 
 
-def _inbound_version(value: Any) -> str:
+def _version_of(value: Any) -> str:
+    """A body's ``schema_version`` as a union tag (1 when absent)."""
     version = (
         value.get("schema_version", SCHEMA_VERSION)
         if isinstance(value, dict)
@@ -306,7 +307,7 @@ def _inbound_version(value: Any) -> str:
 #: Any version of an inbound message, told apart by ``schema_version`` (1 when absent).
 AnyInboundMessage = Annotated[
     Annotated[InboundMessage, Tag("1")] | Annotated[InboundMessageV2, Tag("2")],
-    Discriminator(_inbound_version),
+    Discriminator(_version_of),
 ]
 
 _ANY_INBOUND: TypeAdapter[InboundMessage | InboundMessageV2] = TypeAdapter(AnyInboundMessage)
@@ -622,15 +623,16 @@ class SendResult(_Envelope):
         return self
 
 
-#: At most this many results in one :class:`SendResultBatch`.
+#: At most this many results in one batch (:class:`SendResultBatch`, either version).
 SEND_RESULT_BATCH_MAX = 1000
 
 
 class SendResultBatch(_Envelope):
-    """Several ``SendResult`` of one account in one message: a busy sender's form (one
-    broker write and one confirm for many outcomes; a lone result goes as a plain
-    ``SendResult``). Consumers of ``flowchat.status`` take both:
-    :func:`send_results_in` reads either body."""
+    """Several ``SendResult`` of one account in one message (version 1): a busy sender's
+    form (one broker write and one confirm for many outcomes; a lone result goes as a
+    plain ``SendResult``). :class:`SendResultBatchV2` holds any accounts' results.
+    Consumers of ``flowchat.status`` take every form: :func:`send_results_in` reads
+    each body."""
 
     kind: Literal["send_result_batch"] = "send_result_batch"
     results: list[SendResult] = Field(min_length=1, max_length=SEND_RESULT_BATCH_MAX)
@@ -645,18 +647,55 @@ class SendResultBatch(_Envelope):
         return self
 
 
-#: Everything on ``flowchat.status``, told apart by ``kind``.
-StatusEvent = Annotated[SendResult | SendResultBatch | StatusUpdate, Field(discriminator="kind")]
+def _require(schema: dict[str, Any], name: str) -> None:
+    schema["required"] = [name, *schema.get("required", [])]
 
-_SEND_RESULTS: TypeAdapter[SendResult | SendResultBatch] = TypeAdapter(
-    Annotated[SendResult | SendResultBatch, Field(discriminator="kind")]
+
+#: The ``schema_version`` of :class:`SendResultBatchV2`.
+SEND_RESULT_BATCH_VERSION_2: Literal[2] = 2
+
+
+class SendResultBatchV2(_Model):
+    """Send results of any accounts, of any tenants, in one message (version 2): each
+    result names its own tenant and account, so a sender busy with many numbers makes
+    one broker write and one confirm for all the results that finished together (v1's
+    one message per account made one per result with a thousand numbers busy).
+
+    Same ``kind``, exchange and consumers as version 1; the routing key's tenant and
+    account words are the results' when they share them, else ``-``
+    (``topology.send_results_routing_key``). A v1-only consumer refuses it
+    (``schema_version``): consumers first, then publishers (docs/queue-contracts.md).
+    """
+
+    # required in the JSON Schema: a body without it reads as version 1
+    model_config = ConfigDict(json_schema_extra=lambda s: _require(s, "schema_version"))
+
+    schema_version: Literal[2] = SEND_RESULT_BATCH_VERSION_2
+    kind: Literal["send_result_batch"] = "send_result_batch"
+    correlation_id: Id = Field(default_factory=new_id)
+    results: list[SendResult] = Field(min_length=1, max_length=SEND_RESULT_BATCH_MAX)
+
+
+#: A batch of send results of either version, told apart by ``schema_version`` (1 when
+#: absent): v1 one account's, v2 any accounts'.
+AnySendResultBatch = Annotated[
+    Annotated[SendResultBatch, Tag("1")] | Annotated[SendResultBatchV2, Tag("2")],
+    Discriminator(_version_of),
+]
+
+#: Everything on ``flowchat.status``, told apart by ``kind`` (and a batch by its version).
+StatusEvent = Annotated[SendResult | AnySendResultBatch | StatusUpdate, Field(discriminator="kind")]
+
+_SEND_RESULTS: TypeAdapter[SendResult | SendResultBatch | SendResultBatchV2] = TypeAdapter(
+    Annotated[SendResult | AnySendResultBatch, Field(discriminator="kind")]
 )
 
 
 def send_results_in(body: bytes | str) -> list[SendResult]:
-    """The send results a ``flowchat.status`` body carries: one ``SendResult`` or a batch."""
+    """The send results a ``flowchat.status`` body carries: one ``SendResult`` or a
+    batch of either version."""
     event = _SEND_RESULTS.validate_json(body)
-    return event.results if isinstance(event, SendResultBatch) else [event]
+    return [event] if isinstance(event, SendResult) else event.results
 
 
 # --------------------------------------------------------------------- hand-offs

@@ -26,6 +26,7 @@ from flowchat_contracts.models import (
     OutboundCommand,
     SendResult,
     SendResultBatch,
+    SendResultBatchV2,
     StatusUpdate,
 )
 from flowchat_contracts.privacy import PRIVACY_SCHEMAS
@@ -40,6 +41,7 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "outbound_command.v1": OutboundCommand,
     "send_result.v1": SendResult,
     "send_result_batch.v1": SendResultBatch,
+    "send_result_batch.v2": SendResultBatchV2,
     "handoff_requested.v1": HandoffRequested,
     "handoff_resolved.v1": HandoffResolved,
     "webhook.message.received.v1": MessageReceived,

@@ -23,7 +23,9 @@ Names live here and nowhere else; services import these constants.
                                  ├─ sender: retry ─▶ (<lane queue>.retry.<tier>)
                                  │      queue TTL, dead-letters back ─▶ (<lane queue>)
                                  └─ exhausted / rejected ─▶ (whatsapp.outbound.dlq)  parking lot
-    gateway, sender ─▶ [flowchat.status] topic, key <tenant>.<account>.<kind>
+    gateway, sender ─▶ [flowchat.status] topic, key <tenant>.<account>.<kind> (a batch
+                                    of several accounts' results: "-" for the word
+                                    they do not share)
                     └─ "#" ─▶ (state-manager.status)            quorum
     state-manager ─▶ [flowchat.events] topic, key <tenant>.<account>.<status>
                                    [.campaign] (routing keys v2: a campaign message's
@@ -75,6 +77,7 @@ make a 5 s retry wait behind a 10 min one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -130,6 +133,7 @@ __all__ = [
     "RETIRED_BINDINGS",
     "RETRY_TIERS",
     "SENDER_EVENT_FIELDS",
+    "SEVERAL",
     "WORK_DELIVERY_LIMIT",
     "BindingSpec",
     "ExchangeBindingSpec",
@@ -148,6 +152,7 @@ __all__ = [
     "privacy_bindings",
     "privacy_queue",
     "retry_tier_for",
+    "send_results_routing_key",
     "status_event_key",
     "status_pattern",
     "status_routing_key",
@@ -618,6 +623,25 @@ def outbound_queue(category: str | None) -> str:
 
 def status_routing_key(tenant_id: str, account_id: str, kind: str) -> str:
     return _key(tenant_id, account_id, kind)
+
+
+#: The tenant or account word of a ``flowchat.status`` key whose message holds results
+#: of several (a ``send_result_batch`` of version 2).
+SEVERAL = "-"
+
+
+def send_results_routing_key(scopes: Iterable[tuple[str, str]], kind: str) -> str:
+    """The ``flowchat.status`` key of a message holding results of ``scopes`` (their
+    ``(tenant_id, account_id)``): ``<tenant>.<account>.<kind>`` when they share both,
+    else :data:`SEVERAL` in place of the tenant or account they do not share."""
+    tenants: set[str] = set()
+    accounts: set[str] = set()
+    for tenant_id, account_id in scopes:
+        tenants.add(tenant_id)
+        accounts.add(account_id)
+    tenant = _key(next(iter(tenants))) if len(tenants) == 1 else SEVERAL
+    account = _key(next(iter(accounts))) if len(accounts) == 1 else SEVERAL
+    return f"{tenant}.{account}.{_key(kind)}"
 
 
 def events_routing_key(tenant_id: str, account_id: str, status: str) -> str:

@@ -156,7 +156,11 @@ def create_app(settings: Settings) -> FastAPI:
                 open_s=settings.breaker_open_s,
                 on_state=_breaker_state,
             ),
-            publish=ResultBatcher(amqp, max_batch=settings.result_batch_max).publish,
+            publish=ResultBatcher(
+                amqp,
+                max_batch=settings.result_batch_max,
+                version=settings.result_batch_version,
+            ).publish,
             config=SenderConfig(
                 max_attempts=settings.max_attempts,
                 claim_grace_s=settings.claim_grace_s,

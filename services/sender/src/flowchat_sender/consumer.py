@@ -3,6 +3,7 @@
 ::
 
     (whatsapp.outbound)      ──▶ Sender.send ──▶ [flowchat.status] <t>.<a>.send_result
+                                                   (busy: <t|->.<a|->.send_result_batch)
     (whatsapp.outbound.bulk) ──▶ Sender.send(bulk) ─┘   (marketing: own small prefetch,
           ▲      │                                       held back by transactional work)
           │      │ SendRetry ──▶ (<lane queue>.retry.<tier>) ── TTL ──┘ (back to its lane)
@@ -29,7 +30,14 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import TypeAdapter
 
-from flowchat_contracts import OutboundCommand, SendResult, SendResultBatch, topology
+from flowchat_contracts import (
+    SEND_RESULT_BATCH_VERSION_2,
+    OutboundCommand,
+    SendResult,
+    SendResultBatch,
+    SendResultBatchV2,
+    topology,
+)
 from flowchat_contracts.command_events import (
     COMMAND_PARKED,
     COMMAND_REJECTED,
@@ -72,15 +80,30 @@ class ResultBatcher(Batcher[SendResult]):
     """Send results to ``flowchat.status``, each caller back once the broker confirmed
     the message holding its result (so its command is acked only then).
 
-    Results that queue while a publish is out go together (:mod:`flowchat_platform.redis_batch`):
-    one message per account, a ``SendResultBatch``, or a plain ``SendResult`` when it is
-    alone. One confirmed broker write per result cost as much as the provider call
-    itself (benchmarks, #6). ``max_batch=1`` publishes every result on its own.
+    Results that queue while a publish is out go together (:mod:`flowchat_platform.redis_batch`),
+    a lone one as a plain ``SendResult``. ``version`` 2 (the default): one
+    ``send_result_batch`` v2 for all of them, whatever their accounts and tenants.
+    ``version`` 1: one v1 batch per account, for state-managers that read only v1
+    during a rollout; with a thousand numbers busy nearly every result then left alone
+    (one confirmed broker write per result: the sender's throughput halved from 1 to
+    1,000 accounts, #26). One confirmed broker write per result cost as much as the
+    provider call itself (benchmarks, #6). ``max_batch=1`` publishes every result on
+    its own.
     """
 
-    def __init__(self, amqp: Amqp, *, max_batch: int = 256, max_in_flight: int = 1) -> None:
+    def __init__(
+        self,
+        amqp: Amqp,
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 1,
+        version: int = SEND_RESULT_BATCH_VERSION_2,
+    ) -> None:
         super().__init__(max_batch=max(1, max_batch), max_in_flight=max_in_flight)
+        if version not in (1, SEND_RESULT_BATCH_VERSION_2):
+            raise ValueError(f"no send_result_batch version {version}")
         self._amqp = amqp
+        self.version = version
 
     async def publish(self, result: SendResult) -> None:
         if self.max_batch == 1:
@@ -89,12 +112,15 @@ class ResultBatcher(Batcher[SendResult]):
             await self.submit(result)
 
     async def _run(self, items: list[SendResult]) -> list[Any]:
+        if self.version == SEND_RESULT_BATCH_VERSION_2:
+            await self._publish_many(items)  # raises: every caller of the batch gets it
+            return [None] * len(items)
         groups: dict[tuple[str, str], list[SendResult]] = {}
         for result in items:
             groups.setdefault((result.tenant_id, result.account_id), []).append(result)
         # one account's failed publish fails only its own callers
         outcomes = await asyncio.gather(
-            *(self._publish_group(g) for g in groups.values()), return_exceptions=True
+            *(self._publish_many(g) for g in groups.values()), return_exceptions=True
         )
         failed = {
             key: outcome if isinstance(outcome, Exception) else self._aborted(outcome)
@@ -108,18 +134,28 @@ class ResultBatcher(Batcher[SendResult]):
             f"publish aborted: {cause!r}", exchange=topology.EXCHANGE_STATUS, routing_key=""
         )
 
-    async def _publish_group(self, results: list[SendResult]) -> None:
+    async def _publish_many(self, results: list[SendResult]) -> None:
+        """``results`` in one message: alone, a ``SendResult``; else a batch of
+        :attr:`version` (v1: the caller groups them by account)."""
         if len(results) == 1:
             await self._publish(results[0])
             return
         first = results[0]
+        batch: SendResultBatch | SendResultBatchV2
+        if self.version == SEND_RESULT_BATCH_VERSION_2:
+            batch = SendResultBatchV2(results=results)
+        else:
+            batch = SendResultBatch(
+                tenant_id=first.tenant_id, account_id=first.account_id, results=results
+            )
         await self._amqp.publish(
             topology.EXCHANGE_STATUS,
-            topology.status_routing_key(first.tenant_id, first.account_id, "send_result_batch"),
-            SendResultBatch(
-                tenant_id=first.tenant_id, account_id=first.account_id, results=results
+            topology.send_results_routing_key(
+                ((r.tenant_id, r.account_id) for r in results), batch.kind
             ),
+            batch,
             message_id=f"{first.message_id}:batch:{len(results)}",
+            correlation_id=batch.correlation_id,
         )
 
     async def _publish(self, result: SendResult) -> None:

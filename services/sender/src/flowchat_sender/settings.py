@@ -52,9 +52,13 @@ class Settings(ServiceSettings):
     #: Acks of finished messages are batched for this long (``basic.ack(multiple)``):
     #: one frame for many at high rate. 0 acks each message on its own.
     ack_linger_s: float = 0.005
-    #: Send results in one ``flowchat.status`` message at most (a ``send_result_batch``
-    #: per account, formed only while a publish is out; 1: every result on its own).
+    #: Send results in one ``flowchat.status`` message at most (a ``send_result_batch``,
+    #: formed only while a publish is out; 1: every result on its own).
     result_batch_max: int = Field(default=256, ge=1, le=SEND_RESULT_BATCH_MAX)
+    #: The ``send_result_batch`` version published: 2, one message for the results of
+    #: any accounts; 1, one per account (only while a state-manager that reads v1 alone
+    #: still runs: docs/queue-contracts.md, "Send result batches").
+    result_batch_version: int = Field(default=2, ge=1, le=2)
     #: Redis connections of this process; callers wait for a free one (never fail fast).
     redis_max_connections: int = 64
     #: Upper bound of one provider call (connect + answer).

@@ -5,10 +5,11 @@ The platform's consumer decodes each body as a ``StatusEvent`` (undecodable →
 when it returns, which is after the transaction holding the event committed
 (:mod:`flowchat_state_manager.batching` groups concurrent deliveries into one).
 
-A ``send_result_batch`` (a busy sender's results of one account) is applied result by
-result; when some are rejected the whole message is parked with their reasons (the
-others are recorded already, and a replay of the parked copy repeats them harmlessly:
-every result is applied once by its event id).
+A ``send_result_batch`` (a busy sender's results: v1 of one account, v2 of any
+accounts and tenants, each result naming its own) is applied result by result; when
+some are rejected the whole message is parked with their reasons (the others are
+recorded already, and a replay of the parked copy repeats them harmlessly: every
+result is applied once by its event id).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Annotated
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import Field, TypeAdapter
 
-from flowchat_contracts import SendResult, SendResultBatch, StatusUpdate
+from flowchat_contracts import (
+    AnySendResultBatch,
+    SendResult,
+    SendResultBatch,
+    SendResultBatchV2,
+    StatusUpdate,
+)
 from flowchat_contracts.command_events import CommandParked
 from flowchat_platform.errors import DeadLetter, RetryLater, StoreUnavailable
 from flowchat_platform.logs import get_logger
@@ -31,13 +38,12 @@ from flowchat_state_manager.service import REJECTED
 log = get_logger(__name__)
 
 #: Everything on ``state-manager.status``: ``flowchat.status``'s contracts and the
-#: sender's ``command_parked``, told apart by ``kind``.
+#: sender's ``command_parked``, told apart by ``kind`` (a batch by its version too).
 StateEvent = Annotated[
-    SendResult | SendResultBatch | StatusUpdate | CommandParked, Field(discriminator="kind")
+    SendResult | AnySendResultBatch | StatusUpdate | CommandParked, Field(discriminator="kind")
 ]
-DECODER: TypeAdapter[SendResult | SendResultBatch | StatusUpdate | CommandParked] = TypeAdapter(
-    StateEvent
-)
+Incoming = SendResult | SendResultBatch | SendResultBatchV2 | StatusUpdate | CommandParked
+DECODER: TypeAdapter[Incoming] = TypeAdapter(StateEvent)
 
 
 class StatusConsumer:
@@ -47,10 +53,10 @@ class StatusConsumer:
 
     async def handle(
         self,
-        event: SendResult | SendResultBatch | StatusUpdate | CommandParked,
+        event: Incoming,
         message: AbstractIncomingMessage,
     ) -> None:
-        if not isinstance(event, SendResultBatch):
+        if not isinstance(event, SendResultBatch | SendResultBatchV2):
             await self._apply(event)
             return
         outcomes = await asyncio.gather(
