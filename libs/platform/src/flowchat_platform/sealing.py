@@ -134,6 +134,16 @@ class SealingState:
         )
         return row is not None and row["key_id"] == key_id and row["cursor"] is None
 
+    async def record_rotated(self, name: str, key_id: str) -> None:
+        """Every token of ``name`` re-encrypted to the key ``key_id`` (a rotation that
+        walked the whole table at once rather than through :meth:`step`)."""
+        await self._pool.execute(
+            "INSERT INTO sealing_state (name, key_id) VALUES ($1, $2) ON CONFLICT (name) "
+            "DO UPDATE SET key_id = EXCLUDED.key_id, cursor = NULL, updated_at = now()",
+            name,
+            key_id,
+        )
+
     def step(self, name: str, rotate: RotateStep, *, key_id: str, start: Any) -> SealStep:
         """``rotate`` (one batch of ``name``'s tokens re-encrypted under the newest key,
         after a row key; ``start`` before the first row) as a :data:`SealStep` for

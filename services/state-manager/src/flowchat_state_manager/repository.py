@@ -21,6 +21,7 @@ from asyncpg.pool import PoolConnectionProxy
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.privacy import IdentitySealer, is_sealed
 from flowchat_platform.retention import TENANT_CUTOFF, TenantRetention
+from flowchat_platform.sealing import SealingState, batch_lock
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
     HistoryEntry,
@@ -567,7 +568,7 @@ class Repository:
         sql = (
             "SELECT id, tenant_id, recipient, recipient_alias, recipient_enc, "  # noqa: S608
             f"recipient_alias_enc FROM messages WHERE id > $1{only} ORDER BY id LIMIT $2 "
-            "FOR UPDATE SKIP LOCKED"
+            f"{batch_lock(rotate=rotate)}"
         )
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(sql, after, batch)
@@ -588,22 +589,13 @@ class Repository:
         """Whether a rotation pass re-encrypted every message under the newest key."""
         if self._sealer is None:
             return False
-        return bool(
-            await self._pool.fetchval(
-                "SELECT key_id = $1 FROM seal_rotations WHERE table_name = 'messages'",
-                self._sealer.box.key_id,
-            )
-        )
+        return await SealingState(self._pool).rotated("messages", self._sealer.box.key_id)
 
     async def record_rotation(self) -> None:
         """Every message re-encrypted under the newest key (a rotation pass finished)."""
         if self._sealer is None:
             return
-        await self._pool.execute(
-            "INSERT INTO seal_rotations (table_name, key_id) VALUES ('messages', $1) "
-            "ON CONFLICT (table_name) DO UPDATE SET key_id = EXCLUDED.key_id, rotated_at = now()",
-            self._sealer.box.key_id,
-        )
+        await SealingState(self._pool).record_rotated("messages", self._sealer.box.key_id)
 
     # ------------------------------------------------------------ erasure
 

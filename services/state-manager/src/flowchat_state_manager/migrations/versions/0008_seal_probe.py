@@ -6,9 +6,10 @@
   (``erased:``), as :func:`flowchat_platform.privacy.is_sealed` decides. The sealing pass
   walks this index instead of every message; once every row is sealed it is empty and a
   start costs one probe.
-- ``seal_rotations (table_name, key_id, rotated_at)``: the newest key's fingerprint once
-  a rotation pass (every token re-encrypted under the newest key) has finished; a start
-  whose newest key is the one recorded does not walk the table again.
+- ``sealing_state``: the services' shared table (:mod:`flowchat_platform.sealing`):
+  under ``messages``, the newest key's id once a rotation pass (every token re-encrypted
+  under the newest key) has finished; a start whose newest key is the one recorded does
+  not walk the table again.
 
 On a table of existing rows the index is built by one scan of every partition.
 
@@ -20,6 +21,8 @@ Create Date: 2026-12-07
 from collections.abc import Sequence
 
 from alembic import op
+
+from flowchat_platform.sealing import SEALING_STATE_TABLE
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -38,17 +41,9 @@ def upgrade() -> None:
            OR (recipient_alias_enc IS NULL AND recipient_alias {_CLEAR})
         """
     )
-    op.execute(
-        """
-        CREATE TABLE seal_rotations (
-            table_name  text PRIMARY KEY,
-            key_id      text NOT NULL,
-            rotated_at  timestamptz NOT NULL DEFAULT now()
-        )
-        """
-    )
+    op.execute(SEALING_STATE_TABLE)
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE IF EXISTS seal_rotations")
+    op.execute("DROP TABLE IF EXISTS sealing_state")
     op.execute("DROP INDEX IF EXISTS messages_unsealed")
