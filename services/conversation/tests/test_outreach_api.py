@@ -572,7 +572,9 @@ async def test_status_events_feed_metrics_opt_outs_and_automatic_pauses(outreach
         event(c, "failed", 131050),
         event(c, "failed", 131050),  # duplicate
     ):
-        await outreach.publish_event(body, f"t1.a1.{body['status']}")
+        # routing keys v2: a campaign message's status ends in ".campaign"
+        key = topology.status_event_key("t1", "a1", body["status"], campaign=True)
+        await outreach.publish_event(body, key)
 
     async def counted() -> bool:
         m = await _metrics(outreach, campaign_id)

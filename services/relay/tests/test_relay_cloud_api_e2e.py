@@ -107,6 +107,8 @@ async def test_meta_statuses_carry_the_id_pywa_was_given_and_its_tracker(
         state_settings = StateSettings(
             AMQP_URL=amqp_url,
             DATABASE_URL=database_url,
+            # the relay's subscriptions (which statuses leave the state-manager) live here
+            REDIS_URL=redis_url,
             FLOWCHAT_TENANT_URL=stub.url,
             FLOWCHAT_SERVICE_TOKEN=SERVICE_TOKEN,
             FLOWCHAT_ENV="test",
