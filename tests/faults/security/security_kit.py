@@ -516,6 +516,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ),
     ("sender", "GET", "/internal/v1/dlq/audit"): Route(S),
     ("sender", "POST", "/internal/v1/media"): Route(S, mutates=True),
+    ("sender", "GET", "/internal/v1/media/content"): Route(S),
     ("sender", "POST", "/internal/v1/media/link"): Route(
         S,
         lambda _env, ids: {

@@ -178,7 +178,14 @@ async def advance_clock(body: ClockIn, sandbox: SandboxDep) -> dict[str, Any]:
     return {"offset_s": offset, "now": sandbox.clock()}
 
 
-@router.get("/twilio-cdn/{media_sid}", summary="Twilio's CDN: a media redirect's target")
+@router.get(
+    "/twilio-cdn/{media_sid}",
+    summary="Twilio's CDN: a media redirect's target",
+    responses={
+        403: {"description": "The URL's hash does not match, or it is older than 5 minutes"},
+        404: {"description": "No such media"},
+    },
+)
 async def twilio_cdn(
     media_sid: str,
     sandbox: SandboxDep,
