@@ -57,6 +57,7 @@ from flowchat_sender.errors import (
     MediaRefused,
     MediaUploadFailed,
 )
+from flowchat_sender.media_service import active_account
 from flowchat_sender.ports import AccountSource, MediaInfo
 
 log = get_logger(__name__)
@@ -288,13 +289,9 @@ class MediaStore:
     async def account(self, tenant_id: str, account_id: str) -> AccountCredentials:
         """The account media is uploaded for, or :class:`MediaRefused`."""
         try:
-            account = await self.accounts.account(account_id)
+            account = await active_account(self.accounts, tenant_id, account_id)
         except UpstreamError as exc:
             raise MediaUploadFailed(f"credentials unavailable: {exc}", retryable=True) from exc
-        if account is None or account.tenant_id != tenant_id:
-            raise MediaRefused(f"no account {account_id} for this tenant", reason="account")
-        if account.tenant_status != "active" or account.status != "active":
-            raise MediaRefused("the tenant or the account is not active", reason="account")
         if account.provider != "meta":
             raise MediaRefused(
                 "Twilio sends media by URL: send the link in the command instead",

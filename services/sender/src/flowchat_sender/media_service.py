@@ -63,6 +63,19 @@ def sha256_matches(expected: str, data: bytes) -> bool:
         return False
 
 
+async def active_account(
+    accounts: AccountSource, tenant_id: str, account_id: str
+) -> AccountCredentials:
+    """The tenant's own active account, else :class:`MediaRefused` (an
+    :class:`UpstreamError` when the credentials cannot be read now)."""
+    account = await accounts.account(account_id)
+    if account is None or account.tenant_id != tenant_id:
+        raise MediaRefused(f"no account {account_id} for this tenant", reason="account")
+    if account.tenant_status != "active" or account.status != "active":
+        raise MediaRefused("the tenant or the account is not active", reason="account")
+    return account
+
+
 @dataclass(frozen=True)
 class MediaFile:
     """A media file's bytes and what the provider said about it."""
@@ -87,16 +100,11 @@ class MediaResolver:
 
     async def account(self, tenant_id: str, account_id: str) -> AccountCredentials:
         try:
-            account = await self.accounts.account(account_id)
+            return await active_account(self.accounts, tenant_id, account_id)
         except UpstreamError as exc:
             raise MediaDownloadFailed(
                 f"credentials unavailable: {exc}", reason="unavailable"
             ) from exc
-        if account is None or account.tenant_id != tenant_id:
-            raise MediaRefused(f"no account {account_id} for this tenant", reason="account")
-        if account.tenant_status != "active" or account.status != "active":
-            raise MediaRefused("the tenant or the account is not active", reason="account")
-        return account
 
     async def resolve(
         self,
