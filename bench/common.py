@@ -105,6 +105,11 @@ class Stack:
     tmp: Path
     procs: list[Proc] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    #: The checkout the services run from, and its interpreter: this one by default;
+    #: another revision's worktree and venv for ``bench.turn_ab`` (the driver stays this
+    #: checkout's code).
+    root: Path = ROOT
+    python: str = sys.executable
 
     def url(self, name: str) -> str:
         return self.urls[name]
@@ -134,8 +139,8 @@ class Stack:
         full = {**self.env, f"{prefix}HTTP_PORT": str(port), **(env or {})}
         with open(log, "wb") as out:  # noqa: ASYNC230 - once, at start-up
             popen = subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter and module
-                [sys.executable, "-m", module, "serve"],
-                cwd=ROOT,
+                [self.python, "-m", module, "serve"],
+                cwd=self.root,
                 env=full,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -184,13 +189,18 @@ def _with_db(url: str, index: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def isolated(name: str, *, log_level: str = "INFO") -> AsyncIterator[Stack]:
+async def isolated(
+    name: str, *, log_level: str = "INFO", root: Path | None = None
+) -> AsyncIterator[Stack]:
     """A vhost, a database and the bench Redis index (flushed before and after), and a
-    :class:`Stack` whose processes are all stopped on the way out."""
+    :class:`Stack` whose processes are all stopped on the way out. ``root``: another
+    checkout whose services (``root/.venv/bin/python``) to run instead of this one's."""
     redis_url = _with_db(os.environ.get("REDIS_URL", DEFAULT_REDIS), REDIS_DB)
     await _flush(redis_url)
     try:
         async with _running(name, redis_url, log_level) as stack:
+            if root is not None:
+                stack.root, stack.python = root, str(root / ".venv" / "bin" / "python")
             yield stack
     finally:
         # idempotency records live a week: never leave a run's keys in a shared Redis
