@@ -125,7 +125,8 @@ class CpuMeter:
     def _now(self) -> dict[str, float]:
         out = {n: _cpu_s(p, children=True) for n, p in self.services.items()}
         out |= {n: sum(_cpu_s(p) for p in ps) for n, ps in self.shared.items()}
-        out |= {n: _cpu_s(p, children=True) for n, p in self.outside.items()}
+        # without children: the services are the load driver's children
+        out |= {n: _cpu_s(p) for n, p in self.outside.items()}
         return out
 
     async def start(self) -> None:
