@@ -122,9 +122,10 @@ async def hop_step(run: Run, taps: Taps, rate: int, seconds: float) -> dict[str,
     customers = [f"2349{rate:03d}{i:06d}" for i in range(n)]
     conversation = run.stack.url("conversation")
     before = await scrape(run.http, conversation)
+    replies = await run.replies()
     await run.meter.start()
-    await run._offer(customers, rate)
-    _, missing, _ = await run._settle(customers)
+    _, failures = await run._offer(customers, rate)
+    _, missing, _ = await run._settle(customers, replies + n - failures)
     cpu = await run.meter.read()
     after = await scrape(run.http, conversation)
     handled = {
