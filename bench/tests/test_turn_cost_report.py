@@ -3,6 +3,7 @@ no I/O, no servers."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bench import report, turn_ab, turn_cost
@@ -78,3 +79,52 @@ def test_ab_medians_per_revision_and_rate() -> None:
     assert lines[0].startswith("| rev | rate/s | runs | gateway | rabbitmq | **total**")
     assert lines[2].startswith("| old | 10 | 3 | 15.0 | 15.0 | **30.0** | 15.0 | 5.0 | 9.0 |")
     assert lines[3].startswith("| new | 10 | 3 | 15.0 | 15.0 | **12.0** |")
+
+
+async def test_settle_reads_transcripts_only_once_every_reply_is_due(monkeypatch) -> None:
+    """While the sandbox has accepted fewer sends than the step's turns, no transcript is
+    read (each read costs the sandbox CPU on the cores the turns run on)."""
+    sends = [0.0, 1.0, 2.0]  # the sandbox's accepted sends, one reading a poll
+    counted: list[float] = []
+    reads: list[tuple[str, int]] = []
+
+    async def first_reply_ms(_http: object, _sandbox: str, wa: str) -> float:
+        reads.append((wa, len(counted)))
+        return 12.5
+
+    async def counters(*_args: object) -> dict[str, float]:
+        return {"replies": 2.0, "broker_published": 1.0}
+
+    async def nothing() -> None:
+        return None
+
+    async def empty() -> int:
+        return 0
+
+    class Stack:
+        def url(self, _name: str) -> str:
+            return "http://sandbox"
+
+    run = turn_cost.Run(
+        http=None,  # type: ignore[arg-type]
+        stack=Stack(),  # type: ignore[arg-type]
+        meter=type("M", (), {"sample": staticmethod(nothing)})(),
+        queues=type("Q", (), {"depth": staticmethod(empty)})(),
+        pg=None,  # type: ignore[arg-type]
+        phone_number_id="1",
+    )
+
+    async def replies() -> float:
+        counted.append(sends[len(counted)])
+        return counted[-1]
+
+    monkeypatch.setattr(run, "replies", replies)
+    monkeypatch.setattr(turn_cost, "_first_reply_ms", first_reply_ms)
+    monkeypatch.setattr(turn_cost, "_counters", counters)
+    monkeypatch.setattr(asyncio, "sleep", lambda _s: nothing())
+    latencies, missing, settled = await run._settle(["a", "b"], replies_due=2.0)
+    # once each, after the third poll's count reached the 2 replies due
+    assert reads == [("a", 3), ("b", 3)]
+    assert latencies == [12.5, 12.5]
+    assert missing == []
+    assert settled
