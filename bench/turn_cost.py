@@ -483,8 +483,9 @@ async def measure(
         and at_knee["per_turn"]["cpu_ms_total"] <= 25
     )
     p95_target = ((at_target or {}).get("latency_ms") or {}).get("p95")
-    say(
-        f"turn cost: knee {k}/s (p95 <= {P95_TARGET_MS} ms, steps {list(rates)}); "
-        f"p95 at {TARGET_RATE}/s: {p95_target} ms"
-    )
+    if search:
+        say(
+            f"turn cost: knee {k}/s (p95 <= {P95_TARGET_MS} ms, steps {list(rates)}); "
+            f"p95 at {TARGET_RATE}/s: {p95_target} ms"
+        )
     return out
