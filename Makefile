@@ -6,7 +6,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 PY := .venv/bin/python
 STACK := $(PY) scripts/stack.py
 
-.PHONY: help setup up down status logs demo test test-unit test-ops test-faults test-faults-scale lint mypy-tests format schemas migrate clean bench bench-state-50m bench-quick
+.PHONY: help setup up down status logs demo test test-unit test-ops test-faults test-faults-scale lint mypy-tests format schemas migrate clean bench bench-state-50m bench-quick bench-turn-ab
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -104,6 +104,13 @@ bench: setup ## Every performance target beside its baseline → bench/results/*
 bench-state-50m: setup ## The state-manager at 50 M stored messages (opt-in: 54 GB of disk, 72 min to build on a loaded 2-core machine; kept for later runs)
 	@$(STACK) servers
 	@FLOWCHAT_BENCH_STATE_MESSAGES=50000000 $(UV) run --frozen --group bench python -m bench --only state_partitions $(ARGS)
+
+REVS ?= main HEAD
+ROUNDS ?= 3
+RATES ?= 10,60
+bench-turn-ab: setup ## CPU per turn of git revisions, interleaved runs, medians (make bench-turn-ab REVS="6a1da2f HEAD" ROUNDS=3 RATES=10,60; scratch worktrees under /tmp)
+	@$(STACK) servers
+	@$(UV) run --frozen --group bench python -m bench.turn_ab $(foreach r,$(REVS),--rev $(r)) --rounds $(ROUNDS) --rates $(RATES) $(ARGS)
 
 bench-quick: setup ## The benchmarks at small sizes, one round (CI smoke, < 2 min) → bench/results/quick/
 	@$(STACK) servers

@@ -205,7 +205,9 @@ NOTES = [
     "bench/results/turn_cost.json also has each figure net of the processes' idle CPU). "
     "RabbitMQ (beam.smp) and redis-server are the machine's shared servers: their share "
     "includes every other run on the machine meanwhile, so the total is an upper bound; "
-    "the services and the run database's PostgreSQL backends are this run's alone.",
+    "the services and the run database's PostgreSQL backends are this run's alone. The "
+    "sandbox's and the load driver's CPU per turn are shown beside it, not counted. After "
+    "the knee search, the 100/s step runs too (its p95 is in the knee row).",
 ]
 
 

@@ -3,11 +3,14 @@ seeding through the public APIs, and measuring (queue depths, /metrics, RSS, loa
 
 Isolation is the tests' own: a fresh RabbitMQ vhost
 (``flowchat_platform.testing.temporary_vhost``), a fresh PostgreSQL database and a
-Redis database index of the benchmarks' own (:data:`REDIS_DB`, flushed first), so a
-run never touches another engineer's queues, rows or keys. Services start exactly as
-in production (``python -m flowchat_<name>``, settings from the environment, built by
-``flowchat_platform.testing.service_env`` as for the tests' ``tests/stackkit.py``), but
-one by one and with replicas.
+Redis database leased for the run alone (``flowchat_platform.testing.temporary_redis_db``,
+empty when leased, emptied on the way out; the lease kept alive while the run lasts), so
+a run never touches another engineer's queues, rows or keys, nor another run's: the fixed
+index every benchmark once shared (11) was flushed by each run's start and end, under any
+other run going on meanwhile (its sessions, partition members, idempotency records).
+Services start exactly as in production (``python -m flowchat_<name>``, settings from
+the environment, built by ``flowchat_platform.testing.service_env`` as for the tests'
+``tests/stackkit.py``), but one by one and with replicas.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import aiohttp
@@ -38,17 +40,26 @@ import redis.asyncio as aioredis
 
 from flowchat_contracts import topology
 from flowchat_platform.testing import (
+    REDIS_LEASE_KEY,
+    REDIS_LEASE_TTL_S,
     free_port,
     service_env,
     temporary_database,
+    temporary_redis_db,
     temporary_vhost,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-#: Redis database index of the benchmarks (the tests use 13).
-REDIS_DB = 11
-DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+#: How often a run renews its Redis lease (``REDIS_LEASE_TTL_S``: 900 s).
+REDIS_LEASE_RENEW_S = 60.0
+# Renew the lease only while it is still ours.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 
 _spec = importlib.util.spec_from_file_location("flowchat_bench_stack", ROOT / "scripts/stack.py")
 assert _spec is not None
@@ -105,6 +116,11 @@ class Stack:
     tmp: Path
     procs: list[Proc] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
+    #: The checkout the services run from, and its interpreter: this one by default;
+    #: another revision's worktree and venv for ``bench.turn_ab`` (the driver stays this
+    #: checkout's code).
+    root: Path = ROOT
+    python: str = sys.executable
 
     def url(self, name: str) -> str:
         return self.urls[name]
@@ -134,8 +150,8 @@ class Stack:
         full = {**self.env, f"{prefix}HTTP_PORT": str(port), **(env or {})}
         with open(log, "wb") as out:  # noqa: ASYNC230 - once, at start-up
             popen = subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter and module
-                [sys.executable, "-m", module, "serve"],
-                cwd=ROOT,
+                [self.python, "-m", module, "serve"],
+                cwd=self.root,
                 env=full,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -178,29 +194,34 @@ async def wait_ready(proc: Proc, timeout_s: float = 180) -> None:
     raise RuntimeError(f"{proc.name} not ready in {timeout_s:.0f} s:\n{proc.tail()}")
 
 
-def _with_db(url: str, index: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{index}", parts.query, ""))
-
-
 @contextlib.asynccontextmanager
-async def isolated(name: str, *, log_level: str = "INFO") -> AsyncIterator[Stack]:
-    """A vhost, a database and the bench Redis index (flushed before and after), and a
-    :class:`Stack` whose processes are all stopped on the way out."""
-    redis_url = _with_db(os.environ.get("REDIS_URL", DEFAULT_REDIS), REDIS_DB)
-    await _flush(redis_url)
-    try:
-        async with _running(name, redis_url, log_level) as stack:
-            yield stack
-    finally:
-        # idempotency records live a week: never leave a run's keys in a shared Redis
-        await _flush(redis_url)
+async def isolated(
+    name: str, *, log_level: str = "INFO", root: Path | None = None
+) -> AsyncIterator[Stack]:
+    """A vhost, a database and a leased Redis database (emptied before and after), and
+    a :class:`Stack` whose processes are all stopped on the way out. ``root``: another
+    checkout whose services (``root/.venv/bin/python``) to run instead of this one's."""
+    # idempotency records live a week: the lease's release empties the database
+    with temporary_redis_db() as redis_url:
+        keep = asyncio.get_running_loop().create_task(_keep_lease(redis_url))
+        try:
+            async with _running(name, redis_url, log_level) as stack:
+                if root is not None:
+                    stack.root, stack.python = root, str(root / ".venv" / "bin" / "python")
+                yield stack
+        finally:
+            keep.cancel()
 
 
-async def _flush(redis_url: str) -> None:
+async def _keep_lease(redis_url: str) -> None:
+    """Renew the run's Redis lease (it expires after ``REDIS_LEASE_TTL_S`` otherwise, and
+    a test could lease and empty the database under a long benchmark)."""
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await client.flushdb()
+        token = await client.get(REDIS_LEASE_KEY)
+        while token is not None:
+            await asyncio.sleep(REDIS_LEASE_RENEW_S)
+            await client.eval(_RENEW, 1, REDIS_LEASE_KEY, token, REDIS_LEASE_TTL_S)
     finally:
         await client.aclose()
 

@@ -213,6 +213,15 @@ def _relay_rows(rl: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _outside(pt: dict[str, Any]) -> str:
+    """The sandbox's and the load driver's CPU per turn: shown, not counted."""
+    outside = pt.get("cpu_ms_outside") or {}
+    if not outside:
+        return ""
+    shown = ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in outside.items())
+    return f"; not counted: {shown} CPU ms"
+
+
 def _turn_cost_rows(tc: dict[str, Any]) -> list[list[str]]:
     """CPU ms per conversation turn, per process, at 10/s and at the knee; the knee."""
     rows: list[list[str]] = []
@@ -231,6 +240,7 @@ def _turn_cost_rows(tc: dict[str, Any]) -> list[list[str]]:
                 f"{pt['cpu_ms_own']:.1f}); per turn {pt['broker_published']:.1f} broker "
                 f"messages published, {pt['broker_consumed']:.1f} consumed, "
                 f"{pt['pg_commits']:.1f} PostgreSQL commits, {pt['webhooks']:.1f} webhooks"
+                + _outside(pt)
                 + (
                     ""
                     if step["settled"]
@@ -242,11 +252,17 @@ def _turn_cost_rows(tc: dict[str, Any]) -> list[list[str]]:
                 _met(pt["cpu_ms_total"] <= target["cpu_ms_per_turn"]),
             ]
         )
-    steps = tc.get("steps") or []
+    steps = [*(tc.get("steps") or []), *(tc.get("after_search") or [])]
+    at_100 = tc.get("at_100_per_s")
     rows.append(
         [
             f"knee: highest rate with round-trip p95 ≤ {target['p95_ms']} ms (stepped)",
-            f"{tc['knee_per_s']} conv/s" if tc.get("knee_per_s") else "none (the first step)",
+            (f"{tc['knee_per_s']} conv/s" if tc.get("knee_per_s") else "none (the first step)")
+            + (
+                f"; p95 at 100/s: {_fmt((at_100['latency_ms'] or {}).get('p95'), ' ms')}"
+                if at_100
+                else ""
+            ),
             "; ".join(
                 f"{s['rate_per_s']}/s p95 {_fmt((s['latency_ms'] or {}).get('p95'), ' ms')}"
                 for s in steps
