@@ -340,15 +340,19 @@ class Tx:
         existing = await _message(self._conn, self._sealer, "id = $1 FOR UPDATE", m.id)
         if existing is not None:
             return existing
-        if m.provider_message_id:
-            await self.claim_provider_id(m.id, m.provider, m.provider_message_id)
         recipient, recipient_enc = self._seal(m.tenant_id, m.recipient)
+        # the claim of the provider message id (claim_provider_id) in the same statement:
+        # no row when another message has it
         row = await self._conn.fetchrow(
             f"""
             INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
                 message_type, category, campaign_id, correlation_id, provider,
                 provider_message_id, status, status_rank, recipient_enc)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+                $8::text, $9::text, $10::text, $11::text, $12::text, $13::smallint, $14::bytea
+            WHERE $11::text IS NULL OR NOT EXISTS (
+                SELECT 1 FROM messages
+                WHERE provider_message_id = $11::text AND provider = $10::text AND id <> $1::text)
             RETURNING {_COLUMNS}
             """,  # noqa: S608
             m.id,
@@ -366,7 +370,11 @@ class Tx:
             RANK[Status.QUEUED],
             recipient_enc,
         )
-        assert row is not None
+        if row is None:
+            raise RejectedEvent(
+                f"provider message id {m.provider_message_id} belongs to another message",
+                message_id=m.id,
+            )
         return _record(row, self._sealer)
 
     async def claim_provider_id(
