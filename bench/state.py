@@ -308,6 +308,7 @@ async def cost_run(
     # a loaded machine may take minutes to start a service
     proc = await stack.start("state-manager", env=COST_CONFIGS[config], ready_timeout_s=300)
     await asyncio.sleep(PG_STATS_IDLE_S)  # start-up work done, its counts flushed
+    own = await asyncpg.connect(stack.env["DATABASE_URL"], server_settings={"search_path": SCHEMA})
     async with aiohttp.ClientSession() as http:
 
         async def progress() -> tuple[int, int]:
@@ -333,10 +334,15 @@ async def cost_run(
                 paced_publish(stack.env["AMQP_URL"], events, rate)
             )
             deadline = t0 + 300
+            drained = False
             while time.perf_counter() < deadline:
                 acked, published = await progress()
-                if acked - acked0 >= len(events) and published - published0 >= len(events):
-                    break
+                # every event acked and its outbox row (if one was written: only changes
+                # somebody reads are, flowchat_state_manager.audience) published
+                if acked - acked0 >= len(events):
+                    drained = not await own.fetchval("SELECT count(*) FROM outbox")
+                    if drained:
+                        break
                 await asyncio.sleep(0.1)
             await publisher
             elapsed = time.perf_counter() - t0
@@ -345,6 +351,7 @@ async def cost_run(
             backend_s = await backends.stop()
         text = await scrape(http, proc.url)
         batches = metric_sum(text, "flowchat_state_manager_batch_size_count") - batches0
+    await own.close()
     await stack.stop(proc)  # its backends exit and flush their counts
     await asyncio.sleep(0.5)
     commits = await _commits(admin, database) - commits0
@@ -355,7 +362,7 @@ async def cost_run(
         "events": n,
         "acked": acked - acked0,
         "published": published - published0,
-        "complete": acked - acked0 >= n and published - published0 >= n,
+        "complete": acked - acked0 >= n and drained,
         "seconds": round(elapsed, 2),
         "service_cpu_ms_per_event": round(service_s * 1000 / n, 3),
         "postgres_cpu_ms_per_event": round(backend_s * 1000 / n, 3),

@@ -1,7 +1,8 @@
 """The seams of the state-manager's core (pure Protocols; :mod:`.repository` implements them).
 
 - :class:`StatusTransaction` — the operations of one status transaction (rows locked);
-- :class:`StateStore` — opens those transactions, purges, counts (the write side);
+- :class:`StateStore` — opens those transactions (or records one status in one statement,
+  optimistically), purges, counts (the write side);
 - :class:`QueryStore` — tenant-scoped reads (the query API);
 - :class:`OutboxStore` — the transactional outbox the relay drains;
 - :class:`StatusAudience` — who reads status events now (:mod:`.audience`).
@@ -69,8 +70,46 @@ class StatusTransaction(Protocol):
     ) -> list[PendingStatus]: ...
 
 
+class Recorder(Protocol):
+    """Where :meth:`StatusTransaction.record` writes (a transaction, or one statement)."""
+
+    async def record(
+        self,
+        message_id: str,
+        tenant_id: str,
+        s: IncomingStatus,
+        *,
+        new_status: Status | None,
+        outbox: OutboxItem | None,
+        alias: str | None = None,
+        created_at: datetime,
+    ) -> bool: ...
+
+
 class StateStore(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[StatusTransaction]: ...
+
+    async def peek_by_provider_id(
+        self, provider: str, provider_message_id: str
+    ) -> tuple[MessageRecord, str] | None:
+        """The message as it is now (no lock) and its version."""
+        ...
+
+    async def record_if_unchanged(
+        self,
+        version: str,
+        message_id: str,
+        tenant_id: str,
+        s: IncomingStatus,
+        *,
+        new_status: Status | None,
+        outbox: OutboxItem | None,
+        alias: str | None = None,
+        created_at: datetime,
+    ) -> bool | None:
+        """``record`` in one statement, committed, while the message is still at
+        ``version``; None when it is not (nothing written)."""
+        ...
 
     async def purge_messages(
         self, cutoff: datetime, batch: int, default_days: int, longest_days: int

@@ -1,9 +1,12 @@
 """PostgreSQL access of the state-manager (asyncpg; schema ``state_manager``): the
 stores of :mod:`flowchat_state_manager.ports`, rows mapped to :mod:`.models` values here.
 
-Status handling runs in :meth:`Repository.transaction`: one transaction per queue
-message, the message row locked with ``SELECT … FOR UPDATE`` so concurrent events
-for one message serialize. When a provider message id is not mapped yet, a
+Status handling runs in :meth:`Repository.transaction`: one transaction per batch,
+the message row locked with ``SELECT … FOR UPDATE`` so concurrent events for one
+message serialize; or, for a status alone for a known message, an unlocked read
+(:meth:`Repository.peek_by_provider_id`) and one self-committing statement that locks
+the row and writes only while it is the version read
+(:meth:`Repository.record_if_unchanged`). When a provider message id is not mapped yet, a
 transaction-scoped advisory lock on it (and on the FlowChat message id) closes the
 race between a send result mapping it and a status being held for it.
 """
@@ -144,6 +147,139 @@ def _sealed_columns(
     return (out[0], out[1], out[2], out[3]) if changed else None
 
 
+#: Append a status to the history; when it is new, move the message and queue its event
+#: (:meth:`Tx.record`, inside the caller's transaction: the row locked already).
+_RECORD = """    WITH e AS (
+        INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
+            error_code, error_title, error_details, pricing_category, event_id,
+            sequence, received_at, message_created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+            COALESCE($17::bigint, nextval('status_learned_seq')),
+            COALESCE($18::timestamptz, now()), $19::timestamptz)
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    ), u AS (
+        UPDATE messages SET
+            status = CASE WHEN $10 THEN $11::text ELSE status END,
+            status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
+            error_code = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $5
+                WHEN $10 AND status = 'parked' THEN NULL ELSE error_code END,
+            error_title = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $6
+                WHEN $10 AND status = 'parked' THEN NULL ELSE error_title END,
+            error_details = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $7
+                WHEN $10 AND status = 'parked' THEN NULL ELSE error_details END,
+            pricing_category = COALESCE($8, pricing_category),
+            recipient_alias_enc = CASE WHEN recipient_alias IS NULL THEN $20::bytea
+                ELSE recipient_alias_enc END,
+            recipient_alias = COALESCE(recipient_alias, $16::text),
+            updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
+        WHERE id = $1 AND created_at = $19 AND EXISTS (SELECT 1 FROM e)
+          AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL)
+               OR ($16::text IS NOT NULL AND recipient_alias IS NULL))
+        RETURNING 1
+    ), o AS (
+        INSERT INTO outbox (event_id, routing_key, body)
+        SELECT $13::text, $14::text, $15::bytea
+        WHERE $10 AND $13::text IS NOT NULL AND EXISTS (SELECT 1 FROM e)
+        RETURNING 1
+    )
+    SELECT count(*) FROM e  -- u and o run to completion regardless (PostgreSQL docs)
+"""
+
+#: :data:`_RECORD` as a statement of its own (its own implicit transaction), for a message
+#: read without a lock: it locks the row and writes only when the row is still the
+#: version read (``xmin`` $21, which every UPDATE of the row changes); ``locked`` 0 when
+#: it is not (nothing written).
+_RECORD_IF_UNCHANGED = """    WITH g AS (
+        SELECT 1 FROM messages
+        WHERE id = $1 AND created_at = $19 AND xmin::text = $21
+        FOR UPDATE
+    ), e AS (
+        INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
+            error_code, error_title, error_details, pricing_category, event_id,
+            sequence, received_at, message_created_at)
+        SELECT $1::text, $2::text, $3::text, $4::timestamptz, $5::integer, $6::text,
+            $7::text, $8::text, $9::text,
+            COALESCE($17::bigint, nextval('status_learned_seq')),
+            COALESCE($18::timestamptz, now()), $19::timestamptz
+        WHERE EXISTS (SELECT 1 FROM g)
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+    ), u AS (
+        UPDATE messages SET
+            status = CASE WHEN $10 THEN $11::text ELSE status END,
+            status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
+            error_code = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $5
+                WHEN $10 AND status = 'parked' THEN NULL ELSE error_code END,
+            error_title = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $6
+                WHEN $10 AND status = 'parked' THEN NULL ELSE error_title END,
+            error_details = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $7
+                WHEN $10 AND status = 'parked' THEN NULL ELSE error_details END,
+            pricing_category = COALESCE($8, pricing_category),
+            recipient_alias_enc = CASE WHEN recipient_alias IS NULL THEN $20::bytea
+                ELSE recipient_alias_enc END,
+            recipient_alias = COALESCE(recipient_alias, $16::text),
+            updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
+        WHERE id = $1 AND created_at = $19 AND EXISTS (SELECT 1 FROM e)
+          AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL)
+               OR ($16::text IS NOT NULL AND recipient_alias IS NULL))
+        RETURNING 1
+    ), o AS (
+        INSERT INTO outbox (event_id, routing_key, body)
+        SELECT $13::text, $14::text, $15::bytea
+        WHERE $10 AND $13::text IS NOT NULL AND EXISTS (SELECT 1 FROM e)
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM g) AS locked, (SELECT count(*) FROM e) AS inserted
+"""
+
+
+def _seal(
+    sealer: IdentitySealer | None, tenant_id: str, customer_id: str | None
+) -> tuple[str | None, bytes | None]:
+    """A customer's id as stored: its keyed digest and Fernet token (clear without a sealer)."""
+    if sealer is None:
+        return customer_id, None
+    return sealer.seal(tenant_id, customer_id)
+
+
+def _record_args(
+    sealer: IdentitySealer | None,
+    message_id: str,
+    tenant_id: str,
+    s: IncomingStatus,
+    new_status: Status | None,
+    outbox: OutboxItem | None,
+    alias: str | None,
+    created_at: datetime,
+) -> tuple[Any, ...]:
+    """The parameters of :data:`_RECORD` / :data:`_RECORD_IF_UNCHANGED` ($1 to $20)."""
+    changed = new_status is not None
+    alias, alias_enc = _seal(sealer, tenant_id, alias)
+    return (
+        message_id,
+        tenant_id,
+        s.status.value,
+        s.provider_timestamp,
+        s.error_code,
+        s.error_title,
+        s.error_details,
+        s.pricing_category,
+        s.event_id,
+        changed,
+        new_status.value if new_status is not None else None,
+        RANK[new_status] if new_status is not None else None,
+        outbox.event_id if outbox else None,
+        outbox.routing_key if outbox else None,
+        outbox.body if outbox else None,
+        alias,
+        s.sequence,
+        s.received_at,
+        created_at,
+        alias_enc,
+    )
+
+
 class Tx:
     """The operations of one status transaction (one connection, one transaction)."""
 
@@ -154,9 +290,7 @@ class Tx:
         self._sealer = sealer
 
     def _seal(self, tenant_id: str, customer_id: str | None) -> tuple[str | None, bytes | None]:
-        if self._sealer is None:
-            return customer_id, None
-        return self._sealer.seal(tenant_id, customer_id)
+        return _seal(self._sealer, tenant_id, customer_id)
 
     async def lock_keys(self, keys: Sequence[str]) -> None:
         """Transaction-scoped advisory locks, always taken in sorted order (no deadlock)."""
@@ -206,15 +340,19 @@ class Tx:
         existing = await _message(self._conn, self._sealer, "id = $1 FOR UPDATE", m.id)
         if existing is not None:
             return existing
-        if m.provider_message_id:
-            await self.claim_provider_id(m.id, m.provider, m.provider_message_id)
         recipient, recipient_enc = self._seal(m.tenant_id, m.recipient)
+        # the claim of the provider message id (claim_provider_id) in the same statement:
+        # no row when another message has it
         row = await self._conn.fetchrow(
             f"""
             INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
                 message_type, category, campaign_id, correlation_id, provider,
                 provider_message_id, status, status_rank, recipient_enc)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+            SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+                $8::text, $9::text, $10::text, $11::text, $12::text, $13::smallint, $14::bytea
+            WHERE $11::text IS NULL OR NOT EXISTS (
+                SELECT 1 FROM messages
+                WHERE provider_message_id = $11::text AND provider = $10::text AND id <> $1::text)
             RETURNING {_COLUMNS}
             """,  # noqa: S608
             m.id,
@@ -232,7 +370,11 @@ class Tx:
             RANK[Status.QUEUED],
             recipient_enc,
         )
-        assert row is not None
+        if row is None:
+            raise RejectedEvent(
+                f"provider message id {m.provider_message_id} belongs to another message",
+                message_id=m.id,
+            )
         return _record(row, self._sealer)
 
     async def claim_provider_id(
@@ -282,66 +424,11 @@ class Tx:
         category or recipient ``alias``) and queue the ``outbox`` event (None: a change nobody
         reads, recorded without one). False when ``s`` is
         a duplicate."""
-        changed = new_status is not None
-        alias, alias_enc = self._seal(tenant_id, alias)
         value = await self._conn.fetchval(
-            """
-            WITH e AS (
-                INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
-                    error_code, error_title, error_details, pricing_category, event_id,
-                    sequence, received_at, message_created_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                    COALESCE($17::bigint, nextval('status_learned_seq')),
-                    COALESCE($18::timestamptz, now()), $19::timestamptz)
-                ON CONFLICT DO NOTHING
-                RETURNING 1
-            ), u AS (
-                UPDATE messages SET
-                    status = CASE WHEN $10 THEN $11::text ELSE status END,
-                    status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
-                    error_code = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $5
-                        WHEN $10 AND status = 'parked' THEN NULL ELSE error_code END,
-                    error_title = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $6
-                        WHEN $10 AND status = 'parked' THEN NULL ELSE error_title END,
-                    error_details = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $7
-                        WHEN $10 AND status = 'parked' THEN NULL ELSE error_details END,
-                    pricing_category = COALESCE($8, pricing_category),
-                    recipient_alias_enc = CASE WHEN recipient_alias IS NULL THEN $20::bytea
-                        ELSE recipient_alias_enc END,
-                    recipient_alias = COALESCE(recipient_alias, $16::text),
-                    updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
-                WHERE id = $1 AND created_at = $19 AND EXISTS (SELECT 1 FROM e)
-                  AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL)
-                       OR ($16::text IS NOT NULL AND recipient_alias IS NULL))
-                RETURNING 1
-            ), o AS (
-                INSERT INTO outbox (event_id, routing_key, body)
-                SELECT $13::text, $14::text, $15::bytea
-                WHERE $10 AND $13::text IS NOT NULL AND EXISTS (SELECT 1 FROM e)
-                RETURNING 1
-            )
-            SELECT count(*) FROM e  -- u and o run to completion regardless (PostgreSQL docs)
-            """,
-            message_id,
-            tenant_id,
-            s.status.value,
-            s.provider_timestamp,
-            s.error_code,
-            s.error_title,
-            s.error_details,
-            s.pricing_category,
-            s.event_id,
-            changed,
-            new_status.value if new_status is not None else None,
-            RANK[new_status] if new_status is not None else None,
-            outbox.event_id if outbox else None,
-            outbox.routing_key if outbox else None,
-            outbox.body if outbox else None,
-            alias,
-            s.sequence,
-            s.received_at,
-            created_at,
-            alias_enc,
+            _RECORD,
+            *_record_args(
+                self._sealer, message_id, tenant_id, s, new_status, outbox, alias, created_at
+            ),
         )
         return bool(value)
 
@@ -412,6 +499,53 @@ class Repository:
                 yield Tx(conn, self._sealer)
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(repr(exc), store="database") from exc
+
+    async def peek_by_provider_id(
+        self, provider: str, provider_message_id: str
+    ) -> tuple[MessageRecord, str] | None:
+        """The message with this provider id as it is now, read without a lock, and its
+        version (for :meth:`record_if_unchanged`)."""
+        try:
+            row = await self._pool.fetchrow(
+                f"SELECT {_COLUMNS}, xmin::text AS version FROM messages "  # noqa: S608
+                "WHERE provider = $1 AND provider_message_id = $2",
+                provider,
+                provider_message_id,
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(repr(exc), store="database") from exc
+        return (_record(row, self._sealer), row["version"]) if row else None
+
+    async def record_if_unchanged(
+        self,
+        version: str,
+        message_id: str,
+        tenant_id: str,
+        s: IncomingStatus,
+        *,
+        new_status: Status | None,
+        outbox: OutboxItem | None,
+        alias: str | None = None,
+        created_at: datetime,
+    ) -> bool | None:
+        """:meth:`Tx.record` in one statement of its own (one round trip, committed when
+        it returns), for a message read by :meth:`peek_by_provider_id`: it locks the row
+        and writes only while the row is still at ``version``. None: the row changed
+        since (nothing written: read it again, under a lock); else as :meth:`Tx.record`."""
+        try:
+            row = await self._pool.fetchrow(
+                _RECORD_IF_UNCHANGED,
+                *_record_args(
+                    self._sealer, message_id, tenant_id, s, new_status, outbox, alias, created_at
+                ),
+                version,
+            )
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(repr(exc), store="database") from exc
+        assert row is not None
+        if not row["locked"]:
+            return None
+        return bool(row["inserted"])
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:

@@ -1,0 +1,158 @@
+"""A status alone for a known message: read without a lock, then written in one statement
+of its own that locks the row and writes only while the row is still the version read
+(``StateService._status_alone``); anything else goes through a transaction."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import asyncpg
+
+from flowchat_platform.db import create_pool
+from flowchat_state_manager import SCHEMA
+from flowchat_state_manager.models import IncomingStatus, MessageRecord
+from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.service import StateService
+from flowchat_state_manager.state import Status
+
+
+async def _statements(pool: asyncpg.Pool) -> Counter[str]:
+    """Every statement the pool's connections send from now on, by first word."""
+    counts: Counter[str] = Counter()
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    try:
+        for conn in held:
+            conn.add_query_logger(lambda r: counts.update([r.query.split()[0].upper()]))
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    return counts
+
+
+async def _history(pool: asyncpg.Pool, mid: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT status FROM message_events WHERE message_id = $1 ORDER BY sequence", mid
+    )
+    return [r["status"] for r in rows]
+
+
+async def test_a_status_for_a_known_message_takes_two_statements_and_no_transaction(
+    state_pool: asyncpg.Pool, database_url: str, build: Any
+) -> None:
+    # as the app's pool: no reset query at release
+    pool = await create_pool(database_url, schema=SCHEMA, max_size=2, reset=False)
+    try:
+        await _known_message_in_two_statements(pool, build)
+    finally:
+        await pool.close()
+
+
+async def _known_message_in_two_statements(state_pool: asyncpg.Pool, build: Any) -> None:
+    service = StateService(Repository(state_pool))
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid))
+    counts = await _statements(state_pool)
+    handled = await service.record_status(build.status_update(wamid, "delivered"))
+    assert handled.outcomes == [("delivered", "applied")]
+    assert counts == Counter({"SELECT": 1, "WITH": 1})  # no BEGIN, no COMMIT
+    # a duplicate writes nothing; one out of order is kept in the history only
+    assert (await service.record_status(build.status_update(wamid, "delivered"))).outcomes == [
+        ("delivered", "duplicate")
+    ]
+    assert (await service.record_status(build.status_update(wamid, "sent"))).outcomes == [
+        ("sent", "out_of_order")
+    ]
+    row = await state_pool.fetchrow("SELECT status, status_rank FROM messages WHERE id = $1", mid)
+    assert row is not None
+    assert (row["status"], row["status_rank"]) == ("delivered", 3)
+    assert await _history(state_pool, mid) == ["accepted", "delivered", "sent"]
+
+
+async def test_a_write_at_a_stale_version_changes_nothing(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    repository = Repository(state_pool)
+    service = StateService(repository)
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid))
+    peeked = await repository.peek_by_provider_id("meta", wamid)
+    assert peeked is not None
+    row, version = peeked
+    await service.record_status(build.status_update(wamid, "read"))  # the row moves on
+    incoming = IncomingStatus(
+        status=Status.DELIVERED, provider_timestamp=row.created_at, event_id="evt-stale"
+    )
+    outcome = await repository.record_if_unchanged(
+        version,
+        row.id,
+        row.tenant_id,
+        incoming,
+        new_status=Status.DELIVERED,
+        outbox=None,
+        created_at=row.created_at,
+    )
+    assert outcome is None
+    assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "read"
+    assert await _history(state_pool, mid) == ["accepted", "read"]
+    # at the row's version now, it writes (out of order: history only)
+    fresh = await repository.peek_by_provider_id("meta", wamid)
+    assert fresh is not None
+    assert fresh[1] != version
+    outcome = await repository.record_if_unchanged(
+        fresh[1],
+        row.id,
+        row.tenant_id,
+        incoming,
+        new_status=None,
+        outbox=None,
+        created_at=row.created_at,
+    )
+    assert outcome is True
+    assert await _history(state_pool, mid) == ["accepted", "read", "delivered"]
+
+
+class _Racing(Repository):
+    """Applies ``racer`` (another replica's status) right after the unlocked read."""
+
+    racer: Any = None
+
+    async def peek_by_provider_id(
+        self, provider: str, provider_message_id: str
+    ) -> tuple[MessageRecord, str] | None:
+        peeked = await super().peek_by_provider_id(provider, provider_message_id)
+        if self.racer is not None:
+            racer, self.racer = self.racer, None
+            await StateService(Repository(self._pool)).record_status(racer)
+        return peeked
+
+
+async def test_a_message_changed_after_the_read_is_applied_in_a_transaction(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    repository = _Racing(state_pool)
+    service = StateService(repository)
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid))
+    # read at "accepted"; "read" lands before the write: "delivered" must not win
+    repository.racer = build.status_update(wamid, "read")
+    counts = await _statements(state_pool)
+    handled = await service.record_status(build.status_update(wamid, "delivered"))
+    assert handled.outcomes == [("delivered", "out_of_order")]
+    assert counts["BEGIN;"] == counts["COMMIT;"] == 1  # the fallback's transaction
+    assert counts["WITH"] == 3  # the racer's write, the stale one, the fallback's
+    assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "read"
+    assert await _history(state_pool, mid) == ["accepted", "read", "delivered"]
+
+
+async def test_a_status_for_an_unknown_message_is_held_in_a_transaction(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    service = StateService(Repository(state_pool))
+    mid, wamid = build.new_ids()
+    handled = await service.record_status(build.status_update(wamid, "delivered"))
+    assert handled.outcomes == [("delivered", "pending")]
+    await service.record_send_result(build.send_result(mid, wamid))
+    assert (
+        await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "delivered"
+    )
