@@ -26,12 +26,8 @@ def fresh_redis_url(tmp_path: Path) -> Iterator[str]:
 async def marked(store: GatewayStore, keys: list[str], ttl_s: int) -> None:
     """``mark_later`` and wait for it (the service does not)."""
     errors: list[BaseException] = []
-    before = store._batcher.items
     store.mark_later(keys, ttl_s, errors.append)
-    for _ in range(200):
-        await asyncio.sleep(0.005)
-        if not store._batcher._tasks and store._batcher.items > before:
-            break
+    await store.flush()
     assert errors == []
 
 
@@ -90,6 +86,30 @@ async def test_a_claim_held_is_in_flight_until_marked_done_or_released(
         await redis.aclose()
 
 
+async def test_marks_ride_with_the_next_claim_or_go_after_the_linger(
+    fresh_redis_url: str,
+) -> None:
+    redis = create_redis(fresh_redis_url)
+    store = GatewayStore(redis, mark_linger_s=0.2)
+    try:
+        a, b, c = (store.dedupe_key("acc-1", f"evt-{n}") for n in "abc")
+        await store.claim([a, b], 30)
+        errors: list[BaseException] = []
+        store.mark_later([a], 600, errors.append)
+        await asyncio.sleep(0.05)
+        assert await redis.get(a) != b"1"  # waiting for a claim to ride with
+        before = store._batcher.batches
+        claimed = await store.claim([a, c], 30)
+        assert store._batcher.batches == before + 1  # the mark and the claim: one EVALSHA
+        assert claimed.done == {a}  # the mark ran first
+        store.mark_later([b], 600, errors.append)
+        await asyncio.sleep(0.4)  # no claim came: sent after the linger
+        assert await redis.get(b) == b"1"
+        assert errors == []
+    finally:
+        await redis.aclose()
+
+
 async def test_a_mark_that_fails_reports_it(fresh_redis_url: str) -> None:
     redis = create_redis(fresh_redis_url)
     store = GatewayStore(redis, timeout_s=0.2)
@@ -97,10 +117,7 @@ async def test_a_mark_that_fails_reports_it(fresh_redis_url: str) -> None:
         await redis.execute_command("CLIENT", "PAUSE", "1000", "ALL")
         errors: list[BaseException] = []
         store.mark_later([store.dedupe_key("acc-1", "evt-1")], 60, errors.append)
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if errors:
-                break
+        await store.flush()
         assert len(errors) == 1  # timed out, reported (not raised into the loop)
     finally:
         await redis.aclose()

@@ -257,6 +257,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await background.stop()
             await amqp.close(settings.shutdown_grace_s)
+            await store.flush()  # the dedupe marks still waiting
             await redis.aclose()
             await session.close()
             log.info("stopped")

@@ -9,7 +9,8 @@ Webhooks' dedupe claims and marks and the customers' windows go through a
 :class:`~flowchat_platform.redis_batch.RedisBatcher`: the webhooks in flight at once
 share one ``EVALSHA``. A webhook with messages waits for one round trip (its claims and
 windows, before the publish); its marks go after the confirm without being waited for,
-in the next batch (with other webhooks' claims, under load).
+with the next webhook's claims (or alone after ``mark_linger_s``): one round trip per
+webhook with messages, at any rate.
 
 Keys::
 
@@ -34,6 +35,7 @@ Keys::
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 import time
@@ -102,9 +104,15 @@ class GatewayStore:
     """Redis behind :class:`~flowchat_gateway.ports.DedupeStore` and
     :class:`~flowchat_gateway.ports.SendStore`."""
 
-    def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 0.5) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, timeout_s: float = 0.5, mark_linger_s: float = 0.5
+    ) -> None:
         self._redis = redis
         self.timeout_s = timeout_s
+        #: How long a mark waits for a claim to ride with (far below the claim's TTL).
+        self.mark_linger_s = mark_linger_s
+        self._marks: list[tuple[list[str], int, Callable[[BaseException], None]]] = []
+        self._linger: asyncio.TimerHandle | None = None
         # the batcher bounds each batch by the timeout (the webhooks' scripts): one timer
         # per batch instead of one per call
         self._batcher = RedisBatcher(redis, timeout_s=timeout_s)
@@ -146,6 +154,8 @@ class GatewayStore:
         and move the customers' windows (``(tenant_id, account_id, customer_wa_id,
         unix_seconds)``) forward: one batch, the webhook's one awaited round trip."""
         token = f"p:{self._token_prefix}{next(self._tokens)}"
+        if self._marks:  # earlier webhooks' marks ride with this claim, before it
+            self._send_marks()
         groups = _by_slot(keys)
         calls: list[tuple[LuaScript, list[str], list[Any]]] = [
             (_CLAIM, group, [ttl_s, token]) for group in groups
@@ -167,19 +177,35 @@ class GatewayStore:
     def mark_later(
         self, keys: list[str], ttl_s: int, on_error: Callable[[BaseException], None]
     ) -> None:
-        """Turn claims into marks (done, for ``ttl_s``) in the batcher's next batch,
-        without waiting for it: the webhook is answered meanwhile and the marks ride
-        with other webhooks' claims. A mark that fails calls ``on_error``; its claim
-        expires and a redelivery is published again (consumers dedupe by event id)."""
+        """Turn claims into marks (done, for ``ttl_s``) without waiting: they go with the
+        next webhook's claim (same ``EVALSHA``, before it), or after ``mark_linger_s``
+        when no webhook comes, or at :meth:`flush`. A mark that fails calls
+        ``on_error``; its claim expires and a redelivery is published again (consumers
+        dedupe by event id)."""
+        self._marks.append((keys, ttl_s, on_error))
+        if self._linger is None:
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(self.mark_linger_s, self._send_marks)
 
-        def settled(future: asyncio.Future[Any]) -> None:
-            if future.cancelled():
-                on_error(asyncio.CancelledError())
-            elif (exc := future.exception()) is not None:
-                on_error(exc)
+    def _send_marks(self) -> list[asyncio.Future[Any]]:
+        """The marks waiting, into the batcher's next batch; their futures."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        waiting, self._marks = self._marks, []
+        futures: list[asyncio.Future[Any]] = []
+        for keys, ttl_s, on_error in waiting:
+            for group in _by_slot(keys):
+                future = self._batcher.script_later(_MARK, group, [ttl_s])
+                future.add_done_callback(functools.partial(_report, on_error))
+                futures.append(future)
+        return futures
 
-        for group in _by_slot(keys):
-            self._batcher.script_later(_MARK, group, [ttl_s]).add_done_callback(settled)
+    async def flush(self) -> None:
+        """Send the marks still waiting and wait for them (at shutdown)."""
+        futures = self._send_marks()
+        if futures:
+            await asyncio.wait(futures)
 
     async def release(self, keys: list[str], token: str) -> None:
         """Drop the claims of ``keys`` still held under ``token`` (their publish failed:
@@ -245,6 +271,13 @@ class GatewayStore:
         key = customer_window_key(tenant_id, account_id, customer_id.lstrip("+"))
         raw = await self._call(lambda: self._redis.get(key))
         return int(raw) if raw is not None else None
+
+
+def _report(on_error: Callable[[BaseException], None], future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        on_error(asyncio.CancelledError())
+    elif (exc := future.exception()) is not None:
+        on_error(exc)
 
 
 def _window_calls(
