@@ -264,18 +264,21 @@ async def test_sender_scripts_on_a_redis_cluster(
     provider = Provider()
     customer, opted, silent = "16505550100", "16505550111", "16505550122"
 
-    # the gateway's own store writes the marks and windows (one batch over many slots;
+    # the gateway's own store writes the claims and windows (one batch over many slots;
     # the first batch loads the scripts on every primary: not the deadline under test)
     gateway = GatewayStore(client, timeout_s=5)
     now = int(time.time())
-    await gateway.record(
+    window_claims = await gateway.claim(
         [gateway.dedupe_key(f"acc-{t}", "evt-1") for t in tenants],
         600,
         [(t, f"acc-{t}", customer, now) for t in tenants]
         + [(t, f"acc-{t}", silent, now - 30 * 3600) for t in tenants],
     )
+    assert window_claims.done == window_claims.in_flight == frozenset()
     marks = [gateway.dedupe_key(f"acc-{t}", f"evt-{n}") for t in tenants for n in (1, 2)]
-    assert len(await gateway.seen(marks)) == len(tenants)  # MGET over slots
+    taken = await gateway.claim(marks, 600)  # one script per slot
+    assert len(taken.in_flight) == len(tenants)
+    assert taken.done == frozenset()
     for t in tenants:
         await client.sadd(optout_key(t), opted)
 

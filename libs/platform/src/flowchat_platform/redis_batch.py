@@ -81,6 +81,12 @@ class Batcher(ABC, Generic[T]):
 
     async def submit(self, item: T) -> Any:
         """Send ``item`` in the next batch; its reply (or its error, raised)."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: T) -> asyncio.Future[Any]:
+        """Queue ``item`` for the next batch without waiting for it: its future (its
+        reply, or its error). A caller that does not await it must take its exception
+        (a done callback), or asyncio logs it as never retrieved."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((item, future))
@@ -89,7 +95,7 @@ class Batcher(ABC, Generic[T]):
         elif not self._scheduled and self._in_flight < self.max_in_flight:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     @abstractmethod
     async def _run(self, items: list[T]) -> list[Any]:
@@ -232,6 +238,13 @@ class RedisBatcher(Batcher[_Item]):
     async def script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` in the next batch; its reply (or its error, raised)."""
         return await self.submit((self._bundle.id_of(script), keys, args, False))
+
+    def script_later(
+        self, script: LuaScript, keys: list[str], args: list[Any]
+    ) -> asyncio.Future[Any]:
+        """Queue ``script`` for the next batch without waiting: its reply's future (work
+        whose outcome the caller does not wait for, such as a mark after the fact)."""
+        return self.enqueue((self._bundle.id_of(script), keys, args, False))
 
     async def durable_script(self, script: LuaScript, keys: list[str], args: list[Any]) -> Durable:
         """Run ``script`` in the next batch and wait for ``replicas`` to acknowledge it

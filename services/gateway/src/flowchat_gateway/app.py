@@ -30,6 +30,7 @@ from flowchat_gateway.cloud_api_service import CloudApiService
 from flowchat_gateway.errors import (
     CloudApiError,
     GatewayError,
+    InFlight,
     InvalidSignature,
     RateLimited,
     SendRejected,
@@ -184,6 +185,9 @@ def refusal(request: Request, exc: GatewayError) -> ApiError:
             details=[{"dependency": exc.dependency}] if surface.provider is not None else [],
             headers={"Retry-After": surface.retry_after},
         )
+    if isinstance(exc, InFlight):
+        surface.count("in_flight")
+        return ApiError(409, "in_flight", str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, RateLimited):
         surface.count("rate_limited")
         retry_after = str(int(exc.retry_after_s + 0.999))
@@ -220,6 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
             publisher=publisher,
             store=store,
             dedupe_window_s=settings.dedupe_window_s,
+            dedupe_claim_s=settings.dedupe_claim_s,
         )
         app.state.send = send = SendService(
             tenants=tenants,
@@ -252,6 +257,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await background.stop()
             await amqp.close(settings.shutdown_grace_s)
+            await store.flush()  # the dedupe marks still waiting
             await redis.aclose()
             await session.close()
             log.info("stopped")

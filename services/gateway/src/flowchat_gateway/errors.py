@@ -10,6 +10,10 @@ and FlowChat's error body (``{"error": {"code", "message", "details"}}``).
     │   ├── Unavailable              503 unavailable: broker, tenant service, state-manager or
     │   │                            Redis (send API) cannot answer; the caller retries (Meta
     │   │                            does, for 7 days)
+    │   ├── InFlight                 409 in_flight: a webhook event another request is still
+    │   │                            publishing (or one that died left its claim: it expires
+    │   │                            in ``dedupe_claim_s``); the provider retries, then finds
+    │   │                            it done (a duplicate) or free
     │   ├── SendRejected             the send or query API refuses the request (4xx): its
     │   │   │                        ``code``, one of :data:`REJECTIONS`, says why
     │   │   └── RateLimited          429 rate_limited (with Retry-After)
@@ -80,6 +84,12 @@ class Unavailable(GatewayError):
     def __init__(self, message: str, *, dependency: str) -> None:
         super().__init__(message)
         self.dependency = dependency
+
+
+class InFlight(GatewayError):
+    def __init__(self, message: str, *, events: int) -> None:
+        super().__init__(message)
+        self.events = events
 
 
 class SendRejected(GatewayError):

@@ -20,7 +20,7 @@ services decide what each means (degrade, or refuse with ``Unavailable``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -104,21 +104,38 @@ class Accounts(Protocol):
     async def verify_token_known(self, token: str) -> bool: ...
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """One webhook's dedupe claim: the keys marked done before (duplicates), the keys
+    another request holds (in flight), and the token the rest were claimed under."""
+
+    token: str
+    done: frozenset[str]
+    in_flight: frozenset[str]
+
+
 class DedupeStore(Protocol):
-    """Webhook dedupe marks and customer-service windows; ``StoreUnavailable`` on failure."""
+    """Webhook dedupe claims and marks and customer-service windows; ``StoreUnavailable``
+    on failure."""
 
     def dedupe_key(self, account_id: str, event_id: str) -> str:
         """The mark of one event (events of a request are deduplicated by it, too)."""
 
-    async def seen(self, keys: list[str]) -> set[str]:
-        """The subset of ``keys`` already marked."""
-
-    async def record(
-        self, marks: Iterable[str], ttl_s: int, windows: Iterable[tuple[str, str, str, int]] = ()
-    ) -> None:
-        """Mark ``marks`` for ``ttl_s`` and move the customers' windows
+    async def claim(
+        self, keys: list[str], ttl_s: int, windows: Iterable[tuple[str, str, str, int]] = ()
+    ) -> Claimed:
+        """Claim ``keys`` not seen yet for ``ttl_s`` and move the customers' windows
         (``(tenant_id, account_id, customer_wa_id, unix_seconds)``) forward, in one round
         trip."""
+
+    def mark_later(
+        self, keys: list[str], ttl_s: int, on_error: Callable[[BaseException], None]
+    ) -> None:
+        """Mark claimed ``keys`` done for ``ttl_s`` without waiting (``on_error`` when
+        that fails: the claims expire)."""
+
+    async def release(self, keys: list[str], token: str) -> None:
+        """Drop the claims of ``keys`` still held under ``token``."""
 
 
 class SendStore(Protocol):

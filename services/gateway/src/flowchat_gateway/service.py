@@ -6,10 +6,18 @@ hides behind :class:`~flowchat_gateway.ports.Publisher`, Redis behind
 :class:`~flowchat_gateway.ports.Accounts` (see :mod:`flowchat_gateway.ports`).
 
 A webhook is answered 200 only after every event it carries is confirmed by the
-broker (:meth:`WebhookService._deliver`). Dedupe marks are written only after that
-confirm, so a request that failed half-way is retried by Meta and nothing is lost;
-when Redis is down the events are published anyway (consumers are idempotent by
-``event_id``, which :mod:`flowchat_gateway.normalize` derives from the provider's ids).
+broker (:meth:`WebhookService._deliver`). Its messages are deduplicated in one Redis
+round trip before the publish: each event's key is *claimed* (held for
+``dedupe_claim_s`` under the request's token) unless it is marked done (a duplicate:
+not published, 200) or held by another request (in flight: 409, the provider retries).
+Once the broker confirms, the claims become marks (7 days) without the request waiting
+for it; events the broker did not confirm are released, and the request is answered
+503. A gateway that dies between claim and confirm leaves claims that expire, so the
+provider's retry is answered 409 until then and published after: never 200 for an
+event that is not durable. When Redis is down the events are published anyway
+(consumers are idempotent by ``event_id``, which :mod:`flowchat_gateway.normalize`
+derives from the provider's ids; the conversation service records each handled message
+in ``handled_messages``).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from pydantic import ValidationError
 from flowchat_contracts import InboundMessage, InboundMessageV2, StatusUpdate, topology
 from flowchat_contracts import utcnow as _utcnow
 from flowchat_gateway import metrics
-from flowchat_gateway.errors import InvalidSignature, Unavailable, UnknownAccount
+from flowchat_gateway.errors import InFlight, InvalidSignature, Unavailable, UnknownAccount
 from flowchat_gateway.normalize import (
     AccountRef,
     Change,
@@ -47,7 +55,7 @@ from flowchat_gateway.normalize import (
     status_from_twilio,
     without_nul,
 )
-from flowchat_gateway.ports import Accounts, DedupeStore, Outgoing, Publisher, encode
+from flowchat_gateway.ports import Accounts, Claimed, DedupeStore, Outgoing, Publisher, encode
 from flowchat_gateway.signatures import meta_signature_valid, twilio_signature_valid
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import StoreUnavailable, UpstreamError
@@ -201,12 +209,14 @@ class WebhookService:
         publisher: Publisher,
         store: DedupeStore,
         dedupe_window_s: int,
+        dedupe_claim_s: int = 30,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.tenants = tenants
         self.publisher = publisher
         self.store = store
         self.dedupe_window_s = dedupe_window_s
+        self.dedupe_claim_s = dedupe_claim_s
         self.clock = clock
         self._known_secrets: OrderedDict[str, None] = OrderedDict()
 
@@ -412,29 +422,54 @@ class WebhookService:
             unique_parked.setdefault(key, piece)
         return unique, unique_parked
 
-    async def _seen(self, provider: str, keys: list[str]) -> set[str]:
-        """The dedupe marks already written; none when Redis is down (publish anyway)."""
+    async def _claim(
+        self, provider: str, keys: list[str], windows: list[tuple[str, str, str, int]]
+    ) -> Claimed | None:
+        """The webhook's claims and the customers' windows, one Redis round trip; None
+        when Redis is down (publish anyway: consumers dedupe by event id)."""
         try:
-            return await self.store.seen(keys)
+            return await self.store.claim(keys, self.dedupe_claim_s, windows)
         except StoreUnavailable as exc:
             metrics.DEDUPE_UNAVAILABLE.labels(provider, "check").inc()
-            log.warning("dedupe check skipped: redis unavailable; publishing", error=str(exc))
-            return set()
-
-    async def _mark(
-        self, provider: str, marks: list[str], windows: list[tuple[str, str, str, int]]
-    ) -> None:
-        """Dedupe marks and customers' windows, in one Redis round trip."""
-        try:
-            await self.store.record(marks, self.dedupe_window_s, windows)
-        except StoreUnavailable as exc:
-            metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
             if windows:
                 metrics.DEDUPE_UNAVAILABLE.labels("any", "customer_window").inc()
-            log.warning(
-                "dedupe marks and customer windows not written: redis unavailable",
-                error=str(exc),
-            )
+            log.warning("dedupe check skipped: redis unavailable; publishing", error=str(exc))
+            return None
+
+    def _mark(self, provider: str, keys: list[str]) -> None:
+        """Claims of confirmed events become marks, without waiting: a mark that fails
+        leaves its claim to expire, and a redelivery after that is published again."""
+
+        def failed(exc: BaseException) -> None:
+            metrics.DEDUPE_UNAVAILABLE.labels(provider, "mark").inc()
+            log.warning("dedupe marks not written: redis unavailable", error=repr(exc))
+
+        self.store.mark_later(keys, self.dedupe_window_s, failed)
+
+    async def _release(self, provider: str, keys: list[str], token: str) -> None:
+        """Free the claims of events the broker did not confirm, so the provider's retry
+        publishes them (when Redis fails here, the claims expire first)."""
+        try:
+            await self.store.release(keys, token)
+        except StoreUnavailable as exc:
+            metrics.DEDUPE_UNAVAILABLE.labels(provider, "release").inc()
+            log.warning("dedupe claims not released: redis unavailable", error=str(exc))
+
+    async def _settle(
+        self,
+        provider: str,
+        claimed: Claimed,
+        claims: list[str],
+        results: list[BaseException | None],
+    ) -> None:
+        """Mark what the broker confirmed, even when another event failed (the provider
+        retries the whole request: those must not be published twice); release the rest."""
+        marks = [key for key, error in zip(claims, results, strict=True) if error is None]
+        if marks:
+            self._mark(provider, marks)
+        if len(marks) < len(claims):
+            unconfirmed = [key for key, error in zip(claims, results, strict=True) if error]
+            await self._release(provider, unconfirmed, claimed.token)
 
     async def _deliver(
         self,
@@ -448,14 +483,20 @@ class WebhookService:
         unique, unique_parked = self._keyed(provider, events, parked)
         # Statuses alone skip Redis: the state-manager applies each status event once
         # (by event id, forward only), so a redelivered one costs a no-op downstream,
-        # less than two Redis round trips here on every status webhook.
+        # less than a Redis round trip here on every status webhook.
         remembered = bool(unique_parked) or not all(
             isinstance(event, StatusUpdate) for event in unique.values()
         )
-        seen = await self._seen(provider, [*unique, *unique_parked]) if remembered else set()
-        fresh = [(key, event) for key, event in unique.items() if key not in seen]
-        fresh_parked = [(key, p) for key, p in unique_parked.items() if key not in seen]
-        duplicates = len(events) - len(fresh)
+        claimed: Claimed | None = None
+        if remembered:
+            # The customer wrote (Meta signed it): the window opens whether or not the
+            # broker confirms, and before the message can reach the bot and its reply
+            # the sender's window check.
+            windows = _customer_windows(unique.values())
+            claimed = await self._claim(provider, [*unique, *unique_parked], windows)
+        taken = claimed.done | claimed.in_flight if claimed is not None else frozenset()
+        fresh = [(key, event) for key, event in unique.items() if key not in taken]
+        fresh_parked = [(key, p) for key, p in unique_parked.items() if key not in taken]
         outgoing = [route_event(event) for _, event in fresh]
         outgoing += [route_parked(provider, piece, correlation_id) for _, piece in fresh_parked]
 
@@ -463,27 +504,20 @@ class WebhookService:
         results = await self.publisher.publish_all(outgoing) if outgoing else []
         metrics.publish_seconds(provider).observe(time.perf_counter() - started)
 
+        claims = [key for key, _ in fresh] + [key for key, _ in fresh_parked]
         confirmed = [
             (key, event)
             for (key, event), error in zip(fresh, results[: len(fresh)], strict=True)
             if error is None
         ]
-        parked_marks = [
-            key
-            for (key, _), error in zip(fresh_parked, results[len(fresh) :], strict=True)
-            if error is None
-        ]
         failures = [error for error in results if error is not None]
-        # Mark what the broker confirmed, even when another event failed: Meta retries
-        # the whole request and those must not be published twice. The customers'
-        # windows open only with a fully confirmed request (one Redis round trip for both).
-        if remembered:
-            windows = [] if failures else _customer_windows(event for _, event in confirmed)
-            await self._mark(provider, [key for key, _ in confirmed] + parked_marks, windows)
+        if claimed is not None:
+            await self._settle(provider, claimed, claims, results)
         for _, event in confirmed:
             metrics.events(provider, event.kind, metric_type(event), "published").inc()
+        done = claimed.done if claimed is not None else frozenset()
         for key, event in unique.items():
-            if key in seen:
+            if key in done:
                 metrics.EVENTS.labels(provider, event.kind, metric_type(event), "duplicate").inc()
 
         if failures:
@@ -497,11 +531,19 @@ class WebhookService:
                 f"{len(failures)} of {len(outgoing)} events not confirmed by the broker",
                 dependency="broker",
             )
+        if claimed is not None and claimed.in_flight:
+            held = len(claimed.in_flight)
+            log.info("webhook events in flight in another request", count=held)
+            raise InFlight(
+                f"{held} events of this webhook are being published by another request; retry",
+                events=held,
+            )
         for _, piece in fresh_parked:
             metrics.PARKED.labels(provider, piece.reason).inc()
         parked_again = len(parked) - len(fresh_parked)
         if parked_again:
             log.info("parked pieces seen before, not parked again", count=parked_again)
+        duplicates = len(events) - len(fresh)
         if fresh or not (duplicates or parked):
             outcome = "accepted"
         elif duplicates or not fresh_parked:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from flowchat_platform.settings import ServiceSettings, check_secret, infra
@@ -26,6 +26,10 @@ class Settings(ServiceSettings):
     public_url: str = "http://127.0.0.1:8700"
     #: How long a provider message id (or wamid + status) is remembered.
     dedupe_window_s: int = Field(default=SEVEN_DAYS_S, ge=SEVEN_DAYS_S)
+    #: How long a webhook's claim on its events holds while it publishes them (a retry
+    #: meanwhile gets 409); past it a claim left by a gateway that died is free again.
+    #: Longer than a publish and the Redis calls around it.
+    dedupe_claim_s: int = Field(default=30, ge=2)
     #: How long an ``Idempotency-Key`` of the send API is remembered.
     idempotency_window_s: int = Field(default=24 * 3600, ge=60)
     #: Meta's payloads are up to 3 MB.
@@ -45,6 +49,14 @@ class Settings(ServiceSettings):
     sender_url: str = infra("FLOWCHAT_SENDER_URL", "http://127.0.0.1:8703")
     #: Bound of one media upload through the sender.
     media_timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _claim_outlives_a_publish(self) -> Settings:
+        if self.dedupe_claim_s <= self.publish_timeout_s + 2 * self.redis_timeout_s:
+            raise ValueError(
+                "dedupe_claim_s must be longer than publish_timeout_s + 2 x redis_timeout_s"
+            )
+        return self
 
     def check_secrets(self) -> None:
         check_secret(self.service_token, "FLOWCHAT_SERVICE_TOKEN")

@@ -5,16 +5,22 @@ Every call is bounded (the client's socket timeouts plus ``timeout_s``) and any
 Redis failure surfaces as :class:`StoreUnavailable`; the caller decides whether
 that degrades (webhooks publish anyway) or refuses (send API → 503).
 
-Webhooks' dedupe checks and marks and the customers' windows go through a
+Webhooks' dedupe claims and marks and the customers' windows go through a
 :class:`~flowchat_platform.redis_batch.RedisBatcher`: the webhooks in flight at once
-share one ``EVALSHA`` (under load, a fraction of a round trip per webhook, not two).
+share one ``EVALSHA``. A webhook with messages waits for one round trip (its claims and
+windows, before the publish); its marks go after the confirm without being waited for,
+with the next webhook's claims (or alone after ``mark_linger_s``): one round trip per
+webhook with messages, at any rate.
 
 Keys::
 
-    flowchat:gateway:dedupe:{<account_id>}:<event_id>    "1", TTL dedupe window (≥ 7 days);
-                                                         one hash slot per account, so a
-                                                         webhook's marks are one script
-                                                         call on a Redis Cluster too
+    flowchat:gateway:dedupe:{<account_id>}:<event_id>    "p:<token>" while a request
+                                                         publishes it (TTL the claim, 30 s),
+                                                         then "1", TTL dedupe window
+                                                         (≥ 7 days); one hash slot per
+                                                         account, so a webhook's claims
+                                                         are one script call on a Redis
+                                                         Cluster too
     flowchat:gateway:idem:<tenant_id>:<sha256(key)>      JSON record, TTL 24 h
     flowchat:gateway:rate:<key_id>:<minute>              request count, TTL 2 min
     flowchat:csw:{<tenant_id>}:<account_id>:<customer_wa_id>
@@ -29,16 +35,19 @@ Keys::
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from itertools import count
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from flowchat_contracts.shared_state import customer_window_key
-from flowchat_gateway.ports import IdempotencyRecord
+from flowchat_gateway.ports import Claimed, IdempotencyRecord
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.redis_batch import LuaScript, RedisBatcher
 
@@ -57,16 +66,37 @@ else
 end
 return 1
 """)
-# Which of KEYS are marked (1) or not (0).
-_SEEN = LuaScript("""
+# Claim each of KEYS not seen yet for ARGV[1] seconds under the token ARGV[2]; per key
+# 0 = claimed by this call, 1 = marked done (published before), 2 = claimed by another
+# request still publishing it (or by one that died: the claim expires).
+_CLAIM = LuaScript("""
 local out = {}
-for i, key in ipairs(KEYS) do out[i] = redis.call('EXISTS', key) end
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if not v then
+    redis.call('SET', key, ARGV[2], 'EX', ARGV[1])
+    out[i] = 0
+  elseif v == '1' then
+    out[i] = 1
+  else
+    out[i] = 2
+  end
+end
 return out
 """)
-# Mark KEYS for ARGV[1] seconds.
+_DONE, _HELD = 1, 2
+# Mark KEYS done ("1") for ARGV[1] seconds.
 _MARK = LuaScript("""
 for _, key in ipairs(KEYS) do redis.call('SET', key, '1', 'EX', ARGV[1]) end
 return #KEYS
+""")
+# Drop the claims of KEYS still held under the token ARGV[1].
+_RELEASE = LuaScript("""
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then n = n + redis.call('DEL', key) end
+end
+return n
 """)
 
 
@@ -74,12 +104,21 @@ class GatewayStore:
     """Redis behind :class:`~flowchat_gateway.ports.DedupeStore` and
     :class:`~flowchat_gateway.ports.SendStore`."""
 
-    def __init__(self, redis: aioredis.Redis, *, timeout_s: float = 0.5) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, timeout_s: float = 0.5, mark_linger_s: float = 0.5
+    ) -> None:
         self._redis = redis
         self.timeout_s = timeout_s
+        #: How long a mark waits for a claim to ride with (far below the claim's TTL).
+        self.mark_linger_s = mark_linger_s
+        self._marks: list[tuple[list[str], int, Callable[[BaseException], None]]] = []
+        self._linger: asyncio.TimerHandle | None = None
         # the batcher bounds each batch by the timeout (the webhooks' scripts): one timer
         # per batch instead of one per call
         self._batcher = RedisBatcher(redis, timeout_s=timeout_s)
+        # claim tokens: unique per process (prefix) and per webhook (counter)
+        self._token_prefix = secrets.token_hex(4) + ":"
+        self._tokens = count()
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -108,38 +147,72 @@ class GatewayStore:
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc!r}", store="redis") from exc
 
-    async def seen(self, keys: list[str]) -> set[str]:
-        """The subset of ``keys`` already marked."""
+    async def claim(
+        self, keys: list[str], ttl_s: int, windows: Iterable[tuple[str, str, str, int]] = ()
+    ) -> Claimed:
+        """Claim ``keys`` not seen yet for ``ttl_s`` seconds (the time to publish them)
+        and move the customers' windows (``(tenant_id, account_id, customer_wa_id,
+        unix_seconds)``) forward: one batch, the webhook's one awaited round trip."""
+        token = f"p:{self._token_prefix}{next(self._tokens)}"
+        if self._marks:  # earlier webhooks' marks ride with this claim, before it
+            self._send_marks()
         groups = _by_slot(keys)
-        if not groups:
-            return set()
-        replies = await self._scripts([(_SEEN, group, []) for group in groups])
-        return {
-            key
-            for group, flags in zip(groups, replies, strict=True)
-            for key, flag in zip(group, flags, strict=True)
-            if flag
-        }
-
-    async def record(
-        self,
-        marks: Iterable[str],
-        ttl_s: int,
-        windows: Iterable[tuple[str, str, str, int]] = (),
-    ) -> None:
-        """What a webhook leaves once the broker confirmed it, in one batch: dedupe
-        ``marks`` (for ``ttl_s``) and the customers' last inbound times
-        (``(tenant_id, account_id, customer_wa_id, unix_seconds)``)."""
-        latest: dict[str, int] = {}
-        for tenant_id, account_id, wa_id, ts in windows:
-            key = customer_window_key(tenant_id, account_id, wa_id)
-            latest[key] = max(ts, latest.get(key, 0))
         calls: list[tuple[LuaScript, list[str], list[Any]]] = [
-            (_MARK, group, [ttl_s]) for group in _by_slot(list(marks))
+            (_CLAIM, group, [ttl_s, token]) for group in groups
         ]
-        calls += [(_TOUCH_WINDOW, [key], [ts, CUSTOMER_WINDOW_TTL_S]) for key, ts in latest.items()]
-        if calls:
-            await self._scripts(calls)
+        calls += _window_calls(windows)
+        if not calls:
+            return Claimed(token, frozenset(), frozenset())
+        replies = await self._scripts(calls)
+        done: set[str] = set()
+        in_flight: set[str] = set()
+        for group, flags in zip(groups, replies[: len(groups)], strict=True):
+            for key, flag in zip(group, flags, strict=True):
+                if flag == _DONE:
+                    done.add(key)
+                elif flag == _HELD:
+                    in_flight.add(key)
+        return Claimed(token, frozenset(done), frozenset(in_flight))
+
+    def mark_later(
+        self, keys: list[str], ttl_s: int, on_error: Callable[[BaseException], None]
+    ) -> None:
+        """Turn claims into marks (done, for ``ttl_s``) without waiting: they go with the
+        next webhook's claim (same ``EVALSHA``, before it), or after ``mark_linger_s``
+        when no webhook comes, or at :meth:`flush`. A mark that fails calls
+        ``on_error``; its claim expires and a redelivery is published again (consumers
+        dedupe by event id)."""
+        self._marks.append((keys, ttl_s, on_error))
+        if self._linger is None:
+            loop = asyncio.get_running_loop()
+            self._linger = loop.call_later(self.mark_linger_s, self._send_marks)
+
+    def _send_marks(self) -> list[asyncio.Future[Any]]:
+        """The marks waiting, into the batcher's next batch; their futures."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        waiting, self._marks = self._marks, []
+        futures: list[asyncio.Future[Any]] = []
+        for keys, ttl_s, on_error in waiting:
+            for group in _by_slot(keys):
+                future = self._batcher.script_later(_MARK, group, [ttl_s])
+                future.add_done_callback(functools.partial(_report, on_error))
+                futures.append(future)
+        return futures
+
+    async def flush(self) -> None:
+        """Send the marks still waiting and wait for them (at shutdown)."""
+        futures = self._send_marks()
+        if futures:
+            await asyncio.wait(futures)
+
+    async def release(self, keys: list[str], token: str) -> None:
+        """Drop the claims of ``keys`` still held under ``token`` (their publish failed:
+        the provider's retry must find them free)."""
+        groups = _by_slot(keys)
+        if groups:
+            await self._scripts([(_RELEASE, group, [token]) for group in groups])
 
     # ------------------------------------------------------------ send API idempotency
 
@@ -198,6 +271,24 @@ class GatewayStore:
         key = customer_window_key(tenant_id, account_id, customer_id.lstrip("+"))
         raw = await self._call(lambda: self._redis.get(key))
         return int(raw) if raw is not None else None
+
+
+def _report(on_error: Callable[[BaseException], None], future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        on_error(asyncio.CancelledError())
+    elif (exc := future.exception()) is not None:
+        on_error(exc)
+
+
+def _window_calls(
+    windows: Iterable[tuple[str, str, str, int]],
+) -> list[tuple[LuaScript, list[str], list[Any]]]:
+    """One window touch per customer key, the latest time of the batch."""
+    latest: dict[str, int] = {}
+    for tenant_id, account_id, wa_id, ts in windows:
+        key = customer_window_key(tenant_id, account_id, wa_id)
+        latest[key] = max(ts, latest.get(key, 0))
+    return [(_TOUCH_WINDOW, [key], [ts, CUSTOMER_WINDOW_TTL_S]) for key, ts in latest.items()]
 
 
 def _by_slot(keys: list[str]) -> list[list[str]]:
