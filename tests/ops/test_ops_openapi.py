@@ -48,6 +48,7 @@ NOT_OURS: dict[tuple[str, str, str], str] = {
 #: Lookups that answer a fixed set, not a list that grows: no pages.
 NOT_LISTS: dict[tuple[str, str, str], str] = {
     ("tenant", "GET", "/internal/v1/accounts/by-waba/{waba_id}"): "a WABA's few numbers",
+    ("tenant", "POST", "/internal/v1/accounts/batch"): "the ids asked for (at most 256)",
     ("tenant", "GET", "/internal/v1/dev/outbox"): "development mail outbox (not in production)",
     ("relay", "GET", "/v1/event-types"): "the fixed catalogue of event types",
 }

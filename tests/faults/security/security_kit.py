@@ -499,6 +499,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("tenant", "GET", "/internal/v1/accounts/{account_id}"): Route(S),
     ("tenant", "GET", "/internal/v1/accounts/by-phone-number/{phone_number_id}"): Route(S),
     ("tenant", "GET", "/internal/v1/accounts/by-waba/{waba_id}"): Route(S),
+    ("tenant", "POST", "/internal/v1/accounts/batch"): Route(S, _const({"account_ids": ["acc_0"]})),
     ("tenant", "GET", "/internal/v1/accounts/by-twilio-number/{number}"): Route(S),
     ("tenant", "POST", "/internal/v1/verify-tokens/check"): Route(S, _const({"token": "x"})),
     ("tenant", "POST", "/internal/v1/api-keys/verify"): Route(S, _const({"key": "fc_x"})),

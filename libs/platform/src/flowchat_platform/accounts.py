@@ -42,6 +42,21 @@ class WabaAccounts(BaseModel):
     accounts: list[AccountCredentials]
 
 
+class AccountBatch(BaseModel):
+    """The accounts found among the ids asked for (``POST /internal/v1/accounts/batch``);
+    an id left out is unknown (as a 404 of ``GET /internal/v1/accounts/{id}``)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    accounts: list[AccountCredentials]
+
+
+#: Ids per ``POST /internal/v1/accounts/batch`` at most, and the longest id it takes
+#: (a longer one is no account: the client answers None without asking).
+ACCOUNT_BATCH_MAX = 256
+ACCOUNT_ID_MAX = 128
+
+
 class UserInfo(BaseModel):
     """Who is behind a user's access token (the tenant's ``/internal/v1/users/resolve``).
 

@@ -3,6 +3,15 @@
 The gateway and the sender call this on every message, so lookups are served from
 memory for ``ttl_s`` (the tenant service's ``Cache-Control: max-age``), misses for
 the same key share one request, and "not found" is cached briefly too.
+
+With ``batch_accounts`` (the sender), :meth:`TenantClient.account` misses are asked
+for together: the ids missed while a lookup is out (or in the same event-loop turn)
+go in one ``POST /internal/v1/accounts/batch`` (at most ``ACCOUNT_BATCH_MAX`` ids;
+one request out at a time), so a process that meets a thousand accounts at once
+makes a handful of requests, not a thousand. Each answer is cached exactly as a
+single lookup's (same key, same ``max-age``, so :meth:`TenantClient.invalidate`
+and the revocation delay are unchanged). A tenant service without the route (404
+or 405) is asked one id at a time, as before.
 """
 
 from __future__ import annotations
@@ -16,7 +25,15 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import BaseModel
 
-from flowchat_platform.accounts import AccountCredentials, ApiKeyInfo, UserInfo, WabaAccounts
+from flowchat_platform.accounts import (
+    ACCOUNT_BATCH_MAX,
+    ACCOUNT_ID_MAX,
+    AccountBatch,
+    AccountCredentials,
+    ApiKeyInfo,
+    UserInfo,
+    WabaAccounts,
+)
 from flowchat_platform.errors import UpstreamError
 
 INTERNAL_PREFIX = "/internal/v1"
@@ -46,7 +63,14 @@ class TenantClient:
         timeout_s: float = 3.0,
         user_ttl_s: float = 5.0,
         user_cache_size: int = 10_000,
+        batch_accounts: bool = False,
     ) -> None:
+        #: account lookups missed together go in one batch request (module docstring)
+        self.batch_accounts = batch_accounts
+        self._wanted: list[str] = []
+        self._batcher: asyncio.Task[None] | None = None
+        #: batch requests made (for tests and the shutdown log)
+        self.batches = 0
         #: at most this long a user's token is trusted after its user is disabled, deleted
         #: or signed out (0 asks the tenant every time)
         self.user_ttl_s = user_ttl_s
@@ -71,7 +95,113 @@ class TenantClient:
         return await self._cached_get(f"/accounts/by-twilio-number/{number}", AccountCredentials)
 
     async def account(self, account_id: str) -> AccountCredentials | None:
-        return await self._cached_get(f"/accounts/{account_id}", AccountCredentials)
+        path = f"/accounts/{account_id}"
+        if not self.batch_accounts:
+            return await self._cached_get(path, AccountCredentials)
+        hit = self._cache.get(path)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]  # type: ignore[no-any-return]
+        if len(account_id) > ACCOUNT_ID_MAX:
+            return None  # no account has such an id (and it must not fail a whole batch)
+        pending = self._inflight.get(path)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._inflight[path] = pending
+            self._wanted.append(account_id)
+            if self._batcher is None:
+                self._batcher = asyncio.create_task(self._batch_accounts())
+        found: AccountCredentials | None = await asyncio.shield(pending)
+        return found
+
+    async def _batch_accounts(self) -> None:
+        """Ask for the wanted ids, a batch at a time, until none are left."""
+        try:
+            await asyncio.sleep(0)  # the misses of this event-loop turn join the first
+            while self._wanted:
+                ids = self._wanted[:ACCOUNT_BATCH_MAX]
+                del self._wanted[:ACCOUNT_BATCH_MAX]
+                await self._account_batch(ids)
+        finally:
+            self._batcher = None
+            if self._wanted:  # cancelled: nobody will ask for these any more
+                ids, self._wanted = self._wanted, []
+                self._settle(ids, exc=UpstreamError("tenant lookup cancelled", service="tenant"))
+
+    async def _account_batch(self, ids: list[str]) -> None:
+        try:
+            if self.batch_accounts:
+                found, ttl = await self._fetch_batch(ids)
+            else:  # the tenant service has no batch route: one id at a time
+                await asyncio.gather(*(self._account_one(i) for i in ids))
+                return
+        except (UpstreamError, ValueError) as exc:  # these ids' callers raise it, no others
+            self._settle(ids, exc=exc)
+            return
+        except BaseException as exc:
+            self._settle(ids, exc=exc)
+            raise
+        if found is None:
+            self.batch_accounts = False
+            await asyncio.gather(*(self._account_one(i) for i in ids))
+            return
+        now = time.monotonic()
+        by_id = {a.account_id: a for a in found.accounts}
+        for account_id in ids:
+            account = by_id.get(account_id)
+            path = f"/accounts/{account_id}"
+            ttl_of = ttl if account is not None else self.negative_ttl_s
+            self._cache[path] = (now + ttl_of, account)
+        self._settle(ids, values=by_id)
+
+    async def _account_one(self, account_id: str) -> None:
+        path = f"/accounts/{account_id}"
+        try:
+            value, ttl = await self._fetch(path, AccountCredentials)
+        except (UpstreamError, ValueError) as exc:
+            self._settle([account_id], exc=exc)
+            return
+        except BaseException as exc:
+            self._settle([account_id], exc=exc)
+            raise
+        self._cache[path] = (time.monotonic() + ttl, value)
+        self._settle([account_id], values={account_id: value} if value else {})
+
+    def _settle(
+        self,
+        ids: list[str],
+        *,
+        values: dict[str, AccountCredentials] | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        for account_id in ids:
+            future = self._inflight.pop(f"/accounts/{account_id}", None)
+            if future is None or future.done():
+                continue
+            if exc is not None:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+            else:
+                future.set_result((values or {}).get(account_id))
+
+    async def _fetch_batch(self, ids: list[str]) -> tuple[AccountBatch | None, float]:
+        """One batch request: (the answer, its max-age); (None, 0) when the tenant
+        service has no batch route."""
+        url = f"{self.base_url}{INTERNAL_PREFIX}/accounts/batch"
+        self.batches += 1
+        try:
+            async with self._session.post(
+                url, json={"account_ids": ids}, headers=self._headers, timeout=self._timeout
+            ) as r:
+                if r.status in (404, 405):
+                    return None, 0.0
+                if r.status != 200:
+                    raise UpstreamError(
+                        f"tenant service answered {r.status}", service="tenant", status=r.status
+                    )
+                body = await r.read()
+                return AccountBatch.model_validate_json(body), _max_age(r.headers, self.ttl_s)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
 
     async def accounts_by_waba(self, waba_id: str) -> list[AccountCredentials]:
         """Every account of a WABA, oldest first (empty when the WABA is unknown).

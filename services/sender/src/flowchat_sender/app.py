@@ -91,7 +91,11 @@ def create_app(settings: Settings) -> FastAPI:
         )
         token = settings.service_token.get_secret_value() if settings.service_token else ""
         tenants = TenantClient(
-            settings.tenant_url, token, session=session, ttl_s=settings.credentials_ttl_s
+            settings.tenant_url,
+            token,
+            session=session,
+            ttl_s=settings.credentials_ttl_s,
+            batch_accounts=settings.tenant_batch,
         )
         providers: dict[str, ProviderAdapter] = {
             "meta": CloudApiAdapter(

@@ -82,6 +82,10 @@ class Settings(ServiceSettings):
     claim_grace_s: float = 30.0
     #: How long credentials stay cached (the tenant service's max-age wins when sent).
     credentials_ttl_s: float = 60.0
+    #: Credential misses asked for together (``POST /internal/v1/accounts/batch``, one
+    #: request out at a time): a sender that meets a thousand accounts at once makes a
+    #: handful of tenant requests, not a thousand. Off: one request per account.
+    tenant_batch: bool = True
 
     #: Per-number rate when the account does not say (Meta's standard tier).
     default_throughput_mps: int = 80

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from flowchat_platform.accounts import ACCOUNT_BATCH_MAX, ACCOUNT_ID_MAX
 from flowchat_platform.pagination import Page
 from flowchat_tenant import validation
 
@@ -210,6 +211,13 @@ class ApiKeyCreated(ApiKey):
 
 
 # --- internal ----------------------------------------------------------------
+
+
+class AccountIds(BaseModel):
+    account_ids: Annotated[
+        list[Annotated[str, Field(max_length=ACCOUNT_ID_MAX)]],
+        Field(min_length=1, max_length=ACCOUNT_BATCH_MAX),
+    ]
 
 
 class VerifyTokenCheck(BaseModel):

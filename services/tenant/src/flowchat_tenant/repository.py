@@ -396,6 +396,13 @@ class Repository:
             ),
         )
 
+    async def accounts_by_ids(self, account_ids: list[str]) -> list[StoredAccount]:
+        """The accounts among ``account_ids`` that exist (one query; unknown ids left out)."""
+        records = await self._pool.fetch(
+            _ACCOUNT_WITH_TENANT + " WHERE a.id = ANY($1::text[])", account_ids
+        )
+        return [_account(r) for r in records]
+
     async def accounts_by_waba(self, waba_id: str) -> list[StoredAccount]:
         """Every account of a WABA (Meta's account-level webhooks name only the WABA)."""
         records = await self._pool.fetch(

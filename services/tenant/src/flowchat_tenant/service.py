@@ -594,6 +594,13 @@ class TenantService:
         account = await self._repo.account_by_phone_number_id(phone_number_id)
         return self._credentials(account, phone_number_id)
 
+    async def credentials_by_ids(self, account_ids: list[str]) -> list[AccountCredentials]:
+        """The accounts among ``account_ids`` that exist, in one query (unknown ids are
+        left out: the caller treats them as not found)."""
+        unique = list(dict.fromkeys(account_ids))
+        accounts = await self._repo.accounts_by_ids(unique) if unique else []
+        return [self._credentials(account, account.id) for account in accounts]
+
     async def credentials_by_waba(self, waba_id: str) -> list[AccountCredentials]:
         """Every account of a WABA, oldest first; :class:`NotFound` when there is none."""
         accounts = await self._repo.accounts_by_waba(waba_id)
