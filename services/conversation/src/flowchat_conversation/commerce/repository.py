@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import asyncpg
@@ -161,7 +162,34 @@ def _discount_code(row: Any) -> DiscountCode:
     )
 
 
+#: The columns of ``bot_settings`` that :func:`_settings` reads.
+_SETTINGS_COLUMNS = (
+    "business_name",
+    "currency",
+    "tax_rate",
+    "locale",
+    "welcome_text",
+    "payment_instructions",
+    "payment_timeout_hours",
+    "discount_rate",
+    "discount_min_subtotal",
+    "inbound_limit_per_minute",
+    "order_template_name",
+    "order_template_language",
+    "online_payments",
+    "address_flow_id",
+)
+
+
 def _settings(row: Any) -> BotSettings:
+    """The settings of a ``bot_settings`` row: built once per distinct row (every turn
+    reads them; ``BotSettings`` is frozen, so the same one is shared)."""
+    return _settings_of(tuple(row[c] for c in _SETTINGS_COLUMNS))
+
+
+@lru_cache(maxsize=1024)
+def _settings_of(values: tuple[Any, ...]) -> BotSettings:
+    row = dict(zip(_SETTINGS_COLUMNS, values, strict=True))
     minimum = row["discount_min_subtotal"]
     return BotSettings(
         business_name=row["business_name"],
@@ -184,6 +212,27 @@ def _settings(row: Any) -> BotSettings:
         online_payments=row["online_payments"],
         address_flow_id=row["address_flow_id"],
     )
+
+
+class Catalogs:
+    """Each tenant's catalog as last read, built into products once: a turn that reads
+    the same rows (every column equal) gets the same products again (frozen), instead
+    of building them anew. At most ``tenants`` tenants kept (the one read least
+    recently goes)."""
+
+    def __init__(self, tenants: int = 256) -> None:
+        self._tenants = tenants
+        self._last: dict[str, tuple[tuple[Any, ...], list[Product]]] = {}
+
+    def products(self, tenant_id: str, rows: Sequence[Any]) -> list[Product]:
+        key = tuple(rows)
+        last = self._last.pop(tenant_id, None)
+        if last is None or last[0] != key:
+            last = (key, [_product(r) for r in rows])
+            if len(self._last) >= self._tenants:
+                self._last.pop(next(iter(self._last)))
+        self._last[tenant_id] = last  # the most recent last
+        return list(last[1])
 
 
 def _credit_note(row: Any) -> CreditNote:
@@ -319,9 +368,15 @@ async def _get_settings(conn: Any, tenant_id: str) -> BotSettings | None:
 
 
 class PgConversationTx:
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], ids: Identities) -> None:
+    def __init__(
+        self,
+        conn: PoolConnectionProxy[asyncpg.Record],
+        ids: Identities,
+        catalogs: Catalogs | None = None,
+    ) -> None:
         self._conn = conn
         self._ids = ids
+        self._catalogs = catalogs or Catalogs(tenants=1)
         self.duplicate = False
 
     async def _insert_lines(
@@ -397,7 +452,7 @@ class PgConversationTx:
             customer=customer,
             seen=seen,
             settings=_settings(row) if row["tenant_id"] is not None else BotSettings(),
-            catalog=[_product(p) for p in row["catalog"]],
+            catalog=self._catalogs.products(key.tenant_id, row["catalog"]),
         )
 
     async def relink_customer(
@@ -1089,6 +1144,7 @@ class Repository:
     def __init__(self, pool: asyncpg.Pool, ids: Identities) -> None:
         self._pool = pool
         self._ids = ids
+        self._catalogs = Catalogs()
 
     # ---------------------------------------------------------------- orders
 
@@ -1280,7 +1336,7 @@ class Repository:
         self, key: ConversationKey, *, handling: str | None = None
     ) -> AsyncIterator[PgConversationTx]:
         async with self._pool.acquire() as conn, conn.transaction():
-            tx = PgConversationTx(conn, self._ids)
+            tx = PgConversationTx(conn, self._ids, self._catalogs)
             if handling is None:
                 await conn.execute(_LOCK, f"conversation:{key}")
             else:
