@@ -55,6 +55,8 @@ class ContactSeen:
     blocked: bool = False
     #: The language the customer chose (None: the tenant's default).
     locale: str | None = None
+    #: An operator has the conversation (a hand-off not released).
+    handoff_open: bool = False
 
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$")]

@@ -130,15 +130,23 @@ def tr(locale: str | None = None) -> Tr:
     return Tr(locale)
 
 
+@cache
+def _language_table() -> dict[str, str]:
+    """Each language's words (and its own name), plain, → the language (the first
+    language listed wins a word two share)."""
+    table: dict[str, str] = {}
+    for lang, words in _LANGUAGE_WORDS.items():
+        for word in (*words, SUPPORTED[lang]):
+            table.setdefault(_plain(word), lang)
+    return table
+
+
 def language_of(text: str) -> str | None:
     """The language a message names when it is just a language's name ("español")."""
     plain = _plain(text)
     if not plain:
         return None
-    for lang, words in _LANGUAGE_WORDS.items():
-        if plain in {_plain(w) for w in words} or plain == _plain(SUPPORTED[lang]):
-            return lang
-    return None
+    return _language_table().get(plain)
 
 
 @cache

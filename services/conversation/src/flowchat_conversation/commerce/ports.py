@@ -46,6 +46,19 @@ class StoredSession:
     previous: bot.Session | None = None
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """What an inbound message's transaction learns first, in one round trip."""
+
+    customer: Customer
+    #: The contact touched (as ``touch_contact``); None when the customer is keyed by
+    #: another conversation than the one locked (its lock is taken then, the contact
+    #: not touched yet).
+    seen: ContactSeen | None
+    settings: BotSettings
+    catalog: list[Product]
+
+
 class SessionStore(Protocol):
     async def load(self, key: ConversationKey) -> StoredSession: ...
 
@@ -63,6 +76,11 @@ class SessionStore(Protocol):
 class ConversationTx(Protocol):
     """The database side of one message, inside one transaction holding the lock."""
 
+    #: Opened for an inbound message (``ConversationStore.conversation(handling=…)``):
+    #: it had been recorded as handled before (a redelivery), in which case it is not
+    #: recorded again.
+    duplicate: bool
+
     async def mark_handled(self, tenant_id: str, provider_message_id: str, key: str) -> bool:
         """Record the message; False when it was handled before."""
 
@@ -70,6 +88,13 @@ class ConversationTx(Protocol):
         """The customer ``identity`` names, by any of its ids (created when new; ids not
         linked yet are linked to it). ``key`` is the conversation locked so far (keyed by
         ``identity.key``); a customer known under another key gets that lock too."""
+
+    async def arrive(
+        self, key: ConversationKey, identity: CustomerIdentity, name: str | None
+    ) -> Arrival:
+        """An inbound message's customer resolved (as ``resolve_customer``), its contact
+        touched (as ``touch_contact``, with ``name``), the tenant's settings and catalog:
+        one round trip where the customer is keyed by ``key``."""
 
     async def relink_customer(
         self, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
@@ -84,7 +109,8 @@ class ConversationTx(Protocol):
     async def catalog(self, tenant_id: str) -> list[Product]: ...
 
     async def touch_contact(self, key: ConversationKey, name: str | None) -> ContactSeen:
-        """Upsert the contact: had the customer written before, is the contact blocked."""
+        """Upsert the contact: had the customer written before, is the contact blocked,
+        does an operator have the conversation (an open hand-off)."""
 
     async def set_marketing_opt_in(self, key: ConversationKey, opt_in: bool) -> None: ...
 
@@ -196,8 +222,13 @@ class ConversationTx(Protocol):
 
 
 class ConversationStore(Protocol):
-    def conversation(self, key: ConversationKey) -> AbstractAsyncContextManager[ConversationTx]:
-        """A transaction holding the conversation's advisory lock."""
+    def conversation(
+        self, key: ConversationKey, *, handling: str | None = None
+    ) -> AbstractAsyncContextManager[ConversationTx]:
+        """A transaction holding the conversation's advisory lock. With ``handling`` (an
+        inbound message's provider id), the message is also recorded as handled (the
+        dedupe row, in the same round trip as the lock); ``tx.duplicate`` tells whether
+        it had been before."""
 
 
 class OrderStore(ConversationStore, Protocol):

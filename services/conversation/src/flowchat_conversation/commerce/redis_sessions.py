@@ -11,6 +11,9 @@ A save for an inbound message also keeps ``m`` (that message's id) and ``p`` (th
 session before it, ``""`` for none): the session is saved before the transaction
 commits, and when that commit is lost the redelivery handles the message again from
 ``p``, so its effects (an order, a contact) are written after all.
+
+A load is one round trip (a script): the session's fields, or when there is no session,
+the cart it left.
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ end
 return next_version
 """
 
+#: The session's ``v, s, m, p``; without a session, four nils and the cart (or nil).
+_LOAD = """
+local fields = redis.call('HMGET', KEYS[1], 'v', 's', 'm', 'p')
+if fields[1] and fields[2] then
+  return fields
+end
+return {false, false, false, false, redis.call('GET', KEYS[2])}
+"""
+
 _CART = TypeAdapter(list[CartLine])
 
 
@@ -59,11 +71,11 @@ class RedisSessionStore:
         self.ttl_s = ttl_s
         self.cart_ttl_s = cart_ttl_s
         self._cas = client.register_script(_CAS)
+        self._load = client.register_script(_LOAD)
 
     async def load(self, key: ConversationKey) -> StoredSession:
-        session_key, cart_key = _keys(key)
-        raw = await self._redis.hmget(session_key, ["v", "s", "m", "p"])
-        version, body, message_id, previous = raw
+        raw = await self._load(keys=list(_keys(key)))
+        version, body, message_id, previous = raw[:4]
         if version is not None and body is not None:
             return StoredSession(
                 Session.model_validate_json(body),
@@ -71,7 +83,7 @@ class RedisSessionStore:
                 message_id.decode() if isinstance(message_id, bytes) else message_id,
                 Session.model_validate_json(previous) if previous else None,
             )
-        cart = await self._redis.get(cart_key)
+        cart = raw[4]
         if cart:
             # The session expired: start again at GREETING, the cart kept.
             return StoredSession(Session(cart=_CART.validate_json(cart)), 0)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 import asyncpg
@@ -38,22 +39,38 @@ from flowchat_conversation.commerce.orders import (
     document_number,
     invoice_id_for,
 )
+from flowchat_conversation.commerce.ports import Arrival
 from flowchat_conversation.customers import Customer
 from flowchat_conversation.outreach.reminders import NewReminder
 from flowchat_conversation.outreach.repository import (
     ADDRESS_SQL,
     KEY_ID_SQL,
+    RESOLVE_WITH,
+    RESOLVED_IDS,
     cancel_reminders,
     customer_keys,
     insert_reminder,
     open_address,
     relink_customer,
+    resolve_args,
     resolve_customer,
+    resolved,
 )
 from flowchat_conversation.sealing import Identities
 from flowchat_platform.privacy import is_sealed
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+#: The lock, then the inbound message's dedupe row, in one statement (one round trip):
+#: the row is inserted only once the lock is held (it is selected from the lock's
+#: CTE); ``ON CONFLICT`` sees rows committed while it waited, whatever the statement's
+#: snapshot. Answers 1 when the row is new, nothing when it was there.
+_LOCK_AND_HANDLE = """
+WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended($1, 0)))
+INSERT INTO handled_messages (tenant_id, provider_message_id, conversation)
+SELECT $2, $3, $4 FROM locked
+ON CONFLICT ON CONSTRAINT handled_messages_unique DO NOTHING
+RETURNING 1
+"""
 
 _DRAFT_SQL = (
     "SELECT order_id, discount_code FROM orders WHERE tenant_id = $1 "
@@ -65,21 +82,70 @@ _PRODUCT_COLUMNS = (
     "sku, name, description, price, currency, category, stock, available, translations::text, "
     "catalog_id, retailer_id"
 )
+_CATALOG_SQL = (
+    f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE tenant_id = $1 AND available "  # noqa: S608
+    "ORDER BY category, name"
+)
+#: An inbound message's contact seen (created, or seen again): the end of an ``INSERT``.
+_CONTACT_SEEN = """
+    ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE
+      SET name_enc = COALESCE(EXCLUDED.name_enc, contacts.name_enc),
+          name = CASE WHEN EXCLUDED.name_enc IS NULL THEN contacts.name END,
+          last_seen_at = now()
+    RETURNING (xmax = 0) AS inserted, status, locale
+"""
+#: Whether an operator has the conversation of ``{key}`` (tenant ``$1``, account ``{account}``).
+_HANDOFF_OPEN = (
+    "EXISTS (SELECT 1 FROM handoffs h WHERE h.tenant_id = $1 AND h.account_id = {account} "
+    "AND h.customer_wa_id = {key} AND h.released_at IS NULL)"
+)
+#: Record an inbound message's contact and say whether an operator has the conversation.
+_TOUCH_SQL = f"""
+WITH c AS (
+    INSERT INTO contacts (tenant_id, customer_wa_id, name_enc) VALUES ($1, $2, $3)
+    {_CONTACT_SEEN}
+)
+SELECT c.inserted, c.status, c.locale,
+    {_HANDOFF_OPEN.format(account="$4", key="$2")} AS handoff_open
+FROM c
+"""  # noqa: S608
+#: An inbound message's arrival in one statement (one round trip):
+#:
+#: - its customer resolved, ids linked (``RESOLVE_WITH``: ``$1`` to ``$5``);
+#: - the contact touched (name token ``$6``) with its hand-off state (account ``$7``),
+#:   when the customer is keyed by ``$8``, the conversation locked (else nothing: the
+#:   caller takes the customer's own conversation's lock first);
+#: - the tenant's settings (``bot_settings``' columns, all NULL when none) and its
+#:   catalog (rows of :data:`_PRODUCT_COLUMNS`).
+_ARRIVE_SQL = f"""{RESOLVE_WITH}, touched AS (
+    INSERT INTO contacts (tenant_id, customer_wa_id, name_enc)
+    SELECT $1, c.key, $6::bytea FROM chosen c WHERE c.key = $8::text
+    {_CONTACT_SEEN}
+)
+SELECT c.key AS customer_key, {RESOLVED_IDS} AS customer_ids,
+    t.inserted AS contact_inserted, t.status AS contact_status,
+    t.locale AS contact_locale, {_HANDOFF_OPEN.format(account="$7", key="c.key")} AS handoff_open,
+    s.*, ARRAY(
+        SELECT ROW({_PRODUCT_COLUMNS}) FROM products p
+        WHERE p.tenant_id = $1 AND p.available ORDER BY p.category, p.name) AS catalog
+FROM chosen c LEFT JOIN touched t ON true LEFT JOIN bot_settings s ON s.tenant_id = $1
+"""  # noqa: S608
 
 
 def _product(row: Any) -> Product:
+    """A product from a row of :data:`_PRODUCT_COLUMNS` (a record, or a tuple in order)."""
     return Product(
-        sku=row["sku"],
-        name=row["name"],
-        description=row["description"],
-        price=row["price"],
-        currency=row["currency"],
-        category=row["category"],
-        stock=row["stock"],
-        available=row["available"],
-        translations=orjson.loads(row["translations"] or "{}"),
-        catalog_id=row["catalog_id"],
-        retailer_id=row["retailer_id"],
+        sku=row[0],
+        name=row[1],
+        description=row[2],
+        price=row[3],
+        currency=row[4],
+        category=row[5],
+        stock=row[6],
+        available=row[7],
+        translations=orjson.loads(row[8] or "{}"),
+        catalog_id=row[9],
+        retailer_id=row[10],
     )
 
 
@@ -96,7 +162,34 @@ def _discount_code(row: Any) -> DiscountCode:
     )
 
 
+#: The columns of ``bot_settings`` that :func:`_settings` reads.
+_SETTINGS_COLUMNS = (
+    "business_name",
+    "currency",
+    "tax_rate",
+    "locale",
+    "welcome_text",
+    "payment_instructions",
+    "payment_timeout_hours",
+    "discount_rate",
+    "discount_min_subtotal",
+    "inbound_limit_per_minute",
+    "order_template_name",
+    "order_template_language",
+    "online_payments",
+    "address_flow_id",
+)
+
+
 def _settings(row: Any) -> BotSettings:
+    """The settings of a ``bot_settings`` row: built once per distinct row (every turn
+    reads them; ``BotSettings`` is frozen, so the same one is shared)."""
+    return _settings_of(tuple(row[c] for c in _SETTINGS_COLUMNS))
+
+
+@lru_cache(maxsize=1024)
+def _settings_of(values: tuple[Any, ...]) -> BotSettings:
+    row = dict(zip(_SETTINGS_COLUMNS, values, strict=True))
     minimum = row["discount_min_subtotal"]
     return BotSettings(
         business_name=row["business_name"],
@@ -119,6 +212,27 @@ def _settings(row: Any) -> BotSettings:
         online_payments=row["online_payments"],
         address_flow_id=row["address_flow_id"],
     )
+
+
+class Catalogs:
+    """Each tenant's catalog as last read, built into products once: a turn that reads
+    the same rows (every column equal) gets the same products again (frozen), instead
+    of building them anew. At most ``tenants`` tenants kept (the one read least
+    recently goes)."""
+
+    def __init__(self, tenants: int = 256) -> None:
+        self._tenants = tenants
+        self._last: dict[str, tuple[tuple[Any, ...], list[Product]]] = {}
+
+    def products(self, tenant_id: str, rows: Sequence[Any]) -> list[Product]:
+        key = tuple(rows)
+        last = self._last.pop(tenant_id, None)
+        if last is None or last[0] != key:
+            last = (key, [_product(r) for r in rows])
+            if len(self._last) >= self._tenants:
+                self._last.pop(next(iter(self._last)))
+        self._last[tenant_id] = last  # the most recent last
+        return list(last[1])
 
 
 def _credit_note(row: Any) -> CreditNote:
@@ -254,9 +368,16 @@ async def _get_settings(conn: Any, tenant_id: str) -> BotSettings | None:
 
 
 class PgConversationTx:
-    def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], ids: Identities) -> None:
+    def __init__(
+        self,
+        conn: PoolConnectionProxy[asyncpg.Record],
+        ids: Identities,
+        catalogs: Catalogs | None = None,
+    ) -> None:
         self._conn = conn
         self._ids = ids
+        self._catalogs = catalogs or Catalogs(tenants=1)
+        self.duplicate = False
 
     async def _insert_lines(
         self, order_id: str, priced: list[tuple[bot.CartLine, Decimal]], currency: str
@@ -297,12 +418,42 @@ class PgConversationTx:
 
     async def resolve_customer(self, key: ConversationKey, identity: CustomerIdentity) -> Customer:
         customer = await resolve_customer(self._conn, self._ids, key.tenant_id, identity)
+        await self._lock_customer(key, customer)
+        return customer
+
+    async def _lock_customer(self, key: ConversationKey, customer: Customer) -> None:
         if customer.key != key.customer_wa_id:
             # Known under another key (a phone number before BSUIDs): hold that
             # conversation's lock too, as the order API does.
             resolved = ConversationKey(key.tenant_id, key.account_id, customer.key)
             await self._conn.execute(_LOCK, f"conversation:{resolved}")
-        return customer
+
+    async def arrive(
+        self, key: ConversationKey, identity: CustomerIdentity, name: str | None
+    ) -> Arrival:
+        args = await resolve_args(self._conn, self._ids, key.tenant_id, identity)
+        row = await self._conn.fetchrow(
+            _ARRIVE_SQL, *args, self._ids.encrypt(name), key.account_id, key.customer_wa_id
+        )
+        assert row is not None
+        customer = resolved(self._ids, key.tenant_id, row["customer_key"], row["customer_ids"])
+        await self._lock_customer(key, customer)
+        seen = (
+            ContactSeen(
+                returning=not row["contact_inserted"],
+                blocked=row["contact_status"] == "blocked",
+                locale=row["contact_locale"],
+                handoff_open=row["handoff_open"],
+            )
+            if row["contact_inserted"] is not None
+            else None
+        )
+        return Arrival(
+            customer=customer,
+            seen=seen,
+            settings=_settings(row) if row["tenant_id"] is not None else BotSettings(),
+            catalog=self._catalogs.products(key.tenant_id, row["catalog"]),
+        )
 
     async def relink_customer(
         self, tenant_id: str, previous: CustomerIdentity, current: CustomerIdentity
@@ -318,32 +469,22 @@ class PgConversationTx:
         return await _get_settings(self._conn, tenant_id) or BotSettings()
 
     async def catalog(self, tenant_id: str) -> list[Product]:
-        rows = await self._conn.fetch(
-            f"SELECT {_PRODUCT_COLUMNS} FROM products WHERE tenant_id = $1 AND available "  # noqa: S608
-            "ORDER BY category, name",
-            tenant_id,
-        )
-        return [_product(r) for r in rows]
+        return [_product(r) for r in await self._conn.fetch(_CATALOG_SQL, tenant_id)]
 
     async def touch_contact(self, key: ConversationKey, name: str | None) -> ContactSeen:
         row = await self._conn.fetchrow(
-            """
-            INSERT INTO contacts (tenant_id, customer_wa_id, name_enc) VALUES ($1, $2, $3)
-            ON CONFLICT (tenant_id, customer_wa_id) DO UPDATE
-              SET name_enc = COALESCE(EXCLUDED.name_enc, contacts.name_enc),
-                  name = CASE WHEN EXCLUDED.name_enc IS NULL THEN contacts.name END,
-                  last_seen_at = now()
-            RETURNING (xmax = 0) AS inserted, status, locale
-            """,
+            _TOUCH_SQL,
             key.tenant_id,
             key.customer_wa_id,
             self._ids.encrypt(name),
+            key.account_id,
         )
         assert row is not None
         return ContactSeen(
             returning=not row["inserted"],
             blocked=row["status"] == "blocked",
             locale=row["locale"],
+            handoff_open=row["handoff_open"],
         )
 
     async def set_contact_locale(self, key: ConversationKey, locale: str) -> None:
@@ -1003,6 +1144,7 @@ class Repository:
     def __init__(self, pool: asyncpg.Pool, ids: Identities) -> None:
         self._pool = pool
         self._ids = ids
+        self._catalogs = Catalogs()
 
     # ---------------------------------------------------------------- orders
 
@@ -1190,10 +1332,19 @@ class Repository:
         return int(status.split()[-1])
 
     @asynccontextmanager
-    async def conversation(self, key: ConversationKey) -> AsyncIterator[PgConversationTx]:
+    async def conversation(
+        self, key: ConversationKey, *, handling: str | None = None
+    ) -> AsyncIterator[PgConversationTx]:
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(_LOCK, f"conversation:{key}")
-            yield PgConversationTx(conn, self._ids)
+            tx = PgConversationTx(conn, self._ids, self._catalogs)
+            if handling is None:
+                await conn.execute(_LOCK, f"conversation:{key}")
+            else:
+                new = await conn.fetchval(
+                    _LOCK_AND_HANDLE, f"conversation:{key}", key.tenant_id, handling, str(key)
+                )
+                tx.duplicate = new is None
+            yield tx
 
     async def ping(self) -> bool:
         return bool(await self._pool.fetchval("SELECT 1"))

@@ -25,8 +25,14 @@ Handling one inbound message
    ``transient_retry_for_s``), never by letting go: the conversation's next message,
    waiting on the in-process lock, would otherwise go first.
 3. **Dedupe**: ``(tenant, provider_message_id)`` is inserted into ``handled_messages``
-   (unique constraint) in the same transaction as the effects (orders, contacts); a
-   redelivery finds the row and is dropped.
+   (unique constraint) in the same transaction as the effects (orders, contacts), by
+   the statement that takes the lock (once it holds it); a redelivery finds the row and
+   is dropped.
+
+   Round trips to PostgreSQL for a message: BEGIN, the lock with the dedupe row, its
+   arrival (``ConversationTx.arrive``: the customer resolved, the contact touched with
+   its hand-off state, the tenant's settings and catalog), then whatever the bot's
+   actions write, and COMMIT.
 4. **Replies** are rendered for the customer's channel (:mod:`.render`: native lists
    and buttons on the Cloud API, numbered text menus on Twilio) and published with
    publisher confirms *before* the session is saved
@@ -76,6 +82,7 @@ from flowchat_conversation import metrics
 from flowchat_conversation.commerce import bot, i18n, render
 from flowchat_conversation.commerce.domain import (
     BotSettings,
+    ContactSeen,
     ConversationKey,
     round_money,
     short_id,
@@ -83,6 +90,7 @@ from flowchat_conversation.commerce.domain import (
 from flowchat_conversation.commerce.orders import InvoiceLinks, order_ids
 from flowchat_conversation.commerce.payments import PaymentProvider
 from flowchat_conversation.commerce.ports import (
+    Arrival,
     ConversationStore,
     ConversationTx,
     InboundLimiter,
@@ -194,7 +202,9 @@ class ConversationService:
             while True:
                 opted_in = {}
                 try:
-                    async with self.store.conversation(key) as tx:
+                    async with self.store.conversation(
+                        key, handling=message.provider_message_id
+                    ) as tx:
                         outcome = await self._handle_locked(tx, key, identity, message, opted_in)
                     break
                 except Exception as exc:
@@ -290,20 +300,19 @@ class ConversationService:
         key: ConversationKey,
         message: InboundMessage | InboundMessageV2,
         previous: bot.Session | None,
-        settings: BotSettings | None = None,
+        arrival: Arrival,
+        seen: ContactSeen,
     ) -> tuple[bot.Session | None, bot.BotContext]:
-        settings = settings or await tx.bot_settings(message.tenant_id)
-        catalog = await tx.catalog(message.tenant_id)
-        seen = await tx.touch_contact(key, message.customer_name)
+        settings = arrival.settings
         returning = seen.returning
         fresh = previous is None or previous.state is bot.State.GREETING
         # A new or expired session: an operator may still have the conversation.
-        if fresh and await tx.handoff_open(key):
+        if fresh and seen.handoff_open:
             previous = (previous or bot.Session()).model_copy(update={"handoff": True})
         reorder = message.reply is not None and message.reply.id == "reorder"
         ctx = bot.BotContext(
             settings=settings,
-            catalog=catalog,
+            catalog=arrival.catalog,
             customer_name=message.customer_name,
             returning=returning,
             last_order=await tx.last_order(key) if returning and (fresh or reorder) else (),
@@ -543,25 +552,24 @@ class ConversationService:
 
     async def _past_limit(
         self,
-        tx: ConversationTx,
         key: ConversationKey,
         message: InboundMessage | InboundMessageV2,
         to: str,
         session: bot.Session | None,
-    ) -> tuple[bool, BotSettings | None]:
+        settings: BotSettings,
+        seen: ContactSeen,
+    ) -> bool:
         """Count the message against the customer's inbound limit. Past it: the first
         such message gets one "we'll reply shortly" (not while blocked or with an
         operator), the rest nothing; the bot's state is left as it was. The contact
         is still marked as seen (the 24 h window), and the message still reaches
         history and the inbox, which consume it on their own queues."""
         if self.limiter is None or bot.keyword(message) in ("stop", "start"):
-            return False, None  # STOP / START always count
-        settings = await tx.bot_settings(message.tenant_id)
+            return False  # STOP / START always count
         count = await self.limiter.hit(key)
         limit = settings.inbound_limit_per_minute
         if count <= limit:
-            return False, settings
-        seen = await tx.touch_contact(key, message.customer_name)
+            return False
         quiet = seen.blocked or (session is not None and session.handoff)
         if count == limit + 1 and not quiet:
             locale = seen.locale or settings.locale
@@ -570,7 +578,7 @@ class ConversationService:
             metrics.INBOUND_LIMITED.labels("noticed").inc()
         else:
             metrics.INBOUND_LIMITED.labels("dropped").inc()
-        return True, settings
+        return True
 
     async def _send(
         self,
@@ -607,11 +615,15 @@ class ConversationService:
         message: InboundMessage | InboundMessageV2,
         opted_in: dict[str, bool],
     ) -> Outcome:
-        if not await tx.mark_handled(message.tenant_id, message.provider_message_id, str(locked)):
+        if tx.duplicate:  # recorded as handled when the transaction took the lock
             return "duplicate"
-        customer = await tx.resolve_customer(locked, identity)
+        # the customer, the contact seen, the shop: one round trip
+        arrival = await tx.arrive(locked, identity, message.customer_name)
+        customer = arrival.customer
         key = ConversationKey(locked.tenant_id, locked.account_id, customer.key)
         to = identity.wa_id or customer.address
+        # known under another key: that conversation is locked now, the contact seen then
+        seen = arrival.seen or await tx.touch_contact(key, message.customer_name)
         stored = await self.sessions.load(key)
         if stored.session and stored.session.last_message_id == message.provider_message_id:
             if stored.message_id != message.provider_message_id:
@@ -623,10 +635,9 @@ class ConversationService:
             # written this time. The replies keep their idempotency keys: the sender
             # drops them as duplicates.
             stored = StoredSession(stored.previous, stored.version)
-        limited, settings = await self._past_limit(tx, key, message, to, stored.session)
-        if limited:
+        if await self._past_limit(key, message, to, stored.session, arrival.settings, seen):
             return "limited"
-        previous, ctx = await self._context(tx, key, message, stored.session, settings)
+        previous, ctx = await self._context(tx, key, message, stored.session, arrival, seen)
         decision = bot.handle(previous, message, ctx)
         replies = list(decision.replies)
         session = decision.session

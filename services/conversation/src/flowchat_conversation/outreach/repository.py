@@ -274,7 +274,7 @@ async def insert_reminder(
 #: already linked (in the order of ``CustomerIdentity.ids``: BSUID, phone, parent),
 #: else ``$5`` (the digest of ``identity.key``); every id not linked yet is linked to it
 #: (digest ``$2``, token ``$4``); answers the key and the tokens of every id linked to it.
-_RESOLVE = """
+RESOLVE_WITH = """
 WITH given AS (
     SELECT g.alias, g.kind, g.enc, g.n
     FROM unnest($2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS g(alias, kind, enc, n)
@@ -289,11 +289,12 @@ WITH given AS (
     ON CONFLICT (tenant_id, alias) DO NOTHING
     RETURNING alias, alias_enc
 )
-SELECT c.key, ARRAY(
-    SELECT alias_enc FROM customer_aliases WHERE tenant_id = $1 AND customer_key = c.key
-    UNION SELECT alias_enc FROM linked) AS ids
-FROM chosen c
 """
+#: The tokens of every id linked to the chosen key (``c``), after :data:`RESOLVE_WITH`.
+RESOLVED_IDS = """ARRAY(
+    SELECT alias_enc FROM customer_aliases WHERE tenant_id = $1 AND customer_key = c.key
+    UNION SELECT alias_enc FROM linked)"""
+_RESOLVE = f"{RESOLVE_WITH}SELECT c.key, {RESOLVED_IDS} AS ids FROM chosen c"  # noqa: S608
 
 #: SQL for the token of the address of the customer keyed by ``{key}`` of tenant
 #: ``{tenant}``: the newest phone number linked to it, else the id the key is the
@@ -350,18 +351,26 @@ async def _seal_met(
         await seal_customers(conn, ids, tenant_id, [r["customer_key"] for r in keys])
 
 
+async def resolve_args(
+    conn: Any, ids: Identities, tenant_id: str, identity: CustomerIdentity
+) -> list[Any]:
+    """The arguments ``$1`` to ``$5`` of :data:`RESOLVE_WITH` (a customer stored in clear
+    before encryption sealed first, :func:`_seal_met`)."""
+    customer_ids = list(identity.ids)
+    await _seal_met(conn, ids, tenant_id, customer_ids)
+    return [tenant_id, *_sealed(ids, tenant_id, customer_ids), ids.key(tenant_id, identity.key)]
+
+
+def resolved(ids: Identities, tenant_id: str, key: str, tokens: Sequence[bytes | None]) -> Customer:
+    """The customer of :data:`RESOLVE_WITH`'s chosen key and :data:`RESOLVED_IDS`."""
+    return _customer(ids, tenant_id, key, tokens)
+
+
 async def resolve_customer(
     conn: Any, ids: Identities, tenant_id: str, identity: CustomerIdentity
 ) -> Customer:
     """The customer ``identity`` names (created when new), its unlinked ids linked."""
-    customer_ids = list(identity.ids)
-    await _seal_met(conn, ids, tenant_id, customer_ids)
-    row = await conn.fetchrow(
-        _RESOLVE,
-        tenant_id,
-        *_sealed(ids, tenant_id, customer_ids),
-        ids.key(tenant_id, identity.key),
-    )
+    row = await conn.fetchrow(_RESOLVE, *await resolve_args(conn, ids, tenant_id, identity))
     return _customer(ids, tenant_id, row["key"], row["ids"])
 
 
