@@ -98,12 +98,24 @@ def memory(results: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _saved(folder: Path) -> dict[str, Any]:
-    """Every scenario's results as its JSON file holds them."""
+    """Every scenario's results as its JSON file holds them (the state-manager's opt-in
+    sizes too: ``state_partitions_50m.json``)."""
+    sizes = sorted(p.stem for p in folder.glob("state_partitions_*m.json"))
     return {
         name: json.loads((folder / f"{name}.json").read_text())
-        for name in [*SCENARIOS, "memory"]
+        for name in [*SCENARIOS, *sizes, "memory"]
         if (folder / f"{name}.json").exists()
     }
+
+
+def result_name(name: str, result: dict[str, Any]) -> str:
+    """Where a scenario's results are kept: its name, or for the state-manager's stored
+    messages at another size than ``make bench``'s 10 M, ``state_partitions_<n>m`` (so a
+    ``make bench-state-50m`` run keeps the 10 M figures beside its own)."""
+    stored = result.get("messages_stored") if name == "state_partitions" else None
+    if stored and stored != 10_000_000 and stored % 1_000_000 == 0:
+        return f"{name}_{stored // 1_000_000}m"
+    return name
 
 
 def redraw(quick: bool, readme: bool) -> int:
@@ -123,7 +135,7 @@ def redraw(quick: bool, readme: bool) -> int:
     return 0
 
 
-async def main(quick: bool, only: list[str], readme: bool) -> int:
+async def main(quick: bool, only: list[str], readme: bool, note: str = "") -> int:
     configure_logging("bench", "WARNING")
     report.load_plotting()
     folder = RESULTS / "quick" if quick else RESULTS
@@ -140,14 +152,18 @@ async def main(quick: bool, only: list[str], readme: bool) -> int:
         t0 = time.perf_counter()
         say(f"{name}: starting (load {load()})")
         try:
-            results[name] = await run(quick)
+            result = await run(quick)
         except Exception as exc:  # noqa: BLE001 - one broken scenario must not hide the rest
             failed[name] = repr(exc)
             say(f"{name}: FAILED {exc!r}")
             continue
-        results[name]["seconds"] = round(time.perf_counter() - t0, 1)
-        report.write_json(folder, name, results[name])
-        say(f"{name}: done in {results[name]['seconds']} s")
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        kept = result_name(name, result)
+        results[kept] = result
+        if only and kept != name:
+            only = [kept if x == name else x for x in only]
+        report.write_json(folder, kept, result)
+        say(f"{kept}: done in {result['seconds']} s")
     summary: dict[str, Any] = {
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -157,6 +173,7 @@ async def main(quick: bool, only: list[str], readme: bool) -> int:
         "failed": failed,
         "notes": NOTES,
         "results": {k: _light(v) for k, v in results.items()},
+        **({"note": note} if note else {}),
     }
     if only and (folder / "summary.json").exists():
         # --only re-measures some scenarios: the last run's other figures stay
@@ -222,6 +239,8 @@ def merge_partial(last: dict[str, Any], run: dict[str, Any], only: list[str]) ->
         **run["failed"],
     }
     partial = {k: run[k] for k in ("command", "date", "seconds", "machine")}
+    if run.get("note"):
+        partial["note"] = run["note"]
     earlier = [p for p in last.get("partial_runs", []) if set(p["scenarios"]) - set(only)]
     merged["partial_runs"] = [*earlier, {**partial, "scenarios": only}]
     return merged
@@ -244,6 +263,12 @@ if __name__ == "__main__":
     p.add_argument("--only", default="", help=f"comma-separated: {', '.join(SCENARIOS)}")
     p.add_argument("--no-readme", action="store_true", help="leave README.md as it is")
     p.add_argument("--report", action="store_true", help="only redraw plots, table, README")
+    p.add_argument(
+        "--note",
+        default="",
+        help="what to know about this run (the conditions, the code measured): kept with "
+        "the run in summary.json and shown after its date in README.md",
+    )
     a = p.parse_args()
     if a.report:
         sys.exit(redraw(a.quick, not a.no_readme))
@@ -251,4 +276,4 @@ if __name__ == "__main__":
     unknown = set(only) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    sys.exit(asyncio.run(main(a.quick, only, not a.no_readme)))
+    sys.exit(asyncio.run(main(a.quick, only, not a.no_readme, a.note)))
