@@ -39,7 +39,7 @@ demo: up ## Set everything up, seed a demo tenant and catalog, play a customer c
 test: setup ## Unit and integration tests against the real servers (started if not running)
 	@$(STACK) servers
 	@$(STACK) browser
-	@$(UV) run --frozen pytest -q
+	@$(UV) run --frozen --group bench pytest -q  # the bench group: bench/tests import the bench (psutil)
 
 # iproute2 (ip netns) for the clustered-broker scenarios, which run as root (skipped otherwise)
 IPROUTE2 = command -v ip >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || { \
