@@ -9,10 +9,10 @@ from functools import lru_cache
 import aiohttp
 from fastapi import FastAPI
 
-from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.http import Readiness, build_app, include_lean
 from flowchat_platform.logs import get_logger
 from flowchat_sandbox.payments import PaymentEmulator
-from flowchat_sandbox.routes import control, graph, payments, twilio
+from flowchat_sandbox.routes import control, graph, hot, payments, twilio
 from flowchat_sandbox.service import Sandbox
 from flowchat_sandbox.settings import SERVICE, Settings
 from flowchat_sandbox.spec import SendValidator, load_spec
@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
         title="FlowChat sandbox",
-        max_json_bytes=9 * 1024 * 1024,
+        max_json_bytes=hot.MAX_JSON_BYTES,
         nul_allowed=("/",),  # an emulator of Meta and Twilio, with no database of text
     )
     # Order matters: the hot send route first (nothing else has its shape), then the
@@ -83,12 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(graph.router)
     control.install_error_handlers(app)
     payments.install_error_handlers(app)
-    # The hot path as a plain Starlette route at the very front: no dependency solving,
-    # no FastAPI request wrapping (the APIRoute above stays for the OpenAPI docs).
-    app.router.routes.insert(
-        0,
-        graph.HotRoute(
-            graph.SEND_PATH, graph.send_message, methods=["POST"], include_in_schema=False
-        ),
-    )
+    # A turn's two routes (the send, a customer's message) served by the lean lane,
+    # before the router; the routes above stay for the OpenAPI docs.
+    include_lean(app, hot.lean)
     return app
