@@ -29,12 +29,15 @@ def send_validator() -> SendValidator:
 class AiohttpTransport:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
     ) -> int:
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with self._session.post(url, data=body, headers=dict(headers), timeout=timeout) as r:
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:  # one per setting (a frozen value), not one per webhook
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        async with self._session.post(url, data=body, headers=headers, timeout=timeout) as r:
             await r.read()
             return r.status
 
