@@ -9,10 +9,10 @@ from functools import lru_cache
 import aiohttp
 from fastapi import FastAPI
 
-from flowchat_platform.http import Readiness, build_app
+from flowchat_platform.http import Readiness, build_app, include_lean
 from flowchat_platform.logs import get_logger
 from flowchat_sandbox.payments import PaymentEmulator
-from flowchat_sandbox.routes import control, graph, payments, twilio
+from flowchat_sandbox.routes import control, graph, hot, payments, twilio
 from flowchat_sandbox.service import Sandbox
 from flowchat_sandbox.settings import SERVICE, Settings
 from flowchat_sandbox.spec import SendValidator, load_spec
@@ -29,12 +29,15 @@ def send_validator() -> SendValidator:
 class AiohttpTransport:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def post(
         self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
     ) -> int:
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with self._session.post(url, data=body, headers=dict(headers), timeout=timeout) as r:
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:  # one per setting (a frozen value), not one per webhook
+            timeout = self._timeouts[timeout_s] = aiohttp.ClientTimeout(total=timeout_s)
+        async with self._session.post(url, data=body, headers=headers, timeout=timeout) as r:
             await r.read()
             return r.status
 
@@ -71,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         readiness=readiness,
         title="FlowChat sandbox",
-        max_json_bytes=9 * 1024 * 1024,
+        max_json_bytes=hot.MAX_JSON_BYTES,
         nul_allowed=("/",),  # an emulator of Meta and Twilio, with no database of text
     )
     # Order matters: the hot send route first (nothing else has its shape), then the
@@ -83,12 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(graph.router)
     control.install_error_handlers(app)
     payments.install_error_handlers(app)
-    # The hot path as a plain Starlette route at the very front: no dependency solving,
-    # no FastAPI request wrapping (the APIRoute above stays for the OpenAPI docs).
-    app.router.routes.insert(
-        0,
-        graph.HotRoute(
-            graph.SEND_PATH, graph.send_message, methods=["POST"], include_in_schema=False
-        ),
-    )
+    # A turn's two routes (the send, a customer's message) served by the lean lane,
+    # before the router; the routes above stay for the OpenAPI docs.
+    include_lean(app, hot.lean)
     return app

@@ -14,8 +14,6 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
-from starlette.routing import Match, Route
-from starlette.types import Scope
 
 from flowchat_sandbox.deps import GraphDep, SandboxDep, TokenDep, bearer, check_version
 from flowchat_sandbox.errors import GRAPH_ERROR_SCHEMA, GraphError, error_responses
@@ -65,20 +63,10 @@ async def download_media(
 SEND_PATH = "/{version}/{phone_number_id}/messages"
 
 
-class HotRoute(Route):
-    """A plain Starlette route (no dependency solving) that still names itself in the
-    scope, so request metrics label it by its path like every FastAPI route."""
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child = super().matches(scope)
-        if match is not Match.NONE:
-            child["route"] = self
-        return match, child
-
-
 @send_router.post(SEND_PATH)
 async def send_message(request: Request) -> Response:
-    """The hot path: no FastAPI parameter solving, the answer serialized by orjson."""
+    """The hot path: no FastAPI parameter solving, the answer serialized by orjson;
+    served by the lean lane (:mod:`.hot`), this route documents it."""
     params = request.path_params
     check_version(params["version"])
     sandbox: Sandbox = request.app.state.sandbox
