@@ -156,3 +156,33 @@ async def test_a_status_for_an_unknown_message_is_held_in_a_transaction(
     assert (
         await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "delivered"
     )
+
+
+async def test_a_send_result_takes_the_statuses_held_for_it_in_its_insert(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    service = StateService(Repository(state_pool))
+    mid, wamid = build.new_ids()
+    for status in ("read", "delivered"):
+        held = await service.record_status(build.status_update(wamid, status))
+        assert held.outcomes == [(status, "pending")]
+    counts = await _statements(state_pool)
+    handled = await service.record_send_result(build.send_result(mid, wamid))
+    assert handled.outcomes == [
+        ("accepted", "applied"),
+        ("delivered", "applied"),
+        ("read", "applied"),
+    ]
+    assert "DELETE" not in counts  # taken by the statement that created the message
+    assert (
+        await state_pool.fetchval(
+            "SELECT count(*) FROM pending_statuses WHERE provider_message_id = $1", wamid
+        )
+        == 0
+    )
+    # in the order FlowChat learned them: the held ones keep when they were held
+    assert await _history(state_pool, mid) == ["read", "delivered", "accepted"]
+    assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "read"
+    # a redelivered send result finds the message: nothing held, nothing taken
+    again = await service.record_send_result(build.send_result(mid, wamid))
+    assert again.outcomes == [("accepted", "duplicate")]

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from flowchat_contracts import CustomerIdentity
 from flowchat_platform.crypto import SecretBox
 from flowchat_platform.privacy import BlindIndex, IdentitySealer, identity_box
-from flowchat_state_manager.models import MessageFilter
+from flowchat_state_manager.models import MessageFilter, StatusReaders
 from flowchat_state_manager.privacy import seal_loop
 from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.repository import Repository
@@ -210,3 +210,62 @@ def test_without_keys_of_its_own_the_box_is_derived_from_the_token() -> None:
     a = identity_box(None, token, "X")
     b = identity_box(None, token, "X")
     assert b.decrypt(a.encrypt(PHONE)) == PHONE
+
+
+class _CountingSealer(IdentitySealer):
+    """Counts the ids it opens (decrypts or reads back)."""
+
+    def __init__(self) -> None:
+        super().__init__(SecretBox.from_keys(OLD_KEY), INDEX)
+        self.opened = 0
+
+    def open(self, token: bytes | None, stored: str | None) -> str | None:
+        self.opened += 1
+        return super().open(token, stored)
+
+
+class _Nobody:
+    """An audience that reads no status of a bot reply (no relay endpoint, no inbox)."""
+
+    async def readers(self, tenant_ids: Any) -> StatusReaders:
+        return StatusReaders(every=False)
+
+
+async def test_ids_are_opened_only_when_an_event_is_built(
+    state_pool: asyncpg.Pool, build: Any
+) -> None:
+    counting = _CountingSealer()
+    repository = Repository(state_pool, counting)
+    quiet = StateService(repository, audience=_Nobody())
+    mid, wamid = build.new_ids()
+    await quiet.record_send_result(build.send_result(mid, wamid, to="+" + PHONE))
+    counting.opened = 0
+    # statuses nobody reads: recorded, the ids never decrypted
+    for status in ("sent", "delivered"):
+        handled = await quiet.record_status(build.status_update(wamid, status))
+        assert handled.outcomes == [(status, "applied")]
+        assert handled.events == 0
+    assert counting.opened == 0
+    # a status that names the customer's other id: the recipient is read to compare
+    named = build.status_update(wamid, "read").model_copy(
+        update={"customer": CustomerIdentity(wa_id=PHONE, user_id=BSUID)}
+    )
+    assert (await quiet.record_status(named)).outcomes == [("read", "applied")]
+    assert counting.opened == 2
+    record = await repository.get("tnt_a", mid)
+    assert record is not None
+    assert (record.recipient, record.recipient_alias) == (PHONE, BSUID)
+    # an event built (every status read): it carries the recipient in clear
+    loud = StateService(repository)
+    mid2, wamid2 = build.new_ids()
+    await loud.record_send_result(build.send_result(mid2, wamid2, to="+" + PHONE))
+    counting.opened = 0
+    assert (await loud.record_status(build.status_update(wamid2, "sent"))).events == 1
+    assert counting.opened == 2
+    bodies = await state_pool.fetch(
+        "SELECT convert_from(body, 'UTF8')::json->>'recipient' AS recipient FROM outbox "
+        "WHERE convert_from(body, 'UTF8')::json->>'message_id' = $1 "
+        "AND convert_from(body, 'UTF8')::json->>'status' = 'sent'",
+        mid2,
+    )
+    assert [b["recipient"] for b in bodies] == [PHONE]

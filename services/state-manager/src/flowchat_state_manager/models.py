@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,13 +46,49 @@ class NewMessage:
     provider_message_id: str | None
 
 
+class CustomerIds:
+    """A message's recipient and its alias (``recipient_alias``), opened (decrypted, when
+    the row is sealed) the first time either is read: a status applied to a sealed row
+    decrypts them only when it builds an event or compares a customer's ids."""
+
+    __slots__ = ("_ids", "_open", "has_alias")
+
+    def __init__(
+        self, opener: Callable[[], tuple[str | None, str | None]], *, has_alias: bool
+    ) -> None:
+        self._open: Callable[[], tuple[str | None, str | None]] | None = opener
+        self._ids: tuple[str | None, str | None] = (None, None)
+        #: Whether the message has an alias (known without opening: its column is set).
+        self.has_alias = has_alias
+
+    @classmethod
+    def clear(cls, recipient: str | None, alias: str | None) -> CustomerIds:
+        ids = cls(lambda: (recipient, alias), has_alias=alias is not None)
+        ids.get()
+        return ids
+
+    def get(self) -> tuple[str | None, str | None]:
+        """``(recipient, alias)``, opened now if they were not yet."""
+        if self._open is not None:
+            self._ids, self._open = self._open(), None
+        return self._ids
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CustomerIds) and self.get() == other.get()
+
+    def __hash__(self) -> int:
+        return hash(self.get())
+
+    def __repr__(self) -> str:
+        return "CustomerIds(...)"  # customers' ids stay out of logs
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     id: str
     tenant_id: str
     account_id: str
     idempotency_key: str | None
-    recipient: str | None
     message_type: str | None
     category: str | None
     campaign_id: str | None
@@ -65,9 +102,18 @@ class MessageRecord:
     pricing_category: str | None
     created_at: datetime
     updated_at: datetime
-    #: The customer's other id (a BSUID for a phone recipient, a phone number for a
-    #: BSUID recipient), once a status named both.
-    recipient_alias: str | None = None
+    #: The recipient and the customer's other id (:attr:`recipient_alias`).
+    ids: CustomerIds
+
+    @property
+    def recipient(self) -> str | None:
+        return self.ids.get()[0]
+
+    @property
+    def recipient_alias(self) -> str | None:
+        """The customer's other id (a BSUID for a phone recipient, a phone number for a
+        BSUID recipient), once a status named both."""
+        return self.ids.get()[1]
 
 
 @dataclass(frozen=True, slots=True)

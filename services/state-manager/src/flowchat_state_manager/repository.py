@@ -13,6 +13,7 @@ race between a send result mapping it and a status being held for it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -27,6 +28,7 @@ from flowchat_platform.retention import TENANT_CUTOFF, TenantRetention
 from flowchat_platform.sealing import SealingState, batch_lock
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
+    CustomerIds,
     HistoryEntry,
     IncomingStatus,
     MessageFilter,
@@ -63,17 +65,22 @@ _UNAVAILABLE = (
 
 def _record(row: asyncpg.Record, sealer: IdentitySealer | None = None) -> MessageRecord:
     """The message as the service knows it: with a ``sealer``, the recipient's ids are
-    read from their Fernet tokens (the id columns hold keyed digests)."""
+    read from their Fernet tokens (the id columns hold keyed digests), when first used."""
     recipient, alias = row["recipient"], row["recipient_alias"]
-    if sealer is not None:
-        recipient = sealer.open(row["recipient_enc"], recipient)
-        alias = sealer.open(row["recipient_alias_enc"], alias)
+    if sealer is None:
+        ids = CustomerIds.clear(recipient, alias)
+    else:
+        tokens = row["recipient_enc"], row["recipient_alias_enc"]
+
+        def opener() -> tuple[str | None, str | None]:
+            return sealer.open(tokens[0], recipient), sealer.open(tokens[1], alias)
+
+        ids = CustomerIds(opener, has_alias=alias is not None)
     return MessageRecord(
         id=row["id"],
         tenant_id=row["tenant_id"],
         account_id=row["account_id"],
         idempotency_key=row["idempotency_key"],
-        recipient=recipient,
         message_type=row["message_type"],
         category=row["category"],
         campaign_id=row["campaign_id"],
@@ -87,7 +94,7 @@ def _record(row: asyncpg.Record, sealer: IdentitySealer | None = None) -> Messag
         pricing_category=row["pricing_category"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        recipient_alias=alias,
+        ids=ids,
     )
 
 
@@ -102,7 +109,7 @@ async def _message(
     return _record(row, sealer) if row else None
 
 
-def _incoming(row: asyncpg.Record) -> IncomingStatus:
+def _incoming(row: asyncpg.Record | dict[str, Any]) -> IncomingStatus:
     return IncomingStatus(
         status=Status(row["status"]),
         provider_timestamp=row["provider_timestamp"],
@@ -116,6 +123,26 @@ def _incoming(row: asyncpg.Record) -> IncomingStatus:
         sequence=row["sequence"],
         received_at=row["received_at"],
     )
+
+
+def _pending(r: asyncpg.Record | dict[str, Any]) -> PendingStatus:
+    return PendingStatus(
+        provider=r["provider"],
+        provider_message_id=r["provider_message_id"],
+        tenant_id=r["tenant_id"],
+        account_id=r["account_id"],
+        message_id=r["message_id"],
+        correlation_id=r["correlation_id"],
+        incoming=_incoming(r),
+    )
+
+
+def _from_json(r: dict[str, Any]) -> dict[str, Any]:
+    """A ``pending_statuses`` row as ``json_agg`` renders it, with its timestamps parsed."""
+    for column in ("provider_timestamp", "received_at"):
+        if r[column] is not None:
+            r[column] = datetime.fromisoformat(r[column])
+    return r
 
 
 #: A message with an id column still in clear (neither a token beside it, nor a keyed
@@ -288,6 +315,9 @@ class Tx:
     ) -> None:
         self._conn = conn
         self._sealer = sealer
+        #: Statuses held for a provider id, deleted by the statement that created its
+        #: message (:meth:`upsert_message`), until :meth:`take_pending` asks for them.
+        self._taken: dict[tuple[str, str], list[PendingStatus]] = {}
 
     def _seal(self, tenant_id: str, customer_id: str | None) -> tuple[str | None, bytes | None]:
         return _seal(self._sealer, tenant_id, customer_id)
@@ -343,17 +373,29 @@ class Tx:
         recipient, recipient_enc = self._seal(m.tenant_id, m.recipient)
         # the claim of the provider message id (claim_provider_id) in the same statement:
         # no row when another message has it
+        # and the statuses held for it taken (take_pending) in the same statement too: it
+        # runs after lock_keys, so it sees every status held before this send result
         row = await self._conn.fetchrow(
             f"""
-            INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
-                message_type, category, campaign_id, correlation_id, provider,
-                provider_message_id, status, status_rank, recipient_enc)
-            SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
-                $8::text, $9::text, $10::text, $11::text, $12::text, $13::smallint, $14::bytea
-            WHERE $11::text IS NULL OR NOT EXISTS (
-                SELECT 1 FROM messages
-                WHERE provider_message_id = $11::text AND provider = $10::text AND id <> $1::text)
-            RETURNING {_COLUMNS}
+            WITH m AS (
+                INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
+                    message_type, category, campaign_id, correlation_id, provider,
+                    provider_message_id, status, status_rank, recipient_enc)
+                SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
+                    $8::text, $9::text, $10::text, $11::text, $12::text, $13::smallint,
+                    $14::bytea
+                WHERE $11::text IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM messages
+                    WHERE provider_message_id = $11::text AND provider = $10::text
+                      AND id <> $1::text)
+                RETURNING {_COLUMNS}
+            ), d AS (
+                DELETE FROM pending_statuses
+                WHERE provider = $10::text AND provider_message_id = $11::text
+                  AND EXISTS (SELECT 1 FROM m)
+                RETURNING *
+            )
+            SELECT m.*, (SELECT json_agg(d) FROM d)::text AS taken FROM m
             """,  # noqa: S608
             m.id,
             m.tenant_id,
@@ -375,6 +417,10 @@ class Tx:
                 f"provider message id {m.provider_message_id} belongs to another message",
                 message_id=m.id,
             )
+        if m.provider_message_id is not None:
+            self._taken[(m.provider, m.provider_message_id)] = [
+                _pending(_from_json(p)) for p in json.loads(row["taken"] or "[]")
+            ]
         return _record(row, self._sealer)
 
     async def claim_provider_id(
@@ -462,24 +508,18 @@ class Tx:
         return result.endswith(" 1")
 
     async def take_pending(self, provider: str, provider_message_id: str) -> list[PendingStatus]:
+        """Delete and return the statuses held for this provider id (taken already, with
+        no round trip, when :meth:`upsert_message` created the message with it)."""
+        taken = self._taken.pop((provider, provider_message_id), None)
+        if taken is not None:
+            return taken
         rows = await self._conn.fetch(
             "DELETE FROM pending_statuses WHERE provider = $1 AND provider_message_id = $2 "
             "RETURNING *",
             provider,
             provider_message_id,
         )
-        return [
-            PendingStatus(
-                provider=r["provider"],
-                provider_message_id=r["provider_message_id"],
-                tenant_id=r["tenant_id"],
-                account_id=r["account_id"],
-                message_id=r["message_id"],
-                correlation_id=r["correlation_id"],
-                incoming=_incoming(r),
-            )
-            for r in rows
-        ]
+        return [_pending(r) for r in rows]
 
 
 class Repository:

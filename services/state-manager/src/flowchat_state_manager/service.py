@@ -34,6 +34,7 @@ from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.events import MessageStatusChanged
 from flowchat_state_manager.models import (
     PARTITION_SPAN,
+    CustomerIds,
     IncomingStatus,
     MessageRecord,
     NewMessage,
@@ -430,10 +431,10 @@ class StateService:
         elif s.pricing_category and row.pricing_category is None:
             updated = replace(row, pricing_category=s.pricing_category)
         alias = None
-        if row.recipient_alias is None and (s.customer_wa_id or s.customer_user_id):
+        if not row.ids.has_alias and (s.customer_wa_id or s.customer_user_id):
             alias = alias_for(row.recipient, s.customer_wa_id, s.customer_user_id)
             if alias is not None:
-                updated = replace(updated, recipient_alias=alias)
+                updated = replace(updated, ids=CustomerIds.clear(row.recipient, alias))
         inserted = await tx.record(
             row.id,
             row.tenant_id,
