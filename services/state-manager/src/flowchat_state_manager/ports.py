@@ -32,7 +32,23 @@ from flowchat_state_manager.models import (
 from flowchat_state_manager.state import Status
 
 
-class StatusTransaction(Protocol):
+class Recorder(Protocol):
+    """Where a status is recorded: a :class:`StatusTransaction`, or one statement."""
+
+    async def record(
+        self,
+        message_id: str,
+        tenant_id: str,
+        s: IncomingStatus,
+        *,
+        new_status: Status | None,
+        outbox: OutboxItem | None,
+        alias: str | None = None,
+        created_at: datetime,
+    ) -> bool: ...
+
+
+class StatusTransaction(Recorder, Protocol):
     async def lock_keys(self, keys: Sequence[str]) -> None: ...
 
     async def lock_by_provider_id(
@@ -51,39 +67,11 @@ class StatusTransaction(Protocol):
         self, message_id: str, provider: str, provider_message_id: str, *, created_at: datetime
     ) -> None: ...
 
-    async def record(
-        self,
-        message_id: str,
-        tenant_id: str,
-        s: IncomingStatus,
-        *,
-        new_status: Status | None,
-        outbox: OutboxItem | None,
-        alias: str | None = None,
-        created_at: datetime,
-    ) -> bool: ...
-
     async def hold(self, p: PendingStatus) -> bool: ...
 
     async def take_pending(
         self, provider: str, provider_message_id: str
     ) -> list[PendingStatus]: ...
-
-
-class Recorder(Protocol):
-    """Where :meth:`StatusTransaction.record` writes (a transaction, or one statement)."""
-
-    async def record(
-        self,
-        message_id: str,
-        tenant_id: str,
-        s: IncomingStatus,
-        *,
-        new_status: Status | None,
-        outbox: OutboxItem | None,
-        alias: str | None = None,
-        created_at: datetime,
-    ) -> bool: ...
 
 
 class StateStore(Protocol):

@@ -174,18 +174,9 @@ def _sealed_columns(
     return (out[0], out[1], out[2], out[3]) if changed else None
 
 
-#: Append a status to the history; when it is new, move the message and queue its event
-#: (:meth:`Tx.record`, inside the caller's transaction: the row locked already).
-_RECORD = """    WITH e AS (
-        INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
-            error_code, error_title, error_details, pricing_category, event_id,
-            sequence, received_at, message_created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-            COALESCE($17::bigint, nextval('status_learned_seq')),
-            COALESCE($18::timestamptz, now()), $19::timestamptz)
-        ON CONFLICT DO NOTHING
-        RETURNING 1
-    ), u AS (
+#: After the history row ``e``: the message moved and its event queued, only when ``e``
+#: was inserted (both statements below).
+_MOVE_AND_QUEUE = """    ), u AS (
         UPDATE messages SET
             status = CASE WHEN $10 THEN $11::text ELSE status END,
             status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
@@ -210,14 +201,27 @@ _RECORD = """    WITH e AS (
         WHERE $10 AND $13::text IS NOT NULL AND EXISTS (SELECT 1 FROM e)
         RETURNING 1
     )
-    SELECT count(*) FROM e  -- u and o run to completion regardless (PostgreSQL docs)
 """
+
+#: Append a status to the history; when it is new, move the message and queue its event
+#: (:meth:`Tx.record`, inside the caller's transaction: the row locked already).
+_RECORD = f"""    WITH e AS (
+        INSERT INTO message_events (message_id, tenant_id, status, provider_timestamp,
+            error_code, error_title, error_details, pricing_category, event_id,
+            sequence, received_at, message_created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+            COALESCE($17::bigint, nextval('status_learned_seq')),
+            COALESCE($18::timestamptz, now()), $19::timestamptz)
+        ON CONFLICT DO NOTHING
+        RETURNING 1
+{_MOVE_AND_QUEUE}    SELECT count(*) FROM e  -- u and o run to completion anyway (PostgreSQL docs)
+"""  # noqa: S608 - constant fragments
 
 #: :data:`_RECORD` as a statement of its own (its own implicit transaction), for a message
 #: read without a lock: it locks the row and writes only when the row is still the
 #: version read (``xmin`` $21, which every UPDATE of the row changes); ``locked`` 0 when
 #: it is not (nothing written).
-_RECORD_IF_UNCHANGED = """    WITH g AS (
+_RECORD_IF_UNCHANGED = f"""    WITH g AS (
         SELECT 1 FROM messages
         WHERE id = $1 AND created_at = $19 AND xmin::text = $21
         FOR UPDATE
@@ -232,33 +236,8 @@ _RECORD_IF_UNCHANGED = """    WITH g AS (
         WHERE EXISTS (SELECT 1 FROM g)
         ON CONFLICT DO NOTHING
         RETURNING 1
-    ), u AS (
-        UPDATE messages SET
-            status = CASE WHEN $10 THEN $11::text ELSE status END,
-            status_rank = CASE WHEN $10 THEN $12::smallint ELSE status_rank END,
-            error_code = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $5
-                WHEN $10 AND status = 'parked' THEN NULL ELSE error_code END,
-            error_title = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $6
-                WHEN $10 AND status = 'parked' THEN NULL ELSE error_title END,
-            error_details = CASE WHEN $10 AND $11::text IN ('failed', 'parked') THEN $7
-                WHEN $10 AND status = 'parked' THEN NULL ELSE error_details END,
-            pricing_category = COALESCE($8, pricing_category),
-            recipient_alias_enc = CASE WHEN recipient_alias IS NULL THEN $20::bytea
-                ELSE recipient_alias_enc END,
-            recipient_alias = COALESCE(recipient_alias, $16::text),
-            updated_at = CASE WHEN $10 THEN now() ELSE updated_at END
-        WHERE id = $1 AND created_at = $19 AND EXISTS (SELECT 1 FROM e)
-          AND ($10 OR ($8::text IS NOT NULL AND pricing_category IS NULL)
-               OR ($16::text IS NOT NULL AND recipient_alias IS NULL))
-        RETURNING 1
-    ), o AS (
-        INSERT INTO outbox (event_id, routing_key, body)
-        SELECT $13::text, $14::text, $15::bytea
-        WHERE $10 AND $13::text IS NOT NULL AND EXISTS (SELECT 1 FROM e)
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM g) AS locked, (SELECT count(*) FROM e) AS inserted
-"""
+{_MOVE_AND_QUEUE}    SELECT (SELECT count(*) FROM g) AS locked, (SELECT count(*) FROM e) AS inserted
+"""  # noqa: S608 - constant fragments
 
 
 def _seal(
