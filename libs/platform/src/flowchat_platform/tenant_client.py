@@ -20,6 +20,8 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import aiohttp
@@ -186,22 +188,13 @@ class TenantClient:
     async def _fetch_batch(self, ids: list[str]) -> tuple[AccountBatch | None, float]:
         """One batch request: (the answer, its max-age); (None, 0) when the tenant
         service has no batch route."""
-        url = f"{self.base_url}{INTERNAL_PREFIX}/accounts/batch"
         self.batches += 1
-        try:
-            async with self._session.post(
-                url, json={"account_ids": ids}, headers=self._headers, timeout=self._timeout
-            ) as r:
-                if r.status in (404, 405):
-                    return None, 0.0
-                if r.status != 200:
-                    raise UpstreamError(
-                        f"tenant service answered {r.status}", service="tenant", status=r.status
-                    )
-                body = await r.read()
-                return AccountBatch.model_validate_json(body), _max_age(r.headers, self.ttl_s)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
+        async with self._request("POST", "/accounts/batch", json={"account_ids": ids}) as r:
+            if r.status in (404, 405):
+                return None, 0.0
+            _expect(r, 200)
+            body = await r.read()
+            return AccountBatch.model_validate_json(body), _max_age(r.headers, self.ttl_s)
 
     async def accounts_by_waba(self, waba_id: str) -> list[AccountCredentials]:
         """Every account of a WABA, oldest first (empty when the WABA is unknown).
@@ -323,19 +316,12 @@ class TenantClient:
             del self._inflight[path]
 
     async def _fetch(self, path: str, model: type[M]) -> tuple[M | None, float]:
-        url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
-        try:
-            async with self._session.get(url, headers=self._headers, timeout=self._timeout) as r:
-                if r.status == 404:
-                    return None, self.negative_ttl_s
-                if r.status != 200:
-                    raise UpstreamError(
-                        f"tenant service answered {r.status}", service="tenant", status=r.status
-                    )
-                body = await r.read()
-                return model.model_validate_json(body), _max_age(r.headers, self.ttl_s)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
+        async with self._request("GET", path) as r:
+            if r.status == 404:
+                return None, self.negative_ttl_s
+            _expect(r, 200)
+            body = await r.read()
+            return model.model_validate_json(body), _max_age(r.headers, self.ttl_s)
 
     async def _post(
         self, path: str, payload: dict[str, Any], *, expect: int = 200
@@ -347,24 +333,37 @@ class TenantClient:
     ) -> tuple[dict[str, Any] | None, float]:
         """The answer (None for 404) and how long it may be kept (``Cache-Control:
         max-age``; no header: no limit)."""
+        async with self._request("POST", path, json=payload) as r:
+            age = _max_age(r.headers, float("inf"))
+            if r.status == 404:
+                return None, age
+            _expect(r, expect)
+            if r.status == 204:
+                return {}, age
+            data: dict[str, Any] = await r.json()
+            return data, age
+
+    @asynccontextmanager
+    async def _request(
+        self, method: str, path: str, *, json: Any = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request to the tenant service's internal API; a transport failure (while
+        sending or reading the answer) surfaces as :class:`UpstreamError`."""
         url = f"{self.base_url}{INTERNAL_PREFIX}{path}"
         try:
-            async with self._session.post(
-                url, json=payload, headers=self._headers, timeout=self._timeout
+            async with self._session.request(
+                method, url, json=json, headers=self._headers, timeout=self._timeout
             ) as r:
-                age = _max_age(r.headers, float("inf"))
-                if r.status == 404:
-                    return None, age
-                if r.status != expect:
-                    raise UpstreamError(
-                        f"tenant service answered {r.status}", service="tenant", status=r.status
-                    )
-                if r.status == 204:
-                    return {}, age
-                data: dict[str, Any] = await r.json()
-                return data, age
+                yield r
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UpstreamError(f"tenant service unreachable: {exc!r}", service="tenant") from exc
+
+
+def _expect(r: aiohttp.ClientResponse, status: int) -> None:
+    if r.status != status:
+        raise UpstreamError(
+            f"tenant service answered {r.status}", service="tenant", status=r.status
+        )
 
 
 def _max_age(headers: Any, default: float) -> float:
