@@ -6,7 +6,13 @@ status of the body) to a durable quorum queue with publisher confirms, waits for
 confirms and answers JSON. No account lookup, dedupe, normalisation or metrics: what the
 gateway adds to that is its cost.
 
-Run: ``python bench/bare_app.py PORT AMQP_URL APP_SECRET``.
+With a fourth argument, ``REDIS_URL``, a body that carries messages also makes the one
+Redis round trip issue #26 allows the gateway (its dedupe): a ``SET NX EX`` per message,
+pipelined, before the publish; duplicates are not published. Status-only bodies make none,
+as in the gateway. That variant is shown beside the target's baseline, not judged: it
+tells the cost of the dedupe from the cost of the gateway's other work.
+
+Run: ``python bench/bare_app.py PORT AMQP_URL APP_SECRET [REDIS_URL]``.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import aio_pika
 import orjson
+import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -37,8 +44,22 @@ def events(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def create(amqp_url: str, secret: bytes) -> FastAPI:
+def create(amqp_url: str, secret: bytes, redis_url: str | None = None) -> FastAPI:
     state: dict[str, Any] = {}
+    redis = aioredis.Redis.from_url(redis_url) if redis_url else None
+
+    async def fresh(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events to publish: all of them, or with Redis the messages not seen yet
+        (one pipelined round trip) and every status."""
+        messages = [e for e in found if "from" in e]
+        if redis is None or not messages:
+            return found
+        async with redis.pipeline(transaction=False) as pipe:
+            for e in messages:
+                pipe.set(f"bench:bare:dedupe:{e['id']}", b"1", nx=True, ex=600)
+            claimed = await pipe.execute()
+        seen = {id(e) for e, ok in zip(messages, claimed, strict=True) if not ok}
+        return [e for e in found if id(e) not in seen]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +78,7 @@ def create(amqp_url: str, secret: bytes) -> FastAPI:
         expected = "sha256=" + hmac.new(secret, raw, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, request.headers.get("x-hub-signature-256", "")):
             return JSONResponse({"error": "invalid_signature"}, status_code=401)
-        found = events(orjson.loads(raw))
+        found = await fresh(events(orjson.loads(raw)))
         exchange = state["exchange"]
         await asyncio.gather(
             *(
@@ -81,7 +102,7 @@ def create(amqp_url: str, secret: bytes) -> FastAPI:
 
 if __name__ == "__main__":
     uvicorn.run(
-        create(sys.argv[2], sys.argv[3].encode()),
+        create(sys.argv[2], sys.argv[3].encode(), sys.argv[4] if len(sys.argv) > 4 else None),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         log_config=None,

@@ -168,9 +168,12 @@ def run_wrk(wrk: str, url: str, bodies: Path, seconds: int) -> dict[str, Any]:
     }
 
 
-async def start_bare(stack: Stack, app_secret: str) -> Proc:
+async def start_bare(stack: Stack, app_secret: str, *, redis: bool = False) -> Proc:
+    """The bare loop; ``redis``: the variant that makes the gateway's one allowed Redis
+    round trip for bodies with messages (``bench/bare_app.py``)."""
     port = free_port()
-    log = stack.tmp / "bare.log"
+    name = "bare-fastapi-redis" if redis else "bare-fastapi"
+    log = stack.tmp / f"{name}.log"
     with open(log, "wb") as out:  # noqa: ASYNC230 - once, at start-up
         popen = subprocess.Popen(  # noqa: S603, ASYNC220 - our own interpreter and script
             [
@@ -179,15 +182,29 @@ async def start_bare(stack: Stack, app_secret: str) -> Proc:
                 str(port),
                 stack.env["AMQP_URL"],
                 app_secret,
+                *([stack.env["REDIS_URL"]] if redis else []),
             ],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    proc = Proc("bare-fastapi", f"http://127.0.0.1:{port}", popen, log)
+    proc = Proc(name, f"http://127.0.0.1:{port}", popen, log)
     stack.procs.append(proc)
     await wait_ready(proc)
     return proc
+
+
+def _with_redis(gateway_rate: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The bare loop with the one Redis round trip, shown beside the target's baseline."""
+    if not runs:
+        return {}
+    rate = stats.median([x["req_per_s"] for x in runs])
+    return {
+        "bare_redis_req_per_s": round(rate),
+        "bare_redis_cpu_ms_per_req": stats.median([x["cpu_ms_per_req"] for x in runs]),
+        "ratio_to_bare_redis": stats.ratio(gateway_rate, rate),
+        "bare_redis_runs": runs,
+    }
 
 
 async def ingest(quick: bool) -> dict[str, Any]:
@@ -203,7 +220,14 @@ async def ingest(quick: bool) -> dict[str, Any]:
         "load_avg": [],
     }
     results: dict[str, list[dict[str, Any]]] = {
-        k: [] for k in ("gateway_single", "bare_single", "gateway_batch", "bare_batch")
+        k: []
+        for k in (
+            "gateway_single",
+            "bare_single",
+            "bare_redis_single",
+            "gateway_batch",
+            "bare_batch",
+        )
     }
     async with isolated("gateway") as stack:
         await stack.start("sandbox")
@@ -211,6 +235,7 @@ async def ingest(quick: bool) -> dict[str, Any]:
         (account,) = await seed_accounts(stack, 1, throughput_mps=80)
         gateway = await stack.start("gateway")
         bare = await start_bare(stack, account.app_secret)
+        bare_redis = await start_bare(stack, account.app_secret, redis=True)
         peak_rss = 0.0
         for r in range(rounds):
             for batched in (False, True):
@@ -234,11 +259,23 @@ async def ingest(quick: bool) -> dict[str, Any]:
                 )
                 results[f"gateway_{kind}"].append(g)
                 results[f"bare_{kind}"].append(b)
+                also = ""
+                if not batched:  # status-only bodies make no Redis round trip: same loop
+                    before = cpu_seconds(bare_redis)
+                    br = await asyncio.to_thread(run_wrk, wrk, bare_redis.url, bodies, seconds)
+                    br["cpu_ms_per_req"] = round(
+                        1000 * (cpu_seconds(bare_redis) - before) / max(1, br["requests"]), 3
+                    )
+                    results["bare_redis_single"].append(br)
+                    also = (
+                        f", bare + Redis {br['req_per_s']:,.0f} req/s, "
+                        f"{br['cpu_ms_per_req']} CPU ms/req"
+                    )
                 say(
                     f"gateway ingest round {r + 1}/{rounds} {kind}: gateway "
                     f"{g['req_per_s']:,.0f} req/s, {g['cpu_ms_per_req']} CPU ms/req "
                     f"(non-2xx {g['non2xx']}), bare "
-                    f"{b['req_per_s']:,.0f} req/s, {b['cpu_ms_per_req']} CPU ms/req"
+                    f"{b['req_per_s']:,.0f} req/s, {b['cpu_ms_per_req']} CPU ms/req{also}"
                 )
                 bodies.unlink()
             out["load_avg"].append(load())
@@ -258,6 +295,7 @@ async def ingest(quick: bool) -> dict[str, Any]:
                 [x["cpu_ms_per_req"] for x in results[f"bare_{kind}"]]
             ),
             "gateway_non2xx": sum(x["non2xx"] for x in results[f"gateway_{kind}"]),
+            **_with_redis(gw, results[f"bare_redis_{kind}"] if kind == "single" else []),
             "gateway_latency_ms": results[f"gateway_{kind}"][-1]["latency_ms"],
             "runs": {
                 "gateway": results[f"gateway_{kind}"],

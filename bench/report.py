@@ -322,7 +322,15 @@ def table_rows(results: dict[str, Any]) -> list[list[str]]:  # noqa: PLR0912, PL
                     f"({_fmt(k['gateway_events_per_s'], ' events/s')}), "
                     f"{k['gateway_cpu_ms_per_req']} CPU ms/req",
                     _fmt(k["bare_req_per_s"], " req/s (bare FastAPI + HMAC + confirmed publish)")
-                    + f", {k.get('bare_cpu_ms_per_req', '—')} CPU ms/req",
+                    + f", {k.get('bare_cpu_ms_per_req', '—')} CPU ms/req"
+                    + (
+                        f"; not judged: the same + the one Redis round trip a message "
+                        f"is allowed (dedupe), {_fmt(k['bare_redis_req_per_s'], ' req/s')}, "
+                        f"{k['bare_redis_cpu_ms_per_req']} CPU ms/req, gateway "
+                        f"{_ratio(k['ratio_to_bare_redis'])} of it"
+                        if "bare_redis_req_per_s" in k
+                        else ""
+                    ),
                     _ratio(k["ratio"]),
                     f"≥ {GATEWAY_RATIO}x",
                     _met((k["ratio"] or 0) >= GATEWAY_RATIO and k["gateway_non2xx"] == 0),
