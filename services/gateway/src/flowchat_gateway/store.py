@@ -143,7 +143,10 @@ class GatewayStore:
             if len(calls) == 1:  # the usual webhook: no task for it
                 script, keys, args = calls[0]
                 return [await self._batcher.script(script, keys, args)]
-            return await asyncio.gather(*(self._batcher.script(s, k, a) for s, k, a in calls))
+            # their futures, gathered: no task per call
+            return await asyncio.gather(
+                *(self._batcher.script_later(s, k, a) for s, k, a in calls)
+            )
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc!r}", store="redis") from exc
 
