@@ -225,3 +225,95 @@ def test_reminder_input_is_checked() -> None:
         reminder("+2348012345678", kind="payment_due")
     with pytest.raises(ValueError, match="a text"):
         reminder("+2348012345678", text=None, template=None)
+
+
+class CountingScheduler(ReminderScheduler):
+    """A scheduler that counts its ticks (each is a transaction on the database)."""
+
+    ticks = 0
+
+    async def tick(self) -> int:
+        self.ticks += 1
+        return await super().tick()
+
+
+async def _running(scheduler: ReminderScheduler):
+    task = asyncio.create_task(scheduler.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def _stop(task: asyncio.Task) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+class WatchedOutbox(RecordingOutbox):
+    """Says when a command left."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    async def send(self, command: OutboundCommand) -> None:
+        await super().send(command)
+        self.arrived.set()
+
+
+async def _until_sent(outbox: WatchedOutbox, timeout_s: float) -> float:
+    """Seconds until the outbox sends a command."""
+    started = asyncio.get_running_loop().time()
+    async with asyncio.timeout(timeout_s):
+        await outbox.arrived.wait()
+    return asyncio.get_running_loop().time() - started
+
+
+async def test_an_idle_scheduler_ticks_every_idle_s_not_every_tick_s(pool):
+    repo = OutreachRepository(pool, IDS)
+    scheduler = CountingScheduler(repo, RecordingOutbox(), tick_s=0.05, idle_s=0.5)
+    task = await _running(scheduler)
+    await asyncio.sleep(1.3)
+    await _stop(task)
+    # at start, then after 0.5 s and 1.0 s: 3 (every tick_s would have been ~26)
+    assert 2 <= scheduler.ticks <= 4
+
+
+async def test_a_reminder_scheduled_here_wakes_the_scheduler_at_its_due_time(pool):
+    repo = OutreachRepository(pool, IDS)
+    outbox = WatchedOutbox()
+    scheduler = CountingScheduler(repo, outbox, tick_s=0.05, idle_s=30)
+    service = ReminderService(repo, wake=scheduler.wake)
+    task = await _running(scheduler)
+    try:
+        await asyncio.sleep(0.2)  # it has ticked once and sleeps for idle_s
+        await service.schedule(
+            "t1",
+            reminder(
+                "+2348044444444", delay_s=None, due_at=datetime.now(UTC) + timedelta(seconds=0.6)
+            ),
+        )
+        waited = await _until_sent(outbox, timeout_s=5)
+    finally:
+        await _stop(task)
+    assert 0.4 <= waited < 2.0  # at its due time, not after the 30 s idle tick
+    assert scheduler.ticks <= 4
+
+
+async def test_the_next_due_reminder_read_in_a_tick_sets_the_sleep(pool):
+    """A reminder the scheduler was not told of (the bot's, another replica's), pending
+    when it ticks, fires at its due time, not at the next idle tick."""
+    repo = OutreachRepository(pool, IDS)
+    await ReminderService(repo).schedule(
+        "t1",
+        reminder("+2348055555555", delay_s=None, due_at=datetime.now(UTC) + timedelta(seconds=0.8)),
+    )
+    outbox = WatchedOutbox()
+    scheduler = CountingScheduler(repo, outbox, tick_s=0.05, idle_s=30)
+    task = await _running(scheduler)
+    try:
+        waited = await _until_sent(outbox, timeout_s=5)
+    finally:
+        await _stop(task)
+    assert 0.5 <= waited < 2.0
+    assert scheduler.ticks == 2  # the first found it pending, the second fired it

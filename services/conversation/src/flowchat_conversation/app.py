@@ -226,6 +226,7 @@ async def start_outreach(
             campaign_max_inflight=settings.campaign_max_inflight,
             campaign_inflight_window_s=settings.campaign_inflight_window_s,
             reminder_tick_s=settings.reminder_tick_s,
+            reminder_idle_s=settings.reminder_idle_s,
             reminder_batch=settings.reminder_batch,
         ),
         handoffs=handoffs,

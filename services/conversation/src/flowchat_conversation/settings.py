@@ -74,7 +74,11 @@ class Settings(ServiceSettings):
     campaign_tick_s: float = Field(default=0.2, gt=0, le=10)
     #: With no campaign running the runner waits for work, or this long at most.
     campaign_idle_s: float = Field(default=5.0, gt=0, le=60)
+    #: The reminder scheduler sleeps until the next due reminder (this long when that time
+    #: has passed), or ``reminder_idle_s`` at most: reminders scheduled through another
+    #: replica, or by the bot, are found by that tick.
     reminder_tick_s: float = Field(default=1.0, gt=0, le=60)
+    reminder_idle_s: float = Field(default=5.0, gt=0, le=60)
     #: Campaign messages queued but not yet sent/failed before a campaign waits (0 = off).
     campaign_max_inflight: int = Field(default=5000, ge=0)
     #: A queued message counts as in flight this long at most (its status may never come).

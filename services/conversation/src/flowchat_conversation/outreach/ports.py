@@ -208,6 +208,9 @@ class ReminderStore(Protocol):
 
 
 class DueBatch(Protocol):
+    #: After :meth:`claim`: the due time of the first pending reminder not due yet.
+    next_due: datetime | None
+
     async def claim(self, limit: int) -> tuple[datetime, list[DueReminder]]:
         """The database's time and the due pending reminders, locked (SKIP LOCKED)."""
 

@@ -26,6 +26,8 @@ from flowchat_conversation.outreach.template_catalog import ParameterMap
 class ReminderService:
     store: ReminderStore
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Tells this replica's scheduler a reminder is due then (None: nobody to tell).
+    wake: Callable[[datetime], None] | None = None
 
     async def schedule(self, tenant_id: str, body: ReminderIn) -> tuple[Reminder, bool]:
         try:
@@ -39,7 +41,7 @@ class ReminderService:
         if body.template is not None:
             ParameterMap.model_validate(body.template.parameters.model_dump())
         rid = reminder_id()
-        return await self.store.insert_reminder(
+        stored, created = await self.store.insert_reminder(
             NewReminder(
                 reminder_id=rid,
                 tenant_id=tenant_id,
@@ -55,6 +57,9 @@ class ReminderService:
                 message_id=rid,
             )
         )
+        if created and self.wake is not None:
+            self.wake(stored.due_at)
+        return stored, created
 
     async def get(self, tenant_id: str, reminder_id: str) -> Reminder:
         reminder = await self.store.get_reminder(tenant_id, reminder_id)

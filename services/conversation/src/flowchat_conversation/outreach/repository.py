@@ -1212,9 +1212,17 @@ class PgDueBatch:
     def __init__(self, conn: PoolConnectionProxy[asyncpg.Record], ids: Identities) -> None:
         self._conn = conn
         self._ids = ids
+        self.next_due: datetime | None = None
 
     async def claim(self, limit: int) -> tuple[datetime, list[DueReminder]]:
-        now: datetime = await self._conn.fetchval("SELECT clock_timestamp()")
+        # the clock and the first pending reminder not due yet, in one round trip
+        # (``reminders_due``: the partial index on pending rows' due_at)
+        head = await self._conn.fetchrow(
+            "SELECT clock_timestamp() AS now, (SELECT min(due_at) FROM reminders"
+            " WHERE state = 'pending' AND due_at > clock_timestamp()) AS next_due"
+        )
+        now: datetime = head["now"]
+        self.next_due = head["next_due"]
         rows = await self._conn.fetch(
             f"""
             SELECT r.*, c.status AS contact_status, c.marketing_opt_in, c.last_inbound_at,

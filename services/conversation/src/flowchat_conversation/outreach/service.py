@@ -43,6 +43,7 @@ class Pacing:
     campaign_max_inflight: int = 5000
     campaign_inflight_window_s: float = 120
     reminder_tick_s: float = 1.0
+    reminder_idle_s: float = 5.0
     reminder_batch: int = 100
 
 
@@ -88,13 +89,18 @@ class Outreach:
             facts=facts,
             wake=runner.wake,
         )
+        scheduler = ReminderScheduler(
+            store,
+            outbox,
+            tick_s=pacing.reminder_tick_s,
+            batch=pacing.reminder_batch,
+            idle_s=pacing.reminder_idle_s,
+        )
         return cls(
             contacts=contacts,
             campaigns=campaigns,
-            reminders=ReminderService(store),
+            reminders=ReminderService(store, wake=scheduler.wake),
             runner=runner,
-            scheduler=ReminderScheduler(
-                store, outbox, tick_s=pacing.reminder_tick_s, batch=pacing.reminder_batch
-            ),
+            scheduler=scheduler,
             events=OutreachEvents(campaigns, contacts, handoffs),
         )
