@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from flowchat_platform.http import ApiError, LeanRoute
+from flowchat_platform.http import ApiError, LeanRoute, read_bounded
 from flowchat_sandbox.routes import control, graph
 
 #: The JSON body limit the app's guard applies (``create_app``'s ``max_json_bytes``).
@@ -44,19 +44,7 @@ async def _body(request: Request) -> bytes:
     it has grown past it."""
     if not _is_json(request.headers.get("content-type")):
         return await request.body()
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # what request.body() gives from now on
-    return body
+    return await read_bounded(request, MAX_JSON_BYTES, _too_large)
 
 
 @lean.post(graph.SEND_PATH, include_in_schema=False)
