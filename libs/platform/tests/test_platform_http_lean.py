@@ -4,6 +4,8 @@ document; other routes are untouched."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fastapi import APIRouter, Request
@@ -18,6 +20,7 @@ from flowchat_platform.http import (
     build_app,
     handle_errors,
     include_lean,
+    read_bounded,
 )
 
 
@@ -97,3 +100,43 @@ def test_include_lean_takes_lean_routes_only() -> None:
 
     with pytest.raises(TypeError):
         include_lean(app, router)
+
+
+async def test_read_bounded_refuses_a_declared_or_streamed_body_over_the_limit() -> None:
+    app = build_app("lean-demo")
+    router = APIRouter(route_class=LeanRoute)
+    refusals: list[int] = []
+
+    def too_large() -> ApiError:
+        refusals.append(1)
+        return ApiError(413, "payload_too_large", "the body exceeds 8 bytes")
+
+    @router.post("/bounded")
+    async def bounded(request: Request) -> Response:
+        body = await read_bounded(request, 8, too_large)
+        again = await request.body()  # read once, given again
+        return JSONResponse({"body": body.decode(), "again": again.decode()})
+
+    include_lean(app, router)
+
+    async def streamed(parts: list[bytes]) -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        at_limit = await client.post("/bounded", content=b"12345678")
+        chunked_ok = await client.post("/bounded", content=streamed([b"1234", b"5678"]))
+        declared = await client.post("/bounded", content=b"123456789")
+        assert len(refusals) == 1
+        chunked = await client.post("/bounded", content=streamed([b"12345", b"6789"]))
+    assert at_limit.json() == {"body": "12345678", "again": "12345678"}
+    assert chunked_ok.json() == {"body": "12345678", "again": "12345678"}
+    for refused in (declared, chunked):
+        assert refused.status_code == 413
+        assert refused.json()["error"] == {
+            "code": "payload_too_large",
+            "message": "the body exceeds 8 bytes",
+            "details": [],
+        }
+    assert len(refusals) == 2

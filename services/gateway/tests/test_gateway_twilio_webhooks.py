@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -11,6 +13,8 @@ from twilio.request_validator import RequestValidator
 
 from flowchat_contracts import InboundMessage, StatusUpdate, topology
 from flowchat_contracts.shared_state import customer_window_key
+from flowchat_gateway import metrics
+from flowchat_gateway.normalize import _message_identity, event_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -143,6 +147,61 @@ async def test_duplicate_inbound_is_published_once(twilio_gateway: Gateway) -> N
     for _ in range(3):
         assert (await post_twilio(gw, inbound_form())).status_code == 200
     assert len(await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)) == 1
+
+
+async def test_an_event_another_request_is_publishing_is_409_then_a_duplicate(
+    twilio_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redelivery while the first request still publishes the event (its claim held,
+    the broker's confirm not in): 409 ``in_flight`` with Retry-After and nothing
+    published; once the first is confirmed, a redelivery is 200, a duplicate."""
+    gw = twilio_gateway
+    assert gw.broker is not None
+    service = gw.app.state.webhooks
+    publish_all = service.publisher.publish_all
+    publishing, confirm = asyncio.Event(), asyncio.Event()
+
+    async def held(outgoing: list[Any]) -> list[BaseException | None]:
+        publishing.set()
+        await confirm.wait()
+        return await publish_all(outgoing)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(service.publisher, "publish_all", held)
+    sid = "SM00000000000000000000000000000042"
+    key = gw.app.state.store.dedupe_key(
+        ACCOUNT_ID, event_id_for(ACCOUNT_ID, _message_identity("twilio", sid))
+    )
+    duplicates = metrics.WEBHOOKS.labels("twilio", "webhook", "duplicate")._value
+    duplicates_before = duplicates.get()
+    client = aioredis.Redis.from_url(gw.settings.redis_url, decode_responses=True)
+    try:
+        first = asyncio.create_task(post_twilio(gw, inbound_form(sid)))
+        await asyncio.wait_for(publishing.wait(), timeout=5)
+        assert str(await client.get(key)).startswith("p:")  # claimed, not yet done
+        again = await post_twilio(gw, inbound_form(sid))
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["code"] == "in_flight"
+        assert int(again.headers["retry-after"]) > 0
+        assert await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND) == []
+
+        confirm.set()
+        assert (await first).status_code == 200
+        published = await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)
+        assert [data["provider_message_id"] for _, data in published] == [sid]
+        redelivered = await post_twilio(gw, inbound_form(sid))
+        assert redelivered.status_code == 200, redelivered.text
+        assert "<Response/>" in redelivered.text
+        assert await client.get(key) == "1"
+        assert duplicates.get() == duplicates_before + 1
+        assert await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND) == []
+    finally:
+        confirm.set()
+        await client.aclose()
+    text = (await gw.http.get("/metrics")).text
+    assert (
+        'flowchat_gateway_webhooks_total{kind="webhook",outcome="in_flight",provider="twilio"}'
+        in text
+    )
 
 
 def status_form(state: str, **extra: str) -> dict[str, str]:

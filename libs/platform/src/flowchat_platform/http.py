@@ -138,6 +138,30 @@ class Readiness:
         return out
 
 
+async def read_bounded(request: Request, limit: int, too_large: Callable[[], Exception]) -> bytes:
+    """The request's body, at most ``limit`` bytes: a declared ``Content-Length`` over
+    the limit is refused before any of it is read, a longer stream once it has grown
+    past it, by raising ``too_large()`` (called once, so it may also count the refusal).
+    What :meth:`Request.body` gives from now on, for code that reads it again.
+
+    For a route that reads its own body (a lean route, which :class:`GuardJsonBody`
+    does not bound; an upload of another content type) with its own answer to one too
+    large."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large()
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    request._body = body
+    return body
+
+
 class LeanRoute(APIRoute):
     """A route whose endpoint takes the :class:`Request` and returns its
     :class:`Response` itself: no dependency solving, no parameter parsing or response

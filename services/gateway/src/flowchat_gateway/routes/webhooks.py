@@ -21,7 +21,7 @@ from flowchat_gateway.deps import WebhooksDep
 from flowchat_gateway.schemas import ErrorBody
 from flowchat_gateway.service import WebhookResult, WebhookService
 from flowchat_gateway.settings import Settings
-from flowchat_platform.http import ApiError, LeanRoute
+from flowchat_platform.http import ApiError, LeanRoute, read_bounded
 
 router = APIRouter(tags=["webhooks"])
 #: The providers' POSTs: the hottest path of the platform (every message and status of
@@ -43,17 +43,11 @@ def _media_type(request: Request) -> str:
 
 
 async def _read_body(request: Request, limit: int, provider: str) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    def too_large() -> ApiError:
         metrics.WEBHOOKS.labels(provider, "webhook", "too_large").inc()
-        raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            metrics.WEBHOOKS.labels(provider, "webhook", "too_large").inc()
-            raise ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
-    return bytes(body)
+        return ApiError(413, "payload_too_large", f"the body exceeds {limit} bytes")
+
+    return await read_bounded(request, limit, too_large)
 
 
 def _require_media_type(request: Request, expected: str, provider: str) -> None:

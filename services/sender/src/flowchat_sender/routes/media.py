@@ -30,7 +30,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowchat_contracts.whatsapp import MAX_MEDIA_BYTES
-from flowchat_platform.http import ApiError
+from flowchat_platform.http import ApiError, read_bounded
 from flowchat_sender.deps import MediaResolverDep, MediaStoreDep, ServiceOnly
 from flowchat_sender.media import max_bytes
 
@@ -69,19 +69,12 @@ async def upload(
 ) -> dict[str, Any]:
     mime = request.headers.get("content-type", "")
     limit = max_bytes(mime) if mime else MAX_MEDIA_BYTES
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")
-        chunks.append(chunk)
-    stored = await store.put(
-        tenant_id, account_id, b"".join(chunks), mime, filename=filename, kind=kind
-    )
+
+    def too_large() -> ApiError:
+        return ApiError(413, "too_large", f"{mime or 'the file'} may be at most {limit} bytes")
+
+    content = await read_bounded(request, limit, too_large)
+    stored = await store.put(tenant_id, account_id, content, mime, filename=filename, kind=kind)
     return stored.public()
 
 

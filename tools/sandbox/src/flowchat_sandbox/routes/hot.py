@@ -1,12 +1,13 @@
-"""The two routes a conversation turn takes, served by the platform's lean lane
-(:func:`~flowchat_platform.http.include_lean`): the Cloud API send and a customer's
-message. Each is documented by its ordinary FastAPI route (:mod:`.graph`,
-:mod:`.control`); the lane answers their requests before the router walk, FastAPI's
-dependency solving and body parsing, and :class:`~flowchat_platform.http.GuardJsonBody`
-(#26: together about a third of the sandbox's CPU per turn). What those layers did is
-done here the same way, so the answers do not change: a JSON body over the app's limit
-is 413 ``payload_too_large`` (the guard's answer), and a customer message's body is
-validated as FastAPI validates it (a 422 with the same details).
+"""The routes a conversation turn takes, served by the platform's lean lane
+(:func:`~flowchat_platform.http.include_lean`): the Cloud API send, Twilio's send and
+a customer's message. Each is documented by its ordinary FastAPI route (:mod:`.graph`,
+:mod:`.twilio`, :mod:`.control`); the lane answers their requests before the router
+walk, FastAPI's dependency solving and body parsing, and
+:class:`~flowchat_platform.http.GuardJsonBody` (#26: together about a third of the
+sandbox's CPU per turn). What those layers did is done here the same way, so the
+answers do not change: a JSON body over the app's limit is 413 ``payload_too_large``
+(the guard's answer), a customer message's body is validated as FastAPI validates it
+(a 422 with the same details), and Twilio's form is read from the same bytes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from flowchat_platform.http import ApiError, LeanRoute
-from flowchat_sandbox.routes import control, graph
+from flowchat_platform.http import ApiError, LeanRoute, read_bounded
+from flowchat_sandbox.routes import control, graph, twilio
 
 #: The JSON body limit the app's guard applies (``create_app``'s ``max_json_bytes``).
 MAX_JSON_BYTES = 9 * 1024 * 1024
@@ -44,19 +45,7 @@ async def _body(request: Request) -> bytes:
     it has grown past it."""
     if not _is_json(request.headers.get("content-type")):
         return await request.body()
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-        raise _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    request._body = body  # what request.body() gives from now on
-    return body
+    return await read_bounded(request, MAX_JSON_BYTES, _too_large)
 
 
 @lean.post(graph.SEND_PATH, include_in_schema=False)
@@ -124,3 +113,13 @@ async def customer_writes(request: Request) -> Response:
         request.path_params["wa_id"], body, request.app.state.sandbox, request
     )
     return Response(orjson.dumps(out), media_type="application/json")
+
+
+@lean.post(twilio.MESSAGES_PATH, include_in_schema=False)
+async def twilio_send(request: Request) -> Response:
+    return await twilio.send(
+        request.app.state.sandbox,
+        request.path_params["account_sid"],
+        request.headers.get("authorization"),
+        await _body(request),
+    )

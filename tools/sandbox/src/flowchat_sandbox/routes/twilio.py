@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from flowchat_sandbox.deps import SandboxDep
 from flowchat_sandbox.errors import TWILIO_ERROR_SCHEMA, error_responses
+from flowchat_sandbox.service import Sandbox
 
 router = APIRouter(
     prefix="/2010-04-01/Accounts/{account_sid}",
@@ -19,6 +20,10 @@ router = APIRouter(
 Authorization = Annotated[str | None, Header()]
 
 
+#: The send's path, whole (the router's prefix and the route): served by the lean lane.
+MESSAGES_PATH = "/2010-04-01/Accounts/{account_sid}/Messages.json"
+
+
 @router.post("/Messages.json", status_code=201)
 async def create_message(
     account_sid: str,
@@ -26,8 +31,17 @@ async def create_message(
     sandbox: SandboxDep,
     authorization: Authorization = None,
 ) -> JSONResponse:
-    raw = (await request.body()).decode("utf-8", errors="replace")
-    form = parse_qs(raw, keep_blank_values=True)
+    """Form-encoded ``To``, ``From``, ``Body`` / ``ContentSid`` / ``MediaUrl``,
+    ``StatusCallback`` → the message resource; served by the lean lane (:mod:`.hot`),
+    this route documents it."""
+    return await send(sandbox, account_sid, authorization, await request.body())
+
+
+async def send(
+    sandbox: Sandbox, account_sid: str, authorization: str | None, raw: bytes
+) -> JSONResponse:
+    """A send's answer: the form read as Twilio reads it, then its checks and resource."""
+    form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
     resource = await sandbox.twilio.send(account_sid, authorization, form)
     return JSONResponse(resource, status_code=201)
 
