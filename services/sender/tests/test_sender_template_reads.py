@@ -10,7 +10,6 @@ metric (the check is skipped), as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -68,15 +67,6 @@ def account(i: int) -> AccountCredentials:
     return AccountCredentials(
         account_id=f"acc-r{i}", tenant_id=f"tr{i % 7}", provider="meta", waba_id=f"w{i}"
     )
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = create_redis(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def stored(redis: aioredis.Redis, accounts: list[AccountCredentials]) -> Source:

@@ -350,15 +350,9 @@ class HashReads(Batcher[str]):
     """``HGETALL`` of concurrent callers: one pipeline per batch (a reply per key, an
     empty dict for a missing one); a key's error reply fails its caller only."""
 
-    def __init__(
-        self,
-        redis: aioredis.Redis,
-        *,
-        max_batch: int = 256,
-        max_in_flight: int = 2,
-        timeout_s: float | None = None,
-    ) -> None:
-        super().__init__(max_batch=max_batch, max_in_flight=max_in_flight, timeout_s=timeout_s)
+    def __init__(self, redis: aioredis.Redis, **batching: Any) -> None:
+        """``batching``: :class:`Batcher`'s (``max_batch``, ``max_in_flight``, ``timeout_s``)."""
+        super().__init__(**batching)
         self._redis = redis
 
     async def hgetall(self, key: str) -> dict[Any, Any]:
