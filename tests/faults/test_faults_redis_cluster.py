@@ -40,8 +40,9 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -51,12 +52,14 @@ from redis.asyncio.cluster import RedisCluster
 from flowchat_contracts import OutboundCommand, SendResult, TextContent, optout_key
 from flowchat_contracts.shared_state import tenant_tag
 from flowchat_gateway.store import GatewayStore
+from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import StoreUnavailable
 from flowchat_platform.redis import create_redis, is_cluster
 from flowchat_platform.redis_batch import RedisBatcher
 from flowchat_sender.claims import Claim, OptOutCheck, WindowCheck
 from flowchat_sender.idempotency import IdempotencyStore
 from flowchat_sender.ratelimit import RateLimiter
+from flowchat_sender.templates import TemplateCatalog
 
 pytestmark = [pytest.mark.integration]
 
@@ -345,6 +348,45 @@ async def test_sender_scripts_on_a_redis_cluster(
         f"{batcher.items} scripts in {batcher.batches} batches, 90 claims {elapsed * 1000:.0f} ms"
     )
     assert figures.duplicated == 0
+
+
+class _NoGraph:
+    """The template source of a test whose catalogs are all in Redis: never called."""
+
+    async def fetch(self, account: AccountCredentials) -> list[dict[str, Any]]:
+        raise AssertionError(f"{account.waba_id}: synced from Graph, not read from Redis")
+
+
+async def test_template_catalogs_read_together_on_a_redis_cluster(
+    cluster_client: aioredis.Redis,
+) -> None:
+    """A fresh sender's template catalogs of thirty WABAs on every primary: read in
+    batches (redis-py's cluster pipeline: one per node), each WABA its own catalog."""
+    client = cluster_client
+    nodes = cast(RedisCluster, client)
+    await nodes.initialize()
+    accounts = [
+        AccountCredentials(
+            account_id=f"acc-tc{i}", tenant_id=f"tc{i}", provider="meta", waba_id=f"wc{i}"
+        )
+        for i in range(30)
+    ]
+    keys = [TemplateCatalog.key(a.tenant_id, a.waba_id or "") for a in accounts]
+    owners = {getattr(nodes.get_node_from_key(k), "name", None) for k in keys}
+    assert len(owners) == 3, "the catalogs spread over every primary"
+    for a, key in zip(accounts, keys, strict=True):
+        template = {"name": f"t_{a.waba_id}", "language": "en_US", "status": "APPROVED"}
+        await client.hset(key, mapping={"@synced_at": "1.5", "t:en_US": orjson.dumps(template)})
+
+    catalog = TemplateCatalog(client, _NoGraph())
+    got = await asyncio.gather(*(catalog.get(a) for a in accounts))
+    for a, c in zip(accounts, got, strict=True):
+        assert c is not None
+        assert set(c.templates) == {(f"t_{a.waba_id}", "en_US")}
+        assert c.synced_at == 1.5
+    assert catalog.reads.items == 30
+    assert catalog.reads.batches < 30, "concurrent reads went in batches"
+    await catalog.close()
 
 
 # --------------------------------------------------------------------------- 14. failover

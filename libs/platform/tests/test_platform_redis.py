@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError
@@ -31,6 +32,20 @@ async def test_commands_and_pipelines_round_trip(client: aioredis.Redis) -> None
     # redis-py's multi-word command names (sent as one token to the packer)
     await client.client_setname("flowchat-test")
     assert await client.client_getname() == "flowchat-test"
+
+
+async def test_connections_share_the_clients_driver_info(client: aioredis.Redis) -> None:
+    pool = client.connection_pool
+    connections = [await pool.get_connection() for _ in range(3)]
+    try:
+        # one DriverInfo (one read of the package's metadata) for every connection
+        assert len({id(c.driver_info) for c in connections}) == 1
+        info = connections[0].driver_info
+        assert info is not None  # CLIENT SETINFO is still sent, with what redis-py sends
+        assert (info.formatted_name, info.lib_version) == ("redis-py", redis.__version__)
+    finally:
+        for c in connections:
+            await pool.release(c)
 
 
 async def test_values_redis_cannot_take_still_raise_redis_pys_error(client) -> None:

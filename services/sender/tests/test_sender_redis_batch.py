@@ -4,7 +4,6 @@ its own reply or its own error (real Redis, a database of its own)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,15 +22,6 @@ INCR = LuaScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
 PUSH = LuaScript("return redis.call('LPUSH', KEYS[1], ARGV[1])")
 NOTHING = LuaScript("local unused = KEYS[1]")
 BAD_LUA = LuaScript("return nil + 1")
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = create_redis(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_concurrent_scripts_share_calls_and_each_gets_its_reply(

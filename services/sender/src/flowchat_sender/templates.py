@@ -8,7 +8,9 @@
 
 - A catalog is loaded once per WABA per process (single-flight: concurrent sends wait
   for the same load) and kept ``local_ttl_s`` in memory; Redis keeps it 24 h for every
-  replica.
+  replica. Concurrent loads of different WABAs read Redis together, one pipeline of
+  ``HGETALL`` per batch (:class:`~flowchat_platform.redis_batch.HashReads`): a fresh
+  process meets every WABA at once.
 - A miss (a template missing or not approved) against a catalog synced before the
   command was made may be a template approved since, with no webhook (yet): it
   triggers a fresh sync (single-flight per WABA, at most one per ``miss_sync_s``)
@@ -64,6 +66,7 @@ from flowchat_contracts.whatsapp import (
 from flowchat_platform.accounts import AccountCredentials
 from flowchat_platform.errors import UpstreamError
 from flowchat_platform.logs import get_logger
+from flowchat_platform.redis_batch import HashReads
 from flowchat_sender import fates, metrics, provider_http
 from flowchat_sender.cloud_api import parse_error
 from flowchat_sender.errors import SendRetry
@@ -382,6 +385,11 @@ class TemplateCatalog:
     _local: dict[str, _Local] = field(default_factory=dict)
     _failed: dict[str, float] = field(default_factory=dict)
     _flights: dict[str, _Flight] = field(default_factory=dict)
+    #: Concurrent loads' ``HGETALL`` of ``redis``, as one pipeline per batch.
+    reads: HashReads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = HashReads(self.redis)
 
     @staticmethod
     def key(tenant_id: str, waba_id: str) -> str:
@@ -501,7 +509,7 @@ class TemplateCatalog:
 
     async def _load(self, key: str, account: AccountCredentials) -> Catalog | None:
         try:
-            stored = await self.redis.hgetall(key)
+            stored = await self.reads.hgetall(key)
         except (RedisError, OSError, TimeoutError) as exc:
             log.warning("template catalog unreadable in Redis", error=repr(exc))
             metrics.TEMPLATE_CATALOG.labels("redis_error").inc()
