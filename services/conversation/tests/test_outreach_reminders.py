@@ -237,13 +237,13 @@ class CountingScheduler(ReminderScheduler):
         return await super().tick()
 
 
-async def _running(scheduler: ReminderScheduler):
+async def _running(scheduler: ReminderScheduler) -> asyncio.Task[None]:
     task = asyncio.create_task(scheduler.run())
     await asyncio.sleep(0)
     return task
 
 
-async def _stop(task: asyncio.Task) -> None:
+async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -144,9 +144,7 @@ class GatewayStore:
                 script, keys, args = calls[0]
                 return [await self._batcher.script(script, keys, args)]
             # their futures, gathered: no task per call
-            return await asyncio.gather(
-                *(self._batcher.script_later(s, k, a) for s, k, a in calls)
-            )
+            return await asyncio.gather(*(self._batcher.script_later(s, k, a) for s, k, a in calls))
         except (RedisError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"redis: {exc!r}", store="redis") from exc
 

@@ -1221,6 +1221,8 @@ class PgDueBatch:
             "SELECT clock_timestamp() AS now, (SELECT min(due_at) FROM reminders"
             " WHERE state = 'pending' AND due_at > clock_timestamp()) AS next_due"
         )
+        if head is None:  # a SELECT without FROM returns its one row
+            raise RuntimeError("no row from the clock query")
         now: datetime = head["now"]
         self.next_due = head["next_due"]
         rows = await self._conn.fetch(

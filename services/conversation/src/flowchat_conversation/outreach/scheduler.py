@@ -120,7 +120,5 @@ class ReminderScheduler:
             for r, send in sends:
                 await tx.fired(r.reminder_id, send.outcome)
                 metrics.REMINDERS.labels(r.kind, send.outcome).inc()
-            self._next = min(
-                (t for t in (tx.next_due, *postponed) if t is not None), default=None
-            )
+            self._next = min((t for t in (tx.next_due, *postponed) if t is not None), default=None)
             return len(due)
