@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 
 from flowchat_contracts import InboundMessage, topology
 from flowchat_platform.amqp import HEADER_ORIGIN_QUEUE, HEADER_REASON, Amqp, declare_own_queues
-from flowchat_platform.errors import DeadLetter, Discard, PublishError
+from flowchat_platform.errors import DeadLetter, Discard, PublishError, RetryLater
 from flowchat_platform.testing import drain_queue, eventually
 
 pytestmark = pytest.mark.integration
@@ -359,6 +359,43 @@ async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
     await eventually(lambda: calls == topology.WORK_DELIVERY_LIMIT + 4, timeout_s=20)
     await amqp.stop_consuming(grace_s=5)
+    assert not await drain_queue(amqp_url, topology.QUEUE_POISON)
+    assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+
+
+async def test_a_retry_whose_publish_fails_is_published_again_in_place_not_parked(amqp, amqp_url):
+    """A handler asks for a retry while the retry queue's leader is being elected: the
+    retry's publish fails more times than the delivery limit allows redeliveries. It is
+    published again in place until the broker takes it; the message is acked once,
+    never rejected in a hot loop into the poison queue."""
+    handled = 0
+    published: list[str] = []
+    failures = topology.WORK_DELIVERY_LIMIT + 3
+
+    async def handler(_item, _message) -> None:
+        nonlocal handled
+        handled += 1
+        raise RetryLater("provider circuit open", delay_s=1.0)
+
+    async def on_retry(_exc: RetryLater, message) -> None:
+        published.append(message.message_id or "")
+        if len(published) <= failures:
+            raise PublishError("publish failed: Basic.Nack", exchange="", routing_key="retry")
+
+    amqp.transient_retry_max_s = 0.05
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=1,
+        on_retry=on_retry,
+    )
+    await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(), message_id="m-1")
+    await eventually(lambda: len(published) == failures + 1, timeout_s=20)
+    await asyncio.sleep(0.3)  # a redelivery, if any, would be handled now
+    await amqp.stop_consuming(grace_s=5)
+    assert handled == 1  # handled once: the retry's publish was tried again, not the message
+    assert set(published) == {"m-1"}
     assert not await drain_queue(amqp_url, topology.QUEUE_POISON)
     assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
 

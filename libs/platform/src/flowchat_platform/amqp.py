@@ -724,7 +724,11 @@ class _Consumer(ConsumerHandle, Generic[T]):
                     await self._settle(message)
                     await self._send(message, lambda: message.nack(requeue=True))
                     return "requeue"
-                await self.on_retry(exc, message)
+                # its publish (to a retry queue) fails like a handler's: again in place,
+                # not rejected at once (a leader election spent the delivery limit in
+                # 0.1 s and parked good messages, #26's fault run of 2026-12-07)
+                retry, on_retry = exc, self.on_retry
+                await self._in_place(lambda: on_retry(retry, message), message)
                 await self._ack(message)
                 return "retry"
             await self._ack(message)
@@ -741,7 +745,13 @@ class _Consumer(ConsumerHandle, Generic[T]):
             return "requeue"
 
     async def _run_handler(self, item: T, message: AbstractIncomingMessage) -> None:
-        """The handler; while it fails because a dependency is unavailable, again in place.
+        await self._in_place(lambda: self.handler(item, message), message)
+
+    async def _in_place(
+        self, op: Callable[[], Awaitable[None]], message: AbstractIncomingMessage
+    ) -> None:
+        """``op`` (the handler, or its retry's publish); while it fails because a
+        dependency is unavailable, again in place.
 
         Rejecting at once would redeliver at once: a Redis restart of a few seconds
         would spend the queue's delivery limit in a hot loop and park a good message
@@ -753,7 +763,7 @@ class _Consumer(ConsumerHandle, Generic[T]):
         deadline = time.monotonic() + self.amqp.transient_retry_for_s
         while True:
             try:
-                await self.handler(item, message)
+                await op()
                 return
             except MessageFate:
                 raise
