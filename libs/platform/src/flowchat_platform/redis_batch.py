@@ -215,7 +215,15 @@ class Durable:
     replicas: int
 
 
-class RedisBatcher(Batcher[_Item]):
+class _RedisWork(Batcher[T]):
+    """A batcher whose batches go to Redis: a cancelled batch fails its callers with a
+    :class:`RedisError`, which the callers already handle as Redis being unavailable."""
+
+    def _aborted(self, cause: BaseException) -> Exception:
+        return RedisError(f"batch aborted: {cause!r}")
+
+
+class RedisBatcher(_RedisWork[_Item]):
     """Scripts of concurrent callers run by one ``EVALSHA`` per batch (the bundle is
     loaded on the first ``NOSCRIPT``, and again after a new script joins it); on a
     Redis Cluster, one per hash slot. ``replicas`` > 0: a batch with a
@@ -342,11 +350,8 @@ class RedisBatcher(Batcher[_Item]):
                 raise answer
         return list(replies), int(acked)
 
-    def _aborted(self, cause: BaseException) -> Exception:
-        return RedisError(f"batch aborted: {cause!r}")
 
-
-class HashReads(Batcher[str]):
+class HashReads(_RedisWork[str]):
     """``HGETALL`` of concurrent callers: one pipeline per batch (a reply per key, an
     empty dict for a missing one); a key's error reply fails its caller only."""
 
@@ -364,6 +369,3 @@ class HashReads(Batcher[str]):
             for key in items:
                 pipe.hgetall(key)
             return list(await pipe.execute(raise_on_error=False))
-
-    def _aborted(self, cause: BaseException) -> Exception:
-        return RedisError(f"batch aborted: {cause!r}")
