@@ -9,7 +9,7 @@ import pytest
 
 from flowchat_platform.testing import eventually
 from flowchat_sandbox.app import send_validator
-from flowchat_sandbox.errors import GraphError
+from flowchat_sandbox.errors import ControlError, GraphError
 from flowchat_sandbox.service import Sandbox
 from flowchat_sandbox.settings import Settings
 
@@ -187,6 +187,25 @@ async def test_template_missing_or_other_language_or_waba_is_132001(sandbox):
     assert await code_of(sandbox, template("promo", lang="fr")) == 132001
     assert await code_of(sandbox, template("elsewhere")) == 132001
     await sandbox.cloud.send_message(PNID, TOKEN, template("promo"))
+
+
+async def test_template_lookup_by_waba_name_language_follows_replacement(sandbox):
+    for i in range(200):  # other WABAs' templates of the same name and language
+        sandbox.create_template({"waba_id": f"waba-{i}", "name": "promo", "language": "en_US"})
+    first = sandbox.create_template(
+        {"waba_id": WABA, "name": "promo", "language": "en_US", "status": "PAUSED"}
+    )
+    assert sandbox.find_template(WABA, "promo", "en_US") is first
+    assert sandbox.find_template("waba-7", "promo", "en_US").waba_id == "waba-7"
+    with pytest.raises(ControlError) as taken:
+        sandbox.create_template({"waba_id": WABA, "name": "promo", "language": "en_US"})
+    assert taken.value.status == 409
+    assert await code_of(sandbox, template("promo")) == 132015  # the PAUSED one
+    # the same id again under another name: the old name is free, the new one found
+    sandbox.create_template({"id": first.id, "waba_id": WABA, "name": "sale", "language": "en_US"})
+    assert sandbox.find_template(WABA, "promo", "en_US") is None
+    assert await code_of(sandbox, template("promo")) == 132001
+    await sandbox.cloud.send_message(PNID, TOKEN, template("sale"))
 
 
 async def test_template_parameter_count_is_132000(sandbox):

@@ -3,7 +3,12 @@ clock control that closes the 24 h window."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from flowchat_platform.testing import eventually
+from flowchat_sandbox.settings import Settings
 
 WA = "2348010000088"
 
@@ -89,3 +94,20 @@ async def test_clock_closes_the_window(client, number, receiver, h):
     r = await client.post(number.messages_path, headers=number.auth, json=h.text(WA))
     assert r.json()["error"]["code"] == 131047
     assert (await client.post("/sandbox/clock", json={"advance_s": -5})).status_code == 422
+
+
+class TestStatusWebhooksOff:
+    """``status_webhooks=False`` (the sending benchmarks' provider): sends are answered
+    and recorded, and no status webhook follows."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(status_delay_s=0.01, status_webhooks=False)
+
+    async def test_send_recorded_and_no_status_posted(self, client, number, receiver, h):
+        wamid = await send(client, number, h)
+        before = len(receiver.requests)  # the customer's inbound message
+        await asyncio.sleep(0.2)  # 20 status delays: sent, delivered and read were due
+        assert len(receiver.requests) == before
+        assert status_posts(receiver, wamid) == []
+        assert (await ledger_status(client, wamid))["wamid"] == wamid

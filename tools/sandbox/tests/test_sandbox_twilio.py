@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -11,6 +12,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from flowchat_platform.testing import eventually
+from flowchat_sandbox.settings import Settings
 
 WA = "2348010000005"
 
@@ -126,6 +128,24 @@ async def test_send_returns_message_resource_and_signed_callbacks(client, accoun
     ledger = (await client.get("/sandbox/messages", params={"to": WA})).json()
     assert ledger[0]["sid"] == message["sid"]
     assert ledger[0]["body"]["Body"] == "Your order shipped"
+
+
+class TestStatusCallbacksOff:
+    """``status_webhooks=False``: a send is answered and recorded, no callback follows."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(status_delay_s=0.01, status_webhooks=False)
+
+    async def test_send_answered_without_callbacks(self, client, account, receiver):
+        await customer_writes(client)
+        callback = f"{receiver.url}/twilio/status"
+        r = await send_text(client, account, "Your order shipped", callback)
+        assert r.status_code == 201, r.text
+        await asyncio.sleep(0.2)  # 20 status delays: every callback was due
+        assert [q.path for q in receiver.requests] == ["/webhooks/twilio"]  # the inbound
+        ledger = (await client.get("/sandbox/messages", params={"to": WA})).json()
+        assert ledger[0]["sid"] == r.json()["sid"]
 
 
 async def test_content_template_outside_window_and_plain_body_fails_63016(

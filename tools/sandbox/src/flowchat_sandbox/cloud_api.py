@@ -188,7 +188,8 @@ class CloudApi:
             fate=fate,
         )
         self.sandbox.record(entry)
-        self.sandbox.spawn(self._play_meta_statuses(number, entry, customer))
+        if self.sandbox.settings.status_webhooks:
+            self.sandbox.spawn(self._play_meta_statuses(number, entry, customer))
         message: dict[str, Any] = {"id": entry.id}
         if body["type"] == "template":
             message["message_status"] = "accepted"
@@ -227,12 +228,8 @@ class CloudApi:
         return (code, title, details)
 
     def _find_template(self, waba_id: str, send: dict[str, Any]) -> Template | None:
-        name = send.get("name")
-        language = (send.get("language") or {}).get("code")
-        for template in self.sandbox.templates.values():
-            if (template.waba_id, template.name, template.language) == (waba_id, name, language):
-                return template
-        return None
+        language = send.get("language") or {}
+        return self.sandbox.find_template(waba_id, send.get("name"), language.get("code"))
 
     def _mark_read(self, number: Number, raw: dict[str, Any]) -> dict[str, Any]:
         message_id = validate_read(raw)

@@ -82,6 +82,8 @@ class Sandbox:
         self.user_ids: dict[str, str] = {}
         self.windows: dict[tuple[str, str], float] = {}
         self.templates: dict[str, Template] = {}
+        #: (WABA, name, language) → template: names and languages never change
+        self._template_index: dict[tuple[str, str, str], Template] = {}
         self.ledger: dict[str, Sent] = {}
         self.inbound: dict[str, Inbound] = {}
         self.transcripts: dict[str, list[Sent | Inbound]] = {}
@@ -243,15 +245,23 @@ class Sandbox:
     def create_template(self, data: dict[str, Any]) -> Template:
         template = Template(id=data.pop("id", None) or str(self.numeric_id()), **data)
         self._check_template(template)
-        for other in self.templates.values():
-            if (other.waba_id, other.name, other.language) == (
-                template.waba_id,
-                template.name,
-                template.language,
-            ) and other.id != template.id:
-                raise ControlError(409, "conflict", "template name and language already exist")
+        key = (template.waba_id, template.name, template.language)
+        other = self._template_index.get(key)
+        if other is not None and other.id != template.id:
+            raise ControlError(409, "conflict", "template name and language already exist")
+        replaced = self.templates.get(template.id)
+        if replaced is not None:
+            self._template_index.pop((replaced.waba_id, replaced.name, replaced.language), None)
         self.templates[template.id] = template
+        self._template_index[key] = template
         return template
+
+    def find_template(
+        self, waba_id: str, name: str | None, language: str | None
+    ) -> Template | None:
+        """The WABA's template of that name and language (a send's lookup: one dict
+        read, however many WABAs the sandbox holds)."""
+        return self._template_index.get((waba_id, name or "", language or ""))
 
     @staticmethod
     def _check_template(template: Template) -> None:

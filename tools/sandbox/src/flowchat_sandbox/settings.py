@@ -16,6 +16,12 @@ class Settings(ServiceSettings):
     http_port: int = 8705
     #: Delay before ``sent``, then between ``sent`` → ``delivered`` → ``read``.
     status_delay_s: float = 0.05
+    #: False: sends are answered and recorded in the ledger, and no status webhook is
+    #: played for them (Cloud API and Twilio). For benchmarks of the sending side, where
+    #: statuses would be work for nobody; pending statuses held for a long delay instead
+    #: piled up as sleeping tasks (hundreds of thousands over a growth run) and slowed
+    #: the sandbox as the run went on.
+    status_webhooks: bool = True
     #: Meta's defaults, overridable per number at registration.
     default_throughput_mps: int = 80
     pair_rate_period_s: float = 6.0

@@ -98,7 +98,8 @@ class TwilioApi:
         )
         self.sandbox.record(entry)
         callback = one("StatusCallback")
-        self.sandbox.spawn(self._play_statuses(account, entry, customer, callback))
+        if self.sandbox.settings.status_webhooks:
+            self.sandbox.spawn(self._play_statuses(account, entry, customer, callback))
         return self._resource(account, entry, body or "", len(media))
 
     @staticmethod
