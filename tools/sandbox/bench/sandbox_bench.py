@@ -135,7 +135,7 @@ async def main() -> None:
         **os.environ,
         "FLOWCHAT_SANDBOX_HTTP_PORT": str(port),
         "FLOWCHAT_SANDBOX_PAIR_RATE_BURST": "1000000000",
-        "FLOWCHAT_SANDBOX_STATUS_DELAY_S": "3600" if args.statuses == "none" else "0.05",
+        "FLOWCHAT_SANDBOX_STATUS_WEBHOOKS": "false" if args.statuses == "none" else "true",
         "LOG_LEVEL": "WARNING",
     }
     server = await asyncio.create_subprocess_exec(
