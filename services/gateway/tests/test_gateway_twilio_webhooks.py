@@ -149,19 +149,23 @@ async def test_duplicate_inbound_is_published_once(twilio_gateway: Gateway) -> N
     assert len(await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)) == 1
 
 
-async def test_an_event_another_request_is_publishing_is_409_then_a_duplicate(
+async def test_a_copy_while_this_gateway_publishes_the_event_waits_and_is_a_duplicate(
     twilio_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A redelivery while the first request still publishes the event (its claim held,
-    the broker's confirm not in): 409 ``in_flight`` with Retry-After and nothing
-    published; once the first is confirmed, a redelivery is 200, a duplicate."""
+    """A redelivery while a request of the same gateway still publishes the event (its
+    claim held, the broker's confirm not in) waits for that publish: nothing is
+    published for it, and once the first is confirmed both are 200, the copy a
+    duplicate. (A claim held by another gateway is 409: the Meta test of a claim left
+    behind.)"""
     gw = twilio_gateway
     assert gw.broker is not None
     service = gw.app.state.webhooks
     publish_all = service.publisher.publish_all
     publishing, confirm = asyncio.Event(), asyncio.Event()
+    calls: list[int] = []
 
     async def held(outgoing: list[Any]) -> list[BaseException | None]:
+        calls.append(len(outgoing))
         publishing.set()
         await confirm.wait()
         return await publish_all(outgoing)  # type: ignore[no-any-return]
@@ -172,31 +176,72 @@ async def test_an_event_another_request_is_publishing_is_409_then_a_duplicate(
         ACCOUNT_ID, event_id_for(ACCOUNT_ID, _message_identity("twilio", sid))
     )
     duplicates = metrics.WEBHOOKS.labels("twilio", "webhook", "duplicate")._value
-    duplicates_before = duplicates.get()
+    in_flight = metrics.WEBHOOKS.labels("twilio", "webhook", "in_flight")._value
+    duplicates_before, in_flight_before = duplicates.get(), in_flight.get()
     client = aioredis.Redis.from_url(gw.settings.redis_url, decode_responses=True)
     try:
         first = asyncio.create_task(post_twilio(gw, inbound_form(sid)))
         await asyncio.wait_for(publishing.wait(), timeout=5)
         assert str(await client.get(key)).startswith("p:")  # claimed, not yet done
-        again = await post_twilio(gw, inbound_form(sid))
-        assert again.status_code == 409, again.text
-        assert again.json()["error"]["code"] == "in_flight"
-        assert int(again.headers["retry-after"]) > 0
+        again = asyncio.create_task(post_twilio(gw, inbound_form(sid)))
+        await asyncio.sleep(0.3)
+        assert not again.done()  # waiting for the first's confirm
         assert await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND) == []
 
         confirm.set()
         assert (await first).status_code == 200
+        copy = await again
+        assert copy.status_code == 200, copy.text
+        assert "<Response/>" in copy.text
+        assert calls == [1]  # the copy published nothing
         published = await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)
         assert [data["provider_message_id"] for _, data in published] == [sid]
+        assert duplicates.get() == duplicates_before + 1
+        assert in_flight.get() == in_flight_before
         redelivered = await post_twilio(gw, inbound_form(sid))
         assert redelivered.status_code == 200, redelivered.text
-        assert "<Response/>" in redelivered.text
-        assert await client.get(key) == "1"
-        assert duplicates.get() == duplicates_before + 1
+        assert duplicates.get() == duplicates_before + 2
         assert await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND) == []
+        assert service._publishing == {}
     finally:
         confirm.set()
         await client.aclose()
+
+
+async def test_a_copy_of_an_event_this_gateway_failed_to_publish_is_409(
+    twilio_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request's publish is not confirmed (503, its claim released): the copy
+    that waited for it is 409, and the provider's next retry publishes the event."""
+    gw = twilio_gateway
+    assert gw.broker is not None
+    service = gw.app.state.webhooks
+    publish_all = service.publisher.publish_all
+    publishing, fail = asyncio.Event(), asyncio.Event()
+
+    async def refused(outgoing: list[Any]) -> list[BaseException | None]:
+        publishing.set()
+        await fail.wait()
+        return [ConnectionError("nacked")] * len(outgoing)
+
+    monkeypatch.setattr(service.publisher, "publish_all", refused)
+    sid = "SM00000000000000000000000000000043"
+    first = asyncio.create_task(post_twilio(gw, inbound_form(sid)))
+    await asyncio.wait_for(publishing.wait(), timeout=5)
+    again = asyncio.create_task(post_twilio(gw, inbound_form(sid)))
+    await asyncio.sleep(0.3)
+    assert not again.done()
+    fail.set()
+    assert (await first).status_code == 503
+    copy = await again
+    assert copy.status_code == 409, copy.text
+    assert copy.json()["error"]["code"] == "in_flight"
+    assert int(copy.headers["retry-after"]) > 0
+    monkeypatch.setattr(service.publisher, "publish_all", publish_all)
+    retried = await post_twilio(gw, inbound_form(sid))
+    assert retried.status_code == 200, retried.text
+    published = await gw.broker.drain(topology.QUEUE_CONVERSATION_INBOUND)
+    assert [data["provider_message_id"] for _, data in published] == [sid]
     text = (await gw.http.get("/metrics")).text
     assert (
         'flowchat_gateway_webhooks_total{kind="webhook",outcome="in_flight",provider="twilio"}'

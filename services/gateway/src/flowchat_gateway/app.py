@@ -225,6 +225,7 @@ def create_app(settings: Settings) -> FastAPI:
             store=store,
             dedupe_window_s=settings.dedupe_window_s,
             dedupe_claim_s=settings.dedupe_claim_s,
+            in_flight_wait_s=settings.publish_timeout_s + 2 * settings.redis_timeout_s,
         )
         app.state.send = send = SendService(
             tenants=tenants,

@@ -9,7 +9,10 @@ A webhook is answered 200 only after every event it carries is confirmed by the
 broker (:meth:`WebhookService._deliver`). Its messages are deduplicated in one Redis
 round trip before the publish: each event's key is *claimed* (held for
 ``dedupe_claim_s`` under the request's token) unless it is marked done (a duplicate:
-not published, 200) or held by another request (in flight: 409, the provider retries).
+not published, 200) or held by another request (in flight). A request of this
+process holding it is waited for: once its publish is confirmed the copy is a duplicate
+(200); a claim held by another process (or one this process did not get confirmed) is
+answered 409, and the provider retries.
 Once the broker confirms, the claims become marks (7 days) without the request waiting
 for it; events the broker did not confirm are released, and the request is answered
 503. A gateway that dies between claim and confirm leaves claims that expire, so the
@@ -210,6 +213,7 @@ class WebhookService:
         store: DedupeStore,
         dedupe_window_s: int,
         dedupe_claim_s: int = 30,
+        in_flight_wait_s: float = 10.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.tenants = tenants
@@ -217,7 +221,13 @@ class WebhookService:
         self.store = store
         self.dedupe_window_s = dedupe_window_s
         self.dedupe_claim_s = dedupe_claim_s
+        #: How long a copy waits for this process's request publishing the same event
+        #: (that publish is bounded by its own timeout); past it: 409.
+        self.in_flight_wait_s = in_flight_wait_s
         self.clock = clock
+        #: Keys claimed by a request of this process, until its publish is settled →
+        #: whether the broker confirmed the event.
+        self._publishing: dict[str, asyncio.Future[bool]] = {}
         self._known_secrets: OrderedDict[str, None] = OrderedDict()
 
     # ------------------------------------------------------------ Meta: verification
@@ -455,6 +465,59 @@ class WebhookService:
             metrics.DEDUPE_UNAVAILABLE.labels(provider, "release").inc()
             log.warning("dedupe claims not released: redis unavailable", error=str(exc))
 
+    async def _wait_for_local(self, claimed: Claimed) -> Claimed:
+        """Keys in flight in another request of this process: wait until its publish is
+        settled; the confirmed ones are done (duplicates), the rest stay in flight."""
+        local = {key: self._publishing[key] for key in claimed.in_flight if key in self._publishing}
+        if not local:
+            return claimed
+        await asyncio.wait(local.values(), timeout=self.in_flight_wait_s)
+        confirmed = {
+            key
+            for key, future in local.items()
+            if future.done() and not future.cancelled() and future.result()
+        }
+        return Claimed(claimed.token, claimed.done | confirmed, claimed.in_flight - confirmed)
+
+    def _publishing_now(self, keys: list[str]) -> dict[str, asyncio.Future[bool]]:
+        """Futures for ``keys`` this request claimed, for copies arriving meanwhile."""
+        loop = asyncio.get_running_loop()
+        mine = {key: loop.create_future() for key in keys}
+        self._publishing.update(mine)
+        return mine
+
+    def _published(self, mine: dict[str, asyncio.Future[bool]], confirmed: set[str]) -> None:
+        for key, future in mine.items():
+            if self._publishing.get(key) is future:
+                del self._publishing[key]
+            if not future.done():
+                future.set_result(key in confirmed)
+
+    async def _publish(
+        self,
+        provider: str,
+        claimed: Claimed | None,
+        claims: list[str],
+        outgoing: list[Any],
+    ) -> tuple[Claimed | None, list[BaseException | None]]:
+        """Publish ``outgoing`` (the events of ``claims``, claimed by this request), with
+        copies arriving meanwhile able to wait for it; before it, wait for the events
+        another request of this process is publishing. The claim after that wait, and a
+        result per outgoing event."""
+        mine = self._publishing_now(claims) if claimed is not None else {}
+        results: list[BaseException | None] = []
+        try:
+            if claimed is not None and claimed.in_flight:
+                claimed = await self._wait_for_local(claimed)
+            started = time.perf_counter()
+            results = await self.publisher.publish_all(outgoing) if outgoing else []
+            metrics.publish_seconds(provider).observe(time.perf_counter() - started)
+        finally:
+            if mine:
+                confirmed = {k for k, e in zip(claims, results, strict=False) if e is None}
+                self._published(mine, confirmed)
+        return claimed, results
+
     async def _settle(
         self,
         provider: str,
@@ -497,14 +560,10 @@ class WebhookService:
         taken = claimed.done | claimed.in_flight if claimed is not None else frozenset()
         fresh = [(key, event) for key, event in unique.items() if key not in taken]
         fresh_parked = [(key, p) for key, p in unique_parked.items() if key not in taken]
+        claims = [key for key, _ in fresh] + [key for key, _ in fresh_parked]
         outgoing = [route_event(event) for _, event in fresh]
         outgoing += [route_parked(provider, piece, correlation_id) for _, piece in fresh_parked]
-
-        started = time.perf_counter()
-        results = await self.publisher.publish_all(outgoing) if outgoing else []
-        metrics.publish_seconds(provider).observe(time.perf_counter() - started)
-
-        claims = [key for key, _ in fresh] + [key for key, _ in fresh_parked]
+        claimed, results = await self._publish(provider, claimed, claims, outgoing)
         confirmed = [
             (key, event)
             for (key, event), error in zip(fresh, results[: len(fresh)], strict=True)
