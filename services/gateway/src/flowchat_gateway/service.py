@@ -472,11 +472,8 @@ class WebhookService:
         if not local:
             return claimed
         await asyncio.wait(local.values(), timeout=self.in_flight_wait_s)
-        confirmed = {
-            key
-            for key, future in local.items()
-            if future.done() and not future.cancelled() and future.result()
-        }
+        # the futures are only ever given a result (``_published``), never cancelled
+        confirmed = {key for key, future in local.items() if future.done() and future.result()}
         return Claimed(claimed.token, claimed.done | confirmed, claimed.in_flight - confirmed)
 
     def _publishing_now(self, keys: list[str]) -> dict[str, asyncio.Future[bool]]:
@@ -487,11 +484,11 @@ class WebhookService:
         return mine
 
     def _published(self, mine: dict[str, asyncio.Future[bool]], confirmed: set[str]) -> None:
+        """Settle this request's futures (once: at the end of its publish)."""
         for key, future in mine.items():
-            if self._publishing.get(key) is future:
+            if self._publishing.get(key) is future:  # not taken over by a later claim
                 del self._publishing[key]
-            if not future.done():
-                future.set_result(key in confirmed)
+            future.set_result(key in confirmed)
 
     async def _publish(
         self,
