@@ -1,8 +1,9 @@
 """12. A webhook storm: duplicated inbound messages and duplicated, out-of-order statuses,
 shuffled together and posted concurrently (Meta delivers at least once, in any order).
-A copy posted while another copy of the same message is still being published is
-answered 409 ``in_flight`` (never 200 before the event is durable); like Meta, the storm
-posts it again until it is answered 200.
+A copy posted while another copy of the same message is still being published waits
+for that publish when the same gateway process holds it (then 200, a duplicate), and is
+answered 409 ``in_flight`` otherwise (never 200 before the event is durable); like Meta,
+the storm posts a refused webhook again until it is answered 200.
 
 - every inbound message is handled once: each customer gets the bot's reply once;
 - every status ends final (``read``) in the state-manager, and only ever moves
