@@ -336,6 +336,24 @@ async def test_a_handler_finishing_during_a_release_writes_nothing_after_the_clo
             await message.ack()
 
 
+async def _consume_inbound(amqp, handler, *, retry_max_s: float, **consume: Any) -> None:
+    """``handler`` on the conversation's inbound queue, one message at a time, with the
+    in-place retries ``retry_max_s`` apart at most."""
+    amqp.transient_retry_max_s = retry_max_s
+    await amqp.consume(
+        topology.QUEUE_CONVERSATION_INBOUND,
+        handler,
+        decoder=TypeAdapter(InboundMessage),
+        prefetch=1,
+        **consume,
+    )
+
+
+async def _neither_parked_nor_left(amqp_url: str) -> None:
+    assert not await drain_queue(amqp_url, topology.QUEUE_POISON)
+    assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+
+
 async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):
     """A Redis outage longer than the delivery limit's worth of redeliveries: the
     message is held and handled again until the dependency answers, never parked."""
@@ -349,18 +367,11 @@ async def test_dependency_outage_is_retried_in_place_not_parked(amqp, amqp_url):
         if calls <= topology.WORK_DELIVERY_LIMIT + 3:
             raise redis.exceptions.ConnectionError("Connection refused")
 
-    amqp.transient_retry_max_s = 0.05
-    await amqp.consume(
-        topology.QUEUE_CONVERSATION_INBOUND,
-        handler,
-        decoder=TypeAdapter(InboundMessage),
-        prefetch=1,
-    )
+    await _consume_inbound(amqp, handler, retry_max_s=0.05)
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
     await eventually(lambda: calls == topology.WORK_DELIVERY_LIMIT + 4, timeout_s=20)
     await amqp.stop_consuming(grace_s=5)
-    assert not await drain_queue(amqp_url, topology.QUEUE_POISON)
-    assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    await _neither_parked_nor_left(amqp_url)
 
 
 async def test_a_retry_whose_publish_fails_is_published_again_in_place_not_parked(amqp, amqp_url):
@@ -382,22 +393,14 @@ async def test_a_retry_whose_publish_fails_is_published_again_in_place_not_parke
         if len(published) <= failures:
             raise PublishError("publish failed: Basic.Nack", exchange="", routing_key="retry")
 
-    amqp.transient_retry_max_s = 0.05
-    await amqp.consume(
-        topology.QUEUE_CONVERSATION_INBOUND,
-        handler,
-        decoder=TypeAdapter(InboundMessage),
-        prefetch=1,
-        on_retry=on_retry,
-    )
+    await _consume_inbound(amqp, handler, retry_max_s=0.05, on_retry=on_retry)
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound(), message_id="m-1")
     await eventually(lambda: len(published) == failures + 1, timeout_s=20)
     await asyncio.sleep(0.3)  # a redelivery, if any, would be handled now
     await amqp.stop_consuming(grace_s=5)
     assert handled == 1  # handled once: the retry's publish was tried again, not the message
     assert set(published) == {"m-1"}
-    assert not await drain_queue(amqp_url, topology.QUEUE_POISON)
-    assert not await drain_queue(amqp_url, topology.QUEUE_CONVERSATION_INBOUND)
+    await _neither_parked_nor_left(amqp_url)
 
 
 async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp_url):
@@ -407,13 +410,7 @@ async def test_dependency_outage_at_shutdown_requeues_without_waiting(amqp, amqp
         failing.set()
         raise ConnectionRefusedError("redis down")
 
-    amqp.transient_retry_max_s = 30
-    await amqp.consume(
-        topology.QUEUE_CONVERSATION_INBOUND,
-        handler,
-        decoder=TypeAdapter(InboundMessage),
-        prefetch=1,
-    )
+    await _consume_inbound(amqp, handler, retry_max_s=30)
     await amqp.publish(topology.EXCHANGE_INBOUND, "t1.a1.text", inbound())
     await asyncio.wait_for(failing.wait(), 5)
     await asyncio.sleep(0.5)  # backing off by now
