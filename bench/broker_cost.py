@@ -50,7 +50,7 @@ import aiormq
 import psutil
 
 from bench import stats
-from bench.common import ROOT, load, say
+from bench.common import ROOT, load, parse_list, parse_rates, say
 from bench.turn_cost import _cpu_s
 
 PREFETCH = 64
@@ -95,28 +95,6 @@ CASES: dict[str, Case] = {
         Case("quorum-2kb", size=2048),
     )
 }
-
-
-def parse_list(text: str, known: Sequence[str] | None = None) -> list[str]:
-    """``"a,b,,c"`` → ``["a", "b", "c"]``; with ``known``, an unknown name is an error."""
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("empty list")
-    if known is not None:
-        unknown = [x for x in items if x not in known]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)}")
-    return items
-
-
-def parse_rates(text: str) -> list[int]:
-    try:
-        rates = [int(x) for x in parse_list(text)]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"rates are whole messages/s: {text!r}") from exc
-    if any(r <= 0 for r in rates):
-        raise argparse.ArgumentTypeError("rates must be > 0")
-    return rates
 
 
 def net_ms_per_message(cpu_s: float, idle_per_s: float, seconds: float, messages: int) -> float:

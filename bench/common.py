@@ -15,6 +15,7 @@ the environment, built by ``flowchat_platform.testing.service_env`` as for the t
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib.util
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -474,3 +475,29 @@ def cpu_seconds(proc: Proc) -> float:
         t = psutil.Process(proc.pid).cpu_times()
         return float(t.user + t.system)
     return 0.0
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def parse_list(text: str, known: Sequence[str] | None = None) -> list[str]:
+    """``"a,b,,c"`` → ``["a", "b", "c"]``; with ``known``, an unknown name is an error."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("empty list")
+    if known is not None:
+        unknown = [x for x in items if x not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown: {', '.join(unknown)}")
+    return items
+
+
+def parse_rates(text: str) -> list[int]:
+    """``"10,60"`` → ``[10, 60]``: the ``--rates`` of the bench's tools (whole, > 0)."""
+    try:
+        rates = [int(x) for x in parse_list(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"rates are whole numbers per second: {text!r}") from exc
+    if any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError("rates must be > 0")
+    return rates

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from bench.common import ROOT, load, say
+from bench.common import ROOT, load, parse_rates, say
 from bench.turn_cost import measure
 from flowchat_platform.logs import configure_logging
 
@@ -178,11 +178,13 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.turn_ab", description=__doc__)
     p.add_argument("--rev", action="append", required=True, help="a git revision (repeat)")
     p.add_argument("--rounds", type=int, default=3, help="runs of each revision (default 3)")
-    p.add_argument("--rates", default="10,60", help="conversations/s, comma-separated")
+    p.add_argument(
+        "--rates", type=parse_rates, default="10,60", help="conversations/s, comma-separated"
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="seconds offered per rate")
     p.add_argument("--json", type=Path, help="write every run and the medians here")
     a = p.parse_args()
-    rates = tuple(int(x) for x in a.rates.split(",") if x)
+    rates = tuple(a.rates)
     configure_logging("bench", "WARNING")
     started = load()
     with checkouts(a.rev) as trees:

@@ -35,7 +35,7 @@ import aio_pika
 import orjson
 
 from bench import stats
-from bench.common import load, say, scrape
+from bench.common import load, parse_rates, say, scrape
 from bench.stats import metric_sum
 from bench.turn_cost import Run, running
 from flowchat_contracts import topology
@@ -181,11 +181,13 @@ async def hops(rates: tuple[int, ...], seconds: float) -> list[dict[str, Any]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.turn_hops", description=__doc__)
-    p.add_argument("--rates", default="10,60", help="conversations/s, comma-separated")
+    p.add_argument(
+        "--rates", type=parse_rates, default="10,60", help="conversations/s, comma-separated"
+    )
     p.add_argument("--seconds", type=float, default=10.0, help="seconds offered per rate")
     a = p.parse_args()
     configure_logging("bench", "WARNING")
-    steps = asyncio.run(hops(tuple(int(x) for x in a.rates.split(",") if x), a.seconds))
+    steps = asyncio.run(hops(tuple(a.rates), a.seconds))
     for s in steps:
         print(f"\n{s['rate_per_s']}/s, {s['turns']} turns, load {s['load_avg']}")
         print("| hop | p50 ms | p95 ms | max ms |\n|---|---|---|---|")

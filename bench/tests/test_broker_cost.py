@@ -9,6 +9,7 @@ import pytest
 
 from bench import broker_cost
 from bench.broker_cost import Acker
+from bench.common import parse_list, parse_rates
 
 
 def test_net_of_idle_takes_the_idle_cpu_of_the_window_off_before_dividing() -> None:
@@ -29,9 +30,9 @@ def test_arguments_parse_rates_and_known_cases() -> None:
     assert defaults.repeats >= 3
     for bad in ("0", "sixty", ""):
         with pytest.raises(argparse.ArgumentTypeError):
-            broker_cost.parse_rates(bad)
+            parse_rates(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="unknown: lazy"):
-        broker_cost.parse_list("quorum,lazy", list(broker_cost.CASES))
+        parse_list("quorum,lazy", list(broker_cost.CASES))
 
 
 def test_queue_arguments_per_type() -> None:
