@@ -59,3 +59,31 @@ async def test_consumed_and_parking_queues_report_depth_and_consumers(amqp_url):
         await consumer.close(grace_s=2)
         await publisher.close(grace_s=2)
     assert consumer._stats_task is None
+
+
+async def test_one_round_reads_every_queue_past_a_missing_one(amqp_url):
+    """The queues of a round share one channel; a missing queue closes it (NOT_FOUND) and
+    the queues after it are still read, on another."""
+    service = "depth-missing"
+    amqp = Amqp(amqp_url, service=service, queue_stats_interval_s=3600)
+    await amqp.connect()
+    try:
+
+        async def handle(_: InboundMessage, __: object) -> None:
+            return None
+
+        await amqp.consume(
+            topology.QUEUE_CONVERSATION_INBOUND, handle, decoder=TypeAdapter(InboundMessage)
+        )
+        missing = "depth.test.missing"
+        # the missing queue first, then the two the consumer watches
+        amqp._watched = {missing: None, **amqp._watched}
+        await amqp.sample_queues()
+        assert gauge("flowchat_amqp_queue_messages", service, missing) is None
+        work = topology.QUEUE_CONVERSATION_INBOUND
+        assert gauge("flowchat_amqp_queue_consumers", service, work) == 1
+        assert gauge("flowchat_amqp_queue_messages", service, topology.QUEUE_POISON) is not None
+        # the consumer's own channel is untouched by the closed sampling channel
+        assert not amqp._consumers[0]._channel.is_closed
+    finally:
+        await amqp.close(grace_s=2)
