@@ -8,9 +8,11 @@ consuming and drain in-flight messages (:meth:`Amqp.close`) before closing pools
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import TypeVar
 
 import uvicorn
@@ -55,8 +57,46 @@ def run_service(service: str, settings_cls: type[S], create_app: Callable[[S], F
     # uvicorn catches SIGTERM, shuts down gracefully, then re-raises the signal to the
     # handler that was there before it: ours turns that into a clean exit (status 0).
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.Server(config).run()
+    Server(config).run()
     log.info("stopped")
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, waking once a second while idle instead of ten times.
+
+    uvicorn's main loop sleeps 0.1 s between checks of its exit flag (and refreshes the
+    ``date`` header every tenth check). Those ten wake-ups a second, in every service,
+    were a share of the platform's idle CPU and so of every turn's at low rates. Here
+    the loop checks every ``tick_s`` and is woken at once by the signal that asks it to
+    exit, so a stop is as prompt as before.
+    """
+
+    #: Seconds between checks: also how often the ``date`` header is refreshed.
+    tick_s = 1.0
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exit_requested: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._exit_requested = asyncio.Event()
+        if self.should_exit:
+            self._exit_requested.set()
+        counter = 0
+        while not await self.on_tick(counter):
+            # uvicorn refreshes the date header when the counter is a multiple of 10
+            counter = (counter + 10) % 864_000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), self.tick_s)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        loop, event = self._loop, self._exit_requested
+        if loop is not None and event is not None and not loop.is_closed():
+            # a signal handler may run between any two bytecodes: hand the wake-up over
+            loop.call_soon_threadsafe(event.set)
 
 
 def tune_gc() -> None:
