@@ -148,6 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
             StatusConsumer(batcher).handle,
             decoder=DECODER,
             prefetch=settings.prefetch,
+            ack_linger_s=settings.ack_linger_ms / 1000,
         )
         await start_privacy(bg, amqp, repository, sealer, settings)
         state["consuming"] = True

@@ -52,6 +52,11 @@ class Settings(ServiceSettings):
     #: Under load (a writer's last batch took more than one event), how long a writer
     #: waits for more events before its transaction; 0: never (an idle writer never does).
     batch_linger_ms: float = Field(default=0.0, ge=0, le=100)
+    #: Acknowledgements of status messages are sent within this long, each run of them
+    #: in one ``basic.ack(multiple=True)`` (never before the commit; flushed at stop). On
+    #: a quorum queue every ack frame is a log entry of its own: a turn's four status
+    #: messages arrive within a few ms and share one. 0: one ack per message.
+    ack_linger_ms: float = Field(default=50.0, ge=0, le=1000)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     #: Fallback poll of the outbox; commits that write events wake the relay at once.
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
