@@ -84,6 +84,8 @@ async def test_one_round_reads_every_queue_past_a_missing_one(amqp_url):
         assert gauge("flowchat_amqp_queue_consumers", service, work) == 1
         assert gauge("flowchat_amqp_queue_messages", service, topology.QUEUE_POISON) is not None
         # the consumer's own channel is untouched by the closed sampling channel
-        assert not amqp._consumers[0]._channel.is_closed
+        channel = amqp._consumers[0]._channel
+        assert channel is not None
+        assert not channel.is_closed
     finally:
         await amqp.close(grace_s=2)
