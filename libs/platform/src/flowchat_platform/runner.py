@@ -82,8 +82,6 @@ class Server(uvicorn.Server):
     async def main_loop(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._exit_requested = asyncio.Event()
-        if self.should_exit:
-            self._exit_requested.set()
         counter = 0
         while not await self.on_tick(counter):
             # uvicorn refreshes the date header when the counter is a multiple of 10
