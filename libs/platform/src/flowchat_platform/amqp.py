@@ -434,7 +434,7 @@ class Amqp:
     async def sample_queues(self) -> None:
         """One reading of every watched queue; a queue that cannot be read is skipped.
 
-        The round reads every queue on one plain channel (no confirms, no prefetch): a
+        The round reads every queue on one plain channel (:func:`_plain_channel`): a
         channel per queue cost five broker round trips a queue, each round, in every
         service, idle or not. A missing queue closes the channel (NOT_FOUND); the next
         queue opens another."""
@@ -446,8 +446,7 @@ class Amqp:
                     return
                 try:
                     if channel is None or channel.is_closed:
-                        channel = aio_pika.Channel(conn, publisher_confirms=False)
-                        await channel
+                        channel = await _plain_channel(conn)
                     queue = await channel.declare_queue(name, passive=True)
                     result = queue.declaration_result
                     metrics.AMQP_QUEUE_MESSAGES.labels(self.service, name).set(
@@ -466,13 +465,13 @@ class Amqp:
                     await channel.close()
 
     async def queue_exists(self, name: str) -> bool | None:
-        """Whether the queue ``name`` is declared (a passive declare on a channel of its
-        own); None when the broker cannot say (not connected, a blip)."""
+        """Whether the queue ``name`` is declared (a passive declare on a plain channel of
+        its own); None when the broker cannot say (not connected, a blip)."""
         conn = self._sub_conn
         if conn is None or conn.is_closed:
             return None
         try:
-            channel = await conn.channel()
+            channel = await _plain_channel(conn)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the broker cannot say
@@ -804,6 +803,15 @@ def _channel_closed(message: AbstractIncomingMessage) -> bool:
         return bool(message.channel.is_closed)
     except Exception:  # noqa: BLE001 - no channel to ask: treat as gone
         return True
+
+
+async def _plain_channel(conn: AbstractRobustConnection) -> aio_pika.Channel:
+    """A channel for passive declares: no confirms, no prefetch, not restored on a
+    reconnect (a robust channel's open also sends confirm.select and basic.qos, two more
+    round trips). A declare of a missing queue closes it (NOT_FOUND)."""
+    channel = aio_pika.Channel(conn, publisher_confirms=False)
+    await channel
+    return channel
 
 
 class _AckBatcher:
