@@ -1,19 +1,23 @@
 """A status alone for a known message: read without a lock, then written in one statement
 of its own that locks the row and writes only while the row is still the version read
-(``StateService._status_alone``); anything else goes through a transaction."""
+(``StateService._status_alone``); with no read first when this replica wrote the message
+last (``Written``); anything else goes through a transaction."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest_asyncio
 
 from flowchat_platform.db import create_pool
 from flowchat_state_manager import SCHEMA
-from flowchat_state_manager.models import IncomingStatus, MessageRecord
+from flowchat_state_manager.models import CustomerIds, IncomingStatus, MessageRecord
 from flowchat_state_manager.repository import Repository
-from flowchat_state_manager.service import StateService
+from flowchat_state_manager.service import StateService, Written
 from flowchat_state_manager.state import Status
 
 
@@ -37,6 +41,16 @@ async def _history(pool: asyncpg.Pool, mid: str) -> list[str]:
     return [r["status"] for r in rows]
 
 
+@pytest_asyncio.fixture
+async def app_pool(state_pool: asyncpg.Pool, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the migrated database, as the app's: no reset query at release."""
+    pool = await create_pool(database_url, schema=SCHEMA, max_size=2, reset=False)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 async def test_a_status_for_a_known_message_takes_two_statements_and_no_transaction(
     state_pool: asyncpg.Pool, database_url: str, build: Any
 ) -> None:
@@ -49,7 +63,7 @@ async def test_a_status_for_a_known_message_takes_two_statements_and_no_transact
 
 
 async def _known_message_in_two_statements(state_pool: asyncpg.Pool, build: Any) -> None:
-    service = StateService(Repository(state_pool))
+    service = StateService(Repository(state_pool), written=Written(0))  # nothing kept
     mid, wamid = build.new_ids()
     await service.record_send_result(build.send_result(mid, wamid))
     counts = await _statements(state_pool)
@@ -108,7 +122,7 @@ async def test_a_write_at_a_stale_version_changes_nothing(
         outbox=None,
         created_at=row.created_at,
     )
-    assert outcome is True
+    assert outcome == (True, fresh[1])  # history only: the row, and so its version, stay
     assert await _history(state_pool, mid) == ["accepted", "read", "delivered"]
 
 
@@ -131,7 +145,7 @@ async def test_a_message_changed_after_the_read_is_applied_in_a_transaction(
     state_pool: asyncpg.Pool, build: Any
 ) -> None:
     repository = _Racing(state_pool)
-    service = StateService(repository)
+    service = StateService(repository, written=Written(0))  # it reads the row first
     mid, wamid = build.new_ids()
     await service.record_send_result(build.send_result(mid, wamid))
     # read at "accepted"; "read" lands before the write: "delivered" must not win
@@ -186,3 +200,116 @@ async def test_a_send_result_takes_the_statuses_held_for_it_in_its_insert(
     # a redelivered send result finds the message: nothing held, nothing taken
     again = await service.record_send_result(build.send_result(mid, wamid))
     assert again.outcomes == [("accepted", "duplicate")]
+
+
+async def test_a_status_for_a_message_this_replica_wrote_last_takes_one_statement(
+    app_pool: asyncpg.Pool, build: Any
+) -> None:
+    state_pool = app_pool
+    service = StateService(Repository(state_pool))
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid))  # created it
+    counts = await _statements(state_pool)
+    for status, outcome in [
+        ("delivered", "applied"),
+        ("delivered", "duplicate"),
+        ("sent", "out_of_order"),
+        ("read", "applied"),
+    ]:
+        handled = await service.record_status(build.status_update(wamid, status))
+        assert handled.outcomes == [(status, outcome)]
+    # one each (the duplicate of the current status none): no read of the row, no BEGIN,
+    # no COMMIT
+    assert counts == Counter({"WITH": 3})
+    row = await state_pool.fetchrow("SELECT status, status_rank FROM messages WHERE id = $1", mid)
+    assert row is not None
+    assert (row["status"], row["status_rank"]) == ("read", 4)
+    assert await _history(state_pool, mid) == ["accepted", "delivered", "sent", "read"]
+
+
+async def test_a_message_another_replica_wrote_since_is_read_again(
+    app_pool: asyncpg.Pool, build: Any
+) -> None:
+    state_pool = app_pool
+    service = StateService(Repository(state_pool))
+    other = StateService(Repository(state_pool))  # another replica
+    mid, wamid = build.new_ids()
+    await service.record_send_result(build.send_result(mid, wamid))
+    assert (await other.record_status(build.status_update(wamid, "read"))).outcomes == [
+        ("read", "applied")
+    ]
+    counts = await _statements(state_pool)
+    # kept at "accepted": written at that version, nothing; then read again and written
+    handled = await service.record_status(build.status_update(wamid, "delivered"))
+    assert handled.outcomes == [("delivered", "out_of_order")]
+    assert counts == Counter({"WITH": 2, "SELECT": 1})
+    assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "read"
+    assert await _history(state_pool, mid) == ["accepted", "read", "delivered"]
+    # the version read is kept: the next status is one statement again
+    counts.clear()
+    assert (await service.record_status(build.status_update(wamid, "played"))).outcomes == [
+        ("played", "applied")
+    ]
+    assert counts == Counter({"WITH": 1})
+
+
+async def test_a_transaction_forgets_the_versions_of_the_messages_it_may_change(
+    app_pool: asyncpg.Pool, build: Any
+) -> None:
+    state_pool = app_pool
+    service = StateService(Repository(state_pool))
+    (m1, w1), (m2, w2) = build.new_ids(), build.new_ids()
+    for mid, wamid in ((m1, w1), (m2, w2)):
+        await service.record_send_result(build.send_result(mid, wamid))
+    assert len(service.written) == 2
+    # a batch: one transaction that locks and moves both rows
+    await service.apply_batch(
+        [build.status_update(w1, "delivered"), build.status_update(w2, "delivered")]
+    )
+    assert len(service.written) == 0
+    counts = await _statements(state_pool)
+    assert (await service.record_status(build.status_update(w1, "read"))).outcomes == [
+        ("read", "applied")
+    ]
+    assert counts == Counter({"SELECT": 1, "WITH": 1})  # read first: no write at a stale one
+    assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", m1) == "read"
+
+
+def test_written_keeps_the_newest_entries_young_enough() -> None:
+    now = [0.0]
+    written = Written(size=2, ttl_s=10.0, clock=lambda: now[0])
+    rows = [_row(f"wamid.{i}") for i in range(3)]
+    for row in rows:
+        written.put(row, "v")
+    assert len(written) == 2
+    assert written.take(("meta", "wamid.0")) is None  # the oldest left first
+    assert written.take(("meta", "wamid.1")) == (rows[1], "v")
+    assert written.take(("meta", "wamid.1")) is None  # taken once
+    now[0] = 10.5
+    assert written.take(("meta", "wamid.2")) is None  # too old
+    none = Written(size=0)
+    none.put(rows[0], "v")
+    assert len(none) == 0
+
+
+def _row(wamid: str) -> MessageRecord:
+    return MessageRecord(
+        id=f"msg-{wamid}",
+        tenant_id="tnt_a",
+        account_id="acc_1",
+        idempotency_key=None,
+        message_type="text",
+        category="service",
+        campaign_id=None,
+        correlation_id=None,
+        provider="meta",
+        provider_message_id=wamid,
+        status=Status.ACCEPTED,
+        error_code=None,
+        error_title=None,
+        error_details=None,
+        pricing_category=None,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ids=CustomerIds.clear("+15550001", None),
+    )

@@ -42,7 +42,7 @@ from flowchat_state_manager.query_service import QueryService
 from flowchat_state_manager.relay import OutboxRelay, Publish
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.routes import router
-from flowchat_state_manager.service import StateService
+from flowchat_state_manager.service import StateService, Written
 from flowchat_state_manager.settings import Settings
 
 log = get_logger(__name__)
@@ -128,7 +128,12 @@ def create_app(settings: Settings) -> FastAPI:
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
         )
-        service = StateService(repository, on_events=relay.wake, audience=audience)
+        service = StateService(
+            repository,
+            on_events=relay.wake,
+            audience=audience,
+            written=Written(settings.written_rows, settings.written_ttl_s),
+        )
         runtime.query = QueryService(repository)
         runtime.retention = repository
         state["service"] = service

@@ -49,6 +49,10 @@ class Recorder(Protocol):
 
 
 class StatusTransaction(Recorder, Protocol):
+    #: Message id → the version of each message this transaction created (its
+    #: ``upsert_message`` inserted it): the message's version once committed.
+    created: dict[str, str]
+
     async def lock_keys(self, keys: Sequence[str]) -> None: ...
 
     async def lock_by_provider_id(
@@ -94,9 +98,10 @@ class StateStore(Protocol):
         outbox: OutboxItem | None,
         alias: str | None = None,
         created_at: datetime,
-    ) -> bool | None:
+    ) -> tuple[bool, str] | None:
         """``record`` in one statement, committed, while the message is still at
-        ``version``; None when it is not (nothing written)."""
+        ``version``: whether the status was new, and the message's version now; None when
+        it is not at ``version`` (nothing written)."""
         ...
 
     async def purge_messages(

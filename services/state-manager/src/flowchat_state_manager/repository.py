@@ -174,6 +174,10 @@ def _sealed_columns(
     return (out[0], out[1], out[2], out[3]) if changed else None
 
 
+#: The ``xmin`` of the rows this transaction writes (its id, as ``xmin::text`` reads it),
+#: for the statement's result: a partitioned table returns no system column.
+_XID = "(txid_current() % 4294967296)::text"
+
 #: After the history row ``e``: the message moved and its event queued, only when ``e``
 #: was inserted (both statements below).
 _MOVE_AND_QUEUE = """    ), u AS (
@@ -220,7 +224,7 @@ _RECORD = f"""    WITH e AS (
 #: :data:`_RECORD` as a statement of its own (its own implicit transaction), for a message
 #: read without a lock: it locks the row and writes only when the row is still the
 #: version read (``xmin`` $21, which every UPDATE of the row changes); ``locked`` 0 when
-#: it is not (nothing written).
+#: it is not (nothing written); ``moved``, the row's new version when it was updated.
 _RECORD_IF_UNCHANGED = f"""    WITH g AS (
         SELECT 1 FROM messages
         WHERE id = $1 AND created_at = $19 AND xmin::text = $21
@@ -236,7 +240,9 @@ _RECORD_IF_UNCHANGED = f"""    WITH g AS (
         WHERE EXISTS (SELECT 1 FROM g)
         ON CONFLICT DO NOTHING
         RETURNING 1
-{_MOVE_AND_QUEUE}    SELECT (SELECT count(*) FROM g) AS locked, (SELECT count(*) FROM e) AS inserted
+{_MOVE_AND_QUEUE}    SELECT (SELECT count(*) FROM g) AS locked,
+        (SELECT count(*) FROM e) AS inserted,
+        CASE WHEN EXISTS (SELECT 1 FROM u) THEN {_XID} END AS moved
 """  # noqa: S608 - constant fragments
 
 
@@ -297,6 +303,8 @@ class Tx:
         #: Statuses held for a provider id, deleted by the statement that created its
         #: message (:meth:`upsert_message`), until :meth:`take_pending` asks for them.
         self._taken: dict[tuple[str, str], list[PendingStatus]] = {}
+        #: Message id → the version (``xmin``) of the message this transaction created.
+        self.created: dict[str, str] = {}
 
     def _seal(self, tenant_id: str, customer_id: str | None) -> tuple[str | None, bytes | None]:
         return _seal(self._sealer, tenant_id, customer_id)
@@ -374,7 +382,7 @@ class Tx:
                   AND EXISTS (SELECT 1 FROM m)
                 RETURNING *
             )
-            SELECT m.*, (SELECT json_agg(d) FROM d)::text AS taken FROM m
+            SELECT m.*, (SELECT json_agg(d) FROM d)::text AS taken, {_XID} AS version FROM m
             """,  # noqa: S608
             m.id,
             m.tenant_id,
@@ -400,6 +408,8 @@ class Tx:
             self._taken[(m.provider, m.provider_message_id)] = [
                 _pending(_from_json(p)) for p in json.loads(row["taken"] or "[]")
             ]
+        # every later write of this transaction keeps it: the version once committed
+        self.created[m.id] = row["version"]
         return _record(row, self._sealer)
 
     async def claim_provider_id(
@@ -546,11 +556,12 @@ class Repository:
         outbox: OutboxItem | None,
         alias: str | None = None,
         created_at: datetime,
-    ) -> bool | None:
+    ) -> tuple[bool, str] | None:
         """:meth:`Tx.record` in one statement of its own (one round trip, committed when
         it returns), for a message read by :meth:`peek_by_provider_id`: it locks the row
         and writes only while the row is still at ``version``. None: the row changed
-        since (nothing written: read it again, under a lock); else as :meth:`Tx.record`."""
+        since (nothing written: read it again, under a lock); else as :meth:`Tx.record`,
+        and the row's version now."""
         try:
             row = await self._pool.fetchrow(
                 _RECORD_IF_UNCHANGED,
@@ -564,7 +575,7 @@ class Repository:
         assert row is not None
         if not row["locked"]:
             return None
-        return bool(row["inserted"])
+        return bool(row["inserted"]), row["moved"] or version
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:

@@ -11,6 +11,10 @@ without its change. After the commit, ``on_events`` wakes the relay
 (:mod:`flowchat_state_manager.relay`), which publishes with confirms and then
 deletes the rows.
 
+A status alone for a known message costs one statement when this replica wrote the
+message last (:class:`Written`: the row as written and its version, young entries only):
+the write still checks the version, so a row changed elsewhere is read again.
+
 Only a change somebody reads is published (:class:`~.models.StatusReaders`, asked of a
 :class:`~.ports.StatusAudience` once per transaction): a campaign message's statuses and
 any ``failed`` (the conversation service), and every status while some queue takes them
@@ -21,7 +25,7 @@ others are recorded without an outbox row: no event, no publish, no consumer wok
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -87,11 +91,12 @@ class _Changed(Exception):
 
 class _Unchanged:
     """A :class:`~.ports.Recorder` writing with ``record_if_unchanged`` (one statement,
-    committed) at the message's ``version``; raises :class:`_Changed` when it moved on."""
+    committed) at the message's ``version``; raises :class:`_Changed` when it moved on.
+    ``version``: the message's version after the write."""
 
     def __init__(self, repo: StateStore, version: str) -> None:
         self._repo = repo
-        self._version = version
+        self.version = version
 
     async def record(
         self,
@@ -104,8 +109,8 @@ class _Unchanged:
         alias: str | None = None,
         created_at: datetime,
     ) -> bool:
-        inserted = await self._repo.record_if_unchanged(
-            self._version,
+        written = await self._repo.record_if_unchanged(
+            self.version,
             message_id,
             tenant_id,
             s,
@@ -114,9 +119,59 @@ class _Unchanged:
             alias=alias,
             created_at=created_at,
         )
-        if inserted is None:
+        if written is None:
             raise _Changed
+        inserted, self.version = written
         return inserted
+
+
+class Written:
+    """The messages this replica wrote last, as written and at which version (``xmin``),
+    by (provider, provider message id): the next status for one of them is written at
+    that version without reading the row first (the write checks the version, so an
+    entry outdated by another writer costs one statement that writes nothing). At most
+    ``size`` entries, each kept ``ttl_s`` (a customer's ids stay no longer in memory);
+    ``size`` 0 keeps none."""
+
+    def __init__(
+        self, size: int = 4096, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.size = size
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._rows: dict[tuple[str, str], tuple[float, MessageRecord, str]] = {}
+
+    def put(self, row: MessageRecord, version: str) -> None:
+        if not self.size or row.provider_message_id is None:
+            return
+        key = (row.provider, row.provider_message_id)
+        self._rows.pop(key, None)  # to the end: the oldest entry leaves first
+        self._rows[key] = (self._clock(), row, version)
+        if len(self._rows) > self.size:
+            del self._rows[next(iter(self._rows))]
+
+    def created(self, rows: Iterable[MessageRecord], versions: dict[str, str]) -> None:
+        """After a commit: the ``rows`` it created (by message id in ``versions``), each
+        at its version (every write of one transaction leaves the row at that one)."""
+        for row in rows:
+            if row.id in versions:
+                self.put(row, versions[row.id])
+
+    def forget(self, events: Iterable[SendResult | StatusUpdate | CommandParked]) -> None:
+        """Before a transaction that may change the messages of ``events``."""
+        for e in events:
+            if not isinstance(e, CommandParked) and e.provider_message_id:
+                self._rows.pop((e.provider, e.provider_message_id), None)
+
+    def take(self, key: tuple[str, str]) -> tuple[MessageRecord, str] | None:
+        """The entry for ``key``, removed; None when there is none young enough."""
+        entry = self._rows.pop(key, None)
+        if entry is None or self._clock() - entry[0] > self.ttl_s:
+            return None
+        return entry[1], entry[2]
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
 
 @dataclass
@@ -145,11 +200,13 @@ class StateService:
         *,
         on_events: Callable[[], None] | None = None,
         audience: StatusAudience | None = None,
+        written: Written | None = None,
     ):
         self._repo = repository
         self._on_events = on_events or (lambda: None)
         #: None: every change is published (``StatusReaders()``: every reader present).
         self._audience = audience
+        self.written = written if written is not None else Written()
 
     async def apply(self, event: SendResult | StatusUpdate | CommandParked) -> Handled:
         return (await self.apply_batch([event]))[0]
@@ -169,6 +226,7 @@ class StateService:
                 metrics.BATCH_SIZE.observe(1)
                 self._done(alone)
                 return [alone]
+        self.written.forget(events)
         async with self._repo.transaction() as tx:
             # Rows locked by this transaction, as they are now (every change below updates
             # this map too): a batch locks its known messages in one query.
@@ -185,6 +243,7 @@ class StateService:
                     await self._parked(tx, event, handled, readers)
                 else:
                     await self._status(tx, rows, event, handled, readers)
+        self.written.created(rows.values(), tx.created)  # committed
         metrics.BATCH_SIZE.observe(len(events))
         for handled in results:
             self._done(handled)
@@ -347,18 +406,32 @@ class StateService:
         """A status alone for a known message, in two round trips instead of four: the
         message read without a lock, then the write in one statement of its own that
         locks the row and applies only if it is still the version read (no BEGIN or
-        COMMIT round trip). None when the message is not known yet (held, mapped) or
+        COMMIT round trip); in one round trip when this replica wrote the message last
+        (:class:`Written`). None when the message is not known yet (held, mapped) or
         changed in between: the caller applies it in a transaction, as any other."""
-        peeked = await self._repo.peek_by_provider_id(u.provider, u.provider_message_id)
+        key = (u.provider, u.provider_message_id)
+        written = self.written.take(key)
+        if written is not None:
+            handled = await self._write_alone(u, readers, *written)
+            if handled is not None:
+                return handled
+        peeked = await self._repo.peek_by_provider_id(*key)
         if peeked is None:
             return None
-        row, version = peeked
+        return await self._write_alone(u, readers, *peeked)
+
+    async def _write_alone(
+        self, u: StatusUpdate, readers: StatusReaders, row: MessageRecord, version: str
+    ) -> Handled | None:
+        """``u`` written at the message's ``version`` (``row``); None when it moved on."""
         self._check_owner(row, u)
         handled = Handled()
+        recorder = _Unchanged(self._repo, version)
         try:
-            await self._apply(_Unchanged(self._repo, version), row, _incoming(u), handled, readers)
+            row = await self._apply(recorder, row, _incoming(u), handled, readers)
         except _Changed:
             return None
+        self.written.put(row, recorder.version)
         return handled
 
     @staticmethod

@@ -57,6 +57,11 @@ class Settings(ServiceSettings):
     #: a quorum queue every ack frame is a log entry of its own: a turn's four status
     #: messages arrive within a few ms and share one. 0: one ack per message.
     ack_linger_ms: float = Field(default=50.0, ge=0, le=1000)
+    #: Messages this replica wrote last, kept with the row's version, so the next status
+    #: for one of them is one statement with no read before it; 0 keeps none. Each is
+    #: kept this long at most (a customer's ids stay no longer in this memory).
+    written_rows: int = Field(default=4096, ge=0, le=1_000_000)
+    written_ttl_s: float = Field(default=60.0, gt=0, le=3600)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     #: Fallback poll of the outbox; commits that write events wake the relay at once.
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
