@@ -195,7 +195,9 @@ async def test_an_erasure_leaves_a_pseudonym_and_no_id(
 ) -> None:
     repository = Repository(state_pool, sealer())
     mid, wamid = build.new_ids()
-    await StateService(repository).record_send_result(build.send_result(mid, wamid, to=PHONE))
+    service = StateService(repository)
+    await service.record_send_result(build.send_result(mid, wamid, to=PHONE))
+    assert len(service.written) == 1  # the message as written, its ids with it
     done = await repository.erase_recipient("tnt_a", [PHONE], "erased:abc")
     assert done["messages_pseudonymised"] == 1
     row = await state_pool.fetchrow("SELECT * FROM messages WHERE id = $1", mid)
@@ -203,6 +205,16 @@ async def test_an_erasure_leaves_a_pseudonym_and_no_id(
     assert row["recipient"] == "erased:abc"
     assert row["recipient_enc"] is None
     assert await found(repository, PHONE) == []
+    # a status after it: the kept row is outdated (nothing written at it), read again
+    assert (await service.record_status(build.status_update(wamid, "sent"))).events == 1
+    bodies = await state_pool.fetch(
+        "SELECT convert_from(body, 'UTF8')::json->>'recipient' AS recipient FROM outbox "
+        "WHERE convert_from(body, 'UTF8')::json->>'message_id' = $1 ORDER BY id",
+        mid,
+    )
+    assert [b["recipient"] for b in bodies][0] == PHONE  # accepted, before the erasure
+    assert len(bodies) == 2
+    assert bodies[1]["recipient"] != PHONE  # sent
 
 
 def test_without_keys_of_its_own_the_box_is_derived_from_the_token() -> None:
@@ -258,10 +270,14 @@ async def test_ids_are_opened_only_when_an_event_is_built(
     # an event built (every status read): it carries the recipient in clear
     loud = StateService(repository)
     mid2, wamid2 = build.new_ids()
-    await loud.record_send_result(build.send_result(mid2, wamid2, to="+" + PHONE))
     counting.opened = 0
+    await loud.record_send_result(build.send_result(mid2, wamid2, to="+" + PHONE))
+    assert counting.opened == 2  # for the send result's event
     assert (await loud.record_status(build.status_update(wamid2, "sent"))).events == 1
-    assert counting.opened == 2
+    assert counting.opened == 2  # the message as written is kept (``Written``): opened once
+    loud.written.clear()  # as an erasure does
+    assert (await loud.record_status(build.status_update(wamid2, "delivered"))).events == 1
+    assert counting.opened == 4  # read again: opened again
     bodies = await state_pool.fetch(
         "SELECT convert_from(body, 'UTF8')::json->>'recipient' AS recipient FROM outbox "
         "WHERE convert_from(body, 'UTF8')::json->>'message_id' = $1 "

@@ -20,6 +20,7 @@ from flowchat_platform.privacy import IdentitySealer, identity_box, normalise_id
 from flowchat_platform.runner import Background
 from flowchat_state_manager import SERVICE, metrics
 from flowchat_state_manager.repository import Repository
+from flowchat_state_manager.service import Written
 from flowchat_state_manager.settings import Settings
 
 
@@ -36,8 +37,10 @@ async def start_privacy(
     repository: Repository,
     sealer: IdentitySealer,
     settings: Settings,
+    written: Written,
 ) -> None:
-    """The background sealing pass, and ``state-manager.privacy`` consumed."""
+    """The background sealing pass, and ``state-manager.privacy`` consumed (an erasure
+    also empties ``written``: no erased id stays in this memory)."""
     bg.start(
         "seal",
         seal_loop(
@@ -51,7 +54,9 @@ async def start_privacy(
     async def erase(request: ErasureRequested) -> dict[str, int]:
         ids = sorted({normalise_id(i) for i in request.identities})
         pseudonym = sealer.index.pseudonym(request.tenant_id, sorted(request.identities)[0])
-        return await repository.erase_recipient(request.tenant_id, ids, pseudonym)
+        erased = await repository.erase_recipient(request.tenant_id, ids, pseudonym)
+        written.clear()
+        return erased
 
     await ErasureAgent(amqp, SERVICE, erase).start()
 

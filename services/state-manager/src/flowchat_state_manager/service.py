@@ -170,6 +170,9 @@ class Written:
             return None
         return entry[1], entry[2]
 
+    def clear(self) -> None:
+        self._rows.clear()
+
     def __len__(self) -> int:
         return len(self._rows)
 
