@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from flowchat_platform.db import create_pool
 from flowchat_state_manager import SCHEMA
-from flowchat_state_manager.models import CustomerIds, IncomingStatus, MessageRecord
+from flowchat_state_manager.models import AtVersion, CustomerIds, IncomingStatus, MessageRecord
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService, Written
 from flowchat_state_manager.state import Status
@@ -106,13 +106,15 @@ async def test_a_write_at_a_stale_version_changes_nothing(
         outbox=None,
         created_at=row.created_at,
     )
-    assert outcome is None
+    assert not outcome.written
     assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "read"
     assert await _history(state_pool, mid) == ["accepted", "read"]
-    # at the row's version now, it writes (out of order: history only)
+    # the row as the write found it: as a read now sees it
     fresh = await repository.peek_by_provider_id("meta", wamid)
     assert fresh is not None
     assert fresh[1] != version
+    assert (outcome.row, outcome.version) == fresh
+    # at the row's version now, it writes (out of order: history only)
     outcome = await repository.record_if_unchanged(
         fresh[1],
         row.id,
@@ -122,7 +124,8 @@ async def test_a_write_at_a_stale_version_changes_nothing(
         outbox=None,
         created_at=row.created_at,
     )
-    assert outcome == (True, fresh[1])  # history only: the row, and so its version, stay
+    # history only: the row, and so its version, stay
+    assert outcome == AtVersion(written=True, version=fresh[1], inserted=True)
     assert await _history(state_pool, mid) == ["accepted", "read", "delivered"]
 
 
@@ -227,7 +230,7 @@ async def test_a_status_for_a_message_this_replica_wrote_last_takes_one_statemen
     assert await _history(state_pool, mid) == ["accepted", "delivered", "sent", "read"]
 
 
-async def test_a_message_another_replica_wrote_since_is_read_again(
+async def test_a_message_another_replica_wrote_since_is_written_at_the_version_found(
     app_pool: asyncpg.Pool, build: Any
 ) -> None:
     state_pool = app_pool
@@ -239,10 +242,11 @@ async def test_a_message_another_replica_wrote_since_is_read_again(
         ("read", "applied")
     ]
     counts = await _statements(state_pool)
-    # kept at "accepted": written at that version, nothing; then read again and written
+    # kept at "accepted": written at that version, nothing, the row as it is returned;
+    # then written at its version (no read of its own)
     handled = await service.record_status(build.status_update(wamid, "delivered"))
     assert handled.outcomes == [("delivered", "out_of_order")]
-    assert counts == Counter({"WITH": 2, "SELECT": 1})
+    assert counts == Counter({"WITH": 2})
     assert await state_pool.fetchval("SELECT status FROM messages WHERE id = $1", mid) == "read"
     assert await _history(state_pool, mid) == ["accepted", "read", "delivered"]
     # the version read is kept: the next status is one statement again

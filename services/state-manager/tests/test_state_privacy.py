@@ -212,7 +212,7 @@ async def test_an_erasure_leaves_a_pseudonym_and_no_id(
         "WHERE convert_from(body, 'UTF8')::json->>'message_id' = $1 ORDER BY id",
         mid,
     )
-    assert [b["recipient"] for b in bodies][0] == PHONE  # accepted, before the erasure
+    assert bodies[0]["recipient"] == PHONE  # accepted, before the erasure
     assert len(bodies) == 2
     assert bodies[1]["recipient"] != PHONE  # sent
 

@@ -117,6 +117,19 @@ class MessageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AtVersion:
+    """What a write at a message's version did (``record_if_unchanged``): ``written``,
+    with ``inserted`` (the status was new) and ``version`` the message's version now; or
+    not, the message having moved on: ``row`` as the write found it (None: gone) at
+    ``version``."""
+
+    written: bool
+    version: str | None
+    inserted: bool = False
+    row: MessageRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PendingStatus:
     """A status held until its provider message id is mapped to a FlowChat message."""
 

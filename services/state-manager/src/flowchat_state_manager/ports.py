@@ -19,6 +19,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from flowchat_state_manager.models import (
+    AtVersion,
     HistoryEntry,
     IncomingStatus,
     MessageFilter,
@@ -98,10 +99,10 @@ class StateStore(Protocol):
         outbox: OutboxItem | None,
         alias: str | None = None,
         created_at: datetime,
-    ) -> tuple[bool, str] | None:
+    ) -> AtVersion:
         """``record`` in one statement, committed, while the message is still at
-        ``version``: whether the status was new, and the message's version now; None when
-        it is not at ``version`` (nothing written)."""
+        ``version``: whether the status was new, and the message's version now; when it
+        is not at ``version``, nothing written and the message as it is."""
         ...
 
     async def purge_messages(

@@ -28,6 +28,7 @@ from flowchat_platform.retention import TENANT_CUTOFF, TenantRetention
 from flowchat_platform.sealing import SealingState, batch_lock
 from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import (
+    AtVersion,
     CustomerIds,
     HistoryEntry,
     IncomingStatus,
@@ -224,7 +225,8 @@ _RECORD = f"""    WITH e AS (
 #: :data:`_RECORD` as a statement of its own (its own implicit transaction), for a message
 #: read without a lock: it locks the row and writes only when the row is still the
 #: version read (``xmin`` $21, which every UPDATE of the row changes); ``locked`` 0 when
-#: it is not (nothing written); ``moved``, the row's new version when it was updated.
+#: it is not (nothing written: then the row as it is, ``c``, with its version);
+#: ``moved``, the row's new version when it was updated.
 _RECORD_IF_UNCHANGED = f"""    WITH g AS (
         SELECT 1 FROM messages
         WHERE id = $1 AND created_at = $19 AND xmin::text = $21
@@ -242,7 +244,11 @@ _RECORD_IF_UNCHANGED = f"""    WITH g AS (
         RETURNING 1
 {_MOVE_AND_QUEUE}    SELECT (SELECT count(*) FROM g) AS locked,
         (SELECT count(*) FROM e) AS inserted,
-        CASE WHEN EXISTS (SELECT 1 FROM u) THEN {_XID} END AS moved
+        CASE WHEN EXISTS (SELECT 1 FROM u) THEN {_XID} END AS moved, c.*
+    FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+        SELECT {_COLUMNS}, xmin::text AS version FROM messages
+        WHERE id = $1 AND created_at = $19 AND NOT EXISTS (SELECT 1 FROM g)
+    ) AS c ON true
 """  # noqa: S608 - constant fragments
 
 
@@ -556,12 +562,12 @@ class Repository:
         outbox: OutboxItem | None,
         alias: str | None = None,
         created_at: datetime,
-    ) -> tuple[bool, str] | None:
+    ) -> AtVersion:
         """:meth:`Tx.record` in one statement of its own (one round trip, committed when
         it returns), for a message read by :meth:`peek_by_provider_id`: it locks the row
-        and writes only while the row is still at ``version``. None: the row changed
-        since (nothing written: read it again, under a lock); else as :meth:`Tx.record`,
-        and the row's version now."""
+        and writes only while the row is still at ``version``. Written: as
+        :meth:`Tx.record`, and the row's version now; else nothing written, and the row
+        as the statement found it (to decide again and write at its version)."""
         try:
             row = await self._pool.fetchrow(
                 _RECORD_IF_UNCHANGED,
@@ -574,8 +580,11 @@ class Repository:
             raise StoreUnavailable(repr(exc), store="database") from exc
         assert row is not None
         if not row["locked"]:
-            return None
-        return bool(row["inserted"]), row["moved"] or version
+            found = _record(row, self._sealer) if row["id"] is not None else None
+            return AtVersion(written=False, version=row["version"], row=found)
+        return AtVersion(
+            written=True, version=row["moved"] or version, inserted=row["inserted"] > 0
+        )
 
     async def ping(self) -> bool:
         async with self._pool.acquire() as conn:

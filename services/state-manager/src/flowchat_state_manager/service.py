@@ -86,7 +86,12 @@ def _incoming(u: StatusUpdate) -> IncomingStatus:
 
 
 class _Changed(Exception):
-    """The message changed after it was read without a lock: nothing was written."""
+    """The message changed after it was read without a lock: nothing was written.
+    ``now``: the message as the write found it, and its version (None: gone)."""
+
+    def __init__(self, now: tuple[MessageRecord, str] | None) -> None:
+        super().__init__()
+        self.now = now
 
 
 class _Unchanged:
@@ -119,10 +124,12 @@ class _Unchanged:
             alias=alias,
             created_at=created_at,
         )
-        if written is None:
-            raise _Changed
-        inserted, self.version = written
-        return inserted
+        if not written.written:
+            now = written.row
+            raise _Changed((now, written.version) if now and written.version else None)
+        assert written.version is not None
+        self.version = written.version
+        return written.inserted
 
 
 class Written:
@@ -413,27 +420,30 @@ class StateService:
         (:class:`Written`). None when the message is not known yet (held, mapped) or
         changed in between: the caller applies it in a transaction, as any other."""
         key = (u.provider, u.provider_message_id)
-        written = self.written.take(key)
-        if written is not None:
-            handled = await self._write_alone(u, readers, *written)
-            if handled is not None:
-                return handled
-        peeked = await self._repo.peek_by_provider_id(*key)
-        if peeked is None:
+        kept = self.written.take(key)
+        if kept is not None:
+            try:
+                return await self._write_alone(u, readers, *kept)
+            except _Changed as changed:  # written elsewhere since: as the write found it
+                read = changed.now
+        else:
+            read = await self._repo.peek_by_provider_id(*key)
+        if read is None:
             return None
-        return await self._write_alone(u, readers, *peeked)
+        try:
+            return await self._write_alone(u, readers, *read)
+        except _Changed:
+            return None
 
     async def _write_alone(
         self, u: StatusUpdate, readers: StatusReaders, row: MessageRecord, version: str
-    ) -> Handled | None:
-        """``u`` written at the message's ``version`` (``row``); None when it moved on."""
+    ) -> Handled:
+        """``u`` written at the message's ``version`` (``row``), the message kept as written;
+        :class:`_Changed` when it moved on."""
         self._check_owner(row, u)
         handled = Handled()
         recorder = _Unchanged(self._repo, version)
-        try:
-            row = await self._apply(recorder, row, _incoming(u), handled, readers)
-        except _Changed:
-            return None
+        row = await self._apply(recorder, row, _incoming(u), handled, readers)
         self.written.put(row, recorder.version)
         return handled
 
