@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 import pytest_asyncio
 
 from flowchat_platform.db import create_pool
 from flowchat_state_manager import SCHEMA
+from flowchat_state_manager.errors import RejectedEvent
 from flowchat_state_manager.models import AtVersion, CustomerIds, IncomingStatus, MessageRecord
 from flowchat_state_manager.repository import Repository
 from flowchat_state_manager.service import StateService, Written
@@ -317,3 +319,26 @@ def _row(wamid: str) -> MessageRecord:
         updated_at=datetime(2026, 1, 1, tzinfo=UTC),
         ids=CustomerIds.clear("+15550001", None),
     )
+
+
+async def test_a_send_result_looks_up_and_creates_its_message_in_one_statement(
+    app_pool: asyncpg.Pool, build: Any
+) -> None:
+    service = StateService(Repository(app_pool))
+    mid, wamid = build.new_ids()
+    counts = await _statements(app_pool)
+    handled = await service.record_send_result(build.send_result(mid, wamid))
+    assert handled.outcomes == [("accepted", "applied")]
+    # the advisory locks, the message (looked up, else created), its status
+    assert counts == Counter({"BEGIN;": 1, "SELECT": 1, "WITH": 2, "COMMIT;": 1})
+    counts.clear()
+    again = await service.record_send_result(build.send_result(mid, wamid))
+    assert again.outcomes == [("accepted", "duplicate")]
+    # found (and the statuses held for its provider message id looked for again)
+    assert counts == Counter({"BEGIN;": 1, "SELECT": 1, "WITH": 1, "DELETE": 1, "COMMIT;": 1})
+    assert await app_pool.fetchval("SELECT count(*) FROM messages WHERE id = $1", mid) == 1
+    # another message with the same provider message id is refused, and creates nothing
+    other, _ = build.new_ids()
+    with pytest.raises(RejectedEvent):
+        await service.record_send_result(build.send_result(other, wamid))
+    assert await app_pool.fetchval("SELECT count(*) FROM messages WHERE id = $1", other) == 0

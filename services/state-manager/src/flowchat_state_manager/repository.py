@@ -360,27 +360,26 @@ class Tx:
         The caller holds the advisory locks on the id and on the provider message id
         (``lock_keys``): with partitions no unique index spans the table, so an id
         (and a WAMID) stays unique by looking it up under those locks first."""
-        existing = await _message(self._conn, self._sealer, "id = $1 FOR UPDATE", m.id)
-        if existing is not None:
-            return existing
         recipient, recipient_enc = self._seal(m.tenant_id, m.recipient)
-        # the claim of the provider message id (claim_provider_id) in the same statement:
-        # no row when another message has it
-        # and the statuses held for it taken (take_pending) in the same statement too: it
-        # runs after lock_keys, so it sees every status held before this send result
+        # one statement: the message locked if it exists (x), else inserted (m) with the
+        # claim of its provider message id (claim_provider_id: no row when another
+        # message has it) and the statuses held for it taken (take_pending): it runs
+        # after lock_keys, so it sees every message and status stored before
         row = await self._conn.fetchrow(
             f"""
-            WITH m AS (
+            WITH x AS (
+                SELECT {_COLUMNS} FROM messages WHERE id = $1::text FOR UPDATE
+            ), m AS (
                 INSERT INTO messages (id, tenant_id, account_id, idempotency_key, recipient,
                     message_type, category, campaign_id, correlation_id, provider,
                     provider_message_id, status, status_rank, recipient_enc)
                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text,
                     $8::text, $9::text, $10::text, $11::text, $12::text, $13::smallint,
                     $14::bytea
-                WHERE $11::text IS NULL OR NOT EXISTS (
+                WHERE NOT EXISTS (SELECT 1 FROM x) AND ($11::text IS NULL OR NOT EXISTS (
                     SELECT 1 FROM messages
                     WHERE provider_message_id = $11::text AND provider = $10::text
-                      AND id <> $1::text)
+                      AND id <> $1::text))
                 RETURNING {_COLUMNS}
             ), d AS (
                 DELETE FROM pending_statuses
@@ -389,6 +388,8 @@ class Tx:
                 RETURNING *
             )
             SELECT m.*, (SELECT json_agg(d) FROM d)::text AS taken, {_XID} AS version FROM m
+            UNION ALL
+            SELECT x.*, NULL, NULL FROM x
             """,  # noqa: S608
             m.id,
             m.tenant_id,
@@ -410,6 +411,8 @@ class Tx:
                 f"provider message id {m.provider_message_id} belongs to another message",
                 message_id=m.id,
             )
+        if row["version"] is None:  # it existed
+            return _record(row, self._sealer)
         if m.provider_message_id is not None:
             self._taken[(m.provider, m.provider_message_id)] = [
                 _pending(_from_json(p)) for p in json.loads(row["taken"] or "[]")
