@@ -13,7 +13,8 @@ deletes the rows.
 
 A status alone for a known message costs one statement when this replica wrote the
 message last (:class:`Written`: the row as written and its version, young entries only):
-the write still checks the version, so a row changed elsewhere is read again.
+the write still checks the version, and one that finds the row changed elsewhere writes
+nothing and returns it as it is, to be written at that version (two statements).
 
 Only a change somebody reads is published (:class:`~.models.StatusReaders`, asked of a
 :class:`~.ports.StatusAudience` once per transaction): a campaign message's statuses and
@@ -135,8 +136,9 @@ class _Unchanged:
 class Written:
     """The messages this replica wrote last, as written and at which version (``xmin``),
     by (provider, provider message id): the next status for one of them is written at
-    that version without reading the row first (the write checks the version, so an
-    entry outdated by another writer costs one statement that writes nothing). At most
+    that version without reading the row first (the write checks the version: an entry
+    outdated by another writer costs the statement that finds the row changed, as a read
+    first would). At most
     ``size`` entries, each kept ``ttl_s`` (a customer's ids stay no longer in memory);
     ``size`` 0 keeps none."""
 
