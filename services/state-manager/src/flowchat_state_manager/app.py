@@ -155,7 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
             prefetch=settings.prefetch,
             ack_linger_s=settings.ack_linger_ms / 1000,
         )
-        await start_privacy(bg, amqp, repository, sealer, settings, service.written)
+        await start_privacy(bg, amqp, repository, sealer, settings, service.written.clear)
         state["consuming"] = True
         log.info("state-manager started")
 

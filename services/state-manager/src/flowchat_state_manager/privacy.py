@@ -12,6 +12,8 @@ and no token.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flowchat_contracts.privacy import ErasureRequested
 from flowchat_platform import sealing
 from flowchat_platform.amqp import Amqp
@@ -20,7 +22,6 @@ from flowchat_platform.privacy import IdentitySealer, identity_box, normalise_id
 from flowchat_platform.runner import Background
 from flowchat_state_manager import SERVICE, metrics
 from flowchat_state_manager.repository import Repository
-from flowchat_state_manager.service import Written
 from flowchat_state_manager.settings import Settings
 
 
@@ -37,10 +38,10 @@ async def start_privacy(
     repository: Repository,
     sealer: IdentitySealer,
     settings: Settings,
-    written: Written,
+    forget_rows: Callable[[], None],
 ) -> None:
     """The background sealing pass, and ``state-manager.privacy`` consumed (an erasure
-    also empties ``written``: no erased id stays in this memory)."""
+    also calls ``forget_rows``: no erased id stays in the rows kept in memory)."""
     bg.start(
         "seal",
         seal_loop(
@@ -55,7 +56,7 @@ async def start_privacy(
         ids = sorted({normalise_id(i) for i in request.identities})
         pseudonym = sealer.index.pseudonym(request.tenant_id, sorted(request.identities)[0])
         erased = await repository.erase_recipient(request.tenant_id, ids, pseudonym)
-        written.clear()
+        forget_rows()
         return erased
 
     await ErasureAgent(amqp, SERVICE, erase).start()

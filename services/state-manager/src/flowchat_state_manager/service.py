@@ -138,9 +138,8 @@ class Written:
     by (provider, provider message id): the next status for one of them is written at
     that version without reading the row first (the write checks the version: an entry
     outdated by another writer costs the statement that finds the row changed, as a read
-    first would). At most
-    ``size`` entries, each kept ``ttl_s`` (a customer's ids stay no longer in memory);
-    ``size`` 0 keeps none."""
+    first would). At most ``size`` entries, each kept ``ttl_s`` (a customer's ids stay no
+    longer in memory); ``size`` 0 keeps none."""
 
     def __init__(
         self, size: int = 4096, ttl_s: float = 60.0, clock: Callable[[], float] = time.monotonic
